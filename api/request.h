@@ -1,0 +1,83 @@
+/* request.h: a job request (POST /v1/jobs body) as a C struct.
+ *
+ * ae_request_parse validates the whole body synchronously (unknown keys,
+ * types, ranges, the architecture, its shapes against the data) and either
+ * fills an ae_request with every default resolved, or fills an ae_problem
+ * whose errors name each offending field by JSON pointer.  A parsed request
+ * is plain data: the loop thread parses it, a worker thread later reads it;
+ * whoever holds it owns it and frees it with ae_request_free. */
+#ifndef AE_REQUEST_H
+#define AE_REQUEST_H
+
+#include <jansson.h>
+#include <stdint.h>
+#include "api/arch.h"
+#include "api/problem.h"
+
+enum {
+  AE_GROUP_TOPOLOGY = 1u << 0,
+  AE_GROUP_EXPRESSIVITY = 1u << 1,
+  AE_GROUP_CONVERGENCE = 1u << 2,
+  AE_GROUP_GENERALIZATION = 1u << 3,
+  AE_GROUP_ALL = 0xfu
+};
+
+typedef enum { AE_NTK_STANDARD, AE_NTK_NTK } ae_ntk_parameterization;
+
+typedef struct {
+  int lr_samples;          /* linear_regions.samples (3000) */
+  int lr_repeats;          /* linear_regions.repeats (3) */
+  int curv_points;         /* curvature.points (128) */
+  int curv_repeats;        /* curvature.repeats (3) */
+  int ntk_repeats;         /* ntk.repeats (1) */
+  ae_ntk_parameterization ntk_parameterization; /* "standard" */
+  double eta;              /* NaN: default 1/lambda_max */
+} ae_settings;
+
+/* One dataset the server knows, as validation needs it (no pixels). */
+typedef struct {
+  const char *name;
+  int shape[3], rank;      /* per-sample shape */
+  int num_classes;
+  long long size;          /* number of samples */
+} ae_dataset_info;
+
+typedef struct {
+  const ae_dataset_info *sets;
+  size_t n;
+} ae_catalog;
+
+typedef struct {
+  char *dataset;           /* "synthetic", a catalog name, or "inline" */
+  int input_shape[3], input_rank; /* resolved per-sample shape */
+  int num_classes;         /* resolved */
+  int batch_size;          /* N (64); for inline data, the sample count */
+  float *inputs;           /* inline: batch_size * prod(shape), else NULL */
+  int *labels;             /* inline labels, else NULL */
+} ae_data_spec;
+
+typedef struct {
+  ae_arch arch;
+  ae_graph net;            /* arch lowered for this data (full network) */
+  ae_data_spec data;
+  uint64_t seed;
+  unsigned metrics;        /* AE_GROUP_* bits */
+  ae_settings settings;
+  int priority;            /* lower runs sooner */
+  long long timeout_ms;
+  char *client_ref;        /* NULL when absent */
+  json_t *normalised;      /* owned: the request with defaults filled in,
+                              as the job resource's "request" shows it */
+} ae_request;
+
+/* Validates body against the catalog and limits.  Returns 0, or AE_EINVAL
+ * with p filled (status 422, code invalid_request) and *out left empty. */
+int ae_request_parse(const json_t *body, const ae_catalog *cat,
+                     const ae_limits *lim, ae_request *out, ae_problem *p);
+
+/* Settings at their defaults. */
+void ae_settings_default(ae_settings *s);
+
+void ae_request_free(ae_request *r);
+
+#endif

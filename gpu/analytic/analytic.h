@@ -1,0 +1,91 @@
+/* analytic.h: the closed-form and infinite-width side of the scorecard:
+ * dual activation kernels, the exact DAG NNGP/NTK recursion, the papers'
+ * bounds, path statistics, and the float64 linear algebra they need.
+ *
+ * Every function is pure (inputs in, outputs out, no globals), so any
+ * worker thread may call any of them at any time. */
+#ifndef AE_ANALYTIC_H
+#define AE_ANALYTIC_H
+
+#include <stddef.h>
+#include "api/arch.h"
+
+/* ---- dual activation kernels (metrics.md §2.3) ----
+ * For (u, v) ~ N(0, [[q1, c], [c, q2]]), without c_sigma:
+ *   ae_dual_ss = E[sigma(u) sigma(v)],  ae_dual_dd = E[sigma'(u) sigma'(v)].
+ * Closed forms for relu, leaky_relu, erf, identity; for tanh, sigmoid,
+ * swish, gelu a quadrature that holds at every variance the recursion
+ * meets (q up to 256 and beyond, rho up to 1 - 1e-6), to 1e-9. */
+double ae_dual_ss(ae_activation a, double q1, double q2, double c);
+double ae_dual_dd(ae_activation a, double q1, double q2, double c);
+/* c_sigma = 1 / E_{z~N(0,1)}[sigma(z)^2] (2 for relu). */
+double ae_act_c_sigma(ae_activation a);
+/* Slow nested adaptive quadrature of the same expectations, for tests. */
+double ae_dual_ss_reference(ae_activation a, double q1, double q2, double c);
+double ae_dual_dd_reference(ae_activation a, double q1, double q2, double c);
+
+/* ---- exact infinite-width recursion (metrics.md §2.5(b), GP
+ * pre-activation edges, c_sigma folded into each linear edge) ----
+ * K0: N x N input kernel (row-major).  trained_stem: T(0) = K0, else 0.
+ * Outputs K(H) and T(H), N x N each (caller-allocated); the NTK with a
+ * trained linear readout is K + T.  0 or AE_ENOMEM. */
+int ae_dag_kernels(const ae_dag *d, const double *K0, int N, int trained_stem,
+                   double *K_out, double *T_out);
+
+/* The same recursion over a dense lowered graph (LINEAR, ACT, ADD,
+ * IDENTITY, ZERO, FLATTEN, the INPUT; the final readout LINEAR included).
+ * AE_EUNSUPPORTED for any other op or an ACT whose input is not Gaussian
+ * in the limit (then the caller omits the value with a warning). */
+int ae_graph_kernels(const ae_graph *g, const double *K0, int N,
+                     int trained_stem, double *K_out, double *T_out);
+
+/* ---- paths and topology (metrics.md §2.7) ---- */
+typedef struct {
+  double n_paths;          /* P: input-to-output paths avoiding ZERO */
+  double n_param_paths;    /* paths with d_p > 0 */
+  double sum_depth;        /* sum_p d_p */
+  double *depths;          /* d_p for each path, or NULL when P > max_list */
+  size_t n_depths;
+} ae_paths;
+
+/* Cell DAG paths (d_p = LINEAR edges on the path). */
+int ae_dag_paths(const ae_dag *d, size_t max_list, ae_paths *out);
+/* Graph paths from INPUT to output (d_p = LINEAR and CONV nodes). */
+int ae_graph_paths(const ae_graph *g, size_t max_list, ae_paths *out);
+void ae_paths_free(ae_paths *p);
+
+/* d-bar = sum d_p / P; m-bar = n_param_paths / d-bar (0 when d-bar = 0). */
+double ae_effective_depth(const ae_paths *p);
+double ae_effective_width(const ae_paths *p);
+
+/* The paper's filter (centre +- half radius of the space of this type):
+ * 1 keep, 0 reject, -1 no space known (graph, or mlp_dag too large to
+ * enumerate); for mlp_dag the space is every DAG with the same node count. */
+int ae_dag_filter(const ae_arch *a, double dbar, double mbar);
+
+/* NFL's path proxy E-hat = 1 / [C(m) sum_p exp(-5 d_p / (8 m))]; NaN when
+ * the depth list is absent. */
+double ae_path_proxy(const ae_paths *p, double m);
+/* C(m) = Gamma((m+1)/2) / (Gamma(m/2) (m/2)^(1/2)). */
+double ae_nfl_c_of_m(double m);
+
+/* ---- bounds (metrics.md §2.5(a), §2.6) ---- */
+/* U_NNGP = min_{i != j} [P - sum_p f^{d_p}(rho_ij)] with f the normalised
+ * dual kernel of each linear edge's activation, composed along the path.
+ * rho: N x N cosine similarities.  NaN if N < 2. */
+double ae_u_nngp(const ae_dag *d, const double *rho, int N);
+/* NFL Thm 4.6 NTK bound (relu), same arguments. */
+double ae_nfl_ntk_bound(const ae_dag *d, const double *rho, int N);
+
+/* ---- float64 linear algebra ---- */
+/* Eigenvalues of a symmetric n x n matrix, ascending (LAPACKE dsyevd on a
+ * copy).  0 or AE_ENOMEM / AE_EINTERNAL. */
+int ae_sym_eigvals(const double *A, int n, double *w);
+/* q = tr(Y^T G^-1 Y) by Cholesky with the jitter rule of metrics.md §3.2
+ * (eps * tr(G)/N, eps from 1e-10 doubling to 1e-4).  Y: n x C row-major.
+ * *jitter gets the jitter added (0 if none).  AE_EINVAL if G stays
+ * indefinite. */
+int ae_kernel_quadratic(const double *G, int n, const double *Y, int C,
+                        double *q, double *jitter);
+
+#endif

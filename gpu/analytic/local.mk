@@ -1,0 +1,1 @@
+# gpu/analytic/local.mk: build fragment (included by Makefile.am).

@@ -1,0 +1,1 @@
+# gpu/cuda/local.mk: build fragment (included by Makefile.am).

@@ -1,0 +1,66 @@
+/* engine.h: the scoring engine's one C interface.
+ *
+ * An ae_engine is one backend instance (host or cuda:N) with its buffers
+ * (and on a GPU its device, streams, library handles and workspace).  It is
+ * owned by exactly one worker thread for its whole life: open, warm up,
+ * score jobs one after another, close, all on that thread.  The engine
+ * knows nothing of HTTP: it takes a parsed ae_request and the read-only
+ * dataset registry, and fills an ae_scorecard or an ae_problem. */
+#ifndef AE_ENGINE_H
+#define AE_ENGINE_H
+
+#include <stdatomic.h>
+#include <stddef.h>
+#include "api/request.h"
+#include "api/scorecard.h"
+#include "api/problem.h"
+#include "gpu/dataset.h"
+
+typedef enum { AE_BACKEND_HOST, AE_BACKEND_CUDA } ae_backend_kind;
+
+typedef struct {
+  ae_backend_kind backend;
+  int device;        /* CUDA device ordinal */
+  int index;         /* worker index, for the name "host:1" */
+  int blas_threads;  /* host: OpenBLAS threads this engine may use (>= 1) */
+} ae_engine_config;
+
+/* What a running job checks at its checkpoints. */
+typedef struct {
+  const atomic_int *cancel;  /* non-zero: stop with AE_ECANCELLED; may be NULL */
+  long long deadline_ns;     /* CLOCK_MONOTONIC ns; 0 = none */
+} ae_job_control;
+
+typedef struct ae_engine ae_engine;
+
+/* Opens a backend.  AE_EUNSUPPORTED when CUDA was not built or there is no
+ * such device (p says why). */
+int ae_engine_open(const ae_engine_config *cfg, ae_engine **out,
+                   ae_problem *p);
+
+/* Runs one small evaluation of every group through every code path, so the
+ * first real job pays no start-up cost.  0 or an error. */
+int ae_engine_warmup(ae_engine *e, const ae_dataset_registry *reg);
+
+/* Scores one request.  Returns 0 (out filled), AE_ECANCELLED,
+ * AE_EDEADLINE, AE_EINVAL / AE_ENOMEM (p filled: the job fails),
+ * AE_EDEVICE (sticky: the worker must leave service) or AE_EINTERNAL. */
+int ae_engine_score(ae_engine *e, const ae_request *req,
+                    const ae_dataset_registry *reg, const ae_job_control *ctl,
+                    ae_scorecard *out, ae_problem *p);
+
+/* "host:0", "cuda:1". */
+const char *ae_engine_name(const ae_engine *e);
+
+/* Bytes of device (or host buffer) memory this engine holds now. */
+size_t ae_engine_memory_used(const ae_engine *e);
+
+void ae_engine_close(ae_engine *e);
+
+/* 0, AE_ECANCELLED or AE_EDEADLINE: what a checkpoint does. */
+int ae_job_checkpoint(const ae_job_control *ctl);
+
+/* Number of CUDA devices usable by this build (0 without CUDA). */
+int ae_cuda_device_count(void);
+
+#endif

@@ -1,0 +1,1 @@
+# gpu/engine.mk: build fragment (included by Makefile.am).

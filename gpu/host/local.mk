@@ -1,0 +1,1 @@
+# gpu/host/local.mk: build fragment (included by Makefile.am).

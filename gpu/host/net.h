@@ -1,0 +1,85 @@
+/* net.h: the host backend's network executor (the reference the CUDA
+ * backend is held to).
+ *
+ * An ae_net runs one lowered ae_graph: weights drawn from Philox, a float32
+ * forward pass (conv by im2col + sgemm, batch norm with the batch's
+ * statistics), the batched backward with frozen batch statistics that
+ * yields every per-sample gradient, and the layer-by-layer NTK Gram
+ * accumulated in float64.  It also exposes what the expressivity group
+ * needs: activation sign patterns and forward-mode second-order jets.
+ * An ae_net and its buffers belong to the one thread that created it. */
+#ifndef AE_NET_H
+#define AE_NET_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "api/arch.h"
+#include "api/request.h"
+#include "gpu/engine.h"
+
+typedef struct ae_net ae_net;
+
+/* Plans buffers for batches of up to max_batch samples.  The graph is
+ * copied.  0, AE_ENOMEM or AE_EINVAL (an op it cannot run). */
+int ae_net_create(const ae_graph *g, int max_batch, ae_net **out);
+void ae_net_destroy(ae_net *n);
+
+/* Draws every weight: LINEAR/CONV W ~ N(0, init_gain / fan_in) from
+ * ae_philox_normal(seed, node index, stream, element); biases 0; BN gamma 1,
+ * beta 0.  stream is the repeat index. */
+void ae_net_init_weights(ae_net *n, uint64_t seed, uint32_t stream);
+
+/* Forward pass, float32.  x: batch * prod(input shape) (already scaled: the
+ * caller applies scale_input_norm).  logits: batch * num_classes, or NULL.
+ * BN normalises with this batch's mean and biased variance, eps 1e-5. */
+int ae_net_forward(ae_net *n, const float *x, int batch, float *logits);
+
+/* After ae_net_forward: node's output, batch * prod(shape).  Borrowed. */
+const float *ae_net_activation(const ae_net *n, int node);
+
+/* Empirical NTK at the current weights: theta (batch x batch, row-major,
+ * float64, overwritten) = sum over trainable tensors l of G_l G_l^T where
+ * row i of G_l is d(sum_c f_c(x_i)) / d(theta_l).  Trainable: LINEAR and
+ * CONV weights, LINEAR biases when present, BN gamma.  BN batch statistics
+ * are constants in the backward pass, so samples decouple.  With
+ * AE_NTK_NTK each tensor's Gram is scaled by its init variance
+ * init_gain / fan_in (BN gamma and biases: 1).  Checks ctl between layers
+ * (0, AE_ECANCELLED, AE_EDEADLINE, AE_ENOMEM). */
+int ae_net_ntk(ae_net *n, const float *x, int batch,
+               ae_ntk_parameterization par, double *theta,
+               const ae_job_control *ctl);
+
+/* Forward on x, then the sign pattern of every sample: bit k is 1 iff the
+ * k-th input of a relu/leaky_relu ACT node is > 0, nodes in graph order.
+ * bits: batch * words_per_sample, malloc'd, caller frees. */
+int ae_net_sign_patterns(ae_net *n, const float *x, int batch,
+                         uint64_t **bits, size_t *words_per_sample);
+
+/* Number of distinct rows among n bit rows of `words` words each (exact:
+ * sorts, no hashing collisions).  Pure function. */
+size_t ae_count_distinct_patterns(const uint64_t *bits, size_t n,
+                                  size_t words);
+
+/* Forward-mode jets in float64 along a curve x(t): for each sample, given
+ * x, x'(t), x''(t), returns the logits y and dy/dt, d2y/dt2 (each
+ * batch * num_classes).  Exact second-order propagation through smooth
+ * activations; piecewise-linear ones use their derivative at x (the
+ * pattern is frozen).  BN statistics come from x's batch and are constants
+ * along the curve. */
+int ae_net_forward_jet(ae_net *n, const double *x, const double *dx,
+                       const double *ddx, int batch, double *y, double *dy,
+                       double *ddy);
+
+/* Sum over the curve's points of the extrinsic curvature of the logits,
+ * kappa = sqrt(|v|^2 |a|^2 - (v.a)^2) / |v|^3 with v = dy, a = ddy
+ * (metrics.md §1.2), given the jets of `points` samples.  A point where
+ * |v| = 0 contributes nothing and increments *degenerate. */
+double ae_curvature_sum(const double *dy, const double *ddy, int points,
+                        int classes, int *degenerate);
+
+/* Parameters (trainable and not) and forward FLOPs per sample. */
+size_t ae_net_param_count(const ae_net *n);
+/* Bytes of buffers this net holds. */
+size_t ae_net_memory_bytes(const ae_net *n);
+
+#endif

@@ -1,0 +1,1 @@
+# server/local.mk: build fragment (included by Makefile.am).

@@ -1,0 +1,1 @@
+# tests/local.mk: build fragment (included by Makefile.am).
