@@ -35,6 +35,11 @@ int ae_act_is_piecewise_linear(ae_act_fn fn);
 const char *ae_act_name(ae_act_fn fn);
 /* Parses a name; returns 0 or AE_EINVAL. */
 int ae_act_from_name(const char *name, ae_act_fn *fn);
+/* E_{z~N(0,1)}[sigma(z)^2] (closed form where one exists, else a 1-D
+ * quadrature accurate to 1e-12) and c_sigma = 1 / that (2 for relu): the
+ * init gain of a layer fed by this activation (scorecard.md §3). */
+double ae_act_second_moment(ae_activation a);
+double ae_act_c_sigma(ae_activation a);
 
 /* ---- the cell DAG (nb201 and mlp_dag) ---- */
 

@@ -75,6 +75,12 @@ typedef struct {
 int ae_request_parse(const json_t *body, const ae_catalog *cat,
                      const ae_limits *lim, ae_request *out, ae_problem *p);
 
+/* Parses a request body as JSON, rejecting duplicate keys: 0 and *out (a
+ * new reference), or AE_EINVAL with p = 400 invalid_json whose detail gives
+ * the line and column.  Used by the daemon and the CLI alike. */
+int ae_json_parse_body(const char *buf, size_t len, json_t **out,
+                       ae_problem *p);
+
 /* Settings at their defaults. */
 void ae_settings_default(ae_settings *s);
 

@@ -18,8 +18,7 @@
  * meets (q up to 256 and beyond, rho up to 1 - 1e-6), to 1e-9. */
 double ae_dual_ss(ae_activation a, double q1, double q2, double c);
 double ae_dual_dd(ae_activation a, double q1, double q2, double c);
-/* c_sigma = 1 / E_{z~N(0,1)}[sigma(z)^2] (2 for relu). */
-double ae_act_c_sigma(ae_activation a);
+/* c_sigma itself is ae_act_c_sigma in api/arch.h. */
 /* Slow nested adaptive quadrature of the same expectations, for tests. */
 double ae_dual_ss_reference(ae_activation a, double q1, double q2, double c);
 double ae_dual_dd_reference(ae_activation a, double q1, double q2, double c);
