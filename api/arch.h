@@ -146,7 +146,12 @@ int ae_arch_from_json(const json_t *j, const char *pointer,
                       const ae_limits *lim, ae_arch *out, ae_problem *p);
 
 /* Builds the executable graph (shapes inferred, init gains set).  Errors
- * (shape mismatch, too many parameters) name fields under pointer. */
+ * (shape mismatch, too many parameters) name fields under pointer.
+ * Conventions: nb201's classifier has a bias (PyTorch's nn.Linear; NB201's
+ * parameter counts include it), its convs and the shortcut conv none;
+ * mlp_dag's `bias` applies to the stem, every linear edge and the readout;
+ * a cell or DAG node with one incoming term is that term itself (no ADD),
+ * with none a ZERO node; a rank-3 output gets a FLATTEN appended. */
 int ae_arch_lower(const ae_arch *a, const ae_lower_opts *o,
                   const ae_limits *lim, const char *pointer, ae_graph *out,
                   ae_problem *p);

@@ -17,4 +17,15 @@ enum {
 
 int ae_cli_score(int argc, char **argv);
 
+/* The server commands (http_commands.c), over the HTTP API of api.md.
+ * Each accepts --server URL (default $ARCHEVAL_SERVER, else
+ * http://127.0.0.1:8000) and --retries N. */
+int ae_cli_submit(int argc, char **argv);
+int ae_cli_get(int argc, char **argv);
+int ae_cli_wait(int argc, char **argv);
+int ae_cli_cancel(int argc, char **argv);
+int ae_cli_delete(int argc, char **argv);
+int ae_cli_list(int argc, char **argv);
+int ae_cli_info(int argc, char **argv);
+
 #endif

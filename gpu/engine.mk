@@ -1,1 +1,40 @@
-# gpu/engine.mk: build fragment (included by Makefile.am).
+# gpu/engine.mk: the scoring engine (gpu/engine.c), the dataset registry
+# (gpu/dataset.c), their unit tests and the scorecard benchmark.
+gpu_libaeengine_a_SOURCES += gpu/engine.c gpu/engine.h gpu/dataset.c \
+	gpu/dataset.h gpu/philox.h
+
+check_PROGRAMS += tests/unit/test_dataset_registry
+TESTS += tests/unit/test_dataset_registry
+tests_unit_test_dataset_registry_SOURCES = tests/unit/test_dataset_registry.c
+tests_unit_test_dataset_registry_CFLAGS = $(TEST_CFLAGS)
+tests_unit_test_dataset_registry_LDADD = $(TEST_LIBS)
+
+check_PROGRAMS += tests/unit/test_engine_score
+TESTS += tests/unit/test_engine_score
+tests_unit_test_engine_score_SOURCES = tests/unit/test_engine_score.c
+tests_unit_test_engine_score_CFLAGS = $(TEST_CFLAGS)
+tests_unit_test_engine_score_LDADD = $(TEST_LIBS)
+
+check_PROGRAMS += tests/unit/test_engine_tie
+TESTS += tests/unit/test_engine_tie
+tests_unit_test_engine_tie_SOURCES = tests/unit/test_engine_tie.c
+tests_unit_test_engine_tie_CFLAGS = $(TEST_CFLAGS)
+tests_unit_test_engine_tie_LDADD = $(TEST_LIBS)
+
+# archeval score end to end (runs the built clients/archeval).
+check_PROGRAMS += tests/unit/test_engine_cli
+TESTS += tests/unit/test_engine_cli
+tests_unit_test_engine_cli_SOURCES = tests/unit/test_engine_cli.c
+tests_unit_test_engine_cli_CFLAGS = $(TEST_CFLAGS)
+tests_unit_test_engine_cli_LDADD = $(TEST_LIBS)
+EXTRA_DIST += tests/data/examples/README.md \
+	tests/data/examples/nb201_cifar10.json tests/data/examples/mlp_dag.json \
+	tests/data/examples/graph_resnet.json \
+	tests/data/examples/batch_mlp_dags.json
+
+# make bench: the scorecard benchmark (numbers in tests/bench/RESULTS.md).
+EXTRA_PROGRAMS += tests/bench/bench_scorecard
+AE_BENCHES += tests/bench/bench_scorecard
+tests_bench_bench_scorecard_SOURCES = tests/bench/bench_scorecard.c
+tests_bench_bench_scorecard_CFLAGS = $(AM_CFLAGS) -O2
+tests_bench_bench_scorecard_LDADD = $(ENGINE_LIBS)

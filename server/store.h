@@ -47,15 +47,23 @@ typedef enum {
 
 typedef struct ae_store ae_store;
 
-/* Opens (creating) DIR/jobs.sqlite3.  0 or AE_EIO with err filled. */
+/* Opens (creating) DIR/jobs.sqlite3, creating DIR (mode 0700) as needed.
+ * 0 or AE_EIO with err filled.  The file is held in exclusive mode: a
+ * second process (another daemon on the same dir) fails to open it.  Jobs
+ * that were running when the previous process died are put back to queued
+ * (worker and started_ms cleared) before ae_store_load sees them. */
 int ae_store_open(const char *dir, ae_store_sync sync, ae_store **out,
                   char *err, size_t errlen);
 
 /* Inserts jobs in one transaction (a single job, or a whole batch: all or
- * nothing).  Returns once committed. */
+ * nothing).  Returns once committed.  AE_EINVAL when an id already exists
+ * (nothing inserted), AE_EIO on a storage error. */
 int ae_store_insert(ae_store *s, const ae_store_job *jobs, size_t n);
 
-/* queued -> running. */
+/* queued -> running (running -> running is allowed, for a job started
+ * again).  The writers below return AE_ENOTFOUND for an unknown id and
+ * AE_EINVAL when the job's state forbids the change (finishing a job that
+ * is already terminal: a result is written exactly once). */
 int ae_store_mark_running(ae_store *s, const char *id, const char *worker,
                           long long started_ms);
 /* cancel_requested = 1. */
@@ -75,5 +83,9 @@ int ae_store_load(ae_store *s, int (*fn)(void *ud, const ae_store_job *j),
                   void *ud);
 
 void ae_store_close(ae_store *s);
+
+/* The message of the last failed call on s, for the log; static storage
+ * in s, valid until the next call. */
+const char *ae_store_errmsg(const ae_store *s);
 
 #endif

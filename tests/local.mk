@@ -1,1 +1,29 @@
-# tests/local.mk: build fragment (included by Makefile.am).
+# tests/local.mk: the integration tests (Python 3 stdlib, run against a real
+# archevald on a free loopback port) and how automake runs them.  Unit tests
+# are registered by each component's own fragment.
+TEST_EXTENSIONS = .py .sh
+PY_LOG_COMPILER = $(PYTHON3)
+SH_LOG_COMPILER = $(SHELL)
+
+# The daemon's HTTP suite (server/).
+TESTS += tests/integration/test_http_api.py \
+	tests/integration/test_http_load.py \
+	tests/integration/test_http_scorecard.py \
+	tests/integration/test_http_valgrind.py
+# The clients' and the store's suites (their owners' files).
+TESTS += tests/integration/test_cli.py \
+	tests/integration/test_python_client.py \
+	tests/integration/test_python_nas.py \
+	tests/integration/test_restart.py
+# The deploy kit's static checks.
+TESTS += tests/integration/test_deploy.sh
+
+EXTRA_DIST += tests/integration/http_harness.py \
+	tests/integration/test_python_harness.py \
+	tests/integration/test_http_api.py tests/integration/test_http_load.py \
+	tests/integration/test_http_scorecard.py \
+	tests/integration/test_http_valgrind.py \
+	tests/integration/test_cli.py tests/integration/test_python_client.py \
+	tests/integration/test_python_nas.py tests/integration/test_restart.py \
+	tests/integration/test_deploy.sh \
+	tests/summary.sh tests/bench/run-http-bench.sh

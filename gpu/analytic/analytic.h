@@ -33,8 +33,17 @@ int ae_dag_kernels(const ae_dag *d, const double *K0, int N, int trained_stem,
 
 /* The same recursion over a dense lowered graph (LINEAR, ACT, ADD,
  * IDENTITY, ZERO, FLATTEN, the INPUT; the final readout LINEAR included).
- * AE_EUNSUPPORTED for any other op or an ACT whose input is not Gaussian
- * in the limit (then the caller omits the value with a warning). */
+ * K_out is the output node's NNGP and K_out + T_out its NTK, as above (for
+ * a readout LINEAR of gain 1 on node h: K_out = K(h), T_out = T(h), plus 1
+ * if the readout has a bias).  LINEAR: K' = gain K, T' = gain (K + T)
+ * (+1 with bias); ACT: K' = E[ss](K), T' = E[s's'](K) o T; the INPUT has
+ * T = 0, and trained_stem = 0 drops the weight (and bias) term of every
+ * LINEAR fed by the raw input (through IDENTITY/FLATTEN), matching
+ * ae_dag_kernels' T(0) = 0.  AE_EUNSUPPORTED for any other op, an ACT
+ * whose input is not Gaussian in the limit (the raw input, or a sum of
+ * activation outputs), or a LINEAR of a sum of activation outputs (then
+ * the caller omits the value with a warning).  Unsupported nodes on dead
+ * branches (read by nothing) are ignored. */
 int ae_graph_kernels(const ae_graph *g, const double *K0, int N,
                      int trained_stem, double *K_out, double *T_out);
 
@@ -45,6 +54,10 @@ typedef struct {
   double sum_depth;        /* sum_p d_p */
   double *depths;          /* d_p for each path, or NULL when P > max_list */
   size_t n_depths;
+  /* sum_depth / n_paths and n_param_paths / n_paths, computed with
+   * normalised weights so they stay finite when P overflows a double. */
+  double mean_depth;
+  double param_fraction;
 } ae_paths;
 
 /* Cell DAG paths (d_p = LINEAR edges on the path). */

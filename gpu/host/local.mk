@@ -1,1 +1,22 @@
-# gpu/host/local.mk: build fragment (included by Makefile.am).
+# gpu/host/local.mk: the host backend's network executor (gpu/host/), its
+# float64 reference and graph builder, their unit tests and the NTK
+# benchmark.
+gpu_libaeengine_a_SOURCES += gpu/host/net.c gpu/host/net.h \
+	gpu/host/net_internal.h gpu/host/net_kernels.c gpu/host/net_ntk.c \
+	gpu/host/net_jet.c gpu/host/reference.c gpu/host/reference.h \
+	gpu/host/graph_build.c gpu/host/graph_build.h
+
+check_PROGRAMS += tests/unit/test_net_ntk tests/unit/test_net_expressivity
+TESTS += tests/unit/test_net_ntk tests/unit/test_net_expressivity
+tests_unit_test_net_ntk_SOURCES = tests/unit/test_net_ntk.c
+tests_unit_test_net_ntk_CFLAGS = $(TEST_CFLAGS)
+tests_unit_test_net_ntk_LDADD = $(TEST_LIBS)
+tests_unit_test_net_expressivity_SOURCES = tests/unit/test_net_expressivity.c
+tests_unit_test_net_expressivity_CFLAGS = $(TEST_CFLAGS)
+tests_unit_test_net_expressivity_LDADD = $(TEST_LIBS)
+
+EXTRA_PROGRAMS += tests/bench/bench_ntk
+AE_BENCHES += tests/bench/bench_ntk
+tests_bench_bench_ntk_SOURCES = tests/bench/bench_ntk.c
+tests_bench_bench_ntk_CFLAGS = $(AM_CFLAGS) -O2
+tests_bench_bench_ntk_LDADD = $(ENGINE_LIBS)

@@ -82,4 +82,44 @@ size_t ae_net_param_count(const ae_net *n);
 /* Bytes of buffers this net holds. */
 size_t ae_net_memory_bytes(const ae_net *n);
 
+/* ---- additions for tests, the engine and the CUDA parity checks ---- */
+
+typedef enum {
+  AE_NET_WEIGHT, /* LINEAR W[out][in], CONV W[cout][cin][kh][kw] */
+  AE_NET_BIAS,   /* LINEAR bias[out] (when the node has one) */
+  AE_NET_GAMMA,  /* BN gamma[channels] */
+  AE_NET_BETA    /* BN beta[channels] */
+} ae_net_param_kind;
+
+/* A node's parameter tensor (float32, writable: tests set weights by hand)
+ * and its element count; NULL and 0 when the node has no such tensor. */
+float *ae_net_param(ae_net *n, int node, ae_net_param_kind kind,
+                    size_t *count);
+
+/* After a forward: a BN node's batch mean and 1/sqrt(var + eps) per
+ * channel (float64, borrowed).  0, or AE_EINVAL for a node that is not
+ * BN. */
+int ae_net_bn_stats(const ae_net *n, int node, const double **mean,
+                    const double **invstd, int *channels);
+
+/* The net's own copy of the graph (borrowed). */
+const ae_graph *ae_net_graph(const ae_net *n);
+
+/* Phase timers (for the benchmark's "where the time goes"). */
+enum {
+  AE_NET_PROF_FWD_CONV,   /* forward: im2col + sgemm */
+  AE_NET_PROF_FWD_OTHER,  /* forward: everything else */
+  AE_NET_PROF_BWD_IM2COL, /* NTK: im2col recomputed per sample */
+  AE_NET_PROF_BWD_DW,     /* NTK: per-sample weight gradients (sgemm) */
+  AE_NET_PROF_BWD_DX,     /* NTK: input gradients (sgemm + col2im) */
+  AE_NET_PROF_GRAM,       /* NTK: float64 conversion + dsyrk */
+  AE_NET_PROF_BWD_OTHER,  /* NTK: BN, activations, pools, adds */
+  AE_NET_PROF_COUNT
+};
+/* on = 1 zeroes the timers and starts timing; 0 stops. */
+void ae_net_set_profiling(ae_net *n, int on);
+/* Seconds per phase since profiling was turned on (AE_NET_PROF_COUNT). */
+const double *ae_net_profile(const ae_net *n);
+const char *ae_net_profile_name(int phase);
+
 #endif

@@ -1,0 +1,570 @@
+/* lower.c: turns an ae_arch into the executable ae_graph.
+ *
+ * nb201 becomes NAS-Bench-201's TinyNetwork (metrics.md §5.1) or, for the
+ * linear-regions probe, one C=1 cell without stem; mlp_dag becomes the MLP
+ * DAG of metrics.md §5.2 in pre-activation form; a user graph is copied.
+ * Then shapes are inferred, init gains set (c_sigma of an ACT feeding a
+ * LINEAR/CONV directly, else 1), and the parameter limit is enforced.
+ * Also: parameter and FLOP counts, deep copy, free.  Plain data; the
+ * caller owns the graph. */
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "api/api_internal.h"
+#include "api/arch.h"
+#include "api/status.h"
+
+void ae_graph_free(ae_graph *g) {
+  if (!g) return;
+  for (int i = 0; i < g->n_nodes; i++) {
+    free(g->nodes[i].name);
+    free(g->nodes[i].inputs);
+  }
+  free(g->nodes);
+  memset(g, 0, sizeof *g);
+}
+
+int ae_graph_copy(const ae_graph *src, ae_graph *dst) {
+  memset(dst, 0, sizeof *dst);
+  *dst = *src;
+  dst->nodes = NULL;
+  dst->n_nodes = 0;
+  if (src->n_nodes == 0) return AE_OK;
+  dst->nodes = calloc((size_t)src->n_nodes, sizeof *dst->nodes);
+  if (!dst->nodes) return AE_ENOMEM;
+  for (int i = 0; i < src->n_nodes; i++) {
+    ae_node *d = &dst->nodes[i];
+    const ae_node *s = &src->nodes[i];
+    *d = *s;
+    d->name = NULL;
+    d->inputs = NULL;
+    dst->n_nodes = i + 1;
+    if (s->name && !(d->name = strdup(s->name))) goto fail;
+    if (s->n_inputs > 0) {
+      d->inputs = malloc((size_t)s->n_inputs * sizeof *d->inputs);
+      if (!d->inputs) goto fail;
+      memcpy(d->inputs, s->inputs, (size_t)s->n_inputs * sizeof *d->inputs);
+    }
+  }
+  return AE_OK;
+fail:
+  ae_graph_free(dst);
+  return AE_ENOMEM;
+}
+
+/* ---- counting ---- */
+
+static double node_elems(const ae_node *n) {
+  return n->rank == 3 ? (double)n->shape[0] * n->shape[1] * n->shape[2]
+                      : (double)n->shape[0];
+}
+
+static double node_params(const ae_graph *g, const ae_node *n) {
+  switch (n->op) {
+  case AE_OP_LINEAR: {
+    double in = node_elems(&g->nodes[n->inputs[0]]);
+    return in * n->out + (n->bias ? n->out : 0);
+  }
+  case AE_OP_CONV: {
+    double cin = g->nodes[n->inputs[0]].shape[0];
+    return cin * n->kernel * n->kernel * n->out;
+  }
+  case AE_OP_BATCH_NORM:
+    return 2.0 * n->shape[0];
+  default:
+    return 0.0;
+  }
+}
+
+double ae_graph_params(const ae_graph *g) {
+  double total = 0;
+  for (int i = 0; i < g->n_nodes; i++)
+    total += node_params(g, &g->nodes[i]);
+  return total;
+}
+
+double ae_graph_flops(const ae_graph *g) {
+  double total = 0;
+  for (int i = 0; i < g->n_nodes; i++) {
+    const ae_node *n = &g->nodes[i];
+    if (n->op == AE_OP_LINEAR) {
+      total += 2.0 * node_elems(&g->nodes[n->inputs[0]]) * n->out;
+    } else if (n->op == AE_OP_CONV) {
+      double cin = g->nodes[n->inputs[0]].shape[0];
+      total += 2.0 * cin * n->kernel * n->kernel * n->out * n->shape[1] *
+               n->shape[2];
+    }
+  }
+  return total;
+}
+
+/* ---- shapes ---- */
+
+/* The pointer naming node i: its place in the request, or the whole
+ * architecture for generated nodes. */
+static void node_pointer(const ae_graph *g, int i, const char *pointer,
+                         char *out, size_t size) {
+  if (g->nodes[i].src_index >= 0) {
+    char nodes[AE_PTR_MAX];
+    ae_ptr_key(nodes, sizeof nodes, pointer, "nodes");
+    ae_ptr_index(out, size, nodes, (size_t)g->nodes[i].src_index);
+  } else {
+    snprintf(out, size, "%s", pointer);
+  }
+}
+
+#define MAX_ELEMS ((double)(1 << 30))
+
+static int window_out(int in, int k, int s, int pad) {
+  long long o = ((long long)in + 2LL * pad - k);
+  if (o < 0) return 0;
+  return (int)(o / s + 1);
+}
+
+int ae_graph_infer_shapes(ae_graph *g, const int *input_shape, int input_rank,
+                          const char *pointer, ae_problem *p) {
+  char ptr[AE_PTR_MAX];
+  if (g->n_nodes == 0 || g->nodes[0].op != AE_OP_INPUT) {
+    ae_problem_add(p, pointer, "graph has no input node");
+    return AE_EINVAL;
+  }
+  ae_node *in = &g->nodes[0];
+  in->rank = input_rank;
+  in->shape[0] = input_shape[0];
+  in->shape[1] = input_rank == 3 ? input_shape[1] : 1;
+  in->shape[2] = input_rank == 3 ? input_shape[2] : 1;
+  for (int i = 1; i < g->n_nodes; i++) {
+    ae_node *n = &g->nodes[i];
+    const char *name = n->name ? n->name : "?";
+    if (n->n_inputs < 1) {
+      node_pointer(g, i, pointer, ptr, sizeof ptr);
+      ae_problem_add(p, ptr, "node \"%s\" has no inputs", name);
+      return AE_EINVAL;
+    }
+    const ae_node *a = &g->nodes[n->inputs[0]];
+    n->rank = a->rank;
+    memcpy(n->shape, a->shape, sizeof n->shape);
+    const char *why = NULL;
+    char buf[160];
+    switch (n->op) {
+    case AE_OP_INPUT:
+      why = "a second input node";
+      break;
+    case AE_OP_LINEAR:
+      if (a->rank != 1) {
+        why = "linear needs a rank-1 input (add a flatten or "
+              "global_avg_pool before it)";
+        break;
+      }
+      n->shape[0] = n->out;
+      n->shape[1] = n->shape[2] = 1;
+      break;
+    case AE_OP_CONV:
+    case AE_OP_AVG_POOL:
+      if (a->rank != 3) {
+        why = "needs a rank-3 (channels, height, width) input";
+        break;
+      }
+      n->shape[1] = window_out(a->shape[1], n->kernel, n->stride, n->padding);
+      n->shape[2] = window_out(a->shape[2], n->kernel, n->stride, n->padding);
+      if (n->op == AE_OP_CONV) n->shape[0] = n->out;
+      if (n->shape[1] < 1 || n->shape[2] < 1) {
+        snprintf(buf, sizeof buf,
+                 "kernel %d with padding %d does not fit the %dx%d input",
+                 n->kernel, n->padding, a->shape[1], a->shape[2]);
+        why = buf;
+      }
+      break;
+    case AE_OP_GLOBAL_AVG_POOL:
+      if (a->rank != 3) {
+        why = "global_avg_pool needs a rank-3 input";
+        break;
+      }
+      n->rank = 1;
+      n->shape[1] = n->shape[2] = 1;
+      break;
+    case AE_OP_FLATTEN:
+      if (a->rank == 3) {
+        n->rank = 1;
+        n->shape[0] = (int)(node_elems(a) > MAX_ELEMS ? 0 : node_elems(a));
+        n->shape[1] = n->shape[2] = 1;
+      }
+      break;
+    case AE_OP_ADD:
+      for (int k = 1; k < n->n_inputs; k++) {
+        const ae_node *b = &g->nodes[n->inputs[k]];
+        if (b->rank != a->rank ||
+            memcmp(b->shape, a->shape, (size_t)a->rank * sizeof(int))) {
+          snprintf(buf, sizeof buf,
+                   "add: input %d (\"%s\") has shape %dx%dx%d, input 0 "
+                   "(\"%s\") has %dx%dx%d",
+                   k, b->name ? b->name : "?", b->shape[0],
+                   b->rank == 3 ? b->shape[1] : 1,
+                   b->rank == 3 ? b->shape[2] : 1, a->name ? a->name : "?",
+                   a->shape[0], a->rank == 3 ? a->shape[1] : 1,
+                   a->rank == 3 ? a->shape[2] : 1);
+          why = buf;
+          break;
+        }
+      }
+      break;
+    case AE_OP_BATCH_NORM:
+    case AE_OP_ACT:
+    case AE_OP_IDENTITY:
+    case AE_OP_ZERO:
+      break;
+    }
+    if (!why && (node_elems(n) > MAX_ELEMS || node_elems(n) < 1))
+      why = "output has more than 2^30 values per sample";
+    if (why) {
+      node_pointer(g, i, pointer, ptr, sizeof ptr);
+      ae_problem_add(p, ptr, "node \"%s\": %s", name, why);
+      return AE_EINVAL;
+    }
+  }
+  return AE_OK;
+}
+
+/* ---- building ---- */
+
+typedef struct {
+  ae_graph g;
+  int cap;
+  int failed;
+} builder;
+
+/* Appends a node with inputs (n_inputs ints follow) and a printf name;
+ * returns its index or -1 (b->failed set). */
+static int add_node(builder *b, ae_op op, int n_inputs, const int *inputs,
+                    const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+
+static int add_node(builder *b, ae_op op, int n_inputs, const int *inputs,
+                    const char *fmt, ...) {
+  if (b->failed) return -1;
+  if (b->g.n_nodes == b->cap) {
+    int cap = b->cap ? 2 * b->cap : 64;
+    ae_node *nodes = realloc(b->g.nodes, (size_t)cap * sizeof *nodes);
+    if (!nodes) {
+      b->failed = 1;
+      return -1;
+    }
+    b->g.nodes = nodes;
+    b->cap = cap;
+  }
+  ae_node *n = &b->g.nodes[b->g.n_nodes];
+  memset(n, 0, sizeof *n);
+  n->op = op;
+  n->src_index = -1;
+  n->init_gain = 1.0;
+  n->stride = 1;
+  n->count_include_pad = 1;
+  n->act.fn = AE_ACT_RELU;
+  n->act.slope = 0.01;
+  char name[256];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(name, sizeof name, fmt, ap);
+  va_end(ap);
+  n->name = strdup(name);
+  if (n_inputs > 0) {
+    n->inputs = malloc((size_t)n_inputs * sizeof *n->inputs);
+    if (n->inputs) memcpy(n->inputs, inputs, (size_t)n_inputs * sizeof(int));
+  }
+  n->n_inputs = n_inputs;
+  if (!n->name || (n_inputs > 0 && !n->inputs)) {
+    free(n->name);
+    free(n->inputs);
+    b->failed = 1;
+    return -1;
+  }
+  return b->g.n_nodes++;
+}
+
+static int add1(builder *b, ae_op op, int input, const char *prefix,
+                const char *what) {
+  return add_node(b, op, 1, &input, "%s%s", prefix, what);
+}
+
+static int add_conv(builder *b, int input, int out, int k, int s, int pad,
+                    const char *prefix) {
+  int i = add1(b, AE_OP_CONV, input, prefix, "conv");
+  if (i < 0) return -1;
+  b->g.nodes[i].out = out;
+  b->g.nodes[i].kernel = k;
+  b->g.nodes[i].stride = s;
+  b->g.nodes[i].padding = pad;
+  return i;
+}
+
+/* ReLU -> Conv(k, stride, pad) -> BN, names under prefix. */
+static int relu_conv_bn(builder *b, int input, int out, int k, int s, int pad,
+                        const char *prefix) {
+  int r = add1(b, AE_OP_ACT, input, prefix, "relu");
+  int c = add_conv(b, r, out, k, s, pad, prefix);
+  return add1(b, AE_OP_BATCH_NORM, c, prefix, "bn");
+}
+
+/* Sums contributions into one node: the contribution itself when there is
+ * one, an ADD otherwise, a ZERO shaped like shape_src when none. */
+static int sum_node(builder *b, const int *terms, int n_terms, int shape_src,
+                    const char *prefix) {
+  if (n_terms == 0) return add1(b, AE_OP_ZERO, shape_src, prefix, "zero");
+  if (n_terms == 1) return terms[0];
+  return add_node(b, AE_OP_ADD, n_terms, terms, "%sadd", prefix);
+}
+
+/* One NB201 cell on input x at C channels. */
+static int nb201_cell(builder *b, const ae_arch *a, int x, int channels,
+                      const char *prefix) {
+  int node[4] = {x, -1, -1, -1};
+  int e = 0;
+  char pre[192];
+  for (int dst = 1; dst <= 3; dst++) {
+    int terms[3], n_terms = 0;
+    for (int src = 0; src < dst; src++, e++) {
+      snprintf(pre, sizeof pre, "%sedge%d/", prefix, e);
+      int in = node[src], t = -1;
+      switch (a->nb201_ops[e]) {
+      case AE_NB201_NONE:
+        continue;
+      case AE_NB201_SKIP:
+        t = add1(b, AE_OP_IDENTITY, in, pre, "skip");
+        break;
+      case AE_NB201_CONV1X1:
+        t = relu_conv_bn(b, in, channels, 1, 1, 0, pre);
+        break;
+      case AE_NB201_CONV3X3:
+        t = relu_conv_bn(b, in, channels, 3, 1, 1, pre);
+        break;
+      case AE_NB201_POOL3X3:
+        t = add1(b, AE_OP_AVG_POOL, in, pre, "avg_pool");
+        if (t >= 0) {
+          b->g.nodes[t].kernel = 3;
+          b->g.nodes[t].stride = 1;
+          b->g.nodes[t].padding = 1;
+          b->g.nodes[t].count_include_pad = 0;
+        }
+        break;
+      }
+      if (t < 0) return -1;
+      terms[n_terms++] = t;
+    }
+    snprintf(pre, sizeof pre, "%snode%d/", prefix, dst);
+    node[dst] = sum_node(b, terms, n_terms, x, pre);
+    if (node[dst] < 0) return -1;
+  }
+  return node[3];
+}
+
+/* BN -> ReLU -> GAP -> linear(classes) head. */
+static int nb201_head(builder *b, int x, int classes) {
+  int bn = add1(b, AE_OP_BATCH_NORM, x, "head/", "bn");
+  int r = add1(b, AE_OP_ACT, bn, "head/", "relu");
+  int gap = add1(b, AE_OP_GLOBAL_AVG_POOL, r, "head/", "gap");
+  int lin = add1(b, AE_OP_LINEAR, gap, "head/", "linear");
+  if (lin < 0) return -1;
+  b->g.nodes[lin].out = classes;
+  b->g.nodes[lin].bias = 1;
+  return lin;
+}
+
+static int lower_nb201(builder *b, const ae_arch *a, const ae_lower_opts *o,
+                       int classes) {
+  int x = 0;
+  char pre[128];
+  if (o->probe) {
+    int channels = o->input_shape[0];
+    x = nb201_cell(b, a, x, channels, "cell0/");
+    return nb201_head(b, x, classes);
+  }
+  int c = a->channels;
+  x = add_conv(b, x, c, 3, 1, 1, "stem/");
+  x = add1(b, AE_OP_BATCH_NORM, x, "stem/", "bn");
+  for (int stage = 0; stage < 3; stage++) {
+    if (stage > 0) {
+      int cin = c;
+      c *= 2;
+      (void)cin;
+      snprintf(pre, sizeof pre, "resblock%d/a/", stage);
+      int ya = relu_conv_bn(b, x, c, 3, 2, 1, pre);
+      snprintf(pre, sizeof pre, "resblock%d/b/", stage);
+      int yb = relu_conv_bn(b, ya, c, 3, 1, 1, pre);
+      snprintf(pre, sizeof pre, "resblock%d/shortcut/", stage);
+      int pool = add1(b, AE_OP_AVG_POOL, x, pre, "avg_pool");
+      if (pool < 0) return -1;
+      b->g.nodes[pool].kernel = 2;
+      b->g.nodes[pool].stride = 2;
+      b->g.nodes[pool].padding = 0;
+      int sc = add_conv(b, pool, c, 1, 1, 0, pre);
+      int terms[2] = {yb, sc};
+      x = add_node(b, AE_OP_ADD, 2, terms, "resblock%d/add", stage);
+    }
+    for (int k = 0; k < a->cells_per_stage; k++) {
+      snprintf(pre, sizeof pre, "stage%d/cell%d/", stage, k);
+      x = nb201_cell(b, a, x, c, pre);
+    }
+  }
+  return nb201_head(b, x, classes);
+}
+
+static int lower_mlp_dag(builder *b, const ae_arch *a, const ae_lower_opts *o,
+                         int classes) {
+  int width = o->probe ? 16 : a->width;
+  int x = 0;
+  if (o->input_rank == 3) x = add1(b, AE_OP_FLATTEN, x, "", "flatten");
+  int n_nodes = a->dag.n_nodes;
+  int *node = malloc((size_t)n_nodes * sizeof *node);
+  int *terms = malloc((size_t)n_nodes * sizeof *terms);
+  if (!node || !terms) {
+    free(node);
+    free(terms);
+    b->failed = 1;
+    return -1;
+  }
+  node[0] = add1(b, AE_OP_LINEAR, x, "stem/", "linear");
+  if (node[0] >= 0) {
+    b->g.nodes[node[0]].out = width;
+    b->g.nodes[node[0]].bias = a->bias;
+  }
+  int e = 0;
+  char pre[128];
+  for (int t = 1; t < n_nodes; t++) {
+    int n_terms = 0;
+    for (; e < a->dag.n_edges && a->dag.edges[e].dst == t; e++) {
+      const ae_dag_edge *ed = &a->dag.edges[e];
+      snprintf(pre, sizeof pre, "node%d/edge%d/", t, ed->src);
+      int term = -1;
+      if (ed->kind == AE_EDGE_ZERO) continue;
+      if (ed->kind == AE_EDGE_SKIP) {
+        term = add1(b, AE_OP_IDENTITY, node[ed->src], pre, "skip");
+      } else {
+        int act = add1(b, AE_OP_ACT, node[ed->src], pre, "act");
+        if (act >= 0) b->g.nodes[act].act = ed->act;
+        term = add1(b, AE_OP_LINEAR, act, pre, "linear");
+        if (term >= 0) {
+          b->g.nodes[term].out = width;
+          b->g.nodes[term].bias = a->bias;
+        }
+      }
+      if (term < 0) break;
+      terms[n_terms++] = term;
+    }
+    snprintf(pre, sizeof pre, "node%d/", t);
+    node[t] = sum_node(b, terms, n_terms, node[0], pre);
+    if (node[t] < 0) break;
+  }
+  int out = -1;
+  if (!b->failed) {
+    out = add1(b, AE_OP_LINEAR, node[n_nodes - 1], "readout/", "linear");
+    if (out >= 0) {
+      b->g.nodes[out].out = classes;
+      b->g.nodes[out].bias = a->bias;
+    }
+  }
+  free(node);
+  free(terms);
+  return out;
+}
+
+/* Is the graph dense (no conv, pools or batch norm)? */
+static int graph_is_dense(const ae_graph *g) {
+  for (int i = 0; i < g->n_nodes; i++) {
+    ae_op op = g->nodes[i].op;
+    if (op == AE_OP_CONV || op == AE_OP_AVG_POOL ||
+        op == AE_OP_GLOBAL_AVG_POOL || op == AE_OP_BATCH_NORM)
+      return 0;
+  }
+  return 1;
+}
+
+/* The node with the most parameters, for the params-limit pointer. */
+static int largest_node(const ae_graph *g) {
+  int best = 0;
+  double most = -1;
+  for (int i = 0; i < g->n_nodes; i++) {
+    double n = node_params(g, &g->nodes[i]);
+    if (n > most) {
+      most = n;
+      best = i;
+    }
+  }
+  return best;
+}
+
+int ae_arch_lower(const ae_arch *a, const ae_lower_opts *o,
+                  const ae_limits *lim, const char *pointer, ae_graph *out,
+                  ae_problem *p) {
+  memset(out, 0, sizeof *out);
+  builder b;
+  memset(&b, 0, sizeof b);
+  int classes = a->num_classes > 0 ? a->num_classes : o->num_classes;
+  char ptr[AE_PTR_MAX];
+  int rc;
+  if (a->type == AE_ARCH_GRAPH) {
+    rc = ae_graph_copy(&a->graph, &b.g);
+    if (rc != AE_OK) return rc;
+    b.cap = b.g.n_nodes;
+  } else {
+    if (classes < 1) {
+      ae_problem_add(p, pointer, "the number of classes is unknown");
+      return AE_EINVAL;
+    }
+    if (a->type == AE_ARCH_NB201 && o->input_rank != 3) {
+      ae_problem_add(p, pointer,
+                     "nb201 needs image data (channels, height, width)");
+      return AE_EINVAL;
+    }
+    add_node(&b, AE_OP_INPUT, 0, NULL, "input");
+    int last = a->type == AE_ARCH_NB201 ? lower_nb201(&b, a, o, classes)
+                                        : lower_mlp_dag(&b, a, o, classes);
+    if (b.failed || last < 0) {
+      ae_graph_free(&b.g);
+      return AE_ENOMEM;
+    }
+    b.g.output = last;
+  }
+  rc = ae_graph_infer_shapes(&b.g, o->input_shape, o->input_rank, pointer, p);
+  if (rc != AE_OK) goto fail;
+  if (b.g.nodes[b.g.output].rank == 3) {
+    int f = add1(&b, AE_OP_FLATTEN, b.g.output, "", "output/flatten");
+    if (f < 0) {
+      rc = AE_ENOMEM;
+      goto fail;
+    }
+    b.g.output = f;
+    rc = ae_graph_infer_shapes(&b.g, o->input_shape, o->input_rank, pointer, p);
+    if (rc != AE_OK) goto fail;
+  }
+  b.g.num_classes = b.g.nodes[b.g.output].shape[0];
+  b.g.scale_input_norm = a->type == AE_ARCH_MLP_DAG ||
+                         (a->type == AE_ARCH_GRAPH && graph_is_dense(&b.g));
+  for (int i = 0; i < b.g.n_nodes; i++) {
+    ae_node *n = &b.g.nodes[i];
+    if (n->op != AE_OP_LINEAR && n->op != AE_OP_CONV) continue;
+    const ae_node *in = &b.g.nodes[n->inputs[0]];
+    n->init_gain = in->op == AE_OP_ACT ? ae_act_c_sigma(in->act) : 1.0;
+  }
+  double params = ae_graph_params(&b.g);
+  if (lim && params > lim->max_params) {
+    if (a->type == AE_ARCH_NB201)
+      ae_ptr_key(ptr, sizeof ptr, pointer, "channels");
+    else if (a->type == AE_ARCH_MLP_DAG)
+      ae_ptr_key(ptr, sizeof ptr, pointer, "width");
+    else
+      node_pointer(&b.g, largest_node(&b.g), pointer, ptr, sizeof ptr);
+    ae_problem_add(p, ptr,
+                   "the network has %.0f parameters, more than the limit of "
+                   "%.0f",
+                   params, lim->max_params);
+    rc = AE_EINVAL;
+    goto fail;
+  }
+  *out = b.g;
+  return AE_OK;
+fail:
+  ae_graph_free(&b.g);
+  return rc;
+}

@@ -1,0 +1,802 @@
+/* request.c: validates a POST /v1/jobs body into an ae_request.
+ *
+ * Every field is checked (types, ranges, unknown keys) and every error is
+ * collected with its JSON pointer before giving up.  On success the
+ * architecture is lowered for the resolved data shape, the server limits
+ * are enforced, and a "normalised" copy of the request with every default
+ * filled in is built for the job resource.  The loop thread parses; the
+ * resulting plain struct then moves to a worker as a whole. */
+#include <float.h>
+#include <limits.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "api/api_internal.h"
+#include "api/request.h"
+#include "api/status.h"
+
+/* At most this many errors are reported for the elements of one inline
+ * array, so a large bad body does not make a huge answer. */
+#define MAX_ELEMENT_ERRORS 10
+
+void ae_settings_default(ae_settings *s) {
+  s->lr_samples = 3000;
+  s->lr_repeats = 3;
+  s->curv_points = 128;
+  s->curv_repeats = 3;
+  s->ntk_repeats = 1;
+  s->ntk_parameterization = AE_NTK_STANDARD;
+  s->eta = NAN;
+}
+
+void ae_request_free(ae_request *r) {
+  if (!r) return;
+  ae_arch_free(&r->arch);
+  ae_graph_free(&r->net);
+  free(r->data.dataset);
+  free(r->data.inputs);
+  free(r->data.labels);
+  free(r->client_ref);
+  json_decref(r->normalised);
+  memset(r, 0, sizeof *r);
+}
+
+static const char *const group_names[] = {"topology", "expressivity",
+                                          "convergence", "generalization"};
+
+/* ---- metrics and settings ---- */
+
+static int parse_metrics(const json_t *v, unsigned *out, ae_problem *p) {
+  const char *ptr = "/metrics";
+  if (!json_is_array(v)) {
+    ae_problem_add(p, ptr, "must be an array of group names, not %s",
+                   ae_json_type_name(v));
+    return 1;
+  }
+  if (json_array_size(v) == 0) {
+    ae_problem_add(p, ptr,
+                   "must name at least one group (topology, "
+                   "expressivity, convergence, generalization)");
+    return 1;
+  }
+  int errors = 0;
+  unsigned bits = 0;
+  size_t i;
+  const json_t *m;
+  json_array_foreach(v, i, m) {
+    char ip[AE_PTR_MAX];
+    ae_ptr_index(ip, sizeof ip, ptr, i);
+    int found = -1;
+    for (int k = 0; k < 4 && json_is_string(m); k++)
+      if (strcmp(json_string_value(m), group_names[k]) == 0) found = k;
+    if (found < 0) {
+      ae_problem_add(p, ip,
+                     "must be one of topology, expressivity, convergence, "
+                     "generalization");
+      errors++;
+    } else if (bits & (1u << found)) {
+      ae_problem_add(p, ip, "group \"%s\" is listed twice", group_names[found]);
+      errors++;
+    } else {
+      bits |= 1u << found;
+    }
+  }
+  *out = bits;
+  return errors;
+}
+
+/* Reads an optional nested settings object; NULL when absent or bad. */
+static const json_t *settings_child(const json_t *s, const char *key,
+                                    int *errors, ae_problem *p) {
+  const json_t *v = json_object_get(s, key);
+  if (!v) return NULL;
+  if (!json_is_object(v)) {
+    char ptr[AE_PTR_MAX];
+    ae_ptr_key(ptr, sizeof ptr, "/settings", key);
+    ae_problem_add(p, ptr, "must be an object, not %s", ae_json_type_name(v));
+    (*errors)++;
+    return NULL;
+  }
+  return v;
+}
+
+static int parse_settings(const json_t *v, ae_settings *s, ae_problem *p) {
+  const char *ptr = "/settings";
+  if (!json_is_object(v)) {
+    ae_problem_add(p, ptr, "must be an object, not %s", ae_json_type_name(v));
+    return 1;
+  }
+  static const char *const keys[] = {"linear_regions", "curvature", "ntk",
+                                     "eta", NULL};
+  int errors = ae_check_keys(v, keys, ptr, p);
+  const json_t *lr = settings_child(v, "linear_regions", &errors, p);
+  const json_t *cv = settings_child(v, "curvature", &errors, p);
+  const json_t *ntk = settings_child(v, "ntk", &errors, p);
+  long long x;
+  if (lr) {
+    static const char *const k[] = {"samples", "repeats", NULL};
+    errors += ae_check_keys(lr, k, "/settings/linear_regions", p);
+    x = s->lr_samples;
+    errors +=
+        ae_get_int(lr, "samples", "/settings/linear_regions", 2, 100000, &x, p);
+    s->lr_samples = (int)x;
+    x = s->lr_repeats;
+    errors +=
+        ae_get_int(lr, "repeats", "/settings/linear_regions", 1, 16, &x, p);
+    s->lr_repeats = (int)x;
+  }
+  if (cv) {
+    static const char *const k[] = {"points", "repeats", NULL};
+    errors += ae_check_keys(cv, k, "/settings/curvature", p);
+    x = s->curv_points;
+    errors += ae_get_int(cv, "points", "/settings/curvature", 8, 4096, &x, p);
+    s->curv_points = (int)x;
+    x = s->curv_repeats;
+    errors += ae_get_int(cv, "repeats", "/settings/curvature", 1, 16, &x, p);
+    s->curv_repeats = (int)x;
+  }
+  if (ntk) {
+    static const char *const k[] = {"repeats", "parameterization", NULL};
+    errors += ae_check_keys(ntk, k, "/settings/ntk", p);
+    x = s->ntk_repeats;
+    errors += ae_get_int(ntk, "repeats", "/settings/ntk", 1, 16, &x, p);
+    s->ntk_repeats = (int)x;
+    const json_t *par = json_object_get(ntk, "parameterization");
+    if (par) {
+      const char *name = json_is_string(par) ? json_string_value(par) : "";
+      if (strcmp(name, "standard") == 0) {
+        s->ntk_parameterization = AE_NTK_STANDARD;
+      } else if (strcmp(name, "ntk") == 0) {
+        s->ntk_parameterization = AE_NTK_NTK;
+      } else {
+        ae_problem_add(p, "/settings/ntk/parameterization",
+                       "must be \"standard\" or \"ntk\"");
+        errors++;
+      }
+    }
+  }
+  const json_t *eta = json_object_get(v, "eta");
+  if (eta && !json_is_null(eta))
+    errors += ae_get_number(v, "eta", ptr, 0.0, 1e300, 1, &s->eta, p);
+  return errors;
+}
+
+/* ---- data ---- */
+
+/* Reads input_shape: [F] or [C, H, W] of positive ints. */
+static int parse_shape(const json_t *v, int shape[3], int *rank,
+                       ae_problem *p) {
+  const char *ptr = "/data/input_shape";
+  size_t n = json_is_array(v) ? json_array_size(v) : 0;
+  if (n != 1 && n != 3) {
+    ae_problem_add(p, ptr, "must be [features] or [channels, height, width]");
+    return 1;
+  }
+  double elems = 1;
+  for (size_t i = 0; i < n; i++) {
+    const json_t *d = json_array_get(v, i);
+    char ip[AE_PTR_MAX];
+    ae_ptr_index(ip, sizeof ip, ptr, i);
+    if (!json_is_integer(d) || json_integer_value(d) < 1 ||
+        json_integer_value(d) > 1 << 24) {
+      ae_problem_add(p, ip, "must be a positive integer");
+      return 1;
+    }
+    shape[i] = (int)json_integer_value(d);
+    elems *= shape[i];
+  }
+  if (elems > (double)(1 << 24)) {
+    ae_problem_add(p, ptr, "has %.0f values per sample, more than 2^24", elems);
+    return 1;
+  }
+  *rank = (int)n;
+  if (n == 1) shape[1] = shape[2] = 1;
+  return 0;
+}
+
+static size_t shape_elems(const int shape[3], int rank) {
+  return rank == 3 ? (size_t)shape[0] * shape[1] * shape[2] : (size_t)shape[0];
+}
+
+/* Infers a shape from the nesting of one sample: flat -> [len], nested
+ * three deep -> [C, H, W].  Returns 0 or 1 (error added). */
+static int infer_inline_shape(const json_t *sample, int shape[3], int *rank,
+                              ae_problem *p) {
+  const char *ptr = "/data/inputs/0";
+  if (!json_is_array(sample) || json_array_size(sample) == 0) {
+    ae_problem_add(p, ptr, "must be a non-empty array of numbers");
+    return 1;
+  }
+  const json_t *a = json_array_get(sample, 0);
+  if (!json_is_array(a)) {
+    shape[0] = (int)json_array_size(sample);
+    shape[1] = shape[2] = 1;
+    *rank = 1;
+    return 0;
+  }
+  const json_t *b = json_array_get(a, 0);
+  if (!json_is_array(b) || json_array_size(a) == 0 || json_array_size(b) == 0) {
+    ae_problem_add(p, ptr,
+                   "must be flat or nested as [channels][height][width]");
+    return 1;
+  }
+  shape[0] = (int)json_array_size(sample);
+  shape[1] = (int)json_array_size(a);
+  shape[2] = (int)json_array_size(b);
+  *rank = 3;
+  return 0;
+}
+
+/* Reads a number into *out as float; 0 or 1. */
+static int read_value(const json_t *v, float *out) {
+  if (!json_is_number(v)) return 1;
+  double x = json_number_value(v);
+  if (!isfinite(x) || fabs(x) > FLT_MAX) return 1;
+  *out = (float)x;
+  return 0;
+}
+
+/* Copies one sample (flat or nested to shape) into dst. */
+static int read_sample(const json_t *s, const int shape[3], int rank,
+                       float *dst, const char *ptr, ae_problem *p) {
+  size_t n = shape_elems(shape, rank);
+  if (json_is_array(s) && json_array_size(s) == n &&
+      (n == 0 || !json_is_array(json_array_get(s, 0)))) {
+    for (size_t i = 0; i < n; i++)
+      if (read_value(json_array_get(s, i), &dst[i])) {
+        char ip[AE_PTR_MAX];
+        ae_ptr_index(ip, sizeof ip, ptr, i);
+        ae_problem_add(p, ip, "must be a finite number");
+        return 1;
+      }
+    return 0;
+  }
+  if (rank == 3 && json_is_array(s) && json_array_size(s) == (size_t)shape[0]) {
+    size_t k = 0;
+    for (int c = 0; c < shape[0]; c++) {
+      const json_t *plane = json_array_get(s, (size_t)c);
+      if (!json_is_array(plane) || json_array_size(plane) != (size_t)shape[1])
+        goto bad_shape;
+      for (int h = 0; h < shape[1]; h++) {
+        const json_t *row = json_array_get(plane, (size_t)h);
+        if (!json_is_array(row) || json_array_size(row) != (size_t)shape[2])
+          goto bad_shape;
+        for (int w = 0; w < shape[2]; w++)
+          if (read_value(json_array_get(row, (size_t)w), &dst[k++])) {
+            char ip[AE_PTR_MAX + 40];
+            if (snprintf(ip, sizeof ip, "%s/%d/%d/%d", ptr, c, h, w) < 0)
+              ip[0] = '\0';
+            ae_problem_add(p, ip, "must be a finite number");
+            return 1;
+          }
+      }
+    }
+    return 0;
+  }
+bad_shape:
+  if (rank == 3)
+    ae_problem_add(p, ptr,
+                   "must be %zu numbers, or nested as [%d][%d][%d] (the "
+                   "input shape)",
+                   n, shape[0], shape[1], shape[2]);
+  else
+    ae_problem_add(p, ptr,
+                   "must be an array of %zu numbers (the input "
+                   "shape)",
+                   n);
+  return 1;
+}
+
+typedef struct {
+  const ae_dataset_info *info; /* catalog entry, or NULL */
+  int is_inline, has_shape, has_classes, has_batch;
+} data_meta;
+
+static int parse_data(const json_t *d, ae_arch_type type, int type_known,
+                      int arch_classes, const ae_catalog *cat,
+                      const ae_limits *lim, ae_data_spec *out, data_meta *m,
+                      ae_problem *p) {
+  int errors = 0;
+  const json_t *empty = NULL;
+  if (!d) d = empty = json_object();
+  if (!d) return -1;
+  if (!json_is_object(d)) {
+    ae_problem_add(p, "/data", "must be an object, not %s",
+                   ae_json_type_name(d));
+    return 1;
+  }
+  static const char *const keys[] = {"dataset",    "input_shape", "num_classes",
+                                     "batch_size", "inputs",      "labels",
+                                     NULL};
+  errors += ae_check_keys(d, keys, "/data", p);
+  const json_t *ds = json_object_get(d, "dataset");
+  const json_t *inputs = json_object_get(d, "inputs");
+  const json_t *labels = json_object_get(d, "labels");
+  const json_t *shape = json_object_get(d, "input_shape");
+  const json_t *classes = json_object_get(d, "num_classes");
+  const char *name = "synthetic";
+  if (ds && !json_is_string(ds)) {
+    ae_problem_add(p, "/data/dataset", "must be a string, not %s",
+                   ae_json_type_name(ds));
+    errors++;
+    ds = NULL;
+  } else if (ds) {
+    name = json_string_value(ds);
+  } else if (inputs) {
+    name = "inline";
+  }
+  m->is_inline = strcmp(name, "inline") == 0;
+  if (strcmp(name, "synthetic") != 0 && !m->is_inline) {
+    for (size_t i = 0; cat && i < cat->n; i++)
+      if (strcmp(cat->sets[i].name, name) == 0) m->info = &cat->sets[i];
+    if (!m->info) {
+      char known[1024];
+      size_t n = (size_t)snprintf(known, sizeof known, "synthetic");
+      for (size_t i = 0; cat && i < cat->n && n < sizeof known; i++)
+        n += (size_t)snprintf(known + n, sizeof known - n, ", %s",
+                              cat->sets[i].name);
+      ae_problem_add(p, "/data/dataset",
+                     "unknown dataset \"%.128s\" (known: %s; or give inline "
+                     "\"inputs\")",
+                     name, known);
+      errors++;
+    }
+  }
+  if (m->is_inline && !inputs) {
+    ae_problem_add(p, "/data/inputs",
+                   "required when the dataset is \"inline\"");
+    errors++;
+  }
+  if (inputs && !m->is_inline) {
+    ae_problem_add(p, "/data/inputs",
+                   "inline inputs cannot be combined with dataset \"%.128s\"",
+                   name);
+    errors++;
+  }
+  if (labels && !inputs) {
+    ae_problem_add(p, "/data/labels", "only allowed with inline inputs");
+    errors++;
+  }
+  if (m->info && shape) {
+    /* Allowed when it repeats the dataset's own shape (a normalised
+     * request does). */
+    int given[3] = {0, 0, 0}, rank = 0;
+    ae_problem scratch = AE_PROBLEM_INIT;
+    if (parse_shape(shape, given, &rank, &scratch) == 0 &&
+        rank == m->info->rank &&
+        memcmp(given, m->info->shape, (size_t)rank * sizeof(int)) == 0)
+      shape = NULL;
+    ae_problem_clear(&scratch);
+  }
+  if (m->info && classes && json_is_integer(classes) &&
+      json_integer_value(classes) == m->info->num_classes)
+    classes = NULL;
+  if (m->info && shape) {
+    ae_problem_add(p, "/data/input_shape",
+                   "only for synthetic or inline data; dataset \"%s\" has its "
+                   "own shape",
+                   name);
+    errors++;
+    shape = NULL;
+  }
+  if (m->info && classes) {
+    ae_problem_add(p, "/data/num_classes",
+                   "only for synthetic or inline data; dataset \"%s\" has %d "
+                   "classes",
+                   name, m->info->num_classes);
+    errors++;
+    classes = NULL;
+  }
+  /* Shape. */
+  if (m->info) {
+    memcpy(out->input_shape, m->info->shape, sizeof out->input_shape);
+    out->input_rank = m->info->rank;
+  } else if (shape) {
+    errors += parse_shape(shape, out->input_shape, &out->input_rank, p);
+    m->has_shape = 1;
+  } else if (m->is_inline && json_is_array(inputs) &&
+             json_array_size(inputs) > 0 &&
+             !(type_known && type == AE_ARCH_NB201 &&
+               !json_is_array(json_array_get(json_array_get(inputs, 0), 0)))) {
+    errors += infer_inline_shape(json_array_get(inputs, 0), out->input_shape,
+                                 &out->input_rank, p);
+  } else if (type_known && type == AE_ARCH_NB201) {
+    out->input_shape[0] = 3;
+    out->input_shape[1] = out->input_shape[2] = 32;
+    out->input_rank = 3;
+  } else if (type_known && type == AE_ARCH_MLP_DAG) {
+    out->input_shape[0] = 784;
+    out->input_shape[1] = out->input_shape[2] = 1;
+    out->input_rank = 1;
+  } else if (type_known && type == AE_ARCH_GRAPH && !m->is_inline) {
+    ae_problem_add(p, "/data/input_shape",
+                   "required for a graph architecture on synthetic data");
+    errors++;
+  }
+  /* Classes. */
+  long long nc = arch_classes > 0 ? arch_classes : 10;
+  if (m->info) nc = m->info->num_classes;
+  if (classes) {
+    errors += ae_get_int(d, "num_classes", "/data", 2, 1000, &nc, p);
+    m->has_classes = 1;
+  }
+  out->num_classes = (int)nc;
+  /* Batch size. */
+  long long max_batch = lim->max_batch_size;
+  if (m->info && m->info->size < max_batch) max_batch = m->info->size;
+  long long bs = 64 < max_batch ? 64 : max_batch;
+  m->has_batch = json_object_get(d, "batch_size") != NULL;
+  errors += ae_get_int(d, "batch_size", "/data", 2,
+                       max_batch < 2 ? 2 : max_batch, &bs, p);
+  out->batch_size = (int)bs;
+  out->dataset = strdup(name);
+  if (!out->dataset) {
+    json_decref((json_t *)empty);
+    return -1;
+  }
+  /* Inline data. */
+  if (m->is_inline && inputs && !json_is_array(inputs)) {
+    ae_problem_add(p, "/data/inputs", "must be an array of samples, not %s",
+                   ae_json_type_name(inputs));
+    errors++;
+  } else if (m->is_inline && inputs) {
+    size_t n = json_array_size(inputs);
+    if (n < 2 || n > (size_t)lim->max_batch_size) {
+      ae_problem_add(p, "/data/inputs", "must have 2 to %d samples, not %zu",
+                     lim->max_batch_size, n);
+      errors++;
+    } else if (m->has_batch && (size_t)bs != n) {
+      ae_problem_add(p, "/data/batch_size",
+                     "must equal the number of inline samples (%zu)", n);
+      errors++;
+    } else if (!errors && out->input_rank > 0) {
+      out->batch_size = (int)n;
+      size_t per = shape_elems(out->input_shape, out->input_rank);
+      out->inputs = malloc(n * per * sizeof *out->inputs);
+      if (!out->inputs) {
+        json_decref((json_t *)empty);
+        return -1;
+      }
+      int bad = 0;
+      for (size_t i = 0; i < n && bad < MAX_ELEMENT_ERRORS; i++) {
+        char ip[AE_PTR_MAX];
+        ae_ptr_index(ip, sizeof ip, "/data/inputs", i);
+        bad += read_sample(json_array_get(inputs, i), out->input_shape,
+                           out->input_rank, out->inputs + i * per, ip, p);
+      }
+      errors += bad;
+    }
+    if (labels && !json_is_array(labels)) {
+      ae_problem_add(p, "/data/labels", "must be an array of class indices");
+      errors++;
+    } else if (labels && json_array_size(labels) != n) {
+      ae_problem_add(p, "/data/labels",
+                     "has %zu entries for %zu inline samples",
+                     json_array_size(labels), n);
+      errors++;
+    } else if (labels && !errors) {
+      out->labels = malloc(n * sizeof *out->labels);
+      if (!out->labels) {
+        json_decref((json_t *)empty);
+        return -1;
+      }
+      int bad = 0;
+      for (size_t i = 0; i < n && bad < MAX_ELEMENT_ERRORS; i++) {
+        const json_t *l = json_array_get(labels, i);
+        if (!json_is_integer(l) || json_integer_value(l) < 0 ||
+            json_integer_value(l) >= out->num_classes) {
+          char ip[AE_PTR_MAX];
+          ae_ptr_index(ip, sizeof ip, "/data/labels", i);
+          ae_problem_add(p, ip, "must be an integer in [0, %d)",
+                         out->num_classes);
+          bad++;
+        } else {
+          out->labels[i] = (int)json_integer_value(l);
+        }
+      }
+      errors += bad;
+    }
+  }
+  json_decref((json_t *)empty);
+  return errors;
+}
+
+/* ---- normalised request ---- */
+
+static json_t *activation_json(ae_activation a) {
+  if (a.fn == AE_ACT_LEAKY_RELU)
+    return json_pack("{s:s, s:f}", "fn", "leaky_relu", "slope", a.slope);
+  return json_string(ae_act_name(a.fn));
+}
+
+/* The "activation" of an mlp_dag: one value when every linear edge shares
+ * it (or there are none), else one per linear edge. */
+static json_t *mlp_activation_json(const ae_arch *a, const json_t *given) {
+  if (given && json_is_array(given)) {
+    json_t *arr = json_array();
+    for (int e = 0; arr && e < a->dag.n_edges; e++)
+      if (a->dag.edges[e].kind == AE_EDGE_LINEAR &&
+          json_array_append_new(arr, activation_json(a->dag.edges[e].act))) {
+        json_decref(arr);
+        return NULL;
+      }
+    return arr;
+  }
+  ae_activation act = {AE_ACT_RELU, 0.01};
+  for (int e = 0; e < a->dag.n_edges; e++)
+    if (a->dag.edges[e].kind == AE_EDGE_LINEAR) {
+      act = a->dag.edges[e].act;
+      break;
+    }
+  return activation_json(act);
+}
+
+/* Copies a graph node object with its op's defaults filled in. */
+static json_t *graph_node_json(const json_t *given, const ae_node *parsed) {
+  json_t *n = json_deep_copy(given);
+  if (!n) return NULL;
+  int bad = 0;
+  switch (parsed->op) {
+  case AE_OP_LINEAR:
+    bad |= json_object_set_new(n, "bias", json_boolean(parsed->bias));
+    break;
+  case AE_OP_CONV:
+    bad |= json_object_set_new(n, "stride", json_integer(parsed->stride));
+    bad |= json_object_set_new(n, "padding", json_integer(parsed->padding));
+    break;
+  case AE_OP_AVG_POOL:
+    bad |= json_object_set_new(n, "stride", json_integer(parsed->stride));
+    bad |= json_object_set_new(n, "padding", json_integer(parsed->padding));
+    bad |= json_object_set_new(n, "count_include_pad",
+                               json_boolean(parsed->count_include_pad));
+    break;
+  case AE_OP_ACT:
+    if (parsed->act.fn == AE_ACT_LEAKY_RELU)
+      bad |= json_object_set_new(n, "slope", json_real(parsed->act.slope));
+    break;
+  default:
+    break;
+  }
+  if (bad) {
+    json_decref(n);
+    return NULL;
+  }
+  return n;
+}
+
+static json_t *arch_json(const ae_request *r, const json_t *given) {
+  const ae_arch *a = &r->arch;
+  int classes = a->num_classes > 0 ? a->num_classes : r->net.num_classes;
+  switch (a->type) {
+  case AE_ARCH_NB201:
+    return json_pack("{s:s, s:O, s:i, s:i, s:i}", "type", "nb201", "cell",
+                     json_object_get(given, "cell"), "channels", a->channels,
+                     "cells_per_stage", a->cells_per_stage, "num_classes",
+                     classes);
+  case AE_ARCH_MLP_DAG:
+    return json_pack(
+        "{s:s, s:O, s:i, s:o, s:b, s:i}", "type", "mlp_dag", "dag",
+        json_object_get(given, "dag"), "width", a->width, "activation",
+        mlp_activation_json(a, json_object_get(given, "activation")), "bias",
+        a->bias, "num_classes", classes);
+  case AE_ARCH_GRAPH: {
+    const json_t *nodes = json_object_get(given, "nodes");
+    size_t n_given = json_array_size(nodes);
+    json_t *out_nodes = json_array();
+    /* parsed[i]: the parsed node of request node i; NULL for a node that
+     * was dropped (it does not reach the output) and keeps its form. */
+    const ae_node **parsed = calloc(n_given + 1, sizeof *parsed);
+    if (!out_nodes || !parsed) {
+      json_decref(out_nodes);
+      free(parsed);
+      return NULL;
+    }
+    for (int k = 1; k < a->graph.n_nodes; k++) {
+      int src = a->graph.nodes[k].src_index;
+      if (src >= 0 && (size_t)src < n_given) parsed[src] = &a->graph.nodes[k];
+    }
+    for (size_t i = 0; i < n_given; i++) {
+      json_t *n = parsed[i]
+                      ? graph_node_json(json_array_get(nodes, i), parsed[i])
+                      : json_deep_copy(json_array_get(nodes, i));
+      if (!n || json_array_append_new(out_nodes, n)) {
+        json_decref(out_nodes);
+        free(parsed);
+        return NULL;
+      }
+    }
+    free(parsed);
+    return json_pack("{s:s, s:o, s:O}", "type", "graph", "nodes", out_nodes,
+                     "output", json_object_get(given, "output"));
+  }
+  }
+  return NULL;
+}
+
+static json_t *data_json(const ae_data_spec *d, const json_t *given) {
+  json_t *shape = d->input_rank == 3
+                      ? json_pack("[i, i, i]", d->input_shape[0],
+                                  d->input_shape[1], d->input_shape[2])
+                      : json_pack("[i]", d->input_shape[0]);
+  json_t *o = json_pack("{s:s, s:o, s:i, s:i}", "dataset", d->dataset,
+                        "input_shape", shape, "num_classes", d->num_classes,
+                        "batch_size", d->batch_size);
+  if (!o) return NULL;
+  const json_t *inputs = given ? json_object_get(given, "inputs") : NULL;
+  const json_t *labels = given ? json_object_get(given, "labels") : NULL;
+  if ((inputs && json_object_set(o, "inputs", (json_t *)inputs)) ||
+      (labels && json_object_set(o, "labels", (json_t *)labels))) {
+    json_decref(o);
+    return NULL;
+  }
+  return o;
+}
+
+static json_t *normalised_json(const ae_request *r, const json_t *body) {
+  json_t *metrics = json_array();
+  if (!metrics) return NULL;
+  for (int k = 0; k < 4; k++)
+    if ((r->metrics & (1u << k)) &&
+        json_array_append_new(metrics, json_string(group_names[k]))) {
+      json_decref(metrics);
+      return NULL;
+    }
+  const ae_settings *s = &r->settings;
+  json_t *settings = json_pack(
+      "{s:{s:i, s:i}, s:{s:i, s:i}, s:{s:i, s:s}, s:o}", "linear_regions",
+      "samples", s->lr_samples, "repeats", s->lr_repeats, "curvature", "points",
+      s->curv_points, "repeats", s->curv_repeats, "ntk", "repeats",
+      s->ntk_repeats, "parameterization",
+      s->ntk_parameterization == AE_NTK_NTK ? "ntk" : "standard", "eta",
+      isfinite(s->eta) ? json_real(s->eta) : json_null());
+  return json_pack("{s:o, s:o, s:I, s:o, s:o, s:i, s:I, s:o}", "architecture",
+                   arch_json(r, json_object_get(body, "architecture")), "data",
+                   data_json(&r->data, json_object_get(body, "data")), "seed",
+                   (json_int_t)r->seed, "metrics", metrics, "settings",
+                   settings, "priority", r->priority, "timeout_ms",
+                   (json_int_t)r->timeout_ms, "client_ref",
+                   r->client_ref ? json_string(r->client_ref) : json_null());
+}
+
+/* ---- the request ---- */
+
+/* Sum of node output sizes, for the working-set estimate. */
+static double graph_activation_values(const ae_graph *g) {
+  double total = 0;
+  for (int i = 0; i < g->n_nodes; i++) {
+    const ae_node *n = &g->nodes[i];
+    total += n->rank == 3 ? (double)n->shape[0] * n->shape[1] * n->shape[2]
+                          : (double)n->shape[0];
+  }
+  return total;
+}
+
+int ae_request_parse(const json_t *body, const ae_catalog *cat,
+                     const ae_limits *lim, ae_request *out, ae_problem *p) {
+  memset(out, 0, sizeof *out);
+  ae_settings_default(&out->settings);
+  out->metrics = AE_GROUP_ALL;
+  out->timeout_ms = lim->default_timeout_ms;
+  if (!json_is_object(body)) {
+    ae_problem_add(p, "", "the request body must be a JSON object, not %s",
+                   body ? ae_json_type_name(body) : "nothing");
+    return AE_EINVAL;
+  }
+  static const char *const keys[] = {"architecture", "data",       "seed",
+                                     "metrics",      "settings",   "priority",
+                                     "timeout_ms",   "client_ref", NULL};
+  int errors = ae_check_keys(body, keys, "", p);
+  int rc = AE_OK;
+  /* Architecture. */
+  const json_t *arch = json_object_get(body, "architecture");
+  int arch_ok = 0, type_known = 0;
+  ae_arch_type type = AE_ARCH_GRAPH;
+  if (!arch) {
+    ae_problem_add(p, "/architecture",
+                   "required field \"architecture\" is "
+                   "missing");
+    errors++;
+  } else {
+    const json_t *t = json_object_get(arch, "type");
+    const char *ts = json_is_string(t) ? json_string_value(t) : "";
+    type_known = 1;
+    if (strcmp(ts, "nb201") == 0)
+      type = AE_ARCH_NB201;
+    else if (strcmp(ts, "mlp_dag") == 0)
+      type = AE_ARCH_MLP_DAG;
+    else if (strcmp(ts, "graph") == 0)
+      type = AE_ARCH_GRAPH;
+    else
+      type_known = 0;
+    rc = ae_arch_from_json(arch, "/architecture", lim, &out->arch, p);
+    if (rc == AE_ENOMEM) goto fail;
+    if (rc == AE_OK)
+      arch_ok = 1;
+    else
+      errors++;
+  }
+  /* Scalars. */
+  long long x = 0;
+  if (ae_get_int(body, "seed", "", 0, LLONG_MAX, &x, p))
+    errors++;
+  else
+    out->seed = (uint64_t)x;
+  const json_t *metrics = json_object_get(body, "metrics");
+  if (metrics) errors += parse_metrics(metrics, &out->metrics, p);
+  const json_t *settings = json_object_get(body, "settings");
+  if (settings) errors += parse_settings(settings, &out->settings, p);
+  x = 0;
+  errors += ae_get_int(body, "priority", "", -1000, 1000, &x, p);
+  out->priority = (int)x;
+  x = lim->default_timeout_ms;
+  errors += ae_get_int(body, "timeout_ms", "", 1, 86400000, &x, p);
+  out->timeout_ms = x;
+  const json_t *ref = json_object_get(body, "client_ref");
+  if (ref && !json_is_null(ref)) {
+    if (!json_is_string(ref) || json_string_length(ref) > 256) {
+      ae_problem_add(p, "/client_ref", "must be a string of at most 256 bytes");
+      errors++;
+    } else if (!(out->client_ref = strdup(json_string_value(ref)))) {
+      rc = AE_ENOMEM;
+      goto fail;
+    }
+  }
+  /* Data. */
+  data_meta meta;
+  memset(&meta, 0, sizeof meta);
+  int derr = parse_data(json_object_get(body, "data"), type, type_known,
+                        arch_ok ? out->arch.num_classes : 0, cat, lim,
+                        &out->data, &meta, p);
+  if (derr < 0) {
+    rc = AE_ENOMEM;
+    goto fail;
+  }
+  errors += derr;
+  if (!errors && out->arch.type == AE_ARCH_NB201 && out->data.input_rank != 3) {
+    ae_problem_add(p,
+                   meta.info        ? "/data/dataset"
+                   : meta.is_inline ? "/data/inputs"
+                                    : "/data/input_shape",
+                   "nb201 needs image data [channels, height, width]");
+    errors++;
+  }
+  if (errors) goto invalid;
+  /* Lower for the data and check the limits. */
+  ae_lower_opts opts;
+  memset(&opts, 0, sizeof opts);
+  memcpy(opts.input_shape, out->data.input_shape, sizeof opts.input_shape);
+  opts.input_rank = out->data.input_rank;
+  opts.num_classes = out->data.num_classes;
+  rc = ae_arch_lower(&out->arch, &opts, lim, "/architecture", &out->net, p);
+  if (rc == AE_ENOMEM) goto fail;
+  if (rc != AE_OK) goto invalid;
+  if (lim->max_working_set_bytes > 0) {
+    double batch = out->data.batch_size;
+    double bytes = graph_activation_values(&out->net) * batch * 4 * 3 +
+                   ae_graph_params(&out->net) * 4 * batch;
+    if (bytes > lim->max_working_set_bytes) {
+      ae_problem_add(p, "/data/batch_size",
+                     "the estimated working set (%.3g bytes for this network "
+                     "at batch size %d) exceeds the limit of %.3g bytes; use "
+                     "a smaller batch or network",
+                     bytes, out->data.batch_size, lim->max_working_set_bytes);
+      goto invalid;
+    }
+  }
+  out->normalised = normalised_json(out, body);
+  if (!out->normalised) {
+    rc = AE_ENOMEM;
+    goto fail;
+  }
+  return AE_OK;
+invalid:
+  ae_request_free(out);
+  if (p->status == 0) ae_problem_add(p, "", "invalid request");
+  return AE_EINVAL;
+fail:
+  ae_request_free(out);
+  ae_problem_set(p, 500, "internal", NULL, "out of memory");
+  return rc == AE_OK ? AE_ENOMEM : rc;
+}

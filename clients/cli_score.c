@@ -1,0 +1,416 @@
+/* cli_score.c: `archeval score [FILE|-]`: scores one job request (the body
+ * of POST /v1/jobs) or a JSON array of them in this process, with no
+ * server, and prints one JSON line per request, in input order:
+ * {"result": ...} or {"error": problem}.
+ *
+ * The main thread reads and validates every request, then either scores
+ * them itself or hands them to --threads worker threads, each with its own
+ * engine; a worker writes only its own slots of the shared result table,
+ * under one mutex, and the main thread prints the slots in order. */
+#include "config.h"
+
+#include <getopt.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "api/request.h"
+#include "api/scorecard.h"
+#include "api/status.h"
+#include "clients/cli.h"
+#include "gpu/dataset.h"
+#include "gpu/engine.h"
+
+#define AE_SCORE_MAX_INPUT (256u << 20) /* bytes of JSON read at most */
+#define AE_SCORE_MAX_DATASETS 64
+
+static void score_usage(FILE *f) {
+  fprintf(f,
+          "Usage: archeval score [OPTIONS] [FILE|-]\n"
+          "Scores job requests in this process and prints one JSON line per\n"
+          "request, in order: {\"result\": ...} or {\"error\": problem}.\n"
+          "FILE (default '-', standard input) holds one request, the body of\n"
+          "POST /v1/jobs, or a JSON array of them.\n"
+          "\n"
+          "Options:\n"
+          "  --backend host|cuda   scoring backend (default host)\n"
+          "  --threads N           parallel workers, each with its own engine\n"
+          "                        (default 1)\n"
+          "  --dataset NAME=PATH   register a dataset (repeatable); PATH is a\n"
+          "                        folder or file of *_u8_nchw.bin or IDX files,\n"
+          "                        options ,shape=CxHxW ,labels=FILE\n"
+          "  -h, --help            show this help\n"
+          "\n"
+          "Exit status: 0 all scored, 1 a job failed, 2 bad usage, 3 a request\n"
+          "was rejected (problem+json on stderr), 4 backend unavailable.\n");
+}
+
+/* Prints a problem+json on stderr as one line. */
+static void print_problem(const ae_problem *p) {
+  json_t *j = ae_problem_to_json(p, NULL);
+  char *s = j ? ae_json_dumps(j) : NULL;
+  fprintf(stderr, "%s\n", s ? s : "{\"title\":\"error\"}");
+  free(s);
+  json_decref(j);
+}
+
+/* Reads all of a file or stdin into a malloc'd buffer. */
+static int read_input(const char *path, char **out, size_t *len) {
+  FILE *f = strcmp(path, "-") ? fopen(path, "rb") : stdin;
+  if (!f) return AE_EIO;
+  size_t cap = 1 << 16, n = 0;
+  char *buf = malloc(cap);
+  int rc = buf ? AE_OK : AE_ENOMEM;
+  while (rc == AE_OK) {
+    if (n == cap) {
+      if (cap >= AE_SCORE_MAX_INPUT) {
+        rc = AE_EINVAL;
+        break;
+      }
+      char *nb = realloc(buf, cap * 2);
+      if (!nb) {
+        rc = AE_ENOMEM;
+        break;
+      }
+      buf = nb;
+      cap *= 2;
+    }
+    size_t got = fread(buf + n, 1, cap - n, f);
+    n += got;
+    if (got == 0) {
+      if (ferror(f)) rc = AE_EIO;
+      break;
+    }
+  }
+  if (f != stdin) fclose(f);
+  if (rc) {
+    free(buf);
+    return rc;
+  }
+  *out = buf;
+  *len = n;
+  return AE_OK;
+}
+
+/* One request of the input and, once scored, its output line. */
+typedef struct {
+  json_t *body;      /* borrowed from the parsed input */
+  ae_request req;
+  int valid;         /* parsed */
+  char *line;        /* the JSON line to print, malloc'd */
+  int failed;        /* 1: scoring failed */
+  int done;
+} score_item;
+
+typedef struct {
+  score_item *items;
+  size_t n;
+  size_t next;       /* next item a worker takes */
+  ae_engine_config cfg;
+  const ae_dataset_registry *reg;
+  pthread_mutex_t lock;
+  pthread_cond_t cond;
+  int open_failed;
+  ae_problem open_problem;
+} score_pool;
+
+/* {"result": ...} or {"error": ...} as a malloc'd line (NULL: no memory). */
+static char *wrap_line(const char *key, json_t *value /* stolen */) {
+  json_t *o = json_object();
+  if (!o || !value || json_object_set_new(o, key, value)) {
+    json_decref(o);
+    return NULL;
+  }
+  char *s = ae_json_dumps(o);
+  json_decref(o);
+  return s;
+}
+
+/* Scores one item with engine e; fills line and failed. */
+static void score_one(ae_engine *e, const ae_dataset_registry *reg,
+                      score_item *it) {
+  ae_scorecard sc;
+  ae_problem p = AE_PROBLEM_INIT;
+  int rc = ae_engine_score(e, &it->req, reg, NULL, &sc, &p);
+  if (rc == AE_OK) {
+    it->line = wrap_line("result", ae_scorecard_to_json(&sc));
+  } else {
+    it->failed = 1;
+    it->line = wrap_line("error", ae_problem_to_json(&p, NULL));
+  }
+  ae_scorecard_free(&sc);
+  ae_problem_clear(&p);
+}
+
+static void *score_worker(void *arg) {
+  score_pool *pool = arg;
+  ae_engine *e = NULL;
+  ae_problem p = AE_PROBLEM_INIT;
+  int rc = ae_engine_open(&pool->cfg, &e, &p);
+  pthread_mutex_lock(&pool->lock);
+  if (rc) {
+    if (!pool->open_failed) {
+      pool->open_failed = 1;
+      pool->open_problem = p;
+      memset(&p, 0, sizeof p);
+    }
+    /* Take every remaining item, so the printer does not wait forever. */
+    while (pool->next < pool->n) {
+      score_item *it = &pool->items[pool->next++];
+      it->failed = 1;
+      it->done = 1;
+    }
+    pthread_cond_broadcast(&pool->cond);
+    pthread_mutex_unlock(&pool->lock);
+    ae_problem_clear(&p);
+    return NULL;
+  }
+  for (;;) {
+    while (pool->next < pool->n && !pool->items[pool->next].valid)
+      pool->next++;
+    if (pool->next >= pool->n) break;
+    score_item *it = &pool->items[pool->next++];
+    pthread_mutex_unlock(&pool->lock);
+    score_one(e, pool->reg, it);
+    pthread_mutex_lock(&pool->lock);
+    it->done = 1;
+    pthread_cond_broadcast(&pool->cond);
+  }
+  pthread_mutex_unlock(&pool->lock);
+  ae_engine_close(e);
+  return NULL;
+}
+
+/* Looks for data.dataset == "fashion-mnist" in any request. */
+static int wants_fashion_mnist(json_t *root) {
+  size_t n = json_is_array(root) ? json_array_size(root) : 1;
+  for (size_t i = 0; i < n; i++) {
+    json_t *r = json_is_array(root) ? json_array_get(root, i) : root;
+    json_t *d = json_object_get(json_object_get(r, "data"), "dataset");
+    if (json_is_string(d) && !strcmp(json_string_value(d), "fashion-mnist"))
+      return 1;
+  }
+  return 0;
+}
+
+static double wall_seconds(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+int ae_cli_score(int argc, char **argv) {
+  static const struct option opts[] = {
+      {"backend", required_argument, NULL, 'b'},
+      {"threads", required_argument, NULL, 't'},
+      {"dataset", required_argument, NULL, 'd'},
+      {"help", no_argument, NULL, 'h'},
+      {NULL, 0, NULL, 0}};
+  const char *datasets[AE_SCORE_MAX_DATASETS];
+  int n_datasets = 0, threads = 1;
+  ae_engine_config cfg = {AE_BACKEND_HOST, 0, 0, 1};
+  optind = 1;
+  opterr = 0;
+  int c;
+  while ((c = getopt_long(argc, argv, "+h", opts, NULL)) != -1) {
+    switch (c) {
+    case 'b':
+      if (!strcmp(optarg, "host")) {
+        cfg.backend = AE_BACKEND_HOST;
+      } else if (!strcmp(optarg, "cuda")) {
+        cfg.backend = AE_BACKEND_CUDA;
+      } else {
+        fprintf(stderr, "archeval score: --backend must be host or cuda\n");
+        return AE_EXIT_USAGE;
+      }
+      break;
+    case 't': {
+      char *end;
+      long v = strtol(optarg, &end, 10);
+      if (*end || v < 1 || v > 256) {
+        fprintf(stderr, "archeval score: --threads must be 1..256\n");
+        return AE_EXIT_USAGE;
+      }
+      threads = (int)v;
+      break;
+    }
+    case 'd':
+      if (n_datasets == AE_SCORE_MAX_DATASETS) {
+        fprintf(stderr, "archeval score: too many --dataset\n");
+        return AE_EXIT_USAGE;
+      }
+      datasets[n_datasets++] = optarg;
+      break;
+    case 'h':
+      score_usage(stdout);
+      return AE_EXIT_OK;
+    default:
+      fprintf(stderr, "archeval score: bad option '%s'\n",
+              argv[optind - 1]);
+      score_usage(stderr);
+      return AE_EXIT_USAGE;
+    }
+  }
+  if (argc - optind > 1) {
+    fprintf(stderr, "archeval score: one input file at most\n");
+    score_usage(stderr);
+    return AE_EXIT_USAGE;
+  }
+  const char *path = optind < argc ? argv[optind] : "-";
+
+  int status = AE_EXIT_OK;
+  ae_problem p = AE_PROBLEM_INIT;
+  char *buf = NULL;
+  size_t len = 0;
+  json_t *root = NULL;
+  score_item *items = NULL;
+  size_t n_items = 0;
+  ae_dataset_registry reg;
+  memset(&reg, 0, sizeof reg);
+  int rc = read_input(path, &buf, &len);
+  if (rc) {
+    fprintf(stderr, "archeval score: cannot read %s: %s\n",
+            strcmp(path, "-") ? path : "standard input", ae_strerror(rc));
+    return AE_EXIT_FAILURE;
+  }
+  if (ae_json_parse_body(buf, len, &root, &p)) {
+    print_problem(&p);
+    status = AE_EXIT_INVALID;
+    goto done;
+  }
+  int is_array = json_is_array(root);
+  if (is_array && json_array_size(root) == 0) {
+    fprintf(stderr, "archeval score: the request array is empty\n");
+    status = AE_EXIT_INVALID;
+    goto done;
+  }
+  /* Datasets: fashion-mnist is loaded only when a request names it. */
+  int fashion_given = 0;
+  for (int i = 0; i < n_datasets; i++)
+    if (!strncmp(datasets[i], "fashion-mnist=", 14)) fashion_given = 1;
+  rc = ae_dataset_registry_init(&reg, !fashion_given &&
+                                          wants_fashion_mnist(root), &p);
+  for (int i = 0; !rc && i < n_datasets; i++)
+    rc = ae_dataset_registry_add(&reg, datasets[i], &p);
+  if (rc) {
+    print_problem(&p);
+    status = AE_EXIT_USAGE;
+    goto done;
+  }
+  ae_catalog cat = ae_dataset_registry_catalog(&reg);
+  ae_limits lim;
+  ae_limits_default(&lim);
+
+  n_items = is_array ? json_array_size(root) : 1;
+  items = calloc(n_items, sizeof *items);
+  if (!items) {
+    fprintf(stderr, "archeval score: out of memory\n");
+    status = AE_EXIT_FAILURE;
+    goto done;
+  }
+  int any_invalid = 0;
+  for (size_t i = 0; i < n_items; i++) {
+    score_item *it = &items[i];
+    it->body = is_array ? json_array_get(root, i) : root;
+    ae_problem_clear(&p);
+    if (ae_request_parse(it->body, &cat, &lim, &it->req, &p)) {
+      any_invalid = 1;
+      it->done = 1;
+      if (!is_array) {
+        print_problem(&p);
+        status = AE_EXIT_INVALID;
+        goto done;
+      }
+      char prefix[32];
+      snprintf(prefix, sizeof prefix, "/%zu", i);
+      ae_problem_prefix(&p, prefix);
+      it->line = wrap_line("error", ae_problem_to_json(&p, NULL));
+      print_problem(&p);
+    } else {
+      it->valid = 1;
+    }
+  }
+  ae_problem_clear(&p);
+
+  score_pool pool;
+  memset(&pool, 0, sizeof pool);
+  pool.items = items;
+  pool.n = n_items;
+  pool.cfg = cfg;
+  pool.reg = &reg;
+  pthread_mutex_init(&pool.lock, NULL);
+  pthread_cond_init(&pool.cond, NULL);
+  int n_threads = threads < (int)n_items ? threads : (int)n_items;
+  pthread_t tids[256];
+  int started = 0;
+  ae_engine *inline_engine = NULL;
+  if (n_threads <= 1) {
+    if (ae_engine_open(&cfg, &inline_engine, &pool.open_problem))
+      pool.open_failed = 1;
+  } else {
+    for (int t = 0; t < n_threads; t++) {
+      pool.cfg.index = t;
+      /* Workers share the cores: one BLAS thread each. */
+      pool.cfg.blas_threads = 1;
+      if (pthread_create(&tids[t], NULL, score_worker, &pool) != 0) break;
+      started++;
+    }
+    if (!started) pool.open_failed = 1;
+  }
+  double t0 = wall_seconds();
+  size_t scored = 0, n_valid = 0;
+  for (size_t i = 0; i < n_items; i++) n_valid += items[i].valid;
+  for (size_t i = 0; i < n_items; i++) {
+    score_item *it = &items[i];
+    if (inline_engine && it->valid) {
+      score_one(inline_engine, &reg, it);
+      it->done = 1;
+    } else if (started) {
+      pthread_mutex_lock(&pool.lock);
+      while (!it->done) pthread_cond_wait(&pool.cond, &pool.lock);
+      pthread_mutex_unlock(&pool.lock);
+    }
+    if (pool.open_failed && !it->line) break;
+    if (it->valid) {
+      scored++;
+      if (it->failed) status = AE_EXIT_FAILURE;
+      if (n_items > 1)
+        fprintf(stderr, "scored %zu/%zu (%.1f s)\n", scored, n_valid,
+                wall_seconds() - t0);
+    }
+    if (it->line) {
+      fputs(it->line, stdout);
+      fputc('\n', stdout);
+      fflush(stdout);
+    } else {
+      fprintf(stderr, "archeval score: out of memory rendering item %zu\n",
+              i);
+      status = AE_EXIT_FAILURE;
+    }
+  }
+  for (int t = 0; t < started; t++) pthread_join(tids[t], NULL);
+  ae_engine_close(inline_engine);
+  if (pool.open_failed) {
+    print_problem(&pool.open_problem);
+    status = AE_EXIT_UNAVAILABLE;
+  } else if (any_invalid) {
+    status = AE_EXIT_INVALID;
+  }
+  ae_problem_clear(&pool.open_problem);
+  pthread_mutex_destroy(&pool.lock);
+  pthread_cond_destroy(&pool.cond);
+
+done:
+  for (size_t i = 0; items && i < n_items; i++) {
+    if (items[i].valid) ae_request_free(&items[i].req);
+    free(items[i].line);
+  }
+  free(items);
+  json_decref(root);
+  free(buf);
+  ae_dataset_registry_free(&reg);
+  ae_problem_clear(&p);
+  return status;
+}

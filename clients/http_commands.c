@@ -1,0 +1,809 @@
+/* http_commands.c: the archeval CLI's server commands (submit, get, wait,
+ * cancel, delete, list, info), each a thin layer over the HTTP API of
+ * api.md through http_client.c.  Answers are printed as JSON on stdout;
+ * problem+json errors are printed readably on stderr and mapped to the
+ * exit statuses of cli.h.  Single-threaded: everything here belongs to
+ * the CLI's main thread. */
+#include "config.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <jansson.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "api/status.h"
+#include "clients/cli.h"
+#include "clients/http_client.h"
+
+#define DEFAULT_SERVER "http://127.0.0.1:8000"
+#define LONG_POLL_MAX_MS 30000L
+/* Extra time a long poll's HTTP request gets beyond its wait_ms. */
+#define LONG_POLL_SLACK_MS 30000L
+#define REQUEST_TIMEOUT_MS 120000L
+
+/* Options every server command takes. */
+typedef struct {
+  const char *server;
+  int tries;
+} common_options;
+
+enum { OPT_SERVER = 1000, OPT_RETRIES, OPT_HELP };
+
+#define COMMON_LONG_OPTIONS                                    \
+  {"server", required_argument, NULL, OPT_SERVER},             \
+      {"retries", required_argument, NULL, OPT_RETRIES},       \
+      {"help", no_argument, NULL, OPT_HELP}
+
+static const char common_help[] =
+    "  --server URL      the archevald to talk to (default $ARCHEVAL_SERVER,\n"
+    "                    else " DEFAULT_SERVER ")\n"
+    "  --retries N       retries of 429/503 answers (after Retry-After) and\n"
+    "                    connection failures (default 4)\n";
+
+/* Handles a common option; returns 1 when handled, -1 on a bad value. */
+static int common_option(int opt, common_options *common) {
+  if (opt == OPT_SERVER) {
+    common->server = optarg;
+    return 1;
+  }
+  if (opt == OPT_RETRIES) {
+    char *end;
+    errno = 0;
+    long n = strtol(optarg, &end, 10);
+    if (errno || *end || n < 0 || n > 100) {
+      fprintf(stderr, "archeval: --retries wants 0..100, not '%s'\n", optarg);
+      return -1;
+    }
+    common->tries = (int)n + 1;
+    return 1;
+  }
+  return 0;
+}
+
+static void common_init(common_options *common) {
+  common->server = NULL;
+  common->tries = AE_HTTP_DEFAULT_TRIES;
+  optind = 1;
+  opterr = 1;
+}
+
+static const char *server_url(const common_options *common) {
+  if (common->server && *common->server) return common->server;
+  const char *env = getenv("ARCHEVAL_SERVER");
+  if (env && *env) return env;
+  return DEFAULT_SERVER;
+}
+
+static int open_client(const common_options *common,
+                       ae_http_client **client) {
+  int status = ae_http_client_new(server_url(common), common->tries, client);
+  if (status != AE_OK) {
+    fprintf(stderr, "archeval: cannot create an HTTP client for '%s': %s\n",
+            server_url(common), ae_strerror(status));
+    return status == AE_EINVAL ? AE_EXIT_USAGE : AE_EXIT_FAILURE;
+  }
+  return AE_EXIT_OK;
+}
+
+static double now_seconds(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* Parses a non-negative number of seconds (fractions allowed). */
+static int parse_seconds(const char *text, double *out) {
+  char *end;
+  errno = 0;
+  double value = strtod(text, &end);
+  if (errno || end == text || *end || !(value >= 0) || value > 1e9) {
+    fprintf(stderr, "archeval: --timeout wants seconds, not '%s'\n", text);
+    return -1;
+  }
+  *out = value;
+  return 0;
+}
+
+/* Job ids are URL-safe; anything else is refused before it reaches a
+ * URL. */
+static int valid_job_id(const char *id) {
+  if (!*id || strlen(id) > 200) return 0;
+  for (const char *c = id; *c; c++)
+    if (!((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') ||
+          (*c >= '0' && *c <= '9') || *c == '_' || *c == '-' || *c == '.'))
+      return 0;
+  return 1;
+}
+
+/* Percent-encodes text for a query string into out (out_len bytes). */
+static void query_escape(const char *text, char *out, size_t out_len) {
+  static const char hex[] = "0123456789ABCDEF";
+  size_t k = 0;
+  for (const unsigned char *c = (const unsigned char *)text;
+       *c && k + 4 < out_len; c++) {
+    if ((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') ||
+        (*c >= '0' && *c <= '9') || *c == '_' || *c == '-' || *c == '.' ||
+        *c == '~') {
+      out[k++] = (char)*c;
+    } else {
+      out[k++] = '%';
+      out[k++] = hex[*c >> 4];
+      out[k++] = hex[*c & 15];
+    }
+  }
+  out[k] = 0;
+}
+
+/* The exit status for an HTTP status that is not a success. */
+static int exit_for_http(long status) {
+  if (status >= 200 && status < 300) return AE_EXIT_OK;
+  if (status == 404) return AE_EXIT_NOT_FOUND;
+  if (status == 429 || status >= 500) return AE_EXIT_UNAVAILABLE;
+  if (status >= 400) return AE_EXIT_INVALID;
+  return AE_EXIT_FAILURE;
+}
+
+/* Prints a problem object (borrowed) on stderr: one line with the status,
+ * code and detail, then one line per field error. */
+static void print_problem(const char *what, json_t *problem) {
+  const char *code = json_string_value(json_object_get(problem, "code"));
+  const char *title = json_string_value(json_object_get(problem, "title"));
+  const char *detail = json_string_value(json_object_get(problem, "detail"));
+  json_t *status = json_object_get(problem, "status");
+  fprintf(stderr, "archeval: %s", what);
+  if (json_is_integer(status))
+    fprintf(stderr, ": %lld", (long long)json_integer_value(status));
+  if (code) fprintf(stderr, " %s", code);
+  if (detail || title) fprintf(stderr, ": %s", detail ? detail : title);
+  fputc('\n', stderr);
+  json_t *errors = json_object_get(problem, "errors");
+  size_t i;
+  json_t *item;
+  json_array_foreach(errors, i, item) {
+    const char *pointer = json_string_value(json_object_get(item, "pointer"));
+    const char *why = json_string_value(json_object_get(item, "detail"));
+    fprintf(stderr, "  %s: %s\n", pointer && *pointer ? pointer : "(body)",
+            why ? why : "?");
+  }
+}
+
+/* Prints an error answer on stderr. */
+static void print_error_response(const char *method, const char *path,
+                                 const ae_http_response *response) {
+  char what[512];
+  snprintf(what, sizeof what, "%s %s", method, path);
+  json_t *problem = json_loadb(response->body, response->body_len, 0, NULL);
+  if (json_is_object(problem)) {
+    if (!json_object_get(problem, "status"))
+      json_object_set_new(problem, "status",
+                          json_integer(response->status));
+    print_problem(what, problem);
+  } else {
+    size_t n = response->body_len;
+    if (n > 500) n = 500;
+    fprintf(stderr, "archeval: %s: HTTP %ld%s%.*s\n", what, response->status,
+            n ? ": " : "", (int)n, response->body);
+  }
+  json_decref(problem);
+}
+
+/* One request with the error handling every command shares.  On a 2xx
+ * answer returns AE_EXIT_OK and, when out is not NULL, the parsed body (a
+ * new reference, NULL for an empty body).  Otherwise prints why on stderr
+ * and returns the exit status. */
+static int call_api(ae_http_client *client, const char *method,
+                    const char *path, const char *body,
+                    const char *idempotency_key, long timeout_ms,
+                    json_t **out) {
+  if (out) *out = NULL;
+  ae_http_response response = AE_HTTP_RESPONSE_INIT;
+  char errbuf[512];
+  int status = ae_http_request(client, method, path, body, idempotency_key,
+                               timeout_ms, &response, errbuf, sizeof errbuf);
+  if (status == AE_ENOMEM) {
+    fprintf(stderr, "archeval: out of memory\n");
+    return AE_EXIT_FAILURE;
+  }
+  if (status != AE_OK) {
+    fprintf(stderr, "archeval: no answer: %s\n", errbuf);
+    return AE_EXIT_UNAVAILABLE;
+  }
+  int code = exit_for_http(response.status);
+  if (code != AE_EXIT_OK) {
+    print_error_response(method, path, &response);
+    ae_http_response_clear(&response);
+    return code;
+  }
+  if (out && response.body_len > 0) {
+    json_error_t error;
+    *out = json_loadb(response.body, response.body_len, 0, &error);
+    if (!*out) {
+      fprintf(stderr, "archeval: %s %s: unparsable answer: %s\n", method,
+              path, error.text);
+      code = AE_EXIT_FAILURE;
+    }
+  }
+  ae_http_response_clear(&response);
+  return code;
+}
+
+/* Prints a JSON value on stdout, pretty (indent 2) or on one line. */
+static int print_json(json_t *value, int pretty) {
+  size_t flags = JSON_REAL_PRECISION(17) | JSON_PRESERVE_ORDER;
+  flags |= pretty ? JSON_INDENT(2) : JSON_COMPACT;
+  if (json_dumpf(value, stdout, flags) != 0) return AE_EXIT_FAILURE;
+  fputc('\n', stdout);
+  fflush(stdout);
+  return ferror(stdout) ? AE_EXIT_FAILURE : AE_EXIT_OK;
+}
+
+static const char *job_state(json_t *job) {
+  const char *state = json_string_value(json_object_get(job, "state"));
+  return state ? state : "";
+}
+
+static int state_is_terminal(const char *state) {
+  return !strcmp(state, "succeeded") || !strcmp(state, "failed") ||
+         !strcmp(state, "cancelled");
+}
+
+/* Reads a whole file ("-" for stdin) into a NUL-terminated buffer. */
+static char *read_all(const char *path, size_t *len) {
+  FILE *f = strcmp(path, "-") == 0 ? stdin : fopen(path, "rb");
+  if (!f) return NULL;
+  size_t cap = 65536, n = 0;
+  char *data = malloc(cap);
+  while (data) {
+    if (n + 1 >= cap) {
+      char *grown = realloc(data, cap * 2);
+      if (!grown) {
+        free(data);
+        data = NULL;
+        break;
+      }
+      data = grown;
+      cap *= 2;
+    }
+    size_t got = fread(data + n, 1, cap - n - 1, f);
+    n += got;
+    if (got == 0) {
+      if (ferror(f)) {
+        free(data);
+        data = NULL;
+      }
+      break;
+    }
+  }
+  if (f != stdin) fclose(f);
+  if (data) {
+    data[n] = 0;
+    *len = n;
+  }
+  return data;
+}
+
+/* ---- waiting ---------------------------------------------------------- */
+
+typedef struct {
+  int full;           /* print the whole job resource, not the result */
+  double timeout_s;   /* < 0: no limit */
+} wait_options;
+
+/* Reports one finished job.  Returns 1 when it succeeded, 0 otherwise. */
+static int report_finished(json_t *job, int several, const wait_options *w) {
+  const char *id = json_string_value(json_object_get(job, "id"));
+  const char *state = job_state(job);
+  int ok = strcmp(state, "succeeded") == 0;
+  if (several || w->full) {
+    print_json(job, !several);
+  } else if (ok) {
+    json_t *result = json_object_get(job, "result");
+    print_json(result ? result : json_null(), 1);
+  }
+  if (!ok) {
+    char what[300];
+    snprintf(what, sizeof what, "job %s %s", id ? id : "?", state);
+    json_t *error = json_object_get(job, "error");
+    if (json_is_object(error))
+      print_problem(what, error);
+    else
+      fprintf(stderr, "archeval: %s\n", what);
+  }
+  return ok;
+}
+
+/* Waits for every job in ids by long polls; prints each as it finishes and
+ * a progress line on stderr when there are several. */
+static int wait_for_jobs(ae_http_client *client, char **ids, size_t n,
+                         const wait_options *w) {
+  char *done = calloc(n ? n : 1, 1);
+  if (!done) {
+    fprintf(stderr, "archeval: out of memory\n");
+    return AE_EXIT_FAILURE;
+  }
+  int several = n > 1;
+  size_t finished = 0, succeeded = 0, failed = 0, cancelled = 0;
+  double deadline = w->timeout_s >= 0 ? now_seconds() + w->timeout_s : -1;
+  int code = AE_EXIT_OK;
+  while (finished < n && code == AE_EXIT_OK) {
+    size_t unfinished = n - finished;
+    size_t first = 0;
+    while (done[first]) first++;
+    int timed_out = 0;
+    /* Long-poll the first unfinished job; with several, briefly, then
+     * glance at the others. */
+    for (size_t i = first; i < n && code == AE_EXIT_OK; i++) {
+      if (done[i]) continue;
+      long wait_ms = 0;
+      if (i == first) wait_ms = unfinished > 1 ? 1000 : LONG_POLL_MAX_MS;
+      if (deadline >= 0) {
+        double left_ms = (deadline - now_seconds()) * 1000.0;
+        if (left_ms <= 0) {
+          timed_out = 1;
+          break;
+        }
+        if (wait_ms > (long)left_ms) wait_ms = (long)left_ms;
+      }
+      char path[300];
+      snprintf(path, sizeof path, "/v1/jobs/%s?wait_ms=%ld", ids[i], wait_ms);
+      json_t *job;
+      code = call_api(client, "GET", path, NULL, NULL,
+                      wait_ms + LONG_POLL_SLACK_MS, &job);
+      if (code != AE_EXIT_OK) break;
+      const char *state = job_state(job);
+      if (state_is_terminal(state)) {
+        done[i] = 1;
+        finished++;
+        if (!strcmp(state, "succeeded")) succeeded++;
+        else if (!strcmp(state, "cancelled")) cancelled++;
+        else failed++;
+        report_finished(job, several, w);
+        if (several) {
+          fprintf(stderr, "%zu/%zu finished (%zu succeeded, %zu failed", 
+                  finished, n, succeeded, failed);
+          if (cancelled) fprintf(stderr, ", %zu cancelled", cancelled);
+          fprintf(stderr, ")\n");
+        }
+      }
+      json_decref(job);
+    }
+    if (timed_out || (code == AE_EXIT_OK && finished < n && deadline >= 0 &&
+                      now_seconds() >= deadline)) {
+      fprintf(stderr, "archeval: timed out; %zu of %zu job(s) unfinished\n",
+              n - finished, n);
+      code = AE_EXIT_TIMEOUT;
+    }
+  }
+  free(done);
+  if (code == AE_EXIT_OK && (failed || cancelled)) code = AE_EXIT_FAILURE;
+  return code;
+}
+
+/* ---- submit ----------------------------------------------------------- */
+
+static void submit_help(FILE *f) {
+  fprintf(f,
+          "Usage: archeval submit [OPTIONS] FILE|-\n"
+          "Submits the job request in FILE (or stdin) and prints its id.  A\n"
+          "JSON array of requests, or {\"jobs\":[...]}, is one batch (all or\n"
+          "nothing); the ids are printed one per line.\n"
+          "  --wait            wait for the job(s); print the result JSON (one\n"
+          "                    job) or each finished job on one line (several)\n"
+          "  --timeout SECS    with --wait, give up after SECS (exit 5)\n"
+          "  --full            with --wait, print the whole job resource\n"
+          "  --idempotency-key K  the key (default: a random UUID, so the\n"
+          "                    retries never create the job twice)\n"
+          "%s",
+          common_help);
+}
+
+int ae_cli_submit(int argc, char **argv) {
+  static const struct option options[] = {
+      {"wait", no_argument, NULL, 'w'},
+      {"timeout", required_argument, NULL, 't'},
+      {"full", no_argument, NULL, 'f'},
+      {"idempotency-key", required_argument, NULL, 'k'},
+      COMMON_LONG_OPTIONS,
+      {NULL, 0, NULL, 0}};
+  common_options common;
+  common_init(&common);
+  wait_options w = {0, -1};
+  int do_wait = 0;
+  const char *key = NULL;
+  int opt;
+  while ((opt = getopt_long(argc, argv, "", options, NULL)) != -1) {
+    int handled = common_option(opt, &common);
+    if (handled < 0) return AE_EXIT_USAGE;
+    if (handled) continue;
+    switch (opt) {
+      case 'w': do_wait = 1; break;
+      case 'f': w.full = 1; break;
+      case 'k': key = optarg; break;
+      case 't':
+        if (parse_seconds(optarg, &w.timeout_s) < 0) return AE_EXIT_USAGE;
+        break;
+      case OPT_HELP: submit_help(stdout); return AE_EXIT_OK;
+      default: submit_help(stderr); return AE_EXIT_USAGE;
+    }
+  }
+  if (optind + 1 != argc) {
+    submit_help(stderr);
+    return AE_EXIT_USAGE;
+  }
+  const char *file = argv[optind];
+  size_t len = 0;
+  char *text = read_all(file, &len);
+  if (!text) {
+    fprintf(stderr, "archeval: cannot read '%s': %s\n", file,
+            strerror(errno));
+    return AE_EXIT_FAILURE;
+  }
+  char generated_key[37];
+  if (!key) {
+    if (ae_http_uuid4(generated_key) != AE_OK) {
+      fprintf(stderr, "archeval: cannot read /dev/urandom\n");
+      free(text);
+      return AE_EXIT_FAILURE;
+    }
+    key = generated_key;
+  }
+
+  /* Decide between one job and a batch.  Unparsable text goes as one job,
+   * so the server's 400 names the line and column. */
+  json_t *parsed = json_loadb(text, len, 0, NULL);
+  int batch = json_is_array(parsed) ||
+              (json_is_object(parsed) && json_object_get(parsed, "jobs"));
+  char *body = text;
+  if (json_is_array(parsed)) {
+    json_t *wrapped = json_pack("{sO}", "jobs", parsed);
+    body = wrapped ? json_dumps(wrapped, JSON_COMPACT | JSON_PRESERVE_ORDER |
+                                             JSON_REAL_PRECISION(17))
+                   : NULL;
+    json_decref(wrapped);
+    if (!body) {
+      fprintf(stderr, "archeval: out of memory\n");
+      json_decref(parsed);
+      free(text);
+      return AE_EXIT_FAILURE;
+    }
+  }
+  json_decref(parsed);
+
+  ae_http_client *client;
+  int code = open_client(&common, &client);
+  if (code != AE_EXIT_OK) {
+    if (body != text) free(body);
+    free(text);
+    return code;
+  }
+  json_t *answer = NULL;
+  code = call_api(client, "POST", batch ? "/v1/jobs:batch" : "/v1/jobs",
+                  body, key, REQUEST_TIMEOUT_MS, &answer);
+  if (body != text) free(body);
+  free(text);
+
+  /* Collect the ids. */
+  size_t n = 0;
+  char **ids = NULL;
+  if (code == AE_EXIT_OK) {
+    json_t *jobs = batch ? json_object_get(answer, "jobs") : NULL;
+    n = batch ? json_array_size(jobs) : 1;
+    ids = calloc(n ? n : 1, sizeof *ids);
+    if (!ids) code = AE_EXIT_FAILURE;
+    for (size_t i = 0; code == AE_EXIT_OK && i < n; i++) {
+      json_t *job = batch ? json_array_get(jobs, i) : answer;
+      const char *id = json_string_value(json_object_get(job, "id"));
+      if (!id || !valid_job_id(id)) {
+        fprintf(stderr, "archeval: the answer has no usable job id\n");
+        code = AE_EXIT_FAILURE;
+        break;
+      }
+      ids[i] = (char *)id; /* borrowed from answer */
+      if (!do_wait) printf("%s\n", id);
+    }
+    if (code == AE_EXIT_OK && do_wait) {
+      if (n > 1) {
+        /* The ids go to stderr, so stdout stays one JSON per line. */
+        for (size_t i = 0; i < n; i++) fprintf(stderr, "submitted %s\n", ids[i]);
+      }
+      code = wait_for_jobs(client, ids, n, &w);
+    }
+  }
+  fflush(stdout);
+  free(ids);
+  json_decref(answer);
+  ae_http_client_free(client);
+  return code;
+}
+
+/* ---- wait, get, cancel, delete ---------------------------------------- */
+
+static void wait_help(FILE *f) {
+  fprintf(f,
+          "Usage: archeval wait [OPTIONS] ID...\n"
+          "Waits for the jobs to finish (long polls).  One job: prints its\n"
+          "result JSON; several: prints each job on one line as it finishes,\n"
+          "with a progress line on stderr.  Exit 0 when all succeeded, 1 when\n"
+          "one failed or was cancelled, 5 on timeout.\n"
+          "  --timeout SECS    give up after SECS (default: no limit)\n"
+          "  --full            print the whole job resource, not the result\n"
+          "%s",
+          common_help);
+}
+
+int ae_cli_wait(int argc, char **argv) {
+  static const struct option options[] = {
+      {"timeout", required_argument, NULL, 't'},
+      {"full", no_argument, NULL, 'f'},
+      COMMON_LONG_OPTIONS,
+      {NULL, 0, NULL, 0}};
+  common_options common;
+  common_init(&common);
+  wait_options w = {0, -1};
+  int opt;
+  while ((opt = getopt_long(argc, argv, "", options, NULL)) != -1) {
+    int handled = common_option(opt, &common);
+    if (handled < 0) return AE_EXIT_USAGE;
+    if (handled) continue;
+    switch (opt) {
+      case 'f': w.full = 1; break;
+      case 't':
+        if (parse_seconds(optarg, &w.timeout_s) < 0) return AE_EXIT_USAGE;
+        break;
+      case OPT_HELP: wait_help(stdout); return AE_EXIT_OK;
+      default: wait_help(stderr); return AE_EXIT_USAGE;
+    }
+  }
+  if (optind >= argc) {
+    wait_help(stderr);
+    return AE_EXIT_USAGE;
+  }
+  for (int i = optind; i < argc; i++) {
+    if (!valid_job_id(argv[i])) {
+      fprintf(stderr, "archeval: '%s' is not a job id\n", argv[i]);
+      return AE_EXIT_USAGE;
+    }
+  }
+  ae_http_client *client;
+  int code = open_client(&common, &client);
+  if (code != AE_EXIT_OK) return code;
+  code = wait_for_jobs(client, argv + optind, (size_t)(argc - optind), &w);
+  ae_http_client_free(client);
+  return code;
+}
+
+/* What get, cancel and delete do to one job. */
+typedef enum { JOB_GET, JOB_CANCEL, JOB_DELETE } job_action;
+
+static void job_help(FILE *f, job_action action) {
+  static const char *const usage[] = {
+      "Usage: archeval get [OPTIONS] ID...\n"
+      "Prints the job resource (indented for one job, one line each for\n"
+      "several).\n",
+      "Usage: archeval cancel [OPTIONS] ID...\n"
+      "Cancels the jobs: a queued job is cancelled at once, a running one\n"
+      "stops at its next checkpoint (cancel_requested).  Prints the job.\n"
+      "A finished job cannot be cancelled (409, exit 3).\n",
+      "Usage: archeval delete [OPTIONS] ID...\n"
+      "Deletes finished jobs (a job still queued or running: 409, exit 3).\n"};
+  fprintf(f, "%s%s", usage[action], common_help);
+}
+
+static int job_command(int argc, char **argv, job_action action) {
+  static const struct option options[] = {COMMON_LONG_OPTIONS,
+                                          {NULL, 0, NULL, 0}};
+  common_options common;
+  common_init(&common);
+  int opt;
+  while ((opt = getopt_long(argc, argv, "", options, NULL)) != -1) {
+    int handled = common_option(opt, &common);
+    if (handled < 0) return AE_EXIT_USAGE;
+    if (handled) continue;
+    if (opt == OPT_HELP) {
+      job_help(stdout, action);
+      return AE_EXIT_OK;
+    }
+    job_help(stderr, action);
+    return AE_EXIT_USAGE;
+  }
+  if (optind >= argc) {
+    job_help(stderr, action);
+    return AE_EXIT_USAGE;
+  }
+  for (int i = optind; i < argc; i++) {
+    if (!valid_job_id(argv[i])) {
+      fprintf(stderr, "archeval: '%s' is not a job id\n", argv[i]);
+      return AE_EXIT_USAGE;
+    }
+  }
+  ae_http_client *client;
+  int code = open_client(&common, &client);
+  if (code != AE_EXIT_OK) return code;
+  int several = argc - optind > 1;
+  for (int i = optind; i < argc; i++) {
+    char path[300];
+    const char *method = "GET";
+    if (action == JOB_GET) {
+      snprintf(path, sizeof path, "/v1/jobs/%s", argv[i]);
+    } else if (action == JOB_CANCEL) {
+      method = "POST";
+      snprintf(path, sizeof path, "/v1/jobs/%s:cancel", argv[i]);
+    } else {
+      method = "DELETE";
+      snprintf(path, sizeof path, "/v1/jobs/%s", argv[i]);
+    }
+    json_t *job = NULL;
+    int one = call_api(client, method, path, NULL, NULL, REQUEST_TIMEOUT_MS,
+                       action == JOB_DELETE ? NULL : &job);
+    if (one == AE_EXIT_OK && job) one = print_json(job, !several);
+    json_decref(job);
+    if (one != AE_EXIT_OK && code == AE_EXIT_OK) code = one;
+  }
+  ae_http_client_free(client);
+  return code;
+}
+
+int ae_cli_get(int argc, char **argv) {
+  return job_command(argc, argv, JOB_GET);
+}
+
+int ae_cli_cancel(int argc, char **argv) {
+  return job_command(argc, argv, JOB_CANCEL);
+}
+
+int ae_cli_delete(int argc, char **argv) {
+  return job_command(argc, argv, JOB_DELETE);
+}
+
+/* ---- list ------------------------------------------------------------- */
+
+static void list_help(FILE *f) {
+  fprintf(f,
+          "Usage: archeval list [OPTIONS]\n"
+          "Lists the jobs, newest first, following every page: a table of\n"
+          "id, state, created_at, worker and client_ref, or with --json one\n"
+          "job resource per line.\n"
+          "  --state S         only jobs in state S (queued, running,\n"
+          "                    succeeded, failed, cancelled)\n"
+          "  --page-size N     jobs per request (server default 100)\n"
+          "  --json            print JSON lines instead of a table\n"
+          "%s",
+          common_help);
+}
+
+static const char *field_or_dash(json_t *job, const char *key) {
+  const char *value = json_string_value(json_object_get(job, key));
+  return value && *value ? value : "-";
+}
+
+int ae_cli_list(int argc, char **argv) {
+  static const struct option options[] = {
+      {"state", required_argument, NULL, 's'},
+      {"page-size", required_argument, NULL, 'p'},
+      {"json", no_argument, NULL, 'j'},
+      COMMON_LONG_OPTIONS,
+      {NULL, 0, NULL, 0}};
+  common_options common;
+  common_init(&common);
+  const char *state = NULL;
+  long page_size = 0;
+  int as_json = 0;
+  int opt;
+  while ((opt = getopt_long(argc, argv, "", options, NULL)) != -1) {
+    int handled = common_option(opt, &common);
+    if (handled < 0) return AE_EXIT_USAGE;
+    if (handled) continue;
+    switch (opt) {
+      case 's': state = optarg; break;
+      case 'j': as_json = 1; break;
+      case 'p': {
+        char *end;
+        errno = 0;
+        page_size = strtol(optarg, &end, 10);
+        if (errno || *end || page_size < 1 || page_size > INT_MAX) {
+          fprintf(stderr, "archeval: --page-size wants a positive count\n");
+          return AE_EXIT_USAGE;
+        }
+        break;
+      }
+      case OPT_HELP: list_help(stdout); return AE_EXIT_OK;
+      default: list_help(stderr); return AE_EXIT_USAGE;
+    }
+  }
+  if (optind != argc) {
+    list_help(stderr);
+    return AE_EXIT_USAGE;
+  }
+  ae_http_client *client;
+  int code = open_client(&common, &client);
+  if (code != AE_EXIT_OK) return code;
+  char *token = NULL;
+  int pages = 0;
+  if (!as_json)
+    printf("%-28s %-10s %-25s %-8s %s\n", "ID", "STATE", "CREATED",
+           "WORKER", "CLIENT_REF");
+  do {
+    char path[1400], escaped[1100];
+    size_t k = (size_t)snprintf(path, sizeof path, "/v1/jobs?");
+    if (state) {
+      query_escape(state, escaped, 200);
+      k += (size_t)snprintf(path + k, sizeof path - k, "state=%s&", escaped);
+    }
+    if (page_size)
+      k += (size_t)snprintf(path + k, sizeof path - k, "page_size=%ld&",
+                            page_size);
+    if (token) {
+      query_escape(token, escaped, sizeof escaped);
+      snprintf(path + k, sizeof path - k, "page_token=%s", escaped);
+    } else {
+      path[k - 1] = 0; /* drops the trailing '?' or '&' */
+    }
+    free(token);
+    token = NULL;
+    json_t *page;
+    code = call_api(client, "GET", path, NULL, NULL, REQUEST_TIMEOUT_MS,
+                    &page);
+    if (code != AE_EXIT_OK) break;
+    size_t i;
+    json_t *job;
+    json_array_foreach(json_object_get(page, "jobs"), i, job) {
+      if (as_json) {
+        print_json(job, 0);
+      } else {
+        printf("%-28s %-10s %-25s %-8s %s\n", field_or_dash(job, "id"),
+               field_or_dash(job, "state"), field_or_dash(job, "created_at"),
+               field_or_dash(job, "worker"), field_or_dash(job, "client_ref"));
+      }
+    }
+    const char *next =
+        json_string_value(json_object_get(page, "next_page_token"));
+    if (next && *next) {
+      token = strdup(next);
+      if (!token) code = AE_EXIT_FAILURE;
+    }
+    json_decref(page);
+    if (++pages > 1000000) break; /* a server that never stops paging */
+  } while (token && code == AE_EXIT_OK);
+  free(token);
+  fflush(stdout);
+  ae_http_client_free(client);
+  return code;
+}
+
+/* ---- info ------------------------------------------------------------- */
+
+int ae_cli_info(int argc, char **argv) {
+  static const struct option options[] = {COMMON_LONG_OPTIONS,
+                                          {NULL, 0, NULL, 0}};
+  common_options common;
+  common_init(&common);
+  int opt;
+  while ((opt = getopt_long(argc, argv, "", options, NULL)) != -1) {
+    int handled = common_option(opt, &common);
+    if (handled < 0) return AE_EXIT_USAGE;
+    if (handled) continue;
+    FILE *f = opt == OPT_HELP ? stdout : stderr;
+    fprintf(f, "Usage: archeval info [OPTIONS]\n"
+               "Prints the server's description (GET /v1): version,\n"
+               "backends, datasets, limits.\n%s", common_help);
+    return opt == OPT_HELP ? AE_EXIT_OK : AE_EXIT_USAGE;
+  }
+  if (optind != argc) {
+    fprintf(stderr, "archeval: info takes no arguments\n");
+    return AE_EXIT_USAGE;
+  }
+  ae_http_client *client;
+  int code = open_client(&common, &client);
+  if (code != AE_EXIT_OK) return code;
+  json_t *info;
+  code = call_api(client, "GET", "/v1", NULL, NULL, REQUEST_TIMEOUT_MS,
+                  &info);
+  if (code == AE_EXIT_OK && info) code = print_json(info, 1);
+  json_decref(info);
+  ae_http_client_free(client);
+  return code;
+}

@@ -1,0 +1,588 @@
+/* net.c: the host executor's plan, weights and float32 forward pass.
+ *
+ * ae_net_create copies the graph, derives each node's geometry and carves
+ * one arena for max_batch samples: parameters, the forward output of every
+ * node (kept: the backward reads them), the backward gradient slots (shared
+ * between nodes whose gradients are never alive at once, planned by
+ * ae_net_plan_slots) and the scratch of the NTK (one sample's im2col and
+ * weight gradient, float64 gradient rows).  Conv runs as im2col + sgemm
+ * per sample; BN normalises with the batch's statistics, accumulated in
+ * float64 and kept for the backward and for the jets.
+ *
+ * An ae_net and everything it points to belong to the thread that created
+ * it. */
+#include "gpu/host/net_internal.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include "api/status.h"
+#include "gpu/philox.h"
+
+#define ALIGN 64
+#define BN_EPS 1e-5
+
+static size_t align_up(size_t v) { return (v + ALIGN - 1) & ~(size_t)(ALIGN - 1); }
+
+static size_t max_sz(size_t a, size_t b) { return a > b ? a : b; }
+
+/* Copies what the executor needs of the graph: ops, inputs and shapes. */
+static int copy_graph(const ae_graph *src, ae_graph *dst) {
+  memset(dst, 0, sizeof(*dst));
+  dst->nodes = calloc((size_t)src->n_nodes, sizeof(ae_node));
+  if (!dst->nodes) return AE_ENOMEM;
+  dst->n_nodes = src->n_nodes;
+  dst->output = src->output;
+  dst->scale_input_norm = src->scale_input_norm;
+  dst->num_classes = src->num_classes;
+  for (int k = 0; k < src->n_nodes; k++) {
+    ae_node *d = &dst->nodes[k];
+    *d = src->nodes[k];
+    d->name = NULL;
+    d->inputs = NULL;
+    if (src->nodes[k].n_inputs > 0) {
+      d->inputs = malloc(sizeof(int) * (size_t)src->nodes[k].n_inputs);
+      if (!d->inputs) return AE_ENOMEM;
+      memcpy(d->inputs, src->nodes[k].inputs,
+             sizeof(int) * (size_t)src->nodes[k].n_inputs);
+    }
+  }
+  return AE_OK;
+}
+
+static void free_graph_copy(ae_graph *g) {
+  if (!g->nodes) return;
+  for (int k = 0; k < g->n_nodes; k++) free(g->nodes[k].inputs);
+  free(g->nodes);
+  g->nodes = NULL;
+}
+
+/* Checks one node against its inputs and fills its geometry. */
+static int node_geometry(const ae_graph *g, int k, ae_net_geom *ge) {
+  const ae_node *nd = &g->nodes[k];
+  memset(ge, 0, sizeof(*ge));
+  if (nd->rank != 1 && nd->rank != 3) return AE_EINVAL;
+  for (int i = 0; i < (nd->rank == 3 ? 3 : 1); i++)
+    if (nd->shape[i] <= 0) return AE_EINVAL;
+  ge->elems = ae_net_node_elems(nd);
+  for (int i = 0; i < nd->n_inputs; i++)
+    if (nd->inputs[i] < 0 || nd->inputs[i] >= k) return AE_EINVAL;
+  if (nd->op == AE_OP_INPUT) return nd->n_inputs == 0 ? AE_OK : AE_EINVAL;
+  if (nd->n_inputs < 1) return AE_EINVAL;
+  const ae_node *in = &g->nodes[nd->inputs[0]];
+  ge->in_elems = ae_net_node_elems(in);
+  ge->in_c = in->shape[0];
+  ge->in_h = in->rank == 3 ? in->shape[1] : 1;
+  ge->in_w = in->rank == 3 ? in->shape[2] : 1;
+  switch (nd->op) {
+  case AE_OP_LINEAR:
+    if (nd->rank != 1 || nd->shape[0] != nd->out || nd->out <= 0)
+      return AE_EINVAL;
+    ge->fan_in = (int)ge->in_elems;
+    ge->n_weight = (size_t)nd->out * ge->in_elems;
+    return AE_OK;
+  case AE_OP_CONV: {
+    int k2 = nd->kernel, s = nd->stride;
+    if (in->rank != 3 || nd->rank != 3 || k2 <= 0 || s <= 0 ||
+        nd->padding < 0 || nd->out != nd->shape[0])
+      return AE_EINVAL;
+    int oh = (ge->in_h + 2 * nd->padding - k2) / s + 1;
+    int ow = (ge->in_w + 2 * nd->padding - k2) / s + 1;
+    if (oh != nd->shape[1] || ow != nd->shape[2]) return AE_EINVAL;
+    ge->fan_in = ge->in_c * k2 * k2;
+    ge->col_rows = (size_t)ge->fan_in;
+    ge->out_hw = (size_t)oh * (size_t)ow;
+    ge->n_weight = (size_t)nd->out * ge->col_rows;
+    return AE_OK;
+  }
+  case AE_OP_AVG_POOL: {
+    int k2 = nd->kernel, s = nd->stride;
+    if (in->rank != 3 || nd->rank != 3 || k2 <= 0 || s <= 0 ||
+        nd->padding < 0 || nd->shape[0] != ge->in_c)
+      return AE_EINVAL;
+    int oh = (ge->in_h + 2 * nd->padding - k2) / s + 1;
+    int ow = (ge->in_w + 2 * nd->padding - k2) / s + 1;
+    if (oh != nd->shape[1] || ow != nd->shape[2]) return AE_EINVAL;
+    ge->out_hw = (size_t)oh * (size_t)ow;
+    return AE_OK;
+  }
+  case AE_OP_GLOBAL_AVG_POOL:
+    if (in->rank != 3 || nd->rank != 1 || nd->shape[0] != ge->in_c)
+      return AE_EINVAL;
+    return AE_OK;
+  case AE_OP_BATCH_NORM:
+    if (ge->in_elems != ge->elems || in->rank != nd->rank) return AE_EINVAL;
+    ge->channels = nd->shape[0];
+    ge->plane = ge->elems / (size_t)ge->channels;
+    return AE_OK;
+  case AE_OP_ACT:
+  case AE_OP_IDENTITY:
+  case AE_OP_FLATTEN:
+    return ge->in_elems == ge->elems ? AE_OK : AE_EINVAL;
+  case AE_OP_ADD:
+    for (int i = 0; i < nd->n_inputs; i++)
+      if (ae_net_node_elems(&g->nodes[nd->inputs[i]]) != ge->elems)
+        return AE_EINVAL;
+    return AE_OK;
+  case AE_OP_ZERO:
+    return AE_OK;
+  case AE_OP_INPUT:
+    break;
+  }
+  return AE_EINVAL;
+}
+
+/* Offsets of every buffer in the arena, then one allocation. */
+static int plan_arena(ae_net *n) {
+  const ae_graph *g = &n->g;
+  int nn = g->n_nodes;
+  size_t B = (size_t)n->max_batch;
+  size_t *w_off = calloc((size_t)nn * 7, sizeof(size_t));
+  size_t *gbytes = calloc((size_t)nn, sizeof(size_t));
+  size_t *goff = calloc((size_t)nn, sizeof(size_t));
+  int *gstart = malloc(sizeof(int) * (size_t)nn);
+  int *gend = malloc(sizeof(int) * (size_t)nn);
+  int *live = calloc((size_t)nn, sizeof(int));
+  int rc = AE_ENOMEM;
+  if (!w_off || !gbytes || !goff || !gstart || !gend || !live) goto out;
+  size_t *b_off = w_off + nn, *ga_off = w_off + 2 * (size_t)nn,
+         *be_off = w_off + 3 * (size_t)nn, *mean_off = w_off + 4 * (size_t)nn,
+         *inv_off = w_off + 5 * (size_t)nn, *act_off = w_off + 6 * (size_t)nn;
+  size_t total = 0, max_col = 0, max_w = 0, max_gd = 0, max_gd2 = 0;
+  for (int k = 0; k < nn; k++) {
+    const ae_node *nd = &g->nodes[k];
+    const ae_net_geom *ge = &n->geom[k];
+    if (nd->op == AE_OP_LINEAR || nd->op == AE_OP_CONV) {
+      w_off[k] = total;
+      total = align_up(total + sizeof(float) * ge->n_weight);
+      if (nd->op == AE_OP_LINEAR && nd->bias) {
+        b_off[k] = total;
+        total = align_up(total + sizeof(float) * (size_t)nd->out);
+      }
+      if (nd->op == AE_OP_CONV) {
+        max_col = max_sz(max_col, ge->col_rows * ge->out_hw);
+        max_gd = max_sz(max_gd, ge->n_weight);
+      } else {
+        max_gd = max_sz(max_gd, ge->in_elems);
+        max_gd2 = max_sz(max_gd2, (size_t)nd->out);
+      }
+      max_w = max_sz(max_w, ge->n_weight);
+    }
+    if (nd->op == AE_OP_BATCH_NORM) {
+      size_t c = (size_t)ge->channels;
+      ga_off[k] = total;
+      total = align_up(total + sizeof(float) * c);
+      be_off[k] = total;
+      total = align_up(total + sizeof(float) * c);
+      mean_off[k] = total;
+      total = align_up(total + sizeof(double) * c);
+      inv_off[k] = total;
+      total = align_up(total + sizeof(double) * c);
+      max_gd = max_sz(max_gd, c);
+    }
+  }
+  for (int k = 0; k < nn; k++) {
+    act_off[k] = total;
+    total = align_up(total + sizeof(float) * B * n->geom[k].elems);
+  }
+  size_t col_off = total;
+  total = align_up(total + sizeof(float) * max_col);
+  size_t dcol_off = total;
+  total = align_up(total + sizeof(float) * max_col);
+  size_t dw_off = total;
+  total = align_up(total + sizeof(float) * max_w);
+  size_t gd_off = total;
+  total = align_up(total + sizeof(double) * B * max_gd);
+  size_t gd2_off = total;
+  total = align_up(total + sizeof(double) * B * max_gd2);
+  size_t bb_off = total;
+  total = align_up(total + sizeof(double) * 2 * B * B);
+
+  /* Gradient slots: backward time of node k is nn-1-k.  A node's gradient
+   * lives from its last (live) consumer's step to its own step. */
+  if (g->output >= 0 && g->output < nn) live[g->output] = 1;
+  for (int k = nn - 1; k >= 0; k--) {
+    gstart[k] = -1;
+    gend[k] = -1;
+    if (!live[k] || !n->needs_grad[k]) continue;
+    if (g->nodes[k].op == AE_OP_ZERO) continue;
+    for (int i = 0; i < g->nodes[k].n_inputs; i++)
+      live[g->nodes[k].inputs[i]] = 1;
+  }
+  for (int k = 0; k < nn; k++) {
+    if (!live[k] || !n->needs_grad[k]) continue;
+    int last = k == g->output ? k : -1;
+    for (int c = k + 1; c < nn; c++) {
+      const ae_node *cn = &g->nodes[c];
+      if (!live[c] || !n->needs_grad[c] || cn->op == AE_OP_ZERO) continue;
+      for (int i = 0; i < cn->n_inputs; i++)
+        if (cn->inputs[i] == k && c > last) last = c;
+    }
+    if (last < 0) continue;
+    gstart[k] = nn - 1 - last;
+    gend[k] = nn - 1 - k;
+    gbytes[k] = align_up(sizeof(float) * B * n->geom[k].elems);
+  }
+  size_t grad_total = ae_net_plan_slots(gbytes, gstart, gend, nn, goff);
+  if (grad_total == (size_t)-1) goto out;
+  size_t grad_base = total;
+  total += grad_total;
+
+  n->arena = aligned_alloc(ALIGN, align_up(total > 0 ? total : ALIGN));
+  if (!n->arena) goto out;
+  n->arena_bytes = total;
+  memset(n->arena, 0, total);
+  unsigned char *a = n->arena;
+  for (int k = 0; k < nn; k++) {
+    const ae_node *nd = &g->nodes[k];
+    if (nd->op == AE_OP_LINEAR || nd->op == AE_OP_CONV) {
+      n->weight[k] = (float *)(a + w_off[k]);
+      if (nd->op == AE_OP_LINEAR && nd->bias) n->bias[k] = (float *)(a + b_off[k]);
+    }
+    if (nd->op == AE_OP_BATCH_NORM) {
+      n->gamma[k] = (float *)(a + ga_off[k]);
+      n->beta[k] = (float *)(a + be_off[k]);
+      n->bn_mean[k] = (double *)(a + mean_off[k]);
+      n->bn_invstd[k] = (double *)(a + inv_off[k]);
+    }
+    n->act[k] = (float *)(a + act_off[k]);
+    n->grad[k] = gstart[k] >= 0 ? (float *)(a + grad_base + goff[k]) : NULL;
+  }
+  n->col = (float *)(a + col_off);
+  n->dcol = (float *)(a + dcol_off);
+  n->dw = (float *)(a + dw_off);
+  n->gd = (double *)(a + gd_off);
+  n->gd2 = (double *)(a + gd2_off);
+  n->bb = (double *)(a + bb_off);
+  rc = AE_OK;
+out:
+  free(w_off);
+  free(gbytes);
+  free(goff);
+  free(gstart);
+  free(gend);
+  free(live);
+  return rc;
+}
+
+int ae_net_create(const ae_graph *g, int max_batch, ae_net **out) {
+  *out = NULL;
+  if (!g || g->n_nodes < 1 || max_batch < 1 || g->output < 0 ||
+      g->output >= g->n_nodes || g->nodes[0].op != AE_OP_INPUT)
+    return AE_EINVAL;
+  ae_net *n = calloc(1, sizeof(*n));
+  if (!n) return AE_ENOMEM;
+  int rc = copy_graph(g, &n->g);
+  if (rc) goto fail;
+  n->max_batch = max_batch;
+  int nn = g->n_nodes;
+  rc = AE_ENOMEM;
+  n->geom = calloc((size_t)nn, sizeof(ae_net_geom));
+  n->needs_grad = calloc((size_t)nn, sizeof(int));
+  n->last_use = calloc((size_t)nn, sizeof(int));
+  n->weight = calloc((size_t)nn, sizeof(float *));
+  n->bias = calloc((size_t)nn, sizeof(float *));
+  n->gamma = calloc((size_t)nn, sizeof(float *));
+  n->beta = calloc((size_t)nn, sizeof(float *));
+  n->bn_mean = calloc((size_t)nn, sizeof(double *));
+  n->bn_invstd = calloc((size_t)nn, sizeof(double *));
+  n->act = calloc((size_t)nn, sizeof(float *));
+  n->grad = calloc((size_t)nn, sizeof(float *));
+  n->jet = calloc((size_t)nn, sizeof(double *));
+  if (!n->geom || !n->needs_grad || !n->last_use || !n->weight || !n->bias ||
+      !n->gamma || !n->beta || !n->bn_mean || !n->bn_invstd || !n->act ||
+      !n->grad || !n->jet)
+    goto fail;
+  for (int k = 0; k < nn; k++) {
+    rc = node_geometry(&n->g, k, &n->geom[k]);
+    if (rc) goto fail;
+    if (k > 0 && n->g.nodes[k].op == AE_OP_INPUT) {
+      rc = AE_EINVAL;
+      goto fail;
+    }
+  }
+  const ae_net_geom *og = &n->geom[n->g.output];
+  if (n->g.nodes[n->g.output].rank != 1 ||
+      (n->g.num_classes > 0 && og->elems != (size_t)n->g.num_classes)) {
+    rc = AE_EINVAL;
+    goto fail;
+  }
+  for (int k = 0; k < nn; k++) {
+    const ae_node *nd = &n->g.nodes[k];
+    int trainable = nd->op == AE_OP_LINEAR || nd->op == AE_OP_CONV ||
+                    nd->op == AE_OP_BATCH_NORM;
+    n->needs_grad[k] = trainable;
+    n->last_use[k] = k == n->g.output ? nn : k;
+    for (int i = 0; i < nd->n_inputs; i++) {
+      if (nd->op != AE_OP_ZERO && n->needs_grad[nd->inputs[i]])
+        n->needs_grad[k] = 1;
+      if (n->last_use[nd->inputs[i]] < k) n->last_use[nd->inputs[i]] = k;
+    }
+  }
+  rc = plan_arena(n);
+  if (rc) goto fail;
+  *out = n;
+  return AE_OK;
+fail:
+  ae_net_destroy(n);
+  return rc;
+}
+
+void ae_net_destroy(ae_net *n) {
+  if (!n) return;
+  free_graph_copy(&n->g);
+  free(n->geom);
+  free(n->needs_grad);
+  free(n->last_use);
+  free(n->weight);
+  free(n->bias);
+  free(n->gamma);
+  free(n->beta);
+  free(n->bn_mean);
+  free(n->bn_invstd);
+  free(n->act);
+  free(n->grad);
+  free(n->jet);
+  free(n->arena);
+  free(n->jet_arena);
+  free(n);
+}
+
+void ae_net_init_weights(ae_net *n, uint64_t seed, uint32_t stream) {
+  for (int k = 0; k < n->g.n_nodes; k++) {
+    const ae_node *nd = &n->g.nodes[k];
+    const ae_net_geom *ge = &n->geom[k];
+    if (nd->op == AE_OP_LINEAR || nd->op == AE_OP_CONV) {
+      double gain = nd->init_gain > 0.0 ? nd->init_gain : 1.0;
+      double sd = sqrt(gain / (double)ge->fan_in);
+      float *w = n->weight[k];
+      for (size_t e = 0; e < ge->n_weight; e++)
+        w[e] = (float)(sd * ae_philox_normal(seed, (uint32_t)k, stream, e));
+      if (n->bias[k]) memset(n->bias[k], 0, sizeof(float) * (size_t)nd->out);
+    } else if (nd->op == AE_OP_BATCH_NORM) {
+      for (int c = 0; c < ge->channels; c++) {
+        n->gamma[k][c] = 1.0f;
+        n->beta[k][c] = 0.0f;
+      }
+    }
+  }
+}
+
+static void forward_bn(ae_net *n, int k, int batch) {
+  const ae_net_geom *ge = &n->geom[k];
+  const float *x = n->act[n->g.nodes[k].inputs[0]];
+  float *y = n->act[k];
+  size_t C = (size_t)ge->channels, P = ge->plane;
+  double cnt = (double)batch * (double)P;
+  for (size_t c = 0; c < C; c++) {
+    double sum = 0.0;
+    for (int b = 0; b < batch; b++) {
+      const float *p = x + (size_t)b * ge->elems + c * P;
+      for (size_t i = 0; i < P; i++) sum += p[i];
+    }
+    double mean = sum / cnt, ss = 0.0;
+    for (int b = 0; b < batch; b++) {
+      const float *p = x + (size_t)b * ge->elems + c * P;
+      for (size_t i = 0; i < P; i++) {
+        double d = p[i] - mean;
+        ss += d * d;
+      }
+    }
+    double inv = 1.0 / sqrt(ss / cnt + BN_EPS);
+    n->bn_mean[k][c] = mean;
+    n->bn_invstd[k][c] = inv;
+    float scale = (float)(inv * n->gamma[k][c]);
+    float shift = (float)(n->beta[k][c] - mean * inv * n->gamma[k][c]);
+    for (int b = 0; b < batch; b++) {
+      const float *p = x + (size_t)b * ge->elems + c * P;
+      float *q = y + (size_t)b * ge->elems + c * P;
+      for (size_t i = 0; i < P; i++) q[i] = p[i] * scale + shift;
+    }
+  }
+}
+
+static void forward_act(const ae_node *nd, const float *x, float *y,
+                        size_t count) {
+  switch (nd->act.fn) {
+  case AE_ACT_RELU:
+    for (size_t i = 0; i < count; i++) y[i] = x[i] > 0.0f ? x[i] : 0.0f;
+    return;
+  case AE_ACT_LEAKY_RELU: {
+    float s = (float)nd->act.slope;
+    for (size_t i = 0; i < count; i++) y[i] = x[i] > 0.0f ? x[i] : s * x[i];
+    return;
+  }
+  case AE_ACT_IDENTITY:
+    memcpy(y, x, sizeof(float) * count);
+    return;
+  default:
+    for (size_t i = 0; i < count; i++)
+      y[i] = (float)ae_net_act_value(nd->act, (double)x[i]);
+    return;
+  }
+}
+
+static void forward_conv(ae_net *n, int k, int batch) {
+  const ae_node *nd = &n->g.nodes[k];
+  const ae_net_geom *ge = &n->geom[k];
+  const float *x = n->act[nd->inputs[0]];
+  float *y = n->act[k];
+  int direct = nd->kernel == 1 && nd->stride == 1 && nd->padding == 0;
+  int K = (int)ge->col_rows, HW = (int)ge->out_hw;
+  for (int b = 0; b < batch; b++) {
+    const float *xb = x + (size_t)b * ge->in_elems;
+    const float *col = xb;
+    if (!direct) {
+      ae_net_im2col_f(xb, ge->in_c, ge->in_h, ge->in_w, nd->kernel,
+                      nd->stride, nd->padding, nd->shape[1], nd->shape[2],
+                      n->col);
+      col = n->col;
+    }
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nd->out, HW, K,
+                1.0f, n->weight[k], K, col, HW, 0.0f,
+                y + (size_t)b * ge->elems, HW);
+  }
+}
+
+int ae_net_forward(ae_net *n, const float *x, int batch, float *logits) {
+  if (!x || batch < 1 || batch > n->max_batch) return AE_EINVAL;
+  n->batch = batch;
+  size_t B = (size_t)batch;
+  double t0 = ae_net_clock(n);
+  for (int k = 0; k < n->g.n_nodes; k++) {
+    const ae_node *nd = &n->g.nodes[k];
+    const ae_net_geom *ge = &n->geom[k];
+    float *y = n->act[k];
+    size_t count = B * ge->elems;
+    const float *in0 = nd->n_inputs > 0 ? n->act[nd->inputs[0]] : NULL;
+    switch (nd->op) {
+    case AE_OP_INPUT:
+      memcpy(y, x, sizeof(float) * count);
+      break;
+    case AE_OP_LINEAR: {
+      int in = (int)ge->in_elems;
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, batch, nd->out, in,
+                  1.0f, in0, in, n->weight[k], in, 0.0f, y, nd->out);
+      if (n->bias[k])
+        for (size_t b = 0; b < B; b++)
+          for (int o = 0; o < nd->out; o++)
+            y[b * (size_t)nd->out + (size_t)o] += n->bias[k][o];
+      break;
+    }
+    case AE_OP_CONV:
+      forward_conv(n, k, batch);
+      break;
+    case AE_OP_BATCH_NORM:
+      forward_bn(n, k, batch);
+      break;
+    case AE_OP_ACT:
+      forward_act(nd, in0, y, count);
+      break;
+    case AE_OP_AVG_POOL: {
+      size_t hw_in = (size_t)ge->in_h * (size_t)ge->in_w;
+      for (size_t p = 0; p < B * (size_t)ge->in_c; p++)
+        ae_net_avg_pool_plane_f(in0 + p * hw_in, ge->in_h, ge->in_w,
+                                nd->kernel, nd->stride, nd->padding,
+                                nd->count_include_pad, nd->shape[1],
+                                nd->shape[2], y + p * ge->out_hw);
+      break;
+    }
+    case AE_OP_GLOBAL_AVG_POOL: {
+      size_t hw_in = (size_t)ge->in_h * (size_t)ge->in_w;
+      for (size_t p = 0; p < B * (size_t)ge->in_c; p++) {
+        double s = 0.0;
+        for (size_t i = 0; i < hw_in; i++) s += in0[p * hw_in + i];
+        y[p] = (float)(s / (double)hw_in);
+      }
+      break;
+    }
+    case AE_OP_ADD:
+      memcpy(y, in0, sizeof(float) * count);
+      for (int i = 1; i < nd->n_inputs; i++) {
+        const float *xi = n->act[nd->inputs[i]];
+        for (size_t e = 0; e < count; e++) y[e] += xi[e];
+      }
+      break;
+    case AE_OP_IDENTITY:
+    case AE_OP_FLATTEN:
+      memcpy(y, in0, sizeof(float) * count);
+      break;
+    case AE_OP_ZERO:
+      memset(y, 0, sizeof(float) * count);
+      break;
+    }
+    ae_net_tick(n, nd->op == AE_OP_CONV ? AE_NET_PROF_FWD_CONV
+                                        : AE_NET_PROF_FWD_OTHER, &t0);
+  }
+  if (logits)
+    memcpy(logits, n->act[n->g.output],
+           sizeof(float) * B * n->geom[n->g.output].elems);
+  return AE_OK;
+}
+
+const float *ae_net_activation(const ae_net *n, int node) {
+  if (node < 0 || node >= n->g.n_nodes) return NULL;
+  return n->act[node];
+}
+
+size_t ae_net_param_count(const ae_net *n) {
+  size_t total = 0;
+  for (int k = 0; k < n->g.n_nodes; k++) {
+    const ae_node *nd = &n->g.nodes[k];
+    if (nd->op == AE_OP_LINEAR || nd->op == AE_OP_CONV)
+      total += n->geom[k].n_weight +
+               (nd->op == AE_OP_LINEAR && nd->bias ? (size_t)nd->out : 0);
+    else if (nd->op == AE_OP_BATCH_NORM)
+      total += 2 * (size_t)n->geom[k].channels;
+  }
+  return total;
+}
+
+size_t ae_net_memory_bytes(const ae_net *n) {
+  return n->arena_bytes + n->jet_bytes;
+}
+
+float *ae_net_param(ae_net *n, int node, ae_net_param_kind kind,
+                    size_t *count) {
+  if (count) *count = 0;
+  if (node < 0 || node >= n->g.n_nodes) return NULL;
+  const ae_node *nd = &n->g.nodes[node];
+  const ae_net_geom *ge = &n->geom[node];
+  float *p = NULL;
+  size_t c = 0;
+  switch (kind) {
+  case AE_NET_WEIGHT:
+    p = n->weight[node];
+    c = ge->n_weight;
+    break;
+  case AE_NET_BIAS:
+    p = n->bias[node];
+    c = p ? (size_t)nd->out : 0;
+    break;
+  case AE_NET_GAMMA:
+    p = n->gamma[node];
+    c = p ? (size_t)ge->channels : 0;
+    break;
+  case AE_NET_BETA:
+    p = n->beta[node];
+    c = p ? (size_t)ge->channels : 0;
+    break;
+  }
+  if (!p) c = 0;
+  if (count) *count = c;
+  return p;
+}
+
+int ae_net_bn_stats(const ae_net *n, int node, const double **mean,
+                    const double **invstd, int *channels) {
+  if (node < 0 || node >= n->g.n_nodes ||
+      n->g.nodes[node].op != AE_OP_BATCH_NORM)
+    return AE_EINVAL;
+  if (mean) *mean = n->bn_mean[node];
+  if (invstd) *invstd = n->bn_invstd[node];
+  if (channels) *channels = n->geom[node].channels;
+  return AE_OK;
+}
+
+const ae_graph *ae_net_graph(const ae_net *n) { return &n->g; }

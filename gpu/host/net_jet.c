@@ -1,0 +1,335 @@
+/* net_jet.c: what the expressivity group needs from the host executor:
+ * ReLU sign patterns and their exact distinct count, the float64
+ * forward-mode second-order jets along a curve, and the curvature sum.
+ *
+ * The jets propagate three streams per node (value, first and second
+ * derivative along the curve's parameter) in float64.  Their buffers are
+ * planned on first use for the batch asked (forward liveness: a node's
+ * buffer is reused once its last reader has run) and counted in
+ * ae_net_memory_bytes.
+ *
+ * Runs on the thread that owns the ae_net; ae_count_distinct_patterns and
+ * ae_curvature_sum are pure. */
+#include "gpu/host/net_internal.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include "api/status.h"
+
+#define BN_EPS 1e-5
+
+static int is_pattern_act(const ae_node *nd) {
+  return nd->op == AE_OP_ACT &&
+         (nd->act.fn == AE_ACT_RELU || nd->act.fn == AE_ACT_LEAKY_RELU);
+}
+
+int ae_net_sign_patterns(ae_net *n, const float *x, int batch,
+                         uint64_t **bits, size_t *words_per_sample) {
+  *bits = NULL;
+  *words_per_sample = 0;
+  int rc = ae_net_forward(n, x, batch, NULL);
+  if (rc) return rc;
+  size_t total = 0;
+  for (int k = 0; k < n->g.n_nodes; k++)
+    if (is_pattern_act(&n->g.nodes[k])) total += n->geom[k].elems;
+  size_t words = (total + 63) / 64;
+  uint64_t *out = calloc((size_t)batch * words + 1, sizeof(uint64_t));
+  if (!out) return AE_ENOMEM;
+  for (int b = 0; b < batch; b++) {
+    uint64_t *row = out + (size_t)b * words;
+    size_t bit = 0;
+    for (int k = 0; k < n->g.n_nodes; k++) {
+      const ae_node *nd = &n->g.nodes[k];
+      if (!is_pattern_act(nd)) continue;
+      size_t e = n->geom[k].elems;
+      const float *z = n->act[nd->inputs[0]] + (size_t)b * e;
+      for (size_t i = 0; i < e; i++, bit++)
+        if (z[i] > 0.0f) row[bit >> 6] |= 1ull << (bit & 63);
+    }
+  }
+  *bits = out;
+  *words_per_sample = words;
+  return AE_OK;
+}
+
+typedef struct {
+  const uint64_t *row;
+  size_t words;
+} pattern_row;
+
+static int compare_rows(const void *a, const void *b) {
+  const pattern_row *ra = a, *rb = b;
+  for (size_t w = 0; w < ra->words; w++) {
+    if (ra->row[w] != rb->row[w]) return ra->row[w] < rb->row[w] ? -1 : 1;
+  }
+  return 0;
+}
+
+size_t ae_count_distinct_patterns(const uint64_t *bits, size_t n,
+                                  size_t words) {
+  if (n == 0) return 0;
+  if (words == 0) return 1;
+  pattern_row *rows = malloc(sizeof(*rows) * n);
+  if (!rows) return 0;
+  for (size_t i = 0; i < n; i++) {
+    rows[i].row = bits + i * words;
+    rows[i].words = words;
+  }
+  qsort(rows, n, sizeof(*rows), compare_rows);
+  size_t distinct = 1;
+  for (size_t i = 1; i < n; i++)
+    if (compare_rows(&rows[i - 1], &rows[i]) != 0) distinct++;
+  free(rows);
+  return distinct;
+}
+
+double ae_curvature_sum(const double *dy, const double *ddy, int points,
+                        int classes, int *degenerate) {
+  double sum = 0.0;
+  for (int p = 0; p < points; p++) {
+    const double *v = dy + (size_t)p * (size_t)classes;
+    const double *a = ddy + (size_t)p * (size_t)classes;
+    double vv = 0.0, aa = 0.0, va = 0.0;
+    for (int c = 0; c < classes; c++) {
+      vv += v[c] * v[c];
+      aa += a[c] * a[c];
+      va += v[c] * a[c];
+    }
+    if (!(vv > 0.0)) {
+      if (degenerate) (*degenerate)++;
+      continue;
+    }
+    double num = vv * aa - va * va;
+    if (num < 0.0) num = 0.0;
+    sum += sqrt(num) / (vv * sqrt(vv));
+  }
+  return sum;
+}
+
+/* Plans (or re-plans for a larger batch) the jet buffers. */
+static int plan_jets(ae_net *n, int batch) {
+  if (n->jet_arena && n->jet_batch >= batch) return AE_OK;
+  free(n->jet_arena);
+  n->jet_arena = NULL;
+  n->jet_bytes = 0;
+  n->jet_batch = 0;
+  int nn = n->g.n_nodes;
+  size_t *bytes = malloc(sizeof(size_t) * (size_t)nn);
+  size_t *off = malloc(sizeof(size_t) * (size_t)nn);
+  int *start = malloc(sizeof(int) * (size_t)nn);
+  int *end = malloc(sizeof(int) * (size_t)nn);
+  int rc = AE_ENOMEM;
+  if (!bytes || !off || !start || !end) goto out;
+  size_t max_col = 0, max_w = 0;
+  for (int k = 0; k < nn; k++) {
+    bytes[k] = (3 * (size_t)batch * n->geom[k].elems * sizeof(double) + 63) &
+               ~(size_t)63;
+    start[k] = k;
+    end[k] = n->last_use[k];
+    const ae_node *nd = &n->g.nodes[k];
+    if (nd->op == AE_OP_CONV) {
+      size_t c = n->geom[k].col_rows * n->geom[k].out_hw;
+      if (c > max_col) max_col = c;
+    }
+    if (n->geom[k].n_weight > max_w) max_w = n->geom[k].n_weight;
+  }
+  size_t total = ae_net_plan_slots(bytes, start, end, nn, off);
+  if (total == (size_t)-1) goto out;
+  size_t col_off = total;
+  total += (max_col * sizeof(double) + 63) & ~(size_t)63;
+  size_t w_off = total;
+  total += (max_w * sizeof(double) + 63) & ~(size_t)63;
+  n->jet_arena = aligned_alloc(64, total > 0 ? total : 64);
+  if (!n->jet_arena) goto out;
+  n->jet_bytes = total;
+  for (int k = 0; k < nn; k++) n->jet[k] = (double *)(n->jet_arena + off[k]);
+  n->jcol = (double *)(n->jet_arena + col_off);
+  n->jw = (double *)(n->jet_arena + w_off);
+  n->jet_batch = batch;
+  rc = AE_OK;
+out:
+  free(bytes);
+  free(off);
+  free(start);
+  free(end);
+  return rc;
+}
+
+/* Stream s (0 value, 1 first, 2 second derivative) of node k. */
+static double *stream(const ae_net *n, int k, int s, int batch) {
+  return n->jet[k] + (size_t)s * (size_t)batch * n->geom[k].elems;
+}
+
+static void jet_conv(ae_net *n, int k, int batch) {
+  const ae_node *nd = &n->g.nodes[k];
+  const ae_net_geom *ge = &n->geom[k];
+  int K = (int)ge->col_rows, HW = (int)ge->out_hw;
+  for (size_t e = 0; e < ge->n_weight; e++) n->jw[e] = n->weight[k][e];
+  for (int s = 0; s < 3; s++) {
+    const double *x = stream(n, nd->inputs[0], s, batch);
+    double *y = stream(n, k, s, batch);
+    for (int b = 0; b < batch; b++) {
+      ae_net_im2col_d(x + (size_t)b * ge->in_elems, ge->in_c, ge->in_h,
+                      ge->in_w, nd->kernel, nd->stride, nd->padding,
+                      nd->shape[1], nd->shape[2], n->jcol);
+      cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nd->out, HW, K,
+                  1.0, n->jw, K, n->jcol, HW, 0.0, y + (size_t)b * ge->elems,
+                  HW);
+    }
+  }
+}
+
+static void jet_linear(ae_net *n, int k, int batch) {
+  const ae_node *nd = &n->g.nodes[k];
+  const ae_net_geom *ge = &n->geom[k];
+  int in = (int)ge->in_elems, out = nd->out;
+  for (size_t e = 0; e < ge->n_weight; e++) n->jw[e] = n->weight[k][e];
+  for (int s = 0; s < 3; s++) {
+    const double *x = stream(n, nd->inputs[0], s, batch);
+    double *y = stream(n, k, s, batch);
+    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, batch, out, in, 1.0,
+                x, in, n->jw, in, 0.0, y, out);
+    if (s == 0 && n->bias[k])
+      for (int b = 0; b < batch; b++)
+        for (int o = 0; o < out; o++)
+          y[(size_t)b * (size_t)out + (size_t)o] += n->bias[k][o];
+  }
+}
+
+static void jet_bn(ae_net *n, int k, int batch) {
+  const ae_node *nd = &n->g.nodes[k];
+  const ae_net_geom *ge = &n->geom[k];
+  size_t C = (size_t)ge->channels, P = ge->plane;
+  double cnt = (double)batch * (double)P;
+  const double *x = stream(n, nd->inputs[0], 0, batch);
+  for (size_t c = 0; c < C; c++) {
+    double sum = 0.0, ss = 0.0;
+    for (int b = 0; b < batch; b++)
+      for (size_t i = 0; i < P; i++) sum += x[(size_t)b * ge->elems + c * P + i];
+    double mean = sum / cnt;
+    for (int b = 0; b < batch; b++)
+      for (size_t i = 0; i < P; i++) {
+        double d = x[(size_t)b * ge->elems + c * P + i] - mean;
+        ss += d * d;
+      }
+    double scale = (double)n->gamma[k][c] / sqrt(ss / cnt + BN_EPS);
+    double shift = (double)n->beta[k][c] - mean * scale;
+    for (int s = 0; s < 3; s++) {
+      const double *xs = stream(n, nd->inputs[0], s, batch);
+      double *ys = stream(n, k, s, batch);
+      for (int b = 0; b < batch; b++)
+        for (size_t i = 0; i < P; i++) {
+          size_t e = (size_t)b * ge->elems + c * P + i;
+          ys[e] = xs[e] * scale + (s == 0 ? shift : 0.0);
+        }
+    }
+  }
+}
+
+static void jet_act(ae_net *n, int k, int batch) {
+  const ae_node *nd = &n->g.nodes[k];
+  size_t count = (size_t)batch * n->geom[k].elems;
+  const double *z = stream(n, nd->inputs[0], 0, batch);
+  const double *z1 = stream(n, nd->inputs[0], 1, batch);
+  const double *z2 = stream(n, nd->inputs[0], 2, batch);
+  double *y = stream(n, k, 0, batch), *y1 = stream(n, k, 1, batch),
+         *y2 = stream(n, k, 2, batch);
+  for (size_t e = 0; e < count; e++) {
+    double d1 = ae_net_act_d1(nd->act, z[e]);
+    double d2 = ae_net_act_d2(nd->act, z[e]);
+    y[e] = ae_net_act_value(nd->act, z[e]);
+    y1[e] = d1 * z1[e];
+    y2[e] = d2 * z1[e] * z1[e] + d1 * z2[e];
+  }
+}
+
+/* The linear ops that act on the three streams alike. */
+static void jet_linear_op(ae_net *n, int k, int batch) {
+  const ae_node *nd = &n->g.nodes[k];
+  const ae_net_geom *ge = &n->geom[k];
+  size_t count = (size_t)batch * ge->elems;
+  for (int s = 0; s < 3; s++) {
+    double *y = stream(n, k, s, batch);
+    const double *x = nd->n_inputs > 0 ? stream(n, nd->inputs[0], s, batch)
+                                       : NULL;
+    switch (nd->op) {
+    case AE_OP_AVG_POOL: {
+      size_t hw_in = (size_t)ge->in_h * (size_t)ge->in_w;
+      for (size_t p = 0; p < (size_t)batch * (size_t)ge->in_c; p++)
+        ae_net_avg_pool_plane_d(x + p * hw_in, ge->in_h, ge->in_w, nd->kernel,
+                                nd->stride, nd->padding,
+                                nd->count_include_pad, nd->shape[1],
+                                nd->shape[2], y + p * ge->out_hw);
+      break;
+    }
+    case AE_OP_GLOBAL_AVG_POOL: {
+      size_t hw_in = (size_t)ge->in_h * (size_t)ge->in_w;
+      for (size_t p = 0; p < (size_t)batch * (size_t)ge->in_c; p++) {
+        double sum = 0.0;
+        for (size_t i = 0; i < hw_in; i++) sum += x[p * hw_in + i];
+        y[p] = sum / (double)hw_in;
+      }
+      break;
+    }
+    case AE_OP_ADD:
+      memcpy(y, x, sizeof(double) * count);
+      for (int i = 1; i < nd->n_inputs; i++) {
+        const double *xi = stream(n, nd->inputs[i], s, batch);
+        for (size_t e = 0; e < count; e++) y[e] += xi[e];
+      }
+      break;
+    case AE_OP_IDENTITY:
+    case AE_OP_FLATTEN:
+      memcpy(y, x, sizeof(double) * count);
+      break;
+    case AE_OP_ZERO:
+      memset(y, 0, sizeof(double) * count);
+      break;
+    default:
+      break;
+    }
+  }
+}
+
+int ae_net_forward_jet(ae_net *n, const double *x, const double *dx,
+                       const double *ddx, int batch, double *y, double *dy,
+                       double *ddy) {
+  if (!x || !dx || !ddx || batch < 1) return AE_EINVAL;
+  int rc = plan_jets(n, batch);
+  if (rc) return rc;
+  for (int k = 0; k < n->g.n_nodes; k++) {
+    const ae_node *nd = &n->g.nodes[k];
+    switch (nd->op) {
+    case AE_OP_INPUT: {
+      size_t count = (size_t)batch * n->geom[k].elems;
+      memcpy(stream(n, k, 0, batch), x, sizeof(double) * count);
+      memcpy(stream(n, k, 1, batch), dx, sizeof(double) * count);
+      memcpy(stream(n, k, 2, batch), ddx, sizeof(double) * count);
+      break;
+    }
+    case AE_OP_CONV:
+      jet_conv(n, k, batch);
+      break;
+    case AE_OP_LINEAR:
+      jet_linear(n, k, batch);
+      break;
+    case AE_OP_BATCH_NORM:
+      jet_bn(n, k, batch);
+      break;
+    case AE_OP_ACT:
+      jet_act(n, k, batch);
+      break;
+    default:
+      jet_linear_op(n, k, batch);
+      break;
+    }
+  }
+  int o = n->g.output;
+  size_t count = (size_t)batch * n->geom[o].elems;
+  if (y) memcpy(y, stream(n, o, 0, batch), sizeof(double) * count);
+  if (dy) memcpy(dy, stream(n, o, 1, batch), sizeof(double) * count);
+  if (ddy) memcpy(ddy, stream(n, o, 2, batch), sizeof(double) * count);
+  return AE_OK;
+}

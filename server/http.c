@@ -1,0 +1,1028 @@
+/* http.c: archevald's HTTP layer: libmicrohttpd in external-epoll mode on
+ * the libuv loop, the route table, every endpoint of api.md, long polls.
+ *
+ * Design.  MHD runs without threads of its own: a uv_poll_t watches MHD's
+ * epoll fd and a uv_timer_t is re-armed from MHD_get_timeout() after every
+ * MHD_run(), so every callback below runs on the loop thread and touches
+ * the jobs without locks.  One request = one ae_http_req (MHD's con_cls),
+ * freed in the completion callback, which also writes the log line and the
+ * metrics.  A GET with ?wait_ms= on an unfinished job suspends its
+ * connection and hangs an ae_waiter (with its own timer) on the job; the
+ * job's completion or the timer resumes it, and MHD calls the handler
+ * again, which answers with the job as it is then.  Errors become
+ * problem+json in one place (respond_problem). */
+#include "config.h"
+
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <errno.h>
+#include <netdb.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include "api/status.h"
+#include "server/daemon.h"
+
+#define MAX_WAIT_MS 30000
+
+typedef struct ae_http_req ae_http_req;
+
+struct ae_waiter {
+  uv_timer_t timer;
+  ae_server *srv;
+  ae_http_req *req;
+  ae_job *job;
+  ae_waiter *next, *prev;         /* the job's waiters */
+  ae_waiter *all_next, *all_prev; /* every waiter */
+};
+
+struct ae_http_req {
+  ae_server *srv;
+  struct MHD_Connection *conn;
+  char request_id[132];
+  long long start_ns;
+  char method[16];
+  char *path;
+  int row;           /* route table row, or -1 */
+  int route;         /* AE_ROUTE_* for the metrics */
+  char id[32];       /* the {id} of the path */
+  char *body;
+  size_t len, cap;
+  int status;        /* the status sent, 0 until then */
+  int responded;
+  int resumed;
+  char job_id[32];   /* for the log line */
+  ae_waiter *waiter;
+};
+
+typedef enum MHD_Result (*route_handler)(ae_http_req *r);
+
+typedef struct {
+  const char *pattern;
+  const char *method;
+  int route;
+  route_handler handler;
+} route_row;
+
+/* ---- responses ---- */
+
+static enum MHD_Result respond(ae_http_req *r, int status, char *body,
+                               size_t len, const char *content_type,
+                               int job_resource, int retry_after,
+                               const char *allow, const char *location,
+                               int close_connection) {
+  struct MHD_Response *resp;
+  if (body) {
+    resp = MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE);
+  } else {
+    resp = MHD_create_response_from_buffer(0, (void *)"",
+                                           MHD_RESPMEM_PERSISTENT);
+  }
+  if (!resp) {
+    free(body);
+    return MHD_NO;
+  }
+  MHD_add_response_header(resp, "X-Request-Id", r->request_id);
+  if (content_type)
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, content_type);
+  if (job_resource)
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+  if (retry_after > 0) {
+    char value[16];
+    snprintf(value, sizeof value, "%d", retry_after);
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, value);
+  }
+  if (allow)
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, allow);
+  if (location)
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_LOCATION, location);
+  if (close_connection)
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
+  enum MHD_Result ok = MHD_queue_response(r->conn, (unsigned)status, resp);
+  MHD_destroy_response(resp);
+  if (ok == MHD_YES) {
+    r->status = status;
+    r->responded = 1;
+  }
+  return ok;
+}
+
+static enum MHD_Result respond_json(ae_http_req *r, int status, json_t *j,
+                                    int job_resource, int retry_after,
+                                    const char *location);
+
+static enum MHD_Result respond_problem_full(ae_http_req *r, ae_problem *p,
+                                            int retry_after,
+                                            const char *allow, int close) {
+  if (p->status == 500)
+    ae_log(AE_LOG_ERROR, "request_id=%s %s %s: %s", r->request_id, r->method,
+           r->path, p->detail ? p->detail : "");
+  json_t *j = ae_problem_to_json(p, r->path);
+  char *text = j ? ae_json_dumps(j) : NULL;
+  json_decref(j);
+  int status = p->status ? p->status : 500;
+  ae_problem_clear(p);
+  if (!text)
+    return MHD_NO;
+  return respond(r, status, text, strlen(text), "application/problem+json",
+                 0, retry_after, allow, NULL, close);
+}
+
+static enum MHD_Result respond_problem(ae_http_req *r, ae_problem *p) {
+  return respond_problem_full(r, p, 0, NULL, 0);
+}
+
+static enum MHD_Result fail(ae_http_req *r, int status, const char *code,
+                            const char *title, int retry_after,
+                            const char *fmt, ...)
+    __attribute__((format(printf, 6, 7)));
+
+static enum MHD_Result fail(ae_http_req *r, int status, const char *code,
+                            const char *title, int retry_after,
+                            const char *fmt, ...) {
+  char detail[512];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(detail, sizeof detail, fmt, ap);
+  va_end(ap);
+  ae_problem p = AE_PROBLEM_INIT;
+  ae_problem_set(&p, status, code, title, "%s", detail);
+  return respond_problem_full(r, &p, retry_after, NULL, 0);
+}
+
+/* 500 for a failure of ours (memory, the store); logged, not leaked. */
+static enum MHD_Result fail_internal(ae_http_req *r, int rc) {
+  ae_log(AE_LOG_ERROR, "request_id=%s %s %s: internal error: %s",
+         r->request_id, r->method, r->path, ae_strerror(rc));
+  return fail(r, 500, "internal", "Internal error", 0,
+              "The server failed to handle the request; it logged why "
+              "under request id %s.", r->request_id);
+}
+
+static enum MHD_Result respond_json(ae_http_req *r, int status, json_t *j,
+                                    int job_resource, int retry_after,
+                                    const char *location) {
+  char *text = j ? ae_json_dumps(j) : NULL;
+  json_decref(j);
+  if (!text)
+    return fail_internal(r, AE_ENOMEM);
+  return respond(r, status, text, strlen(text), "application/json",
+                 job_resource, retry_after, NULL, location, 0);
+}
+
+/* The job resource, from its cache when terminal. */
+static enum MHD_Result respond_job(ae_http_req *r, int status, ae_job *job,
+                                   int with_location) {
+  size_t len = 0;
+  char *text = ae_job_render(r->srv, job, &len);
+  if (!text)
+    return fail_internal(r, AE_ENOMEM);
+  snprintf(r->job_id, sizeof r->job_id, "%s", job->id);
+  char location[64];
+  snprintf(location, sizeof location, "/v1/jobs/%s", job->id);
+  return respond(r, status, text, len, "application/json", 1,
+                 ae_job_terminal(job) ? 0 : 1, NULL,
+                 with_location ? location : NULL, 0);
+}
+
+/* ---- request helpers ---- */
+
+static const char *header(ae_http_req *r, const char *name) {
+  return MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, name);
+}
+
+static const char *query(ae_http_req *r, const char *name) {
+  return MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, name);
+}
+
+/* Parses a non-negative decimal integer; 0 or AE_EINVAL. */
+static int parse_count(const char *s, long long max, long long *out) {
+  if (!s || !*s)
+    return AE_EINVAL;
+  long long v = 0;
+  for (const char *c = s; *c; c++) {
+    if (!isdigit((unsigned char)*c))
+      return AE_EINVAL;
+    v = v * 10 + (*c - '0');
+    if (v > max)
+      v = max + 1; /* saturate, callers decide */
+  }
+  *out = v;
+  return AE_OK;
+}
+
+static int content_type_is_json(const char *ct) {
+  if (!ct)
+    return 1; /* no declaration: take it as JSON */
+  while (*ct == ' ')
+    ct++;
+  size_t n = strcspn(ct, ";");
+  while (n && (ct[n - 1] == ' ' || ct[n - 1] == '\t'))
+    n--;
+  if (n == 16 && !strncasecmp(ct, "application/json", 16))
+    return 1;
+  if (n > 17 && !strncasecmp(ct, "application/", 12) &&
+      !strncasecmp(ct + n - 5, "+json", 5))
+    return 1;
+  return 0;
+}
+
+/* 415 / 400 checks shared by POST handlers; parses the body into *out. */
+static int read_json_body(ae_http_req *r, json_t **out,
+                          enum MHD_Result *answer) {
+  *out = NULL;
+  const char *ct = header(r, MHD_HTTP_HEADER_CONTENT_TYPE);
+  if (r->len > 0 && !content_type_is_json(ct)) {
+    *answer = fail(r, 415, "unsupported_media_type", "Unsupported media type",
+                   0, "The body must be application/json, not %s.", ct);
+    return AE_EINVAL;
+  }
+  ae_problem p = AE_PROBLEM_INIT;
+  if (ae_json_parse_body(r->body, r->len, out, &p)) {
+    *answer = respond_problem(r, &p);
+    return AE_EINVAL;
+  }
+  return AE_OK;
+}
+
+/* ---- handlers ---- */
+
+static enum MHD_Result h_live(ae_http_req *r) {
+  return respond(r, 200, NULL, 0, NULL, 0, 0, NULL, NULL, 0);
+}
+
+static enum MHD_Result h_ready(ae_http_req *r) {
+  ae_server *srv = r->srv;
+  if (ae_server_ready(srv))
+    return respond(r, 200, NULL, 0, NULL, 0, 0, NULL, NULL, 0);
+  if (srv->draining)
+    return fail(r, 503, "draining", "Draining", 5,
+                "The server is shutting down.");
+  size_t warming = 0, failed = 0;
+  for (size_t i = 0; i < srv->n_workers; i++) {
+    warming += !srv->workers[i].ready;
+    failed += srv->workers[i].failed;
+  }
+  return fail(r, 503, "not_ready", "Not ready", 1,
+              "%zu of %zu workers are still warming up, %zu left service.",
+              warming, srv->n_workers, failed);
+}
+
+static json_t *backends_json(ae_server *srv) {
+  json_t *a = json_array();
+  for (size_t i = 0; a && i < srv->n_workers; i++) {
+    ae_worker *w = &srv->workers[i];
+    json_array_append_new(
+        a, json_pack("{s:s, s:s, s:b}", "name", w->name, "device", w->device,
+                     "ready", w->ready && !w->failed));
+  }
+  return a;
+}
+
+static json_t *datasets_json(ae_server *srv, int full) {
+  json_t *a = json_array();
+  if (!a)
+    return NULL;
+  if (full)
+    json_array_append_new(a, json_pack("{s:s, s:n, s:i, s:n}", "name",
+                                       "synthetic", "shape", "num_classes",
+                                       10, "size"));
+  else
+    json_array_append_new(a, json_string("synthetic"));
+  for (size_t i = 0; i < srv->registry.n; i++) {
+    const ae_dataset_info *d = &srv->registry.infos[i];
+    if (!full) {
+      json_array_append_new(a, json_string(d->name));
+      continue;
+    }
+    json_t *shape = json_array();
+    for (int k = 0; shape && k < d->rank; k++)
+      json_array_append_new(shape, json_integer(d->shape[k]));
+    json_array_append_new(a, json_pack("{s:s, s:o, s:i, s:I}", "name",
+                                       d->name, "shape", shape, "num_classes",
+                                       d->num_classes, "size",
+                                       (json_int_t)d->size));
+  }
+  return a;
+}
+
+static enum MHD_Result h_root(ae_http_req *r) {
+  ae_server *srv = r->srv;
+  const ae_options *o = srv->opt;
+  json_t *limits = json_pack(
+      "{s:I, s:I, s:I, s:I, s:I, s:i, s:i, s:f, s:i}", "max_queue",
+      (json_int_t)o->max_queue, "max_batch", (json_int_t)o->max_batch,
+      "max_body_bytes", (json_int_t)o->max_body_bytes, "default_timeout_ms",
+      (json_int_t)o->default_timeout_ms, "job_ttl_secs",
+      (json_int_t)o->job_ttl_secs, "max_wait_ms", MAX_WAIT_MS, "max_nodes",
+      srv->limits.max_nodes, "max_params", srv->limits.max_params,
+      "max_batch_size", srv->limits.max_batch_size);
+  json_t *j = json_pack("{s:s, s:s, s:s, s:o, s:o, s:o}", "name", "archeval",
+                        "version", PACKAGE_VERSION, "api", "v1", "backends",
+                        backends_json(srv), "datasets",
+                        datasets_json(srv, 0), "limits", limits);
+  return respond_json(r, 200, j, 0, 0, NULL);
+}
+
+static enum MHD_Result h_metrics(ae_http_req *r) {
+  size_t len = 0;
+  char *text = ae_metrics_render(r->srv, &len);
+  if (!text)
+    return fail_internal(r, AE_ENOMEM);
+  return respond(r, 200, text, len, "text/plain; version=0.0.4", 0, 0, NULL,
+                 NULL, 0);
+}
+
+static enum MHD_Result h_datasets(ae_http_req *r) {
+  json_t *j = json_pack("{s:o}", "datasets", datasets_json(r->srv, 1));
+  return respond_json(r, 200, j, 0, 0, NULL);
+}
+
+/* Idempotency: returns 1 when the answer was given from an earlier job
+ * (or a mismatch), 0 to go on.  Batch jobs carry "KEY\nINDEX". */
+static int idempotent_replay(ae_http_req *r, const char *key,
+                             const char *hash, int batch,
+                             enum MHD_Result *answer) {
+  ae_server *srv = r->srv;
+  char first_key[400];
+  snprintf(first_key, sizeof first_key, batch ? "%s\n0" : "%s", key);
+  ae_job *job = ae_job_find_idem(srv, first_key);
+  if (!job)
+    return 0;
+  if (strcmp(job->body_hash, hash)) {
+    *answer = fail(r, 422, "idempotency_key_mismatch",
+                   "Idempotency key mismatch", 0,
+                   "Idempotency-Key %s was used with another body.", key);
+    return 1;
+  }
+  if (!batch) {
+    *answer = respond_job(r, 202, job, 1);
+    return 1;
+  }
+  json_t *jobs = json_array();
+  for (size_t i = 0; jobs; i++) {
+    char k[400];
+    snprintf(k, sizeof k, "%s\n%zu", key, i);
+    ae_job *each = ae_job_find_idem(srv, k);
+    if (!each)
+      break;
+    json_array_append_new(jobs, ae_job_to_json(srv, each));
+  }
+  *answer = respond_json(r, 202, json_pack("{s:o}", "jobs", jobs), 1, 1, NULL);
+  return 1;
+}
+
+static int idempotency_key(ae_http_req *r, const char **key,
+                           enum MHD_Result *answer) {
+  *key = header(r, "Idempotency-Key");
+  if (*key && (strlen(*key) == 0 || strlen(*key) > 255)) {
+    *answer = fail(r, 422, "invalid_request", "Invalid request", 0,
+                   "Idempotency-Key must be 1 to 255 characters.");
+    return AE_EINVAL;
+  }
+  return AE_OK;
+}
+
+static enum MHD_Result h_submit(ae_http_req *r) {
+  ae_server *srv = r->srv;
+  enum MHD_Result answer = MHD_NO;
+  json_t *body = NULL;
+  const char *key;
+  if (idempotency_key(r, &key, &answer) || read_json_body(r, &body, &answer))
+    return answer;
+  char hash[65] = "";
+  if (key) {
+    ae_sha256_hex(r->body ? r->body : "", r->len, hash);
+    if (idempotent_replay(r, key, hash, 0, &answer)) {
+      json_decref(body);
+      return answer;
+    }
+  }
+  if (srv->draining) {
+    json_decref(body);
+    return fail(r, 503, "draining", "Draining", 5,
+                "The server is shutting down and accepts no new jobs.");
+  }
+  ae_request req;
+  memset(&req, 0, sizeof req);
+  ae_problem p = AE_PROBLEM_INIT;
+  int rc = ae_request_parse(body, &srv->catalog, &srv->limits, &req, &p);
+  json_decref(body);
+  if (rc) {
+    if (!p.status)
+      return fail_internal(r, rc);
+    return respond_problem(r, &p);
+  }
+  if (srv->n_queued >= (size_t)srv->opt->max_queue) {
+    ae_request_free(&req);
+    return fail(r, 429, "queue_full", "Queue full", 1,
+                "%zu jobs are queued, the limit is %ld.", srv->n_queued,
+                srv->opt->max_queue);
+  }
+  ae_job *job = NULL;
+  rc = ae_jobs_submit(srv, &req, 1, key, hash, 0, &job);
+  if (rc) {
+    ae_request_free(&req);
+    return fail_internal(r, rc);
+  }
+  return respond_job(r, 202, job, 1);
+}
+
+static enum MHD_Result h_batch(ae_http_req *r) {
+  ae_server *srv = r->srv;
+  enum MHD_Result answer = MHD_NO;
+  json_t *body = NULL;
+  const char *key;
+  if (idempotency_key(r, &key, &answer) || read_json_body(r, &body, &answer))
+    return answer;
+  char hash[65] = "";
+  if (key) {
+    ae_sha256_hex(r->body ? r->body : "", r->len, hash);
+    if (idempotent_replay(r, key, hash, 1, &answer)) {
+      json_decref(body);
+      return answer;
+    }
+  }
+  ae_problem p = AE_PROBLEM_INIT;
+  json_t *items = json_is_object(body) ? json_object_get(body, "jobs") : NULL;
+  if (!json_is_object(body)) {
+    ae_problem_add(&p, "", "The body must be an object {\"jobs\": [...]}.");
+  } else {
+    const char *name;
+    json_t *value;
+    json_object_foreach(body, name, value) {
+      if (strcmp(name, "jobs")) {
+        char pointer[300];
+        snprintf(pointer, sizeof pointer, "/%s", name);
+        ae_problem_add(&p, pointer, "Unknown key.");
+      }
+    }
+    if (!json_is_array(items))
+      ae_problem_add(&p, "/jobs", "Required: an array of job requests.");
+    else if (json_array_size(items) == 0)
+      ae_problem_add(&p, "/jobs", "At least one job is required.");
+    else if (json_array_size(items) > (size_t)srv->opt->max_batch)
+      ae_problem_add(&p, "/jobs", "%zu jobs, the limit is %ld.",
+                     json_array_size(items), srv->opt->max_batch);
+  }
+  if (p.status) {
+    json_decref(body);
+    return respond_problem(r, &p);
+  }
+  if (srv->draining) {
+    json_decref(body);
+    return fail(r, 503, "draining", "Draining", 5,
+                "The server is shutting down and accepts no new jobs.");
+  }
+  size_t n = json_array_size(items);
+  ae_request *reqs = calloc(n, sizeof *reqs);
+  ae_job **jobs = calloc(n, sizeof *jobs);
+  if (!reqs || !jobs) {
+    free(reqs);
+    free(jobs);
+    json_decref(body);
+    return fail_internal(r, AE_ENOMEM);
+  }
+  int rc = AE_OK;
+  for (size_t i = 0; i < n; i++) {
+    ae_problem item = AE_PROBLEM_INIT;
+    int irc = ae_request_parse(json_array_get(items, i), &srv->catalog,
+                               &srv->limits, &reqs[i], &item);
+    if (irc && !item.status) {
+      rc = irc;
+      ae_problem_clear(&item);
+      break;
+    }
+    if (irc) {
+      char prefix[32];
+      snprintf(prefix, sizeof prefix, "/jobs/%zu", i);
+      ae_problem_prefix(&item, prefix);
+      if (item.n_errors == 0)
+        ae_problem_add(&p, prefix, "%s", item.detail ? item.detail : "");
+      for (size_t k = 0; k < item.n_errors; k++)
+        ae_problem_add(&p, item.errors[k].pointer, "%s",
+                       item.errors[k].detail);
+      ae_problem_clear(&item);
+      memset(&reqs[i], 0, sizeof reqs[i]);
+    }
+  }
+  json_decref(body);
+  enum MHD_Result result;
+  if (rc) {
+    result = fail_internal(r, rc);
+  } else if (p.status) {
+    result = respond_problem(r, &p);
+  } else if (srv->n_queued + n > (size_t)srv->opt->max_queue) {
+    result = fail(r, 429, "queue_full", "Queue full", 1,
+                  "%zu jobs are queued, %zu more would pass the limit of "
+                  "%ld.", srv->n_queued, n, srv->opt->max_queue);
+  } else {
+    /* One store transaction for the batch; job i keeps "KEY\nI". */
+    rc = ae_jobs_submit(srv, reqs, n, key, hash, 1, jobs);
+    if (rc) {
+      result = fail_internal(r, rc);
+    } else {
+      json_t *out = json_array();
+      for (size_t i = 0; out && i < n; i++)
+        json_array_append_new(out, ae_job_to_json(srv, jobs[i]));
+      result = respond_json(r, 202, json_pack("{s:o}", "jobs", out), 1, 1,
+                            NULL);
+    }
+  }
+  for (size_t i = 0; i < n; i++)
+    ae_request_free(&reqs[i]);
+  ae_problem_clear(&p);
+  free(reqs);
+  free(jobs);
+  return result;
+}
+
+/* ---- long polls ---- */
+
+static void waiter_closed(uv_handle_t *handle) { free(handle->data); }
+
+static void waiter_release(ae_waiter *w) {
+  ae_server *srv = w->srv;
+  if (w->prev)
+    w->prev->next = w->next;
+  else if (w->job)
+    w->job->waiters = w->next;
+  if (w->next)
+    w->next->prev = w->prev;
+  if (w->all_prev)
+    w->all_prev->all_next = w->all_next;
+  else
+    srv->all_waiters = w->all_next;
+  if (w->all_next)
+    w->all_next->all_prev = w->all_prev;
+  uv_timer_stop(&w->timer);
+  uv_close((uv_handle_t *)&w->timer, waiter_closed);
+  if (w->req) {
+    w->req->waiter = NULL;
+    w->req->resumed = 1;
+    MHD_resume_connection(w->req->conn);
+    srv->need_mhd_run = 1;
+  }
+}
+
+static void on_wait_timeout(uv_timer_t *timer) {
+  ae_waiter *w = timer->data;
+  ae_server *srv = w->srv;
+  waiter_release(w);
+  ae_http_run(srv);
+}
+
+void ae_http_wake_waiters(ae_server *srv, ae_job *job) {
+  (void)srv;
+  while (job->waiters)
+    waiter_release(job->waiters);
+}
+
+void ae_http_wake_all(ae_server *srv) {
+  while (srv->all_waiters)
+    waiter_release(srv->all_waiters);
+}
+
+static int suspend_for(ae_http_req *r, ae_job *job, long long wait_ms) {
+  ae_server *srv = r->srv;
+  ae_waiter *w = calloc(1, sizeof *w);
+  if (!w)
+    return AE_ENOMEM;
+  if (uv_timer_init(srv->loop, &w->timer)) {
+    free(w);
+    return AE_EINTERNAL;
+  }
+  w->timer.data = w;
+  w->srv = srv;
+  w->req = r;
+  w->job = job;
+  w->next = job->waiters;
+  if (w->next)
+    w->next->prev = w;
+  job->waiters = w;
+  w->all_next = srv->all_waiters;
+  if (w->all_next)
+    w->all_next->all_prev = w;
+  srv->all_waiters = w;
+  r->waiter = w;
+  uv_timer_start(&w->timer, on_wait_timeout, (uint64_t)wait_ms, 0);
+  MHD_suspend_connection(r->conn);
+  return AE_OK;
+}
+
+static enum MHD_Result h_get(ae_http_req *r) {
+  ae_job *job = ae_job_find(r->srv, r->id);
+  if (!job)
+    return fail(r, 404, "not_found", "Not found", 0,
+                "No job %s (unknown or expired).", r->id);
+  const char *wait = query(r, "wait_ms");
+  if (wait && !r->resumed) {
+    long long wait_ms;
+    if (parse_count(wait, MAX_WAIT_MS, &wait_ms))
+      return fail(r, 422, "invalid_request", "Invalid request", 0,
+                  "wait_ms must be an integer from 0 to %d.", MAX_WAIT_MS);
+    if (wait_ms > MAX_WAIT_MS)
+      wait_ms = MAX_WAIT_MS;
+    if (wait_ms > 0 && !ae_job_terminal(job) && !r->srv->draining) {
+      int rc = suspend_for(r, job, wait_ms);
+      if (rc)
+        return fail_internal(r, rc);
+      snprintf(r->job_id, sizeof r->job_id, "%s", job->id);
+      return MHD_YES;
+    }
+  }
+  return respond_job(r, 200, job, 0);
+}
+
+/* Page tokens: the seq of the last job shown, base32 with a check. */
+static void token_encode(long long seq, char *out, size_t len) {
+  unsigned long long v = (unsigned long long)seq ^ 0x5a5a5a5a5aULL;
+  unsigned check = (unsigned)(v % 31);
+  snprintf(out, len, "%llx-%x", v, check);
+}
+
+static int token_decode(const char *s, long long *seq) {
+  char *end;
+  errno = 0;
+  unsigned long long v = strtoull(s, &end, 16);
+  if (errno || end == s || *end != '-')
+    return AE_EINVAL;
+  char *end2;
+  unsigned long check = strtoul(end + 1, &end2, 16);
+  if (*end2 || end2 == end + 1 || check != v % 31)
+    return AE_EINVAL;
+  *seq = (long long)(v ^ 0x5a5a5a5a5aULL);
+  return AE_OK;
+}
+
+static enum MHD_Result h_list(ae_http_req *r) {
+  ae_server *srv = r->srv;
+  const char *state_s = query(r, "state");
+  const char *size_s = query(r, "page_size");
+  const char *token_s = query(r, "page_token");
+  ae_job_state state = AE_JOB_QUEUED;
+  int filter = 0;
+  if (state_s && *state_s) {
+    if (ae_job_state_parse(state_s, &state))
+      return fail(r, 422, "invalid_request", "Invalid request", 0,
+                  "state must be queued, running, succeeded, failed or "
+                  "cancelled.");
+    filter = 1;
+  }
+  long long page_size = 100;
+  if (size_s && (parse_count(size_s, 1000, &page_size) || page_size < 1 ||
+                 page_size > 1000))
+    return fail(r, 422, "invalid_request", "Invalid request", 0,
+                "page_size must be an integer from 1 to 1000.");
+  long long before = -1;
+  if (token_s && *token_s && token_decode(token_s, &before))
+    return fail(r, 422, "invalid_request", "Invalid request", 0,
+                "page_token is not a token this server gave.");
+  json_t *jobs = json_array();
+  if (!jobs)
+    return fail_internal(r, AE_ENOMEM);
+  ae_job *job = srv->last;
+  while (job && before >= 0 && job->seq >= before)
+    job = job->prev;
+  long long shown = 0, last_seq = -1;
+  int more = 0;
+  for (; job; job = job->prev) {
+    if (filter && job->state != state)
+      continue;
+    if (shown == page_size) {
+      more = 1;
+      break;
+    }
+    json_t *j = ae_job_to_json(srv, job);
+    if (!j || json_array_append_new(jobs, j)) {
+      json_decref(jobs);
+      return fail_internal(r, AE_ENOMEM);
+    }
+    shown++;
+    last_seq = job->seq;
+  }
+  char token[64];
+  token_encode(last_seq, token, sizeof token);
+  json_t *out = json_pack("{s:o, s:o}", "jobs", jobs, "next_page_token",
+                          more ? json_string(token) : json_null());
+  return respond_json(r, 200, out, 1, 0, NULL);
+}
+
+static enum MHD_Result h_cancel(ae_http_req *r) {
+  ae_job *job = ae_job_find(r->srv, r->id);
+  if (!job)
+    return fail(r, 404, "not_found", "Not found", 0,
+                "No job %s (unknown or expired).", r->id);
+  snprintf(r->job_id, sizeof r->job_id, "%s", job->id);
+  if (job->state == AE_JOB_SUCCEEDED || job->state == AE_JOB_FAILED)
+    return fail(r, 409, "job_terminal", "Job finished", 0,
+                "Job %s already %s.", job->id, ae_job_state_name(job->state));
+  ae_job_cancel(r->srv, job);
+  return respond_job(r, 200, job, 0);
+}
+
+static enum MHD_Result h_delete(ae_http_req *r) {
+  ae_job *job = ae_job_find(r->srv, r->id);
+  if (!job)
+    return fail(r, 404, "not_found", "Not found", 0,
+                "No job %s (unknown or expired).", r->id);
+  snprintf(r->job_id, sizeof r->job_id, "%s", job->id);
+  if (!ae_job_terminal(job))
+    return fail(r, 409, "job_not_terminal", "Job not finished", 0,
+                "Job %s is %s; cancel it first.", job->id,
+                ae_job_state_name(job->state));
+  ae_job_delete(r->srv, job);
+  return respond(r, 204, NULL, 0, NULL, 1, 0, NULL, NULL, 0);
+}
+
+/* ---- routing ---- */
+
+static const route_row routes[] = {
+    {"/v1/health/live", "GET", AE_ROUTE_LIVE, h_live},
+    {"/v1/health/ready", "GET", AE_ROUTE_READY, h_ready},
+    {"/v1", "GET", AE_ROUTE_ROOT, h_root},
+    {"/metrics", "GET", AE_ROUTE_METRICS, h_metrics},
+    {"/v1/datasets", "GET", AE_ROUTE_DATASETS, h_datasets},
+    {"/v1/jobs", "POST", AE_ROUTE_JOBS, h_submit},
+    {"/v1/jobs", "GET", AE_ROUTE_JOBS, h_list},
+    {"/v1/jobs:batch", "POST", AE_ROUTE_BATCH, h_batch},
+    {"/v1/jobs/{id}", "GET", AE_ROUTE_JOB, h_get},
+    {"/v1/jobs/{id}", "DELETE", AE_ROUTE_JOB, h_delete},
+    {"/v1/jobs/{id}:cancel", "POST", AE_ROUTE_CANCEL, h_cancel},
+};
+#define N_ROUTES (sizeof routes / sizeof routes[0])
+
+/* Matches path against a pattern whose "{id}" takes 1-31 characters of
+ * [A-Za-z0-9_-].  1 on a match (id filled), else 0. */
+static int path_match(const char *pattern, const char *path, char id[32]) {
+  while (*pattern) {
+    if (!strncmp(pattern, "{id}", 4)) {
+      size_t n = 0;
+      while (isalnum((unsigned char)path[n]) || path[n] == '_' ||
+             path[n] == '-')
+        n++;
+      if (n == 0 || n > 31)
+        return 0;
+      memcpy(id, path, n);
+      id[n] = '\0';
+      path += n;
+      pattern += 4;
+      continue;
+    }
+    if (*pattern++ != *path++)
+      return 0;
+  }
+  return *path == '\0';
+}
+
+static int method_matches(const char *row, const char *method) {
+  return !strcmp(row, method) ||
+         (!strcmp(method, "HEAD") && !strcmp(row, "GET"));
+}
+
+/* Finds the row for the request; -1 with allow filled (a 405), or -1 with
+ * allow empty (a 404). */
+static int route_find(ae_http_req *r, char *allow, size_t allow_len) {
+  allow[0] = '\0';
+  for (size_t i = 0; i < N_ROUTES; i++) {
+    char id[32] = "";
+    if (!path_match(routes[i].pattern, r->path, id))
+      continue;
+    r->route = routes[i].route;
+    if (method_matches(routes[i].method, r->method)) {
+      snprintf(r->id, sizeof r->id, "%s", id);
+      return (int)i;
+    }
+    size_t used = strlen(allow);
+    snprintf(allow + used, allow_len - used, "%s%s", used ? ", " : "",
+             routes[i].method);
+    if (!strcmp(routes[i].method, "GET")) {
+      used = strlen(allow);
+      snprintf(allow + used, allow_len - used, ", HEAD");
+    }
+  }
+  return -1;
+}
+
+static int request_id_ok(const char *s) {
+  size_t n = strlen(s);
+  if (n == 0 || n > 128)
+    return 0;
+  for (size_t i = 0; i < n; i++)
+    if (!isalnum((unsigned char)s[i]) && s[i] != '.' && s[i] != '_' &&
+        s[i] != '-')
+      return 0;
+  return 1;
+}
+
+static enum MHD_Result dispatch(ae_http_req *r) {
+  char allow[128];
+  int row = route_find(r, allow, sizeof allow);
+  if (row < 0 && allow[0]) {
+    ae_problem p = AE_PROBLEM_INIT;
+    ae_problem_set(&p, 405, "method_not_allowed", "Method not allowed",
+                   "%s is not allowed on %s; allowed: %s.", r->method,
+                   r->path, allow);
+    return respond_problem_full(r, &p, 0, allow, 0);
+  }
+  if (row < 0) {
+    r->route = AE_ROUTE_OTHER;
+    return fail(r, 404, "not_found", "Not found", 0, "No route %s %s.",
+                r->method, r->path);
+  }
+  return routes[row].handler(r);
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
+                                  const char *url, const char *method,
+                                  const char *version,
+                                  const char *upload_data,
+                                  size_t *upload_data_size, void **con_cls) {
+  ae_server *srv = cls;
+  ae_http_req *r = *con_cls;
+  if (!r) {
+    r = calloc(1, sizeof *r);
+    if (!r)
+      return MHD_NO;
+    *con_cls = r;
+    r->srv = srv;
+    r->conn = conn;
+    r->start_ns = ae_mono_ns();
+    r->route = AE_ROUTE_OTHER;
+    snprintf(r->method, sizeof r->method, "%s", method);
+    r->path = strdup(url);
+    if (!r->path)
+      return MHD_NO;
+    const char *rid = header(r, "X-Request-Id");
+    if (rid && request_id_ok(rid))
+      snprintf(r->request_id, sizeof r->request_id, "%s", rid);
+    else
+      snprintf(r->request_id, sizeof r->request_id, "%016llx",
+               (unsigned long long)ae_random_u64());
+    srv->n_requests++;
+    /* The body limit, before reading any of it. */
+    const char *cl = header(r, MHD_HTTP_HEADER_CONTENT_LENGTH);
+    long long length;
+    if (cl && !parse_count(cl, srv->opt->max_body_bytes, &length) &&
+        length > srv->opt->max_body_bytes) {
+      char allow[128];
+      route_find(r, allow, sizeof allow);
+      ae_problem p = AE_PROBLEM_INIT;
+      ae_problem_set(&p, 413, "body_too_large", "Body too large",
+                     "The body is over the limit of %lld bytes.",
+                     srv->opt->max_body_bytes);
+      return respond_problem_full(r, &p, 0, NULL, 1);
+    }
+    return MHD_YES;
+  }
+  if (*upload_data_size) {
+    size_t n = *upload_data_size;
+    *upload_data_size = 0;
+    if (r->responded)
+      return MHD_YES;
+    if (r->len + n > (size_t)srv->opt->max_body_bytes) {
+      /* A chunked or understated body went over: answer if MHD lets us at
+       * this point, else close the connection. */
+      route_find(r, (char[128]){0}, 128);
+      ae_problem p = AE_PROBLEM_INIT;
+      ae_problem_set(&p, 413, "body_too_large", "Body too large",
+                     "The body is over the limit of %lld bytes.",
+                     srv->opt->max_body_bytes);
+      free(r->body);
+      r->body = NULL;
+      r->len = 0;
+      return respond_problem_full(r, &p, 0, NULL, 1);
+    }
+    if (r->len + n + 1 > r->cap) {
+      size_t cap = r->cap ? r->cap * 2 : 4096;
+      while (cap < r->len + n + 1)
+        cap *= 2;
+      char *fresh = realloc(r->body, cap);
+      if (!fresh)
+        return MHD_NO;
+      r->body = fresh;
+      r->cap = cap;
+    }
+    memcpy(r->body + r->len, upload_data, n);
+    r->len += n;
+    r->body[r->len] = '\0';
+    return MHD_YES;
+  }
+  if (r->responded)
+    return MHD_YES;
+  (void)version;
+  return dispatch(r);
+}
+
+static void on_completed(void *cls, struct MHD_Connection *conn,
+                         void **con_cls,
+                         enum MHD_RequestTerminationCode toe) {
+  ae_server *srv = cls;
+  ae_http_req *r = *con_cls;
+  (void)conn;
+  (void)toe;
+  if (!r)
+    return;
+  *con_cls = NULL;
+  if (r->waiter) { /* only at shutdown */
+    r->waiter->req = NULL;
+    r->waiter = NULL;
+  }
+  double seconds = (double)(ae_mono_ns() - r->start_ns) / 1e9;
+  if (r->status) {
+    ae_metrics_http(srv, r->route, r->status, seconds);
+    ae_log_request(r->request_id, r->method, r->path ? r->path : "",
+                   r->status, seconds * 1e3, r->job_id);
+  }
+  free(r->path);
+  free(r->body);
+  free(r);
+}
+
+/* ---- MHD on the loop ---- */
+
+static void on_mhd_timer(uv_timer_t *timer) { ae_http_run(timer->data); }
+
+static void on_mhd_poll(uv_poll_t *poll, int status, int events) {
+  (void)status;
+  (void)events;
+  ae_http_run(poll->data);
+}
+
+void ae_http_run(ae_server *srv) {
+  if (!srv->mhd)
+    return;
+  srv->need_mhd_run = 0;
+  MHD_run(srv->mhd);
+  MHD_UNSIGNED_LONG_LONG timeout;
+  if (MHD_get_timeout(srv->mhd, &timeout) == MHD_YES)
+    uv_timer_start(&srv->mhd_timer, on_mhd_timer, (uint64_t)timeout, 0);
+  else
+    uv_timer_stop(&srv->mhd_timer);
+}
+
+int ae_http_start(ae_server *srv) {
+  const ae_options *o = srv->opt;
+  struct addrinfo hints, *ai = NULL;
+  memset(&hints, 0, sizeof hints);
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+  char port[16];
+  snprintf(port, sizeof port, "%d", o->http_port);
+  int gai = getaddrinfo(o->http_address, port, &hints, &ai);
+  if (gai) {
+    ae_log(AE_LOG_ERROR, "--http-address %s: %s", o->http_address,
+           gai_strerror(gai));
+    return AE_EINVAL;
+  }
+  unsigned flags = MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
+                   MHD_USE_ERROR_LOG | MHD_USE_TURBO;
+  if (ai->ai_family == AF_INET6)
+    flags |= MHD_USE_IPv6;
+  srv->mhd = MHD_start_daemon(
+      flags, (uint16_t)o->http_port, NULL, NULL, on_request, srv,
+      MHD_OPTION_SOCK_ADDR, ai->ai_addr,
+      MHD_OPTION_CONNECTION_LIMIT, (unsigned)o->max_connections,
+      MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)o->max_connections_per_ip,
+      MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)o->connection_timeout_secs,
+      MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
+      MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned)1,
+      MHD_OPTION_END);
+  freeaddrinfo(ai);
+  if (!srv->mhd) {
+    ae_log(AE_LOG_ERROR, "cannot listen on %s:%d", o->http_address,
+           o->http_port);
+    return AE_EIO;
+  }
+  const union MHD_DaemonInfo *info =
+      MHD_get_daemon_info(srv->mhd, MHD_DAEMON_INFO_EPOLL_FD);
+  if (!info || uv_poll_init(srv->loop, &srv->mhd_poll, info->epoll_fd) ||
+      uv_timer_init(srv->loop, &srv->mhd_timer)) {
+    MHD_stop_daemon(srv->mhd);
+    srv->mhd = NULL;
+    return AE_EINTERNAL;
+  }
+  srv->mhd_poll.data = srv;
+  srv->mhd_timer.data = srv;
+  uv_poll_start(&srv->mhd_poll, UV_READABLE, on_mhd_poll);
+  ae_log(AE_LOG_INFO, "listening on %s:%d", o->http_address, o->http_port);
+  ae_http_run(srv);
+  return AE_OK;
+}
+
+void ae_http_stop(ae_server *srv) {
+  if (!srv->mhd)
+    return;
+  ae_http_wake_all(srv);
+  MHD_run(srv->mhd); /* let resumed connections go */
+  uv_poll_stop(&srv->mhd_poll);
+  uv_close((uv_handle_t *)&srv->mhd_poll, NULL);
+  uv_timer_stop(&srv->mhd_timer);
+  uv_close((uv_handle_t *)&srv->mhd_timer, NULL);
+  MHD_stop_daemon(srv->mhd);
+  srv->mhd = NULL;
+}

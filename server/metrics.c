@@ -1,0 +1,259 @@
+/* metrics.c: archevald's Prometheus metrics (text format 0.0.4).
+ *
+ * Counters and histograms are plain numbers owned by the loop thread,
+ * which updates them as jobs and requests finish and renders them for
+ * GET /metrics.  The only values from worker threads are each worker's
+ * memory gauge, an atomic the worker stores after every job. */
+#include "config.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "api/status.h"
+#include "server/daemon.h"
+
+const char *const ae_route_labels[AE_ROUTE_COUNT] = {
+    "/v1/health/live", "/v1/health/ready", "/v1",
+    "/metrics",        "/v1/datasets",     "/v1/jobs",
+    "/v1/jobs:batch",  "/v1/jobs/{id}",    "/v1/jobs/{id}:cancel",
+    "other"};
+
+const int ae_http_codes[AE_HTTP_CODES] = {200, 202, 204, 400, 404, 405,
+                                          409, 413, 415, 422, 429, 500,
+                                          503, 0,   0,   0};
+
+const char *const ae_finish_reasons[8] = {
+    "completed", "cancelled",    "draining", "deadline_exceeded",
+    "engine_error", "device_error", "internal", "other"};
+
+static const double job_seconds_bounds[] = {0.001, 0.005, 0.01, 0.05, 0.1,
+                                            0.5,   1,     5,    10,   30,
+                                            60,    300,   900};
+static const double http_seconds_bounds[] = {0.0001, 0.00025, 0.0005, 0.001,
+                                             0.0025, 0.005,   0.01,   0.025,
+                                             0.05,   0.1,     0.5,    1,
+                                             5,      30};
+
+#define N_OF(a) (sizeof(a) / sizeof((a)[0]))
+
+void ae_histogram_init(ae_histogram *h, const double *bounds, size_t n) {
+  memset(h, 0, sizeof *h);
+  h->bounds = bounds;
+  h->n_bounds = n < AE_HIST_MAX_BUCKETS ? n : AE_HIST_MAX_BUCKETS;
+}
+
+void ae_histogram_observe(ae_histogram *h, double value) {
+  size_t i = 0;
+  while (i < h->n_bounds && value > h->bounds[i])
+    i++;
+  h->counts[i]++;
+  h->sum += value;
+  h->total++;
+}
+
+int ae_metrics_init(ae_server *srv) {
+  ae_metrics *m = &srv->metrics;
+  ae_histogram_init(&m->queue_seconds, job_seconds_bounds,
+                    N_OF(job_seconds_bounds));
+  m->compute_seconds = calloc(srv->n_workers ? srv->n_workers : 1,
+                              sizeof *m->compute_seconds);
+  if (!m->compute_seconds)
+    return AE_ENOMEM;
+  for (size_t i = 0; i < srv->n_workers; i++)
+    ae_histogram_init(&m->compute_seconds[i], job_seconds_bounds,
+                      N_OF(job_seconds_bounds));
+  for (int r = 0; r < AE_ROUTE_COUNT; r++)
+    ae_histogram_init(&m->http_seconds[r], http_seconds_bounds,
+                      N_OF(http_seconds_bounds));
+  return AE_OK;
+}
+
+void ae_metrics_free(ae_server *srv) {
+  free(srv->metrics.compute_seconds);
+  srv->metrics.compute_seconds = NULL;
+}
+
+void ae_metrics_job_finished(ae_server *srv, ae_job *job) {
+  int state = job->state == AE_JOB_SUCCEEDED ? 0
+              : job->state == AE_JOB_FAILED  ? 1
+                                             : 2;
+  int reason = 7;
+  for (int i = 0; i < 8; i++)
+    if (job->finish_reason && !strcmp(job->finish_reason, ae_finish_reasons[i]))
+      reason = i;
+  srv->metrics.finished[state][reason]++;
+}
+
+void ae_metrics_http(ae_server *srv, int route, int status, double seconds) {
+  if (route < 0 || route >= AE_ROUTE_COUNT)
+    route = AE_ROUTE_OTHER;
+  int code = -1;
+  for (int i = 0; i < AE_HTTP_CODES; i++)
+    if (ae_http_codes[i] == status)
+      code = i;
+  if (code < 0)
+    code = AE_HTTP_CODES - 1; /* "other": shown with its own label */
+  srv->metrics.http[route][code]++;
+  ae_histogram_observe(&srv->metrics.http_seconds[route], seconds);
+}
+
+/* A growing text buffer. */
+typedef struct {
+  char *buf;
+  size_t len, cap;
+  int failed;
+} text_buf;
+
+static void emit(text_buf *t, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void emit(text_buf *t, const char *fmt, ...) {
+  if (t->failed)
+    return;
+  for (;;) {
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(t->buf + t->len, t->cap - t->len, fmt, ap);
+    va_end(ap);
+    if (n < 0) {
+      t->failed = 1;
+      return;
+    }
+    if ((size_t)n < t->cap - t->len) {
+      t->len += (size_t)n;
+      return;
+    }
+    size_t cap = t->cap * 2 + (size_t)n + 1;
+    char *fresh = realloc(t->buf, cap);
+    if (!fresh) {
+      t->failed = 1;
+      return;
+    }
+    t->buf = fresh;
+    t->cap = cap;
+  }
+}
+
+static void emit_header(text_buf *t, const char *name, const char *type,
+                        const char *help) {
+  emit(t, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+static void emit_histogram(text_buf *t, const char *name, const char *labels,
+                           const ae_histogram *h) {
+  unsigned long long cumulative = 0;
+  const char *sep = labels[0] ? "," : "";
+  for (size_t i = 0; i < h->n_bounds; i++) {
+    cumulative += h->counts[i];
+    emit(t, "%s_bucket{%s%sle=\"%g\"} %llu\n", name, labels, sep,
+         h->bounds[i], cumulative);
+  }
+  cumulative += h->counts[h->n_bounds];
+  emit(t, "%s_bucket{%s%sle=\"+Inf\"} %llu\n", name, labels, sep, cumulative);
+  if (labels[0]) {
+    emit(t, "%s_sum{%s} %.9g\n%s_count{%s} %llu\n", name, labels, h->sum,
+         name, labels, h->total);
+  } else {
+    emit(t, "%s_sum %.9g\n%s_count %llu\n", name, h->sum, name, h->total);
+  }
+}
+
+char *ae_metrics_render(ae_server *srv, size_t *len) {
+  ae_metrics *m = &srv->metrics;
+  text_buf t = {malloc(16384), 0, 16384, 0};
+  if (!t.buf)
+    return NULL;
+  static const char *const states[3] = {"succeeded", "failed", "cancelled"};
+  char labels[128];
+
+  emit_header(&t, "archeval_jobs_submitted_total", "counter",
+              "Jobs accepted (202).");
+  emit(&t, "archeval_jobs_submitted_total %llu\n", m->jobs_submitted);
+
+  emit_header(&t, "archeval_jobs_finished_total", "counter",
+              "Jobs that reached a terminal state, by state and reason.");
+  for (int s = 0; s < 3; s++)
+    for (int r = 0; r < 8; r++)
+      if (m->finished[s][r] || (r == 0 && s == 0))
+        emit(&t,
+             "archeval_jobs_finished_total{state=\"%s\",reason=\"%s\"} %llu\n",
+             states[s], ae_finish_reasons[r], m->finished[s][r]);
+
+  emit_header(&t, "archeval_jobs_queued", "gauge", "Jobs waiting to run.");
+  emit(&t, "archeval_jobs_queued %zu\n", srv->n_queued);
+
+  emit_header(&t, "archeval_jobs_running", "gauge",
+              "Jobs running, by worker.");
+  for (size_t i = 0; i < srv->n_workers; i++)
+    emit(&t, "archeval_jobs_running{worker=\"%s\"} %d\n",
+         srv->workers[i].name, srv->workers[i].current ? 1 : 0);
+
+  emit_header(&t, "archeval_job_queue_seconds", "histogram",
+              "Time from submission to the start of the evaluation.");
+  emit_histogram(&t, "archeval_job_queue_seconds", "", &m->queue_seconds);
+
+  emit_header(&t, "archeval_job_compute_seconds", "histogram",
+              "Evaluation time, by worker.");
+  for (size_t i = 0; i < srv->n_workers; i++) {
+    snprintf(labels, sizeof labels, "worker=\"%s\"", srv->workers[i].name);
+    emit_histogram(&t, "archeval_job_compute_seconds", labels,
+                   &m->compute_seconds[i]);
+  }
+
+  emit_header(&t, "archeval_http_requests_total", "counter",
+              "HTTP requests answered, by route and status code.");
+  for (int r = 0; r < AE_ROUTE_COUNT; r++)
+    for (int c = 0; c < AE_HTTP_CODES; c++)
+      if (m->http[r][c]) {
+        char code[16];
+        if (ae_http_codes[c])
+          snprintf(code, sizeof code, "%d", ae_http_codes[c]);
+        else
+          snprintf(code, sizeof code, "other");
+        emit(&t, "archeval_http_requests_total{route=\"%s\",code=\"%s\"} "
+                 "%llu\n", ae_route_labels[r], code, m->http[r][c]);
+      }
+
+  emit_header(&t, "archeval_http_request_duration_seconds", "histogram",
+              "HTTP request duration, by route.");
+  for (int r = 0; r < AE_ROUTE_COUNT; r++) {
+    if (!m->http_seconds[r].total)
+      continue;
+    snprintf(labels, sizeof labels, "route=\"%s\"", ae_route_labels[r]);
+    emit_histogram(&t, "archeval_http_request_duration_seconds", labels,
+                   &m->http_seconds[r]);
+  }
+
+  emit_header(&t, "archeval_worker_ready", "gauge",
+              "1 when the worker finished its warm-up and is in service.");
+  for (size_t i = 0; i < srv->n_workers; i++)
+    emit(&t, "archeval_worker_ready{worker=\"%s\"} %d\n",
+         srv->workers[i].name,
+         srv->workers[i].ready && !srv->workers[i].failed);
+
+  emit_header(&t, "archeval_gpu_memory_used_bytes", "gauge",
+              "Device (or host buffer) memory the worker's engine holds.");
+  for (size_t i = 0; i < srv->n_workers; i++)
+    emit(&t, "archeval_gpu_memory_used_bytes{worker=\"%s\"} %llu\n",
+         srv->workers[i].name,
+         (unsigned long long)atomic_load(&srv->workers[i].memory_used));
+
+  emit_header(&t, "archeval_build_info", "gauge",
+              "The build: version and whether CUDA was compiled in.");
+#ifdef HAVE_CUDA
+  const char *cuda = "yes";
+#else
+  const char *cuda = "no";
+#endif
+  emit(&t, "archeval_build_info{version=\"%s\",cuda=\"%s\"} 1\n",
+       PACKAGE_VERSION, cuda);
+
+  if (t.failed) {
+    free(t.buf);
+    return NULL;
+  }
+  *len = t.len;
+  return t.buf;
+}

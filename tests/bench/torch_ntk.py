@@ -1,0 +1,214 @@
+#!/usr/bin/python3
+"""torch_ntk.py: the host NTK benchmark's PyTorch counterpart.
+
+Reads what `AE_BENCH_DUMP=DIR bench_ntk` wrote for each cell (the lowered
+NB201 graph, its weights, the 64 CIFAR-10 inputs and archeval's NTK), runs
+the very same network in PyTorch and computes the same empirical NTK: BN
+uses the batch's statistics in the forward and holds them fixed in the
+backward (frozen batch statistics), per-sample gradients of sum_c f_c(x_i)
+by torch.func.vmap(grad(.)) over conv/linear weights, linear biases and BN
+gammas, Theta = sum_l G_l G_l^T in float64.  Prints the median of 3 for the
+forward and the NTK with 2 threads, and how far archeval's Theta is from
+PyTorch's.  Last line: "N passed, M failed" (a cell passes when the two
+NTKs agree to 1e-3 relative); exit 77 when torch or the dump is missing.
+
+Usage: torch_ntk.py DUMP_DIR [threads]
+"""
+import json
+import os
+import statistics
+import sys
+import time
+
+try:
+    import numpy as np
+    import torch
+    import torch.nn.functional as F
+    try:
+        from torch.func import grad, vmap
+    except ImportError:  # torch 1.13 ships them as functorch
+        from functorch import grad, vmap
+except ImportError as e:  # pragma: no cover
+    print("torch_ntk: PyTorch missing (%s)" % e)
+    print("0 passed, 0 failed")
+    sys.exit(77)
+
+
+def act(fn, slope, z):
+    if fn == "relu":
+        return F.relu(z)
+    if fn == "leaky_relu":
+        return F.leaky_relu(z, slope)
+    if fn == "tanh":
+        return torch.tanh(z)
+    if fn == "sigmoid":
+        return torch.sigmoid(z)
+    if fn == "swish":
+        return z * torch.sigmoid(z)
+    if fn == "gelu":
+        return F.gelu(z)
+    if fn == "erf":
+        return torch.erf(z)
+    if fn == "identity":
+        return z
+    raise ValueError(fn)
+
+
+class Net:
+    """Runs archeval's lowered graph (graph.json) with its weights."""
+
+    def __init__(self, folder):
+        with open(os.path.join(folder, "graph.json")) as f:
+            g = json.load(f)
+        self.nodes, self.output = g["nodes"], g["output"]
+        raw = np.fromfile(os.path.join(folder, "weights.bin"), dtype=np.float32)
+        self.trainable, self.beta = {}, {}
+        pos = 0
+
+        def take(shape):
+            nonlocal pos
+            n = int(np.prod(shape))
+            t = torch.from_numpy(raw[pos:pos + n].copy()).reshape(shape)
+            pos += n
+            return t
+
+        for k, nd in enumerate(self.nodes):
+            src = self.nodes[nd["inputs"][0]] if nd["inputs"] else None
+            if nd["op"] == "linear":
+                fan = int(np.prod(src["shape"]))
+                self.trainable["w%d" % k] = take((nd["out"], fan))
+                if nd["bias"]:
+                    self.trainable["b%d" % k] = take((nd["out"],))
+            elif nd["op"] == "conv":
+                kk = nd["kernel"]
+                self.trainable["w%d" % k] = take(
+                    (nd["out"], src["shape"][0], kk, kk))
+            elif nd["op"] == "batch_norm":
+                c = nd["shape"][0]
+                self.trainable["g%d" % k] = take((c,))
+                self.beta[k] = take((c,))
+        assert pos == raw.size, "weights.bin does not match graph.json"
+
+    def forward(self, params, x, stats=None):
+        """x has a batch dim.  stats None: BN uses (and records) the batch's
+        statistics; else the given per-node (mean, invstd) are constants."""
+        acts, record = [], {}
+        for k, nd in enumerate(self.nodes):
+            op = nd["op"]
+            xs = [acts[i] for i in nd["inputs"]]
+            if op == "input":
+                y = x
+            elif op == "linear":
+                y = F.linear(xs[0].reshape(xs[0].shape[0], -1),
+                             params["w%d" % k], params.get("b%d" % k))
+            elif op == "conv":
+                y = F.conv2d(xs[0], params["w%d" % k], stride=nd["stride"],
+                             padding=nd["padding"])
+            elif op == "batch_norm":
+                z = xs[0]
+                dims = (0, 2, 3) if z.dim() == 4 else (0,)
+                view = (1, -1, 1, 1) if z.dim() == 4 else (1, -1)
+                if stats is None:
+                    mean = z.mean(dims)
+                    var = z.var(dims, unbiased=False)
+                    inv = torch.rsqrt(var + 1e-5)
+                    record[k] = (mean.detach(), inv.detach())
+                else:
+                    mean, inv = stats[k]
+                y = ((z - mean.reshape(view)) * inv.reshape(view) *
+                     params["g%d" % k].reshape(view) +
+                     self.beta[k].reshape(view))
+            elif op == "act":
+                y = act(nd["act"], nd["slope"], xs[0])
+            elif op == "avg_pool":
+                y = F.avg_pool2d(xs[0], nd["kernel"], nd["stride"],
+                                 nd["padding"],
+                                 count_include_pad=bool(nd["count_include_pad"]))
+            elif op == "global_avg_pool":
+                y = xs[0].mean((2, 3))
+            elif op == "add":
+                y = xs[0]
+                for t in xs[1:]:
+                    y = y + t
+            elif op == "identity":
+                y = xs[0]
+            elif op == "flatten":
+                y = xs[0].reshape(xs[0].shape[0], -1)
+            elif op == "zero":
+                y = torch.zeros_like(xs[0])
+            else:
+                raise ValueError(op)
+            acts.append(y)
+        return acts[self.output], record
+
+    def ntk(self, x):
+        with torch.no_grad():
+            _, stats = self.forward(self.trainable, x)
+
+        def sample_sum(params, xi):
+            out, _ = self.forward(params, xi.unsqueeze(0), stats)
+            return out.sum()
+
+        grads = vmap(grad(sample_sum), in_dims=(None, 0))(self.trainable, x)
+        n = x.shape[0]
+        theta = torch.zeros(n, n, dtype=torch.float64)
+        for g in grads.values():
+            gd = g.reshape(n, -1).double()
+            theta += gd @ gd.T
+        return theta
+
+
+def timed(fn, repeats=3):
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        out = fn()
+        times.append(time.perf_counter() - t0)
+    return out, times
+
+
+def main():
+    if len(sys.argv) < 2 or not os.path.isdir(sys.argv[1]):
+        print(__doc__)
+        print("0 passed, 0 failed")
+        return 77
+    threads = int(sys.argv[2]) if len(sys.argv) > 2 else 2
+    torch.set_num_threads(threads)
+    passed = failed = 0
+    for tag in sorted(os.listdir(sys.argv[1])):
+        folder = os.path.join(sys.argv[1], tag)
+        if not os.path.isfile(os.path.join(folder, "graph.json")):
+            continue
+        net = Net(folder)
+        n = json.load(open(os.path.join(folder, "graph.json")))["batch"]
+        shape = net.nodes[0]["shape"]
+        x = torch.from_numpy(np.fromfile(os.path.join(folder, "x.bin"),
+                                         dtype=np.float32)).reshape(n, *shape)
+        ours = torch.from_numpy(np.fromfile(os.path.join(folder, "theta.bin"),
+                                            dtype=np.float64)).reshape(n, n)
+        with torch.no_grad():
+            _, tf = timed(lambda: net.forward(net.trainable, x))
+        theta, tn = timed(lambda: net.ntk(x))
+        rel = float((theta - ours).abs().max() / theta.abs().max())
+        ev = torch.linalg.eigvalsh(theta)
+        ev_ours = torch.linalg.eigvalsh(ours)
+        print("%s  (torch %s, %d threads)" % (tag, torch.__version__, threads))
+        print("  forward  median %.3f s  (%s)" % (
+            statistics.median(tf), " ".join("%.3f" % t for t in tf)))
+        print("  ntk      median %.3f s  (%s)" % (
+            statistics.median(tn), " ".join("%.3f" % t for t in tn)))
+        print("  torch eigenvalues min %.6e max %.6e cond %.4f" % (
+            ev[0], ev[-1], ev[-1] / ev[0]))
+        print("  archeval          min %.6e max %.6e cond %.4f" % (
+            ev_ours[0], ev_ours[-1], ev_ours[-1] / ev_ours[0]))
+        print("  max |theta_archeval - theta_torch| / max |theta| = %.3e" % rel)
+        if rel <= 1e-3:
+            passed += 1
+        else:
+            failed += 1
+    print("%d passed, %d failed" % (passed, failed))
+    return 1 if failed else (0 if passed else 77)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

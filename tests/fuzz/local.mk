@@ -1,0 +1,82 @@
+# tests/fuzz/local.mk: libFuzzer harnesses (make fuzz) and their short CI run.
+#
+# Each harness is compiled by clang in one command with the parser sources
+# it exercises (not the gcc-built libraries), with libFuzzer, ASan and
+# UBSan.  `make fuzz-build` builds them into tests/fuzz/fuzz_<name>;
+# `make fuzz` runs each for $(FUZZ_SECONDS) on a copy of its seed corpus;
+# `make check` runs tests/fuzz/ci-fuzz.sh (15 s each plus the regressions).
+FUZZ_SECONDS = 600
+FUZZ_NAMES = fuzz_request fuzz_graph fuzz_idx fuzz_dataset fuzz_router
+
+EXTRA_DIST += tests/fuzz/fuzz_request.c tests/fuzz/fuzz_graph.c \
+	tests/fuzz/fuzz_idx.c tests/fuzz/fuzz_dataset.c tests/fuzz/fuzz_router.c \
+	tests/fuzz/run.sh tests/fuzz/ci-fuzz.sh tests/fuzz/FINDINGS.md \
+	tests/fuzz/corpus tests/fuzz/regressions
+TESTS += tests/fuzz/ci-fuzz.sh
+CLEANFILES += tests/fuzz/fuzz_request tests/fuzz/fuzz_graph \
+	tests/fuzz/fuzz_idx tests/fuzz/fuzz_dataset tests/fuzz/fuzz_router
+
+if HAVE_CLANG
+FUZZ_CC = $(CLANG) -g -O1 -fsanitize=fuzzer,address,undefined \
+	-fno-sanitize-recover=undefined -fno-omit-frame-pointer -std=gnu11 \
+	-pthread $(AM_CPPFLAGS) $(JANSSON_CFLAGS)
+FUZZ_LIBS = $(JANSSON_LIBS) $(ZLIB_LIBS) -lm
+
+# The C files among the prerequisites ($^, already found through VPATH),
+# less server/http.c, which the router harness includes itself.
+FUZZ_SRCS = srcs=; for f in $^; do case $$f in \
+	*/server/http.c|server/http.c) ;; \
+	*.c) srcs="$$srcs $$f" ;; esac; done
+
+tests/fuzz/fuzz_request: tests/fuzz/fuzz_request.c $(api_libaeapi_a_SOURCES)
+	@$(MKDIR_P) tests/fuzz
+	$(AM_V_CC)$(FUZZ_SRCS); $(FUZZ_CC) -o $@ $$srcs $(FUZZ_LIBS)
+
+tests/fuzz/fuzz_graph: tests/fuzz/fuzz_graph.c $(api_libaeapi_a_SOURCES)
+	@$(MKDIR_P) tests/fuzz
+	$(AM_V_CC)$(FUZZ_SRCS); $(FUZZ_CC) -o $@ $$srcs $(FUZZ_LIBS)
+
+tests/fuzz/fuzz_idx: tests/fuzz/fuzz_idx.c gpu/dataset.c \
+		$(api_libaeapi_a_SOURCES)
+	@$(MKDIR_P) tests/fuzz
+	$(AM_V_CC)$(FUZZ_SRCS); $(FUZZ_CC) -o $@ $$srcs $(FUZZ_LIBS)
+
+tests/fuzz/fuzz_dataset: tests/fuzz/fuzz_dataset.c gpu/dataset.c \
+		$(api_libaeapi_a_SOURCES)
+	@$(MKDIR_P) tests/fuzz
+	$(AM_V_CC)$(FUZZ_SRCS); $(FUZZ_CC) -o $@ $$srcs $(FUZZ_LIBS)
+
+# The router is static in server/http.c: the harness includes that file and
+# links the rest of the daemon and the engine (server/main.c too, for the
+# functions it defines, with its main renamed out of libFuzzer's way).  A CUDA build would need the
+# nvcc objects, so the router harness is left out there.
+if HAVE_CUDA
+tests/fuzz/fuzz_router:
+	@echo "fuzz_router: not built in a CUDA build (needs the nvcc objects)"
+else
+tests/fuzz/fuzz_router: tests/fuzz/fuzz_router.c $(server_archevald_SOURCES) \
+		$(gpu_libaeengine_a_SOURCES) $(api_libaeapi_a_SOURCES)
+	@$(MKDIR_P) tests/fuzz
+	$(AM_V_CC)$(FUZZ_SRCS); $(FUZZ_CC) -Dmain=archevald_main $(MHD_CFLAGS) \
+		$(UV_CFLAGS) $(SQLITE_CFLAGS) -o $@ $$srcs $(MHD_LIBS) $(UV_LIBS) \
+		$(SQLITE_LIBS) $(FUZZ_LIBS) $(LIBS)
+endif
+
+fuzz-build: tests/fuzz/fuzz_request tests/fuzz/fuzz_graph \
+	tests/fuzz/fuzz_idx tests/fuzz/fuzz_dataset tests/fuzz/fuzz_router
+
+fuzz: fuzz-build
+	$(SHELL) $(top_srcdir)/tests/fuzz/run.sh $(abs_top_srcdir) \
+		$(abs_top_builddir) $(FUZZ_SECONDS) $(FUZZ_NAMES)
+else
+fuzz-build fuzz:
+	@echo "make $@: clang was not found by configure; nothing to do"
+endif
+
+# The CI run builds the harnesses itself (so `make check` needs no extra
+# target) through these variables.
+AM_TESTS_ENVIRONMENT += FUZZ_MAKE='$(MAKE)'; export FUZZ_MAKE; \
+	FUZZ_NAMES='$(FUZZ_NAMES)'; export FUZZ_NAMES; \
+	FUZZ_CLANG='$(CLANG)'; export FUZZ_CLANG;
+
+.PHONY: fuzz fuzz-build

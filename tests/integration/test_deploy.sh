@@ -1,0 +1,133 @@
+#!/bin/sh
+# test_deploy.sh: static checks of the deploy kit (deploy/).
+#
+# - systemd: `systemd-analyze verify` on deploy/systemd/archevald.service
+#   must pass with no message at all (verify exits 0 on mere warnings, so
+#   any output counts as a failure).  verify insists that ExecStart's
+#   binary exists; when /usr/local/bin/archevald is not installed, the
+#   check runs on a copy whose ExecStart points at an executable stand-in
+#   (the built daemon, else /bin/true), which is said in the log.  Also
+#   checks the settings the deployment relies on (Type=exec,
+#   StateDirectory, Restart=on-failure, TimeoutStopSec above the 25 s
+#   drain).
+# - YAML: yamllint (with deploy/yamllint.yaml) on the compose file and the
+#   Kubernetes manifests, plus greps for the GPU reservation, the probes
+#   and terminationGracePeriodSeconds > 25.
+# - Dockerfile: hadolint is not packaged in Debian, so a small shell check
+#   of the required instructions instead: two stages (a CUDA devel image
+#   that configures --with-cuda, a runtime image), USER 1000, EXPOSE 8000,
+#   an exec-form ENTRYPOINT with --http-address 0.0.0.0, HEALTHCHECK with
+#   archevald --healthcheck.
+# - shellcheck on this script when available.
+# Tools that are missing are reported as skipped checks (not failures);
+# the whole test exits 77 only when none of them is available.  Prints
+# "N passed, M failed" last.
+set -u
+src=${AE_SRCDIR:-$(cd "$(dirname "$0")/../.." && pwd)}
+build=${AE_BUILDDIR:-.}
+deploy="$src/deploy"
+passed=0
+failed=0
+ran_tool=0
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/ae-test-deploy.XXXXXX") || exit 1
+trap 'rm -rf "$tmp"' EXIT
+
+ok() { passed=$((passed + 1)); echo "ok: $1"; }
+fail() { failed=$((failed + 1)); echo "FAIL: $1"; }
+check() { # check DESCRIPTION COMMAND...
+  what=$1
+  shift
+  if "$@" >"$tmp/out" 2>&1; then ok "$what"; else fail "$what"; sed 's/^/    /' "$tmp/out"; fi
+}
+has() { grep -Eq -- "$2" "$1"; }
+
+# ---- systemd -------------------------------------------------------------
+unit="$deploy/systemd/archevald.service"
+check "the unit file exists" test -f "$unit"
+if command -v systemd-analyze >/dev/null 2>&1; then
+  ran_tool=1
+  verify_unit="$unit"
+  if [ ! -x /usr/local/bin/archevald ]; then
+    stand_in=/bin/true
+    [ -x "$build/server/archevald" ] && stand_in=$(cd "$build/server" && pwd)/archevald
+    echo "note: /usr/local/bin/archevald is not installed; verifying a copy" \
+      "whose ExecStart runs $stand_in"
+    verify_unit="$tmp/archevald.service"
+    sed "s#/usr/local/bin/archevald#$stand_in#" "$unit" >"$verify_unit"
+  fi
+  if systemd-analyze verify "$verify_unit" >"$tmp/verify" 2>&1 && [ ! -s "$tmp/verify" ]; then
+    ok "systemd-analyze verify: no errors, no warnings"
+  else
+    fail "systemd-analyze verify"
+    sed 's/^/    /' "$tmp/verify"
+  fi
+else
+  echo "skipped: systemd-analyze is not installed"
+fi
+check "unit: Type=exec" has "$unit" '^Type=exec$'
+check "unit: ExecStart runs /usr/local/bin/archevald" has "$unit" '^ExecStart=/usr/local/bin/archevald '
+check "unit: StateDirectory=archeval" has "$unit" '^StateDirectory=archeval$'
+check "unit: DynamicUser or User" has "$unit" '^(DynamicUser=yes|User=)'
+check "unit: Restart=on-failure" has "$unit" '^Restart=on-failure$'
+check "unit: hardening (NoNewPrivileges, ProtectSystem=strict)" \
+  sh -c "grep -q '^NoNewPrivileges=yes' '$unit' && grep -q '^ProtectSystem=strict' '$unit'"
+stop=$(sed -n 's/^TimeoutStopSec=\([0-9]*\)s*$/\1/p' "$unit")
+drain=$(sed -n 's/.*--drain-timeout-secs \([0-9]*\).*/\1/p' "$unit" | head -n 1)
+check "unit: TimeoutStopSec ($stop) above the drain (${drain:-25})" \
+  test "${stop:-0}" -gt "${drain:-25}"
+
+# ---- YAML ----------------------------------------------------------------
+compose="$deploy/compose.yaml"
+k8s="$deploy/k8s"
+if command -v yamllint >/dev/null 2>&1; then
+  ran_tool=1
+  for f in "$compose" "$k8s"/*.yaml; do
+    check "yamllint $(basename "$f")" yamllint -s -c "$deploy/yamllint.yaml" "$f"
+  done
+else
+  echo "skipped: yamllint is not installed"
+fi
+check "compose: a GPU reservation (deploy.resources.reservations.devices)" \
+  sh -c "grep -q 'reservations:' '$compose' && grep -q 'devices:' '$compose' && grep -q 'capabilities: \[gpu\]' '$compose'"
+check "compose: stop_grace_period above the drain" has "$compose" 'stop_grace_period: (2[6-9]|[3-9][0-9])s'
+check "k8s: an nvidia.com/gpu limit" has "$k8s/deployment.yaml" 'nvidia.com/gpu: 1'
+check "k8s: liveness on /v1/health/live" \
+  sh -c "grep -A3 'livenessProbe:' '$k8s/deployment.yaml' | grep -q '/v1/health/live'"
+check "k8s: readiness on /v1/health/ready" \
+  sh -c "grep -A3 'readinessProbe:' '$k8s/deployment.yaml' | grep -q '/v1/health/ready'"
+check "k8s: a startupProbe" has "$k8s/deployment.yaml" 'startupProbe:'
+grace=$(sed -n 's/.*terminationGracePeriodSeconds: \([0-9]*\).*/\1/p' "$k8s/deployment.yaml")
+check "k8s: terminationGracePeriodSeconds ($grace) above 25" test "${grace:-0}" -gt 25
+check "k8s: a Service on port 8000" has "$k8s/service.yaml" 'port: 8000'
+
+# ---- Dockerfile (a shell check: hadolint is not in Debian) ---------------
+df="$deploy/Dockerfile"
+check "Dockerfile: a CUDA devel build stage" has "$df" '^FROM nvidia/cuda:.*-devel-.* AS build'
+check "Dockerfile: a runtime stage" has "$df" '^FROM nvidia/cuda:.*-runtime-.* AS runtime'
+check "Dockerfile: configure --with-cuda" has "$df" 'configure --with-cuda'
+check "Dockerfile: copies from the build stage" has "$df" '^COPY --from=build '
+check "Dockerfile: non-root uid 1000" has "$df" '^USER 1000'
+check "Dockerfile: EXPOSE 8000" has "$df" '^EXPOSE 8000$'
+check "Dockerfile: exec-form ENTRYPOINT with --http-address 0.0.0.0" \
+  has "$df" '^ENTRYPOINT \["[^"]*archevald", "--http-address", "0.0.0.0"\]'
+check "Dockerfile: HEALTHCHECK runs archevald --healthcheck" \
+  sh -c "grep -A1 '^HEALTHCHECK' '$df' | grep -q 'CMD \[\"/usr/local/bin/archevald\", \"--healthcheck\"\]'"
+check "Dockerfile: no shell-form ENTRYPOINT or CMD" \
+  sh -c "! grep -Eq '^(ENTRYPOINT|CMD) [^[]' '$df'"
+check "Dockerfile: apt lists removed in the same layer" \
+  sh -c "test \$(grep -c 'rm -rf /var/lib/apt/lists' '$df') -eq \$(grep -c 'apt-get install' '$df')"
+check "every deploy file starts with a comment" \
+  sh -c "for f in '$df' '$compose' '$unit' '$k8s'/*.yaml; do sed -n '1,3p' \"\$f\" | grep -q '^#' || { echo \"\$f\"; exit 1; }; done"
+
+if command -v shellcheck >/dev/null 2>&1; then
+  ran_tool=1
+  check "shellcheck test_deploy.sh" shellcheck -s sh "$0"
+fi
+
+if [ "$ran_tool" = 0 ]; then
+  echo "skipped: none of systemd-analyze, yamllint, shellcheck is installed"
+  echo "$passed passed, $failed failed"
+  exit 77
+fi
+echo "$passed passed, $failed failed"
+[ "$failed" = 0 ]

@@ -1,0 +1,428 @@
+#!/usr/bin/env python3
+"""test_http_api.py: every endpoint and every error code of api.md, against
+a real archevald.
+
+One daemon (2 host workers, --max-batch 4) serves most cases; a second one
+with one worker and --max-queue 2 holds long nb201 jobs for 429, 409,
+cancel (queued and running) and the drain (503, exit 0); a third with
+--job-ttl-secs 1 checks expiry.  Prints "N passed, M failed" last.
+"""
+
+import json
+import os
+import socket
+import sys
+import time
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import http_harness as h  # noqa: E402
+
+METRIC_NAMES = [
+    "archeval_jobs_submitted_total", "archeval_jobs_finished_total",
+    "archeval_jobs_queued", "archeval_jobs_running",
+    "archeval_job_queue_seconds", "archeval_job_compute_seconds",
+    "archeval_http_requests_total", "archeval_http_request_duration_seconds",
+    "archeval_worker_ready", "archeval_gpu_memory_used_bytes",
+    "archeval_build_info"]
+
+
+def small(seed=0, **extra):
+    job = json.loads(json.dumps(h.SMALL_JOB))
+    job["seed"] = seed
+    job.update(extra)
+    return job
+
+
+class Api(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.d = h.Daemon("--max-batch", "4").start()
+
+    @classmethod
+    def tearDownClass(cls):
+        status = cls.d.stop()
+        log = cls.d.log_tail()
+        cls.d.cleanup()
+        if status != 0:
+            raise AssertionError("exit status %r\n%s" % (status, log))
+
+    def assertProblem(self, r, status, code):
+        self.assertEqual(r.status, status, r.body)
+        self.assertTrue(r.header("Content-Type").startswith(
+            "application/problem+json"), r.header("Content-Type"))
+        self.assertEqual(r.json["status"], status)
+        self.assertEqual(r.json["code"], code)
+        for key in ("type", "title", "detail"):
+            self.assertIn(key, r.json)
+        self.assertTrue(r.header("X-Request-Id"))
+
+    def list_ids(self, query=""):
+        ids, token = [], None
+        while True:
+            path = "/v1/jobs?page_size=1000" + query
+            if token:
+                path += "&page_token=" + token
+            r = self.d.call("GET", path)
+            self.assertEqual(r.status, 200)
+            ids += [j["id"] for j in r.json["jobs"]]
+            token = r.json["next_page_token"]
+            if not token:
+                return ids
+
+    def test_health_live(self):
+        r = self.d.call("GET", "/v1/health/live")
+        self.assertEqual(r.status, 200)
+        self.assertEqual(r.body, b"")
+        self.assertTrue(r.header("X-Request-Id"))
+
+    def test_health_ready(self):
+        self.assertEqual(self.d.call("GET", "/v1/health/ready").status, 200)
+
+    def test_root(self):
+        r = self.d.call("GET", "/v1")
+        self.assertEqual(r.status, 200)
+        self.assertEqual(r.json["name"], "archeval")
+        self.assertEqual(r.json["api"], "v1")
+        self.assertTrue(r.json["version"])
+        self.assertEqual(len(r.json["backends"]), 2)
+        for b in r.json["backends"]:
+            self.assertTrue(b["name"].startswith("host:"))
+            self.assertTrue(b["ready"])
+            self.assertIn("device", b)
+        self.assertIn("synthetic", r.json["datasets"])
+        self.assertEqual(r.json["limits"]["max_batch"], 4)
+        self.assertEqual(r.json["limits"]["max_queue"], 1024)
+
+    def test_datasets(self):
+        r = self.d.call("GET", "/v1/datasets")
+        self.assertEqual(r.status, 200)
+        names = [d["name"] for d in r.json["datasets"]]
+        self.assertIn("synthetic", names)
+        for d in r.json["datasets"]:
+            for key in ("shape", "num_classes", "size"):
+                self.assertIn(key, d)
+
+    def test_metrics_names(self):
+        self.d.call("GET", "/v1/health/live")
+        r = self.d.call("GET", "/metrics")
+        self.assertEqual(r.status, 200)
+        self.assertEqual(r.header("Content-Type"),
+                         "text/plain; version=0.0.4")
+        text = r.body.decode()
+        for name in METRIC_NAMES:
+            self.assertIn("# TYPE %s " % name, text)
+        self.assertIn('archeval_worker_ready{worker="host:0"} 1', text)
+        self.assertIn('archeval_http_requests_total{route="/v1/health/live",'
+                      'code="200"}', text)
+        self.assertIn('archeval_http_request_duration_seconds_bucket{route='
+                      '"/v1/health/live",le="+Inf"}', text)
+
+    def test_submit_and_get(self):
+        r = self.d.submit(small(seed=11, client_ref="ref-1"))
+        self.assertEqual(r.status, 202, r.body)
+        job = r.json
+        self.assertTrue(job["id"].startswith("j_"))
+        self.assertEqual(r.header("Location"), "/v1/jobs/" + job["id"])
+        self.assertTrue(r.header("Retry-After"))
+        self.assertEqual(r.header("Cache-Control"), "no-store")
+        self.assertIn(job["state"], ("queued", "running", "succeeded"))
+        self.assertEqual(job["client_ref"], "ref-1")
+        self.assertEqual(job["request"]["seed"], 11)
+        self.assertEqual(job["request"]["architecture"]["width"], 256)
+        self.assertTrue(job["created_at"].endswith("Z"))
+        self.assertEqual(len(job["created_at"]), 24)
+        done = self.d.wait(job["id"])
+        self.assertEqual(done["state"], "succeeded", done)
+        self.assertIn("topology", done["result"])
+        self.assertNotIn("queue_position", done)
+        self.assertNotIn("error", done)
+        self.assertTrue(done["worker"].startswith("host:"))
+        for key in ("started_at", "finished_at", "expires_at"):
+            self.assertTrue(done[key].endswith("Z"))
+        r = self.d.call("GET", "/v1/jobs/" + job["id"])
+        self.assertEqual(r.status, 200)
+        self.assertIsNone(r.header("Retry-After"))
+        self.assertEqual(r.header("Cache-Control"), "no-store")
+        self.assertEqual(r.json, done)
+
+    def test_unknown_key_422(self):
+        r = self.d.submit(small(bogus=1))
+        self.assertProblem(r, 422, "invalid_request")
+        self.assertIn("/bogus", [e["pointer"] for e in r.json["errors"]])
+
+    def test_semantic_error_422(self):
+        job = small()
+        job["architecture"]["dag"] = "2_9"
+        r = self.d.submit(job)
+        self.assertProblem(r, 422, "invalid_request")
+        self.assertTrue(any(e["pointer"].startswith("/architecture")
+                            for e in r.json["errors"]), r.json)
+
+    def test_malformed_json_400(self):
+        r = self.d.call("POST", "/v1/jobs", raw=b'{"architecture":\n  {,}}',
+                        headers={"Content-Type": "application/json"})
+        self.assertProblem(r, 400, "invalid_json")
+        self.assertIn("line 2", r.json["detail"])
+        self.assertIn("column", r.json["detail"])
+
+    def test_duplicate_key_400(self):
+        r = self.d.call("POST", "/v1/jobs", raw=b'{"seed":1,"seed":2}',
+                        headers={"Content-Type": "application/json"})
+        self.assertProblem(r, 400, "invalid_json")
+
+    def test_media_type_415(self):
+        r = self.d.call("POST", "/v1/jobs", raw=json.dumps(small()).encode(),
+                        headers={"Content-Type": "text/plain"})
+        self.assertProblem(r, 415, "unsupported_media_type")
+
+    def test_body_too_large_413_early(self):
+        sock = socket.create_connection(("127.0.0.1", self.d.port),
+                                        timeout=10)
+        start = time.monotonic()
+        sock.sendall(b"POST /v1/jobs HTTP/1.1\r\nHost: x\r\n"
+                     b"Content-Type: application/json\r\n"
+                     b"Content-Length: 100000000\r\n\r\n{\"arch")
+        data = b""
+        while b"\r\n\r\n" not in data:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+        sock.close()
+        self.assertTrue(data.startswith(b"HTTP/1.1 413"), data[:200])
+        self.assertLess(time.monotonic() - start, 3.0)
+
+    def test_method_not_allowed_405(self):
+        r = self.d.call("DELETE", "/v1/jobs")
+        self.assertProblem(r, 405, "method_not_allowed")
+        allow = [m.strip() for m in r.header("Allow").split(",")]
+        self.assertIn("GET", allow)
+        self.assertIn("POST", allow)
+        r = self.d.call("PUT", "/metrics", raw=b"")
+        self.assertProblem(r, 405, "method_not_allowed")
+        self.assertIn("GET", r.header("Allow"))
+
+    def test_not_found_404(self):
+        self.assertProblem(self.d.call("GET", "/v2/nothing"), 404,
+                           "not_found")
+        self.assertProblem(self.d.call("GET", "/v1/jobs/j_nosuchjob"), 404,
+                           "not_found")
+        self.assertProblem(self.d.call("POST", "/v1/jobs/j_nosuch:cancel"),
+                           404, "not_found")
+        self.assertProblem(self.d.call("DELETE", "/v1/jobs/j_nosuch"), 404,
+                           "not_found")
+
+    def test_cancel_terminal_409_and_delete(self):
+        job = self.d.submit(small(seed=3)).json
+        done = self.d.wait(job["id"])
+        self.assertEqual(done["state"], "succeeded")
+        r = self.d.call("POST", "/v1/jobs/%s:cancel" % job["id"])
+        self.assertProblem(r, 409, "job_terminal")
+        r = self.d.call("DELETE", "/v1/jobs/" + job["id"])
+        self.assertEqual(r.status, 204)
+        self.assertEqual(r.body, b"")
+        self.assertProblem(self.d.call("GET", "/v1/jobs/" + job["id"]), 404,
+                           "not_found")
+        self.assertNotIn(job["id"], self.list_ids())
+
+    def test_idempotency(self):
+        key = {"Idempotency-Key": "idem-%f" % time.time()}
+        first = self.d.submit(small(seed=5), headers=key)
+        self.assertEqual(first.status, 202)
+        again = self.d.submit(small(seed=5), headers=key)
+        self.assertEqual(again.status, 202)
+        self.assertEqual(again.json["id"], first.json["id"])
+        other = self.d.submit(small(seed=6), headers=key)
+        self.assertProblem(other, 422, "idempotency_key_mismatch")
+        self.assertEqual(self.list_ids().count(first.json["id"]), 1)
+
+    def test_batch(self):
+        before = set(self.list_ids())
+        r = self.d.call("POST", "/v1/jobs:batch",
+                        {"jobs": [small(seed=i) for i in range(3)]})
+        self.assertEqual(r.status, 202, r.body)
+        self.assertEqual(len(r.json["jobs"]), 3)
+        ids = [j["id"] for j in r.json["jobs"]]
+        self.assertEqual(len(set(ids)), 3)
+        for i, job_id in enumerate(ids):
+            done = self.d.wait(job_id)
+            self.assertEqual(done["state"], "succeeded")
+            self.assertEqual(done["request"]["seed"], i)
+        self.assertEqual(set(self.list_ids()) - before, set(ids))
+
+    def test_batch_bad_item_creates_nothing(self):
+        before = self.list_ids()
+        bad = small()
+        bad["architecture"]["type"] = "nonsense"
+        r = self.d.call("POST", "/v1/jobs:batch",
+                        {"jobs": [small(), bad, small(typo=1)]})
+        self.assertProblem(r, 422, "invalid_request")
+        pointers = [e["pointer"] for e in r.json["errors"]]
+        self.assertTrue(any(p.startswith("/jobs/1/") for p in pointers),
+                        pointers)
+        self.assertIn("/jobs/2/typo", pointers)
+        self.assertFalse(any(p.startswith("/jobs/0") for p in pointers))
+        self.assertEqual(self.list_ids(), before)
+
+    def test_batch_over_limit_422(self):
+        r = self.d.call("POST", "/v1/jobs:batch",
+                        {"jobs": [small() for _ in range(5)]})
+        self.assertProblem(r, 422, "invalid_request")
+        self.assertEqual([e["pointer"] for e in r.json["errors"]], ["/jobs"])
+
+    def test_batch_idempotent(self):
+        key = {"Idempotency-Key": "batch-%f" % time.time()}
+        body = {"jobs": [small(seed=41), small(seed=42)]}
+        first = self.d.call("POST", "/v1/jobs:batch", body, headers=key)
+        self.assertEqual(first.status, 202)
+        again = self.d.call("POST", "/v1/jobs:batch", body, headers=key)
+        self.assertEqual(again.status, 202)
+        self.assertEqual([j["id"] for j in again.json["jobs"]],
+                         [j["id"] for j in first.json["jobs"]])
+
+    def test_wait_ms_returns_early(self):
+        job = self.d.submit(small(seed=7)).json
+        start = time.monotonic()
+        r = self.d.call("GET", "/v1/jobs/%s?wait_ms=20000" % job["id"])
+        elapsed = time.monotonic() - start
+        self.assertEqual(r.status, 200)
+        self.assertEqual(r.json["state"], "succeeded")
+        self.assertLess(elapsed, 10.0)
+        start = time.monotonic()
+        r = self.d.call("GET", "/v1/jobs/%s?wait_ms=20000" % job["id"])
+        self.assertLess(time.monotonic() - start, 1.0)
+        r = self.d.call("GET", "/v1/jobs/%s?wait_ms=soon" % job["id"])
+        self.assertProblem(r, 422, "invalid_request")
+
+    def test_pagination(self):
+        r = self.d.call("POST", "/v1/jobs:batch",
+                        {"jobs": [small(seed=100 + i) for i in range(4)]})
+        self.assertEqual(r.status, 202)
+        for _ in range(5):
+            self.d.submit(small(seed=200))
+        everything = self.list_ids()
+        self.assertEqual(len(everything), len(set(everything)))
+        self.assertGreaterEqual(len(everything), 9)
+        seen, token, pages = [], None, 0
+        while True:
+            path = "/v1/jobs?page_size=2"
+            if token:
+                path += "&page_token=" + token
+            r = self.d.call("GET", path)
+            self.assertEqual(r.status, 200)
+            self.assertLessEqual(len(r.json["jobs"]), 2)
+            seen += [j["id"] for j in r.json["jobs"]]
+            pages += 1
+            token = r.json["next_page_token"]
+            if not token:
+                break
+        # New jobs may have arrived at the front meanwhile: compare the
+        # tail that both listings cover.
+        self.assertEqual(len(seen), len(set(seen)))
+        self.assertEqual(seen[-len(everything):], everything)
+        self.assertEqual(seen, sorted(seen, reverse=True))
+        self.assertProblem(self.d.call("GET", "/v1/jobs?page_size=0"), 422,
+                           "invalid_request")
+        self.assertProblem(self.d.call("GET", "/v1/jobs?page_size=1001"),
+                           422, "invalid_request")
+        self.assertProblem(self.d.call("GET", "/v1/jobs?page_token=zz"), 422,
+                           "invalid_request")
+        self.assertProblem(self.d.call("GET", "/v1/jobs?state=bogus"), 422,
+                           "invalid_request")
+        r = self.d.call("GET", "/v1/jobs?state=succeeded&page_size=1000")
+        self.assertTrue(all(j["state"] == "succeeded"
+                            for j in r.json["jobs"]))
+
+    def test_request_id(self):
+        r = self.d.call("GET", "/v1", headers={"X-Request-Id": "abc.DEF-12_3"})
+        self.assertEqual(r.header("X-Request-Id"), "abc.DEF-12_3")
+        r = self.d.call("GET", "/v1", headers={"X-Request-Id": "bad id!"})
+        self.assertNotEqual(r.header("X-Request-Id"), "bad id!")
+        self.assertTrue(r.header("X-Request-Id"))
+        r = self.d.call("GET", "/v1", headers={"X-Request-Id": "a" * 129})
+        self.assertNotEqual(r.header("X-Request-Id"), "a" * 129)
+        r = self.d.call("GET", "/nowhere", headers={"X-Request-Id": "e-1"})
+        self.assertEqual(r.header("X-Request-Id"), "e-1")
+
+
+class QueueCancelDrain(unittest.TestCase):
+    """One worker, --max-queue 2: 429, cancel, 409 on delete, drain."""
+
+    def test_queue_cancel_drain(self):
+        with h.Daemon("--max-queue", "2", "--drain-timeout-secs", "2",
+                      host_workers=1) as d:
+            first = d.submit(h.LONG_JOB).json
+            deadline = time.monotonic() + 60
+            while d.call("GET", "/v1/jobs/" + first["id"]).json["state"] \
+                    != "running":
+                self.assertLess(time.monotonic(), deadline)
+                time.sleep(0.05)
+            second = d.submit(h.LONG_JOB).json
+            third = d.submit(h.LONG_JOB).json
+            self.assertEqual(second["state"], "queued")
+            self.assertEqual(second["queue_position"], 1)
+            self.assertEqual(third["queue_position"], 2)
+            r = d.submit()
+            self.assertEqual(r.status, 429, r.body)
+            self.assertEqual(r.json["code"], "queue_full")
+            self.assertTrue(r.header("Retry-After"))
+            # Not terminal: no delete.
+            r = d.call("DELETE", "/v1/jobs/" + second["id"])
+            self.assertEqual(r.status, 409)
+            self.assertEqual(r.json["code"], "job_not_terminal")
+            # Queued -> cancelled at once, twice the same.
+            r = d.call("POST", "/v1/jobs/%s:cancel" % second["id"])
+            self.assertEqual(r.status, 200)
+            self.assertEqual(r.json["state"], "cancelled")
+            r = d.call("POST", "/v1/jobs/%s:cancel" % second["id"])
+            self.assertEqual(r.status, 200)
+            self.assertEqual(r.json["state"], "cancelled")
+            # Running -> cancel requested, then cancelled.
+            r = d.call("POST", "/v1/jobs/%s:cancel" % first["id"])
+            self.assertEqual(r.status, 200)
+            self.assertTrue(r.json["cancel_requested"])
+            done = d.wait(first["id"])
+            self.assertEqual(done["state"], "cancelled")
+            self.assertIsNotNone(done["started_at"])
+            # The third now runs; a small one waits behind it.
+            queued = d.submit().json
+            d.signal()
+            deadline = time.monotonic() + 5
+            while True:
+                r = d.submit()
+                if r.status == 503:
+                    break
+                self.assertLess(time.monotonic(), deadline)
+                time.sleep(0.05)
+            self.assertEqual(r.json["code"], "draining")
+            self.assertTrue(r.header("Retry-After"))
+            r = d.call("GET", "/v1/health/ready")
+            self.assertEqual(r.status, 503)
+            self.assertTrue(r.header("Retry-After"))
+            r = d.call("GET", "/v1/jobs/" + queued["id"])
+            if r.status == 200:
+                self.assertEqual(r.json["state"], "cancelled")
+            start = time.monotonic()
+            status = d.proc.wait(timeout=60)
+            self.assertEqual(status, 0, d.log_tail())
+            self.assertLess(time.monotonic() - start, 30)
+
+
+class Expiry(unittest.TestCase):
+    def test_expired_job_404(self):
+        with h.Daemon("--job-ttl-secs", "1") as d:
+            job = d.submit().json
+            done = d.wait(job["id"])
+            self.assertEqual(done["state"], "succeeded")
+            self.assertTrue(done["expires_at"])
+            time.sleep(2.5)
+            r = d.call("GET", "/v1/jobs/" + job["id"])
+            self.assertEqual(r.status, 404)
+            r = d.call("GET", "/v1/jobs")
+            self.assertNotIn(job["id"], [j["id"] for j in r.json["jobs"]])
+            self.assertEqual(d.stop(), 0)
+
+
+if __name__ == "__main__":
+    h.main()

@@ -1,0 +1,83 @@
+#!/usr/bin/env python3
+"""test_http_valgrind.py: archevald under valgrind (--leak-check=full,
+definite leaks and memory errors are failures) through a representative
+session: jobs, a batch, long polls, errors, idempotency, cancel, delete,
+metrics, and a drain with jobs still queued; the exit status must be 0.
+Exit 77 (skipped) without valgrind.  Prints "N passed, M failed".
+"""
+
+import os
+import shutil
+import sys
+import time
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import http_harness as h  # noqa: E402
+
+
+class Valgrind(unittest.TestCase):
+    def test_session_without_leaks(self):
+        d = h.Daemon("--max-batch", "8", host_workers=1, valgrind=True)
+        try:
+            d.start()
+            r = d.submit()
+            self.assertEqual(r.status, 202)
+            self.assertEqual(d.wait(r.json["id"])["state"], "succeeded")
+            first = r.json["id"]
+            r = d.call("POST", "/v1/jobs:batch",
+                       {"jobs": [h.SMALL_JOB, h.SMALL_JOB]},
+                       headers={"Idempotency-Key": "vg-batch"})
+            self.assertEqual(r.status, 202)
+            r = d.call("POST", "/v1/jobs:batch",
+                       {"jobs": [h.SMALL_JOB, h.SMALL_JOB]},
+                       headers={"Idempotency-Key": "vg-batch"})
+            self.assertEqual(r.status, 202)
+            r = d.submit(headers={"Idempotency-Key": "vg"})
+            self.assertEqual(d.submit(headers={"Idempotency-Key": "vg"})
+                             .json["id"], r.json["id"])
+            self.assertEqual(d.submit({"seed": 1, **h.SMALL_JOB},
+                                      headers={"Idempotency-Key": "vg"})
+                             .status, 422)
+            self.assertEqual(d.call("GET", "/v1/jobs/%s?wait_ms=3000"
+                                    % r.json["id"]).status, 200)
+            self.assertEqual(d.submit({"bogus": 1}).status, 422)
+            self.assertEqual(d.call("POST", "/v1/jobs", raw=b"{",
+                                    headers={"Content-Type":
+                                             "application/json"}).status, 400)
+            self.assertEqual(d.call("POST", "/v1/jobs:batch",
+                                    {"jobs": [h.SMALL_JOB, {"x": 1}]}).status,
+                             422)
+            self.assertEqual(d.call("GET", "/nowhere").status, 404)
+            self.assertEqual(d.call("DELETE", "/metrics").status, 405)
+            self.assertEqual(d.call("GET", "/metrics").status, 200)
+            self.assertEqual(d.call("GET", "/v1").status, 200)
+            self.assertEqual(d.call("GET", "/v1/datasets").status, 200)
+            self.assertEqual(d.call("GET", "/v1/jobs?page_size=2").status, 200)
+            self.assertEqual(d.call("POST", "/v1/jobs/%s:cancel" % first)
+                             .status, 409)
+            self.assertEqual(d.call("DELETE", "/v1/jobs/" + first).status,
+                             204)
+            # Leave work queued (and a long poll hanging) for the drain.
+            ids = [d.submit({"seed": s, **h.SMALL_JOB}).json["id"]
+                   for s in range(6)]
+            cancel = d.call("POST", "/v1/jobs/%s:cancel" % ids[-1])
+            self.assertEqual(cancel.status, 200)
+            d.signal()
+            start = time.monotonic()
+            status = d.proc.wait(timeout=120)
+            print("valgrind exit %d after %.1f s" %
+                  (status, time.monotonic() - start))
+            self.assertEqual(status, 0, "\n".join(
+                l for l in d.log_text().splitlines()
+                if l.startswith("==") or " info " not in l)[-8000:])
+        finally:
+            d.cleanup()
+
+
+if __name__ == "__main__":
+    if not shutil.which("valgrind"):
+        print("valgrind not installed: skipped")
+        print("0 passed, 0 failed")
+        sys.exit(77)
+    h.main()

@@ -1,0 +1,417 @@
+/* test_api_request.c: request validation, defaults and the normalised
+ * request (api/request.c), body parsing (api/json_util.c) and problem
+ * rendering (api/problem.c).  Uses the valid examples in
+ * tests/data/requests/.  Single-threaded. */
+#include <check.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "api/request.h"
+#include "api/scorecard.h"
+#include "api/status.h"
+
+static const ae_dataset_info fake_sets[] = {
+    {"fashion-mnist", {1, 28, 28}, 3, 10, 60000},
+    {"tiny", {5, 1, 1}, 1, 3, 40},
+};
+static const ae_catalog catalog = {fake_sets, 2};
+static ae_limits lim;
+
+static void setup(void) {
+  ae_limits_default(&lim);
+}
+
+static json_t *load_text(const char *text) {
+  json_t *j = NULL;
+  ae_problem p = AE_PROBLEM_INIT;
+  int rc = ae_json_parse_body(text, strlen(text), &j, &p);
+  ck_assert_msg(rc == AE_OK, "bad test JSON: %s", p.detail);
+  ae_problem_clear(&p);
+  return j;
+}
+
+static json_t *load_file(const char *name) {
+  char path[1024];
+  snprintf(path, sizeof path, "%s/tests/data/requests/%s", AE_SRCDIR, name);
+  json_error_t err;
+  json_t *j = json_load_file(path, JSON_REJECT_DUPLICATES, &err);
+  ck_assert_msg(j != NULL, "%s: %s", path, err.text);
+  return j;
+}
+
+static int has_pointer(const ae_problem *p, const char *ptr) {
+  for (size_t i = 0; i < p->n_errors; i++)
+    if (strcmp(p->errors[i].pointer, ptr) == 0) return 1;
+  return 0;
+}
+
+/* Parses body into r; asserts success. */
+static void parse_ok(const json_t *body, ae_request *r) {
+  ae_problem p = AE_PROBLEM_INIT;
+  int rc = ae_request_parse(body, &catalog, &lim, r, &p);
+  ck_assert_msg(rc == AE_OK, "parse failed: %s %s",
+                p.n_errors ? p.errors[0].pointer : "",
+                p.n_errors ? p.errors[0].detail : "");
+  ck_assert_int_eq(p.n_errors, 0);
+  ae_problem_clear(&p);
+}
+
+static json_t *npath(const ae_request *r, const char *a, const char *b) {
+  json_t *x = json_object_get(r->normalised, a);
+  return b ? json_object_get(x, b) : x;
+}
+
+START_TEST(defaults_filled_in) {
+  json_t *body = load_file("nb201_all_conv3x3.json");
+  ae_request r;
+  parse_ok(body, &r);
+  ck_assert_int_eq(r.arch.type, AE_ARCH_NB201);
+  ck_assert_int_eq(r.seed, 1);
+  ck_assert_uint_eq(r.metrics, AE_GROUP_ALL);
+  ck_assert_int_eq(r.priority, 0);
+  ck_assert_int_eq(r.timeout_ms, 600000);
+  ck_assert_ptr_null(r.client_ref);
+  ck_assert_str_eq(r.data.dataset, "synthetic");
+  ck_assert_int_eq(r.data.input_rank, 3);
+  ck_assert_int_eq(r.data.input_shape[0], 3);
+  ck_assert_int_eq(r.data.input_shape[1], 32);
+  ck_assert_int_eq(r.data.num_classes, 10);
+  ck_assert_int_eq(r.data.batch_size, 64);
+  ck_assert_ptr_null(r.data.inputs);
+  ck_assert_int_eq(r.settings.lr_samples, 3000);
+  ck_assert_int_eq(r.settings.lr_repeats, 3);
+  ck_assert_int_eq(r.settings.curv_points, 128);
+  ck_assert_int_eq(r.settings.curv_repeats, 3);
+  ck_assert_int_eq(r.settings.ntk_repeats, 1);
+  ck_assert_int_eq(r.settings.ntk_parameterization, AE_NTK_STANDARD);
+  ck_assert(isnan(r.settings.eta));
+  ck_assert_double_eq(ae_graph_params(&r.net), 1531546.0);
+  /* The normalised request shows every default. */
+  ck_assert_int_eq(json_integer_value(npath(&r, "architecture", "channels")),
+                   16);
+  ck_assert_int_eq(
+      json_integer_value(npath(&r, "architecture", "cells_per_stage")), 5);
+  ck_assert_int_eq(json_integer_value(npath(&r, "architecture", "num_classes")),
+                   10);
+  ck_assert_str_eq(json_string_value(npath(&r, "data", "dataset")),
+                   "synthetic");
+  ck_assert_int_eq(json_array_size(npath(&r, "data", "input_shape")), 3);
+  ck_assert_int_eq(json_integer_value(npath(&r, "data", "batch_size")), 64);
+  ck_assert_int_eq(json_integer_value(npath(&r, "data", "num_classes")), 10);
+  ck_assert_int_eq(json_integer_value(npath(&r, "seed", NULL)), 1);
+  ck_assert_int_eq(json_array_size(npath(&r, "metrics", NULL)), 4);
+  ck_assert_str_eq(
+      json_string_value(json_array_get(npath(&r, "metrics", NULL), 3)),
+      "generalization");
+  json_t *s = npath(&r, "settings", NULL);
+  ck_assert_int_eq(json_integer_value(json_object_get(
+                       json_object_get(s, "linear_regions"), "samples")),
+                   3000);
+  ck_assert_int_eq(json_integer_value(json_object_get(
+                       json_object_get(s, "curvature"), "points")),
+                   128);
+  ck_assert_str_eq(json_string_value(json_object_get(json_object_get(s, "ntk"),
+                                                     "parameterization")),
+                   "standard");
+  ck_assert(json_is_null(json_object_get(s, "eta")));
+  ck_assert_int_eq(json_integer_value(npath(&r, "priority", NULL)), 0);
+  ck_assert_int_eq(json_integer_value(npath(&r, "timeout_ms", NULL)), 600000);
+  ck_assert(json_is_null(npath(&r, "client_ref", NULL)));
+  /* Parsing the normalised request again gives the same normalised form. */
+  ae_request r2;
+  parse_ok(r.normalised, &r2);
+  ck_assert(json_equal(r.normalised, r2.normalised));
+  ae_request_free(&r2);
+  ae_request_free(&r);
+  json_decref(body);
+}
+END_TEST
+
+START_TEST(every_example_parses) {
+  static const char *files[] = {
+      "nb201_all_conv3x3.json", "nb201_resnet.json", "mlp_dag_2_21_112.json",
+      "graph_small_cnn.json",   "mlp_inline.json",   "mlp_fashion_mnist.json"};
+  for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+    json_t *body = load_file(files[i]);
+    ae_request r;
+    parse_ok(body, &r);
+    ck_assert_ptr_nonnull(r.normalised);
+    ck_assert_int_gt(r.net.n_nodes, 1);
+    ck_assert_int_eq(r.net.nodes[r.net.output].rank, 1);
+    ae_request r2;
+    parse_ok(r.normalised, &r2);
+    ck_assert_msg(json_equal(r.normalised, r2.normalised), "%s", files[i]);
+    ae_request_free(&r2);
+    ae_request_free(&r);
+    json_decref(body);
+  }
+}
+END_TEST
+
+START_TEST(explicit_values_kept) {
+  json_t *body = load_file("nb201_resnet.json");
+  ae_request r;
+  parse_ok(body, &r);
+  ck_assert_uint_eq(r.metrics, AE_GROUP_CONVERGENCE | AE_GROUP_EXPRESSIVITY);
+  ck_assert_int_eq(r.data.batch_size, 72);
+  ck_assert_int_eq(r.settings.ntk_repeats, 3);
+  ck_assert_int_eq(r.priority, -5);
+  ck_assert_str_eq(r.client_ref, "example/resnet-cell");
+  /* Metrics are listed in canonical order. */
+  json_t *m = npath(&r, "metrics", NULL);
+  ck_assert_str_eq(json_string_value(json_array_get(m, 0)), "expressivity");
+  ck_assert_str_eq(json_string_value(json_array_get(m, 1)), "convergence");
+  ae_request_free(&r);
+  json_decref(body);
+
+  body = load_file("mlp_dag_2_21_112.json");
+  parse_ok(body, &r);
+  ck_assert_int_eq(r.settings.ntk_parameterization, AE_NTK_NTK);
+  ck_assert_double_eq(r.settings.eta, 0.01);
+  ck_assert_int_eq(r.timeout_ms, 120000);
+  ck_assert_int_eq(r.data.input_shape[0], 784);
+  ck_assert_int_eq(r.data.input_rank, 1);
+  ck_assert_double_eq(ae_graph_params(&r.net), 200704.0 + 3 * 65536 + 2560);
+  ae_request_free(&r);
+  json_decref(body);
+}
+END_TEST
+
+START_TEST(inline_data) {
+  json_t *body = load_file("mlp_inline.json");
+  ae_request r;
+  parse_ok(body, &r);
+  ck_assert_str_eq(r.data.dataset, "inline");
+  ck_assert_int_eq(r.data.batch_size, 4);
+  ck_assert_int_eq(r.data.input_rank, 1);
+  ck_assert_int_eq(r.data.input_shape[0], 2);
+  ck_assert_int_eq(r.data.num_classes, 2);
+  ck_assert_ptr_nonnull(r.data.inputs);
+  ck_assert_float_eq(r.data.inputs[2], 0.6f);
+  ck_assert_float_eq(r.data.inputs[7], 0.8f);
+  ck_assert_int_eq(r.data.labels[1], 1);
+  ck_assert_int_eq(r.data.labels[3], 0);
+  ck_assert_int_eq(r.net.num_classes, 2);
+  ae_request_free(&r);
+  json_decref(body);
+  /* Nested samples give a rank-3 shape. */
+  body = load_text(
+      "{\"architecture\":{\"type\":\"graph\",\"output\":\"g\",\"nodes\":["
+      "{\"id\":\"g\",\"op\":\"global_avg_pool\",\"inputs\":[\"input\"]}]},"
+      "\"data\":{\"inputs\":[[[[1,2],[3,4]]],[[[5,6],[7,8]]]]}}");
+  parse_ok(body, &r);
+  ck_assert_int_eq(r.data.input_rank, 3);
+  ck_assert_int_eq(r.data.input_shape[0], 1);
+  ck_assert_int_eq(r.data.input_shape[1], 2);
+  ck_assert_int_eq(r.data.input_shape[2], 2);
+  ck_assert_float_eq(r.data.inputs[6], 7.0f);
+  ck_assert_ptr_null(r.data.labels);
+  ck_assert_int_eq(r.net.num_classes, 1);
+  ae_request_free(&r);
+  json_decref(body);
+}
+END_TEST
+
+START_TEST(catalog_dataset) {
+  json_t *body = load_file("mlp_fashion_mnist.json");
+  ae_request r;
+  parse_ok(body, &r);
+  ck_assert_str_eq(r.data.dataset, "fashion-mnist");
+  ck_assert_int_eq(r.data.input_rank, 3);
+  ck_assert_int_eq(r.data.input_shape[1], 28);
+  ck_assert_int_eq(r.net.nodes[1].op, AE_OP_FLATTEN);
+  /* stem 784*128, three linear edges 128*128, readout 128*10 */
+  ck_assert_double_eq(ae_graph_params(&r.net),
+                      784.0 * 128 + 3 * 128 * 128 + 1280);
+  ae_request_free(&r);
+  json_decref(body);
+  /* A batch larger than the dataset is refused. */
+  body = load_text("{\"architecture\":{\"type\":\"mlp_dag\",\"dag\":\"2\"},"
+                   "\"data\":{\"dataset\":\"tiny\",\"batch_size\":41}}");
+  ae_problem p = AE_PROBLEM_INIT;
+  ck_assert_int_eq(ae_request_parse(body, &catalog, &lim, &r, &p), AE_EINVAL);
+  ck_assert(has_pointer(&p, "/data/batch_size"));
+  ae_problem_clear(&p);
+  json_decref(body);
+  /* The unknown-dataset error lists the known ones. */
+  body = load_text("{\"architecture\":{\"type\":\"mlp_dag\",\"dag\":\"2\"},"
+                   "\"data\":{\"dataset\":\"cifar-100\"}}");
+  ck_assert_int_eq(ae_request_parse(body, &catalog, &lim, &r, &p), AE_EINVAL);
+  ck_assert(has_pointer(&p, "/data/dataset"));
+  ck_assert_ptr_nonnull(strstr(p.errors[0].detail, "fashion-mnist"));
+  ck_assert_ptr_nonnull(strstr(p.errors[0].detail, "synthetic"));
+  ae_problem_clear(&p);
+  json_decref(body);
+}
+END_TEST
+
+START_TEST(all_errors_collected) {
+  json_t *body = load_text(
+      "{\"architecture\":{\"type\":\"nb201\",\"cell\":\"bad\",\"x\":1},"
+      "\"seed\":-3,\"metrics\":[\"nope\"],\"priority\":2000,"
+      "\"settings\":{\"curvature\":{\"points\":1}},\"typo\":true}");
+  ae_request r;
+  ae_problem p = AE_PROBLEM_INIT;
+  ck_assert_int_eq(ae_request_parse(body, &catalog, &lim, &r, &p), AE_EINVAL);
+  ck_assert_int_eq(p.status, 422);
+  ck_assert_str_eq(p.code, "invalid_request");
+  const char *expect[] = {"/architecture/cell",
+                          "/architecture/x",
+                          "/seed",
+                          "/metrics/0",
+                          "/priority",
+                          "/settings/curvature/points",
+                          "/typo"};
+  for (size_t i = 0; i < sizeof expect / sizeof expect[0]; i++)
+    ck_assert_msg(has_pointer(&p, expect[i]), "missing %s", expect[i]);
+  ck_assert_ptr_null(r.normalised);
+  json_t *pj = ae_problem_to_json(&p, "/v1/jobs");
+  ck_assert_ptr_nonnull(pj);
+  ck_assert_int_eq(json_integer_value(json_object_get(pj, "status")), 422);
+  ck_assert_str_eq(json_string_value(json_object_get(pj, "code")),
+                   "invalid_request");
+  ck_assert_str_eq(json_string_value(json_object_get(pj, "instance")),
+                   "/v1/jobs");
+  ck_assert_str_eq(json_string_value(json_object_get(pj, "type")),
+                   "https://archeval.dev/problems/invalid_request");
+  ck_assert_ptr_nonnull(json_object_get(pj, "title"));
+  ck_assert_ptr_nonnull(json_object_get(pj, "detail"));
+  ck_assert_int_eq(json_array_size(json_object_get(pj, "errors")), p.n_errors);
+  json_decref(pj);
+  /* Batch prefixing. */
+  ae_problem_prefix(&p, "/jobs/3");
+  ck_assert(has_pointer(&p, "/jobs/3/seed"));
+  ae_problem_clear(&p);
+  json_decref(body);
+}
+END_TEST
+
+START_TEST(limits_enforced) {
+  json_t *body = load_text(
+      "{\"architecture\":{\"type\":\"mlp_dag\",\"dag\":\"2_21_112\"}}");
+  ae_request r;
+  ae_problem p = AE_PROBLEM_INIT;
+  lim.max_params = 1000;
+  ck_assert_int_eq(ae_request_parse(body, &catalog, &lim, &r, &p), AE_EINVAL);
+  ck_assert(has_pointer(&p, "/architecture/width"));
+  ae_problem_clear(&p);
+  ae_limits_default(&lim);
+  /* Working set: 784 + 256*(1 + 3 + 3 + 3 + 2) + 10 activations... far
+   * above 1 MB at batch 64 with 399872 params * 4 * 64 bytes alone. */
+  lim.max_working_set_bytes = 1e6;
+  ck_assert_int_eq(ae_request_parse(body, &catalog, &lim, &r, &p), AE_EINVAL);
+  ck_assert(has_pointer(&p, "/data/batch_size"));
+  ae_problem_clear(&p);
+  lim.max_working_set_bytes = 1e9;
+  parse_ok(body, &r);
+  ae_request_free(&r);
+  ae_limits_default(&lim);
+  lim.max_batch_size = 32;
+  parse_ok(body, &r); /* the default batch shrinks to the limit */
+  ck_assert_int_eq(r.data.batch_size, 32);
+  ae_request_free(&r);
+  json_decref(body);
+  body = load_text(
+      "{\"architecture\":{\"type\":\"mlp_dag\",\"dag\":\"2\"},\"data\":"
+      "{\"batch_size\":64}}");
+  ck_assert_int_eq(ae_request_parse(body, &catalog, &lim, &r, &p), AE_EINVAL);
+  ck_assert(has_pointer(&p, "/data/batch_size"));
+  ae_problem_clear(&p);
+  lim.default_timeout_ms = 1234;
+  json_decref(body);
+  body = load_text(
+      "{\"architecture\":{\"type\":\"mlp_dag\",\"dag\":\"2\"},\"data\":"
+      "{\"batch_size\":32}}");
+  parse_ok(body, &r);
+  ck_assert_int_eq(r.timeout_ms, 1234);
+  ae_request_free(&r);
+  json_decref(body);
+}
+END_TEST
+
+START_TEST(parse_body_errors) {
+  json_t *j = NULL;
+  ae_problem p = AE_PROBLEM_INIT;
+  /* A syntax error on line 3: the bare word starts at column 8. */
+  const char *text = "{\n  \"seed\": 1,\n  \"x\": nope\n}";
+  ck_assert_int_eq(ae_json_parse_body(text, strlen(text), &j, &p), AE_EINVAL);
+  ck_assert_ptr_null(j);
+  ck_assert_int_eq(p.status, 400);
+  ck_assert_str_eq(p.code, "invalid_json");
+  ck_assert_msg(strncmp(p.detail, "line 3, column ", 15) == 0, "%s", p.detail);
+  int col = atoi(p.detail + 15);
+  ck_assert_msg(col >= 8 && col <= 11, "%s", p.detail);
+  ae_problem_clear(&p);
+  /* Duplicate keys are rejected, on the line of the second one. */
+  text = "{\"a\": 1,\n \"b\": {\"c\": 1, \"c\": 2}}";
+  ck_assert_int_eq(ae_json_parse_body(text, strlen(text), &j, &p), AE_EINVAL);
+  ck_assert_int_eq(p.status, 400);
+  ck_assert_msg(strncmp(p.detail, "line 2, ", 8) == 0, "%s", p.detail);
+  ck_assert_ptr_nonnull(strstr(p.detail, "duplicate"));
+  ae_problem_clear(&p);
+  /* Empty body. */
+  ck_assert_int_eq(ae_json_parse_body("", 0, &j, &p), AE_EINVAL);
+  ck_assert_int_eq(p.status, 400);
+  ae_problem_clear(&p);
+  /* Valid JSON that is not an object parses; the request parser then
+   * refuses it with 422 at the root. */
+  ck_assert_int_eq(ae_json_parse_body("[1]", 3, &j, &p), AE_OK);
+  ae_request r;
+  ck_assert_int_eq(ae_request_parse(j, &catalog, &lim, &r, &p), AE_EINVAL);
+  ck_assert_int_eq(p.status, 422);
+  ck_assert(has_pointer(&p, ""));
+  ae_problem_clear(&p);
+  json_decref(j);
+  /* Length is honoured: only the first 8 bytes are read. */
+  ck_assert_int_eq(ae_json_parse_body("{\"a\": 1}garbage", 8, &j, &p), AE_OK);
+  ck_assert_int_eq(json_integer_value(json_object_get(j, "a")), 1);
+  json_decref(j);
+}
+END_TEST
+
+START_TEST(dumps_round_trips) {
+  json_t *o = json_pack("{s:f, s:f, s:i, s:s}", "third", 1.0 / 3.0, "big",
+                        6.02214076e23, "n", 3, "z", "a");
+  char *s = ae_json_dumps(o);
+  ck_assert_ptr_nonnull(s);
+  ck_assert_ptr_null(strchr(s, ' ')); /* compact */
+  ck_assert_ptr_nonnull(strstr(s, "\"third\":0.33333333333333331"));
+  ck_assert(strstr(s, "\"third\"") < strstr(s, "\"z\"")); /* order kept */
+  json_t *back = json_loads(s, 0, NULL);
+  ck_assert_double_eq(json_real_value(json_object_get(back, "third")),
+                      1.0 / 3.0);
+  ck_assert_double_eq(json_real_value(json_object_get(back, "big")),
+                      6.02214076e23);
+  json_decref(back);
+  free(s);
+  json_decref(o);
+  ck_assert_ptr_null(ae_json_dumps(NULL));
+}
+END_TEST
+
+static Suite *request_suite(void) {
+  Suite *s = suite_create("api_request");
+  TCase *tc = tcase_create("core");
+  tcase_add_checked_fixture(tc, setup, NULL);
+  tcase_add_test(tc, defaults_filled_in);
+  tcase_add_test(tc, every_example_parses);
+  tcase_add_test(tc, explicit_values_kept);
+  tcase_add_test(tc, inline_data);
+  tcase_add_test(tc, catalog_dataset);
+  tcase_add_test(tc, all_errors_collected);
+  tcase_add_test(tc, limits_enforced);
+  tcase_add_test(tc, parse_body_errors);
+  tcase_add_test(tc, dumps_round_trips);
+  suite_add_tcase(s, tc);
+  return s;
+}
+
+int main(void) {
+  SRunner *sr = srunner_create(request_suite());
+  srunner_run_all(sr, CK_NORMAL);
+  int failed = srunner_ntests_failed(sr);
+  srunner_free(sr);
+  return failed != 0;
+}

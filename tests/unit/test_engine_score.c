@@ -1,0 +1,358 @@
+/* test_engine_score.c: ae_engine_score end to end on small requests:
+ * determinism, seeds, group selection, cancel and deadline, every null with
+ * a warning, datasets, the CUDA backend refusal, warm-up.  Single-threaded;
+ * each test opens and closes its own engine. */
+#include <check.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "api/request.h"
+#include "api/scorecard.h"
+#include "api/status.h"
+#include "gpu/dataset.h"
+#include "gpu/engine.h"
+
+static ae_dataset_registry reg;
+
+static const char *shared_data(void) {
+  const char *s = getenv("AE_SHARED_DATA");
+  return s && s[0] ? s : AE_SRCDIR "/../shared/data";
+}
+
+static ae_engine *open_host(void) {
+  ae_engine_config cfg = {AE_BACKEND_HOST, 0, 0, 1};
+  ae_engine *e = NULL;
+  ae_problem p = AE_PROBLEM_INIT;
+  ck_assert_int_eq(ae_engine_open(&cfg, &e, &p), 0);
+  ck_assert_ptr_nonnull(e);
+  ae_problem_clear(&p);
+  return e;
+}
+
+static void parse(const char *text, ae_request *req) {
+  ae_problem p = AE_PROBLEM_INIT;
+  json_t *body = NULL;
+  ae_catalog cat = ae_dataset_registry_catalog(&reg);
+  ae_limits lim;
+  ae_limits_default(&lim);
+  int rc = ae_json_parse_body(text, strlen(text), &body, &p);
+  if (!rc) rc = ae_request_parse(body, &cat, &lim, req, &p);
+  if (rc) {
+    json_t *j = ae_problem_to_json(&p, NULL);
+    char *s = ae_json_dumps(j);
+    fprintf(stderr, "request rejected: %s\n", s);
+    free(s);
+    json_decref(j);
+  }
+  ck_assert_int_eq(rc, 0);
+  json_decref(body);
+  ae_problem_clear(&p);
+}
+
+/* Scores text; returns the result JSON (new reference) or NULL with *rc. */
+static json_t *score_text(ae_engine *e, const char *text,
+                          const ae_job_control *ctl, int *rc_out) {
+  ae_request req;
+  parse(text, &req);
+  ae_scorecard sc;
+  ae_problem p = AE_PROBLEM_INIT;
+  int rc = ae_engine_score(e, &req, &reg, ctl, &sc, &p);
+  json_t *j = rc ? NULL : ae_scorecard_to_json(&sc);
+  if (rc_out) *rc_out = rc;
+  if (rc && !rc_out) fprintf(stderr, "score failed: %s\n", p.detail);
+  ae_scorecard_free(&sc);
+  ae_request_free(&req);
+  ae_problem_clear(&p);
+  return j;
+}
+
+/* The result without its timings, as a string (malloc'd). */
+static char *dump_without_timings(json_t *res) {
+  json_t *c = json_deep_copy(res);
+  json_object_del(json_object_get(c, "provenance"), "timings_s");
+  char *s = ae_json_dumps(c);
+  json_decref(c);
+  return s;
+}
+
+#define MLP_REQ(seed)                                                        \
+  "{\"architecture\":{\"type\":\"mlp_dag\",\"dag\":\"2_21_112\","           \
+  "\"width\":32},\"data\":{\"batch_size\":8,\"input_shape\":[20]},"         \
+  "\"seed\":" #seed ",\"settings\":{\"linear_regions\":{\"samples\":200,"   \
+  "\"repeats\":2},\"curvature\":{\"points\":16,\"repeats\":2}}}"
+
+START_TEST(test_deterministic_and_seeded) {
+  ae_engine *e = open_host();
+  json_t *a = score_text(e, MLP_REQ(7), NULL, NULL);
+  json_t *b = score_text(e, MLP_REQ(7), NULL, NULL);
+  json_t *c = score_text(e, MLP_REQ(8), NULL, NULL);
+  ck_assert_ptr_nonnull(a);
+  ck_assert_ptr_nonnull(b);
+  ck_assert_ptr_nonnull(c);
+  char *sa = dump_without_timings(a), *sb = dump_without_timings(b),
+       *scc = dump_without_timings(c);
+  ck_assert_str_eq(sa, sb);
+  ck_assert_str_ne(sa, scc);
+  /* Every group is there, with finite main values. */
+  const char *groups[] = {"topology", "expressivity", "convergence",
+                          "generalization", "provenance"};
+  for (int g = 0; g < 5; g++)
+    ck_assert_ptr_nonnull(json_object_get(a, groups[g]));
+  json_t *conv = json_object_get(a, "convergence");
+  double lmin = json_number_value(json_object_get(conv, "ntk_lambda_min"));
+  double lmax = json_number_value(json_object_get(conv, "ntk_lambda_max"));
+  double cond = json_number_value(json_object_get(conv, "ntk_condition"));
+  ck_assert(lmin > 0 && lmax >= lmin);
+  ck_assert_double_eq_tol(cond, lmax / lmin, 1e-9 * cond);
+  double rate = json_number_value(json_object_get(conv, "rate"));
+  ck_assert(rate > 0 && rate < 1);
+  double steps = json_number_value(json_object_get(conv, "steps_to_1e-3"));
+  ck_assert_double_eq(steps, ceil(log(1e-3) / log(rate)));
+  /* 2_21_112: paths 0-1-2-3 (3 linear edges counting the 0->1, 2->3), ... */
+  json_t *topo = json_object_get(a, "topology");
+  ck_assert(json_number_value(json_object_get(topo, "paths")) > 0);
+  json_t *gen = json_object_get(a, "generalization");
+  ck_assert_str_eq(json_string_value(json_object_get(gen, "labels")),
+                   "random");
+  double kc = json_number_value(json_object_get(gen, "kernel_complexity"));
+  double ar = json_number_value(json_object_get(gen, "arora_bound"));
+  ck_assert(kc > 0);
+  ck_assert_double_eq_tol(ar, sqrt(2.0) * kc, 1e-12 * ar);
+  json_t *ex = json_object_get(a, "expressivity");
+  double lr = json_number_value(json_object_get(ex, "linear_regions"));
+  ck_assert(lr >= 1 && lr <= 200);
+  ck_assert_int_eq(json_integer_value(json_object_get(
+                       ex, "linear_regions_samples")), 200);
+  ck_assert(json_number_value(json_object_get(ex, "curvature")) > 0);
+  json_t *prov = json_object_get(a, "provenance");
+  ck_assert_str_eq(json_string_value(json_object_get(prov, "backend")),
+                   "host");
+  ck_assert_str_eq(json_string_value(json_object_get(prov, "analytic_mode")),
+                   "exact");
+  ck_assert_int_eq(json_integer_value(json_object_get(prov, "seed")), 7);
+  json_t *t = json_object_get(prov, "timings_s");
+  ck_assert_ptr_nonnull(json_object_get(t, "total"));
+  ck_assert_ptr_nonnull(json_object_get(t, "convergence"));
+  free(sa);
+  free(sb);
+  free(scc);
+  json_decref(a);
+  json_decref(b);
+  json_decref(c);
+  ae_engine_close(e);
+}
+END_TEST
+
+START_TEST(test_group_selection) {
+  ae_engine *e = open_host();
+  ae_request req;
+  parse("{\"architecture\":{\"type\":\"mlp_dag\",\"dag\":\"2_02_002\","
+        "\"width\":16},\"data\":{\"batch_size\":4,\"input_shape\":[8]},"
+        "\"metrics\":[\"topology\"]}",
+        &req);
+  ae_scorecard sc;
+  ae_problem p = AE_PROBLEM_INIT;
+  ck_assert_int_eq(ae_engine_score(e, &req, &reg, NULL, &sc, &p), 0);
+  ck_assert_uint_eq(sc.groups, AE_GROUP_TOPOLOGY);
+  ck_assert(isnan(sc.convergence.ntk_lambda_min));
+  ck_assert(isnan(sc.expressivity.curvature));
+  ck_assert(isnan(sc.generalization.kernel_complexity));
+  ck_assert(isnan(sc.provenance.t_convergence));
+  ck_assert(isfinite(sc.provenance.t_topology));
+  /* 2_02_002: 0->1 linear, 0->2 zero, 1->2 linear, 0->3 zero, 1->3 zero,
+   * 2->3 linear: one path of three linear edges. */
+  ck_assert_double_eq(sc.topology.paths, 1);
+  ck_assert_uint_eq(sc.topology.n_path_depths, 1);
+  ck_assert_double_eq(sc.topology.path_depths[0], 3);
+  ck_assert_double_eq(sc.topology.effective_depth, 3);
+  /* Params: stem 8x16, three 16x16 edges, readout 16x10, no biases. */
+  ck_assert_double_eq(sc.topology.params, 8 * 16 + 3 * 16 * 16 + 16 * 10);
+  json_t *j = ae_scorecard_to_json(&sc);
+  ck_assert_ptr_null(json_object_get(j, "convergence"));
+  ck_assert_ptr_null(json_object_get(j, "expressivity"));
+  ck_assert_ptr_nonnull(json_object_get(j, "topology"));
+  json_decref(j);
+  ae_scorecard_free(&sc);
+  ae_request_free(&req);
+  ae_problem_clear(&p);
+  ae_engine_close(e);
+}
+END_TEST
+
+START_TEST(test_cancel_and_deadline) {
+  ae_engine *e = open_host();
+  atomic_int cancel = 1;
+  ae_job_control ctl = {&cancel, 0};
+  int rc = 0;
+  json_t *j = score_text(e, MLP_REQ(1), &ctl, &rc);
+  ck_assert_ptr_null(j);
+  ck_assert_int_eq(rc, AE_ECANCELLED);
+  ae_job_control past = {NULL, 1}; /* 1 ns after boot: long gone */
+  j = score_text(e, MLP_REQ(1), &past, &rc);
+  ck_assert_ptr_null(j);
+  ck_assert_int_eq(rc, AE_EDEADLINE);
+  ck_assert_int_eq(ae_job_checkpoint(NULL), 0);
+  atomic_int off = 0;
+  ae_job_control ok = {&off, 0};
+  ck_assert_int_eq(ae_job_checkpoint(&ok), 0);
+  ck_assert_int_eq(ae_job_checkpoint(&ctl), AE_ECANCELLED);
+  ck_assert_int_eq(ae_job_checkpoint(&past), AE_EDEADLINE);
+  ae_engine_close(e);
+}
+END_TEST
+
+/* Every null value in result names itself in result.warnings. */
+static void assert_nulls_warned(json_t *res) {
+  json_t *warnings = json_object_get(res, "warnings");
+  const char *group;
+  json_t *obj;
+  json_object_foreach(res, group, obj) {
+    if (!json_is_object(obj)) continue;
+    const char *key;
+    json_t *v;
+    json_object_foreach(obj, key, v) {
+      if (!json_is_null(v)) continue;
+      char name[128];
+      snprintf(name, sizeof name, "%s.%s", group, key);
+      int found = 0;
+      size_t i;
+      json_t *w;
+      json_array_foreach(warnings, i, w) {
+        if (!strncmp(json_string_value(w), name, strlen(name))) found = 1;
+      }
+      if (!found) fprintf(stderr, "null without a warning: %s\n", name);
+      ck_assert(found);
+    }
+  }
+}
+
+START_TEST(test_nulls_have_warnings) {
+  ae_engine *e = open_host();
+  /* Smooth activation: no linear regions. */
+  json_t *a = score_text(
+      e,
+      "{\"architecture\":{\"type\":\"mlp_dag\",\"dag\":\"2_21_112\","
+      "\"width\":16,\"activation\":\"tanh\"},\"data\":{\"batch_size\":6,"
+      "\"input_shape\":[10]},\"settings\":{\"linear_regions\":{\"samples\":"
+      "50,\"repeats\":1},\"curvature\":{\"points\":8,\"repeats\":1}}}",
+      NULL, NULL);
+  ck_assert_ptr_nonnull(a);
+  ck_assert(json_is_null(json_object_get(json_object_get(a, "expressivity"),
+                                         "linear_regions")));
+  ck_assert(json_number_value(json_object_get(
+                json_object_get(a, "expressivity"), "curvature")) > 0);
+  assert_nulls_warned(a);
+  /* A conv graph: no analytic kernels, no cell DAG bound. */
+  json_t *b = score_text(
+      e,
+      "{\"architecture\":{\"type\":\"graph\",\"nodes\":["
+      "{\"id\":\"c\",\"op\":\"conv\",\"inputs\":[\"input\"],\"out\":4,"
+      "\"kernel\":3,\"stride\":1,\"padding\":1},"
+      "{\"id\":\"r\",\"op\":\"act\",\"fn\":\"relu\",\"inputs\":[\"c\"]},"
+      "{\"id\":\"g\",\"op\":\"global_avg_pool\",\"inputs\":[\"r\"]},"
+      "{\"id\":\"f\",\"op\":\"flatten\",\"inputs\":[\"g\"]},"
+      "{\"id\":\"o\",\"op\":\"linear\",\"out\":3,\"inputs\":[\"f\"]}],"
+      "\"output\":\"o\"},\"data\":{\"batch_size\":5,\"input_shape\":[2,6,6],"
+      "\"num_classes\":3},\"settings\":{\"linear_regions\":{\"samples\":40,"
+      "\"repeats\":1},\"curvature\":{\"points\":8,\"repeats\":1}}}",
+      NULL, NULL);
+  ck_assert_ptr_nonnull(b);
+  json_t *conv = json_object_get(b, "convergence");
+  ck_assert(json_is_null(json_object_get(conv, "nngp_lambda_min_bound")));
+  ck_assert(json_number_value(json_object_get(conv, "ntk_lambda_max")) > 0);
+  assert_nulls_warned(b);
+  json_decref(a);
+  json_decref(b);
+  ae_engine_close(e);
+}
+END_TEST
+
+START_TEST(test_nb201_on_cifar10) {
+  ae_engine *e = open_host();
+  json_t *a = score_text(
+      e,
+      "{\"architecture\":{\"type\":\"nb201\",\"cell\":\"|nor_conv_3x3~0|+"
+      "|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|"
+      "nor_conv_3x3~2|\",\"channels\":4,\"cells_per_stage\":1},"
+      "\"data\":{\"dataset\":\"cifar10\",\"batch_size\":8},\"seed\":3,"
+      "\"settings\":{\"linear_regions\":{\"samples\":300,\"repeats\":1},"
+      "\"curvature\":{\"points\":8,\"repeats\":1}}}",
+      NULL, NULL);
+  ck_assert_ptr_nonnull(a);
+  json_t *gen = json_object_get(a, "generalization");
+  ck_assert_str_eq(json_string_value(json_object_get(gen, "labels")),
+                   "dataset");
+  ck_assert(json_number_value(json_object_get(gen, "kernel_complexity")) > 0);
+  json_t *prov = json_object_get(a, "provenance");
+  ck_assert_str_eq(json_string_value(json_object_get(prov, "analytic_mode")),
+                   "topological");
+  ck_assert_str_eq(json_string_value(json_object_get(prov, "dataset")),
+                   "cifar10");
+  json_t *ex = json_object_get(a, "expressivity");
+  double lr = json_number_value(json_object_get(ex, "linear_regions"));
+  ck_assert(lr >= 2 && lr <= 300);
+  json_t *topo = json_object_get(a, "topology");
+  /* The cell's four paths: e01-e12-e23 (3 convs), e01-e13 (2),
+   * e02-e23 (2), e03 skip (0). */
+  ck_assert_double_eq(json_number_value(json_object_get(topo, "paths")), 4);
+  ck_assert_double_eq_tol(
+      json_number_value(json_object_get(topo, "effective_depth")), 7.0 / 4,
+      1e-12);
+  assert_nulls_warned(a);
+  json_decref(a);
+  ae_engine_close(e);
+}
+END_TEST
+
+START_TEST(test_cuda_unavailable_and_names) {
+  ae_engine_config cfg = {AE_BACKEND_CUDA, 0, 0, 1};
+  ae_engine *e = NULL;
+  ae_problem p = AE_PROBLEM_INIT;
+  ck_assert_int_eq(ae_engine_open(&cfg, &e, &p), AE_EUNSUPPORTED);
+  ck_assert_ptr_null(e);
+  ck_assert_ptr_nonnull(strstr(p.detail, "CUDA backend is not available"));
+  ae_problem_clear(&p);
+  ck_assert_int_eq(ae_cuda_device_count(), 0);
+  ae_engine_config host = {AE_BACKEND_HOST, 0, 3, 1};
+  ck_assert_int_eq(ae_engine_open(&host, &e, &p), 0);
+  ck_assert_str_eq(ae_engine_name(e), "host:3");
+  ck_assert_uint_eq(ae_engine_memory_used(e), 0);
+  ck_assert_int_eq(ae_engine_warmup(e, &reg), 0);
+  ck_assert_uint_eq(ae_engine_memory_used(e), 0);
+  ae_engine_close(e);
+}
+END_TEST
+
+static Suite *engine_suite(void) {
+  Suite *s = suite_create("engine_score");
+  TCase *tc = tcase_create("core");
+  tcase_set_timeout(tc, 300);
+  tcase_add_test(tc, test_deterministic_and_seeded);
+  tcase_add_test(tc, test_group_selection);
+  tcase_add_test(tc, test_cancel_and_deadline);
+  tcase_add_test(tc, test_nulls_have_warnings);
+  tcase_add_test(tc, test_nb201_on_cifar10);
+  tcase_add_test(tc, test_cuda_unavailable_and_names);
+  suite_add_tcase(s, tc);
+  return s;
+}
+
+int main(void) {
+  ae_problem p = AE_PROBLEM_INIT;
+  char spec[4200];
+  snprintf(spec, sizeof spec, "cifar10=%s/cifar10", shared_data());
+  if (ae_dataset_registry_init(&reg, 0, &p) ||
+      ae_dataset_registry_add(&reg, spec, &p)) {
+    fprintf(stderr, "cannot load %s: %s\n", spec, p.detail);
+    return 1;
+  }
+  SRunner *sr = srunner_create(engine_suite());
+  srunner_run_all(sr, CK_NORMAL);
+  int failed = srunner_ntests_failed(sr);
+  srunner_free(sr);
+  ae_dataset_registry_free(&reg);
+  ae_problem_clear(&p);
+  return failed != 0;
+}

@@ -1,0 +1,260 @@
+/* test_net_expressivity.c: what the expressivity group takes from the host
+ * executor: sign patterns and their exact distinct count (the metrics.md
+ * §6 linear-regions toy: 4 patterns), the curvature of the §6 identity
+ * circle (sum 128) and ellipse (kappa 2, 0.5059644256, 0.25) through
+ * ae_net_forward_jet, and jets against float64 finite differences of the
+ * plain reference forward (BN statistics frozen) for nets of every smooth
+ * activation. */
+#include <check.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include "gpu/host/graph_build.h"
+#include "gpu/host/net.h"
+#include "gpu/host/reference.h"
+#include "gpu/philox.h"
+
+START_TEST(linear_regions_toy) {
+  /* input[1] -> linear(3) with neurons 1[x - b_k > 0], b = (-0.5, 0, 0.5). */
+  ae_graph g;
+  ae_gb_begin(&g);
+  int x = ae_gb_input(&g, 1, 0, 0);
+  int l = ae_gb_linear(&g, x, 3, 1, 1.0);
+  int r = ae_gb_act(&g, l, AE_ACT_RELU, 0.0);
+  ck_assert_int_eq(ae_gb_finish(&g, r), 0);
+  enum { N = 1000 };
+  ae_net *net;
+  ck_assert_int_eq(ae_net_create(&g, N, &net), 0);
+  ae_net_init_weights(net, 0, 0);
+  size_t count;
+  float *w = ae_net_param(net, l, AE_NET_WEIGHT, &count);
+  ck_assert_uint_eq(count, 3);
+  float *b = ae_net_param(net, l, AE_NET_BIAS, &count);
+  ck_assert_uint_eq(count, 3);
+  for (int k = 0; k < 3; k++) {
+    w[k] = 1.0f;
+    b[k] = (float)(0.5 - 0.5 * k);
+  }
+  float *pts = malloc(sizeof(float) * N);
+  ck_assert_ptr_nonnull(pts);
+  for (int i = 0; i < N; i++) pts[i] = (float)(-1.0 + 2.0 * i / (N - 1));
+  uint64_t *bits;
+  size_t words;
+  ck_assert_int_eq(ae_net_sign_patterns(net, pts, N, &bits, &words), 0);
+  ck_assert_uint_eq(words, 1);
+  ck_assert_uint_eq(ae_count_distinct_patterns(bits, N, words), 4);
+  /* x = -1: no neuron; x = 1: all three, in graph (neuron) order. */
+  ck_assert_uint_eq(bits[0], 0);
+  ck_assert_uint_eq(bits[N - 1], 7);
+  ck_assert_uint_eq(bits[300], 1); /* x = -0.4: only x > -0.5 */
+  ck_assert_uint_eq(bits[600], 3); /* x = 0.2: x > -0.5 and x > 0 */
+  free(bits);
+  free(pts);
+  ae_net_destroy(net);
+  ae_gb_free(&g);
+}
+END_TEST
+
+START_TEST(distinct_patterns_exact) {
+  /* Rows of 2 words; rows differing only in the high word count apart. */
+  uint64_t rows[6][2] = {{1, 0}, {1, 1ull << 63}, {1, 0}, {0, 0},
+                         {1, 1ull << 63}, {2, 0}};
+  ck_assert_uint_eq(ae_count_distinct_patterns(&rows[0][0], 6, 2), 4);
+  ck_assert_uint_eq(ae_count_distinct_patterns(&rows[0][0], 1, 2), 1);
+  ck_assert_uint_eq(ae_count_distinct_patterns(&rows[0][0], 0, 2), 0);
+  /* Leaky relu counts as a pattern activation; tanh does not. */
+  ae_graph g;
+  ae_gb_begin(&g);
+  int x = ae_gb_input(&g, 2, 0, 0);
+  int l = ae_gb_linear(&g, x, 70, 0, 2.0);
+  int a = ae_gb_act(&g, l, AE_ACT_LEAKY_RELU, 0.2);
+  int t = ae_gb_act(&g, a, AE_ACT_TANH, 0.0);
+  int o = ae_gb_linear(&g, t, 3, 0, 1.0);
+  ck_assert_int_eq(ae_gb_finish(&g, o), 0);
+  ae_net *net;
+  ck_assert_int_eq(ae_net_create(&g, 4, &net), 0);
+  ae_net_init_weights(net, 3, 0);
+  float xs[8] = {1, 0, -1, 0, 0.5f, 0.5f, 1, 0};
+  uint64_t *bits;
+  size_t words;
+  ck_assert_int_eq(ae_net_sign_patterns(net, xs, 4, &bits, &words), 0);
+  ck_assert_uint_eq(words, 2); /* 70 bits */
+  /* Samples 0 and 3 are equal, x and -x have complementary patterns. */
+  ck_assert_uint_eq(ae_count_distinct_patterns(bits, 4, words), 3);
+  const float *z = ae_net_activation(net, l);
+  for (int k = 0; k < 70; k++) {
+    int on = (int)((bits[k >> 6] >> (k & 63)) & 1);
+    ck_assert_int_eq(on, z[k] > 0.0f);
+    int on1 = (int)((bits[words + (k >> 6)] >> (k & 63)) & 1);
+    ck_assert_int_eq(on1, z[70 + k] > 0.0f);
+  }
+  free(bits);
+  ae_net_destroy(net);
+  ae_gb_free(&g);
+}
+END_TEST
+
+/* A 2 -> 2 linear map without bias, weights set by hand. */
+static ae_net *linear_map(ae_graph *g, const float m[4]) {
+  ae_gb_begin(g);
+  int x = ae_gb_input(g, 2, 0, 0);
+  int l = ae_gb_linear(g, x, 2, 0, 1.0);
+  ck_assert_int_eq(ae_gb_finish(g, l), 0);
+  ae_net *net;
+  ck_assert_int_eq(ae_net_create(g, 4, &net), 0);
+  ae_net_init_weights(net, 0, 0);
+  size_t count;
+  float *w = ae_net_param(net, l, AE_NET_WEIGHT, &count);
+  memcpy(w, m, sizeof(float) * 4);
+  return net;
+}
+
+/* Unit-circle jets at angles th[0..n). */
+static void circle(const double *th, int n, double *x, double *dx,
+                   double *ddx) {
+  for (int i = 0; i < n; i++) {
+    x[2 * i] = cos(th[i]);
+    x[2 * i + 1] = sin(th[i]);
+    dx[2 * i] = -sin(th[i]);
+    dx[2 * i + 1] = cos(th[i]);
+    ddx[2 * i] = -cos(th[i]);
+    ddx[2 * i + 1] = -sin(th[i]);
+  }
+}
+
+START_TEST(curvature_identity_circle) {
+  ae_graph g;
+  static const float eye[4] = {1, 0, 0, 1};
+  ae_net *net = linear_map(&g, eye);
+  enum { P = 128 };
+  double th[P], x[2 * P], dx[2 * P], ddx[2 * P], y[2 * P], dy[2 * P],
+      ddy[2 * P];
+  for (int i = 0; i < P; i++) th[i] = 2.0 * M_PI * i / (P - 1);
+  circle(th, P, x, dx, ddx);
+  /* The batch is larger than max_batch: jets plan their own buffers. */
+  ck_assert_int_eq(ae_net_forward_jet(net, x, dx, ddx, P, y, dy, ddy), 0);
+  int degenerate = 0;
+  double sum = ae_curvature_sum(dy, ddy, P, 2, &degenerate);
+  ck_assert_int_eq(degenerate, 0);
+  ck_assert_double_eq_tol(sum, 128.0, 1e-9);
+  /* A zero velocity counts as degenerate and adds nothing. */
+  double zero_v[2] = {0, 0}, acc[2] = {1, 0};
+  ck_assert_double_eq(ae_curvature_sum(zero_v, acc, 1, 2, &degenerate), 0.0);
+  ck_assert_int_eq(degenerate, 1);
+  ae_net_destroy(net);
+  ae_gb_free(&g);
+}
+END_TEST
+
+START_TEST(curvature_ellipse) {
+  ae_graph g;
+  static const float m[4] = {2, 0, 0, 1}; /* u0 -> 2 e1, u1 -> e2 */
+  ae_net *net = linear_map(&g, m);
+  double th[3] = {0.0, M_PI / 4, M_PI / 2};
+  double want[3] = {2.0, 0.5059644256, 0.25};
+  double x[6], dx[6], ddx[6], y[6], dy[6], ddy[6];
+  circle(th, 3, x, dx, ddx);
+  ck_assert_int_eq(ae_net_forward_jet(net, x, dx, ddx, 3, y, dy, ddy), 0);
+  for (int i = 0; i < 3; i++) {
+    double k = ae_curvature_sum(dy + 2 * i, ddy + 2 * i, 1, 2, NULL);
+    ck_assert_double_eq_tol(k, want[i], 1e-9);
+    ck_assert_double_eq_tol(y[2 * i], 2 * cos(th[i]), 1e-12);
+  }
+  ae_net_destroy(net);
+  ae_gb_free(&g);
+}
+END_TEST
+
+enum { JB = 4 };
+
+/* Conv, BN (rank 3 and 1), each smooth activation, pools, add, linear. */
+static void build_smooth_graph(ae_graph *g, ae_act_fn f1, ae_act_fn f2) {
+  ae_gb_begin(g);
+  int x = ae_gb_input(g, 2, 5, 5);
+  int c1 = ae_gb_conv(g, x, 3, 3, 2, 1, 1.0);
+  int b1 = ae_gb_bn(g, c1);
+  int a1 = ae_gb_act(g, b1, f1, 0.0);
+  int p1 = ae_gb_avg_pool(g, a1, 3, 1, 1, 0);
+  int ins[2] = {p1, a1};
+  int s = ae_gb_add(g, ins, 2);
+  int gp = ae_gb_gap(g, s);
+  int l1 = ae_gb_linear(g, gp, 5, 1, 2.0);
+  int b2 = ae_gb_bn(g, l1);
+  int a2 = ae_gb_act(g, b2, f2, 0.1);
+  int f = ae_gb_unary(g, AE_OP_FLATTEN, a2);
+  int o = ae_gb_linear(g, f, 3, 1, 1.0);
+  ck_assert_int_eq(ae_gb_finish(g, o), 0);
+}
+
+static void check_jets(ae_act_fn f1, ae_act_fn f2) {
+  ae_graph g;
+  build_smooth_graph(&g, f1, f2);
+  ae_net *net;
+  ck_assert_int_eq(ae_net_create(&g, JB, &net), 0);
+  ae_net_init_weights(net, 11, 0);
+  enum { D = 50, C = 3 };
+  double x[JB * D], dx[JB * D], ddx[JB * D], xt[JB * D];
+  for (int i = 0; i < JB * D; i++) {
+    x[i] = ae_philox_normal(1, AE_TID_CURVE_DIRS, 0, (uint64_t)i);
+    dx[i] = ae_philox_normal(1, AE_TID_CURVE_DIRS, 1, (uint64_t)i);
+    ddx[i] = ae_philox_normal(1, AE_TID_CURVE_DIRS, 2, (uint64_t)i);
+  }
+  double y[JB * C], dy[JB * C], ddy[JB * C];
+  ck_assert_int_eq(ae_net_forward_jet(net, x, dx, ddx, JB, y, dy, ddy), 0);
+  /* Reference along x(t) = x + t dx + t^2/2 ddx, statistics of t = 0. */
+  ae_ref_params p;
+  ck_assert_int_eq(ae_ref_params_from_net(net, &p), 0);
+  double y0[JB * C], yp[JB * C], ym[JB * C];
+  ck_assert_int_eq(ae_ref_forward(&g, &p, 0, x, JB, y0), 0);
+  const double h = 1e-4;
+  for (int i = 0; i < JB * D; i++) xt[i] = x[i] + h * dx[i] + 0.5 * h * h * ddx[i];
+  ck_assert_int_eq(ae_ref_forward(&g, &p, 1, xt, JB, yp), 0);
+  for (int i = 0; i < JB * D; i++) xt[i] = x[i] - h * dx[i] + 0.5 * h * h * ddx[i];
+  ck_assert_int_eq(ae_ref_forward(&g, &p, 1, xt, JB, ym), 0);
+  double scale1 = 0, scale2 = 0;
+  for (int i = 0; i < JB * C; i++) {
+    scale1 = fmax(scale1, fabs(dy[i]));
+    scale2 = fmax(scale2, fabs(ddy[i]));
+  }
+  ck_assert_double_gt(scale1, 1e-3);
+  ck_assert_double_gt(scale2, 1e-3);
+  for (int i = 0; i < JB * C; i++) {
+    ck_assert_double_eq_tol(y[i], y0[i], 1e-10 * (1 + fabs(y0[i])));
+    double d1 = (yp[i] - ym[i]) / (2 * h);
+    double d2 = (yp[i] - 2 * y0[i] + ym[i]) / (h * h);
+    ck_assert_msg(fabs(d1 - dy[i]) <= 1e-6 * scale1, "dy %d: %g vs fd %g", i,
+                  dy[i], d1);
+    ck_assert_msg(fabs(d2 - ddy[i]) <= 1e-4 * scale2, "ddy %d: %g vs fd %g",
+                  i, ddy[i], d2);
+  }
+  ae_ref_params_free(&p);
+  ae_net_destroy(net);
+  ae_gb_free(&g);
+}
+
+START_TEST(jets_match_finite_differences) {
+  check_jets(AE_ACT_TANH, AE_ACT_GELU);
+  check_jets(AE_ACT_SIGMOID, AE_ACT_SWISH);
+  check_jets(AE_ACT_ERF, AE_ACT_TANH);
+  check_jets(AE_ACT_SWISH, AE_ACT_IDENTITY);
+  check_jets(AE_ACT_GELU, AE_ACT_SIGMOID);
+  /* Piecewise linear: exact JVPs with the pattern frozen. */
+  check_jets(AE_ACT_RELU, AE_ACT_LEAKY_RELU);
+}
+END_TEST
+
+int main(void) {
+  Suite *s = suite_create("net_expressivity");
+  TCase *tc = tcase_create("core");
+  tcase_add_test(tc, linear_regions_toy);
+  tcase_add_test(tc, distinct_patterns_exact);
+  tcase_add_test(tc, curvature_identity_circle);
+  tcase_add_test(tc, curvature_ellipse);
+  tcase_add_test(tc, jets_match_finite_differences);
+  suite_add_tcase(s, tc);
+  SRunner *sr = srunner_create(s);
+  srunner_run_all(sr, CK_NORMAL);
+  int failed = srunner_ntests_failed(sr);
+  srunner_free(sr);
+  return failed != 0;
+}

@@ -1,0 +1,357 @@
+/* test_net_ntk.c: the host executor's empirical NTK against brute force.
+ *
+ * For small random nets that use every op (conv with stride and padding,
+ * 1x1 conv, linear with and without bias, BN on rank 1 and 3, each
+ * activation, both average pools, global pool, add, identity, flatten,
+ * zero), the per-sample gradients of sum_c f_c(x_i) are taken by central
+ * finite differences in float64 on the plain reference forward
+ * (gpu/host/reference.c) with BN statistics held at the unperturbed
+ * batch's values, J J^T is formed and ae_net_ntk must match it to 1e-4
+ * relative, in both parameterisations.  Also: the float32 forward matches
+ * the reference, same seed gives identical bits, another seed differs, a
+ * cancelled job stops. */
+#include <check.h>
+#include <math.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include "api/status.h"
+#include "gpu/host/graph_build.h"
+#include "gpu/host/net.h"
+#include "gpu/host/reference.h"
+#include "gpu/philox.h"
+
+enum { BATCH = 5 };
+
+/* Graph 1: convolutions, BN rank 3, relu / leaky, both pools, zero, add,
+ * 1x1 conv, identity, flatten, linear with bias. */
+static void build_conv_graph(ae_graph *g) {
+  ae_gb_begin(g);
+  int x = ae_gb_input(g, 2, 6, 6);
+  int c1 = ae_gb_conv(g, x, 3, 3, 1, 1, 1.0);
+  int b1 = ae_gb_bn(g, c1);
+  int r1 = ae_gb_act(g, b1, AE_ACT_RELU, 0.0);
+  int c2 = ae_gb_conv(g, r1, 4, 3, 2, 1, 2.0);
+  int l2 = ae_gb_act(g, c2, AE_ACT_LEAKY_RELU, 0.1);
+  int p1 = ae_gb_avg_pool(g, l2, 3, 1, 1, 0);
+  int p2 = ae_gb_avg_pool(g, l2, 3, 1, 1, 1);
+  int z = ae_gb_unary(g, AE_OP_ZERO, l2);
+  int ins[4] = {l2, p1, p2, z};
+  int a = ae_gb_add(g, ins, 4);
+  int c3 = ae_gb_conv(g, a, 2, 1, 1, 0, 1.5);
+  int id = ae_gb_unary(g, AE_OP_IDENTITY, c3);
+  int f = ae_gb_unary(g, AE_OP_FLATTEN, id);
+  int out = ae_gb_linear(g, f, 3, 1, 1.0);
+  ck_assert_int_eq(ae_gb_finish(g, out), 0);
+}
+
+/* Graph 2: an MLP with BN rank 1 and every smooth activation. */
+static void build_mlp_graph(ae_graph *g) {
+  ae_gb_begin(g);
+  int x = ae_gb_input(g, 5, 0, 0);
+  int h = ae_gb_linear(g, x, 6, 1, 1.0);
+  int bn = ae_gb_bn(g, h);
+  int t = ae_gb_act(g, bn, AE_ACT_TANH, 0.0);
+  static const ae_act_fn fns[] = {AE_ACT_SIGMOID, AE_ACT_SWISH, AE_ACT_GELU,
+                                  AE_ACT_ERF, AE_ACT_IDENTITY};
+  int cur = t;
+  for (size_t i = 0; i < sizeof(fns) / sizeof(fns[0]); i++) {
+    int l = ae_gb_linear(g, cur, 6, (int)(i % 2), 1.7);
+    cur = ae_gb_act(g, l, fns[i], 0.0);
+  }
+  int ins[2] = {cur, t};
+  int a = ae_gb_add(g, ins, 2);
+  int out = ae_gb_linear(g, a, 3, 1, 1.0);
+  ck_assert_int_eq(ae_gb_finish(g, out), 0);
+}
+
+/* Graph 3: an unpadded conv, BN, relu, swish conv, global pool, linear;
+ * the 4-channel cell feeds two branches that meet again. */
+static void build_gap_graph(ae_graph *g) {
+  ae_gb_begin(g);
+  int x = ae_gb_input(g, 3, 5, 5);
+  int c1 = ae_gb_conv(g, x, 4, 3, 1, 0, 1.0);
+  int b1 = ae_gb_bn(g, c1);
+  int r1 = ae_gb_act(g, b1, AE_ACT_RELU, 0.0);
+  int c2 = ae_gb_conv(g, r1, 4, 3, 1, 1, 2.0);
+  int s2 = ae_gb_act(g, c2, AE_ACT_SWISH, 0.0);
+  int b2 = ae_gb_bn(g, s2);
+  int ins[3] = {b2, r1, b1};
+  int a = ae_gb_add(g, ins, 3);
+  int gp = ae_gb_gap(g, a);
+  int out = ae_gb_linear(g, gp, 2, 0, 1.0);
+  ck_assert_int_eq(ae_gb_finish(g, out), 0);
+}
+
+static size_t input_elems(const ae_graph *g) {
+  const ae_node *in = &g->nodes[0];
+  return in->rank == 3 ? (size_t)in->shape[0] * (size_t)in->shape[1] *
+                             (size_t)in->shape[2]
+                       : (size_t)in->shape[0];
+}
+
+static void make_inputs(const ae_graph *g, float *xf, double *xd) {
+  size_t n = BATCH * input_elems(g);
+  for (size_t i = 0; i < n; i++) {
+    xf[i] = (float)ae_philox_normal(7, AE_TID_SYNTHETIC_INPUTS, 0, i);
+    xd[i] = xf[i];
+  }
+}
+
+static int fan_in(const ae_graph *g, int k) {
+  const ae_node *nd = &g->nodes[k], *in = &g->nodes[nd->inputs[0]];
+  if (nd->op == AE_OP_CONV) return in->shape[0] * nd->kernel * nd->kernel;
+  return in->rank == 3 ? in->shape[0] * in->shape[1] * in->shape[2]
+                       : in->shape[0];
+}
+
+/* Sums each sample's logits. */
+static void sample_sums(const ae_graph *g, ae_ref_params *p, const double *x,
+                        double *sums) {
+  int C = g->num_classes;
+  double logits[BATCH * 16];
+  ck_assert_int_le(C, 16);
+  ck_assert_int_eq(ae_ref_forward(g, p, 1, x, BATCH, logits), 0);
+  for (int b = 0; b < BATCH; b++) {
+    sums[b] = 0.0;
+    for (int c = 0; c < C; c++) sums[b] += logits[b * C + c];
+  }
+}
+
+/* theta += scale * J J^T for one tensor, J by central differences. */
+static void fd_tensor(const ae_graph *g, ae_ref_params *p, double *t,
+                      size_t count, double scale, const double *x,
+                      double *theta) {
+  const double h = 1e-5;
+  double plus[BATCH], minus[BATCH];
+  for (size_t e = 0; e < count; e++) {
+    double keep = t[e];
+    t[e] = keep + h;
+    sample_sums(g, p, x, plus);
+    t[e] = keep - h;
+    sample_sums(g, p, x, minus);
+    t[e] = keep;
+    double grad[BATCH];
+    for (int b = 0; b < BATCH; b++) grad[b] = (plus[b] - minus[b]) / (2 * h);
+    for (int i = 0; i < BATCH; i++)
+      for (int j = 0; j < BATCH; j++)
+        theta[i * BATCH + j] += scale * grad[i] * grad[j];
+  }
+}
+
+static void brute_force_ntk(ae_net *net, const double *x,
+                            ae_ntk_parameterization par, double *theta) {
+  const ae_graph *g = ae_net_graph(net);
+  ae_ref_params p;
+  ck_assert_int_eq(ae_ref_params_from_net(net, &p), 0);
+  double logits[BATCH * 16];
+  ck_assert_int_eq(ae_ref_forward(g, &p, 0, x, BATCH, logits), 0);
+  memset(theta, 0, sizeof(double) * BATCH * BATCH);
+  for (int k = 0; k < g->n_nodes; k++) {
+    const ae_node *nd = &g->nodes[k];
+    size_t count;
+    if (nd->op == AE_OP_LINEAR || nd->op == AE_OP_CONV) {
+      ae_net_param(net, k, AE_NET_WEIGHT, &count);
+      double s = par == AE_NTK_NTK ? nd->init_gain / fan_in(g, k) : 1.0;
+      fd_tensor(g, &p, p.weight[k], count, s, x, theta);
+      if (ae_net_param(net, k, AE_NET_BIAS, &count))
+        fd_tensor(g, &p, p.bias[k], count, 1.0, x, theta);
+    } else if (nd->op == AE_OP_BATCH_NORM) {
+      ae_net_param(net, k, AE_NET_GAMMA, &count);
+      fd_tensor(g, &p, p.gamma[k], count, 1.0, x, theta);
+    }
+  }
+  ae_ref_params_free(&p);
+}
+
+/* Random non-trivial BN affine parameters and biases, so that their
+ * gradients are exercised away from the init values. */
+static void perturb_params(ae_net *net) {
+  const ae_graph *g = ae_net_graph(net);
+  for (int k = 0; k < g->n_nodes; k++) {
+    size_t count;
+    float *t;
+    static const ae_net_param_kind kinds[] = {AE_NET_BIAS, AE_NET_GAMMA,
+                                              AE_NET_BETA};
+    for (int q = 0; q < 3; q++)
+      if ((t = ae_net_param(net, k, kinds[q], &count)))
+        for (size_t e = 0; e < count; e++)
+          t[e] += (float)(0.3 * ae_philox_normal(99, (uint32_t)k,
+                                                 (uint32_t)q + 1, e));
+  }
+}
+
+static void check_graph(void (*build)(ae_graph *), ae_ntk_parameterization par,
+                        int perturb) {
+  ae_graph g;
+  build(&g);
+  ae_net *net;
+  ck_assert_int_eq(ae_net_create(&g, BATCH, &net), 0);
+  ae_net_init_weights(net, 1234, 0);
+  if (perturb) perturb_params(net);
+  size_t d = input_elems(&g);
+  float *xf = malloc(sizeof(float) * BATCH * d);
+  double *xd = malloc(sizeof(double) * BATCH * d);
+  ck_assert_ptr_nonnull(xf);
+  ck_assert_ptr_nonnull(xd);
+  make_inputs(&g, xf, xd);
+  double theta[BATCH * BATCH], ref[BATCH * BATCH];
+  ck_assert_int_eq(ae_net_ntk(net, xf, BATCH, par, theta, NULL), 0);
+  brute_force_ntk(net, xd, par, ref);
+  double scale = 0.0, err = 0.0;
+  for (int i = 0; i < BATCH * BATCH; i++) {
+    scale = fmax(scale, fabs(ref[i]));
+    err = fmax(err, fabs(theta[i] - ref[i]));
+  }
+  ck_assert_double_gt(scale, 1e-3);
+  ck_assert_msg(err <= 1e-4 * scale, "ntk err %g scale %g", err, scale);
+  /* Symmetric exactly. */
+  for (int i = 0; i < BATCH; i++)
+    for (int j = 0; j < BATCH; j++)
+      ck_assert(theta[i * BATCH + j] == theta[j * BATCH + i]);
+  free(xf);
+  free(xd);
+  ae_net_destroy(net);
+  ae_gb_free(&g);
+}
+
+START_TEST(ntk_conv_graph) {
+  check_graph(build_conv_graph, AE_NTK_STANDARD, 0);
+  check_graph(build_conv_graph, AE_NTK_NTK, 1);
+}
+END_TEST
+
+START_TEST(ntk_mlp_graph) {
+  check_graph(build_mlp_graph, AE_NTK_STANDARD, 1);
+  check_graph(build_mlp_graph, AE_NTK_NTK, 0);
+}
+END_TEST
+
+START_TEST(ntk_gap_graph) {
+  check_graph(build_gap_graph, AE_NTK_STANDARD, 1);
+  check_graph(build_gap_graph, AE_NTK_NTK, 1);
+}
+END_TEST
+
+/* The float32 forward against the plain float64 reference. */
+static void check_forward(void (*build)(ae_graph *)) {
+  ae_graph g;
+  build(&g);
+  ae_net *net;
+  ck_assert_int_eq(ae_net_create(&g, BATCH, &net), 0);
+  ae_net_init_weights(net, 42, 3);
+  perturb_params(net);
+  size_t d = input_elems(&g);
+  float *xf = malloc(sizeof(float) * BATCH * d);
+  double *xd = malloc(sizeof(double) * BATCH * d);
+  ck_assert_ptr_nonnull(xf);
+  ck_assert_ptr_nonnull(xd);
+  make_inputs(&g, xf, xd);
+  float logits[BATCH * 16];
+  double ref[BATCH * 16];
+  ck_assert_int_eq(ae_net_forward(net, xf, BATCH, logits), 0);
+  ae_ref_params p;
+  ck_assert_int_eq(ae_ref_params_from_net(net, &p), 0);
+  ck_assert_int_eq(ae_ref_forward(&g, &p, 0, xd, BATCH, ref), 0);
+  for (int i = 0; i < BATCH * g.num_classes; i++)
+    ck_assert_msg(fabs(logits[i] - ref[i]) <= 1e-4 * (1.0 + fabs(ref[i])),
+                  "logit %d: %g vs %g", i, logits[i], ref[i]);
+  /* Every node's output exists and is finite. */
+  for (int k = 0; k < g.n_nodes; k++) ck_assert_ptr_nonnull(ae_net_activation(net, k));
+  ae_ref_params_free(&p);
+  free(xf);
+  free(xd);
+  ae_net_destroy(net);
+  ae_gb_free(&g);
+}
+
+START_TEST(forward_matches_reference) {
+  check_forward(build_conv_graph);
+  check_forward(build_mlp_graph);
+  check_forward(build_gap_graph);
+}
+END_TEST
+
+START_TEST(deterministic_by_seed) {
+  ae_graph g;
+  build_conv_graph(&g);
+  ae_net *a, *b;
+  ck_assert_int_eq(ae_net_create(&g, BATCH, &a), 0);
+  ck_assert_int_eq(ae_net_create(&g, BATCH, &b), 0);
+  ae_net_init_weights(a, 5, 1);
+  ae_net_init_weights(b, 5, 1);
+  size_t ca, cb;
+  float *wa = ae_net_param(a, 1, AE_NET_WEIGHT, &ca);
+  float *wb = ae_net_param(b, 1, AE_NET_WEIGHT, &cb);
+  ck_assert_uint_eq(ca, 54);
+  ck_assert_int_eq(memcmp(wa, wb, ca * sizeof(float)), 0);
+  /* Element e of node k is sqrt(gain/fan_in) * philox_normal(seed,k,s,e). */
+  ck_assert(wa[7] == (float)(sqrt(1.0 / 18.0) * ae_philox_normal(5, 1, 1, 7)));
+  float xf[BATCH * 72];
+  double xd[BATCH * 72];
+  make_inputs(&g, xf, xd);
+  double ta[BATCH * BATCH], tb[BATCH * BATCH];
+  ck_assert_int_eq(ae_net_ntk(a, xf, BATCH, AE_NTK_STANDARD, ta, NULL), 0);
+  ck_assert_int_eq(ae_net_ntk(b, xf, BATCH, AE_NTK_STANDARD, tb, NULL), 0);
+  ck_assert_int_eq(memcmp(ta, tb, sizeof(ta)), 0);
+  /* Running again on the same net gives the same bits. */
+  ck_assert_int_eq(ae_net_ntk(a, xf, BATCH, AE_NTK_STANDARD, tb, NULL), 0);
+  ck_assert_int_eq(memcmp(ta, tb, sizeof(ta)), 0);
+  ae_net_init_weights(b, 6, 1);
+  ck_assert_int_ne(memcmp(wa, wb, ca * sizeof(float)), 0);
+  ck_assert_int_eq(ae_net_ntk(b, xf, BATCH, AE_NTK_STANDARD, tb, NULL), 0);
+  ck_assert_int_ne(memcmp(ta, tb, sizeof(ta)), 0);
+  ae_net_init_weights(b, 5, 2); /* another stream */
+  ck_assert_int_ne(memcmp(wa, wb, ca * sizeof(float)), 0);
+  ae_net_destroy(a);
+  ae_net_destroy(b);
+  ae_gb_free(&g);
+}
+END_TEST
+
+START_TEST(cancel_and_limits) {
+  ae_graph g;
+  build_gap_graph(&g);
+  ae_net *net;
+  ck_assert_int_eq(ae_net_create(&g, BATCH, &net), 0);
+  ae_net_init_weights(net, 1, 0);
+  float xf[BATCH * 75];
+  double xd[BATCH * 75];
+  make_inputs(&g, xf, xd);
+  double theta[BATCH * BATCH];
+  atomic_int cancel = 1;
+  ae_job_control ctl = {&cancel, 0};
+  ck_assert_int_eq(ae_net_ntk(net, xf, BATCH, AE_NTK_STANDARD, theta, &ctl),
+                   AE_ECANCELLED);
+  ae_job_control past = {NULL, 1};
+  ck_assert_int_eq(ae_net_ntk(net, xf, BATCH, AE_NTK_STANDARD, theta, &past),
+                   AE_EDEADLINE);
+  ck_assert_int_eq(ae_net_forward(net, xf, BATCH + 1, NULL), AE_EINVAL);
+  ck_assert_uint_gt(ae_net_memory_bytes(net), 0);
+  /* conv 3*9*4 + BN 2*4 + conv 4*9*4 + BN 2*4 + linear 4*2 */
+  ck_assert_uint_eq(ae_net_param_count(net), 108 + 8 + 144 + 8 + 8);
+  ae_net_destroy(net);
+  /* A shape that does not match its op is refused. */
+  g.nodes[1].shape[1] = 4;
+  ck_assert_int_eq(ae_net_create(&g, BATCH, &net), AE_EINVAL);
+  ck_assert_ptr_null(net);
+  ae_gb_free(&g);
+}
+END_TEST
+
+int main(void) {
+  Suite *s = suite_create("net_ntk");
+  TCase *tc = tcase_create("core");
+  tcase_add_test(tc, ntk_conv_graph);
+  tcase_add_test(tc, ntk_mlp_graph);
+  tcase_add_test(tc, ntk_gap_graph);
+  tcase_add_test(tc, forward_matches_reference);
+  tcase_add_test(tc, deterministic_by_seed);
+  tcase_add_test(tc, cancel_and_limits);
+  suite_add_tcase(s, tc);
+  SRunner *sr = srunner_create(s);
+  srunner_run_all(sr, CK_NORMAL);
+  int failed = srunner_ntests_failed(sr);
+  srunner_free(sr);
+  return failed != 0;
+}
