@@ -11,13 +11,15 @@ check_PROGRAMS += tests/unit/test_api_arch
 TESTS += tests/unit/test_api_arch
 tests_unit_test_api_arch_SOURCES = tests/unit/test_api_arch.c
 tests_unit_test_api_arch_CFLAGS = $(TEST_CFLAGS)
-tests_unit_test_api_arch_LDADD = api/libaeapi.a $(JANSSON_LIBS) $(CHECK_LIBS) -lm
+tests_unit_test_api_arch_LDADD = api/libaeapi.a $(JANSSON_LIBS) \
+	$(CHECK_LIBS) -lm
 
 check_PROGRAMS += tests/unit/test_api_request
 TESTS += tests/unit/test_api_request
 tests_unit_test_api_request_SOURCES = tests/unit/test_api_request.c
 tests_unit_test_api_request_CFLAGS = $(TEST_CFLAGS)
-tests_unit_test_api_request_LDADD = api/libaeapi.a $(JANSSON_LIBS) $(CHECK_LIBS) -lm
+tests_unit_test_api_request_LDADD = api/libaeapi.a $(JANSSON_LIBS) \
+	$(CHECK_LIBS) -lm
 
 # The malformed-request corpus, with the parsers compiled in under ASan and
 # UBSan.
@@ -26,8 +28,9 @@ TESTS += tests/unit/test_api_corpus
 tests_unit_test_api_corpus_SOURCES = tests/unit/test_api_corpus.c \
 	api/status.c api/problem.c api/json_util.c api/json_fields.c \
 	api/activation.c api/arch.c api/lower.c api/request.c api/scorecard.c
-tests_unit_test_api_corpus_CFLAGS = $(TEST_CFLAGS) -fsanitize=address,undefined \
-	-fno-sanitize-recover=undefined -fno-omit-frame-pointer
+tests_unit_test_api_corpus_CFLAGS = $(TEST_CFLAGS) \
+	-fsanitize=address,undefined -fno-sanitize-recover=undefined \
+	-fno-omit-frame-pointer
 tests_unit_test_api_corpus_LDFLAGS = -fsanitize=address,undefined
 tests_unit_test_api_corpus_LDADD = $(JANSSON_LIBS) $(CHECK_LIBS) -lm
 EXTRA_DIST += tests/data/bad_requests tests/data/requests
@@ -36,7 +39,8 @@ check_PROGRAMS += tests/unit/test_api_scorecard
 TESTS += tests/unit/test_api_scorecard
 tests_unit_test_api_scorecard_SOURCES = tests/unit/test_api_scorecard.c
 tests_unit_test_api_scorecard_CFLAGS = $(TEST_CFLAGS)
-tests_unit_test_api_scorecard_LDADD = api/libaeapi.a $(JANSSON_LIBS) $(CHECK_LIBS) -lm
+tests_unit_test_api_scorecard_LDADD = api/libaeapi.a $(JANSSON_LIBS) \
+	$(CHECK_LIBS) -lm
 
 # The OpenAPI description against the api.md contract and the examples.
 check_SCRIPTS += tests/unit/test_api_openapi.py

@@ -7,12 +7,12 @@
 /* Exit statuses scripts can rely on. */
 enum {
   AE_EXIT_OK = 0,
-  AE_EXIT_FAILURE = 1,    /* a job failed / was cancelled, or an I/O error */
-  AE_EXIT_USAGE = 2,      /* bad command line */
-  AE_EXIT_INVALID = 3,    /* the request was rejected (4xx) */
-  AE_EXIT_UNAVAILABLE = 4,/* server unreachable, 5xx, 429/503 after retries */
-  AE_EXIT_TIMEOUT = 5,    /* wait --timeout elapsed */
-  AE_EXIT_NOT_FOUND = 6   /* unknown job */
+  AE_EXIT_FAILURE = 1,     /* a job failed / was cancelled, or an I/O error */
+  AE_EXIT_USAGE = 2,       /* bad command line */
+  AE_EXIT_INVALID = 3,     /* the request was rejected (4xx) */
+  AE_EXIT_UNAVAILABLE = 4, /* server unreachable, 5xx, 429/503 after retries */
+  AE_EXIT_TIMEOUT = 5,     /* wait --timeout elapsed */
+  AE_EXIT_NOT_FOUND = 6    /* unknown job */
 };
 
 int ae_cli_score(int argc, char **argv);

@@ -9,8 +9,8 @@
 
 #include "clients/http_client.h"
 
-#include <curl/curl.h>
 #include <ctype.h>
+#include <curl/curl.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -47,7 +47,8 @@ int ae_http_client_new(const char *base_url, int max_tries,
     return AE_ENOMEM;
   }
   size_t n = strlen(client->base_url);
-  while (n > 0 && client->base_url[n - 1] == '/') client->base_url[--n] = 0;
+  while (n > 0 && client->base_url[n - 1] == '/')
+    client->base_url[--n] = 0;
   client->max_tries = max_tries;
   *out = client;
   return AE_OK;
@@ -83,7 +84,8 @@ static size_t on_body(char *ptr, size_t size, size_t nmemb, void *user) {
   size_t n = size * nmemb;
   if (buf->len + n + 1 > buf->cap) {
     size_t cap = buf->cap ? buf->cap : 4096;
-    while (cap < buf->len + n + 1) cap *= 2;
+    while (cap < buf->len + n + 1)
+      cap *= 2;
     char *grown = realloc(buf->data, cap);
     if (!grown) {
       buf->failed = 1;
@@ -107,8 +109,10 @@ static int header_value(const char *line, size_t len, const char *name,
     return 0;
   const char *start = line + name_len + 1;
   const char *end = line + len;
-  while (start < end && isspace((unsigned char)*start)) start++;
-  while (end > start && isspace((unsigned char)end[-1])) end--;
+  while (start < end && isspace((unsigned char)*start))
+    start++;
+  while (end > start && isspace((unsigned char)end[-1]))
+    end--;
   char *value = malloc((size_t)(end - start) + 1);
   if (!value) return -1;
   memcpy(value, start, (size_t)(end - start));
@@ -137,8 +141,8 @@ static size_t on_header(char *ptr, size_t size, size_t nmemb, void *user) {
     return n;
   }
   if (header_value(ptr, n, "Location", &state->response->location) < 0 ||
-      header_value(ptr, n, "Content-Type",
-                   &state->response->content_type) < 0 ||
+      header_value(ptr, n, "Content-Type", &state->response->content_type) <
+          0 ||
       header_value(ptr, n, "Retry-After", &state->retry_after) < 0)
     state->failed = 1;
   return n;
@@ -166,10 +170,9 @@ static void sleep_seconds(double seconds) {
 
 /* One attempt.  Returns AE_OK with the response filled, AE_EIO with
  * errbuf filled, or AE_ENOMEM. */
-static int attempt(ae_http_client *client, const char *method,
-                   const char *url, const char *body,
-                   struct curl_slist *headers, long timeout_ms,
-                   ae_http_response *response, char *errbuf,
+static int attempt(ae_http_client *client, const char *method, const char *url,
+                   const char *body, struct curl_slist *headers,
+                   long timeout_ms, ae_http_response *response, char *errbuf,
                    size_t errbuf_len) {
   CURL *curl = client->curl;
   body_buffer buf = {NULL, 0, 0, 0};
@@ -261,8 +264,8 @@ int ae_http_request(ae_http_client *client, const char *method,
 
   double backoff_s = 0.5;
   for (int try = 1; status == AE_OK; try++) {
-    status = attempt(client, method, url, body, headers, timeout_ms,
-                     response, errbuf, errbuf_len);
+    status = attempt(client, method, url, body, headers, timeout_ms, response,
+                     errbuf, errbuf_len);
     if (try >= client->max_tries || status == AE_ENOMEM) break;
     double wait_s;
     if (status == AE_EIO) {
@@ -272,12 +275,14 @@ int ae_http_request(ae_http_client *client, const char *method,
         fprintf(stderr, "archeval: %s; retrying in %.1f s (%d/%d)\n", errbuf,
                 wait_s, try, client->max_tries - 1);
     } else if (response->status == 429 || response->status == 503) {
-      wait_s = response->retry_after_s >= 0 ? (double)response->retry_after_s
-                                            : 1.0;
+      wait_s =
+          response->retry_after_s >= 0 ? (double)response->retry_after_s : 1.0;
       if (wait_s > AE_HTTP_MAX_RETRY_WAIT_S) wait_s = AE_HTTP_MAX_RETRY_WAIT_S;
       if (!client->quiet)
-        fprintf(stderr, "archeval: %s %s answered %ld; retrying in %.0f s "
-                "(%d/%d)\n", method, path, response->status, wait_s, try,
+        fprintf(stderr,
+                "archeval: %s %s answered %ld; retrying in %.0f s "
+                "(%d/%d)\n",
+                method, path, response->status, wait_s, try,
                 client->max_tries - 1);
       ae_http_response_clear(response);
     } else {

@@ -14,15 +14,16 @@ typedef struct ae_http_client ae_http_client;
 /* One answer.  Everything is owned by the response; release it with
  * ae_http_response_clear. */
 typedef struct {
-  long status;          /* the HTTP status */
-  char *body;           /* NUL-terminated, never NULL after a success */
+  long status; /* the HTTP status */
+  char *body;  /* NUL-terminated, never NULL after a success */
   size_t body_len;
-  long retry_after_s;   /* Retry-After in seconds, -1 when absent */
-  char *location;       /* Location header, NULL when absent */
-  char *content_type;   /* Content-Type header, NULL when absent */
+  long retry_after_s; /* Retry-After in seconds, -1 when absent */
+  char *location;     /* Location header, NULL when absent */
+  char *content_type; /* Content-Type header, NULL when absent */
 } ae_http_response;
 
-#define AE_HTTP_RESPONSE_INIT {0, NULL, 0, -1, NULL, NULL}
+#define AE_HTTP_RESPONSE_INIT                                                  \
+  { 0, NULL, 0, -1, NULL, NULL }
 
 /* The retry policy's defaults. */
 enum { AE_HTTP_DEFAULT_TRIES = 5, AE_HTTP_MAX_RETRY_WAIT_S = 60 };

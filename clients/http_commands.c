@@ -33,10 +33,12 @@ typedef struct {
 
 enum { OPT_SERVER = 1000, OPT_RETRIES, OPT_HELP };
 
-#define COMMON_LONG_OPTIONS                                    \
-  {"server", required_argument, NULL, OPT_SERVER},             \
-      {"retries", required_argument, NULL, OPT_RETRIES},       \
-      {"help", no_argument, NULL, OPT_HELP}
+/* clang-format off */
+#define COMMON_LONG_OPTIONS                              \
+  {"server", required_argument, NULL, OPT_SERVER},       \
+  {"retries", required_argument, NULL, OPT_RETRIES},     \
+  {"help", no_argument, NULL, OPT_HELP}
+/* clang-format on */
 
 static const char common_help[] =
     "  --server URL      the archevald to talk to (default $ARCHEVAL_SERVER,\n"
@@ -78,8 +80,7 @@ static const char *server_url(const common_options *common) {
   return DEFAULT_SERVER;
 }
 
-static int open_client(const common_options *common,
-                       ae_http_client **client) {
+static int open_client(const common_options *common, ae_http_client **client) {
   int status = ae_http_client_new(server_url(common), common->tries, client);
   if (status != AE_OK) {
     fprintf(stderr, "archeval: cannot create an HTTP client for '%s': %s\n",
@@ -179,8 +180,7 @@ static void print_error_response(const char *method, const char *path,
   json_t *problem = json_loadb(response->body, response->body_len, 0, NULL);
   if (json_is_object(problem)) {
     if (!json_object_get(problem, "status"))
-      json_object_set_new(problem, "status",
-                          json_integer(response->status));
+      json_object_set_new(problem, "status", json_integer(response->status));
     print_problem(what, problem);
   } else {
     size_t n = response->body_len;
@@ -222,8 +222,8 @@ static int call_api(ae_http_client *client, const char *method,
     json_error_t error;
     *out = json_loadb(response.body, response.body_len, 0, &error);
     if (!*out) {
-      fprintf(stderr, "archeval: %s %s: unparsable answer: %s\n", method,
-              path, error.text);
+      fprintf(stderr, "archeval: %s %s: unparsable answer: %s\n", method, path,
+              error.text);
       code = AE_EXIT_FAILURE;
     }
   }
@@ -289,8 +289,8 @@ static char *read_all(const char *path, size_t *len) {
 /* ---- waiting ---------------------------------------------------------- */
 
 typedef struct {
-  int full;           /* print the whole job resource, not the result */
-  double timeout_s;   /* < 0: no limit */
+  int full;         /* print the whole job resource, not the result */
+  double timeout_s; /* < 0: no limit */
 } wait_options;
 
 /* Reports one finished job.  Returns 1 when it succeeded, 0 otherwise. */
@@ -332,7 +332,8 @@ static int wait_for_jobs(ae_http_client *client, char **ids, size_t n,
   while (finished < n && code == AE_EXIT_OK) {
     size_t unfinished = n - finished;
     size_t first = 0;
-    while (done[first]) first++;
+    while (done[first])
+      first++;
     int timed_out = 0;
     /* Long-poll the first unfinished job; with several, briefly, then
      * glance at the others. */
@@ -358,12 +359,15 @@ static int wait_for_jobs(ae_http_client *client, char **ids, size_t n,
       if (state_is_terminal(state)) {
         done[i] = 1;
         finished++;
-        if (!strcmp(state, "succeeded")) succeeded++;
-        else if (!strcmp(state, "cancelled")) cancelled++;
-        else failed++;
+        if (!strcmp(state, "succeeded"))
+          succeeded++;
+        else if (!strcmp(state, "cancelled"))
+          cancelled++;
+        else
+          failed++;
         report_finished(job, several, w);
         if (several) {
-          fprintf(stderr, "%zu/%zu finished (%zu succeeded, %zu failed", 
+          fprintf(stderr, "%zu/%zu finished (%zu succeeded, %zu failed",
                   finished, n, succeeded, failed);
           if (cancelled) fprintf(stderr, ", %zu cancelled", cancelled);
           fprintf(stderr, ")\n");
@@ -386,19 +390,20 @@ static int wait_for_jobs(ae_http_client *client, char **ids, size_t n,
 /* ---- submit ----------------------------------------------------------- */
 
 static void submit_help(FILE *f) {
-  fprintf(f,
-          "Usage: archeval submit [OPTIONS] FILE|-\n"
-          "Submits the job request in FILE (or stdin) and prints its id.  A\n"
-          "JSON array of requests, or {\"jobs\":[...]}, is one batch (all or\n"
-          "nothing); the ids are printed one per line.\n"
-          "  --wait            wait for the job(s); print the result JSON (one\n"
-          "                    job) or each finished job on one line (several)\n"
-          "  --timeout SECS    with --wait, give up after SECS (exit 5)\n"
-          "  --full            with --wait, print the whole job resource\n"
-          "  --idempotency-key K  the key (default: a random UUID, so the\n"
-          "                    retries never create the job twice)\n"
-          "%s",
-          common_help);
+  fprintf(
+      f,
+      "Usage: archeval submit [OPTIONS] FILE|-\n"
+      "Submits the job request in FILE (or stdin) and prints its id.  A\n"
+      "JSON array of requests, or {\"jobs\":[...]}, is one batch (all or\n"
+      "nothing); the ids are printed one per line.\n"
+      "  --wait            wait for the job(s); print the result JSON (one\n"
+      "                    job) or each finished job on one line (several)\n"
+      "  --timeout SECS    with --wait, give up after SECS (exit 5)\n"
+      "  --full            with --wait, print the whole job resource\n"
+      "  --idempotency-key K  the key (default: a random UUID, so the\n"
+      "                    retries never create the job twice)\n"
+      "%s",
+      common_help);
 }
 
 int ae_cli_submit(int argc, char **argv) {
@@ -420,14 +425,24 @@ int ae_cli_submit(int argc, char **argv) {
     if (handled < 0) return AE_EXIT_USAGE;
     if (handled) continue;
     switch (opt) {
-      case 'w': do_wait = 1; break;
-      case 'f': w.full = 1; break;
-      case 'k': key = optarg; break;
-      case 't':
-        if (parse_seconds(optarg, &w.timeout_s) < 0) return AE_EXIT_USAGE;
-        break;
-      case OPT_HELP: submit_help(stdout); return AE_EXIT_OK;
-      default: submit_help(stderr); return AE_EXIT_USAGE;
+    case 'w':
+      do_wait = 1;
+      break;
+    case 'f':
+      w.full = 1;
+      break;
+    case 'k':
+      key = optarg;
+      break;
+    case 't':
+      if (parse_seconds(optarg, &w.timeout_s) < 0) return AE_EXIT_USAGE;
+      break;
+    case OPT_HELP:
+      submit_help(stdout);
+      return AE_EXIT_OK;
+    default:
+      submit_help(stderr);
+      return AE_EXIT_USAGE;
     }
   }
   if (optind + 1 != argc) {
@@ -438,8 +453,7 @@ int ae_cli_submit(int argc, char **argv) {
   size_t len = 0;
   char *text = read_all(file, &len);
   if (!text) {
-    fprintf(stderr, "archeval: cannot read '%s': %s\n", file,
-            strerror(errno));
+    fprintf(stderr, "archeval: cannot read '%s': %s\n", file, strerror(errno));
     return AE_EXIT_FAILURE;
   }
   char generated_key[37];
@@ -481,8 +495,8 @@ int ae_cli_submit(int argc, char **argv) {
     return code;
   }
   json_t *answer = NULL;
-  code = call_api(client, "POST", batch ? "/v1/jobs:batch" : "/v1/jobs",
-                  body, key, REQUEST_TIMEOUT_MS, &answer);
+  code = call_api(client, "POST", batch ? "/v1/jobs:batch" : "/v1/jobs", body,
+                  key, REQUEST_TIMEOUT_MS, &answer);
   if (body != text) free(body);
   free(text);
 
@@ -508,7 +522,8 @@ int ae_cli_submit(int argc, char **argv) {
     if (code == AE_EXIT_OK && do_wait) {
       if (n > 1) {
         /* The ids go to stderr, so stdout stays one JSON per line. */
-        for (size_t i = 0; i < n; i++) fprintf(stderr, "submitted %s\n", ids[i]);
+        for (size_t i = 0; i < n; i++)
+          fprintf(stderr, "submitted %s\n", ids[i]);
       }
       code = wait_for_jobs(client, ids, n, &w);
     }
@@ -550,12 +565,18 @@ int ae_cli_wait(int argc, char **argv) {
     if (handled < 0) return AE_EXIT_USAGE;
     if (handled) continue;
     switch (opt) {
-      case 'f': w.full = 1; break;
-      case 't':
-        if (parse_seconds(optarg, &w.timeout_s) < 0) return AE_EXIT_USAGE;
-        break;
-      case OPT_HELP: wait_help(stdout); return AE_EXIT_OK;
-      default: wait_help(stderr); return AE_EXIT_USAGE;
+    case 'f':
+      w.full = 1;
+      break;
+    case 't':
+      if (parse_seconds(optarg, &w.timeout_s) < 0) return AE_EXIT_USAGE;
+      break;
+    case OPT_HELP:
+      wait_help(stdout);
+      return AE_EXIT_OK;
+    default:
+      wait_help(stderr);
+      return AE_EXIT_USAGE;
     }
   }
   if (optind >= argc) {
@@ -698,20 +719,28 @@ int ae_cli_list(int argc, char **argv) {
     if (handled < 0) return AE_EXIT_USAGE;
     if (handled) continue;
     switch (opt) {
-      case 's': state = optarg; break;
-      case 'j': as_json = 1; break;
-      case 'p': {
-        char *end;
-        errno = 0;
-        page_size = strtol(optarg, &end, 10);
-        if (errno || *end || page_size < 1 || page_size > INT_MAX) {
-          fprintf(stderr, "archeval: --page-size wants a positive count\n");
-          return AE_EXIT_USAGE;
-        }
-        break;
+    case 's':
+      state = optarg;
+      break;
+    case 'j':
+      as_json = 1;
+      break;
+    case 'p': {
+      char *end;
+      errno = 0;
+      page_size = strtol(optarg, &end, 10);
+      if (errno || *end || page_size < 1 || page_size > INT_MAX) {
+        fprintf(stderr, "archeval: --page-size wants a positive count\n");
+        return AE_EXIT_USAGE;
       }
-      case OPT_HELP: list_help(stdout); return AE_EXIT_OK;
-      default: list_help(stderr); return AE_EXIT_USAGE;
+      break;
+    }
+    case OPT_HELP:
+      list_help(stdout);
+      return AE_EXIT_OK;
+    default:
+      list_help(stderr);
+      return AE_EXIT_USAGE;
     }
   }
   if (optind != argc) {
@@ -724,8 +753,8 @@ int ae_cli_list(int argc, char **argv) {
   char *token = NULL;
   int pages = 0;
   if (!as_json)
-    printf("%-28s %-10s %-25s %-8s %s\n", "ID", "STATE", "CREATED",
-           "WORKER", "CLIENT_REF");
+    printf("%-28s %-10s %-25s %-8s %s\n", "ID", "STATE", "CREATED", "WORKER",
+           "CLIENT_REF");
   do {
     char path[1400], escaped[1100];
     size_t k = (size_t)snprintf(path, sizeof path, "/v1/jobs?");
@@ -745,8 +774,7 @@ int ae_cli_list(int argc, char **argv) {
     free(token);
     token = NULL;
     json_t *page;
-    code = call_api(client, "GET", path, NULL, NULL, REQUEST_TIMEOUT_MS,
-                    &page);
+    code = call_api(client, "GET", path, NULL, NULL, REQUEST_TIMEOUT_MS, &page);
     if (code != AE_EXIT_OK) break;
     size_t i;
     json_t *job;
@@ -787,9 +815,11 @@ int ae_cli_info(int argc, char **argv) {
     if (handled < 0) return AE_EXIT_USAGE;
     if (handled) continue;
     FILE *f = opt == OPT_HELP ? stdout : stderr;
-    fprintf(f, "Usage: archeval info [OPTIONS]\n"
-               "Prints the server's description (GET /v1): version,\n"
-               "backends, datasets, limits.\n%s", common_help);
+    fprintf(f,
+            "Usage: archeval info [OPTIONS]\n"
+            "Prints the server's description (GET /v1): version,\n"
+            "backends, datasets, limits.\n%s",
+            common_help);
     return opt == OPT_HELP ? AE_EXIT_OK : AE_EXIT_USAGE;
   }
   if (optind != argc) {
@@ -800,8 +830,7 @@ int ae_cli_info(int argc, char **argv) {
   int code = open_client(&common, &client);
   if (code != AE_EXIT_OK) return code;
   json_t *info;
-  code = call_api(client, "GET", "/v1", NULL, NULL, REQUEST_TIMEOUT_MS,
-                  &info);
+  code = call_api(client, "GET", "/v1", NULL, NULL, REQUEST_TIMEOUT_MS, &info);
   if (code == AE_EXIT_OK && info) code = print_json(info, 1);
   json_decref(info);
   ae_http_client_free(client);

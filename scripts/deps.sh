@@ -7,7 +7,7 @@ if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
 PKGS="build-essential autoconf automake libtool pkg-config
   libmicrohttpd-dev libjansson-dev libuv1-dev check
   libopenblas-dev liblapacke-dev zlib1g-dev libcurl4-openssl-dev
-  libsqlite3-dev curl python3 valgrind wrk dataset-fashion-mnist
+  libsqlite3-dev curl python3 python3-jsonschema valgrind wrk dataset-fashion-mnist
   systemd yamllint shellcheck clang"
 missing=""
 for p in $PKGS; do

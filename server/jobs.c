@@ -610,6 +610,8 @@ static void on_async(uv_async_t *handle) {
     switch (ev->kind) {
     case AE_EV_OPENED:
       snprintf(w->name, sizeof w->name, "%s", w->w_name);
+      if (w->cfg.backend == AE_BACKEND_HOST && strncmp(w->device, "cpu", 3))
+        snprintf(w->device, sizeof w->device, "cpu (fallback)");
       ae_log(AE_LOG_INFO, "worker %s opened, warming up", w->name);
       break;
     case AE_EV_READY:

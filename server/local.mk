@@ -8,3 +8,11 @@ server_archevald_CFLAGS = $(AM_CFLAGS) $(MHD_CFLAGS) $(UV_CFLAGS) \
 	$(SQLITE_CFLAGS)
 server_archevald_LDADD = $(ENGINE_LIBS) $(MHD_LIBS) $(UV_LIBS) \
 	$(SQLITE_LIBS)
+
+# Unit tests of the daemon's utilities.
+check_PROGRAMS += server/test_util
+TESTS += server/test_util
+server_test_util_SOURCES = server/test_util.c server/util.c server/metrics.c \
+	server/daemon.h
+server_test_util_CFLAGS = $(TEST_CFLAGS) $(MHD_CFLAGS) $(UV_CFLAGS)
+server_test_util_LDADD = $(JANSSON_LIBS) $(CHECK_LIBS)

@@ -160,13 +160,26 @@ static void emit_histogram(text_buf *t, const char *name, const char *labels,
   }
 }
 
+/* A worker's label: its name, made unique with "/INDEX" when several
+ * workers share it (--workers-per-gpu > 1). */
+static const char *worker_label(const ae_server *srv, size_t i, char *buf,
+                                size_t len) {
+  const char *name = srv->workers[i].name;
+  for (size_t k = 0; k < srv->n_workers; k++)
+    if (k != i && !strcmp(srv->workers[k].name, name)) {
+      snprintf(buf, len, "%s/%zu", name, i);
+      return buf;
+    }
+  return name;
+}
+
 char *ae_metrics_render(ae_server *srv, size_t *len) {
   ae_metrics *m = &srv->metrics;
   text_buf t = {malloc(16384), 0, 16384, 0};
   if (!t.buf)
     return NULL;
   static const char *const states[3] = {"succeeded", "failed", "cancelled"};
-  char labels[128];
+  char labels[128], wl[48];
 
   emit_header(&t, "archeval_jobs_submitted_total", "counter",
               "Jobs accepted (202).");
@@ -188,7 +201,8 @@ char *ae_metrics_render(ae_server *srv, size_t *len) {
               "Jobs running, by worker.");
   for (size_t i = 0; i < srv->n_workers; i++)
     emit(&t, "archeval_jobs_running{worker=\"%s\"} %d\n",
-         srv->workers[i].name, srv->workers[i].current ? 1 : 0);
+         worker_label(srv, i, wl, sizeof wl),
+         srv->workers[i].current ? 1 : 0);
 
   emit_header(&t, "archeval_job_queue_seconds", "histogram",
               "Time from submission to the start of the evaluation.");
@@ -197,7 +211,8 @@ char *ae_metrics_render(ae_server *srv, size_t *len) {
   emit_header(&t, "archeval_job_compute_seconds", "histogram",
               "Evaluation time, by worker.");
   for (size_t i = 0; i < srv->n_workers; i++) {
-    snprintf(labels, sizeof labels, "worker=\"%s\"", srv->workers[i].name);
+    snprintf(labels, sizeof labels, "worker=\"%s\"",
+             worker_label(srv, i, wl, sizeof wl));
     emit_histogram(&t, "archeval_job_compute_seconds", labels,
                    &m->compute_seconds[i]);
   }
@@ -230,14 +245,14 @@ char *ae_metrics_render(ae_server *srv, size_t *len) {
               "1 when the worker finished its warm-up and is in service.");
   for (size_t i = 0; i < srv->n_workers; i++)
     emit(&t, "archeval_worker_ready{worker=\"%s\"} %d\n",
-         srv->workers[i].name,
+         worker_label(srv, i, wl, sizeof wl),
          srv->workers[i].ready && !srv->workers[i].failed);
 
   emit_header(&t, "archeval_gpu_memory_used_bytes", "gauge",
               "Device (or host buffer) memory the worker's engine holds.");
   for (size_t i = 0; i < srv->n_workers; i++)
     emit(&t, "archeval_gpu_memory_used_bytes{worker=\"%s\"} %llu\n",
-         srv->workers[i].name,
+         worker_label(srv, i, wl, sizeof wl),
          (unsigned long long)atomic_load(&srv->workers[i].memory_used));
 
   emit_header(&t, "archeval_build_info", "gauge",

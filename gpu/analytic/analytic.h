@@ -7,8 +7,8 @@
 #ifndef AE_ANALYTIC_H
 #define AE_ANALYTIC_H
 
-#include <stddef.h>
 #include "api/arch.h"
+#include <stddef.h>
 
 /* ---- dual activation kernels (metrics.md §2.3) ----
  * For (u, v) ~ N(0, [[q1, c], [c, q2]]), without c_sigma:
@@ -39,20 +39,23 @@ int ae_dag_kernels(const ae_dag *d, const double *K0, int N, int trained_stem,
  * (+1 with bias); ACT: K' = E[ss](K), T' = E[s's'](K) o T; the INPUT has
  * T = 0, and trained_stem = 0 drops the weight (and bias) term of every
  * LINEAR fed by the raw input (through IDENTITY/FLATTEN), matching
- * ae_dag_kernels' T(0) = 0.  AE_EUNSUPPORTED for any other op, an ACT
- * whose input is not Gaussian in the limit (the raw input, or a sum of
- * activation outputs), or a LINEAR of a sum of activation outputs (then
- * the caller omits the value with a warning).  Unsupported nodes on dead
- * branches (read by nothing) are ignored. */
+ * ae_dag_kernels' T(0) = 0.  Sums of activation outputs (the
+ * post-activation convention of the CONV/NFL code) are exact too: their
+ * cross terms are products of means for independent inputs, Stein's lemma
+ * against Gaussians, mixed dual kernels otherwise.  AE_EUNSUPPORTED for
+ * any other op, an ACT whose input is not Gaussian in the limit (the raw
+ * input, or one holding activation outputs), or a relu-like and a smooth
+ * activation of correlated inputs summed (the caller then omits the value
+ * with a warning).  Unsupported nodes read by nothing are ignored. */
 int ae_graph_kernels(const ae_graph *g, const double *K0, int N,
                      int trained_stem, double *K_out, double *T_out);
 
 /* ---- paths and topology (metrics.md §2.7) ---- */
 typedef struct {
-  double n_paths;          /* P: input-to-output paths avoiding ZERO */
-  double n_param_paths;    /* paths with d_p > 0 */
-  double sum_depth;        /* sum_p d_p */
-  double *depths;          /* d_p for each path, or NULL when P > max_list */
+  double n_paths;       /* P: input-to-output paths avoiding ZERO */
+  double n_param_paths; /* paths with d_p > 0 */
+  double sum_depth;     /* sum_p d_p */
+  double *depths;       /* d_p for each path, or NULL when P > max_list */
   size_t n_depths;
   /* sum_depth / n_paths and n_param_paths / n_paths, computed with
    * normalised weights so they stay finite when P overflows a double. */
@@ -60,23 +63,36 @@ typedef struct {
   double param_fraction;
 } ae_paths;
 
-/* Cell DAG paths (d_p = LINEAR edges on the path). */
+/* Cell DAG paths (d_p = LINEAR edges on the path; ZERO edges break
+ * paths).  The depth list is in depth-first order from node 0 taking
+ * out-edges by ascending destination, as metrics.md §6 lists them
+ * ([2,1,2,0] for 2_21_112).  When P = 0 the list is empty but non-NULL.
+ * 0, AE_EINVAL or AE_ENOMEM; free with ae_paths_free. */
 int ae_dag_paths(const ae_dag *d, size_t max_list, ae_paths *out);
-/* Graph paths from INPUT to output (d_p = LINEAR and CONV nodes). */
+/* Graph paths from INPUT to output (d_p = LINEAR and CONV nodes, the
+ * readout included; ZERO nodes break paths; an input listed twice counts
+ * twice).  The depth list is in backward depth-first order. */
 int ae_graph_paths(const ae_graph *g, size_t max_list, ae_paths *out);
 void ae_paths_free(ae_paths *p);
 
-/* d-bar = sum d_p / P; m-bar = n_param_paths / d-bar (0 when d-bar = 0). */
+/* d-bar = sum d_p / P; m-bar = n_param_paths / d-bar (0 when d-bar = 0;
+ * +inf when P overflows a double, while d-bar stays finite). */
 double ae_effective_depth(const ae_paths *p);
 double ae_effective_width(const ae_paths *p);
 
 /* The paper's filter (centre +- half radius of the space of this type):
+ * with (min, max) of d-bar and m-bar over the space's cells with d-bar > 0,
+ * centre = (max + min)/2 and radius r = (max - min)/2, keep iff
+ * |d-bar - centre_d| <= r_d/2 and |m-bar - centre_m| <= r_m/2 (NB201:
+ * d in [0.25, 3], m in [1/3, 4], i.e. 1.625 +- 0.6875 and 13/6 +- 11/12;
+ * 6256 of the 15625 cells kept).  d-bar = 0 is rejected.
  * 1 keep, 0 reject, -1 no space known (graph, or mlp_dag too large to
- * enumerate); for mlp_dag the space is every DAG with the same node count. */
+ * enumerate: more than 5 nodes); for mlp_dag the space is every DAG with
+ * the same node count (computed once per process, thread-safe). */
 int ae_dag_filter(const ae_arch *a, double dbar, double mbar);
 
 /* NFL's path proxy E-hat = 1 / [C(m) sum_p exp(-5 d_p / (8 m))]; NaN when
- * the depth list is absent. */
+ * the depth list is absent or empty (no path). */
 double ae_path_proxy(const ae_paths *p, double m);
 /* C(m) = Gamma((m+1)/2) / (Gamma(m/2) (m/2)^(1/2)). */
 double ae_nfl_c_of_m(double m);
@@ -84,9 +100,12 @@ double ae_nfl_c_of_m(double m);
 /* ---- bounds (metrics.md §2.5(a), §2.6) ---- */
 /* U_NNGP = min_{i != j} [P - sum_p f^{d_p}(rho_ij)] with f the normalised
  * dual kernel of each linear edge's activation, composed along the path.
- * rho: N x N cosine similarities.  NaN if N < 2. */
+ * rho: N x N cosine similarities.  NaN if N < 2, rho holds a NaN, or the
+ * DAG has more than 1e5 paths.  Evaluates only the pairs that can attain
+ * the minimum (see bounds.c), so it costs O(paths), not O(N^2 paths). */
 double ae_u_nngp(const ae_dag *d, const double *rho, int N);
-/* NFL Thm 4.6 NTK bound (relu), same arguments. */
+/* NFL Thm 4.6 NTK bound, same arguments.  The paper's relu form; other
+ * activations use their own normalised f and fdot = c_sigma E[s's']. */
 double ae_nfl_ntk_bound(const ae_dag *d, const double *rho, int N);
 
 /* ---- float64 linear algebra ---- */

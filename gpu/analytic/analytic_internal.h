@@ -12,11 +12,11 @@
 double ae_dual_quadrature(ae_activation act, int derivative, double q1,
                           double q2, double c);
 /* Both expectations of the quadrature path in one pass (shared nodes). */
-void ae_dual_quadrature_pair(ae_activation act, double q1, double q2,
-                             double c, double *ss, double *dd);
+void ae_dual_quadrature_pair(ae_activation act, double q1, double q2, double c,
+                             double *ss, double *dd);
 /* ae_dual_ss and ae_dual_dd together: what the kernel recursion calls. */
-void ae_dual_pair(ae_activation a, double q1, double q2, double c,
-                  double *ss, double *dd);
+void ae_dual_pair(ae_activation a, double q1, double q2, double c, double *ss,
+                  double *dd);
 
 /* c_sigma = 1 / E_{z~N(0,1)}[sigma(z)^2] from the dual kernel at unit
  * variance and rho = 1. */
@@ -24,5 +24,21 @@ double ae_dual_c_sigma(ae_activation a);
 
 /* The c_sigma the analytic kernels fold into each linear edge. */
 double ae_analytic_c_sigma(ae_activation a);
+
+/* E[f(u) g(v)] and E[f'(u) g'(v)] for two activations: closed forms
+ * for relu/leaky_relu pairs and identity (Stein), quadrature for two
+ * smooth ones.  -1 (NaN outputs) for a piecewise-linear activation
+ * against a smooth one, else 0. */
+int ae_dual_mixed_pair(ae_activation f, ae_activation g, double q1,
+                       double q2, double c, double *ss, double *dd);
+/* E[sigma(u)] and E[sigma'(u)] for u ~ N(0, q). */
+void ae_dual_mean(ae_activation a, double q, double *mean, double *dmean);
+
+/* Adaptive references (tests): the mixed expectation (derivative 0:
+ * E[f(u) g(v)], 1: E[f'(u) g'(v)]) and E[sigma(u)] / E[sigma'(u)]. */
+double ae_dual_mixed_reference(ae_activation f, ae_activation g,
+                               int derivative, double q1, double q2,
+                               double c);
+double ae_dual_mean_reference(ae_activation a, int derivative, double q);
 
 #endif

@@ -97,8 +97,8 @@ static double unit_fdot(ae_activation a, double c_sigma, double rho) {
 
 /* P - sum_p f^{d_p}(rho), plus (ntk) the NFL Thm 4.6 tangent terms
  * sum_p d_p - sum_p sum_{e<=d_p} f^e(rho) prod_{k<=e} fdot_k(rho). */
-static double pair_bound(const path_set *ps, const double *c_sigma,
-                         double rho, int ntk) {
+static double pair_bound(const path_set *ps, const double *c_sigma, double rho,
+                         int ntk) {
   double total = 0.0;
   for (size_t p = 0; p < ps->n_paths; p++) {
     double f = rho, product = 1.0, tangent = 0.0;

@@ -12,10 +12,12 @@
  * versions integrate the same two levels with adaptive Gauss-Kronrod
  * (G7/K15) to 1e-12, for tests.
  *
- * Every function here is pure; any thread may call any of them. */
+ * Every function here is pure (a table of sinh/cosh nodes is filled once
+ * under pthread_once, read-only after); any thread may call any of them. */
 #include "config.h"
 
 #include <math.h>
+#include <pthread.h>
 
 #include "gpu/analytic/analytic.h"
 #include "gpu/analytic/analytic_internal.h"
@@ -30,22 +32,32 @@ static double sigmoid(double x) {
 
 static double act_value(const ae_activation *a, double x) {
   switch (a->fn) {
-  case AE_ACT_RELU: return x > 0 ? x : 0.0;
-  case AE_ACT_LEAKY_RELU: return x > 0 ? x : a->slope * x;
-  case AE_ACT_TANH: return tanh(x);
-  case AE_ACT_SIGMOID: return sigmoid(x);
-  case AE_ACT_SWISH: return x * sigmoid(x);
-  case AE_ACT_GELU: return x * 0.5 * erfc(-x * M_SQRT1_2);
-  case AE_ACT_ERF: return erf(x);
-  case AE_ACT_IDENTITY: return x;
+  case AE_ACT_RELU:
+    return x > 0 ? x : 0.0;
+  case AE_ACT_LEAKY_RELU:
+    return x > 0 ? x : a->slope * x;
+  case AE_ACT_TANH:
+    return tanh(x);
+  case AE_ACT_SIGMOID:
+    return sigmoid(x);
+  case AE_ACT_SWISH:
+    return x * sigmoid(x);
+  case AE_ACT_GELU:
+    return x * 0.5 * erfc(-x * M_SQRT1_2);
+  case AE_ACT_ERF:
+    return erf(x);
+  case AE_ACT_IDENTITY:
+    return x;
   }
   return NAN;
 }
 
 static double act_derivative(const ae_activation *a, double x) {
   switch (a->fn) {
-  case AE_ACT_RELU: return x > 0 ? 1.0 : 0.0;
-  case AE_ACT_LEAKY_RELU: return x > 0 ? 1.0 : a->slope;
+  case AE_ACT_RELU:
+    return x > 0 ? 1.0 : 0.0;
+  case AE_ACT_LEAKY_RELU:
+    return x > 0 ? 1.0 : a->slope;
   case AE_ACT_TANH: {
     double t = tanh(x);
     return 1.0 - t * t;
@@ -61,8 +73,10 @@ static double act_derivative(const ae_activation *a, double x) {
   case AE_ACT_GELU:
     return 0.5 * erfc(-x * M_SQRT1_2) +
            x * exp(-0.5 * x * x) / sqrt(2.0 * M_PI);
-  case AE_ACT_ERF: return 2.0 / sqrt(M_PI) * exp(-x * x);
-  case AE_ACT_IDENTITY: return 1.0;
+  case AE_ACT_ERF:
+    return 2.0 / sqrt(M_PI) * exp(-x * x);
+  case AE_ACT_IDENTITY:
+    return 1.0;
   }
   return NAN;
 }
@@ -118,10 +132,32 @@ static void sinh_rule_init(sinh_rule *r, double centre, double scale) {
   r->k_hi = (long)ceil(t_hi / r->step);
 }
 
+/* sinh and cosh of k * STEP_T for |k| <= TABLE_HALF, computed once per
+ * process (pthread_once) and read-only afterwards: the common step's
+ * nodes then cost no transcendental. */
+#define TABLE_HALF 160
+static double sinh_table[2 * TABLE_HALF + 1], cosh_table[2 * TABLE_HALF + 1];
+static pthread_once_t table_once = PTHREAD_ONCE_INIT;
+
+static void table_init(void) {
+  for (int k = -TABLE_HALF; k <= TABLE_HALF; k++) {
+    sinh_table[k + TABLE_HALF] = sinh((double)k * STEP_T);
+    cosh_table[k + TABLE_HALF] = cosh((double)k * STEP_T);
+  }
+}
+
 static void sinh_rule_node(const sinh_rule *r, long k, double *z, double *w) {
-  double t = (double)k * r->step;
-  *z = r->centre + r->scale * sinh(t);
-  *w = r->step * r->scale * cosh(t);
+  double sh, ch;
+  if (r->step == STEP_T && k >= -TABLE_HALF && k <= TABLE_HALF) {
+    sh = sinh_table[k + TABLE_HALF];
+    ch = cosh_table[k + TABLE_HALF];
+  } else {
+    double t = (double)k * r->step;
+    sh = sinh(t);
+    ch = cosh(t);
+  }
+  *z = r->centre + r->scale * sh;
+  *w = r->step * r->scale * ch;
 }
 
 /* sigma(x) and sigma'(x) together, sharing the expensive part. */
@@ -186,21 +222,30 @@ static void inner_expectations(const ae_activation *act, double a, double b,
   *derivative = sum_d;
 }
 
-void ae_dual_quadrature_pair(ae_activation act, double q1, double q2,
-                             double c, double *ss, double *dd) {
+/* E[f(u) g(v)] and E[f'(u) g'(v)]: f on the outer level, g inner. */
+static void quadrature_mixed(const ae_activation *f, const ae_activation *g,
+                             double q1, double q2, double c, double *ss,
+                             double *dd) {
   if (!(q1 >= 0) || !(q2 >= 0)) {
     *ss = *dd = NAN;
     return;
   }
-  double v0, d0;
-  act_both(&act, 0.0, &v0, &d0);
-  if (q1 == 0.0 || q2 == 0.0) {
-    /* One side is the constant sigma(0). */
-    double v, d;
-    inner_expectations(&act, 0.0, sqrt(fmax(q1, q2)), &v, &d);
-    if (q1 == 0.0 && q2 == 0.0) v = v0, d = d0;
-    *ss = v0 * v;
-    *dd = d0 * d;
+  pthread_once(&table_once, table_init);
+  if (q1 == 0.0) {
+    /* u is the constant 0; v is free. */
+    double fv, fd, gv, gd;
+    act_both(f, 0.0, &fv, &fd);
+    inner_expectations(g, 0.0, sqrt(q2), &gv, &gd);
+    *ss = fv * gv;
+    *dd = fd * gd;
+    return;
+  }
+  if (q2 == 0.0) {
+    double fv, fd, gv, gd;
+    act_both(g, 0.0, &gv, &gd);
+    inner_expectations(f, 0.0, sqrt(q1), &fv, &fd);
+    *ss = fv * gv;
+    *dd = fd * gd;
     return;
   }
   double one_minus;
@@ -214,15 +259,20 @@ void ae_dual_quadrature_pair(ae_activation act, double q1, double q2,
   for (long k = r.k_lo; k <= r.k_hi; k++) {
     double z, w, fv, fd, gv, gd;
     sinh_rule_node(&r, k, &z, &w);
-    act_both(&act, s1 * z, &fv, &fd);
+    act_both(f, s1 * z, &fv, &fd);
     if (fv == 0.0 && fd == 0.0) continue;
-    inner_expectations(&act, rho * s2 * z, b, &gv, &gd);
+    inner_expectations(g, rho * s2 * z, b, &gv, &gd);
     double weight = w * normal_pdf(z);
     sum_v += weight * fv * gv;
     sum_d += weight * fd * gd;
   }
   *ss = sum_v;
   *dd = sum_d;
+}
+
+void ae_dual_quadrature_pair(ae_activation act, double q1, double q2,
+                             double c, double *ss, double *dd) {
+  quadrature_mixed(&act, &act, q1, q2, c, ss, dd);
 }
 
 double ae_dual_quadrature(ae_activation act, int derivative, double q1,
@@ -255,32 +305,40 @@ static double relu_like_dd(double q1, double q2, double c, double slope) {
 
 double ae_dual_ss(ae_activation a, double q1, double q2, double c) {
   switch (a.fn) {
-  case AE_ACT_RELU: return relu_like_ss(q1, q2, c, 0.0);
-  case AE_ACT_LEAKY_RELU: return relu_like_ss(q1, q2, c, a.slope);
+  case AE_ACT_RELU:
+    return relu_like_ss(q1, q2, c, 0.0);
+  case AE_ACT_LEAKY_RELU:
+    return relu_like_ss(q1, q2, c, a.slope);
   case AE_ACT_ERF: {
     double x = 2.0 * c / sqrt((1.0 + 2.0 * q1) * (1.0 + 2.0 * q2));
     return 2.0 / M_PI * asin(fmax(-1.0, fmin(1.0, x)));
   }
-  case AE_ACT_IDENTITY: return c;
-  default: return ae_dual_quadrature(a, 0, q1, q2, c);
+  case AE_ACT_IDENTITY:
+    return c;
+  default:
+    return ae_dual_quadrature(a, 0, q1, q2, c);
   }
 }
 
 double ae_dual_dd(ae_activation a, double q1, double q2, double c) {
   switch (a.fn) {
-  case AE_ACT_RELU: return relu_like_dd(q1, q2, c, 0.0);
-  case AE_ACT_LEAKY_RELU: return relu_like_dd(q1, q2, c, a.slope);
+  case AE_ACT_RELU:
+    return relu_like_dd(q1, q2, c, 0.0);
+  case AE_ACT_LEAKY_RELU:
+    return relu_like_dd(q1, q2, c, a.slope);
   case AE_ACT_ERF: {
     double det = (1.0 + 2.0 * q1) * (1.0 + 2.0 * q2) - 4.0 * c * c;
     return 4.0 / M_PI / sqrt(fmax(det, 1e-300));
   }
-  case AE_ACT_IDENTITY: return 1.0;
-  default: return ae_dual_quadrature(a, 1, q1, q2, c);
+  case AE_ACT_IDENTITY:
+    return 1.0;
+  default:
+    return ae_dual_quadrature(a, 1, q1, q2, c);
   }
 }
 
-void ae_dual_pair(ae_activation a, double q1, double q2, double c,
-                  double *ss, double *dd) {
+void ae_dual_pair(ae_activation a, double q1, double q2, double c, double *ss,
+                  double *dd) {
   switch (a.fn) {
   case AE_ACT_TANH:
   case AE_ACT_SIGMOID:
@@ -291,6 +349,83 @@ void ae_dual_pair(ae_activation a, double q1, double q2, double c,
   default:
     *ss = ae_dual_ss(a, q1, q2, c);
     *dd = ae_dual_dd(a, q1, q2, c);
+  }
+}
+
+static int is_smooth(ae_act_fn fn) {
+  return fn == AE_ACT_TANH || fn == AE_ACT_SIGMOID || fn == AE_ACT_SWISH ||
+         fn == AE_ACT_GELU || fn == AE_ACT_ERF;
+}
+
+/* The slope of a relu-like activation: relu 0, leaky_relu a; -1 else. */
+static double relu_like_slope(ae_activation a) {
+  if (a.fn == AE_ACT_RELU) return 0.0;
+  if (a.fn == AE_ACT_LEAKY_RELU) return a.slope;
+  return -1.0;
+}
+
+int ae_dual_mixed_pair(ae_activation f, ae_activation g, double q1,
+                       double q2, double c, double *ss, double *dd) {
+  if (f.fn == g.fn &&
+      (f.fn != AE_ACT_LEAKY_RELU || f.slope == g.slope)) {
+    ae_dual_pair(f, q1, q2, c, ss, dd);
+    return 0;
+  }
+  double f_mean, f_dmean, g_mean, g_dmean;
+  if (g.fn == AE_ACT_IDENTITY) {
+    /* Stein: E[f(u) v] = c E[f'(u)]. */
+    ae_dual_mean(f, q1, &f_mean, &f_dmean);
+    *ss = c * f_dmean;
+    *dd = f_dmean;
+    return 0;
+  }
+  if (f.fn == AE_ACT_IDENTITY) {
+    ae_dual_mean(g, q2, &g_mean, &g_dmean);
+    *ss = c * g_dmean;
+    *dd = g_dmean;
+    return 0;
+  }
+  double a = relu_like_slope(f), b = relu_like_slope(g);
+  if (a >= 0 && b >= 0) {
+    /* s_a(x) = a x + (1 - a) relu(x), and E[x relu(y)] = c / 2. */
+    double rr, rd;
+    ae_activation relu = {AE_ACT_RELU, 0.0};
+    ae_dual_pair(relu, q1, q2, c, &rr, &rd);
+    *ss = a * b * c + (a * (1 - b) + (1 - a) * b) * c * 0.5 +
+          (1 - a) * (1 - b) * rr;
+    *dd = a * b + (a * (1 - b) + (1 - a) * b) * 0.5 + (1 - a) * (1 - b) * rd;
+    return 0;
+  }
+  if (is_smooth(f.fn) && is_smooth(g.fn)) {
+    quadrature_mixed(&f, &g, q1, q2, c, ss, dd);
+    return 0;
+  }
+  *ss = *dd = NAN; /* a kink against a smooth turn: not provided */
+  return -1;
+}
+
+void ae_dual_mean(ae_activation a, double q, double *mean, double *dmean) {
+  double root = sqrt(fmax(q, 0.0));
+  switch (a.fn) {
+  case AE_ACT_RELU:
+    *mean = root / sqrt(2.0 * M_PI);
+    *dmean = 0.5;
+    return;
+  case AE_ACT_LEAKY_RELU:
+    *mean = (1.0 - a.slope) * root / sqrt(2.0 * M_PI);
+    *dmean = 0.5 * (1.0 + a.slope);
+    return;
+  case AE_ACT_IDENTITY:
+    *mean = 0.0;
+    *dmean = 1.0;
+    return;
+  case AE_ACT_ERF:
+    *mean = 0.0;
+    *dmean = 2.0 / sqrt(M_PI) / sqrt(1.0 + 2.0 * q);
+    return;
+  default:
+    pthread_once(&table_once, table_init);
+    inner_expectations(&a, 0.0, root, mean, dmean);
   }
 }
 
@@ -351,9 +486,10 @@ static double adaptive_split(integrand_fn f, const void *ctx, double lo,
 }
 
 typedef struct {
-  const ae_activation *act;
+  const ae_activation *act;       /* inner level (and the only one) */
+  const ae_activation *outer_act; /* outer level of the 2-D integral */
   int derivative;
-  double a, b;      /* inner: g(a + b z) */
+  double a, b; /* inner: g(a + b z) */
   double s1, rho_s2, one_minus_b;
 } reference_ctx;
 
@@ -374,23 +510,26 @@ static double reference_inner(const ae_activation *act, int derivative,
 
 static double reference_outer_integrand(double z, const void *p) {
   const reference_ctx *r = p;
-  double outer = act_eval(r->act, r->derivative, r->s1 * z);
+  double outer = act_eval(r->outer_act, r->derivative, r->s1 * z);
   if (outer == 0.0) return 0.0;
   return normal_pdf(z) * outer *
          reference_inner(r->act, r->derivative, r->rho_s2 * z, r->one_minus_b);
 }
 
-static double dual_reference(ae_activation act, int derivative, double q1,
-                             double q2, double c) {
+/* E[f(u) g(v)] (derivative 0) or E[f'(u) g'(v)], f outer, g inner. */
+static double dual_reference(const ae_activation *f, const ae_activation *g,
+                             int derivative, double q1, double q2, double c) {
   if (!(q1 >= 0) || !(q2 >= 0)) return NAN;
-  if (q1 == 0.0 || q2 == 0.0) {
-    double q = fmax(q1, q2);
-    return act_eval(&act, derivative, 0.0) *
-           reference_inner(&act, derivative, 0.0, sqrt(q));
-  }
+  if (q1 == 0.0)
+    return act_eval(f, derivative, 0.0) *
+           reference_inner(g, derivative, 0.0, sqrt(q2));
+  if (q2 == 0.0)
+    return act_eval(g, derivative, 0.0) *
+           reference_inner(f, derivative, 0.0, sqrt(q1));
   double one_minus;
   double rho = correlation(q1, q2, c, &one_minus);
-  reference_ctx r = {.act = &act,
+  reference_ctx r = {.act = g,
+                     .outer_act = f,
                      .derivative = derivative,
                      .s1 = sqrt(q1),
                      .rho_s2 = rho * sqrt(q2),
@@ -400,9 +539,19 @@ static double dual_reference(ae_activation act, int derivative, double q1,
 }
 
 double ae_dual_ss_reference(ae_activation a, double q1, double q2, double c) {
-  return dual_reference(a, 0, q1, q2, c);
+  return dual_reference(&a, &a, 0, q1, q2, c);
 }
 
 double ae_dual_dd_reference(ae_activation a, double q1, double q2, double c) {
-  return dual_reference(a, 1, q1, q2, c);
+  return dual_reference(&a, &a, 1, q1, q2, c);
+}
+
+double ae_dual_mixed_reference(ae_activation f, ae_activation g,
+                               int derivative, double q1, double q2,
+                               double c) {
+  return dual_reference(&f, &g, derivative, q1, q2, c);
+}
+
+double ae_dual_mean_reference(ae_activation a, int derivative, double q) {
+  return reference_inner(&a, derivative, 0.0, sqrt(fmax(q, 0.0)));
 }

@@ -54,7 +54,8 @@ static void linear_after_act(ae_activation act, double gain, const double *K_in,
                              double *T_c) {
   size_t nn = (size_t)N * N;
   dual_matrices(act, gain, K_in, N, K_c, T_c);
-  for (size_t e = 0; e < nn; e++) T_c[e] = K_c[e] + T_c[e] * T_in[e];
+  for (size_t e = 0; e < nn; e++)
+    T_c[e] = K_c[e] + T_c[e] * T_in[e];
 }
 
 static int same_activation(ae_activation a, ae_activation b) {
@@ -91,8 +92,7 @@ static int combination_add(combination *dst, const combination *src,
   }
   int i = 0, j = 0, n = 0;
   while (i < dst->n || j < src->n) {
-    if (j >= src->n ||
-        (i < dst->n && dst->component[i] < src->component[j])) {
+    if (j >= src->n || (i < dst->n && dst->component[i] < src->component[j])) {
       comp[n] = dst->component[i];
       coef[n++] = dst->coef[i++];
     } else if (i >= dst->n || src->component[j] < dst->component[i]) {
@@ -199,8 +199,8 @@ int ae_dag_kernels(const ae_dag *d, const double *K0, int N, int trained_stem,
             memcpy(comp_T[c], comp_T[twin], sizeof(double) * nn);
           } else {
             linear_after_act(edge->act, ae_analytic_c_sigma(edge->act),
-                             node_K[edge->src], node_T[edge->src], N,
-                             comp_K[c], comp_T[c]);
+                             node_K[edge->src], node_T[edge->src], N, comp_K[c],
+                             comp_T[c]);
           }
           if (combination_unit(&node[t], c)) goto done;
         }
@@ -217,15 +217,20 @@ int ae_dag_kernels(const ae_dag *d, const double *K0, int N, int trained_stem,
 
 done:
   if (node)
-    for (int t = 0; t < n_nodes; t++) combination_free(&node[t]);
+    for (int t = 0; t < n_nodes; t++)
+      combination_free(&node[t]);
   if (node_K)
-    for (int t = 0; t < n_nodes; t++) free(node_K[t]);
+    for (int t = 0; t < n_nodes; t++)
+      free(node_K[t]);
   if (node_T)
-    for (int t = 0; t < n_nodes; t++) free(node_T[t]);
+    for (int t = 0; t < n_nodes; t++)
+      free(node_T[t]);
   if (comp_K)
-    for (int k = 0; k < n_comp_max; k++) free(comp_K[k]);
+    for (int k = 0; k < n_comp_max; k++)
+      free(comp_K[k]);
   if (comp_T)
-    for (int k = 0; k < n_comp_max; k++) free(comp_T[k]);
+    for (int k = 0; k < n_comp_max; k++)
+      free(comp_T[k]);
   free(node);
   free(node_K);
   free(node_T);
@@ -236,26 +241,38 @@ done:
   return status;
 }
 
-/* ---- the dense lowered graph ---- */
-
-typedef enum {
-  REP_NONE,     /* not computed (unsupported or dead) */
-  REP_GAUSS,    /* a combination of components (Gaussian in the limit
-                   unless it holds the raw input) */
-  REP_ACT       /* an activation output: its own K and T */
-} node_rep;
+/* ---- the dense lowered graph ----
+ *
+ * A graph node is a Gaussian part (a combination of components, as for
+ * the DAG) plus a sum of activation outputs sigma_a(h_a), each h_a itself
+ * a combination.  Activation outputs are not Gaussian, but a LINEAR of
+ * them has a kernel built from second moments only:
+ *   E[s_a(h_a(x_i)) s_b(h_b(x_j))]: the dual kernel at the cross
+ *     covariance of h_a and h_b (a product of means when they share no
+ *     component: independent weights, as in post-activation nets);
+ *   E[s_a(h_a(x_i)) g(x_j)] = Cov(h_a(x_i), g(x_j)) E[s_a'(h_a(x_i))]
+ *     for a Gaussian g (Stein's lemma);
+ * and the tangent kernel likewise with s' and the cross tangent kernels.
+ * An ACT accepts only a Gaussian node without the raw input. */
 
 typedef struct {
-  node_rep rep;
-  combination comb;     /* REP_GAUSS */
-  double *K, *T;        /* REP_ACT */
-  int raw_input;        /* the input itself, through identity/flatten */
-  int last_use;         /* index of the last node reading this one */
+  int live;          /* computed and not yet released */
+  combination comb;  /* Gaussian part */
+  combination acts;  /* activation terms: (ACT node index, coefficient) */
+  int raw_input;     /* the input itself, through identity/flatten */
+  int last_use;      /* index of the last node reading this one */
+  /* ACT nodes: data kept while any acts list refers to the node */
+  int act_refs;
+  combination h;        /* the Gaussian input */
+  ae_activation act;
+  double *K, *T;        /* E[ss](K_h), E[s's'](K_h) o T_h */
+  double *q;            /* diag K_h */
+  double *mean, *dmean; /* E[s(h(x_i))], E[s'(h(x_i))] */
 } graph_node_state;
 
 typedef struct {
-  double **K, **T;      /* per component */
-  int *refs;            /* live references from node combinations */
+  double **K, **T; /* per component */
+  int *refs;       /* live references from combinations */
   int n, cap;
 } component_table;
 
@@ -274,99 +291,178 @@ static void component_retain(component_table *ct, const combination *c) {
   for (int m = 0; m < c->n; m++) ct->refs[c->component[m]]++;
 }
 
-static void node_state_release(graph_node_state *s, component_table *ct) {
-  if (s->rep == REP_GAUSS) component_release(ct, &s->comb);
-  combination_free(&s->comb);
-  free(s->K);
-  free(s->T);
-  s->K = s->T = NULL;
-  s->rep = REP_NONE;
+static void act_data_release(graph_node_state *a, component_table *ct) {
+  if (--a->act_refs > 0) return;
+  component_release(ct, &a->h);
+  combination_free(&a->h);
+  free(a->K);
+  free(a->T);
+  free(a->q);
+  free(a->mean);
+  free(a->dmean);
+  a->K = a->T = a->q = a->mean = a->dmean = NULL;
 }
 
-/* The per-coordinate K and T a LINEAR node sees at its input. */
-static int input_kernels(const graph_node_state *s, const component_table *ct,
-                         int N, double *K, double *T) {
-  size_t nn = (size_t)N * N;
-  if (s->rep == REP_ACT) {
-    memcpy(K, s->K, sizeof(double) * nn);
-    memcpy(T, s->T, sizeof(double) * nn);
-    return 0;
+static void node_state_release(graph_node_state *st, int t,
+                               component_table *ct) {
+  graph_node_state *s = &st[t];
+  if (s->live) {
+    component_release(ct, &s->comb);
+    for (int m = 0; m < s->acts.n; m++)
+      act_data_release(&st[s->acts.component[m]], ct);
   }
-  if (s->rep != REP_GAUSS) return AE_EUNSUPPORTED;
+  s->live = 0;
+  combination_free(&s->comb);
+  combination_free(&s->acts);
+}
+
+/* out = sum over shared components of coef_a coef_b M_k; the number of
+ * shared components (0: out untouched). */
+static int cross_kernel(const combination *a, const combination *b,
+                        double *const *M, int N, double *out) {
+  size_t nn = (size_t)N * N;
+  int shared = 0, i = 0, j = 0;
+  while (i < a->n && j < b->n) {
+    if (a->component[i] < b->component[j]) {
+      i++;
+    } else if (b->component[j] < a->component[i]) {
+      j++;
+    } else {
+      if (shared++ == 0) memset(out, 0, sizeof(double) * nn);
+      double w = a->coef[i] * b->coef[j];
+      const double *Mk = M[a->component[i]];
+      for (size_t e = 0; e < nn; e++) out[e] += w * Mk[e];
+      i++;
+      j++;
+    }
+  }
+  return shared;
+}
+
+/* The per-coordinate K and T of node s (what a LINEAR reading it sees).
+ * C, D: N*N scratch each. */
+static int node_kernels(const graph_node_state *st, int t,
+                        const component_table *ct, int N, double *K,
+                        double *T, double *C, double *D) {
+  const graph_node_state *s = &st[t];
+  if (!s->live) return AE_EUNSUPPORTED;
   combination_kernels(&s->comb, ct->K, ct->T, N, K, T);
+  for (int m = 0; m < s->acts.n; m++) {
+    const graph_node_state *a = &st[s->acts.component[m]];
+    double beta = s->acts.coef[m];
+    for (int i = 0; i < N; i++)
+      for (int j = 0; j < N; j++) {
+        size_t e = (size_t)i * N + j;
+        K[e] += beta * beta * a->K[e];
+        T[e] += beta * beta * a->T[e];
+      }
+    /* With the Gaussian part (Stein). */
+    if (cross_kernel(&a->h, &s->comb, ct->K, N, C)) {
+      cross_kernel(&a->h, &s->comb, ct->T, N, D);
+      for (int i = 0; i < N; i++)
+        for (int j = 0; j < N; j++) {
+          size_t e = (size_t)i * N + j;
+          double slope = a->dmean[i] + a->dmean[j];
+          K[e] += beta * C[e] * slope;
+          T[e] += beta * D[e] * slope;
+        }
+    }
+    /* With the other activation terms. */
+    for (int m2 = m + 1; m2 < s->acts.n; m2++) {
+      const graph_node_state *b = &st[s->acts.component[m2]];
+      double w = beta * s->acts.coef[m2];
+      if (!cross_kernel(&a->h, &b->h, ct->K, N, C)) {
+        for (int i = 0; i < N; i++)
+          for (int j = 0; j < N; j++)
+            K[(size_t)i * N + j] +=
+                w * (a->mean[i] * b->mean[j] + b->mean[i] * a->mean[j]);
+        continue; /* independent: no tangent cross term */
+      }
+      cross_kernel(&a->h, &b->h, ct->T, N, D);
+      for (int i = 0; i < N; i++)
+        for (int j = 0; j < N; j++) {
+          size_t e = (size_t)i * N + j;
+          double ss_ij, dd_ij, ss_ji, dd_ji;
+          if (ae_dual_mixed_pair(a->act, b->act, a->q[i], b->q[j], C[e],
+                                 &ss_ij, &dd_ij) ||
+              ae_dual_mixed_pair(a->act, b->act, a->q[j], b->q[i], C[e],
+                                 &ss_ji, &dd_ji))
+            return AE_EUNSUPPORTED;
+          K[e] += w * (ss_ij + ss_ji);
+          T[e] += w * (dd_ij + dd_ji) * D[e];
+        }
+    }
+  }
   return 0;
 }
+
+typedef struct {
+  double *K, *T, *C, *D; /* N*N scratch each */
+} graph_scratch;
 
 /* One node of the graph; 0, AE_ENOMEM or AE_EUNSUPPORTED. */
 static int graph_node_step(const ae_graph *g, int t, int N, int trained_stem,
                            graph_node_state *st, component_table *ct,
-                           double *K_tmp, double *T_tmp) {
+                           graph_scratch *w) {
   const ae_node *nd = &g->nodes[t];
   graph_node_state *s = &st[t];
   size_t nn = (size_t)N * N;
+  int rc;
+  for (int m = 0; m < nd->n_inputs; m++)
+    if (!st[nd->inputs[m]].live) return AE_EUNSUPPORTED;
   switch (nd->op) {
   case AE_OP_INPUT:
     return AE_EINVAL; /* only node 0, handled by the caller */
   case AE_OP_ZERO:
-    s->rep = REP_GAUSS; /* the empty combination */
+    s->live = 1; /* the empty sum */
     return 0;
   case AE_OP_IDENTITY:
   case AE_OP_FLATTEN:
-  case AE_OP_ADD: {
-    int n_act = 0, act_from = -1, n_gauss_terms = 0;
-    for (int m = 0; m < nd->n_inputs; m++) {
-      const graph_node_state *in = &st[nd->inputs[m]];
-      if (in->rep == REP_ACT) {
-        n_act++;
-        act_from = nd->inputs[m];
-      } else if (in->rep == REP_GAUSS) {
-        if (in->comb.n > 0) n_gauss_terms++;
-      } else {
-        return AE_EUNSUPPORTED;
-      }
-    }
-    if (n_act > 0) {
-      /* An activation output passes through unchanged; a sum of them
-       * (or with Gaussians) is not tracked. */
-      if (n_act > 1 || n_gauss_terms > 0) return AE_EUNSUPPORTED;
-      s->rep = REP_ACT;
-      s->K = malloc(sizeof(double) * nn);
-      s->T = malloc(sizeof(double) * nn);
-      if (!s->K || !s->T) return AE_ENOMEM;
-      memcpy(s->K, st[act_from].K, sizeof(double) * nn);
-      memcpy(s->T, st[act_from].T, sizeof(double) * nn);
-      return 0;
-    }
+  case AE_OP_ADD:
     s->raw_input = nd->n_inputs == 1 && st[nd->inputs[0]].raw_input;
-    for (int m = 0; m < nd->n_inputs; m++)
-      if (combination_add(&s->comb, &st[nd->inputs[m]].comb, 1.0))
+    for (int m = 0; m < nd->n_inputs; m++) {
+      if (combination_add(&s->comb, &st[nd->inputs[m]].comb, 1.0) ||
+          combination_add(&s->acts, &st[nd->inputs[m]].acts, 1.0))
         return AE_ENOMEM;
+    }
     component_retain(ct, &s->comb);
-    s->rep = REP_GAUSS;
+    for (int m = 0; m < s->acts.n; m++) st[s->acts.component[m]].act_refs++;
+    s->live = 1;
     return 0;
-  }
   case AE_OP_ACT: {
     if (nd->n_inputs != 1) return AE_EINVAL;
     const graph_node_state *in = &st[nd->inputs[0]];
     /* Only a zero-mean Gaussian input: a combination of linear outputs,
-     * never the raw data. */
-    if (in->rep != REP_GAUSS) return AE_EUNSUPPORTED;
+     * never the raw data nor an activation output. */
+    if (in->acts.n > 0) return AE_EUNSUPPORTED;
     for (int m = 0; m < in->comb.n; m++)
       if (in->comb.component[m] == 0) return AE_EUNSUPPORTED;
-    int rc = input_kernels(in, ct, N, K_tmp, T_tmp);
+    rc = node_kernels(st, nd->inputs[0], ct, N, w->K, w->T, w->C, w->D);
     if (rc) return rc;
-    s->rep = REP_ACT;
     s->K = malloc(sizeof(double) * nn);
     s->T = malloc(sizeof(double) * nn);
-    if (!s->K || !s->T) return AE_ENOMEM;
-    dual_matrices(nd->act, 1.0, K_tmp, N, s->K, s->T);
-    for (size_t e = 0; e < nn; e++) s->T[e] *= T_tmp[e];
+    s->q = malloc(sizeof(double) * (size_t)N);
+    s->mean = malloc(sizeof(double) * (size_t)N);
+    s->dmean = malloc(sizeof(double) * (size_t)N);
+    s->act = nd->act;
+    s->act_refs = 1; /* the ACT node's own reference, below */
+    if (!s->K || !s->T || !s->q || !s->mean || !s->dmean ||
+        combination_add(&s->h, &in->comb, 1.0) || combination_unit(&s->acts, t))
+      return AE_ENOMEM;
+    component_retain(ct, &s->h);
+    dual_matrices(nd->act, 1.0, w->K, N, s->K, s->T);
+    for (size_t e = 0; e < nn; e++) s->T[e] *= w->T[e];
+    for (int i = 0; i < N; i++) {
+      s->q[i] = w->K[(size_t)i * N + i];
+      ae_dual_mean(nd->act, s->q[i], &s->mean[i], &s->dmean[i]);
+    }
+    s->live = 1;
     return 0;
   }
   case AE_OP_LINEAR: {
     if (nd->n_inputs != 1) return AE_EINVAL;
     const graph_node_state *in = &st[nd->inputs[0]];
-    int rc = input_kernels(in, ct, N, K_tmp, T_tmp);
+    rc = node_kernels(st, nd->inputs[0], ct, N, w->K, w->T, w->C, w->D);
     if (rc) return rc;
     int trained = trained_stem || !in->raw_input;
     double gain = nd->init_gain > 0 ? nd->init_gain : 1.0;
@@ -375,13 +471,13 @@ static int graph_node_step(const ae_graph *g, int t, int N, int trained_stem,
     ct->T[c] = malloc(sizeof(double) * nn);
     if (!ct->K[c] || !ct->T[c]) return AE_ENOMEM;
     for (size_t e = 0; e < nn; e++) {
-      ct->K[c][e] = gain * K_tmp[e];
-      ct->T[c][e] = gain * ((trained ? K_tmp[e] : 0.0) + T_tmp[e]) +
+      ct->K[c][e] = gain * w->K[e];
+      ct->T[c][e] = gain * ((trained ? w->K[e] : 0.0) + w->T[e]) +
                     (trained && nd->bias ? 1.0 : 0.0);
     }
     if (combination_unit(&s->comb, c)) return AE_ENOMEM;
     component_retain(ct, &s->comb);
-    s->rep = REP_GAUSS;
+    s->live = 1;
     return 0;
   }
   default:
@@ -411,9 +507,10 @@ int ae_graph_kernels(const ae_graph *g, const double *K0, int N,
   ct.K = calloc((size_t)ct.cap, sizeof(double *));
   ct.T = calloc((size_t)ct.cap, sizeof(double *));
   ct.refs = calloc((size_t)ct.cap, sizeof(int));
-  double *K_tmp = malloc(sizeof(double) * nn);
-  double *T_tmp = malloc(sizeof(double) * nn);
-  if (!st || !ct.K || !ct.T || !ct.refs || !K_tmp || !T_tmp) goto done;
+  graph_scratch w = {malloc(sizeof(double) * nn), malloc(sizeof(double) * nn),
+                     malloc(sizeof(double) * nn), malloc(sizeof(double) * nn)};
+  if (!st || !ct.K || !ct.T || !ct.refs || !w.K || !w.T || !w.C || !w.D)
+    goto done;
 
   /* Free each node's state after its last reader. */
   for (int t = 0; t < n; t++) st[t].last_use = t;
@@ -431,30 +528,37 @@ int ae_graph_kernels(const ae_graph *g, const double *K0, int N,
   st[0].raw_input = 1;
   if (combination_unit(&st[0].comb, 0)) goto done;
   component_retain(&ct, &st[0].comb);
-  st[0].rep = REP_GAUSS;
   ct.refs[0]++; /* held until the end */
+  st[0].live = 1;
 
   for (int t = 1; t <= g->output; t++) {
-    status = graph_node_step(g, t, N, trained_stem, st, &ct, K_tmp, T_tmp);
+    status = graph_node_step(g, t, N, trained_stem, st, &ct, &w);
     if (status == AE_EUNSUPPORTED && st[t].last_use == t) {
       status = 0; /* a dead branch does not matter */
-      node_state_release(&st[t], &ct);
+      node_state_release(st, t, &ct);
     }
     if (status) goto done;
     for (int m = 0; m < g->nodes[t].n_inputs; m++) {
       int in = g->nodes[t].inputs[m];
-      if (st[in].last_use == t && in != 0) node_state_release(&st[in], &ct);
+      if (st[in].last_use == t && in != 0) node_state_release(st, in, &ct);
     }
   }
   /* The output's own tangent kernel is the NTK; report T = NTK - K so that
    * NTK = K + T here as for ae_dag_kernels. */
-  status = input_kernels(&st[g->output], &ct, N, K_out, T_out);
+  status = node_kernels(st, g->output, &ct, N, K_out, T_out, w.C, w.D);
   if (status == 0)
     for (size_t e = 0; e < nn; e++) T_out[e] -= K_out[e];
 
 done:
   if (st) {
-    for (int t = 0; t < n; t++) node_state_release(&st[t], &ct);
+    for (int t = 0; t < n; t++) node_state_release(st, t, &ct);
+    for (int t = 0; t < n; t++) {
+      /* ACT data whose references were never taken (failed steps). */
+      if (st[t].K || st[t].h.n) {
+        st[t].act_refs = 1;
+        act_data_release(&st[t], &ct);
+      }
+    }
   }
   if (ct.K)
     for (int k = 0; k < ct.cap; k++) free(ct.K[k]);
@@ -464,7 +568,9 @@ done:
   free(ct.T);
   free(ct.refs);
   free(st);
-  free(K_tmp);
-  free(T_tmp);
+  free(w.K);
+  free(w.T);
+  free(w.C);
+  free(w.D);
   return status;
 }

@@ -31,7 +31,8 @@ int ae_sym_eigvals(const double *A, int n, double *w) {
 /* Cholesky of G + jitter I into L (lower); 0 or the LAPACK info. */
 static lapack_int cholesky(const double *G, int n, double jitter, double *L) {
   memcpy(L, G, sizeof(double) * (size_t)n * (size_t)n);
-  for (int i = 0; i < n; i++) L[(size_t)i * n + i] += jitter;
+  for (int i = 0; i < n; i++)
+    L[(size_t)i * n + i] += jitter;
   return LAPACKE_dpotrf(LAPACK_ROW_MAJOR, 'L', n, L, n);
 }
 
@@ -44,7 +45,8 @@ int ae_kernel_quadratic(const double *G, int n, const double *Y, int C,
   double trace = 0.0;
   for (size_t e = 0; e < nn; e++)
     if (!isfinite(G[e])) return AE_EINVAL;
-  for (int i = 0; i < n; i++) trace += G[(size_t)i * n + i];
+  for (int i = 0; i < n; i++)
+    trace += G[(size_t)i * n + i];
   if (!(trace > 0)) return AE_EINVAL;
   double *L = malloc(sizeof(double) * nn);
   double *Z = malloc(sizeof(double) * (size_t)n * (size_t)C);
@@ -73,7 +75,8 @@ int ae_kernel_quadratic(const double *G, int n, const double *Y, int C,
     cblas_dtrsm(CblasRowMajor, CblasLeft, CblasLower, CblasNoTrans,
                 CblasNonUnit, n, C, 1.0, L, n, Z, C);
     double sum = 0.0;
-    for (size_t e = 0; e < (size_t)n * (size_t)C; e++) sum += Z[e] * Z[e];
+    for (size_t e = 0; e < (size_t)n * (size_t)C; e++)
+      sum += Z[e] * Z[e];
     *q = sum;
     if (jitter) *jitter = used;
   }

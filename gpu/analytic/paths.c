@@ -107,7 +107,8 @@ static int *dag_adjacency(const ae_dag *d) {
   int n = d->n_nodes;
   int *kind = malloc(sizeof(int) * (size_t)n * (size_t)n);
   if (!kind) return NULL;
-  for (int k = 0; k < n * n; k++) kind[k] = -1;
+  for (int k = 0; k < n * n; k++)
+    kind[k] = -1;
   for (int e = 0; e < d->n_edges; e++)
     kind[d->edges[e].src * n + d->edges[e].dst] = (int)d->edges[e].kind;
   return kind;
@@ -210,8 +211,7 @@ static int graph_enumerate(const ae_graph *g, const path_stats *stats, int t,
 }
 
 int ae_graph_paths(const ae_graph *g, size_t max_list, ae_paths *out) {
-  if (!g || !out || g->n_nodes < 1 || g->output < 0 ||
-      g->output >= g->n_nodes)
+  if (!g || !out || g->n_nodes < 1 || g->output < 0 || g->output >= g->n_nodes)
     return AE_EINVAL;
   memset(out, 0, sizeof(*out));
   int n = g->n_nodes, max_inputs = 1;
@@ -245,8 +245,7 @@ int ae_graph_paths(const ae_graph *g, size_t max_list, ae_paths *out) {
   paths_from_stats(&stats[g->output], out);
 
   if (out->n_paths <= (double)max_list) {
-    if (out->n_paths > 0 &&
-        graph_enumerate(g, stats, g->output, 0.0, &list))
+    if (out->n_paths > 0 && graph_enumerate(g, stats, g->output, 0.0, &list))
       goto done;
     out->depths = list.v;
     out->n_depths = list.n;
@@ -319,7 +318,8 @@ static void mlp_extremes_for(int n, filter_extremes *x) {
   ae_dag d = {n, edges, n_edges};
   x->valid = 0;
   for (;;) {
-    for (int k = 0; k < n_edges; k++) edges[k].kind = (ae_edge_kind)digits[k];
+    for (int k = 0; k < n_edges; k++)
+      edges[k].kind = (ae_edge_kind)digits[k];
     ae_paths p;
     if (ae_dag_paths(&d, 0, &p) == 0) {
       double dbar = ae_effective_depth(&p), mbar = ae_effective_width(&p);
@@ -333,7 +333,8 @@ static void mlp_extremes_for(int n, filter_extremes *x) {
       ae_paths_free(&p);
     }
     int k = 0;
-    while (k < n_edges && ++digits[k] == 3) digits[k++] = 0;
+    while (k < n_edges && ++digits[k] == 3)
+      digits[k++] = 0;
     if (k == n_edges) break;
   }
 }

@@ -1,9 +1,31 @@
-# gpu/cuda/local.mk: the CUDA backend, built when configure found nvcc.
+# gpu/cuda/local.mk: the CUDA backend, built when configure found nvcc
+# (--with-cuda): the executor (gpu/cuda/*.cu), its C API (cuda_core.h for C
+# and CUDA, cuda_net.h for the engine), the parity test against the host
+# executor and the NTK benchmark.  Without a GPU the test exits 77 and
+# the benchmark says so.
 if HAVE_CUDA
-gpu_libaeengine_a_SOURCES += gpu/cuda/device.cu
+gpu_libaeengine_a_SOURCES += gpu/cuda/device.cu gpu/cuda/context.cu \
+	gpu/cuda/net.cu gpu/cuda/ntk.cu gpu/cuda/jet.cu gpu/cuda/cuda_glue.c \
+	gpu/cuda/cuda_core.h gpu/cuda/cuda_net.h gpu/cuda/cuda_internal.h \
+	gpu/cuda/cuda_kernels.cuh
 NVCCFLAGS = -O3 -arch=$(CUDA_ARCH) -std=c++17 -I$(top_srcdir) -I$(top_builddir) \
-	-Xcompiler -fPIC,-Wall,-Wextra
+	-Xcompiler -fPIC,-Wall,-Wextra,-Werror -Werror all-warnings
 .cu.o:
 	$(AM_V_GEN)$(NVCC) $(NVCCFLAGS) -c -o $@ $<
+
+check_PROGRAMS += tests/unit/test_cuda_parity
+TESTS += tests/unit/test_cuda_parity
+tests_unit_test_cuda_parity_SOURCES = tests/unit/test_cuda_parity.c
+tests_unit_test_cuda_parity_CFLAGS = $(TEST_CFLAGS)
+tests_unit_test_cuda_parity_LDADD = $(TEST_LIBS) $(CUDA_LIBS) -lstdc++
+
+EXTRA_PROGRAMS += tests/bench/bench_cuda
+AE_BENCHES += tests/bench/bench_cuda
+tests_bench_bench_cuda_SOURCES = tests/bench/bench_cuda.c
+tests_bench_bench_cuda_CFLAGS = $(AM_CFLAGS) -O2
+tests_bench_bench_cuda_LDADD = $(ENGINE_LIBS)
 endif
-EXTRA_DIST += gpu/cuda/device.cu
+EXTRA_DIST += gpu/cuda/device.cu gpu/cuda/context.cu gpu/cuda/net.cu \
+	gpu/cuda/ntk.cu gpu/cuda/jet.cu gpu/cuda/cuda_glue.c gpu/cuda/cuda_core.h \
+	gpu/cuda/cuda_net.h gpu/cuda/cuda_internal.h gpu/cuda/cuda_kernels.cuh \
+	tests/unit/test_cuda_parity.c tests/bench/bench_cuda.c

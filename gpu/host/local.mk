@@ -2,8 +2,10 @@
 # float64 reference and graph builder, their unit tests and the NTK
 # benchmark.
 gpu_libaeengine_a_SOURCES += gpu/host/net.c gpu/host/net.h \
-	gpu/host/net_internal.h gpu/host/net_kernels.c gpu/host/net_ntk.c \
-	gpu/host/net_jet.c gpu/host/reference.c gpu/host/reference.h \
+	gpu/host/net_internal.h gpu/host/net_real.h gpu/host/net_kernels.c \
+	gpu/host/net_kernels_typed.c gpu/host/net_ntk.c gpu/host/net_jet.c \
+	gpu/host/net64.c gpu/host/net64.h gpu/host/net64_ntk.c \
+	gpu/host/net64_kernels.c gpu/host/reference.c gpu/host/reference.h \
 	gpu/host/graph_build.c gpu/host/graph_build.h
 
 check_PROGRAMS += tests/unit/test_net_ntk tests/unit/test_net_expressivity

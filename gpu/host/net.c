@@ -15,13 +15,24 @@
 
 #include <cblas.h>
 #include <math.h>
+#include <time.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include "api/status.h"
 #include "gpu/philox.h"
+#ifndef AE_NET_DOUBLE
+#include "gpu/host/net64.h"
+#endif
 
 #define ALIGN 64
 #define BN_EPS 1e-5
+
+static ae_real *param_tensor(ae_net *n, int node, ae_net_param_kind kind,
+                             size_t *count);
+/* Columns of one im2col + sgemm chunk: enough samples side by side that
+ * the small late-stage planes still make a well-shaped sgemm. */
+#define CHUNK_COLUMNS 2048
 
 static size_t align_up(size_t v) { return (v + ALIGN - 1) & ~(size_t)(ALIGN - 1); }
 
@@ -150,18 +161,25 @@ static int plan_arena(ae_net *n) {
          *be_off = w_off + 3 * (size_t)nn, *mean_off = w_off + 4 * (size_t)nn,
          *inv_off = w_off + 5 * (size_t)nn, *act_off = w_off + 6 * (size_t)nn;
   size_t total = 0, max_col = 0, max_w = 0, max_gd = 0, max_gd2 = 0;
+  size_t max_y = 0;
   for (int k = 0; k < nn; k++) {
     const ae_node *nd = &g->nodes[k];
-    const ae_net_geom *ge = &n->geom[k];
+    ae_net_geom *ge = &n->geom[k];
+    if (nd->op == AE_OP_CONV) {
+      size_t chunk = (CHUNK_COLUMNS + ge->out_hw - 1) / ge->out_hw;
+      ge->chunk = (int)(chunk < B ? chunk : B);
+      max_y = max_sz(max_y, (size_t)nd->out * ge->out_hw * (size_t)ge->chunk);
+    }
     if (nd->op == AE_OP_LINEAR || nd->op == AE_OP_CONV) {
       w_off[k] = total;
-      total = align_up(total + sizeof(float) * ge->n_weight);
+      total = align_up(total + sizeof(ae_real) * ge->n_weight);
       if (nd->op == AE_OP_LINEAR && nd->bias) {
         b_off[k] = total;
-        total = align_up(total + sizeof(float) * (size_t)nd->out);
+        total = align_up(total + sizeof(ae_real) * (size_t)nd->out);
       }
       if (nd->op == AE_OP_CONV) {
-        max_col = max_sz(max_col, ge->col_rows * ge->out_hw);
+        max_col = max_sz(max_col,
+                         ge->col_rows * ge->out_hw * (size_t)ge->chunk);
         max_gd = max_sz(max_gd, ge->n_weight);
       } else {
         max_gd = max_sz(max_gd, ge->in_elems);
@@ -172,9 +190,9 @@ static int plan_arena(ae_net *n) {
     if (nd->op == AE_OP_BATCH_NORM) {
       size_t c = (size_t)ge->channels;
       ga_off[k] = total;
-      total = align_up(total + sizeof(float) * c);
+      total = align_up(total + sizeof(ae_real) * c);
       be_off[k] = total;
-      total = align_up(total + sizeof(float) * c);
+      total = align_up(total + sizeof(ae_real) * c);
       mean_off[k] = total;
       total = align_up(total + sizeof(double) * c);
       inv_off[k] = total;
@@ -183,21 +201,34 @@ static int plan_arena(ae_net *n) {
     }
   }
   for (int k = 0; k < nn; k++) {
+    ae_op op = g->nodes[k].op;
+    if (op == AE_OP_IDENTITY || op == AE_OP_FLATTEN) {
+      /* Same values, same layout: share the input's buffer. */
+      act_off[k] = act_off[g->nodes[k].inputs[0]];
+      continue;
+    }
     act_off[k] = total;
-    total = align_up(total + sizeof(float) * B * n->geom[k].elems);
+    total = align_up(total + sizeof(ae_real) * B * n->geom[k].elems);
   }
   size_t col_off = total;
-  total = align_up(total + sizeof(float) * max_col);
-  size_t dcol_off = total;
-  total = align_up(total + sizeof(float) * max_col);
-  size_t dw_off = total;
-  total = align_up(total + sizeof(float) * max_w);
-  size_t gd_off = total;
-  total = align_up(total + sizeof(double) * B * max_gd);
-  size_t gd2_off = total;
-  total = align_up(total + sizeof(double) * B * max_gd2);
-  size_t bb_off = total;
-  total = align_up(total + sizeof(double) * 2 * B * B);
+  total = align_up(total + sizeof(ae_real) * max_col);
+  size_t ytmp_off = total;
+  total = align_up(total + sizeof(ae_real) * max_y);
+
+  /* The backward's buffers live in a second arena, allocated by the first
+   * ae_net_ntk (a net used only forward, e.g. for sign patterns over
+   * thousands of samples, never pays for them). */
+  size_t bt = 0;
+  n->bwd_dcol = bt;
+  bt = align_up(bt + sizeof(ae_real) * max_col);
+  n->bwd_dw = bt;
+  bt = align_up(bt + sizeof(ae_real) * max_w);
+  n->bwd_gd = bt;
+  bt = align_up(bt + sizeof(double) * B * max_gd);
+  n->bwd_gd2 = bt;
+  bt = align_up(bt + sizeof(double) * B * max_gd2);
+  n->bwd_bb = bt;
+  bt = align_up(bt + sizeof(double) * 2 * B * B);
 
   /* Gradient slots: backward time of node k is nn-1-k.  A node's gradient
    * lives from its last (live) consumer's step to its own step. */
@@ -222,12 +253,13 @@ static int plan_arena(ae_net *n) {
     if (last < 0) continue;
     gstart[k] = nn - 1 - last;
     gend[k] = nn - 1 - k;
-    gbytes[k] = align_up(sizeof(float) * B * n->geom[k].elems);
+    gbytes[k] = align_up(sizeof(ae_real) * B * n->geom[k].elems);
   }
   size_t grad_total = ae_net_plan_slots(gbytes, gstart, gend, nn, goff);
   if (grad_total == (size_t)-1) goto out;
-  size_t grad_base = total;
-  total += grad_total;
+  for (int k = 0; k < nn; k++)
+    n->grad_off[k] = gstart[k] >= 0 ? bt + goff[k] : SIZE_MAX;
+  n->bwd_plan_bytes = bt + grad_total;
 
   n->arena = aligned_alloc(ALIGN, align_up(total > 0 ? total : ALIGN));
   if (!n->arena) goto out;
@@ -237,24 +269,19 @@ static int plan_arena(ae_net *n) {
   for (int k = 0; k < nn; k++) {
     const ae_node *nd = &g->nodes[k];
     if (nd->op == AE_OP_LINEAR || nd->op == AE_OP_CONV) {
-      n->weight[k] = (float *)(a + w_off[k]);
-      if (nd->op == AE_OP_LINEAR && nd->bias) n->bias[k] = (float *)(a + b_off[k]);
+      n->weight[k] = (ae_real *)(a + w_off[k]);
+      if (nd->op == AE_OP_LINEAR && nd->bias) n->bias[k] = (ae_real *)(a + b_off[k]);
     }
     if (nd->op == AE_OP_BATCH_NORM) {
-      n->gamma[k] = (float *)(a + ga_off[k]);
-      n->beta[k] = (float *)(a + be_off[k]);
+      n->gamma[k] = (ae_real *)(a + ga_off[k]);
+      n->beta[k] = (ae_real *)(a + be_off[k]);
       n->bn_mean[k] = (double *)(a + mean_off[k]);
       n->bn_invstd[k] = (double *)(a + inv_off[k]);
     }
-    n->act[k] = (float *)(a + act_off[k]);
-    n->grad[k] = gstart[k] >= 0 ? (float *)(a + grad_base + goff[k]) : NULL;
+    n->act[k] = (ae_real *)(a + act_off[k]);
   }
-  n->col = (float *)(a + col_off);
-  n->dcol = (float *)(a + dcol_off);
-  n->dw = (float *)(a + dw_off);
-  n->gd = (double *)(a + gd_off);
-  n->gd2 = (double *)(a + gd2_off);
-  n->bb = (double *)(a + bb_off);
+  n->col = (ae_real *)(a + col_off);
+  n->ytmp = (ae_real *)(a + ytmp_off);
   rc = AE_OK;
 out:
   free(w_off);
@@ -264,6 +291,24 @@ out:
   free(gend);
   free(live);
   return rc;
+}
+
+int ae_net_backward_buffers(ae_net *n) {
+  if (n->bwd_arena) return AE_OK;
+  size_t bytes = n->bwd_plan_bytes > 0 ? n->bwd_plan_bytes : ALIGN;
+  n->bwd_arena = aligned_alloc(ALIGN, align_up(bytes));
+  if (!n->bwd_arena) return AE_ENOMEM;
+  n->bwd_bytes = bytes;
+  unsigned char *a = n->bwd_arena;
+  for (int k = 0; k < n->g.n_nodes; k++)
+    n->grad[k] =
+        n->grad_off[k] != SIZE_MAX ? (ae_real *)(a + n->grad_off[k]) : NULL;
+  n->dcol = (ae_real *)(a + n->bwd_dcol);
+  n->dw = (ae_real *)(a + n->bwd_dw);
+  n->gd = (double *)(a + n->bwd_gd);
+  n->gd2 = (double *)(a + n->bwd_gd2);
+  n->bb = (double *)(a + n->bwd_bb);
+  return AE_OK;
 }
 
 int ae_net_create(const ae_graph *g, int max_batch, ae_net **out) {
@@ -281,18 +326,19 @@ int ae_net_create(const ae_graph *g, int max_batch, ae_net **out) {
   n->geom = calloc((size_t)nn, sizeof(ae_net_geom));
   n->needs_grad = calloc((size_t)nn, sizeof(int));
   n->last_use = calloc((size_t)nn, sizeof(int));
-  n->weight = calloc((size_t)nn, sizeof(float *));
-  n->bias = calloc((size_t)nn, sizeof(float *));
-  n->gamma = calloc((size_t)nn, sizeof(float *));
-  n->beta = calloc((size_t)nn, sizeof(float *));
+  n->weight = calloc((size_t)nn, sizeof(ae_real *));
+  n->bias = calloc((size_t)nn, sizeof(ae_real *));
+  n->gamma = calloc((size_t)nn, sizeof(ae_real *));
+  n->beta = calloc((size_t)nn, sizeof(ae_real *));
   n->bn_mean = calloc((size_t)nn, sizeof(double *));
   n->bn_invstd = calloc((size_t)nn, sizeof(double *));
-  n->act = calloc((size_t)nn, sizeof(float *));
-  n->grad = calloc((size_t)nn, sizeof(float *));
+  n->act = calloc((size_t)nn, sizeof(ae_real *));
+  n->grad = calloc((size_t)nn, sizeof(ae_real *));
   n->jet = calloc((size_t)nn, sizeof(double *));
+  n->grad_off = calloc((size_t)nn, sizeof(size_t));
   if (!n->geom || !n->needs_grad || !n->last_use || !n->weight || !n->bias ||
       !n->gamma || !n->beta || !n->bn_mean || !n->bn_invstd || !n->act ||
-      !n->grad || !n->jet)
+      !n->grad || !n->jet || !n->grad_off)
     goto fail;
   for (int k = 0; k < nn; k++) {
     rc = node_geometry(&n->g, k, &n->geom[k]);
@@ -344,7 +390,12 @@ void ae_net_destroy(ae_net *n) {
   free(n->act);
   free(n->grad);
   free(n->jet);
+  free(n->grad_off);
+#ifndef AE_NET_DOUBLE
+  ae_net64_destroy(n->dbl);
+#endif
   free(n->arena);
+  free(n->bwd_arena);
   free(n->jet_arena);
   free(n);
 }
@@ -356,14 +407,14 @@ void ae_net_init_weights(ae_net *n, uint64_t seed, uint32_t stream) {
     if (nd->op == AE_OP_LINEAR || nd->op == AE_OP_CONV) {
       double gain = nd->init_gain > 0.0 ? nd->init_gain : 1.0;
       double sd = sqrt(gain / (double)ge->fan_in);
-      float *w = n->weight[k];
+      ae_real *w = n->weight[k];
       for (size_t e = 0; e < ge->n_weight; e++)
-        w[e] = (float)(sd * ae_philox_normal(seed, (uint32_t)k, stream, e));
-      if (n->bias[k]) memset(n->bias[k], 0, sizeof(float) * (size_t)nd->out);
+        w[e] = (ae_real)(sd * ae_philox_normal(seed, (uint32_t)k, stream, e));
+      if (n->bias[k]) memset(n->bias[k], 0, sizeof(ae_real) * (size_t)nd->out);
     } else if (nd->op == AE_OP_BATCH_NORM) {
       for (int c = 0; c < ge->channels; c++) {
-        n->gamma[k][c] = 1.0f;
-        n->beta[k][c] = 0.0f;
+        n->gamma[k][c] = 1.0;
+        n->beta[k][c] = 0.0;
       }
     }
   }
@@ -371,54 +422,55 @@ void ae_net_init_weights(ae_net *n, uint64_t seed, uint32_t stream) {
 
 static void forward_bn(ae_net *n, int k, int batch) {
   const ae_net_geom *ge = &n->geom[k];
-  const float *x = n->act[n->g.nodes[k].inputs[0]];
-  float *y = n->act[k];
+  const ae_real *x = n->act[n->g.nodes[k].inputs[0]];
+  ae_real *y = n->act[k];
   size_t C = (size_t)ge->channels, P = ge->plane;
   double cnt = (double)batch * (double)P;
   for (size_t c = 0; c < C; c++) {
-    double sum = 0.0;
+    /* One pass in float64, shifted by the channel's first value so that
+     * a large mean does not cancel the variance. */
+    double shift0 = x[c * P], sum = 0.0, ss = 0.0;
     for (int b = 0; b < batch; b++) {
-      const float *p = x + (size_t)b * ge->elems + c * P;
-      for (size_t i = 0; i < P; i++) sum += p[i];
-    }
-    double mean = sum / cnt, ss = 0.0;
-    for (int b = 0; b < batch; b++) {
-      const float *p = x + (size_t)b * ge->elems + c * P;
+      const ae_real *p = x + (size_t)b * ge->elems + c * P;
       for (size_t i = 0; i < P; i++) {
-        double d = p[i] - mean;
+        double d = (double)p[i] - shift0;
+        sum += d;
         ss += d * d;
       }
     }
-    double inv = 1.0 / sqrt(ss / cnt + BN_EPS);
+    double dmean = sum / cnt, mean = shift0 + dmean;
+    double var = ss / cnt - dmean * dmean;
+    if (var < 0.0) var = 0.0;
+    double inv = 1.0 / sqrt(var + BN_EPS);
     n->bn_mean[k][c] = mean;
     n->bn_invstd[k][c] = inv;
-    float scale = (float)(inv * n->gamma[k][c]);
-    float shift = (float)(n->beta[k][c] - mean * inv * n->gamma[k][c]);
+    ae_real scale = (ae_real)(inv * n->gamma[k][c]);
+    ae_real shift = (ae_real)(n->beta[k][c] - mean * inv * n->gamma[k][c]);
     for (int b = 0; b < batch; b++) {
-      const float *p = x + (size_t)b * ge->elems + c * P;
-      float *q = y + (size_t)b * ge->elems + c * P;
+      const ae_real *p = x + (size_t)b * ge->elems + c * P;
+      ae_real *q = y + (size_t)b * ge->elems + c * P;
       for (size_t i = 0; i < P; i++) q[i] = p[i] * scale + shift;
     }
   }
 }
 
-static void forward_act(const ae_node *nd, const float *x, float *y,
+static void forward_act(const ae_node *nd, const ae_real *x, ae_real *y,
                         size_t count) {
   switch (nd->act.fn) {
   case AE_ACT_RELU:
-    for (size_t i = 0; i < count; i++) y[i] = x[i] > 0.0f ? x[i] : 0.0f;
+    for (size_t i = 0; i < count; i++) y[i] = x[i] > 0.0 ? x[i] : 0.0;
     return;
   case AE_ACT_LEAKY_RELU: {
-    float s = (float)nd->act.slope;
-    for (size_t i = 0; i < count; i++) y[i] = x[i] > 0.0f ? x[i] : s * x[i];
+    ae_real s = (ae_real)nd->act.slope;
+    for (size_t i = 0; i < count; i++) y[i] = x[i] > 0.0 ? x[i] : s * x[i];
     return;
   }
   case AE_ACT_IDENTITY:
-    memcpy(y, x, sizeof(float) * count);
+    memcpy(y, x, sizeof(ae_real) * count);
     return;
   default:
     for (size_t i = 0; i < count; i++)
-      y[i] = (float)ae_net_act_value(nd->act, (double)x[i]);
+      y[i] = (ae_real)ae_net_act_value(nd->act, (double)x[i]);
     return;
   }
 }
@@ -426,26 +478,38 @@ static void forward_act(const ae_node *nd, const float *x, float *y,
 static void forward_conv(ae_net *n, int k, int batch) {
   const ae_node *nd = &n->g.nodes[k];
   const ae_net_geom *ge = &n->geom[k];
-  const float *x = n->act[nd->inputs[0]];
-  float *y = n->act[k];
+  const ae_real *x = n->act[nd->inputs[0]];
+  ae_real *y = n->act[k];
   int direct = nd->kernel == 1 && nd->stride == 1 && nd->padding == 0;
-  int K = (int)ge->col_rows, HW = (int)ge->out_hw;
-  for (int b = 0; b < batch; b++) {
-    const float *xb = x + (size_t)b * ge->in_elems;
-    const float *col = xb;
-    if (!direct) {
-      ae_net_im2col_f(xb, ge->in_c, ge->in_h, ge->in_w, nd->kernel,
-                      nd->stride, nd->padding, nd->shape[1], nd->shape[2],
-                      n->col);
-      col = n->col;
-    }
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nd->out, HW, K,
-                1.0f, n->weight[k], K, col, HW, 0.0f,
-                y + (size_t)b * ge->elems, HW);
+  int K = (int)ge->col_rows, HW = (int)ge->out_hw, cout = nd->out;
+  if (direct) {
+    for (int b = 0; b < batch; b++)
+      AE_GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, cout, HW, K,
+                  1.0, n->weight[k], K, x + (size_t)b * ge->in_elems, HW,
+                  0.0, y + (size_t)b * ge->elems, HW);
+    return;
+  }
+  for (int b0 = 0; b0 < batch; b0 += ge->chunk) {
+    int m = batch - b0 < ge->chunk ? batch - b0 : ge->chunk;
+    size_t ld = (size_t)m * (size_t)HW;
+    for (int j = 0; j < m; j++)
+      ae_net_im2col_t(x + (size_t)(b0 + j) * ge->in_elems, ge->in_c,
+                      ge->in_h, ge->in_w, nd->kernel, nd->stride,
+                      nd->padding, nd->shape[1], nd->shape[2],
+                      n->col + (size_t)j * (size_t)HW, ld);
+    ae_real *out = m == 1 ? y + (size_t)b0 * ge->elems : n->ytmp;
+    AE_GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, cout, (int)ld, K,
+                1.0, n->weight[k], K, n->col, (int)ld, 0.0, out, (int)ld);
+    if (m == 1) continue;
+    for (int j = 0; j < m; j++)
+      for (int c = 0; c < cout; c++)
+        memcpy(y + (size_t)(b0 + j) * ge->elems + (size_t)c * (size_t)HW,
+               out + (size_t)c * ld + (size_t)j * (size_t)HW,
+               sizeof(ae_real) * (size_t)HW);
   }
 }
 
-int ae_net_forward(ae_net *n, const float *x, int batch, float *logits) {
+int ae_net_forward_buffers(ae_net *n, const float *x, int batch) {
   if (!x || batch < 1 || batch > n->max_batch) return AE_EINVAL;
   n->batch = batch;
   size_t B = (size_t)batch;
@@ -453,17 +517,17 @@ int ae_net_forward(ae_net *n, const float *x, int batch, float *logits) {
   for (int k = 0; k < n->g.n_nodes; k++) {
     const ae_node *nd = &n->g.nodes[k];
     const ae_net_geom *ge = &n->geom[k];
-    float *y = n->act[k];
+    ae_real *y = n->act[k];
     size_t count = B * ge->elems;
-    const float *in0 = nd->n_inputs > 0 ? n->act[nd->inputs[0]] : NULL;
+    const ae_real *in0 = nd->n_inputs > 0 ? n->act[nd->inputs[0]] : NULL;
     switch (nd->op) {
     case AE_OP_INPUT:
-      memcpy(y, x, sizeof(float) * count);
+      for (size_t e = 0; e < count; e++) y[e] = (ae_real)x[e];
       break;
     case AE_OP_LINEAR: {
       int in = (int)ge->in_elems;
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, batch, nd->out, in,
-                  1.0f, in0, in, n->weight[k], in, 0.0f, y, nd->out);
+      AE_GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, batch, nd->out, in,
+                  1.0, in0, in, n->weight[k], in, 0.0, y, nd->out);
       if (n->bias[k])
         for (size_t b = 0; b < B; b++)
           for (int o = 0; o < nd->out; o++)
@@ -482,7 +546,7 @@ int ae_net_forward(ae_net *n, const float *x, int batch, float *logits) {
     case AE_OP_AVG_POOL: {
       size_t hw_in = (size_t)ge->in_h * (size_t)ge->in_w;
       for (size_t p = 0; p < B * (size_t)ge->in_c; p++)
-        ae_net_avg_pool_plane_f(in0 + p * hw_in, ge->in_h, ge->in_w,
+        ae_net_avg_pool_plane_t(in0 + p * hw_in, ge->in_h, ge->in_w,
                                 nd->kernel, nd->stride, nd->padding,
                                 nd->count_include_pad, nd->shape[1],
                                 nd->shape[2], y + p * ge->out_hw);
@@ -493,38 +557,89 @@ int ae_net_forward(ae_net *n, const float *x, int batch, float *logits) {
       for (size_t p = 0; p < B * (size_t)ge->in_c; p++) {
         double s = 0.0;
         for (size_t i = 0; i < hw_in; i++) s += in0[p * hw_in + i];
-        y[p] = (float)(s / (double)hw_in);
+        y[p] = (ae_real)(s / (double)hw_in);
       }
       break;
     }
     case AE_OP_ADD:
-      memcpy(y, in0, sizeof(float) * count);
+      memcpy(y, in0, sizeof(ae_real) * count);
       for (int i = 1; i < nd->n_inputs; i++) {
-        const float *xi = n->act[nd->inputs[i]];
+        const ae_real *xi = n->act[nd->inputs[i]];
         for (size_t e = 0; e < count; e++) y[e] += xi[e];
       }
       break;
     case AE_OP_IDENTITY:
     case AE_OP_FLATTEN:
-      memcpy(y, in0, sizeof(float) * count);
+      if (y != in0) memcpy(y, in0, sizeof(ae_real) * count);
       break;
     case AE_OP_ZERO:
-      memset(y, 0, sizeof(float) * count);
+      memset(y, 0, sizeof(ae_real) * count);
       break;
     }
     ae_net_tick(n, nd->op == AE_OP_CONV ? AE_NET_PROF_FWD_CONV
                                         : AE_NET_PROF_FWD_OTHER, &t0);
   }
-  if (logits)
-    memcpy(logits, n->act[n->g.output],
-           sizeof(float) * B * n->geom[n->g.output].elems);
   return AE_OK;
 }
 
+#ifndef AE_NET_DOUBLE
+/* Copies every parameter into the float64 twin. */
+static int sync_double(ae_net *n) {
+  static const ae_net_param_kind kinds[] = {AE_NET_WEIGHT, AE_NET_BIAS,
+                                            AE_NET_GAMMA, AE_NET_BETA};
+  for (int k = 0; k < n->g.n_nodes; k++)
+    for (int q = 0; q < 4; q++) {
+      size_t count;
+      const float *t = param_tensor(n, k, kinds[q], &count);
+      if (!t) continue;
+      int rc = ae_net64_load_params(n->dbl, k, kinds[q], t, count);
+      if (rc) return rc;
+    }
+  return AE_OK;
+}
+
+int ae_net_set_double(ae_net *n, int on) {
+  if (on && !n->dbl) {
+    int rc = ae_net64_create(&n->g, n->max_batch, &n->dbl);
+    if (rc) return rc;
+  }
+  n->use_double = on;
+  return AE_OK;
+}
+
+int ae_net_double_twin(ae_net *n, ae_net64 **twin) {
+  *twin = NULL;
+  if (!n->use_double) return AE_OK;
+  int rc = sync_double(n);
+  if (rc) return rc;
+  *twin = n->dbl;
+  return AE_OK;
+}
+#endif
+
+int ae_net_forward(ae_net *n, const float *x, int batch, float *logits) {
+#ifndef AE_NET_DOUBLE
+  ae_net64 *twin;
+  int trc = ae_net_double_twin(n, &twin);
+  if (trc) return trc;
+  if (twin) return ae_net64_forward(twin, x, batch, logits);
+#endif
+  int rc = ae_net_forward_buffers(n, x, batch);
+  if (rc) return rc;
+  if (logits) {
+    const ae_real *o = n->act[n->g.output];
+    size_t count = (size_t)batch * n->geom[n->g.output].elems;
+    for (size_t e = 0; e < count; e++) logits[e] = (float)o[e];
+  }
+  return AE_OK;
+}
+
+#ifndef AE_NET_DOUBLE
 const float *ae_net_activation(const ae_net *n, int node) {
   if (node < 0 || node >= n->g.n_nodes) return NULL;
   return n->act[node];
 }
+#endif
 
 size_t ae_net_param_count(const ae_net *n) {
   size_t total = 0;
@@ -540,16 +655,21 @@ size_t ae_net_param_count(const ae_net *n) {
 }
 
 size_t ae_net_memory_bytes(const ae_net *n) {
-  return n->arena_bytes + n->jet_bytes;
+  size_t bytes = n->arena_bytes + n->bwd_bytes + n->jet_bytes;
+#ifndef AE_NET_DOUBLE
+  if (n->dbl) bytes += ae_net64_memory_bytes(n->dbl);
+#endif
+  return bytes;
 }
 
-float *ae_net_param(ae_net *n, int node, ae_net_param_kind kind,
-                    size_t *count) {
+/* A node's parameter tensor in the buffer type, and its length. */
+static ae_real *param_tensor(ae_net *n, int node, ae_net_param_kind kind,
+                             size_t *count) {
   if (count) *count = 0;
   if (node < 0 || node >= n->g.n_nodes) return NULL;
   const ae_node *nd = &n->g.nodes[node];
   const ae_net_geom *ge = &n->geom[node];
-  float *p = NULL;
+  ae_real *p = NULL;
   size_t c = 0;
   switch (kind) {
   case AE_NET_WEIGHT:
@@ -574,6 +694,22 @@ float *ae_net_param(ae_net *n, int node, ae_net_param_kind kind,
   return p;
 }
 
+int ae_net_load_params(ae_net *n, int node, ae_net_param_kind kind,
+                       const float *src, size_t count) {
+  size_t have;
+  ae_real *t = param_tensor(n, node, kind, &have);
+  if (have != count || (count > 0 && !t)) return AE_EINVAL;
+  for (size_t e = 0; e < count; e++) t[e] = (ae_real)src[e];
+  return AE_OK;
+}
+
+#ifndef AE_NET_DOUBLE
+float *ae_net_param(ae_net *n, int node, ae_net_param_kind kind,
+                    size_t *count) {
+  return param_tensor(n, node, kind, count);
+}
+#endif
+
 int ae_net_bn_stats(const ae_net *n, int node, const double **mean,
                     const double **invstd, int *channels) {
   if (node < 0 || node >= n->g.n_nodes ||
@@ -586,3 +722,24 @@ int ae_net_bn_stats(const ae_net *n, int node, const double **mean,
 }
 
 const ae_graph *ae_net_graph(const ae_net *n) { return &n->g; }
+
+double ae_net_clock(const ae_net *n) {
+  if (!n->profiling) return 0.0;
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+void ae_net_tick(ae_net *n, int phase, double *t0) {
+  if (!n->profiling) return;
+  double now = ae_net_clock(n);
+  n->prof[phase] += now - *t0;
+  *t0 = now;
+}
+
+void ae_net_set_profiling(ae_net *n, int on) {
+  n->profiling = on;
+  if (on) memset(n->prof, 0, sizeof(n->prof));
+}
+
+const double *ae_net_profile(const ae_net *n) { return n->prof; }

@@ -105,6 +105,13 @@ int ae_net_bn_stats(const ae_net *n, int node, const double **mean,
 /* The net's own copy of the graph (borrowed). */
 const ae_graph *ae_net_graph(const ae_net *n);
 
+/* on = 1: later ae_net_forward and ae_net_ntk run in float64 (a twin net
+ * made on first use, holding the same weights, which are copied from this
+ * net at every call); on = 0: back to float32.  Sign patterns, jets and
+ * ae_net_activation / ae_net_bn_stats always use the float32 net.  The
+ * reference for the float32 spread of scorecard.md §4.  0 or AE_ENOMEM. */
+int ae_net_set_double(ae_net *n, int on);
+
 /* Phase timers (for the benchmark's "where the time goes"). */
 enum {
   AE_NET_PROF_FWD_CONV,   /* forward: im2col + sgemm */

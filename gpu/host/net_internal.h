@@ -7,6 +7,7 @@
 #define AE_NET_INTERNAL_H
 
 #include <stddef.h>
+#include "gpu/host/net_real.h"
 #include "gpu/host/net.h"
 
 /* One node's per-sample geometry, derived from the graph at create. */
@@ -20,6 +21,7 @@ typedef struct {
   size_t out_hw;         /* CONV/pools: per-channel output plane */
   int channels;          /* BN: channels (rank 3) or features (rank 1) */
   size_t plane;          /* BN: elements per channel per sample */
+  int chunk;             /* CONV: samples per im2col + sgemm chunk */
 } ae_net_geom;
 
 struct ae_net {
@@ -29,19 +31,25 @@ struct ae_net {
   ae_net_geom *geom;
   int *needs_grad;       /* node has a trainable tensor at or upstream */
   int *last_use;         /* forward: last node reading this node's output */
-  /* parameters, float32, pointers into the arena (NULL when absent) */
-  float **weight, **bias, **gamma, **beta;
+  /* parameters, pointers into the arena (NULL when absent) */
+  ae_real **weight, **bias, **gamma, **beta;
   double **bn_mean, **bn_invstd; /* from the last forward's batch */
-  float **act;           /* forward output per node, max_batch * elems */
-  float **grad;          /* backward: slot pointer per node (shared) */
-  float *col;            /* one sample's im2col, max col_rows*out_hw */
-  float *dcol;           /* same size, backward */
-  float *dw;             /* one sample's weight gradient, max n_weight */
+  ae_real **act;         /* forward output per node, max_batch * elems */
+  ae_real **grad;        /* backward: slot pointer per node (shared) */
+  ae_real *col;          /* a chunk's im2col, max col_rows*out_hw*chunk */
+  ae_real *dcol;         /* same size, backward */
+  ae_real *ytmp;         /* a chunk's conv output / gradient, cout-major */
+  ae_real *dw;           /* one sample's weight gradient, max n_weight */
   double *gd;            /* max_batch * max tensor size, float64 rows */
   double *gd2;           /* max_batch * max features, float64 */
   double *bb;            /* 2 * max_batch^2 float64: per-layer Grams */
-  unsigned char *arena;
+  unsigned char *arena;   /* parameters, activations, forward scratch */
   size_t arena_bytes;
+  /* backward arena: planned at create, allocated by the first NTK */
+  unsigned char *bwd_arena;
+  size_t bwd_bytes, bwd_plan_bytes;
+  size_t *grad_off;       /* per node, SIZE_MAX = no gradient */
+  size_t bwd_dcol, bwd_dw, bwd_gd, bwd_gd2, bwd_bb;
   /* float64 jets, allocated on first use */
   double **jet;          /* per node: 3 * batch * elems (value, d1, d2) */
   unsigned char *jet_arena;
@@ -51,12 +59,27 @@ struct ae_net {
   double *jw;            /* one tensor's weights in float64 (in jet_arena) */
   int profiling;
   double prof[AE_NET_PROF_COUNT];
+  /* ae_net_set_double: the float64 twin and whether calls go to it */
+  struct ae_net64 *dbl;
+  int use_double;
 };
 
 /* Monotonic seconds when n->profiling, else 0 (no clock calls). */
 double ae_net_clock(const ae_net *n);
 /* Adds the time since *t0 to phase and moves *t0 to now. */
 void ae_net_tick(ae_net *n, int phase, double *t0);
+
+/* The forward pass into the net's own buffers (no float64 dispatch):
+ * what ae_net_forward, the NTK and the sign patterns run. */
+int ae_net_forward_buffers(ae_net *n, const float *x, int batch);
+
+/* With ae_net_set_double on: the float64 twin, its weights synced from n;
+ * else *twin = NULL.  0 or an error.  (float32 build only.) */
+struct ae_net64;
+int ae_net_double_twin(ae_net *n, struct ae_net64 **twin);
+
+/* Allocates the backward arena on first use.  0 or AE_ENOMEM. */
+int ae_net_backward_buffers(ae_net *n);
 
 /* Per-sample elements of a node's output. */
 size_t ae_net_node_elems(const ae_node *nd);
@@ -72,27 +95,36 @@ size_t ae_net_plan_slots(const size_t *bytes, const int *start,
 /* A checkpoint: 0, AE_ECANCELLED or AE_EDEADLINE (ctl may be NULL). */
 int ae_net_checkpoint(const ae_job_control *ctl);
 
-/* im2col of one sample (float32): col[(c*k*k + ky*k + kx)][oy*ow + ox]. */
-void ae_net_im2col_f(const float *x, int c, int h, int w, int k, int stride,
-                     int pad, int oh, int ow, float *col);
-/* col2im adding into dx. */
-void ae_net_col2im_add_f(const float *col, int c, int h, int w, int k,
-                         int stride, int pad, int oh, int ow, float *dx);
+/* im2col of one sample: col[(c*k*k + ky*k + kx) * ld + oy*ow + ox];
+ * ld >= oh*ow lets samples sit side by side. */
+void ae_net_im2col_t(const ae_real *x, int c, int h, int w, int k,
+                     int stride, int pad, int oh, int ow, ae_real *col,
+                     size_t ld);
+/* col2im adding into dx (col laid out as above). */
+void ae_net_col2im_add_t(const ae_real *col, int c, int h, int w, int k,
+                         int stride, int pad, int oh, int ow, ae_real *dx,
+                         size_t ld);
 /* float64 im2col. */
 void ae_net_im2col_d(const double *x, int c, int h, int w, int k, int stride,
                      int pad, int oh, int ow, double *col);
 
-/* Average pooling of one channel plane (float and double), and its
- * adjoint adding into dx. */
-void ae_net_avg_pool_plane_f(const float *x, int h, int w, int k, int stride,
-                             int pad, int include_pad, int oh, int ow,
-                             float *y);
+/* Average pooling of one channel plane (buffer type and float64), and
+ * its adjoint adding into dx. */
+void ae_net_avg_pool_plane_t(const ae_real *x, int h, int w, int k,
+                             int stride, int pad, int include_pad, int oh,
+                             int ow, ae_real *y);
 void ae_net_avg_pool_plane_d(const double *x, int h, int w, int k,
                              int stride, int pad, int include_pad, int oh,
                              int ow, double *y);
-void ae_net_avg_pool_plane_adj_f(const float *dy, int h, int w, int k,
+void ae_net_avg_pool_plane_adj_t(const ae_real *dy, int h, int w, int k,
                                  int stride, int pad, int include_pad,
-                                 int oh, int ow, float *dx);
+                                 int oh, int ow, ae_real *dx);
+/* Number of taps a pooling window divides by. */
+int ae_net_pool_count(int y0, int x0, int h, int w, int k, int include_pad);
+
+/* Copies count float32 values into a node's parameter tensor. */
+int ae_net_load_params(ae_net *n, int node, ae_net_param_kind kind,
+                       const float *src, size_t count);
 
 /* Activation value, first and second derivative in float64. */
 double ae_net_act_value(ae_activation a, double z);

@@ -29,7 +29,7 @@ int ae_net_sign_patterns(ae_net *n, const float *x, int batch,
                          uint64_t **bits, size_t *words_per_sample) {
   *bits = NULL;
   *words_per_sample = 0;
-  int rc = ae_net_forward(n, x, batch, NULL);
+  int rc = ae_net_forward_buffers(n, x, batch);
   if (rc) return rc;
   size_t total = 0;
   for (int k = 0; k < n->g.n_nodes; k++)

@@ -72,73 +72,6 @@ int ae_net_checkpoint(const ae_job_control *ctl) {
   return AE_OK;
 }
 
-void ae_net_im2col_f(const float *x, int c, int h, int w, int k, int stride,
-                     int pad, int oh, int ow, float *col) {
-  size_t hw = (size_t)oh * (size_t)ow;
-  for (int ci = 0; ci < c; ci++)
-    for (int ky = 0; ky < k; ky++)
-      for (int kx = 0; kx < k; kx++) {
-        float *row = col + ((size_t)(ci * k + ky) * (size_t)k + (size_t)kx) * hw;
-        const float *plane = x + (size_t)ci * (size_t)h * (size_t)w;
-        for (int oy = 0; oy < oh; oy++) {
-          int iy = oy * stride - pad + ky;
-          float *dst = row + (size_t)oy * (size_t)ow;
-          if (iy < 0 || iy >= h) {
-            memset(dst, 0, sizeof(float) * (size_t)ow);
-            continue;
-          }
-          const float *src = plane + (size_t)iy * (size_t)w;
-          if (stride == 1) {
-            int lo = pad - kx, hi = w + pad - kx; /* ox range in bounds */
-            if (lo < 0) lo = 0;
-            if (lo > ow) lo = ow;
-            if (hi > ow) hi = ow;
-            if (hi < lo) hi = lo;
-            for (int ox = 0; ox < lo; ox++) dst[ox] = 0.0f;
-            if (hi > lo)
-              memcpy(dst + lo, src + lo - pad + kx,
-                     sizeof(float) * (size_t)(hi - lo));
-            for (int ox = hi; ox < ow; ox++) dst[ox] = 0.0f;
-          } else {
-            for (int ox = 0; ox < ow; ox++) {
-              int ix = ox * stride - pad + kx;
-              dst[ox] = (ix >= 0 && ix < w) ? src[ix] : 0.0f;
-            }
-          }
-        }
-      }
-}
-
-void ae_net_col2im_add_f(const float *col, int c, int h, int w, int k,
-                         int stride, int pad, int oh, int ow, float *dx) {
-  size_t hw = (size_t)oh * (size_t)ow;
-  for (int ci = 0; ci < c; ci++)
-    for (int ky = 0; ky < k; ky++)
-      for (int kx = 0; kx < k; kx++) {
-        const float *row =
-            col + ((size_t)(ci * k + ky) * (size_t)k + (size_t)kx) * hw;
-        float *plane = dx + (size_t)ci * (size_t)h * (size_t)w;
-        for (int oy = 0; oy < oh; oy++) {
-          int iy = oy * stride - pad + ky;
-          if (iy < 0 || iy >= h) continue;
-          const float *src = row + (size_t)oy * (size_t)ow;
-          float *dst = plane + (size_t)iy * (size_t)w;
-          if (stride == 1) {
-            int lo = pad - kx, hi = w + pad - kx;
-            if (lo < 0) lo = 0;
-            if (hi > ow) hi = ow;
-            float *d = dst - pad + kx;
-            for (int ox = lo; ox < hi; ox++) d[ox] += src[ox];
-          } else {
-            for (int ox = 0; ox < ow; ox++) {
-              int ix = ox * stride - pad + kx;
-              if (ix >= 0 && ix < w) dst[ix] += src[ox];
-            }
-          }
-        }
-      }
-}
-
 void ae_net_im2col_d(const double *x, int c, int h, int w, int k, int stride,
                      int pad, int oh, int ow, double *col) {
   size_t hw = (size_t)oh * (size_t)ow;
@@ -163,32 +96,12 @@ void ae_net_im2col_d(const double *x, int c, int h, int w, int k, int stride,
 
 /* Divisor of one pooling window: k*k with padding counted, else the
  * number of in-bounds taps. */
-static int pool_count(int y0, int x0, int h, int w, int k, int include_pad) {
+int ae_net_pool_count(int y0, int x0, int h, int w, int k, int include_pad) {
   if (include_pad) return k * k;
   int ylo = y0 < 0 ? 0 : y0, yhi = y0 + k > h ? h : y0 + k;
   int xlo = x0 < 0 ? 0 : x0, xhi = x0 + k > w ? w : x0 + k;
   int n = (yhi - ylo) * (xhi - xlo);
   return n > 0 ? n : 1;
-}
-
-void ae_net_avg_pool_plane_f(const float *x, int h, int w, int k, int stride,
-                             int pad, int include_pad, int oh, int ow,
-                             float *y) {
-  for (int oy = 0; oy < oh; oy++)
-    for (int ox = 0; ox < ow; ox++) {
-      int y0 = oy * stride - pad, x0 = ox * stride - pad;
-      float sum = 0.0f;
-      for (int ky = 0; ky < k; ky++) {
-        int iy = y0 + ky;
-        if (iy < 0 || iy >= h) continue;
-        for (int kx = 0; kx < k; kx++) {
-          int ix = x0 + kx;
-          if (ix >= 0 && ix < w) sum += x[(size_t)iy * (size_t)w + (size_t)ix];
-        }
-      }
-      y[(size_t)oy * (size_t)ow + (size_t)ox] =
-          sum / (float)pool_count(y0, x0, h, w, k, include_pad);
-    }
 }
 
 void ae_net_avg_pool_plane_d(const double *x, int h, int w, int k,
@@ -207,26 +120,7 @@ void ae_net_avg_pool_plane_d(const double *x, int h, int w, int k,
         }
       }
       y[(size_t)oy * (size_t)ow + (size_t)ox] =
-          sum / (double)pool_count(y0, x0, h, w, k, include_pad);
-    }
-}
-
-void ae_net_avg_pool_plane_adj_f(const float *dy, int h, int w, int k,
-                                 int stride, int pad, int include_pad,
-                                 int oh, int ow, float *dx) {
-  for (int oy = 0; oy < oh; oy++)
-    for (int ox = 0; ox < ow; ox++) {
-      int y0 = oy * stride - pad, x0 = ox * stride - pad;
-      float g = dy[(size_t)oy * (size_t)ow + (size_t)ox] /
-                (float)pool_count(y0, x0, h, w, k, include_pad);
-      for (int ky = 0; ky < k; ky++) {
-        int iy = y0 + ky;
-        if (iy < 0 || iy >= h) continue;
-        for (int kx = 0; kx < k; kx++) {
-          int ix = x0 + kx;
-          if (ix >= 0 && ix < w) dx[(size_t)iy * (size_t)w + (size_t)ix] += g;
-        }
-      }
+          sum / (double)ae_net_pool_count(y0, x0, h, w, k, include_pad);
     }
 }
 
@@ -300,27 +194,6 @@ double ae_net_act_d2(ae_activation a, double z) {
   }
   return 0.0;
 }
-
-double ae_net_clock(const ae_net *n) {
-  if (!n->profiling) return 0.0;
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-void ae_net_tick(ae_net *n, int phase, double *t0) {
-  if (!n->profiling) return;
-  double now = ae_net_clock(n);
-  n->prof[phase] += now - *t0;
-  *t0 = now;
-}
-
-void ae_net_set_profiling(ae_net *n, int on) {
-  n->profiling = on;
-  if (on) memset(n->prof, 0, sizeof(n->prof));
-}
-
-const double *ae_net_profile(const ae_net *n) { return n->prof; }
 
 const char *ae_net_profile_name(int phase) {
   static const char *names[AE_NET_PROF_COUNT] = {

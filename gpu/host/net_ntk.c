@@ -19,6 +19,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include "api/status.h"
+#ifndef AE_NET_DOUBLE
+#include "gpu/host/net64.h"
+#endif
 
 /* Index of the last consumer whose backward writes node k's gradient (the
  * step at which the slot is zeroed), k itself for the output. */
@@ -34,7 +37,7 @@ static int grad_first_writer(const ae_net *n, int k) {
   return last;
 }
 
-static void to_double_rows(const float *src, size_t count, double *dst) {
+static void to_double_rows(const ae_real *src, size_t count, double *dst) {
   for (size_t i = 0; i < count; i++) dst[i] = (double)src[i];
 }
 
@@ -49,14 +52,14 @@ static void backward_linear(ae_net *n, int k, int batch,
                             ae_ntk_parameterization par, double *theta) {
   const ae_node *nd = &n->g.nodes[k];
   const ae_net_geom *ge = &n->geom[k];
-  const float *x = n->act[nd->inputs[0]];
-  const float *dy = n->grad[k];
-  float *dx = n->grad[nd->inputs[0]];
+  const ae_real *x = n->act[nd->inputs[0]];
+  const ae_real *dy = n->grad[k];
+  ae_real *dx = n->grad[nd->inputs[0]];
   int in = (int)ge->in_elems, out = nd->out;
   size_t B = (size_t)batch;
   if (dx)
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, batch, in, out,
-                1.0f, dy, out, n->weight[k], in, 1.0f, dx, in);
+    AE_GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, batch, in, out,
+                1.0, dy, out, n->weight[k], in, 1.0, dx, in);
   double *xx = n->bb, *yy = n->bb + B * B;
   to_double_rows(x, B * (size_t)in, n->gd);
   to_double_rows(dy, B * (size_t)out, n->gd2);
@@ -75,39 +78,61 @@ static void backward_conv(ae_net *n, int k, int batch,
                           ae_ntk_parameterization par, double *theta) {
   const ae_node *nd = &n->g.nodes[k];
   const ae_net_geom *ge = &n->geom[k];
-  const float *x = n->act[nd->inputs[0]];
-  float *dx = n->grad[nd->inputs[0]];
+  const ae_real *x = n->act[nd->inputs[0]];
+  const ae_real *dy = n->grad[k];
+  ae_real *dx = n->grad[nd->inputs[0]];
   int direct = nd->kernel == 1 && nd->stride == 1 && nd->padding == 0;
   int K = (int)ge->col_rows, HW = (int)ge->out_hw, cout = nd->out;
   size_t P = ge->n_weight;
+  int chunk = direct ? 1 : ge->chunk;
   double t0 = ae_net_clock(n);
-  for (int b = 0; b < batch; b++) {
-    const float *xb = x + (size_t)b * ge->in_elems;
-    const float *dyb = n->grad[k] + (size_t)b * ge->elems;
-    const float *col = xb;
+  for (int b0 = 0; b0 < batch; b0 += chunk) {
+    int m = batch - b0 < chunk ? batch - b0 : chunk;
+    size_t ld = (size_t)m * (size_t)HW;
+    const ae_real *col = x + (size_t)b0 * ge->in_elems;
     if (!direct) {
-      ae_net_im2col_f(xb, ge->in_c, ge->in_h, ge->in_w, nd->kernel,
-                      nd->stride, nd->padding, nd->shape[1], nd->shape[2],
-                      n->col);
+      for (int j = 0; j < m; j++)
+        ae_net_im2col_t(x + (size_t)(b0 + j) * ge->in_elems, ge->in_c,
+                        ge->in_h, ge->in_w, nd->kernel, nd->stride,
+                        nd->padding, nd->shape[1], nd->shape[2],
+                        n->col + (size_t)j * (size_t)HW, ld);
       col = n->col;
       ae_net_tick(n, AE_NET_PROF_BWD_IM2COL, &t0);
     }
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, cout, K, HW, 1.0f,
-                dyb, HW, col, HW, 0.0f, n->dw, K);
-    ae_net_tick(n, AE_NET_PROF_BWD_DW, &t0);
-    to_double_rows(n->dw, P, n->gd + (size_t)b * P);
-    ae_net_tick(n, AE_NET_PROF_GRAM, &t0);
+    /* Per-sample weight gradients: dW_b = dY_b col_b^T. */
+    for (int j = 0; j < m; j++) {
+      AE_GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, cout, K, HW, 1.0,
+                  dy + (size_t)(b0 + j) * ge->elems, HW,
+                  col + (size_t)j * (size_t)HW, (int)ld, 0.0, n->dw, K);
+      ae_net_tick(n, AE_NET_PROF_BWD_DW, &t0);
+      to_double_rows(n->dw, P, n->gd + (size_t)(b0 + j) * P);
+      ae_net_tick(n, AE_NET_PROF_GRAM, &t0);
+    }
     if (!dx) continue;
-    float *dxb = dx + (size_t)b * ge->in_elems;
     if (direct) {
-      cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, K, HW, cout, 1.0f,
-                  n->weight[k], K, dyb, HW, 1.0f, dxb, HW);
+      AE_GEMM(CblasRowMajor, CblasTrans, CblasNoTrans, K, HW, cout, 1.0,
+                  n->weight[k], K, dy + (size_t)b0 * ge->elems, HW, 1.0,
+                  dx + (size_t)b0 * ge->in_elems, HW);
     } else {
-      cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, K, HW, cout, 1.0f,
-                  n->weight[k], K, dyb, HW, 0.0f, n->dcol, HW);
-      ae_net_col2im_add_f(n->dcol, ge->in_c, ge->in_h, ge->in_w, nd->kernel,
-                          nd->stride, nd->padding, nd->shape[1], nd->shape[2],
-                          dxb);
+      /* dcol = W^T dY over the chunk (dY gathered cout-major), then
+       * col2im per sample. */
+      const ae_real *dyc = dy + (size_t)b0 * ge->elems;
+      if (m > 1) {
+        for (int j = 0; j < m; j++)
+          for (int c = 0; c < cout; c++)
+            memcpy(n->ytmp + (size_t)c * ld + (size_t)j * (size_t)HW,
+                   dy + (size_t)(b0 + j) * ge->elems + (size_t)c * (size_t)HW,
+                   sizeof(ae_real) * (size_t)HW);
+        dyc = n->ytmp;
+      }
+      AE_GEMM(CblasRowMajor, CblasTrans, CblasNoTrans, K, (int)ld, cout,
+                  1.0, n->weight[k], K, dyc, (int)ld, 0.0, n->dcol,
+                  (int)ld);
+      for (int j = 0; j < m; j++)
+        ae_net_col2im_add_t(n->dcol + (size_t)j * (size_t)HW, ge->in_c,
+                            ge->in_h, ge->in_w, nd->kernel, nd->stride,
+                            nd->padding, nd->shape[1], nd->shape[2],
+                            dx + (size_t)(b0 + j) * ge->in_elems, ld);
     }
     ae_net_tick(n, AE_NET_PROF_BWD_DX, &t0);
   }
@@ -119,9 +144,9 @@ static void backward_conv(ae_net *n, int k, int batch,
 static void backward_bn(ae_net *n, int k, int batch, double *theta) {
   const ae_node *nd = &n->g.nodes[k];
   const ae_net_geom *ge = &n->geom[k];
-  const float *x = n->act[nd->inputs[0]];
-  const float *dy = n->grad[k];
-  float *dx = n->grad[nd->inputs[0]];
+  const ae_real *x = n->act[nd->inputs[0]];
+  const ae_real *dy = n->grad[k];
+  ae_real *dx = n->grad[nd->inputs[0]];
   size_t C = (size_t)ge->channels, P = ge->plane;
   for (int b = 0; b < batch; b++)
     for (size_t c = 0; c < C; c++) {
@@ -132,7 +157,7 @@ static void backward_bn(ae_net *n, int k, int batch, double *theta) {
         g += (double)dy[off + i] * (((double)x[off + i] - mean) * inv);
       n->gd[(size_t)b * C + c] = g;
       if (dx) {
-        float s = (float)(inv * n->gamma[k][c]);
+        ae_real s = (ae_real)(inv * n->gamma[k][c]);
         for (size_t i = 0; i < P; i++) dx[off + i] += dy[off + i] * s;
       }
     }
@@ -142,19 +167,18 @@ static void backward_bn(ae_net *n, int k, int batch, double *theta) {
 
 static void backward_act(ae_net *n, int k, int batch) {
   const ae_node *nd = &n->g.nodes[k];
-  float *dx = n->grad[nd->inputs[0]];
+  ae_real *dx = n->grad[nd->inputs[0]];
   if (!dx) return;
-  const float *z = n->act[nd->inputs[0]];
-  const float *dy = n->grad[k];
+  const ae_real *z = n->act[nd->inputs[0]];
+  const ae_real *dy = n->grad[k];
   size_t count = (size_t)batch * n->geom[k].elems;
   switch (nd->act.fn) {
   case AE_ACT_RELU:
-    for (size_t i = 0; i < count; i++)
-      if (z[i] > 0.0f) dx[i] += dy[i];
+    for (size_t i = 0; i < count; i++) dx[i] += z[i] > 0.0 ? dy[i] : 0.0;
     return;
   case AE_ACT_LEAKY_RELU: {
-    float s = (float)nd->act.slope;
-    for (size_t i = 0; i < count; i++) dx[i] += z[i] > 0.0f ? dy[i] : s * dy[i];
+    ae_real s = (ae_real)nd->act.slope;
+    for (size_t i = 0; i < count; i++) dx[i] += z[i] > 0.0 ? dy[i] : s * dy[i];
     return;
   }
   case AE_ACT_IDENTITY:
@@ -162,7 +186,7 @@ static void backward_act(ae_net *n, int k, int batch) {
     return;
   default:
     for (size_t i = 0; i < count; i++)
-      dx[i] += dy[i] * (float)ae_net_act_d1(nd->act, (double)z[i]);
+      dx[i] += dy[i] * (ae_real)ae_net_act_d1(nd->act, (double)z[i]);
     return;
   }
 }
@@ -170,26 +194,26 @@ static void backward_act(ae_net *n, int k, int batch) {
 static void backward_pass_through(ae_net *n, int k, int batch) {
   const ae_node *nd = &n->g.nodes[k];
   const ae_net_geom *ge = &n->geom[k];
-  const float *dy = n->grad[k];
+  const ae_real *dy = n->grad[k];
   size_t B = (size_t)batch;
   switch (nd->op) {
   case AE_OP_AVG_POOL: {
-    float *dx = n->grad[nd->inputs[0]];
+    ae_real *dx = n->grad[nd->inputs[0]];
     if (!dx) return;
     size_t hw_in = (size_t)ge->in_h * (size_t)ge->in_w;
     for (size_t p = 0; p < B * (size_t)ge->in_c; p++)
-      ae_net_avg_pool_plane_adj_f(dy + p * ge->out_hw, ge->in_h, ge->in_w,
+      ae_net_avg_pool_plane_adj_t(dy + p * ge->out_hw, ge->in_h, ge->in_w,
                                   nd->kernel, nd->stride, nd->padding,
                                   nd->count_include_pad, nd->shape[1],
                                   nd->shape[2], dx + p * hw_in);
     return;
   }
   case AE_OP_GLOBAL_AVG_POOL: {
-    float *dx = n->grad[nd->inputs[0]];
+    ae_real *dx = n->grad[nd->inputs[0]];
     if (!dx) return;
     size_t hw_in = (size_t)ge->in_h * (size_t)ge->in_w;
     for (size_t p = 0; p < B * (size_t)ge->in_c; p++) {
-      float g = dy[p] / (float)hw_in;
+      ae_real g = dy[p] / (ae_real)hw_in;
       for (size_t i = 0; i < hw_in; i++) dx[p * hw_in + i] += g;
     }
     return;
@@ -199,7 +223,7 @@ static void backward_pass_through(ae_net *n, int k, int batch) {
   case AE_OP_FLATTEN: {
     size_t count = B * ge->elems;
     for (int i = 0; i < nd->n_inputs; i++) {
-      float *dx = n->grad[nd->inputs[i]];
+      ae_real *dx = n->grad[nd->inputs[i]];
       if (!dx) continue;
       for (size_t e = 0; e < count; e++) dx[e] += dy[e];
     }
@@ -214,7 +238,15 @@ int ae_net_ntk(ae_net *n, const float *x, int batch,
                ae_ntk_parameterization par, double *theta,
                const ae_job_control *ctl) {
   if (!theta) return AE_EINVAL;
-  int rc = ae_net_forward(n, x, batch, NULL);
+#ifndef AE_NET_DOUBLE
+  ae_net64 *twin;
+  int trc = ae_net_double_twin(n, &twin);
+  if (trc) return trc;
+  if (twin) return ae_net64_ntk(twin, x, batch, par, theta, ctl);
+#endif
+  int rc = ae_net_backward_buffers(n);
+  if (rc) return rc;
+  rc = ae_net_forward_buffers(n, x, batch);
   if (rc) return rc;
   size_t B = (size_t)batch;
   memset(theta, 0, sizeof(double) * B * B);
@@ -227,9 +259,9 @@ int ae_net_ntk(ae_net *n, const float *x, int batch,
       if (first[k] != t) continue;
       size_t count = B * n->geom[k].elems;
       if (k == n->g.output)
-        for (size_t e = 0; e < count; e++) n->grad[k][e] = 1.0f;
+        for (size_t e = 0; e < count; e++) n->grad[k][e] = 1.0;
       else
-        memset(n->grad[k], 0, sizeof(float) * count);
+        memset(n->grad[k], 0, sizeof(ae_real) * count);
     }
     if (!n->grad[t] || first[t] < 0) continue;
     const ae_node *nd = &n->g.nodes[t];

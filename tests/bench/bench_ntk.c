@@ -36,6 +36,12 @@ static double now_s(void) {
   return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
+static double cpu_s(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
 static int cmp_double(const void *a, const void *b) {
   double x = *(const double *)a, y = *(const double *)b;
   return x < y ? -1 : x > y;
@@ -209,17 +215,19 @@ static int bench_cell(const char *tag, const char *cell, const float *x) {
     rc = AE_ENOMEM;
     goto out;
   }
-  double tf[REPEATS], tn[REPEATS];
+  double tf[REPEATS], tn[REPEATS], cf[REPEATS], cn[REPEATS];
   for (int r = 0; r < REPEATS; r++) {
-    double t0 = now_s();
+    double t0 = now_s(), c0 = cpu_s();
     rc = ae_net_forward(net, x, BATCH, logits);
     tf[r] = now_s() - t0;
+    cf[r] = cpu_s() - c0;
     if (rc) goto out;
   }
   for (int r = 0; r < REPEATS; r++) {
-    double t0 = now_s();
+    double t0 = now_s(), c0 = cpu_s();
     rc = ae_net_ntk(net, x, BATCH, AE_NTK_STANDARD, theta, NULL);
     tn[r] = now_s() - t0;
+    cn[r] = cpu_s() - c0;
     if (rc) goto out;
   }
   ae_net_set_profiling(net, 1);
@@ -241,10 +249,10 @@ static int bench_cell(const char *tag, const char *cell, const float *x) {
   printf("  params %zu, nodes %d, net memory %.1f MiB\n",
          ae_net_param_count(net), g.n_nodes,
          (double)ae_net_memory_bytes(net) / 1048576.0);
-  printf("  forward  median %.3f s  (%.3f %.3f %.3f)\n", median3(tf), tf[0],
-         tf[1], tf[2]);
-  printf("  ntk      median %.3f s  (%.3f %.3f %.3f)\n", median3(tn), tn[0],
-         tn[1], tn[2]);
+  printf("  forward  median %.3f s  (%.3f %.3f %.3f), CPU %.3f s\n",
+         median3(tf), tf[0], tf[1], tf[2], median3(cf));
+  printf("  ntk      median %.3f s  (%.3f %.3f %.3f), CPU %.3f s\n",
+         median3(tn), tn[0], tn[1], tn[2], median3(cn));
   const double *prof = ae_net_profile(net);
   printf("  profile of one ntk:");
   for (int p = 0; p < AE_NET_PROF_COUNT; p++)

@@ -7,7 +7,8 @@
 #   1. GET /v1/jobs/{id} on a finished job (the cached job body);
 #   2. POST /v1/jobs, a topology-only mlp_dag job (wrk Lua script), with
 #      the job store at --store-sync normal;
-#   3. the same POST with --no-store (the HTTP + validation path alone).
+#   3. the same POST with --no-store (the HTTP + validation path alone),
+#      at 64 connections and at 4 (latency when not saturated).
 # Prints wrk's report (--latency: p50/p90/p99) for each.  The numbers go by
 # hand into tests/bench/RESULTS.md, section "HTTP".  Exit 77 without wrk.
 set -u
@@ -70,5 +71,8 @@ stop
 start --no-store
 echo "== POST /v1/jobs (--no-store)"
 wrk -t2 -c64 -d"${secs}s" --latency -s "$work/post.lua" \
+  "http://127.0.0.1:$port/v1/jobs"
+echo "== POST /v1/jobs (--no-store, 4 connections: latency unsaturated)"
+wrk -t2 -c4 -d"${secs}s" --latency -s "$work/post.lua" \
   "http://127.0.0.1:$port/v1/jobs"
 stop

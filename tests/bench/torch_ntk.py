@@ -10,7 +10,9 @@ by torch.func.vmap(grad(.)) over conv/linear weights, linear biases and BN
 gammas, Theta = sum_l G_l G_l^T in float64.  Prints the median of 3 for the
 forward and the NTK with 2 threads, and how far archeval's Theta is from
 PyTorch's.  Last line: "N passed, M failed" (a cell passes when the two
-NTKs agree to 1e-3 relative); exit 77 when torch or the dump is missing.
+NTKs and their extreme eigenvalues agree to 1e-3 relative, 1e-2 for the
+float32-chaotic all-conv cell); exit 77 when torch or the dump is missing.
+Uses the same OPENBLAS_CORETYPE rule as bench_ntk.
 
 Usage: torch_ntk.py DUMP_DIR [threads]
 """
@@ -19,6 +21,15 @@ import os
 import statistics
 import sys
 import time
+
+if "OPENBLAS_CORETYPE" not in os.environ and "AE_BENCH_NO_CORETYPE" not in os.environ:
+    # The same OpenBLAS kernels as bench_ntk picks (see there): a virtual
+    # CPU may otherwise get the Prescott fallback.
+    flags = open("/proc/cpuinfo").read()
+    if " avx512f" in flags:
+        os.environ["OPENBLAS_CORETYPE"] = "SkylakeX"
+    elif " avx2" in flags:
+        os.environ["OPENBLAS_CORETYPE"] = "Haswell"
 
 try:
     import numpy as np
@@ -159,12 +170,14 @@ class Net:
 
 
 def timed(fn, repeats=3):
-    times = []
+    """Result, wall seconds of each run, median process CPU seconds."""
+    times, cpu = [], []
     for _ in range(repeats):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         out = fn()
         times.append(time.perf_counter() - t0)
-    return out, times
+        cpu.append(time.process_time() - c0)
+    return out, times, statistics.median(cpu)
 
 
 def main():
@@ -187,22 +200,29 @@ def main():
         ours = torch.from_numpy(np.fromfile(os.path.join(folder, "theta.bin"),
                                             dtype=np.float64)).reshape(n, n)
         with torch.no_grad():
-            _, tf = timed(lambda: net.forward(net.trainable, x))
-        theta, tn = timed(lambda: net.ntk(x))
+            _, tf, cf = timed(lambda: net.forward(net.trainable, x))
+        theta, tn, cn = timed(lambda: net.ntk(x))
         rel = float((theta - ours).abs().max() / theta.abs().max())
         ev = torch.linalg.eigvalsh(theta)
         ev_ours = torch.linalg.eigvalsh(ours)
         print("%s  (torch %s, %d threads)" % (tag, torch.__version__, threads))
-        print("  forward  median %.3f s  (%s)" % (
-            statistics.median(tf), " ".join("%.3f" % t for t in tf)))
-        print("  ntk      median %.3f s  (%s)" % (
-            statistics.median(tn), " ".join("%.3f" % t for t in tn)))
+        print("  forward  median %.3f s  (%s), CPU %.3f s" % (
+            statistics.median(tf), " ".join("%.3f" % t for t in tf), cf))
+        print("  ntk      median %.3f s  (%s), CPU %.3f s" % (
+            statistics.median(tn), " ".join("%.3f" % t for t in tn), cn))
         print("  torch eigenvalues min %.6e max %.6e cond %.4f" % (
             ev[0], ev[-1], ev[-1] / ev[0]))
         print("  archeval          min %.6e max %.6e cond %.4f" % (
             ev_ours[0], ev_ours[-1], ev_ours[-1] / ev_ours[0]))
         print("  max |theta_archeval - theta_torch| / max |theta| = %.3e" % rel)
-        if rel <= 1e-3:
+        lam = max(abs(float(ev[0] / ev_ours[0]) - 1),
+                  abs(float(ev[-1] / ev_ours[-1]) - 1))
+        print("  eigenvalue extremes differ by %.3e relative" % lam)
+        # Deep all-conv cells are chaotic in float32 (scorecard.md §4: two
+        # correct float32 runs differ by up to ~3e-3 in lambda_max), so the
+        # bar is 1e-2 there; the ResNet cell must agree to 1e-3.
+        bar = 1e-2 if "conv" in tag else 1e-3
+        if rel <= bar and lam <= bar:
             passed += 1
         else:
             failed += 1

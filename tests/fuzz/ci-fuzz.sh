@@ -19,9 +19,14 @@ if [ -z "$clang" ] || ! command -v "$clang" >/dev/null 2>&1; then
   exit 77
 fi
 probe=$(mktemp -d "${TMPDIR:-/tmp}/aefuzzprobe.XXXXXX") || exit 99
-printf 'int LLVMFuzzerTestOneInput(const char *d, unsigned long n);\n%s\n' \
-  'int LLVMFuzzerTestOneInput(const char *d, unsigned long n){(void)d;(void)n;return 0;}' \
-  >"$probe/p.c"
+cat >"$probe/p.c" <<'PROBE'
+int LLVMFuzzerTestOneInput(const char *d, unsigned long n);
+int LLVMFuzzerTestOneInput(const char *d, unsigned long n) {
+  (void)d;
+  (void)n;
+  return 0;
+}
+PROBE
 if ! "$clang" -fsanitize=fuzzer,address,undefined -o "$probe/p" "$probe/p.c" \
   >/dev/null 2>&1; then
   rm -rf "$probe"
@@ -32,14 +37,15 @@ rm -rf "$probe"
 
 cd "$builddir" || exit 99
 for name in $names; do
-  if ! ${FUZZ_MAKE:-make} -s "tests/fuzz/$name" >"tests/fuzz/$name.build.log" 2>&1 \
-    || [ ! -x "tests/fuzz/$name" ]; then
-    if grep -q 'not built in a CUDA build' "tests/fuzz/$name.build.log"; then
-      echo "SKIP $name: $(cat "tests/fuzz/$name.build.log")"
+  blog=tests/fuzz/$name.build.log
+  if ! ${FUZZ_MAKE:-make} -s "tests/fuzz/$name" >"$blog" 2>&1 ||
+    [ ! -x "tests/fuzz/$name" ]; then
+    if grep -q 'not built in a CUDA build' "$blog"; then
+      echo "SKIP $name: $(cat "$blog")"
       continue
     fi
     echo "FAIL $name: build failed"
-    cat "tests/fuzz/$name.build.log"
+    cat "$blog"
     failed=$((failed + 1))
     continue
   fi

@@ -7,8 +7,9 @@
  * limits, then through ae_arch_lower for an image and a vector input, with
  * and without the probe.  Accepted graphs are checked for what arch.h
  * promises: inputs point backwards, the output is a rank-1 node (with the
- * requested classes unless the type is graph), the parameter count is finite and a deep copy frees
- * cleanly.  Single-threaded; everything is freed per input. */
+ * requested classes unless the type is graph), the parameter count is
+ * finite and a deep copy frees cleanly.  Single-threaded; everything is
+ * freed per input. */
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>

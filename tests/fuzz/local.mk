@@ -48,8 +48,9 @@ tests/fuzz/fuzz_dataset: tests/fuzz/fuzz_dataset.c gpu/dataset.c \
 
 # The router is static in server/http.c: the harness includes that file and
 # links the rest of the daemon and the engine (server/main.c too, for the
-# functions it defines, with its main renamed out of libFuzzer's way).  A CUDA build would need the
-# nvcc objects, so the router harness is left out there.
+# functions it defines, with its main renamed out of libFuzzer's way).  A
+# CUDA build would need the nvcc objects, so the router harness is left out
+# there.
 if HAVE_CUDA
 tests/fuzz/fuzz_router:
 	@echo "fuzz_router: not built in a CUDA build (needs the nvcc objects)"

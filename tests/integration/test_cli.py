@@ -201,9 +201,13 @@ def test_cancel_delete_timeout(d, tmp, finished_id):
     h.check(code == 3 and "job_terminal" in err,
             "cancel on a succeeded job: 409 job_terminal, exit 3", err)
 
-    slow = h.write_json(tmp, "slow.json", h.SLOW)
+    # Two blockers keep both workers busy, so the third job is queued (or
+    # just started) for a few seconds even on a fast machine.
+    slow = h.write_json(tmp, "slow.json", [dict(h.SLOW, seed=s)
+                                           for s in (101, 102, 103)])
     code, ids, err = submit_ids(slow, url)
-    slow_id = ids[0] if ids else "x"
+    h.check(code == 0 and len(ids) == 3, "three slow jobs submitted", err)
+    slow_id = ids[-1] if ids else "x"
     start = time.monotonic()
     code, _, err = cli(["wait", "--timeout", "0.5", slow_id], url)
     elapsed = time.monotonic() - start
@@ -221,6 +225,10 @@ def test_cancel_delete_timeout(d, tmp, finished_id):
     code, out, err = cli(["wait", "--timeout", "120", slow_id], url)
     h.check(code == 1 and "cancelled" in err,
             "wait on a cancelled job exits 1", out + err)
+    code, out, err = cli(["cancel"] + ids[:-1], url)
+    lines = [json.loads(line) for line in out.splitlines() if line.strip()]
+    h.check(code in (0, 3) and len(lines) + err.count("job_terminal") == 2,
+            "cancel of several prints one job per line", out + err)
 
     # A job whose deadline passes fails (deadline_exceeded): exit 1.
     doomed = h.write_json(tmp, "doomed.json", dict(h.SLOW, timeout_ms=200))

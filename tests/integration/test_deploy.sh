@@ -34,12 +34,46 @@ trap 'rm -rf "$tmp"' EXIT
 
 ok() { passed=$((passed + 1)); echo "ok: $1"; }
 fail() { failed=$((failed + 1)); echo "FAIL: $1"; }
-check() { # check DESCRIPTION COMMAND...
+# check DESCRIPTION COMMAND...: one assertion; the output when it fails.
+check() {
   what=$1
   shift
-  if "$@" >"$tmp/out" 2>&1; then ok "$what"; else fail "$what"; sed 's/^/    /' "$tmp/out"; fi
+  if "$@" >"$tmp/out" 2>&1; then
+    ok "$what"
+  else
+    fail "$what"
+    sed 's/^/    /' "$tmp/out"
+  fi
 }
-has() { grep -Eq -- "$2" "$1"; }
+# all_of FILE ERE...: FILE has a line matching each pattern.
+all_of() {
+  file=$1
+  shift
+  for pattern in "$@"; do
+    if ! grep -Eq -- "$pattern" "$file"; then
+      echo "no '$pattern' in $file"
+      return 1
+    fi
+  done
+}
+# near FILE ANCHOR ERE: a line matching ERE within 3 lines after ANCHOR.
+near() {
+  grep -A3 -- "$2" "$1" | grep -Eq -- "$3"
+}
+# same_count FILE A B: as many lines matching A as matching B.
+same_count() {
+  test "$(grep -c -- "$2" "$1")" -eq "$(grep -c -- "$3" "$1")"
+}
+# none_of FILE ERE: no line of FILE matches ERE.
+none_of() {
+  ! grep -Eq -- "$2" "$1"
+}
+# starts_with_comment FILE...: each file has a comment in its 3 first lines.
+starts_with_comment() {
+  for f in "$@"; do
+    sed -n '1,3p' "$f" | grep -q '^#' || { echo "$f"; return 1; }
+  done
+}
 
 # ---- systemd -------------------------------------------------------------
 unit="$deploy/systemd/archevald.service"
@@ -49,13 +83,16 @@ if command -v systemd-analyze >/dev/null 2>&1; then
   verify_unit="$unit"
   if [ ! -x /usr/local/bin/archevald ]; then
     stand_in=/bin/true
-    [ -x "$build/server/archevald" ] && stand_in=$(cd "$build/server" && pwd)/archevald
+    if [ -x "$build/server/archevald" ]; then
+      stand_in=$(cd "$build/server" && pwd)/archevald
+    fi
     echo "note: /usr/local/bin/archevald is not installed; verifying a copy" \
       "whose ExecStart runs $stand_in"
     verify_unit="$tmp/archevald.service"
     sed "s#/usr/local/bin/archevald#$stand_in#" "$unit" >"$verify_unit"
   fi
-  if systemd-analyze verify "$verify_unit" >"$tmp/verify" 2>&1 && [ ! -s "$tmp/verify" ]; then
+  if systemd-analyze verify "$verify_unit" >"$tmp/verify" 2>&1 &&
+    [ ! -s "$tmp/verify" ]; then
     ok "systemd-analyze verify: no errors, no warnings"
   else
     fail "systemd-analyze verify"
@@ -64,15 +101,17 @@ if command -v systemd-analyze >/dev/null 2>&1; then
 else
   echo "skipped: systemd-analyze is not installed"
 fi
-check "unit: Type=exec" has "$unit" '^Type=exec$'
-check "unit: ExecStart runs /usr/local/bin/archevald" has "$unit" '^ExecStart=/usr/local/bin/archevald '
-check "unit: StateDirectory=archeval" has "$unit" '^StateDirectory=archeval$'
-check "unit: DynamicUser or User" has "$unit" '^(DynamicUser=yes|User=)'
-check "unit: Restart=on-failure" has "$unit" '^Restart=on-failure$'
+check "unit: Type=exec" all_of "$unit" '^Type=exec$'
+check "unit: ExecStart runs /usr/local/bin/archevald" \
+  all_of "$unit" '^ExecStart=/usr/local/bin/archevald '
+check "unit: StateDirectory=archeval" all_of "$unit" '^StateDirectory=archeval$'
+check "unit: DynamicUser or User" all_of "$unit" '^(DynamicUser=yes|User=)'
+check "unit: Restart=on-failure" all_of "$unit" '^Restart=on-failure$'
 check "unit: hardening (NoNewPrivileges, ProtectSystem=strict)" \
-  sh -c "grep -q '^NoNewPrivileges=yes' '$unit' && grep -q '^ProtectSystem=strict' '$unit'"
+  all_of "$unit" '^NoNewPrivileges=yes' '^ProtectSystem=strict'
 stop=$(sed -n 's/^TimeoutStopSec=\([0-9]*\)s*$/\1/p' "$unit")
-drain=$(sed -n 's/.*--drain-timeout-secs \([0-9]*\).*/\1/p' "$unit" | head -n 1)
+drain=$(sed -n 's/.*--drain-timeout-secs \([0-9]*\).*/\1/p' "$unit" |
+  head -n 1)
 check "unit: TimeoutStopSec ($stop) above the drain (${drain:-25})" \
   test "${stop:-0}" -gt "${drain:-25}"
 
@@ -82,42 +121,52 @@ k8s="$deploy/k8s"
 if command -v yamllint >/dev/null 2>&1; then
   ran_tool=1
   for f in "$compose" "$k8s"/*.yaml; do
-    check "yamllint $(basename "$f")" yamllint -s -c "$deploy/yamllint.yaml" "$f"
+    check "yamllint $(basename "$f")" \
+      yamllint -s -c "$deploy/yamllint.yaml" "$f"
   done
 else
   echo "skipped: yamllint is not installed"
 fi
 check "compose: a GPU reservation (deploy.resources.reservations.devices)" \
-  sh -c "grep -q 'reservations:' '$compose' && grep -q 'devices:' '$compose' && grep -q 'capabilities: \[gpu\]' '$compose'"
-check "compose: stop_grace_period above the drain" has "$compose" 'stop_grace_period: (2[6-9]|[3-9][0-9])s'
-check "k8s: an nvidia.com/gpu limit" has "$k8s/deployment.yaml" 'nvidia.com/gpu: 1'
+  all_of "$compose" 'reservations:' 'devices:' 'capabilities: \[gpu\]'
+check "compose: stop_grace_period above the drain" \
+  all_of "$compose" 'stop_grace_period: (2[6-9]|[3-9][0-9])s'
+check "k8s: an nvidia.com/gpu limit" \
+  all_of "$k8s/deployment.yaml" 'nvidia.com/gpu: 1'
 check "k8s: liveness on /v1/health/live" \
-  sh -c "grep -A3 'livenessProbe:' '$k8s/deployment.yaml' | grep -q '/v1/health/live'"
+  near "$k8s/deployment.yaml" 'livenessProbe:' '/v1/health/live'
 check "k8s: readiness on /v1/health/ready" \
-  sh -c "grep -A3 'readinessProbe:' '$k8s/deployment.yaml' | grep -q '/v1/health/ready'"
-check "k8s: a startupProbe" has "$k8s/deployment.yaml" 'startupProbe:'
-grace=$(sed -n 's/.*terminationGracePeriodSeconds: \([0-9]*\).*/\1/p' "$k8s/deployment.yaml")
-check "k8s: terminationGracePeriodSeconds ($grace) above 25" test "${grace:-0}" -gt 25
-check "k8s: a Service on port 8000" has "$k8s/service.yaml" 'port: 8000'
+  near "$k8s/deployment.yaml" 'readinessProbe:' '/v1/health/ready'
+check "k8s: a startupProbe" all_of "$k8s/deployment.yaml" 'startupProbe:'
+grace=$(sed -n 's/.*terminationGracePeriodSeconds: \([0-9]*\).*/\1/p' \
+  "$k8s/deployment.yaml")
+check "k8s: terminationGracePeriodSeconds ($grace) above 25" \
+  test "${grace:-0}" -gt 25
+check "k8s: a Service on port 8000" all_of "$k8s/service.yaml" 'port: 8000'
 
 # ---- Dockerfile (a shell check: hadolint is not in Debian) ---------------
 df="$deploy/Dockerfile"
-check "Dockerfile: a CUDA devel build stage" has "$df" '^FROM nvidia/cuda:.*-devel-.* AS build'
-check "Dockerfile: a runtime stage" has "$df" '^FROM nvidia/cuda:.*-runtime-.* AS runtime'
-check "Dockerfile: configure --with-cuda" has "$df" 'configure --with-cuda'
-check "Dockerfile: copies from the build stage" has "$df" '^COPY --from=build '
-check "Dockerfile: non-root uid 1000" has "$df" '^USER 1000'
-check "Dockerfile: EXPOSE 8000" has "$df" '^EXPOSE 8000$'
+check "Dockerfile: a CUDA devel build stage" \
+  all_of "$df" '^FROM nvidia/cuda:.*-devel-.* AS build'
+check "Dockerfile: a runtime stage" \
+  all_of "$df" '^FROM nvidia/cuda:.*-runtime-.* AS runtime'
+check "Dockerfile: configure --with-cuda" all_of "$df" 'configure --with-cuda'
+check "Dockerfile: copies from the build stage" \
+  all_of "$df" '^COPY --from=build '
+check "Dockerfile: non-root uid 1000" all_of "$df" '^USER 1000'
+check "Dockerfile: EXPOSE 8000" all_of "$df" '^EXPOSE 8000$'
 check "Dockerfile: exec-form ENTRYPOINT with --http-address 0.0.0.0" \
-  has "$df" '^ENTRYPOINT \["[^"]*archevald", "--http-address", "0.0.0.0"\]'
+  all_of "$df" \
+  '^ENTRYPOINT \["[^"]*archevald", "--http-address", "0.0.0.0"\]'
 check "Dockerfile: HEALTHCHECK runs archevald --healthcheck" \
-  sh -c "grep -A1 '^HEALTHCHECK' '$df' | grep -q 'CMD \[\"/usr/local/bin/archevald\", \"--healthcheck\"\]'"
+  near "$df" '^HEALTHCHECK' \
+  'CMD \["/usr/local/bin/archevald", "--healthcheck"\]'
 check "Dockerfile: no shell-form ENTRYPOINT or CMD" \
-  sh -c "! grep -Eq '^(ENTRYPOINT|CMD) [^[]' '$df'"
+  none_of "$df" '^(ENTRYPOINT|CMD) [^[]'
 check "Dockerfile: apt lists removed in the same layer" \
-  sh -c "test \$(grep -c 'rm -rf /var/lib/apt/lists' '$df') -eq \$(grep -c 'apt-get install' '$df')"
+  same_count "$df" 'rm -rf /var/lib/apt/lists' 'apt-get install'
 check "every deploy file starts with a comment" \
-  sh -c "for f in '$df' '$compose' '$unit' '$k8s'/*.yaml; do sed -n '1,3p' \"\$f\" | grep -q '^#' || { echo \"\$f\"; exit 1; }; done"
+  starts_with_comment "$df" "$compose" "$unit" "$k8s"/*.yaml
 
 if command -v shellcheck >/dev/null 2>&1; then
   ran_tool=1

@@ -182,7 +182,11 @@ def test_errors(client, finished):
 
 
 def test_cancel_fail_timeout(client):
-    slow = client.submit_request(dict(h.SLOW))
+    # Two blockers keep both workers busy, so this job is queued (or just
+    # started) for a few seconds even on a fast machine.
+    blockers = [client.submit_request(dict(h.SLOW, seed=s))
+                for s in (201, 202)]
+    slow = client.submit_request(dict(h.SLOW, seed=203))
     t0 = time.monotonic()
     expect_error(ac.WaitTimeout, lambda: slow.wait(timeout=0.5),
                  "Job.wait(timeout=0.5) on a slow job: WaitTimeout")
@@ -201,6 +205,11 @@ def test_cancel_fail_timeout(client):
     h.check(slow.wait(timeout=1, raise_on_failure=False) is None,
             "raise_on_failure=False returns None")
 
+    for job in blockers:
+        try:
+            job.cancel()
+        except ac.Conflict:
+            pass  # it had finished
     doomed = client.submit_request(dict(h.SLOW, timeout_ms=200))
     err = expect_error(ac.JobFailed, lambda: doomed.wait(timeout=120),
                        "a job past its timeout_ms: JobFailed")

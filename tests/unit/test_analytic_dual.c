@@ -20,11 +20,11 @@ static ae_activation leaky(double slope) {
   return a;
 }
 
-#define ck_near(x, y, tol)                                                   \
-  do {                                                                       \
-    double x_ = (x), y_ = (y);                                               \
-    ck_assert_msg(fabs(x_ - y_) <= (tol), "%s = %.15g, want %.15g (tol %g)", \
-                  #x, x_, y_, (double)(tol));                                \
+#define ck_near(x, y, tol)                                                     \
+  do {                                                                         \
+    double x_ = (x), y_ = (y);                                                 \
+    ck_assert_msg(fabs(x_ - y_) <= (tol), "%s = %.15g, want %.15g (tol %g)",   \
+                  #x, x_, y_, (double)(tol));                                  \
   } while (0)
 
 /* metrics.md §6, (q1, q2, c) = (1, 1, 0.6). */
@@ -114,10 +114,8 @@ START_TEST(erf_quadrature_matches_closed_form) {
   for (size_t i = 0; i < N_Q; i++)
     for (size_t j = 0; j < N_RHO; j++) {
       double q = grid_q[i], c = grid_rho[j] * q;
-      ck_near(ae_dual_quadrature(a, 0, q, q, c), ae_dual_ss(a, q, q, c),
-              1e-9);
-      ck_near(ae_dual_quadrature(a, 1, q, q, c), ae_dual_dd(a, q, q, c),
-              1e-9);
+      ck_near(ae_dual_quadrature(a, 0, q, q, c), ae_dual_ss(a, q, q, c), 1e-9);
+      ck_near(ae_dual_quadrature(a, 1, q, q, c), ae_dual_dd(a, q, q, c), 1e-9);
     }
   ck_near(ae_dual_quadrature(a, 0, 3.0, 40.0, 5.0),
           ae_dual_ss(a, 3.0, 40.0, 5.0), 1e-9);
@@ -145,11 +143,11 @@ END_TEST
 
 /* rho = +-1 and zero variances give numbers, never NaN. */
 START_TEST(edge_cases_finite) {
-  const ae_act_fn fns[] = {AE_ACT_RELU,  AE_ACT_LEAKY_RELU, AE_ACT_TANH,
-                           AE_ACT_SIGMOID, AE_ACT_SWISH, AE_ACT_GELU,
-                           AE_ACT_ERF,   AE_ACT_IDENTITY};
-  const double cases[][3] = {{1, 1, 1},   {1, 1, -1},  {4, 4, 4.0000001},
-                             {0, 0, 0},   {0, 2, 0},   {2, 0, 0},
+  const ae_act_fn fns[] = {AE_ACT_RELU,    AE_ACT_LEAKY_RELU, AE_ACT_TANH,
+                           AE_ACT_SIGMOID, AE_ACT_SWISH,      AE_ACT_GELU,
+                           AE_ACT_ERF,     AE_ACT_IDENTITY};
+  const double cases[][3] = {{1, 1, 1},      {1, 1, -1},     {4, 4, 4.0000001},
+                             {0, 0, 0},      {0, 2, 0},      {2, 0, 0},
                              {1e-300, 1, 0}, {256, 256, 256}};
   for (size_t k = 0; k < sizeof(fns) / sizeof(fns[0]); k++)
     for (size_t m = 0; m < sizeof(cases) / sizeof(cases[0]); m++) {
@@ -173,12 +171,56 @@ START_TEST(edge_cases_finite) {
   ck_near(1.0 / ae_dual_c_sigma(act(AE_ACT_TANH)),
           ae_dual_ss_reference(act(AE_ACT_TANH), 1, 1, 1), 1e-10);
   /* The kernels use the api's c_sigma: it must agree with the duals. */
-  const ae_act_fn all[] = {AE_ACT_RELU,  AE_ACT_TANH, AE_ACT_SIGMOID,
-                           AE_ACT_SWISH, AE_ACT_GELU, AE_ACT_ERF,
+  const ae_act_fn all[] = {AE_ACT_RELU,    AE_ACT_TANH, AE_ACT_SIGMOID,
+                           AE_ACT_SWISH,   AE_ACT_GELU, AE_ACT_ERF,
                            AE_ACT_IDENTITY};
   for (size_t k = 0; k < sizeof(all) / sizeof(all[0]); k++)
     ck_near(ae_analytic_c_sigma(act(all[k])) / ae_dual_c_sigma(act(all[k])),
             1.0, 1e-11);
+}
+END_TEST
+
+/* Two activations (sums of activation outputs in graphs) and the means
+ * against the adaptive reference. */
+START_TEST(mixed_and_means_against_reference) {
+  struct {
+    ae_activation f, g;
+  } pairs[] = {
+      {act(AE_ACT_TANH), act(AE_ACT_GELU)},
+      {act(AE_ACT_SIGMOID), act(AE_ACT_SWISH)},
+      {act(AE_ACT_ERF), act(AE_ACT_TANH)},
+      {act(AE_ACT_RELU), leaky(0.2)},
+      {leaky(0.1), leaky(0.3)},
+      {act(AE_ACT_GELU), act(AE_ACT_IDENTITY)},
+      {act(AE_ACT_IDENTITY), act(AE_ACT_RELU)},
+      {act(AE_ACT_TANH), act(AE_ACT_TANH)},
+  };
+  const double cases[][3] = {{1, 1, 0.6}, {16, 2, -3.0}, {0.3, 40, 3.3}};
+  for (size_t k = 0; k < sizeof(pairs) / sizeof(pairs[0]); k++)
+    for (size_t m = 0; m < 3; m++) {
+      double q1 = cases[m][0], q2 = cases[m][1], c = cases[m][2], ss, dd;
+      ck_assert_int_eq(
+          ae_dual_mixed_pair(pairs[k].f, pairs[k].g, q1, q2, c, &ss, &dd), 0);
+      double rs = ae_dual_mixed_reference(pairs[k].f, pairs[k].g, 0, q1, q2, c);
+      double rd = ae_dual_mixed_reference(pairs[k].f, pairs[k].g, 1, q1, q2, c);
+      ck_near(ss, rs, 1e-9 * fmax(1.0, fabs(rs)));
+      ck_near(dd, rd, 1e-9 * fmax(1.0, fabs(rd)));
+    }
+  double ss, dd;
+  ck_assert_int_ne(ae_dual_mixed_pair(act(AE_ACT_RELU), act(AE_ACT_TANH), 1,
+                                      1, 0.5, &ss, &dd),
+                   0);
+  const ae_act_fn fns[] = {AE_ACT_RELU,  AE_ACT_LEAKY_RELU, AE_ACT_TANH,
+                           AE_ACT_SIGMOID, AE_ACT_SWISH, AE_ACT_GELU,
+                           AE_ACT_ERF,   AE_ACT_IDENTITY};
+  const double qs[] = {0.04, 1, 30, 300};
+  for (size_t k = 0; k < sizeof(fns) / sizeof(fns[0]); k++)
+    for (size_t m = 0; m < 4; m++) {
+      double mean, dmean;
+      ae_dual_mean(act(fns[k]), qs[m], &mean, &dmean);
+      ck_near(mean, ae_dual_mean_reference(act(fns[k]), 0, qs[m]), 1e-10);
+      ck_near(dmean, ae_dual_mean_reference(act(fns[k]), 1, qs[m]), 1e-10);
+    }
 }
 END_TEST
 
@@ -193,6 +235,7 @@ static Suite *dual_suite(void) {
   tcase_add_test(tc, erf_quadrature_matches_closed_form);
   tcase_add_test(tc, closed_forms_against_reference);
   tcase_add_test(tc, edge_cases_finite);
+  tcase_add_test(tc, mixed_and_means_against_reference);
   suite_add_tcase(s, tc);
   return s;
 }

@@ -15,11 +15,11 @@
 #include "api/status.h"
 #include "gpu/analytic/analytic.h"
 
-#define ck_near(x, y, tol)                                                   \
-  do {                                                                       \
-    double x_ = (x), y_ = (y);                                               \
-    ck_assert_msg(fabs(x_ - y_) <= (tol), "%s = %.15g, want %.15g (tol %g)", \
-                  #x, x_, y_, (double)(tol));                                \
+#define ck_near(x, y, tol)                                                     \
+  do {                                                                         \
+    double x_ = (x), y_ = (y);                                                 \
+    ck_assert_msg(fabs(x_ - y_) <= (tol), "%s = %.15g, want %.15g (tol %g)",   \
+                  #x, x_, y_, (double)(tol));                                  \
   } while (0)
 
 static const double K0[4] = {1.0, 0.6, 0.6, 1.0};
@@ -62,10 +62,8 @@ START_TEST(gp_preactivation_rows) {
     const char *dag;
     double kii, kij, lmin;
   } rows[] = {
-      {"2_02_002", 1, 0.77531, 0.224688},
-      {"1_01_222", 3, 2.03264, 0.967357},
-      {"2_21_112", 4, 2.74442, 1.255585},
-      {"2_12_112", 4, 2.72850, 1.271498},
+      {"2_02_002", 1, 0.77531, 0.224688}, {"1_01_222", 3, 2.03264, 0.967357},
+      {"2_21_112", 4, 2.74442, 1.255585}, {"2_12_112", 4, 2.72850, 1.271498},
       {"2_22_222", 4, 2.91938, 1.080623},
   };
   ae_dag_edge edges[64];
@@ -83,12 +81,15 @@ START_TEST(gp_preactivation_rows) {
   ae_dag d = make_dag("1_11_111", relu, edges);
   double K[4], T[4];
   ck_assert_int_eq(ae_dag_kernels(&d, K0, 2, 0, K, T), 0);
-  for (int e = 0; e < 4; e++) ck_near(K[e], 16 * K0[e], 1e-12);
+  for (int e = 0; e < 4; e++)
+    ck_near(K[e], 16 * K0[e], 1e-12);
   ck_near(min_eig2(K), 6.4, 1e-12);
-  for (int e = 0; e < 4; e++) ck_near(T[e], 0.0, 0);
+  for (int e = 0; e < 4; e++)
+    ck_near(T[e], 0.0, 0);
   /* A trained stem: T(0) = K0, carried by the skips. */
   ck_assert_int_eq(ae_dag_kernels(&d, K0, 2, 1, K, T), 0);
-  for (int e = 0; e < 4; e++) ck_near(T[e], 16 * K0[e], 1e-12);
+  for (int e = 0; e < 4; e++)
+    ck_near(T[e], 16 * K0[e], 1e-12);
 }
 END_TEST
 
@@ -108,7 +109,8 @@ START_TEST(ntk_rows) {
     ae_dag d = make_dag(rows[k].dag, relu, edges);
     double K[4], T[4], NTK[4];
     ck_assert_int_eq(ae_dag_kernels(&d, K0, 2, 0, K, T), 0);
-    for (int e = 0; e < 4; e++) NTK[e] = K[e] + T[e];
+    for (int e = 0; e < 4; e++)
+      NTK[e] = K[e] + T[e];
     ck_near(NTK[0], rows[k].tii, 1e-9);
     ck_near(NTK[3], rows[k].tii, 1e-9);
     ck_near(NTK[1], rows[k].tij, 1e-5);
@@ -162,14 +164,16 @@ START_TEST(nfl_leading_term) {
   struct {
     const char *dag;
     double value;
-  } rows[] = {{"2_02_002", 2.4414381}, {"1_01_222", 2.1568171},
+  } rows[] = {{"2_02_002", 2.4414381},
+              {"1_01_222", 2.1568171},
               {"2_21_112", 2.8340919}};
   ae_dag_edge edges[64];
   for (size_t k = 0; k < 3; k++) {
     ae_dag d = make_dag(rows[k].dag, relu, edges);
     double K[4], T[4], G[4], q, jitter;
     ck_assert_int_eq(ae_dag_kernels(&d, K0, 2, 0, K, T), 0);
-    for (int e = 0; e < 4; e++) G[e] = K[e] + T[e];
+    for (int e = 0; e < 4; e++)
+      G[e] = K[e] + T[e];
     ae_paths p;
     ck_assert_int_eq(ae_dag_paths(&d, 100, &p), 0);
     const double y[2] = {1.0, -1.0};
@@ -211,10 +215,10 @@ START_TEST(path_bounds) {
 
   /* The N x N minimum equals the minimum over every 2 x 2 pair, also with
    * strongly negative correlations and activations with an even part. */
-  const double rho4[16] = {1,     0.3, -0.97, 0.1, 0.3,  1,    -0.5, 0.45,
-                           -0.97, -0.5, 1,    0.2, 0.1,  0.45, 0.2,  1};
-  ae_activation acts[] = {relu, {AE_ACT_GELU, 0}, {AE_ACT_SIGMOID, 0},
-                          {AE_ACT_TANH, 0}};
+  const double rho4[16] = {1,     0.3,  -0.97, 0.1, 0.3, 1,    -0.5, 0.45,
+                           -0.97, -0.5, 1,     0.2, 0.1, 0.45, 0.2,  1};
+  ae_activation acts[] = {
+      relu, {AE_ACT_GELU, 0}, {AE_ACT_SIGMOID, 0}, {AE_ACT_TANH, 0}};
   for (int k = 0; k < 4; k++) {
     d = make_dag(k % 2 ? "2_21_112" : "1_22_122", acts[k], edges);
     double u_min = INFINITY, ntk_min = INFINITY;
@@ -279,10 +283,9 @@ static void lower_dag(const ae_dag *d, graph_builder *b, double c_sigma) {
       }
     }
     ck_assert_int_le(n_terms, 3);
-    cell[t] = add_node(b, n_terms ? AE_OP_ADD : AE_OP_ZERO,
-                       n_terms > 0 ? terms[0] : cell[0],
-                       n_terms > 1 ? terms[1] : -1,
-                       n_terms > 2 ? terms[2] : -1, 0, none);
+    cell[t] = add_node(
+        b, n_terms ? AE_OP_ADD : AE_OP_ZERO, n_terms > 0 ? terms[0] : cell[0],
+        n_terms > 1 ? terms[1] : -1, n_terms > 2 ? terms[2] : -1, 0, none);
   }
   add_node(b, AE_OP_LINEAR, cell[d->n_nodes - 1], -1, -1, 1.0, none);
 }
@@ -345,7 +348,7 @@ START_TEST(graph_ops_and_unsupported) {
   add_node(&c, AE_OP_LINEAR, a1, -1, -1, 2.0, none);
   ck_assert_int_eq(ae_graph_kernels(&c.g, K0, 2, 1, K, T), AE_EUNSUPPORTED);
 
-  /* Nor is a sum of activation outputs fed to a linear. */
+  /* Nor is a sum of activation outputs fed to an activation. */
   memset(&c, 0, sizeof(c));
   c.g.nodes = c.nodes;
   in = add_node(&c, AE_OP_INPUT, -1, -1, -1, 0, none);
@@ -353,7 +356,8 @@ START_TEST(graph_ops_and_unsupported) {
   a1 = add_node(&c, AE_OP_ACT, l1, -1, -1, 0, relu);
   int a2 = add_node(&c, AE_OP_ACT, l1, -1, -1, 0, relu);
   int s = add_node(&c, AE_OP_ADD, a1, a2, -1, 0, none);
-  add_node(&c, AE_OP_LINEAR, s, -1, -1, 2.0, none);
+  int a3 = add_node(&c, AE_OP_ACT, s, -1, -1, 0, relu);
+  add_node(&c, AE_OP_LINEAR, a3, -1, -1, 2.0, none);
   ck_assert_int_eq(ae_graph_kernels(&c.g, K0, 2, 1, K, T), AE_EUNSUPPORTED);
 
   /* Conv and batch norm are not dense. */
@@ -414,6 +418,94 @@ START_TEST(lowered_mlp_dag_matches_dag) {
 }
 END_TEST
 
+/* The IP post-activation convention of the CONV/NFL code as a graph:
+ * node 0 = the stem linear (K0); a linear edge is linear (gain 2) then
+ * relu, so sqrt(2) relu(W x); a node sums its edges; linear readout.
+ * metrics.md §6 (K_ii, K_ij, lambda_min), IP column. */
+START_TEST(graph_ip_postactivation_rows) {
+  struct {
+    const char *dag;
+    double kii, kij, lmin;
+  } rows[] = {
+      {"2_02_002", 1, 0.77531, 0.224688},
+      {"1_01_222", 4.90986, 3.94250, 0.967357},
+      {"2_21_112", 5.67034, 4.39992, 1.270420},
+      {"2_12_112", 4.90032, 3.62882, 1.271498},
+      {"2_22_222", 7.34068, 6.24716, 1.093519},
+  };
+  ae_activation none = {AE_ACT_IDENTITY, 0};
+  for (size_t k = 0; k < sizeof(rows) / sizeof(rows[0]); k++) {
+    ae_dag_edge edges[64];
+    ae_dag d = make_dag(rows[k].dag, relu, edges);
+    graph_builder b;
+    memset(&b, 0, sizeof(b));
+    b.g.nodes = b.nodes;
+    int input = add_node(&b, AE_OP_INPUT, -1, -1, -1, 0, none);
+    int cell[8];
+    cell[0] = add_node(&b, AE_OP_LINEAR, input, -1, -1, 1.0, none);
+    for (int t = 1; t < d.n_nodes; t++) {
+      int terms[3], n_terms = 0;
+      for (int e = 0; e < d.n_edges; e++) {
+        if (d.edges[e].dst != t || d.edges[e].kind == AE_EDGE_ZERO) continue;
+        int src = cell[d.edges[e].src];
+        if (d.edges[e].kind == AE_EDGE_LINEAR) {
+          int l = add_node(&b, AE_OP_LINEAR, src, -1, -1, 2.0, none);
+          src = add_node(&b, AE_OP_ACT, l, -1, -1, 0, relu);
+        }
+        terms[n_terms++] = src;
+      }
+      cell[t] = add_node(&b, AE_OP_ADD, terms[0], n_terms > 1 ? terms[1] : -1,
+                         n_terms > 2 ? terms[2] : -1, 0, none);
+    }
+    add_node(&b, AE_OP_LINEAR, cell[d.n_nodes - 1], -1, -1, 1.0, none);
+    double K[4], T[4];
+    ck_assert_int_eq(ae_graph_kernels(&b.g, K0, 2, 1, K, T), 0);
+    ck_near(K[0], rows[k].kii, 1e-5);
+    ck_near(K[3], rows[k].kii, 1e-5);
+    ck_near(K[1], rows[k].kij, 1e-5);
+    ck_near(min_eig2(K), rows[k].lmin, 1e-5);
+  }
+}
+END_TEST
+
+/* Sums that share a Gaussian: h + identity(h) = 2h (Stein's cross term)
+ * and relu(h) + relu(h) from two ACT nodes = 2 relu(h). */
+START_TEST(graph_shared_gaussian_sums) {
+  ae_activation none = {AE_ACT_IDENTITY, 0};
+  const double X3[9] = {1, 0.6, -0.1, 0.6, 1, 0.3, -0.1, 0.3, 1};
+  for (int variant = 0; variant < 2; variant++) {
+    double Kp[9], Tp[9], Ks[9], Ts[9];
+    for (int twice = 0; twice < 2; twice++) {
+      graph_builder b;
+      memset(&b, 0, sizeof(b));
+      b.g.nodes = b.nodes;
+      int in = add_node(&b, AE_OP_INPUT, -1, -1, -1, 0, none);
+      int l1 = add_node(&b, AE_OP_LINEAR, in, -1, -1, 1.0, none);
+      int a1 = add_node(&b, AE_OP_ACT, l1, -1, -1, 0, relu);
+      int h = add_node(&b, AE_OP_LINEAR, a1, -1, -1, 2.0, none);
+      int x;
+      if (variant == 0) {
+        int id = add_node(&b, AE_OP_ACT, h, -1, -1, 0, none);
+        x = twice ? add_node(&b, AE_OP_ADD, h, id, -1, 0, none) : h;
+      } else {
+        int r1 = add_node(&b, AE_OP_ACT, h, -1, -1, 0, relu);
+        int r2 = add_node(&b, AE_OP_ACT, h, -1, -1, 0, relu);
+        x = twice ? add_node(&b, AE_OP_ADD, r1, r2, -1, 0, none) : r1;
+      }
+      add_node(&b, AE_OP_LINEAR, x, -1, -1, 1.0, none);
+      ck_assert_int_eq(ae_graph_kernels(&b.g, X3, 3, 1, twice ? Ks : Kp,
+                                        twice ? Ts : Tp),
+                       0);
+    }
+    /* The readout's NTK K + T scales like K. */
+    for (int e = 0; e < 9; e++) {
+      ck_near(Ks[e], 4 * Kp[e], 1e-12);
+      ck_near(Ks[e] + Ts[e], 4 * (Kp[e] + Tp[e]), 1e-12);
+    }
+  }
+}
+END_TEST
+
 static Suite *kernels_suite(void) {
   Suite *s = suite_create("analytic_kernels");
   TCase *tc = tcase_create("kernels");
@@ -426,6 +518,8 @@ static Suite *kernels_suite(void) {
   tcase_add_test(tc, graph_matches_dag);
   tcase_add_test(tc, graph_ops_and_unsupported);
   tcase_add_test(tc, lowered_mlp_dag_matches_dag);
+  tcase_add_test(tc, graph_ip_postactivation_rows);
+  tcase_add_test(tc, graph_shared_gaussian_sums);
   suite_add_tcase(s, tc);
   return s;
 }

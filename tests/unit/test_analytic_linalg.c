@@ -10,11 +10,11 @@
 #include "api/status.h"
 #include "gpu/analytic/analytic.h"
 
-#define ck_near(x, y, tol)                                                   \
-  do {                                                                       \
-    double x_ = (x), y_ = (y);                                               \
-    ck_assert_msg(fabs(x_ - y_) <= (tol), "%s = %.15g, want %.15g (tol %g)", \
-                  #x, x_, y_, (double)(tol));                                \
+#define ck_near(x, y, tol)                                                     \
+  do {                                                                         \
+    double x_ = (x), y_ = (y);                                                 \
+    ck_assert_msg(fabs(x_ - y_) <= (tol), "%s = %.15g, want %.15g (tol %g)",   \
+                  #x, x_, y_, (double)(tol));                                  \
   } while (0)
 
 START_TEST(eigenvalues) {
@@ -73,8 +73,7 @@ START_TEST(indefinite_rejected) {
   ck_assert_int_eq(ae_kernel_quadratic(G, 2, y, 1, &q, &jitter), AE_EINVAL);
   ck_assert(isnan(q));
   const double zero[4] = {0, 0, 0, 0};
-  ck_assert_int_eq(ae_kernel_quadratic(zero, 2, y, 1, &q, &jitter),
-                   AE_EINVAL);
+  ck_assert_int_eq(ae_kernel_quadratic(zero, 2, y, 1, &q, &jitter), AE_EINVAL);
 }
 END_TEST
 
@@ -94,13 +93,15 @@ START_TEST(multi_column) {
     for (int j = 0; j < 3; j++) {
       int r0 = (j + 1) % 3, r1 = (j + 2) % 3, k0 = (i + 1) % 3,
           k1 = (i + 2) % 3;
-      inv[i * 3 + j] = G[r0 * 3 + k0] * G[r1 * 3 + k1] -
-                       G[r0 * 3 + k1] * G[r1 * 3 + k0];
+      inv[i * 3 + j] =
+          G[r0 * 3 + k0] * G[r1 * 3 + k1] - G[r0 * 3 + k1] * G[r1 * 3 + k0];
     }
-  for (int j = 0; j < 3; j++) det += G[j] * inv[j * 3];
+  for (int j = 0; j < 3; j++)
+    det += G[j] * inv[j * 3];
   double want = 0;
   for (int i = 0; i < 3; i++)
-    for (int j = 0; j < 3; j++) want += c0[i] * inv[i * 3 + j] / det * c0[j];
+    for (int j = 0; j < 3; j++)
+      want += c0[i] * inv[i * 3 + j] / det * c0[j];
   ck_near(q0, want, 1e-13);
 }
 END_TEST

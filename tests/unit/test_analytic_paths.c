@@ -12,11 +12,11 @@
 #include "api/status.h"
 #include "gpu/analytic/analytic.h"
 
-#define ck_near(x, y, tol)                                                   \
-  do {                                                                       \
-    double x_ = (x), y_ = (y);                                               \
-    ck_assert_msg(fabs(x_ - y_) <= (tol), "%s = %.15g, want %.15g (tol %g)", \
-                  #x, x_, y_, (double)(tol));                                \
+#define ck_near(x, y, tol)                                                     \
+  do {                                                                         \
+    double x_ = (x), y_ = (y);                                                 \
+    ck_assert_msg(fabs(x_ - y_) <= (tol), "%s = %.15g, want %.15g (tol %g)",   \
+                  #x, x_, y_, (double)(tol));                                  \
   } while (0)
 
 /* NB201 ops in the order of ae_nb201_op. */
@@ -31,9 +31,9 @@ static ae_arch nb201_arch(const int ops[6], ae_dag_edge edges[6]) {
   for (int e = 0; e < 6; e++) {
     edges[e].src = src[e];
     edges[e].dst = dst[e];
-    edges[e].kind = ops[e] == NONE                     ? AE_EDGE_ZERO
+    edges[e].kind = ops[e] == NONE                         ? AE_EDGE_ZERO
                     : (ops[e] == CONV1 || ops[e] == CONV3) ? AE_EDGE_LINEAR
-                                                       : AE_EDGE_SKIP;
+                                                           : AE_EDGE_SKIP;
     edges[e].act.fn = AE_ACT_RELU;
     edges[e].act.slope = 0.01;
   }
@@ -83,7 +83,8 @@ START_TEST(nb201_census) {
   int kept = 0, code_rejects = 0;
   int ops[6];
   for (int code = 0; code < 15625; code++) {
-    for (int e = 0, c = code; e < 6; e++, c /= 5) ops[e] = c % 5;
+    for (int e = 0, c = code; e < 6; e++, c /= 5)
+      ops[e] = c % 5;
     ae_dag_edge edges[6];
     ae_arch a = nb201_arch(ops, edges);
     ae_paths p;
@@ -141,7 +142,8 @@ START_TEST(nfl_census_and_mlp_filter) {
   double dmin = INFINITY, dmax = -INFINITY, mmin = INFINITY, mmax = -INFINITY;
   int digits[6];
   for (int code = 0; code < 729; code++) {
-    for (int e = 0, c = code; e < 6; e++, c /= 3) digits[e] = c % 3;
+    for (int e = 0, c = code; e < 6; e++, c /= 3)
+      digits[e] = c % 3;
     ae_dag_edge edges[6];
     ae_arch a = mlp_arch(digits, edges);
     ae_paths p;
@@ -190,7 +192,8 @@ START_TEST(nfl_census_and_mlp_filter) {
   double dc = 0.5 * (dmax + dmin), mc = 0.5 * (mmax + mmin);
   double dr = 0.5 * (dmax - dmin), mr = 0.5 * (mmax - mmin);
   for (int code = 0; code < 729; code++) {
-    for (int e = 0, c = code; e < 6; e++, c /= 3) digits[e] = c % 3;
+    for (int e = 0, c = code; e < 6; e++, c /= 3)
+      digits[e] = c % 3;
     ae_dag_edge edges[6];
     ae_arch a = mlp_arch(digits, edges);
     int want = dbars[code] > 0 && fabs(dbars[code] - dc) <= dr / 2 + 1e-12 &&
@@ -222,8 +225,8 @@ START_TEST(nfl_constants) {
   double two[2] = {3, 0};
   p.depths = two;
   p.n_depths = 2;
-  ck_near(ae_path_proxy(&p, 256),
-          1.0 / (0.9990239167 * (0.9927025380 + 1.0)), 1e-9);
+  ck_near(ae_path_proxy(&p, 256), 1.0 / (0.9990239167 * (0.9927025380 + 1.0)),
+          1e-9);
   p.depths = NULL;
   ck_assert(isnan(ae_path_proxy(&p, 256)));
 }

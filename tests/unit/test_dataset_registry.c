@@ -310,6 +310,7 @@ START_TEST(test_malformed_files) {
   free(buf);
   /* A truncated gzip IDX file and one with bad magic. */
   unsigned char idx[64];
+  memset(idx, 0, sizeof idx);
   int dims[3] = {3, 28, 28};
   size_t h = idx_header(idx, 3, dims);
   snprintf(path, sizeof path, "%s/trunc-images-idx3-ubyte.gz", tmp_dir);

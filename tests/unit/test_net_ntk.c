@@ -234,7 +234,7 @@ START_TEST(ntk_gap_graph) {
 END_TEST
 
 /* The float32 forward against the plain float64 reference. */
-static void check_forward(void (*build)(ae_graph *)) {
+static void check_forward_batch(void (*build)(ae_graph *), int batch) {
   ae_graph g;
   build(&g);
   ae_net *net;
@@ -249,11 +249,11 @@ static void check_forward(void (*build)(ae_graph *)) {
   make_inputs(&g, xf, xd);
   float logits[BATCH * 16];
   double ref[BATCH * 16];
-  ck_assert_int_eq(ae_net_forward(net, xf, BATCH, logits), 0);
+  ck_assert_int_eq(ae_net_forward(net, xf, batch, logits), 0);
   ae_ref_params p;
   ck_assert_int_eq(ae_ref_params_from_net(net, &p), 0);
-  ck_assert_int_eq(ae_ref_forward(&g, &p, 0, xd, BATCH, ref), 0);
-  for (int i = 0; i < BATCH * g.num_classes; i++)
+  ck_assert_int_eq(ae_ref_forward(&g, &p, 0, xd, batch, ref), 0);
+  for (int i = 0; i < batch * g.num_classes; i++)
     ck_assert_msg(fabs(logits[i] - ref[i]) <= 1e-4 * (1.0 + fabs(ref[i])),
                   "logit %d: %g vs %g", i, logits[i], ref[i]);
   /* Every node's output exists and is finite. */
@@ -265,10 +265,17 @@ static void check_forward(void (*build)(ae_graph *)) {
   ae_gb_free(&g);
 }
 
+static void check_forward(void (*build)(ae_graph *)) {
+  check_forward_batch(build, BATCH);
+}
+
 START_TEST(forward_matches_reference) {
   check_forward(build_conv_graph);
   check_forward(build_mlp_graph);
   check_forward(build_gap_graph);
+  /* Partial conv chunks: one sample, and fewer than max_batch. */
+  check_forward_batch(build_conv_graph, 1);
+  check_forward_batch(build_gap_graph, 3);
 }
 END_TEST
 

@@ -18,7 +18,9 @@ class ArchevalError(Exception):
 
     def __init__(self, message, status=None, problem=None):
         self.problem = dict(problem or {})
-        self.status = status if status is not None else self.problem.get("status")
+        if status is None:
+            status = self.problem.get("status")
+        self.status = status
         self.code = self.problem.get("code")
         self.errors = list(self.problem.get("errors") or [])
         details = "".join(
@@ -113,5 +115,6 @@ def error_for(status, problem, what):
     problem.setdefault("status", status)
     detail = problem.get("detail") or problem.get("title") or ""
     code = problem.get("code") or ""
-    message = "%s: %d %s%s" % (what, status, code, (": " + detail) if detail else "")
+    message = "%s: %d %s%s" % (what, status, code,
+                               (": " + detail) if detail else "")
     return cls(message, status, problem)

@@ -1,0 +1,30 @@
+/* net64.h: the host executor compiled in float64 (net64*.c include the
+ * float32 sources with AE_NET_DOUBLE), behind ae_net_set_double.  Same
+ * graph, same plan, every buffer and GEMM in float64; weights are loaded
+ * from the float32 net, so both runs use the very same weights and the
+ * difference between them is the float32 arithmetic alone (scorecard.md
+ * §4's "host float32 vs a float64 run of the same weights").
+ *
+ * An ae_net64 belongs to the ae_net (and thread) that made it. */
+#ifndef AE_NET64_H
+#define AE_NET64_H
+
+#include <stddef.h>
+#include "api/arch.h"
+#include "api/request.h"
+#include "gpu/engine.h"
+#include "gpu/host/net.h"
+
+typedef struct ae_net64 ae_net64;
+
+int ae_net64_create(const ae_graph *g, int max_batch, ae_net64 **out);
+void ae_net64_destroy(ae_net64 *n);
+int ae_net64_forward(ae_net64 *n, const float *x, int batch, float *logits);
+int ae_net64_ntk(ae_net64 *n, const float *x, int batch,
+                 ae_ntk_parameterization par, double *theta,
+                 const ae_job_control *ctl);
+int ae_net64_load_params(ae_net64 *n, int node, ae_net_param_kind kind,
+                         const float *src, size_t count);
+size_t ae_net64_memory_bytes(const ae_net64 *n);
+
+#endif

@@ -1,0 +1,116 @@
+/* net_kernels_typed.c: im2col / col2im and average pooling on the
+ * executor's buffer type (ae_real: float32 here, float64 when included by
+ * net64_kernels.c).
+ *
+ * Pure functions on caller-owned memory; any thread. */
+#include "gpu/host/net_internal.h"
+
+#include <string.h>
+
+void ae_net_im2col_t(const ae_real *x, int c, int h, int w, int k, int stride,
+                     int pad, int oh, int ow, ae_real *col, size_t ld) {
+  size_t hw = ld;
+  for (int ci = 0; ci < c; ci++)
+    for (int ky = 0; ky < k; ky++)
+      for (int kx = 0; kx < k; kx++) {
+        ae_real *row = col + ((size_t)(ci * k + ky) * (size_t)k + (size_t)kx) * hw;
+        const ae_real *plane = x + (size_t)ci * (size_t)h * (size_t)w;
+        for (int oy = 0; oy < oh; oy++) {
+          int iy = oy * stride - pad + ky;
+          ae_real *dst = row + (size_t)oy * (size_t)ow;
+          if (iy < 0 || iy >= h) {
+            memset(dst, 0, sizeof(ae_real) * (size_t)ow);
+            continue;
+          }
+          const ae_real *src = plane + (size_t)iy * (size_t)w;
+          if (stride == 1) {
+            int lo = pad - kx, hi = w + pad - kx; /* ox range in bounds */
+            if (lo < 0) lo = 0;
+            if (lo > ow) lo = ow;
+            if (hi > ow) hi = ow;
+            if (hi < lo) hi = lo;
+            for (int ox = 0; ox < lo; ox++) dst[ox] = (ae_real)0;
+            if (hi > lo)
+              memcpy(dst + lo, src + lo - pad + kx,
+                     sizeof(ae_real) * (size_t)(hi - lo));
+            for (int ox = hi; ox < ow; ox++) dst[ox] = (ae_real)0;
+          } else {
+            for (int ox = 0; ox < ow; ox++) {
+              int ix = ox * stride - pad + kx;
+              dst[ox] = (ix >= 0 && ix < w) ? src[ix] : (ae_real)0;
+            }
+          }
+        }
+      }
+}
+
+void ae_net_col2im_add_t(const ae_real *col, int c, int h, int w, int k,
+                         int stride, int pad, int oh, int ow, ae_real *dx,
+                         size_t ld) {
+  size_t hw = ld;
+  for (int ci = 0; ci < c; ci++)
+    for (int ky = 0; ky < k; ky++)
+      for (int kx = 0; kx < k; kx++) {
+        const ae_real *row =
+            col + ((size_t)(ci * k + ky) * (size_t)k + (size_t)kx) * hw;
+        ae_real *plane = dx + (size_t)ci * (size_t)h * (size_t)w;
+        for (int oy = 0; oy < oh; oy++) {
+          int iy = oy * stride - pad + ky;
+          if (iy < 0 || iy >= h) continue;
+          const ae_real *src = row + (size_t)oy * (size_t)ow;
+          ae_real *dst = plane + (size_t)iy * (size_t)w;
+          if (stride == 1) {
+            int lo = pad - kx, hi = w + pad - kx;
+            if (lo < 0) lo = 0;
+            if (hi > ow) hi = ow;
+            ae_real *d = dst - pad + kx;
+            for (int ox = lo; ox < hi; ox++) d[ox] += src[ox];
+          } else {
+            for (int ox = 0; ox < ow; ox++) {
+              int ix = ox * stride - pad + kx;
+              if (ix >= 0 && ix < w) dst[ix] += src[ox];
+            }
+          }
+        }
+      }
+}
+
+void ae_net_avg_pool_plane_t(const ae_real *x, int h, int w, int k, int stride,
+                             int pad, int include_pad, int oh, int ow,
+                             ae_real *y) {
+  for (int oy = 0; oy < oh; oy++)
+    for (int ox = 0; ox < ow; ox++) {
+      int y0 = oy * stride - pad, x0 = ox * stride - pad;
+      ae_real sum = (ae_real)0;
+      for (int ky = 0; ky < k; ky++) {
+        int iy = y0 + ky;
+        if (iy < 0 || iy >= h) continue;
+        for (int kx = 0; kx < k; kx++) {
+          int ix = x0 + kx;
+          if (ix >= 0 && ix < w) sum += x[(size_t)iy * (size_t)w + (size_t)ix];
+        }
+      }
+      y[(size_t)oy * (size_t)ow + (size_t)ox] =
+          sum / (ae_real)ae_net_pool_count(y0, x0, h, w, k, include_pad);
+    }
+}
+
+void ae_net_avg_pool_plane_adj_t(const ae_real *dy, int h, int w, int k,
+                                 int stride, int pad, int include_pad,
+                                 int oh, int ow, ae_real *dx) {
+  for (int oy = 0; oy < oh; oy++)
+    for (int ox = 0; ox < ow; ox++) {
+      int y0 = oy * stride - pad, x0 = ox * stride - pad;
+      ae_real g = dy[(size_t)oy * (size_t)ow + (size_t)ox] /
+                (ae_real)ae_net_pool_count(y0, x0, h, w, k, include_pad);
+      for (int ky = 0; ky < k; ky++) {
+        int iy = y0 + ky;
+        if (iy < 0 || iy >= h) continue;
+        for (int kx = 0; kx < k; kx++) {
+          int ix = x0 + kx;
+          if (ix >= 0 && ix < w) dx[(size_t)iy * (size_t)w + (size_t)ix] += g;
+        }
+      }
+    }
+}
+

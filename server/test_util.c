@@ -1,0 +1,94 @@
+/* test_util.c: unit tests of archevald's utilities (server/util.c and the
+ * histogram of server/metrics.c): SHA-256 against the FIPS 180-4 examples,
+ * job ids (format, uniqueness, time order), RFC 3339 timestamps.
+ *
+ * Single-threaded; each test owns what it allocates. */
+#include "config.h"
+
+#include <check.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "server/daemon.h"
+
+START_TEST(sha256_fips_examples) {
+  char hex[65];
+  ae_sha256_hex("abc", 3, hex);
+  ck_assert_str_eq(hex, "ba7816bf8f01cfea414140de5dae2223"
+                        "b00361a396177a9cb410ff61f20015ad");
+  ae_sha256_hex("", 0, hex);
+  ck_assert_str_eq(hex, "e3b0c44298fc1c149afbf4c8996fb924"
+                        "27ae41e4649b934ca495991b7852b855");
+  const char *two_blocks =
+      "abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq";
+  ae_sha256_hex(two_blocks, strlen(two_blocks), hex);
+  ck_assert_str_eq(hex, "248d6a61d20638b8e5c026930c3e6039"
+                        "a33ce45964ff2167f6ecedd419db06c1");
+  /* One million 'a': many full blocks. */
+  size_t n = 1000000;
+  char *a = malloc(n);
+  ck_assert_ptr_nonnull(a);
+  memset(a, 'a', n);
+  ae_sha256_hex(a, n, hex);
+  free(a);
+  ck_assert_str_eq(hex, "cdc76e5c9914fb9281a1c7e284d73e67"
+                        "f1809a48a497200e046d39ccc7112cd0");
+}
+END_TEST
+
+START_TEST(job_ids_sort_in_creation_order) {
+  char prev[32] = "";
+  for (int i = 0; i < 5000; i++) {
+    char id[32];
+    ae_job_id_new(id, sizeof id);
+    ck_assert_uint_eq(strlen(id), 24);
+    ck_assert(!strncmp(id, "j_", 2));
+    for (const char *c = id + 2; *c; c++)
+      ck_assert(strchr("0123456789abcdefghjkmnpqrstvwxyz", *c) != NULL);
+    ck_assert_int_gt(strcmp(id, prev), 0); /* strictly increasing */
+    memcpy(prev, id, sizeof id);
+  }
+}
+END_TEST
+
+START_TEST(rfc3339_with_milliseconds) {
+  char buf[40];
+  ae_format_rfc3339(0, buf, sizeof buf);
+  ck_assert_str_eq(buf, "1970-01-01T00:00:00.000Z");
+  /* 2026-11-23T00:25:34.123Z */
+  ae_format_rfc3339(1795393534123LL, buf, sizeof buf);
+  ck_assert_str_eq(buf, "2026-11-23T00:25:34.123Z");
+}
+END_TEST
+
+START_TEST(histogram_buckets) {
+  static const double bounds[] = {0.1, 1, 10};
+  ae_histogram h;
+  ae_histogram_init(&h, bounds, 3);
+  ae_histogram_observe(&h, 0.05);
+  ae_histogram_observe(&h, 0.1); /* le is inclusive */
+  ae_histogram_observe(&h, 5);
+  ae_histogram_observe(&h, 50);
+  ck_assert_uint_eq(h.counts[0], 2);
+  ck_assert_uint_eq(h.counts[1], 0);
+  ck_assert_uint_eq(h.counts[2], 1);
+  ck_assert_uint_eq(h.counts[3], 1);
+  ck_assert_uint_eq(h.total, 4);
+  ck_assert_double_eq_tol(h.sum, 55.15, 1e-12);
+}
+END_TEST
+
+int main(void) {
+  Suite *s = suite_create("server_util");
+  TCase *tc = tcase_create("util");
+  tcase_add_test(tc, sha256_fips_examples);
+  tcase_add_test(tc, job_ids_sort_in_creation_order);
+  tcase_add_test(tc, rfc3339_with_milliseconds);
+  tcase_add_test(tc, histogram_buckets);
+  suite_add_tcase(s, tc);
+  SRunner *sr = srunner_create(s);
+  srunner_run_all(sr, CK_NORMAL);
+  int failures = srunner_ntests_failed(sr);
+  srunner_free(sr);
+  return failures != 0;
+}
