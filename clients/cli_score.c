@@ -38,13 +38,14 @@ static void score_usage(FILE *f) {
           "  --backend host|cuda   scoring backend (default host)\n"
           "  --threads N           parallel workers, each with its own engine\n"
           "                        (default 1)\n"
-          "  --dataset NAME=PATH   register a dataset (repeatable); PATH is a\n"
-          "                        folder or file of *_u8_nchw.bin or IDX files,\n"
-          "                        options ,shape=CxHxW ,labels=FILE\n"
+          "  --dataset NAME=PATH   register a dataset (repeatable); PATH is\n"
+          "                        a folder or file of *_u8_nchw.bin or IDX\n"
+          "                        files, options ,shape=CxHxW ,labels=FILE\n"
           "  -h, --help            show this help\n"
           "\n"
-          "Exit status: 0 all scored, 1 a job failed, 2 bad usage, 3 a request\n"
-          "was rejected (problem+json on stderr), 4 backend unavailable.\n");
+          "Exit status: 0 all scored, 1 a job failed, 2 bad usage, 3 a\n"
+          "request was rejected (problem+json on stderr), 4 backend\n"
+          "unavailable.\n");
 }
 
 /* Prints a problem+json on stderr as one line. */
@@ -96,18 +97,18 @@ static int read_input(const char *path, char **out, size_t *len) {
 
 /* One request of the input and, once scored, its output line. */
 typedef struct {
-  json_t *body;      /* borrowed from the parsed input */
+  json_t *body; /* borrowed from the parsed input */
   ae_request req;
-  int valid;         /* parsed */
-  char *line;        /* the JSON line to print, malloc'd */
-  int failed;        /* 1: scoring failed */
+  int valid;  /* parsed */
+  char *line; /* the JSON line to print, malloc'd */
+  int failed; /* 1: scoring failed */
   int done;
 } score_item;
 
 typedef struct {
   score_item *items;
   size_t n;
-  size_t next;       /* next item a worker takes */
+  size_t next; /* next item a worker takes */
   ae_engine_config cfg;
   const ae_dataset_registry *reg;
   pthread_mutex_t lock;
@@ -247,8 +248,7 @@ int ae_cli_score(int argc, char **argv) {
       score_usage(stdout);
       return AE_EXIT_OK;
     default:
-      fprintf(stderr, "archeval score: bad option '%s'\n",
-              argv[optind - 1]);
+      fprintf(stderr, "archeval score: bad option '%s'\n", argv[optind - 1]);
       score_usage(stderr);
       return AE_EXIT_USAGE;
     }
@@ -290,8 +290,8 @@ int ae_cli_score(int argc, char **argv) {
   int fashion_given = 0;
   for (int i = 0; i < n_datasets; i++)
     if (!strncmp(datasets[i], "fashion-mnist=", 14)) fashion_given = 1;
-  rc = ae_dataset_registry_init(&reg, !fashion_given &&
-                                          wants_fashion_mnist(root), &p);
+  rc = ae_dataset_registry_init(
+      &reg, !fashion_given && wants_fashion_mnist(root), &p);
   for (int i = 0; !rc && i < n_datasets; i++)
     rc = ae_dataset_registry_add(&reg, datasets[i], &p);
   if (rc) {
@@ -361,7 +361,8 @@ int ae_cli_score(int argc, char **argv) {
   }
   double t0 = wall_seconds();
   size_t scored = 0, n_valid = 0;
-  for (size_t i = 0; i < n_items; i++) n_valid += items[i].valid;
+  for (size_t i = 0; i < n_items; i++)
+    n_valid += items[i].valid;
   for (size_t i = 0; i < n_items; i++) {
     score_item *it = &items[i];
     if (inline_engine && it->valid) {
@@ -369,7 +370,8 @@ int ae_cli_score(int argc, char **argv) {
       it->done = 1;
     } else if (started) {
       pthread_mutex_lock(&pool.lock);
-      while (!it->done) pthread_cond_wait(&pool.cond, &pool.lock);
+      while (!it->done)
+        pthread_cond_wait(&pool.cond, &pool.lock);
       pthread_mutex_unlock(&pool.lock);
     }
     if (pool.open_failed && !it->line) break;
@@ -385,12 +387,12 @@ int ae_cli_score(int argc, char **argv) {
       fputc('\n', stdout);
       fflush(stdout);
     } else {
-      fprintf(stderr, "archeval score: out of memory rendering item %zu\n",
-              i);
+      fprintf(stderr, "archeval score: out of memory rendering item %zu\n", i);
       status = AE_EXIT_FAILURE;
     }
   }
-  for (int t = 0; t < started; t++) pthread_join(tids[t], NULL);
+  for (int t = 0; t < started; t++)
+    pthread_join(tids[t], NULL);
   ae_engine_close(inline_engine);
   if (pool.open_failed) {
     print_problem(&pool.open_problem);

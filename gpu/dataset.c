@@ -71,31 +71,63 @@ static int read_file_bytes(const char *path, uint8_t **out, size_t *len) {
     gzFile gz = gzopen(path, "rb");
     if (!gz) return AE_EIO;
     size_t cap = 1 << 20, n = 0;
+    /* Stop at the size an IDX header announces (plus one byte, to see that
+     * more follows), so a small gzip bomb cannot fill memory. */
+    unsigned long long limit = AE_DATASET_MAX_BYTES;
+    int limit_known = 0;
     uint8_t *buf = malloc(cap);
-    if (!buf) { gzclose(gz); return AE_ENOMEM; }
+    if (!buf) {
+      gzclose(gz);
+      return AE_ENOMEM;
+    }
     for (;;) {
       if (n == cap) {
-        if (cap >= AE_DATASET_MAX_BYTES) {
+        if (cap >= limit) {
           free(buf);
           gzclose(gz);
           return AE_EINVAL;
         }
-        uint8_t *nb = realloc(buf, cap * 2);
-        if (!nb) { free(buf); gzclose(gz); return AE_ENOMEM; }
+        size_t next = cap * 2 < limit ? cap * 2 : (size_t)limit;
+        uint8_t *nb = realloc(buf, next);
+        if (!nb) {
+          free(buf);
+          gzclose(gz);
+          return AE_ENOMEM;
+        }
         buf = nb;
-        cap *= 2;
+        cap = next;
       }
       size_t want = cap - n;
       if (want > (1u << 30)) want = 1u << 30;
       int got = gzread(gz, buf + n, (unsigned)want);
-      if (got < 0) { free(buf); gzclose(gz); return AE_EIO; }
+      if (got < 0) {
+        free(buf);
+        gzclose(gz);
+        return AE_EIO;
+      }
       if (got == 0) break;
       n += (size_t)got;
+      if (!limit_known && n >= 4 && buf[0] == 0 && buf[1] == 0 && buf[3] >= 1 &&
+          buf[3] <= 4 && n >= 4 + 4 * (size_t)buf[3]) {
+        unsigned long long count = 1;
+        for (int k = 0; k < buf[3] && count <= AE_DATASET_MAX_BYTES; k++) {
+          const uint8_t *b = buf + 4 + 4 * k;
+          count *= ((unsigned long long)b[0] << 24) |
+                   ((unsigned long long)b[1] << 16) |
+                   ((unsigned long long)b[2] << 8) | b[3];
+        }
+        limit_known = 1;
+        if (count <= AE_DATASET_MAX_BYTES)
+          limit = 4 + 4 * (unsigned long long)buf[3] + count + 1;
+      }
     }
     int zerr = 0;
     gzerror(gz, &zerr);
     gzclose(gz);
-    if (zerr != Z_OK && zerr != Z_STREAM_END) { free(buf); return AE_EIO; }
+    if (zerr != Z_OK && zerr != Z_STREAM_END) {
+      free(buf);
+      return AE_EIO;
+    }
     *out = buf;
     *len = n;
     return AE_OK;
@@ -113,8 +145,15 @@ static int read_file_bytes(const char *path, uint8_t **out, size_t *len) {
   }
   size_t n = (size_t)st.st_size;
   uint8_t *buf = malloc(n ? n : 1);
-  if (!buf) { fclose(f); return AE_ENOMEM; }
-  if (n && fread(buf, 1, n, f) != n) { free(buf); fclose(f); return AE_EIO; }
+  if (!buf) {
+    fclose(f);
+    return AE_ENOMEM;
+  }
+  if (n && fread(buf, 1, n, f) != n) {
+    free(buf);
+    fclose(f);
+    return AE_EIO;
+  }
   fclose(f);
   *out = buf;
   *len = n;
@@ -171,7 +210,7 @@ static int parse_shape(const char *s, int shape[3], int *rank) {
 /* What one spec resolves to: the image and label files and the shape. */
 typedef struct {
   char *images, *labels;
-  int idx;               /* 1: IDX files, 0: raw uint8 */
+  int idx; /* 1: IDX files, 0: raw uint8 */
 } dataset_files;
 
 static void dataset_files_free(dataset_files *f) {
@@ -184,8 +223,7 @@ static void dataset_files_free(dataset_files *f) {
 static int resolve_folder(const char *dir, dataset_files *f) {
   DIR *d = opendir(dir);
   if (!d) return AE_EIO;
-  char *raw_train = NULL, *raw_any = NULL, *idx_train = NULL,
-       *idx_any = NULL;
+  char *raw_train = NULL, *raw_any = NULL, *idx_train = NULL, *idx_any = NULL;
   int n_raw = 0, n_idx = 0, rc = AE_OK;
   struct dirent *e;
   while ((e = readdir(d)) != NULL && rc == AE_OK) {
@@ -236,11 +274,11 @@ static int resolve_folder(const char *dir, dataset_files *f) {
 static int labels_beside(dataset_files *f) {
   const char *im = f->images;
   if (f->idx) {
-    f->labels = ends_with(im, ".gz")
-                    ? replace_suffix(im, "-images-idx3-ubyte.gz",
-                                     "-labels-idx1-ubyte.gz")
-                    : replace_suffix(im, "-images-idx3-ubyte",
-                                     "-labels-idx1-ubyte");
+    f->labels =
+        ends_with(im, ".gz")
+            ? replace_suffix(im, "-images-idx3-ubyte.gz",
+                             "-labels-idx1-ubyte.gz")
+            : replace_suffix(im, "-images-idx3-ubyte", "-labels-idx1-ubyte");
   } else {
     f->labels = replace_suffix(im, "_u8_nchw.bin", "_labels_u8.bin");
   }
@@ -279,8 +317,9 @@ static int load_dataset(ae_dataset *ds, const dataset_files *f,
   size_t ilen = 0, llen = 0;
   int rc = read_file_bytes(f->images, &ibuf, &ilen);
   if (rc) {
-    dataset_problem(p, spec, rc == AE_EINVAL ? "image file too large"
-                                             : "cannot read the image file");
+    dataset_problem(p, spec,
+                    rc == AE_EINVAL ? "image file too large"
+                                    : "cannot read the image file");
     goto done;
   }
   rc = read_file_bytes(f->labels, &lbuf, &llen);
@@ -300,7 +339,8 @@ static int load_dataset(ae_dataset *ds, const dataset_files *f,
     }
     n_images = dims[0];
     per = 1;
-    for (int k = 1; k < nd; k++) per *= dims[k];
+    for (int k = 1; k < nd; k++)
+      per *= dims[k];
     if (nd == 3) {
       shape[0] = 1, shape[1] = dims[1], shape[2] = dims[2], rank = 3;
     } else if (nd == 4) {
@@ -318,8 +358,9 @@ static int load_dataset(ae_dataset *ds, const dataset_files *f,
   } else {
     if (n_labels <= 0 || ilen == 0 || ilen % (size_t)n_labels) {
       rc = AE_EINVAL;
-      dataset_problem(p, spec, "image bytes are not a multiple of the "
-                               "number of labels");
+      dataset_problem(p, spec,
+                      "image bytes are not a multiple of the "
+                      "number of labels");
       goto done;
     }
     n_images = n_labels;
@@ -330,8 +371,9 @@ static int load_dataset(ae_dataset *ds, const dataset_files *f,
       shape[0] = 1, shape[1] = shape[2] = 28, rank = 3;
     } else if (!rank_given) {
       rc = AE_EINVAL;
-      dataset_problem(p, spec, "cannot infer the sample shape; give "
-                               "shape=CxHxW");
+      dataset_problem(p, spec,
+                      "cannot infer the sample shape; give "
+                      "shape=CxHxW");
       goto done;
     }
   }
@@ -339,8 +381,9 @@ static int load_dataset(ae_dataset *ds, const dataset_files *f,
     long long g = (long long)shape_given[0] * shape_given[1] * shape_given[2];
     if (g != per) {
       rc = AE_EINVAL;
-      dataset_problem(p, spec, "the given shape does not match the sample "
-                               "size");
+      dataset_problem(p, spec,
+                      "the given shape does not match the sample "
+                      "size");
       goto done;
     }
     memcpy(shape, shape_given, sizeof shape);
@@ -361,7 +404,8 @@ static int load_dataset(ae_dataset *ds, const dataset_files *f,
     dataset_problem(p, spec, "out of memory");
     goto done;
   }
-  for (long long i = 0; i < n_images * per; i++) ds->x[i] = (float)pix[i];
+  for (long long i = 0; i < n_images * per; i++)
+    ds->x[i] = (float)pix[i];
   memcpy(ds->y, lab, (size_t)n_images);
   memcpy(ds->shape, shape, sizeof shape);
   ds->rank = rank;
@@ -424,8 +468,9 @@ int ae_dataset_registry_add(ae_dataset_registry *r, const char *spec,
   }
   size_t name_len = (size_t)(eq - spec);
   if (!name_is_valid(spec, name_len)) {
-    dataset_problem(p, spec, "the name must be 1-63 letters, digits, '-', "
-                             "'_' or '.'");
+    dataset_problem(p, spec,
+                    "the name must be 1-63 letters, digits, '-', "
+                    "'_' or '.'");
     return AE_EINVAL;
   }
   ae_dataset ds;
@@ -491,10 +536,10 @@ int ae_dataset_registry_add(ae_dataset_registry *r, const char *spec,
   if (S_ISDIR(st.st_mode)) {
     rc = resolve_folder(ds.path, &files);
     if (rc) {
-      dataset_problem(p, spec, rc == AE_ENOMEM
-                                   ? "out of memory"
-                                   : "no *_u8_nchw.bin or IDX images in the "
-                                     "folder");
+      dataset_problem(p, spec,
+                      rc == AE_ENOMEM ? "out of memory"
+                                      : "no *_u8_nchw.bin or IDX images in the "
+                                        "folder");
       goto fail;
     }
   } else {
@@ -508,8 +553,9 @@ int ae_dataset_registry_add(ae_dataset_registry *r, const char *spec,
                 ends_with(ds.path, "-idx3-ubyte");
     if (!files.idx && !ends_with(ds.path, ".bin")) {
       rc = AE_EINVAL;
-      dataset_problem(p, spec, "unknown file kind (want *_u8_nchw.bin or "
-                               "*-images-idx3-ubyte[.gz])");
+      dataset_problem(p, spec,
+                      "unknown file kind (want *_u8_nchw.bin or "
+                      "*-images-idx3-ubyte[.gz])");
       goto fail;
     }
   }
@@ -587,7 +633,8 @@ ae_catalog ae_dataset_registry_catalog(const ae_dataset_registry *r) {
 
 void ae_dataset_registry_free(ae_dataset_registry *r) {
   if (!r) return;
-  for (size_t i = 0; i < r->n; i++) dataset_free(&r->sets[i]);
+  for (size_t i = 0; i < r->n; i++)
+    dataset_free(&r->sets[i]);
   free(r->sets);
   free(r->infos);
   memset(r, 0, sizeof *r);

@@ -1,7 +1,9 @@
-/* engine.c: the host scoring engine: turns one parsed request into a
- * scorecard (scorecard.md §2-3) by drawing the batch, running the host
- * executor (gpu/host/net.h) and the analytic side (gpu/analytic/analytic.h)
- * group by group, with a checkpoint between every step.
+/* engine.c: the scoring engine: turns one parsed request into a
+ * scorecard (scorecard.md §2-3) by drawing the batch, running the network
+ * executor (gpu/host/net.h, or in a CUDA build gpu/cuda/cuda_net.h for
+ * backend cuda) and the analytic side (gpu/analytic/analytic.h) group by
+ * group, with a checkpoint between every step.  Data, kernels, eigenvalues
+ * and bounds are the same host code for both backends.
  *
  * An ae_engine belongs to one worker thread for its whole life; everything
  * a job allocates lives in a job_state on that thread's stack and is freed
@@ -19,6 +21,9 @@
 #include "gpu/engine.h"
 #include "gpu/host/net.h"
 #include "gpu/philox.h"
+#ifdef HAVE_CUDA
+#include "gpu/cuda/cuda_net.h"
+#endif
 
 /* OpenBLAS's thread control (declared by its cblas.h, not by every one). */
 extern void openblas_set_num_threads(int num_threads);
@@ -33,7 +38,90 @@ struct ae_engine {
   ae_engine_config cfg;
   char name[32];
   size_t memory_bytes; /* buffers held by the job running now */
+#ifdef HAVE_CUDA
+  ae_cuda_context *cuda; /* the device, for backend cuda */
+#endif
 };
+
+/* ---- the executor: the host net or, in a CUDA build, the device net ----
+ * Both run the same lowered graph with the same Philox weights; only the
+ * calls below differ.  Everything else (data, eigenvalues, kernels,
+ * bounds) is the same host code for both backends. */
+
+typedef struct {
+  ae_net *host;
+#ifdef HAVE_CUDA
+  ae_cuda_net *cuda;
+#endif
+} exec_net;
+
+static int exec_create(ae_engine *e, const ae_graph *g, int max_batch,
+                       exec_net *out) {
+  memset(out, 0, sizeof *out);
+#ifdef HAVE_CUDA
+  if (e->cuda) return ae_cuda_net_create(e->cuda, g, max_batch, &out->cuda);
+#else
+  (void)e;
+#endif
+  return ae_net_create(g, max_batch, &out->host);
+}
+
+static int exec_exists(const exec_net *n) {
+#ifdef HAVE_CUDA
+  if (n->cuda) return 1;
+#endif
+  return n->host != NULL;
+}
+
+static void exec_destroy(exec_net *n) {
+#ifdef HAVE_CUDA
+  ae_cuda_net_destroy(n->cuda);
+#endif
+  ae_net_destroy(n->host);
+  memset(n, 0, sizeof *n);
+}
+
+static size_t exec_memory_bytes(const exec_net *n) {
+#ifdef HAVE_CUDA
+  if (n->cuda) return ae_cuda_net_memory_bytes(n->cuda);
+#endif
+  return n->host ? ae_net_memory_bytes(n->host) : 0;
+}
+
+static int exec_init_weights(exec_net *n, uint64_t seed, uint32_t stream) {
+#ifdef HAVE_CUDA
+  if (n->cuda) return ae_cuda_net_init_weights(n->cuda, seed, stream);
+#endif
+  ae_net_init_weights(n->host, seed, stream);
+  return AE_OK;
+}
+
+static int exec_ntk(exec_net *n, const float *x, int batch,
+                    ae_ntk_parameterization par, double *theta,
+                    const ae_job_control *ctl) {
+#ifdef HAVE_CUDA
+  if (n->cuda) return ae_cuda_net_ntk(n->cuda, x, batch, par, theta, ctl);
+#endif
+  return ae_net_ntk(n->host, x, batch, par, theta, ctl);
+}
+
+static int exec_sign_patterns(exec_net *n, const float *x, int batch,
+                              uint64_t **bits, size_t *words) {
+#ifdef HAVE_CUDA
+  if (n->cuda) return ae_cuda_net_sign_patterns(n->cuda, x, batch, bits, words);
+#endif
+  return ae_net_sign_patterns(n->host, x, batch, bits, words);
+}
+
+static int exec_forward_jet(exec_net *n, const double *x, const double *dx,
+                            const double *ddx, int batch, double *y, double *dy,
+                            double *ddy) {
+#ifdef HAVE_CUDA
+  if (n->cuda)
+    return ae_cuda_net_forward_jet(n->cuda, x, dx, ddx, batch, y, dy, ddy);
+#endif
+  return ae_net_forward_jet(n->host, x, dx, ddx, batch, y, dy, ddy);
+}
 
 /* ---- time and checkpoints ---- */
 
@@ -56,7 +144,9 @@ int ae_job_checkpoint(const ae_job_control *ctl) {
 }
 
 #ifndef HAVE_CUDA
-int ae_cuda_device_count(void) { return 0; }
+int ae_cuda_device_count(void) {
+  return 0;
+}
 #endif
 
 /* ---- engine lifetime ---- */
@@ -64,6 +154,7 @@ int ae_cuda_device_count(void) { return 0; }
 int ae_engine_open(const ae_engine_config *cfg, ae_engine **out,
                    ae_problem *p) {
   *out = NULL;
+#ifndef HAVE_CUDA
   if (cfg->backend == AE_BACKEND_CUDA) {
     ae_problem_set(p, 503, "backend_unavailable", "Backend unavailable",
                    "the CUDA backend is not available in this build "
@@ -71,47 +162,75 @@ int ae_engine_open(const ae_engine_config *cfg, ae_engine **out,
                    cfg->device);
     return AE_EUNSUPPORTED;
   }
+#endif
   ae_engine *e = calloc(1, sizeof *e);
   if (!e) {
     ae_problem_set(p, 500, "internal", "Internal error",
-                   "out of memory opening the host engine");
+                   "out of memory opening the engine");
     return AE_ENOMEM;
   }
   e->cfg = *cfg;
   if (e->cfg.blas_threads < 1) e->cfg.blas_threads = 1;
   snprintf(e->name, sizeof e->name, "host:%d", cfg->index);
+#ifdef HAVE_CUDA
+  if (cfg->backend == AE_BACKEND_CUDA) {
+    char err[256] = "";
+    int rc = ae_cuda_context_open(cfg->device, &e->cuda, err, sizeof err);
+    if (rc) {
+      ae_problem_set(p, 503, "backend_unavailable", "Backend unavailable",
+                     "cannot open cuda:%d: %s", cfg->device,
+                     err[0] ? err : ae_strerror(rc));
+      free(e);
+      return rc == AE_ENOMEM ? AE_ENOMEM : AE_EUNSUPPORTED;
+    }
+    snprintf(e->name, sizeof e->name, "cuda:%d", cfg->device);
+  }
+#endif
   openblas_set_num_threads(e->cfg.blas_threads);
   *out = e;
   return AE_OK;
 }
 
-const char *ae_engine_name(const ae_engine *e) { return e->name; }
+const char *ae_engine_name(const ae_engine *e) {
+  return e->name;
+}
 
-size_t ae_engine_memory_used(const ae_engine *e) { return e->memory_bytes; }
+size_t ae_engine_memory_used(const ae_engine *e) {
+#ifdef HAVE_CUDA
+  if (e->cuda) return ae_cuda_context_memory_used(e->cuda);
+#endif
+  return e->memory_bytes;
+}
 
-void ae_engine_close(ae_engine *e) { free(e); }
+void ae_engine_close(ae_engine *e) {
+  if (!e) return;
+#ifdef HAVE_CUDA
+  ae_cuda_context_close(e->cuda);
+#endif
+  free(e);
+}
 
 /* ---- one job ---- */
 
 typedef struct {
   ae_engine *e;
   const ae_request *req;
-  const ae_dataset *ds;      /* NULL for synthetic and inline data */
+  const ae_dataset *ds; /* NULL for synthetic and inline data */
   const ae_job_control *ctl;
   ae_scorecard *sc;
   ae_problem *p;
-  int n;                     /* batch size N */
-  int dim;                   /* flattened input size d */
-  float *x;                  /* n * dim: the batch as drawn */
-  float *x_net;              /* n * dim: as fed to the net (scaled) */
-  const int *labels;         /* n class labels, or NULL */
+  int n;             /* batch size N */
+  int dim;           /* flattened input size d */
+  float *x;          /* n * dim: the batch as drawn */
+  float *x_net;      /* n * dim: as fed to the net (scaled) */
+  const int *labels; /* n class labels, or NULL */
   int *labels_owned;
   int num_classes;
-  double *k0;                /* n * n cosine similarities */
+  double *k0; /* n * n cosine similarities */
   ae_paths paths;
   int have_paths;
-  ae_net *net;               /* the full network */
-  double *theta;             /* n * n empirical NTK of weights stream 0 */
+  exec_net net;  /* the full network */
+  double *theta; /* n * n empirical NTK of weights stream 0 */
 } job_state;
 
 static void job_free(job_state *j) {
@@ -120,7 +239,7 @@ static void job_free(job_state *j) {
   free(j->labels_owned);
   free(j->k0);
   if (j->have_paths) ae_paths_free(&j->paths);
-  ae_net_destroy(j->net);
+  exec_destroy(&j->net);
   free(j->theta);
 }
 
@@ -130,10 +249,12 @@ static void scale_to_sqrt_dim(float *x, int n, int dim) {
   for (int i = 0; i < n; i++) {
     float *v = x + (size_t)i * dim;
     double s = 0.0;
-    for (int k = 0; k < dim; k++) s += (double)v[k] * v[k];
+    for (int k = 0; k < dim; k++)
+      s += (double)v[k] * v[k];
     if (s <= 0.0) continue;
     double f = sqrt((double)dim / s);
-    for (int k = 0; k < dim; k++) v[k] = (float)(v[k] * f);
+    for (int k = 0; k < dim; k++)
+      v[k] = (float)(v[k] * f);
   }
 }
 
@@ -143,7 +264,8 @@ static int job_data(job_state *j) {
   const ae_request *r = j->req;
   const ae_data_spec *ds = &r->data;
   int n = ds->batch_size, dim = 1;
-  for (int k = 0; k < ds->input_rank; k++) dim *= ds->input_shape[k];
+  for (int k = 0; k < ds->input_rank; k++)
+    dim *= ds->input_shape[k];
   j->n = n;
   j->dim = dim;
   j->num_classes = ds->num_classes > 0 ? ds->num_classes : r->net.num_classes;
@@ -165,8 +287,8 @@ static int job_data(job_state *j) {
     if (per != dim || set->size < n) {
       ae_problem_set(j->p, 422, "invalid_request", "Invalid request",
                      "dataset '%s' has %lld samples of %lld values; the "
-                     "request needs %d of %d", set->name, set->size, per, n,
-                     dim);
+                     "request needs %d of %d",
+                     set->name, set->size, per, n, dim);
       return AE_EINVAL;
     }
     /* Partial Fisher-Yates over the sample indices. */
@@ -176,10 +298,11 @@ static int job_data(job_state *j) {
       free(order);
       return AE_ENOMEM;
     }
-    for (long long i = 0; i < set->size; i++) order[i] = (int)i;
+    for (long long i = 0; i < set->size; i++)
+      order[i] = (int)i;
     for (int k = 0; k < n; k++) {
-      double u = ae_philox_uniform(r->seed, AE_TID_SAMPLE_CHOICE, 0,
-                                   (uint64_t)k);
+      double u =
+          ae_philox_uniform(r->seed, AE_TID_SAMPLE_CHOICE, 0, (uint64_t)k);
       long long pick = k + (long long)(u * (double)(set->size - k));
       if (pick >= set->size) pick = set->size - 1;
       int t = order[k];
@@ -201,7 +324,8 @@ static int job_data(job_state *j) {
   for (int i = 0; i < n; i++) {
     const float *a = j->x + (size_t)i * dim;
     double s = 0.0;
-    for (int k = 0; k < dim; k++) s += (double)a[k] * a[k];
+    for (int k = 0; k < dim; k++)
+      s += (double)a[k] * a[k];
     norm[i] = sqrt(s);
   }
   for (int i = 0; i < n; i++) {
@@ -210,7 +334,8 @@ static int job_data(job_state *j) {
     for (int l = i + 1; l < n; l++) {
       const float *b = j->x + (size_t)l * dim;
       double s = 0.0;
-      for (int k = 0; k < dim; k++) s += (double)a[k] * b[k];
+      for (int k = 0; k < dim; k++)
+        s += (double)a[k] * b[k];
       double c = norm[i] > 0 && norm[l] > 0 ? s / (norm[i] * norm[l]) : 0.0;
       if (c > 1.0) c = 1.0;
       if (c < -1.0) c = -1.0;
@@ -235,14 +360,14 @@ static int job_paths(job_state *j) {
 
 /* The full network, built once per job for batches of max(N, points). */
 static int job_net(job_state *j) {
-  if (j->net) return AE_OK;
+  if (exec_exists(&j->net)) return AE_OK;
   int batch = j->n;
   if ((j->req->metrics & AE_GROUP_EXPRESSIVITY) &&
       j->req->settings.curv_points > batch)
     batch = j->req->settings.curv_points;
-  int rc = ae_net_create(&j->req->net, batch, &j->net);
+  int rc = exec_create(j->e, &j->req->net, batch, &j->net);
   if (rc) return rc;
-  j->e->memory_bytes += ae_net_memory_bytes(j->net);
+  j->e->memory_bytes += exec_memory_bytes(&j->net);
   return AE_OK;
 }
 
@@ -263,8 +388,10 @@ static int group_topology(job_state *j) {
     memcpy(sc->topology.path_depths, j->paths.depths, n * sizeof(double));
     sc->topology.n_path_depths = n;
   } else {
-    ae_scorecard_warn(sc, "topology.path_depths: more than %d paths, the "
-                      "list is omitted", AE_MAX_PATH_LIST);
+    ae_scorecard_warn(sc,
+                      "topology.path_depths: more than %d paths, the "
+                      "list is omitted",
+                      AE_MAX_PATH_LIST);
   }
   double dbar = ae_effective_depth(&j->paths);
   double mbar = ae_effective_width(&j->paths);
@@ -272,14 +399,14 @@ static int group_topology(job_state *j) {
   sc->topology.effective_width = mbar;
   if (!isfinite(dbar))
     ae_scorecard_warn(sc, "topology.effective_depth: no input-to-output "
-                      "path");
+                          "path");
   if (!isfinite(mbar))
     ae_scorecard_warn(sc, "topology.effective_width: undefined (no path or "
-                      "no parameterised path)");
+                          "no parameterised path)");
   sc->topology.dag_filter = ae_dag_filter(&r->arch, dbar, mbar);
   if (sc->topology.dag_filter < 0)
     ae_scorecard_warn(sc, "topology.dag_filter: no search space known for "
-                      "this architecture");
+                          "this architecture");
   return ae_job_checkpoint(j->ctl);
 }
 
@@ -298,9 +425,9 @@ static int first_smooth_activation(const ae_graph *g) {
 static void lr_inputs(const job_state *j, const ae_graph *probe, float *in,
                       int s_count, int probe_dim) {
   const ae_request *r = j->req;
-  int pool = j->ds ? (int)(j->ds->size > 0x7fffffff ? 0x7fffffff
-                                                    : j->ds->size)
-                   : r->data.inputs ? j->n : 0;
+  int pool = j->ds ? (int)(j->ds->size > 0x7fffffff ? 0x7fffffff : j->ds->size)
+             : r->data.inputs ? j->n
+                              : 0;
   const float *images = j->ds ? j->ds->x : r->data.inputs;
   if (r->arch.type == AE_ARCH_NB201) {
     /* 3x3 crops of one random channel of random images (TE-NAS). */
@@ -336,8 +463,9 @@ static void lr_inputs(const job_state *j, const ae_graph *probe, float *in,
           o[k] = (float)ae_philox_normal(r->seed, AE_TID_LR_CROPS, 1,
                                          (uint64_t)s * probe_dim + k);
       } else {
-        int img = (int)(ae_philox_uniform(r->seed, AE_TID_LR_CROPS, 0,
-                                          (uint64_t)s) * pool);
+        int img =
+            (int)(ae_philox_uniform(r->seed, AE_TID_LR_CROPS, 0, (uint64_t)s) *
+                  pool);
         memcpy(o, images + (size_t)img * probe_dim,
                (size_t)probe_dim * sizeof *o);
       }
@@ -353,20 +481,22 @@ static int linear_regions(job_state *j) {
   sc->expressivity.linear_regions_samples = s_count;
   int smooth = first_smooth_activation(&r->net);
   if (smooth >= 0) {
-    ae_scorecard_warn(sc, "expressivity.linear_regions: defined for "
+    ae_scorecard_warn(sc,
+                      "expressivity.linear_regions: defined for "
                       "piecewise-linear activations only (this network "
-                      "uses %s)", ae_act_name((ae_act_fn)smooth));
+                      "uses %s)",
+                      ae_act_name((ae_act_fn)smooth));
     ae_scorecard_warn(sc, "expressivity.linear_regions_saturated: no "
-                      "linear regions for smooth activations");
+                          "linear regions for smooth activations");
     return AE_OK;
   }
   if (r->arch.type == AE_ARCH_NB201 &&
       (r->data.input_rank != 3 || r->data.input_shape[1] < 3 ||
        r->data.input_shape[2] < 3)) {
     ae_scorecard_warn(sc, "expressivity.linear_regions: needs images of at "
-                      "least 3x3 for the crops");
+                          "least 3x3 for the crops");
     ae_scorecard_warn(sc, "expressivity.linear_regions_saturated: no "
-                      "linear regions");
+                          "linear regions");
     return AE_OK;
   }
   ae_lower_opts o;
@@ -388,10 +518,12 @@ static int linear_regions(job_state *j) {
   int rc = ae_arch_lower(&r->arch, &o, &lim, "/architecture", &probe, j->p);
   if (rc) return rc;
   int probe_dim = 1;
-  for (int k = 0; k < o.input_rank; k++) probe_dim *= o.input_shape[k];
+  for (int k = 0; k < o.input_rank; k++)
+    probe_dim *= o.input_shape[k];
   int batch = s_count < AE_LR_BATCH ? s_count : AE_LR_BATCH;
   float *in = malloc((size_t)s_count * probe_dim * sizeof *in);
-  ae_net *net = NULL;
+  exec_net net;
+  memset(&net, 0, sizeof net);
   uint64_t *all = NULL;
   double sum = 0.0;
   int saturated_all = 1;
@@ -400,18 +532,18 @@ static int linear_regions(job_state *j) {
     goto done;
   }
   lr_inputs(j, &probe, in, s_count, probe_dim);
-  rc = ae_net_create(&probe, batch, &net);
+  rc = exec_create(j->e, &probe, batch, &net);
   if (rc) goto done;
-  j->e->memory_bytes += ae_net_memory_bytes(net);
+  j->e->memory_bytes += exec_memory_bytes(&net);
   for (int rep = 0; rep < repeats; rep++) {
-    ae_net_init_weights(net, r->seed, (uint32_t)rep);
+    rc = exec_init_weights(&net, r->seed, (uint32_t)rep);
+    if (rc) goto done;
     size_t words = 0;
     for (int s0 = 0; s0 < s_count; s0 += batch) {
       int b = s_count - s0 < batch ? s_count - s0 : batch;
       uint64_t *bits = NULL;
       size_t w = 0;
-      rc = ae_net_sign_patterns(net, in + (size_t)s0 * probe_dim, b, &bits,
-                                &w);
+      rc = exec_sign_patterns(&net, in + (size_t)s0 * probe_dim, b, &bits, &w);
       if (rc) goto done;
       if (!all) {
         words = w;
@@ -432,9 +564,8 @@ static int linear_regions(job_state *j) {
       rc = ae_job_checkpoint(j->ctl);
       if (rc) goto done;
     }
-    size_t count = words ? ae_count_distinct_patterns(all, (size_t)s_count,
-                                                      words)
-                         : 1;
+    size_t count =
+        words ? ae_count_distinct_patterns(all, (size_t)s_count, words) : 1;
     sum += (double)count;
     if (count != (size_t)s_count) saturated_all = 0;
     free(all);
@@ -443,12 +574,14 @@ static int linear_regions(job_state *j) {
   sc->expressivity.linear_regions = sum / repeats;
   sc->expressivity.linear_regions_saturated = saturated_all;
   if (saturated_all)
-    ae_scorecard_warn(sc, "expressivity.linear_regions: saturated (every one "
+    ae_scorecard_warn(sc,
+                      "expressivity.linear_regions: saturated (every one "
                       "of the %d samples in its own region); raise "
-                      "linear_regions.samples", s_count);
+                      "linear_regions.samples",
+                      s_count);
 done:
-  if (net) j->e->memory_bytes -= ae_net_memory_bytes(net);
-  ae_net_destroy(net);
+  j->e->memory_bytes -= exec_memory_bytes(&net);
+  exec_destroy(&net);
   free(all);
   free(in);
   ae_graph_free(&probe);
@@ -478,19 +611,25 @@ static int curvature(job_state *j) {
   for (int k = 0; k < 2 * dim; k++)
     u[k] = ae_philox_normal(r->seed, AE_TID_CURVE_DIRS, 0, (uint64_t)k);
   double n0 = 0.0, dot = 0.0, n1 = 0.0;
-  for (int k = 0; k < dim; k++) n0 += u0[k] * u0[k];
+  for (int k = 0; k < dim; k++)
+    n0 += u0[k] * u0[k];
   n0 = sqrt(n0);
-  for (int k = 0; k < dim; k++) u0[k] /= n0;
-  for (int k = 0; k < dim; k++) dot += u0[k] * u1[k];
-  for (int k = 0; k < dim; k++) u1[k] -= dot * u0[k];
-  for (int k = 0; k < dim; k++) n1 += u1[k] * u1[k];
+  for (int k = 0; k < dim; k++)
+    u0[k] /= n0;
+  for (int k = 0; k < dim; k++)
+    dot += u0[k] * u1[k];
+  for (int k = 0; k < dim; k++)
+    u1[k] -= dot * u0[k];
+  for (int k = 0; k < dim; k++)
+    n1 += u1[k] * u1[k];
   n1 = sqrt(n1);
   if (!(n1 > 0.0) || dim < 2) {
     ae_scorecard_warn(sc, "expressivity.curvature: the input has fewer than "
-                      "two dimensions");
+                          "two dimensions");
     goto done;
   }
-  for (int k = 0; k < dim; k++) u1[k] /= n1;
+  for (int k = 0; k < dim; k++)
+    u1[k] /= n1;
   /* t = linspace(0, 2 pi, points), both ends included (as the NFL code). */
   for (int i = 0; i < pts; i++) {
     double t = pts > 1 ? 2.0 * M_PI * i / (pts - 1) : 0.0;
@@ -505,8 +644,9 @@ static int curvature(job_state *j) {
   double sum = 0.0;
   int degenerate_total = 0;
   for (int rep = 0; rep < repeats; rep++) {
-    ae_net_init_weights(j->net, r->seed, (uint32_t)rep);
-    rc = ae_net_forward_jet(j->net, x, dx, ddx, pts, y, dy, ddy);
+    rc = exec_init_weights(&j->net, r->seed, (uint32_t)rep);
+    if (rc) goto done;
+    rc = exec_forward_jet(&j->net, x, dx, ddx, pts, y, dy, ddy);
     if (rc) goto done;
     int degenerate = 0;
     sum += ae_curvature_sum(dy, ddy, pts, classes, &degenerate);
@@ -516,9 +656,10 @@ static int curvature(job_state *j) {
   }
   sc->expressivity.curvature = sum / repeats;
   if (degenerate_total)
-    ae_scorecard_warn(sc, "expressivity.curvature: %d of %d points had a zero "
-                      "velocity and were left out", degenerate_total,
-                      pts * repeats);
+    ae_scorecard_warn(sc,
+                      "expressivity.curvature: %d of %d points had a zero "
+                      "velocity and were left out",
+                      degenerate_total, pts * repeats);
   if (!isfinite(sc->expressivity.curvature))
     ae_scorecard_warn(sc, "expressivity.curvature: not finite");
 done:
@@ -569,9 +710,10 @@ static int group_expressivity(job_state *j) {
 static int empirical_ntk(job_state *j, uint32_t stream, double *theta) {
   int rc = job_net(j);
   if (rc) return rc;
-  ae_net_init_weights(j->net, j->req->seed, stream);
-  return ae_net_ntk(j->net, j->x_net, j->n, j->req->settings.ntk_parameterization,
-                    theta, j->ctl);
+  rc = exec_init_weights(&j->net, j->req->seed, stream);
+  if (rc) return rc;
+  return exec_ntk(&j->net, j->x_net, j->n,
+                  j->req->settings.ntk_parameterization, theta, j->ctl);
 }
 
 /* The repeat-0 NTK, kept for the generalization group. */
@@ -589,7 +731,8 @@ static int job_theta(job_state *j) {
 
 static double mean_diagonal(const double *a, int n) {
   double s = 0.0;
-  for (int i = 0; i < n; i++) s += a[(size_t)i * n + i];
+  for (int i = 0; i < n; i++)
+    s += a[(size_t)i * n + i];
   return s / n;
 }
 
@@ -616,8 +759,10 @@ static int convergence_empirical(job_state *j, double *w) {
     double lmin = w[0], lmax = w[n - 1], md = mean_diagonal(t, n);
     sum_min += lmin;
     sum_max += lmax;
-    if (lmin <= 0.0) rank_deficient = 1;
-    else sum_cond += lmax / lmin;
+    if (lmin <= 0.0)
+      rank_deficient = 1;
+    else
+      sum_cond += lmax / lmin;
     sum_nmin += md > 0 ? lmin / md : NAN;
     sum_nmax += md > 0 ? lmax / md : NAN;
     rc = ae_job_checkpoint(j->ctl);
@@ -627,11 +772,11 @@ static int convergence_empirical(job_state *j, double *w) {
   sc->convergence.ntk_lambda_max = sum_max / repeats;
   if (rank_deficient) {
     ae_scorecard_warn(sc, "convergence.ntk_condition: lambda_min <= 0 (rank "
-                      "deficient)");
+                          "deficient)");
     ae_scorecard_warn(sc, "convergence.rate: lambda_min <= 0 (rank "
-                      "deficient), no convergence guarantee");
+                          "deficient), no convergence guarantee");
     ae_scorecard_warn(sc, "convergence.steps_to_1e-3: lambda_min <= 0 (rank "
-                      "deficient)");
+                          "deficient)");
     goto done;
   }
   sc->convergence.ntk_condition = sum_cond / repeats;
@@ -647,8 +792,10 @@ static int convergence_empirical(job_state *j, double *w) {
   if (rate > 0.0 && rate < 1.0)
     sc->convergence.steps_to_1e_3 = ceil(log(1e-3) / log(rate));
   else
-    ae_scorecard_warn(sc, "convergence.steps_to_1e-3: rate %g is outside "
-                      "(0, 1) (eta too large)", rate);
+    ae_scorecard_warn(sc,
+                      "convergence.steps_to_1e-3: rate %g is outside "
+                      "(0, 1) (eta too large)",
+                      rate);
 done:
   free(theta);
   return rc;
@@ -670,10 +817,10 @@ static int convergence_analytic(job_state *j, double *w) {
     if (rc == AE_EUNSUPPORTED) {
       rc = AE_OK;
       ae_scorecard_warn(sc, "convergence.nngp_lambda_min: the analytic "
-                        "kernels need a dense graph (linear, act, add, "
-                        "identity, zero, flatten)");
+                            "kernels need a dense graph (linear, act, add, "
+                            "identity, zero, flatten)");
       ae_scorecard_warn(sc, "convergence.ntk_analytic_lambda_min: the "
-                        "analytic kernels need a dense graph");
+                            "analytic kernels need a dense graph");
       goto done;
     }
     sc->provenance.analytic_exact = 1;
@@ -685,19 +832,20 @@ static int convergence_analytic(job_state *j, double *w) {
   rc = ae_sym_eigvals(k, n, w);
   if (rc) goto done;
   sc->convergence.nngp_lambda_min = w[0];
-  for (size_t i = 0; i < nn; i++) t[i] += k[i];
+  for (size_t i = 0; i < nn; i++)
+    t[i] += k[i];
   rc = ae_sym_eigvals(t, n, w);
   if (rc) goto done;
   sc->convergence.ntk_analytic_lambda_min = w[0];
 done:
   if (r->arch.type == AE_ARCH_GRAPH) {
     ae_scorecard_warn(sc, "convergence.nngp_lambda_min_bound: defined for "
-                      "cell DAGs (nb201, mlp_dag) only");
+                          "cell DAGs (nb201, mlp_dag) only");
   } else {
     sc->convergence.nngp_lambda_min_bound = ae_u_nngp(&r->arch.dag, j->k0, n);
     if (!isfinite(sc->convergence.nngp_lambda_min_bound))
       ae_scorecard_warn(sc, "convergence.nngp_lambda_min_bound: needs at "
-                        "least two samples");
+                            "least two samples");
   }
   free(k);
   free(t);
@@ -735,38 +883,42 @@ static int group_generalization(job_state *j) {
   double md = mean_diagonal(j->theta, n);
   if (!(md > 0.0)) {
     ae_scorecard_warn(sc, "generalization.kernel_complexity: the NTK has a "
-                      "zero diagonal");
+                          "zero diagonal");
     ae_scorecard_warn(sc, "generalization.gap_bound: no kernel complexity");
     ae_scorecard_warn(sc, "generalization.arora_bound: no kernel complexity");
     goto done;
   }
-  for (size_t i = 0; i < nn; i++) g[i] = j->theta[i] / md;
+  for (size_t i = 0; i < nn; i++)
+    g[i] = j->theta[i] / md;
   if (j->labels) {
     sc->generalization.labels_random = 0;
     for (int i = 0; i < n; i++)
       for (int c = 0; c < cols; c++)
-        y[(size_t)i * cols + c] =
-            (j->labels[i] == c ? 1.0 : 0.0) - 1.0 / cols;
+        y[(size_t)i * cols + c] = (j->labels[i] == c ? 1.0 : 0.0) - 1.0 / cols;
   } else {
     sc->generalization.labels_random = 1;
     for (int i = 0; i < n; i++)
-      y[i] = ae_philox_uniform(r->seed, AE_TID_RANDOM_LABELS, 1,
-                               (uint64_t)i) < 0.5 ? -1.0 : 1.0;
+      y[i] =
+          ae_philox_uniform(r->seed, AE_TID_RANDOM_LABELS, 1, (uint64_t)i) < 0.5
+              ? -1.0
+              : 1.0;
   }
   double q = NAN, jitter = 0.0;
   rc = ae_kernel_quadratic(g, n, y, cols, &q, &jitter);
   if (rc == AE_EINVAL) {
     rc = AE_OK;
     ae_scorecard_warn(sc, "generalization.kernel_complexity: the normalised "
-                      "NTK stays indefinite with the largest jitter");
+                          "NTK stays indefinite with the largest jitter");
     ae_scorecard_warn(sc, "generalization.gap_bound: no kernel complexity");
     ae_scorecard_warn(sc, "generalization.arora_bound: no kernel complexity");
     goto done;
   }
   if (rc) goto done;
   if (jitter != 0.0)
-    ae_scorecard_warn(sc, "generalization: jitter %.3g added to the "
-                      "normalised NTK's diagonal for the Cholesky", jitter);
+    ae_scorecard_warn(sc,
+                      "generalization: jitter %.3g added to the "
+                      "normalised NTK's diagonal for the Cholesky",
+                      jitter);
   double kc = sqrt(q / n);
   sc->generalization.kernel_complexity = kc;
   sc->generalization.gap_bound = j->paths.sum_depth * kc;
@@ -799,6 +951,10 @@ static int problem_for(int rc, ae_problem *p) {
     ae_problem_set(p, 422, "invalid_request", "Invalid request",
                    "the engine cannot run this request");
     break;
+  case AE_EDEVICE:
+    ae_problem_set(p, 500, "internal", "Internal error",
+                   "the device failed; the worker leaves service");
+    break;
   default:
     ae_problem_set(p, 500, "internal", "Internal error",
                    "the engine failed (%s)", ae_strerror(rc));
@@ -821,7 +977,8 @@ int ae_engine_score(ae_engine *e, const ae_request *req,
   j.p = p;
   e->memory_bytes = 0;
   ae_scorecard *sc = out;
-  snprintf(sc->provenance.backend, sizeof sc->provenance.backend, "host");
+  snprintf(sc->provenance.backend, sizeof sc->provenance.backend, "%s",
+           e->cfg.backend == AE_BACKEND_CUDA ? e->name : "host");
   sc->provenance.seed = req->seed;
   snprintf(sc->provenance.dataset, sizeof sc->provenance.dataset, "%s",
            req->data.dataset ? req->data.dataset : "synthetic");
@@ -866,10 +1023,18 @@ int ae_engine_score(ae_engine *e, const ae_request *req,
     if (rc) goto done;
     double dt = seconds_since(t0);
     switch (groups[g].bit) {
-    case AE_GROUP_TOPOLOGY: sc->provenance.t_topology = dt; break;
-    case AE_GROUP_EXPRESSIVITY: sc->provenance.t_expressivity = dt; break;
-    case AE_GROUP_CONVERGENCE: sc->provenance.t_convergence = dt; break;
-    default: sc->provenance.t_generalization = dt; break;
+    case AE_GROUP_TOPOLOGY:
+      sc->provenance.t_topology = dt;
+      break;
+    case AE_GROUP_EXPRESSIVITY:
+      sc->provenance.t_expressivity = dt;
+      break;
+    case AE_GROUP_CONVERGENCE:
+      sc->provenance.t_convergence = dt;
+      break;
+    default:
+      sc->provenance.t_generalization = dt;
+      break;
     }
   }
   sc->provenance.t_total = seconds_since(t_start);
@@ -904,8 +1069,9 @@ int ae_engine_warmup(ae_engine *e, const ae_dataset_registry *reg) {
   ae_limits lim;
   ae_limits_default(&lim);
   int rc = AE_OK;
-  for (size_t i = 0; rc == AE_OK && i < sizeof warmup_requests /
-                                            sizeof *warmup_requests; i++) {
+  for (size_t i = 0;
+       rc == AE_OK && i < sizeof warmup_requests / sizeof *warmup_requests;
+       i++) {
     ae_problem p = AE_PROBLEM_INIT;
     json_t *body = NULL;
     ae_request req;

@@ -271,33 +271,46 @@ static enum MHD_Result h_ready(ae_http_req *r) {
               warming, srv->n_workers, failed);
 }
 
+/* One entry per backend ("host", "cuda:N"), ready when every worker of it
+ * is; workers of a fallen-back cuda device count as "host". */
 static json_t *backends_json(ae_server *srv) {
   json_t *a = json_array();
   for (size_t i = 0; a && i < srv->n_workers; i++) {
     ae_worker *w = &srv->workers[i];
-    json_array_append_new(
-        a, json_pack("{s:s, s:s, s:b}", "name", w->name, "device", w->device,
-                     "ready", w->ready && !w->failed));
+    char name[32];
+    snprintf(name, sizeof name, "%s", w->name);
+    if (!strncmp(name, "host", 4))
+      name[4] = '\0';
+    int ready = w->ready && !w->failed;
+    json_t *found = NULL;
+    size_t k;
+    json_t *entry;
+    json_array_foreach(a, k, entry) {
+      if (!strcmp(json_string_value(json_object_get(entry, "name")), name))
+        found = entry;
+    }
+    if (found) {
+      if (!ready)
+        json_object_set_new(found, "ready", json_false());
+      continue;
+    }
+    json_array_append_new(a, json_pack("{s:s, s:s, s:b}", "name", name,
+                                       "device", w->device, "ready", ready));
   }
   return a;
 }
 
-static json_t *datasets_json(ae_server *srv, int full) {
+/* "synthetic" (any shape; 10 classes unless the request says otherwise)
+ * and the registry. */
+static json_t *datasets_json(ae_server *srv) {
   json_t *a = json_array();
   if (!a)
     return NULL;
-  if (full)
-    json_array_append_new(a, json_pack("{s:s, s:n, s:i, s:n}", "name",
-                                       "synthetic", "shape", "num_classes",
-                                       10, "size"));
-  else
-    json_array_append_new(a, json_string("synthetic"));
+  json_array_append_new(a, json_pack("{s:s, s:n, s:i, s:n}", "name",
+                                     "synthetic", "shape", "num_classes", 10,
+                                     "size"));
   for (size_t i = 0; i < srv->registry.n; i++) {
     const ae_dataset_info *d = &srv->registry.infos[i];
-    if (!full) {
-      json_array_append_new(a, json_string(d->name));
-      continue;
-    }
     json_t *shape = json_array();
     for (int k = 0; shape && k < d->rank; k++)
       json_array_append_new(shape, json_integer(d->shape[k]));
@@ -313,17 +326,18 @@ static enum MHD_Result h_root(ae_http_req *r) {
   ae_server *srv = r->srv;
   const ae_options *o = srv->opt;
   json_t *limits = json_pack(
-      "{s:I, s:I, s:I, s:I, s:I, s:i, s:i, s:f, s:i}", "max_queue",
+      "{s:I, s:I, s:I, s:I, s:I, s:i, s:i, s:i, s:f, s:i}", "max_queue",
       (json_int_t)o->max_queue, "max_batch", (json_int_t)o->max_batch,
       "max_body_bytes", (json_int_t)o->max_body_bytes, "default_timeout_ms",
       (json_int_t)o->default_timeout_ms, "job_ttl_secs",
       (json_int_t)o->job_ttl_secs, "max_wait_ms", MAX_WAIT_MS, "max_nodes",
-      srv->limits.max_nodes, "max_params", srv->limits.max_params,
+      srv->limits.max_nodes, "max_inputs_per_node",
+      srv->limits.max_inputs_per_node, "max_params", srv->limits.max_params,
       "max_batch_size", srv->limits.max_batch_size);
   json_t *j = json_pack("{s:s, s:s, s:s, s:o, s:o, s:o}", "name", "archeval",
                         "version", PACKAGE_VERSION, "api", "v1", "backends",
                         backends_json(srv), "datasets",
-                        datasets_json(srv, 0), "limits", limits);
+                        datasets_json(srv), "limits", limits);
   return respond_json(r, 200, j, 0, 0, NULL);
 }
 
@@ -337,7 +351,7 @@ static enum MHD_Result h_metrics(ae_http_req *r) {
 }
 
 static enum MHD_Result h_datasets(ae_http_req *r) {
-  json_t *j = json_pack("{s:o}", "datasets", datasets_json(r->srv, 1));
+  json_t *j = json_pack("{s:o}", "datasets", datasets_json(r->srv));
   return respond_json(r, 200, j, 0, 0, NULL);
 }
 

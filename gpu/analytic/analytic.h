@@ -19,7 +19,9 @@
 double ae_dual_ss(ae_activation a, double q1, double q2, double c);
 double ae_dual_dd(ae_activation a, double q1, double q2, double c);
 /* c_sigma itself is ae_act_c_sigma in api/arch.h. */
-/* Slow nested adaptive quadrature of the same expectations, for tests. */
+/* Slow nested adaptive quadrature of the same expectations, for tests
+ * (reliable for variances up to about 1e3: beyond, an activation's turn
+ * narrower than its first panels can escape the error estimate). */
 double ae_dual_ss_reference(ae_activation a, double q1, double q2, double c);
 double ae_dual_dd_reference(ae_activation a, double q1, double q2, double c);
 

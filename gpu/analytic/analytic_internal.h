@@ -29,16 +29,15 @@ double ae_analytic_c_sigma(ae_activation a);
  * for relu/leaky_relu pairs and identity (Stein), quadrature for two
  * smooth ones.  -1 (NaN outputs) for a piecewise-linear activation
  * against a smooth one, else 0. */
-int ae_dual_mixed_pair(ae_activation f, ae_activation g, double q1,
-                       double q2, double c, double *ss, double *dd);
+int ae_dual_mixed_pair(ae_activation f, ae_activation g, double q1, double q2,
+                       double c, double *ss, double *dd);
 /* E[sigma(u)] and E[sigma'(u)] for u ~ N(0, q). */
 void ae_dual_mean(ae_activation a, double q, double *mean, double *dmean);
 
 /* Adaptive references (tests): the mixed expectation (derivative 0:
  * E[f(u) g(v)], 1: E[f'(u) g'(v)]) and E[sigma(u)] / E[sigma'(u)]. */
-double ae_dual_mixed_reference(ae_activation f, ae_activation g,
-                               int derivative, double q1, double q2,
-                               double c);
+double ae_dual_mixed_reference(ae_activation f, ae_activation g, int derivative,
+                               double q1, double q2, double c);
 double ae_dual_mean_reference(ae_activation a, int derivative, double q);
 
 #endif

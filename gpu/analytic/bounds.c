@@ -54,23 +54,36 @@ static int path_set_add(path_set *p, const ae_activation *seq, size_t len) {
   return 0;
 }
 
+/* The DAG's non-ZERO edges sorted by (src, dst), with first[s] the first
+ * edge out of s, and which nodes reach the output. */
+typedef struct {
+  const ae_dag_edge **edge;
+  int *first;
+  int *reaches_out;
+} dag_walk;
+
+static int edge_order(const void *pa, const void *pb) {
+  const ae_dag_edge *a = *(const ae_dag_edge *const *)pa;
+  const ae_dag_edge *b = *(const ae_dag_edge *const *)pb;
+  if (a->src != b->src) return a->src < b->src ? -1 : 1;
+  if (a->dst != b->dst) return a->dst < b->dst ? -1 : 1;
+  return a < b ? -1 : (a > b);
+}
+
 /* Depth-first from node s with the activations so far in seq. */
-static int collect(const ae_dag *d, int s, ae_activation *seq, size_t len,
-                   path_set *out) {
+static int collect(const ae_dag *d, const dag_walk *w, int s,
+                   ae_activation *seq, size_t len, path_set *out) {
   if (s == d->n_nodes - 1) {
     if (out->n_paths >= MAX_BOUND_PATHS) return AE_ENOMEM;
     return path_set_add(out, seq, len);
   }
-  for (int t = s + 1; t < d->n_nodes; t++) {
-    for (int e = 0; e < d->n_edges; e++) {
-      const ae_dag_edge *edge = &d->edges[e];
-      if (edge->src != s || edge->dst != t || edge->kind == AE_EDGE_ZERO)
-        continue;
-      size_t next = len;
-      if (edge->kind == AE_EDGE_LINEAR) seq[next++] = edge->act;
-      int rc = collect(d, t, seq, next, out);
-      if (rc) return rc;
-    }
+  for (int k = w->first[s]; k < w->first[s + 1]; k++) {
+    const ae_dag_edge *edge = w->edge[k];
+    if (!w->reaches_out[edge->dst]) continue;
+    size_t next = len;
+    if (edge->kind == AE_EDGE_LINEAR) seq[next++] = edge->act;
+    int rc = collect(d, w, edge->dst, seq, next, out);
+    if (rc) return rc;
   }
   return 0;
 }
@@ -78,10 +91,37 @@ static int collect(const ae_dag *d, int s, ae_activation *seq, size_t len,
 static int collect_paths(const ae_dag *d, path_set *out) {
   memset(out, 0, sizeof(*out));
   if (!d || d->n_nodes < 1) return AE_EINVAL;
-  ae_activation *seq = calloc((size_t)d->n_nodes, sizeof(*seq));
-  if (!seq) return AE_ENOMEM;
-  int rc = collect(d, 0, seq, 0, out);
+  int n = d->n_nodes, n_edges = 0;
+  for (int e = 0; e < d->n_edges; e++) {
+    if (d->edges[e].src < 0 || d->edges[e].src >= d->edges[e].dst ||
+        d->edges[e].dst >= n)
+      return AE_EINVAL;
+    n_edges += d->edges[e].kind != AE_EDGE_ZERO;
+  }
+  ae_activation *seq = calloc((size_t)n, sizeof(*seq));
+  dag_walk w = {calloc((size_t)n_edges + 1, sizeof(*w.edge)),
+                calloc((size_t)n + 1, sizeof(int)),
+                calloc((size_t)n, sizeof(int))};
+  int rc = AE_ENOMEM;
+  if (!seq || !w.edge || !w.first || !w.reaches_out) goto done;
+  n_edges = 0;
+  for (int e = 0; e < d->n_edges; e++)
+    if (d->edges[e].kind != AE_EDGE_ZERO) w.edge[n_edges++] = &d->edges[e];
+  qsort(w.edge, (size_t)n_edges, sizeof(*w.edge), edge_order);
+  for (int k = 0, s = 0; s <= n; s++) {
+    while (k < n_edges && w.edge[k]->src < s)
+      k++;
+    w.first[s] = k;
+  }
+  w.reaches_out[n - 1] = 1;
+  for (int k = n_edges - 1; k >= 0; k--) /* sources in decreasing order */
+    if (w.reaches_out[w.edge[k]->dst]) w.reaches_out[w.edge[k]->src] = 1;
+  rc = collect(d, &w, 0, seq, 0, out);
+done:
   free(seq);
+  free(w.edge);
+  free(w.first);
+  free(w.reaches_out);
   return rc;
 }
 

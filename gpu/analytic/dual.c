@@ -270,8 +270,8 @@ static void quadrature_mixed(const ae_activation *f, const ae_activation *g,
   *dd = sum_d;
 }
 
-void ae_dual_quadrature_pair(ae_activation act, double q1, double q2,
-                             double c, double *ss, double *dd) {
+void ae_dual_quadrature_pair(ae_activation act, double q1, double q2, double c,
+                             double *ss, double *dd) {
   quadrature_mixed(&act, &act, q1, q2, c, ss, dd);
 }
 
@@ -364,10 +364,9 @@ static double relu_like_slope(ae_activation a) {
   return -1.0;
 }
 
-int ae_dual_mixed_pair(ae_activation f, ae_activation g, double q1,
-                       double q2, double c, double *ss, double *dd) {
-  if (f.fn == g.fn &&
-      (f.fn != AE_ACT_LEAKY_RELU || f.slope == g.slope)) {
+int ae_dual_mixed_pair(ae_activation f, ae_activation g, double q1, double q2,
+                       double c, double *ss, double *dd) {
+  if (f.fn == g.fn && (f.fn != AE_ACT_LEAKY_RELU || f.slope == g.slope)) {
     ae_dual_pair(f, q1, q2, c, ss, dd);
     return 0;
   }
@@ -470,7 +469,8 @@ static double adaptive(integrand_fn f, const void *ctx, double lo, double hi,
                        double tol, int depth) {
   double error;
   double value = kronrod15(f, ctx, lo, hi, &error);
-  if (error <= tol || depth >= 40) return value;
+  /* Absolute tolerance, or relative where the values are large. */
+  if (error <= tol || error <= 1e-14 * fabs(value) || depth >= 30) return value;
   double mid = 0.5 * (lo + hi);
   return adaptive(f, ctx, lo, mid, 0.5 * tol, depth + 1) +
          adaptive(f, ctx, mid, hi, 0.5 * tol, depth + 1);
@@ -546,9 +546,8 @@ double ae_dual_dd_reference(ae_activation a, double q1, double q2, double c) {
   return dual_reference(&a, &a, 1, q1, q2, c);
 }
 
-double ae_dual_mixed_reference(ae_activation f, ae_activation g,
-                               int derivative, double q1, double q2,
-                               double c) {
+double ae_dual_mixed_reference(ae_activation f, ae_activation g, int derivative,
+                               double q1, double q2, double c) {
   return dual_reference(&f, &g, derivative, q1, q2, c);
 }
 

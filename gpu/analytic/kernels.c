@@ -157,12 +157,24 @@ int ae_dag_kernels(const ae_dag *d, const double *K0, int N, int trained_stem,
   double **comp_T = calloc((size_t)n_comp_max, sizeof(double *));
   int *comp_src = calloc((size_t)n_comp_max, sizeof(int));
   ae_activation *comp_act = calloc((size_t)n_comp_max, sizeof(*comp_act));
+  char *comp_owner = calloc((size_t)n_comp_max, 1);
+  int *last_linear_use = malloc(sizeof(int) * (size_t)n_nodes);
   int n_comp = 0;
   if (!node || !node_K || !node_T || !comp_K || !comp_T || !comp_src ||
-      !comp_act)
+      !comp_act || !comp_owner || !last_linear_use)
     goto done;
+  /* Node kernels are materialised only for sources of linear edges (until
+   * their last one) and for the output. */
+  for (int t = 0; t < n_nodes; t++)
+    last_linear_use[t] = -1;
+  for (int e = 0; e < d->n_edges; e++)
+    if (d->edges[e].kind == AE_EDGE_LINEAR &&
+        d->edges[e].dst > last_linear_use[d->edges[e].src])
+      last_linear_use[d->edges[e].src] = d->edges[e].dst;
+  last_linear_use[n_nodes - 1] = n_nodes; /* the output: kept */
 
   /* Component 0: the cell input. */
+  comp_owner[0] = 1;
   comp_K[0] = malloc(sizeof(double) * nn);
   comp_T[0] = calloc(nn, sizeof(double));
   if (!comp_K[0] || !comp_T[0]) goto done;
@@ -191,21 +203,31 @@ int ae_dag_kernels(const ae_dag *d, const double *K0, int N, int trained_stem,
           int c = n_comp++;
           comp_src[c] = edge->src;
           comp_act[c] = edge->act;
-          comp_K[c] = malloc(sizeof(double) * nn);
-          comp_T[c] = malloc(sizeof(double) * nn);
-          if (!comp_K[c] || !comp_T[c]) goto done;
           if (twin >= 0) {
-            memcpy(comp_K[c], comp_K[twin], sizeof(double) * nn);
-            memcpy(comp_T[c], comp_T[twin], sizeof(double) * nn);
+            /* A distinct component (independent weights) whose kernels
+             * alias the twin's storage. */
+            comp_K[c] = comp_K[twin];
+            comp_T[c] = comp_T[twin];
           } else {
+            comp_owner[c] = 1;
+            comp_K[c] = malloc(sizeof(double) * nn);
+            comp_T[c] = malloc(sizeof(double) * nn);
+            if (!comp_K[c] || !comp_T[c]) goto done;
             linear_after_act(edge->act, ae_analytic_c_sigma(edge->act),
                              node_K[edge->src], node_T[edge->src], N, comp_K[c],
                              comp_T[c]);
           }
           if (combination_unit(&node[t], c)) goto done;
+          if (last_linear_use[edge->src] == t) {
+            /* No later linear edge reads the source's kernels. */
+            free(node_K[edge->src]);
+            free(node_T[edge->src]);
+            node_K[edge->src] = node_T[edge->src] = NULL;
+          }
         }
       }
     }
+    if (last_linear_use[t] < 0) continue;
     node_K[t] = malloc(sizeof(double) * nn);
     node_T[t] = malloc(sizeof(double) * nn);
     if (!node_K[t] || !node_T[t]) goto done;
@@ -225,12 +247,14 @@ done:
   if (node_T)
     for (int t = 0; t < n_nodes; t++)
       free(node_T[t]);
-  if (comp_K)
+  if (comp_K && comp_T && comp_owner)
     for (int k = 0; k < n_comp_max; k++)
-      free(comp_K[k]);
-  if (comp_T)
-    for (int k = 0; k < n_comp_max; k++)
-      free(comp_T[k]);
+      if (comp_owner[k]) {
+        free(comp_K[k]);
+        free(comp_T[k]);
+      }
+  free(comp_owner);
+  free(last_linear_use);
   free(node);
   free(node_K);
   free(node_T);
@@ -256,14 +280,14 @@ done:
  * An ACT accepts only a Gaussian node without the raw input. */
 
 typedef struct {
-  int live;          /* computed and not yet released */
-  combination comb;  /* Gaussian part */
-  combination acts;  /* activation terms: (ACT node index, coefficient) */
-  int raw_input;     /* the input itself, through identity/flatten */
-  int last_use;      /* index of the last node reading this one */
+  int live;         /* computed and not yet released */
+  combination comb; /* Gaussian part */
+  combination acts; /* activation terms: (ACT node index, coefficient) */
+  int raw_input;    /* the input itself, through identity/flatten */
+  int last_use;     /* index of the last node reading this one */
   /* ACT nodes: data kept while any acts list refers to the node */
   int act_refs;
-  combination h;        /* the Gaussian input */
+  combination h; /* the Gaussian input */
   ae_activation act;
   double *K, *T;        /* E[ss](K_h), E[s's'](K_h) o T_h */
   double *q;            /* diag K_h */
@@ -288,7 +312,8 @@ static void component_release(component_table *ct, const combination *c) {
 }
 
 static void component_retain(component_table *ct, const combination *c) {
-  for (int m = 0; m < c->n; m++) ct->refs[c->component[m]]++;
+  for (int m = 0; m < c->n; m++)
+    ct->refs[c->component[m]]++;
 }
 
 static void act_data_release(graph_node_state *a, component_table *ct) {
@@ -331,7 +356,8 @@ static int cross_kernel(const combination *a, const combination *b,
       if (shared++ == 0) memset(out, 0, sizeof(double) * nn);
       double w = a->coef[i] * b->coef[j];
       const double *Mk = M[a->component[i]];
-      for (size_t e = 0; e < nn; e++) out[e] += w * Mk[e];
+      for (size_t e = 0; e < nn; e++)
+        out[e] += w * Mk[e];
       i++;
       j++;
     }
@@ -342,8 +368,8 @@ static int cross_kernel(const combination *a, const combination *b,
 /* The per-coordinate K and T of node s (what a LINEAR reading it sees).
  * C, D: N*N scratch each. */
 static int node_kernels(const graph_node_state *st, int t,
-                        const component_table *ct, int N, double *K,
-                        double *T, double *C, double *D) {
+                        const component_table *ct, int N, double *K, double *T,
+                        double *C, double *D) {
   const graph_node_state *s = &st[t];
   if (!s->live) return AE_EUNSUPPORTED;
   combination_kernels(&s->comb, ct->K, ct->T, N, K, T);
@@ -383,10 +409,10 @@ static int node_kernels(const graph_node_state *st, int t,
         for (int j = 0; j < N; j++) {
           size_t e = (size_t)i * N + j;
           double ss_ij, dd_ij, ss_ji, dd_ji;
-          if (ae_dual_mixed_pair(a->act, b->act, a->q[i], b->q[j], C[e],
-                                 &ss_ij, &dd_ij) ||
-              ae_dual_mixed_pair(a->act, b->act, a->q[j], b->q[i], C[e],
-                                 &ss_ji, &dd_ji))
+          if (ae_dual_mixed_pair(a->act, b->act, a->q[i], b->q[j], C[e], &ss_ij,
+                                 &dd_ij) ||
+              ae_dual_mixed_pair(a->act, b->act, a->q[j], b->q[i], C[e], &ss_ji,
+                                 &dd_ji))
             return AE_EUNSUPPORTED;
           K[e] += w * (ss_ij + ss_ji);
           T[e] += w * (dd_ij + dd_ji) * D[e];
@@ -426,7 +452,8 @@ static int graph_node_step(const ae_graph *g, int t, int N, int trained_stem,
         return AE_ENOMEM;
     }
     component_retain(ct, &s->comb);
-    for (int m = 0; m < s->acts.n; m++) st[s->acts.component[m]].act_refs++;
+    for (int m = 0; m < s->acts.n; m++)
+      st[s->acts.component[m]].act_refs++;
     s->live = 1;
     return 0;
   case AE_OP_ACT: {
@@ -451,7 +478,8 @@ static int graph_node_step(const ae_graph *g, int t, int N, int trained_stem,
       return AE_ENOMEM;
     component_retain(ct, &s->h);
     dual_matrices(nd->act, 1.0, w->K, N, s->K, s->T);
-    for (size_t e = 0; e < nn; e++) s->T[e] *= w->T[e];
+    for (size_t e = 0; e < nn; e++)
+      s->T[e] *= w->T[e];
     for (int i = 0; i < N; i++) {
       s->q[i] = w->K[(size_t)i * N + i];
       ae_dual_mean(nd->act, s->q[i], &s->mean[i], &s->dmean[i]);
@@ -488,8 +516,7 @@ static int graph_node_step(const ae_graph *g, int t, int N, int trained_stem,
 int ae_graph_kernels(const ae_graph *g, const double *K0, int N,
                      int trained_stem, double *K_out, double *T_out) {
   if (!g || g->n_nodes < 1 || N < 1 || !K0 || !K_out || !T_out ||
-      g->output < 0 || g->output >= g->n_nodes ||
-      g->nodes[0].op != AE_OP_INPUT)
+      g->output < 0 || g->output >= g->n_nodes || g->nodes[0].op != AE_OP_INPUT)
     return AE_EINVAL;
   int n = g->n_nodes;
   size_t nn = (size_t)N * N;
@@ -513,7 +540,8 @@ int ae_graph_kernels(const ae_graph *g, const double *K0, int N,
     goto done;
 
   /* Free each node's state after its last reader. */
-  for (int t = 0; t < n; t++) st[t].last_use = t;
+  for (int t = 0; t < n; t++)
+    st[t].last_use = t;
   for (int t = 0; t < n; t++)
     for (int m = 0; m < g->nodes[t].n_inputs; m++)
       st[g->nodes[t].inputs[m]].last_use = t;
@@ -547,11 +575,13 @@ int ae_graph_kernels(const ae_graph *g, const double *K0, int N,
    * NTK = K + T here as for ae_dag_kernels. */
   status = node_kernels(st, g->output, &ct, N, K_out, T_out, w.C, w.D);
   if (status == 0)
-    for (size_t e = 0; e < nn; e++) T_out[e] -= K_out[e];
+    for (size_t e = 0; e < nn; e++)
+      T_out[e] -= K_out[e];
 
 done:
   if (st) {
-    for (int t = 0; t < n; t++) node_state_release(st, t, &ct);
+    for (int t = 0; t < n; t++)
+      node_state_release(st, t, &ct);
     for (int t = 0; t < n; t++) {
       /* ACT data whose references were never taken (failed steps). */
       if (st[t].K || st[t].h.n) {
@@ -561,9 +591,11 @@ done:
     }
   }
   if (ct.K)
-    for (int k = 0; k < ct.cap; k++) free(ct.K[k]);
+    for (int k = 0; k < ct.cap; k++)
+      free(ct.K[k]);
   if (ct.T)
-    for (int k = 0; k < ct.cap; k++) free(ct.T[k]);
+    for (int k = 0; k < ct.cap; k++)
+      free(ct.T[k]);
   free(ct.K);
   free(ct.T);
   free(ct.refs);

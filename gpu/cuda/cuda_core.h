@@ -62,6 +62,31 @@ size_t ae_cuda_context_memory_used(const ae_cuda_context *ctx);
 /* Waits for the stream; 0 or the error of what ran on it. */
 int ae_cuda_context_sync(ae_cuda_context *ctx);
 
+/* ---- the error model, exposed for tests ---- */
+
+typedef enum {
+  AE_CUDA_LIB_RUNTIME, /* a cudaError_t */
+  AE_CUDA_LIB_CUBLAS,  /* a cublasStatus_t */
+  AE_CUDA_LIB_CUSOLVER /* a cusolverStatus_t */
+} ae_cuda_library;
+
+/* What a failing call with this raw status does: returns 0 (success) or
+ * its AE_E* code, records "file:line: call: reason" in ctx and marks ctx
+ * broken when the error is sticky. */
+int ae_cuda_classify_status(ae_cuda_context *ctx, ae_cuda_library lib,
+                            int status, const char *call);
+
+/* A context with no device, stream or handles behind it, for tests of
+ * the error model on machines without a GPU: anything that reaches the
+ * device fails (cleanly).  Close it with ae_cuda_context_close. */
+int ae_cuda_context_detached(ae_cuda_context **out);
+
+/* Stream-ordered timing with CUDA events (for benchmarks): start records
+ * an event on the context's stream; stop records another, waits for it
+ * and gives the milliseconds between the two. */
+int ae_cuda_timer_start(ae_cuda_context *ctx);
+int ae_cuda_timer_stop(ae_cuda_context *ctx, float *ms);
+
 /* Plans and allocates a net for batches of up to max_batch samples (the
  * graph is copied).  0, AE_EINVAL (an op or shape it cannot run),
  * AE_ENOMEM, or a device error. */
@@ -108,8 +133,8 @@ int ae_cuda_net_pattern_hashes(ae_cuda_net *n, int batch, uint64_t *hashes);
 
 /* Forward-mode float64 jets as ae_net_forward_jet (host arrays). */
 int ae_cuda_net_forward_jet(ae_cuda_net *n, const double *x, const double *dx,
-                            const double *ddx, int batch, double *y,
-                            double *dy, double *ddy);
+                            const double *ddx, int batch, double *y, double *dy,
+                            double *ddy);
 
 /* Parameter tensors, as ae_net_param: kind 0 weight, 1 bias, 2 BN gamma,
  * 3 BN beta (the values of ae_net_param_kind).  get copies up to cap
@@ -122,8 +147,8 @@ int ae_cuda_net_set_param(ae_cuda_net *n, int node, int kind,
 
 /* After a forward: a BN node's batch mean and 1/sqrt(var + eps) per
  * channel, copied to host arrays of `channels` doubles. */
-int ae_cuda_net_bn_stats(ae_cuda_net *n, int node, double *mean,
-                         double *invstd, int channels);
+int ae_cuda_net_bn_stats(ae_cuda_net *n, int node, double *mean, double *invstd,
+                         int channels);
 
 size_t ae_cuda_net_param_count(const ae_cuda_net *n);
 /* Device bytes this net holds (its arena plus its jet buffers). */
@@ -141,8 +166,7 @@ int ae_cuda_sym_eigvals(ae_cuda_context *ctx, const double *A, int n,
  * triangular solve.  G: n x n, Y: n x C row-major, host.  *jitter gets the
  * jitter added.  AE_EINVAL when G is not finite or stays indefinite. */
 int ae_cuda_kernel_quadratic(ae_cuda_context *ctx, const double *G, int n,
-                             const double *Y, int C, double *q,
-                             double *jitter);
+                             const double *Y, int C, double *q, double *jitter);
 
 #ifdef __cplusplus
 }

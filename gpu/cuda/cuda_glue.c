@@ -5,8 +5,8 @@
  * No state; runs on the worker thread that owns the net. */
 #include "gpu/cuda/cuda_net.h"
 
-#include <stdlib.h>
 #include "gpu/host/net.h"
+#include <stdlib.h>
 
 static int job_check(const void *ctl) {
   return ae_job_checkpoint((const ae_job_control *)ctl);

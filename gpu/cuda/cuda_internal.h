@@ -16,22 +16,23 @@
 #ifndef AE_CUDA_INTERNAL_H
 #define AE_CUDA_INTERNAL_H
 
+#include "gpu/cuda/cuda_core.h"
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 #include <cusolverDn.h>
 #include <stddef.h>
 #include <stdint.h>
-#include "gpu/cuda/cuda_core.h"
 
 struct ae_cuda_context {
   int device;
   cudaStream_t stream;
   cublasHandle_t blas;
   cusolverDnHandle_t solver;
-  void *workspace;          /* growable scratch (solvers), device */
+  void *workspace; /* growable scratch (solvers), device */
   size_t workspace_bytes;
-  size_t net_bytes;         /* device bytes held by this context's nets */
-  int broken;               /* a sticky error was seen */
+  size_t net_bytes;     /* device bytes held by this context's nets */
+  cudaEvent_t timer[2]; /* ae_cuda_timer_start / _stop */
+  int broken;           /* a sticky error was seen */
   char name[256];
   char last_error[512];
 };
@@ -44,20 +45,20 @@ int ae_cuda_status_blas(ae_cuda_context *ctx, cublasStatus_t status,
 int ae_cuda_status_solver(ae_cuda_context *ctx, cusolverStatus_t status,
                           const char *call, const char *file, int line);
 
-#define AE_CU(ctx, call) \
+#define AE_CU(ctx, call)                                                       \
   ae_cuda_status_rt((ctx), (call), #call, __FILE__, __LINE__)
-#define AE_CUBLAS(ctx, call) \
+#define AE_CUBLAS(ctx, call)                                                   \
   ae_cuda_status_blas((ctx), (call), #call, __FILE__, __LINE__)
-#define AE_CUSOLVER(ctx, call) \
+#define AE_CUSOLVER(ctx, call)                                                 \
   ae_cuda_status_solver((ctx), (call), #call, __FILE__, __LINE__)
 /* After a <<<...>>> launch: launch-configuration and sticky errors. */
-#define AE_LAUNCHED(ctx) \
-  ae_cuda_status_rt((ctx), cudaGetLastError(), "kernel launch", __FILE__, \
+#define AE_LAUNCHED(ctx)                                                       \
+  ae_cuda_status_rt((ctx), cudaGetLastError(), "kernel launch", __FILE__,      \
                     __LINE__)
-#define AE_TRY(expr)          \
-  do {                        \
-    int ae_try_rc_ = (expr);  \
-    if (ae_try_rc_) return ae_try_rc_; \
+#define AE_TRY(expr)                                                           \
+  do {                                                                         \
+    int ae_try_rc_ = (expr);                                                   \
+    if (ae_try_rc_) return ae_try_rc_;                                         \
   } while (0)
 
 /* AE_EDEVICE when the context is already broken, else 0. */
@@ -70,52 +71,53 @@ int ae_cuda_workspace(ae_cuda_context *ctx, size_t bytes, void **out);
 /* One node's per-sample geometry (as the host's ae_net_geom), plus the
  * chunking the device plan chose. */
 typedef struct {
-  size_t elems;          /* per-sample output elements */
-  int in_c, in_h, in_w;  /* first input as C,H,W (rank 1: F,1,1) */
+  size_t elems;         /* per-sample output elements */
+  int in_c, in_h, in_w; /* first input as C,H,W (rank 1: F,1,1) */
   size_t in_elems;
-  int fan_in;            /* LINEAR/CONV */
+  int fan_in; /* LINEAR/CONV */
   size_t n_weight;
-  int col_rows;          /* CONV: Cin*k*k */
-  int out_hw;            /* CONV/pools: output plane */
-  int channels;          /* BN */
-  size_t plane;          /* BN: elements per channel per sample */
-  int direct;            /* CONV 1x1, stride 1, no padding: no im2col */
-  int fwd_chunk;         /* CONV: samples per im2col chunk (forward, dX) */
-  int k_chunk;           /* CONV: im2col rows per dW chunk (NTK) */
+  int col_rows;  /* CONV: Cin*k*k */
+  int out_hw;    /* CONV/pools: output plane */
+  int channels;  /* BN */
+  size_t plane;  /* BN: elements per channel per sample */
+  int direct;    /* CONV 1x1, stride 1, no padding: no im2col */
+  int fwd_chunk; /* CONV: samples per im2col chunk (forward, dX) */
+  int k_chunk;   /* CONV: im2col rows per dW chunk (NTK) */
 } ae_cuda_geom;
 
 struct ae_cuda_net {
   ae_cuda_context *ctx;
-  ae_graph g;            /* own copy: ops, inputs, shapes (no names) */
+  ae_graph g; /* own copy: ops, inputs, shapes (no names) */
   int max_batch;
-  int batch;             /* batch of the last forward */
+  int batch; /* batch of the last forward */
   ae_cuda_geom *geom;
-  int *needs_grad;       /* a trainable tensor at or upstream */
-  int *in_backward;      /* needs_grad and reaches the output */
-  int *last_use;         /* forward: last node reading a node's output */
+  int *needs_grad;   /* a trainable tensor at or upstream */
+  int *in_backward;  /* needs_grad and reaches the output */
+  int *first_writer; /* backward step that zeroes a node's slot, or -1 */
+  int *last_use;     /* forward: last node reading a node's output */
   /* device pointers into arena (NULL when absent) */
   float **weight, **bias, **gamma, **beta;
   double **bn_mean, **bn_invstd;
-  float **act;           /* max_batch * elems per node */
-  float **grad;          /* max_batch * elems per in_backward node */
-  float *col;            /* im2col scratch, col_elems floats */
+  float **act;  /* max_batch * elems per node */
+  float **grad; /* in_backward nodes: shared slots, max_batch * elems */
+  float *col;   /* im2col scratch, col_elems floats */
   size_t col_elems;
-  float *gf;             /* per-sample gradient rows, float */
-  double *gd;            /* the same in float64, g_elems */
+  float *gf;  /* per-sample gradient rows, float */
+  double *gd; /* the same in float64, g_elems */
   size_t g_elems;
-  double *xx, *yy;       /* max_batch^2 each: a linear layer's Grams */
-  double *theta;         /* max_batch^2, lower triangle (column-major) */
-  uint64_t *bits;        /* max_batch * pattern_words sign patterns */
-  uint64_t *hashes;      /* max_batch pattern hashes */
+  double *xx, *yy;  /* max_batch^2 each: a linear layer's Grams */
+  double *theta;    /* max_batch^2, lower triangle (column-major) */
+  uint64_t *bits;   /* max_batch * pattern_words sign patterns */
+  uint64_t *hashes; /* max_batch pattern hashes */
   size_t pattern_words;
   unsigned char *arena;
   size_t arena_bytes;
   /* float64 jets, planned on first use for a batch */
-  double **jet;          /* per node: 3 * jet_batch * elems */
-  double *jcol;          /* float64 im2col scratch */
+  double **jet; /* per node: 3 * jet_batch * elems */
+  double *jcol; /* float64 im2col scratch */
   size_t jcol_elems;
-  double *jw;            /* one tensor's weights in float64 */
-  double *jstats;        /* a BN node's jet mean and invstd */
+  double *jw;     /* one tensor's weights in float64 */
+  double *jstats; /* a BN node's jet mean and invstd */
   unsigned char *jet_arena;
   size_t jet_bytes;
   int jet_batch;

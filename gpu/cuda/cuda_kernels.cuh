@@ -13,16 +13,16 @@
 #ifndef AE_CUDA_KERNELS_CUH
 #define AE_CUDA_KERNELS_CUH
 
+#include "api/arch.h"
+#include "gpu/philox.h"
 #include <cuda_runtime.h>
 #include <math.h>
 #include <stdint.h>
-#include "api/arch.h"
-#include "gpu/philox.h"
 
 #define AE_BN_EPS 1e-5
 
-#define AE_GRID_STRIDE(i, n)                                          \
-  for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < (n); \
+#define AE_GRID_STRIDE(i, n)                                                   \
+  for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < (n);      \
        i += (size_t)gridDim.x * blockDim.x)
 
 /* ---- activations (host: ae_net_act_value / _d1 / _d2) ---- */
@@ -38,22 +38,32 @@ __device__ __forceinline__ double ae_dev_sigmoid(double z) {
 __device__ __forceinline__ double ae_dev_act_value(int fn, double slope,
                                                    double z) {
   switch (fn) {
-  case AE_ACT_RELU: return z > 0.0 ? z : 0.0;
-  case AE_ACT_LEAKY_RELU: return z > 0.0 ? z : slope * z;
-  case AE_ACT_TANH: return tanh(z);
-  case AE_ACT_SIGMOID: return ae_dev_sigmoid(z);
-  case AE_ACT_SWISH: return z * ae_dev_sigmoid(z);
-  case AE_ACT_GELU: return 0.5 * z * (1.0 + erf(z * AE_DEV_INV_SQRT2));
-  case AE_ACT_ERF: return erf(z);
-  default: return z;
+  case AE_ACT_RELU:
+    return z > 0.0 ? z : 0.0;
+  case AE_ACT_LEAKY_RELU:
+    return z > 0.0 ? z : slope * z;
+  case AE_ACT_TANH:
+    return tanh(z);
+  case AE_ACT_SIGMOID:
+    return ae_dev_sigmoid(z);
+  case AE_ACT_SWISH:
+    return z * ae_dev_sigmoid(z);
+  case AE_ACT_GELU:
+    return 0.5 * z * (1.0 + erf(z * AE_DEV_INV_SQRT2));
+  case AE_ACT_ERF:
+    return erf(z);
+  default:
+    return z;
   }
 }
 
 __device__ __forceinline__ double ae_dev_act_d1(int fn, double slope,
                                                 double z) {
   switch (fn) {
-  case AE_ACT_RELU: return z > 0.0 ? 1.0 : 0.0;
-  case AE_ACT_LEAKY_RELU: return z > 0.0 ? 1.0 : slope;
+  case AE_ACT_RELU:
+    return z > 0.0 ? 1.0 : 0.0;
+  case AE_ACT_LEAKY_RELU:
+    return z > 0.0 ? 1.0 : slope;
   case AE_ACT_TANH: {
     double t = tanh(z);
     return 1.0 - t * t;
@@ -69,8 +79,10 @@ __device__ __forceinline__ double ae_dev_act_d1(int fn, double slope,
   case AE_ACT_GELU:
     return 0.5 * (1.0 + erf(z * AE_DEV_INV_SQRT2)) +
            z * AE_DEV_INV_SQRT2PI * exp(-0.5 * z * z);
-  case AE_ACT_ERF: return AE_DEV_2_SQRTPI * exp(-z * z);
-  default: return 1.0;
+  case AE_ACT_ERF:
+    return AE_DEV_2_SQRTPI * exp(-z * z);
+  default:
+    return 1.0;
   }
 }
 
@@ -92,8 +104,10 @@ __device__ __forceinline__ double ae_dev_act_d2(int fn, double z) {
     double phi = AE_DEV_INV_SQRT2PI * exp(-0.5 * z * z);
     return 2.0 * phi - z * z * phi;
   }
-  case AE_ACT_ERF: return -2.0 * z * AE_DEV_2_SQRTPI * exp(-z * z);
-  default: return 0.0;
+  case AE_ACT_ERF:
+    return -2.0 * z * AE_DEV_2_SQRTPI * exp(-z * z);
+  default:
+    return 0.0;
   }
 }
 
@@ -133,8 +147,7 @@ static __global__ void ae_k_add(T *y, const T *x, size_t n) {
 template <typename T>
 static __global__ void ae_k_im2col(const T *x, int batch, size_t x_stride,
                                    int h, int w, int k, int stride, int pad,
-                                   int oh, int ow, int row0, int rows,
-                                   T *col) {
+                                   int oh, int ow, int row0, int rows, T *col) {
   size_t hw = (size_t)oh * (size_t)ow;
   size_t n = (size_t)batch * (size_t)rows * hw;
   AE_GRID_STRIDE(i, n) {
@@ -155,8 +168,8 @@ static __global__ void ae_k_im2col(const T *x, int batch, size_t x_stride,
 /* dx_b += col2im(dcol_b): each input element gathers the column entries
  * that read it (the host scatters; same terms). */
 static __global__ void ae_k_col2im_add(const float *dcol, int batch, int c,
-                                       int h, int w, int k, int stride,
-                                       int pad, int oh, int ow, float *dx,
+                                       int h, int w, int k, int stride, int pad,
+                                       int oh, int ow, float *dx,
                                        size_t dx_stride) {
   size_t in_plane = (size_t)h * (size_t)w, hw = (size_t)oh * (size_t)ow;
   size_t rows = (size_t)c * k * k;
@@ -258,12 +271,10 @@ static __global__ void ae_k_bn_apply(const float *x, float *y, int batch,
 
 /* float64 jets: the three streams (value, d1, d2; each batch * elems)
  * through y = x * scale + shift, shift on the value stream only. */
-static __global__ void ae_k_bn_apply_jet(const double *x, double *y,
-                                         int batch, size_t elems,
-                                         size_t plane, const double *mean,
-                                         const double *invstd,
-                                         const float *gamma,
-                                         const float *beta) {
+static __global__ void
+ae_k_bn_apply_jet(const double *x, double *y, int batch, size_t elems,
+                  size_t plane, const double *mean, const double *invstd,
+                  const float *gamma, const float *beta) {
   size_t per = (size_t)batch * elems, n = 3 * per;
   AE_GRID_STRIDE(i, n) {
     size_t e = i % per;
@@ -276,26 +287,31 @@ static __global__ void ae_k_bn_apply_jet(const double *x, double *y,
 
 /* One warp per (sample, channel): gd[b][c] = sum_p dy * (x - mean) * inv
  * (the gamma gradient row), and dx += dy * (float)(inv * gamma). */
-static __global__ void ae_k_bn_backward(const float *x, const float *dy,
-                                        float *dx, int batch, int channels,
-                                        size_t elems, size_t plane,
-                                        const double *mean,
-                                        const double *invstd,
-                                        const float *gamma, double *gd) {
-  size_t warp = ((size_t)blockIdx.x * blockDim.x + threadIdx.x) / 32;
+static __global__ void
+ae_k_bn_backward(const float *x, const float *dy, float *dx, int batch,
+                 int channels, size_t elems, size_t plane, const double *mean,
+                 const double *invstd, const float *gamma, double *gd) {
+  size_t warps = (size_t)batch * (size_t)channels;
+  size_t first = ((size_t)blockIdx.x * blockDim.x + threadIdx.x) / 32;
+  size_t step = ((size_t)gridDim.x * blockDim.x) / 32;
   int lane = threadIdx.x % 32;
-  if (warp >= (size_t)batch * (size_t)channels) return;
-  int b = (int)(warp / (size_t)channels), c = (int)(warp % (size_t)channels);
-  size_t off = (size_t)b * elems + (size_t)c * plane;
-  double mu = mean[c], inv = invstd[c];
-  float s = (float)(inv * (double)gamma[c]);
-  double g = 0.0;
-  for (size_t p = lane; p < plane; p += 32) {
-    g += (double)dy[off + p] * (((double)x[off + p] - mu) * inv);
-    if (dx) dx[off + p] += dy[off + p] * s;
+  /* The loop bound is the same for the 32 lanes of a warp, so the
+   * shuffles below always see the whole warp. */
+  for (size_t warp = first; warp < warps; warp += step) {
+    int b = (int)(warp / (size_t)channels);
+    int c = (int)(warp % (size_t)channels);
+    size_t off = (size_t)b * elems + (size_t)c * plane;
+    double mu = mean[c], inv = invstd[c];
+    float s = (float)(inv * (double)gamma[c]);
+    double g = 0.0;
+    for (size_t p = lane; p < plane; p += 32) {
+      g += (double)dy[off + p] * (((double)x[off + p] - mu) * inv);
+      if (dx) dx[off + p] = __fadd_rn(dx[off + p], __fmul_rn(dy[off + p], s));
+    }
+    for (int o = 16; o > 0; o /= 2)
+      g += __shfl_down_sync(0xffffffffu, g, o);
+    if (lane == 0) gd[(size_t)b * channels + c] = g;
   }
-  for (int o = 16; o > 0; o /= 2) g += __shfl_down_sync(0xffffffffu, g, o);
-  if (lane == 0) gd[(size_t)b * channels + c] = g;
 }
 
 /* ---- activations ---- */
@@ -306,17 +322,20 @@ static __global__ void ae_k_act_forward(int fn, double slope, const float *x,
   float fs = (float)slope;
   AE_GRID_STRIDE(i, n) {
     float v = x[i];
-    if (fn == AE_ACT_RELU) y[i] = v > 0.0f ? v : 0.0f;
-    else if (fn == AE_ACT_LEAKY_RELU) y[i] = v > 0.0f ? v : fs * v;
-    else if (fn == AE_ACT_IDENTITY) y[i] = v;
-    else y[i] = (float)ae_dev_act_value(fn, slope, (double)v);
+    if (fn == AE_ACT_RELU)
+      y[i] = v > 0.0f ? v : 0.0f;
+    else if (fn == AE_ACT_LEAKY_RELU)
+      y[i] = v > 0.0f ? v : fs * v;
+    else if (fn == AE_ACT_IDENTITY)
+      y[i] = v;
+    else
+      y[i] = (float)ae_dev_act_value(fn, slope, (double)v);
   }
 }
 
 /* dx += dy * sigma'(z), as the host's backward_act. */
 static __global__ void ae_k_act_backward(int fn, double slope, const float *z,
-                                         const float *dy, float *dx,
-                                         size_t n) {
+                                         const float *dy, float *dx, size_t n) {
   float fs = (float)slope;
   AE_GRID_STRIDE(i, n) {
     float v = z[i];
@@ -347,9 +366,8 @@ static __global__ void ae_k_act_jet(int fn, double slope, const double *x,
 
 /* ---- pooling (host: ae_net_avg_pool_plane_* and global pooling) ---- */
 
-__device__ __forceinline__ int ae_dev_pool_count(int y0, int x0, int h,
-                                                 int w, int k,
-                                                 int include_pad) {
+__device__ __forceinline__ int ae_dev_pool_count(int y0, int x0, int h, int w,
+                                                 int k, int include_pad) {
   if (include_pad) return k * k;
   int ylo = y0 < 0 ? 0 : y0, yhi = y0 + k > h ? h : y0 + k;
   int xlo = x0 < 0 ? 0 : x0, xhi = x0 + k > w ? w : x0 + k;
@@ -384,10 +402,10 @@ static __global__ void ae_k_avg_pool(const T *x, size_t planes, int h, int w,
 
 /* The adjoint as a gather: dx[iy][ix] += sum of dy / count over the
  * windows that contain (iy, ix). */
-static __global__ void ae_k_avg_pool_adj(const float *dy, size_t planes,
-                                         int h, int w, int k, int stride,
-                                         int pad, int include_pad, int oh,
-                                         int ow, float *dx) {
+static __global__ void ae_k_avg_pool_adj(const float *dy, size_t planes, int h,
+                                         int w, int k, int stride, int pad,
+                                         int include_pad, int oh, int ow,
+                                         float *dx) {
   size_t hw = (size_t)h * (size_t)w, n = planes * hw;
   AE_GRID_STRIDE(i, n) {
     size_t p = i / hw;
@@ -419,14 +437,14 @@ static __global__ void ae_k_global_avg_pool(const T *x, size_t planes,
                                             size_t hw, T *y) {
   AE_GRID_STRIDE(p, planes) {
     double s = 0.0;
-    for (size_t i = 0; i < hw; i++) s += (double)x[p * hw + i];
+    for (size_t i = 0; i < hw; i++)
+      s += (double)x[p * hw + i];
     y[p] = (T)(s / (double)hw);
   }
 }
 
-static __global__ void ae_k_global_avg_pool_adj(const float *dy,
-                                                size_t planes, size_t hw,
-                                                float *dx) {
+static __global__ void ae_k_global_avg_pool_adj(const float *dy, size_t planes,
+                                                size_t hw, float *dx) {
   size_t n = planes * hw;
   AE_GRID_STRIDE(i, n) dx[i] += dy[i / hw] / (float)hw;
 }
@@ -453,9 +471,9 @@ static __global__ void ae_k_add_diagonal(double *a, int n, double v) {
 
 /* Bit bit0 + e of row b is set iff z[b][e] > 0.  OR is commutative, so
  * the atomics leave the same bits whatever the order. */
-static __global__ void ae_k_sign_bits(const float *z, int batch,
-                                      size_t elems, size_t bit0,
-                                      size_t words, unsigned long long *bits) {
+static __global__ void ae_k_sign_bits(const float *z, int batch, size_t elems,
+                                      size_t bit0, size_t words,
+                                      unsigned long long *bits) {
   size_t n = (size_t)batch * elems;
   AE_GRID_STRIDE(i, n) {
     if (!(z[i] > 0.0f)) continue;
@@ -465,9 +483,8 @@ static __global__ void ae_k_sign_bits(const float *z, int batch,
 }
 
 /* A 64-bit hash per row (splitmix64 finaliser over the words). */
-static __global__ void ae_k_row_hash(const unsigned long long *bits,
-                                     int batch, size_t words,
-                                     unsigned long long *hashes) {
+static __global__ void ae_k_row_hash(const unsigned long long *bits, int batch,
+                                     size_t words, unsigned long long *hashes) {
   AE_GRID_STRIDE(b, (size_t)batch) {
     unsigned long long h = 0x9e3779b97f4a7c15ull ^ (unsigned long long)words;
     for (size_t wi = 0; wi < words; wi++) {

@@ -9,11 +9,11 @@
 #ifndef AE_CUDA_NET_H
 #define AE_CUDA_NET_H
 
-#include <stddef.h>
-#include <stdint.h>
 #include "api/request.h"
 #include "gpu/cuda/cuda_core.h"
 #include "gpu/engine.h"
+#include <stddef.h>
+#include <stdint.h>
 
 /* Empirical NTK as ae_net_ntk: forward, backward with frozen BN
  * statistics, per-sample weight gradients (cublasSgemmStridedBatched),

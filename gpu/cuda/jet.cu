@@ -14,9 +14,9 @@
  * Runs on the thread that owns the net's context. */
 #include "gpu/cuda/cuda_internal.h"
 
+#include "gpu/cuda/cuda_kernels.cuh"
 #include <stdlib.h>
 #include <string.h>
-#include "gpu/cuda/cuda_kernels.cuh"
 
 /* ---- sign patterns ---- */
 
@@ -51,8 +51,7 @@ extern "C" int ae_cuda_net_sign_patterns(ae_cuda_net *n, const float *x,
   if (!out) return AE_ENOMEM;
   int rc = AE_OK;
   if (words > 0)
-    rc = AE_CU(ctx, cudaMemcpyAsync(out, n->bits,
-                                    sizeof(uint64_t) * B * words,
+    rc = AE_CU(ctx, cudaMemcpyAsync(out, n->bits, sizeof(uint64_t) * B * words,
                                     cudaMemcpyDeviceToHost, st));
   if (!rc) rc = AE_CU(ctx, cudaStreamSynchronize(st));
   if (rc) {
@@ -84,7 +83,9 @@ extern "C" int ae_cuda_net_pattern_hashes(ae_cuda_net *n, int batch,
 
 #define AE_JET_COL_CAP ((size_t)1 << 24) /* doubles: 128 MiB */
 
-static size_t align_jet(size_t v) { return (v + 255) & ~(size_t)255; }
+static size_t align_jet(size_t v) {
+  return (v + 255) & ~(size_t)255;
+}
 
 /* Samples per im2col chunk of a conv for `rows` samples (3 * batch). */
 static size_t jet_chunk(const ae_cuda_geom *ge, size_t rows) {
@@ -120,8 +121,8 @@ static int plan_jets(ae_cuda_net *n, int batch) {
     end[k] = n->last_use[k];
     const ae_node *nd = &n->g.nodes[k];
     if (nd->op == AE_OP_CONV && !ge->direct) {
-      size_t c = jet_chunk(ge, rows) * (size_t)ge->col_rows *
-                 (size_t)ge->out_hw;
+      size_t c =
+          jet_chunk(ge, rows) * (size_t)ge->col_rows * (size_t)ge->out_hw;
       if (c > max_col) max_col = c;
     }
     if (ge->n_weight > max_w) max_w = ge->n_weight;
@@ -140,7 +141,8 @@ static int plan_jets(ae_cuda_net *n, int batch) {
     if (rc) goto out;
     n->jet_bytes = total;
     ctx->net_bytes += total;
-    for (int k = 0; k < nn; k++) n->jet[k] = (double *)(n->jet_arena + off[k]);
+    for (int k = 0; k < nn; k++)
+      n->jet[k] = (double *)(n->jet_arena + off[k]);
     n->jcol = (double *)(n->jet_arena + col_off);
     n->jcol_elems = max_col;
     n->jw = (double *)(n->jet_arena + w_off);
@@ -164,29 +166,29 @@ static int jet_conv(ae_cuda_net *n, int k, int batch) {
   const double *x = n->jet[nd->inputs[0]];
   double *y = n->jet[k];
   const double one = 1.0, zero = 0.0;
-  ae_k_to_double<float><<<ae_cuda_blocks(ge->n_weight), AE_CUDA_THREADS, 0,
-                          ctx->stream>>>(n->weight[k], ge->n_weight, n->jw);
+  ae_k_to_double<float>
+      <<<ae_cuda_blocks(ge->n_weight), AE_CUDA_THREADS, 0, ctx->stream>>>(
+          n->weight[k], ge->n_weight, n->jw);
   AE_TRY(AE_LAUNCHED(ctx));
   if (ge->direct)
     return AE_CUBLAS(ctx, cublasDgemmStridedBatched(
-                              ctx->blas, CUBLAS_OP_N, CUBLAS_OP_N, HW, cout,
-                              K, &one, x, HW, (long long)ge->in_elems, n->jw,
-                              K, 0, &zero, y, HW, (long long)ge->elems,
-                              rows));
+                              ctx->blas, CUBLAS_OP_N, CUBLAS_OP_N, HW, cout, K,
+                              &one, x, HW, (long long)ge->in_elems, n->jw, K, 0,
+                              &zero, y, HW, (long long)ge->elems, rows));
   int chunk = (int)jet_chunk(ge, (size_t)rows);
   for (int b0 = 0; b0 < rows; b0 += chunk) {
     int bc = rows - b0 < chunk ? rows - b0 : chunk;
     size_t work = (size_t)bc * (size_t)K * (size_t)HW;
-    ae_k_im2col<double><<<ae_cuda_blocks(work), AE_CUDA_THREADS, 0,
-                          ctx->stream>>>(
-        x + (size_t)b0 * ge->in_elems, bc, ge->in_elems, ge->in_h, ge->in_w,
-        nd->kernel, nd->stride, nd->padding, nd->shape[1], nd->shape[2], 0,
-        K, n->jcol);
+    ae_k_im2col<double>
+        <<<ae_cuda_blocks(work), AE_CUDA_THREADS, 0, ctx->stream>>>(
+            x + (size_t)b0 * ge->in_elems, bc, ge->in_elems, ge->in_h, ge->in_w,
+            nd->kernel, nd->stride, nd->padding, nd->shape[1], nd->shape[2], 0,
+            K, n->jcol);
     AE_TRY(AE_LAUNCHED(ctx));
     AE_TRY(AE_CUBLAS(ctx, cublasDgemmStridedBatched(
-                              ctx->blas, CUBLAS_OP_N, CUBLAS_OP_N, HW, cout,
-                              K, &one, n->jcol, HW, (long long)K * HW, n->jw,
-                              K, 0, &zero, y + (size_t)b0 * ge->elems, HW,
+                              ctx->blas, CUBLAS_OP_N, CUBLAS_OP_N, HW, cout, K,
+                              &one, n->jcol, HW, (long long)K * HW, n->jw, K, 0,
+                              &zero, y + (size_t)b0 * ge->elems, HW,
                               (long long)ge->elems, bc)));
   }
   return AE_OK;
@@ -209,12 +211,13 @@ static int jet_node(ae_cuda_net *n, int k, int batch) {
   case AE_OP_LINEAR: {
     int in = (int)ge->in_elems;
     const double one = 1.0, zero = 0.0;
-    ae_k_to_double<float><<<ae_cuda_blocks(ge->n_weight), AE_CUDA_THREADS, 0,
-                            st>>>(n->weight[k], ge->n_weight, n->jw);
+    ae_k_to_double<float>
+        <<<ae_cuda_blocks(ge->n_weight), AE_CUDA_THREADS, 0, st>>>(
+            n->weight[k], ge->n_weight, n->jw);
     AE_TRY(AE_LAUNCHED(ctx));
     AE_TRY(AE_CUBLAS(ctx, cublasDgemm(ctx->blas, CUBLAS_OP_T, CUBLAS_OP_N,
-                                      nd->out, 3 * batch, in, &one, n->jw,
-                                      in, x, in, &zero, y, nd->out)));
+                                      nd->out, 3 * batch, in, &one, n->jw, in,
+                                      x, in, &zero, y, nd->out)));
     if (!n->bias[k]) return AE_OK;
     ae_k_bias_add<double><<<ae_cuda_blocks(per), AE_CUDA_THREADS, 0, st>>>(
         y, n->bias[k], batch, nd->out);
@@ -236,9 +239,9 @@ static int jet_node(ae_cuda_net *n, int k, int batch) {
     return AE_LAUNCHED(ctx);
   case AE_OP_AVG_POOL:
     ae_k_avg_pool<double><<<grid, AE_CUDA_THREADS, 0, st>>>(
-        x, 3 * (size_t)batch * (size_t)ge->in_c, ge->in_h, ge->in_w,
-        nd->kernel, nd->stride, nd->padding, nd->count_include_pad,
-        nd->shape[1], nd->shape[2], y);
+        x, 3 * (size_t)batch * (size_t)ge->in_c, ge->in_h, ge->in_w, nd->kernel,
+        nd->stride, nd->padding, nd->count_include_pad, nd->shape[1],
+        nd->shape[2], y);
     return AE_LAUNCHED(ctx);
   case AE_OP_GLOBAL_AVG_POOL:
     ae_k_global_avg_pool<double><<<grid, AE_CUDA_THREADS, 0, st>>>(
@@ -248,8 +251,8 @@ static int jet_node(ae_cuda_net *n, int k, int batch) {
     AE_TRY(AE_CU(ctx, cudaMemcpyAsync(y, x, sizeof(double) * all,
                                       cudaMemcpyDeviceToDevice, st)));
     for (int i = 1; i < nd->n_inputs; i++) {
-      ae_k_add<double><<<grid, AE_CUDA_THREADS, 0, st>>>(
-          y, n->jet[nd->inputs[i]], all);
+      ae_k_add<double>
+          <<<grid, AE_CUDA_THREADS, 0, st>>>(y, n->jet[nd->inputs[i]], all);
       AE_TRY(AE_LAUNCHED(ctx));
     }
     return AE_OK;
@@ -279,7 +282,8 @@ extern "C" int ae_cuda_net_forward_jet(ae_cuda_net *n, const double *x,
     AE_TRY(AE_CU(ctx, cudaMemcpyAsync(in + (size_t)s * per_in, src[s],
                                       sizeof(double) * per_in,
                                       cudaMemcpyHostToDevice, st)));
-  for (int k = 0; k < n->g.n_nodes; k++) AE_TRY(jet_node(n, k, batch));
+  for (int k = 0; k < n->g.n_nodes; k++)
+    AE_TRY(jet_node(n, k, batch));
   int o = n->g.output;
   size_t per = (size_t)batch * n->geom[o].elems;
   double *dst[3] = {y, dy, ddy};

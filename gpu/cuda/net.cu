@@ -4,9 +4,10 @@
  * ae_cuda_net_create copies the graph, derives each node's geometry
  * (checked as the host checks it) and makes one device allocation for
  * max_batch samples: parameters, BN statistics, every node's forward
- * output (the backward reads them), a gradient buffer per node on the
- * backward path, the im2col scratch, the per-sample gradient rows (float
- * and float64), the Gram buffers and the sign-pattern rows.
+ * output (the backward reads them), the gradient slots of the backward
+ * path (shared by nodes whose gradients are never alive at once, planned
+ * as the host plans them), the im2col scratch, the per-sample gradient rows
+ * (float and float64), the Gram buffers and the sign-pattern rows.
  *
  * Convolutions are im2col + cublasSgemmStridedBatched over the samples of
  * a chunk (1x1 stride-1 unpadded ones read the input directly).  The
@@ -18,10 +19,10 @@
  * A net belongs to the thread that owns its context. */
 #include "gpu/cuda/cuda_internal.h"
 
+#include "gpu/cuda/cuda_kernels.cuh"
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include "gpu/cuda/cuda_kernels.cuh"
 
 #define AE_CUDA_ALIGN 256
 /* im2col scratch cap (floats) and per-sample gradient rows cap
@@ -33,7 +34,9 @@ static size_t align_dev(size_t v) {
   return (v + AE_CUDA_ALIGN - 1) & ~(size_t)(AE_CUDA_ALIGN - 1);
 }
 
-static size_t max_sz(size_t a, size_t b) { return a > b ? a : b; }
+static size_t max_sz(size_t a, size_t b) {
+  return a > b ? a : b;
+}
 
 static size_t node_elems(const ae_node *nd) {
   if (nd->rank == 3)
@@ -45,7 +48,8 @@ static size_t node_elems(const ae_node *nd) {
 
 static void free_graph_copy(ae_graph *g) {
   if (!g->nodes) return;
-  for (int k = 0; k < g->n_nodes; k++) free(g->nodes[k].inputs);
+  for (int k = 0; k < g->n_nodes; k++)
+    free(g->nodes[k].inputs);
   free(g->nodes);
   g->nodes = NULL;
 }
@@ -104,8 +108,7 @@ static int node_geometry(const ae_graph *g, int k, ae_cuda_geom *ge) {
   case AE_OP_CONV:
   case AE_OP_AVG_POOL: {
     int kk = nd->kernel, s = nd->stride;
-    if (in->rank != 3 || nd->rank != 3 || kk <= 0 || s <= 0 ||
-        nd->padding < 0)
+    if (in->rank != 3 || nd->rank != 3 || kk <= 0 || s <= 0 || nd->padding < 0)
       return AE_EINVAL;
     if (nd->op == AE_OP_CONV ? nd->out != nd->shape[0]
                              : nd->shape[0] != ge->in_c)
@@ -169,7 +172,8 @@ static void conv_chunks(ae_cuda_geom *ge, int cout, size_t B, size_t *col,
  * `live`). */
 static void mark_backward(ae_cuda_net *n) {
   const ae_graph *g = &n->g;
-  for (int k = 0; k < g->n_nodes; k++) n->in_backward[k] = 0;
+  for (int k = 0; k < g->n_nodes; k++)
+    n->in_backward[k] = 0;
   n->in_backward[g->output] = n->needs_grad[g->output];
   for (int k = g->n_nodes - 1; k >= 0; k--) {
     if (!n->in_backward[k] || g->nodes[k].op == AE_OP_ZERO) continue;
@@ -178,6 +182,53 @@ static void mark_backward(ae_cuda_net *n) {
       if (n->needs_grad[src]) n->in_backward[src] = 1;
     }
   }
+}
+
+/* For each node on the backward path, the node whose backward step writes
+ * its gradient first (the sweep runs from the last node down): its
+ * highest-indexed consumer on the path, or itself for the output.  The
+ * gradient's slot lives from that step to the node's own. */
+static void mark_first_writers(ae_cuda_net *n) {
+  const ae_graph *g = &n->g;
+  for (int k = 0; k < g->n_nodes; k++) {
+    n->first_writer[k] = -1;
+    if (!n->in_backward[k]) continue;
+    if (k == g->output) {
+      n->first_writer[k] = k;
+      continue;
+    }
+    for (int c = k + 1; c < g->n_nodes; c++) {
+      const ae_node *cn = &g->nodes[c];
+      if (!n->in_backward[c] || cn->op == AE_OP_ZERO) continue;
+      for (int i = 0; i < cn->n_inputs; i++)
+        if (cn->inputs[i] == k) n->first_writer[k] = c;
+    }
+  }
+}
+
+/* Gradient slots shared between nodes whose gradients are never alive at
+ * once (the host's planner; backward time of node k is nn-1-k).  Fills
+ * goff and returns the bytes, or (size_t)-1. */
+static size_t plan_gradients(const ae_cuda_net *n, size_t B, size_t *goff) {
+  int nn = n->g.n_nodes;
+  size_t *bytes = (size_t *)calloc((size_t)nn, sizeof(size_t));
+  int *start = (int *)malloc(sizeof(int) * (size_t)nn);
+  int *end = (int *)malloc(sizeof(int) * (size_t)nn);
+  size_t total = (size_t)-1;
+  if (bytes && start && end) {
+    for (int k = 0; k < nn; k++) {
+      start[k] = end[k] = -1;
+      if (n->first_writer[k] < 0) continue;
+      start[k] = nn - 1 - n->first_writer[k];
+      end[k] = nn - 1 - k;
+      bytes[k] = align_dev(sizeof(float) * B * n->geom[k].elems);
+    }
+    total = ae_net_plan_slots(bytes, start, end, nn, goff);
+  }
+  free(bytes);
+  free(start);
+  free(end);
+  return total;
 }
 
 typedef struct {
@@ -229,10 +280,19 @@ static int plan_arena(ae_cuda_net *n) {
   for (int k = 0; k < nn; k++) {
     off[k].act = total;
     total = align_dev(total + sizeof(float) * B * n->geom[k].elems);
-    if (n->in_backward[k]) {
-      off[k].grad = total;
-      total = align_dev(total + sizeof(float) * B * n->geom[k].elems);
+  }
+  {
+    size_t *goff = (size_t *)calloc((size_t)nn, sizeof(size_t));
+    size_t grad_bytes = goff ? plan_gradients(n, B, goff) : (size_t)-1;
+    if (grad_bytes == (size_t)-1) {
+      free(goff);
+      free(off);
+      return AE_ENOMEM;
     }
+    for (int k = 0; k < nn; k++)
+      off[k].grad = total + goff[k];
+    total = align_dev(total + grad_bytes);
+    free(goff);
   }
   n->pattern_words = (bits + 63) / 64;
   size_t col_off = total;
@@ -253,8 +313,8 @@ static int plan_arena(ae_cuda_net *n) {
   total = align_dev(total + sizeof(uint64_t) * B);
 
   int rc = AE_CU(n->ctx, cudaMalloc((void **)&n->arena, total));
-  if (!rc) rc = AE_CU(n->ctx, cudaMemsetAsync(n->arena, 0, total,
-                                             n->ctx->stream));
+  if (!rc)
+    rc = AE_CU(n->ctx, cudaMemsetAsync(n->arena, 0, total, n->ctx->stream));
   if (rc) {
     free(off);
     return rc;
@@ -311,6 +371,7 @@ extern "C" int ae_cuda_net_create(ae_cuda_context *ctx, const ae_graph *g,
     n->geom = (ae_cuda_geom *)calloc(nn, sizeof(ae_cuda_geom));
     n->needs_grad = (int *)calloc(nn, sizeof(int));
     n->in_backward = (int *)calloc(nn, sizeof(int));
+    n->first_writer = (int *)calloc(nn, sizeof(int));
     n->last_use = (int *)calloc(nn, sizeof(int));
     n->weight = (float **)calloc(nn, sizeof(float *));
     n->bias = (float **)calloc(nn, sizeof(float *));
@@ -321,9 +382,9 @@ extern "C" int ae_cuda_net_create(ae_cuda_context *ctx, const ae_graph *g,
     n->act = (float **)calloc(nn, sizeof(float *));
     n->grad = (float **)calloc(nn, sizeof(float *));
     n->jet = (double **)calloc(nn, sizeof(double *));
-    if (!n->geom || !n->needs_grad || !n->in_backward || !n->last_use ||
-        !n->weight || !n->bias || !n->gamma || !n->beta || !n->bn_mean ||
-        !n->bn_invstd || !n->act || !n->grad || !n->jet)
+    if (!n->geom || !n->needs_grad || !n->in_backward || !n->first_writer ||
+        !n->last_use || !n->weight || !n->bias || !n->gamma || !n->beta ||
+        !n->bn_mean || !n->bn_invstd || !n->act || !n->grad || !n->jet)
       goto fail;
   }
   for (int k = 0; k < n->g.n_nodes; k++) {
@@ -351,6 +412,7 @@ extern "C" int ae_cuda_net_create(ae_cuda_context *ctx, const ae_graph *g,
     }
   }
   mark_backward(n);
+  mark_first_writers(n);
   rc = plan_arena(n);
   if (rc) goto fail;
   *out = n;
@@ -362,8 +424,10 @@ fail:
 
 extern "C" void ae_cuda_net_destroy(ae_cuda_net *n) {
   if (!n) return;
-  if (n->arena || n->jet_arena)
+  if ((n->arena || n->jet_arena) && n->ctx->device >= 0) {
+    (void)cudaSetDevice(n->ctx->device);
     (void)cudaStreamSynchronize(n->ctx->stream); /* queued work may read */
+  }
   if (n->arena) {
     (void)cudaFree(n->arena);
     n->ctx->net_bytes -= n->arena_bytes;
@@ -376,6 +440,7 @@ extern "C" void ae_cuda_net_destroy(ae_cuda_net *n) {
   free(n->geom);
   free(n->needs_grad);
   free(n->in_backward);
+  free(n->first_writer);
   free(n->last_use);
   free(n->weight);
   free(n->bias);
@@ -414,8 +479,8 @@ extern "C" int ae_cuda_net_init_weights(ae_cuda_net *n, uint64_t seed,
       ae_k_fill<<<ae_cuda_blocks(c), AE_CUDA_THREADS, 0, ctx->stream>>>(
           n->gamma[k], c, 1.0f);
       AE_TRY(AE_LAUNCHED(ctx));
-      AE_TRY(AE_CU(ctx, cudaMemsetAsync(n->beta[k], 0, sizeof(float) * c,
-                                        ctx->stream)));
+      AE_TRY(AE_CU(
+          ctx, cudaMemsetAsync(n->beta[k], 0, sizeof(float) * c, ctx->stream)));
     }
   }
   return AE_OK;
@@ -434,25 +499,24 @@ static int forward_conv(ae_cuda_net *n, int k, int batch) {
   /* Y_b (cout x HW, row-major) = W (cout x K) col_b (K x HW); column-major
    * that is Y_b^T = col_b^T W^T: m = HW, n = cout, k = K. */
   if (ge->direct)
-    return AE_CUBLAS(ctx, cublasSgemmStridedBatched(
-                              ctx->blas, CUBLAS_OP_N, CUBLAS_OP_N, HW, cout,
-                              K, &one, x, HW, (long long)ge->in_elems,
-                              n->weight[k], K, 0, &zero, y, HW,
-                              (long long)ge->elems, batch));
+    return AE_CUBLAS(ctx,
+                     cublasSgemmStridedBatched(
+                         ctx->blas, CUBLAS_OP_N, CUBLAS_OP_N, HW, cout, K, &one,
+                         x, HW, (long long)ge->in_elems, n->weight[k], K, 0,
+                         &zero, y, HW, (long long)ge->elems, batch));
   for (int b0 = 0; b0 < batch; b0 += ge->fwd_chunk) {
     int bc = batch - b0 < ge->fwd_chunk ? batch - b0 : ge->fwd_chunk;
     size_t work = (size_t)bc * (size_t)K * (size_t)HW;
-    ae_k_im2col<float><<<ae_cuda_blocks(work), AE_CUDA_THREADS, 0,
-                         ctx->stream>>>(
-        x + (size_t)b0 * ge->in_elems, bc, ge->in_elems, ge->in_h, ge->in_w,
-        nd->kernel, nd->stride, nd->padding, nd->shape[1], nd->shape[2], 0,
-        K, n->col);
+    ae_k_im2col<float>
+        <<<ae_cuda_blocks(work), AE_CUDA_THREADS, 0, ctx->stream>>>(
+            x + (size_t)b0 * ge->in_elems, bc, ge->in_elems, ge->in_h, ge->in_w,
+            nd->kernel, nd->stride, nd->padding, nd->shape[1], nd->shape[2], 0,
+            K, n->col);
     AE_TRY(AE_LAUNCHED(ctx));
     AE_TRY(AE_CUBLAS(ctx, cublasSgemmStridedBatched(
-                              ctx->blas, CUBLAS_OP_N, CUBLAS_OP_N, HW, cout,
-                              K, &one, n->col, HW, (long long)K * HW,
-                              n->weight[k], K, 0, &zero,
-                              y + (size_t)b0 * ge->elems, HW,
+                              ctx->blas, CUBLAS_OP_N, CUBLAS_OP_N, HW, cout, K,
+                              &one, n->col, HW, (long long)K * HW, n->weight[k],
+                              K, 0, &zero, y + (size_t)b0 * ge->elems, HW,
                               (long long)ge->elems, bc)));
   }
   return AE_OK;
@@ -478,8 +542,8 @@ static int forward_node(ae_cuda_net *n, int k, int batch) {
                                       nd->out, batch, in, &one, n->weight[k],
                                       in, in0, in, &zero, y, nd->out)));
     if (n->bias[k]) {
-      ae_k_bias_add<float><<<grid, AE_CUDA_THREADS, 0, st>>>(y, n->bias[k],
-                                                             batch, nd->out);
+      ae_k_bias_add<float>
+          <<<grid, AE_CUDA_THREADS, 0, st>>>(y, n->bias[k], batch, nd->out);
       AE_TRY(AE_LAUNCHED(ctx));
     }
     return AE_OK;
@@ -500,9 +564,9 @@ static int forward_node(ae_cuda_net *n, int k, int batch) {
     return AE_LAUNCHED(ctx);
   case AE_OP_AVG_POOL:
     ae_k_avg_pool<float><<<grid, AE_CUDA_THREADS, 0, st>>>(
-        in0, (size_t)batch * (size_t)ge->in_c, ge->in_h, ge->in_w,
-        nd->kernel, nd->stride, nd->padding, nd->count_include_pad,
-        nd->shape[1], nd->shape[2], y);
+        in0, (size_t)batch * (size_t)ge->in_c, ge->in_h, ge->in_w, nd->kernel,
+        nd->stride, nd->padding, nd->count_include_pad, nd->shape[1],
+        nd->shape[2], y);
     return AE_LAUNCHED(ctx);
   case AE_OP_GLOBAL_AVG_POOL:
     ae_k_global_avg_pool<float><<<grid, AE_CUDA_THREADS, 0, st>>>(
@@ -512,8 +576,8 @@ static int forward_node(ae_cuda_net *n, int k, int batch) {
     AE_TRY(AE_CU(ctx, cudaMemcpyAsync(y, in0, sizeof(float) * count,
                                       cudaMemcpyDeviceToDevice, st)));
     for (int i = 1; i < nd->n_inputs; i++) {
-      ae_k_add<float><<<grid, AE_CUDA_THREADS, 0, st>>>(
-          y, n->act[nd->inputs[i]], count);
+      ae_k_add<float>
+          <<<grid, AE_CUDA_THREADS, 0, st>>>(y, n->act[nd->inputs[i]], count);
       AE_TRY(AE_LAUNCHED(ctx));
     }
     return AE_OK;
@@ -529,7 +593,8 @@ static int forward_node(ae_cuda_net *n, int k, int batch) {
 
 int ae_cuda_net_forward_device(ae_cuda_net *n, int batch) {
   n->batch = batch;
-  for (int k = 0; k < n->g.n_nodes; k++) AE_TRY(forward_node(n, k, batch));
+  for (int k = 0; k < n->g.n_nodes; k++)
+    AE_TRY(forward_node(n, k, batch));
   return AE_OK;
 }
 
@@ -545,8 +610,7 @@ extern "C" int ae_cuda_net_forward(ae_cuda_net *n, const float *x, int batch,
   if (logits) {
     int o = n->g.output;
     size_t count = (size_t)batch * n->geom[o].elems;
-    AE_TRY(AE_CU(ctx, cudaMemcpyAsync(logits, n->act[o],
-                                      sizeof(float) * count,
+    AE_TRY(AE_CU(ctx, cudaMemcpyAsync(logits, n->act[o], sizeof(float) * count,
                                       cudaMemcpyDeviceToHost, ctx->stream)));
   }
   return AE_CU(ctx, cudaStreamSynchronize(ctx->stream));
@@ -570,8 +634,7 @@ extern "C" size_t ae_cuda_net_node_elems(const ae_cuda_net *n, int node) {
 
 /* ---- parameters and bookkeeping ---- */
 
-static float *param_tensor(ae_cuda_net *n, int node, int kind,
-                           size_t *count) {
+static float *param_tensor(ae_cuda_net *n, int node, int kind, size_t *count) {
   *count = 0;
   if (node < 0 || node >= n->g.n_nodes) return NULL;
   const ae_node *nd = &n->g.nodes[node];
@@ -579,11 +642,24 @@ static float *param_tensor(ae_cuda_net *n, int node, int kind,
   float *p = NULL;
   size_t c = 0;
   switch (kind) {
-  case 0: p = n->weight[node]; c = ge->n_weight; break;
-  case 1: p = n->bias[node]; c = (size_t)nd->out; break;
-  case 2: p = n->gamma[node]; c = (size_t)ge->channels; break;
-  case 3: p = n->beta[node]; c = (size_t)ge->channels; break;
-  default: break;
+  case 0:
+    p = n->weight[node];
+    c = ge->n_weight;
+    break;
+  case 1:
+    p = n->bias[node];
+    c = (size_t)nd->out;
+    break;
+  case 2:
+    p = n->gamma[node];
+    c = (size_t)ge->channels;
+    break;
+  case 3:
+    p = n->beta[node];
+    c = (size_t)ge->channels;
+    break;
+  default:
+    break;
   }
   *count = p ? c : 0;
   return p;

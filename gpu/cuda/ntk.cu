@@ -15,15 +15,16 @@
  *           kernel), never forming G; bias: + dY dY^T;
  *   BN gamma: row b = sum_hw dY_b * xhat_b (a warp per sample and
  *           channel), then dsyrk.
- * Every node on the backward path has its own gradient buffer, zeroed at
- * the start; consumers add into their inputs' buffers.
+ * Gradients live in slots shared between nodes whose gradients are never
+ * alive at once (net.cu); a slot is zeroed when its first writer's step
+ * comes, then consumers add into it.
  *
  * Runs on the thread that owns the net's context. */
 #include "gpu/cuda/cuda_internal.h"
 
+#include "gpu/cuda/cuda_kernels.cuh"
 #include <stdlib.h>
 #include <string.h>
-#include "gpu/cuda/cuda_kernels.cuh"
 
 static double weight_scale(const ae_node *nd, const ae_cuda_geom *ge,
                            int par_ntk) {
@@ -36,14 +37,14 @@ static double weight_scale(const ae_node *nd, const ae_cuda_geom *ge,
 static int gram_add(ae_cuda_net *n, const double *rows, int batch, int width,
                     double alpha, double beta, double *c) {
   return AE_CUBLAS(n->ctx, cublasDsyrk(n->ctx->blas, CUBLAS_FILL_MODE_LOWER,
-                                       CUBLAS_OP_T, batch, width, &alpha,
-                                       rows, width, &beta, c, batch));
+                                       CUBLAS_OP_T, batch, width, &alpha, rows,
+                                       width, &beta, c, batch));
 }
 
-static int widen(ae_cuda_net *n, const float *src, size_t count,
-                 double *dst) {
-  ae_k_to_double<float><<<ae_cuda_blocks(count), AE_CUDA_THREADS, 0,
-                          n->ctx->stream>>>(src, count, dst);
+static int widen(ae_cuda_net *n, const float *src, size_t count, double *dst) {
+  ae_k_to_double<float>
+      <<<ae_cuda_blocks(count), AE_CUDA_THREADS, 0, n->ctx->stream>>>(
+          src, count, dst);
   return AE_LAUNCHED(n->ctx);
 }
 
@@ -59,9 +60,9 @@ static int backward_linear(ae_cuda_net *n, int k, int batch, int par_ntk) {
   if (dx) {
     /* dx (batch x in) += dy W; column-major dx^T += W^T dy^T. */
     const float one = 1.0f;
-    AE_TRY(AE_CUBLAS(ctx, cublasSgemm(ctx->blas, CUBLAS_OP_N, CUBLAS_OP_N,
-                                      in, batch, out, &one, n->weight[k], in,
-                                      dy, out, &one, dx, in)));
+    AE_TRY(AE_CUBLAS(ctx, cublasSgemm(ctx->blas, CUBLAS_OP_N, CUBLAS_OP_N, in,
+                                      batch, out, &one, n->weight[k], in, dy,
+                                      out, &one, dx, in)));
   }
   AE_TRY(widen(n, x, B * (size_t)in, n->gd));
   AE_TRY(gram_add(n, n->gd, batch, in, 1.0, 0.0, n->xx));
@@ -102,34 +103,34 @@ static int backward_conv(ae_cuda_net *n, int k, int batch, int par_ntk) {
       a_stride = (long long)kc * HW;
     }
     size_t width = (size_t)cout * (size_t)kc;
-    AE_TRY(AE_CUBLAS(ctx, cublasSgemmStridedBatched(
-                              ctx->blas, CUBLAS_OP_T, CUBLAS_OP_N, kc, cout,
-                              HW, &one, a, HW, a_stride, dy, HW,
-                              (long long)ge->elems, &zero, n->gf, kc,
-                              (long long)width, batch)));
+    AE_TRY(AE_CUBLAS(
+        ctx, cublasSgemmStridedBatched(ctx->blas, CUBLAS_OP_T, CUBLAS_OP_N, kc,
+                                       cout, HW, &one, a, HW, a_stride, dy, HW,
+                                       (long long)ge->elems, &zero, n->gf, kc,
+                                       (long long)width, batch)));
     AE_TRY(widen(n, n->gf, (size_t)batch * width, n->gd));
     AE_TRY(gram_add(n, n->gd, batch, (int)width, scale, 1.0, n->theta));
   }
   if (!dx) return AE_OK;
   /* dX_b (K x HW) = W^T dY_b; column-major (HW x K) = dY_b^T W. */
   if (ge->direct)
-    return AE_CUBLAS(ctx, cublasSgemmStridedBatched(
-                              ctx->blas, CUBLAS_OP_N, CUBLAS_OP_T, HW, K,
-                              cout, &one, dy, HW, (long long)ge->elems,
-                              n->weight[k], K, 0, &one, dx, HW,
-                              (long long)ge->in_elems, batch));
+    return AE_CUBLAS(ctx,
+                     cublasSgemmStridedBatched(
+                         ctx->blas, CUBLAS_OP_N, CUBLAS_OP_T, HW, K, cout, &one,
+                         dy, HW, (long long)ge->elems, n->weight[k], K, 0, &one,
+                         dx, HW, (long long)ge->in_elems, batch));
   for (int b0 = 0; b0 < batch; b0 += ge->fwd_chunk) {
     int bc = batch - b0 < ge->fwd_chunk ? batch - b0 : ge->fwd_chunk;
     AE_TRY(AE_CUBLAS(ctx, cublasSgemmStridedBatched(
-                              ctx->blas, CUBLAS_OP_N, CUBLAS_OP_T, HW, K,
-                              cout, &one, dy + (size_t)b0 * ge->elems, HW,
-                              (long long)ge->elems, n->weight[k], K, 0,
-                              &zero, n->col, HW, (long long)K * HW, bc)));
+                              ctx->blas, CUBLAS_OP_N, CUBLAS_OP_T, HW, K, cout,
+                              &one, dy + (size_t)b0 * ge->elems, HW,
+                              (long long)ge->elems, n->weight[k], K, 0, &zero,
+                              n->col, HW, (long long)K * HW, bc)));
     size_t work = (size_t)bc * ge->in_elems;
     ae_k_col2im_add<<<ae_cuda_blocks(work), AE_CUDA_THREADS, 0, st>>>(
         n->col, bc, ge->in_c, ge->in_h, ge->in_w, nd->kernel, nd->stride,
-        nd->padding, nd->shape[1], nd->shape[2],
-        dx + (size_t)b0 * ge->in_elems, ge->in_elems);
+        nd->padding, nd->shape[1], nd->shape[2], dx + (size_t)b0 * ge->in_elems,
+        ge->in_elems);
     AE_TRY(AE_LAUNCHED(ctx));
   }
   return AE_OK;
@@ -141,10 +142,10 @@ static int backward_bn(ae_cuda_net *n, int k, int batch) {
   const ae_cuda_geom *ge = &n->geom[k];
   size_t warps = (size_t)batch * (size_t)ge->channels;
   ae_k_bn_backward<<<ae_cuda_blocks(warps * 32), AE_CUDA_THREADS, 0,
-                     ctx->stream>>>(
-      n->act[nd->inputs[0]], n->grad[k], n->grad[nd->inputs[0]], batch,
-      ge->channels, ge->elems, ge->plane, n->bn_mean[k], n->bn_invstd[k],
-      n->gamma[k], n->gd);
+                     ctx->stream>>>(n->act[nd->inputs[0]], n->grad[k],
+                                    n->grad[nd->inputs[0]], batch, ge->channels,
+                                    ge->elems, ge->plane, n->bn_mean[k],
+                                    n->bn_invstd[k], n->gamma[k], n->gd);
   AE_TRY(AE_LAUNCHED(ctx));
   return gram_add(n, n->gd, batch, ge->channels, 1.0, 1.0, n->theta);
 }
@@ -164,8 +165,7 @@ static int backward_other(ae_cuda_net *n, int k, int batch) {
   case AE_OP_ACT:
     if (!dx0) return AE_OK;
     ae_k_act_backward<<<ae_cuda_blocks(count), AE_CUDA_THREADS, 0, st>>>(
-        (int)nd->act.fn, nd->act.slope, n->act[nd->inputs[0]], dy, dx0,
-        count);
+        (int)nd->act.fn, nd->act.slope, n->act[nd->inputs[0]], dy, dx0, count);
     return AE_LAUNCHED(ctx);
   case AE_OP_AVG_POOL:
     if (!dx0) return AE_OK;
@@ -176,9 +176,8 @@ static int backward_other(ae_cuda_net *n, int k, int batch) {
     return AE_LAUNCHED(ctx);
   case AE_OP_GLOBAL_AVG_POOL:
     if (!dx0) return AE_OK;
-    ae_k_global_avg_pool_adj<<<ae_cuda_blocks(planes * hw_in),
-                               AE_CUDA_THREADS, 0, st>>>(dy, planes, hw_in,
-                                                         dx0);
+    ae_k_global_avg_pool_adj<<<ae_cuda_blocks(planes * hw_in), AE_CUDA_THREADS,
+                               0, st>>>(dy, planes, hw_in, dx0);
     return AE_LAUNCHED(ctx);
   case AE_OP_ADD:
   case AE_OP_IDENTITY:
@@ -186,8 +185,8 @@ static int backward_other(ae_cuda_net *n, int k, int batch) {
     for (int i = 0; i < nd->n_inputs; i++) {
       float *dx = n->grad[nd->inputs[i]];
       if (!dx) continue;
-      ae_k_add<float><<<ae_cuda_blocks(count), AE_CUDA_THREADS, 0, st>>>(
-          dx, dy, count);
+      ae_k_add<float>
+          <<<ae_cuda_blocks(count), AE_CUDA_THREADS, 0, st>>>(dx, dy, count);
       AE_TRY(AE_LAUNCHED(ctx));
     }
     return AE_OK;
@@ -200,8 +199,7 @@ extern "C" int ae_cuda_net_ntk_checked(ae_cuda_net *n, const float *x,
                                        int batch, int par_ntk, double *theta,
                                        int (*check)(const void *ctl),
                                        const void *ctl) {
-  if (!n || !x || !theta || batch < 1 || batch > n->max_batch)
-    return AE_EINVAL;
+  if (!n || !x || !theta || batch < 1 || batch > n->max_batch) return AE_EINVAL;
   ae_cuda_context *ctx = n->ctx;
   cudaStream_t st = ctx->stream;
   AE_TRY(ae_cuda_alive(ctx));
@@ -210,25 +208,28 @@ extern "C" int ae_cuda_net_ntk_checked(ae_cuda_net *n, const float *x,
                                     sizeof(float) * B * n->geom[0].elems,
                                     cudaMemcpyHostToDevice, st)));
   AE_TRY(ae_cuda_net_forward_device(n, batch));
-  AE_TRY(AE_CU(ctx, cudaMemsetAsync(n->theta, 0, sizeof(double) * B * B,
-                                    st)));
+  AE_TRY(AE_CU(ctx, cudaMemsetAsync(n->theta, 0, sizeof(double) * B * B, st)));
   int nn = n->g.n_nodes, out = n->g.output;
-  for (int k = 0; k < nn; k++) {
-    if (!n->grad[k] || k == out) continue;
-    AE_TRY(AE_CU(ctx, cudaMemsetAsync(n->grad[k], 0,
-                                      sizeof(float) * B * n->geom[k].elems,
-                                      st)));
-  }
   if (!n->grad[out]) {
     /* Nothing trainable reaches the output: theta = 0. */
     memset(theta, 0, sizeof(double) * B * B);
     return AE_CU(ctx, cudaStreamSynchronize(st));
   }
-  size_t out_count = B * n->geom[out].elems;
-  ae_k_fill<<<ae_cuda_blocks(out_count), AE_CUDA_THREADS, 0, st>>>(
-      n->grad[out], out_count, 1.0f);
-  AE_TRY(AE_LAUNCHED(ctx));
   for (int t = nn - 1; t >= 0; t--) {
+    /* Slots first written at this step start at 0 (the output's at 1:
+     * dL/dlogits = 1 for every class and sample). */
+    for (int k = 0; k < nn; k++) {
+      if (n->first_writer[k] != t) continue;
+      size_t count = B * n->geom[k].elems;
+      if (k == out) {
+        ae_k_fill<<<ae_cuda_blocks(count), AE_CUDA_THREADS, 0, st>>>(
+            n->grad[k], count, 1.0f);
+        AE_TRY(AE_LAUNCHED(ctx));
+      } else {
+        AE_TRY(AE_CU(
+            ctx, cudaMemsetAsync(n->grad[k], 0, sizeof(float) * count, st)));
+      }
+    }
     if (!n->in_backward[t]) continue;
     const ae_node *nd = &n->g.nodes[t];
     int trainable = 1;
@@ -258,8 +259,7 @@ extern "C" int ae_cuda_net_ntk_checked(ae_cuda_net *n, const float *x,
   }
   double *lower = (double *)malloc(sizeof(double) * B * B);
   if (!lower) return AE_ENOMEM;
-  int rc = AE_CU(ctx, cudaMemcpyAsync(lower, n->theta,
-                                      sizeof(double) * B * B,
+  int rc = AE_CU(ctx, cudaMemcpyAsync(lower, n->theta, sizeof(double) * B * B,
                                       cudaMemcpyDeviceToHost, st));
   if (!rc) rc = AE_CU(ctx, cudaStreamSynchronize(st));
   if (!rc) {

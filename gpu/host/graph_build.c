@@ -3,9 +3,9 @@
  * Plain data owned by the caller; no state of its own. */
 #include "gpu/host/graph_build.h"
 
+#include "api/status.h"
 #include <stdlib.h>
 #include <string.h>
-#include "api/status.h"
 
 void ae_gb_begin(ae_graph *g) {
   memset(g, 0, sizeof(*g));
@@ -18,7 +18,8 @@ static int push(ae_graph *g, ae_op op, const int *inputs, int n) {
   if (g->n_nodes < 0) return -1;
   for (int i = 0; i < n; i++)
     if (inputs[i] < 0 || inputs[i] >= g->n_nodes) goto poison;
-  ae_node *nodes = realloc(g->nodes, sizeof(ae_node) * (size_t)(g->n_nodes + 1));
+  ae_node *nodes =
+      realloc(g->nodes, sizeof(ae_node) * (size_t)(g->n_nodes + 1));
   if (!nodes) goto poison;
   g->nodes = nodes;
   ae_node *nd = &nodes[g->n_nodes];
@@ -59,9 +60,9 @@ int ae_gb_input(ae_graph *g, int c, int h, int w) {
 }
 
 static size_t elems(const ae_node *nd) {
-  return nd->rank == 3
-             ? (size_t)nd->shape[0] * (size_t)nd->shape[1] * (size_t)nd->shape[2]
-             : (size_t)nd->shape[0];
+  return nd->rank == 3 ? (size_t)nd->shape[0] * (size_t)nd->shape[1] *
+                             (size_t)nd->shape[2]
+                       : (size_t)nd->shape[0];
 }
 
 int ae_gb_linear(ae_graph *g, int in, int out, int bias, double gain) {
@@ -99,7 +100,9 @@ int ae_gb_conv(ae_graph *g, int in, int out, int kernel, int stride,
   return window(g, k, kernel, stride, padding);
 }
 
-int ae_gb_bn(ae_graph *g, int in) { return push(g, AE_OP_BATCH_NORM, &in, 1); }
+int ae_gb_bn(ae_graph *g, int in) {
+  return push(g, AE_OP_BATCH_NORM, &in, 1);
+}
 
 int ae_gb_act(ae_graph *g, int in, ae_act_fn fn, double slope) {
   int k = push(g, AE_OP_ACT, &in, 1);
@@ -160,7 +163,8 @@ int ae_gb_finish(ae_graph *g, int output) {
 
 void ae_gb_free(ae_graph *g) {
   if (g->nodes && g->n_nodes > 0)
-    for (int k = 0; k < g->n_nodes; k++) free(g->nodes[k].inputs);
+    for (int k = 0; k < g->n_nodes; k++)
+      free(g->nodes[k].inputs);
   free(g->nodes);
   g->nodes = NULL;
   g->n_nodes = 0;

@@ -1,26 +1,31 @@
-/* net.c: the host executor's plan, weights and float32 forward pass.
+/* net.c: the host executor's plan, weights and forward pass (float32;
+ * compiled again as net64.c in float64, see net_real.h).
  *
- * ae_net_create copies the graph, derives each node's geometry and carves
- * one arena for max_batch samples: parameters, the forward output of every
- * node (kept: the backward reads them), the backward gradient slots (shared
- * between nodes whose gradients are never alive at once, planned by
- * ae_net_plan_slots) and the scratch of the NTK (one sample's im2col and
- * weight gradient, float64 gradient rows).  Conv runs as im2col + sgemm
- * per sample; BN normalises with the batch's statistics, accumulated in
- * float64 and kept for the backward and for the jets.
+ * ae_net_create copies the graph, derives each node's geometry and plans
+ * two arenas for max_batch samples.  The first, allocated at once, holds
+ * the parameters, the BN statistics, the forward output of every node
+ * (kept: the backward reads them; identity and flatten share their
+ * input's) and the forward scratch (a chunk of samples' im2col side by
+ * side, so that the late small planes still make one well-shaped GEMM).
+ * The second, allocated by the first ae_net_ntk, holds the gradient slots
+ * (shared between nodes whose gradients are never alive at once, planned
+ * by ae_net_plan_slots) and the NTK scratch.  Conv runs as im2col + GEMM;
+ * BN normalises with the batch's statistics, accumulated in float64 and
+ * kept for the backward.  ae_net_set_double routes forward and NTK to a
+ * float64 twin holding the same weights.
  *
  * An ae_net and everything it points to belong to the thread that created
  * it. */
 #include "gpu/host/net_internal.h"
 
+#include "api/status.h"
+#include "gpu/philox.h"
 #include <cblas.h>
 #include <math.h>
-#include <time.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include "api/status.h"
-#include "gpu/philox.h"
+#include <time.h>
 #ifndef AE_NET_DOUBLE
 #include "gpu/host/net64.h"
 #endif
@@ -34,9 +39,13 @@ static ae_real *param_tensor(ae_net *n, int node, ae_net_param_kind kind,
  * the small late-stage planes still make a well-shaped sgemm. */
 #define CHUNK_COLUMNS 2048
 
-static size_t align_up(size_t v) { return (v + ALIGN - 1) & ~(size_t)(ALIGN - 1); }
+static size_t align_up(size_t v) {
+  return (v + ALIGN - 1) & ~(size_t)(ALIGN - 1);
+}
 
-static size_t max_sz(size_t a, size_t b) { return a > b ? a : b; }
+static size_t max_sz(size_t a, size_t b) {
+  return a > b ? a : b;
+}
 
 /* Copies what the executor needs of the graph: ops, inputs and shapes. */
 static int copy_graph(const ae_graph *src, ae_graph *dst) {
@@ -64,7 +73,8 @@ static int copy_graph(const ae_graph *src, ae_graph *dst) {
 
 static void free_graph_copy(ae_graph *g) {
   if (!g->nodes) return;
-  for (int k = 0; k < g->n_nodes; k++) free(g->nodes[k].inputs);
+  for (int k = 0; k < g->n_nodes; k++)
+    free(g->nodes[k].inputs);
   free(g->nodes);
   g->nodes = NULL;
 }
@@ -160,7 +170,7 @@ static int plan_arena(ae_net *n) {
   size_t *b_off = w_off + nn, *ga_off = w_off + 2 * (size_t)nn,
          *be_off = w_off + 3 * (size_t)nn, *mean_off = w_off + 4 * (size_t)nn,
          *inv_off = w_off + 5 * (size_t)nn, *act_off = w_off + 6 * (size_t)nn;
-  size_t total = 0, max_col = 0, max_w = 0, max_gd = 0, max_gd2 = 0;
+  size_t total = 0, max_col = 0, max_gd = 0, max_gd2 = 0;
   size_t max_y = 0;
   for (int k = 0; k < nn; k++) {
     const ae_node *nd = &g->nodes[k];
@@ -178,14 +188,13 @@ static int plan_arena(ae_net *n) {
         total = align_up(total + sizeof(ae_real) * (size_t)nd->out);
       }
       if (nd->op == AE_OP_CONV) {
-        max_col = max_sz(max_col,
-                         ge->col_rows * ge->out_hw * (size_t)ge->chunk);
+        max_col =
+            max_sz(max_col, ge->col_rows * ge->out_hw * (size_t)ge->chunk);
         max_gd = max_sz(max_gd, ge->n_weight);
       } else {
         max_gd = max_sz(max_gd, ge->in_elems);
         max_gd2 = max_sz(max_gd2, (size_t)nd->out);
       }
-      max_w = max_sz(max_w, ge->n_weight);
     }
     if (nd->op == AE_OP_BATCH_NORM) {
       size_t c = (size_t)ge->channels;
@@ -221,8 +230,6 @@ static int plan_arena(ae_net *n) {
   size_t bt = 0;
   n->bwd_dcol = bt;
   bt = align_up(bt + sizeof(ae_real) * max_col);
-  n->bwd_dw = bt;
-  bt = align_up(bt + sizeof(ae_real) * max_w);
   n->bwd_gd = bt;
   bt = align_up(bt + sizeof(double) * B * max_gd);
   n->bwd_gd2 = bt;
@@ -270,7 +277,8 @@ static int plan_arena(ae_net *n) {
     const ae_node *nd = &g->nodes[k];
     if (nd->op == AE_OP_LINEAR || nd->op == AE_OP_CONV) {
       n->weight[k] = (ae_real *)(a + w_off[k]);
-      if (nd->op == AE_OP_LINEAR && nd->bias) n->bias[k] = (ae_real *)(a + b_off[k]);
+      if (nd->op == AE_OP_LINEAR && nd->bias)
+        n->bias[k] = (ae_real *)(a + b_off[k]);
     }
     if (nd->op == AE_OP_BATCH_NORM) {
       n->gamma[k] = (ae_real *)(a + ga_off[k]);
@@ -304,7 +312,6 @@ int ae_net_backward_buffers(ae_net *n) {
     n->grad[k] =
         n->grad_off[k] != SIZE_MAX ? (ae_real *)(a + n->grad_off[k]) : NULL;
   n->dcol = (ae_real *)(a + n->bwd_dcol);
-  n->dw = (ae_real *)(a + n->bwd_dw);
   n->gd = (double *)(a + n->bwd_gd);
   n->gd2 = (double *)(a + n->bwd_gd2);
   n->bb = (double *)(a + n->bwd_bb);
@@ -444,12 +451,17 @@ static void forward_bn(ae_net *n, int k, int batch) {
     double inv = 1.0 / sqrt(var + BN_EPS);
     n->bn_mean[k][c] = mean;
     n->bn_invstd[k][c] = inv;
+    /* One multiply-add per element; the shift is formed in float64.
+     * (Centring in float32 first, as (x - float(mean)) * scale, moved the
+     * ResNet cell's lambda_min 1.5e-4 away from the float64 twin; this
+     * form keeps it within 1e-6.) */
     ae_real scale = (ae_real)(inv * n->gamma[k][c]);
     ae_real shift = (ae_real)(n->beta[k][c] - mean * inv * n->gamma[k][c]);
     for (int b = 0; b < batch; b++) {
       const ae_real *p = x + (size_t)b * ge->elems + c * P;
       ae_real *q = y + (size_t)b * ge->elems + c * P;
-      for (size_t i = 0; i < P; i++) q[i] = p[i] * scale + shift;
+      for (size_t i = 0; i < P; i++)
+        q[i] = p[i] * scale + shift;
     }
   }
 }
@@ -458,11 +470,13 @@ static void forward_act(const ae_node *nd, const ae_real *x, ae_real *y,
                         size_t count) {
   switch (nd->act.fn) {
   case AE_ACT_RELU:
-    for (size_t i = 0; i < count; i++) y[i] = x[i] > 0.0 ? x[i] : 0.0;
+    for (size_t i = 0; i < count; i++)
+      y[i] = x[i] > 0.0 ? x[i] : 0.0;
     return;
   case AE_ACT_LEAKY_RELU: {
     ae_real s = (ae_real)nd->act.slope;
-    for (size_t i = 0; i < count; i++) y[i] = x[i] > 0.0 ? x[i] : s * x[i];
+    for (size_t i = 0; i < count; i++)
+      y[i] = x[i] > 0.0 ? x[i] : s * x[i];
     return;
   }
   case AE_ACT_IDENTITY:
@@ -484,22 +498,22 @@ static void forward_conv(ae_net *n, int k, int batch) {
   int K = (int)ge->col_rows, HW = (int)ge->out_hw, cout = nd->out;
   if (direct) {
     for (int b = 0; b < batch; b++)
-      AE_GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, cout, HW, K,
-                  1.0, n->weight[k], K, x + (size_t)b * ge->in_elems, HW,
-                  0.0, y + (size_t)b * ge->elems, HW);
+      AE_GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, cout, HW, K, 1.0,
+              n->weight[k], K, x + (size_t)b * ge->in_elems, HW, 0.0,
+              y + (size_t)b * ge->elems, HW);
     return;
   }
   for (int b0 = 0; b0 < batch; b0 += ge->chunk) {
     int m = batch - b0 < ge->chunk ? batch - b0 : ge->chunk;
     size_t ld = (size_t)m * (size_t)HW;
     for (int j = 0; j < m; j++)
-      ae_net_im2col_t(x + (size_t)(b0 + j) * ge->in_elems, ge->in_c,
-                      ge->in_h, ge->in_w, nd->kernel, nd->stride,
-                      nd->padding, nd->shape[1], nd->shape[2],
+      ae_net_im2col_t(x + (size_t)(b0 + j) * ge->in_elems, ge->in_c, ge->in_h,
+                      ge->in_w, nd->kernel, nd->stride, nd->padding,
+                      nd->shape[1], nd->shape[2],
                       n->col + (size_t)j * (size_t)HW, ld);
     ae_real *out = m == 1 ? y + (size_t)b0 * ge->elems : n->ytmp;
-    AE_GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, cout, (int)ld, K,
-                1.0, n->weight[k], K, n->col, (int)ld, 0.0, out, (int)ld);
+    AE_GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, cout, (int)ld, K, 1.0,
+            n->weight[k], K, n->col, (int)ld, 0.0, out, (int)ld);
     if (m == 1) continue;
     for (int j = 0; j < m; j++)
       for (int c = 0; c < cout; c++)
@@ -522,12 +536,13 @@ int ae_net_forward_buffers(ae_net *n, const float *x, int batch) {
     const ae_real *in0 = nd->n_inputs > 0 ? n->act[nd->inputs[0]] : NULL;
     switch (nd->op) {
     case AE_OP_INPUT:
-      for (size_t e = 0; e < count; e++) y[e] = (ae_real)x[e];
+      for (size_t e = 0; e < count; e++)
+        y[e] = (ae_real)x[e];
       break;
     case AE_OP_LINEAR: {
       int in = (int)ge->in_elems;
-      AE_GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, batch, nd->out, in,
-                  1.0, in0, in, n->weight[k], in, 0.0, y, nd->out);
+      AE_GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, batch, nd->out, in, 1.0,
+              in0, in, n->weight[k], in, 0.0, y, nd->out);
       if (n->bias[k])
         for (size_t b = 0; b < B; b++)
           for (int o = 0; o < nd->out; o++)
@@ -546,17 +561,17 @@ int ae_net_forward_buffers(ae_net *n, const float *x, int batch) {
     case AE_OP_AVG_POOL: {
       size_t hw_in = (size_t)ge->in_h * (size_t)ge->in_w;
       for (size_t p = 0; p < B * (size_t)ge->in_c; p++)
-        ae_net_avg_pool_plane_t(in0 + p * hw_in, ge->in_h, ge->in_w,
-                                nd->kernel, nd->stride, nd->padding,
-                                nd->count_include_pad, nd->shape[1],
-                                nd->shape[2], y + p * ge->out_hw);
+        ae_net_avg_pool_plane_t(in0 + p * hw_in, ge->in_h, ge->in_w, nd->kernel,
+                                nd->stride, nd->padding, nd->count_include_pad,
+                                nd->shape[1], nd->shape[2], y + p * ge->out_hw);
       break;
     }
     case AE_OP_GLOBAL_AVG_POOL: {
       size_t hw_in = (size_t)ge->in_h * (size_t)ge->in_w;
       for (size_t p = 0; p < B * (size_t)ge->in_c; p++) {
         double s = 0.0;
-        for (size_t i = 0; i < hw_in; i++) s += in0[p * hw_in + i];
+        for (size_t i = 0; i < hw_in; i++)
+          s += in0[p * hw_in + i];
         y[p] = (ae_real)(s / (double)hw_in);
       }
       break;
@@ -565,7 +580,8 @@ int ae_net_forward_buffers(ae_net *n, const float *x, int batch) {
       memcpy(y, in0, sizeof(ae_real) * count);
       for (int i = 1; i < nd->n_inputs; i++) {
         const ae_real *xi = n->act[nd->inputs[i]];
-        for (size_t e = 0; e < count; e++) y[e] += xi[e];
+        for (size_t e = 0; e < count; e++)
+          y[e] += xi[e];
       }
       break;
     case AE_OP_IDENTITY:
@@ -576,8 +592,9 @@ int ae_net_forward_buffers(ae_net *n, const float *x, int batch) {
       memset(y, 0, sizeof(ae_real) * count);
       break;
     }
-    ae_net_tick(n, nd->op == AE_OP_CONV ? AE_NET_PROF_FWD_CONV
-                                        : AE_NET_PROF_FWD_OTHER, &t0);
+    ae_net_tick(
+        n, nd->op == AE_OP_CONV ? AE_NET_PROF_FWD_CONV : AE_NET_PROF_FWD_OTHER,
+        &t0);
   }
   return AE_OK;
 }
@@ -629,7 +646,8 @@ int ae_net_forward(ae_net *n, const float *x, int batch, float *logits) {
   if (logits) {
     const ae_real *o = n->act[n->g.output];
     size_t count = (size_t)batch * n->geom[n->g.output].elems;
-    for (size_t e = 0; e < count; e++) logits[e] = (float)o[e];
+    for (size_t e = 0; e < count; e++)
+      logits[e] = (float)o[e];
   }
   return AE_OK;
 }
@@ -699,7 +717,8 @@ int ae_net_load_params(ae_net *n, int node, ae_net_param_kind kind,
   size_t have;
   ae_real *t = param_tensor(n, node, kind, &have);
   if (have != count || (count > 0 && !t)) return AE_EINVAL;
-  for (size_t e = 0; e < count; e++) t[e] = (ae_real)src[e];
+  for (size_t e = 0; e < count; e++)
+    t[e] = (ae_real)src[e];
   return AE_OK;
 }
 
@@ -721,7 +740,9 @@ int ae_net_bn_stats(const ae_net *n, int node, const double **mean,
   return AE_OK;
 }
 
-const ae_graph *ae_net_graph(const ae_net *n) { return &n->g; }
+const ae_graph *ae_net_graph(const ae_net *n) {
+  return &n->g;
+}
 
 double ae_net_clock(const ae_net *n) {
   if (!n->profiling) return 0.0;
@@ -742,4 +763,6 @@ void ae_net_set_profiling(ae_net *n, int on) {
   if (on) memset(n->prof, 0, sizeof(n->prof));
 }
 
-const double *ae_net_profile(const ae_net *n) { return n->prof; }
+const double *ae_net_profile(const ae_net *n) {
+  return n->prof;
+}

@@ -11,11 +11,11 @@
 #ifndef AE_NET_H
 #define AE_NET_H
 
-#include <stddef.h>
-#include <stdint.h>
 #include "api/arch.h"
 #include "api/request.h"
 #include "gpu/engine.h"
+#include <stddef.h>
+#include <stdint.h>
 
 typedef struct ae_net ae_net;
 
@@ -52,13 +52,12 @@ int ae_net_ntk(ae_net *n, const float *x, int batch,
 /* Forward on x, then the sign pattern of every sample: bit k is 1 iff the
  * k-th input of a relu/leaky_relu ACT node is > 0, nodes in graph order.
  * bits: batch * words_per_sample, malloc'd, caller frees. */
-int ae_net_sign_patterns(ae_net *n, const float *x, int batch,
-                         uint64_t **bits, size_t *words_per_sample);
+int ae_net_sign_patterns(ae_net *n, const float *x, int batch, uint64_t **bits,
+                         size_t *words_per_sample);
 
 /* Number of distinct rows among n bit rows of `words` words each (exact:
  * sorts, no hashing collisions).  Pure function. */
-size_t ae_count_distinct_patterns(const uint64_t *bits, size_t n,
-                                  size_t words);
+size_t ae_count_distinct_patterns(const uint64_t *bits, size_t n, size_t words);
 
 /* Forward-mode jets in float64 along a curve x(t): for each sample, given
  * x, x'(t), x''(t), returns the logits y and dy/dt, d2y/dt2 (each
@@ -93,8 +92,7 @@ typedef enum {
 
 /* A node's parameter tensor (float32, writable: tests set weights by hand)
  * and its element count; NULL and 0 when the node has no such tensor. */
-float *ae_net_param(ae_net *n, int node, ae_net_param_kind kind,
-                    size_t *count);
+float *ae_net_param(ae_net *n, int node, ae_net_param_kind kind, size_t *count);
 
 /* After a forward: a BN node's batch mean and 1/sqrt(var + eps) per
  * channel (float64, borrowed).  0, or AE_EINVAL for a node that is not

@@ -9,11 +9,11 @@
 #ifndef AE_NET64_H
 #define AE_NET64_H
 
-#include <stddef.h>
 #include "api/arch.h"
 #include "api/request.h"
 #include "gpu/engine.h"
 #include "gpu/host/net.h"
+#include <stddef.h>
 
 typedef struct ae_net64 ae_net64;
 

@@ -1,62 +1,64 @@
 /* net_internal.h: the layout of an ae_net, shared by the host executor's
- * files (net.c: plan, weights, float32 forward; net_ntk.c: backward and
- * NTK; net_jet.c: float64 jets, sign patterns, curvature).
+ * files (net.c: plan, weights, forward; net_ntk.c: backward and NTK;
+ * net_kernels*.c: building blocks; net_jet.c: float64 jets, sign patterns,
+ * curvature; net64*.c: the same typed files in float64).
  *
  * Everything here belongs to the one thread that owns the ae_net. */
 #ifndef AE_NET_INTERNAL_H
 #define AE_NET_INTERNAL_H
 
-#include <stddef.h>
+/* First: under AE_NET_DOUBLE it renames what net.h declares. */
 #include "gpu/host/net_real.h"
+
 #include "gpu/host/net.h"
+#include <stddef.h>
 
 /* One node's per-sample geometry, derived from the graph at create. */
 typedef struct {
-  size_t elems;          /* per-sample output elements */
-  int in_c, in_h, in_w;  /* first input's shape as C,H,W (rank 1: F,1,1) */
-  size_t in_elems;       /* first input's per-sample elements */
-  int fan_in;            /* LINEAR/CONV */
-  size_t n_weight;       /* LINEAR/CONV weight elements */
-  size_t col_rows;       /* CONV: Cin*k*k */
-  size_t out_hw;         /* CONV/pools: per-channel output plane */
-  int channels;          /* BN: channels (rank 3) or features (rank 1) */
-  size_t plane;          /* BN: elements per channel per sample */
-  int chunk;             /* CONV: samples per im2col + sgemm chunk */
+  size_t elems;         /* per-sample output elements */
+  int in_c, in_h, in_w; /* first input's shape as C,H,W (rank 1: F,1,1) */
+  size_t in_elems;      /* first input's per-sample elements */
+  int fan_in;           /* LINEAR/CONV */
+  size_t n_weight;      /* LINEAR/CONV weight elements */
+  size_t col_rows;      /* CONV: Cin*k*k */
+  size_t out_hw;        /* CONV/pools: per-channel output plane */
+  int channels;         /* BN: channels (rank 3) or features (rank 1) */
+  size_t plane;         /* BN: elements per channel per sample */
+  int chunk;            /* CONV: samples per im2col + sgemm chunk */
 } ae_net_geom;
 
 struct ae_net {
-  ae_graph g;            /* own copy: inputs arrays, no names */
+  ae_graph g; /* own copy: inputs arrays, no names */
   int max_batch;
-  int batch;             /* batch of the last forward */
+  int batch; /* batch of the last forward */
   ae_net_geom *geom;
-  int *needs_grad;       /* node has a trainable tensor at or upstream */
-  int *last_use;         /* forward: last node reading this node's output */
+  int *needs_grad; /* node has a trainable tensor at or upstream */
+  int *last_use;   /* forward: last node reading this node's output */
   /* parameters, pointers into the arena (NULL when absent) */
   ae_real **weight, **bias, **gamma, **beta;
   double **bn_mean, **bn_invstd; /* from the last forward's batch */
-  ae_real **act;         /* forward output per node, max_batch * elems */
-  ae_real **grad;        /* backward: slot pointer per node (shared) */
-  ae_real *col;          /* a chunk's im2col, max col_rows*out_hw*chunk */
-  ae_real *dcol;         /* same size, backward */
-  ae_real *ytmp;         /* a chunk's conv output / gradient, cout-major */
-  ae_real *dw;           /* one sample's weight gradient, max n_weight */
-  double *gd;            /* max_batch * max tensor size, float64 rows */
-  double *gd2;           /* max_batch * max features, float64 */
-  double *bb;            /* 2 * max_batch^2 float64: per-layer Grams */
-  unsigned char *arena;   /* parameters, activations, forward scratch */
+  ae_real **act;        /* forward output per node, max_batch * elems */
+  ae_real **grad;       /* backward: slot pointer per node (shared) */
+  ae_real *col;         /* a chunk's im2col, max col_rows*out_hw*chunk */
+  ae_real *dcol;        /* same size, backward */
+  ae_real *ytmp;        /* a chunk's conv output / gradient, cout-major */
+  double *gd;           /* max_batch * max tensor size, float64 rows */
+  double *gd2;          /* max_batch * max features, float64 */
+  double *bb;           /* 2 * max_batch^2 float64: per-layer Grams */
+  unsigned char *arena; /* parameters, activations, forward scratch */
   size_t arena_bytes;
   /* backward arena: planned at create, allocated by the first NTK */
   unsigned char *bwd_arena;
   size_t bwd_bytes, bwd_plan_bytes;
-  size_t *grad_off;       /* per node, SIZE_MAX = no gradient */
-  size_t bwd_dcol, bwd_dw, bwd_gd, bwd_gd2, bwd_bb;
+  size_t *grad_off; /* per node, SIZE_MAX = no gradient */
+  size_t bwd_dcol, bwd_gd, bwd_gd2, bwd_bb;
   /* float64 jets, allocated on first use */
-  double **jet;          /* per node: 3 * batch * elems (value, d1, d2) */
+  double **jet; /* per node: 3 * batch * elems (value, d1, d2) */
   unsigned char *jet_arena;
   size_t jet_bytes;
-  int jet_batch;         /* batch the jet buffers were planned for */
-  double *jcol;          /* float64 im2col scratch (in jet_arena) */
-  double *jw;            /* one tensor's weights in float64 (in jet_arena) */
+  int jet_batch; /* batch the jet buffers were planned for */
+  double *jcol;  /* float64 im2col scratch (in jet_arena) */
+  double *jw;    /* one tensor's weights in float64 (in jet_arena) */
   int profiling;
   double prof[AE_NET_PROF_COUNT];
   /* ae_net_set_double: the float64 twin and whether calls go to it */
@@ -89,17 +91,16 @@ size_t ae_net_node_elems(const ae_node *nd);
  * later; -1 start = not needed).  Buffers of equal size are reused once
  * free.  Fills offset[k] (bytes from 0) and returns the total bytes, or
  * (size_t)-1 when out of memory. */
-size_t ae_net_plan_slots(const size_t *bytes, const int *start,
-                         const int *end, int n, size_t *offset);
+size_t ae_net_plan_slots(const size_t *bytes, const int *start, const int *end,
+                         int n, size_t *offset);
 
 /* A checkpoint: 0, AE_ECANCELLED or AE_EDEADLINE (ctl may be NULL). */
 int ae_net_checkpoint(const ae_job_control *ctl);
 
 /* im2col of one sample: col[(c*k*k + ky*k + kx) * ld + oy*ow + ox];
  * ld >= oh*ow lets samples sit side by side. */
-void ae_net_im2col_t(const ae_real *x, int c, int h, int w, int k,
-                     int stride, int pad, int oh, int ow, ae_real *col,
-                     size_t ld);
+void ae_net_im2col_t(const ae_real *x, int c, int h, int w, int k, int stride,
+                     int pad, int oh, int ow, ae_real *col, size_t ld);
 /* col2im adding into dx (col laid out as above). */
 void ae_net_col2im_add_t(const ae_real *col, int c, int h, int w, int k,
                          int stride, int pad, int oh, int ow, ae_real *dx,
@@ -110,15 +111,15 @@ void ae_net_im2col_d(const double *x, int c, int h, int w, int k, int stride,
 
 /* Average pooling of one channel plane (buffer type and float64), and
  * its adjoint adding into dx. */
-void ae_net_avg_pool_plane_t(const ae_real *x, int h, int w, int k,
-                             int stride, int pad, int include_pad, int oh,
-                             int ow, ae_real *y);
-void ae_net_avg_pool_plane_d(const double *x, int h, int w, int k,
-                             int stride, int pad, int include_pad, int oh,
-                             int ow, double *y);
+void ae_net_avg_pool_plane_t(const ae_real *x, int h, int w, int k, int stride,
+                             int pad, int include_pad, int oh, int ow,
+                             ae_real *y);
+void ae_net_avg_pool_plane_d(const double *x, int h, int w, int k, int stride,
+                             int pad, int include_pad, int oh, int ow,
+                             double *y);
 void ae_net_avg_pool_plane_adj_t(const ae_real *dy, int h, int w, int k,
-                                 int stride, int pad, int include_pad,
-                                 int oh, int ow, ae_real *dx);
+                                 int stride, int pad, int include_pad, int oh,
+                                 int ow, ae_real *dx);
 /* Number of taps a pooling window divides by. */
 int ae_net_pool_count(int y0, int x0, int h, int w, int k, int include_pad);
 

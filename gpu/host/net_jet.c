@@ -12,11 +12,11 @@
  * ae_curvature_sum are pure. */
 #include "gpu/host/net_internal.h"
 
+#include "api/status.h"
 #include <cblas.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include "api/status.h"
 
 #define BN_EPS 1e-5
 
@@ -25,8 +25,8 @@ static int is_pattern_act(const ae_node *nd) {
          (nd->act.fn == AE_ACT_RELU || nd->act.fn == AE_ACT_LEAKY_RELU);
 }
 
-int ae_net_sign_patterns(ae_net *n, const float *x, int batch,
-                         uint64_t **bits, size_t *words_per_sample) {
+int ae_net_sign_patterns(ae_net *n, const float *x, int batch, uint64_t **bits,
+                         size_t *words_per_sample) {
   *bits = NULL;
   *words_per_sample = 0;
   int rc = ae_net_forward_buffers(n, x, batch);
@@ -144,7 +144,8 @@ static int plan_jets(ae_net *n, int batch) {
   n->jet_arena = aligned_alloc(64, total > 0 ? total : 64);
   if (!n->jet_arena) goto out;
   n->jet_bytes = total;
-  for (int k = 0; k < nn; k++) n->jet[k] = (double *)(n->jet_arena + off[k]);
+  for (int k = 0; k < nn; k++)
+    n->jet[k] = (double *)(n->jet_arena + off[k]);
   n->jcol = (double *)(n->jet_arena + col_off);
   n->jw = (double *)(n->jet_arena + w_off);
   n->jet_batch = batch;
@@ -166,7 +167,8 @@ static void jet_conv(ae_net *n, int k, int batch) {
   const ae_node *nd = &n->g.nodes[k];
   const ae_net_geom *ge = &n->geom[k];
   int K = (int)ge->col_rows, HW = (int)ge->out_hw;
-  for (size_t e = 0; e < ge->n_weight; e++) n->jw[e] = n->weight[k][e];
+  for (size_t e = 0; e < ge->n_weight; e++)
+    n->jw[e] = n->weight[k][e];
   for (int s = 0; s < 3; s++) {
     const double *x = stream(n, nd->inputs[0], s, batch);
     double *y = stream(n, k, s, batch);
@@ -185,12 +187,13 @@ static void jet_linear(ae_net *n, int k, int batch) {
   const ae_node *nd = &n->g.nodes[k];
   const ae_net_geom *ge = &n->geom[k];
   int in = (int)ge->in_elems, out = nd->out;
-  for (size_t e = 0; e < ge->n_weight; e++) n->jw[e] = n->weight[k][e];
+  for (size_t e = 0; e < ge->n_weight; e++)
+    n->jw[e] = n->weight[k][e];
   for (int s = 0; s < 3; s++) {
     const double *x = stream(n, nd->inputs[0], s, batch);
     double *y = stream(n, k, s, batch);
-    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, batch, out, in, 1.0,
-                x, in, n->jw, in, 0.0, y, out);
+    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, batch, out, in, 1.0, x,
+                in, n->jw, in, 0.0, y, out);
     if (s == 0 && n->bias[k])
       for (int b = 0; b < batch; b++)
         for (int o = 0; o < out; o++)
@@ -207,7 +210,8 @@ static void jet_bn(ae_net *n, int k, int batch) {
   for (size_t c = 0; c < C; c++) {
     double sum = 0.0, ss = 0.0;
     for (int b = 0; b < batch; b++)
-      for (size_t i = 0; i < P; i++) sum += x[(size_t)b * ge->elems + c * P + i];
+      for (size_t i = 0; i < P; i++)
+        sum += x[(size_t)b * ge->elems + c * P + i];
     double mean = sum / cnt;
     for (int b = 0; b < batch; b++)
       for (size_t i = 0; i < P; i++) {
@@ -252,23 +256,23 @@ static void jet_linear_op(ae_net *n, int k, int batch) {
   size_t count = (size_t)batch * ge->elems;
   for (int s = 0; s < 3; s++) {
     double *y = stream(n, k, s, batch);
-    const double *x = nd->n_inputs > 0 ? stream(n, nd->inputs[0], s, batch)
-                                       : NULL;
+    const double *x =
+        nd->n_inputs > 0 ? stream(n, nd->inputs[0], s, batch) : NULL;
     switch (nd->op) {
     case AE_OP_AVG_POOL: {
       size_t hw_in = (size_t)ge->in_h * (size_t)ge->in_w;
       for (size_t p = 0; p < (size_t)batch * (size_t)ge->in_c; p++)
         ae_net_avg_pool_plane_d(x + p * hw_in, ge->in_h, ge->in_w, nd->kernel,
-                                nd->stride, nd->padding,
-                                nd->count_include_pad, nd->shape[1],
-                                nd->shape[2], y + p * ge->out_hw);
+                                nd->stride, nd->padding, nd->count_include_pad,
+                                nd->shape[1], nd->shape[2], y + p * ge->out_hw);
       break;
     }
     case AE_OP_GLOBAL_AVG_POOL: {
       size_t hw_in = (size_t)ge->in_h * (size_t)ge->in_w;
       for (size_t p = 0; p < (size_t)batch * (size_t)ge->in_c; p++) {
         double sum = 0.0;
-        for (size_t i = 0; i < hw_in; i++) sum += x[p * hw_in + i];
+        for (size_t i = 0; i < hw_in; i++)
+          sum += x[p * hw_in + i];
         y[p] = sum / (double)hw_in;
       }
       break;
@@ -277,7 +281,8 @@ static void jet_linear_op(ae_net *n, int k, int batch) {
       memcpy(y, x, sizeof(double) * count);
       for (int i = 1; i < nd->n_inputs; i++) {
         const double *xi = stream(n, nd->inputs[i], s, batch);
-        for (size_t e = 0; e < count; e++) y[e] += xi[e];
+        for (size_t e = 0; e < count; e++)
+          y[e] += xi[e];
       }
       break;
     case AE_OP_IDENTITY:

@@ -1,16 +1,17 @@
-/* net_kernels.c: the host executor's small building blocks: the buffer
- * planner, the job checkpoint, im2col / col2im, average pooling and the
- * activation functions with their derivatives.
+/* net_kernels.c: the host executor's untyped building blocks: the buffer
+ * planner, the job checkpoint, float64 im2col and pooling for the jets,
+ * and the activation functions with their derivatives (the float32 /
+ * float64 buffer kernels are in net_kernels_typed.c).
  *
  * Pure functions on caller-owned memory; no state, any thread. */
 #include "gpu/host/net_internal.h"
 
+#include "api/status.h"
 #include <math.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include "api/status.h"
 
 size_t ae_net_node_elems(const ae_node *nd) {
   if (nd->rank == 3)
@@ -22,8 +23,8 @@ typedef struct {
   size_t bytes, offset;
 } free_slot;
 
-size_t ae_net_plan_slots(const size_t *bytes, const int *start,
-                         const int *end, int n, size_t *offset) {
+size_t ae_net_plan_slots(const size_t *bytes, const int *start, const int *end,
+                         int n, size_t *offset) {
   int t_max = -1;
   for (int k = 0; k < n; k++)
     if (start[k] >= 0 && end[k] > t_max) t_max = end[k];
@@ -104,9 +105,9 @@ int ae_net_pool_count(int y0, int x0, int h, int w, int k, int include_pad) {
   return n > 0 ? n : 1;
 }
 
-void ae_net_avg_pool_plane_d(const double *x, int h, int w, int k,
-                             int stride, int pad, int include_pad, int oh,
-                             int ow, double *y) {
+void ae_net_avg_pool_plane_d(const double *x, int h, int w, int k, int stride,
+                             int pad, int include_pad, int oh, int ow,
+                             double *y) {
   for (int oy = 0; oy < oh; oy++)
     for (int ox = 0; ox < ow; ox++) {
       int y0 = oy * stride - pad, x0 = ox * stride - pad;
@@ -124,7 +125,9 @@ void ae_net_avg_pool_plane_d(const double *x, int h, int w, int k,
     }
 }
 
-static double sigmoid(double z) { return 1.0 / (1.0 + exp(-z)); }
+static double sigmoid(double z) {
+  return 1.0 / (1.0 + exp(-z));
+}
 
 #define AE_INV_SQRT2 0.70710678118654752440
 #define AE_INV_SQRT2PI 0.39894228040143267794
@@ -132,22 +135,32 @@ static double sigmoid(double z) { return 1.0 / (1.0 + exp(-z)); }
 
 double ae_net_act_value(ae_activation a, double z) {
   switch (a.fn) {
-  case AE_ACT_RELU: return z > 0.0 ? z : 0.0;
-  case AE_ACT_LEAKY_RELU: return z > 0.0 ? z : a.slope * z;
-  case AE_ACT_TANH: return tanh(z);
-  case AE_ACT_SIGMOID: return sigmoid(z);
-  case AE_ACT_SWISH: return z * sigmoid(z);
-  case AE_ACT_GELU: return 0.5 * z * (1.0 + erf(z * AE_INV_SQRT2));
-  case AE_ACT_ERF: return erf(z);
-  case AE_ACT_IDENTITY: return z;
+  case AE_ACT_RELU:
+    return z > 0.0 ? z : 0.0;
+  case AE_ACT_LEAKY_RELU:
+    return z > 0.0 ? z : a.slope * z;
+  case AE_ACT_TANH:
+    return tanh(z);
+  case AE_ACT_SIGMOID:
+    return sigmoid(z);
+  case AE_ACT_SWISH:
+    return z * sigmoid(z);
+  case AE_ACT_GELU:
+    return 0.5 * z * (1.0 + erf(z * AE_INV_SQRT2));
+  case AE_ACT_ERF:
+    return erf(z);
+  case AE_ACT_IDENTITY:
+    return z;
   }
   return z;
 }
 
 double ae_net_act_d1(ae_activation a, double z) {
   switch (a.fn) {
-  case AE_ACT_RELU: return z > 0.0 ? 1.0 : 0.0;
-  case AE_ACT_LEAKY_RELU: return z > 0.0 ? 1.0 : a.slope;
+  case AE_ACT_RELU:
+    return z > 0.0 ? 1.0 : 0.0;
+  case AE_ACT_LEAKY_RELU:
+    return z > 0.0 ? 1.0 : a.slope;
   case AE_ACT_TANH: {
     double t = tanh(z);
     return 1.0 - t * t;
@@ -163,8 +176,10 @@ double ae_net_act_d1(ae_activation a, double z) {
   case AE_ACT_GELU:
     return 0.5 * (1.0 + erf(z * AE_INV_SQRT2)) +
            z * AE_INV_SQRT2PI * exp(-0.5 * z * z);
-  case AE_ACT_ERF: return AE_2_SQRTPI * exp(-z * z);
-  case AE_ACT_IDENTITY: return 1.0;
+  case AE_ACT_ERF:
+    return AE_2_SQRTPI * exp(-z * z);
+  case AE_ACT_IDENTITY:
+    return 1.0;
   }
   return 1.0;
 }
@@ -173,7 +188,8 @@ double ae_net_act_d2(ae_activation a, double z) {
   switch (a.fn) {
   case AE_ACT_RELU:
   case AE_ACT_LEAKY_RELU:
-  case AE_ACT_IDENTITY: return 0.0;
+  case AE_ACT_IDENTITY:
+    return 0.0;
   case AE_ACT_TANH: {
     double t = tanh(z);
     return -2.0 * t * (1.0 - t * t);
@@ -190,14 +206,15 @@ double ae_net_act_d2(ae_activation a, double z) {
     double phi = AE_INV_SQRT2PI * exp(-0.5 * z * z);
     return 2.0 * phi - z * z * phi;
   }
-  case AE_ACT_ERF: return -2.0 * z * AE_2_SQRTPI * exp(-z * z);
+  case AE_ACT_ERF:
+    return -2.0 * z * AE_2_SQRTPI * exp(-z * z);
   }
   return 0.0;
 }
 
 const char *ae_net_profile_name(int phase) {
   static const char *names[AE_NET_PROF_COUNT] = {
-      "forward conv", "forward other", "ntk im2col",  "ntk dW sgemm",
+      "forward conv", "forward other", "ntk im2col", "ntk dW sgemm",
       "ntk dX",       "ntk gram",      "ntk other"};
   return phase >= 0 && phase < AE_NET_PROF_COUNT ? names[phase] : NULL;
 }

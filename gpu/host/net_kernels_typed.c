@@ -13,7 +13,8 @@ void ae_net_im2col_t(const ae_real *x, int c, int h, int w, int k, int stride,
   for (int ci = 0; ci < c; ci++)
     for (int ky = 0; ky < k; ky++)
       for (int kx = 0; kx < k; kx++) {
-        ae_real *row = col + ((size_t)(ci * k + ky) * (size_t)k + (size_t)kx) * hw;
+        ae_real *row =
+            col + ((size_t)(ci * k + ky) * (size_t)k + (size_t)kx) * hw;
         const ae_real *plane = x + (size_t)ci * (size_t)h * (size_t)w;
         for (int oy = 0; oy < oh; oy++) {
           int iy = oy * stride - pad + ky;
@@ -29,11 +30,13 @@ void ae_net_im2col_t(const ae_real *x, int c, int h, int w, int k, int stride,
             if (lo > ow) lo = ow;
             if (hi > ow) hi = ow;
             if (hi < lo) hi = lo;
-            for (int ox = 0; ox < lo; ox++) dst[ox] = (ae_real)0;
+            for (int ox = 0; ox < lo; ox++)
+              dst[ox] = (ae_real)0;
             if (hi > lo)
               memcpy(dst + lo, src + lo - pad + kx,
                      sizeof(ae_real) * (size_t)(hi - lo));
-            for (int ox = hi; ox < ow; ox++) dst[ox] = (ae_real)0;
+            for (int ox = hi; ox < ow; ox++)
+              dst[ox] = (ae_real)0;
           } else {
             for (int ox = 0; ox < ow; ox++) {
               int ix = ox * stride - pad + kx;
@@ -64,7 +67,8 @@ void ae_net_col2im_add_t(const ae_real *col, int c, int h, int w, int k,
             if (lo < 0) lo = 0;
             if (hi > ow) hi = ow;
             ae_real *d = dst - pad + kx;
-            for (int ox = lo; ox < hi; ox++) d[ox] += src[ox];
+            for (int ox = lo; ox < hi; ox++)
+              d[ox] += src[ox];
           } else {
             for (int ox = 0; ox < ow; ox++) {
               int ix = ox * stride - pad + kx;
@@ -96,13 +100,13 @@ void ae_net_avg_pool_plane_t(const ae_real *x, int h, int w, int k, int stride,
 }
 
 void ae_net_avg_pool_plane_adj_t(const ae_real *dy, int h, int w, int k,
-                                 int stride, int pad, int include_pad,
-                                 int oh, int ow, ae_real *dx) {
+                                 int stride, int pad, int include_pad, int oh,
+                                 int ow, ae_real *dx) {
   for (int oy = 0; oy < oh; oy++)
     for (int ox = 0; ox < ow; ox++) {
       int y0 = oy * stride - pad, x0 = ox * stride - pad;
       ae_real g = dy[(size_t)oy * (size_t)ow + (size_t)ox] /
-                (ae_real)ae_net_pool_count(y0, x0, h, w, k, include_pad);
+                  (ae_real)ae_net_pool_count(y0, x0, h, w, k, include_pad);
       for (int ky = 0; ky < k; ky++) {
         int iy = y0 + ky;
         if (iy < 0 || iy >= h) continue;
@@ -113,4 +117,3 @@ void ae_net_avg_pool_plane_adj_t(const ae_real *dy, int h, int w, int k,
       }
     }
 }
-

@@ -4,8 +4,8 @@
  * With dL/dlogits = 1 for every class and sample, one reverse sweep gives
  * every sample's activation gradient (BN statistics are constants, so the
  * samples never mix).  At each trainable tensor the per-sample gradients
- * G_l (batch x P_l) are formed and theta += scale_l * G_l G_l^T in float64
- * (dsyrk, lower triangle; symmetrised at the end):
+ * G_l (batch x P_l) are formed and theta += scale_l * G_l G_l^T, summed
+ * over tensors in float64 (lower triangle; symmetrised at the end):
  *   conv:   row i = vec(dY_i col(X_i)^T), one sgemm per sample;
  *   linear: G G^T = (dY dY^T) o (X X^T) (Hadamard), never forming G;
  *   bias:   dY dY^T;   BN gamma: row i = sum_hw dY_i * xhat_i.
@@ -15,10 +15,10 @@
  * Runs on the thread that owns the ae_net. */
 #include "gpu/host/net_internal.h"
 
+#include "api/status.h"
 #include <cblas.h>
 #include <stdlib.h>
 #include <string.h>
-#include "api/status.h"
 #ifndef AE_NET_DOUBLE
 #include "gpu/host/net64.h"
 #endif
@@ -38,7 +38,27 @@ static int grad_first_writer(const ae_net *n, int k) {
 }
 
 static void to_double_rows(const ae_real *src, size_t count, double *dst) {
-  for (size_t i = 0; i < count; i++) dst[i] = (double)src[i];
+  for (size_t i = 0; i < count; i++)
+    dst[i] = (double)src[i];
+}
+
+/* theta (lower triangle, float64) += scale * G G^T for G = batch rows of
+ * P elements, by dsyrk.  In the float32 build G's rows are widened to
+ * float64 in place first (g must then have room for batch * P doubles):
+ * a float32 Gram of ~1e5 products loses ~1e-4 of lambda_min on
+ * ill-conditioned NTKs, float64 keeps it at the float32 forward's own
+ * noise. */
+static void gram_accumulate(ae_real *g, int batch, size_t P, double scale,
+                            double *theta) {
+  double *gd = (double *)(void *)g;
+#ifndef AE_NET_DOUBLE
+  /* From the end down: double i overwrites floats 2i and 2i+1, which
+   * belong to doubles >= i, already written. */
+  for (size_t i = (size_t)batch * P; i-- > 0;)
+    gd[i] = (double)g[i];
+#endif
+  cblas_dsyrk(CblasRowMajor, CblasLower, CblasNoTrans, batch, (int)P, scale, gd,
+              (int)P, 1.0, theta, batch);
 }
 
 static double weight_scale(const ae_node *nd, const ae_net_geom *ge,
@@ -58,15 +78,15 @@ static void backward_linear(ae_net *n, int k, int batch,
   int in = (int)ge->in_elems, out = nd->out;
   size_t B = (size_t)batch;
   if (dx)
-    AE_GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, batch, in, out,
-                1.0, dy, out, n->weight[k], in, 1.0, dx, in);
+    AE_GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, batch, in, out, 1.0, dy,
+            out, n->weight[k], in, 1.0, dx, in);
   double *xx = n->bb, *yy = n->bb + B * B;
   to_double_rows(x, B * (size_t)in, n->gd);
   to_double_rows(dy, B * (size_t)out, n->gd2);
   cblas_dsyrk(CblasRowMajor, CblasLower, CblasNoTrans, batch, in, 1.0, n->gd,
               in, 0.0, xx, batch);
-  cblas_dsyrk(CblasRowMajor, CblasLower, CblasNoTrans, batch, out, 1.0,
-              n->gd2, out, 0.0, yy, batch);
+  cblas_dsyrk(CblasRowMajor, CblasLower, CblasNoTrans, batch, out, 1.0, n->gd2,
+              out, 0.0, yy, batch);
   double s = weight_scale(nd, ge, par);
   double sb = n->bias[k] ? 1.0 : 0.0;
   for (size_t i = 0; i < B; i++)
@@ -85,6 +105,7 @@ static void backward_conv(ae_net *n, int k, int batch,
   int K = (int)ge->col_rows, HW = (int)ge->out_hw, cout = nd->out;
   size_t P = ge->n_weight;
   int chunk = direct ? 1 : ge->chunk;
+  ae_real *grows = (ae_real *)n->gd; /* batch x P, fits in gd */
   double t0 = ae_net_clock(n);
   for (int b0 = 0; b0 < batch; b0 += chunk) {
     int m = batch - b0 < chunk ? batch - b0 : chunk;
@@ -92,27 +113,26 @@ static void backward_conv(ae_net *n, int k, int batch,
     const ae_real *col = x + (size_t)b0 * ge->in_elems;
     if (!direct) {
       for (int j = 0; j < m; j++)
-        ae_net_im2col_t(x + (size_t)(b0 + j) * ge->in_elems, ge->in_c,
-                        ge->in_h, ge->in_w, nd->kernel, nd->stride,
-                        nd->padding, nd->shape[1], nd->shape[2],
+        ae_net_im2col_t(x + (size_t)(b0 + j) * ge->in_elems, ge->in_c, ge->in_h,
+                        ge->in_w, nd->kernel, nd->stride, nd->padding,
+                        nd->shape[1], nd->shape[2],
                         n->col + (size_t)j * (size_t)HW, ld);
       col = n->col;
       ae_net_tick(n, AE_NET_PROF_BWD_IM2COL, &t0);
     }
-    /* Per-sample weight gradients: dW_b = dY_b col_b^T. */
-    for (int j = 0; j < m; j++) {
+    /* Per-sample weight gradients dW_b = dY_b col_b^T, written straight
+     * into row b of G (row-major Cout x K is vec(dW_b)). */
+    for (int j = 0; j < m; j++)
       AE_GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, cout, K, HW, 1.0,
-                  dy + (size_t)(b0 + j) * ge->elems, HW,
-                  col + (size_t)j * (size_t)HW, (int)ld, 0.0, n->dw, K);
-      ae_net_tick(n, AE_NET_PROF_BWD_DW, &t0);
-      to_double_rows(n->dw, P, n->gd + (size_t)(b0 + j) * P);
-      ae_net_tick(n, AE_NET_PROF_GRAM, &t0);
-    }
+              dy + (size_t)(b0 + j) * ge->elems, HW,
+              col + (size_t)j * (size_t)HW, (int)ld, 0.0,
+              grows + (size_t)(b0 + j) * P, K);
+    ae_net_tick(n, AE_NET_PROF_BWD_DW, &t0);
     if (!dx) continue;
     if (direct) {
       AE_GEMM(CblasRowMajor, CblasTrans, CblasNoTrans, K, HW, cout, 1.0,
-                  n->weight[k], K, dy + (size_t)b0 * ge->elems, HW, 1.0,
-                  dx + (size_t)b0 * ge->in_elems, HW);
+              n->weight[k], K, dy + (size_t)b0 * ge->elems, HW, 1.0,
+              dx + (size_t)b0 * ge->in_elems, HW);
     } else {
       /* dcol = W^T dY over the chunk (dY gathered cout-major), then
        * col2im per sample. */
@@ -125,9 +145,8 @@ static void backward_conv(ae_net *n, int k, int batch,
                    sizeof(ae_real) * (size_t)HW);
         dyc = n->ytmp;
       }
-      AE_GEMM(CblasRowMajor, CblasTrans, CblasNoTrans, K, (int)ld, cout,
-                  1.0, n->weight[k], K, dyc, (int)ld, 0.0, n->dcol,
-                  (int)ld);
+      AE_GEMM(CblasRowMajor, CblasTrans, CblasNoTrans, K, (int)ld, cout, 1.0,
+              n->weight[k], K, dyc, (int)ld, 0.0, n->dcol, (int)ld);
       for (int j = 0; j < m; j++)
         ae_net_col2im_add_t(n->dcol + (size_t)j * (size_t)HW, ge->in_c,
                             ge->in_h, ge->in_w, nd->kernel, nd->stride,
@@ -136,8 +155,7 @@ static void backward_conv(ae_net *n, int k, int batch,
     }
     ae_net_tick(n, AE_NET_PROF_BWD_DX, &t0);
   }
-  cblas_dsyrk(CblasRowMajor, CblasLower, CblasNoTrans, batch, (int)P,
-              weight_scale(nd, ge, par), n->gd, (int)P, 1.0, theta, batch);
+  gram_accumulate(grows, batch, P, weight_scale(nd, ge, par), theta);
   ae_net_tick(n, AE_NET_PROF_GRAM, &t0);
 }
 
@@ -158,7 +176,8 @@ static void backward_bn(ae_net *n, int k, int batch, double *theta) {
       n->gd[(size_t)b * C + c] = g;
       if (dx) {
         ae_real s = (ae_real)(inv * n->gamma[k][c]);
-        for (size_t i = 0; i < P; i++) dx[off + i] += dy[off + i] * s;
+        for (size_t i = 0; i < P; i++)
+          dx[off + i] += dy[off + i] * s;
       }
     }
   cblas_dsyrk(CblasRowMajor, CblasLower, CblasNoTrans, batch, (int)C, 1.0,
@@ -174,15 +193,18 @@ static void backward_act(ae_net *n, int k, int batch) {
   size_t count = (size_t)batch * n->geom[k].elems;
   switch (nd->act.fn) {
   case AE_ACT_RELU:
-    for (size_t i = 0; i < count; i++) dx[i] += z[i] > 0.0 ? dy[i] : 0.0;
+    for (size_t i = 0; i < count; i++)
+      dx[i] += z[i] > 0.0 ? dy[i] : 0.0;
     return;
   case AE_ACT_LEAKY_RELU: {
     ae_real s = (ae_real)nd->act.slope;
-    for (size_t i = 0; i < count; i++) dx[i] += z[i] > 0.0 ? dy[i] : s * dy[i];
+    for (size_t i = 0; i < count; i++)
+      dx[i] += z[i] > 0.0 ? dy[i] : s * dy[i];
     return;
   }
   case AE_ACT_IDENTITY:
-    for (size_t i = 0; i < count; i++) dx[i] += dy[i];
+    for (size_t i = 0; i < count; i++)
+      dx[i] += dy[i];
     return;
   default:
     for (size_t i = 0; i < count; i++)
@@ -214,7 +236,8 @@ static void backward_pass_through(ae_net *n, int k, int batch) {
     size_t hw_in = (size_t)ge->in_h * (size_t)ge->in_w;
     for (size_t p = 0; p < B * (size_t)ge->in_c; p++) {
       ae_real g = dy[p] / (ae_real)hw_in;
-      for (size_t i = 0; i < hw_in; i++) dx[p * hw_in + i] += g;
+      for (size_t i = 0; i < hw_in; i++)
+        dx[p * hw_in + i] += g;
     }
     return;
   }
@@ -225,7 +248,8 @@ static void backward_pass_through(ae_net *n, int k, int batch) {
     for (int i = 0; i < nd->n_inputs; i++) {
       ae_real *dx = n->grad[nd->inputs[i]];
       if (!dx) continue;
-      for (size_t e = 0; e < count; e++) dx[e] += dy[e];
+      for (size_t e = 0; e < count; e++)
+        dx[e] += dy[e];
     }
     return;
   }
@@ -253,13 +277,15 @@ int ae_net_ntk(ae_net *n, const float *x, int batch,
   int nn = n->g.n_nodes;
   int *first = malloc(sizeof(int) * (size_t)nn);
   if (!first) return AE_ENOMEM;
-  for (int k = 0; k < nn; k++) first[k] = n->grad[k] ? grad_first_writer(n, k) : -1;
+  for (int k = 0; k < nn; k++)
+    first[k] = n->grad[k] ? grad_first_writer(n, k) : -1;
   for (int t = nn - 1; t >= 0 && rc == AE_OK; t--) {
     for (int k = 0; k < nn; k++) {
       if (first[k] != t) continue;
       size_t count = B * n->geom[k].elems;
       if (k == n->g.output)
-        for (size_t e = 0; e < count; e++) n->grad[k][e] = 1.0;
+        for (size_t e = 0; e < count; e++)
+          n->grad[k][e] = 1.0;
       else
         memset(n->grad[k], 0, sizeof(ae_real) * count);
     }
@@ -291,6 +317,7 @@ int ae_net_ntk(ae_net *n, const float *x, int batch,
   free(first);
   if (rc) return rc;
   for (size_t i = 0; i < B; i++)
-    for (size_t j = i + 1; j < B; j++) theta[i * B + j] = theta[j * B + i];
+    for (size_t j = i + 1; j < B; j++)
+      theta[i * B + j] = theta[j * B + i];
   return AE_OK;
 }

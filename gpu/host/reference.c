@@ -6,15 +6,15 @@
  * before it returns; the ae_ref_params belongs to the caller. */
 #include "gpu/host/reference.h"
 
+#include "api/status.h"
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include "api/status.h"
 
 static size_t elems_of(const ae_node *nd) {
-  return nd->rank == 3
-             ? (size_t)nd->shape[0] * (size_t)nd->shape[1] * (size_t)nd->shape[2]
-             : (size_t)nd->shape[0];
+  return nd->rank == 3 ? (size_t)nd->shape[0] * (size_t)nd->shape[1] *
+                             (size_t)nd->shape[2]
+                       : (size_t)nd->shape[0];
 }
 
 static double *dup_tensor(const float *src, size_t count, int *fail) {
@@ -24,7 +24,8 @@ static double *dup_tensor(const float *src, size_t count, int *fail) {
     *fail = 1;
     return NULL;
   }
-  for (size_t i = 0; i < count; i++) d[i] = src[i];
+  for (size_t i = 0; i < count; i++)
+    d[i] = src[i];
   return d;
 }
 
@@ -65,11 +66,12 @@ int ae_ref_params_from_net(ae_net *n, ae_ref_params *p) {
 }
 
 void ae_ref_params_free(ae_ref_params *p) {
-  double **lists[] = {p->weight, p->bias, p->gamma,
+  double **lists[] = {p->weight, p->bias,    p->gamma,
                       p->beta,   p->bn_mean, p->bn_invstd};
   for (size_t l = 0; l < sizeof(lists) / sizeof(lists[0]); l++) {
     if (!lists[l]) continue;
-    for (int k = 0; k < p->n_nodes; k++) free(lists[l][k]);
+    for (int k = 0; k < p->n_nodes; k++)
+      free(lists[l][k]);
     free(lists[l]);
   }
   memset(p, 0, sizeof(*p));
@@ -77,14 +79,22 @@ void ae_ref_params_free(ae_ref_params *p) {
 
 static double ref_act(ae_activation a, double z) {
   switch (a.fn) {
-  case AE_ACT_RELU: return fmax(z, 0.0);
-  case AE_ACT_LEAKY_RELU: return z >= 0.0 ? z : a.slope * z;
-  case AE_ACT_TANH: return tanh(z);
-  case AE_ACT_SIGMOID: return 1.0 / (1.0 + exp(-z));
-  case AE_ACT_SWISH: return z / (1.0 + exp(-z));
-  case AE_ACT_GELU: return z * 0.5 * erfc(-z / sqrt(2.0));
-  case AE_ACT_ERF: return erf(z);
-  case AE_ACT_IDENTITY: return z;
+  case AE_ACT_RELU:
+    return fmax(z, 0.0);
+  case AE_ACT_LEAKY_RELU:
+    return z >= 0.0 ? z : a.slope * z;
+  case AE_ACT_TANH:
+    return tanh(z);
+  case AE_ACT_SIGMOID:
+    return 1.0 / (1.0 + exp(-z));
+  case AE_ACT_SWISH:
+    return z / (1.0 + exp(-z));
+  case AE_ACT_GELU:
+    return z * 0.5 * erfc(-z / sqrt(2.0));
+  case AE_ACT_ERF:
+    return erf(z);
+  case AE_ACT_IDENTITY:
+    return z;
   }
   return NAN;
 }
@@ -131,13 +141,15 @@ static void ref_node(const ae_graph *g, const ae_ref_params *p, int k,
     size_t per = count / (size_t)nd->shape[0];
     for (size_t e = 0; e < count; e++) {
       size_t c = e / per;
-      y[e] = (in[0][e] - p->bn_mean[k][c]) * p->bn_invstd[k][c] *
-                 p->gamma[k][c] + p->beta[k][c];
+      y[e] =
+          (in[0][e] - p->bn_mean[k][c]) * p->bn_invstd[k][c] * p->gamma[k][c] +
+          p->beta[k][c];
     }
     break;
   }
   case AE_OP_ACT:
-    for (size_t e = 0; e < count; e++) y[e] = ref_act(nd->act, in[0][e]);
+    for (size_t e = 0; e < count; e++)
+      y[e] = ref_act(nd->act, in[0][e]);
     break;
   case AE_OP_AVG_POOL: {
     int h = i0->shape[1], w = i0->shape[2], kk = nd->kernel;
@@ -163,7 +175,8 @@ static void ref_node(const ae_graph *g, const ae_ref_params *p, int k,
     int hw = i0->shape[1] * i0->shape[2];
     for (int c = 0; c < nd->shape[0]; c++) {
       double s = 0.0;
-      for (int i = 0; i < hw; i++) s += in[0][c * hw + i];
+      for (int i = 0; i < hw; i++)
+        s += in[0][c * hw + i];
       y[c] = s / hw;
     }
     break;
@@ -171,16 +184,19 @@ static void ref_node(const ae_graph *g, const ae_ref_params *p, int k,
   case AE_OP_ADD:
     for (size_t e = 0; e < count; e++) {
       double s = 0.0;
-      for (int i = 0; i < nd->n_inputs; i++) s += in[i][e];
+      for (int i = 0; i < nd->n_inputs; i++)
+        s += in[i][e];
       y[e] = s;
     }
     break;
   case AE_OP_IDENTITY:
   case AE_OP_FLATTEN:
-    for (size_t e = 0; e < count; e++) y[e] = in[0][e];
+    for (size_t e = 0; e < count; e++)
+      y[e] = in[0][e];
     break;
   case AE_OP_ZERO:
-    for (size_t e = 0; e < count; e++) y[e] = 0.0;
+    for (size_t e = 0; e < count; e++)
+      y[e] = 0.0;
     break;
   }
 }
@@ -194,7 +210,8 @@ static void ref_bn_stats(const ae_graph *g, ae_ref_params *p, int k,
   for (int c = 0; c < nd->shape[0]; c++) {
     double s = 0.0, ss = 0.0;
     for (int b = 0; b < batch; b++)
-      for (size_t i = 0; i < per; i++) s += x[(size_t)b * count + c * per + i];
+      for (size_t i = 0; i < per; i++)
+        s += x[(size_t)b * count + c * per + i];
     double mean = s / ((double)batch * (double)per);
     for (int b = 0; b < batch; b++)
       for (size_t i = 0; i < per; i++) {
@@ -202,8 +219,7 @@ static void ref_bn_stats(const ae_graph *g, ae_ref_params *p, int k,
         ss += d * d;
       }
     p->bn_mean[k][c] = mean;
-    p->bn_invstd[k][c] =
-        1.0 / sqrt(ss / ((double)batch * (double)per) + 1e-5);
+    p->bn_invstd[k][c] = 1.0 / sqrt(ss / ((double)batch * (double)per) + 1e-5);
   }
 }
 
@@ -229,8 +245,8 @@ int ae_ref_forward(const ae_graph *g, ae_ref_params *p, int freeze_bn,
       ref_bn_stats(g, p, k, act, batch);
     for (int b = 0; b < batch; b++) {
       for (int i = 0; i < nd->n_inputs; i++)
-        in[i] = act[nd->inputs[i]] +
-                (size_t)b * elems_of(&g->nodes[nd->inputs[i]]);
+        in[i] =
+            act[nd->inputs[i]] + (size_t)b * elems_of(&g->nodes[nd->inputs[i]]);
       ref_node(g, p, k, in, act[k] + (size_t)b * elems_of(nd));
     }
   }
@@ -239,7 +255,8 @@ int ae_ref_forward(const ae_graph *g, ae_ref_params *p, int freeze_bn,
   rc = AE_OK;
 out:
   if (act)
-    for (int k = 0; k < g->n_nodes; k++) free(act[k]);
+    for (int k = 0; k < g->n_nodes; k++)
+      free(act[k]);
   free(act);
   free(in);
   return rc;

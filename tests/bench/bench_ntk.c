@@ -9,9 +9,15 @@
  * graph (graph.json), the weights in node order (weights.bin, float32),
  * the inputs (x.bin) and the NTK (theta.bin, float64 row-major), which
  * torch_ntk.py reads to rebuild the very same net and compare.
- * AE_BENCH_THREADS (2) sets the OpenBLAS threads, AE_BENCH_CELL=all_conv3x3
- * or resnet runs one cell only.  Single-threaded
+ * AE_BENCH_DOUBLE=1 also runs the float64 twin of the same weights
+ * (ae_net_set_double) and prints the float32 spread (and dumps
+ * theta64.bin).  AE_BENCH_THREADS (2) sets the OpenBLAS threads,
+ * AE_BENCH_CELL=all_conv3x3 or resnet runs one cell only.  Single-threaded
  * otherwise: main owns everything. */
+#include "api/arch.h"
+#include "api/problem.h"
+#include "api/status.h"
+#include "gpu/host/net.h"
 #include <cblas.h>
 #include <errno.h>
 #include <jansson.h>
@@ -23,10 +29,6 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
-#include "api/arch.h"
-#include "api/problem.h"
-#include "api/status.h"
-#include "gpu/host/net.h"
 
 enum { BATCH = 64, IMAGE = 3 * 32 * 32, REPEATS = 3 };
 
@@ -56,9 +58,9 @@ static double median3(double *t) {
 static int load_images(float *x) {
   const char *dir = getenv("AE_SHARED_DATA");
   char path[4096];
-  int w = snprintf(path, sizeof(path),
-                   "%s/cifar10/cifar10_train_4660_u8_nchw.bin",
-                   dir ? dir : "/work/shared/data");
+  int w =
+      snprintf(path, sizeof(path), "%s/cifar10/cifar10_train_4660_u8_nchw.bin",
+               dir ? dir : "/work/shared/data");
   if (w < 0 || (size_t)w >= sizeof(path)) return AE_EIO;
   FILE *f = fopen(path, "rb");
   if (!f) {
@@ -125,15 +127,16 @@ static int write_file(const char *dir, const char *name, const void *data,
 }
 
 static const char *op_name(ae_op op) {
-  static const char *names[] = {"input", "linear",    "conv",  "batch_norm",
-                                "act",   "avg_pool",  "global_avg_pool",
-                                "add",   "identity",  "zero",  "flatten"};
+  static const char *names[] = {
+      "input",    "linear",          "conv", "batch_norm", "act",
+      "avg_pool", "global_avg_pool", "add",  "identity",   "zero",
+      "flatten"};
   return names[op];
 }
 
 /* graph.json, weights.bin, x.bin and theta.bin under dir/tag. */
-static int dump(const char *root, const char *tag, ae_net *net,
-                const float *x, const double *theta) {
+static int dump(const char *root, const char *tag, ae_net *net, const float *x,
+                const double *theta) {
   char dir[2048];
   int w = snprintf(dir, sizeof(dir), "%s/%s", root, tag);
   if (w < 0 || (size_t)w >= sizeof(dir)) return AE_EINVAL;
@@ -165,8 +168,8 @@ static int dump(const char *root, const char *tag, ae_net *net,
                   nd->out, "kernel", nd->kernel, "stride", nd->stride,
                   "padding", nd->padding, "count_include_pad",
                   nd->count_include_pad, "bias", nd->bias, "act",
-                  nd->op == AE_OP_ACT ? ae_act_name(nd->act.fn) : "",
-                  "slope", nd->act.slope, "init_gain", nd->init_gain));
+                  nd->op == AE_OP_ACT ? ae_act_name(nd->act.fn) : "", "slope",
+                  nd->act.slope, "init_gain", nd->init_gain));
     static const ae_net_param_kind kinds[] = {AE_NET_WEIGHT, AE_NET_BIAS,
                                               AE_NET_GAMMA, AE_NET_BETA};
     for (int q = 0; q < 4; q++) {
@@ -197,8 +200,7 @@ static int bench_cell(const char *tag, const char *cell, const float *x) {
   ae_graph g;
   int rc = lower_cell(cell, &g);
   if (rc) {
-    fprintf(stderr, "bench_ntk: cannot lower %s: %s\n", cell,
-            ae_strerror(rc));
+    fprintf(stderr, "bench_ntk: cannot lower %s: %s\n", cell, ae_strerror(rc));
     return rc;
   }
   ae_net *net;
@@ -259,10 +261,48 @@ static int bench_cell(const char *tag, const char *cell, const float *x) {
     printf(" %s %.3f;", ae_net_profile_name(p), prof[p]);
   printf("\n");
   double trace = 0.0;
-  for (int i = 0; i < BATCH; i++) trace += theta[i * BATCH + i];
+  for (int i = 0; i < BATCH; i++)
+    trace += theta[i * BATCH + i];
   if (info == 0)
     printf("  ntk eigenvalues: min %.6e max %.6e cond %.4f, trace %.6e\n",
            eig[0], eig[BATCH - 1], eig[BATCH - 1] / eig[0], trace);
+  if (getenv("AE_BENCH_DOUBLE") && info == 0) {
+    /* The float32 spread: the same weights in float64. */
+    double *t64 = malloc(sizeof(double) * BATCH * BATCH);
+    double *e64 = malloc(sizeof(double) * BATCH);
+    if (!t64 || !e64 || (rc = ae_net_set_double(net, 1))) {
+      free(t64);
+      free(e64);
+      rc = rc ? rc : AE_ENOMEM;
+      goto out;
+    }
+    double t0 = now_s(), c0 = cpu_s();
+    rc = ae_net_ntk(net, x, BATCH, AE_NTK_STANDARD, t64, NULL);
+    double wall = now_s() - t0, cpu = cpu_s() - c0;
+    ae_net_set_double(net, 0);
+    double diff = 0.0, top = 0.0;
+    for (int i = 0; !rc && i < BATCH * BATCH; i++) {
+      double d = theta[i] - t64[i];
+      diff = d < 0 ? (diff > -d ? diff : -d) : (diff > d ? diff : d);
+      top = t64[i] > top ? t64[i] : top;
+    }
+    if (!rc && dump_dir) {
+      char dir[2048];
+      int w = snprintf(dir, sizeof(dir), "%s/%s", dump_dir, tag);
+      if (w > 0 && (size_t)w < sizeof(dir))
+        rc =
+            write_file(dir, "theta64.bin", t64, sizeof(double) * BATCH * BATCH);
+    }
+    if (!rc &&
+        LAPACKE_dsyevd(LAPACK_ROW_MAJOR, 'N', 'U', BATCH, t64, BATCH, e64) == 0)
+      printf("  float64 twin: ntk %.3f s (CPU %.3f s), eigenvalues min %.6e "
+             "max %.6e; float32 vs float64: max |dtheta|/max theta %.3e, "
+             "lambda_min %.3e, lambda_max %.3e relative\n",
+             wall, cpu, e64[0], e64[BATCH - 1], diff / top, eig[0] / e64[0] - 1,
+             eig[BATCH - 1] / e64[BATCH - 1] - 1);
+    free(t64);
+    free(e64);
+  }
 out:
   free(theta);
   free(eig);
@@ -279,9 +319,9 @@ out:
 static void pick_openblas_core(char **argv) {
   if (getenv("OPENBLAS_CORETYPE") || getenv("AE_BENCH_NO_CORETYPE")) return;
   __builtin_cpu_init();
-  const char *core = __builtin_cpu_supports("avx512f")  ? "SkylakeX"
-                     : __builtin_cpu_supports("avx2") ? "Haswell"
-                                                      : NULL;
+  const char *core = __builtin_cpu_supports("avx512f") ? "SkylakeX"
+                     : __builtin_cpu_supports("avx2")  ? "Haswell"
+                                                       : NULL;
   if (!core || setenv("OPENBLAS_CORETYPE", core, 1) != 0) return;
   execv("/proc/self/exe", argv);
 }

@@ -215,6 +215,20 @@ def main():
         print("  archeval          min %.6e max %.6e cond %.4f" % (
             ev_ours[0], ev_ours[-1], ev_ours[-1] / ev_ours[0]))
         print("  max |theta_archeval - theta_torch| / max |theta| = %.3e" % rel)
+        f64 = os.path.join(folder, "theta64.bin")
+        if os.path.isfile(f64):
+            # archeval's float64 twin of the same weights: how far each
+            # float32 NTK is from it.
+            t64 = torch.from_numpy(np.fromfile(f64, dtype=np.float64)).reshape(n, n)
+            ev64 = torch.linalg.eigvalsh(t64)
+            top = t64.abs().max()
+            print("  vs archeval float64: torch %.3e, archeval float32 %.3e "
+                  "(max |dtheta| / max theta); lambda_max %.3e / %.3e, "
+                  "lambda_min %.3e / %.3e relative" % (
+                      float((theta - t64).abs().max() / top),
+                      float((ours - t64).abs().max() / top),
+                      float(ev[-1] / ev64[-1] - 1), float(ev_ours[-1] / ev64[-1] - 1),
+                      float(ev[0] / ev64[0] - 1), float(ev_ours[0] / ev64[0] - 1)))
         lam = max(abs(float(ev[0] / ev_ours[0]) - 1),
                   abs(float(ev[-1] / ev_ours[-1]) - 1))
         print("  eigenvalue extremes differ by %.3e relative" % lam)
@@ -226,6 +240,9 @@ def main():
             passed += 1
         else:
             failed += 1
+    import resource
+    print("peak RSS %.1f MiB" % (
+        resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0))
     print("%d passed, %d failed" % (passed, failed))
     return 1 if failed else (0 if passed else 77)
 

@@ -11,6 +11,7 @@ FUZZ_NAMES = fuzz_request fuzz_graph fuzz_idx fuzz_dataset fuzz_router
 EXTRA_DIST += tests/fuzz/fuzz_request.c tests/fuzz/fuzz_graph.c \
 	tests/fuzz/fuzz_idx.c tests/fuzz/fuzz_dataset.c tests/fuzz/fuzz_router.c \
 	tests/fuzz/run.sh tests/fuzz/ci-fuzz.sh tests/fuzz/FINDINGS.md \
+	tests/fuzz/slow_client.py \
 	tests/fuzz/corpus tests/fuzz/regressions
 TESTS += tests/fuzz/ci-fuzz.sh
 CLEANFILES += tests/fuzz/fuzz_request tests/fuzz/fuzz_graph \

@@ -27,6 +27,11 @@ METRIC_NAMES = [
     "archeval_build_info"]
 
 
+CIFAR = os.path.join(os.environ.get(
+    "AE_SHARED_DATA", os.path.join(os.path.dirname(os.path.abspath(
+        __file__)), "..", "..", "..", "shared", "data")), "cifar10")
+
+
 def small(seed=0, **extra):
     job = json.loads(json.dumps(h.SMALL_JOB))
     job["seed"] = seed
@@ -37,7 +42,10 @@ def small(seed=0, **extra):
 class Api(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        cls.d = h.Daemon("--max-batch", "4").start()
+        extra = ["--max-batch", "4"]
+        if os.path.isdir(CIFAR):
+            extra += ["--dataset", "cifar10=" + CIFAR]
+        cls.d = h.Daemon(*extra).start()
 
     @classmethod
     def tearDownClass(cls):
@@ -85,12 +93,13 @@ class Api(unittest.TestCase):
         self.assertEqual(r.json["name"], "archeval")
         self.assertEqual(r.json["api"], "v1")
         self.assertTrue(r.json["version"])
-        self.assertEqual(len(r.json["backends"]), 2)
+        self.assertEqual([b["name"] for b in r.json["backends"]], ["host"])
         for b in r.json["backends"]:
-            self.assertTrue(b["name"].startswith("host:"))
             self.assertTrue(b["ready"])
             self.assertIn("device", b)
-        self.assertIn("synthetic", r.json["datasets"])
+        self.assertIn("synthetic", [d["name"] for d in r.json["datasets"]])
+        self.assertEqual(r.json["datasets"],
+                         self.d.call("GET", "/v1/datasets").json["datasets"])
         self.assertEqual(r.json["limits"]["max_batch"], 4)
         self.assertEqual(r.json["limits"]["max_queue"], 1024)
 
@@ -102,6 +111,32 @@ class Api(unittest.TestCase):
         for d in r.json["datasets"]:
             for key in ("shape", "num_classes", "size"):
                 self.assertIn(key, d)
+
+    def test_registered_dataset(self):
+        if not os.path.isdir(CIFAR):
+            self.skipTest("no CIFAR-10 sample")
+        r = self.d.call("GET", "/v1/datasets")
+        sets = {d["name"]: d for d in r.json["datasets"]}
+        self.assertEqual(sets["cifar10"]["shape"], [3, 32, 32])
+        self.assertEqual(sets["cifar10"]["num_classes"], 10)
+        self.assertEqual(sets["cifar10"]["size"], 4660)
+        job = {"architecture": {"type": "nb201", "channels": 4,
+                                "cells_per_stage": 1,
+                                "cell": "|skip_connect~0|+|nor_conv_1x1~0|"
+                                        "skip_connect~1|+|skip_connect~0|"
+                                        "none~1|nor_conv_1x1~2|"},
+               "data": {"dataset": "cifar10", "batch_size": 8},
+               "metrics": ["topology", "generalization"]}
+        r = self.d.submit(job)
+        self.assertEqual(r.status, 202, r.body)
+        done = self.d.wait(r.json["id"])
+        self.assertEqual(done["state"], "succeeded", done.get("error"))
+        self.assertEqual(done["result"]["provenance"]["dataset"], "cifar10")
+        self.assertEqual(done["result"]["generalization"]["labels"],
+                         "dataset")
+        job["data"]["dataset"] = "nosuchset"
+        r = self.d.submit(job)
+        self.assertProblem(r, 422, "invalid_request")
 
     def test_metrics_names(self):
         self.d.call("GET", "/v1/health/live")
@@ -415,6 +450,52 @@ class QueueCancelDrain(unittest.TestCase):
             status = d.proc.wait(timeout=60)
             self.assertEqual(status, 0, d.log_tail())
             self.assertLess(time.monotonic() - start, 30)
+
+
+class Priority(unittest.TestCase):
+    """Lower priority values run sooner; positions say so."""
+
+    def test_priority_order(self):
+        with h.Daemon(host_workers=1) as d:
+            busy = dict(h.LONG_JOB, metrics=["convergence"])
+            busy["data"] = {"batch_size": 32}
+            first = d.submit(busy).json
+            deadline = time.monotonic() + 60
+            while d.call("GET", "/v1/jobs/" + first["id"]).json["state"] \
+                    == "queued":
+                self.assertLess(time.monotonic(), deadline)
+                time.sleep(0.02)
+            low = d.submit(small(seed=1, priority=5)).json
+            high = d.submit(small(seed=2, priority=1)).json
+            mid = d.submit(small(seed=3, priority=3)).json
+            if d.call("GET", "/v1/jobs/" + first["id"]).json["state"] \
+                    == "running":
+                self.assertEqual(low["queue_position"], 1)
+                self.assertEqual(high["queue_position"], 1)
+                self.assertEqual(mid["queue_position"], 2)
+                r = d.call("GET", "/v1/jobs/" + low["id"])
+                self.assertEqual(r.json["queue_position"], 3)
+            done = [d.wait(j["id"]) for j in (high, mid, low)]
+            self.assertTrue(all(j["state"] == "succeeded" for j in done))
+            starts = [j["started_at"] for j in done]
+            self.assertEqual(starts, sorted(starts))
+            self.assertEqual(d.stop(), 0)
+
+
+class SecondSignal(unittest.TestCase):
+    def test_second_signal_exits_at_once(self):
+        with h.Daemon("--drain-timeout-secs", "60", host_workers=1) as d:
+            job = d.submit(h.LONG_JOB).json
+            deadline = time.monotonic() + 60
+            while d.call("GET", "/v1/jobs/" + job["id"]).json["state"] \
+                    != "running":
+                self.assertLess(time.monotonic(), deadline)
+                time.sleep(0.05)
+            d.signal()
+            time.sleep(0.3)
+            self.assertIsNone(d.proc.poll())  # draining, job still runs
+            d.signal()
+            self.assertEqual(d.proc.wait(timeout=10), 130)
 
 
 class Expiry(unittest.TestCase):

@@ -117,6 +117,15 @@ START_TEST(erf_quadrature_matches_closed_form) {
       ck_near(ae_dual_quadrature(a, 0, q, q, c), ae_dual_ss(a, q, q, c), 1e-9);
       ck_near(ae_dual_quadrature(a, 1, q, q, c), ae_dual_dd(a, q, q, c), 1e-9);
     }
+  /* Far beyond the recursion's usual variances, and very unequal ones. */
+  const double far[][3] = {
+      {1e4, 1e4, 5e3}, {1e6, 1e6, -9e5}, {1e6, 1e-6, 0.3}, {1e-12, 1, 0}};
+  for (size_t k = 0; k < 4; k++)
+    for (int deriv = 0; deriv < 2; deriv++) {
+      double q1 = far[k][0], q2 = far[k][1], c = far[k][2];
+      double want = deriv ? ae_dual_dd(a, q1, q2, c) : ae_dual_ss(a, q1, q2, c);
+      ck_near(ae_dual_quadrature(a, deriv, q1, q2, c), want, 1e-9);
+    }
   ck_near(ae_dual_quadrature(a, 0, 3.0, 40.0, 5.0),
           ae_dual_ss(a, 3.0, 40.0, 5.0), 1e-9);
   ck_near(ae_dual_quadrature(a, 1, 3.0, 40.0, -5.0),
@@ -207,12 +216,12 @@ START_TEST(mixed_and_means_against_reference) {
       ck_near(dd, rd, 1e-9 * fmax(1.0, fabs(rd)));
     }
   double ss, dd;
-  ck_assert_int_ne(ae_dual_mixed_pair(act(AE_ACT_RELU), act(AE_ACT_TANH), 1,
-                                      1, 0.5, &ss, &dd),
+  ck_assert_int_ne(ae_dual_mixed_pair(act(AE_ACT_RELU), act(AE_ACT_TANH), 1, 1,
+                                      0.5, &ss, &dd),
                    0);
-  const ae_act_fn fns[] = {AE_ACT_RELU,  AE_ACT_LEAKY_RELU, AE_ACT_TANH,
-                           AE_ACT_SIGMOID, AE_ACT_SWISH, AE_ACT_GELU,
-                           AE_ACT_ERF,   AE_ACT_IDENTITY};
+  const ae_act_fn fns[] = {AE_ACT_RELU,    AE_ACT_LEAKY_RELU, AE_ACT_TANH,
+                           AE_ACT_SIGMOID, AE_ACT_SWISH,      AE_ACT_GELU,
+                           AE_ACT_ERF,     AE_ACT_IDENTITY};
   const double qs[] = {0.04, 1, 30, 300};
   for (size_t k = 0; k < sizeof(fns) / sizeof(fns[0]); k++)
     for (size_t m = 0; m < 4; m++) {

@@ -493,9 +493,9 @@ START_TEST(graph_shared_gaussian_sums) {
         x = twice ? add_node(&b, AE_OP_ADD, r1, r2, -1, 0, none) : r1;
       }
       add_node(&b, AE_OP_LINEAR, x, -1, -1, 1.0, none);
-      ck_assert_int_eq(ae_graph_kernels(&b.g, X3, 3, 1, twice ? Ks : Kp,
-                                        twice ? Ts : Tp),
-                       0);
+      ck_assert_int_eq(
+          ae_graph_kernels(&b.g, X3, 3, 1, twice ? Ks : Kp, twice ? Ts : Tp),
+          0);
     }
     /* The readout's NTK K + T scales like K. */
     for (int e = 0; e < 9; e++) {

@@ -78,12 +78,14 @@ static void write_idx_pair(const char *dir, const char *prefix, int n) {
   ck_assert_ptr_nonnull(buf);
   int dims[3] = {n, 28, 28};
   size_t h = idx_header(buf, 3, dims);
-  for (size_t i = 0; i < n * per; i++) buf[h + i] = (unsigned char)(i * 7);
+  for (size_t i = 0; i < n * per; i++)
+    buf[h + i] = (unsigned char)(i * 7);
   snprintf(path, sizeof path, "%s/%s-images-idx3-ubyte.gz", dir, prefix);
   write_bytes(path, buf, h + n * per, 1);
   int ldims[1] = {n};
   h = idx_header(buf, 1, ldims);
-  for (int i = 0; i < n; i++) buf[h + i] = (unsigned char)(i % 7);
+  for (int i = 0; i < n; i++)
+    buf[h + i] = (unsigned char)(i % 7);
   snprintf(path, sizeof path, "%s/%s-labels-idx1-ubyte.gz", dir, prefix);
   write_bytes(path, buf, h + n, 1);
   free(buf);
@@ -124,8 +126,7 @@ START_TEST(test_cifar_folder_uses_train_pair) {
   /* Labels are the train labels file, byte for byte. */
   char path[4300];
   size_t n;
-  snprintf(path, sizeof path, "%s/cifar10_train_4660_labels_u8.bin",
-           cifar_dir);
+  snprintf(path, sizeof path, "%s/cifar10_train_4660_labels_u8.bin", cifar_dir);
   unsigned char *lab = slurp(path, &n);
   ck_assert_ptr_nonnull(lab);
   ck_assert_uint_eq(n, 4660);
@@ -161,7 +162,8 @@ START_TEST(test_cifar_test_file_labels_and_pixels) {
   ck_assert_int_eq(d->size, 846);
   /* The README's first test labels. */
   static const int first[16] = {3, 8, 8, 0, 6, 6, 1, 6, 3, 1, 0, 9, 5, 7, 9, 8};
-  for (int i = 0; i < 16; i++) ck_assert_int_eq(d->y[i], first[i]);
+  for (int i = 0; i < 16; i++)
+    ck_assert_int_eq(d->y[i], first[i]);
   /* Pixel (sample 5, channel 2, pixel 100): (raw - mean) / sd of its
    * channel, with mean and sd computed here from the raw bytes. */
   size_t n;
@@ -175,7 +177,8 @@ START_TEST(test_cifar_test_file_labels_and_pixels) {
       s += v;
       s2 += v * v;
     }
-  double mean = s / (846.0 * 1024), sd = sqrt(s2 / (846.0 * 1024) - mean * mean);
+  double cnt = 846.0 * 1024;
+  double mean = s / cnt, sd = sqrt(s2 / cnt - mean * mean);
   size_t at = 5 * 3072 + 2048 + 100;
   ck_assert_double_eq_tol(d->x[at], (raw[at] - mean) / sd, 1e-4);
   /* On [0,1] pixels the blue mean is near the README's full-set 0.4465. */
@@ -195,7 +198,8 @@ START_TEST(test_idx_parse) {
   const uint8_t *data;
   int d3[3] = {2, 2, 3};
   size_t h = idx_header(buf, 3, d3);
-  for (int i = 0; i < 12; i++) buf[h + i] = (unsigned char)i;
+  for (int i = 0; i < 12; i++)
+    buf[h + i] = (unsigned char)i;
   ck_assert_int_eq(ae_idx_parse(buf, h + 12, &nd, dims, &data), 0);
   ck_assert_int_eq(nd, 3);
   ck_assert_int_eq(dims[0], 2);
@@ -242,23 +246,23 @@ START_TEST(test_gz_idx_folder_and_autodetect) {
   ck_assert_int_eq(d->shape[0], 1);
   ck_assert_int_eq(d->shape[1], 28);
   ck_assert_int_eq(d->num_classes, 5); /* labels 0..4: max + 1 */
-  for (int i = 0; i < 5; i++) ck_assert_int_eq(d->y[i], i % 7);
+  for (int i = 0; i < 5; i++)
+    ck_assert_int_eq(d->y[i], i % 7);
   double mean, sd;
   channel_stats(d, 0, &mean, &sd);
   ck_assert_double_eq_tol(mean, 0.0, 1e-5);
   ck_assert_double_eq_tol(sd, 1.0, 1e-5);
   /* The t10k file by name, as a file spec; labels beside it. */
   char spec[9000];
-  snprintf(spec, sizeof spec, "fm-test=%s/t10k-images-idx3-ubyte.gz",
-           tmp_dir);
+  snprintf(spec, sizeof spec, "fm-test=%s/t10k-images-idx3-ubyte.gz", tmp_dir);
   ck_assert_int_eq(ae_dataset_registry_add(&r, spec, &p), 0);
   d = ae_dataset_find(&r, "fm-test");
   ck_assert_ptr_nonnull(d);
   ck_assert_int_eq(d->size, 3);
   ck_assert_int_eq(d->num_classes, 3);
   /* A flat shape is accepted when it matches. */
-  snprintf(spec, sizeof spec,
-           "fm-flat=%s/t10k-images-idx3-ubyte.gz,shape=784", tmp_dir);
+  snprintf(spec, sizeof spec, "fm-flat=%s/t10k-images-idx3-ubyte.gz,shape=784",
+           tmp_dir);
   ck_assert_int_eq(ae_dataset_registry_add(&r, spec, &p), 0);
   d = ae_dataset_find(&r, "fm-flat");
   ck_assert_int_eq(d->rank, 1);
@@ -326,6 +330,20 @@ START_TEST(test_malformed_files) {
   write_bytes(path, idx, h + 10, 1);
   ck_assert_int_eq(ae_dataset_registry_add(&r, spec, &p), AE_EINVAL);
   ae_problem_clear(&p);
+  /* A header announcing fewer bytes than the stream holds (2 MiB more):
+   * refused, without reading it all. */
+  {
+    size_t big = 16 + (2u << 20);
+    unsigned char *bb = calloc(big, 1);
+    ck_assert_ptr_nonnull(bb);
+    int small[3] = {1, 28, 28};
+    idx_header(bb, 3, small);
+    write_bytes(path, bb, big, 1);
+    free(bb);
+    ck_assert_int_eq(ae_dataset_registry_add(&r, spec, &p), AE_EINVAL);
+    ck_assert_ptr_nonnull(strstr(p.detail, "too large"));
+    ae_problem_clear(&p);
+  }
   /* A file that is not gzip at all under a .gz name. */
   write_bytes(path, "not gzip", 8, 0);
   ck_assert_int_eq(ae_dataset_registry_add(&r, spec, &p), AE_EINVAL);
@@ -340,8 +358,13 @@ START_TEST(test_bad_specs) {
   ae_problem p = AE_PROBLEM_INIT;
   char spec[9000];
   ck_assert_int_eq(ae_dataset_registry_init(&r, 0, &p), 0);
-  const char *bad[] = {"noequals", "=/tmp", "bad name=/tmp", "synthetic=/tmp",
-                       "inline=/tmp", "x=", "x=/nonexistent/ae/file.bin"};
+  const char *bad[] = {"noequals",
+                       "=/tmp",
+                       "bad name=/tmp",
+                       "synthetic=/tmp",
+                       "inline=/tmp",
+                       "x=",
+                       "x=/nonexistent/ae/file.bin"};
   for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
     ck_assert_int_ne(ae_dataset_registry_add(&r, bad[i], &p), 0);
     ck_assert_int_ne(p.status, 0);

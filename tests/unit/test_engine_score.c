@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "api/request.h"
 #include "api/scorecard.h"
@@ -77,10 +78,10 @@ static char *dump_without_timings(json_t *res) {
   return s;
 }
 
-#define MLP_REQ(seed)                                                        \
-  "{\"architecture\":{\"type\":\"mlp_dag\",\"dag\":\"2_21_112\","           \
-  "\"width\":32},\"data\":{\"batch_size\":8,\"input_shape\":[20]},"         \
-  "\"seed\":" #seed ",\"settings\":{\"linear_regions\":{\"samples\":200,"   \
+#define MLP_REQ(seed)                                                          \
+  "{\"architecture\":{\"type\":\"mlp_dag\",\"dag\":\"2_21_112\","              \
+  "\"width\":32},\"data\":{\"batch_size\":8,\"input_shape\":[20]},"            \
+  "\"seed\":" #seed ",\"settings\":{\"linear_regions\":{\"samples\":200,"      \
   "\"repeats\":2},\"curvature\":{\"points\":16,\"repeats\":2}}}"
 
 START_TEST(test_deterministic_and_seeded) {
@@ -108,27 +109,37 @@ START_TEST(test_deterministic_and_seeded) {
   ck_assert_double_eq_tol(cond, lmax / lmin, 1e-9 * cond);
   double rate = json_number_value(json_object_get(conv, "rate"));
   ck_assert(rate > 0 && rate < 1);
+  /* Default eta = 1 / lambda_max of the normalised NTK: rate = 1 - 1/2k. */
+  ck_assert_double_eq_tol(rate, 1.0 - 0.5 / cond, 1e-12);
   double steps = json_number_value(json_object_get(conv, "steps_to_1e-3"));
   ck_assert_double_eq(steps, ceil(log(1e-3) / log(rate)));
   /* 2_21_112: paths 0-1-2-3 (3 linear edges counting the 0->1, 2->3), ... */
   json_t *topo = json_object_get(a, "topology");
   ck_assert(json_number_value(json_object_get(topo, "paths")) > 0);
   json_t *gen = json_object_get(a, "generalization");
-  ck_assert_str_eq(json_string_value(json_object_get(gen, "labels")),
-                   "random");
+  ck_assert_str_eq(json_string_value(json_object_get(gen, "labels")), "random");
   double kc = json_number_value(json_object_get(gen, "kernel_complexity"));
   double ar = json_number_value(json_object_get(gen, "arora_bound"));
   ck_assert(kc > 0);
   ck_assert_double_eq_tol(ar, sqrt(2.0) * kc, 1e-12 * ar);
+  /* gap_bound = (sum_p d_p) * kernel_complexity. */
+  double sum_d = 0;
+  size_t di;
+  json_t *dv;
+  json_array_foreach(json_object_get(topo, "path_depths"), di, dv) {
+    sum_d += json_number_value(dv);
+  }
+  ck_assert(sum_d > 0);
+  ck_assert_double_eq_tol(json_number_value(json_object_get(gen, "gap_bound")),
+                          sum_d * kc, 1e-12 * sum_d * kc);
   json_t *ex = json_object_get(a, "expressivity");
   double lr = json_number_value(json_object_get(ex, "linear_regions"));
   ck_assert(lr >= 1 && lr <= 200);
-  ck_assert_int_eq(json_integer_value(json_object_get(
-                       ex, "linear_regions_samples")), 200);
+  ck_assert_int_eq(
+      json_integer_value(json_object_get(ex, "linear_regions_samples")), 200);
   ck_assert(json_number_value(json_object_get(ex, "curvature")) > 0);
   json_t *prov = json_object_get(a, "provenance");
-  ck_assert_str_eq(json_string_value(json_object_get(prov, "backend")),
-                   "host");
+  ck_assert_str_eq(json_string_value(json_object_get(prov, "backend")), "host");
   ck_assert_str_eq(json_string_value(json_object_get(prov, "analytic_mode")),
                    "exact");
   ck_assert_int_eq(json_integer_value(json_object_get(prov, "seed")), 7);
@@ -193,6 +204,14 @@ START_TEST(test_cancel_and_deadline) {
   j = score_text(e, MLP_REQ(1), &past, &rc);
   ck_assert_ptr_null(j);
   ck_assert_int_eq(rc, AE_EDEADLINE);
+  /* A deadline that passes while the job runs (it takes > 20 ms). */
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  ae_job_control soon = {NULL, (long long)ts.tv_sec * 1000000000LL +
+                                   ts.tv_nsec + 2000000LL};
+  j = score_text(e, MLP_REQ(1), &soon, &rc);
+  ck_assert_ptr_null(j);
+  ck_assert_int_eq(rc, AE_EDEADLINE);
   ck_assert_int_eq(ae_job_checkpoint(NULL), 0);
   atomic_int off = 0;
   ae_job_control ok = {&off, 0};
@@ -239,8 +258,8 @@ START_TEST(test_nulls_have_warnings) {
       "50,\"repeats\":1},\"curvature\":{\"points\":8,\"repeats\":1}}}",
       NULL, NULL);
   ck_assert_ptr_nonnull(a);
-  ck_assert(json_is_null(json_object_get(json_object_get(a, "expressivity"),
-                                         "linear_regions")));
+  ck_assert(json_is_null(
+      json_object_get(json_object_get(a, "expressivity"), "linear_regions")));
   ck_assert(json_number_value(json_object_get(
                 json_object_get(a, "expressivity"), "curvature")) > 0);
   assert_nulls_warned(a);
@@ -306,21 +325,84 @@ START_TEST(test_nb201_on_cifar10) {
 }
 END_TEST
 
-START_TEST(test_cuda_unavailable_and_names) {
+START_TEST(test_cuda_backend_and_names) {
   ae_engine_config cfg = {AE_BACKEND_CUDA, 0, 0, 1};
   ae_engine *e = NULL;
   ae_problem p = AE_PROBLEM_INIT;
-  ck_assert_int_eq(ae_engine_open(&cfg, &e, &p), AE_EUNSUPPORTED);
-  ck_assert_ptr_null(e);
-  ck_assert_ptr_nonnull(strstr(p.detail, "CUDA backend is not available"));
-  ae_problem_clear(&p);
-  ck_assert_int_eq(ae_cuda_device_count(), 0);
+  if (ae_cuda_device_count() == 0) {
+    /* No device (or no CUDA in this build): refused, saying why. */
+    ck_assert_int_eq(ae_engine_open(&cfg, &e, &p), AE_EUNSUPPORTED);
+    ck_assert_ptr_null(e);
+    ck_assert_int_eq(p.status, 503);
+    ck_assert(strstr(p.detail, "CUDA") || strstr(p.detail, "cuda"));
+    ae_problem_clear(&p);
+  } else {
+    /* A device: the same request on both backends agrees to 1e-3. */
+    ck_assert_int_eq(ae_engine_open(&cfg, &e, &p), 0);
+    ck_assert_str_eq(ae_engine_name(e), "cuda:0");
+    ae_engine *h = open_host();
+    json_t *a = score_text(h, MLP_REQ(7), NULL, NULL);
+    json_t *b = score_text(e, MLP_REQ(7), NULL, NULL);
+    ck_assert_ptr_nonnull(a);
+    ck_assert_ptr_nonnull(b);
+    ck_assert_str_eq(json_string_value(json_object_get(
+                         json_object_get(b, "provenance"), "backend")),
+                     "cuda:0");
+    static const char *const keys[] = {"ntk_lambda_min", "ntk_lambda_max",
+                                       "nngp_lambda_min"};
+    for (int k = 0; k < 3; k++) {
+      double x = json_number_value(
+          json_object_get(json_object_get(a, "convergence"), keys[k]));
+      double y = json_number_value(
+          json_object_get(json_object_get(b, "convergence"), keys[k]));
+      ck_assert_double_eq_tol(x, y, 1e-3 * fabs(x));
+    }
+    json_decref(a);
+    json_decref(b);
+    ae_engine_close(h);
+    ae_engine_close(e);
+  }
   ae_engine_config host = {AE_BACKEND_HOST, 0, 3, 1};
   ck_assert_int_eq(ae_engine_open(&host, &e, &p), 0);
   ck_assert_str_eq(ae_engine_name(e), "host:3");
   ck_assert_uint_eq(ae_engine_memory_used(e), 0);
   ck_assert_int_eq(ae_engine_warmup(e, &reg), 0);
   ck_assert_uint_eq(ae_engine_memory_used(e), 0);
+  ae_engine_close(e);
+}
+END_TEST
+
+START_TEST(test_inline_data) {
+  ae_engine *e = open_host();
+  /* Sample 1 is 3x sample 0: parallel inputs, so K0 (cosines) has two
+   * equal rows and every analytic kernel a zero eigenvalue.  Labels given:
+   * one-hot, "dataset". */
+  json_t *a = score_text(e,
+                         "{\"architecture\":{\"type\":\"mlp_dag\",\"dag\":"
+                         "\"2_21_112\",\"width\":16},\"data\":{\"inputs\":"
+                         "[[1,2,0,-1],[3,6,0,-3],[0,1,1,1],[2,-1,0,1]],"
+                         "\"labels\":[0,1,1,0],\"num_classes\":2},"
+                         "\"metrics\":[\"convergence\",\"generalization\"]}",
+                         NULL, NULL);
+  ck_assert_ptr_nonnull(a);
+  json_t *conv = json_object_get(a, "convergence");
+  double nngp = json_number_value(json_object_get(conv, "nngp_lambda_min"));
+  double ntk_an =
+      json_number_value(json_object_get(conv, "ntk_analytic_lambda_min"));
+  ck_assert_double_eq_tol(nngp, 0.0, 1e-9);
+  ck_assert_double_eq_tol(ntk_an, 0.0, 1e-9);
+  /* The bound is min over pairs of P - sum_p f^dp(rho): 0 at rho = 1. */
+  ck_assert_double_eq_tol(
+      json_number_value(json_object_get(conv, "nngp_lambda_min_bound")), 0.0,
+      1e-9);
+  json_t *gen = json_object_get(a, "generalization");
+  ck_assert_str_eq(json_string_value(json_object_get(gen, "labels")),
+                   "dataset");
+  json_t *prov = json_object_get(a, "provenance");
+  ck_assert_int_eq(json_integer_value(json_object_get(prov, "batch_size")), 4);
+  ck_assert_ptr_null(json_object_get(a, "topology"));
+  assert_nulls_warned(a);
+  json_decref(a);
   ae_engine_close(e);
 }
 END_TEST
@@ -334,7 +416,8 @@ static Suite *engine_suite(void) {
   tcase_add_test(tc, test_cancel_and_deadline);
   tcase_add_test(tc, test_nulls_have_warnings);
   tcase_add_test(tc, test_nb201_on_cifar10);
-  tcase_add_test(tc, test_cuda_unavailable_and_names);
+  tcase_add_test(tc, test_inline_data);
+  tcase_add_test(tc, test_cuda_backend_and_names);
   suite_add_tcase(s, tc);
   return s;
 }

@@ -81,7 +81,8 @@ static void check_tie(const char *dag, const char *act) {
     x[i] = (float)ae_philox_normal(99, 7, 0, (uint64_t)i);
   for (int i = 0; i < N; i++) {
     double s = 0;
-    for (int k = 0; k < DIM; k++) s += (double)x[i * DIM + k] * x[i * DIM + k];
+    for (int k = 0; k < DIM; k++)
+      s += (double)x[i * DIM + k] * x[i * DIM + k];
     norm[i] = sqrt(s);
     for (int k = 0; k < DIM; k++)
       x[i * DIM + k] = (float)(x[i * DIM + k] * sqrt((double)DIM) / norm[i]);
@@ -96,7 +97,8 @@ static void check_tie(const char *dag, const char *act) {
 
   double kh[N * N], th[N * N], ntk_an[N * N];
   ck_assert_int_eq(ae_dag_kernels(&req.arch.dag, k0, N, 1, kh, th), 0);
-  for (int i = 0; i < N * N; i++) ntk_an[i] = kh[i] + th[i];
+  for (int i = 0; i < N * N; i++)
+    ntk_an[i] = kh[i] + th[i];
 
   ae_net *net = NULL;
   ck_assert_int_eq(ae_net_create(&req.net, N, &net), 0);
@@ -115,7 +117,8 @@ static void check_tie(const char *dag, const char *act) {
         nngp[i * N + j] += s / WIDTH / reps;
       }
     ck_assert_int_eq(ae_net_ntk(net, x, N, AE_NTK_NTK, tmp, NULL), 0);
-    for (int i = 0; i < N * N; i++) ntk[i] += tmp[i] / CLASSES / reps;
+    for (int i = 0; i < N * N; i++)
+      ntk[i] += tmp[i] / CLASSES / reps;
   }
   double e_nngp = rel_frobenius(nngp, kh, N);
   double e_ntk = rel_frobenius(ntk, ntk_an, N);
@@ -131,10 +134,14 @@ static void check_tie(const char *dag, const char *act) {
 
 static const char *const dags[] = {"2_02_002", "1_01_222", "2_21_112"};
 
-START_TEST(test_tie_relu) { check_tie(dags[_i], "relu"); }
+START_TEST(test_tie_relu) {
+  check_tie(dags[_i], "relu");
+}
 END_TEST
 
-START_TEST(test_tie_tanh) { check_tie(dags[_i], "tanh"); }
+START_TEST(test_tie_tanh) {
+  check_tie(dags[_i], "tanh");
+}
 END_TEST
 
 static Suite *tie_suite(void) {

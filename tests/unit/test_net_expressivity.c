@@ -5,14 +5,14 @@
  * ae_net_forward_jet, and jets against float64 finite differences of the
  * plain reference forward (BN statistics frozen) for nets of every smooth
  * activation. */
-#include <check.h>
-#include <math.h>
-#include <stdlib.h>
-#include <string.h>
 #include "gpu/host/graph_build.h"
 #include "gpu/host/net.h"
 #include "gpu/host/reference.h"
 #include "gpu/philox.h"
+#include <check.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
 
 START_TEST(linear_regions_toy) {
   /* input[1] -> linear(3) with neurons 1[x - b_k > 0], b = (-0.5, 0, 0.5). */
@@ -37,7 +37,8 @@ START_TEST(linear_regions_toy) {
   }
   float *pts = malloc(sizeof(float) * N);
   ck_assert_ptr_nonnull(pts);
-  for (int i = 0; i < N; i++) pts[i] = (float)(-1.0 + 2.0 * i / (N - 1));
+  for (int i = 0; i < N; i++)
+    pts[i] = (float)(-1.0 + 2.0 * i / (N - 1));
   uint64_t *bits;
   size_t words;
   ck_assert_int_eq(ae_net_sign_patterns(net, pts, N, &bits, &words), 0);
@@ -57,8 +58,8 @@ END_TEST
 
 START_TEST(distinct_patterns_exact) {
   /* Rows of 2 words; rows differing only in the high word count apart. */
-  uint64_t rows[6][2] = {{1, 0}, {1, 1ull << 63}, {1, 0}, {0, 0},
-                         {1, 1ull << 63}, {2, 0}};
+  uint64_t rows[6][2] = {{1, 0}, {1, 1ull << 63}, {1, 0},
+                         {0, 0}, {1, 1ull << 63}, {2, 0}};
   ck_assert_uint_eq(ae_count_distinct_patterns(&rows[0][0], 6, 2), 4);
   ck_assert_uint_eq(ae_count_distinct_patterns(&rows[0][0], 1, 2), 1);
   ck_assert_uint_eq(ae_count_distinct_patterns(&rows[0][0], 0, 2), 0);
@@ -129,7 +130,8 @@ START_TEST(curvature_identity_circle) {
   enum { P = 128 };
   double th[P], x[2 * P], dx[2 * P], ddx[2 * P], y[2 * P], dy[2 * P],
       ddy[2 * P];
-  for (int i = 0; i < P; i++) th[i] = 2.0 * M_PI * i / (P - 1);
+  for (int i = 0; i < P; i++)
+    th[i] = 2.0 * M_PI * i / (P - 1);
   circle(th, P, x, dx, ddx);
   /* The batch is larger than max_batch: jets plan their own buffers. */
   ck_assert_int_eq(ae_net_forward_jet(net, x, dx, ddx, P, y, dy, ddy), 0);
@@ -207,9 +209,11 @@ static void check_jets(ae_act_fn f1, ae_act_fn f2) {
   double y0[JB * C], yp[JB * C], ym[JB * C];
   ck_assert_int_eq(ae_ref_forward(&g, &p, 0, x, JB, y0), 0);
   const double h = 1e-4;
-  for (int i = 0; i < JB * D; i++) xt[i] = x[i] + h * dx[i] + 0.5 * h * h * ddx[i];
+  for (int i = 0; i < JB * D; i++)
+    xt[i] = x[i] + h * dx[i] + 0.5 * h * h * ddx[i];
   ck_assert_int_eq(ae_ref_forward(&g, &p, 1, xt, JB, yp), 0);
-  for (int i = 0; i < JB * D; i++) xt[i] = x[i] - h * dx[i] + 0.5 * h * h * ddx[i];
+  for (int i = 0; i < JB * D; i++)
+    xt[i] = x[i] - h * dx[i] + 0.5 * h * h * ddx[i];
   ck_assert_int_eq(ae_ref_forward(&g, &p, 1, xt, JB, ym), 0);
   double scale1 = 0, scale2 = 0;
   for (int i = 0; i < JB * C; i++) {
@@ -224,8 +228,8 @@ static void check_jets(ae_act_fn f1, ae_act_fn f2) {
     double d2 = (yp[i] - 2 * y0[i] + ym[i]) / (h * h);
     ck_assert_msg(fabs(d1 - dy[i]) <= 1e-6 * scale1, "dy %d: %g vs fd %g", i,
                   dy[i], d1);
-    ck_assert_msg(fabs(d2 - ddy[i]) <= 1e-4 * scale2, "ddy %d: %g vs fd %g",
-                  i, ddy[i], d2);
+    ck_assert_msg(fabs(d2 - ddy[i]) <= 1e-4 * scale2, "ddy %d: %g vs fd %g", i,
+                  ddy[i], d2);
   }
   ae_ref_params_free(&p);
   ae_net_destroy(net);

@@ -9,17 +9,18 @@
  * batch's values, J J^T is formed and ae_net_ntk must match it to 1e-4
  * relative, in both parameterisations.  Also: the float32 forward matches
  * the reference, same seed gives identical bits, another seed differs, a
- * cancelled job stops. */
-#include <check.h>
-#include <math.h>
-#include <stdatomic.h>
-#include <stdlib.h>
-#include <string.h>
+ * cancelled job stops, and the float64 twin (ae_net_set_double) matches
+ * the finite differences to 1e-7. */
 #include "api/status.h"
 #include "gpu/host/graph_build.h"
 #include "gpu/host/net.h"
 #include "gpu/host/reference.h"
 #include "gpu/philox.h"
+#include <check.h>
+#include <math.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
 
 enum { BATCH = 5 };
 
@@ -114,7 +115,8 @@ static void sample_sums(const ae_graph *g, ae_ref_params *p, const double *x,
   ck_assert_int_eq(ae_ref_forward(g, p, 1, x, BATCH, logits), 0);
   for (int b = 0; b < BATCH; b++) {
     sums[b] = 0.0;
-    for (int c = 0; c < C; c++) sums[b] += logits[b * C + c];
+    for (int c = 0; c < C; c++)
+      sums[b] += logits[b * C + c];
   }
 }
 
@@ -132,7 +134,8 @@ static void fd_tensor(const ae_graph *g, ae_ref_params *p, double *t,
     sample_sums(g, p, x, minus);
     t[e] = keep;
     double grad[BATCH];
-    for (int b = 0; b < BATCH; b++) grad[b] = (plus[b] - minus[b]) / (2 * h);
+    for (int b = 0; b < BATCH; b++)
+      grad[b] = (plus[b] - minus[b]) / (2 * h);
     for (int i = 0; i < BATCH; i++)
       for (int j = 0; j < BATCH; j++)
         theta[i * BATCH + j] += scale * grad[i] * grad[j];
@@ -181,8 +184,9 @@ static void perturb_params(ae_net *net) {
   }
 }
 
-static void check_graph(void (*build)(ae_graph *), ae_ntk_parameterization par,
-                        int perturb) {
+static void check_graph_mode(void (*build)(ae_graph *),
+                             ae_ntk_parameterization par, int perturb,
+                             int dbl) {
   ae_graph g;
   build(&g);
   ae_net *net;
@@ -196,6 +200,7 @@ static void check_graph(void (*build)(ae_graph *), ae_ntk_parameterization par,
   ck_assert_ptr_nonnull(xd);
   make_inputs(&g, xf, xd);
   double theta[BATCH * BATCH], ref[BATCH * BATCH];
+  ck_assert_int_eq(ae_net_set_double(net, dbl), 0);
   ck_assert_int_eq(ae_net_ntk(net, xf, BATCH, par, theta, NULL), 0);
   brute_force_ntk(net, xd, par, ref);
   double scale = 0.0, err = 0.0;
@@ -204,7 +209,21 @@ static void check_graph(void (*build)(ae_graph *), ae_ntk_parameterization par,
     err = fmax(err, fabs(theta[i] - ref[i]));
   }
   ck_assert_double_gt(scale, 1e-3);
-  ck_assert_msg(err <= 1e-4 * scale, "ntk err %g scale %g", err, scale);
+  /* float32 arithmetic: 1e-4; the float64 twin: 1e-7 (the FD error). */
+  double tol = dbl ? 1e-7 : 1e-4;
+  ck_assert_msg(err <= tol * scale, "ntk err %g scale %g (double %d)", err,
+                scale, dbl);
+  if (dbl) {
+    /* Back to float32: close to, but not bit-equal with, the twin. */
+    double t32[BATCH * BATCH];
+    ck_assert_int_eq(ae_net_set_double(net, 0), 0);
+    ck_assert_int_eq(ae_net_ntk(net, xf, BATCH, par, t32, NULL), 0);
+    double spread = 0.0;
+    for (int i = 0; i < BATCH * BATCH; i++)
+      spread = fmax(spread, fabs(t32[i] - theta[i]));
+    ck_assert_double_le(spread, 1e-4 * scale);
+    ck_assert_double_gt(spread, 0.0);
+  }
   /* Symmetric exactly. */
   for (int i = 0; i < BATCH; i++)
     for (int j = 0; j < BATCH; j++)
@@ -214,6 +233,18 @@ static void check_graph(void (*build)(ae_graph *), ae_ntk_parameterization par,
   ae_net_destroy(net);
   ae_gb_free(&g);
 }
+
+static void check_graph(void (*build)(ae_graph *), ae_ntk_parameterization par,
+                        int perturb) {
+  check_graph_mode(build, par, perturb, 0);
+}
+
+START_TEST(ntk_float64_twin) {
+  check_graph_mode(build_conv_graph, AE_NTK_STANDARD, 1, 1);
+  check_graph_mode(build_mlp_graph, AE_NTK_NTK, 1, 1);
+  check_graph_mode(build_gap_graph, AE_NTK_STANDARD, 1, 1);
+}
+END_TEST
 
 START_TEST(ntk_conv_graph) {
   check_graph(build_conv_graph, AE_NTK_STANDARD, 0);
@@ -257,7 +288,8 @@ static void check_forward_batch(void (*build)(ae_graph *), int batch) {
     ck_assert_msg(fabs(logits[i] - ref[i]) <= 1e-4 * (1.0 + fabs(ref[i])),
                   "logit %d: %g vs %g", i, logits[i], ref[i]);
   /* Every node's output exists and is finite. */
-  for (int k = 0; k < g.n_nodes; k++) ck_assert_ptr_nonnull(ae_net_activation(net, k));
+  for (int k = 0; k < g.n_nodes; k++)
+    ck_assert_ptr_nonnull(ae_net_activation(net, k));
   ae_ref_params_free(&p);
   free(xf);
   free(xd);
@@ -352,6 +384,7 @@ int main(void) {
   tcase_add_test(tc, ntk_conv_graph);
   tcase_add_test(tc, ntk_mlp_graph);
   tcase_add_test(tc, ntk_gap_graph);
+  tcase_add_test(tc, ntk_float64_twin);
   tcase_add_test(tc, forward_matches_reference);
   tcase_add_test(tc, deterministic_by_seed);
   tcase_add_test(tc, cancel_and_limits);
