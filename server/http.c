@@ -46,15 +46,15 @@ struct ae_http_req {
   long long start_ns;
   char method[16];
   char *path;
-  int row;           /* route table row, or -1 */
-  int route;         /* AE_ROUTE_* for the metrics */
-  char id[32];       /* the {id} of the path */
+  int row;     /* route table row, or -1 */
+  int route;   /* AE_ROUTE_* for the metrics */
+  char id[32]; /* the {id} of the path */
   char *body;
   size_t len, cap;
-  int status;        /* the status sent, 0 until then */
+  int status; /* the status sent, 0 until then */
   int responded;
   int resumed;
-  char job_id[32];   /* for the log line */
+  char job_id[32]; /* for the log line */
   ae_waiter *waiter;
 };
 
@@ -78,8 +78,8 @@ static enum MHD_Result respond(ae_http_req *r, int status, char *body,
   if (body) {
     resp = MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE);
   } else {
-    resp = MHD_create_response_from_buffer(0, (void *)"",
-                                           MHD_RESPMEM_PERSISTENT);
+    resp =
+        MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
   }
   if (!resp) {
     free(body);
@@ -95,8 +95,7 @@ static enum MHD_Result respond(ae_http_req *r, int status, char *body,
     snprintf(value, sizeof value, "%d", retry_after);
     MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, value);
   }
-  if (allow)
-    MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, allow);
+  if (allow) MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, allow);
   if (location)
     MHD_add_response_header(resp, MHD_HTTP_HEADER_LOCATION, location);
   if (close_connection)
@@ -115,8 +114,8 @@ static enum MHD_Result respond_json(ae_http_req *r, int status, json_t *j,
                                     const char *location);
 
 static enum MHD_Result respond_problem_full(ae_http_req *r, ae_problem *p,
-                                            int retry_after,
-                                            const char *allow, int close) {
+                                            int retry_after, const char *allow,
+                                            int close) {
   if (p->status == 500)
     ae_log(AE_LOG_ERROR, "request_id=%s %s %s: %s", r->request_id, r->method,
            r->path, p->detail ? p->detail : "");
@@ -125,10 +124,9 @@ static enum MHD_Result respond_problem_full(ae_http_req *r, ae_problem *p,
   json_decref(j);
   int status = p->status ? p->status : 500;
   ae_problem_clear(p);
-  if (!text)
-    return MHD_NO;
-  return respond(r, status, text, strlen(text), "application/problem+json",
-                 0, retry_after, allow, NULL, close);
+  if (!text) return MHD_NO;
+  return respond(r, status, text, strlen(text), "application/problem+json", 0,
+                 retry_after, allow, NULL, close);
 }
 
 static enum MHD_Result respond_problem(ae_http_req *r, ae_problem *p) {
@@ -136,13 +134,12 @@ static enum MHD_Result respond_problem(ae_http_req *r, ae_problem *p) {
 }
 
 static enum MHD_Result fail(ae_http_req *r, int status, const char *code,
-                            const char *title, int retry_after,
-                            const char *fmt, ...)
-    __attribute__((format(printf, 6, 7)));
+                            const char *title, int retry_after, const char *fmt,
+                            ...) __attribute__((format(printf, 6, 7)));
 
 static enum MHD_Result fail(ae_http_req *r, int status, const char *code,
-                            const char *title, int retry_after,
-                            const char *fmt, ...) {
+                            const char *title, int retry_after, const char *fmt,
+                            ...) {
   char detail[512];
   va_list ap;
   va_start(ap, fmt);
@@ -155,11 +152,12 @@ static enum MHD_Result fail(ae_http_req *r, int status, const char *code,
 
 /* 500 for a failure of ours (memory, the store); logged, not leaked. */
 static enum MHD_Result fail_internal(ae_http_req *r, int rc) {
-  ae_log(AE_LOG_ERROR, "request_id=%s %s %s: internal error: %s",
-         r->request_id, r->method, r->path, ae_strerror(rc));
+  ae_log(AE_LOG_ERROR, "request_id=%s %s %s: internal error: %s", r->request_id,
+         r->method, r->path, ae_strerror(rc));
   return fail(r, 500, "internal", "Internal error", 0,
               "The server failed to handle the request; it logged why "
-              "under request id %s.", r->request_id);
+              "under request id %s.",
+              r->request_id);
 }
 
 static enum MHD_Result respond_json(ae_http_req *r, int status, json_t *j,
@@ -167,8 +165,7 @@ static enum MHD_Result respond_json(ae_http_req *r, int status, json_t *j,
                                     const char *location) {
   char *text = j ? ae_json_dumps(j) : NULL;
   json_decref(j);
-  if (!text)
-    return fail_internal(r, AE_ENOMEM);
+  if (!text) return fail_internal(r, AE_ENOMEM);
   return respond(r, status, text, strlen(text), "application/json",
                  job_resource, retry_after, NULL, location, 0);
 }
@@ -178,8 +175,7 @@ static enum MHD_Result respond_job(ae_http_req *r, int status, ae_job *job,
                                    int with_location) {
   size_t len = 0;
   char *text = ae_job_render(r->srv, job, &len);
-  if (!text)
-    return fail_internal(r, AE_ENOMEM);
+  if (!text) return fail_internal(r, AE_ENOMEM);
   snprintf(r->job_id, sizeof r->job_id, "%s", job->id);
   char location[64];
   snprintf(location, sizeof location, "/v1/jobs/%s", job->id);
@@ -200,30 +196,25 @@ static const char *query(ae_http_req *r, const char *name) {
 
 /* Parses a non-negative decimal integer; 0 or AE_EINVAL. */
 static int parse_count(const char *s, long long max, long long *out) {
-  if (!s || !*s)
-    return AE_EINVAL;
+  if (!s || !*s) return AE_EINVAL;
   long long v = 0;
   for (const char *c = s; *c; c++) {
-    if (!isdigit((unsigned char)*c))
-      return AE_EINVAL;
+    if (!isdigit((unsigned char)*c)) return AE_EINVAL;
     v = v * 10 + (*c - '0');
-    if (v > max)
-      v = max + 1; /* saturate, callers decide */
+    if (v > max) v = max + 1; /* saturate, callers decide */
   }
   *out = v;
   return AE_OK;
 }
 
 static int content_type_is_json(const char *ct) {
-  if (!ct)
-    return 1; /* no declaration: take it as JSON */
+  if (!ct) return 1; /* no declaration: take it as JSON */
   while (*ct == ' ')
     ct++;
   size_t n = strcspn(ct, ";");
   while (n && (ct[n - 1] == ' ' || ct[n - 1] == '\t'))
     n--;
-  if (n == 16 && !strncasecmp(ct, "application/json", 16))
-    return 1;
+  if (n == 16 && !strncasecmp(ct, "application/json", 16)) return 1;
   if (n > 17 && !strncasecmp(ct, "application/", 12) &&
       !strncasecmp(ct + n - 5, "+json", 5))
     return 1;
@@ -279,8 +270,7 @@ static json_t *backends_json(ae_server *srv) {
     ae_worker *w = &srv->workers[i];
     char name[32];
     snprintf(name, sizeof name, "%s", w->name);
-    if (!strncmp(name, "host", 4))
-      name[4] = '\0';
+    if (!strncmp(name, "host", 4)) name[4] = '\0';
     int ready = w->ready && !w->failed;
     json_t *found = NULL;
     size_t k;
@@ -290,8 +280,7 @@ static json_t *backends_json(ae_server *srv) {
         found = entry;
     }
     if (found) {
-      if (!ready)
-        json_object_set_new(found, "ready", json_false());
+      if (!ready) json_object_set_new(found, "ready", json_false());
       continue;
     }
     json_array_append_new(a, json_pack("{s:s, s:s, s:b}", "name", name,
@@ -304,18 +293,17 @@ static json_t *backends_json(ae_server *srv) {
  * and the registry. */
 static json_t *datasets_json(ae_server *srv) {
   json_t *a = json_array();
-  if (!a)
-    return NULL;
-  json_array_append_new(a, json_pack("{s:s, s:n, s:i, s:n}", "name",
-                                     "synthetic", "shape", "num_classes", 10,
-                                     "size"));
+  if (!a) return NULL;
+  json_array_append_new(a,
+                        json_pack("{s:s, s:n, s:i, s:n}", "name", "synthetic",
+                                  "shape", "num_classes", 10, "size"));
   for (size_t i = 0; i < srv->registry.n; i++) {
     const ae_dataset_info *d = &srv->registry.infos[i];
     json_t *shape = json_array();
     for (int k = 0; shape && k < d->rank; k++)
       json_array_append_new(shape, json_integer(d->shape[k]));
-    json_array_append_new(a, json_pack("{s:s, s:o, s:i, s:I}", "name",
-                                       d->name, "shape", shape, "num_classes",
+    json_array_append_new(a, json_pack("{s:s, s:o, s:i, s:I}", "name", d->name,
+                                       "shape", shape, "num_classes",
                                        d->num_classes, "size",
                                        (json_int_t)d->size));
   }
@@ -334,18 +322,17 @@ static enum MHD_Result h_root(ae_http_req *r) {
       srv->limits.max_nodes, "max_inputs_per_node",
       srv->limits.max_inputs_per_node, "max_params", srv->limits.max_params,
       "max_batch_size", srv->limits.max_batch_size);
-  json_t *j = json_pack("{s:s, s:s, s:s, s:o, s:o, s:o}", "name", "archeval",
-                        "version", PACKAGE_VERSION, "api", "v1", "backends",
-                        backends_json(srv), "datasets",
-                        datasets_json(srv), "limits", limits);
+  json_t *j =
+      json_pack("{s:s, s:s, s:s, s:o, s:o, s:o}", "name", "archeval", "version",
+                PACKAGE_VERSION, "api", "v1", "backends", backends_json(srv),
+                "datasets", datasets_json(srv), "limits", limits);
   return respond_json(r, 200, j, 0, 0, NULL);
 }
 
 static enum MHD_Result h_metrics(ae_http_req *r) {
   size_t len = 0;
   char *text = ae_metrics_render(r->srv, &len);
-  if (!text)
-    return fail_internal(r, AE_ENOMEM);
+  if (!text) return fail_internal(r, AE_ENOMEM);
   return respond(r, 200, text, len, "text/plain; version=0.0.4", 0, 0, NULL,
                  NULL, 0);
 }
@@ -357,19 +344,17 @@ static enum MHD_Result h_datasets(ae_http_req *r) {
 
 /* Idempotency: returns 1 when the answer was given from an earlier job
  * (or a mismatch), 0 to go on.  Batch jobs carry "KEY\nINDEX". */
-static int idempotent_replay(ae_http_req *r, const char *key,
-                             const char *hash, int batch,
-                             enum MHD_Result *answer) {
+static int idempotent_replay(ae_http_req *r, const char *key, const char *hash,
+                             int batch, enum MHD_Result *answer) {
   ae_server *srv = r->srv;
   char first_key[400];
   snprintf(first_key, sizeof first_key, batch ? "%s\n0" : "%s", key);
   ae_job *job = ae_job_find_idem(srv, first_key);
-  if (!job)
-    return 0;
+  if (!job) return 0;
   if (strcmp(job->body_hash, hash)) {
-    *answer = fail(r, 422, "idempotency_key_mismatch",
-                   "Idempotency key mismatch", 0,
-                   "Idempotency-Key %s was used with another body.", key);
+    *answer =
+        fail(r, 422, "idempotency_key_mismatch", "Idempotency key mismatch", 0,
+             "Idempotency-Key %s was used with another body.", key);
     return 1;
   }
   if (!batch) {
@@ -381,8 +366,7 @@ static int idempotent_replay(ae_http_req *r, const char *key,
     char k[400];
     snprintf(k, sizeof k, "%s\n%zu", key, i);
     ae_job *each = ae_job_find_idem(srv, k);
-    if (!each)
-      break;
+    if (!each) break;
     json_array_append_new(jobs, ae_job_to_json(srv, each));
   }
   *answer = respond_json(r, 202, json_pack("{s:o}", "jobs", jobs), 1, 1, NULL);
@@ -426,8 +410,7 @@ static enum MHD_Result h_submit(ae_http_req *r) {
   int rc = ae_request_parse(body, &srv->catalog, &srv->limits, &req, &p);
   json_decref(body);
   if (rc) {
-    if (!p.status)
-      return fail_internal(r, rc);
+    if (!p.status) return fail_internal(r, rc);
     return respond_problem(r, &p);
   }
   if (srv->n_queued >= (size_t)srv->opt->max_queue) {
@@ -517,8 +500,7 @@ static enum MHD_Result h_batch(ae_http_req *r) {
       if (item.n_errors == 0)
         ae_problem_add(&p, prefix, "%s", item.detail ? item.detail : "");
       for (size_t k = 0; k < item.n_errors; k++)
-        ae_problem_add(&p, item.errors[k].pointer, "%s",
-                       item.errors[k].detail);
+        ae_problem_add(&p, item.errors[k].pointer, "%s", item.errors[k].detail);
       ae_problem_clear(&item);
       memset(&reqs[i], 0, sizeof reqs[i]);
     }
@@ -532,7 +514,8 @@ static enum MHD_Result h_batch(ae_http_req *r) {
   } else if (srv->n_queued + n > (size_t)srv->opt->max_queue) {
     result = fail(r, 429, "queue_full", "Queue full", 1,
                   "%zu jobs are queued, %zu more would pass the limit of "
-                  "%ld.", srv->n_queued, n, srv->opt->max_queue);
+                  "%ld.",
+                  srv->n_queued, n, srv->opt->max_queue);
   } else {
     /* One store transaction for the batch; job i keeps "KEY\nI". */
     rc = ae_jobs_submit(srv, reqs, n, key, hash, 1, jobs);
@@ -542,8 +525,8 @@ static enum MHD_Result h_batch(ae_http_req *r) {
       json_t *out = json_array();
       for (size_t i = 0; out && i < n; i++)
         json_array_append_new(out, ae_job_to_json(srv, jobs[i]));
-      result = respond_json(r, 202, json_pack("{s:o}", "jobs", out), 1, 1,
-                            NULL);
+      result =
+          respond_json(r, 202, json_pack("{s:o}", "jobs", out), 1, 1, NULL);
     }
   }
   for (size_t i = 0; i < n; i++)
@@ -556,7 +539,9 @@ static enum MHD_Result h_batch(ae_http_req *r) {
 
 /* ---- long polls ---- */
 
-static void waiter_closed(uv_handle_t *handle) { free(handle->data); }
+static void waiter_closed(uv_handle_t *handle) {
+  free(handle->data);
+}
 
 static void waiter_release(ae_waiter *w) {
   ae_server *srv = w->srv;
@@ -564,14 +549,12 @@ static void waiter_release(ae_waiter *w) {
     w->prev->next = w->next;
   else if (w->job)
     w->job->waiters = w->next;
-  if (w->next)
-    w->next->prev = w->prev;
+  if (w->next) w->next->prev = w->prev;
   if (w->all_prev)
     w->all_prev->all_next = w->all_next;
   else
     srv->all_waiters = w->all_next;
-  if (w->all_next)
-    w->all_next->all_prev = w->all_prev;
+  if (w->all_next) w->all_next->all_prev = w->all_prev;
   uv_timer_stop(&w->timer);
   uv_close((uv_handle_t *)&w->timer, waiter_closed);
   if (w->req) {
@@ -603,8 +586,7 @@ void ae_http_wake_all(ae_server *srv) {
 static int suspend_for(ae_http_req *r, ae_job *job, long long wait_ms) {
   ae_server *srv = r->srv;
   ae_waiter *w = calloc(1, sizeof *w);
-  if (!w)
-    return AE_ENOMEM;
+  if (!w) return AE_ENOMEM;
   if (uv_timer_init(srv->loop, &w->timer)) {
     free(w);
     return AE_EINTERNAL;
@@ -614,12 +596,10 @@ static int suspend_for(ae_http_req *r, ae_job *job, long long wait_ms) {
   w->req = r;
   w->job = job;
   w->next = job->waiters;
-  if (w->next)
-    w->next->prev = w;
+  if (w->next) w->next->prev = w;
   job->waiters = w;
   w->all_next = srv->all_waiters;
-  if (w->all_next)
-    w->all_next->all_prev = w;
+  if (w->all_next) w->all_next->all_prev = w;
   srv->all_waiters = w;
   r->waiter = w;
   uv_timer_start(&w->timer, on_wait_timeout, (uint64_t)wait_ms, 0);
@@ -638,12 +618,10 @@ static enum MHD_Result h_get(ae_http_req *r) {
     if (parse_count(wait, MAX_WAIT_MS, &wait_ms))
       return fail(r, 422, "invalid_request", "Invalid request", 0,
                   "wait_ms must be an integer from 0 to %d.", MAX_WAIT_MS);
-    if (wait_ms > MAX_WAIT_MS)
-      wait_ms = MAX_WAIT_MS;
+    if (wait_ms > MAX_WAIT_MS) wait_ms = MAX_WAIT_MS;
     if (wait_ms > 0 && !ae_job_terminal(job) && !r->srv->draining) {
       int rc = suspend_for(r, job, wait_ms);
-      if (rc)
-        return fail_internal(r, rc);
+      if (rc) return fail_internal(r, rc);
       snprintf(r->job_id, sizeof r->job_id, "%s", job->id);
       return MHD_YES;
     }
@@ -662,12 +640,10 @@ static int token_decode(const char *s, long long *seq) {
   char *end;
   errno = 0;
   unsigned long long v = strtoull(s, &end, 16);
-  if (errno || end == s || *end != '-')
-    return AE_EINVAL;
+  if (errno || end == s || *end != '-') return AE_EINVAL;
   char *end2;
   unsigned long check = strtoul(end + 1, &end2, 16);
-  if (*end2 || end2 == end + 1 || check != v % 31)
-    return AE_EINVAL;
+  if (*end2 || end2 == end + 1 || check != v % 31) return AE_EINVAL;
   *seq = (long long)(v ^ 0x5a5a5a5a5aULL);
   return AE_OK;
 }
@@ -696,16 +672,14 @@ static enum MHD_Result h_list(ae_http_req *r) {
     return fail(r, 422, "invalid_request", "Invalid request", 0,
                 "page_token is not a token this server gave.");
   json_t *jobs = json_array();
-  if (!jobs)
-    return fail_internal(r, AE_ENOMEM);
+  if (!jobs) return fail_internal(r, AE_ENOMEM);
   ae_job *job = srv->last;
   while (job && before >= 0 && job->seq >= before)
     job = job->prev;
   long long shown = 0, last_seq = -1;
   int more = 0;
   for (; job; job = job->prev) {
-    if (filter && job->state != state)
-      continue;
+    if (filter && job->state != state) continue;
     if (shown == page_size) {
       more = 1;
       break;
@@ -732,8 +706,8 @@ static enum MHD_Result h_cancel(ae_http_req *r) {
                 "No job %s (unknown or expired).", r->id);
   snprintf(r->job_id, sizeof r->job_id, "%s", job->id);
   if (job->state == AE_JOB_SUCCEEDED || job->state == AE_JOB_FAILED)
-    return fail(r, 409, "job_terminal", "Job finished", 0,
-                "Job %s already %s.", job->id, ae_job_state_name(job->state));
+    return fail(r, 409, "job_terminal", "Job finished", 0, "Job %s already %s.",
+                job->id, ae_job_state_name(job->state));
   ae_job_cancel(r->srv, job);
   return respond_job(r, 200, job, 0);
 }
@@ -778,16 +752,14 @@ static int path_match(const char *pattern, const char *path, char id[32]) {
       while (isalnum((unsigned char)path[n]) || path[n] == '_' ||
              path[n] == '-')
         n++;
-      if (n == 0 || n > 31)
-        return 0;
+      if (n == 0 || n > 31) return 0;
       memcpy(id, path, n);
       id[n] = '\0';
       path += n;
       pattern += 4;
       continue;
     }
-    if (*pattern++ != *path++)
-      return 0;
+    if (*pattern++ != *path++) return 0;
   }
   return *path == '\0';
 }
@@ -803,8 +775,7 @@ static int route_find(ae_http_req *r, char *allow, size_t allow_len) {
   allow[0] = '\0';
   for (size_t i = 0; i < N_ROUTES; i++) {
     char id[32] = "";
-    if (!path_match(routes[i].pattern, r->path, id))
-      continue;
+    if (!path_match(routes[i].pattern, r->path, id)) continue;
     r->route = routes[i].route;
     if (method_matches(routes[i].method, r->method)) {
       snprintf(r->id, sizeof r->id, "%s", id);
@@ -823,8 +794,7 @@ static int route_find(ae_http_req *r, char *allow, size_t allow_len) {
 
 static int request_id_ok(const char *s) {
   size_t n = strlen(s);
-  if (n == 0 || n > 128)
-    return 0;
+  if (n == 0 || n > 128) return 0;
   for (size_t i = 0; i < n; i++)
     if (!isalnum((unsigned char)s[i]) && s[i] != '.' && s[i] != '_' &&
         s[i] != '-')
@@ -838,8 +808,8 @@ static enum MHD_Result dispatch(ae_http_req *r) {
   if (row < 0 && allow[0]) {
     ae_problem p = AE_PROBLEM_INIT;
     ae_problem_set(&p, 405, "method_not_allowed", "Method not allowed",
-                   "%s is not allowed on %s; allowed: %s.", r->method,
-                   r->path, allow);
+                   "%s is not allowed on %s; allowed: %s.", r->method, r->path,
+                   allow);
     return respond_problem_full(r, &p, 0, allow, 0);
   }
   if (row < 0) {
@@ -852,15 +822,13 @@ static enum MHD_Result dispatch(ae_http_req *r) {
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
                                   const char *url, const char *method,
-                                  const char *version,
-                                  const char *upload_data,
+                                  const char *version, const char *upload_data,
                                   size_t *upload_data_size, void **con_cls) {
   ae_server *srv = cls;
   ae_http_req *r = *con_cls;
   if (!r) {
     r = calloc(1, sizeof *r);
-    if (!r)
-      return MHD_NO;
+    if (!r) return MHD_NO;
     *con_cls = r;
     r->srv = srv;
     r->conn = conn;
@@ -868,8 +836,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
     r->route = AE_ROUTE_OTHER;
     snprintf(r->method, sizeof r->method, "%s", method);
     r->path = strdup(url);
-    if (!r->path)
-      return MHD_NO;
+    if (!r->path) return MHD_NO;
     const char *rid = header(r, "X-Request-Id");
     if (rid && request_id_ok(rid))
       snprintf(r->request_id, sizeof r->request_id, "%s", rid);
@@ -895,8 +862,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
   if (*upload_data_size) {
     size_t n = *upload_data_size;
     *upload_data_size = 0;
-    if (r->responded)
-      return MHD_YES;
+    if (r->responded) return MHD_YES;
     if (r->len + n > (size_t)srv->opt->max_body_bytes) {
       /* A chunked or understated body went over: answer if MHD lets us at
        * this point, else close the connection. */
@@ -915,8 +881,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
       while (cap < r->len + n + 1)
         cap *= 2;
       char *fresh = realloc(r->body, cap);
-      if (!fresh)
-        return MHD_NO;
+      if (!fresh) return MHD_NO;
       r->body = fresh;
       r->cap = cap;
     }
@@ -925,21 +890,18 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
     r->body[r->len] = '\0';
     return MHD_YES;
   }
-  if (r->responded)
-    return MHD_YES;
+  if (r->responded) return MHD_YES;
   (void)version;
   return dispatch(r);
 }
 
-static void on_completed(void *cls, struct MHD_Connection *conn,
-                         void **con_cls,
+static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                          enum MHD_RequestTerminationCode toe) {
   ae_server *srv = cls;
   ae_http_req *r = *con_cls;
   (void)conn;
   (void)toe;
-  if (!r)
-    return;
+  if (!r) return;
   *con_cls = NULL;
   if (r->waiter) { /* only at shutdown */
     r->waiter->req = NULL;
@@ -948,8 +910,8 @@ static void on_completed(void *cls, struct MHD_Connection *conn,
   double seconds = (double)(ae_mono_ns() - r->start_ns) / 1e9;
   if (r->status) {
     ae_metrics_http(srv, r->route, r->status, seconds);
-    ae_log_request(r->request_id, r->method, r->path ? r->path : "",
-                   r->status, seconds * 1e3, r->job_id);
+    ae_log_request(r->request_id, r->method, r->path ? r->path : "", r->status,
+                   seconds * 1e3, r->job_id);
   }
   free(r->path);
   free(r->body);
@@ -958,7 +920,9 @@ static void on_completed(void *cls, struct MHD_Connection *conn,
 
 /* ---- MHD on the loop ---- */
 
-static void on_mhd_timer(uv_timer_t *timer) { ae_http_run(timer->data); }
+static void on_mhd_timer(uv_timer_t *timer) {
+  ae_http_run(timer->data);
+}
 
 static void on_mhd_poll(uv_poll_t *poll, int status, int events) {
   (void)status;
@@ -967,8 +931,7 @@ static void on_mhd_poll(uv_poll_t *poll, int status, int events) {
 }
 
 void ae_http_run(ae_server *srv) {
-  if (!srv->mhd)
-    return;
+  if (!srv->mhd) return;
   srv->need_mhd_run = 0;
   MHD_run(srv->mhd);
   MHD_UNSIGNED_LONG_LONG timeout;
@@ -995,16 +958,14 @@ int ae_http_start(ae_server *srv) {
   }
   unsigned flags = MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
                    MHD_USE_ERROR_LOG | MHD_USE_TURBO;
-  if (ai->ai_family == AF_INET6)
-    flags |= MHD_USE_IPv6;
+  if (ai->ai_family == AF_INET6) flags |= MHD_USE_IPv6;
   srv->mhd = MHD_start_daemon(
       flags, (uint16_t)o->http_port, NULL, NULL, on_request, srv,
-      MHD_OPTION_SOCK_ADDR, ai->ai_addr,
-      MHD_OPTION_CONNECTION_LIMIT, (unsigned)o->max_connections,
-      MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)o->max_connections_per_ip,
-      MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)o->connection_timeout_secs,
-      MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
-      MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned)1,
+      MHD_OPTION_SOCK_ADDR, ai->ai_addr, MHD_OPTION_CONNECTION_LIMIT,
+      (unsigned)o->max_connections, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
+      (unsigned)o->max_connections_per_ip, MHD_OPTION_CONNECTION_TIMEOUT,
+      (unsigned)o->connection_timeout_secs, MHD_OPTION_NOTIFY_COMPLETED,
+      on_completed, srv, MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned)1,
       MHD_OPTION_END);
   freeaddrinfo(ai);
   if (!srv->mhd) {
@@ -1029,8 +990,7 @@ int ae_http_start(ae_server *srv) {
 }
 
 void ae_http_stop(ae_server *srv) {
-  if (!srv->mhd)
-    return;
+  if (!srv->mhd) return;
   ae_http_wake_all(srv);
   MHD_run(srv->mhd); /* let resumed connections go */
   uv_poll_stop(&srv->mhd_poll);

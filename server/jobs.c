@@ -39,8 +39,7 @@ static size_t hash_string(const char *s) {
 static int table_grow(ae_job ***buckets, size_t *n_buckets, int by_idem) {
   size_t n = *n_buckets ? *n_buckets * 2 : 1024;
   ae_job **fresh = calloc(n, sizeof *fresh);
-  if (!fresh)
-    return AE_ENOMEM;
+  if (!fresh) return AE_ENOMEM;
   for (size_t i = 0; i < *n_buckets; i++) {
     ae_job *j = (*buckets)[i];
     while (j) {
@@ -62,22 +61,18 @@ static int table_grow(ae_job ***buckets, size_t *n_buckets, int by_idem) {
 }
 
 ae_job *ae_job_find(ae_server *srv, const char *id) {
-  if (!srv->n_buckets)
-    return NULL;
+  if (!srv->n_buckets) return NULL;
   for (ae_job *j = srv->buckets[hash_string(id) & (srv->n_buckets - 1)]; j;
        j = j->hash_next)
-    if (!strcmp(j->id, id))
-      return j;
+    if (!strcmp(j->id, id)) return j;
   return NULL;
 }
 
 ae_job *ae_job_find_idem(ae_server *srv, const char *key) {
-  if (!srv->n_idem_buckets)
-    return NULL;
+  if (!srv->n_idem_buckets) return NULL;
   size_t b = hash_string(key) & (srv->n_idem_buckets - 1);
   for (ae_job *j = srv->idem_buckets[b]; j; j = j->idem_next)
-    if (!strcmp(j->idem_key, key))
-      return j;
+    if (!strcmp(j->idem_key, key)) return j;
   return NULL;
 }
 
@@ -112,8 +107,7 @@ static void job_link(ae_server *srv, ae_job *job) {
 
 static int table_reserve(ae_server *srv, size_t more) {
   while (srv->n_jobs + more > srv->n_buckets)
-    if (table_grow(&srv->buckets, &srv->n_buckets, 0))
-      return AE_ENOMEM;
+    if (table_grow(&srv->buckets, &srv->n_buckets, 0)) return AE_ENOMEM;
   while (srv->n_idem + more > srv->n_idem_buckets)
     if (table_grow(&srv->idem_buckets, &srv->n_idem_buckets, 1))
       return AE_ENOMEM;
@@ -182,10 +176,8 @@ static void fin_remove(ae_server *srv, ae_job *job) {
 }
 
 static void job_free(ae_job *job) {
-  if (!job)
-    return;
-  if (job->has_req)
-    ae_request_free(&job->req);
+  if (!job) return;
+  if (job->has_req) ae_request_free(&job->req);
   json_decref(job->request_json);
   json_decref(job->result_json);
   json_decref(job->error_json);
@@ -198,8 +190,7 @@ static void job_free(ae_job *job) {
 /* ---- the priority queue (caller holds queue_mu) ---- */
 
 static int heap_less(const ae_job *a, const ae_job *b) {
-  if (a->priority != b->priority)
-    return a->priority < b->priority;
+  if (a->priority != b->priority) return a->priority < b->priority;
   return a->seq < b->seq;
 }
 
@@ -212,8 +203,7 @@ static void heap_up(ae_server *srv, size_t i) {
   ae_job *job = srv->heap[i];
   while (i > 0) {
     size_t parent = (i - 1) / 2;
-    if (!heap_less(job, srv->heap[parent]))
-      break;
+    if (!heap_less(job, srv->heap[parent])) break;
     heap_set(srv, i, srv->heap[parent]);
     i = parent;
   }
@@ -224,13 +214,11 @@ static void heap_down(ae_server *srv, size_t i) {
   ae_job *job = srv->heap[i];
   for (;;) {
     size_t child = 2 * i + 1;
-    if (child >= srv->heap_n)
-      break;
+    if (child >= srv->heap_n) break;
     if (child + 1 < srv->heap_n &&
         heap_less(srv->heap[child + 1], srv->heap[child]))
       child++;
-    if (!heap_less(srv->heap[child], job))
-      break;
+    if (!heap_less(srv->heap[child], job)) break;
     heap_set(srv, i, srv->heap[child]);
     i = child;
   }
@@ -238,14 +226,12 @@ static void heap_down(ae_server *srv, size_t i) {
 }
 
 static int heap_reserve(ae_server *srv, size_t more) {
-  if (srv->heap_n + more <= srv->heap_cap)
-    return AE_OK;
+  if (srv->heap_n + more <= srv->heap_cap) return AE_OK;
   size_t cap = srv->heap_cap ? srv->heap_cap : 256;
   while (cap < srv->heap_n + more)
     cap *= 2;
   ae_job **fresh = realloc(srv->heap, cap * sizeof *fresh);
-  if (!fresh)
-    return AE_ENOMEM;
+  if (!fresh) return AE_ENOMEM;
   srv->heap = fresh;
   srv->heap_cap = cap;
   return AE_OK;
@@ -278,8 +264,7 @@ static void prio_count(ae_server *srv, int priority, long delta) {
 
 static void heap_push(ae_server *srv, ae_job *job) {
   prio_count(srv, job->priority, 1);
-  if (job->seq > srv->heap_max_seq)
-    srv->heap_max_seq = job->seq;
+  if (job->seq > srv->heap_max_seq) srv->heap_max_seq = job->seq;
   srv->heap_n++;
   heap_set(srv, srv->heap_n - 1, job);
   heap_up(srv, srv->heap_n - 1);
@@ -291,8 +276,7 @@ static void heap_remove(ae_server *srv, ae_job *job) {
   prio_count(srv, job->priority, -1);
   job->in_heap = 0;
   srv->heap_n--;
-  if (i == srv->heap_n)
-    return;
+  if (i == srv->heap_n) return;
   ae_job *moved = srv->heap[srv->heap_n];
   heap_set(srv, i, moved);
   heap_down(srv, i);
@@ -323,9 +307,8 @@ static void post_event(ae_server *srv, ae_event *ev) {
 
 static void worker_fail(ae_worker *w, const char *what, int rc,
                         const ae_problem *p) {
-  snprintf(w->w_error, sizeof w->w_error, "%s: %s%s%s", what,
-           ae_strerror(rc), p && p->detail ? ": " : "",
-           p && p->detail ? p->detail : "");
+  snprintf(w->w_error, sizeof w->w_error, "%s: %s%s%s", what, ae_strerror(rc),
+           p && p->detail ? ": " : "", p && p->detail ? p->detail : "");
   w->ev_failed.kind = AE_EV_FAILED;
   w->ev_failed.worker = w->index;
   post_event(w->srv, &w->ev_failed);
@@ -387,8 +370,8 @@ static void *worker_main(void *arg) {
 
     ae_job_control ctl = {&job->cancel, job->deadline_ns};
     ae_scorecard_init(&job->w_card);
-    rc = ae_engine_score(engine, &job->req, &srv->registry, &ctl,
-                         &job->w_card, &job->w_problem);
+    rc = ae_engine_score(engine, &job->req, &srv->registry, &ctl, &job->w_card,
+                         &job->w_problem);
     job->w_rc = rc;
     job->w_end_ns = ae_mono_ns();
     atomic_store(&w->memory_used, ae_engine_memory_used(engine));
@@ -410,8 +393,7 @@ int ae_workers_start(ae_server *srv) {
     ae_worker *w = &srv->workers[i];
     int err = pthread_create(&w->thread, NULL, worker_main, w);
     if (err) {
-      ae_log(AE_LOG_ERROR, "worker %zu: pthread_create: %s", i,
-             strerror(err));
+      ae_log(AE_LOG_ERROR, "worker %zu: pthread_create: %s", i, strerror(err));
       return AE_EINTERNAL;
     }
     w->thread_started = 1;
@@ -437,7 +419,9 @@ void ae_workers_stop(ae_server *srv) {
 static const char *const state_names[] = {"queued", "running", "succeeded",
                                           "failed", "cancelled"};
 
-const char *ae_job_state_name(ae_job_state s) { return state_names[s]; }
+const char *ae_job_state_name(ae_job_state s) {
+  return state_names[s];
+}
 
 int ae_job_state_parse(const char *s, ae_job_state *out) {
   for (int i = 0; i < 5; i++)
@@ -454,15 +438,15 @@ int ae_job_terminal(const ae_job *job) {
 }
 
 int ae_server_ready(const ae_server *srv) {
-  if (srv->draining || srv->n_workers == 0)
-    return 0;
+  if (srv->draining || srv->n_workers == 0) return 0;
   for (size_t i = 0; i < srv->n_workers; i++)
-    if (!srv->workers[i].ready || srv->workers[i].failed)
-      return 0;
+    if (!srv->workers[i].ready || srv->workers[i].failed) return 0;
   return 1;
 }
 
-static char *dumps_or_null(const json_t *j) { return j ? ae_json_dumps(j) : NULL; }
+static char *dumps_or_null(const json_t *j) {
+  return j ? ae_json_dumps(j) : NULL;
+}
 
 static void store_failed(ae_server *srv, const char *what, const char *id,
                          int rc) {
@@ -493,8 +477,7 @@ static void job_finish(ae_server *srv, ae_job *job, ae_job_state state,
     char *rj = dumps_or_null(result), *ej = dumps_or_null(error);
     int rc = ae_store_finish(srv->store, job->id, state, rj, ej,
                              job->finished_ms, job->expires_ms);
-    if (rc)
-      store_failed(srv, "finish", job->id, rc);
+    if (rc) store_failed(srv, "finish", job->id, rc);
     free(rj);
     free(ej);
   }
@@ -579,8 +562,7 @@ static void job_done(ae_server *srv, ae_job *job, ae_worker *w) {
 }
 
 static void job_started(ae_server *srv, ae_job *job, ae_worker *w) {
-  if (srv->n_queued)
-    srv->n_queued--;
+  if (srv->n_queued) srv->n_queued--;
   srv->n_running++;
   job->state = AE_JOB_RUNNING;
   job->started_ms = job->w_started_ms;
@@ -591,8 +573,7 @@ static void job_started(ae_server *srv, ae_job *job, ae_worker *w) {
   if (srv->store) {
     int rc = ae_store_mark_running(srv->store, job->id, job->worker,
                                    job->started_ms);
-    if (rc)
-      store_failed(srv, "mark running", job->id, rc);
+    if (rc) store_failed(srv, "mark running", job->id, rc);
   }
 }
 
@@ -620,8 +601,7 @@ static void on_async(uv_async_t *handle) {
       break;
     case AE_EV_FAILED:
       w->failed = 1;
-      ae_log(AE_LOG_ERROR, "worker %s left service: %s", w->name,
-             w->w_error);
+      ae_log(AE_LOG_ERROR, "worker %s left service: %s", w->name, w->w_error);
       break;
     case AE_EV_STARTED:
       job_started(srv, ev->job, w);
@@ -644,21 +624,18 @@ int ae_jobs_submit(ae_server *srv, ae_request *reqs, size_t n,
   int rc = AE_ENOMEM;
   ae_store_job *rows = NULL;
   char **request_texts = NULL;
-  if (table_reserve(srv, n))
-    return AE_ENOMEM;
+  if (table_reserve(srv, n)) return AE_ENOMEM;
   pthread_mutex_lock(&srv->queue_mu);
   rc = heap_reserve(srv, n);
   pthread_mutex_unlock(&srv->queue_mu);
-  if (rc)
-    return rc;
+  if (rc) return rc;
   rc = AE_ENOMEM;
   for (size_t i = 0; i < n; i++)
     out[i] = NULL;
   long long now_ms = ae_now_ms(), now_ns = ae_mono_ns();
   for (size_t i = 0; i < n; i++) {
     ae_job *job = calloc(1, sizeof *job);
-    if (!job)
-      goto fail;
+    if (!job) goto fail;
     out[i] = job;
     ae_job_id_new(job->id, sizeof job->id);
     job->state = AE_JOB_QUEUED;
@@ -670,8 +647,7 @@ int ae_jobs_submit(ae_server *srv, ae_request *reqs, size_t n,
       goto fail;
     if (idem_key) {
       size_t klen = strlen(idem_key) + 24;
-      if (!(job->idem_key = malloc(klen)))
-        goto fail;
+      if (!(job->idem_key = malloc(klen))) goto fail;
       if (batch)
         snprintf(job->idem_key, klen, "%s\n%zu", idem_key, i);
       else
@@ -687,23 +663,21 @@ int ae_jobs_submit(ae_server *srv, ae_request *reqs, size_t n,
   if (srv->store) {
     rows = calloc(n, sizeof *rows);
     request_texts = calloc(n, sizeof *request_texts);
-    if (!rows || !request_texts)
-      goto fail;
+    if (!rows || !request_texts) goto fail;
     for (size_t i = 0; i < n; i++) {
       ae_job *job = out[i];
-      if (!(request_texts[i] = ae_json_dumps(job->request_json)))
-        goto fail;
-      rows[i] = (ae_store_job){.id = job->id,
-                               .state = AE_JOB_QUEUED,
-                               .request_json = request_texts[i],
-                               .idempotency_key = job->idem_key,
-                               .body_hash = job->idem_key ? job->body_hash
-                                                          : NULL,
-                               .client_ref = job->client_ref,
-                               .priority = job->priority,
-                               .timeout_ms = job->timeout_ms,
-                               .created_ms = job->created_ms,
-                               .seq = job->seq};
+      if (!(request_texts[i] = ae_json_dumps(job->request_json))) goto fail;
+      rows[i] =
+          (ae_store_job){.id = job->id,
+                         .state = AE_JOB_QUEUED,
+                         .request_json = request_texts[i],
+                         .idempotency_key = job->idem_key,
+                         .body_hash = job->idem_key ? job->body_hash : NULL,
+                         .client_ref = job->client_ref,
+                         .priority = job->priority,
+                         .timeout_ms = job->timeout_ms,
+                         .created_ms = job->created_ms,
+                         .seq = job->seq};
     }
     rc = ae_store_insert(srv->store, rows, n);
     if (rc) {
@@ -752,12 +726,10 @@ fail:
 }
 
 void ae_job_cancel(ae_server *srv, ae_job *job) {
-  if (ae_job_terminal(job))
-    return;
+  if (ae_job_terminal(job)) return;
   pthread_mutex_lock(&srv->queue_mu);
   int was_queued = job->in_heap;
-  if (was_queued)
-    heap_remove(srv, job);
+  if (was_queued) heap_remove(srv, job);
   pthread_mutex_unlock(&srv->queue_mu);
   if (was_queued) {
     job_finish(srv, job, AE_JOB_CANCELLED,
@@ -772,8 +744,7 @@ void ae_job_cancel(ae_server *srv, ae_job *job) {
     job->cached_body = NULL;
     if (srv->store) {
       int rc = ae_store_mark_cancel_requested(srv->store, job->id);
-      if (rc)
-        store_failed(srv, "mark cancel", job->id, rc);
+      if (rc) store_failed(srv, "mark cancel", job->id, rc);
     }
   }
 }
@@ -785,12 +756,10 @@ static void job_remove(ae_server *srv, ae_job *job) {
 }
 
 void ae_job_delete(ae_server *srv, ae_job *job) {
-  if (!ae_job_terminal(job))
-    return;
+  if (!ae_job_terminal(job)) return;
   if (srv->store) {
     int rc = ae_store_delete(srv->store, job->id);
-    if (rc)
-      store_failed(srv, "delete", job->id, rc);
+    if (rc) store_failed(srv, "delete", job->id, rc);
   }
   job_remove(srv, job);
 }
@@ -798,8 +767,7 @@ void ae_job_delete(ae_server *srv, ae_job *job) {
 /* ---- rendering ---- */
 
 static json_t *time_or_null(long long ms) {
-  if (!ms)
-    return json_null();
+  if (!ms) return json_null();
   char buf[40];
   ae_format_rfc3339(ms, buf, sizeof buf);
   return json_string(buf);
@@ -813,13 +781,11 @@ static long long queue_position(ae_server *srv, ae_job *job) {
     /* The newest job: every queued job of its priority or lower is ahead
      * (itself counted in its priority's total). */
     for (size_t i = 0; i < srv->n_prios; i++)
-      if (srv->prios[i].priority <= job->priority)
-        ahead += srv->prios[i].count;
+      if (srv->prios[i].priority <= job->priority) ahead += srv->prios[i].count;
     ahead--;
   } else if (queued) {
     for (size_t i = 0; i < srv->heap_n; i++)
-      if (heap_less(srv->heap[i], job))
-        ahead++;
+      if (heap_less(srv->heap[i], job)) ahead++;
   }
   pthread_mutex_unlock(&srv->queue_mu);
   return queued ? ahead + 1 : 0;
@@ -827,8 +793,7 @@ static long long queue_position(ae_server *srv, ae_job *job) {
 
 json_t *ae_job_to_json(ae_server *srv, ae_job *job) {
   json_t *o = json_object();
-  if (!o)
-    return NULL;
+  if (!o) return NULL;
   int bad = 0;
   bad |= json_object_set_new(o, "id", json_string(job->id));
   bad |= json_object_set_new(o, "state", json_string(state_names[job->state]));
@@ -873,8 +838,7 @@ char *ae_job_render(ae_server *srv, ae_job *job, size_t *len) {
   json_t *j = ae_job_to_json(srv, job);
   char *text = ae_json_dumps(j);
   json_decref(j);
-  if (!text)
-    return NULL;
+  if (!text) return NULL;
   *len = strlen(text);
   if (ae_job_terminal(job)) {
     job->cached_body = malloc(*len + 1);
@@ -899,8 +863,7 @@ static void sweep(uv_timer_t *timer) {
     pthread_mutex_lock(&srv->queue_mu);
     for (size_t i = 0; i < srv->heap_n && n_late < 64; i++) {
       ae_job *job = srv->heap[i];
-      if (job->deadline_ns && job->deadline_ns <= now_ns)
-        late[n_late++] = job;
+      if (job->deadline_ns && job->deadline_ns <= now_ns) late[n_late++] = job;
     }
     for (size_t i = 0; i < n_late; i++)
       heap_remove(srv, late[i]);
@@ -919,8 +882,7 @@ static void sweep(uv_timer_t *timer) {
   }
   if (expired && srv->store) {
     int rc = ae_store_expire(srv->store, now_ms);
-    if (rc)
-      store_failed(srv, "expire", "", rc);
+    if (rc) store_failed(srv, "expire", "", rc);
   }
   ae_http_run(srv);
 }
@@ -930,19 +892,18 @@ static void sweep(uv_timer_t *timer) {
  * workers cannot be joined; the process exit ends them). */
 static void on_drain_force(uv_timer_t *timer) {
   ae_server *srv = timer->data;
-  ae_log(AE_LOG_ERROR, "%zu jobs ignored their cancel for %d s: exiting "
-         "without them", srv->n_running, AE_DRAIN_GRACE_MS / 1000);
+  ae_log(AE_LOG_ERROR,
+         "%zu jobs ignored their cancel for %d s: exiting "
+         "without them",
+         srv->n_running, AE_DRAIN_GRACE_MS / 1000);
   for (ae_job *job = srv->first; job; job = job->next) {
-    if (ae_job_terminal(job) || !srv->store)
-      continue;
+    if (ae_job_terminal(job) || !srv->store) continue;
     long long now = ae_now_ms();
-    int rc = ae_store_finish(srv->store, job->id, AE_JOB_CANCELLED, NULL,
-                             NULL, now, now + srv->opt->job_ttl_secs * 1000);
-    if (rc)
-      store_failed(srv, "finish", job->id, rc);
+    int rc = ae_store_finish(srv->store, job->id, AE_JOB_CANCELLED, NULL, NULL,
+                             now, now + srv->opt->job_ttl_secs * 1000);
+    if (rc) store_failed(srv, "finish", job->id, rc);
   }
-  if (srv->store)
-    ae_store_close(srv->store);
+  if (srv->store) ae_store_close(srv->store);
   srv->store = NULL;
   fflush(stderr);
   _exit(0);
@@ -954,37 +915,33 @@ static void on_drain_deadline(uv_timer_t *timer) {
   ae_log(AE_LOG_WARN, "drain deadline passed: cancelling %zu running jobs",
          srv->n_running);
   for (ae_job *job = srv->first; job; job = job->next)
-    if (!ae_job_terminal(job))
-      atomic_store(&job->cancel, 1);
+    if (!ae_job_terminal(job)) atomic_store(&job->cancel, 1);
   uv_timer_start(&srv->drain_timer, on_drain_force, AE_DRAIN_GRACE_MS, 0);
   maybe_finish_drain(srv);
 }
 
 static void maybe_finish_drain(ae_server *srv) {
-  if (!srv->draining || srv->stopping)
-    return;
+  if (!srv->draining || srv->stopping) return;
   /* Jobs a worker took but whose start event is still on its way count as
    * queued here; wait for them too. */
   int busy = srv->n_running > 0 || srv->n_queued > 0;
-  if (busy)
-    return;
+  if (busy) return;
   srv->stopping = 1;
   ae_server_shutdown(srv);
 }
 
 void ae_server_drain(ae_server *srv) {
-  if (srv->draining)
-    return;
+  if (srv->draining) return;
   srv->draining = 1;
-  ae_log(AE_LOG_INFO, "draining: %zu queued jobs cancelled, %zu running "
-         "get %d s", srv->n_queued, srv->n_running,
-         srv->opt->drain_timeout_secs);
+  ae_log(AE_LOG_INFO,
+         "draining: %zu queued jobs cancelled, %zu running "
+         "get %d s",
+         srv->n_queued, srv->n_running, srv->opt->drain_timeout_secs);
   for (;;) {
     pthread_mutex_lock(&srv->queue_mu);
     ae_job *job = srv->heap_n ? heap_pop(srv) : NULL;
     pthread_mutex_unlock(&srv->queue_mu);
-    if (!job)
-      break;
+    if (!job) break;
     job_finish(srv, job, AE_JOB_CANCELLED, "draining", NULL, NULL);
   }
   uv_timer_start(&srv->drain_timer, on_drain_deadline,
@@ -999,15 +956,12 @@ static int load_one(void *ud, const ae_store_job *row) {
   ae_server *srv = ud;
   long long now_ms = ae_now_ms();
   int terminal = row->state == AE_JOB_SUCCEEDED ||
-                 row->state == AE_JOB_FAILED ||
-                 row->state == AE_JOB_CANCELLED;
+                 row->state == AE_JOB_FAILED || row->state == AE_JOB_CANCELLED;
   if (terminal && row->expires_ms && row->expires_ms <= now_ms)
     return 0; /* expired while we were down */
-  if (table_reserve(srv, 1))
-    return AE_ENOMEM;
+  if (table_reserve(srv, 1)) return AE_ENOMEM;
   ae_job *job = calloc(1, sizeof *job);
-  if (!job)
-    return AE_ENOMEM;
+  if (!job) return AE_ENOMEM;
   snprintf(job->id, sizeof job->id, "%s", row->id);
   job->state = row->state;
   atomic_init(&job->cancel, 0);
@@ -1015,13 +969,13 @@ static int load_one(void *ud, const ae_store_job *row) {
   job->timeout_ms = row->timeout_ms;
   job->created_ms = row->created_ms;
   job->seq = row->seq;
-  if (row->seq >= srv->next_seq)
-    srv->next_seq = row->seq + 1;
+  if (row->seq >= srv->next_seq) srv->next_seq = row->seq + 1;
   json_error_t err;
   job->request_json = json_loads(row->request_json ? row->request_json : "null",
                                  JSON_DECODE_ANY, &err);
   if ((row->client_ref && !(job->client_ref = strdup(row->client_ref))) ||
-      (row->idempotency_key && !(job->idem_key = strdup(row->idempotency_key)))) {
+      (row->idempotency_key &&
+       !(job->idem_key = strdup(row->idempotency_key)))) {
     job_free(job);
     return AE_ENOMEM;
   }
@@ -1047,9 +1001,9 @@ static int load_one(void *ud, const ae_store_job *row) {
   long long left_ms = job->created_ms + job->timeout_ms - now_ms;
   job->enqueued_ns = ae_mono_ns();
   job->deadline_ns =
-      job->timeout_ms > 0 ? job->enqueued_ns + (left_ms > 0 ? left_ms : 0) *
-                                                   1000000LL
-                          : 0;
+      job->timeout_ms > 0
+          ? job->enqueued_ns + (left_ms > 0 ? left_ms : 0) * 1000000LL
+          : 0;
   ae_problem p = AE_PROBLEM_INIT;
   int rc = job->request_json
                ? ae_request_parse(job->request_json, &srv->catalog,
@@ -1078,8 +1032,7 @@ static int load_one(void *ud, const ae_store_job *row) {
   job->has_req = 1;
   pthread_mutex_lock(&srv->queue_mu);
   rc = heap_reserve(srv, 1);
-  if (!rc)
-    heap_push(srv, job);
+  if (!rc) heap_push(srv, job);
   pthread_mutex_unlock(&srv->queue_mu);
   if (rc) {
     job_finish(srv, job, AE_JOB_FAILED, "internal", NULL, NULL);
@@ -1089,8 +1042,7 @@ static int load_one(void *ud, const ae_store_job *row) {
 }
 
 int ae_jobs_load(ae_server *srv) {
-  if (!srv->store)
-    return AE_OK;
+  if (!srv->store) return AE_OK;
   int rc = ae_store_load(srv->store, load_one, srv);
   if (rc) {
     ae_log(AE_LOG_ERROR, "store: load: %s (%s)", ae_strerror(rc),
@@ -1098,10 +1050,9 @@ int ae_jobs_load(ae_server *srv) {
     return rc;
   }
   rc = ae_store_expire(srv->store, ae_now_ms());
-  if (rc)
-    store_failed(srv, "expire", "", rc);
-  ae_log(AE_LOG_INFO, "store: %zu jobs loaded, %zu queued again",
-         srv->n_jobs, srv->n_queued);
+  if (rc) store_failed(srv, "expire", "", rc);
+  ae_log(AE_LOG_INFO, "store: %zu jobs loaded, %zu queued again", srv->n_jobs,
+         srv->n_queued);
   return AE_OK;
 }
 
@@ -1109,17 +1060,12 @@ int ae_jobs_load(ae_server *srv) {
 
 int ae_server_jobs_init(ae_server *srv) {
   int err = pthread_mutex_init(&srv->queue_mu, NULL);
-  if (!err)
-    err = pthread_cond_init(&srv->queue_cv, NULL);
-  if (!err)
-    err = pthread_mutex_init(&srv->event_mu, NULL);
-  if (err)
-    return AE_EINTERNAL;
+  if (!err) err = pthread_cond_init(&srv->queue_cv, NULL);
+  if (!err) err = pthread_mutex_init(&srv->event_mu, NULL);
+  if (err) return AE_EINTERNAL;
   srv->next_seq = 1;
-  if (table_reserve(srv, 1))
-    return AE_ENOMEM;
-  if (uv_async_init(srv->loop, &srv->async, on_async))
-    return AE_EINTERNAL;
+  if (table_reserve(srv, 1)) return AE_ENOMEM;
+  if (uv_async_init(srv->loop, &srv->async, on_async)) return AE_EINTERNAL;
   srv->async.data = srv;
   if (uv_timer_init(srv->loop, &srv->sweep_timer) ||
       uv_timer_init(srv->loop, &srv->drain_timer))

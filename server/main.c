@@ -24,12 +24,29 @@
 #include "server/daemon.h"
 
 enum {
-  OPT_HTTP_ADDRESS = 256, OPT_HTTP_PORT, OPT_BACKEND, OPT_GPUS,
-  OPT_WORKERS_PER_GPU, OPT_HOST_WORKERS, OPT_MAX_QUEUE, OPT_MAX_BATCH,
-  OPT_MAX_BODY_BYTES, OPT_DEFAULT_TIMEOUT_MS, OPT_JOB_TTL_SECS,
-  OPT_DRAIN_TIMEOUT_SECS, OPT_CONNECTION_TIMEOUT_SECS, OPT_MAX_CONNECTIONS,
-  OPT_MAX_CONNECTIONS_PER_IP, OPT_DATASET, OPT_LOG_FORMAT, OPT_LOG_LEVEL,
-  OPT_STATE_DIR, OPT_NO_STORE, OPT_STORE_SYNC, OPT_HEALTHCHECK, OPT_HELP,
+  OPT_HTTP_ADDRESS = 256,
+  OPT_HTTP_PORT,
+  OPT_BACKEND,
+  OPT_GPUS,
+  OPT_WORKERS_PER_GPU,
+  OPT_HOST_WORKERS,
+  OPT_MAX_QUEUE,
+  OPT_MAX_BATCH,
+  OPT_MAX_BODY_BYTES,
+  OPT_DEFAULT_TIMEOUT_MS,
+  OPT_JOB_TTL_SECS,
+  OPT_DRAIN_TIMEOUT_SECS,
+  OPT_CONNECTION_TIMEOUT_SECS,
+  OPT_MAX_CONNECTIONS,
+  OPT_MAX_CONNECTIONS_PER_IP,
+  OPT_DATASET,
+  OPT_LOG_FORMAT,
+  OPT_LOG_LEVEL,
+  OPT_STATE_DIR,
+  OPT_NO_STORE,
+  OPT_STORE_SYNC,
+  OPT_HEALTHCHECK,
+  OPT_HELP,
   OPT_VERSION
 };
 
@@ -67,44 +84,49 @@ static const char *default_state_dir(void) {
 }
 
 static void usage(FILE *out) {
-  fprintf(out,
-"Usage: archevald [OPTION]...\n"
-"Scores neural-network architectures without training them, over HTTP.\n"
-"\n"
-"  --http-address=ADDR          listen address (default 127.0.0.1)\n"
-"  --http-port=PORT             listen port (default 8000)\n"
-"  --backend=auto|host|cuda     scoring backend (default auto: cuda when a\n"
-"                               device opens, else host)\n"
-"  --gpus=all|LIST              CUDA devices, e.g. 0,2 (default all)\n"
-"  --workers-per-gpu=N          workers per device (default 1)\n"
-"  --host-workers=N             host workers (default 1 when a GPU serves,\n"
-"                               else the core count)\n"
-"  --max-queue=N                queued jobs before 429 (default 1024)\n"
-"  --max-batch=N                jobs per POST /v1/jobs:batch (default 256)\n"
-"  --max-body-bytes=SIZE        request body limit (default 8MiB)\n"
-"  --default-timeout-ms=MS      a job's default timeout_ms (default 600000)\n"
-"  --job-ttl-secs=S             finished jobs are kept S seconds\n"
-"                               (default 3600)\n"
-"  --drain-timeout-secs=S       on SIGTERM, running jobs get S seconds\n"
-"                               (default 25)\n"
-"  --connection-timeout-secs=S  idle connection timeout (default 30)\n"
-"  --max-connections=N          concurrent connections (default 1024)\n"
-"  --max-connections-per-ip=N   per client address (default 64)\n"
-"  --dataset=NAME=PATH[,...]    register a dataset (repeatable; default\n"
-"                               none beyond synthetic and an installed\n"
-"                               fashion-mnist)\n"
-"  --log-format=text|json       log line format (default text)\n"
-"  --log-level=debug|info|warn|error  (default info)\n"
-"  --state-dir=DIR              job store folder (default %s;\n"
-"                               '' disables the store)\n"
-"  --no-store                   keep jobs in memory only (default off)\n"
-"  --store-sync=full|normal     fsync every commit, or WAL normal\n"
-"                               (default full)\n"
-"  --healthcheck                GET /v1/health/ready on the configured\n"
-"                               address and exit 0 if ready, else 1\n"
-"  --help                       this text\n"
-"  --version                    the version\n",
-          default_state_dir());
+  fprintf(
+      out,
+      "Usage: archevald [OPTION]...\n"
+      "Scores neural-network architectures without training them, over HTTP.\n"
+      "\n"
+      "  --http-address=ADDR          listen address (default 127.0.0.1)\n"
+      "  --http-port=PORT             listen port (default 8000)\n"
+      "  --backend=auto|host|cuda     scoring backend (default auto: cuda when "
+      "a\n"
+      "                               device opens, else host)\n"
+      "  --gpus=all|LIST              CUDA devices, e.g. 0,2 (default all)\n"
+      "  --workers-per-gpu=N          workers per device (default 1)\n"
+      "  --host-workers=N             host workers (default 1 when a GPU "
+      "serves,\n"
+      "                               else the core count)\n"
+      "  --max-queue=N                queued jobs before 429 (default 1024)\n"
+      "  --max-batch=N                jobs per POST /v1/jobs:batch (default "
+      "256)\n"
+      "  --max-body-bytes=SIZE        request body limit (default 8MiB)\n"
+      "  --default-timeout-ms=MS      a job's default timeout_ms (default "
+      "600000)\n"
+      "  --job-ttl-secs=S             finished jobs are kept S seconds\n"
+      "                               (default 3600)\n"
+      "  --drain-timeout-secs=S       on SIGTERM, running jobs get S seconds\n"
+      "                               (default 25)\n"
+      "  --connection-timeout-secs=S  idle connection timeout (default 30)\n"
+      "  --max-connections=N          concurrent connections (default 1024)\n"
+      "  --max-connections-per-ip=N   per client address (default 64)\n"
+      "  --dataset=NAME=PATH[,...]    register a dataset (repeatable; default\n"
+      "                               none beyond synthetic and an installed\n"
+      "                               fashion-mnist)\n"
+      "  --log-format=text|json       log line format (default text)\n"
+      "  --log-level=debug|info|warn|error  (default info)\n"
+      "  --state-dir=DIR              job store folder (default %s;\n"
+      "                               '' disables the store)\n"
+      "  --no-store                   keep jobs in memory only (default off)\n"
+      "  --store-sync=full|normal     fsync every commit, or WAL normal\n"
+      "                               (default full)\n"
+      "  --healthcheck                GET /v1/health/ready on the configured\n"
+      "                               address and exit 0 if ready, else 1\n"
+      "  --help                       this text\n"
+      "  --version                    the version\n",
+      default_state_dir());
 }
 
 static int parse_long(const char *s, long long min, long long max,
@@ -112,8 +134,7 @@ static int parse_long(const char *s, long long min, long long max,
   char *end;
   errno = 0;
   long long v = strtoll(s, &end, 10);
-  if (errno || end == s || *end || v < min || v > max)
-    return AE_EINVAL;
+  if (errno || end == s || *end || v < min || v > max) return AE_EINVAL;
   *out = v;
   return AE_OK;
 }
@@ -123,8 +144,7 @@ static int parse_size(const char *s, long long *out) {
   char *end;
   errno = 0;
   long long v = strtoll(s, &end, 10);
-  if (errno || end == s || v < 0)
-    return AE_EINVAL;
+  if (errno || end == s || v < 0) return AE_EINVAL;
   long long unit = 1;
   if (!strcmp(end, "") || !strcasecmp(end, "B"))
     unit = 1;
@@ -139,8 +159,7 @@ static int parse_size(const char *s, long long *out) {
     unit = 1024LL * 1024 * 1024;
   else
     return AE_EINVAL;
-  if (v > (1LL << 40) / unit)
-    return AE_EINVAL;
+  if (v > (1LL << 40) / unit) return AE_EINVAL;
   *out = v * unit;
   return AE_OK;
 }
@@ -148,8 +167,10 @@ static int parse_size(const char *s, long long *out) {
 static int option_int(const char *name, const char *arg, long long min,
                       long long max, long long *out) {
   if (parse_long(arg, min, max, out)) {
-    fprintf(stderr, "archevald: --%s: '%s' is not an integer in [%lld, "
-            "%lld]\n", name, arg, min, max);
+    fprintf(stderr,
+            "archevald: --%s: '%s' is not an integer in [%lld, "
+            "%lld]\n",
+            name, arg, min, max);
     return AE_EINVAL;
   }
   return AE_OK;
@@ -164,10 +185,11 @@ static int parse_options(int argc, char **argv, ae_options *o) {
   while ((c = getopt_long(argc, argv, "", long_options, NULL)) != -1) {
     const char *name = NULL;
     for (size_t i = 0; long_options[i].name; i++)
-      if (long_options[i].val == c)
-        name = long_options[i].name;
+      if (long_options[i].val == c) name = long_options[i].name;
     switch (c) {
-    case OPT_HTTP_ADDRESS: o->http_address = optarg; break;
+    case OPT_HTTP_ADDRESS:
+      o->http_address = optarg;
+      break;
     case OPT_HTTP_PORT:
       if (option_int(name, optarg, 0, 65535, &v)) return -1;
       o->http_port = (int)v;
@@ -180,7 +202,9 @@ static int parse_options(int argc, char **argv, ae_options *o) {
       }
       o->backend = optarg;
       break;
-    case OPT_GPUS: o->gpus = optarg; break;
+    case OPT_GPUS:
+      o->gpus = optarg;
+      break;
     case OPT_WORKERS_PER_GPU:
       if (option_int(name, optarg, 1, 64, &v)) return -1;
       o->workers_per_gpu = (int)v;
@@ -229,10 +253,8 @@ static int parse_options(int argc, char **argv, ae_options *o) {
       o->max_connections_per_ip = (int)v;
       break;
     case OPT_DATASET: {
-      char **fresh = realloc(o->datasets, (o->n_datasets + 1) *
-                                              sizeof *fresh);
-      if (!fresh)
-        return -1;
+      char **fresh = realloc(o->datasets, (o->n_datasets + 1) * sizeof *fresh);
+      if (!fresh) return -1;
       o->datasets = fresh;
       o->datasets[o->n_datasets++] = optarg;
       break;
@@ -248,19 +270,26 @@ static int parse_options(int argc, char **argv, ae_options *o) {
       }
       break;
     case OPT_LOG_LEVEL:
-      if (!strcmp(optarg, "debug")) o->log_level = AE_LOG_DEBUG;
-      else if (!strcmp(optarg, "info")) o->log_level = AE_LOG_INFO;
+      if (!strcmp(optarg, "debug"))
+        o->log_level = AE_LOG_DEBUG;
+      else if (!strcmp(optarg, "info"))
+        o->log_level = AE_LOG_INFO;
       else if (!strcmp(optarg, "warn") || !strcmp(optarg, "warning"))
         o->log_level = AE_LOG_WARN;
-      else if (!strcmp(optarg, "error")) o->log_level = AE_LOG_ERROR;
+      else if (!strcmp(optarg, "error"))
+        o->log_level = AE_LOG_ERROR;
       else {
         fprintf(stderr, "archevald: --log-level: debug, info, warn or "
-                "error\n");
+                        "error\n");
         return -1;
       }
       break;
-    case OPT_STATE_DIR: o->state_dir = optarg; break;
-    case OPT_NO_STORE: o->state_dir = NULL; break;
+    case OPT_STATE_DIR:
+      o->state_dir = optarg;
+      break;
+    case OPT_NO_STORE:
+      o->state_dir = NULL;
+      break;
     case OPT_STORE_SYNC:
       if (!strcmp(optarg, "normal")) {
         o->store_sync_normal = 1;
@@ -271,8 +300,12 @@ static int parse_options(int argc, char **argv, ae_options *o) {
         return -1;
       }
       break;
-    case OPT_HEALTHCHECK: healthcheck = 1; break;
-    case OPT_HELP: usage(stdout); return 1;
+    case OPT_HEALTHCHECK:
+      healthcheck = 1;
+      break;
+    case OPT_HELP:
+      usage(stdout);
+      return 1;
     case OPT_VERSION:
       printf("archevald %s (engine %s, cuda %s)\n", PACKAGE_VERSION,
              AE_ENGINE_VERSION,
@@ -308,8 +341,7 @@ static int healthcheck(const ae_options *o) {
   hints.ai_socktype = SOCK_STREAM;
   char port[16];
   snprintf(port, sizeof port, "%d", o->http_port);
-  if (getaddrinfo(address, port, &hints, &ai))
-    return 1;
+  if (getaddrinfo(address, port, &hints, &ai)) return 1;
   int fd = socket(ai->ai_family, ai->ai_socktype, ai->ai_protocol);
   int ok = 0;
   if (fd >= 0) {
@@ -346,7 +378,7 @@ static int plan_workers(ae_server *srv) {
     use_cuda = n_gpu > 0;
     if (!use_cuda && !strcmp(o->backend, "cuda")) {
       ae_log(AE_LOG_ERROR, "--backend cuda: no usable CUDA device in this "
-             "build or machine");
+                           "build or machine");
       return AE_EUNSUPPORTED;
     }
   }
@@ -376,15 +408,13 @@ static int plan_workers(ae_server *srv) {
     }
   }
   long cores = sysconf(_SC_NPROCESSORS_ONLN);
-  if (cores < 1)
-    cores = 1;
+  if (cores < 1) cores = 1;
   int host = o->host_workers >= 0 ? o->host_workers
              : n_devices > 0      ? 1
                                   : (int)cores;
   size_t n = (size_t)n_devices * (size_t)o->workers_per_gpu + (size_t)host;
   srv->workers = calloc(n ? n : 1, sizeof *srv->workers);
-  if (!srv->workers)
-    return AE_ENOMEM;
+  if (!srv->workers) return AE_ENOMEM;
   srv->n_workers = n;
   size_t k = 0;
   for (int d = 0; d < n_devices; d++)
@@ -407,10 +437,11 @@ static int plan_workers(ae_server *srv) {
     srv->workers[i].index = (int)i;
     atomic_init(&srv->workers[i].memory_used, 0);
   }
-  if (n == 0)
-    ae_log(AE_LOG_WARN, "no workers: jobs will wait in the queue");
-  ae_log(AE_LOG_INFO, "%d cuda device(s), %zu workers (%d host, %d BLAS "
-         "threads each)", n_devices, n, host, blas_threads);
+  if (n == 0) ae_log(AE_LOG_WARN, "no workers: jobs will wait in the queue");
+  ae_log(AE_LOG_INFO,
+         "%d cuda device(s), %zu workers (%d host, %d BLAS "
+         "threads each)",
+         n_devices, n, host, blas_threads);
   return AE_OK;
 }
 
@@ -431,8 +462,7 @@ static void on_signal(uv_signal_t *handle, int signum) {
 }
 
 static void close_if_open(uv_handle_t *h) {
-  if (h->loop && !uv_is_closing(h))
-    uv_close(h, NULL);
+  if (h->loop && !uv_is_closing(h)) uv_close(h, NULL);
 }
 
 void ae_server_shutdown(ae_server *srv) {
@@ -449,14 +479,22 @@ void ae_server_shutdown(ae_server *srv) {
 /* ---- main ---- */
 
 int main(int argc, char **argv) {
-  ae_options opt = {
-      .http_address = "127.0.0.1", .http_port = 8000, .backend = "auto",
-      .gpus = "all", .workers_per_gpu = 1, .host_workers = -1,
-      .max_queue = 1024, .max_batch = 256, .max_body_bytes = 8LL << 20,
-      .default_timeout_ms = 600000, .job_ttl_secs = 3600,
-      .drain_timeout_secs = 25, .connection_timeout_secs = 30,
-      .max_connections = 1024, .max_connections_per_ip = 64,
-      .log_level = AE_LOG_INFO};
+  ae_options opt = {.http_address = "127.0.0.1",
+                    .http_port = 8000,
+                    .backend = "auto",
+                    .gpus = "all",
+                    .workers_per_gpu = 1,
+                    .host_workers = -1,
+                    .max_queue = 1024,
+                    .max_batch = 256,
+                    .max_body_bytes = 8LL << 20,
+                    .default_timeout_ms = 600000,
+                    .job_ttl_secs = 3600,
+                    .drain_timeout_secs = 25,
+                    .connection_timeout_secs = 30,
+                    .max_connections = 1024,
+                    .max_connections_per_ip = 64,
+                    .log_level = AE_LOG_INFO};
   opt.state_dir = (char *)default_state_dir();
   int parsed = parse_options(argc, argv, &opt);
   if (parsed < 0) {
@@ -496,17 +534,13 @@ int main(int argc, char **argv) {
   ae_limits_default(&srv->limits);
   srv->limits.default_timeout_ms = opt.default_timeout_ms;
 
-  if (plan_workers(srv))
-    goto out;
-  if (uv_loop_init(&loop))
-    goto out;
+  if (plan_workers(srv)) goto out;
+  if (uv_loop_init(&loop)) goto out;
   loop_open = 1;
   srv->loop = &loop;
-  if (ae_server_jobs_init(srv))
-    goto out;
+  if (ae_server_jobs_init(srv)) goto out;
   jobs_open = 1;
-  if (ae_metrics_init(srv))
-    goto out;
+  if (ae_metrics_init(srv)) goto out;
 
   if (opt.state_dir && opt.state_dir[0]) {
     char err[256] = "";
@@ -517,8 +551,7 @@ int main(int argc, char **argv) {
       ae_log(AE_LOG_ERROR, "store in %s: %s", opt.state_dir, err);
       goto out;
     }
-    if (ae_jobs_load(srv))
-      goto out;
+    if (ae_jobs_load(srv)) goto out;
   }
 
   uv_signal_init(&loop, &srv->sig_term);
@@ -527,10 +560,8 @@ int main(int argc, char **argv) {
   uv_signal_start(&srv->sig_term, on_signal, SIGTERM);
   uv_signal_start(&srv->sig_int, on_signal, SIGINT);
 
-  if (ae_http_start(srv))
-    goto out;
-  if (ae_workers_start(srv))
-    goto out;
+  if (ae_http_start(srv)) goto out;
+  if (ae_workers_start(srv)) goto out;
   ae_log(AE_LOG_INFO, "archevald %s started", PACKAGE_VERSION);
   uv_run(&loop, UV_RUN_DEFAULT);
   status = srv->exit_code;
@@ -543,21 +574,16 @@ out:
       srv->stopping = 1;
       ae_server_shutdown(srv);
     }
-    if (jobs_open)
-      uv_run(&loop, UV_RUN_DEFAULT);
+    if (jobs_open) uv_run(&loop, UV_RUN_DEFAULT);
     if (uv_loop_close(&loop))
       ae_log(AE_LOG_WARN, "the loop still had open handles");
   }
-  if (jobs_open)
-    ae_server_jobs_free(srv);
+  if (jobs_open) ae_server_jobs_free(srv);
   ae_metrics_free(srv);
   free(srv->workers);
-  if (srv->store)
-    ae_store_close(srv->store);
-  if (registry_open)
-    ae_dataset_registry_free(&srv->registry);
+  if (srv->store) ae_store_close(srv->store);
+  if (registry_open) ae_dataset_registry_free(&srv->registry);
   free(opt.datasets);
-  if (status == 0)
-    ae_log(AE_LOG_INFO, "archevald stopped");
+  if (status == 0) ae_log(AE_LOG_INFO, "archevald stopped");
   return status;
 }

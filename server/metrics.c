@@ -14,27 +14,29 @@
 #include "api/status.h"
 #include "server/daemon.h"
 
-const char *const ae_route_labels[AE_ROUTE_COUNT] = {
-    "/v1/health/live", "/v1/health/ready", "/v1",
-    "/metrics",        "/v1/datasets",     "/v1/jobs",
-    "/v1/jobs:batch",  "/v1/jobs/{id}",    "/v1/jobs/{id}:cancel",
-    "other"};
+const char *const ae_route_labels[AE_ROUTE_COUNT] = {"/v1/health/live",
+                                                     "/v1/health/ready",
+                                                     "/v1",
+                                                     "/metrics",
+                                                     "/v1/datasets",
+                                                     "/v1/jobs",
+                                                     "/v1/jobs:batch",
+                                                     "/v1/jobs/{id}",
+                                                     "/v1/jobs/{id}:cancel",
+                                                     "other"};
 
-const int ae_http_codes[AE_HTTP_CODES] = {200, 202, 204, 400, 404, 405,
-                                          409, 413, 415, 422, 429, 500,
-                                          503, 0,   0,   0};
+const int ae_http_codes[AE_HTTP_CODES] = {
+    200, 202, 204, 400, 404, 405, 409, 413, 415, 422, 429, 500, 503, 0, 0, 0};
 
 const char *const ae_finish_reasons[8] = {
-    "completed", "cancelled",    "draining", "deadline_exceeded",
+    "completed",    "cancelled",    "draining", "deadline_exceeded",
     "engine_error", "device_error", "internal", "other"};
 
-static const double job_seconds_bounds[] = {0.001, 0.005, 0.01, 0.05, 0.1,
-                                            0.5,   1,     5,    10,   30,
-                                            60,    300,   900};
-static const double http_seconds_bounds[] = {0.0001, 0.00025, 0.0005, 0.001,
-                                             0.0025, 0.005,   0.01,   0.025,
-                                             0.05,   0.1,     0.5,    1,
-                                             5,      30};
+static const double job_seconds_bounds[] = {
+    0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 900};
+static const double http_seconds_bounds[] = {
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01,
+    0.025,  0.05,    0.1,    0.5,   1,      5,     30};
 
 #define N_OF(a) (sizeof(a) / sizeof((a)[0]))
 
@@ -57,10 +59,9 @@ int ae_metrics_init(ae_server *srv) {
   ae_metrics *m = &srv->metrics;
   ae_histogram_init(&m->queue_seconds, job_seconds_bounds,
                     N_OF(job_seconds_bounds));
-  m->compute_seconds = calloc(srv->n_workers ? srv->n_workers : 1,
-                              sizeof *m->compute_seconds);
-  if (!m->compute_seconds)
-    return AE_ENOMEM;
+  m->compute_seconds =
+      calloc(srv->n_workers ? srv->n_workers : 1, sizeof *m->compute_seconds);
+  if (!m->compute_seconds) return AE_ENOMEM;
   for (size_t i = 0; i < srv->n_workers; i++)
     ae_histogram_init(&m->compute_seconds[i], job_seconds_bounds,
                       N_OF(job_seconds_bounds));
@@ -87,12 +88,10 @@ void ae_metrics_job_finished(ae_server *srv, ae_job *job) {
 }
 
 void ae_metrics_http(ae_server *srv, int route, int status, double seconds) {
-  if (route < 0 || route >= AE_ROUTE_COUNT)
-    route = AE_ROUTE_OTHER;
+  if (route < 0 || route >= AE_ROUTE_COUNT) route = AE_ROUTE_OTHER;
   int code = -1;
   for (int i = 0; i < AE_HTTP_CODES; i++)
-    if (ae_http_codes[i] == status)
-      code = i;
+    if (ae_http_codes[i] == status) code = i;
   if (code < 0)
     code = AE_HTTP_CODES - 1; /* "other": shown with its own label */
   srv->metrics.http[route][code]++;
@@ -110,8 +109,7 @@ static void emit(text_buf *t, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
 static void emit(text_buf *t, const char *fmt, ...) {
-  if (t->failed)
-    return;
+  if (t->failed) return;
   for (;;) {
     va_list ap;
     va_start(ap, fmt);
@@ -147,14 +145,14 @@ static void emit_histogram(text_buf *t, const char *name, const char *labels,
   const char *sep = labels[0] ? "," : "";
   for (size_t i = 0; i < h->n_bounds; i++) {
     cumulative += h->counts[i];
-    emit(t, "%s_bucket{%s%sle=\"%g\"} %llu\n", name, labels, sep,
-         h->bounds[i], cumulative);
+    emit(t, "%s_bucket{%s%sle=\"%g\"} %llu\n", name, labels, sep, h->bounds[i],
+         cumulative);
   }
   cumulative += h->counts[h->n_bounds];
   emit(t, "%s_bucket{%s%sle=\"+Inf\"} %llu\n", name, labels, sep, cumulative);
   if (labels[0]) {
-    emit(t, "%s_sum{%s} %.9g\n%s_count{%s} %llu\n", name, labels, h->sum,
-         name, labels, h->total);
+    emit(t, "%s_sum{%s} %.9g\n%s_count{%s} %llu\n", name, labels, h->sum, name,
+         labels, h->total);
   } else {
     emit(t, "%s_sum %.9g\n%s_count %llu\n", name, h->sum, name, h->total);
   }
@@ -176,8 +174,7 @@ static const char *worker_label(const ae_server *srv, size_t i, char *buf,
 char *ae_metrics_render(ae_server *srv, size_t *len) {
   ae_metrics *m = &srv->metrics;
   text_buf t = {malloc(16384), 0, 16384, 0};
-  if (!t.buf)
-    return NULL;
+  if (!t.buf) return NULL;
   static const char *const states[3] = {"succeeded", "failed", "cancelled"};
   char labels[128], wl[48];
 
@@ -197,12 +194,10 @@ char *ae_metrics_render(ae_server *srv, size_t *len) {
   emit_header(&t, "archeval_jobs_queued", "gauge", "Jobs waiting to run.");
   emit(&t, "archeval_jobs_queued %zu\n", srv->n_queued);
 
-  emit_header(&t, "archeval_jobs_running", "gauge",
-              "Jobs running, by worker.");
+  emit_header(&t, "archeval_jobs_running", "gauge", "Jobs running, by worker.");
   for (size_t i = 0; i < srv->n_workers; i++)
     emit(&t, "archeval_jobs_running{worker=\"%s\"} %d\n",
-         worker_label(srv, i, wl, sizeof wl),
-         srv->workers[i].current ? 1 : 0);
+         worker_label(srv, i, wl, sizeof wl), srv->workers[i].current ? 1 : 0);
 
   emit_header(&t, "archeval_job_queue_seconds", "histogram",
               "Time from submission to the start of the evaluation.");
@@ -227,15 +222,16 @@ char *ae_metrics_render(ae_server *srv, size_t *len) {
           snprintf(code, sizeof code, "%d", ae_http_codes[c]);
         else
           snprintf(code, sizeof code, "other");
-        emit(&t, "archeval_http_requests_total{route=\"%s\",code=\"%s\"} "
-                 "%llu\n", ae_route_labels[r], code, m->http[r][c]);
+        emit(&t,
+             "archeval_http_requests_total{route=\"%s\",code=\"%s\"} "
+             "%llu\n",
+             ae_route_labels[r], code, m->http[r][c]);
       }
 
   emit_header(&t, "archeval_http_request_duration_seconds", "histogram",
               "HTTP request duration, by route.");
   for (int r = 0; r < AE_ROUTE_COUNT; r++) {
-    if (!m->http_seconds[r].total)
-      continue;
+    if (!m->http_seconds[r].total) continue;
     snprintf(labels, sizeof labels, "route=\"%s\"", ae_route_labels[r]);
     emit_histogram(&t, "archeval_http_request_duration_seconds", labels,
                    &m->http_seconds[r]);

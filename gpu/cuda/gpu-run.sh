@@ -12,13 +12,14 @@
 #       full logs to $OUT (or tests/bench/out/gpu-logs) and prints a short
 #       summary last.
 #
-# Nothing here is run by make check; it owns no state beyond the folders
-# named above.
+# AE_GPU_BUILD names another build folder.  Nothing here is run by make
+# check; it owns no state beyond the folders named above.
 set -u
 top=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$top" || exit 1
 build=${AE_GPU_BUILD:-build-gpu}
-progs="tests/unit/test_cuda_errors tests/unit/test_cuda_parity tests/bench/bench_cuda"
+progs="tests/unit/test_cuda_errors tests/unit/test_cuda_parity"
+progs="$progs tests/bench/bench_cuda"
 
 prepare() {
   mkdir -p "$build" || return 1
