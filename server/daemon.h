@@ -28,30 +28,35 @@
 
 /* ---- options (main.c) ---- */
 
-typedef enum { AE_LOG_DEBUG, AE_LOG_INFO, AE_LOG_WARN, AE_LOG_ERROR } ae_log_level;
+typedef enum {
+  AE_LOG_DEBUG,
+  AE_LOG_INFO,
+  AE_LOG_WARN,
+  AE_LOG_ERROR
+} ae_log_level;
 
 typedef struct {
-  char *http_address;          /* "127.0.0.1" */
-  int http_port;               /* 8000 */
-  char *backend;               /* "auto" | "host" | "cuda" */
-  char *gpus;                  /* "all" or "0,2" */
-  int workers_per_gpu;         /* 1 */
-  int host_workers;            /* -1: default (1 with a GPU, else cores) */
-  long max_queue;              /* 1024 */
-  long max_batch;              /* 256 */
-  long long max_body_bytes;    /* 8 MiB */
-  long long default_timeout_ms;/* 600000 */
-  long long job_ttl_secs;      /* 3600 */
-  int drain_timeout_secs;      /* 25 */
-  int connection_timeout_secs; /* 30 */
-  int max_connections;         /* 1024 */
-  int max_connections_per_ip;  /* 64 */
-  char **datasets;             /* NAME=PATH specs */
+  char *http_address;           /* "127.0.0.1" */
+  int http_port;                /* 8000 */
+  char *backend;                /* "auto" | "host" | "cuda" */
+  char *gpus;                   /* "all" or "0,2" */
+  int workers_per_gpu;          /* 1 */
+  int host_workers;             /* -1: default (1 with a GPU, else cores) */
+  long max_queue;               /* 1024 */
+  long max_batch;               /* 256 */
+  long long max_body_bytes;     /* 8 MiB */
+  long long default_timeout_ms; /* 600000 */
+  long long job_ttl_secs;       /* 3600 */
+  int drain_timeout_secs;       /* 25 */
+  int connection_timeout_secs;  /* 30 */
+  int max_connections;          /* 1024 */
+  int max_connections_per_ip;   /* 64 */
+  char **datasets;              /* NAME=PATH specs */
   size_t n_datasets;
-  int log_json;                /* --log-format json */
-  ae_log_level log_level;      /* info */
-  char *state_dir;             /* NULL or "": no store */
-  int store_sync_normal;       /* --store-sync normal */
+  int log_json;           /* --log-format json */
+  ae_log_level log_level; /* info */
+  char *state_dir;        /* NULL or "": no store */
+  int store_sync_normal;  /* --store-sync normal */
 } ae_options;
 
 /* ---- logging (util.c) ---- */
@@ -68,11 +73,11 @@ void ae_log_request(const char *request_id, const char *method,
 
 /* ---- small utilities (util.c) ---- */
 
-long long ae_now_ms(void);      /* Unix epoch milliseconds */
-long long ae_mono_ns(void);     /* CLOCK_MONOTONIC nanoseconds */
+long long ae_now_ms(void);  /* Unix epoch milliseconds */
+long long ae_mono_ns(void); /* CLOCK_MONOTONIC nanoseconds */
 /* "2026-11-23T00:25:34.123Z" into buf (>= 32 bytes). */
 void ae_format_rfc3339(long long ms, char *buf, size_t len);
-uint64_t ae_random_u64(void);   /* loop thread only */
+uint64_t ae_random_u64(void); /* loop thread only */
 /* A new time-sortable id "j_" + 22 chars into buf (>= 32 bytes). */
 void ae_job_id_new(char *buf, size_t len);
 /* Lowercase hex SHA-256 of data into hex (65 bytes). */
@@ -85,7 +90,11 @@ typedef struct ae_job ae_job;
 typedef struct ae_waiter ae_waiter;
 
 typedef enum {
-  AE_EV_OPENED, AE_EV_READY, AE_EV_FAILED, AE_EV_STARTED, AE_EV_DONE
+  AE_EV_OPENED,
+  AE_EV_READY,
+  AE_EV_FAILED,
+  AE_EV_STARTED,
+  AE_EV_DONE
 } ae_event_kind;
 
 typedef struct ae_event {
@@ -97,27 +106,27 @@ typedef struct ae_event {
 
 struct ae_job {
   char id[32];
-  ae_job_state state;          /* loop */
-  int cancel_requested;        /* loop */
-  atomic_int cancel;           /* loop sets, engine reads */
-  ae_request req;              /* read-only while queued/running */
+  ae_job_state state;   /* loop */
+  int cancel_requested; /* loop */
+  atomic_int cancel;    /* loop sets, engine reads */
+  ae_request req;       /* read-only while queued/running */
   int has_req;
-  json_t *request_json;        /* owned: the normalised request */
-  json_t *result_json;         /* owned: when succeeded */
-  json_t *error_json;          /* owned: when failed */
+  json_t *request_json; /* owned: the normalised request */
+  json_t *result_json;  /* owned: when succeeded */
+  json_t *error_json;   /* owned: when failed */
   char *client_ref;
   int priority;
   long long timeout_ms;
   long long created_ms, started_ms, finished_ms, expires_ms;
   long long seq;
-  long long deadline_ns;       /* monotonic; 0 = none */
+  long long deadline_ns; /* monotonic; 0 = none */
   long long enqueued_ns;
   char worker[32];
   char *idem_key;
   char body_hash[65];
-  char *cached_body;           /* the rendered JSON of a terminal job */
+  char *cached_body; /* the rendered JSON of a terminal job */
   size_t cached_len;
-  const char *finish_reason;   /* static: for the metrics */
+  const char *finish_reason; /* static: for the metrics */
 
   /* Under the queue mutex. */
   size_t heap_pos;
@@ -144,8 +153,8 @@ typedef struct {
   pthread_t thread;
   int thread_started;
   ae_engine_config cfg;
-  int allow_fallback;          /* --backend auto: cuda may fall back */
-  char w_name[32];             /* worker thread writes before EV_OPENED */
+  int allow_fallback; /* --backend auto: cuda may fall back */
+  char w_name[32];    /* worker thread writes before EV_OPENED */
   char w_error[256];
   ae_event ev_opened, ev_ready, ev_failed;
   atomic_ullong memory_used;
@@ -171,9 +180,17 @@ void ae_histogram_observe(ae_histogram *h, double value);
 
 /* Routes, for the metrics labels. */
 enum {
-  AE_ROUTE_LIVE, AE_ROUTE_READY, AE_ROUTE_ROOT, AE_ROUTE_METRICS,
-  AE_ROUTE_DATASETS, AE_ROUTE_JOBS, AE_ROUTE_BATCH, AE_ROUTE_JOB,
-  AE_ROUTE_CANCEL, AE_ROUTE_OTHER, AE_ROUTE_COUNT
+  AE_ROUTE_LIVE,
+  AE_ROUTE_READY,
+  AE_ROUTE_ROOT,
+  AE_ROUTE_METRICS,
+  AE_ROUTE_DATASETS,
+  AE_ROUTE_JOBS,
+  AE_ROUTE_BATCH,
+  AE_ROUTE_JOB,
+  AE_ROUTE_CANCEL,
+  AE_ROUTE_OTHER,
+  AE_ROUTE_COUNT
 };
 #define AE_HTTP_CODES 16
 
@@ -200,12 +217,12 @@ struct ae_server {
   ae_store *store;
 
   /* Jobs (loop). */
-  ae_job **buckets;            /* by id */
+  ae_job **buckets; /* by id */
   size_t n_buckets, n_jobs;
-  ae_job **idem_buckets;       /* by idempotency key */
+  ae_job **idem_buckets; /* by idempotency key */
   size_t n_idem_buckets, n_idem;
-  ae_job *first, *last;        /* by seq */
-  ae_job *fin_first, *fin_last;/* finished, by expiry */
+  ae_job *first, *last;         /* by seq */
+  ae_job *fin_first, *fin_last; /* finished, by expiry */
   long long next_seq;
   size_t n_queued, n_running;
 
@@ -215,10 +232,13 @@ struct ae_server {
   ae_job **heap;
   size_t heap_n, heap_cap;
   int queue_stop;
-  struct { int priority; long count; } *prios; /* queued per priority */
+  struct {
+    int priority;
+    long count;
+  } * prios; /* queued per priority */
   size_t n_prios, cap_prios;
   int prio_broken;
-  long long heap_max_seq;      /* the newest job ever queued */
+  long long heap_max_seq; /* the newest job ever queued */
 
   /* Events from workers (under event_mu), woken by async. */
   pthread_mutex_t event_mu;
@@ -233,7 +253,7 @@ struct ae_server {
   uv_poll_t mhd_poll;
   uv_timer_t mhd_timer;
   int need_mhd_run;
-  ae_waiter *all_waiters;      /* every suspended long poll */
+  ae_waiter *all_waiters; /* every suspended long poll */
   long long n_requests;
 
   /* Timers and signals (loop). */

@@ -965,7 +965,7 @@ int ae_http_start(ae_server *srv) {
       (unsigned)o->max_connections, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
       (unsigned)o->max_connections_per_ip, MHD_OPTION_CONNECTION_TIMEOUT,
       (unsigned)o->connection_timeout_secs, MHD_OPTION_NOTIFY_COMPLETED,
-      on_completed, srv, MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned)1,
+      on_completed, srv,
       MHD_OPTION_END);
   freeaddrinfo(ai);
   if (!srv->mhd) {

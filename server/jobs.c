@@ -473,7 +473,15 @@ static void job_finish(ae_server *srv, ae_job *job, ae_job_state state,
   }
   fin_insert(srv, job);
   ae_metrics_job_finished(srv, job);
-  if (srv->store) {
+  /* A job stopped only because the daemon is draining (queued, or running
+   * past the drain deadline) stays queued/running in the store: the next
+   * start re-queues it, so a rolling restart loses no accepted job. */
+  int keep_for_restart = srv->store && srv->draining && reason &&
+                         !strcmp(reason, "draining");
+  if (keep_for_restart)
+    ae_log(AE_LOG_DEBUG, "job %s kept in the store for the next start",
+           job->id);
+  if (srv->store && !keep_for_restart) {
     char *rj = dumps_or_null(result), *ej = dumps_or_null(error);
     int rc = ae_store_finish(srv->store, job->id, state, rj, ej,
                              job->finished_ms, job->expires_ms);
@@ -888,8 +896,8 @@ static void sweep(uv_timer_t *timer) {
 }
 
 /* The engine did not reach a checkpoint within the grace period after the
- * drain deadline: record the running jobs as cancelled and leave now (the
- * workers cannot be joined; the process exit ends them). */
+ * drain deadline: record the client-cancelled running jobs and leave now
+ * (the workers cannot be joined; the process exit ends them). */
 static void on_drain_force(uv_timer_t *timer) {
   ae_server *srv = timer->data;
   ae_log(AE_LOG_ERROR,
@@ -897,7 +905,10 @@ static void on_drain_force(uv_timer_t *timer) {
          "without them",
          srv->n_running, AE_DRAIN_GRACE_MS / 1000);
   for (ae_job *job = srv->first; job; job = job->next) {
-    if (ae_job_terminal(job) || !srv->store) continue;
+    /* Only a cancel the client asked for is recorded; the rest stay
+     * running in the store and are re-queued by the next start. */
+    if (ae_job_terminal(job) || !srv->store || !job->cancel_requested)
+      continue;
     long long now = ae_now_ms();
     int rc = ae_store_finish(srv->store, job->id, AE_JOB_CANCELLED, NULL, NULL,
                              now, now + srv->opt->job_ttl_secs * 1000);
@@ -934,9 +945,10 @@ void ae_server_drain(ae_server *srv) {
   if (srv->draining) return;
   srv->draining = 1;
   ae_log(AE_LOG_INFO,
-         "draining: %zu queued jobs cancelled, %zu running "
-         "get %d s",
-         srv->n_queued, srv->n_running, srv->opt->drain_timeout_secs);
+         "draining: %zu queued jobs %s, %zu running get %d s",
+         srv->n_queued,
+         srv->store ? "stay in the store for the next start" : "cancelled",
+         srv->n_running, srv->opt->drain_timeout_secs);
   for (;;) {
     pthread_mutex_lock(&srv->queue_mu);
     ae_job *job = srv->heap_n ? heap_pop(srv) : NULL;

@@ -22,20 +22,25 @@ void ae_log_setup(ae_log_level level, int json) {
   log_as_json = json;
 }
 
-int ae_log_enabled(ae_log_level level) { return level >= log_min_level; }
+int ae_log_enabled(ae_log_level level) {
+  return level >= log_min_level;
+}
 
 static const char *log_level_name(ae_log_level level) {
   switch (level) {
-  case AE_LOG_DEBUG: return "debug";
-  case AE_LOG_INFO: return "info";
-  case AE_LOG_WARN: return "warn";
-  default: return "error";
+  case AE_LOG_DEBUG:
+    return "debug";
+  case AE_LOG_INFO:
+    return "info";
+  case AE_LOG_WARN:
+    return "warn";
+  default:
+    return "error";
   }
 }
 
 void ae_log(ae_log_level level, const char *fmt, ...) {
-  if (!ae_log_enabled(level))
-    return;
+  if (!ae_log_enabled(level)) return;
   char msg[1024], ts[40];
   va_list ap;
   va_start(ap, fmt);
@@ -46,8 +51,7 @@ void ae_log(ae_log_level level, const char *fmt, ...) {
     json_t *line = json_pack("{s:s, s:s, s:s}", "ts", ts, "level",
                              log_level_name(level), "msg", msg);
     char *text = line ? json_dumps(line, JSON_COMPACT) : NULL;
-    if (text)
-      fprintf(stderr, "%s\n", text);
+    if (text) fprintf(stderr, "%s\n", text);
     free(text);
     json_decref(line);
   } else {
@@ -59,20 +63,18 @@ void ae_log_request(const char *request_id, const char *method,
                     const char *path, int status, double duration_ms,
                     const char *job_id) {
   ae_log_level level = status == 500 ? AE_LOG_WARN : AE_LOG_INFO;
-  if (!ae_log_enabled(level))
-    return;
+  if (!ae_log_enabled(level)) return;
   char ts[40];
   ae_format_rfc3339(ae_now_ms(), ts, sizeof ts);
   if (log_as_json) {
-    json_t *line = json_pack(
-        "{s:s, s:s, s:s, s:s, s:s, s:i, s:f}", "ts", ts, "level",
-        log_level_name(level), "request_id", request_id, "method", method,
-        "path", path, "status", status, "duration_ms", duration_ms);
+    json_t *line = json_pack("{s:s, s:s, s:s, s:s, s:s, s:i, s:f}", "ts", ts,
+                             "level", log_level_name(level), "request_id",
+                             request_id, "method", method, "path", path,
+                             "status", status, "duration_ms", duration_ms);
     if (line && job_id && job_id[0])
       json_object_set_new(line, "job_id", json_string(job_id));
     char *text = line ? json_dumps(line, JSON_COMPACT) : NULL;
-    if (text)
-      fprintf(stderr, "%s\n", text);
+    if (text) fprintf(stderr, "%s\n", text);
     free(text);
     json_decref(line);
   } else {
@@ -99,9 +101,9 @@ void ae_format_rfc3339(long long ms, char *buf, size_t len) {
   time_t secs = (time_t)(ms / 1000);
   struct tm tm;
   gmtime_r(&secs, &tm);
-  snprintf(buf, len, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ",
-           tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
-           tm.tm_min, tm.tm_sec, (int)(ms % 1000));
+  snprintf(buf, len, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
+           tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+           (int)(ms % 1000));
 }
 
 static uint64_t random_state[2];
@@ -114,8 +116,7 @@ uint64_t ae_random_u64(void) {
       random_state[0] = (uint64_t)ae_mono_ns() ^ 0x9e3779b97f4a7c15ULL;
       random_state[1] = (uint64_t)ae_now_ms() * 0xbf58476d1ce4e5b9ULL;
     }
-    if (!random_state[0] && !random_state[1])
-      random_state[1] = 1;
+    if (!random_state[0] && !random_state[1]) random_state[1] = 1;
     random_seeded = 1;
   }
   /* xorshift128+ */
@@ -175,7 +176,9 @@ static const uint32_t sha256_k[64] = {
     0x5b9cca4f, 0x682e6ff3, 0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208,
     0x90befffa, 0xa4506ceb, 0xbef9a3f7, 0xc67178f2};
 
-static uint32_t rotr32(uint32_t x, int n) { return (x >> n) | (x << (32 - n)); }
+static uint32_t rotr32(uint32_t x, int n) {
+  return (x >> n) | (x << (32 - n));
+}
 
 static void sha256_block(uint32_t h[8], const uint8_t *block) {
   uint32_t w[64];
@@ -183,12 +186,14 @@ static void sha256_block(uint32_t h[8], const uint8_t *block) {
     w[i] = (uint32_t)block[4 * i] << 24 | (uint32_t)block[4 * i + 1] << 16 |
            (uint32_t)block[4 * i + 2] << 8 | block[4 * i + 3];
   for (int i = 16; i < 64; i++) {
-    uint32_t s0 = rotr32(w[i - 15], 7) ^ rotr32(w[i - 15], 18) ^ (w[i - 15] >> 3);
-    uint32_t s1 = rotr32(w[i - 2], 17) ^ rotr32(w[i - 2], 19) ^ (w[i - 2] >> 10);
+    uint32_t s0 =
+        rotr32(w[i - 15], 7) ^ rotr32(w[i - 15], 18) ^ (w[i - 15] >> 3);
+    uint32_t s1 =
+        rotr32(w[i - 2], 17) ^ rotr32(w[i - 2], 19) ^ (w[i - 2] >> 10);
     w[i] = w[i - 16] + s0 + w[i - 7] + s1;
   }
-  uint32_t a = h[0], b = h[1], c = h[2], d = h[3], e = h[4], f = h[5],
-           g = h[6], k = h[7];
+  uint32_t a = h[0], b = h[1], c = h[2], d = h[3], e = h[4], f = h[5], g = h[6],
+           k = h[7];
   for (int i = 0; i < 64; i++) {
     uint32_t s1 = rotr32(e, 6) ^ rotr32(e, 11) ^ rotr32(e, 25);
     uint32_t ch = (e & f) ^ (~e & g);
@@ -205,8 +210,14 @@ static void sha256_block(uint32_t h[8], const uint8_t *block) {
     b = a;
     a = t1 + t2;
   }
-  h[0] += a; h[1] += b; h[2] += c; h[3] += d;
-  h[4] += e; h[5] += f; h[6] += g; h[7] += k;
+  h[0] += a;
+  h[1] += b;
+  h[2] += c;
+  h[3] += d;
+  h[4] += e;
+  h[5] += f;
+  h[6] += g;
+  h[7] += k;
 }
 
 void ae_sha256_hex(const void *data, size_t len, char hex[65]) {
@@ -218,8 +229,7 @@ void ae_sha256_hex(const void *data, size_t len, char hex[65]) {
     sha256_block(h, p + 64 * i);
   uint8_t tail[128] = {0};
   size_t rest = len - 64 * full;
-  if (rest)
-    memcpy(tail, p + 64 * full, rest);
+  if (rest) memcpy(tail, p + 64 * full, rest);
   tail[rest] = 0x80;
   size_t tail_len = rest + 1 + 8 <= 64 ? 64 : 128;
   uint64_t bits = (uint64_t)len * 8;

@@ -43,4 +43,4 @@ EXTRA_DIST += gpu/cuda/device.cu gpu/cuda/context.cu gpu/cuda/net.cu \
 	gpu/cuda/ntk.cu gpu/cuda/jet.cu gpu/cuda/cuda_glue.c gpu/cuda/cuda_core.h \
 	gpu/cuda/cuda_net.h gpu/cuda/cuda_internal.h gpu/cuda/cuda_kernels.cuh \
 	tests/unit/test_cuda_parity.c tests/unit/test_cuda_errors.c \
-	tests/bench/bench_cuda.c gpu/cuda/gpu-run.sh
+	tests/bench/bench_cuda.c gpu/cuda/gpu-run.sh gpu/cuda/valgrind.supp

@@ -262,10 +262,38 @@ static int plan_arena(ae_net *n) {
     gend[k] = nn - 1 - k;
     gbytes[k] = align_up(sizeof(ae_real) * B * n->geom[k].elems);
   }
+  /* A node read once, by an add / identity / flatten, has exactly that
+   * node's gradient: it shares the consumer's slot (no zeroing, no copy),
+   * whose life then extends to this node's step. */
+  for (int k = 0; k < nn; k++)
+    n->grad_alias[k] = -1;
+  for (int k = nn - 1; k >= 0; k--) {
+    if (gstart[k] < 0 || k == g->output) continue;
+    int uses = 0, consumer = -1;
+    for (int c = k + 1; c < nn; c++)
+      for (int i = 0; i < g->nodes[c].n_inputs; i++)
+        if (g->nodes[c].inputs[i] == k) {
+          uses++;
+          consumer = c;
+        }
+    if (uses != 1 || (gstart[consumer] < 0 && n->grad_alias[consumer] < 0))
+      continue;
+    ae_op op = g->nodes[consumer].op;
+    if (op != AE_OP_ADD && op != AE_OP_IDENTITY && op != AE_OP_FLATTEN)
+      continue;
+    int root = consumer;
+    while (n->grad_alias[root] >= 0)
+      root = n->grad_alias[root];
+    n->grad_alias[k] = root;
+    if (gend[root] < gend[k]) gend[root] = gend[k];
+    gstart[k] = -1;
+  }
   size_t grad_total = ae_net_plan_slots(gbytes, gstart, gend, nn, goff);
   if (grad_total == (size_t)-1) goto out;
   for (int k = 0; k < nn; k++)
     n->grad_off[k] = gstart[k] >= 0 ? bt + goff[k] : SIZE_MAX;
+  for (int k = 0; k < nn; k++)
+    if (n->grad_alias[k] >= 0) n->grad_off[k] = n->grad_off[n->grad_alias[k]];
   n->bwd_plan_bytes = bt + grad_total;
 
   n->arena = aligned_alloc(ALIGN, align_up(total > 0 ? total : ALIGN));
@@ -343,9 +371,10 @@ int ae_net_create(const ae_graph *g, int max_batch, ae_net **out) {
   n->grad = calloc((size_t)nn, sizeof(ae_real *));
   n->jet = calloc((size_t)nn, sizeof(double *));
   n->grad_off = calloc((size_t)nn, sizeof(size_t));
+  n->grad_alias = calloc((size_t)nn, sizeof(int));
   if (!n->geom || !n->needs_grad || !n->last_use || !n->weight || !n->bias ||
       !n->gamma || !n->beta || !n->bn_mean || !n->bn_invstd || !n->act ||
-      !n->grad || !n->jet || !n->grad_off)
+      !n->grad || !n->jet || !n->grad_off || !n->grad_alias)
     goto fail;
   for (int k = 0; k < nn; k++) {
     rc = node_geometry(&n->g, k, &n->geom[k]);
@@ -398,6 +427,7 @@ void ae_net_destroy(ae_net *n) {
   free(n->grad);
   free(n->jet);
   free(n->grad_off);
+  free(n->grad_alias);
 #ifndef AE_NET_DOUBLE
   ae_net64_destroy(n->dbl);
 #endif

@@ -51,6 +51,9 @@ struct ae_net {
   unsigned char *bwd_arena;
   size_t bwd_bytes, bwd_plan_bytes;
   size_t *grad_off; /* per node, SIZE_MAX = no gradient */
+  /* per node: the node whose gradient slot it shares (its single reader
+   * is an add / identity / flatten), or -1 */
+  int *grad_alias;
   size_t bwd_dcol, bwd_gd, bwd_gd2, bwd_bb;
   /* float64 jets, allocated on first use */
   double **jet; /* per node: 3 * batch * elems (value, d1, d2) */
@@ -58,6 +61,7 @@ struct ae_net {
   size_t jet_bytes;
   int jet_batch; /* batch the jet buffers were planned for */
   double *jcol;  /* float64 im2col scratch (in jet_arena) */
+  double *jytmp; /* a chunk of the jets' conv outputs (in jet_arena) */
   double *jw;    /* one tensor's weights in float64 (in jet_arena) */
   int profiling;
   double prof[AE_NET_PROF_COUNT];
@@ -105,9 +109,9 @@ void ae_net_im2col_t(const ae_real *x, int c, int h, int w, int k, int stride,
 void ae_net_col2im_add_t(const ae_real *col, int c, int h, int w, int k,
                          int stride, int pad, int oh, int ow, ae_real *dx,
                          size_t ld);
-/* float64 im2col. */
+/* float64 im2col (the jets), laid out as ae_net_im2col_t. */
 void ae_net_im2col_d(const double *x, int c, int h, int w, int k, int stride,
-                     int pad, int oh, int ow, double *col);
+                     int pad, int oh, int ow, double *col, size_t ld);
 
 /* Average pooling of one channel plane (buffer type and float64), and
  * its adjoint adding into dx. */

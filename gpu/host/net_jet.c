@@ -19,6 +19,7 @@
 #include <string.h>
 
 #define BN_EPS 1e-5
+#define JET_CHUNK_COLUMNS 2048
 
 static int is_pattern_act(const ae_node *nd) {
   return nd->op == AE_OP_ACT &&
@@ -108,6 +109,8 @@ double ae_curvature_sum(const double *dy, const double *ddy, int points,
   return sum;
 }
 
+static int jet_chunk(const ae_net_geom *ge, int virtual_samples);
+
 /* Plans (or re-plans for a larger batch) the jet buffers. */
 static int plan_jets(ae_net *n, int batch) {
   if (n->jet_arena && n->jet_batch >= batch) return AE_OK;
@@ -122,7 +125,7 @@ static int plan_jets(ae_net *n, int batch) {
   int *end = malloc(sizeof(int) * (size_t)nn);
   int rc = AE_ENOMEM;
   if (!bytes || !off || !start || !end) goto out;
-  size_t max_col = 0, max_w = 0;
+  size_t max_col = 0, max_w = 0, max_y = 0;
   for (int k = 0; k < nn; k++) {
     bytes[k] = (3 * (size_t)batch * n->geom[k].elems * sizeof(double) + 63) &
                ~(size_t)63;
@@ -130,8 +133,11 @@ static int plan_jets(ae_net *n, int batch) {
     end[k] = n->last_use[k];
     const ae_node *nd = &n->g.nodes[k];
     if (nd->op == AE_OP_CONV) {
-      size_t c = n->geom[k].col_rows * n->geom[k].out_hw;
+      size_t chunk = (size_t)jet_chunk(&n->geom[k], 3 * batch);
+      size_t c = n->geom[k].col_rows * n->geom[k].out_hw * chunk;
+      size_t yv = (size_t)nd->out * n->geom[k].out_hw * chunk;
       if (c > max_col) max_col = c;
+      if (yv > max_y) max_y = yv;
     }
     if (n->geom[k].n_weight > max_w) max_w = n->geom[k].n_weight;
   }
@@ -139,6 +145,8 @@ static int plan_jets(ae_net *n, int batch) {
   if (total == (size_t)-1) goto out;
   size_t col_off = total;
   total += (max_col * sizeof(double) + 63) & ~(size_t)63;
+  size_t y_off = total;
+  total += (max_y * sizeof(double) + 63) & ~(size_t)63;
   size_t w_off = total;
   total += (max_w * sizeof(double) + 63) & ~(size_t)63;
   n->jet_arena = aligned_alloc(64, total > 0 ? total : 64);
@@ -147,6 +155,7 @@ static int plan_jets(ae_net *n, int batch) {
   for (int k = 0; k < nn; k++)
     n->jet[k] = (double *)(n->jet_arena + off[k]);
   n->jcol = (double *)(n->jet_arena + col_off);
+  n->jytmp = (double *)(n->jet_arena + y_off);
   n->jw = (double *)(n->jet_arena + w_off);
   n->jet_batch = batch;
   rc = AE_OK;
@@ -163,23 +172,39 @@ static double *stream(const ae_net *n, int k, int s, int batch) {
   return n->jet[k] + (size_t)s * (size_t)batch * n->geom[k].elems;
 }
 
+/* Samples per im2col + dgemm chunk of the jets (as net.c's chunks). */
+static int jet_chunk(const ae_net_geom *ge, int virtual_samples) {
+  size_t chunk = (JET_CHUNK_COLUMNS + ge->out_hw - 1) / ge->out_hw;
+  return chunk < (size_t)virtual_samples ? (int)chunk : virtual_samples;
+}
+
+/* The three streams are laid out [stream][sample][elems], so a conv (no
+ * bias) acts on them as on 3 * batch samples; chunks of them side by side
+ * make one dgemm. */
 static void jet_conv(ae_net *n, int k, int batch) {
   const ae_node *nd = &n->g.nodes[k];
   const ae_net_geom *ge = &n->geom[k];
-  int K = (int)ge->col_rows, HW = (int)ge->out_hw;
+  int K = (int)ge->col_rows, HW = (int)ge->out_hw, cout = nd->out;
+  int V = 3 * batch, chunk = jet_chunk(ge, V);
   for (size_t e = 0; e < ge->n_weight; e++)
     n->jw[e] = n->weight[k][e];
-  for (int s = 0; s < 3; s++) {
-    const double *x = stream(n, nd->inputs[0], s, batch);
-    double *y = stream(n, k, s, batch);
-    for (int b = 0; b < batch; b++) {
-      ae_net_im2col_d(x + (size_t)b * ge->in_elems, ge->in_c, ge->in_h,
+  const double *x = n->jet[nd->inputs[0]];
+  double *y = n->jet[k];
+  for (int v0 = 0; v0 < V; v0 += chunk) {
+    int m = V - v0 < chunk ? V - v0 : chunk;
+    size_t ld = (size_t)m * (size_t)HW;
+    for (int j = 0; j < m; j++)
+      ae_net_im2col_d(x + (size_t)(v0 + j) * ge->in_elems, ge->in_c, ge->in_h,
                       ge->in_w, nd->kernel, nd->stride, nd->padding,
-                      nd->shape[1], nd->shape[2], n->jcol);
-      cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nd->out, HW, K,
-                  1.0, n->jw, K, n->jcol, HW, 0.0, y + (size_t)b * ge->elems,
-                  HW);
-    }
+                      nd->shape[1], nd->shape[2],
+                      n->jcol + (size_t)j * (size_t)HW, ld);
+    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, cout, (int)ld, K,
+                1.0, n->jw, K, n->jcol, (int)ld, 0.0, n->jytmp, (int)ld);
+    for (int j = 0; j < m; j++)
+      for (int c = 0; c < cout; c++)
+        memcpy(y + (size_t)(v0 + j) * ge->elems + (size_t)c * (size_t)HW,
+               n->jytmp + (size_t)c * ld + (size_t)j * (size_t)HW,
+               sizeof(double) * (size_t)HW);
   }
 }
 

@@ -62,35 +62,43 @@ size_t ae_net_plan_slots(const size_t *bytes, const int *start, const int *end,
 }
 
 int ae_net_checkpoint(const ae_job_control *ctl) {
-  if (!ctl) return AE_OK;
-  if (ctl->cancel && atomic_load(ctl->cancel)) return AE_ECANCELLED;
-  if (ctl->deadline_ns > 0) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    long long now = (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
-    if (now >= ctl->deadline_ns) return AE_EDEADLINE;
-  }
-  return AE_OK;
+  return ae_job_checkpoint(ctl); /* the engine's one definition */
 }
 
 void ae_net_im2col_d(const double *x, int c, int h, int w, int k, int stride,
-                     int pad, int oh, int ow, double *col) {
-  size_t hw = (size_t)oh * (size_t)ow;
+                     int pad, int oh, int ow, double *col, size_t ld) {
   for (int ci = 0; ci < c; ci++)
     for (int ky = 0; ky < k; ky++)
       for (int kx = 0; kx < k; kx++) {
         double *row =
-            col + ((size_t)(ci * k + ky) * (size_t)k + (size_t)kx) * hw;
+            col + ((size_t)(ci * k + ky) * (size_t)k + (size_t)kx) * ld;
         const double *plane = x + (size_t)ci * (size_t)h * (size_t)w;
+        /* Output columns whose input column is in bounds. */
+        int lo = 0, hi = ow;
+        while (lo < ow && lo * stride - pad + kx < 0)
+          lo++;
+        while (hi > lo && (hi - 1) * stride - pad + kx >= w)
+          hi--;
         for (int oy = 0; oy < oh; oy++) {
           int iy = oy * stride - pad + ky;
-          for (int ox = 0; ox < ow; ox++) {
-            int ix = ox * stride - pad + kx;
-            row[(size_t)oy * (size_t)ow + (size_t)ox] =
-                (iy >= 0 && iy < h && ix >= 0 && ix < w)
-                    ? plane[(size_t)iy * (size_t)w + (size_t)ix]
-                    : 0.0;
+          double *dst = row + (size_t)oy * (size_t)ow;
+          if (iy < 0 || iy >= h) {
+            memset(dst, 0, sizeof(double) * (size_t)ow);
+            continue;
           }
+          const double *src = plane + (size_t)iy * (size_t)w;
+          for (int ox = 0; ox < lo; ox++)
+            dst[ox] = 0.0;
+          if (stride == 1) {
+            if (hi > lo)
+              memcpy(dst + lo, src + lo - pad + kx,
+                     sizeof(double) * (size_t)(hi - lo));
+          } else {
+            for (int ox = lo; ox < hi; ox++)
+              dst[ox] = src[ox * stride - pad + kx];
+          }
+          for (int ox = hi; ox < ow; ox++)
+            dst[ox] = 0.0;
         }
       }
 }

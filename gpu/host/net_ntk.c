@@ -247,7 +247,7 @@ static void backward_pass_through(ae_net *n, int k, int batch) {
     size_t count = B * ge->elems;
     for (int i = 0; i < nd->n_inputs; i++) {
       ae_real *dx = n->grad[nd->inputs[i]];
-      if (!dx) continue;
+      if (!dx || dx == dy) continue; /* none, or the shared slot */
       for (size_t e = 0; e < count; e++)
         dx[e] += dy[e];
     }
@@ -277,8 +277,12 @@ int ae_net_ntk(ae_net *n, const float *x, int batch,
   int nn = n->g.n_nodes;
   int *first = malloc(sizeof(int) * (size_t)nn);
   if (!first) return AE_ENOMEM;
+  /* first[k]: the step that zeroes k's slot; -2: k shares its reader's
+   * slot (nothing to zero); -1: no gradient. */
   for (int k = 0; k < nn; k++)
-    first[k] = n->grad[k] ? grad_first_writer(n, k) : -1;
+    first[k] = !n->grad[k]             ? -1
+               : n->grad_alias[k] >= 0 ? -2
+                                       : grad_first_writer(n, k);
   for (int t = nn - 1; t >= 0 && rc == AE_OK; t--) {
     for (int k = 0; k < nn; k++) {
       if (first[k] != t) continue;
@@ -289,7 +293,7 @@ int ae_net_ntk(ae_net *n, const float *x, int batch,
       else
         memset(n->grad[k], 0, sizeof(ae_real) * count);
     }
-    if (!n->grad[t] || first[t] < 0) continue;
+    if (!n->grad[t] || first[t] == -1) continue;
     const ae_node *nd = &n->g.nodes[t];
     double t0 = ae_net_clock(n);
     switch (nd->op) {

@@ -336,7 +336,9 @@ int main(int argc, char **argv) {
   int rc = load_images(x);
   if (rc) {
     free(x);
-    return rc == AE_EIO ? 77 : 1;
+    /* No data: nothing to measure; make bench goes on. */
+    if (rc == AE_EIO) printf("bench_ntk: skipped (no CIFAR-10 sample)\n");
+    return rc == AE_EIO ? 0 : 1;
   }
   static const char *cells[][2] = {
       {"all_conv3x3",

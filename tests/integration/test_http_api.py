@@ -425,7 +425,7 @@ class QueueCancelDrain(unittest.TestCase):
             r = d.call("POST", "/v1/jobs/%s:cancel" % first["id"])
             self.assertEqual(r.status, 200)
             self.assertTrue(r.json["cancel_requested"])
-            done = d.wait(first["id"])
+            done = d.wait(first["id"], timeout=300)
             self.assertEqual(done["state"], "cancelled")
             self.assertIsNotNone(done["started_at"])
             # The third now runs; a small one waits behind it.
