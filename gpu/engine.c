@@ -1064,6 +1064,53 @@ static const char *const warmup_requests[] = {
     "\"settings\":{\"linear_regions\":{\"samples\":16,\"repeats\":1},"
     "\"curvature\":{\"points\":8,\"repeats\":1}}}"};
 
+#ifdef HAVE_CUDA
+/* |a - b| within rel of the larger magnitude (or both non-finite). */
+static int values_agree(double a, double b, double rel) {
+  if (!isfinite(a) || !isfinite(b)) return !isfinite(a) && !isfinite(b);
+  double scale = fmax(fabs(a), fabs(b));
+  return fabs(a - b) <= rel * scale + 1e-12;
+}
+
+/* The CUDA backend's gate into service: its warm-up scorecard must match
+ * the host reference's on the same request (scorecard.md §4: eigenvalues
+ * and bounds within 1e-3, linear-region counts within 0.5 %).  A device
+ * that disagrees leaves service rather than serve wrong numbers. */
+static int cuda_matches_host(const ae_scorecard *dev,
+                             const ae_scorecard *ref) {
+  const double pairs[][2] = {
+      {dev->convergence.ntk_lambda_min, ref->convergence.ntk_lambda_min},
+      {dev->convergence.ntk_lambda_max, ref->convergence.ntk_lambda_max},
+      {dev->convergence.nngp_lambda_min, ref->convergence.nngp_lambda_min},
+      {dev->generalization.kernel_complexity,
+       ref->generalization.kernel_complexity},
+      {dev->expressivity.curvature, ref->expressivity.curvature}};
+  for (size_t i = 0; i < sizeof pairs / sizeof *pairs; i++)
+    if (!values_agree(pairs[i][0], pairs[i][1], 1e-3)) return 0;
+  return values_agree(dev->expressivity.linear_regions,
+                      ref->expressivity.linear_regions, 5e-3);
+}
+
+/* Scores req on a host engine too and compares.  0 or AE_EDEVICE. */
+static int cuda_parity_gate(const ae_engine *e, const ae_request *req,
+                            const ae_dataset_registry *reg,
+                            const ae_scorecard *dev) {
+  ae_engine_config hc = {AE_BACKEND_HOST, 0, e->cfg.index, 1};
+  ae_engine *host = NULL;
+  ae_problem p = AE_PROBLEM_INIT;
+  int rc = ae_engine_open(&hc, &host, &p);
+  if (!rc) {
+    ae_scorecard ref;
+    rc = ae_engine_score(host, req, reg, NULL, &ref, &p);
+    if (!rc && !cuda_matches_host(dev, &ref)) rc = AE_EDEVICE;
+    ae_scorecard_free(&ref);
+    ae_engine_close(host);
+  }
+  ae_problem_clear(&p);
+  return rc;
+}
+#endif
+
 int ae_engine_warmup(ae_engine *e, const ae_dataset_registry *reg) {
   ae_catalog cat = ae_dataset_registry_catalog(reg);
   ae_limits lim;
@@ -1082,6 +1129,9 @@ int ae_engine_warmup(ae_engine *e, const ae_dataset_registry *reg) {
       if (!rc) {
         ae_scorecard sc;
         rc = ae_engine_score(e, &req, reg, NULL, &sc, &p);
+#ifdef HAVE_CUDA
+        if (!rc && e->cuda) rc = cuda_parity_gate(e, &req, reg, &sc);
+#endif
         ae_scorecard_free(&sc);
         ae_request_free(&req);
       }

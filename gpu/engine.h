@@ -39,7 +39,10 @@ int ae_engine_open(const ae_engine_config *cfg, ae_engine **out,
                    ae_problem *p);
 
 /* Runs one small evaluation of every group through every code path, so the
- * first real job pays no start-up cost.  0 or an error. */
+ * first real job pays no start-up cost.  A CUDA engine's warm-up results
+ * must also match the host reference's (eigenvalues and bounds within
+ * 1e-3, linear regions within 0.5 %), else AE_EDEVICE: the worker leaves
+ * service (and `--backend auto` falls back to the host).  0 or an error. */
 int ae_engine_warmup(ae_engine *e, const ae_dataset_registry *reg);
 
 /* Scores one request.  Returns 0 (out filled), AE_ECANCELLED,
