@@ -209,6 +209,10 @@ static int plan_arena(ae_net *n) {
       max_gd = max_sz(max_gd, c);
     }
   }
+  /* Parameters and BN statistics come first: only they are zeroed at
+   * create (activations are written before they are read, and untouched
+   * pages of a batch never run cost no memory). */
+  size_t param_bytes = total;
   for (int k = 0; k < nn; k++) {
     ae_op op = g->nodes[k].op;
     if (op == AE_OP_IDENTITY || op == AE_OP_FLATTEN) {
@@ -299,7 +303,7 @@ static int plan_arena(ae_net *n) {
   n->arena = aligned_alloc(ALIGN, align_up(total > 0 ? total : ALIGN));
   if (!n->arena) goto out;
   n->arena_bytes = total;
-  memset(n->arena, 0, total);
+  memset(n->arena, 0, param_bytes);
   unsigned char *a = n->arena;
   for (int k = 0; k < nn; k++) {
     const ae_node *nd = &g->nodes[k];
@@ -369,7 +373,7 @@ int ae_net_create(const ae_graph *g, int max_batch, ae_net **out) {
   n->bn_invstd = calloc((size_t)nn, sizeof(double *));
   n->act = calloc((size_t)nn, sizeof(ae_real *));
   n->grad = calloc((size_t)nn, sizeof(ae_real *));
-  n->jet = calloc((size_t)nn, sizeof(double *));
+  n->jet = calloc((size_t)nn, sizeof(void *));
   n->grad_off = calloc((size_t)nn, sizeof(size_t));
   n->grad_alias = calloc((size_t)nn, sizeof(int));
   if (!n->geom || !n->needs_grad || !n->last_use || !n->weight || !n->bias ||
@@ -445,7 +449,15 @@ void ae_net_init_weights(ae_net *n, uint64_t seed, uint32_t stream) {
       double gain = nd->init_gain > 0.0 ? nd->init_gain : 1.0;
       double sd = sqrt(gain / (double)ge->fan_in);
       ae_real *w = n->weight[k];
-      for (size_t e = 0; e < ge->n_weight; e++)
+      size_t e = 0;
+      double z[AE_NET_NORMAL_LANES];
+      for (; e + AE_NET_NORMAL_LANES <= ge->n_weight;
+           e += AE_NET_NORMAL_LANES) {
+        ae_net_philox_normals(seed, (uint32_t)k, stream, e, z);
+        for (int l = 0; l < AE_NET_NORMAL_LANES; l++)
+          w[e + (size_t)l] = (ae_real)(sd * z[l]);
+      }
+      for (; e < ge->n_weight; e++)
         w[e] = (ae_real)(sd * ae_philox_normal(seed, (uint32_t)k, stream, e));
       if (n->bias[k]) memset(n->bias[k], 0, sizeof(ae_real) * (size_t)nd->out);
     } else if (nd->op == AE_OP_BATCH_NORM) {

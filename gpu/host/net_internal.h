@@ -1,6 +1,6 @@
 /* net_internal.h: the layout of an ae_net, shared by the host executor's
  * files (net.c: plan, weights, forward; net_ntk.c: backward and NTK;
- * net_kernels*.c: building blocks; net_jet.c: float64 jets, sign patterns,
+ * net_kernels*.c: building blocks; net_jet.c: jets, sign patterns,
  * curvature; net64*.c: the same typed files in float64).
  *
  * Everything here belongs to the one thread that owns the ae_net. */
@@ -12,6 +12,7 @@
 
 #include "gpu/host/net.h"
 #include <stddef.h>
+#include <stdint.h>
 
 /* One node's per-sample geometry, derived from the graph at create. */
 typedef struct {
@@ -55,14 +56,16 @@ struct ae_net {
    * is an add / identity / flatten), or -1 */
   int *grad_alias;
   size_t bwd_dcol, bwd_gd, bwd_gd2, bwd_bb;
-  /* float64 jets, allocated on first use */
-  double **jet; /* per node: 3 * batch * elems (value, d1, d2) */
+  /* Jets (net_jet.c), planned on first use: float32 by default, float64
+   * while ae_net_set_double is on (the reference). */
+  void **jet; /* per node: 3 * batch * elems (value, d1, d2), or NULL */
   unsigned char *jet_arena;
   size_t jet_bytes;
-  int jet_batch; /* batch the jet buffers were planned for */
-  double *jcol;  /* float64 im2col scratch (in jet_arena) */
-  double *jytmp; /* a chunk of the jets' conv outputs (in jet_arena) */
-  double *jw;    /* one tensor's weights in float64 (in jet_arena) */
+  int jet_batch;   /* batch the jet buffers were planned for */
+  size_t jet_unit; /* sizeof(float) or sizeof(double): the plan's type */
+  void *jcol;      /* im2col scratch of a chunk (in jet_arena) */
+  void *jytmp;     /* a chunk of the jets' conv outputs (in jet_arena) */
+  double *jw;      /* float64 path: one tensor's weights (in jet_arena) */
   int profiling;
   double prof[AE_NET_PROF_COUNT];
   /* ae_net_set_double: the float64 twin and whether calls go to it */
@@ -130,6 +133,13 @@ int ae_net_pool_count(int y0, int x0, int h, int w, int k, int include_pad);
 /* Copies count float32 values into a node's parameter tensor. */
 int ae_net_load_params(ae_net *n, int node, ae_net_param_kind kind,
                        const float *src, size_t count);
+
+/* ae_philox_normal(seed, tensor, stream, index0 + l) for the
+ * AE_NET_NORMAL_LANES values of l, bit for bit, faster (the Philox rounds
+ * run lane-parallel). */
+#define AE_NET_NORMAL_LANES 64
+void ae_net_philox_normals(uint64_t seed, uint32_t tensor, uint32_t stream,
+                           uint64_t index0, double *out);
 
 /* Activation value, first and second derivative in float64. */
 double ae_net_act_value(ae_activation a, double z);

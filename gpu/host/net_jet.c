@@ -1,12 +1,17 @@
 /* net_jet.c: what the expressivity group needs from the host executor:
- * ReLU sign patterns and their exact distinct count, the float64
- * forward-mode second-order jets along a curve, and the curvature sum.
+ * ReLU sign patterns and their exact distinct count, the forward-mode
+ * second-order jets along a curve, and the curvature sum.
  *
  * The jets propagate three streams per node (value, first and second
- * derivative along the curve's parameter) in float64.  Their buffers are
- * planned on first use for the batch asked (forward liveness: a node's
- * buffer is reused once its last reader has run) and counted in
- * ae_net_memory_bytes.
+ * derivative along the curve's parameter), laid out [stream][sample][elems]
+ * so that every linear op (conv, linear, pools, add) runs once over
+ * 3 * batch "virtual samples": one im2col + GEMM per chunk of columns, as
+ * the forward does.  They run in float32 (sgemm on the net's own weights);
+ * while ae_net_set_double is on, in float64 (the reference, dgemm on the
+ * weights widened).  Their buffers are planned on first use for the batch
+ * and type asked (forward liveness: a node's buffer is reused once its
+ * last reader has run; identity and flatten share their input's) and
+ * counted in ae_net_memory_bytes.
  *
  * Runs on the thread that owns the ae_net; ae_count_distinct_patterns and
  * ae_curvature_sum are pure. */
@@ -109,29 +114,49 @@ double ae_curvature_sum(const double *dy, const double *ddy, int points,
   return sum;
 }
 
-static int jet_chunk(const ae_net_geom *ge, int virtual_samples);
+/* Samples per im2col + GEMM chunk of the jets (as net.c's chunks). */
+static int jet_chunk(const ae_net_geom *ge, int virtual_samples) {
+  size_t chunk = (JET_CHUNK_COLUMNS + ge->out_hw - 1) / ge->out_hw;
+  return chunk < (size_t)virtual_samples ? (int)chunk : virtual_samples;
+}
 
-/* Plans (or re-plans for a larger batch) the jet buffers. */
-static int plan_jets(ae_net *n, int batch) {
-  if (n->jet_arena && n->jet_batch >= batch) return AE_OK;
+static int shares_input(const ae_node *nd) {
+  return nd->op == AE_OP_IDENTITY || nd->op == AE_OP_FLATTEN;
+}
+
+/* Plans (or re-plans for a larger batch or another type) the jet buffers:
+ * unit is sizeof(float) or sizeof(double). */
+static int plan_jets(ae_net *n, int batch, size_t unit) {
+  if (n->jet_arena && n->jet_batch >= batch && n->jet_unit == unit)
+    return AE_OK;
   free(n->jet_arena);
   n->jet_arena = NULL;
   n->jet_bytes = 0;
   n->jet_batch = 0;
+  n->jet_unit = 0;
   int nn = n->g.n_nodes;
   size_t *bytes = malloc(sizeof(size_t) * (size_t)nn);
   size_t *off = malloc(sizeof(size_t) * (size_t)nn);
   int *start = malloc(sizeof(int) * (size_t)nn);
   int *end = malloc(sizeof(int) * (size_t)nn);
+  int *root = malloc(sizeof(int) * (size_t)nn);
   int rc = AE_ENOMEM;
-  if (!bytes || !off || !start || !end) goto out;
+  if (!bytes || !off || !start || !end || !root) goto out;
   size_t max_col = 0, max_w = 0, max_y = 0;
   for (int k = 0; k < nn; k++) {
-    bytes[k] = (3 * (size_t)batch * n->geom[k].elems * sizeof(double) + 63) &
-               ~(size_t)63;
+    const ae_node *nd = &n->g.nodes[k];
+    bytes[k] = (3 * (size_t)batch * n->geom[k].elems * unit + 63) & ~(size_t)63;
     start[k] = k;
     end[k] = n->last_use[k];
-    const ae_node *nd = &n->g.nodes[k];
+    root[k] = k;
+    if (shares_input(nd)) {
+      /* Same values, same layout: the input's buffer, kept alive for
+       * this node's readers too. */
+      int r = root[nd->inputs[0]];
+      root[k] = r;
+      start[k] = -1;
+      if (end[r] < end[k]) end[r] = end[k];
+    }
     if (nd->op == AE_OP_CONV) {
       size_t chunk = (size_t)jet_chunk(&n->geom[k], 3 * batch);
       size_t c = n->geom[k].col_rows * n->geom[k].out_hw * chunk;
@@ -144,48 +169,48 @@ static int plan_jets(ae_net *n, int batch) {
   size_t total = ae_net_plan_slots(bytes, start, end, nn, off);
   if (total == (size_t)-1) goto out;
   size_t col_off = total;
-  total += (max_col * sizeof(double) + 63) & ~(size_t)63;
+  total += (max_col * unit + 63) & ~(size_t)63;
   size_t y_off = total;
-  total += (max_y * sizeof(double) + 63) & ~(size_t)63;
+  total += (max_y * unit + 63) & ~(size_t)63;
   size_t w_off = total;
-  total += (max_w * sizeof(double) + 63) & ~(size_t)63;
+  if (unit == sizeof(double))
+    total += (max_w * sizeof(double) + 63) & ~(size_t)63;
   n->jet_arena = aligned_alloc(64, total > 0 ? total : 64);
   if (!n->jet_arena) goto out;
   n->jet_bytes = total;
   for (int k = 0; k < nn; k++)
-    n->jet[k] = (double *)(n->jet_arena + off[k]);
-  n->jcol = (double *)(n->jet_arena + col_off);
-  n->jytmp = (double *)(n->jet_arena + y_off);
-  n->jw = (double *)(n->jet_arena + w_off);
+    n->jet[k] = n->jet_arena + off[root[k]];
+  n->jcol = n->jet_arena + col_off;
+  n->jytmp = n->jet_arena + y_off;
+  n->jw = unit == sizeof(double) ? (double *)(n->jet_arena + w_off) : NULL;
   n->jet_batch = batch;
+  n->jet_unit = unit;
   rc = AE_OK;
 out:
   free(bytes);
   free(off);
   free(start);
   free(end);
+  free(root);
   return rc;
 }
 
-/* Stream s (0 value, 1 first, 2 second derivative) of node k. */
-static double *stream(const ae_net *n, int k, int s, int batch) {
-  return n->jet[k] + (size_t)s * (size_t)batch * n->geom[k].elems;
-}
+/* ---- float64: the reference (ae_net_set_double on) ---- */
 
-/* Samples per im2col + dgemm chunk of the jets (as net.c's chunks). */
-static int jet_chunk(const ae_net_geom *ge, int virtual_samples) {
-  size_t chunk = (JET_CHUNK_COLUMNS + ge->out_hw - 1) / ge->out_hw;
-  return chunk < (size_t)virtual_samples ? (int)chunk : virtual_samples;
+/* Stream s (0 value, 1 first, 2 second derivative) of node k. */
+static double *stream_d(const ae_net *n, int k, int s, int batch) {
+  return (double *)n->jet[k] + (size_t)s * (size_t)batch * n->geom[k].elems;
 }
 
 /* The three streams are laid out [stream][sample][elems], so a conv (no
  * bias) acts on them as on 3 * batch samples; chunks of them side by side
  * make one dgemm. */
-static void jet_conv(ae_net *n, int k, int batch) {
+static void jet_conv_d(ae_net *n, int k, int batch) {
   const ae_node *nd = &n->g.nodes[k];
   const ae_net_geom *ge = &n->geom[k];
   int K = (int)ge->col_rows, HW = (int)ge->out_hw, cout = nd->out;
   int V = 3 * batch, chunk = jet_chunk(ge, V);
+  double *col = n->jcol, *ytmp = n->jytmp;
   for (size_t e = 0; e < ge->n_weight; e++)
     n->jw[e] = n->weight[k][e];
   const double *x = n->jet[nd->inputs[0]];
@@ -196,42 +221,40 @@ static void jet_conv(ae_net *n, int k, int batch) {
     for (int j = 0; j < m; j++)
       ae_net_im2col_d(x + (size_t)(v0 + j) * ge->in_elems, ge->in_c, ge->in_h,
                       ge->in_w, nd->kernel, nd->stride, nd->padding,
-                      nd->shape[1], nd->shape[2],
-                      n->jcol + (size_t)j * (size_t)HW, ld);
+                      nd->shape[1], nd->shape[2], col + (size_t)j * (size_t)HW,
+                      ld);
     cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, cout, (int)ld, K,
-                1.0, n->jw, K, n->jcol, (int)ld, 0.0, n->jytmp, (int)ld);
+                1.0, n->jw, K, col, (int)ld, 0.0, ytmp, (int)ld);
     for (int j = 0; j < m; j++)
       for (int c = 0; c < cout; c++)
         memcpy(y + (size_t)(v0 + j) * ge->elems + (size_t)c * (size_t)HW,
-               n->jytmp + (size_t)c * ld + (size_t)j * (size_t)HW,
+               ytmp + (size_t)c * ld + (size_t)j * (size_t)HW,
                sizeof(double) * (size_t)HW);
   }
 }
 
-static void jet_linear(ae_net *n, int k, int batch) {
+static void jet_linear_d(ae_net *n, int k, int batch) {
   const ae_node *nd = &n->g.nodes[k];
   const ae_net_geom *ge = &n->geom[k];
   int in = (int)ge->in_elems, out = nd->out;
   for (size_t e = 0; e < ge->n_weight; e++)
     n->jw[e] = n->weight[k][e];
-  for (int s = 0; s < 3; s++) {
-    const double *x = stream(n, nd->inputs[0], s, batch);
-    double *y = stream(n, k, s, batch);
-    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, batch, out, in, 1.0, x,
-                in, n->jw, in, 0.0, y, out);
-    if (s == 0 && n->bias[k])
-      for (int b = 0; b < batch; b++)
-        for (int o = 0; o < out; o++)
-          y[(size_t)b * (size_t)out + (size_t)o] += n->bias[k][o];
-  }
+  const double *x = n->jet[nd->inputs[0]];
+  double *y = n->jet[k];
+  cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, 3 * batch, out, in, 1.0,
+              x, in, n->jw, in, 0.0, y, out);
+  if (n->bias[k])
+    for (int b = 0; b < batch; b++)
+      for (int o = 0; o < out; o++)
+        y[(size_t)b * (size_t)out + (size_t)o] += n->bias[k][o];
 }
 
-static void jet_bn(ae_net *n, int k, int batch) {
+static void jet_bn_d(ae_net *n, int k, int batch) {
   const ae_node *nd = &n->g.nodes[k];
   const ae_net_geom *ge = &n->geom[k];
   size_t C = (size_t)ge->channels, P = ge->plane;
   double cnt = (double)batch * (double)P;
-  const double *x = stream(n, nd->inputs[0], 0, batch);
+  const double *x = stream_d(n, nd->inputs[0], 0, batch);
   for (size_t c = 0; c < C; c++) {
     double sum = 0.0, ss = 0.0;
     for (int b = 0; b < batch; b++)
@@ -246,8 +269,8 @@ static void jet_bn(ae_net *n, int k, int batch) {
     double scale = (double)n->gamma[k][c] / sqrt(ss / cnt + BN_EPS);
     double shift = (double)n->beta[k][c] - mean * scale;
     for (int s = 0; s < 3; s++) {
-      const double *xs = stream(n, nd->inputs[0], s, batch);
-      double *ys = stream(n, k, s, batch);
+      const double *xs = stream_d(n, nd->inputs[0], s, batch);
+      double *ys = stream_d(n, k, s, batch);
       for (int b = 0; b < batch; b++)
         for (size_t i = 0; i < P; i++) {
           size_t e = (size_t)b * ge->elems + c * P + i;
@@ -257,14 +280,14 @@ static void jet_bn(ae_net *n, int k, int batch) {
   }
 }
 
-static void jet_act(ae_net *n, int k, int batch) {
+static void jet_act_d(ae_net *n, int k, int batch) {
   const ae_node *nd = &n->g.nodes[k];
   size_t count = (size_t)batch * n->geom[k].elems;
-  const double *z = stream(n, nd->inputs[0], 0, batch);
-  const double *z1 = stream(n, nd->inputs[0], 1, batch);
-  const double *z2 = stream(n, nd->inputs[0], 2, batch);
-  double *y = stream(n, k, 0, batch), *y1 = stream(n, k, 1, batch),
-         *y2 = stream(n, k, 2, batch);
+  const double *z = stream_d(n, nd->inputs[0], 0, batch);
+  const double *z1 = stream_d(n, nd->inputs[0], 1, batch);
+  const double *z2 = stream_d(n, nd->inputs[0], 2, batch);
+  double *y = stream_d(n, k, 0, batch), *y1 = stream_d(n, k, 1, batch),
+         *y2 = stream_d(n, k, 2, batch);
   for (size_t e = 0; e < count; e++) {
     double d1 = ae_net_act_d1(nd->act, z[e]);
     double d2 = ae_net_act_d2(nd->act, z[e]);
@@ -274,50 +297,296 @@ static void jet_act(ae_net *n, int k, int batch) {
   }
 }
 
-/* The linear ops that act on the three streams alike. */
-static void jet_linear_op(ae_net *n, int k, int batch) {
+/* The linear ops that act on the three streams alike (3 * batch virtual
+ * samples). */
+static void jet_linear_op_d(ae_net *n, int k, int batch) {
   const ae_node *nd = &n->g.nodes[k];
   const ae_net_geom *ge = &n->geom[k];
-  size_t count = (size_t)batch * ge->elems;
-  for (int s = 0; s < 3; s++) {
-    double *y = stream(n, k, s, batch);
-    const double *x =
-        nd->n_inputs > 0 ? stream(n, nd->inputs[0], s, batch) : NULL;
+  size_t V = 3 * (size_t)batch, count = V * ge->elems;
+  double *y = n->jet[k];
+  const double *x = nd->n_inputs > 0 ? n->jet[nd->inputs[0]] : NULL;
+  switch (nd->op) {
+  case AE_OP_AVG_POOL: {
+    size_t hw_in = (size_t)ge->in_h * (size_t)ge->in_w;
+    for (size_t p = 0; p < V * (size_t)ge->in_c; p++)
+      ae_net_avg_pool_plane_d(x + p * hw_in, ge->in_h, ge->in_w, nd->kernel,
+                              nd->stride, nd->padding, nd->count_include_pad,
+                              nd->shape[1], nd->shape[2], y + p * ge->out_hw);
+    break;
+  }
+  case AE_OP_GLOBAL_AVG_POOL: {
+    size_t hw_in = (size_t)ge->in_h * (size_t)ge->in_w;
+    for (size_t p = 0; p < V * (size_t)ge->in_c; p++) {
+      double sum = 0.0;
+      for (size_t i = 0; i < hw_in; i++)
+        sum += x[p * hw_in + i];
+      y[p] = sum / (double)hw_in;
+    }
+    break;
+  }
+  case AE_OP_ADD:
+    memcpy(y, x, sizeof(double) * count);
+    for (int i = 1; i < nd->n_inputs; i++) {
+      const double *xi = n->jet[nd->inputs[i]];
+      for (size_t e = 0; e < count; e++)
+        y[e] += xi[e];
+    }
+    break;
+  case AE_OP_ZERO:
+    memset(y, 0, sizeof(double) * count);
+    break;
+  default: /* identity, flatten: the input's buffer */
+    break;
+  }
+}
+
+static void forward_jet_d(ae_net *n, const double *x, const double *dx,
+                          const double *ddx, int batch) {
+  for (int k = 0; k < n->g.n_nodes; k++) {
+    const ae_node *nd = &n->g.nodes[k];
     switch (nd->op) {
-    case AE_OP_AVG_POOL: {
-      size_t hw_in = (size_t)ge->in_h * (size_t)ge->in_w;
-      for (size_t p = 0; p < (size_t)batch * (size_t)ge->in_c; p++)
-        ae_net_avg_pool_plane_d(x + p * hw_in, ge->in_h, ge->in_w, nd->kernel,
-                                nd->stride, nd->padding, nd->count_include_pad,
-                                nd->shape[1], nd->shape[2], y + p * ge->out_hw);
+    case AE_OP_INPUT: {
+      size_t count = (size_t)batch * n->geom[k].elems;
+      memcpy(stream_d(n, k, 0, batch), x, sizeof(double) * count);
+      memcpy(stream_d(n, k, 1, batch), dx, sizeof(double) * count);
+      memcpy(stream_d(n, k, 2, batch), ddx, sizeof(double) * count);
       break;
     }
-    case AE_OP_GLOBAL_AVG_POOL: {
-      size_t hw_in = (size_t)ge->in_h * (size_t)ge->in_w;
-      for (size_t p = 0; p < (size_t)batch * (size_t)ge->in_c; p++) {
-        double sum = 0.0;
-        for (size_t i = 0; i < hw_in; i++)
-          sum += x[p * hw_in + i];
-        y[p] = sum / (double)hw_in;
-      }
+    case AE_OP_CONV:
+      jet_conv_d(n, k, batch);
       break;
-    }
-    case AE_OP_ADD:
-      memcpy(y, x, sizeof(double) * count);
-      for (int i = 1; i < nd->n_inputs; i++) {
-        const double *xi = stream(n, nd->inputs[i], s, batch);
-        for (size_t e = 0; e < count; e++)
-          y[e] += xi[e];
-      }
+    case AE_OP_LINEAR:
+      jet_linear_d(n, k, batch);
       break;
-    case AE_OP_IDENTITY:
-    case AE_OP_FLATTEN:
-      memcpy(y, x, sizeof(double) * count);
+    case AE_OP_BATCH_NORM:
+      jet_bn_d(n, k, batch);
       break;
-    case AE_OP_ZERO:
-      memset(y, 0, sizeof(double) * count);
+    case AE_OP_ACT:
+      jet_act_d(n, k, batch);
       break;
     default:
+      jet_linear_op_d(n, k, batch);
+      break;
+    }
+  }
+}
+
+/* ---- float32: the default ---- */
+
+static float *stream_f(const ae_net *n, int k, int s, int batch) {
+  return (float *)n->jet[k] + (size_t)s * (size_t)batch * n->geom[k].elems;
+}
+
+static void jet_conv_f(ae_net *n, int k, int batch) {
+  const ae_node *nd = &n->g.nodes[k];
+  const ae_net_geom *ge = &n->geom[k];
+  int K = (int)ge->col_rows, HW = (int)ge->out_hw, cout = nd->out;
+  int V = 3 * batch, chunk = jet_chunk(ge, V);
+  float *col = n->jcol, *ytmp = n->jytmp;
+  const float *x = n->jet[nd->inputs[0]];
+  float *y = n->jet[k];
+  int direct = nd->kernel == 1 && nd->stride == 1 && nd->padding == 0;
+  for (int v0 = 0; v0 < V; v0 += chunk) {
+    int m = V - v0 < chunk ? V - v0 : chunk;
+    size_t ld = (size_t)m * (size_t)HW;
+    const float *b = col;
+    int ldb = (int)ld;
+    if (direct && m == 1) {
+      b = x + (size_t)v0 * ge->in_elems;
+    } else {
+      for (int j = 0; j < m; j++)
+        ae_net_im2col_t(x + (size_t)(v0 + j) * ge->in_elems, ge->in_c, ge->in_h,
+                        ge->in_w, nd->kernel, nd->stride, nd->padding,
+                        nd->shape[1], nd->shape[2],
+                        col + (size_t)j * (size_t)HW, ld);
+    }
+    float *out = m == 1 ? y + (size_t)v0 * ge->elems : ytmp;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, cout, (int)ld, K,
+                1.0f, n->weight[k], K, b, ldb, 0.0f, out, (int)ld);
+    if (m == 1) continue;
+    for (int j = 0; j < m; j++)
+      for (int c = 0; c < cout; c++)
+        memcpy(y + (size_t)(v0 + j) * ge->elems + (size_t)c * (size_t)HW,
+               ytmp + (size_t)c * ld + (size_t)j * (size_t)HW,
+               sizeof(float) * (size_t)HW);
+  }
+}
+
+static void jet_linear_f(ae_net *n, int k, int batch) {
+  const ae_node *nd = &n->g.nodes[k];
+  const ae_net_geom *ge = &n->geom[k];
+  int in = (int)ge->in_elems, out = nd->out;
+  const float *x = n->jet[nd->inputs[0]];
+  float *y = n->jet[k];
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, 3 * batch, out, in, 1.0f,
+              x, in, n->weight[k], in, 0.0f, y, out);
+  if (n->bias[k]) /* the value stream only */
+    for (int b = 0; b < batch; b++)
+      for (int o = 0; o < out; o++)
+        y[(size_t)b * (size_t)out + (size_t)o] += n->bias[k][o];
+}
+
+/* BN with the value stream's batch statistics (float64 accumulation, as
+ * the forward); the tangent streams get the same scale, no shift. */
+static void jet_bn_f(ae_net *n, int k, int batch) {
+  const ae_node *nd = &n->g.nodes[k];
+  const ae_net_geom *ge = &n->geom[k];
+  size_t C = (size_t)ge->channels, P = ge->plane;
+  double cnt = (double)batch * (double)P;
+  const float *x = stream_f(n, nd->inputs[0], 0, batch);
+  for (size_t c = 0; c < C; c++) {
+    double shift0 = x[c * P], sum = 0.0, ss = 0.0;
+    for (int b = 0; b < batch; b++) {
+      const float *p = x + (size_t)b * ge->elems + c * P;
+      for (size_t i = 0; i < P; i++) {
+        double d = (double)p[i] - shift0;
+        sum += d;
+        ss += d * d;
+      }
+    }
+    double dmean = sum / cnt, mean = shift0 + dmean;
+    double var = ss / cnt - dmean * dmean;
+    if (var < 0.0) var = 0.0;
+    double scale = (double)n->gamma[k][c] / sqrt(var + BN_EPS);
+    float fscale = (float)scale;
+    float fshift = (float)((double)n->beta[k][c] - mean * scale);
+    for (int s = 0; s < 3; s++) {
+      const float *xs = stream_f(n, nd->inputs[0], s, batch);
+      float *ys = stream_f(n, k, s, batch);
+      float sh = s == 0 ? fshift : 0.0f;
+      for (int b = 0; b < batch; b++) {
+        const float *p = xs + (size_t)b * ge->elems + c * P;
+        float *q = ys + (size_t)b * ge->elems + c * P;
+        for (size_t i = 0; i < P; i++)
+          q[i] = p[i] * fscale + sh;
+      }
+    }
+  }
+}
+
+static void jet_act_f(ae_net *n, int k, int batch) {
+  const ae_node *nd = &n->g.nodes[k];
+  size_t count = (size_t)batch * n->geom[k].elems;
+  const float *z = stream_f(n, nd->inputs[0], 0, batch);
+  const float *z1 = stream_f(n, nd->inputs[0], 1, batch);
+  const float *z2 = stream_f(n, nd->inputs[0], 2, batch);
+  float *y = stream_f(n, k, 0, batch), *y1 = stream_f(n, k, 1, batch),
+        *y2 = stream_f(n, k, 2, batch);
+  switch (nd->act.fn) {
+  case AE_ACT_RELU:
+    /* Piecewise linear: the derivative at x, no second-order term. */
+    for (size_t e = 0; e < count; e++) {
+      int on = z[e] > 0.0f;
+      y[e] = on ? z[e] : 0.0f;
+      y1[e] = on ? z1[e] : 0.0f;
+      y2[e] = on ? z2[e] : 0.0f;
+    }
+    return;
+  case AE_ACT_LEAKY_RELU: {
+    float s = (float)nd->act.slope;
+    for (size_t e = 0; e < count; e++) {
+      float d = z[e] > 0.0f ? 1.0f : s;
+      y[e] = d * z[e];
+      y1[e] = d * z1[e];
+      y2[e] = d * z2[e];
+    }
+    return;
+  }
+  case AE_ACT_IDENTITY:
+    memcpy(y, z, sizeof(float) * count);
+    memcpy(y1, z1, sizeof(float) * count);
+    memcpy(y2, z2, sizeof(float) * count);
+    return;
+  default:
+    for (size_t e = 0; e < count; e++) {
+      double d1 = ae_net_act_d1(nd->act, z[e]);
+      double d2 = ae_net_act_d2(nd->act, z[e]);
+      double t1 = z1[e];
+      y[e] = (float)ae_net_act_value(nd->act, z[e]);
+      y1[e] = (float)(d1 * t1);
+      y2[e] = (float)(d2 * t1 * t1 + d1 * (double)z2[e]);
+    }
+    return;
+  }
+}
+
+static void jet_linear_op_f(ae_net *n, int k, int batch) {
+  const ae_node *nd = &n->g.nodes[k];
+  const ae_net_geom *ge = &n->geom[k];
+  size_t V = 3 * (size_t)batch, count = V * ge->elems;
+  float *y = n->jet[k];
+  const float *x = nd->n_inputs > 0 ? n->jet[nd->inputs[0]] : NULL;
+  switch (nd->op) {
+  case AE_OP_AVG_POOL: {
+    size_t hw_in = (size_t)ge->in_h * (size_t)ge->in_w;
+    for (size_t p = 0; p < V * (size_t)ge->in_c; p++)
+      ae_net_avg_pool_plane_t(x + p * hw_in, ge->in_h, ge->in_w, nd->kernel,
+                              nd->stride, nd->padding, nd->count_include_pad,
+                              nd->shape[1], nd->shape[2], y + p * ge->out_hw);
+    break;
+  }
+  case AE_OP_GLOBAL_AVG_POOL: {
+    size_t hw_in = (size_t)ge->in_h * (size_t)ge->in_w;
+    for (size_t p = 0; p < V * (size_t)ge->in_c; p++) {
+      double sum = 0.0;
+      for (size_t i = 0; i < hw_in; i++)
+        sum += x[p * hw_in + i];
+      y[p] = (float)(sum / (double)hw_in);
+    }
+    break;
+  }
+  case AE_OP_ADD:
+    if (nd->n_inputs == 2) {
+      const float *x1 = n->jet[nd->inputs[1]];
+      for (size_t e = 0; e < count; e++)
+        y[e] = x[e] + x1[e];
+      break;
+    }
+    memcpy(y, x, sizeof(float) * count);
+    for (int i = 1; i < nd->n_inputs; i++) {
+      const float *xi = n->jet[nd->inputs[i]];
+      for (size_t e = 0; e < count; e++)
+        y[e] += xi[e];
+    }
+    break;
+  case AE_OP_ZERO:
+    memset(y, 0, sizeof(float) * count);
+    break;
+  default: /* identity, flatten: the input's buffer */
+    break;
+  }
+}
+
+static void forward_jet_f(ae_net *n, const double *x, const double *dx,
+                          const double *ddx, int batch) {
+  for (int k = 0; k < n->g.n_nodes; k++) {
+    const ae_node *nd = &n->g.nodes[k];
+    switch (nd->op) {
+    case AE_OP_INPUT: {
+      size_t count = (size_t)batch * n->geom[k].elems;
+      float *s0 = stream_f(n, k, 0, batch), *s1 = stream_f(n, k, 1, batch),
+            *s2 = stream_f(n, k, 2, batch);
+      for (size_t e = 0; e < count; e++) {
+        s0[e] = (float)x[e];
+        s1[e] = (float)dx[e];
+        s2[e] = (float)ddx[e];
+      }
+      break;
+    }
+    case AE_OP_CONV:
+      jet_conv_f(n, k, batch);
+      break;
+    case AE_OP_LINEAR:
+      jet_linear_f(n, k, batch);
+      break;
+    case AE_OP_BATCH_NORM:
+      jet_bn_f(n, k, batch);
+      break;
+    case AE_OP_ACT:
+      jet_act_f(n, k, batch);
+      break;
+    default:
+      jet_linear_op_f(n, k, batch);
       break;
     }
   }
@@ -327,39 +596,25 @@ int ae_net_forward_jet(ae_net *n, const double *x, const double *dx,
                        const double *ddx, int batch, double *y, double *dy,
                        double *ddy) {
   if (!x || !dx || !ddx || batch < 1) return AE_EINVAL;
-  int rc = plan_jets(n, batch);
+  int dbl = n->use_double;
+  int rc = plan_jets(n, batch, dbl ? sizeof(double) : sizeof(float));
   if (rc) return rc;
-  for (int k = 0; k < n->g.n_nodes; k++) {
-    const ae_node *nd = &n->g.nodes[k];
-    switch (nd->op) {
-    case AE_OP_INPUT: {
-      size_t count = (size_t)batch * n->geom[k].elems;
-      memcpy(stream(n, k, 0, batch), x, sizeof(double) * count);
-      memcpy(stream(n, k, 1, batch), dx, sizeof(double) * count);
-      memcpy(stream(n, k, 2, batch), ddx, sizeof(double) * count);
-      break;
-    }
-    case AE_OP_CONV:
-      jet_conv(n, k, batch);
-      break;
-    case AE_OP_LINEAR:
-      jet_linear(n, k, batch);
-      break;
-    case AE_OP_BATCH_NORM:
-      jet_bn(n, k, batch);
-      break;
-    case AE_OP_ACT:
-      jet_act(n, k, batch);
-      break;
-    default:
-      jet_linear_op(n, k, batch);
-      break;
-    }
-  }
   int o = n->g.output;
   size_t count = (size_t)batch * n->geom[o].elems;
-  if (y) memcpy(y, stream(n, o, 0, batch), sizeof(double) * count);
-  if (dy) memcpy(dy, stream(n, o, 1, batch), sizeof(double) * count);
-  if (ddy) memcpy(ddy, stream(n, o, 2, batch), sizeof(double) * count);
+  double *outs[3] = {y, dy, ddy};
+  if (dbl) {
+    forward_jet_d(n, x, dx, ddx, batch);
+    for (int s = 0; s < 3; s++)
+      if (outs[s])
+        memcpy(outs[s], stream_d(n, o, s, batch), sizeof(double) * count);
+    return AE_OK;
+  }
+  forward_jet_f(n, x, dx, ddx, batch);
+  for (int s = 0; s < 3; s++) {
+    if (!outs[s]) continue;
+    const float *src = stream_f(n, o, s, batch);
+    for (size_t e = 0; e < count; e++)
+      outs[s][e] = (double)src[e];
+  }
   return AE_OK;
 }

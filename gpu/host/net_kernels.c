@@ -1,5 +1,6 @@
 /* net_kernels.c: the host executor's untyped building blocks: the buffer
  * planner, the job checkpoint, float64 im2col and pooling for the jets,
+ * the Philox normals of a run of elements (the weight init),
  * and the activation functions with their derivatives (the float32 /
  * float64 buffer kernels are in net_kernels_typed.c).
  *
@@ -7,6 +8,7 @@
 #include "gpu/host/net_internal.h"
 
 #include "api/status.h"
+#include "gpu/philox.h"
 #include <math.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -225,4 +227,61 @@ const char *ae_net_profile_name(int phase) {
       "forward conv", "forward other", "ntk im2col", "ntk dW sgemm",
       "ntk dX",       "ntk gram",      "ntk other"};
   return phase >= 0 && phase < AE_NET_PROF_COUNT ? names[phase] : NULL;
+}
+
+/* Philox4x32-10 of AE_NET_NORMAL_LANES consecutive counters, lane by lane
+ * so that the compiler vectorises the rounds: the very words of
+ * ae_philox_words. */
+static void philox_lanes(uint64_t seed, uint32_t tensor, uint32_t stream,
+                         uint64_t index0, uint32_t w[4][AE_NET_NORMAL_LANES]) {
+  uint32_t c0[AE_NET_NORMAL_LANES], c1[AE_NET_NORMAL_LANES],
+      c2[AE_NET_NORMAL_LANES], c3[AE_NET_NORMAL_LANES];
+  for (int l = 0; l < AE_NET_NORMAL_LANES; l++) {
+    uint64_t i = index0 + (uint64_t)l;
+    c0[l] = (uint32_t)i;
+    c1[l] = (uint32_t)(i >> 32);
+    c2[l] = tensor;
+    c3[l] = stream;
+  }
+  uint32_t k0 = (uint32_t)seed, k1 = (uint32_t)(seed >> 32);
+  for (int round = 0; round < 10; round++) {
+    for (int l = 0; l < AE_NET_NORMAL_LANES; l++) {
+      uint64_t p0 = (uint64_t)0xD2511F53u * c0[l];
+      uint64_t p1 = (uint64_t)0xCD9E8D57u * c2[l];
+      uint32_t n0 = (uint32_t)(p1 >> 32) ^ c1[l] ^ k0;
+      uint32_t n2 = (uint32_t)(p0 >> 32) ^ c3[l] ^ k1;
+      c0[l] = n0;
+      c1[l] = (uint32_t)p1;
+      c2[l] = n2;
+      c3[l] = (uint32_t)p0;
+    }
+    k0 += 0x9E3779B9u;
+    k1 += 0xBB67AE85u;
+  }
+  memcpy(w[0], c0, sizeof(c0));
+  memcpy(w[1], c1, sizeof(c1));
+  memcpy(w[2], c2, sizeof(c2));
+  memcpy(w[3], c3, sizeof(c3));
+}
+
+void ae_net_philox_normals(uint64_t seed, uint32_t tensor, uint32_t stream,
+                           uint64_t index0, double *out) {
+  uint32_t w[4][AE_NET_NORMAL_LANES];
+  double r[AE_NET_NORMAL_LANES], c[AE_NET_NORMAL_LANES];
+  philox_lanes(seed, tensor, stream, index0, w);
+  const uint64_t mask = (1ull << 53) - 1;
+  for (int l = 0; l < AE_NET_NORMAL_LANES; l++) {
+    /* 53-bit values: exact as signed, which converts faster. */
+    int64_t a = (int64_t)((((uint64_t)w[0][l] << 21) ^ (w[1][l] >> 11)) & mask);
+    int64_t b = (int64_t)((((uint64_t)w[2][l] << 21) ^ (w[3][l] >> 11)) & mask);
+    r[l] = ((double)a + 0.5) * (1.0 / 9007199254740992.0);
+    c[l] = ((double)b + 0.5) * (1.0 / 9007199254740992.0);
+  }
+  /* ae_philox_normal's expression, operation for operation. */
+  for (int l = 0; l < AE_NET_NORMAL_LANES; l++)
+    r[l] = sqrt(-2.0 * log(r[l]));
+  for (int l = 0; l < AE_NET_NORMAL_LANES; l++)
+    c[l] = cos(6.283185307179586 * c[l]);
+  for (int l = 0; l < AE_NET_NORMAL_LANES; l++)
+    out[l] = r[l] * c[l];
 }

@@ -7,9 +7,49 @@
 
 #include <string.h>
 
+/* One im2col row of a stride-1 conv whose output is as wide as its input
+ * (ow == w): the row is the input plane shifted by dy rows and dx columns,
+ * so valid rows are one contiguous copy, then the columns that fell off
+ * either edge are zeroed. */
+static void im2col_row_shifted(const ae_real *plane, int h, int w, int dy,
+                               int dx, int oh, ae_real *row) {
+  int ow = w;
+  int oy0 = dy < 0 ? -dy : 0, oy1 = h - dy < oh ? h - dy : oh;
+  if (oy0 > oh) oy0 = oh;
+  if (oy1 < oy0) oy1 = oy0;
+  memset(row, 0, sizeof(ae_real) * (size_t)oy0 * (size_t)ow);
+  memset(row + (size_t)oy1 * (size_t)ow, 0,
+         sizeof(ae_real) * (size_t)(oh - oy1) * (size_t)ow);
+  if (oy1 == oy0) return;
+  long shift = (long)dy * w + dx, plane_n = (long)h * w;
+  long i0 = (long)oy0 * ow, i1 = (long)oy1 * ow;
+  if (i0 + shift < 0) i0 = -shift;
+  if (i1 + shift > plane_n) i1 = plane_n - shift;
+  if (i1 > i0)
+    memcpy(row + i0, plane + i0 + shift, sizeof(ae_real) * (size_t)(i1 - i0));
+  for (int oy = oy0; oy < oy1; oy++) {
+    ae_real *r = row + (size_t)oy * (size_t)ow;
+    if (dx < 0)
+      for (int ox = 0; ox < -dx && ox < ow; ox++)
+        r[ox] = (ae_real)0;
+    else
+      for (int ox = ow - dx < 0 ? 0 : ow - dx; ox < ow; ox++)
+        r[ox] = (ae_real)0;
+  }
+}
+
 void ae_net_im2col_t(const ae_real *x, int c, int h, int w, int k, int stride,
                      int pad, int oh, int ow, ae_real *col, size_t ld) {
   size_t hw = ld;
+  if (stride == 1 && ow == w) {
+    for (int ci = 0; ci < c; ci++)
+      for (int ky = 0; ky < k; ky++)
+        for (int kx = 0; kx < k; kx++)
+          im2col_row_shifted(
+              x + (size_t)ci * (size_t)h * (size_t)w, h, w, ky - pad, kx - pad,
+              oh, col + ((size_t)(ci * k + ky) * (size_t)k + (size_t)kx) * hw);
+    return;
+  }
   for (int ci = 0; ci < c; ci++)
     for (int ky = 0; ky < k; ky++)
       for (int kx = 0; kx < k; kx++) {

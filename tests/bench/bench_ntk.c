@@ -12,16 +12,21 @@
  * AE_BENCH_DOUBLE=1 also runs the float64 twin of the same weights
  * (ae_net_set_double) and prints the float32 spread (and dumps
  * theta64.bin).  AE_BENCH_THREADS (2) sets the OpenBLAS threads,
- * AE_BENCH_CELL=all_conv3x3 or resnet runs one cell only.  Single-threaded
+ * AE_BENCH_CELL=all_conv3x3 or resnet runs one cell only.  Then, unless
+ * AE_BENCH_NO_JETS=1, the weight init and the curvature jets (128 points,
+ * float32 and float64) on the same net.  Single-threaded
  * otherwise: main owns everything. */
 #include "api/arch.h"
 #include "api/problem.h"
 #include "api/status.h"
+#include "gpu/host/blas_env.h"
 #include "gpu/host/net.h"
+#include "gpu/philox.h"
 #include <cblas.h>
 #include <errno.h>
 #include <jansson.h>
 #include <lapacke.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -196,6 +201,115 @@ static int dump(const char *root, const char *tag, ae_net *net, const float *x,
   return rc;
 }
 
+/* The curvature group's jets on this net: 128 points of a unit circle in
+ * the plane of two Philox directions (as the engine draws it), float32
+ * (the default) and float64 (ae_net_set_double), CPU seconds of one pass
+ * each, their curvature sums and the jet buffers; and the weight init. */
+static int bench_jets(ae_net *net) {
+  enum { P = 128, CLASSES = 10 };
+  size_t in_n = (size_t)P * IMAGE;
+  double *u = malloc(sizeof(double) * 2 * IMAGE);
+  double *x = malloc(sizeof(double) * in_n),
+         *dx = malloc(sizeof(double) * in_n);
+  double *ddx = malloc(sizeof(double) * in_n);
+  double *dy = malloc(sizeof(double) * P * CLASSES);
+  double *ddy = malloc(sizeof(double) * P * CLASSES);
+  double *dy32 = malloc(sizeof(double) * 2 * P * CLASSES);
+  int rc = AE_ENOMEM;
+  if (!u || !x || !dx || !ddx || !dy || !ddy || !dy32) goto out;
+  for (int k = 0; k < 2 * IMAGE; k++)
+    u[k] = ae_philox_normal(0, AE_TID_CURVE_DIRS, 0, (uint64_t)k);
+  double n0 = 0, n1 = 0;
+  for (int k = 0; k < IMAGE; k++) {
+    n0 += u[k] * u[k];
+    n1 += u[IMAGE + k] * u[IMAGE + k];
+  }
+  for (int i = 0; i < P; i++) {
+    double t = 2.0 * 3.141592653589793 * i / (P - 1);
+    for (int k = 0; k < IMAGE; k++) {
+      size_t at = (size_t)i * IMAGE + (size_t)k;
+      double a = u[k] / sqrt(n0), b = u[IMAGE + k] / sqrt(n1);
+      x[at] = a * cos(t) + b * sin(t);
+      dx[at] = -a * sin(t) + b * cos(t);
+      ddx[at] = -x[at];
+    }
+  }
+  double c0 = cpu_s();
+  for (uint32_t r = 0; r < 3; r++)
+    ae_net_init_weights(net, 0, r);
+  double init_cpu = (cpu_s() - c0) / 3;
+  printf("  init weights: %.4f s CPU per init, %.1f ns per parameter\n",
+         init_cpu, init_cpu * 1e9 / (double)ae_net_param_count(net));
+  double sum[3], cpu[2];
+  size_t mem0 = ae_net_memory_bytes(net), mem[2];
+  for (int dbl = 0; dbl < 2; dbl++) {
+    if ((rc = ae_net_set_double(net, dbl))) goto out;
+    /* The float64 twin (made by ae_net_set_double) is not the jets'. */
+    size_t before = ae_net_memory_bytes(net) - (dbl ? mem[0] : 0);
+    c0 = cpu_s();
+    rc = ae_net_forward_jet(net, x, dx, ddx, P, NULL, dy, ddy);
+    cpu[dbl] = cpu_s() - c0;
+    if (rc) goto out;
+    mem[dbl] = ae_net_memory_bytes(net) - (dbl ? before : mem0);
+    sum[dbl] = ae_curvature_sum(dy, ddy, P, CLASSES, NULL);
+    if (!dbl) {
+      memcpy(dy32, dy, sizeof(double) * P * CLASSES);
+      memcpy(dy32 + P * CLASSES, ddy, sizeof(double) * P * CLASSES);
+    }
+  }
+  /* Where float32 loses: the worst point's relative error of v = dy and
+   * a = ddy, and the median cancellation |v|^2 |a|^2 / (|v|^2 |a|^2 -
+   * (v.a)^2) of the curvature's numerator. */
+  double ev = 0, ea = 0, canc[P];
+  for (int p = 0; p < P; p++) {
+    double vv = 0, aa = 0, va = 0, dv = 0, da = 0;
+    for (int c = 0; c < CLASSES; c++) {
+      size_t at = (size_t)p * CLASSES + (size_t)c;
+      double v = dy[at], a = ddy[at];
+      vv += v * v;
+      aa += a * a;
+      va += v * a;
+      dv += (dy32[at] - v) * (dy32[at] - v);
+      da += (dy32[P * CLASSES + at] - a) * (dy32[P * CLASSES + at] - a);
+    }
+    ev = fmax(ev, sqrt(dv / vv));
+    ea = fmax(ea, sqrt(da / aa));
+    canc[p] = vv * aa / (vv * aa - va * va);
+  }
+  qsort(canc, P, sizeof(double), cmp_double);
+  printf("  jets float32 vs float64: max relative error of dy %.2e, of ddy "
+         "%.2e; median cancellation in kappa's numerator %.3g\n",
+         ev, ea, canc[P / 2]);
+  /* The metric's own sensitivity: float64 jets of the curve rounded to
+   * float32 (a 6e-8 relative perturbation of the input). */
+  for (size_t i = 0; i < in_n; i++) {
+    x[i] = (float)x[i];
+    dx[i] = (float)dx[i];
+    ddx[i] = (float)ddx[i];
+  }
+  rc = ae_net_forward_jet(net, x, dx, ddx, P, NULL, dy, ddy);
+  if (rc) goto out;
+  sum[2] = ae_curvature_sum(dy, ddy, P, CLASSES, NULL);
+  ae_net_set_double(net, 0);
+  printf("  jets, %d points: float32 %.3f s CPU, float64 %.3f s CPU; "
+         "curvature sum %.9g vs %.9g (relative %.2e; float64 of the "
+         "float32-rounded curve: %.2e); jet buffers float32 %.1f MiB, "
+         "float64 %.1f MiB\n",
+         P, cpu[0], cpu[1], sum[0], sum[1], sum[0] / sum[1] - 1,
+         sum[2] / sum[1] - 1, (double)mem[0] / 1048576.0,
+         (double)mem[1] / 1048576.0);
+  rc = AE_OK;
+out:
+  free(u);
+  free(x);
+  free(dx);
+  free(ddx);
+  free(dy);
+  free(ddy);
+  free(dy32);
+  return rc;
+}
+
 static int bench_cell(const char *tag, const char *cell, const float *x) {
   ae_graph g;
   int rc = lower_cell(cell, &g);
@@ -303,6 +417,7 @@ static int bench_cell(const char *tag, const char *cell, const float *x) {
     free(t64);
     free(e64);
   }
+  if (!getenv("AE_BENCH_NO_JETS")) rc = bench_jets(net);
 out:
   free(theta);
   free(eig);
@@ -312,23 +427,10 @@ out:
   return rc;
 }
 
-/* OpenBLAS picks its kernels when it loads; on a virtual CPU it may not
- * recognise it falls back to Prescott (SSE3) kernels, 2-4x slower.  When
- * OPENBLAS_CORETYPE is unset, name the core the CPU's features support and
- * start again (AE_BENCH_NO_CORETYPE=1 keeps OpenBLAS's own choice). */
-static void pick_openblas_core(char **argv) {
-  if (getenv("OPENBLAS_CORETYPE") || getenv("AE_BENCH_NO_CORETYPE")) return;
-  __builtin_cpu_init();
-  const char *core = __builtin_cpu_supports("avx512f") ? "SkylakeX"
-                     : __builtin_cpu_supports("avx2")  ? "Haswell"
-                                                       : NULL;
-  if (!core || setenv("OPENBLAS_CORETYPE", core, 1) != 0) return;
-  execv("/proc/self/exe", argv);
-}
-
 int main(int argc, char **argv) {
-  (void)argc;
-  pick_openblas_core(argv);
+  /* OpenBLAS may not recognise this CPU: name its core and start again
+   * (AE_BENCH_NO_CORETYPE=1 or AE_NO_CORETYPE=1 keep its own choice). */
+  if (!getenv("AE_BENCH_NO_CORETYPE")) ae_blas_tune_and_reexec(argc, argv);
   const char *threads = getenv("AE_BENCH_THREADS");
   openblas_set_num_threads(threads ? atoi(threads) : 2);
   float *x = malloc(sizeof(float) * BATCH * IMAGE);

@@ -2,9 +2,10 @@
  * executor: sign patterns and their exact distinct count (the metrics.md
  * §6 linear-regions toy: 4 patterns), the curvature of the §6 identity
  * circle (sum 128) and ellipse (kappa 2, 0.5059644256, 0.25) through
- * ae_net_forward_jet, and jets against float64 finite differences of the
- * plain reference forward (BN statistics frozen) for nets of every smooth
- * activation. */
+ * ae_net_forward_jet (float64 reference and float32 default), jets
+ * against float64 finite differences of the plain reference forward (BN
+ * statistics frozen) for nets of every smooth activation, and the float32
+ * jets' curvature sum against the float64 one (conv + BN net, MLP). */
 #include "gpu/host/graph_build.h"
 #include "gpu/host/net.h"
 #include "gpu/host/reference.h"
@@ -133,13 +134,18 @@ START_TEST(curvature_identity_circle) {
   for (int i = 0; i < P; i++)
     th[i] = 2.0 * M_PI * i / (P - 1);
   circle(th, P, x, dx, ddx);
-  /* The batch is larger than max_batch: jets plan their own buffers. */
-  ck_assert_int_eq(ae_net_forward_jet(net, x, dx, ddx, P, y, dy, ddy), 0);
-  int degenerate = 0;
-  double sum = ae_curvature_sum(dy, ddy, P, 2, &degenerate);
-  ck_assert_int_eq(degenerate, 0);
-  ck_assert_double_eq_tol(sum, 128.0, 1e-9);
+  /* float64 (the reference) to 1e-9, float32 to float32 rounding. */
+  for (int dbl = 1; dbl >= 0; dbl--) {
+    ck_assert_int_eq(ae_net_set_double(net, dbl), 0);
+    /* The batch is larger than max_batch: jets plan their own buffers. */
+    ck_assert_int_eq(ae_net_forward_jet(net, x, dx, ddx, P, y, dy, ddy), 0);
+    int degenerate = 0;
+    double sum = ae_curvature_sum(dy, ddy, P, 2, &degenerate);
+    ck_assert_int_eq(degenerate, 0);
+    ck_assert_double_eq_tol(sum, 128.0, dbl ? 1e-9 : 128.0 * 1e-5);
+  }
   /* A zero velocity counts as degenerate and adds nothing. */
+  int degenerate = 0;
   double zero_v[2] = {0, 0}, acc[2] = {1, 0};
   ck_assert_double_eq(ae_curvature_sum(zero_v, acc, 1, 2, &degenerate), 0.0);
   ck_assert_int_eq(degenerate, 1);
@@ -156,11 +162,14 @@ START_TEST(curvature_ellipse) {
   double want[3] = {2.0, 0.5059644256, 0.25};
   double x[6], dx[6], ddx[6], y[6], dy[6], ddy[6];
   circle(th, 3, x, dx, ddx);
-  ck_assert_int_eq(ae_net_forward_jet(net, x, dx, ddx, 3, y, dy, ddy), 0);
-  for (int i = 0; i < 3; i++) {
-    double k = ae_curvature_sum(dy + 2 * i, ddy + 2 * i, 1, 2, NULL);
-    ck_assert_double_eq_tol(k, want[i], 1e-9);
-    ck_assert_double_eq_tol(y[2 * i], 2 * cos(th[i]), 1e-12);
+  for (int dbl = 1; dbl >= 0; dbl--) {
+    ck_assert_int_eq(ae_net_set_double(net, dbl), 0);
+    ck_assert_int_eq(ae_net_forward_jet(net, x, dx, ddx, 3, y, dy, ddy), 0);
+    for (int i = 0; i < 3; i++) {
+      double k = ae_curvature_sum(dy + 2 * i, ddy + 2 * i, 1, 2, NULL);
+      ck_assert_double_eq_tol(k, want[i], dbl ? 1e-9 : 1e-5 * want[i]);
+      ck_assert_double_eq_tol(y[2 * i], 2 * cos(th[i]), dbl ? 1e-12 : 1e-6);
+    }
   }
   ae_net_destroy(net);
   ae_gb_free(&g);
@@ -202,6 +211,8 @@ static void check_jets(ae_act_fn f1, ae_act_fn f2) {
     ddx[i] = ae_philox_normal(1, AE_TID_CURVE_DIRS, 2, (uint64_t)i);
   }
   double y[JB * C], dy[JB * C], ddy[JB * C];
+  /* The float64 jets against finite differences. */
+  ck_assert_int_eq(ae_net_set_double(net, 1), 0);
   ck_assert_int_eq(ae_net_forward_jet(net, x, dx, ddx, JB, y, dy, ddy), 0);
   /* Reference along x(t) = x + t dx + t^2/2 ddx, statistics of t = 0. */
   ae_ref_params p;
@@ -231,6 +242,17 @@ static void check_jets(ae_act_fn f1, ae_act_fn f2) {
     ck_assert_msg(fabs(d2 - ddy[i]) <= 1e-4 * scale2, "ddy %d: %g vs fd %g", i,
                   ddy[i], d2);
   }
+  /* The float32 jets (the default) against the float64 ones. */
+  double yf[JB * C], dyf[JB * C], ddyf[JB * C];
+  ck_assert_int_eq(ae_net_set_double(net, 0), 0);
+  ck_assert_int_eq(ae_net_forward_jet(net, x, dx, ddx, JB, yf, dyf, ddyf), 0);
+  for (int i = 0; i < JB * C; i++) {
+    ck_assert_double_eq_tol(yf[i], y[i], 1e-4 * (1 + fabs(y[i])));
+    ck_assert_msg(fabs(dyf[i] - dy[i]) <= 1e-4 * scale1, "dy32 %d: %g vs %g", i,
+                  dyf[i], dy[i]);
+    ck_assert_msg(fabs(ddyf[i] - ddy[i]) <= 1e-4 * scale2, "ddy32 %d: %g vs %g",
+                  i, ddyf[i], ddy[i]);
+  }
   ae_ref_params_free(&p);
   ae_net_destroy(net);
   ae_gb_free(&g);
@@ -247,6 +269,92 @@ START_TEST(jets_match_finite_differences) {
 }
 END_TEST
 
+/* Curvature sum over a P-point circle in the plane of two Philox
+ * directions, float32 jets against float64 ones on the same weights. */
+static void check_f32_curvature(const ae_graph *g, int dim, int classes) {
+  enum { P = 128 };
+  ae_net *net;
+  ck_assert_int_eq(ae_net_create(g, 8, &net), 0);
+  double *u = malloc(sizeof(double) * 2 * (size_t)dim);
+  double *x = malloc(sizeof(double) * P * (size_t)dim);
+  double *dx = malloc(sizeof(double) * P * (size_t)dim);
+  double *ddx = malloc(sizeof(double) * P * (size_t)dim);
+  double *dy = malloc(sizeof(double) * P * (size_t)classes);
+  double *ddy = malloc(sizeof(double) * P * (size_t)classes);
+  ck_assert(u && x && dx && ddx && dy && ddy);
+  for (int i = 0; i < 2 * dim; i++)
+    u[i] = ae_philox_normal(4, AE_TID_CURVE_DIRS, 0, (uint64_t)i);
+  for (int i = 0; i < P; i++) {
+    double t = 2.0 * M_PI * i / (P - 1);
+    for (int k = 0; k < dim; k++) {
+      size_t at = (size_t)i * (size_t)dim + (size_t)k;
+      x[at] = u[k] * cos(t) + u[dim + k] * sin(t);
+      dx[at] = -u[k] * sin(t) + u[dim + k] * cos(t);
+      ddx[at] = -x[at];
+    }
+  }
+  for (uint32_t rep = 0; rep < 2; rep++) {
+    ae_net_init_weights(net, 21, rep);
+    double sum[2];
+    for (int dbl = 0; dbl < 2; dbl++) {
+      ck_assert_int_eq(ae_net_set_double(net, dbl), 0);
+      ck_assert_int_eq(ae_net_forward_jet(net, x, dx, ddx, P, NULL, dy, ddy),
+                       0);
+      int degenerate = 0;
+      sum[dbl] = ae_curvature_sum(dy, ddy, P, classes, &degenerate);
+      ck_assert_int_eq(degenerate, 0);
+    }
+    ck_assert_double_gt(sum[1], 1.0);
+    ck_assert_msg(fabs(sum[0] - sum[1]) <= 1e-4 * sum[1],
+                  "float32 %.10g vs float64 %.10g", sum[0], sum[1]);
+  }
+  free(u);
+  free(x);
+  free(dx);
+  free(ddx);
+  free(dy);
+  free(ddy);
+  ae_net_destroy(net);
+}
+
+START_TEST(float32_curvature_matches_float64) {
+  /* Conv + BN + relu net with an avg pool, a residual add, a 1x1 conv. */
+  ae_graph g;
+  ae_gb_begin(&g);
+  int x = ae_gb_input(&g, 3, 8, 8);
+  int c1 = ae_gb_conv(&g, x, 8, 3, 1, 1, 2.0);
+  int b1 = ae_gb_bn(&g, c1);
+  int a1 = ae_gb_act(&g, b1, AE_ACT_RELU, 0.0);
+  int c2 = ae_gb_conv(&g, a1, 8, 3, 1, 1, 2.0);
+  int b2 = ae_gb_bn(&g, c2);
+  int a2 = ae_gb_act(&g, b2, AE_ACT_RELU, 0.0);
+  int p2 = ae_gb_avg_pool(&g, a2, 3, 1, 1, 0);
+  int c3 = ae_gb_conv(&g, a1, 8, 1, 1, 0, 2.0);
+  int ins[3] = {p2, c3, a1};
+  int s = ae_gb_add(&g, ins, 3);
+  int i1 = ae_gb_unary(&g, AE_OP_IDENTITY, s);
+  int c4 = ae_gb_conv(&g, i1, 16, 3, 2, 1, 2.0);
+  int b4 = ae_gb_bn(&g, c4);
+  int a4 = ae_gb_act(&g, b4, AE_ACT_RELU, 0.0);
+  int gp = ae_gb_gap(&g, a4);
+  int o = ae_gb_linear(&g, gp, 10, 1, 1.0);
+  ck_assert_int_eq(ae_gb_finish(&g, o), 0);
+  check_f32_curvature(&g, 3 * 8 * 8, 10);
+  ae_gb_free(&g);
+  /* MLP: 20 -> 64 -> 64 -> 5, relu and tanh. */
+  ae_gb_begin(&g);
+  x = ae_gb_input(&g, 20, 0, 0);
+  int l1 = ae_gb_linear(&g, x, 64, 1, 2.0);
+  int r1 = ae_gb_act(&g, l1, AE_ACT_RELU, 0.0);
+  int l2 = ae_gb_linear(&g, r1, 64, 1, 2.0);
+  int r2 = ae_gb_act(&g, l2, AE_ACT_TANH, 0.0);
+  o = ae_gb_linear(&g, r2, 5, 1, 1.0);
+  ck_assert_int_eq(ae_gb_finish(&g, o), 0);
+  check_f32_curvature(&g, 20, 5);
+  ae_gb_free(&g);
+}
+END_TEST
+
 int main(void) {
   Suite *s = suite_create("net_expressivity");
   TCase *tc = tcase_create("core");
@@ -255,6 +363,7 @@ int main(void) {
   tcase_add_test(tc, curvature_identity_circle);
   tcase_add_test(tc, curvature_ellipse);
   tcase_add_test(tc, jets_match_finite_differences);
+  tcase_add_test(tc, float32_curvature_matches_float64);
   suite_add_tcase(s, tc);
   SRunner *sr = srunner_create(s);
   srunner_run_all(sr, CK_NORMAL);

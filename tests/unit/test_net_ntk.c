@@ -13,7 +13,7 @@
  * the finite differences to 1e-7. */
 #include "api/status.h"
 #include "gpu/host/graph_build.h"
-#include "gpu/host/net.h"
+#include "gpu/host/net_internal.h"
 #include "gpu/host/reference.h"
 #include "gpu/philox.h"
 #include <check.h>
@@ -348,6 +348,86 @@ START_TEST(deterministic_by_seed) {
 }
 END_TEST
 
+START_TEST(init_matches_philox_formula) {
+  /* Every element, through the lane-parallel runs and the tail: a conv of
+   * 20 x 7 x 3 x 3 = 1260 weights (19 runs of 64 and 44 more), a linear
+   * of 3 x 5 with bias, gains 2 and 1. */
+  ae_graph g;
+  ae_gb_begin(&g);
+  int x = ae_gb_input(&g, 7, 4, 4);
+  int c = ae_gb_conv(&g, x, 20, 3, 1, 1, 2.0);
+  int gp = ae_gb_gap(&g, c);
+  int l = ae_gb_linear(&g, gp, 3, 1, 1.0);
+  ck_assert_int_eq(ae_gb_finish(&g, l), 0);
+  ae_net *net;
+  ck_assert_int_eq(ae_net_create(&g, 2, &net), 0);
+  ae_net_init_weights(net, 0x123456789abcull, 4);
+  size_t count;
+  float *w = ae_net_param(net, c, AE_NET_WEIGHT, &count);
+  ck_assert_uint_eq(count, 1260);
+  double sd = sqrt(2.0 / 63.0);
+  for (size_t e = 0; e < count; e++)
+    ck_assert(w[e] == (float)(sd * ae_philox_normal(0x123456789abcull,
+                                                    (uint32_t)c, 4, e)));
+  w = ae_net_param(net, l, AE_NET_WEIGHT, &count);
+  ck_assert_uint_eq(count, 60);
+  sd = sqrt(1.0 / 20.0);
+  for (size_t e = 0; e < count; e++)
+    ck_assert(w[e] == (float)(sd * ae_philox_normal(0x123456789abcull,
+                                                    (uint32_t)l, 4, e)));
+  float *b = ae_net_param(net, l, AE_NET_BIAS, &count);
+  for (size_t e = 0; e < count; e++)
+    ck_assert(b[e] == 0.0f);
+  ae_net_destroy(net);
+  ae_gb_free(&g);
+}
+END_TEST
+
+START_TEST(im2col_matches_definition) {
+  /* Every small geometry, the shifted-plane path (stride 1, ow == w)
+   * included: col[(c k k + ky k + kx) ld + oy ow + ox] = x[c][iy][ix] with
+   * iy = oy s - p + ky, ix = ox s - p + kx, 0 outside. */
+  enum { C = 2, MAXHW = 6, LD_PAD = 3 };
+  float x[C * MAXHW * MAXHW];
+  for (int i = 0; i < C * MAXHW * MAXHW; i++)
+    x[i] = (float)(i + 1);
+  for (int h = 1; h <= MAXHW; h++)
+    for (int w = 1; w <= MAXHW; w++)
+      for (int k = 1; k <= 4; k++)
+        for (int pad = 0; pad <= k; pad++)
+          for (int s = 1; s <= 2; s++) {
+            int oh = (h + 2 * pad - k) / s + 1, ow = (w + 2 * pad - k) / s + 1;
+            if (h + 2 * pad < k || w + 2 * pad < k) continue;
+            size_t ld = (size_t)(oh * ow + LD_PAD);
+            size_t rows = (size_t)(C * k * k);
+            float *col = malloc(sizeof(float) * rows * ld);
+            ck_assert_ptr_nonnull(col);
+            for (size_t i = 0; i < rows * ld; i++)
+              col[i] = -1.0f;
+            ae_net_im2col_t(x, C, h, w, k, s, pad, oh, ow, col, ld);
+            for (int c = 0; c < C; c++)
+              for (int ky = 0; ky < k; ky++)
+                for (int kx = 0; kx < k; kx++)
+                  for (int oy = 0; oy < oh; oy++)
+                    for (int ox = 0; ox < ow; ox++) {
+                      int iy = oy * s - pad + ky, ix = ox * s - pad + kx;
+                      float want = iy >= 0 && iy < h && ix >= 0 && ix < w
+                                       ? x[(c * h + iy) * w + ix]
+                                       : 0.0f;
+                      size_t at = (size_t)((c * k + ky) * k + kx) * ld +
+                                  (size_t)(oy * ow + ox);
+                      ck_assert_msg(col[at] == want,
+                                    "h%d w%d k%d p%d s%d: %g vs %g", h, w, k,
+                                    pad, s, col[at], want);
+                    }
+            /* The padding between rows is left alone. */
+            for (size_t r = 0; r < rows; r++)
+              ck_assert(col[r * ld + (size_t)(oh * ow)] == -1.0f);
+            free(col);
+          }
+}
+END_TEST
+
 START_TEST(cancel_and_limits) {
   ae_graph g;
   build_gap_graph(&g);
@@ -387,6 +467,8 @@ int main(void) {
   tcase_add_test(tc, ntk_float64_twin);
   tcase_add_test(tc, forward_matches_reference);
   tcase_add_test(tc, deterministic_by_seed);
+  tcase_add_test(tc, init_matches_philox_formula);
+  tcase_add_test(tc, im2col_matches_definition);
   tcase_add_test(tc, cancel_and_limits);
   suite_add_tcase(s, tc);
   SRunner *sr = srunner_create(s);
