@@ -1,4 +1,4 @@
-#!/bin/sh
+#!/bin/bash
 # test.sh: the README's test command.  Installs the dependencies, builds
 # with warnings as errors and runs every test (unit, integration against a
 # real daemon, clients, a short fuzz run) in build/; then builds again with
@@ -7,7 +7,7 @@
 # second run.
 set -u
 top=$(cd "$(dirname "$0")" && pwd)
-cd "$top"
+cd "$top" || exit 1
 scripts/deps.sh || exit 1
 
 # run_suite DIR CONFIGURE-ARGS...: configure out of tree, build, make check.
@@ -21,6 +21,7 @@ run_suite() {
   grep -E '^(PASS|FAIL|SKIP|XFAIL|XPASS|ERROR):' "$top/$dir/make-check.out" |
     sed "s|^|[$dir] |"
   if [ "$rc" != 0 ]; then
+    # shellcheck disable=SC2046
     for f in $(grep -lE '^:test-result: (FAIL|ERROR)' $(find "$top/$dir" -name '*.trs') 2>/dev/null); do
       echo "==== ${f%.trs}.log"; tail -n 60 "${f%.trs}.log"
     done

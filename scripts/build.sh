@@ -1,4 +1,4 @@
-#!/bin/sh
+#!/bin/bash
 # build.sh: configures and builds archeval in ./build (out of tree).
 # Extra arguments go to configure.
 set -eu

@@ -13,11 +13,13 @@ find "$@" -name '*.trs' | sort | while read -r trs; do
   c=0 f=0 e=0
   line=$(grep -E '^[0-9]+%: Checks: [0-9]+, Failures: [0-9]+, Errors: [0-9]+' "$log" 2>/dev/null | tail -n 1)
   if [ -n "$line" ]; then
+    # shellcheck disable=SC2046
     set -- $(echo "$line" | sed -E 's/^[0-9]+%: Checks: ([0-9]+), Failures: ([0-9]+), Errors: ([0-9]+).*/\1 \2 \3/')
     c=$1 f=$2 e=$3
   else
     line=$(grep -E '^[0-9]+ passed, [0-9]+ failed' "$log" 2>/dev/null | tail -n 1)
     if [ -n "$line" ]; then
+      # shellcheck disable=SC2046
       set -- $(echo "$line" | sed -E 's/^([0-9]+) passed, ([0-9]+) failed.*/\1 \2/')
       c=$(($1 + $2)) f=$2
     elif [ "$res" != SKIP ]; then
