@@ -332,14 +332,30 @@ static void *worker_main(void *arg) {
     ae_problem_clear(&p);
     return NULL;
   }
+  rc = ae_engine_warmup(engine, &srv->registry);
+  if (rc != AE_OK && w->allow_fallback && w->cfg.backend == AE_BACKEND_CUDA) {
+    /* With --backend auto a device that fails its warm-up (including the
+     * parity check against the host reference) is replaced by the host. */
+    ae_log(AE_LOG_WARN, "worker %d: cuda:%d failed its warm-up (%s), using "
+           "host", w->index, w->cfg.device, ae_strerror(rc));
+    ae_engine_close(engine);
+    engine = NULL;
+    w->cfg.backend = AE_BACKEND_HOST;
+    rc = ae_engine_open(&w->cfg, &engine, &p);
+    if (rc != AE_OK) {
+      worker_fail(w, "engine open", rc, &p);
+      ae_problem_clear(&p);
+      return NULL;
+    }
+    rc = ae_engine_warmup(engine, &srv->registry);
+  }
+  /* The engine in service is settled now: tell the loop its name (it is
+   * not written again, so the loop may read it without a lock). */
   snprintf(w->w_name, sizeof w->w_name, "%s", ae_engine_name(engine));
   atomic_store(&w->memory_used, ae_engine_memory_used(engine));
   w->ev_opened.kind = AE_EV_OPENED;
   w->ev_opened.worker = w->index;
   post_event(srv, &w->ev_opened);
-
-  rc = ae_engine_warmup(engine, &srv->registry);
-  atomic_store(&w->memory_used, ae_engine_memory_used(engine));
   if (rc != AE_OK) {
     worker_fail(w, "warm-up", rc, NULL);
     ae_engine_close(engine);
@@ -601,7 +617,7 @@ static void on_async(uv_async_t *handle) {
       snprintf(w->name, sizeof w->name, "%s", w->w_name);
       if (w->cfg.backend == AE_BACKEND_HOST && strncmp(w->device, "cpu", 3))
         snprintf(w->device, sizeof w->device, "cpu (fallback)");
-      ae_log(AE_LOG_INFO, "worker %s opened, warming up", w->name);
+      ae_log(AE_LOG_INFO, "worker %s opened and warmed up", w->name);
       break;
     case AE_EV_READY:
       w->ready = 1;
