@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "clients/cli.h"
+#include "gpu/host/blas_env.h"
 
 static void usage(FILE *f) {
   fprintf(
@@ -58,6 +59,8 @@ static const command commands[] = {
 };
 
 int main(int argc, char **argv) {
+  /* OpenBLAS picks its kernels at load: name this CPU's core first. */
+  ae_blas_tune_and_reexec(argc, argv);
   int first = 1;
   /* Global options before the command; --server is passed on through the
    * environment, which every server command reads. */

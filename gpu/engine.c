@@ -358,13 +358,16 @@ static int job_paths(job_state *j) {
   return AE_OK;
 }
 
-/* The full network, built once per job for batches of max(N, points). */
+/* The full network, built once per job for batches of N (the host's jets
+ * plan their own buffers; the device's jets need max(N, points)). */
 static int job_net(job_state *j) {
   if (exec_exists(&j->net)) return AE_OK;
   int batch = j->n;
-  if ((j->req->metrics & AE_GROUP_EXPRESSIVITY) &&
+#ifdef HAVE_CUDA
+  if (j->e->cuda && (j->req->metrics & AE_GROUP_EXPRESSIVITY) &&
       j->req->settings.curv_points > batch)
     batch = j->req->settings.curv_points;
+#endif
   int rc = exec_create(j->e, &j->req->net, batch, &j->net);
   if (rc) return rc;
   j->e->memory_bytes += exec_memory_bytes(&j->net);

@@ -22,6 +22,7 @@
 
 #include "api/status.h"
 #include "server/daemon.h"
+#include "gpu/host/blas_env.h"
 
 enum {
   OPT_HTTP_ADDRESS = 256,
@@ -479,6 +480,8 @@ void ae_server_shutdown(ae_server *srv) {
 /* ---- main ---- */
 
 int main(int argc, char **argv) {
+  /* OpenBLAS picks its kernels at load: name this CPU's core first. */
+  ae_blas_tune_and_reexec(argc, argv);
   ae_options opt = {.http_address = "127.0.0.1",
                     .http_port = 8000,
                     .backend = "auto",

@@ -37,7 +37,7 @@ static ae_real *param_tensor(ae_net *n, int node, ae_net_param_kind kind,
                              size_t *count);
 /* Columns of one im2col + sgemm chunk: enough samples side by side that
  * the small late-stage planes still make a well-shaped sgemm. */
-#define CHUNK_COLUMNS 2048
+#define CHUNK_COLUMNS 1024
 
 static size_t align_up(size_t v) {
   return (v + ALIGN - 1) & ~(size_t)(ALIGN - 1);

@@ -59,12 +59,15 @@ int ae_net_sign_patterns(ae_net *n, const float *x, int batch, uint64_t **bits,
  * sorts, no hashing collisions).  Pure function. */
 size_t ae_count_distinct_patterns(const uint64_t *bits, size_t n, size_t words);
 
-/* Forward-mode jets in float64 along a curve x(t): for each sample, given
- * x, x'(t), x''(t), returns the logits y and dy/dt, d2y/dt2 (each
- * batch * num_classes).  Exact second-order propagation through smooth
- * activations; piecewise-linear ones use their derivative at x (the
- * pattern is frozen).  BN statistics come from x's batch and are constants
- * along the curve. */
+/* Forward-mode jets along a curve x(t): for each sample, given x, x'(t),
+ * x''(t), returns the logits y and dy/dt, d2y/dt2 (each batch *
+ * num_classes; y, dy or ddy may be NULL).  Exact second-order propagation
+ * through smooth activations; piecewise-linear ones use their derivative
+ * at x (the pattern is frozen).  BN statistics come from x's batch and are
+ * constants along the curve.  The three streams of all samples run as one
+ * batch of 3 * batch columns in float32 (float64 reductions); with
+ * ae_net_set_double on, in float64 (the reference).  Buffers are planned
+ * for the batch asked (it may exceed max_batch). */
 int ae_net_forward_jet(ae_net *n, const double *x, const double *dx,
                        const double *ddx, int batch, double *y, double *dy,
                        double *ddy);
@@ -105,7 +108,8 @@ const ae_graph *ae_net_graph(const ae_net *n);
 
 /* on = 1: later ae_net_forward and ae_net_ntk run in float64 (a twin net
  * made on first use, holding the same weights, which are copied from this
- * net at every call); on = 0: back to float32.  Sign patterns, jets and
+ * net at every call), and ae_net_forward_jet runs in float64 on the
+ * same weights; on = 0: back to float32.  Sign patterns and
  * ae_net_activation / ae_net_bn_stats always use the float32 net.  The
  * reference for the float32 spread of scorecard.md §4.  0 or AE_ENOMEM. */
 int ae_net_set_double(ae_net *n, int on);

@@ -20,11 +20,12 @@
 #include "api/status.h"
 #include <cblas.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #define BN_EPS 1e-5
-#define JET_CHUNK_COLUMNS 2048
+#define JET_CHUNK_COLUMNS 1024
 
 static int is_pattern_act(const ae_node *nd) {
   return nd->op == AE_OP_ACT &&
@@ -426,6 +427,28 @@ static void jet_linear_f(ae_net *n, int k, int batch) {
         y[(size_t)b * (size_t)out + (size_t)o] += n->bias[k][o];
 }
 
+AE_VECTOR_LOOPS
+static void scale_shift(const float *restrict x, float *restrict y,
+                        size_t count, float scale, float shift) {
+  for (size_t i = 0; i < count; i++)
+    y[i] = x[i] * scale + shift;
+}
+
+/* y = x0 + x1 over count elements. */
+AE_VECTOR_LOOPS
+static void add2(const float *restrict x0, const float *restrict x1,
+                 float *restrict y, size_t count) {
+  for (size_t e = 0; e < count; e++)
+    y[e] = x0[e] + x1[e];
+}
+
+/* y += x over count elements. */
+AE_VECTOR_LOOPS
+static void add_into(const float *restrict x, float *restrict y, size_t count) {
+  for (size_t e = 0; e < count; e++)
+    y[e] += x[e];
+}
+
 /* BN with the value stream's batch statistics (float64 accumulation, as
  * the forward); the tangent streams get the same scale, no shift. */
 static void jet_bn_f(ae_net *n, int k, int batch) {
@@ -454,33 +477,49 @@ static void jet_bn_f(ae_net *n, int k, int batch) {
       const float *xs = stream_f(n, nd->inputs[0], s, batch);
       float *ys = stream_f(n, k, s, batch);
       float sh = s == 0 ? fshift : 0.0f;
-      for (int b = 0; b < batch; b++) {
-        const float *p = xs + (size_t)b * ge->elems + c * P;
-        float *q = ys + (size_t)b * ge->elems + c * P;
-        for (size_t i = 0; i < P; i++)
-          q[i] = p[i] * fscale + sh;
-      }
+      for (int b = 0; b < batch; b++)
+        scale_shift(xs + (size_t)b * ge->elems + c * P,
+                    ys + (size_t)b * ge->elems + c * P, P, fscale, sh);
     }
   }
 }
 
+/* ReLU's jets: the three streams where z > 0, else +0 (the derivative at
+ * x, no second-order term).  Selected by a bit mask, which vectorises,
+ * with the very values of z > 0 ? v : 0. */
+AE_VECTOR_LOOPS
+static void relu_jets(size_t count, const float *restrict z,
+                      const float *restrict z1, const float *restrict z2,
+                      float *restrict y, float *restrict y1,
+                      float *restrict y2) {
+  for (size_t e = 0; e < count; e++) {
+    uint32_t keep = (uint32_t) - (int32_t)(z[e] > 0.0f), a, b, c;
+    memcpy(&a, &z[e], sizeof(a));
+    memcpy(&b, &z1[e], sizeof(b));
+    memcpy(&c, &z2[e], sizeof(c));
+    a &= keep;
+    b &= keep;
+    c &= keep;
+    memcpy(&y[e], &a, sizeof(a));
+    memcpy(&y1[e], &b, sizeof(b));
+    memcpy(&y2[e], &c, sizeof(c));
+  }
+}
+
+/* y = s(z), y' = s'(z) z', y'' = s''(z) z'^2 + s'(z) z''. */
+AE_VECTOR_LOOPS
 static void jet_act_f(ae_net *n, int k, int batch) {
   const ae_node *nd = &n->g.nodes[k];
   size_t count = (size_t)batch * n->geom[k].elems;
-  const float *z = stream_f(n, nd->inputs[0], 0, batch);
-  const float *z1 = stream_f(n, nd->inputs[0], 1, batch);
-  const float *z2 = stream_f(n, nd->inputs[0], 2, batch);
-  float *y = stream_f(n, k, 0, batch), *y1 = stream_f(n, k, 1, batch),
-        *y2 = stream_f(n, k, 2, batch);
+  const float *restrict z = stream_f(n, nd->inputs[0], 0, batch);
+  const float *restrict z1 = stream_f(n, nd->inputs[0], 1, batch);
+  const float *restrict z2 = stream_f(n, nd->inputs[0], 2, batch);
+  float *restrict y = stream_f(n, k, 0, batch);
+  float *restrict y1 = stream_f(n, k, 1, batch);
+  float *restrict y2 = stream_f(n, k, 2, batch);
   switch (nd->act.fn) {
   case AE_ACT_RELU:
-    /* Piecewise linear: the derivative at x, no second-order term. */
-    for (size_t e = 0; e < count; e++) {
-      int on = z[e] > 0.0f;
-      y[e] = on ? z[e] : 0.0f;
-      y1[e] = on ? z1[e] : 0.0f;
-      y2[e] = on ? z2[e] : 0.0f;
-    }
+    relu_jets(count, z, z1, z2, y, y1, y2);
     return;
   case AE_ACT_LEAKY_RELU: {
     float s = (float)nd->act.slope;
@@ -536,18 +575,14 @@ static void jet_linear_op_f(ae_net *n, int k, int batch) {
     break;
   }
   case AE_OP_ADD:
-    if (nd->n_inputs == 2) {
-      const float *x1 = n->jet[nd->inputs[1]];
-      for (size_t e = 0; e < count; e++)
-        y[e] = x[e] + x1[e];
+    if (nd->n_inputs == 1) {
+      memcpy(y, x, sizeof(float) * count);
       break;
     }
-    memcpy(y, x, sizeof(float) * count);
-    for (int i = 1; i < nd->n_inputs; i++) {
-      const float *xi = n->jet[nd->inputs[i]];
-      for (size_t e = 0; e < count; e++)
-        y[e] += xi[e];
-    }
+    /* Left to right, as the float64 path and the forward. */
+    add2(x, n->jet[nd->inputs[1]], y, count);
+    for (int i = 2; i < nd->n_inputs; i++)
+      add_into(n->jet[nd->inputs[i]], y, count);
     break;
   case AE_OP_ZERO:
     memset(y, 0, sizeof(float) * count);

@@ -17,9 +17,10 @@ static void im2col_row_shifted(const ae_real *plane, int h, int w, int dy,
   int oy0 = dy < 0 ? -dy : 0, oy1 = h - dy < oh ? h - dy : oh;
   if (oy0 > oh) oy0 = oh;
   if (oy1 < oy0) oy1 = oy0;
-  memset(row, 0, sizeof(ae_real) * (size_t)oy0 * (size_t)ow);
-  memset(row + (size_t)oy1 * (size_t)ow, 0,
-         sizeof(ae_real) * (size_t)(oh - oy1) * (size_t)ow);
+  if (oy0 > 0) memset(row, 0, sizeof(ae_real) * (size_t)oy0 * (size_t)ow);
+  if (oy1 < oh)
+    memset(row + (size_t)oy1 * (size_t)ow, 0,
+           sizeof(ae_real) * (size_t)(oh - oy1) * (size_t)ow);
   if (oy1 == oy0) return;
   long shift = (long)dy * w + dx, plane_n = (long)h * w;
   long i0 = (long)oy0 * ow, i1 = (long)oy1 * ow;

@@ -201,6 +201,33 @@ static int dump(const char *root, const char *tag, ae_net *net, const float *x,
   return rc;
 }
 
+/* Against float64 jets (dy, ddy): the worst point's relative error of
+ * v = dy and a = ddy, and how many of the points are off by more than
+ * 1e-3. */
+static void jet_errors(const char *what, const double *dyt, const double *ddyt,
+                       const double *dy, const double *ddy, int points,
+                       int classes) {
+  double ev = 0, ea = 0;
+  int off = 0;
+  for (int p = 0; p < points; p++) {
+    double vv = 0, aa = 0, dv = 0, da = 0;
+    for (int c = 0; c < classes; c++) {
+      size_t at = (size_t)p * (size_t)classes + (size_t)c;
+      vv += dy[at] * dy[at];
+      aa += ddy[at] * ddy[at];
+      dv += (dyt[at] - dy[at]) * (dyt[at] - dy[at]);
+      da += (ddyt[at] - ddy[at]) * (ddyt[at] - ddy[at]);
+    }
+    double rv = sqrt(dv / vv), ra = sqrt(da / aa);
+    ev = fmax(ev, rv);
+    ea = fmax(ea, ra);
+    if (rv > 1e-3 || ra > 1e-3) off++;
+  }
+  printf("  jets, %s vs float64: worst point's relative error of dy %.2e, "
+         "of ddy %.2e; %d of %d points off by > 1e-3\n",
+         what, ev, ea, off, points);
+}
+
 /* The curvature group's jets on this net: 128 points of a unit circle in
  * the plane of two Philox directions (as the engine draws it), float32
  * (the default) and float64 (ae_net_set_double), CPU seconds of one pass
@@ -257,29 +284,10 @@ static int bench_jets(ae_net *net) {
       memcpy(dy32 + P * CLASSES, ddy, sizeof(double) * P * CLASSES);
     }
   }
-  /* Where float32 loses: the worst point's relative error of v = dy and
-   * a = ddy, and the median cancellation |v|^2 |a|^2 / (|v|^2 |a|^2 -
-   * (v.a)^2) of the curvature's numerator. */
-  double ev = 0, ea = 0, canc[P];
-  for (int p = 0; p < P; p++) {
-    double vv = 0, aa = 0, va = 0, dv = 0, da = 0;
-    for (int c = 0; c < CLASSES; c++) {
-      size_t at = (size_t)p * CLASSES + (size_t)c;
-      double v = dy[at], a = ddy[at];
-      vv += v * v;
-      aa += a * a;
-      va += v * a;
-      dv += (dy32[at] - v) * (dy32[at] - v);
-      da += (dy32[P * CLASSES + at] - a) * (dy32[P * CLASSES + at] - a);
-    }
-    ev = fmax(ev, sqrt(dv / vv));
-    ea = fmax(ea, sqrt(da / aa));
-    canc[p] = vv * aa / (vv * aa - va * va);
-  }
-  qsort(canc, P, sizeof(double), cmp_double);
-  printf("  jets float32 vs float64: max relative error of dy %.2e, of ddy "
-         "%.2e; median cancellation in kappa's numerator %.3g\n",
-         ev, ea, canc[P / 2]);
+  jet_errors("float32", dy32, dy32 + P * CLASSES, dy, ddy, P, CLASSES);
+  /* From here dy32 holds the float64 reference. */
+  memcpy(dy32, dy, sizeof(double) * P * CLASSES);
+  memcpy(dy32 + P * CLASSES, ddy, sizeof(double) * P * CLASSES);
   /* The metric's own sensitivity: float64 jets of the curve rounded to
    * float32 (a 6e-8 relative perturbation of the input). */
   for (size_t i = 0; i < in_n; i++) {
@@ -289,6 +297,8 @@ static int bench_jets(ae_net *net) {
   }
   rc = ae_net_forward_jet(net, x, dx, ddx, P, NULL, dy, ddy);
   if (rc) goto out;
+  jet_errors("float64 of the float32-rounded curve", dy, ddy, dy32,
+             dy32 + P * CLASSES, P, CLASSES);
   sum[2] = ae_curvature_sum(dy, ddy, P, CLASSES, NULL);
   ae_net_set_double(net, 0);
   printf("  jets, %d points: float32 %.3f s CPU, float64 %.3f s CPU; "

@@ -14,6 +14,7 @@
 #include "api/status.h"
 #include "gpu/dataset.h"
 #include "gpu/engine.h"
+#include "gpu/host/blas_env.h"
 
 static const struct {
   const char *name, *cell;
@@ -43,6 +44,8 @@ static double cpu_seconds(void) {
 }
 
 int main(int argc, char **argv) {
+  /* OpenBLAS picks its kernels at load: name this CPU's core first. */
+  ae_blas_tune_and_reexec(argc, argv);
   int blas_threads = argc > 1 ? atoi(argv[1]) : 1;
   if (blas_threads < 1) blas_threads = 1;
   const char *shared = getenv("AE_SHARED_DATA");

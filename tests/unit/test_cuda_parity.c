@@ -251,10 +251,13 @@ static void check_jets(net_pair *p, int batch, uint64_t seed) {
   ck_assert(in && outh && outd);
   for (size_t i = 0; i < 3 * n_in; i++)
     in[i] = ae_philox_normal(seed, AE_TID_CURVE_DIRS, 7, i);
+  /* The device jets are float64: compare with the host's float64 path. */
+  ae_net_set_double(p->host, 1);
   ck_assert_int_eq(ae_net_forward_jet(p->host, in, in + n_in, in + 2 * n_in,
                                       batch, outh, outh + n_out,
                                       outh + 2 * n_out),
                    0);
+  ae_net_set_double(p->host, 0);
   ck_assert_int_eq(ae_cuda_net_forward_jet(p->dev, in, in + n_in, in + 2 * n_in,
                                            batch, outd, outd + n_out,
                                            outd + 2 * n_out),

@@ -5,14 +5,16 @@
  * (ae_dag_kernels with a trained stem: NNGP = K(H), NTK = K(H) + T(H)).
  *
  * Agreement is measured as the relative Frobenius error
- * ||emp - analytic||_F / ||analytic||_F of the mean over a few weight
- * draws.  One draw at width 4096 carries 7-11% of finite-width noise on
- * these three-linear-edge DAGs (relu features have E[s^4]/E[s^2]^2 = 6, so
- * each layer adds sqrt(5/4096) = 3.5%); averaging 8 draws brings every case
- * under 4% (no bias), which is the strict check (TIE_REPS=8 TIE_TOL=0.05).
- * The default, 2 draws with the NTK under 5% and the NNGP under 10%, still
- * catches a wrong gain, a missing trained stem (-20% on the NTK) or a
- * wrong readout.  The logits
+ * ||emp - analytic||_F / ||analytic||_F of the mean over 8 weight draws,
+ * and must be under 5 % for both kernels, as scorecard.md §4 asks.  One
+ * draw at width 4096 carries 4-8 % of finite-width noise on these
+ * three-linear-edge DAGs (relu features have E[s^4]/E[s^2]^2 = 6, so each
+ * layer adds sqrt(5/4096) = 3.5 %); the mean of 8 lands at 1.3-4 %
+ * (measured: NNGP 1.8-4.0 %, NTK 1.3-2.1 %), so the 5 % bound holds with
+ * margin yet still fails on a wrong gain, a missing trained stem (-20 % on
+ * the NTK) or a wrong readout.  Under the sanitizer build (AE_SANITIZERS=1,
+ * a memory check, 10x slower) one draw is taken and the bound is 20 %.
+ * TIE_REPS and TIE_TOL override both.  The logits
  * sum over C classes, so the empirical NTK of sum_c f_c is C times the
  * one-output NTK (the readout rows are independent); it is divided by C.
  * Single-threaded. */
@@ -50,11 +52,9 @@ static int readout_input(const ae_graph *g) {
   return k;
 }
 
-/* Draws averaged and the tolerances: 2 draws, NTK under 5% and NNGP under
- * 10% by default (deterministic seeds); TIE_REPS=8 TIE_TOL=0.05 is the
- * strict check of both (4x slower). */
-static int reps = 2;
-static double tol_nngp = 0.10, tol_ntk = 0.05;
+/* Draws averaged and the tolerances (see the top of the file). */
+static int reps = 8;
+static double tol_nngp = 0.05, tol_ntk = 0.05;
 
 static void check_tie(const char *dag, const char *act) {
   char text[512];
@@ -155,6 +155,11 @@ static Suite *tie_suite(void) {
 }
 
 int main(void) {
+  const char *san = getenv("AE_SANITIZERS");
+  if (san && !strcmp(san, "1")) {
+    reps = 1;
+    tol_nngp = tol_ntk = 0.20;
+  }
   const char *r = getenv("TIE_REPS"), *t = getenv("TIE_TOL");
   if (r && atoi(r) > 0) reps = atoi(r);
   if (t && atof(t) > 0) tol_nngp = tol_ntk = atof(t);

@@ -12,6 +12,7 @@
  * cancelled job stops, and the float64 twin (ae_net_set_double) matches
  * the finite differences to 1e-7. */
 #include "api/status.h"
+#include "gpu/host/blas_env.h"
 #include "gpu/host/graph_build.h"
 #include "gpu/host/net_internal.h"
 #include "gpu/host/reference.h"
@@ -21,6 +22,8 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 enum { BATCH = 5 };
 
@@ -458,7 +461,85 @@ START_TEST(cancel_and_limits) {
 }
 END_TEST
 
-int main(void) {
+/* What the re-executed probe prints (see main). */
+#define PROBE_ARG "--blas-env-probe"
+
+/* In a child: the environment as given, then ae_blas_tune_and_reexec with
+ * argv = {self, PROBE_ARG}.  Returns what the child printed: the probe's
+ * "CORETYPE GUARD" line after a re-exec, or "noexec". */
+static void run_probe(const char *coretype, const char *no_coretype, char *out,
+                      size_t out_size) {
+  int fd[2];
+  ck_assert_int_eq(pipe(fd), 0);
+  pid_t pid = fork();
+  ck_assert_int_ge(pid, 0);
+  if (pid == 0) {
+    close(fd[0]);
+    dup2(fd[1], 1);
+    unsetenv("AE_BLAS_REEXECED");
+    if (coretype)
+      setenv("OPENBLAS_CORETYPE", coretype, 1);
+    else
+      unsetenv("OPENBLAS_CORETYPE");
+    if (no_coretype)
+      setenv("AE_NO_CORETYPE", no_coretype, 1);
+    else
+      unsetenv("AE_NO_CORETYPE");
+    char self[] = "test_net_ntk", arg[] = PROBE_ARG;
+    char *argv[] = {self, arg, NULL};
+    ae_blas_tune_and_reexec(2, argv);
+    printf("noexec\n");
+    fflush(stdout);
+    _exit(0);
+  }
+  close(fd[1]);
+  size_t got = 0;
+  ssize_t r;
+  while (got + 1 < out_size &&
+         (r = read(fd[0], out + got, out_size - 1 - got)) > 0)
+    got += (size_t)r;
+  out[got] = 0;
+  close(fd[0]);
+  int status = 0;
+  ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+  ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+}
+
+START_TEST(blas_env_reexec) {
+  char out[256];
+  /* Already chosen, or switched off: no exec. */
+  run_probe("Haswell", NULL, out, sizeof(out));
+  ck_assert_str_eq(out, "noexec\n");
+  run_probe(NULL, "1", out, sizeof(out));
+  ck_assert_str_eq(out, "noexec\n");
+  /* Unset: the core the CPU supports, once (guard set), or nothing on a
+   * CPU without AVX2 and under valgrind (which the exec would escape). */
+  run_probe(NULL, NULL, out, sizeof(out));
+  const char *pre = getenv("LD_PRELOAD");
+  const char *want = "noexec\n";
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+  __builtin_cpu_init();
+  if (pre && strstr(pre, "vgpreload"))
+    want = "noexec\n";
+  else if (__builtin_cpu_supports("avx512f"))
+    want = "SkylakeX 1\n";
+  else if (__builtin_cpu_supports("avx2"))
+    want = "Haswell 1\n";
+#else
+  (void)pre;
+#endif
+  ck_assert_str_eq(out, want);
+}
+END_TEST
+
+int main(int argc, char **argv) {
+  if (argc > 1 && strcmp(argv[1], PROBE_ARG) == 0) {
+    /* Re-executed by blas_env_reexec: report and stop. */
+    const char *core = getenv("OPENBLAS_CORETYPE");
+    const char *guard = getenv("AE_BLAS_REEXECED");
+    printf("%s %s\n", core ? core : "-", guard ? guard : "-");
+    return 0;
+  }
   Suite *s = suite_create("net_ntk");
   TCase *tc = tcase_create("core");
   tcase_add_test(tc, ntk_conv_graph);
@@ -469,6 +550,7 @@ int main(void) {
   tcase_add_test(tc, deterministic_by_seed);
   tcase_add_test(tc, init_matches_philox_formula);
   tcase_add_test(tc, im2col_matches_definition);
+  tcase_add_test(tc, blas_env_reexec);
   tcase_add_test(tc, cancel_and_limits);
   suite_add_tcase(s, tc);
   SRunner *sr = srunner_create(s);
