@@ -71,9 +71,12 @@ void ae_scorecard_free(ae_scorecard *s);
 /* The engine's version string, also in provenance. */
 #define AE_ENGINE_VERSION "0.1.0"
 
-/* Serialises JSON the way every archeval output does (compact, sorted keys
- * off, reals with 17 significant digits so results round-trip exactly).
- * Returns a malloc'd string or NULL. */
+/* Serialises JSON the way every archeval output does (compact, keys in
+ * insertion order, each real as the shortest decimal that reads back as
+ * the same double, so results round-trip exactly).  Returns a malloc'd
+ * string or NULL. */
 char *ae_json_dumps(const json_t *j);
+/* The same with other jansson flags (e.g. JSON_INDENT(2)). */
+char *ae_json_dumps_flags(const json_t *j, size_t flags);
 
 #endif

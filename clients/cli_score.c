@@ -302,6 +302,7 @@ int ae_cli_score(int argc, char **argv) {
   ae_catalog cat = ae_dataset_registry_catalog(&reg);
   ae_limits lim;
   ae_limits_default(&lim);
+  lim.max_working_set_bytes = ae_engine_default_job_memory();
 
   n_items = is_array ? json_array_size(root) : 1;
   items = calloc(n_items, sizeof *items);

@@ -4,6 +4,7 @@
  * problem+json errors are printed readably on stderr and mapped to the
  * exit statuses of cli.h.  Single-threaded: everything here belongs to
  * the CLI's main thread. */
+#include "api/scorecard.h"
 #include "config.h"
 
 #include <errno.h>
@@ -233,9 +234,12 @@ static int call_api(ae_http_client *client, const char *method,
 
 /* Prints a JSON value on stdout, pretty (indent 2) or on one line. */
 static int print_json(json_t *value, int pretty) {
-  size_t flags = JSON_REAL_PRECISION(17) | JSON_PRESERVE_ORDER;
+  size_t flags = JSON_PRESERVE_ORDER;
   flags |= pretty ? JSON_INDENT(2) : JSON_COMPACT;
-  if (json_dumpf(value, stdout, flags) != 0) return AE_EXIT_FAILURE;
+  char *text = ae_json_dumps_flags(value, flags);
+  if (!text) return AE_EXIT_FAILURE;
+  fputs(text, stdout);
+  free(text);
   fputc('\n', stdout);
   fflush(stdout);
   return ferror(stdout) ? AE_EXIT_FAILURE : AE_EXIT_OK;

@@ -11,6 +11,7 @@
 #include "config.h"
 
 #include <math.h>
+#include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -133,6 +134,12 @@ static long long monotonic_ns(void) {
 
 static double seconds_since(long long t0) {
   return (double)(monotonic_ns() - t0) * 1e-9;
+}
+
+double ae_engine_default_job_memory(void) {
+  long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+  if (pages <= 0 || page <= 0) return 8.0 * 1024 * 1024 * 1024;
+  return 0.5 * (double)pages * (double)page;
 }
 
 int ae_job_checkpoint(const ae_job_control *ctl) {

@@ -63,6 +63,10 @@ void ae_engine_close(ae_engine *e);
 /* 0, AE_ECANCELLED or AE_EDEADLINE: what a checkpoint does. */
 int ae_job_checkpoint(const ae_job_control *ctl);
 
+/* The default memory budget of one job (ae_limits.max_working_set_bytes):
+ * half of this machine's physical memory. */
+double ae_engine_default_job_memory(void);
+
 /* Number of CUDA devices usable by this build (0 without CUDA). */
 int ae_cuda_device_count(void);
 

@@ -45,6 +45,7 @@ typedef struct {
   long max_queue;               /* 1024 */
   long max_batch;               /* 256 */
   long long max_body_bytes;     /* 8 MiB */
+  long long max_job_memory;     /* 0: half the physical memory */
   long long default_timeout_ms; /* 600000 */
   long long job_ttl_secs;       /* 3600 */
   int drain_timeout_secs;       /* 25 */

@@ -314,14 +314,15 @@ static enum MHD_Result h_root(ae_http_req *r) {
   ae_server *srv = r->srv;
   const ae_options *o = srv->opt;
   json_t *limits = json_pack(
-      "{s:I, s:I, s:I, s:I, s:I, s:i, s:i, s:i, s:f, s:i}", "max_queue",
+      "{s:I, s:I, s:I, s:I, s:I, s:i, s:i, s:i, s:f, s:i, s:I}", "max_queue",
       (json_int_t)o->max_queue, "max_batch", (json_int_t)o->max_batch,
       "max_body_bytes", (json_int_t)o->max_body_bytes, "default_timeout_ms",
       (json_int_t)o->default_timeout_ms, "job_ttl_secs",
       (json_int_t)o->job_ttl_secs, "max_wait_ms", MAX_WAIT_MS, "max_nodes",
       srv->limits.max_nodes, "max_inputs_per_node",
       srv->limits.max_inputs_per_node, "max_params", srv->limits.max_params,
-      "max_batch_size", srv->limits.max_batch_size);
+      "max_batch_size", srv->limits.max_batch_size, "max_job_memory_bytes",
+      (json_int_t)srv->limits.max_working_set_bytes);
   json_t *j =
       json_pack("{s:s, s:s, s:s, s:o, s:o, s:o}", "name", "archeval", "version",
                 PACKAGE_VERSION, "api", "v1", "backends", backends_json(srv),

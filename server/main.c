@@ -34,6 +34,7 @@ enum {
   OPT_MAX_QUEUE,
   OPT_MAX_BATCH,
   OPT_MAX_BODY_BYTES,
+  OPT_MAX_JOB_MEMORY,
   OPT_DEFAULT_TIMEOUT_MS,
   OPT_JOB_TTL_SECS,
   OPT_DRAIN_TIMEOUT_SECS,
@@ -61,6 +62,7 @@ static const struct option long_options[] = {
     {"max-queue", required_argument, NULL, OPT_MAX_QUEUE},
     {"max-batch", required_argument, NULL, OPT_MAX_BATCH},
     {"max-body-bytes", required_argument, NULL, OPT_MAX_BODY_BYTES},
+    {"max-job-memory", required_argument, NULL, OPT_MAX_JOB_MEMORY},
     {"default-timeout-ms", required_argument, NULL, OPT_DEFAULT_TIMEOUT_MS},
     {"job-ttl-secs", required_argument, NULL, OPT_JOB_TTL_SECS},
     {"drain-timeout-secs", required_argument, NULL, OPT_DRAIN_TIMEOUT_SECS},
@@ -104,6 +106,8 @@ static void usage(FILE *out) {
       "  --max-batch=N                jobs per POST /v1/jobs:batch (default "
       "256)\n"
       "  --max-body-bytes=SIZE        request body limit (default 8MiB)\n"
+      "  --max-job-memory=SIZE        estimated memory one job may need; larger\n"
+      "                               requests get 422 (default half the RAM)\n"
       "  --default-timeout-ms=MS      a job's default timeout_ms (default "
       "600000)\n"
       "  --job-ttl-secs=S             finished jobs are kept S seconds\n"
@@ -228,6 +232,13 @@ static int parse_options(int argc, char **argv, ae_options *o) {
         return -1;
       }
       o->max_body_bytes = v;
+      break;
+    case OPT_MAX_JOB_MEMORY:
+      if (parse_size(optarg, &v) || v < 1) {
+        fprintf(stderr, "archevald: --max-job-memory: a size like 16GiB\n");
+        return -1;
+      }
+      o->max_job_memory = v;
       break;
     case OPT_DEFAULT_TIMEOUT_MS:
       if (option_int(name, optarg, 1, 1LL << 40, &v)) return -1;
@@ -536,6 +547,9 @@ int main(int argc, char **argv) {
   srv->catalog = ae_dataset_registry_catalog(&srv->registry);
   ae_limits_default(&srv->limits);
   srv->limits.default_timeout_ms = opt.default_timeout_ms;
+  srv->limits.max_working_set_bytes =
+      opt.max_job_memory > 0 ? (double)opt.max_job_memory
+                             : ae_engine_default_job_memory();
 
   if (plan_workers(srv)) goto out;
   if (uv_loop_init(&loop)) goto out;

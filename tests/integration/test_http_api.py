@@ -186,6 +186,23 @@ class Api(unittest.TestCase):
         self.assertProblem(r, 422, "invalid_request")
         self.assertIn("/bogus", [e["pointer"] for e in r.json["errors"]])
 
+    def test_job_over_memory_budget_422(self):
+        # A tiny graph whose activations at this batch need ~50 TB: refused
+        # at submission (never queued), naming the batch size.
+        nodes = [{"id": "c", "op": "conv", "inputs": ["input"], "out": 16384,
+                  "kernel": 3, "padding": 1},
+                 {"id": "g", "op": "global_avg_pool", "inputs": ["c"]},
+                 {"id": "f", "op": "flatten", "inputs": ["g"]}]
+        job = {"architecture": {"type": "graph", "nodes": nodes,
+                                "output": "f"},
+               "data": {"input_shape": [1, 256, 256], "batch_size": 4096}}
+        r = self.d.submit(job)
+        self.assertProblem(r, 422, "invalid_request")
+        self.assertIn("/data/batch_size",
+                      [e["pointer"] for e in r.json["errors"]])
+        limits = self.d.call("GET", "/v1").json["limits"]
+        self.assertGreater(limits["max_job_memory_bytes"], 0)
+
     def test_semantic_error_422(self):
         job = small()
         job["architecture"]["dag"] = "2_9"
