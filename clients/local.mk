@@ -17,7 +17,6 @@ AE_CLIENT_TESTS = tests/integration/test_cli.py \
 check_SCRIPTS += $(AE_CLIENT_TESTS)
 TESTS += $(AE_CLIENT_TESTS)
 EXTRA_DIST += $(AE_CLIENT_TESTS) tests/integration/test_python_harness.py \
-	clients/README-sections.md \
 	clients/python/pyproject.toml clients/python/README.md \
 	clients/python/archeval_client/__init__.py \
 	clients/python/archeval_client/client.py \

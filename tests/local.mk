@@ -10,20 +10,11 @@ TESTS += tests/integration/test_http_api.py \
 	tests/integration/test_http_load.py \
 	tests/integration/test_http_scorecard.py \
 	tests/integration/test_http_valgrind.py
-# The clients' and the store's suites (their owners' files).
-TESTS += tests/integration/test_cli.py \
-	tests/integration/test_python_client.py \
-	tests/integration/test_python_nas.py \
-	tests/integration/test_restart.py
-# The deploy kit's static checks.
-TESTS += tests/integration/test_deploy.sh
+# The clients' suites are registered in clients/local.mk, the store's in
+# server/store.mk.
 
 EXTRA_DIST += tests/integration/http_harness.py \
-	tests/integration/test_python_harness.py \
 	tests/integration/test_http_api.py tests/integration/test_http_load.py \
 	tests/integration/test_http_scorecard.py \
 	tests/integration/test_http_valgrind.py \
-	tests/integration/test_cli.py tests/integration/test_python_client.py \
-	tests/integration/test_python_nas.py tests/integration/test_restart.py \
-	tests/integration/test_deploy.sh \
 	tests/summary.sh tests/bench/run-http-bench.sh

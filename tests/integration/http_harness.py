@@ -23,6 +23,9 @@ import time
 import unittest
 
 BUILDDIR = os.environ.get("AE_BUILDDIR", os.getcwd())
+SRCDIR = os.environ.get(
+    "AE_SRCDIR", os.path.dirname(os.path.dirname(os.path.dirname(
+        os.path.abspath(__file__)))))
 DAEMON = os.path.join(BUILDDIR, "server", "archevald")
 READY_TIMEOUT_S = float(os.environ.get("AE_READY_TIMEOUT_S", "120"))
 VALGRIND_ERROR = 99
@@ -109,8 +112,12 @@ class Daemon:
             cmd += ["--no-store"]
         cmd += self.extra
         if self.valgrind:
+            # The suppressions cover one glibc loader false positive when
+            # the CUDA runtime dlopen()s the driver (gpu/cuda/valgrind.supp).
+            supp = os.path.join(SRCDIR, "gpu", "cuda", "valgrind.supp")
             cmd = ["valgrind", "-q", "--leak-check=full",
                    "--errors-for-leak-kinds=definite",
+                   "--suppressions=" + supp,
                    "--error-exitcode=%d" % VALGRIND_ERROR] + cmd
         return cmd
 
