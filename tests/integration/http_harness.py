@@ -33,15 +33,16 @@ VALGRIND_ERROR = 99
 # A small job: topology only, milliseconds.
 SMALL_JOB = {"architecture": {"type": "mlp_dag", "dag": "2_21_112"},
              "metrics": ["topology"]}
-# A long job: the full all-conv nb201 network, the kernel groups, batch 64
-# (15-40 s on a 2-core host).  The engine sees a cancel at its next
-# checkpoint, at the latest when the job ends, so waits for a cancelled
-# running job allow the job's whole length.
+# A long job: the full all-conv nb201 network's kernel groups at batch 64
+# with 16 weight draws of the NTK (~40 s on a 2-core host, longer under
+# ASan).  The engine checks for a cancel between draws, so a cancelled
+# running job stops within one draw (~2.5 s on the host).
 LONG_JOB = {"architecture": {
     "type": "nb201",
     "cell": "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|"
             "+|nor_conv_3x3~0|nor_conv_3x3~1|nor_conv_3x3~2|"},
     "data": {"batch_size": 64},
+    "settings": {"ntk": {"repeats": 16}},
     "metrics": ["convergence", "generalization"]}
 
 TERMINAL = ("succeeded", "failed", "cancelled")

@@ -476,6 +476,7 @@ class Priority(unittest.TestCase):
         with h.Daemon(host_workers=1) as d:
             busy = dict(h.LONG_JOB, metrics=["convergence"])
             busy["data"] = {"batch_size": 32}
+            busy["settings"] = {"ntk": {"repeats": 4}}
             first = d.submit(busy).json
             deadline = time.monotonic() + 60
             while d.call("GET", "/v1/jobs/" + first["id"]).json["state"] \

@@ -36,17 +36,18 @@ SMALL = {
     "metrics": ["topology", "convergence"],
 }
 
-# A slow job (the full NB201 network's empirical NTK, batch 16): a few
-# seconds on the host backend, long enough to be caught queued or running,
-# short enough that cancelling it (the worker stops at its next
-# checkpoint) and the drain at SIGTERM stay quick.
+# A slow job: the full NB201 network's empirical NTK at batch 64, 16 weight
+# draws (~1-3 s each on the host backend, more under ASan), long enough to be
+# caught queued or running; the engine checks for a cancel between draws,
+# so cancelling it and the drain at SIGTERM stay quick.
 SLOW = {
     "architecture": {"type": "nb201",
                      "cell": "|nor_conv_3x3~0|+|nor_conv_3x3~0|"
                              "nor_conv_3x3~1|+|nor_conv_3x3~0|"
                              "nor_conv_3x3~1|nor_conv_3x3~2|"},
-    "data": {"batch_size": 16},
+    "data": {"batch_size": 64},
     "metrics": ["convergence"],
+    "settings": {"ntk": {"repeats": 16}},
     "seed": 1,
 }
 
