@@ -255,7 +255,9 @@ struct ae_server {
   uv_timer_t mhd_timer;
   int need_mhd_run;
   ae_waiter *all_waiters; /* every suspended long poll */
+  struct ae_http_conn *http_conns; /* every open TCP connection */
   long long n_requests;
+  long long n_slow_dropped;        /* connections dropped as too slow */
 
   /* Timers and signals (loop). */
   uv_timer_t sweep_timer;
@@ -306,6 +308,11 @@ int ae_jobs_load(ae_server *srv);
 int ae_http_start(ae_server *srv);
 /* Runs MHD once and re-arms its timer (after resuming connections). */
 void ae_http_run(ae_server *srv);
+/* Shuts down connections that have held a request (its headers still
+ * arriving) longer than --connection-timeout-secs: MHD's own timeout only
+ * counts idle time, which a client trickling bytes resets.  Called by the
+ * sweep timer. */
+void ae_http_drop_slow(ae_server *srv);
 /* Resumes every long poll waiting on job (it became terminal). */
 void ae_http_wake_waiters(ae_server *srv, ae_job *job);
 void ae_http_wake_all(ae_server *srv);

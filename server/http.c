@@ -821,13 +821,82 @@ static enum MHD_Result dispatch(ae_http_req *r) {
   return routes[row].handler(r);
 }
 
+/* ---- connections: a deadline for slow clients ----
+ * One ae_http_conn per TCP connection (MHD's socket context), on the loop
+ * thread.  since_ns is when the connection opened or its last request
+ * completed: a request must arrive in full within
+ * --connection-timeout-secs of that.  While its headers arrive, the sweep
+ * (ae_http_drop_slow) enforces it; while its body arrives, on_request
+ * does.  A request the handler holds (dispatched, or a suspended long
+ * poll) is exempt. */
+typedef struct ae_http_conn {
+  struct ae_http_conn *prev, *next;
+  struct MHD_Connection *conn;
+  long long since_ns;
+  int in_request;
+  int dropped;
+} ae_http_conn;
+
+static ae_http_conn *conn_of(struct MHD_Connection *conn) {
+  const union MHD_ConnectionInfo *info =
+      MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+  return info ? info->socket_context : NULL;
+}
+
+static void on_connection(void *cls, struct MHD_Connection *conn,
+                          void **socket_context,
+                          enum MHD_ConnectionNotificationCode toe) {
+  ae_server *srv = cls;
+  if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
+    ae_http_conn *c = calloc(1, sizeof *c);
+    if (!c) return; /* untracked: MHD's idle timeout still applies */
+    c->conn = conn;
+    c->since_ns = ae_mono_ns();
+    c->next = srv->http_conns;
+    if (c->next) c->next->prev = c;
+    srv->http_conns = c;
+    *socket_context = c;
+    return;
+  }
+  ae_http_conn *c = *socket_context;
+  if (!c) return;
+  if (c->prev) c->prev->next = c->next;
+  else srv->http_conns = c->next;
+  if (c->next) c->next->prev = c->prev;
+  free(c);
+  *socket_context = NULL;
+}
+
+static long long request_deadline_ns(const ae_server *srv) {
+  return (long long)srv->opt->connection_timeout_secs * 1000000000LL;
+}
+
+void ae_http_drop_slow(ae_server *srv) {
+  if (!srv->mhd) return;
+  long long now = ae_mono_ns(), limit = request_deadline_ns(srv);
+  for (ae_http_conn *c = srv->http_conns; c; c = c->next) {
+    if (c->in_request || c->dropped || now - c->since_ns <= limit) continue;
+    const union MHD_ConnectionInfo *info =
+        MHD_get_connection_info(c->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+    if (!info) continue;
+    /* MHD sees the end of the stream and closes the connection itself. */
+    shutdown(info->connect_fd, SHUT_RDWR);
+    c->dropped = 1;
+    srv->n_slow_dropped++;
+    ae_log(AE_LOG_DEBUG, "dropped a connection with no complete request "
+           "after %d s", srv->opt->connection_timeout_secs);
+  }
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
                                   const char *url, const char *method,
                                   const char *version, const char *upload_data,
                                   size_t *upload_data_size, void **con_cls) {
   ae_server *srv = cls;
   ae_http_req *r = *con_cls;
+  ae_http_conn *tcp = conn_of(conn);
   if (!r) {
+    if (tcp) tcp->in_request = 1;
     r = calloc(1, sizeof *r);
     if (!r) return MHD_NO;
     *con_cls = r;
@@ -864,6 +933,15 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
     size_t n = *upload_data_size;
     *upload_data_size = 0;
     if (r->responded) return MHD_YES;
+    if (tcp && ae_mono_ns() - tcp->since_ns > request_deadline_ns(srv)) {
+      /* The body trickles in: drop the connection (MHD cannot answer in
+       * the middle of an upload). */
+      srv->n_slow_dropped++;
+      ae_log(AE_LOG_WARN, "request %s: body not complete after %d s; "
+             "connection dropped", r->request_id,
+             srv->opt->connection_timeout_secs);
+      return MHD_NO;
+    }
     if (r->len + n > (size_t)srv->opt->max_body_bytes) {
       /* A chunked or understated body went over: answer if MHD lets us at
        * this point, else close the connection. */
@@ -900,8 +978,12 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                          enum MHD_RequestTerminationCode toe) {
   ae_server *srv = cls;
   ae_http_req *r = *con_cls;
-  (void)conn;
+  ae_http_conn *tcp = conn_of(conn);
   (void)toe;
+  if (tcp) {
+    tcp->in_request = 0;
+    tcp->since_ns = ae_mono_ns();
+  }
   if (!r) return;
   *con_cls = NULL;
   if (r->waiter) { /* only at shutdown */
@@ -966,7 +1048,7 @@ int ae_http_start(ae_server *srv) {
       (unsigned)o->max_connections, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
       (unsigned)o->max_connections_per_ip, MHD_OPTION_CONNECTION_TIMEOUT,
       (unsigned)o->connection_timeout_secs, MHD_OPTION_NOTIFY_COMPLETED,
-      on_completed, srv,
+      on_completed, srv, MHD_OPTION_NOTIFY_CONNECTION, on_connection, srv,
       MHD_OPTION_END);
   freeaddrinfo(ai);
   if (!srv->mhd) {

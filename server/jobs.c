@@ -908,6 +908,7 @@ static void sweep(uv_timer_t *timer) {
     int rc = ae_store_expire(srv->store, now_ms);
     if (rc) store_failed(srv, "expire", "", rc);
   }
+  ae_http_drop_slow(srv);
   ae_http_run(srv);
 }
 

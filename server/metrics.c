@@ -251,6 +251,12 @@ char *ae_metrics_render(ae_server *srv, size_t *len) {
          worker_label(srv, i, wl, sizeof wl),
          (unsigned long long)atomic_load(&srv->workers[i].memory_used));
 
+  emit_header(&t, "archeval_http_slow_connections_dropped_total", "counter",
+              "Connections dropped because a request took longer than "
+              "--connection-timeout-secs to arrive.");
+  emit(&t, "archeval_http_slow_connections_dropped_total %lld\n",
+       srv->n_slow_dropped);
+
   emit_header(&t, "archeval_build_info", "gauge",
               "The build: version and whether CUDA was compiled in.");
 #ifdef HAVE_CUDA

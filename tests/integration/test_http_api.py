@@ -531,5 +531,62 @@ class Expiry(unittest.TestCase):
             self.assertEqual(d.stop(), 0)
 
 
+class SlowClients(unittest.TestCase):
+    """Clients that trickle a request (a byte at a time, headers or body)
+    are dropped --connection-timeout-secs after they began, and never stop
+    other clients from being served meanwhile."""
+
+    def test_slow_clients_dropped_others_served(self):
+        with h.Daemon("--connection-timeout-secs", "2") as d:
+            slow = []
+            for i in range(48):
+                s = socket.create_connection(
+                    ("127.0.0.1", d.port), timeout=5,
+                    source_address=("127.0.0.2", 0))
+                if i % 2:  # headers that never end
+                    s.sendall(b"GET /v1/health/live HTTP/1.1\r\nHost: x\r\n")
+                else:  # a body that trickles
+                    s.sendall(b"POST /v1/jobs HTTP/1.1\r\nHost: x\r\n"
+                              b"Content-Type: application/json\r\n"
+                              b"Content-Length: 1000\r\n\r\n{")
+                slow.append(s)
+            start = time.monotonic()
+            worst = 0.0
+            while time.monotonic() - start < 6:
+                for s in slow:
+                    try:
+                        s.send(b"a" if slow.index(s) % 2 else b" ")
+                    except OSError:
+                        pass
+                t0 = time.monotonic()
+                r = d.call("GET", "/v1/health/live")
+                worst = max(worst, time.monotonic() - t0)
+                self.assertEqual(r.status, 200)
+                time.sleep(0.4)
+            self.assertLess(worst, 1.0)
+            # Every slow connection has been closed by the server.
+            closed = 0
+            for s in slow:
+                s.settimeout(3)
+                try:
+                    closed += s.recv(4096) == b""
+                except (ConnectionResetError, BrokenPipeError):
+                    closed += 1
+                except socket.timeout:
+                    pass
+                s.close()
+            self.assertEqual(closed, len(slow))
+            # ... by the request deadline, not by chance: libmicrohttpd's
+            # own timeout counts idle time only, which every byte resets.
+            text = d.call("GET", "/metrics").body.decode()
+            dropped = [float(l.split()[1]) for l in text.splitlines()
+                       if l.startswith(
+                           "archeval_http_slow_connections_dropped_total ")]
+            self.assertEqual(len(dropped), 1, text[-400:])
+            print("slow connections: %d, dropped by the deadline: %d" %
+                  (len(slow), dropped[0]))
+            self.assertGreaterEqual(dropped[0], len(slow) * 0.9)
+
+
 if __name__ == "__main__":
     h.main()
