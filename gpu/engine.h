@@ -15,6 +15,7 @@
 #include "api/scorecard.h"
 #include "api/problem.h"
 #include "gpu/dataset.h"
+#include "gpu/job_control.h"
 
 typedef enum { AE_BACKEND_HOST, AE_BACKEND_CUDA } ae_backend_kind;
 
@@ -25,11 +26,6 @@ typedef struct {
   int blas_threads;  /* host: OpenBLAS threads this engine may use (>= 1) */
 } ae_engine_config;
 
-/* What a running job checks at its checkpoints. */
-typedef struct {
-  const atomic_int *cancel;  /* non-zero: stop with AE_ECANCELLED; may be NULL */
-  long long deadline_ns;     /* CLOCK_MONOTONIC ns; 0 = none */
-} ae_job_control;
 
 typedef struct ae_engine ae_engine;
 
@@ -59,9 +55,6 @@ const char *ae_engine_name(const ae_engine *e);
 size_t ae_engine_memory_used(const ae_engine *e);
 
 void ae_engine_close(ae_engine *e);
-
-/* 0, AE_ECANCELLED or AE_EDEADLINE: what a checkpoint does. */
-int ae_job_checkpoint(const ae_job_control *ctl);
 
 /* The default memory budget of one job (ae_limits.max_working_set_bytes):
  * half of this machine's physical memory. */

@@ -11,7 +11,7 @@
 
 #include "api/request.h"
 #include "gpu/cuda/cuda_core.h"
-#include "gpu/engine.h"
+#include "gpu/job_control.h"
 #include <stddef.h>
 #include <stdint.h>
 

@@ -13,7 +13,7 @@
 
 #include "api/arch.h"
 #include "api/request.h"
-#include "gpu/engine.h"
+#include "gpu/job_control.h"
 #include <stddef.h>
 #include <stdint.h>
 

@@ -11,7 +11,7 @@
 
 #include "api/arch.h"
 #include "api/request.h"
-#include "gpu/engine.h"
+#include "gpu/job_control.h"
 #include "gpu/host/net.h"
 #include <stddef.h>
 
