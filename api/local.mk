@@ -1,5 +1,6 @@
 # api/local.mk: the wire-format library (owned by the api/ work).
 api_libaeapi_a_SOURCES += api/status.c api/status.h api/problem.h api/arch.h \
+	api/error.h api/error.c \
 	api/request.h api/scorecard.h api/api_internal.h api/problem.c \
 	api/json_util.c api/json_fields.c api/activation.c api/arch.c \
 	api/lower.c api/request.c api/scorecard.c
@@ -26,7 +27,7 @@ tests_unit_test_api_request_LDADD = api/libaeapi.a $(JANSSON_LIBS) \
 check_PROGRAMS += tests/unit/test_api_corpus
 TESTS += tests/unit/test_api_corpus
 tests_unit_test_api_corpus_SOURCES = tests/unit/test_api_corpus.c \
-	api/status.c api/problem.c api/json_util.c api/json_fields.c \
+	api/status.c api/problem.c api/error.c api/json_util.c api/json_fields.c \
 	api/activation.c api/arch.c api/lower.c api/request.c api/scorecard.c
 tests_unit_test_api_corpus_CFLAGS = $(TEST_CFLAGS) \
 	-fsanitize=address,undefined -fno-sanitize-recover=undefined \
