@@ -14,6 +14,10 @@ any README under deploy/.  For each Markdown link or image ([text](target),
 Any mention of "../shared" or "shared/spec", even in code, also fails:
 users who clone the repository do not have that folder.
 
+The flag table of docs/operations.md must name exactly the flags that
+`archevald --help` lists (names only), when the daemon is built
+($AE_BUILDDIR/server/archevald).
+
 A self-test of the parser and the anchor rule runs first, so a broken
 checker cannot pass silently.  Exit status: 0 all good, 1 a problem
 (each printed as FILE:LINE: message).  Standard library only.
@@ -199,6 +203,33 @@ def read_file(path):
         return None
 
 
+HELP_FLAG = re.compile(r"^\s+--([a-z][a-z-]*)")
+TABLE_FLAG = re.compile(r"^\| `--([a-z][a-z-]*)")
+
+
+def check_flags(root):
+    """Problems of the flag table against archevald --help, as strings;
+    None when the daemon is not built."""
+    build = os.environ.get("AE_BUILDDIR")
+    daemon = os.path.join(build, "server", "archevald") if build else None
+    if not daemon or not os.access(daemon, os.X_OK):
+        return None
+    import subprocess
+    out = subprocess.run([daemon, "--help"], stdout=subprocess.PIPE,
+                         check=True, timeout=60).stdout.decode()
+    helped = {m.group(1) for m in map(HELP_FLAG.match, out.split("\n")) if m}
+    text = read_file(os.path.join(root, "docs", "operations.md")) or ""
+    table = {m.group(1) for m in map(TABLE_FLAG.match, text.split("\n"))
+             if m}
+    problems = ["docs/operations.md: --%s is in --help but not in the flag "
+                "table" % f for f in sorted(helped - table)]
+    problems += ["docs/operations.md: --%s is in the flag table but not in "
+                 "--help" % f for f in sorted(table - helped)]
+    if not helped:
+        problems.append("archevald --help lists no flags")
+    return problems
+
+
 def main():
     self_test()
     root = os.environ.get("AE_SRCDIR") or \
@@ -216,8 +247,14 @@ def main():
         for number, message in check_text(path, text, root, read_file):
             print("%s:%d: %s" % (os.path.relpath(path, root), number, message))
             failures += 1
-    print("check_links: %d files, %d links, %d problems"
-          % (len(files), links, failures))
+    flag_problems = check_flags(root)
+    for message in flag_problems or []:
+        print(message)
+        failures += 1
+    print("check_links: %d files, %d links, flags %s, %d problems"
+          % (len(files), links,
+             "not checked (no daemon built)" if flag_problems is None
+             else "checked against archevald --help", failures))
     return 1 if failures else 0
 
 
