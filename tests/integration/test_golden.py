@@ -31,7 +31,7 @@ One OpenBLAS thread per worker, on every machine.  The daemon gives each
 host worker cores/host_workers OpenBLAS threads, and the eigenvalues
 (ntk_lambda_*, nngp_lambda_min, ntk_analytic_lambda_min, hence
 ntk_condition and rate) change in the last digits with that count: on this
-2-core host, --host-workers 1 (2 BLAS threads) changes 49 of the 52
+2-core host, --host-workers 1 (2 BLAS threads) changes 56 of the 59
 results, while --host-workers 2 and 3 (1 thread) give the same bits.  So
 the daemon runs with --host-workers max(2, online cores), which is the
 harness's default of 2 on a 2-core host and 1 BLAS thread anywhere.  Other
