@@ -30,7 +30,8 @@ be a deliberate re-recording.
 One OpenBLAS thread per worker, on every machine.  The daemon gives each
 host worker cores/host_workers OpenBLAS threads, and the eigenvalues
 (ntk_lambda_*, nngp_lambda_min, ntk_analytic_lambda_min, hence
-ntk_condition and rate) change in the last digits with that count: on this
+ntk_condition and rate; more rarely curvature and the generalization
+bounds) change in the last digits with that count: on this
 2-core host, --host-workers 1 (2 BLAS threads) changes 56 of the 59
 results, while --host-workers 2 and 3 (1 thread) give the same bits.  So
 the daemon runs with --host-workers max(2, online cores), which is the
