@@ -9,7 +9,8 @@ SH_LOG_COMPILER = $(SHELL)
 TESTS += tests/integration/test_http_api.py \
 	tests/integration/test_http_load.py \
 	tests/integration/test_http_scorecard.py \
-	tests/integration/test_http_valgrind.py
+	tests/integration/test_http_valgrind.py \
+	tests/integration/test_golden.py
 # The clients' suites are registered in clients/local.mk, the store's in
 # server/store.mk.
 
@@ -23,4 +24,5 @@ EXTRA_DIST += tests/integration/http_harness.py \
 	tests/integration/test_http_api.py tests/integration/test_http_load.py \
 	tests/integration/test_http_scorecard.py \
 	tests/integration/test_http_valgrind.py \
+	tests/integration/test_golden.py tests/data/golden \
 	tests/summary.sh tests/bench/run-http-bench.sh
