@@ -41,8 +41,7 @@ static const ae_rank_known_metric known_metrics[] = {
     {"convergence.rate", -1, AE_ASPECT_NONE},
     {"convergence.steps_to_1e-3", -1, AE_ASPECT_NONE},
     {"generalization.kernel_complexity", -1, AE_ASPECT_GENERALIZATION},
-    {"generalization.kernel_regression_val_mse", -1,
-     AE_ASPECT_GENERALIZATION},
+    {"generalization.kernel_regression_val_mse", -1, AE_ASPECT_GENERALIZATION},
     {"generalization.kernel_regression_val_acc", +1, AE_ASPECT_NONE},
     {"generalization.gap_bound", -1, AE_ASPECT_NONE},
     {"generalization.arora_bound", -1, AE_ASPECT_NONE},
@@ -174,8 +173,8 @@ static int spec_add(ae_rank_spec *spec, const char *text, size_t len,
     free(name);
     return rc;
   }
-  ae_rank_metric *grown = realloc(
-      spec->components, (spec->n_components + 1) * sizeof *grown);
+  ae_rank_metric *grown =
+      realloc(spec->components, (spec->n_components + 1) * sizeof *grown);
   if (!grown) {
     free(name);
     return ae_error_set(err, AE_ENOMEM, pointer, "out of memory");
@@ -257,8 +256,9 @@ int ae_rank_spec_from_json(const json_t *rank, ae_rank_spec *spec,
   ae_rank_aggregate aggregate = AE_RANK_LOG_RANK;
   json_t *agg = json_object_get(rank, "aggregate");
   if (agg) {
-    int a = json_is_string(agg) ? ae_rank_aggregate_parse(json_string_value(agg))
-                                : -1;
+    int a = json_is_string(agg)
+                ? ae_rank_aggregate_parse(json_string_value(agg))
+                : -1;
     if (a < 0)
       return ae_error_set(err, AE_EINVAL, "/aggregate",
                           "aggregate must be \"log_rank\" or \"rank_sum\"");
@@ -284,11 +284,10 @@ int ae_rank_spec_from_json(const json_t *rank, ae_rank_spec *spec,
   json_array_foreach(comps, k, c) {
     char pointer[40];
     snprintf(pointer, sizeof pointer, "/components/%zu", k);
-    int rc = json_is_string(c)
-                 ? spec_add(spec, json_string_value(c),
-                            json_string_length(c), pointer, err)
-                 : ae_error_set(err, AE_EINVAL, pointer,
-                                "a component must be a string");
+    int rc = json_is_string(c) ? spec_add(spec, json_string_value(c),
+                                          json_string_length(c), pointer, err)
+                               : ae_error_set(err, AE_EINVAL, pointer,
+                                              "a component must be a string");
     if (rc) {
       ae_rank_spec_free(spec);
       return rc;
@@ -420,8 +419,7 @@ static void rank_column(const double *values, size_t stride, size_t n,
   }
 }
 
-int ae_rank_values(const double *values, size_t n, int better,
-                   double *ranks) {
+int ae_rank_values(const double *values, size_t n, int better, double *ranks) {
   keyed *work = calloc(n ? n : 1, sizeof *work);
   if (!work) return AE_ENOMEM;
   rank_column(values, 1, n, better, ranks, work);
@@ -447,8 +445,8 @@ static double aggregate(const ae_rank_result *r, size_t i, const size_t *cols,
                         size_t m, double *terms) {
   for (size_t j = 0; j < m; j++) {
     double rank = r->ranks[i * r->n_metrics + cols[j]];
-    terms[j] = r->aggregate == AE_RANK_LOG_RANK ? log(rank / (double)r->n)
-                                                : rank;
+    terms[j] =
+        r->aggregate == AE_RANK_LOG_RANK ? log(rank / (double)r->n) : rank;
   }
   qsort(terms, m, sizeof *terms, double_ascending);
   double s = 0;
@@ -459,8 +457,8 @@ static double aggregate(const ae_rank_result *r, size_t i, const size_t *cols,
 
 /* Positions (1 = best, ties averaged) of the n scores (stride apart) into
  * pos (same stride); order (optional) gets the members best first. */
-static void positions(const double *score, size_t stride, size_t n,
-                      double *pos, keyed *work, size_t *order) {
+static void positions(const double *score, size_t stride, size_t n, double *pos,
+                      keyed *work, size_t *order) {
   for (size_t i = 0; i < n; i++)
     work[i] = (keyed){-score[i * stride], i};
   qsort(work, n, sizeof *work, keyed_ascending);
@@ -477,8 +475,8 @@ static void positions(const double *score, size_t stride, size_t n,
   }
 }
 
-/* Chooses "default" or "fast" for a named combination: the components to
- * use go to *use (a spec owned by the caller). */
+/* Chooses "default" or "fast" for a named combination (rank.h) and copies
+ * the components to use into chosen, which the caller frees. */
 static int choose_combination(json_t *const *sc, size_t n,
                               const ae_rank_spec *spec, ae_rank_spec *chosen,
                               ae_rank_result *r, ae_error *err) {
@@ -529,8 +527,10 @@ static int choose_combination(json_t *const *sc, size_t n,
   for (size_t c = 0; rc == AE_OK && c < use->n_components; c++) {
     chosen->components[c] = use->components[c];
     chosen->components[c].name = strdup(use->components[c].name);
-    if (!chosen->components[c].name) rc = AE_ENOMEM;
-    else chosen->n_components++;
+    if (!chosen->components[c].name)
+      rc = AE_ENOMEM;
+    else
+      chosen->n_components++;
   }
   ae_rank_spec_free(&fast);
   if (rc) {
@@ -559,9 +559,8 @@ static int has_column(const ae_rank_result *r, const char *name) {
 
 /* Picks the columns: the components present somewhere (the others go to
  * skipped), then the aspect metrics present somewhere. */
-static int choose_columns(json_t *const *sc, size_t n,
-                          const ae_rank_spec *use, ae_rank_result *r,
-                          ae_error *err) {
+static int choose_columns(json_t *const *sc, size_t n, const ae_rank_spec *use,
+                          ae_rank_result *r, ae_error *err) {
   size_t cap = use->n_components + N_KNOWN;
   r->metrics = calloc(cap, sizeof *r->metrics);
   r->is_component = calloc(cap, sizeof *r->is_component);
@@ -577,8 +576,7 @@ static int choose_columns(json_t *const *sc, size_t n,
       } else {
         if (known_metrics[c].aspect == AE_ASPECT_NONE) continue;
         m = (ae_rank_metric){(char *)known_metrics[c].name,
-                             known_metrics[c].better,
-                             known_metrics[c].aspect};
+                             known_metrics[c].better, known_metrics[c].aspect};
         if (has_column(r, m.name)) continue;
       }
       size_t bad = 0;
@@ -619,8 +617,7 @@ int ae_rank_compute(json_t *const *scorecards, size_t n,
                     const ae_rank_spec *spec, ae_rank_result *out,
                     ae_error *err) {
   memset(out, 0, sizeof *out);
-  if (n == 0)
-    return ae_error_set(err, AE_EINVAL, "", "no scorecards to rank");
+  if (n == 0) return ae_error_set(err, AE_EINVAL, "", "no scorecards to rank");
   for (size_t i = 0; i < n; i++) {
     if (!json_is_object(scorecards[i])) {
       char pointer[32];
@@ -661,8 +658,8 @@ int ae_rank_compute(json_t *const *scorecards, size_t n,
   double *terms = calloc(nm, sizeof *terms);
   size_t *cols = calloc(nm, sizeof *cols);
   if (!r->values || !r->present || !r->ranks || !r->score || !r->rank ||
-      !r->aspect_score || !r->aspect_rank || !r->pareto || !r->order ||
-      !work || !terms || !cols) {
+      !r->aspect_score || !r->aspect_rank || !r->pareto || !r->order || !work ||
+      !terms || !cols) {
     free(work);
     free(terms);
     free(cols);
@@ -678,8 +675,7 @@ int ae_rank_compute(json_t *const *scorecards, size_t n,
     }
   }
   for (size_t c = 0; c < nm; c++)
-    rank_column(r->values + c, nm, n, r->metrics[c].better, r->ranks + c,
-                work);
+    rank_column(r->values + c, nm, n, r->metrics[c].better, r->ranks + c, work);
 
   /* The combined score and rank. */
   for (size_t c = 0; c < r->n_components; c++)
@@ -757,8 +753,8 @@ static json_t *member_json(const ae_rank_result *r, const char *const *ids,
   int bad = !m || !metrics || !ranks || !ascore || !arank;
   size_t nm = r->n_metrics;
   for (size_t c = 0; !bad && c < nm; c++) {
-    bad |= put(metrics, r->metrics[c].name,
-               number_or_null(r->values[i * nm + c]));
+    bad |=
+        put(metrics, r->metrics[c].name, number_or_null(r->values[i * nm + c]));
     bad |= put(ranks, r->metrics[c].name, json_real(r->ranks[i * nm + c]));
   }
   for (int a = 0; !bad && a < AE_ASPECT_COUNT; a++) {

@@ -26,38 +26,37 @@
 #define RANK_MAX_INPUT (256u << 20) /* bytes of JSON read at most */
 
 static void rank_usage(FILE *f) {
-  fprintf(
-      f,
-      "Usage: archeval rank [OPTIONS] [FILE|-]\n"
-      "Ranks a population of scorecards with the combined rank (Σ log of\n"
-      "each component's rank / n) and prints a table, best first.\n"
-      "FILE (default '-', standard input) holds what `archeval score`,\n"
-      "`get`, `list --json` or `submit --wait` print: JSON lines, a JSON\n"
-      "array, or JSON texts one after another; each item a job (its\n"
-      "\"result\" is ranked), a score line, or a bare scorecard.\n"
-      "\n"
-      "Options:\n"
-      "  --components SET      \"default\" (the default; falls back to\n"
-      "                        \"fast\" when some scorecard lacks its\n"
-      "                        metrics), \"fast\", or a comma-separated\n"
-      "                        list of metrics (group.field); a metric\n"
-      "                        the ranking does not know needs its\n"
-      "                        direction: name:higher or name:lower\n"
-      "  --aggregate A         log_rank (default) or rank_sum\n"
-      "  --json                print the ranking as one JSON object\n"
-      "  --csv                 print one CSV row per architecture\n"
-      "  --list-metrics        print the known metrics and exit\n"
-      "  -h, --help            show this help\n"
-      "\n"
-      "Table: rank and the aspect ranks E C G X (expressivity,\n"
-      "convergence, generalization, complexity) count from 1 = best;\n"
-      "each component shows its value and its rank, 1 = worst .. n =\n"
-      "best (ties share the average, null ranks worst); * marks the\n"
-      "Pareto front over the aspects.\n"
-      "\n"
-      "Exit status: 0 ranked, 1 the input could not be read, 2 bad\n"
-      "usage, 3 the input is not JSON, holds no scorecard, or has no\n"
-      "value for any component.\n");
+  fprintf(f,
+          "Usage: archeval rank [OPTIONS] [FILE|-]\n"
+          "Ranks a population of scorecards with the combined rank (Σ log of\n"
+          "each component's rank / n) and prints a table, best first.\n"
+          "FILE (default '-', standard input) holds what `archeval score`,\n"
+          "`get`, `list --json` or `submit --wait` print: JSON lines, a JSON\n"
+          "array, or JSON texts one after another; each item a job (its\n"
+          "\"result\" is ranked), a score line, or a bare scorecard.\n"
+          "\n"
+          "Options:\n"
+          "  --components SET      \"default\" (the default; falls back to\n"
+          "                        \"fast\" when some scorecard lacks its\n"
+          "                        metrics), \"fast\", or a comma-separated\n"
+          "                        list of metrics (group.field); a metric\n"
+          "                        the ranking does not know needs its\n"
+          "                        direction: name:higher or name:lower\n"
+          "  --aggregate A         log_rank (default) or rank_sum\n"
+          "  --json                print the ranking as one JSON object\n"
+          "  --csv                 print one CSV row per architecture\n"
+          "  --list-metrics        print the known metrics and exit\n"
+          "  -h, --help            show this help\n"
+          "\n"
+          "Table: rank and the aspect ranks E C G X (expressivity,\n"
+          "convergence, generalization, complexity) count from 1 = best;\n"
+          "each component shows its value and its rank, 1 = worst .. n =\n"
+          "best (ties share the average, null ranks worst); * marks the\n"
+          "Pareto front over the aspects.\n"
+          "\n"
+          "Exit status: 0 ranked, 1 the input could not be read, 2 bad\n"
+          "usage, 3 the input is not JSON, holds no scorecard, or has no\n"
+          "value for any component.\n");
 }
 
 /* Reads all of a file or stdin into a malloc'd, NUL-terminated buffer. */
@@ -140,9 +139,8 @@ static char *architecture_label(json_t *item) {
 }
 
 static int is_bare_scorecard(json_t *item) {
-  static const char *const groups[] = {"topology", "expressivity",
-                                       "convergence", "generalization",
-                                       "proxies"};
+  static const char *const groups[] = {
+      "topology", "expressivity", "convergence", "generalization", "proxies"};
   for (size_t g = 0; g < sizeof groups / sizeof groups[0]; g++)
     if (json_is_object(json_object_get(item, groups[g]))) return 1;
   return 0;
@@ -202,16 +200,16 @@ static int take_item(population *p, json_t *item, int depth) {
     return add_card(p, result, item);
   if (result || json_object_get(item, "error") || state) {
     const char *id = json_string_value(json_object_get(item, "id"));
-    fprintf(stderr, "archeval rank: item %zu%s%s%s has no scorecard (%s); "
-                    "left out\n",
+    fprintf(stderr,
+            "archeval rank: item %zu%s%s%s has no scorecard (%s); "
+            "left out\n",
             p->items, id ? " (" : "", id ? id : "", id ? ")" : "",
             state ? state : "error");
     p->left_out++;
     return AE_OK;
   }
   if (is_bare_scorecard(item)) return add_card(p, item, item);
-  fprintf(stderr,
-          "archeval rank: item %zu is neither a job nor a scorecard\n",
+  fprintf(stderr, "archeval rank: item %zu is neither a job nor a scorecard\n",
           p->items);
   return AE_EINVAL;
 }
@@ -233,9 +231,9 @@ static int read_population(const char *buf, size_t len, population *p) {
     if (off >= len) break;
     json_error_t e;
     memset(&e, 0, sizeof e);
-    json_t *root = json_loadb(buf + off, len - off,
-                              JSON_DISABLE_EOF_CHECK | JSON_REJECT_DUPLICATES,
-                              &e);
+    json_t *root =
+        json_loadb(buf + off, len - off,
+                   JSON_DISABLE_EOF_CHECK | JSON_REJECT_DUPLICATES, &e);
     if (!root) {
       size_t line = line_of(buf, off) + (e.line > 0 ? (size_t)e.line - 1 : 0);
       fprintf(stderr, "archeval rank: not JSON: line %zu, column %d: %s\n",
@@ -299,10 +297,10 @@ static int print_table(const ae_rank_result *r, const population *p) {
   }
   int rc = AE_OK;
   char buf[128];
-#define SET(row, col, text)                                                  \
-  do {                                                                       \
-    if (rc == AE_OK && !(cell[(row) * ncols + (col)] = strdup(text)))        \
-      rc = AE_ENOMEM;                                                        \
+#define SET(row, col, text)                                                    \
+  do {                                                                         \
+    if (rc == AE_OK && !(cell[(row)*ncols + (col)] = strdup(text)))            \
+      rc = AE_ENOMEM;                                                          \
   } while (0)
   SET(0, 0, "rank");
   SET(0, 1, "id");
@@ -373,8 +371,8 @@ static void print_preface(const ae_rank_result *r, const population *p) {
          r->combination);
   if (r->fallback) printf(" (\"default\" fell back)");
   printf(", aggregate %s", ae_rank_aggregate_name(r->aggregate));
-  if (p->left_out) printf("; %zu items without a scorecard left out",
-                          p->left_out);
+  if (p->left_out)
+    printf("; %zu items without a scorecard left out", p->left_out);
   printf("\n");
   if (r->n_skipped) {
     printf("skipped (in no scorecard):");

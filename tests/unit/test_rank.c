@@ -112,11 +112,10 @@ START_TEST(nulls_rank_worst_and_score) {
    * values 2, null, 1, 2.  null -> 1; the 2s share positions 2, 3 -> 2.5;
    * 1 -> 4.  log_rank scores: log(2.5/4), log(1/4), log(1), log(2.5/4).
    * Combined rank: #2 first (1), #0 and #3 tied (2.5), #1 last (4). */
-  json_t *c[4] = {
-      card("{\"generalization\":{\"kernel_complexity\":2}}"),
-      card("{\"generalization\":{\"kernel_complexity\":null}}"),
-      card("{\"generalization\":{\"kernel_complexity\":1}}"),
-      card("{\"generalization\":{\"kernel_complexity\":2.0}}")};
+  json_t *c[4] = {card("{\"generalization\":{\"kernel_complexity\":2}}"),
+                  card("{\"generalization\":{\"kernel_complexity\":null}}"),
+                  card("{\"generalization\":{\"kernel_complexity\":1}}"),
+                  card("{\"generalization\":{\"kernel_complexity\":2.0}}")};
   ae_rank_spec s;
   spec_or_fail("generalization.kernel_complexity", AE_RANK_LOG_RANK, &s);
   ae_rank_result r;
@@ -154,8 +153,8 @@ START_TEST(nulls_rank_worst_and_score) {
     ck_assert_double_eq(
         r.aspect_rank[i * AE_ASPECT_COUNT + AE_ASPECT_GENERALIZATION],
         r.rank[i]);
-    ck_assert(isnan(r.aspect_rank[i * AE_ASPECT_COUNT +
-                                  AE_ASPECT_EXPRESSIVITY]));
+    ck_assert(
+        isnan(r.aspect_rank[i * AE_ASPECT_COUNT + AE_ASPECT_EXPRESSIVITY]));
   }
   /* One aspect: the front is the best member alone. */
   ck_assert(r.pareto[2]);
@@ -338,9 +337,8 @@ START_TEST(pareto_3d) {
   json_t *c[5];
   for (size_t i = 0; i < 5; i++) {
     c[i] = json_pack("{s:{s:f},s:{s:f},s:{s:f}}", "expressivity",
-                     "linear_regions", e[i], "convergence",
-                     "ntk_lambda_min", cv[i], "generalization",
-                     "kernel_complexity", g[i]);
+                     "linear_regions", e[i], "convergence", "ntk_lambda_min",
+                     cv[i], "generalization", "kernel_complexity", g[i]);
     ck_assert_ptr_nonnull(c[i]);
   }
   ae_rank_spec s;
@@ -355,8 +353,7 @@ START_TEST(pareto_3d) {
   for (size_t i = 0; i < 5; i++)
     ck_assert_msg(r.pareto[i] == want[i], "member %zu", i);
   /* kernel_complexity lower better: 9,9 -> 1.5; 5 -> 3; 3 -> 4; 1 -> 5. */
-  ck_assert_double_eq(rank_of(&r, 2, "generalization.kernel_complexity"),
-                      1.5);
+  ck_assert_double_eq(rank_of(&r, 2, "generalization.kernel_complexity"), 1.5);
   ck_assert_double_eq(rank_of(&r, 0, "generalization.kernel_complexity"), 3);
   ck_assert_double_eq(rank_of(&r, 1, "generalization.kernel_complexity"), 5);
   ae_rank_result_free(&r);
@@ -389,8 +386,8 @@ START_TEST(aspect_members_and_skipping) {
   ck_assert_double_eq(r.rank[0], 2);
   for (size_t i = 0; i < 2; i++) {
     ck_assert_double_eq_tol(
-        r.aspect_score[i * AE_ASPECT_COUNT + AE_ASPECT_CONVERGENCE],
-        log(0.5), EPS);
+        r.aspect_score[i * AE_ASPECT_COUNT + AE_ASPECT_CONVERGENCE], log(0.5),
+        EPS);
     ck_assert_double_eq(
         r.aspect_rank[i * AE_ASPECT_COUNT + AE_ASPECT_CONVERGENCE], 1.5);
     ck_assert(r.pareto[i]);
@@ -439,9 +436,12 @@ static json_t *card_with(const char *const *names, size_t k, double v) {
 }
 
 static const char *const default_names[] = {
-    "expressivity.feature_isotropy",     "expressivity.feature_progressivity",
-    "expressivity.activation_patterns",  "convergence.jacobian_trainability",
-    "convergence.feature_corr_lambda_min", "proxies.synflow",
+    "expressivity.feature_isotropy",
+    "expressivity.feature_progressivity",
+    "expressivity.activation_patterns",
+    "convergence.jacobian_trainability",
+    "convergence.feature_corr_lambda_min",
+    "proxies.synflow",
     "topology.flops"};
 
 START_TEST(default_when_complete) {
@@ -539,8 +539,8 @@ static void expect_spec_error(const char *components, const char *pointer,
 START_TEST(spec_errors) {
   expect_spec_error("topology.flops,foo.bar", "/components/1",
                     "unknown metric 'foo.bar'");
-  expect_spec_error("generalization.kernel_complexity:higher",
-                    "/components/0", "lower is better");
+  expect_spec_error("generalization.kernel_complexity:higher", "/components/0",
+                    "lower is better");
   expect_spec_error("topology.flops,topology.flops", "/components/1",
                     "given twice");
   expect_spec_error("x.y:up", "/components/0", "'higher' or 'lower'");
@@ -689,8 +689,7 @@ START_TEST(json_rendering) {
   /* Without ids, the index. */
   j = ae_rank_result_to_json(&r, NULL);
   ck_assert_int_eq(json_integer_value(json_object_get(
-                       json_array_get(json_object_get(j, "members"), 0),
-                       "id")),
+                       json_array_get(json_object_get(j, "members"), 0), "id")),
                    2);
   json_decref(j);
   ae_rank_result_free(&r);
@@ -703,9 +702,8 @@ START_TEST(known_table) {
   size_t n;
   const ae_rank_known_metric *t = ae_rank_known_table(&n);
   ck_assert_uint_gt(n, 20);
-  ck_assert_int_eq(ae_rank_known_lookup("generalization.kernel_complexity")
-                       ->better,
-                   -1);
+  ck_assert_int_eq(
+      ae_rank_known_lookup("generalization.kernel_complexity")->better, -1);
   ck_assert_int_eq(ae_rank_known_lookup("topology.flops")->better, +1);
   ck_assert_int_eq(ae_rank_known_lookup("convergence.ntk_condition")->better,
                    -1);
