@@ -21,6 +21,7 @@ import io
 import json
 import math
 import os
+import random
 import subprocess
 import sys
 import tempfile
@@ -511,9 +512,64 @@ def main():
         h.check(code == 0 and "rank [FILE|-]" in out,
                 "archeval --help lists rank")
 
+    def random_section():
+        # Random populations with many ties, nulls and absent metrics,
+        # ranked by random component lists: every one must equal the
+        # re-computation.
+        rng = random.Random(20261203)
+        pool = ["expressivity.linear_regions", "convergence.ntk_lambda_min",
+                "convergence.nngp_lambda_min", "convergence.ntk_condition",
+                "generalization.kernel_complexity", "topology.flops",
+                "topology.params", "proxies.synflow"]
+        failures = []
+        for trial in range(16):
+            n = rng.choice([1, 2, 3, 5, 8, 13, 30])
+            population = []
+            for _ in range(n):
+                card = {}
+                for m in pool:
+                    roll = rng.random()
+                    if roll < 0.1:
+                        continue              # absent
+                    group, field = m.split(".")
+                    card.setdefault(group, {})[field] = (
+                        None if roll < 0.25 else
+                        rng.choice([0.5, 1, 2, 3, -1.25, 1e-300, 7e12]))
+                population.append(card)
+            comps = rng.sample(pool, rng.randint(1, 4))
+            aggregate = rng.choice(["log_rank", "rank_sum"])
+            present = [m for m in comps
+                       if any(lookup(c, m) is not ABSENT for c in population)]
+            code, out, err = cli(["rank", "--json", "--aggregate", aggregate,
+                                  "--components", ",".join(comps)],
+                                 "\n".join(json.dumps(c)
+                                           for c in population))
+            if not present:
+                if code != 3:
+                    failures.append((trial, "expected exit 3", code, err))
+                continue
+            if code != 0:
+                failures.append((trial, code, err))
+                continue
+            ref = reference(population, comps, aggregate)
+            got = json.loads(out)
+            for m in got["members"]:
+                i = m["index"]
+                want = (ref["rank"][i], ref["pareto"][i],
+                        {k: v[i] for k, v in ref["ranks"].items()},
+                        {a: (r[i] if (r := ref["aspect_rank"].get(a))
+                             else None) for a in ASPECTS})
+                have = (m["rank"], m["pareto"], m["ranks"],
+                        m["aspect_ranks"])
+                if want != have or not close(m["score"], ref["score"][i]):
+                    failures.append((trial, i, have, want))
+                    break
+        h.check(not failures, "16 random populations (ties, nulls, absent "
+                "metrics) equal the re-computation", failures[:3])
+
     for section in (explicit_section, default_section, rank_sum_section,
                     explicit_direction_section, job_format_section,
-                    score_errors_section, errors_section):
+                    score_errors_section, errors_section, random_section):
         h.section(section)
     h.finish()
 
