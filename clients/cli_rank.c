@@ -28,8 +28,9 @@
 static void rank_usage(FILE *f) {
   fprintf(f,
           "Usage: archeval rank [OPTIONS] [FILE|-]\n"
-          "Ranks a population of scorecards with the combined rank (Σ log of\n"
-          "each component's rank / n) and prints a table, best first.\n"
+          "Ranks a population of scorecards with the combined rank (the sum\n"
+          "of log(rank / n) over the components) and prints a table, best\n"
+          "first.\n"
           "FILE (default '-', standard input) holds what `archeval score`,\n"
           "`get`, `list --json` or `submit --wait` print: JSON lines, a JSON\n"
           "array, or JSON texts one after another; each item a job (its\n"
