@@ -11,9 +11,11 @@ metrics absent).  The test checks --json, --csv and the table for an
 explicit component list, the "default" combination (which today falls to
 topology.flops alone, the others skipped), rank_sum, an unknown metric
 with an explicit direction, the job formats (`get` output one after
-another, a failed and a queued job left out), and the exit statuses of
-bad input.  No daemon.  Prints "N passed, M failed"; exit 77 when the CLI
-is not built.  Single-threaded.
+another, a failed and a queued job left out), the exit statuses of bad
+input, 16 random populations full of ties and nulls, and, when archevald
+is built, the same population submitted to a daemon and ranked from the
+jobs `archeval get` prints.  Prints "N passed, M failed"; exit 77 when the
+CLI is not built.  Single-threaded (subprocesses aside).
 """
 
 import csv
@@ -567,9 +569,54 @@ def main():
         h.check(not failures, "16 random populations (ties, nulls, absent "
                 "metrics) equal the re-computation", failures[:3])
 
+    def daemon_section():
+        # The same population through archevald: submit, wait, get the
+        # jobs, rank them; same ranks as offline, ids are the job ids.
+        if not os.access(h.DAEMON, os.X_OK):
+            h.log("no archevald: the daemon section is skipped")
+            return
+        d = h.Daemon()
+        if not h.check(d.start(), "archevald starts"):
+            return
+        try:
+            env = dict(os.environ, ARCHEVAL_SERVER=d.url)
+
+            def run(args, stdin=None):
+                p = subprocess.run([h.CLI] + args, input=stdin, env=env,
+                                   capture_output=True, text=True,
+                                   timeout=600)
+                return p.returncode, p.stdout, p.stderr
+
+            code, out, err = run(["submit", requests])
+            job_ids = out.split()
+            h.check(code == 0 and len(job_ids) == len(REQUESTS),
+                    "the population is submitted as a batch", err)
+            code, _, err = run(["wait", "--timeout", "600"] + job_ids)
+            h.check(code == 0, "every job succeeds", err)
+            code, jobs, err = run(["get"] + job_ids)
+            h.check(code == 0, "get prints the jobs", err)
+            code, out, err = cli(["rank", "--json", "--components",
+                                  ",".join(EXPLICIT)], jobs)
+            h.check(code == 0, "rank reads the jobs of get", err)
+            got = json.loads(out)
+            daemon_cards = [json.loads(line)["result"]
+                            for line in jobs.splitlines()]
+            ref = reference(daemon_cards, EXPLICIT)
+            check_json(out, daemon_cards, job_ids, ref, "daemon jobs")
+            offline = reference(cards, EXPLICIT)
+            h.check(ref["rank"] == offline["rank"] and
+                    ref["pareto"] == offline["pareto"],
+                    "the daemon's population ranks as the offline one",
+                    (ref["rank"], offline["rank"]))
+            h.check(all(m["architecture"] for m in got["members"]),
+                    "each job is labelled with its architecture")
+        finally:
+            h.check(d.stop() == 0, "archevald drains and exits 0")
+
     for section in (explicit_section, default_section, rank_sum_section,
                     explicit_direction_section, job_format_section,
-                    score_errors_section, errors_section, random_section):
+                    score_errors_section, errors_section, random_section,
+                    daemon_section):
         h.section(section)
     h.finish()
 
