@@ -1,7 +1,11 @@
 # gpu/engine.mk: the scoring engine (gpu/engine.c), the dataset registry
-# (gpu/dataset.c), their unit tests and the scorecard benchmark.
-gpu_libaeengine_a_SOURCES += gpu/engine.c gpu/engine.h gpu/dataset.c \
-	gpu/dataset.h gpu/philox.h
+# (gpu/dataset*.c), their unit tests and the scorecard benchmark.
+# The dataset registry and its loaders (also compiled into the fuzzers).
+AE_DATASET_SOURCES = gpu/dataset.c gpu/dataset.h gpu/dataset_internal.h \
+	gpu/dataset_io.c gpu/dataset_raw.c gpu/dataset_cifar.c \
+	gpu/dataset_pickle.c gpu/dataset_npy.c
+gpu_libaeengine_a_SOURCES += gpu/engine.c gpu/engine.h gpu/philox.h \
+	$(AE_DATASET_SOURCES)
 
 check_PROGRAMS += tests/unit/test_dataset_registry
 TESTS += tests/unit/test_dataset_registry
