@@ -435,7 +435,8 @@ static int load_file(dataset_build *b, const dataset_opts *o,
   size_t got = 0;
   int rc = sniff(path, head, &got, err);
   if (rc) return rc;
-  if (got >= 6 && !memcmp(head, "\x93NUMPY", 6)) {
+  if (dataset_ends_with(base, ".npy") ||
+      (got >= 6 && !memcmp(head, "\x93NUMPY", 6))) {
     char *labels = o->labels ? dataset_strdup(o->labels)
                              : npy_labels_beside(path);
     if (!labels)
@@ -741,7 +742,8 @@ int ae_dataset_registry_add_dir(ae_dataset_registry *r, const char *dir,
     free(path);
   }
   if (!rc && !found)
-    dir_log(log, ctx, 1, "%s: no dataset recognised", dir);
+    dir_log(log, ctx, 1, "%s: no dataset registered (every entry skipped)",
+            dir);
   folder_list_free(&l);
   return rc;
 }

@@ -31,6 +31,7 @@
 #define PK_MAX_MEMO (1 << 21)
 #define PK_MAX_ARRAYS 16
 #define PK_MAX_DIMS 4
+#define PK_MAX_OWNED 64
 
 enum pk_type {
   PK_NONE,
@@ -95,7 +96,7 @@ typedef struct {
   int32_t cap_memo, n_memo; /* slots, slots set */
   pk_array arrays[PK_MAX_ARRAYS];
   int n_arrays;
-  uint8_t *owned[PK_MAX_ARRAYS]; /* latin-1 decodings */
+  uint8_t *owned[PK_MAX_OWNED]; /* latin-1 decodings */
   int n_owned;
   ae_error *err;
 } pk_vm;
@@ -382,7 +383,8 @@ static int pk_shape(pk_vm *vm, int32_t tuple, pk_array *arr) {
 /* Decodes UTF-8 text of code points below 256 (what _codecs.encode(s,
  * "latin1") was given) into owned bytes. */
 static int pk_latin1(pk_vm *vm, const pk_obj *text, int32_t *out) {
-  if (vm->n_owned == PK_MAX_ARRAYS) return pk_fail(vm, "too many arrays");
+  if (vm->n_owned == PK_MAX_OWNED)
+    return pk_fail(vm, "too many _codecs.encode calls");
   uint8_t *b = malloc(text->u.s.len ? text->u.s.len : 1);
   if (!b) return pk_nomem(vm);
   size_t n = 0;
@@ -831,7 +833,7 @@ static int take_batch(pk_vm *vm, int32_t top, ae_pickle_batch *out) {
 int ae_pickle_batch_parse(const uint8_t *buf, size_t len,
                           ae_pickle_batch *out, ae_error *err) {
   memset(out, 0, sizeof *out);
-  if (len < 2 || buf[0] != 0x80)
+  if (len < 1 || buf[0] != 0x80)
     return ae_error_set(err, AE_EINVAL, NULL,
                         "wrong magic (not a pickle of protocol 2 or later)");
   pk_vm vm;

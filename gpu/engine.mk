@@ -13,6 +13,12 @@ tests_unit_test_dataset_registry_SOURCES = tests/unit/test_dataset_registry.c
 tests_unit_test_dataset_registry_CFLAGS = $(TEST_CFLAGS)
 tests_unit_test_dataset_registry_LDADD = $(TEST_LIBS)
 
+check_PROGRAMS += tests/unit/test_dataset_formats
+TESTS += tests/unit/test_dataset_formats
+tests_unit_test_dataset_formats_SOURCES = tests/unit/test_dataset_formats.c
+tests_unit_test_dataset_formats_CFLAGS = $(TEST_CFLAGS)
+tests_unit_test_dataset_formats_LDADD = $(TEST_LIBS)
+
 check_PROGRAMS += tests/unit/test_engine_score
 TESTS += tests/unit/test_engine_score
 tests_unit_test_engine_score_SOURCES = tests/unit/test_engine_score.c
