@@ -337,7 +337,9 @@ static int load_raw_folder(dataset_build *b, const char *dir,
                                 "*train*; give split= or the file",
                           dir);
     char *images = dataset_path_join(dir, pick);
-    char *labels = images ? labels_beside(images) : NULL;
+    char *labels = !images     ? NULL
+                   : o->labels ? dataset_strdup(o->labels)
+                               : labels_beside(images);
     int rc;
     if (!images || !labels)
       rc = ae_error_set(err, AE_ENOMEM, NULL, "out of memory");
@@ -358,14 +360,11 @@ static int load_folder(dataset_build *b, const dataset_opts *o,
   int rc = folder_list_read(o->path, &l, err);
   if (rc) return rc;
   int matched = 0;
+  /* shape= and labels= belong to the raw and IDX layouts. */
   if (o->rank == 0 && !o->labels) {
     rc = load_layout(b, o->path, &l, o, split, &matched, err);
     if (!rc && !matched)
       rc = load_npy_folder(b, o->path, &l, o, split, &matched, err);
-  } else if (o->labels) {
-    rc = ae_error_set(err, AE_EINVAL, NULL,
-                      "%s: labels= needs an images file, not a folder",
-                      o->path);
   }
   if (!rc && !matched)
     rc = load_raw_folder(b, o->path, &l, o, split, &matched, err);
