@@ -635,12 +635,12 @@ int ae_dataset_registry_add(ae_dataset_registry *r, const char *spec,
       o.labels = opt + 7;
     } else if (!strcmp(opt, "split=train")) {
       o.split = SPLIT_TRAIN;
-    } else if (!strcmp(opt, "split=test")) {
+    } else if (!strcmp(opt, "split=test") || !strcmp(opt, "split=val")) {
       o.split = SPLIT_TEST;
     } else {
       rc = ae_error_set(err, AE_EINVAL, NULL,
                         "dataset '%s': unknown option '%s' (want "
-                        "split=train|test, labels=FILE or shape=CxHxW)",
+                        "split=train|test|val, labels=FILE or shape=CxHxW)",
                         spec, opt);
     }
     opt = next;

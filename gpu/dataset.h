@@ -45,10 +45,10 @@ int ae_dataset_registry_init(ae_dataset_registry *r, int autodetect,
                              ae_error *err);
 
 /* Adds one dataset from a spec
- *   NAME=PATH[,split=train|test][,labels=FILE][,shape=CxHxW]
+ *   NAME=PATH[,split=train|test|val][,labels=FILE][,shape=CxHxW]
  * PATH is a folder (its format recognised from the file names in it) or
  * one file.  A folder with a train and a test split gives train unless
- * split=test.  0 or an error: AE_EINVAL (bad spec or file; the reason
+ * split=test (val: the same).  0 or an error: AE_EINVAL (bad spec or file; the reason
  * names the file and what is wrong), AE_ENOTFOUND (no such path, or
  * nothing recognisable in the folder), AE_ENOMEM. */
 int ae_dataset_registry_add(ae_dataset_registry *r, const char *spec,

@@ -55,6 +55,7 @@ enum pk_global {
   PKG_DTYPE,       /* numpy.dtype */
   PKG_FROMBUFFER,  /* numpy.core.numeric._frombuffer */
   PKG_ENCODE,      /* _codecs.encode */
+  PKG_SCALAR,      /* numpy.core.multiarray.scalar: a NumPy int or float */
 };
 
 typedef struct {
@@ -243,6 +244,8 @@ static int pk_global(pk_vm *vm, const uint8_t *mod, size_t ml,
       {"numpy.core.numeric", "_frombuffer", PKG_FROMBUFFER},
       {"numpy._core.numeric", "_frombuffer", PKG_FROMBUFFER},
       {"_codecs", "encode", PKG_ENCODE},
+      {"numpy.core.multiarray", "scalar", PKG_SCALAR},
+      {"numpy._core.multiarray", "scalar", PKG_SCALAR},
   };
   for (size_t i = 0; i < sizeof allowed / sizeof allowed[0]; i++) {
     if (strlen(allowed[i].mod) != ml || memcmp(allowed[i].mod, mod, ml) ||
@@ -421,6 +424,57 @@ static int pk_new_array(pk_vm *vm, int32_t *id) {
   return AE_OK;
 }
 
+/* The kind ('u', 'i', 'f', 'b') and item size of a dtype object; 0 when
+ * it is not one of those (or big endian). */
+static int dtype_kind(const pk_obj *d, char *kind, int *size) {
+  if (d->type != PK_DTYPE) return 0;
+  const uint8_t *s = d->u.s.p;
+  size_t n = d->u.s.len;
+  if (n == 3) { /* "<u1" and the like */
+    if (s[0] != '<' && s[0] != '|' && s[0] != '=') return 0;
+    s++, n--;
+  }
+  if (n != 2 || s[1] < '1' || s[1] > '8') return 0;
+  if (d->aux == '>' && s[1] != '1') return 0; /* big endian */
+  *kind = (char)s[0];
+  *size = s[1] - '0';
+  return (*kind == 'u' || *kind == 'i' || *kind == 'f' || *kind == 'b') &&
+         (*size == 1 || *size == 2 || *size == 4 || *size == 8);
+}
+
+/* numpy.core.multiarray.scalar(dtype, bytes): a NumPy int or float, as
+ * Python lists of NumPy values pickle them. */
+static int pk_scalar(pk_vm *vm, int32_t dtype, int32_t bytes) {
+  char kind;
+  int size;
+  const pk_obj *b = &vm->objs[bytes];
+  if (!dtype_kind(&vm->objs[dtype], &kind, &size) || b->type != PK_BYTES ||
+      b->u.s.len != (size_t)size)
+    return pk_fail(vm, "scalar other than (int or float dtype, its bytes)");
+  uint64_t u = le(b->u.s.p, size);
+  int32_t id;
+  if (kind == 'f') {
+    if (size != 4 && size != 8) return pk_fail(vm, "unsupported float size");
+    int rc = pk_push_new(vm, PK_FLOAT, &id);
+    if (rc) return rc;
+    if (size == 4) {
+      uint32_t w = (uint32_t)u;
+      float f;
+      memcpy(&f, &w, sizeof f);
+      vm->objs[id].u.f = f;
+    } else {
+      memcpy(&vm->objs[id].u.f, &u, sizeof u);
+    }
+    return AE_OK;
+  }
+  int64_t v = (int64_t)u;
+  if (kind == 'i' && size < 8 && (u >> (8 * size - 1)) & 1)
+    v = (int64_t)(u | (~0ull << (8 * size)));
+  if (kind == 'u' && size == 8 && (u >> 63))
+    return pk_fail(vm, "scalar beyond int64");
+  return pk_int(vm, v);
+}
+
 /* REDUCE: callable(*args) for the allowed callables. */
 static int pk_reduce(pk_vm *vm) {
   int32_t args = -1, fn = -1;
@@ -474,6 +528,9 @@ static int pk_reduce(pk_vm *vm) {
     arr->built = 1;
     return AE_OK;
   }
+  case PKG_SCALAR:
+    if (a->n != 2) return pk_fail(vm, "scalar other than (dtype, bytes)");
+    return pk_scalar(vm, it[0], it[1]);
   default:
     return pk_fail(vm, "REDUCE of a global that cannot be called");
   }
@@ -697,20 +754,7 @@ static int32_t dict_get(const pk_vm *vm, const pk_obj *d, const char *key) {
 /* The dtype of an array: kind ('u', 'i', 'f', 'b') and item size. */
 static int array_dtype(const pk_vm *vm, const pk_array *a, char *kind,
                        int *size) {
-  if (a->dtype < 0) return 0;
-  const pk_obj *d = &vm->objs[a->dtype];
-  const uint8_t *s = d->u.s.p;
-  size_t n = d->u.s.len;
-  if (n == 3) { /* "<u1" and the like */
-    if (s[0] != '<' && s[0] != '|' && s[0] != '=') return 0;
-    s++, n--;
-  }
-  if (n != 2 || s[1] < '1' || s[1] > '8') return 0;
-  if (d->aux == '>' && s[1] != '1') return 0; /* big endian */
-  *kind = (char)s[0];
-  *size = s[1] - '0';
-  return (*kind == 'u' || *kind == 'i' || *kind == 'f' || *kind == 'b') &&
-         (*size == 1 || *size == 2 || *size == 4 || *size == 8);
+  return a->dtype >= 0 && dtype_kind(&vm->objs[a->dtype], kind, size);
 }
 
 /* Checks an array's data against its shape; *count is its element count. */

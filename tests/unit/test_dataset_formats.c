@@ -750,6 +750,9 @@ START_TEST(test_python_made_files) {
            "    with open(\"a%%d\" %% p, \"wb\") as f:\n"
            "        pickle.dump({b\"data\": x, b\"labels\": np.array(y)}, f,\n"
            "                    protocol=p)\n"
+           "    with open(\"s%%d\" %% p, \"wb\") as f:\n"
+           "        pickle.dump({\"data\": x, \"labels\": list(np.array(y))},\n"
+           "                    f, protocol=p)\n"
            "np.save(\"x.npy\", x.reshape(n, 3, 32, 32).astype(np.float32))\n"
            "np.save(\"y.npy\", np.array(y, dtype=np.int64))\n"
            "'",
@@ -759,10 +762,12 @@ START_TEST(test_python_made_files) {
   ae_dataset_registry r;
   ck_assert_int_eq(ae_dataset_registry_init(&r, 0, NULL), 0);
   for (int p = 2; p <= 5; p++)
-    for (int a = 0; a < 2; a++) {
+    for (int a = 0; a < 3; a++) {
+      /* p: str keys, list of ints; a: bytes keys, int64 array; s: a list
+       * of NumPy ints. */
       char path[4400], name[16], fmt[32];
-      snprintf(path, sizeof path, "%s/py/%c%d", tmp_dir, a ? 'a' : 'p', p);
-      snprintf(name, sizeof name, "%c%d", a ? 'a' : 'p', p);
+      snprintf(path, sizeof path, "%s/py/%c%d", tmp_dir, "pas"[a], p);
+      snprintf(name, sizeof name, "%c%d", "pas"[a], p);
       snprintf(fmt, sizeof fmt, "%s=%%s", name);
       const ae_dataset *d = add_ok(&r, fmt, path, name);
       ck_assert_str_eq(d->format, "cifar10-pickle");
