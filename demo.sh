@@ -64,8 +64,8 @@ export ARCHEVAL_SERVER="$server"
 for f in tests/data/examples/*.json; do
   if grep -q '"dataset": "cifar10"' "$f" && [ -z "$cifar" ]; then
     echo "== $f (data: synthetic 3x32x32 instead of cifar10)"
-    sed 's/"dataset": "cifar10"/"dataset": "synthetic", "input_shape": [3, 32, 32]/' \
-      "$f" >build/demo-synthetic.json
+    synthetic='"dataset": "synthetic", "input_shape": [3, 32, 32]'
+    sed "s/\"dataset\": \"cifar10\"/$synthetic/" "$f" >build/demo-synthetic.json
     build/clients/archeval submit --wait build/demo-synthetic.json
   else
     used=$(grep -o '"dataset": *"[^"]*"' "$f" | head -1 | sed 's/.*: *//')
@@ -73,7 +73,8 @@ for f in tests/data/examples/*.json; do
     build/clients/archeval submit --wait "$f"
   fi
 done
-echo "== a short NAS-Bench-201 search (random search, then regularised evolution; synthetic data)"
+echo "== a short NAS-Bench-201 search (random search, then regularised"
+echo "   evolution; synthetic data)"
 PYTHONPATH=clients/python python3 clients/python/examples/nas_search.py \
   --server "$server" --quick --budget 12
 echo

@@ -154,9 +154,8 @@ static int find_batches(const folder_list *l, const char *prefix,
     long v = batch_number(l->names[i], prefix, suffix);
     if (v < 0) continue;
     if (out->n == AE_DATASET_MAX_BATCHES)
-      return ae_error_set(err, AE_EINVAL, NULL,
-                          "%s: more than %d %sN%s files", dir,
-                          AE_DATASET_MAX_BATCHES, prefix, suffix);
+      return ae_error_set(err, AE_EINVAL, NULL, "%s: more than %d %sN%s files",
+                          dir, AE_DATASET_MAX_BATCHES, prefix, suffix);
     int k = out->n++;
     while (k > 0 && out->numbers[k - 1] > v) {
       out->numbers[k] = out->numbers[k - 1];
@@ -176,9 +175,10 @@ static int load_one(dataset_build *b, const char *dir, const char *name,
                     int kind, ae_error *err) {
   char *path = dataset_path_join(dir, name);
   if (!path) return ae_error_set(err, AE_ENOMEM, NULL, "out of memory");
-  int rc = kind == KIND_PICKLE ? dataset_load_pickle(b, path, err)
-                               : dataset_load_cifar_bin(
-                                     b, path, kind == KIND_CIFAR100_BIN, err);
+  int rc =
+      kind == KIND_PICKLE
+          ? dataset_load_pickle(b, path, err)
+          : dataset_load_cifar_bin(b, path, kind == KIND_CIFAR100_BIN, err);
   free(path);
   return rc;
 }
@@ -201,9 +201,9 @@ static const folder_layout layouts[] = {
 };
 
 /* Loads a folder in one of the layouts; *matched 0 when none fits. */
-static int load_layout(dataset_build *b, const char *dir,
-                       const folder_list *l, const dataset_opts *o,
-                       const char **split, int *matched, ae_error *err) {
+static int load_layout(dataset_build *b, const char *dir, const folder_list *l,
+                       const dataset_opts *o, const char **split, int *matched,
+                       ae_error *err) {
   *matched = 0;
   for (size_t i = 0; i < sizeof layouts / sizeof layouts[0]; i++) {
     const folder_layout *lay = &layouts[i];
@@ -219,15 +219,15 @@ static int load_layout(dataset_build *b, const char *dir,
     int has_test = folder_has(l, lay->test_file);
     if (!train.n && !has_test) continue;
     *matched = 1;
-    int want_test = o->split == SPLIT_TEST ||
-                    (o->split == SPLIT_DEFAULT && !train.n);
+    int want_test =
+        o->split == SPLIT_TEST || (o->split == SPLIT_DEFAULT && !train.n);
     if (want_test && !has_test)
       return ae_error_set(err, AE_EINVAL, NULL,
                           "%s: no test split (no %s in the folder)", dir,
                           lay->test_file);
     if (!want_test && !train.n)
-      return ae_error_set(err, AE_EINVAL, NULL,
-                          "%s: no train split (only %s)", dir, lay->test_file);
+      return ae_error_set(err, AE_EINVAL, NULL, "%s: no train split (only %s)",
+                          dir, lay->test_file);
     *split = want_test ? "test" : "train";
     if (want_test) return load_one(b, dir, lay->test_file, lay->kind, err);
     for (int k = 0; k < train.n; k++) {
@@ -249,7 +249,8 @@ static int load_npy_folder(dataset_build *b, const char *dir,
   *matched = train || test || plain;
   if (!*matched) return AE_OK;
   const char *x, *y;
-  if (o->split == SPLIT_TEST || (o->split == SPLIT_DEFAULT && !train && !plain)) {
+  if (o->split == SPLIT_TEST ||
+      (o->split == SPLIT_DEFAULT && !train && !plain)) {
     if (!test)
       return ae_error_set(err, AE_EINVAL, NULL,
                           "%s: no test split (no x_test.npy and y_test.npy)",
@@ -404,21 +405,20 @@ static int sniff(const char *path, uint8_t head[8], size_t *got,
   return AE_OK;
 }
 
-static int load_file(dataset_build *b, const dataset_opts *o,
-                     ae_error *err) {
+static int load_file(dataset_build *b, const dataset_opts *o, ae_error *err) {
   const char *path = o->path, *base = dataset_basename(path);
   int raw_like = is_idx_images(base) || dataset_ends_with(base, ".bin");
   if (o->rank && !raw_like)
     return ae_error_set(err, AE_EINVAL, NULL,
                         "%s: shape= applies to raw and IDX files only", path);
-  if (is_idx_images(base) || (dataset_ends_with(base, ".bin") &&
-                              (o->labels || o->rank ||
-                               dataset_ends_with(base, "_u8_nchw.bin")))) {
+  if (is_idx_images(base) ||
+      (dataset_ends_with(base, ".bin") &&
+       (o->labels || o->rank || dataset_ends_with(base, "_u8_nchw.bin")))) {
     char *labels = o->labels ? dataset_strdup(o->labels) : labels_beside(path);
     if (!labels)
-      return ae_error_set(err, AE_EINVAL, NULL,
-                          "%s: cannot name the labels file; give labels=",
-                          path);
+      return ae_error_set(
+          err, AE_EINVAL, NULL,
+          "%s: cannot name the labels file; give labels=", path);
     int rc = is_idx_images(base)
                  ? dataset_load_idx(b, path, labels, o->shape, o->rank, err)
                  : dataset_load_raw(b, path, labels, o->shape, o->rank, err);
@@ -436,20 +436,19 @@ static int load_file(dataset_build *b, const dataset_opts *o,
   if (rc) return rc;
   if (dataset_ends_with(base, ".npy") ||
       (got >= 6 && !memcmp(head, "\x93NUMPY", 6))) {
-    char *labels = o->labels ? dataset_strdup(o->labels)
-                             : npy_labels_beside(path);
+    char *labels =
+        o->labels ? dataset_strdup(o->labels) : npy_labels_beside(path);
     if (!labels)
-      return ae_error_set(err, AE_EINVAL, NULL,
-                          "%s: cannot name the labels .npy; give labels=",
-                          path);
+      return ae_error_set(
+          err, AE_EINVAL, NULL,
+          "%s: cannot name the labels .npy; give labels=", path);
     rc = dataset_load_npy(b, path, labels, err);
     free(labels);
     return rc;
   }
   if (o->labels)
     return ae_error_set(err, AE_EINVAL, NULL,
-                        "%s: labels= applies to raw, IDX and .npy files",
-                        path);
+                        "%s: labels= applies to raw, IDX and .npy files", path);
   if (got >= 1 && head[0] == 0x80) return dataset_load_pickle(b, path, err);
   return ae_error_set(err, AE_EINVAL, NULL,
                       "%s: unknown file kind (want CIFAR batches, "
@@ -551,8 +550,7 @@ static int register_dataset(ae_dataset_registry *r, const char *name,
   } else {
     if (o->split != SPLIT_DEFAULT)
       rc = ae_error_set(&sub, AE_EINVAL, NULL,
-                        "%s: split= applies to a folder, not a file",
-                        o->path);
+                        "%s: split= applies to a folder, not a file", o->path);
     else
       rc = load_file(&b, o, &sub);
   }
@@ -654,8 +652,7 @@ int ae_dataset_registry_add(ae_dataset_registry *r, const char *spec,
 
 /* For --datasets-dir: a message through log. */
 static void dir_log(ae_dataset_log_fn log, void *ctx, int warning,
-                    const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
+                    const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 
 static void dir_log(ae_dataset_log_fn log, void *ctx, int warning,
                     const char *fmt, ...) {
@@ -728,8 +725,8 @@ int ae_dataset_registry_add_dir(ae_dataset_registry *r, const char *dir,
         dir_log(log, ctx, 0,
                 "dataset '%s': %s, %s split, %lld samples of %dx%dx%d, %d "
                 "classes, from %s",
-                d->name, d->format, d->split, d->size, d->shape[0],
-                d->shape[1], d->shape[2], d->num_classes, path);
+                d->name, d->format, d->split, d->size, d->shape[0], d->shape[1],
+                d->shape[2], d->num_classes, path);
       else
         dir_log(log, ctx, 0,
                 "dataset '%s': %s, %s split, %lld samples of %d, %d "

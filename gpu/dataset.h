@@ -15,21 +15,21 @@
 #ifndef AE_DATASET_H
 #define AE_DATASET_H
 
-#include <stddef.h>
-#include <stdint.h>
 #include "api/error.h"
 #include "api/request.h"
+#include <stddef.h>
+#include <stdint.h>
 
 typedef struct {
   char *name;
   char *path;
-  const char *format;    /* "cifar10-bin", "npy", ... (static) */
-  const char *split;     /* "train", "test" or "all" (static) */
-  int shape[3], rank;    /* per sample: {C,H,W} rank 3, or {F} rank 1 */
+  const char *format; /* "cifar10-bin", "npy", ... (static) */
+  const char *split;  /* "train", "test" or "all" (static) */
+  int shape[3], rank; /* per sample: {C,H,W} rank 3, or {F} rank 1 */
   int num_classes;
-  long long size;        /* samples */
-  float *x;              /* size * prod(shape), normalised per channel */
-  uint8_t *y;            /* size labels in [0, num_classes) */
+  long long size; /* samples */
+  float *x;       /* size * prod(shape), normalised per channel */
+  uint8_t *y;     /* size labels in [0, num_classes) */
 } ae_dataset;
 
 typedef struct {
@@ -48,16 +48,15 @@ int ae_dataset_registry_init(ae_dataset_registry *r, int autodetect,
  *   NAME=PATH[,split=train|test|val][,labels=FILE][,shape=CxHxW]
  * PATH is a folder (its format recognised from the file names in it) or
  * one file.  A folder with a train and a test split gives train unless
- * split=test (val: the same).  0 or an error: AE_EINVAL (bad spec or file; the reason
- * names the file and what is wrong), AE_ENOTFOUND (no such path, or
+ * split=test (val: the same).  0 or an error: AE_EINVAL (bad spec or file; the
+ * reason names the file and what is wrong), AE_ENOTFOUND (no such path, or
  * nothing recognisable in the folder), AE_ENOMEM. */
 int ae_dataset_registry_add(ae_dataset_registry *r, const char *spec,
                             ae_error *err);
 
 /* What ae_dataset_registry_add_dir reports for each entry: found (0) or
  * skipped with a warning (1), and a one-line message. */
-typedef void (*ae_dataset_log_fn)(void *ctx, int warning,
-                                  const char *message);
+typedef void (*ae_dataset_log_fn)(void *ctx, int warning, const char *message);
 
 /* Registers every recognisable dataset one level under dir: each
  * sub-folder (named after the folder) and each NAME_u8_nchw.bin or
@@ -89,23 +88,23 @@ int ae_idx_parse(const uint8_t *buf, size_t len, int *ndims, int dims[4],
 typedef struct {
   const uint8_t *pixels; /* n * row_bytes, into buf or into owned */
   long long n, row_bytes;
-  int32_t *labels;       /* n, malloc'd */
-  int fine;              /* 1: the labels were "fine_labels" (CIFAR-100) */
-  uint8_t *owned;        /* pixels decoded from a latin-1 string, or NULL */
+  int32_t *labels; /* n, malloc'd */
+  int fine;        /* 1: the labels were "fine_labels" (CIFAR-100) */
+  uint8_t *owned;  /* pixels decoded from a latin-1 string, or NULL */
 } ae_pickle_batch;
 
-int ae_pickle_batch_parse(const uint8_t *buf, size_t len,
-                          ae_pickle_batch *out, ae_error *err);
+int ae_pickle_batch_parse(const uint8_t *buf, size_t len, ae_pickle_batch *out,
+                          ae_error *err);
 void ae_pickle_batch_free(ae_pickle_batch *b);
 
 /* A .npy file (format 1.0, 2.0 or 3.0, C order, little endian). */
 typedef struct {
-  char kind;             /* 'u' unsigned, 'i' signed, 'f' float, 'b' bool */
-  int item_bytes;        /* 1, 2, 4 or 8 */
-  int ndim;              /* 1..4 */
+  char kind;      /* 'u' unsigned, 'i' signed, 'f' float, 'b' bool */
+  int item_bytes; /* 1, 2, 4 or 8 */
+  int ndim;       /* 1..4 */
   long long dims[4];
-  long long count;       /* product of dims */
-  const uint8_t *data;   /* count * item_bytes, into buf */
+  long long count;     /* product of dims */
+  const uint8_t *data; /* count * item_bytes, into buf */
 } ae_npy;
 
 int ae_npy_parse(const uint8_t *buf, size_t len, ae_npy *out, ae_error *err);

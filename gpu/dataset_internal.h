@@ -67,13 +67,11 @@ int dataset_is_file(const char *path);
 
 /* Raw uint8 images (no header) and their uint8 labels file; shape is the
  * given shape (rank > 0) or inferred from the sample size (3072, 784). */
-int dataset_load_raw(dataset_build *b, const char *images,
-                     const char *labels, const int shape[3], int rank,
-                     ae_error *err);
+int dataset_load_raw(dataset_build *b, const char *images, const char *labels,
+                     const int shape[3], int rank, ae_error *err);
 /* A gzip'd (or plain) IDX image file and its IDX labels file. */
-int dataset_load_idx(dataset_build *b, const char *images,
-                     const char *labels, const int shape[3], int rank,
-                     ae_error *err);
+int dataset_load_idx(dataset_build *b, const char *images, const char *labels,
+                     const int shape[3], int rank, ae_error *err);
 /* One CIFAR binary batch: CIFAR-10 (records of label + 3072 pixels) or,
  * with cifar100, CIFAR-100 (coarse label, fine label, 3072 pixels; the fine
  * label is kept). */
@@ -84,7 +82,7 @@ int dataset_load_cifar_bin(dataset_build *b, const char *file, int cifar100,
 int dataset_load_pickle(dataset_build *b, const char *file, ae_error *err);
 /* A NumPy pair: x (N x C x H x W or N x D; uint8, float32 or float64) and
  * y (N integer labels). */
-int dataset_load_npy(dataset_build *b, const char *x_file,
-                     const char *y_file, ae_error *err);
+int dataset_load_npy(dataset_build *b, const char *x_file, const char *y_file,
+                     ae_error *err);
 
 #endif

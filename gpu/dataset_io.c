@@ -80,8 +80,8 @@ static int read_gzip(const char *path, uint8_t **out, size_t *len,
     if (n == cap) {
       if (cap >= limit) {
         rc = ae_error_set(err, AE_EINVAL, NULL,
-                          "%s: too large (more than %llu bytes unpacked)",
-                          path, limit);
+                          "%s: too large (more than %llu bytes unpacked)", path,
+                          limit);
         break;
       }
       size_t next = cap * 2 < limit ? cap * 2 : (size_t)limit;
@@ -197,7 +197,8 @@ int dataset_build_reserve(dataset_build *b, long long n, const char *file,
   long long cap = b->cap ? b->cap : n;
   while (cap < b->n + n)
     cap *= 2;
-  if (cap > AE_DATASET_MAX_VALUES / b->per) cap = AE_DATASET_MAX_VALUES / b->per;
+  if (cap > AE_DATASET_MAX_VALUES / b->per)
+    cap = AE_DATASET_MAX_VALUES / b->per;
   float *x = realloc(b->x, (size_t)(cap * b->per) * sizeof *x);
   if (!x) return ae_error_set(err, AE_ENOMEM, NULL, "%s: out of memory", file);
   b->x = x;

@@ -87,8 +87,7 @@ static int shape_tuple(npy_scan *s, ae_npy *out) {
 }
 
 static int header_error(ae_error *err, const char *what) {
-  return ae_error_set(err, AE_EINVAL, NULL, "malformed .npy header (%s)",
-                      what);
+  return ae_error_set(err, AE_EINVAL, NULL, "malformed .npy header (%s)", what);
 }
 
 int ae_npy_parse(const uint8_t *buf, size_t len, ae_npy *out, ae_error *err) {
@@ -114,8 +113,7 @@ int ae_npy_parse(const uint8_t *buf, size_t len, ae_npy *out, ae_error *err) {
                         len, pre);
   size_t hlen = buf[8] | (size_t)buf[9] << 8;
   if (lb == 4) hlen |= (size_t)buf[10] << 16 | (size_t)buf[11] << 24;
-  if (hlen > NPY_MAX_HEADER)
-    return header_error(err, "longer than 64 KiB");
+  if (hlen > NPY_MAX_HEADER) return header_error(err, "longer than 64 KiB");
   if (len - pre < hlen)
     return ae_error_set(err, AE_EINVAL, NULL,
                         "truncated at byte %zu (the .npy header ends at byte "
@@ -215,16 +213,14 @@ static double npy_double(const ae_npy *a, long long i) {
     memcpy(&d, &u, sizeof d);
     return d;
   }
-  if (a->kind == 'i' && a->item_bytes < 8 &&
-      (u >> (8 * a->item_bytes - 1)) & 1)
+  if (a->kind == 'i' && a->item_bytes < 8 && (u >> (8 * a->item_bytes - 1)) & 1)
     return (double)(int64_t)(u | (~0ull << (8 * a->item_bytes)));
   if (a->kind == 'i') return (double)(int64_t)u;
   return (double)u;
 }
 
 /* Reads and parses one .npy file; buf is the caller's to free. */
-static int read_npy(const char *file, uint8_t **buf, ae_npy *a,
-                    ae_error *err) {
+static int read_npy(const char *file, uint8_t **buf, ae_npy *a, ae_error *err) {
   size_t len;
   int rc = dataset_read_file(file, buf, &len, err);
   if (rc) return rc;
@@ -238,8 +234,8 @@ static int read_npy(const char *file, uint8_t **buf, ae_npy *a,
   return rc;
 }
 
-int dataset_load_npy(dataset_build *b, const char *x_file,
-                     const char *y_file, ae_error *err) {
+int dataset_load_npy(dataset_build *b, const char *x_file, const char *y_file,
+                     ae_error *err) {
   uint8_t *xbuf = NULL, *ybuf = NULL;
   ae_npy x, y;
   int rc = read_npy(x_file, &xbuf, &x, err);
@@ -248,8 +244,8 @@ int dataset_load_npy(dataset_build *b, const char *x_file,
   int shape[3] = {1, 1, 1}, rank = 3;
   if (!(x.kind == 'u' && x.item_bytes == 1) && x.kind != 'f') {
     rc = ae_error_set(err, AE_EINVAL, NULL,
-                      "%s: dtype %c%d (want uint8, float32 or float64)",
-                      x_file, x.kind, x.item_bytes);
+                      "%s: dtype %c%d (want uint8, float32 or float64)", x_file,
+                      x.kind, x.item_bytes);
     goto done;
   }
   if (x.ndim == 4 && x.dims[1] > 4 && x.dims[3] <= 4) {

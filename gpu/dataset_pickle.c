@@ -125,8 +125,8 @@ static int grow(void **p, int32_t *cap, int32_t n, size_t sz, int32_t max) {
 }
 
 static int pk_new(pk_vm *vm, int type, int32_t *id) {
-  int rc = grow((void **)&vm->objs, &vm->cap_objs, vm->n_objs,
-                sizeof *vm->objs, PK_MAX_OBJECTS);
+  int rc = grow((void **)&vm->objs, &vm->cap_objs, vm->n_objs, sizeof *vm->objs,
+                PK_MAX_OBJECTS);
   if (rc == AE_EINVAL) return pk_fail(vm, "too many objects");
   if (rc) return pk_nomem(vm);
   pk_obj *o = &vm->objs[vm->n_objs];
@@ -324,7 +324,8 @@ static int pk_fill(pk_vm *vm, int marked, int pairs) {
   int32_t c = vm->stack[from - 1];
   int want = pairs ? PK_DICT : PK_LIST;
   if (vm->objs[c].type != want)
-    return pk_fail(vm, pairs ? "SETITEM on a non-dict" : "APPEND on a non-list");
+    return pk_fail(vm,
+                   pairs ? "SETITEM on a non-dict" : "APPEND on a non-list");
   if (pairs && (vm->n_stack - from) % 2)
     return pk_fail(vm, "SETITEMS with an odd number of items");
   for (int32_t k = from; !rc && k < vm->n_stack; k++)
@@ -493,8 +494,8 @@ static int pk_reduce(pk_vm *vm) {
       return pk_fail(vm, "_reconstruct of something other than ndarray");
     return pk_new_array(vm, &id);
   case PKG_DTYPE: {
-    if (a->n < 1 || (vm->objs[it[0]].type != PK_TEXT &&
-                     vm->objs[it[0]].type != PK_BYTES))
+    if (a->n < 1 ||
+        (vm->objs[it[0]].type != PK_TEXT && vm->objs[it[0]].type != PK_BYTES))
       return pk_fail(vm, "dtype without a type string");
     const pk_obj *d = &vm->objs[it[0]];
     if (d->u.s.len < 2 || d->u.s.len > 3)
@@ -549,8 +550,8 @@ static int pk_build(pk_vm *vm) {
   if (t->type == PK_DTYPE) {
     /* (version, byteorder, subdescr, names, fields, elsize, alignment,
      * flags) */
-    if (s->n < 2 || (vm->objs[it[1]].type != PK_TEXT &&
-                     vm->objs[it[1]].type != PK_BYTES) ||
+    if (s->n < 2 ||
+        (vm->objs[it[1]].type != PK_TEXT && vm->objs[it[1]].type != PK_BYTES) ||
         vm->objs[it[1]].u.s.len != 1)
       return pk_fail(vm, "dtype state without a byte order");
     t->aux = vm->objs[it[1]].u.s.p[0];
@@ -772,8 +773,8 @@ static int array_count(pk_vm *vm, const pk_array *a, int item, const char *key,
                         "\"%s\" is not a C-order array", key);
   if (c * (unsigned long long)item != a->len)
     return ae_error_set(vm->err, AE_EINVAL, NULL,
-                        "\"%s\": its shape needs %llu bytes, it holds %zu",
-                        key, c * (unsigned long long)item, a->len);
+                        "\"%s\": its shape needs %llu bytes, it holds %zu", key,
+                        c * (unsigned long long)item, a->len);
   *count = (long long)c;
   return AE_OK;
 }
@@ -874,8 +875,8 @@ static int take_batch(pk_vm *vm, int32_t top, ae_pickle_batch *out) {
   return AE_OK;
 }
 
-int ae_pickle_batch_parse(const uint8_t *buf, size_t len,
-                          ae_pickle_batch *out, ae_error *err) {
+int ae_pickle_batch_parse(const uint8_t *buf, size_t len, ae_pickle_batch *out,
+                          ae_error *err) {
   memset(out, 0, sizeof *out);
   if (len < 1 || buf[0] != 0x80)
     return ae_error_set(err, AE_EINVAL, NULL,

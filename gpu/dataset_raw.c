@@ -82,9 +82,8 @@ static int append_u8(dataset_build *b, const uint8_t *pix, const uint8_t *lab,
   return AE_OK;
 }
 
-int dataset_load_raw(dataset_build *b, const char *images,
-                     const char *labels, const int shape_given[3],
-                     int rank_given, ae_error *err) {
+int dataset_load_raw(dataset_build *b, const char *images, const char *labels,
+                     const int shape_given[3], int rank_given, ae_error *err) {
   uint8_t *ibuf = NULL, *lbuf = NULL;
   size_t ilen = 0, llen = 0;
   int rc = dataset_read_file(images, &ibuf, &ilen, err);
@@ -130,9 +129,8 @@ done:
   return rc;
 }
 
-int dataset_load_idx(dataset_build *b, const char *images,
-                     const char *labels, const int shape_given[3],
-                     int rank_given, ae_error *err) {
+int dataset_load_idx(dataset_build *b, const char *images, const char *labels,
+                     const int shape_given[3], int rank_given, ae_error *err) {
   uint8_t *ibuf = NULL, *lbuf = NULL;
   size_t ilen = 0, llen = 0;
   int rc = dataset_read_file(images, &ibuf, &ilen, err);
@@ -165,8 +163,8 @@ int dataset_load_idx(dataset_build *b, const char *images,
   }
   if (ldims[0] != dims[0]) {
     rc = ae_error_set(err, AE_EINVAL, NULL,
-                      "%s: %d labels for the %d images of %s", labels,
-                      ldims[0], dims[0], images);
+                      "%s: %d labels for the %d images of %s", labels, ldims[0],
+                      dims[0], images);
     goto done;
   }
   long long per = 1;

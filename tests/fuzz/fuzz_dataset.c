@@ -39,12 +39,26 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static char fuzz_dir[64];
 
-static const char *const file_names[] = {
-    "d-images-idx3-ubyte", "d-labels-idx1-ubyte", "d-images-idx3-ubyte.gz",
-    "d-labels-idx1-ubyte.gz", "d_u8_nchw.bin", "d_labels_u8.bin",
-    "data_batch_1.bin", "test_batch.bin", "train.bin", "test.bin",
-    "data_batch_1", "test_batch", "train_data_batch_1", "val_data",
-    "x.npy", "y.npy", "train", "test", "feat.npy", "lab.npy"};
+static const char *const file_names[] = {"d-images-idx3-ubyte",
+                                         "d-labels-idx1-ubyte",
+                                         "d-images-idx3-ubyte.gz",
+                                         "d-labels-idx1-ubyte.gz",
+                                         "d_u8_nchw.bin",
+                                         "d_labels_u8.bin",
+                                         "data_batch_1.bin",
+                                         "test_batch.bin",
+                                         "train.bin",
+                                         "test.bin",
+                                         "data_batch_1",
+                                         "test_batch",
+                                         "train_data_batch_1",
+                                         "val_data",
+                                         "x.npy",
+                                         "y.npy",
+                                         "train",
+                                         "test",
+                                         "feat.npy",
+                                         "lab.npy"};
 
 /* The images and labels file names of formats 1 to 7. */
 static const char *const format_files[8][2] = {
@@ -186,8 +200,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   int n = snprintf(spec, sizeof spec, "fz=%s", flags & 8 ? fuzz_dir : img_path);
   if (flags & 4)
     n += snprintf(spec + n, sizeof spec - (size_t)n, ",labels=%s", lab_path);
-  if (opt_len)
-    snprintf(spec + n, sizeof spec - (size_t)n, ",%s", opts);
+  if (opt_len) snprintf(spec + n, sizeof spec - (size_t)n, ",%s", opts);
 
   ae_dataset_registry r;
   ae_error p = AE_ERROR_INIT;

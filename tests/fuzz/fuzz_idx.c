@@ -35,7 +35,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (count != (unsigned long long)(buf + size - pix)) abort();
     /* Read every pixel, as the loader does. */
     unsigned sum = 0;
-    for (unsigned long long i = 0; i < count; i++) sum += pix[i];
+    for (unsigned long long i = 0; i < count; i++)
+      sum += pix[i];
     if (sum == 0xffffffffu) abort();
   } else if (err.code != AE_EINVAL || !err.reason) {
     abort();

@@ -102,8 +102,8 @@ static void check_pixels(const ae_dataset *d, long long n, long long per,
         long long at = i * per + c * plane + k;
         double want = (pixel(i, c * plane + k) - mean) / sd;
         if (fabs(d->x[at] - want) > 1e-4)
-          ck_abort_msg("sample %lld value %lld: %g, want %g", i,
-                       c * plane + k, d->x[at], want);
+          ck_abort_msg("sample %lld value %lld: %g, want %g", i, c * plane + k,
+                       d->x[at], want);
       }
   }
   for (long long i = 0; i < n; i++)
@@ -162,8 +162,8 @@ static void pk_global(bytes *o, int style, const char *mod, const char *name) {
 
 /* A pickled batch dict: "batch_label", "data" (n x row uint8 from sample
  * first on), the labels under label_key (n ints), "filenames". */
-static void pickle_batch(bytes *o, int style, long long first, int n,
-                         int row, const char *label_key, const int *labels) {
+static void pickle_batch(bytes *o, int style, long long first, int n, int row,
+                         const char *label_key, const int *labels) {
   put_byte(o, 0x80);
   put_byte(o, style == PY2 ? 2 : 4);
   if (style == PY3) {
@@ -272,9 +272,8 @@ static const ae_dataset *add_ok(ae_dataset_registry *r, const char *fmt,
 }
 
 /* Registers spec, expecting code and a reason holding both words. */
-static void add_fails(ae_dataset_registry *r, const char *fmt,
-                      const char *arg, int code, const char *word1,
-                      const char *word2) {
+static void add_fails(ae_dataset_registry *r, const char *fmt, const char *arg,
+                      int code, const char *word1, const char *word2) {
   char spec[9000];
   snprintf(spec, sizeof spec, fmt, arg);
   ae_error err = AE_ERROR_INIT;
@@ -282,8 +281,7 @@ static void add_fails(ae_dataset_registry *r, const char *fmt,
   ck_assert_int_eq(ae_dataset_registry_add(r, spec, &err), code);
   ck_assert_ptr_nonnull(err.reason);
   ck_assert_msg(strstr(err.reason, word1) && strstr(err.reason, word2),
-                "%s: '%s' lacks '%s' or '%s'", spec, err.reason, word1,
-                word2);
+                "%s: '%s' lacks '%s' or '%s'", spec, err.reason, word1, word2);
   ck_assert_uint_eq(r->n, before);
   ae_error_clear(&err);
 }
@@ -484,31 +482,32 @@ START_TEST(test_pickle_rejects) {
   ae_pickle_batch pb;
   ae_error err = AE_ERROR_INIT;
   /* Not a pickle. */
-  ck_assert_int_eq(ae_pickle_batch_parse((const uint8_t *)"PK\3\4", 4, &pb,
-                                         &err),
-                   AE_EINVAL);
+  ck_assert_int_eq(
+      ae_pickle_batch_parse((const uint8_t *)"PK\3\4", 4, &pb, &err),
+      AE_EINVAL);
   ck_assert_ptr_nonnull(strstr(err.reason, "wrong magic"));
   ae_error_clear(&err);
   /* A global that would run code. */
   static const char evil[] = "\x80\x02\x63os\nsystem\nX\x02\0\0\0lsR.";
-  ck_assert_int_eq(ae_pickle_batch_parse((const uint8_t *)evil,
-                                         sizeof evil - 1, &pb, &err),
-                   AE_EINVAL);
+  ck_assert_int_eq(
+      ae_pickle_batch_parse((const uint8_t *)evil, sizeof evil - 1, &pb, &err),
+      AE_EINVAL);
   ck_assert_ptr_nonnull(strstr(err.reason, "unsupported pickle global"));
   ck_assert_ptr_nonnull(strstr(err.reason, "os.system"));
   ae_error_clear(&err);
   /* An opcode outside the subset (protocol 0 INT). */
   static const char p0[] = "\x80\x02I1\n.";
-  ck_assert_int_eq(ae_pickle_batch_parse((const uint8_t *)p0, sizeof p0 - 1,
-                                         &pb, &err),
-                   AE_EINVAL);
+  ck_assert_int_eq(
+      ae_pickle_batch_parse((const uint8_t *)p0, sizeof p0 - 1, &pb, &err),
+      AE_EINVAL);
   ck_assert_ptr_nonnull(strstr(err.reason, "opcode 0x49 at byte 2"));
   ae_error_clear(&err);
   /* A string longer than the file. */
-  static const char lng[] = "\x80\x02T\xff\xff\xff\x7f" "abc";
-  ck_assert_int_eq(ae_pickle_batch_parse((const uint8_t *)lng,
-                                         sizeof lng - 1, &pb, &err),
-                   AE_EINVAL);
+  static const char lng[] = "\x80\x02T\xff\xff\xff\x7f"
+                            "abc";
+  ck_assert_int_eq(
+      ae_pickle_batch_parse((const uint8_t *)lng, sizeof lng - 1, &pb, &err),
+      AE_EINVAL);
   ck_assert_ptr_nonnull(strstr(err.reason, "truncated at byte 10"));
   ae_error_clear(&err);
   /* A dict without data, and a list instead of a dict. */
@@ -519,9 +518,9 @@ START_TEST(test_pickle_rejects) {
   ck_assert_ptr_nonnull(strstr(err.reason, "no \"data\""));
   ae_error_clear(&err);
   static const char list[] = "\x80\x02].";
-  ck_assert_int_eq(ae_pickle_batch_parse((const uint8_t *)list,
-                                         sizeof list - 1, &pb, &err),
-                   AE_EINVAL);
+  ck_assert_int_eq(
+      ae_pickle_batch_parse((const uint8_t *)list, sizeof list - 1, &pb, &err),
+      AE_EINVAL);
   ae_error_clear(&err);
   /* Stack underflow and an unbalanced MARK. */
   static const char under[] = "\x80\x02s.";
@@ -531,9 +530,9 @@ START_TEST(test_pickle_rejects) {
   ck_assert_ptr_nonnull(strstr(err.reason, "underflow"));
   ae_error_clear(&err);
   static const char mark[] = "\x80\x02(}.";
-  ck_assert_int_eq(ae_pickle_batch_parse((const uint8_t *)mark,
-                                         sizeof mark - 1, &pb, &err),
-                   AE_EINVAL);
+  ck_assert_int_eq(
+      ae_pickle_batch_parse((const uint8_t *)mark, sizeof mark - 1, &pb, &err),
+      AE_EINVAL);
   ae_error_clear(&err);
   /* Labels and rows that disagree. */
   fill_labels(10, 0);
@@ -648,8 +647,7 @@ START_TEST(test_npy_pairs) {
   int64_t far[N] = {0, 1, 2, 300, 4, 5};
   npy(&y, "<i8", "(6,)", far, sizeof far);
   write_file(dir, "y.npy", y.b, y.n);
-  add_fails(&r, "bad=%s", dir, AE_EINVAL, "label 300 out of range",
-            "sample 3");
+  add_fails(&r, "bad=%s", dir, AE_EINVAL, "label 300 out of range", "sample 3");
   /* Big endian and Fortran order. */
   y.n = 0;
   npy(&y, ">i8", "(6,)", y64, sizeof y64);
@@ -700,8 +698,7 @@ START_TEST(test_datasets_dir) {
   ck_assert_int_eq(ae_dataset_registry_init(&r, 0, NULL), 0);
   ae_error err = AE_ERROR_INIT;
   int counts[2] = {0, 0};
-  ck_assert_int_eq(ae_dataset_registry_add_dir(&r, root, collect, counts,
-                                               &err),
+  ck_assert_int_eq(ae_dataset_registry_add_dir(&r, root, collect, counts, &err),
                    0);
   ck_assert_uint_eq(r.n, 3);
   ck_assert_int_eq(counts[0], 3); /* found */
@@ -712,15 +709,14 @@ START_TEST(test_datasets_dir) {
   ck_assert_int_eq(ae_dataset_find(&r, "digits")->shape[1], 28);
   /* Twice: every name is taken now, so all are skipped. */
   counts[0] = counts[1] = 0;
-  ck_assert_int_eq(ae_dataset_registry_add_dir(&r, root, collect, counts,
-                                               &err),
+  ck_assert_int_eq(ae_dataset_registry_add_dir(&r, root, collect, counts, &err),
                    0);
   ck_assert_uint_eq(r.n, 3);
   ck_assert_int_eq(counts[0], 0);
   /* A folder that does not exist is an error. */
-  ck_assert_int_eq(ae_dataset_registry_add_dir(&r, "/nonexistent/ae", NULL,
-                                               NULL, &err),
-                   AE_ENOTFOUND);
+  ck_assert_int_eq(
+      ae_dataset_registry_add_dir(&r, "/nonexistent/ae", NULL, NULL, &err),
+      AE_ENOTFOUND);
   ck_assert_ptr_nonnull(strstr(err.reason, "/nonexistent/ae"));
   ae_error_clear(&err);
   ae_dataset_registry_free(&r);

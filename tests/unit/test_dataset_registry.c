@@ -218,25 +218,32 @@ START_TEST(test_idx_parse) {
   ck_assert_int_eq(dims[2], 3);
   ck_assert_ptr_eq(data, buf + h);
   /* Truncated data, extra data, short header. */
-  ck_assert_int_eq(ae_idx_parse(buf, h + 11, &nd, dims, &data, NULL), AE_EINVAL);
-  ck_assert_int_eq(ae_idx_parse(buf, h + 13, &nd, dims, &data, NULL), AE_EINVAL);
+  ck_assert_int_eq(ae_idx_parse(buf, h + 11, &nd, dims, &data, NULL),
+                   AE_EINVAL);
+  ck_assert_int_eq(ae_idx_parse(buf, h + 13, &nd, dims, &data, NULL),
+                   AE_EINVAL);
   ck_assert_int_eq(ae_idx_parse(buf, 7, &nd, dims, &data, NULL), AE_EINVAL);
   ck_assert_int_eq(ae_idx_parse(buf, 3, &nd, dims, &data, NULL), AE_EINVAL);
   /* Bad magic: nonzero lead byte, float type, rank 0 or 9. */
   buf[0] = 1;
-  ck_assert_int_eq(ae_idx_parse(buf, h + 12, &nd, dims, &data, NULL), AE_EINVAL);
+  ck_assert_int_eq(ae_idx_parse(buf, h + 12, &nd, dims, &data, NULL),
+                   AE_EINVAL);
   buf[0] = 0;
   buf[2] = 0x0d;
-  ck_assert_int_eq(ae_idx_parse(buf, h + 12, &nd, dims, &data, NULL), AE_EINVAL);
+  ck_assert_int_eq(ae_idx_parse(buf, h + 12, &nd, dims, &data, NULL),
+                   AE_EINVAL);
   buf[2] = 0x08;
   buf[3] = 0;
-  ck_assert_int_eq(ae_idx_parse(buf, h + 12, &nd, dims, &data, NULL), AE_EINVAL);
+  ck_assert_int_eq(ae_idx_parse(buf, h + 12, &nd, dims, &data, NULL),
+                   AE_EINVAL);
   buf[3] = 9;
-  ck_assert_int_eq(ae_idx_parse(buf, h + 12, &nd, dims, &data, NULL), AE_EINVAL);
+  ck_assert_int_eq(ae_idx_parse(buf, h + 12, &nd, dims, &data, NULL),
+                   AE_EINVAL);
   /* Absurd dimensions are refused before any size is trusted. */
   int huge[3] = {0x7fffffff, 0x7fffffff, 0x7fffffff};
   h = idx_header(buf, 3, huge);
-  ck_assert_int_eq(ae_idx_parse(buf, h + 12, &nd, dims, &data, NULL), AE_EINVAL);
+  ck_assert_int_eq(ae_idx_parse(buf, h + 12, &nd, dims, &data, NULL),
+                   AE_EINVAL);
   int zero[1] = {0};
   h = idx_header(buf, 1, zero);
   ck_assert_int_eq(ae_idx_parse(buf, h, &nd, dims, &data, NULL), AE_EINVAL);
