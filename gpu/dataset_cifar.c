@@ -1,5 +1,5 @@
 /* dataset_cifar.c: the CIFAR binary batches of
- * https://www.cs.toronto.edu/~kriz/cifar.html: CIFAR-10's
+ * www.cs.toronto.edu/~kriz/cifar.html: CIFAR-10's
  * data_batch_N.bin / test_batch.bin (records of 1 label byte and 3072
  * pixel bytes: 1024 red, 1024 green, 1024 blue, rows top to bottom) and
  * CIFAR-100's train.bin / test.bin (a coarse and a fine label byte, then
