@@ -16,6 +16,8 @@ enum {
 };
 
 int ae_cli_score(int argc, char **argv);
+/* Canonical keys and forms of architectures, offline (cli_canon.c). */
+int ae_cli_canon(int argc, char **argv);
 
 /* The server commands (http_commands.c), over the HTTP API of api.md.
  * Each accepts --server URL (default $ARCHEVAL_SERVER, else
