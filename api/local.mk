@@ -55,5 +55,4 @@ check_PROGRAMS += tests/unit/test_canon
 TESTS += tests/unit/test_canon
 tests_unit_test_canon_SOURCES = tests/unit/test_canon.c
 tests_unit_test_canon_CFLAGS = $(TEST_CFLAGS)
-tests_unit_test_canon_LDADD = api/libaeapi.a $(JANSSON_LIBS) \
-	$(CHECK_LIBS) -lm
+tests_unit_test_canon_LDADD = $(TEST_LIBS)

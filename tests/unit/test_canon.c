@@ -6,16 +6,23 @@
  * library's keys must partition the cells exactly as an independent
  * brute-force canonical form written here does (every labelling of the
  * live ops tried, the smallest text kept), and the counts are printed next
- * to NAS-Bench-201's own expression-tree rule for comparison.
+ * to NAS-Bench-201's own expression-tree rule for comparison.  Random
+ * relabellings of mlp_dag strings and graphs must keep the key, and
+ * mlp_dags that share a key must have the same infinite-width NNGP and NTK
+ * (gpu/analytic), a check of the rules against the math.
  * Single-threaded; each test owns what it allocates. */
 #include <check.h>
+#include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "api/arch.h"
 #include "api/canon.h"
+#include "api/sha256.h"
 #include "api/status.h"
+#include "gpu/analytic/analytic.h"
 
 /* ---- helpers ---- */
 
@@ -384,6 +391,240 @@ START_TEST(graph_twins_and_deep_sums) {
 }
 END_TEST
 
+START_TEST(form_is_the_documented_text) {
+  /* c1(c3(x)) + c3(x), with the c3 shared: nodes by depth, inputs by
+   * canonical index, the key is the SHA-256 of the text. */
+  canon_result r = nb201("|nor_conv_3x3~0|+|none~0|nor_conv_1x1~1|+|none~0|"
+                         "skip_connect~1|skip_connect~2|");
+  ck_assert_str_eq(r.form, "canon/1 nb201 channels=16 cells_per_stage=5 "
+                           "num_classes=0; cell: n1=nor_conv_3x3(n0); "
+                           "n2=nor_conv_1x1(n1); out=n1+n2");
+  char hex[65];
+  ae_sha256_hex(r.form, strlen(r.form), hex);
+  ck_assert_str_eq(r.key, hex);
+  r = nb201("|skip_connect~0|+|skip_connect~0|skip_connect~1|+|"
+            "avg_pool_3x3~0|none~1|skip_connect~2|");
+  ck_assert_str_eq(r.form, "canon/1 nb201 channels=16 cells_per_stage=5 "
+                           "num_classes=0; cell: n1=avg_pool_3x3(n0); "
+                           "out=2*n0+n1");
+}
+END_TEST
+
+/* A small deterministic generator for the random cases (xorshift64*). */
+static uint64_t rng_state = 0x9e3779b97f4a7c15ULL;
+static unsigned rnd(unsigned n) {
+  rng_state ^= rng_state >> 12;
+  rng_state ^= rng_state << 25;
+  rng_state ^= rng_state >> 27;
+  return (unsigned)((rng_state * 0x2545f4914f6cdd1dULL) >> 33) % n;
+}
+
+START_TEST(mlp_dag_random_relabellings_keep_the_key) {
+  /* H = 5 nodes after the stem; the 4 intermediate nodes are relabelled
+   * by every permutation that keeps edges going forward. */
+  enum { H = 5 };
+  static const char *const acts[] = {"relu", "tanh", "gelu", "sigmoid"};
+  int moved = 0;
+  for (int trial = 0; trial < 200; trial++) {
+    int kind[H + 1][H + 1], act[H + 1][H + 1];
+    memset(kind, 0, sizeof kind);
+    memset(act, 0, sizeof act);
+    for (int t = 1; t <= H; t++)
+      for (int s2 = 0; s2 < t; s2++) {
+        kind[s2][t] = (int)rnd(3);
+        act[s2][t] = (int)rnd(4);
+      }
+    char first_key[65] = "";
+    /* All 24 orders of nodes 1..4: perm = the new label of each old node
+     * (the stem 0 and the output 5 stay). */
+    for (int code = 0; code < 256; code++) {
+      int perm[H + 1] = {
+          0, 1 + code % 4, 1 + code / 4 % 4, 1 + code / 16 % 4, 1 + code / 64,
+          H};
+      int used = 0;
+      for (int v = 1; v < H; v++)
+        used |= 1 << perm[v];
+      if (used != 0x1e) continue; /* not a permutation */
+      int forward = 1;
+      for (int t = 1; t <= H; t++)
+        for (int s2 = 0; s2 < t; s2++)
+          if (kind[s2][t] && perm[s2] >= perm[t]) forward = 0;
+      if (!forward) continue;
+      int old[H + 1];
+      for (int v = 0; v <= H; v++)
+        old[perm[v]] = v;
+      char dag[64], acts_json[512];
+      size_t dl = 0, al = 0;
+      acts_json[0] = '\0';
+      for (int t = 1; t <= H; t++) {
+        if (t > 1) dag[dl++] = '_';
+        for (int s2 = 0; s2 < t; s2++) {
+          int os = old[s2], ot = old[t];
+          int k = os < ot ? kind[os][ot] : 0; /* edges only go forward */
+          dag[dl++] = (char)('0' + k);
+          if (k == AE_EDGE_LINEAR)
+            al +=
+                (size_t)snprintf(acts_json + al, sizeof acts_json - al,
+                                 "%s\"%s\"", al ? "," : "", acts[act[os][ot]]);
+        }
+      }
+      dag[dl] = '\0';
+      char text[1024];
+      snprintf(text, sizeof text, "{\"type\":\"mlp_dag\",\"dag\":\"%s\"%s%s%s}",
+               dag, al ? ",\"activation\":[" : "", acts_json, al ? "]" : "");
+      canon_result r = canon_json(text);
+      if (!first_key[0])
+        memcpy(first_key, r.key, sizeof first_key);
+      else
+        ck_assert_msg(!strcmp(first_key, r.key), "relabelled %s: %s", text,
+                      r.form);
+      moved += code != 0 + 1 * 4 + 2 * 16 + 3 * 64; /* not the identity */
+    }
+  }
+  printf("mlp_dag relabellings checked: %d\n", moved);
+  ck_assert_int_gt(moved, 100);
+}
+END_TEST
+
+START_TEST(graph_random_shuffles_keep_the_key) {
+  /* Random DAGs of conv, pool, act, batch_norm and add, written with ids
+   * renamed and the nodes listed in a random order. */
+  enum { N = 14 };
+  for (int trial = 0; trial < 100; trial++) {
+    int op[N], in[N][3], n_in[N], kernel[N];
+    for (int v = 0; v < N; v++) {
+      op[v] = (int)rnd(5);
+      kernel[v] = 1 + 2 * (int)rnd(2);
+      n_in[v] = op[v] == 4 ? 2 + (int)rnd(2) : 1;
+      for (int k = 0; k < n_in[v]; k++)
+        in[v][k] = (int)rnd((unsigned)v + 1) - 1; /* -1 = input */
+    }
+    char first_key[65] = "";
+    for (int pass = 0; pass < 4; pass++) {
+      int order[N], name[N];
+      for (int v = 0; v < N; v++)
+        order[v] = name[v] = v;
+      if (pass > 0)
+        for (int v = N - 1; v > 0; v--) {
+          int j = (int)rnd((unsigned)v + 1), t = order[v];
+          order[v] = order[j];
+          order[j] = t;
+          j = (int)rnd((unsigned)v + 1);
+          t = name[v];
+          name[v] = name[j];
+          name[j] = t;
+        }
+      char text[8192];
+      size_t len = (size_t)snprintf(text, sizeof text,
+                                    "{\"type\":\"graph\",\"output\":\"v%d\","
+                                    "\"nodes\":[",
+                                    name[N - 1] * 7 + pass);
+      for (int k = 0; k < N; k++) {
+        int v = order[k];
+        static const char *const ops[] = {"conv", "avg_pool", "act",
+                                          "batch_norm", "add"};
+        len += (size_t)snprintf(text + len, sizeof text - len,
+                                "%s{\"id\":\"v%d\",\"op\":\"%s\"", k ? "," : "",
+                                name[v] * 7 + pass, ops[op[v]]);
+        if (op[v] == 0)
+          len += (size_t)snprintf(text + len, sizeof text - len,
+                                  ",\"out\":3,\"kernel\":%d,\"padding\":%d",
+                                  kernel[v], kernel[v] / 2);
+        if (op[v] == 1)
+          len += (size_t)snprintf(text + len, sizeof text - len,
+                                  ",\"kernel\":%d,\"stride\":1,\"padding\":%d",
+                                  kernel[v], kernel[v] / 2);
+        if (op[v] == 2)
+          len +=
+              (size_t)snprintf(text + len, sizeof text - len, ",\"fn\":\"%s\"",
+                               kernel[v] > 1 ? "relu" : "tanh");
+        len += (size_t)snprintf(text + len, sizeof text - len, ",\"inputs\":[");
+        /* An add's inputs in a rotated order on later passes. */
+        for (int k2 = 0; k2 < n_in[v]; k2++) {
+          int src = in[v][(k2 + pass) % n_in[v]];
+          if (src < 0)
+            len += (size_t)snprintf(text + len, sizeof text - len,
+                                    "%s\"input\"", k2 ? "," : "");
+          else
+            len += (size_t)snprintf(text + len, sizeof text - len, "%s\"v%d\"",
+                                    k2 ? "," : "", name[src] * 7 + pass);
+        }
+        len += (size_t)snprintf(text + len, sizeof text - len, "]}");
+      }
+      snprintf(text + len, sizeof text - len, "]}");
+      ck_assert_uint_lt(len + 3, sizeof text);
+      canon_result r = canon_json(text);
+      if (!first_key[0])
+        memcpy(first_key, r.key, sizeof first_key);
+      else
+        ck_assert_msg(!strcmp(first_key, r.key), "shuffled: %s", r.form);
+    }
+  }
+}
+END_TEST
+
+START_TEST(mlp_dag_equal_keys_have_equal_kernels) {
+  /* Every H = 3 DAG (729) with relu, then with sigmoid (whose zero inputs
+   * do not vanish): DAGs that share a key must share the infinite-width
+   * NNGP and NTK on three inputs. */
+  enum { N = 3, DAGS = 729 };
+  static const double K0[N * N] = {1.0, 0.3,  -0.2, 0.3, 1.5,
+                                   0.4, -0.2, 0.4,  0.8};
+  static const char *const acts[] = {"relu", "sigmoid"};
+  typedef struct {
+    char key[65];
+    double K[N * N], T[N * N];
+  } row;
+  row *rows = calloc(DAGS, sizeof *rows);
+  ck_assert_ptr_nonnull(rows);
+  for (int pass = 0; pass < 2; pass++) {
+    int pairs = 0;
+    for (int i = 0; i < DAGS; i++) {
+      char dag[16];
+      int x = i, k = 0;
+      for (int g = 1; g <= 3; g++) {
+        if (g > 1) dag[k++] = '_';
+        for (int d = 0; d < g; d++, x /= 3)
+          dag[k++] = (char)('0' + x % 3);
+      }
+      dag[k] = '\0';
+      char text[256];
+      snprintf(text, sizeof text,
+               "{\"type\":\"mlp_dag\",\"dag\":\"%s\",\"activation\":\"%s\"}",
+               dag, acts[pass]);
+      ae_limits lim;
+      ae_limits_default(&lim);
+      json_t *j = json_loads(text, 0, NULL);
+      ck_assert_ptr_nonnull(j);
+      ae_problem p = AE_PROBLEM_INIT;
+      ae_arch a;
+      ck_assert_int_eq(ae_arch_from_json(j, "", &lim, &a, &p), AE_OK);
+      json_decref(j);
+      ae_canon c;
+      ck_assert_int_eq(ae_arch_canon(&a, &c), AE_OK);
+      memcpy(rows[i].key, c.key, sizeof rows[i].key);
+      ae_canon_free(&c);
+      ck_assert_int_eq(ae_dag_kernels(&a.dag, K0, N, 1, rows[i].K, rows[i].T),
+                       AE_OK);
+      ae_arch_free(&a);
+      for (int m = 0; m < i; m++) {
+        if (strcmp(rows[m].key, rows[i].key)) continue;
+        for (int e = 0; e < N * N; e++) {
+          ck_assert_double_eq_tol(rows[m].K[e], rows[i].K[e],
+                                  1e-12 * (1 + fabs(rows[i].K[e])));
+          ck_assert_double_eq_tol(rows[m].T[e], rows[i].T[e],
+                                  1e-12 * (1 + fabs(rows[i].T[e])));
+        }
+        pairs++;
+        break;
+      }
+    }
+    ck_assert_int_gt(pairs, 100); /* the check compared something */
+  }
+  free(rows);
+}
+END_TEST
+
 /* ---- the NB201 census, against an independent enumeration ---- */
 
 /* The independent form.  Each cell is expanded into "units" (an edge with
@@ -703,6 +944,10 @@ int main(void) {
   tcase_add_test(tc, graph_renamed_and_reordered_nodes_share_a_key);
   tcase_add_test(tc, graph_gain_zero_and_density);
   tcase_add_test(tc, graph_twins_and_deep_sums);
+  tcase_add_test(tc, form_is_the_documented_text);
+  tcase_add_test(tc, mlp_dag_random_relabellings_keep_the_key);
+  tcase_add_test(tc, graph_random_shuffles_keep_the_key);
+  tcase_add_test(tc, mlp_dag_equal_keys_have_equal_kernels);
   tcase_add_test(tc, nb201_census_matches_brute_force);
   suite_add_tcase(s, tc);
   SRunner *sr = srunner_create(s);
