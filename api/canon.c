@@ -491,6 +491,22 @@ static int u64_cmp(const void *x, const void *y) {
   return (a > b) - (a < b);
 }
 
+/* Sorts a[0..m): insertion sort for the short lists most nodes have,
+ * qsort beyond. */
+static void sort_u64(uint64_t *a, int m) {
+  if (m > 16) {
+    qsort(a, (size_t)m, sizeof *a, u64_cmp);
+    return;
+  }
+  for (int i = 1; i < m; i++) {
+    uint64_t x = a[i];
+    int j = i;
+    for (; j > 0 && a[j - 1] > x; j--)
+      a[j] = a[j - 1];
+    a[j] = x;
+  }
+}
+
 static int count_colours(const uint64_t *colour, const int *live, int n,
                          uint64_t *scratch) {
   int m = 0;
@@ -561,7 +577,7 @@ static int refine(const sum_dag *d, const term_set *out, const int *live,
       int m = 0;
       for (int k = 0; k < arg->n; k++)
         scratch[m++] = mix64(colour[arg->ids[k]], arg->counts[k]);
-      qsort(scratch, (size_t)m, sizeof *scratch, u64_cmp);
+      sort_u64(scratch, m);
       for (int k = 0; k < m; k++)
         h = mix64(h, scratch[k]);
       h = mix64(h, 0x75736573); /* "uses" */
@@ -570,7 +586,7 @@ static int refine(const sum_dag *d, const term_set *out, const int *live,
         scratch[m++] = mix64(users[u] < 0 ? 0x6f7574 /* "out" */
                                           : colour[users[u]],
                              times[u]);
-      qsort(scratch, (size_t)m, sizeof *scratch, u64_cmp);
+      sort_u64(scratch, m);
       for (int k = 0; k < m; k++)
         h = mix64(h, scratch[k]);
       next[v] = h;
