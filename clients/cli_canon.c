@@ -2,7 +2,8 @@
  * (api/canon.h) of each request's architecture, one JSON line per request
  * in input order: {"key","canonical","degenerate","ops"} or {"error":
  * problem}.  The input is one job request (the body of POST /v1/jobs), a
- * JSON array of them, or bare architecture objects.  No server, no engine.
+ * JSON array of them or a batch body {"jobs": [...]}, or bare
+ * architecture objects.  No server, no engine.
  * Single-threaded. */
 #include "config.h"
 
@@ -24,7 +25,7 @@ static void canon_usage(FILE *f) {
           "\"degenerate\", \"ops\"} or {\"error\": problem}.  Requests with\n"
           "one key compute the same network (see api/canon.h).\n"
           "FILE (default '-', standard input) holds one request, a JSON\n"
-          "array of them, or architecture objects themselves.\n"
+          "array of them or {\"jobs\": [...]}, or architecture objects.\n"
           "\n"
           "Exit status: 0 every architecture was valid, 1 an I/O error,\n"
           "2 bad usage, 3 an architecture was rejected.\n");
@@ -99,12 +100,16 @@ int ae_cli_canon(int argc, char **argv) {
   ae_limits lim;
   ae_limits_default(&lim);
   int rejected = 0;
-  if (json_is_array(doc)) {
+  /* A batch body {"jobs": [...]} reads like a bare array. */
+  json_t *list = json_is_array(json_object_get(doc, "jobs"))
+                     ? json_object_get(doc, "jobs")
+                     : doc;
+  if (json_is_array(list)) {
     size_t i;
     json_t *item;
-    json_array_foreach(doc, i, item) {
+    json_array_foreach(list, i, item) {
       char prefix[32];
-      snprintf(prefix, sizeof prefix, "/%zu", i);
+      snprintf(prefix, sizeof prefix, "%s/%zu", list == doc ? "" : "/jobs", i);
       rejected += canon_one(item, prefix, &lim);
     }
   } else {
