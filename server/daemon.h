@@ -22,6 +22,7 @@
 #include "api/problem.h"
 #include "api/request.h"
 #include "api/scorecard.h"
+#include "api/sha256.h"
 #include "gpu/dataset.h"
 #include "gpu/engine.h"
 #include "server/store.h"
@@ -82,8 +83,6 @@ void ae_format_rfc3339(long long ms, char *buf, size_t len);
 uint64_t ae_random_u64(void); /* loop thread only */
 /* A new time-sortable id "j_" + 22 chars into buf (>= 32 bytes). */
 void ae_job_id_new(char *buf, size_t len);
-/* Lowercase hex SHA-256 of data into hex (65 bytes). */
-void ae_sha256_hex(const void *data, size_t len, char hex[65]);
 
 /* ---- jobs, queue, workers (jobs.c) ---- */
 

@@ -15,4 +15,4 @@ TESTS += server/test_util
 server_test_util_SOURCES = server/test_util.c server/util.c server/metrics.c \
 	server/daemon.h
 server_test_util_CFLAGS = $(TEST_CFLAGS) $(MHD_CFLAGS) $(UV_CFLAGS)
-server_test_util_LDADD = $(JANSSON_LIBS) $(CHECK_LIBS)
+server_test_util_LDADD = api/libaeapi.a $(JANSSON_LIBS) $(CHECK_LIBS)
