@@ -25,3 +25,10 @@ server_test_util_SOURCES = server/test_util.c server/util.c server/util.h \
 	server/metrics.c server/metrics.h server/route.c server/route.h
 server_test_util_CFLAGS = $(TEST_CFLAGS)
 server_test_util_LDADD = $(JANSSON_LIBS) $(CHECK_LIBS)
+
+# No circle of includes or calls between the files of server/ (or gpu/),
+# no include against the layers.  MERGE: the engine branch removes gpu/'s
+# circles; then drop AE_LAYERS_WARN_DIRS so that they fail too.
+TESTS += tests/check_layers.sh
+EXTRA_DIST += tests/check_layers.sh
+AM_TESTS_ENVIRONMENT += AE_LAYERS_WARN_DIRS='gpu'; export AE_LAYERS_WARN_DIRS;
