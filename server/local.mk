@@ -32,3 +32,7 @@ server_test_util_LDADD = $(JANSSON_LIBS) $(CHECK_LIBS)
 TESTS += tests/check_layers.sh
 EXTRA_DIST += tests/check_layers.sh
 AM_TESTS_ENVIRONMENT += AE_LAYERS_WARN_DIRS='gpu'; export AE_LAYERS_WARN_DIRS;
+
+# The options table against README.md's flag list and today's bounds.
+TESTS += tests/integration/test_flags.py
+EXTRA_DIST += tests/integration/test_flags.py
