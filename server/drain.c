@@ -58,8 +58,7 @@ static void on_drain_force(uv_timer_t *timer) {
   for (ae_job *job; (job = ae_job_iter_next(&it));) {
     /* Only a cancel the client asked for is recorded; the rest stay
      * running in the store and are re-queued by the next start. */
-    if (ae_job_terminal(job) || !srv->store || !job->cancel_requested)
-      continue;
+    if (ae_job_terminal(job) || !srv->store || !job->cancel_requested) continue;
     long long now = ae_now_ms();
     int rc = ae_store_finish(srv->store, job->id, AE_JOB_CANCELLED, NULL, NULL,
                              now, now + srv->opt->job_ttl_secs * 1000);
@@ -86,8 +85,7 @@ static void on_drain_deadline(uv_timer_t *timer) {
 void ae_drain_start(ae_server *srv) {
   if (srv->draining) return;
   srv->draining = 1;
-  ae_log(AE_LOG_INFO,
-         "draining: %zu queued jobs %s, %zu running get %d s",
+  ae_log(AE_LOG_INFO, "draining: %zu queued jobs %s, %zu running get %d s",
          srv->n_queued,
          srv->store ? "stay in the store for the next start" : "cancelled",
          srv->n_running, srv->opt->drain_timeout_secs);

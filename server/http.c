@@ -20,12 +20,12 @@
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
+#include <microhttpd.h>
 #include <netdb.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <microhttpd.h>
 #include <sys/socket.h>
 
 #include "api/status.h"
@@ -52,8 +52,8 @@ struct ae_http {
   uv_prepare_t prepare; /* runs MHD after connections were resumed */
   uv_timer_t slow_timer;
   int need_mhd_run;
-  ae_waiter *all_waiters; /* every suspended long poll */
-  ae_http_conn *conns;    /* every open TCP connection */
+  ae_waiter *all_waiters;   /* every suspended long poll */
+  ae_http_conn *conns;      /* every open TCP connection */
   long long n_slow_dropped; /* connections dropped as too slow */
   int open_handles;         /* libuv handles not yet closed */
 };
@@ -76,8 +76,8 @@ struct ae_http_req {
   long long start_ns;
   char method[16];
   char *path;
-  int route;   /* AE_ROUTE_* for the metrics */
-  char id[32]; /* the {id} of the path */
+  int route;         /* AE_ROUTE_* for the metrics */
+  char id[32];       /* the {id} of the path */
   const char *allow; /* a 405's Allow header (static) */
   char *body;
   size_t len, cap;
@@ -675,8 +675,7 @@ static enum MHD_Result h_list(ae_http_req *r) {
   int more = 0;
   for (ae_job *job; (job = ae_job_iter_next(&it));) {
     if (filter && job->state != state) continue;
-    if (client_ref &&
-        (!job->client_ref || strcmp(job->client_ref, client_ref)))
+    if (client_ref && (!job->client_ref || strcmp(job->client_ref, client_ref)))
       continue;
     if (shown == page_size) {
       more = 1;
@@ -735,8 +734,8 @@ static enum MHD_Result h_not_allowed(ae_http_req *r) {
 }
 
 static enum MHD_Result h_not_found(ae_http_req *r) {
-  return fail(r, 404, "not_found", "Not found", 0, "No route %s %s.",
-              r->method, r->path);
+  return fail(r, 404, "not_found", "Not found", 0, "No route %s %s.", r->method,
+              r->path);
 }
 
 static const route_handler handlers[AE_HANDLER_COUNT] = {
@@ -808,8 +807,10 @@ static void on_connection(void *cls, struct MHD_Connection *conn,
   }
   ae_http_conn *c = *socket_context;
   if (!c) return;
-  if (c->prev) c->prev->next = c->next;
-  else srv->http->conns = c->next;
+  if (c->prev)
+    c->prev->next = c->next;
+  else
+    srv->http->conns = c->next;
   if (c->next) c->next->prev = c->prev;
   free(c);
   *socket_context = NULL;
@@ -833,8 +834,10 @@ static void drop_slow(ae_server *srv) {
     shutdown(info->connect_fd, SHUT_RDWR);
     c->dropped = 1;
     srv->http->n_slow_dropped++;
-    ae_log(AE_LOG_DEBUG, "dropped a connection with no complete request "
-           "after %d s", srv->opt->connection_timeout_secs);
+    ae_log(AE_LOG_DEBUG,
+           "dropped a connection with no complete request "
+           "after %d s",
+           srv->opt->connection_timeout_secs);
   }
 }
 
@@ -885,9 +888,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
       /* The body trickles in: drop the connection (MHD cannot answer in
        * the middle of an upload). */
       srv->http->n_slow_dropped++;
-      ae_log(AE_LOG_WARN, "request %s: body not complete after %d s; "
-             "connection dropped", r->request_id,
-             srv->opt->connection_timeout_secs);
+      ae_log(AE_LOG_WARN,
+             "request %s: body not complete after %d s; "
+             "connection dropped",
+             r->request_id, srv->opt->connection_timeout_secs);
       return MHD_NO;
     }
     if (r->len + n > (size_t)srv->opt->max_body_bytes) {

@@ -28,8 +28,8 @@ typedef struct ae_job {
   char id[32];
   ae_job_state state;
   int cancel_requested;
-  atomic_int cancel;    /* the loop sets, the engine reads */
-  ae_request req;       /* read-only while queued or running */
+  atomic_int cancel; /* the loop sets, the engine reads */
+  ae_request req;    /* read-only while queued or running */
   int has_req;
   json_t *request_json; /* owned: the normalised request */
   json_t *result_json;  /* owned: when succeeded */
@@ -64,8 +64,7 @@ typedef struct ae_job {
 } ae_job;
 
 /* The job holding a queue entry. */
-#define AE_JOB_OF_ENTRY(e) \
-  ((ae_job *)((char *)(e) - offsetof(ae_job, entry)))
+#define AE_JOB_OF_ENTRY(e) ((ae_job *)((char *)(e)-offsetof(ae_job, entry)))
 
 typedef struct {
   ae_job **buckets; /* by id */

@@ -85,8 +85,8 @@ static int load_one(void *ud, const ae_store_job *row) {
     if (!p.status)
       ae_problem_set(&p, 422, "invalid_request", NULL,
                      "The stored request no longer validates.");
-    ae_job_outcome o = ae_job_outcome_of(AE_EINVAL, &p, job->id,
-                                         job->timeout_ms, 0);
+    ae_job_outcome o =
+        ae_job_outcome_of(AE_EINVAL, &p, job->id, job->timeout_ms, 0);
     ae_job_finish(srv, job, o.state, o.reason, NULL, o.error);
     ae_problem_clear(&p);
     return 0;

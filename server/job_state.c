@@ -80,8 +80,8 @@ void ae_job_finish(ae_server *srv, ae_job *job, ae_job_state state,
   /* A job stopped only because the daemon is draining (queued, or running
    * past the drain deadline) stays queued/running in the store: the next
    * start re-queues it, so a rolling restart loses no accepted job. */
-  int keep_for_restart = srv->store && srv->draining && reason &&
-                         !strcmp(reason, "draining");
+  int keep_for_restart =
+      srv->store && srv->draining && reason && !strcmp(reason, "draining");
   if (keep_for_restart)
     ae_log(AE_LOG_DEBUG, "job %s kept in the store for the next start",
            job->id);
@@ -122,8 +122,7 @@ void ae_job_done(ae_server *srv, ae_job *job) {
     if (job->w_rc == AE_OK)
       ae_log(AE_LOG_ERROR, "job %s: rendering the scorecard failed", job->id);
     ae_job_outcome o =
-        ae_job_outcome_of(job->w_rc, &job->w_problem, job->id,
-                          job->timeout_ms,
+        ae_job_outcome_of(job->w_rc, &job->w_problem, job->id, job->timeout_ms,
                           srv->draining && !job->cancel_requested);
     ae_job_finish(srv, job, o.state, o.reason, NULL, o.error);
   }
@@ -286,8 +285,8 @@ static void sweep(uv_timer_t *timer) {
     n_late = ae_queue_take_late(&srv->queue, now_ns, late, 64);
     for (size_t i = 0; i < n_late; i++) {
       ae_job *job = AE_JOB_OF_ENTRY(late[i]);
-      ae_job_outcome o = ae_job_outcome_of(AE_EDEADLINE, NULL, job->id,
-                                           job->timeout_ms, 0);
+      ae_job_outcome o =
+          ae_job_outcome_of(AE_EDEADLINE, NULL, job->id, job->timeout_ms, 0);
       ae_job_finish(srv, job, o.state, o.reason, NULL, o.error);
     }
   } while (n_late == 64);

@@ -66,8 +66,7 @@ int ae_job_table_reserve(ae_job_table *t, size_t more) {
   while (t->n_jobs + more > t->n_buckets)
     if (buckets_grow(&t->buckets, &t->n_buckets, 0)) return AE_ENOMEM;
   while (t->n_idem + more > t->n_idem_buckets)
-    if (buckets_grow(&t->idem_buckets, &t->n_idem_buckets, 1))
-      return AE_ENOMEM;
+    if (buckets_grow(&t->idem_buckets, &t->n_idem_buckets, 1)) return AE_ENOMEM;
   return AE_OK;
 }
 
@@ -140,8 +139,7 @@ void ae_job_table_remove(ae_job_table *t, ae_job *job) {
     t->n_jobs--;
   }
   if (job->idem_key) {
-    pp = &t->idem_buckets[hash_string(job->idem_key) &
-                          (t->n_idem_buckets - 1)];
+    pp = &t->idem_buckets[hash_string(job->idem_key) & (t->n_idem_buckets - 1)];
     while (*pp && *pp != job)
       pp = &(*pp)->idem_next;
     if (*pp) {

@@ -145,9 +145,9 @@ int main(int argc, char **argv) {
   srv->catalog = ae_dataset_registry_catalog(&srv->registry);
   ae_limits_default(&srv->limits);
   srv->limits.default_timeout_ms = opt.default_timeout_ms;
-  srv->limits.max_working_set_bytes =
-      opt.max_job_memory > 0 ? (double)opt.max_job_memory
-                             : ae_engine_default_job_memory();
+  srv->limits.max_working_set_bytes = opt.max_job_memory > 0
+                                          ? (double)opt.max_job_memory
+                                          : ae_engine_default_job_memory();
 
   if (ae_workers_plan(srv)) goto out;
   if (uv_loop_init(&loop)) goto out;

@@ -149,9 +149,8 @@ static void emit_histogram(text_buf *t, const char *name, const char *labels,
 
 /* A worker's label: its name, made unique with "/INDEX" when several
  * workers share it (--workers-per-gpu > 1). */
-static const char *worker_label(const ae_metrics *m,
-                                const ae_metrics_gauges *g, size_t i,
-                                char *buf, size_t len) {
+static const char *worker_label(const ae_metrics *m, const ae_metrics_gauges *g,
+                                size_t i, char *buf, size_t len) {
   const char *name = g->workers[i].name;
   for (size_t k = 0; k < m->n_workers; k++)
     if (k != i && !strcmp(g->workers[k].name, name)) {
@@ -231,15 +230,13 @@ char *ae_metrics_render(const ae_metrics *m, const ae_metrics_gauges *g,
               "1 when the worker finished its warm-up and is in service.");
   for (size_t i = 0; i < m->n_workers; i++)
     emit(&t, "archeval_worker_ready{worker=\"%s\"} %d\n",
-         worker_label(m, g, i, wl, sizeof wl),
-         g->workers[i].ready);
+         worker_label(m, g, i, wl, sizeof wl), g->workers[i].ready);
 
   emit_header(&t, "archeval_gpu_memory_used_bytes", "gauge",
               "Device (or host buffer) memory the worker's engine holds.");
   for (size_t i = 0; i < m->n_workers; i++)
     emit(&t, "archeval_gpu_memory_used_bytes{worker=\"%s\"} %llu\n",
-         worker_label(m, g, i, wl, sizeof wl),
-         g->workers[i].memory_used);
+         worker_label(m, g, i, wl, sizeof wl), g->workers[i].memory_used);
 
   emit_header(&t, "archeval_http_slow_connections_dropped_total", "counter",
               "Connections dropped because a request took longer than "

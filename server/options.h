@@ -11,7 +11,6 @@
 #define AE_SERVER_OPTIONS_H
 
 #include <stddef.h>
-#include <stdio.h>
 
 #include "server/util.h"
 
@@ -24,7 +23,7 @@ typedef enum {
 typedef struct {
   const char *http_address;
   int http_port;
-  int backend; /* ae_backend_choice */
+  int backend;      /* ae_backend_choice */
   const char *gpus; /* "all" or "0,2" */
   int workers_per_gpu;
   int host_workers; /* -1: 1 with a GPU, else the core count */
@@ -40,25 +39,22 @@ typedef struct {
   int max_connections_per_ip;
   const char **datasets; /* NAME=PATH specs, owned array of borrowed argv */
   size_t n_datasets;
-  int log_json;           /* --log-format json */
-  int log_level;          /* ae_log_level */
-  const char *state_dir;  /* NULL or "": no store */
-  int store_sync_normal;  /* --store-sync normal */
-  int healthcheck;        /* --healthcheck */
+  int log_json;          /* --log-format json */
+  int log_level;         /* ae_log_level */
+  const char *state_dir; /* NULL or "": no store */
+  int store_sync_normal; /* --store-sync normal */
+  int healthcheck;       /* --healthcheck */
 } ae_options;
 
 typedef enum {
-  AE_OPTIONS_RUN,     /* start the daemon */
-  AE_OPTIONS_EXIT,    /* --help or --version was printed: exit 0 */
-  AE_OPTIONS_INVALID  /* a usage error was printed: exit 2 */
+  AE_OPTIONS_RUN,    /* start the daemon */
+  AE_OPTIONS_EXIT,   /* --help or --version was printed: exit 0 */
+  AE_OPTIONS_INVALID /* a usage error was printed: exit 2 */
 } ae_options_outcome;
 
 /* Fills o with the defaults, then parses argv (strings in o are borrowed
  * from argv).  Free with ae_options_free whatever the outcome. */
 ae_options_outcome ae_options_parse(int argc, char **argv, ae_options *o);
-
-/* Writes the --help text. */
-void ae_options_usage(FILE *out);
 
 void ae_options_free(ae_options *o);
 

@@ -16,9 +16,8 @@
 #include "api/status.h"
 #include "server/outcome.h"
 
-static json_t *fixed_problem(const char *job_id, int status,
-                             const char *code, const char *title,
-                             const char *detail) {
+static json_t *fixed_problem(const char *job_id, int status, const char *code,
+                             const char *title, const char *detail) {
   ae_problem p = AE_PROBLEM_INIT;
   ae_problem_set(&p, status, code, title, "%s", detail);
   char instance[64];
@@ -54,8 +53,8 @@ ae_job_outcome ae_job_outcome_of(int rc, const ae_problem *p,
       snprintf(instance, sizeof instance, "/v1/jobs/%s", job_id);
       o.error = ae_problem_to_json(p, instance);
     } else {
-      o.error = fixed_problem(job_id, 422, "invalid_request", NULL,
-                              ae_strerror(rc));
+      o.error =
+          fixed_problem(job_id, 422, "invalid_request", NULL, ae_strerror(rc));
     }
     break;
   case AE_EDEVICE:

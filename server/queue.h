@@ -35,7 +35,7 @@ typedef struct {
   struct {
     int priority;
     long count;
-  } *counts;
+  } * counts;
   size_t n_counts, cap_counts;
   int counts_broken;
   long long max_seq; /* the newest entry ever queued */

@@ -61,8 +61,7 @@ static const route_row routes[] = {
     {"/v1/jobs/{id}", "DELETE", AE_ROUTE_JOB, AE_HANDLER_DELETE, NULL},
     {"/v1/jobs/{id}", NULL, AE_ROUTE_JOB, AE_HANDLER_NOT_ALLOWED,
      "GET, HEAD, DELETE"},
-    {"/v1/jobs/{id}:cancel", "POST", AE_ROUTE_CANCEL, AE_HANDLER_CANCEL,
-     NULL},
+    {"/v1/jobs/{id}:cancel", "POST", AE_ROUTE_CANCEL, AE_HANDLER_CANCEL, NULL},
     {"/v1/jobs/{id}:cancel", NULL, AE_ROUTE_CANCEL, AE_HANDLER_NOT_ALLOWED,
      "POST"},
 };

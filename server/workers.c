@@ -71,8 +71,10 @@ static ae_engine *engine_start(ae_worker *w) {
   if (rc != AE_OK && w->allow_fallback && w->cfg.backend == AE_BACKEND_CUDA) {
     /* With --backend auto a device that fails its warm-up (including the
      * parity check against the host reference) is replaced by the host. */
-    ae_log(AE_LOG_WARN, "worker %d: cuda:%d failed its warm-up (%s), using "
-           "host", w->index, w->cfg.device, ae_strerror(rc));
+    ae_log(AE_LOG_WARN,
+           "worker %d: cuda:%d failed its warm-up (%s), using "
+           "host",
+           w->index, w->cfg.device, ae_strerror(rc));
     ae_engine_close(engine);
     engine = NULL;
     w->cfg.backend = AE_BACKEND_HOST;
@@ -332,8 +334,8 @@ int ae_workers_all_ready(const ae_server *srv) {
 void ae_workers_gauges(const ae_server *srv, ae_metrics_worker *out) {
   for (size_t i = 0; i < srv->n_workers; i++) {
     const ae_worker *w = &srv->workers[i];
-    out[i] = (ae_metrics_worker){
-        w->name, w->busy, w->ready && !w->failed,
-        (unsigned long long)atomic_load(&w->memory_used)};
+    out[i] =
+        (ae_metrics_worker){w->name, w->busy, w->ready && !w->failed,
+                            (unsigned long long)atomic_load(&w->memory_used)};
   }
 }

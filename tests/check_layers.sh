@@ -103,6 +103,8 @@ if [ -n "$builddir" ] && [ -d "$builddir" ] && command -v nm >/dev/null; then
     \( -name 'archevald-*' -o -name 'libaeengine_a-*' \) | LC_ALL=C sort); do
     base=$(basename "$obj" .o)
     unit="$(dirname "$obj")/${base#*-}"
+    # An object left from a source that is gone is not part of the build.
+    [ -f "$unit.c" ] || [ -f "$unit.cu" ] || continue
     nm -P --defined-only "$builddir/$obj" 2>/dev/null |
       awk -v u="$unit" '$2 ~ /^[TDBRVWGS]$/ { print $1, u }' >>"$work/defs"
     nm -P -u "$builddir/$obj" 2>/dev/null |

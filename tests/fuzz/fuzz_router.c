@@ -34,8 +34,7 @@ static void check_id(const char *id) {
   size_t n = strlen(id);
   if (n < 1 || n > 31) abort();
   for (size_t i = 0; i < n; i++)
-    if (!isalnum((unsigned char)id[i]) && id[i] != '_' && id[i] != '-')
-      abort();
+    if (!isalnum((unsigned char)id[i]) && id[i] != '_' && id[i] != '-') abort();
 }
 
 /* The path the route's label stands for, with id put in for "{id}". */
