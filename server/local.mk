@@ -36,3 +36,12 @@ AM_TESTS_ENVIRONMENT += AE_LAYERS_WARN_DIRS='gpu'; export AE_LAYERS_WARN_DIRS;
 # The options table against README.md's flag list and today's bounds.
 TESTS += tests/integration/test_flags.py
 EXTRA_DIST += tests/integration/test_flags.py
+
+# server/ stays formatted by .clang-format (issue 9 item 8, the daemon's
+# part; the store's two files are the store work's).  MERGE: widen
+# AE_FORMAT_DIRS as the other folders are formatted.
+TESTS += tests/check_format.sh
+EXTRA_DIST += tests/check_format.sh
+AM_TESTS_ENVIRONMENT += AE_FORMAT_DIRS='server'; export AE_FORMAT_DIRS; \
+	AE_FORMAT_SKIP='server/store_sqlite.c server/store.h'; \
+	export AE_FORMAT_SKIP;
