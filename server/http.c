@@ -1,25 +1,21 @@
 /* http.c: archevald's HTTP layer: libmicrohttpd in external-epoll mode on
- * the libuv loop, the route table, every endpoint of api.md, long polls.
+ * the libuv loop, one handler per route of route.c, long polls.
  *
  * Design.  MHD runs without threads of its own: a uv_poll_t watches MHD's
  * epoll fd and a uv_timer_t is re-armed from MHD_get_timeout() after every
  * MHD_run(), so every callback below runs on the loop thread and touches
  * the jobs without locks; a uv_prepare_t runs MHD again before the loop
- * sleeps whenever a connection was resumed.  The route table is route.c's;
- * this file holds one handler per route.  One request = one ae_http_req
- * (MHD's con_cls),
- * freed in the completion callback, which also writes the log line and the
- * metrics.  A GET with ?wait_ms= on an unfinished job suspends its
- * connection and hangs an ae_waiter (with its own timer) on the job; the
- * job's completion or the timer resumes it, and MHD calls the handler
- * again, which answers with the job as it is then (the state machine tells
- * this file of terminal jobs through a listener it registers).  Errors
- * become problem+json in one place (respond_problem). */
+ * sleeps whenever a connection was resumed.  One request = one ae_http_req
+ * (MHD's con_cls), freed in the completion callback, which also writes the
+ * log line and the metrics.  A GET with ?wait_ms= on an unfinished job
+ * suspends its connection and hangs an ae_waiter (with its own timer) on
+ * the job; the job's end (told by the state machine through the listener
+ * this file registers) or the timer resumes it, and MHD calls the handler
+ * again, which answers with the job as it is then.  Jobs are listed through
+ * the job table's iterator.  Errors become problem+json in one place
+ * (respond_problem).  All of it is the loop thread's. */
 #include "config.h"
 
-#include <arpa/inet.h>
-#include <ctype.h>
-#include <errno.h>
 #include <microhttpd.h>
 #include <netdb.h>
 #include <stdarg.h>

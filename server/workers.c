@@ -305,6 +305,7 @@ int ae_workers_start(ae_server *srv) {
 }
 
 void ae_workers_stop(ae_server *srv) {
+  if (!srv->events_open) return; /* a start that failed before */
   ae_queue_stop(&srv->queue);
   for (size_t i = 0; i < srv->n_workers; i++) {
     if (srv->workers[i].thread_started) {
@@ -313,7 +314,7 @@ void ae_workers_stop(ae_server *srv) {
     }
   }
   uv_handle_t *h = (uv_handle_t *)&srv->async;
-  if (srv->events_open && !uv_is_closing(h)) uv_close(h, NULL);
+  if (!uv_is_closing(h)) uv_close(h, NULL);
 }
 
 void ae_workers_free(ae_server *srv) {
