@@ -26,6 +26,13 @@ server_test_util_SOURCES = server/test_util.c server/util.c server/util.h \
 server_test_util_CFLAGS = $(TEST_CFLAGS)
 server_test_util_LDADD = $(JANSSON_LIBS) $(CHECK_LIBS)
 
+# Unit tests of the job queue.
+check_PROGRAMS += server/test_queue
+TESTS += server/test_queue
+server_test_queue_SOURCES = server/test_queue.c server/queue.c server/queue.h
+server_test_queue_CFLAGS = $(TEST_CFLAGS)
+server_test_queue_LDADD = $(CHECK_LIBS)
+
 # No circle of includes or calls between the files of server/ (or gpu/),
 # no include against the layers.  MERGE: the engine branch removes gpu/'s
 # circles; then drop AE_LAYERS_WARN_DIRS so that they fail too.
