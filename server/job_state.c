@@ -124,6 +124,10 @@ void ae_job_done(ae_server *srv, ae_job *job) {
     ae_job_outcome o =
         ae_job_outcome_of(job->w_rc, &job->w_problem, job->id, job->timeout_ms,
                           srv->draining && !job->cancel_requested);
+    if (job->w_rc != AE_OK && !strcmp(o.reason, "internal"))
+      ae_log(AE_LOG_ERROR, "job %s: %s%s%s", job->id, ae_strerror(job->w_rc),
+             job->w_problem.detail ? ": " : "",
+             job->w_problem.detail ? job->w_problem.detail : "");
     ae_job_finish(srv, job, o.state, o.reason, NULL, o.error);
   }
   ae_scorecard_free(&job->w_card);

@@ -149,12 +149,6 @@ static void on_job_done(ae_server *srv, ae_worker *w, ae_job *job) {
   if (job->w_rc == AE_EDEVICE)
     ae_log(AE_LOG_ERROR, "job %s: device error on %s: %s", job->id, w->name,
            job->w_problem.detail ? job->w_problem.detail : "");
-  else if (job->w_rc != AE_OK && job->w_rc != AE_ECANCELLED &&
-           job->w_rc != AE_EDEADLINE && job->w_rc != AE_EINVAL &&
-           job->w_rc != AE_ENOMEM)
-    ae_log(AE_LOG_ERROR, "job %s: %s%s%s", job->id, ae_strerror(job->w_rc),
-           job->w_problem.detail ? ": " : "",
-           job->w_problem.detail ? job->w_problem.detail : "");
   ae_job_done(srv, job);
 }
 
