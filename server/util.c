@@ -6,13 +6,15 @@
  * belong to the loop thread. */
 #include "config.h"
 
+#include <jansson.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
 #include <time.h>
 
-#include "server/daemon.h"
+#include "server/util.h"
 
 static ae_log_level log_min_level = AE_LOG_INFO;
 static int log_as_json;
@@ -22,7 +24,7 @@ void ae_log_setup(ae_log_level level, int json) {
   log_as_json = json;
 }
 
-int ae_log_enabled(ae_log_level level) {
+static int log_enabled(ae_log_level level) {
   return level >= log_min_level;
 }
 
@@ -40,7 +42,7 @@ static const char *log_level_name(ae_log_level level) {
 }
 
 void ae_log(ae_log_level level, const char *fmt, ...) {
-  if (!ae_log_enabled(level)) return;
+  if (!log_enabled(level)) return;
   char msg[1024], ts[40];
   va_list ap;
   va_start(ap, fmt);
@@ -63,7 +65,7 @@ void ae_log_request(const char *request_id, const char *method,
                     const char *path, int status, double duration_ms,
                     const char *job_id) {
   ae_log_level level = status == 500 ? AE_LOG_WARN : AE_LOG_INFO;
-  if (!ae_log_enabled(level)) return;
+  if (!log_enabled(level)) return;
   char ts[40];
   ae_format_rfc3339(ae_now_ms(), ts, sizeof ts);
   if (log_as_json) {
