@@ -139,8 +139,7 @@ int main(int argc, char **argv) {
   ae_error derr = AE_ERROR_INIT;
 
   if (ae_dataset_registry_init(&srv->registry, 1, &derr)) {
-    ae_log(AE_LOG_ERROR, "datasets: %s",
-           derr.reason ? derr.reason : "failed");
+    ae_log(AE_LOG_ERROR, "datasets: %s", derr.reason ? derr.reason : "failed");
     goto out;
   }
   registry_open = 1;
