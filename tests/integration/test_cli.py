@@ -24,7 +24,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import test_python_harness as h  # noqa: E402
+import harness as h  # noqa: E402
 
 ID_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
 
@@ -244,8 +244,8 @@ def test_cancel_delete_timeout(d, tmp, finished_id):
 
 
 def test_retry_after_429(tmp):
-    d = h.Daemon("--max-queue", "1", host_workers=1)
-    if not h.check(d.start(), "a daemon with --max-queue 1 starts"):
+    d = h.Daemon("--max-queue", "1", host_workers=1, store=False)
+    if not h.check(d.try_start(), "a daemon with --max-queue 1 starts"):
         return
     url = d.url
     try:
@@ -310,6 +310,7 @@ def test_retry_after_429(tmp):
         status = d.stop()
         h.check(status == 0, "the --max-queue 1 daemon exits 0 on SIGTERM",
                 d.log_tail())
+        d.cleanup()
 
 
 def main():
@@ -318,8 +319,8 @@ def main():
         h.check(False, "the CLI exists at %s" % h.CLI)
         h.finish()
     tmp = tempfile.mkdtemp(prefix="ae-test-cli-")
-    d = h.Daemon("--max-body-bytes", "65536")
-    if not h.check(d.start(), "archevald starts and becomes ready",
+    d = h.Daemon("--max-body-bytes", "65536", store=False)
+    if not h.check(d.try_start(), "archevald starts and becomes ready",
                    d.log_tail()):
         h.finish()
     try:
@@ -331,6 +332,7 @@ def main():
     finally:
         status = d.stop()
         h.check(status == 0, "archevald exits 0 on SIGTERM", d.log_tail())
+        d.cleanup()
     h.section(test_retry_after_429, tmp)
     h.finish()
 
