@@ -350,8 +350,9 @@ static int wait_for_jobs(ae_http_client *client, char **ids, size_t n,
   int several = n > 1;
   size_t finished = 0, succeeded = 0, failed = 0, cancelled = 0;
   double deadline = w->timeout_s >= 0 ? now_seconds() + w->timeout_s : -1;
-  /* The rate counts the jobs that finish after the first sweep (those
-   * already done when the wait began would inflate it). */
+  /* The first sweep looks at every job without waiting; the rate counts
+   * the jobs that finish after it (those already done when the wait began
+   * would inflate it). */
   size_t finished_before = 0;
   double swept_at = -1;
   int code = AE_EXIT_OK;
@@ -366,7 +367,8 @@ static int wait_for_jobs(ae_http_client *client, char **ids, size_t n,
     for (size_t i = first; i < n && code == AE_EXIT_OK; i++) {
       if (done[i]) continue;
       long wait_ms = 0;
-      if (i == first) wait_ms = unfinished > 1 ? 1000 : LONG_POLL_MAX_MS;
+      if (i == first && swept_at >= 0)
+        wait_ms = unfinished > 1 ? 1000 : LONG_POLL_MAX_MS;
       if (deadline >= 0) {
         double left_ms = (deadline - now_seconds()) * 1000.0;
         if (left_ms <= 0) {
