@@ -25,8 +25,9 @@
 /* The marker string that stands in for the k-th non-finite literal; the
  * control characters keep it from meeting a real value. */
 static int marker_text(char *out, size_t size, int k, int quoted) {
-  return snprintf(out, size, quoted ? "\"\\u0001ae-non-finite-%d\\u0001\""
-                                    : "\001ae-non-finite-%d\001",
+  return snprintf(out, size,
+                  quoted ? "\"\\u0001ae-non-finite-%d\\u0001\""
+                         : "\001ae-non-finite-%d\001",
                   k);
 }
 
@@ -68,8 +69,8 @@ static int non_finite_at(const char *text, size_t len, size_t pos,
 
 /* Writes into out the pointer of the string value equal to marker inside
  * j (pointer is j's own).  Returns 1 when found. */
-static int find_marker(const json_t *j, const char *marker,
-                       const char *pointer, char *out, size_t size) {
+static int find_marker(const json_t *j, const char *marker, const char *pointer,
+                       char *out, size_t size) {
   char child[AE_PTR_MAX];
   if (json_is_string(j)) {
     if (strcmp(json_string_value(j), marker) != 0) return 0;
@@ -104,9 +105,8 @@ static int locate_non_finite(const char *text, size_t len,
                              char first_word[16]) {
   size_t start, length;
   char word[16];
-  if (err->position < 0 ||
-      !non_finite_at(text, len, (size_t)err->position, &start, &length, word,
-                     sizeof word))
+  if (err->position < 0 || !non_finite_at(text, len, (size_t)err->position,
+                                          &start, &length, word, sizeof word))
     return 0;
   char words[MAX_NON_FINITE][16];
   int found = 0;
@@ -130,8 +130,8 @@ static int locate_non_finite(const char *text, size_t len,
     json_error_t again;
     parsed = json_loadb(copy, copy_len, PARSE_FLAGS, &again);
     if (parsed || found == MAX_NON_FINITE || again.position < 0 ||
-        !non_finite_at(copy, copy_len, (size_t)again.position, &start,
-                       &length, word, sizeof word))
+        !non_finite_at(copy, copy_len, (size_t)again.position, &start, &length,
+                       word, sizeof word))
       break;
   }
   free(copy);
@@ -165,8 +165,8 @@ int ae_json_parse_body(const char *buf, size_t len, json_t **out,
   if (!j) {
     int line = err.line < 0 ? 0 : err.line;
     int column = err.column < 0 ? 0 : err.column;
-    ae_problem_set(p, 400, "invalid_json", NULL, "line %d, column %d: %s",
-                   line, column, err.text);
+    ae_problem_set(p, 400, "invalid_json", NULL, "line %d, column %d: %s", line,
+                   column, err.text);
     char word[16];
     size_t first = p->n_errors;
     if (locate_non_finite(buf, len, &err, p, word) > 0)

@@ -526,8 +526,7 @@ static int check_output_width(ae_request *out, const data_meta *m,
                    "the output (node \"%s\") has %d units but the data has "
                    "%d classes (%s); make the output %d wide%s",
                    id, width, classes,
-                   m->info ? "from the dataset" : "/data/num_classes",
-                   classes,
+                   m->info ? "from the dataset" : "/data/num_classes", classes,
                    m->info ? "" : " or set /data/num_classes to match");
     return 1;
   }

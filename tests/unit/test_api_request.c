@@ -474,8 +474,7 @@ START_TEST(graph_output_width) {
   for (size_t i = 0; i < 3; i++) {
     body = graph_body(5, contradicted[i]);
     ae_problem p = AE_PROBLEM_INIT;
-    ck_assert_int_eq(ae_request_parse(body, &catalog, &lim, &r, &p),
-                     AE_EINVAL);
+    ck_assert_int_eq(ae_request_parse(body, &catalog, &lim, &r, &p), AE_EINVAL);
     ck_assert_int_eq(p.status, 422);
     ck_assert_msg(has_pointer(&p, "/architecture/output"), "case %zu", i);
     ck_assert_ptr_nonnull(strstr(p.errors[0].detail, "5 units"));
