@@ -21,6 +21,7 @@ state it keeps); a Job is a plain snapshot refreshed by its methods.
 """
 
 import email.utils
+import hashlib
 import http.client
 import json
 import os
@@ -345,6 +346,8 @@ class Client:
                                   {"jobs": requests}, idempotency_key)
             return [Job(self, job) for job in answer["jobs"]]
         key = idempotency_key or str(uuid.uuid4())
+        if len(key) > 200:  # the server takes keys of up to 255 characters
+            key = hashlib.sha256(key.encode("utf-8")).hexdigest()
         jobs = []
         for chunk, first in enumerate(range(0, len(requests), size)):
             try:
