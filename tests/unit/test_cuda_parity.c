@@ -36,6 +36,7 @@
 #include "gpu/analytic/analytic.h"
 #include "gpu/cuda/cuda_net.h"
 #include "gpu/dataset.h"
+#include "gpu/engine.h"
 #include "gpu/host/graph_build.h"
 #include "gpu/host/net.h"
 #include "gpu/philox.h"
