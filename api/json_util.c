@@ -210,9 +210,12 @@ static size_t shortest_real(const char *s, size_t len, char *out) {
   char *e = strchr(buf, 'e');
   if (e) {
     char *src = e + 1, *dst = e + 1;
-    if (*src == '+') src++;
-    else if (*src == '-') *dst++ = *src++;
-    while (*src == '0' && src[1]) src++;
+    if (*src == '+')
+      src++;
+    else if (*src == '-')
+      *dst++ = *src++;
+    while (*src == '0' && src[1])
+      src++;
     memmove(dst, src, strlen(src) + 1);
   }
   /* Keep it a JSON real: "1" -> "1.0" (jansson reads it back as real). */
@@ -234,8 +237,10 @@ char *ae_json_dumps_flags(const json_t *j, size_t flags) {
     char c = text[r];
     if (in_string) {
       text[w++] = text[r++];
-      if (c == '\\' && text[r]) text[w++] = text[r++];
-      else if (c == '"') in_string = 0;
+      if (c == '\\' && text[r])
+        text[w++] = text[r++];
+      else if (c == '"')
+        in_string = 0;
       continue;
     }
     if (c == '"') {
@@ -245,7 +250,8 @@ char *ae_json_dumps_flags(const json_t *j, size_t flags) {
     }
     if (c == '-' || (c >= '0' && c <= '9')) {
       size_t start = r;
-      while (text[r] && strchr("+-0123456789.eE", text[r])) r++;
+      while (text[r] && strchr("+-0123456789.eE", text[r]))
+        r++;
       char out[40];
       size_t n = shortest_real(text + start, r - start, out);
       if (n > r - start) n = r - start; /* cannot happen; stay in bounds */
