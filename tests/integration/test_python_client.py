@@ -26,6 +26,7 @@ drives everything; one helper thread submits during the 429 test.
 """
 
 import io
+import json
 import os
 import sys
 import threading
@@ -220,6 +221,16 @@ def test_large_bodies(client, url):
                 "upload (Expect: 100-continue)")
     h.check(err is not None and "65536" in str(err) and
             "not sent" not in str(err), "the 413 is the server's own", err)
+    # A large body within the limits goes after the server's 100 Continue.
+    inline = {"architecture": {"type": "mlp_dag", "dag": "2", "width": 8},
+              "data": {"inputs": [[(i * 7919 % 1000) / 997.0 + k
+                                   for i in range(600)] for k in range(2)]},
+              "metrics": ["topology"]}
+    size = len(json.dumps(inline))
+    job = client.submit_request(inline)
+    h.check(ac.client.LARGE_BODY_BYTES <= size < 65536 and
+            job.wait(timeout=300)["topology"]["params"] > 0,
+            "a %d-byte body within the limits is sent and scored" % size)
     # Stale limits and no Expect: the body is sent, the server refuses it
     # (a reset, or its 413), and the client reports the 413.
     stale = ac.Client(url, retries=5)
