@@ -54,6 +54,7 @@ typedef struct {
   int max_connections_per_ip;   /* 64 */
   char **datasets;              /* NAME=PATH specs */
   size_t n_datasets;
+  const char *datasets_dir;     /* --datasets-dir, or NULL */
   int log_json;           /* --log-format json */
   ae_log_level log_level; /* info */
   char *state_dir;        /* NULL or "": no store */

@@ -294,17 +294,19 @@ static json_t *backends_json(ae_server *srv) {
 static json_t *datasets_json(ae_server *srv) {
   json_t *a = json_array();
   if (!a) return NULL;
-  json_array_append_new(a,
-                        json_pack("{s:s, s:n, s:i, s:n}", "name", "synthetic",
-                                  "shape", "num_classes", 10, "size"));
+  json_array_append_new(a, json_pack("{s:s, s:s, s:n, s:i, s:n}", "name",
+                                     "synthetic", "format", "synthetic",
+                                     "shape", "num_classes", 10, "size"));
   for (size_t i = 0; i < srv->registry.n; i++) {
     const ae_dataset_info *d = &srv->registry.infos[i];
     json_t *shape = json_array();
     for (int k = 0; shape && k < d->rank; k++)
       json_array_append_new(shape, json_integer(d->shape[k]));
-    json_array_append_new(a, json_pack("{s:s, s:o, s:i, s:I}", "name", d->name,
-                                       "shape", shape, "num_classes",
-                                       d->num_classes, "size",
+    const ae_dataset *set = &srv->registry.sets[i];
+    json_array_append_new(a, json_pack("{s:s, s:s, s:s, s:o, s:i, s:I}", "name",
+                                       d->name, "format", set->format, "split",
+                                       set->split, "shape", shape,
+                                       "num_classes", d->num_classes, "size",
                                        (json_int_t)d->size));
   }
   return a;

@@ -42,6 +42,7 @@ enum {
   OPT_MAX_CONNECTIONS,
   OPT_MAX_CONNECTIONS_PER_IP,
   OPT_DATASET,
+  OPT_DATASETS_DIR,
   OPT_LOG_FORMAT,
   OPT_LOG_LEVEL,
   OPT_STATE_DIR,
@@ -72,6 +73,7 @@ static const struct option long_options[] = {
     {"max-connections-per-ip", required_argument, NULL,
      OPT_MAX_CONNECTIONS_PER_IP},
     {"dataset", required_argument, NULL, OPT_DATASET},
+    {"datasets-dir", required_argument, NULL, OPT_DATASETS_DIR},
     {"log-format", required_argument, NULL, OPT_LOG_FORMAT},
     {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
     {"state-dir", required_argument, NULL, OPT_STATE_DIR},
@@ -121,6 +123,8 @@ static void usage(FILE *out) {
       "  --dataset=NAME=PATH[,...]    register a dataset (repeatable; default\n"
       "                               none beyond synthetic and an installed\n"
       "                               fashion-mnist)\n"
+      "  --datasets-dir=DIR           register every dataset found one level\n"
+      "                               under DIR (default none)\n"
       "  --log-format=text|json       log line format (default text)\n"
       "  --log-level=debug|info|warn|error  (default info)\n"
       "  --state-dir=DIR              job store folder (default %s;\n"
@@ -272,6 +276,9 @@ static int parse_options(int argc, char **argv, ae_options *o) {
       o->datasets[o->n_datasets++] = optarg;
       break;
     }
+    case OPT_DATASETS_DIR:
+      o->datasets_dir = optarg;
+      break;
     case OPT_LOG_FORMAT:
       if (!strcmp(optarg, "json")) {
         o->log_json = 1;
@@ -491,6 +498,12 @@ void ae_server_shutdown(ae_server *srv) {
 
 /* ---- main ---- */
 
+/* --datasets-dir: what was registered (info) or skipped (warning). */
+static void log_dataset_found(void *ctx, int warning, const char *message) {
+  (void)ctx;
+  ae_log(warning ? AE_LOG_WARN : AE_LOG_INFO, "--datasets-dir: %s", message);
+}
+
 int main(int argc, char **argv) {
   /* OpenBLAS picks its kernels at load: name this CPU's core first. */
   ae_blas_tune_and_reexec(argc, argv);
@@ -533,18 +546,26 @@ int main(int argc, char **argv) {
   int status = 1;
   int loop_open = 0, jobs_open = 0, registry_open = 0;
   ae_problem p = AE_PROBLEM_INIT;
+  ae_error derr = AE_ERROR_INIT;
 
-  if (ae_dataset_registry_init(&srv->registry, 1, &p)) {
-    ae_log(AE_LOG_ERROR, "datasets: %s", p.detail ? p.detail : "failed");
+  if (ae_dataset_registry_init(&srv->registry, 1, &derr)) {
+    ae_log(AE_LOG_ERROR, "datasets: %s", derr.reason ? derr.reason : "failed");
     goto out;
   }
   registry_open = 1;
   for (size_t i = 0; i < opt.n_datasets; i++)
-    if (ae_dataset_registry_add(&srv->registry, opt.datasets[i], &p)) {
+    if (ae_dataset_registry_add(&srv->registry, opt.datasets[i], &derr)) {
       ae_log(AE_LOG_ERROR, "--dataset %s: %s", opt.datasets[i],
-             p.detail ? p.detail : "failed");
+             derr.reason ? derr.reason : "failed");
       goto out;
     }
+  if (opt.datasets_dir &&
+      ae_dataset_registry_add_dir(&srv->registry, opt.datasets_dir,
+                                  log_dataset_found, NULL, &derr)) {
+    ae_log(AE_LOG_ERROR, "--datasets-dir: %s",
+           derr.reason ? derr.reason : "failed");
+    goto out;
+  }
   srv->catalog = ae_dataset_registry_catalog(&srv->registry);
   ae_limits_default(&srv->limits);
   srv->limits.default_timeout_ms = opt.default_timeout_ms;
@@ -586,6 +607,7 @@ int main(int argc, char **argv) {
 
 out:
   ae_problem_clear(&p);
+  ae_error_clear(&derr);
   if (loop_open) {
     /* On a start-up failure the loop never ran: stop what is open. */
     if (!srv->stopping) {

@@ -37,12 +37,12 @@ tests/fuzz/fuzz_graph: tests/fuzz/fuzz_graph.c $(api_libaeapi_a_SOURCES)
 	@$(MKDIR_P) tests/fuzz
 	$(AM_V_CC)$(FUZZ_SRCS); $(FUZZ_CC) -o $@ $$srcs $(FUZZ_LIBS)
 
-tests/fuzz/fuzz_idx: tests/fuzz/fuzz_idx.c gpu/dataset.c gpu/dataset.h \
+tests/fuzz/fuzz_idx: tests/fuzz/fuzz_idx.c $(AE_DATASET_SOURCES) \
 		$(api_libaeapi_a_SOURCES)
 	@$(MKDIR_P) tests/fuzz
 	$(AM_V_CC)$(FUZZ_SRCS); $(FUZZ_CC) -o $@ $$srcs $(FUZZ_LIBS)
 
-tests/fuzz/fuzz_dataset: tests/fuzz/fuzz_dataset.c gpu/dataset.c gpu/dataset.h \
+tests/fuzz/fuzz_dataset: tests/fuzz/fuzz_dataset.c $(AE_DATASET_SOURCES) \
 		$(api_libaeapi_a_SOURCES)
 	@$(MKDIR_P) tests/fuzz
 	$(AM_V_CC)$(FUZZ_SRCS); $(FUZZ_CC) -o $@ $$srcs $(FUZZ_LIBS)
