@@ -1,11 +1,19 @@
-/* store.h: the durable job store behind archevald (issue 6).
+/* store.h: the durable job store behind archevald (issues 6 and 15).
  *
  * Every accepted job is written here before its 202 is sent; state
  * changes and results are written as they happen; at start the daemon
  * loads every job back, re-queues those that were queued or running, and
- * serves finished ones until they expire.  The implementation is SQLite in
- * WAL mode (store_sqlite.c); the interface is small so that a shared,
- * server-backed store can be added later for several daemons.
+ * serves finished ones until they expire.
+ *
+ * Backends.  An ae_store is a handle with an operations table
+ * (store_backend.h) that the functions below dispatch through:
+ *   - SQLite in WAL mode (store_sqlite.c), the default for one machine:
+ *     ae_store_open(DIR, ...) or ae_store_open_url(DIR, ...);
+ *   - PostgreSQL (store_pg.c, built when configure finds libpq), for a
+ *     store outside the daemon: ae_store_open_url("postgresql://...") or
+ *     a libpq "key=value" conninfo string.
+ * Both keep the same semantics (the same unit tests run on both); every
+ * call is timed into a latency histogram (ae_store_latency_read).
  *
  * Thread: an ae_store is used only by the loop thread that opened it. */
 #ifndef AE_STORE_H
@@ -51,9 +59,53 @@ typedef struct ae_store ae_store;
  * 0 or AE_EIO with err filled.  The file is held in exclusive mode: a
  * second process (another daemon on the same dir) fails to open it.  Jobs
  * that were running when the previous process died are put back to queued
- * (worker and started_ms cleared) before ae_store_load sees them. */
+ * (worker and started_ms cleared) before ae_store_load sees them.  Always
+ * SQLite, whatever DIR looks like (the behaviour before issue 15). */
 int ae_store_open(const char *dir, ae_store_sync sync, ae_store **out,
                   char *err, size_t errlen);
+
+typedef enum {
+  AE_STORE_BACKEND_SQLITE,
+  AE_STORE_BACKEND_POSTGRESQL
+} ae_store_backend_kind;
+
+/* Which backend ae_store_open_url would choose for TARGET: PostgreSQL for
+ * a "postgresql://" or "postgres://" URL or a libpq conninfo string (it
+ * begins with "keyword=", e.g. "host=/run/pg dbname=archeval"), SQLite for
+ * anything else, a directory.  A directory whose name begins like
+ * "word=" must be written "./word=...". */
+ae_store_backend_kind ae_store_backend_of(const char *target);
+
+/* Opens the store TARGET names (see ae_store_backend_of): a directory
+ * exactly as ae_store_open (SYNC applies to SQLite only), or a PostgreSQL
+ * database.  For PostgreSQL the store connects once (one connection per
+ * handle: a daemon holds exactly one), creates or migrates its schema,
+ * takes the database for this process (a second daemon on the same
+ * database is refused, as with SQLite, until the fleet's leases exist)
+ * and re-queues jobs left running.  0, AE_EIO with err filled (the
+ * server's message, never the password), or AE_EUNSUPPORTED when TARGET
+ * is PostgreSQL and this build has no libpq ("built without
+ * PostgreSQL"). */
+int ae_store_open_url(const char *target, ae_store_sync sync, ae_store **out,
+                      char *err, size_t errlen);
+
+/* Where the store's URL comes from, in this order: FLAG (--store URL),
+ * the first line of the file FILE (--store-file PATH, e.g. a Kubernetes
+ * Secret mounted as a file; trailing blanks and newline removed), then
+ * ENV (the value of ARCHEVAL_STORE_URL, passed by the caller).  NULL or ""
+ * means not given.  Both FLAG and FILE given is an error (which one is
+ * meant?).  Writes the URL to out (empty when none was given: the caller
+ * falls back to its state dir) and returns 0, or returns AE_EINVAL /
+ * AE_EIO with err filled (an unreadable or empty file, a URL longer than
+ * outlen).  The URL may hold a password: log it through
+ * ae_store_redact_url only. */
+int ae_store_resolve_url(const char *flag, const char *env, const char *file,
+                         char *out, size_t outlen, char *err, size_t errlen);
+
+/* Copies TARGET to out with any password replaced by "***" (the userinfo
+ * password of a URL, a password= parameter of a URL or a conninfo), for
+ * logs.  Always NUL-terminates (truncating when outlen is short). */
+void ae_store_redact_url(const char *target, char *out, size_t outlen);
 
 /* Inserts jobs in one transaction (a single job, or a whole batch: all or
  * nothing).  Returns once committed.  AE_EINVAL when an id already exists
@@ -87,5 +139,46 @@ void ae_store_close(ae_store *s);
 /* The message of the last failed call on s, for the log; static storage
  * in s, valid until the next call. */
 const char *ae_store_errmsg(const ae_store *s);
+
+/* 0 when the store can be written now, else AE_EIO with errmsg set: for
+ * readiness.  A PostgreSQL store that lost its server tries to reconnect
+ * here (subject to its back-off) and runs a trivial query; SQLite always
+ * answers 0. */
+int ae_store_ping(ae_store *s);
+
+/* "sqlite" or "postgresql". */
+const char *ae_store_backend_name(const ae_store *s);
+
+/* ---- latency, for /metrics ---- */
+
+/* The kinds of store calls, each with its own histogram. */
+typedef enum {
+  AE_STORE_OP_INSERT,  /* ae_store_insert (one transaction) */
+  AE_STORE_OP_UPDATE,  /* mark running / cancel requested, finish, delete */
+  AE_STORE_OP_EXPIRE,  /* ae_store_expire */
+  AE_STORE_OP_LOAD,    /* ae_store_load, without the time spent in fn */
+  AE_STORE_OP_COUNT
+} ae_store_op;
+
+/* Upper bounds of the histogram's buckets, in seconds (Prometheus "le"
+ * values); the last bucket, +Inf, has no bound here. */
+#define AE_STORE_LATENCY_BUCKETS 12
+extern const double ae_store_latency_bounds[AE_STORE_LATENCY_BUCKETS];
+
+/* One histogram, cumulative since open.  count[i] is the number of calls
+ * that took at most ae_store_latency_bounds[i] seconds and more than the
+ * bound before it (not cumulative: sum them for a Prometheus "le"
+ * series); count[AE_STORE_LATENCY_BUCKETS] holds the slower ones. */
+typedef struct {
+  unsigned long long count[AE_STORE_LATENCY_BUCKETS + 1];
+  unsigned long long calls;  /* every call, failed ones included */
+  unsigned long long errors; /* calls that returned an error */
+  double sum_s;              /* total time, seconds */
+} ae_store_latency;
+
+/* Copies the histogram of OP to out.  0, or AE_EINVAL for a bad op.  Call
+ * from the thread that owns s (the loop thread renders /metrics). */
+int ae_store_latency_read(const ae_store *s, ae_store_op op,
+                          ae_store_latency *out);
 
 #endif
