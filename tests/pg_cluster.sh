@@ -51,6 +51,8 @@ find_bindir() {
       return 0
     fi
   fi
+  # Newest version first (sort -V: 15 after 9.6).
+  # shellcheck disable=SC2012
   for d in $(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V -r); do
     if [ -x "$d/initdb" ] && [ -x "$d/pg_ctl" ] && [ -x "$d/createdb" ]; then
       echo "$d"
@@ -137,8 +139,13 @@ cluster_exports() {
   AE_TEST_PG_DIR=$dir
   AE_TEST_PG_DSN="host=$dir port=$port user=archeval dbname=archeval"
   AE_TEST_PG_URL="postgresql://archeval@/archeval?host=$dir&port=$port"
+  # Commands for system(): the quotes are meant for the shell that runs
+  # them.
+  # shellcheck disable=SC2089,SC2090
   AE_TEST_PG_STOP="'$self' server-stop '$dir'"
+  # shellcheck disable=SC2089,SC2090
   AE_TEST_PG_START="'$self' server-start '$dir'"
+  # shellcheck disable=SC2090
   export AE_TEST_PG_DIR AE_TEST_PG_DSN AE_TEST_PG_URL AE_TEST_PG_STOP \
     AE_TEST_PG_START
 }

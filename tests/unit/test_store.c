@@ -1093,6 +1093,27 @@ START_TEST(test_pg_open_errors) {
 }
 END_TEST
 
+/* Text the database cannot hold (not UTF-8) is the caller's error, and
+ * the store goes on working. */
+START_TEST(test_pg_bad_text) {
+  make_target();
+  ae_store *s = open_store(target, AE_STORE_SYNC_FULL);
+  ae_store_job jobs[2] = {queued_job("j_ok", 1), queued_job("j_bad", 2)};
+  jobs[1].idempotency_key = "key-\xff\xfe";
+  ck_assert_int_eq(ae_store_insert(s, jobs, 2), AE_EINVAL);
+  ck_assert_msg(strstr(ae_store_errmsg(s), "j_bad") != NULL &&
+                    strstr(ae_store_errmsg(s), "SQLSTATE 22") != NULL,
+                "%s", ae_store_errmsg(s));
+  ck_assert_int_eq(ae_store_insert(s, jobs, 1), 0);
+  loaded_set set;
+  load_all(s, &set);
+  ck_assert_uint_eq(set.count, 1);
+  loaded_set_free(&set);
+  ae_store_close(s);
+  remove_targets();
+}
+END_TEST
+
 static double seconds_since(const struct timespec *t0) {
   struct timespec t1;
   clock_gettime(CLOCK_MONOTONIC, &t1);
@@ -1208,6 +1229,7 @@ static Suite *store_suite(void) {
 #ifdef HAVE_LIBPQ
     tcase_add_test(tc, test_pg_schema_versions);
     tcase_add_test(tc, test_pg_open_errors);
+    tcase_add_test(tc, test_pg_bad_text);
 #endif
   }
   suite_add_tcase(suite, tc);
