@@ -26,8 +26,9 @@
 # socket path must stay under 108 bytes).  Exits 77 (skip) when no initdb.
 #
 # The server runs with fsync=off: the tests check the store's logic, and
-# a thrown-away cluster needs no durability (it makes initdb, CREATE
-# DATABASE and commits much cheaper on CI's disks).
+# a thrown-away cluster needs no durability (it makes CREATE DATABASE and
+# commits much cheaper on CI's disks); AE_PG_DURABLE=1 keeps PostgreSQL's
+# defaults (fsync on), for latency measurements.
 set -eu
 
 self=$(cd "$(dirname "$0")" && pwd)/$(basename "$0")
@@ -119,9 +120,10 @@ cluster_start() {
     chmod 0711 "$dir"
   fi
   echo "$bindir" >"$dir/bindir"
+  durability="-c fsync=off -c full_page_writes=off -c synchronous_commit=off"
+  [ "${AE_PG_DURABLE:-0}" = 0 ] || durability=""
   echo "-c listen_addresses='' -c unix_socket_directories='$dir'" \
-    "-c port=$port -c fsync=off -c full_page_writes=off" \
-    "-c synchronous_commit=off -c max_connections=40" \
+    "-c port=$port $durability -c max_connections=40" \
     "-c shared_buffers=16MB" >"$dir/options"
   (cd "$dir" && as_server "$bindir/initdb" -D "$dir/data" -U archeval \
     -A trust -E UTF8 --locale=C -N >"$dir/initdb.log" 2>&1) || {
@@ -129,9 +131,12 @@ cluster_start() {
     cat "$dir/initdb.log" >&2
     return 1
   }
+  t_initdb=$(elapsed "$t0")
   server_start "$dir" || return 1
+  t_start=$(elapsed "$t0")
   "$bindir/createdb" -h "$dir" -p "$port" -U archeval archeval || return 1
-  say "initdb, start and createdb in $(elapsed "$t0") s ($bindir)"
+  say "ready in $(elapsed "$t0") s (initdb done at $t_initdb s, server" \
+    "up at $t_start s; $bindir${durability:+; fsync off})"
 }
 
 cluster_exports() {
