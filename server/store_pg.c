@@ -66,6 +66,10 @@
 /* Rows per page of ae_store_load: bounded memory, and the connection is
  * free between pages for the writes the callback makes. */
 #define AE_PG_LOAD_PAGE "500"
+/* Columns of a job, and jobs per INSERT statement (the protocol allows
+ * 65535 parameters). */
+#define PG_JOB_FIELDS 17
+#define PG_INSERT_ROWS_MAX 1000
 
 /* Migration N (index N - 1) takes the schema from version N - 1 to N.
  * Timestamps are NULL where the API says null (0 in ae_store_job);
@@ -209,6 +213,9 @@ static const char *pg_conn_message(const pg_store *s) {
 static int pg_fail(pg_store *s, const PGresult *res, const char *what) {
   const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
   const char *message = res ? PQresultErrorMessage(res) : NULL;
+  if ((!message || !message[0]) && res &&
+      PQresultStatus(res) != PGRES_FATAL_ERROR)
+    message = PQresStatus(PQresultStatus(res)); /* not the expected kind */
   if (!message || !message[0]) message = pg_conn_message(s);
   if (state)
     pg_set_error(s, "%s: %s (SQLSTATE %s)", what, message, state);
@@ -491,6 +498,76 @@ static void pg_rollback_quietly(pg_store *s) {
   PQclear(res);
 }
 
+/* The 17 parameters of one job, in PG_JOB_COLUMNS order; its numbers are
+ * written to numbers[0..7). */
+static void pg_job_values(const ae_store_job *j, const char **values,
+                          char (*numbers)[24]) {
+  values[0] = j->id;
+  values[1] = ae_store_state_name(j->state);
+  values[2] = j->cancel_requested ? "true" : "false";
+  values[3] = j->request_json;
+  values[4] = j->result_json;
+  values[5] = j->error_json;
+  values[6] = j->worker;
+  values[7] = j->idempotency_key;
+  values[8] = j->body_hash;
+  values[9] = j->client_ref;
+  values[10] = pg_int_text(numbers[0], sizeof numbers[0], j->priority, 0);
+  values[11] = pg_int_text(numbers[1], sizeof numbers[1], j->timeout_ms, 0);
+  values[12] = pg_int_text(numbers[2], sizeof numbers[2], j->created_ms, 1);
+  values[13] = pg_int_text(numbers[3], sizeof numbers[3], j->started_ms, 1);
+  values[14] = pg_int_text(numbers[4], sizeof numbers[4], j->finished_ms, 1);
+  values[15] = pg_int_text(numbers[5], sizeof numbers[5], j->expires_ms, 1);
+  values[16] = pg_int_text(numbers[6], sizeof numbers[6], j->seq, 0);
+}
+
+/* One INSERT statement for jobs[0..n), n <= PG_INSERT_ROWS_MAX: the
+ * prepared statement for one job, a multi-row statement built here for
+ * more (one round trip; a statement is atomic by itself). */
+static int pg_insert_rows(pg_store *s, const ae_store_job *jobs, size_t n) {
+  static const char head[] =
+      "INSERT INTO archeval_jobs (" PG_JOB_COLUMNS ") VALUES ";
+  const char **values = malloc(n * PG_JOB_FIELDS * sizeof *values);
+  char(*numbers)[24] = malloc(n * 7 * sizeof *numbers);
+  /* "$NNNNN, " is at most 8 bytes; "(", ")" and ", " per row. */
+  size_t cap = sizeof head + n * (PG_JOB_FIELDS * 8 + 4);
+  char *sql = n > 1 ? malloc(cap) : NULL;
+  if (!values || !numbers || (n > 1 && !sql)) {
+    free(values);
+    free(numbers);
+    free(sql);
+    pg_set_error(s, "insert: out of memory");
+    return AE_ENOMEM;
+  }
+  for (size_t i = 0; i < n; i++)
+    pg_job_values(&jobs[i], values + i * PG_JOB_FIELDS, numbers + i * 7);
+  PGresult *res;
+  if (n == 1) {
+    res = PQexecPrepared(s->conn, pg_statements[PG_INSERT].name, PG_JOB_FIELDS,
+                         values, NULL, NULL, 0);
+  } else {
+    size_t used = (size_t)snprintf(sql, cap, "%s", head);
+    int param = 1;
+    for (size_t i = 0; i < n; i++) {
+      used += (size_t)snprintf(sql + used, cap - used, "%s(", i ? ", " : "");
+      for (int f = 0; f < PG_JOB_FIELDS; f++)
+        used += (size_t)snprintf(sql + used, cap - used, "%s$%d", f ? ", " : "",
+                                 param++);
+      used += (size_t)snprintf(sql + used, cap - used, ")");
+    }
+    res = PQexecParams(s->conn, sql, (int)(n * PG_JOB_FIELDS), NULL, values,
+                       NULL, NULL, 0);
+  }
+  int status = 0;
+  if (!res || PQresultStatus(res) != PGRES_COMMAND_OK)
+    status = pg_fail(s, res, "insert");
+  PQclear(res);
+  free(values);
+  free(numbers);
+  free(sql);
+  return status;
+}
+
 static int pg_store_insert(void *impl, const ae_store_job *jobs, size_t n) {
   pg_store *s = impl;
   if (!s || (!jobs && n > 0)) return AE_EINVAL;
@@ -507,52 +584,34 @@ static int pg_store_insert(void *impl, const ae_store_job *jobs, size_t n) {
   }
   int status = pg_ready(s);
   if (status) return status;
-  status = pg_exec(s, "BEGIN", PGRES_COMMAND_OK, "insert: begin");
-  for (size_t i = 0; i < n && !status; i++) {
-    const ae_store_job *j = &jobs[i];
-    char priority[24], timeout[24], created[24], started[24], finished[24],
-        expires[24], seq[24];
-    const char *values[17] = {
-        j->id,
-        ae_store_state_name(j->state),
-        j->cancel_requested ? "true" : "false",
-        j->request_json,
-        j->result_json,
-        j->error_json,
-        j->worker,
-        j->idempotency_key,
-        j->body_hash,
-        j->client_ref,
-        pg_int_text(priority, sizeof priority, j->priority, 0),
-        pg_int_text(timeout, sizeof timeout, j->timeout_ms, 0),
-        pg_int_text(created, sizeof created, j->created_ms, 1),
-        pg_int_text(started, sizeof started, j->started_ms, 1),
-        pg_int_text(finished, sizeof finished, j->finished_ms, 1),
-        pg_int_text(expires, sizeof expires, j->expires_ms, 1),
-        pg_int_text(seq, sizeof seq, j->seq, 0),
-    };
-    PGresult *res =
-        pg_run(s, PG_INSERT, values, PGRES_COMMAND_OK, "insert", &status);
-    PQclear(res);
-    if (status == AE_EINVAL) {
-      char server[sizeof s->errmsg];
-      memcpy(server, s->errmsg, sizeof server);
-      pg_set_error(s, "insert: job '%s' already exists or is invalid: %s",
-                   j->id, server);
-    }
+  /* Up to PG_INSERT_ROWS_MAX jobs are one statement; more are several in
+   * one transaction.  Either way all or nothing. */
+  int chunked = n > PG_INSERT_ROWS_MAX;
+  if (chunked) status = pg_exec(s, "BEGIN", PGRES_COMMAND_OK, "insert: begin");
+  for (size_t done = 0; done < n && !status;) {
+    size_t rows = n - done < PG_INSERT_ROWS_MAX ? n - done : PG_INSERT_ROWS_MAX;
+    status = pg_insert_rows(s, jobs + done, rows);
+    done += rows;
   }
-  if (!status) {
+  if (chunked && !status)
     status = pg_exec(s, "COMMIT", PGRES_COMMAND_OK, "insert: commit");
-    if (status && PQstatus(s->conn) != CONNECTION_OK) {
-      char server[sizeof s->errmsg];
-      memcpy(server, s->errmsg, sizeof server);
-      pg_set_error(s,
-                   "%s (the connection was lost during COMMIT: the "
-                   "jobs may or may not be stored)",
-                   server);
-    }
-  }
-  if (status) pg_rollback_quietly(s);
+  if (!status) return 0;
+  char server[sizeof s->errmsg];
+  memcpy(server, s->errmsg, sizeof server);
+  if (status == AE_EINVAL && n == 1)
+    pg_set_error(s, "insert: job '%s' already exists or is invalid: %s",
+                 jobs[0].id, server);
+  else if (status == AE_EINVAL)
+    pg_set_error(s,
+                 "insert: a job of the batch already exists or is "
+                 "invalid (nothing inserted): %s",
+                 server);
+  else if (PQstatus(s->conn) != CONNECTION_OK)
+    pg_set_error(s,
+                 "%s (the connection was lost: the jobs may or may not "
+                 "be stored)",
+                 server);
+  pg_rollback_quietly(s);
   return status;
 }
 

