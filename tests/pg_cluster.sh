@@ -174,8 +174,15 @@ run)
   cluster_start
   cluster_exports "$cluster_dir"
   say "DSN: $AE_TEST_PG_DSN"
+  # In the background, so that a signal to this script is handled at
+  # once (the trap ends the command, then EXIT removes the cluster).
+  timeout -k 10 "${AE_PG_TIMEOUT:-900}" "$@" &
+  child=$!
+  trap 'kill -TERM "$child" 2>/dev/null; exit 129' HUP
+  trap 'kill -TERM "$child" 2>/dev/null; exit 130' INT
+  trap 'kill -TERM "$child" 2>/dev/null; exit 143' TERM
   status=0
-  timeout -k 10 "${AE_PG_TIMEOUT:-900}" "$@" || status=$?
+  wait "$child" || status=$?
   [ "$status" != 124 ] || say "the command timed out"
   exit "$status"
   ;;
