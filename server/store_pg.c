@@ -352,16 +352,24 @@ static void pg_ignore_notice(void *arg, const char *message) {
 static int pg_connect(pg_store *s, int first) {
   if (s->conn) PQfinish(s->conn);
   /* Later entries override earlier ones: defaults first, then what the
-   * target says, then what this code relies on. */
-  const char *keywords[] = {"connect_timeout",  "fallback_application_name",
-                            "keepalives_idle",  "keepalives_interval",
-                            "keepalives_count", "dbname",
-                            "client_encoding",  NULL};
+   * target says, then what this code relies on.  Over TCP, keepalives
+   * and tcp_user_timeout bound how long a call can hang on a server or
+   * network that stopped answering (about 30 s instead of forever). */
+  const char *keywords[] = {"connect_timeout",
+                            "fallback_application_name",
+                            "keepalives_idle",
+                            "keepalives_interval",
+                            "keepalives_count",
+                            "tcp_user_timeout",
+                            "dbname",
+                            "client_encoding",
+                            NULL};
   const char *values[] = {AE_PG_CONNECT_TIMEOUT_S,
                           "archevald",
-                          "30",
                           "10",
+                          "5",
                           "3",
+                          "30000",
                           s->conninfo,
                           "UTF8",
                           NULL};
@@ -377,9 +385,14 @@ static int pg_connect(pg_store *s, int first) {
   /* The server's notices (a table that already exists, the FATAL of a
    * shutdown) would go to stderr: errors reach the log as values. */
   PQsetNoticeProcessor(s->conn, pg_ignore_notice, NULL);
-  char sql[160];
+  /* The server's own keepalives end the session of a client that
+   * vanished (a partition) in about 30 s rather than the OS's 2 hours:
+   * that session holds the store's lock, which a reconnect needs. */
+  char sql[256];
   snprintf(sql, sizeof sql,
-           "SET statement_timeout = %d; SET client_min_messages = warning",
+           "SET statement_timeout = %d; SET client_min_messages = warning;"
+           " SET tcp_keepalives_idle = 10; SET tcp_keepalives_interval = 5;"
+           " SET tcp_keepalives_count = 3",
            AE_PG_STATEMENT_TIMEOUT_MS);
   int status = pg_exec(s, sql, PGRES_COMMAND_OK, "session settings");
   if (!status) status = pg_take_ownership(s);

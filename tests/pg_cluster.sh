@@ -23,7 +23,8 @@
 # Settings: AE_PG_BINDIR (where initdb is; default: PATH, then the newest
 # /usr/lib/postgresql/*/bin), AE_PG_USER (the server's user when run as
 # root; default nobody), AE_PG_TMP (parent of the dir; default /tmp: a
-# socket path must stay under 108 bytes).  Exits 77 (skip) when no initdb.
+# socket path must stay under 108 bytes), AE_PG_TCP_PORT (also listen on
+# 127.0.0.1:PORT, and give DSNs over TCP).  Exits 77 (skip) when no initdb.
 #
 # The server runs with fsync=off: the tests check the store's logic, and
 # a thrown-away cluster needs no durability (it makes CREATE DATABASE and
@@ -32,7 +33,7 @@
 set -eu
 
 self=$(cd "$(dirname "$0")" && pwd)/$(basename "$0")
-port=5432
+port=${AE_PG_TCP_PORT:-5432}
 
 now() { date +%s.%N; }
 elapsed() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.2f", b - a }'; }
@@ -122,7 +123,9 @@ cluster_start() {
   echo "$bindir" >"$dir/bindir"
   durability="-c fsync=off -c full_page_writes=off -c synchronous_commit=off"
   [ "${AE_PG_DURABLE:-0}" = 0 ] || durability=""
-  echo "-c listen_addresses='' -c unix_socket_directories='$dir'" \
+  listen=""
+  [ -z "${AE_PG_TCP_PORT:-}" ] || listen=127.0.0.1
+  echo "-c listen_addresses='$listen' -c unix_socket_directories='$dir'" \
     "-c port=$port $durability -c max_connections=40" \
     "-c shared_buffers=16MB" >"$dir/options"
   (cd "$dir" && as_server "$bindir/initdb" -D "$dir/data" -U archeval \
@@ -144,6 +147,10 @@ cluster_exports() {
   AE_TEST_PG_DIR=$dir
   AE_TEST_PG_DSN="host=$dir port=$port user=archeval dbname=archeval"
   AE_TEST_PG_URL="postgresql://archeval@/archeval?host=$dir&port=$port"
+  if [ -n "${AE_PG_TCP_PORT:-}" ]; then
+    AE_TEST_PG_DSN="host=127.0.0.1 port=$port user=archeval dbname=archeval"
+    AE_TEST_PG_URL="postgresql://archeval@127.0.0.1:$port/archeval"
+  fi
   # Commands for system(): the quotes are meant for the shell that runs
   # them.
   # shellcheck disable=SC2089,SC2090
