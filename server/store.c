@@ -1,8 +1,8 @@
 /* store.c: the public job store (store.h) over its backends.
  *
  * Design.  An ae_store is a backend's handle and operations table
- * (store_backend.h) plus what every backend shares: the latency
- * histograms and the choice of backend from the --store target.  Each
+ * (store.h, the section for backends) plus what every backend shares: the
+ * latency histograms and the choice of backend from the --store target.  Each
  * public call is forwarded to the backend and timed with the monotonic
  * clock; a load's time excludes the time spent in the caller's callback.
  * This file also finds where the store URL comes from (flag, file, env)
@@ -23,7 +23,6 @@
 #include <time.h>
 
 #include "api/status.h"
-#include "server/store_backend.h"
 
 struct ae_store {
   const ae_store_ops *ops;
@@ -34,27 +33,6 @@ struct ae_store {
 const double ae_store_latency_bounds[AE_STORE_LATENCY_BUCKETS] = {
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005,
     0.01,   0.025,   0.05,   0.1,   0.5,    2.5};
-
-static const char *const store_state_names[] = {
-    [AE_JOB_QUEUED] = "queued",       [AE_JOB_RUNNING] = "running",
-    [AE_JOB_SUCCEEDED] = "succeeded", [AE_JOB_FAILED] = "failed",
-    [AE_JOB_CANCELLED] = "cancelled",
-};
-
-const char *ae_store_state_name(ae_job_state state) {
-  if ((int)state < 0 || (int)state > (int)AE_JOB_CANCELLED) return NULL;
-  return store_state_names[state];
-}
-
-int ae_store_state_parse(const char *name, ae_job_state *out) {
-  for (int i = 0; i <= (int)AE_JOB_CANCELLED; i++) {
-    if (name && strcmp(name, store_state_names[i]) == 0) {
-      *out = (ae_job_state)i;
-      return 0;
-    }
-  }
-  return AE_EINTERNAL;
-}
 
 /* ---- choosing a backend ---- */
 
@@ -82,7 +60,7 @@ static int store_wrap(const ae_store_ops *ops, void *impl, ae_store **out,
   if (!s) {
     ops->close(impl);
     snprintf(err, errlen, "store: out of memory");
-    return AE_ENOMEM;
+    return AE_EIO;
   }
   s->ops = ops;
   s->impl = impl;

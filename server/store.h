@@ -5,8 +5,8 @@
  * loads every job back, re-queues those that were queued or running, and
  * serves finished ones until they expire.
  *
- * Backends.  An ae_store is a handle with an operations table
- * (store_backend.h) that the functions below dispatch through:
+ * Backends.  An ae_store is a handle with an operations table (the last
+ * section of this file) that the functions below dispatch through:
  *   - SQLite in WAL mode (store_sqlite.c), the default for one machine:
  *     ae_store_open(DIR, ...) or ae_store_open_url(DIR, ...);
  *   - PostgreSQL (store_pg.c, built when configure finds libpq), for a
@@ -20,6 +20,7 @@
 #define AE_STORE_H
 
 #include <stddef.h>
+#include <string.h>
 
 typedef enum {
   AE_JOB_QUEUED, AE_JOB_RUNNING, AE_JOB_SUCCEEDED, AE_JOB_FAILED,
@@ -180,5 +181,62 @@ typedef struct {
  * from the thread that owns s (the loop thread renders /metrics). */
 int ae_store_latency_read(const ae_store *s, ae_store_op op,
                           ae_store_latency *out);
+
+/* ---- for the backends (store.c calls them; the daemon does not) ----
+ *
+ * A backend is a table of operations over its own handle (void *impl) and
+ * an open function.  store.c owns the public ae_store: it chooses the
+ * backend, times every call and forwards it; each operation has the
+ * semantics documented above for the public function of the same name
+ * (remove is ae_store_delete).  Backends never call store.c (helpers they
+ * share are inline here), so that no two files call each other. */
+typedef struct {
+  const char *name; /* "sqlite", "postgresql" */
+  int (*insert)(void *impl, const ae_store_job *jobs, size_t n);
+  int (*mark_running)(void *impl, const char *id, const char *worker,
+                      long long started_ms);
+  int (*mark_cancel_requested)(void *impl, const char *id);
+  int (*finish)(void *impl, const char *id, ae_job_state state,
+                const char *result_json, const char *error_json,
+                long long finished_ms, long long expires_ms);
+  int (*remove)(void *impl, const char *id);
+  int (*expire)(void *impl, long long now_ms);
+  int (*load)(void *impl, int (*fn)(void *ud, const ae_store_job *j),
+              void *ud);
+  int (*ping)(void *impl);
+  const char *(*errmsg)(const void *impl);
+  void (*close)(void *impl);
+} ae_store_ops;
+
+/* store_sqlite.c: opens DIR/jobs.sqlite3 (ae_store_open). */
+extern const ae_store_ops ae_store_sqlite_ops;
+int ae_store_sqlite_open(const char *dir, ae_store_sync sync, void **impl,
+                         char *err, size_t errlen);
+
+/* store_pg.c, built when configure found libpq (HAVE_LIBPQ): connects to
+ * the database CONNINFO names (a URL or a key=value string) and prepares
+ * it (ae_store_open_url).  0 or AE_EIO with err filled. */
+extern const ae_store_ops ae_store_pg_ops;
+int ae_store_pg_open(const char *conninfo, void **impl, char *err,
+                     size_t errlen);
+
+/* A job state's name in both schemas ("queued", ...), NULL if invalid. */
+static inline const char *ae_store_state_name(ae_job_state state) {
+  static const char *const names[] = {"queued", "running", "succeeded",
+                                      "failed", "cancelled"};
+  if ((int)state < 0 || (int)state > (int)AE_JOB_CANCELLED) return NULL;
+  return names[state];
+}
+
+/* The state NAME names: 0, or -1 for an unknown name. */
+static inline int ae_store_state_parse(const char *name, ae_job_state *out) {
+  for (int i = 0; name && i <= (int)AE_JOB_CANCELLED; i++) {
+    if (strcmp(name, ae_store_state_name((ae_job_state)i)) == 0) {
+      *out = (ae_job_state)i;
+      return 0;
+    }
+  }
+  return -1;
+}
 
 #endif

@@ -4,7 +4,7 @@
 # without touching the daemon's fragment.  Included by Makefile.am after
 # server/local.mk.
 
-server_archevald_SOURCES += server/store.c server/store_backend.h
+server_archevald_SOURCES += server/store.c
 if HAVE_LIBPQ
 server_archevald_SOURCES += server/store_pg.c
 server_archevald_CFLAGS += $(LIBPQ_CFLAGS)
@@ -20,8 +20,7 @@ endif
 check_PROGRAMS += tests/unit/test_store
 TESTS += tests/unit/test_store tests/unit/test_store_pg.sh
 tests_unit_test_store_SOURCES = tests/unit/test_store.c \
-	server/store.c server/store_sqlite.c server/store.h \
-	server/store_backend.h
+	server/store.c server/store_sqlite.c server/store.h
 tests_unit_test_store_CFLAGS = $(TEST_CFLAGS) $(SQLITE_CFLAGS)
 tests_unit_test_store_LDADD = $(TEST_LIBS) $(SQLITE_LIBS)
 if HAVE_LIBPQ

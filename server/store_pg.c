@@ -1,5 +1,5 @@
 /* store_pg.c: the durable job store (store.h) on PostgreSQL, through
- * libpq; one of the backends behind store.c (store_backend.h).
+ * libpq; one of the backends behind store.c (store.h).
  *
  * Design.  One connection per store handle, so one per daemon: the
  * connection count a fleet opens is its number of replicas (document this
@@ -50,7 +50,7 @@
 #include <libpq-fe.h>
 
 #include "api/status.h"
-#include "server/store_backend.h"
+#include "server/store.h"
 
 /* The schema this code writes (the last migration's number). */
 #define AE_PG_SCHEMA_VERSION 1

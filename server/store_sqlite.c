@@ -1,5 +1,5 @@
 /* store_sqlite.c: the durable job store (store.h) on SQLite, one of the
- * backends behind store.c's operations table (store_backend.h).
+ * backends behind store.c's operations table (store.h).
  *
  * Design.  One file, DIR/jobs.sqlite3, in WAL mode.  Every writer is one
  * transaction that returns only once committed: with AE_STORE_SYNC_FULL
@@ -20,7 +20,7 @@
  *
  * Thread: an ae_store and its statements belong to the loop thread that
  * opened it (the connection is opened without SQLite's own mutexes). */
-#include "server/store_backend.h"
+#include "server/store.h"
 
 #include <errno.h>
 #include <limits.h>
