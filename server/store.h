@@ -13,7 +13,12 @@
  *     store outside the daemon: ae_store_open_url("postgresql://...") or
  *     a libpq "key=value" conninfo string.
  * Both keep the same semantics (the same unit tests run on both); every
- * call is timed into a latency histogram (ae_store_latency_read).
+ * call is timed into a latency histogram (ae_store_latency_read).  A
+ * PostgreSQL store that lost its server fails calls with AE_EIO and
+ * reconnects on a later call (back-off from 100 ms doubling to 5 s;
+ * ae_store_ping for readiness); a call is never retried, so a write whose
+ * connection broke mid-way may or may not be stored (its message says
+ * so).
  *
  * Thread: an ae_store is used only by the loop thread that opened it. */
 #ifndef AE_STORE_H
@@ -110,7 +115,8 @@ void ae_store_redact_url(const char *target, char *out, size_t outlen);
 
 /* Inserts jobs in one transaction (a single job, or a whole batch: all or
  * nothing).  Returns once committed.  AE_EINVAL when an id already exists
- * (nothing inserted), AE_EIO on a storage error. */
+ * or a text cannot be stored (PostgreSQL: not UTF-8), nothing inserted;
+ * AE_EIO on a storage error. */
 int ae_store_insert(ae_store *s, const ae_store_job *jobs, size_t n);
 
 /* queued -> running (running -> running is allowed, for a job started
