@@ -34,5 +34,5 @@ EXTRA_DIST += tests/unit/test_store_pg.sh tests/pg_cluster.sh
 # submit 2,000 jobs, restart, compare with a run without kills (about a
 # minute on 2 cores; AE_RESTART_JOBS=N for a quick run).  Skips (77)
 # without the daemon.
-TESTS += tests/integration/test_restart.py
-EXTRA_DIST += tests/integration/test_restart.py
+TESTS += tests/integration/test_restart.py tests/integration/test_restart_pg.sh
+EXTRA_DIST += tests/integration/test_restart.py tests/integration/test_restart_pg.sh

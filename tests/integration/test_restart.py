@@ -73,10 +73,23 @@ def rfc3339_seconds(text):
         return None
 
 
+# With AE_RESTART_ON_PG=1 (tests/integration/test_restart_pg.sh, inside a
+# throwaway cluster of tests/pg_cluster.sh) the killed daemon and the
+# second opener use the PostgreSQL store at $AE_TEST_PG_URL; the reference
+# daemon stays on SQLite.
+PG_URL = (os.environ.get("AE_TEST_PG_URL")
+          if os.environ.get("AE_RESTART_ON_PG") == "1" else None)
+
+
+def store_flags(name):
+    return ["--store", PG_URL] if PG_URL and name != "reference" else []
+
+
 def new_daemon(state_dir, workdir, name):
     """One archevald on a state dir, restartable on the same port (the
     daemon's default backend and store sync, as an operator runs it)."""
     return h.Daemon("--max-queue", str(max(4096, 2 * JOBS)),
+                    *store_flags(name),
                     host_workers=WORKERS, state_dir=state_dir,
                     store_sync=None, backend=None,
                     ready_path="/v1/health/live", workdir=workdir, name=name)
@@ -297,7 +310,8 @@ def main():
             log(daemon.log_tail())
             return
         # A second daemon on the same state dir must refuse to start.
-        second = h.Daemon(host_workers=1, state_dir=daemon.state_dir,
+        second = h.Daemon(*store_flags("second"), host_workers=1,
+                          state_dir=daemon.state_dir,
                           store_sync=None, backend=None, workdir=workdir,
                           name="second").spawn()
         try:
