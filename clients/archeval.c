@@ -28,6 +28,7 @@ static void usage(FILE *f) {
       "  delete ID...          delete finished jobs\n"
       "  list                  list jobs; --state S, --page-size N, --json\n"
       "  info                  print the server's description (GET /v1)\n"
+      "  onnx-lower MODEL.onnx print an ONNX model's census and graph\n"
       "\n"
       "Global options:\n"
       "  --server URL          the archevald to talk to (default\n"
@@ -56,6 +57,7 @@ static const command commands[] = {
     {"get", ae_cli_get},       {"wait", ae_cli_wait},
     {"cancel", ae_cli_cancel}, {"delete", ae_cli_delete},
     {"list", ae_cli_list},     {"info", ae_cli_info},
+    {"onnx-lower", ae_cli_onnx_lower},
 };
 
 int main(int argc, char **argv) {

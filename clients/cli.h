@@ -16,6 +16,7 @@ enum {
 };
 
 int ae_cli_score(int argc, char **argv);
+int ae_cli_onnx_lower(int argc, char **argv); /* cli_onnx.c */
 
 /* The server commands (http_commands.c), over the HTTP API of api.md.
  * Each accepts --server URL (default $ARCHEVAL_SERVER, else
