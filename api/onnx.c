@@ -589,7 +589,9 @@ static int map_pool(importer *im, value *out, int is_max) {
                                "are not supported for pooling",
                         w.pads[0], w.pads[1], w.pads[2], w.pads[3]);
   if (2 * w.pads[0] > w.dilation[0] * (w.kernel[0] - 1) + 1)
-    return node_problem(im, 0, "pads must be at most half the kernel");
+    return node_problem(im, 1, "pads %lld: pads of more than half the "
+                               "kernel are not supported",
+                        w.pads[0]);
   long long ceil_mode = attr_int(im->node, "ceil_mode", 0);
   if (!is_max && ceil_mode)
     return node_problem(im, 1, "ceil_mode is supported for MaxPool only");
@@ -692,6 +694,20 @@ static int map_binary(importer *im, value *out, const char *op) {
     return node_problem(im, 0, "needs 2 inputs, not %zu", n->n_input);
   value *a, *b;
   int rc;
+  if (strcmp(op, "mul") == 0) {
+    /* x * 0 (NAS-Bench-201's "none" edge): the IR's zero op. */
+    for (int k = 0; k < 2; k++) {
+      value *c = input_value(im, k), *x = input_value(im, 1 - k);
+      double z;
+      if (c && c->kind == V_CONST && x && x->kind == V_DATA &&
+          const_numel(c) == 1 && const_get(c, 0, &z) == 0 && z == 0.0) {
+        if (!emit(im, out, "zero", &x, 1, x->rank, x->shape))
+          return AE_ENOMEM;
+        out->squeezed = x->squeezed;
+        return AE_OK;
+      }
+    }
+  }
   if ((rc = data_input(im, 0, &a)) || (rc = data_input(im, 1, &b))) return rc;
   value *ins[2] = {a, b};
   if (a->rank != b->rank)
@@ -891,6 +907,10 @@ static int map_pad(importer *im, value *out) {
   for (int k = 0; k < 8; k++)
     if (pads[k] < 0 || pads[k] > 64)
       return node_problem(im, 1, "pads must be 0 to 64");
+  if (!pads[2] && !pads[3] && !pads[6] && !pads[7]) {
+    alias(out, x); /* torch pads an AvgPool2d with zeros of width 0 */
+    return AE_OK;
+  }
   int shape[3] = {x->shape[0], x->shape[1] + (int)(pads[2] + pads[6]),
                   x->shape[2] + (int)(pads[3] + pads[7])};
   json_t *n = emit(im, out, "pad", &x, 1, 3, shape);

@@ -52,6 +52,7 @@ typedef struct {
  * Clip (min 0 and max 6: relu6; min 0 and no max: relu), HardSwish,
  * HardSigmoid (PyTorch's alpha 1/6, beta 1/2), Sigmoid, Tanh, Add, Mul,
  * Concat (channels), MaxPool, AveragePool, GlobalAveragePool, Gemm, MatMul,
+ * Mul by a constant 0 (NAS-Bench-201's "none": the zero op),
  * Flatten, Reshape (to 2-D), Identity, Pad (constant zeros), Dropout (as
  * identity) to graph nodes, and folds the shape arithmetic torch exports
  * (Constant, Shape, Gather, Unsqueeze, Concat of constants).  Anything else
