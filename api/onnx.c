@@ -165,6 +165,23 @@ static int name_taken(const importer *im, const char *name,
 
 /* ---- problems ---- */
 
+/* ae_problem_add with every non-ASCII byte made '?': names from the file
+ * are cut at a fixed length, which may split a UTF-8 sequence, and the
+ * problem must render as JSON. */
+static void add_problem(ae_problem *p, const char *ptr, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void add_problem(ae_problem *p, const char *ptr, const char *fmt, ...) {
+  char buf[768];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(buf, sizeof buf, fmt, ap);
+  va_end(ap);
+  for (char *c = buf; *c; c++)
+    if ((unsigned char)*c >= 0x80) *c = '?';
+  ae_problem_add(p, ptr, "%s", buf);
+}
+
 /* A problem about the current node: pointer /nodes/<index>, the node's
  * name and op type in the detail.  unsupported: 422 unsupported (an op or
  * attribute the importer does not map) rather than invalid_request. */
@@ -183,7 +200,7 @@ static int node_problem(importer *im, int unsupported, const char *fmt, ...) {
   if (unsupported && im->p->status == 0)
     ae_problem_set(im->p, 422, "unsupported", NULL,
                    "the model uses what the importer does not support");
-  ae_problem_add(im->p, ptr, "node %d%s%.100s%s (%.64s): %s", im->node_index,
+  add_problem(im->p, ptr, "node %d%s%.100s%s (%.64s): %s", im->node_index,
                  name ? " \"" : "", name ? name : "", name ? "\"" : "",
                  n ? str_or_empty(n->op_type) : "?", why);
   return AE_EINVAL;
@@ -962,9 +979,19 @@ static int map_constant(importer *im, value *out) {
 static int map_shape(importer *im, value *out) {
   value *x;
   int rc;
-  if ((rc = data_input(im, 0, &x))) return rc;
   if (attr_find(im->node, "start") || attr_find(im->node, "end"))
     return node_problem(im, 1, "start and end are not supported");
+  value *c = input_value(im, 0);
+  if (c && c->kind == V_CONST) { /* the shape of a constant */
+    long long dims[8];
+    int64_t vals[8];
+    int n = const_dims(c, dims, 8);
+    if (n > 8) return node_problem(im, 0, "more than 8 dims");
+    for (int k = 0; k < n; k++)
+      vals[k] = (int64_t)dims[k];
+    return set_folded(im, out, vals, n, 1);
+  }
+  if ((rc = data_input(im, 0, &x))) return rc;
   int64_t dims[4] = {im->batch, x->shape[0], x->shape[1], x->shape[2]};
   int rank = x->squeezed ? 4 : x->rank + 1;
   if (x->squeezed) dims[2] = dims[3] = 1;
@@ -1104,18 +1131,63 @@ static int map_node(importer *im) {
 
 /* ---- the model ---- */
 
-/* Checks every repeated count of the decoded graph against the limits. */
+/* Is s (NULL: yes) valid UTF-8 with no NUL, as JSON strings must be? */
+static int valid_utf8(const char *s) {
+  const unsigned char *c = (const unsigned char *)s;
+  if (!c) return 1;
+  while (*c) {
+    int n = *c < 0x80 ? 0 : (*c & 0xe0) == 0xc0 ? 1 : (*c & 0xf0) == 0xe0 ? 2
+                        : (*c & 0xf8) == 0xf0  ? 3 : -1;
+    if (n < 0 || (n == 1 && *c < 0xc2)) return 0;
+    unsigned cp = n == 0 ? *c : *c & (0x3f >> n);
+    c++;
+    for (int k = 0; k < n; k++, c++) {
+      if ((*c & 0xc0) != 0x80) return 0;
+      cp = (cp << 6) | (*c & 0x3f);
+    }
+    if ((n == 2 && cp < 0x800) || (n == 3 && (cp < 0x10000 || cp > 0x10ffff)) ||
+        (cp >= 0xd800 && cp <= 0xdfff))
+      return 0;
+  }
+  return 1;
+}
+
+static int names_valid(char *const *names, size_t n) {
+  for (size_t k = 0; k < n; k++)
+    if (!valid_utf8(names[k])) return 0;
+  return 1;
+}
+
+static int value_infos_valid(Onnx__ValueInfoProto *const *v, size_t n) {
+  for (size_t k = 0; k < n; k++) {
+    if (!valid_utf8(v[k]->name)) return 0;
+    const Onnx__TypeProto *t = v[k]->type;
+    if (t && t->value_case == ONNX__TYPE_PROTO__VALUE_TENSOR_TYPE &&
+        t->tensor_type && t->tensor_type->shape) {
+      const Onnx__TensorShapeProto *sh = t->tensor_type->shape;
+      for (size_t d = 0; d < sh->n_dim; d++)
+        if (sh->dim[d]->value_case ==
+                ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_PARAM &&
+            !valid_utf8(sh->dim[d]->dim_param))
+          return 0;
+    }
+  }
+  return 1;
+}
+
+/* Checks every repeated count of the decoded graph against the limits, and
+ * that every name the census or the graph will carry is UTF-8. */
 static int check_counts(importer *im, const Onnx__GraphProto *g) {
   const ae_onnx_limits *lim = im->lim;
   ae_problem *p = im->p;
   if (g->n_node > (size_t)lim->max_nodes) {
-    ae_problem_add(p, "/nodes", "the graph has %zu nodes, more than the "
+    add_problem(p, "/nodes", "the graph has %zu nodes, more than the "
                                 "limit of %d",
                    g->n_node, lim->max_nodes);
     return AE_EINVAL;
   }
   if (g->n_initializer > (size_t)lim->max_initializers) {
-    ae_problem_add(p, "/initializers", "the graph has %zu initializers, more "
+    add_problem(p, "/initializers", "the graph has %zu initializers, more "
                                        "than the limit of %d",
                    g->n_initializer, lim->max_initializers);
     return AE_EINVAL;
@@ -1123,14 +1195,26 @@ static int check_counts(importer *im, const Onnx__GraphProto *g) {
   if (g->n_input > (size_t)lim->max_graph_io ||
       g->n_output > (size_t)lim->max_graph_io ||
       g->n_value_info > (size_t)lim->max_graph_io) {
-    ae_problem_add(p, "/inputs", "the graph has more than %d inputs, outputs "
+    add_problem(p, "/inputs", "the graph has more than %d inputs, outputs "
                                  "or value infos",
                    lim->max_graph_io);
     return AE_EINVAL;
   }
+  if (!value_infos_valid(g->input, g->n_input) ||
+      !value_infos_valid(g->output, g->n_output)) {
+    add_problem(p, "/inputs", "an input or output name is not UTF-8");
+    return AE_EINVAL;
+  }
+  for (size_t i = 0; i < g->n_initializer; i++)
+    if (!valid_utf8(g->initializer[i]->name)) {
+      add_problem(p, "/initializers", "initializer %zu: the name is not "
+                                         "UTF-8",
+                     i);
+      return AE_EINVAL;
+    }
   for (size_t i = 0; i < g->n_initializer; i++)
     if (g->initializer[i]->n_dims > (size_t)lim->max_dims) {
-      ae_problem_add(p, "/initializers", "initializer %zu has %zu dims, "
+      add_problem(p, "/initializers", "initializer %zu has %zu dims, "
                                          "more than %d",
                      i, g->initializer[i]->n_dims, lim->max_dims);
       return AE_EINVAL;
@@ -1143,6 +1227,12 @@ static int check_counts(importer *im, const Onnx__GraphProto *g) {
         n->n_output > (size_t)lim->max_node_io)
       return node_problem(im, 0, "more than %d inputs or outputs",
                           lim->max_node_io);
+    if (!valid_utf8(n->op_type) || !valid_utf8(n->domain) ||
+        !valid_utf8(n->name) || !names_valid(n->input, n->n_input) ||
+        !names_valid(n->output, n->n_output)) {
+      im->node = NULL; /* its name cannot go into the message */
+      return node_problem(im, 0, "a name or the op type is not UTF-8");
+    }
     if (n->n_attribute > (size_t)lim->max_attributes)
       return node_problem(im, 0, "more than %d attributes",
                           lim->max_attributes);
@@ -1202,7 +1292,7 @@ static int define_input(importer *im, const Onnx__GraphProto *g,
   for (size_t i = 0; i < g->n_input; i++) {
     const char *name = g->input[i]->name;
     if (!name || !name[0]) {
-      ae_problem_add(im->p, "/inputs", "input %zu has no name", i);
+      add_problem(im->p, "/inputs", "input %zu has no name", i);
       return AE_EINVAL;
     }
     value *v = value_get(im, name);
@@ -1212,7 +1302,7 @@ static int define_input(importer *im, const Onnx__GraphProto *g,
     n_data++;
   }
   if (n_data != 1) {
-    ae_problem_add(im->p, "/inputs",
+    add_problem(im->p, "/inputs",
                    "the model has %d data inputs; archeval scores a model "
                    "with exactly one",
                    n_data);
@@ -1227,7 +1317,7 @@ static int define_input(importer *im, const Onnx__GraphProto *g,
           ? t->tensor_type->shape
           : NULL;
   if (!s || (s->n_dim != 4 && s->n_dim != 2)) {
-    ae_problem_add(im->p, "/inputs/0",
+    add_problem(im->p, "/inputs/0",
                    "input \"%.100s\" must be a tensor of shape (N, C, H, W) "
                    "or (N, F)",
                    data->name);
@@ -1245,7 +1335,7 @@ static int define_input(importer *im, const Onnx__GraphProto *g,
       continue;
     }
     if (!known || dm->dim_value < 1 || dm->dim_value > 65536) {
-      ae_problem_add(im->p, "/inputs/0",
+      add_problem(im->p, "/inputs/0",
                      "input \"%.100s\": dimension %zu must be a number from 1 "
                      "to 65536 (export with a fixed input size)",
                      data->name, k);
@@ -1302,7 +1392,7 @@ static int import_graph(importer *im, const Onnx__ModelProto *m,
   for (size_t i = 0; i < g->n_initializer; i++) {
     const Onnx__TensorProto *t = g->initializer[i];
     if (!t->name || !t->name[0] || tensor_numel(t) < 0) {
-      ae_problem_add(im->p, "/initializers", "initializer %zu has no name or "
+      add_problem(im->p, "/initializers", "initializer %zu has no name or "
                                              "impossible dims",
                      i);
       return AE_EINVAL;
@@ -1339,7 +1429,7 @@ static int import_graph(importer *im, const Onnx__ModelProto *m,
   im->node = NULL;
   /* The output. */
   if (g->n_output != 1) {
-    ae_problem_add(im->p, "/outputs",
+    add_problem(im->p, "/outputs",
                    "the model has %zu outputs; archeval scores a model with "
                    "exactly one",
                    g->n_output);
@@ -1349,7 +1439,7 @@ static int import_graph(importer *im, const Onnx__ModelProto *m,
   if (!d || json_array_append_new(out->outputs, d)) return AE_ENOMEM;
   value *o = g->output[0]->name ? value_get(im, g->output[0]->name) : NULL;
   if (!o || o->kind != V_DATA || strcmp(o->id, "input") == 0) {
-    ae_problem_add(im->p, "/outputs/0",
+    add_problem(im->p, "/outputs/0",
                    "output \"%.100s\" is not computed from the input by a "
                    "supported op",
                    g->output[0]->name ? g->output[0]->name : "");
@@ -1391,11 +1481,11 @@ int ae_onnx_import(const void *bytes, size_t len, const ae_onnx_limits *lim,
       onnx__model_proto__unpack(&alloc, len, (const uint8_t *)bytes);
   if (!m) {
     if (b.exceeded)
-      ae_problem_add(p, "", "decoding the model needs more than %zu bytes of "
+      add_problem(p, "", "decoding the model needs more than %zu bytes of "
                             "memory",
                      lim->max_unpacked_bytes);
     else
-      ae_problem_add(p, "", "the body is not an ONNX model (protobuf "
+      add_problem(p, "", "the body is not an ONNX model (protobuf "
                             "decoding failed)");
     return AE_EINVAL;
   }
@@ -1422,12 +1512,12 @@ int ae_onnx_import(const void *bytes, size_t len, const ae_onnx_limits *lim,
   im.nodes = json_object_get(out->architecture, "nodes");
   im.warnings = out->warnings;
   if (!m->graph) {
-    ae_problem_add(p, "", "the model has no graph");
+    add_problem(p, "", "the model has no graph");
     rc = AE_EINVAL;
     goto done;
   }
   if (im.opset < 1 || im.opset > 1000) {
-    ae_problem_add(p, "/opset_import", "the model imports no default-domain "
+    add_problem(p, "/opset_import", "the model imports no default-domain "
                                        "(ai.onnx) opset");
     rc = AE_EINVAL;
     goto done;
