@@ -214,8 +214,7 @@ int ae_graph_infer_shapes(ae_graph *g, const int *input_shape, int input_rank,
                  "kernel %d (dilation %d) with padding %d does not fit the "
                  "%dx%d input",
                  n->kernel, dil, n->padding, a->shape[1], a->shape[2]);
-        why = buf;
-        field = "kernel";
+        why = buf; /* kernel, padding and input together: the node */
       }
       break;
     }

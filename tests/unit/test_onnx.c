@@ -247,7 +247,7 @@ START_TEST(test_bad_values_name_the_field) {
        "/architecture/nodes/0/fn", "relu6"},
       {"{\"id\":\"a\",\"op\":\"max_pool\",\"inputs\":[\"input\"],"
        "\"kernel\":9}",
-       "/architecture/nodes/0/kernel", "does not fit"},
+       "/architecture/nodes/0", "does not fit"},
       {"{\"id\":\"a\",\"op\":\"avg_pool\",\"inputs\":[\"input\"],"
        "\"kernel\":2},{\"id\":\"b\",\"op\":\"concat\",\"inputs\":[\"a\","
        "\"input\"]}",
