@@ -13,11 +13,16 @@
 #include "api/status.h"
 
 static const char *const act_names[] = {
-    [AE_ACT_RELU] = "relu",   [AE_ACT_LEAKY_RELU] = "leaky_relu",
-    [AE_ACT_TANH] = "tanh",   [AE_ACT_SIGMOID] = "sigmoid",
-    [AE_ACT_SWISH] = "swish", [AE_ACT_GELU] = "gelu",
-    [AE_ACT_ERF] = "erf",     [AE_ACT_IDENTITY] = "identity",
-    [AE_ACT_RELU6] = "relu6", [AE_ACT_HARDSWISH] = "hardswish",
+    [AE_ACT_RELU] = "relu",
+    [AE_ACT_LEAKY_RELU] = "leaky_relu",
+    [AE_ACT_TANH] = "tanh",
+    [AE_ACT_SIGMOID] = "sigmoid",
+    [AE_ACT_SWISH] = "swish",
+    [AE_ACT_GELU] = "gelu",
+    [AE_ACT_ERF] = "erf",
+    [AE_ACT_IDENTITY] = "identity",
+    [AE_ACT_RELU6] = "relu6",
+    [AE_ACT_HARDSWISH] = "hardswish",
     [AE_ACT_HARDSIGMOID] = "hardsigmoid",
 };
 

@@ -442,16 +442,15 @@ static int parse_graph_node_fields(const json_t *v, const char *ptr,
     if (!errors && n->out % n->groups != 0) {
       char sub[AE_PTR_MAX];
       ae_ptr_key(sub, sizeof sub, ptr, "groups");
-      ae_problem_add(p, sub, "%d does not divide out (%d)", n->groups,
-                     n->out);
+      ae_problem_add(p, sub, "%d does not divide out (%d)", n->groups, n->out);
       errors++;
     }
     break;
   }
   case AE_OP_MAX_POOL: {
-    static const char *const keys[] = {
-        "id",      "op",       "inputs",    "kernel", "stride",
-        "padding", "dilation", "ceil_mode", NULL};
+    static const char *const keys[] = {"id",       "op",        "inputs",
+                                       "kernel",   "stride",    "padding",
+                                       "dilation", "ceil_mode", NULL};
     errors += ae_check_keys(v, keys, ptr, p);
     x = 0;
     errors += ae_get_int_req(v, "kernel", ptr, 1, 64, &x, p);

@@ -84,7 +84,8 @@ static double node_params(const ae_graph *g, const ae_node *n) {
 /* Multiply-adds per sample of a linear or conv node; 0 for the others
  * (pools, elementwise ops, concat and pad count none). */
 static double node_macs(const ae_graph *g, const ae_node *n) {
-  if (n->op == AE_OP_LINEAR) return node_elems(&g->nodes[n->inputs[0]]) * n->out;
+  if (n->op == AE_OP_LINEAR)
+    return node_elems(&g->nodes[n->inputs[0]]) * n->out;
   if (n->op != AE_OP_CONV) return 0.0;
   double cin = g->nodes[n->inputs[0]].shape[0];
   int groups = n->groups > 0 ? n->groups : 1;
@@ -232,8 +233,8 @@ int ae_graph_infer_shapes(ae_graph *g, const int *input_shape, int input_rank,
         const ae_node *b = &g->nodes[n->inputs[k]];
         char sa[64], sb[64];
         if (b->rank != a->rank ||
-            (a->rank == 3 && (b->shape[1] != a->shape[1] ||
-                              b->shape[2] != a->shape[2]))) {
+            (a->rank == 3 &&
+             (b->shape[1] != a->shape[1] || b->shape[2] != a->shape[2]))) {
           snprintf(buf, sizeof buf,
                    "concat: input %d (\"%s\") has shape %s, input 0 "
                    "(\"%s\") has %s; they may differ in channels only",

@@ -97,7 +97,7 @@ typedef struct {
   const char *id; /* borrowed from the architecture's JSON */
   int rank;       /* 1 or 3 (per sample) */
   int shape[3];
-  int squeezed;   /* a GlobalAveragePool output kept at rank 1 (ONNX: 4) */
+  int squeezed;      /* a GlobalAveragePool output kept at rank 1 (ONNX: 4) */
   int needs_spatial; /* some consumer is not a Flatten or Reshape */
   /* V_CONST: a tensor (borrowed) or folded int64 values (owned) */
   const Onnx__TensorProto *tensor;
@@ -112,7 +112,7 @@ typedef struct {
   ae_problem *p;
   long long opset;
   value *values;
-  size_t cap; /* a power of two */
+  size_t cap;       /* a power of two */
   json_t *nodes;    /* borrowed from out->architecture */
   json_t *warnings; /* borrowed */
   int batch;        /* the input's batch dimension, -1 when symbolic */
@@ -151,8 +151,7 @@ static value *value_get(importer *im, const char *name) {
 }
 
 /* Is name an ONNX value other than self (a generated id must not be)? */
-static int name_taken(const importer *im, const char *name,
-                      const value *self) {
+static int name_taken(const importer *im, const char *name, const value *self) {
   size_t mask = im->cap - 1;
   for (size_t i = hash_name(name) & mask, n = 0; n < im->cap;
        i = (i + 1) & mask, n++) {
@@ -201,8 +200,8 @@ static int node_problem(importer *im, int unsupported, const char *fmt, ...) {
     ae_problem_set(im->p, 422, "unsupported", NULL,
                    "the model uses what the importer does not support");
   add_problem(im->p, ptr, "node %d%s%.100s%s (%.64s): %s", im->node_index,
-                 name ? " \"" : "", name ? name : "", name ? "\"" : "",
-                 n ? str_or_empty(n->op_type) : "?", why);
+              name ? " \"" : "", name ? name : "", name ? "\"" : "",
+              n ? str_or_empty(n->op_type) : "?", why);
   return AE_EINVAL;
 }
 
@@ -261,9 +260,9 @@ static int const_get(const value *v, long long k, double *out) {
   const Onnx__TensorProto *t = v->tensor;
   if (!t || k < 0) return AE_EINVAL;
   int type = t->has_data_type ? t->data_type : 0;
-  size_t width = type == ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT   ? 4
-                 : type == ONNX__TENSOR_PROTO__DATA_TYPE__INT32 ? 4
-                 : type == ONNX__TENSOR_PROTO__DATA_TYPE__INT64 ? 8
+  size_t width = type == ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT    ? 4
+                 : type == ONNX__TENSOR_PROTO__DATA_TYPE__INT32  ? 4
+                 : type == ONNX__TENSOR_PROTO__DATA_TYPE__INT64  ? 8
                  : type == ONNX__TENSOR_PROTO__DATA_TYPE__DOUBLE ? 8
                                                                  : 0;
   if (!width) return AE_EINVAL;
@@ -361,14 +360,16 @@ static int data_input(importer *im, int k, value **out) {
   value *v = input_value(im, k);
   if (!v) return node_problem(im, 0, "input %d is missing", k);
   if (v->kind == V_NONE)
-    return node_problem(im, 0, "input %d \"%.100s\" is used before it is "
-                               "defined (or is an output the importer does "
-                               "not compute)",
+    return node_problem(im, 0,
+                        "input %d \"%.100s\" is used before it is "
+                        "defined (or is an output the importer does "
+                        "not compute)",
                         k, v->name);
   if (v->kind != V_DATA)
-    return node_problem(im, 1, "input %d \"%.100s\" is a constant; only a "
-                               "constant weight, bias or shape is supported "
-                               "here",
+    return node_problem(im, 1,
+                        "input %d \"%.100s\" is a constant; only a "
+                        "constant weight, bias or shape is supported "
+                        "here",
                         k, v->name);
   *out = v;
   return AE_OK;
@@ -380,8 +381,9 @@ static int const_input(importer *im, int k, int required, value **out) {
   *out = NULL;
   if (!v) return required ? node_problem(im, 0, "input %d is missing", k) : 0;
   if (v->kind != V_CONST)
-    return node_problem(im, 1, "input %d \"%.100s\" must be a constant (an "
-                               "initializer or a Constant)",
+    return node_problem(im, 1,
+                        "input %d \"%.100s\" must be a constant (an "
+                        "initializer or a Constant)",
                         k, v->name);
   *out = v;
   return AE_OK;
@@ -479,23 +481,27 @@ static int read_window(importer *im, const long long *weight_kernel,
   if (attr_ints(n, "strides", 2, w->stride, 2) < 0 ||
       attr_ints(n, "dilations", 2, w->dilation, 2) < 0 ||
       attr_ints(n, "pads", 4, w->pads, 4) < 0)
-    return node_problem(im, 0, "strides, dilations and pads must have 2, 2 "
-                               "and 4 entries");
+    return node_problem(im, 0,
+                        "strides, dilations and pads must have 2, 2 "
+                        "and 4 entries");
   const Onnx__AttributeProto *ap = attr_find(n, "auto_pad");
   if (ap && ap->has_s && ap->s.len > 0 &&
       !(ap->s.len == 6 && memcmp(ap->s.data, "NOTSET", 6) == 0) &&
       !(ap->s.len == 5 && memcmp(ap->s.data, "VALID", 5) == 0))
-    return node_problem(im, 1, "auto_pad \"%.*s\" is not supported (export "
-                               "with explicit pads)",
+    return node_problem(im, 1,
+                        "auto_pad \"%.*s\" is not supported (export "
+                        "with explicit pads)",
                         (int)(ap->s.len > 16 ? 16 : ap->s.len),
                         (const char *)ap->s.data);
   if (w->kernel[0] != w->kernel[1])
-    return node_problem(im, 1, "kernel %lldx%lld: only square kernels are "
-                               "supported",
+    return node_problem(im, 1,
+                        "kernel %lldx%lld: only square kernels are "
+                        "supported",
                         w->kernel[0], w->kernel[1]);
   if (w->stride[0] != w->stride[1] || w->dilation[0] != w->dilation[1])
-    return node_problem(im, 1, "strides and dilations must be equal along "
-                               "both axes");
+    return node_problem(im, 1,
+                        "strides and dilations must be equal along "
+                        "both axes");
   if (w->kernel[0] < 1 || w->kernel[0] > 64 || w->stride[0] < 1 ||
       w->stride[0] > 64 || w->dilation[0] < 1 || w->dilation[0] > 64)
     return node_problem(im, 0, "kernel, stride and dilation must be 1 to 64");
@@ -538,14 +544,16 @@ static int map_conv(importer *im, value *out) {
   if ((rc = read_window(im, wd + 2, &w))) return rc;
   long long groups = attr_int(im->node, "group", 1);
   if (groups < 1 || groups > x->shape[0] || x->shape[0] % groups != 0)
-    return node_problem(im, 0, "group %lld does not divide the %d input "
-                               "channels",
+    return node_problem(im, 0,
+                        "group %lld does not divide the %d input "
+                        "channels",
                         groups, x->shape[0]);
   if (wd[1] * groups != x->shape[0] || wd[0] < 1 || wd[0] % groups != 0 ||
       wd[2] != w.kernel[0] || wd[3] != w.kernel[1] || wd[0] > (1 << 20))
-    return node_problem(im, 0, "the weight's dims [%lld, %lld, %lld, %lld] "
-                               "do not fit %d input channels, group %lld "
-                               "and kernel %lld",
+    return node_problem(im, 0,
+                        "the weight's dims [%lld, %lld, %lld, %lld] "
+                        "do not fit %d input channels, group %lld "
+                        "and kernel %lld",
                         wd[0], wd[1], wd[2], wd[3], x->shape[0], groups,
                         w.kernel[0]);
   if (bv && (const_rank(bv) != 1 || const_numel(bv) != wd[0]))
@@ -562,8 +570,8 @@ static int map_conv(importer *im, value *out) {
                     x->shape[2] + (int)(w.pads[1] + w.pads[3])};
     json_t *pn = emit(im, &padded, "pad", &x, 1, 3, shape);
     if (!pn) return AE_ENOMEM;
-    json_t *pads = json_pack("[IIII]", w.pads[0], w.pads[1], w.pads[2],
-                             w.pads[3]);
+    json_t *pads =
+        json_pack("[IIII]", w.pads[0], w.pads[1], w.pads[2], w.pads[3]);
     if (!pads || json_object_set_new(pn, "pads", pads)) {
       im->failed_nomem = 1;
       return AE_ENOMEM;
@@ -602,12 +610,14 @@ static int map_pool(importer *im, value *out, int is_max) {
   window w;
   if ((rc = read_window(im, NULL, &w))) return rc;
   if (!pads_symmetric(&w))
-    return node_problem(im, 1, "asymmetric pads [%lld, %lld, %lld, %lld] "
-                               "are not supported for pooling",
+    return node_problem(im, 1,
+                        "asymmetric pads [%lld, %lld, %lld, %lld] "
+                        "are not supported for pooling",
                         w.pads[0], w.pads[1], w.pads[2], w.pads[3]);
   if (2 * w.pads[0] > w.dilation[0] * (w.kernel[0] - 1) + 1)
-    return node_problem(im, 1, "pads %lld: pads of more than half the "
-                               "kernel are not supported",
+    return node_problem(im, 1,
+                        "pads %lld: pads of more than half the "
+                        "kernel are not supported",
                         w.pads[0]);
   long long ceil_mode = attr_int(im->node, "ceil_mode", 0);
   if (!is_max && ceil_mode)
@@ -658,9 +668,10 @@ static int map_global_avg_pool(importer *im, value *out) {
   }
   /* Squeeze-and-excitation: a (C,1,1) map for convs and a Mul. */
   if (x->shape[1] != x->shape[2] || x->shape[1] > 64)
-    return node_problem(im, 1, "a GlobalAveragePool whose output feeds a "
-                               "spatial op needs a square input of at most "
-                               "64x64, not %dx%d",
+    return node_problem(im, 1,
+                        "a GlobalAveragePool whose output feeds a "
+                        "spatial op needs a square input of at most "
+                        "64x64, not %dx%d",
                         x->shape[1], x->shape[2]);
   json_t *n = emit(im, out, "avg_pool", &x, 1, 3, shape);
   if (!n || set_int(im, n, "kernel", x->shape[1]) ||
@@ -692,7 +703,8 @@ static int map_clip(importer *im, value *out) {
   } else {
     value *vlo, *vhi;
     int rc;
-    if ((rc = const_input(im, 1, 0, &vlo)) || (rc = const_input(im, 2, 0, &vhi)))
+    if ((rc = const_input(im, 1, 0, &vlo)) ||
+        (rc = const_input(im, 2, 0, &vhi)))
       return rc;
     if ((vlo && (const_numel(vlo) != 1 || const_get(vlo, 0, &lo))) ||
         (vhi && (const_numel(vhi) != 1 || const_get(vhi, 0, &hi))))
@@ -700,8 +712,9 @@ static int map_clip(importer *im, value *out) {
   }
   if (lo == 0 && hi == 6) return map_act(im, out, "relu6", -1);
   if (lo == 0 && isinf(hi) && hi > 0) return map_act(im, out, "relu", -1);
-  return node_problem(im, 1, "Clip to [%g, %g]: only [0, 6] (ReLU6) and "
-                             "[0, inf) (ReLU) are supported",
+  return node_problem(im, 1,
+                      "Clip to [%g, %g]: only [0, 6] (ReLU6) and "
+                      "[0, inf) (ReLU) are supported",
                       lo, hi);
 }
 
@@ -718,8 +731,7 @@ static int map_binary(importer *im, value *out, const char *op) {
       double z;
       if (c && c->kind == V_CONST && x && x->kind == V_DATA &&
           const_numel(c) == 1 && const_get(c, 0, &z) == 0 && z == 0.0) {
-        if (!emit(im, out, "zero", &x, 1, x->rank, x->shape))
-          return AE_ENOMEM;
+        if (!emit(im, out, "zero", &x, 1, x->rank, x->shape)) return AE_ENOMEM;
         out->squeezed = x->squeezed;
         return AE_OK;
       }
@@ -728,8 +740,9 @@ static int map_binary(importer *im, value *out, const char *op) {
   if ((rc = data_input(im, 0, &a)) || (rc = data_input(im, 1, &b))) return rc;
   value *ins[2] = {a, b};
   if (a->rank != b->rank)
-    return node_problem(im, 1, "inputs of different ranks (%d and %d per "
-                               "sample) are not supported",
+    return node_problem(im, 1,
+                        "inputs of different ranks (%d and %d per "
+                        "sample) are not supported",
                         a->rank, b->rank);
   int shape[3];
   for (int d = 0; d < 3; d++) {
@@ -761,13 +774,15 @@ static int map_concat(importer *im, value *out) {
       value *v = input_value(im, (int)k);
       long long numel = const_numel(v);
       if (const_rank(v) > 1 || numel < 0 || m + numel > 64)
-        return node_problem(im, 1, "only a concatenation of short 1-D "
-                                   "constants (shapes) is folded");
+        return node_problem(im, 1,
+                            "only a concatenation of short 1-D "
+                            "constants (shapes) is folded");
       for (long long e = 0; e < numel; e++) {
         double d;
         if (const_get(v, e, &d))
-          return node_problem(im, 1, "constant input %zu has no readable "
-                                     "values",
+          return node_problem(im, 1,
+                              "constant input %zu has no readable "
+                              "values",
                               k);
         vals[m++] = (int64_t)d;
       }
@@ -783,15 +798,17 @@ static int map_concat(importer *im, value *out) {
     int onnx_rank = ins[k]->rank + 1;
     long long ax = axis < 0 ? axis + onnx_rank : axis;
     if (ax != 1)
-      return node_problem(im, 1, "axis %lld: only the channel axis (1) is "
-                                 "supported",
+      return node_problem(im, 1,
+                          "axis %lld: only the channel axis (1) is "
+                          "supported",
                           axis);
     if (ins[k]->squeezed)
-      return node_problem(im, 1, "a concatenation of pooled maps is not "
-                                 "supported");
-    if (k > 0 && (ins[k]->rank != ins[0]->rank ||
-                  ins[k]->shape[1] != ins[0]->shape[1] ||
-                  ins[k]->shape[2] != ins[0]->shape[2]))
+      return node_problem(im, 1,
+                          "a concatenation of pooled maps is not "
+                          "supported");
+    if (k > 0 &&
+        (ins[k]->rank != ins[0]->rank || ins[k]->shape[1] != ins[0]->shape[1] ||
+         ins[k]->shape[2] != ins[0]->shape[2]))
       return node_problem(im, 0, "inputs differ in more than channels");
     channels += ins[k]->shape[0];
   }
@@ -819,8 +836,9 @@ static int map_flatten(importer *im, value *out) {
   int onnx_rank = x->squeezed ? 4 : x->rank + 1;
   if (axis < 0) axis += onnx_rank;
   if (axis != 1)
-    return node_problem(im, 1, "axis %lld: only a flatten to (batch, "
-                               "features), axis 1, is supported",
+    return node_problem(im, 1,
+                        "axis %lld: only a flatten to (batch, "
+                        "features), axis 1, is supported",
                         axis);
   return map_flatten_to(im, out, x);
 }
@@ -834,14 +852,17 @@ static int map_reshape(importer *im, value *out) {
   long long numel = const_numel(s);
   double t[2];
   if (numel != 2 || const_get(s, 0, &t[0]) || const_get(s, 1, &t[1]))
-    return node_problem(im, 1, "only a reshape to 2-D (batch, features) is "
-                               "supported (the target has %lld dims)",
+    return node_problem(im, 1,
+                        "only a reshape to 2-D (batch, features) is "
+                        "supported (the target has %lld dims)",
                         numel);
-  int batch_ok = t[0] == -1 || t[0] == 0 || (im->batch > 0 && t[0] == im->batch);
+  int batch_ok =
+      t[0] == -1 || t[0] == 0 || (im->batch > 0 && t[0] == im->batch);
   int feat_ok = t[1] == -1 || t[1] == (double)features;
   if (!batch_ok || !feat_ok || (t[0] == -1 && t[1] == -1))
-    return node_problem(im, 1, "reshape to [%g, %g]: only (batch, %lld) is "
-                               "supported",
+    return node_problem(im, 1,
+                        "reshape to [%g, %g]: only (batch, %lld) is "
+                        "supported",
                         t[0], t[1], features);
   return map_flatten_to(im, out, x);
 }
@@ -853,22 +874,24 @@ static int map_gemm(importer *im, value *out, int is_matmul) {
       (!is_matmul && (rc = const_input(im, 2, 0, &c))))
     return rc;
   if (a->rank != 1 || a->squeezed)
-    return node_problem(im, 1, "needs a 2-D (batch, features) input; flatten "
-                               "first");
+    return node_problem(im, 1,
+                        "needs a 2-D (batch, features) input; flatten "
+                        "first");
   long long trans_b = is_matmul ? 0 : attr_int(im->node, "transB", 0);
   if (!is_matmul && (attr_int(im->node, "transA", 0) != 0 ||
                      attr_float(im->node, "alpha", 1.0) != 1.0 ||
                      (c && attr_float(im->node, "beta", 1.0) != 1.0)))
-    return node_problem(im, 1, "only transA 0, alpha 1 and beta 1 are "
-                               "supported");
+    return node_problem(im, 1,
+                        "only transA 0, alpha 1 and beta 1 are "
+                        "supported");
   long long bd[2];
-  if (const_rank(b) != 2)
-    return node_problem(im, 0, "the weight must be 2-D");
+  if (const_rank(b) != 2) return node_problem(im, 0, "the weight must be 2-D");
   const_dims(b, bd, 2);
   long long in = trans_b ? bd[1] : bd[0], o = trans_b ? bd[0] : bd[1];
   if (in != a->shape[0] || o < 1 || o > (1 << 24))
-    return node_problem(im, 0, "the weight's dims [%lld, %lld] do not fit %d "
-                               "input features",
+    return node_problem(im, 0,
+                        "the weight's dims [%lld, %lld] do not fit %d "
+                        "input features",
                         bd[0], bd[1], a->shape[0]);
   if (c && const_numel(c) != o)
     return node_problem(im, 1, "the bias must have %lld values", o);
@@ -916,8 +939,9 @@ static int map_pad(importer *im, value *out) {
       return node_problem(im, 0, "constant_value must be a scalar");
   }
   if (fill != 0)
-    return node_problem(im, 1, "constant_value %g: only zero padding is "
-                               "supported",
+    return node_problem(im, 1,
+                        "constant_value %g: only zero padding is "
+                        "supported",
                         fill);
   if (pads[0] || pads[1] || pads[4] || pads[5])
     return node_problem(im, 1, "only the spatial axes may be padded");
@@ -931,8 +955,8 @@ static int map_pad(importer *im, value *out) {
   int shape[3] = {x->shape[0], x->shape[1] + (int)(pads[2] + pads[6]),
                   x->shape[2] + (int)(pads[3] + pads[7])};
   json_t *n = emit(im, out, "pad", &x, 1, 3, shape);
-  json_t *arr = n ? json_pack("[IIII]", pads[2], pads[3], pads[6], pads[7])
-                  : NULL;
+  json_t *arr =
+      n ? json_pack("[IIII]", pads[2], pads[3], pads[6], pads[7]) : NULL;
   if (!arr || json_object_set_new(n, "pads", arr)) {
     im->failed_nomem = 1;
     return AE_ENOMEM;
@@ -971,8 +995,9 @@ static int map_constant(importer *im, value *out) {
   }
   a = attr_find(im->node, "value_int");
   if (a && a->has_i) return set_folded(im, out, &a->i, 1, 0);
-  return node_problem(im, 1, "only value, value_int and value_ints "
-                             "constants are supported");
+  return node_problem(im, 1,
+                      "only value, value_int and value_ints "
+                      "constants are supported");
 }
 
 /* Shape of the data: [batch, C, H, W] or [batch, F]. */
@@ -1006,8 +1031,9 @@ static int map_gather(importer *im, value *out) {
   long long n = const_numel(d), m = const_numel(idx);
   if (attr_int(im->node, "axis", 0) != 0 || const_rank(d) != 1 || m < 0 ||
       m > 64 || const_rank(idx) > 1)
-    return node_problem(im, 1, "only Gather of a 1-D shape along axis 0 is "
-                               "folded");
+    return node_problem(im, 1,
+                        "only Gather of a 1-D shape along axis 0 is "
+                        "folded");
   int64_t vals[64];
   for (long long k = 0; k < m; k++) {
     double i, v;
@@ -1036,8 +1062,9 @@ static int map_unsqueeze(importer *im, value *out) {
     n_axes = attr_ints(im->node, "axes", 0, ax, 8);
   }
   if (const_rank(d) != 0 || n_axes != 1 || ax[0] != 0)
-    return node_problem(im, 1, "only an Unsqueeze of a scalar on axis 0 is "
-                               "folded");
+    return node_problem(im, 1,
+                        "only an Unsqueeze of a scalar on axis 0 is "
+                        "folded");
   double v;
   if (const_get(d, 0, &v)) return node_problem(im, 0, "unreadable scalar");
   int64_t iv = (int64_t)v;
@@ -1050,8 +1077,9 @@ static int map_cast(importer *im, value *out) {
   if ((rc = const_input(im, 0, 1, &d))) return rc;
   long long n = const_numel(d);
   if (const_rank(d) > 1 || n < 0 || n > 64)
-    return node_problem(im, 1, "only a Cast of a short 1-D constant is "
-                               "folded");
+    return node_problem(im, 1,
+                        "only a Cast of a short 1-D constant is "
+                        "folded");
   int64_t vals[64];
   for (long long k = 0; k < n; k++) {
     double v;
@@ -1083,8 +1111,7 @@ static int map_node(importer *im) {
   value *out = output_value(im);
   if (!out) return node_problem(im, 0, "has no output");
   if (out->kind != V_NONE)
-    return node_problem(im, 0, "output \"%.100s\" is defined twice",
-                        out->name);
+    return node_problem(im, 0, "output \"%.100s\" is defined twice", out->name);
   if (strcmp(op, "Conv") == 0) return map_conv(im, out);
   if (strcmp(op, "BatchNormalization") == 0) return map_batch_norm(im, out);
   if (strcmp(op, "Relu") == 0) return map_act(im, out, "relu", -1);
@@ -1098,11 +1125,13 @@ static int map_node(importer *im) {
   if (strcmp(op, "Tanh") == 0) return map_act(im, out, "tanh", -1);
   if (strcmp(op, "HardSwish") == 0) return map_act(im, out, "hardswish", -1);
   if (strcmp(op, "HardSigmoid") == 0) {
-    double alpha = attr_float(n, "alpha", 0.2), beta = attr_float(n, "beta", 0.5);
+    double alpha = attr_float(n, "alpha", 0.2),
+           beta = attr_float(n, "beta", 0.5);
     if (fabs(alpha - 1.0 / 6.0) > 1e-6 || fabs(beta - 0.5) > 1e-6)
-      return node_problem(im, 1, "alpha %g, beta %g: only PyTorch's "
-                                 "hardsigmoid (alpha 1/6, beta 0.5) is "
-                                 "supported",
+      return node_problem(im, 1,
+                          "alpha %g, beta %g: only PyTorch's "
+                          "hardsigmoid (alpha 1/6, beta 0.5) is "
+                          "supported",
                           alpha, beta);
     return map_act(im, out, "hardsigmoid", -1);
   }
@@ -1112,8 +1141,7 @@ static int map_node(importer *im) {
   if (strcmp(op, "Concat") == 0) return map_concat(im, out);
   if (strcmp(op, "MaxPool") == 0) return map_pool(im, out, 1);
   if (strcmp(op, "AveragePool") == 0) return map_pool(im, out, 0);
-  if (strcmp(op, "GlobalAveragePool") == 0)
-    return map_global_avg_pool(im, out);
+  if (strcmp(op, "GlobalAveragePool") == 0) return map_global_avg_pool(im, out);
   if (strcmp(op, "Gemm") == 0) return map_gemm(im, out, 0);
   if (strcmp(op, "MatMul") == 0) return map_gemm(im, out, 1);
   if (strcmp(op, "Flatten") == 0) return map_flatten(im, out);
@@ -1136,8 +1164,11 @@ static int valid_utf8(const char *s) {
   const unsigned char *c = (const unsigned char *)s;
   if (!c) return 1;
   while (*c) {
-    int n = *c < 0x80 ? 0 : (*c & 0xe0) == 0xc0 ? 1 : (*c & 0xf0) == 0xe0 ? 2
-                        : (*c & 0xf8) == 0xf0  ? 3 : -1;
+    int n = *c < 0x80             ? 0
+            : (*c & 0xe0) == 0xc0 ? 1
+            : (*c & 0xf0) == 0xe0 ? 2
+            : (*c & 0xf8) == 0xf0 ? 3
+                                  : -1;
     if (n < 0 || (n == 1 && *c < 0xc2)) return 0;
     unsigned cp = n == 0 ? *c : *c & (0x3f >> n);
     c++;
@@ -1181,23 +1212,26 @@ static int check_counts(importer *im, const Onnx__GraphProto *g) {
   const ae_onnx_limits *lim = im->lim;
   ae_problem *p = im->p;
   if (g->n_node > (size_t)lim->max_nodes) {
-    add_problem(p, "/nodes", "the graph has %zu nodes, more than the "
-                                "limit of %d",
-                   g->n_node, lim->max_nodes);
+    add_problem(p, "/nodes",
+                "the graph has %zu nodes, more than the "
+                "limit of %d",
+                g->n_node, lim->max_nodes);
     return AE_EINVAL;
   }
   if (g->n_initializer > (size_t)lim->max_initializers) {
-    add_problem(p, "/initializers", "the graph has %zu initializers, more "
-                                       "than the limit of %d",
-                   g->n_initializer, lim->max_initializers);
+    add_problem(p, "/initializers",
+                "the graph has %zu initializers, more "
+                "than the limit of %d",
+                g->n_initializer, lim->max_initializers);
     return AE_EINVAL;
   }
   if (g->n_input > (size_t)lim->max_graph_io ||
       g->n_output > (size_t)lim->max_graph_io ||
       g->n_value_info > (size_t)lim->max_graph_io) {
-    add_problem(p, "/inputs", "the graph has more than %d inputs, outputs "
-                                 "or value infos",
-                   lim->max_graph_io);
+    add_problem(p, "/inputs",
+                "the graph has more than %d inputs, outputs "
+                "or value infos",
+                lim->max_graph_io);
     return AE_EINVAL;
   }
   if (!value_infos_valid(g->input, g->n_input) ||
@@ -1207,16 +1241,18 @@ static int check_counts(importer *im, const Onnx__GraphProto *g) {
   }
   for (size_t i = 0; i < g->n_initializer; i++)
     if (!valid_utf8(g->initializer[i]->name)) {
-      add_problem(p, "/initializers", "initializer %zu: the name is not "
-                                         "UTF-8",
-                     i);
+      add_problem(p, "/initializers",
+                  "initializer %zu: the name is not "
+                  "UTF-8",
+                  i);
       return AE_EINVAL;
     }
   for (size_t i = 0; i < g->n_initializer; i++)
     if (g->initializer[i]->n_dims > (size_t)lim->max_dims) {
-      add_problem(p, "/initializers", "initializer %zu has %zu dims, "
-                                         "more than %d",
-                     i, g->initializer[i]->n_dims, lim->max_dims);
+      add_problem(p, "/initializers",
+                  "initializer %zu has %zu dims, "
+                  "more than %d",
+                  i, g->initializer[i]->n_dims, lim->max_dims);
       return AE_EINVAL;
     }
   for (size_t i = 0; i < g->n_node; i++) {
@@ -1240,11 +1276,12 @@ static int check_counts(importer *im, const Onnx__GraphProto *g) {
       const Onnx__AttributeProto *a = n->attribute[k];
       if (a->n_ints > (size_t)lim->max_attribute_ints ||
           a->n_floats > (size_t)lim->max_attribute_ints)
-        return node_problem(im, 0, "attribute %zu has more than %d values",
-                            k, lim->max_attribute_ints);
+        return node_problem(im, 0, "attribute %zu has more than %d values", k,
+                            lim->max_attribute_ints);
       if (a->g || a->n_graphs)
-        return node_problem(im, 1, "subgraphs (If, Loop, Scan) are not "
-                                   "supported");
+        return node_problem(im, 1,
+                            "subgraphs (If, Loop, Scan) are not "
+                            "supported");
       if (a->t && (a->t->n_dims > (size_t)lim->max_dims))
         return node_problem(im, 0, "a tensor attribute has more than %d dims",
                             lim->max_dims);
@@ -1303,9 +1340,9 @@ static int define_input(importer *im, const Onnx__GraphProto *g,
   }
   if (n_data != 1) {
     add_problem(im->p, "/inputs",
-                   "the model has %d data inputs; archeval scores a model "
-                   "with exactly one",
-                   n_data);
+                "the model has %d data inputs; archeval scores a model "
+                "with exactly one",
+                n_data);
     return AE_EINVAL;
   }
   json_t *d = describe_io(data);
@@ -1318,9 +1355,9 @@ static int define_input(importer *im, const Onnx__GraphProto *g,
           : NULL;
   if (!s || (s->n_dim != 4 && s->n_dim != 2)) {
     add_problem(im->p, "/inputs/0",
-                   "input \"%.100s\" must be a tensor of shape (N, C, H, W) "
-                   "or (N, F)",
-                   data->name);
+                "input \"%.100s\" must be a tensor of shape (N, C, H, W) "
+                "or (N, F)",
+                data->name);
     return AE_EINVAL;
   }
   int dims[4];
@@ -1336,9 +1373,9 @@ static int define_input(importer *im, const Onnx__GraphProto *g,
     }
     if (!known || dm->dim_value < 1 || dm->dim_value > 65536) {
       add_problem(im->p, "/inputs/0",
-                     "input \"%.100s\": dimension %zu must be a number from 1 "
-                     "to 65536 (export with a fixed input size)",
-                     data->name, k);
+                  "input \"%.100s\": dimension %zu must be a number from 1 "
+                  "to 65536 (export with a fixed input size)",
+                  data->name, k);
       return AE_EINVAL;
     }
     dims[k] = (int)dm->dim_value;
@@ -1392,9 +1429,10 @@ static int import_graph(importer *im, const Onnx__ModelProto *m,
   for (size_t i = 0; i < g->n_initializer; i++) {
     const Onnx__TensorProto *t = g->initializer[i];
     if (!t->name || !t->name[0] || tensor_numel(t) < 0) {
-      add_problem(im->p, "/initializers", "initializer %zu has no name or "
-                                             "impossible dims",
-                     i);
+      add_problem(im->p, "/initializers",
+                  "initializer %zu has no name or "
+                  "impossible dims",
+                  i);
       return AE_EINVAL;
     }
     value *v = value_get(im, t->name);
@@ -1410,9 +1448,9 @@ static int import_graph(importer *im, const Onnx__ModelProto *m,
     im->node = g->node[i];
     const char *op = str_or_empty(im->node->op_type);
     json_t *count = json_object_get(out->ops, op);
-    if (json_object_set_new(out->ops, op,
-                            json_integer(count ? json_integer_value(count) + 1
-                                               : 1)))
+    if (json_object_set_new(
+            out->ops, op,
+            json_integer(count ? json_integer_value(count) + 1 : 1)))
       return AE_ENOMEM;
     n_bn += strcmp(op, "BatchNormalization") == 0;
     n_conv_bias += strcmp(op, "Conv") == 0 && im->node->n_input > 2 &&
@@ -1430,9 +1468,9 @@ static int import_graph(importer *im, const Onnx__ModelProto *m,
   /* The output. */
   if (g->n_output != 1) {
     add_problem(im->p, "/outputs",
-                   "the model has %zu outputs; archeval scores a model with "
-                   "exactly one",
-                   g->n_output);
+                "the model has %zu outputs; archeval scores a model with "
+                "exactly one",
+                g->n_output);
     return AE_EINVAL;
   }
   json_t *d = describe_io(g->output[0]);
@@ -1440,9 +1478,9 @@ static int import_graph(importer *im, const Onnx__ModelProto *m,
   value *o = g->output[0]->name ? value_get(im, g->output[0]->name) : NULL;
   if (!o || o->kind != V_DATA || strcmp(o->id, "input") == 0) {
     add_problem(im->p, "/outputs/0",
-                   "output \"%.100s\" is not computed from the input by a "
-                   "supported op",
-                   g->output[0]->name ? g->output[0]->name : "");
+                "output \"%.100s\" is not computed from the input by a "
+                "supported op",
+                g->output[0]->name ? g->output[0]->name : "");
     return AE_EINVAL;
   }
   if (json_object_set_new(out->architecture, "output", json_string(o->id)))
@@ -1455,8 +1493,7 @@ static int import_graph(importer *im, const Onnx__ModelProto *m,
              "the convs and is scored as conv biases (export in training "
              "mode to keep it)",
              n_conv_bias);
-    if (json_array_append_new(out->warnings, json_string(w)))
-      return AE_ENOMEM;
+    if (json_array_append_new(out->warnings, json_string(w))) return AE_ENOMEM;
   }
   return AE_OK;
 }
@@ -1481,12 +1518,14 @@ int ae_onnx_import(const void *bytes, size_t len, const ae_onnx_limits *lim,
       onnx__model_proto__unpack(&alloc, len, (const uint8_t *)bytes);
   if (!m) {
     if (b.exceeded)
-      add_problem(p, "", "decoding the model needs more than %zu bytes of "
-                            "memory",
-                     lim->max_unpacked_bytes);
+      add_problem(p, "",
+                  "decoding the model needs more than %zu bytes of "
+                  "memory",
+                  lim->max_unpacked_bytes);
     else
-      add_problem(p, "", "the body is not an ONNX model (protobuf "
-                            "decoding failed)");
+      add_problem(p, "",
+                  "the body is not an ONNX model (protobuf "
+                  "decoding failed)");
     return AE_EINVAL;
   }
   importer im;
@@ -1517,8 +1556,9 @@ int ae_onnx_import(const void *bytes, size_t len, const ae_onnx_limits *lim,
     goto done;
   }
   if (im.opset < 1 || im.opset > 1000) {
-    add_problem(p, "/opset_import", "the model imports no default-domain "
-                                       "(ai.onnx) opset");
+    add_problem(p, "/opset_import",
+                "the model imports no default-domain "
+                "(ai.onnx) opset");
     rc = AE_EINVAL;
     goto done;
   }

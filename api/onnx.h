@@ -40,8 +40,8 @@ typedef struct {
   /* [{"name","shape"}] of the data input and of the outputs, shapes with
    * the batch dimension (a symbolic one as its name). */
   json_t *inputs, *outputs;
-  json_t *ops;      /* {"Conv": 20, ...}: the ONNX op census */
-  json_t *warnings; /* ["...", ...] */
+  json_t *ops;                    /* {"Conv": 20, ...}: the ONNX op census */
+  json_t *warnings;               /* ["...", ...] */
   int input_shape[3], input_rank; /* per-sample: {C,H,W} or {F} */
   int n_onnx_nodes;
   int n_graph_nodes; /* nodes of "architecture" */

@@ -20,12 +20,11 @@
 #include "clients/cli.h"
 
 static void usage(FILE *f) {
-  fprintf(f,
-          "Usage: archeval onnx-lower [--compact] MODEL.onnx\n"
-          "Imports an ONNX model and prints its census and the \"graph\"\n"
-          "architecture it becomes (JSON), with its parameter and FLOP\n"
-          "counts for the model's input shape.\n"
-          "  --compact   one line instead of indented JSON\n");
+  fprintf(f, "Usage: archeval onnx-lower [--compact] MODEL.onnx\n"
+             "Imports an ONNX model and prints its census and the \"graph\"\n"
+             "architecture it becomes (JSON), with its parameter and FLOP\n"
+             "counts for the model's input shape.\n"
+             "  --compact   one line instead of indented JSON\n");
 }
 
 static void print_problem(const ae_problem *p) {
@@ -135,11 +134,11 @@ int ae_cli_onnx_lower(int argc, char **argv) {
       "{s:{s:O, s:O, s:O, s:i, s:I}, s:O, s:O, s:{s:i, s:f, s:f, s:o}}",
       "model", "inputs", m.inputs, "outputs", m.outputs, "ops", m.ops,
       "onnx_nodes", m.n_onnx_nodes, "opset", (json_int_t)m.opset, "warnings",
-      m.warnings, "architecture", m.architecture, "lowered", "nodes",
-      g.n_nodes, "params", ae_graph_params(&g), "flops", ae_graph_flops(&g),
-      "unsupported", bad >= 0 ? json_string(why) : json_null());
-  char *s = doc ? json_dumps(doc, compact ? JSON_COMPACT : JSON_INDENT(2))
-                : NULL;
+      m.warnings, "architecture", m.architecture, "lowered", "nodes", g.n_nodes,
+      "params", ae_graph_params(&g), "flops", ae_graph_flops(&g), "unsupported",
+      bad >= 0 ? json_string(why) : json_null());
+  char *s =
+      doc ? json_dumps(doc, compact ? JSON_COMPACT : JSON_INDENT(2)) : NULL;
   if (s) {
     printf("%s\n", s);
     status = fflush(stdout) == 0 ? AE_EXIT_OK : AE_EXIT_FAILURE;

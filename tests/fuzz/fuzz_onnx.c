@@ -71,8 +71,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         !json_is_array(m.warnings) || json_array_size(m.inputs) != 1)
       abort();
     if (m.input_rank != 1 && m.input_rank != 3) abort();
-    if (m.n_graph_nodes < 1 || m.n_graph_nodes > lim.max_graph_nodes)
-      abort();
+    if (m.n_graph_nodes < 1 || m.n_graph_nodes > lim.max_graph_nodes) abort();
     lower(&m, 1);
     lower(&m, 0);
     ae_onnx_model_free(&m);

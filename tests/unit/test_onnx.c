@@ -56,8 +56,8 @@ static const char *first_detail(const ae_problem *p) {
 }
 
 /* Parses and lowers a graph architecture for the given input shape. */
-static int lower_text(const char *text, const int *shape, int rank,
-                      int allow, ae_graph *g, ae_problem *p) {
+static int lower_text(const char *text, const int *shape, int rank, int allow,
+                      ae_graph *g, ae_problem *p) {
   ae_limits lim;
   ae_limits_default(&lim);
   json_error_t err;
@@ -336,8 +336,7 @@ START_TEST(test_malformed_bytes) {
   ae_onnx_model m;
   ae_problem p = AE_PROBLEM_INIT;
   const unsigned char junk[] = {0xff, 0xff, 0xff, 0xff};
-  ck_assert_int_eq(ae_onnx_import(junk, sizeof junk, NULL, &m, &p),
-                   AE_EINVAL);
+  ck_assert_int_eq(ae_onnx_import(junk, sizeof junk, NULL, &m, &p), AE_EINVAL);
   ck_assert_int_eq(p.status, 422);
   ck_assert(detail_has(&p, "not an ONNX model"));
   ck_assert_ptr_null(m.architecture);
@@ -350,8 +349,7 @@ START_TEST(test_malformed_bytes) {
   ae_onnx_limits lim;
   ae_onnx_limits_default(&lim);
   lim.max_bytes = 3;
-  ck_assert_int_eq(ae_onnx_import(junk, sizeof junk, &lim, &m, &p),
-                   AE_EINVAL);
+  ck_assert_int_eq(ae_onnx_import(junk, sizeof junk, &lim, &m, &p), AE_EINVAL);
   ck_assert_int_eq(p.status, 413);
   ck_assert_str_eq(p.code, "model_too_large");
   ae_problem_clear(&p);
@@ -487,8 +485,7 @@ START_TEST(test_node_case) {
   } else {
     ck_assert_msg(rc == AE_EINVAL, "%s: rc %d", c->name, rc);
     ck_assert_int_eq(p.status, 422);
-    ck_assert_msg(strcmp(p.code, c->code) == 0, "%s: code %s", c->name,
-                  p.code);
+    ck_assert_msg(strcmp(p.code, c->code) == 0, "%s: code %s", c->name, p.code);
     ck_assert_msg(has_pointer(&p, c->pointer), "%s: pointer %s", c->name,
                   p.n_errors ? p.errors[0].pointer : "-");
     ck_assert_msg(detail_has(&p, c->needle), "%s: %s", c->name,
@@ -505,8 +502,8 @@ static const char *const cnn_models[] = {"resnet18", "mobilenet_v2",
                                          "squeezenet1_1"};
 
 /* Imports model name from the export dir; 0 when torch was missing. */
-static int import_exported(const char *name, ae_onnx_model *m,
-                           ae_problem *p, json_t **entry) {
+static int import_exported(const char *name, ae_onnx_model *m, ae_problem *p,
+                           json_t **entry) {
   if (!manifest) return 0;
   *entry = json_object_get(manifest, name);
   ck_assert_ptr_nonnull(*entry);
