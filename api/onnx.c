@@ -548,8 +548,9 @@ static int map_conv(importer *im, value *out) {
                         "group %lld does not divide the %d input "
                         "channels",
                         groups, x->shape[0]);
-  if (wd[1] * groups != x->shape[0] || wd[0] < 1 || wd[0] % groups != 0 ||
-      wd[2] != w.kernel[0] || wd[3] != w.kernel[1] || wd[0] > (1 << 20))
+  if (wd[1] < 1 || wd[1] > x->shape[0] || wd[1] * groups != x->shape[0] ||
+      wd[0] < 1 || wd[0] % groups != 0 || wd[2] != w.kernel[0] ||
+      wd[3] != w.kernel[1] || wd[0] > (1 << 20))
     return node_problem(im, 0,
                         "the weight's dims [%lld, %lld, %lld, %lld] "
                         "do not fit %d input channels, group %lld "
@@ -791,7 +792,8 @@ static int map_concat(importer *im, value *out) {
   }
   long long axis = attr_int(n, "axis", 1);
   value *ins[64];
-  int channels = 0;
+  long long channels = 0;
+  if (n->n_input > 64) return node_problem(im, 0, "more than 64 inputs");
   for (size_t k = 0; k < n->n_input; k++) {
     int rc = data_input(im, (int)k, &ins[k]);
     if (rc) return rc;
@@ -812,7 +814,9 @@ static int map_concat(importer *im, value *out) {
       return node_problem(im, 0, "inputs differ in more than channels");
     channels += ins[k]->shape[0];
   }
-  int shape[3] = {channels, ins[0]->shape[1], ins[0]->shape[2]};
+  if (channels > (1 << 24))
+    return node_problem(im, 0, "more than 2^24 channels");
+  int shape[3] = {(int)channels, ins[0]->shape[1], ins[0]->shape[2]};
   if (!emit(im, out, "concat", ins, (int)n->n_input, ins[0]->rank, shape))
     return AE_ENOMEM;
   return AE_OK;
@@ -824,7 +828,10 @@ static int map_flatten_to(importer *im, value *out, value *x) {
     out->squeezed = 0;
     return AE_OK;
   }
-  int shape[3] = {x->shape[0] * x->shape[1] * x->shape[2], 1, 1};
+  long long features = (long long)x->shape[0] * x->shape[1] * x->shape[2];
+  if (features > (1 << 30))
+    return node_problem(im, 0, "more than 2^30 values per sample");
+  int shape[3] = {(int)features, 1, 1};
   return emit(im, out, "flatten", &x, 1, 1, shape) ? AE_OK : AE_ENOMEM;
 }
 
@@ -1051,7 +1058,7 @@ static int map_unsqueeze(importer *im, value *out) {
   value *d, *axes = NULL;
   int rc;
   if ((rc = const_input(im, 0, 1, &d))) return rc;
-  long long ax[8];
+  long long ax[8] = {1};
   int n_axes;
   if (im->opset >= 13) {
     if ((rc = const_input(im, 1, 1, &axes))) return rc;
