@@ -309,6 +309,15 @@ static int const_get(const value *v, long long k, double *out) {
   return AE_EINVAL;
 }
 
+/* Element k of a constant as an integer: 0 or AE_EINVAL (also for a value
+ * that is not finite or beyond 2^53, whose conversion would be undefined). */
+static int const_get_int(const value *v, long long k, long long *out) {
+  double d;
+  if (const_get(v, k, &d) || !(fabs(d) <= 9007199254740992.0)) return AE_EINVAL;
+  *out = (long long)d;
+  return AE_OK;
+}
+
 static long long const_numel(const value *v) {
   return v->ints ? v->n_ints : tensor_numel(v->tensor);
 }
@@ -779,11 +788,11 @@ static int map_concat(importer *im, value *out) {
                             "only a concatenation of short 1-D "
                             "constants (shapes) is folded");
       for (long long e = 0; e < numel; e++) {
-        double d;
-        if (const_get(v, e, &d))
+        long long d;
+        if (const_get_int(v, e, &d))
           return node_problem(im, 1,
                               "constant input %zu has no readable "
-                              "values",
+                              "integer values",
                               k);
         vals[m++] = (int64_t)d;
       }
@@ -936,12 +945,9 @@ static int map_pad(importer *im, value *out) {
       return node_problem(im, 1, "the axes input is not supported");
     if (const_numel(vp) != 8)
       return node_problem(im, 0, "pads must have 8 entries");
-    for (int k = 0; k < 8; k++) {
-      double d;
-      if (const_get(vp, k, &d))
-        return node_problem(im, 0, "pads has no readable values");
-      pads[k] = (long long)d;
-    }
+    for (int k = 0; k < 8; k++)
+      if (const_get_int(vp, k, &pads[k]))
+        return node_problem(im, 0, "pads has no readable integer values");
     if (vv && (const_numel(vv) != 1 || const_get(vv, 0, &fill)))
       return node_problem(im, 0, "constant_value must be a scalar");
   }
@@ -1043,12 +1049,11 @@ static int map_gather(importer *im, value *out) {
                         "folded");
   int64_t vals[64];
   for (long long k = 0; k < m; k++) {
-    double i, v;
-    if (const_get(idx, k, &i)) return node_problem(im, 0, "bad indices");
-    long long ii = (long long)i;
-    if (ii < 0) ii += n;
-    if (ii < 0 || ii >= n || const_get(d, ii, &v))
-      return node_problem(im, 0, "index %g out of range", i);
+    long long i, ii, v;
+    if (const_get_int(idx, k, &i)) return node_problem(im, 0, "bad indices");
+    ii = i < 0 ? i + n : i;
+    if (ii < 0 || ii >= n || const_get_int(d, ii, &v))
+      return node_problem(im, 0, "index %lld out of range", i);
     vals[k] = (int64_t)v;
   }
   return set_folded(im, out, vals, (int)m, const_rank(idx));
@@ -1062,9 +1067,8 @@ static int map_unsqueeze(importer *im, value *out) {
   int n_axes;
   if (im->opset >= 13) {
     if ((rc = const_input(im, 1, 1, &axes))) return rc;
-    n_axes = (int)const_numel(axes);
-    double a0 = 1;
-    if (n_axes == 1 && const_get(axes, 0, &a0) == 0) ax[0] = (long long)a0;
+    n_axes = const_numel(axes) == 1 ? 1 : -1;
+    if (n_axes == 1 && const_get_int(axes, 0, &ax[0])) ax[0] = 1;
   } else {
     n_axes = attr_ints(im->node, "axes", 0, ax, 8);
   }
@@ -1072,8 +1076,9 @@ static int map_unsqueeze(importer *im, value *out) {
     return node_problem(im, 1,
                         "only an Unsqueeze of a scalar on axis 0 is "
                         "folded");
-  double v;
-  if (const_get(d, 0, &v)) return node_problem(im, 0, "unreadable scalar");
+  long long v;
+  if (const_get_int(d, 0, &v))
+    return node_problem(im, 0, "unreadable integer scalar");
   int64_t iv = (int64_t)v;
   return set_folded(im, out, &iv, 1, 1);
 }
@@ -1089,8 +1094,9 @@ static int map_cast(importer *im, value *out) {
                         "folded");
   int64_t vals[64];
   for (long long k = 0; k < n; k++) {
-    double v;
-    if (const_get(d, k, &v)) return node_problem(im, 0, "unreadable values");
+    long long v;
+    if (const_get_int(d, k, &v))
+      return node_problem(im, 1, "only integer values are folded");
     vals[k] = (int64_t)v;
   }
   return set_folded(im, out, vals, (int)n, const_rank(d));
