@@ -74,12 +74,17 @@ static int compare_rows(const void *a, const void *b) {
   return 0;
 }
 
-size_t ae_count_distinct_patterns(const uint64_t *bits, size_t n,
-                                  size_t words) {
-  if (n == 0) return 0;
-  if (words == 0) return 1;
-  pattern_row *rows = malloc(sizeof(*rows) * n);
-  if (!rows) return 0;
+int ae_count_distinct_patterns(const uint64_t *bits, size_t n, size_t words,
+                               size_t *count) {
+  *count = 0;
+  if (n == 0) return AE_OK;
+  if (words == 0) {
+    *count = 1;
+    return AE_OK;
+  }
+  pattern_row *rows =
+      n <= SIZE_MAX / sizeof(*rows) ? malloc(sizeof(*rows) * n) : NULL;
+  if (!rows) return AE_ENOMEM;
   for (size_t i = 0; i < n; i++) {
     rows[i].row = bits + i * words;
     rows[i].words = words;
@@ -89,7 +94,8 @@ size_t ae_count_distinct_patterns(const uint64_t *bits, size_t n,
   for (size_t i = 1; i < n; i++)
     if (compare_rows(&rows[i - 1], &rows[i]) != 0) distinct++;
   free(rows);
-  return distinct;
+  *count = distinct;
+  return AE_OK;
 }
 
 double ae_curvature_sum(const double *dy, const double *ddy, int points,
