@@ -235,7 +235,7 @@ static int jet_node(ae_cuda_net *n, int k, int batch) {
   }
   case AE_OP_ACT:
     ae_k_act_jet<<<ae_cuda_blocks(per), AE_CUDA_THREADS, 0, st>>>(
-        (int)nd->act.fn, nd->act.slope, x, y, per);
+        nd->act.fn, nd->act.slope, x, y, per);
     return AE_LAUNCHED(ctx);
   case AE_OP_AVG_POOL:
     ae_k_avg_pool<double><<<grid, AE_CUDA_THREADS, 0, st>>>(

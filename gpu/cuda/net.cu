@@ -560,7 +560,7 @@ static int forward_node(ae_cuda_net *n, int k, int batch) {
     return AE_LAUNCHED(ctx);
   case AE_OP_ACT:
     ae_k_act_forward<<<grid, AE_CUDA_THREADS, 0, st>>>(
-        (int)nd->act.fn, nd->act.slope, in0, y, count);
+        nd->act.fn, nd->act.slope, in0, y, count);
     return AE_LAUNCHED(ctx);
   case AE_OP_AVG_POOL:
     ae_k_avg_pool<float><<<grid, AE_CUDA_THREADS, 0, st>>>(

@@ -165,7 +165,7 @@ static int backward_other(ae_cuda_net *n, int k, int batch) {
   case AE_OP_ACT:
     if (!dx0) return AE_OK;
     ae_k_act_backward<<<ae_cuda_blocks(count), AE_CUDA_THREADS, 0, st>>>(
-        (int)nd->act.fn, nd->act.slope, n->act[nd->inputs[0]], dy, dx0, count);
+        nd->act.fn, nd->act.slope, n->act[nd->inputs[0]], dy, dx0, count);
     return AE_LAUNCHED(ctx);
   case AE_OP_AVG_POOL:
     if (!dx0) return AE_OK;

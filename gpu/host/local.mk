@@ -1,7 +1,7 @@
 # gpu/host/local.mk: the host backend's network executor (gpu/host/), its
 # float64 reference and graph builder, their unit tests and the NTK
 # benchmark.
-gpu_libaeengine_a_SOURCES += gpu/host/net.c gpu/host/net.h \
+gpu_libaeengine_a_SOURCES += gpu/activation.h gpu/host/net.c gpu/host/net.h \
 	gpu/host/net_internal.h gpu/host/net_real.h gpu/host/net_kernels.c \
 	gpu/host/net_kernels_typed.c gpu/host/net_ntk.c gpu/host/net_jet.c \
 	gpu/host/net64.c gpu/host/net64.h gpu/host/net64_ntk.c \

@@ -526,7 +526,7 @@ static void forward_act(const ae_node *nd, const ae_real *x, ae_real *y,
     return;
   default:
     for (size_t i = 0; i < count; i++)
-      y[i] = (ae_real)ae_net_act_value(nd->act, (double)x[i]);
+      y[i] = (ae_real)ae_act_value(nd->act.fn, nd->act.slope, (double)x[i]);
     return;
   }
 }

@@ -10,6 +10,7 @@
 /* First: under AE_NET_DOUBLE it renames what net.h declares. */
 #include "gpu/host/net_real.h"
 
+#include "gpu/activation.h"
 #include "gpu/host/net.h"
 #include <stddef.h>
 #include <stdint.h>
@@ -150,10 +151,5 @@ int ae_net_load_params(ae_net *n, int node, ae_net_param_kind kind,
 #define AE_NET_NORMAL_LANES 64
 void ae_net_philox_normals(uint64_t seed, uint32_t tensor, uint32_t stream,
                            uint64_t index0, double *out);
-
-/* Activation value, first and second derivative in float64. */
-double ae_net_act_value(ae_activation a, double z);
-double ae_net_act_d1(ae_activation a, double z);
-double ae_net_act_d2(ae_activation a, double z);
 
 #endif

@@ -296,9 +296,9 @@ static void jet_act_d(ae_net *n, int k, int batch) {
   double *y = stream_d(n, k, 0, batch), *y1 = stream_d(n, k, 1, batch),
          *y2 = stream_d(n, k, 2, batch);
   for (size_t e = 0; e < count; e++) {
-    double d1 = ae_net_act_d1(nd->act, z[e]);
-    double d2 = ae_net_act_d2(nd->act, z[e]);
-    y[e] = ae_net_act_value(nd->act, z[e]);
+    double d1 = ae_act_d1(nd->act.fn, nd->act.slope, z[e]);
+    double d2 = ae_act_d2(nd->act.fn, z[e]);
+    y[e] = ae_act_value(nd->act.fn, nd->act.slope, z[e]);
     y1[e] = d1 * z1[e];
     y2[e] = d2 * z1[e] * z1[e] + d1 * z2[e];
   }
@@ -544,10 +544,10 @@ static void jet_act_f(ae_net *n, int k, int batch) {
     return;
   default:
     for (size_t e = 0; e < count; e++) {
-      double d1 = ae_net_act_d1(nd->act, z[e]);
-      double d2 = ae_net_act_d2(nd->act, z[e]);
+      double d1 = ae_act_d1(nd->act.fn, nd->act.slope, z[e]);
+      double d2 = ae_act_d2(nd->act.fn, z[e]);
       double t1 = z1[e];
-      y[e] = (float)ae_net_act_value(nd->act, z[e]);
+      y[e] = (float)ae_act_value(nd->act.fn, nd->act.slope, z[e]);
       y1[e] = (float)(d1 * t1);
       y2[e] = (float)(d2 * t1 * t1 + d1 * (double)z2[e]);
     }

@@ -1,8 +1,8 @@
 /* net_kernels.c: the host executor's untyped building blocks: the buffer
  * planner, the job checkpoint, float64 im2col and pooling for the jets,
- * the Philox normals of a run of elements (the weight init),
- * and the activation functions with their derivatives (the float32 /
- * float64 buffer kernels are in net_kernels_typed.c).
+ * and the Philox normals of a run of elements (the weight init) (the
+ * float32 / float64 buffer kernels are in net_kernels_typed.c; the
+ * activations in gpu/activation.h).
  *
  * Pure functions on caller-owned memory; no state, any thread. */
 #include "gpu/host/net_internal.h"
@@ -133,93 +133,6 @@ void ae_net_avg_pool_plane_d(const double *x, int h, int w, int k, int stride,
       y[(size_t)oy * (size_t)ow + (size_t)ox] =
           sum / (double)ae_net_pool_count(y0, x0, h, w, k, include_pad);
     }
-}
-
-static double sigmoid(double z) {
-  return 1.0 / (1.0 + exp(-z));
-}
-
-#define AE_INV_SQRT2 0.70710678118654752440
-#define AE_INV_SQRT2PI 0.39894228040143267794
-#define AE_2_SQRTPI 1.12837916709551257390
-
-double ae_net_act_value(ae_activation a, double z) {
-  switch (a.fn) {
-  case AE_ACT_RELU:
-    return z > 0.0 ? z : 0.0;
-  case AE_ACT_LEAKY_RELU:
-    return z > 0.0 ? z : a.slope * z;
-  case AE_ACT_TANH:
-    return tanh(z);
-  case AE_ACT_SIGMOID:
-    return sigmoid(z);
-  case AE_ACT_SWISH:
-    return z * sigmoid(z);
-  case AE_ACT_GELU:
-    return 0.5 * z * (1.0 + erf(z * AE_INV_SQRT2));
-  case AE_ACT_ERF:
-    return erf(z);
-  case AE_ACT_IDENTITY:
-    return z;
-  }
-  return z;
-}
-
-double ae_net_act_d1(ae_activation a, double z) {
-  switch (a.fn) {
-  case AE_ACT_RELU:
-    return z > 0.0 ? 1.0 : 0.0;
-  case AE_ACT_LEAKY_RELU:
-    return z > 0.0 ? 1.0 : a.slope;
-  case AE_ACT_TANH: {
-    double t = tanh(z);
-    return 1.0 - t * t;
-  }
-  case AE_ACT_SIGMOID: {
-    double s = sigmoid(z);
-    return s * (1.0 - s);
-  }
-  case AE_ACT_SWISH: {
-    double s = sigmoid(z);
-    return s + z * s * (1.0 - s);
-  }
-  case AE_ACT_GELU:
-    return 0.5 * (1.0 + erf(z * AE_INV_SQRT2)) +
-           z * AE_INV_SQRT2PI * exp(-0.5 * z * z);
-  case AE_ACT_ERF:
-    return AE_2_SQRTPI * exp(-z * z);
-  case AE_ACT_IDENTITY:
-    return 1.0;
-  }
-  return 1.0;
-}
-
-double ae_net_act_d2(ae_activation a, double z) {
-  switch (a.fn) {
-  case AE_ACT_RELU:
-  case AE_ACT_LEAKY_RELU:
-  case AE_ACT_IDENTITY:
-    return 0.0;
-  case AE_ACT_TANH: {
-    double t = tanh(z);
-    return -2.0 * t * (1.0 - t * t);
-  }
-  case AE_ACT_SIGMOID: {
-    double s = sigmoid(z);
-    return s * (1.0 - s) * (1.0 - 2.0 * s);
-  }
-  case AE_ACT_SWISH: {
-    double s = sigmoid(z), ds = s * (1.0 - s);
-    return 2.0 * ds + z * ds * (1.0 - 2.0 * s);
-  }
-  case AE_ACT_GELU: {
-    double phi = AE_INV_SQRT2PI * exp(-0.5 * z * z);
-    return 2.0 * phi - z * z * phi;
-  }
-  case AE_ACT_ERF:
-    return -2.0 * z * AE_2_SQRTPI * exp(-z * z);
-  }
-  return 0.0;
 }
 
 const char *ae_net_profile_name(int phase) {

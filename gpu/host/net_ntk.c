@@ -208,7 +208,8 @@ static void backward_act(ae_net *n, int k, int batch) {
     return;
   default:
     for (size_t i = 0; i < count; i++)
-      dx[i] += dy[i] * (ae_real)ae_net_act_d1(nd->act, (double)z[i]);
+      dx[i] +=
+          dy[i] * (ae_real)ae_act_d1(nd->act.fn, nd->act.slope, (double)z[i]);
     return;
   }
 }
