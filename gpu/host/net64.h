@@ -11,8 +11,8 @@
 
 #include "api/arch.h"
 #include "api/request.h"
-#include "gpu/job_control.h"
 #include "gpu/host/net.h"
+#include "gpu/job_control.h"
 #include <stddef.h>
 
 typedef struct ae_net64 ae_net64;

@@ -12,30 +12,17 @@
 
 #include "gpu/activation.h"
 #include "gpu/host/net.h"
+#include "gpu/plan.h"
 #include <stddef.h>
 #include <stdint.h>
 
-/* One node's per-sample geometry, derived from the graph at create. */
-typedef struct {
-  size_t elems;         /* per-sample output elements */
-  int in_c, in_h, in_w; /* first input's shape as C,H,W (rank 1: F,1,1) */
-  size_t in_elems;      /* first input's per-sample elements */
-  int fan_in;           /* LINEAR/CONV */
-  size_t n_weight;      /* LINEAR/CONV weight elements */
-  size_t col_rows;      /* CONV: Cin*k*k */
-  size_t out_hw;        /* CONV/pools: per-channel output plane */
-  int channels;         /* BN: channels (rank 3) or features (rank 1) */
-  size_t plane;         /* BN: elements per channel per sample */
-  int chunk;            /* CONV: samples per im2col + sgemm chunk */
-} ae_net_geom;
-
 struct ae_net {
-  ae_graph g; /* own copy: inputs arrays, no names */
+  ae_plan *plan;            /* geometry, liveness, slots and offsets */
+  const ae_graph *g;        /* the plan's copy of the graph */
+  const ae_plan_geom *geom; /* the plan's per-node geometry */
   int max_batch;
-  int batch; /* batch of the last forward */
-  ae_net_geom *geom;
-  int *needs_grad; /* node has a trainable tensor at or upstream */
-  int *last_use;   /* forward: last node reading this node's output */
+  int batch;  /* batch of the last forward */
+  int *chunk; /* CONV: samples per im2col + GEMM chunk */
   /* parameters, pointers into the arena (NULL when absent) */
   ae_real **weight, **bias, **gamma, **beta;
   double **bn_mean, **bn_invstd; /* from the last forward's batch */
@@ -47,16 +34,12 @@ struct ae_net {
   double *gd;           /* max_batch * max tensor size, float64 rows */
   double *gd2;          /* max_batch * max features, float64 */
   double *bb;           /* 2 * max_batch^2 float64: per-layer Grams */
-  unsigned char *arena; /* parameters, activations, forward scratch */
+  unsigned char *arena; /* the plan's forward family */
   size_t arena_bytes;
-  /* backward arena: planned at create, allocated by the first NTK */
+  /* the plan's backward family, allocated by the first NTK */
   unsigned char *bwd_arena;
-  size_t bwd_bytes, bwd_plan_bytes;
-  size_t *grad_off; /* per node, SIZE_MAX = no gradient */
-  /* per node: the node whose gradient slot it shares (its single reader
-   * is an add / identity / flatten), or -1 */
-  int *grad_alias;
-  size_t bwd_dcol, bwd_gd, bwd_gd2, bwd_bb;
+  size_t bwd_bytes;
+  size_t bwd_dcol, bwd_gd, bwd_gd2, bwd_bb; /* its scratch offsets */
   /* Jets (net_jet.c), planned on first use: float32 by default, float64
    * while ae_net_set_double is on (the reference). */
   void **jet; /* per node: 3 * batch * elems (value, d1, d2), or NULL */
@@ -100,17 +83,6 @@ int ae_net_double_twin(ae_net *n, struct ae_net64 **twin);
 
 /* Allocates the backward arena on first use.  0 or AE_ENOMEM. */
 int ae_net_backward_buffers(ae_net *n);
-
-/* Per-sample elements of a node's output. */
-size_t ae_net_node_elems(const ae_node *nd);
-
-/* The planner: nodes get buffers of elems[k] * unit bytes alive from
- * start[k] to end[k] (inclusive, in a time order where a larger value is
- * later; -1 start = not needed).  Buffers of equal size are reused once
- * free.  Fills offset[k] (bytes from 0) and returns the total bytes, or
- * (size_t)-1 when out of memory. */
-size_t ae_net_plan_slots(const size_t *bytes, const int *start, const int *end,
-                         int n, size_t *offset);
 
 /* A checkpoint: 0, AE_ECANCELLED or AE_EDEADLINE (ctl may be NULL). */
 int ae_net_checkpoint(const ae_job_control *ctl);

@@ -39,16 +39,16 @@ int ae_net_sign_patterns(ae_net *n, const float *x, int batch, uint64_t **bits,
   int rc = ae_net_forward_buffers(n, x, batch);
   if (rc) return rc;
   size_t total = 0;
-  for (int k = 0; k < n->g.n_nodes; k++)
-    if (is_pattern_act(&n->g.nodes[k])) total += n->geom[k].elems;
+  for (int k = 0; k < n->g->n_nodes; k++)
+    if (is_pattern_act(&n->g->nodes[k])) total += n->geom[k].elems;
   size_t words = (total + 63) / 64;
   uint64_t *out = calloc((size_t)batch * words + 1, sizeof(uint64_t));
   if (!out) return AE_ENOMEM;
   for (int b = 0; b < batch; b++) {
     uint64_t *row = out + (size_t)b * words;
     size_t bit = 0;
-    for (int k = 0; k < n->g.n_nodes; k++) {
-      const ae_node *nd = &n->g.nodes[k];
+    for (int k = 0; k < n->g->n_nodes; k++) {
+      const ae_node *nd = &n->g->nodes[k];
       if (!is_pattern_act(nd)) continue;
       size_t e = n->geom[k].elems;
       const float *z = n->act[nd->inputs[0]] + (size_t)b * e;
@@ -122,13 +122,9 @@ double ae_curvature_sum(const double *dy, const double *ddy, int points,
 }
 
 /* Samples per im2col + GEMM chunk of the jets (as net.c's chunks). */
-static int jet_chunk(const ae_net_geom *ge, int virtual_samples) {
+static int jet_chunk(const ae_plan_geom *ge, int virtual_samples) {
   size_t chunk = (JET_CHUNK_COLUMNS + ge->out_hw - 1) / ge->out_hw;
   return chunk < (size_t)virtual_samples ? (int)chunk : virtual_samples;
-}
-
-static int shares_input(const ae_node *nd) {
-  return nd->op == AE_OP_IDENTITY || nd->op == AE_OP_FLATTEN;
 }
 
 /* Plans (or re-plans for a larger batch or another type) the jet buffers:
@@ -141,29 +137,18 @@ static int plan_jets(ae_net *n, int batch, size_t unit) {
   n->jet_bytes = 0;
   n->jet_batch = 0;
   n->jet_unit = 0;
-  int nn = n->g.n_nodes;
-  size_t *bytes = malloc(sizeof(size_t) * (size_t)nn);
+  const ae_plan *p = n->plan;
+  int nn = n->g->n_nodes;
   size_t *off = malloc(sizeof(size_t) * (size_t)nn);
-  int *start = malloc(sizeof(int) * (size_t)nn);
-  int *end = malloc(sizeof(int) * (size_t)nn);
-  int *root = malloc(sizeof(int) * (size_t)nn);
-  int rc = AE_ENOMEM;
-  if (!bytes || !off || !start || !end || !root) goto out;
+  if (!off) return AE_ENOMEM;
+  size_t total = ae_plan_jets(p, batch, unit, off);
+  if (total == SIZE_MAX) {
+    free(off);
+    return AE_ENOMEM;
+  }
   size_t max_col = 0, max_w = 0, max_y = 0;
   for (int k = 0; k < nn; k++) {
-    const ae_node *nd = &n->g.nodes[k];
-    bytes[k] = (3 * (size_t)batch * n->geom[k].elems * unit + 63) & ~(size_t)63;
-    start[k] = k;
-    end[k] = n->last_use[k];
-    root[k] = k;
-    if (shares_input(nd)) {
-      /* Same values, same layout: the input's buffer, kept alive for
-       * this node's readers too. */
-      int r = root[nd->inputs[0]];
-      root[k] = r;
-      start[k] = -1;
-      if (end[r] < end[k]) end[r] = end[k];
-    }
+    const ae_node *nd = &n->g->nodes[k];
     if (nd->op == AE_OP_CONV) {
       size_t chunk = (size_t)jet_chunk(&n->geom[k], 3 * batch);
       size_t c = n->geom[k].col_rows * n->geom[k].out_hw * chunk;
@@ -173,33 +158,27 @@ static int plan_jets(ae_net *n, int batch, size_t unit) {
     }
     if (n->geom[k].n_weight > max_w) max_w = n->geom[k].n_weight;
   }
-  size_t total = ae_net_plan_slots(bytes, start, end, nn, off);
-  if (total == (size_t)-1) goto out;
   size_t col_off = total;
-  total += (max_col * unit + 63) & ~(size_t)63;
+  total += ae_plan_align(p, max_col * unit);
   size_t y_off = total;
-  total += (max_y * unit + 63) & ~(size_t)63;
+  total += ae_plan_align(p, max_y * unit);
   size_t w_off = total;
-  if (unit == sizeof(double))
-    total += (max_w * sizeof(double) + 63) & ~(size_t)63;
+  if (unit == sizeof(double)) total += ae_plan_align(p, max_w * sizeof(double));
   n->jet_arena = aligned_alloc(64, total > 0 ? total : 64);
-  if (!n->jet_arena) goto out;
+  if (!n->jet_arena) {
+    free(off);
+    return AE_ENOMEM;
+  }
   n->jet_bytes = total;
   for (int k = 0; k < nn; k++)
-    n->jet[k] = n->jet_arena + off[root[k]];
+    n->jet[k] = n->jet_arena + off[k];
   n->jcol = n->jet_arena + col_off;
   n->jytmp = n->jet_arena + y_off;
   n->jw = unit == sizeof(double) ? (double *)(n->jet_arena + w_off) : NULL;
   n->jet_batch = batch;
   n->jet_unit = unit;
-  rc = AE_OK;
-out:
-  free(bytes);
   free(off);
-  free(start);
-  free(end);
-  free(root);
-  return rc;
+  return AE_OK;
 }
 
 /* ---- float64: the reference (ae_net_set_double on) ---- */
@@ -213,8 +192,8 @@ static double *stream_d(const ae_net *n, int k, int s, int batch) {
  * bias) acts on them as on 3 * batch samples; chunks of them side by side
  * make one dgemm. */
 static void jet_conv_d(ae_net *n, int k, int batch) {
-  const ae_node *nd = &n->g.nodes[k];
-  const ae_net_geom *ge = &n->geom[k];
+  const ae_node *nd = &n->g->nodes[k];
+  const ae_plan_geom *ge = &n->geom[k];
   int K = (int)ge->col_rows, HW = (int)ge->out_hw, cout = nd->out;
   int V = 3 * batch, chunk = jet_chunk(ge, V);
   double *col = n->jcol, *ytmp = n->jytmp;
@@ -241,8 +220,8 @@ static void jet_conv_d(ae_net *n, int k, int batch) {
 }
 
 static void jet_linear_d(ae_net *n, int k, int batch) {
-  const ae_node *nd = &n->g.nodes[k];
-  const ae_net_geom *ge = &n->geom[k];
+  const ae_node *nd = &n->g->nodes[k];
+  const ae_plan_geom *ge = &n->geom[k];
   int in = (int)ge->in_elems, out = nd->out;
   for (size_t e = 0; e < ge->n_weight; e++)
     n->jw[e] = n->weight[k][e];
@@ -257,8 +236,8 @@ static void jet_linear_d(ae_net *n, int k, int batch) {
 }
 
 static void jet_bn_d(ae_net *n, int k, int batch) {
-  const ae_node *nd = &n->g.nodes[k];
-  const ae_net_geom *ge = &n->geom[k];
+  const ae_node *nd = &n->g->nodes[k];
+  const ae_plan_geom *ge = &n->geom[k];
   size_t C = (size_t)ge->channels, P = ge->plane;
   double cnt = (double)batch * (double)P;
   const double *x = stream_d(n, nd->inputs[0], 0, batch);
@@ -288,7 +267,7 @@ static void jet_bn_d(ae_net *n, int k, int batch) {
 }
 
 static void jet_act_d(ae_net *n, int k, int batch) {
-  const ae_node *nd = &n->g.nodes[k];
+  const ae_node *nd = &n->g->nodes[k];
   size_t count = (size_t)batch * n->geom[k].elems;
   const double *z = stream_d(n, nd->inputs[0], 0, batch);
   const double *z1 = stream_d(n, nd->inputs[0], 1, batch);
@@ -307,8 +286,8 @@ static void jet_act_d(ae_net *n, int k, int batch) {
 /* The linear ops that act on the three streams alike (3 * batch virtual
  * samples). */
 static void jet_linear_op_d(ae_net *n, int k, int batch) {
-  const ae_node *nd = &n->g.nodes[k];
-  const ae_net_geom *ge = &n->geom[k];
+  const ae_node *nd = &n->g->nodes[k];
+  const ae_plan_geom *ge = &n->geom[k];
   size_t V = 3 * (size_t)batch, count = V * ge->elems;
   double *y = n->jet[k];
   const double *x = nd->n_inputs > 0 ? n->jet[nd->inputs[0]] : NULL;
@@ -349,8 +328,8 @@ static void jet_linear_op_d(ae_net *n, int k, int batch) {
 
 static void forward_jet_d(ae_net *n, const double *x, const double *dx,
                           const double *ddx, int batch) {
-  for (int k = 0; k < n->g.n_nodes; k++) {
-    const ae_node *nd = &n->g.nodes[k];
+  for (int k = 0; k < n->g->n_nodes; k++) {
+    const ae_node *nd = &n->g->nodes[k];
     switch (nd->op) {
     case AE_OP_INPUT: {
       size_t count = (size_t)batch * n->geom[k].elems;
@@ -385,8 +364,8 @@ static float *stream_f(const ae_net *n, int k, int s, int batch) {
 }
 
 static void jet_conv_f(ae_net *n, int k, int batch) {
-  const ae_node *nd = &n->g.nodes[k];
-  const ae_net_geom *ge = &n->geom[k];
+  const ae_node *nd = &n->g->nodes[k];
+  const ae_plan_geom *ge = &n->geom[k];
   int K = (int)ge->col_rows, HW = (int)ge->out_hw, cout = nd->out;
   int V = 3 * batch, chunk = jet_chunk(ge, V);
   float *col = n->jcol, *ytmp = n->jytmp;
@@ -420,8 +399,8 @@ static void jet_conv_f(ae_net *n, int k, int batch) {
 }
 
 static void jet_linear_f(ae_net *n, int k, int batch) {
-  const ae_node *nd = &n->g.nodes[k];
-  const ae_net_geom *ge = &n->geom[k];
+  const ae_node *nd = &n->g->nodes[k];
+  const ae_plan_geom *ge = &n->geom[k];
   int in = (int)ge->in_elems, out = nd->out;
   const float *x = n->jet[nd->inputs[0]];
   float *y = n->jet[k];
@@ -458,8 +437,8 @@ static void add_into(const float *restrict x, float *restrict y, size_t count) {
 /* BN with the value stream's batch statistics (float64 accumulation, as
  * the forward); the tangent streams get the same scale, no shift. */
 static void jet_bn_f(ae_net *n, int k, int batch) {
-  const ae_node *nd = &n->g.nodes[k];
-  const ae_net_geom *ge = &n->geom[k];
+  const ae_node *nd = &n->g->nodes[k];
+  const ae_plan_geom *ge = &n->geom[k];
   size_t C = (size_t)ge->channels, P = ge->plane;
   double cnt = (double)batch * (double)P;
   const float *x = stream_f(n, nd->inputs[0], 0, batch);
@@ -515,7 +494,7 @@ static void relu_jets(size_t count, const float *restrict z,
 /* y = s(z), y' = s'(z) z', y'' = s''(z) z'^2 + s'(z) z''. */
 AE_VECTOR_LOOPS
 static void jet_act_f(ae_net *n, int k, int batch) {
-  const ae_node *nd = &n->g.nodes[k];
+  const ae_node *nd = &n->g->nodes[k];
   size_t count = (size_t)batch * n->geom[k].elems;
   const float *restrict z = stream_f(n, nd->inputs[0], 0, batch);
   const float *restrict z1 = stream_f(n, nd->inputs[0], 1, batch);
@@ -556,8 +535,8 @@ static void jet_act_f(ae_net *n, int k, int batch) {
 }
 
 static void jet_linear_op_f(ae_net *n, int k, int batch) {
-  const ae_node *nd = &n->g.nodes[k];
-  const ae_net_geom *ge = &n->geom[k];
+  const ae_node *nd = &n->g->nodes[k];
+  const ae_plan_geom *ge = &n->geom[k];
   size_t V = 3 * (size_t)batch, count = V * ge->elems;
   float *y = n->jet[k];
   const float *x = nd->n_inputs > 0 ? n->jet[nd->inputs[0]] : NULL;
@@ -600,8 +579,8 @@ static void jet_linear_op_f(ae_net *n, int k, int batch) {
 
 static void forward_jet_f(ae_net *n, const double *x, const double *dx,
                           const double *ddx, int batch) {
-  for (int k = 0; k < n->g.n_nodes; k++) {
-    const ae_node *nd = &n->g.nodes[k];
+  for (int k = 0; k < n->g->n_nodes; k++) {
+    const ae_node *nd = &n->g->nodes[k];
     switch (nd->op) {
     case AE_OP_INPUT: {
       size_t count = (size_t)batch * n->geom[k].elems;
@@ -640,7 +619,7 @@ int ae_net_forward_jet(ae_net *n, const double *x, const double *dx,
   int dbl = n->use_double;
   int rc = plan_jets(n, batch, dbl ? sizeof(double) : sizeof(float));
   if (rc) return rc;
-  int o = n->g.output;
+  int o = n->g->output;
   size_t count = (size_t)batch * n->geom[o].elems;
   double *outs[3] = {y, dy, ddy};
   if (dbl) {

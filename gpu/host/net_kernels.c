@@ -1,5 +1,5 @@
-/* net_kernels.c: the host executor's untyped building blocks: the buffer
- * planner, the job checkpoint, float64 im2col and pooling for the jets,
+/* net_kernels.c: the host executor's untyped building blocks: the job
+ * checkpoint, float64 im2col and pooling for the jets,
  * and the Philox normals of a run of elements (the weight init) (the
  * float32 / float64 buffer kernels are in net_kernels_typed.c; the
  * activations in gpu/activation.h).
@@ -14,54 +14,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-
-size_t ae_net_node_elems(const ae_node *nd) {
-  if (nd->rank == 3)
-    return (size_t)nd->shape[0] * (size_t)nd->shape[1] * (size_t)nd->shape[2];
-  return (size_t)nd->shape[0];
-}
-
-typedef struct {
-  size_t bytes, offset;
-} free_slot;
-
-size_t ae_net_plan_slots(const size_t *bytes, const int *start, const int *end,
-                         int n, size_t *offset) {
-  int t_max = -1;
-  for (int k = 0; k < n; k++)
-    if (start[k] >= 0 && end[k] > t_max) t_max = end[k];
-  free_slot *pool = malloc(sizeof(*pool) * (size_t)(n > 0 ? n : 1));
-  if (!pool) return (size_t)-1;
-  int n_free = 0;
-  size_t total = 0;
-  for (int t = 0; t <= t_max; t++) {
-    /* Release what ended before t, then place what starts at t. */
-    for (int k = 0; k < n; k++)
-      if (start[k] >= 0 && end[k] == t - 1) {
-        pool[n_free].bytes = bytes[k];
-        pool[n_free].offset = offset[k];
-        n_free++;
-      }
-    for (int k = 0; k < n; k++) {
-      if (start[k] != t) continue;
-      int found = -1;
-      for (int f = 0; f < n_free; f++)
-        if (pool[f].bytes == bytes[k]) {
-          found = f;
-          break;
-        }
-      if (found >= 0) {
-        offset[k] = pool[found].offset;
-        pool[found] = pool[--n_free];
-      } else {
-        offset[k] = total;
-        total += bytes[k];
-      }
-    }
-  }
-  free(pool);
-  return total;
-}
 
 int ae_net_checkpoint(const ae_job_control *ctl) {
   return ae_job_checkpoint(ctl); /* the engine's one definition */
