@@ -151,7 +151,7 @@ int ae_net_create(const ae_graph *g, int max_batch, ae_net **out) {
   n->bn_invstd = calloc(nn, sizeof(double *));
   n->act = calloc(nn, sizeof(ae_real *));
   n->grad = calloc(nn, sizeof(ae_real *));
-  n->jet = calloc(nn, sizeof(void *));
+  n->jet = calloc(nn, sizeof(ae_real *));
   if (!n->chunk || !n->weight || !n->bias || !n->gamma || !n->beta ||
       !n->bn_mean || !n->bn_invstd || !n->act || !n->grad || !n->jet)
     goto fail;

@@ -40,16 +40,13 @@ struct ae_net {
   unsigned char *bwd_arena;
   size_t bwd_bytes;
   size_t bwd_dcol, bwd_gd, bwd_gd2, bwd_bb; /* its scratch offsets */
-  /* Jets (net_jet.c), planned on first use: float32 by default, float64
-   * while ae_net_set_double is on (the reference). */
-  void **jet; /* per node: 3 * batch * elems (value, d1, d2), or NULL */
+  /* Jets (net_jet.c), planned on first use for a batch. */
+  ae_real **jet; /* per node: 3 * batch * elems (value, d1, d2), or NULL */
   unsigned char *jet_arena;
   size_t jet_bytes;
-  int jet_batch;   /* batch the jet buffers were planned for */
-  size_t jet_unit; /* sizeof(float) or sizeof(double): the plan's type */
-  void *jcol;      /* im2col scratch of a chunk (in jet_arena) */
-  void *jytmp;     /* a chunk of the jets' conv outputs (in jet_arena) */
-  double *jw;      /* float64 path: one tensor's weights (in jet_arena) */
+  int jet_batch;  /* batch the jet buffers were planned for */
+  ae_real *jcol;  /* im2col scratch of a chunk (in jet_arena) */
+  ae_real *jytmp; /* a chunk of the jets' conv outputs (in jet_arena) */
   int profiling;
   double prof[AE_NET_PROF_COUNT];
   /* ae_net_set_double: the float64 twin and whether calls go to it */
@@ -84,9 +81,6 @@ int ae_net_double_twin(ae_net *n, struct ae_net64 **twin);
 /* Allocates the backward arena on first use.  0 or AE_ENOMEM. */
 int ae_net_backward_buffers(ae_net *n);
 
-/* A checkpoint: 0, AE_ECANCELLED or AE_EDEADLINE (ctl may be NULL). */
-int ae_net_checkpoint(const ae_job_control *ctl);
-
 /* im2col of one sample: col[(c*k*k + ky*k + kx) * ld + oy*ow + ox];
  * ld >= oh*ow lets samples sit side by side. */
 void ae_net_im2col_t(const ae_real *x, int c, int h, int w, int k, int stride,
@@ -95,18 +89,12 @@ void ae_net_im2col_t(const ae_real *x, int c, int h, int w, int k, int stride,
 void ae_net_col2im_add_t(const ae_real *col, int c, int h, int w, int k,
                          int stride, int pad, int oh, int ow, ae_real *dx,
                          size_t ld);
-/* float64 im2col (the jets), laid out as ae_net_im2col_t. */
-void ae_net_im2col_d(const double *x, int c, int h, int w, int k, int stride,
-                     int pad, int oh, int ow, double *col, size_t ld);
 
-/* Average pooling of one channel plane (buffer type and float64), and
- * its adjoint adding into dx. */
+/* Average pooling of one channel plane, and its adjoint adding into
+ * dx. */
 void ae_net_avg_pool_plane_t(const ae_real *x, int h, int w, int k, int stride,
                              int pad, int include_pad, int oh, int ow,
                              ae_real *y);
-void ae_net_avg_pool_plane_d(const double *x, int h, int w, int k, int stride,
-                             int pad, int include_pad, int oh, int ow,
-                             double *y);
 void ae_net_avg_pool_plane_adj_t(const ae_real *dy, int h, int w, int k,
                                  int stride, int pad, int include_pad, int oh,
                                  int ow, ae_real *dx);

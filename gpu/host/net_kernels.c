@@ -1,61 +1,15 @@
-/* net_kernels.c: the host executor's untyped building blocks: the job
- * checkpoint, float64 im2col and pooling for the jets,
- * and the Philox normals of a run of elements (the weight init) (the
- * float32 / float64 buffer kernels are in net_kernels_typed.c; the
- * activations in gpu/activation.h).
+/* net_kernels.c: the host executor's untyped building blocks: the
+ * pooling divisor, the phase names and the Philox normals of a run of
+ * elements (the weight init).  The typed buffer kernels are in
+ * net_kernels_typed.c, the activations in gpu/activation.h.
  *
  * Pure functions on caller-owned memory; no state, any thread. */
 #include "gpu/host/net_internal.h"
 
-#include "api/status.h"
 #include "gpu/philox.h"
 #include <math.h>
-#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
-
-int ae_net_checkpoint(const ae_job_control *ctl) {
-  return ae_job_checkpoint(ctl); /* the engine's one definition */
-}
-
-void ae_net_im2col_d(const double *x, int c, int h, int w, int k, int stride,
-                     int pad, int oh, int ow, double *col, size_t ld) {
-  for (int ci = 0; ci < c; ci++)
-    for (int ky = 0; ky < k; ky++)
-      for (int kx = 0; kx < k; kx++) {
-        double *row =
-            col + ((size_t)(ci * k + ky) * (size_t)k + (size_t)kx) * ld;
-        const double *plane = x + (size_t)ci * (size_t)h * (size_t)w;
-        /* Output columns whose input column is in bounds. */
-        int lo = 0, hi = ow;
-        while (lo < ow && lo * stride - pad + kx < 0)
-          lo++;
-        while (hi > lo && (hi - 1) * stride - pad + kx >= w)
-          hi--;
-        for (int oy = 0; oy < oh; oy++) {
-          int iy = oy * stride - pad + ky;
-          double *dst = row + (size_t)oy * (size_t)ow;
-          if (iy < 0 || iy >= h) {
-            memset(dst, 0, sizeof(double) * (size_t)ow);
-            continue;
-          }
-          const double *src = plane + (size_t)iy * (size_t)w;
-          for (int ox = 0; ox < lo; ox++)
-            dst[ox] = 0.0;
-          if (stride == 1) {
-            if (hi > lo)
-              memcpy(dst + lo, src + lo - pad + kx,
-                     sizeof(double) * (size_t)(hi - lo));
-          } else {
-            for (int ox = lo; ox < hi; ox++)
-              dst[ox] = src[ox * stride - pad + kx];
-          }
-          for (int ox = hi; ox < ow; ox++)
-            dst[ox] = 0.0;
-        }
-      }
-}
 
 /* Divisor of one pooling window: k*k with padding counted, else the
  * number of in-bounds taps. */
@@ -65,26 +19,6 @@ int ae_net_pool_count(int y0, int x0, int h, int w, int k, int include_pad) {
   int xlo = x0 < 0 ? 0 : x0, xhi = x0 + k > w ? w : x0 + k;
   int n = (yhi - ylo) * (xhi - xlo);
   return n > 0 ? n : 1;
-}
-
-void ae_net_avg_pool_plane_d(const double *x, int h, int w, int k, int stride,
-                             int pad, int include_pad, int oh, int ow,
-                             double *y) {
-  for (int oy = 0; oy < oh; oy++)
-    for (int ox = 0; ox < ow; ox++) {
-      int y0 = oy * stride - pad, x0 = ox * stride - pad;
-      double sum = 0.0;
-      for (int ky = 0; ky < k; ky++) {
-        int iy = y0 + ky;
-        if (iy < 0 || iy >= h) continue;
-        for (int kx = 0; kx < k; kx++) {
-          int ix = x0 + kx;
-          if (ix >= 0 && ix < w) sum += x[(size_t)iy * (size_t)w + (size_t)ix];
-        }
-      }
-      y[(size_t)oy * (size_t)ow + (size_t)ox] =
-          sum / (double)ae_net_pool_count(y0, x0, h, w, k, include_pad);
-    }
 }
 
 const char *ae_net_profile_name(int phase) {

@@ -281,15 +281,15 @@ int ae_net_ntk(ae_net *n, const float *x, int batch,
     switch (nd->op) {
     case AE_OP_LINEAR:
       backward_linear(n, t, batch, par, theta);
-      rc = ae_net_checkpoint(ctl);
+      rc = ae_job_checkpoint(ctl);
       break;
     case AE_OP_CONV:
       backward_conv(n, t, batch, par, theta);
-      rc = ae_net_checkpoint(ctl);
+      rc = ae_job_checkpoint(ctl);
       break;
     case AE_OP_BATCH_NORM:
       backward_bn(n, t, batch, theta);
-      rc = ae_net_checkpoint(ctl);
+      rc = ae_job_checkpoint(ctl);
       break;
     case AE_OP_ACT:
       backward_act(n, t, batch);

@@ -1,6 +1,7 @@
 /* net_real.h: the element type of the host executor's buffers.
  *
- * net.c, net_ntk.c and net_kernels_typed.c are written once in ae_real and
+ * net.c, net_ntk.c, net_jet.c and net_kernels_typed.c are written once in
+ * ae_real and
  * compiled twice: as they are (float32, the ae_net of net.h) and through
  * net64*.c with AE_NET_DOUBLE defined (float64, the ae_net64 of net64.h,
  * behind ae_net_set_double).  Under AE_NET_DOUBLE every typed symbol is
@@ -11,8 +12,11 @@
 
 #include <cblas.h>
 
+#include <stdint.h>
+
 #ifdef AE_NET_DOUBLE
 typedef double ae_real;
+typedef uint64_t ae_real_bits; /* an unsigned integer of ae_real's width */
 #define AE_GEMM cblas_dgemm
 #define ae_net ae_net64
 #define ae_net_create ae_net64_create
@@ -35,8 +39,10 @@ typedef double ae_real;
 #define ae_net_col2im_add_t ae_net64_col2im_add_t
 #define ae_net_avg_pool_plane_t ae_net64_avg_pool_plane_t
 #define ae_net_avg_pool_plane_adj_t ae_net64_avg_pool_plane_adj_t
+#define ae_net_forward_jet ae_net64_forward_jet
 #else
 typedef float ae_real;
+typedef uint32_t ae_real_bits;
 #define AE_GEMM cblas_sgemm
 #endif
 
