@@ -82,6 +82,24 @@ typedef struct {
   size_t bytes[AE_PLAN_FAMILIES];
 } ae_plan;
 
+/* Binds an executor's per-node pointer tables to the forward family at
+ * base: ex->weight, bias, gamma, beta (T *), bn_mean, bn_invstd
+ * (double *) and act (T *), each base + the plan's offset, or NULL where
+ * the node has no such buffer.  A macro so that each executor keeps its
+ * own element type T. */
+#define AE_PLAN_AT(T, base, off)                                               \
+  ((off) != AE_PLAN_NONE ? (T *)((base) + (off)) : (T *)NULL)
+#define AE_PLAN_BIND_FORWARD(T, ex, p, base)                                   \
+  for (int ae_k_ = 0; ae_k_ < (p)->g.n_nodes; ae_k_++) {                       \
+    (ex)->weight[ae_k_] = AE_PLAN_AT(T, base, (p)->weight[ae_k_]);             \
+    (ex)->bias[ae_k_] = AE_PLAN_AT(T, base, (p)->bias[ae_k_]);                 \
+    (ex)->gamma[ae_k_] = AE_PLAN_AT(T, base, (p)->gamma[ae_k_]);               \
+    (ex)->beta[ae_k_] = AE_PLAN_AT(T, base, (p)->beta[ae_k_]);                 \
+    (ex)->bn_mean[ae_k_] = AE_PLAN_AT(double, base, (p)->bn_mean[ae_k_]);      \
+    (ex)->bn_invstd[ae_k_] = AE_PLAN_AT(double, base, (p)->bn_invstd[ae_k_]);  \
+    (ex)->act[ae_k_] = AE_PLAN_AT(T, base, (p)->act[ae_k_]);                   \
+  }
+
 /* Checks g (ops, shapes, inputs before their readers, node 0 the only
  * INPUT, the output rank 1 with num_classes features) and plans it for
  * batches of up to max_batch samples; the graph is copied.  0, AE_EINVAL

@@ -98,19 +98,9 @@ static int plan_arena(ae_cuda_net *n) {
   n->arena_bytes = total;
   n->ctx->net_bytes += total;
   unsigned char *a = n->arena, *b = n->arena + p->bytes[AE_PLAN_FORWARD];
-  for (int k = 0; k < nn; k++) {
-    if (p->weight[k] != AE_PLAN_NONE)
-      n->weight[k] = (float *)(a + p->weight[k]);
-    if (p->bias[k] != AE_PLAN_NONE) n->bias[k] = (float *)(a + p->bias[k]);
-    if (p->gamma[k] != AE_PLAN_NONE) {
-      n->gamma[k] = (float *)(a + p->gamma[k]);
-      n->beta[k] = (float *)(a + p->beta[k]);
-      n->bn_mean[k] = (double *)(a + p->bn_mean[k]);
-      n->bn_invstd[k] = (double *)(a + p->bn_invstd[k]);
-    }
-    n->act[k] = (float *)(a + p->act[k]);
-    n->grad[k] = p->grad[k] != AE_PLAN_NONE ? (float *)(b + p->grad[k]) : NULL;
-  }
+  AE_PLAN_BIND_FORWARD(float, n, p, a);
+  for (int k = 0; k < nn; k++)
+    n->grad[k] = AE_PLAN_AT(float, b, p->grad[k]);
   n->col = (float *)(b + col_off);
   n->gf = (float *)(b + gf_off);
   n->gd = (double *)(b + gd_off);

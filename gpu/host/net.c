@@ -95,18 +95,7 @@ static int plan_arena(ae_net *n) {
    * pages of a batch never run cost no memory). */
   memset(n->arena, 0, p->param_bytes);
   unsigned char *a = n->arena;
-  for (int k = 0; k < nn; k++) {
-    if (p->weight[k] != AE_PLAN_NONE)
-      n->weight[k] = (ae_real *)(a + p->weight[k]);
-    if (p->bias[k] != AE_PLAN_NONE) n->bias[k] = (ae_real *)(a + p->bias[k]);
-    if (p->gamma[k] != AE_PLAN_NONE) {
-      n->gamma[k] = (ae_real *)(a + p->gamma[k]);
-      n->beta[k] = (ae_real *)(a + p->beta[k]);
-      n->bn_mean[k] = (double *)(a + p->bn_mean[k]);
-      n->bn_invstd[k] = (double *)(a + p->bn_invstd[k]);
-    }
-    n->act[k] = (ae_real *)(a + p->act[k]);
-  }
+  AE_PLAN_BIND_FORWARD(ae_real, n, p, a);
   n->col = (ae_real *)(a + col_off);
   n->ytmp = (ae_real *)(a + ytmp_off);
   return AE_OK;
@@ -120,9 +109,8 @@ int ae_net_backward_buffers(ae_net *n) {
   if (!n->bwd_arena) return AE_ENOMEM;
   n->bwd_bytes = bytes;
   unsigned char *a = n->bwd_arena;
-  const size_t *off = n->plan->grad;
   for (int k = 0; k < n->g->n_nodes; k++)
-    n->grad[k] = off[k] != AE_PLAN_NONE ? (ae_real *)(a + off[k]) : NULL;
+    n->grad[k] = AE_PLAN_AT(ae_real, a, n->plan->grad[k]);
   n->dcol = (ae_real *)(a + n->bwd_dcol);
   n->gd = (double *)(a + n->bwd_gd);
   n->gd2 = (double *)(a + n->bwd_gd2);
@@ -244,12 +232,9 @@ static void forward_bn(ae_net *n, int k, int batch) {
      * form keeps it within 1e-6.) */
     ae_real scale = (ae_real)(inv * n->gamma[k][c]);
     ae_real shift = (ae_real)(n->beta[k][c] - mean * inv * n->gamma[k][c]);
-    for (int b = 0; b < batch; b++) {
-      const ae_real *p = x + (size_t)b * ge->elems + c * P;
-      ae_real *q = y + (size_t)b * ge->elems + c * P;
-      for (size_t i = 0; i < P; i++)
-        q[i] = p[i] * scale + shift;
-    }
+    for (int b = 0; b < batch; b++)
+      ae_net_scale_shift_t(x + (size_t)b * ge->elems + c * P,
+                           y + (size_t)b * ge->elems + c * P, P, scale, shift);
   }
 }
 
@@ -345,31 +330,14 @@ int ae_net_forward_buffers(ae_net *n, const float *x, int batch) {
     case AE_OP_ACT:
       forward_act(nd, in0, y, count);
       break;
-    case AE_OP_AVG_POOL: {
-      size_t hw_in = (size_t)ge->in_h * (size_t)ge->in_w;
-      for (size_t p = 0; p < B * (size_t)ge->in_c; p++)
-        ae_net_avg_pool_plane_t(in0 + p * hw_in, ge->in_h, ge->in_w, nd->kernel,
-                                nd->stride, nd->padding, nd->count_include_pad,
-                                nd->shape[1], nd->shape[2], y + p * ge->out_hw);
+    case AE_OP_AVG_POOL:
+      ae_net_avg_pool_t(in0, B * (size_t)ge->in_c, nd, ge, y);
       break;
-    }
-    case AE_OP_GLOBAL_AVG_POOL: {
-      size_t hw_in = (size_t)ge->in_h * (size_t)ge->in_w;
-      for (size_t p = 0; p < B * (size_t)ge->in_c; p++) {
-        double s = 0.0;
-        for (size_t i = 0; i < hw_in; i++)
-          s += in0[p * hw_in + i];
-        y[p] = (ae_real)(s / (double)hw_in);
-      }
+    case AE_OP_GLOBAL_AVG_POOL:
+      ae_net_global_avg_pool_t(in0, B * (size_t)ge->in_c, ge, y);
       break;
-    }
     case AE_OP_ADD:
-      memcpy(y, in0, sizeof(ae_real) * count);
-      for (int i = 1; i < nd->n_inputs; i++) {
-        const ae_real *xi = n->act[nd->inputs[i]];
-        for (size_t e = 0; e < count; e++)
-          y[e] += xi[e];
-      }
+      ae_net_add_t(n->act, nd, count, y);
       break;
     case AE_OP_IDENTITY:
     case AE_OP_FLATTEN:

@@ -98,6 +98,19 @@ void ae_net_avg_pool_plane_t(const ae_real *x, int h, int w, int k, int stride,
 void ae_net_avg_pool_plane_adj_t(const ae_real *dy, int h, int w, int k,
                                  int stride, int pad, int include_pad, int oh,
                                  int ow, ae_real *dx);
+/* Average pooling of `planes` channel planes of node nd (geometry ge). */
+void ae_net_avg_pool_t(const ae_real *x, size_t planes, const ae_node *nd,
+                       const ae_plan_geom *ge, ae_real *y);
+/* Global average pooling of `planes` planes, the sums in float64. */
+void ae_net_global_avg_pool_t(const ae_real *x, size_t planes,
+                              const ae_plan_geom *ge, ae_real *y);
+/* y = the sum of node nd's inputs, buf[input] each (count elements),
+ * added left to right. */
+void ae_net_add_t(ae_real *const *buf, const ae_node *nd, size_t count,
+                  ae_real *y);
+/* y = x * scale + shift over count elements (x and y apart). */
+void ae_net_scale_shift_t(const ae_real *restrict x, ae_real *restrict y,
+                          size_t count, ae_real scale, ae_real shift);
 /* Number of taps a pooling window divides by. */
 int ae_net_pool_count(int y0, int x0, int h, int w, int k, int include_pad);
 

@@ -134,29 +134,6 @@ static void jet_linear(ae_net *n, int k, int batch) {
         y[(size_t)b * (size_t)out + (size_t)o] += n->bias[k][o];
 }
 
-AE_VECTOR_LOOPS
-static void scale_shift(const ae_real *restrict x, ae_real *restrict y,
-                        size_t count, ae_real scale, ae_real shift) {
-  for (size_t i = 0; i < count; i++)
-    y[i] = x[i] * scale + shift;
-}
-
-/* y = x0 + x1 over count elements. */
-AE_VECTOR_LOOPS
-static void add2(const ae_real *restrict x0, const ae_real *restrict x1,
-                 ae_real *restrict y, size_t count) {
-  for (size_t e = 0; e < count; e++)
-    y[e] = x0[e] + x1[e];
-}
-
-/* y += x over count elements. */
-AE_VECTOR_LOOPS
-static void add_into(const ae_real *restrict x, ae_real *restrict y,
-                     size_t count) {
-  for (size_t e = 0; e < count; e++)
-    y[e] += x[e];
-}
-
 /* BN with the value stream's batch statistics (float64 accumulation, as
  * the forward); the tangent streams get the same scale, no shift. */
 static void jet_bn(ae_net *n, int k, int batch) {
@@ -186,8 +163,8 @@ static void jet_bn(ae_net *n, int k, int batch) {
       ae_real *ys = stream(n, k, s, batch);
       ae_real sh = s == 0 ? rshift : (ae_real)0;
       for (int b = 0; b < batch; b++)
-        scale_shift(xs + (size_t)b * ge->elems + c * P,
-                    ys + (size_t)b * ge->elems + c * P, P, rscale, sh);
+        ae_net_scale_shift_t(xs + (size_t)b * ge->elems + c * P,
+                             ys + (size_t)b * ge->elems + c * P, P, rscale, sh);
     }
   }
 }
@@ -265,33 +242,14 @@ static void jet_linear_op(ae_net *n, int k, int batch) {
   ae_real *y = n->jet[k];
   const ae_real *x = nd->n_inputs > 0 ? n->jet[nd->inputs[0]] : NULL;
   switch (nd->op) {
-  case AE_OP_AVG_POOL: {
-    size_t hw_in = (size_t)ge->in_h * (size_t)ge->in_w;
-    for (size_t p = 0; p < V * (size_t)ge->in_c; p++)
-      ae_net_avg_pool_plane_t(x + p * hw_in, ge->in_h, ge->in_w, nd->kernel,
-                              nd->stride, nd->padding, nd->count_include_pad,
-                              nd->shape[1], nd->shape[2], y + p * ge->out_hw);
+  case AE_OP_AVG_POOL:
+    ae_net_avg_pool_t(x, V * (size_t)ge->in_c, nd, ge, y);
     break;
-  }
-  case AE_OP_GLOBAL_AVG_POOL: {
-    size_t hw_in = (size_t)ge->in_h * (size_t)ge->in_w;
-    for (size_t p = 0; p < V * (size_t)ge->in_c; p++) {
-      double sum = 0.0;
-      for (size_t i = 0; i < hw_in; i++)
-        sum += x[p * hw_in + i];
-      y[p] = (ae_real)(sum / (double)hw_in);
-    }
+  case AE_OP_GLOBAL_AVG_POOL:
+    ae_net_global_avg_pool_t(x, V * (size_t)ge->in_c, ge, y);
     break;
-  }
   case AE_OP_ADD:
-    if (nd->n_inputs == 1) {
-      memcpy(y, x, sizeof(ae_real) * count);
-      break;
-    }
-    /* Left to right, as the forward. */
-    add2(x, n->jet[nd->inputs[1]], y, count);
-    for (int i = 2; i < nd->n_inputs; i++)
-      add_into(n->jet[nd->inputs[i]], y, count);
+    ae_net_add_t(n->jet, nd, count, y);
     break;
   case AE_OP_ZERO:
     memset(y, 0, sizeof(ae_real) * count);
