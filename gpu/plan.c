@@ -419,3 +419,8 @@ size_t ae_plan_param_count(const ae_plan *p) {
   }
   return total;
 }
+
+double ae_plan_init_variance(const ae_plan *p, int node) {
+  double gain = p->g.nodes[node].init_gain;
+  return (gain > 0.0 ? gain : 1.0) / (double)p->geom[node].fan_in;
+}

@@ -120,6 +120,11 @@ size_t ae_plan_total_bytes(const ae_plan *p);
  * SIZE_MAX when out of memory. */
 size_t ae_plan_jets(const ae_plan *p, int batch, size_t unit, size_t *offset);
 
+/* The init variance of a LINEAR/CONV node's weights, init_gain / fan_in
+ * (a gain <= 0 counts as 1): the weights' N(0, .) and the NTK
+ * parameterization's per-tensor scale. */
+double ae_plan_init_variance(const ae_plan *p, int node);
+
 /* Parameters (trainable and not) of the graph. */
 size_t ae_plan_param_count(const ae_plan *p);
 

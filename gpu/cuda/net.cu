@@ -196,8 +196,7 @@ extern "C" int ae_cuda_net_init_weights(ae_cuda_net *n, uint64_t seed,
     const ae_node *nd = &n->g->nodes[k];
     const ae_plan_geom *ge = &n->geom[k];
     if (nd->op == AE_OP_LINEAR || nd->op == AE_OP_CONV) {
-      double gain = nd->init_gain > 0.0 ? nd->init_gain : 1.0;
-      double sd = sqrt(gain / (double)ge->fan_in);
+      double sd = sqrt(ae_plan_init_variance(n->plan, k));
       ae_k_init_normal<<<ae_cuda_blocks(ge->n_weight), AE_CUDA_THREADS, 0,
                          ctx->stream>>>(n->weight[k], ge->n_weight, sd, seed,
                                         (uint32_t)k, stream);

@@ -26,11 +26,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-static double weight_scale(const ae_node *nd, const ae_plan_geom *ge,
-                           int par_ntk) {
-  if (!par_ntk) return 1.0;
-  double gain = nd->init_gain > 0.0 ? nd->init_gain : 1.0;
-  return gain / (double)ge->fan_in;
+/* As the host's: the init variance under the NTK parameterization. */
+static double weight_scale(const ae_cuda_net *n, int k, int par_ntk) {
+  return par_ntk ? ae_plan_init_variance(n->plan, k) : 1.0;
 }
 
 /* theta += alpha * rows rows^T for `batch` float64 rows of `width`. */
@@ -68,7 +66,7 @@ static int backward_linear(ae_cuda_net *n, int k, int batch, int par_ntk) {
   AE_TRY(gram_add(n, n->gd, batch, in, 1.0, 0.0, n->xx));
   AE_TRY(widen(n, dy, B * (size_t)out, n->gd));
   AE_TRY(gram_add(n, n->gd, batch, out, 1.0, 0.0, n->yy));
-  double s = weight_scale(nd, ge, par_ntk);
+  double s = weight_scale(n, k, par_ntk);
   double sb = n->bias[k] ? 1.0 : 0.0;
   ae_k_hadamard_lower<<<ae_cuda_blocks(B * B), AE_CUDA_THREADS, 0,
                         ctx->stream>>>(n->theta, n->xx, n->yy, batch, s, sb);
@@ -85,7 +83,7 @@ static int backward_conv(ae_cuda_net *n, int k, int batch, int par_ntk) {
   float *dx = n->grad[nd->inputs[0]];
   int K = ge->col_rows, HW = ge->out_hw, cout = nd->out;
   const float one = 1.0f, zero = 0.0f;
-  double scale = weight_scale(nd, ge, par_ntk);
+  double scale = weight_scale(n, k, par_ntk);
   /* Per-sample dW_b[:, k0:k0+kc] (cout x kc, row-major) = dY_b col_b^T
    * restricted to im2col rows k0..; column-major: (kc x cout) =
    * col_b^T(kc x HW) dY_b^T(HW x cout). */

@@ -179,8 +179,7 @@ void ae_net_init_weights(ae_net *n, uint64_t seed, uint32_t stream) {
     const ae_node *nd = &n->g->nodes[k];
     const ae_plan_geom *ge = &n->geom[k];
     if (nd->op == AE_OP_LINEAR || nd->op == AE_OP_CONV) {
-      double gain = nd->init_gain > 0.0 ? nd->init_gain : 1.0;
-      double sd = sqrt(gain / (double)ge->fan_in);
+      double sd = sqrt(ae_plan_init_variance(n->plan, k));
       ae_real *w = n->weight[k];
       size_t e = 0;
       double z[AE_NET_NORMAL_LANES];
@@ -207,22 +206,9 @@ static void forward_bn(ae_net *n, int k, int batch) {
   const ae_real *x = n->act[n->g->nodes[k].inputs[0]];
   ae_real *y = n->act[k];
   size_t C = (size_t)ge->channels, P = ge->plane;
-  double cnt = (double)batch * (double)P;
   for (size_t c = 0; c < C; c++) {
-    /* One pass in float64, shifted by the channel's first value so that
-     * a large mean does not cancel the variance. */
-    double shift0 = x[c * P], sum = 0.0, ss = 0.0;
-    for (int b = 0; b < batch; b++) {
-      const ae_real *p = x + (size_t)b * ge->elems + c * P;
-      for (size_t i = 0; i < P; i++) {
-        double d = (double)p[i] - shift0;
-        sum += d;
-        ss += d * d;
-      }
-    }
-    double dmean = sum / cnt, mean = shift0 + dmean;
-    double var = ss / cnt - dmean * dmean;
-    if (var < 0.0) var = 0.0;
+    double mean, var;
+    ae_net_bn_channel_stats_t(x, batch, ge->elems, P, c, &mean, &var);
     double inv = 1.0 / sqrt(var + BN_EPS);
     n->bn_mean[k][c] = mean;
     n->bn_invstd[k][c] = inv;

@@ -111,6 +111,11 @@ void ae_net_add_t(ae_real *const *buf, const ae_node *nd, size_t count,
 /* y = x * scale + shift over count elements (x and y apart). */
 void ae_net_scale_shift_t(const ae_real *restrict x, ae_real *restrict y,
                           size_t count, ae_real scale, ae_real shift);
+/* Batch mean and biased variance (>= 0) of channel c of x (batch
+ * samples of elems, the channel's plane at c * plane), in float64. */
+void ae_net_bn_channel_stats_t(const ae_real *x, int batch, size_t elems,
+                               size_t plane, size_t c, double *mean,
+                               double *var);
 /* Number of taps a pooling window divides by. */
 int ae_net_pool_count(int y0, int x0, int h, int w, int k, int include_pad);
 

@@ -140,21 +140,10 @@ static void jet_bn(ae_net *n, int k, int batch) {
   const ae_node *nd = &n->g->nodes[k];
   const ae_plan_geom *ge = &n->geom[k];
   size_t C = (size_t)ge->channels, P = ge->plane;
-  double cnt = (double)batch * (double)P;
   const ae_real *x = stream(n, nd->inputs[0], 0, batch);
   for (size_t c = 0; c < C; c++) {
-    double shift0 = x[c * P], sum = 0.0, ss = 0.0;
-    for (int b = 0; b < batch; b++) {
-      const ae_real *p = x + (size_t)b * ge->elems + c * P;
-      for (size_t i = 0; i < P; i++) {
-        double d = (double)p[i] - shift0;
-        sum += d;
-        ss += d * d;
-      }
-    }
-    double dmean = sum / cnt, mean = shift0 + dmean;
-    double var = ss / cnt - dmean * dmean;
-    if (var < 0.0) var = 0.0;
+    double mean, var;
+    ae_net_bn_channel_stats_t(x, batch, ge->elems, P, c, &mean, &var);
     double scale = (double)n->gamma[k][c] / sqrt(var + BN_EPS);
     ae_real rscale = (ae_real)scale;
     ae_real rshift = (ae_real)((double)n->beta[k][c] - mean * scale);

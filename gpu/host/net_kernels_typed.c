@@ -215,3 +215,24 @@ void ae_net_add_t(ae_real *const *buf, const ae_node *nd, size_t count,
   for (int i = 2; i < nd->n_inputs; i++)
     add_into(buf[nd->inputs[i]], y, count);
 }
+
+void ae_net_bn_channel_stats_t(const ae_real *x, int batch, size_t elems,
+                               size_t plane, size_t c, double *mean,
+                               double *var) {
+  /* One pass in float64, shifted by the channel's first value so that a
+   * large mean does not cancel the variance. */
+  double cnt = (double)batch * (double)plane;
+  double shift0 = x[c * plane], sum = 0.0, ss = 0.0;
+  for (int b = 0; b < batch; b++) {
+    const ae_real *p = x + (size_t)b * elems + c * plane;
+    for (size_t i = 0; i < plane; i++) {
+      double d = (double)p[i] - shift0;
+      sum += d;
+      ss += d * d;
+    }
+  }
+  double dmean = sum / cnt;
+  *mean = shift0 + dmean;
+  *var = ss / cnt - dmean * dmean;
+  if (*var < 0.0) *var = 0.0;
+}

@@ -47,11 +47,11 @@ static void gram_accumulate(ae_real *g, int batch, size_t P, double scale,
               (int)P, 1.0, theta, batch);
 }
 
-static double weight_scale(const ae_node *nd, const ae_plan_geom *ge,
+/* The NTK parameterization scales each weight tensor's Gram by its init
+ * variance; the standard one does not. */
+static double weight_scale(const ae_net *n, int k,
                            ae_ntk_parameterization par) {
-  if (par != AE_NTK_NTK) return 1.0;
-  double gain = nd->init_gain > 0.0 ? nd->init_gain : 1.0;
-  return gain / (double)ge->fan_in;
+  return par == AE_NTK_NTK ? ae_plan_init_variance(n->plan, k) : 1.0;
 }
 
 static void backward_linear(ae_net *n, int k, int batch,
@@ -73,7 +73,7 @@ static void backward_linear(ae_net *n, int k, int batch,
               in, 0.0, xx, batch);
   cblas_dsyrk(CblasRowMajor, CblasLower, CblasNoTrans, batch, out, 1.0, n->gd2,
               out, 0.0, yy, batch);
-  double s = weight_scale(nd, ge, par);
+  double s = weight_scale(n, k, par);
   double sb = n->bias[k] ? 1.0 : 0.0;
   for (size_t i = 0; i < B; i++)
     for (size_t j = 0; j <= i; j++)
@@ -141,7 +141,7 @@ static void backward_conv(ae_net *n, int k, int batch,
     }
     ae_net_tick(n, AE_NET_PROF_BWD_DX, &t0);
   }
-  gram_accumulate(grows, batch, P, weight_scale(nd, ge, par), theta);
+  gram_accumulate(grows, batch, P, weight_scale(n, k, par), theta);
   ae_net_tick(n, AE_NET_PROF_GRAM, &t0);
 }
 
