@@ -283,7 +283,6 @@ static void forward_conv(ae_net *n, int k, int batch) {
 
 int ae_net_forward_buffers(ae_net *n, const float *x, int batch) {
   if (!x || batch < 1 || batch > n->max_batch) return AE_EINVAL;
-  n->batch = batch;
   size_t B = (size_t)batch;
   double t0 = ae_net_clock(n);
   for (int k = 0; k < n->g->n_nodes; k++) {

@@ -21,7 +21,6 @@ struct ae_net {
   const ae_graph *g;        /* the plan's copy of the graph */
   const ae_plan_geom *geom; /* the plan's per-node geometry */
   int max_batch;
-  int batch;  /* batch of the last forward */
   int *chunk; /* CONV: samples per im2col + GEMM chunk */
   /* parameters, pointers into the arena (NULL when absent) */
   ae_real **weight, **bias, **gamma, **beta;
