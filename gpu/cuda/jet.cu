@@ -1,15 +1,15 @@
 /* jet.cu: what the expressivity group needs from the CUDA executor (the
- * device twin of gpu/host/net_jet.c): ReLU sign patterns built on the
- * device (one bit per pattern unit, rows copied to the host for the exact
- * distinct count), a device hash per row, and the float64 forward-mode
- * second-order jets along a curve.
+ * device twin of gpu/host/net_jet.c and net_patterns.c): ReLU sign
+ * patterns built on the device (one bit per pattern unit, rows copied to
+ * the host for the exact distinct count), a device hash per row, and the
+ * float64 forward-mode second-order jets along a curve.
  *
  * The jets carry three streams per node (value, first and second
  * derivative along the curve), stored as one block of 3 * batch samples,
  * so conv and linear layers run them as one float64 GEMM.  Their buffers
  * are planned on first use for the batch asked, reusing a node's buffer
- * once its last reader has run (the host's planner), in one device
- * allocation counted by ae_cuda_net_memory_bytes.
+ * once its last reader has run (ae_plan_jets), in one device allocation
+ * counted by ae_cuda_net_memory_bytes.
  *
  * Runs on the thread that owns the net's context. */
 #include "gpu/cuda/cuda_internal.h"

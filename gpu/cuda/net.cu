@@ -1,12 +1,12 @@
 /* net.cu: the CUDA executor's plan, weights and float32 forward pass (the
  * device twin of gpu/host/net.c).
  *
- * ae_cuda_net_create copies the graph, derives each node's geometry
- * (checked as the host checks it) and makes one device allocation for
- * max_batch samples: parameters, BN statistics, every node's forward
- * output (the backward reads them), the gradient slots of the backward
- * path (shared by nodes whose gradients are never alive at once, planned
- * as the host plans them), the im2col scratch, the per-sample gradient rows
+ * ae_cuda_net_create plans the graph with gpu/plan.h (the host's planner:
+ * geometry, liveness, gradient slots, offsets) and makes one device
+ * allocation for max_batch samples, the plan's forward family then its
+ * backward family: parameters, BN statistics, every node's forward output
+ * (the backward reads them), the gradient slots, then the device scratch
+ * added to the plan: the im2col scratch, the per-sample gradient rows
  * (float and float64), the Gram buffers and the sign-pattern rows.
  *
  * Convolutions are im2col + cublasSgemmStridedBatched over the samples of

@@ -1,15 +1,15 @@
 /* net.c: the host executor's plan, weights and forward pass (float32;
  * compiled again as net64.c in float64, see net_real.h).
  *
- * ae_net_create copies the graph, derives each node's geometry and plans
- * two arenas for max_batch samples.  The first, allocated at once, holds
- * the parameters, the BN statistics, the forward output of every node
- * (kept: the backward reads them; identity and flatten share their
+ * ae_net_create plans the graph for max_batch samples with gpu/plan.h
+ * (geometry, liveness, gradient slots and offsets) and adds its scratch
+ * to the plan's two families.  The forward family, allocated at once,
+ * holds the parameters, the BN statistics, the forward output of every
+ * node (kept: the backward reads them; identity and flatten share their
  * input's) and the forward scratch (a chunk of samples' im2col side by
  * side, so that the late small planes still make one well-shaped GEMM).
- * The second, allocated by the first ae_net_ntk, holds the gradient slots
- * (shared between nodes whose gradients are never alive at once, planned
- * by ae_net_plan_slots) and the NTK scratch.  Conv runs as im2col + GEMM;
+ * The backward family, allocated by the first ae_net_ntk, holds the
+ * gradient slots and the NTK scratch.  Conv runs as im2col + GEMM;
  * BN normalises with the batch's statistics, accumulated in float64 and
  * kept for the backward.  ae_net_set_double routes forward and NTK to a
  * float64 twin holding the same weights.

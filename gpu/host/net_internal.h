@@ -1,7 +1,8 @@
 /* net_internal.h: the layout of an ae_net, shared by the host executor's
- * files (net.c: plan, weights, forward; net_ntk.c: backward and NTK;
- * net_kernels*.c: building blocks; net_jet.c: jets, sign patterns,
- * curvature; net64*.c: the same typed files in float64).
+ * files (net.c: weights, forward; net_ntk.c: backward and NTK;
+ * net_kernels*.c: building blocks; net_jet.c: jets; net_patterns.c: sign
+ * patterns, distinct counts, curvature; net64*.c: the typed files again
+ * in float64).  The plan itself is gpu/plan.h's.
  *
  * Everything here belongs to the one thread that owns the ae_net. */
 #ifndef AE_NET_INTERNAL_H
