@@ -25,11 +25,14 @@ static void usage(FILE *f) {
       "                        {\"jobs\":[...]}); prints the id(s);\n"
       "                        --wait prints the result\n"
       "  get ID...             print a job\n"
-      "  wait ID...            wait for jobs (long polls); --timeout SECS\n"
+      "  wait ID...            wait for jobs (long polls); --timeout SECS,\n"
+      "                        --progress (rate and time left)\n"
       "  cancel ID...          cancel jobs\n"
       "  delete ID...          delete finished jobs\n"
-      "  list                  list jobs; --state S, --page-size N, --json\n"
+      "  list                  list jobs; --state S, --client-ref R,\n"
+      "                        --page-size N, --json\n"
       "  info                  print the server's description (GET /v1)\n"
+      "  canon [FILE|-]        print each architecture's canonical key\n"
       "\n"
       "Global options:\n"
       "  --server URL          the archevald to talk to (default\n"
@@ -59,6 +62,7 @@ static const command commands[] = {
     {"cancel", ae_cli_cancel}, {"delete", ae_cli_delete},
     {"list", ae_cli_list},     {"info", ae_cli_info},
     {"rank", ae_cli_rank},
+    {"canon", ae_cli_canon},
 };
 
 int main(int argc, char **argv) {

@@ -3,7 +3,7 @@
 bin_PROGRAMS += clients/archeval
 clients_archeval_SOURCES = clients/archeval.c clients/cli.h \
 	clients/cli_score.c clients/http_client.c clients/http_client.h \
-	clients/http_commands.c clients/cli_rank.c
+	clients/http_commands.c clients/cli_rank.c clients/cli_canon.c
 clients_archeval_CFLAGS = $(AM_CFLAGS) $(CURL_CFLAGS)
 clients_archeval_LDADD = $(ENGINE_LIBS) $(CURL_LIBS)
 
@@ -17,7 +17,7 @@ AE_CLIENT_TESTS = tests/integration/test_cli.py \
 	tests/integration/test_deploy.sh
 check_SCRIPTS += $(AE_CLIENT_TESTS)
 TESTS += $(AE_CLIENT_TESTS)
-EXTRA_DIST += $(AE_CLIENT_TESTS) tests/integration/test_python_harness.py \
+EXTRA_DIST += $(AE_CLIENT_TESTS) \
 	clients/python/pyproject.toml clients/python/README.md \
 	clients/python/archeval_client/__init__.py \
 	clients/python/archeval_client/client.py \
