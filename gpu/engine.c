@@ -574,8 +574,10 @@ static int linear_regions(job_state *j) {
       rc = ae_job_checkpoint(j->ctl);
       if (rc) goto done;
     }
-    size_t count =
-        words ? ae_count_distinct_patterns(all, (size_t)s_count, words) : 1;
+    size_t count = 1;
+    if (words &&
+        (rc = ae_count_distinct_patterns(all, (size_t)s_count, words, &count)))
+      goto done;
     sum += (double)count;
     if (count != (size_t)s_count) saturated_all = 0;
     free(all);
