@@ -76,7 +76,7 @@ struct ae_server {
   void (*on_drained)(ae_server *srv);
 
   /* Signals (main.c). */
-  uv_signal_t sig_term, sig_int;
+  uv_signal_t sig_term, sig_int, sig_hup;
   int signals;
 };
 

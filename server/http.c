@@ -18,6 +18,7 @@
 
 #include <microhttpd.h>
 #include <netdb.h>
+#include <netinet/in.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -780,7 +781,36 @@ typedef struct ae_http_conn {
   long long since_ns;
   int in_request;
   int dropped;
+  /* The client's address (port left out), and whether this connection
+   * was one over --max-connections-per-ip when it opened: its requests
+   * get a 429 and the connection closes.  MHD's own per-address limit
+   * can only refuse the accept (a reset); counting here can answer. */
+  struct sockaddr_storage addr;
+  int over_limit;
 } ae_http_conn;
+
+/* The address of sa without its port, for comparing clients. */
+static void client_address(const struct sockaddr *sa,
+                           struct sockaddr_storage *out) {
+  memset(out, 0, sizeof *out);
+  if (!sa) return;
+  out->ss_family = sa->sa_family;
+  if (sa->sa_family == AF_INET)
+    ((struct sockaddr_in *)out)->sin_addr =
+        ((const struct sockaddr_in *)sa)->sin_addr;
+  else if (sa->sa_family == AF_INET6)
+    ((struct sockaddr_in6 *)out)->sin6_addr =
+        ((const struct sockaddr_in6 *)sa)->sin6_addr;
+}
+
+/* Open connections from the same address as c (c left out). */
+static size_t connections_from(const ae_http_conn *first,
+                               const ae_http_conn *c) {
+  size_t n = 0;
+  for (const ae_http_conn *o = first; o; o = o->next)
+    n += o != c && !memcmp(&o->addr, &c->addr, sizeof c->addr);
+  return n;
+}
 
 static ae_http_conn *conn_of(struct MHD_Connection *conn) {
   const union MHD_ConnectionInfo *info =
@@ -797,6 +827,13 @@ static void on_connection(void *cls, struct MHD_Connection *conn,
     if (!c) return; /* untracked: MHD's idle timeout still applies */
     c->conn = conn;
     c->since_ns = ae_mono_ns();
+    const union MHD_ConnectionInfo *info =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    client_address(info ? info->client_addr : NULL, &c->addr);
+    int limit = srv->opt->max_connections_per_ip;
+    if (limit > 0 && c->addr.ss_family != AF_UNSPEC &&
+        connections_from(srv->http->conns, c) >= (size_t)limit)
+      c->over_limit = 1;
     c->next = srv->http->conns;
     if (c->next) c->next->prev = c;
     srv->http->conns = c;
@@ -864,6 +901,15 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
     else
       snprintf(r->request_id, sizeof r->request_id, "%016llx",
                (unsigned long long)ae_random_u64());
+    if (tcp && tcp->over_limit) {
+      route(r); /* for the metrics' route label */
+      ae_problem p = AE_PROBLEM_INIT;
+      ae_problem_set(&p, 429, "too_many_connections", "Too many connections",
+                     "This address has %d connections open, the limit; "
+                     "reuse one (keep-alive) or wait.",
+                     srv->opt->max_connections_per_ip);
+      return respond_problem_full(r, &p, 1, NULL, 1);
+    }
     /* The body limit, before reading any of it. */
     const char *cl = header(r, MHD_HTTP_HEADER_CONTENT_LENGTH);
     long long length;
@@ -1023,8 +1069,7 @@ int ae_http_start(ae_server *srv) {
   h->mhd = MHD_start_daemon(
       flags, (uint16_t)o->http_port, NULL, NULL, on_request, srv,
       MHD_OPTION_SOCK_ADDR, ai->ai_addr, MHD_OPTION_CONNECTION_LIMIT,
-      (unsigned)o->max_connections, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
-      (unsigned)o->max_connections_per_ip, MHD_OPTION_CONNECTION_TIMEOUT,
+      (unsigned)o->max_connections, MHD_OPTION_CONNECTION_TIMEOUT,
       (unsigned)o->connection_timeout_secs, MHD_OPTION_NOTIFY_COMPLETED,
       on_completed, srv, MHD_OPTION_NOTIFY_CONNECTION, on_connection, srv,
       MHD_OPTION_END);

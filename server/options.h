@@ -40,11 +40,12 @@ typedef struct {
   const char **datasets; /* NAME=PATH specs, owned array of borrowed argv */
   size_t n_datasets;
   const char *datasets_dir; /* --datasets-dir, or NULL */
-  int log_json;          /* --log-format json */
-  int log_level;         /* ae_log_level */
-  const char *state_dir; /* NULL or "": no store */
-  int store_sync_normal; /* --store-sync normal */
-  int healthcheck;       /* --healthcheck */
+  int log_json;             /* --log-format json */
+  int log_level;            /* ae_log_level */
+  const char *log_file;     /* --log-file, or NULL: stderr */
+  const char *state_dir;    /* NULL or "": no store */
+  int store_sync_normal;    /* --store-sync normal */
+  int healthcheck;          /* --healthcheck */
 } ae_options;
 
 typedef enum {
