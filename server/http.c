@@ -23,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 
 #include "api/status.h"
@@ -78,7 +79,9 @@ struct ae_http_req {
   const char *allow; /* a 405's Allow header (static) */
   char *body;
   size_t len, cap;
-  int status; /* the status sent, 0 until then */
+  int too_large;    /* the body went over the limit: dropped, 413 at end */
+  size_t discarded; /* bytes dropped since */
+  int status;       /* the status sent, 0 until then */
   int responded;
   int resumed;
   char job_id[32]; /* for the log line */
@@ -349,13 +352,33 @@ static enum MHD_Result h_datasets(ae_http_req *r) {
 }
 
 /* Idempotency: returns 1 when the answer was given from an earlier job
- * (or a mismatch), 0 to go on.  Batch jobs carry "KEY\nINDEX". */
+ * (or a mismatch), 0 to go on.  Batch jobs carry "KEY\nINDEX"; a replay
+ * has the body of the first POST (same hash), so its "jobs" array says
+ * how many there were: when some of them were deleted or expired since,
+ * the answer is 410 naming them, never a shorter list.  A key none of
+ * whose jobs is left is forgotten. */
 static int idempotent_replay(ae_http_req *r, const char *key, const char *hash,
-                             int batch, enum MHD_Result *answer) {
+                             const json_t *batch_items,
+                             enum MHD_Result *answer) {
   ae_server *srv = r->srv;
-  char first_key[400];
-  snprintf(first_key, sizeof first_key, batch ? "%s\n0" : "%s", key);
-  ae_job *job = ae_job_table_find_idem(&srv->jobs, first_key);
+  int batch = batch_items != NULL;
+  size_t n = batch ? json_array_size(batch_items) : 1;
+  ae_job *job = NULL;
+  size_t missing = 0;
+  char missing_list[256] = "";
+  for (size_t i = 0; i < n; i++) {
+    char k[400];
+    snprintf(k, sizeof k, batch ? "%s\n%zu" : "%s", key, i);
+    ae_job *each = ae_job_table_find_idem(&srv->jobs, k);
+    if (each && !job) job = each;
+    if (!each) {
+      size_t used = strlen(missing_list);
+      if (missing < 16)
+        snprintf(missing_list + used, sizeof missing_list - used, "%s%zu",
+                 missing ? ", " : "", i);
+      missing++;
+    }
+  }
   if (!job) return 0;
   if (strcmp(job->body_hash, hash)) {
     *answer =
@@ -367,13 +390,20 @@ static int idempotent_replay(ae_http_req *r, const char *key, const char *hash,
     *answer = respond_job(r, 202, job, 1);
     return 1;
   }
+  if (missing) {
+    *answer = fail(r, 410, "idempotent_jobs_gone", "Jobs gone", 0,
+                   "Idempotency-Key %s: %zu of the batch's %zu jobs were "
+                   "deleted or expired (index %s%s); the others are still "
+                   "kept.",
+                   key, missing, n, missing_list, missing > 16 ? ", ..." : "");
+    return 1;
+  }
   json_t *jobs = json_array();
-  for (size_t i = 0; jobs; i++) {
+  for (size_t i = 0; jobs && i < n; i++) {
     char k[400];
     snprintf(k, sizeof k, "%s\n%zu", key, i);
-    ae_job *each = ae_job_table_find_idem(&srv->jobs, k);
-    if (!each) break;
-    json_array_append_new(jobs, ae_job_to_json(srv, each));
+    json_array_append_new(
+        jobs, ae_job_to_json(srv, ae_job_table_find_idem(&srv->jobs, k)));
   }
   *answer = respond_json(r, 202, json_pack("{s:o}", "jobs", jobs), 1, 1, NULL);
   return 1;
@@ -400,7 +430,7 @@ static enum MHD_Result h_submit(ae_http_req *r) {
   char hash[65] = "";
   if (key) {
     ae_sha256_hex(r->body ? r->body : "", r->len, hash);
-    if (idempotent_replay(r, key, hash, 0, &answer)) {
+    if (idempotent_replay(r, key, hash, NULL, &answer)) {
       json_decref(body);
       return answer;
     }
@@ -444,7 +474,9 @@ static enum MHD_Result h_batch(ae_http_req *r) {
   char hash[65] = "";
   if (key) {
     ae_sha256_hex(r->body ? r->body : "", r->len, hash);
-    if (idempotent_replay(r, key, hash, 1, &answer)) {
+    json_t *items = json_is_object(body) ? json_object_get(body, "jobs") : NULL;
+    if (json_is_array(items) &&
+        idempotent_replay(r, key, hash, items, &answer)) {
       json_decref(body);
       return answer;
     }
@@ -910,6 +942,26 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
                      srv->opt->max_connections_per_ip);
       return respond_problem_full(r, &p, 1, NULL, 1);
     }
+    /* A body MHD cannot frame (Transfer-Encoding other than chunked)
+     * would wait for the timeout; a coded body would be parsed as JSON. */
+    const char *te = header(r, MHD_HTTP_HEADER_TRANSFER_ENCODING);
+    if (te && strcasecmp(te, "chunked")) {
+      route(r);
+      ae_problem p = AE_PROBLEM_INIT;
+      ae_problem_set(&p, 400, "unsupported_transfer_encoding",
+                     "Unsupported transfer encoding",
+                     "Transfer-Encoding: only chunked is supported.");
+      return respond_problem_full(r, &p, 0, NULL, 1);
+    }
+    const char *ce = header(r, MHD_HTTP_HEADER_CONTENT_ENCODING);
+    if (ce && *ce && strcasecmp(ce, "identity")) {
+      route(r);
+      ae_problem p = AE_PROBLEM_INIT;
+      ae_problem_set(&p, 415, "unsupported_media_type",
+                     "Unsupported media type",
+                     "Content-Encoding: the body must not be encoded.");
+      return respond_problem_full(r, &p, 0, NULL, 1);
+    }
     /* The body limit, before reading any of it. */
     const char *cl = header(r, MHD_HTTP_HEADER_CONTENT_LENGTH);
     long long length;
@@ -938,18 +990,20 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
              r->request_id, srv->opt->connection_timeout_secs);
       return MHD_NO;
     }
-    if (r->len + n > (size_t)srv->opt->max_body_bytes) {
-      /* A chunked or understated body went over: answer if MHD lets us at
-       * this point, else close the connection. */
-      route(r); /* for the metrics' route label */
-      ae_problem p = AE_PROBLEM_INIT;
-      ae_problem_set(&p, 413, "body_too_large", "Body too large",
-                     "The body is over the limit of %lld bytes.",
-                     srv->opt->max_body_bytes);
+    if (r->too_large || r->len + n > (size_t)srv->opt->max_body_bytes) {
+      /* A chunked or understated body went over.  MHD 0.9.75 refuses a
+       * response queued in the middle of an upload (MHD_queue_response
+       * answers MHD_NO until the request is complete), so the rest is
+       * read and dropped, and the 413 goes once it is in; a body that
+       * goes on past the limit again is cut off (the connection reset). */
       free(r->body);
       r->body = NULL;
-      r->len = 0;
-      return respond_problem_full(r, &p, 0, NULL, 1);
+      r->len = r->cap = 0;
+      r->too_large = 1;
+      r->discarded += n;
+      if (r->discarded > (size_t)srv->opt->max_body_bytes + (64u << 20))
+        return MHD_NO;
+      return MHD_YES;
     }
     if (r->len + n + 1 > r->cap) {
       size_t cap = r->cap ? r->cap * 2 : 4096;
@@ -967,6 +1021,14 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
   }
   if (r->responded) return MHD_YES;
   (void)version;
+  if (r->too_large) {
+    route(r); /* for the metrics' route label */
+    ae_problem p = AE_PROBLEM_INIT;
+    ae_problem_set(&p, 413, "body_too_large", "Body too large",
+                   "The body is over the limit of %lld bytes.",
+                   srv->opt->max_body_bytes);
+    return respond_problem_full(r, &p, 0, NULL, 1);
+  }
   return dispatch(r);
 }
 

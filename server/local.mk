@@ -57,5 +57,7 @@ AM_TESTS_ENVIRONMENT += AE_FORMAT_DIRS='server'; export AE_FORMAT_DIRS; \
 # Reliability (issue 14): signals, limits, log escaping, the small HTTP
 # fixes, drain states, store faults.  MERGE: the harness helper ports these
 # onto tests/integration/harness.py.
-TESTS += tests/integration/test_reliability_signals.py
-EXTRA_DIST += tests/integration/test_reliability_signals.py
+TESTS += tests/integration/test_reliability_signals.py \
+	tests/integration/test_reliability_http.py
+EXTRA_DIST += tests/integration/test_reliability_signals.py \
+	tests/integration/test_reliability_http.py
