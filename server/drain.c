@@ -1,5 +1,6 @@
-/* drain.c: the graceful stop: no new jobs, queued ones cancelled (kept in
- * the store for the next start when there is one), running ones given
+/* drain.c: the graceful stop: no new jobs, queued ones cancelled (or, with
+ * a store, handed over to the next start: they stay queued, and are shown
+ * as queued with "draining": true), running ones given
  * --drain-timeout-secs, then cancelled, and after a grace period the
  * process leaves without them.
  *

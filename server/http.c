@@ -16,9 +16,11 @@
  * (respond_problem).  All of it is the loop thread's. */
 #include "config.h"
 
+#include <errno.h>
 #include <microhttpd.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1168,11 +1170,32 @@ int ae_http_start(ae_server *srv) {
   return AE_OK;
 }
 
+/* True while a request is in flight (its answer not yet sent). */
+static int requests_in_flight(const struct ae_http *h) {
+  for (const ae_http_conn *c = h->conns; c; c = c->next)
+    if (c->in_request && !c->dropped) return 1;
+  return 0;
+}
+
+/* How long the stop lets answers in flight (long polls just woken) go out
+ * before MHD closes their connections. */
+#define STOP_FLUSH_MS 2000
+
 void ae_http_stop(ae_server *srv) {
   struct ae_http *h = srv->http;
   if (!h || !h->mhd) return;
   wake_all(srv);
-  MHD_run(h->mhd); /* let resumed connections go */
+  /* Let resumed connections answer: run MHD until no request is in
+   * flight, waiting on its epoll fd, for at most STOP_FLUSH_MS. */
+  const union MHD_DaemonInfo *info =
+      MHD_get_daemon_info(h->mhd, MHD_DAEMON_INFO_EPOLL_FD);
+  long long until = ae_mono_ns() + STOP_FLUSH_MS * 1000000LL;
+  MHD_run(h->mhd);
+  while (info && requests_in_flight(h) && ae_mono_ns() < until) {
+    struct pollfd pfd = {.fd = info->epoll_fd, .events = POLLIN};
+    if (poll(&pfd, 1, 10) < 0 && errno != EINTR) break;
+    MHD_run(h->mhd);
+  }
   uv_poll_stop(&h->mhd_poll);
   uv_close((uv_handle_t *)&h->mhd_poll, http_closed);
   uv_timer_stop(&h->mhd_timer);

@@ -28,6 +28,9 @@ typedef struct ae_job {
   char id[32];
   ae_job_state state;
   int cancel_requested;
+  /* Stopped by the drain and kept queued in the store for the next start:
+   * state is queued, outside the queue and its counts ("draining": true). */
+  int handed_over;
   atomic_int cancel; /* the loop sets, the engine reads */
   ae_request req;    /* read-only while queued or running */
   int has_req;

@@ -37,10 +37,13 @@ json_t *ae_job_to_json(ae_server *srv, ae_job *job) {
   bad |= json_object_set_new(o, "client_ref",
                              job->client_ref ? json_string(job->client_ref)
                                              : json_null());
-  if (job->state == AE_JOB_QUEUED)
+  if (job->handed_over)
+    bad |= json_object_set_new(o, "queue_position", json_null());
+  else if (job->state == AE_JOB_QUEUED)
     bad |= json_object_set_new(
         o, "queue_position",
         json_integer(ae_queue_position(&srv->queue, &job->entry)));
+  if (job->handed_over) bad |= json_object_set_new(o, "draining", json_true());
   bad |= json_object_set_new(
       o, "worker", job->worker[0] ? json_string(job->worker) : json_null());
   bad |= json_object_set(o, "request",

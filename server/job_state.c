@@ -60,12 +60,49 @@ static char *dumps_or_null(const json_t *j) {
   return j ? ae_json_dumps(j) : NULL;
 }
 
-void ae_job_finish(ae_server *srv, ae_job *job, ae_job_state state,
-                   const char *reason, json_t *result, json_t *error) {
-  if (job->state == AE_JOB_QUEUED && srv->n_queued)
+static void tell_listeners(ae_server *srv, ae_job *job) {
+  for (size_t i = 0; i < srv->n_on_terminal; i++)
+    srv->on_terminal[i](srv, job);
+}
+
+/* A job the drain stopped (queued, or running past the drain deadline)
+ * while a store keeps it: it stays queued in the store and the next start
+ * runs it, so it is reported as queued with "draining": true, never as
+ * cancelled (a client that resubmits on cancelled would do the work
+ * twice).  It leaves the queue and the counts the drain waits on; its
+ * long polls answer now. */
+static void hand_over(ae_server *srv, ae_job *job) {
+  if (job->state == AE_JOB_QUEUED && !job->handed_over && srv->n_queued)
     srv->n_queued--;
   else if (job->state == AE_JOB_RUNNING && srv->n_running)
     srv->n_running--;
+  job->state = AE_JOB_QUEUED;
+  job->handed_over = 1;
+  job->started_ms = 0;
+  job->worker[0] = '\0';
+  if (job->has_req) {
+    ae_request_free(&job->req);
+    job->has_req = 0;
+  }
+  ae_log(AE_LOG_DEBUG, "job %s kept in the store for the next start", job->id);
+  tell_listeners(srv, job);
+}
+
+void ae_job_finish(ae_server *srv, ae_job *job, ae_job_state state,
+                   const char *reason, json_t *result, json_t *error) {
+  if (srv->store && srv->draining && reason && !strcmp(reason, "draining")) {
+    json_decref(result);
+    json_decref(error);
+    hand_over(srv, job);
+    return;
+  }
+  if (job->handed_over)
+    ; /* already out of the counts */
+  else if (job->state == AE_JOB_QUEUED && srv->n_queued)
+    srv->n_queued--;
+  else if (job->state == AE_JOB_RUNNING && srv->n_running)
+    srv->n_running--;
+  job->handed_over = 0;
   job->state = state;
   job->result_json = result;
   job->error_json = error;
@@ -77,15 +114,7 @@ void ae_job_finish(ae_server *srv, ae_job *job, ae_job_state state,
   }
   ae_job_table_finished(&srv->jobs, job);
   ae_metrics_job_finished(&srv->metrics, state, reason);
-  /* A job stopped only because the daemon is draining (queued, or running
-   * past the drain deadline) stays queued/running in the store: the next
-   * start re-queues it, so a rolling restart loses no accepted job. */
-  int keep_for_restart =
-      srv->store && srv->draining && reason && !strcmp(reason, "draining");
-  if (keep_for_restart)
-    ae_log(AE_LOG_DEBUG, "job %s kept in the store for the next start",
-           job->id);
-  if (srv->store && !keep_for_restart) {
+  if (srv->store) {
     char *rj = dumps_or_null(result), *ej = dumps_or_null(error);
     int rc = ae_store_finish(srv->store, job->id, state, rj, ej,
                              job->finished_ms, job->expires_ms);
@@ -94,8 +123,7 @@ void ae_job_finish(ae_server *srv, ae_job *job, ae_job_state state,
     free(ej);
   }
   ae_log(AE_LOG_DEBUG, "job %s %s (%s)", job->id, state_names[state], reason);
-  for (size_t i = 0; i < srv->n_on_terminal; i++)
-    srv->on_terminal[i](srv, job);
+  tell_listeners(srv, job);
 }
 
 void ae_job_started(ae_server *srv, ae_job *job, const char *worker_name) {
@@ -250,9 +278,10 @@ fail:
 
 void ae_job_cancel(ae_server *srv, ae_job *job) {
   if (ae_job_terminal(job)) return;
-  if (ae_queue_remove(&srv->queue, &job->entry)) {
-    ae_job_finish(srv, job, AE_JOB_CANCELLED,
-                  srv->draining ? "draining" : "cancelled", NULL, NULL);
+  if (job->handed_over || ae_queue_remove(&srv->queue, &job->entry)) {
+    /* The client asked: cancelled for good, even while draining (reason
+     * "draining" would hand the job over to the next start). */
+    ae_job_finish(srv, job, AE_JOB_CANCELLED, "cancelled", NULL, NULL);
     return;
   }
   /* A worker holds it: ask the engine to stop at its next checkpoint. */

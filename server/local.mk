@@ -58,6 +58,8 @@ AM_TESTS_ENVIRONMENT += AE_FORMAT_DIRS='server'; export AE_FORMAT_DIRS; \
 # fixes, drain states, store faults.  MERGE: the harness helper ports these
 # onto tests/integration/harness.py.
 TESTS += tests/integration/test_reliability_signals.py \
-	tests/integration/test_reliability_http.py
+	tests/integration/test_reliability_http.py \
+	tests/integration/test_reliability_drain.py
 EXTRA_DIST += tests/integration/test_reliability_signals.py \
-	tests/integration/test_reliability_http.py
+	tests/integration/test_reliability_http.py \
+	tests/integration/test_reliability_drain.py
