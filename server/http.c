@@ -187,6 +187,19 @@ static enum MHD_Result fail_internal(ae_http_req *r, int rc) {
               r->request_id);
 }
 
+/* The store failed to write what this request needed: 507 when the disk
+ * is full, else 503; nothing was acknowledged. */
+static enum MHD_Result fail_store(ae_http_req *r, const char *what) {
+  ae_server *srv = r->srv;
+  if (srv->store_full)
+    return fail(r, 507, "insufficient_storage", "Insufficient storage", 5,
+                "The job store is full; the %s was not done. Delete "
+                "finished jobs or free disk space.",
+                what);
+  return fail(r, 503, "store_unavailable", "Store unavailable", 5,
+              "The job store failed to write; the %s was not done.", what);
+}
+
 static enum MHD_Result respond_json(ae_http_req *r, int status, json_t *j,
                                     int job_resource, int retry_after,
                                     const char *location) {
@@ -247,11 +260,16 @@ static enum MHD_Result h_live(ae_http_req *r) {
 
 static enum MHD_Result h_ready(ae_http_req *r) {
   ae_server *srv = r->srv;
-  if (!srv->draining && ae_workers_all_ready(srv))
+  if (!srv->draining && !srv->store_failing && ae_workers_all_ready(srv))
     return respond(r, 200, NULL, 0, NULL, 0, 0, NULL, NULL, 0);
   if (srv->draining)
     return fail(r, 503, "draining", "Draining", 5,
                 "The server is shutting down.");
+  if (srv->store_failing)
+    return fail(r, 503, "store_unavailable", "Store unavailable", 1,
+                "The job store fails to write (%s); ready again once a "
+                "write succeeds.",
+                srv->store_reason);
   size_t warming = 0, failed = 0;
   for (size_t i = 0; i < srv->n_workers; i++) {
     warming += !srv->workers[i].ready;
@@ -461,7 +479,7 @@ static enum MHD_Result h_submit(ae_http_req *r) {
   rc = ae_jobs_submit(srv, &req, 1, key, hash, 0, &job);
   if (rc) {
     ae_request_free(&req);
-    return fail_internal(r, rc);
+    return rc == AE_EIO ? fail_store(r, "job creation") : fail_internal(r, rc);
   }
   return respond_job(r, 202, job, 1);
 }
@@ -560,7 +578,8 @@ static enum MHD_Result h_batch(ae_http_req *r) {
     /* One store transaction for the batch; job i keeps "KEY\nI". */
     rc = ae_jobs_submit(srv, reqs, n, key, hash, 1, jobs);
     if (rc) {
-      result = fail_internal(r, rc);
+      result = rc == AE_EIO ? fail_store(r, "batch creation")
+                            : fail_internal(r, rc);
     } else {
       json_t *out = json_array();
       for (size_t i = 0; out && i < n; i++)
@@ -752,7 +771,7 @@ static enum MHD_Result h_delete(ae_http_req *r) {
     return fail(r, 409, "job_not_terminal", "Job not finished", 0,
                 "Job %s is %s; cancel it first.", job->id,
                 ae_job_state_name(job->state));
-  ae_job_delete(r->srv, job);
+  if (ae_job_delete(r->srv, job)) return fail_store(r, "delete");
   return respond(r, 204, NULL, 0, NULL, 1, 0, NULL, NULL, 0);
 }
 

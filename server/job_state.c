@@ -14,9 +14,11 @@
  * its long polls, drain.c checks whether the drain is over). */
 #include "config.h"
 
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "api/status.h"
 #include "server/job_state.h"
@@ -46,8 +48,58 @@ int ae_job_terminal(const ae_job *job) {
 
 void ae_jobs_store_failed(ae_server *srv, const char *what, const char *id,
                           int rc) {
+  const char *msg = srv->store ? ae_store_errmsg(srv->store) : "";
+  if (!msg) msg = "";
   ae_log(AE_LOG_ERROR, "store: %s %s: %s (%s)", what, id, ae_strerror(rc),
-         srv->store ? ae_store_errmsg(srv->store) : "");
+         msg);
+  if (!srv->store_failing)
+    ae_log(AE_LOG_WARN, "store: failing; not ready until a write succeeds");
+  srv->store_failing = 1;
+  /* The store reports AE_EIO for every storage error; SQLite's message
+   * tells a full disk apart.  MERGE: a store error code for "full". */
+  srv->store_full = strstr(msg, "full") != NULL;
+  snprintf(srv->store_reason, sizeof srv->store_reason, "%s: %s", what,
+           msg[0] ? msg : ae_strerror(rc));
+}
+
+/* A store write that changed rows succeeded: the store works again. */
+static void store_wrote(ae_server *srv) {
+  if (!srv->store_failing) return;
+  srv->store_failing = 0;
+  srv->store_full = 0;
+  ae_log(AE_LOG_INFO, "store: writes succeed again; ready");
+}
+
+/* Logs a failed write and turns not-ready, or notes a success. */
+static int store_note(ae_server *srv, const char *what, const char *id,
+                      int rc) {
+  if (rc)
+    ae_jobs_store_failed(srv, what, id, rc);
+  else
+    store_wrote(srv);
+  return rc;
+}
+
+/* How often a failing store is probed, and the probe: a small file
+ * written, synced and removed in --state-dir, the file system the store
+ * writes to.  MERGE: the store should offer a probe of its own
+ * (ae_store_ping); a server-backed store has no folder. */
+#define STORE_PROBE_MS 500
+
+static int store_probe(const char *dir) {
+  char path[4096];
+  snprintf(path, sizeof path, "%s/.archevald-write-probe", dir);
+  int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (fd < 0) return AE_EIO;
+  char block[4096];
+  memset(block, 0, sizeof block);
+  int rc = write(fd, block, sizeof block) == (ssize_t)sizeof block &&
+                   fsync(fd) == 0
+               ? AE_OK
+               : AE_EIO;
+  if (close(fd)) rc = AE_EIO;
+  unlink(path);
+  return rc;
 }
 
 int ae_jobs_on_terminal(ae_server *srv, ae_terminal_fn fn) {
@@ -116,9 +168,9 @@ void ae_job_finish(ae_server *srv, ae_job *job, ae_job_state state,
   ae_metrics_job_finished(&srv->metrics, state, reason);
   if (srv->store) {
     char *rj = dumps_or_null(result), *ej = dumps_or_null(error);
-    int rc = ae_store_finish(srv->store, job->id, state, rj, ej,
-                             job->finished_ms, job->expires_ms);
-    if (rc) ae_jobs_store_failed(srv, "finish", job->id, rc);
+    store_note(srv, "finish", job->id,
+               ae_store_finish(srv->store, job->id, state, rj, ej,
+                               job->finished_ms, job->expires_ms));
     free(rj);
     free(ej);
   }
@@ -135,9 +187,9 @@ void ae_job_started(ae_server *srv, ae_job *job, const char *worker_name) {
   ae_histogram_observe(&srv->metrics.queue_seconds,
                        (double)(job->w_start_ns - job->enqueued_ns) / 1e9);
   if (srv->store) {
-    int rc = ae_store_mark_running(srv->store, job->id, job->worker,
-                                   job->started_ms);
-    if (rc) ae_jobs_store_failed(srv, "mark running", job->id, rc);
+    store_note(srv, "mark running", job->id,
+               ae_store_mark_running(srv->store, job->id, job->worker,
+                                     job->started_ms));
   }
 }
 
@@ -235,9 +287,9 @@ int ae_jobs_submit(ae_server *srv, ae_request *reqs, size_t n,
                          .created_ms = job->created_ms,
                          .seq = job->seq};
     }
-    rc = ae_store_insert(srv->store, rows, n);
+    rc = store_note(srv, "insert", out[0]->id,
+                    ae_store_insert(srv->store, rows, n));
     if (rc) {
-      ae_jobs_store_failed(srv, "insert", out[0]->id, rc);
       rc = AE_EIO;
       goto fail;
     }
@@ -291,19 +343,23 @@ void ae_job_cancel(ae_server *srv, ae_job *job) {
     free(job->cached_body);
     job->cached_body = NULL;
     if (srv->store) {
-      int rc = ae_store_mark_cancel_requested(srv->store, job->id);
-      if (rc) ae_jobs_store_failed(srv, "mark cancel", job->id, rc);
+      store_note(srv, "mark cancel", job->id,
+                 ae_store_mark_cancel_requested(srv->store, job->id));
     }
   }
 }
 
-void ae_job_delete(ae_server *srv, ae_job *job) {
-  if (!ae_job_terminal(job)) return;
+int ae_job_delete(ae_server *srv, ae_job *job) {
+  if (!ae_job_terminal(job)) return AE_EINVAL;
   if (srv->store) {
-    int rc = ae_store_delete(srv->store, job->id);
-    if (rc) ae_jobs_store_failed(srv, "delete", job->id, rc);
+    /* Not durable, not deleted: the job stays, and comes back after a
+     * restart either way. */
+    int rc = store_note(srv, "delete", job->id,
+                        ae_store_delete(srv->store, job->id));
+    if (rc) return rc;
   }
   ae_job_table_remove(&srv->jobs, job);
+  return AE_OK;
 }
 
 /* ---- the sweep: deadlines of queued jobs, expiry ---- */
@@ -332,6 +388,11 @@ static void sweep(uv_timer_t *timer) {
     ae_log(AE_LOG_DEBUG, "job %s expired", job->id);
     ae_job_table_remove(&srv->jobs, job);
     expired = 1;
+  }
+  if (srv->store_failing && srv->opt->state_dir &&
+      now_ms - srv->store_probe_ms >= STORE_PROBE_MS) {
+    srv->store_probe_ms = now_ms;
+    if (!store_probe(srv->opt->state_dir)) store_wrote(srv);
   }
   if (expired && srv->store) {
     int rc = ae_store_expire(srv->store, now_ms);

@@ -45,14 +45,17 @@ void ae_job_finish(ae_server *srv, ae_job *job, ae_job_state state,
                    const char *reason, json_t *result, json_t *error);
 /* Cancel: queued -> cancelled, running -> cancel requested. */
 void ae_job_cancel(ae_server *srv, ae_job *job);
-/* Removes a terminal job (and its stored row). */
-void ae_job_delete(ae_server *srv, ae_job *job);
+/* Removes a terminal job (and its stored row).  AE_OK; AE_EINVAL for a
+ * job not terminal; the store's error when the delete was not durable
+ * (the job then stays). */
+int ae_job_delete(ae_server *srv, ae_job *job);
 
 int ae_job_terminal(const ae_job *job);
 const char *ae_job_state_name(ae_job_state s);
 int ae_job_state_parse(const char *s, ae_job_state *out);
 
-/* Logs a failed store call. */
+/* Logs a failed store call and turns the daemon not-ready (store_failing)
+ * until a write succeeds again. */
 void ae_jobs_store_failed(ae_server *srv, const char *what, const char *id,
                           int rc);
 

@@ -63,3 +63,4 @@ TESTS += tests/integration/test_reliability_signals.py \
 EXTRA_DIST += tests/integration/test_reliability_signals.py \
 	tests/integration/test_reliability_http.py \
 	tests/integration/test_reliability_drain.py
+include tests/fault/local.mk
