@@ -578,8 +578,8 @@ static enum MHD_Result h_batch(ae_http_req *r) {
     /* One store transaction for the batch; job i keeps "KEY\nI". */
     rc = ae_jobs_submit(srv, reqs, n, key, hash, 1, jobs);
     if (rc) {
-      result = rc == AE_EIO ? fail_store(r, "batch creation")
-                            : fail_internal(r, rc);
+      result =
+          rc == AE_EIO ? fail_store(r, "batch creation") : fail_internal(r, rc);
     } else {
       json_t *out = json_array();
       for (size_t i = 0; out && i < n; i++)

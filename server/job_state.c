@@ -50,8 +50,7 @@ void ae_jobs_store_failed(ae_server *srv, const char *what, const char *id,
                           int rc) {
   const char *msg = srv->store ? ae_store_errmsg(srv->store) : "";
   if (!msg) msg = "";
-  ae_log(AE_LOG_ERROR, "store: %s %s: %s (%s)", what, id, ae_strerror(rc),
-         msg);
+  ae_log(AE_LOG_ERROR, "store: %s %s: %s (%s)", what, id, ae_strerror(rc), msg);
   if (!srv->store_failing)
     ae_log(AE_LOG_WARN, "store: failing; not ready until a write succeeds");
   srv->store_failing = 1;
@@ -93,10 +92,10 @@ static int store_probe(const char *dir) {
   if (fd < 0) return AE_EIO;
   char block[4096];
   memset(block, 0, sizeof block);
-  int rc = write(fd, block, sizeof block) == (ssize_t)sizeof block &&
-                   fsync(fd) == 0
-               ? AE_OK
-               : AE_EIO;
+  int rc =
+      write(fd, block, sizeof block) == (ssize_t)sizeof block && fsync(fd) == 0
+          ? AE_OK
+          : AE_EIO;
   if (close(fd)) rc = AE_EIO;
   unlink(path);
   return rc;
