@@ -224,6 +224,29 @@ static enum MHD_Result respond_job(ae_http_req *r, int status, ae_job *job,
                  with_location ? location : NULL, 0);
 }
 
+/* A growing text buffer. */
+typedef struct {
+  char *data;
+  size_t len, cap;
+} ae_text;
+
+/* Appends n bytes; AE_ENOMEM (the buffer unchanged) when out of memory. */
+static int text_add(ae_text *t, const char *s, size_t n) {
+  if (t->len + n + 1 > t->cap) {
+    size_t cap = t->cap ? t->cap : 4096;
+    while (cap < t->len + n + 1)
+      cap *= 2;
+    char *fresh = realloc(t->data, cap);
+    if (!fresh) return AE_ENOMEM;
+    t->data = fresh;
+    t->cap = cap;
+  }
+  memcpy(t->data + t->len, s, n);
+  t->len += n;
+  t->data[t->len] = '\0';
+  return AE_OK;
+}
+
 /* ---- request helpers ---- */
 
 static const char *header(ae_http_req *r, const char *name) {
@@ -719,13 +742,15 @@ static enum MHD_Result h_list(ae_http_req *r) {
     return fail(r, 422, "invalid_request", "Invalid request", 0,
                 "client_ref must be 1 to 256 bytes without control "
                 "characters.");
-  json_t *jobs = json_array();
-  if (!jobs) return fail_internal(r, AE_ENOMEM);
+  /* The page is the jobs' cached texts joined (job_render.c), not one
+   * JSON tree dumped again: a request's text is rendered once per job. */
+  ae_text page = {0};
+  int bad = text_add(&page, "{\"jobs\":[", 9);
   ae_job_iter it;
   ae_job_iter_start(&srv->jobs, before, &it);
   long long shown = 0, last_seq = -1;
   int more = 0;
-  for (ae_job *job; (job = ae_job_iter_next(&it));) {
+  for (ae_job *job; !bad && (job = ae_job_iter_next(&it));) {
     if (filter && job->state != state) continue;
     if (client_ref && (!job->client_ref || strcmp(job->client_ref, client_ref)))
       continue;
@@ -733,19 +758,28 @@ static enum MHD_Result h_list(ae_http_req *r) {
       more = 1;
       break;
     }
-    json_t *j = ae_job_to_json(srv, job);
-    if (!j || json_array_append_new(jobs, j)) {
-      json_decref(jobs);
-      return fail_internal(r, AE_ENOMEM);
-    }
+    size_t len = 0;
+    char *text = ae_job_render(srv, job, &len);
+    bad = !text || (shown && text_add(&page, ",", 1)) ||
+          text_add(&page, text, len);
+    free(text);
     shown++;
     last_seq = job->seq;
   }
-  char token[64];
-  ae_page_token_encode(last_seq, token, sizeof token);
-  json_t *out = json_pack("{s:o, s:o}", "jobs", jobs, "next_page_token",
-                          more ? json_string(token) : json_null());
-  return respond_json(r, 200, out, 1, 0, NULL);
+  char tail[128];
+  if (more) {
+    char token[64];
+    ae_page_token_encode(last_seq, token, sizeof token);
+    snprintf(tail, sizeof tail, "],\"next_page_token\":\"%s\"}", token);
+  } else {
+    snprintf(tail, sizeof tail, "],\"next_page_token\":null}");
+  }
+  if (bad || text_add(&page, tail, strlen(tail))) {
+    free(page.data);
+    return fail_internal(r, AE_ENOMEM);
+  }
+  return respond(r, 200, page.data, page.len, "application/json", 1, 0, NULL,
+                 NULL, 0);
 }
 
 static enum MHD_Result h_cancel(ae_http_req *r) {

@@ -48,6 +48,8 @@ typedef struct ae_job {
   char body_hash[65];
   char *cached_body; /* the rendered JSON of a terminal job */
   size_t cached_len;
+  char *request_text; /* request_json rendered once (job_render.c) */
+  size_t request_len;
 
   ae_queue_entry entry; /* the queue's, while queued */
 
