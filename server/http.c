@@ -224,29 +224,6 @@ static enum MHD_Result respond_job(ae_http_req *r, int status, ae_job *job,
                  with_location ? location : NULL, 0);
 }
 
-/* A growing text buffer. */
-typedef struct {
-  char *data;
-  size_t len, cap;
-} ae_text;
-
-/* Appends n bytes; AE_ENOMEM (the buffer unchanged) when out of memory. */
-static int text_add(ae_text *t, const char *s, size_t n) {
-  if (t->len + n + 1 > t->cap) {
-    size_t cap = t->cap ? t->cap : 4096;
-    while (cap < t->len + n + 1)
-      cap *= 2;
-    char *fresh = realloc(t->data, cap);
-    if (!fresh) return AE_ENOMEM;
-    t->data = fresh;
-    t->cap = cap;
-  }
-  memcpy(t->data + t->len, s, n);
-  t->len += n;
-  t->data[t->len] = '\0';
-  return AE_OK;
-}
-
 /* ---- request helpers ---- */
 
 static const char *header(ae_http_req *r, const char *name) {
@@ -713,6 +690,129 @@ static enum MHD_Result h_get(ae_http_req *r) {
   return respond_job(r, 200, job, 0);
 }
 
+/* ---- listings, streamed ----
+ * A page of jobs is written as MHD asks for it, at most LISTING_BLOCK
+ * bytes per call and one job rendered at a time, so that a listing of
+ * large jobs never holds the loop for long (the live probe answers in
+ * between) nor holds the page in memory.  The reader runs on the loop
+ * thread (inside MHD_run).  Between calls jobs may go: the listing keeps
+ * the id of the last job written and finds its place again by id, or, if
+ * that job went, by its seq. */
+#define LISTING_BLOCK (64 * 1024)
+
+typedef struct {
+  ae_server *srv;
+  int filter;
+  ae_job_state state;
+  char *client_ref;
+  long long page_size, shown, before;
+  char last_id[32];
+  long long last_seq;
+  int phase; /* 0 head, 1 jobs, 2 tail written, 3 done */
+  char *chunk;
+  size_t chunk_len, chunk_at;
+} ae_listing;
+
+static void listing_free(void *cls) {
+  ae_listing *l = cls;
+  free(l->chunk);
+  free(l->client_ref);
+  free(l);
+}
+
+static int listing_match(const ae_listing *l, const ae_job *job) {
+  if (l->filter && job->state != l->state) return 0;
+  if (l->client_ref &&
+      (!job->client_ref || strcmp(job->client_ref, l->client_ref)))
+    return 0;
+  return 1;
+}
+
+/* The next matching job after the last one written (older), or NULL. */
+static ae_job *listing_next(ae_listing *l) {
+  ae_job_iter it;
+  ae_job *last =
+      l->last_id[0] ? ae_job_table_find(&l->srv->jobs, l->last_id) : NULL;
+  if (last)
+    it.next = last->prev;
+  else
+    ae_job_iter_start(&l->srv->jobs, l->last_id[0] ? l->last_seq : l->before,
+                      &it);
+  for (ae_job *job; (job = ae_job_iter_next(&it));)
+    if (listing_match(l, job)) return job;
+  return NULL;
+}
+
+/* Makes the next piece of the page; AE_ENOMEM, or AE_OK with l->chunk set
+ * (NULL once everything was written). */
+static int listing_piece(ae_listing *l) {
+  free(l->chunk);
+  l->chunk = NULL;
+  l->chunk_len = l->chunk_at = 0;
+  if (l->phase == 0) {
+    l->phase = 1;
+    l->chunk = strdup("{\"jobs\":[");
+    if (!l->chunk) return AE_ENOMEM;
+    l->chunk_len = strlen(l->chunk);
+    return AE_OK;
+  }
+  if (l->phase == 1) {
+    ae_job *job = listing_next(l);
+    if (job && l->shown < l->page_size) {
+      size_t len = 0;
+      char *text = ae_job_render(l->srv, job, &len);
+      if (!text) return AE_ENOMEM;
+      if (l->shown) {
+        char *joined = malloc(len + 2);
+        if (!joined) {
+          free(text);
+          return AE_ENOMEM;
+        }
+        joined[0] = ',';
+        memcpy(joined + 1, text, len + 1);
+        free(text);
+        text = joined;
+        len++;
+      }
+      l->chunk = text;
+      l->chunk_len = len;
+      l->shown++;
+      snprintf(l->last_id, sizeof l->last_id, "%s", job->id);
+      l->last_seq = job->seq;
+      return AE_OK;
+    }
+    char tail[128];
+    if (job) { /* one more matches: the page is full */
+      char token[64];
+      ae_page_token_encode(l->last_seq, token, sizeof token);
+      snprintf(tail, sizeof tail, "],\"next_page_token\":\"%s\"}", token);
+    } else {
+      snprintf(tail, sizeof tail, "],\"next_page_token\":null}");
+    }
+    l->phase = 2;
+    l->chunk = strdup(tail);
+    if (!l->chunk) return AE_ENOMEM;
+    l->chunk_len = strlen(tail);
+    return AE_OK;
+  }
+  l->phase = 3;
+  return AE_OK;
+}
+
+static ssize_t listing_read(void *cls, uint64_t pos, char *buf, size_t max) {
+  ae_listing *l = cls;
+  (void)pos;
+  if (l->chunk_at == l->chunk_len) {
+    if (listing_piece(l)) return MHD_CONTENT_READER_END_WITH_ERROR;
+    if (!l->chunk) return MHD_CONTENT_READER_END_OF_STREAM;
+  }
+  size_t n = l->chunk_len - l->chunk_at;
+  if (n > max) n = max;
+  memcpy(buf, l->chunk + l->chunk_at, n);
+  l->chunk_at += n;
+  return (ssize_t)n;
+}
+
 static enum MHD_Result h_list(ae_http_req *r) {
   ae_server *srv = r->srv;
   const char *state_s = query(r, "state");
@@ -742,44 +842,33 @@ static enum MHD_Result h_list(ae_http_req *r) {
     return fail(r, 422, "invalid_request", "Invalid request", 0,
                 "client_ref must be 1 to 256 bytes without control "
                 "characters.");
-  /* The page is the jobs' cached texts joined (job_render.c), not one
-   * JSON tree dumped again: a request's text is rendered once per job. */
-  ae_text page = {0};
-  int bad = text_add(&page, "{\"jobs\":[", 9);
-  ae_job_iter it;
-  ae_job_iter_start(&srv->jobs, before, &it);
-  long long shown = 0, last_seq = -1;
-  int more = 0;
-  for (ae_job *job; !bad && (job = ae_job_iter_next(&it));) {
-    if (filter && job->state != state) continue;
-    if (client_ref && (!job->client_ref || strcmp(job->client_ref, client_ref)))
-      continue;
-    if (shown == page_size) {
-      more = 1;
-      break;
-    }
-    size_t len = 0;
-    char *text = ae_job_render(srv, job, &len);
-    bad = !text || (shown && text_add(&page, ",", 1)) ||
-          text_add(&page, text, len);
-    free(text);
-    shown++;
-    last_seq = job->seq;
-  }
-  char tail[128];
-  if (more) {
-    char token[64];
-    ae_page_token_encode(last_seq, token, sizeof token);
-    snprintf(tail, sizeof tail, "],\"next_page_token\":\"%s\"}", token);
-  } else {
-    snprintf(tail, sizeof tail, "],\"next_page_token\":null}");
-  }
-  if (bad || text_add(&page, tail, strlen(tail))) {
-    free(page.data);
+  ae_listing *l = calloc(1, sizeof *l);
+  if (!l || (client_ref && !(l->client_ref = strdup(client_ref)))) {
+    free(l);
     return fail_internal(r, AE_ENOMEM);
   }
-  return respond(r, 200, page.data, page.len, "application/json", 1, 0, NULL,
-                 NULL, 0);
+  l->srv = srv;
+  l->filter = filter;
+  l->state = state;
+  l->page_size = page_size;
+  l->before = before;
+  struct MHD_Response *resp = MHD_create_response_from_callback(
+      MHD_SIZE_UNKNOWN, LISTING_BLOCK, listing_read, l, listing_free);
+  if (!resp) {
+    listing_free(l);
+    return fail_internal(r, AE_ENOMEM);
+  }
+  MHD_add_response_header(resp, "X-Request-Id", r->request_id);
+  MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE,
+                          "application/json");
+  MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+  enum MHD_Result ok = MHD_queue_response(r->conn, 200, resp);
+  MHD_destroy_response(resp);
+  if (ok == MHD_YES) {
+    r->status = 200;
+    r->responded = 1;
+  }
+  return ok;
 }
 
 static enum MHD_Result h_cancel(ae_http_req *r) {

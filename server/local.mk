@@ -59,8 +59,10 @@ AM_TESTS_ENVIRONMENT += AE_FORMAT_DIRS='server'; export AE_FORMAT_DIRS; \
 # onto tests/integration/harness.py.
 TESTS += tests/integration/test_reliability_signals.py \
 	tests/integration/test_reliability_http.py \
-	tests/integration/test_reliability_drain.py
+	tests/integration/test_reliability_drain.py \
+	tests/integration/test_reliability_loop.py
 EXTRA_DIST += tests/integration/test_reliability_signals.py \
 	tests/integration/test_reliability_http.py \
-	tests/integration/test_reliability_drain.py
+	tests/integration/test_reliability_drain.py \
+	tests/integration/test_reliability_loop.py
 include tests/fault/local.mk
