@@ -81,6 +81,9 @@ struct ae_server {
   int draining;
   int stopping;
   void (*on_drained)(ae_server *srv);
+  /* The owner's last word before a forced exit (main.c: let the answers
+   * in flight go out). */
+  void (*before_exit)(ae_server *srv);
 
   /* Signals (main.c). */
   uv_signal_t sig_term, sig_int, sig_hup;

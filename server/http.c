@@ -1323,7 +1323,7 @@ static int requests_in_flight(const struct ae_http *h) {
  * before MHD closes their connections. */
 #define STOP_FLUSH_MS 2000
 
-void ae_http_stop(ae_server *srv) {
+void ae_http_flush(ae_server *srv) {
   struct ae_http *h = srv->http;
   if (!h || !h->mhd) return;
   wake_all(srv);
@@ -1338,6 +1338,12 @@ void ae_http_stop(ae_server *srv) {
     if (poll(&pfd, 1, 10) < 0 && errno != EINTR) break;
     MHD_run(h->mhd);
   }
+}
+
+void ae_http_stop(ae_server *srv) {
+  struct ae_http *h = srv->http;
+  if (!h || !h->mhd) return;
+  ae_http_flush(srv);
   uv_poll_stop(&h->mhd_poll);
   uv_close((uv_handle_t *)&h->mhd_poll, http_closed);
   uv_timer_stop(&h->mhd_timer);

@@ -122,16 +122,18 @@ static void tell_listeners(ae_server *srv, ae_job *job) {
  * cancelled (a client that resubmits on cancelled would do the work
  * twice).  It leaves the queue and the counts the drain waits on; its
  * long polls answer now. */
-static void hand_over(ae_server *srv, ae_job *job) {
+void ae_job_hand_over(ae_server *srv, ae_job *job) {
   if (job->state == AE_JOB_QUEUED && !job->handed_over && srv->n_queued)
     srv->n_queued--;
   else if (job->state == AE_JOB_RUNNING && srv->n_running)
     srv->n_running--;
+  /* A worker that ignored its cancel may still read req: keep it then. */
+  int held = job->state == AE_JOB_RUNNING;
   job->state = AE_JOB_QUEUED;
   job->handed_over = 1;
   job->started_ms = 0;
   job->worker[0] = '\0';
-  if (job->has_req) {
+  if (job->has_req && !held) {
     ae_request_free(&job->req);
     job->has_req = 0;
   }
@@ -144,7 +146,7 @@ void ae_job_finish(ae_server *srv, ae_job *job, ae_job_state state,
   if (srv->store && srv->draining && reason && !strcmp(reason, "draining")) {
     json_decref(result);
     json_decref(error);
-    hand_over(srv, job);
+    ae_job_hand_over(srv, job);
     return;
   }
   if (job->handed_over)

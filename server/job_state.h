@@ -43,6 +43,11 @@ void ae_job_done(ae_server *srv, ae_job *job);
  * instead (it stays queued, "draining": true). */
 void ae_job_finish(ae_server *srv, ae_job *job, ae_job_state state,
                    const char *reason, json_t *result, json_t *error);
+/* The drain hands a queued or running job to the next start (the store
+ * keeps it): it is shown queued, "draining": true, and its long polls
+ * answer.  A running job keeps its request (its worker may still read
+ * it). */
+void ae_job_hand_over(ae_server *srv, ae_job *job);
 /* Cancel: queued -> cancelled, running -> cancel requested. */
 void ae_job_cancel(ae_server *srv, ae_job *job);
 /* Removes a terminal job (and its stored row).  AE_OK; AE_EINVAL for a

@@ -212,6 +212,7 @@ int main(int argc, char **argv) {
   ae_server *srv = &server;
   srv->opt = &opt;
   srv->on_drained = shutdown_server;
+  srv->before_exit = ae_http_flush;
   uv_loop_t loop;
   int status = 1;
   int loop_open = 0, jobs_open = 0, registry_open = 0, metrics_open = 0;
