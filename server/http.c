@@ -11,9 +11,12 @@
  * suspends its connection and hangs an ae_waiter (with its own timer) on
  * the job; the job's end (told by the state machine through the listener
  * this file registers) or the timer resumes it, and MHD calls the handler
- * again, which answers with the job as it is then.  Jobs are listed through
- * the job table's iterator.  Errors become problem+json in one place
- * (respond_problem).  All of it is the loop thread's. */
+ * again, which answers with the job as it is then.  Listings are streamed
+ * (MHD pulls them block by block, one job rendered at a time), so no
+ * request holds the loop for long.  Connections over
+ * --max-connections-per-ip are counted here and answered 429.  Errors
+ * become problem+json in one place (respond_problem); a store write that
+ * failed becomes 503/507 (fail_store).  All of it is the loop thread's. */
 #include "config.h"
 
 #include <errno.h>

@@ -9,9 +9,12 @@
  * a worker holds: only terminal jobs are deleted, and a running job becomes
  * terminal only through its done event, after which the worker no longer
  * touches it.  A cancel is an atomic flag the engine reads at its
- * checkpoints.  Each change is written to the store as it happens; a job
- * that becomes terminal is told to the registered listeners (http.c wakes
- * its long polls, drain.c checks whether the drain is over). */
+ * checkpoints.  Each change is written to the store as it happens; a
+ * failed write turns the daemon not-ready (srv->store_failing) until a
+ * write, or the sweep's probe of --state-dir, succeeds.  A job that
+ * becomes terminal, or that the drain hands over to the next start, is
+ * told to the registered listeners (http.c wakes its long polls, drain.c
+ * checks whether the drain is over). */
 #include "config.h"
 
 #include <fcntl.h>
