@@ -44,6 +44,13 @@ struct ae_server {
   ae_limits limits;
   ae_store *store;
   ae_metrics metrics;
+  /* The store's health, as its callers see it (job_state.c; the loop): set
+   * by a failed write, cleared by a write that succeeds (or the probe of
+   * the sweep).  While set, /v1/health/ready answers 503. */
+  int store_failing;
+  int store_full; /* the last failure said the disk is full */
+  char store_reason[256];
+  long long store_probe_ms;
 
   /* Jobs (job_state.c; the loop). */
   ae_job_table jobs;
@@ -74,9 +81,12 @@ struct ae_server {
   int draining;
   int stopping;
   void (*on_drained)(ae_server *srv);
+  /* The owner's last word before a forced exit (main.c: let the answers
+   * in flight go out). */
+  void (*before_exit)(ae_server *srv);
 
   /* Signals (main.c). */
-  uv_signal_t sig_term, sig_int;
+  uv_signal_t sig_term, sig_int, sig_hup;
   int signals;
 };
 

@@ -1,5 +1,6 @@
-/* drain.c: the graceful stop: no new jobs, queued ones cancelled (kept in
- * the store for the next start when there is one), running ones given
+/* drain.c: the graceful stop: no new jobs, queued ones cancelled (or, with
+ * a store, handed over to the next start: they stay queued, and are shown
+ * as queued with "draining": true), running ones given
  * --drain-timeout-secs, then cancelled, and after a grace period the
  * process leaves without them.
  *
@@ -57,13 +58,19 @@ static void on_drain_force(uv_timer_t *timer) {
   ae_job_iter_start(&srv->jobs, -1, &it);
   for (ae_job *job; (job = ae_job_iter_next(&it));) {
     /* Only a cancel the client asked for is recorded; the rest stay
-     * running in the store and are re-queued by the next start. */
-    if (ae_job_terminal(job) || !srv->store || !job->cancel_requested) continue;
+     * running in the store and are re-queued by the next start, and their
+     * long polls are told so (queued, draining) before the exit. */
+    if (ae_job_terminal(job) || !srv->store || job->handed_over) continue;
+    if (!job->cancel_requested) {
+      ae_job_hand_over(srv, job);
+      continue;
+    }
     long long now = ae_now_ms();
     int rc = ae_store_finish(srv->store, job->id, AE_JOB_CANCELLED, NULL, NULL,
                              now, now + srv->opt->job_ttl_secs * 1000);
     if (rc) ae_jobs_store_failed(srv, "finish", job->id, rc);
   }
+  if (srv->before_exit) srv->before_exit(srv);
   if (srv->store) ae_store_close(srv->store);
   srv->store = NULL;
   fflush(stderr);

@@ -11,17 +11,24 @@
  * suspends its connection and hangs an ae_waiter (with its own timer) on
  * the job; the job's end (told by the state machine through the listener
  * this file registers) or the timer resumes it, and MHD calls the handler
- * again, which answers with the job as it is then.  Jobs are listed through
- * the job table's iterator.  Errors become problem+json in one place
- * (respond_problem).  All of it is the loop thread's. */
+ * again, which answers with the job as it is then.  Listings are streamed
+ * (MHD pulls them block by block, one job rendered at a time), so no
+ * request holds the loop for long.  Connections over
+ * --max-connections-per-ip are counted here and answered 429.  Errors
+ * become problem+json in one place (respond_problem); a store write that
+ * failed becomes 503/507 (fail_store).  All of it is the loop thread's. */
 #include "config.h"
 
+#include <errno.h>
 #include <microhttpd.h>
 #include <netdb.h>
+#include <netinet/in.h>
+#include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 
 #include "api/status.h"
@@ -77,7 +84,9 @@ struct ae_http_req {
   const char *allow; /* a 405's Allow header (static) */
   char *body;
   size_t len, cap;
-  int status; /* the status sent, 0 until then */
+  int too_large;    /* the body went over the limit: dropped, 413 at end */
+  size_t discarded; /* bytes dropped since */
+  int status;       /* the status sent, 0 until then */
   int responded;
   int resumed;
   char job_id[32]; /* for the log line */
@@ -181,6 +190,19 @@ static enum MHD_Result fail_internal(ae_http_req *r, int rc) {
               r->request_id);
 }
 
+/* The store failed to write what this request needed: 507 when the disk
+ * is full, else 503; nothing was acknowledged. */
+static enum MHD_Result fail_store(ae_http_req *r, const char *what) {
+  ae_server *srv = r->srv;
+  if (srv->store_full)
+    return fail(r, 507, "insufficient_storage", "Insufficient storage", 5,
+                "The job store is full; the %s was not done. Delete "
+                "finished jobs or free disk space.",
+                what);
+  return fail(r, 503, "store_unavailable", "Store unavailable", 5,
+              "The job store failed to write; the %s was not done.", what);
+}
+
 static enum MHD_Result respond_json(ae_http_req *r, int status, json_t *j,
                                     int job_resource, int retry_after,
                                     const char *location) {
@@ -241,11 +263,16 @@ static enum MHD_Result h_live(ae_http_req *r) {
 
 static enum MHD_Result h_ready(ae_http_req *r) {
   ae_server *srv = r->srv;
-  if (!srv->draining && ae_workers_all_ready(srv))
+  if (!srv->draining && !srv->store_failing && ae_workers_all_ready(srv))
     return respond(r, 200, NULL, 0, NULL, 0, 0, NULL, NULL, 0);
   if (srv->draining)
     return fail(r, 503, "draining", "Draining", 5,
                 "The server is shutting down.");
+  if (srv->store_failing)
+    return fail(r, 503, "store_unavailable", "Store unavailable", 1,
+                "The job store fails to write (%s); ready again once a "
+                "write succeeds.",
+                srv->store_reason);
   size_t warming = 0, failed = 0;
   for (size_t i = 0; i < srv->n_workers; i++) {
     warming += !srv->workers[i].ready;
@@ -348,13 +375,33 @@ static enum MHD_Result h_datasets(ae_http_req *r) {
 }
 
 /* Idempotency: returns 1 when the answer was given from an earlier job
- * (or a mismatch), 0 to go on.  Batch jobs carry "KEY\nINDEX". */
+ * (or a mismatch), 0 to go on.  Batch jobs carry "KEY\nINDEX"; a replay
+ * has the body of the first POST (same hash), so its "jobs" array says
+ * how many there were: when some of them were deleted or expired since,
+ * the answer is 410 naming them, never a shorter list.  A key none of
+ * whose jobs is left is forgotten. */
 static int idempotent_replay(ae_http_req *r, const char *key, const char *hash,
-                             int batch, enum MHD_Result *answer) {
+                             const json_t *batch_items,
+                             enum MHD_Result *answer) {
   ae_server *srv = r->srv;
-  char first_key[400];
-  snprintf(first_key, sizeof first_key, batch ? "%s\n0" : "%s", key);
-  ae_job *job = ae_job_table_find_idem(&srv->jobs, first_key);
+  int batch = batch_items != NULL;
+  size_t n = batch ? json_array_size(batch_items) : 1;
+  ae_job *job = NULL;
+  size_t missing = 0;
+  char missing_list[256] = "";
+  for (size_t i = 0; i < n; i++) {
+    char k[400];
+    snprintf(k, sizeof k, batch ? "%s\n%zu" : "%s", key, i);
+    ae_job *each = ae_job_table_find_idem(&srv->jobs, k);
+    if (each && !job) job = each;
+    if (!each) {
+      size_t used = strlen(missing_list);
+      if (missing < 16)
+        snprintf(missing_list + used, sizeof missing_list - used, "%s%zu",
+                 missing ? ", " : "", i);
+      missing++;
+    }
+  }
   if (!job) return 0;
   if (strcmp(job->body_hash, hash)) {
     *answer =
@@ -366,13 +413,20 @@ static int idempotent_replay(ae_http_req *r, const char *key, const char *hash,
     *answer = respond_job(r, 202, job, 1);
     return 1;
   }
+  if (missing) {
+    *answer = fail(r, 410, "idempotent_jobs_gone", "Jobs gone", 0,
+                   "Idempotency-Key %s: %zu of the batch's %zu jobs were "
+                   "deleted or expired (index %s%s); the others are still "
+                   "kept.",
+                   key, missing, n, missing_list, missing > 16 ? ", ..." : "");
+    return 1;
+  }
   json_t *jobs = json_array();
-  for (size_t i = 0; jobs; i++) {
+  for (size_t i = 0; jobs && i < n; i++) {
     char k[400];
     snprintf(k, sizeof k, "%s\n%zu", key, i);
-    ae_job *each = ae_job_table_find_idem(&srv->jobs, k);
-    if (!each) break;
-    json_array_append_new(jobs, ae_job_to_json(srv, each));
+    json_array_append_new(
+        jobs, ae_job_to_json(srv, ae_job_table_find_idem(&srv->jobs, k)));
   }
   *answer = respond_json(r, 202, json_pack("{s:o}", "jobs", jobs), 1, 1, NULL);
   return 1;
@@ -399,7 +453,7 @@ static enum MHD_Result h_submit(ae_http_req *r) {
   char hash[65] = "";
   if (key) {
     ae_sha256_hex(r->body ? r->body : "", r->len, hash);
-    if (idempotent_replay(r, key, hash, 0, &answer)) {
+    if (idempotent_replay(r, key, hash, NULL, &answer)) {
       json_decref(body);
       return answer;
     }
@@ -428,7 +482,7 @@ static enum MHD_Result h_submit(ae_http_req *r) {
   rc = ae_jobs_submit(srv, &req, 1, key, hash, 0, &job);
   if (rc) {
     ae_request_free(&req);
-    return fail_internal(r, rc);
+    return rc == AE_EIO ? fail_store(r, "job creation") : fail_internal(r, rc);
   }
   return respond_job(r, 202, job, 1);
 }
@@ -443,7 +497,9 @@ static enum MHD_Result h_batch(ae_http_req *r) {
   char hash[65] = "";
   if (key) {
     ae_sha256_hex(r->body ? r->body : "", r->len, hash);
-    if (idempotent_replay(r, key, hash, 1, &answer)) {
+    json_t *items = json_is_object(body) ? json_object_get(body, "jobs") : NULL;
+    if (json_is_array(items) &&
+        idempotent_replay(r, key, hash, items, &answer)) {
       json_decref(body);
       return answer;
     }
@@ -525,7 +581,8 @@ static enum MHD_Result h_batch(ae_http_req *r) {
     /* One store transaction for the batch; job i keeps "KEY\nI". */
     rc = ae_jobs_submit(srv, reqs, n, key, hash, 1, jobs);
     if (rc) {
-      result = fail_internal(r, rc);
+      result =
+          rc == AE_EIO ? fail_store(r, "batch creation") : fail_internal(r, rc);
     } else {
       json_t *out = json_array();
       for (size_t i = 0; out && i < n; i++)
@@ -636,6 +693,129 @@ static enum MHD_Result h_get(ae_http_req *r) {
   return respond_job(r, 200, job, 0);
 }
 
+/* ---- listings, streamed ----
+ * A page of jobs is written as MHD asks for it, at most LISTING_BLOCK
+ * bytes per call and one job rendered at a time, so that a listing of
+ * large jobs never holds the loop for long (the live probe answers in
+ * between) nor holds the page in memory.  The reader runs on the loop
+ * thread (inside MHD_run).  Between calls jobs may go: the listing keeps
+ * the id of the last job written and finds its place again by id, or, if
+ * that job went, by its seq. */
+#define LISTING_BLOCK (64 * 1024)
+
+typedef struct {
+  ae_server *srv;
+  int filter;
+  ae_job_state state;
+  char *client_ref;
+  long long page_size, shown, before;
+  char last_id[32];
+  long long last_seq;
+  int phase; /* 0 head, 1 jobs, 2 tail written, 3 done */
+  char *chunk;
+  size_t chunk_len, chunk_at;
+} ae_listing;
+
+static void listing_free(void *cls) {
+  ae_listing *l = cls;
+  free(l->chunk);
+  free(l->client_ref);
+  free(l);
+}
+
+static int listing_match(const ae_listing *l, const ae_job *job) {
+  if (l->filter && job->state != l->state) return 0;
+  if (l->client_ref &&
+      (!job->client_ref || strcmp(job->client_ref, l->client_ref)))
+    return 0;
+  return 1;
+}
+
+/* The next matching job after the last one written (older), or NULL. */
+static ae_job *listing_next(ae_listing *l) {
+  ae_job_iter it;
+  ae_job *last =
+      l->last_id[0] ? ae_job_table_find(&l->srv->jobs, l->last_id) : NULL;
+  if (last)
+    it.next = last->prev;
+  else
+    ae_job_iter_start(&l->srv->jobs, l->last_id[0] ? l->last_seq : l->before,
+                      &it);
+  for (ae_job *job; (job = ae_job_iter_next(&it));)
+    if (listing_match(l, job)) return job;
+  return NULL;
+}
+
+/* Makes the next piece of the page; AE_ENOMEM, or AE_OK with l->chunk set
+ * (NULL once everything was written). */
+static int listing_piece(ae_listing *l) {
+  free(l->chunk);
+  l->chunk = NULL;
+  l->chunk_len = l->chunk_at = 0;
+  if (l->phase == 0) {
+    l->phase = 1;
+    l->chunk = strdup("{\"jobs\":[");
+    if (!l->chunk) return AE_ENOMEM;
+    l->chunk_len = strlen(l->chunk);
+    return AE_OK;
+  }
+  if (l->phase == 1) {
+    ae_job *job = listing_next(l);
+    if (job && l->shown < l->page_size) {
+      size_t len = 0;
+      char *text = ae_job_render(l->srv, job, &len);
+      if (!text) return AE_ENOMEM;
+      if (l->shown) {
+        char *joined = malloc(len + 2);
+        if (!joined) {
+          free(text);
+          return AE_ENOMEM;
+        }
+        joined[0] = ',';
+        memcpy(joined + 1, text, len + 1);
+        free(text);
+        text = joined;
+        len++;
+      }
+      l->chunk = text;
+      l->chunk_len = len;
+      l->shown++;
+      snprintf(l->last_id, sizeof l->last_id, "%s", job->id);
+      l->last_seq = job->seq;
+      return AE_OK;
+    }
+    char tail[128];
+    if (job) { /* one more matches: the page is full */
+      char token[64];
+      ae_page_token_encode(l->last_seq, token, sizeof token);
+      snprintf(tail, sizeof tail, "],\"next_page_token\":\"%s\"}", token);
+    } else {
+      snprintf(tail, sizeof tail, "],\"next_page_token\":null}");
+    }
+    l->phase = 2;
+    l->chunk = strdup(tail);
+    if (!l->chunk) return AE_ENOMEM;
+    l->chunk_len = strlen(tail);
+    return AE_OK;
+  }
+  l->phase = 3;
+  return AE_OK;
+}
+
+static ssize_t listing_read(void *cls, uint64_t pos, char *buf, size_t max) {
+  ae_listing *l = cls;
+  (void)pos;
+  if (l->chunk_at == l->chunk_len) {
+    if (listing_piece(l)) return MHD_CONTENT_READER_END_WITH_ERROR;
+    if (!l->chunk) return MHD_CONTENT_READER_END_OF_STREAM;
+  }
+  size_t n = l->chunk_len - l->chunk_at;
+  if (n > max) n = max;
+  memcpy(buf, l->chunk + l->chunk_at, n);
+  l->chunk_at += n;
+  return (ssize_t)n;
+}
+
 static enum MHD_Result h_list(ae_http_req *r) {
   ae_server *srv = r->srv;
   const char *state_s = query(r, "state");
@@ -665,33 +845,33 @@ static enum MHD_Result h_list(ae_http_req *r) {
     return fail(r, 422, "invalid_request", "Invalid request", 0,
                 "client_ref must be 1 to 256 bytes without control "
                 "characters.");
-  json_t *jobs = json_array();
-  if (!jobs) return fail_internal(r, AE_ENOMEM);
-  ae_job_iter it;
-  ae_job_iter_start(&srv->jobs, before, &it);
-  long long shown = 0, last_seq = -1;
-  int more = 0;
-  for (ae_job *job; (job = ae_job_iter_next(&it));) {
-    if (filter && job->state != state) continue;
-    if (client_ref && (!job->client_ref || strcmp(job->client_ref, client_ref)))
-      continue;
-    if (shown == page_size) {
-      more = 1;
-      break;
-    }
-    json_t *j = ae_job_to_json(srv, job);
-    if (!j || json_array_append_new(jobs, j)) {
-      json_decref(jobs);
-      return fail_internal(r, AE_ENOMEM);
-    }
-    shown++;
-    last_seq = job->seq;
+  ae_listing *l = calloc(1, sizeof *l);
+  if (!l || (client_ref && !(l->client_ref = strdup(client_ref)))) {
+    free(l);
+    return fail_internal(r, AE_ENOMEM);
   }
-  char token[64];
-  ae_page_token_encode(last_seq, token, sizeof token);
-  json_t *out = json_pack("{s:o, s:o}", "jobs", jobs, "next_page_token",
-                          more ? json_string(token) : json_null());
-  return respond_json(r, 200, out, 1, 0, NULL);
+  l->srv = srv;
+  l->filter = filter;
+  l->state = state;
+  l->page_size = page_size;
+  l->before = before;
+  struct MHD_Response *resp = MHD_create_response_from_callback(
+      MHD_SIZE_UNKNOWN, LISTING_BLOCK, listing_read, l, listing_free);
+  if (!resp) {
+    listing_free(l);
+    return fail_internal(r, AE_ENOMEM);
+  }
+  MHD_add_response_header(resp, "X-Request-Id", r->request_id);
+  MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE,
+                          "application/json");
+  MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+  enum MHD_Result ok = MHD_queue_response(r->conn, 200, resp);
+  MHD_destroy_response(resp);
+  if (ok == MHD_YES) {
+    r->status = 200;
+    r->responded = 1;
+  }
+  return ok;
 }
 
 static enum MHD_Result h_cancel(ae_http_req *r) {
@@ -717,7 +897,7 @@ static enum MHD_Result h_delete(ae_http_req *r) {
     return fail(r, 409, "job_not_terminal", "Job not finished", 0,
                 "Job %s is %s; cancel it first.", job->id,
                 ae_job_state_name(job->state));
-  ae_job_delete(r->srv, job);
+  if (ae_job_delete(r->srv, job)) return fail_store(r, "delete");
   return respond(r, 204, NULL, 0, NULL, 1, 0, NULL, NULL, 0);
 }
 
@@ -780,7 +960,36 @@ typedef struct ae_http_conn {
   long long since_ns;
   int in_request;
   int dropped;
+  /* The client's address (port left out), and whether this connection
+   * was one over --max-connections-per-ip when it opened: its requests
+   * get a 429 and the connection closes.  MHD's own per-address limit
+   * can only refuse the accept (a reset); counting here can answer. */
+  struct sockaddr_storage addr;
+  int over_limit;
 } ae_http_conn;
+
+/* The address of sa without its port, for comparing clients. */
+static void client_address(const struct sockaddr *sa,
+                           struct sockaddr_storage *out) {
+  memset(out, 0, sizeof *out);
+  if (!sa) return;
+  out->ss_family = sa->sa_family;
+  if (sa->sa_family == AF_INET)
+    ((struct sockaddr_in *)out)->sin_addr =
+        ((const struct sockaddr_in *)sa)->sin_addr;
+  else if (sa->sa_family == AF_INET6)
+    ((struct sockaddr_in6 *)out)->sin6_addr =
+        ((const struct sockaddr_in6 *)sa)->sin6_addr;
+}
+
+/* Open connections from the same address as c (c left out). */
+static size_t connections_from(const ae_http_conn *first,
+                               const ae_http_conn *c) {
+  size_t n = 0;
+  for (const ae_http_conn *o = first; o; o = o->next)
+    n += o != c && !memcmp(&o->addr, &c->addr, sizeof c->addr);
+  return n;
+}
 
 static ae_http_conn *conn_of(struct MHD_Connection *conn) {
   const union MHD_ConnectionInfo *info =
@@ -797,6 +1006,13 @@ static void on_connection(void *cls, struct MHD_Connection *conn,
     if (!c) return; /* untracked: MHD's idle timeout still applies */
     c->conn = conn;
     c->since_ns = ae_mono_ns();
+    const union MHD_ConnectionInfo *info =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    client_address(info ? info->client_addr : NULL, &c->addr);
+    int limit = srv->opt->max_connections_per_ip;
+    if (limit > 0 && c->addr.ss_family != AF_UNSPEC &&
+        connections_from(srv->http->conns, c) >= (size_t)limit)
+      c->over_limit = 1;
     c->next = srv->http->conns;
     if (c->next) c->next->prev = c;
     srv->http->conns = c;
@@ -864,6 +1080,35 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
     else
       snprintf(r->request_id, sizeof r->request_id, "%016llx",
                (unsigned long long)ae_random_u64());
+    if (tcp && tcp->over_limit) {
+      route(r); /* for the metrics' route label */
+      ae_problem p = AE_PROBLEM_INIT;
+      ae_problem_set(&p, 429, "too_many_connections", "Too many connections",
+                     "This address has %d connections open, the limit; "
+                     "reuse one (keep-alive) or wait.",
+                     srv->opt->max_connections_per_ip);
+      return respond_problem_full(r, &p, 1, NULL, 1);
+    }
+    /* A body MHD cannot frame (Transfer-Encoding other than chunked)
+     * would wait for the timeout; a coded body would be parsed as JSON. */
+    const char *te = header(r, MHD_HTTP_HEADER_TRANSFER_ENCODING);
+    if (te && strcasecmp(te, "chunked")) {
+      route(r);
+      ae_problem p = AE_PROBLEM_INIT;
+      ae_problem_set(&p, 400, "unsupported_transfer_encoding",
+                     "Unsupported transfer encoding",
+                     "Transfer-Encoding: only chunked is supported.");
+      return respond_problem_full(r, &p, 0, NULL, 1);
+    }
+    const char *ce = header(r, MHD_HTTP_HEADER_CONTENT_ENCODING);
+    if (ce && *ce && strcasecmp(ce, "identity")) {
+      route(r);
+      ae_problem p = AE_PROBLEM_INIT;
+      ae_problem_set(&p, 415, "unsupported_media_type",
+                     "Unsupported media type",
+                     "Content-Encoding: the body must not be encoded.");
+      return respond_problem_full(r, &p, 0, NULL, 1);
+    }
     /* The body limit, before reading any of it. */
     const char *cl = header(r, MHD_HTTP_HEADER_CONTENT_LENGTH);
     long long length;
@@ -892,18 +1137,20 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
              r->request_id, srv->opt->connection_timeout_secs);
       return MHD_NO;
     }
-    if (r->len + n > (size_t)srv->opt->max_body_bytes) {
-      /* A chunked or understated body went over: answer if MHD lets us at
-       * this point, else close the connection. */
-      route(r); /* for the metrics' route label */
-      ae_problem p = AE_PROBLEM_INIT;
-      ae_problem_set(&p, 413, "body_too_large", "Body too large",
-                     "The body is over the limit of %lld bytes.",
-                     srv->opt->max_body_bytes);
+    if (r->too_large || r->len + n > (size_t)srv->opt->max_body_bytes) {
+      /* A chunked or understated body went over.  MHD 0.9.75 refuses a
+       * response queued in the middle of an upload (MHD_queue_response
+       * answers MHD_NO until the request is complete), so the rest is
+       * read and dropped, and the 413 goes once it is in; a body that
+       * goes on past the limit again is cut off (the connection reset). */
       free(r->body);
       r->body = NULL;
-      r->len = 0;
-      return respond_problem_full(r, &p, 0, NULL, 1);
+      r->len = r->cap = 0;
+      r->too_large = 1;
+      r->discarded += n;
+      if (r->discarded > (size_t)srv->opt->max_body_bytes + (64u << 20))
+        return MHD_NO;
+      return MHD_YES;
     }
     if (r->len + n + 1 > r->cap) {
       size_t cap = r->cap ? r->cap * 2 : 4096;
@@ -921,6 +1168,14 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
   }
   if (r->responded) return MHD_YES;
   (void)version;
+  if (r->too_large) {
+    route(r); /* for the metrics' route label */
+    ae_problem p = AE_PROBLEM_INIT;
+    ae_problem_set(&p, 413, "body_too_large", "Body too large",
+                   "The body is over the limit of %lld bytes.",
+                   srv->opt->max_body_bytes);
+    return respond_problem_full(r, &p, 0, NULL, 1);
+  }
   return dispatch(r);
 }
 
@@ -1023,8 +1278,7 @@ int ae_http_start(ae_server *srv) {
   h->mhd = MHD_start_daemon(
       flags, (uint16_t)o->http_port, NULL, NULL, on_request, srv,
       MHD_OPTION_SOCK_ADDR, ai->ai_addr, MHD_OPTION_CONNECTION_LIMIT,
-      (unsigned)o->max_connections, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
-      (unsigned)o->max_connections_per_ip, MHD_OPTION_CONNECTION_TIMEOUT,
+      (unsigned)o->max_connections, MHD_OPTION_CONNECTION_TIMEOUT,
       (unsigned)o->connection_timeout_secs, MHD_OPTION_NOTIFY_COMPLETED,
       on_completed, srv, MHD_OPTION_NOTIFY_CONNECTION, on_connection, srv,
       MHD_OPTION_END);
@@ -1061,11 +1315,38 @@ int ae_http_start(ae_server *srv) {
   return AE_OK;
 }
 
-void ae_http_stop(ae_server *srv) {
+/* True while a request is in flight (its answer not yet sent). */
+static int requests_in_flight(const struct ae_http *h) {
+  for (const ae_http_conn *c = h->conns; c; c = c->next)
+    if (c->in_request && !c->dropped) return 1;
+  return 0;
+}
+
+/* How long the stop lets answers in flight (long polls just woken) go out
+ * before MHD closes their connections. */
+#define STOP_FLUSH_MS 2000
+
+void ae_http_flush(ae_server *srv) {
   struct ae_http *h = srv->http;
   if (!h || !h->mhd) return;
   wake_all(srv);
-  MHD_run(h->mhd); /* let resumed connections go */
+  /* Let resumed connections answer: run MHD until no request is in
+   * flight, waiting on its epoll fd, for at most STOP_FLUSH_MS. */
+  const union MHD_DaemonInfo *info =
+      MHD_get_daemon_info(h->mhd, MHD_DAEMON_INFO_EPOLL_FD);
+  long long until = ae_mono_ns() + STOP_FLUSH_MS * 1000000LL;
+  MHD_run(h->mhd);
+  while (info && requests_in_flight(h) && ae_mono_ns() < until) {
+    struct pollfd pfd = {.fd = info->epoll_fd, .events = POLLIN};
+    if (poll(&pfd, 1, 10) < 0 && errno != EINTR) break;
+    MHD_run(h->mhd);
+  }
+}
+
+void ae_http_stop(ae_server *srv) {
+  struct ae_http *h = srv->http;
+  if (!h || !h->mhd) return;
+  ae_http_flush(srv);
   uv_poll_stop(&h->mhd_poll);
   uv_close((uv_handle_t *)&h->mhd_poll, http_closed);
   uv_timer_stop(&h->mhd_timer);

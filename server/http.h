@@ -9,6 +9,9 @@
 
 /* Listens, and registers the long polls' listener for terminal jobs. */
 int ae_http_start(ae_server *srv);
+/* Answers every long poll and runs MHD until no request is in flight (at
+ * most 2 s): before the stop, or before a forced exit. */
+void ae_http_flush(ae_server *srv);
 /* Answers every long poll, stops MHD and closes the layer's handles. */
 void ae_http_stop(ae_server *srv);
 

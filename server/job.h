@@ -28,6 +28,9 @@ typedef struct ae_job {
   char id[32];
   ae_job_state state;
   int cancel_requested;
+  /* Stopped by the drain and kept queued in the store for the next start:
+   * state is queued, outside the queue and its counts ("draining": true). */
+  int handed_over;
   atomic_int cancel; /* the loop sets, the engine reads */
   ae_request req;    /* read-only while queued or running */
   int has_req;
@@ -45,6 +48,8 @@ typedef struct ae_job {
   char body_hash[65];
   char *cached_body; /* the rendered JSON of a terminal job */
   size_t cached_len;
+  char *request_text; /* request_json rendered once (job_render.c) */
+  size_t request_len;
 
   ae_queue_entry entry; /* the queue's, while queued */
 

@@ -1,6 +1,8 @@
-/* job_render.c: the job resource of api.md as JSON, and the cache of a
- * terminal job's rendered text (a finished job never changes, and is read
- * far more often than it is written).
+/* job_render.c: the job resource of api.md as JSON, and the caches that
+ * keep a GET from re-rendering what did not change: the normalised
+ * request's text is rendered once per job (it never changes, and may hold
+ * megabytes of inline inputs) and spliced into each rendering, and a
+ * terminal job's whole text is kept (a finished job never changes).
  *
  * Thread: the loop thread (the queue position takes the queue's lock). */
 #include "config.h"
@@ -19,7 +21,9 @@ static json_t *time_or_null(long long ms) {
   return json_string(buf);
 }
 
-json_t *ae_job_to_json(ae_server *srv, ae_job *job) {
+/* The resource; with request_placeholder, "request" is null (for the
+ * splice of the cached text). */
+static json_t *job_json(ae_server *srv, ae_job *job, int request_placeholder) {
   json_t *o = json_object();
   if (!o) return NULL;
   int bad = 0;
@@ -37,14 +41,19 @@ json_t *ae_job_to_json(ae_server *srv, ae_job *job) {
   bad |= json_object_set_new(o, "client_ref",
                              job->client_ref ? json_string(job->client_ref)
                                              : json_null());
-  if (job->state == AE_JOB_QUEUED)
+  if (job->handed_over)
+    bad |= json_object_set_new(o, "queue_position", json_null());
+  else if (job->state == AE_JOB_QUEUED)
     bad |= json_object_set_new(
         o, "queue_position",
         json_integer(ae_queue_position(&srv->queue, &job->entry)));
+  if (job->handed_over) bad |= json_object_set_new(o, "draining", json_true());
   bad |= json_object_set_new(
       o, "worker", job->worker[0] ? json_string(job->worker) : json_null());
   bad |= json_object_set(o, "request",
-                         job->request_json ? job->request_json : json_null());
+                         job->request_json && !request_placeholder
+                             ? job->request_json
+                             : json_null());
   if (job->state == AE_JOB_SUCCEEDED && job->result_json)
     bad |= json_object_set(o, "result", job->result_json);
   if (job->state == AE_JOB_FAILED && job->error_json)
@@ -56,6 +65,57 @@ json_t *ae_job_to_json(ae_server *srv, ae_job *job) {
   return o;
 }
 
+json_t *ae_job_to_json(ae_server *srv, ae_job *job) {
+  return job_json(srv, job, 0);
+}
+
+/* The request's text, rendered on first use; NULL when out of memory. */
+static const char *request_text(ae_job *job) {
+  if (!job->request_text && job->request_json) {
+    job->request_text = ae_json_dumps(job->request_json);
+    if (job->request_text) job->request_len = strlen(job->request_text);
+  }
+  return job->request_text;
+}
+
+/* Renders the job with "request":null, then splices the cached request
+ * text in its place.  The first `,"request":null` is the top-level key:
+ * every key before it holds a scalar, and a '"' inside a string value is
+ * always escaped. */
+static char *render_spliced(ae_server *srv, ae_job *job, size_t *len) {
+  static const char placeholder[] = ",\"request\":null";
+  const char *request = request_text(job);
+  if (!request) {
+    json_t *j = job_json(srv, job, 0);
+    char *text = ae_json_dumps(j);
+    json_decref(j);
+    if (text) *len = strlen(text);
+    return text;
+  }
+  json_t *j = job_json(srv, job, 1);
+  char *small = ae_json_dumps(j);
+  json_decref(j);
+  if (!small) return NULL;
+  char *at = strstr(small, placeholder);
+  if (!at) { /* cannot happen: the key is always there */
+    free(small);
+    return NULL;
+  }
+  size_t head = (size_t)(at - small) + sizeof placeholder - 1 - 4;
+  size_t tail = strlen(at + sizeof placeholder - 1);
+  size_t total = head + job->request_len + tail;
+  char *text = malloc(total + 1);
+  if (text) {
+    memcpy(text, small, head);
+    memcpy(text + head, request, job->request_len);
+    memcpy(text + head + job->request_len, at + sizeof placeholder - 1,
+           tail + 1);
+    *len = total;
+  }
+  free(small);
+  return text;
+}
+
 char *ae_job_render(ae_server *srv, ae_job *job, size_t *len) {
   if (job->cached_body) {
     char *copy = malloc(job->cached_len + 1);
@@ -65,17 +125,18 @@ char *ae_job_render(ae_server *srv, ae_job *job, size_t *len) {
     }
     return copy;
   }
-  json_t *j = ae_job_to_json(srv, job);
-  char *text = ae_json_dumps(j);
-  json_decref(j);
+  char *text = render_spliced(srv, job, len);
   if (!text) return NULL;
-  *len = strlen(text);
   if (ae_job_terminal(job)) {
     job->cached_body = malloc(*len + 1);
     if (job->cached_body) {
       memcpy(job->cached_body, text, *len + 1);
       job->cached_len = *len;
     }
+    /* The whole text is kept now: the request's alone is not needed. */
+    free(job->request_text);
+    job->request_text = NULL;
+    job->request_len = 0;
   }
   return text;
 }

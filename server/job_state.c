@@ -9,14 +9,19 @@
  * a worker holds: only terminal jobs are deleted, and a running job becomes
  * terminal only through its done event, after which the worker no longer
  * touches it.  A cancel is an atomic flag the engine reads at its
- * checkpoints.  Each change is written to the store as it happens; a job
- * that becomes terminal is told to the registered listeners (http.c wakes
- * its long polls, drain.c checks whether the drain is over). */
+ * checkpoints.  Each change is written to the store as it happens; a
+ * failed write turns the daemon not-ready (srv->store_failing) until a
+ * write, or the sweep's probe of --state-dir, succeeds.  A job that
+ * becomes terminal, or that the drain hands over to the next start, is
+ * told to the registered listeners (http.c wakes its long polls, drain.c
+ * checks whether the drain is over). */
 #include "config.h"
 
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "api/status.h"
 #include "server/job_state.h"
@@ -46,8 +51,57 @@ int ae_job_terminal(const ae_job *job) {
 
 void ae_jobs_store_failed(ae_server *srv, const char *what, const char *id,
                           int rc) {
-  ae_log(AE_LOG_ERROR, "store: %s %s: %s (%s)", what, id, ae_strerror(rc),
-         srv->store ? ae_store_errmsg(srv->store) : "");
+  const char *msg = srv->store ? ae_store_errmsg(srv->store) : "";
+  if (!msg) msg = "";
+  ae_log(AE_LOG_ERROR, "store: %s %s: %s (%s)", what, id, ae_strerror(rc), msg);
+  if (!srv->store_failing)
+    ae_log(AE_LOG_WARN, "store: failing; not ready until a write succeeds");
+  srv->store_failing = 1;
+  /* The store reports AE_EIO for every storage error; SQLite's message
+   * tells a full disk apart.  MERGE: a store error code for "full". */
+  srv->store_full = strstr(msg, "full") != NULL;
+  snprintf(srv->store_reason, sizeof srv->store_reason, "%s: %s", what,
+           msg[0] ? msg : ae_strerror(rc));
+}
+
+/* A store write that changed rows succeeded: the store works again. */
+static void store_wrote(ae_server *srv) {
+  if (!srv->store_failing) return;
+  srv->store_failing = 0;
+  srv->store_full = 0;
+  ae_log(AE_LOG_INFO, "store: writes succeed again; ready");
+}
+
+/* Logs a failed write and turns not-ready, or notes a success. */
+static int store_note(ae_server *srv, const char *what, const char *id,
+                      int rc) {
+  if (rc)
+    ae_jobs_store_failed(srv, what, id, rc);
+  else
+    store_wrote(srv);
+  return rc;
+}
+
+/* How often a failing store is probed, and the probe: a small file
+ * written, synced and removed in --state-dir, the file system the store
+ * writes to.  MERGE: the store should offer a probe of its own
+ * (ae_store_ping); a server-backed store has no folder. */
+#define STORE_PROBE_MS 500
+
+static int store_probe(const char *dir) {
+  char path[4096];
+  snprintf(path, sizeof path, "%s/.archevald-write-probe", dir);
+  int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (fd < 0) return AE_EIO;
+  char block[4096];
+  memset(block, 0, sizeof block);
+  int rc =
+      write(fd, block, sizeof block) == (ssize_t)sizeof block && fsync(fd) == 0
+          ? AE_OK
+          : AE_EIO;
+  if (close(fd)) rc = AE_EIO;
+  unlink(path);
+  return rc;
 }
 
 int ae_jobs_on_terminal(ae_server *srv, ae_terminal_fn fn) {
@@ -60,12 +114,51 @@ static char *dumps_or_null(const json_t *j) {
   return j ? ae_json_dumps(j) : NULL;
 }
 
-void ae_job_finish(ae_server *srv, ae_job *job, ae_job_state state,
-                   const char *reason, json_t *result, json_t *error) {
-  if (job->state == AE_JOB_QUEUED && srv->n_queued)
+static void tell_listeners(ae_server *srv, ae_job *job) {
+  for (size_t i = 0; i < srv->n_on_terminal; i++)
+    srv->on_terminal[i](srv, job);
+}
+
+/* A job the drain stopped (queued, or running past the drain deadline)
+ * while a store keeps it: it stays queued in the store and the next start
+ * runs it, so it is reported as queued with "draining": true, never as
+ * cancelled (a client that resubmits on cancelled would do the work
+ * twice).  It leaves the queue and the counts the drain waits on; its
+ * long polls answer now. */
+void ae_job_hand_over(ae_server *srv, ae_job *job) {
+  if (job->state == AE_JOB_QUEUED && !job->handed_over && srv->n_queued)
     srv->n_queued--;
   else if (job->state == AE_JOB_RUNNING && srv->n_running)
     srv->n_running--;
+  /* A worker that ignored its cancel may still read req: keep it then. */
+  int held = job->state == AE_JOB_RUNNING;
+  job->state = AE_JOB_QUEUED;
+  job->handed_over = 1;
+  job->started_ms = 0;
+  job->worker[0] = '\0';
+  if (job->has_req && !held) {
+    ae_request_free(&job->req);
+    job->has_req = 0;
+  }
+  ae_log(AE_LOG_DEBUG, "job %s kept in the store for the next start", job->id);
+  tell_listeners(srv, job);
+}
+
+void ae_job_finish(ae_server *srv, ae_job *job, ae_job_state state,
+                   const char *reason, json_t *result, json_t *error) {
+  if (srv->store && srv->draining && reason && !strcmp(reason, "draining")) {
+    json_decref(result);
+    json_decref(error);
+    ae_job_hand_over(srv, job);
+    return;
+  }
+  if (job->handed_over)
+    ; /* already out of the counts */
+  else if (job->state == AE_JOB_QUEUED && srv->n_queued)
+    srv->n_queued--;
+  else if (job->state == AE_JOB_RUNNING && srv->n_running)
+    srv->n_running--;
+  job->handed_over = 0;
   job->state = state;
   job->result_json = result;
   job->error_json = error;
@@ -77,25 +170,16 @@ void ae_job_finish(ae_server *srv, ae_job *job, ae_job_state state,
   }
   ae_job_table_finished(&srv->jobs, job);
   ae_metrics_job_finished(&srv->metrics, state, reason);
-  /* A job stopped only because the daemon is draining (queued, or running
-   * past the drain deadline) stays queued/running in the store: the next
-   * start re-queues it, so a rolling restart loses no accepted job. */
-  int keep_for_restart =
-      srv->store && srv->draining && reason && !strcmp(reason, "draining");
-  if (keep_for_restart)
-    ae_log(AE_LOG_DEBUG, "job %s kept in the store for the next start",
-           job->id);
-  if (srv->store && !keep_for_restart) {
+  if (srv->store) {
     char *rj = dumps_or_null(result), *ej = dumps_or_null(error);
-    int rc = ae_store_finish(srv->store, job->id, state, rj, ej,
-                             job->finished_ms, job->expires_ms);
-    if (rc) ae_jobs_store_failed(srv, "finish", job->id, rc);
+    store_note(srv, "finish", job->id,
+               ae_store_finish(srv->store, job->id, state, rj, ej,
+                               job->finished_ms, job->expires_ms));
     free(rj);
     free(ej);
   }
   ae_log(AE_LOG_DEBUG, "job %s %s (%s)", job->id, state_names[state], reason);
-  for (size_t i = 0; i < srv->n_on_terminal; i++)
-    srv->on_terminal[i](srv, job);
+  tell_listeners(srv, job);
 }
 
 void ae_job_started(ae_server *srv, ae_job *job, const char *worker_name) {
@@ -107,9 +191,9 @@ void ae_job_started(ae_server *srv, ae_job *job, const char *worker_name) {
   ae_histogram_observe(&srv->metrics.queue_seconds,
                        (double)(job->w_start_ns - job->enqueued_ns) / 1e9);
   if (srv->store) {
-    int rc = ae_store_mark_running(srv->store, job->id, job->worker,
-                                   job->started_ms);
-    if (rc) ae_jobs_store_failed(srv, "mark running", job->id, rc);
+    store_note(srv, "mark running", job->id,
+               ae_store_mark_running(srv->store, job->id, job->worker,
+                                     job->started_ms));
   }
 }
 
@@ -207,9 +291,9 @@ int ae_jobs_submit(ae_server *srv, ae_request *reqs, size_t n,
                          .created_ms = job->created_ms,
                          .seq = job->seq};
     }
-    rc = ae_store_insert(srv->store, rows, n);
+    rc = store_note(srv, "insert", out[0]->id,
+                    ae_store_insert(srv->store, rows, n));
     if (rc) {
-      ae_jobs_store_failed(srv, "insert", out[0]->id, rc);
       rc = AE_EIO;
       goto fail;
     }
@@ -250,9 +334,10 @@ fail:
 
 void ae_job_cancel(ae_server *srv, ae_job *job) {
   if (ae_job_terminal(job)) return;
-  if (ae_queue_remove(&srv->queue, &job->entry)) {
-    ae_job_finish(srv, job, AE_JOB_CANCELLED,
-                  srv->draining ? "draining" : "cancelled", NULL, NULL);
+  if (job->handed_over || ae_queue_remove(&srv->queue, &job->entry)) {
+    /* The client asked: cancelled for good, even while draining (reason
+     * "draining" would hand the job over to the next start). */
+    ae_job_finish(srv, job, AE_JOB_CANCELLED, "cancelled", NULL, NULL);
     return;
   }
   /* A worker holds it: ask the engine to stop at its next checkpoint. */
@@ -262,19 +347,23 @@ void ae_job_cancel(ae_server *srv, ae_job *job) {
     free(job->cached_body);
     job->cached_body = NULL;
     if (srv->store) {
-      int rc = ae_store_mark_cancel_requested(srv->store, job->id);
-      if (rc) ae_jobs_store_failed(srv, "mark cancel", job->id, rc);
+      store_note(srv, "mark cancel", job->id,
+                 ae_store_mark_cancel_requested(srv->store, job->id));
     }
   }
 }
 
-void ae_job_delete(ae_server *srv, ae_job *job) {
-  if (!ae_job_terminal(job)) return;
+int ae_job_delete(ae_server *srv, ae_job *job) {
+  if (!ae_job_terminal(job)) return AE_EINVAL;
   if (srv->store) {
-    int rc = ae_store_delete(srv->store, job->id);
-    if (rc) ae_jobs_store_failed(srv, "delete", job->id, rc);
+    /* Not durable, not deleted: the job stays, and comes back after a
+     * restart either way. */
+    int rc = store_note(srv, "delete", job->id,
+                        ae_store_delete(srv->store, job->id));
+    if (rc) return rc;
   }
   ae_job_table_remove(&srv->jobs, job);
+  return AE_OK;
 }
 
 /* ---- the sweep: deadlines of queued jobs, expiry ---- */
@@ -303,6 +392,11 @@ static void sweep(uv_timer_t *timer) {
     ae_log(AE_LOG_DEBUG, "job %s expired", job->id);
     ae_job_table_remove(&srv->jobs, job);
     expired = 1;
+  }
+  if (srv->store_failing && srv->opt->state_dir &&
+      now_ms - srv->store_probe_ms >= STORE_PROBE_MS) {
+    srv->store_probe_ms = now_ms;
+    if (!store_probe(srv->opt->state_dir)) store_wrote(srv);
   }
   if (expired && srv->store) {
     int rc = ae_store_expire(srv->store, now_ms);

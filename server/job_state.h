@@ -3,7 +3,9 @@
  * jobs, expiry of finished ones.  Every change is written to the store
  * and counted in the metrics here; a job that becomes terminal is reported
  * to the listeners registered with ae_jobs_on_terminal (the long polls, the
- * drain), never by calling them by name.
+ * drain), never by calling them by name.  The listeners are told too when
+ * the drain hands a job over to the next start (it stays queued, with
+ * handed_over set): no job is running or queued here any more.
  *
  * Thread: the loop thread. */
 #ifndef AE_SERVER_JOB_STATE_H
@@ -36,19 +38,29 @@ void ae_job_enqueue(ae_server *srv, ae_job *job);
 void ae_job_started(ae_server *srv, ae_job *job, const char *worker_name);
 /* The worker finished the job: its w_* fields hold the outcome. */
 void ae_job_done(ae_server *srv, ae_job *job);
-/* Moves a job to a terminal state; steals result and error. */
+/* Moves a job to a terminal state; steals result and error.  With a store
+ * while draining, reason "draining" hands the job over to the next start
+ * instead (it stays queued, "draining": true). */
 void ae_job_finish(ae_server *srv, ae_job *job, ae_job_state state,
                    const char *reason, json_t *result, json_t *error);
+/* The drain hands a queued or running job to the next start (the store
+ * keeps it): it is shown queued, "draining": true, and its long polls
+ * answer.  A running job keeps its request (its worker may still read
+ * it). */
+void ae_job_hand_over(ae_server *srv, ae_job *job);
 /* Cancel: queued -> cancelled, running -> cancel requested. */
 void ae_job_cancel(ae_server *srv, ae_job *job);
-/* Removes a terminal job (and its stored row). */
-void ae_job_delete(ae_server *srv, ae_job *job);
+/* Removes a terminal job (and its stored row).  AE_OK; AE_EINVAL for a
+ * job not terminal; the store's error when the delete was not durable
+ * (the job then stays). */
+int ae_job_delete(ae_server *srv, ae_job *job);
 
 int ae_job_terminal(const ae_job *job);
 const char *ae_job_state_name(ae_job_state s);
 int ae_job_state_parse(const char *s, ae_job_state *out);
 
-/* Logs a failed store call. */
+/* Logs a failed store call and turns the daemon not-ready (store_failing)
+ * until a write succeeds again. */
 void ae_jobs_store_failed(ae_server *srv, const char *what, const char *id,
                           int rc);
 

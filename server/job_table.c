@@ -207,5 +207,6 @@ void ae_job_free(ae_job *job) {
   free(job->client_ref);
   free(job->idem_key);
   free(job->cached_body);
+  free(job->request_text);
   free(job);
 }

@@ -53,3 +53,16 @@ AM_TESTS_ENVIRONMENT += AE_FORMAT_DIRS='server'; export AE_FORMAT_DIRS; \
 	AE_FORMAT_SKIP='server/store_sqlite.c server/store.h'; \
 	export AE_FORMAT_SKIP;
 
+
+# Reliability (issue 14): signals, limits, log escaping, the small HTTP
+# fixes, drain states, store faults.  MERGE: the harness helper ports these
+# onto tests/integration/harness.py.
+TESTS += tests/integration/test_reliability_signals.py \
+	tests/integration/test_reliability_http.py \
+	tests/integration/test_reliability_drain.py \
+	tests/integration/test_reliability_loop.py
+EXTRA_DIST += tests/integration/test_reliability_signals.py \
+	tests/integration/test_reliability_http.py \
+	tests/integration/test_reliability_drain.py \
+	tests/integration/test_reliability_loop.py
+include tests/fault/local.mk

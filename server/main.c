@@ -6,13 +6,21 @@
  * arrive through uv_signal_t: the first starts the drain (drain.c), which
  * calls srv->on_drained (shutdown_server, registered here) once no job
  * runs; that joins the workers, stops MHD and closes every handle so
- * uv_run returns and main frees the rest.  A second signal exits at once. */
+ * uv_run returns and main frees the rest.  A second signal exits at once.
+ * SIGHUP reopens --log-file (after a rotation; with the log on stderr it
+ * is logged and ignored); SIGPIPE is ignored, so that a log pipe whose
+ * reader went away does not end the daemon (writes fail with EPIPE).
+ * Before listening, --max-connections is held to what RLIMIT_NOFILE
+ * leaves once the store, the loop, MHD and the workers have their files. */
 #include "config.h"
 
+#include <errno.h>
 #include <netdb.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <unistd.h>
@@ -84,6 +92,66 @@ static void on_signal(uv_signal_t *handle, int signum) {
   ae_drain_start(srv);
 }
 
+/* SIGHUP: reopen the log file, as daemons do after a rotation. */
+static void on_hangup(uv_signal_t *handle, int signum) {
+  ae_server *srv = handle->data;
+  (void)signum;
+  const char *path = srv->opt->log_file;
+  if (!path || !*path) {
+    ae_log(AE_LOG_INFO, "SIGHUP: the log is stderr, nothing to reopen");
+    return;
+  }
+  char err[512];
+  if (ae_log_open_file(path, err, sizeof err))
+    ae_log(AE_LOG_ERROR, "SIGHUP: cannot reopen the log: %s", err);
+  else
+    ae_log(AE_LOG_INFO, "SIGHUP: log file %s reopened", path);
+}
+
+/* Files the daemon holds besides its connections: stdio, the store (the
+ * database, its WAL and shared memory, a journal), the loop (epoll, its
+ * async and signal pipes, timers), MHD (epoll, the listening socket, its
+ * inter-thread pipe), and per worker a few (a CUDA context opens some),
+ * with a margin for logs and /proc reads. */
+#define AE_FILES_RESERVED 48
+#define AE_FILES_PER_WORKER 4
+
+/* Lowers opt->max_connections to what RLIMIT_NOFILE leaves, after trying
+ * to raise the soft limit to the hard one.  AE_EINVAL when not even one
+ * connection would fit. */
+static int fit_connections_to_file_limit(ae_options *opt, size_t n_workers) {
+  struct rlimit rl;
+  if (getrlimit(RLIMIT_NOFILE, &rl)) {
+    ae_log(AE_LOG_WARN, "getrlimit(RLIMIT_NOFILE): %s", strerror(errno));
+    return AE_OK;
+  }
+  rlim_t reserved = AE_FILES_RESERVED + (rlim_t)n_workers * AE_FILES_PER_WORKER;
+  rlim_t wanted = (rlim_t)opt->max_connections + reserved;
+  if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < wanted) {
+    struct rlimit raised = rl;
+    raised.rlim_cur = rl.rlim_max == RLIM_INFINITY || rl.rlim_max > wanted
+                          ? wanted
+                          : rl.rlim_max;
+    if (!setrlimit(RLIMIT_NOFILE, &raised)) rl = raised;
+  }
+  if (rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur >= wanted) return AE_OK;
+  if (rl.rlim_cur <= reserved) {
+    ae_log(AE_LOG_ERROR,
+           "the open-file limit (%llu) leaves no room for connections "
+           "beside the %llu files the daemon needs: raise ulimit -n",
+           (unsigned long long)rl.rlim_cur, (unsigned long long)reserved);
+    return AE_EINVAL;
+  }
+  int fit = (int)(rl.rlim_cur - reserved);
+  ae_log(AE_LOG_WARN,
+         "--max-connections %d lowered to %d: the open-file limit is %llu "
+         "and the daemon keeps %llu files for itself",
+         opt->max_connections, fit, (unsigned long long)rl.rlim_cur,
+         (unsigned long long)reserved);
+  opt->max_connections = fit;
+  return AE_OK;
+}
+
 static void close_if_open(uv_handle_t *h) {
   if (h->loop && !uv_is_closing(h)) uv_close(h, NULL);
 }
@@ -98,6 +166,7 @@ static void shutdown_server(ae_server *srv) {
   ae_drain_close(srv);
   close_if_open((uv_handle_t *)&srv->sig_term);
   close_if_open((uv_handle_t *)&srv->sig_int);
+  close_if_open((uv_handle_t *)&srv->sig_hup);
 }
 
 /* ---- main ---- */
@@ -128,11 +197,22 @@ int main(int argc, char **argv) {
     return rc;
   }
   ae_log_setup((ae_log_level)opt.log_level, opt.log_json);
+  /* A log pipe whose reader left must not end the daemon. */
+  signal(SIGPIPE, SIG_IGN);
+  if (opt.log_file && *opt.log_file) {
+    char err[512];
+    if (ae_log_open_file(opt.log_file, err, sizeof err)) {
+      fprintf(stderr, "archevald: --log-file %s\n", err);
+      ae_options_free(&opt);
+      return 1;
+    }
+  }
 
   static ae_server server;
   ae_server *srv = &server;
   srv->opt = &opt;
   srv->on_drained = shutdown_server;
+  srv->before_exit = ae_http_flush;
   uv_loop_t loop;
   int status = 1;
   int loop_open = 0, jobs_open = 0, registry_open = 0, metrics_open = 0;
@@ -164,6 +244,7 @@ int main(int argc, char **argv) {
                                           : ae_engine_default_job_memory();
 
   if (ae_workers_plan(srv)) goto out;
+  if (fit_connections_to_file_limit(&opt, srv->n_workers)) goto out;
   if (uv_loop_init(&loop)) goto out;
   loop_open = 1;
   srv->loop = &loop;
@@ -201,9 +282,11 @@ int main(int argc, char **argv) {
 
   uv_signal_init(&loop, &srv->sig_term);
   uv_signal_init(&loop, &srv->sig_int);
-  srv->sig_term.data = srv->sig_int.data = srv;
+  uv_signal_init(&loop, &srv->sig_hup);
+  srv->sig_term.data = srv->sig_int.data = srv->sig_hup.data = srv;
   uv_signal_start(&srv->sig_term, on_signal, SIGTERM);
   uv_signal_start(&srv->sig_int, on_signal, SIGINT);
+  uv_signal_start(&srv->sig_hup, on_hangup, SIGHUP);
 
   if (ae_http_start(srv)) goto out;
   if (ae_workers_start(srv)) goto out;

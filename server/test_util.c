@@ -1,6 +1,7 @@
 /* test_util.c: unit tests of archevald's utilities (server/util.c and the
  * histogram of server/metrics.c): SHA-256 against the FIPS 180-4 examples,
- * job ids (format, uniqueness, time order), RFC 3339 timestamps.
+ * job ids (format, uniqueness, time order), RFC 3339 timestamps, the
+ * escaping of logged fields.
  *
  * Single-threaded; each test owns what it allocates. */
 #include "config.h"
@@ -62,6 +63,24 @@ START_TEST(rfc3339_with_milliseconds) {
 }
 END_TEST
 
+START_TEST(log_escape_control_bytes) {
+  char out[64];
+  /* A forged line: the newline and the CR become \x0a and \x0d. */
+  ck_assert_uint_eq(ae_log_escape("/a\n2026 info x\r", out, sizeof out),
+                    strlen("/a\\x0a2026 info x\\x0d"));
+  ck_assert_str_eq(out, "/a\\x0a2026 info x\\x0d");
+  /* Backslash, DEL and bytes over 0x7e too (no ambiguity, valid UTF-8). */
+  ae_log_escape("\\\x7f\xff ok", out, sizeof out);
+  ck_assert_str_eq(out, "\\x5c\\x7f\\xff ok");
+  /* Truncation never splits an escape. */
+  char small[6];
+  ae_log_escape("ab\ncd", small, sizeof small);
+  ck_assert_str_eq(small, "ab");
+  ae_log_escape("abcdefgh", small, sizeof small);
+  ck_assert_str_eq(small, "abcde");
+}
+END_TEST
+
 START_TEST(histogram_buckets) {
   static const double bounds[] = {0.1, 1, 10};
   ae_histogram h;
@@ -86,6 +105,7 @@ int main(void) {
   tcase_add_test(tc, job_ids_sort_in_creation_order);
   tcase_add_test(tc, rfc3339_with_milliseconds);
   tcase_add_test(tc, histogram_buckets);
+  tcase_add_test(tc, log_escape_control_bytes);
   suite_add_tcase(s, tc);
   SRunner *sr = srunner_create(s);
   srunner_run_all(sr, CK_NORMAL);

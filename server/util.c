@@ -1,11 +1,19 @@
 /* util.c: archevald's small utilities: clocks, RFC 3339 timestamps, job
  * ids and the log lines (SHA-256 is api/sha256.c).
  *
+ * The log goes to stderr.  With --log-file, stderr itself is pointed at
+ * the file (dup2), so that MHD's own messages land there too, and a
+ * reopen (SIGHUP, after rotation) is one dup2: atomic for the threads that
+ * write at the same moment.  Every logged field is escaped so that bytes
+ * from a client (a URL with %0a) cannot forge a line.
+ *
  * Threads: the log functions may be called from any thread (each line is
  * one fprintf, which stdio locks); the id generator and the random state
  * belong to the loop thread. */
 #include "config.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <jansson.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -13,7 +21,9 @@
 #include <string.h>
 #include <sys/random.h>
 #include <time.h>
+#include <unistd.h>
 
+#include "api/status.h"
 #include "server/util.h"
 
 static ae_log_level log_min_level = AE_LOG_INFO;
@@ -41,13 +51,48 @@ static const char *log_level_name(ae_log_level level) {
   }
 }
 
+int ae_log_open_file(const char *path, char *err, size_t errlen) {
+  int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+  if (fd < 0) {
+    snprintf(err, errlen, "%s: %s", path, strerror(errno));
+    return AE_EIO;
+  }
+  fflush(stderr);
+  int rc = dup2(fd, STDERR_FILENO) < 0 ? AE_EIO : AE_OK;
+  if (rc) snprintf(err, errlen, "%s: dup2: %s", path, strerror(errno));
+  close(fd);
+  return rc;
+}
+
+size_t ae_log_escape(const char *in, char *out, size_t len) {
+  static const char hex[] = "0123456789abcdef";
+  size_t at = 0;
+  if (!len) return 0;
+  for (const unsigned char *p = (const unsigned char *)in; *p; p++) {
+    int plain = *p >= 0x20 && *p < 0x7f && *p != '\\';
+    size_t need = plain ? 1 : 4;
+    if (at + need >= len) break;
+    if (plain) {
+      out[at++] = (char)*p;
+    } else {
+      out[at++] = '\\';
+      out[at++] = 'x';
+      out[at++] = hex[*p >> 4];
+      out[at++] = hex[*p & 15];
+    }
+  }
+  out[at] = '\0';
+  return at;
+}
+
 void ae_log(ae_log_level level, const char *fmt, ...) {
   if (!log_enabled(level)) return;
-  char msg[1024], ts[40];
+  char raw[1024], msg[4096], ts[40];
   va_list ap;
   va_start(ap, fmt);
-  vsnprintf(msg, sizeof msg, fmt, ap);
+  vsnprintf(raw, sizeof raw, fmt, ap);
   va_end(ap);
+  ae_log_escape(raw, msg, sizeof msg);
   ae_format_rfc3339(ae_now_ms(), ts, sizeof ts);
   if (log_as_json) {
     json_t *line = json_pack("{s:s, s:s, s:s}", "ts", ts, "level",
@@ -66,8 +111,14 @@ void ae_log_request(const char *request_id, const char *method,
                     const char *job_id) {
   ae_log_level level = status == 500 ? AE_LOG_WARN : AE_LOG_INFO;
   if (!log_enabled(level)) return;
-  char ts[40];
+  char ts[40], safe_id[600], safe_method[80], safe_path[4096];
   ae_format_rfc3339(ae_now_ms(), ts, sizeof ts);
+  ae_log_escape(request_id, safe_id, sizeof safe_id);
+  ae_log_escape(method, safe_method, sizeof safe_method);
+  ae_log_escape(path, safe_path, sizeof safe_path);
+  request_id = safe_id;
+  method = safe_method;
+  path = safe_path;
   if (log_as_json) {
     json_t *line = json_pack("{s:s, s:s, s:s, s:s, s:s, s:i, s:f}", "ts", ts,
                              "level", log_level_name(level), "request_id",

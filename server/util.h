@@ -18,6 +18,14 @@ typedef enum {
 } ae_log_level;
 
 void ae_log_setup(ae_log_level level, int json);
+/* Points stderr (the log) at path, appending, creating it 0640: at start
+ * for --log-file and again on SIGHUP after a rotation.  AE_OK, or AE_EIO
+ * with err filled (the old stderr stays). */
+int ae_log_open_file(const char *path, char *err, size_t errlen);
+/* Copies in to out (len bytes with the NUL) with every control byte, byte
+ * over 0x7e and backslash as \xHH, truncating at a character boundary:
+ * what a log line may hold of a client's bytes.  Returns the length. */
+size_t ae_log_escape(const char *in, char *out, size_t len);
 /* One free-text line at a level (not a request line). */
 void ae_log(ae_log_level level, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
