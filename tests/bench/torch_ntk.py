@@ -14,7 +14,8 @@ from archeval's float64 twin of the same weights).  Last line: "N passed,
 M failed" (a cell passes when the two NTKs' extreme eigenvalues agree to
 1e-3 relative, 1e-2 for the float32-chaotic all-conv cell); exit 77 when
 torch or the dump is missing.
-Uses the same OPENBLAS_CORETYPE rule as bench_ntk.
+Uses the same OPENBLAS_CORETYPE rule as bench_ntk, and the network builder
+of tests/ref/ae_torch_net.py (shared with the ranking reference).
 
 Usage: torch_ntk.py DUMP_DIR [threads]
 """

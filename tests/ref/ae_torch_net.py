@@ -58,9 +58,9 @@ class Net:
     """Runs archeval's lowered graph (graph.json) with its weights."""
 
     def __init__(self, folder_or_graph, weights=None):
-        """Net(folder): graph.json and weights.bin of a dump folder.
-        Net(graph, weights): a graph dict and a flat float32 array (or
-        None: weights_path names weights.bin in the same way)."""
+        """Net(folder[, weights_path]): the folder's graph.json and its
+        weights.bin (or the file named).  Net(graph, weights): a graph dict
+        and a flat float32 array."""
         if isinstance(folder_or_graph, str):
             with open(os.path.join(folder_or_graph, "graph.json")) as f:
                 g = json.load(f)
@@ -139,9 +139,9 @@ class Net:
             elif op == "act":
                 y = act(nd["act"], nd["slope"], xs[0])
             elif op == "avg_pool":
-                y = F.avg_pool2d(xs[0], nd["kernel"], nd["stride"],
-                                 nd["padding"],
-                                 count_include_pad=bool(nd["count_include_pad"]))
+                y = F.avg_pool2d(
+                    xs[0], nd["kernel"], nd["stride"], nd["padding"],
+                    count_include_pad=bool(nd["count_include_pad"]))
             elif op == "global_avg_pool":
                 y = xs[0].mean((2, 3))
             elif op == "add":
@@ -212,9 +212,9 @@ class Net:
             elif op == "act":
                 y = act(nd["act"], nd["slope"], xs[0])
             elif op == "avg_pool":
-                y = F.avg_pool2d(xs[0], nd["kernel"], nd["stride"],
-                                 nd["padding"],
-                                 count_include_pad=bool(nd["count_include_pad"]))
+                y = F.avg_pool2d(
+                    xs[0], nd["kernel"], nd["stride"], nd["padding"],
+                    count_include_pad=bool(nd["count_include_pad"]))
             elif op == "global_avg_pool":
                 y = xs[0].mean((2, 3))
             elif op == "add":

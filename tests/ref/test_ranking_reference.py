@@ -34,7 +34,8 @@ def check(name, got, want, tol=TOL):
     else:
         ok = got == want or abs(got - want) <= tol * max(1.0, abs(want))
     results.append(ok)
-    print("%s %s: got %r, want %r" % ("ok  " if ok else "FAIL", name, got, want))
+    print("%s %s: got %r, want %r" % ("ok  " if ok else "FAIL", name, got,
+                                      want))
 
 
 def node(op, inputs, shape, **kw):

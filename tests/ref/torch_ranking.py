@@ -575,7 +575,8 @@ def main(argv):
     if os.path.isfile(os.path.join(a.dump, "graph.json")):
         cells = [("", a.dump)]
     else:
-        cells = [(t, os.path.join(a.dump, t)) for t in sorted(os.listdir(a.dump))
+        cells = [(t, os.path.join(a.dump, t))
+                 for t in sorted(os.listdir(a.dump))
                  if os.path.isfile(os.path.join(a.dump, t, "graph.json"))]
     if not cells:
         print("torch_ranking: no graph.json under %s" % a.dump,
