@@ -27,3 +27,10 @@ EXTRA_DIST += tests/integration/harness.py \
 	tests/integration/test_http_valgrind.py \
 	tests/integration/test_golden.py tests/data/golden \
 	tests/summary.sh tests/bench/run-http-bench.sh
+
+# The PyTorch reference of the ranking metrics (ranking.md §1-4) held to
+# hand cases; skips (77) where $(PYTHON3) has no torch.
+TESTS += tests/ref/test_ranking_reference.py
+EXTRA_DIST += tests/ref/README.md tests/ref/ae_torch_net.py \
+	tests/ref/torch_ranking.py tests/ref/test_ranking_reference.py \
+	tests/bench/torch_ntk.py

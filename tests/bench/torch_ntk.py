@@ -14,7 +14,8 @@ from archeval's float64 twin of the same weights).  Last line: "N passed,
 M failed" (a cell passes when the two NTKs' extreme eigenvalues agree to
 1e-3 relative, 1e-2 for the float32-chaotic all-conv cell); exit 77 when
 torch or the dump is missing.
-Uses the same OPENBLAS_CORETYPE rule as bench_ntk.
+Uses the same OPENBLAS_CORETYPE rule as bench_ntk, and the network builder
+of tests/ref/ae_torch_net.py (shared with the ranking reference).
 
 Usage: torch_ntk.py DUMP_DIR [threads]
 """
@@ -36,7 +37,6 @@ if "OPENBLAS_CORETYPE" not in os.environ and "AE_BENCH_NO_CORETYPE" not in os.en
 try:
     import numpy as np
     import torch
-    import torch.nn.functional as F
     try:
         from torch.func import grad, vmap
     except ImportError:  # torch 1.13 ships them as functorch
@@ -46,129 +46,28 @@ except ImportError as e:  # pragma: no cover
     print("0 passed, 0 failed")
     sys.exit(77)
 
-
-def act(fn, slope, z):
-    if fn == "relu":
-        return F.relu(z)
-    if fn == "leaky_relu":
-        return F.leaky_relu(z, slope)
-    if fn == "tanh":
-        return torch.tanh(z)
-    if fn == "sigmoid":
-        return torch.sigmoid(z)
-    if fn == "swish":
-        return z * torch.sigmoid(z)
-    if fn == "gelu":
-        return F.gelu(z)
-    if fn == "erf":
-        return torch.erf(z)
-    if fn == "identity":
-        return z
-    raise ValueError(fn)
+# The network builder shared with tests/ref/torch_ranking.py.
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                "..", "ref"))
+from ae_torch_net import Net  # noqa: E402
 
 
-class Net:
-    """Runs archeval's lowered graph (graph.json) with its weights."""
+def ntk(net, x):
+    """The empirical NTK of net on x (float64), frozen batch statistics."""
+    with torch.no_grad():
+        _, stats = net.forward(net.trainable, x)
 
-    def __init__(self, folder):
-        with open(os.path.join(folder, "graph.json")) as f:
-            g = json.load(f)
-        self.nodes, self.output = g["nodes"], g["output"]
-        raw = np.fromfile(os.path.join(folder, "weights.bin"), dtype=np.float32)
-        self.trainable, self.beta = {}, {}
-        pos = 0
+    def sample_sum(params, xi):
+        out, _ = net.forward(params, xi.unsqueeze(0), stats)
+        return out.sum()
 
-        def take(shape):
-            nonlocal pos
-            n = int(np.prod(shape))
-            t = torch.from_numpy(raw[pos:pos + n].copy()).reshape(shape)
-            pos += n
-            return t
-
-        for k, nd in enumerate(self.nodes):
-            src = self.nodes[nd["inputs"][0]] if nd["inputs"] else None
-            if nd["op"] == "linear":
-                fan = int(np.prod(src["shape"]))
-                self.trainable["w%d" % k] = take((nd["out"], fan))
-                if nd["bias"]:
-                    self.trainable["b%d" % k] = take((nd["out"],))
-            elif nd["op"] == "conv":
-                kk = nd["kernel"]
-                self.trainable["w%d" % k] = take(
-                    (nd["out"], src["shape"][0], kk, kk))
-            elif nd["op"] == "batch_norm":
-                c = nd["shape"][0]
-                self.trainable["g%d" % k] = take((c,))
-                self.beta[k] = take((c,))
-        assert pos == raw.size, "weights.bin does not match graph.json"
-
-    def forward(self, params, x, stats=None):
-        """x has a batch dim.  stats None: BN uses (and records) the batch's
-        statistics; else the given per-node (mean, invstd) are constants."""
-        acts, record = [], {}
-        for k, nd in enumerate(self.nodes):
-            op = nd["op"]
-            xs = [acts[i] for i in nd["inputs"]]
-            if op == "input":
-                y = x
-            elif op == "linear":
-                y = F.linear(xs[0].reshape(xs[0].shape[0], -1),
-                             params["w%d" % k], params.get("b%d" % k))
-            elif op == "conv":
-                y = F.conv2d(xs[0], params["w%d" % k], stride=nd["stride"],
-                             padding=nd["padding"])
-            elif op == "batch_norm":
-                z = xs[0]
-                dims = (0, 2, 3) if z.dim() == 4 else (0,)
-                view = (1, -1, 1, 1) if z.dim() == 4 else (1, -1)
-                if stats is None:
-                    mean = z.mean(dims)
-                    var = z.var(dims, unbiased=False)
-                    inv = torch.rsqrt(var + 1e-5)
-                    record[k] = (mean.detach(), inv.detach())
-                else:
-                    mean, inv = stats[k]
-                y = ((z - mean.reshape(view)) * inv.reshape(view) *
-                     params["g%d" % k].reshape(view) +
-                     self.beta[k].reshape(view))
-            elif op == "act":
-                y = act(nd["act"], nd["slope"], xs[0])
-            elif op == "avg_pool":
-                y = F.avg_pool2d(xs[0], nd["kernel"], nd["stride"],
-                                 nd["padding"],
-                                 count_include_pad=bool(nd["count_include_pad"]))
-            elif op == "global_avg_pool":
-                y = xs[0].mean((2, 3))
-            elif op == "add":
-                y = xs[0]
-                for t in xs[1:]:
-                    y = y + t
-            elif op == "identity":
-                y = xs[0]
-            elif op == "flatten":
-                y = xs[0].reshape(xs[0].shape[0], -1)
-            elif op == "zero":
-                y = torch.zeros_like(xs[0])
-            else:
-                raise ValueError(op)
-            acts.append(y)
-        return acts[self.output], record
-
-    def ntk(self, x):
-        with torch.no_grad():
-            _, stats = self.forward(self.trainable, x)
-
-        def sample_sum(params, xi):
-            out, _ = self.forward(params, xi.unsqueeze(0), stats)
-            return out.sum()
-
-        grads = vmap(grad(sample_sum), in_dims=(None, 0))(self.trainable, x)
-        n = x.shape[0]
-        theta = torch.zeros(n, n, dtype=torch.float64)
-        for g in grads.values():
-            gd = g.reshape(n, -1).double()
-            theta += gd @ gd.T
-        return theta
+    grads = vmap(grad(sample_sum), in_dims=(None, 0))(net.trainable, x)
+    n = x.shape[0]
+    theta = torch.zeros(n, n, dtype=torch.float64)
+    for g in grads.values():
+        gd = g.reshape(n, -1).double()
+        theta += gd @ gd.T
+    return theta
 
 
 def timed(fn, repeats=3):
@@ -203,7 +102,7 @@ def main():
                                             dtype=np.float64)).reshape(n, n)
         with torch.no_grad():
             _, tf, cf = timed(lambda: net.forward(net.trainable, x))
-        theta, tn, cn = timed(lambda: net.ntk(x))
+        theta, tn, cn = timed(lambda: ntk(net, x))
         rel = float((theta - ours).abs().max() / theta.abs().max())
         ev = torch.linalg.eigvalsh(theta)
         ev_ours = torch.linalg.eigvalsh(ours)
