@@ -13,16 +13,22 @@
 #ifndef AE_ARCH_H
 #define AE_ARCH_H
 
+#include "api/problem.h"
 #include <jansson.h>
 #include <stddef.h>
 #include <stdint.h>
-#include "api/problem.h"
 
 typedef enum { AE_ARCH_NB201, AE_ARCH_MLP_DAG, AE_ARCH_GRAPH } ae_arch_type;
 
 typedef enum {
-  AE_ACT_RELU, AE_ACT_LEAKY_RELU, AE_ACT_TANH, AE_ACT_SIGMOID,
-  AE_ACT_SWISH, AE_ACT_GELU, AE_ACT_ERF, AE_ACT_IDENTITY
+  AE_ACT_RELU,
+  AE_ACT_LEAKY_RELU,
+  AE_ACT_TANH,
+  AE_ACT_SIGMOID,
+  AE_ACT_SWISH,
+  AE_ACT_GELU,
+  AE_ACT_ERF,
+  AE_ACT_IDENTITY
 } ae_act_fn;
 
 typedef struct {
@@ -62,24 +68,33 @@ double ae_act_c_sigma(ae_activation a);
 typedef enum { AE_EDGE_ZERO, AE_EDGE_SKIP, AE_EDGE_LINEAR } ae_edge_kind;
 
 typedef struct {
-  int src, dst;          /* src < dst; node 0 is the cell input */
-  ae_edge_kind kind;     /* nb201: conv -> LINEAR, skip/pool -> SKIP, none -> ZERO */
-  ae_activation act;     /* LINEAR edges: the activation applied before W */
+  int src, dst; /* src < dst; node 0 is the cell input */
+  ae_edge_kind
+      kind; /* nb201: conv -> LINEAR, skip/pool -> SKIP, none -> ZERO */
+  ae_activation act; /* LINEAR edges: the activation applied before W */
 } ae_dag_edge;
 
 typedef struct {
-  int n_nodes;           /* node 0 = input, node n_nodes-1 = output */
-  ae_dag_edge *edges;    /* every (src,dst) pair with src < dst, in the
-                            string's order, ZERO edges included */
+  int n_nodes;        /* node 0 = input, node n_nodes-1 = output */
+  ae_dag_edge *edges; /* every (src,dst) pair with src < dst, in the
+                         string's order, ZERO edges included */
   int n_edges;
 } ae_dag;
 
 /* ---- the lowered graph ---- */
 
 typedef enum {
-  AE_OP_INPUT, AE_OP_LINEAR, AE_OP_CONV, AE_OP_BATCH_NORM, AE_OP_ACT,
-  AE_OP_AVG_POOL, AE_OP_GLOBAL_AVG_POOL, AE_OP_ADD, AE_OP_IDENTITY,
-  AE_OP_ZERO, AE_OP_FLATTEN
+  AE_OP_INPUT,
+  AE_OP_LINEAR,
+  AE_OP_CONV,
+  AE_OP_BATCH_NORM,
+  AE_OP_ACT,
+  AE_OP_AVG_POOL,
+  AE_OP_GLOBAL_AVG_POOL,
+  AE_OP_ADD,
+  AE_OP_IDENTITY,
+  AE_OP_ZERO,
+  AE_OP_FLATTEN
 } ae_op;
 
 /* Ops the IR parses, shapes and counts but no executor runs yet: they
@@ -98,20 +113,20 @@ enum {
 
 typedef struct {
   ae_op op;
-  char *name;            /* graph: the user's id; lowered nets: a path like
-                            "stage0/cell2/node3/edge1/conv" */
-  int src_index;         /* graph: index in the request's "nodes" array (for
-                            error pointers); -1 for generated nodes */
-  int *inputs;           /* indices of earlier nodes (inputs[k] < own index) */
+  char *name;    /* graph: the user's id; lowered nets: a path like
+                    "stage0/cell2/node3/edge1/conv" */
+  int src_index; /* graph: index in the request's "nodes" array (for
+                    error pointers); -1 for generated nodes */
+  int *inputs;   /* indices of earlier nodes (inputs[k] < own index) */
   int n_inputs;
-  int out;               /* LINEAR: out features; CONV: out channels */
-  int kernel, stride, padding;   /* CONV, AVG_POOL, MAX_POOL */
-  int groups;            /* CONV: 1 (default) .. in channels; in and out
-                            channels both divisible by it */
-  int dilation;          /* CONV, MAX_POOL: 1 (default) */
-  int ceil_mode;         /* MAX_POOL: output size rounded up (PyTorch's
-                            ceil_mode; the last window starts inside the
-                            input or its left padding) */
+  int out;                     /* LINEAR: out features; CONV: out channels */
+  int kernel, stride, padding; /* CONV, AVG_POOL, MAX_POOL */
+  int groups;                  /* CONV: 1 (default) .. in channels; in and out
+                                  channels both divisible by it */
+  int dilation;                /* CONV, MAX_POOL: 1 (default) */
+  int ceil_mode;               /* MAX_POOL: output size rounded up (PyTorch's
+                                  ceil_mode; the last window starts inside the
+                                  input or its left padding) */
   int pads[4];           /* PAD: top, left, bottom, right (ONNX's order) */
   int count_include_pad; /* AVG_POOL: 1 = padding counts in the divisor;
                             NB201's avg_pool_3x3 uses 0 */
@@ -126,33 +141,36 @@ typedef struct {
 } ae_node;
 
 typedef struct {
-  ae_node *nodes;        /* nodes[0] is AE_OP_INPUT; topological order */
+  ae_node *nodes; /* nodes[0] is AE_OP_INPUT; topological order */
   int n_nodes;
-  int output;            /* index of the logits node (rank 1 after flatten) */
-  int scale_input_norm;  /* 1: each flattened input sample is scaled to norm
-                            sqrt(d) before node 0 (mlp_dag, dense graphs) */
-  int num_classes;       /* features of the output node */
+  int output;           /* index of the logits node (rank 1 after flatten) */
+  int scale_input_norm; /* 1: each flattened input sample is scaled to norm
+                           sqrt(d) before node 0 (mlp_dag, dense graphs) */
+  int num_classes;      /* features of the output node */
 } ae_graph;
 
 /* ---- the parsed architecture ---- */
 
 typedef enum {
-  AE_NB201_NONE, AE_NB201_SKIP, AE_NB201_CONV1X1, AE_NB201_CONV3X3,
+  AE_NB201_NONE,
+  AE_NB201_SKIP,
+  AE_NB201_CONV1X1,
+  AE_NB201_CONV3X3,
   AE_NB201_POOL3X3
 } ae_nb201_op;
 
 typedef struct {
   ae_arch_type type;
-  int num_classes;       /* 0 = from the data */
+  int num_classes; /* 0 = from the data */
   /* nb201 */
   ae_nb201_op nb201_ops[6]; /* edges 1<-0, 2<-0, 2<-1, 3<-0, 3<-1, 3<-2 */
-  int channels;          /* 16 */
-  int cells_per_stage;   /* 5 */
+  int channels;             /* 16 */
+  int cells_per_stage;      /* 5 */
   /* nb201 and mlp_dag: the cell DAG */
   ae_dag dag;
   /* mlp_dag */
-  int width;             /* 256 */
-  int bias;              /* 0 */
+  int width; /* 256 */
+  int bias;  /* 0 */
   /* graph: the user's graph, topologically sorted, shapes not yet known */
   ae_graph graph;
 } ae_arch;
@@ -163,19 +181,19 @@ typedef struct {
   int allow_unexecutable; /* 1: lower graphs with ops no executor runs
                              yet (the offline `archeval onnx-lower`); 0:
                              refuse them, AE_EUNSUPPORTED */
-  int probe;   /* 1: the linear-regions probe (nb201: C=1, one cell, no
-                  stem, BN+ReLU, GAP, linear; mlp_dag: width 16;
-                  graph: unchanged) */
+  int probe; /* 1: the linear-regions probe (nb201: C=1, one cell, no
+                stem, BN+ReLU, GAP, linear; mlp_dag: width 16;
+                graph: unchanged) */
 } ae_lower_opts;
 
 /* Server limits and defaults that parsing enforces (scorecard.md §1.1). */
 typedef struct {
-  int max_nodes;                 /* 4096 */
-  int max_inputs_per_node;       /* 64 */
-  double max_params;             /* 1e9 */
-  double max_working_set_bytes;  /* estimate for one job; 0 = no limit */
-  int max_batch_size;            /* 4096 */
-  long long default_timeout_ms;  /* 600000 */
+  int max_nodes;                /* 4096 */
+  int max_inputs_per_node;      /* 64 */
+  double max_params;            /* 1e9 */
+  double max_working_set_bytes; /* estimate for one job; 0 = no limit */
+  int max_batch_size;           /* 4096 */
+  long long default_timeout_ms; /* 600000 */
 } ae_limits;
 
 /* The defaults above. */
@@ -211,8 +229,8 @@ const char *ae_op_name(int op);
 
 /* Fills every node's shape from the input shape; checks each op's inputs
  * agree.  Used by ae_arch_lower. */
-int ae_graph_infer_shapes(ae_graph *g, const int *input_shape,
-                          int input_rank, const char *pointer, ae_problem *p);
+int ae_graph_infer_shapes(ae_graph *g, const int *input_shape, int input_rank,
+                          const char *pointer, ae_problem *p);
 
 /* Parameter count (weights, BN gammas and betas, biases) and forward FLOPs
  * per sample (2 per multiply-add). */

@@ -7,8 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-int ae_error_set(ae_error *err, int code, const char *pointer,
-                 const char *fmt, ...) {
+int ae_error_set(ae_error *err, int code, const char *pointer, const char *fmt,
+                 ...) {
   if (!err) return code;
   ae_error_clear(err);
   err->code = code;
@@ -44,11 +44,13 @@ void ae_problem_from_error(const ae_error *err, ae_problem *p) {
     int code, status;
     const char *problem, *generic;
   } map[] = {
-      {AE_EINVAL, 422, "invalid_request", "The engine cannot run this request."},
+      {AE_EINVAL, 422, "invalid_request",
+       "The engine cannot run this request."},
       {AE_ENOMEM, 507, "out_of_memory",
        "The job needs more memory than this worker has."},
       {AE_ECANCELLED, 409, "cancelled", "The job was cancelled."},
-      {AE_EDEADLINE, 504, "deadline_exceeded", "The job ran past its deadline."},
+      {AE_EDEADLINE, 504, "deadline_exceeded",
+       "The job ran past its deadline."},
       {AE_EDEVICE, 503, "device_error",
        "The worker's device failed; resubmit the job."},
       {AE_EUNSUPPORTED, 422, "unsupported",

@@ -17,15 +17,16 @@ typedef struct {
   char *reason;  /* one sentence for the client, or NULL */
 } ae_error;
 
-#define AE_ERROR_INIT {AE_OK, NULL, NULL}
+#define AE_ERROR_INIT                                                          \
+  { AE_OK, NULL, NULL }
 
 /* Records code, an optional pointer (copied) and a printf-style reason,
  * replacing what was there.  Returns code, so that a failing function can
  * end with `return ae_error_set(err, AE_EINVAL, "/data", "...")`.  err may
  * be NULL (the code is still returned).  An allocation failure while
  * recording keeps the code and drops the text. */
-int ae_error_set(ae_error *err, int code, const char *pointer,
-                 const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+int ae_error_set(ae_error *err, int code, const char *pointer, const char *fmt,
+                 ...) __attribute__((format(printf, 4, 5)));
 
 /* The code, after filling a generic reason if none was recorded. */
 int ae_error_code(const ae_error *err);

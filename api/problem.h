@@ -17,15 +17,16 @@ typedef struct {
 } ae_field_error;
 
 typedef struct {
-  int status;         /* HTTP status: 400, 404, 413, 422, 500, ... */
-  const char *code;   /* static: "invalid_request", "invalid_json", ... */
-  char *title;        /* short, stable for a code */
-  char *detail;       /* this occurrence */
+  int status;       /* HTTP status: 400, 404, 413, 422, 500, ... */
+  const char *code; /* static: "invalid_request", "invalid_json", ... */
+  char *title;      /* short, stable for a code */
+  char *detail;     /* this occurrence */
   ae_field_error *errors;
   size_t n_errors, cap_errors;
 } ae_problem;
 
-#define AE_PROBLEM_INIT {0, NULL, NULL, NULL, NULL, 0, 0}
+#define AE_PROBLEM_INIT                                                        \
+  { 0, NULL, NULL, NULL, NULL, 0, 0 }
 
 /* Sets status, code, title and a printf-style detail (replacing earlier). */
 void ae_problem_set(ae_problem *p, int status, const char *code,

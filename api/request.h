@@ -9,10 +9,10 @@
 #ifndef AE_REQUEST_H
 #define AE_REQUEST_H
 
-#include <jansson.h>
-#include <stdint.h>
 #include "api/arch.h"
 #include "api/problem.h"
+#include <jansson.h>
+#include <stdint.h>
 
 enum {
   AE_GROUP_TOPOLOGY = 1u << 0,
@@ -25,21 +25,21 @@ enum {
 typedef enum { AE_NTK_STANDARD, AE_NTK_NTK } ae_ntk_parameterization;
 
 typedef struct {
-  int lr_samples;          /* linear_regions.samples (3000) */
-  int lr_repeats;          /* linear_regions.repeats (3) */
-  int curv_points;         /* curvature.points (128) */
-  int curv_repeats;        /* curvature.repeats (3) */
-  int ntk_repeats;         /* ntk.repeats (1) */
+  int lr_samples;   /* linear_regions.samples (3000) */
+  int lr_repeats;   /* linear_regions.repeats (3) */
+  int curv_points;  /* curvature.points (128) */
+  int curv_repeats; /* curvature.repeats (3) */
+  int ntk_repeats;  /* ntk.repeats (1) */
   ae_ntk_parameterization ntk_parameterization; /* "standard" */
-  double eta;              /* NaN: default 1/lambda_max */
+  double eta;                                   /* NaN: default 1/lambda_max */
 } ae_settings;
 
 /* One dataset the server knows, as validation needs it (no pixels). */
 typedef struct {
   const char *name;
-  int shape[3], rank;      /* per-sample shape */
+  int shape[3], rank; /* per-sample shape */
   int num_classes;
-  long long size;          /* number of samples */
+  long long size; /* number of samples */
 } ae_dataset_info;
 
 typedef struct {
@@ -48,26 +48,26 @@ typedef struct {
 } ae_catalog;
 
 typedef struct {
-  char *dataset;           /* "synthetic", a catalog name, or "inline" */
+  char *dataset;                  /* "synthetic", a catalog name, or "inline" */
   int input_shape[3], input_rank; /* resolved per-sample shape */
-  int num_classes;         /* resolved */
-  int batch_size;          /* N (64); for inline data, the sample count */
-  float *inputs;           /* inline: batch_size * prod(shape), else NULL */
-  int *labels;             /* inline labels, else NULL */
+  int num_classes;                /* resolved */
+  int batch_size; /* N (64); for inline data, the sample count */
+  float *inputs;  /* inline: batch_size * prod(shape), else NULL */
+  int *labels;    /* inline labels, else NULL */
 } ae_data_spec;
 
 typedef struct {
   ae_arch arch;
-  ae_graph net;            /* arch lowered for this data (full network) */
+  ae_graph net; /* arch lowered for this data (full network) */
   ae_data_spec data;
   uint64_t seed;
-  unsigned metrics;        /* AE_GROUP_* bits */
+  unsigned metrics; /* AE_GROUP_* bits */
   ae_settings settings;
-  int priority;            /* lower runs sooner */
+  int priority; /* lower runs sooner */
   long long timeout_ms;
-  char *client_ref;        /* NULL when absent */
-  json_t *normalised;      /* owned: the request with defaults filled in,
-                              as the job resource's "request" shows it */
+  char *client_ref;   /* NULL when absent */
+  json_t *normalised; /* owned: the request with defaults filled in,
+                         as the job resource's "request" shows it */
 } ae_request;
 
 /* Validates body against the catalog and limits.  Returns 0, or AE_EINVAL

@@ -13,14 +13,14 @@
 #include <stddef.h>
 
 typedef struct {
-  unsigned groups;         /* AE_GROUP_* bits computed */
+  unsigned groups; /* AE_GROUP_* bits computed */
 
   struct {
     double params, flops, paths;
-    double *path_depths;   /* malloc'd; NULL with n 0 when too many paths */
+    double *path_depths; /* malloc'd; NULL with n 0 when too many paths */
     size_t n_path_depths;
     double effective_depth, effective_width;
-    int dag_filter;        /* 1 keep, 0 reject, -1 null (with a warning) */
+    int dag_filter; /* 1 keep, 0 reject, -1 null (with a warning) */
   } topology;
 
   struct {
@@ -39,20 +39,20 @@ typedef struct {
 
   struct {
     double kernel_complexity, gap_bound, arora_bound;
-    int labels_random;     /* 1: random +-1 labels ("random"), 0: "dataset" */
+    int labels_random; /* 1: random +-1 labels ("random"), 0: "dataset" */
   } generalization;
 
   struct {
-    char backend[32];      /* "host" or "cuda:N" */
+    char backend[32]; /* "host" or "cuda:N" */
     unsigned long long seed;
     char dataset[64];
     int batch_size;
-    int analytic_exact;    /* 1 "exact", 0 "topological", -1 not computed */
+    int analytic_exact; /* 1 "exact", 0 "topological", -1 not computed */
     double t_topology, t_expressivity, t_convergence, t_generalization;
-    double t_total;        /* seconds */
+    double t_total; /* seconds */
   } provenance;
 
-  char **warnings;         /* malloc'd strings */
+  char **warnings; /* malloc'd strings */
   size_t n_warnings, cap_warnings;
 } ae_scorecard;
 

@@ -58,10 +58,14 @@ typedef struct {
 } command;
 
 static const command commands[] = {
-    {"score", ae_cli_score},   {"submit", ae_cli_submit},
-    {"get", ae_cli_get},       {"wait", ae_cli_wait},
-    {"cancel", ae_cli_cancel}, {"delete", ae_cli_delete},
-    {"list", ae_cli_list},     {"info", ae_cli_info},
+    {"score", ae_cli_score},
+    {"submit", ae_cli_submit},
+    {"get", ae_cli_get},
+    {"wait", ae_cli_wait},
+    {"cancel", ae_cli_cancel},
+    {"delete", ae_cli_delete},
+    {"list", ae_cli_list},
+    {"info", ae_cli_info},
     {"rank", ae_cli_rank},
     {"canon", ae_cli_canon},
     {"onnx-lower", ae_cli_onnx_lower},

@@ -9,8 +9,8 @@
 #ifndef AE_PHILOX_H
 #define AE_PHILOX_H
 
-#include <stdint.h>
 #include <math.h>
+#include <stdint.h>
 
 #ifdef __CUDACC__
 #define AE_HD __host__ __device__ __forceinline__
@@ -28,7 +28,9 @@ enum {
   AE_TID_CURVE_DIRS = 0x00f00005u        /* the curvature circle's plane */
 };
 
-typedef struct { uint32_t v[4]; } ae_philox_out;
+typedef struct {
+  uint32_t v[4];
+} ae_philox_out;
 
 AE_HD ae_philox_out ae_philox4x32_10(uint32_t c0, uint32_t c1, uint32_t c2,
                                      uint32_t c3, uint32_t k0, uint32_t k1) {
@@ -39,8 +41,12 @@ AE_HD ae_philox_out ae_philox4x32_10(uint32_t c0, uint32_t c1, uint32_t c2,
     uint32_t hi0 = (uint32_t)(p0 >> 32), lo0 = (uint32_t)p0;
     uint32_t hi1 = (uint32_t)(p1 >> 32), lo1 = (uint32_t)p1;
     uint32_t n0 = hi1 ^ c1 ^ k0, n2 = hi0 ^ c3 ^ k1;
-    c0 = n0; c1 = lo1; c2 = n2; c3 = lo0;
-    k0 += W0; k1 += W1;
+    c0 = n0;
+    c1 = lo1;
+    c2 = n2;
+    c3 = lo0;
+    k0 += W0;
+    k1 += W1;
   }
   ae_philox_out o = {{c0, c1, c2, c3}};
   return o;

@@ -28,14 +28,17 @@
 #include <string.h>
 
 typedef enum {
-  AE_JOB_QUEUED, AE_JOB_RUNNING, AE_JOB_SUCCEEDED, AE_JOB_FAILED,
+  AE_JOB_QUEUED,
+  AE_JOB_RUNNING,
+  AE_JOB_SUCCEEDED,
+  AE_JOB_FAILED,
   AE_JOB_CANCELLED
 } ae_job_state;
 
 /* One job as stored.  Strings are borrowed by the store's writers and
  * owned by the store (valid during the callback) in ae_store_load. */
 typedef struct {
-  const char *id;              /* "j_..." */
+  const char *id; /* "j_..." */
   ae_job_state state;
   int cancel_requested;
   const char *request_json;    /* the normalised request */
@@ -49,14 +52,14 @@ typedef struct {
   long long timeout_ms;
   long long created_ms, started_ms, finished_ms, expires_ms; /* 0 = null;
                                   Unix epoch milliseconds */
-  long long seq;               /* submission order, for stable listing */
+  long long seq; /* submission order, for stable listing */
 } ae_store_job;
 
 typedef enum {
-  AE_STORE_SYNC_FULL,   /* fsync every commit (default): nothing acked is lost
-                           even on power loss */
-  AE_STORE_SYNC_NORMAL  /* WAL synchronous=NORMAL: survives process crashes,
-                           may lose the last commits on power loss */
+  AE_STORE_SYNC_FULL,  /* fsync every commit (default): nothing acked is lost
+                          even on power loss */
+  AE_STORE_SYNC_NORMAL /* WAL synchronous=NORMAL: survives process crashes,
+                          may lose the last commits on power loss */
 } ae_store_sync;
 
 typedef struct ae_store ae_store;
@@ -160,10 +163,10 @@ const char *ae_store_backend_name(const ae_store *s);
 
 /* The kinds of store calls, each with its own histogram. */
 typedef enum {
-  AE_STORE_OP_INSERT,  /* ae_store_insert (one transaction) */
-  AE_STORE_OP_UPDATE,  /* mark running / cancel requested, finish, delete */
-  AE_STORE_OP_EXPIRE,  /* ae_store_expire */
-  AE_STORE_OP_LOAD,    /* ae_store_load, without the time spent in fn */
+  AE_STORE_OP_INSERT, /* ae_store_insert (one transaction) */
+  AE_STORE_OP_UPDATE, /* mark running / cancel requested, finish, delete */
+  AE_STORE_OP_EXPIRE, /* ae_store_expire */
+  AE_STORE_OP_LOAD,   /* ae_store_load, without the time spent in fn */
   AE_STORE_OP_COUNT
 } ae_store_op;
 
@@ -207,8 +210,7 @@ typedef struct {
                 long long finished_ms, long long expires_ms);
   int (*remove)(void *impl, const char *id);
   int (*expire)(void *impl, long long now_ms);
-  int (*load)(void *impl, int (*fn)(void *ud, const ae_store_job *j),
-              void *ud);
+  int (*load)(void *impl, int (*fn)(void *ud, const ae_store_job *j), void *ud);
   int (*ping)(void *impl);
   const char *(*errmsg)(const void *impl);
   void (*close)(void *impl);

@@ -56,64 +56,63 @@ enum {
 };
 
 static const char *const store_statement_sql[STMT_COUNT] = {
-  [STMT_BEGIN] = "BEGIN IMMEDIATE",
-  [STMT_COMMIT] = "COMMIT",
-  [STMT_ROLLBACK] = "ROLLBACK",
-  [STMT_INSERT] =
-    "INSERT INTO jobs (id, state, cancel_requested, request_json,"
-    " result_json, error_json, worker, idempotency_key, body_hash,"
-    " client_ref, priority, timeout_ms, created_ms, started_ms,"
-    " finished_ms, expires_ms, seq)"
-    " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14,"
-    " ?15, ?16, ?17)",
-  [STMT_MARK_RUNNING] =
-    "UPDATE jobs SET state = 'running', worker = ?2, started_ms = ?3"
-    " WHERE id = ?1 AND state IN ('queued', 'running')",
-  [STMT_MARK_CANCEL] =
-    "UPDATE jobs SET cancel_requested = 1 WHERE id = ?1",
-  [STMT_FINISH] =
-    "UPDATE jobs SET state = ?2, result_json = ?3, error_json = ?4,"
-    " finished_ms = ?5, expires_ms = ?6"
-    " WHERE id = ?1 AND state IN ('queued', 'running')",
-  [STMT_DELETE] = "DELETE FROM jobs WHERE id = ?1",
-  [STMT_EXPIRE] =
-    "DELETE FROM jobs WHERE state IN ('succeeded', 'failed', 'cancelled')"
-    " AND expires_ms IS NOT NULL AND expires_ms <= ?1",
-  [STMT_LOAD] =
-    "SELECT id, state, cancel_requested, request_json, result_json,"
-    " error_json, worker, idempotency_key, body_hash, client_ref, priority,"
-    " timeout_ms, created_ms, started_ms, finished_ms, expires_ms, seq"
-    " FROM jobs ORDER BY seq, rowid",
-  [STMT_EXISTS] = "SELECT 1 FROM jobs WHERE id = ?1",
+    [STMT_BEGIN] = "BEGIN IMMEDIATE",
+    [STMT_COMMIT] = "COMMIT",
+    [STMT_ROLLBACK] = "ROLLBACK",
+    [STMT_INSERT] =
+        "INSERT INTO jobs (id, state, cancel_requested, request_json,"
+        " result_json, error_json, worker, idempotency_key, body_hash,"
+        " client_ref, priority, timeout_ms, created_ms, started_ms,"
+        " finished_ms, expires_ms, seq)"
+        " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14,"
+        " ?15, ?16, ?17)",
+    [STMT_MARK_RUNNING] =
+        "UPDATE jobs SET state = 'running', worker = ?2, started_ms = ?3"
+        " WHERE id = ?1 AND state IN ('queued', 'running')",
+    [STMT_MARK_CANCEL] = "UPDATE jobs SET cancel_requested = 1 WHERE id = ?1",
+    [STMT_FINISH] =
+        "UPDATE jobs SET state = ?2, result_json = ?3, error_json = ?4,"
+        " finished_ms = ?5, expires_ms = ?6"
+        " WHERE id = ?1 AND state IN ('queued', 'running')",
+    [STMT_DELETE] = "DELETE FROM jobs WHERE id = ?1",
+    [STMT_EXPIRE] =
+        "DELETE FROM jobs WHERE state IN ('succeeded', 'failed', 'cancelled')"
+        " AND expires_ms IS NOT NULL AND expires_ms <= ?1",
+    [STMT_LOAD] =
+        "SELECT id, state, cancel_requested, request_json, result_json,"
+        " error_json, worker, idempotency_key, body_hash, client_ref, priority,"
+        " timeout_ms, created_ms, started_ms, finished_ms, expires_ms, seq"
+        " FROM jobs ORDER BY seq, rowid",
+    [STMT_EXISTS] = "SELECT 1 FROM jobs WHERE id = ?1",
 };
 
 /* Version 1: the jobs table.  Timestamps are NULL where the API says
  * null (0 in ae_store_job). */
 static const char store_schema_v1[] =
-  "CREATE TABLE jobs ("
-  " id TEXT PRIMARY KEY NOT NULL,"
-  " state TEXT NOT NULL CHECK (state IN ('queued', 'running', 'succeeded',"
-  "  'failed', 'cancelled')),"
-  " cancel_requested INTEGER NOT NULL DEFAULT 0,"
-  " request_json TEXT NOT NULL,"
-  " result_json TEXT,"
-  " error_json TEXT,"
-  " worker TEXT,"
-  " idempotency_key TEXT,"
-  " body_hash TEXT,"
-  " client_ref TEXT,"
-  " priority INTEGER NOT NULL DEFAULT 0,"
-  " timeout_ms INTEGER NOT NULL DEFAULT 0,"
-  " created_ms INTEGER,"
-  " started_ms INTEGER,"
-  " finished_ms INTEGER,"
-  " expires_ms INTEGER,"
-  " seq INTEGER NOT NULL);"
-  "CREATE INDEX jobs_idempotency_key ON jobs (idempotency_key)"
-  " WHERE idempotency_key IS NOT NULL;"
-  "CREATE INDEX jobs_seq ON jobs (seq);"
-  "CREATE INDEX jobs_expires ON jobs (expires_ms)"
-  " WHERE expires_ms IS NOT NULL;";
+    "CREATE TABLE jobs ("
+    " id TEXT PRIMARY KEY NOT NULL,"
+    " state TEXT NOT NULL CHECK (state IN ('queued', 'running', 'succeeded',"
+    "  'failed', 'cancelled')),"
+    " cancel_requested INTEGER NOT NULL DEFAULT 0,"
+    " request_json TEXT NOT NULL,"
+    " result_json TEXT,"
+    " error_json TEXT,"
+    " worker TEXT,"
+    " idempotency_key TEXT,"
+    " body_hash TEXT,"
+    " client_ref TEXT,"
+    " priority INTEGER NOT NULL DEFAULT 0,"
+    " timeout_ms INTEGER NOT NULL DEFAULT 0,"
+    " created_ms INTEGER,"
+    " started_ms INTEGER,"
+    " finished_ms INTEGER,"
+    " expires_ms INTEGER,"
+    " seq INTEGER NOT NULL);"
+    "CREATE INDEX jobs_idempotency_key ON jobs (idempotency_key)"
+    " WHERE idempotency_key IS NOT NULL;"
+    "CREATE INDEX jobs_seq ON jobs (seq);"
+    "CREATE INDEX jobs_expires ON jobs (expires_ms)"
+    " WHERE expires_ms IS NOT NULL;";
 
 typedef struct {
   sqlite3 *db;
@@ -200,8 +199,7 @@ static int store_exec(sqlite_store *s, const char *sql) {
   char *message = NULL;
   int rc = sqlite3_exec(s->db, sql, NULL, NULL, &message);
   if (rc != SQLITE_OK) {
-    store_set_error(s, "%s: %s", sql,
-                    message ? message : sqlite3_errstr(rc));
+    store_set_error(s, "%s: %s", sql, message ? message : sqlite3_errstr(rc));
     sqlite3_free(message);
     return (rc & 0xff) == SQLITE_CONSTRAINT ? AE_EINVAL : AE_EIO;
   }
@@ -216,8 +214,7 @@ static int store_migrate(sqlite_store *s) {
   long version = strtol(text, NULL, 10);
   if (version == STORE_SCHEMA_VERSION) return 0;
   if (version > STORE_SCHEMA_VERSION || version < 0) {
-    store_set_error(s,
-                    "schema version %ld is newer than this archevald (%d)",
+    store_set_error(s, "schema version %ld is newer than this archevald (%d)",
                     version, STORE_SCHEMA_VERSION);
     return AE_EIO;
   }
@@ -225,8 +222,7 @@ static int store_migrate(sqlite_store *s) {
   if (version < 1) status = store_exec(s, store_schema_v1);
   if (!status) {
     char sql[64];
-    snprintf(sql, sizeof sql, "PRAGMA user_version = %d",
-             STORE_SCHEMA_VERSION);
+    snprintf(sql, sizeof sql, "PRAGMA user_version = %d", STORE_SCHEMA_VERSION);
     status = store_exec(s, sql);
   }
   if (!status) status = store_exec(s, "COMMIT");
@@ -237,9 +233,8 @@ static int store_migrate(sqlite_store *s) {
 /* Jobs that were running when the previous process died go back to the
  * queue: the daemon starts them again from the beginning. */
 static int store_requeue_running(sqlite_store *s) {
-  return store_exec(s,
-                    "UPDATE jobs SET state = 'queued', worker = NULL,"
-                    " started_ms = NULL WHERE state = 'running'");
+  return store_exec(s, "UPDATE jobs SET state = 'queued', worker = NULL,"
+                       " started_ms = NULL WHERE state = 'running'");
 }
 
 static int store_configure(sqlite_store *s, ae_store_sync sync) {
@@ -255,9 +250,9 @@ static int store_configure(sqlite_store *s, ae_store_sync sync) {
                     text);
     return AE_EIO;
   }
-  status = store_exec(s, sync == AE_STORE_SYNC_NORMAL
-                             ? "PRAGMA synchronous = NORMAL"
-                             : "PRAGMA synchronous = FULL");
+  status =
+      store_exec(s, sync == AE_STORE_SYNC_NORMAL ? "PRAGMA synchronous = NORMAL"
+                                                 : "PRAGMA synchronous = FULL");
   if (status) return status;
   status = store_exec(s, "PRAGMA foreign_keys = ON");
   if (status) return status;
@@ -273,7 +268,8 @@ static int store_configure(sqlite_store *s, ae_store_sync sync) {
 
 static void store_free(sqlite_store *s) {
   if (!s) return;
-  for (int i = 0; i < STMT_COUNT; i++) sqlite3_finalize(s->stmt[i]);
+  for (int i = 0; i < STMT_COUNT; i++)
+    sqlite3_finalize(s->stmt[i]);
   /* Closing runs the last checkpoint and removes the WAL file. */
   sqlite3_close(s->db);
   free(s);
@@ -307,10 +303,9 @@ int ae_store_sqlite_open(const char *dir, ae_store_sync sync, void **out,
     free(s);
     return AE_EIO;
   }
-  int rc = sqlite3_open_v2(path, &s->db,
-                           SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
-                               SQLITE_OPEN_NOMUTEX,
-                           NULL);
+  int rc = sqlite3_open_v2(
+      path, &s->db,
+      SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
   if (rc != SQLITE_OK) {
     snprintf(err, errlen, "cannot open %s: %s", path,
              s->db ? sqlite3_errmsg(s->db) : sqlite3_errstr(rc));
@@ -341,7 +336,9 @@ int ae_store_sqlite_open(const char *dir, ae_store_sync sync, void **out,
   return 0;
 }
 
-static void sqlite_store_close(void *impl) { store_free(impl); }
+static void sqlite_store_close(void *impl) {
+  store_free(impl);
+}
 
 /* Binds NULL for a NULL string, else the text (copied by SQLite). */
 static int store_bind_text(sqlite3_stmt *st, int index, const char *text) {
@@ -390,8 +387,7 @@ static int store_bind_job(sqlite3_stmt *st, const ae_store_job *j) {
   return rc;
 }
 
-static int sqlite_store_insert(void *impl, const ae_store_job *jobs,
-                               size_t n) {
+static int sqlite_store_insert(void *impl, const ae_store_job *jobs, size_t n) {
   sqlite_store *s = impl;
   if (!s || (!jobs && n > 0)) return AE_EINVAL;
   if (n == 0) return 0;
@@ -401,8 +397,10 @@ static int sqlite_store_insert(void *impl, const ae_store_job *jobs,
   for (size_t i = 0; i < n && !status; i++) {
     int rc = store_bind_job(st, &jobs[i]);
     if (rc == SQLITE_MISUSE) {
-      store_set_error(s, "insert: job %zu lacks an id, a request or a "
-                         "valid state", i);
+      store_set_error(s,
+                      "insert: job %zu lacks an id, a request or a "
+                      "valid state",
+                      i);
       status = AE_EINVAL;
     } else if (rc != SQLITE_OK) {
       status = store_fail(s, rc, "insert: bind");
@@ -410,8 +408,10 @@ static int sqlite_store_insert(void *impl, const ae_store_job *jobs,
     if (!status) {
       status = store_step_done(s, st, "insert");
       if (status == AE_EINVAL)
-        store_set_error(s, "insert: job '%s' already exists or is "
-                           "invalid: %s", jobs[i].id, sqlite3_errmsg(s->db));
+        store_set_error(s,
+                        "insert: job '%s' already exists or is "
+                        "invalid: %s",
+                        jobs[i].id, sqlite3_errmsg(s->db));
     } else {
       sqlite3_reset(st);
       sqlite3_clear_bindings(st);
@@ -436,8 +436,7 @@ static int store_no_change(sqlite_store *s, const char *id, const char *what) {
   rc = sqlite3_step(st);
   int status;
   if (rc == SQLITE_ROW) {
-    store_set_error(s, "%s: job '%s' is in a state that forbids it", what,
-                    id);
+    store_set_error(s, "%s: job '%s' is in a state that forbids it", what, id);
     status = AE_EINVAL;
   } else if (rc == SQLITE_DONE) {
     store_set_error(s, "%s: no job '%s'", what, id);
@@ -451,8 +450,7 @@ static int store_no_change(sqlite_store *s, const char *id, const char *what) {
 }
 
 static int sqlite_store_mark_running(void *impl, const char *id,
-                                     const char *worker,
-                                     long long started_ms) {
+                                     const char *worker, long long started_ms) {
   sqlite_store *s = impl;
   if (!s || !id) return AE_EINVAL;
   sqlite3_stmt *st = s->stmt[STMT_MARK_RUNNING];
@@ -481,15 +479,13 @@ static int sqlite_store_mark_cancel_requested(void *impl, const char *id) {
   }
   int status = store_step_done(s, st, "mark cancel");
   if (status) return status;
-  if (sqlite3_changes(s->db) == 0)
-    return store_no_change(s, id, "mark cancel");
+  if (sqlite3_changes(s->db) == 0) return store_no_change(s, id, "mark cancel");
   return 0;
 }
 
 static int sqlite_store_finish(void *impl, const char *id, ae_job_state state,
-                               const char *result_json,
-                               const char *error_json, long long finished_ms,
-                               long long expires_ms) {
+                               const char *result_json, const char *error_json,
+                               long long finished_ms, long long expires_ms) {
   sqlite_store *s = impl;
   if (!s || !id) return AE_EINVAL;
   if (state != AE_JOB_SUCCEEDED && state != AE_JOB_FAILED &&
@@ -500,8 +496,7 @@ static int sqlite_store_finish(void *impl, const char *id, ae_job_state state,
   }
   sqlite3_stmt *st = s->stmt[STMT_FINISH];
   int rc = store_bind_text(st, 1, id);
-  if (rc == SQLITE_OK)
-    rc = store_bind_text(st, 2, ae_store_state_name(state));
+  if (rc == SQLITE_OK) rc = store_bind_text(st, 2, ae_store_state_name(state));
   if (rc == SQLITE_OK) rc = store_bind_text(st, 3, result_json);
   if (rc == SQLITE_OK) rc = store_bind_text(st, 4, error_json);
   if (rc == SQLITE_OK) rc = store_bind_time(st, 5, finished_ms);
@@ -604,18 +599,20 @@ static int sqlite_store_load(void *impl,
 }
 
 /* The file is local and held open: nothing can be unreachable. */
-static int sqlite_store_ping(void *impl) { return impl ? 0 : AE_EINVAL; }
+static int sqlite_store_ping(void *impl) {
+  return impl ? 0 : AE_EINVAL;
+}
 
 const ae_store_ops ae_store_sqlite_ops = {
-  .name = "sqlite",
-  .insert = sqlite_store_insert,
-  .mark_running = sqlite_store_mark_running,
-  .mark_cancel_requested = sqlite_store_mark_cancel_requested,
-  .finish = sqlite_store_finish,
-  .remove = sqlite_store_remove,
-  .expire = sqlite_store_expire,
-  .load = sqlite_store_load,
-  .ping = sqlite_store_ping,
-  .errmsg = sqlite_store_errmsg,
-  .close = sqlite_store_close,
+    .name = "sqlite",
+    .insert = sqlite_store_insert,
+    .mark_running = sqlite_store_mark_running,
+    .mark_cancel_requested = sqlite_store_mark_cancel_requested,
+    .finish = sqlite_store_finish,
+    .remove = sqlite_store_remove,
+    .expire = sqlite_store_expire,
+    .load = sqlite_store_load,
+    .ping = sqlite_store_ping,
+    .errmsg = sqlite_store_errmsg,
+    .close = sqlite_store_close,
 };

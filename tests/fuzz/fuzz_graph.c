@@ -16,8 +16,8 @@
 #include <string.h>
 
 #include "api/arch.h"
-#include "api/status.h"
 #include "api/request.h"
+#include "api/status.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

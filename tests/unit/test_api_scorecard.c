@@ -168,21 +168,23 @@ START_TEST(groups_and_nulls) {
 }
 END_TEST
 
-
 /* ae_json_dumps writes each real as the shortest decimal that reads back as
  * the same double, leaves integers and strings alone, and keeps reals
  * reals. */
 START_TEST(dumps_shortest_round_trip) {
-  const double values[] = {0.1, 1e-300, 7.944e-6, -0.0, 1.0, 0.1 + 0.2,
-                           1.7976931348623157e308, 5e-324, -2.5e-7, 1e21};
+  const double values[] = {
+      0.1,    1e-300,  7.944e-6, -0.0, 1.0, 0.1 + 0.2, 1.7976931348623157e308,
+      5e-324, -2.5e-7, 1e21};
   const size_t n = sizeof values / sizeof *values;
   json_t *arr = json_array();
-  for (size_t i = 0; i < n; i++) json_array_append_new(arr, json_real(values[i]));
+  for (size_t i = 0; i < n; i++)
+    json_array_append_new(arr, json_real(values[i]));
   json_array_append_new(arr, json_integer(3));
   json_array_append_new(arr, json_string("x1.25\"0.10000000000000001"));
   char *text = ae_json_dumps(arr);
   ck_assert_ptr_nonnull(text);
-  ck_assert_ptr_nonnull(strstr(text, "[0.1,1e-300,7.944e-6,-0.0,1.0,0.30000000000000004,"));
+  ck_assert_ptr_nonnull(
+      strstr(text, "[0.1,1e-300,7.944e-6,-0.0,1.0,0.30000000000000004,"));
   ck_assert_ptr_nonnull(strstr(text, ",3,\"x1.25\\\"0.10000000000000001\"]"));
   json_error_t err;
   json_t *back = json_loads(text, 0, &err);

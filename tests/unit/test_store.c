@@ -72,8 +72,7 @@ static int collect_job(void *ud, const ae_store_job *j) {
   l->job.result_json = l->result_json = dup_or_null(j->result_json);
   l->job.error_json = l->error_json = dup_or_null(j->error_json);
   l->job.worker = l->worker = dup_or_null(j->worker);
-  l->job.idempotency_key = l->idempotency_key =
-      dup_or_null(j->idempotency_key);
+  l->job.idempotency_key = l->idempotency_key = dup_or_null(j->idempotency_key);
   l->job.body_hash = l->body_hash = dup_or_null(j->body_hash);
   l->job.client_ref = l->client_ref = dup_or_null(j->client_ref);
   return 0;
@@ -113,8 +112,7 @@ static void assert_same_string(const char *got, const char *want) {
     ck_assert_str_eq(got, want);
 }
 
-static void assert_same_job(const ae_store_job *got,
-                            const ae_store_job *want) {
+static void assert_same_job(const ae_store_job *got, const ae_store_job *want) {
   ck_assert_ptr_nonnull(got);
   ck_assert_str_eq(got->id, want->id);
   ck_assert_int_eq(got->state, want->state);
@@ -152,8 +150,7 @@ static void remove_tree(const char *dir) {
   struct dirent *e;
   char path[512];
   while ((e = readdir(d)) != NULL) {
-    if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
-      continue;
+    if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
     snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
     struct stat st;
     if (lstat(path, &st) == 0 && S_ISDIR(st.st_mode))
@@ -220,8 +217,7 @@ static void drop_target_named(const char *name) {
 #ifdef HAVE_LIBPQ
   if (test_backend == AE_STORE_BACKEND_SQLITE) return;
   char sql[256];
-  snprintf(sql, sizeof sql,
-           "DROP DATABASE IF EXISTS ae_t_%ld_%s WITH (FORCE)",
+  snprintf(sql, sizeof sql, "DROP DATABASE IF EXISTS ae_t_%ld_%s WITH (FORCE)",
            (long)getpid(), name);
   pg_admin("archeval", sql);
 #else
@@ -387,15 +383,14 @@ START_TEST(test_transitions) {
 
   ck_assert_int_eq(ae_store_mark_running(s, "j_run", "host:0", 111), 0);
   ck_assert_int_eq(ae_store_mark_cancel_requested(s, "j_run"), 0);
-  ck_assert_int_eq(ae_store_finish(s, "j_run", AE_JOB_SUCCEEDED,
-                                   "{\"ok\":1}", NULL, 222, 3822),
+  ck_assert_int_eq(ae_store_finish(s, "j_run", AE_JOB_SUCCEEDED, "{\"ok\":1}",
+                                   NULL, 222, 3822),
                    0);
   /* A terminal job is finished once only, and never runs again. */
   ck_assert_int_eq(ae_store_finish(s, "j_run", AE_JOB_FAILED, NULL,
                                    "{\"code\":\"x\"}", 333, 3933),
                    AE_EINVAL);
-  ck_assert_int_eq(ae_store_mark_running(s, "j_run", "host:1", 444),
-                   AE_EINVAL);
+  ck_assert_int_eq(ae_store_mark_running(s, "j_run", "host:1", 444), AE_EINVAL);
   /* Not a terminal state. */
   ck_assert_int_eq(
       ae_store_finish(s, "j_fail", AE_JOB_RUNNING, NULL, NULL, 1, 2),
@@ -404,14 +399,13 @@ START_TEST(test_transitions) {
                                    "{\"code\":\"deadline_exceeded\"}", 500,
                                    4100),
                    0);
-  ck_assert_int_eq(ae_store_finish(s, "j_cancel", AE_JOB_CANCELLED, NULL,
-                                   NULL, 600, 4200),
-                   0);
+  ck_assert_int_eq(
+      ae_store_finish(s, "j_cancel", AE_JOB_CANCELLED, NULL, NULL, 600, 4200),
+      0);
   /* Unknown ids. */
   ck_assert_int_eq(ae_store_mark_running(s, "j_none", "host:0", 1),
                    AE_ENOTFOUND);
-  ck_assert_int_eq(ae_store_mark_cancel_requested(s, "j_none"),
-                   AE_ENOTFOUND);
+  ck_assert_int_eq(ae_store_mark_cancel_requested(s, "j_none"), AE_ENOTFOUND);
   ck_assert_int_eq(
       ae_store_finish(s, "j_none", AE_JOB_SUCCEEDED, "{}", NULL, 1, 2),
       AE_ENOTFOUND);
@@ -618,8 +612,8 @@ START_TEST(test_sqlite_open_errors) {
   fclose(f);
   ae_store *s = (ae_store *)&path; /* must be reset to NULL */
   char err[256] = "";
-  ck_assert_int_eq(
-      ae_store_open(path, AE_STORE_SYNC_FULL, &s, err, sizeof err), AE_EIO);
+  ck_assert_int_eq(ae_store_open(path, AE_STORE_SYNC_FULL, &s, err, sizeof err),
+                   AE_EIO);
   ck_assert_ptr_null(s);
   ck_assert_ptr_nonnull(strstr(err, "not a directory"));
 
@@ -645,7 +639,8 @@ START_TEST(test_sqlite_open_errors) {
   snprintf(db_path, sizeof db_path, "%s/jobs.sqlite3", dir);
   f = fopen(db_path, "w");
   ck_assert_ptr_nonnull(f);
-  for (int i = 0; i < 1000; i++) fputs("not a database ", f);
+  for (int i = 0; i < 1000; i++)
+    fputs("not a database ", f);
   fclose(f);
   ck_assert_int_eq(ae_store_open(dir, AE_STORE_SYNC_FULL, &s, err, sizeof err),
                    AE_EIO);
@@ -669,8 +664,8 @@ START_TEST(test_second_opener_refused) {
     close(done[1]);
     ae_store *held = NULL;
     char err[256];
-    int status = ae_store_open_url(target, AE_STORE_SYNC_FULL, &held, err,
-                                   sizeof err);
+    int status =
+        ae_store_open_url(target, AE_STORE_SYNC_FULL, &held, err, sizeof err);
     ae_store_job job = queued_job("j_a", 1);
     if (!status) status = ae_store_insert(held, &job, 1);
     char byte = status ? 'x' : 'y';
@@ -687,9 +682,9 @@ START_TEST(test_second_opener_refused) {
 
   ae_store *s = NULL;
   char err[256] = "";
-  ck_assert_int_eq(ae_store_open_url(target, AE_STORE_SYNC_FULL, &s, err,
-                                     sizeof err),
-                   AE_EIO);
+  ck_assert_int_eq(
+      ae_store_open_url(target, AE_STORE_SYNC_FULL, &s, err, sizeof err),
+      AE_EIO);
   ck_assert_ptr_null(s);
   ck_assert_msg(strstr(err, "another process") != NULL, "%s", err);
 
@@ -850,16 +845,17 @@ START_TEST(test_latency_report) {
     ae_store_job job = queued_job(id, i);
     ck_assert_int_eq(ae_store_insert(s, &job, 1), 0);
     ck_assert_int_eq(ae_store_mark_running(s, id, "host:0", 1), 0);
-    ck_assert_int_eq(
-        ae_store_finish(s, id, AE_JOB_SUCCEEDED, "{}", NULL, 2, 3), 0);
+    ck_assert_int_eq(ae_store_finish(s, id, AE_JOB_SUCCEEDED, "{}", NULL, 2, 3),
+                     0);
   }
   ae_store_latency insert, update;
   ck_assert_int_eq(ae_store_latency_read(s, AE_STORE_OP_INSERT, &insert), 0);
   ck_assert_int_eq(ae_store_latency_read(s, AE_STORE_OP_UPDATE, &update), 0);
   ck_assert_uint_eq(insert.calls, N);
   ck_assert_uint_eq(update.calls, 2 * N);
-  fprintf(stderr, "%s, sync full: insert mean %.3f ms, update mean %.3f ms "
-                  "(%d jobs)\n",
+  fprintf(stderr,
+          "%s, sync full: insert mean %.3f ms, update mean %.3f ms "
+          "(%d jobs)\n",
           ae_store_backend_name(s), 1e3 * insert.sum_s / (double)N,
           1e3 * update.sum_s / (double)(2 * N), N);
   ae_store_close(s);
@@ -883,8 +879,7 @@ START_TEST(test_latency_counts) {
     ck_assert_int_eq(ae_store_latency_read(s, (ae_store_op)op, &h), 0);
     ck_assert_uint_eq(h.calls, 0);
   }
-  ck_assert_int_eq(ae_store_latency_read(s, AE_STORE_OP_COUNT, &h),
-                   AE_EINVAL);
+  ck_assert_int_eq(ae_store_latency_read(s, AE_STORE_OP_COUNT, &h), AE_EINVAL);
   for (int i = 1; i < AE_STORE_LATENCY_BUCKETS; i++)
     ck_assert(ae_store_latency_bounds[i] > ae_store_latency_bounds[i - 1]);
 
@@ -914,7 +909,8 @@ START_TEST(test_latency_counts) {
     ck_assert_uint_eq(h.calls, want[k].calls);
     ck_assert_uint_eq(h.errors, want[k].errors);
     unsigned long long total = 0;
-    for (int i = 0; i <= AE_STORE_LATENCY_BUCKETS; i++) total += h.count[i];
+    for (int i = 0; i <= AE_STORE_LATENCY_BUCKETS; i++)
+      total += h.count[i];
     ck_assert_uint_eq(total, want[k].calls);
     ck_assert(h.sum_s > 0);
   }
@@ -948,8 +944,8 @@ START_TEST(test_backend_of) {
       {"service=archeval", AE_STORE_BACKEND_POSTGRESQL},
   };
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
-    ck_assert_msg(ae_store_backend_of(cases[i].where) == cases[i].kind,
-                  "'%s'", cases[i].where ? cases[i].where : "(null)");
+    ck_assert_msg(ae_store_backend_of(cases[i].where) == cases[i].kind, "'%s'",
+                  cases[i].where ? cases[i].where : "(null)");
 }
 END_TEST
 
@@ -959,9 +955,8 @@ START_TEST(test_open_url_chooses_backend) {
   snprintf(dir, sizeof dir, "%s/by_url", state_dir);
   ae_store *s = NULL;
   char err[512] = "";
-  ck_assert_int_eq(ae_store_open_url(dir, AE_STORE_SYNC_FULL, &s, err,
-                                     sizeof err),
-                   0);
+  ck_assert_int_eq(
+      ae_store_open_url(dir, AE_STORE_SYNC_FULL, &s, err, sizeof err), 0);
   ck_assert_str_eq(ae_store_backend_name(s), "sqlite");
   ck_assert_int_eq(ae_store_ping(s), 0);
   ae_store_close(s);
@@ -1000,13 +995,13 @@ START_TEST(test_resolve_url) {
   const char *flag = "postgresql://flag/db";
   const char *env = "postgresql://env/db";
   /* The flag, then the file, then the environment. */
-  ck_assert_int_eq(ae_store_resolve_url(flag, env, NULL, url, sizeof url,
-                                        err, sizeof err),
-                   0);
+  ck_assert_int_eq(
+      ae_store_resolve_url(flag, env, NULL, url, sizeof url, err, sizeof err),
+      0);
   ck_assert_str_eq(url, flag);
-  ck_assert_int_eq(ae_store_resolve_url(NULL, env, NULL, url, sizeof url,
-                                        err, sizeof err),
-                   0);
+  ck_assert_int_eq(
+      ae_store_resolve_url(NULL, env, NULL, url, sizeof url, err, sizeof err),
+      0);
   ck_assert_str_eq(url, env);
   ck_assert_int_eq(
       ae_store_resolve_url("", "", "", url, sizeof url, err, sizeof err), 0);
@@ -1015,19 +1010,19 @@ START_TEST(test_resolve_url) {
   /* A Secret mounted as a file ends with a newline. */
   snprintf(file, sizeof file, "%s/secret", state_dir);
   write_file(file, "postgresql://u:s3cret@file/db \n");
-  ck_assert_int_eq(ae_store_resolve_url(NULL, env, file, url, sizeof url,
-                                        err, sizeof err),
-                   0);
+  ck_assert_int_eq(
+      ae_store_resolve_url(NULL, env, file, url, sizeof url, err, sizeof err),
+      0);
   ck_assert_str_eq(url, "postgresql://u:s3cret@file/db");
-  ck_assert_int_eq(ae_store_resolve_url(flag, env, file, url, sizeof url,
-                                        err, sizeof err),
-                   AE_EINVAL);
+  ck_assert_int_eq(
+      ae_store_resolve_url(flag, env, file, url, sizeof url, err, sizeof err),
+      AE_EINVAL);
   ck_assert_ptr_nonnull(strstr(err, "both"));
 
   write_file(file, "\n");
-  ck_assert_int_eq(ae_store_resolve_url(NULL, env, file, url, sizeof url,
-                                        err, sizeof err),
-                   AE_EINVAL);
+  ck_assert_int_eq(
+      ae_store_resolve_url(NULL, env, file, url, sizeof url, err, sizeof err),
+      AE_EINVAL);
   ck_assert_ptr_nonnull(strstr(err, "empty"));
   ck_assert_str_eq(url, "");
 
@@ -1040,12 +1035,12 @@ START_TEST(test_resolve_url) {
 
   /* Longer than the buffer: refused, not cut (it may be a password). */
   char small[16];
-  ck_assert_int_eq(ae_store_resolve_url(flag, NULL, NULL, small,
-                                        sizeof small, err, sizeof err),
+  ck_assert_int_eq(ae_store_resolve_url(flag, NULL, NULL, small, sizeof small,
+                                        err, sizeof err),
                    AE_EINVAL);
   write_file(file, "postgresql://a-very-long-host-name/db\n");
-  ck_assert_int_eq(ae_store_resolve_url(NULL, NULL, file, small,
-                                        sizeof small, err, sizeof err),
+  ck_assert_int_eq(ae_store_resolve_url(NULL, NULL, file, small, sizeof small,
+                                        err, sizeof err),
                    AE_EINVAL);
   ck_assert_str_eq(small, "");
   remove_targets();
@@ -1086,8 +1081,8 @@ END_TEST
 static void pg_admin_value(const char *dbname, const char *sql, char *out,
                            size_t outlen) {
   char conninfo[1024];
-  snprintf(conninfo, sizeof conninfo, "%s dbname=%s",
-           getenv("AE_TEST_PG_DSN"), dbname);
+  snprintf(conninfo, sizeof conninfo, "%s dbname=%s", getenv("AE_TEST_PG_DSN"),
+           dbname);
   PGconn *conn = PQconnectdb(conninfo);
   ck_assert_msg(conn && PQstatus(conn) == CONNECTION_OK, "connect: %s",
                 conn ? PQerrorMessage(conn) : "no memory");
@@ -1129,8 +1124,8 @@ START_TEST(test_pg_schema_versions) {
   ae_store_job job = full_job("j_full", 1);
   ck_assert_int_eq(ae_store_insert(s, &job, 1), 0);
   ae_store_close(s);
-  pg_admin_value(dbname, "SELECT version FROM archeval_schema_version",
-                 value, sizeof value);
+  pg_admin_value(dbname, "SELECT version FROM archeval_schema_version", value,
+                 sizeof value);
   ck_assert_str_eq(value, "1");
   remove_targets();
 }
@@ -1141,9 +1136,9 @@ START_TEST(test_pg_open_errors) {
   char err[512] = "", target_text[1024];
   snprintf(target_text, sizeof target_text, "%s dbname=ae_no_such_db",
            getenv("AE_TEST_PG_DSN"));
-  ck_assert_int_eq(ae_store_open_url(target_text, AE_STORE_SYNC_FULL, &s,
-                                     err, sizeof err),
-                   AE_EIO);
+  ck_assert_int_eq(
+      ae_store_open_url(target_text, AE_STORE_SYNC_FULL, &s, err, sizeof err),
+      AE_EIO);
   ck_assert_ptr_null(s);
   ck_assert_msg(strstr(err, "ae_no_such_db") != NULL, "%s", err);
   /* The URL form reaches the same server. */
@@ -1213,9 +1208,9 @@ START_TEST(test_pg_reconnect) {
   ck_assert(strlen(ae_store_errmsg(s)) > 0);
   clock_gettime(CLOCK_MONOTONIC, &t0);
   ck_assert_int_eq(ae_store_mark_cancel_requested(s, "j_before"), AE_EIO);
-  ck_assert_int_eq(ae_store_finish(s, "j_before", AE_JOB_SUCCEEDED, "{}",
-                                   NULL, 11, 12),
-                   AE_EIO);
+  ck_assert_int_eq(
+      ae_store_finish(s, "j_before", AE_JOB_SUCCEEDED, "{}", NULL, 11, 12),
+      AE_EIO);
   ck_assert_int_eq(ae_store_ping(s), AE_EIO);
   loaded_set set;
   memset(&set, 0, sizeof set);
@@ -1250,9 +1245,8 @@ START_TEST(test_pg_reconnect) {
   ck_assert_int_eq(j->cancel_requested, 0);
   ck_assert_ptr_nonnull(find_job(&set, "j_after"));
   loaded_set_free(&set);
-  ck_assert_int_eq(ae_store_finish(s, "j_before", AE_JOB_SUCCEEDED, "{}",
-                                   NULL, 11, 12),
-                   0);
+  ck_assert_int_eq(
+      ae_store_finish(s, "j_before", AE_JOB_SUCCEEDED, "{}", NULL, 11, 12), 0);
   ae_store_latency h;
   ck_assert_int_eq(ae_store_latency_read(s, AE_STORE_OP_INSERT, &h), 0);
   ck_assert_uint_eq(h.errors, 1);
@@ -1262,8 +1256,7 @@ START_TEST(test_pg_reconnect) {
   ck_assert_int_eq(system(stop), 0);
   ck_assert_int_eq(system(start), 0);
   ae_store_job again = queued_job("j_again", 4);
-  ck_assert_msg(ae_store_insert(s, &again, 1) == 0, "%s",
-                ae_store_errmsg(s));
+  ck_assert_msg(ae_store_insert(s, &again, 1) == 0, "%s", ae_store_errmsg(s));
   ck_assert_int_eq(ae_store_mark_running(s, "j_again", "host:0", 13), 0);
   ae_store_close(s);
   remove_targets();
