@@ -1,7 +1,19 @@
-# gpu/engine.mk: the scoring engine (gpu/engine.c), the dataset registry
-# (gpu/dataset.c), their unit tests and the scorecard benchmark.
+# gpu/engine.mk: the scoring engine (gpu/engine.c: lifetime and pipeline;
+# gpu/batch.c: the batch and K(0); gpu/warmup.c: warm-up and the device
+# parity gate; gpu/groups/: one file per metric group and the job's shared
+# intermediates; gpu/executor.h: the executor interface), the dataset
+# registry (gpu/dataset.c), their unit tests and the scorecard benchmark.
 gpu_libaeengine_a_SOURCES += gpu/engine.c gpu/engine.h gpu/dataset.c \
-	gpu/dataset.h gpu/philox.h
+	gpu/dataset.h gpu/philox.h gpu/executor.h gpu/job_control.c \
+	gpu/job_control.h gpu/batch.c gpu/batch.h gpu/warmup.c gpu/warmup.h \
+	gpu/groups/group.h gpu/groups/job.c gpu/groups/table.c \
+	gpu/groups/topology.c gpu/groups/expressivity.c \
+	gpu/groups/convergence.c gpu/groups/generalization.c
+# Without CUDA, the build links "no CUDA executor, no devices" instead.
+if !HAVE_CUDA
+gpu_libaeengine_a_SOURCES += gpu/cuda_absent.c
+endif
+EXTRA_DIST += gpu/cuda_absent.c
 
 check_PROGRAMS += tests/unit/test_dataset_registry
 TESTS += tests/unit/test_dataset_registry

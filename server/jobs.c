@@ -319,36 +319,47 @@ static void *worker_main(void *arg) {
   ae_server *srv = w->srv;
   ae_engine *engine = NULL;
   ae_problem p = AE_PROBLEM_INIT;
-  int rc = ae_engine_open(&w->cfg, &engine, &p);
+  ae_error err = AE_ERROR_INIT;
+  int rc = ae_engine_open(&w->cfg, &engine, &err);
   if (rc != AE_OK && w->allow_fallback) {
     ae_log(AE_LOG_WARN, "worker %d: cuda:%d did not open (%s), using host",
-           w->index, w->cfg.device, p.detail ? p.detail : ae_strerror(rc));
-    ae_problem_clear(&p);
+           w->index, w->cfg.device, err.reason ? err.reason : ae_strerror(rc));
+    ae_error_clear(&err);
     w->cfg.backend = AE_BACKEND_HOST;
-    rc = ae_engine_open(&w->cfg, &engine, &p);
+    rc = ae_engine_open(&w->cfg, &engine, &err);
   }
   if (rc != AE_OK) {
+    ae_problem_from_error(&err, &p);
+    ae_error_clear(&err);
     worker_fail(w, "engine open", rc, &p);
     ae_problem_clear(&p);
     return NULL;
   }
-  rc = ae_engine_warmup(engine, &srv->registry);
+  rc = ae_engine_warmup(engine, &srv->registry, &err);
   if (rc != AE_OK && w->allow_fallback && w->cfg.backend == AE_BACKEND_CUDA) {
     /* With --backend auto a device that fails its warm-up (including the
      * parity check against the host reference) is replaced by the host. */
     ae_log(AE_LOG_WARN, "worker %d: cuda:%d failed its warm-up (%s), using "
-           "host", w->index, w->cfg.device, ae_strerror(rc));
+           "host", w->index, w->cfg.device,
+           err.reason ? err.reason : ae_strerror(rc));
+    ae_error_clear(&err);
     ae_engine_close(engine);
     engine = NULL;
     w->cfg.backend = AE_BACKEND_HOST;
-    rc = ae_engine_open(&w->cfg, &engine, &p);
+    rc = ae_engine_open(&w->cfg, &engine, &err);
     if (rc != AE_OK) {
+      ae_problem_from_error(&err, &p);
+      ae_error_clear(&err);
       worker_fail(w, "engine open", rc, &p);
       ae_problem_clear(&p);
       return NULL;
     }
-    rc = ae_engine_warmup(engine, &srv->registry);
+    rc = ae_engine_warmup(engine, &srv->registry, &err);
   }
+  if (rc != AE_OK)
+    ae_log(AE_LOG_ERROR, "worker %d: warm-up: %s", w->index,
+           err.reason ? err.reason : ae_strerror(rc));
+  ae_error_clear(&err);
   /* The engine in service is settled now: tell the loop its name (it is
    * not written again, so the loop may read it without a lock). */
   snprintf(w->w_name, sizeof w->w_name, "%s", ae_engine_name(engine));
@@ -387,7 +398,15 @@ static void *worker_main(void *arg) {
     ae_job_control ctl = {&job->cancel, job->deadline_ns};
     ae_scorecard_init(&job->w_card);
     rc = ae_engine_score(engine, &job->req, &srv->registry, &ctl, &job->w_card,
-                         &job->w_problem);
+                         &err);
+    if (rc != AE_OK) {
+      /* The problem keeps no reason for these: log it here. */
+      if (rc == AE_EINTERNAL || rc == AE_EIO)
+        ae_log(AE_LOG_ERROR, "job %s: %s", job->id,
+               err.reason ? err.reason : ae_strerror(rc));
+      ae_problem_from_error(&err, &job->w_problem);
+    }
+    ae_error_clear(&err);
     job->w_rc = rc;
     job->w_end_ns = ae_mono_ns();
     atomic_store(&w->memory_used, ae_engine_memory_used(engine));

@@ -61,7 +61,9 @@ int main(int argc, char **argv) {
   }
   ae_engine_config cfg = {AE_BACKEND_HOST, 0, 0, blas_threads};
   ae_engine *e = NULL;
-  if (ae_engine_open(&cfg, &e, &p)) {
+  ae_error err = AE_ERROR_INIT;
+  if (ae_engine_open(&cfg, &e, &err)) {
+    ae_problem_from_error(&err, &p);
     print_problem(&p);
     return 1;
   }
@@ -94,7 +96,8 @@ int main(int argc, char **argv) {
     }
     json_decref(body);
     double cpu0 = cpu_seconds();
-    if (ae_engine_score(e, &req, &reg, NULL, &sc, &p)) {
+    if (ae_engine_score(e, &req, &reg, NULL, &sc, &err)) {
+      ae_problem_from_error(&err, &p);
       print_problem(&p);
       ae_request_free(&req);
       status = 1;
@@ -116,5 +119,6 @@ int main(int argc, char **argv) {
   ae_engine_close(e);
   ae_dataset_registry_free(&reg);
   ae_problem_clear(&p);
+  ae_error_clear(&err);
   return status;
 }

@@ -25,10 +25,10 @@ static const char *shared_data(void) {
 static ae_engine *open_host(void) {
   ae_engine_config cfg = {AE_BACKEND_HOST, 0, 0, 1};
   ae_engine *e = NULL;
-  ae_problem p = AE_PROBLEM_INIT;
-  ck_assert_int_eq(ae_engine_open(&cfg, &e, &p), 0);
+  ae_error err = AE_ERROR_INIT;
+  ck_assert_int_eq(ae_engine_open(&cfg, &e, &err), 0);
   ck_assert_ptr_nonnull(e);
-  ae_problem_clear(&p);
+  ae_error_clear(&err);
   return e;
 }
 
@@ -58,14 +58,16 @@ static json_t *score_text(ae_engine *e, const char *text,
   ae_request req;
   parse(text, &req);
   ae_scorecard sc;
-  ae_problem p = AE_PROBLEM_INIT;
-  int rc = ae_engine_score(e, &req, &reg, ctl, &sc, &p);
+  ae_error err = AE_ERROR_INIT;
+  int rc = ae_engine_score(e, &req, &reg, ctl, &sc, &err);
   json_t *j = rc ? NULL : ae_scorecard_to_json(&sc);
   if (rc_out) *rc_out = rc;
-  if (rc && !rc_out) fprintf(stderr, "score failed: %s\n", p.detail);
+  if (rc && !rc_out) fprintf(stderr, "score failed: %s\n", err.reason);
+  /* A failure always says why. */
+  if (rc) ck_assert_ptr_nonnull(err.reason);
   ae_scorecard_free(&sc);
   ae_request_free(&req);
-  ae_problem_clear(&p);
+  ae_error_clear(&err);
   return j;
 }
 
@@ -164,8 +166,8 @@ START_TEST(test_group_selection) {
         "\"metrics\":[\"topology\"]}",
         &req);
   ae_scorecard sc;
-  ae_problem p = AE_PROBLEM_INIT;
-  ck_assert_int_eq(ae_engine_score(e, &req, &reg, NULL, &sc, &p), 0);
+  ae_error err = AE_ERROR_INIT;
+  ck_assert_int_eq(ae_engine_score(e, &req, &reg, NULL, &sc, &err), 0);
   ck_assert_uint_eq(sc.groups, AE_GROUP_TOPOLOGY);
   ck_assert(isnan(sc.convergence.ntk_lambda_min));
   ck_assert(isnan(sc.expressivity.curvature));
@@ -187,7 +189,7 @@ START_TEST(test_group_selection) {
   json_decref(j);
   ae_scorecard_free(&sc);
   ae_request_free(&req);
-  ae_problem_clear(&p);
+  ae_error_clear(&err);
   ae_engine_close(e);
 }
 END_TEST
@@ -328,17 +330,17 @@ END_TEST
 START_TEST(test_cuda_backend_and_names) {
   ae_engine_config cfg = {AE_BACKEND_CUDA, 0, 0, 1};
   ae_engine *e = NULL;
-  ae_problem p = AE_PROBLEM_INIT;
+  ae_error err = AE_ERROR_INIT;
   if (ae_cuda_device_count() == 0) {
     /* No device (or no CUDA in this build): refused, saying why. */
-    ck_assert_int_eq(ae_engine_open(&cfg, &e, &p), AE_EUNSUPPORTED);
+    ck_assert_int_eq(ae_engine_open(&cfg, &e, &err), AE_EUNSUPPORTED);
     ck_assert_ptr_null(e);
-    ck_assert_int_eq(p.status, 503);
-    ck_assert(strstr(p.detail, "CUDA") || strstr(p.detail, "cuda"));
-    ae_problem_clear(&p);
+    ck_assert_int_eq(err.code, AE_EUNSUPPORTED);
+    ck_assert(strstr(err.reason, "CUDA") || strstr(err.reason, "cuda"));
+    ae_error_clear(&err);
   } else {
     /* A device: the same request on both backends agrees to 1e-3. */
-    ck_assert_int_eq(ae_engine_open(&cfg, &e, &p), 0);
+    ck_assert_int_eq(ae_engine_open(&cfg, &e, &err), 0);
     ck_assert_str_eq(ae_engine_name(e), "cuda:0");
     ae_engine *h = open_host();
     json_t *a = score_text(h, MLP_REQ(7), NULL, NULL);
@@ -363,10 +365,11 @@ START_TEST(test_cuda_backend_and_names) {
     ae_engine_close(e);
   }
   ae_engine_config host = {AE_BACKEND_HOST, 0, 3, 1};
-  ck_assert_int_eq(ae_engine_open(&host, &e, &p), 0);
+  ck_assert_int_eq(ae_engine_open(&host, &e, &err), 0);
   ck_assert_str_eq(ae_engine_name(e), "host:3");
   ck_assert_uint_eq(ae_engine_memory_used(e), 0);
-  ck_assert_int_eq(ae_engine_warmup(e, &reg), 0);
+  ck_assert_int_eq(ae_engine_warmup(e, &reg, &err), 0);
+  ck_assert_int_eq(err.code, AE_OK);
   ck_assert_uint_eq(ae_engine_memory_used(e), 0);
   ae_engine_close(e);
 }
