@@ -215,7 +215,7 @@ int ae_cli_score(int argc, char **argv) {
       {NULL, 0, NULL, 0}};
   const char *datasets[AE_SCORE_MAX_DATASETS];
   int n_datasets = 0, threads = 1;
-  ae_engine_config cfg = {AE_BACKEND_HOST, 0, 0, 1};
+  ae_engine_config cfg = {AE_BACKEND_HOST, 0, 0};
   optind = 1;
   opterr = 0;
   int c;
@@ -357,8 +357,6 @@ int ae_cli_score(int argc, char **argv) {
   } else {
     for (int t = 0; t < n_threads; t++) {
       pool.cfg.index = t;
-      /* Workers share the cores: one BLAS thread each. */
-      pool.cfg.blas_threads = 1;
       if (pthread_create(&tids[t], NULL, score_worker, &pool) != 0) break;
       started++;
     }

@@ -26,6 +26,10 @@
 /* OpenBLAS's thread control (declared by its cblas.h, not by every one). */
 extern void openblas_set_num_threads(int num_threads);
 
+/* The BLAS thread count every engine computes with: results must not
+ * depend on the process (engine.h, ae_engine_open). */
+#define AE_ENGINE_BLAS_THREADS 1
+
 struct ae_engine {
   ae_engine_config cfg;
   char name[32];
@@ -68,7 +72,6 @@ int ae_engine_open(const ae_engine_config *cfg, ae_engine **out,
     return ae_error_set(err, AE_ENOMEM, NULL,
                         "out of memory opening the engine");
   e->cfg = *cfg;
-  if (e->cfg.blas_threads < 1) e->cfg.blas_threads = 1;
   e->exec = exec;
   int rc = exec->device_open(cfg->device, &e->device, err);
   if (rc) {
@@ -77,7 +80,9 @@ int ae_engine_open(const ae_engine_config *cfg, ae_engine **out,
   }
   snprintf(e->name, sizeof e->name, "%s:%d", exec->kind,
            cfg->backend == AE_BACKEND_CUDA ? cfg->device : cfg->index);
-  openblas_set_num_threads(e->cfg.blas_threads);
+  /* One arithmetic path whatever the process (see engine.h).  The
+   * setting is process-wide; every engine sets the same value. */
+  openblas_set_num_threads(AE_ENGINE_BLAS_THREADS);
   *out = e;
   return AE_OK;
 }

@@ -26,13 +26,18 @@ typedef struct {
   ae_backend_kind backend;
   int device;        /* CUDA device ordinal */
   int index;         /* worker index, for the name "host:1" */
-  int blas_threads;  /* host: OpenBLAS threads this engine may use (>= 1) */
 } ae_engine_config;
 
 typedef struct ae_engine ae_engine;
 
 /* Opens a backend.  AE_EUNSUPPORTED when CUDA was not built or there is no
- * such device, AE_ENOMEM; err says why. */
+ * such device, AE_ENOMEM; err says why.
+ *
+ * It also fixes the process's BLAS to one thread: OpenBLAS's threaded
+ * LAPACK (dsyevd's tridiagonal reduction, dpotrf) sums partial results
+ * in an order that depends on the thread count, which moved eigenvalues
+ * in their last digits between the CLI (one thread) and a daemon with
+ * fewer workers than cores.  Parallelism comes from workers instead. */
 int ae_engine_open(const ae_engine_config *cfg, ae_engine **out,
                    ae_error *err);
 

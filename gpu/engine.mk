@@ -44,6 +44,10 @@ EXTRA_DIST += tests/data/examples/README.md \
 	tests/data/examples/graph_resnet.json \
 	tests/data/examples/batch_mlp_dags.json
 
+# The offline CLI and the daemon agree bit for bit (issue 17).
+TESTS += tests/integration/test_offline_vs_daemon.py
+EXTRA_DIST += tests/integration/test_offline_vs_daemon.py
+
 # make bench: the scorecard benchmark (numbers in tests/bench/RESULTS.md).
 EXTRA_PROGRAMS += tests/bench/bench_scorecard
 AE_BENCHES += tests/bench/bench_scorecard

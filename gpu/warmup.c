@@ -55,7 +55,7 @@ int ae_warmup_matches_reference(const ae_scorecard *dev,
 static int parity_gate(const ae_engine *e, const ae_request *req,
                        const ae_dataset_registry *reg, const ae_scorecard *dev,
                        ae_error *err) {
-  ae_engine_config hc = {AE_BACKEND_HOST, 0, 0, 1};
+  ae_engine_config hc = {AE_BACKEND_HOST, 0, 0};
   ae_engine *host = NULL;
   int rc = ae_engine_open(&hc, &host, err);
   if (rc) return rc;

@@ -433,15 +433,14 @@ static int plan_workers(ae_server *srv) {
   for (int d = 0; d < n_devices; d++)
     for (int i = 0; i < o->workers_per_gpu; i++, k++) {
       ae_worker *w = &srv->workers[k];
-      w->cfg = (ae_engine_config){AE_BACKEND_CUDA, devices[d], (int)k, 1};
+      w->cfg = (ae_engine_config){AE_BACKEND_CUDA, devices[d], (int)k};
       w->allow_fallback = !strcmp(o->backend, "auto");
       snprintf(w->name, sizeof w->name, "cuda:%d", devices[d]);
       snprintf(w->device, sizeof w->device, "cuda device %d", devices[d]);
     }
-  int blas_threads = host > 0 && cores / host > 1 ? (int)(cores / host) : 1;
   for (int i = 0; i < host; i++, k++) {
     ae_worker *w = &srv->workers[k];
-    w->cfg = (ae_engine_config){AE_BACKEND_HOST, 0, i, blas_threads};
+    w->cfg = (ae_engine_config){AE_BACKEND_HOST, 0, i};
     snprintf(w->name, sizeof w->name, "host:%d", i);
     snprintf(w->device, sizeof w->device, "cpu (%ld cores)", cores);
   }
@@ -452,9 +451,9 @@ static int plan_workers(ae_server *srv) {
   }
   if (n == 0) ae_log(AE_LOG_WARN, "no workers: jobs will wait in the queue");
   ae_log(AE_LOG_INFO,
-         "%d cuda device(s), %zu workers (%d host, %d BLAS "
-         "threads each)",
-         n_devices, n, host, blas_threads);
+         "%d cuda device(s), %zu workers (%d host, one BLAS thread "
+         "each)",
+         n_devices, n, host);
   return AE_OK;
 }
 

@@ -36,6 +36,7 @@
 #include "gpu/analytic/analytic.h"
 #include "gpu/cuda/cuda_net.h"
 #include "gpu/dataset.h"
+#include "gpu/engine.h"
 #include "gpu/host/graph_build.h"
 #include "gpu/host/net.h"
 #include "gpu/philox.h"
@@ -562,8 +563,8 @@ START_TEST(test_engine_scorecards) {
   ae_dataset_registry reg;
   ae_problem p = AE_PROBLEM_INIT;
   ck_assert_int_eq(ae_dataset_registry_init(&reg, 0, &p), 0);
-  ae_engine_config host_cfg = {AE_BACKEND_HOST, 0, 0, 1};
-  ae_engine_config cuda_cfg = {AE_BACKEND_CUDA, 0, 1, 1};
+  ae_engine_config host_cfg = {AE_BACKEND_HOST, 0, 0};
+  ae_engine_config cuda_cfg = {AE_BACKEND_CUDA, 0, 1};
   ae_engine *host = NULL, *dev = NULL;
   ae_error err = AE_ERROR_INIT;
   ck_assert_int_eq(ae_engine_open(&host_cfg, &host, &err), 0);

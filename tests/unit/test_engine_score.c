@@ -23,7 +23,7 @@ static const char *shared_data(void) {
 }
 
 static ae_engine *open_host(void) {
-  ae_engine_config cfg = {AE_BACKEND_HOST, 0, 0, 1};
+  ae_engine_config cfg = {AE_BACKEND_HOST, 0, 0};
   ae_engine *e = NULL;
   ae_error err = AE_ERROR_INIT;
   ck_assert_int_eq(ae_engine_open(&cfg, &e, &err), 0);
@@ -328,7 +328,7 @@ START_TEST(test_nb201_on_cifar10) {
 END_TEST
 
 START_TEST(test_cuda_backend_and_names) {
-  ae_engine_config cfg = {AE_BACKEND_CUDA, 0, 0, 1};
+  ae_engine_config cfg = {AE_BACKEND_CUDA, 0, 0};
   ae_engine *e = NULL;
   ae_error err = AE_ERROR_INIT;
   if (ae_cuda_device_count() == 0) {
@@ -364,7 +364,7 @@ START_TEST(test_cuda_backend_and_names) {
     ae_engine_close(h);
     ae_engine_close(e);
   }
-  ae_engine_config host = {AE_BACKEND_HOST, 0, 3, 1};
+  ae_engine_config host = {AE_BACKEND_HOST, 0, 3};
   ck_assert_int_eq(ae_engine_open(&host, &e, &err), 0);
   ck_assert_str_eq(ae_engine_name(e), "host:3");
   ck_assert_uint_eq(ae_engine_memory_used(e), 0);
