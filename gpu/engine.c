@@ -107,14 +107,19 @@ void ae_engine_close(ae_engine *e) {
 
 /* ---- one job ---- */
 
-/* The set of requested metrics: every metric of the request's groups. */
+/* The set of requested metrics, in table order: today every metric of
+ * the request's groups. */
 static void request_metrics(const ae_request *req, ae_job_state *job) {
   unsigned want = req->metrics ? req->metrics : AE_GROUP_ALL;
   for (size_t g = 0; g < ae_n_metric_groups && g < AE_MAX_GROUPS; g++) {
     const ae_metric_group *grp = ae_metric_groups[g];
     if (!(want & grp->bit)) continue;
+    uint64_t bits = 0;
     for (size_t k = 0; grp->metrics[k] && k < AE_MAX_GROUP_METRICS; k++)
-      job->requested[g] |= (uint64_t)1 << k;
+      bits |= (uint64_t)1 << k;
+    job->requested[job->n_requested].group = grp;
+    job->requested[job->n_requested].metrics = bits;
+    job->n_requested++;
   }
 }
 
@@ -159,9 +164,9 @@ static void provenance_start(const ae_engine *e, const ae_request *req,
 /* Runs every group with a requested metric, in table order, timing each. */
 static int run_groups(ae_job_state *job, ae_error *err) {
   ae_scorecard *sc = job->sc;
-  for (size_t g = 0; g < ae_n_metric_groups && g < AE_MAX_GROUPS; g++) {
-    if (!job->requested[g]) continue;
-    const ae_metric_group *grp = ae_metric_groups[g];
+  for (size_t g = 0; g < job->n_requested; g++) {
+    const ae_metric_group *grp = job->requested[g].group;
+    if (!job->requested[g].metrics) continue;
     int rc = ae_job_checkpoint(job->ctl);
     if (rc) return rc;
     long long t0 = monotonic_ns();

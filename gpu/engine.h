@@ -4,9 +4,10 @@
  * (and on a GPU its device, streams, library handles and workspace).  It is
  * owned by exactly one worker thread for its whole life: open, warm up,
  * score jobs one after another, close, all on that thread.  The engine
- * knows nothing of HTTP: it takes a parsed ae_request and the read-only
- * dataset registry, and fills an ae_scorecard or an ae_error (api/error.h;
- * the caller turns that into a problem with ae_problem_from_error).
+ * knows nothing of the wire protocol: it takes a parsed ae_request and the
+ * read-only dataset registry, and fills an ae_scorecard or an ae_error
+ * (api/error.h; the caller turns that into a problem with
+ * ae_problem_from_error).
  *
  * Same request and seed, same numbers: the engine fixes its own arithmetic
  * settings (see ae_engine_open), whatever process it runs in. */

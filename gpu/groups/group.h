@@ -48,8 +48,13 @@ typedef struct {
   /* The result being filled. */
   ae_scorecard *sc;
 
-  /* requested[g]: bit k set when metric k of group g is asked for. */
-  uint64_t requested[AE_MAX_GROUPS];
+  /* The groups asked for and, for each, bit k set when its metric k is
+   * asked for (filled by the engine before any group runs). */
+  struct {
+    const struct ae_metric_group *group;
+    uint64_t metrics;
+  } requested[AE_MAX_GROUPS];
+  size_t n_requested;
 
   /* The batch and K(0), drawn before any group runs. */
   ae_batch batch;
@@ -64,7 +69,7 @@ typedef struct {
   double *ntk_an;   /* N x N analytic NTK (without the NNGP term) */
 } ae_job_state;
 
-typedef struct {
+typedef struct ae_metric_group {
   const char *name;   /* "topology": also the scorecard key */
   unsigned bit;       /* its AE_GROUP_* bit in a request's "metrics" */
   /* The metric names it produces, NULL-terminated ("paths", ...). */
@@ -88,9 +93,9 @@ extern const ae_metric_group ae_group_expressivity;
 extern const ae_metric_group ae_group_convergence;
 extern const ae_metric_group ae_group_generalization;
 
-/* 1 when the job asks for metric `name` of group g (an index into
- * ae_metric_groups), else 0. */
-int ae_job_wants(const ae_job_state *job, size_t g, const char *name);
+/* 1 when the job asks for metric `name` of group grp, else 0. */
+int ae_job_wants(const ae_job_state *job, const ae_metric_group *grp,
+                 const char *name);
 
 /* ---- shared intermediates (gpu/groups/job.c) ----
  * Each computes its value on the first call and returns the cached one

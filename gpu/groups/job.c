@@ -11,11 +11,15 @@
 
 #include "api/status.h"
 
-int ae_job_wants(const ae_job_state *job, size_t g, const char *name) {
-  if (g >= ae_n_metric_groups || g >= AE_MAX_GROUPS) return 0;
-  const char *const *m = ae_metric_groups[g]->metrics;
-  for (size_t k = 0; m[k] && k < AE_MAX_GROUP_METRICS; k++)
-    if (!strcmp(m[k], name)) return (int)((job->requested[g] >> k) & 1u);
+int ae_job_wants(const ae_job_state *job, const ae_metric_group *grp,
+                 const char *name) {
+  for (size_t g = 0; g < job->n_requested; g++) {
+    if (job->requested[g].group != grp) continue;
+    const char *const *m = grp->metrics;
+    for (size_t k = 0; m[k] && k < AE_MAX_GROUP_METRICS; k++)
+      if (!strcmp(m[k], name))
+        return (int)((job->requested[g].metrics >> k) & 1u);
+  }
   return 0;
 }
 
