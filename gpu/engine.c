@@ -197,8 +197,8 @@ int ae_engine_score(ae_engine *e, const ae_request *req,
   if (!req->data.inputs && strcmp(dsname, "synthetic")) {
     job.ds = ae_dataset_find(reg, dsname);
     if (!job.ds) {
-      rc = ae_error_set(err, AE_EINVAL, "/data/dataset",
-                        "unknown dataset '%s'", dsname);
+      rc = ae_error_set(err, AE_EINVAL, "/data/dataset", "unknown dataset '%s'",
+                        dsname);
       goto done;
     }
   }

@@ -14,19 +14,19 @@
 #ifndef AE_ENGINE_H
 #define AE_ENGINE_H
 
-#include <stddef.h>
 #include "api/error.h"
 #include "api/request.h"
 #include "api/scorecard.h"
 #include "gpu/dataset.h"
 #include "gpu/job_control.h"
+#include <stddef.h>
 
 typedef enum { AE_BACKEND_HOST, AE_BACKEND_CUDA } ae_backend_kind;
 
 typedef struct {
   ae_backend_kind backend;
-  int device;        /* CUDA device ordinal */
-  int index;         /* worker index, for the name "host:1" */
+  int device; /* CUDA device ordinal */
+  int index;  /* worker index, for the name "host:1" */
 } ae_engine_config;
 
 typedef struct ae_engine ae_engine;
@@ -39,8 +39,7 @@ typedef struct ae_engine ae_engine;
  * in an order that depends on the thread count, which moved eigenvalues
  * in their last digits between the CLI (one thread) and a daemon with
  * fewer workers than cores.  Parallelism comes from workers instead. */
-int ae_engine_open(const ae_engine_config *cfg, ae_engine **out,
-                   ae_error *err);
+int ae_engine_open(const ae_engine_config *cfg, ae_engine **out, ae_error *err);
 
 /* Runs one small evaluation of every group through every code path, so the
  * first real job pays no start-up cost.  An engine on a device must also

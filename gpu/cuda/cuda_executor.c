@@ -17,13 +17,12 @@ struct ae_exec_device {
   ae_cuda_context *ctx;
 };
 
-static int cuda_device_open(int ordinal, ae_exec_device **out,
-                            ae_error *err) {
+static int cuda_device_open(int ordinal, ae_exec_device **out, ae_error *err) {
   *out = NULL;
   ae_exec_device *d = calloc(1, sizeof *d);
   if (!d)
-    return ae_error_set(err, AE_ENOMEM, NULL,
-                        "out of memory opening cuda:%d", ordinal);
+    return ae_error_set(err, AE_ENOMEM, NULL, "out of memory opening cuda:%d",
+                        ordinal);
   char why[256] = "";
   int rc = ae_cuda_context_open(ordinal, &d->ctx, why, sizeof why);
   if (rc) {
@@ -74,8 +73,8 @@ static int cuda_sign_patterns(ae_exec_net *n, const float *x, int batch,
 }
 
 static int cuda_forward_jet(ae_exec_net *n, const double *x, const double *dx,
-                            const double *ddx, int batch, double *y,
-                            double *dy, double *ddy) {
+                            const double *ddx, int batch, double *y, double *dy,
+                            double *ddy) {
   return ae_cuda_net_forward_jet((ae_cuda_net *)n, x, dx, ddx, batch, y, dy,
                                  ddy);
 }

@@ -12,12 +12,15 @@
 
 #include "api/status.h"
 
-static const char *const convergence_metrics[] = {
-    "ntk_lambda_min",          "ntk_lambda_max",
-    "ntk_condition",           "nngp_lambda_min",
-    "nngp_lambda_min_bound",   "ntk_analytic_lambda_min",
-    "rate",                    "steps_to_1e-3",
-    NULL};
+static const char *const convergence_metrics[] = {"ntk_lambda_min",
+                                                  "ntk_lambda_max",
+                                                  "ntk_condition",
+                                                  "nngp_lambda_min",
+                                                  "nngp_lambda_min_bound",
+                                                  "ntk_analytic_lambda_min",
+                                                  "rate",
+                                                  "steps_to_1e-3",
+                                                  NULL};
 
 static double mean_diagonal(const double *a, int n) {
   double s = 0.0;

@@ -18,9 +18,12 @@
  * (TE-NAS: BN statistics per batch of 1000). */
 #define AE_LR_BATCH 1000
 
-static const char *const expressivity_metrics[] = {
-    "linear_regions", "linear_regions_samples", "linear_regions_saturated",
-    "curvature", "path_proxy", NULL};
+static const char *const expressivity_metrics[] = {"linear_regions",
+                                                   "linear_regions_samples",
+                                                   "linear_regions_saturated",
+                                                   "curvature",
+                                                   "path_proxy",
+                                                   NULL};
 
 /* The first smooth activation of g, or -1 when g is piecewise linear. */
 static int first_smooth_activation(const ae_graph *g) {
@@ -32,8 +35,8 @@ static int first_smooth_activation(const ae_graph *g) {
 }
 
 /* Fills the S probe inputs (S * probe_dim floats). */
-static void lr_inputs(const ae_job_state *job, const ae_graph *probe,
-                      float *in, int s_count, int probe_dim) {
+static void lr_inputs(const ae_job_state *job, const ae_graph *probe, float *in,
+                      int s_count, int probe_dim) {
   const ae_request *r = job->req;
   const ae_dataset *ds = job->ds;
   int pool = ds ? (int)(ds->size > 0x7fffffff ? 0x7fffffff : ds->size)
@@ -186,8 +189,8 @@ static int linear_regions(ae_job_state *job, ae_error *err) {
       if (w != words) {
         free(bits);
         rc = ae_error_set(err, AE_EINTERNAL, NULL,
-                          "sign patterns of %zu and %zu words in one count",
-                          w, words);
+                          "sign patterns of %zu and %zu words in one count", w,
+                          words);
         goto done;
       }
       memcpy(all + (size_t)s0 * words, bits, (size_t)b * words * sizeof *all);

@@ -62,16 +62,16 @@ typedef struct {
   /* Shared intermediates, computed on first use (job.c). */
   ae_paths paths;
   int have_paths;
-  ae_exec_net *net; /* the full network, for batches of N (or more) */
-  double *theta;    /* N x N empirical NTK of weights stream 0 */
+  ae_exec_net *net;  /* the full network, for batches of N (or more) */
+  double *theta;     /* N x N empirical NTK of weights stream 0 */
   int kernels_state; /* 0 not yet, 1 computed, AE_EUNSUPPORTED none */
-  double *nngp;     /* N x N analytic NNGP kernel */
-  double *ntk_an;   /* N x N analytic NTK (without the NNGP term) */
+  double *nngp;      /* N x N analytic NNGP kernel */
+  double *ntk_an;    /* N x N analytic NTK (without the NNGP term) */
 } ae_job_state;
 
 typedef struct ae_metric_group {
-  const char *name;   /* "topology": also the scorecard key */
-  unsigned bit;       /* its AE_GROUP_* bit in a request's "metrics" */
+  const char *name; /* "topology": also the scorecard key */
+  unsigned bit;     /* its AE_GROUP_* bit in a request's "metrics" */
   /* The metric names it produces, NULL-terminated ("paths", ...). */
   const char *const *metrics;
   /* Where its wall time goes: offsetof(ae_scorecard, provenance.t_...). */

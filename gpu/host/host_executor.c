@@ -21,8 +21,7 @@ struct ae_exec_net {
   size_t bytes; /* counted into device->net_bytes */
 };
 
-static int host_device_open(int ordinal, ae_exec_device **out,
-                            ae_error *err) {
+static int host_device_open(int ordinal, ae_exec_device **out, ae_error *err) {
   (void)ordinal;
   *out = calloc(1, sizeof **out);
   if (!*out)
@@ -79,8 +78,8 @@ static int host_sign_patterns(ae_exec_net *n, const float *x, int batch,
 }
 
 static int host_forward_jet(ae_exec_net *n, const double *x, const double *dx,
-                            const double *ddx, int batch, double *y,
-                            double *dy, double *ddy) {
+                            const double *ddx, int batch, double *y, double *dy,
+                            double *ddy) {
   return ae_net_forward_jet(n->net, x, dx, ddx, batch, y, dy, ddy);
 }
 

@@ -14,6 +14,7 @@
 #include "api/status.h"
 #include "gpu/dataset.h"
 #include "gpu/engine.h"
+#include "gpu/groups/group.h"
 
 static ae_dataset_registry reg;
 
@@ -375,6 +376,48 @@ START_TEST(test_cuda_backend_and_names) {
 }
 END_TEST
 
+/* The group table: each group's declared metric names are exactly the
+ * keys its part of the scorecard has, and a job's requested set answers
+ * per group and per metric. */
+START_TEST(test_group_table) {
+  ck_assert_uint_eq(ae_n_metric_groups, 4);
+  ae_engine *e = open_host();
+  json_t *a = score_text(e, MLP_REQ(7), NULL, NULL);
+  ck_assert_ptr_nonnull(a);
+  json_t *timings =
+      json_object_get(json_object_get(a, "provenance"), "timings_s");
+  unsigned bits = 0;
+  for (size_t g = 0; g < ae_n_metric_groups; g++) {
+    const ae_metric_group *grp = ae_metric_groups[g];
+    ck_assert_uint_eq(bits & grp->bit, 0);
+    bits |= grp->bit;
+    json_t *part = json_object_get(a, grp->name);
+    ck_assert_msg(part != NULL, "no %s in the scorecard", grp->name);
+    size_t n = 0;
+    for (; grp->metrics[n]; n++)
+      ck_assert_msg(json_object_get(part, grp->metrics[n]) != NULL,
+                    "%s.%s declared, not rendered", grp->name, grp->metrics[n]);
+    ck_assert_uint_eq(json_object_size(part), n);
+    /* Its wall time lands in its own slot. */
+    ck_assert(json_number_value(json_object_get(timings, grp->name)) >= 0);
+  }
+  ck_assert_uint_eq(bits, AE_GROUP_ALL);
+  json_decref(a);
+  ae_engine_close(e);
+
+  ae_job_state job;
+  memset(&job, 0, sizeof job);
+  job.requested[0].group = &ae_group_topology;
+  job.requested[0].metrics = 1u << 2; /* "paths" only */
+  job.n_requested = 1;
+  ck_assert_str_eq(ae_group_topology.metrics[2], "paths");
+  ck_assert_int_eq(ae_job_wants(&job, &ae_group_topology, "paths"), 1);
+  ck_assert_int_eq(ae_job_wants(&job, &ae_group_topology, "flops"), 0);
+  ck_assert_int_eq(ae_job_wants(&job, &ae_group_topology, "nonsense"), 0);
+  ck_assert_int_eq(ae_job_wants(&job, &ae_group_expressivity, "curvature"), 0);
+}
+END_TEST
+
 START_TEST(test_inline_data) {
   ae_engine *e = open_host();
   /* Sample 1 is 3x sample 0: parallel inputs, so K0 (cosines) has two
@@ -420,6 +463,7 @@ static Suite *engine_suite(void) {
   tcase_add_test(tc, test_nulls_have_warnings);
   tcase_add_test(tc, test_nb201_on_cifar10);
   tcase_add_test(tc, test_inline_data);
+  tcase_add_test(tc, test_group_table);
   tcase_add_test(tc, test_cuda_backend_and_names);
   suite_add_tcase(s, tc);
   return s;
