@@ -53,6 +53,13 @@ double ae_engine_default_job_memory(void) {
   return 0.5 * (double)pages * (double)page;
 }
 
+/* One arithmetic path whatever the process (see engine.h): set at open
+ * and again before every job, in case the program changed it.  The
+ * setting is process-wide; every engine sets the same value. */
+static void fix_arithmetic(void) {
+  openblas_set_num_threads(AE_ENGINE_BLAS_THREADS);
+}
+
 /* ---- engine lifetime ---- */
 
 int ae_engine_open(const ae_engine_config *cfg, ae_engine **out,
@@ -80,9 +87,7 @@ int ae_engine_open(const ae_engine_config *cfg, ae_engine **out,
   }
   snprintf(e->name, sizeof e->name, "%s:%d", exec->kind,
            cfg->backend == AE_BACKEND_CUDA ? cfg->device : cfg->index);
-  /* One arithmetic path whatever the process (see engine.h).  The
-   * setting is process-wide; every engine sets the same value. */
-  openblas_set_num_threads(AE_ENGINE_BLAS_THREADS);
+  fix_arithmetic();
   *out = e;
   return AE_OK;
 }
@@ -191,6 +196,7 @@ int ae_engine_score(ae_engine *e, const ae_request *req,
   job.exec = e->exec;
   job.device = e->device;
   job.sc = out;
+  fix_arithmetic();
   provenance_start(e, req, out);
   int rc = AE_OK;
   const char *dsname = req->data.dataset ? req->data.dataset : "synthetic";

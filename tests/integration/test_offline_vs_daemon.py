@@ -53,9 +53,7 @@ def graph_request():
                         "graph_resnet.json")
     with open(path) as f:
         req = json.load(f)
-    req.setdefault("data", {})
-    req["data"]["dataset"] = "cifar10"
-    req["data"]["batch_size"] = 32
+    req["data"] = {"dataset": "cifar10", "batch_size": 32}
     req["seed"] = 9
     req["settings"] = SETTINGS
     return req
