@@ -112,22 +112,6 @@ void ae_engine_close(ae_engine *e) {
 
 /* ---- one job ---- */
 
-/* The set of requested metrics, in table order: today every metric of
- * the request's groups. */
-static void request_metrics(const ae_request *req, ae_job_state *job) {
-  unsigned want = req->metrics ? req->metrics : AE_GROUP_ALL;
-  for (size_t g = 0; g < ae_n_metric_groups && g < AE_MAX_GROUPS; g++) {
-    const ae_metric_group *grp = ae_metric_groups[g];
-    if (!(want & grp->bit)) continue;
-    uint64_t bits = 0;
-    for (size_t k = 0; grp->metrics[k] && k < AE_MAX_GROUP_METRICS; k++)
-      bits |= (uint64_t)1 << k;
-    job->requested[job->n_requested].group = grp;
-    job->requested[job->n_requested].metrics = bits;
-    job->n_requested++;
-  }
-}
-
 /* The reason to give when the code came without one. */
 static void explain(int rc, ae_error *err) {
   if (err->code == rc && (err->reason || err->pointer)) return;
@@ -212,7 +196,7 @@ int ae_engine_score(ae_engine *e, const ae_request *req,
     rc = ae_error_set(err, AE_EINVAL, "/data/batch_size", "the batch is empty");
     goto done;
   }
-  request_metrics(req, &job);
+  ae_job_select_metrics(&job);
   rc = ae_job_checkpoint(ctl);
   if (!rc) rc = ae_batch_draw(req, job.ds, &job.batch, err);
   if (!rc) rc = run_groups(&job, err);

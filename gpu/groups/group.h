@@ -93,6 +93,11 @@ extern const ae_metric_group ae_group_expressivity;
 extern const ae_metric_group ae_group_convergence;
 extern const ae_metric_group ae_group_generalization;
 
+/* Fills job->requested from job->req, in table order: today every metric
+ * of the request's groups (its "metrics" list, all groups by default).
+ * Per-metric selection and profiles change this function only. */
+void ae_job_select_metrics(ae_job_state *job);
+
 /* 1 when the job asks for metric `name` of group grp, else 0. */
 int ae_job_wants(const ae_job_state *job, const ae_metric_group *grp,
                  const char *name);
