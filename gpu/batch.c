@@ -61,11 +61,17 @@ static int draw_from_dataset(const ae_request *r, const ae_dataset *set,
   return AE_OK;
 }
 
-/* K(0): the cosine similarity of the flattened batch as drawn. */
-static int input_kernel(ae_batch *b) {
+int ae_batch_input_kernel(ae_batch *b) {
+  if (b->k0) return AE_OK;
   int n = b->n, dim = b->dim;
+  b->k0 = malloc((size_t)n * n * sizeof *b->k0);
   double *norm = malloc((size_t)n * sizeof *norm);
-  if (!norm) return AE_ENOMEM;
+  if (!b->k0 || !norm) {
+    free(b->k0);
+    free(norm);
+    b->k0 = NULL;
+    return AE_ENOMEM;
+  }
   for (int i = 0; i < n; i++) {
     const float *a = b->x + (size_t)i * dim;
     double s = 0.0;
@@ -105,8 +111,7 @@ int ae_batch_draw(const ae_request *r, const ae_dataset *ds, ae_batch *b,
   size_t total = (size_t)n * dim;
   b->x = malloc(total * sizeof *b->x);
   b->x_net = malloc(total * sizeof *b->x_net);
-  b->k0 = malloc((size_t)n * n * sizeof *b->k0);
-  if (!b->x || !b->x_net || !b->k0) return AE_ENOMEM;
+  if (!b->x || !b->x_net) return AE_ENOMEM;
   if (spec->inputs) {
     memcpy(b->x, spec->inputs, total * sizeof *b->x);
     b->labels = spec->labels;
@@ -119,7 +124,7 @@ int ae_batch_draw(const ae_request *r, const ae_dataset *ds, ae_batch *b,
   }
   memcpy(b->x_net, b->x, total * sizeof *b->x);
   if (r->net.scale_input_norm) ae_scale_to_sqrt_dim(b->x_net, n, dim);
-  return input_kernel(b);
+  return AE_OK;
 }
 
 void ae_batch_free(ae_batch *b) {

@@ -3,7 +3,8 @@
  * The batch is drawn from the request and seed alone: synthetic normals,
  * samples of a registered dataset without replacement, or the request's
  * inline samples.  K(0) is the cosine similarity of the flattened inputs,
- * the start of every analytic kernel.  An ae_batch belongs to the job
+ * the start of every analytic kernel; O(N^2 d), so it is computed only
+ * when a metric needs it.  An ae_batch belongs to the job
  * (the worker thread running it); the dataset is only read. */
 #ifndef AE_BATCH_H
 #define AE_BATCH_H
@@ -20,14 +21,17 @@ typedef struct {
   const int *labels; /* n class labels (borrowed or labels_owned), or NULL */
   int *labels_owned;
   int num_classes;
-  double *k0; /* n * n cosine similarities */
+  double *k0; /* n * n cosine similarities, NULL until computed */
 } ae_batch;
 
 /* Draws req's batch (ds: the dataset it names, NULL for synthetic or
- * inline data), its net-ready copy and K(0).  0, AE_ENOMEM, or AE_EINVAL
- * with err saying why.  Free with ae_batch_free even on failure. */
+ * inline data) and its net-ready copy.  0, AE_ENOMEM, or AE_EINVAL with
+ * err saying why.  Free with ae_batch_free even on failure. */
 int ae_batch_draw(const ae_request *req, const ae_dataset *ds, ae_batch *out,
                   ae_error *err);
+
+/* Computes b->k0 from the batch as drawn, once.  0 or AE_ENOMEM. */
+int ae_batch_input_kernel(ae_batch *b);
 
 void ae_batch_free(ae_batch *b);
 

@@ -103,7 +103,9 @@ static int convergence_analytic(ae_job_state *job, double *w, ae_error *err) {
   int n = job->batch.n;
   size_t nn = (size_t)n * n;
   double *t = NULL;
-  int rc = ae_job_analytic_kernels(job, err);
+  int rc = ae_job_input_kernel(job, err); /* for the bound, below */
+  if (rc) return rc;
+  rc = ae_job_analytic_kernels(job, err);
   if (r->arch.type == AE_ARCH_GRAPH) {
     if (rc == AE_EUNSUPPORTED) {
       rc = AE_OK;

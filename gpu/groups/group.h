@@ -56,7 +56,7 @@ typedef struct {
   } requested[AE_MAX_GROUPS];
   size_t n_requested;
 
-  /* The batch and K(0), drawn before any group runs. */
+  /* The batch, drawn before any group runs; its K(0) on first use. */
   ae_batch batch;
 
   /* Shared intermediates, computed on first use (job.c). */
@@ -105,6 +105,9 @@ int ae_job_wants(const ae_job_state *job, const ae_metric_group *grp,
 /* ---- shared intermediates (gpu/groups/job.c) ----
  * Each computes its value on the first call and returns the cached one
  * after; 0 or an error code (err filled where there is a reason). */
+
+/* K(0) of the batch (job->batch.k0). */
+int ae_job_input_kernel(ae_job_state *job, ae_error *err);
 
 /* Path statistics of the cell DAG (nb201, mlp_dag) or of the graph. */
 int ae_job_paths(ae_job_state *job, ae_error *err);

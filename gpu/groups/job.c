@@ -23,6 +23,11 @@ int ae_job_wants(const ae_job_state *job, const ae_metric_group *grp,
   return 0;
 }
 
+int ae_job_input_kernel(ae_job_state *job, ae_error *err) {
+  (void)err;
+  return ae_batch_input_kernel(&job->batch);
+}
+
 int ae_job_paths(ae_job_state *job, ae_error *err) {
   (void)err;
   if (job->have_paths) return AE_OK;
@@ -79,15 +84,17 @@ int ae_job_analytic_kernels(ae_job_state *job, ae_error *err) {
   const ae_request *r = job->req;
   int n = job->batch.n;
   size_t nn = (size_t)n * n;
+  int rc = ae_job_input_kernel(job, err);
+  if (rc) return rc;
   double *k = malloc(nn * sizeof *k), *t = malloc(nn * sizeof *t);
   if (!k || !t) {
     free(k);
     free(t);
     return AE_ENOMEM;
   }
-  int rc = r->arch.type == AE_ARCH_GRAPH
-               ? ae_graph_kernels(&r->net, job->batch.k0, n, 1, k, t)
-               : ae_dag_kernels(&r->arch.dag, job->batch.k0, n, 1, k, t);
+  rc = r->arch.type == AE_ARCH_GRAPH
+           ? ae_graph_kernels(&r->net, job->batch.k0, n, 1, k, t)
+           : ae_dag_kernels(&r->arch.dag, job->batch.k0, n, 1, k, t);
   if (rc) {
     free(k);
     free(t);
