@@ -3,7 +3,8 @@ api_libaeapi_a_SOURCES += api/status.c api/status.h api/problem.h api/arch.h \
 	api/error.h api/error.c \
 	api/request.h api/scorecard.h api/api_internal.h api/problem.c \
 	api/json_util.c api/json_fields.c api/activation.c api/arch.c \
-	api/lower.c api/request.c api/scorecard.c
+	api/lower.c api/request.c api/scorecard.c \
+	api/rank.h api/rank.c
 
 EXTRA_DIST += api/openapi.yaml
 
@@ -47,3 +48,11 @@ tests_unit_test_api_scorecard_LDADD = api/libaeapi.a $(JANSSON_LIBS) \
 check_SCRIPTS += tests/unit/test_api_openapi.py
 TESTS += tests/unit/test_api_openapi.py
 EXTRA_DIST += tests/unit/test_api_openapi.py
+
+# The combined rank (api/rank.c) on hand-computable populations.
+check_PROGRAMS += tests/unit/test_rank
+TESTS += tests/unit/test_rank
+tests_unit_test_rank_SOURCES = tests/unit/test_rank.c
+tests_unit_test_rank_CFLAGS = $(TEST_CFLAGS)
+tests_unit_test_rank_LDADD = api/libaeapi.a $(JANSSON_LIBS) \
+	$(CHECK_LIBS) -lm

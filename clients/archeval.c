@@ -19,6 +19,8 @@ static void usage(FILE *f) {
       "\n"
       "Commands:\n"
       "  score [FILE|-]        score job requests offline, in this process\n"
+      "  rank [FILE|-]         rank scorecards or jobs (combined rank, aspect\n"
+      "                        ranks, Pareto front); --json, --csv\n"
       "  submit FILE|-         submit a job (or a batch: a JSON array or\n"
       "                        {\"jobs\":[...]}); prints the id(s);\n"
       "                        --wait prints the result\n"
@@ -56,6 +58,7 @@ static const command commands[] = {
     {"get", ae_cli_get},       {"wait", ae_cli_wait},
     {"cancel", ae_cli_cancel}, {"delete", ae_cli_delete},
     {"list", ae_cli_list},     {"info", ae_cli_info},
+    {"rank", ae_cli_rank},
 };
 
 int main(int argc, char **argv) {

@@ -17,6 +17,9 @@ enum {
 
 int ae_cli_score(int argc, char **argv);
 
+/* `rank`: the combined rank of a population of scorecards (cli_rank.c). */
+int ae_cli_rank(int argc, char **argv);
+
 /* The server commands (http_commands.c), over the HTTP API of api.md.
  * Each accepts --server URL (default $ARCHEVAL_SERVER, else
  * http://127.0.0.1:8000) and --retries N. */

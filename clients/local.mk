@@ -3,7 +3,7 @@
 bin_PROGRAMS += clients/archeval
 clients_archeval_SOURCES = clients/archeval.c clients/cli.h \
 	clients/cli_score.c clients/http_client.c clients/http_client.h \
-	clients/http_commands.c
+	clients/http_commands.c clients/cli_rank.c
 clients_archeval_CFLAGS = $(AM_CFLAGS) $(CURL_CFLAGS)
 clients_archeval_LDADD = $(ENGINE_LIBS) $(CURL_LIBS)
 
@@ -11,6 +11,7 @@ clients_archeval_LDADD = $(ENGINE_LIBS) $(CURL_LIBS)
 # skips with 77 when the daemon is not built) and the deploy kit's static
 # checks.  Each prints "N passed, M failed" last.
 AE_CLIENT_TESTS = tests/integration/test_cli.py \
+	tests/integration/test_cli_rank.py \
 	tests/integration/test_python_client.py \
 	tests/integration/test_python_nas.py \
 	tests/integration/test_deploy.sh
