@@ -4,7 +4,8 @@ api_libaeapi_a_SOURCES += api/status.c api/status.h api/problem.h api/arch.h \
 	api/request.h api/scorecard.h api/api_internal.h api/problem.c \
 	api/json_util.c api/json_fields.c api/activation.c api/arch.c \
 	api/lower.c api/request.c api/scorecard.c \
-	api/rank.h api/rank.c
+	api/rank.h api/rank.c \
+	api/canon.c api/canon.h api/sha256.c api/sha256.h
 
 EXTRA_DIST += api/openapi.yaml
 
@@ -56,3 +57,11 @@ tests_unit_test_rank_SOURCES = tests/unit/test_rank.c
 tests_unit_test_rank_CFLAGS = $(TEST_CFLAGS)
 tests_unit_test_rank_LDADD = api/libaeapi.a $(JANSSON_LIBS) \
 	$(CHECK_LIBS) -lm
+
+# Canonical forms and keys: hand cases and the count of distinct NB201
+# networks against an independent brute-force enumeration.
+check_PROGRAMS += tests/unit/test_canon
+TESTS += tests/unit/test_canon
+tests_unit_test_canon_SOURCES = tests/unit/test_canon.c
+tests_unit_test_canon_CFLAGS = $(TEST_CFLAGS)
+tests_unit_test_canon_LDADD = $(TEST_LIBS)

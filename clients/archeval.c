@@ -30,6 +30,7 @@ static void usage(FILE *f) {
       "  delete ID...          delete finished jobs\n"
       "  list                  list jobs; --state S, --page-size N, --json\n"
       "  info                  print the server's description (GET /v1)\n"
+      "  canon [FILE|-]        print each architecture's canonical key\n"
       "\n"
       "Global options:\n"
       "  --server URL          the archevald to talk to (default\n"
@@ -59,6 +60,7 @@ static const command commands[] = {
     {"cancel", ae_cli_cancel}, {"delete", ae_cli_delete},
     {"list", ae_cli_list},     {"info", ae_cli_info},
     {"rank", ae_cli_rank},
+    {"canon", ae_cli_canon},
 };
 
 int main(int argc, char **argv) {

@@ -16,6 +16,8 @@ enum {
 };
 
 int ae_cli_score(int argc, char **argv);
+/* Canonical keys and forms of architectures, offline (cli_canon.c). */
+int ae_cli_canon(int argc, char **argv);
 
 /* `rank`: the combined rank of a population of scorecards (cli_rank.c). */
 int ae_cli_rank(int argc, char **argv);

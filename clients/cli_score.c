@@ -40,8 +40,12 @@ static void score_usage(FILE *f) {
           "  --threads N           parallel workers, each with its own engine\n"
           "                        (default 1)\n"
           "  --dataset NAME=PATH   register a dataset (repeatable); PATH is\n"
-          "                        a folder or file of *_u8_nchw.bin or IDX\n"
-          "                        files, options ,shape=CxHxW ,labels=FILE\n"
+          "                        a folder or file: CIFAR-10/100 batches\n"
+          "                        (binary or pickle), ImageNet16-120\n"
+          "                        pickles, .npy, *_u8_nchw.bin or IDX;\n"
+          "                        options ,split=train|test ,labels=FILE\n"
+          "                        ,shape=CxHxW\n"
+          "  --datasets-dir DIR    register every dataset one level under DIR\n"
           "  -h, --help            show this help\n"
           "\n"
           "Exit status: 0 all scored, 1 a job failed, 2 bad usage, 3 a\n"
@@ -206,14 +210,21 @@ static double wall_seconds(void) {
   return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
+/* --datasets-dir: what was skipped goes to stderr. */
+static void warn_dataset(void *ctx, int warning, const char *message) {
+  (void)ctx;
+  if (warning) fprintf(stderr, "archeval score: warning: %s\n", message);
+}
+
 int ae_cli_score(int argc, char **argv) {
   static const struct option opts[] = {
       {"backend", required_argument, NULL, 'b'},
       {"threads", required_argument, NULL, 't'},
       {"dataset", required_argument, NULL, 'd'},
+      {"datasets-dir", required_argument, NULL, 'D'},
       {"help", no_argument, NULL, 'h'},
       {NULL, 0, NULL, 0}};
-  const char *datasets[AE_SCORE_MAX_DATASETS];
+  const char *datasets[AE_SCORE_MAX_DATASETS], *datasets_dir = NULL;
   int n_datasets = 0, threads = 1;
   ae_engine_config cfg = {AE_BACKEND_HOST, 0, 0};
   optind = 1;
@@ -247,6 +258,9 @@ int ae_cli_score(int argc, char **argv) {
         return AE_EXIT_USAGE;
       }
       datasets[n_datasets++] = optarg;
+      break;
+    case 'D':
+      datasets_dir = optarg;
       break;
     case 'h':
       score_usage(stdout);
@@ -294,11 +308,17 @@ int ae_cli_score(int argc, char **argv) {
   int fashion_given = 0;
   for (int i = 0; i < n_datasets; i++)
     if (!strncmp(datasets[i], "fashion-mnist=", 14)) fashion_given = 1;
+  ae_error derr = AE_ERROR_INIT;
   rc = ae_dataset_registry_init(
-      &reg, !fashion_given && wants_fashion_mnist(root), &p);
+      &reg, !fashion_given && wants_fashion_mnist(root), &derr);
   for (int i = 0; !rc && i < n_datasets; i++)
-    rc = ae_dataset_registry_add(&reg, datasets[i], &p);
+    rc = ae_dataset_registry_add(&reg, datasets[i], &derr);
+  if (!rc && datasets_dir)
+    rc = ae_dataset_registry_add_dir(&reg, datasets_dir, warn_dataset, NULL,
+                                     &derr);
   if (rc) {
+    ae_problem_from_error(&derr, &p);
+    ae_error_clear(&derr);
     print_problem(&p);
     status = AE_EXIT_USAGE;
     goto done;

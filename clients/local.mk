@@ -3,7 +3,7 @@
 bin_PROGRAMS += clients/archeval
 clients_archeval_SOURCES = clients/archeval.c clients/cli.h \
 	clients/cli_score.c clients/http_client.c clients/http_client.h \
-	clients/http_commands.c clients/cli_rank.c
+	clients/http_commands.c clients/cli_rank.c clients/cli_canon.c
 clients_archeval_CFLAGS = $(AM_CFLAGS) $(CURL_CFLAGS)
 clients_archeval_LDADD = $(ENGINE_LIBS) $(CURL_LIBS)
 

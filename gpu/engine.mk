@@ -2,9 +2,13 @@
 # gpu/batch.c: the batch and K(0); gpu/warmup.c: warm-up and the device
 # parity gate; gpu/groups/: one file per metric group and the job's shared
 # intermediates; gpu/executor.h: the executor interface), the dataset
-# registry (gpu/dataset.c), their unit tests and the scorecard benchmark.
-gpu_libaeengine_a_SOURCES += gpu/engine.c gpu/engine.h gpu/dataset.c \
-	gpu/dataset.h gpu/philox.h gpu/executor.h gpu/job_control.c \
+# registry (gpu/dataset*.c), their unit tests and the scorecard benchmark.
+# The dataset registry and its loaders (also compiled into the fuzzers).
+AE_DATASET_SOURCES = gpu/dataset.c gpu/dataset.h gpu/dataset_internal.h \
+	gpu/dataset_io.c gpu/dataset_raw.c gpu/dataset_cifar.c \
+	gpu/dataset_pickle.c gpu/dataset_npy.c
+gpu_libaeengine_a_SOURCES += gpu/engine.c gpu/engine.h gpu/philox.h \
+	$(AE_DATASET_SOURCES) gpu/executor.h gpu/job_control.c \
 	gpu/job_control.h gpu/batch.c gpu/batch.h gpu/warmup.c gpu/warmup.h \
 	gpu/groups/group.h gpu/groups/job.c gpu/groups/table.c \
 	gpu/groups/topology.c gpu/groups/expressivity.c \
@@ -20,6 +24,12 @@ TESTS += tests/unit/test_dataset_registry
 tests_unit_test_dataset_registry_SOURCES = tests/unit/test_dataset_registry.c
 tests_unit_test_dataset_registry_CFLAGS = $(TEST_CFLAGS)
 tests_unit_test_dataset_registry_LDADD = $(TEST_LIBS)
+
+check_PROGRAMS += tests/unit/test_dataset_formats
+TESTS += tests/unit/test_dataset_formats
+tests_unit_test_dataset_formats_SOURCES = tests/unit/test_dataset_formats.c
+tests_unit_test_dataset_formats_CFLAGS = $(TEST_CFLAGS)
+tests_unit_test_dataset_formats_LDADD = $(TEST_LIBS)
 
 check_PROGRAMS += tests/unit/test_engine_score
 TESTS += tests/unit/test_engine_score

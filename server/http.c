@@ -1,21 +1,22 @@
 /* http.c: archevald's HTTP layer: libmicrohttpd in external-epoll mode on
- * the libuv loop, the route table, every endpoint of api.md, long polls.
+ * the libuv loop, one handler per route of route.c, long polls.
  *
  * Design.  MHD runs without threads of its own: a uv_poll_t watches MHD's
  * epoll fd and a uv_timer_t is re-armed from MHD_get_timeout() after every
  * MHD_run(), so every callback below runs on the loop thread and touches
- * the jobs without locks.  One request = one ae_http_req (MHD's con_cls),
- * freed in the completion callback, which also writes the log line and the
- * metrics.  A GET with ?wait_ms= on an unfinished job suspends its
- * connection and hangs an ae_waiter (with its own timer) on the job; the
- * job's completion or the timer resumes it, and MHD calls the handler
- * again, which answers with the job as it is then.  Errors become
- * problem+json in one place (respond_problem). */
+ * the jobs without locks; a uv_prepare_t runs MHD again before the loop
+ * sleeps whenever a connection was resumed.  One request = one ae_http_req
+ * (MHD's con_cls), freed in the completion callback, which also writes the
+ * log line and the metrics.  A GET with ?wait_ms= on an unfinished job
+ * suspends its connection and hangs an ae_waiter (with its own timer) on
+ * the job; the job's end (told by the state machine through the listener
+ * this file registers) or the timer resumes it, and MHD calls the handler
+ * again, which answers with the job as it is then.  Jobs are listed through
+ * the job table's iterator.  Errors become problem+json in one place
+ * (respond_problem).  All of it is the loop thread's. */
 #include "config.h"
 
-#include <arpa/inet.h>
-#include <ctype.h>
-#include <errno.h>
+#include <microhttpd.h>
 #include <netdb.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -25,8 +26,33 @@
 
 #include "api/status.h"
 #include "server/daemon.h"
+#include "server/http.h"
+#include "server/job_render.h"
+#include "server/job_state.h"
+#include "server/route.h"
+#include "server/util.h"
+#include "server/workers.h"
 
 #define MAX_WAIT_MS 30000
+/* How often connections are checked for slow requests. */
+#define SLOW_CHECK_MS 200
+
+typedef struct ae_waiter ae_waiter;
+typedef struct ae_http_conn ae_http_conn;
+
+/* The HTTP layer's state (srv->http), the loop's. */
+struct ae_http {
+  struct MHD_Daemon *mhd;
+  uv_poll_t mhd_poll;
+  uv_timer_t mhd_timer;
+  uv_prepare_t prepare; /* runs MHD after connections were resumed */
+  uv_timer_t slow_timer;
+  int need_mhd_run;
+  ae_waiter *all_waiters;   /* every suspended long poll */
+  ae_http_conn *conns;      /* every open TCP connection */
+  long long n_slow_dropped; /* connections dropped as too slow */
+  int open_handles;         /* libuv handles not yet closed */
+};
 
 typedef struct ae_http_req ae_http_req;
 
@@ -46,9 +72,9 @@ struct ae_http_req {
   long long start_ns;
   char method[16];
   char *path;
-  int row;     /* route table row, or -1 */
-  int route;   /* AE_ROUTE_* for the metrics */
-  char id[32]; /* the {id} of the path */
+  int route;         /* AE_ROUTE_* for the metrics */
+  char id[32];       /* the {id} of the path */
+  const char *allow; /* a 405's Allow header (static) */
   char *body;
   size_t len, cap;
   int status; /* the status sent, 0 until then */
@@ -60,12 +86,7 @@ struct ae_http_req {
 
 typedef enum MHD_Result (*route_handler)(ae_http_req *r);
 
-typedef struct {
-  const char *pattern;
-  const char *method;
-  int route;
-  route_handler handler;
-} route_row;
+static void http_run(ae_server *srv);
 
 /* ---- responses ---- */
 
@@ -194,39 +215,12 @@ static const char *query(ae_http_req *r, const char *name) {
   return MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, name);
 }
 
-/* Parses a non-negative decimal integer; 0 or AE_EINVAL. */
-static int parse_count(const char *s, long long max, long long *out) {
-  if (!s || !*s) return AE_EINVAL;
-  long long v = 0;
-  for (const char *c = s; *c; c++) {
-    if (!isdigit((unsigned char)*c)) return AE_EINVAL;
-    v = v * 10 + (*c - '0');
-    if (v > max) v = max + 1; /* saturate, callers decide */
-  }
-  *out = v;
-  return AE_OK;
-}
-
-static int content_type_is_json(const char *ct) {
-  if (!ct) return 1; /* no declaration: take it as JSON */
-  while (*ct == ' ')
-    ct++;
-  size_t n = strcspn(ct, ";");
-  while (n && (ct[n - 1] == ' ' || ct[n - 1] == '\t'))
-    n--;
-  if (n == 16 && !strncasecmp(ct, "application/json", 16)) return 1;
-  if (n > 17 && !strncasecmp(ct, "application/", 12) &&
-      !strncasecmp(ct + n - 5, "+json", 5))
-    return 1;
-  return 0;
-}
-
 /* 415 / 400 checks shared by POST handlers; parses the body into *out. */
 static int read_json_body(ae_http_req *r, json_t **out,
                           enum MHD_Result *answer) {
   *out = NULL;
   const char *ct = header(r, MHD_HTTP_HEADER_CONTENT_TYPE);
-  if (r->len > 0 && !content_type_is_json(ct)) {
+  if (r->len > 0 && !ae_content_type_is_json(ct)) {
     *answer = fail(r, 415, "unsupported_media_type", "Unsupported media type",
                    0, "The body must be application/json, not %s.", ct);
     return AE_EINVAL;
@@ -247,7 +241,7 @@ static enum MHD_Result h_live(ae_http_req *r) {
 
 static enum MHD_Result h_ready(ae_http_req *r) {
   ae_server *srv = r->srv;
-  if (ae_server_ready(srv))
+  if (!srv->draining && ae_workers_all_ready(srv))
     return respond(r, 200, NULL, 0, NULL, 0, 0, NULL, NULL, 0);
   if (srv->draining)
     return fail(r, 503, "draining", "Draining", 5,
@@ -294,17 +288,19 @@ static json_t *backends_json(ae_server *srv) {
 static json_t *datasets_json(ae_server *srv) {
   json_t *a = json_array();
   if (!a) return NULL;
-  json_array_append_new(a,
-                        json_pack("{s:s, s:n, s:i, s:n}", "name", "synthetic",
-                                  "shape", "num_classes", 10, "size"));
+  json_array_append_new(a, json_pack("{s:s, s:s, s:n, s:i, s:n}", "name",
+                                     "synthetic", "format", "synthetic",
+                                     "shape", "num_classes", 10, "size"));
   for (size_t i = 0; i < srv->registry.n; i++) {
     const ae_dataset_info *d = &srv->registry.infos[i];
     json_t *shape = json_array();
     for (int k = 0; shape && k < d->rank; k++)
       json_array_append_new(shape, json_integer(d->shape[k]));
-    json_array_append_new(a, json_pack("{s:s, s:o, s:i, s:I}", "name", d->name,
-                                       "shape", shape, "num_classes",
-                                       d->num_classes, "size",
+    const ae_dataset *set = &srv->registry.sets[i];
+    json_array_append_new(a, json_pack("{s:s, s:s, s:s, s:o, s:i, s:I}", "name",
+                                       d->name, "format", set->format, "split",
+                                       set->split, "shape", shape,
+                                       "num_classes", d->num_classes, "size",
                                        (json_int_t)d->size));
   }
   return a;
@@ -332,7 +328,15 @@ static enum MHD_Result h_root(ae_http_req *r) {
 
 static enum MHD_Result h_metrics(ae_http_req *r) {
   size_t len = 0;
-  char *text = ae_metrics_render(r->srv, &len);
+  ae_server *srv = r->srv;
+  ae_metrics_worker *workers =
+      calloc(srv->n_workers ? srv->n_workers : 1, sizeof *workers);
+  if (!workers) return fail_internal(r, AE_ENOMEM);
+  ae_workers_gauges(srv, workers);
+  ae_metrics_gauges gauges = {srv->n_queued, srv->http->n_slow_dropped,
+                              workers};
+  char *text = ae_metrics_render(&srv->metrics, &gauges, &len);
+  free(workers);
   if (!text) return fail_internal(r, AE_ENOMEM);
   return respond(r, 200, text, len, "text/plain; version=0.0.4", 0, 0, NULL,
                  NULL, 0);
@@ -350,7 +354,7 @@ static int idempotent_replay(ae_http_req *r, const char *key, const char *hash,
   ae_server *srv = r->srv;
   char first_key[400];
   snprintf(first_key, sizeof first_key, batch ? "%s\n0" : "%s", key);
-  ae_job *job = ae_job_find_idem(srv, first_key);
+  ae_job *job = ae_job_table_find_idem(&srv->jobs, first_key);
   if (!job) return 0;
   if (strcmp(job->body_hash, hash)) {
     *answer =
@@ -366,7 +370,7 @@ static int idempotent_replay(ae_http_req *r, const char *key, const char *hash,
   for (size_t i = 0; jobs; i++) {
     char k[400];
     snprintf(k, sizeof k, "%s\n%zu", key, i);
-    ae_job *each = ae_job_find_idem(srv, k);
+    ae_job *each = ae_job_table_find_idem(&srv->jobs, k);
     if (!each) break;
     json_array_append_new(jobs, ae_job_to_json(srv, each));
   }
@@ -417,7 +421,7 @@ static enum MHD_Result h_submit(ae_http_req *r) {
   if (srv->n_queued >= (size_t)srv->opt->max_queue) {
     ae_request_free(&req);
     return fail(r, 429, "queue_full", "Queue full", 1,
-                "%zu jobs are queued, the limit is %ld.", srv->n_queued,
+                "%zu jobs are queued, the limit is %lld.", srv->n_queued,
                 srv->opt->max_queue);
   }
   ae_job *job = NULL;
@@ -463,7 +467,7 @@ static enum MHD_Result h_batch(ae_http_req *r) {
     else if (json_array_size(items) == 0)
       ae_problem_add(&p, "/jobs", "At least one job is required.");
     else if (json_array_size(items) > (size_t)srv->opt->max_batch)
-      ae_problem_add(&p, "/jobs", "%zu jobs, the limit is %ld.",
+      ae_problem_add(&p, "/jobs", "%zu jobs, the limit is %lld.",
                      json_array_size(items), srv->opt->max_batch);
   }
   if (p.status) {
@@ -515,7 +519,7 @@ static enum MHD_Result h_batch(ae_http_req *r) {
   } else if (srv->n_queued + n > (size_t)srv->opt->max_queue) {
     result = fail(r, 429, "queue_full", "Queue full", 1,
                   "%zu jobs are queued, %zu more would pass the limit of "
-                  "%ld.",
+                  "%lld.",
                   srv->n_queued, n, srv->opt->max_queue);
   } else {
     /* One store transaction for the batch; job i keeps "KEY\nI". */
@@ -554,7 +558,7 @@ static void waiter_release(ae_waiter *w) {
   if (w->all_prev)
     w->all_prev->all_next = w->all_next;
   else
-    srv->all_waiters = w->all_next;
+    srv->http->all_waiters = w->all_next;
   if (w->all_next) w->all_next->all_prev = w->all_prev;
   uv_timer_stop(&w->timer);
   uv_close((uv_handle_t *)&w->timer, waiter_closed);
@@ -562,7 +566,7 @@ static void waiter_release(ae_waiter *w) {
     w->req->waiter = NULL;
     w->req->resumed = 1;
     MHD_resume_connection(w->req->conn);
-    srv->need_mhd_run = 1;
+    srv->http->need_mhd_run = 1;
   }
 }
 
@@ -570,18 +574,20 @@ static void on_wait_timeout(uv_timer_t *timer) {
   ae_waiter *w = timer->data;
   ae_server *srv = w->srv;
   waiter_release(w);
-  ae_http_run(srv);
+  http_run(srv);
 }
 
-void ae_http_wake_waiters(ae_server *srv, ae_job *job) {
+/* The state machine's listener: the job is terminal, its long polls
+ * answer now. */
+static void on_terminal(ae_server *srv, ae_job *job) {
   (void)srv;
   while (job->waiters)
     waiter_release(job->waiters);
 }
 
-void ae_http_wake_all(ae_server *srv) {
-  while (srv->all_waiters)
-    waiter_release(srv->all_waiters);
+static void wake_all(ae_server *srv) {
+  while (srv->http->all_waiters)
+    waiter_release(srv->http->all_waiters);
 }
 
 static int suspend_for(ae_http_req *r, ae_job *job, long long wait_ms) {
@@ -599,9 +605,9 @@ static int suspend_for(ae_http_req *r, ae_job *job, long long wait_ms) {
   w->next = job->waiters;
   if (w->next) w->next->prev = w;
   job->waiters = w;
-  w->all_next = srv->all_waiters;
+  w->all_next = srv->http->all_waiters;
   if (w->all_next) w->all_next->all_prev = w;
-  srv->all_waiters = w;
+  srv->http->all_waiters = w;
   r->waiter = w;
   uv_timer_start(&w->timer, on_wait_timeout, (uint64_t)wait_ms, 0);
   MHD_suspend_connection(r->conn);
@@ -609,14 +615,14 @@ static int suspend_for(ae_http_req *r, ae_job *job, long long wait_ms) {
 }
 
 static enum MHD_Result h_get(ae_http_req *r) {
-  ae_job *job = ae_job_find(r->srv, r->id);
+  ae_job *job = ae_job_table_find(&r->srv->jobs, r->id);
   if (!job)
     return fail(r, 404, "not_found", "Not found", 0,
                 "No job %s (unknown or expired).", r->id);
   const char *wait = query(r, "wait_ms");
   if (wait && !r->resumed) {
     long long wait_ms;
-    if (parse_count(wait, MAX_WAIT_MS, &wait_ms))
+    if (ae_parse_count(wait, MAX_WAIT_MS, &wait_ms))
       return fail(r, 422, "invalid_request", "Invalid request", 0,
                   "wait_ms must be an integer from 0 to %d.", MAX_WAIT_MS);
     if (wait_ms > MAX_WAIT_MS) wait_ms = MAX_WAIT_MS;
@@ -630,30 +636,12 @@ static enum MHD_Result h_get(ae_http_req *r) {
   return respond_job(r, 200, job, 0);
 }
 
-/* Page tokens: the seq of the last job shown, base32 with a check. */
-static void token_encode(long long seq, char *out, size_t len) {
-  unsigned long long v = (unsigned long long)seq ^ 0x5a5a5a5a5aULL;
-  unsigned check = (unsigned)(v % 31);
-  snprintf(out, len, "%llx-%x", v, check);
-}
-
-static int token_decode(const char *s, long long *seq) {
-  char *end;
-  errno = 0;
-  unsigned long long v = strtoull(s, &end, 16);
-  if (errno || end == s || *end != '-') return AE_EINVAL;
-  char *end2;
-  unsigned long check = strtoul(end + 1, &end2, 16);
-  if (*end2 || end2 == end + 1 || check != v % 31) return AE_EINVAL;
-  *seq = (long long)(v ^ 0x5a5a5a5a5aULL);
-  return AE_OK;
-}
-
 static enum MHD_Result h_list(ae_http_req *r) {
   ae_server *srv = r->srv;
   const char *state_s = query(r, "state");
   const char *size_s = query(r, "page_size");
   const char *token_s = query(r, "page_token");
+  const char *client_ref = query(r, "client_ref");
   ae_job_state state = AE_JOB_QUEUED;
   int filter = 0;
   if (state_s && *state_s) {
@@ -664,23 +652,29 @@ static enum MHD_Result h_list(ae_http_req *r) {
     filter = 1;
   }
   long long page_size = 100;
-  if (size_s && (parse_count(size_s, 1000, &page_size) || page_size < 1 ||
+  if (size_s && (ae_parse_count(size_s, 1000, &page_size) || page_size < 1 ||
                  page_size > 1000))
     return fail(r, 422, "invalid_request", "Invalid request", 0,
                 "page_size must be an integer from 1 to 1000.");
   long long before = -1;
-  if (token_s && *token_s && token_decode(token_s, &before))
+  if (token_s && *token_s && ae_page_token_decode(token_s, &before))
     return fail(r, 422, "invalid_request", "Invalid request", 0,
                 "page_token is not a token this server gave.");
+  if (client_ref && !*client_ref) client_ref = NULL; /* no filter */
+  if (client_ref && !ae_client_ref_ok(client_ref))
+    return fail(r, 422, "invalid_request", "Invalid request", 0,
+                "client_ref must be 1 to 256 bytes without control "
+                "characters.");
   json_t *jobs = json_array();
   if (!jobs) return fail_internal(r, AE_ENOMEM);
-  ae_job *job = srv->last;
-  while (job && before >= 0 && job->seq >= before)
-    job = job->prev;
+  ae_job_iter it;
+  ae_job_iter_start(&srv->jobs, before, &it);
   long long shown = 0, last_seq = -1;
   int more = 0;
-  for (; job; job = job->prev) {
+  for (ae_job *job; (job = ae_job_iter_next(&it));) {
     if (filter && job->state != state) continue;
+    if (client_ref && (!job->client_ref || strcmp(job->client_ref, client_ref)))
+      continue;
     if (shown == page_size) {
       more = 1;
       break;
@@ -694,14 +688,14 @@ static enum MHD_Result h_list(ae_http_req *r) {
     last_seq = job->seq;
   }
   char token[64];
-  token_encode(last_seq, token, sizeof token);
+  ae_page_token_encode(last_seq, token, sizeof token);
   json_t *out = json_pack("{s:o, s:o}", "jobs", jobs, "next_page_token",
                           more ? json_string(token) : json_null());
   return respond_json(r, 200, out, 1, 0, NULL);
 }
 
 static enum MHD_Result h_cancel(ae_http_req *r) {
-  ae_job *job = ae_job_find(r->srv, r->id);
+  ae_job *job = ae_job_table_find(&r->srv->jobs, r->id);
   if (!job)
     return fail(r, 404, "not_found", "Not found", 0,
                 "No job %s (unknown or expired).", r->id);
@@ -714,7 +708,7 @@ static enum MHD_Result h_cancel(ae_http_req *r) {
 }
 
 static enum MHD_Result h_delete(ae_http_req *r) {
-  ae_job *job = ae_job_find(r->srv, r->id);
+  ae_job *job = ae_job_table_find(&r->srv->jobs, r->id);
   if (!job)
     return fail(r, 404, "not_found", "Not found", 0,
                 "No job %s (unknown or expired).", r->id);
@@ -727,98 +721,49 @@ static enum MHD_Result h_delete(ae_http_req *r) {
   return respond(r, 204, NULL, 0, NULL, 1, 0, NULL, NULL, 0);
 }
 
-/* ---- routing ---- */
+/* ---- routing: route.c finds the row, this table its handler ---- */
 
-static const route_row routes[] = {
-    {"/v1/health/live", "GET", AE_ROUTE_LIVE, h_live},
-    {"/v1/health/ready", "GET", AE_ROUTE_READY, h_ready},
-    {"/v1", "GET", AE_ROUTE_ROOT, h_root},
-    {"/metrics", "GET", AE_ROUTE_METRICS, h_metrics},
-    {"/v1/datasets", "GET", AE_ROUTE_DATASETS, h_datasets},
-    {"/v1/jobs", "POST", AE_ROUTE_JOBS, h_submit},
-    {"/v1/jobs", "GET", AE_ROUTE_JOBS, h_list},
-    {"/v1/jobs:batch", "POST", AE_ROUTE_BATCH, h_batch},
-    {"/v1/jobs/{id}", "GET", AE_ROUTE_JOB, h_get},
-    {"/v1/jobs/{id}", "DELETE", AE_ROUTE_JOB, h_delete},
-    {"/v1/jobs/{id}:cancel", "POST", AE_ROUTE_CANCEL, h_cancel},
+static enum MHD_Result h_not_allowed(ae_http_req *r) {
+  ae_problem p = AE_PROBLEM_INIT;
+  ae_problem_set(&p, 405, "method_not_allowed", "Method not allowed",
+                 "%s is not allowed on %s; allowed: %s.", r->method, r->path,
+                 r->allow);
+  return respond_problem_full(r, &p, 0, r->allow, 0);
+}
+
+static enum MHD_Result h_not_found(ae_http_req *r) {
+  return fail(r, 404, "not_found", "Not found", 0, "No route %s %s.", r->method,
+              r->path);
+}
+
+static const route_handler handlers[AE_HANDLER_COUNT] = {
+    [AE_HANDLER_LIVE] = h_live,
+    [AE_HANDLER_READY] = h_ready,
+    [AE_HANDLER_ROOT] = h_root,
+    [AE_HANDLER_METRICS] = h_metrics,
+    [AE_HANDLER_DATASETS] = h_datasets,
+    [AE_HANDLER_SUBMIT] = h_submit,
+    [AE_HANDLER_LIST] = h_list,
+    [AE_HANDLER_BATCH] = h_batch,
+    [AE_HANDLER_GET] = h_get,
+    [AE_HANDLER_DELETE] = h_delete,
+    [AE_HANDLER_CANCEL] = h_cancel,
+    [AE_HANDLER_NOT_ALLOWED] = h_not_allowed,
+    [AE_HANDLER_NOT_FOUND] = h_not_found,
 };
-#define N_ROUTES (sizeof routes / sizeof routes[0])
 
-/* Matches path against a pattern whose "{id}" takes 1-31 characters of
- * [A-Za-z0-9_-].  1 on a match (id filled), else 0. */
-static int path_match(const char *pattern, const char *path, char id[32]) {
-  while (*pattern) {
-    if (!strncmp(pattern, "{id}", 4)) {
-      size_t n = 0;
-      while (isalnum((unsigned char)path[n]) || path[n] == '_' ||
-             path[n] == '-')
-        n++;
-      if (n == 0 || n > 31) return 0;
-      memcpy(id, path, n);
-      id[n] = '\0';
-      path += n;
-      pattern += 4;
-      continue;
-    }
-    if (*pattern++ != *path++) return 0;
-  }
-  return *path == '\0';
-}
-
-static int method_matches(const char *row, const char *method) {
-  return !strcmp(row, method) ||
-         (!strcmp(method, "HEAD") && !strcmp(row, "GET"));
-}
-
-/* Finds the row for the request; -1 with allow filled (a 405), or -1 with
- * allow empty (a 404). */
-static int route_find(ae_http_req *r, char *allow, size_t allow_len) {
-  allow[0] = '\0';
-  for (size_t i = 0; i < N_ROUTES; i++) {
-    char id[32] = "";
-    if (!path_match(routes[i].pattern, r->path, id)) continue;
-    r->route = routes[i].route;
-    if (method_matches(routes[i].method, r->method)) {
-      snprintf(r->id, sizeof r->id, "%s", id);
-      return (int)i;
-    }
-    size_t used = strlen(allow);
-    snprintf(allow + used, allow_len - used, "%s%s", used ? ", " : "",
-             routes[i].method);
-    if (!strcmp(routes[i].method, "GET")) {
-      used = strlen(allow);
-      snprintf(allow + used, allow_len - used, ", HEAD");
-    }
-  }
-  return -1;
-}
-
-static int request_id_ok(const char *s) {
-  size_t n = strlen(s);
-  if (n == 0 || n > 128) return 0;
-  for (size_t i = 0; i < n; i++)
-    if (!isalnum((unsigned char)s[i]) && s[i] != '.' && s[i] != '_' &&
-        s[i] != '-')
-      return 0;
-  return 1;
+/* Routes the request: its handler, with r->route and r->id filled. */
+static ae_handler route(ae_http_req *r) {
+  ae_route_match m;
+  ae_route_find(r->method, r->path, &m);
+  r->route = m.route;
+  r->allow = m.allow;
+  snprintf(r->id, sizeof r->id, "%s", m.id);
+  return m.handler;
 }
 
 static enum MHD_Result dispatch(ae_http_req *r) {
-  char allow[128];
-  int row = route_find(r, allow, sizeof allow);
-  if (row < 0 && allow[0]) {
-    ae_problem p = AE_PROBLEM_INIT;
-    ae_problem_set(&p, 405, "method_not_allowed", "Method not allowed",
-                   "%s is not allowed on %s; allowed: %s.", r->method, r->path,
-                   allow);
-    return respond_problem_full(r, &p, 0, allow, 0);
-  }
-  if (row < 0) {
-    r->route = AE_ROUTE_OTHER;
-    return fail(r, 404, "not_found", "Not found", 0, "No route %s %s.",
-                r->method, r->path);
-  }
-  return routes[row].handler(r);
+  return handlers[route(r)](r);
 }
 
 /* ---- connections: a deadline for slow clients ----
@@ -852,16 +797,18 @@ static void on_connection(void *cls, struct MHD_Connection *conn,
     if (!c) return; /* untracked: MHD's idle timeout still applies */
     c->conn = conn;
     c->since_ns = ae_mono_ns();
-    c->next = srv->http_conns;
+    c->next = srv->http->conns;
     if (c->next) c->next->prev = c;
-    srv->http_conns = c;
+    srv->http->conns = c;
     *socket_context = c;
     return;
   }
   ae_http_conn *c = *socket_context;
   if (!c) return;
-  if (c->prev) c->prev->next = c->next;
-  else srv->http_conns = c->next;
+  if (c->prev)
+    c->prev->next = c->next;
+  else
+    srv->http->conns = c->next;
   if (c->next) c->next->prev = c->prev;
   free(c);
   *socket_context = NULL;
@@ -871,10 +818,12 @@ static long long request_deadline_ns(const ae_server *srv) {
   return (long long)srv->opt->connection_timeout_secs * 1000000000LL;
 }
 
-void ae_http_drop_slow(ae_server *srv) {
-  if (!srv->mhd) return;
+/* Shuts down connections that have held a request (its headers still
+ * arriving) longer than --connection-timeout-secs: MHD's own timeout only
+ * counts idle time, which a client trickling bytes resets. */
+static void drop_slow(ae_server *srv) {
   long long now = ae_mono_ns(), limit = request_deadline_ns(srv);
-  for (ae_http_conn *c = srv->http_conns; c; c = c->next) {
+  for (ae_http_conn *c = srv->http->conns; c; c = c->next) {
     if (c->in_request || c->dropped || now - c->since_ns <= limit) continue;
     const union MHD_ConnectionInfo *info =
         MHD_get_connection_info(c->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
@@ -882,9 +831,11 @@ void ae_http_drop_slow(ae_server *srv) {
     /* MHD sees the end of the stream and closes the connection itself. */
     shutdown(info->connect_fd, SHUT_RDWR);
     c->dropped = 1;
-    srv->n_slow_dropped++;
-    ae_log(AE_LOG_DEBUG, "dropped a connection with no complete request "
-           "after %d s", srv->opt->connection_timeout_secs);
+    srv->http->n_slow_dropped++;
+    ae_log(AE_LOG_DEBUG,
+           "dropped a connection with no complete request "
+           "after %d s",
+           srv->opt->connection_timeout_secs);
   }
 }
 
@@ -908,19 +859,17 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
     r->path = strdup(url);
     if (!r->path) return MHD_NO;
     const char *rid = header(r, "X-Request-Id");
-    if (rid && request_id_ok(rid))
+    if (rid && ae_request_id_ok(rid))
       snprintf(r->request_id, sizeof r->request_id, "%s", rid);
     else
       snprintf(r->request_id, sizeof r->request_id, "%016llx",
                (unsigned long long)ae_random_u64());
-    srv->n_requests++;
     /* The body limit, before reading any of it. */
     const char *cl = header(r, MHD_HTTP_HEADER_CONTENT_LENGTH);
     long long length;
-    if (cl && !parse_count(cl, srv->opt->max_body_bytes, &length) &&
+    if (cl && !ae_parse_count(cl, srv->opt->max_body_bytes, &length) &&
         length > srv->opt->max_body_bytes) {
-      char allow[128];
-      route_find(r, allow, sizeof allow);
+      route(r); /* for the metrics' route label */
       ae_problem p = AE_PROBLEM_INIT;
       ae_problem_set(&p, 413, "body_too_large", "Body too large",
                      "The body is over the limit of %lld bytes.",
@@ -936,16 +885,17 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
     if (tcp && ae_mono_ns() - tcp->since_ns > request_deadline_ns(srv)) {
       /* The body trickles in: drop the connection (MHD cannot answer in
        * the middle of an upload). */
-      srv->n_slow_dropped++;
-      ae_log(AE_LOG_WARN, "request %s: body not complete after %d s; "
-             "connection dropped", r->request_id,
-             srv->opt->connection_timeout_secs);
+      srv->http->n_slow_dropped++;
+      ae_log(AE_LOG_WARN,
+             "request %s: body not complete after %d s; "
+             "connection dropped",
+             r->request_id, srv->opt->connection_timeout_secs);
       return MHD_NO;
     }
     if (r->len + n > (size_t)srv->opt->max_body_bytes) {
       /* A chunked or understated body went over: answer if MHD lets us at
        * this point, else close the connection. */
-      route_find(r, (char[128]){0}, 128);
+      route(r); /* for the metrics' route label */
       ae_problem p = AE_PROBLEM_INIT;
       ae_problem_set(&p, 413, "body_too_large", "Body too large",
                      "The body is over the limit of %lld bytes.",
@@ -992,7 +942,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
   }
   double seconds = (double)(ae_mono_ns() - r->start_ns) / 1e9;
   if (r->status) {
-    ae_metrics_http(srv, r->route, r->status, seconds);
+    ae_metrics_http(&srv->metrics, r->route, r->status, seconds);
     ae_log_request(r->request_id, r->method, r->path ? r->path : "", r->status,
                    seconds * 1e3, r->job_id);
   }
@@ -1004,28 +954,55 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 /* ---- MHD on the loop ---- */
 
 static void on_mhd_timer(uv_timer_t *timer) {
-  ae_http_run(timer->data);
+  http_run(timer->data);
 }
 
 static void on_mhd_poll(uv_poll_t *poll, int status, int events) {
   (void)status;
   (void)events;
-  ae_http_run(poll->data);
+  http_run(poll->data);
 }
 
-void ae_http_run(ae_server *srv) {
-  if (!srv->mhd) return;
-  srv->need_mhd_run = 0;
-  MHD_run(srv->mhd);
+/* Before the loop sleeps: connections resumed since MHD last ran (a long
+ * poll answered) need MHD to run once more. */
+static void on_prepare(uv_prepare_t *prepare) {
+  ae_server *srv = prepare->data;
+  if (srv->http->need_mhd_run) http_run(srv);
+}
+
+static void on_slow_timer(uv_timer_t *timer) {
+  ae_server *srv = timer->data;
+  drop_slow(srv);
+  http_run(srv);
+}
+
+/* Runs MHD once and re-arms its timer. */
+static void http_run(ae_server *srv) {
+  struct ae_http *h = srv->http;
+  if (!h || !h->mhd) return;
+  h->need_mhd_run = 0;
+  MHD_run(h->mhd);
   MHD_UNSIGNED_LONG_LONG timeout;
-  if (MHD_get_timeout(srv->mhd, &timeout) == MHD_YES)
-    uv_timer_start(&srv->mhd_timer, on_mhd_timer, (uint64_t)timeout, 0);
+  if (MHD_get_timeout(h->mhd, &timeout) == MHD_YES)
+    uv_timer_start(&h->mhd_timer, on_mhd_timer, (uint64_t)timeout, 0);
   else
-    uv_timer_stop(&srv->mhd_timer);
+    uv_timer_stop(&h->mhd_timer);
+}
+
+static void http_closed(uv_handle_t *handle) {
+  ae_server *srv = handle->data;
+  /* The last of the four handles frees the state. */
+  if (--srv->http->open_handles == 0) {
+    free(srv->http);
+    srv->http = NULL;
+  }
 }
 
 int ae_http_start(ae_server *srv) {
   const ae_options *o = srv->opt;
+  if (ae_jobs_on_terminal(srv, on_terminal)) return AE_EINTERNAL;
+  struct ae_http *h = calloc(1, sizeof *h);
+  if (!h) return AE_ENOMEM;
   struct addrinfo hints, *ai = NULL;
   memset(&hints, 0, sizeof hints);
   hints.ai_family = AF_UNSPEC;
@@ -1037,12 +1014,13 @@ int ae_http_start(ae_server *srv) {
   if (gai) {
     ae_log(AE_LOG_ERROR, "--http-address %s: %s", o->http_address,
            gai_strerror(gai));
+    free(h);
     return AE_EINVAL;
   }
   unsigned flags = MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
                    MHD_USE_ERROR_LOG | MHD_USE_TURBO;
   if (ai->ai_family == AF_INET6) flags |= MHD_USE_IPv6;
-  srv->mhd = MHD_start_daemon(
+  h->mhd = MHD_start_daemon(
       flags, (uint16_t)o->http_port, NULL, NULL, on_request, srv,
       MHD_OPTION_SOCK_ADDR, ai->ai_addr, MHD_OPTION_CONNECTION_LIMIT,
       (unsigned)o->max_connections, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
@@ -1051,35 +1029,49 @@ int ae_http_start(ae_server *srv) {
       on_completed, srv, MHD_OPTION_NOTIFY_CONNECTION, on_connection, srv,
       MHD_OPTION_END);
   freeaddrinfo(ai);
-  if (!srv->mhd) {
+  if (!h->mhd) {
     ae_log(AE_LOG_ERROR, "cannot listen on %s:%d", o->http_address,
            o->http_port);
+    free(h);
     return AE_EIO;
   }
   const union MHD_DaemonInfo *info =
-      MHD_get_daemon_info(srv->mhd, MHD_DAEMON_INFO_EPOLL_FD);
-  if (!info || uv_poll_init(srv->loop, &srv->mhd_poll, info->epoll_fd) ||
-      uv_timer_init(srv->loop, &srv->mhd_timer)) {
-    MHD_stop_daemon(srv->mhd);
-    srv->mhd = NULL;
+      MHD_get_daemon_info(h->mhd, MHD_DAEMON_INFO_EPOLL_FD);
+  if (!info || uv_poll_init(srv->loop, &h->mhd_poll, info->epoll_fd) ||
+      uv_timer_init(srv->loop, &h->mhd_timer) ||
+      uv_prepare_init(srv->loop, &h->prepare) ||
+      uv_timer_init(srv->loop, &h->slow_timer)) {
+    /* uv_*_init cannot fail for these handles on Linux once the loop is
+     * up; were one to, the loop still holds the others: leave them to the
+     * process exit rather than free memory they point into. */
+    MHD_stop_daemon(h->mhd);
+    h->mhd = NULL;
+    srv->http = h;
     return AE_EINTERNAL;
   }
-  srv->mhd_poll.data = srv;
-  srv->mhd_timer.data = srv;
-  uv_poll_start(&srv->mhd_poll, UV_READABLE, on_mhd_poll);
+  srv->http = h;
+  h->open_handles = 4;
+  h->mhd_poll.data = h->mhd_timer.data = srv;
+  h->prepare.data = h->slow_timer.data = srv;
+  uv_poll_start(&h->mhd_poll, UV_READABLE, on_mhd_poll);
+  uv_prepare_start(&h->prepare, on_prepare);
+  uv_timer_start(&h->slow_timer, on_slow_timer, SLOW_CHECK_MS, SLOW_CHECK_MS);
   ae_log(AE_LOG_INFO, "listening on %s:%d", o->http_address, o->http_port);
-  ae_http_run(srv);
+  http_run(srv);
   return AE_OK;
 }
 
 void ae_http_stop(ae_server *srv) {
-  if (!srv->mhd) return;
-  ae_http_wake_all(srv);
-  MHD_run(srv->mhd); /* let resumed connections go */
-  uv_poll_stop(&srv->mhd_poll);
-  uv_close((uv_handle_t *)&srv->mhd_poll, NULL);
-  uv_timer_stop(&srv->mhd_timer);
-  uv_close((uv_handle_t *)&srv->mhd_timer, NULL);
-  MHD_stop_daemon(srv->mhd);
-  srv->mhd = NULL;
+  struct ae_http *h = srv->http;
+  if (!h || !h->mhd) return;
+  wake_all(srv);
+  MHD_run(h->mhd); /* let resumed connections go */
+  uv_poll_stop(&h->mhd_poll);
+  uv_close((uv_handle_t *)&h->mhd_poll, http_closed);
+  uv_timer_stop(&h->mhd_timer);
+  uv_close((uv_handle_t *)&h->mhd_timer, http_closed);
+  uv_close((uv_handle_t *)&h->prepare, http_closed);
+  uv_close((uv_handle_t *)&h->slow_timer, http_closed);
+  MHD_stop_daemon(h->mhd);
+  h->mhd = NULL;
 }

@@ -2,8 +2,9 @@
  *
  * Counters and histograms are plain numbers owned by the loop thread,
  * which updates them as jobs and requests finish and renders them for
- * GET /metrics.  The only values from worker threads are each worker's
- * memory gauge, an atomic the worker stores after every job. */
+ * GET /metrics.  The gauges (queued jobs, each worker's state and memory)
+ * are read by the caller and passed in as plain values, so this file knows
+ * nothing of jobs, workers or threads. */
 #include "config.h"
 
 #include <stdarg.h>
@@ -12,23 +13,12 @@
 #include <string.h>
 
 #include "api/status.h"
-#include "server/daemon.h"
+#include "server/metrics.h"
 
-const char *const ae_route_labels[AE_ROUTE_COUNT] = {"/v1/health/live",
-                                                     "/v1/health/ready",
-                                                     "/v1",
-                                                     "/metrics",
-                                                     "/v1/datasets",
-                                                     "/v1/jobs",
-                                                     "/v1/jobs:batch",
-                                                     "/v1/jobs/{id}",
-                                                     "/v1/jobs/{id}:cancel",
-                                                     "other"};
-
-const int ae_http_codes[AE_HTTP_CODES] = {
+static const int http_codes[AE_HTTP_CODES] = {
     200, 202, 204, 400, 404, 405, 409, 413, 415, 422, 429, 500, 503, 0, 0, 0};
 
-const char *const ae_finish_reasons[8] = {
+static const char *const finish_reasons[AE_FINISH_REASONS] = {
     "completed",    "cancelled",    "draining", "deadline_exceeded",
     "engine_error", "device_error", "internal", "other"};
 
@@ -55,14 +45,15 @@ void ae_histogram_observe(ae_histogram *h, double value) {
   h->total++;
 }
 
-int ae_metrics_init(ae_server *srv) {
-  ae_metrics *m = &srv->metrics;
+int ae_metrics_init(ae_metrics *m, size_t n_workers) {
+  memset(m, 0, sizeof *m);
   ae_histogram_init(&m->queue_seconds, job_seconds_bounds,
                     N_OF(job_seconds_bounds));
   m->compute_seconds =
-      calloc(srv->n_workers ? srv->n_workers : 1, sizeof *m->compute_seconds);
+      calloc(n_workers ? n_workers : 1, sizeof *m->compute_seconds);
   if (!m->compute_seconds) return AE_ENOMEM;
-  for (size_t i = 0; i < srv->n_workers; i++)
+  m->n_workers = n_workers;
+  for (size_t i = 0; i < n_workers; i++)
     ae_histogram_init(&m->compute_seconds[i], job_seconds_bounds,
                       N_OF(job_seconds_bounds));
   for (int r = 0; r < AE_ROUTE_COUNT; r++)
@@ -71,31 +62,29 @@ int ae_metrics_init(ae_server *srv) {
   return AE_OK;
 }
 
-void ae_metrics_free(ae_server *srv) {
-  free(srv->metrics.compute_seconds);
-  srv->metrics.compute_seconds = NULL;
+void ae_metrics_free(ae_metrics *m) {
+  free(m->compute_seconds);
+  m->compute_seconds = NULL;
 }
 
-void ae_metrics_job_finished(ae_server *srv, ae_job *job) {
-  int state = job->state == AE_JOB_SUCCEEDED ? 0
-              : job->state == AE_JOB_FAILED  ? 1
-                                             : 2;
-  int reason = 7;
-  for (int i = 0; i < 8; i++)
-    if (job->finish_reason && !strcmp(job->finish_reason, ae_finish_reasons[i]))
-      reason = i;
-  srv->metrics.finished[state][reason]++;
+void ae_metrics_job_finished(ae_metrics *m, ae_job_state state,
+                             const char *reason) {
+  int s = state == AE_JOB_SUCCEEDED ? 0 : state == AE_JOB_FAILED ? 1 : 2;
+  int r = AE_FINISH_REASONS - 1;
+  for (int i = 0; i < AE_FINISH_REASONS; i++)
+    if (reason && !strcmp(reason, finish_reasons[i])) r = i;
+  m->finished[s][r]++;
 }
 
-void ae_metrics_http(ae_server *srv, int route, int status, double seconds) {
+void ae_metrics_http(ae_metrics *m, int route, int status, double seconds) {
   if (route < 0 || route >= AE_ROUTE_COUNT) route = AE_ROUTE_OTHER;
   int code = -1;
   for (int i = 0; i < AE_HTTP_CODES; i++)
-    if (ae_http_codes[i] == status) code = i;
+    if (http_codes[i] == status) code = i;
   if (code < 0)
     code = AE_HTTP_CODES - 1; /* "other": shown with its own label */
-  srv->metrics.http[route][code]++;
-  ae_histogram_observe(&srv->metrics.http_seconds[route], seconds);
+  m->http[route][code]++;
+  ae_histogram_observe(&m->http_seconds[route], seconds);
 }
 
 /* A growing text buffer. */
@@ -160,19 +149,19 @@ static void emit_histogram(text_buf *t, const char *name, const char *labels,
 
 /* A worker's label: its name, made unique with "/INDEX" when several
  * workers share it (--workers-per-gpu > 1). */
-static const char *worker_label(const ae_server *srv, size_t i, char *buf,
-                                size_t len) {
-  const char *name = srv->workers[i].name;
-  for (size_t k = 0; k < srv->n_workers; k++)
-    if (k != i && !strcmp(srv->workers[k].name, name)) {
+static const char *worker_label(const ae_metrics *m, const ae_metrics_gauges *g,
+                                size_t i, char *buf, size_t len) {
+  const char *name = g->workers[i].name;
+  for (size_t k = 0; k < m->n_workers; k++)
+    if (k != i && !strcmp(g->workers[k].name, name)) {
       snprintf(buf, len, "%s/%zu", name, i);
       return buf;
     }
   return name;
 }
 
-char *ae_metrics_render(ae_server *srv, size_t *len) {
-  ae_metrics *m = &srv->metrics;
+char *ae_metrics_render(const ae_metrics *m, const ae_metrics_gauges *g,
+                        size_t *len) {
   text_buf t = {malloc(16384), 0, 16384, 0};
   if (!t.buf) return NULL;
   static const char *const states[3] = {"succeeded", "failed", "cancelled"};
@@ -185,19 +174,19 @@ char *ae_metrics_render(ae_server *srv, size_t *len) {
   emit_header(&t, "archeval_jobs_finished_total", "counter",
               "Jobs that reached a terminal state, by state and reason.");
   for (int s = 0; s < 3; s++)
-    for (int r = 0; r < 8; r++)
+    for (int r = 0; r < AE_FINISH_REASONS; r++)
       if (m->finished[s][r] || (r == 0 && s == 0))
         emit(&t,
              "archeval_jobs_finished_total{state=\"%s\",reason=\"%s\"} %llu\n",
-             states[s], ae_finish_reasons[r], m->finished[s][r]);
+             states[s], finish_reasons[r], m->finished[s][r]);
 
   emit_header(&t, "archeval_jobs_queued", "gauge", "Jobs waiting to run.");
-  emit(&t, "archeval_jobs_queued %zu\n", srv->n_queued);
+  emit(&t, "archeval_jobs_queued %zu\n", g->n_queued);
 
   emit_header(&t, "archeval_jobs_running", "gauge", "Jobs running, by worker.");
-  for (size_t i = 0; i < srv->n_workers; i++)
+  for (size_t i = 0; i < m->n_workers; i++)
     emit(&t, "archeval_jobs_running{worker=\"%s\"} %d\n",
-         worker_label(srv, i, wl, sizeof wl), srv->workers[i].current ? 1 : 0);
+         worker_label(m, g, i, wl, sizeof wl), g->workers[i].running);
 
   emit_header(&t, "archeval_job_queue_seconds", "histogram",
               "Time from submission to the start of the evaluation.");
@@ -205,9 +194,9 @@ char *ae_metrics_render(ae_server *srv, size_t *len) {
 
   emit_header(&t, "archeval_job_compute_seconds", "histogram",
               "Evaluation time, by worker.");
-  for (size_t i = 0; i < srv->n_workers; i++) {
+  for (size_t i = 0; i < m->n_workers; i++) {
     snprintf(labels, sizeof labels, "worker=\"%s\"",
-             worker_label(srv, i, wl, sizeof wl));
+             worker_label(m, g, i, wl, sizeof wl));
     emit_histogram(&t, "archeval_job_compute_seconds", labels,
                    &m->compute_seconds[i]);
   }
@@ -218,8 +207,8 @@ char *ae_metrics_render(ae_server *srv, size_t *len) {
     for (int c = 0; c < AE_HTTP_CODES; c++)
       if (m->http[r][c]) {
         char code[16];
-        if (ae_http_codes[c])
-          snprintf(code, sizeof code, "%d", ae_http_codes[c]);
+        if (http_codes[c])
+          snprintf(code, sizeof code, "%d", http_codes[c]);
         else
           snprintf(code, sizeof code, "other");
         emit(&t,
@@ -239,23 +228,21 @@ char *ae_metrics_render(ae_server *srv, size_t *len) {
 
   emit_header(&t, "archeval_worker_ready", "gauge",
               "1 when the worker finished its warm-up and is in service.");
-  for (size_t i = 0; i < srv->n_workers; i++)
+  for (size_t i = 0; i < m->n_workers; i++)
     emit(&t, "archeval_worker_ready{worker=\"%s\"} %d\n",
-         worker_label(srv, i, wl, sizeof wl),
-         srv->workers[i].ready && !srv->workers[i].failed);
+         worker_label(m, g, i, wl, sizeof wl), g->workers[i].ready);
 
   emit_header(&t, "archeval_gpu_memory_used_bytes", "gauge",
               "Device (or host buffer) memory the worker's engine holds.");
-  for (size_t i = 0; i < srv->n_workers; i++)
+  for (size_t i = 0; i < m->n_workers; i++)
     emit(&t, "archeval_gpu_memory_used_bytes{worker=\"%s\"} %llu\n",
-         worker_label(srv, i, wl, sizeof wl),
-         (unsigned long long)atomic_load(&srv->workers[i].memory_used));
+         worker_label(m, g, i, wl, sizeof wl), g->workers[i].memory_used);
 
   emit_header(&t, "archeval_http_slow_connections_dropped_total", "counter",
               "Connections dropped because a request took longer than "
               "--connection-timeout-secs to arrive.");
   emit(&t, "archeval_http_slow_connections_dropped_total %lld\n",
-       srv->n_slow_dropped);
+       g->n_slow_dropped);
 
   emit_header(&t, "archeval_build_info", "gauge",
               "The build: version and whether CUDA was compiled in.");

@@ -9,7 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "server/daemon.h"
+#include "server/metrics.h"
+#include "server/util.h"
 
 START_TEST(sha256_fips_examples) {
   char hex[65];

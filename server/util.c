@@ -1,18 +1,20 @@
 /* util.c: archevald's small utilities: clocks, RFC 3339 timestamps, job
- * ids, SHA-256 (for Idempotency-Key body hashes) and the log lines.
+ * ids and the log lines (SHA-256 is api/sha256.c).
  *
  * Threads: the log functions may be called from any thread (each line is
  * one fprintf, which stdio locks); the id generator and the random state
  * belong to the loop thread. */
 #include "config.h"
 
+#include <jansson.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
 #include <time.h>
 
-#include "server/daemon.h"
+#include "server/util.h"
 
 static ae_log_level log_min_level = AE_LOG_INFO;
 static int log_as_json;
@@ -22,7 +24,7 @@ void ae_log_setup(ae_log_level level, int json) {
   log_as_json = json;
 }
 
-int ae_log_enabled(ae_log_level level) {
+static int log_enabled(ae_log_level level) {
   return level >= log_min_level;
 }
 
@@ -40,7 +42,7 @@ static const char *log_level_name(ae_log_level level) {
 }
 
 void ae_log(ae_log_level level, const char *fmt, ...) {
-  if (!ae_log_enabled(level)) return;
+  if (!log_enabled(level)) return;
   char msg[1024], ts[40];
   va_list ap;
   va_start(ap, fmt);
@@ -63,7 +65,7 @@ void ae_log_request(const char *request_id, const char *method,
                     const char *path, int status, double duration_ms,
                     const char *job_id) {
   ae_log_level level = status == 500 ? AE_LOG_WARN : AE_LOG_INFO;
-  if (!ae_log_enabled(level)) return;
+  if (!log_enabled(level)) return;
   char ts[40];
   ae_format_rfc3339(ae_now_ms(), ts, sizeof ts);
   if (log_as_json) {
@@ -159,84 +161,4 @@ void ae_job_id_new(char *buf, size_t len) {
   base32_put(id + 16, ae_random_u64() & ((1ULL << 40) - 1), 8);
   id[24] = '\0';
   snprintf(buf, len, "%s", id);
-}
-
-/* ---- SHA-256 (FIPS 180-4) ---- */
-
-static const uint32_t sha256_k[64] = {
-    0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1,
-    0x923f82a4, 0xab1c5ed5, 0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3,
-    0x72be5d74, 0x80deb1fe, 0x9bdc06a7, 0xc19bf174, 0xe49b69c1, 0xefbe4786,
-    0x0fc19dc6, 0x240ca1cc, 0x2de92c6f, 0x4a7484aa, 0x5cb0a9dc, 0x76f988da,
-    0x983e5152, 0xa831c66d, 0xb00327c8, 0xbf597fc7, 0xc6e00bf3, 0xd5a79147,
-    0x06ca6351, 0x14292967, 0x27b70a85, 0x2e1b2138, 0x4d2c6dfc, 0x53380d13,
-    0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85, 0xa2bfe8a1, 0xa81a664b,
-    0xc24b8b70, 0xc76c51a3, 0xd192e819, 0xd6990624, 0xf40e3585, 0x106aa070,
-    0x19a4c116, 0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a,
-    0x5b9cca4f, 0x682e6ff3, 0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208,
-    0x90befffa, 0xa4506ceb, 0xbef9a3f7, 0xc67178f2};
-
-static uint32_t rotr32(uint32_t x, int n) {
-  return (x >> n) | (x << (32 - n));
-}
-
-static void sha256_block(uint32_t h[8], const uint8_t *block) {
-  uint32_t w[64];
-  for (int i = 0; i < 16; i++)
-    w[i] = (uint32_t)block[4 * i] << 24 | (uint32_t)block[4 * i + 1] << 16 |
-           (uint32_t)block[4 * i + 2] << 8 | block[4 * i + 3];
-  for (int i = 16; i < 64; i++) {
-    uint32_t s0 =
-        rotr32(w[i - 15], 7) ^ rotr32(w[i - 15], 18) ^ (w[i - 15] >> 3);
-    uint32_t s1 =
-        rotr32(w[i - 2], 17) ^ rotr32(w[i - 2], 19) ^ (w[i - 2] >> 10);
-    w[i] = w[i - 16] + s0 + w[i - 7] + s1;
-  }
-  uint32_t a = h[0], b = h[1], c = h[2], d = h[3], e = h[4], f = h[5], g = h[6],
-           k = h[7];
-  for (int i = 0; i < 64; i++) {
-    uint32_t s1 = rotr32(e, 6) ^ rotr32(e, 11) ^ rotr32(e, 25);
-    uint32_t ch = (e & f) ^ (~e & g);
-    uint32_t t1 = k + s1 + ch + sha256_k[i] + w[i];
-    uint32_t s0 = rotr32(a, 2) ^ rotr32(a, 13) ^ rotr32(a, 22);
-    uint32_t maj = (a & b) ^ (a & c) ^ (b & c);
-    uint32_t t2 = s0 + maj;
-    k = g;
-    g = f;
-    f = e;
-    e = d + t1;
-    d = c;
-    c = b;
-    b = a;
-    a = t1 + t2;
-  }
-  h[0] += a;
-  h[1] += b;
-  h[2] += c;
-  h[3] += d;
-  h[4] += e;
-  h[5] += f;
-  h[6] += g;
-  h[7] += k;
-}
-
-void ae_sha256_hex(const void *data, size_t len, char hex[65]) {
-  uint32_t h[8] = {0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a,
-                   0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19};
-  const uint8_t *p = data;
-  size_t full = len / 64;
-  for (size_t i = 0; i < full; i++)
-    sha256_block(h, p + 64 * i);
-  uint8_t tail[128] = {0};
-  size_t rest = len - 64 * full;
-  if (rest) memcpy(tail, p + 64 * full, rest);
-  tail[rest] = 0x80;
-  size_t tail_len = rest + 1 + 8 <= 64 ? 64 : 128;
-  uint64_t bits = (uint64_t)len * 8;
-  for (int i = 0; i < 8; i++)
-    tail[tail_len - 1 - i] = (uint8_t)(bits >> (8 * i));
-  for (size_t off = 0; off < tail_len; off += 64)
-    sha256_block(h, tail + off);
-  for (int i = 0; i < 8; i++)
-    snprintf(hex + 8 * i, 9, "%08x", h[i]);
 }

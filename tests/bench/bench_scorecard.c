@@ -51,9 +51,11 @@ int main(int argc, char **argv) {
            shared && shared[0] ? shared : AE_SRCDIR "/../shared/data");
   ae_problem p = AE_PROBLEM_INIT;
   ae_dataset_registry reg;
-  if (ae_dataset_registry_init(&reg, 0, &p) ||
-      ae_dataset_registry_add(&reg, spec, &p)) {
-    print_problem(&p);
+  ae_error derr = AE_ERROR_INIT;
+  if (ae_dataset_registry_init(&reg, 0, &derr) ||
+      ae_dataset_registry_add(&reg, spec, &derr)) {
+    fprintf(stderr, "%s\n", derr.reason ? derr.reason : "no dataset");
+    ae_error_clear(&derr);
     return 1;
   }
   ae_engine_config cfg = {AE_BACKEND_HOST, 0, 0};

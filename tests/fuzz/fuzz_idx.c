@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "api/error.h"
 #include "api/status.h"
 #include "gpu/dataset.h"
 
@@ -21,7 +22,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   if (size) memcpy(buf, data, size);
   int ndims = -1, dims[4] = {-1, -1, -1, -1};
   const uint8_t *pix = NULL;
-  if (ae_idx_parse(buf, size, &ndims, dims, &pix) == AE_OK) {
+  ae_error err = AE_ERROR_INIT;
+  if (ae_idx_parse(buf, size, &ndims, dims, &pix, &err) == AE_OK) {
+    if (err.code != AE_OK) abort();
     if (ndims < 1 || ndims > 4 || !pix) abort();
     if (pix < buf || pix > buf + size) abort();
     unsigned long long count = 1;
@@ -32,9 +35,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (count != (unsigned long long)(buf + size - pix)) abort();
     /* Read every pixel, as the loader does. */
     unsigned sum = 0;
-    for (unsigned long long i = 0; i < count; i++) sum += pix[i];
+    for (unsigned long long i = 0; i < count; i++)
+      sum += pix[i];
     if (sum == 0xffffffffu) abort();
+  } else if (err.code != AE_EINVAL || !err.reason) {
+    abort();
   }
+  ae_error_clear(&err);
   free(buf);
   return 0;
 }

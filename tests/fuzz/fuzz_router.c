@@ -1,17 +1,28 @@
-/* fuzz_router.c: libFuzzer harness for the daemon's URL router and the
- * small parsers of request headers and query values in server/http.c.
+/* fuzz_router.c: libFuzzer harness for the daemon's router and the small
+ * parsers of request values (server/route.c, linked alone: the router has
+ * no other dependency in the daemon).
  *
- * Those functions are static in server/http.c, so this file includes it
- * (and the build links the rest of the daemon, without main.c).  Input:
- * byte 0 picks the method (GET, POST, DELETE, HEAD, PUT, or the next bytes
- * up to a NUL); the rest, up to its first NUL, is the path.  The same
- * string also goes through request_id_ok (X-Request-Id),
- * content_type_is_json (Content-Type), parse_count (wait_ms, page_size,
- * Content-Length) and token_decode (page_token).  Checked promises: a match
- * yields an {id} of 1-31 characters of [A-Za-z0-9_-] and a row whose
- * pattern and method agree; a miss never leaves a route row; page tokens
- * round-trip.  Single-threaded; no state kept between inputs. */
-#include "server/http.c"
+ * Input: byte 0 picks the method (GET, POST, DELETE, HEAD, PUT, or the
+ * next bytes up to a NUL); the rest, up to its first NUL, is the path.  The
+ * same string also goes through ae_request_id_ok (X-Request-Id),
+ * ae_content_type_is_json (Content-Type), ae_client_ref_ok (?client_ref=),
+ * ae_parse_count (wait_ms, page_size, Content-Length) and
+ * ae_page_token_decode (page_token).  Checked promises: a match is the
+ * route's own path (its label, with a valid {id} of 1-31 characters of
+ * [A-Za-z0-9_-] put in); every routed path has an explicit 405 row for the
+ * other methods, with an Allow header; a miss is a 404 labelled "other";
+ * an accepted client_ref is 1-256 bytes without control characters; page
+ * tokens round-trip.  Single-threaded; no state kept between inputs. */
+#include "config.h"
+
+#include <ctype.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "api/status.h"
+#include "server/route.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -23,48 +34,75 @@ static void check_id(const char *id) {
   size_t n = strlen(id);
   if (n < 1 || n > 31) abort();
   for (size_t i = 0; i < n; i++)
-    if (!isalnum((unsigned char)id[i]) && id[i] != '_' && id[i] != '-')
-      abort();
+    if (!isalnum((unsigned char)id[i]) && id[i] != '_' && id[i] != '-') abort();
 }
 
-static void fuzz_route(const char *method, char *path) {
-  ae_http_req r;
-  memset(&r, 0, sizeof r);
-  snprintf(r.method, sizeof r.method, "%s", method);
-  r.path = path;
-  r.route = AE_ROUTE_OTHER;
-  char allow[128];
-  int row = route_find(&r, allow, sizeof allow);
-  if (row >= (int)N_ROUTES || row < -1) abort();
-  if (strlen(allow) >= sizeof allow) abort();
-  if (row >= 0) {
-    if (!method_matches(routes[row].method, r.method)) abort();
-    if (r.route != routes[row].route) abort();
-    if (strstr(routes[row].pattern, "{id}")) check_id(r.id);
-    char id[32];
-    if (!path_match(routes[row].pattern, path, id)) abort();
+/* The path the route's label stands for, with id put in for "{id}". */
+static void expected_path(int route, const char *id, char *out, size_t len) {
+  const char *label = ae_route_labels[route];
+  const char *hole = strstr(label, "{id}");
+  if (!hole) {
+    snprintf(out, len, "%s", label);
+    return;
   }
-  if (path[0] != '/' && (row >= 0 || allow[0])) abort();
+  snprintf(out, len, "%.*s%s%s", (int)(hole - label), label, id, hole + 4);
+}
+
+static void fuzz_route(const char *method, const char *path) {
+  ae_route_match m;
+  ae_route_find(method, path, &m);
+  if ((int)m.handler < 0 || m.handler >= AE_HANDLER_COUNT) abort();
+  if (m.route < 0 || m.route >= AE_ROUTE_COUNT) abort();
+  if (m.handler == AE_HANDLER_NOT_FOUND) {
+    if (m.route != AE_ROUTE_OTHER || m.allow) abort();
+    return;
+  }
+  if (m.route == AE_ROUTE_OTHER) abort();
+  if (strstr(ae_route_labels[m.route], "{id}"))
+    check_id(m.id);
+  else if (m.id[0])
+    abort();
+  char expected[128];
+  expected_path(m.route, m.id, expected, sizeof expected);
+  if (strcmp(expected, path)) abort();
+  if (m.handler == AE_HANDLER_NOT_ALLOWED) {
+    if (!m.allow || !m.allow[0]) abort();
+    if (!strcmp(method, "GET") || !strcmp(method, "HEAD"))
+      if (strstr(m.allow, "GET")) abort(); /* GET is served there */
+    return;
+  }
+  if (m.allow) abort();
+  /* Every routed path answers another method with its explicit 405. */
+  ae_route_match other;
+  ae_route_find("PATCH", path, &other);
+  if (other.handler != AE_HANDLER_NOT_ALLOWED || other.route != m.route ||
+      !other.allow)
+    abort();
 }
 
 static void fuzz_values(const char *s) {
-  (void)request_id_ok(s);
-  (void)content_type_is_json(s);
-  static const long long maxima[] = {MAX_WAIT_MS, 1000, 1 << 20,
-                                     1LL << 58};
+  (void)ae_request_id_ok(s);
+  (void)ae_content_type_is_json(s);
+  if (ae_client_ref_ok(s)) {
+    size_t n = strlen(s);
+    if (n < 1 || n > 256) abort();
+    for (size_t i = 0; i < n; i++)
+      if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f) abort();
+  }
+  static const long long maxima[] = {30000, 1000, 1 << 20, 1LL << 58};
   for (size_t i = 0; i < sizeof maxima / sizeof maxima[0]; i++) {
     long long v = -1;
-    if (parse_count(s, maxima[i], &v) == AE_OK &&
+    if (ae_parse_count(s, maxima[i], &v) == AE_OK &&
         (v < 0 || v > maxima[i] + 1))
       abort();
   }
   long long seq;
-  if (token_decode(s, &seq) == AE_OK) {
+  if (ae_page_token_decode(s, &seq) == AE_OK) {
     /* Whatever decodes must re-encode to a token that decodes the same. */
     char tok[64];
     long long again = -1;
-    token_encode(seq, tok, sizeof tok);
-    if (token_decode(tok, &again) != AE_OK || again != seq) abort();
+    ae_page_token_encode(seq, tok, sizeof tok);
+    if (ae_page_token_decode(tok, &again) != AE_OK || again != seq) abort();
   }
 }
 

@@ -23,10 +23,8 @@ FUZZ_CC = $(CLANG) -g -O1 -fsanitize=fuzzer,address,undefined \
 	-pthread $(AM_CPPFLAGS) $(JANSSON_CFLAGS)
 FUZZ_LIBS = $(JANSSON_LIBS) $(ZLIB_LIBS) -lm
 
-# The C files among the prerequisites ($^, already found through VPATH),
-# less server/http.c, which the router harness includes itself.
+# The C files among the prerequisites ($^, already found through VPATH).
 FUZZ_SRCS = srcs=; for f in $^; do case $$f in \
-	*/server/http.c|server/http.c) ;; \
 	*.c) srcs="$$srcs $$f" ;; esac; done
 
 tests/fuzz/fuzz_request: tests/fuzz/fuzz_request.c $(api_libaeapi_a_SOURCES)
@@ -37,32 +35,21 @@ tests/fuzz/fuzz_graph: tests/fuzz/fuzz_graph.c $(api_libaeapi_a_SOURCES)
 	@$(MKDIR_P) tests/fuzz
 	$(AM_V_CC)$(FUZZ_SRCS); $(FUZZ_CC) -o $@ $$srcs $(FUZZ_LIBS)
 
-tests/fuzz/fuzz_idx: tests/fuzz/fuzz_idx.c gpu/dataset.c gpu/dataset.h \
+tests/fuzz/fuzz_idx: tests/fuzz/fuzz_idx.c $(AE_DATASET_SOURCES) \
 		$(api_libaeapi_a_SOURCES)
 	@$(MKDIR_P) tests/fuzz
 	$(AM_V_CC)$(FUZZ_SRCS); $(FUZZ_CC) -o $@ $$srcs $(FUZZ_LIBS)
 
-tests/fuzz/fuzz_dataset: tests/fuzz/fuzz_dataset.c gpu/dataset.c gpu/dataset.h \
+tests/fuzz/fuzz_dataset: tests/fuzz/fuzz_dataset.c $(AE_DATASET_SOURCES) \
 		$(api_libaeapi_a_SOURCES)
 	@$(MKDIR_P) tests/fuzz
 	$(AM_V_CC)$(FUZZ_SRCS); $(FUZZ_CC) -o $@ $$srcs $(FUZZ_LIBS)
 
-# The router is static in server/http.c: the harness includes that file and
-# links the rest of the daemon and the engine (server/main.c too, for the
-# functions it defines, with its main renamed out of libFuzzer's way).  A
-# CUDA build would need the nvcc objects, so the router harness is left out
-# there.
-if HAVE_CUDA
-tests/fuzz/fuzz_router:
-	@echo "fuzz_router: not built in a CUDA build (needs the nvcc objects)"
-else
-tests/fuzz/fuzz_router: tests/fuzz/fuzz_router.c $(server_archevald_SOURCES) \
-		$(gpu_libaeengine_a_SOURCES) $(api_libaeapi_a_SOURCES)
+# The router (server/route.c) has no other dependency in the daemon: the
+# harness links it alone, in a CUDA build too.
+tests/fuzz/fuzz_router: tests/fuzz/fuzz_router.c server/route.c server/route.h
 	@$(MKDIR_P) tests/fuzz
-	$(AM_V_CC)$(FUZZ_SRCS); $(FUZZ_CC) -Dmain=archevald_main $(MHD_CFLAGS) \
-		$(UV_CFLAGS) $(SQLITE_CFLAGS) -o $@ $$srcs $(MHD_LIBS) $(UV_LIBS) \
-		$(SQLITE_LIBS) $(FUZZ_LIBS) $(LIBS)
-endif
+	$(AM_V_CC)$(FUZZ_SRCS); $(FUZZ_CC) -o $@ $$srcs $(FUZZ_LIBS)
 
 fuzz-build: tests/fuzz/fuzz_request tests/fuzz/fuzz_graph \
 	tests/fuzz/fuzz_idx tests/fuzz/fuzz_dataset tests/fuzz/fuzz_router

@@ -588,5 +588,95 @@ class SlowClients(unittest.TestCase):
             self.assertGreaterEqual(dropped[0], len(slow) * 0.9)
 
 
+# ---- issue 17 item 1 (server side): GET /v1/jobs?client_ref= and the
+# limits clients size their uploads by.  A class of its own, with its own
+# daemon, so that it moves as one piece when the launchers are merged. ----
+class ClientRefFilter(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.d = h.Daemon("--max-batch", "7", "--max-body-bytes",
+                         "1MiB").start()
+        cls.refs = {}
+        for ref in ["a", "b", "a", None, "a", "a/b c&d", "b"]:
+            job = small(seed=len(cls.refs.get(ref, [])))
+            if ref is not None:
+                job["client_ref"] = ref
+            r = cls.d.submit(job)
+            assert r.status == 202, r.body
+            cls.refs.setdefault(ref, []).append(r.json["id"])
+        for ids in cls.refs.values():
+            for job_id in ids:
+                cls.d.wait(job_id)
+
+    @classmethod
+    def tearDownClass(cls):
+        status = cls.d.stop()
+        log = cls.d.log_tail()
+        cls.d.cleanup()
+        if status != 0:
+            raise AssertionError("exit status %r\n%s" % (status, log))
+
+    def listing(self, query, page_size=1000):
+        """Every id of GET /v1/jobs?QUERY, following the page tokens."""
+        ids, token, pages = [], None, 0
+        while True:
+            path = "/v1/jobs?page_size=%d&%s" % (page_size, query)
+            if token:
+                path += "&page_token=" + token
+            r = self.d.call("GET", path)
+            self.assertEqual(r.status, 200, r.body)
+            pages += 1
+            self.assertLessEqual(len(r.json["jobs"]), page_size)
+            ids += [j["id"] for j in r.json["jobs"]]
+            token = r.json["next_page_token"]
+            if not token:
+                return ids, pages
+
+    def test_filter_exact_newest_first(self):
+        ids, _ = self.listing("client_ref=a")
+        self.assertEqual(ids, list(reversed(self.refs["a"])))
+        ids, _ = self.listing("client_ref=b")
+        self.assertEqual(ids, list(reversed(self.refs["b"])))
+        # Percent-encoded: space, slash and ampersand are part of the value.
+        ids, _ = self.listing("client_ref=a%2Fb%20c%26d")
+        self.assertEqual(ids, self.refs["a/b c&d"])
+        # Exact: no prefix, case or whitespace matching.
+        for other in ("A", "a%20", "a%2Fb", "c"):
+            self.assertEqual(self.listing("client_ref=" + other)[0], [],
+                             other)
+
+    def test_filter_with_pagination_and_state(self):
+        ids, pages = self.listing("client_ref=a", page_size=2)
+        self.assertEqual(ids, list(reversed(self.refs["a"])))
+        self.assertEqual(pages, 2)
+        ids, pages = self.listing("client_ref=a", page_size=1)
+        self.assertEqual(len(ids), 3)
+        self.assertEqual(pages, 3)
+        ids, _ = self.listing("client_ref=a&state=succeeded")
+        self.assertEqual(ids, list(reversed(self.refs["a"])))
+        self.assertEqual(self.listing("client_ref=a&state=queued")[0], [])
+
+    def test_empty_means_no_filter(self):
+        every = self.listing("")[0]
+        self.assertEqual(self.listing("client_ref=")[0], every)
+        self.assertEqual(len(every),
+                         sum(len(ids) for ids in self.refs.values()))
+
+    def test_malformed_422_names_parameter(self):
+        for bad in ("x" * 257, "a%01b", "line%0Abreak", "%7F"):
+            r = self.d.call("GET", "/v1/jobs?client_ref=" + bad)
+            self.assertEqual(r.status, 422, bad)
+            self.assertEqual(r.json["code"], "invalid_request")
+            self.assertIn("client_ref", r.json["detail"])
+        # The longest value a request may carry is still a valid filter.
+        self.assertEqual(self.listing("client_ref=" + "x" * 256)[0], [])
+
+    def test_root_advertises_upload_limits(self):
+        r = self.d.call("GET", "/v1")
+        self.assertEqual(r.status, 200)
+        self.assertEqual(r.json["limits"]["max_batch"], 7)
+        self.assertEqual(r.json["limits"]["max_body_bytes"], 1 << 20)
+
+
 if __name__ == "__main__":
     h.main()

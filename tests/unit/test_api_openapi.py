@@ -84,10 +84,27 @@ else:
              "invalid_request", "idempotency_key_mismatch", "not_found",
              "method_not_allowed", "job_terminal", "job_not_terminal",
              "queue_full", "draining", "not_ready", "internal"}
+# Endpoints of the contract that later issues build (studies: issue 13,
+# models: issue 12).  They are reported, not hidden, and must not appear in
+# openapi.yaml before the daemon serves them; remove an entry here when it
+# lands.
+NOT_YET_SERVED = {
+    ("post", "/v1/studies"), ("get", "/v1/studies"),
+    ("get", "/v1/studies/{id}"), ("delete", "/v1/studies/{id}"),
+    ("get", "/v1/studies/{id}/ranking"),
+    ("post", "/v1/studies/{id}/architectures"), ("get", "/ui/"),
+    ("post", "/v1/models"), ("get", "/v1/models/{id}"),
+    ("delete", "/v1/models/{id}"),
+}
 paths = doc.get("paths", {})
 for method, p in sorted(set(endpoints)):
-    check("endpoint %s %s" % (method.upper(), p),
-          p in paths and method in paths[p])
+    served = p in paths and method in paths[p]
+    if (method, p) in NOT_YET_SERVED:
+        print("skip endpoint %s %s (not served yet)" % (method.upper(), p))
+        check("openapi.yaml does not promise %s %s" % (method.upper(), p),
+              not served)
+        continue
+    check("endpoint %s %s" % (method.upper(), p), served)
 enum = set(doc["components"]["schemas"]["Problem"]["properties"]["code"]
            ["enum"])
 for c in sorted(codes):

@@ -562,7 +562,7 @@ END_TEST
 START_TEST(test_engine_scorecards) {
   ae_dataset_registry reg;
   ae_problem p = AE_PROBLEM_INIT;
-  ck_assert_int_eq(ae_dataset_registry_init(&reg, 0, &p), 0);
+  ck_assert_int_eq(ae_dataset_registry_init(&reg, 0, NULL), 0);
   ae_engine_config host_cfg = {AE_BACKEND_HOST, 0, 0};
   ae_engine_config cuda_cfg = {AE_BACKEND_CUDA, 0, 1};
   ae_engine *host = NULL, *dev = NULL;

@@ -470,12 +470,13 @@ static Suite *engine_suite(void) {
 }
 
 int main(void) {
-  ae_problem p = AE_PROBLEM_INIT;
+  ae_error err = AE_ERROR_INIT;
   char spec[4200];
   snprintf(spec, sizeof spec, "cifar10=%s/cifar10", shared_data());
-  if (ae_dataset_registry_init(&reg, 0, &p) ||
-      ae_dataset_registry_add(&reg, spec, &p)) {
-    fprintf(stderr, "cannot load %s: %s\n", spec, p.detail);
+  if (ae_dataset_registry_init(&reg, 0, &err) ||
+      ae_dataset_registry_add(&reg, spec, &err)) {
+    fprintf(stderr, "cannot load %s: %s\n", spec, err.reason);
+    ae_error_clear(&err);
     return 1;
   }
   SRunner *sr = srunner_create(engine_suite());
@@ -483,6 +484,5 @@ int main(void) {
   int failed = srunner_ntests_failed(sr);
   srunner_free(sr);
   ae_dataset_registry_free(&reg);
-  ae_problem_clear(&p);
   return failed != 0;
 }

@@ -1,0 +1,111 @@
+/* job.h: one job of archevald, and the table of every job the daemon
+ * knows (by id, by idempotency key, in submission order, and the finished
+ * ones in expiry order), with an iterator for listing.
+ *
+ * Threads: the loop thread owns every ae_job and the table.  While a job is
+ * running, its worker reads req (immutable by then) and writes the w_*
+ * fields, which the loop reads only after the job's done event; the cancel
+ * flag is an atomic the engine reads.  job_table.c holds the table; the
+ * state changes are job_state.c's. */
+#ifndef AE_SERVER_JOB_H
+#define AE_SERVER_JOB_H
+
+#include <jansson.h>
+#include <stdatomic.h>
+#include <stddef.h>
+
+#include "api/problem.h"
+#include "api/request.h"
+#include "api/scorecard.h"
+#include "server/event.h"
+#include "server/queue.h"
+#include "server/store.h"
+
+/* A long poll waiting on a job: http.c's, opaque to every other file. */
+struct ae_waiter;
+
+typedef struct ae_job {
+  char id[32];
+  ae_job_state state;
+  int cancel_requested;
+  atomic_int cancel; /* the loop sets, the engine reads */
+  ae_request req;    /* read-only while queued or running */
+  int has_req;
+  json_t *request_json; /* owned: the normalised request */
+  json_t *result_json;  /* owned: when succeeded */
+  json_t *error_json;   /* owned: when failed */
+  char *client_ref;
+  int priority;
+  long long timeout_ms;
+  long long created_ms, started_ms, finished_ms, expires_ms;
+  long long seq;
+  long long enqueued_ns;
+  char worker[32];
+  char *idem_key;
+  char body_hash[65];
+  char *cached_body; /* the rendered JSON of a terminal job */
+  size_t cached_len;
+
+  ae_queue_entry entry; /* the queue's, while queued */
+
+  /* Written by the worker, read by the loop after the done event. */
+  int w_rc;
+  long long w_started_ms, w_start_ns, w_end_ns;
+  ae_scorecard w_card;
+  ae_problem w_problem;
+  ae_event ev_started, ev_done;
+
+  struct ae_waiter *waiters; /* http.c's long polls on this job */
+
+  /* The table's links. */
+  struct ae_job *hash_next, *idem_next;
+  struct ae_job *prev, *next;         /* all jobs by seq */
+  struct ae_job *fin_prev, *fin_next; /* finished jobs by expiry */
+} ae_job;
+
+/* The job holding a queue entry. */
+#define AE_JOB_OF_ENTRY(e) ((ae_job *)((char *)(e)-offsetof(ae_job, entry)))
+
+typedef struct {
+  ae_job **buckets; /* by id */
+  size_t n_buckets, n_jobs;
+  ae_job **idem_buckets; /* by idempotency key */
+  size_t n_idem_buckets, n_idem;
+  ae_job *first, *last;         /* by seq */
+  ae_job *fin_first, *fin_last; /* finished, by expiry */
+} ae_job_table;
+
+int ae_job_table_init(ae_job_table *t);
+/* Frees every job and the table. */
+void ae_job_table_free(ae_job_table *t);
+/* Makes room so that `more` ae_job_table_add calls cannot fail. */
+int ae_job_table_reserve(ae_job_table *t, size_t more);
+/* Adds a job (room reserved), in seq order. */
+void ae_job_table_add(ae_job_table *t, ae_job *job);
+/* Puts a terminal job on the expiry list. */
+void ae_job_table_finished(ae_job_table *t, ae_job *job);
+/* Removes a job from everything and frees it. */
+void ae_job_table_remove(ae_job_table *t, ae_job *job);
+ae_job *ae_job_table_find(const ae_job_table *t, const char *id);
+ae_job *ae_job_table_find_idem(const ae_job_table *t, const char *key);
+/* The finished job that expires first, or NULL. */
+ae_job *ae_job_table_next_expiry(const ae_job_table *t);
+
+/* Walks jobs newest first (descending seq). */
+typedef struct {
+  ae_job *next;
+} ae_job_iter;
+
+/* Starts at the newest job with seq < before, or the newest of all when
+ * before < 0. */
+void ae_job_iter_start(const ae_job_table *t, long long before,
+                       ae_job_iter *it);
+/* The next job, or NULL at the end. The current job may be removed. */
+ae_job *ae_job_iter_next(ae_job_iter *it);
+
+/* A new job, zeroed (cancel flag clear), or NULL. */
+ae_job *ae_job_new(void);
+/* Frees a job that is in no table. */
+void ae_job_free(ae_job *job);
+
+#endif

@@ -1,0 +1,116 @@
+/* job_load.c: loads the store's jobs at start: finished ones are served
+ * until their expiry, those that were queued or running (the daemon
+ * stopped or died) are queued again with what is left of their timeout, and
+ * a stored request that no longer validates fails its job.
+ *
+ * Thread: the main thread, before the loop and the workers run. */
+#include "config.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "api/status.h"
+#include "server/job_load.h"
+#include "server/job_state.h"
+#include "server/outcome.h"
+#include "server/util.h"
+
+static int load_one(void *ud, const ae_store_job *row) {
+  ae_server *srv = ud;
+  long long now_ms = ae_now_ms();
+  int terminal = row->state == AE_JOB_SUCCEEDED ||
+                 row->state == AE_JOB_FAILED || row->state == AE_JOB_CANCELLED;
+  if (terminal && row->expires_ms && row->expires_ms <= now_ms)
+    return 0; /* expired while we were down */
+  if (ae_job_table_reserve(&srv->jobs, 1)) return AE_ENOMEM;
+  ae_job *job = ae_job_new();
+  if (!job) return AE_ENOMEM;
+  snprintf(job->id, sizeof job->id, "%s", row->id);
+  job->state = row->state;
+  job->priority = row->priority;
+  job->timeout_ms = row->timeout_ms;
+  job->created_ms = row->created_ms;
+  job->seq = row->seq;
+  if (row->seq >= srv->next_seq) srv->next_seq = row->seq + 1;
+  json_error_t err;
+  job->request_json = json_loads(row->request_json ? row->request_json : "null",
+                                 JSON_DECODE_ANY, &err);
+  if ((row->client_ref && !(job->client_ref = strdup(row->client_ref))) ||
+      (row->idempotency_key &&
+       !(job->idem_key = strdup(row->idempotency_key)))) {
+    ae_job_free(job);
+    return AE_ENOMEM;
+  }
+  if (row->body_hash)
+    snprintf(job->body_hash, sizeof job->body_hash, "%s", row->body_hash);
+  if (terminal) {
+    job->started_ms = row->started_ms;
+    job->finished_ms = row->finished_ms;
+    job->expires_ms = row->expires_ms;
+    job->cancel_requested = row->cancel_requested;
+    if (row->worker)
+      snprintf(job->worker, sizeof job->worker, "%s", row->worker);
+    if (row->result_json)
+      job->result_json = json_loads(row->result_json, JSON_DECODE_ANY, &err);
+    if (row->error_json)
+      job->error_json = json_loads(row->error_json, JSON_DECODE_ANY, &err);
+    ae_job_table_add(&srv->jobs, job);
+    ae_job_table_finished(&srv->jobs, job);
+    return 0;
+  }
+  /* Queued or running when we stopped: queue it again. */
+  job->state = AE_JOB_QUEUED;
+  long long left_ms = job->created_ms + job->timeout_ms - now_ms;
+  job->enqueued_ns = ae_mono_ns();
+  job->entry.deadline_ns =
+      job->timeout_ms > 0
+          ? job->enqueued_ns + (left_ms > 0 ? left_ms : 0) * 1000000LL
+          : 0;
+  ae_problem p = AE_PROBLEM_INIT;
+  int rc = job->request_json
+               ? ae_request_parse(job->request_json, &srv->catalog,
+                                  &srv->limits, &job->req, &p)
+               : AE_EINVAL;
+  if (rc == AE_ENOMEM) {
+    ae_problem_clear(&p);
+    ae_job_free(job);
+    return AE_ENOMEM;
+  }
+  ae_job_table_add(&srv->jobs, job);
+  srv->n_queued++;
+  if (rc) {
+    ae_log(AE_LOG_WARN, "job %s: its stored request no longer validates",
+           job->id);
+    if (!p.status)
+      ae_problem_set(&p, 422, "invalid_request", NULL,
+                     "The stored request no longer validates.");
+    ae_job_outcome o =
+        ae_job_outcome_of(AE_EINVAL, &p, job->id, job->timeout_ms, 0);
+    ae_job_finish(srv, job, o.state, o.reason, NULL, o.error);
+    ae_problem_clear(&p);
+    return 0;
+  }
+  job->has_req = 1;
+  if (ae_queue_reserve(&srv->queue, 1)) {
+    ae_job_finish(srv, job, AE_JOB_FAILED, "internal", NULL, NULL);
+    return AE_ENOMEM;
+  }
+  ae_job_enqueue(srv, job);
+  return 0;
+}
+
+int ae_jobs_load(ae_server *srv) {
+  if (!srv->store) return AE_OK;
+  int rc = ae_store_load(srv->store, load_one, srv);
+  if (rc) {
+    ae_log(AE_LOG_ERROR, "store: load: %s (%s)", ae_strerror(rc),
+           ae_store_errmsg(srv->store));
+    return rc;
+  }
+  rc = ae_store_expire(srv->store, ae_now_ms());
+  if (rc) ae_jobs_store_failed(srv, "expire", "", rc);
+  ae_log(AE_LOG_INFO, "store: %zu jobs loaded, %zu queued again",
+         srv->jobs.n_jobs, srv->n_queued);
+  return AE_OK;
+}

@@ -1,0 +1,55 @@
+/* job_state.h: the job state machine: queued -> running -> succeeded,
+ * failed or cancelled; submission, cancel, delete, deadlines of queued
+ * jobs, expiry of finished ones.  Every change is written to the store
+ * and counted in the metrics here; a job that becomes terminal is reported
+ * to the listeners registered with ae_jobs_on_terminal (the long polls, the
+ * drain), never by calling them by name.
+ *
+ * Thread: the loop thread. */
+#ifndef AE_SERVER_JOB_STATE_H
+#define AE_SERVER_JOB_STATE_H
+
+#include <jansson.h>
+#include <stddef.h>
+
+#include "server/daemon.h"
+
+/* The table, the queue and the sweep timer (deadlines, expiry). */
+int ae_jobs_init(ae_server *srv);
+/* Closes the sweep timer (the loop then ends). */
+void ae_jobs_close(ae_server *srv);
+/* Frees every job, the table and the queue; after the workers stopped. */
+void ae_jobs_free(ae_server *srv);
+/* Adds a listener for terminal jobs; AE_ENOMEM when the list is full. */
+int ae_jobs_on_terminal(ae_server *srv, ae_terminal_fn fn);
+
+/* Creates jobs from parsed requests (taking them: each is zeroed) and
+ * queues them; writes the store in one transaction first.  With batch, job
+ * i's idempotency key is "KEY\nI".  0, or an error and nothing created
+ * (the requests are then still the caller's). */
+int ae_jobs_submit(ae_server *srv, ae_request *reqs, size_t n,
+                   const char *idem_key, const char *body_hash, int batch,
+                   ae_job **out);
+/* Queues a job already in the table (room in the queue reserved). */
+void ae_job_enqueue(ae_server *srv, ae_job *job);
+/* A worker took the job (its start event). */
+void ae_job_started(ae_server *srv, ae_job *job, const char *worker_name);
+/* The worker finished the job: its w_* fields hold the outcome. */
+void ae_job_done(ae_server *srv, ae_job *job);
+/* Moves a job to a terminal state; steals result and error. */
+void ae_job_finish(ae_server *srv, ae_job *job, ae_job_state state,
+                   const char *reason, json_t *result, json_t *error);
+/* Cancel: queued -> cancelled, running -> cancel requested. */
+void ae_job_cancel(ae_server *srv, ae_job *job);
+/* Removes a terminal job (and its stored row). */
+void ae_job_delete(ae_server *srv, ae_job *job);
+
+int ae_job_terminal(const ae_job *job);
+const char *ae_job_state_name(ae_job_state s);
+int ae_job_state_parse(const char *s, ae_job_state *out);
+
+/* Logs a failed store call. */
+void ae_jobs_store_failed(ae_server *srv, const char *what, const char *id,
+                          int rc);
+
+#endif

@@ -1,0 +1,211 @@
+/* job_table.c: the table of every job archevald knows: hash tables by id
+ * and by idempotency key, a list in submission (seq) order for listing,
+ * and the finished jobs in expiry order.
+ *
+ * Thread: the loop thread owns the table and its links; nothing here
+ * locks.  Only this file follows the links: others find jobs by id or key,
+ * or walk them with an ae_job_iter. */
+#include "config.h"
+
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "api/status.h"
+#include "server/job.h"
+
+static size_t hash_string(const char *s) {
+  uint64_t h = 0xcbf29ce484222325ULL;
+  for (; *s; s++)
+    h = (h ^ (unsigned char)*s) * 0x100000001b3ULL;
+  return (size_t)(h ^ (h >> 29));
+}
+
+static int buckets_grow(ae_job ***buckets, size_t *n_buckets, int by_idem) {
+  size_t n = *n_buckets ? *n_buckets * 2 : 1024;
+  ae_job **fresh = calloc(n, sizeof *fresh);
+  if (!fresh) return AE_ENOMEM;
+  for (size_t i = 0; i < *n_buckets; i++) {
+    ae_job *j = (*buckets)[i];
+    while (j) {
+      ae_job *next = by_idem ? j->idem_next : j->hash_next;
+      size_t b = hash_string(by_idem ? j->idem_key : j->id) & (n - 1);
+      if (by_idem) {
+        j->idem_next = fresh[b];
+      } else {
+        j->hash_next = fresh[b];
+      }
+      fresh[b] = j;
+      j = next;
+    }
+  }
+  free(*buckets);
+  *buckets = fresh;
+  *n_buckets = n;
+  return AE_OK;
+}
+
+int ae_job_table_init(ae_job_table *t) {
+  memset(t, 0, sizeof *t);
+  return ae_job_table_reserve(t, 1);
+}
+
+void ae_job_table_free(ae_job_table *t) {
+  ae_job *job = t->first;
+  while (job) {
+    ae_job *next = job->next;
+    ae_job_free(job);
+    job = next;
+  }
+  free(t->buckets);
+  free(t->idem_buckets);
+  memset(t, 0, sizeof *t);
+}
+
+int ae_job_table_reserve(ae_job_table *t, size_t more) {
+  while (t->n_jobs + more > t->n_buckets)
+    if (buckets_grow(&t->buckets, &t->n_buckets, 0)) return AE_ENOMEM;
+  while (t->n_idem + more > t->n_idem_buckets)
+    if (buckets_grow(&t->idem_buckets, &t->n_idem_buckets, 1)) return AE_ENOMEM;
+  return AE_OK;
+}
+
+void ae_job_table_add(ae_job_table *t, ae_job *job) {
+  size_t b = hash_string(job->id) & (t->n_buckets - 1);
+  job->hash_next = t->buckets[b];
+  t->buckets[b] = job;
+  t->n_jobs++;
+  if (job->idem_key) {
+    b = hash_string(job->idem_key) & (t->n_idem_buckets - 1);
+    job->idem_next = t->idem_buckets[b];
+    t->idem_buckets[b] = job;
+    t->n_idem++;
+  }
+  /* Keep the list sorted by seq (loads come in order; new jobs last). */
+  ae_job *after = t->last;
+  while (after && after->seq > job->seq)
+    after = after->prev;
+  job->prev = after;
+  job->next = after ? after->next : t->first;
+  if (job->next)
+    job->next->prev = job;
+  else
+    t->last = job;
+  if (after)
+    after->next = job;
+  else
+    t->first = job;
+}
+
+/* Finished jobs in expiry order (a FIFO, since the TTL is one constant;
+ * loaded ones are placed by their stored expiry). */
+void ae_job_table_finished(ae_job_table *t, ae_job *job) {
+  ae_job *after = t->fin_last;
+  while (after && after->expires_ms > job->expires_ms)
+    after = after->fin_prev;
+  job->fin_prev = after;
+  job->fin_next = after ? after->fin_next : t->fin_first;
+  if (job->fin_next)
+    job->fin_next->fin_prev = job;
+  else
+    t->fin_last = job;
+  if (after)
+    after->fin_next = job;
+  else
+    t->fin_first = job;
+}
+
+static void unlink_finished(ae_job_table *t, ae_job *job) {
+  if (job->fin_prev)
+    job->fin_prev->fin_next = job->fin_next;
+  else if (t->fin_first == job)
+    t->fin_first = job->fin_next;
+  else
+    return; /* not in the list */
+  if (job->fin_next)
+    job->fin_next->fin_prev = job->fin_prev;
+  else
+    t->fin_last = job->fin_prev;
+  job->fin_prev = job->fin_next = NULL;
+}
+
+void ae_job_table_remove(ae_job_table *t, ae_job *job) {
+  unlink_finished(t, job);
+  ae_job **pp = &t->buckets[hash_string(job->id) & (t->n_buckets - 1)];
+  while (*pp && *pp != job)
+    pp = &(*pp)->hash_next;
+  if (*pp) {
+    *pp = job->hash_next;
+    t->n_jobs--;
+  }
+  if (job->idem_key) {
+    pp = &t->idem_buckets[hash_string(job->idem_key) & (t->n_idem_buckets - 1)];
+    while (*pp && *pp != job)
+      pp = &(*pp)->idem_next;
+    if (*pp) {
+      *pp = job->idem_next;
+      t->n_idem--;
+    }
+  }
+  if (job->prev)
+    job->prev->next = job->next;
+  else
+    t->first = job->next;
+  if (job->next)
+    job->next->prev = job->prev;
+  else
+    t->last = job->prev;
+  ae_job_free(job);
+}
+
+ae_job *ae_job_table_find(const ae_job_table *t, const char *id) {
+  if (!t->n_buckets) return NULL;
+  for (ae_job *j = t->buckets[hash_string(id) & (t->n_buckets - 1)]; j;
+       j = j->hash_next)
+    if (!strcmp(j->id, id)) return j;
+  return NULL;
+}
+
+ae_job *ae_job_table_find_idem(const ae_job_table *t, const char *key) {
+  if (!t->n_idem_buckets) return NULL;
+  size_t b = hash_string(key) & (t->n_idem_buckets - 1);
+  for (ae_job *j = t->idem_buckets[b]; j; j = j->idem_next)
+    if (!strcmp(j->idem_key, key)) return j;
+  return NULL;
+}
+
+ae_job *ae_job_table_next_expiry(const ae_job_table *t) {
+  return t->fin_first;
+}
+
+void ae_job_iter_start(const ae_job_table *t, long long before,
+                       ae_job_iter *it) {
+  ae_job *job = t->last;
+  while (job && before >= 0 && job->seq >= before)
+    job = job->prev;
+  it->next = job;
+}
+
+ae_job *ae_job_iter_next(ae_job_iter *it) {
+  ae_job *job = it->next;
+  if (job) it->next = job->prev;
+  return job;
+}
+
+ae_job *ae_job_new(void) {
+  ae_job *job = calloc(1, sizeof *job);
+  if (job) atomic_init(&job->cancel, 0);
+  return job;
+}
+
+void ae_job_free(ae_job *job) {
+  if (!job) return;
+  if (job->has_req) ae_request_free(&job->req);
+  json_decref(job->request_json);
+  json_decref(job->result_json);
+  json_decref(job->error_json);
+  free(job->client_ref);
+  free(job->idem_key);
+  free(job->cached_body);
+  free(job);
+}

@@ -1,0 +1,62 @@
+/* options.h: archevald's command-line options, described once.
+ *
+ * One table in options.c (name, type, default, bounds, help) gives the
+ * defaults, the getopt_long parser and the --help text, so the three cannot
+ * drift apart.  README.md's "### Flags" section is that --help text, and
+ * tests/integration/test_flags.py checks that they agree.
+ *
+ * Threads: parsed once on the main thread before the loop starts; read-only
+ * afterwards. */
+#ifndef AE_SERVER_OPTIONS_H
+#define AE_SERVER_OPTIONS_H
+
+#include <stddef.h>
+
+#include "server/util.h"
+
+typedef enum {
+  AE_BACKEND_AUTO, /* cuda when a device opens, else host */
+  AE_BACKEND_ONLY_HOST,
+  AE_BACKEND_ONLY_CUDA
+} ae_backend_choice;
+
+typedef struct {
+  const char *http_address;
+  int http_port;
+  int backend;      /* ae_backend_choice */
+  const char *gpus; /* "all" or "0,2" */
+  int workers_per_gpu;
+  int host_workers; /* -1: 1 with a GPU, else the core count */
+  long long max_queue;
+  long long max_batch;
+  long long max_body_bytes;
+  long long max_job_memory; /* 0: half the physical memory */
+  long long default_timeout_ms;
+  long long job_ttl_secs;
+  int drain_timeout_secs;
+  int connection_timeout_secs;
+  int max_connections;
+  int max_connections_per_ip;
+  const char **datasets; /* NAME=PATH specs, owned array of borrowed argv */
+  size_t n_datasets;
+  const char *datasets_dir; /* --datasets-dir, or NULL */
+  int log_json;          /* --log-format json */
+  int log_level;         /* ae_log_level */
+  const char *state_dir; /* NULL or "": no store */
+  int store_sync_normal; /* --store-sync normal */
+  int healthcheck;       /* --healthcheck */
+} ae_options;
+
+typedef enum {
+  AE_OPTIONS_RUN,    /* start the daemon */
+  AE_OPTIONS_EXIT,   /* --help or --version was printed: exit 0 */
+  AE_OPTIONS_INVALID /* a usage error was printed: exit 2 */
+} ae_options_outcome;
+
+/* Fills o with the defaults, then parses argv (strings in o are borrowed
+ * from argv).  Free with ae_options_free whatever the outcome. */
+ae_options_outcome ae_options_parse(int argc, char **argv, ae_options *o);
+
+void ae_options_free(ae_options *o);
+
+#endif

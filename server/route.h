@@ -1,0 +1,74 @@
+/* route.h: archevald's router: the route table (with its explicit 405 rows
+ * and the 404 fallback), path matching, page tokens, and the small parsers
+ * of request values (X-Request-Id, Content-Type, counts).
+ *
+ * Pure functions over strings: no I/O, no state, no other file of server/,
+ * so the router fuzz harness links route.c alone. */
+#ifndef AE_SERVER_ROUTE_H
+#define AE_SERVER_ROUTE_H
+
+#include <stddef.h>
+
+/* Routes, for the metrics labels (ae_route_labels). */
+enum {
+  AE_ROUTE_LIVE,
+  AE_ROUTE_READY,
+  AE_ROUTE_ROOT,
+  AE_ROUTE_METRICS,
+  AE_ROUTE_DATASETS,
+  AE_ROUTE_JOBS,
+  AE_ROUTE_BATCH,
+  AE_ROUTE_JOB,
+  AE_ROUTE_CANCEL,
+  AE_ROUTE_OTHER,
+  AE_ROUTE_COUNT
+};
+extern const char *const ae_route_labels[AE_ROUTE_COUNT];
+
+/* What a request does; http.c has one handler per value. */
+typedef enum {
+  AE_HANDLER_LIVE,
+  AE_HANDLER_READY,
+  AE_HANDLER_ROOT,
+  AE_HANDLER_METRICS,
+  AE_HANDLER_DATASETS,
+  AE_HANDLER_SUBMIT,
+  AE_HANDLER_LIST,
+  AE_HANDLER_BATCH,
+  AE_HANDLER_GET,
+  AE_HANDLER_DELETE,
+  AE_HANDLER_CANCEL,
+  AE_HANDLER_NOT_ALLOWED, /* 405 with match.allow */
+  AE_HANDLER_NOT_FOUND,   /* 404: no row matched */
+  AE_HANDLER_COUNT
+} ae_handler;
+
+typedef struct {
+  ae_handler handler;
+  int route;         /* AE_ROUTE_* */
+  const char *allow; /* for a 405: the Allow header; else NULL */
+  char id[32];       /* the {id} of the path, or "" */
+} ae_route_match;
+
+/* Finds the row for method and path (HEAD is served as GET).  Always
+ * fills m: the handler of the first row that matches, else a 404. */
+void ae_route_find(const char *method, const char *path, ae_route_match *m);
+
+/* Page tokens: the seq of the last job shown, opaque to clients.  A token
+ * fits in 48 bytes. */
+void ae_page_token_encode(long long seq, char *out, size_t len);
+/* 0, or AE_EINVAL for anything this server did not give. */
+int ae_page_token_decode(const char *s, long long *seq);
+
+/* A non-negative decimal integer; values over max saturate to max + 1
+ * (callers decide).  0 or AE_EINVAL. */
+int ae_parse_count(const char *s, long long max, long long *out);
+/* 1 when an X-Request-Id can be echoed: 1-128 of [A-Za-z0-9._-]. */
+int ae_request_id_ok(const char *s);
+/* 1 for application/json or application/...+json (or no Content-Type). */
+int ae_content_type_is_json(const char *ct);
+/* 1 when a client_ref query value can be matched: 1-256 bytes, no control
+ * characters. */
+int ae_client_ref_ok(const char *s);
+
+#endif
