@@ -20,6 +20,8 @@
 /* At most this many errors are reported for the elements of one inline
  * array, so a large bad body does not make a huge answer. */
 #define MAX_ELEMENT_ERRORS 10
+/* The most classes a request may state (data.num_classes). */
+#define AE_MAX_CLASSES 1000
 
 void ae_settings_default(ae_settings *s) {
   s->lr_samples = 3000;
@@ -419,7 +421,7 @@ static int parse_data(const json_t *d, ae_arch_type type, int type_known,
   long long nc = arch_classes > 0 ? arch_classes : 10;
   if (m->info) nc = m->info->num_classes;
   if (classes) {
-    errors += ae_get_int(d, "num_classes", "/data", 2, 1000, &nc, p);
+    errors += ae_get_int(d, "num_classes", "/data", 2, AE_MAX_CLASSES, &nc, p);
     m->has_classes = 1;
   }
   out->num_classes = (int)nc;
@@ -501,6 +503,45 @@ static int parse_data(const json_t *d, ae_arch_type type, int type_known,
   }
   json_decref((json_t *)empty);
   return errors;
+}
+
+/* A graph's output width against the data's number of classes (a
+ * graph says its width only through its nodes, known after lowering).
+ * When the request did not state the classes (synthetic or inline data
+ * without num_classes) the data follows the output, provided the inline
+ * labels fit; a width the request contradicts (num_classes, a catalog
+ * dataset, labels beyond it) is a 422 naming /architecture/output, never a
+ * silent mismatch.  An unlabelled batch with an output no classifier has
+ * (one unit, a feature map) keeps the default: nothing is scored against
+ * classes then.  Returns the number of errors added (0 or 1). */
+static int check_output_width(ae_request *out, const data_meta *m,
+                              ae_problem *p) {
+  int width = out->net.num_classes, classes = out->data.num_classes;
+  if (out->arch.type != AE_ARCH_GRAPH || width == classes) return 0;
+  const ae_graph *given = &out->arch.graph;
+  const char *id = given->nodes[given->output].name;
+  if (!id) id = "?";
+  if (m->info || m->has_classes) {
+    ae_problem_add(p, "/architecture/output",
+                   "the output (node \"%s\") has %d units but the data has "
+                   "%d classes (%s); make the output %d wide%s",
+                   id, width, classes,
+                   m->info ? "from the dataset" : "/data/num_classes", classes,
+                   m->info ? "" : " or set /data/num_classes to match");
+    return 1;
+  }
+  int top_label = -1;
+  for (int i = 0; out->data.labels && i < out->data.batch_size; i++)
+    if (out->data.labels[i] > top_label) top_label = out->data.labels[i];
+  if (top_label >= width) {
+    ae_problem_add(p, "/architecture/output",
+                   "the output (node \"%s\") has %d units but the labels go "
+                   "up to %d; make the output at least %d wide",
+                   id, width, top_label, top_label + 1);
+    return 1;
+  }
+  if (width >= 2 && width <= AE_MAX_CLASSES) out->data.num_classes = width;
+  return 0;
 }
 
 /* ---- normalised request ---- */
@@ -785,6 +826,7 @@ int ae_request_parse(const json_t *body, const ae_catalog *cat,
       goto invalid;
     }
   }
+  if (check_output_width(out, &meta, p)) goto invalid;
   out->normalised = normalised_json(out, body);
   if (!out->normalised) {
     rc = AE_ENOMEM;

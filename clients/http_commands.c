@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "api/status.h"
 #include "clients/cli.h"
@@ -295,7 +296,24 @@ static char *read_all(const char *path, size_t *len) {
 typedef struct {
   int full;         /* print the whole job resource, not the result */
   double timeout_s; /* < 0: no limit */
+  int progress;     /* add the rate and the time left to the progress line */
 } wait_options;
+
+/* --progress, or stderr is a terminal. */
+static int progress_wanted(int asked) {
+  return asked || isatty(STDERR_FILENO);
+}
+
+/* Prints a duration as "12 s", "3 min 20 s" or "2 h 05 min" on stderr. */
+static void print_duration(double seconds) {
+  long s = (long)(seconds + 0.5);
+  if (s < 60)
+    fprintf(stderr, "%ld s", s);
+  else if (s < 3600)
+    fprintf(stderr, "%ld min %02ld s", s / 60, s % 60);
+  else
+    fprintf(stderr, "%ld h %02ld min", s / 3600, s % 3600 / 60);
+}
 
 /* Reports one finished job.  Returns 1 when it succeeded, 0 otherwise. */
 static int report_finished(json_t *job, int several, const wait_options *w) {
@@ -332,6 +350,11 @@ static int wait_for_jobs(ae_http_client *client, char **ids, size_t n,
   int several = n > 1;
   size_t finished = 0, succeeded = 0, failed = 0, cancelled = 0;
   double deadline = w->timeout_s >= 0 ? now_seconds() + w->timeout_s : -1;
+  /* The first sweep looks at every job without waiting; the rate counts
+   * the jobs that finish after it (those already done when the wait began
+   * would inflate it). */
+  size_t finished_before = 0;
+  double swept_at = -1;
   int code = AE_EXIT_OK;
   while (finished < n && code == AE_EXIT_OK) {
     size_t unfinished = n - finished;
@@ -344,7 +367,8 @@ static int wait_for_jobs(ae_http_client *client, char **ids, size_t n,
     for (size_t i = first; i < n && code == AE_EXIT_OK; i++) {
       if (done[i]) continue;
       long wait_ms = 0;
-      if (i == first) wait_ms = unfinished > 1 ? 1000 : LONG_POLL_MAX_MS;
+      if (i == first && swept_at >= 0)
+        wait_ms = unfinished > 1 ? 1000 : LONG_POLL_MAX_MS;
       if (deadline >= 0) {
         double left_ms = (deadline - now_seconds()) * 1000.0;
         if (left_ms <= 0) {
@@ -374,10 +398,26 @@ static int wait_for_jobs(ae_http_client *client, char **ids, size_t n,
           fprintf(stderr, "%zu/%zu finished (%zu succeeded, %zu failed",
                   finished, n, succeeded, failed);
           if (cancelled) fprintf(stderr, ", %zu cancelled", cancelled);
-          fprintf(stderr, ")\n");
+          fprintf(stderr, ")");
+          double elapsed = now_seconds() - swept_at;
+          if (w->progress && swept_at >= 0 && finished > finished_before &&
+              elapsed > 0) {
+            double rate = (double)(finished - finished_before) / elapsed;
+            fprintf(stderr, "; %.3g jobs/s", rate);
+            if (finished < n) {
+              fprintf(stderr, ", about ");
+              print_duration((double)(n - finished) / rate);
+              fprintf(stderr, " left");
+            }
+          }
+          fputc('\n', stderr);
         }
       }
       json_decref(job);
+    }
+    if (swept_at < 0) {
+      swept_at = now_seconds();
+      finished_before = finished;
     }
     if (timed_out || (code == AE_EXIT_OK && finished < n && deadline >= 0 &&
                       now_seconds() >= deadline)) {
@@ -404,6 +444,8 @@ static void submit_help(FILE *f) {
       "                    job) or each finished job on one line (several)\n"
       "  --timeout SECS    with --wait, give up after SECS (exit 5)\n"
       "  --full            with --wait, print the whole job resource\n"
+      "  --progress        with --wait on several, jobs per second and the\n"
+      "                    time left (the default on a terminal)\n"
       "  --idempotency-key K  the key (default: a random UUID, so the\n"
       "                    retries never create the job twice)\n"
       "%s",
@@ -415,12 +457,13 @@ int ae_cli_submit(int argc, char **argv) {
       {"wait", no_argument, NULL, 'w'},
       {"timeout", required_argument, NULL, 't'},
       {"full", no_argument, NULL, 'f'},
+      {"progress", no_argument, NULL, 'P'},
       {"idempotency-key", required_argument, NULL, 'k'},
       COMMON_LONG_OPTIONS,
       {NULL, 0, NULL, 0}};
   common_options common;
   common_init(&common);
-  wait_options w = {0, -1};
+  wait_options w = {0, -1, 0};
   int do_wait = 0;
   const char *key = NULL;
   int opt;
@@ -434,6 +477,9 @@ int ae_cli_submit(int argc, char **argv) {
       break;
     case 'f':
       w.full = 1;
+      break;
+    case 'P':
+      w.progress = 1;
       break;
     case 'k':
       key = optarg;
@@ -453,6 +499,7 @@ int ae_cli_submit(int argc, char **argv) {
     submit_help(stderr);
     return AE_EXIT_USAGE;
   }
+  w.progress = progress_wanted(w.progress);
   const char *file = argv[optind];
   size_t len = 0;
   char *text = read_all(file, &len);
@@ -550,6 +597,8 @@ static void wait_help(FILE *f) {
           "one failed or was cancelled, 5 on timeout.\n"
           "  --timeout SECS    give up after SECS (default: no limit)\n"
           "  --full            print the whole job resource, not the result\n"
+          "  --progress        add jobs per second and the time left to the\n"
+          "                    progress line (the default on a terminal)\n"
           "%s",
           common_help);
 }
@@ -558,11 +607,12 @@ int ae_cli_wait(int argc, char **argv) {
   static const struct option options[] = {
       {"timeout", required_argument, NULL, 't'},
       {"full", no_argument, NULL, 'f'},
+      {"progress", no_argument, NULL, 'P'},
       COMMON_LONG_OPTIONS,
       {NULL, 0, NULL, 0}};
   common_options common;
   common_init(&common);
-  wait_options w = {0, -1};
+  wait_options w = {0, -1, 0};
   int opt;
   while ((opt = getopt_long(argc, argv, "", options, NULL)) != -1) {
     int handled = common_option(opt, &common);
@@ -571,6 +621,9 @@ int ae_cli_wait(int argc, char **argv) {
     switch (opt) {
     case 'f':
       w.full = 1;
+      break;
+    case 'P':
+      w.progress = 1;
       break;
     case 't':
       if (parse_seconds(optarg, &w.timeout_s) < 0) return AE_EXIT_USAGE;
@@ -593,6 +646,7 @@ int ae_cli_wait(int argc, char **argv) {
       return AE_EXIT_USAGE;
     }
   }
+  w.progress = progress_wanted(w.progress);
   ae_http_client *client;
   int code = open_client(&common, &client);
   if (code != AE_EXIT_OK) return code;
@@ -694,6 +748,7 @@ static void list_help(FILE *f) {
           "job resource per line.\n"
           "  --state S         only jobs in state S (queued, running,\n"
           "                    succeeded, failed, cancelled)\n"
+          "  --client-ref R    only jobs submitted with client_ref R\n"
           "  --page-size N     jobs per request (server default 100)\n"
           "  --json            print JSON lines instead of a table\n"
           "%s",
@@ -708,13 +763,14 @@ static const char *field_or_dash(json_t *job, const char *key) {
 int ae_cli_list(int argc, char **argv) {
   static const struct option options[] = {
       {"state", required_argument, NULL, 's'},
+      {"client-ref", required_argument, NULL, 'c'},
       {"page-size", required_argument, NULL, 'p'},
       {"json", no_argument, NULL, 'j'},
       COMMON_LONG_OPTIONS,
       {NULL, 0, NULL, 0}};
   common_options common;
   common_init(&common);
-  const char *state = NULL;
+  const char *state = NULL, *client_ref = NULL;
   long page_size = 0;
   int as_json = 0;
   int opt;
@@ -725,6 +781,13 @@ int ae_cli_list(int argc, char **argv) {
     switch (opt) {
     case 's':
       state = optarg;
+      break;
+    case 'c':
+      if (strlen(optarg) > 256) {
+        fprintf(stderr, "archeval: --client-ref is at most 256 bytes\n");
+        return AE_EXIT_USAGE;
+      }
+      client_ref = optarg;
       break;
     case 'j':
       as_json = 1;
@@ -760,11 +823,16 @@ int ae_cli_list(int argc, char **argv) {
     printf("%-28s %-10s %-25s %-8s %s\n", "ID", "STATE", "CREATED", "WORKER",
            "CLIENT_REF");
   do {
-    char path[1400], escaped[1100];
+    char path[2400], escaped[1100];
     size_t k = (size_t)snprintf(path, sizeof path, "/v1/jobs?");
     if (state) {
       query_escape(state, escaped, 200);
       k += (size_t)snprintf(path + k, sizeof path - k, "state=%s&", escaped);
+    }
+    if (client_ref) {
+      query_escape(client_ref, escaped, sizeof escaped);
+      k += (size_t)snprintf(path + k, sizeof path - k, "client_ref=%s&",
+                            escaped);
     }
     if (page_size)
       k += (size_t)snprintf(path + k, sizeof path - k, "page_size=%ld&",

@@ -17,7 +17,7 @@ AE_CLIENT_TESTS = tests/integration/test_cli.py \
 	tests/integration/test_deploy.sh
 check_SCRIPTS += $(AE_CLIENT_TESTS)
 TESTS += $(AE_CLIENT_TESTS)
-EXTRA_DIST += $(AE_CLIENT_TESTS) tests/integration/test_python_harness.py \
+EXTRA_DIST += $(AE_CLIENT_TESTS) \
 	clients/python/pyproject.toml clients/python/README.md \
 	clients/python/archeval_client/__init__.py \
 	clients/python/archeval_client/client.py \

@@ -139,8 +139,7 @@ int main(int argc, char **argv) {
   ae_error derr = AE_ERROR_INIT;
 
   if (ae_dataset_registry_init(&srv->registry, 1, &derr)) {
-    ae_log(AE_LOG_ERROR, "datasets: %s",
-           derr.reason ? derr.reason : "failed");
+    ae_log(AE_LOG_ERROR, "datasets: %s", derr.reason ? derr.reason : "failed");
     goto out;
   }
   registry_open = 1;
@@ -174,15 +173,29 @@ int main(int argc, char **argv) {
   metrics_open = 1;
   if (ae_workers_init(srv) || ae_drain_init(srv)) goto out;
 
-  if (opt.state_dir && opt.state_dir[0]) {
-    char err[256] = "";
-    if (ae_store_open(opt.state_dir,
-                      opt.store_sync_normal ? AE_STORE_SYNC_NORMAL
-                                            : AE_STORE_SYNC_FULL,
-                      &srv->store, err, sizeof err)) {
-      ae_log(AE_LOG_ERROR, "store in %s: %s", opt.state_dir, err);
+  /* The store: --store (or --store-file, or $ARCHEVAL_STORE_URL unless
+   * --no-store) names a PostgreSQL store; else --state-dir's SQLite. */
+  int store_wanted = opt.state_dir && opt.state_dir[0];
+  char store_url[4096], store_shown[4096], store_err[512] = "";
+  if (ae_store_resolve_url(opt.store_url,
+                           store_wanted ? getenv("ARCHEVAL_STORE_URL") : NULL,
+                           opt.store_file, store_url, sizeof store_url,
+                           store_err, sizeof store_err)) {
+    ae_log(AE_LOG_ERROR, "store: %s", store_err);
+    goto out;
+  }
+  const char *store = store_url[0] ? store_url : opt.state_dir;
+  if (store && store[0]) {
+    ae_store_redact_url(store, store_shown, sizeof store_shown);
+    if (ae_store_open_url(store,
+                          opt.store_sync_normal ? AE_STORE_SYNC_NORMAL
+                                                : AE_STORE_SYNC_FULL,
+                          &srv->store, store_err, sizeof store_err)) {
+      ae_log(AE_LOG_ERROR, "store %s: %s", store_shown, store_err);
       goto out;
     }
+    ae_log(AE_LOG_INFO, "store: %s (%s)", store_shown,
+           ae_store_backend_name(srv->store));
     if (ae_jobs_load(srv)) goto out;
   }
 

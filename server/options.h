@@ -40,11 +40,13 @@ typedef struct {
   const char **datasets; /* NAME=PATH specs, owned array of borrowed argv */
   size_t n_datasets;
   const char *datasets_dir; /* --datasets-dir, or NULL */
-  int log_json;          /* --log-format json */
-  int log_level;         /* ae_log_level */
-  const char *state_dir; /* NULL or "": no store */
-  int store_sync_normal; /* --store-sync normal */
-  int healthcheck;       /* --healthcheck */
+  int log_json;             /* --log-format json */
+  int log_level;            /* ae_log_level */
+  const char *state_dir;    /* NULL or "": no store */
+  const char *store_url;    /* --store: a PostgreSQL URL, or NULL */
+  const char *store_file;   /* --store-file: a file holding it, or NULL */
+  int store_sync_normal;    /* --store-sync normal */
+  int healthcheck;          /* --healthcheck */
 } ae_options;
 
 typedef enum {

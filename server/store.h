@@ -1,17 +1,31 @@
-/* store.h: the durable job store behind archevald (issue 6).
+/* store.h: the durable job store behind archevald (issues 6 and 15).
  *
  * Every accepted job is written here before its 202 is sent; state
  * changes and results are written as they happen; at start the daemon
  * loads every job back, re-queues those that were queued or running, and
- * serves finished ones until they expire.  The implementation is SQLite in
- * WAL mode (store_sqlite.c); the interface is small so that a shared,
- * server-backed store can be added later for several daemons.
+ * serves finished ones until they expire.
+ *
+ * Backends.  An ae_store is a handle with an operations table (the last
+ * section of this file) that the functions below dispatch through:
+ *   - SQLite in WAL mode (store_sqlite.c), the default for one machine:
+ *     ae_store_open(DIR, ...) or ae_store_open_url(DIR, ...);
+ *   - PostgreSQL (store_pg.c, built when configure finds libpq), for a
+ *     store outside the daemon: ae_store_open_url("postgresql://...") or
+ *     a libpq "key=value" conninfo string.
+ * Both keep the same semantics (the same unit tests run on both); every
+ * call is timed into a latency histogram (ae_store_latency_read).  A
+ * PostgreSQL store that lost its server fails calls with AE_EIO and
+ * reconnects on a later call (back-off from 100 ms doubling to 5 s;
+ * ae_store_ping for readiness); a call is never retried, so a write whose
+ * connection broke mid-way may or may not be stored (its message says
+ * so).
  *
  * Thread: an ae_store is used only by the loop thread that opened it. */
 #ifndef AE_STORE_H
 #define AE_STORE_H
 
 #include <stddef.h>
+#include <string.h>
 
 typedef enum {
   AE_JOB_QUEUED, AE_JOB_RUNNING, AE_JOB_SUCCEEDED, AE_JOB_FAILED,
@@ -51,13 +65,58 @@ typedef struct ae_store ae_store;
  * 0 or AE_EIO with err filled.  The file is held in exclusive mode: a
  * second process (another daemon on the same dir) fails to open it.  Jobs
  * that were running when the previous process died are put back to queued
- * (worker and started_ms cleared) before ae_store_load sees them. */
+ * (worker and started_ms cleared) before ae_store_load sees them.  Always
+ * SQLite, whatever DIR looks like (the behaviour before issue 15). */
 int ae_store_open(const char *dir, ae_store_sync sync, ae_store **out,
                   char *err, size_t errlen);
 
+typedef enum {
+  AE_STORE_BACKEND_SQLITE,
+  AE_STORE_BACKEND_POSTGRESQL
+} ae_store_backend_kind;
+
+/* Which backend ae_store_open_url would choose for TARGET: PostgreSQL for
+ * a "postgresql://" or "postgres://" URL or a libpq conninfo string (it
+ * begins with "keyword=", e.g. "host=/run/pg dbname=archeval"), SQLite for
+ * anything else, a directory.  A directory whose name begins like
+ * "word=" must be written "./word=...". */
+ae_store_backend_kind ae_store_backend_of(const char *target);
+
+/* Opens the store TARGET names (see ae_store_backend_of): a directory
+ * exactly as ae_store_open (SYNC applies to SQLite only), or a PostgreSQL
+ * database.  For PostgreSQL the store connects once (one connection per
+ * handle: a daemon holds exactly one), creates or migrates its schema,
+ * takes the database for this process (a second daemon on the same
+ * database is refused, as with SQLite, until the fleet's leases exist)
+ * and re-queues jobs left running.  0, AE_EIO with err filled (the
+ * server's message, never the password), or AE_EUNSUPPORTED when TARGET
+ * is PostgreSQL and this build has no libpq ("built without
+ * PostgreSQL"). */
+int ae_store_open_url(const char *target, ae_store_sync sync, ae_store **out,
+                      char *err, size_t errlen);
+
+/* Where the store's URL comes from, in this order: FLAG (--store URL),
+ * the first line of the file FILE (--store-file PATH, e.g. a Kubernetes
+ * Secret mounted as a file; trailing blanks and newline removed), then
+ * ENV (the value of ARCHEVAL_STORE_URL, passed by the caller).  NULL or ""
+ * means not given.  Both FLAG and FILE given is an error (which one is
+ * meant?).  Writes the URL to out (empty when none was given: the caller
+ * falls back to its state dir) and returns 0, or returns AE_EINVAL /
+ * AE_EIO with err filled (an unreadable or empty file, a URL longer than
+ * outlen).  The URL may hold a password: log it through
+ * ae_store_redact_url only. */
+int ae_store_resolve_url(const char *flag, const char *env, const char *file,
+                         char *out, size_t outlen, char *err, size_t errlen);
+
+/* Copies TARGET to out with any password replaced by "***" (the userinfo
+ * password of a URL, a password= parameter of a URL or a conninfo), for
+ * logs.  Always NUL-terminates (truncating when outlen is short). */
+void ae_store_redact_url(const char *target, char *out, size_t outlen);
+
 /* Inserts jobs in one transaction (a single job, or a whole batch: all or
  * nothing).  Returns once committed.  AE_EINVAL when an id already exists
- * (nothing inserted), AE_EIO on a storage error. */
+ * or a text cannot be stored (PostgreSQL: not UTF-8), nothing inserted;
+ * AE_EIO on a storage error. */
 int ae_store_insert(ae_store *s, const ae_store_job *jobs, size_t n);
 
 /* queued -> running (running -> running is allowed, for a job started
@@ -87,5 +146,103 @@ void ae_store_close(ae_store *s);
 /* The message of the last failed call on s, for the log; static storage
  * in s, valid until the next call. */
 const char *ae_store_errmsg(const ae_store *s);
+
+/* 0 when the store can be written now, else AE_EIO with errmsg set: for
+ * readiness.  A PostgreSQL store that lost its server tries to reconnect
+ * here (subject to its back-off) and runs a trivial query; SQLite always
+ * answers 0. */
+int ae_store_ping(ae_store *s);
+
+/* "sqlite" or "postgresql". */
+const char *ae_store_backend_name(const ae_store *s);
+
+/* ---- latency, for /metrics ---- */
+
+/* The kinds of store calls, each with its own histogram. */
+typedef enum {
+  AE_STORE_OP_INSERT,  /* ae_store_insert (one transaction) */
+  AE_STORE_OP_UPDATE,  /* mark running / cancel requested, finish, delete */
+  AE_STORE_OP_EXPIRE,  /* ae_store_expire */
+  AE_STORE_OP_LOAD,    /* ae_store_load, without the time spent in fn */
+  AE_STORE_OP_COUNT
+} ae_store_op;
+
+/* Upper bounds of the histogram's buckets, in seconds (Prometheus "le"
+ * values); the last bucket, +Inf, has no bound here. */
+#define AE_STORE_LATENCY_BUCKETS 12
+extern const double ae_store_latency_bounds[AE_STORE_LATENCY_BUCKETS];
+
+/* One histogram, cumulative since open.  count[i] is the number of calls
+ * that took at most ae_store_latency_bounds[i] seconds and more than the
+ * bound before it (not cumulative: sum them for a Prometheus "le"
+ * series); count[AE_STORE_LATENCY_BUCKETS] holds the slower ones. */
+typedef struct {
+  unsigned long long count[AE_STORE_LATENCY_BUCKETS + 1];
+  unsigned long long calls;  /* every call, failed ones included */
+  unsigned long long errors; /* calls that returned an error */
+  double sum_s;              /* total time, seconds */
+} ae_store_latency;
+
+/* Copies the histogram of OP to out.  0, or AE_EINVAL for a bad op.  Call
+ * from the thread that owns s (the loop thread renders /metrics). */
+int ae_store_latency_read(const ae_store *s, ae_store_op op,
+                          ae_store_latency *out);
+
+/* ---- for the backends (store.c calls them; the daemon does not) ----
+ *
+ * A backend is a table of operations over its own handle (void *impl) and
+ * an open function.  store.c owns the public ae_store: it chooses the
+ * backend, times every call and forwards it; each operation has the
+ * semantics documented above for the public function of the same name
+ * (remove is ae_store_delete).  Backends never call store.c (helpers they
+ * share are inline here), so that no two files call each other. */
+typedef struct {
+  const char *name; /* "sqlite", "postgresql" */
+  int (*insert)(void *impl, const ae_store_job *jobs, size_t n);
+  int (*mark_running)(void *impl, const char *id, const char *worker,
+                      long long started_ms);
+  int (*mark_cancel_requested)(void *impl, const char *id);
+  int (*finish)(void *impl, const char *id, ae_job_state state,
+                const char *result_json, const char *error_json,
+                long long finished_ms, long long expires_ms);
+  int (*remove)(void *impl, const char *id);
+  int (*expire)(void *impl, long long now_ms);
+  int (*load)(void *impl, int (*fn)(void *ud, const ae_store_job *j),
+              void *ud);
+  int (*ping)(void *impl);
+  const char *(*errmsg)(const void *impl);
+  void (*close)(void *impl);
+} ae_store_ops;
+
+/* store_sqlite.c: opens DIR/jobs.sqlite3 (ae_store_open). */
+extern const ae_store_ops ae_store_sqlite_ops;
+int ae_store_sqlite_open(const char *dir, ae_store_sync sync, void **impl,
+                         char *err, size_t errlen);
+
+/* store_pg.c, built when configure found libpq (HAVE_LIBPQ): connects to
+ * the database CONNINFO names (a URL or a key=value string) and prepares
+ * it (ae_store_open_url).  0 or AE_EIO with err filled. */
+extern const ae_store_ops ae_store_pg_ops;
+int ae_store_pg_open(const char *conninfo, void **impl, char *err,
+                     size_t errlen);
+
+/* A job state's name in both schemas ("queued", ...), NULL if invalid. */
+static inline const char *ae_store_state_name(ae_job_state state) {
+  static const char *const names[] = {"queued", "running", "succeeded",
+                                      "failed", "cancelled"};
+  if ((int)state < 0 || (int)state > (int)AE_JOB_CANCELLED) return NULL;
+  return names[state];
+}
+
+/* The state NAME names: 0, or -1 for an unknown name. */
+static inline int ae_store_state_parse(const char *name, ae_job_state *out) {
+  for (int i = 0; name && i <= (int)AE_JOB_CANCELLED; i++) {
+    if (strcmp(name, ae_store_state_name((ae_job_state)i)) == 0) {
+      *out = (ae_job_state)i;
+      return 0;
+    }
+  }
+  return -1;
+}
 
 #endif

@@ -1,19 +1,38 @@
-# server/store.mk: the job store's tests (owned by the store work; the
-# store itself, server/store_sqlite.c, is built into archevald by
-# server/local.mk).  Included by Makefile.am after server/local.mk.
+# server/store.mk: the job store (owned by the store work).  archevald's
+# own sources are listed in server/local.mk; the store's front end and
+# the PostgreSQL backend are appended here, so that the store can grow
+# without touching the daemon's fragment.  Included by Makefile.am after
+# server/local.mk.
 
-# Unit tests of the SQLite store: round trips, batches, transitions,
-# expiry, reopen, a second opener, a writer killed by SIGKILL mid-loop.
+server_archevald_SOURCES += server/store.c
+if HAVE_LIBPQ
+server_archevald_SOURCES += server/store_pg.c
+server_archevald_CFLAGS += $(LIBPQ_CFLAGS)
+server_archevald_LDADD += $(LIBPQ_LIBS)
+endif
+
+# Unit tests of the store: round trips, batches, transitions, expiry,
+# reopen, a second opener, a writer killed by SIGKILL mid-loop, latency,
+# the URL's resolution.  Run as is, on SQLite; tests/unit/test_store_pg.sh
+# runs the same tests on PostgreSQL in a throwaway cluster
+# (tests/pg_cluster.sh; skips, 77, without the server's binaries or a
+# build with libpq), plus a server stopped and restarted mid-test.
 check_PROGRAMS += tests/unit/test_store
-TESTS += tests/unit/test_store
+TESTS += tests/unit/test_store tests/unit/test_store_pg.sh
 tests_unit_test_store_SOURCES = tests/unit/test_store.c \
-	server/store_sqlite.c server/store.h
+	server/store.c server/store_sqlite.c server/store.h
 tests_unit_test_store_CFLAGS = $(TEST_CFLAGS) $(SQLITE_CFLAGS)
 tests_unit_test_store_LDADD = $(TEST_LIBS) $(SQLITE_LIBS)
+if HAVE_LIBPQ
+tests_unit_test_store_SOURCES += server/store_pg.c
+tests_unit_test_store_CFLAGS += $(LIBPQ_CFLAGS)
+tests_unit_test_store_LDADD += $(LIBPQ_LIBS)
+endif
+EXTRA_DIST += tests/unit/test_store_pg.sh tests/pg_cluster.sh
 
 # The acceptance test of issue 6: SIGKILL archevald while 32 clients
 # submit 2,000 jobs, restart, compare with a run without kills (about a
 # minute on 2 cores; AE_RESTART_JOBS=N for a quick run).  Skips (77)
 # without the daemon.
-TESTS += tests/integration/test_restart.py
-EXTRA_DIST += tests/integration/test_restart.py
+TESTS += tests/integration/test_restart.py tests/integration/test_restart_pg.sh
+EXTRA_DIST += tests/integration/test_restart.py tests/integration/test_restart_pg.sh

@@ -1,4 +1,5 @@
-/* store_sqlite.c: the durable job store (store.h) on SQLite.
+/* store_sqlite.c: the durable job store (store.h) on SQLite, one of the
+ * backends behind store.c's operations table (store.h).
  *
  * Design.  One file, DIR/jobs.sqlite3, in WAL mode.  Every writer is one
  * transaction that returns only once committed: with AE_STORE_SYNC_FULL
@@ -114,39 +115,16 @@ static const char store_schema_v1[] =
   "CREATE INDEX jobs_expires ON jobs (expires_ms)"
   " WHERE expires_ms IS NOT NULL;";
 
-struct ae_store {
+typedef struct {
   sqlite3 *db;
   sqlite3_stmt *stmt[STMT_COUNT];
   char errmsg[512];
-};
+} sqlite_store;
 
-static const char *const store_state_names[] = {
-  [AE_JOB_QUEUED] = "queued",
-  [AE_JOB_RUNNING] = "running",
-  [AE_JOB_SUCCEEDED] = "succeeded",
-  [AE_JOB_FAILED] = "failed",
-  [AE_JOB_CANCELLED] = "cancelled",
-};
-
-static const char *store_state_name(ae_job_state state) {
-  if ((int)state < 0 || (int)state > (int)AE_JOB_CANCELLED) return NULL;
-  return store_state_names[state];
-}
-
-static int store_state_parse(const char *name, ae_job_state *out) {
-  for (int i = 0; i <= (int)AE_JOB_CANCELLED; i++) {
-    if (name && strcmp(name, store_state_names[i]) == 0) {
-      *out = (ae_job_state)i;
-      return 0;
-    }
-  }
-  return AE_EINTERNAL;
-}
-
-static void store_set_error(ae_store *s, const char *fmt, ...)
+static void store_set_error(sqlite_store *s, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
-static void store_set_error(ae_store *s, const char *fmt, ...) {
+static void store_set_error(sqlite_store *s, const char *fmt, ...) {
   va_list ap;
   va_start(ap, fmt);
   vsnprintf(s->errmsg, sizeof s->errmsg, fmt, ap);
@@ -155,14 +133,15 @@ static void store_set_error(ae_store *s, const char *fmt, ...) {
 
 /* Records SQLite's message for a failed call and maps the code: a
  * constraint (a duplicate id) is the caller's error, the rest is I/O. */
-static int store_fail(ae_store *s, int rc, const char *what) {
+static int store_fail(sqlite_store *s, int rc, const char *what) {
   store_set_error(s, "%s: %s (%s)", what, sqlite3_errmsg(s->db),
                   sqlite3_errstr(rc));
   if ((rc & 0xff) == SQLITE_CONSTRAINT) return AE_EINVAL;
   return AE_EIO;
 }
 
-const char *ae_store_errmsg(const ae_store *s) {
+static const char *sqlite_store_errmsg(const void *impl) {
+  const sqlite_store *s = impl;
   if (!s) return "no store";
   return s->errmsg[0] ? s->errmsg : "no error";
 }
@@ -197,7 +176,7 @@ static int store_mkdir_p(const char *dir, char *err, size_t errlen) {
 
 /* Runs one statement that returns at most a single text value, which it
  * copies into out (when out is not NULL). */
-static int store_exec_text(ae_store *s, const char *sql, char *out,
+static int store_exec_text(sqlite_store *s, const char *sql, char *out,
                            size_t outlen) {
   sqlite3_stmt *st = NULL;
   int rc = sqlite3_prepare_v2(s->db, sql, -1, &st, NULL);
@@ -217,7 +196,7 @@ static int store_exec_text(ae_store *s, const char *sql, char *out,
   return 0;
 }
 
-static int store_exec(ae_store *s, const char *sql) {
+static int store_exec(sqlite_store *s, const char *sql) {
   char *message = NULL;
   int rc = sqlite3_exec(s->db, sql, NULL, NULL, &message);
   if (rc != SQLITE_OK) {
@@ -230,7 +209,7 @@ static int store_exec(ae_store *s, const char *sql) {
 }
 
 /* Creates or migrates the schema in one transaction. */
-static int store_migrate(ae_store *s) {
+static int store_migrate(sqlite_store *s) {
   char text[64];
   int status = store_exec_text(s, "PRAGMA user_version", text, sizeof text);
   if (status) return status;
@@ -257,13 +236,13 @@ static int store_migrate(ae_store *s) {
 
 /* Jobs that were running when the previous process died go back to the
  * queue: the daemon starts them again from the beginning. */
-static int store_requeue_running(ae_store *s) {
+static int store_requeue_running(sqlite_store *s) {
   return store_exec(s,
                     "UPDATE jobs SET state = 'queued', worker = NULL,"
                     " started_ms = NULL WHERE state = 'running'");
 }
 
-static int store_configure(ae_store *s, ae_store_sync sync) {
+static int store_configure(sqlite_store *s, ae_store_sync sync) {
   char text[64];
   int rc = sqlite3_busy_timeout(s->db, STORE_BUSY_TIMEOUT_MS);
   if (rc != SQLITE_OK) return store_fail(s, rc, "busy timeout");
@@ -292,7 +271,7 @@ static int store_configure(ae_store *s, ae_store_sync sync) {
   return 0;
 }
 
-static void store_free(ae_store *s) {
+static void store_free(sqlite_store *s) {
   if (!s) return;
   for (int i = 0; i < STMT_COUNT; i++) sqlite3_finalize(s->stmt[i]);
   /* Closing runs the last checkpoint and removes the WAL file. */
@@ -300,8 +279,8 @@ static void store_free(ae_store *s) {
   free(s);
 }
 
-int ae_store_open(const char *dir, ae_store_sync sync, ae_store **out,
-                  char *err, size_t errlen) {
+int ae_store_sqlite_open(const char *dir, ae_store_sync sync, void **out,
+                         char *err, size_t errlen) {
   char scratch[8];
   if (!err || errlen == 0) {
     err = scratch;
@@ -316,7 +295,7 @@ int ae_store_open(const char *dir, ae_store_sync sync, ae_store **out,
   int status = store_mkdir_p(dir, err, errlen);
   if (status) return status;
 
-  ae_store *s = calloc(1, sizeof *s);
+  sqlite_store *s = calloc(1, sizeof *s);
   if (!s) {
     snprintf(err, errlen, "store: out of memory");
     return AE_EIO;
@@ -362,7 +341,7 @@ int ae_store_open(const char *dir, ae_store_sync sync, ae_store **out,
   return 0;
 }
 
-void ae_store_close(ae_store *s) { store_free(s); }
+static void sqlite_store_close(void *impl) { store_free(impl); }
 
 /* Binds NULL for a NULL string, else the text (copied by SQLite). */
 static int store_bind_text(sqlite3_stmt *st, int index, const char *text) {
@@ -377,7 +356,8 @@ static int store_bind_time(sqlite3_stmt *st, int index, long long ms) {
 }
 
 /* Steps a statement that returns no rows, then resets and unbinds it. */
-static int store_step_done(ae_store *s, sqlite3_stmt *st, const char *what) {
+static int store_step_done(sqlite_store *s, sqlite3_stmt *st,
+                           const char *what) {
   int rc = sqlite3_step(st);
   int status = 0;
   if (rc != SQLITE_DONE) status = store_fail(s, rc, what);
@@ -387,7 +367,7 @@ static int store_step_done(ae_store *s, sqlite3_stmt *st, const char *what) {
 }
 
 static int store_bind_job(sqlite3_stmt *st, const ae_store_job *j) {
-  const char *state = store_state_name(j->state);
+  const char *state = ae_store_state_name(j->state);
   if (!state || !j->id || !j->request_json) return SQLITE_MISUSE;
   int rc = SQLITE_OK;
   if (rc == SQLITE_OK) rc = store_bind_text(st, 1, j->id);
@@ -410,7 +390,9 @@ static int store_bind_job(sqlite3_stmt *st, const ae_store_job *j) {
   return rc;
 }
 
-int ae_store_insert(ae_store *s, const ae_store_job *jobs, size_t n) {
+static int sqlite_store_insert(void *impl, const ae_store_job *jobs,
+                               size_t n) {
+  sqlite_store *s = impl;
   if (!s || (!jobs && n > 0)) return AE_EINVAL;
   if (n == 0) return 0;
   int status = store_step_done(s, s->stmt[STMT_BEGIN], "begin");
@@ -447,7 +429,7 @@ int ae_store_insert(ae_store *s, const ae_store_job *jobs, size_t n) {
 
 /* After an UPDATE or DELETE that changed no row: AE_ENOTFOUND when the id
  * is unknown, AE_EINVAL when the job is in a state that forbids it. */
-static int store_no_change(ae_store *s, const char *id, const char *what) {
+static int store_no_change(sqlite_store *s, const char *id, const char *what) {
   sqlite3_stmt *st = s->stmt[STMT_EXISTS];
   int rc = store_bind_text(st, 1, id);
   if (rc != SQLITE_OK) return store_fail(s, rc, what);
@@ -468,8 +450,10 @@ static int store_no_change(ae_store *s, const char *id, const char *what) {
   return status;
 }
 
-int ae_store_mark_running(ae_store *s, const char *id, const char *worker,
-                          long long started_ms) {
+static int sqlite_store_mark_running(void *impl, const char *id,
+                                     const char *worker,
+                                     long long started_ms) {
+  sqlite_store *s = impl;
   if (!s || !id) return AE_EINVAL;
   sqlite3_stmt *st = s->stmt[STMT_MARK_RUNNING];
   int rc = store_bind_text(st, 1, id);
@@ -486,7 +470,8 @@ int ae_store_mark_running(ae_store *s, const char *id, const char *worker,
   return 0;
 }
 
-int ae_store_mark_cancel_requested(ae_store *s, const char *id) {
+static int sqlite_store_mark_cancel_requested(void *impl, const char *id) {
+  sqlite_store *s = impl;
   if (!s || !id) return AE_EINVAL;
   sqlite3_stmt *st = s->stmt[STMT_MARK_CANCEL];
   int rc = store_bind_text(st, 1, id);
@@ -501,9 +486,11 @@ int ae_store_mark_cancel_requested(ae_store *s, const char *id) {
   return 0;
 }
 
-int ae_store_finish(ae_store *s, const char *id, ae_job_state state,
-                    const char *result_json, const char *error_json,
-                    long long finished_ms, long long expires_ms) {
+static int sqlite_store_finish(void *impl, const char *id, ae_job_state state,
+                               const char *result_json,
+                               const char *error_json, long long finished_ms,
+                               long long expires_ms) {
+  sqlite_store *s = impl;
   if (!s || !id) return AE_EINVAL;
   if (state != AE_JOB_SUCCEEDED && state != AE_JOB_FAILED &&
       state != AE_JOB_CANCELLED) {
@@ -513,7 +500,8 @@ int ae_store_finish(ae_store *s, const char *id, ae_job_state state,
   }
   sqlite3_stmt *st = s->stmt[STMT_FINISH];
   int rc = store_bind_text(st, 1, id);
-  if (rc == SQLITE_OK) rc = store_bind_text(st, 2, store_state_name(state));
+  if (rc == SQLITE_OK)
+    rc = store_bind_text(st, 2, ae_store_state_name(state));
   if (rc == SQLITE_OK) rc = store_bind_text(st, 3, result_json);
   if (rc == SQLITE_OK) rc = store_bind_text(st, 4, error_json);
   if (rc == SQLITE_OK) rc = store_bind_time(st, 5, finished_ms);
@@ -528,7 +516,8 @@ int ae_store_finish(ae_store *s, const char *id, ae_job_state state,
   return 0;
 }
 
-int ae_store_delete(ae_store *s, const char *id) {
+static int sqlite_store_remove(void *impl, const char *id) {
+  sqlite_store *s = impl;
   if (!s || !id) return AE_EINVAL;
   sqlite3_stmt *st = s->stmt[STMT_DELETE];
   int rc = store_bind_text(st, 1, id);
@@ -545,7 +534,8 @@ int ae_store_delete(ae_store *s, const char *id) {
   return 0;
 }
 
-int ae_store_expire(ae_store *s, long long now_ms) {
+static int sqlite_store_expire(void *impl, long long now_ms) {
+  sqlite_store *s = impl;
   if (!s) return AE_EINVAL;
   sqlite3_stmt *st = s->stmt[STMT_EXPIRE];
   int rc = sqlite3_bind_int64(st, 1, now_ms);
@@ -565,8 +555,10 @@ static long long store_column_time(sqlite3_stmt *st, int column) {
   return sqlite3_column_int64(st, column);
 }
 
-int ae_store_load(ae_store *s, int (*fn)(void *ud, const ae_store_job *j),
-                  void *ud) {
+static int sqlite_store_load(void *impl,
+                             int (*fn)(void *ud, const ae_store_job *j),
+                             void *ud) {
+  sqlite_store *s = impl;
   if (!s || !fn) return AE_EINVAL;
   sqlite3_stmt *st = s->stmt[STMT_LOAD];
   int status = 0;
@@ -574,7 +566,7 @@ int ae_store_load(ae_store *s, int (*fn)(void *ud, const ae_store_job *j),
   while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
     ae_store_job job;
     memset(&job, 0, sizeof job);
-    if (store_state_parse(store_column_text(st, 1), &job.state)) {
+    if (ae_store_state_parse(store_column_text(st, 1), &job.state)) {
       store_set_error(s, "load: job '%s' has an unknown state",
                       store_column_text(st, 0));
       status = AE_EIO;
@@ -610,3 +602,20 @@ int ae_store_load(ae_store *s, int (*fn)(void *ud, const ae_store_job *j),
   sqlite3_reset(st);
   return status;
 }
+
+/* The file is local and held open: nothing can be unreachable. */
+static int sqlite_store_ping(void *impl) { return impl ? 0 : AE_EINVAL; }
+
+const ae_store_ops ae_store_sqlite_ops = {
+  .name = "sqlite",
+  .insert = sqlite_store_insert,
+  .mark_running = sqlite_store_mark_running,
+  .mark_cancel_requested = sqlite_store_mark_cancel_requested,
+  .finish = sqlite_store_finish,
+  .remove = sqlite_store_remove,
+  .expire = sqlite_store_expire,
+  .load = sqlite_store_load,
+  .ping = sqlite_store_ping,
+  .errmsg = sqlite_store_errmsg,
+  .close = sqlite_store_close,
+};

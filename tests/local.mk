@@ -1,6 +1,7 @@
 # tests/local.mk: the integration tests (Python 3 stdlib, run against a real
-# archevald on a free loopback port) and how automake runs them.  Unit tests
-# are registered by each component's own fragment.
+# archevald on a free loopback port, all through tests/integration/harness.py)
+# and how automake runs them.  Unit tests are registered by each component's
+# own fragment.
 TEST_EXTENSIONS = .py .sh
 PY_LOG_COMPILER = $(PYTHON3)
 SH_LOG_COMPILER = $(SHELL)
@@ -20,7 +21,7 @@ TESTS += tests/check_links.py
 EXTRA_DIST += tests/check_links.py docs/api.md docs/scorecard.md \
 	docs/operations.md
 
-EXTRA_DIST += tests/integration/http_harness.py \
+EXTRA_DIST += tests/integration/harness.py \
 	tests/integration/test_http_api.py tests/integration/test_http_load.py \
 	tests/integration/test_http_scorecard.py \
 	tests/integration/test_http_valgrind.py \

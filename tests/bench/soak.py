@@ -17,7 +17,7 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                 "..", "integration"))
-import http_harness as h  # noqa: E402
+import harness as h  # noqa: E402
 
 SECS = float(os.environ.get("AE_SOAK_SECS", "600"))
 

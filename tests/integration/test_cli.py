@@ -11,8 +11,11 @@ that every error surfaces as the exit status documented in cli.h and
 failed or cancelled job -> 1, timeout -> 5.  A second daemon with
 --max-queue 1 and one worker shows the retry after 429: with --retries 0
 the CLI exits 4, with retries it waits out Retry-After and succeeds once
-the queue has room.  Prints "N passed, M failed"; exit 77 when the daemon
-binary does not exist.  Single-threaded (subprocesses aside).
+the queue has room.  Issue 17: list --client-ref (the server's filter),
+wait --progress (jobs per second and the time left; not without it off a
+terminal), and the parser's answers through the CLI (a NaN named by its
+pointer, a graph output that contradicts num_classes).  Prints "N passed,
+M failed"; exit 77 when the daemon binary does not exist.  Single-threaded (subprocesses aside).
 """
 
 import json
@@ -24,7 +27,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import test_python_harness as h  # noqa: E402
+import harness as h  # noqa: E402
 
 ID_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
 
@@ -195,6 +198,61 @@ def test_errors(d, tmp):
     h.check(code == 1, "an unreadable file exits 1", err)
 
 
+def test_issue17(d, tmp):
+    url = d.url
+    # Jobs of about a second each, so that they finish while wait runs.
+    medium = {"architecture": {"type": "nb201", "cell": h.SLOW[
+        "architecture"]["cell"], "channels": 8, "cells_per_stage": 1},
+        "data": {"batch_size": 16}, "metrics": ["convergence"]}
+    batch = [dict(medium, seed=70 + i, client_ref="cli-ref-%d" % (i % 2))
+             for i in range(6)]
+    code, ids, err = submit_ids(h.write_json(tmp, "refs.json", batch), url)
+    h.check(code == 0 and len(ids) == 6, "six jobs with two client_refs",
+            err)
+    code, out, err = cli(["wait", "--progress", "--timeout", "300"] + ids,
+                         url)
+    lines = [line for line in err.splitlines() if " finished (" in line]
+    h.check(code == 0 and lines and
+            lines[-1].startswith("6/6 finished (6 succeeded, 0 failed)"),
+            "wait --progress: the progress lines end at 6/6", err)
+    h.check(any(re.search(r"; [0-9.e+-]+ jobs/s", line) for line in lines),
+            "wait --progress: jobs per second once jobs finish", err)
+    h.check(all("about" not in line or line.endswith(" left")
+                for line in lines), "the time left closes the line", err)
+    code, out, err = cli(["wait", "--timeout", "300"] + ids, url)
+    h.check(code == 0 and "jobs/s" not in err,
+            "without --progress, off a terminal: no rate", err)
+
+    # Needs the server's ?client_ref= filter (branch server).
+    code, out, err = cli(["list", "--json", "--client-ref", "cli-ref-1",
+                          "--page-size", "2"], url)
+    listed = [json.loads(line) for line in out.splitlines() if line.strip()]
+    h.check(code == 0 and sorted(j["id"] for j in listed) ==
+            sorted(ids[1::2]),
+            "list --client-ref lists exactly that client_ref's jobs",
+            out + err)
+    code, _, err = cli(["list", "--client-ref", "x" * 300], url)
+    h.check(code == 2, "a --client-ref over 256 bytes is a usage error", err)
+
+    nan = h.write_json(tmp, "nan.json",
+                       '{"seed": 1, "settings": {"eta": NaN},\n'
+                       ' "architecture": {"type": "mlp_dag", "dag": "2"}}')
+    code, _, err = cli(["submit", nan], url)
+    h.check(code == 3 and "invalid_json" in err and
+            "/settings/eta: NaN is not JSON" in err and
+            "JSON has no NaN or Infinity" in err,
+            "a NaN literal: 400 naming /settings/eta, exit 3", err)
+    graph = h.write_json(tmp, "graph5.json", {
+        "architecture": {"type": "graph", "output": "fc", "nodes": [
+            {"id": "f", "op": "flatten", "inputs": ["input"]},
+            {"id": "fc", "op": "linear", "inputs": ["f"], "out": 5}]},
+        "data": {"input_shape": [4], "num_classes": 10}})
+    code, _, err = cli(["submit", graph], url)
+    h.check(code == 3 and "/architecture/output" in err and "5 units" in err,
+            "a 5-unit output against 10 classes: 422 at "
+            "/architecture/output, exit 3", err)
+
+
 def test_cancel_delete_timeout(d, tmp, finished_id):
     url = d.url
     code, _, err = cli(["cancel", finished_id], url)
@@ -244,8 +302,8 @@ def test_cancel_delete_timeout(d, tmp, finished_id):
 
 
 def test_retry_after_429(tmp):
-    d = h.Daemon("--max-queue", "1", host_workers=1)
-    if not h.check(d.start(), "a daemon with --max-queue 1 starts"):
+    d = h.Daemon("--max-queue", "1", host_workers=1, store=False)
+    if not h.check(d.try_start(), "a daemon with --max-queue 1 starts"):
         return
     url = d.url
     try:
@@ -310,6 +368,7 @@ def test_retry_after_429(tmp):
         status = d.stop()
         h.check(status == 0, "the --max-queue 1 daemon exits 0 on SIGTERM",
                 d.log_tail())
+        d.cleanup()
 
 
 def main():
@@ -318,8 +377,8 @@ def main():
         h.check(False, "the CLI exists at %s" % h.CLI)
         h.finish()
     tmp = tempfile.mkdtemp(prefix="ae-test-cli-")
-    d = h.Daemon("--max-body-bytes", "65536")
-    if not h.check(d.start(), "archevald starts and becomes ready",
+    d = h.Daemon("--max-body-bytes", "65536", store=False)
+    if not h.check(d.try_start(), "archevald starts and becomes ready",
                    d.log_tail()):
         h.finish()
     try:
@@ -327,10 +386,12 @@ def main():
         h.section(test_batch_and_list, d, tmp)
         h.section(test_idempotency, d, tmp)
         h.section(test_errors, d, tmp)
+        h.section(test_issue17, d, tmp)
         h.section(test_cancel_delete_timeout, d, tmp, job_id)
     finally:
         status = d.stop()
         h.check(status == 0, "archevald exits 0 on SIGTERM", d.log_tail())
+        d.cleanup()
     h.section(test_retry_after_429, tmp)
     h.finish()
 

@@ -29,7 +29,7 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import test_python_harness as h  # noqa: E402
+import harness as h  # noqa: E402
 
 # ---- the rule of ranking.md §5-6, written from the spec ------------------
 
@@ -575,8 +575,8 @@ def main():
         if not os.access(h.DAEMON, os.X_OK):
             h.log("no archevald: the daemon section is skipped")
             return
-        d = h.Daemon()
-        if not h.check(d.start(), "archevald starts"):
+        d = h.Daemon(store=False)
+        if not h.check(d.try_start(), "archevald starts"):
             return
         try:
             env = dict(os.environ, ARCHEVAL_SERVER=d.url)
@@ -612,6 +612,7 @@ def main():
                     "each job is labelled with its architecture")
         finally:
             h.check(d.stop() == 0, "archevald drains and exits 0")
+            d.cleanup()
 
     for section in (explicit_section, default_section, rank_sum_section,
                     explicit_direction_section, job_format_section,

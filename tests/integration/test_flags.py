@@ -22,7 +22,7 @@ import sys
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import http_harness as h  # noqa: E402
+import harness as h  # noqa: E402
 
 ACTIONS = {"healthcheck", "help", "version"}
 

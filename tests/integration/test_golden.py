@@ -5,7 +5,7 @@ bit-identical on the code as it is now.
 tests/data/golden/requests/NAME.json holds a job request (the body of
 POST /v1/jobs) and tests/data/golden/expected/NAME.json the `result` the
 daemon gave for it when the corpus was recorded (tests/data/golden/
-record.py).  This test starts one archevald as http_harness.Daemon does
+record.py).  This test starts one archevald as harness.Daemon does
 (a temporary store, the host backend), registers the CIFAR-10 sample as
 `cifar10` when $AE_SHARED_DATA/cifar10 exists, submits every request in one
 POST /v1/jobs:batch, waits for each job and compares its result with the
@@ -54,7 +54,7 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import http_harness as h  # noqa: E402
+import harness as h  # noqa: E402
 
 GOLDEN_DIR = os.path.join(h.SRCDIR, "tests", "data", "golden")
 REQUEST_DIR = os.path.join(GOLDEN_DIR, "requests")
@@ -282,7 +282,7 @@ class CorpusShape(unittest.TestCase):
 
 
 def main():
-    """Like http_harness.main, and the skipped count after the failures."""
+    """Like harness.main, and the skipped count after the failures."""
     if not os.access(h.DAEMON, os.X_OK):
         print("archevald not built at %s: skipped" % h.DAEMON)
         print("0 passed, 0 failed")

@@ -16,7 +16,7 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import http_harness as h  # noqa: E402
+import harness as h  # noqa: E402
 
 METRIC_NAMES = [
     "archeval_jobs_submitted_total", "archeval_jobs_finished_total",

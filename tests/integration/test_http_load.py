@@ -19,7 +19,7 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import http_harness as h  # noqa: E402
+import harness as h  # noqa: E402
 
 JOBS = int(os.environ.get("AE_LOAD_JOBS", "1000"))
 CLIENTS = int(os.environ.get("AE_LOAD_CLIENTS", "64"))

@@ -11,7 +11,7 @@ import sys
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import http_harness as h  # noqa: E402
+import harness as h  # noqa: E402
 
 GROUPS = ("topology", "expressivity", "convergence", "generalization")
 SETTINGS = {"linear_regions": {"samples": 300, "repeats": 1},

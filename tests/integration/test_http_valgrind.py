@@ -13,7 +13,7 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import http_harness as h  # noqa: E402
+import harness as h  # noqa: E402
 
 
 class Valgrind(unittest.TestCase):

@@ -10,20 +10,30 @@ Idempotency-Key (an explicit key gives the same job twice), and every typed
 error with its status, code, problem and field errors: InvalidJSON 400,
 BodyTooLarge 413, InvalidRequest 422, NotFound 404, Conflict 409,
 JobFailed, JobCancelled, WaitTimeout, and Unavailable when nothing
-listens.  A second daemon with --max-queue 1 and one worker shows QueueFull
+listens.  Issue 17: a 13 MB body raises BodyTooLarge at once (checked
+against GET /v1's limits before sending; without them the server's own 413
+arrives before the upload through Expect: 100-continue; with stale limits
+and no Expect the reset is still BodyTooLarge, never retried); submit_batch
+splits over --max-batch 4 (each chunk idempotent, pointers over the whole
+list); list(client_ref=...) filters on the server; wait_all(progress=True)
+prints the rate and the time left; a NaN/Infinity from json.dumps gets a
+400 naming its field; a graph whose output width contradicts the data's
+classes gets a 422 at /architecture/output.  A second daemon with --max-queue 1 and one worker shows QueueFull
 with retries=0 and the retry after 429 (it succeeds once the queue has
 room).  Also checks the package's pyproject.toml.  Prints "N passed, M
 failed"; exit 77 when the daemon binary does not exist.  The main thread
 drives everything; one helper thread submits during the 429 test.
 """
 
+import io
+import json
 import os
 import sys
 import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import test_python_harness as h  # noqa: E402
+import harness as h  # noqa: E402
 
 sys.path.insert(0, h.PYTHON_CLIENT_DIR)
 import archeval_client as ac  # noqa: E402
@@ -181,6 +191,168 @@ def test_errors(client, finished):
             "every error derives from ArchevalError")
 
 
+BIG_BODY_BYTES = 13 << 20  # the 13 MB of issue 17
+
+
+def test_large_bodies(client, url):
+    big = dict(h.SMALL, client_ref="x" * BIG_BODY_BYTES)
+    h.check(client.limits().get("max_body_bytes") == 65536,
+            "Client.limits() reads GET /v1's limits")
+
+    def timed(who, what):
+        before = who.retries_done
+        t0 = time.monotonic()
+        err = expect_error(ac.BodyTooLarge, lambda: who.submit_request(big),
+                           what, 413, "body_too_large")
+        elapsed = time.monotonic() - t0
+        h.check(err is not None and elapsed < 10 and
+                who.retries_done == before,
+                "... at once (%.2f s) and without retries" % elapsed)
+        return err
+
+    err = timed(client, "a 13 MB body: BodyTooLarge, checked before sending")
+    h.check(err is not None and "not sent" in str(err) and
+            err.problem.get("status") == 413,
+            "the problem says the body was not sent", err)
+    # Without the limits the server answers 413 to the headers alone.
+    blind = ac.Client(url, retries=5)
+    blind.limits = lambda refresh=False: {}
+    err = timed(blind, "without the limits: the server's 413 before the "
+                "upload (Expect: 100-continue)")
+    h.check(err is not None and "65536" in str(err) and
+            "not sent" not in str(err), "the 413 is the server's own", err)
+    # A large body within the limits goes after the server's 100 Continue.
+    inline = {"architecture": {"type": "mlp_dag", "dag": "2", "width": 8},
+              "data": {"inputs": [[(i * 7919 % 1000) / 997.0 + k
+                                   for i in range(600)] for k in range(2)]},
+              "metrics": ["topology"]}
+    size = len(json.dumps(inline))
+    job = client.submit_request(inline)
+    h.check(ac.client.LARGE_BODY_BYTES <= size < 65536 and
+            job.wait(timeout=300)["topology"]["params"] > 0,
+            "a %d-byte body within the limits is sent and scored" % size)
+    # Stale limits and no Expect: the body is sent, the server refuses it
+    # (a reset, or its 413), and the client reports the 413.
+    stale = ac.Client(url, retries=5)
+    stale.limits()
+    stale._limits = dict(stale._limits, max_body_bytes=1 << 40)
+    stale.expect_continue = False
+    timed(stale, "stale limits, no Expect: BodyTooLarge, not Unavailable")
+
+
+def test_progress_line():
+    class FakeJob:
+        def __init__(self, state):
+            self.state = state
+
+        @property
+        def done(self):
+            return self.state in ("succeeded", "failed", "cancelled")
+
+    out = io.StringIO()
+    meter = ac.client._Progress(4, out)
+    jobs = [FakeJob("succeeded"), FakeJob("queued"), FakeJob("running"),
+            FakeJob("queued")]
+    meter.update(jobs, changed=True)
+    meter.started -= 10.0  # the first sweep was 10 s ago
+    jobs[1].state, jobs[2].state = "succeeded", "failed"
+    meter.update(jobs, changed=True)
+    jobs[3].state = "cancelled"
+    meter.update(jobs, changed=True)
+    lines = out.getvalue().splitlines()
+    h.check(lines[0] == "1/4 finished (1 succeeded, 0 failed)",
+            "the first sweep's line has no rate", lines)
+    h.check(lines[1] == "3/4 finished (2 succeeded, 1 failed); 0.2 jobs/s, "
+            "about 5 s left",
+            "the rate counts jobs finished after the first sweep; the time "
+            "left follows", lines)
+    h.check(len(lines) == 3 and lines[2].startswith(
+        "4/4 finished (2 succeeded, 1 failed, 1 cancelled); ") and
+        "left" not in lines[2], "the last line: no time left", lines)
+
+
+def test_batches_and_filters(client):
+    h.check(client.limits().get("max_batch") == 4,
+            "the daemon advertises max_batch 4")
+    requests = [dict(h.SMALL, seed=300 + i, client_ref="py-split-%d" % i)
+                for i in range(10)]
+    key = "py-split-%d" % os.getpid()
+    jobs = client.submit_batch(requests, idempotency_key=key)
+    h.check([j.data.get("client_ref") for j in jobs] ==
+            [r["client_ref"] for r in requests] and
+            len({j.id for j in jobs}) == 10,
+            "submit_batch of 10 over max_batch 4: 10 jobs, in order")
+    again = client.submit_batch(requests, idempotency_key=key)
+    h.check([j.id for j in again] == [j.id for j in jobs],
+            "the same key again: the same jobs (each chunk idempotent)")
+    bad = requests[:9] + [dict(h.SMALL, bogus=1)]
+    err = expect_error(ac.InvalidRequest, lambda: client.submit_batch(bad),
+                       "a bad item in the third chunk: InvalidRequest", 422)
+    h.check(err is not None and
+            any(e.get("pointer", "").startswith("/jobs/9/") for e in
+                err.errors) and "/jobs/9/" in str(err) and
+            len(getattr(err, "submitted", [])) == 8,
+            "its pointer counts over the whole list (/jobs/9); .submitted "
+            "holds the 8 jobs of the chunks before", err)
+
+    out = io.StringIO()
+    client.wait_all(jobs, timeout=300, progress=True, stream=out)
+    lines = out.getvalue().splitlines()
+    h.check(lines and lines[-1].startswith(
+        "10/10 finished (10 succeeded, 0 failed)"),
+        "wait_all(progress=True) ends with 10/10 finished", lines)
+    h.check(len(lines) == 1 or any("jobs/s" in line for line in lines[1:]),
+            "after the first sweep the lines carry jobs/s", lines)
+
+    # Needs the server's ?client_ref= filter (branch server).
+    listed = [j.id for j in client.list(client_ref="py-split-9")]
+    h.check(listed == [jobs[9].id],
+            "list(client_ref=...) lists only that client_ref's job", listed)
+    listed = list(client.list(client_ref="py-split-0", page_size=1))
+    h.check(len(listed) == 2 and all(j.data.get("client_ref") ==
+                                     "py-split-0" for j in listed),
+            "... across pages (two jobs: the batch and the bad batch's)",
+            [j.id for j in listed])
+
+
+def test_parser_answers(client):
+    err = expect_error(
+        ac.InvalidJSON,
+        lambda: client.submit_request(dict(h.SMALL,
+                                           settings={"eta": float("inf")})),
+        "json.dumps's Infinity: InvalidJSON 400", 400, "invalid_json")
+    h.check(err is not None and
+            [e.get("pointer") for e in err.errors] == ["/settings/eta"] and
+            "JSON has no NaN or Infinity" in str(err),
+            "... naming /settings/eta; JSON has no NaN or Infinity", err)
+    err = expect_error(
+        ac.InvalidJSON,
+        lambda: client.request("POST", "/v1/jobs:batch", (
+            '{"jobs": [{"architecture": {"type": "mlp_dag", "dag": "2"}}, '
+            '{"architecture": {"type": "mlp_dag", "dag": "2"}, '
+            '"data": {"inputs": [[1, NaN], [2, 3]]}}]}').encode()),
+        "a NaN in a batch: InvalidJSON 400", 400, "invalid_json")
+    h.check(err is not None and [e.get("pointer") for e in err.errors] ==
+            ["/jobs/1/data/inputs/0/1"], "... naming /jobs/1/data/inputs/0/1",
+            err)
+    graph = {"type": "graph", "output": "fc", "nodes": [
+        {"id": "f", "op": "flatten", "inputs": ["input"]},
+        {"id": "fc", "op": "linear", "inputs": ["f"], "out": 5}]}
+    err = expect_error(
+        ac.InvalidRequest,
+        lambda: client.submit(graph, data={"input_shape": [4],
+                                           "num_classes": 10}),
+        "a 5-unit output against num_classes 10: InvalidRequest", 422)
+    h.check(err is not None and [e.get("pointer") for e in err.errors] ==
+            ["/architecture/output"] and "5 units" in str(err),
+            "... at /architecture/output, with the width", err)
+    job = client.submit(graph, data={"input_shape": [4], "batch_size": 8},
+                        metrics=["topology"])
+    h.check(job.data["request"]["data"]["num_classes"] == 5,
+            "synthetic data without num_classes follows the output's width")
+    job.wait(timeout=300)
+
+
 def test_cancel_fail_timeout(client):
     # Two blockers keep both workers busy, so this job is queued (or just
     # started) for a few seconds even on a fast machine.
@@ -220,8 +392,8 @@ def test_cancel_fail_timeout(client):
 
 
 def test_queue_full():
-    d = h.Daemon("--max-queue", "1", host_workers=1)
-    if not h.check(d.start(), "a daemon with --max-queue 1 starts"):
+    d = h.Daemon("--max-queue", "1", host_workers=1, store=False)
+    if not h.check(d.try_start(), "a daemon with --max-queue 1 starts"):
         return
     try:
         strict = ac.Client(d.url, retries=0)
@@ -278,6 +450,7 @@ def test_queue_full():
         status = d.stop()
         h.check(status == 0, "the --max-queue 1 daemon exits 0 on SIGTERM",
                 d.log_tail())
+        d.cleanup()
 
 
 def test_service(client):
@@ -291,8 +464,9 @@ def test_service(client):
 def main():
     h.require_daemon()
     h.section(test_pyproject)
-    d = h.Daemon("--max-body-bytes", "65536")
-    if not h.check(d.start(), "archevald starts and becomes ready",
+    d = h.Daemon("--max-body-bytes", "65536", "--max-batch", "4",
+                 store=False)
+    if not h.check(d.try_start(), "archevald starts and becomes ready",
                    d.log_tail()):
         h.finish()
     try:
@@ -302,10 +476,15 @@ def main():
         h.section(test_service, client)
         finished = h.section(test_jobs, client)
         h.section(test_errors, client, finished)
+        h.section(test_large_bodies, client, d.url)
+        h.section(test_progress_line)
+        h.section(test_batches_and_filters, client)
+        h.section(test_parser_answers, client)
         h.section(test_cancel_fail_timeout, client)
     finally:
         status = d.stop()
         h.check(status == 0, "archevald exits 0 on SIGTERM", d.log_tail())
+        d.cleanup()
     h.section(test_queue_full)
     h.finish()
 

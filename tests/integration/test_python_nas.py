@@ -22,7 +22,7 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import test_python_harness as h  # noqa: E402
+import harness as h  # noqa: E402
 
 EXAMPLE = os.path.join(h.PYTHON_CLIENT_DIR, "examples", "nas_search.py")
 sys.path.insert(0, os.path.dirname(EXAMPLE))
@@ -101,8 +101,8 @@ def main():
     h.section(test_pure_parts)
     h.require_daemon()
     tmp = tempfile.mkdtemp(prefix="ae-test-nas-")
-    d = h.Daemon()
-    if not h.check(d.start(), "archevald starts and becomes ready",
+    d = h.Daemon(store=False)
+    if not h.check(d.try_start(), "archevald starts and becomes ready",
                    d.log_tail()):
         h.finish()
     try:
@@ -110,6 +110,7 @@ def main():
     finally:
         status = d.stop()
         h.check(status == 0, "archevald exits 0 on SIGTERM", d.log_tail())
+        d.cleanup()
     h.finish()
 
 

@@ -27,13 +27,14 @@ import json
 import os
 import random
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness as h  # noqa: E402
 
 JOBS = int(os.environ.get("AE_RESTART_JOBS", "2000"))
 CLIENTS = int(os.environ.get("AE_RESTART_CLIENTS", "32"))
@@ -45,37 +46,8 @@ DAGS = ("2_22_222", "2_21_112", "2_02_122", "1_22_212", "2_12_221")
 RUN_DEADLINE_S = 600
 STALL_S = 60  # give up waiting when no job finishes for this long
 
-passed = 0
-failed = 0
-started_at = time.monotonic()
-
-
-def log(message):
-    print("[%6.1fs] %s" % (time.monotonic() - started_at, message),
-          flush=True)
-
-
-def check(condition, what):
-    """Counts one assertion and says which one failed."""
-    global passed, failed
-    if condition:
-        passed += 1
-        log("ok: " + what)
-    else:
-        failed += 1
-        log("FAIL: " + what)
-    return condition
-
-
-def finish():
-    print("%d passed, %d failed" % (passed, failed), flush=True)
-    sys.exit(1 if failed else 0)
-
-
-def skip(reason):
-    print("skipped: " + reason, flush=True)
-    print("0 passed, 0 failed", flush=True)
-    sys.exit(77)
+log = h.log
+check = h.check
 
 
 def request_body(index):
@@ -101,111 +73,38 @@ def rfc3339_seconds(text):
         return None
 
 
-def free_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+# With AE_RESTART_ON_PG=1 (tests/integration/test_restart_pg.sh, inside a
+# throwaway cluster of tests/pg_cluster.sh) the killed daemon and the
+# second opener use the PostgreSQL store at $AE_TEST_PG_URL; the reference
+# daemon stays on SQLite.
+PG_URL = (os.environ.get("AE_TEST_PG_URL")
+          if os.environ.get("AE_RESTART_ON_PG") == "1" else None)
 
 
-class Daemon:
-    """One archevald on a state dir; restartable on the same port."""
+def store_flags(name):
+    return ["--store", PG_URL] if PG_URL and name != "reference" else []
 
-    def __init__(self, binary, state_dir, workdir, name):
-        self.binary = binary
-        self.state_dir = state_dir
-        self.workdir = workdir
-        self.name = name
-        self.port = free_port()
-        self.proc = None
-        self.starts = 0
-        self.log_path = os.path.join(workdir, name + ".log")
 
-    def start(self):
-        for attempt in range(5):
-            self.starts += 1
-            logfile = open(self.log_path, "ab")
-            logfile.write(b"\n=== start %d\n" % self.starts)
-            logfile.flush()
-            self.proc = subprocess.Popen(
-                [self.binary, "--state-dir", self.state_dir,
-                 "--http-address", "127.0.0.1",
-                 "--http-port", str(self.port),
-                 "--host-workers", str(WORKERS),
-                 "--max-queue", str(max(4096, 2 * JOBS))],
-                cwd=self.workdir, stdin=subprocess.DEVNULL,
-                stdout=logfile, stderr=subprocess.STDOUT)
-            logfile.close()
-            if self.wait_live(30.0):
-                return True
-            # The port may still be taken (TIME_WAIT, a race): try another.
-            self.kill()
-            self.port = free_port()
-            log("%s: restart attempt %d failed, new port %d"
-                % (self.name, attempt + 1, self.port))
-        return False
+def new_daemon(state_dir, workdir, name):
+    """One archevald on a state dir, restartable on the same port (the
+    daemon's default backend and store sync, as an operator runs it)."""
+    return h.Daemon("--max-queue", str(max(4096, 2 * JOBS)),
+                    *store_flags(name),
+                    host_workers=WORKERS, state_dir=state_dir,
+                    store_sync=None, backend=None,
+                    ready_path="/v1/health/live", workdir=workdir, name=name)
 
-    def wait_live(self, seconds):
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                return False
-            try:
-                status, _, _ = http_call(self.port, "GET", "/v1/health/live",
-                                         timeout=2.0)
-                if status == 200:
-                    return True
-            except (OSError, http.client.HTTPException):
-                pass
-            time.sleep(0.05)
-        return False
 
-    def kill(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-        if self.proc:
-            self.proc.wait()
-
-    def stop(self):
-        """SIGTERM, then SIGKILL if it does not drain in time."""
-        if not self.proc or self.proc.poll() is not None:
-            return self.proc.returncode if self.proc else None
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(timeout=40)
-        except subprocess.TimeoutExpired:
-            self.kill()
-            return None
-
-    def log_tail(self, lines=30):
-        try:
-            with open(self.log_path, "rb") as f:
-                text = f.read().decode("utf-8", "replace")
-            return "\n".join(text.splitlines()[-lines:])
-        except OSError:
-            return ""
+def start(daemon):
+    """Starts (or, after a kill, restarts) the daemon; False if it failed."""
+    return daemon.try_start(timeout=30.0, attempts=5)
 
 
 def http_call(port, method, path, body=None, headers=None, timeout=15.0):
-    """One request on a fresh connection; raises on connection errors."""
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
-    try:
-        data = None
-        all_headers = dict(headers or {})
-        if body is not None:
-            data = json.dumps(body).encode()
-            all_headers["Content-Type"] = "application/json"
-        conn.request(method, path, body=data, headers=all_headers)
-        response = conn.getresponse()
-        raw = response.read()
-        parsed = None
-        if raw:
-            try:
-                parsed = json.loads(raw)
-            except ValueError:
-                parsed = None
-        return response.status, response.getheaders(), parsed
-    finally:
-        conn.close()
+    """One request on a fresh connection: (status, headers, parsed JSON or
+    None); raises on connection errors."""
+    r = h.call(port, method, path, body, headers=headers, timeout=timeout)
+    return r.status, r.headers, r.json
 
 
 class Book:
@@ -292,7 +191,7 @@ def killer(daemon, book, kill_thresholds, rng, state):
         daemon.kill()
         state["kills"] += 1
         log("SIGKILL %d at %d acknowledged" % (state["kills"], book.acked))
-        if not daemon.start():
+        if not start(daemon):
             state["restart_failed"] = True
             return
 
@@ -388,21 +287,15 @@ def comparable(result):
 
 
 def main():
-    builddir = os.environ.get("AE_BUILDDIR")
-    if not builddir:
-        builddir = os.path.abspath(os.path.join(os.path.dirname(
-            os.path.abspath(__file__)), "..", ".."))
-    binary = os.path.join(builddir, "server", "archevald")
-    if not os.access(binary, os.X_OK):
-        skip("no daemon at " + binary)
+    h.require_daemon()
     try:
-        helptext = subprocess.run([binary, "--help"], capture_output=True,
+        helptext = subprocess.run([h.DAEMON, "--help"], capture_output=True,
                                   timeout=10).stdout.decode("utf-8",
                                                             "replace")
     except (OSError, subprocess.TimeoutExpired):
-        skip("archevald --help failed")
+        h.skip("archevald --help failed")
     if "--state-dir" not in helptext:
-        skip("archevald has no --state-dir")
+        h.skip("archevald has no --state-dir")
 
     log("jobs %d, clients %d, kills %d, seed %d" % (JOBS, CLIENTS, KILLS,
                                                    SEED))
@@ -411,19 +304,16 @@ def main():
     deadline = time.monotonic() + RUN_DEADLINE_S
     daemon = reference = None
     try:
-        daemon = Daemon(binary, os.path.join(workdir, "state"), workdir,
-                        "killed")
-        if not check(daemon.start(), "daemon starts on a fresh state dir"):
+        daemon = new_daemon(os.path.join(workdir, "state"), workdir,
+                            "killed")
+        if not check(start(daemon), "daemon starts on a fresh state dir"):
             log(daemon.log_tail())
             return
         # A second daemon on the same state dir must refuse to start.
-        second = Daemon(binary, daemon.state_dir, workdir, "second")
-        second.proc = subprocess.Popen(
-            [binary, "--state-dir", second.state_dir,
-             "--http-address", "127.0.0.1", "--http-port", str(second.port),
-             "--host-workers", "1"],
-            cwd=workdir, stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        second = h.Daemon(*store_flags("second"), host_workers=1,
+                          state_dir=daemon.state_dir,
+                          store_sync=None, backend=None, workdir=workdir,
+                          name="second").spawn()
         try:
             code = second.proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
@@ -455,7 +345,7 @@ def main():
             daemon.kill()
             state["kills"] += 1
             log("SIGKILL %d while the queue drains" % state["kills"])
-            if not daemon.start():
+            if not start(daemon):
                 state["restart_failed"] = True
         log("submitted: %d acknowledged, %d retries, %d errors; %d POSTs "
             "lost their answer to a kill after the job was created"
@@ -516,7 +406,7 @@ def main():
         # One more kill with everything finished: results are served again,
         # unchanged, and nothing runs twice.
         daemon.kill()
-        if check(daemon.start(), "daemon restarts with every job finished"):
+        if check(start(daemon), "daemon restarts with every job finished"):
             same = 0
             for job_id, job in final.items():
                 try:
@@ -532,13 +422,13 @@ def main():
             check(same == len(final),
                   "finished jobs are served unchanged after a restart "
                   "(%d of %d)" % (same, len(final)))
-        code = daemon.stop()
+        code = daemon.stop(timeout=40)
         check(code == 0, "daemon exits 0 on SIGTERM (got %r)" % code)
 
         # The reference: the same requests in a daemon never killed.
-        reference = Daemon(binary, os.path.join(workdir, "reference"),
-                           workdir, "reference")
-        if not check(reference.start(), "reference daemon starts"):
+        reference = new_daemon(os.path.join(workdir, "reference"),
+                               workdir, "reference")
+        if not check(start(reference), "reference daemon starts"):
             log(reference.log_tail())
             return
         ref_book = Book()
@@ -570,8 +460,9 @@ def main():
                 final.get(book.ids[index]), sort_keys=True)[:800])
             log("reference:  %s" % json.dumps(
                 ref_final.get(ref_book.ids.get(index)), sort_keys=True)[:800])
-        check(reference.stop() == 0, "reference daemon exits 0 on SIGTERM")
-        if failed:
+        check(reference.stop(timeout=40) == 0,
+              "reference daemon exits 0 on SIGTERM")
+        if h.failures():
             log("killed daemon log:\n" + daemon.log_tail())
     finally:
         for d in (daemon, reference):
@@ -582,4 +473,4 @@ def main():
 
 if __name__ == "__main__":
     main()
-    finish()
+    h.finish()

@@ -371,6 +371,133 @@ START_TEST(parse_body_errors) {
 }
 END_TEST
 
+/* Parses text, which must fail with 400 invalid_json; returns the problem
+ * (the caller clears it). */
+static ae_problem parse_fails_400(const char *text) {
+  json_t *j = NULL;
+  ae_problem p = AE_PROBLEM_INIT;
+  ck_assert_int_eq(ae_json_parse_body(text, strlen(text), &j, &p), AE_EINVAL);
+  ck_assert_ptr_null(j);
+  ck_assert_int_eq(p.status, 400);
+  ck_assert_str_eq(p.code, "invalid_json");
+  ck_assert_msg(strncmp(p.detail, "line ", 5) == 0, "%s", p.detail);
+  return p;
+}
+
+START_TEST(non_finite_literals_named) {
+  /* Python's json.dumps writes NaN, Infinity and -Infinity: each is named
+   * by the pointer of the field it stands in, and the problem says JSON
+   * has none of them. */
+  ae_problem p = parse_fails_400(
+      "{\"seed\": 1, \"settings\": {\"eta\": NaN}, \"x\": [1, 2]}");
+  ck_assert_uint_eq(p.n_errors, 1);
+  ck_assert_str_eq(p.errors[0].pointer, "/settings/eta");
+  ck_assert_ptr_nonnull(strstr(p.errors[0].detail, "NaN"));
+  ck_assert_ptr_nonnull(strstr(p.detail, "JSON has no NaN or Infinity"));
+  ck_assert_ptr_nonnull(strstr(p.detail, "/settings/eta"));
+  ae_problem_clear(&p);
+  /* In arrays, after a sign, several at once, keys that need escaping. */
+  p = parse_fails_400("{\"data\": {\"inputs\": [[0.5, -Infinity], "
+                      "[Infinity, 1]]},\n \"a/b~c\": NaN}");
+  ck_assert_uint_eq(p.n_errors, 3);
+  ck_assert_str_eq(p.errors[0].pointer, "/data/inputs/0/1");
+  ck_assert_ptr_nonnull(strstr(p.errors[0].detail, "-Infinity"));
+  ck_assert_str_eq(p.errors[1].pointer, "/data/inputs/1/0");
+  ck_assert_str_eq(p.errors[2].pointer, "/a~1b~0c");
+  ck_assert_ptr_nonnull(strstr(p.detail, "line 1, column "));
+  ae_problem_clear(&p);
+  /* The whole body. */
+  p = parse_fails_400("Infinity");
+  ck_assert_uint_eq(p.n_errors, 1);
+  ck_assert_str_eq(p.errors[0].pointer, "");
+  ae_problem_clear(&p);
+  /* A NaN inside a string is a string; a later syntax error is reported
+   * as before. */
+  p = parse_fails_400("{\"client_ref\": \"NaN\", \"seed\": nope}");
+  ck_assert_uint_eq(p.n_errors, 0);
+  ck_assert_ptr_null(strstr(p.detail, "NaN or Infinity"));
+  ae_problem_clear(&p);
+  /* A non-finite literal followed by another kind of error: the pointer
+   * cannot be known; the plain syntax error stands. */
+  p = parse_fails_400("{\"seed\": NaN, \"x\": [1,]}");
+  ck_assert_uint_eq(p.n_errors, 0);
+  ae_problem_clear(&p);
+  /* Words that only look alike are ordinary syntax errors. */
+  p = parse_fails_400("{\"seed\": Nonsense}");
+  ck_assert_uint_eq(p.n_errors, 0);
+  ae_problem_clear(&p);
+}
+END_TEST
+
+/* A graph of out classes on the given data (JSON text of "data"). */
+static json_t *graph_body(int out, const char *data) {
+  char text[1024];
+  snprintf(text, sizeof text,
+           "{\"architecture\":{\"type\":\"graph\",\"output\":\"l\","
+           "\"nodes\":[{\"id\":\"f\",\"op\":\"flatten\",\"inputs\":"
+           "[\"input\"]},{\"id\":\"l\",\"op\":\"linear\",\"inputs\":"
+           "[\"f\"],\"out\":%d}]},\"data\":%s}",
+           out, data);
+  return load_text(text);
+}
+
+START_TEST(graph_output_width) {
+  /* Synthetic data without num_classes follows the output's width, and
+   * the normalised request says so. */
+  json_t *body = graph_body(5, "{\"input_shape\":[4]}");
+  ae_request r;
+  parse_ok(body, &r);
+  ck_assert_int_eq(r.net.num_classes, 5);
+  ck_assert_int_eq(r.data.num_classes, 5);
+  ck_assert_int_eq(json_integer_value(json_object_get(
+                       json_object_get(r.normalised, "data"), "num_classes")),
+                   5);
+  ae_request_free(&r);
+  json_decref(body);
+  /* Stated and equal; inline labels that fit the output. */
+  body = graph_body(5, "{\"input_shape\":[4],\"num_classes\":5}");
+  parse_ok(body, &r);
+  ck_assert_int_eq(r.data.num_classes, 5);
+  ae_request_free(&r);
+  json_decref(body);
+  body = graph_body(5, "{\"inputs\":[[1,2],[3,4],[5,6]],\"labels\":[0,4,2]}");
+  parse_ok(body, &r);
+  ck_assert_int_eq(r.data.num_classes, 5);
+  ae_request_free(&r);
+  json_decref(body);
+  /* Contradicted: 422 at /architecture/output, with both numbers. */
+  static const char *const contradicted[] = {
+      "{\"input_shape\":[4],\"num_classes\":10}",
+      "{\"dataset\":\"fashion-mnist\"}",
+      "{\"inputs\":[[1,2],[3,4]],\"labels\":[0,9]}",
+  };
+  for (size_t i = 0; i < 3; i++) {
+    body = graph_body(5, contradicted[i]);
+    ae_problem p = AE_PROBLEM_INIT;
+    ck_assert_int_eq(ae_request_parse(body, &catalog, &lim, &r, &p), AE_EINVAL);
+    ck_assert_int_eq(p.status, 422);
+    ck_assert_msg(has_pointer(&p, "/architecture/output"), "case %zu", i);
+    ck_assert_ptr_nonnull(strstr(p.errors[0].detail, "5 units"));
+    ck_assert_ptr_nonnull(strstr(p.errors[0].detail, "\"l\""));
+    ae_problem_clear(&p);
+    json_decref(body);
+  }
+  /* One output unit: no classifier; unlabelled data keeps its default,
+   * labels are a contradiction. */
+  body = graph_body(1, "{\"input_shape\":[4]}");
+  parse_ok(body, &r);
+  ck_assert_int_eq(r.net.num_classes, 1);
+  ae_request_free(&r);
+  json_decref(body);
+  body = graph_body(1, "{\"inputs\":[[1,2],[3,4]],\"labels\":[0,1]}");
+  ae_problem p = AE_PROBLEM_INIT;
+  ck_assert_int_eq(ae_request_parse(body, &catalog, &lim, &r, &p), AE_EINVAL);
+  ck_assert(has_pointer(&p, "/architecture/output"));
+  ae_problem_clear(&p);
+  json_decref(body);
+}
+END_TEST
+
 START_TEST(dumps_round_trips) {
   json_t *o = json_pack("{s:f, s:f, s:i, s:s}", "third", 1.0 / 3.0, "big",
                         6.02214076e23, "n", 3, "z", "a");
@@ -405,6 +532,8 @@ static Suite *request_suite(void) {
   tcase_add_test(tc, all_errors_collected);
   tcase_add_test(tc, limits_enforced);
   tcase_add_test(tc, parse_body_errors);
+  tcase_add_test(tc, non_finite_literals_named);
+  tcase_add_test(tc, graph_output_width);
   tcase_add_test(tc, dumps_round_trips);
   suite_add_tcase(s, tc);
   return s;

@@ -1,10 +1,21 @@
-/* test_store.c: unit tests of the SQLite job store (server/store.h).
+/* test_store.c: unit tests of the job store (server/store.h), on both
+ * backends.
  *
- * Each test works in its own temporary state dir, removed at the end.  The
- * crash test forks a writer, kills it with SIGKILL in the middle of a loop
- * of inserts and checks that every insert it acknowledged (through a pipe,
- * after ae_store_insert returned 0) is there when the store is reopened.
+ * "test_store" (or "test_store sqlite") runs every test on SQLite, each in
+ * its own temporary state dir, plus the backend-neutral ones (choice of
+ * backend, URL resolution, redaction).  "test_store postgresql" runs the
+ * same store tests on PostgreSQL, each in a database of its own created
+ * in the server that AE_TEST_PG_DSN names (tests/pg_cluster.sh starts a
+ * throwaway one: see tests/unit/test_store_pg.sh), plus the schema
+ * checks and a server stopped and started again mid-test (the commands
+ * AE_TEST_PG_STOP / AE_TEST_PG_START); it exits 77 (skip) without a DSN
+ * or in a build without libpq.  The crash test forks a writer, kills it
+ * with SIGKILL in the middle of a loop of inserts and checks that every
+ * insert it acknowledged (through a pipe, after ae_store_insert returned
+ * 0) is there when the store is reopened.
  * Thread: single-threaded (Check forks each test). */
+#include "config.h"
+
 #include <check.h>
 #include <dirent.h>
 #include <errno.h>
@@ -19,6 +30,9 @@
 #include <unistd.h>
 
 #include <sqlite3.h>
+#ifdef HAVE_LIBPQ
+#include <libpq-fe.h>
+#endif
 
 #include "api/status.h"
 #include "server/store.h"
@@ -151,12 +165,98 @@ static void remove_tree(const char *dir) {
   rmdir(dir);
 }
 
-static ae_store *open_store(const char *dir, ae_store_sync sync) {
+/* The backend of this run, set by main before the tests fork. */
+static ae_store_backend_kind test_backend = AE_STORE_BACKEND_SQLITE;
+
+#ifdef HAVE_LIBPQ
+static void ignore_notice(void *arg, const char *message) {
+  (void)arg;
+  (void)message;
+}
+
+/* Runs SQL on the server AE_TEST_PG_DSN names, as the test's own client
+ * (not through the store). */
+static void pg_admin(const char *dbname, const char *sql) {
+  const char *dsn = getenv("AE_TEST_PG_DSN");
+  ck_assert_ptr_nonnull(dsn);
+  char conninfo[1024];
+  snprintf(conninfo, sizeof conninfo, "%s dbname=%s", dsn, dbname);
+  PGconn *conn = PQconnectdb(conninfo);
+  ck_assert_ptr_nonnull(conn);
+  ck_assert_msg(PQstatus(conn) == CONNECTION_OK, "connect: %s",
+                PQerrorMessage(conn));
+  PQsetNoticeProcessor(conn, ignore_notice, NULL);
+  PGresult *res = PQexec(conn, sql);
+  ck_assert_msg(PQresultStatus(res) == PGRES_COMMAND_OK ||
+                    PQresultStatus(res) == PGRES_TUPLES_OK,
+                "%s: %s", sql, PQerrorMessage(conn));
+  PQclear(res);
+  PQfinish(conn);
+}
+#endif
+
+/* A fresh, empty store location for the backend of this run, named by
+ * NAME: a dir under state_dir, or a new database.  Writes the target
+ * (what ae_store_open_url takes) to out. */
+static void make_target_named(const char *name, char *out, size_t outlen) {
+  if (test_backend == AE_STORE_BACKEND_SQLITE) {
+    if (!state_dir[0]) make_state_dir();
+    snprintf(out, outlen, "%s/%s", state_dir, name);
+    return;
+  }
+#ifdef HAVE_LIBPQ
+  char sql[256];
+  snprintf(sql, sizeof sql, "CREATE DATABASE ae_t_%ld_%s", (long)getpid(),
+           name);
+  pg_admin("archeval", sql);
+  snprintf(out, outlen, "%s dbname=ae_t_%ld_%s", getenv("AE_TEST_PG_DSN"),
+           (long)getpid(), name);
+#else
+  ck_abort_msg("built without libpq");
+#endif
+}
+
+static void drop_target_named(const char *name) {
+#ifdef HAVE_LIBPQ
+  if (test_backend == AE_STORE_BACKEND_SQLITE) return;
+  char sql[256];
+  snprintf(sql, sizeof sql,
+           "DROP DATABASE IF EXISTS ae_t_%ld_%s WITH (FORCE)",
+           (long)getpid(), name);
+  pg_admin("archeval", sql);
+#else
+  (void)name;
+#endif
+}
+
+/* The test's main store location. */
+static char target[1024];
+
+static void make_target(void) {
+  make_target_named("main", target, sizeof target);
+}
+
+/* Removes every location the test made. */
+static void remove_targets(void) {
+  drop_target_named("main");
+  for (int round = 0; round < 3; round++) {
+    char name[16];
+    snprintf(name, sizeof name, "r%d", round);
+    drop_target_named(name);
+  }
+  if (state_dir[0]) remove_tree(state_dir);
+  state_dir[0] = '\0';
+}
+
+static ae_store *open_store(const char *where, ae_store_sync sync) {
   ae_store *s = NULL;
-  char err[256] = "";
-  int status = ae_store_open(dir, sync, &s, err, sizeof err);
-  ck_assert_msg(status == 0, "open %s: %d %s", dir, status, err);
+  char err[512] = "";
+  int status = ae_store_open_url(where, sync, &s, err, sizeof err);
+  ck_assert_msg(status == 0, "open %s: %d %s", where, status, err);
   ck_assert_ptr_nonnull(s);
+  ck_assert_str_eq(ae_store_backend_name(s),
+                   test_backend == AE_STORE_BACKEND_SQLITE ? "sqlite"
+                                                           : "postgresql");
   return s;
 }
 
@@ -198,8 +298,8 @@ static ae_store_job queued_job(const char *id, long long seq) {
 }
 
 START_TEST(test_round_trip_every_field) {
-  make_state_dir();
-  ae_store *s = open_store(state_dir, AE_STORE_SYNC_FULL);
+  make_target();
+  ae_store *s = open_store(target, AE_STORE_SYNC_FULL);
   ae_store_job jobs[2] = {full_job("j_full", 1), queued_job("j_nulls", 2)};
   ck_assert_int_eq(ae_store_insert(s, &jobs[0], 1), 0);
   ck_assert_int_eq(ae_store_insert(s, &jobs[1], 1), 0);
@@ -215,13 +315,13 @@ START_TEST(test_round_trip_every_field) {
   ck_assert_int_eq(set.jobs[1].job.started_ms, 0);
   loaded_set_free(&set);
   ae_store_close(s);
-  remove_tree(state_dir);
+  remove_targets();
 }
 END_TEST
 
 START_TEST(test_load_follows_seq_not_insert_order) {
-  make_state_dir();
-  ae_store *s = open_store(state_dir, AE_STORE_SYNC_NORMAL);
+  make_target();
+  ae_store *s = open_store(target, AE_STORE_SYNC_NORMAL);
   ae_store_job late = queued_job("j_b", 20);
   ae_store_job early = queued_job("j_a", 10);
   ck_assert_int_eq(ae_store_insert(s, &late, 1), 0);
@@ -233,13 +333,13 @@ START_TEST(test_load_follows_seq_not_insert_order) {
   ck_assert_str_eq(set.jobs[1].id, "j_b");
   loaded_set_free(&set);
   ae_store_close(s);
-  remove_tree(state_dir);
+  remove_targets();
 }
 END_TEST
 
 START_TEST(test_batch_is_all_or_nothing) {
-  make_state_dir();
-  ae_store *s = open_store(state_dir, AE_STORE_SYNC_FULL);
+  make_target();
+  ae_store *s = open_store(target, AE_STORE_SYNC_FULL);
   ae_store_job batch[4] = {queued_job("j_1", 1), queued_job("j_2", 2),
                            queued_job("j_3", 3), queued_job("j_2", 4)};
   ck_assert_int_eq(ae_store_insert(s, batch, 4), AE_EINVAL);
@@ -274,13 +374,13 @@ START_TEST(test_batch_is_all_or_nothing) {
   ck_assert_uint_eq(set.count, 4);
   loaded_set_free(&set);
   ae_store_close(s);
-  remove_tree(state_dir);
+  remove_targets();
 }
 END_TEST
 
 START_TEST(test_transitions) {
-  make_state_dir();
-  ae_store *s = open_store(state_dir, AE_STORE_SYNC_FULL);
+  make_target();
+  ae_store *s = open_store(target, AE_STORE_SYNC_FULL);
   ae_store_job jobs[3] = {queued_job("j_run", 1), queued_job("j_fail", 2),
                           queued_job("j_cancel", 3)};
   ck_assert_int_eq(ae_store_insert(s, jobs, 3), 0);
@@ -342,13 +442,13 @@ START_TEST(test_transitions) {
   ck_assert_int_eq(cancelled->finished_ms, 600);
   loaded_set_free(&set);
   ae_store_close(s);
-  remove_tree(state_dir);
+  remove_targets();
 }
 END_TEST
 
 START_TEST(test_expire) {
-  make_state_dir();
-  ae_store *s = open_store(state_dir, AE_STORE_SYNC_FULL);
+  make_target();
+  ae_store *s = open_store(target, AE_STORE_SYNC_FULL);
   ae_store_job jobs[4] = {queued_job("j_old", 1), queued_job("j_new", 2),
                           queued_job("j_queued", 3),
                           queued_job("j_running", 4)};
@@ -379,13 +479,13 @@ START_TEST(test_expire) {
   ck_assert_ptr_nonnull(find_job(&set, "j_running"));
   loaded_set_free(&set);
   ae_store_close(s);
-  remove_tree(state_dir);
+  remove_targets();
 }
 END_TEST
 
 START_TEST(test_delete) {
-  make_state_dir();
-  ae_store *s = open_store(state_dir, AE_STORE_SYNC_FULL);
+  make_target();
+  ae_store *s = open_store(target, AE_STORE_SYNC_FULL);
   ae_store_job jobs[2] = {queued_job("j_a", 1), queued_job("j_b", 2)};
   ck_assert_int_eq(ae_store_insert(s, jobs, 2), 0);
   ck_assert_int_eq(ae_store_delete(s, "j_a"), 0);
@@ -398,7 +498,7 @@ START_TEST(test_delete) {
   /* The id is free again. */
   ck_assert_int_eq(ae_store_insert(s, &jobs[0], 1), 0);
   ae_store_close(s);
-  remove_tree(state_dir);
+  remove_targets();
 }
 END_TEST
 
@@ -410,8 +510,8 @@ static int stop_after_first(void *ud, const ae_store_job *j) {
 }
 
 START_TEST(test_load_stops_when_asked) {
-  make_state_dir();
-  ae_store *s = open_store(state_dir, AE_STORE_SYNC_FULL);
+  make_target();
+  ae_store *s = open_store(target, AE_STORE_SYNC_FULL);
   ae_store_job jobs[3] = {queued_job("j_a", 1), queued_job("j_b", 2),
                           queued_job("j_c", 3)};
   ck_assert_int_eq(ae_store_insert(s, jobs, 3), 0);
@@ -424,7 +524,7 @@ START_TEST(test_load_stops_when_asked) {
   ck_assert_uint_eq(set.count, 3);
   loaded_set_free(&set);
   ae_store_close(s);
-  remove_tree(state_dir);
+  remove_targets();
 }
 END_TEST
 
@@ -438,8 +538,8 @@ static int finish_while_loading(void *ud, const ae_store_job *j) {
 }
 
 START_TEST(test_write_during_load) {
-  make_state_dir();
-  ae_store *s = open_store(state_dir, AE_STORE_SYNC_FULL);
+  make_target();
+  ae_store *s = open_store(target, AE_STORE_SYNC_FULL);
   ae_store_job jobs[3] = {queued_job("j_a", 1), queued_job("j_b", 2),
                           queued_job("j_c", 3)};
   ck_assert_int_eq(ae_store_insert(s, jobs, 3), 0);
@@ -448,7 +548,7 @@ START_TEST(test_write_during_load) {
   ck_assert_int_eq(ae_store_load(s, finish_while_loading, s), 0);
   ae_store_close(s);
 
-  s = open_store(state_dir, AE_STORE_SYNC_FULL);
+  s = open_store(target, AE_STORE_SYNC_FULL);
   loaded_set set;
   load_all(s, &set);
   ck_assert_uint_eq(set.count, 3);
@@ -464,18 +564,25 @@ START_TEST(test_write_during_load) {
   }
   loaded_set_free(&set);
   ae_store_close(s);
-  remove_tree(state_dir);
+  remove_targets();
 }
 END_TEST
 
 START_TEST(test_reopen_keeps_everything) {
-  make_state_dir();
-  char nested[512];
-  snprintf(nested, sizeof nested, "%s/a/b/state", state_dir);
+  char nested[1024];
+  if (test_backend == AE_STORE_BACKEND_SQLITE) {
+    /* The state dir and its parents are created, private. */
+    make_target_named("a/b/state", nested, sizeof nested);
+  } else {
+    make_target();
+    snprintf(nested, sizeof nested, "%s", target);
+  }
   ae_store *s = open_store(nested, AE_STORE_SYNC_FULL);
-  struct stat st;
-  ck_assert_int_eq(stat(nested, &st), 0);
-  ck_assert_int_eq(st.st_mode & 0777, 0700);
+  if (test_backend == AE_STORE_BACKEND_SQLITE) {
+    struct stat st;
+    ck_assert_int_eq(stat(nested, &st), 0);
+    ck_assert_int_eq(st.st_mode & 0777, 0700);
+  }
 
   ae_store_job full = full_job("j_full", 1);
   ae_store_job queued = queued_job("j_queued", 2);
@@ -498,11 +605,11 @@ START_TEST(test_reopen_keeps_everything) {
   /* And it can start again. */
   ck_assert_int_eq(ae_store_mark_running(s, "j_running", "host:0", 88), 0);
   ae_store_close(s);
-  remove_tree(state_dir);
+  remove_targets();
 }
 END_TEST
 
-START_TEST(test_open_errors) {
+START_TEST(test_sqlite_open_errors) {
   make_state_dir();
   char path[512];
   snprintf(path, sizeof path, "%s/plainfile", state_dir);
@@ -549,7 +656,7 @@ START_TEST(test_open_errors) {
 END_TEST
 
 START_TEST(test_second_opener_refused) {
-  make_state_dir();
+  make_target();
   /* The child holds the store; the parent, a second process on the same
    * state dir, must not get it (it would run the same jobs again). */
   int ready[2], done[2];
@@ -562,8 +669,8 @@ START_TEST(test_second_opener_refused) {
     close(done[1]);
     ae_store *held = NULL;
     char err[256];
-    int status = ae_store_open(state_dir, AE_STORE_SYNC_FULL, &held, err,
-                               sizeof err);
+    int status = ae_store_open_url(target, AE_STORE_SYNC_FULL, &held, err,
+                                   sizeof err);
     ae_store_job job = queued_job("j_a", 1);
     if (!status) status = ae_store_insert(held, &job, 1);
     char byte = status ? 'x' : 'y';
@@ -580,8 +687,8 @@ START_TEST(test_second_opener_refused) {
 
   ae_store *s = NULL;
   char err[256] = "";
-  ck_assert_int_eq(ae_store_open(state_dir, AE_STORE_SYNC_FULL, &s, err,
-                                 sizeof err),
+  ck_assert_int_eq(ae_store_open_url(target, AE_STORE_SYNC_FULL, &s, err,
+                                     sizeof err),
                    AE_EIO);
   ck_assert_ptr_null(s);
   ck_assert_msg(strstr(err, "another process") != NULL, "%s", err);
@@ -594,13 +701,13 @@ START_TEST(test_second_opener_refused) {
   ck_assert_int_eq(WEXITSTATUS(wstatus), 0);
   close(ready[0]);
   close(done[1]);
-  s = open_store(state_dir, AE_STORE_SYNC_FULL);
+  s = open_store(target, AE_STORE_SYNC_FULL);
   loaded_set set;
   load_all(s, &set);
   ck_assert_uint_eq(set.count, 1);
   loaded_set_free(&set);
   ae_store_close(s);
-  remove_tree(state_dir);
+  remove_targets();
 }
 END_TEST
 
@@ -610,7 +717,7 @@ END_TEST
 static void crash_writer(const char *dir, int ack_fd) {
   ae_store *s = NULL;
   char err[256];
-  if (ae_store_open(dir, AE_STORE_SYNC_FULL, &s, err, sizeof err) != 0)
+  if (ae_store_open_url(dir, AE_STORE_SYNC_FULL, &s, err, sizeof err) != 0)
     _exit(2);
   char ids[3][32];
   char requests[3][64];
@@ -631,10 +738,10 @@ static void crash_writer(const char *dir, int ack_fd) {
 }
 
 START_TEST(test_sigkill_mid_write_keeps_acknowledged) {
-  make_state_dir();
   for (int round = 0; round < 3; round++) {
-    char dir[512];
-    snprintf(dir, sizeof dir, "%s/r%d", state_dir, round);
+    char dir[1024], name[16];
+    snprintf(name, sizeof name, "r%d", round);
+    make_target_named(name, dir, sizeof dir);
     int fds[2];
     ck_assert_int_eq(pipe(fds), 0);
     pid_t pid = fork();
@@ -646,8 +753,8 @@ START_TEST(test_sigkill_mid_write_keeps_acknowledged) {
     close(fds[1]);
     /* Let it commit a varying number of times, then kill it mid-loop. */
     unsigned acked = 0, seen = 0;
-    unsigned target = 20 + (unsigned)(round * 37 % 50);
-    while (seen < target) {
+    unsigned wanted = 20 + (unsigned)(round * 37 % 50);
+    while (seen < wanted) {
       ssize_t got = read(fds[0], &acked, sizeof acked);
       if (got != (ssize_t)sizeof acked) break;
       seen++;
@@ -689,13 +796,486 @@ START_TEST(test_sigkill_mid_write_keeps_acknowledged) {
     loaded_set_free(&set);
     ae_store_close(s);
   }
-  remove_tree(state_dir);
+  remove_targets();
 }
 END_TEST
 
+/* More jobs than one page of a PostgreSQL load (500), with ties of seq:
+ * every job comes back once, by seq, ties in insertion order. */
+START_TEST(test_load_many_in_order) {
+  make_target();
+  ae_store *s = open_store(target, AE_STORE_SYNC_NORMAL);
+  enum { N = 1203 };
+  static char ids[N][16];
+  static ae_store_job jobs[N];
+  for (int i = 0; i < N; i++) {
+    /* Pairs share a seq; within a pair the ids sort against insertion
+     * order (j_00001 is inserted before j_00000), so a tie broken by id
+     * instead of insertion order fails. */
+    snprintf(ids[i], sizeof ids[i], "j_%05d", (i % 2) ? i - 1 : i + 1);
+    jobs[i] = queued_job(ids[i], i / 2);
+  }
+  /* A batch larger than one PostgreSQL statement (1000 rows) with a
+   * duplicate near its end leaves nothing behind. */
+  jobs[1150].id = ids[3];
+  ck_assert_int_eq(ae_store_insert(s, jobs, 1151), AE_EINVAL);
+  jobs[1150].id = ids[1150];
+  loaded_set set;
+  load_all(s, &set);
+  ck_assert_uint_eq(set.count, 0);
+  loaded_set_free(&set);
+  ck_assert_int_eq(ae_store_insert(s, jobs, 1150), 0);
+  ck_assert_int_eq(ae_store_insert(s, jobs + 1150, N - 1150), 0);
+  load_all(s, &set);
+  ck_assert_uint_eq(set.count, N);
+  for (int i = 0; i < N; i++) {
+    ck_assert_str_eq(set.jobs[i].id, ids[i]);
+    ck_assert_int_eq(set.jobs[i].job.seq, i / 2);
+  }
+  loaded_set_free(&set);
+  ae_store_close(s);
+  remove_targets();
+}
+END_TEST
+
+/* Not a check: prints the store's mean latency for single-job writes,
+ * the way a daemon writes (one insert, running, finished per job). */
+START_TEST(test_latency_report) {
+  make_target();
+  ae_store *s = open_store(target, AE_STORE_SYNC_FULL);
+  enum { N = 200 };
+  for (int i = 0; i < N; i++) {
+    char id[32];
+    snprintf(id, sizeof id, "j_%04d", i);
+    ae_store_job job = queued_job(id, i);
+    ck_assert_int_eq(ae_store_insert(s, &job, 1), 0);
+    ck_assert_int_eq(ae_store_mark_running(s, id, "host:0", 1), 0);
+    ck_assert_int_eq(
+        ae_store_finish(s, id, AE_JOB_SUCCEEDED, "{}", NULL, 2, 3), 0);
+  }
+  ae_store_latency insert, update;
+  ck_assert_int_eq(ae_store_latency_read(s, AE_STORE_OP_INSERT, &insert), 0);
+  ck_assert_int_eq(ae_store_latency_read(s, AE_STORE_OP_UPDATE, &update), 0);
+  ck_assert_uint_eq(insert.calls, N);
+  ck_assert_uint_eq(update.calls, 2 * N);
+  fprintf(stderr, "%s, sync full: insert mean %.3f ms, update mean %.3f ms "
+                  "(%d jobs)\n",
+          ae_store_backend_name(s), 1e3 * insert.sum_s / (double)N,
+          1e3 * update.sum_s / (double)(2 * N), N);
+  ae_store_close(s);
+  remove_targets();
+}
+END_TEST
+
+/* ---- latency ---- */
+
+static int slow_collect(void *ud, const ae_store_job *j) {
+  struct timespec pause = {0, 50000000L};
+  nanosleep(&pause, NULL);
+  return collect_job(ud, j);
+}
+
+START_TEST(test_latency_counts) {
+  make_target();
+  ae_store *s = open_store(target, AE_STORE_SYNC_NORMAL);
+  ae_store_latency h;
+  for (int op = 0; op < AE_STORE_OP_COUNT; op++) {
+    ck_assert_int_eq(ae_store_latency_read(s, (ae_store_op)op, &h), 0);
+    ck_assert_uint_eq(h.calls, 0);
+  }
+  ck_assert_int_eq(ae_store_latency_read(s, AE_STORE_OP_COUNT, &h),
+                   AE_EINVAL);
+  for (int i = 1; i < AE_STORE_LATENCY_BUCKETS; i++)
+    ck_assert(ae_store_latency_bounds[i] > ae_store_latency_bounds[i - 1]);
+
+  ae_store_job jobs[2] = {queued_job("j_a", 1), queued_job("j_b", 2)};
+  ck_assert_int_eq(ae_store_insert(s, jobs, 2), 0);
+  ck_assert_int_eq(ae_store_insert(s, jobs, 1), AE_EINVAL);
+  ck_assert_int_eq(ae_store_mark_running(s, "j_a", "host:0", 5), 0);
+  ck_assert_int_eq(ae_store_finish(s, "j_a", AE_JOB_FAILED, NULL, "{}", 6, 7),
+                   0);
+  ck_assert_int_eq(ae_store_delete(s, "j_none"), AE_ENOTFOUND);
+  ck_assert_int_eq(ae_store_expire(s, 1), 0);
+  loaded_set set;
+  memset(&set, 0, sizeof set);
+  ck_assert_int_eq(ae_store_load(s, slow_collect, &set), 0);
+  ck_assert_uint_eq(set.count, 2);
+  loaded_set_free(&set);
+
+  const struct {
+    ae_store_op op;
+    unsigned calls, errors;
+  } want[] = {{AE_STORE_OP_INSERT, 2, 1},
+              {AE_STORE_OP_UPDATE, 3, 1},
+              {AE_STORE_OP_EXPIRE, 1, 0},
+              {AE_STORE_OP_LOAD, 1, 0}};
+  for (size_t k = 0; k < sizeof want / sizeof want[0]; k++) {
+    ck_assert_int_eq(ae_store_latency_read(s, want[k].op, &h), 0);
+    ck_assert_uint_eq(h.calls, want[k].calls);
+    ck_assert_uint_eq(h.errors, want[k].errors);
+    unsigned long long total = 0;
+    for (int i = 0; i <= AE_STORE_LATENCY_BUCKETS; i++) total += h.count[i];
+    ck_assert_uint_eq(total, want[k].calls);
+    ck_assert(h.sum_s > 0);
+  }
+  /* The load's two callbacks slept 100 ms: not the store's time. */
+  ck_assert_int_eq(ae_store_latency_read(s, AE_STORE_OP_LOAD, &h), 0);
+  ck_assert_msg(h.sum_s < 0.09, "load took %.3f s", h.sum_s);
+  ae_store_close(s);
+  remove_targets();
+}
+END_TEST
+
+/* ---- backend-neutral: the choice of backend, the URL ---- */
+
+START_TEST(test_backend_of) {
+  const struct {
+    const char *where;
+    ae_store_backend_kind kind;
+  } cases[] = {
+      {"/var/lib/archeval", AE_STORE_BACKEND_SQLITE},
+      {"state", AE_STORE_BACKEND_SQLITE},
+      {"./a=b", AE_STORE_BACKEND_SQLITE},
+      {"a b=c", AE_STORE_BACKEND_SQLITE},
+      {"", AE_STORE_BACKEND_SQLITE},
+      {NULL, AE_STORE_BACKEND_SQLITE},
+      {"postgresql:/x", AE_STORE_BACKEND_SQLITE},
+      {"postgresql://u:p@db:5432/archeval", AE_STORE_BACKEND_POSTGRESQL},
+      {"postgres://db/archeval", AE_STORE_BACKEND_POSTGRESQL},
+      {"postgresql:///archeval?host=/run/pg", AE_STORE_BACKEND_POSTGRESQL},
+      {"host=/run/pg dbname=archeval", AE_STORE_BACKEND_POSTGRESQL},
+      {"  dbname = archeval", AE_STORE_BACKEND_POSTGRESQL},
+      {"service=archeval", AE_STORE_BACKEND_POSTGRESQL},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+    ck_assert_msg(ae_store_backend_of(cases[i].where) == cases[i].kind,
+                  "'%s'", cases[i].where ? cases[i].where : "(null)");
+}
+END_TEST
+
+START_TEST(test_open_url_chooses_backend) {
+  make_state_dir();
+  char dir[512];
+  snprintf(dir, sizeof dir, "%s/by_url", state_dir);
+  ae_store *s = NULL;
+  char err[512] = "";
+  ck_assert_int_eq(ae_store_open_url(dir, AE_STORE_SYNC_FULL, &s, err,
+                                     sizeof err),
+                   0);
+  ck_assert_str_eq(ae_store_backend_name(s), "sqlite");
+  ck_assert_int_eq(ae_store_ping(s), 0);
+  ae_store_close(s);
+  struct stat st;
+  snprintf(dir, sizeof dir, "%s/by_url/jobs.sqlite3", state_dir);
+  ck_assert_int_eq(stat(dir, &st), 0);
+
+  s = (ae_store *)&st; /* must be reset to NULL */
+#ifdef HAVE_LIBPQ
+  /* A server that is not there: an error naming the store, no handle. */
+  ck_assert_int_eq(ae_store_open_url("host=/nonexistent/ae_pg port=5432",
+                                     AE_STORE_SYNC_FULL, &s, err, sizeof err),
+                   AE_EIO);
+  ck_assert_msg(strstr(err, "postgresql store") != NULL, "%s", err);
+#else
+  ck_assert_int_eq(ae_store_open_url("postgresql://db/archeval",
+                                     AE_STORE_SYNC_FULL, &s, err, sizeof err),
+                   AE_EUNSUPPORTED);
+  ck_assert_msg(strstr(err, "built without PostgreSQL") != NULL, "%s", err);
+#endif
+  ck_assert_ptr_null(s);
+  remove_targets();
+}
+END_TEST
+
+static void write_file(const char *path, const char *text) {
+  FILE *f = fopen(path, "w");
+  ck_assert_ptr_nonnull(f);
+  ck_assert_int_ge(fputs(text, f), 0);
+  ck_assert_int_eq(fclose(f), 0);
+}
+
+START_TEST(test_resolve_url) {
+  make_state_dir();
+  char url[128], err[256], file[512];
+  const char *flag = "postgresql://flag/db";
+  const char *env = "postgresql://env/db";
+  /* The flag, then the file, then the environment. */
+  ck_assert_int_eq(ae_store_resolve_url(flag, env, NULL, url, sizeof url,
+                                        err, sizeof err),
+                   0);
+  ck_assert_str_eq(url, flag);
+  ck_assert_int_eq(ae_store_resolve_url(NULL, env, NULL, url, sizeof url,
+                                        err, sizeof err),
+                   0);
+  ck_assert_str_eq(url, env);
+  ck_assert_int_eq(
+      ae_store_resolve_url("", "", "", url, sizeof url, err, sizeof err), 0);
+  ck_assert_str_eq(url, "");
+
+  /* A Secret mounted as a file ends with a newline. */
+  snprintf(file, sizeof file, "%s/secret", state_dir);
+  write_file(file, "postgresql://u:s3cret@file/db \n");
+  ck_assert_int_eq(ae_store_resolve_url(NULL, env, file, url, sizeof url,
+                                        err, sizeof err),
+                   0);
+  ck_assert_str_eq(url, "postgresql://u:s3cret@file/db");
+  ck_assert_int_eq(ae_store_resolve_url(flag, env, file, url, sizeof url,
+                                        err, sizeof err),
+                   AE_EINVAL);
+  ck_assert_ptr_nonnull(strstr(err, "both"));
+
+  write_file(file, "\n");
+  ck_assert_int_eq(ae_store_resolve_url(NULL, env, file, url, sizeof url,
+                                        err, sizeof err),
+                   AE_EINVAL);
+  ck_assert_ptr_nonnull(strstr(err, "empty"));
+  ck_assert_str_eq(url, "");
+
+  char missing[600];
+  snprintf(missing, sizeof missing, "%s/none", state_dir);
+  ck_assert_int_eq(ae_store_resolve_url(NULL, NULL, missing, url, sizeof url,
+                                        err, sizeof err),
+                   AE_EIO);
+  ck_assert_ptr_nonnull(strstr(err, "No such file"));
+
+  /* Longer than the buffer: refused, not cut (it may be a password). */
+  char small[16];
+  ck_assert_int_eq(ae_store_resolve_url(flag, NULL, NULL, small,
+                                        sizeof small, err, sizeof err),
+                   AE_EINVAL);
+  write_file(file, "postgresql://a-very-long-host-name/db\n");
+  ck_assert_int_eq(ae_store_resolve_url(NULL, NULL, file, small,
+                                        sizeof small, err, sizeof err),
+                   AE_EINVAL);
+  ck_assert_str_eq(small, "");
+  remove_targets();
+}
+END_TEST
+
+START_TEST(test_redact_url) {
+  const struct {
+    const char *in, *out;
+  } cases[] = {
+      {"/var/lib/archeval", "/var/lib/archeval"},
+      {"postgresql://ae:s3cret@db:5432/archeval",
+       "postgresql://ae:***@db:5432/archeval"},
+      {"postgres://ae@db/archeval", "postgres://ae@db/archeval"},
+      {"postgresql://db/archeval?user=ae&password=s3cret&sslmode=require",
+       "postgresql://db/archeval?user=ae&password=***&sslmode=require"},
+      {"host=db password=s3cret dbname=archeval",
+       "host=db password=*** dbname=archeval"},
+      {"host=db password = 's3 \\'cret' dbname=archeval",
+       "host=db password=*** dbname=archeval"},
+  };
+  char out[256];
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    ae_store_redact_url(cases[i].in, out, sizeof out);
+    ck_assert_str_eq(out, cases[i].out);
+    ck_assert_ptr_null(strstr(out, "s3"));
+  }
+  char tiny[8];
+  ae_store_redact_url("postgresql://ae:s3cret@db/x", tiny, sizeof tiny);
+  ck_assert_str_eq(tiny, "postgre");
+}
+END_TEST
+
+#ifdef HAVE_LIBPQ
+/* ---- PostgreSQL only ---- */
+
+/* The first value of a query run by the test's own client. */
+static void pg_admin_value(const char *dbname, const char *sql, char *out,
+                           size_t outlen) {
+  char conninfo[1024];
+  snprintf(conninfo, sizeof conninfo, "%s dbname=%s",
+           getenv("AE_TEST_PG_DSN"), dbname);
+  PGconn *conn = PQconnectdb(conninfo);
+  ck_assert_msg(conn && PQstatus(conn) == CONNECTION_OK, "connect: %s",
+                conn ? PQerrorMessage(conn) : "no memory");
+  PGresult *res = PQexec(conn, sql);
+  ck_assert_msg(PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) > 0,
+                "%s: %s", sql, PQerrorMessage(conn));
+  snprintf(out, outlen, "%s", PQgetvalue(res, 0, 0));
+  PQclear(res);
+  PQfinish(conn);
+}
+
+START_TEST(test_pg_schema_versions) {
+  make_target();
+  char dbname[64], value[64];
+  snprintf(dbname, sizeof dbname, "ae_t_%ld_main", (long)getpid());
+  /* Created once; opening again changes nothing. */
+  for (int i = 0; i < 2; i++) {
+    ae_store *s = open_store(target, AE_STORE_SYNC_FULL);
+    ae_store_close(s);
+    pg_admin_value(dbname,
+                   "SELECT count(*) || ' ' || max(version)"
+                   " FROM archeval_schema_version",
+                   value, sizeof value);
+    ck_assert_str_eq(value, "1 1");
+  }
+  /* A database migrated by a newer archevald is refused. */
+  pg_admin(dbname, "UPDATE archeval_schema_version SET version = 99");
+  ae_store *s = NULL;
+  char err[512] = "";
+  ck_assert_int_eq(
+      ae_store_open_url(target, AE_STORE_SYNC_FULL, &s, err, sizeof err),
+      AE_EIO);
+  ck_assert_ptr_null(s);
+  ck_assert_msg(strstr(err, "newer") != NULL, "%s", err);
+  /* A database of version 0 (the table, nothing else) is migrated. */
+  pg_admin(dbname, "DROP TABLE archeval_jobs");
+  pg_admin(dbname, "UPDATE archeval_schema_version SET version = 0");
+  s = open_store(target, AE_STORE_SYNC_FULL);
+  ae_store_job job = full_job("j_full", 1);
+  ck_assert_int_eq(ae_store_insert(s, &job, 1), 0);
+  ae_store_close(s);
+  pg_admin_value(dbname, "SELECT version FROM archeval_schema_version",
+                 value, sizeof value);
+  ck_assert_str_eq(value, "1");
+  remove_targets();
+}
+END_TEST
+
+START_TEST(test_pg_open_errors) {
+  ae_store *s = (ae_store *)&s;
+  char err[512] = "", target_text[1024];
+  snprintf(target_text, sizeof target_text, "%s dbname=ae_no_such_db",
+           getenv("AE_TEST_PG_DSN"));
+  ck_assert_int_eq(ae_store_open_url(target_text, AE_STORE_SYNC_FULL, &s,
+                                     err, sizeof err),
+                   AE_EIO);
+  ck_assert_ptr_null(s);
+  ck_assert_msg(strstr(err, "ae_no_such_db") != NULL, "%s", err);
+  /* The URL form reaches the same server. */
+  const char *url = getenv("AE_TEST_PG_URL");
+  if (url && *url) {
+    s = open_store(url, AE_STORE_SYNC_FULL);
+    char id[64];
+    snprintf(id, sizeof id, "j_url_%ld", (long)getpid());
+    ae_store_job job = queued_job(id, 1);
+    ck_assert_int_eq(ae_store_insert(s, &job, 1), 0);
+    ck_assert_int_eq(ae_store_delete(s, id), 0);
+    ae_store_close(s);
+  }
+}
+END_TEST
+
+/* Text the database cannot hold (not UTF-8) is the caller's error, and
+ * the store goes on working. */
+START_TEST(test_pg_bad_text) {
+  make_target();
+  ae_store *s = open_store(target, AE_STORE_SYNC_FULL);
+  ae_store_job jobs[2] = {queued_job("j_ok", 1), queued_job("j_bad", 2)};
+  jobs[1].idempotency_key = "key-\xff\xfe";
+  ck_assert_int_eq(ae_store_insert(s, jobs, 2), AE_EINVAL);
+  ck_assert_msg(strstr(ae_store_errmsg(s), "SQLSTATE 22") != NULL, "%s",
+                ae_store_errmsg(s));
+  ck_assert_int_eq(ae_store_insert(s, jobs, 1), 0);
+  loaded_set set;
+  load_all(s, &set);
+  ck_assert_uint_eq(set.count, 1);
+  loaded_set_free(&set);
+  ae_store_close(s);
+  remove_targets();
+}
+END_TEST
+
+static double seconds_since(const struct timespec *t0) {
+  struct timespec t1;
+  clock_gettime(CLOCK_MONOTONIC, &t1);
+  return (double)(t1.tv_sec - t0->tv_sec) +
+         (double)(t1.tv_nsec - t0->tv_nsec) * 1e-9;
+}
+
+/* The server is stopped (pg_ctl stop -m fast) under an open store: calls
+ * fail as values, quickly; once it is back the store reconnects by
+ * itself and nothing acknowledged was lost. */
+START_TEST(test_pg_reconnect) {
+  const char *stop = getenv("AE_TEST_PG_STOP");
+  const char *start = getenv("AE_TEST_PG_START");
+  if (!stop || !*stop || !start || !*start) {
+    fprintf(stderr, "no AE_TEST_PG_STOP/START: reconnect test skipped\n");
+    return;
+  }
+  make_target();
+  ae_store *s = open_store(target, AE_STORE_SYNC_FULL);
+  ae_store_job before = queued_job("j_before", 1);
+  ck_assert_int_eq(ae_store_insert(s, &before, 1), 0);
+  ck_assert_int_eq(ae_store_mark_running(s, "j_before", "host:0", 10), 0);
+
+  struct timespec t0;
+  clock_gettime(CLOCK_MONOTONIC, &t0);
+  ck_assert_int_eq(system(stop), 0);
+  fprintf(stderr, "server stopped in %.2f s\n", seconds_since(&t0));
+  ae_store_job down = queued_job("j_down", 2);
+  ck_assert_int_eq(ae_store_insert(s, &down, 1), AE_EIO);
+  fprintf(stderr, "while down: %s\n", ae_store_errmsg(s));
+  ck_assert(strlen(ae_store_errmsg(s)) > 0);
+  clock_gettime(CLOCK_MONOTONIC, &t0);
+  ck_assert_int_eq(ae_store_mark_cancel_requested(s, "j_before"), AE_EIO);
+  ck_assert_int_eq(ae_store_finish(s, "j_before", AE_JOB_SUCCEEDED, "{}",
+                                   NULL, 11, 12),
+                   AE_EIO);
+  ck_assert_int_eq(ae_store_ping(s), AE_EIO);
+  loaded_set set;
+  memset(&set, 0, sizeof set);
+  ck_assert_int_eq(ae_store_load(s, collect_job, &set), AE_EIO);
+  ck_assert_uint_eq(set.count, 0);
+  /* Errors, not hangs: four calls well under a second. */
+  ck_assert_msg(seconds_since(&t0) < 1.0, "%.3f s", seconds_since(&t0));
+
+  clock_gettime(CLOCK_MONOTONIC, &t0);
+  ck_assert_int_eq(system(start), 0);
+  fprintf(stderr, "server started in %.2f s\n", seconds_since(&t0));
+  clock_gettime(CLOCK_MONOTONIC, &t0);
+  int pings = 0;
+  while (ae_store_ping(s) != 0) {
+    pings++;
+    ck_assert_msg(seconds_since(&t0) < 15.0, "no reconnect: %s",
+                  ae_store_errmsg(s));
+    struct timespec pause = {0, 20000000L};
+    nanosleep(&pause, NULL);
+  }
+  fprintf(stderr, "reconnected %.3f s after the start, %d failed pings\n",
+          seconds_since(&t0), pings);
+  ae_store_job after = queued_job("j_after", 3);
+  ck_assert_int_eq(ae_store_insert(s, &after, 1), 0);
+  load_all(s, &set);
+  ck_assert_uint_eq(set.count, 2);
+  ck_assert_ptr_null(find_job(&set, "j_down"));
+  /* A reconnect is not a restart: the running job stays running. */
+  const ae_store_job *j = find_job(&set, "j_before");
+  ck_assert_ptr_nonnull(j);
+  ck_assert_int_eq(j->state, AE_JOB_RUNNING);
+  ck_assert_int_eq(j->cancel_requested, 0);
+  ck_assert_ptr_nonnull(find_job(&set, "j_after"));
+  loaded_set_free(&set);
+  ck_assert_int_eq(ae_store_finish(s, "j_before", AE_JOB_SUCCEEDED, "{}",
+                                   NULL, 11, 12),
+                   0);
+  ae_store_latency h;
+  ck_assert_int_eq(ae_store_latency_read(s, AE_STORE_OP_INSERT, &h), 0);
+  ck_assert_uint_eq(h.errors, 1);
+
+  /* A restart between two calls is not seen at all: the dead connection
+   * is noticed before the next call, which reconnects. */
+  ck_assert_int_eq(system(stop), 0);
+  ck_assert_int_eq(system(start), 0);
+  ae_store_job again = queued_job("j_again", 4);
+  ck_assert_msg(ae_store_insert(s, &again, 1) == 0, "%s",
+                ae_store_errmsg(s));
+  ck_assert_int_eq(ae_store_mark_running(s, "j_again", "host:0", 13), 0);
+  ae_store_close(s);
+  remove_targets();
+}
+END_TEST
+#endif
+
 static Suite *store_suite(void) {
   Suite *suite = suite_create("store");
-  TCase *tc = tcase_create("sqlite");
+  int sqlite = test_backend == AE_STORE_BACKEND_SQLITE;
+  /* The store's semantics, on the backend of this run. */
+  TCase *tc = tcase_create(sqlite ? "sqlite" : "postgresql");
   tcase_set_timeout(tc, 60);
   tcase_add_test(tc, test_round_trip_every_field);
   tcase_add_test(tc, test_load_follows_seq_not_insert_order);
@@ -706,14 +1286,61 @@ static Suite *store_suite(void) {
   tcase_add_test(tc, test_load_stops_when_asked);
   tcase_add_test(tc, test_write_during_load);
   tcase_add_test(tc, test_reopen_keeps_everything);
-  tcase_add_test(tc, test_open_errors);
   tcase_add_test(tc, test_second_opener_refused);
   tcase_add_test(tc, test_sigkill_mid_write_keeps_acknowledged);
+  tcase_add_test(tc, test_latency_counts);
+  tcase_add_test(tc, test_load_many_in_order);
+  tcase_add_test(tc, test_latency_report);
+  if (sqlite) {
+    tcase_add_test(tc, test_sqlite_open_errors);
+  } else {
+#ifdef HAVE_LIBPQ
+    tcase_add_test(tc, test_pg_schema_versions);
+    tcase_add_test(tc, test_pg_open_errors);
+    tcase_add_test(tc, test_pg_bad_text);
+#endif
+  }
   suite_add_tcase(suite, tc);
+  if (sqlite) {
+    TCase *neutral = tcase_create("neutral");
+    tcase_add_test(neutral, test_backend_of);
+    tcase_add_test(neutral, test_open_url_chooses_backend);
+    tcase_add_test(neutral, test_resolve_url);
+    tcase_add_test(neutral, test_redact_url);
+    suite_add_tcase(suite, neutral);
+  }
+#ifdef HAVE_LIBPQ
+  if (!sqlite) {
+    /* Last: it stops and starts the shared server. */
+    TCase *outage = tcase_create("reconnect");
+    tcase_set_timeout(outage, 90);
+    tcase_add_test(outage, test_pg_reconnect);
+    suite_add_tcase(suite, outage);
+  }
+#endif
   return suite;
 }
 
-int main(void) {
+int main(int argc, char **argv) {
+  const char *backend = argc > 1 ? argv[1] : "sqlite";
+  if (strcmp(backend, "postgresql") == 0) {
+#ifdef HAVE_LIBPQ
+    const char *dsn = getenv("AE_TEST_PG_DSN");
+    if (!dsn || !*dsn) {
+      fprintf(stderr, "test_store: no AE_TEST_PG_DSN (run it through "
+                      "tests/pg_cluster.sh run): skipped\n");
+      return 77;
+    }
+    test_backend = AE_STORE_BACKEND_POSTGRESQL;
+#else
+    fprintf(stderr, "test_store: built without libpq: PostgreSQL tests "
+                    "skipped\n");
+    return 77;
+#endif
+  } else if (strcmp(backend, "sqlite") != 0) {
+    fprintf(stderr, "usage: test_store [sqlite|postgresql]\n");
+    return 2;
+  }
   SRunner *runner = srunner_create(store_suite());
   srunner_run_all(runner, CK_NORMAL);
   int failures = srunner_ntests_failed(runner);

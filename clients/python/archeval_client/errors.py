@@ -46,7 +46,9 @@ class Conflict(ArchevalError):
 
 
 class BodyTooLarge(ArchevalError):
-    """413 body_too_large."""
+    """413 body_too_large: the server's answer, or raised before sending
+    when the body is over the server's advertised limits.max_body_bytes
+    (or when the server closed the connection during such an upload)."""
 
 
 class UnsupportedMediaType(ArchevalError):

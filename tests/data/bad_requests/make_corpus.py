@@ -26,7 +26,7 @@ D = {"input_shape": [4]}
 raw("j01_trailing_comma", '{"architecture": {"type": "nb201",},}', 400, "-")
 raw("j02_duplicate_key", '{"seed": 1, "seed": 2, "architecture": {"type": "mlp_dag", "dag": "2"}}', 400, "-")
 raw("j03_truncated", '{"architecture": {"type": "mlp_dag", "dag": "2"', 400, "-")
-raw("j04_nan_literal", '{"seed": NaN, "architecture": {"type": "mlp_dag", "dag": "2"}}', 400, "-")
+raw("j04_nan_literal", '{"seed": NaN, "architecture": {"type": "mlp_dag", "dag": "2"}}', 400, "/seed")
 raw("j05_single_quotes", "{'seed': 1}", 400, "-")
 raw("j06_empty", "", 400, "-")
 raw("j07_nested_duplicate", '{"architecture": {"type": "mlp_dag", "dag": "2", "dag": "22"}}', 400, "-")
@@ -139,6 +139,17 @@ bad("s18_ntk_unknown_key", {"architecture": mlp(), "settings": {"ntk": {"repetit
 bad("s19_timeout_too_long", {"architecture": mlp(), "timeout_ms": 86400001}, "/timeout_ms")
 bad("s20_settings_group_not_object", {"architecture": mlp(), "settings": {"curvature": 128}}, "/settings/curvature")
 bad("s21_escaped_unknown_key", {"architecture": mlp(), "a/b~c": 1}, "/a~1b~0c")
+
+# Non-finite literals (as Python's json.dumps writes them): still 400
+# invalid_json, now with the pointer of the field they stand in.
+raw("j13_infinity_nested", '{"architecture": {"type": "mlp_dag", "dag": "2"}, "settings": {"eta": Infinity}}', 400, "/settings/eta")
+raw("j14_minus_infinity_inline", '{"architecture": {"type": "mlp_dag", "dag": "2"}, "data": {"inputs": [[1, -Infinity], [2, 3]]}}', 400, "/data/inputs/0/1")
+# A graph's output width against the data's classes (issue 17 item 3).
+head = [node("f", "flatten", ["input"])]
+bad("g25_output_width_vs_dataset", {"architecture": g(head + [node("l", "linear", ["f"], out=5)], "l"), "data": {"dataset": "fashion-mnist"}}, "/architecture/output")
+bad("g26_output_width_vs_num_classes", {"architecture": g(head + [node("l", "linear", ["f"], out=5)], "l"), "data": dict(D, num_classes=10)}, "/architecture/output")
+bad("g27_output_width_vs_labels", {"architecture": g(head + [node("l", "linear", ["f"], out=5)], "l"), "data": {"inputs": [[1, 2, 3, 4], [5, 6, 7, 8]], "labels": [0, 7]}}, "/architecture/output")
+bad("g28_output_width_one_labelled", {"architecture": g(head + [node("l", "linear", ["f"], out=1)], "l"), "data": {"inputs": [[1, 2], [3, 4]], "labels": [0, 1]}}, "/architecture/output")
 
 with open(os.path.join(out, "expected.tsv"), "w") as f:
     f.write("# file\tstatus\tpointers (comma-separated; - none; (root) the whole body)\n")

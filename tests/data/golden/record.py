@@ -5,7 +5,7 @@ Usage: AE_BUILDDIR=BUILD [AE_SHARED_DATA=DIR] python3 record.py [--force]
            [NAME...]
 
 For every request in requests/ (or only the NAMEs given) it starts
-archevald as tests/integration/test_golden.py does (http_harness.Daemon
+archevald as tests/integration/test_golden.py does (harness.Daemon
 with one OpenBLAS thread per worker, a temporary store, the CIFAR-10
 sample from $AE_SHARED_DATA/cifar10 registered as `cifar10`), submits the
 corpus in one batch, and does it all again in a second daemon.  Every job
@@ -25,7 +25,7 @@ import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "..", "integration"))
-import http_harness as h  # noqa: E402
+import harness as h  # noqa: E402
 import test_golden as g  # noqa: E402
 
 

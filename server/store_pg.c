@@ -1,0 +1,816 @@
+/* store_pg.c: the durable job store (store.h) on PostgreSQL, through
+ * libpq; one of the backends behind store.c (store.h).
+ *
+ * Design.  One connection per store handle, so one per daemon: the
+ * connection count a fleet opens is its number of replicas (document this
+ * in the server's max_connections).  Every writer is one statement or one
+ * transaction that returns once committed (PostgreSQL's own durability,
+ * synchronous_commit as the server sets it).  Statements are prepared on
+ * every (re)connection.  Text columns hold the JSON exactly as the daemon
+ * wrote it (text, not jsonb: bytes, key order and numbers kept).
+ *
+ * Schema.  archeval_schema_version holds one row, the version this store
+ * migrated the database to; the migrations below are compiled in and
+ * applied in one transaction at every connection, under a transaction
+ * advisory lock (so that replicas starting together migrate once), and a
+ * database whose version is newer than this binary knows is refused.
+ *
+ * One daemon per database (until the fleet's leases exist).  The session
+ * holds an advisory lock (AE_PG_LOCK_CLASS, AE_PG_LOCK_OWNER) for life: a
+ * second daemon pointed at the same database waits AE_PG_LOCK_WAIT_MS
+ * (long enough for the backend of a SIGKILLed predecessor to go) and is
+ * refused, like a second opener of the SQLite file.  At open, jobs left
+ * running by the previous process go back to queued.  ISSUE 15 (leases):
+ * this lock and the re-queue at open are where the fleet's per-job leases
+ * (owner, expiry, heartbeat, attempts) replace whole-database ownership;
+ * see pg_store_requeue_running.
+ *
+ * Failures.  Every libpq call is checked; errors are values (AE_EINVAL
+ * for a data or constraint error, SQLSTATE classes 22 and 23; AE_EIO for
+ * the rest) with the server's message and SQLSTATE in errmsg.  A lost
+ * connection is noticed before a call (a non-blocking read) or by a
+ * failed call; the call fails, never retried (its outcome may be
+ * unknown), and the next calls reconnect with exponential back-off
+ * (AE_PG_BACKOFF_MIN_MS doubling to AE_PG_BACKOFF_MAX_MS); while waiting,
+ * calls fail at once with "unreachable".  A connection attempt blocks the
+ * calling thread for at most connect_timeout (default
+ * AE_PG_CONNECT_TIMEOUT_S, the URL may set it).
+ *
+ * Thread: a pg_store and its connection belong to the loop thread that
+ * opened it (libpq connections are not shared between threads). */
+#include "config.h"
+
+#include <ctype.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <libpq-fe.h>
+
+#include "api/status.h"
+#include "server/store.h"
+
+/* The schema this code writes (the last migration's number). */
+#define AE_PG_SCHEMA_VERSION 1
+/* Advisory lock keys: class "ae" + 0x5105 (issue 15), then the purpose. */
+#define AE_PG_LOCK_CLASS 0x61655105
+#define AE_PG_LOCK_OWNER 1   /* session lock: the daemon owning the store */
+#define AE_PG_LOCK_MIGRATE 2 /* transaction lock: one migration at once */
+#define AE_PG_LOCK_WAIT_MS 3000
+#define AE_PG_STATEMENT_TIMEOUT_MS 15000
+#define AE_PG_CONNECT_TIMEOUT_S "5"
+#define AE_PG_BACKOFF_MIN_MS 100
+#define AE_PG_BACKOFF_MAX_MS 5000
+/* Rows per page of ae_store_load: bounded memory, and the connection is
+ * free between pages for the writes the callback makes. */
+#define AE_PG_LOAD_PAGE "500"
+/* Columns of a job, and jobs per INSERT statement (the protocol allows
+ * 65535 parameters). */
+#define PG_JOB_FIELDS 17
+#define PG_INSERT_ROWS_MAX 1000
+
+/* Migration N (index N - 1) takes the schema from version N - 1 to N.
+ * Timestamps are NULL where the API says null (0 in ae_store_job);
+ * insert_order breaks ties of seq in insertion order (SQLite's rowid). */
+static const char *const pg_migrations[AE_PG_SCHEMA_VERSION] = {
+    "CREATE TABLE archeval_jobs ("
+    " id text PRIMARY KEY,"
+    " state text NOT NULL CHECK (state IN ('queued', 'running',"
+    "  'succeeded', 'failed', 'cancelled')),"
+    " cancel_requested boolean NOT NULL DEFAULT false,"
+    " request_json text NOT NULL,"
+    " result_json text,"
+    " error_json text,"
+    " worker text,"
+    " idempotency_key text,"
+    " body_hash text,"
+    " client_ref text,"
+    " priority integer NOT NULL DEFAULT 0,"
+    " timeout_ms bigint NOT NULL DEFAULT 0,"
+    " created_ms bigint,"
+    " started_ms bigint,"
+    " finished_ms bigint,"
+    " expires_ms bigint,"
+    " seq bigint NOT NULL,"
+    " insert_order bigint GENERATED ALWAYS AS IDENTITY);"
+    "CREATE INDEX archeval_jobs_idempotency_key ON archeval_jobs"
+    " (idempotency_key) WHERE idempotency_key IS NOT NULL;"
+    "CREATE INDEX archeval_jobs_seq ON archeval_jobs (seq, insert_order);"
+    "CREATE INDEX archeval_jobs_expires ON archeval_jobs (expires_ms)"
+    " WHERE expires_ms IS NOT NULL;",
+};
+
+#define PG_JOB_COLUMNS                                                         \
+  "id, state, cancel_requested, request_json, result_json, error_json,"        \
+  " worker, idempotency_key, body_hash, client_ref, priority, timeout_ms,"     \
+  " created_ms, started_ms, finished_ms, expires_ms, seq"
+
+enum {
+  PG_INSERT,
+  PG_MARK_RUNNING,
+  PG_MARK_CANCEL,
+  PG_FINISH,
+  PG_DELETE,
+  PG_EXPIRE,
+  PG_LOAD_FIRST,
+  PG_LOAD_NEXT,
+  PG_EXISTS,
+  PG_STMT_COUNT
+};
+
+static const struct {
+  const char *name;
+  const char *sql;
+  int nparams;
+} pg_statements[PG_STMT_COUNT] = {
+    [PG_INSERT] = {"ae_insert",
+                   "INSERT INTO archeval_jobs (" PG_JOB_COLUMNS ")"
+                   " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11,"
+                   " $12, $13, $14, $15, $16, $17)",
+                   17},
+    [PG_MARK_RUNNING] = {"ae_mark_running",
+                         "UPDATE archeval_jobs SET state = 'running',"
+                         " worker = $2, started_ms = $3 WHERE id = $1"
+                         " AND state IN ('queued', 'running')",
+                         3},
+    [PG_MARK_CANCEL] = {"ae_mark_cancel",
+                        "UPDATE archeval_jobs SET cancel_requested = true"
+                        " WHERE id = $1",
+                        1},
+    [PG_FINISH] = {"ae_finish",
+                   "UPDATE archeval_jobs SET state = $2, result_json = $3,"
+                   " error_json = $4, finished_ms = $5, expires_ms = $6"
+                   " WHERE id = $1 AND state IN ('queued', 'running')",
+                   6},
+    [PG_DELETE] = {"ae_delete", "DELETE FROM archeval_jobs WHERE id = $1", 1},
+    [PG_EXPIRE] = {"ae_expire",
+                   "DELETE FROM archeval_jobs WHERE state IN ('succeeded',"
+                   " 'failed', 'cancelled') AND expires_ms IS NOT NULL"
+                   " AND expires_ms <= $1",
+                   1},
+    [PG_LOAD_FIRST] = {"ae_load_first",
+                       "SELECT " PG_JOB_COLUMNS ", insert_order"
+                       " FROM archeval_jobs ORDER BY seq, insert_order"
+                       " LIMIT " AE_PG_LOAD_PAGE,
+                       0},
+    [PG_LOAD_NEXT] = {"ae_load_next",
+                      "SELECT " PG_JOB_COLUMNS ", insert_order"
+                      " FROM archeval_jobs"
+                      " WHERE (seq, insert_order) > ($1, $2)"
+                      " ORDER BY seq, insert_order LIMIT " AE_PG_LOAD_PAGE,
+                      2},
+    [PG_EXISTS] = {"ae_exists", "SELECT 1 FROM archeval_jobs WHERE id = $1", 1},
+};
+
+typedef struct {
+  PGconn *conn;   /* NULL or bad while disconnected */
+  char *conninfo; /* owned: the target, for reconnects */
+  long long backoff_ms;
+  long long next_connect_ms; /* monotonic; no attempt before */
+  char errmsg[512];
+} pg_store;
+
+static long long pg_monotonic_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void pg_set_error(pg_store *s, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void pg_set_error(pg_store *s, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(s->errmsg, sizeof s->errmsg, fmt, ap);
+  va_end(ap);
+  /* libpq's messages span lines ("...\n\tIs the server running...")
+   * and end with a newline: one line for the log. */
+  size_t out = 0;
+  for (size_t in = 0; s->errmsg[in]; in++) {
+    char c = s->errmsg[in];
+    if (isspace((unsigned char)c)) {
+      if (out == 0 || s->errmsg[out - 1] == ' ') continue;
+      c = ' ';
+    }
+    s->errmsg[out++] = c;
+  }
+  while (out > 0 && s->errmsg[out - 1] == ' ')
+    out--;
+  s->errmsg[out] = '\0';
+}
+
+static const char *pg_conn_message(const pg_store *s) {
+  const char *message = s->conn ? PQerrorMessage(s->conn) : NULL;
+  return message && message[0] ? message : "no connection";
+}
+
+/* Records a failed command (res may be NULL: out of memory or no
+ * connection) and maps it: SQLSTATE class 22 (bad data) or 23 (a
+ * constraint: a duplicate id) is the caller's error, the rest is I/O. */
+static int pg_fail(pg_store *s, const PGresult *res, const char *what) {
+  const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+  const char *message = res ? PQresultErrorMessage(res) : NULL;
+  if ((!message || !message[0]) && res &&
+      PQresultStatus(res) != PGRES_FATAL_ERROR)
+    message = PQresStatus(PQresultStatus(res)); /* not the expected kind */
+  if (!message || !message[0]) message = pg_conn_message(s);
+  if (state)
+    pg_set_error(s, "%s: %s (SQLSTATE %s)", what, message, state);
+  else
+    pg_set_error(s, "%s: %s", what, message);
+  if (state && (strncmp(state, "22", 2) == 0 || strncmp(state, "23", 2) == 0))
+    return AE_EINVAL;
+  return AE_EIO;
+}
+
+/* Runs SQL (no parameters) and expects WANT; 0 or the mapped error. */
+static int pg_exec(pg_store *s, const char *sql, ExecStatusType want,
+                   const char *what) {
+  PGresult *res = PQexec(s->conn, sql);
+  int status = 0;
+  if (!res || PQresultStatus(res) != want) status = pg_fail(s, res, what);
+  PQclear(res);
+  return status;
+}
+
+/* Runs a prepared statement; returns its result (the caller clears it) or
+ * NULL with *status set. */
+static PGresult *pg_run(pg_store *s, int stmt, const char *const *values,
+                        ExecStatusType want, const char *what, int *status) {
+  PGresult *res =
+      PQexecPrepared(s->conn, pg_statements[stmt].name,
+                     pg_statements[stmt].nparams, values, NULL, NULL, 0);
+  if (!res || PQresultStatus(res) != want) {
+    *status = pg_fail(s, res, what);
+    PQclear(res);
+    return NULL;
+  }
+  *status = 0;
+  return res;
+}
+
+/* Applies the migrations the database lacks, in one transaction. */
+static int pg_migrate(pg_store *s) {
+  int status = pg_exec(s, "BEGIN", PGRES_COMMAND_OK, "migrate: begin");
+  if (status) return status;
+  char sql[160];
+  snprintf(sql, sizeof sql, "SELECT pg_advisory_xact_lock(%d, %d)",
+           AE_PG_LOCK_CLASS, AE_PG_LOCK_MIGRATE);
+  status = pg_exec(s, sql, PGRES_TUPLES_OK, "migrate: lock");
+  if (!status)
+    status = pg_exec(s,
+                     "CREATE TABLE IF NOT EXISTS archeval_schema_version ("
+                     " singleton boolean PRIMARY KEY DEFAULT true"
+                     "  CHECK (singleton),"
+                     " version integer NOT NULL)",
+                     PGRES_COMMAND_OK, "migrate: version table");
+  if (!status)
+    status = pg_exec(s,
+                     "INSERT INTO archeval_schema_version (version)"
+                     " VALUES (0) ON CONFLICT DO NOTHING",
+                     PGRES_COMMAND_OK, "migrate: version row");
+  long version = -1;
+  if (!status) {
+    PGresult *res =
+        PQexec(s->conn, "SELECT version FROM archeval_schema_version");
+    if (!res || PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1 ||
+        PQgetisnull(res, 0, 0))
+      status = pg_fail(s, res, "migrate: read version");
+    else
+      version = strtol(PQgetvalue(res, 0, 0), NULL, 10);
+    PQclear(res);
+  }
+  if (!status && (version > AE_PG_SCHEMA_VERSION || version < 0)) {
+    pg_set_error(s, "schema version %ld is newer than this archevald (%d)",
+                 version, AE_PG_SCHEMA_VERSION);
+    status = AE_EIO;
+  }
+  for (long v = version + 1; !status && v <= AE_PG_SCHEMA_VERSION; v++) {
+    char what[64];
+    snprintf(what, sizeof what, "migrate: to version %ld", v);
+    status = pg_exec(s, pg_migrations[v - 1], PGRES_COMMAND_OK, what);
+  }
+  if (!status && version != AE_PG_SCHEMA_VERSION) {
+    snprintf(sql, sizeof sql, "UPDATE archeval_schema_version SET version = %d",
+             AE_PG_SCHEMA_VERSION);
+    status = pg_exec(s, sql, PGRES_COMMAND_OK, "migrate: set version");
+  }
+  if (!status) return pg_exec(s, "COMMIT", PGRES_COMMAND_OK, "migrate");
+  if (PQstatus(s->conn) == CONNECTION_OK &&
+      PQtransactionStatus(s->conn) != PQTRANS_IDLE) {
+    PGresult *res = PQexec(s->conn, "ROLLBACK");
+    PQclear(res);
+  }
+  return status;
+}
+
+/* Jobs that were running when the previous process died go back to the
+ * queue.  ISSUE 15 (leases): with a fleet, only jobs whose lease expired
+ * go back (attempt counted), by any replica, at any time, not at open. */
+static int pg_store_requeue_running(pg_store *s) {
+  return pg_exec(s,
+                 "UPDATE archeval_jobs SET state = 'queued', worker = NULL,"
+                 " started_ms = NULL WHERE state = 'running'",
+                 PGRES_COMMAND_OK, "re-queue running jobs");
+}
+
+/* Takes the database for this process (see the header comment). */
+static int pg_take_ownership(pg_store *s) {
+  char sql[160];
+  snprintf(sql, sizeof sql, "SET lock_timeout = %d", AE_PG_LOCK_WAIT_MS);
+  int status = pg_exec(s, sql, PGRES_COMMAND_OK, "lock timeout");
+  if (status) return status;
+  snprintf(sql, sizeof sql, "SELECT pg_advisory_lock(%d, %d)", AE_PG_LOCK_CLASS,
+           AE_PG_LOCK_OWNER);
+  PGresult *res = PQexec(s->conn, sql);
+  if (!res || PQresultStatus(res) != PGRES_TUPLES_OK) {
+    const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+    if (state && strcmp(state, "55P03") == 0) {
+      pg_set_error(s, "the database is in use by another process (one "
+                      "daemon per database until the fleet's leases exist)");
+      status = AE_EIO;
+    } else {
+      status = pg_fail(s, res, "lock the store");
+    }
+  }
+  PQclear(res);
+  if (status) return status;
+  return pg_exec(s, "SET lock_timeout = 0", PGRES_COMMAND_OK, "lock timeout");
+}
+
+static void pg_ignore_notice(void *arg, const char *message) {
+  (void)arg;
+  (void)message;
+}
+
+/* Opens a connection and makes it ready: session settings, ownership,
+ * schema, prepared statements; FIRST also re-queues running jobs (a
+ * reconnect must not: this process still runs them). */
+static int pg_connect(pg_store *s, int first) {
+  if (s->conn) PQfinish(s->conn);
+  /* Later entries override earlier ones: defaults first, then what the
+   * target says, then what this code relies on.  Over TCP, keepalives
+   * and tcp_user_timeout bound how long a call can hang on a server or
+   * network that stopped answering (about 30 s instead of forever). */
+  const char *keywords[] = {"connect_timeout",
+                            "fallback_application_name",
+                            "keepalives_idle",
+                            "keepalives_interval",
+                            "keepalives_count",
+                            "tcp_user_timeout",
+                            "dbname",
+                            "client_encoding",
+                            NULL};
+  const char *values[] = {AE_PG_CONNECT_TIMEOUT_S,
+                          "archevald",
+                          "10",
+                          "5",
+                          "3",
+                          "30000",
+                          s->conninfo,
+                          "UTF8",
+                          NULL};
+  s->conn = PQconnectdbParams(keywords, values, 1);
+  if (!s->conn) {
+    pg_set_error(s, "connect: out of memory");
+    return AE_ENOMEM;
+  }
+  if (PQstatus(s->conn) != CONNECTION_OK) {
+    pg_set_error(s, "connect: %s", pg_conn_message(s));
+    return AE_EIO;
+  }
+  /* The server's notices (a table that already exists, the FATAL of a
+   * shutdown) would go to stderr: errors reach the log as values. */
+  PQsetNoticeProcessor(s->conn, pg_ignore_notice, NULL);
+  /* The server's own keepalives end the session of a client that
+   * vanished (a partition) in about 30 s rather than the OS's 2 hours:
+   * that session holds the store's lock, which a reconnect needs. */
+  char sql[256];
+  snprintf(sql, sizeof sql,
+           "SET statement_timeout = %d; SET client_min_messages = warning;"
+           " SET tcp_keepalives_idle = 10; SET tcp_keepalives_interval = 5;"
+           " SET tcp_keepalives_count = 3",
+           AE_PG_STATEMENT_TIMEOUT_MS);
+  int status = pg_exec(s, sql, PGRES_COMMAND_OK, "session settings");
+  if (!status) status = pg_take_ownership(s);
+  if (!status) status = pg_migrate(s);
+  if (!status && first) status = pg_store_requeue_running(s);
+  for (int i = 0; !status && i < PG_STMT_COUNT; i++) {
+    PGresult *res =
+        PQprepare(s->conn, pg_statements[i].name, pg_statements[i].sql,
+                  pg_statements[i].nparams, NULL);
+    if (!res || PQresultStatus(res) != PGRES_COMMAND_OK)
+      status = pg_fail(s, res, "prepare");
+    PQclear(res);
+  }
+  return status;
+}
+
+/* Makes sure the connection is usable before a call: notices a connection
+ * the server closed (a non-blocking read), and reconnects when the
+ * back-off allows.  0, or AE_EIO with errmsg set. */
+static int pg_ready(pg_store *s) {
+  if (s->conn && PQstatus(s->conn) == CONNECTION_OK) {
+    /* The first read may return the server's last message (FATAL:
+     * terminating connection) and only the second one its EOF. */
+    if (PQconsumeInput(s->conn) && PQconsumeInput(s->conn) &&
+        PQstatus(s->conn) == CONNECTION_OK) {
+      PGnotify *note;
+      while ((note = PQnotifies(s->conn)) != NULL)
+        PQfreemem(note);
+      return 0;
+    }
+  }
+  long long now = pg_monotonic_ms();
+  if (now < s->next_connect_ms) {
+    char last[sizeof s->errmsg];
+    memcpy(last, s->errmsg, sizeof last);
+    pg_set_error(s, "store unreachable, next try in %lld ms (last: %s)",
+                 s->next_connect_ms - now, last);
+    return AE_EIO;
+  }
+  int status = pg_connect(s, 0);
+  if (status) {
+    s->backoff_ms = s->backoff_ms ? s->backoff_ms * 2 : AE_PG_BACKOFF_MIN_MS;
+    if (s->backoff_ms > AE_PG_BACKOFF_MAX_MS)
+      s->backoff_ms = AE_PG_BACKOFF_MAX_MS;
+    s->next_connect_ms = pg_monotonic_ms() + s->backoff_ms;
+    char last[sizeof s->errmsg];
+    memcpy(last, s->errmsg, sizeof last);
+    pg_set_error(s, "store unreachable: %s", last);
+    if (s->conn) PQfinish(s->conn);
+    s->conn = NULL;
+    return AE_EIO;
+  }
+  s->backoff_ms = 0;
+  s->next_connect_ms = 0;
+  return 0;
+}
+
+static void pg_store_free(pg_store *s) {
+  if (!s) return;
+  if (s->conn) PQfinish(s->conn);
+  free(s->conninfo);
+  free(s);
+}
+
+static void pg_store_close(void *impl) {
+  pg_store_free(impl);
+}
+
+static const char *pg_store_errmsg(const void *impl) {
+  const pg_store *s = impl;
+  if (!s) return "no store";
+  return s->errmsg[0] ? s->errmsg : "no error";
+}
+
+int ae_store_pg_open(const char *conninfo, void **out, char *err,
+                     size_t errlen) {
+  *out = NULL;
+  pg_store *s = calloc(1, sizeof *s);
+  if (s) s->conninfo = strdup(conninfo);
+  if (!s || !s->conninfo) {
+    free(s);
+    snprintf(err, errlen, "postgresql store: out of memory");
+    return AE_EIO;
+  }
+  int status = pg_connect(s, 1);
+  if (status) {
+    snprintf(err, errlen, "postgresql store: %s", s->errmsg);
+    pg_store_free(s);
+    return AE_EIO;
+  }
+  *out = s;
+  return 0;
+}
+
+/* ---- writers ---- */
+
+/* Decimal text of v in buf, or NULL for 0 when zero_is_null. */
+static const char *pg_int_text(char *buf, size_t len, long long v,
+                               int zero_is_null) {
+  if (zero_is_null && v == 0) return NULL;
+  snprintf(buf, len, "%lld", v);
+  return buf;
+}
+
+/* The number of rows a command changed. */
+static long pg_changed(const PGresult *res) {
+  return strtol(PQcmdTuples((PGresult *)res), NULL, 10);
+}
+
+/* Keeps errmsg across a ROLLBACK after a failed statement. */
+static void pg_rollback_quietly(pg_store *s) {
+  if (!s->conn || PQstatus(s->conn) != CONNECTION_OK ||
+      PQtransactionStatus(s->conn) == PQTRANS_IDLE)
+    return;
+  PGresult *res = PQexec(s->conn, "ROLLBACK");
+  PQclear(res);
+}
+
+/* The 17 parameters of one job, in PG_JOB_COLUMNS order; its numbers are
+ * written to numbers[0..7). */
+static void pg_job_values(const ae_store_job *j, const char **values,
+                          char (*numbers)[24]) {
+  values[0] = j->id;
+  values[1] = ae_store_state_name(j->state);
+  values[2] = j->cancel_requested ? "true" : "false";
+  values[3] = j->request_json;
+  values[4] = j->result_json;
+  values[5] = j->error_json;
+  values[6] = j->worker;
+  values[7] = j->idempotency_key;
+  values[8] = j->body_hash;
+  values[9] = j->client_ref;
+  values[10] = pg_int_text(numbers[0], sizeof numbers[0], j->priority, 0);
+  values[11] = pg_int_text(numbers[1], sizeof numbers[1], j->timeout_ms, 0);
+  values[12] = pg_int_text(numbers[2], sizeof numbers[2], j->created_ms, 1);
+  values[13] = pg_int_text(numbers[3], sizeof numbers[3], j->started_ms, 1);
+  values[14] = pg_int_text(numbers[4], sizeof numbers[4], j->finished_ms, 1);
+  values[15] = pg_int_text(numbers[5], sizeof numbers[5], j->expires_ms, 1);
+  values[16] = pg_int_text(numbers[6], sizeof numbers[6], j->seq, 0);
+}
+
+/* One INSERT statement for jobs[0..n), n <= PG_INSERT_ROWS_MAX: the
+ * prepared statement for one job, a multi-row statement built here for
+ * more (one round trip; a statement is atomic by itself). */
+static int pg_insert_rows(pg_store *s, const ae_store_job *jobs, size_t n) {
+  static const char head[] =
+      "INSERT INTO archeval_jobs (" PG_JOB_COLUMNS ") VALUES ";
+  const char **values = malloc(n * PG_JOB_FIELDS * sizeof *values);
+  char(*numbers)[24] = malloc(n * 7 * sizeof *numbers);
+  /* "$NNNNN, " is at most 8 bytes; "(", ")" and ", " per row. */
+  size_t cap = sizeof head + n * (PG_JOB_FIELDS * 8 + 4);
+  char *sql = n > 1 ? malloc(cap) : NULL;
+  if (!values || !numbers || (n > 1 && !sql)) {
+    free(values);
+    free(numbers);
+    free(sql);
+    pg_set_error(s, "insert: out of memory");
+    return AE_ENOMEM;
+  }
+  for (size_t i = 0; i < n; i++)
+    pg_job_values(&jobs[i], values + i * PG_JOB_FIELDS, numbers + i * 7);
+  PGresult *res;
+  if (n == 1) {
+    res = PQexecPrepared(s->conn, pg_statements[PG_INSERT].name, PG_JOB_FIELDS,
+                         values, NULL, NULL, 0);
+  } else {
+    size_t used = (size_t)snprintf(sql, cap, "%s", head);
+    int param = 1;
+    for (size_t i = 0; i < n; i++) {
+      used += (size_t)snprintf(sql + used, cap - used, "%s(", i ? ", " : "");
+      for (int f = 0; f < PG_JOB_FIELDS; f++)
+        used += (size_t)snprintf(sql + used, cap - used, "%s$%d", f ? ", " : "",
+                                 param++);
+      used += (size_t)snprintf(sql + used, cap - used, ")");
+    }
+    res = PQexecParams(s->conn, sql, (int)(n * PG_JOB_FIELDS), NULL, values,
+                       NULL, NULL, 0);
+  }
+  int status = 0;
+  if (!res || PQresultStatus(res) != PGRES_COMMAND_OK)
+    status = pg_fail(s, res, "insert");
+  PQclear(res);
+  free(values);
+  free(numbers);
+  free(sql);
+  return status;
+}
+
+static int pg_store_insert(void *impl, const ae_store_job *jobs, size_t n) {
+  pg_store *s = impl;
+  if (!s || (!jobs && n > 0)) return AE_EINVAL;
+  if (n == 0) return 0;
+  for (size_t i = 0; i < n; i++) {
+    if (!jobs[i].id || !jobs[i].request_json ||
+        !ae_store_state_name(jobs[i].state)) {
+      pg_set_error(s,
+                   "insert: job %zu lacks an id, a request or a valid "
+                   "state",
+                   i);
+      return AE_EINVAL;
+    }
+  }
+  int status = pg_ready(s);
+  if (status) return status;
+  /* Up to PG_INSERT_ROWS_MAX jobs are one statement; more are several in
+   * one transaction.  Either way all or nothing. */
+  int chunked = n > PG_INSERT_ROWS_MAX;
+  if (chunked) status = pg_exec(s, "BEGIN", PGRES_COMMAND_OK, "insert: begin");
+  for (size_t done = 0; done < n && !status;) {
+    size_t rows = n - done < PG_INSERT_ROWS_MAX ? n - done : PG_INSERT_ROWS_MAX;
+    status = pg_insert_rows(s, jobs + done, rows);
+    done += rows;
+  }
+  if (chunked && !status)
+    status = pg_exec(s, "COMMIT", PGRES_COMMAND_OK, "insert: commit");
+  if (!status) return 0;
+  char server[sizeof s->errmsg];
+  memcpy(server, s->errmsg, sizeof server);
+  if (status == AE_EINVAL && n == 1)
+    pg_set_error(s, "insert: job '%s' already exists or is invalid: %s",
+                 jobs[0].id, server);
+  else if (status == AE_EINVAL)
+    pg_set_error(s,
+                 "insert: a job of the batch already exists or is "
+                 "invalid (nothing inserted): %s",
+                 server);
+  else if (PQstatus(s->conn) != CONNECTION_OK)
+    pg_set_error(s,
+                 "%s (the connection was lost: the jobs may or may not "
+                 "be stored)",
+                 server);
+  pg_rollback_quietly(s);
+  return status;
+}
+
+/* After an UPDATE or DELETE that changed no row: AE_ENOTFOUND when the id
+ * is unknown, AE_EINVAL when the job is in a state that forbids it. */
+static int pg_no_change(pg_store *s, const char *id, const char *what) {
+  const char *values[1] = {id};
+  int status;
+  PGresult *res = pg_run(s, PG_EXISTS, values, PGRES_TUPLES_OK, what, &status);
+  if (!res) return status;
+  if (PQntuples(res) > 0) {
+    pg_set_error(s, "%s: job '%s' is in a state that forbids it", what, id);
+    status = AE_EINVAL;
+  } else {
+    pg_set_error(s, "%s: no job '%s'", what, id);
+    status = AE_ENOTFOUND;
+  }
+  PQclear(res);
+  return status;
+}
+
+/* Runs one single-statement writer of one job: 0 when it changed a row,
+ * else pg_no_change's answer (or AE_ENOTFOUND for a DELETE). */
+static int pg_write_one(pg_store *s, int stmt, const char *const *values,
+                        const char *id, const char *what) {
+  int status = pg_ready(s);
+  if (status) return status;
+  PGresult *res = pg_run(s, stmt, values, PGRES_COMMAND_OK, what, &status);
+  if (!res) return status;
+  long changed = pg_changed(res);
+  PQclear(res);
+  if (changed > 0) return 0;
+  if (stmt == PG_DELETE) {
+    pg_set_error(s, "%s: no job '%s'", what, id);
+    return AE_ENOTFOUND;
+  }
+  return pg_no_change(s, id, what);
+}
+
+static int pg_store_mark_running(void *impl, const char *id, const char *worker,
+                                 long long started_ms) {
+  pg_store *s = impl;
+  if (!s || !id) return AE_EINVAL;
+  char started[24];
+  const char *values[3] = {id, worker,
+                           pg_int_text(started, sizeof started, started_ms, 1)};
+  return pg_write_one(s, PG_MARK_RUNNING, values, id, "mark running");
+}
+
+static int pg_store_mark_cancel_requested(void *impl, const char *id) {
+  pg_store *s = impl;
+  if (!s || !id) return AE_EINVAL;
+  const char *values[1] = {id};
+  return pg_write_one(s, PG_MARK_CANCEL, values, id, "mark cancel");
+}
+
+static int pg_store_finish(void *impl, const char *id, ae_job_state state,
+                           const char *result_json, const char *error_json,
+                           long long finished_ms, long long expires_ms) {
+  pg_store *s = impl;
+  if (!s || !id) return AE_EINVAL;
+  if (state != AE_JOB_SUCCEEDED && state != AE_JOB_FAILED &&
+      state != AE_JOB_CANCELLED) {
+    pg_set_error(s, "finish: job '%s': state %d is not terminal", id,
+                 (int)state);
+    return AE_EINVAL;
+  }
+  char finished[24], expires[24];
+  const char *values[6] = {
+      id,
+      ae_store_state_name(state),
+      result_json,
+      error_json,
+      pg_int_text(finished, sizeof finished, finished_ms, 1),
+      pg_int_text(expires, sizeof expires, expires_ms, 1)};
+  return pg_write_one(s, PG_FINISH, values, id, "finish");
+}
+
+static int pg_store_remove(void *impl, const char *id) {
+  pg_store *s = impl;
+  if (!s || !id) return AE_EINVAL;
+  const char *values[1] = {id};
+  return pg_write_one(s, PG_DELETE, values, id, "delete");
+}
+
+static int pg_store_expire(void *impl, long long now_ms) {
+  pg_store *s = impl;
+  if (!s) return AE_EINVAL;
+  int status = pg_ready(s);
+  if (status) return status;
+  char now[24];
+  const char *values[1] = {pg_int_text(now, sizeof now, now_ms, 0)};
+  PGresult *res =
+      pg_run(s, PG_EXPIRE, values, PGRES_COMMAND_OK, "expire", &status);
+  PQclear(res);
+  return status;
+}
+
+/* ---- load ---- */
+
+static const char *pg_text(const PGresult *res, int row, int column) {
+  if (PQgetisnull(res, row, column)) return NULL;
+  return PQgetvalue(res, row, column);
+}
+
+static long long pg_number(const PGresult *res, int row, int column) {
+  if (PQgetisnull(res, row, column)) return 0;
+  return strtoll(PQgetvalue(res, row, column), NULL, 10);
+}
+
+static int pg_store_load(void *impl, int (*fn)(void *ud, const ae_store_job *j),
+                         void *ud) {
+  pg_store *s = impl;
+  if (!s || !fn) return AE_EINVAL;
+  int status = pg_ready(s);
+  if (status) return status;
+  char last_seq[24] = "", last_order[24] = "";
+  for (;;) {
+    const char *values[2] = {last_seq, last_order};
+    PGresult *res = pg_run(s, last_seq[0] ? PG_LOAD_NEXT : PG_LOAD_FIRST,
+                           values, PGRES_TUPLES_OK, "load", &status);
+    if (!res) return status;
+    int rows = PQntuples(res);
+    for (int r = 0; r < rows && !status; r++) {
+      ae_store_job job;
+      memset(&job, 0, sizeof job);
+      job.id = pg_text(res, r, 0);
+      if (ae_store_state_parse(pg_text(res, r, 1), &job.state)) {
+        pg_set_error(s, "load: job '%s' has an unknown state",
+                     job.id ? job.id : "?");
+        status = AE_EIO;
+        break;
+      }
+      const char *cancel = pg_text(res, r, 2);
+      job.cancel_requested = cancel && cancel[0] == 't';
+      job.request_json = pg_text(res, r, 3);
+      job.result_json = pg_text(res, r, 4);
+      job.error_json = pg_text(res, r, 5);
+      job.worker = pg_text(res, r, 6);
+      job.idempotency_key = pg_text(res, r, 7);
+      job.body_hash = pg_text(res, r, 8);
+      job.client_ref = pg_text(res, r, 9);
+      job.priority = (int)pg_number(res, r, 10);
+      job.timeout_ms = pg_number(res, r, 11);
+      job.created_ms = pg_number(res, r, 12);
+      job.started_ms = pg_number(res, r, 13);
+      job.finished_ms = pg_number(res, r, 14);
+      job.expires_ms = pg_number(res, r, 15);
+      job.seq = pg_number(res, r, 16);
+      if (!job.id || !job.request_json) {
+        pg_set_error(s, "load: a row lacks its id or request");
+        status = AE_EIO;
+        break;
+      }
+      /* The row's text stays valid until PQclear, so during fn; fn may
+       * write through this store (the page is already read). */
+      status = fn(ud, &job);
+    }
+    if (!status && rows > 0) {
+      snprintf(last_seq, sizeof last_seq, "%s", PQgetvalue(res, rows - 1, 16));
+      snprintf(last_order, sizeof last_order, "%s",
+               PQgetvalue(res, rows - 1, 17));
+    }
+    PQclear(res);
+    if (status || rows < atoi(AE_PG_LOAD_PAGE)) return status;
+  }
+}
+
+static int pg_store_ping(void *impl) {
+  pg_store *s = impl;
+  if (!s) return AE_EINVAL;
+  int status = pg_ready(s);
+  if (status) return status;
+  return pg_exec(s, "SELECT 1", PGRES_TUPLES_OK, "ping");
+}
+
+const ae_store_ops ae_store_pg_ops = {
+    .name = "postgresql",
+    .insert = pg_store_insert,
+    .mark_running = pg_store_mark_running,
+    .mark_cancel_requested = pg_store_mark_cancel_requested,
+    .finish = pg_store_finish,
+    .remove = pg_store_remove,
+    .expire = pg_store_expire,
+    .load = pg_store_load,
+    .ping = pg_store_ping,
+    .errmsg = pg_store_errmsg,
+    .close = pg_store_close,
+};
