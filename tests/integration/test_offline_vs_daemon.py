@@ -15,9 +15,9 @@ import sys
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import http_harness as h  # noqa: E402
+import harness as h  # noqa: E402
 
-CLI = os.path.join(h.BUILDDIR, "clients", "archeval")
+CLI = h.CLI
 SHARED = os.environ.get("AE_SHARED_DATA") or os.path.join(
     h.SRCDIR, "..", "shared", "data")
 CIFAR10 = os.path.join(SHARED, "cifar10")
