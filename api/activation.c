@@ -1,9 +1,11 @@
 /* activation.c: activation names and their Gaussian second moments.
  *
  * E_{z~N(0,1)}[sigma(z)^2] is closed-form for relu, leaky_relu, identity and
- * erf; for tanh, sigmoid, swish and gelu it is a composite Gauss-Legendre
- * quadrature of sigma(z)^2 phi(z) over |z| <= 16 (the tail beyond is below
- * 1e-50), accurate to about 1e-15.  Pure functions; any thread. */
+ * erf; for tanh, sigmoid, swish, gelu, relu6, hardswish and hardsigmoid it is
+ * a composite Gauss-Legendre quadrature of sigma(z)^2 phi(z) over |z| <= 16
+ * (the tail beyond is below 1e-50), accurate to about 1e-15 (the kinks of
+ * relu6, hardswish and hardsigmoid, at -3, 0, 3 and 6, are panel ends).
+ * Pure functions; any thread. */
 #include <math.h>
 #include <string.h>
 
@@ -11,16 +13,25 @@
 #include "api/status.h"
 
 static const char *const act_names[] = {
-    [AE_ACT_RELU] = "relu",   [AE_ACT_LEAKY_RELU] = "leaky_relu",
-    [AE_ACT_TANH] = "tanh",   [AE_ACT_SIGMOID] = "sigmoid",
-    [AE_ACT_SWISH] = "swish", [AE_ACT_GELU] = "gelu",
-    [AE_ACT_ERF] = "erf",     [AE_ACT_IDENTITY] = "identity",
+    [AE_ACT_RELU] = "relu",
+    [AE_ACT_LEAKY_RELU] = "leaky_relu",
+    [AE_ACT_TANH] = "tanh",
+    [AE_ACT_SIGMOID] = "sigmoid",
+    [AE_ACT_SWISH] = "swish",
+    [AE_ACT_GELU] = "gelu",
+    [AE_ACT_ERF] = "erf",
+    [AE_ACT_IDENTITY] = "identity",
+    [AE_ACT_RELU6] = "relu6",
+    [AE_ACT_HARDSWISH] = "hardswish",
+    [AE_ACT_HARDSIGMOID] = "hardsigmoid",
 };
 
 #define N_ACTS ((int)(sizeof act_names / sizeof act_names[0]))
 
 int ae_act_is_piecewise_linear(ae_act_fn fn) {
-  return fn == AE_ACT_RELU || fn == AE_ACT_LEAKY_RELU || fn == AE_ACT_IDENTITY;
+  int f = (int)fn;
+  return f == AE_ACT_RELU || f == AE_ACT_LEAKY_RELU || f == AE_ACT_IDENTITY ||
+         f == AE_ACT_RELU6 || f == AE_ACT_HARDSIGMOID;
 }
 
 const char *ae_act_name(ae_act_fn fn) {
@@ -39,9 +50,19 @@ int ae_act_from_name(const char *name, ae_act_fn *fn) {
   return AE_EINVAL;
 }
 
-/* sigma(z) for the smooth activations. */
+static double relu6(double z) {
+  return z < 0 ? 0 : z > 6 ? 6 : z;
+}
+
+/* sigma(z) for the activations without a closed-form second moment. */
 static double act_eval(ae_act_fn fn, double z) {
-  switch (fn) {
+  switch ((int)fn) {
+  case AE_ACT_RELU6:
+    return relu6(z);
+  case AE_ACT_HARDSWISH:
+    return z * relu6(z + 3.0) / 6.0;
+  case AE_ACT_HARDSIGMOID:
+    return relu6(z + 3.0) / 6.0;
   case AE_ACT_TANH:
     return tanh(z);
   case AE_ACT_SIGMOID:
@@ -119,7 +140,7 @@ static double second_moment_quadrature(ae_act_fn fn) {
 }
 
 double ae_act_second_moment(ae_activation a) {
-  switch (a.fn) {
+  switch ((int)a.fn) {
   case AE_ACT_RELU:
     return 0.5;
   case AE_ACT_LEAKY_RELU:
@@ -132,6 +153,9 @@ double ae_act_second_moment(ae_activation a) {
   case AE_ACT_SIGMOID:
   case AE_ACT_SWISH:
   case AE_ACT_GELU:
+  case AE_ACT_RELU6:
+  case AE_ACT_HARDSWISH:
+  case AE_ACT_HARDSIGMOID:
     return second_moment_quadrature(a.fn);
   }
   return NAN;

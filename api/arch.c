@@ -41,7 +41,8 @@ static int parse_activation(const json_t *v, const char *ptr,
     if (ae_act_from_name(json_string_value(v), &out->fn) != AE_OK) {
       ae_problem_add(p, ptr,
                      "unknown activation \"%s\" (expected relu, leaky_relu, "
-                     "tanh, sigmoid, swish, gelu, erf or identity)",
+                     "tanh, sigmoid, swish, gelu, erf, identity, relu6, "
+                     "hardswish or hardsigmoid)",
                      json_string_value(v));
       return 1;
     }
@@ -327,7 +328,7 @@ static int parse_mlp_dag(const json_t *j, const char *pointer,
 
 static const struct {
   const char *name;
-  ae_op op;
+  int op; /* ae_op or one of the AE_OP_MAX_POOL group */
 } graph_ops[] = {
     {"linear", AE_OP_LINEAR},
     {"conv", AE_OP_CONV},
@@ -339,7 +340,39 @@ static const struct {
     {"identity", AE_OP_IDENTITY},
     {"zero", AE_OP_ZERO},
     {"flatten", AE_OP_FLATTEN},
+    {"max_pool", AE_OP_MAX_POOL},
+    {"concat", AE_OP_CONCAT},
+    {"mul", AE_OP_MUL},
+    {"pad", AE_OP_PAD},
 };
+
+#define N_GRAPH_OPS ((int)(sizeof graph_ops / sizeof graph_ops[0]))
+
+const char *ae_op_name(int op) {
+  if (op == AE_OP_INPUT) return "input";
+  for (int k = 0; k < N_GRAPH_OPS; k++)
+    if (graph_ops[k].op == op) return graph_ops[k].name;
+  return "?";
+}
+
+/* Ops that take several inputs; the others take exactly one. */
+static int op_takes_many_inputs(int op) {
+  return op == AE_OP_ADD || op == AE_OP_CONCAT || op == AE_OP_MUL;
+}
+
+/* Checks that a pool's or conv's padding is at most half its (dilated)
+ * kernel, as PyTorch requires; names the padding field. */
+static int check_half_kernel_padding(const ae_node *n, const char *ptr,
+                                     ae_problem *p) {
+  int span = n->dilation * (n->kernel - 1) + 1;
+  if (n->kernel > 0 && 2 * n->padding > span) {
+    char sub[AE_PTR_MAX];
+    ae_ptr_key(sub, sizeof sub, ptr, "padding");
+    ae_problem_add(p, sub, "must be at most half the kernel size");
+    return 1;
+  }
+  return 0;
+}
 
 /* One user node while parsing: its fields and resolved inputs (user node
  * indices; -1 = the data). */
@@ -369,7 +402,9 @@ static int parse_graph_node_fields(const json_t *v, const char *ptr,
   n->init_gain = 1.0;
   n->count_include_pad = 1;
   n->stride = 1;
-  switch (n->op) {
+  n->groups = 1;
+  n->dilation = 1;
+  switch ((int)n->op) {
   case AE_OP_LINEAR: {
     static const char *const keys[] = {"id",  "op",   "inputs",
                                        "out", "bias", NULL};
@@ -381,8 +416,9 @@ static int parse_graph_node_fields(const json_t *v, const char *ptr,
     break;
   }
   case AE_OP_CONV: {
-    static const char *const keys[] = {"id",     "op",     "inputs",  "out",
-                                       "kernel", "stride", "padding", NULL};
+    static const char *const keys[] = {
+        "id",      "op",     "inputs",   "out",  "kernel", "stride",
+        "padding", "groups", "dilation", "bias", NULL};
     errors += ae_check_keys(v, keys, ptr, p);
     x = 0;
     errors += ae_get_int_req(v, "out", ptr, 1, 1 << 20, &x, p);
@@ -396,6 +432,70 @@ static int parse_graph_node_fields(const json_t *v, const char *ptr,
     x = 0;
     errors += ae_get_int(v, "padding", ptr, 0, 64, &x, p);
     n->padding = (int)x;
+    x = 1;
+    errors += ae_get_int(v, "groups", ptr, 1, 1 << 20, &x, p);
+    n->groups = (int)x;
+    x = 1;
+    errors += ae_get_int(v, "dilation", ptr, 1, 64, &x, p);
+    n->dilation = (int)x;
+    errors += ae_get_bool(v, "bias", ptr, &n->bias, p);
+    if (!errors && n->out % n->groups != 0) {
+      char sub[AE_PTR_MAX];
+      ae_ptr_key(sub, sizeof sub, ptr, "groups");
+      ae_problem_add(p, sub, "%d does not divide out (%d)", n->groups, n->out);
+      errors++;
+    }
+    break;
+  }
+  case AE_OP_MAX_POOL: {
+    static const char *const keys[] = {"id",       "op",        "inputs",
+                                       "kernel",   "stride",    "padding",
+                                       "dilation", "ceil_mode", NULL};
+    errors += ae_check_keys(v, keys, ptr, p);
+    x = 0;
+    errors += ae_get_int_req(v, "kernel", ptr, 1, 64, &x, p);
+    n->kernel = (int)x;
+    x = n->kernel;
+    errors += ae_get_int(v, "stride", ptr, 1, 64, &x, p);
+    n->stride = (int)x;
+    x = 0;
+    errors += ae_get_int(v, "padding", ptr, 0, 64, &x, p);
+    n->padding = (int)x;
+    x = 1;
+    errors += ae_get_int(v, "dilation", ptr, 1, 64, &x, p);
+    n->dilation = (int)x;
+    errors += ae_get_bool(v, "ceil_mode", ptr, &n->ceil_mode, p);
+    if (!errors) errors += check_half_kernel_padding(n, ptr, p);
+    break;
+  }
+  case AE_OP_PAD: {
+    static const char *const keys[] = {"id", "op", "inputs", "pads", NULL};
+    errors += ae_check_keys(v, keys, ptr, p);
+    char sub[AE_PTR_MAX];
+    ae_ptr_key(sub, sizeof sub, ptr, "pads");
+    const json_t *pads = json_object_get(v, "pads");
+    if (!pads) {
+      ae_problem_add(p, sub, "required field \"pads\" is missing");
+      errors++;
+    } else if (!json_is_array(pads) || json_array_size(pads) != 4) {
+      ae_problem_add(p, sub,
+                     "must be an array of 4 integers [top, left, bottom, "
+                     "right]");
+      errors++;
+    } else {
+      for (int k = 0; k < 4; k++) {
+        const json_t *e = json_array_get(pads, (size_t)k);
+        char ep[AE_PTR_MAX];
+        ae_ptr_index(ep, sizeof ep, sub, (size_t)k);
+        if (!json_is_integer(e) || json_integer_value(e) < 0 ||
+            json_integer_value(e) > 64) {
+          ae_problem_add(p, ep, "must be an integer from 0 to 64");
+          errors++;
+        } else {
+          n->pads[k] = (int)json_integer_value(e);
+        }
+      }
+    }
     break;
   }
   case AE_OP_AVG_POOL: {
@@ -419,12 +519,7 @@ static int parse_graph_node_fields(const json_t *v, const char *ptr,
     n->padding = (int)x;
     errors +=
         ae_get_bool(v, "count_include_pad", ptr, &n->count_include_pad, p);
-    if (!errors && n->kernel > 0 && 2 * n->padding > n->kernel) {
-      char sub[AE_PTR_MAX];
-      ae_ptr_key(sub, sizeof sub, ptr, "padding");
-      ae_problem_add(p, sub, "must be at most half the kernel size");
-      errors++;
-    }
+    if (!errors) errors += check_half_kernel_padding(n, ptr, p);
     break;
   }
   case AE_OP_ACT: {
@@ -443,7 +538,7 @@ static int parse_graph_node_fields(const json_t *v, const char *ptr,
                ae_act_from_name(json_string_value(fn), &n->act.fn) != AE_OK) {
       ae_problem_add(p, sub,
                      "must be one of relu, leaky_relu, tanh, sigmoid, swish, "
-                     "gelu, erf, identity");
+                     "gelu, erf, identity, relu6, hardswish, hardsigmoid");
       errors++;
     } else if (json_object_get(v, "slope") && n->act.fn != AE_ACT_LEAKY_RELU) {
       ae_ptr_key(sub, sizeof sub, ptr, "slope");
@@ -679,16 +774,16 @@ static int parse_graph(const json_t *j, const char *pointer,
       ae_problem_add(p, fp, "must be a string, not %s", ae_json_type_name(op));
       node_errors++;
     } else {
-      for (size_t k = 0; k < sizeof graph_ops / sizeof graph_ops[0]; k++)
+      for (int k = 0; k < N_GRAPH_OPS; k++)
         if (strcmp(graph_ops[k].name, json_string_value(op)) == 0) {
-          un[i].node.op = graph_ops[k].op;
+          un[i].node.op = (ae_op)graph_ops[k].op;
           op_ok = 1;
         }
       if (!op_ok) {
         ae_problem_add(p, fp,
                        "unknown op \"%s\" (expected linear, conv, batch_norm, "
-                       "act, avg_pool, global_avg_pool, add, identity, zero "
-                       "or flatten)",
+                       "act, avg_pool, max_pool, global_avg_pool, add, mul, "
+                       "concat, pad, identity, zero or flatten)",
                        json_string_value(op));
         node_errors++;
       }
@@ -705,12 +800,12 @@ static int parse_graph(const json_t *j, const char *pointer,
       node_errors++;
     } else {
       size_t ni = json_array_size(inputs);
-      int is_add = op_ok && un[i].node.op == AE_OP_ADD;
+      int many = op_ok && op_takes_many_inputs((int)un[i].node.op);
       if (ni == 0 || ni > (size_t)lim->max_inputs_per_node) {
         ae_problem_add(p, fp, "must have 1 to %d inputs, not %zu",
                        lim->max_inputs_per_node, ni);
         node_errors++;
-      } else if (op_ok && !is_add && ni != 1) {
+      } else if (op_ok && !many && ni != 1) {
         ae_problem_add(p, fp, "op \"%s\" takes exactly one input, not %zu",
                        json_string_value(op), ni);
         node_errors++;

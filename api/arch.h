@@ -14,6 +14,7 @@
 #define AE_ARCH_H
 
 #include <jansson.h>
+#include <stddef.h>
 #include <stdint.h>
 #include "api/problem.h"
 
@@ -29,7 +30,22 @@ typedef struct {
   double slope; /* leaky_relu only (default 0.01) */
 } ae_activation;
 
-/* True for relu, leaky_relu, identity: nets of these are piecewise linear. */
+/* Activations the IR parses and counts but no executor runs yet.  They
+ * extend ae_act_fn's numbering rather than joining the enum, so that the
+ * executors' switches (which have no default) still compile with -Wswitch;
+ * they move into ae_act_fn when the executors learn them.  Until then
+ * ae_graph_first_unexecutable_op names them and ae_arch_lower refuses them
+ * (422 unsupported).  relu6 = min(max(x, 0), 6); hardswish = x relu6(x+3)/6;
+ * hardsigmoid = relu6(x+3)/6 (PyTorch's definitions). */
+enum {
+  AE_ACT_RELU6 = AE_ACT_IDENTITY + 1,
+  AE_ACT_HARDSWISH,
+  AE_ACT_HARDSIGMOID,
+  AE_ACT_COUNT
+};
+
+/* True for relu, leaky_relu, identity, relu6, hardsigmoid: nets of these are
+ * piecewise linear. */
 int ae_act_is_piecewise_linear(ae_act_fn fn);
 /* "relu", "leaky_relu", ...; NULL for an unknown fn. */
 const char *ae_act_name(ae_act_fn fn);
@@ -66,6 +82,20 @@ typedef enum {
   AE_OP_ZERO, AE_OP_FLATTEN
 } ae_op;
 
+/* Ops the IR parses, shapes and counts but no executor runs yet: they
+ * extend ae_op's numbering (see AE_ACT_RELU6 for why they are not in the
+ * enum itself).  MAX_POOL: kernel, stride, padding, dilation, ceil_mode;
+ * CONCAT: along channels (rank 3) or features (rank 1); MUL: elementwise
+ * product with broadcasting of size-1 dimensions (squeeze-and-excitation's
+ * (C,1,1) scale); PAD: zeros around the spatial dimensions. */
+enum {
+  AE_OP_MAX_POOL = AE_OP_FLATTEN + 1,
+  AE_OP_CONCAT,
+  AE_OP_MUL,
+  AE_OP_PAD,
+  AE_OP_COUNT
+};
+
 typedef struct {
   ae_op op;
   char *name;            /* graph: the user's id; lowered nets: a path like
@@ -75,10 +105,19 @@ typedef struct {
   int *inputs;           /* indices of earlier nodes (inputs[k] < own index) */
   int n_inputs;
   int out;               /* LINEAR: out features; CONV: out channels */
-  int kernel, stride, padding;   /* CONV, AVG_POOL */
+  int kernel, stride, padding;   /* CONV, AVG_POOL, MAX_POOL */
+  int groups;            /* CONV: 1 (default) .. in channels; in and out
+                            channels both divisible by it */
+  int dilation;          /* CONV, MAX_POOL: 1 (default) */
+  int ceil_mode;         /* MAX_POOL: output size rounded up (PyTorch's
+                            ceil_mode; the last window starts inside the
+                            input or its left padding) */
+  int pads[4];           /* PAD: top, left, bottom, right (ONNX's order) */
   int count_include_pad; /* AVG_POOL: 1 = padding counts in the divisor;
                             NB201's avg_pool_3x3 uses 0 */
-  int bias;              /* LINEAR: has a bias (zero at init, trained) */
+  int bias;              /* LINEAR, CONV: has a bias (zero at init,
+                            trained; counted in params, so a zero-bias
+                            executor runs it exactly) */
   ae_activation act;     /* ACT */
   double init_gain;      /* LINEAR/CONV: W ~ N(0, init_gain / fan_in); the
                             c_sigma of the activation feeding it, else 1 */
@@ -121,6 +160,9 @@ typedef struct {
 typedef struct {
   int input_shape[3], input_rank; /* per-sample shape of the data */
   int num_classes;
+  int allow_unexecutable; /* 1: lower graphs with ops no executor runs
+                             yet (the offline `archeval onnx-lower`); 0:
+                             refuse them, AE_EUNSUPPORTED */
   int probe;   /* 1: the linear-regions probe (nb201: C=1, one cell, no
                   stem, BN+ReLU, GAP, linear; mlp_dag: width 16;
                   graph: unchanged) */
@@ -155,6 +197,17 @@ int ae_arch_from_json(const json_t *j, const char *pointer,
 int ae_arch_lower(const ae_arch *a, const ae_lower_opts *o,
                   const ae_limits *lim, const char *pointer, ae_graph *out,
                   ae_problem *p);
+
+/* The first node no executor can run yet (an op or activation of the
+ * AE_OP_MAX_POOL / AE_ACT_RELU6 groups, a grouped or dilated conv) or -1;
+ * why (when not NULL) gets a sentence naming the op.  ae_arch_lower calls
+ * it unless allow_unexecutable; an engine that lowers by itself should too.
+ */
+int ae_graph_first_unexecutable_op(const ae_graph *g, char *why,
+                                   size_t why_size);
+
+/* The op's wire name ("conv", "max_pool", ...); "?" for an unknown op. */
+const char *ae_op_name(int op);
 
 /* Fills every node's shape from the input shape; checks each op's inputs
  * agree.  Used by ae_arch_lower. */

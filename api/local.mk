@@ -9,6 +9,33 @@ api_libaeapi_a_SOURCES += api/status.c api/status.h api/problem.h api/arch.h \
 
 EXTRA_DIST += api/openapi.yaml
 
+# The ONNX importer, a library of its own (it needs protobuf-c; the parsers
+# above and their fuzzers do not).  protoc-c compiles Debian's onnx.proto
+# ($(ONNX_PROTO), found by configure) into the build tree.
+noinst_LIBRARIES += api/libaeonnx.a
+api_libaeonnx_a_SOURCES = api/onnx.c api/onnx.h
+nodist_api_libaeonnx_a_SOURCES = api/onnx.pb-c.c api/onnx.pb-c.h
+api_libaeonnx_a_CFLAGS = $(AM_CFLAGS) $(PROTOBUF_C_CFLAGS)
+ONNX_LIBS = api/libaeonnx.a $(PROTOBUF_C_LIBS)
+CLEANFILES += api/onnx.pb-c.c api/onnx.pb-c.h
+
+api/onnx.pb-c.c: $(ONNX_PROTO)
+	@$(MKDIR_P) api
+	$(AM_V_GEN)$(PROTOC_C) --proto_path=$$(dirname $(ONNX_PROTO)) \
+		--c_out=api $(ONNX_PROTO)
+api/onnx.pb-c.h: api/onnx.pb-c.c
+api/libaeonnx_a-onnx.$(OBJEXT): api/onnx.pb-c.h
+
+# The importer on ONNX files torch exports at test time (skips without
+# torch) and on Debian's ONNX node tests.
+check_PROGRAMS += tests/unit/test_onnx
+TESTS += tests/unit/test_onnx
+tests_unit_test_onnx_SOURCES = tests/unit/test_onnx.c
+tests_unit_test_onnx_CFLAGS = $(TEST_CFLAGS)
+tests_unit_test_onnx_LDADD = $(ONNX_LIBS) api/libaeapi.a $(JANSSON_LIBS) \
+	$(CHECK_LIBS) -lm
+EXTRA_DIST += tests/data/onnx
+
 # Unit tests of the wire format.
 check_PROGRAMS += tests/unit/test_api_arch
 TESTS += tests/unit/test_api_arch

@@ -70,13 +70,27 @@ static double node_params(const ae_graph *g, const ae_node *n) {
   }
   case AE_OP_CONV: {
     double cin = g->nodes[n->inputs[0]].shape[0];
-    return cin * n->kernel * n->kernel * n->out;
+    int groups = n->groups > 0 ? n->groups : 1;
+    return cin / groups * n->kernel * n->kernel * n->out +
+           (n->bias ? n->out : 0);
   }
   case AE_OP_BATCH_NORM:
     return 2.0 * n->shape[0];
   default:
     return 0.0;
   }
+}
+
+/* Multiply-adds per sample of a linear or conv node; 0 for the others
+ * (pools, elementwise ops, concat and pad count none). */
+static double node_macs(const ae_graph *g, const ae_node *n) {
+  if (n->op == AE_OP_LINEAR)
+    return node_elems(&g->nodes[n->inputs[0]]) * n->out;
+  if (n->op != AE_OP_CONV) return 0.0;
+  double cin = g->nodes[n->inputs[0]].shape[0];
+  int groups = n->groups > 0 ? n->groups : 1;
+  return cin / groups * n->kernel * n->kernel * n->out * n->shape[1] *
+         n->shape[2];
 }
 
 double ae_graph_params(const ae_graph *g) {
@@ -88,16 +102,8 @@ double ae_graph_params(const ae_graph *g) {
 
 double ae_graph_flops(const ae_graph *g) {
   double total = 0;
-  for (int i = 0; i < g->n_nodes; i++) {
-    const ae_node *n = &g->nodes[i];
-    if (n->op == AE_OP_LINEAR) {
-      total += 2.0 * node_elems(&g->nodes[n->inputs[0]]) * n->out;
-    } else if (n->op == AE_OP_CONV) {
-      double cin = g->nodes[n->inputs[0]].shape[0];
-      total += 2.0 * cin * n->kernel * n->kernel * n->out * n->shape[1] *
-               n->shape[2];
-    }
-  }
+  for (int i = 0; i < g->n_nodes; i++)
+    total += 2.0 * node_macs(g, &g->nodes[i]);
   return total;
 }
 
@@ -118,10 +124,26 @@ static void node_pointer(const ae_graph *g, int i, const char *pointer,
 
 #define MAX_ELEMS ((double)(1 << 30))
 
-static int window_out(int in, int k, int s, int pad) {
-  long long o = ((long long)in + 2LL * pad - k);
+/* Output size of a window op along one axis (PyTorch's formula; with
+ * ceil_mode the last window must start inside the input or the left
+ * padding). */
+static int window_out(int in, int k, int s, int pad, int dilation,
+                      int ceil_mode) {
+  long long span = (long long)dilation * (k - 1) + 1;
+  long long o = ((long long)in + 2LL * pad - span);
   if (o < 0) return 0;
-  return (int)(o / s + 1);
+  long long out = (ceil_mode ? (o + s - 1) / s : o / s) + 1;
+  if (ceil_mode && (out - 1) * s >= (long long)in + pad) out--;
+  return (int)out;
+}
+
+/* "CxHxW" or "F" of a node, for messages. */
+static const char *shape_text(const ae_node *n, char *buf, size_t size) {
+  if (n->rank == 3)
+    snprintf(buf, size, "%dx%dx%d", n->shape[0], n->shape[1], n->shape[2]);
+  else
+    snprintf(buf, size, "%d", n->shape[0]);
+  return buf;
 }
 
 int ae_graph_infer_shapes(ae_graph *g, const int *input_shape, int input_rank,
@@ -148,8 +170,9 @@ int ae_graph_infer_shapes(ae_graph *g, const int *input_shape, int input_rank,
     n->rank = a->rank;
     memcpy(n->shape, a->shape, sizeof n->shape);
     const char *why = NULL;
-    char buf[160];
-    switch (n->op) {
+    const char *field = NULL; /* the offending field of the node, if one */
+    char buf[256];
+    switch ((int)n->op) {
     case AE_OP_INPUT:
       why = "a second input node";
       break;
@@ -164,18 +187,93 @@ int ae_graph_infer_shapes(ae_graph *g, const int *input_shape, int input_rank,
       break;
     case AE_OP_CONV:
     case AE_OP_AVG_POOL:
+    case AE_OP_MAX_POOL: {
       if (a->rank != 3) {
         why = "needs a rank-3 (channels, height, width) input";
         break;
       }
-      n->shape[1] = window_out(a->shape[1], n->kernel, n->stride, n->padding);
-      n->shape[2] = window_out(a->shape[2], n->kernel, n->stride, n->padding);
-      if (n->op == AE_OP_CONV) n->shape[0] = n->out;
+      int dil = n->dilation > 0 ? n->dilation : 1;
+      n->shape[1] = window_out(a->shape[1], n->kernel, n->stride, n->padding,
+                               dil, n->ceil_mode);
+      n->shape[2] = window_out(a->shape[2], n->kernel, n->stride, n->padding,
+                               dil, n->ceil_mode);
+      if (n->op == AE_OP_CONV) {
+        n->shape[0] = n->out;
+        int groups = n->groups > 0 ? n->groups : 1;
+        if (a->shape[0] % groups != 0 || n->out % groups != 0) {
+          snprintf(buf, sizeof buf,
+                   "groups %d must divide the input's %d channels and out "
+                   "(%d)",
+                   groups, a->shape[0], n->out);
+          why = buf;
+          field = "groups";
+          break;
+        }
+      }
       if (n->shape[1] < 1 || n->shape[2] < 1) {
         snprintf(buf, sizeof buf,
-                 "kernel %d with padding %d does not fit the %dx%d input",
-                 n->kernel, n->padding, a->shape[1], a->shape[2]);
-        why = buf;
+                 "kernel %d (dilation %d) with padding %d does not fit the "
+                 "%dx%d input",
+                 n->kernel, dil, n->padding, a->shape[1], a->shape[2]);
+        why = buf; /* kernel, padding and input together: the node */
+      }
+      break;
+    }
+    case AE_OP_PAD:
+      if (a->rank != 3) {
+        why = "pad needs a rank-3 (channels, height, width) input";
+        break;
+      }
+      n->shape[1] = a->shape[1] + n->pads[0] + n->pads[2];
+      n->shape[2] = a->shape[2] + n->pads[1] + n->pads[3];
+      break;
+    case AE_OP_CONCAT: {
+      double channels = a->shape[0];
+      for (int k = 1; k < n->n_inputs && !why; k++) {
+        const ae_node *b = &g->nodes[n->inputs[k]];
+        char sa[64], sb[64];
+        if (b->rank != a->rank ||
+            (a->rank == 3 &&
+             (b->shape[1] != a->shape[1] || b->shape[2] != a->shape[2]))) {
+          snprintf(buf, sizeof buf,
+                   "concat: input %d (\"%s\") has shape %s, input 0 "
+                   "(\"%s\") has %s; they may differ in channels only",
+                   k, b->name ? b->name : "?", shape_text(b, sb, sizeof sb),
+                   a->name ? a->name : "?", shape_text(a, sa, sizeof sa));
+          why = buf;
+          field = "inputs";
+        }
+        channels += b->shape[0];
+      }
+      if (!why && channels > MAX_ELEMS) {
+        why = "concat: more than 2^30 channels";
+        break;
+      }
+      n->shape[0] = (int)channels;
+      break;
+    }
+    case AE_OP_MUL:
+      /* Broadcasting: every dimension equal, or 1 in one of the inputs. */
+      for (int k = 1; k < n->n_inputs && !why; k++) {
+        const ae_node *b = &g->nodes[n->inputs[k]];
+        int bad = b->rank != n->rank;
+        for (int d = 0; d < 3 && !bad; d++) {
+          if (b->shape[d] == n->shape[d] || b->shape[d] == 1) continue;
+          if (n->shape[d] == 1)
+            n->shape[d] = b->shape[d];
+          else
+            bad = 1;
+        }
+        if (bad) {
+          char sa[64], sb[64];
+          snprintf(buf, sizeof buf,
+                   "mul: input %d (\"%s\") has shape %s, which does not "
+                   "broadcast with %s (each dimension equal, or 1 in one)",
+                   k, b->name ? b->name : "?", shape_text(b, sb, sizeof sb),
+                   shape_text(n, sa, sizeof sa));
+          why = buf;
+          field = "inputs";
+        }
       }
       break;
     case AE_OP_GLOBAL_AVG_POOL:
@@ -221,11 +319,56 @@ int ae_graph_infer_shapes(ae_graph *g, const int *input_shape, int input_rank,
       why = "output has more than 2^30 values per sample";
     if (why) {
       node_pointer(g, i, pointer, ptr, sizeof ptr);
-      ae_problem_add(p, ptr, "node \"%s\": %s", name, why);
+      if (field && n->src_index >= 0) {
+        char sub[AE_PTR_MAX];
+        ae_ptr_key(sub, sizeof sub, ptr, field);
+        ae_problem_add(p, sub, "node \"%s\": %s", name, why);
+      } else {
+        ae_problem_add(p, ptr, "node \"%s\": %s", name, why);
+      }
       return AE_EINVAL;
     }
   }
   return AE_OK;
+}
+
+/* ---- what the executors run ---- */
+
+int ae_graph_first_unexecutable_op(const ae_graph *g, char *why,
+                                   size_t why_size) {
+  char local[8];
+  if (!why) {
+    why = local;
+    why_size = sizeof local;
+  }
+  for (int i = 0; i < g->n_nodes; i++) {
+    const ae_node *n = &g->nodes[i];
+    const char *name = n->name ? n->name : "?";
+    int op = (int)n->op;
+    if (op > AE_OP_FLATTEN) {
+      snprintf(why, why_size,
+               "node \"%s\": op \"%s\" is not supported by the executors "
+               "yet",
+               name, ae_op_name(op));
+      return i;
+    }
+    if (op == AE_OP_ACT && (int)n->act.fn > AE_ACT_IDENTITY) {
+      snprintf(why, why_size,
+               "node \"%s\": activation \"%s\" is not supported by the "
+               "executors yet",
+               name, ae_act_name(n->act.fn) ? ae_act_name(n->act.fn) : "?");
+      return i;
+    }
+    if (op == AE_OP_CONV && (n->groups > 1 || n->dilation > 1)) {
+      snprintf(why, why_size,
+               "node \"%s\": a %s conv (groups %d, dilation %d) is not "
+               "supported by the executors yet",
+               name, n->groups > 1 ? "grouped" : "dilated", n->groups,
+               n->dilation);
+      return i;
+    }
+  }
+  return -1;
 }
 
 /* ---- building ---- */
@@ -474,7 +617,8 @@ static int graph_is_dense(const ae_graph *g) {
   for (int i = 0; i < g->n_nodes; i++) {
     ae_op op = g->nodes[i].op;
     if (op == AE_OP_CONV || op == AE_OP_AVG_POOL ||
-        op == AE_OP_GLOBAL_AVG_POOL || op == AE_OP_BATCH_NORM)
+        op == AE_OP_GLOBAL_AVG_POOL || op == AE_OP_BATCH_NORM ||
+        (int)op == AE_OP_MAX_POOL || (int)op == AE_OP_PAD)
       return 0;
   }
   return 1;
@@ -537,6 +681,17 @@ int ae_arch_lower(const ae_arch *a, const ae_lower_opts *o,
     b.g.output = f;
     rc = ae_graph_infer_shapes(&b.g, o->input_shape, o->input_rank, pointer, p);
     if (rc != AE_OK) goto fail;
+  }
+  if (!o->allow_unexecutable) {
+    char why[256];
+    int bad = ae_graph_first_unexecutable_op(&b.g, why, sizeof why);
+    if (bad >= 0) {
+      node_pointer(&b.g, bad, pointer, ptr, sizeof ptr);
+      ae_problem_set(p, 422, "unsupported", NULL, "%s", why);
+      ae_problem_add(p, ptr, "%s", why);
+      rc = AE_EUNSUPPORTED;
+      goto fail;
+    }
   }
   b.g.num_classes = b.g.nodes[b.g.output].shape[0];
   b.g.scale_input_norm = a->type == AE_ARCH_MLP_DAG ||

@@ -33,6 +33,7 @@ static void usage(FILE *f) {
       "                        --page-size N, --json\n"
       "  info                  print the server's description (GET /v1)\n"
       "  canon [FILE|-]        print each architecture's canonical key\n"
+      "  onnx-lower MODEL.onnx print an ONNX model's census and graph\n"
       "\n"
       "Global options:\n"
       "  --server URL          the archevald to talk to (default\n"
@@ -63,6 +64,7 @@ static const command commands[] = {
     {"list", ae_cli_list},     {"info", ae_cli_info},
     {"rank", ae_cli_rank},
     {"canon", ae_cli_canon},
+    {"onnx-lower", ae_cli_onnx_lower},
 };
 
 int main(int argc, char **argv) {

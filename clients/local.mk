@@ -3,9 +3,11 @@
 bin_PROGRAMS += clients/archeval
 clients_archeval_SOURCES = clients/archeval.c clients/cli.h \
 	clients/cli_score.c clients/http_client.c clients/http_client.h \
-	clients/http_commands.c clients/cli_rank.c clients/cli_canon.c
+	clients/http_commands.c clients/cli_rank.c clients/cli_canon.c \
+	clients/cli_onnx.c
 clients_archeval_CFLAGS = $(AM_CFLAGS) $(CURL_CFLAGS)
-clients_archeval_LDADD = $(ENGINE_LIBS) $(CURL_LIBS)
+clients_archeval_LDADD = api/libaeonnx.a $(ENGINE_LIBS) $(CURL_LIBS) \
+	$(PROTOBUF_C_LIBS)
 
 # Tests against a real archevald ($AE_BUILDDIR/server/archevald; each one
 # skips with 77 when the daemon is not built) and the deploy kit's static

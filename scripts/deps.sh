@@ -8,7 +8,9 @@ PKGS="build-essential autoconf automake libtool pkg-config
   libmicrohttpd-dev libjansson-dev libuv1-dev check
   libopenblas-dev liblapacke-dev zlib1g-dev libcurl4-openssl-dev
   libsqlite3-dev curl python3 python3-jsonschema valgrind wrk dataset-fashion-mnist
-  systemd yamllint shellcheck clang libpq-dev postgresql"
+  systemd yamllint shellcheck clang clang-format libpq-dev postgresql
+  protobuf-c-compiler libprotobuf-c-dev libonnx-dev libonnx-testdata
+  python3-numpy python3-torch python3-torchvision"
 missing=""
 for p in $PKGS; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing="$missing $p"

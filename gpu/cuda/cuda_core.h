@@ -106,8 +106,6 @@ int ae_cuda_net_forward(ae_cuda_net *n, const float *x, int batch,
 
 /* After a forward: copies node's output (batch * elems floats) to out. */
 int ae_cuda_net_activation(ae_cuda_net *n, int node, float *out);
-/* Per-sample output elements of a node (0 for a bad index). */
-size_t ae_cuda_net_node_elems(const ae_cuda_net *n, int node);
 
 /* The NTK without engine types: par_ntk = 1 for the NTK
  * parameterization; check(ctl) is called between layers and a non-zero

@@ -26,9 +26,7 @@ int ae_cuda_net_count_patterns(ae_cuda_net *n, const float *x, int batch,
   *distinct = 0;
   int rc = ae_cuda_net_sign_patterns(n, x, batch, &bits, &words);
   if (rc) return rc;
-  size_t count = ae_count_distinct_patterns(bits, (size_t)batch, words);
+  rc = ae_count_distinct_patterns(bits, (size_t)batch, words, distinct);
   free(bits);
-  if (count == 0) return AE_ENOMEM; /* the sort's allocation failed */
-  *distinct = count;
-  return AE_OK;
+  return rc;
 }

@@ -1,6 +1,5 @@
 /* cuda_internal.h: what the CUDA backend's sources share (C++ only): the
- * context and net layouts, the error-checking macros and the planner's
- * geometry.
+ * context and net layouts and the error-checking macros.
  *
  * Error model.  Every runtime, cuBLAS and cuSOLVER call goes through
  * AE_CU / AE_CUBLAS / AE_CUSOLVER, and every kernel launch is followed by
@@ -17,6 +16,7 @@
 #define AE_CUDA_INTERNAL_H
 
 #include "gpu/cuda/cuda_core.h"
+#include "gpu/plan.h"
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 #include <cusolverDn.h>
@@ -68,54 +68,33 @@ int ae_cuda_alive(ae_cuda_context *ctx);
  * previous contents are lost when it grows. */
 int ae_cuda_workspace(ae_cuda_context *ctx, size_t bytes, void **out);
 
-/* One node's per-sample geometry (as the host's ae_net_geom), plus the
- * chunking the device plan chose. */
-typedef struct {
-  size_t elems;         /* per-sample output elements */
-  int in_c, in_h, in_w; /* first input as C,H,W (rank 1: F,1,1) */
-  size_t in_elems;
-  int fan_in; /* LINEAR/CONV */
-  size_t n_weight;
-  int col_rows;  /* CONV: Cin*k*k */
-  int out_hw;    /* CONV/pools: output plane */
-  int channels;  /* BN */
-  size_t plane;  /* BN: elements per channel per sample */
-  int direct;    /* CONV 1x1, stride 1, no padding: no im2col */
-  int fwd_chunk; /* CONV: samples per im2col chunk (forward, dX) */
-  int k_chunk;   /* CONV: im2col rows per dW chunk (NTK) */
-} ae_cuda_geom;
-
 struct ae_cuda_net {
   ae_cuda_context *ctx;
-  ae_graph g; /* own copy: ops, inputs, shapes (no names) */
+  ae_plan *plan;            /* geometry, liveness, slots and offsets */
+  const ae_graph *g;        /* the plan's copy of the graph */
+  const ae_plan_geom *geom; /* the plan's per-node geometry */
   int max_batch;
-  int batch; /* batch of the last forward */
-  ae_cuda_geom *geom;
-  int *needs_grad;   /* a trainable tensor at or upstream */
-  int *in_backward;  /* needs_grad and reaches the output */
-  int *first_writer; /* backward step that zeroes a node's slot, or -1 */
-  int *last_use;     /* forward: last node reading a node's output */
+  int batch;      /* batch of the last forward */
+  int *fwd_chunk; /* CONV: samples per im2col chunk (forward, dX) */
+  int *k_chunk;   /* CONV: im2col rows per dW chunk (NTK) */
   /* device pointers into arena (NULL when absent) */
   float **weight, **bias, **gamma, **beta;
   double **bn_mean, **bn_invstd;
-  float **act;  /* max_batch * elems per node */
-  float **grad; /* in_backward nodes: shared slots, max_batch * elems */
-  float *col;   /* im2col scratch, col_elems floats */
-  size_t col_elems;
-  float *gf;  /* per-sample gradient rows, float */
-  double *gd; /* the same in float64, g_elems */
-  size_t g_elems;
+  float **act;      /* max_batch * elems per node */
+  float **grad;     /* backward: shared slots (the plan's), or NULL */
+  float *col;       /* im2col scratch */
+  float *gf;        /* per-sample gradient rows, float */
+  double *gd;       /* the same in float64 */
   double *xx, *yy;  /* max_batch^2 each: a linear layer's Grams */
   double *theta;    /* max_batch^2, lower triangle (column-major) */
   uint64_t *bits;   /* max_batch * pattern_words sign patterns */
   uint64_t *hashes; /* max_batch pattern hashes */
   size_t pattern_words;
-  unsigned char *arena;
+  unsigned char *arena; /* the plan's two families, back to back */
   size_t arena_bytes;
   /* float64 jets, planned on first use for a batch */
-  double **jet; /* per node: 3 * jet_batch * elems */
-  double *jcol; /* float64 im2col scratch */
-  size_t jcol_elems;
+  double **jet;   /* per node: 3 * jet_batch * elems */
+  double *jcol;   /* float64 im2col scratch */
   double *jw;     /* one tensor's weights in float64 */
   double *jstats; /* a BN node's jet mean and invstd */
   unsigned char *jet_arena;
@@ -138,12 +117,6 @@ static inline int ae_cuda_is_pattern_act(const ae_node *nd) {
   return nd->op == AE_OP_ACT &&
          (nd->act.fn == AE_ACT_RELU || nd->act.fn == AE_ACT_LEAKY_RELU);
 }
-
-/* The host executor's buffer planner (gpu/host/net_kernels.c, declared in
- * gpu/host/net_internal.h, which C++ cannot include): offsets for buffers
- * alive from start[k] to end[k]; (size_t)-1 when out of memory. */
-extern "C" size_t ae_net_plan_slots(const size_t *bytes, const int *start,
-                                    const int *end, int n, size_t *offset);
 
 /* Runs the forward pass on x already on the device (node 0's buffer
  * filled).  Used by forward, NTK and sign patterns. */

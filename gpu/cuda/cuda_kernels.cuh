@@ -14,6 +14,7 @@
 #define AE_CUDA_KERNELS_CUH
 
 #include "api/arch.h"
+#include "gpu/activation.h"
 #include "gpu/philox.h"
 #include <cuda_runtime.h>
 #include <math.h>
@@ -24,92 +25,6 @@
 #define AE_GRID_STRIDE(i, n)                                                   \
   for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < (n);      \
        i += (size_t)gridDim.x * blockDim.x)
-
-/* ---- activations (host: ae_net_act_value / _d1 / _d2) ---- */
-
-__device__ __forceinline__ double ae_dev_sigmoid(double z) {
-  return 1.0 / (1.0 + exp(-z));
-}
-
-#define AE_DEV_INV_SQRT2 0.70710678118654752440
-#define AE_DEV_INV_SQRT2PI 0.39894228040143267794
-#define AE_DEV_2_SQRTPI 1.12837916709551257390
-
-__device__ __forceinline__ double ae_dev_act_value(int fn, double slope,
-                                                   double z) {
-  switch (fn) {
-  case AE_ACT_RELU:
-    return z > 0.0 ? z : 0.0;
-  case AE_ACT_LEAKY_RELU:
-    return z > 0.0 ? z : slope * z;
-  case AE_ACT_TANH:
-    return tanh(z);
-  case AE_ACT_SIGMOID:
-    return ae_dev_sigmoid(z);
-  case AE_ACT_SWISH:
-    return z * ae_dev_sigmoid(z);
-  case AE_ACT_GELU:
-    return 0.5 * z * (1.0 + erf(z * AE_DEV_INV_SQRT2));
-  case AE_ACT_ERF:
-    return erf(z);
-  default:
-    return z;
-  }
-}
-
-__device__ __forceinline__ double ae_dev_act_d1(int fn, double slope,
-                                                double z) {
-  switch (fn) {
-  case AE_ACT_RELU:
-    return z > 0.0 ? 1.0 : 0.0;
-  case AE_ACT_LEAKY_RELU:
-    return z > 0.0 ? 1.0 : slope;
-  case AE_ACT_TANH: {
-    double t = tanh(z);
-    return 1.0 - t * t;
-  }
-  case AE_ACT_SIGMOID: {
-    double s = ae_dev_sigmoid(z);
-    return s * (1.0 - s);
-  }
-  case AE_ACT_SWISH: {
-    double s = ae_dev_sigmoid(z);
-    return s + z * s * (1.0 - s);
-  }
-  case AE_ACT_GELU:
-    return 0.5 * (1.0 + erf(z * AE_DEV_INV_SQRT2)) +
-           z * AE_DEV_INV_SQRT2PI * exp(-0.5 * z * z);
-  case AE_ACT_ERF:
-    return AE_DEV_2_SQRTPI * exp(-z * z);
-  default:
-    return 1.0;
-  }
-}
-
-__device__ __forceinline__ double ae_dev_act_d2(int fn, double z) {
-  switch (fn) {
-  case AE_ACT_TANH: {
-    double t = tanh(z);
-    return -2.0 * t * (1.0 - t * t);
-  }
-  case AE_ACT_SIGMOID: {
-    double s = ae_dev_sigmoid(z);
-    return s * (1.0 - s) * (1.0 - 2.0 * s);
-  }
-  case AE_ACT_SWISH: {
-    double s = ae_dev_sigmoid(z), ds = s * (1.0 - s);
-    return 2.0 * ds + z * ds * (1.0 - 2.0 * s);
-  }
-  case AE_ACT_GELU: {
-    double phi = AE_DEV_INV_SQRT2PI * exp(-0.5 * z * z);
-    return 2.0 * phi - z * z * phi;
-  }
-  case AE_ACT_ERF:
-    return -2.0 * z * AE_DEV_2_SQRTPI * exp(-z * z);
-  default:
-    return 0.0;
-  }
-}
 
 /* ---- weights (host: ae_net_init_weights) ---- */
 
@@ -317,8 +232,8 @@ ae_k_bn_backward(const float *x, const float *dy, float *dx, int batch,
 /* ---- activations ---- */
 
 /* float32 forward as the host's forward_act. */
-static __global__ void ae_k_act_forward(int fn, double slope, const float *x,
-                                        float *y, size_t n) {
+static __global__ void ae_k_act_forward(ae_act_fn fn, double slope,
+                                        const float *x, float *y, size_t n) {
   float fs = (float)slope;
   AE_GRID_STRIDE(i, n) {
     float v = x[i];
@@ -329,13 +244,14 @@ static __global__ void ae_k_act_forward(int fn, double slope, const float *x,
     else if (fn == AE_ACT_IDENTITY)
       y[i] = v;
     else
-      y[i] = (float)ae_dev_act_value(fn, slope, (double)v);
+      y[i] = (float)ae_act_value(fn, slope, (double)v);
   }
 }
 
 /* dx += dy * sigma'(z), as the host's backward_act. */
-static __global__ void ae_k_act_backward(int fn, double slope, const float *z,
-                                         const float *dy, float *dx, size_t n) {
+static __global__ void ae_k_act_backward(ae_act_fn fn, double slope,
+                                         const float *z, const float *dy,
+                                         float *dx, size_t n) {
   float fs = (float)slope;
   AE_GRID_STRIDE(i, n) {
     float v = z[i];
@@ -346,19 +262,19 @@ static __global__ void ae_k_act_backward(int fn, double slope, const float *z,
     } else if (fn == AE_ACT_IDENTITY) {
       dx[i] += dy[i];
     } else {
-      dx[i] += dy[i] * (float)ae_dev_act_d1(fn, slope, (double)v);
+      dx[i] += dy[i] * (float)ae_act_d1(fn, slope, (double)v);
     }
   }
 }
 
 /* Jets through an activation: y = s(z), y' = s'(z) z', y'' = s''(z) z'^2
  * + s'(z) z''.  Streams are consecutive blocks of per = batch*elems. */
-static __global__ void ae_k_act_jet(int fn, double slope, const double *x,
+static __global__ void ae_k_act_jet(ae_act_fn fn, double slope, const double *x,
                                     double *y, size_t per) {
   AE_GRID_STRIDE(i, per) {
     double z = x[i], z1 = x[per + i], z2 = x[2 * per + i];
-    double d1 = ae_dev_act_d1(fn, slope, z), d2 = ae_dev_act_d2(fn, z);
-    y[i] = ae_dev_act_value(fn, slope, z);
+    double d1 = ae_act_d1(fn, slope, z), d2 = ae_act_d2(fn, z);
+    y[i] = ae_act_value(fn, slope, z);
     y[per + i] = d1 * z1;
     y[2 * per + i] = d2 * z1 * z1 + d1 * z2;
   }

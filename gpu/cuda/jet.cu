@@ -1,15 +1,15 @@
 /* jet.cu: what the expressivity group needs from the CUDA executor (the
- * device twin of gpu/host/net_jet.c): ReLU sign patterns built on the
- * device (one bit per pattern unit, rows copied to the host for the exact
- * distinct count), a device hash per row, and the float64 forward-mode
- * second-order jets along a curve.
+ * device twin of gpu/host/net_jet.c and net_patterns.c): ReLU sign
+ * patterns built on the device (one bit per pattern unit, rows copied to
+ * the host for the exact distinct count), a device hash per row, and the
+ * float64 forward-mode second-order jets along a curve.
  *
  * The jets carry three streams per node (value, first and second
  * derivative along the curve), stored as one block of 3 * batch samples,
  * so conv and linear layers run them as one float64 GEMM.  Their buffers
  * are planned on first use for the batch asked, reusing a node's buffer
- * once its last reader has run (the host's planner), in one device
- * allocation counted by ae_cuda_net_memory_bytes.
+ * once its last reader has run (ae_plan_jets), in one device allocation
+ * counted by ae_cuda_net_memory_bytes.
  *
  * Runs on the thread that owns the net's context. */
 #include "gpu/cuda/cuda_internal.h"
@@ -37,8 +37,8 @@ extern "C" int ae_cuda_net_sign_patterns(ae_cuda_net *n, const float *x,
   AE_TRY(AE_CU(ctx, cudaMemsetAsync(n->bits, 0,
                                     sizeof(uint64_t) * (B * words + 1), st)));
   size_t bit0 = 0;
-  for (int k = 0; k < n->g.n_nodes; k++) {
-    const ae_node *nd = &n->g.nodes[k];
+  for (int k = 0; k < n->g->n_nodes; k++) {
+    const ae_node *nd = &n->g->nodes[k];
     if (!ae_cuda_is_pattern_act(nd)) continue;
     size_t e = n->geom[k].elems;
     ae_k_sign_bits<<<ae_cuda_blocks(B * e), AE_CUDA_THREADS, 0, st>>>(
@@ -83,12 +83,8 @@ extern "C" int ae_cuda_net_pattern_hashes(ae_cuda_net *n, int batch,
 
 #define AE_JET_COL_CAP ((size_t)1 << 24) /* doubles: 128 MiB */
 
-static size_t align_jet(size_t v) {
-  return (v + 255) & ~(size_t)255;
-}
-
 /* Samples per im2col chunk of a conv for `rows` samples (3 * batch). */
-static size_t jet_chunk(const ae_cuda_geom *ge, size_t rows) {
+static size_t jet_chunk(const ae_plan_geom *ge, size_t rows) {
   size_t per = (size_t)ge->col_rows * (size_t)ge->out_hw;
   size_t c = AE_JET_COL_CAP / per;
   return c < 1 ? 1 : (c > rows ? rows : c);
@@ -105,62 +101,50 @@ static int plan_jets(ae_cuda_net *n, int batch) {
     n->jet_bytes = 0;
     n->jet_batch = 0;
   }
-  int nn = n->g.n_nodes;
-  size_t *bytes = (size_t *)malloc(sizeof(size_t) * (size_t)nn);
+  const ae_plan *p = n->plan;
+  int nn = n->g->n_nodes;
   size_t *off = (size_t *)malloc(sizeof(size_t) * (size_t)nn);
-  int *start = (int *)malloc(sizeof(int) * (size_t)nn);
-  int *end = (int *)malloc(sizeof(int) * (size_t)nn);
-  int rc = AE_ENOMEM;
+  if (!off) return AE_ENOMEM;
+  size_t total = ae_plan_jets(p, batch, sizeof(double), off);
+  if (total == SIZE_MAX) {
+    free(off);
+    return AE_ENOMEM;
+  }
   size_t rows = 3 * (size_t)batch, max_col = 0, max_w = 0, max_c = 0;
-  size_t total = 0;
-  if (!bytes || !off || !start || !end) goto out;
   for (int k = 0; k < nn; k++) {
-    const ae_cuda_geom *ge = &n->geom[k];
-    bytes[k] = align_jet(rows * ge->elems * sizeof(double));
-    start[k] = k;
-    end[k] = n->last_use[k];
-    const ae_node *nd = &n->g.nodes[k];
-    if (nd->op == AE_OP_CONV && !ge->direct) {
-      size_t c =
-          jet_chunk(ge, rows) * (size_t)ge->col_rows * (size_t)ge->out_hw;
+    const ae_plan_geom *ge = &n->geom[k];
+    if (n->g->nodes[k].op == AE_OP_CONV && !ge->direct) {
+      size_t c = jet_chunk(ge, rows) * ge->col_rows * ge->out_hw;
       if (c > max_col) max_col = c;
     }
     if (ge->n_weight > max_w) max_w = ge->n_weight;
     if ((size_t)ge->channels > max_c) max_c = (size_t)ge->channels;
   }
-  total = ae_net_plan_slots(bytes, start, end, nn, off);
-  if (total == (size_t)-1) goto out;
-  {
-    size_t col_off = total;
-    total += align_jet(max_col * sizeof(double));
-    size_t w_off = total;
-    total += align_jet(max_w * sizeof(double));
-    size_t stats_off = total;
-    total += align_jet(2 * max_c * sizeof(double));
-    rc = AE_CU(ctx, cudaMalloc((void **)&n->jet_arena, total));
-    if (rc) goto out;
+  size_t col_off = total;
+  total += ae_plan_align(p, max_col * sizeof(double));
+  size_t w_off = total;
+  total += ae_plan_align(p, max_w * sizeof(double));
+  size_t stats_off = total;
+  total += ae_plan_align(p, 2 * max_c * sizeof(double));
+  int rc = AE_CU(ctx, cudaMalloc((void **)&n->jet_arena, total));
+  if (!rc) {
     n->jet_bytes = total;
     ctx->net_bytes += total;
     for (int k = 0; k < nn; k++)
       n->jet[k] = (double *)(n->jet_arena + off[k]);
     n->jcol = (double *)(n->jet_arena + col_off);
-    n->jcol_elems = max_col;
     n->jw = (double *)(n->jet_arena + w_off);
     n->jstats = (double *)(n->jet_arena + stats_off);
     n->jet_batch = batch;
   }
-out:
-  free(bytes);
   free(off);
-  free(start);
-  free(end);
   return rc;
 }
 
 static int jet_conv(ae_cuda_net *n, int k, int batch) {
   ae_cuda_context *ctx = n->ctx;
-  const ae_node *nd = &n->g.nodes[k];
-  const ae_cuda_geom *ge = &n->geom[k];
+  const ae_node *nd = &n->g->nodes[k];
+  const ae_plan_geom *ge = &n->geom[k];
   int K = ge->col_rows, HW = ge->out_hw, cout = nd->out;
   int rows = 3 * batch;
   const double *x = n->jet[nd->inputs[0]];
@@ -197,8 +181,8 @@ static int jet_conv(ae_cuda_net *n, int k, int batch) {
 static int jet_node(ae_cuda_net *n, int k, int batch) {
   ae_cuda_context *ctx = n->ctx;
   cudaStream_t st = ctx->stream;
-  const ae_node *nd = &n->g.nodes[k];
-  const ae_cuda_geom *ge = &n->geom[k];
+  const ae_node *nd = &n->g->nodes[k];
+  const ae_plan_geom *ge = &n->geom[k];
   size_t per = (size_t)batch * ge->elems, all = 3 * per;
   double *y = n->jet[k];
   const double *x = nd->n_inputs > 0 ? n->jet[nd->inputs[0]] : NULL;
@@ -235,7 +219,7 @@ static int jet_node(ae_cuda_net *n, int k, int batch) {
   }
   case AE_OP_ACT:
     ae_k_act_jet<<<ae_cuda_blocks(per), AE_CUDA_THREADS, 0, st>>>(
-        (int)nd->act.fn, nd->act.slope, x, y, per);
+        nd->act.fn, nd->act.slope, x, y, per);
     return AE_LAUNCHED(ctx);
   case AE_OP_AVG_POOL:
     ae_k_avg_pool<double><<<grid, AE_CUDA_THREADS, 0, st>>>(
@@ -282,9 +266,9 @@ extern "C" int ae_cuda_net_forward_jet(ae_cuda_net *n, const double *x,
     AE_TRY(AE_CU(ctx, cudaMemcpyAsync(in + (size_t)s * per_in, src[s],
                                       sizeof(double) * per_in,
                                       cudaMemcpyHostToDevice, st)));
-  for (int k = 0; k < n->g.n_nodes; k++)
+  for (int k = 0; k < n->g->n_nodes; k++)
     AE_TRY(jet_node(n, k, batch));
-  int o = n->g.output;
+  int o = n->g->output;
   size_t per = (size_t)batch * n->geom[o].elems;
   double *dst[3] = {y, dy, ddy};
   for (int s = 0; s < 3; s++) {

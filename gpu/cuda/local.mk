@@ -16,7 +16,7 @@ NVCCFLAGS = -O3 -arch=$(CUDA_ARCH) -std=c++17 -I$(top_srcdir) \
 # automake tracks no dependencies of .cu files: name the headers.
 AE_CUDA_DEPS = $(srcdir)/gpu/cuda/cuda_core.h \
 	$(srcdir)/gpu/cuda/cuda_internal.h $(srcdir)/gpu/cuda/cuda_kernels.cuh \
-	$(srcdir)/gpu/philox.h $(srcdir)/api/arch.h $(srcdir)/api/status.h
+	$(srcdir)/gpu/philox.h $(srcdir)/gpu/activation.h $(srcdir)/gpu/plan.h $(srcdir)/api/arch.h $(srcdir)/api/status.h
 gpu/cuda/context.$(OBJEXT) gpu/cuda/net.$(OBJEXT) gpu/cuda/ntk.$(OBJEXT) \
 gpu/cuda/jet.$(OBJEXT): $(AE_CUDA_DEPS)
 

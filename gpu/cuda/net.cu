@@ -1,12 +1,12 @@
 /* net.cu: the CUDA executor's plan, weights and float32 forward pass (the
  * device twin of gpu/host/net.c).
  *
- * ae_cuda_net_create copies the graph, derives each node's geometry
- * (checked as the host checks it) and makes one device allocation for
- * max_batch samples: parameters, BN statistics, every node's forward
- * output (the backward reads them), the gradient slots of the backward
- * path (shared by nodes whose gradients are never alive at once, planned
- * as the host plans them), the im2col scratch, the per-sample gradient rows
+ * ae_cuda_net_create plans the graph with gpu/plan.h (the host's planner:
+ * geometry, liveness, gradient slots, offsets) and makes one device
+ * allocation for max_batch samples, the plan's forward family then its
+ * backward family: parameters, BN statistics, every node's forward output
+ * (the backward reads them), the gradient slots, then the device scratch
+ * added to the plan: the im2col scratch, the per-sample gradient rows
  * (float and float64), the Gram buffers and the sign-pattern rows.
  *
  * Convolutions are im2col + cublasSgemmStridedBatched over the samples of
@@ -30,325 +30,85 @@
 #define AE_CUDA_COL_CAP ((size_t)1 << 25)
 #define AE_CUDA_G_CAP ((size_t)1 << 23)
 
-static size_t align_dev(size_t v) {
-  return (v + AE_CUDA_ALIGN - 1) & ~(size_t)(AE_CUDA_ALIGN - 1);
-}
-
 static size_t max_sz(size_t a, size_t b) {
   return a > b ? a : b;
 }
 
-static size_t node_elems(const ae_node *nd) {
-  if (nd->rank == 3)
-    return (size_t)nd->shape[0] * (size_t)nd->shape[1] * (size_t)nd->shape[2];
-  return (size_t)nd->shape[0];
-}
-
-/* ---- graph copy and geometry (as gpu/host/net.c) ---- */
-
-static void free_graph_copy(ae_graph *g) {
-  if (!g->nodes) return;
-  for (int k = 0; k < g->n_nodes; k++)
-    free(g->nodes[k].inputs);
-  free(g->nodes);
-  g->nodes = NULL;
-}
-
-static int copy_graph(const ae_graph *src, ae_graph *dst) {
-  memset(dst, 0, sizeof(*dst));
-  dst->nodes = (ae_node *)calloc((size_t)src->n_nodes, sizeof(ae_node));
-  if (!dst->nodes) return AE_ENOMEM;
-  dst->n_nodes = src->n_nodes;
-  dst->output = src->output;
-  dst->scale_input_norm = src->scale_input_norm;
-  dst->num_classes = src->num_classes;
-  for (int k = 0; k < src->n_nodes; k++) {
-    ae_node *d = &dst->nodes[k];
-    *d = src->nodes[k];
-    d->name = NULL;
-    d->inputs = NULL;
-    if (src->nodes[k].n_inputs > 0) {
-      size_t bytes = sizeof(int) * (size_t)src->nodes[k].n_inputs;
-      d->inputs = (int *)malloc(bytes);
-      if (!d->inputs) return AE_ENOMEM;
-      memcpy(d->inputs, src->nodes[k].inputs, bytes);
-    }
-  }
-  return AE_OK;
-}
-
-/* Pool/conv output extent, as the host computes it. */
-static int out_extent(int in, int k, int s, int pad) {
-  return (in + 2 * pad - k) / s + 1;
-}
-
-static int node_geometry(const ae_graph *g, int k, ae_cuda_geom *ge) {
-  const ae_node *nd = &g->nodes[k];
-  memset(ge, 0, sizeof(*ge));
-  if (nd->rank != 1 && nd->rank != 3) return AE_EINVAL;
-  for (int i = 0; i < (nd->rank == 3 ? 3 : 1); i++)
-    if (nd->shape[i] <= 0) return AE_EINVAL;
-  ge->elems = node_elems(nd);
-  for (int i = 0; i < nd->n_inputs; i++)
-    if (nd->inputs[i] < 0 || nd->inputs[i] >= k) return AE_EINVAL;
-  if (nd->op == AE_OP_INPUT) return nd->n_inputs == 0 ? AE_OK : AE_EINVAL;
-  if (nd->n_inputs < 1) return AE_EINVAL;
-  const ae_node *in = &g->nodes[nd->inputs[0]];
-  ge->in_elems = node_elems(in);
-  ge->in_c = in->shape[0];
-  ge->in_h = in->rank == 3 ? in->shape[1] : 1;
-  ge->in_w = in->rank == 3 ? in->shape[2] : 1;
-  switch (nd->op) {
-  case AE_OP_LINEAR:
-    if (nd->rank != 1 || nd->shape[0] != nd->out || nd->out <= 0)
-      return AE_EINVAL;
-    ge->fan_in = (int)ge->in_elems;
-    ge->n_weight = (size_t)nd->out * ge->in_elems;
-    return AE_OK;
-  case AE_OP_CONV:
-  case AE_OP_AVG_POOL: {
-    int kk = nd->kernel, s = nd->stride;
-    if (in->rank != 3 || nd->rank != 3 || kk <= 0 || s <= 0 || nd->padding < 0)
-      return AE_EINVAL;
-    if (nd->op == AE_OP_CONV ? nd->out != nd->shape[0]
-                             : nd->shape[0] != ge->in_c)
-      return AE_EINVAL;
-    int oh = out_extent(ge->in_h, kk, s, nd->padding);
-    int ow = out_extent(ge->in_w, kk, s, nd->padding);
-    if (oh != nd->shape[1] || ow != nd->shape[2]) return AE_EINVAL;
-    ge->out_hw = oh * ow;
-    if (nd->op == AE_OP_CONV) {
-      ge->fan_in = ge->in_c * kk * kk;
-      ge->col_rows = ge->fan_in;
-      ge->n_weight = (size_t)nd->out * (size_t)ge->col_rows;
-      ge->direct = kk == 1 && s == 1 && nd->padding == 0;
-    }
-    return AE_OK;
-  }
-  case AE_OP_GLOBAL_AVG_POOL:
-    if (in->rank != 3 || nd->rank != 1 || nd->shape[0] != ge->in_c)
-      return AE_EINVAL;
-    return AE_OK;
-  case AE_OP_BATCH_NORM:
-    if (ge->in_elems != ge->elems || in->rank != nd->rank) return AE_EINVAL;
-    ge->channels = nd->shape[0];
-    ge->plane = ge->elems / (size_t)ge->channels;
-    return AE_OK;
-  case AE_OP_ACT:
-  case AE_OP_IDENTITY:
-  case AE_OP_FLATTEN:
-    return ge->in_elems == ge->elems ? AE_OK : AE_EINVAL;
-  case AE_OP_ADD:
-    for (int i = 0; i < nd->n_inputs; i++)
-      if (node_elems(&g->nodes[nd->inputs[i]]) != ge->elems) return AE_EINVAL;
-    return AE_OK;
-  case AE_OP_ZERO:
-    return AE_OK;
-  case AE_OP_INPUT:
-    break;
-  }
-  return AE_EINVAL;
-}
-
-/* Chooses a conv's chunks for max_batch B and returns the im2col floats
+/* Chooses conv k's chunks for max_batch B and returns the im2col floats
  * and per-sample gradient elements it needs. */
-static void conv_chunks(ae_cuda_geom *ge, int cout, size_t B, size_t *col,
+static void conv_chunks(ae_cuda_net *n, int k, size_t B, size_t *col,
                         size_t *grows) {
-  size_t K = (size_t)ge->col_rows, HW = (size_t)ge->out_hw;
+  const ae_plan_geom *ge = &n->geom[k];
+  size_t cout = (size_t)n->g->nodes[k].out;
+  size_t K = ge->col_rows, HW = ge->out_hw;
   size_t fwd = ge->direct ? B : AE_CUDA_COL_CAP / (K * HW);
   fwd = fwd < 1 ? 1 : (fwd > B ? B : fwd);
   size_t kc = ge->direct ? K : AE_CUDA_COL_CAP / (B * HW);
-  size_t g_limit = AE_CUDA_G_CAP / (B * (size_t)cout);
+  size_t g_limit = AE_CUDA_G_CAP / (B * cout);
   if (kc > g_limit) kc = g_limit;
   kc = kc < 1 ? 1 : (kc > K ? K : kc);
-  ge->fwd_chunk = (int)fwd;
-  ge->k_chunk = (int)kc;
+  n->fwd_chunk[k] = (int)fwd;
+  n->k_chunk[k] = (int)kc;
   *col = ge->direct ? 0 : max_sz(fwd * K * HW, B * kc * HW);
-  *grows = B * (size_t)cout * kc;
+  *grows = B * cout * kc;
 }
 
-/* Which nodes the backward visits: reachable backwards from the output
- * through nodes that need a gradient, never through ZERO (the host's
- * `live`). */
-static void mark_backward(ae_cuda_net *n) {
-  const ae_graph *g = &n->g;
-  for (int k = 0; k < g->n_nodes; k++)
-    n->in_backward[k] = 0;
-  n->in_backward[g->output] = n->needs_grad[g->output];
-  for (int k = g->n_nodes - 1; k >= 0; k--) {
-    if (!n->in_backward[k] || g->nodes[k].op == AE_OP_ZERO) continue;
-    for (int i = 0; i < g->nodes[k].n_inputs; i++) {
-      int src = g->nodes[k].inputs[i];
-      if (n->needs_grad[src]) n->in_backward[src] = 1;
-    }
-  }
-}
-
-/* For each node on the backward path, the node whose backward step writes
- * its gradient first (the sweep runs from the last node down): its
- * highest-indexed consumer on the path, or itself for the output.  The
- * gradient's slot lives from that step to the node's own. */
-static void mark_first_writers(ae_cuda_net *n) {
-  const ae_graph *g = &n->g;
-  for (int k = 0; k < g->n_nodes; k++) {
-    n->first_writer[k] = -1;
-    if (!n->in_backward[k]) continue;
-    if (k == g->output) {
-      n->first_writer[k] = k;
-      continue;
-    }
-    for (int c = k + 1; c < g->n_nodes; c++) {
-      const ae_node *cn = &g->nodes[c];
-      if (!n->in_backward[c] || cn->op == AE_OP_ZERO) continue;
-      for (int i = 0; i < cn->n_inputs; i++)
-        if (cn->inputs[i] == k) n->first_writer[k] = c;
-    }
-  }
-}
-
-/* Gradient slots shared between nodes whose gradients are never alive at
- * once (the host's planner; backward time of node k is nn-1-k).  Fills
- * goff and returns the bytes, or (size_t)-1. */
-static size_t plan_gradients(const ae_cuda_net *n, size_t B, size_t *goff) {
-  int nn = n->g.n_nodes;
-  size_t *bytes = (size_t *)calloc((size_t)nn, sizeof(size_t));
-  int *start = (int *)malloc(sizeof(int) * (size_t)nn);
-  int *end = (int *)malloc(sizeof(int) * (size_t)nn);
-  size_t total = (size_t)-1;
-  if (bytes && start && end) {
-    for (int k = 0; k < nn; k++) {
-      start[k] = end[k] = -1;
-      if (n->first_writer[k] < 0) continue;
-      start[k] = nn - 1 - n->first_writer[k];
-      end[k] = nn - 1 - k;
-      bytes[k] = align_dev(sizeof(float) * B * n->geom[k].elems);
-    }
-    total = ae_net_plan_slots(bytes, start, end, nn, goff);
-  }
-  free(bytes);
-  free(start);
-  free(end);
-  return total;
-}
-
-typedef struct {
-  size_t weight, bias, gamma, beta, mean, invstd, act, grad;
-} node_offsets;
-
+/* Reserves the device scratch after the plan's gradient slots, makes the
+ * one device allocation (forward family, then backward family) and binds
+ * every pointer to its offset. */
 static int plan_arena(ae_cuda_net *n) {
-  const ae_graph *g = &n->g;
+  ae_plan *p = n->plan;
+  const ae_graph *g = n->g;
   int nn = g->n_nodes;
   size_t B = (size_t)n->max_batch;
-  if (nn < 1) return AE_EINVAL;
-  node_offsets *off = (node_offsets *)calloc((size_t)nn, sizeof(*off));
-  if (!off) return AE_ENOMEM;
-  size_t total = 0, col = 0, gf = 0, gd = 0, bits = 0;
+  size_t col = 0, gf = 0, gd = 0, bits = 0;
   for (int k = 0; k < nn; k++) {
     const ae_node *nd = &g->nodes[k];
-    ae_cuda_geom *ge = &n->geom[k];
-    if (nd->op == AE_OP_LINEAR || nd->op == AE_OP_CONV) {
-      off[k].weight = total;
-      total = align_dev(total + sizeof(float) * ge->n_weight);
-      if (nd->op == AE_OP_LINEAR && nd->bias) {
-        off[k].bias = total;
-        total = align_dev(total + sizeof(float) * (size_t)nd->out);
-      }
-      if (nd->op == AE_OP_CONV) {
-        size_t c = 0, r = 0;
-        conv_chunks(ge, nd->out, B, &c, &r);
-        col = max_sz(col, c);
-        gf = max_sz(gf, r);
-        gd = max_sz(gd, r);
-      } else {
-        gd = max_sz(gd, B * max_sz(ge->in_elems, (size_t)nd->out));
-      }
-    }
-    if (nd->op == AE_OP_BATCH_NORM) {
-      size_t c = (size_t)ge->channels;
-      off[k].gamma = total;
-      total = align_dev(total + sizeof(float) * c);
-      off[k].beta = total;
-      total = align_dev(total + sizeof(float) * c);
-      off[k].mean = total;
-      total = align_dev(total + sizeof(double) * c);
-      off[k].invstd = total;
-      total = align_dev(total + sizeof(double) * c);
-      gd = max_sz(gd, B * c);
+    const ae_plan_geom *ge = &n->geom[k];
+    if (nd->op == AE_OP_CONV) {
+      size_t c = 0, r = 0;
+      conv_chunks(n, k, B, &c, &r);
+      col = max_sz(col, c);
+      gf = max_sz(gf, r);
+      gd = max_sz(gd, r);
+    } else if (nd->op == AE_OP_LINEAR) {
+      gd = max_sz(gd, B * max_sz(ge->in_elems, (size_t)nd->out));
+    } else if (nd->op == AE_OP_BATCH_NORM) {
+      gd = max_sz(gd, B * (size_t)ge->channels);
     }
     if (ae_cuda_is_pattern_act(nd)) bits += ge->elems;
   }
-  for (int k = 0; k < nn; k++) {
-    off[k].act = total;
-    total = align_dev(total + sizeof(float) * B * n->geom[k].elems);
-  }
-  {
-    size_t *goff = (size_t *)calloc((size_t)nn, sizeof(size_t));
-    size_t grad_bytes = goff ? plan_gradients(n, B, goff) : (size_t)-1;
-    if (grad_bytes == (size_t)-1) {
-      free(goff);
-      free(off);
-      return AE_ENOMEM;
-    }
-    for (int k = 0; k < nn; k++)
-      off[k].grad = total + goff[k];
-    total = align_dev(total + grad_bytes);
-    free(goff);
-  }
   n->pattern_words = (bits + 63) / 64;
-  size_t col_off = total;
-  total = align_dev(total + sizeof(float) * col);
-  size_t gf_off = total;
-  total = align_dev(total + sizeof(float) * gf);
-  size_t gd_off = total;
-  total = align_dev(total + sizeof(double) * gd);
-  size_t xx_off = total;
-  total = align_dev(total + sizeof(double) * B * B);
-  size_t yy_off = total;
-  total = align_dev(total + sizeof(double) * B * B);
-  size_t theta_off = total;
-  total = align_dev(total + sizeof(double) * B * B);
-  size_t bits_off = total;
-  total = align_dev(total + sizeof(uint64_t) * (B * n->pattern_words + 1));
-  size_t hash_off = total;
-  total = align_dev(total + sizeof(uint64_t) * B);
+  const ae_plan_family bw = AE_PLAN_BACKWARD;
+  size_t col_off = ae_plan_reserve(p, bw, sizeof(float) * col);
+  size_t gf_off = ae_plan_reserve(p, bw, sizeof(float) * gf);
+  size_t gd_off = ae_plan_reserve(p, bw, sizeof(double) * gd);
+  size_t xx_off = ae_plan_reserve(p, bw, sizeof(double) * B * B);
+  size_t yy_off = ae_plan_reserve(p, bw, sizeof(double) * B * B);
+  size_t theta_off = ae_plan_reserve(p, bw, sizeof(double) * B * B);
+  size_t bits_off =
+      ae_plan_reserve(p, bw, sizeof(uint64_t) * (B * n->pattern_words + 1));
+  size_t hash_off = ae_plan_reserve(p, bw, sizeof(uint64_t) * B);
 
+  size_t total = ae_plan_total_bytes(p);
   int rc = AE_CU(n->ctx, cudaMalloc((void **)&n->arena, total));
   if (!rc)
     rc = AE_CU(n->ctx, cudaMemsetAsync(n->arena, 0, total, n->ctx->stream));
-  if (rc) {
-    free(off);
-    return rc;
-  }
+  if (rc) return rc;
   n->arena_bytes = total;
   n->ctx->net_bytes += total;
-  unsigned char *a = n->arena;
-  for (int k = 0; k < nn; k++) {
-    const ae_node *nd = &g->nodes[k];
-    if (nd->op == AE_OP_LINEAR || nd->op == AE_OP_CONV) {
-      n->weight[k] = (float *)(a + off[k].weight);
-      if (nd->op == AE_OP_LINEAR && nd->bias)
-        n->bias[k] = (float *)(a + off[k].bias);
-    }
-    if (nd->op == AE_OP_BATCH_NORM) {
-      n->gamma[k] = (float *)(a + off[k].gamma);
-      n->beta[k] = (float *)(a + off[k].beta);
-      n->bn_mean[k] = (double *)(a + off[k].mean);
-      n->bn_invstd[k] = (double *)(a + off[k].invstd);
-    }
-    n->act[k] = (float *)(a + off[k].act);
-    n->grad[k] = n->in_backward[k] ? (float *)(a + off[k].grad) : NULL;
-  }
-  n->col = (float *)(a + col_off);
-  n->col_elems = col;
-  n->gf = (float *)(a + gf_off);
-  n->gd = (double *)(a + gd_off);
-  n->g_elems = gd;
-  n->xx = (double *)(a + xx_off);
-  n->yy = (double *)(a + yy_off);
-  n->theta = (double *)(a + theta_off);
-  n->bits = (uint64_t *)(a + bits_off);
-  n->hashes = (uint64_t *)(a + hash_off);
-  free(off);
+  unsigned char *a = n->arena, *b = n->arena + p->bytes[AE_PLAN_FORWARD];
+  AE_PLAN_BIND_FORWARD(float, n, p, a);
+  for (int k = 0; k < nn; k++)
+    n->grad[k] = AE_PLAN_AT(float, b, p->grad[k]);
+  n->col = (float *)(b + col_off);
+  n->gf = (float *)(b + gf_off);
+  n->gd = (double *)(b + gd_off);
+  n->xx = (double *)(b + xx_off);
+  n->yy = (double *)(b + yy_off);
+  n->theta = (double *)(b + theta_off);
+  n->bits = (uint64_t *)(b + bits_off);
+  n->hashes = (uint64_t *)(b + hash_off);
   return AE_OK;
 }
 
@@ -362,17 +122,18 @@ extern "C" int ae_cuda_net_create(ae_cuda_context *ctx, const ae_graph *g,
   ae_cuda_net *n = (ae_cuda_net *)calloc(1, sizeof(*n));
   if (!n) return AE_ENOMEM;
   n->ctx = ctx;
-  int rc = copy_graph(g, &n->g);
+  /* The device's alignment; every output and gradient its own buffer. */
+  const ae_plan_options opt = {AE_CUDA_ALIGN, sizeof(float), 0};
+  int rc = ae_plan_create(g, max_batch, &opt, &n->plan);
   if (rc) goto fail;
+  n->g = &n->plan->g;
+  n->geom = n->plan->geom;
   n->max_batch = max_batch;
   {
     size_t nn = (size_t)g->n_nodes;
     rc = AE_ENOMEM;
-    n->geom = (ae_cuda_geom *)calloc(nn, sizeof(ae_cuda_geom));
-    n->needs_grad = (int *)calloc(nn, sizeof(int));
-    n->in_backward = (int *)calloc(nn, sizeof(int));
-    n->first_writer = (int *)calloc(nn, sizeof(int));
-    n->last_use = (int *)calloc(nn, sizeof(int));
+    n->fwd_chunk = (int *)calloc(nn, sizeof(int));
+    n->k_chunk = (int *)calloc(nn, sizeof(int));
     n->weight = (float **)calloc(nn, sizeof(float *));
     n->bias = (float **)calloc(nn, sizeof(float *));
     n->gamma = (float **)calloc(nn, sizeof(float *));
@@ -382,37 +143,11 @@ extern "C" int ae_cuda_net_create(ae_cuda_context *ctx, const ae_graph *g,
     n->act = (float **)calloc(nn, sizeof(float *));
     n->grad = (float **)calloc(nn, sizeof(float *));
     n->jet = (double **)calloc(nn, sizeof(double *));
-    if (!n->geom || !n->needs_grad || !n->in_backward || !n->first_writer ||
-        !n->last_use || !n->weight || !n->bias || !n->gamma || !n->beta ||
-        !n->bn_mean || !n->bn_invstd || !n->act || !n->grad || !n->jet)
+    if (!n->fwd_chunk || !n->k_chunk || !n->weight || !n->bias || !n->gamma ||
+        !n->beta || !n->bn_mean || !n->bn_invstd || !n->act || !n->grad ||
+        !n->jet)
       goto fail;
   }
-  for (int k = 0; k < n->g.n_nodes; k++) {
-    rc = node_geometry(&n->g, k, &n->geom[k]);
-    if (!rc && k > 0 && n->g.nodes[k].op == AE_OP_INPUT) rc = AE_EINVAL;
-    if (rc) goto fail;
-  }
-  {
-    const ae_cuda_geom *og = &n->geom[n->g.output];
-    if (n->g.nodes[n->g.output].rank != 1 ||
-        (n->g.num_classes > 0 && og->elems != (size_t)n->g.num_classes)) {
-      rc = AE_EINVAL;
-      goto fail;
-    }
-  }
-  for (int k = 0; k < n->g.n_nodes; k++) {
-    const ae_node *nd = &n->g.nodes[k];
-    n->needs_grad[k] = nd->op == AE_OP_LINEAR || nd->op == AE_OP_CONV ||
-                       nd->op == AE_OP_BATCH_NORM;
-    n->last_use[k] = k == n->g.output ? n->g.n_nodes : k;
-    for (int i = 0; i < nd->n_inputs; i++) {
-      if (nd->op != AE_OP_ZERO && n->needs_grad[nd->inputs[i]])
-        n->needs_grad[k] = 1;
-      if (n->last_use[nd->inputs[i]] < k) n->last_use[nd->inputs[i]] = k;
-    }
-  }
-  mark_backward(n);
-  mark_first_writers(n);
   rc = plan_arena(n);
   if (rc) goto fail;
   *out = n;
@@ -436,12 +171,9 @@ extern "C" void ae_cuda_net_destroy(ae_cuda_net *n) {
     (void)cudaFree(n->jet_arena);
     n->ctx->net_bytes -= n->jet_bytes;
   }
-  free_graph_copy(&n->g);
-  free(n->geom);
-  free(n->needs_grad);
-  free(n->in_backward);
-  free(n->first_writer);
-  free(n->last_use);
+  ae_plan_destroy(n->plan);
+  free(n->fwd_chunk);
+  free(n->k_chunk);
   free(n->weight);
   free(n->bias);
   free(n->gamma);
@@ -460,12 +192,11 @@ extern "C" int ae_cuda_net_init_weights(ae_cuda_net *n, uint64_t seed,
                                         uint32_t stream) {
   ae_cuda_context *ctx = n->ctx;
   AE_TRY(ae_cuda_alive(ctx));
-  for (int k = 0; k < n->g.n_nodes; k++) {
-    const ae_node *nd = &n->g.nodes[k];
-    const ae_cuda_geom *ge = &n->geom[k];
+  for (int k = 0; k < n->g->n_nodes; k++) {
+    const ae_node *nd = &n->g->nodes[k];
+    const ae_plan_geom *ge = &n->geom[k];
     if (nd->op == AE_OP_LINEAR || nd->op == AE_OP_CONV) {
-      double gain = nd->init_gain > 0.0 ? nd->init_gain : 1.0;
-      double sd = sqrt(gain / (double)ge->fan_in);
+      double sd = sqrt(ae_plan_init_variance(n->plan, k));
       ae_k_init_normal<<<ae_cuda_blocks(ge->n_weight), AE_CUDA_THREADS, 0,
                          ctx->stream>>>(n->weight[k], ge->n_weight, sd, seed,
                                         (uint32_t)k, stream);
@@ -490,8 +221,8 @@ extern "C" int ae_cuda_net_init_weights(ae_cuda_net *n, uint64_t seed,
 
 static int forward_conv(ae_cuda_net *n, int k, int batch) {
   ae_cuda_context *ctx = n->ctx;
-  const ae_node *nd = &n->g.nodes[k];
-  const ae_cuda_geom *ge = &n->geom[k];
+  const ae_node *nd = &n->g->nodes[k];
+  const ae_plan_geom *ge = &n->geom[k];
   const float *x = n->act[nd->inputs[0]];
   float *y = n->act[k];
   int K = ge->col_rows, HW = ge->out_hw, cout = nd->out;
@@ -504,8 +235,8 @@ static int forward_conv(ae_cuda_net *n, int k, int batch) {
                          ctx->blas, CUBLAS_OP_N, CUBLAS_OP_N, HW, cout, K, &one,
                          x, HW, (long long)ge->in_elems, n->weight[k], K, 0,
                          &zero, y, HW, (long long)ge->elems, batch));
-  for (int b0 = 0; b0 < batch; b0 += ge->fwd_chunk) {
-    int bc = batch - b0 < ge->fwd_chunk ? batch - b0 : ge->fwd_chunk;
+  for (int b0 = 0; b0 < batch; b0 += n->fwd_chunk[k]) {
+    int bc = batch - b0 < n->fwd_chunk[k] ? batch - b0 : n->fwd_chunk[k];
     size_t work = (size_t)bc * (size_t)K * (size_t)HW;
     ae_k_im2col<float>
         <<<ae_cuda_blocks(work), AE_CUDA_THREADS, 0, ctx->stream>>>(
@@ -525,8 +256,8 @@ static int forward_conv(ae_cuda_net *n, int k, int batch) {
 static int forward_node(ae_cuda_net *n, int k, int batch) {
   ae_cuda_context *ctx = n->ctx;
   cudaStream_t st = ctx->stream;
-  const ae_node *nd = &n->g.nodes[k];
-  const ae_cuda_geom *ge = &n->geom[k];
+  const ae_node *nd = &n->g->nodes[k];
+  const ae_plan_geom *ge = &n->geom[k];
   float *y = n->act[k];
   size_t count = (size_t)batch * ge->elems;
   const float *in0 = nd->n_inputs > 0 ? n->act[nd->inputs[0]] : NULL;
@@ -560,7 +291,7 @@ static int forward_node(ae_cuda_net *n, int k, int batch) {
     return AE_LAUNCHED(ctx);
   case AE_OP_ACT:
     ae_k_act_forward<<<grid, AE_CUDA_THREADS, 0, st>>>(
-        (int)nd->act.fn, nd->act.slope, in0, y, count);
+        nd->act.fn, nd->act.slope, in0, y, count);
     return AE_LAUNCHED(ctx);
   case AE_OP_AVG_POOL:
     ae_k_avg_pool<float><<<grid, AE_CUDA_THREADS, 0, st>>>(
@@ -593,7 +324,7 @@ static int forward_node(ae_cuda_net *n, int k, int batch) {
 
 int ae_cuda_net_forward_device(ae_cuda_net *n, int batch) {
   n->batch = batch;
-  for (int k = 0; k < n->g.n_nodes; k++)
+  for (int k = 0; k < n->g->n_nodes; k++)
     AE_TRY(forward_node(n, k, batch));
   return AE_OK;
 }
@@ -608,7 +339,7 @@ extern "C" int ae_cuda_net_forward(ae_cuda_net *n, const float *x, int batch,
                                     cudaMemcpyHostToDevice, ctx->stream)));
   AE_TRY(ae_cuda_net_forward_device(n, batch));
   if (logits) {
-    int o = n->g.output;
+    int o = n->g->output;
     size_t count = (size_t)batch * n->geom[o].elems;
     AE_TRY(AE_CU(ctx, cudaMemcpyAsync(logits, n->act[o], sizeof(float) * count,
                                       cudaMemcpyDeviceToHost, ctx->stream)));
@@ -617,7 +348,7 @@ extern "C" int ae_cuda_net_forward(ae_cuda_net *n, const float *x, int batch,
 }
 
 extern "C" int ae_cuda_net_activation(ae_cuda_net *n, int node, float *out) {
-  if (node < 0 || node >= n->g.n_nodes || !out || n->batch < 1)
+  if (node < 0 || node >= n->g->n_nodes || !out || n->batch < 1)
     return AE_EINVAL;
   ae_cuda_context *ctx = n->ctx;
   AE_TRY(ae_cuda_alive(ctx));
@@ -627,18 +358,13 @@ extern "C" int ae_cuda_net_activation(ae_cuda_net *n, int node, float *out) {
   return AE_CU(ctx, cudaStreamSynchronize(ctx->stream));
 }
 
-extern "C" size_t ae_cuda_net_node_elems(const ae_cuda_net *n, int node) {
-  if (node < 0 || node >= n->g.n_nodes) return 0;
-  return n->geom[node].elems;
-}
-
 /* ---- parameters and bookkeeping ---- */
 
 static float *param_tensor(ae_cuda_net *n, int node, int kind, size_t *count) {
   *count = 0;
-  if (node < 0 || node >= n->g.n_nodes) return NULL;
-  const ae_node *nd = &n->g.nodes[node];
-  const ae_cuda_geom *ge = &n->geom[node];
+  if (node < 0 || node >= n->g->n_nodes) return NULL;
+  const ae_node *nd = &n->g->nodes[node];
+  const ae_plan_geom *ge = &n->geom[node];
   float *p = NULL;
   size_t c = 0;
   switch (kind) {
@@ -694,8 +420,8 @@ extern "C" int ae_cuda_net_set_param(ae_cuda_net *n, int node, int kind,
 
 extern "C" int ae_cuda_net_bn_stats(ae_cuda_net *n, int node, double *mean,
                                     double *invstd, int channels) {
-  if (node < 0 || node >= n->g.n_nodes ||
-      n->g.nodes[node].op != AE_OP_BATCH_NORM ||
+  if (node < 0 || node >= n->g->n_nodes ||
+      n->g->nodes[node].op != AE_OP_BATCH_NORM ||
       channels != n->geom[node].channels || !mean || !invstd)
     return AE_EINVAL;
   ae_cuda_context *ctx = n->ctx;
@@ -709,16 +435,7 @@ extern "C" int ae_cuda_net_bn_stats(ae_cuda_net *n, int node, double *mean,
 }
 
 extern "C" size_t ae_cuda_net_param_count(const ae_cuda_net *n) {
-  size_t total = 0;
-  for (int k = 0; k < n->g.n_nodes; k++) {
-    const ae_node *nd = &n->g.nodes[k];
-    if (nd->op == AE_OP_LINEAR || nd->op == AE_OP_CONV)
-      total += n->geom[k].n_weight +
-               (nd->op == AE_OP_LINEAR && nd->bias ? (size_t)nd->out : 0);
-    else if (nd->op == AE_OP_BATCH_NORM)
-      total += 2 * (size_t)n->geom[k].channels;
-  }
-  return total;
+  return ae_plan_param_count(n->plan);
 }
 
 extern "C" size_t ae_cuda_net_memory_bytes(const ae_cuda_net *n) {
@@ -726,5 +443,5 @@ extern "C" size_t ae_cuda_net_memory_bytes(const ae_cuda_net *n) {
 }
 
 extern "C" const ae_graph *ae_cuda_net_graph(const ae_cuda_net *n) {
-  return &n->g;
+  return n->g;
 }

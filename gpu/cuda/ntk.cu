@@ -26,11 +26,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-static double weight_scale(const ae_node *nd, const ae_cuda_geom *ge,
-                           int par_ntk) {
-  if (!par_ntk) return 1.0;
-  double gain = nd->init_gain > 0.0 ? nd->init_gain : 1.0;
-  return gain / (double)ge->fan_in;
+/* As the host's: the init variance under the NTK parameterization. */
+static double weight_scale(const ae_cuda_net *n, int k, int par_ntk) {
+  return par_ntk ? ae_plan_init_variance(n->plan, k) : 1.0;
 }
 
 /* theta += alpha * rows rows^T for `batch` float64 rows of `width`. */
@@ -50,8 +48,8 @@ static int widen(ae_cuda_net *n, const float *src, size_t count, double *dst) {
 
 static int backward_linear(ae_cuda_net *n, int k, int batch, int par_ntk) {
   ae_cuda_context *ctx = n->ctx;
-  const ae_node *nd = &n->g.nodes[k];
-  const ae_cuda_geom *ge = &n->geom[k];
+  const ae_node *nd = &n->g->nodes[k];
+  const ae_plan_geom *ge = &n->geom[k];
   const float *x = n->act[nd->inputs[0]];
   const float *dy = n->grad[k];
   float *dx = n->grad[nd->inputs[0]];
@@ -68,7 +66,7 @@ static int backward_linear(ae_cuda_net *n, int k, int batch, int par_ntk) {
   AE_TRY(gram_add(n, n->gd, batch, in, 1.0, 0.0, n->xx));
   AE_TRY(widen(n, dy, B * (size_t)out, n->gd));
   AE_TRY(gram_add(n, n->gd, batch, out, 1.0, 0.0, n->yy));
-  double s = weight_scale(nd, ge, par_ntk);
+  double s = weight_scale(n, k, par_ntk);
   double sb = n->bias[k] ? 1.0 : 0.0;
   ae_k_hadamard_lower<<<ae_cuda_blocks(B * B), AE_CUDA_THREADS, 0,
                         ctx->stream>>>(n->theta, n->xx, n->yy, batch, s, sb);
@@ -78,19 +76,19 @@ static int backward_linear(ae_cuda_net *n, int k, int batch, int par_ntk) {
 static int backward_conv(ae_cuda_net *n, int k, int batch, int par_ntk) {
   ae_cuda_context *ctx = n->ctx;
   cudaStream_t st = ctx->stream;
-  const ae_node *nd = &n->g.nodes[k];
-  const ae_cuda_geom *ge = &n->geom[k];
+  const ae_node *nd = &n->g->nodes[k];
+  const ae_plan_geom *ge = &n->geom[k];
   const float *x = n->act[nd->inputs[0]];
   const float *dy = n->grad[k];
   float *dx = n->grad[nd->inputs[0]];
   int K = ge->col_rows, HW = ge->out_hw, cout = nd->out;
   const float one = 1.0f, zero = 0.0f;
-  double scale = weight_scale(nd, ge, par_ntk);
+  double scale = weight_scale(n, k, par_ntk);
   /* Per-sample dW_b[:, k0:k0+kc] (cout x kc, row-major) = dY_b col_b^T
    * restricted to im2col rows k0..; column-major: (kc x cout) =
    * col_b^T(kc x HW) dY_b^T(HW x cout). */
-  for (int k0 = 0; k0 < K; k0 += ge->k_chunk) {
-    int kc = K - k0 < ge->k_chunk ? K - k0 : ge->k_chunk;
+  for (int k0 = 0; k0 < K; k0 += n->k_chunk[k]) {
+    int kc = K - k0 < n->k_chunk[k] ? K - k0 : n->k_chunk[k];
     const float *a = x + (size_t)k0 * (size_t)HW;
     long long a_stride = (long long)ge->in_elems;
     if (!ge->direct) {
@@ -119,8 +117,8 @@ static int backward_conv(ae_cuda_net *n, int k, int batch, int par_ntk) {
                          ctx->blas, CUBLAS_OP_N, CUBLAS_OP_T, HW, K, cout, &one,
                          dy, HW, (long long)ge->elems, n->weight[k], K, 0, &one,
                          dx, HW, (long long)ge->in_elems, batch));
-  for (int b0 = 0; b0 < batch; b0 += ge->fwd_chunk) {
-    int bc = batch - b0 < ge->fwd_chunk ? batch - b0 : ge->fwd_chunk;
+  for (int b0 = 0; b0 < batch; b0 += n->fwd_chunk[k]) {
+    int bc = batch - b0 < n->fwd_chunk[k] ? batch - b0 : n->fwd_chunk[k];
     AE_TRY(AE_CUBLAS(ctx, cublasSgemmStridedBatched(
                               ctx->blas, CUBLAS_OP_N, CUBLAS_OP_T, HW, K, cout,
                               &one, dy + (size_t)b0 * ge->elems, HW,
@@ -138,8 +136,8 @@ static int backward_conv(ae_cuda_net *n, int k, int batch, int par_ntk) {
 
 static int backward_bn(ae_cuda_net *n, int k, int batch) {
   ae_cuda_context *ctx = n->ctx;
-  const ae_node *nd = &n->g.nodes[k];
-  const ae_cuda_geom *ge = &n->geom[k];
+  const ae_node *nd = &n->g->nodes[k];
+  const ae_plan_geom *ge = &n->geom[k];
   size_t warps = (size_t)batch * (size_t)ge->channels;
   ae_k_bn_backward<<<ae_cuda_blocks(warps * 32), AE_CUDA_THREADS, 0,
                      ctx->stream>>>(n->act[nd->inputs[0]], n->grad[k],
@@ -154,8 +152,8 @@ static int backward_bn(ae_cuda_net *n, int k, int batch) {
 static int backward_other(ae_cuda_net *n, int k, int batch) {
   ae_cuda_context *ctx = n->ctx;
   cudaStream_t st = ctx->stream;
-  const ae_node *nd = &n->g.nodes[k];
-  const ae_cuda_geom *ge = &n->geom[k];
+  const ae_node *nd = &n->g->nodes[k];
+  const ae_plan_geom *ge = &n->geom[k];
   const float *dy = n->grad[k];
   float *dx0 = nd->n_inputs > 0 ? n->grad[nd->inputs[0]] : NULL;
   size_t count = (size_t)batch * ge->elems;
@@ -165,7 +163,7 @@ static int backward_other(ae_cuda_net *n, int k, int batch) {
   case AE_OP_ACT:
     if (!dx0) return AE_OK;
     ae_k_act_backward<<<ae_cuda_blocks(count), AE_CUDA_THREADS, 0, st>>>(
-        (int)nd->act.fn, nd->act.slope, n->act[nd->inputs[0]], dy, dx0, count);
+        nd->act.fn, nd->act.slope, n->act[nd->inputs[0]], dy, dx0, count);
     return AE_LAUNCHED(ctx);
   case AE_OP_AVG_POOL:
     if (!dx0) return AE_OK;
@@ -209,7 +207,7 @@ extern "C" int ae_cuda_net_ntk_checked(ae_cuda_net *n, const float *x,
                                     cudaMemcpyHostToDevice, st)));
   AE_TRY(ae_cuda_net_forward_device(n, batch));
   AE_TRY(AE_CU(ctx, cudaMemsetAsync(n->theta, 0, sizeof(double) * B * B, st)));
-  int nn = n->g.n_nodes, out = n->g.output;
+  int nn = n->g->n_nodes, out = n->g->output;
   if (!n->grad[out]) {
     /* Nothing trainable reaches the output: theta = 0. */
     memset(theta, 0, sizeof(double) * B * B);
@@ -219,7 +217,7 @@ extern "C" int ae_cuda_net_ntk_checked(ae_cuda_net *n, const float *x,
     /* Slots first written at this step start at 0 (the output's at 1:
      * dL/dlogits = 1 for every class and sample). */
     for (int k = 0; k < nn; k++) {
-      if (n->first_writer[k] != t) continue;
+      if (n->plan->grad_first[k] != t) continue;
       size_t count = B * n->geom[k].elems;
       if (k == out) {
         ae_k_fill<<<ae_cuda_blocks(count), AE_CUDA_THREADS, 0, st>>>(
@@ -230,8 +228,8 @@ extern "C" int ae_cuda_net_ntk_checked(ae_cuda_net *n, const float *x,
             ctx, cudaMemsetAsync(n->grad[k], 0, sizeof(float) * count, st)));
       }
     }
-    if (!n->in_backward[t]) continue;
-    const ae_node *nd = &n->g.nodes[t];
+    if (!n->grad[t]) continue;
+    const ae_node *nd = &n->g->nodes[t];
     int trainable = 1;
     switch (nd->op) {
     case AE_OP_LINEAR:

@@ -200,14 +200,8 @@ static int linear_regions(ae_job_state *job, ae_error *err) {
     }
     size_t count = 1;
     if (words) {
-      /* MERGE: new count signature (returns AE_OK or AE_ENOMEM and the
-       * count through a pointer).  The old one returns 0 when its sort
-       * cannot allocate: never a real count of s_count >= 1 rows. */
-      count = ae_count_distinct_patterns(all, (size_t)s_count, words);
-      if (count == 0) {
-        rc = AE_ENOMEM;
-        goto done;
-      }
+      rc = ae_count_distinct_patterns(all, (size_t)s_count, words, &count);
+      if (rc) goto done;
     }
     sum += (double)count;
     if (count != (size_t)s_count) saturated_all = 0;

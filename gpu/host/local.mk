@@ -1,16 +1,23 @@
-# gpu/host/local.mk: the host backend's network executor (gpu/host/), its
-# float64 reference and graph builder, their unit tests and the NTK
-# benchmark.
-gpu_libaeengine_a_SOURCES += gpu/host/net.c gpu/host/net.h \
+# gpu/host/local.mk: the executors' shared planner and activation table
+# (gpu/plan.[ch], gpu/activation.h), the host backend's network executor
+# (gpu/host/), its float64 reference and graph builder, their unit tests
+# and the NTK benchmark.
+gpu_libaeengine_a_SOURCES += gpu/activation.h gpu/plan.c gpu/plan.h \
+	gpu/host/net.c gpu/host/net.h \
 	gpu/host/net_internal.h gpu/host/net_real.h gpu/host/net_kernels.c \
 	gpu/host/net_kernels_typed.c gpu/host/net_ntk.c gpu/host/net_jet.c \
-	gpu/host/net64.c gpu/host/net64.h gpu/host/net64_ntk.c \
-	gpu/host/net64_kernels.c gpu/host/reference.c gpu/host/reference.h \
+	gpu/host/net_patterns.c gpu/host/net64.c gpu/host/net64.h \
+	gpu/host/net64_ntk.c gpu/host/net64_kernels.c gpu/host/net64_jet.c gpu/host/reference.c gpu/host/reference.h \
 	gpu/host/graph_build.c gpu/host/graph_build.h gpu/host/blas_env.c \
 	gpu/host/blas_env.h gpu/host/host_executor.c
 
-check_PROGRAMS += tests/unit/test_net_ntk tests/unit/test_net_expressivity
-TESTS += tests/unit/test_net_ntk tests/unit/test_net_expressivity
+check_PROGRAMS += tests/unit/test_plan tests/unit/test_net_ntk \
+	tests/unit/test_net_expressivity
+TESTS += tests/unit/test_plan tests/unit/test_net_ntk \
+	tests/unit/test_net_expressivity
+tests_unit_test_plan_SOURCES = tests/unit/test_plan.c
+tests_unit_test_plan_CFLAGS = $(TEST_CFLAGS)
+tests_unit_test_plan_LDADD = $(TEST_LIBS)
 tests_unit_test_net_ntk_SOURCES = tests/unit/test_net_ntk.c
 tests_unit_test_net_ntk_CFLAGS = $(TEST_CFLAGS)
 tests_unit_test_net_ntk_LDADD = $(TEST_LIBS)

@@ -55,9 +55,12 @@ int ae_net_ntk(ae_net *n, const float *x, int batch,
 int ae_net_sign_patterns(ae_net *n, const float *x, int batch, uint64_t **bits,
                          size_t *words_per_sample);
 
-/* Number of distinct rows among n bit rows of `words` words each (exact:
- * sorts, no hashing collisions).  Pure function. */
-size_t ae_count_distinct_patterns(const uint64_t *bits, size_t n, size_t words);
+/* *count = number of distinct rows among n bit rows of `words` words each
+ * (exact: sorts, no hashing collisions; 0 rows: 0, 0 words: 1).  AE_OK, or
+ * AE_ENOMEM when the sort's index cannot be allocated (*count is then 0:
+ * never a count).  Pure function. */
+int ae_count_distinct_patterns(const uint64_t *bits, size_t n, size_t words,
+                               size_t *count);
 
 /* Forward-mode jets along a curve x(t): for each sample, given x, x'(t),
  * x''(t), returns the logits y and dy/dt, d2y/dt2 (each batch *

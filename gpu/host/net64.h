@@ -11,8 +11,8 @@
 
 #include "api/arch.h"
 #include "api/request.h"
-#include "gpu/job_control.h"
 #include "gpu/host/net.h"
+#include "gpu/job_control.h"
 #include <stddef.h>
 
 typedef struct ae_net64 ae_net64;
@@ -23,6 +23,9 @@ int ae_net64_forward(ae_net64 *n, const float *x, int batch, float *logits);
 int ae_net64_ntk(ae_net64 *n, const float *x, int batch,
                  ae_ntk_parameterization par, double *theta,
                  const ae_job_control *ctl);
+int ae_net64_forward_jet(ae_net64 *n, const double *x, const double *dx,
+                         const double *ddx, int batch, double *y, double *dy,
+                         double *ddy);
 int ae_net64_load_params(ae_net64 *n, int node, ae_net_param_kind kind,
                          const float *src, size_t count);
 size_t ae_net64_memory_bytes(const ae_net64 *n);

@@ -1,7 +1,8 @@
 /* net_internal.h: the layout of an ae_net, shared by the host executor's
- * files (net.c: plan, weights, forward; net_ntk.c: backward and NTK;
- * net_kernels*.c: building blocks; net_jet.c: jets, sign patterns,
- * curvature; net64*.c: the same typed files in float64).
+ * files (net.c: weights, forward; net_ntk.c: backward and NTK;
+ * net_kernels*.c: building blocks; net_jet.c: jets; net_patterns.c: sign
+ * patterns, distinct counts, curvature; net64*.c: the typed files again
+ * in float64).  The plan itself is gpu/plan.h's.
  *
  * Everything here belongs to the one thread that owns the ae_net. */
 #ifndef AE_NET_INTERNAL_H
@@ -10,31 +11,18 @@
 /* First: under AE_NET_DOUBLE it renames what net.h declares. */
 #include "gpu/host/net_real.h"
 
+#include "gpu/activation.h"
 #include "gpu/host/net.h"
+#include "gpu/plan.h"
 #include <stddef.h>
 #include <stdint.h>
 
-/* One node's per-sample geometry, derived from the graph at create. */
-typedef struct {
-  size_t elems;         /* per-sample output elements */
-  int in_c, in_h, in_w; /* first input's shape as C,H,W (rank 1: F,1,1) */
-  size_t in_elems;      /* first input's per-sample elements */
-  int fan_in;           /* LINEAR/CONV */
-  size_t n_weight;      /* LINEAR/CONV weight elements */
-  size_t col_rows;      /* CONV: Cin*k*k */
-  size_t out_hw;        /* CONV/pools: per-channel output plane */
-  int channels;         /* BN: channels (rank 3) or features (rank 1) */
-  size_t plane;         /* BN: elements per channel per sample */
-  int chunk;            /* CONV: samples per im2col + sgemm chunk */
-} ae_net_geom;
-
 struct ae_net {
-  ae_graph g; /* own copy: inputs arrays, no names */
+  ae_plan *plan;            /* geometry, liveness, slots and offsets */
+  const ae_graph *g;        /* the plan's copy of the graph */
+  const ae_plan_geom *geom; /* the plan's per-node geometry */
   int max_batch;
-  int batch; /* batch of the last forward */
-  ae_net_geom *geom;
-  int *needs_grad; /* node has a trainable tensor at or upstream */
-  int *last_use;   /* forward: last node reading this node's output */
+  int *chunk; /* CONV: samples per im2col + GEMM chunk */
   /* parameters, pointers into the arena (NULL when absent) */
   ae_real **weight, **bias, **gamma, **beta;
   double **bn_mean, **bn_invstd; /* from the last forward's batch */
@@ -46,26 +34,19 @@ struct ae_net {
   double *gd;           /* max_batch * max tensor size, float64 rows */
   double *gd2;          /* max_batch * max features, float64 */
   double *bb;           /* 2 * max_batch^2 float64: per-layer Grams */
-  unsigned char *arena; /* parameters, activations, forward scratch */
+  unsigned char *arena; /* the plan's forward family */
   size_t arena_bytes;
-  /* backward arena: planned at create, allocated by the first NTK */
+  /* the plan's backward family, allocated by the first NTK */
   unsigned char *bwd_arena;
-  size_t bwd_bytes, bwd_plan_bytes;
-  size_t *grad_off; /* per node, SIZE_MAX = no gradient */
-  /* per node: the node whose gradient slot it shares (its single reader
-   * is an add / identity / flatten), or -1 */
-  int *grad_alias;
-  size_t bwd_dcol, bwd_gd, bwd_gd2, bwd_bb;
-  /* Jets (net_jet.c), planned on first use: float32 by default, float64
-   * while ae_net_set_double is on (the reference). */
-  void **jet; /* per node: 3 * batch * elems (value, d1, d2), or NULL */
+  size_t bwd_bytes;
+  size_t bwd_dcol, bwd_gd, bwd_gd2, bwd_bb; /* its scratch offsets */
+  /* Jets (net_jet.c), planned on first use for a batch. */
+  ae_real **jet; /* per node: 3 * batch * elems (value, d1, d2), or NULL */
   unsigned char *jet_arena;
   size_t jet_bytes;
-  int jet_batch;   /* batch the jet buffers were planned for */
-  size_t jet_unit; /* sizeof(float) or sizeof(double): the plan's type */
-  void *jcol;      /* im2col scratch of a chunk (in jet_arena) */
-  void *jytmp;     /* a chunk of the jets' conv outputs (in jet_arena) */
-  double *jw;      /* float64 path: one tensor's weights (in jet_arena) */
+  int jet_batch;  /* batch the jet buffers were planned for */
+  ae_real *jcol;  /* im2col scratch of a chunk (in jet_arena) */
+  ae_real *jytmp; /* a chunk of the jets' conv outputs (in jet_arena) */
   int profiling;
   double prof[AE_NET_PROF_COUNT];
   /* ae_net_set_double: the float64 twin and whether calls go to it */
@@ -100,20 +81,6 @@ int ae_net_double_twin(ae_net *n, struct ae_net64 **twin);
 /* Allocates the backward arena on first use.  0 or AE_ENOMEM. */
 int ae_net_backward_buffers(ae_net *n);
 
-/* Per-sample elements of a node's output. */
-size_t ae_net_node_elems(const ae_node *nd);
-
-/* The planner: nodes get buffers of elems[k] * unit bytes alive from
- * start[k] to end[k] (inclusive, in a time order where a larger value is
- * later; -1 start = not needed).  Buffers of equal size are reused once
- * free.  Fills offset[k] (bytes from 0) and returns the total bytes, or
- * (size_t)-1 when out of memory. */
-size_t ae_net_plan_slots(const size_t *bytes, const int *start, const int *end,
-                         int n, size_t *offset);
-
-/* A checkpoint: 0, AE_ECANCELLED or AE_EDEADLINE (ctl may be NULL). */
-int ae_net_checkpoint(const ae_job_control *ctl);
-
 /* im2col of one sample: col[(c*k*k + ky*k + kx) * ld + oy*ow + ox];
  * ld >= oh*ow lets samples sit side by side. */
 void ae_net_im2col_t(const ae_real *x, int c, int h, int w, int k, int stride,
@@ -122,21 +89,33 @@ void ae_net_im2col_t(const ae_real *x, int c, int h, int w, int k, int stride,
 void ae_net_col2im_add_t(const ae_real *col, int c, int h, int w, int k,
                          int stride, int pad, int oh, int ow, ae_real *dx,
                          size_t ld);
-/* float64 im2col (the jets), laid out as ae_net_im2col_t. */
-void ae_net_im2col_d(const double *x, int c, int h, int w, int k, int stride,
-                     int pad, int oh, int ow, double *col, size_t ld);
 
-/* Average pooling of one channel plane (buffer type and float64), and
- * its adjoint adding into dx. */
+/* Average pooling of one channel plane, and its adjoint adding into
+ * dx. */
 void ae_net_avg_pool_plane_t(const ae_real *x, int h, int w, int k, int stride,
                              int pad, int include_pad, int oh, int ow,
                              ae_real *y);
-void ae_net_avg_pool_plane_d(const double *x, int h, int w, int k, int stride,
-                             int pad, int include_pad, int oh, int ow,
-                             double *y);
 void ae_net_avg_pool_plane_adj_t(const ae_real *dy, int h, int w, int k,
                                  int stride, int pad, int include_pad, int oh,
                                  int ow, ae_real *dx);
+/* Average pooling of `planes` channel planes of node nd (geometry ge). */
+void ae_net_avg_pool_t(const ae_real *x, size_t planes, const ae_node *nd,
+                       const ae_plan_geom *ge, ae_real *y);
+/* Global average pooling of `planes` planes, the sums in float64. */
+void ae_net_global_avg_pool_t(const ae_real *x, size_t planes,
+                              const ae_plan_geom *ge, ae_real *y);
+/* y = the sum of node nd's inputs, buf[input] each (count elements),
+ * added left to right. */
+void ae_net_add_t(ae_real *const *buf, const ae_node *nd, size_t count,
+                  ae_real *y);
+/* y = x * scale + shift over count elements (x and y apart). */
+void ae_net_scale_shift_t(const ae_real *restrict x, ae_real *restrict y,
+                          size_t count, ae_real scale, ae_real shift);
+/* Batch mean and biased variance (>= 0) of channel c of x (batch
+ * samples of elems, the channel's plane at c * plane), in float64. */
+void ae_net_bn_channel_stats_t(const ae_real *x, int batch, size_t elems,
+                               size_t plane, size_t c, double *mean,
+                               double *var);
 /* Number of taps a pooling window divides by. */
 int ae_net_pool_count(int y0, int x0, int h, int w, int k, int include_pad);
 
@@ -150,10 +129,5 @@ int ae_net_load_params(ae_net *n, int node, ae_net_param_kind kind,
 #define AE_NET_NORMAL_LANES 64
 void ae_net_philox_normals(uint64_t seed, uint32_t tensor, uint32_t stream,
                            uint64_t index0, double *out);
-
-/* Activation value, first and second derivative in float64. */
-double ae_net_act_value(ae_activation a, double z);
-double ae_net_act_d1(ae_activation a, double z);
-double ae_net_act_d2(ae_activation a, double z);
 
 #endif

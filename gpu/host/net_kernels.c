@@ -1,109 +1,15 @@
-/* net_kernels.c: the host executor's untyped building blocks: the buffer
- * planner, the job checkpoint, float64 im2col and pooling for the jets,
- * the Philox normals of a run of elements (the weight init),
- * and the activation functions with their derivatives (the float32 /
- * float64 buffer kernels are in net_kernels_typed.c).
+/* net_kernels.c: the host executor's untyped building blocks: the
+ * pooling divisor, the phase names and the Philox normals of a run of
+ * elements (the weight init).  The typed buffer kernels are in
+ * net_kernels_typed.c, the activations in gpu/activation.h.
  *
  * Pure functions on caller-owned memory; no state, any thread. */
 #include "gpu/host/net_internal.h"
 
-#include "api/status.h"
 #include "gpu/philox.h"
 #include <math.h>
-#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
-
-size_t ae_net_node_elems(const ae_node *nd) {
-  if (nd->rank == 3)
-    return (size_t)nd->shape[0] * (size_t)nd->shape[1] * (size_t)nd->shape[2];
-  return (size_t)nd->shape[0];
-}
-
-typedef struct {
-  size_t bytes, offset;
-} free_slot;
-
-size_t ae_net_plan_slots(const size_t *bytes, const int *start, const int *end,
-                         int n, size_t *offset) {
-  int t_max = -1;
-  for (int k = 0; k < n; k++)
-    if (start[k] >= 0 && end[k] > t_max) t_max = end[k];
-  free_slot *pool = malloc(sizeof(*pool) * (size_t)(n > 0 ? n : 1));
-  if (!pool) return (size_t)-1;
-  int n_free = 0;
-  size_t total = 0;
-  for (int t = 0; t <= t_max; t++) {
-    /* Release what ended before t, then place what starts at t. */
-    for (int k = 0; k < n; k++)
-      if (start[k] >= 0 && end[k] == t - 1) {
-        pool[n_free].bytes = bytes[k];
-        pool[n_free].offset = offset[k];
-        n_free++;
-      }
-    for (int k = 0; k < n; k++) {
-      if (start[k] != t) continue;
-      int found = -1;
-      for (int f = 0; f < n_free; f++)
-        if (pool[f].bytes == bytes[k]) {
-          found = f;
-          break;
-        }
-      if (found >= 0) {
-        offset[k] = pool[found].offset;
-        pool[found] = pool[--n_free];
-      } else {
-        offset[k] = total;
-        total += bytes[k];
-      }
-    }
-  }
-  free(pool);
-  return total;
-}
-
-int ae_net_checkpoint(const ae_job_control *ctl) {
-  return ae_job_checkpoint(ctl); /* the engine's one definition */
-}
-
-void ae_net_im2col_d(const double *x, int c, int h, int w, int k, int stride,
-                     int pad, int oh, int ow, double *col, size_t ld) {
-  for (int ci = 0; ci < c; ci++)
-    for (int ky = 0; ky < k; ky++)
-      for (int kx = 0; kx < k; kx++) {
-        double *row =
-            col + ((size_t)(ci * k + ky) * (size_t)k + (size_t)kx) * ld;
-        const double *plane = x + (size_t)ci * (size_t)h * (size_t)w;
-        /* Output columns whose input column is in bounds. */
-        int lo = 0, hi = ow;
-        while (lo < ow && lo * stride - pad + kx < 0)
-          lo++;
-        while (hi > lo && (hi - 1) * stride - pad + kx >= w)
-          hi--;
-        for (int oy = 0; oy < oh; oy++) {
-          int iy = oy * stride - pad + ky;
-          double *dst = row + (size_t)oy * (size_t)ow;
-          if (iy < 0 || iy >= h) {
-            memset(dst, 0, sizeof(double) * (size_t)ow);
-            continue;
-          }
-          const double *src = plane + (size_t)iy * (size_t)w;
-          for (int ox = 0; ox < lo; ox++)
-            dst[ox] = 0.0;
-          if (stride == 1) {
-            if (hi > lo)
-              memcpy(dst + lo, src + lo - pad + kx,
-                     sizeof(double) * (size_t)(hi - lo));
-          } else {
-            for (int ox = lo; ox < hi; ox++)
-              dst[ox] = src[ox * stride - pad + kx];
-          }
-          for (int ox = hi; ox < ow; ox++)
-            dst[ox] = 0.0;
-        }
-      }
-}
 
 /* Divisor of one pooling window: k*k with padding counted, else the
  * number of in-bounds taps. */
@@ -113,113 +19,6 @@ int ae_net_pool_count(int y0, int x0, int h, int w, int k, int include_pad) {
   int xlo = x0 < 0 ? 0 : x0, xhi = x0 + k > w ? w : x0 + k;
   int n = (yhi - ylo) * (xhi - xlo);
   return n > 0 ? n : 1;
-}
-
-void ae_net_avg_pool_plane_d(const double *x, int h, int w, int k, int stride,
-                             int pad, int include_pad, int oh, int ow,
-                             double *y) {
-  for (int oy = 0; oy < oh; oy++)
-    for (int ox = 0; ox < ow; ox++) {
-      int y0 = oy * stride - pad, x0 = ox * stride - pad;
-      double sum = 0.0;
-      for (int ky = 0; ky < k; ky++) {
-        int iy = y0 + ky;
-        if (iy < 0 || iy >= h) continue;
-        for (int kx = 0; kx < k; kx++) {
-          int ix = x0 + kx;
-          if (ix >= 0 && ix < w) sum += x[(size_t)iy * (size_t)w + (size_t)ix];
-        }
-      }
-      y[(size_t)oy * (size_t)ow + (size_t)ox] =
-          sum / (double)ae_net_pool_count(y0, x0, h, w, k, include_pad);
-    }
-}
-
-static double sigmoid(double z) {
-  return 1.0 / (1.0 + exp(-z));
-}
-
-#define AE_INV_SQRT2 0.70710678118654752440
-#define AE_INV_SQRT2PI 0.39894228040143267794
-#define AE_2_SQRTPI 1.12837916709551257390
-
-double ae_net_act_value(ae_activation a, double z) {
-  switch (a.fn) {
-  case AE_ACT_RELU:
-    return z > 0.0 ? z : 0.0;
-  case AE_ACT_LEAKY_RELU:
-    return z > 0.0 ? z : a.slope * z;
-  case AE_ACT_TANH:
-    return tanh(z);
-  case AE_ACT_SIGMOID:
-    return sigmoid(z);
-  case AE_ACT_SWISH:
-    return z * sigmoid(z);
-  case AE_ACT_GELU:
-    return 0.5 * z * (1.0 + erf(z * AE_INV_SQRT2));
-  case AE_ACT_ERF:
-    return erf(z);
-  case AE_ACT_IDENTITY:
-    return z;
-  }
-  return z;
-}
-
-double ae_net_act_d1(ae_activation a, double z) {
-  switch (a.fn) {
-  case AE_ACT_RELU:
-    return z > 0.0 ? 1.0 : 0.0;
-  case AE_ACT_LEAKY_RELU:
-    return z > 0.0 ? 1.0 : a.slope;
-  case AE_ACT_TANH: {
-    double t = tanh(z);
-    return 1.0 - t * t;
-  }
-  case AE_ACT_SIGMOID: {
-    double s = sigmoid(z);
-    return s * (1.0 - s);
-  }
-  case AE_ACT_SWISH: {
-    double s = sigmoid(z);
-    return s + z * s * (1.0 - s);
-  }
-  case AE_ACT_GELU:
-    return 0.5 * (1.0 + erf(z * AE_INV_SQRT2)) +
-           z * AE_INV_SQRT2PI * exp(-0.5 * z * z);
-  case AE_ACT_ERF:
-    return AE_2_SQRTPI * exp(-z * z);
-  case AE_ACT_IDENTITY:
-    return 1.0;
-  }
-  return 1.0;
-}
-
-double ae_net_act_d2(ae_activation a, double z) {
-  switch (a.fn) {
-  case AE_ACT_RELU:
-  case AE_ACT_LEAKY_RELU:
-  case AE_ACT_IDENTITY:
-    return 0.0;
-  case AE_ACT_TANH: {
-    double t = tanh(z);
-    return -2.0 * t * (1.0 - t * t);
-  }
-  case AE_ACT_SIGMOID: {
-    double s = sigmoid(z);
-    return s * (1.0 - s) * (1.0 - 2.0 * s);
-  }
-  case AE_ACT_SWISH: {
-    double s = sigmoid(z), ds = s * (1.0 - s);
-    return 2.0 * ds + z * ds * (1.0 - 2.0 * s);
-  }
-  case AE_ACT_GELU: {
-    double phi = AE_INV_SQRT2PI * exp(-0.5 * z * z);
-    return 2.0 * phi - z * z * phi;
-  }
-  case AE_ACT_ERF:
-    return -2.0 * z * AE_2_SQRTPI * exp(-z * z);
-  }
-  return 0.0;
 }
 
 const char *ae_net_profile_name(int phase) {

@@ -158,3 +158,81 @@ void ae_net_avg_pool_plane_adj_t(const ae_real *dy, int h, int w, int k,
       }
     }
 }
+
+void ae_net_avg_pool_t(const ae_real *x, size_t planes, const ae_node *nd,
+                       const ae_plan_geom *ge, ae_real *y) {
+  size_t hw_in = (size_t)ge->in_h * (size_t)ge->in_w;
+  for (size_t p = 0; p < planes; p++)
+    ae_net_avg_pool_plane_t(x + p * hw_in, ge->in_h, ge->in_w, nd->kernel,
+                            nd->stride, nd->padding, nd->count_include_pad,
+                            nd->shape[1], nd->shape[2], y + p * ge->out_hw);
+}
+
+void ae_net_global_avg_pool_t(const ae_real *x, size_t planes,
+                              const ae_plan_geom *ge, ae_real *y) {
+  size_t hw_in = (size_t)ge->in_h * (size_t)ge->in_w;
+  for (size_t p = 0; p < planes; p++) {
+    double sum = 0.0;
+    for (size_t i = 0; i < hw_in; i++)
+      sum += x[p * hw_in + i];
+    y[p] = (ae_real)(sum / (double)hw_in);
+  }
+}
+
+/* y = x * scale + shift over count elements. */
+AE_VECTOR_LOOPS
+void ae_net_scale_shift_t(const ae_real *restrict x, ae_real *restrict y,
+                          size_t count, ae_real scale, ae_real shift) {
+  for (size_t i = 0; i < count; i++)
+    y[i] = x[i] * scale + shift;
+}
+
+/* y = x0 + x1 over count elements. */
+AE_VECTOR_LOOPS
+static void add2(const ae_real *restrict x0, const ae_real *restrict x1,
+                 ae_real *restrict y, size_t count) {
+  for (size_t e = 0; e < count; e++)
+    y[e] = x0[e] + x1[e];
+}
+
+/* y += x over count elements. */
+AE_VECTOR_LOOPS
+static void add_into(const ae_real *restrict x, ae_real *restrict y,
+                     size_t count) {
+  for (size_t e = 0; e < count; e++)
+    y[e] += x[e];
+}
+
+void ae_net_add_t(ae_real *const *buf, const ae_node *nd, size_t count,
+                  ae_real *y) {
+  const ae_real *x = buf[nd->inputs[0]];
+  if (nd->n_inputs == 1) {
+    memcpy(y, x, sizeof(ae_real) * count);
+    return;
+  }
+  /* Left to right: ((x0 + x1) + x2) + ... */
+  add2(x, buf[nd->inputs[1]], y, count);
+  for (int i = 2; i < nd->n_inputs; i++)
+    add_into(buf[nd->inputs[i]], y, count);
+}
+
+void ae_net_bn_channel_stats_t(const ae_real *x, int batch, size_t elems,
+                               size_t plane, size_t c, double *mean,
+                               double *var) {
+  /* One pass in float64, shifted by the channel's first value so that a
+   * large mean does not cancel the variance. */
+  double cnt = (double)batch * (double)plane;
+  double shift0 = x[c * plane], sum = 0.0, ss = 0.0;
+  for (int b = 0; b < batch; b++) {
+    const ae_real *p = x + (size_t)b * elems + c * plane;
+    for (size_t i = 0; i < plane; i++) {
+      double d = (double)p[i] - shift0;
+      sum += d;
+      ss += d * d;
+    }
+  }
+  double dmean = sum / cnt;
+  *mean = shift0 + dmean;
+  *var = ss / cnt - dmean * dmean;
+  if (*var < 0.0) *var = 0.0;
+}

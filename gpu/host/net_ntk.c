@@ -23,20 +23,6 @@
 #include "gpu/host/net64.h"
 #endif
 
-/* Index of the last consumer whose backward writes node k's gradient (the
- * step at which the slot is zeroed), k itself for the output. */
-static int grad_first_writer(const ae_net *n, int k) {
-  if (k == n->g.output) return k;
-  int last = -1;
-  for (int c = k + 1; c < n->g.n_nodes; c++) {
-    const ae_node *cn = &n->g.nodes[c];
-    if (!n->grad[c] || cn->op == AE_OP_ZERO) continue;
-    for (int i = 0; i < cn->n_inputs; i++)
-      if (cn->inputs[i] == k) last = c;
-  }
-  return last;
-}
-
 static void to_double_rows(const ae_real *src, size_t count, double *dst) {
   for (size_t i = 0; i < count; i++)
     dst[i] = (double)src[i];
@@ -61,17 +47,17 @@ static void gram_accumulate(ae_real *g, int batch, size_t P, double scale,
               (int)P, 1.0, theta, batch);
 }
 
-static double weight_scale(const ae_node *nd, const ae_net_geom *ge,
+/* The NTK parameterization scales each weight tensor's Gram by its init
+ * variance; the standard one does not. */
+static double weight_scale(const ae_net *n, int k,
                            ae_ntk_parameterization par) {
-  if (par != AE_NTK_NTK) return 1.0;
-  double gain = nd->init_gain > 0.0 ? nd->init_gain : 1.0;
-  return gain / (double)ge->fan_in;
+  return par == AE_NTK_NTK ? ae_plan_init_variance(n->plan, k) : 1.0;
 }
 
 static void backward_linear(ae_net *n, int k, int batch,
                             ae_ntk_parameterization par, double *theta) {
-  const ae_node *nd = &n->g.nodes[k];
-  const ae_net_geom *ge = &n->geom[k];
+  const ae_node *nd = &n->g->nodes[k];
+  const ae_plan_geom *ge = &n->geom[k];
   const ae_real *x = n->act[nd->inputs[0]];
   const ae_real *dy = n->grad[k];
   ae_real *dx = n->grad[nd->inputs[0]];
@@ -87,7 +73,7 @@ static void backward_linear(ae_net *n, int k, int batch,
               in, 0.0, xx, batch);
   cblas_dsyrk(CblasRowMajor, CblasLower, CblasNoTrans, batch, out, 1.0, n->gd2,
               out, 0.0, yy, batch);
-  double s = weight_scale(nd, ge, par);
+  double s = weight_scale(n, k, par);
   double sb = n->bias[k] ? 1.0 : 0.0;
   for (size_t i = 0; i < B; i++)
     for (size_t j = 0; j <= i; j++)
@@ -96,15 +82,15 @@ static void backward_linear(ae_net *n, int k, int batch,
 
 static void backward_conv(ae_net *n, int k, int batch,
                           ae_ntk_parameterization par, double *theta) {
-  const ae_node *nd = &n->g.nodes[k];
-  const ae_net_geom *ge = &n->geom[k];
+  const ae_node *nd = &n->g->nodes[k];
+  const ae_plan_geom *ge = &n->geom[k];
   const ae_real *x = n->act[nd->inputs[0]];
   const ae_real *dy = n->grad[k];
   ae_real *dx = n->grad[nd->inputs[0]];
   int direct = nd->kernel == 1 && nd->stride == 1 && nd->padding == 0;
   int K = (int)ge->col_rows, HW = (int)ge->out_hw, cout = nd->out;
   size_t P = ge->n_weight;
-  int chunk = direct ? 1 : ge->chunk;
+  int chunk = direct ? 1 : n->chunk[k];
   ae_real *grows = (ae_real *)n->gd; /* batch x P, fits in gd */
   double t0 = ae_net_clock(n);
   for (int b0 = 0; b0 < batch; b0 += chunk) {
@@ -155,13 +141,13 @@ static void backward_conv(ae_net *n, int k, int batch,
     }
     ae_net_tick(n, AE_NET_PROF_BWD_DX, &t0);
   }
-  gram_accumulate(grows, batch, P, weight_scale(nd, ge, par), theta);
+  gram_accumulate(grows, batch, P, weight_scale(n, k, par), theta);
   ae_net_tick(n, AE_NET_PROF_GRAM, &t0);
 }
 
 static void backward_bn(ae_net *n, int k, int batch, double *theta) {
-  const ae_node *nd = &n->g.nodes[k];
-  const ae_net_geom *ge = &n->geom[k];
+  const ae_node *nd = &n->g->nodes[k];
+  const ae_plan_geom *ge = &n->geom[k];
   const ae_real *x = n->act[nd->inputs[0]];
   const ae_real *dy = n->grad[k];
   ae_real *dx = n->grad[nd->inputs[0]];
@@ -185,7 +171,7 @@ static void backward_bn(ae_net *n, int k, int batch, double *theta) {
 }
 
 static void backward_act(ae_net *n, int k, int batch) {
-  const ae_node *nd = &n->g.nodes[k];
+  const ae_node *nd = &n->g->nodes[k];
   ae_real *dx = n->grad[nd->inputs[0]];
   if (!dx) return;
   const ae_real *z = n->act[nd->inputs[0]];
@@ -208,14 +194,15 @@ static void backward_act(ae_net *n, int k, int batch) {
     return;
   default:
     for (size_t i = 0; i < count; i++)
-      dx[i] += dy[i] * (ae_real)ae_net_act_d1(nd->act, (double)z[i]);
+      dx[i] +=
+          dy[i] * (ae_real)ae_act_d1(nd->act.fn, nd->act.slope, (double)z[i]);
     return;
   }
 }
 
 static void backward_pass_through(ae_net *n, int k, int batch) {
-  const ae_node *nd = &n->g.nodes[k];
-  const ae_net_geom *ge = &n->geom[k];
+  const ae_node *nd = &n->g->nodes[k];
+  const ae_plan_geom *ge = &n->geom[k];
   const ae_real *dy = n->grad[k];
   size_t B = (size_t)batch;
   switch (nd->op) {
@@ -274,40 +261,35 @@ int ae_net_ntk(ae_net *n, const float *x, int batch,
   if (rc) return rc;
   size_t B = (size_t)batch;
   memset(theta, 0, sizeof(double) * B * B);
-  int nn = n->g.n_nodes;
-  int *first = malloc(sizeof(int) * (size_t)nn);
-  if (!first) return AE_ENOMEM;
-  /* first[k]: the step that zeroes k's slot; -2: k shares its reader's
-   * slot (nothing to zero); -1: no gradient. */
-  for (int k = 0; k < nn; k++)
-    first[k] = !n->grad[k]             ? -1
-               : n->grad_alias[k] >= 0 ? -2
-                                       : grad_first_writer(n, k);
+  int nn = n->g->n_nodes;
+  const ae_plan *p = n->plan;
   for (int t = nn - 1; t >= 0 && rc == AE_OK; t--) {
+    /* Zero the slots whose first writer is step t (a gradient sharing
+     * its reader's slot has nothing to zero). */
     for (int k = 0; k < nn; k++) {
-      if (first[k] != t) continue;
+      if (p->grad_first[k] != t || p->grad_alias[k] >= 0) continue;
       size_t count = B * n->geom[k].elems;
-      if (k == n->g.output)
+      if (k == n->g->output)
         for (size_t e = 0; e < count; e++)
           n->grad[k][e] = 1.0;
       else
         memset(n->grad[k], 0, sizeof(ae_real) * count);
     }
-    if (!n->grad[t] || first[t] == -1) continue;
-    const ae_node *nd = &n->g.nodes[t];
+    if (!n->grad[t]) continue;
+    const ae_node *nd = &n->g->nodes[t];
     double t0 = ae_net_clock(n);
     switch (nd->op) {
     case AE_OP_LINEAR:
       backward_linear(n, t, batch, par, theta);
-      rc = ae_net_checkpoint(ctl);
+      rc = ae_job_checkpoint(ctl);
       break;
     case AE_OP_CONV:
       backward_conv(n, t, batch, par, theta);
-      rc = ae_net_checkpoint(ctl);
+      rc = ae_job_checkpoint(ctl);
       break;
     case AE_OP_BATCH_NORM:
       backward_bn(n, t, batch, theta);
-      rc = ae_net_checkpoint(ctl);
+      rc = ae_job_checkpoint(ctl);
       break;
     case AE_OP_ACT:
       backward_act(n, t, batch);
@@ -318,7 +300,6 @@ int ae_net_ntk(ae_net *n, const float *x, int batch,
     }
     if (nd->op != AE_OP_CONV) ae_net_tick(n, AE_NET_PROF_BWD_OTHER, &t0);
   }
-  free(first);
   if (rc) return rc;
   for (size_t i = 0; i < B; i++)
     for (size_t j = i + 1; j < B; j++)

@@ -1,18 +1,24 @@
-/* net_real.h: the element type of the host executor's buffers.
+/* net_real.h: the element type of the host executor's buffers, and the
+ * host's one precision mechanism.
  *
- * net.c, net_ntk.c and net_kernels_typed.c are written once in ae_real and
- * compiled twice: as they are (float32, the ae_net of net.h) and through
- * net64*.c with AE_NET_DOUBLE defined (float64, the ae_net64 of net64.h,
- * behind ae_net_set_double).  Under AE_NET_DOUBLE every typed symbol is
- * renamed ae_net64_*.  Include this before any other gpu/host header.
+ * net.c, net_ntk.c, net_jet.c and net_kernels_typed.c are written once in
+ * ae_real and compiled twice: as they are (float32, the ae_net of net.h)
+ * and through net64*.c with AE_NET_DOUBLE defined (float64, the ae_net64
+ * of net64.h, behind ae_net_set_double).  Under AE_NET_DOUBLE every typed
+ * symbol is renamed ae_net64_* (the list below; a typed function that is
+ * not static must be added to it).  Nothing else in the host executor is
+ * written per type.  Include this before any other gpu/host header.
  * No data, no threads. */
 #ifndef AE_NET_REAL_H
 #define AE_NET_REAL_H
 
 #include <cblas.h>
 
+#include <stdint.h>
+
 #ifdef AE_NET_DOUBLE
 typedef double ae_real;
+typedef uint64_t ae_real_bits; /* an unsigned integer of ae_real's width */
 #define AE_GEMM cblas_dgemm
 #define ae_net ae_net64
 #define ae_net_create ae_net64_create
@@ -35,8 +41,15 @@ typedef double ae_real;
 #define ae_net_col2im_add_t ae_net64_col2im_add_t
 #define ae_net_avg_pool_plane_t ae_net64_avg_pool_plane_t
 #define ae_net_avg_pool_plane_adj_t ae_net64_avg_pool_plane_adj_t
+#define ae_net_avg_pool_t ae_net64_avg_pool_t
+#define ae_net_global_avg_pool_t ae_net64_global_avg_pool_t
+#define ae_net_add_t ae_net64_add_t
+#define ae_net_scale_shift_t ae_net64_scale_shift_t
+#define ae_net_bn_channel_stats_t ae_net64_bn_channel_stats_t
+#define ae_net_forward_jet ae_net64_forward_jet
 #else
 typedef float ae_real;
+typedef uint32_t ae_real_bits;
 #define AE_GEMM cblas_sgemm
 #endif
 

@@ -6,13 +6,15 @@
 # `make fuzz` runs each for $(FUZZ_SECONDS) on a copy of its seed corpus;
 # `make check` runs tests/fuzz/ci-fuzz.sh (15 s each plus the regressions).
 FUZZ_SECONDS = 600
-FUZZ_NAMES = fuzz_request fuzz_graph fuzz_idx fuzz_dataset fuzz_router
+FUZZ_NAMES = fuzz_request fuzz_graph fuzz_idx fuzz_dataset fuzz_router fuzz_onnx
 
 EXTRA_DIST += tests/fuzz/fuzz_request.c tests/fuzz/fuzz_graph.c \
 	tests/fuzz/fuzz_idx.c tests/fuzz/fuzz_dataset.c tests/fuzz/fuzz_router.c \
 	tests/fuzz/run.sh tests/fuzz/ci-fuzz.sh tests/fuzz/FINDINGS.md \
 	tests/fuzz/slow_client.py \
 	tests/fuzz/corpus tests/fuzz/regressions
+EXTRA_DIST += tests/fuzz/fuzz_onnx.c
+CLEANFILES += tests/fuzz/fuzz_onnx
 TESTS += tests/fuzz/ci-fuzz.sh
 CLEANFILES += tests/fuzz/fuzz_request tests/fuzz/fuzz_graph \
 	tests/fuzz/fuzz_idx tests/fuzz/fuzz_dataset tests/fuzz/fuzz_router
@@ -51,8 +53,17 @@ tests/fuzz/fuzz_router: tests/fuzz/fuzz_router.c server/route.c server/route.h
 	@$(MKDIR_P) tests/fuzz
 	$(AM_V_CC)$(FUZZ_SRCS); $(FUZZ_CC) -o $@ $$srcs $(FUZZ_LIBS)
 
+# The ONNX importer with the protobuf-c code protoc-c generated (the
+# libaeonnx.a sources, built first for that).
+tests/fuzz/fuzz_onnx: tests/fuzz/fuzz_onnx.c $(api_libaeonnx_a_SOURCES) \
+		api/onnx.pb-c.c api/onnx.pb-c.h $(api_libaeapi_a_SOURCES)
+	@$(MKDIR_P) tests/fuzz
+	$(AM_V_CC)$(FUZZ_SRCS); $(FUZZ_CC) $(PROTOBUF_C_CFLAGS) -o $@ $$srcs \
+		$(PROTOBUF_C_LIBS) $(FUZZ_LIBS)
+
 fuzz-build: tests/fuzz/fuzz_request tests/fuzz/fuzz_graph \
-	tests/fuzz/fuzz_idx tests/fuzz/fuzz_dataset tests/fuzz/fuzz_router
+	tests/fuzz/fuzz_idx tests/fuzz/fuzz_dataset tests/fuzz/fuzz_router \
+	tests/fuzz/fuzz_onnx
 
 fuzz: fuzz-build
 	$(SHELL) $(top_srcdir)/tests/fuzz/run.sh $(abs_top_srcdir) \

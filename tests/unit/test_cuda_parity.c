@@ -277,8 +277,9 @@ static void check_patterns(net_pair *p, const float *x, int batch) {
   ck_assert_int_eq(ae_net_sign_patterns(p->host, x, batch, &bh, &wh), 0);
   ck_assert_int_eq(ae_cuda_net_sign_patterns(p->dev, x, batch, &bd, &wd), 0);
   ck_assert_uint_eq(wh, wd);
-  size_t ch = ae_count_distinct_patterns(bh, (size_t)batch, wh);
-  size_t cd = ae_count_distinct_patterns(bd, (size_t)batch, wd);
+  size_t ch = 0, cd = 0;
+  ck_assert_int_eq(ae_count_distinct_patterns(bh, (size_t)batch, wh, &ch), 0);
+  ck_assert_int_eq(ae_count_distinct_patterns(bd, (size_t)batch, wd, &cd), 0);
   ck_assert_int_eq(ae_cuda_net_count_patterns(p->dev, x, batch, &distinct_dev),
                    0);
   ck_assert_uint_eq(distinct_dev, cd);

@@ -6,14 +6,23 @@
  * against float64 finite differences of the plain reference forward (BN
  * statistics frozen) for nets of every smooth activation, and the float32
  * jets' curvature sum against the float64 one (conv + BN net, MLP). */
+#include "api/status.h"
 #include "gpu/host/graph_build.h"
 #include "gpu/host/net.h"
 #include "gpu/host/reference.h"
 #include "gpu/philox.h"
 #include <check.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+
+/* The distinct count of n rows, asserting that counting succeeded. */
+static size_t distinct(const uint64_t *bits, size_t n, size_t words) {
+  size_t count = SIZE_MAX;
+  ck_assert_int_eq(ae_count_distinct_patterns(bits, n, words, &count), AE_OK);
+  return count;
+}
 
 START_TEST(linear_regions_toy) {
   /* input[1] -> linear(3) with neurons 1[x - b_k > 0], b = (-0.5, 0, 0.5). */
@@ -44,7 +53,7 @@ START_TEST(linear_regions_toy) {
   size_t words;
   ck_assert_int_eq(ae_net_sign_patterns(net, pts, N, &bits, &words), 0);
   ck_assert_uint_eq(words, 1);
-  ck_assert_uint_eq(ae_count_distinct_patterns(bits, N, words), 4);
+  ck_assert_uint_eq(distinct(bits, N, words), 4);
   /* x = -1: no neuron; x = 1: all three, in graph (neuron) order. */
   ck_assert_uint_eq(bits[0], 0);
   ck_assert_uint_eq(bits[N - 1], 7);
@@ -61,9 +70,9 @@ START_TEST(distinct_patterns_exact) {
   /* Rows of 2 words; rows differing only in the high word count apart. */
   uint64_t rows[6][2] = {{1, 0}, {1, 1ull << 63}, {1, 0},
                          {0, 0}, {1, 1ull << 63}, {2, 0}};
-  ck_assert_uint_eq(ae_count_distinct_patterns(&rows[0][0], 6, 2), 4);
-  ck_assert_uint_eq(ae_count_distinct_patterns(&rows[0][0], 1, 2), 1);
-  ck_assert_uint_eq(ae_count_distinct_patterns(&rows[0][0], 0, 2), 0);
+  ck_assert_uint_eq(distinct(&rows[0][0], 6, 2), 4);
+  ck_assert_uint_eq(distinct(&rows[0][0], 1, 2), 1);
+  ck_assert_uint_eq(distinct(&rows[0][0], 0, 2), 0);
   /* Leaky relu counts as a pattern activation; tanh does not. */
   ae_graph g;
   ae_gb_begin(&g);
@@ -82,7 +91,7 @@ START_TEST(distinct_patterns_exact) {
   ck_assert_int_eq(ae_net_sign_patterns(net, xs, 4, &bits, &words), 0);
   ck_assert_uint_eq(words, 2); /* 70 bits */
   /* Samples 0 and 3 are equal, x and -x have complementary patterns. */
-  ck_assert_uint_eq(ae_count_distinct_patterns(bits, 4, words), 3);
+  ck_assert_uint_eq(distinct(bits, 4, words), 3);
   const float *z = ae_net_activation(net, l);
   for (int k = 0; k < 70; k++) {
     int on = (int)((bits[k >> 6] >> (k & 63)) & 1);
@@ -123,6 +132,18 @@ static void circle(const double *th, int n, double *x, double *dx,
     ddx[2 * i + 1] = -sin(th[i]);
   }
 }
+
+START_TEST(distinct_patterns_out_of_memory) {
+  /* An index of SIZE_MAX / 8 rows cannot be allocated: the count fails
+   * with AE_ENOMEM instead of reporting 0 regions (the rows are never
+   * read before the index exists). */
+  uint64_t row[1] = {1};
+  size_t count = 7;
+  ck_assert_int_eq(ae_count_distinct_patterns(row, SIZE_MAX / 8, 1, &count),
+                   AE_ENOMEM);
+  ck_assert_uint_eq(count, 0);
+}
+END_TEST
 
 START_TEST(curvature_identity_circle) {
   ae_graph g;
@@ -360,6 +381,7 @@ int main(void) {
   TCase *tc = tcase_create("core");
   tcase_add_test(tc, linear_regions_toy);
   tcase_add_test(tc, distinct_patterns_exact);
+  tcase_add_test(tc, distinct_patterns_out_of_memory);
   tcase_add_test(tc, curvature_identity_circle);
   tcase_add_test(tc, curvature_ellipse);
   tcase_add_test(tc, jets_match_finite_differences);

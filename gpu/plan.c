@@ -1,0 +1,426 @@
+/* plan.c: geometry, liveness, gradient slots and buffer offsets of one
+ * lowered graph, for every executor (see plan.h).
+ *
+ * Plain data owned by the caller; no state of its own, no device code. */
+#include "gpu/plan.h"
+
+#include "api/status.h"
+#include <stdlib.h>
+#include <string.h>
+
+size_t ae_plan_node_elems(const ae_node *nd) {
+  if (nd->rank == 3)
+    return (size_t)nd->shape[0] * (size_t)nd->shape[1] * (size_t)nd->shape[2];
+  return (size_t)nd->shape[0];
+}
+
+size_t ae_plan_align(const ae_plan *p, size_t v) {
+  return (v + p->opt.align - 1) & ~(p->opt.align - 1);
+}
+
+typedef struct {
+  size_t bytes, offset;
+} free_slot;
+
+size_t ae_plan_slots(const size_t *bytes, const int *start, const int *end,
+                     int n, size_t *offset) {
+  int t_max = -1;
+  for (int k = 0; k < n; k++)
+    if (start[k] >= 0 && end[k] > t_max) t_max = end[k];
+  free_slot *pool = malloc(sizeof(*pool) * (size_t)(n > 0 ? n : 1));
+  if (!pool) return SIZE_MAX;
+  int n_free = 0;
+  size_t total = 0;
+  for (int t = 0; t <= t_max; t++) {
+    /* Release what ended before t, then place what starts at t. */
+    for (int k = 0; k < n; k++)
+      if (start[k] >= 0 && end[k] == t - 1) {
+        pool[n_free].bytes = bytes[k];
+        pool[n_free].offset = offset[k];
+        n_free++;
+      }
+    for (int k = 0; k < n; k++) {
+      if (start[k] != t) continue;
+      int found = -1;
+      for (int f = 0; f < n_free; f++)
+        if (pool[f].bytes == bytes[k]) {
+          found = f;
+          break;
+        }
+      if (found >= 0) {
+        offset[k] = pool[found].offset;
+        pool[found] = pool[--n_free];
+      } else {
+        offset[k] = total;
+        total += bytes[k];
+      }
+    }
+  }
+  free(pool);
+  return total;
+}
+
+/* Copies what an executor needs of the graph: ops, inputs and shapes. */
+static int copy_graph(const ae_graph *src, ae_graph *dst) {
+  memset(dst, 0, sizeof(*dst));
+  dst->nodes = calloc((size_t)src->n_nodes, sizeof(ae_node));
+  if (!dst->nodes) return AE_ENOMEM;
+  dst->n_nodes = src->n_nodes;
+  dst->output = src->output;
+  dst->scale_input_norm = src->scale_input_norm;
+  dst->num_classes = src->num_classes;
+  for (int k = 0; k < src->n_nodes; k++) {
+    ae_node *d = &dst->nodes[k];
+    *d = src->nodes[k];
+    d->name = NULL;
+    d->inputs = NULL;
+    if (src->nodes[k].n_inputs > 0) {
+      size_t bytes = sizeof(int) * (size_t)src->nodes[k].n_inputs;
+      d->inputs = malloc(bytes);
+      if (!d->inputs) return AE_ENOMEM;
+      memcpy(d->inputs, src->nodes[k].inputs, bytes);
+    }
+  }
+  return AE_OK;
+}
+
+static void free_graph_copy(ae_graph *g) {
+  if (!g->nodes) return;
+  for (int k = 0; k < g->n_nodes; k++)
+    free(g->nodes[k].inputs);
+  free(g->nodes);
+  g->nodes = NULL;
+}
+
+/* Conv / pooling output extent. */
+static int out_extent(int in, int k, int stride, int pad) {
+  return (in + 2 * pad - k) / stride + 1;
+}
+
+/* Checks one node against its inputs and fills its geometry. */
+static int node_geometry(const ae_graph *g, int k, ae_plan_geom *ge) {
+  const ae_node *nd = &g->nodes[k];
+  memset(ge, 0, sizeof(*ge));
+  if (nd->rank != 1 && nd->rank != 3) return AE_EINVAL;
+  for (int i = 0; i < (nd->rank == 3 ? 3 : 1); i++)
+    if (nd->shape[i] <= 0) return AE_EINVAL;
+  ge->elems = ae_plan_node_elems(nd);
+  for (int i = 0; i < nd->n_inputs; i++)
+    if (nd->inputs[i] < 0 || nd->inputs[i] >= k) return AE_EINVAL;
+  if (nd->op == AE_OP_INPUT)
+    return nd->n_inputs == 0 && k == 0 ? AE_OK : AE_EINVAL;
+  if (nd->n_inputs < 1) return AE_EINVAL;
+  const ae_node *in = &g->nodes[nd->inputs[0]];
+  ge->in_elems = ae_plan_node_elems(in);
+  ge->in_c = in->shape[0];
+  ge->in_h = in->rank == 3 ? in->shape[1] : 1;
+  ge->in_w = in->rank == 3 ? in->shape[2] : 1;
+  switch (nd->op) {
+  case AE_OP_LINEAR:
+    if (nd->rank != 1 || nd->shape[0] != nd->out || nd->out <= 0)
+      return AE_EINVAL;
+    ge->fan_in = (int)ge->in_elems;
+    ge->n_weight = (size_t)nd->out * ge->in_elems;
+    return AE_OK;
+  case AE_OP_CONV:
+  case AE_OP_AVG_POOL: {
+    int kk = nd->kernel, s = nd->stride;
+    if (in->rank != 3 || nd->rank != 3 || kk <= 0 || s <= 0 || nd->padding < 0)
+      return AE_EINVAL;
+    if (nd->op == AE_OP_CONV ? nd->out != nd->shape[0]
+                             : nd->shape[0] != ge->in_c)
+      return AE_EINVAL;
+    int oh = out_extent(ge->in_h, kk, s, nd->padding);
+    int ow = out_extent(ge->in_w, kk, s, nd->padding);
+    if (oh != nd->shape[1] || ow != nd->shape[2]) return AE_EINVAL;
+    ge->out_hw = (size_t)oh * (size_t)ow;
+    if (nd->op == AE_OP_CONV) {
+      ge->fan_in = ge->in_c * kk * kk;
+      ge->col_rows = (size_t)ge->fan_in;
+      ge->n_weight = (size_t)nd->out * ge->col_rows;
+      ge->direct = kk == 1 && s == 1 && nd->padding == 0;
+    }
+    return AE_OK;
+  }
+  case AE_OP_GLOBAL_AVG_POOL:
+    if (in->rank != 3 || nd->rank != 1 || nd->shape[0] != ge->in_c)
+      return AE_EINVAL;
+    return AE_OK;
+  case AE_OP_BATCH_NORM:
+    if (ge->in_elems != ge->elems || in->rank != nd->rank) return AE_EINVAL;
+    ge->channels = nd->shape[0];
+    ge->plane = ge->elems / (size_t)ge->channels;
+    return AE_OK;
+  case AE_OP_ACT:
+  case AE_OP_IDENTITY:
+  case AE_OP_FLATTEN:
+    return ge->in_elems == ge->elems ? AE_OK : AE_EINVAL;
+  case AE_OP_ADD:
+    for (int i = 0; i < nd->n_inputs; i++)
+      if (ae_plan_node_elems(&g->nodes[nd->inputs[i]]) != ge->elems)
+        return AE_EINVAL;
+    return AE_OK;
+  case AE_OP_ZERO:
+    return AE_OK;
+  case AE_OP_INPUT:
+    break;
+  }
+  return AE_EINVAL;
+}
+
+static int is_view(const ae_node *nd) {
+  return nd->op == AE_OP_IDENTITY || nd->op == AE_OP_FLATTEN;
+}
+
+size_t ae_plan_reserve(ae_plan *p, ae_plan_family family, size_t bytes) {
+  size_t off = p->bytes[family];
+  p->bytes[family] = ae_plan_align(p, off + bytes);
+  return off;
+}
+
+size_t ae_plan_total_bytes(const ae_plan *p) {
+  return p->bytes[AE_PLAN_FORWARD] + p->bytes[AE_PLAN_BACKWARD];
+}
+
+/* Parameters and BN statistics, then the forward outputs. */
+static void plan_forward(ae_plan *p) {
+  const ae_graph *g = &p->g;
+  size_t B = (size_t)p->max_batch, u = p->opt.unit;
+  for (int k = 0; k < g->n_nodes; k++) {
+    const ae_node *nd = &g->nodes[k];
+    const ae_plan_geom *ge = &p->geom[k];
+    if (nd->op == AE_OP_LINEAR || nd->op == AE_OP_CONV) {
+      p->weight[k] = ae_plan_reserve(p, AE_PLAN_FORWARD, u * ge->n_weight);
+      if (nd->op == AE_OP_LINEAR && nd->bias)
+        p->bias[k] = ae_plan_reserve(p, AE_PLAN_FORWARD, u * (size_t)nd->out);
+    }
+    if (nd->op == AE_OP_BATCH_NORM) {
+      size_t c = (size_t)ge->channels;
+      p->gamma[k] = ae_plan_reserve(p, AE_PLAN_FORWARD, u * c);
+      p->beta[k] = ae_plan_reserve(p, AE_PLAN_FORWARD, u * c);
+      p->bn_mean[k] = ae_plan_reserve(p, AE_PLAN_FORWARD, sizeof(double) * c);
+      p->bn_invstd[k] = ae_plan_reserve(p, AE_PLAN_FORWARD, sizeof(double) * c);
+    }
+  }
+  p->param_bytes = p->bytes[AE_PLAN_FORWARD];
+  for (int k = 0; k < g->n_nodes; k++) {
+    if (p->opt.share_views && is_view(&g->nodes[k])) {
+      /* Same values, same layout: the input's buffer. */
+      p->act[k] = p->act[g->nodes[k].inputs[0]];
+      continue;
+    }
+    p->act[k] = ae_plan_reserve(p, AE_PLAN_FORWARD, u * B * p->geom[k].elems);
+  }
+}
+
+/* Which nodes carry a gradient, from which step, in which slot.  The
+ * backward time of node k is n-1-k; a gradient lives from its first
+ * writer's step to its own. */
+static int plan_backward(ae_plan *p) {
+  const ae_graph *g = &p->g;
+  int nn = g->n_nodes;
+  size_t B = (size_t)p->max_batch;
+  size_t *gbytes = calloc((size_t)nn, sizeof(size_t));
+  size_t *goff = calloc((size_t)nn, sizeof(size_t));
+  int *gstart = malloc(sizeof(int) * (size_t)nn);
+  int *gend = malloc(sizeof(int) * (size_t)nn);
+  int *live = calloc((size_t)nn, sizeof(int));
+  int rc = AE_ENOMEM;
+  if (!gbytes || !goff || !gstart || !gend || !live) goto out;
+  /* Live: reached backwards from the output through nodes that need a
+   * gradient, never through ZERO. */
+  live[g->output] = 1;
+  for (int k = nn - 1; k >= 0; k--) {
+    gstart[k] = gend[k] = -1;
+    p->grad_first[k] = -1;
+    p->grad_alias[k] = -1;
+    if (!live[k] || !p->needs_grad[k] || g->nodes[k].op == AE_OP_ZERO) continue;
+    for (int i = 0; i < g->nodes[k].n_inputs; i++)
+      live[g->nodes[k].inputs[i]] = 1;
+  }
+  for (int k = 0; k < nn; k++) {
+    if (!live[k] || !p->needs_grad[k]) continue;
+    int last = k == g->output ? k : -1;
+    for (int c = k + 1; c < nn; c++) {
+      const ae_node *cn = &g->nodes[c];
+      if (!live[c] || !p->needs_grad[c] || cn->op == AE_OP_ZERO) continue;
+      for (int i = 0; i < cn->n_inputs; i++)
+        if (cn->inputs[i] == k && c > last) last = c;
+    }
+    if (last < 0) continue;
+    p->grad_first[k] = last;
+    gstart[k] = nn - 1 - last;
+    gend[k] = nn - 1 - k;
+    gbytes[k] = ae_plan_align(p, p->opt.unit * B * p->geom[k].elems);
+  }
+  /* A node read once, by an add / identity / flatten, has exactly that
+   * node's gradient: it shares the reader's slot (no zeroing, no copy),
+   * whose life then extends to this node's step. */
+  for (int k = nn - 1; k >= 0 && p->opt.share_views; k--) {
+    if (gstart[k] < 0 || k == g->output) continue;
+    int uses = 0, consumer = -1;
+    for (int c = k + 1; c < nn; c++)
+      for (int i = 0; i < g->nodes[c].n_inputs; i++)
+        if (g->nodes[c].inputs[i] == k) {
+          uses++;
+          consumer = c;
+        }
+    if (uses != 1 || (gstart[consumer] < 0 && p->grad_alias[consumer] < 0))
+      continue;
+    ae_op op = g->nodes[consumer].op;
+    if (op != AE_OP_ADD && !is_view(&g->nodes[consumer])) continue;
+    int root = consumer;
+    while (p->grad_alias[root] >= 0)
+      root = p->grad_alias[root];
+    p->grad_alias[k] = root;
+    if (gend[root] < gend[k]) gend[root] = gend[k];
+    gstart[k] = -1;
+  }
+  size_t total = ae_plan_slots(gbytes, gstart, gend, nn, goff);
+  if (total == SIZE_MAX) goto out;
+  for (int k = 0; k < nn; k++)
+    p->grad[k] = gstart[k] >= 0 ? goff[k] : AE_PLAN_NONE;
+  for (int k = 0; k < nn; k++)
+    if (p->grad_alias[k] >= 0) p->grad[k] = p->grad[p->grad_alias[k]];
+  p->bytes[AE_PLAN_BACKWARD] = total;
+  rc = AE_OK;
+out:
+  free(gbytes);
+  free(goff);
+  free(gstart);
+  free(gend);
+  free(live);
+  return rc;
+}
+
+int ae_plan_create(const ae_graph *g, int max_batch, const ae_plan_options *opt,
+                   ae_plan **out) {
+  *out = NULL;
+  if (!g || !opt || g->n_nodes < 1 || max_batch < 1 || g->output < 0 ||
+      g->output >= g->n_nodes || g->nodes[0].op != AE_OP_INPUT ||
+      opt->align == 0 || (opt->align & (opt->align - 1)) || opt->unit == 0)
+    return AE_EINVAL;
+  ae_plan *p = calloc(1, sizeof(*p));
+  if (!p) return AE_ENOMEM;
+  int rc = copy_graph(g, &p->g);
+  if (rc) goto fail;
+  p->max_batch = max_batch;
+  p->opt = *opt;
+  size_t nn = (size_t)g->n_nodes;
+  rc = AE_ENOMEM;
+  p->geom = calloc(nn, sizeof(ae_plan_geom));
+  p->needs_grad = calloc(nn, sizeof(int));
+  p->last_use = calloc(nn, sizeof(int));
+  p->grad_first = calloc(nn, sizeof(int));
+  p->grad_alias = calloc(nn, sizeof(int));
+  size_t *offsets = malloc(sizeof(size_t) * nn * 8);
+  if (!p->geom || !p->needs_grad || !p->last_use || !p->grad_first ||
+      !p->grad_alias || !offsets) {
+    free(offsets);
+    goto fail;
+  }
+  for (size_t i = 0; i < nn * 8; i++)
+    offsets[i] = AE_PLAN_NONE;
+  /* One allocation for the eight offset arrays; weight owns it. */
+  p->weight = offsets;
+  p->bias = offsets + nn;
+  p->gamma = offsets + 2 * nn;
+  p->beta = offsets + 3 * nn;
+  p->bn_mean = offsets + 4 * nn;
+  p->bn_invstd = offsets + 5 * nn;
+  p->act = offsets + 6 * nn;
+  p->grad = offsets + 7 * nn;
+  for (int k = 0; k < p->g.n_nodes; k++) {
+    rc = node_geometry(&p->g, k, &p->geom[k]);
+    if (rc) goto fail;
+  }
+  const ae_node *o = &p->g.nodes[p->g.output];
+  if (o->rank != 1 || (p->g.num_classes > 0 && p->geom[p->g.output].elems !=
+                                                   (size_t)p->g.num_classes)) {
+    rc = AE_EINVAL;
+    goto fail;
+  }
+  for (int k = 0; k < p->g.n_nodes; k++) {
+    const ae_node *nd = &p->g.nodes[k];
+    p->needs_grad[k] = nd->op == AE_OP_LINEAR || nd->op == AE_OP_CONV ||
+                       nd->op == AE_OP_BATCH_NORM;
+    p->last_use[k] = k == p->g.output ? p->g.n_nodes : k;
+    for (int i = 0; i < nd->n_inputs; i++) {
+      if (nd->op != AE_OP_ZERO && p->needs_grad[nd->inputs[i]])
+        p->needs_grad[k] = 1;
+      if (p->last_use[nd->inputs[i]] < k) p->last_use[nd->inputs[i]] = k;
+    }
+  }
+  plan_forward(p);
+  rc = plan_backward(p);
+  if (rc) goto fail;
+  *out = p;
+  return AE_OK;
+fail:
+  ae_plan_destroy(p);
+  return rc;
+}
+
+void ae_plan_destroy(ae_plan *p) {
+  if (!p) return;
+  free_graph_copy(&p->g);
+  free(p->geom);
+  free(p->needs_grad);
+  free(p->last_use);
+  free(p->grad_first);
+  free(p->grad_alias);
+  free(p->weight);
+  free(p);
+}
+
+size_t ae_plan_jets(const ae_plan *p, int batch, size_t unit, size_t *offset) {
+  int nn = p->g.n_nodes;
+  size_t *bytes = calloc((size_t)nn, sizeof(size_t));
+  int *start = calloc((size_t)nn, sizeof(int));
+  int *end = calloc((size_t)nn, sizeof(int));
+  int *root = calloc((size_t)nn, sizeof(int));
+  size_t total = SIZE_MAX;
+  if (!bytes || !start || !end || !root) goto out;
+  for (int k = 0; k < nn; k++) {
+    const ae_node *nd = &p->g.nodes[k];
+    bytes[k] = ae_plan_align(p, 3 * (size_t)batch * p->geom[k].elems * unit);
+    start[k] = k;
+    end[k] = p->last_use[k];
+    root[k] = k;
+    if (p->opt.share_views && is_view(nd)) {
+      /* The input's buffer, kept alive for this node's readers too. */
+      int r = root[nd->inputs[0]];
+      root[k] = r;
+      start[k] = -1;
+      if (end[r] < end[k]) end[r] = end[k];
+    }
+  }
+  total = ae_plan_slots(bytes, start, end, nn, offset);
+  if (total == SIZE_MAX) goto out;
+  for (int k = 0; k < nn; k++)
+    offset[k] = offset[root[k]];
+out:
+  free(bytes);
+  free(start);
+  free(end);
+  free(root);
+  return total;
+}
+
+size_t ae_plan_param_count(const ae_plan *p) {
+  size_t total = 0;
+  for (int k = 0; k < p->g.n_nodes; k++) {
+    const ae_node *nd = &p->g.nodes[k];
+    if (nd->op == AE_OP_LINEAR || nd->op == AE_OP_CONV)
+      total += p->geom[k].n_weight +
+               (nd->op == AE_OP_LINEAR && nd->bias ? (size_t)nd->out : 0);
+    else if (nd->op == AE_OP_BATCH_NORM)
+      total += 2 * (size_t)p->geom[k].channels;
+  }
+  return total;
+}
+
+double ae_plan_init_variance(const ae_plan *p, int node) {
+  double gain = p->g.nodes[node].init_gain;
+  return (gain > 0.0 ? gain : 1.0) / (double)p->geom[node].fan_in;
+}

@@ -1,0 +1,148 @@
+/* plan.h: the device-agnostic memory plan of one lowered ae_graph, shared
+ * by the host executor (gpu/host/) and the CUDA executor (gpu/cuda/, which
+ * calls it from host code).
+ *
+ * ae_plan_create checks the graph and computes, once: every node's
+ * geometry (shapes, fan-in, im2col sizes), the forward liveness (the last
+ * reader of each output), which nodes carry a gradient in the NTK's
+ * backward sweep and from which step, the gradient slots (shared between
+ * nodes whose gradients are never alive at once) and the byte offset of
+ * every buffer.  Buffers come in two families, each one allocation carved
+ * by offsets:
+ *   forward:  parameters and BN statistics first (param_bytes, the part
+ *             to zero), then every node's forward output;
+ *   backward: the gradient slots.
+ * An executor appends its own scratch (im2col, Gram rows) to a family with
+ * ae_plan_reserve, then allocates each family once and binds pointers to
+ * the offsets.  ae_plan_total_bytes is then exactly what the executor
+ * holds for the net (without the jets, planned per batch by
+ * ae_plan_jets).
+ *
+ * A plan is plain data owned by the executor that made it (one thread). */
+#ifndef AE_PLAN_H
+#define AE_PLAN_H
+
+#include "api/arch.h"
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* An offset for a buffer a node does not have. */
+#define AE_PLAN_NONE SIZE_MAX
+
+/* One node's per-sample geometry. */
+typedef struct {
+  size_t elems;         /* per-sample output elements */
+  int in_c, in_h, in_w; /* first input's shape as C,H,W (rank 1: F,1,1) */
+  size_t in_elems;      /* first input's per-sample elements */
+  int fan_in;           /* LINEAR/CONV */
+  size_t n_weight;      /* LINEAR/CONV weight elements */
+  size_t col_rows;      /* CONV: Cin*k*k */
+  size_t out_hw;        /* CONV/pools: per-channel output plane */
+  int channels;         /* BN: channels (rank 3) or features (rank 1) */
+  size_t plane;         /* BN: elements per channel per sample */
+  int direct;           /* CONV 1x1, stride 1, no padding: no im2col */
+} ae_plan_geom;
+
+/* What differs between executors. */
+typedef struct {
+  size_t align; /* every offset and size is a multiple (a power of 2) */
+  size_t unit;  /* bytes per element of parameters, outputs, gradients */
+  /* 1: identity and flatten share their input's output buffer, and a
+   * gradient read by exactly one add / identity / flatten shares that
+   * reader's slot (the executor then skips those copies). */
+  int share_views;
+} ae_plan_options;
+
+typedef enum {
+  AE_PLAN_FORWARD,
+  AE_PLAN_BACKWARD,
+  AE_PLAN_FAMILIES
+} ae_plan_family;
+
+typedef struct {
+  ae_graph g; /* own copy: ops, inputs and shapes (no names) */
+  int max_batch;
+  ae_plan_options opt;
+  ae_plan_geom *geom;
+  int *needs_grad; /* a trainable tensor at or upstream of the node */
+  int *last_use;   /* forward: last node reading the output (output: n) */
+  /* Backward sweep (node t's step runs at t = n-1 .. 0): the step whose
+   * backward first writes the node's gradient, i.e. zeroes its slot
+   * (the output: itself), or -1 when the node has no gradient. */
+  int *grad_first;
+  int *grad_alias; /* the node whose slot this gradient shares, or -1 */
+  /* Offsets in the forward family (AE_PLAN_NONE when absent). */
+  size_t *weight, *bias, *gamma, *beta, *bn_mean, *bn_invstd, *act;
+  size_t param_bytes; /* the forward family's leading parameter bytes */
+  size_t *grad;       /* offsets in the backward family, or AE_PLAN_NONE */
+  size_t bytes[AE_PLAN_FAMILIES];
+} ae_plan;
+
+/* Binds an executor's per-node pointer tables to the forward family at
+ * base: ex->weight, bias, gamma, beta (T *), bn_mean, bn_invstd
+ * (double *) and act (T *), each base + the plan's offset, or NULL where
+ * the node has no such buffer.  A macro so that each executor keeps its
+ * own element type T. */
+#define AE_PLAN_AT(T, base, off)                                               \
+  ((off) != AE_PLAN_NONE ? (T *)((base) + (off)) : (T *)NULL)
+#define AE_PLAN_BIND_FORWARD(T, ex, p, base)                                   \
+  for (int ae_k_ = 0; ae_k_ < (p)->g.n_nodes; ae_k_++) {                       \
+    (ex)->weight[ae_k_] = AE_PLAN_AT(T, base, (p)->weight[ae_k_]);             \
+    (ex)->bias[ae_k_] = AE_PLAN_AT(T, base, (p)->bias[ae_k_]);                 \
+    (ex)->gamma[ae_k_] = AE_PLAN_AT(T, base, (p)->gamma[ae_k_]);               \
+    (ex)->beta[ae_k_] = AE_PLAN_AT(T, base, (p)->beta[ae_k_]);                 \
+    (ex)->bn_mean[ae_k_] = AE_PLAN_AT(double, base, (p)->bn_mean[ae_k_]);      \
+    (ex)->bn_invstd[ae_k_] = AE_PLAN_AT(double, base, (p)->bn_invstd[ae_k_]);  \
+    (ex)->act[ae_k_] = AE_PLAN_AT(T, base, (p)->act[ae_k_]);                   \
+  }
+
+/* Checks g (ops, shapes, inputs before their readers, node 0 the only
+ * INPUT, the output rank 1 with num_classes features) and plans it for
+ * batches of up to max_batch samples; the graph is copied.  0, AE_EINVAL
+ * or AE_ENOMEM. */
+int ae_plan_create(const ae_graph *g, int max_batch, const ae_plan_options *opt,
+                   ae_plan **out);
+void ae_plan_destroy(ae_plan *p);
+
+/* Appends `bytes` to a family; returns the buffer's offset. */
+size_t ae_plan_reserve(ae_plan *p, ae_plan_family family, size_t bytes);
+
+/* Bytes of both families: what the executor allocates for the net. */
+size_t ae_plan_total_bytes(const ae_plan *p);
+
+/* The jets' buffers: 3 * batch * elems elements of `unit` bytes per node,
+ * reused once the node's last reader has run (views share their input's
+ * when share_views).  Fills offset[n_nodes] and returns the bytes, or
+ * SIZE_MAX when out of memory. */
+size_t ae_plan_jets(const ae_plan *p, int batch, size_t unit, size_t *offset);
+
+/* The init variance of a LINEAR/CONV node's weights, init_gain / fan_in
+ * (a gain <= 0 counts as 1): the weights' N(0, .) and the NTK
+ * parameterization's per-tensor scale. */
+double ae_plan_init_variance(const ae_plan *p, int node);
+
+/* Parameters (trainable and not) of the graph. */
+size_t ae_plan_param_count(const ae_plan *p);
+
+/* Per-sample elements of a node's output. */
+size_t ae_plan_node_elems(const ae_node *nd);
+
+/* v rounded up to the plan's alignment. */
+size_t ae_plan_align(const ae_plan *p, size_t v);
+
+/* The slot planner under both: buffer k of bytes[k] lives from step
+ * start[k] to end[k] (inclusive; start -1: not needed); a buffer whose
+ * life has ended is reused by a later one of the same size.  Fills
+ * offset[k] and returns the total, or SIZE_MAX when out of memory. */
+size_t ae_plan_slots(const size_t *bytes, const int *start, const int *end,
+                     int n, size_t *offset);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

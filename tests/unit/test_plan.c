@@ -1,0 +1,239 @@
+/* test_plan.c: the device-agnostic planner (gpu/plan.h) on a small graph
+ * whose geometry, liveness, gradient slots and offsets are worked out by
+ * hand in the comments, and the invariant every plan must keep: buffers
+ * alive at the same time never overlap.
+ *
+ * Single-threaded; every plan and graph is freed. */
+#include "api/status.h"
+#include "gpu/host/graph_build.h"
+#include "gpu/plan.h"
+#include <check.h>
+#include <stdint.h>
+#include <stdlib.h>
+
+/* 0 input {2,4,4} -> 1 conv 3x3 pad 1 to 3 channels -> 2 bn -> 3 relu ->
+ * 4 identity -> 5 add(4, 2) -> 6 global pool -> 7 linear 2 with bias. */
+static void small_graph(ae_graph *g) {
+  ae_gb_begin(g);
+  int x = ae_gb_input(g, 2, 4, 4);
+  int c = ae_gb_conv(g, x, 3, 3, 1, 1, 2.0);
+  int b = ae_gb_bn(g, c);
+  int a = ae_gb_act(g, b, AE_ACT_RELU, 0.0);
+  int i = ae_gb_unary(g, AE_OP_IDENTITY, a);
+  int in[2] = {i, b};
+  int s = ae_gb_add(g, in, 2);
+  int p = ae_gb_gap(g, s);
+  int o = ae_gb_linear(g, p, 2, 1, 1.0);
+  ck_assert_int_eq(o, 7);
+  ck_assert_int_eq(ae_gb_finish(g, o), AE_OK);
+}
+
+static int ranges_overlap(size_t a, size_t na, size_t b, size_t nb) {
+  return a < b + nb && b < a + na;
+}
+
+/* Backward: a gradient lives from its first writer's step to its own
+ * (node t's step is at time n-1-t); a shared slot lives as long as the
+ * longest of its sharers. */
+static void check_no_live_overlap(const ae_plan *p) {
+  int nn = p->g.n_nodes;
+  size_t B = (size_t)p->max_batch;
+  /* Forward outputs are all kept (the backward reads them): distinct
+   * buffers never overlap, and stay inside the forward family. */
+  for (int i = 0; i < nn; i++) {
+    size_t ni = p->opt.unit * B * p->geom[i].elems;
+    ck_assert(p->act[i] >= p->param_bytes);
+    ck_assert(p->act[i] + ni <= p->bytes[AE_PLAN_FORWARD]);
+    for (int j = 0; j < i; j++) {
+      if (p->act[i] == p->act[j]) continue; /* a view of its input */
+      size_t nj = p->opt.unit * B * p->geom[j].elems;
+      ck_assert_msg(!ranges_overlap(p->act[i], ni, p->act[j], nj),
+                    "outputs %d and %d overlap", i, j);
+    }
+  }
+  int *lo = malloc(sizeof(int) * (size_t)nn), *hi = malloc(sizeof(int) * nn);
+  ck_assert(lo && hi);
+  for (int k = 0; k < nn; k++) {
+    lo[k] = p->grad_first[k] >= 0 ? nn - 1 - p->grad_first[k] : -1;
+    hi[k] = nn - 1 - k;
+  }
+  for (int k = 0; k < nn; k++) {
+    int r = p->grad_alias[k];
+    if (r < 0) continue;
+    if (lo[r] > lo[k]) lo[r] = lo[k];
+    if (hi[r] < hi[k]) hi[r] = hi[k];
+  }
+  for (int i = 0; i < nn; i++) {
+    if (p->grad[i] == AE_PLAN_NONE || p->grad_alias[i] >= 0) continue;
+    size_t ni = p->opt.unit * B * p->geom[i].elems;
+    ck_assert(p->grad[i] + ni <= p->bytes[AE_PLAN_BACKWARD]);
+    for (int j = 0; j < i; j++) {
+      if (p->grad[j] == AE_PLAN_NONE || p->grad_alias[j] >= 0) continue;
+      if (lo[i] > hi[j] || lo[j] > hi[i]) continue; /* never alive at once */
+      size_t nj = p->opt.unit * B * p->geom[j].elems;
+      ck_assert_msg(!ranges_overlap(p->grad[i], ni, p->grad[j], nj),
+                    "gradients %d and %d overlap", i, j);
+    }
+  }
+  free(lo);
+  free(hi);
+}
+
+START_TEST(geometry_and_liveness) {
+  ae_graph g;
+  small_graph(&g);
+  const ae_plan_options opt = {64, sizeof(float), 1};
+  ae_plan *p;
+  ck_assert_int_eq(ae_plan_create(&g, 2, &opt, &p), AE_OK);
+  const ae_plan_geom *c = &p->geom[1];
+  ck_assert_uint_eq(c->elems, 48);
+  ck_assert_uint_eq(c->in_elems, 32);
+  ck_assert_int_eq(c->fan_in, 18);
+  ck_assert_uint_eq(c->n_weight, 54);
+  ck_assert_uint_eq(c->col_rows, 18);
+  ck_assert_uint_eq(c->out_hw, 16);
+  ck_assert_int_eq(c->direct, 0);
+  ck_assert_int_eq(p->geom[2].channels, 3);
+  ck_assert_uint_eq(p->geom[2].plane, 16);
+  ck_assert_int_eq(p->geom[7].fan_in, 3);
+  ck_assert_uint_eq(ae_plan_param_count(p), 54 + 6 + 6 + 2);
+  static const int needs_grad[8] = {0, 1, 1, 1, 1, 1, 1, 1};
+  static const int last_use[8] = {1, 2, 5, 4, 5, 6, 7, 8};
+  /* The step whose backward first writes each gradient: bn's by the add
+   * (5) before relu (3); the input has none. */
+  static const int first[8] = {-1, 2, 5, 4, 5, 6, 7, 7};
+  /* relu's gradient is identity's, which is the add's. */
+  static const int alias[8] = {-1, -1, -1, 5, 5, -1, -1, -1};
+  for (int k = 0; k < 8; k++) {
+    ck_assert_int_eq(p->needs_grad[k], needs_grad[k]);
+    ck_assert_int_eq(p->last_use[k], last_use[k]);
+    ck_assert_int_eq(p->grad_first[k], first[k]);
+    ck_assert_int_eq(p->grad_alias[k], alias[k]);
+  }
+  ae_plan_destroy(p);
+  ae_gb_free(&g);
+}
+END_TEST
+
+START_TEST(offsets_by_hand) {
+  ae_graph g;
+  small_graph(&g);
+  const ae_plan_options opt = {64, sizeof(float), 1};
+  ae_plan *p;
+  ck_assert_int_eq(ae_plan_create(&g, 2, &opt, &p), AE_OK);
+  /* Parameters, each rounded up to 64 bytes: conv W 216 B; bn gamma,
+   * beta 12 B, mean, invstd 24 B; linear W 24 B, bias 8 B. */
+  ck_assert_uint_eq(p->weight[1], 0);
+  ck_assert_uint_eq(p->gamma[2], 256);
+  ck_assert_uint_eq(p->beta[2], 320);
+  ck_assert_uint_eq(p->bn_mean[2], 384);
+  ck_assert_uint_eq(p->bn_invstd[2], 448);
+  ck_assert_uint_eq(p->weight[7], 512);
+  ck_assert_uint_eq(p->bias[7], 576);
+  ck_assert_uint_eq(p->param_bytes, 640);
+  ck_assert(p->weight[2] == AE_PLAN_NONE && p->gamma[1] == AE_PLAN_NONE);
+  ck_assert(p->bias[1] == AE_PLAN_NONE);
+  /* Outputs of 2 samples: input 256 B, the 48-element maps 384 B, pool
+   * 24 -> 64, logits 16 -> 64; identity shares relu's. */
+  static const size_t act[8] = {640, 896, 1280, 1664, 1664, 2048, 2432, 2496};
+  for (int k = 0; k < 8; k++)
+    ck_assert_uint_eq(p->act[k], act[k]);
+  ck_assert_uint_eq(p->bytes[AE_PLAN_FORWARD], 2560);
+  /* Gradient lives (time = 7 - node): logits [0,0] 64 B, pool [0,1] 64 B,
+   * add (with identity and relu) [1,4], bn [2,5], conv [5,6], 384 B
+   * each, placed in node order at each time: conv reuses the add's
+   * slot. */
+  static const size_t grad[8] = {AE_PLAN_NONE, 128, 512, 128, 128, 128, 0, 64};
+  for (int k = 0; k < 8; k++)
+    ck_assert_uint_eq(p->grad[k], grad[k]);
+  ck_assert_uint_eq(p->bytes[AE_PLAN_BACKWARD], 896);
+  /* The executor's scratch goes after, aligned. */
+  ck_assert_uint_eq(ae_plan_reserve(p, AE_PLAN_BACKWARD, 10), 896);
+  ck_assert_uint_eq(ae_plan_reserve(p, AE_PLAN_BACKWARD, 0), 960);
+  ck_assert_uint_eq(ae_plan_total_bytes(p), 2560 + 960);
+  check_no_live_overlap(p);
+  /* Jets of one sample: 3 streams; node k lives from k to its last
+   * reader (identity keeps relu's alive to 5).  relu reuses the conv's
+   * 576 B once bn has read it; the add cannot reuse anything. */
+  size_t off[8];
+  ck_assert_uint_eq(ae_plan_jets(p, 1, sizeof(float), off), 2240);
+  static const size_t jet[8] = {0, 384, 960, 384, 384, 1536, 2112, 2176};
+  for (int k = 0; k < 8; k++)
+    ck_assert_uint_eq(off[k], jet[k]);
+  ae_plan_destroy(p);
+  ae_gb_free(&g);
+}
+END_TEST
+
+START_TEST(without_shared_views) {
+  ae_graph g;
+  small_graph(&g);
+  const ae_plan_options opt = {256, sizeof(float), 0};
+  ae_plan *p;
+  ck_assert_int_eq(ae_plan_create(&g, 3, &opt, &p), AE_OK);
+  ck_assert(p->act[4] != p->act[3]);
+  for (int k = 0; k < 8; k++) {
+    ck_assert_int_eq(p->grad_alias[k], -1);
+    ck_assert((p->grad[k] == AE_PLAN_NONE) == (p->grad_first[k] < 0));
+    if (p->act[k] != AE_PLAN_NONE) ck_assert_uint_eq(p->act[k] % 256, 0);
+  }
+  check_no_live_overlap(p);
+  ae_plan_destroy(p);
+  ae_gb_free(&g);
+}
+END_TEST
+
+START_TEST(larger_batches_no_overlap) {
+  ae_graph g;
+  small_graph(&g);
+  for (int share = 0; share < 2; share++)
+    for (int batch = 1; batch <= 17; batch += 4) {
+      const ae_plan_options opt = {64, sizeof(double), share};
+      ae_plan *p;
+      ck_assert_int_eq(ae_plan_create(&g, batch, &opt, &p), AE_OK);
+      check_no_live_overlap(p);
+      ae_plan_destroy(p);
+    }
+  ae_gb_free(&g);
+}
+END_TEST
+
+START_TEST(rejects_bad_graphs) {
+  ae_graph g;
+  small_graph(&g);
+  const ae_plan_options opt = {64, sizeof(float), 1};
+  ae_plan *p = (ae_plan *)1;
+  ck_assert_int_eq(ae_plan_create(&g, 0, &opt, &p), AE_EINVAL);
+  ck_assert_ptr_null(p);
+  const ae_plan_options odd = {48, sizeof(float), 1};
+  ck_assert_int_eq(ae_plan_create(&g, 2, &odd, &p), AE_EINVAL);
+  g.nodes[1].shape[1] = 5; /* the conv's output does not fit its input */
+  ck_assert_int_eq(ae_plan_create(&g, 2, &opt, &p), AE_EINVAL);
+  g.nodes[1].shape[1] = 4;
+  g.num_classes = 3; /* the output has 2 features */
+  ck_assert_int_eq(ae_plan_create(&g, 2, &opt, &p), AE_EINVAL);
+  g.num_classes = 2;
+  g.nodes[6].inputs[0] = 7; /* reads a later node */
+  ck_assert_int_eq(ae_plan_create(&g, 2, &opt, &p), AE_EINVAL);
+  g.nodes[6].inputs[0] = 5;
+  ck_assert_int_eq(ae_plan_create(&g, 2, &opt, &p), AE_OK);
+  ae_plan_destroy(p);
+  ae_gb_free(&g);
+}
+END_TEST
+
+int main(void) {
+  Suite *s = suite_create("plan");
+  TCase *tc = tcase_create("plan");
+  tcase_add_test(tc, geometry_and_liveness);
+  tcase_add_test(tc, offsets_by_hand);
+  tcase_add_test(tc, without_shared_views);
+  tcase_add_test(tc, larger_batches_no_overlap);
+  tcase_add_test(tc, rejects_bad_graphs);
+  suite_add_tcase(s, tc);
+  SRunner *sr = srunner_create(s);
+  srunner_run_all(sr, CK_NORMAL);
+  int failed = srunner_ntests_failed(sr);
+  srunner_free(sr);
+  return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
