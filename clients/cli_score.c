@@ -16,6 +16,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "api/error.h"
 #include "api/request.h"
 #include "api/scorecard.h"
 #include "api/status.h"
@@ -118,7 +119,7 @@ typedef struct {
   pthread_mutex_t lock;
   pthread_cond_t cond;
   int open_failed;
-  ae_problem open_problem;
+  ae_error open_error;
 } score_pool;
 
 /* {"result": ...} or {"error": ...} as a malloc'd line (NULL: no memory). */
@@ -137,29 +138,32 @@ static char *wrap_line(const char *key, json_t *value /* stolen */) {
 static void score_one(ae_engine *e, const ae_dataset_registry *reg,
                       score_item *it) {
   ae_scorecard sc;
-  ae_problem p = AE_PROBLEM_INIT;
-  int rc = ae_engine_score(e, &it->req, reg, NULL, &sc, &p);
+  ae_error err = AE_ERROR_INIT;
+  int rc = ae_engine_score(e, &it->req, reg, NULL, &sc, &err);
   if (rc == AE_OK) {
     it->line = wrap_line("result", ae_scorecard_to_json(&sc));
   } else {
+    ae_problem p = AE_PROBLEM_INIT;
+    ae_problem_from_error(&err, &p);
     it->failed = 1;
     it->line = wrap_line("error", ae_problem_to_json(&p, NULL));
+    ae_problem_clear(&p);
   }
   ae_scorecard_free(&sc);
-  ae_problem_clear(&p);
+  ae_error_clear(&err);
 }
 
 static void *score_worker(void *arg) {
   score_pool *pool = arg;
   ae_engine *e = NULL;
-  ae_problem p = AE_PROBLEM_INIT;
-  int rc = ae_engine_open(&pool->cfg, &e, &p);
+  ae_error err = AE_ERROR_INIT;
+  int rc = ae_engine_open(&pool->cfg, &e, &err);
   pthread_mutex_lock(&pool->lock);
   if (rc) {
     if (!pool->open_failed) {
       pool->open_failed = 1;
-      pool->open_problem = p;
-      memset(&p, 0, sizeof p);
+      pool->open_error = err;
+      memset(&err, 0, sizeof err);
     }
     /* Take every remaining item, so the printer does not wait forever. */
     while (pool->next < pool->n) {
@@ -169,7 +173,7 @@ static void *score_worker(void *arg) {
     }
     pthread_cond_broadcast(&pool->cond);
     pthread_mutex_unlock(&pool->lock);
-    ae_problem_clear(&p);
+    ae_error_clear(&err);
     return NULL;
   }
   for (;;) {
@@ -222,7 +226,7 @@ int ae_cli_score(int argc, char **argv) {
       {NULL, 0, NULL, 0}};
   const char *datasets[AE_SCORE_MAX_DATASETS], *datasets_dir = NULL;
   int n_datasets = 0, threads = 1;
-  ae_engine_config cfg = {AE_BACKEND_HOST, 0, 0, 1};
+  ae_engine_config cfg = {AE_BACKEND_HOST, 0, 0};
   optind = 1;
   opterr = 0;
   int c;
@@ -368,17 +372,19 @@ int ae_cli_score(int argc, char **argv) {
   int started = 0;
   ae_engine *inline_engine = NULL;
   if (n_threads <= 1) {
-    if (ae_engine_open(&cfg, &inline_engine, &pool.open_problem))
+    if (ae_engine_open(&cfg, &inline_engine, &pool.open_error))
       pool.open_failed = 1;
   } else {
     for (int t = 0; t < n_threads; t++) {
       pool.cfg.index = t;
-      /* Workers share the cores: one BLAS thread each. */
-      pool.cfg.blas_threads = 1;
       if (pthread_create(&tids[t], NULL, score_worker, &pool) != 0) break;
       started++;
     }
-    if (!started) pool.open_failed = 1;
+    if (!started) {
+      pool.open_failed = 1;
+      ae_error_set(&pool.open_error, AE_EINTERNAL, NULL,
+                   "cannot start the worker threads");
+    }
   }
   double t0 = wall_seconds();
   size_t scored = 0, n_valid = 0;
@@ -416,12 +422,14 @@ int ae_cli_score(int argc, char **argv) {
     pthread_join(tids[t], NULL);
   ae_engine_close(inline_engine);
   if (pool.open_failed) {
-    print_problem(&pool.open_problem);
+    ae_problem_from_error(&pool.open_error, &p);
+    print_problem(&p);
+    ae_problem_clear(&p);
     status = AE_EXIT_UNAVAILABLE;
   } else if (any_invalid) {
     status = AE_EXIT_INVALID;
   }
-  ae_problem_clear(&pool.open_problem);
+  ae_error_clear(&pool.open_error);
   pthread_mutex_destroy(&pool.lock);
   pthread_cond_destroy(&pool.cond);
 

@@ -1,11 +1,23 @@
-# gpu/engine.mk: the scoring engine (gpu/engine.c), the dataset registry
-# (gpu/dataset*.c), their unit tests and the scorecard benchmark.
+# gpu/engine.mk: the scoring engine (gpu/engine.c: lifetime and pipeline;
+# gpu/batch.c: the batch and K(0); gpu/warmup.c: warm-up and the device
+# parity gate; gpu/groups/: one file per metric group and the job's shared
+# intermediates; gpu/executor.h: the executor interface), the dataset
+# registry (gpu/dataset*.c), their unit tests and the scorecard benchmark.
 # The dataset registry and its loaders (also compiled into the fuzzers).
 AE_DATASET_SOURCES = gpu/dataset.c gpu/dataset.h gpu/dataset_internal.h \
 	gpu/dataset_io.c gpu/dataset_raw.c gpu/dataset_cifar.c \
 	gpu/dataset_pickle.c gpu/dataset_npy.c
 gpu_libaeengine_a_SOURCES += gpu/engine.c gpu/engine.h gpu/philox.h \
-	$(AE_DATASET_SOURCES)
+	$(AE_DATASET_SOURCES) gpu/executor.h gpu/job_control.c \
+	gpu/job_control.h gpu/batch.c gpu/batch.h gpu/warmup.c gpu/warmup.h \
+	gpu/groups/group.h gpu/groups/job.c gpu/groups/table.c \
+	gpu/groups/topology.c gpu/groups/expressivity.c \
+	gpu/groups/convergence.c gpu/groups/generalization.c
+# Without CUDA, the build links "no CUDA executor, no devices" instead.
+if !HAVE_CUDA
+gpu_libaeengine_a_SOURCES += gpu/cuda_absent.c
+endif
+EXTRA_DIST += gpu/cuda_absent.c
 
 check_PROGRAMS += tests/unit/test_dataset_registry
 TESTS += tests/unit/test_dataset_registry
@@ -41,6 +53,10 @@ EXTRA_DIST += tests/data/examples/README.md \
 	tests/data/examples/nb201_cifar10.json tests/data/examples/mlp_dag.json \
 	tests/data/examples/graph_resnet.json \
 	tests/data/examples/batch_mlp_dags.json
+
+# The offline CLI and the daemon agree bit for bit (issue 17).
+TESTS += tests/integration/test_offline_vs_daemon.py
+EXTRA_DIST += tests/integration/test_offline_vs_daemon.py
 
 # make bench: the scorecard benchmark (numbers in tests/bench/RESULTS.md).
 EXTRA_PROGRAMS += tests/bench/bench_scorecard

@@ -54,38 +54,48 @@ static ae_engine *engine_start(ae_worker *w) {
   ae_server *srv = w->srv;
   ae_engine *engine = NULL;
   ae_problem p = AE_PROBLEM_INIT;
-  int rc = ae_engine_open(&w->cfg, &engine, &p);
+  ae_error err = AE_ERROR_INIT;
+  int rc = ae_engine_open(&w->cfg, &engine, &err);
   if (rc != AE_OK && w->allow_fallback) {
     ae_log(AE_LOG_WARN, "worker %d: cuda:%d did not open (%s), using host",
-           w->index, w->cfg.device, p.detail ? p.detail : ae_strerror(rc));
-    ae_problem_clear(&p);
+           w->index, w->cfg.device, err.reason ? err.reason : ae_strerror(rc));
+    ae_error_clear(&err);
     w->cfg.backend = AE_BACKEND_HOST;
-    rc = ae_engine_open(&w->cfg, &engine, &p);
+    rc = ae_engine_open(&w->cfg, &engine, &err);
   }
   if (rc != AE_OK) {
+    ae_problem_from_error(&err, &p);
+    ae_error_clear(&err);
     worker_fail(w, "engine open", rc, &p);
     ae_problem_clear(&p);
     return NULL;
   }
-  rc = ae_engine_warmup(engine, &srv->registry);
+  rc = ae_engine_warmup(engine, &srv->registry, &err);
   if (rc != AE_OK && w->allow_fallback && w->cfg.backend == AE_BACKEND_CUDA) {
     /* With --backend auto a device that fails its warm-up (including the
      * parity check against the host reference) is replaced by the host. */
     ae_log(AE_LOG_WARN,
            "worker %d: cuda:%d failed its warm-up (%s), using "
            "host",
-           w->index, w->cfg.device, ae_strerror(rc));
+           w->index, w->cfg.device, err.reason ? err.reason : ae_strerror(rc));
+    ae_error_clear(&err);
     ae_engine_close(engine);
     engine = NULL;
     w->cfg.backend = AE_BACKEND_HOST;
-    rc = ae_engine_open(&w->cfg, &engine, &p);
+    rc = ae_engine_open(&w->cfg, &engine, &err);
     if (rc != AE_OK) {
+      ae_problem_from_error(&err, &p);
+      ae_error_clear(&err);
       worker_fail(w, "engine open", rc, &p);
       ae_problem_clear(&p);
       return NULL;
     }
-    rc = ae_engine_warmup(engine, &srv->registry);
+    rc = ae_engine_warmup(engine, &srv->registry, &err);
   }
+  if (rc != AE_OK)
+    ae_log(AE_LOG_ERROR, "worker %d: warm-up: %s", w->index,
+           err.reason ? err.reason : ae_strerror(rc));
+  ae_error_clear(&err);
   /* The engine in service is settled now: tell the loop its name (it is
    * not written again, so the loop may read it without a lock). */
   snprintf(w->w_name, sizeof w->w_name, "%s", ae_engine_name(engine));
@@ -122,8 +132,17 @@ static void *worker_main(void *arg) {
 
     ae_job_control ctl = {&job->cancel, entry->deadline_ns};
     ae_scorecard_init(&job->w_card);
+    ae_error err = AE_ERROR_INIT;
     int rc = ae_engine_score(engine, &job->req, &srv->registry, &ctl,
-                             &job->w_card, &job->w_problem);
+                             &job->w_card, &err);
+    if (rc != AE_OK) {
+      /* The problem keeps no reason for these: log it here. */
+      if (rc == AE_EINTERNAL || rc == AE_EIO)
+        ae_log(AE_LOG_ERROR, "job %s: %s", job->id,
+               err.reason ? err.reason : ae_strerror(rc));
+      ae_problem_from_error(&err, &job->w_problem);
+    }
+    ae_error_clear(&err);
     job->w_rc = rc;
     job->w_end_ns = ae_mono_ns();
     atomic_store(&w->memory_used, ae_engine_memory_used(engine));
@@ -249,15 +268,14 @@ int ae_workers_plan(ae_server *srv) {
   for (int d = 0; d < n_devices; d++)
     for (int i = 0; i < o->workers_per_gpu; i++, k++) {
       ae_worker *w = &srv->workers[k];
-      w->cfg = (ae_engine_config){AE_BACKEND_CUDA, devices[d], (int)k, 1};
+      w->cfg = (ae_engine_config){AE_BACKEND_CUDA, devices[d], (int)k};
       w->allow_fallback = o->backend == AE_BACKEND_AUTO;
       snprintf(w->name, sizeof w->name, "cuda:%d", devices[d]);
       snprintf(w->device, sizeof w->device, "cuda device %d", devices[d]);
     }
-  int blas_threads = host > 0 && cores / host > 1 ? (int)(cores / host) : 1;
   for (int i = 0; i < host; i++, k++) {
     ae_worker *w = &srv->workers[k];
-    w->cfg = (ae_engine_config){AE_BACKEND_HOST, 0, i, blas_threads};
+    w->cfg = (ae_engine_config){AE_BACKEND_HOST, 0, i};
     snprintf(w->name, sizeof w->name, "host:%d", i);
     snprintf(w->device, sizeof w->device, "cpu (%ld cores)", cores);
   }
@@ -268,9 +286,9 @@ int ae_workers_plan(ae_server *srv) {
   }
   if (n == 0) ae_log(AE_LOG_WARN, "no workers: jobs will wait in the queue");
   ae_log(AE_LOG_INFO,
-         "%d cuda device(s), %zu workers (%d host, %d BLAS "
-         "threads each)",
-         n_devices, n, host, blas_threads);
+         "%d cuda device(s), %zu workers (%d host, one BLAS thread "
+         "each)",
+         n_devices, n, host);
   return AE_OK;
 }
 

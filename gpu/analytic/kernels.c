@@ -149,7 +149,7 @@ int ae_dag_kernels(const ae_dag *d, const double *K0, int N, int trained_stem,
     if (edge->kind == AE_EDGE_LINEAR) n_linear++;
   }
   int n_comp_max = 1 + n_linear;
-  int status = AE_ENOMEM;
+  int rc = AE_ENOMEM;
   combination *node = calloc((size_t)n_nodes, sizeof(*node));
   double **node_K = calloc((size_t)n_nodes, sizeof(double *));
   double **node_T = calloc((size_t)n_nodes, sizeof(double *));
@@ -235,7 +235,7 @@ int ae_dag_kernels(const ae_dag *d, const double *K0, int N, int trained_stem,
   }
   memcpy(K_out, node_K[n_nodes - 1], sizeof(double) * nn);
   memcpy(T_out, node_T[n_nodes - 1], sizeof(double) * nn);
-  status = 0;
+  rc = 0;
 
 done:
   if (node)
@@ -262,7 +262,7 @@ done:
   free(comp_T);
   free(comp_src);
   free(comp_act);
-  return status;
+  return rc;
 }
 
 /* ---- the dense lowered graph ----
@@ -527,7 +527,7 @@ int ae_graph_kernels(const ae_graph *g, const double *K0, int N,
       if (g->nodes[t].inputs[m] < 0 || g->nodes[t].inputs[m] >= t)
         return AE_EINVAL;
   }
-  int status = AE_ENOMEM;
+  int rc = AE_ENOMEM;
   graph_node_state *st = calloc((size_t)n, sizeof(*st));
   component_table ct = {0};
   ct.cap = 1 + n_linear;
@@ -560,12 +560,12 @@ int ae_graph_kernels(const ae_graph *g, const double *K0, int N,
   st[0].live = 1;
 
   for (int t = 1; t <= g->output; t++) {
-    status = graph_node_step(g, t, N, trained_stem, st, &ct, &w);
-    if (status == AE_EUNSUPPORTED && st[t].last_use == t) {
-      status = 0; /* a dead branch does not matter */
+    rc = graph_node_step(g, t, N, trained_stem, st, &ct, &w);
+    if (rc == AE_EUNSUPPORTED && st[t].last_use == t) {
+      rc = 0; /* a dead branch does not matter */
       node_state_release(st, t, &ct);
     }
-    if (status) goto done;
+    if (rc) goto done;
     for (int m = 0; m < g->nodes[t].n_inputs; m++) {
       int in = g->nodes[t].inputs[m];
       if (st[in].last_use == t && in != 0) node_state_release(st, in, &ct);
@@ -573,8 +573,8 @@ int ae_graph_kernels(const ae_graph *g, const double *K0, int N,
   }
   /* The output's own tangent kernel is the NTK; report T = NTK - K so that
    * NTK = K + T here as for ae_dag_kernels. */
-  status = node_kernels(st, g->output, &ct, N, K_out, T_out, w.C, w.D);
-  if (status == 0)
+  rc = node_kernels(st, g->output, &ct, N, K_out, T_out, w.C, w.D);
+  if (rc == 0)
     for (size_t e = 0; e < nn; e++)
       T_out[e] -= K_out[e];
 
@@ -604,5 +604,5 @@ done:
   free(w.T);
   free(w.C);
   free(w.D);
-  return status;
+  return rc;
 }

@@ -64,11 +64,11 @@ int ae_kernel_quadratic(const double *G, int n, const double *Y, int C,
     info = cholesky(G, n, used, L);
     if (eps == 1e-4) break;
   }
-  int status = 0;
+  int rc = 0;
   if (info > 0) {
-    status = AE_EINVAL; /* still indefinite */
+    rc = AE_EINVAL; /* still indefinite */
   } else if (info < 0) {
-    status = AE_EINTERNAL;
+    rc = AE_EINTERNAL;
   } else {
     memcpy(Z, Y, sizeof(double) * (size_t)n * (size_t)C);
     /* Z = L^-1 Y; q = ||Z||_F^2 = tr(Y^T G^-1 Y). */
@@ -82,5 +82,5 @@ int ae_kernel_quadratic(const double *G, int n, const double *Y, int C,
   }
   free(L);
   free(Z);
-  return status;
+  return rc;
 }

@@ -137,7 +137,7 @@ int ae_dag_paths(const ae_dag *d, size_t max_list, ae_paths *out) {
     if (d->edges[e].src < 0 || d->edges[e].src >= d->edges[e].dst ||
         d->edges[e].dst >= n)
       return AE_EINVAL;
-  int status = AE_ENOMEM;
+  int rc = AE_ENOMEM;
   int *kind = dag_adjacency(d);
   path_stats *stats = calloc((size_t)n, sizeof(*stats));
   const path_stats **pred = calloc((size_t)n, sizeof(*pred));
@@ -177,7 +177,7 @@ int ae_dag_paths(const ae_dag *d, size_t max_list, ae_paths *out) {
       if (!out->depths) goto done;
     }
   }
-  status = 0;
+  rc = 0;
 
 done:
   free(list.v);
@@ -186,7 +186,7 @@ done:
   free(pred);
   free(adds);
   free(reaches_out);
-  return status;
+  return rc;
 }
 
 /* ---- lowered graph ---- */
@@ -221,7 +221,7 @@ int ae_graph_paths(const ae_graph *g, size_t max_list, ae_paths *out) {
       if (g->nodes[t].inputs[m] < 0 || g->nodes[t].inputs[m] >= t)
         return AE_EINVAL;
   }
-  int status = AE_ENOMEM;
+  int rc = AE_ENOMEM;
   path_stats *stats = calloc((size_t)n, sizeof(*stats));
   const path_stats **pred = calloc((size_t)max_inputs, sizeof(*pred));
   int *adds = calloc((size_t)max_inputs, sizeof(int));
@@ -255,14 +255,14 @@ int ae_graph_paths(const ae_graph *g, size_t max_list, ae_paths *out) {
       if (!out->depths) goto done;
     }
   }
-  status = 0;
+  rc = 0;
 
 done:
   free(list.v);
   free(stats);
   free(pred);
   free(adds);
-  return status;
+  return rc;
 }
 
 void ae_paths_free(ae_paths *p) {

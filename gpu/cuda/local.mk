@@ -6,7 +6,7 @@
 if HAVE_CUDA
 gpu_libaeengine_a_SOURCES += gpu/cuda/device.cu gpu/cuda/context.cu \
 	gpu/cuda/net.cu gpu/cuda/ntk.cu gpu/cuda/jet.cu gpu/cuda/cuda_glue.c \
-	gpu/cuda/cuda_core.h gpu/cuda/cuda_net.h gpu/cuda/cuda_internal.h \
+	gpu/cuda/cuda_executor.c gpu/cuda/cuda_core.h gpu/cuda/cuda_net.h gpu/cuda/cuda_internal.h \
 	gpu/cuda/cuda_kernels.cuh
 NVCCFLAGS = -O3 -arch=$(CUDA_ARCH) -std=c++17 -I$(top_srcdir) \
 	-I$(top_builddir) \
@@ -40,7 +40,8 @@ tests_bench_bench_cuda_CFLAGS = $(AM_CFLAGS) -O2
 tests_bench_bench_cuda_LDADD = $(ENGINE_LIBS)
 endif
 EXTRA_DIST += gpu/cuda/device.cu gpu/cuda/context.cu gpu/cuda/net.cu \
-	gpu/cuda/ntk.cu gpu/cuda/jet.cu gpu/cuda/cuda_glue.c gpu/cuda/cuda_core.h \
+	gpu/cuda/ntk.cu gpu/cuda/jet.cu gpu/cuda/cuda_glue.c \
+	gpu/cuda/cuda_executor.c gpu/cuda/cuda_core.h \
 	gpu/cuda/cuda_net.h gpu/cuda/cuda_internal.h gpu/cuda/cuda_kernels.cuh \
 	tests/unit/test_cuda_parity.c tests/unit/test_cuda_errors.c \
 	tests/bench/bench_cuda.c gpu/cuda/gpu-run.sh gpu/cuda/valgrind.supp

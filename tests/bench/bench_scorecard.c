@@ -1,9 +1,8 @@
 /* bench_scorecard.c: seconds per scorecard group and in total, and the
  * peak resident memory, for full NB201 networks (C=16, N=5, batch 64) on
  * the CIFAR-10 sample with the default settings, on the host engine.
- * Cells: all nor_conv_3x3 and the ResNet cell.  Usage:
- *   bench_scorecard [BLAS_THREADS]
- * Single-threaded apart from OpenBLAS. */
+ * Cells: all nor_conv_3x3 and the ResNet cell.  Usage: bench_scorecard.
+ * Single-threaded: the engine computes with one BLAS thread (engine.h). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -46,8 +45,6 @@ static double cpu_seconds(void) {
 int main(int argc, char **argv) {
   /* OpenBLAS picks its kernels at load: name this CPU's core first. */
   ae_blas_tune_and_reexec(argc, argv);
-  int blas_threads = argc > 1 ? atoi(argv[1]) : 1;
-  if (blas_threads < 1) blas_threads = 1;
   const char *shared = getenv("AE_SHARED_DATA");
   char spec[4200];
   snprintf(spec, sizeof spec, "cifar10=%s/cifar10",
@@ -61,9 +58,11 @@ int main(int argc, char **argv) {
     ae_error_clear(&derr);
     return 1;
   }
-  ae_engine_config cfg = {AE_BACKEND_HOST, 0, 0, blas_threads};
+  ae_engine_config cfg = {AE_BACKEND_HOST, 0, 0};
   ae_engine *e = NULL;
-  if (ae_engine_open(&cfg, &e, &p)) {
+  ae_error err = AE_ERROR_INIT;
+  if (ae_engine_open(&cfg, &e, &err)) {
+    ae_problem_from_error(&err, &p);
     print_problem(&p);
     return 1;
   }
@@ -71,8 +70,7 @@ int main(int argc, char **argv) {
   ae_limits lim;
   ae_limits_default(&lim);
   printf("nb201 C=16 N=5, batch 64, CIFAR-10 sample, default settings "
-         "(LR 3000x3, curvature 128x3, NTK x1), %d BLAS thread(s)\n",
-         blas_threads);
+         "(LR 3000x3, curvature 128x3, NTK x1), one BLAS thread\n");
   printf("%-12s %9s %9s %9s %9s %9s %9s %10s %9s\n", "cell", "topology",
          "express.", "converg.", "general.", "total_s", "cpu_s", "ntk_cond",
          "lin_reg");
@@ -96,7 +94,8 @@ int main(int argc, char **argv) {
     }
     json_decref(body);
     double cpu0 = cpu_seconds();
-    if (ae_engine_score(e, &req, &reg, NULL, &sc, &p)) {
+    if (ae_engine_score(e, &req, &reg, NULL, &sc, &err)) {
+      ae_problem_from_error(&err, &p);
       print_problem(&p);
       ae_request_free(&req);
       status = 1;
@@ -118,5 +117,6 @@ int main(int argc, char **argv) {
   ae_engine_close(e);
   ae_dataset_registry_free(&reg);
   ae_problem_clear(&p);
+  ae_error_clear(&err);
   return status;
 }

@@ -409,9 +409,11 @@ static json_t *engine_result(ae_engine *e, const ae_dataset_registry *reg,
   json_decref(body);
   ck_assert_msg(rc == 0, "request rejected: %s", p.detail ? p.detail : "");
   ae_scorecard sc;
-  rc = ae_engine_score(e, &req, reg, NULL, &sc, &p);
+  ae_error err = AE_ERROR_INIT;
+  rc = ae_engine_score(e, &req, reg, NULL, &sc, &err);
   ck_assert_msg(rc == 0, "%s failed: %s", ae_engine_name(e),
-                p.detail ? p.detail : ae_strerror(rc));
+                err.reason ? err.reason : ae_strerror(rc));
+  ae_error_clear(&err);
   json_t *j = ae_scorecard_to_json(&sc);
   ck_assert_ptr_nonnull(j);
   ae_scorecard_free(&sc);
@@ -562,12 +564,14 @@ START_TEST(test_engine_scorecards) {
   ae_dataset_registry reg;
   ae_problem p = AE_PROBLEM_INIT;
   ck_assert_int_eq(ae_dataset_registry_init(&reg, 0, NULL), 0);
-  ae_engine_config host_cfg = {AE_BACKEND_HOST, 0, 0, 1};
-  ae_engine_config cuda_cfg = {AE_BACKEND_CUDA, 0, 1, 1};
+  ae_engine_config host_cfg = {AE_BACKEND_HOST, 0, 0};
+  ae_engine_config cuda_cfg = {AE_BACKEND_CUDA, 0, 1};
   ae_engine *host = NULL, *dev = NULL;
-  ck_assert_int_eq(ae_engine_open(&host_cfg, &host, &p), 0);
-  ck_assert_msg(ae_engine_open(&cuda_cfg, &dev, &p) == 0, "cuda engine: %s",
-                p.detail ? p.detail : "");
+  ae_error err = AE_ERROR_INIT;
+  ck_assert_int_eq(ae_engine_open(&host_cfg, &host, &err), 0);
+  ck_assert_msg(ae_engine_open(&cuda_cfg, &dev, &err) == 0, "cuda engine: %s",
+                err.reason ? err.reason : "");
+  ae_error_clear(&err);
   for (size_t i = 0; i < sizeof(engine_requests) / sizeof(engine_requests[0]);
        i++) {
     json_t *h = engine_result(host, &reg, engine_requests[i]);

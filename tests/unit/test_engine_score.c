@@ -14,6 +14,7 @@
 #include "api/status.h"
 #include "gpu/dataset.h"
 #include "gpu/engine.h"
+#include "gpu/groups/group.h"
 
 static ae_dataset_registry reg;
 
@@ -23,12 +24,12 @@ static const char *shared_data(void) {
 }
 
 static ae_engine *open_host(void) {
-  ae_engine_config cfg = {AE_BACKEND_HOST, 0, 0, 1};
+  ae_engine_config cfg = {AE_BACKEND_HOST, 0, 0};
   ae_engine *e = NULL;
-  ae_problem p = AE_PROBLEM_INIT;
-  ck_assert_int_eq(ae_engine_open(&cfg, &e, &p), 0);
+  ae_error err = AE_ERROR_INIT;
+  ck_assert_int_eq(ae_engine_open(&cfg, &e, &err), 0);
   ck_assert_ptr_nonnull(e);
-  ae_problem_clear(&p);
+  ae_error_clear(&err);
   return e;
 }
 
@@ -58,14 +59,16 @@ static json_t *score_text(ae_engine *e, const char *text,
   ae_request req;
   parse(text, &req);
   ae_scorecard sc;
-  ae_problem p = AE_PROBLEM_INIT;
-  int rc = ae_engine_score(e, &req, &reg, ctl, &sc, &p);
+  ae_error err = AE_ERROR_INIT;
+  int rc = ae_engine_score(e, &req, &reg, ctl, &sc, &err);
   json_t *j = rc ? NULL : ae_scorecard_to_json(&sc);
   if (rc_out) *rc_out = rc;
-  if (rc && !rc_out) fprintf(stderr, "score failed: %s\n", p.detail);
+  if (rc && !rc_out) fprintf(stderr, "score failed: %s\n", err.reason);
+  /* A failure always says why. */
+  if (rc) ck_assert_ptr_nonnull(err.reason);
   ae_scorecard_free(&sc);
   ae_request_free(&req);
-  ae_problem_clear(&p);
+  ae_error_clear(&err);
   return j;
 }
 
@@ -164,8 +167,8 @@ START_TEST(test_group_selection) {
         "\"metrics\":[\"topology\"]}",
         &req);
   ae_scorecard sc;
-  ae_problem p = AE_PROBLEM_INIT;
-  ck_assert_int_eq(ae_engine_score(e, &req, &reg, NULL, &sc, &p), 0);
+  ae_error err = AE_ERROR_INIT;
+  ck_assert_int_eq(ae_engine_score(e, &req, &reg, NULL, &sc, &err), 0);
   ck_assert_uint_eq(sc.groups, AE_GROUP_TOPOLOGY);
   ck_assert(isnan(sc.convergence.ntk_lambda_min));
   ck_assert(isnan(sc.expressivity.curvature));
@@ -187,7 +190,7 @@ START_TEST(test_group_selection) {
   json_decref(j);
   ae_scorecard_free(&sc);
   ae_request_free(&req);
-  ae_problem_clear(&p);
+  ae_error_clear(&err);
   ae_engine_close(e);
 }
 END_TEST
@@ -326,19 +329,19 @@ START_TEST(test_nb201_on_cifar10) {
 END_TEST
 
 START_TEST(test_cuda_backend_and_names) {
-  ae_engine_config cfg = {AE_BACKEND_CUDA, 0, 0, 1};
+  ae_engine_config cfg = {AE_BACKEND_CUDA, 0, 0};
   ae_engine *e = NULL;
-  ae_problem p = AE_PROBLEM_INIT;
+  ae_error err = AE_ERROR_INIT;
   if (ae_cuda_device_count() == 0) {
     /* No device (or no CUDA in this build): refused, saying why. */
-    ck_assert_int_eq(ae_engine_open(&cfg, &e, &p), AE_EUNSUPPORTED);
+    ck_assert_int_eq(ae_engine_open(&cfg, &e, &err), AE_EUNSUPPORTED);
     ck_assert_ptr_null(e);
-    ck_assert_int_eq(p.status, 503);
-    ck_assert(strstr(p.detail, "CUDA") || strstr(p.detail, "cuda"));
-    ae_problem_clear(&p);
+    ck_assert_int_eq(err.code, AE_EUNSUPPORTED);
+    ck_assert(strstr(err.reason, "CUDA") || strstr(err.reason, "cuda"));
+    ae_error_clear(&err);
   } else {
     /* A device: the same request on both backends agrees to 1e-3. */
-    ck_assert_int_eq(ae_engine_open(&cfg, &e, &p), 0);
+    ck_assert_int_eq(ae_engine_open(&cfg, &e, &err), 0);
     ck_assert_str_eq(ae_engine_name(e), "cuda:0");
     ae_engine *h = open_host();
     json_t *a = score_text(h, MLP_REQ(7), NULL, NULL);
@@ -362,13 +365,56 @@ START_TEST(test_cuda_backend_and_names) {
     ae_engine_close(h);
     ae_engine_close(e);
   }
-  ae_engine_config host = {AE_BACKEND_HOST, 0, 3, 1};
-  ck_assert_int_eq(ae_engine_open(&host, &e, &p), 0);
+  ae_engine_config host = {AE_BACKEND_HOST, 0, 3};
+  ck_assert_int_eq(ae_engine_open(&host, &e, &err), 0);
   ck_assert_str_eq(ae_engine_name(e), "host:3");
   ck_assert_uint_eq(ae_engine_memory_used(e), 0);
-  ck_assert_int_eq(ae_engine_warmup(e, &reg), 0);
+  ck_assert_int_eq(ae_engine_warmup(e, &reg, &err), 0);
+  ck_assert_int_eq(err.code, AE_OK);
   ck_assert_uint_eq(ae_engine_memory_used(e), 0);
   ae_engine_close(e);
+}
+END_TEST
+
+/* The group table: each group's declared metric names are exactly the
+ * keys its part of the scorecard has, and a job's requested set answers
+ * per group and per metric. */
+START_TEST(test_group_table) {
+  ck_assert_uint_eq(ae_n_metric_groups, 4);
+  ae_engine *e = open_host();
+  json_t *a = score_text(e, MLP_REQ(7), NULL, NULL);
+  ck_assert_ptr_nonnull(a);
+  json_t *timings =
+      json_object_get(json_object_get(a, "provenance"), "timings_s");
+  unsigned bits = 0;
+  for (size_t g = 0; g < ae_n_metric_groups; g++) {
+    const ae_metric_group *grp = ae_metric_groups[g];
+    ck_assert_uint_eq(bits & grp->bit, 0);
+    bits |= grp->bit;
+    json_t *part = json_object_get(a, grp->name);
+    ck_assert_msg(part != NULL, "no %s in the scorecard", grp->name);
+    size_t n = 0;
+    for (; grp->metrics[n]; n++)
+      ck_assert_msg(json_object_get(part, grp->metrics[n]) != NULL,
+                    "%s.%s declared, not rendered", grp->name, grp->metrics[n]);
+    ck_assert_uint_eq(json_object_size(part), n);
+    /* Its wall time lands in its own slot. */
+    ck_assert(json_number_value(json_object_get(timings, grp->name)) >= 0);
+  }
+  ck_assert_uint_eq(bits, AE_GROUP_ALL);
+  json_decref(a);
+  ae_engine_close(e);
+
+  ae_job_state job;
+  memset(&job, 0, sizeof job);
+  job.requested[0].group = &ae_group_topology;
+  job.requested[0].metrics = 1u << 2; /* "paths" only */
+  job.n_requested = 1;
+  ck_assert_str_eq(ae_group_topology.metrics[2], "paths");
+  ck_assert_int_eq(ae_job_wants(&job, &ae_group_topology, "paths"), 1);
+  ck_assert_int_eq(ae_job_wants(&job, &ae_group_topology, "flops"), 0);
+  ck_assert_int_eq(ae_job_wants(&job, &ae_group_topology, "nonsense"), 0);
+  ck_assert_int_eq(ae_job_wants(&job, &ae_group_expressivity, "curvature"), 0);
 }
 END_TEST
 
@@ -417,6 +463,7 @@ static Suite *engine_suite(void) {
   tcase_add_test(tc, test_nulls_have_warnings);
   tcase_add_test(tc, test_nb201_on_cifar10);
   tcase_add_test(tc, test_inline_data);
+  tcase_add_test(tc, test_group_table);
   tcase_add_test(tc, test_cuda_backend_and_names);
   suite_add_tcase(s, tc);
   return s;

@@ -1,0 +1,42 @@
+/* batch.h: a job's batch of inputs and its input kernel K(0).
+ *
+ * The batch is drawn from the request and seed alone: synthetic normals,
+ * samples of a registered dataset without replacement, or the request's
+ * inline samples.  K(0) is the cosine similarity of the flattened inputs,
+ * the start of every analytic kernel; O(N^2 d), so it is computed only
+ * when a metric needs it.  An ae_batch belongs to the job
+ * (the worker thread running it); the dataset is only read. */
+#ifndef AE_BATCH_H
+#define AE_BATCH_H
+
+#include "api/error.h"
+#include "api/request.h"
+#include "gpu/dataset.h"
+
+typedef struct {
+  int n;             /* batch size N */
+  int dim;           /* flattened input size d */
+  float *x;          /* n * dim: the batch as drawn */
+  float *x_net;      /* n * dim: as fed to the net (scaled when asked) */
+  const int *labels; /* n class labels (borrowed or labels_owned), or NULL */
+  int *labels_owned;
+  int num_classes;
+  double *k0; /* n * n cosine similarities, NULL until computed */
+} ae_batch;
+
+/* Draws req's batch (ds: the dataset it names, NULL for synthetic or
+ * inline data) and its net-ready copy.  0, AE_ENOMEM, or AE_EINVAL with
+ * err saying why.  Free with ae_batch_free even on failure. */
+int ae_batch_draw(const ae_request *req, const ae_dataset *ds, ae_batch *out,
+                  ae_error *err);
+
+/* Computes b->k0 from the batch as drawn, once.  0 or AE_ENOMEM. */
+int ae_batch_input_kernel(ae_batch *b);
+
+void ae_batch_free(ae_batch *b);
+
+/* Scales each of n samples of dim floats to norm sqrt(dim) in place; an
+ * all-zero sample stays zero. */
+void ae_scale_to_sqrt_dim(float *x, int n, int dim);
+
+#endif

@@ -1,0 +1,134 @@
+/* group.h: a job's shared state and the table of metric groups.
+ *
+ * The engine (gpu/engine.c) runs one job as a pipeline: it draws the batch
+ * (gpu/batch.h), then runs each requested metric group of the table below
+ * in order.  A group is one file of gpu/groups/ with one entry point,
+ * `run`, that reads the job's shared state and fills its part of the
+ * scorecard.  What several groups need (the lowered network on the
+ * executor, the empirical NTK, the analytic kernels, the path statistics)
+ * is computed once per job, lazily, by whichever group asks first
+ * (gpu/groups/job.c), and freed with the job.
+ *
+ * To add a group: write gpu/groups/NAME.c with an ae_metric_group, list it
+ * in ae_metric_groups (gpu/groups/table.c) and give it a scorecard part;
+ * engine.c does not change.  Each group names the metrics it produces; a
+ * job carries the set of metrics asked for (today: every metric of the
+ * request's groups), which a group may consult with ae_job_wants.
+ *
+ * Everything here is owned by the worker thread running the job. */
+#ifndef AE_GROUP_H
+#define AE_GROUP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "api/error.h"
+#include "api/request.h"
+#include "api/scorecard.h"
+#include "gpu/analytic/analytic.h"
+#include "gpu/batch.h"
+#include "gpu/dataset.h"
+#include "gpu/executor.h"
+#include "gpu/job_control.h"
+
+/* Most metric groups and metrics per group the table may hold. */
+#define AE_MAX_GROUPS 16
+#define AE_MAX_GROUP_METRICS 64
+/* Longest list of path depths kept (topology.path_depths). */
+#define AE_MAX_PATH_LIST 100000
+
+typedef struct {
+  /* What the job is (borrowed, read-only). */
+  const ae_request *req;
+  const ae_dataset *ds; /* the named dataset; NULL for synthetic, inline */
+  const ae_job_control *ctl;
+  const ae_executor *exec;
+  ae_exec_device *device;
+
+  /* The result being filled. */
+  ae_scorecard *sc;
+
+  /* The groups asked for and, for each, bit k set when its metric k is
+   * asked for (filled by the engine before any group runs). */
+  struct {
+    const struct ae_metric_group *group;
+    uint64_t metrics;
+  } requested[AE_MAX_GROUPS];
+  size_t n_requested;
+
+  /* The batch, drawn before any group runs; its K(0) on first use. */
+  ae_batch batch;
+
+  /* Shared intermediates, computed on first use (job.c). */
+  ae_paths paths;
+  int have_paths;
+  ae_exec_net *net;  /* the full network, for batches of N (or more) */
+  double *theta;     /* N x N empirical NTK of weights stream 0 */
+  int kernels_state; /* 0 not yet, 1 computed, AE_EUNSUPPORTED none */
+  double *nngp;      /* N x N analytic NNGP kernel */
+  double *ntk_an;    /* N x N analytic NTK (without the NNGP term) */
+} ae_job_state;
+
+typedef struct ae_metric_group {
+  const char *name; /* "topology": also the scorecard key */
+  unsigned bit;     /* its AE_GROUP_* bit in a request's "metrics" */
+  /* The metric names it produces, NULL-terminated ("paths", ...). */
+  const char *const *metrics;
+  /* Where its wall time goes: offsetof(ae_scorecard, provenance.t_...). */
+  size_t timing_offset;
+  /* Fills the group's part of job->sc.  0, or a code with err saying why
+   * where there is something to say (the engine supplies a generic
+   * reason otherwise).  A metric it cannot compute is left NaN with a
+   * scorecard warning, never an error. */
+  int (*run)(ae_job_state *job, ae_error *err);
+} ae_metric_group;
+
+/* The groups, in the order they run. */
+extern const ae_metric_group *const ae_metric_groups[];
+extern const size_t ae_n_metric_groups;
+
+/* The groups (gpu/groups/<name>.c). */
+extern const ae_metric_group ae_group_topology;
+extern const ae_metric_group ae_group_expressivity;
+extern const ae_metric_group ae_group_convergence;
+extern const ae_metric_group ae_group_generalization;
+
+/* Fills job->requested from job->req, in table order: today every metric
+ * of the request's groups (its "metrics" list, all groups by default).
+ * Per-metric selection and profiles change this function only. */
+void ae_job_select_metrics(ae_job_state *job);
+
+/* 1 when the job asks for metric `name` of group grp, else 0. */
+int ae_job_wants(const ae_job_state *job, const ae_metric_group *grp,
+                 const char *name);
+
+/* ---- shared intermediates (gpu/groups/job.c) ----
+ * Each computes its value on the first call and returns the cached one
+ * after; 0 or an error code (err filled where there is a reason). */
+
+/* K(0) of the batch (job->batch.k0). */
+int ae_job_input_kernel(ae_job_state *job, ae_error *err);
+
+/* Path statistics of the cell DAG (nb201, mlp_dag) or of the graph. */
+int ae_job_paths(ae_job_state *job, ae_error *err);
+
+/* The full network on the job's executor (job->net), planned for batches
+ * of N (and of the curvature points when the executor's jets need it). */
+int ae_job_net(ae_job_state *job, ae_error *err);
+
+/* Empirical NTK of weights stream `stream` into theta (N x N). */
+int ae_job_empirical_ntk(ae_job_state *job, uint32_t stream, double *theta,
+                         ae_error *err);
+
+/* The repeat-0 empirical NTK, kept in job->theta. */
+int ae_job_theta(ae_job_state *job, ae_error *err);
+
+/* The analytic NNGP and NTK kernels of the batch (job->nngp, job->ntk_an).
+ * AE_EUNSUPPORTED (remembered) when the architecture has none: a graph
+ * with ops outside the dense set. */
+int ae_job_analytic_kernels(ae_job_state *job, ae_error *err);
+
+/* Frees every intermediate and the batch. */
+void ae_job_state_free(ae_job_state *job);
+
+#endif

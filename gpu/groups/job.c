@@ -1,0 +1,121 @@
+/* job.c: a job's shared intermediates, each computed once, on first use,
+ * by whichever metric group needs it (see group.h), and the set of
+ * requested metrics.
+ *
+ * Everything belongs to the worker thread running the job and is freed by
+ * ae_job_state_free before ae_engine_score returns. */
+#include "gpu/groups/group.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "api/status.h"
+
+int ae_job_wants(const ae_job_state *job, const ae_metric_group *grp,
+                 const char *name) {
+  for (size_t g = 0; g < job->n_requested; g++) {
+    if (job->requested[g].group != grp) continue;
+    const char *const *m = grp->metrics;
+    for (size_t k = 0; m[k] && k < AE_MAX_GROUP_METRICS; k++)
+      if (!strcmp(m[k], name))
+        return (int)((job->requested[g].metrics >> k) & 1u);
+  }
+  return 0;
+}
+
+int ae_job_input_kernel(ae_job_state *job, ae_error *err) {
+  (void)err;
+  return ae_batch_input_kernel(&job->batch);
+}
+
+int ae_job_paths(ae_job_state *job, ae_error *err) {
+  (void)err;
+  if (job->have_paths) return AE_OK;
+  const ae_request *r = job->req;
+  int rc = r->arch.type == AE_ARCH_GRAPH
+               ? ae_graph_paths(&r->net, AE_MAX_PATH_LIST, &job->paths)
+               : ae_dag_paths(&r->arch.dag, AE_MAX_PATH_LIST, &job->paths);
+  if (rc) return rc;
+  job->have_paths = 1;
+  return AE_OK;
+}
+
+int ae_job_net(ae_job_state *job, ae_error *err) {
+  (void)err;
+  if (job->net) return AE_OK;
+  int batch = job->batch.n;
+  /* An executor that plans its jet buffers at creation needs room for
+   * the curvature's points too. */
+  if (job->exec->jets_within_max_batch &&
+      (job->req->metrics & AE_GROUP_EXPRESSIVITY) &&
+      job->req->settings.curv_points > batch)
+    batch = job->req->settings.curv_points;
+  return job->exec->net_create(job->device, &job->req->net, batch, &job->net);
+}
+
+int ae_job_empirical_ntk(ae_job_state *job, uint32_t stream, double *theta,
+                         ae_error *err) {
+  int rc = ae_job_net(job, err);
+  if (rc) return rc;
+  rc = job->exec->init_weights(job->net, job->req->seed, stream);
+  if (rc) return rc;
+  return job->exec->ntk(job->net, job->batch.x_net, job->batch.n,
+                        job->req->settings.ntk_parameterization, theta,
+                        job->ctl);
+}
+
+int ae_job_theta(ae_job_state *job, ae_error *err) {
+  if (job->theta) return AE_OK;
+  size_t nn = (size_t)job->batch.n * job->batch.n;
+  job->theta = malloc(nn * sizeof *job->theta);
+  if (!job->theta) return AE_ENOMEM;
+  int rc = ae_job_empirical_ntk(job, 0, job->theta, err);
+  if (rc) {
+    free(job->theta);
+    job->theta = NULL;
+  }
+  return rc;
+}
+
+int ae_job_analytic_kernels(ae_job_state *job, ae_error *err) {
+  (void)err;
+  if (job->kernels_state == 1) return AE_OK;
+  if (job->kernels_state) return job->kernels_state;
+  const ae_request *r = job->req;
+  int n = job->batch.n;
+  size_t nn = (size_t)n * n;
+  int rc = ae_job_input_kernel(job, err);
+  if (rc) return rc;
+  double *k = malloc(nn * sizeof *k), *t = malloc(nn * sizeof *t);
+  if (!k || !t) {
+    free(k);
+    free(t);
+    return AE_ENOMEM;
+  }
+  rc = r->arch.type == AE_ARCH_GRAPH
+           ? ae_graph_kernels(&r->net, job->batch.k0, n, 1, k, t)
+           : ae_dag_kernels(&r->arch.dag, job->batch.k0, n, 1, k, t);
+  if (rc) {
+    free(k);
+    free(t);
+    if (rc == AE_EUNSUPPORTED) job->kernels_state = rc;
+    return rc;
+  }
+  job->nngp = k;
+  job->ntk_an = t;
+  job->kernels_state = 1;
+  return AE_OK;
+}
+
+void ae_job_state_free(ae_job_state *job) {
+  ae_batch_free(&job->batch);
+  if (job->have_paths) ae_paths_free(&job->paths);
+  job->have_paths = 0;
+  if (job->net) job->exec->net_destroy(job->net);
+  job->net = NULL;
+  free(job->theta);
+  free(job->nngp);
+  free(job->ntk_an);
+  job->theta = job->nngp = job->ntk_an = NULL;
+  job->kernels_state = 0;
+}
