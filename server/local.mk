@@ -33,30 +33,22 @@ server_test_queue_SOURCES = server/test_queue.c server/queue.c server/queue.h
 server_test_queue_CFLAGS = $(TEST_CFLAGS)
 server_test_queue_LDADD = $(CHECK_LIBS)
 
-# No circle of includes or calls between the files of server/ (or gpu/),
-# no include against the layers.  MERGE: the engine branch removes gpu/'s
-# circles; then drop AE_LAYERS_WARN_DIRS so that they fail too.
+# No circle of includes or calls between the files of server/ or of gpu/,
+# no include against the layers.
 TESTS += tests/check_layers.sh
 EXTRA_DIST += tests/check_layers.sh
-AM_TESTS_ENVIRONMENT += AE_LAYERS_WARN_DIRS='gpu'; export AE_LAYERS_WARN_DIRS;
 
 # The options table against README.md's flag list and today's bounds.
 TESTS += tests/integration/test_flags.py
 EXTRA_DIST += tests/integration/test_flags.py
 
-# server/ stays formatted by .clang-format (issue 9 item 8, the daemon's
-# part; the store's two files are the store work's).  MERGE: widen
-# AE_FORMAT_DIRS as the other folders are formatted.
+# The whole tree's C and CUDA sources stay formatted by .clang-format.
 TESTS += tests/check_format.sh
 EXTRA_DIST += tests/check_format.sh
-AM_TESTS_ENVIRONMENT += AE_FORMAT_DIRS='server'; export AE_FORMAT_DIRS; \
-	AE_FORMAT_SKIP='server/store_sqlite.c server/store.h'; \
-	export AE_FORMAT_SKIP;
 
 
 # Reliability (issue 14): signals, limits, log escaping, the small HTTP
-# fixes, drain states, store faults.  MERGE: the harness helper ports these
-# onto tests/integration/harness.py.
+# fixes, drain states, store faults.
 TESTS += tests/integration/test_reliability_signals.py \
 	tests/integration/test_reliability_http.py \
 	tests/integration/test_reliability_drain.py \

@@ -1,7 +1,7 @@
 #!/bin/sh
 # check_format.sh: the C sources stay formatted by the tree's .clang-format.
 #
-# Checks every .c and .h file under the folders of AE_FORMAT_DIRS (default:
+# Checks every .c, .h, .cu and .cuh file under the folders of AE_FORMAT_DIRS (default:
 # the whole tree's api gpu server clients tests), less the paths matched by
 # the shell patterns of AE_FORMAT_SKIP, with `clang-format --dry-run
 # -Werror`, and prints each file that would change.  Exits 77 (skipped)
@@ -17,7 +17,7 @@ if ! command -v "$format" >/dev/null 2>&1; then
 fi
 cd "$srcdir" || exit 99
 passed=0 failed=0
-for f in $(find $dirs -type f \( -name '*.c' -o -name '*.h' \) |
+for f in $(find $dirs -type f \( -name '*.c' -o -name '*.h' -o -name '*.cu' -o -name '*.cuh' \) |
   LC_ALL=C sort); do
   skipped=0
   for pattern in $skip; do
