@@ -3,7 +3,8 @@
 # no include against the layers (api/ <- gpu/ <- server/).
 #
 # A unit is a file without its extension: foo.c and foo.h are one unit
-# (likewise .cu and .cuh).  Two graphs of units are checked:
+# (likewise .cu and .cuh); a typed instance of foo.c (a file that includes
+# it) and foo_internal.h belong to unit foo.  Two graphs of units are checked:
 #   1. includes: the `#include "..."` lines of every .c/.h/.cu/.cuh file
 #      under api/, gpu/ and server/;
 #   2. calls (when the objects were built): which unit's object uses a
@@ -54,6 +55,26 @@ while read -r file; do
     echo "${file%.*} ${target%.*} $file $target"
   done
 done <"$work/files" >"$work/includes"
+
+# Two kinds of file are part of another unit, not units of their own: a
+# source that #includes a .c file is a typed instance of it (net64.c is
+# net.c compiled for float64), and FOO_internal.h is the private header of
+# unit FOO.  Both are folded into that unit.
+awk '
+  NR == FNR { if ($3 ~ /\.c$/ && $4 ~ /\.c$/) alias[$1] = $2; next }
+  {
+    for (i = 1; i <= 2; i++) {
+      u = $i
+      if (u in alias) u = alias[u]
+      if (u ~ /_internal$/) {
+        base = u; sub(/_internal$/, "", base)
+        if (system("[ -f " base ".c ] || [ -f " base ".h ]") == 0) u = base
+      }
+      $i = u
+    }
+    print
+  }' "$work/includes" "$work/includes" >"$work/includes.units"
+mv "$work/includes.units" "$work/includes"
 
 # ---- layers ----
 awk '

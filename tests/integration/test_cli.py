@@ -203,7 +203,8 @@ def test_issue17(d, tmp):
     # Jobs of about a second each, so that they finish while wait runs.
     medium = {"architecture": {"type": "nb201", "cell": h.SLOW[
         "architecture"]["cell"], "channels": 8, "cells_per_stage": 1},
-        "data": {"batch_size": 16}, "metrics": ["convergence"]}
+        "data": {"batch_size": 32}, "metrics": ["convergence"],
+        "settings": {"ntk": {"repeats": 8}}}
     batch = [dict(medium, seed=70 + i, client_ref="cli-ref-%d" % (i % 2))
              for i in range(6)]
     code, ids, err = submit_ids(h.write_json(tmp, "refs.json", batch), url)
