@@ -275,6 +275,60 @@ static void store_free(sqlite_store *s) {
   free(s);
 }
 
+/* Refuses a store file that cannot be a whole SQLite database: empty
+ * (truncated to 0 bytes), too short or without SQLite's magic, or shorter
+ * than the pages its header declares.  A missing file is fine (a new
+ * store); so is any file whose WAL holds data (SQLite recovers from it).
+ * 0, or AE_EIO with err saying what is wrong and what to do. */
+static int store_check_file(const char *path, char *err, size_t errlen) {
+  struct stat st, wal_st;
+  if (stat(path, &st) != 0) return 0; /* missing: a new store */
+  char wal[PATH_MAX + 8];
+  snprintf(wal, sizeof wal, "%s-wal", path);
+  int wal_has_data = stat(wal, &wal_st) == 0 && wal_st.st_size > 0;
+  if (st.st_size == 0) {
+    if (wal_has_data) return 0;
+    snprintf(err, errlen,
+             "%s: empty file (truncated?); move it away to start with an "
+             "empty store",
+             path);
+    return AE_EIO;
+  }
+  unsigned char head[100];
+  FILE *f = fopen(path, "rb");
+  if (!f) {
+    snprintf(err, errlen, "cannot read %s: %s", path, strerror(errno));
+    return AE_EIO;
+  }
+  size_t got = fread(head, 1, sizeof head, f);
+  fclose(f);
+  if (st.st_size < 512 || got < sizeof head ||
+      memcmp(head, "SQLite format 3", 16) != 0) {
+    snprintf(err, errlen, "%s: not an SQLite database (%lld bytes)", path,
+             (long long)st.st_size);
+    return AE_EIO;
+  }
+  if (wal_has_data) return 0;
+  long long page = ((long long)head[16] << 8) | head[17];
+  if (page == 1) page = 65536;
+  unsigned long long pages = ((unsigned long long)head[28] << 24) |
+                             ((unsigned long long)head[29] << 16) |
+                             ((unsigned long long)head[30] << 8) | head[31];
+  /* The page count is valid only when the change counter (offset 24)
+   * equals the version-valid-for number (offset 92). */
+  int count_valid = memcmp(head + 24, head + 92, 4) == 0 && pages > 0;
+  if (page < 512 || st.st_size % page != 0 ||
+      (count_valid &&
+       pages * (unsigned long long)page > (unsigned long long)st.st_size)) {
+    snprintf(err, errlen,
+             "%s: truncated: %lld bytes, the header says %llu pages of "
+             "%lld bytes",
+             path, (long long)st.st_size, count_valid ? pages : 0ULL, page);
+    return AE_EIO;
+  }
+  return 0;
+}
+
 int ae_store_sqlite_open(const char *dir, ae_store_sync sync, void **out,
                          char *err, size_t errlen) {
   char scratch[8];
@@ -302,6 +356,11 @@ int ae_store_sqlite_open(const char *dir, ae_store_sync sync, void **out,
     snprintf(err, errlen, "state dir: path too long");
     free(s);
     return AE_EIO;
+  }
+  status = store_check_file(path, err, errlen);
+  if (status) {
+    free(s);
+    return status;
   }
   int rc = sqlite3_open_v2(
       path, &s->db,

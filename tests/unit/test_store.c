@@ -646,6 +646,41 @@ START_TEST(test_sqlite_open_errors) {
                    AE_EIO);
   ck_assert_ptr_null(s);
   ck_assert(strlen(err) > 0);
+
+  /* A store file truncated to 0 bytes is an error, not an empty start. */
+  snprintf(dir, sizeof dir, "%s/empty", state_dir);
+  ck_assert_int_eq(mkdir(dir, 0700), 0);
+  snprintf(db_path, sizeof db_path, "%s/jobs.sqlite3", dir);
+  f = fopen(db_path, "w");
+  ck_assert_ptr_nonnull(f);
+  fclose(f);
+  err[0] = '\0';
+  ck_assert_int_eq(ae_store_open(dir, AE_STORE_SYNC_FULL, &s, err, sizeof err),
+                   AE_EIO);
+  ck_assert_ptr_null(s);
+  ck_assert_msg(strstr(err, "empty file") != NULL, "%s", err);
+
+  /* Nor is a store cut short of the pages its header declares. */
+  snprintf(dir, sizeof dir, "%s/truncated", state_dir);
+  ck_assert_int_eq(ae_store_open(dir, AE_STORE_SYNC_FULL, &s, err, sizeof err),
+                   0);
+  for (int i = 0; i < 40; i++) {
+    char id[32];
+    snprintf(id, sizeof id, "j_t%d", i);
+    ae_store_job job = full_job(id, i + 1);
+    ck_assert_int_eq(ae_store_insert(s, &job, 1), 0);
+  }
+  ae_store_close(s);
+  snprintf(db_path, sizeof db_path, "%s/jobs.sqlite3", dir);
+  struct stat st;
+  ck_assert_int_eq(stat(db_path, &st), 0);
+  ck_assert(st.st_size >= 3 * 4096);
+  ck_assert_int_eq(truncate(db_path, st.st_size - 4096), 0);
+  err[0] = '\0';
+  ck_assert_int_eq(ae_store_open(dir, AE_STORE_SYNC_FULL, &s, err, sizeof err),
+                   AE_EIO);
+  ck_assert_ptr_null(s);
+  ck_assert_msg(strstr(err, "truncated") != NULL, "%s", err);
   remove_tree(state_dir);
 }
 END_TEST
