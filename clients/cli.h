@@ -4,6 +4,8 @@
 #ifndef AE_CLI_H
 #define AE_CLI_H
 
+#include <stddef.h>
+
 /* Exit statuses scripts can rely on. */
 enum {
   AE_EXIT_OK = 0,
@@ -14,6 +16,11 @@ enum {
   AE_EXIT_TIMEOUT = 5,     /* wait --timeout elapsed */
   AE_EXIT_NOT_FOUND = 6    /* unknown job */
 };
+
+/* Reads a whole file, or standard input for "-", into a malloc'd,
+ * NUL-terminated buffer of *len bytes (cli_io.c).  AE_OK, AE_EIO (errno
+ * says why), AE_ENOMEM, or AE_EINVAL when it holds more than max bytes. */
+int ae_cli_read_file(const char *path, size_t max, char **out, size_t *len);
 
 int ae_cli_score(int argc, char **argv);
 /* Canonical keys and forms of architectures, offline (cli_canon.c). */

@@ -9,6 +9,7 @@
  * exits 3.  Single-threaded. */
 #include "config.h"
 
+#include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -35,43 +36,6 @@ static void print_problem(const ae_problem *p) {
   json_decref(j);
 }
 
-/* Reads the whole file, at most max bytes; NULL (message printed) on
- * failure. */
-static unsigned char *read_model(const char *path, size_t max, size_t *len) {
-  FILE *f = fopen(path, "rb");
-  if (!f) {
-    perror(path);
-    return NULL;
-  }
-  size_t cap = 1 << 16, n = 0;
-  unsigned char *buf = malloc(cap);
-  while (buf) {
-    if (n == cap) {
-      if (cap > max) break;
-      unsigned char *bigger = realloc(buf, cap * 2);
-      if (!bigger) {
-        free(buf);
-        buf = NULL;
-        break;
-      }
-      buf = bigger;
-      cap *= 2;
-    }
-    size_t got = fread(buf + n, 1, cap - n, f);
-    n += got;
-    if (got == 0) break;
-  }
-  int bad = !buf || ferror(f);
-  fclose(f);
-  if (bad) {
-    fprintf(stderr, "archeval onnx-lower: cannot read %s\n", path);
-    free(buf);
-    return NULL;
-  }
-  *len = n;
-  return buf;
-}
-
 int ae_cli_onnx_lower(int argc, char **argv) {
   static const struct option opts[] = {{"compact", no_argument, NULL, 'c'},
                                        {"help", no_argument, NULL, 'h'},
@@ -96,8 +60,16 @@ int ae_cli_onnx_lower(int argc, char **argv) {
   ae_onnx_limits olim;
   ae_onnx_limits_default(&olim);
   size_t len = 0;
-  unsigned char *bytes = read_model(argv[optind], olim.max_bytes, &len);
-  if (!bytes) return AE_EXIT_FAILURE;
+  char *text = NULL;
+  int read_rc = ae_cli_read_file(argv[optind], olim.max_bytes, &text, &len);
+  if (read_rc) {
+    fprintf(stderr, "archeval onnx-lower: cannot read %s: %s\n", argv[optind],
+            read_rc == AE_EIO      ? strerror(errno)
+            : read_rc == AE_EINVAL ? "larger than the model size limit"
+                                   : ae_strerror(read_rc));
+    return AE_EXIT_FAILURE;
+  }
+  unsigned char *bytes = (unsigned char *)text;
   ae_problem p = AE_PROBLEM_INIT;
   ae_onnx_model m;
   ae_arch arch;

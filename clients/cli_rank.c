@@ -60,45 +60,6 @@ static void rank_usage(FILE *f) {
           "value for any component.\n");
 }
 
-/* Reads all of a file or stdin into a malloc'd, NUL-terminated buffer. */
-static int read_all(const char *path, char **out, size_t *len) {
-  FILE *f = strcmp(path, "-") ? fopen(path, "rb") : stdin;
-  if (!f) return AE_EIO;
-  size_t cap = 1 << 16, n = 0;
-  char *buf = malloc(cap + 1);
-  int rc = buf ? AE_OK : AE_ENOMEM;
-  while (rc == AE_OK) {
-    if (n == cap) {
-      if (cap >= RANK_MAX_INPUT) {
-        rc = AE_EINVAL;
-        break;
-      }
-      char *grown = realloc(buf, cap * 2 + 1);
-      if (!grown) {
-        rc = AE_ENOMEM;
-        break;
-      }
-      buf = grown;
-      cap *= 2;
-    }
-    size_t got = fread(buf + n, 1, cap - n, f);
-    n += got;
-    if (got == 0) {
-      if (ferror(f)) rc = AE_EIO;
-      break;
-    }
-  }
-  if (f != stdin) fclose(f);
-  if (rc) {
-    free(buf);
-    return rc;
-  }
-  buf[n] = '\0';
-  *out = buf;
-  *len = n;
-  return AE_OK;
-}
-
 /* The population being read: scorecards (borrowed from roots), with an id
  * and an architecture label each. */
 typedef struct {
@@ -565,7 +526,7 @@ int ae_cli_rank(int argc, char **argv) {
   memset(&pop, 0, sizeof pop);
   ae_rank_result result;
   memset(&result, 0, sizeof result);
-  int rc = read_all(path, &buf, &len);
+  int rc = ae_cli_read_file(path, RANK_MAX_INPUT, &buf, &len);
   if (rc) {
     fprintf(stderr, "archeval rank: cannot read %s: %s\n",
             strcmp(path, "-") ? path : "standard input",

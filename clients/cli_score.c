@@ -62,44 +62,6 @@ static void print_problem(const ae_problem *p) {
   json_decref(j);
 }
 
-/* Reads all of a file or stdin into a malloc'd buffer. */
-static int read_input(const char *path, char **out, size_t *len) {
-  FILE *f = strcmp(path, "-") ? fopen(path, "rb") : stdin;
-  if (!f) return AE_EIO;
-  size_t cap = 1 << 16, n = 0;
-  char *buf = malloc(cap);
-  int rc = buf ? AE_OK : AE_ENOMEM;
-  while (rc == AE_OK) {
-    if (n == cap) {
-      if (cap >= AE_SCORE_MAX_INPUT) {
-        rc = AE_EINVAL;
-        break;
-      }
-      char *nb = realloc(buf, cap * 2);
-      if (!nb) {
-        rc = AE_ENOMEM;
-        break;
-      }
-      buf = nb;
-      cap *= 2;
-    }
-    size_t got = fread(buf + n, 1, cap - n, f);
-    n += got;
-    if (got == 0) {
-      if (ferror(f)) rc = AE_EIO;
-      break;
-    }
-  }
-  if (f != stdin) fclose(f);
-  if (rc) {
-    free(buf);
-    return rc;
-  }
-  *out = buf;
-  *len = n;
-  return AE_OK;
-}
-
 /* One request of the input and, once scored, its output line. */
 typedef struct {
   json_t *body; /* borrowed from the parsed input */
@@ -287,7 +249,7 @@ int ae_cli_score(int argc, char **argv) {
   size_t n_items = 0;
   ae_dataset_registry reg;
   memset(&reg, 0, sizeof reg);
-  int rc = read_input(path, &buf, &len);
+  int rc = ae_cli_read_file(path, AE_SCORE_MAX_INPUT, &buf, &len);
   if (rc) {
     fprintf(stderr, "archeval score: cannot read %s: %s\n",
             strcmp(path, "-") ? path : "standard input", ae_strerror(rc));

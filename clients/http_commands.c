@@ -26,6 +26,9 @@
 /* Extra time a long poll's HTTP request gets beyond its wait_ms. */
 #define LONG_POLL_SLACK_MS 30000L
 #define REQUEST_TIMEOUT_MS 120000L
+/* Bytes of a submitted file read at most (the server limits bodies far
+ * below this; larger files are refused here). */
+#define AE_SUBMIT_MAX_INPUT ((size_t)1 << 30)
 
 /* Options every server command takes. */
 typedef struct {
@@ -256,41 +259,6 @@ static int state_is_terminal(const char *state) {
          !strcmp(state, "cancelled");
 }
 
-/* Reads a whole file ("-" for stdin) into a NUL-terminated buffer. */
-static char *read_all(const char *path, size_t *len) {
-  FILE *f = strcmp(path, "-") == 0 ? stdin : fopen(path, "rb");
-  if (!f) return NULL;
-  size_t cap = 65536, n = 0;
-  char *data = malloc(cap);
-  while (data) {
-    if (n + 1 >= cap) {
-      char *grown = realloc(data, cap * 2);
-      if (!grown) {
-        free(data);
-        data = NULL;
-        break;
-      }
-      data = grown;
-      cap *= 2;
-    }
-    size_t got = fread(data + n, 1, cap - n - 1, f);
-    n += got;
-    if (got == 0) {
-      if (ferror(f)) {
-        free(data);
-        data = NULL;
-      }
-      break;
-    }
-  }
-  if (f != stdin) fclose(f);
-  if (data) {
-    data[n] = 0;
-    *len = n;
-  }
-  return data;
-}
-
 /* ---- waiting ---------------------------------------------------------- */
 
 typedef struct {
@@ -502,9 +470,13 @@ int ae_cli_submit(int argc, char **argv) {
   w.progress = progress_wanted(w.progress);
   const char *file = argv[optind];
   size_t len = 0;
-  char *text = read_all(file, &len);
-  if (!text) {
-    fprintf(stderr, "archeval: cannot read '%s': %s\n", file, strerror(errno));
+  char *text = NULL;
+  int read_rc = ae_cli_read_file(file, AE_SUBMIT_MAX_INPUT, &text, &len);
+  if (read_rc) {
+    fprintf(stderr, "archeval: cannot read '%s': %s\n", file,
+            read_rc == AE_EIO      ? strerror(errno)
+            : read_rc == AE_EINVAL ? "larger than 1 GiB"
+                                   : ae_strerror(read_rc));
     return AE_EXIT_FAILURE;
   }
   char generated_key[37];

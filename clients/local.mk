@@ -2,7 +2,7 @@
 # the Python client and its example, the deploy kit, and their tests.
 bin_PROGRAMS += clients/archeval
 clients_archeval_SOURCES = clients/archeval.c clients/cli.h \
-	clients/cli_score.c clients/http_client.c clients/http_client.h \
+	clients/cli_score.c clients/cli_io.c clients/http_client.c clients/http_client.h \
 	clients/http_commands.c clients/cli_rank.c clients/cli_canon.c \
 	clients/cli_onnx.c
 clients_archeval_CFLAGS = $(AM_CFLAGS) $(CURL_CFLAGS)
