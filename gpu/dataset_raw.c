@@ -69,6 +69,22 @@ int ae_idx_parse(const uint8_t *buf, size_t len, int *ndims, int dims[4],
   return AE_OK;
 }
 
+/* A shape= given with the spec: it must hold the file's per values per
+ * sample; then it replaces the inferred shape and rank.  0 or AE_EINVAL. */
+static int take_given_shape(const int shape_given[3], int rank_given,
+                            long long per, const char *images, int shape[3],
+                            int *rank, ae_error *err) {
+  long long g = (long long)shape_given[0] * shape_given[1] * shape_given[2];
+  if (g != per)
+    return ae_error_set(err, AE_EINVAL, NULL,
+                        "%s: wrong shape (shape= gives %lld values per "
+                        "sample; the file holds %lld)",
+                        images, g, per);
+  memcpy(shape, shape_given, 3 * sizeof *shape);
+  *rank = rank_given;
+  return 0;
+}
+
 /* Appends n samples of per uint8 values and their uint8 labels. */
 static int append_u8(dataset_build *b, const uint8_t *pix, const uint8_t *lab,
                      long long n, const char *file, ae_error *err) {
@@ -99,16 +115,9 @@ int dataset_load_raw(dataset_build *b, const char *images, const char *labels,
   long long per = (long long)(ilen / llen);
   int shape[3] = {0, 0, 0}, rank = 3;
   if (rank_given) {
-    long long g = (long long)shape_given[0] * shape_given[1] * shape_given[2];
-    if (g != per) {
-      rc = ae_error_set(err, AE_EINVAL, NULL,
-                        "%s: wrong shape (shape= gives %lld values per "
-                        "sample; the file holds %lld)",
-                        images, g, per);
-      goto done;
-    }
-    memcpy(shape, shape_given, sizeof shape);
-    rank = rank_given;
+    rc = take_given_shape(shape_given, rank_given, per, images, shape, &rank,
+                          err);
+    if (rc) goto done;
   } else if (per == 3072) {
     shape[0] = 3, shape[1] = shape[2] = 32;
   } else if (per == 784) {
@@ -179,16 +188,9 @@ int dataset_load_idx(dataset_build *b, const char *images, const char *labels,
     shape[0] = dims[1], shape[1] = shape[2] = 1, rank = 1;
   }
   if (rank_given) {
-    long long g = (long long)shape_given[0] * shape_given[1] * shape_given[2];
-    if (g != per) {
-      rc = ae_error_set(err, AE_EINVAL, NULL,
-                        "%s: wrong shape (shape= gives %lld values per "
-                        "sample; the file holds %lld)",
-                        images, g, per);
-      goto done;
-    }
-    memcpy(shape, shape_given, sizeof shape);
-    rank = rank_given;
+    rc = take_given_shape(shape_given, rank_given, per, images, shape, &rank,
+                          err);
+    if (rc) goto done;
   }
   rc = dataset_build_shape(b, shape, rank, images, err);
   if (!rc) rc = append_u8(b, pix, lab, dims[0], images, err);
