@@ -138,6 +138,10 @@ typedef struct {
                             c_sigma of the activation feeding it, else 1 */
   int shape[3], rank;    /* per-sample output: rank 1 {F,_,_}, rank 3 {C,H,W};
                             filled by ae_graph_infer_shapes */
+  int block;             /* 1: a block output of ranking.md §0 (set by the
+                            lowering: nb201's stem, cells and reduction
+                            blocks; a graph node's "block": true or the
+                            graph rule) */
 } ae_node;
 
 typedef struct {
@@ -235,6 +239,9 @@ int ae_graph_infer_shapes(ae_graph *g, const int *input_shape, int input_rank,
 /* Parameter count (weights, BN gammas and betas, biases) and forward FLOPs
  * per sample (2 per multiply-add). */
 double ae_graph_params(const ae_graph *g);
+/* The block outputs (nodes with .block set) in topological order:
+ * *blocks malloc'd (NULL when *n is 0).  0 or AE_ENOMEM. */
+int ae_graph_block_outputs(const ae_graph *g, int **blocks, int *n);
 double ae_graph_flops(const ae_graph *g);
 
 /* Deep copy; returns 0 or AE_ENOMEM. */

@@ -4,7 +4,7 @@ api_libaeapi_a_SOURCES += api/status.c api/status.h api/problem.h api/arch.h \
 	api/request.h api/scorecard.h api/api_internal.h api/problem.c \
 	api/json_util.c api/json_fields.c api/activation.c api/arch.c \
 	api/lower.c api/request.c api/scorecard.c \
-	api/rank.h api/rank.c \
+	api/rank.h api/rank.c api/metric_set.h api/metric_set.c \
 	api/canon.c api/canon.h api/sha256.c api/sha256.h
 
 EXTRA_DIST += api/openapi.yaml
@@ -57,7 +57,8 @@ check_PROGRAMS += tests/unit/test_api_corpus
 TESTS += tests/unit/test_api_corpus
 tests_unit_test_api_corpus_SOURCES = tests/unit/test_api_corpus.c \
 	api/status.c api/problem.c api/error.c api/json_util.c api/json_fields.c \
-	api/activation.c api/arch.c api/lower.c api/request.c api/scorecard.c
+	api/activation.c api/arch.c api/lower.c api/request.c api/scorecard.c \
+	api/metric_set.c
 tests_unit_test_api_corpus_CFLAGS = $(TEST_CFLAGS) \
 	-fsanitize=address,undefined -fno-sanitize-recover=undefined \
 	-fno-omit-frame-pointer

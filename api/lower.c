@@ -55,6 +55,22 @@ fail:
   return AE_ENOMEM;
 }
 
+int ae_graph_block_outputs(const ae_graph *g, int **blocks, int *n) {
+  *blocks = NULL;
+  *n = 0;
+  int count = 0;
+  for (int i = 0; i < g->n_nodes; i++)
+    count += g->nodes[i].block != 0;
+  if (!count) return AE_OK;
+  int *b = malloc((size_t)count * sizeof *b);
+  if (!b) return AE_ENOMEM;
+  for (int i = 0, k = 0; i < g->n_nodes; i++)
+    if (g->nodes[i].block) b[k++] = i;
+  *blocks = b;
+  *n = count;
+  return AE_OK;
+}
+
 /* ---- counting ---- */
 
 static double node_elems(const ae_node *n) {

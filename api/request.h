@@ -10,6 +10,7 @@
 #define AE_REQUEST_H
 
 #include "api/arch.h"
+#include "api/metric_set.h"
 #include "api/problem.h"
 #include <jansson.h>
 #include <stdint.h>
@@ -19,10 +20,19 @@ enum {
   AE_GROUP_EXPRESSIVITY = 1u << 1,
   AE_GROUP_CONVERGENCE = 1u << 2,
   AE_GROUP_GENERALIZATION = 1u << 3,
-  AE_GROUP_ALL = 0xfu
+  AE_GROUP_PROXIES = 1u << 4, /* ranking.md §4: only when asked for */
+  AE_GROUP_ALL = 0xfu,        /* the four aspect groups (profile "full") */
+  AE_GROUP_EVERY = 0x1fu      /* and the proxies (profile "all") */
 };
 
 typedef enum { AE_NTK_STANDARD, AE_NTK_NTK } ae_ntk_parameterization;
+
+/* settings.init (ranking.md §0): how weights are drawn. */
+typedef enum {
+  AE_INIT_KAIMING_NORMAL, /* W ~ N(0, c_sigma / fan_in), biases 0 */
+  AE_INIT_TORCH_DEFAULT,  /* W, linear biases ~ U(+-1/sqrt(fan_in)) */
+  AE_INIT_GAUSSIAN        /* W ~ N(0, 1), biases 0 */
+} ae_init_scheme;
 
 typedef struct {
   int lr_samples;   /* linear_regions.samples (3000) */
@@ -32,6 +42,9 @@ typedef struct {
   int ntk_repeats;  /* ntk.repeats (1) */
   ae_ntk_parameterization ntk_parameterization; /* "standard" */
   double eta;                                   /* NaN: default 1/lambda_max */
+  ae_init_scheme init;                          /* "kaiming_normal" */
+  int ap_repeats; /* activation_patterns.repeats (8) */
+  int fc_samples; /* feature_corr_lambda_min.samples (8) */
 } ae_settings;
 
 /* One dataset the server knows, as validation needs it (no pixels). */
@@ -61,7 +74,8 @@ typedef struct {
   ae_graph net; /* arch lowered for this data (full network) */
   ae_data_spec data;
   uint64_t seed;
-  unsigned metrics; /* AE_GROUP_* bits */
+  unsigned metrics;       /* AE_GROUP_* bits of the groups selected */
+  ae_metric_set selected; /* the metrics selected (profile and "metrics") */
   ae_settings settings;
   int priority; /* lower runs sooner */
   long long timeout_ms;

@@ -17,21 +17,36 @@
 void ae_scorecard_init(ae_scorecard *s) {
   memset(s, 0, sizeof *s);
   s->topology.params = s->topology.flops = s->topology.paths = NAN;
+  s->topology.macs = NAN;
   s->topology.effective_depth = s->topology.effective_width = NAN;
   s->topology.dag_filter = -1;
   s->expressivity.linear_regions = NAN;
   s->expressivity.linear_regions_saturated = -1;
   s->expressivity.curvature = s->expressivity.path_proxy = NAN;
+  s->expressivity.activation_patterns = NAN;
+  s->expressivity.activation_patterns_units = NAN;
+  s->expressivity.activation_patterns_saturated = -1;
+  s->expressivity.pattern_kernel_logdet = NAN;
+  s->expressivity.feature_isotropy = s->expressivity.feature_progressivity =
+      NAN;
   s->convergence.ntk_lambda_min = s->convergence.ntk_lambda_max = NAN;
   s->convergence.ntk_condition = s->convergence.nngp_lambda_min = NAN;
   s->convergence.nngp_lambda_min_bound = NAN;
   s->convergence.ntk_analytic_lambda_min = NAN;
   s->convergence.rate = s->convergence.steps_to_1e_3 = NAN;
+  s->convergence.feature_corr_lambda_min = NAN;
+  s->convergence.feature_corr_lambda_min_mean = NAN;
+  s->convergence.jacobian_trainability = NAN;
   s->generalization.kernel_complexity = NAN;
   s->generalization.gap_bound = s->generalization.arora_bound = NAN;
+  s->generalization.kernel_regression_val_mse = NAN;
+  s->generalization.kernel_regression_val_acc = NAN;
+  s->proxies.synflow = s->proxies.grad_norm = s->proxies.snip = NAN;
+  s->proxies.jacob_cov = s->proxies.zico = NAN;
   s->provenance.analytic_exact = -1;
   s->provenance.t_topology = s->provenance.t_expressivity = NAN;
   s->provenance.t_convergence = s->provenance.t_generalization = NAN;
+  s->provenance.t_proxies = NAN;
   s->provenance.t_total = NAN;
 }
 
@@ -108,6 +123,11 @@ static void set_null(renderer *r, json_t *obj, const char *group,
   set_null_why(r, obj, group, field, "not a finite number");
 }
 
+/* 1 when metric id is to be rendered: selected, or no selection made. */
+static int wanted(const renderer *r, ae_metric_id id) {
+  return !r->s->selected.bits || ae_metric_set_has(r->s->selected, id);
+}
+
 static void set_num(renderer *r, json_t *obj, const char *group,
                     const char *field, double x) {
   if (isfinite(x))
@@ -132,15 +152,31 @@ static void set_tri(renderer *r, json_t *obj, const char *group,
   }
 }
 
+/* group.field rendered as a number when metric id is wanted. */
+static void metric_num(renderer *r, json_t *obj, ae_metric_id id, double x) {
+  if (!wanted(r, id)) return;
+  const ae_metric_info *m = ae_metric_info_of(id);
+  set_num(r, obj, m->group, m->field, x);
+}
+
+/* The same for a tri-state flag rendered as a boolean. */
+static void metric_bool(renderer *r, json_t *obj, ae_metric_id id, int v) {
+  if (!wanted(r, id)) return;
+  const ae_metric_info *m = ae_metric_info_of(id);
+  set_tri(r, obj, m->group, m->field, v, json_true(), json_false());
+}
+
 static json_t *render_topology(renderer *r) {
   const ae_scorecard *s = r->s;
   const char *g = "topology";
   json_t *o = json_object();
   if (!o) return NULL;
-  set_num(r, o, g, "params", s->topology.params);
-  set_num(r, o, g, "flops", s->topology.flops);
-  set_num(r, o, g, "paths", s->topology.paths);
-  if (s->topology.path_depths) {
+  metric_num(r, o, AE_M_PARAMS, s->topology.params);
+  metric_num(r, o, AE_M_FLOPS, s->topology.flops);
+  metric_num(r, o, AE_M_MACS, s->topology.macs);
+  metric_num(r, o, AE_M_PATHS, s->topology.paths);
+  if (!wanted(r, AE_M_PATH_DEPTHS)) {
+  } else if (s->topology.path_depths) {
     json_t *a = json_array();
     int bad = 0;
     for (size_t i = 0; a && i < s->topology.n_path_depths; i++) {
@@ -157,10 +193,11 @@ static json_t *render_topology(renderer *r) {
   } else {
     set_null_why(r, o, g, "path_depths", "not computed");
   }
-  set_num(r, o, g, "effective_depth", s->topology.effective_depth);
-  set_num(r, o, g, "effective_width", s->topology.effective_width);
-  set_tri(r, o, g, "dag_filter", s->topology.dag_filter, json_string("keep"),
-          json_string("reject"));
+  metric_num(r, o, AE_M_EFFECTIVE_DEPTH, s->topology.effective_depth);
+  metric_num(r, o, AE_M_EFFECTIVE_WIDTH, s->topology.effective_width);
+  if (wanted(r, AE_M_DAG_FILTER))
+    set_tri(r, o, g, "dag_filter", s->topology.dag_filter, json_string("keep"),
+            json_string("reject"));
   return o;
 }
 
@@ -169,16 +206,29 @@ static json_t *render_expressivity(renderer *r) {
   const char *g = "expressivity";
   json_t *o = json_object();
   if (!o) return NULL;
-  set_num(r, o, g, "linear_regions", s->expressivity.linear_regions);
-  if (s->expressivity.linear_regions_samples > 0)
+  metric_num(r, o, AE_M_LINEAR_REGIONS, s->expressivity.linear_regions);
+  if (!wanted(r, AE_M_LINEAR_REGIONS_SAMPLES)) {
+  } else if (s->expressivity.linear_regions_samples > 0) {
     set(r, o, "linear_regions_samples",
         json_integer(s->expressivity.linear_regions_samples));
-  else
+  } else {
     set_null_why(r, o, g, "linear_regions_samples", "not computed");
-  set_tri(r, o, g, "linear_regions_saturated",
-          s->expressivity.linear_regions_saturated, json_true(), json_false());
-  set_num(r, o, g, "curvature", s->expressivity.curvature);
-  set_num(r, o, g, "path_proxy", s->expressivity.path_proxy);
+  }
+  metric_bool(r, o, AE_M_LINEAR_REGIONS_SATURATED,
+              s->expressivity.linear_regions_saturated);
+  metric_num(r, o, AE_M_CURVATURE, s->expressivity.curvature);
+  metric_num(r, o, AE_M_PATH_PROXY, s->expressivity.path_proxy);
+  metric_num(r, o, AE_M_ACTIVATION_PATTERNS,
+             s->expressivity.activation_patterns);
+  metric_num(r, o, AE_M_ACTIVATION_PATTERNS_UNITS,
+             s->expressivity.activation_patterns_units);
+  metric_bool(r, o, AE_M_ACTIVATION_PATTERNS_SATURATED,
+              s->expressivity.activation_patterns_saturated);
+  metric_num(r, o, AE_M_PATTERN_KERNEL_LOGDET,
+             s->expressivity.pattern_kernel_logdet);
+  metric_num(r, o, AE_M_FEATURE_ISOTROPY, s->expressivity.feature_isotropy);
+  metric_num(r, o, AE_M_FEATURE_PROGRESSIVITY,
+             s->expressivity.feature_progressivity);
   return o;
 }
 
@@ -187,16 +237,23 @@ static json_t *render_convergence(renderer *r) {
   const char *g = "convergence";
   json_t *o = json_object();
   if (!o) return NULL;
-  set_num(r, o, g, "ntk_lambda_min", s->convergence.ntk_lambda_min);
-  set_num(r, o, g, "ntk_lambda_max", s->convergence.ntk_lambda_max);
-  set_num(r, o, g, "ntk_condition", s->convergence.ntk_condition);
-  set_num(r, o, g, "nngp_lambda_min", s->convergence.nngp_lambda_min);
-  set_num(r, o, g, "nngp_lambda_min_bound",
-          s->convergence.nngp_lambda_min_bound);
-  set_num(r, o, g, "ntk_analytic_lambda_min",
-          s->convergence.ntk_analytic_lambda_min);
-  set_num(r, o, g, "rate", s->convergence.rate);
-  set_num(r, o, g, "steps_to_1e-3", s->convergence.steps_to_1e_3);
+  metric_num(r, o, AE_M_NTK_LAMBDA_MIN, s->convergence.ntk_lambda_min);
+  metric_num(r, o, AE_M_NTK_LAMBDA_MAX, s->convergence.ntk_lambda_max);
+  metric_num(r, o, AE_M_NTK_CONDITION, s->convergence.ntk_condition);
+  metric_num(r, o, AE_M_NNGP_LAMBDA_MIN, s->convergence.nngp_lambda_min);
+  metric_num(r, o, AE_M_NNGP_LAMBDA_MIN_BOUND,
+             s->convergence.nngp_lambda_min_bound);
+  metric_num(r, o, AE_M_NTK_ANALYTIC_LAMBDA_MIN,
+             s->convergence.ntk_analytic_lambda_min);
+  metric_num(r, o, AE_M_RATE, s->convergence.rate);
+  metric_num(r, o, AE_M_STEPS_TO_1E_3, s->convergence.steps_to_1e_3);
+  metric_num(r, o, AE_M_FEATURE_CORR_LAMBDA_MIN,
+             s->convergence.feature_corr_lambda_min);
+  metric_num(r, o, AE_M_FEATURE_CORR_LAMBDA_MIN_MEAN,
+             s->convergence.feature_corr_lambda_min_mean);
+  metric_num(r, o, AE_M_JACOBIAN_TRAINABILITY,
+             s->convergence.jacobian_trainability);
+  (void)g;
   return o;
 }
 
@@ -205,11 +262,29 @@ static json_t *render_generalization(renderer *r) {
   const char *g = "generalization";
   json_t *o = json_object();
   if (!o) return NULL;
-  set_num(r, o, g, "kernel_complexity", s->generalization.kernel_complexity);
-  set_num(r, o, g, "gap_bound", s->generalization.gap_bound);
-  set_num(r, o, g, "arora_bound", s->generalization.arora_bound);
-  set(r, o, "labels",
-      json_string(s->generalization.labels_random ? "random" : "dataset"));
+  metric_num(r, o, AE_M_KERNEL_COMPLEXITY, s->generalization.kernel_complexity);
+  metric_num(r, o, AE_M_GAP_BOUND, s->generalization.gap_bound);
+  metric_num(r, o, AE_M_ARORA_BOUND, s->generalization.arora_bound);
+  if (wanted(r, AE_M_LABELS))
+    set(r, o, "labels",
+        json_string(s->generalization.labels_random ? "random" : "dataset"));
+  metric_num(r, o, AE_M_KERNEL_REGRESSION_VAL_MSE,
+             s->generalization.kernel_regression_val_mse);
+  metric_num(r, o, AE_M_KERNEL_REGRESSION_VAL_ACC,
+             s->generalization.kernel_regression_val_acc);
+  (void)g;
+  return o;
+}
+
+static json_t *render_proxies(renderer *r) {
+  const ae_scorecard *s = r->s;
+  json_t *o = json_object();
+  if (!o) return NULL;
+  metric_num(r, o, AE_M_SYNFLOW, s->proxies.synflow);
+  metric_num(r, o, AE_M_GRAD_NORM, s->proxies.grad_norm);
+  metric_num(r, o, AE_M_SNIP, s->proxies.snip);
+  metric_num(r, o, AE_M_JACOB_COV, s->proxies.jacob_cov);
+  metric_num(r, o, AE_M_ZICO, s->proxies.zico);
   return o;
 }
 
@@ -238,11 +313,13 @@ static json_t *render_provenance(renderer *r) {
   } groups[] = {{AE_GROUP_TOPOLOGY, "topology"},
                 {AE_GROUP_EXPRESSIVITY, "expressivity"},
                 {AE_GROUP_CONVERGENCE, "convergence"},
-                {AE_GROUP_GENERALIZATION, "generalization"}};
+                {AE_GROUP_GENERALIZATION, "generalization"},
+                {AE_GROUP_PROXIES, "proxies"}};
   const double times[] = {
       s->provenance.t_topology, s->provenance.t_expressivity,
-      s->provenance.t_convergence, s->provenance.t_generalization};
-  for (int k = 0; k < 4; k++)
+      s->provenance.t_convergence, s->provenance.t_generalization,
+      s->provenance.t_proxies};
+  for (int k = 0; k < 5; k++)
     if ((s->groups & groups[k].bit) && isfinite(times[k]))
       set(r, t, groups[k].name, json_real(times[k]));
   if (isfinite(s->provenance.t_total))
@@ -270,6 +347,7 @@ json_t *ae_scorecard_to_json(const ae_scorecard *s) {
     set(&r, out, "convergence", render_convergence(&r));
   if (s->groups & AE_GROUP_GENERALIZATION)
     set(&r, out, "generalization", render_generalization(&r));
+  if (s->groups & AE_GROUP_PROXIES) set(&r, out, "proxies", render_proxies(&r));
   set(&r, out, "provenance", render_provenance(&r));
   /* The engine's warnings first, then the generic ones added above. */
   json_t *all = json_array();

@@ -12,11 +12,16 @@
 #include <jansson.h>
 #include <stddef.h>
 
+#include "api/metric_set.h"
+
 typedef struct {
   unsigned groups; /* AE_GROUP_* bits computed */
+  /* The metrics rendered (api/metric_set.h); no bits: every metric of
+   * the groups computed. */
+  ae_metric_set selected;
 
   struct {
-    double params, flops, paths;
+    double params, flops, macs, paths; /* flops = 2 x macs */
     double *path_depths; /* malloc'd; NULL with n 0 when too many paths */
     size_t n_path_depths;
     double effective_depth, effective_width;
@@ -29,18 +34,33 @@ typedef struct {
     int linear_regions_saturated; /* 1, 0, or -1 null */
     double curvature;
     double path_proxy;
+    /* ranking.md §1 */
+    double activation_patterns;
+    double activation_patterns_units;
+    int activation_patterns_saturated; /* 1, 0, or -1 null */
+    double pattern_kernel_logdet;
+    double feature_isotropy, feature_progressivity;
   } expressivity;
 
   struct {
     double ntk_lambda_min, ntk_lambda_max, ntk_condition;
     double nngp_lambda_min, nngp_lambda_min_bound, ntk_analytic_lambda_min;
     double rate, steps_to_1e_3;
+    /* ranking.md §2 */
+    double feature_corr_lambda_min, feature_corr_lambda_min_mean;
+    double jacobian_trainability;
   } convergence;
 
   struct {
     double kernel_complexity, gap_bound, arora_bound;
     int labels_random; /* 1: random +-1 labels ("random"), 0: "dataset" */
+    /* ranking.md §3 */
+    double kernel_regression_val_mse, kernel_regression_val_acc;
   } generalization;
+
+  struct { /* ranking.md §4 */
+    double synflow, grad_norm, snip, jacob_cov, zico;
+  } proxies;
 
   struct {
     char backend[32]; /* "host" or "cuda:N" */
@@ -49,6 +69,7 @@ typedef struct {
     int batch_size;
     int analytic_exact; /* 1 "exact", 0 "topological", -1 not computed */
     double t_topology, t_expressivity, t_convergence, t_generalization;
+    double t_proxies;
     double t_total; /* seconds */
   } provenance;
 

@@ -154,8 +154,7 @@ static void provenance_start(const ae_engine *e, const ae_request *req,
 static int run_groups(ae_job_state *job, ae_error *err) {
   ae_scorecard *sc = job->sc;
   for (size_t g = 0; g < job->n_requested; g++) {
-    const ae_metric_group *grp = job->requested[g].group;
-    if (!job->requested[g].metrics) continue;
+    const ae_metric_group *grp = job->requested[g];
     int rc = ae_job_checkpoint(job->ctl);
     if (rc) return rc;
     long long t0 = monotonic_ns();
@@ -197,6 +196,7 @@ int ae_engine_score(ae_engine *e, const ae_request *req,
     goto done;
   }
   ae_job_select_metrics(&job);
+  out->selected = job.selected;
   rc = ae_job_checkpoint(ctl);
   if (!rc) rc = ae_batch_draw(req, job.ds, &job.batch, err);
   if (!rc) rc = run_groups(&job, err);

@@ -26,6 +26,7 @@
  * its own. */
 typedef struct ae_exec_device ae_exec_device;
 typedef struct ae_exec_net ae_exec_net;
+struct ae_net; /* gpu/host/net.h */
 
 typedef struct {
   const char *kind; /* "host" or "cuda": the first part of a worker name */
@@ -69,6 +70,11 @@ typedef struct {
   int (*forward_jet)(ae_exec_net *n, const double *x, const double *dx,
                      const double *ddx, int batch, double *y, double *dy,
                      double *ddy);
+
+  /* The host network behind n (gpu/host/net.h), or NULL for a device
+   * executor (then the metrics the host computes for every backend,
+   * ranking.md's, run on a host net of their own).  NULL entry: none. */
+  struct ae_net *(*host_net)(ae_exec_net *n);
 } ae_executor;
 
 /* The host executor (the reference). */

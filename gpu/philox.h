@@ -25,7 +25,13 @@ enum {
   AE_TID_RANDOM_LABELS = 0x00f00002u,    /* +-1 labels, synthetic classes */
   AE_TID_SAMPLE_CHOICE = 0x00f00003u,    /* which dataset samples a job uses */
   AE_TID_LR_CROPS = 0x00f00004u,         /* linear-regions crops */
-  AE_TID_CURVE_DIRS = 0x00f00005u        /* the curvature circle's plane */
+  AE_TID_CURVE_DIRS = 0x00f00005u,       /* the curvature circle's plane */
+  /* ranking.md: the Gaussian inputs of feature_isotropy and
+   * jacobian_trainability, and the Rademacher g_out of the latter (stream:
+   * the block pair's index) */
+  AE_TID_GAUSS_INPUTS = 0x00f00006u,
+  AE_TID_RADEMACHER = 0x00f00007u,
+  AE_TID_SAMPLE_CHOICE_2 = 0x00f00008u /* zico's second batch, if drawn */
 };
 
 typedef struct {

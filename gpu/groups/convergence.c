@@ -12,16 +12,6 @@
 
 #include "api/status.h"
 
-static const char *const convergence_metrics[] = {"ntk_lambda_min",
-                                                  "ntk_lambda_max",
-                                                  "ntk_condition",
-                                                  "nngp_lambda_min",
-                                                  "nngp_lambda_min_bound",
-                                                  "ntk_analytic_lambda_min",
-                                                  "rate",
-                                                  "steps_to_1e-3",
-                                                  NULL};
-
 static double mean_diagonal(const double *a, int n) {
   double s = 0.0;
   for (int i = 0; i < n; i++)
@@ -164,7 +154,6 @@ static int convergence_run(ae_job_state *job, ae_error *err) {
 const ae_metric_group ae_group_convergence = {
     .name = "convergence",
     .bit = AE_GROUP_CONVERGENCE,
-    .metrics = convergence_metrics,
     .timing_offset = offsetof(ae_scorecard, provenance.t_convergence),
     .run = convergence_run,
 };

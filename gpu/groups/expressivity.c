@@ -18,13 +18,6 @@
  * (TE-NAS: BN statistics per batch of 1000). */
 #define AE_LR_BATCH 1000
 
-static const char *const expressivity_metrics[] = {"linear_regions",
-                                                   "linear_regions_samples",
-                                                   "linear_regions_saturated",
-                                                   "curvature",
-                                                   "path_proxy",
-                                                   NULL};
-
 /* The first smooth activation of g, or -1 when g is piecewise linear. */
 static int first_smooth_activation(const ae_graph *g) {
   for (int i = 0; i < g->n_nodes; i++)
@@ -352,7 +345,6 @@ static int expressivity_run(ae_job_state *job, ae_error *err) {
 const ae_metric_group ae_group_expressivity = {
     .name = "expressivity",
     .bit = AE_GROUP_EXPRESSIVITY,
-    .metrics = expressivity_metrics,
     .timing_offset = offsetof(ae_scorecard, provenance.t_expressivity),
     .run = expressivity_run,
 };

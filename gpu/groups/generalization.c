@@ -11,9 +11,6 @@
 #include "api/status.h"
 #include "gpu/philox.h"
 
-static const char *const generalization_metrics[] = {
-    "kernel_complexity", "gap_bound", "arora_bound", "labels", NULL};
-
 static void warn_no_complexity(ae_scorecard *sc, const char *why) {
   ae_scorecard_warn(sc, "generalization.kernel_complexity: %s", why);
   ae_scorecard_warn(sc, "generalization.gap_bound: no kernel complexity");
@@ -93,7 +90,6 @@ done:
 const ae_metric_group ae_group_generalization = {
     .name = "generalization",
     .bit = AE_GROUP_GENERALIZATION,
-    .metrics = generalization_metrics,
     .timing_offset = offsetof(ae_scorecard, provenance.t_generalization),
     .run = generalization_run,
 };

@@ -10,10 +10,11 @@
  * (gpu/groups/job.c), and freed with the job.
  *
  * To add a group: write gpu/groups/NAME.c with an ae_metric_group, list it
- * in ae_metric_groups (gpu/groups/table.c) and give it a scorecard part;
- * engine.c does not change.  Each group names the metrics it produces; a
- * job carries the set of metrics asked for (today: every metric of the
- * request's groups), which a group may consult with ae_job_wants.
+ * in ae_metric_groups (gpu/groups/table.c), give it a scorecard part and
+ * its metrics in the catalog (api/metric_set.c); engine.c does not
+ * change.  A job carries the set of metrics asked for (the request's
+ * profile and "metrics"); a group computes a metric family only when
+ * ae_job_wants says it is asked for.
  *
  * Everything here is owned by the worker thread running the job. */
 #ifndef AE_GROUP_H
@@ -23,6 +24,7 @@
 #include <stdint.h>
 
 #include "api/error.h"
+#include "api/metric_set.h"
 #include "api/request.h"
 #include "api/scorecard.h"
 #include "gpu/analytic/analytic.h"
@@ -31,9 +33,8 @@
 #include "gpu/executor.h"
 #include "gpu/job_control.h"
 
-/* Most metric groups and metrics per group the table may hold. */
+/* Most metric groups the table may hold. */
 #define AE_MAX_GROUPS 16
-#define AE_MAX_GROUP_METRICS 64
 /* Longest list of path depths kept (topology.path_depths). */
 #define AE_MAX_PATH_LIST 100000
 
@@ -48,12 +49,11 @@ typedef struct {
   /* The result being filled. */
   ae_scorecard *sc;
 
-  /* The groups asked for and, for each, bit k set when its metric k is
-   * asked for (filled by the engine before any group runs). */
-  struct {
-    const struct ae_metric_group *group;
-    uint64_t metrics;
-  } requested[AE_MAX_GROUPS];
+  /* The metrics asked for (api/metric_set.h) and the groups that have
+   * one, in table order (filled by ae_job_select_metrics before any group
+   * runs). */
+  ae_metric_set selected;
+  const struct ae_metric_group *requested[AE_MAX_GROUPS];
   size_t n_requested;
 
   /* The batch, drawn before any group runs; its K(0) on first use. */
@@ -62,18 +62,20 @@ typedef struct {
   /* Shared intermediates, computed on first use (job.c). */
   ae_paths paths;
   int have_paths;
-  ae_exec_net *net;  /* the full network, for batches of N (or more) */
-  double *theta;     /* N x N empirical NTK of weights stream 0 */
-  int kernels_state; /* 0 not yet, 1 computed, AE_EUNSUPPORTED none */
-  double *nngp;      /* N x N analytic NNGP kernel */
-  double *ntk_an;    /* N x N analytic NTK (without the NNGP term) */
+  ae_exec_net *net;        /* the full network, for batches of N (or more) */
+  double *theta;           /* N x N empirical NTK of weights stream 0 */
+  int kernels_state;       /* 0 not yet, 1 computed, AE_EUNSUPPORTED none */
+  double *nngp;            /* N x N analytic NNGP kernel */
+  double *ntk_an;          /* N x N analytic NTK (without the NNGP term) */
+  struct ae_net *host_net; /* ae_job_host_net: borrowed from net, or owned */
+  int host_net_owned;
+  float *gauss; /* N Gaussian inputs (ae_job_gauss_inputs) */
 } ae_job_state;
 
 typedef struct ae_metric_group {
   const char *name; /* "topology": also the scorecard key */
-  unsigned bit;     /* its AE_GROUP_* bit in a request's "metrics" */
-  /* The metric names it produces, NULL-terminated ("paths", ...). */
-  const char *const *metrics;
+  unsigned bit;     /* its AE_GROUP_* bit; its metrics are the catalog's
+                       entries with that bit (api/metric_set.h) */
   /* Where its wall time goes: offsetof(ae_scorecard, provenance.t_...). */
   size_t timing_offset;
   /* Fills the group's part of job->sc.  0, or a code with err saying why
@@ -93,14 +95,12 @@ extern const ae_metric_group ae_group_expressivity;
 extern const ae_metric_group ae_group_convergence;
 extern const ae_metric_group ae_group_generalization;
 
-/* Fills job->requested from job->req, in table order: today every metric
- * of the request's groups (its "metrics" list, all groups by default).
- * Per-metric selection and profiles change this function only. */
+/* Fills job->selected from the request (req->selected; a request built
+ * without one selects every metric of its groups) and job->requested. */
 void ae_job_select_metrics(ae_job_state *job);
 
-/* 1 when the job asks for metric `name` of group grp, else 0. */
-int ae_job_wants(const ae_job_state *job, const ae_metric_group *grp,
-                 const char *name);
+/* 1 when the job asks for metric id (or another of its family). */
+int ae_job_wants(const ae_job_state *job, ae_metric_id id);
 
 /* ---- shared intermediates (gpu/groups/job.c) ----
  * Each computes its value on the first call and returns the cached one
@@ -127,6 +127,19 @@ int ae_job_theta(ae_job_state *job, ae_error *err);
  * AE_EUNSUPPORTED (remembered) when the architecture has none: a graph
  * with ops outside the dense set. */
 int ae_job_analytic_kernels(ae_job_state *job, ae_error *err);
+
+/* The full network as a host net (gpu/host/net.h), planned for batches of
+ * N, for the metrics the host computes whatever the backend (ranking.md
+ * §1-4): the executor's own net when it is the host, else one made for
+ * the job.  Its weights are whatever the last user drew: draw them
+ * (ae_net_init_weights) before use.  0 or an error. */
+int ae_job_host_net(ae_job_state *job, struct ae_net **out, ae_error *err);
+
+/* N Gaussian inputs of the input shape (ranking.md §1, feature_isotropy
+ * and jacobian_trainability): N(0,1) from (seed, AE_TID_GAUSS_INPUTS, 0,
+ * element), fed to the net as they are.  Kept in job->gauss.  0 or
+ * AE_ENOMEM. */
+int ae_job_gauss_inputs(ae_job_state *job, const float **out, ae_error *err);
 
 /* Frees every intermediate and the batch. */
 void ae_job_state_free(ae_job_state *job);

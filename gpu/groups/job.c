@@ -10,17 +10,11 @@
 #include <string.h>
 
 #include "api/status.h"
+#include "gpu/host/net.h"
+#include "gpu/philox.h"
 
-int ae_job_wants(const ae_job_state *job, const ae_metric_group *grp,
-                 const char *name) {
-  for (size_t g = 0; g < job->n_requested; g++) {
-    if (job->requested[g].group != grp) continue;
-    const char *const *m = grp->metrics;
-    for (size_t k = 0; m[k] && k < AE_MAX_GROUP_METRICS; k++)
-      if (!strcmp(m[k], name))
-        return (int)((job->requested[g].metrics >> k) & 1u);
-  }
-  return 0;
+int ae_job_wants(const ae_job_state *job, ae_metric_id id) {
+  return ae_metric_set_has(job->selected, id);
 }
 
 int ae_job_input_kernel(ae_job_state *job, ae_error *err) {
@@ -46,8 +40,7 @@ int ae_job_net(ae_job_state *job, ae_error *err) {
   int batch = job->batch.n;
   /* An executor that plans its jet buffers at creation needs room for
    * the curvature's points too. */
-  if (job->exec->jets_within_max_batch &&
-      (job->req->metrics & AE_GROUP_EXPRESSIVITY) &&
+  if (job->exec->jets_within_max_batch && ae_job_wants(job, AE_M_CURVATURE) &&
       job->req->settings.curv_points > batch)
     batch = job->req->settings.curv_points;
   return job->exec->net_create(job->device, &job->req->net, batch, &job->net);
@@ -107,10 +100,45 @@ int ae_job_analytic_kernels(ae_job_state *job, ae_error *err) {
   return AE_OK;
 }
 
+int ae_job_host_net(ae_job_state *job, struct ae_net **out, ae_error *err) {
+  if (!job->host_net) {
+    int rc = ae_job_net(job, err);
+    if (rc) return rc;
+    if (job->exec->host_net) job->host_net = job->exec->host_net(job->net);
+    if (!job->host_net) {
+      rc = ae_net_create(&job->req->net, job->batch.n, &job->host_net);
+      if (rc) return rc;
+      job->host_net_owned = 1;
+    }
+  }
+  *out = job->host_net;
+  return AE_OK;
+}
+
+int ae_job_gauss_inputs(ae_job_state *job, const float **out, ae_error *err) {
+  (void)err;
+  if (!job->gauss) {
+    size_t count = (size_t)job->batch.n * (size_t)job->batch.dim;
+    float *g = malloc(count * sizeof *g);
+    if (!g) return AE_ENOMEM;
+    for (size_t i = 0; i < count; i++)
+      g[i] = (float)ae_philox_normal(job->req->seed, AE_TID_GAUSS_INPUTS, 0,
+                                     (uint64_t)i);
+    job->gauss = g;
+  }
+  *out = job->gauss;
+  return AE_OK;
+}
+
 void ae_job_state_free(ae_job_state *job) {
   ae_batch_free(&job->batch);
   if (job->have_paths) ae_paths_free(&job->paths);
   job->have_paths = 0;
+  if (job->host_net_owned) ae_net_destroy(job->host_net);
+  job->host_net = NULL;
+  job->host_net_owned = 0;
+  free(job->gauss);
+  job->gauss = NULL;
   if (job->net) job->exec->net_destroy(job->net);
   job->net = NULL;
   free(job->theta);

@@ -11,16 +11,14 @@ const size_t ae_n_metric_groups =
     sizeof ae_metric_groups / sizeof ae_metric_groups[0];
 
 void ae_job_select_metrics(ae_job_state *job) {
-  unsigned want = job->req->metrics ? job->req->metrics : AE_GROUP_ALL;
+  ae_metric_set s = job->req->selected;
+  if (!s.bits)
+    ae_metric_set_add_groups(&s, job->req->metrics ? job->req->metrics
+                                                   : AE_GROUP_ALL);
+  job->selected = s;
+  unsigned groups = ae_metric_set_groups(s);
   job->n_requested = 0;
-  for (size_t g = 0; g < ae_n_metric_groups && g < AE_MAX_GROUPS; g++) {
-    const ae_metric_group *grp = ae_metric_groups[g];
-    if (!(want & grp->bit)) continue;
-    uint64_t bits = 0;
-    for (size_t k = 0; grp->metrics[k] && k < AE_MAX_GROUP_METRICS; k++)
-      bits |= (uint64_t)1 << k;
-    job->requested[job->n_requested].group = grp;
-    job->requested[job->n_requested].metrics = bits;
-    job->n_requested++;
-  }
+  for (size_t g = 0; g < ae_n_metric_groups && g < AE_MAX_GROUPS; g++)
+    if (groups & ae_metric_groups[g]->bit)
+      job->requested[job->n_requested++] = ae_metric_groups[g];
 }

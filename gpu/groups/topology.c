@@ -11,10 +11,6 @@
 
 #include "api/status.h"
 
-static const char *const topology_metrics[] = {
-    "params",          "flops",           "paths",      "path_depths",
-    "effective_depth", "effective_width", "dag_filter", NULL};
-
 static int topology_run(ae_job_state *job, ae_error *err) {
   ae_scorecard *sc = job->sc;
   const ae_request *r = job->req;
@@ -56,7 +52,6 @@ static int topology_run(ae_job_state *job, ae_error *err) {
 const ae_metric_group ae_group_topology = {
     .name = "topology",
     .bit = AE_GROUP_TOPOLOGY,
-    .metrics = topology_metrics,
     .timing_offset = offsetof(ae_scorecard, provenance.t_topology),
     .run = topology_run,
 };

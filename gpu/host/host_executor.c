@@ -83,6 +83,10 @@ static int host_forward_jet(ae_exec_net *n, const double *x, const double *dx,
   return ae_net_forward_jet(n->net, x, dx, ddx, batch, y, dy, ddy);
 }
 
+static struct ae_net *host_host_net(ae_exec_net *n) {
+  return n->net;
+}
+
 const ae_executor ae_host_executor = {
     .kind = "host",
     .jets_within_max_batch = 0,
@@ -95,4 +99,5 @@ const ae_executor ae_host_executor = {
     .ntk = host_ntk,
     .sign_patterns = host_sign_patterns,
     .forward_jet = host_forward_jet,
+    .host_net = host_host_net,
 };

@@ -48,6 +48,7 @@ START_TEST(full_card) {
   s.groups = AE_GROUP_ALL;
   s.topology.params = 399872;
   s.topology.flops = 799744;
+  s.topology.macs = 399872;
   s.topology.paths = 4;
   s.topology.path_depths = malloc(4 * sizeof(double));
   ck_assert_ptr_nonnull(s.topology.path_depths);
@@ -62,6 +63,17 @@ START_TEST(full_card) {
   s.expressivity.linear_regions_saturated = 0;
   s.expressivity.curvature = 4012.5;
   s.expressivity.path_proxy = 0.2517;
+  s.expressivity.activation_patterns = 1234.5;
+  s.expressivity.activation_patterns_units = 4096;
+  s.expressivity.activation_patterns_saturated = 0;
+  s.expressivity.pattern_kernel_logdet = 250.5;
+  s.expressivity.feature_isotropy = 40.25;
+  s.expressivity.feature_progressivity = -0.5;
+  s.convergence.feature_corr_lambda_min = 0.75;
+  s.convergence.feature_corr_lambda_min_mean = 0.5;
+  s.convergence.jacobian_trainability = -1.5;
+  s.generalization.kernel_regression_val_mse = 0.09;
+  s.generalization.kernel_regression_val_acc = 0.25;
   s.convergence.ntk_lambda_min = 0.1;
   s.convergence.ntk_lambda_max = 12.0;
   s.convergence.ntk_condition = NAN; /* left for the generic warning */
