@@ -12,7 +12,9 @@ gpu_libaeengine_a_SOURCES += gpu/engine.c gpu/engine.h gpu/philox.h \
 	gpu/job_control.h gpu/batch.c gpu/batch.h gpu/warmup.c gpu/warmup.h \
 	gpu/groups/group.h gpu/groups/job.c gpu/groups/table.c \
 	gpu/groups/topology.c gpu/groups/expressivity.c \
-	gpu/groups/convergence.c gpu/groups/generalization.c
+	gpu/groups/convergence.c gpu/groups/generalization.c \
+	gpu/groups/gradients.c gpu/groups/gradients.h gpu/groups/proxies.c \
+	gpu/groups/trainability.c
 # Without CUDA, the build links "no CUDA executor, no devices" instead.
 if !HAVE_CUDA
 gpu_libaeengine_a_SOURCES += gpu/cuda_absent.c
