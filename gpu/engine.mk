@@ -66,3 +66,11 @@ AE_BENCHES += tests/bench/bench_scorecard
 tests_bench_bench_scorecard_SOURCES = tests/bench/bench_scorecard.c
 tests_bench_bench_scorecard_CFLAGS = $(AM_CFLAGS) -O2
 tests_bench_bench_scorecard_LDADD = $(ENGINE_LIBS)
+
+# The gradient metrics of ranking.md: hand cases, zico's second batch, the
+# PyTorch reference (issue 10).
+check_PROGRAMS += tests/unit/test_rank_gradients
+TESTS += tests/unit/test_rank_gradients
+tests_unit_test_rank_gradients_SOURCES = tests/unit/test_rank_gradients.c
+tests_unit_test_rank_gradients_CFLAGS = $(TEST_CFLAGS) $(JANSSON_CFLAGS)
+tests_unit_test_rank_gradients_LDADD = $(TEST_LIBS)

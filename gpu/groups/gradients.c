@@ -36,16 +36,16 @@ static double trainability_score(double sigma) {
   return -sigma - 1.0 / (sigma + 1e-6) + 2.0;
 }
 
-/* sigma_max of M (rows x cols, row-major, overwritten).  0 or
- * AE_EINTERNAL. */
+/* sigma_max of M (rows x cols, row-major, overwritten), by LAPACKE
+ * dgesvd without singular vectors.  0, AE_ENOMEM or AE_EINTERNAL. */
 static int largest_singular_value(double *m, int rows, int cols,
                                   double *sigma) {
   int k = rows < cols ? rows : cols;
-  double *s = malloc((size_t)k * sizeof *s);
+  double *s = malloc(2 * (size_t)k * sizeof *s);
   if (!s) return AE_ENOMEM;
   double dummy = 0.0;
-  lapack_int info = LAPACKE_dgesdd(LAPACK_ROW_MAJOR, 'N', rows, cols, m, cols,
-                                   s, &dummy, 1, &dummy, 1);
+  lapack_int info = LAPACKE_dgesvd(LAPACK_ROW_MAJOR, 'N', 'N', rows, cols, m,
+                                   cols, s, &dummy, 1, &dummy, 1, s + k);
   *sigma = s[0];
   free(s);
   return info == 0 ? AE_OK : AE_EINTERNAL;
@@ -80,8 +80,8 @@ static int pair_matrix(const double *g_in, int cin, int hin, int win,
                        (size_t)(x * r + j)];
       gi = un;
     }
-    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, ci, cout, (int)hw,
-                1.0, gi, (int)hw, go, (int)hw, 1.0, m, cout);
+    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, ci, cout, (int)hw, 1.0,
+                gi, (int)hw, go, (int)hw, 1.0, m, cout);
   }
   double scale = 1.0 / ((double)batch * (double)hw);
   for (size_t e = 0; e < (size_t)ci * (size_t)cout; e++)
@@ -92,12 +92,13 @@ static int pair_matrix(const double *g_in, int cin, int hin, int win,
 
 int ae_jacobian_trainability(ae_net *n, const float *x, int batch,
                              const int *blocks, int n_blocks, uint64_t seed,
-                             double *out, char *why, size_t why_len) {
+                             const ae_graph *named, double *out, char *why,
+                             size_t why_len) {
   *out = NAN;
   const ae_graph *g = ae_net_graph(n);
   if (n_blocks < 2) {
-    snprintf(why, why_len,
-             "needs two block outputs (the network has %d)", n_blocks);
+    snprintf(why, why_len, "needs two block outputs (the network has %d)",
+             n_blocks);
     return AE_OK;
   }
   for (int l = 1; l < n_blocks; l++)
@@ -136,10 +137,10 @@ int ae_jacobian_trainability(ae_net *n, const float *x, int batch,
       break;
     }
     for (size_t i = 0; i < n_out; i++)
-      g_out[i] = ae_philox_uniform(seed, AE_TID_RADEMACHER, (uint32_t)l, i) <
-                         0.5
-                     ? -1.0
-                     : 1.0;
+      g_out[i] =
+          ae_philox_uniform(seed, AE_TID_RADEMACHER, (uint32_t)l, i) < 0.5
+              ? -1.0
+              : 1.0;
     rc = ae_net_backward(n, gr, batch, blocks[l], g_out, blocks[l - 1]);
     if (!rc) rc = ae_net_grad_node(gr, blocks[l - 1], g_in);
     if (rc) break;
@@ -154,12 +155,13 @@ int ae_jacobian_trainability(ae_net *n, const float *x, int batch,
   }
   if (!rc) {
     if (identity_block > 0) {
-      const ae_node *nd = &g->nodes[blocks[identity_block]];
+      int k = blocks[identity_block];
+      const char *name =
+          named && k < named->n_nodes ? named->nodes[k].name : NULL;
       snprintf(why, why_len,
                "block %d (node %d%s%s) is an identity of the previous one "
                "(score -inf)",
-               identity_block, blocks[identity_block], nd->name ? ", " : "",
-               nd->name ? nd->name : "");
+               identity_block, k, name ? ", " : "", name ? name : "");
     } else {
       *out = sum / (double)(n_blocks - 1);
     }

@@ -24,13 +24,16 @@
  * the Rademacher tensor of philox.h's convention (stream = pair index
  * l = 1..n_blocks-1), g_in = its vector-Jacobian product back to the
  * previous block, pixel-unshuffled when the resolution shrinks, M = g_in^T
- * g_out / (B h w), sigma = its largest singular value (LAPACKE dgesdd,
+ * g_out / (B h w), sigma = its largest singular value (LAPACKE dgesvd,
  * float64); score -sigma - 1/(sigma + 1e-6) + 2; *out = mean over pairs.
- * NaN with why when a block is an identity (g_in == g_out exactly), when
- * there are fewer than two blocks, or the shapes do not match. */
+ * NaN with why when a block is an identity (g_in == g_out exactly; why
+ * names the block, with its node's name in `named`, the lowered graph,
+ * when given), when there are fewer than two blocks, or the shapes do not
+ * match. */
 int ae_jacobian_trainability(ae_net *n, const float *x, int batch,
                              const int *blocks, int n_blocks, uint64_t seed,
-                             double *out, char *why, size_t why_len);
+                             const ae_graph *named, double *out, char *why,
+                             size_t why_len);
 
 /* SynFlow: a copy of n's graph with every BN an identity, |parameters|
  * of n (weights, linear biases), float64, one all-ones input sample;

@@ -32,7 +32,8 @@ int ae_job_jacobian_trainability(ae_job_state *job, ae_error *err) {
   double v;
   char why[AE_GRAD_WHY] = "";
   rc = ae_jacobian_trainability(net, x, job->batch.n, blocks, n_blocks,
-                                job->req->seed, &v, why, sizeof why);
+                                job->req->seed, &job->req->net, &v, why,
+                                sizeof why);
   free(blocks);
   if (rc) return rc;
   if (isfinite(v))

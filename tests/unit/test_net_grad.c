@@ -298,8 +298,7 @@ START_TEST(grad_inner_seed_and_stop) {
     ck_assert_double_eq(an[e], 0.0);
   /* Bad arguments. */
   ck_assert_int_eq(ae_net_backward(net, gr, BATCH, add, s, add), AE_EINVAL);
-  ck_assert_int_eq(ae_net_backward(net, gr, BATCH + 1, add, s, -1),
-                   AE_EINVAL);
+  ck_assert_int_eq(ae_net_backward(net, gr, BATCH + 1, add, s, -1), AE_EINVAL);
   ae_net_grad_destroy(gr);
   ae_net_destroy(net);
   ae_gb_free(&g);
