@@ -397,19 +397,6 @@ const float *ae_net_activation(const ae_net *n, int node) {
   if (node < 0 || node >= n->g->n_nodes) return NULL;
   return n->act[node];
 }
-
-const double *ae_net_activation_double(const ae_net *n, int node) {
-  if (!n->use_double || !n->dbl) return NULL;
-  return ae_net64_activation(n->dbl, node);
-}
-#else
-/* net64.h's declaration (net64.h itself names ae_net64, which this build
- * calls ae_net). */
-const double *ae_net64_activation(const ae_net *n, int node);
-const double *ae_net64_activation(const ae_net *n, int node) {
-  if (node < 0 || node >= n->g->n_nodes) return NULL;
-  return n->act[node];
-}
 #endif
 
 size_t ae_net_param_count(const ae_net *n) {

@@ -37,10 +37,6 @@ int ae_net_forward(ae_net *n, const float *x, int batch, float *logits);
 /* After ae_net_forward: node's output, batch * prod(shape).  Borrowed. */
 const float *ae_net_activation(const ae_net *n, int node);
 
-/* With ae_net_set_double on, after ae_net_forward: node's output in the
- * float64 twin, batch * prod(shape) (borrowed); NULL when off. */
-const double *ae_net_activation_double(const ae_net *n, int node);
-
 /* Empirical NTK at the current weights: theta (batch x batch, row-major,
  * float64, overwritten) = sum over trainable tensors l of G_l G_l^T where
  * row i of G_l is d(sum_c f_c(x_i)) / d(theta_l).  Trainable: LINEAR and

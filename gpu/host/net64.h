@@ -29,7 +29,5 @@ int ae_net64_forward_jet(ae_net64 *n, const double *x, const double *dx,
 int ae_net64_load_params(ae_net64 *n, int node, ae_net_param_kind kind,
                          const float *src, size_t count);
 size_t ae_net64_memory_bytes(const ae_net64 *n);
-/* After ae_net64_forward: node's output (borrowed). */
-const double *ae_net64_activation(const ae_net64 *n, int node);
 
 #endif
