@@ -74,8 +74,8 @@ int ae_kernel_solve(const double *G, int n, const double *Y, int C, double *X,
     memcpy(X, Y, sizeof(double) * (size_t)n * (size_t)C);
     cblas_dtrsm(CblasRowMajor, CblasLeft, CblasLower, CblasNoTrans,
                 CblasNonUnit, n, C, 1.0, L, n, X, C);
-    cblas_dtrsm(CblasRowMajor, CblasLeft, CblasLower, CblasTrans,
-                CblasNonUnit, n, C, 1.0, L, n, X, C);
+    cblas_dtrsm(CblasRowMajor, CblasLeft, CblasLower, CblasTrans, CblasNonUnit,
+                n, C, 1.0, L, n, X, C);
     if (jitter) *jitter = used;
   }
   free(L);

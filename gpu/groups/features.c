@@ -30,9 +30,8 @@ int ae_features_is_4d_node(const ae_node *nd) {
 
 /* Per-sample elements of a node's output. */
 static size_t node_elems(const ae_node *nd) {
-  return nd->rank == 3
-             ? (size_t)nd->shape[0] * nd->shape[1] * nd->shape[2]
-             : (size_t)nd->shape[0];
+  return nd->rank == 3 ? (size_t)nd->shape[0] * nd->shape[1] * nd->shape[2]
+                       : (size_t)nd->shape[0];
 }
 
 /* The largest per-sample output among the nodes that pass keep. */
@@ -512,8 +511,8 @@ static int feature_isotropy(ae_job_state *job, ae_error *err) {
   if (!rc) rc = ae_job_gauss_inputs(job, &gauss, err);
   if (!rc) {
     draw_weights(job, net, 0);
-    rc = ae_features_block_entropies(net, gauss, job->batch.n, blocks,
-                                     n_blocks, h);
+    rc = ae_features_block_entropies(net, gauss, job->batch.n, blocks, n_blocks,
+                                     h);
   }
   if (!rc) {
     int zero = -1;

@@ -38,8 +38,7 @@ int ae_features_is_4d_node(const ae_node *nd);
 
 /* Number of distinct values among n 16-bit codes, with a 65536-bit
  * bitmap (1024 words, cleared here). */
-size_t ae_count_distinct_u16(const uint16_t *codes, size_t n,
-                             uint64_t *bitmap);
+size_t ae_count_distinct_u16(const uint16_t *codes, size_t n, uint64_t *bitmap);
 
 /* Smallest eigenvalue of the c x c Pearson correlation between the rows
  * of x (c rows of hw values): rows centred; a row of zero variance gives
@@ -72,8 +71,7 @@ int ae_logdet_cholesky(const double *K, int n, double *logdet);
  * of argmax hits (ties to the lowest class), *jitter the jitter used.
  * 0; AE_EINVAL when n < 2 or Theta_TT stays indefinite; AE_ENOMEM. */
 int ae_kernel_regression(const double *theta, int n, const int *labels,
-                         int classes, double *mse, double *acc,
-                         double *jitter);
+                         int classes, double *mse, double *acc, double *jitter);
 
 /* ---- over a net ---- */
 

@@ -128,8 +128,7 @@ START_TEST(kernel_regression_by_hand) {
       ae_kernel_regression(ones, 4, labels, 2, &mse, &acc, &jitter), AE_OK);
   ck_assert(jitter > 0.0 && isfinite(mse));
   ck_assert_int_eq(
-      ae_kernel_regression(ones, 1, labels, 2, &mse, &acc, &jitter),
-      AE_EINVAL);
+      ae_kernel_regression(ones, 1, labels, 2, &mse, &acc, &jitter), AE_EINVAL);
 }
 END_TEST
 
@@ -390,15 +389,14 @@ START_TEST(float32_against_float64_twin) {
   size_t d32, d64, u;
   for (int twin = 0; twin < 2; twin++) {
     ck_assert_int_eq(ae_net_set_double(net, twin), AE_OK);
-    ck_assert_int_eq(ae_features_block_entropies(net, x, B, blocks, n,
-                                                 twin ? h64 : h32),
-                     AE_OK);
+    ck_assert_int_eq(
+        ae_features_block_entropies(net, x, B, blocks, n, twin ? h64 : h32),
+        AE_OK);
     ck_assert_int_eq(ae_features_corr_lambda_min(net, x, twin ? &c64 : &c32,
                                                  twin ? &nodes64 : &nodes32),
                      AE_OK);
-    ck_assert_int_eq(ae_features_pattern_count(net, x, B, twin ? &d64 : &d32,
-                                               &u),
-                     AE_OK);
+    ck_assert_int_eq(
+        ae_features_pattern_count(net, x, B, twin ? &d64 : &d32, &u), AE_OK);
     ck_assert_int_eq(
         ae_features_pattern_kernel(net, x, B, twin ? k64 : k32, &u), AE_OK);
   }
@@ -452,7 +450,8 @@ static char *inline_request(int with_labels) {
         for (int x = 0; x < 8; x++)
           len += (size_t)snprintf(
               s + len, cap - len, "%s%.6f", x ? "," : "",
-              ae_philox_normal(9, 2, 0, (uint64_t)((b * 3 + c) * 64 + y * 8 + x)));
+              ae_philox_normal(9, 2, 0,
+                               (uint64_t)((b * 3 + c) * 64 + y * 8 + x)));
         len += (size_t)snprintf(s + len, cap - len, "]");
       }
       len += (size_t)snprintf(s + len, cap - len, "]");
@@ -531,8 +530,7 @@ START_TEST(engine_metrics_match_the_functions) {
                     probe.nodes[k].shape[2];
   ck_assert_uint_eq(units, relu_units);
   ck_assert_double_eq(sc.expressivity.activation_patterns, sum / 3);
-  ck_assert_double_eq(sc.expressivity.activation_patterns_units,
-                      (double)units);
+  ck_assert_double_eq(sc.expressivity.activation_patterns_units, (double)units);
   ck_assert_int_eq(sc.expressivity.activation_patterns_saturated,
                    sum / 3 > 0.9 * 256);
   ae_net_destroy(pn);
@@ -556,8 +554,8 @@ START_TEST(engine_metrics_match_the_functions) {
   for (size_t i = 0; i < (size_t)n * batch.dim; i++)
     gauss[i] = (float)ae_philox_normal(req.seed, AE_TID_GAUSS_INPUTS, 0, i);
   double h[6], iso, prog;
-  ck_assert_int_eq(
-      ae_features_block_entropies(net, gauss, n, blocks, nb, h), AE_OK);
+  ck_assert_int_eq(ae_features_block_entropies(net, gauss, n, blocks, nb, h),
+                   AE_OK);
   ae_isotropy_progressivity(h, nb, &iso, &prog);
   ck_assert_double_eq_tol(sc.expressivity.feature_isotropy, iso,
                           1e-12 * fabs(iso));
