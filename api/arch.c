@@ -404,9 +404,11 @@ static int parse_graph_node_fields(const json_t *v, const char *ptr,
   n->stride = 1;
   n->groups = 1;
   n->dilation = 1;
+  /* "block": true marks a block output of ranking.md §0 (any op). */
+  errors += ae_get_bool(v, "block", ptr, &n->block, p);
   switch ((int)n->op) {
   case AE_OP_LINEAR: {
-    static const char *const keys[] = {"id",  "op",   "inputs",
+    static const char *const keys[] = {"id",  "op",   "inputs", "block",
                                        "out", "bias", NULL};
     errors += ae_check_keys(v, keys, ptr, p);
     x = 0;
@@ -417,8 +419,8 @@ static int parse_graph_node_fields(const json_t *v, const char *ptr,
   }
   case AE_OP_CONV: {
     static const char *const keys[] = {
-        "id",      "op",     "inputs",   "out",  "kernel", "stride",
-        "padding", "groups", "dilation", "bias", NULL};
+        "id",     "op",      "inputs", "block",    "out",  "kernel",
+        "stride", "padding", "groups", "dilation", "bias", NULL};
     errors += ae_check_keys(v, keys, ptr, p);
     x = 0;
     errors += ae_get_int_req(v, "out", ptr, 1, 1 << 20, &x, p);
@@ -448,9 +450,9 @@ static int parse_graph_node_fields(const json_t *v, const char *ptr,
     break;
   }
   case AE_OP_MAX_POOL: {
-    static const char *const keys[] = {"id",       "op",        "inputs",
-                                       "kernel",   "stride",    "padding",
-                                       "dilation", "ceil_mode", NULL};
+    static const char *const keys[] = {
+        "id",     "op",      "inputs",   "block",     "kernel",
+        "stride", "padding", "dilation", "ceil_mode", NULL};
     errors += ae_check_keys(v, keys, ptr, p);
     x = 0;
     errors += ae_get_int_req(v, "kernel", ptr, 1, 64, &x, p);
@@ -469,7 +471,8 @@ static int parse_graph_node_fields(const json_t *v, const char *ptr,
     break;
   }
   case AE_OP_PAD: {
-    static const char *const keys[] = {"id", "op", "inputs", "pads", NULL};
+    static const char *const keys[] = {"id",    "op",   "inputs",
+                                       "block", "pads", NULL};
     errors += ae_check_keys(v, keys, ptr, p);
     char sub[AE_PTR_MAX];
     ae_ptr_key(sub, sizeof sub, ptr, "pads");
@@ -499,14 +502,10 @@ static int parse_graph_node_fields(const json_t *v, const char *ptr,
     break;
   }
   case AE_OP_AVG_POOL: {
-    static const char *const keys[] = {"id",
-                                       "op",
-                                       "inputs",
-                                       "kernel",
-                                       "stride",
-                                       "padding",
-                                       "count_include_pad",
-                                       NULL};
+    static const char *const keys[] = {
+        "id",     "op",     "inputs",  "block",
+        "kernel", "stride", "padding", "count_include_pad",
+        NULL};
     errors += ae_check_keys(v, keys, ptr, p);
     x = 0;
     errors += ae_get_int_req(v, "kernel", ptr, 1, 64, &x, p);
@@ -523,7 +522,7 @@ static int parse_graph_node_fields(const json_t *v, const char *ptr,
     break;
   }
   case AE_OP_ACT: {
-    static const char *const keys[] = {"id", "op",    "inputs",
+    static const char *const keys[] = {"id", "op",    "inputs", "block",
                                        "fn", "slope", NULL};
     errors += ae_check_keys(v, keys, ptr, p);
     char sub[AE_PTR_MAX];
@@ -550,7 +549,7 @@ static int parse_graph_node_fields(const json_t *v, const char *ptr,
     break;
   }
   default: {
-    static const char *const keys[] = {"id", "op", "inputs", NULL};
+    static const char *const keys[] = {"id", "op", "inputs", "block", NULL};
     errors += ae_check_keys(v, keys, ptr, p);
     break;
   }
