@@ -35,6 +35,7 @@ struct ae_net_grad {
   ae_real **pgam, **pbet; /* BN gamma, beta gradients */
   ae_real *dcol;          /* a chunk's im2col gradient */
   ae_real *dyc;           /* a chunk's output gradient, cout-major */
+  int skip_params;        /* ae_net_grad_skip_params: input gradients only */
 #ifndef AE_NET_DOUBLE
   struct ae_net64_grad *dbl; /* the float64 twin's gradients */
   int last_double;           /* the last backward ran on the twin */
@@ -135,9 +136,10 @@ static void backward_linear(ae_net_grad *gr, int k, ae_real *dx) {
   const ae_real *dy = gr->g[k];
   int in = (int)ge->in_elems, out = nd->out, batch = gr->batch;
   /* dW (out x in) += dY^T X */
-  AE_GEMM(CblasRowMajor, CblasTrans, CblasNoTrans, out, in, batch, 1.0, dy, out,
-          x, in, 1.0, gr->pw[k], in);
-  if (gr->pb[k])
+  if (!gr->skip_params)
+    AE_GEMM(CblasRowMajor, CblasTrans, CblasNoTrans, out, in, batch, 1.0, dy,
+            out, x, in, 1.0, gr->pw[k], in);
+  if (gr->pb[k] && !gr->skip_params)
     for (int b = 0; b < batch; b++)
       for (int o = 0; o < out; o++)
         gr->pb[k][o] += dy[(size_t)b * (size_t)out + (size_t)o];
@@ -159,8 +161,9 @@ static void backward_conv(ae_net_grad *gr, int k, ae_real *dx) {
     for (int b = 0; b < batch; b++) {
       const ae_real *dyb = dy + (size_t)b * ge->elems;
       const ae_real *xb = x + (size_t)b * ge->in_elems;
-      AE_GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, cout, K, HW, 1.0, dyb,
-              HW, xb, HW, 1.0, gr->pw[k], K);
+      if (!gr->skip_params)
+        AE_GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, cout, K, HW, 1.0, dyb,
+                HW, xb, HW, 1.0, gr->pw[k], K);
       if (dx)
         AE_GEMM(CblasRowMajor, CblasTrans, CblasNoTrans, K, HW, cout, 1.0,
                 n->weight[k], K, dyb, HW, 1.0, dx + (size_t)b * ge->in_elems,
@@ -172,18 +175,20 @@ static void backward_conv(ae_net_grad *gr, int k, ae_real *dx) {
     int m = batch - b0 < n->chunk[k] ? batch - b0 : n->chunk[k];
     size_t ld = (size_t)m * (size_t)HW;
     for (int j = 0; j < m; j++) {
-      ae_net_im2col_t(x + (size_t)(b0 + j) * ge->in_elems, ge->in_c, ge->in_h,
-                      ge->in_w, nd->kernel, nd->stride, nd->padding,
-                      nd->shape[1], nd->shape[2],
-                      n->col + (size_t)j * (size_t)HW, ld);
+      if (!gr->skip_params)
+        ae_net_im2col_t(x + (size_t)(b0 + j) * ge->in_elems, ge->in_c, ge->in_h,
+                        ge->in_w, nd->kernel, nd->stride, nd->padding,
+                        nd->shape[1], nd->shape[2],
+                        n->col + (size_t)j * (size_t)HW, ld);
       for (int c = 0; c < cout; c++)
         memcpy(gr->dyc + (size_t)c * ld + (size_t)j * (size_t)HW,
                dy + (size_t)(b0 + j) * ge->elems + (size_t)c * (size_t)HW,
                sizeof(ae_real) * (size_t)HW);
     }
     /* dW (cout x K) += dYc (cout x ld) col^T (ld x K) */
-    AE_GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, cout, K, (int)ld, 1.0,
-            gr->dyc, (int)ld, n->col, (int)ld, 1.0, gr->pw[k], K);
+    if (!gr->skip_params)
+      AE_GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, cout, K, (int)ld, 1.0,
+              gr->dyc, (int)ld, n->col, (int)ld, 1.0, gr->pw[k], K);
     if (!dx) continue;
     AE_GEMM(CblasRowMajor, CblasTrans, CblasNoTrans, K, (int)ld, cout, 1.0,
             n->weight[k], K, gr->dyc, (int)ld, 0.0, gr->dcol, (int)ld);
@@ -218,8 +223,10 @@ static void backward_bn(ae_net_grad *gr, int k, ae_real *dx) {
         sdyx += d * (((double)x[off + i] - mean) * inv);
       }
     }
-    gr->pgam[k][c] += (ae_real)sdyx;
-    gr->pbet[k][c] += (ae_real)sdy;
+    if (!gr->skip_params) {
+      gr->pgam[k][c] += (ae_real)sdyx;
+      gr->pbet[k][c] += (ae_real)sdy;
+    }
     if (!dx) continue;
     double s = inv * (double)n->gamma[k][c];
     double mdy = sdy / cnt, mdyx = sdyx / cnt;
@@ -326,13 +333,14 @@ int ae_net_backward(ae_net *n, ae_net_grad *gr, int batch, int from,
       int rc = ae_net64_grad_create(n->dbl, &gr->dbl);
       if (rc) return rc;
     }
+    ae_net64_grad_skip_params(gr->dbl, gr->skip_params);
     gr->last_double = 1;
     return ae_net64_backward(n->dbl, gr->dbl, batch, from, seed, stop);
   }
 #endif
   gr->batch = batch;
   memset(gr->live, 0, (size_t)n->g->n_nodes);
-  zero_param_grads(gr);
+  if (!gr->skip_params) zero_param_grads(gr);
   ae_real *g0 = grad_of(gr, from);
   if (!g0) return AE_ENOMEM;
   size_t count = (size_t)batch * n->geom[from].elems;
@@ -386,6 +394,10 @@ int ae_net_grad_node(const ae_net_grad *gr, int node, double *out) {
   return AE_OK;
 }
 
+void ae_net_grad_skip_params(ae_net_grad *gr, int skip) {
+  gr->skip_params = skip;
+}
+
 int ae_net_grad_param(const ae_net_grad *gr, int node, ae_net_param_kind kind,
                       double *out, size_t count) {
 #ifndef AE_NET_DOUBLE
@@ -393,7 +405,7 @@ int ae_net_grad_param(const ae_net_grad *gr, int node, ae_net_param_kind kind,
     return ae_net64_grad_param(gr->dbl, node, kind, out, count);
 #endif
   const ae_net *n = gr->n;
-  if (node < 0 || node >= n->g->n_nodes) return AE_EINVAL;
+  if (node < 0 || node >= n->g->n_nodes || gr->skip_params) return AE_EINVAL;
   const ae_real *p = NULL;
   size_t have = 0;
   switch (kind) {

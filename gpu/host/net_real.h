@@ -53,6 +53,7 @@ typedef uint64_t ae_real_bits; /* an unsigned integer of ae_real's width */
 #define ae_net_backward ae_net64_backward
 #define ae_net_grad_node ae_net64_grad_node
 #define ae_net_grad_param ae_net64_grad_param
+#define ae_net_grad_skip_params ae_net64_grad_skip_params
 #define ae_net_forward64 ae_net64_forward64
 #define ae_net_activation64 ae_net64_activation64
 #else

@@ -296,6 +296,32 @@ START_TEST(grad_inner_seed_and_stop) {
   ck_assert_int_eq(ae_net_grad_node(gr, 0, an), 0);
   for (size_t e = 0; e < nin; e++)
     ck_assert_double_eq(an[e], 0.0);
+  /* Input gradients only: the same bits, no parameter gradients. */
+  ck_assert_int_eq(ae_net_backward(net, gr, BATCH, add, s, -1), 0);
+  ck_assert_int_eq(ae_net_grad_node(gr, 0, an), 0);
+  double *skipped = malloc(nin * sizeof *skipped);
+  ae_net_grad_skip_params(gr, 1);
+  ck_assert_int_eq(ae_net_backward(net, gr, BATCH, add, s, -1), 0);
+  ck_assert_int_eq(ae_net_grad_node(gr, 0, skipped), 0);
+  ck_assert_mem_eq(an, skipped, nin * sizeof *an);
+  size_t nw;
+  ck_assert_ptr_nonnull(ae_net_param(net, 1, AE_NET_WEIGHT, &nw));
+  double *wbuf = malloc(nw * sizeof *wbuf);
+  ck_assert_int_eq(ae_net_grad_param(gr, 1, AE_NET_WEIGHT, wbuf, nw),
+                   AE_EINVAL);
+  ae_net_grad_skip_params(gr, 0);
+  ck_assert_int_eq(ae_net_set_double(net, 0), 0);
+  ck_assert_int_eq(ae_net_forward64(net, xf, BATCH, NULL), 0);
+  ck_assert_int_eq(ae_net_backward(net, gr, BATCH, add, s, -1), 0);
+  ck_assert_int_eq(ae_net_grad_node(gr, 0, an), 0);
+  ae_net_grad_skip_params(gr, 1);
+  ck_assert_int_eq(ae_net_backward(net, gr, BATCH, add, s, -1), 0);
+  ck_assert_int_eq(ae_net_grad_node(gr, 0, skipped), 0);
+  ck_assert_mem_eq(an, skipped, nin * sizeof *an);
+  ae_net_grad_skip_params(gr, 0);
+  ck_assert_int_eq(ae_net_grad_param(gr, 1, AE_NET_WEIGHT, wbuf, nw), 0);
+  free(skipped);
+  free(wbuf);
   /* Bad arguments. */
   ck_assert_int_eq(ae_net_backward(net, gr, BATCH, add, s, add), AE_EINVAL);
   ck_assert_int_eq(ae_net_backward(net, gr, BATCH + 1, add, s, -1), AE_EINVAL);
