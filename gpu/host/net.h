@@ -155,9 +155,11 @@ void ae_net_grad_destroy(ae_net_grad *gr);
 int ae_net_backward(ae_net *n, ae_net_grad *gr, int batch, int from,
                     const double *seed, int stop);
 
-/* After ae_net_backward: the gradient of node's output (node 0: of the
- * input), batch * prod(shape) float64 values (zeros where nothing
- * reached it).  0 or AE_EINVAL. */
+/* After ae_net_backward: the gradient of node's output, batch *
+ * prod(shape) float64 values (zeros where nothing reached it), for the
+ * nodes the sweep did not pass through: node 0 (the input) and every node
+ * <= stop (the buffers of the others are reused as the sweep goes).  0, or
+ * AE_EINVAL for a node the sweep passed. */
 int ae_net_grad_node(const ae_net_grad *gr, int node, double *out);
 
 /* skip = 1: later backwards compute node (and input) gradients only, no

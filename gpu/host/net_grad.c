@@ -10,9 +10,10 @@
  * that node down to node 0, or stops early: nodes with index <= stop
  * receive their gradient but pass nothing on (the block-wise backward of
  * jacobian_trainability).  Gradients live in an ae_net_grad of their own
- * (a buffer per node, made on first use and kept; parameter gradients per
- * tensor), so the NTK's shared slots are never touched.  Compiled twice
- * like net.c (net64_grad.c is the float64 twin); the float32 entry points
+ * (parameter gradients per tensor; node gradients in buffers that go back
+ * to a pool as soon as the sweep has passed their node, so that only the
+ * frontier holds memory), so the NTK's shared slots are never touched. Compiled
+ * twice like net.c (net64_grad.c is the float64 twin); the float32 entry points
  * go to the twin when ae_net_set_double is on.
  *
  * An ae_net_grad belongs to the thread that owns its ae_net. */
@@ -28,14 +29,21 @@
 
 struct ae_net_grad {
   ae_net *n;
-  int batch;              /* of the last backward */
-  ae_real **g;            /* per node: max_batch * elems, NULL until used */
-  unsigned char *live;    /* per node: written during the last backward */
+  int batch; /* of the last backward */
+  /* Node gradients: g[k] while live[k] == 1 (0: nothing reached k yet,
+   * 2: the sweep has passed k and its buffer went back to the pool).
+   * Only the sweep's frontier holds memory. */
+  ae_real **g;
+  size_t *gcap;        /* g[k]'s capacity, elements */
+  unsigned char *live; /* per node: 0, 1 or 2 as above */
+  ae_real **pool;      /* free buffers (at most one per node) */
+  size_t *pool_cap;
+  int n_pool;
   ae_real **pw, **pb;     /* LINEAR/CONV weight, LINEAR bias gradients */
   ae_real **pgam, **pbet; /* BN gamma, beta gradients */
   ae_real *dcol;          /* a chunk's im2col gradient */
   ae_real *dyc;           /* a chunk's output gradient, cout-major */
-  int skip_params;        /* ae_net_grad_skip_params: input gradients only */
+  int skip_params;        /* ae_net_grad_skip_params: inputs only */
 #ifndef AE_NET_DOUBLE
   struct ae_net64_grad *dbl; /* the float64 twin's gradients */
   int last_double;           /* the last backward ran on the twin */
@@ -47,6 +55,7 @@ void ae_net_grad_destroy(ae_net_grad *gr) {
   int nn = gr->n->g->n_nodes;
   for (int k = 0; k < nn; k++) {
     if (gr->g) free(gr->g[k]);
+    if (gr->pool && k < gr->n_pool) free(gr->pool[k]);
     if (gr->pw) free(gr->pw[k]);
     if (gr->pb) free(gr->pb[k]);
     if (gr->pgam) free(gr->pgam[k]);
@@ -54,6 +63,9 @@ void ae_net_grad_destroy(ae_net_grad *gr) {
   }
   free(gr->g);
   free(gr->live);
+  free(gr->gcap);
+  free(gr->pool);
+  free(gr->pool_cap);
   free(gr->pw);
   free(gr->pb);
   free(gr->pgam);
@@ -78,11 +90,15 @@ int ae_net_grad_create(ae_net *n, ae_net_grad **out) {
   size_t nn = (size_t)n->g->n_nodes;
   gr->g = calloc(nn, sizeof(ae_real *));
   gr->live = calloc(nn, 1);
+  gr->gcap = calloc(nn, sizeof(size_t));
+  gr->pool = calloc(nn, sizeof(ae_real *));
+  gr->pool_cap = calloc(nn, sizeof(size_t));
   gr->pw = calloc(nn, sizeof(ae_real *));
   gr->pb = calloc(nn, sizeof(ae_real *));
   gr->pgam = calloc(nn, sizeof(ae_real *));
   gr->pbet = calloc(nn, sizeof(ae_real *));
-  if (!gr->g || !gr->live || !gr->pw || !gr->pb || !gr->pgam || !gr->pbet)
+  if (!gr->g || !gr->live || !gr->gcap || !gr->pool || !gr->pool_cap ||
+      !gr->pw || !gr->pb || !gr->pgam || !gr->pbet)
     goto fail;
   size_t max_col = 0, max_y = 0;
   for (size_t k = 0; k < nn; k++) {
@@ -110,21 +126,41 @@ fail:
   return AE_ENOMEM;
 }
 
-/* Node k's gradient buffer for this backward: zeroed on first touch.
- * NULL when it cannot be allocated. */
+/* Node k's buffer back to the pool (the sweep has passed it). */
+static void release(ae_net_grad *gr, int k) {
+  if (gr->live[k] != 1) return;
+  gr->pool[gr->n_pool] = gr->g[k];
+  gr->pool_cap[gr->n_pool++] = gr->gcap[k];
+  gr->g[k] = NULL;
+  gr->gcap[k] = 0;
+  gr->live[k] = 2;
+}
+
+/* Node k's gradient buffer for this backward, zeroed on first touch: the
+ * smallest pooled buffer that fits, else a new one.  NULL when it cannot
+ * be allocated. */
 static ae_real *grad_of(ae_net_grad *gr, int k) {
+  if (gr->live[k] == 1) return gr->g[k];
   size_t count = (size_t)gr->batch * gr->n->geom[k].elems;
-  if (!gr->g[k]) {
-    gr->g[k] = malloc(sizeof(ae_real) * (size_t)gr->n->max_batch *
-                          gr->n->geom[k].elems +
-                      sizeof(ae_real));
+  int best = -1;
+  for (int i = 0; i < gr->n_pool; i++)
+    if (gr->pool_cap[i] >= count &&
+        (best < 0 || gr->pool_cap[i] < gr->pool_cap[best]))
+      best = i;
+  if (best >= 0) {
+    gr->g[k] = gr->pool[best];
+    gr->gcap[k] = gr->pool_cap[best];
+    gr->n_pool--;
+    gr->pool[best] = gr->pool[gr->n_pool];
+    gr->pool_cap[best] = gr->pool_cap[gr->n_pool];
+  } else {
+    size_t cap = (size_t)gr->n->max_batch * gr->n->geom[k].elems;
+    gr->g[k] = malloc(sizeof(ae_real) * (cap > 0 ? cap : 1));
     if (!gr->g[k]) return NULL;
-    gr->live[k] = 0;
+    gr->gcap[k] = cap;
   }
-  if (!gr->live[k]) {
-    memset(gr->g[k], 0, sizeof(ae_real) * count);
-    gr->live[k] = 1;
-  }
+  memset(gr->g[k], 0, sizeof(ae_real) * count);
+  gr->live[k] = 1;
   return gr->g[k];
 }
 
@@ -339,7 +375,10 @@ int ae_net_backward(ae_net *n, ae_net_grad *gr, int batch, int from,
   }
 #endif
   gr->batch = batch;
-  memset(gr->live, 0, (size_t)n->g->n_nodes);
+  for (int k = 0; k < n->g->n_nodes; k++) {
+    release(gr, k);
+    gr->live[k] = 0;
+  }
   if (!gr->skip_params) zero_param_grads(gr);
   ae_real *g0 = grad_of(gr, from);
   if (!g0) return AE_ENOMEM;
@@ -347,7 +386,7 @@ int ae_net_backward(ae_net *n, ae_net_grad *gr, int batch, int from,
   for (size_t e = 0; e < count; e++)
     g0[e] = (ae_real)seed[e];
   for (int t = from; t > stop && t > 0; t--) {
-    if (!gr->live[t]) continue; /* no gradient reached it */
+    if (gr->live[t] != 1) continue; /* no gradient reached it */
     const ae_node *nd = &n->g->nodes[t];
     ae_real *dx = NULL;
     if (nd->op == AE_OP_LINEAR || nd->op == AE_OP_CONV ||
@@ -374,6 +413,7 @@ int ae_net_backward(ae_net *n, ae_net_grad *gr, int batch, int from,
       break;
     }
     }
+    release(gr, t);
   }
   return AE_OK;
 }
@@ -385,6 +425,7 @@ int ae_net_grad_node(const ae_net_grad *gr, int node, double *out) {
   const ae_net *n = gr->n;
   if (node < 0 || node >= n->g->n_nodes || gr->batch < 1) return AE_EINVAL;
   size_t count = (size_t)gr->batch * n->geom[node].elems;
+  if (gr->live[node] == 2) return AE_EINVAL; /* the sweep passed it */
   if (!gr->live[node]) {
     memset(out, 0, sizeof(double) * count);
     return AE_OK;
