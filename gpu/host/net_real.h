@@ -4,11 +4,11 @@
  * net.c, net_ntk.c, net_jet.c, net_grad.c and net_kernels_typed.c are
  * written once in ae_real and compiled twice: as they are (float32, the
  * ae_net of net.h) and through net64*.c with AE_NET_DOUBLE defined
- * (float64, the ae_net64 of net64.h, behind ae_net_set_double).  Under AE_NET_DOUBLE every typed
- * symbol is renamed ae_net64_* (the list below; a typed function that is
- * not static must be added to it).  Nothing else in the host executor is
- * written per type.  Include this before any other gpu/host header.
- * No data, no threads. */
+ * (float64, the ae_net64 of net64.h, behind ae_net_set_double).  Under
+ * AE_NET_DOUBLE every typed symbol is renamed ae_net64_* (the list below;
+ * a typed function that is not static must be added to it).  Nothing else
+ * in the host executor is written per type.  Include this before any
+ * other gpu/host header.  No data, no threads. */
 #ifndef AE_NET_REAL_H
 #define AE_NET_REAL_H
 
