@@ -112,9 +112,9 @@ START_TEST(defaults_filled_in) {
   ck_assert_str_eq(json_string_value(json_array_get(ml, 0)), "topology.params");
   ck_assert_str_eq(json_string_value(json_array_get(ml, 2)), "topology.macs");
   for (size_t i = 0; i < json_array_size(ml); i++)
-    ck_assert_msg(strncmp(json_string_value(json_array_get(ml, i)), "proxies.",
-                          8) != 0,
-                  "full selects %s", json_string_value(json_array_get(ml, i)));
+    ck_assert_msg(
+        strncmp(json_string_value(json_array_get(ml, i)), "proxies.", 8) != 0,
+        "full selects %s", json_string_value(json_array_get(ml, i)));
   json_t *s = npath(&r, "settings", NULL);
   ck_assert_int_eq(json_integer_value(json_object_get(
                        json_object_get(s, "linear_regions"), "samples")),
@@ -520,7 +520,6 @@ START_TEST(graph_output_width) {
 }
 END_TEST
 
-
 /* Parses text, expecting a 422 naming ptr (whose detail contains want
  * when not NULL). */
 static void expect_invalid(const char *text, const char *ptr,
@@ -543,8 +542,9 @@ static void expect_invalid(const char *text, const char *ptr,
   json_decref(body);
 }
 
-#define MLP "{\"architecture\":{\"type\":\"mlp_dag\",\"dag\":\"2_02_002\"," \
-            "\"width\":16},\"data\":{\"batch_size\":6,\"input_shape\":[8]}"
+#define MLP                                                                    \
+  "{\"architecture\":{\"type\":\"mlp_dag\",\"dag\":\"2_02_002\","              \
+  "\"width\":16},\"data\":{\"batch_size\":6,\"input_shape\":[8]}"
 
 /* Parses MLP + rest; the request (free it). */
 static void parse_mlp(const char *rest, ae_request *r) {
@@ -789,8 +789,7 @@ START_TEST(nb201_macs_follow_its_convention) {
     double macs = ae_graph_macs(&r.net);
     ck_assert_msg(macs == nb201_macs_convention(cells[i].conv3, cells[i].conv1),
                   "%s: %.0f MACs, the convention gives %.0f", cells[i].cell,
-                  macs,
-                  nb201_macs_convention(cells[i].conv3, cells[i].conv1));
+                  macs, nb201_macs_convention(cells[i].conv3, cells[i].conv1));
     ck_assert_double_eq(ae_graph_flops(&r.net), 2 * macs);
     ae_request_free(&r);
     json_decref(body);
