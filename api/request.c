@@ -75,6 +75,30 @@ static int parse_profile(const json_t *v, const char **name, ae_metric_set *sel,
   return 1;
 }
 
+/* When name is "group.x" for a known group: 1 and that group's fields,
+ * comma-separated, in out; else 0. */
+static int group_fields(const char *name, char *out, size_t size) {
+  const char *dot = strchr(name, '.');
+  char group[32];
+  size_t glen = dot ? (size_t)(dot - name) : 0;
+  if (!dot || glen >= sizeof group) return 0;
+  memcpy(group, name, glen);
+  group[glen] = '\0';
+  unsigned bit = ae_metric_group_bit(group);
+  if (!bit) return 0;
+  size_t used = 0;
+  out[0] = '\0';
+  for (int k = 0; k < AE_M_COUNT; k++) {
+    const ae_metric_info *m = ae_metric_info_of((ae_metric_id)k);
+    if (m->group_bit != bit) continue;
+    int w =
+        snprintf(out + used, size - used, "%s%s", used ? ", " : "", m->field);
+    if (w < 0 || (size_t)w >= size - used) break;
+    used += (size_t)w;
+  }
+  return 1;
+}
+
 /* Reads "metrics": group names and "group.field" metric names, each adding
  * its metrics to *sel (a metric brings its family).  Returns the number of
  * errors added. */
@@ -107,11 +131,16 @@ static int parse_metrics(const json_t *v, ae_metric_set *sel, ae_problem *p) {
     for (size_t j = 0; j < i && (group || is_metric); j++)
       if (json_equal(json_array_get(v, j), m)) repeated = 1;
     if (!group && !is_metric) {
-      ae_problem_add(p, ip,
-                     "unknown metric \"%.128s\": must be a group (" GROUP_LIST
-                     ") or a \"group.field\" metric of scorecard.md, e.g. "
-                     "\"convergence.ntk_lambda_min\"",
-                     name);
+      char fields[1024];
+      if (group_fields(name, fields, sizeof fields))
+        ae_problem_add(p, ip, "unknown metric \"%.128s\" (the group has: %s)",
+                       name, fields);
+      else
+        ae_problem_add(p, ip,
+                       "unknown metric \"%.128s\": must be a group (" GROUP_LIST
+                       ") or a \"group.field\" metric of scorecard.md, e.g. "
+                       "\"convergence.ntk_lambda_min\"",
+                       name);
       errors++;
     } else if (repeated) {
       ae_problem_add(p, ip, "\"%s\" is listed twice", name);

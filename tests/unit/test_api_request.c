@@ -649,6 +649,11 @@ START_TEST(profile_and_metric_errors) {
   expect_invalid(MLP ",\"metrics\":[\"topology\",\"topology.flops\","
                      "\"convergence\",\"convergence.nope\"]}",
                  "/metrics/3", "convergence.nope");
+  expect_invalid(MLP ",\"metrics\":[\"convergence.nope\"]}", "/metrics/0",
+                 "the group has: ntk_lambda_min, ntk_lambda_max, "
+                 "ntk_condition, nngp_lambda_min");
+  expect_invalid(MLP ",\"metrics\":[\"proxies.nope\"]}", "/metrics/0",
+                 "synflow, grad_norm, snip, jacob_cov, zico");
   expect_invalid(MLP ",\"metrics\":[\"nope\"]}", "/metrics/0",
                  "topology, expressivity, convergence, generalization, "
                  "proxies");
