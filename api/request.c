@@ -117,6 +117,18 @@ static int parse_metrics(const json_t *v, ae_metric_set *sel, ae_problem *p) {
                    ") or metric; omit it to use the profile");
     return 1;
   }
+  /* Each name at most once: longer lists are refused before the
+   * (quadratic) check for repeats. */
+  size_t most = AE_M_COUNT;
+  for (int k = 0; ae_metric_group_names[k]; k++)
+    most++;
+  if (json_array_size(v) > most) {
+    ae_problem_add(p, ptr,
+                   "lists %zu names; there are %zu groups and metrics, each "
+                   "allowed once",
+                   json_array_size(v), most);
+    return 1;
+  }
   int errors = 0;
   size_t i;
   const json_t *m;

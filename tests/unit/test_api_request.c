@@ -663,6 +663,14 @@ START_TEST(profile_and_metric_errors) {
   expect_invalid(MLP ",\"metrics\":[\"topology.flops\",\"topology.flops\"]}",
                  "/metrics/1", "twice");
   expect_invalid(MLP ",\"metrics\":[]}", "/metrics", NULL);
+  /* More names than exist: refused as a whole. */
+  char big[4096];
+  int n = snprintf(big, sizeof big, "%s,\"metrics\":[", MLP);
+  for (int k = 0; k < 60; k++)
+    n += snprintf(big + n, sizeof big - (size_t)n, "%s\"topology\"",
+                  k ? "," : "");
+  snprintf(big + n, sizeof big - (size_t)n, "]}");
+  expect_invalid(big, "/metrics", "each allowed once");
   expect_invalid(MLP ",\"metrics\":\"topology\"}", "/metrics", NULL);
 }
 END_TEST
