@@ -44,3 +44,12 @@ EXTRA_DIST += tests/ref/test_ranking_torch.py
 tests_ref_dump_ranking_SOURCES = tests/ref/dump_ranking.c
 tests_ref_dump_ranking_CFLAGS = $(AM_CFLAGS) -O2
 tests_ref_dump_ranking_LDADD = $(ENGINE_LIBS)
+
+# make bench: seconds per architecture of each ranking metric and profile
+# on random NB201 cells (10 by default; bench_ranking --cells 50 for
+# tests/bench/RESULTS.md).
+EXTRA_PROGRAMS += tests/bench/bench_ranking
+AE_BENCHES += tests/bench/bench_ranking
+tests_bench_bench_ranking_SOURCES = tests/bench/bench_ranking.c
+tests_bench_bench_ranking_CFLAGS = $(AM_CFLAGS) -O2
+tests_bench_bench_ranking_LDADD = $(ENGINE_LIBS)
