@@ -404,9 +404,11 @@ static int parse_graph_node_fields(const json_t *v, const char *ptr,
   n->stride = 1;
   n->groups = 1;
   n->dilation = 1;
+  /* "block": true marks a block output of ranking.md §0 (any op). */
+  errors += ae_get_bool(v, "block", ptr, &n->block, p);
   switch ((int)n->op) {
   case AE_OP_LINEAR: {
-    static const char *const keys[] = {"id",  "op",   "inputs",
+    static const char *const keys[] = {"id",  "op",   "inputs", "block",
                                        "out", "bias", NULL};
     errors += ae_check_keys(v, keys, ptr, p);
     x = 0;
@@ -417,7 +419,7 @@ static int parse_graph_node_fields(const json_t *v, const char *ptr,
   }
   case AE_OP_CONV: {
     static const char *const keys[] = {
-        "id",      "op",     "inputs",   "out",  "kernel", "stride",
+        "id",      "op",     "inputs", "block",   "out",  "kernel", "stride",
         "padding", "groups", "dilation", "bias", NULL};
     errors += ae_check_keys(v, keys, ptr, p);
     x = 0;
@@ -448,7 +450,7 @@ static int parse_graph_node_fields(const json_t *v, const char *ptr,
     break;
   }
   case AE_OP_MAX_POOL: {
-    static const char *const keys[] = {"id",       "op",        "inputs",
+    static const char *const keys[] = {"id",       "op",        "inputs", "block",
                                        "kernel",   "stride",    "padding",
                                        "dilation", "ceil_mode", NULL};
     errors += ae_check_keys(v, keys, ptr, p);
@@ -469,7 +471,7 @@ static int parse_graph_node_fields(const json_t *v, const char *ptr,
     break;
   }
   case AE_OP_PAD: {
-    static const char *const keys[] = {"id", "op", "inputs", "pads", NULL};
+    static const char *const keys[] = {"id", "op", "inputs", "block", "pads", NULL};
     errors += ae_check_keys(v, keys, ptr, p);
     char sub[AE_PTR_MAX];
     ae_ptr_key(sub, sizeof sub, ptr, "pads");
@@ -501,7 +503,7 @@ static int parse_graph_node_fields(const json_t *v, const char *ptr,
   case AE_OP_AVG_POOL: {
     static const char *const keys[] = {"id",
                                        "op",
-                                       "inputs",
+                                       "inputs", "block",
                                        "kernel",
                                        "stride",
                                        "padding",
@@ -523,7 +525,7 @@ static int parse_graph_node_fields(const json_t *v, const char *ptr,
     break;
   }
   case AE_OP_ACT: {
-    static const char *const keys[] = {"id", "op",    "inputs",
+    static const char *const keys[] = {"id", "op",    "inputs", "block",
                                        "fn", "slope", NULL};
     errors += ae_check_keys(v, keys, ptr, p);
     char sub[AE_PTR_MAX];
@@ -550,7 +552,7 @@ static int parse_graph_node_fields(const json_t *v, const char *ptr,
     break;
   }
   default: {
-    static const char *const keys[] = {"id", "op", "inputs", NULL};
+    static const char *const keys[] = {"id", "op", "inputs", "block", NULL};
     errors += ae_check_keys(v, keys, ptr, p);
     break;
   }

@@ -185,10 +185,22 @@ typedef struct {
   int allow_unexecutable; /* 1: lower graphs with ops no executor runs
                              yet (the offline `archeval onnx-lower`); 0:
                              refuse them, AE_EUNSUPPORTED */
-  int probe; /* 1: the linear-regions probe (nb201: C=1, one cell, no
-                stem, BN+ReLU, GAP, linear; mlp_dag: width 16;
-                graph: unchanged) */
+  int probe; /* an ae_probe: AE_PROBE_NONE (0), the network itself */
 } ae_lower_opts;
+
+/* The small networks some metrics run instead of the full one
+ * (ae_lower_opts.probe). */
+typedef enum {
+  AE_PROBE_NONE = 0,
+  /* The linear-regions probe: nb201: C = 1, one cell, no stem, BN+ReLU,
+   * GAP, linear; mlp_dag: width 16; graph: unchanged. */
+  AE_PROBE_LINEAR_REGIONS = 1,
+  /* The probe network of ranking.md §0 (activation_patterns): nb201 with
+   * the same cell and skeleton, stem width C = 3 and one cell per stage;
+   * mlp_dag and graph: unchanged.  Block outputs marked as for the full
+   * network. */
+  AE_PROBE_RANKING = 2
+} ae_probe;
 
 /* Server limits and defaults that parsing enforces (scorecard.md §1.1). */
 typedef struct {

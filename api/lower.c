@@ -1,9 +1,10 @@
 /* lower.c: turns an ae_arch into the executable ae_graph.
  *
  * nb201 becomes NAS-Bench-201's TinyNetwork (metrics.md §5.1) or, for the
- * linear-regions probe, one C=1 cell without stem; mlp_dag becomes the MLP
- * DAG of metrics.md §5.2 in pre-activation form; a user graph is copied.
- * Then shapes are inferred, init gains set (c_sigma of an ACT feeding a
+ * linear-regions probe, one C=1 cell without stem, or for ranking.md §0's
+ * probe the TinyNetwork at C = 3 with one cell per stage; mlp_dag becomes
+ * the MLP DAG of metrics.md §5.2 in pre-activation form; a user graph is
+ * copied.  Block outputs (ranking.md §0) are marked.  Then shapes are inferred, init gains set (c_sigma of an ACT feeding a
  * LINEAR/CONV directly, else 1), and the parameter limit is enforced.
  * Also: parameter and FLOP counts, deep copy, free.  Plain data; the
  * caller owns the graph. */
@@ -466,6 +467,11 @@ static int relu_conv_bn(builder *b, int input, int out, int k, int s, int pad,
   return add1(b, AE_OP_BATCH_NORM, c, prefix, "bn");
 }
 
+/* Marks node i (when it was built) a block output of ranking.md §0. */
+static void mark_block(builder *b, int i) {
+  if (i >= 0 && !b->failed) b->g.nodes[i].block = 1;
+}
+
 /* Sums contributions into one node: the contribution itself when there is
  * one, an ADD otherwise, a ZERO shaped like shape_src when none. */
 static int sum_node(builder *b, const int *terms, int n_terms, int shape_src,
@@ -534,14 +540,17 @@ static int lower_nb201(builder *b, const ae_arch *a, const ae_lower_opts *o,
                        int classes) {
   int x = 0;
   char pre[128];
-  if (o->probe) {
+  if (o->probe == AE_PROBE_LINEAR_REGIONS) {
     int channels = o->input_shape[0];
     x = nb201_cell(b, a, x, channels, "cell0/");
     return nb201_head(b, x, classes);
   }
-  int c = a->channels;
+  int ranking_probe = o->probe == AE_PROBE_RANKING;
+  int c = ranking_probe ? 3 : a->channels;
+  int cells_per_stage = ranking_probe ? 1 : a->cells_per_stage;
   x = add_conv(b, x, c, 3, 1, 1, "stem/");
   x = add1(b, AE_OP_BATCH_NORM, x, "stem/", "bn");
+  mark_block(b, x);
   for (int stage = 0; stage < 3; stage++) {
     if (stage > 0) {
       int cin = c;
@@ -560,10 +569,12 @@ static int lower_nb201(builder *b, const ae_arch *a, const ae_lower_opts *o,
       int sc = add_conv(b, pool, c, 1, 1, 0, pre);
       int terms[2] = {yb, sc};
       x = add_node(b, AE_OP_ADD, 2, terms, "resblock%d/add", stage);
+      mark_block(b, x);
     }
-    for (int k = 0; k < a->cells_per_stage; k++) {
+    for (int k = 0; k < cells_per_stage; k++) {
       snprintf(pre, sizeof pre, "stage%d/cell%d/", stage, k);
       x = nb201_cell(b, a, x, c, pre);
+      mark_block(b, x);
     }
   }
   return nb201_head(b, x, classes);
@@ -571,7 +582,7 @@ static int lower_nb201(builder *b, const ae_arch *a, const ae_lower_opts *o,
 
 static int lower_mlp_dag(builder *b, const ae_arch *a, const ae_lower_opts *o,
                          int classes) {
-  int width = o->probe ? 16 : a->width;
+  int width = o->probe == AE_PROBE_LINEAR_REGIONS ? 16 : a->width;
   int x = 0;
   if (o->input_rank == 3) x = add1(b, AE_OP_FLATTEN, x, "", "flatten");
   int n_nodes = a->dag.n_nodes;
@@ -617,6 +628,10 @@ static int lower_mlp_dag(builder *b, const ae_arch *a, const ae_lower_opts *o,
   }
   int out = -1;
   if (!b->failed) {
+    /* Block outputs (ranking.md §0 names none for mlp_dag): the stem and
+     * the DAG's output node, the two ends of the cell. */
+    mark_block(b, node[0]);
+    mark_block(b, node[n_nodes - 1]);
     out = add1(b, AE_OP_LINEAR, node[n_nodes - 1], "readout/", "linear");
     if (out >= 0) {
       b->g.nodes[out].out = classes;
@@ -638,6 +653,36 @@ static int graph_is_dense(const ae_graph *g) {
       return 0;
   }
   return 1;
+}
+
+/* ranking.md §0's 4-D node: a per-sample C x H x W output that is a
+ * tensor of its own (not the input, a zero, or an identity, which aliases
+ * its input). */
+static int is_4d_node(const ae_node *n) {
+  return n->rank == 3 && n->op != AE_OP_INPUT && n->op != AE_OP_ZERO &&
+         n->op != AE_OP_IDENTITY;
+}
+
+/* The block outputs of a user graph (ranking.md §0): the nodes the user
+ * marked "block": true when any is; else every rank-3 add or concat with
+ * two or more live (non-zero) inputs, plus the first and last 4-D node. */
+static void mark_graph_blocks(ae_graph *g) {
+  for (int i = 0; i < g->n_nodes; i++)
+    if (g->nodes[i].block) return;
+  int first = -1, last = -1;
+  for (int i = 0; i < g->n_nodes; i++) {
+    ae_node *n = &g->nodes[i];
+    if (!is_4d_node(n)) continue;
+    if (first < 0) first = i;
+    last = i;
+    if (n->op != AE_OP_ADD && (int)n->op != AE_OP_CONCAT) continue;
+    int live = 0;
+    for (int k = 0; k < n->n_inputs; k++)
+      live += g->nodes[n->inputs[k]].op != AE_OP_ZERO;
+    if (live >= 2) n->block = 1;
+  }
+  if (first >= 0) g->nodes[first].block = 1;
+  if (last >= 0) g->nodes[last].block = 1;
 }
 
 /* The node with the most parameters, for the params-limit pointer. */
@@ -709,6 +754,7 @@ int ae_arch_lower(const ae_arch *a, const ae_lower_opts *o,
       goto fail;
     }
   }
+  if (a->type == AE_ARCH_GRAPH) mark_graph_blocks(&b.g);
   b.g.num_classes = b.g.nodes[b.g.output].shape[0];
   b.g.scale_input_norm = a->type == AE_ARCH_MLP_DAG ||
                          (a->type == AE_ARCH_GRAPH && graph_is_dense(&b.g));

@@ -134,4 +134,61 @@ void ae_net_set_profiling(ae_net *n, int on);
 const double *ae_net_profile(const ae_net *n);
 const char *ae_net_profile_name(int phase);
 
+/* ---- reverse mode with train-mode BatchNorm (net_grad.c) ----
+ * The gradients of a scalar loss through the last ae_net_forward, as
+ * PyTorch's autograd in .train(): BN differentiates through the batch
+ * mean and variance, parameter gradients are summed over the batch.
+ * With ae_net_set_double on (for the forward and the backward), both run
+ * on the float64 twin. */
+typedef struct ae_net_grad ae_net_grad;
+
+/* Gradient buffers for n (node buffers are made on first use).  0 or
+ * AE_ENOMEM.  Destroy before n. */
+int ae_net_grad_create(ae_net *n, ae_net_grad **out);
+void ae_net_grad_destroy(ae_net_grad *gr);
+
+/* After ae_net_forward(n, x, batch, ...): seeds node from's output
+ * gradient with seed (batch * prod(shape of from), float64) and propagates
+ * it to every earlier node.  stop: -1 for the whole net, else nodes with
+ * index <= stop receive their gradient but pass nothing on.  Every
+ * gradient of gr is reset first.  0, AE_EINVAL or AE_ENOMEM. */
+int ae_net_backward(ae_net *n, ae_net_grad *gr, int batch, int from,
+                    const double *seed, int stop);
+
+/* After ae_net_backward: the gradient of node's output (node 0: of the
+ * input), batch * prod(shape) float64 values (zeros where nothing
+ * reached it).  0 or AE_EINVAL. */
+int ae_net_grad_node(const ae_net_grad *gr, int node, double *out);
+
+/* After ae_net_backward: the gradient of a parameter tensor (summed over
+ * the batch), count float64 values (count as ae_net_param says).  0, or
+ * AE_EINVAL when the node has no such tensor or count differs. */
+int ae_net_grad_param(const ae_net_grad *gr, int node, ae_net_param_kind kind,
+                      double *out, size_t count);
+
+/* ae_net_forward, then the logits as float64 (batch * num_classes; NULL
+ * for none): the float64 twin's own values when ae_net_set_double is on.
+ * 0 or an error. */
+int ae_net_forward64(ae_net *n, const float *x, int batch, double *logits);
+
+/* After a forward of batch samples: node's output as float64 (batch *
+ * prod(shape)), from the twin when ae_net_set_double is on.  0 or
+ * AE_EINVAL. */
+int ae_net_activation64(ae_net *n, int node, int batch, double *out);
+
+/* ---- weight schemes (net_init.c; ranking.md §0, settings.init) ---- */
+
+/* Draws every weight with scheme (stream: the repeat index):
+ * AE_INIT_KAIMING_NORMAL is ae_net_init_weights exactly (same bits);
+ * AE_INIT_TORCH_DEFAULT: LINEAR/CONV weights and LINEAR biases
+ * U(-1/sqrt(fan_in), +1/sqrt(fan_in)), fan_in = in features (linear) or
+ * in channels * k * k (conv), as 2u - 1 times the bound with
+ * u = ae_philox_uniform(seed, node index, stream, counter), counters
+ * 0 .. n_weight-1 for the weights, then n_weight + o for bias o;
+ * AE_INIT_GAUSSIAN: weights N(0, 1) =
+ * ae_philox_normal(seed, node index, stream, element), biases 0.  BN
+ * gamma 1, beta 0 in every scheme. */
+void ae_net_init_weights_scheme(ae_net *n, uint64_t seed, uint32_t stream,
+                                ae_init_scheme scheme);
+
 #endif

@@ -29,5 +29,16 @@ int ae_net64_forward_jet(ae_net64 *n, const double *x, const double *dx,
 int ae_net64_load_params(ae_net64 *n, int node, ae_net_param_kind kind,
                          const float *src, size_t count);
 size_t ae_net64_memory_bytes(const ae_net64 *n);
+/* net_grad.c in float64 (net64_grad.c). */
+typedef struct ae_net64_grad ae_net64_grad;
+int ae_net64_grad_create(ae_net64 *n, ae_net64_grad **out);
+void ae_net64_grad_destroy(ae_net64_grad *gr);
+int ae_net64_backward(ae_net64 *n, ae_net64_grad *gr, int batch, int from,
+                      const double *seed, int stop);
+int ae_net64_grad_node(const ae_net64_grad *gr, int node, double *out);
+int ae_net64_grad_param(const ae_net64_grad *gr, int node,
+                        ae_net_param_kind kind, double *out, size_t count);
+int ae_net64_forward64(ae_net64 *n, const float *x, int batch, double *logits);
+int ae_net64_activation64(ae_net64 *n, int node, int batch, double *out);
 
 #endif

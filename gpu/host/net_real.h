@@ -1,8 +1,8 @@
 /* net_real.h: the element type of the host executor's buffers, and the
  * host's one precision mechanism.
  *
- * net.c, net_ntk.c, net_jet.c and net_kernels_typed.c are written once in
- * ae_real and compiled twice: as they are (float32, the ae_net of net.h)
+ * net.c, net_ntk.c, net_jet.c, net_grad.c and net_kernels_typed.c are
+ * written once in ae_real and compiled twice: as they are (float32, the ae_net of net.h)
  * and through net64*.c with AE_NET_DOUBLE defined (float64, the ae_net64
  * of net64.h, behind ae_net_set_double).  Under AE_NET_DOUBLE every typed
  * symbol is renamed ae_net64_* (the list below; a typed function that is
@@ -47,6 +47,14 @@ typedef uint64_t ae_real_bits; /* an unsigned integer of ae_real's width */
 #define ae_net_scale_shift_t ae_net64_scale_shift_t
 #define ae_net_bn_channel_stats_t ae_net64_bn_channel_stats_t
 #define ae_net_forward_jet ae_net64_forward_jet
+#define ae_net_grad ae_net64_grad
+#define ae_net_grad_create ae_net64_grad_create
+#define ae_net_grad_destroy ae_net64_grad_destroy
+#define ae_net_backward ae_net64_backward
+#define ae_net_grad_node ae_net64_grad_node
+#define ae_net_grad_param ae_net64_grad_param
+#define ae_net_forward64 ae_net64_forward64
+#define ae_net_activation64 ae_net64_activation64
 #else
 typedef float ae_real;
 typedef uint32_t ae_real_bits;

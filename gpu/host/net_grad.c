@@ -1,0 +1,449 @@
+/* net_grad.c: reverse mode through the last forward pass with train-mode
+ * BatchNorm (the gradients of ranking.md's metrics: jacobian_trainability,
+ * synflow, grad_norm, snip, jacob_cov, zico).
+ *
+ * Unlike net_ntk.c (per-sample gradients, BN statistics frozen), this is
+ * the plain batched backward of a scalar loss, as PyTorch's .train()
+ * autograd computes it: BN's dx goes through the batch mean and variance,
+ * so samples mix, and parameter gradients are summed over the batch.  A
+ * gradient (float64 values) is seeded at any node; the sweep runs from
+ * that node down to node 0, or stops early: nodes with index <= stop
+ * receive their gradient but pass nothing on (the block-wise backward of
+ * jacobian_trainability).  Gradients live in an ae_net_grad of their own
+ * (a buffer per node, made on first use and kept; parameter gradients per
+ * tensor), so the NTK's shared slots are never touched.  Compiled twice
+ * like net.c (net64_grad.c is the float64 twin); the float32 entry points
+ * go to the twin when ae_net_set_double is on.
+ *
+ * An ae_net_grad belongs to the thread that owns its ae_net. */
+#include "gpu/host/net_internal.h"
+
+#include "api/status.h"
+#include <cblas.h>
+#include <stdlib.h>
+#include <string.h>
+#ifndef AE_NET_DOUBLE
+#include "gpu/host/net64.h"
+#endif
+
+struct ae_net_grad {
+  ae_net *n;
+  int batch;            /* of the last backward */
+  ae_real **g;          /* per node: max_batch * elems, NULL until used */
+  unsigned char *live;  /* per node: written during the last backward */
+  ae_real **pw, **pb;   /* LINEAR/CONV weight, LINEAR bias gradients */
+  ae_real **pgam, **pbet; /* BN gamma, beta gradients */
+  ae_real *dcol;        /* a chunk's im2col gradient */
+  ae_real *dyc;         /* a chunk's output gradient, cout-major */
+#ifndef AE_NET_DOUBLE
+  struct ae_net64_grad *dbl; /* the float64 twin's gradients */
+  int last_double;           /* the last backward ran on the twin */
+#endif
+};
+
+void ae_net_grad_destroy(ae_net_grad *gr) {
+  if (!gr) return;
+  int nn = gr->n->g->n_nodes;
+  for (int k = 0; k < nn; k++) {
+    if (gr->g) free(gr->g[k]);
+    if (gr->pw) free(gr->pw[k]);
+    if (gr->pb) free(gr->pb[k]);
+    if (gr->pgam) free(gr->pgam[k]);
+    if (gr->pbet) free(gr->pbet[k]);
+  }
+  free(gr->g);
+  free(gr->live);
+  free(gr->pw);
+  free(gr->pb);
+  free(gr->pgam);
+  free(gr->pbet);
+  free(gr->dcol);
+  free(gr->dyc);
+#ifndef AE_NET_DOUBLE
+  ae_net64_grad_destroy(gr->dbl);
+#endif
+  free(gr);
+}
+
+static ae_real *zeros(size_t count) {
+  return calloc(count > 0 ? count : 1, sizeof(ae_real));
+}
+
+int ae_net_grad_create(ae_net *n, ae_net_grad **out) {
+  *out = NULL;
+  ae_net_grad *gr = calloc(1, sizeof(*gr));
+  if (!gr) return AE_ENOMEM;
+  gr->n = n;
+  size_t nn = (size_t)n->g->n_nodes;
+  gr->g = calloc(nn, sizeof(ae_real *));
+  gr->live = calloc(nn, 1);
+  gr->pw = calloc(nn, sizeof(ae_real *));
+  gr->pb = calloc(nn, sizeof(ae_real *));
+  gr->pgam = calloc(nn, sizeof(ae_real *));
+  gr->pbet = calloc(nn, sizeof(ae_real *));
+  if (!gr->g || !gr->live || !gr->pw || !gr->pb || !gr->pgam || !gr->pbet)
+    goto fail;
+  size_t max_col = 0, max_y = 0;
+  for (size_t k = 0; k < nn; k++) {
+    const ae_node *nd = &n->g->nodes[k];
+    const ae_plan_geom *ge = &n->geom[k];
+    if (n->weight[k] && !(gr->pw[k] = zeros(ge->n_weight))) goto fail;
+    if (n->bias[k] && !(gr->pb[k] = zeros((size_t)nd->out))) goto fail;
+    if (n->gamma[k] && !(gr->pgam[k] = zeros((size_t)ge->channels)))
+      goto fail;
+    if (n->beta[k] && !(gr->pbet[k] = zeros((size_t)ge->channels))) goto fail;
+    if (nd->op == AE_OP_CONV) {
+      size_t cols = ge->out_hw * (size_t)n->chunk[k];
+      if (ge->col_rows * cols > max_col) max_col = ge->col_rows * cols;
+      if ((size_t)nd->out * cols > max_y) max_y = (size_t)nd->out * cols;
+    }
+  }
+  if (max_col > 0) {
+    gr->dcol = malloc(sizeof(ae_real) * max_col);
+    gr->dyc = malloc(sizeof(ae_real) * max_y);
+    if (!gr->dcol || !gr->dyc) goto fail;
+  }
+  *out = gr;
+  return AE_OK;
+fail:
+  ae_net_grad_destroy(gr);
+  return AE_ENOMEM;
+}
+
+/* Node k's gradient buffer for this backward: zeroed on first touch.
+ * NULL when it cannot be allocated. */
+static ae_real *grad_of(ae_net_grad *gr, int k) {
+  size_t count = (size_t)gr->batch * gr->n->geom[k].elems;
+  if (!gr->g[k]) {
+    gr->g[k] =
+        malloc(sizeof(ae_real) * (size_t)gr->n->max_batch * gr->n->geom[k].elems +
+               sizeof(ae_real));
+    if (!gr->g[k]) return NULL;
+    gr->live[k] = 0;
+  }
+  if (!gr->live[k]) {
+    memset(gr->g[k], 0, sizeof(ae_real) * count);
+    gr->live[k] = 1;
+  }
+  return gr->g[k];
+}
+
+static void backward_linear(ae_net_grad *gr, int k, ae_real *dx) {
+  ae_net *n = gr->n;
+  const ae_node *nd = &n->g->nodes[k];
+  const ae_plan_geom *ge = &n->geom[k];
+  const ae_real *x = n->act[nd->inputs[0]];
+  const ae_real *dy = gr->g[k];
+  int in = (int)ge->in_elems, out = nd->out, batch = gr->batch;
+  /* dW (out x in) += dY^T X */
+  AE_GEMM(CblasRowMajor, CblasTrans, CblasNoTrans, out, in, batch, 1.0, dy, out,
+          x, in, 1.0, gr->pw[k], in);
+  if (gr->pb[k])
+    for (int b = 0; b < batch; b++)
+      for (int o = 0; o < out; o++)
+        gr->pb[k][o] += dy[(size_t)b * (size_t)out + (size_t)o];
+  if (dx)
+    AE_GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, batch, in, out, 1.0, dy,
+            out, n->weight[k], in, 1.0, dx, in);
+}
+
+static void backward_conv(ae_net_grad *gr, int k, ae_real *dx) {
+  ae_net *n = gr->n;
+  const ae_node *nd = &n->g->nodes[k];
+  const ae_plan_geom *ge = &n->geom[k];
+  const ae_real *x = n->act[nd->inputs[0]];
+  const ae_real *dy = gr->g[k];
+  int direct = nd->kernel == 1 && nd->stride == 1 && nd->padding == 0;
+  int K = (int)ge->col_rows, HW = (int)ge->out_hw, cout = nd->out;
+  int batch = gr->batch;
+  if (direct) {
+    for (int b = 0; b < batch; b++) {
+      const ae_real *dyb = dy + (size_t)b * ge->elems;
+      const ae_real *xb = x + (size_t)b * ge->in_elems;
+      AE_GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, cout, K, HW, 1.0, dyb,
+              HW, xb, HW, 1.0, gr->pw[k], K);
+      if (dx)
+        AE_GEMM(CblasRowMajor, CblasTrans, CblasNoTrans, K, HW, cout, 1.0,
+                n->weight[k], K, dyb, HW, 1.0, dx + (size_t)b * ge->in_elems,
+                HW);
+    }
+    return;
+  }
+  for (int b0 = 0; b0 < batch; b0 += n->chunk[k]) {
+    int m = batch - b0 < n->chunk[k] ? batch - b0 : n->chunk[k];
+    size_t ld = (size_t)m * (size_t)HW;
+    for (int j = 0; j < m; j++) {
+      ae_net_im2col_t(x + (size_t)(b0 + j) * ge->in_elems, ge->in_c, ge->in_h,
+                      ge->in_w, nd->kernel, nd->stride, nd->padding,
+                      nd->shape[1], nd->shape[2],
+                      n->col + (size_t)j * (size_t)HW, ld);
+      for (int c = 0; c < cout; c++)
+        memcpy(gr->dyc + (size_t)c * ld + (size_t)j * (size_t)HW,
+               dy + (size_t)(b0 + j) * ge->elems + (size_t)c * (size_t)HW,
+               sizeof(ae_real) * (size_t)HW);
+    }
+    /* dW (cout x K) += dYc (cout x ld) col^T (ld x K) */
+    AE_GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, cout, K, (int)ld, 1.0,
+            gr->dyc, (int)ld, n->col, (int)ld, 1.0, gr->pw[k], K);
+    if (!dx) continue;
+    AE_GEMM(CblasRowMajor, CblasTrans, CblasNoTrans, K, (int)ld, cout, 1.0,
+            n->weight[k], K, gr->dyc, (int)ld, 0.0, gr->dcol, (int)ld);
+    for (int j = 0; j < m; j++)
+      ae_net_col2im_add_t(gr->dcol + (size_t)j * (size_t)HW, ge->in_c,
+                          ge->in_h, ge->in_w, nd->kernel, nd->stride,
+                          nd->padding, nd->shape[1], nd->shape[2],
+                          dx + (size_t)(b0 + j) * ge->in_elems, ld);
+  }
+}
+
+/* Train-mode BN: y = gamma * xhat + beta with xhat = (x - mean) * invstd
+ * over the batch's B * plane values of each channel, so
+ * dx = gamma * invstd * (dy - mean(dy) - xhat * mean(dy * xhat)). */
+static void backward_bn(ae_net_grad *gr, int k, ae_real *dx) {
+  ae_net *n = gr->n;
+  const ae_node *nd = &n->g->nodes[k];
+  const ae_plan_geom *ge = &n->geom[k];
+  const ae_real *x = n->act[nd->inputs[0]];
+  const ae_real *dy = gr->g[k];
+  size_t C = (size_t)ge->channels, P = ge->plane;
+  int batch = gr->batch;
+  double cnt = (double)batch * (double)P;
+  for (size_t c = 0; c < C; c++) {
+    double mean = n->bn_mean[k][c], inv = n->bn_invstd[k][c];
+    double sdy = 0.0, sdyx = 0.0;
+    for (int b = 0; b < batch; b++) {
+      size_t off = (size_t)b * ge->elems + c * P;
+      for (size_t i = 0; i < P; i++) {
+        double d = (double)dy[off + i];
+        sdy += d;
+        sdyx += d * (((double)x[off + i] - mean) * inv);
+      }
+    }
+    gr->pgam[k][c] += (ae_real)sdyx;
+    gr->pbet[k][c] += (ae_real)sdy;
+    if (!dx) continue;
+    double s = inv * (double)n->gamma[k][c];
+    double mdy = sdy / cnt, mdyx = sdyx / cnt;
+    for (int b = 0; b < batch; b++) {
+      size_t off = (size_t)b * ge->elems + c * P;
+      for (size_t i = 0; i < P; i++) {
+        double xh = ((double)x[off + i] - mean) * inv;
+        dx[off + i] += (ae_real)(s * ((double)dy[off + i] - mdy - xh * mdyx));
+      }
+    }
+  }
+}
+
+static void backward_act(ae_net_grad *gr, int k, ae_real *dx) {
+  ae_net *n = gr->n;
+  const ae_node *nd = &n->g->nodes[k];
+  const ae_real *z = n->act[nd->inputs[0]];
+  const ae_real *dy = gr->g[k];
+  size_t count = (size_t)gr->batch * n->geom[k].elems;
+  switch (nd->act.fn) {
+  case AE_ACT_RELU:
+    for (size_t i = 0; i < count; i++)
+      dx[i] += z[i] > 0.0 ? dy[i] : 0.0;
+    return;
+  case AE_ACT_LEAKY_RELU: {
+    ae_real s = (ae_real)nd->act.slope;
+    for (size_t i = 0; i < count; i++)
+      dx[i] += z[i] > 0.0 ? dy[i] : s * dy[i];
+    return;
+  }
+  case AE_ACT_IDENTITY:
+    for (size_t i = 0; i < count; i++)
+      dx[i] += dy[i];
+    return;
+  default:
+    for (size_t i = 0; i < count; i++)
+      dx[i] +=
+          dy[i] * (ae_real)ae_act_d1(nd->act.fn, nd->act.slope, (double)z[i]);
+    return;
+  }
+}
+
+/* Pools, add, identity, flatten: linear maps without parameters. */
+static int backward_pass_through(ae_net_grad *gr, int k) {
+  ae_net *n = gr->n;
+  const ae_node *nd = &n->g->nodes[k];
+  const ae_plan_geom *ge = &n->geom[k];
+  const ae_real *dy = gr->g[k];
+  size_t B = (size_t)gr->batch;
+  if (nd->op == AE_OP_ZERO || nd->n_inputs < 1) return AE_OK;
+  if (nd->op == AE_OP_AVG_POOL || nd->op == AE_OP_GLOBAL_AVG_POOL) {
+    ae_real *dx = grad_of(gr, nd->inputs[0]);
+    if (!dx) return AE_ENOMEM;
+    size_t hw_in = (size_t)ge->in_h * (size_t)ge->in_w;
+    for (size_t p = 0; p < B * (size_t)ge->in_c; p++) {
+      if (nd->op == AE_OP_AVG_POOL) {
+        ae_net_avg_pool_plane_adj_t(dy + p * ge->out_hw, ge->in_h, ge->in_w,
+                                    nd->kernel, nd->stride, nd->padding,
+                                    nd->count_include_pad, nd->shape[1],
+                                    nd->shape[2], dx + p * hw_in);
+      } else {
+        ae_real g = dy[p] / (ae_real)hw_in;
+        for (size_t i = 0; i < hw_in; i++)
+          dx[p * hw_in + i] += g;
+      }
+    }
+    return AE_OK;
+  }
+  /* ADD, IDENTITY, FLATTEN: every input receives dy. */
+  size_t count = B * ge->elems;
+  for (int i = 0; i < nd->n_inputs; i++) {
+    ae_real *dx = grad_of(gr, nd->inputs[i]);
+    if (!dx) return AE_ENOMEM;
+    for (size_t e = 0; e < count; e++)
+      dx[e] += dy[e];
+  }
+  return AE_OK;
+}
+
+static void zero_param_grads(ae_net_grad *gr) {
+  ae_net *n = gr->n;
+  for (int k = 0; k < n->g->n_nodes; k++) {
+    const ae_plan_geom *ge = &n->geom[k];
+    if (gr->pw[k]) memset(gr->pw[k], 0, sizeof(ae_real) * ge->n_weight);
+    if (gr->pb[k])
+      memset(gr->pb[k], 0, sizeof(ae_real) * (size_t)n->g->nodes[k].out);
+    if (gr->pgam[k])
+      memset(gr->pgam[k], 0, sizeof(ae_real) * (size_t)ge->channels);
+    if (gr->pbet[k])
+      memset(gr->pbet[k], 0, sizeof(ae_real) * (size_t)ge->channels);
+  }
+}
+
+int ae_net_backward(ae_net *n, ae_net_grad *gr, int batch, int from,
+                    const double *seed, int stop) {
+  if (!gr || gr->n != n || !seed || batch < 1 || batch > n->max_batch ||
+      from < 0 || from >= n->g->n_nodes || stop >= from)
+    return AE_EINVAL;
+#ifndef AE_NET_DOUBLE
+  gr->last_double = 0;
+  if (n->use_double) {
+    if (!n->dbl) return AE_EINVAL;
+    if (!gr->dbl) {
+      int rc = ae_net64_grad_create(n->dbl, &gr->dbl);
+      if (rc) return rc;
+    }
+    gr->last_double = 1;
+    return ae_net64_backward(n->dbl, gr->dbl, batch, from, seed, stop);
+  }
+#endif
+  gr->batch = batch;
+  memset(gr->live, 0, (size_t)n->g->n_nodes);
+  zero_param_grads(gr);
+  ae_real *g0 = grad_of(gr, from);
+  if (!g0) return AE_ENOMEM;
+  size_t count = (size_t)batch * n->geom[from].elems;
+  for (size_t e = 0; e < count; e++)
+    g0[e] = (ae_real)seed[e];
+  for (int t = from; t > stop && t > 0; t--) {
+    if (!gr->live[t]) continue; /* no gradient reached it */
+    const ae_node *nd = &n->g->nodes[t];
+    ae_real *dx = NULL;
+    if (nd->op == AE_OP_LINEAR || nd->op == AE_OP_CONV ||
+        nd->op == AE_OP_BATCH_NORM || nd->op == AE_OP_ACT) {
+      dx = grad_of(gr, nd->inputs[0]);
+      if (!dx) return AE_ENOMEM;
+    }
+    switch (nd->op) {
+    case AE_OP_LINEAR:
+      backward_linear(gr, t, dx);
+      break;
+    case AE_OP_CONV:
+      backward_conv(gr, t, dx);
+      break;
+    case AE_OP_BATCH_NORM:
+      backward_bn(gr, t, dx);
+      break;
+    case AE_OP_ACT:
+      backward_act(gr, t, dx);
+      break;
+    default: {
+      int rc = backward_pass_through(gr, t);
+      if (rc) return rc;
+      break;
+    }
+    }
+  }
+  return AE_OK;
+}
+
+int ae_net_grad_node(const ae_net_grad *gr, int node, double *out) {
+#ifndef AE_NET_DOUBLE
+  if (gr->last_double) return ae_net64_grad_node(gr->dbl, node, out);
+#endif
+  const ae_net *n = gr->n;
+  if (node < 0 || node >= n->g->n_nodes || gr->batch < 1) return AE_EINVAL;
+  size_t count = (size_t)gr->batch * n->geom[node].elems;
+  if (!gr->live[node]) {
+    memset(out, 0, sizeof(double) * count);
+    return AE_OK;
+  }
+  for (size_t e = 0; e < count; e++)
+    out[e] = (double)gr->g[node][e];
+  return AE_OK;
+}
+
+int ae_net_grad_param(const ae_net_grad *gr, int node, ae_net_param_kind kind,
+                      double *out, size_t count) {
+#ifndef AE_NET_DOUBLE
+  if (gr->last_double)
+    return ae_net64_grad_param(gr->dbl, node, kind, out, count);
+#endif
+  const ae_net *n = gr->n;
+  if (node < 0 || node >= n->g->n_nodes) return AE_EINVAL;
+  const ae_real *p = NULL;
+  size_t have = 0;
+  switch (kind) {
+  case AE_NET_WEIGHT:
+    p = gr->pw[node];
+    have = n->geom[node].n_weight;
+    break;
+  case AE_NET_BIAS:
+    p = gr->pb[node];
+    have = (size_t)n->g->nodes[node].out;
+    break;
+  case AE_NET_GAMMA:
+    p = gr->pgam[node];
+    have = (size_t)n->geom[node].channels;
+    break;
+  case AE_NET_BETA:
+    p = gr->pbet[node];
+    have = (size_t)n->geom[node].channels;
+    break;
+  }
+  if (!p || have != count) return AE_EINVAL;
+  for (size_t e = 0; e < count; e++)
+    out[e] = (double)p[e];
+  return AE_OK;
+}
+
+int ae_net_forward64(ae_net *n, const float *x, int batch, double *logits) {
+#ifndef AE_NET_DOUBLE
+  ae_net64 *twin;
+  int trc = ae_net_double_twin(n, &twin);
+  if (trc) return trc;
+  if (twin) return ae_net64_forward64(twin, x, batch, logits);
+#endif
+  int rc = ae_net_forward_buffers(n, x, batch);
+  if (rc || !logits) return rc;
+  return ae_net_activation64(n, n->g->output, batch, logits);
+}
+
+int ae_net_activation64(ae_net *n, int node, int batch, double *out) {
+#ifndef AE_NET_DOUBLE
+  if (n->use_double) {
+    if (!n->dbl) return AE_EINVAL;
+    return ae_net64_activation64(n->dbl, node, batch, out);
+  }
+#endif
+  if (node < 0 || node >= n->g->n_nodes || batch < 1 || batch > n->max_batch)
+    return AE_EINVAL;
+  size_t count = (size_t)batch * n->geom[node].elems;
+  for (size_t e = 0; e < count; e++)
+    out[e] = (double)n->act[node][e];
+  return AE_OK;
+}
