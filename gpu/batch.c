@@ -25,17 +25,18 @@ void ae_scale_to_sqrt_dim(float *x, int n, int dim) {
 }
 
 /* n samples of set without replacement (a partial Fisher-Yates over the
- * sample indices, driven by the seed) into b->x and b->labels_owned. */
+ * sample indices, driven by the seed) into b->x and b->labels_owned:
+ * picks skip .. skip+n-1 of that order (skip n: zico's second batch). */
 static int draw_from_dataset(const ae_request *r, const ae_dataset *set,
-                             ae_batch *b, ae_error *err) {
+                             int skip, ae_batch *b, ae_error *err) {
   int n = b->n, dim = b->dim;
   long long per = (long long)set->shape[0] * set->shape[1] * set->shape[2];
   if (set->rank == 1) per = set->shape[0];
-  if (per != dim || set->size < n)
-    return ae_error_set(err, AE_EINVAL, "/data",
+  if (per != dim || set->size < n + skip)
+    return ae_error_set(err, skip ? AE_ENOTFOUND : AE_EINVAL, "/data",
                         "dataset '%s' has %lld samples of %lld values; the "
                         "request needs %d of %d",
-                        set->name, set->size, per, n, dim);
+                        set->name, set->size, per, n + skip, dim);
   int *order = malloc((size_t)set->size * sizeof *order);
   b->labels_owned = malloc((size_t)n * sizeof *b->labels_owned);
   if (!order || !b->labels_owned) {
@@ -44,16 +45,17 @@ static int draw_from_dataset(const ae_request *r, const ae_dataset *set,
   }
   for (long long i = 0; i < set->size; i++)
     order[i] = (int)i;
-  for (int k = 0; k < n; k++) {
+  for (int k = 0; k < n + skip; k++) {
     double u = ae_philox_uniform(r->seed, AE_TID_SAMPLE_CHOICE, 0, (uint64_t)k);
     long long pick = k + (long long)(u * (double)(set->size - k));
     if (pick >= set->size) pick = set->size - 1;
     int t = order[k];
     order[k] = order[pick];
     order[pick] = t;
-    memcpy(b->x + (size_t)k * dim, set->x + (size_t)order[k] * dim,
+    if (k < skip) continue;
+    memcpy(b->x + (size_t)(k - skip) * dim, set->x + (size_t)order[k] * dim,
            (size_t)dim * sizeof *b->x);
-    b->labels_owned[k] = set->y[order[k]];
+    b->labels_owned[k - skip] = set->y[order[k]];
   }
   free(order);
   b->labels = b->labels_owned;
@@ -119,7 +121,7 @@ int ae_batch_draw(const ae_request *r, const ae_dataset *ds, ae_batch *b,
     for (size_t i = 0; i < total; i++)
       b->x[i] = (float)ae_philox_normal(r->seed, AE_TID_SYNTHETIC_INPUTS, 0, i);
   } else {
-    int rc = draw_from_dataset(r, ds, b, err);
+    int rc = draw_from_dataset(r, ds, 0, b, err);
     if (rc) return rc;
   }
   memcpy(b->x_net, b->x, total * sizeof *b->x);
@@ -133,4 +135,48 @@ void ae_batch_free(ae_batch *b) {
   free(b->labels_owned);
   free(b->k0);
   memset(b, 0, sizeof *b);
+}
+
+int ae_batch_draw_next(const ae_request *r, const ae_dataset *ds,
+                       const ae_batch *first, ae_batch *b, ae_error *err) {
+  memset(b, 0, sizeof *b);
+  int n = first->n, dim = first->dim;
+  if (r->data.inputs)
+    return ae_error_set(err, AE_ENOTFOUND, "/data",
+                        "inline data has %d samples; a second batch needs "
+                        "%d",
+                        n, 2 * n);
+  b->n = n;
+  b->dim = dim;
+  b->num_classes = first->num_classes;
+  size_t total = (size_t)n * dim;
+  b->x = malloc(total * sizeof *b->x);
+  b->x_net = malloc(total * sizeof *b->x_net);
+  if (!b->x || !b->x_net) return AE_ENOMEM;
+  if (!ds) {
+    for (size_t i = 0; i < total; i++)
+      b->x[i] = (float)ae_philox_normal(r->seed, AE_TID_SYNTHETIC_INPUTS, 0,
+                                        total + i);
+  } else {
+    int rc = draw_from_dataset(r, ds, n, b, err);
+    if (rc) return rc;
+  }
+  memcpy(b->x_net, b->x, total * sizeof *b->x);
+  if (r->net.scale_input_norm) ae_scale_to_sqrt_dim(b->x_net, n, dim);
+  return AE_OK;
+}
+
+void ae_batch_class_labels(const ae_request *r, const ae_batch *b, int offset,
+                           int *out) {
+  int classes = b->num_classes > 0 ? b->num_classes : 1;
+  for (int i = 0; i < b->n; i++) {
+    if (b->labels) {
+      out[i] = b->labels[i];
+      continue;
+    }
+    double u = ae_philox_uniform(r->seed, AE_TID_RANDOM_LABELS, 2,
+                                 (uint64_t)offset + (uint64_t)i);
+    int c = (int)(u * (double)classes);
+    out[i] = c < classes ? c : classes - 1;
+  }
 }

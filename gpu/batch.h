@@ -35,6 +35,25 @@ int ae_batch_input_kernel(ae_batch *b);
 
 void ae_batch_free(ae_batch *b);
 
+/* ZiCo's second batch (ranking.md §4): the n samples after `first`'s,
+ * which is not changed.  A dataset: the next n picks of the same
+ * without-replacement order (the partial Fisher-Yates of ae_batch_draw
+ * continued with the same stream, counters n .. 2n-1); synthetic data:
+ * the next n * dim draws of its stream (no labels).  AE_ENOTFOUND with
+ * err saying why when there are not 2n samples (a dataset of fewer, or
+ * inline data, which has exactly n); 0 or AE_ENOMEM otherwise.  Free out
+ * with ae_batch_free even on failure. */
+int ae_batch_draw_next(const ae_request *req, const ae_dataset *ds,
+                       const ae_batch *first, ae_batch *out, ae_error *err);
+
+/* Class labels for a cross-entropy (ranking.md §4): b's own labels, or for
+ * a batch without labels (synthetic data) random classes,
+ * floor(u * num_classes) with u = ae_philox_uniform(seed,
+ * AE_TID_RANDOM_LABELS, 2, offset + i) (offset: 0 for the job's batch, n
+ * for the second).  out: b->n labels. */
+void ae_batch_class_labels(const ae_request *req, const ae_batch *b,
+                           int offset, int *out);
+
 /* Scales each of n samples of dim floats to norm sqrt(dim) in place; an
  * all-zero sample stays zero. */
 void ae_scale_to_sqrt_dim(float *x, int n, int dim);

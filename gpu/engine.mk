@@ -12,7 +12,9 @@ gpu_libaeengine_a_SOURCES += gpu/engine.c gpu/engine.h gpu/philox.h \
 	gpu/job_control.h gpu/batch.c gpu/batch.h gpu/warmup.c gpu/warmup.h \
 	gpu/groups/group.h gpu/groups/job.c gpu/groups/table.c \
 	gpu/groups/topology.c gpu/groups/expressivity.c \
-	gpu/groups/convergence.c gpu/groups/generalization.c
+	gpu/groups/convergence.c gpu/groups/generalization.c \
+	gpu/groups/gradients.c gpu/groups/gradients.h gpu/groups/proxies.c \
+	gpu/groups/trainability.c
 # Without CUDA, the build links "no CUDA executor, no devices" instead.
 if !HAVE_CUDA
 gpu_libaeengine_a_SOURCES += gpu/cuda_absent.c
@@ -64,3 +66,11 @@ AE_BENCHES += tests/bench/bench_scorecard
 tests_bench_bench_scorecard_SOURCES = tests/bench/bench_scorecard.c
 tests_bench_bench_scorecard_CFLAGS = $(AM_CFLAGS) -O2
 tests_bench_bench_scorecard_LDADD = $(ENGINE_LIBS)
+
+# The gradient metrics of ranking.md: hand cases, zico's second batch, the
+# PyTorch reference (issue 10).
+check_PROGRAMS += tests/unit/test_rank_gradients
+TESTS += tests/unit/test_rank_gradients
+tests_unit_test_rank_gradients_SOURCES = tests/unit/test_rank_gradients.c
+tests_unit_test_rank_gradients_CFLAGS = $(TEST_CFLAGS) $(JANSSON_CFLAGS)
+tests_unit_test_rank_gradients_LDADD = $(TEST_LIBS)

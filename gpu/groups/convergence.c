@@ -151,6 +151,7 @@ static int convergence_run(ae_job_state *job, ae_error *err) {
   if (!rc && ae_job_wants(job, AE_M_NNGP_LAMBDA_MIN))
     rc = convergence_analytic(job, w, err);
   free(w);
+  if (!rc) rc = ae_job_jacobian_trainability(job, err);
   if (rc) return rc;
   return ae_job_checkpoint(job->ctl);
 }

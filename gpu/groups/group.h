@@ -94,6 +94,7 @@ extern const ae_metric_group ae_group_topology;
 extern const ae_metric_group ae_group_expressivity;
 extern const ae_metric_group ae_group_convergence;
 extern const ae_metric_group ae_group_generalization;
+extern const ae_metric_group ae_group_proxies;
 
 /* Fills job->selected from the request (req->selected; a request built
  * without one selects every metric of its groups) and job->requested. */
@@ -140,6 +141,11 @@ int ae_job_host_net(ae_job_state *job, struct ae_net **out, ae_error *err);
  * element), fed to the net as they are.  Kept in job->gauss.  0 or
  * AE_ENOMEM. */
 int ae_job_gauss_inputs(ae_job_state *job, const float **out, ae_error *err);
+
+/* convergence.jacobian_trainability (ranking.md §2) into job->sc, when
+ * the job asks for it (trainability.c); NaN with a warning when it
+ * cannot be computed.  0 or an error. */
+int ae_job_jacobian_trainability(ae_job_state *job, ae_error *err);
 
 /* Frees every intermediate and the batch. */
 void ae_job_state_free(ae_job_state *job);

@@ -5,7 +5,7 @@
 
 const ae_metric_group *const ae_metric_groups[] = {
     &ae_group_topology, &ae_group_expressivity, &ae_group_convergence,
-    &ae_group_generalization};
+    &ae_group_generalization, &ae_group_proxies};
 
 const size_t ae_n_metric_groups =
     sizeof ae_metric_groups / sizeof ae_metric_groups[0];

@@ -31,3 +31,10 @@ AE_BENCHES += tests/bench/bench_ntk
 tests_bench_bench_ntk_SOURCES = tests/bench/bench_ntk.c
 tests_bench_bench_ntk_CFLAGS = $(AM_CFLAGS) -O2
 tests_bench_bench_ntk_LDADD = $(ENGINE_LIBS)
+
+# Reverse mode with train-mode BN and the weight schemes (issue 10).
+check_PROGRAMS += tests/unit/test_net_grad
+TESTS += tests/unit/test_net_grad
+tests_unit_test_net_grad_SOURCES = tests/unit/test_net_grad.c
+tests_unit_test_net_grad_CFLAGS = $(TEST_CFLAGS)
+tests_unit_test_net_grad_LDADD = $(TEST_LIBS)

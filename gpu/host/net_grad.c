@@ -28,13 +28,13 @@
 
 struct ae_net_grad {
   ae_net *n;
-  int batch;            /* of the last backward */
-  ae_real **g;          /* per node: max_batch * elems, NULL until used */
-  unsigned char *live;  /* per node: written during the last backward */
-  ae_real **pw, **pb;   /* LINEAR/CONV weight, LINEAR bias gradients */
+  int batch;              /* of the last backward */
+  ae_real **g;            /* per node: max_batch * elems, NULL until used */
+  unsigned char *live;    /* per node: written during the last backward */
+  ae_real **pw, **pb;     /* LINEAR/CONV weight, LINEAR bias gradients */
   ae_real **pgam, **pbet; /* BN gamma, beta gradients */
-  ae_real *dcol;        /* a chunk's im2col gradient */
-  ae_real *dyc;         /* a chunk's output gradient, cout-major */
+  ae_real *dcol;          /* a chunk's im2col gradient */
+  ae_real *dyc;           /* a chunk's output gradient, cout-major */
 #ifndef AE_NET_DOUBLE
   struct ae_net64_grad *dbl; /* the float64 twin's gradients */
   int last_double;           /* the last backward ran on the twin */
@@ -89,8 +89,7 @@ int ae_net_grad_create(ae_net *n, ae_net_grad **out) {
     const ae_plan_geom *ge = &n->geom[k];
     if (n->weight[k] && !(gr->pw[k] = zeros(ge->n_weight))) goto fail;
     if (n->bias[k] && !(gr->pb[k] = zeros((size_t)nd->out))) goto fail;
-    if (n->gamma[k] && !(gr->pgam[k] = zeros((size_t)ge->channels)))
-      goto fail;
+    if (n->gamma[k] && !(gr->pgam[k] = zeros((size_t)ge->channels))) goto fail;
     if (n->beta[k] && !(gr->pbet[k] = zeros((size_t)ge->channels))) goto fail;
     if (nd->op == AE_OP_CONV) {
       size_t cols = ge->out_hw * (size_t)n->chunk[k];
@@ -115,9 +114,9 @@ fail:
 static ae_real *grad_of(ae_net_grad *gr, int k) {
   size_t count = (size_t)gr->batch * gr->n->geom[k].elems;
   if (!gr->g[k]) {
-    gr->g[k] =
-        malloc(sizeof(ae_real) * (size_t)gr->n->max_batch * gr->n->geom[k].elems +
-               sizeof(ae_real));
+    gr->g[k] = malloc(sizeof(ae_real) * (size_t)gr->n->max_batch *
+                          gr->n->geom[k].elems +
+                      sizeof(ae_real));
     if (!gr->g[k]) return NULL;
     gr->live[k] = 0;
   }
@@ -189,9 +188,9 @@ static void backward_conv(ae_net_grad *gr, int k, ae_real *dx) {
     AE_GEMM(CblasRowMajor, CblasTrans, CblasNoTrans, K, (int)ld, cout, 1.0,
             n->weight[k], K, gr->dyc, (int)ld, 0.0, gr->dcol, (int)ld);
     for (int j = 0; j < m; j++)
-      ae_net_col2im_add_t(gr->dcol + (size_t)j * (size_t)HW, ge->in_c,
-                          ge->in_h, ge->in_w, nd->kernel, nd->stride,
-                          nd->padding, nd->shape[1], nd->shape[2],
+      ae_net_col2im_add_t(gr->dcol + (size_t)j * (size_t)HW, ge->in_c, ge->in_h,
+                          ge->in_w, nd->kernel, nd->stride, nd->padding,
+                          nd->shape[1], nd->shape[2],
                           dx + (size_t)(b0 + j) * ge->in_elems, ld);
   }
 }

@@ -24,12 +24,11 @@ static void init_torch_default(ae_net *n, int k, uint64_t seed,
   double fan_in = (double)(nw / (size_t)nd->out);
   double bound = 1.0 / sqrt(fan_in);
   for (size_t e = 0; e < nw; e++)
-    w[e] = (float)((2.0 * ae_philox_uniform(seed, (uint32_t)k, stream, e) -
-                    1.0) *
-                   bound);
+    w[e] =
+        (float)((2.0 * ae_philox_uniform(seed, (uint32_t)k, stream, e) - 1.0) *
+                bound);
   for (size_t o = 0; b && o < nb; o++)
-    b[o] = (float)((2.0 * ae_philox_uniform(seed, (uint32_t)k, stream,
-                                            nw + o) -
+    b[o] = (float)((2.0 * ae_philox_uniform(seed, (uint32_t)k, stream, nw + o) -
                     1.0) *
                    bound);
 }

@@ -1,0 +1,453 @@
+/* test_net_grad.c: the host executor's reverse mode with train-mode
+ * BatchNorm (gpu/host/net_grad.c) and the weight schemes (net_init.c).
+ *
+ * On small nets that use every op (conv with stride and padding, 1x1
+ * conv, linear with and without bias, BN on rank 1 and 3 with gamma and
+ * beta away from 1 and 0, all 8 activations, both average pools, global
+ * pool, add, identity, flatten, zero), the gradient of
+ * L = sum(s * logits) for a random s is taken by central finite
+ * differences in float64 on the plain reference forward
+ * (gpu/host/reference.c) with BN statistics recomputed from each
+ * perturbed batch (PyTorch's .train()); every parameter gradient and the
+ * input gradient of the float64 twin must match to 1e-6 relative.  Also:
+ * a seed at an inner node (finite differences of that node's float64
+ * output), the stop node, the float32 path against the float64 twin
+ * (measured tolerance), and the init schemes (kaiming bit for bit,
+ * torch_default's bounds and moments, gaussian's moments). */
+#include "api/status.h"
+#include "gpu/host/graph_build.h"
+#include "gpu/host/net.h"
+#include "gpu/host/reference.h"
+#include "gpu/philox.h"
+#include <check.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum { BATCH = 4 };
+
+/* Convolutions, BN rank 3, relu / leaky, both pools, zero, add, 1x1
+ * conv, identity, flatten, linear with bias. */
+static void build_conv_graph(ae_graph *g) {
+  ae_gb_begin(g);
+  int x = ae_gb_input(g, 2, 6, 6);
+  int c1 = ae_gb_conv(g, x, 3, 3, 1, 1, 1.0);
+  int b1 = ae_gb_bn(g, c1);
+  int r1 = ae_gb_act(g, b1, AE_ACT_RELU, 0.0);
+  int c2 = ae_gb_conv(g, r1, 4, 3, 2, 1, 2.0);
+  int l2 = ae_gb_act(g, c2, AE_ACT_LEAKY_RELU, 0.1);
+  int p1 = ae_gb_avg_pool(g, l2, 3, 1, 1, 0);
+  int p2 = ae_gb_avg_pool(g, l2, 3, 1, 1, 1);
+  int z = ae_gb_unary(g, AE_OP_ZERO, l2);
+  int ins[4] = {l2, p1, p2, z};
+  int a = ae_gb_add(g, ins, 4);
+  int c3 = ae_gb_conv(g, a, 2, 1, 1, 0, 1.5);
+  int b3 = ae_gb_bn(g, c3);
+  int id = ae_gb_unary(g, AE_OP_IDENTITY, b3);
+  int f = ae_gb_unary(g, AE_OP_FLATTEN, id);
+  int out = ae_gb_linear(g, f, 3, 1, 1.0);
+  ck_assert_int_eq(ae_gb_finish(g, out), 0);
+}
+
+/* An MLP with BN rank 1 and every smooth activation. */
+static void build_mlp_graph(ae_graph *g) {
+  ae_gb_begin(g);
+  int x = ae_gb_input(g, 5, 0, 0);
+  int h = ae_gb_linear(g, x, 6, 1, 1.0);
+  int bn = ae_gb_bn(g, h);
+  int t = ae_gb_act(g, bn, AE_ACT_TANH, 0.0);
+  static const ae_act_fn fns[] = {AE_ACT_SIGMOID, AE_ACT_SWISH, AE_ACT_GELU,
+                                  AE_ACT_ERF, AE_ACT_IDENTITY};
+  int cur = t;
+  for (size_t i = 0; i < sizeof(fns) / sizeof(fns[0]); i++) {
+    int l = ae_gb_linear(g, cur, 6, (int)(i % 2), 1.7);
+    cur = ae_gb_act(g, l, fns[i], 0.0);
+  }
+  int ins[2] = {cur, t};
+  int a = ae_gb_add(g, ins, 2);
+  int out = ae_gb_linear(g, a, 3, 0, 1.0);
+  ck_assert_int_eq(ae_gb_finish(g, out), 0);
+}
+
+/* An unpadded conv, BN, relu, swish conv, BN, global pool, linear; the
+ * branches meet again. */
+static void build_gap_graph(ae_graph *g) {
+  ae_gb_begin(g);
+  int x = ae_gb_input(g, 3, 5, 5);
+  int c1 = ae_gb_conv(g, x, 4, 3, 1, 0, 1.0);
+  int b1 = ae_gb_bn(g, c1);
+  int r1 = ae_gb_act(g, b1, AE_ACT_RELU, 0.0);
+  int c2 = ae_gb_conv(g, r1, 4, 3, 1, 1, 2.0);
+  int s2 = ae_gb_act(g, c2, AE_ACT_SWISH, 0.0);
+  int b2 = ae_gb_bn(g, s2);
+  int ins[3] = {b2, r1, b1};
+  int a = ae_gb_add(g, ins, 3);
+  int gp = ae_gb_gap(g, a);
+  int out = ae_gb_linear(g, gp, 2, 0, 1.0);
+  ck_assert_int_eq(ae_gb_finish(g, out), 0);
+}
+
+static size_t elems(const ae_node *nd) {
+  return nd->rank == 3 ? (size_t)nd->shape[0] * (size_t)nd->shape[1] *
+                             (size_t)nd->shape[2]
+                       : (size_t)nd->shape[0];
+}
+
+/* Weights of the seed, then BN gamma/beta and biases moved away from
+ * 1, 0 and 0 so that their gradients and BN's mixing are exercised. */
+static void draw_params(ae_net *net) {
+  ae_net_init_weights(net, 11, 0);
+  const ae_graph *g = ae_net_graph(net);
+  uint64_t i = 0;
+  for (int k = 0; k < g->n_nodes; k++) {
+    static const ae_net_param_kind kinds[] = {AE_NET_BIAS, AE_NET_GAMMA,
+                                              AE_NET_BETA};
+    for (int q = 0; q < 3; q++) {
+      size_t c;
+      float *t = ae_net_param(net, k, kinds[q], &c);
+      for (size_t e = 0; t && e < c; e++)
+        t[e] = (float)((q == 1 ? 1.0 : 0.0) +
+                       0.5 * ae_philox_normal(5, 99, 0, i++));
+    }
+  }
+}
+
+static void make_inputs(const ae_graph *g, float *xf, double *xd) {
+  size_t n = BATCH * elems(&g->nodes[0]);
+  for (size_t i = 0; i < n; i++) {
+    xf[i] = (float)ae_philox_normal(7, AE_TID_SYNTHETIC_INPUTS, 0, i);
+    xd[i] = xf[i];
+  }
+}
+
+/* L = sum(s * logits), reference forward with train-mode BN. */
+static double loss(const ae_graph *g, ae_ref_params *p, const double *x,
+                   const double *s) {
+  size_t n = (size_t)BATCH * (size_t)g->num_classes;
+  double logits[BATCH * 16];
+  ck_assert_uint_le(n, BATCH * 16);
+  ck_assert_int_eq(ae_ref_forward(g, p, 0, x, BATCH, logits), 0);
+  double l = 0.0;
+  for (size_t i = 0; i < n; i++)
+    l += s[i] * logits[i];
+  return l;
+}
+
+/* Central differences of L in each element of t against an. */
+static double fd_check(const ae_graph *g, ae_ref_params *p, double *t,
+                       size_t count, const double *x, const double *s,
+                       const double *an) {
+  const double h = 1e-5;
+  double worst = 0.0;
+  for (size_t e = 0; e < count; e++) {
+    double keep = t[e];
+    t[e] = keep + h;
+    double lp = loss(g, p, x, s);
+    t[e] = keep - h;
+    double lm = loss(g, p, x, s);
+    t[e] = keep;
+    double fd = (lp - lm) / (2 * h);
+    double err = fabs(fd - an[e]) / (1.0 + fabs(an[e]));
+    if (err > worst) worst = err;
+  }
+  return worst;
+}
+
+/* Every parameter gradient and the input gradient of the float64 twin
+ * against finite differences; returns the worst relative error. */
+static double check_graph(ae_graph *g) {
+  ae_net *net;
+  ck_assert_int_eq(ae_net_create(g, BATCH, &net), 0);
+  draw_params(net);
+  size_t nin = BATCH * elems(&g->nodes[0]);
+  float *xf = malloc(nin * sizeof *xf);
+  double *xd = malloc(nin * sizeof *xd);
+  double *an = malloc(4096 * sizeof *an);
+  make_inputs(g, xf, xd);
+  size_t ns = (size_t)BATCH * (size_t)g->num_classes;
+  double s[BATCH * 16];
+  for (size_t i = 0; i < ns; i++)
+    s[i] = ae_philox_normal(3, 77, 0, i);
+  ck_assert_int_eq(ae_net_set_double(net, 1), 0);
+  ae_net_grad *gr;
+  ck_assert_int_eq(ae_net_grad_create(net, &gr), 0);
+  ck_assert_int_eq(ae_net_forward64(net, xf, BATCH, NULL), 0);
+  ck_assert_int_eq(ae_net_backward(net, gr, BATCH, g->output, s, -1), 0);
+  ae_ref_params p;
+  ck_assert_int_eq(ae_ref_params_from_net(net, &p), 0);
+  double worst = 0.0;
+  int tensors = 0;
+  for (int k = 0; k < g->n_nodes; k++) {
+    double *ref[4] = {p.weight[k], p.bias[k], p.gamma[k], p.beta[k]};
+    static const ae_net_param_kind kinds[] = {AE_NET_WEIGHT, AE_NET_BIAS,
+                                              AE_NET_GAMMA, AE_NET_BETA};
+    for (int q = 0; q < 4; q++) {
+      size_t c;
+      if (!ae_net_param(net, k, kinds[q], &c) || !ref[q]) continue;
+      ck_assert_uint_le(c, 4096);
+      ck_assert_int_eq(ae_net_grad_param(gr, k, kinds[q], an, c), 0);
+      double e = fd_check(g, &p, ref[q], c, xd, s, an);
+      if (e > worst) worst = e;
+      tensors++;
+    }
+  }
+  ck_assert_int_gt(tensors, 3);
+  if (getenv("AE_TEST_VERBOSE")) fprintf(stderr, "worst param %g\n", worst);
+  ck_assert_uint_le(nin, 4096);
+  ck_assert_int_eq(ae_net_grad_node(gr, 0, an), 0);
+  double e = fd_check(g, &p, xd, nin, xd, s, an);
+  if (e > worst) worst = e;
+  /* A wrong count or a tensor the node lacks is refused. */
+  ck_assert_int_eq(ae_net_grad_param(gr, 0, AE_NET_WEIGHT, an, 1), AE_EINVAL);
+  ae_ref_params_free(&p);
+  ae_net_grad_destroy(gr);
+  ae_net_destroy(net);
+  free(xf);
+  free(xd);
+  free(an);
+  return worst;
+}
+
+START_TEST(grad_conv_graph) {
+  ae_graph g;
+  build_conv_graph(&g);
+  ck_assert_double_lt(check_graph(&g), 1e-6);
+  ae_gb_free(&g);
+}
+END_TEST
+
+START_TEST(grad_mlp_graph) {
+  ae_graph g;
+  build_mlp_graph(&g);
+  ck_assert_double_lt(check_graph(&g), 1e-6);
+  ae_gb_free(&g);
+}
+END_TEST
+
+START_TEST(grad_gap_graph) {
+  ae_graph g;
+  build_gap_graph(&g);
+  ck_assert_double_lt(check_graph(&g), 1e-6);
+  ae_gb_free(&g);
+}
+END_TEST
+
+/* A seed at an inner node (the add of the conv graph) and the stop
+ * node: the input gradient against finite differences of
+ * sum(s * act(add)) through the float64 twin's forward (x perturbed in
+ * float32, the step taken exactly); a stop at the first BN gives its
+ * gradient unchanged and nothing below it. */
+START_TEST(grad_inner_seed_and_stop) {
+  ae_graph g;
+  build_conv_graph(&g);
+  int add = -1, bn1 = -1;
+  for (int k = 0; k < g.n_nodes; k++) {
+    if (g.nodes[k].op == AE_OP_ADD) add = k;
+    if (g.nodes[k].op == AE_OP_BATCH_NORM && bn1 < 0) bn1 = k;
+  }
+  ck_assert_int_gt(add, bn1);
+  ae_net *net;
+  ck_assert_int_eq(ae_net_create(&g, BATCH, &net), 0);
+  draw_params(net);
+  ck_assert_int_eq(ae_net_set_double(net, 1), 0);
+  size_t nin = BATCH * elems(&g.nodes[0]), na = BATCH * elems(&g.nodes[add]);
+  float *xf = malloc(nin * sizeof *xf);
+  double *xd = malloc(nin * sizeof *xd), *an = malloc(nin * sizeof *an);
+  double *s = malloc(na * sizeof *s), *act = malloc(na * sizeof *act);
+  make_inputs(&g, xf, xd);
+  for (size_t i = 0; i < na; i++)
+    s[i] = ae_philox_normal(3, 78, 0, i);
+  ae_net_grad *gr;
+  ck_assert_int_eq(ae_net_grad_create(net, &gr), 0);
+  ck_assert_int_eq(ae_net_forward64(net, xf, BATCH, NULL), 0);
+  ck_assert_int_eq(ae_net_backward(net, gr, BATCH, add, s, -1), 0);
+  ck_assert_int_eq(ae_net_grad_node(gr, 0, an), 0);
+  double worst = 0.0;
+  for (size_t e = 0; e < nin; e += 3) {
+    float keep = xf[e];
+    double l[2];
+    float at[2];
+    for (int side = 0; side < 2; side++) {
+      at[side] = xf[e] = (float)(keep + (side ? -1e-4 : 1e-4));
+      ck_assert_int_eq(ae_net_forward64(net, xf, BATCH, NULL), 0);
+      ck_assert_int_eq(ae_net_activation64(net, add, BATCH, act), 0);
+      l[side] = 0.0;
+      for (size_t i = 0; i < na; i++)
+        l[side] += s[i] * act[i];
+    }
+    xf[e] = keep;
+    double fd = (l[0] - l[1]) / ((double)at[0] - (double)at[1]);
+    double err = fabs(fd - an[e]) / (1.0 + fabs(an[e]));
+    if (err > worst) worst = err;
+  }
+  if (getenv("AE_TEST_VERBOSE")) fprintf(stderr, "inner %g\n", worst);
+  ck_assert_double_lt(worst, 1e-6);
+  /* Stop at the first BN: its gradient as without a stop, nothing
+   * below. */
+  size_t nb = BATCH * elems(&g.nodes[bn1]);
+  double *full = malloc(nb * sizeof *full), *stopped = malloc(nb * sizeof *s);
+  ck_assert_int_eq(ae_net_forward64(net, xf, BATCH, NULL), 0);
+  ck_assert_int_eq(ae_net_backward(net, gr, BATCH, add, s, -1), 0);
+  ck_assert_int_eq(ae_net_grad_node(gr, bn1, full), 0);
+  ck_assert_int_eq(ae_net_backward(net, gr, BATCH, add, s, bn1), 0);
+  ck_assert_int_eq(ae_net_grad_node(gr, bn1, stopped), 0);
+  ck_assert_mem_eq(full, stopped, nb * sizeof *full);
+  ck_assert_int_eq(ae_net_grad_node(gr, 0, an), 0);
+  for (size_t e = 0; e < nin; e++)
+    ck_assert_double_eq(an[e], 0.0);
+  /* Bad arguments. */
+  ck_assert_int_eq(ae_net_backward(net, gr, BATCH, add, s, add), AE_EINVAL);
+  ck_assert_int_eq(ae_net_backward(net, gr, BATCH + 1, add, s, -1), AE_EINVAL);
+  ae_net_grad_destroy(gr);
+  ae_net_destroy(net);
+  ae_gb_free(&g);
+  free(xf);
+  free(xd);
+  free(an);
+  free(s);
+  free(act);
+  free(full);
+  free(stopped);
+}
+END_TEST
+
+/* The float32 path against the float64 twin on the same weights: every
+ * parameter gradient within 1e-4 of the tensor's largest (measured:
+ * about 1e-6 on these nets). */
+START_TEST(grad_float32_vs_twin) {
+  void (*builders[3])(ae_graph *) = {build_conv_graph, build_mlp_graph,
+                                     build_gap_graph};
+  double worst = 0.0;
+  for (int b = 0; b < 3; b++) {
+    ae_graph g;
+    builders[b](&g);
+    ae_net *net;
+    ck_assert_int_eq(ae_net_create(&g, BATCH, &net), 0);
+    draw_params(net);
+    size_t nin = BATCH * elems(&g.nodes[0]);
+    float *xf = malloc(nin * sizeof *xf);
+    double *xd = malloc(nin * sizeof *xd);
+    make_inputs(&g, xf, xd);
+    double s[BATCH * 16];
+    for (size_t i = 0; i < (size_t)BATCH * (size_t)g.num_classes; i++)
+      s[i] = ae_philox_normal(3, 77, 0, i);
+    ae_net_grad *gr;
+    ck_assert_int_eq(ae_net_grad_create(net, &gr), 0);
+    double *a32 = malloc(4096 * sizeof *a32), *a64 = malloc(4096 * sizeof *a64);
+    for (int k = 0; k < g.n_nodes; k++) {
+      size_t c;
+      if (!ae_net_param(net, k, AE_NET_WEIGHT, &c)) continue;
+      ck_assert_int_eq(ae_net_set_double(net, 0), 0);
+      ck_assert_int_eq(ae_net_forward64(net, xf, BATCH, NULL), 0);
+      ck_assert_int_eq(ae_net_backward(net, gr, BATCH, g.output, s, -1), 0);
+      ck_assert_int_eq(ae_net_grad_param(gr, k, AE_NET_WEIGHT, a32, c), 0);
+      ck_assert_int_eq(ae_net_set_double(net, 1), 0);
+      ck_assert_int_eq(ae_net_forward64(net, xf, BATCH, NULL), 0);
+      ck_assert_int_eq(ae_net_backward(net, gr, BATCH, g.output, s, -1), 0);
+      ck_assert_int_eq(ae_net_grad_param(gr, k, AE_NET_WEIGHT, a64, c), 0);
+      double mx = 0.0, d = 0.0;
+      for (size_t e = 0; e < c; e++) {
+        if (fabs(a64[e]) > mx) mx = fabs(a64[e]);
+        if (fabs(a32[e] - a64[e]) > d) d = fabs(a32[e] - a64[e]);
+      }
+      ck_assert_double_gt(mx, 0.0);
+      if (d / mx > worst) worst = d / mx;
+    }
+    free(a32);
+    free(a64);
+    free(xf);
+    free(xd);
+    ae_net_grad_destroy(gr);
+    ae_net_destroy(net);
+    ae_gb_free(&g);
+  }
+  if (getenv("AE_TEST_VERBOSE")) fprintf(stderr, "f32 vs twin %g\n", worst);
+  ck_assert_double_lt(worst, 1e-4);
+  ck_assert_double_gt(worst, 0.0); /* the float32 path is float32 */
+}
+END_TEST
+
+/* kaiming_normal is ae_net_init_weights bit for bit; torch_default stays
+ * within +-1/sqrt(fan_in) with the uniform's moments and draws the
+ * linear bias; gaussian has unit variance and zero biases. */
+START_TEST(init_schemes) {
+  ae_graph g;
+  ae_gb_begin(&g);
+  int x = ae_gb_input(&g, 8, 12, 12);
+  int c = ae_gb_conv(&g, x, 32, 3, 1, 1, 2.0);
+  int f = ae_gb_unary(&g, AE_OP_FLATTEN, c);
+  int l = ae_gb_linear(&g, f, 10, 1, 1.0);
+  ck_assert_int_eq(ae_gb_finish(&g, l), 0);
+  ae_net *a, *b;
+  ck_assert_int_eq(ae_net_create(&g, 1, &a), 0);
+  ck_assert_int_eq(ae_net_create(&g, 1, &b), 0);
+  size_t nw, nw2, nb;
+  ae_net_init_weights(a, 42, 3);
+  ae_net_init_weights_scheme(b, 42, 3, AE_INIT_KAIMING_NORMAL);
+  float *wa = ae_net_param(a, c, AE_NET_WEIGHT, &nw);
+  float *wb = ae_net_param(b, c, AE_NET_WEIGHT, &nw2);
+  ck_assert_mem_eq(wa, wb, nw * sizeof *wa);
+
+  ae_net_init_weights_scheme(b, 42, 3, AE_INIT_TORCH_DEFAULT);
+  double bound = 1.0 / sqrt(8.0 * 9.0), sum = 0.0, ss = 0.0;
+  for (size_t e = 0; e < nw2; e++) {
+    ck_assert_double_le(fabs(wb[e]), bound);
+    sum += wb[e];
+    ss += (double)wb[e] * wb[e];
+  }
+  double mean = sum / (double)nw2, var = ss / (double)nw2;
+  /* 2304 draws: the mean's sd is bound/sqrt(3 * 2304) ~ 0.012 bound. */
+  ck_assert_double_lt(fabs(mean), 0.05 * bound);
+  ck_assert_double_lt(fabs(var / (bound * bound / 3.0) - 1.0), 0.08);
+  ck_assert_double_eq_tol(
+      wb[5], (2.0 * ae_philox_uniform(42, (uint32_t)c, 3, 5) - 1.0) * bound,
+      1e-7);
+  float *bias = ae_net_param(b, l, AE_NET_BIAS, &nb);
+  size_t nlw;
+  ae_net_param(b, l, AE_NET_WEIGHT, &nlw);
+  double lb = 1.0 / sqrt(32.0 * 144.0);
+  int nonzero = 0;
+  for (size_t o = 0; o < nb; o++) {
+    ck_assert_double_le(fabs(bias[o]), lb);
+    nonzero += bias[o] != 0.0f;
+  }
+  ck_assert_int_eq(nonzero, (int)nb);
+  ck_assert_double_eq_tol(
+      bias[2],
+      (2.0 * ae_philox_uniform(42, (uint32_t)l, 3, nlw + 2) - 1.0) * lb, 1e-9);
+
+  ae_net_init_weights_scheme(b, 42, 3, AE_INIT_GAUSSIAN);
+  sum = ss = 0.0;
+  for (size_t e = 0; e < nw2; e++) {
+    sum += wb[e];
+    ss += (double)wb[e] * wb[e];
+  }
+  mean = sum / (double)nw2;
+  ck_assert_double_lt(fabs(mean), 0.07);
+  ck_assert_double_lt(fabs(ss / (double)nw2 - 1.0), 0.08);
+  for (size_t o = 0; o < nb; o++)
+    ck_assert_double_eq(bias[o], 0.0);
+  ae_net_destroy(a);
+  ae_net_destroy(b);
+  ae_gb_free(&g);
+}
+END_TEST
+
+int main(void) {
+  Suite *s = suite_create("net_grad");
+  TCase *tc = tcase_create("core");
+  tcase_set_timeout(tc, 120);
+  tcase_add_test(tc, grad_conv_graph);
+  tcase_add_test(tc, grad_mlp_graph);
+  tcase_add_test(tc, grad_gap_graph);
+  tcase_add_test(tc, grad_inner_seed_and_stop);
+  tcase_add_test(tc, grad_float32_vs_twin);
+  tcase_add_test(tc, init_schemes);
+  suite_add_tcase(s, tc);
+  SRunner *sr = srunner_create(s);
+  srunner_run_all(sr, CK_NORMAL);
+  int failed = srunner_ntests_failed(sr);
+  srunner_free(sr);
+  return failed == 0 ? 0 : 1;
+}
