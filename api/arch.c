@@ -419,8 +419,8 @@ static int parse_graph_node_fields(const json_t *v, const char *ptr,
   }
   case AE_OP_CONV: {
     static const char *const keys[] = {
-        "id",      "op",     "inputs", "block",   "out",  "kernel", "stride",
-        "padding", "groups", "dilation", "bias", NULL};
+        "id",     "op",      "inputs", "block",    "out",  "kernel",
+        "stride", "padding", "groups", "dilation", "bias", NULL};
     errors += ae_check_keys(v, keys, ptr, p);
     x = 0;
     errors += ae_get_int_req(v, "out", ptr, 1, 1 << 20, &x, p);
@@ -450,9 +450,9 @@ static int parse_graph_node_fields(const json_t *v, const char *ptr,
     break;
   }
   case AE_OP_MAX_POOL: {
-    static const char *const keys[] = {"id",       "op",        "inputs", "block",
-                                       "kernel",   "stride",    "padding",
-                                       "dilation", "ceil_mode", NULL};
+    static const char *const keys[] = {
+        "id",     "op",      "inputs",   "block",     "kernel",
+        "stride", "padding", "dilation", "ceil_mode", NULL};
     errors += ae_check_keys(v, keys, ptr, p);
     x = 0;
     errors += ae_get_int_req(v, "kernel", ptr, 1, 64, &x, p);
@@ -471,7 +471,8 @@ static int parse_graph_node_fields(const json_t *v, const char *ptr,
     break;
   }
   case AE_OP_PAD: {
-    static const char *const keys[] = {"id", "op", "inputs", "block", "pads", NULL};
+    static const char *const keys[] = {"id",    "op",   "inputs",
+                                       "block", "pads", NULL};
     errors += ae_check_keys(v, keys, ptr, p);
     char sub[AE_PTR_MAX];
     ae_ptr_key(sub, sizeof sub, ptr, "pads");
@@ -501,14 +502,10 @@ static int parse_graph_node_fields(const json_t *v, const char *ptr,
     break;
   }
   case AE_OP_AVG_POOL: {
-    static const char *const keys[] = {"id",
-                                       "op",
-                                       "inputs", "block",
-                                       "kernel",
-                                       "stride",
-                                       "padding",
-                                       "count_include_pad",
-                                       NULL};
+    static const char *const keys[] = {
+        "id",     "op",     "inputs",  "block",
+        "kernel", "stride", "padding", "count_include_pad",
+        NULL};
     errors += ae_check_keys(v, keys, ptr, p);
     x = 0;
     errors += ae_get_int_req(v, "kernel", ptr, 1, 64, &x, p);

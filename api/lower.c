@@ -4,10 +4,11 @@
  * linear-regions probe, one C=1 cell without stem, or for ranking.md §0's
  * probe the TinyNetwork at C = 3 with one cell per stage; mlp_dag becomes
  * the MLP DAG of metrics.md §5.2 in pre-activation form; a user graph is
- * copied.  Block outputs (ranking.md §0) are marked.  Then shapes are inferred, init gains set (c_sigma of an ACT feeding a
- * LINEAR/CONV directly, else 1), and the parameter limit is enforced.
- * Also: parameter and FLOP counts, deep copy, free.  Plain data; the
- * caller owns the graph. */
+ * copied.  Block outputs (ranking.md §0) are marked.  Then shapes are
+ * inferred, init gains set (c_sigma of an ACT feeding a LINEAR/CONV
+ * directly, else 1), and the parameter limit is enforced.  Also:
+ * parameter and FLOP counts, deep copy, free.  Plain data; the caller
+ * owns the graph. */
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>

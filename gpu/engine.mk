@@ -74,3 +74,12 @@ TESTS += tests/unit/test_rank_gradients
 tests_unit_test_rank_gradients_SOURCES = tests/unit/test_rank_gradients.c
 tests_unit_test_rank_gradients_CFLAGS = $(TEST_CFLAGS) $(JANSSON_CFLAGS)
 tests_unit_test_rank_gradients_LDADD = $(TEST_LIBS)
+
+# The forward-feature ranking metrics (ranking.md §1-3, issue 10) and
+# their hand-checked unit test.
+gpu_libaeengine_a_SOURCES += gpu/groups/features.c gpu/groups/features.h
+check_PROGRAMS += tests/unit/test_rank_features
+TESTS += tests/unit/test_rank_features
+tests_unit_test_rank_features_SOURCES = tests/unit/test_rank_features.c
+tests_unit_test_rank_features_CFLAGS = $(TEST_CFLAGS)
+tests_unit_test_rank_features_LDADD = $(TEST_LIBS)

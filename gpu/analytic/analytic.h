@@ -120,5 +120,9 @@ int ae_sym_eigvals(const double *A, int n, double *w);
  * indefinite. */
 int ae_kernel_quadratic(const double *G, int n, const double *Y, int C,
                         double *q, double *jitter);
+/* X = G^-1 Y (n x C row-major) by Cholesky with the same jitter rule;
+ * *jitter as above.  AE_EINVAL if G stays indefinite (X untouched). */
+int ae_kernel_solve(const double *G, int n, const double *Y, int C, double *X,
+                    double *jitter);
 
 #endif

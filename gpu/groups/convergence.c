@@ -5,6 +5,8 @@
  * job->sc->convergence (and provenance.analytic_exact, warnings). */
 #include "gpu/groups/group.h"
 
+#include "gpu/groups/features.h"
+
 #include <math.h>
 #include <stddef.h>
 #include <stdlib.h>
@@ -152,6 +154,8 @@ static int convergence_run(ae_job_state *job, ae_error *err) {
     rc = convergence_analytic(job, w, err);
   free(w);
   if (!rc) rc = ae_job_jacobian_trainability(job, err);
+  if (!rc) rc = ae_job_checkpoint(job->ctl);
+  if (!rc) rc = ae_features_convergence(job, err);
   if (rc) return rc;
   return ae_job_checkpoint(job->ctl);
 }

@@ -5,6 +5,8 @@
  * warnings). */
 #include "gpu/groups/group.h"
 
+#include "gpu/groups/features.h"
+
 #include <math.h>
 #include <stddef.h>
 #include <stdlib.h>
@@ -343,6 +345,9 @@ static int expressivity_run(ae_job_state *job, ae_error *err) {
     ae_scorecard_warn(sc, "expressivity.path_proxy: %s",
                       job->paths.depths ? "undefined for this network"
                                         : "too many paths to list");
+  rc = ae_job_checkpoint(job->ctl);
+  if (!rc) rc = ae_features_expressivity(job, err);
+  if (rc) return rc;
   return ae_job_checkpoint(job->ctl);
 }
 

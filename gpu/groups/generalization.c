@@ -4,6 +4,8 @@
  * worker thread; writes only job->sc->generalization (and warnings). */
 #include "gpu/groups/group.h"
 
+#include "gpu/groups/features.h"
+
 #include <math.h>
 #include <stddef.h>
 #include <stdlib.h>
@@ -86,6 +88,8 @@ static int generalization_run(ae_job_state *job, ae_error *err) {
 done:
   free(g);
   free(y);
+  if (!rc) rc = ae_job_checkpoint(job->ctl);
+  if (!rc) rc = ae_features_generalization(job, err);
   if (rc) return rc;
   return ae_job_checkpoint(job->ctl);
 }

@@ -1,0 +1,626 @@
+/* features.c: the forward-feature metrics of ranking.md §1-3 (see
+ * features.h): sign patterns of the piecewise-linear units, block output
+ * entropies, channel correlations, kernel regression.  Each net-driven
+ * function runs one forward pass on the caller's weights and reads the
+ * outputs it needs as float64 (ae_net_activation64: the twin's own values
+ * when ae_net_set_double is on), with its scratch allocated once per
+ * call.
+ *
+ * Pure functions; the ae_net passed in belongs to the calling thread. */
+#include "gpu/groups/features.h"
+
+#include <cblas.h>
+#include <lapacke.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "api/status.h"
+#include "gpu/analytic/analytic.h"
+
+int ae_features_is_pattern_act(const ae_node *nd) {
+  return nd->op == AE_OP_ACT &&
+         (nd->act.fn == AE_ACT_RELU || nd->act.fn == AE_ACT_LEAKY_RELU);
+}
+
+int ae_features_is_4d_node(const ae_node *nd) {
+  return nd->rank == 3 && nd->op != AE_OP_INPUT && nd->op != AE_OP_ZERO &&
+         nd->op != AE_OP_IDENTITY;
+}
+
+/* Per-sample elements of a node's output. */
+static size_t node_elems(const ae_node *nd) {
+  return nd->rank == 3 ? (size_t)nd->shape[0] * nd->shape[1] * nd->shape[2]
+                       : (size_t)nd->shape[0];
+}
+
+/* The largest per-sample output among the nodes that pass keep. */
+static size_t largest_output(const ae_graph *g, int (*keep)(const ae_node *)) {
+  size_t most = 0;
+  for (int k = 0; k < g->n_nodes; k++)
+    if (keep(&g->nodes[k]) && node_elems(&g->nodes[k]) > most)
+      most = node_elems(&g->nodes[k]);
+  return most;
+}
+
+/* ---- pure pieces ---- */
+
+size_t ae_count_distinct_u16(const uint16_t *codes, size_t n,
+                             uint64_t *bitmap) {
+  memset(bitmap, 0, 1024 * sizeof *bitmap);
+  for (size_t i = 0; i < n; i++)
+    bitmap[codes[i] >> 6] |= 1ull << (codes[i] & 63);
+  size_t count = 0;
+  for (int w = 0; w < 1024; w++)
+    count += (size_t)__builtin_popcountll(bitmap[w]);
+  return count;
+}
+
+int ae_corr_lambda_min(const double *x, int c, size_t hw, double *work,
+                       double *out) {
+  double *z = work, *corr = work + (size_t)c * hw, *w = corr + (size_t)c * c;
+  for (int i = 0; i < c; i++) {
+    const double *row = x + (size_t)i * hw;
+    double *zr = z + (size_t)i * hw;
+    int constant = 1;
+    double mean = 0.0;
+    for (size_t k = 0; k < hw; k++) {
+      mean += row[k];
+      constant &= row[k] == row[0];
+    }
+    mean /= (double)hw;
+    double ss = 0.0;
+    for (size_t k = 0; k < hw; k++) {
+      zr[k] = row[k] - mean;
+      ss += zr[k] * zr[k];
+    }
+    /* Zero variance: a zero row and column, as MeCo's nan_to_num. */
+    double scale = constant || !(ss > 0.0) ? 0.0 : 1.0 / sqrt(ss);
+    for (size_t k = 0; k < hw; k++)
+      zr[k] *= scale;
+  }
+  cblas_dsyrk(CblasRowMajor, CblasUpper, CblasNoTrans, c, (int)hw, 1.0, z,
+              (int)hw, 0.0, corr, c);
+  for (int i = 0; i < c; i++) /* the lower triangle, for the finite check */
+    for (int j = 0; j < i; j++)
+      corr[(size_t)i * c + j] = corr[(size_t)j * c + i];
+  int rc = ae_sym_eigvals(corr, c, w);
+  if (rc) return rc;
+  *out = w[0];
+  return AE_OK;
+}
+
+int ae_channel_entropy(double *f, int batch, int c, size_t hw, double *work,
+                       double *h) {
+  double *cov = work, *s = work + (size_t)c * c;
+  double count = (double)batch * (double)hw;
+  for (int ch = 0; ch < c; ch++) {
+    double mean = 0.0;
+    for (int b = 0; b < batch; b++) {
+      const double *p = f + ((size_t)b * c + ch) * hw;
+      for (size_t k = 0; k < hw; k++)
+        mean += p[k];
+    }
+    mean /= count;
+    for (int b = 0; b < batch; b++) {
+      double *p = f + ((size_t)b * c + ch) * hw;
+      for (size_t k = 0; k < hw; k++)
+        p[k] -= mean;
+    }
+  }
+  for (int b = 0; b < batch; b++)
+    cblas_dsyrk(CblasRowMajor, CblasUpper, CblasNoTrans, c, (int)hw,
+                1.0 / count, f + (size_t)b * c * hw, (int)hw, b ? 1.0 : 0.0,
+                cov, c);
+  double trace = 0.0;
+  for (int i = 0; i < c; i++)
+    trace += cov[(size_t)i * c + i];
+  if (!(trace > 0.0)) {
+    *h = NAN;
+    return AE_OK;
+  }
+  for (int i = 0; i < c; i++) /* the lower triangle, for the finite check */
+    for (int j = 0; j < i; j++)
+      cov[(size_t)i * c + j] = cov[(size_t)j * c + i];
+  int rc = ae_sym_eigvals(cov, c, s);
+  if (rc) return rc;
+  double sum = 0.0;
+  for (int i = 0; i < c; i++) {
+    if (s[i] < 0.0) s[i] = 0.0;
+    sum += s[i];
+  }
+  double entropy = 0.0;
+  for (int i = 0; i < c; i++) {
+    double p = s[i] / sum;
+    entropy -= p * log(p + 1e-8);
+  }
+  *h = entropy;
+  return AE_OK;
+}
+
+void ae_isotropy_progressivity(const double *h, int n, double *isotropy,
+                               double *progressivity) {
+  double sum = 0.0, least = INFINITY;
+  for (int l = 0; l < n; l++) {
+    sum += h[l];
+    if (l > 0 && h[l] - h[l - 1] < least) least = h[l] - h[l - 1];
+  }
+  *isotropy = n > 0 ? sum : NAN;
+  *progressivity = n > 1 ? least : NAN;
+}
+
+int ae_logdet_cholesky(const double *K, int n, double *logdet) {
+  size_t nn = (size_t)n * (size_t)n;
+  for (size_t e = 0; e < nn; e++)
+    if (!isfinite(K[e])) return AE_EINVAL;
+  double *L = malloc(nn * sizeof *L);
+  if (!L) return AE_ENOMEM;
+  memcpy(L, K, nn * sizeof *L);
+  lapack_int info = LAPACKE_dpotrf(LAPACK_ROW_MAJOR, 'L', n, L, n);
+  int rc = info > 0 ? AE_EINVAL : info < 0 ? AE_EINTERNAL : AE_OK;
+  if (!rc) {
+    double sum = 0.0;
+    for (int i = 0; i < n; i++)
+      sum += log(L[(size_t)i * n + i]);
+    *logdet = 2.0 * sum;
+  }
+  free(L);
+  return rc;
+}
+
+int ae_kernel_regression(const double *theta, int n, const int *labels,
+                         int classes, double *mse, double *acc,
+                         double *jitter) {
+  *mse = *acc = NAN;
+  *jitter = 0.0;
+  int nt = 3 * n / 4, nv = n - nt;
+  if (nt < 1 || nv < 1 || classes < 1) return AE_EINVAL;
+  double *tt = malloc((size_t)nt * nt * sizeof *tt);
+  double *y = malloc((size_t)n * classes * sizeof *y);
+  double *alpha = malloc((size_t)nt * classes * sizeof *alpha);
+  double *pred = malloc((size_t)nv * classes * sizeof *pred);
+  int rc = AE_ENOMEM;
+  if (!tt || !y || !alpha || !pred) goto done;
+  for (int i = 0; i < nt; i++)
+    memcpy(tt + (size_t)i * nt, theta + (size_t)i * n, nt * sizeof *tt);
+  for (int i = 0; i < n; i++)
+    for (int c = 0; c < classes; c++)
+      y[(size_t)i * classes + c] = (labels[i] == c ? 1.0 : 0.0) - 1.0 / classes;
+  rc = ae_kernel_solve(tt, nt, y, classes, alpha, jitter);
+  if (rc) goto done;
+  /* P = Theta_VT alpha. */
+  cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nv, classes, nt, 1.0,
+              theta + (size_t)nt * n, n, alpha, classes, 0.0, pred, classes);
+  double se = 0.0;
+  int hits = 0;
+  for (int v = 0; v < nv; v++) {
+    const double *p = pred + (size_t)v * classes;
+    const double *t = y + (size_t)(nt + v) * classes;
+    int best = 0;
+    for (int c = 0; c < classes; c++) {
+      se += (p[c] - t[c]) * (p[c] - t[c]);
+      if (p[c] > p[best]) best = c;
+    }
+    hits += best == labels[nt + v];
+  }
+  *mse = se / ((double)nv * classes);
+  *acc = (double)hits / nv;
+done:
+  free(tt);
+  free(y);
+  free(alpha);
+  free(pred);
+  return rc;
+}
+
+/* ---- over a net ---- */
+
+int ae_features_pattern_count(ae_net *net, const float *x, int batch,
+                              size_t *distinct, size_t *units) {
+  *distinct = *units = 0;
+  if (batch < 1 || batch > AE_PATTERN_MAX_SAMPLES) return AE_EINVAL;
+  int rc = ae_net_forward(net, x, batch, NULL);
+  if (rc) return rc;
+  const ae_graph *g = ae_net_graph(net);
+  size_t most = largest_output(g, ae_features_is_pattern_act);
+  uint64_t *bitmap = calloc(1024, sizeof *bitmap);
+  double *out = malloc(((size_t)batch * most + 1) * sizeof *out);
+  if (!bitmap || !out) {
+    free(bitmap);
+    free(out);
+    return AE_ENOMEM;
+  }
+  size_t total = 0;
+  for (int k = 0; k < g->n_nodes && !rc; k++) {
+    if (!ae_features_is_pattern_act(&g->nodes[k])) continue;
+    size_t e = node_elems(&g->nodes[k]);
+    rc = ae_net_activation64(net, k, batch, out);
+    for (size_t u = 0; u < e && !rc; u++) {
+      unsigned code = 0;
+      for (int b = 0; b < batch; b++)
+        code |= (unsigned)(out[(size_t)b * e + u] > 0.0) << b;
+      bitmap[code >> 6] |= 1ull << (code & 63);
+    }
+    total += e;
+  }
+  size_t count = 0;
+  for (int w = 0; w < 1024; w++)
+    count += (size_t)__builtin_popcountll(bitmap[w]);
+  free(bitmap);
+  free(out);
+  if (rc) return rc;
+  *distinct = total ? count : 0;
+  *units = total;
+  return AE_OK;
+}
+
+int ae_features_pattern_kernel(ae_net *net, const float *x, int batch,
+                               double *K, size_t *units) {
+  *units = 0;
+  int rc = ae_net_forward(net, x, batch, NULL);
+  if (rc) return rc;
+  const ae_graph *g = ae_net_graph(net);
+  size_t total = 0;
+  for (int k = 0; k < g->n_nodes; k++)
+    if (ae_features_is_pattern_act(&g->nodes[k]))
+      total += node_elems(&g->nodes[k]);
+  size_t words = (total + 63) / 64;
+  size_t most = largest_output(g, ae_features_is_pattern_act);
+  uint64_t *bits = calloc((size_t)batch * words + 1, sizeof *bits);
+  double *out = malloc(((size_t)batch * most + 1) * sizeof *out);
+  if (!bits || !out) {
+    free(bits);
+    free(out);
+    return AE_ENOMEM;
+  }
+  size_t bit = 0;
+  for (int k = 0; k < g->n_nodes && !rc; k++) {
+    if (!ae_features_is_pattern_act(&g->nodes[k])) continue;
+    size_t e = node_elems(&g->nodes[k]);
+    rc = ae_net_activation64(net, k, batch, out);
+    for (int b = 0; b < batch && !rc; b++) {
+      uint64_t *row = bits + (size_t)b * words;
+      const double *o = out + (size_t)b * e;
+      for (size_t u = 0; u < e; u++) {
+        size_t pos = bit + u;
+        if (o[u] > 0.0) row[pos >> 6] |= 1ull << (pos & 63);
+      }
+    }
+    bit += e;
+  }
+  /* Agreements = units - Hamming distance (padding bits are 0 in both). */
+  for (int i = 0; i < batch && !rc; i++) {
+    K[(size_t)i * batch + i] = (double)total;
+    const uint64_t *a = bits + (size_t)i * words;
+    for (int j = 0; j < i; j++) {
+      const uint64_t *c = bits + (size_t)j * words;
+      size_t differ = 0;
+      for (size_t w = 0; w < words; w++)
+        differ += (size_t)__builtin_popcountll(a[w] ^ c[w]);
+      K[(size_t)i * batch + j] = K[(size_t)j * batch + i] =
+          (double)(total - differ);
+    }
+  }
+  free(bits);
+  free(out);
+  if (rc) return rc;
+  *units = total;
+  return AE_OK;
+}
+
+int ae_features_block_entropies(ae_net *net, const float *x, int batch,
+                                const int *blocks, int n_blocks, double *h) {
+  int rc = ae_net_forward(net, x, batch, NULL);
+  if (rc) return rc;
+  const ae_graph *g = ae_net_graph(net);
+  size_t most = 0, most_c = 0;
+  for (int l = 0; l < n_blocks; l++) {
+    if (blocks[l] < 0 || blocks[l] >= g->n_nodes) return AE_EINVAL;
+    const ae_node *nd = &g->nodes[blocks[l]];
+    size_t e = node_elems(nd);
+    if (e > most) most = e;
+    if ((size_t)nd->shape[0] > most_c) most_c = (size_t)nd->shape[0];
+  }
+  double *f = malloc(((size_t)batch * most + 1) * sizeof *f);
+  double *work = malloc((most_c * most_c + most_c + 1) * sizeof *work);
+  rc = f && work ? AE_OK : AE_ENOMEM;
+  for (int l = 0; l < n_blocks && !rc; l++) {
+    const ae_node *nd = &g->nodes[blocks[l]];
+    size_t e = node_elems(nd);
+    int c = nd->shape[0];
+    rc = ae_net_activation64(net, blocks[l], batch, f);
+    if (!rc) rc = ae_channel_entropy(f, batch, c, e / (size_t)c, work, &h[l]);
+  }
+  free(f);
+  free(work);
+  return rc;
+}
+
+int ae_features_corr_lambda_min(ae_net *net, const float *x, double *sum,
+                                int *nodes) {
+  *sum = 0.0;
+  *nodes = 0;
+  int rc = ae_net_forward(net, x, 1, NULL);
+  if (rc) return rc;
+  const ae_graph *g = ae_net_graph(net);
+  size_t most = 0;
+  for (int k = 0; k < g->n_nodes; k++) {
+    const ae_node *nd = &g->nodes[k];
+    if (!ae_features_is_4d_node(nd)) continue;
+    size_t c = (size_t)nd->shape[0], need = 2 * node_elems(nd) + c * c + c;
+    if (need > most) most = need;
+  }
+  double *work = malloc((most + 1) * sizeof *work);
+  if (!work) return AE_ENOMEM;
+  double total = 0.0;
+  int counted = 0;
+  for (int k = 0; k < g->n_nodes && !rc; k++) {
+    const ae_node *nd = &g->nodes[k];
+    if (!ae_features_is_4d_node(nd)) continue;
+    size_t e = node_elems(nd);
+    int c = nd->shape[0];
+    double v = 0.0;
+    rc = ae_net_activation64(net, k, 1, work);
+    if (!rc) rc = ae_corr_lambda_min(work, c, e / (size_t)c, work + e, &v);
+    total += v;
+    counted++;
+  }
+  free(work);
+  if (rc) return rc;
+  *sum = total;
+  *nodes = counted;
+  return AE_OK;
+}
+
+/* ---- the job's glue ---- */
+
+/* The weights of draw `stream` with the request's scheme. */
+static void draw_weights(const ae_job_state *job, ae_net *net,
+                         uint32_t stream) {
+  ae_net_init_weights_scheme(net, job->req->seed, stream,
+                             job->req->settings.init);
+}
+
+/* The probe network of ranking.md §0 for nb201 (a refusal becomes err). */
+static int lower_ranking_probe(const ae_request *r, ae_graph *probe,
+                               ae_error *err) {
+  ae_lower_opts o;
+  memset(&o, 0, sizeof o);
+  o.probe = AE_PROBE_RANKING;
+  o.num_classes = r->net.num_classes;
+  memcpy(o.input_shape, r->data.input_shape, sizeof o.input_shape);
+  o.input_rank = r->data.input_rank;
+  ae_limits lim;
+  ae_limits_default(&lim);
+  lim.max_working_set_bytes = 0;
+  ae_problem p = AE_PROBLEM_INIT;
+  int rc = ae_arch_lower(&r->arch, &o, &lim, "/architecture", probe, &p);
+  if (rc) {
+    const ae_field_error *fe = p.n_errors ? &p.errors[0] : NULL;
+    const char *why = fe && fe->detail ? fe->detail : p.detail;
+    ae_error_set(err, rc, fe ? fe->pointer : NULL, "%s",
+                 why ? why : ae_strerror(rc));
+  }
+  ae_problem_clear(&p);
+  return rc;
+}
+
+/* expressivity.activation_patterns: on the probe (nb201) or the network,
+ * the first min(16, N) samples, one forward per weight draw. */
+static int activation_patterns(ae_job_state *job, ae_error *err) {
+  ae_scorecard *sc = job->sc;
+  const ae_request *r = job->req;
+  int batch = job->batch.n < AE_PATTERN_MAX_SAMPLES ? job->batch.n
+                                                    : AE_PATTERN_MAX_SAMPLES;
+  int repeats = r->settings.ap_repeats;
+  ae_graph probe;
+  memset(&probe, 0, sizeof probe);
+  ae_net *net = NULL, *own = NULL;
+  int rc;
+  if (r->arch.type == AE_ARCH_NB201) {
+    rc = lower_ranking_probe(r, &probe, err);
+    if (!rc) rc = ae_net_create(&probe, batch, &own);
+    net = own;
+  } else {
+    rc = ae_job_host_net(job, &net, err);
+  }
+  double sum = 0.0;
+  size_t units = 0;
+  for (int rep = 0; rep < repeats && !rc; rep++) {
+    draw_weights(job, net, (uint32_t)rep);
+    size_t distinct = 0;
+    rc = ae_features_pattern_count(net, job->batch.x_net, batch, &distinct,
+                                   &units);
+    sum += (double)distinct;
+    if (!rc) rc = ae_job_checkpoint(job->ctl);
+  }
+  ae_net_destroy(own);
+  ae_graph_free(&probe);
+  if (rc) return rc;
+  if (units == 0) {
+    ae_scorecard_warn(sc, "expressivity.activation_patterns: the network has "
+                          "no relu or leaky_relu units");
+    return AE_OK;
+  }
+  double mean = sum / repeats;
+  double cap = (double)(1u << batch);
+  if ((double)units < cap) cap = (double)units;
+  sc->expressivity.activation_patterns = mean;
+  sc->expressivity.activation_patterns_units = (double)units;
+  sc->expressivity.activation_patterns_saturated = mean > 0.9 * cap;
+  if (mean > 0.9 * cap)
+    ae_scorecard_warn(sc,
+                      "expressivity.activation_patterns: saturated (%.1f "
+                      "distinct patterns of at most %.0f)",
+                      mean, cap);
+  return AE_OK;
+}
+
+/* expressivity.pattern_kernel_logdet: the full network on the batch. */
+static int pattern_kernel_logdet(ae_job_state *job, ae_error *err) {
+  ae_scorecard *sc = job->sc;
+  int n = job->batch.n;
+  ae_net *net = NULL;
+  int rc = ae_job_host_net(job, &net, err);
+  if (rc) return rc;
+  double *K = malloc((size_t)n * n * sizeof *K);
+  if (!K) return AE_ENOMEM;
+  draw_weights(job, net, 0);
+  size_t units = 0;
+  rc = ae_features_pattern_kernel(net, job->batch.x_net, n, K, &units);
+  double logdet = NAN;
+  if (!rc && units == 0) {
+    ae_scorecard_warn(sc, "expressivity.pattern_kernel_logdet: the network "
+                          "has no relu or leaky_relu units");
+  } else if (!rc) {
+    rc = ae_logdet_cholesky(K, n, &logdet);
+    if (rc == AE_EINVAL) {
+      rc = AE_OK;
+      ae_scorecard_warn(sc, "expressivity.pattern_kernel_logdet: the "
+                            "pattern kernel is singular (two samples with "
+                            "the same pattern)");
+    } else if (!rc && !isfinite(logdet)) {
+      ae_scorecard_warn(sc, "expressivity.pattern_kernel_logdet: not finite");
+      logdet = NAN;
+    }
+  }
+  free(K);
+  if (!rc) sc->expressivity.pattern_kernel_logdet = logdet;
+  return rc;
+}
+
+/* expressivity.feature_isotropy and _progressivity: block outputs on the
+ * Gaussian inputs. */
+static int feature_isotropy(ae_job_state *job, ae_error *err) {
+  ae_scorecard *sc = job->sc;
+  int *blocks = NULL, n_blocks = 0;
+  int rc = ae_graph_block_outputs(&job->req->net, &blocks, &n_blocks);
+  if (rc) return rc;
+  if (n_blocks == 0) {
+    ae_scorecard_warn(sc, "expressivity.feature_isotropy: the network has "
+                          "no block outputs");
+    ae_scorecard_warn(sc, "expressivity.feature_progressivity: no block "
+                          "outputs");
+    return AE_OK;
+  }
+  ae_net *net = NULL;
+  const float *gauss = NULL;
+  double *h = malloc((size_t)n_blocks * sizeof *h);
+  rc = h ? AE_OK : AE_ENOMEM;
+  if (!rc) rc = ae_job_host_net(job, &net, err);
+  if (!rc) rc = ae_job_gauss_inputs(job, &gauss, err);
+  if (!rc) {
+    draw_weights(job, net, 0);
+    rc = ae_features_block_entropies(net, gauss, job->batch.n, blocks, n_blocks,
+                                     h);
+  }
+  if (!rc) {
+    int zero = -1;
+    for (int l = 0; l < n_blocks && zero < 0; l++)
+      if (!isfinite(h[l])) zero = l;
+    if (zero >= 0) {
+      const ae_node *nd = &job->req->net.nodes[blocks[zero]];
+      ae_scorecard_warn(sc,
+                        "expressivity.feature_isotropy: block output %d "
+                        "(\"%s\") has zero covariance",
+                        zero, nd->name ? nd->name : "?");
+      ae_scorecard_warn(sc, "expressivity.feature_progressivity: a block "
+                            "output has zero covariance");
+    } else {
+      double iso, prog;
+      ae_isotropy_progressivity(h, n_blocks, &iso, &prog);
+      sc->expressivity.feature_isotropy = iso;
+      sc->expressivity.feature_progressivity = prog;
+      if (n_blocks < 2)
+        ae_scorecard_warn(sc, "expressivity.feature_progressivity: needs two "
+                              "block outputs");
+    }
+  }
+  free(h);
+  free(blocks);
+  return rc;
+}
+
+int ae_features_expressivity(ae_job_state *job, ae_error *err) {
+  int rc = AE_OK;
+  if (ae_job_wants(job, AE_M_ACTIVATION_PATTERNS))
+    rc = activation_patterns(job, err);
+  if (!rc) rc = ae_job_checkpoint(job->ctl);
+  if (!rc && ae_job_wants(job, AE_M_PATTERN_KERNEL_LOGDET))
+    rc = pattern_kernel_logdet(job, err);
+  if (!rc) rc = ae_job_checkpoint(job->ctl);
+  if (!rc && ae_job_wants(job, AE_M_FEATURE_ISOTROPY))
+    rc = feature_isotropy(job, err);
+  return rc;
+}
+
+int ae_features_convergence(ae_job_state *job, ae_error *err) {
+  if (!ae_job_wants(job, AE_M_FEATURE_CORR_LAMBDA_MIN)) return AE_OK;
+  ae_scorecard *sc = job->sc;
+  int samples = job->req->settings.fc_samples;
+  if (samples > job->batch.n) samples = job->batch.n;
+  ae_net *net = NULL;
+  int rc = ae_job_host_net(job, &net, err);
+  if (rc) return rc;
+  draw_weights(job, net, 0);
+  double first = NAN, sum = 0.0;
+  int nodes = 0;
+  for (int i = 0; i < samples && !rc; i++) {
+    double v = 0.0;
+    rc = ae_features_corr_lambda_min(
+        net, job->batch.x_net + (size_t)i * job->batch.dim, &v, &nodes);
+    if (i == 0) first = v;
+    sum += v;
+    if (!rc) rc = ae_job_checkpoint(job->ctl);
+  }
+  if (rc) return rc;
+  if (nodes == 0) {
+    ae_scorecard_warn(sc, "convergence.feature_corr_lambda_min: the network "
+                          "has no 4-D (channels x height x width) nodes");
+    return AE_OK;
+  }
+  sc->convergence.feature_corr_lambda_min = first;
+  sc->convergence.feature_corr_lambda_min_mean = sum / samples;
+  return AE_OK;
+}
+
+int ae_features_generalization(ae_job_state *job, ae_error *err) {
+  if (!ae_job_wants(job, AE_M_KERNEL_REGRESSION_VAL_MSE)) return AE_OK;
+  ae_scorecard *sc = job->sc;
+  if (!job->batch.labels) {
+    ae_scorecard_warn(sc, "generalization.kernel_regression_val_mse: needs "
+                          "dataset labels (the batch has random labels)");
+    ae_scorecard_warn(sc, "generalization.kernel_regression_val_acc: needs "
+                          "dataset labels");
+    return AE_OK;
+  }
+  int rc = ae_job_theta(job, err);
+  if (rc) return rc;
+  double mse, acc, jitter;
+  rc = ae_kernel_regression(job->theta, job->batch.n, job->batch.labels,
+                            job->batch.num_classes, &mse, &acc, &jitter);
+  if (rc == AE_EINVAL) {
+    ae_scorecard_warn(sc, "generalization.kernel_regression_val_mse: %s",
+                      job->batch.n < 2
+                          ? "needs at least two samples"
+                          : "the training block of the NTK stays indefinite "
+                            "with the largest jitter");
+    ae_scorecard_warn(sc, "generalization.kernel_regression_val_acc: no "
+                          "kernel regression");
+    return AE_OK;
+  }
+  if (rc) return rc;
+  if (jitter != 0.0)
+    ae_scorecard_warn(sc,
+                      "generalization.kernel_regression_val_mse: jitter "
+                      "%.3g added to the NTK's training block",
+                      jitter);
+  if (!isfinite(mse)) {
+    ae_scorecard_warn(sc, "generalization.kernel_regression_val_mse: not "
+                          "finite");
+    mse = NAN;
+  }
+  sc->generalization.kernel_regression_val_mse = mse;
+  sc->generalization.kernel_regression_val_acc = acc;
+  return AE_OK;
+}

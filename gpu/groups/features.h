@@ -1,0 +1,117 @@
+/* features.h: the forward-feature metrics of ranking.md §1-3, as pure
+ * computations over a host ae_net (gpu/host/net.h) and its inputs:
+ * activation patterns (SWAP), the pattern kernel's log det (NASWOT), the
+ * block outputs' channel entropies (AZ-NAS isotropy and progressivity),
+ * the channel-correlation lambda_min (MeCo) and the kernel regression's
+ * validation error on a given NTK.
+ *
+ * The net-driven functions run forward passes on the net's current
+ * weights (the caller draws them) and read the outputs in float32, or in
+ * float64 when the caller has turned ae_net_set_double on (the twin the
+ * PyTorch reference is held to, tests/ref/README.md).  The choices where
+ * the spec leaves room follow tests/ref/torch_ranking.py's header.
+ * Reductions are float64 (eigenvalues by LAPACKE dsyevd, Cholesky by
+ * dpotrf).  No state of their own; the net belongs to the caller's
+ * thread. */
+#ifndef AE_FEATURES_H
+#define AE_FEATURES_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "api/arch.h"
+#include "gpu/groups/group.h"
+#include "gpu/host/net.h"
+
+/* Most samples in an activation pattern (one uint16 per unit). */
+#define AE_PATTERN_MAX_SAMPLES 16
+
+/* A unit-bearing activation of ranking.md §1: an ACT node whose function
+ * is relu or leaky_relu. */
+int ae_features_is_pattern_act(const ae_node *nd);
+
+/* A 4-D node of ranking.md §0 as the reference counts it: per-sample rank
+ * 3, not the input, a zero or an identity (an alias of its input). */
+int ae_features_is_4d_node(const ae_node *nd);
+
+/* ---- pure pieces (tested by hand) ---- */
+
+/* Number of distinct values among n 16-bit codes, with a 65536-bit
+ * bitmap (1024 words, cleared here). */
+size_t ae_count_distinct_u16(const uint16_t *codes, size_t n, uint64_t *bitmap);
+
+/* Smallest eigenvalue of the c x c Pearson correlation between the rows
+ * of x (c rows of hw values): rows centred; a row of zero variance gives
+ * a zero row and column (diagonal included).  work: c * hw + c * c + c
+ * doubles.  0, or an error of ae_sym_eigvals. */
+int ae_corr_lambda_min(const double *x, int c, size_t hw, double *work,
+                       double *out);
+
+/* Entropy H = -sum p log(p + 1e-8) of the eigenvalues s (clipped at 0,
+ * p = s / sum s) of the c x c covariance of a feature map f (batch x c x
+ * hw, channels centred over the batch and positions, divided by batch *
+ * hw).  f is overwritten (centred).  *h is NaN when the covariance has
+ * trace 0.  work: c * c + c doubles.  0 or an error. */
+int ae_channel_entropy(double *f, int batch, int c, size_t hw, double *work,
+                       double *h);
+
+/* Isotropy = sum of h[0..n-1]; progressivity = the least h[l] - h[l-1]
+ * (NaN when n < 2). */
+void ae_isotropy_progressivity(const double *h, int n, double *isotropy,
+                               double *progressivity);
+
+/* log det of the symmetric positive definite n x n K by Cholesky.  0, or
+ * AE_EINVAL when K is not positive definite (or not finite), AE_ENOMEM. */
+int ae_logdet_cholesky(const double *K, int n, double *logdet);
+
+/* The kernel regression of ranking.md §3 on the n x n theta and labels
+ * (0 .. classes-1): targets one-hot minus 1/classes; the first
+ * floor(3n/4) samples train (Cholesky with metrics.md §3.2's jitter), the
+ * others validate.  *mse over the n_V x classes entries, *acc the share
+ * of argmax hits (ties to the lowest class), *jitter the jitter used.
+ * 0; AE_EINVAL when n < 2 or Theta_TT stays indefinite; AE_ENOMEM. */
+int ae_kernel_regression(const double *theta, int n, const int *labels,
+                         int classes, double *mse, double *acc, double *jitter);
+
+/* ---- over a net ---- */
+
+/* One forward of x (batch <= AE_PATTERN_MAX_SAMPLES samples) and the
+ * number of distinct sign patterns (output > 0) over every unit of every
+ * pattern activation; *units the units counted.  0 or an error. */
+int ae_features_pattern_count(ae_net *net, const float *x, int batch,
+                              size_t *distinct, size_t *units);
+
+/* One forward of x (batch samples) and K (batch x batch, float64): K_ij =
+ * the number of units on which samples i and j agree (c c^T + (1-c)(1-c)^T
+ * summed over units), by popcount.  *units the units counted.  0 or an
+ * error. */
+int ae_features_pattern_kernel(ae_net *net, const float *x, int batch,
+                               double *K, size_t *units);
+
+/* One forward of x (batch samples) and h[l] = ae_channel_entropy of block
+ * output blocks[l] (rank 3: C x H x W; rank 1: F features as channels).
+ * 0 or an error; an h[l] is NaN when that block's covariance is 0. */
+int ae_features_block_entropies(ae_net *net, const float *x, int batch,
+                                const int *blocks, int n_blocks, double *h);
+
+/* Forward of the one sample x alone (BN over its positions) and the sum
+ * over the 4-D nodes of ae_corr_lambda_min.  *nodes the nodes counted.
+ * 0 or an error. */
+int ae_features_corr_lambda_min(ae_net *net, const float *x, double *sum,
+                                int *nodes);
+
+/* ---- the metric groups' entry points (the job's glue) ----
+ * Each computes the metrics of its group that the job wants (and only
+ * those) on the host net (ae_job_host_net), with the weights of
+ * settings.init, and fills the scorecard; a metric it cannot compute is
+ * left null with a warning.  0 or an error (cancellation, memory). */
+
+/* activation_patterns (+ _units, _saturated), pattern_kernel_logdet,
+ * feature_isotropy and feature_progressivity. */
+int ae_features_expressivity(ae_job_state *job, ae_error *err);
+/* feature_corr_lambda_min (+ _mean). */
+int ae_features_convergence(ae_job_state *job, ae_error *err);
+/* kernel_regression_val_mse and _val_acc. */
+int ae_features_generalization(ae_job_state *job, ae_error *err);
+
+#endif
