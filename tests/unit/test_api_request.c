@@ -740,6 +740,67 @@ START_TEST(working_set_follows_selection) {
 }
 END_TEST
 
+/* NAS-Bench-201's FLOPs convention (its get_model_infos counter sums,
+ * per image, k*k*c_in*c_out*H*W over Conv2d and in*out + out over the
+ * classifier; pools and BatchNorm count nothing) written out for the
+ * CIFAR network, C = 16, N = 5: stem 3->16 3x3 at 32x32; per cell and
+ * stage, 9 C^2 H^2 per nor_conv_3x3 edge and C^2 H^2 per nor_conv_1x1;
+ * two ResNet reduction blocks (3x3 stride 2, 3x3, 1x1 shortcut after an
+ * average pool); the 64 -> 10 classifier with its bias. */
+static double nb201_macs_convention(int conv3, int conv1) {
+  double macs = 3.0 * 9 * 16 * 32 * 32;
+  static const int channels[3] = {16, 32, 64}, side[3] = {32, 16, 8};
+  for (int st = 0; st < 3; st++) {
+    double c = channels[st], hw = (double)side[st] * side[st];
+    macs += 5 * (9.0 * conv3 + conv1) * c * c * hw;
+    if (st > 0) {
+      double cin = channels[st - 1];
+      macs += (9 * cin * c + 9 * c * c + cin * c) * hw;
+    }
+  }
+  return macs + 64 * 10 + 10;
+}
+
+START_TEST(nb201_macs_follow_its_convention) {
+  static const struct {
+    const char *cell;
+    int conv3, conv1;
+  } cells[] = {
+      {"|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|nor_conv_3x3~0|"
+       "nor_conv_3x3~1|nor_conv_3x3~2|",
+       6, 0},
+      {"|nor_conv_3x3~0|+|none~0|nor_conv_3x3~1|+|skip_connect~0|none~1|"
+       "none~2|",
+       2, 0},
+      {"|nor_conv_1x1~0|+|avg_pool_3x3~0|nor_conv_3x3~1|+|skip_connect~0|"
+       "nor_conv_1x1~1|avg_pool_3x3~2|",
+       1, 2},
+      {"|none~0|+|none~0|none~1|+|none~0|none~1|none~2|", 0, 0},
+  };
+  for (size_t i = 0; i < sizeof cells / sizeof cells[0]; i++) {
+    char text[512];
+    snprintf(text, sizeof text,
+             "{\"architecture\":{\"type\":\"nb201\",\"cell\":\"%s\"},"
+             "\"data\":{\"batch_size\":2}}",
+             cells[i].cell);
+    json_t *body = load_text(text);
+    ae_request r;
+    parse_ok(body, &r);
+    double macs = ae_graph_macs(&r.net);
+    ck_assert_msg(macs == nb201_macs_convention(cells[i].conv3, cells[i].conv1),
+                  "%s: %.0f MACs, the convention gives %.0f", cells[i].cell,
+                  macs,
+                  nb201_macs_convention(cells[i].conv3, cells[i].conv1));
+    ck_assert_double_eq(ae_graph_flops(&r.net), 2 * macs);
+    ae_request_free(&r);
+    json_decref(body);
+  }
+  /* The all-conv cell: NAS-Bench-201 lists 220.11969 MFLOPs and 1.531546 M
+   * parameters for it on CIFAR-10. */
+  ck_assert_double_eq(nb201_macs_convention(6, 0), 220119690.0);
+}
+END_TEST
+
 START_TEST(dumps_round_trips) {
   json_t *o = json_pack("{s:f, s:f, s:i, s:s}", "third", 1.0 / 3.0, "big",
                         6.02214076e23, "n", 3, "z", "a");
@@ -781,6 +842,7 @@ static Suite *request_suite(void) {
   tcase_add_test(tc, profile_and_metric_errors);
   tcase_add_test(tc, ranking_settings);
   tcase_add_test(tc, working_set_follows_selection);
+  tcase_add_test(tc, nb201_macs_follow_its_convention);
   suite_add_tcase(s, tc);
   return s;
 }
