@@ -31,6 +31,7 @@
  * Single-threaded: main owns everything. */
 #include <errno.h>
 #include <jansson.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,6 +46,8 @@
 #include "gpu/batch.h"
 #include "gpu/dataset.h"
 #include "gpu/engine.h"
+#include "gpu/groups/features.h"
+#include "gpu/groups/gradients.h"
 #include "gpu/host/blas_env.h"
 #include "gpu/host/net.h"
 #include "gpu/philox.h"
@@ -73,6 +76,7 @@ typedef struct {
   int channels, cells_per_stage, batch, repeats, samples;
   unsigned long long seed;
   int synthetic;
+  int float32; /* expected.json from the job's float32 values */
   const char *data_dir;
   const char *out;
 } options;
@@ -185,8 +189,8 @@ static int build_request(const context *cx, const options *o, const char *cell,
  * [0, streams)) under dir: weights.bin when streams is 0 (stream 0), else
  * weights.R.bin per draw R. */
 static int write_net(const char *dir, const ae_graph *g, ae_net *net,
-                     unsigned long long seed, int batch, int classes,
-                     int streams) {
+                     const ae_request *req, int batch, int streams) {
+  int classes = g->num_classes;
   json_t *nodes = json_array(), *blocks = json_array();
   int rc = nodes && blocks ? AE_OK : AE_ENOMEM;
   for (int k = 0; !rc && k < g->n_nodes; k++) {
@@ -232,7 +236,8 @@ static int write_net(const char *dir, const ae_graph *g, ae_net *net,
       snprintf(name, sizeof name, "weights.%d.bin", r);
     else
       snprintf(name, sizeof name, "weights.bin");
-    ae_net_init_weights(net, seed, (uint32_t)r);
+    ae_net_init_weights_scheme(net, req->seed, (uint32_t)r,
+                               req->settings.init);
     if ((rc = join(path, sizeof path, dir, name))) break;
     FILE *f = fopen(path, "wb");
     if (!f) return fail(path, AE_EIO);
@@ -244,17 +249,6 @@ static int write_net(const char *dir, const ae_graph *g, ae_net *net,
       }
     if (fclose(f) != 0 && !rc) rc = AE_EIO;
   }
-  return rc;
-}
-
-/* gauss.bin: the B Gaussian inputs (gpu/groups/job.c's stream). */
-static int write_gauss(const char *dir, unsigned long long seed, size_t n) {
-  float *g = malloc(n * sizeof *g);
-  if (!g) return AE_ENOMEM;
-  for (size_t i = 0; i < n; i++)
-    g[i] = (float)ae_philox_normal(seed, AE_TID_GAUSS_INPUTS, 0, (uint64_t)i);
-  int rc = write_file(dir, "gauss.bin", g, n * sizeof *g);
-  free(g);
   return rc;
 }
 
@@ -295,23 +289,62 @@ static int write_rademacher(const char *dir, const ae_graph *g,
   return rc;
 }
 
-/* x.bin and y.bin from the engine's own draw of the request's batch. */
-static int write_batch(const context *cx, const char *dir,
-                       const ae_request *req, ae_batch *b) {
+/* The batches of one cell as the engine draws them: the request's batch
+ * and its cross-entropy labels, zico's second batch and its labels (n2 0
+ * when the data has no second batch). */
+typedef struct {
+  ae_batch first, second;
+  int *y, *y2;
+  int has_second;
+} batches;
+
+static void batches_free(batches *b) {
+  ae_batch_free(&b->first);
+  ae_batch_free(&b->second);
+  free(b->y);
+  free(b->y2);
+}
+
+static int write_labels(const char *dir, const char *name, const int *y,
+                        int n) {
+  int32_t *v = malloc((size_t)n * sizeof *v);
+  if (!v) return AE_ENOMEM;
+  for (int i = 0; i < n; i++)
+    v[i] = (int32_t)y[i];
+  int rc = write_file(dir, name, v, (size_t)n * sizeof *v);
+  free(v);
+  return rc;
+}
+
+/* x.bin, y.bin, x2.bin and y2.bin from the engine's own draws
+ * (ae_batch_draw, ae_batch_draw_next, ae_batch_class_labels). */
+static int write_batches(const context *cx, const char *dir,
+                         const ae_request *req, batches *b) {
   const ae_dataset *ds = ae_dataset_find(&cx->reg, req->data.dataset);
   ae_error err = AE_ERROR_INIT;
-  int rc = ae_batch_draw(req, ds, b, &err);
+  int rc = ae_batch_draw(req, ds, &b->first, &err);
   if (rc) return fail_error("batch", &err, rc);
-  rc = write_file(dir, "x.bin", b->x_net,
-                  (size_t)b->n * (size_t)b->dim * sizeof(float));
-  if (!rc && b->labels) {
-    int32_t *y = malloc((size_t)b->n * sizeof *y);
-    if (!y) return AE_ENOMEM;
-    for (int i = 0; i < b->n; i++)
-      y[i] = (int32_t)b->labels[i];
-    rc = write_file(dir, "y.bin", y, (size_t)b->n * sizeof *y);
-    free(y);
+  int n = b->first.n;
+  size_t bytes = (size_t)n * (size_t)b->first.dim * sizeof(float);
+  b->y = malloc((size_t)n * sizeof *b->y);
+  b->y2 = malloc((size_t)n * sizeof *b->y2);
+  if (!b->y || !b->y2) return AE_ENOMEM;
+  ae_batch_class_labels(req, &b->first, 0, b->y);
+  rc = write_file(dir, "x.bin", b->first.x_net, bytes);
+  if (!rc) rc = write_labels(dir, "y.bin", b->y, n);
+  if (rc) return rc;
+  rc = ae_batch_draw_next(req, ds, &b->first, &b->second, &err);
+  if (rc == AE_ENOTFOUND) {
+    fprintf(stderr, "dump_ranking: %s: no second batch (%s): no x2.bin\n",
+            dir, err.reason ? err.reason : "");
+    ae_error_clear(&err);
+    return AE_OK;
   }
+  if (rc) return fail_error("second batch", &err, rc);
+  b->has_second = 1;
+  ae_batch_class_labels(req, &b->second, n, b->y2);
+  rc = write_file(dir, "x2.bin", b->second.x_net, bytes);
+  if (!rc) rc = write_labels(dir, "y2.bin", b->y2, n);
   return rc;
 }
 
@@ -327,18 +360,29 @@ static int not_implemented(const json_t *result, const char *name) {
   return 0;
 }
 
-/* expected.json (the engine's values of the ranking metrics, null where it
- * reports null) and engine.json (its dtype and warnings). */
-static int write_expected(const char *dir, const char *tag,
-                          const ae_scorecard *sc) {
+static const char *metric_name(ae_metric_id id, char *buf, size_t size) {
+  const ae_metric_info *mi = ae_metric_info_of(id);
+  snprintf(buf, size, "%s.%s", mi->group, mi->field);
+  return buf;
+}
+
+/* The job's values (ae_engine_score's scorecard) of the ranking metrics:
+ * null where it reports null; left out where it says it does not
+ * implement one, or (kernel regression) where the batch has random
+ * labels, which the reference cannot know. */
+static json_t *job_values(const char *tag, const ae_scorecard *sc,
+                          int has_labels, json_t **warnings) {
   json_t *result = ae_scorecard_to_json(sc);
   json_t *exp = json_object();
-  json_t *warnings = json_array();
-  int rc = result && exp && warnings ? AE_OK : AE_ENOMEM;
-  for (size_t k = 0; !rc && k < N_RANKING_METRICS; k++) {
+  if (!result || !exp) {
+    json_decref(result);
+    json_decref(exp);
+    return NULL;
+  }
+  for (size_t k = 0; k < N_RANKING_METRICS; k++) {
     const ae_metric_info *mi = ae_metric_info_of(ranking_metrics[k]);
     char name[128];
-    snprintf(name, sizeof name, "%s.%s", mi->group, mi->field);
+    metric_name(ranking_metrics[k], name, sizeof name);
     json_t *v = json_object_get(json_object_get(result, mi->group), mi->field);
     if (!v) {
       fprintf(stderr, "dump_ranking: %s: %s: not in the scorecard\n", tag,
@@ -350,20 +394,143 @@ static int write_expected(const char *dir, const char *tag,
               tag, name);
       continue;
     }
-    if (json_object_set(exp, name, v)) rc = AE_ENOMEM;
+    if (!has_labels && mi->main == AE_M_KERNEL_REGRESSION_VAL_MSE) continue;
+    json_object_set(exp, name, v);
   }
-  json_t *rendered = json_object_get(result, "warnings");
-  if (!rc && rendered && json_array_extend(warnings, rendered)) rc = AE_ENOMEM;
-  if (!rc) rc = write_json(dir, "expected.json", exp);
-  if (!rc) {
-    json_t *eng = json_pack("{s:s, s:O, s:f}", "dtype", "float32", "warnings",
-                            warnings, "seconds", sc->provenance.t_total);
-    rc = write_json(dir, "engine.json", eng);
-    json_decref(eng);
-  }
+  json_t *w = json_object_get(result, "warnings");
+  *warnings = w ? json_incref(w) : json_array();
   json_decref(result);
-  json_decref(exp);
-  json_decref(warnings);
+  return exp;
+}
+
+/* Sets name to v in obj (null when not finite). */
+static void put(json_t *obj, ae_metric_id id, double v) {
+  char name[128];
+  metric_name(id, name, sizeof name);
+  json_object_set_new(obj, name, isfinite(v) ? json_real(v) : json_null());
+}
+
+/* The engine's float64 values: the functions of gpu/groups/features.h and
+ * gradients.h on the full network (and the probe) with ae_net_set_double
+ * on, the weights and inputs the job uses.  What this adds to them is the
+ * jobs' glue: the mean over draws and samples, the saturation flag, the
+ * log det of the pattern kernel.  theta64: the float64 twin's NTK (out). */
+static int float64_values(const options *o, const ae_request *req,
+                          const ae_request *preq, const batches *b,
+                          const float *gauss, double *theta64, json_t *exp) {
+  int n = b->first.n, dim = b->first.dim;
+  const float *x = b->first.x_net;
+  ae_net *net = NULL, *probe = NULL;
+  int *blocks = NULL, n_blocks = 0;
+  double *K = malloc((size_t)n * n * sizeof *K);
+  double *h = NULL;
+  char why[AE_GRAD_WHY];
+  ae_weight_grads g1, g2;
+  memset(&g1, 0, sizeof g1);
+  memset(&g2, 0, sizeof g2);
+  int pb = n < AE_PATTERN_MAX_SAMPLES ? n : AE_PATTERN_MAX_SAMPLES;
+  int rc = K ? ae_graph_block_outputs(&req->net, &blocks, &n_blocks)
+             : AE_ENOMEM;
+  if (!rc) rc = (h = malloc(((size_t)n_blocks + 1) * sizeof *h)) ? 0 : AE_ENOMEM;
+  if (!rc) rc = ae_net_create(&preq->net, pb, &probe);
+  if (!rc) rc = ae_net_set_double(probe, 1);
+  /* §1 activation_patterns on the probe, one forward per draw. */
+  double sum = 0.0;
+  size_t units = 0;
+  for (int r = 0; !rc && r < o->repeats; r++) {
+    size_t distinct = 0;
+    ae_net_init_weights_scheme(probe, req->seed, (uint32_t)r,
+                               req->settings.init);
+    rc = ae_features_pattern_count(probe, x, pb, &distinct, &units);
+    sum += (double)distinct;
+  }
+  if (!rc) {
+    double mean = units ? sum / o->repeats : NAN;
+    double cap = (double)(1u << pb);
+    if ((double)units < cap) cap = (double)units;
+    put(exp, AE_M_ACTIVATION_PATTERNS, mean);
+    put(exp, AE_M_ACTIVATION_PATTERNS_UNITS, units ? (double)units : NAN);
+    char name[128];
+    metric_name(AE_M_ACTIVATION_PATTERNS_SATURATED, name, sizeof name);
+    json_object_set_new(exp, name,
+                        units ? json_boolean(mean > 0.9 * cap) : json_null());
+  }
+  /* The full network, weights stream 0, float64 twin. */
+  if (!rc) rc = ae_net_create(&req->net, n, &net);
+  if (!rc) {
+    ae_net_init_weights_scheme(net, req->seed, 0, req->settings.init);
+    rc = ae_net_set_double(net, 1);
+  }
+  if (!rc) rc = ae_features_pattern_kernel(net, x, n, K, &units);
+  if (!rc) {
+    double ld = NAN;
+    int lrc = units ? ae_logdet_cholesky(K, n, &ld) : AE_EINVAL;
+    if (lrc && lrc != AE_EINVAL) rc = lrc;
+    put(exp, AE_M_PATTERN_KERNEL_LOGDET, lrc ? NAN : ld);
+  }
+  if (!rc && n_blocks > 0)
+    rc = ae_features_block_entropies(net, gauss, n, blocks, n_blocks, h);
+  if (!rc) {
+    double iso = NAN, prog = NAN;
+    int finite = n_blocks > 0;
+    for (int l = 0; l < n_blocks; l++)
+      finite &= isfinite(h[l]) != 0;
+    if (finite) ae_isotropy_progressivity(h, n_blocks, &iso, &prog);
+    put(exp, AE_M_FEATURE_ISOTROPY, iso);
+    put(exp, AE_M_FEATURE_PROGRESSIVITY, prog);
+  }
+  /* §2 */
+  int samples = o->samples < n ? o->samples : n;
+  double first = NAN, total = 0.0;
+  int nodes = 0;
+  for (int i = 0; !rc && i < samples; i++) {
+    double v = 0.0;
+    rc = ae_features_corr_lambda_min(net, x + (size_t)i * dim, &v, &nodes);
+    if (i == 0) first = v;
+    total += v;
+  }
+  if (!rc) {
+    put(exp, AE_M_FEATURE_CORR_LAMBDA_MIN, nodes ? first : NAN);
+    put(exp, AE_M_FEATURE_CORR_LAMBDA_MIN_MEAN, nodes ? total / samples : NAN);
+  }
+  double v = NAN;
+  if (!rc)
+    rc = ae_jacobian_trainability(net, gauss, n, blocks, n_blocks, req->seed,
+                                  &req->net, &v, why, sizeof why);
+  if (!rc) put(exp, AE_M_JACOBIAN_TRAINABILITY, v);
+  /* §3 on the twin's NTK */
+  if (!rc)
+    rc = ae_net_ntk(net, x, n, req->settings.ntk_parameterization, theta64,
+                    NULL);
+  if (!rc && b->first.labels) {
+    double mse = NAN, acc = NAN, jitter;
+    int krc = ae_kernel_regression(theta64, n, b->first.labels,
+                                   b->first.num_classes, &mse, &acc, &jitter);
+    if (krc && krc != AE_EINVAL) rc = krc;
+    put(exp, AE_M_KERNEL_REGRESSION_VAL_MSE, krc ? NAN : mse);
+    put(exp, AE_M_KERNEL_REGRESSION_VAL_ACC, krc ? NAN : acc);
+  }
+  /* §4 */
+  if (!rc) rc = ae_synflow(net, &v);
+  if (!rc) put(exp, AE_M_SYNFLOW, v);
+  if (!rc) rc = ae_ce_weight_grads(net, x, b->y, n, &g1);
+  if (!rc) {
+    put(exp, AE_M_GRAD_NORM, ae_grad_norm(&g1));
+    put(exp, AE_M_SNIP, ae_snip(&g1));
+  }
+  if (!rc && b->has_second) {
+    rc = ae_ce_weight_grads(net, b->second.x_net, b->y2, n, &g2);
+    if (!rc) put(exp, AE_M_ZICO, ae_zico(&g1, &g2));
+  }
+  if (!rc) rc = ae_jacob_cov(net, x, n, &v, why, sizeof why);
+  if (!rc) put(exp, AE_M_JACOB_COV, v);
+  ae_weight_grads_free(&g1);
+  ae_weight_grads_free(&g2);
+  ae_net_destroy(net);
+  ae_net_destroy(probe);
+  free(blocks);
+  free(h);
+  free(K);
   return rc;
 }
 
@@ -379,9 +546,7 @@ static int write_probe(const context *cx, const options *o, const char *dir,
   int probe_batch = o->batch < 16 ? o->batch : 16;
   ae_net *net = NULL;
   rc = ae_net_create(&preq.net, probe_batch, &net);
-  if (!rc)
-    rc = write_net(pdir, &preq.net, net, o->seed, probe_batch,
-                   preq.net.num_classes, o->repeats);
+  if (!rc) rc = write_net(pdir, &preq.net, net, &preq, probe_batch, o->repeats);
   ae_net_destroy(net);
   ae_request_free(&preq);
   return rc;
@@ -392,42 +557,90 @@ static int dump_cell(const context *cx, const options *o, const char *tag,
   char dir[4096];
   int rc = join(dir, sizeof dir, o->out, tag);
   if (rc || (rc = make_dir(dir))) return rc;
-  ae_request req;
+  ae_request req, preq;
   if ((rc = build_request(cx, o, cell, o->channels, o->cells_per_stage, &req)))
     return rc;
+  if ((rc = build_request(cx, o, cell, 3, 1, &preq))) {
+    ae_request_free(&req);
+    return rc;
+  }
+  /* The job's values, float32, through ae_engine_score. */
   ae_scorecard sc;
   ae_error err = AE_ERROR_INIT;
   rc = ae_engine_score(cx->engine, &req, &cx->reg, NULL, &sc, &err);
   if (rc) {
     ae_request_free(&req);
+    ae_request_free(&preq);
     return fail_error(cell, &err, rc);
   }
-  rc = write_expected(dir, tag, &sc);
-  ae_scorecard_free(&sc);
-  ae_batch batch;
-  memset(&batch, 0, sizeof batch);
+  double job_seconds = sc.provenance.t_total;
+  batches b;
+  memset(&b, 0, sizeof b);
   ae_net *net = NULL;
-  double *theta = NULL;
-  if (!rc) rc = write_batch(cx, dir, &req, &batch);
+  json_t *job = NULL, *v64 = NULL, *job_warnings = NULL;
+  size_t nn = (size_t)o->batch * (size_t)o->batch;
+  double *theta = malloc(nn * sizeof *theta);
+  double *theta64 = malloc(nn * sizeof *theta64);
+  float *gauss = NULL;
+  rc = theta && theta64 ? AE_OK : AE_ENOMEM;
+  if (!rc) rc = write_batches(cx, dir, &req, &b);
+  if (!rc) rc = (job = job_values(tag, &sc, b.first.labels != NULL,
+                                     &job_warnings))
+                    ? AE_OK
+                    : AE_ENOMEM;
+  ae_scorecard_free(&sc);
   if (!rc) rc = ae_net_create(&req.net, o->batch, &net);
+  if (!rc) rc = write_net(dir, &req.net, net, &req, o->batch, 0);
+  /* The job's NTK (float32 net, the kernel of its regression). */
   if (!rc)
-    rc = write_net(dir, &req.net, net, req.seed, o->batch, req.net.num_classes,
-                   0);
-  if (!rc) {
-    size_t nn = (size_t)o->batch * (size_t)o->batch;
-    theta = malloc(nn * sizeof *theta);
-    rc = theta ? ae_net_ntk(net, batch.x_net, batch.n,
-                            req.settings.ntk_parameterization, theta, NULL)
-               : AE_ENOMEM;
-    if (!rc) rc = write_file(dir, "theta.bin", theta, nn * sizeof *theta);
-  }
-  if (!rc) rc = write_gauss(dir, req.seed, (size_t)batch.n * batch.dim);
+    rc = ae_net_ntk(net, b.first.x_net, b.first.n,
+                    req.settings.ntk_parameterization, theta, NULL);
+  size_t in_count = (size_t)b.first.n * (size_t)b.first.dim;
+  if (!rc) rc = (gauss = malloc(in_count * sizeof *gauss)) ? 0 : AE_ENOMEM;
+  for (size_t i = 0; !rc && i < in_count; i++)
+    gauss[i] =
+        (float)ae_philox_normal(req.seed, AE_TID_GAUSS_INPUTS, 0, (uint64_t)i);
+  if (!rc) rc = write_file(dir, "gauss.bin", gauss, in_count * sizeof *gauss);
   if (!rc) rc = write_rademacher(dir, &req.net, req.seed, o->batch);
   if (!rc) rc = write_probe(cx, o, dir, cell);
+  if (!rc && !o->float32) {
+    rc = (v64 = json_object()) ? AE_OK : AE_ENOMEM;
+    if (!rc) rc = float64_values(o, &req, &preq, &b, gauss, theta64, v64);
+    if (!rc && !b.first.labels) {
+      json_object_del(v64, "generalization.kernel_regression_val_mse");
+      json_object_del(v64, "generalization.kernel_regression_val_acc");
+    }
+  }
+  /* expected.json: float64 (theta.bin the twin's NTK), or with --float32
+   * the job's values (theta.bin the job's NTK); expected32.json and
+   * theta32.bin: the job's, beside float64 ones. */
+  if (!rc && o->float32) {
+    rc = write_json(dir, "expected.json", job);
+    if (!rc) rc = write_file(dir, "theta.bin", theta, nn * sizeof *theta);
+  } else if (!rc) {
+    rc = write_json(dir, "expected.json", v64);
+    if (!rc) rc = write_json(dir, "expected32.json", job);
+    if (!rc) rc = write_file(dir, "theta.bin", theta64, nn * sizeof *theta64);
+    if (!rc) rc = write_file(dir, "theta32.bin", theta, nn * sizeof *theta);
+  }
+  if (!rc) {
+    json_t *eng = json_pack("{s:s, s:s, s:O, s:f}", "dtype",
+                            o->float32 ? "float32" : "float64", "job_dtype",
+                            "float32", "job_warnings", job_warnings,
+                            "job_seconds", job_seconds);
+    rc = write_json(dir, "engine.json", eng);
+    json_decref(eng);
+  }
+  json_decref(job);
+  json_decref(v64);
+  json_decref(job_warnings);
+  free(gauss);
   free(theta);
+  free(theta64);
   ae_net_destroy(net);
-  ae_batch_free(&batch);
+  batches_free(&b);
   ae_request_free(&req);
+  ae_request_free(&preq);
   if (rc) fail(tag, rc);
   return rc;
 }
@@ -445,13 +658,13 @@ static int usage(void) {
   fprintf(stderr,
           "usage: dump_ranking [--channels C] [--cells-per-stage N] "
           "[--batch B] [--seed S] [--repeats R] [--samples S] "
-          "[--data DIR | --synthetic] OUT TAG=CELL...\n");
+          "[--data DIR | --synthetic] [--float32] OUT TAG=CELL...\n");
   return 2;
 }
 
 int main(int argc, char **argv) {
   ae_blas_tune_and_reexec(argc, argv);
-  options o = {4, 1, 16, 8, 8, 0, 0, NULL, NULL};
+  options o = {4, 1, 16, 8, 8, 0, 0, 0, NULL, NULL};
   int a = 1;
   for (; a < argc && !strncmp(argv[a], "--", 2); a++) {
     const char *k = argv[a];
@@ -463,6 +676,8 @@ int main(int argc, char **argv) {
                                                   : NULL;
     if (!strcmp(k, "--synthetic")) {
       o.synthetic = 1;
+    } else if (!strcmp(k, "--float32")) {
+      o.float32 = 1;
     } else if (a + 1 >= argc) {
       return usage();
     } else if (slot) {

@@ -5,17 +5,19 @@ small NAS-Bench-201 networks with the same weights and inputs (issue 10,
 item 5).
 
 tests/ref/dump_ranking (built by make check) writes one dump per cell:
-the engine's values in expected.json, and everything the engine drew
-(weights, batch, labels, Gaussian and Rademacher tensors, the probe's
-weight draws, the NTK).  Then, per cell:
-- engine.json says "float64" (the engine's float64 twin): torch_ranking.py
-  DUMP --rtol 1e-4 must pass;
-- "float32" (ae_engine_score's own path): the reference runs in float64
-  and in float32 on the same dump; a metric matches when the engine's value
-  is within max(1e-4, SPREAD_FACTOR x the reference's own float32 spread)
-  relative of the float64 value, the spread being |v32 - v64| / max(1,
-  |v64|) measured here on this very cell.  Nulls and booleans must agree
-  exactly.
+everything the engine drew (weights, batches, labels, Gaussian and
+Rademacher tensors, the probe's weight draws, the NTK) and the engine's
+values: expected.json from its float64 twin (the functions of
+gpu/groups/features.h and gradients.h with ae_net_set_double on),
+expected32.json from the job itself (ae_engine_score, float32).  Per cell:
+- float64: `torch_ranking.py DUMP --rtol 1e-4` must pass (every metric
+  within 1e-4 relative, nulls on both sides alike);
+- the job's float32 values: the reference runs in float64 and in float32
+  on the same dump; a metric matches when the job's value is within
+  max(1e-4, SPREAD_FACTOR x the reference's own float32 spread) relative
+  of the float64 value, the spread being |v32 - v64| / max(1, |v64|)
+  measured here on this very cell (the kernel regression on the job's own
+  NTK, theta32.bin).  Nulls and booleans must agree exactly.
 The cells (C = 4, one cell per stage, 16 CIFAR-10 images, or synthetic
 inputs where the sample is missing): the ResNet cell, all nor_conv_3x3, an
 identity cell (skip 3<-0 only: its block output is its input, so
@@ -26,6 +28,7 @@ Metrics the engine does not compute yet (absent from expected.json) are
 listed as skipped, not failed.  Exits 77 where torch is missing, prints one
 line per comparison and "N passed, M failed"."""
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -33,6 +36,7 @@ import sys
 import tempfile
 
 try:
+    import numpy as np
     import torch
 except ImportError as e:  # pragma: no cover
     print("test_ranking_torch: skipped, PyTorch missing (%s)" % e)
@@ -79,28 +83,72 @@ def dump_program():
 def compare_float32(tag, folder, expected):
     m64, w64 = tr.compute(folder, torch.float64, REPEATS, SAMPLES)
     m32, _ = tr.compute(folder, torch.float32, REPEATS, SAMPLES)
+    theta32 = os.path.join(folder, "theta32.bin")
+    if os.path.isfile(theta32) and os.path.isfile(os.path.join(folder,
+                                                               "y.bin")):
+        n = int(round(math.sqrt(os.path.getsize(theta32) / 8)))
+        theta = torch.from_numpy(np.fromfile(theta32, dtype=np.float64)
+                                 ).reshape(n, n)
+        labels = torch.from_numpy(np.fromfile(
+            os.path.join(folder, "y.bin"), dtype=np.int32).astype(np.int64))
+        with open(os.path.join(folder, "graph.json")) as f:
+            classes = json.load(f)["classes"]
+        mse, acc, _ = tr.kernel_regression(theta, labels, classes)
+        for m in (m64, m32):
+            m["generalization.kernel_regression_val_mse"] = mse
+            m["generalization.kernel_regression_val_acc"] = acc
     for w in w64:
         print("     %s: reference: %s" % (tag, w))
     for name in sorted(m64):
         if name not in expected:
-            print("skip %s %s: not computed by the engine" % (tag, name))
+            print("skip %s %s: not computed by the engine's job"
+                  % (tag, name))
     for name, want in sorted(expected.items()):
         ref, r32 = m64.get(name), m32.get(name)
         if name not in m64:
-            record(False, "%s %s: engine %r, absent from the reference"
+            record(False, "%s %s: job %r, absent from the reference"
                    % (tag, name, want))
         elif want is None or ref is None or isinstance(want, bool) \
                 or isinstance(ref, bool):
-            record(want == ref, "%s %s: engine %r, reference %r (exact)"
+            record(want == ref, "%s %s: job %r, reference %r (exact)"
                    % (tag, name, want, ref))
         else:
             scale = max(1.0, abs(ref))
             spread = 0.0 if r32 is None else abs(r32 - ref) / scale
             tol = max(RTOL, SPREAD_FACTOR * spread)
             rel = abs(want - ref) / scale
-            record(rel <= tol, "%s %s: engine %.10g, reference %.10g, "
-                   "relative %.2e (tolerance %.2e, float32 spread %.2e)"
-                   % (tag, name, want, ref, rel, tol, spread))
+            record(rel <= tol, "%s %s: job (float32) %.10g, reference "
+                   "%.10g, relative %.2e (tolerance %.2e, float32 spread "
+                   "%.2e)" % (tag, name, want, ref, rel, tol, spread))
+
+
+def run_cli(tag, folder):
+    """torch_ranking.py on the float64 values at RTOL; each metric's line."""
+    q = subprocess.run(
+        [sys.executable, os.path.join(HERE, "torch_ranking.py"), folder,
+         "--rtol", str(RTOL), "--repeats", str(REPEATS), "--samples",
+         str(SAMPLES)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        universal_newlines=True, timeout=300)
+    line = None
+    for text in q.stdout.splitlines():
+        if text.startswith("{"):
+            line = json.loads(text)
+        elif text.strip():
+            print("     %s: %s" % (tag, text))
+    with open(os.path.join(folder, "expected.json")) as f:
+        expected = json.load(f)
+    bad = line.get("mismatch", []) if line else list(expected)
+    got = line.get("metrics", {}) if line else {}
+    for name, want in sorted(expected.items()):
+        ref = got.get(name)
+        text = "%s %s: float64 %r, reference %r" % (tag, name, want, ref)
+        if isinstance(want, float) and isinstance(ref, float):
+            text += ", relative %.2e" % (abs(want - ref) / max(1.0,
+                                                                abs(ref)))
+        record(name not in bad, text)
+    record(q.returncode == 0, "%s: torch_ranking.py --rtol %g exit %d"
+           % (tag, RTOL, q.returncode))
 
 
 def main():
@@ -127,17 +175,10 @@ def main():
             with open(os.path.join(folder, "engine.json")) as f:
                 engine = json.load(f)
             if engine.get("dtype") == "float64":
-                q = subprocess.run(
-                    [sys.executable, os.path.join(HERE, "torch_ranking.py"),
-                     folder, "--rtol", str(RTOL), "--repeats", str(REPEATS),
-                     "--samples", str(SAMPLES)],
-                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                    universal_newlines=True, timeout=300)
-                sys.stdout.write(q.stdout)
-                record(q.returncode == 0, "%s: torch_ranking.py --rtol %g "
-                       "(float64) exit %d" % (tag, RTOL, q.returncode))
-            else:
-                compare_float32(tag, folder, expected)
+                run_cli(tag, folder)
+                with open(os.path.join(folder, "expected32.json")) as f:
+                    expected = json.load(f)
+            compare_float32(tag, folder, expected)
         # The identity cell's block output is its input: the reference's
         # jacobian_trainability must be null whatever the engine says.
         m, _ = tr.compute(os.path.join(tmp, "identity"), torch.float64,
