@@ -2,7 +2,8 @@
  * profiles (§6) cost on the host engine, per architecture.
  *
  *   bench_ranking [--cells N] [--cell-seed S] [--seed S] [--channels C]
- *                 [--cells-per-stage N] [--batch B] [--no-metrics]
+ *                 [--cells-per-stage N] [--batch B] [--full-cells K]
+ *                 [--no-metrics]
  *
  * Draws N NAS-Bench-201 cells (10 by default; 50 for RESULTS.md), each of
  * the six edges uniform over the five operations, from Philox with the
@@ -10,14 +11,18 @@
  * CIFAR-10 sample (synthetic inputs when it is missing, said on the first
  * line), NB201 C = 16, N = 5, batch 64, request seed 0, with one BLAS
  * thread (the engine's own setting):
- * - one job per profile (fast, rank, full, all);
+ * - one job per profile (fast, rank, full, all; full and all only on the
+ *   first K cells with --full-cells, they cost the most);
  * - unless --no-metrics, one job per metric family of ranking.md §1-4
  *   with only that family selected (so each includes the job's fixed
  *   cost: the batch and the network's buffers), and one job with only
  *   topology.params (the fixed cost alone: the "base" column).
- * Prints the wall seconds of every job (the engine's provenance.t_total)
- * per cell, then the mean, median, min and max over the cells, the number
- * of cells where each metric came back null, and the peak RSS.
+ * Prints the CPU seconds of every job (this process's CPU time around
+ * ae_engine_score: the engine runs on one thread, so on a shared machine
+ * this is the job's cost, where wall time depends on the load) per cell,
+ * then per job the mean, median, min and max over the cells, the mean
+ * wall seconds (the engine's provenance.t_total), the number of cells
+ * where the metric came back null, and the peak RSS.
  *
  * Single-threaded: main owns everything. */
 #include <errno.h>
@@ -27,6 +32,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <time.h>
 
 #include "api/error.h"
 #include "api/metric_set.h"
@@ -74,6 +80,7 @@ static const column columns[] = {
 
 typedef struct {
   int cells, channels, cells_per_stage, batch, metrics;
+  int full_cells; /* the "full" and "all" jobs on the first full_cells */
   unsigned long long cell_seed, seed;
 } options;
 
@@ -141,6 +148,15 @@ static int build_request(const options *o, const ae_catalog *cat,
   return AE_OK;
 }
 
+/* CPU seconds of this process (the engine computes on one thread, so on a
+ * shared machine this is what a job costs; wall time depends on the
+ * load). */
+static double cpu_seconds(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
 static int cmp_double(const void *a, const void *b) {
   double x = *(const double *)a, y = *(const double *)b;
   return x < y ? -1 : x > y;
@@ -183,6 +199,8 @@ static int parse_opts(int argc, char **argv, options *o) {
       o->cells_per_stage = (int)x;
     else if (!strcmp(k, "--batch"))
       o->batch = (int)x;
+    else if (!strcmp(k, "--full-cells"))
+      o->full_cells = (int)x;
     else
       return -1;
   }
@@ -191,11 +209,11 @@ static int parse_opts(int argc, char **argv, options *o) {
 
 int main(int argc, char **argv) {
   ae_blas_tune_and_reexec(argc, argv);
-  options o = {10, 16, 5, 64, 1, 1, 0};
-  if (parse_opts(argc, argv, &o)) {
+  options o = {10, 16, 5, 64, 1, -1, 1, 0};
+  if (parse_opts(argc, argv, &o) || o.full_cells == 0) {
     fprintf(stderr, "usage: bench_ranking [--cells N] [--cell-seed S] "
                     "[--seed S] [--channels C] [--cells-per-stage N] "
-                    "[--batch B] [--no-metrics]\n");
+                    "[--batch B] [--full-cells K] [--no-metrics]\n");
     return 2;
   }
   const char *shared = getenv("AE_SHARED_DATA");
@@ -226,15 +244,19 @@ int main(int argc, char **argv) {
   ae_limits lim;
   ae_limits_default(&lim);
   size_t n_cols = o.metrics ? N_COLUMNS : N_PROFILES;
-  double *secs = calloc((size_t)o.cells * n_cols, sizeof *secs);
+  if (o.full_cells < 0 || o.full_cells > o.cells) o.full_cells = o.cells;
+  double *cpu = malloc((size_t)o.cells * n_cols * sizeof *cpu);
+  double *wall = malloc((size_t)o.cells * n_cols * sizeof *wall);
+  double *col = malloc((size_t)o.cells * sizeof *col);
   int nulls[N_COLUMNS] = {0};
-  if (!secs) return 1;
+  if (!cpu || !wall || !col) return 1;
   printf("nb201 C=%d N=%d, batch %d, %s, request seed %llu, cells drawn "
-         "with cell seed %llu, one BLAS thread; wall seconds per job\n",
+         "with cell seed %llu (\"full\" and \"all\" on the first %d), one "
+         "BLAS thread; CPU seconds per job\n",
          o.channels, o.cells_per_stage, o.batch,
          synthetic ? "synthetic inputs (no CIFAR-10 sample)"
                    : "CIFAR-10 sample",
-         o.seed, o.cell_seed);
+         o.seed, o.cell_seed, o.full_cells);
   printf("%-4s", "cell");
   for (size_t c = 0; c < n_cols; c++)
     printf(" %s", columns[c].name);
@@ -245,12 +267,21 @@ int main(int argc, char **argv) {
     draw_cell(o.cell_seed, k, cell, sizeof cell);
     printf("%-4d", k);
     for (size_t c = 0; c < n_cols && !status; c++) {
+      size_t at = (size_t)k * n_cols + c;
+      cpu[at] = wall[at] = NAN;
+      int heavy = columns[c].profile && (!strcmp(columns[c].name, "full") ||
+                                         !strcmp(columns[c].name, "all"));
+      if (heavy && k >= o.full_cells) {
+        printf(" -");
+        continue;
+      }
       ae_request req;
       ae_scorecard sc;
       if (build_request(&o, &cat, &lim, synthetic, cell, &columns[c], &req)) {
         status = 1;
         break;
       }
+      double c0 = cpu_seconds();
       if (ae_engine_score(e, &req, &reg, NULL, &sc, &err)) {
         fprintf(stderr, "bench_ranking: %s: %s: %s\n", cell, columns[c].name,
                 err.reason ? err.reason : ae_strerror(err.code));
@@ -259,9 +290,10 @@ int main(int argc, char **argv) {
         status = 1;
         break;
       }
-      secs[(size_t)k * n_cols + c] = sc.provenance.t_total;
+      cpu[at] = cpu_seconds() - c0;
+      wall[at] = sc.provenance.t_total;
       if (!columns[c].profile && family_null(&sc, columns[c].id)) nulls[c]++;
-      printf(" %.3f", sc.provenance.t_total);
+      printf(" %.3f", cpu[at]);
       fflush(stdout);
       ae_scorecard_free(&sc);
       ae_request_free(&req);
@@ -269,31 +301,35 @@ int main(int argc, char **argv) {
     printf(" %s\n", cell);
   }
   if (!status) {
-    double *col = malloc((size_t)o.cells * sizeof *col);
-    if (!col) return 1;
-    printf("%-26s %9s %9s %9s %9s %6s\n", "job", "mean_s", "median_s",
-           "min_s", "max_s", "nulls");
+    printf("%-26s %5s %9s %9s %9s %9s %11s %6s\n", "job (CPU s)", "cells",
+           "mean", "median", "min", "max", "wall_mean", "nulls");
     for (size_t c = 0; c < n_cols; c++) {
-      double sum = 0;
+      double sum = 0, wsum = 0;
+      int m = 0;
       for (int k = 0; k < o.cells; k++) {
-        col[k] = secs[(size_t)k * n_cols + c];
-        sum += col[k];
+        size_t at = (size_t)k * n_cols + c;
+        if (isnan(cpu[at])) continue;
+        col[m++] = cpu[at];
+        sum += cpu[at];
+        wsum += wall[at];
       }
-      qsort(col, (size_t)o.cells, sizeof *col, cmp_double);
-      double median = o.cells % 2 ? col[o.cells / 2]
-                                  : 0.5 * (col[o.cells / 2 - 1] +
-                                           col[o.cells / 2]);
+      if (!m) continue;
+      qsort(col, (size_t)m, sizeof *col, cmp_double);
+      double median =
+          m % 2 ? col[m / 2] : 0.5 * (col[m / 2 - 1] + col[m / 2]);
       char nl[16] = "-";
       if (!columns[c].profile) snprintf(nl, sizeof nl, "%d", nulls[c]);
-      printf("%-26s %9.3f %9.3f %9.3f %9.3f %6s\n", columns[c].name,
-             sum / o.cells, median, col[0], col[o.cells - 1], nl);
+      printf("%-26s %5d %9.3f %9.3f %9.3f %9.3f %11.3f %6s\n",
+             columns[c].name, m, sum / m, median, col[0], col[m - 1],
+             wsum / m, nl);
     }
-    free(col);
   }
+  free(col);
+  free(cpu);
+  free(wall);
   struct rusage ru;
   getrusage(RUSAGE_SELF, &ru);
   printf("peak RSS %.1f MiB\n", ru.ru_maxrss / 1024.0);
-  free(secs);
   ae_engine_close(e);
   ae_dataset_registry_free(&reg);
   return status;
