@@ -3,7 +3,7 @@
  *
  *   bench_ranking [--cells N] [--cell-seed S] [--seed S] [--channels C]
  *                 [--cells-per-stage N] [--batch B] [--full-cells K]
- *                 [--no-metrics]
+ *                 [--first-cell F] [--no-metrics]
  *
  * Draws N NAS-Bench-201 cells (10 by default; 50 for RESULTS.md), each of
  * the six edges uniform over the five operations, from Philox with the
@@ -13,6 +13,7 @@
  * thread (the engine's own setting):
  * - one job per profile (fast, rank, full, all; full and all only on the
  *   first K cells with --full-cells, they cost the most);
+ * (--first-cell F runs draws F .. F + N - 1, to split a run in parts.)
  * - unless --no-metrics, one job per metric family of ranking.md §1-4
  *   with only that family selected (so each includes the job's fixed
  *   cost: the batch and the network's buffers), and one job with only
@@ -81,6 +82,7 @@ static const column columns[] = {
 typedef struct {
   int cells, channels, cells_per_stage, batch, metrics;
   int full_cells; /* the "full" and "all" jobs on the first full_cells */
+  int first_cell; /* draws first_cell .. first_cell + cells - 1 */
   unsigned long long cell_seed, seed;
 } options;
 
@@ -189,6 +191,10 @@ static int parse_opts(int argc, char **argv, options *o) {
       o->cell_seed = x;
     else if (!strcmp(k, "--seed"))
       o->seed = x;
+    else if (!strcmp(k, "--full-cells") && x <= 4096)
+      o->full_cells = (int)x;
+    else if (!strcmp(k, "--first-cell") && x <= 1000000)
+      o->first_cell = (int)x;
     else if (x < 1 || x > 4096)
       return -1;
     else if (!strcmp(k, "--cells"))
@@ -199,8 +205,6 @@ static int parse_opts(int argc, char **argv, options *o) {
       o->cells_per_stage = (int)x;
     else if (!strcmp(k, "--batch"))
       o->batch = (int)x;
-    else if (!strcmp(k, "--full-cells"))
-      o->full_cells = (int)x;
     else
       return -1;
   }
@@ -209,11 +213,12 @@ static int parse_opts(int argc, char **argv, options *o) {
 
 int main(int argc, char **argv) {
   ae_blas_tune_and_reexec(argc, argv);
-  options o = {10, 16, 5, 64, 1, -1, 1, 0};
-  if (parse_opts(argc, argv, &o) || o.full_cells == 0) {
+  options o = {10, 16, 5, 64, 1, -1, 0, 1, 0};
+  if (parse_opts(argc, argv, &o)) {
     fprintf(stderr, "usage: bench_ranking [--cells N] [--cell-seed S] "
                     "[--seed S] [--channels C] [--cells-per-stage N] "
-                    "[--batch B] [--full-cells K] [--no-metrics]\n");
+                    "[--batch B] [--full-cells K] [--first-cell F] "
+                    "[--no-metrics]\n");
     return 2;
   }
   const char *shared = getenv("AE_SHARED_DATA");
@@ -250,13 +255,14 @@ int main(int argc, char **argv) {
   double *col = malloc((size_t)o.cells * sizeof *col);
   int nulls[N_COLUMNS] = {0};
   if (!cpu || !wall || !col) return 1;
-  printf("nb201 C=%d N=%d, batch %d, %s, request seed %llu, cells drawn "
-         "with cell seed %llu (\"full\" and \"all\" on the first %d), one "
-         "BLAS thread; CPU seconds per job\n",
+  printf("nb201 C=%d N=%d, batch %d, %s, request seed %llu, cells %d..%d "
+         "drawn with cell seed %llu (\"full\" and \"all\" on the first %d), "
+         "one BLAS thread; CPU seconds per job\n",
          o.channels, o.cells_per_stage, o.batch,
          synthetic ? "synthetic inputs (no CIFAR-10 sample)"
                    : "CIFAR-10 sample",
-         o.seed, o.cell_seed, o.full_cells);
+         o.seed, o.first_cell, o.first_cell + o.cells - 1, o.cell_seed,
+         o.full_cells);
   printf("%-4s", "cell");
   for (size_t c = 0; c < n_cols; c++)
     printf(" %s", columns[c].name);
@@ -264,8 +270,8 @@ int main(int argc, char **argv) {
   int status = 0;
   for (int k = 0; k < o.cells && !status; k++) {
     char cell[256];
-    draw_cell(o.cell_seed, k, cell, sizeof cell);
-    printf("%-4d", k);
+    draw_cell(o.cell_seed, o.first_cell + k, cell, sizeof cell);
+    printf("%-4d", o.first_cell + k);
     for (size_t c = 0; c < n_cols && !status; c++) {
       size_t at = (size_t)k * n_cols + c;
       cpu[at] = wall[at] = NAN;
