@@ -12,7 +12,8 @@
  * line), NB201 C = 16, N = 5, batch 64, request seed 0, with one BLAS
  * thread (the engine's own setting):
  * - one job per profile (fast, rank, full, all; full and all only on the
- *   first K cells with --full-cells, they cost the most);
+ *   first K cells, --full-cells K (3; a few minutes in all for make
+ *   bench), they cost the most);
  * (--first-cell F runs draws F .. F + N - 1, to split a run in parts.)
  * - unless --no-metrics, one job per metric family of ranking.md §1-4
  *   with only that family selected (so each includes the job's fixed
@@ -213,7 +214,7 @@ static int parse_opts(int argc, char **argv, options *o) {
 
 int main(int argc, char **argv) {
   ae_blas_tune_and_reexec(argc, argv);
-  options o = {10, 16, 5, 64, 1, -1, 0, 1, 0};
+  options o = {10, 16, 5, 64, 1, 3, 0, 1, 0};
   if (parse_opts(argc, argv, &o)) {
     fprintf(stderr, "usage: bench_ranking [--cells N] [--cell-seed S] "
                     "[--seed S] [--channels C] [--cells-per-stage N] "
