@@ -51,8 +51,8 @@ int ae_batch_draw_next(const ae_request *req, const ae_dataset *ds,
  * floor(u * num_classes) with u = ae_philox_uniform(seed,
  * AE_TID_RANDOM_LABELS, 2, offset + i) (offset: 0 for the job's batch, n
  * for the second).  out: b->n labels. */
-void ae_batch_class_labels(const ae_request *req, const ae_batch *b,
-                           int offset, int *out);
+void ae_batch_class_labels(const ae_request *req, const ae_batch *b, int offset,
+                           int *out);
 
 /* Scales each of n samples of dim floats to norm sqrt(dim) in place; an
  * all-zero sample stays zero. */

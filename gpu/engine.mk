@@ -67,14 +67,6 @@ tests_bench_bench_scorecard_SOURCES = tests/bench/bench_scorecard.c
 tests_bench_bench_scorecard_CFLAGS = $(AM_CFLAGS) -O2
 tests_bench_bench_scorecard_LDADD = $(ENGINE_LIBS)
 
-# The gradient metrics of ranking.md: hand cases, zico's second batch, the
-# PyTorch reference (issue 10).
-check_PROGRAMS += tests/unit/test_rank_gradients
-TESTS += tests/unit/test_rank_gradients
-tests_unit_test_rank_gradients_SOURCES = tests/unit/test_rank_gradients.c
-tests_unit_test_rank_gradients_CFLAGS = $(TEST_CFLAGS) $(JANSSON_CFLAGS)
-tests_unit_test_rank_gradients_LDADD = $(TEST_LIBS)
-
 # The forward-feature ranking metrics (ranking.md §1-3, issue 10) and
 # their hand-checked unit test.
 gpu_libaeengine_a_SOURCES += gpu/groups/features.c gpu/groups/features.h
@@ -83,3 +75,11 @@ TESTS += tests/unit/test_rank_features
 tests_unit_test_rank_features_SOURCES = tests/unit/test_rank_features.c
 tests_unit_test_rank_features_CFLAGS = $(TEST_CFLAGS)
 tests_unit_test_rank_features_LDADD = $(TEST_LIBS)
+
+# The gradient metrics of ranking.md: hand cases, zico's second batch, the
+# PyTorch reference (issue 10).
+check_PROGRAMS += tests/unit/test_rank_gradients
+TESTS += tests/unit/test_rank_gradients
+tests_unit_test_rank_gradients_SOURCES = tests/unit/test_rank_gradients.c
+tests_unit_test_rank_gradients_CFLAGS = $(TEST_CFLAGS) $(JANSSON_CFLAGS)
+tests_unit_test_rank_gradients_LDADD = $(TEST_LIBS)

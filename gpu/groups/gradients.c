@@ -108,6 +108,7 @@ int ae_jacobian_trainability(ae_net *n, const float *x, int batch,
   ae_net_grad *gr = NULL;
   double *g_out = NULL, *g_in = NULL, *m = NULL;
   int rc = ae_net_grad_create(n, &gr);
+  if (!rc) ae_net_grad_skip_params(gr, 1);
   if (!rc) rc = ae_net_forward64(n, x, batch, NULL);
   double sum = 0.0;
   int identity_block = -1;
@@ -401,6 +402,7 @@ int ae_jacob_cov(ae_net *n, const float *x, int batch, double *out, char *why,
   for (size_t i = 0; !rc && i < B * classes; i++)
     seed[i] = 1.0;
   if (!rc) rc = ae_net_grad_create(n, &gr);
+  if (!rc) ae_net_grad_skip_params(gr, 1);
   if (!rc) rc = ae_net_forward64(n, x, batch, NULL);
   if (!rc) rc = ae_net_backward(n, gr, batch, g->output, seed, -1);
   if (!rc) rc = ae_net_grad_node(gr, 0, j);

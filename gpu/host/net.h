@@ -155,14 +155,22 @@ void ae_net_grad_destroy(ae_net_grad *gr);
 int ae_net_backward(ae_net *n, ae_net_grad *gr, int batch, int from,
                     const double *seed, int stop);
 
-/* After ae_net_backward: the gradient of node's output (node 0: of the
- * input), batch * prod(shape) float64 values (zeros where nothing
- * reached it).  0 or AE_EINVAL. */
+/* After ae_net_backward: the gradient of node's output, batch *
+ * prod(shape) float64 values (zeros where nothing reached it), for the
+ * nodes the sweep did not pass through: node 0 (the input) and every node
+ * <= stop (the buffers of the others are reused as the sweep goes).  0, or
+ * AE_EINVAL for a node the sweep passed. */
 int ae_net_grad_node(const ae_net_grad *gr, int node, double *out);
+
+/* skip = 1: later backwards compute node (and input) gradients only, no
+ * parameter gradients (no im2col, no weight GEMMs: what
+ * jacobian_trainability and jacob_cov need); 0: both (the default). */
+void ae_net_grad_skip_params(ae_net_grad *gr, int skip);
 
 /* After ae_net_backward: the gradient of a parameter tensor (summed over
  * the batch), count float64 values (count as ae_net_param says).  0, or
- * AE_EINVAL when the node has no such tensor or count differs. */
+ * AE_EINVAL when the node has no such tensor, count differs or parameter
+ * gradients are skipped. */
 int ae_net_grad_param(const ae_net_grad *gr, int node, ae_net_param_kind kind,
                       double *out, size_t count);
 

@@ -38,6 +38,7 @@ int ae_net64_backward(ae_net64 *n, ae_net64_grad *gr, int batch, int from,
 int ae_net64_grad_node(const ae_net64_grad *gr, int node, double *out);
 int ae_net64_grad_param(const ae_net64_grad *gr, int node,
                         ae_net_param_kind kind, double *out, size_t count);
+void ae_net64_grad_skip_params(ae_net64_grad *gr, int skip);
 int ae_net64_forward64(ae_net64 *n, const float *x, int batch, double *logits);
 int ae_net64_activation64(ae_net64 *n, int node, int batch, double *out);
 

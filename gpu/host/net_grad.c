@@ -10,9 +10,10 @@
  * that node down to node 0, or stops early: nodes with index <= stop
  * receive their gradient but pass nothing on (the block-wise backward of
  * jacobian_trainability).  Gradients live in an ae_net_grad of their own
- * (a buffer per node, made on first use and kept; parameter gradients per
- * tensor), so the NTK's shared slots are never touched.  Compiled twice
- * like net.c (net64_grad.c is the float64 twin); the float32 entry points
+ * (parameter gradients per tensor; node gradients in buffers that go back
+ * to a pool as soon as the sweep has passed their node, so that only the
+ * frontier holds memory), so the NTK's shared slots are never touched. Compiled
+ * twice like net.c (net64_grad.c is the float64 twin); the float32 entry points
  * go to the twin when ae_net_set_double is on.
  *
  * An ae_net_grad belongs to the thread that owns its ae_net. */
@@ -28,13 +29,21 @@
 
 struct ae_net_grad {
   ae_net *n;
-  int batch;              /* of the last backward */
-  ae_real **g;            /* per node: max_batch * elems, NULL until used */
-  unsigned char *live;    /* per node: written during the last backward */
+  int batch; /* of the last backward */
+  /* Node gradients: g[k] while live[k] == 1 (0: nothing reached k yet,
+   * 2: the sweep has passed k and its buffer went back to the pool).
+   * Only the sweep's frontier holds memory. */
+  ae_real **g;
+  size_t *gcap;        /* g[k]'s capacity, elements */
+  unsigned char *live; /* per node: 0, 1 or 2 as above */
+  ae_real **pool;      /* free buffers (at most one per node) */
+  size_t *pool_cap;
+  int n_pool;
   ae_real **pw, **pb;     /* LINEAR/CONV weight, LINEAR bias gradients */
   ae_real **pgam, **pbet; /* BN gamma, beta gradients */
   ae_real *dcol;          /* a chunk's im2col gradient */
   ae_real *dyc;           /* a chunk's output gradient, cout-major */
+  int skip_params;        /* ae_net_grad_skip_params: inputs only */
 #ifndef AE_NET_DOUBLE
   struct ae_net64_grad *dbl; /* the float64 twin's gradients */
   int last_double;           /* the last backward ran on the twin */
@@ -46,6 +55,7 @@ void ae_net_grad_destroy(ae_net_grad *gr) {
   int nn = gr->n->g->n_nodes;
   for (int k = 0; k < nn; k++) {
     if (gr->g) free(gr->g[k]);
+    if (gr->pool && k < gr->n_pool) free(gr->pool[k]);
     if (gr->pw) free(gr->pw[k]);
     if (gr->pb) free(gr->pb[k]);
     if (gr->pgam) free(gr->pgam[k]);
@@ -53,6 +63,9 @@ void ae_net_grad_destroy(ae_net_grad *gr) {
   }
   free(gr->g);
   free(gr->live);
+  free(gr->gcap);
+  free(gr->pool);
+  free(gr->pool_cap);
   free(gr->pw);
   free(gr->pb);
   free(gr->pgam);
@@ -77,11 +90,15 @@ int ae_net_grad_create(ae_net *n, ae_net_grad **out) {
   size_t nn = (size_t)n->g->n_nodes;
   gr->g = calloc(nn, sizeof(ae_real *));
   gr->live = calloc(nn, 1);
+  gr->gcap = calloc(nn, sizeof(size_t));
+  gr->pool = calloc(nn, sizeof(ae_real *));
+  gr->pool_cap = calloc(nn, sizeof(size_t));
   gr->pw = calloc(nn, sizeof(ae_real *));
   gr->pb = calloc(nn, sizeof(ae_real *));
   gr->pgam = calloc(nn, sizeof(ae_real *));
   gr->pbet = calloc(nn, sizeof(ae_real *));
-  if (!gr->g || !gr->live || !gr->pw || !gr->pb || !gr->pgam || !gr->pbet)
+  if (!gr->g || !gr->live || !gr->gcap || !gr->pool || !gr->pool_cap ||
+      !gr->pw || !gr->pb || !gr->pgam || !gr->pbet)
     goto fail;
   size_t max_col = 0, max_y = 0;
   for (size_t k = 0; k < nn; k++) {
@@ -109,21 +126,41 @@ fail:
   return AE_ENOMEM;
 }
 
-/* Node k's gradient buffer for this backward: zeroed on first touch.
- * NULL when it cannot be allocated. */
+/* Node k's buffer back to the pool (the sweep has passed it). */
+static void release(ae_net_grad *gr, int k) {
+  if (gr->live[k] != 1) return;
+  gr->pool[gr->n_pool] = gr->g[k];
+  gr->pool_cap[gr->n_pool++] = gr->gcap[k];
+  gr->g[k] = NULL;
+  gr->gcap[k] = 0;
+  gr->live[k] = 2;
+}
+
+/* Node k's gradient buffer for this backward, zeroed on first touch: the
+ * smallest pooled buffer that fits, else a new one.  NULL when it cannot
+ * be allocated. */
 static ae_real *grad_of(ae_net_grad *gr, int k) {
+  if (gr->live[k] == 1) return gr->g[k];
   size_t count = (size_t)gr->batch * gr->n->geom[k].elems;
-  if (!gr->g[k]) {
-    gr->g[k] = malloc(sizeof(ae_real) * (size_t)gr->n->max_batch *
-                          gr->n->geom[k].elems +
-                      sizeof(ae_real));
+  int best = -1;
+  for (int i = 0; i < gr->n_pool; i++)
+    if (gr->pool_cap[i] >= count &&
+        (best < 0 || gr->pool_cap[i] < gr->pool_cap[best]))
+      best = i;
+  if (best >= 0) {
+    gr->g[k] = gr->pool[best];
+    gr->gcap[k] = gr->pool_cap[best];
+    gr->n_pool--;
+    gr->pool[best] = gr->pool[gr->n_pool];
+    gr->pool_cap[best] = gr->pool_cap[gr->n_pool];
+  } else {
+    size_t cap = (size_t)gr->n->max_batch * gr->n->geom[k].elems;
+    gr->g[k] = malloc(sizeof(ae_real) * (cap > 0 ? cap : 1));
     if (!gr->g[k]) return NULL;
-    gr->live[k] = 0;
+    gr->gcap[k] = cap;
   }
-  if (!gr->live[k]) {
-    memset(gr->g[k], 0, sizeof(ae_real) * count);
-    gr->live[k] = 1;
-  }
+  memset(gr->g[k], 0, sizeof(ae_real) * count);
+  gr->live[k] = 1;
   return gr->g[k];
 }
 
@@ -135,9 +172,10 @@ static void backward_linear(ae_net_grad *gr, int k, ae_real *dx) {
   const ae_real *dy = gr->g[k];
   int in = (int)ge->in_elems, out = nd->out, batch = gr->batch;
   /* dW (out x in) += dY^T X */
-  AE_GEMM(CblasRowMajor, CblasTrans, CblasNoTrans, out, in, batch, 1.0, dy, out,
-          x, in, 1.0, gr->pw[k], in);
-  if (gr->pb[k])
+  if (!gr->skip_params)
+    AE_GEMM(CblasRowMajor, CblasTrans, CblasNoTrans, out, in, batch, 1.0, dy,
+            out, x, in, 1.0, gr->pw[k], in);
+  if (gr->pb[k] && !gr->skip_params)
     for (int b = 0; b < batch; b++)
       for (int o = 0; o < out; o++)
         gr->pb[k][o] += dy[(size_t)b * (size_t)out + (size_t)o];
@@ -159,8 +197,9 @@ static void backward_conv(ae_net_grad *gr, int k, ae_real *dx) {
     for (int b = 0; b < batch; b++) {
       const ae_real *dyb = dy + (size_t)b * ge->elems;
       const ae_real *xb = x + (size_t)b * ge->in_elems;
-      AE_GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, cout, K, HW, 1.0, dyb,
-              HW, xb, HW, 1.0, gr->pw[k], K);
+      if (!gr->skip_params)
+        AE_GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, cout, K, HW, 1.0, dyb,
+                HW, xb, HW, 1.0, gr->pw[k], K);
       if (dx)
         AE_GEMM(CblasRowMajor, CblasTrans, CblasNoTrans, K, HW, cout, 1.0,
                 n->weight[k], K, dyb, HW, 1.0, dx + (size_t)b * ge->in_elems,
@@ -172,18 +211,20 @@ static void backward_conv(ae_net_grad *gr, int k, ae_real *dx) {
     int m = batch - b0 < n->chunk[k] ? batch - b0 : n->chunk[k];
     size_t ld = (size_t)m * (size_t)HW;
     for (int j = 0; j < m; j++) {
-      ae_net_im2col_t(x + (size_t)(b0 + j) * ge->in_elems, ge->in_c, ge->in_h,
-                      ge->in_w, nd->kernel, nd->stride, nd->padding,
-                      nd->shape[1], nd->shape[2],
-                      n->col + (size_t)j * (size_t)HW, ld);
+      if (!gr->skip_params)
+        ae_net_im2col_t(x + (size_t)(b0 + j) * ge->in_elems, ge->in_c, ge->in_h,
+                        ge->in_w, nd->kernel, nd->stride, nd->padding,
+                        nd->shape[1], nd->shape[2],
+                        n->col + (size_t)j * (size_t)HW, ld);
       for (int c = 0; c < cout; c++)
         memcpy(gr->dyc + (size_t)c * ld + (size_t)j * (size_t)HW,
                dy + (size_t)(b0 + j) * ge->elems + (size_t)c * (size_t)HW,
                sizeof(ae_real) * (size_t)HW);
     }
     /* dW (cout x K) += dYc (cout x ld) col^T (ld x K) */
-    AE_GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, cout, K, (int)ld, 1.0,
-            gr->dyc, (int)ld, n->col, (int)ld, 1.0, gr->pw[k], K);
+    if (!gr->skip_params)
+      AE_GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, cout, K, (int)ld, 1.0,
+              gr->dyc, (int)ld, n->col, (int)ld, 1.0, gr->pw[k], K);
     if (!dx) continue;
     AE_GEMM(CblasRowMajor, CblasTrans, CblasNoTrans, K, (int)ld, cout, 1.0,
             n->weight[k], K, gr->dyc, (int)ld, 0.0, gr->dcol, (int)ld);
@@ -218,8 +259,10 @@ static void backward_bn(ae_net_grad *gr, int k, ae_real *dx) {
         sdyx += d * (((double)x[off + i] - mean) * inv);
       }
     }
-    gr->pgam[k][c] += (ae_real)sdyx;
-    gr->pbet[k][c] += (ae_real)sdy;
+    if (!gr->skip_params) {
+      gr->pgam[k][c] += (ae_real)sdyx;
+      gr->pbet[k][c] += (ae_real)sdy;
+    }
     if (!dx) continue;
     double s = inv * (double)n->gamma[k][c];
     double mdy = sdy / cnt, mdyx = sdyx / cnt;
@@ -326,20 +369,24 @@ int ae_net_backward(ae_net *n, ae_net_grad *gr, int batch, int from,
       int rc = ae_net64_grad_create(n->dbl, &gr->dbl);
       if (rc) return rc;
     }
+    ae_net64_grad_skip_params(gr->dbl, gr->skip_params);
     gr->last_double = 1;
     return ae_net64_backward(n->dbl, gr->dbl, batch, from, seed, stop);
   }
 #endif
   gr->batch = batch;
-  memset(gr->live, 0, (size_t)n->g->n_nodes);
-  zero_param_grads(gr);
+  for (int k = 0; k < n->g->n_nodes; k++) {
+    release(gr, k);
+    gr->live[k] = 0;
+  }
+  if (!gr->skip_params) zero_param_grads(gr);
   ae_real *g0 = grad_of(gr, from);
   if (!g0) return AE_ENOMEM;
   size_t count = (size_t)batch * n->geom[from].elems;
   for (size_t e = 0; e < count; e++)
     g0[e] = (ae_real)seed[e];
   for (int t = from; t > stop && t > 0; t--) {
-    if (!gr->live[t]) continue; /* no gradient reached it */
+    if (gr->live[t] != 1) continue; /* no gradient reached it */
     const ae_node *nd = &n->g->nodes[t];
     ae_real *dx = NULL;
     if (nd->op == AE_OP_LINEAR || nd->op == AE_OP_CONV ||
@@ -366,6 +413,7 @@ int ae_net_backward(ae_net *n, ae_net_grad *gr, int batch, int from,
       break;
     }
     }
+    release(gr, t);
   }
   return AE_OK;
 }
@@ -377,6 +425,7 @@ int ae_net_grad_node(const ae_net_grad *gr, int node, double *out) {
   const ae_net *n = gr->n;
   if (node < 0 || node >= n->g->n_nodes || gr->batch < 1) return AE_EINVAL;
   size_t count = (size_t)gr->batch * n->geom[node].elems;
+  if (gr->live[node] == 2) return AE_EINVAL; /* the sweep passed it */
   if (!gr->live[node]) {
     memset(out, 0, sizeof(double) * count);
     return AE_OK;
@@ -386,6 +435,10 @@ int ae_net_grad_node(const ae_net_grad *gr, int node, double *out) {
   return AE_OK;
 }
 
+void ae_net_grad_skip_params(ae_net_grad *gr, int skip) {
+  gr->skip_params = skip;
+}
+
 int ae_net_grad_param(const ae_net_grad *gr, int node, ae_net_param_kind kind,
                       double *out, size_t count) {
 #ifndef AE_NET_DOUBLE
@@ -393,7 +446,7 @@ int ae_net_grad_param(const ae_net_grad *gr, int node, ae_net_param_kind kind,
     return ae_net64_grad_param(gr->dbl, node, kind, out, count);
 #endif
   const ae_net *n = gr->n;
-  if (node < 0 || node >= n->g->n_nodes) return AE_EINVAL;
+  if (node < 0 || node >= n->g->n_nodes || gr->skip_params) return AE_EINVAL;
   const ae_real *p = NULL;
   size_t have = 0;
   switch (kind) {

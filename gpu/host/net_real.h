@@ -2,13 +2,13 @@
  * host's one precision mechanism.
  *
  * net.c, net_ntk.c, net_jet.c, net_grad.c and net_kernels_typed.c are
- * written once in ae_real and compiled twice: as they are (float32, the ae_net of net.h)
- * and through net64*.c with AE_NET_DOUBLE defined (float64, the ae_net64
- * of net64.h, behind ae_net_set_double).  Under AE_NET_DOUBLE every typed
- * symbol is renamed ae_net64_* (the list below; a typed function that is
- * not static must be added to it).  Nothing else in the host executor is
- * written per type.  Include this before any other gpu/host header.
- * No data, no threads. */
+ * written once in ae_real and compiled twice: as they are (float32, the
+ * ae_net of net.h) and through net64*.c with AE_NET_DOUBLE defined
+ * (float64, the ae_net64 of net64.h, behind ae_net_set_double).  Under
+ * AE_NET_DOUBLE every typed symbol is renamed ae_net64_* (the list below;
+ * a typed function that is not static must be added to it).  Nothing else
+ * in the host executor is written per type.  Include this before any
+ * other gpu/host header.  No data, no threads. */
 #ifndef AE_NET_REAL_H
 #define AE_NET_REAL_H
 
@@ -53,6 +53,7 @@ typedef uint64_t ae_real_bits; /* an unsigned integer of ae_real's width */
 #define ae_net_backward ae_net64_backward
 #define ae_net_grad_node ae_net64_grad_node
 #define ae_net_grad_param ae_net64_grad_param
+#define ae_net_grad_skip_params ae_net64_grad_skip_params
 #define ae_net_forward64 ae_net64_forward64
 #define ae_net_activation64 ae_net64_activation64
 #else

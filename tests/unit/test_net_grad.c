@@ -283,19 +283,50 @@ START_TEST(grad_inner_seed_and_stop) {
   }
   if (getenv("AE_TEST_VERBOSE")) fprintf(stderr, "inner %g\n", worst);
   ck_assert_double_lt(worst, 1e-6);
-  /* Stop at the first BN: its gradient as without a stop, nothing
-   * below. */
+  /* Stop at the first BN (a cut vertex between the input and the add):
+   * nothing below it; seeding it with its gradient and sweeping on gives
+   * the full sweep's input gradient bit for bit; the nodes a sweep passed
+   * are not readable. */
   size_t nb = BATCH * elems(&g.nodes[bn1]);
-  double *full = malloc(nb * sizeof *full), *stopped = malloc(nb * sizeof *s);
+  double *full = malloc(nin * sizeof *full), *stopped = malloc(nb * sizeof *s);
   ck_assert_int_eq(ae_net_forward64(net, xf, BATCH, NULL), 0);
   ck_assert_int_eq(ae_net_backward(net, gr, BATCH, add, s, -1), 0);
-  ck_assert_int_eq(ae_net_grad_node(gr, bn1, full), 0);
+  ck_assert_int_eq(ae_net_grad_node(gr, 0, full), 0);
+  ck_assert_int_eq(ae_net_grad_node(gr, bn1, stopped), AE_EINVAL);
   ck_assert_int_eq(ae_net_backward(net, gr, BATCH, add, s, bn1), 0);
   ck_assert_int_eq(ae_net_grad_node(gr, bn1, stopped), 0);
-  ck_assert_mem_eq(full, stopped, nb * sizeof *full);
   ck_assert_int_eq(ae_net_grad_node(gr, 0, an), 0);
   for (size_t e = 0; e < nin; e++)
     ck_assert_double_eq(an[e], 0.0);
+  ck_assert_int_eq(ae_net_backward(net, gr, BATCH, bn1, stopped, -1), 0);
+  ck_assert_int_eq(ae_net_grad_node(gr, 0, an), 0);
+  ck_assert_mem_eq(an, full, nin * sizeof *an);
+  /* Input gradients only: the same bits, no parameter gradients. */
+  ck_assert_int_eq(ae_net_backward(net, gr, BATCH, add, s, -1), 0);
+  ck_assert_int_eq(ae_net_grad_node(gr, 0, an), 0);
+  double *skipped = malloc(nin * sizeof *skipped);
+  ae_net_grad_skip_params(gr, 1);
+  ck_assert_int_eq(ae_net_backward(net, gr, BATCH, add, s, -1), 0);
+  ck_assert_int_eq(ae_net_grad_node(gr, 0, skipped), 0);
+  ck_assert_mem_eq(an, skipped, nin * sizeof *an);
+  size_t nw;
+  ck_assert_ptr_nonnull(ae_net_param(net, 1, AE_NET_WEIGHT, &nw));
+  double *wbuf = malloc(nw * sizeof *wbuf);
+  ck_assert_int_eq(ae_net_grad_param(gr, 1, AE_NET_WEIGHT, wbuf, nw),
+                   AE_EINVAL);
+  ae_net_grad_skip_params(gr, 0);
+  ck_assert_int_eq(ae_net_set_double(net, 0), 0);
+  ck_assert_int_eq(ae_net_forward64(net, xf, BATCH, NULL), 0);
+  ck_assert_int_eq(ae_net_backward(net, gr, BATCH, add, s, -1), 0);
+  ck_assert_int_eq(ae_net_grad_node(gr, 0, an), 0);
+  ae_net_grad_skip_params(gr, 1);
+  ck_assert_int_eq(ae_net_backward(net, gr, BATCH, add, s, -1), 0);
+  ck_assert_int_eq(ae_net_grad_node(gr, 0, skipped), 0);
+  ck_assert_mem_eq(an, skipped, nin * sizeof *an);
+  ae_net_grad_skip_params(gr, 0);
+  ck_assert_int_eq(ae_net_grad_param(gr, 1, AE_NET_WEIGHT, wbuf, nw), 0);
+  free(skipped);
+  free(wbuf);
   /* Bad arguments. */
   ck_assert_int_eq(ae_net_backward(net, gr, BATCH, add, s, add), AE_EINVAL);
   ck_assert_int_eq(ae_net_backward(net, gr, BATCH + 1, add, s, -1), AE_EINVAL);
