@@ -45,15 +45,20 @@ static size_t largest_output(const ae_graph *g, int (*keep)(const ae_node *)) {
 
 /* ---- pure pieces ---- */
 
+/* The bits set in a 65536-bit bitmap (1024 words). */
+static size_t bitmap_count(const uint64_t *bitmap) {
+  size_t count = 0;
+  for (int w = 0; w < 1024; w++)
+    count += (size_t)__builtin_popcountll(bitmap[w]);
+  return count;
+}
+
 size_t ae_count_distinct_u16(const uint16_t *codes, size_t n,
                              uint64_t *bitmap) {
   memset(bitmap, 0, 1024 * sizeof *bitmap);
   for (size_t i = 0; i < n; i++)
     bitmap[codes[i] >> 6] |= 1ull << (codes[i] & 63);
-  size_t count = 0;
-  for (int w = 0; w < 1024; w++)
-    count += (size_t)__builtin_popcountll(bitmap[w]);
-  return count;
+  return bitmap_count(bitmap);
 }
 
 int ae_corr_lambda_min(const double *x, int c, size_t hw, double *work,
@@ -243,9 +248,7 @@ int ae_features_pattern_count(ae_net *net, const float *x, int batch,
     }
     total += e;
   }
-  size_t count = 0;
-  for (int w = 0; w < 1024; w++)
-    count += (size_t)__builtin_popcountll(bitmap[w]);
+  size_t count = bitmap_count(bitmap);
   free(bitmap);
   free(out);
   if (rc) return rc;

@@ -620,6 +620,47 @@ START_TEST(engine_metrics_match_the_functions) {
 }
 END_TEST
 
+START_TEST(engine_nulls_with_warnings) {
+  /* An mlp_dag of tanh edges: no piecewise-linear units and no 4-D
+   * nodes, so activation_patterns, pattern_kernel_logdet and
+   * feature_corr_lambda_min are null with a warning; isotropy is
+   * computed on its two block outputs (stem and output node, rank 1). */
+  ae_engine_config cfg = {AE_BACKEND_HOST, 0, 0};
+  ae_engine *e = NULL;
+  ae_error err = AE_ERROR_INIT;
+  ck_assert_int_eq(ae_engine_open(&cfg, &e, &err), 0);
+  ae_request req;
+  parse_request("{\"architecture\":{\"type\":\"mlp_dag\",\"dag\":"
+                "\"2_21_112\",\"width\":16,\"activation\":\"tanh\"},"
+                "\"data\":{\"batch_size\":12,\"input_shape\":[6]},"
+                "\"seed\":4}",
+                &req);
+  memset(&req.selected, 0, sizeof req.selected);
+  ae_metric_set_add(&req.selected, AE_M_ACTIVATION_PATTERNS);
+  ae_metric_set_add(&req.selected, AE_M_PATTERN_KERNEL_LOGDET);
+  ae_metric_set_add(&req.selected, AE_M_FEATURE_ISOTROPY);
+  ae_metric_set_add(&req.selected, AE_M_FEATURE_CORR_LAMBDA_MIN);
+  ae_scorecard sc;
+  ck_assert_int_eq(ae_engine_score(e, &req, &reg, NULL, &sc, &err), 0);
+  ck_assert(isnan(sc.expressivity.activation_patterns));
+  ck_assert(has_warning(&sc, "expressivity.activation_patterns:"));
+  ck_assert(isnan(sc.expressivity.pattern_kernel_logdet));
+  ck_assert(has_warning(&sc, "expressivity.pattern_kernel_logdet:"));
+  ck_assert(isnan(sc.convergence.feature_corr_lambda_min));
+  ck_assert(isnan(sc.convergence.feature_corr_lambda_min_mean));
+  ck_assert(has_warning(&sc, "convergence.feature_corr_lambda_min:"));
+  /* Two blocks of 16 features: entropies in [0, log 16]. */
+  ck_assert(isfinite(sc.expressivity.feature_isotropy));
+  ck_assert(sc.expressivity.feature_isotropy > 0.0 &&
+            sc.expressivity.feature_isotropy <= 2 * log(16.0) + 1e-9);
+  ck_assert(isfinite(sc.expressivity.feature_progressivity));
+  ae_scorecard_free(&sc);
+  ae_request_free(&req);
+  ae_error_clear(&err);
+  ae_engine_close(e);
+}
+END_TEST
+
 int main(void) {
   ae_limits_default(&lim);
   ae_error err = AE_ERROR_INIT;
@@ -641,6 +682,7 @@ int main(void) {
   tcase_add_test(tc, mlp_dag_and_graph_blocks);
   tcase_add_test(tc, float32_against_float64_twin);
   tcase_add_test(tc, engine_metrics_match_the_functions);
+  tcase_add_test(tc, engine_nulls_with_warnings);
   suite_add_tcase(s, tc);
   SRunner *sr = srunner_create(s);
   srunner_run_all(sr, CK_NORMAL);
