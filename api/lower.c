@@ -130,7 +130,9 @@ double ae_graph_macs(const ae_graph *g) {
   return total;
 }
 
-double ae_graph_flops(const ae_graph *g) { return 2.0 * ae_graph_macs(g); }
+double ae_graph_flops(const ae_graph *g) {
+  return 2.0 * ae_graph_macs(g);
+}
 
 /* ---- shapes ---- */
 

@@ -53,13 +53,14 @@ void ae_request_free(ae_request *r) {
 static const char *const profile_names[] = {"fast", "rank", "full", "all",
                                             NULL};
 #define PROFILE_LIST "fast, rank, full, all"
-#define GROUP_LIST "topology, expressivity, convergence, generalization, proxies"
+#define GROUP_LIST                                                             \
+  "topology, expressivity, convergence, generalization, proxies"
 
 /* Reads "profile" (null counts as absent): 0 with *name set to the
  * profile's constant name and its metrics added to *sel, or 1 (error
  * added). */
-static int parse_profile(const json_t *v, const char **name,
-                         ae_metric_set *sel, ae_problem *p) {
+static int parse_profile(const json_t *v, const char **name, ae_metric_set *sel,
+                         ae_problem *p) {
   if (json_is_null(v)) return 0;
   const char *given = json_is_string(v) ? json_string_value(v) : NULL;
   for (int k = 0; given && profile_names[k]; k++)
@@ -71,6 +72,30 @@ static int parse_profile(const json_t *v, const char **name,
       return 0;
     }
   ae_problem_add(p, "/profile", "must be one of " PROFILE_LIST);
+  return 1;
+}
+
+/* When name is "group.x" for a known group: 1 and that group's fields,
+ * comma-separated, in out; else 0. */
+static int group_fields(const char *name, char *out, size_t size) {
+  const char *dot = strchr(name, '.');
+  char group[32];
+  size_t glen = dot ? (size_t)(dot - name) : 0;
+  if (!dot || glen >= sizeof group) return 0;
+  memcpy(group, name, glen);
+  group[glen] = '\0';
+  unsigned bit = ae_metric_group_bit(group);
+  if (!bit) return 0;
+  size_t used = 0;
+  out[0] = '\0';
+  for (int k = 0; k < AE_M_COUNT; k++) {
+    const ae_metric_info *m = ae_metric_info_of((ae_metric_id)k);
+    if (m->group_bit != bit) continue;
+    int w =
+        snprintf(out + used, size - used, "%s%s", used ? ", " : "", m->field);
+    if (w < 0 || (size_t)w >= size - used) break;
+    used += (size_t)w;
+  }
   return 1;
 }
 
@@ -92,6 +117,18 @@ static int parse_metrics(const json_t *v, ae_metric_set *sel, ae_problem *p) {
                    ") or metric; omit it to use the profile");
     return 1;
   }
+  /* Each name at most once: longer lists are refused before the
+   * (quadratic) check for repeats. */
+  size_t most = AE_M_COUNT;
+  for (int k = 0; ae_metric_group_names[k]; k++)
+    most++;
+  if (json_array_size(v) > most) {
+    ae_problem_add(p, ptr,
+                   "lists %zu names; there are %zu groups and metrics, each "
+                   "allowed once",
+                   json_array_size(v), most);
+    return 1;
+  }
   int errors = 0;
   size_t i;
   const json_t *m;
@@ -106,11 +143,16 @@ static int parse_metrics(const json_t *v, ae_metric_set *sel, ae_problem *p) {
     for (size_t j = 0; j < i && (group || is_metric); j++)
       if (json_equal(json_array_get(v, j), m)) repeated = 1;
     if (!group && !is_metric) {
-      ae_problem_add(p, ip,
-                     "unknown metric \"%.128s\": must be a group (" GROUP_LIST
-                     ") or a \"group.field\" metric of scorecard.md, e.g. "
-                     "\"convergence.ntk_lambda_min\"",
-                     name);
+      char fields[1024];
+      if (group_fields(name, fields, sizeof fields))
+        ae_problem_add(p, ip, "unknown metric \"%.128s\" (the group has: %s)",
+                       name, fields);
+      else
+        ae_problem_add(p, ip,
+                       "unknown metric \"%.128s\": must be a group (" GROUP_LIST
+                       ") or a \"group.field\" metric of scorecard.md, e.g. "
+                       "\"convergence.ntk_lambda_min\"",
+                       name);
       errors++;
     } else if (repeated) {
       ae_problem_add(p, ip, "\"%s\" is listed twice", name);
@@ -200,8 +242,8 @@ static int parse_settings(const json_t *v, ae_settings *s, int *fc_given,
     static const char *const k[] = {"repeats", NULL};
     errors += ae_check_keys(ap, k, "/settings/activation_patterns", p);
     x = s->ap_repeats;
-    errors +=
-        ae_get_int(ap, "repeats", "/settings/activation_patterns", 1, 64, &x, p);
+    errors += ae_get_int(ap, "repeats", "/settings/activation_patterns", 1, 64,
+                         &x, p);
     s->ap_repeats = (int)x;
   }
   if (fc) {
@@ -778,8 +820,8 @@ static json_t *selected_json(ae_metric_set sel) {
   for (int k = 0; list && k < AE_M_COUNT; k++) {
     if (!ae_metric_set_has(sel, (ae_metric_id)k)) continue;
     const ae_metric_info *m = ae_metric_info_of((ae_metric_id)k);
-    if (json_array_append_new(list, json_sprintf("%s.%s", m->group,
-                                                 m->field))) {
+    if (json_array_append_new(list,
+                              json_sprintf("%s.%s", m->group, m->field))) {
       json_decref(list);
       return NULL;
     }
@@ -799,16 +841,15 @@ static json_t *normalised_json(const ae_request *r, const json_t *body) {
       isfinite(s->eta) ? json_real(s->eta) : json_null(), "init",
       init_name(s->init), "activation_patterns", "repeats", s->ap_repeats,
       "feature_corr_lambda_min", "samples", s->fc_samples);
-  return json_pack("{s:o, s:o, s:I, s:o, s:o, s:o, s:i, s:I, s:o}",
-                   "architecture",
-                   arch_json(r, json_object_get(body, "architecture")), "data",
-                   data_json(&r->data, json_object_get(body, "data")), "seed",
-                   (json_int_t)r->seed, "profile",
-                   r->profile ? json_string(r->profile) : json_null(),
-                   "metrics", selected_json(r->selected), "settings", settings,
-                   "priority", r->priority, "timeout_ms",
-                   (json_int_t)r->timeout_ms, "client_ref",
-                   r->client_ref ? json_string(r->client_ref) : json_null());
+  return json_pack(
+      "{s:o, s:o, s:I, s:o, s:o, s:o, s:i, s:I, s:o}", "architecture",
+      arch_json(r, json_object_get(body, "architecture")), "data",
+      data_json(&r->data, json_object_get(body, "data")), "seed",
+      (json_int_t)r->seed, "profile",
+      r->profile ? json_string(r->profile) : json_null(), "metrics",
+      selected_json(r->selected), "settings", settings, "priority", r->priority,
+      "timeout_ms", (json_int_t)r->timeout_ms, "client_ref",
+      r->client_ref ? json_string(r->client_ref) : json_null());
 }
 
 /* ---- the request ---- */
@@ -897,7 +938,8 @@ int ae_request_parse(const json_t *body, const ae_catalog *cat,
    * union; neither given means the profile "full". */
   const json_t *profile = json_object_get(body, "profile");
   const json_t *metrics = json_object_get(body, "metrics");
-  if (profile) errors += parse_profile(profile, &out->profile, &out->selected, p);
+  if (profile)
+    errors += parse_profile(profile, &out->profile, &out->selected, p);
   if (metrics) errors += parse_metrics(metrics, &out->selected, p);
   if (!out->profile && !metrics) {
     out->profile = "full";
@@ -937,8 +979,7 @@ int ae_request_parse(const json_t *body, const ae_catalog *cat,
   errors += derr;
   if (!derr && fc_given && out->settings.fc_samples > out->data.batch_size) {
     ae_problem_add(p, "/settings/feature_corr_lambda_min/samples",
-                   "must be at most the batch size (%d)",
-                   out->data.batch_size);
+                   "must be at most the batch size (%d)", out->data.batch_size);
     errors++;
   } else if (!derr && !fc_given &&
              out->settings.fc_samples > out->data.batch_size) {

@@ -51,7 +51,8 @@ static void score_usage(FILE *f) {
           "                        full)\n"
           "  --metrics LIST        comma-separated groups (topology,\n"
           "                        expressivity, convergence, generalization,\n"
-          "                        proxies) or metrics (convergence.ntk_condition)\n"
+          "                        proxies) or metrics "
+          "(convergence.ntk_condition)\n"
           "                        to compute, with --profile their union;\n"
           "                        either flag replaces every request's own\n"
           "                        \"profile\" and \"metrics\"\n"
@@ -192,8 +193,9 @@ static json_t *metrics_flag(const char *list) {
     char name[128];
     ae_metric_id id;
     if (n == 0 || n >= sizeof name) {
-      fprintf(stderr, "archeval score: --metrics: an empty or overlong name "
-                      "in '%s'\n",
+      fprintf(stderr,
+              "archeval score: --metrics: an empty or overlong name "
+              "in '%s'\n",
               list);
       break;
     }
@@ -342,8 +344,7 @@ int ae_cli_score(int argc, char **argv) {
     status = AE_EXIT_INVALID;
     goto done;
   }
-  if ((profile || metrics_arr) &&
-      apply_selection(root, profile, metrics_arr)) {
+  if ((profile || metrics_arr) && apply_selection(root, profile, metrics_arr)) {
     fprintf(stderr, "archeval score: out of memory\n");
     status = AE_EXIT_FAILURE;
     goto done;

@@ -328,8 +328,8 @@ static double proxy_width(const ae_request *r) {
 /* Each metric only when selected (a profile computes nothing it does not
  * report). */
 static int expressivity_run(ae_job_state *job, ae_error *err) {
-  int rc = ae_job_wants(job, AE_M_LINEAR_REGIONS) ? linear_regions(job, err)
-                                                  : AE_OK;
+  int rc =
+      ae_job_wants(job, AE_M_LINEAR_REGIONS) ? linear_regions(job, err) : AE_OK;
   if (rc) return rc;
   rc = ae_job_checkpoint(job->ctl);
   if (rc) return rc;

@@ -112,9 +112,9 @@ START_TEST(defaults_filled_in) {
   ck_assert_str_eq(json_string_value(json_array_get(ml, 0)), "topology.params");
   ck_assert_str_eq(json_string_value(json_array_get(ml, 2)), "topology.macs");
   for (size_t i = 0; i < json_array_size(ml); i++)
-    ck_assert_msg(strncmp(json_string_value(json_array_get(ml, i)), "proxies.",
-                          8) != 0,
-                  "full selects %s", json_string_value(json_array_get(ml, i)));
+    ck_assert_msg(
+        strncmp(json_string_value(json_array_get(ml, i)), "proxies.", 8) != 0,
+        "full selects %s", json_string_value(json_array_get(ml, i)));
   json_t *s = npath(&r, "settings", NULL);
   ck_assert_int_eq(json_integer_value(json_object_get(
                        json_object_get(s, "linear_regions"), "samples")),
@@ -520,7 +520,6 @@ START_TEST(graph_output_width) {
 }
 END_TEST
 
-
 /* Parses text, expecting a 422 naming ptr (whose detail contains want
  * when not NULL). */
 static void expect_invalid(const char *text, const char *ptr,
@@ -543,8 +542,9 @@ static void expect_invalid(const char *text, const char *ptr,
   json_decref(body);
 }
 
-#define MLP "{\"architecture\":{\"type\":\"mlp_dag\",\"dag\":\"2_02_002\"," \
-            "\"width\":16},\"data\":{\"batch_size\":6,\"input_shape\":[8]}"
+#define MLP                                                                    \
+  "{\"architecture\":{\"type\":\"mlp_dag\",\"dag\":\"2_02_002\","              \
+  "\"width\":16},\"data\":{\"batch_size\":6,\"input_shape\":[8]}"
 
 /* Parses MLP + rest; the request (free it). */
 static void parse_mlp(const char *rest, ae_request *r) {
@@ -649,6 +649,11 @@ START_TEST(profile_and_metric_errors) {
   expect_invalid(MLP ",\"metrics\":[\"topology\",\"topology.flops\","
                      "\"convergence\",\"convergence.nope\"]}",
                  "/metrics/3", "convergence.nope");
+  expect_invalid(MLP ",\"metrics\":[\"convergence.nope\"]}", "/metrics/0",
+                 "the group has: ntk_lambda_min, ntk_lambda_max, "
+                 "ntk_condition, nngp_lambda_min");
+  expect_invalid(MLP ",\"metrics\":[\"proxies.nope\"]}", "/metrics/0",
+                 "synflow, grad_norm, snip, jacob_cov, zico");
   expect_invalid(MLP ",\"metrics\":[\"nope\"]}", "/metrics/0",
                  "topology, expressivity, convergence, generalization, "
                  "proxies");
@@ -658,6 +663,14 @@ START_TEST(profile_and_metric_errors) {
   expect_invalid(MLP ",\"metrics\":[\"topology.flops\",\"topology.flops\"]}",
                  "/metrics/1", "twice");
   expect_invalid(MLP ",\"metrics\":[]}", "/metrics", NULL);
+  /* More names than exist: refused as a whole. */
+  char big[4096];
+  int n = snprintf(big, sizeof big, "%s,\"metrics\":[", MLP);
+  for (int k = 0; k < 60; k++)
+    n += snprintf(big + n, sizeof big - (size_t)n, "%s\"topology\"",
+                  k ? "," : "");
+  snprintf(big + n, sizeof big - (size_t)n, "]}");
+  expect_invalid(big, "/metrics", "each allowed once");
   expect_invalid(MLP ",\"metrics\":\"topology\"}", "/metrics", NULL);
 }
 END_TEST
@@ -789,8 +802,7 @@ START_TEST(nb201_macs_follow_its_convention) {
     double macs = ae_graph_macs(&r.net);
     ck_assert_msg(macs == nb201_macs_convention(cells[i].conv3, cells[i].conv1),
                   "%s: %.0f MACs, the convention gives %.0f", cells[i].cell,
-                  macs,
-                  nb201_macs_convention(cells[i].conv3, cells[i].conv1));
+                  macs, nb201_macs_convention(cells[i].conv3, cells[i].conv1));
     ck_assert_double_eq(ae_graph_flops(&r.net), 2 * macs);
     ae_request_free(&r);
     json_decref(body);

@@ -488,9 +488,8 @@ static void part_keys(json_t *res, const char *group, char *out, size_t n) {
 START_TEST(test_metric_selected_alone) {
   ae_engine *e = open_host();
   char keys[512];
-  json_t *a =
-      score_text(e, MLP_SEL("\"metrics\":[\"convergence.ntk_condition\"]"),
-                 NULL, NULL);
+  json_t *a = score_text(
+      e, MLP_SEL("\"metrics\":[\"convergence.ntk_condition\"]"), NULL, NULL);
   ck_assert_ptr_nonnull(a);
   part_keys(a, "convergence", keys, sizeof keys);
   ck_assert_str_eq(keys, "ntk_lambda_min,ntk_lambda_max,ntk_condition,rate,"
