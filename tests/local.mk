@@ -34,3 +34,22 @@ TESTS += tests/ref/test_ranking_reference.py
 EXTRA_DIST += tests/ref/README.md tests/ref/ae_torch_net.py \
 	tests/ref/torch_ranking.py tests/ref/test_ranking_reference.py \
 	tests/bench/torch_ntk.py
+
+# The engine's ranking metrics held to the PyTorch reference on NB201 cells:
+# dump_ranking writes a dump per cell (the engine's values in expected.json),
+# test_ranking_torch.sh runs torch_ranking.py on them (77 without torch).
+check_PROGRAMS += tests/ref/dump_ranking
+TESTS += tests/ref/test_ranking_torch.py
+EXTRA_DIST += tests/ref/test_ranking_torch.py
+tests_ref_dump_ranking_SOURCES = tests/ref/dump_ranking.c
+tests_ref_dump_ranking_CFLAGS = $(AM_CFLAGS) -O2
+tests_ref_dump_ranking_LDADD = $(ENGINE_LIBS)
+
+# make bench: seconds per architecture of each ranking metric and profile
+# on random NB201 cells (10 by default; bench_ranking --cells 50 for
+# tests/bench/RESULTS.md).
+EXTRA_PROGRAMS += tests/bench/bench_ranking
+AE_BENCHES += tests/bench/bench_ranking
+tests_bench_bench_ranking_SOURCES = tests/bench/bench_ranking.c
+tests_bench_bench_ranking_CFLAGS = $(AM_CFLAGS) -O2
+tests_bench_bench_ranking_LDADD = $(ENGINE_LIBS)

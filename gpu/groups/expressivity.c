@@ -335,17 +335,18 @@ static int expressivity_run(ae_job_state *job, ae_error *err) {
   if (rc) return rc;
   rc = ae_job_wants(job, AE_M_CURVATURE) ? curvature(job, err) : AE_OK;
   if (rc) return rc;
-  if (!ae_job_wants(job, AE_M_PATH_PROXY)) return ae_job_checkpoint(job->ctl);
-  rc = ae_job_paths(job, err);
-  if (rc) return rc;
-  ae_scorecard *sc = job->sc;
-  double m = proxy_width(job->req);
-  sc->expressivity.path_proxy = m > 0 ? ae_path_proxy(&job->paths, m) : NAN;
-  if (!isfinite(sc->expressivity.path_proxy))
-    ae_scorecard_warn(sc, "expressivity.path_proxy: %s",
-                      job->paths.depths ? "undefined for this network"
-                                        : "too many paths to list");
-  rc = ae_job_checkpoint(job->ctl);
+  if (ae_job_wants(job, AE_M_PATH_PROXY)) {
+    rc = ae_job_paths(job, err);
+    if (rc) return rc;
+    ae_scorecard *sc = job->sc;
+    double m = proxy_width(job->req);
+    sc->expressivity.path_proxy = m > 0 ? ae_path_proxy(&job->paths, m) : NAN;
+    if (!isfinite(sc->expressivity.path_proxy))
+      ae_scorecard_warn(sc, "expressivity.path_proxy: %s",
+                        job->paths.depths ? "undefined for this network"
+                                          : "too many paths to list");
+    rc = ae_job_checkpoint(job->ctl);
+  }
   if (!rc) rc = ae_features_expressivity(job, err);
   if (rc) return rc;
   return ae_job_checkpoint(job->ctl);
