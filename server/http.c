@@ -345,7 +345,7 @@ static enum MHD_Result h_root(ae_http_req *r) {
       srv->limits.max_nodes, "max_inputs_per_node",
       srv->limits.max_inputs_per_node, "max_params", srv->limits.max_params,
       "max_batch_size", srv->limits.max_batch_size, "max_job_memory_bytes",
-      (json_int_t)srv->limits.max_working_set_bytes);
+      (json_int_t)srv->jobs.job_limit_bytes);
   json_t *j =
       json_pack("{s:s, s:s, s:s, s:o, s:o, s:o}", "name", "archeval", "version",
                 PACKAGE_VERSION, "api", "v1", "backends", backends_json(srv),
@@ -479,8 +479,9 @@ static enum MHD_Result h_submit(ae_http_req *r) {
                 srv->opt->max_queue);
   }
   int retry_after = 0;
-  if (ae_jobs_admit(srv, &req, 1, r->len, &p, &retry_after)) {
+  if ((rc = ae_jobs_admit(srv, &req, 1, 0, r->len, &p, &retry_after))) {
     ae_request_free(&req);
+    if (!p.status) return fail_internal(r, rc);
     return respond_problem_full(r, &p, retry_after, NULL, 0);
   }
   ae_job *job = NULL;
@@ -577,8 +578,9 @@ static enum MHD_Result h_batch(ae_http_req *r) {
   if (rc) {
     result = fail_internal(r, rc);
   } else if (!p.status &&
-             ae_jobs_admit(srv, reqs, n, r->len, &p, &retry_after)) {
-    result = respond_problem_full(r, &p, retry_after, NULL, 0);
+             (rc = ae_jobs_admit(srv, reqs, n, 1, r->len, &p, &retry_after))) {
+    result = p.status ? respond_problem_full(r, &p, retry_after, NULL, 0)
+                      : fail_internal(r, rc);
   } else if (p.status) {
     result = respond_problem(r, &p);
   } else if (srv->n_queued + n > (size_t)srv->opt->max_queue) {
@@ -720,7 +722,7 @@ typedef struct {
   long long page_size, shown, before;
   char last_id[32];
   long long last_seq;
-  int phase; /* 0 head, 1 jobs, 2 tail written, 3 done */
+  int phase;   /* 0 head, 1 jobs, 2 tail written, 3 done */
   char *chunk; /* the page's head, a comma, the tail */
   size_t chunk_len, chunk_at;
   /* The job being written: its rendered parts, shared with the job (never

@@ -100,8 +100,9 @@ typedef struct {
   size_t n_idem_buckets, n_idem;
   ae_job *first, *last;         /* by seq */
   ae_job *fin_first, *fin_last; /* finished, by expiry */
-  size_t held_bytes;   /* sum of the jobs' held_bytes */
-  size_t budget_bytes; /* --max-jobs-memory */
+  size_t held_bytes;            /* sum of the jobs' held_bytes */
+  size_t budget_bytes;          /* --max-jobs-memory */
+  double job_limit_bytes; /* --max-job-memory, against ae_engine_estimate */
 } ae_job_table;
 
 int ae_job_table_init(ae_job_table *t);

@@ -77,9 +77,9 @@ static int load_one(void *ud, const ae_store_job *row) {
   ae_problem p = AE_PROBLEM_INIT;
   json_error_t err;
   json_t *tree = json_loads(request, JSON_DECODE_ANY, &err);
-  int rc = tree ? ae_request_parse(tree, &srv->catalog, &srv->limits,
-                                   &job->req, &p)
-                : AE_EINVAL;
+  int rc =
+      tree ? ae_request_parse(tree, &srv->catalog, &srv->limits, &job->req, &p)
+           : AE_EINVAL;
   json_decref(tree);
   if (rc == AE_OK) { /* its text is request_text */
     json_decref(job->req.normalised);

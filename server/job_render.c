@@ -4,10 +4,11 @@
  *   request: the normalised request, rendered once at submission (or load)
  *   tail:    ,"result":... or ,"error":... when terminal, then '}'
  * A job's head is rendered once per state change (ae_job_render_changed
- * in job_table.c drops it), except while queued: a queued job's position moves, so its
- * head (a few hundred bytes) is rendered per use.  The tail is set once,
- * when the job becomes terminal (job_state.c, ae_job_set_tail).  Listings stream the parts by
- * reference (ae_job_parts); a single GET copies them into one buffer.
+ * in job_table.c drops it), except while queued: a queued job's position moves,
+ * so its head (a few hundred bytes) is rendered per use.  The tail is set once,
+ * when the job becomes terminal (job_state.c, ae_job_set_tail).  Listings
+ * stream the parts by reference (ae_job_parts); a single GET copies them into
+ * one buffer.
  *
  * Thread: the loop thread (the queue position takes the queue's lock). */
 #include "config.h"
@@ -98,8 +99,8 @@ int ae_job_parts_get(ae_server *srv, ae_job *job, ae_job_parts *out) {
     }
   }
   out->part[0] = head;
-  out->part[1] = job->request_text ? ae_text_ref(job->request_text)
-                                   : null_text();
+  out->part[1] =
+      job->request_text ? ae_text_ref(job->request_text) : null_text();
   if (!job->tail_text && ae_job_set_tail(job, "", NULL)) {
     ae_job_parts_release(out);
     return AE_ENOMEM;

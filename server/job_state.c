@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "api/status.h"
+#include "gpu/engine.h"
 #include "server/job_state.h"
 #include "server/outcome.h"
 #include "server/util.h"
@@ -255,9 +256,39 @@ static size_t incoming_bytes(const ae_request *reqs, size_t n,
   return bytes;
 }
 
-int ae_jobs_admit(ae_server *srv, const ae_request *reqs, size_t n,
+/* 422 for each request whose planned memory passes --max-job-memory. */
+static int check_job_memory(ae_server *srv, const ae_request *reqs, size_t n,
+                            int batch, ae_problem *p) {
+  double limit = srv->jobs.job_limit_bytes;
+  if (!(limit > 0)) return AE_OK;
+  for (size_t i = 0; i < n; i++) {
+    ae_plan_job_bytes need;
+    int rc = ae_engine_estimate(&reqs[i], &need);
+    if (rc == AE_ENOMEM) return rc;
+    if (rc || (double)need.total <= limit) continue;
+    char pointer[48];
+    if (batch)
+      snprintf(pointer, sizeof pointer, "/jobs/%zu/data/batch_size", i);
+    else
+      snprintf(pointer, sizeof pointer, "/data/batch_size");
+    ae_problem_add(p, pointer,
+                   "this job needs about %zu bytes (batch %zu, network %zu, "
+                   "backward %zu, NTK %zu, analytic kernels %zu, "
+                   "generalization %zu, linear regions %zu, curvature %zu, "
+                   "ranking metrics %zu), over --max-job-memory (%.0f "
+                   "bytes); use a smaller batch, network or fewer metrics",
+                   need.total, need.batch, need.net, need.net_backward,
+                   need.ntk, need.kernels, need.generalization,
+                   need.linear_regions, need.curvature, need.ranking, limit);
+  }
+  return p->status ? AE_EINVAL : AE_OK;
+}
+
+int ae_jobs_admit(ae_server *srv, const ae_request *reqs, size_t n, int batch,
                   size_t body_bytes, ae_problem *p, int *retry_after) {
   const ae_job_table *t = &srv->jobs;
+  int rc = check_job_memory(srv, reqs, n, batch, p);
+  if (rc) return rc;
   size_t want = incoming_bytes(reqs, n, body_bytes);
   if (t->held_bytes <= t->budget_bytes &&
       want <= t->budget_bytes - t->held_bytes)
@@ -466,6 +497,11 @@ int ae_jobs_init(ae_server *srv) {
   srv->jobs.budget_bytes = srv->opt->max_jobs_memory > 0
                                ? (size_t)srv->opt->max_jobs_memory
                                : ae_jobs_default_memory_budget();
+  /* --max-job-memory is checked against the engine's plan of the whole
+   * job (ae_jobs_admit), not the parser's sum of activations (which
+   * ignores the metric selection and the kernels). */
+  srv->jobs.job_limit_bytes = srv->limits.max_working_set_bytes;
+  srv->limits.max_working_set_bytes = 0;
   if (ae_queue_init(&srv->queue)) {
     ae_job_table_free(&srv->jobs);
     return AE_EINTERNAL;
