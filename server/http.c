@@ -835,15 +835,22 @@ static size_t listing_copy(ae_listing *l, char *buf, size_t max) {
   return 0;
 }
 
+/* Fills buf from as many pieces as fit (one send's worth: fewer bytes per
+ * call would mean more writes), copying at most max bytes. */
 static ssize_t listing_read(void *cls, uint64_t pos, char *buf, size_t max) {
   ae_listing *l = cls;
   (void)pos;
-  size_t n = listing_copy(l, buf, max);
-  if (!n) {
+  size_t n = 0;
+  while (n < max) {
+    size_t got = listing_copy(l, buf + n, max - n);
+    if (got) {
+      n += got;
+      continue;
+    }
     if (listing_piece(l)) return MHD_CONTENT_READER_END_WITH_ERROR;
-    if (!l->chunk && !l->parts.part[0]) return MHD_CONTENT_READER_END_OF_STREAM;
-    n = listing_copy(l, buf, max);
+    if (!l->chunk && !l->parts.part[0]) break; /* all written */
   }
+  if (!n) return MHD_CONTENT_READER_END_OF_STREAM;
   return (ssize_t)n;
 }
 
