@@ -18,6 +18,7 @@
 #include "config.h"
 
 #include <fcntl.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -491,8 +492,20 @@ static void sweep(uv_timer_t *timer) {
 
 /* ---- set-up and tear-down ---- */
 
+/* Large buffers (a job's request text, its inputs, a body being parsed)
+ * are mapped and unmapped by malloc, never left in its heap once free:
+ * glibc's default threshold rises to the size of the largest block freed
+ * (up to 32 MiB), after which megabyte texts come from the heap and
+ * fragment it, and RSS stays above what the jobs hold.  Process-wide;
+ * set once here, before any job exists. */
+#define JOBS_MMAP_THRESHOLD (256 * 1024)
+
 int ae_jobs_init(ae_server *srv) {
   srv->next_seq = 1;
+#ifdef M_MMAP_THRESHOLD
+  if (!mallopt(M_MMAP_THRESHOLD, JOBS_MMAP_THRESHOLD))
+    ae_log(AE_LOG_WARN, "mallopt(M_MMAP_THRESHOLD) failed");
+#endif
   if (ae_job_table_init(&srv->jobs)) return AE_ENOMEM;
   srv->jobs.budget_bytes = srv->opt->max_jobs_memory > 0
                                ? (size_t)srv->opt->max_jobs_memory

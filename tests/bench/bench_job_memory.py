@@ -2,6 +2,7 @@
 """bench_job_memory.py: RSS held per queued and per finished job (issue 14).
 
 Usage: bench_job_memory.py ARCHEVALD [N_SMALL] [N_LARGE]
+       bench_job_memory.py --budget ARCHEVALD BUDGET_MIB
 
 Starts ARCHEVALD (--no-store, --backend host) twice: with --host-workers
 0 (nothing runs: every job stays queued) and with one worker (every job
@@ -10,6 +11,11 @@ default 2000) and N_LARGE jobs with about 7.5 MB of inline inputs
 (default 5), and reports the daemon's RSS growth per job of each kind
 (VmRSS from /proc after each set; finished: after every job finished).
 Not part of make check: a measurement, printed as a Markdown table row.
+
+With --budget: one daemon with --max-jobs-memory=BUDGET_MIB MiB and no
+worker gets 50 POSTs of 7.5 MB jobs, then up to 100,000 small ones; it
+prints how many were accepted, how many got 429 (and their Retry-After),
+and the RSS after each set.
 """
 
 import json
@@ -126,7 +132,48 @@ def measure(daemon, workers, n_small, bodies):
         proc.wait(timeout=60)
 
 
+def budget_run(daemon, budget_mib):
+    port = free_port()
+    work = tempfile.mkdtemp(prefix="ae-bench-mem-")
+    log = open(os.path.join(work, "log"), "wb")
+    proc = subprocess.Popen(
+        [daemon, "--http-port", str(port), "--backend", "host",
+         "--host-workers", "0", "--no-store", "--max-queue", "200000",
+         "--max-jobs-memory=%dMiB" % budget_mib],
+        stdout=log, stderr=subprocess.STDOUT, cwd=work)
+    try:
+        wait_ready(port, proc)
+        r0 = rss(proc.pid)
+        print("start: RSS %.1f MiB, budget %d MiB" % (r0 / MiB, budget_mib))
+        body = large(0)
+        for name, bodies in (("7.5 MB", [body] * 50),
+                             ("small", [json.dumps(SMALL).encode()] * 100000)):
+            ok = refused = 0
+            t0 = time.time()
+            for b in bodies:
+                st, out = call(port, "POST", "/v1/jobs", b)
+                if st == 202:
+                    ok += 1
+                elif st == 429:
+                    refused += 1
+                    if refused == 1:
+                        print("  first 429: %s" % out[:160].decode())
+                    if name == "small" and refused >= 1000:
+                        break
+                else:
+                    raise SystemExit("POST: %d %s" % (st, out[:200]))
+            print("%s: %d accepted, %d refused (429) in %.1f s; RSS %.1f MiB"
+                  % (name, ok, refused, time.time() - t0,
+                     rss(proc.pid) / MiB))
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)
+
+
 def main():
+    if sys.argv[1] == "--budget":
+        budget_run(os.path.abspath(sys.argv[2]), int(sys.argv[3]))
+        return
     daemon = os.path.abspath(sys.argv[1])
     n_small = int(sys.argv[2]) if len(sys.argv) > 2 else 2000
     n_large = int(sys.argv[3]) if len(sys.argv) > 3 else 5
