@@ -192,7 +192,11 @@ void ae_job_table_add(ae_job_table *t, ae_job *job) {
 }
 
 /* Finished jobs in expiry order (a FIFO, since the TTL is one constant;
- * loaded ones are placed by their stored expiry). */
+ * loaded ones are placed by their stored expiry).  MERGE: a cap on the
+ * finished jobs kept in memory would drop the texts of the oldest here and
+ * read them back on demand, which needs a read of one job from the store
+ * (ae_store_get, store*.c: not this branch's files); until then finished
+ * jobs count against --max-jobs-memory until they expire. */
 void ae_job_table_finished(ae_job_table *t, ae_job *job) {
   ae_job *after = t->fin_last;
   while (after && after->expires_ms > job->expires_ms)
