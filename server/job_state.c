@@ -294,6 +294,13 @@ int ae_jobs_admit(ae_server *srv, const ae_request *reqs, size_t n, int batch,
   if (t->held_bytes <= t->budget_bytes &&
       want <= t->budget_bytes - t->held_bytes)
     return AE_OK;
+  if (want > t->budget_bytes) { /* never fits: no use retrying */
+    ae_problem_set(p, 507, "jobs_memory_full", "Jobs memory full",
+                   "These jobs would hold %zu bytes, more than "
+                   "--max-jobs-memory (%zu bytes) allows all jobs together.",
+                   want, t->budget_bytes);
+    return AE_ENOMEM;
+  }
   /* Room comes back as finished jobs expire (or are deleted). */
   const ae_job *oldest = ae_job_table_next_expiry(t);
   long long wait_s = 5;

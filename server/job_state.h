@@ -39,7 +39,8 @@ size_t ae_jobs_default_memory_budget(void);
  * data/batch_size) when a job's planned memory (ae_engine_estimate) passes
  * --max-job-memory; AE_ENOMEM with p filled (429 jobs_memory_full) and
  * *retry_after the seconds until the first finished job expires when they
- * do not fit in the memory jobs may hold (--max-jobs-memory); AE_ENOMEM
+ * do not fit in the memory jobs may hold (--max-jobs-memory) now, or 507
+ * jobs_memory_full (no retry) when they would not fit even alone; AE_ENOMEM
  * with p empty when out of memory. */
 int ae_jobs_admit(ae_server *srv, const ae_request *reqs, size_t n, int batch,
                   size_t body_bytes, ae_problem *p, int *retry_after);

@@ -16,7 +16,8 @@ the NTK does not pay for it.
 Budget (item 1).  With --max-jobs-memory small, POSTs of jobs with large
 inline inputs are accepted until the budget is reached, then answered 429
 jobs_memory_full with Retry-After; RSS stays under the budget plus the
-daemon's start; deleting the finished jobs makes room again.
+daemon's start; deleting the finished jobs makes room again.  A job that
+would not fit even alone gets 507 without Retry-After.
 
 Prints the measurements, "N passed, M failed" last.
 """
@@ -191,6 +192,14 @@ def test_budget():
         r = d.call("POST", "/v1/jobs", inline_job(0))
         h.check(r.status == 202, "deleting finished jobs makes room",
                 (r.status, r.body[:200]))
+    with h.Daemon("--max-jobs-memory=1MiB", host_workers=1,
+                  store=False) as d:
+        r = d.call("POST", "/v1/jobs", inline_job(1))
+        h.check(r.status == 507 and
+                (r.json or {}).get("code") == "jobs_memory_full" and
+                not r.header("Retry-After"),
+                "a job larger than the whole budget: 507, no Retry-After",
+                (r.status, r.body[:300]))
 
 
 def main():
