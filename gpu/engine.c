@@ -53,6 +53,10 @@ double ae_engine_default_job_memory(void) {
   return 0.5 * (double)pages * (double)page;
 }
 
+int ae_engine_estimate(const ae_request *req, ae_plan_job_bytes *out) {
+  return ae_plan_job(req, out);
+}
+
 /* One arithmetic path whatever the process (see engine.h): set at open
  * and again before every job, in case the program changed it.  The
  * setting is process-wide; every engine sets the same value. */

@@ -19,6 +19,7 @@
 #include "api/scorecard.h"
 #include "gpu/dataset.h"
 #include "gpu/job_control.h"
+#include "gpu/plan.h"
 #include <stddef.h>
 
 typedef enum { AE_BACKEND_HOST, AE_BACKEND_CUDA } ae_backend_kind;
@@ -68,6 +69,10 @@ size_t ae_engine_memory_used(const ae_engine *e);
 
 void ae_engine_close(ae_engine *e);
 
+/* The memory one job of req needs on this engine, part by part
+ * (gpu/plan.h): what validation compares with --max-job-memory.  AE_OK,
+ * AE_EINVAL or AE_ENOMEM. */
+int ae_engine_estimate(const ae_request *req, ae_plan_job_bytes *out);
 /* The default memory budget of one job (ae_limits.max_working_set_bytes):
  * half of this machine's physical memory. */
 double ae_engine_default_job_memory(void);

@@ -1,9 +1,14 @@
 /* plan.c: geometry, liveness, gradient slots and buffer offsets of one
  * lowered graph, for every executor (see plan.h).
  *
+ * Also the whole memory of one job on the host engine (ae_plan_job), which
+ * validation compares with --max-job-memory.
+ *
  * Plain data owned by the caller; no state of its own, no device code. */
 #include "gpu/plan.h"
 
+#include "api/metric_set.h"
+#include "api/problem.h"
 #include "api/status.h"
 #include <stdlib.h>
 #include <string.h>
@@ -423,4 +428,206 @@ size_t ae_plan_param_count(const ae_plan *p) {
 double ae_plan_init_variance(const ae_plan *p, int node) {
   double gain = p->g.nodes[node].init_gain;
   return (gain > 0.0 ? gain : 1.0) / (double)p->geom[node].fan_in;
+}
+
+/* ---- a job's whole memory ----
+ * What the host engine allocates for one job, part by part, from the same
+ * plans the executor makes (ae_plan_create, ae_plan_jets) and the sizes
+ * the groups allocate (gpu/groups/).  The executor's scratch is planned
+ * with the host's chunking: HOST_CHUNK_COLUMNS columns per im2col chunk
+ * (gpu/host/net.c, net_jet.c).  MERGE: those files should reserve their
+ * scratch through ae_plan_host_scratch so that both come from here. */
+#define HOST_ALIGN 64
+#define HOST_CHUNK_COLUMNS 1024
+#define LR_BATCH 1000 /* expressivity.c's AE_LR_BATCH */
+
+static size_t min_sz(size_t a, size_t b) {
+  return a < b ? a : b;
+}
+
+static size_t max_sz(size_t a, size_t b) {
+  return a > b ? a : b;
+}
+
+size_t ae_plan_host_scratch(const ae_plan *p, int batch, int jets,
+                            size_t *backward) {
+  size_t B = (size_t)batch, unit = p->opt.unit;
+  size_t max_col = 0, max_y = 0, max_gd = 0, max_gd2 = 0;
+  for (int k = 0; k < p->g.n_nodes; k++) {
+    const ae_node *nd = &p->g.nodes[k];
+    const ae_plan_geom *ge = &p->geom[k];
+    if (nd->op == AE_OP_CONV) {
+      size_t hw = ge->out_hw ? ge->out_hw : 1;
+      size_t chunk =
+          min_sz((HOST_CHUNK_COLUMNS + hw - 1) / hw, jets ? 3 * B : B);
+      max_col = max_sz(max_col, ge->col_rows * hw * chunk);
+      max_y = max_sz(max_y, (size_t)nd->out * hw * chunk);
+      max_gd = max_sz(max_gd, ge->n_weight);
+    } else if (nd->op == AE_OP_LINEAR) {
+      max_gd = max_sz(max_gd, ge->in_elems);
+      max_gd2 = max_sz(max_gd2, (size_t)nd->out);
+    } else if (nd->op == AE_OP_BATCH_NORM) {
+      max_gd = max_sz(max_gd, (size_t)ge->channels);
+    }
+  }
+  if (backward)
+    *backward = ae_plan_align(p, unit * max_col) +
+                ae_plan_align(p, sizeof(double) * B * max_gd) +
+                ae_plan_align(p, sizeof(double) * B * max_gd2) +
+                ae_plan_align(p, sizeof(double) * 2 * B * B);
+  return ae_plan_align(p, unit * max_col) + ae_plan_align(p, unit * max_y);
+}
+
+/* The most outputs alive at once in a forward sweep (for the analytic
+ * kernels, one N x N pair per live node). */
+static int peak_live(const ae_plan *p) {
+  int peak = 0;
+  for (int t = 0; t < p->g.n_nodes; t++) {
+    int live = 0;
+    for (int k = 0; k <= t; k++)
+      if (p->last_use[k] >= t) live++;
+    if (live > peak) peak = live;
+  }
+  return peak;
+}
+
+/* The host plan of g at batch, or an error. */
+static int host_plan(const ae_graph *g, int batch, ae_plan **out) {
+  const ae_plan_options opt = {HOST_ALIGN, sizeof(float), 1};
+  return ae_plan_create(g, batch, &opt, out);
+}
+
+/* Linear regions: the probe network at min(S, LR_BATCH) (forward only),
+ * the S probe inputs, the sign patterns of a batch and of all S samples,
+ * and the sort's rows. */
+static int plan_linear_regions(const ae_request *r, size_t *bytes) {
+  *bytes = 0;
+  ae_lower_opts o;
+  memset(&o, 0, sizeof o);
+  o.probe = 1;
+  o.num_classes = r->net.num_classes;
+  if (r->arch.type == AE_ARCH_NB201) {
+    o.input_shape[0] = 1, o.input_shape[1] = 3, o.input_shape[2] = 3;
+    o.input_rank = 3;
+  } else {
+    memcpy(o.input_shape, r->data.input_shape, sizeof o.input_shape);
+    o.input_rank = r->data.input_rank;
+  }
+  ae_limits lim;
+  ae_limits_default(&lim);
+  lim.max_working_set_bytes = 0;
+  ae_graph probe;
+  memset(&probe, 0, sizeof probe);
+  ae_problem prob = AE_PROBLEM_INIT;
+  int rc = ae_arch_lower(&r->arch, &o, &lim, "/architecture", &probe, &prob);
+  ae_problem_clear(&prob);
+  if (rc) return rc == AE_ENOMEM ? rc : AE_OK; /* the group will refuse */
+  size_t S = (size_t)(r->settings.lr_samples > 0 ? r->settings.lr_samples : 0);
+  int batch = (int)min_sz(S ? S : 1, LR_BATCH);
+  ae_plan *p = NULL;
+  rc = host_plan(&probe, batch, &p);
+  if (rc) {
+    ae_graph_free(&probe);
+    return rc == AE_ENOMEM ? rc : AE_OK;
+  }
+  size_t dim = 1, units = 0;
+  for (int k = 0; k < o.input_rank; k++)
+    dim *= (size_t)o.input_shape[k];
+  for (int k = 0; k < p->g.n_nodes; k++)
+    if (p->g.nodes[k].op == AE_OP_ACT) units += p->geom[k].elems;
+  size_t words = (units + 63) / 64;
+  *bytes = p->bytes[AE_PLAN_FORWARD] + ae_plan_host_scratch(p, batch, 0, NULL) +
+           S * dim * sizeof(float) +
+           ((size_t)batch * words + 1) * sizeof(uint64_t) +
+           (S * words + 1) * sizeof(uint64_t) + S * 2 * sizeof(void *);
+  ae_plan_destroy(p);
+  ae_graph_free(&probe);
+  return AE_OK;
+}
+
+int ae_plan_job(const ae_request *r, ae_plan_job_bytes *out) {
+  memset(out, 0, sizeof *out);
+  size_t N = (size_t)(r->data.batch_size > 0 ? r->data.batch_size : 1);
+  size_t NN = N * N, dim = 1;
+  for (int k = 0; k < r->data.input_rank; k++)
+    dim *= (size_t)r->data.input_shape[k];
+  unsigned groups = ae_metric_set_groups(r->selected);
+  int expressivity = !!(groups & AE_GROUP_EXPRESSIVITY);
+  int convergence = !!(groups & AE_GROUP_CONVERGENCE);
+  int generalization = !!(groups & AE_GROUP_GENERALIZATION);
+  int ntk = convergence || generalization;
+  /* The batch: as drawn and as fed (float), its labels, K(0) and norms. */
+  out->batch = 2 * N * dim * sizeof(float) + N * sizeof(int) +
+               NN * sizeof(double) + N * sizeof(double);
+  ae_plan *p = NULL;
+  int rc = host_plan(&r->net, (int)N, &p);
+  if (rc) return rc;
+  size_t bwd_scratch = 0;
+  size_t fwd_scratch = ae_plan_host_scratch(p, (int)N, 0, &bwd_scratch);
+  /* The network: every group but topology creates it. */
+  if (expressivity || ntk || (groups & AE_GROUP_PROXIES))
+    out->net = p->bytes[AE_PLAN_FORWARD] + fwd_scratch;
+  if (ntk) {
+    /* The backward family (gradient slots and scratch), theta, a second
+     * theta for the repeats, the eigenvalues and dsyevd's copy and work
+     * (1 + 6N + 2N^2 doubles, 3 + 5N ints). */
+    out->net_backward = p->bytes[AE_PLAN_BACKWARD] + bwd_scratch;
+    out->ntk = NN * sizeof(double);
+    if (convergence)
+      out->ntk += 2 * NN * sizeof(double) + N * sizeof(double) +
+                  (1 + 6 * N + 2 * NN) * sizeof(double) +
+                  (3 + 5 * N) * sizeof(int);
+  }
+  if (convergence) {
+    /* The analytic NNGP and NTK: a pair per live node, the pair kept, a
+     * copy for the eigensolver, and four scratch matrices. */
+    out->kernels =
+        ((size_t)2 * (size_t)peak_live(p) + 2 + 1 + 4) * NN * sizeof(double);
+  }
+  if (generalization) {
+    size_t cols = (size_t)(r->net.num_classes > 0 ? r->net.num_classes : 1);
+    /* G, Y, the Cholesky factor L and the solve Z. */
+    out->generalization =
+        2 * NN * sizeof(double) + 2 * N * cols * sizeof(double);
+  }
+  if (expressivity) {
+    rc = plan_linear_regions(r, &out->linear_regions);
+    if (rc) {
+      ae_plan_destroy(p);
+      return rc;
+    }
+    /* The jets at the curve's points (three streams per node), their
+     * im2col scratch, and the curve's six vectors in double. */
+    int pts = r->settings.curv_points > 0 ? r->settings.curv_points : 1;
+    size_t *off = malloc(sizeof(size_t) * (size_t)p->g.n_nodes);
+    size_t jets = off ? ae_plan_jets(p, pts, sizeof(float), off) : SIZE_MAX;
+    free(off);
+    if (jets == SIZE_MAX) {
+      ae_plan_destroy(p);
+      return AE_ENOMEM;
+    }
+    size_t classes = (size_t)(r->net.num_classes > 0 ? r->net.num_classes : 1);
+    out->curvature = jets + ae_plan_host_scratch(p, pts, 1, NULL) +
+                     3 * (size_t)pts * (dim + classes) * sizeof(double) +
+                     2 * dim * sizeof(double);
+  }
+  if (groups &
+      (AE_GROUP_TOPOLOGY | AE_GROUP_EXPRESSIVITY | AE_GROUP_GENERALIZATION))
+    out->paths = (size_t)AE_PLAN_PATH_LIST * sizeof(double);
+  out->ranking = ae_plan_ranking_bytes(r, p);
+  ae_plan_destroy(p);
+  out->total = out->batch + out->net + out->net_backward + out->ntk +
+               out->kernels + out->generalization + out->linear_regions +
+               out->curvature + out->paths + out->ranking;
+  return AE_OK;
+}
+
+/* The hook for the ranking metrics (ranking.md §1-4; branches grad and
+ * features): the buffers their groups allocate beyond the net and the
+ * NTK counted above, by metric (ae_metric_set_has(r->selected, ...)).
+ * Nothing yet: those groups are being written. */
+size_t ae_plan_ranking_bytes(const ae_request *r, const ae_plan *net_plan) {
+  (void)r;
+  (void)net_plan;
+  return 0;
 }

@@ -23,6 +23,7 @@
 #define AE_PLAN_H
 
 #include "api/arch.h"
+#include "api/request.h"
 #include <stddef.h>
 #include <stdint.h>
 
@@ -140,6 +141,38 @@ size_t ae_plan_align(const ae_plan *p, size_t v);
  * offset[k] and returns the total, or SIZE_MAX when out of memory. */
 size_t ae_plan_slots(const size_t *bytes, const int *start, const int *end,
                      int n, size_t *offset);
+
+/* ---- a job's whole memory: the estimate that validation checks ----
+ * Every buffer the host engine allocates for one job, by part, following
+ * the job's metric selection (a job that selects no convergence or
+ * generalization metric pays for no NTK).  Bytes. */
+typedef struct {
+  size_t batch;          /* inputs as drawn and as fed, labels, K(0) */
+  size_t net;            /* the forward family and its scratch */
+  size_t net_backward;   /* gradient slots and the backward scratch */
+  size_t ntk;            /* the N x N empirical NTKs, eigensolver work */
+  size_t kernels;        /* the analytic NNGP / NTK (N x N per live node) */
+  size_t generalization; /* the kernel quadratic's matrices */
+  size_t linear_regions; /* the probe network, inputs and sign patterns */
+  size_t curvature;      /* the jets at the curve's points */
+  size_t paths;          /* the path-depth list */
+  size_t ranking;        /* the ranking metrics (ae_plan_ranking_bytes) */
+  size_t total;
+} ae_plan_job_bytes;
+
+/* Longest path-depth list kept (gpu/groups/group.h's AE_MAX_PATH_LIST). */
+#define AE_PLAN_PATH_LIST 100000
+
+/* Plans the job r (parsed and lowered) on the host engine.  AE_OK,
+ * AE_EINVAL (the network does not plan) or AE_ENOMEM. */
+int ae_plan_job(const ae_request *r, ae_plan_job_bytes *out);
+/* The hook for the ranking metrics' buffers (branches grad, features). */
+size_t ae_plan_ranking_bytes(const ae_request *r, const ae_plan *net_plan);
+/* The host executor's scratch for batch (with jets: three streams per
+ * sample): returns the forward scratch (im2col chunk and its outputs),
+ * and the backward scratch in *backward when not NULL. */
+size_t ae_plan_host_scratch(const ae_plan *p, int batch, int jets,
+                            size_t *backward);
 
 #ifdef __cplusplus
 }

@@ -345,7 +345,7 @@ static enum MHD_Result h_root(ae_http_req *r) {
       srv->limits.max_nodes, "max_inputs_per_node",
       srv->limits.max_inputs_per_node, "max_params", srv->limits.max_params,
       "max_batch_size", srv->limits.max_batch_size, "max_job_memory_bytes",
-      (json_int_t)srv->limits.max_working_set_bytes);
+      (json_int_t)srv->jobs.job_limit_bytes);
   json_t *j =
       json_pack("{s:s, s:s, s:s, s:o, s:o, s:o}", "name", "archeval", "version",
                 PACKAGE_VERSION, "api", "v1", "backends", backends_json(srv),
@@ -478,6 +478,12 @@ static enum MHD_Result h_submit(ae_http_req *r) {
                 "%zu jobs are queued, the limit is %lld.", srv->n_queued,
                 srv->opt->max_queue);
   }
+  int retry_after = 0;
+  if ((rc = ae_jobs_admit(srv, &req, 1, 0, r->len, &p, &retry_after))) {
+    ae_request_free(&req);
+    if (!p.status) return fail_internal(r, rc);
+    return respond_problem_full(r, &p, retry_after, NULL, 0);
+  }
   ae_job *job = NULL;
   rc = ae_jobs_submit(srv, &req, 1, key, hash, 0, &job);
   if (rc) {
@@ -568,8 +574,13 @@ static enum MHD_Result h_batch(ae_http_req *r) {
   }
   json_decref(body);
   enum MHD_Result result;
+  int retry_after = 0;
   if (rc) {
     result = fail_internal(r, rc);
+  } else if (!p.status &&
+             (rc = ae_jobs_admit(srv, reqs, n, 1, r->len, &p, &retry_after))) {
+    result = p.status ? respond_problem_full(r, &p, retry_after, NULL, 0)
+                      : fail_internal(r, rc);
   } else if (p.status) {
     result = respond_problem(r, &p);
   } else if (srv->n_queued + n > (size_t)srv->opt->max_queue) {
@@ -711,13 +722,19 @@ typedef struct {
   long long page_size, shown, before;
   char last_id[32];
   long long last_seq;
-  int phase; /* 0 head, 1 jobs, 2 tail written, 3 done */
-  char *chunk;
+  int phase;   /* 0 head, 1 jobs, 2 tail written, 3 done */
+  char *chunk; /* the page's head, a comma, the tail */
   size_t chunk_len, chunk_at;
+  /* The job being written: its rendered parts, shared with the job (never
+   * copied whole), sent after chunk. */
+  ae_job_parts parts;
+  int part;
+  size_t part_at;
 } ae_listing;
 
 static void listing_free(void *cls) {
   ae_listing *l = cls;
+  ae_job_parts_release(&l->parts);
   free(l->chunk);
   free(l->client_ref);
   free(l);
@@ -746,12 +763,15 @@ static ae_job *listing_next(ae_listing *l) {
   return NULL;
 }
 
-/* Makes the next piece of the page; AE_ENOMEM, or AE_OK with l->chunk set
- * (NULL once everything was written). */
+/* Makes the next piece of the page; AE_ENOMEM, or AE_OK with l->chunk or
+ * l->parts set (neither once everything was written). */
 static int listing_piece(ae_listing *l) {
   free(l->chunk);
   l->chunk = NULL;
   l->chunk_len = l->chunk_at = 0;
+  ae_job_parts_release(&l->parts);
+  l->part = 0;
+  l->part_at = 0;
   if (l->phase == 0) {
     l->phase = 1;
     l->chunk = strdup("{\"jobs\":[");
@@ -762,23 +782,11 @@ static int listing_piece(ae_listing *l) {
   if (l->phase == 1) {
     ae_job *job = listing_next(l);
     if (job && l->shown < l->page_size) {
-      size_t len = 0;
-      char *text = ae_job_render(l->srv, job, &len);
-      if (!text) return AE_ENOMEM;
+      if (ae_job_parts_get(l->srv, job, &l->parts)) return AE_ENOMEM;
       if (l->shown) {
-        char *joined = malloc(len + 2);
-        if (!joined) {
-          free(text);
-          return AE_ENOMEM;
-        }
-        joined[0] = ',';
-        memcpy(joined + 1, text, len + 1);
-        free(text);
-        text = joined;
-        len++;
+        if (!(l->chunk = strdup(","))) return AE_ENOMEM;
+        l->chunk_len = 1;
       }
-      l->chunk = text;
-      l->chunk_len = len;
       l->shown++;
       snprintf(l->last_id, sizeof l->last_id, "%s", job->id);
       l->last_seq = job->seq;
@@ -802,17 +810,47 @@ static int listing_piece(ae_listing *l) {
   return AE_OK;
 }
 
+/* Copies what is left of the current piece (chunk, then the job's parts)
+ * into buf; 0 when the piece is all written. */
+static size_t listing_copy(ae_listing *l, char *buf, size_t max) {
+  size_t n = l->chunk_len - l->chunk_at;
+  if (n) {
+    if (n > max) n = max;
+    memcpy(buf, l->chunk + l->chunk_at, n);
+    l->chunk_at += n;
+    return n;
+  }
+  while (l->part < AE_JOB_PARTS && l->parts.part[l->part]) {
+    const ae_text *t = l->parts.part[l->part];
+    n = t->len - l->part_at;
+    if (n) {
+      if (n > max) n = max;
+      memcpy(buf, t->data + l->part_at, n);
+      l->part_at += n;
+      return n;
+    }
+    l->part++;
+    l->part_at = 0;
+  }
+  return 0;
+}
+
+/* Fills buf from as many pieces as fit (one send's worth: fewer bytes per
+ * call would mean more writes), copying at most max bytes. */
 static ssize_t listing_read(void *cls, uint64_t pos, char *buf, size_t max) {
   ae_listing *l = cls;
   (void)pos;
-  if (l->chunk_at == l->chunk_len) {
+  size_t n = 0;
+  while (n < max) {
+    size_t got = listing_copy(l, buf + n, max - n);
+    if (got) {
+      n += got;
+      continue;
+    }
     if (listing_piece(l)) return MHD_CONTENT_READER_END_WITH_ERROR;
-    if (!l->chunk) return MHD_CONTENT_READER_END_OF_STREAM;
+    if (!l->chunk && !l->parts.part[0]) break; /* all written */
   }
-  size_t n = l->chunk_len - l->chunk_at;
-  if (n > max) n = max;
-  memcpy(buf, l->chunk + l->chunk_at, n);
-  l->chunk_at += n;
+  if (!n) return MHD_CONTENT_READER_END_OF_STREAM;
   return (ssize_t)n;
 }
 

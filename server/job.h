@@ -2,6 +2,12 @@
  * knows (by id, by idempotency key, in submission order, and the finished
  * ones in expiry order), with an iterator for listing.
  *
+ * Memory: a job holds its request only as text (ae_text, the normalised
+ * request rendered once; never the JSON tree) plus, while queued or
+ * running, the parsed request (inline inputs as float32).  A terminal job
+ * holds its rendered parts only.  The table sums what every job holds
+ * (held_bytes), for the --max-jobs-memory budget.
+ *
  * Threads: the loop thread owns every ae_job and the table.  While a job is
  * running, its worker reads req (immutable by then) and writes the w_*
  * fields, which the loop reads only after the job's done event; the cancel
@@ -24,6 +30,22 @@
 /* A long poll waiting on a job: http.c's, opaque to every other file. */
 struct ae_waiter;
 
+/* An immutable text shared by a job and the listings streaming it, so that
+ * a listing never copies a job's megabytes and a job may go while a
+ * listing still sends its text.  Loop thread only (plain counts). */
+typedef struct ae_text {
+  size_t refs, len;
+  char data[]; /* len bytes and a NUL */
+} ae_text;
+
+/* A new text holding a copy of s[0..len), one reference; NULL on ENOMEM. */
+ae_text *ae_text_new(const char *s, size_t len);
+/* A new text that takes the malloc'd string s (NULL when s is NULL); on
+ * ENOMEM s is freed and NULL returned. */
+ae_text *ae_text_take(char *s);
+ae_text *ae_text_ref(ae_text *t);
+void ae_text_unref(ae_text *t);
+
 typedef struct ae_job {
   char id[32];
   ae_job_state state;
@@ -34,9 +56,7 @@ typedef struct ae_job {
   atomic_int cancel; /* the loop sets, the engine reads */
   ae_request req;    /* read-only while queued or running */
   int has_req;
-  json_t *request_json; /* owned: the normalised request */
-  json_t *result_json;  /* owned: when succeeded */
-  json_t *error_json;   /* owned: when failed */
+  ae_text *request_text; /* the normalised request, rendered once */
   char *client_ref;
   int priority;
   long long timeout_ms;
@@ -46,10 +66,12 @@ typedef struct ae_job {
   char worker[32];
   char *idem_key;
   char body_hash[65];
-  char *cached_body; /* the rendered JSON of a terminal job */
-  size_t cached_len;
-  char *request_text; /* request_json rendered once (job_render.c) */
-  size_t request_len;
+  /* The rendering around request_text (job_render.c): head is up to
+   * "request": (cached per state change; a queued job's is not cached,
+   * its queue position moves); tail holds "result" or "error" once
+   * terminal, then "}". */
+  ae_text *head_text, *tail_text;
+  size_t held_bytes; /* what this job holds, as counted in the table */
 
   ae_queue_entry entry; /* the queue's, while queued */
 
@@ -78,6 +100,9 @@ typedef struct {
   size_t n_idem_buckets, n_idem;
   ae_job *first, *last;         /* by seq */
   ae_job *fin_first, *fin_last; /* finished, by expiry */
+  size_t held_bytes;            /* sum of the jobs' held_bytes */
+  size_t budget_bytes;          /* --max-jobs-memory */
+  double job_limit_bytes; /* --max-job-memory, against ae_engine_estimate */
 } ae_job_table;
 
 int ae_job_table_init(ae_job_table *t);
@@ -89,6 +114,10 @@ int ae_job_table_reserve(ae_job_table *t, size_t more);
 void ae_job_table_add(ae_job_table *t, ae_job *job);
 /* Puts a terminal job on the expiry list. */
 void ae_job_table_finished(ae_job_table *t, ae_job *job);
+/* Counts again what a job holds (after its texts or request changed). */
+void ae_job_table_recount(ae_job_table *t, ae_job *job);
+/* What a job holds in memory: the job, its texts and its parsed request. */
+size_t ae_job_held_bytes(const ae_job *job);
 /* Removes a job from everything and frees it. */
 void ae_job_table_remove(ae_job_table *t, ae_job *job);
 ae_job *ae_job_table_find(const ae_job_table *t, const char *id);
@@ -107,6 +136,12 @@ void ae_job_iter_start(const ae_job_table *t, long long before,
                        ae_job_iter *it);
 /* The next job, or NULL at the end. The current job may be removed. */
 ae_job *ae_job_iter_next(ae_job_iter *it);
+
+/* The job's state or fields changed: its cached rendered head goes. */
+void ae_job_render_changed(ae_job *job);
+/* Sets the rendered tail to ,"KEY":VALUE} (VALUE a JSON text), or to }
+ * when VALUE is NULL.  AE_OK or AE_ENOMEM (the old tail then stays). */
+int ae_job_set_tail(ae_job *job, const char *key, const char *value);
 
 /* A new job, zeroed (cancel flag clear), or NULL. */
 ae_job *ae_job_new(void);

@@ -33,10 +33,10 @@ static int load_one(void *ud, const ae_store_job *row) {
   job->created_ms = row->created_ms;
   job->seq = row->seq;
   if (row->seq >= srv->next_seq) srv->next_seq = row->seq + 1;
-  json_error_t err;
-  job->request_json = json_loads(row->request_json ? row->request_json : "null",
-                                 JSON_DECODE_ANY, &err);
-  if ((row->client_ref && !(job->client_ref = strdup(row->client_ref))) ||
+  /* The texts are kept as stored: a finished job is never parsed. */
+  const char *request = row->request_json ? row->request_json : "null";
+  if (!(job->request_text = ae_text_new(request, strlen(request))) ||
+      (row->client_ref && !(job->client_ref = strdup(row->client_ref))) ||
       (row->idempotency_key &&
        !(job->idem_key = strdup(row->idempotency_key)))) {
     ae_job_free(job);
@@ -51,10 +51,17 @@ static int load_one(void *ud, const ae_store_job *row) {
     job->cancel_requested = row->cancel_requested;
     if (row->worker)
       snprintf(job->worker, sizeof job->worker, "%s", row->worker);
-    if (row->result_json)
-      job->result_json = json_loads(row->result_json, JSON_DECODE_ANY, &err);
-    if (row->error_json)
-      job->error_json = json_loads(row->error_json, JSON_DECODE_ANY, &err);
+    int rc = AE_OK;
+    if (row->state == AE_JOB_SUCCEEDED && row->result_json)
+      rc = ae_job_set_tail(job, "result", row->result_json);
+    else if (row->state == AE_JOB_FAILED && row->error_json)
+      rc = ae_job_set_tail(job, "error", row->error_json);
+    else
+      rc = ae_job_set_tail(job, "", NULL);
+    if (rc) {
+      ae_job_free(job);
+      return AE_ENOMEM;
+    }
     ae_job_table_add(&srv->jobs, job);
     ae_job_table_finished(&srv->jobs, job);
     return 0;
@@ -68,10 +75,16 @@ static int load_one(void *ud, const ae_store_job *row) {
           ? job->enqueued_ns + (left_ms > 0 ? left_ms : 0) * 1000000LL
           : 0;
   ae_problem p = AE_PROBLEM_INIT;
-  int rc = job->request_json
-               ? ae_request_parse(job->request_json, &srv->catalog,
-                                  &srv->limits, &job->req, &p)
-               : AE_EINVAL;
+  json_error_t err;
+  json_t *tree = json_loads(request, JSON_DECODE_ANY, &err);
+  int rc =
+      tree ? ae_request_parse(tree, &srv->catalog, &srv->limits, &job->req, &p)
+           : AE_EINVAL;
+  json_decref(tree);
+  if (rc == AE_OK) { /* its text is request_text */
+    json_decref(job->req.normalised);
+    job->req.normalised = NULL;
+  }
   if (rc == AE_ENOMEM) {
     ae_problem_clear(&p);
     ae_job_free(job);
@@ -92,6 +105,7 @@ static int load_one(void *ud, const ae_store_job *row) {
     return 0;
   }
   job->has_req = 1;
+  ae_job_table_recount(&srv->jobs, job);
   if (ae_queue_reserve(&srv->queue, 1)) {
     ae_job_finish(srv, job, AE_JOB_FAILED, "internal", NULL, NULL);
     return AE_ENOMEM;

@@ -1,8 +1,14 @@
-/* job_render.c: the job resource of api.md as JSON, and the caches that
- * keep a GET from re-rendering what did not change: the normalised
- * request's text is rendered once per job (it never changes, and may hold
- * megabytes of inline inputs) and spliced into each rendering, and a
- * terminal job's whole text is kept (a finished job never changes).
+/* job_render.c: the job resource of api.md as JSON, made of three shared
+ * texts so that nothing large is rendered or copied twice:
+ *   head:    '{' and every scalar field, up to and including "request":
+ *   request: the normalised request, rendered once at submission (or load)
+ *   tail:    ,"result":... or ,"error":... when terminal, then '}'
+ * A job's head is rendered once per state change (ae_job_render_changed
+ * in job_table.c drops it), except while queued: a queued job's position moves,
+ * so its head (a few hundred bytes) is rendered per use.  The tail is set once,
+ * when the job becomes terminal (job_state.c, ae_job_set_tail).  Listings
+ * stream the parts by reference (ae_job_parts); a single GET copies them into
+ * one buffer.
  *
  * Thread: the loop thread (the queue position takes the queue's lock). */
 #include "config.h"
@@ -21,9 +27,8 @@ static json_t *time_or_null(long long ms) {
   return json_string(buf);
 }
 
-/* The resource; with request_placeholder, "request" is null (for the
- * splice of the cached text). */
-static json_t *job_json(ae_server *srv, ae_job *job, int request_placeholder) {
+/* Every field before "request", which is null (the head's end). */
+static json_t *head_json(ae_server *srv, ae_job *job) {
   json_t *o = json_object();
   if (!o) return NULL;
   int bad = 0;
@@ -50,14 +55,7 @@ static json_t *job_json(ae_server *srv, ae_job *job, int request_placeholder) {
   if (job->handed_over) bad |= json_object_set_new(o, "draining", json_true());
   bad |= json_object_set_new(
       o, "worker", job->worker[0] ? json_string(job->worker) : json_null());
-  bad |= json_object_set(o, "request",
-                         job->request_json && !request_placeholder
-                             ? job->request_json
-                             : json_null());
-  if (job->state == AE_JOB_SUCCEEDED && job->result_json)
-    bad |= json_object_set(o, "result", job->result_json);
-  if (job->state == AE_JOB_FAILED && job->error_json)
-    bad |= json_object_set(o, "error", job->error_json);
+  bad |= json_object_set_new(o, "request", json_null());
   if (bad) {
     json_decref(o);
     return NULL;
@@ -65,78 +63,89 @@ static json_t *job_json(ae_server *srv, ae_job *job, int request_placeholder) {
   return o;
 }
 
-json_t *ae_job_to_json(ae_server *srv, ae_job *job) {
-  return job_json(srv, job, 0);
-}
-
-/* The request's text, rendered on first use; NULL when out of memory. */
-static const char *request_text(ae_job *job) {
-  if (!job->request_text && job->request_json) {
-    job->request_text = ae_json_dumps(job->request_json);
-    if (job->request_text) job->request_len = strlen(job->request_text);
-  }
-  return job->request_text;
-}
-
-/* Renders the job with "request":null, then splices the cached request
- * text in its place.  The first `,"request":null` is the top-level key:
- * every key before it holds a scalar, and a '"' inside a string value is
- * always escaped. */
-static char *render_spliced(ae_server *srv, ae_job *job, size_t *len) {
-  static const char placeholder[] = ",\"request\":null";
-  const char *request = request_text(job);
-  if (!request) {
-    json_t *j = job_json(srv, job, 0);
-    char *text = ae_json_dumps(j);
-    json_decref(j);
-    if (text) *len = strlen(text);
-    return text;
-  }
-  json_t *j = job_json(srv, job, 1);
-  char *small = ae_json_dumps(j);
+/* The head as text: the object's text without its closing "null}", so
+ * that it ends with "request":.  Every key before it holds a scalar and
+ * jansson keeps the insertion order, so "request":null} is the end. */
+static ae_text *head_text(ae_server *srv, ae_job *job) {
+  static const char end[] = "null}";
+  json_t *j = head_json(srv, job);
+  char *text = j ? ae_json_dumps(j) : NULL;
   json_decref(j);
-  if (!small) return NULL;
-  char *at = strstr(small, placeholder);
-  if (!at) { /* cannot happen: the key is always there */
-    free(small);
+  if (!text) return NULL;
+  size_t len = strlen(text);
+  if (len < sizeof end - 1 || strcmp(text + len - (sizeof end - 1), end)) {
+    free(text); /* cannot happen: "request" is the last key */
     return NULL;
   }
-  size_t head = (size_t)(at - small) + sizeof placeholder - 1 - 4;
-  size_t tail = strlen(at + sizeof placeholder - 1);
-  size_t total = head + job->request_len + tail;
-  char *text = malloc(total + 1);
-  if (text) {
-    memcpy(text, small, head);
-    memcpy(text + head, request, job->request_len);
-    memcpy(text + head + job->request_len, at + sizeof placeholder - 1,
-           tail + 1);
-    *len = total;
+  ae_text *t = ae_text_new(text, len - (sizeof end - 1));
+  free(text);
+  return t;
+}
+
+static ae_text *null_text(void) {
+  static const char null[] = "null";
+  return ae_text_new(null, sizeof null - 1);
+}
+
+int ae_job_parts_get(ae_server *srv, ae_job *job, ae_job_parts *out) {
+  memset(out, 0, sizeof *out);
+  int cacheable = job->state != AE_JOB_QUEUED || job->handed_over;
+  ae_text *head = cacheable ? ae_text_ref(job->head_text) : NULL;
+  if (!head) {
+    if (!(head = head_text(srv, job))) return AE_ENOMEM;
+    if (cacheable) {
+      job->head_text = ae_text_ref(head);
+      ae_job_table_recount(&srv->jobs, job);
+    }
   }
-  free(small);
-  return text;
+  out->part[0] = head;
+  out->part[1] =
+      job->request_text ? ae_text_ref(job->request_text) : null_text();
+  if (!job->tail_text && ae_job_set_tail(job, "", NULL)) {
+    ae_job_parts_release(out);
+    return AE_ENOMEM;
+  }
+  out->part[2] = ae_text_ref(job->tail_text);
+  if (!out->part[1]) {
+    ae_job_parts_release(out);
+    return AE_ENOMEM;
+  }
+  return AE_OK;
+}
+
+void ae_job_parts_release(ae_job_parts *parts) {
+  for (int i = 0; i < AE_JOB_PARTS; i++) {
+    ae_text_unref(parts->part[i]);
+    parts->part[i] = NULL;
+  }
 }
 
 char *ae_job_render(ae_server *srv, ae_job *job, size_t *len) {
-  if (job->cached_body) {
-    char *copy = malloc(job->cached_len + 1);
-    if (copy) {
-      memcpy(copy, job->cached_body, job->cached_len + 1);
-      *len = job->cached_len;
+  ae_job_parts parts;
+  if (ae_job_parts_get(srv, job, &parts)) return NULL;
+  size_t total = 0;
+  for (int i = 0; i < AE_JOB_PARTS; i++)
+    total += parts.part[i]->len;
+  char *text = malloc(total + 1);
+  if (text) {
+    size_t at = 0;
+    for (int i = 0; i < AE_JOB_PARTS; i++) {
+      memcpy(text + at, parts.part[i]->data, parts.part[i]->len);
+      at += parts.part[i]->len;
     }
-    return copy;
+    text[total] = '\0';
+    *len = total;
   }
-  char *text = render_spliced(srv, job, len);
-  if (!text) return NULL;
-  if (ae_job_terminal(job)) {
-    job->cached_body = malloc(*len + 1);
-    if (job->cached_body) {
-      memcpy(job->cached_body, text, *len + 1);
-      job->cached_len = *len;
-    }
-    /* The whole text is kept now: the request's alone is not needed. */
-    free(job->request_text);
-    job->request_text = NULL;
-    job->request_len = 0;
-  }
+  ae_job_parts_release(&parts);
   return text;
+}
+
+json_t *ae_job_to_json(ae_server *srv, ae_job *job) {
+  size_t len = 0;
+  char *text = ae_job_render(srv, job, &len);
+  if (!text) return NULL;
+  json_error_t err;
+  json_t *j = json_loadb(text, len, JSON_DECODE_ANY, &err);
+  free(text);
+  return j;
 }

@@ -18,12 +18,14 @@
 #include "config.h"
 
 #include <fcntl.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "api/status.h"
+#include "gpu/engine.h"
 #include "server/job_state.h"
 #include "server/outcome.h"
 #include "server/util.h"
@@ -140,6 +142,8 @@ void ae_job_hand_over(ae_server *srv, ae_job *job) {
     ae_request_free(&job->req);
     job->has_req = 0;
   }
+  ae_job_render_changed(job);
+  ae_job_table_recount(&srv->jobs, job);
   ae_log(AE_LOG_DEBUG, "job %s kept in the store for the next start", job->id);
   tell_listeners(srv, job);
 }
@@ -160,24 +164,31 @@ void ae_job_finish(ae_server *srv, ae_job *job, ae_job_state state,
     srv->n_running--;
   job->handed_over = 0;
   job->state = state;
-  job->result_json = result;
-  job->error_json = error;
   job->finished_ms = ae_now_ms();
   job->expires_ms = job->finished_ms + srv->opt->job_ttl_secs * 1000;
   if (job->has_req) {
     ae_request_free(&job->req);
     job->has_req = 0;
   }
+  /* The result and the error are rendered once, for the store and the
+   * job's rendering; the trees go. */
+  char *rj = state == AE_JOB_SUCCEEDED ? dumps_or_null(result) : NULL;
+  char *ej = state == AE_JOB_FAILED ? dumps_or_null(error) : NULL;
+  json_decref(result);
+  json_decref(error);
+  if (ae_job_set_tail(job, rj ? "result" : "error", rj ? rj : ej))
+    ae_log(AE_LOG_ERROR, "job %s: out of memory rendering its end", job->id);
+  ae_job_render_changed(job);
+  ae_job_table_recount(&srv->jobs, job);
   ae_job_table_finished(&srv->jobs, job);
   ae_metrics_job_finished(&srv->metrics, state, reason);
   if (srv->store) {
-    char *rj = dumps_or_null(result), *ej = dumps_or_null(error);
     store_note(srv, "finish", job->id,
                ae_store_finish(srv->store, job->id, state, rj, ej,
                                job->finished_ms, job->expires_ms));
-    free(rj);
-    free(ej);
   }
+  free(rj);
+  free(ej);
   ae_log(AE_LOG_DEBUG, "job %s %s (%s)", job->id, state_names[state], reason);
   tell_listeners(srv, job);
 }
@@ -188,6 +199,8 @@ void ae_job_started(ae_server *srv, ae_job *job, const char *worker_name) {
   job->state = AE_JOB_RUNNING;
   job->started_ms = job->w_started_ms;
   snprintf(job->worker, sizeof job->worker, "%s", worker_name);
+  ae_job_render_changed(job);
+  ae_job_table_recount(&srv->jobs, job);
   ae_histogram_observe(&srv->metrics.queue_seconds,
                        (double)(job->w_start_ns - job->enqueued_ns) / 1e9);
   if (srv->store) {
@@ -218,6 +231,93 @@ void ae_job_done(ae_server *srv, ae_job *job) {
   ae_problem_clear(&job->w_problem);
 }
 
+/* ---- admission: the memory jobs may hold ---- */
+
+size_t ae_jobs_default_memory_budget(void) {
+  long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+  if (pages <= 0 || page <= 0) return (size_t)1 << 30;
+  return (size_t)pages / 4 * (size_t)page;
+}
+
+/* What n new jobs will hold, before their texts exist: the body's text
+ * (their requests' text is about as long), each one's float32 inputs and
+ * labels, and the job itself with a margin for its head and end. */
+static size_t incoming_bytes(const ae_request *reqs, size_t n,
+                             size_t body_bytes) {
+  size_t bytes = body_bytes;
+  for (size_t i = 0; i < n; i++) {
+    const ae_data_spec *d = &reqs[i].data;
+    size_t sample = 1;
+    for (int k = 0; k < d->input_rank; k++)
+      sample *= (size_t)d->input_shape[k];
+    if (d->inputs) bytes += (size_t)d->batch_size * sample * sizeof(float);
+    if (d->labels) bytes += (size_t)d->batch_size * sizeof(int);
+    bytes += sizeof(ae_job) + 4096;
+  }
+  return bytes;
+}
+
+/* 422 for each request whose planned memory passes --max-job-memory. */
+static int check_job_memory(ae_server *srv, const ae_request *reqs, size_t n,
+                            int batch, ae_problem *p) {
+  double limit = srv->jobs.job_limit_bytes;
+  if (!(limit > 0)) return AE_OK;
+  for (size_t i = 0; i < n; i++) {
+    ae_plan_job_bytes need;
+    int rc = ae_engine_estimate(&reqs[i], &need);
+    if (rc == AE_ENOMEM) return rc;
+    if (rc || (double)need.total <= limit) continue;
+    char pointer[48];
+    if (batch)
+      snprintf(pointer, sizeof pointer, "/jobs/%zu/data/batch_size", i);
+    else
+      snprintf(pointer, sizeof pointer, "/data/batch_size");
+    ae_problem_add(p, pointer,
+                   "this job needs about %zu bytes (batch %zu, network %zu, "
+                   "backward %zu, NTK %zu, analytic kernels %zu, "
+                   "generalization %zu, linear regions %zu, curvature %zu, "
+                   "ranking metrics %zu), over --max-job-memory (%.0f "
+                   "bytes); use a smaller batch, network or fewer metrics",
+                   need.total, need.batch, need.net, need.net_backward,
+                   need.ntk, need.kernels, need.generalization,
+                   need.linear_regions, need.curvature, need.ranking, limit);
+  }
+  return p->status ? AE_EINVAL : AE_OK;
+}
+
+int ae_jobs_admit(ae_server *srv, const ae_request *reqs, size_t n, int batch,
+                  size_t body_bytes, ae_problem *p, int *retry_after) {
+  const ae_job_table *t = &srv->jobs;
+  int rc = check_job_memory(srv, reqs, n, batch, p);
+  if (rc) return rc;
+  size_t want = incoming_bytes(reqs, n, body_bytes);
+  if (t->held_bytes <= t->budget_bytes &&
+      want <= t->budget_bytes - t->held_bytes)
+    return AE_OK;
+  if (want > t->budget_bytes) { /* never fits: no use retrying */
+    ae_problem_set(p, 507, "jobs_memory_full", "Jobs memory full",
+                   "These jobs would hold %zu bytes, more than "
+                   "--max-jobs-memory (%zu bytes) allows all jobs together.",
+                   want, t->budget_bytes);
+    return AE_ENOMEM;
+  }
+  /* Room comes back as finished jobs expire (or are deleted). */
+  const ae_job *oldest = ae_job_table_next_expiry(t);
+  long long wait_s = 5;
+  if (oldest) {
+    wait_s = (oldest->expires_ms - ae_now_ms() + 999) / 1000;
+    if (wait_s < 1) wait_s = 1;
+    if (wait_s > 3600) wait_s = 3600;
+  }
+  *retry_after = (int)wait_s;
+  ae_problem_set(p, 429, "jobs_memory_full", "Jobs memory full",
+                 "The jobs in memory hold %zu bytes; %zu more would pass "
+                 "--max-jobs-memory (%zu bytes). Retry after finished jobs "
+                 "expire, or delete finished jobs.",
+                 t->held_bytes, want, t->budget_bytes);
+  return AE_ENOMEM;
+}
+
 /* ---- submit, cancel, delete ---- */
 
 void ae_job_enqueue(ae_server *srv, ae_job *job) {
@@ -232,7 +332,6 @@ int ae_jobs_submit(ae_server *srv, ae_request *reqs, size_t n,
                    ae_job **out) {
   int rc;
   ae_store_job *rows = NULL;
-  char **request_texts = NULL;
   ae_queue_entry **entries = NULL;
   if (ae_job_table_reserve(&srv->jobs, n)) return AE_ENOMEM;
   rc = ae_queue_reserve(&srv->queue, n);
@@ -248,7 +347,9 @@ int ae_jobs_submit(ae_server *srv, ae_request *reqs, size_t n,
     out[i] = job;
     ae_job_id_new(job->id, sizeof job->id);
     job->state = AE_JOB_QUEUED;
-    job->request_json = json_incref(reqs[i].normalised);
+    /* The request is kept as text, never as a JSON tree. */
+    if (!(job->request_text = ae_text_take(ae_json_dumps(reqs[i].normalised))))
+      goto fail;
     job->priority = reqs[i].priority;
     job->timeout_ms = reqs[i].timeout_ms;
     if (reqs[i].client_ref && !(job->client_ref = strdup(reqs[i].client_ref)))
@@ -274,15 +375,13 @@ int ae_jobs_submit(ae_server *srv, ae_request *reqs, size_t n,
   }
   if (srv->store) {
     rows = calloc(n, sizeof *rows);
-    request_texts = calloc(n, sizeof *request_texts);
-    if (!rows || !request_texts) goto fail;
+    if (!rows) goto fail;
     for (size_t i = 0; i < n; i++) {
       ae_job *job = out[i];
-      if (!(request_texts[i] = ae_json_dumps(job->request_json))) goto fail;
       rows[i] =
           (ae_store_job){.id = job->id,
                          .state = AE_JOB_QUEUED,
-                         .request_json = request_texts[i],
+                         .request_json = job->request_text->data,
                          .idempotency_key = job->idem_key,
                          .body_hash = job->idem_key ? job->body_hash : NULL,
                          .client_ref = job->client_ref,
@@ -297,11 +396,7 @@ int ae_jobs_submit(ae_server *srv, ae_request *reqs, size_t n,
       rc = AE_EIO;
       goto fail;
     }
-    for (size_t i = 0; i < n; i++)
-      free(request_texts[i]);
-    free(request_texts);
     free(rows);
-    request_texts = NULL;
     rows = NULL;
   }
   /* Nothing can fail from here on: take the requests and queue. */
@@ -309,6 +404,8 @@ int ae_jobs_submit(ae_server *srv, ae_request *reqs, size_t n,
   for (size_t i = 0; i < n; i++) {
     out[i]->req = reqs[i];
     out[i]->has_req = 1;
+    json_decref(out[i]->req.normalised); /* its text is request_text */
+    out[i]->req.normalised = NULL;
     memset(&reqs[i], 0, sizeof reqs[i]);
     ae_job_table_add(&srv->jobs, out[i]);
   }
@@ -319,10 +416,6 @@ int ae_jobs_submit(ae_server *srv, ae_request *reqs, size_t n,
   return AE_OK;
 
 fail:
-  if (request_texts)
-    for (size_t i = 0; i < n; i++)
-      free(request_texts[i]);
-  free(request_texts);
   free(rows);
   free(entries);
   for (size_t i = 0; i < n; i++) {
@@ -344,8 +437,8 @@ void ae_job_cancel(ae_server *srv, ae_job *job) {
   atomic_store(&job->cancel, 1);
   if (!job->cancel_requested) {
     job->cancel_requested = 1;
-    free(job->cached_body);
-    job->cached_body = NULL;
+    ae_job_render_changed(job);
+    ae_job_table_recount(&srv->jobs, job);
     if (srv->store) {
       store_note(srv, "mark cancel", job->id,
                  ae_store_mark_cancel_requested(srv->store, job->id));
@@ -406,9 +499,29 @@ static void sweep(uv_timer_t *timer) {
 
 /* ---- set-up and tear-down ---- */
 
+/* Large buffers (a job's request text, its inputs, a body being parsed)
+ * are mapped and unmapped by malloc, never left in its heap once free:
+ * glibc's default threshold rises to the size of the largest block freed
+ * (up to 32 MiB), after which megabyte texts come from the heap and
+ * fragment it, and RSS stays above what the jobs hold.  Process-wide;
+ * set once here, before any job exists. */
+#define JOBS_MMAP_THRESHOLD (256 * 1024)
+
 int ae_jobs_init(ae_server *srv) {
   srv->next_seq = 1;
+#ifdef M_MMAP_THRESHOLD
+  if (!mallopt(M_MMAP_THRESHOLD, JOBS_MMAP_THRESHOLD))
+    ae_log(AE_LOG_WARN, "mallopt(M_MMAP_THRESHOLD) failed");
+#endif
   if (ae_job_table_init(&srv->jobs)) return AE_ENOMEM;
+  srv->jobs.budget_bytes = srv->opt->max_jobs_memory > 0
+                               ? (size_t)srv->opt->max_jobs_memory
+                               : ae_jobs_default_memory_budget();
+  /* --max-job-memory is checked against the engine's plan of the whole
+   * job (ae_jobs_admit), not the parser's sum of activations (which
+   * ignores the metric selection and the kernels). */
+  srv->jobs.job_limit_bytes = srv->limits.max_working_set_bytes;
+  srv->limits.max_working_set_bytes = 0;
   if (ae_queue_init(&srv->queue)) {
     ae_job_table_free(&srv->jobs);
     return AE_EINTERNAL;

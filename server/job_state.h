@@ -32,6 +32,18 @@ int ae_jobs_on_terminal(ae_server *srv, ae_terminal_fn fn);
 int ae_jobs_submit(ae_server *srv, ae_request *reqs, size_t n,
                    const char *idem_key, const char *body_hash, int batch,
                    ae_job **out);
+/* The --max-jobs-memory default: a quarter of the physical memory. */
+size_t ae_jobs_default_memory_budget(void);
+/* Admission of n parsed requests (a batch's when batch is set) from a body
+ * of body_bytes: AE_OK; AE_EINVAL with p filled (422, naming
+ * data/batch_size) when a job's planned memory (ae_engine_estimate) passes
+ * --max-job-memory; AE_ENOMEM with p filled (429 jobs_memory_full) and
+ * *retry_after the seconds until the first finished job expires when they
+ * do not fit in the memory jobs may hold (--max-jobs-memory) now, or 507
+ * jobs_memory_full (no retry) when they would not fit even alone; AE_ENOMEM
+ * with p empty when out of memory. */
+int ae_jobs_admit(ae_server *srv, const ae_request *reqs, size_t n, int batch,
+                  size_t body_bytes, ae_problem *p, int *retry_after);
 /* Queues a job already in the table (room in the queue reserved). */
 void ae_job_enqueue(ae_server *srv, ae_job *job);
 /* A worker took the job (its start event). */

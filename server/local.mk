@@ -48,13 +48,15 @@ EXTRA_DIST += tests/check_format.sh
 
 
 # Reliability (issue 14): signals, limits, log escaping, the small HTTP
-# fixes, drain states, store faults.
+# fixes, drain states, store faults, memory bounds and estimates.
 TESTS += tests/integration/test_reliability_signals.py \
 	tests/integration/test_reliability_http.py \
 	tests/integration/test_reliability_drain.py \
-	tests/integration/test_reliability_loop.py
+	tests/integration/test_reliability_loop.py \
+	tests/integration/test_reliability_memory.py
 EXTRA_DIST += tests/integration/test_reliability_signals.py \
 	tests/integration/test_reliability_http.py \
 	tests/integration/test_reliability_drain.py \
-	tests/integration/test_reliability_loop.py
+	tests/integration/test_reliability_loop.py \
+	tests/integration/test_reliability_memory.py
 include tests/fault/local.mk

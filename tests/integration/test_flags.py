@@ -152,7 +152,8 @@ class Flags(unittest.TestCase):
 
     def test_sizes_and_choices(self):
         good = ["--%s=%s" % (name, value)
-                for name in ("max-body-bytes", "max-job-memory")
+                for name in ("max-body-bytes", "max-job-memory",
+                             "max-jobs-memory")
                 for value in ("1", "512KiB", "8M", "1G", "1024GiB")]
         for name, values in (("backend", ["auto", "host", "cuda"]),
                              ("log-format", ["text", "json"]),
@@ -167,6 +168,7 @@ class Flags(unittest.TestCase):
             self.assertEqual(r.returncode, 2, bad)
             self.assertIn(b"--max-body-bytes", r.stderr)
         self.assertEqual(parses("--max-job-memory=0").returncode, 2)
+        self.assertEqual(parses("--max-jobs-memory=0").returncode, 2)
         for name, bad in (("backend", "gpu"), ("log-format", "xml"),
                           ("log-level", "loud"), ("store-sync", "off")):
             r = parses("--%s=%s" % (name, bad))

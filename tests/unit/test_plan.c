@@ -1,14 +1,17 @@
 /* test_plan.c: the device-agnostic planner (gpu/plan.h) on a small graph
  * whose geometry, liveness, gradient slots and offsets are worked out by
  * hand in the comments, and the invariant every plan must keep: buffers
- * alive at the same time never overlap.
+ * alive at the same time never overlap.  A job's whole memory
+ * (ae_plan_job) follows its metric selection and its batch.
  *
  * Single-threaded; every plan and graph is freed. */
+#include "api/request.h"
 #include "api/status.h"
 #include "gpu/host/graph_build.h"
 #include "gpu/plan.h"
 #include <check.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 
 /* 0 input {2,4,4} -> 1 conv 3x3 pad 1 to 3 channels -> 2 bn -> 3 relu ->
@@ -222,6 +225,87 @@ START_TEST(rejects_bad_graphs) {
 }
 END_TEST
 
+/* A parsed mlp_dag request at batch n with the given metric groups. */
+static void mlp_request(int n, const char *metrics, ae_request *r) {
+  static const ae_dataset_info none[] = {{0}};
+  const ae_catalog catalog = {none, 0};
+  ae_limits lim;
+  ae_limits_default(&lim);
+  char text[512];
+  snprintf(text, sizeof text,
+           "{\"architecture\": {\"type\": \"mlp_dag\", \"dag\": "
+           "\"2_21_112\", \"width\": 64}, \"data\": {\"batch_size\": %d}, "
+           "\"metrics\": %s}",
+           n, metrics);
+  json_error_t err;
+  json_t *body = json_loads(text, 0, &err);
+  ck_assert_ptr_nonnull(body);
+  ae_problem p = AE_PROBLEM_INIT;
+  int rc = ae_request_parse(body, &catalog, &lim, r, &p);
+  ck_assert_msg(rc == AE_OK, "%s", p.detail ? p.detail : "parse failed");
+  json_decref(body);
+}
+
+START_TEST(job_follows_selection) {
+  ae_request r;
+  ae_plan_job_bytes top, expr, conv, gen;
+  mlp_request(128, "[\"topology\"]", &r);
+  ck_assert_int_eq(ae_plan_job(&r, &top), AE_OK);
+  ae_request_free(&r);
+  mlp_request(128, "[\"expressivity\"]", &r);
+  ck_assert_int_eq(ae_plan_job(&r, &expr), AE_OK);
+  ae_request_free(&r);
+  mlp_request(128, "[\"convergence\"]", &r);
+  ck_assert_int_eq(ae_plan_job(&r, &conv), AE_OK);
+  ae_request_free(&r);
+  mlp_request(128, "[\"generalization\"]", &r);
+  ck_assert_int_eq(ae_plan_job(&r, &gen), AE_OK);
+  ae_request_free(&r);
+  size_t nn8 = (size_t)128 * 128 * sizeof(double);
+  /* Topology: the batch and the path list, no network, no NTK. */
+  ck_assert_uint_eq(top.net + top.net_backward + top.ntk + top.kernels, 0);
+  ck_assert_uint_eq(top.linear_regions + top.curvature, 0);
+  ck_assert_uint_ge(top.batch, nn8 + 2 * (size_t)128 * 784 * sizeof(float));
+  /* Expressivity: forward only, the probe and the jets. */
+  ck_assert_uint_gt(expr.net, 0);
+  ck_assert_uint_eq(expr.net_backward + expr.ntk + expr.kernels, 0);
+  ck_assert_uint_gt(expr.linear_regions, 3000 * 784 * sizeof(float));
+  ck_assert_uint_gt(expr.curvature, 0);
+  /* Convergence: the backward, two thetas, dsyevd's 2 N^2 doubles, the
+   * analytic kernels. */
+  ck_assert_uint_gt(conv.net_backward, 0);
+  ck_assert_uint_ge(conv.ntk, 5 * nn8);
+  ck_assert_uint_ge(conv.kernels, 2 * nn8);
+  ck_assert_uint_eq(conv.linear_regions + conv.curvature, 0);
+  /* Generalization: one theta and the quadratic's matrices. */
+  ck_assert_uint_eq(gen.ntk, nn8);
+  ck_assert_uint_ge(gen.generalization, 2 * nn8);
+  ck_assert_uint_eq(gen.kernels, 0);
+  /* The parts add up. */
+  ck_assert_uint_eq(conv.total, conv.batch + conv.net + conv.net_backward +
+                                    conv.ntk + conv.kernels +
+                                    conv.generalization + conv.paths +
+                                    conv.ranking);
+}
+END_TEST
+
+START_TEST(job_grows_with_batch) {
+  ae_request r;
+  ae_plan_job_bytes small, large;
+  mlp_request(64, "[\"convergence\"]", &r);
+  ck_assert_int_eq(ae_plan_job(&r, &small), AE_OK);
+  ae_request_free(&r);
+  mlp_request(1024, "[\"convergence\"]", &r);
+  ck_assert_int_eq(ae_plan_job(&r, &large), AE_OK);
+  ae_request_free(&r);
+  /* The N x N parts grow 256-fold, the activations 16-fold (the
+   * parameters and the chunked scratch do not grow). */
+  ck_assert_uint_eq(large.ntk > 200 * small.ntk, 1);
+  ck_assert_uint_eq(large.net > 8 * small.net, 1);
+  ck_assert_uint_eq(large.total > 16 * small.total, 1);
+}
+END_TEST
+
 int main(void) {
   Suite *s = suite_create("plan");
   TCase *tc = tcase_create("plan");
@@ -230,6 +314,8 @@ int main(void) {
   tcase_add_test(tc, without_shared_views);
   tcase_add_test(tc, larger_batches_no_overlap);
   tcase_add_test(tc, rejects_bad_graphs);
+  tcase_add_test(tc, job_follows_selection);
+  tcase_add_test(tc, job_grows_with_batch);
   suite_add_tcase(s, tc);
   SRunner *sr = srunner_create(s);
   srunner_run_all(sr, CK_NORMAL);

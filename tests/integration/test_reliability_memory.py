@@ -1,0 +1,222 @@
+#!/usr/bin/env python3
+"""test_reliability_memory.py: memory bounded by construction (issue 14
+items 1 and 2).
+
+Estimate (item 2).  For every architecture type (nb201, mlp_dag, graph)
+and every metric group, one job runs alone on a daemon with one worker;
+its peak RSS growth (VmHWM after the job, reset through
+/proc/PID/clear_refs before it, minus VmRSS before it) must stay within
+the engine's estimate plus SLACK.  The estimate is read from a second
+daemon started with --max-job-memory=1, whose 422 names it.  The slack
+covers what no job owns: the worker's malloc arena and stack, BLAS's
+per-thread buffers, pages of code first touched.  A job over
+--max-job-memory is 422 at /data/batch_size; a job that does not select
+the NTK does not pay for it.
+
+Budget (item 1).  With --max-jobs-memory small, POSTs of jobs with large
+inline inputs are accepted until the budget is reached, then answered 429
+jobs_memory_full with Retry-After; RSS stays under the budget plus the
+daemon's start; deleting the finished jobs makes room again.  A job that
+would not fit even alone gets 507 without Retry-After.
+
+Prints the measurements, "N passed, M failed" last.
+"""
+
+import json
+import os
+import re
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness as h  # noqa: E402
+
+MiB = 1 << 20
+SANITIZERS = os.environ.get("AE_SANITIZERS") == "1"
+SLACK = int(os.environ.get("AE_MEMORY_SLACK_MIB", "24")) * MiB
+
+NB201 = {"type": "nb201",
+         "cell": "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+"
+                 "|skip_connect~0|nor_conv_3x3~1|nor_conv_3x3~2|",
+         "channels": 8, "cells_per_stage": 1}
+MLP = {"type": "mlp_dag", "dag": "2_21_112", "width": 512}
+GRAPH = {"type": "graph", "output": "fc", "nodes": [
+    {"id": "c1", "op": "conv", "inputs": ["input"], "out": 16, "kernel": 3,
+     "stride": 1, "padding": 1},
+    {"id": "b1", "op": "batch_norm", "inputs": ["c1"]},
+    {"id": "a1", "op": "act", "inputs": ["b1"], "fn": "relu"},
+    {"id": "c2", "op": "conv", "inputs": ["a1"], "out": 16, "kernel": 3,
+     "stride": 1, "padding": 1},
+    {"id": "s", "op": "add", "inputs": ["c2", "a1"]},
+    {"id": "a2", "op": "act", "inputs": ["s"], "fn": "relu"},
+    {"id": "g", "op": "global_avg_pool", "inputs": ["a2"]},
+    {"id": "fc", "op": "linear", "inputs": ["g"], "out": 10}]}
+
+CASES = [
+    ("nb201", NB201, {"input_shape": [3, 16, 16], "batch_size": 32}),
+    ("mlp_dag", MLP, {"batch_size": 256}),
+    ("graph", GRAPH, {"input_shape": [3, 16, 16], "batch_size": 64}),
+]
+GROUPS = ["topology", "expressivity", "convergence", "generalization"]
+
+
+def proc_kib(pid, key):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith(key + ":"):
+                return int(line.split()[1]) * 1024
+    raise KeyError(key)
+
+
+def reset_peak(pid):
+    with open("/proc/%d/clear_refs" % pid, "w") as f:
+        f.write("5")
+
+
+def job(arch, data, group):
+    return {"architecture": arch, "data": data, "metrics": [group]}
+
+
+def estimate_of(est, body):
+    r = est.call("POST", "/v1/jobs", body)
+    if r.status != 422:
+        return None, r
+    for e in (r.json or {}).get("errors", []):
+        m = re.search(r"needs about (\d+) bytes", e.get("detail", ""))
+        if m:
+            return int(m.group(1)), r
+    return None, r
+
+
+def run_alone(d, body):
+    r = d.call("POST", "/v1/jobs", body)
+    if r.status != 202:
+        return r, None
+    done = d.wait(r.json["id"], timeout=600)
+    return r, done
+
+
+def test_estimates(est, d):
+    pid = d.proc.pid
+    # A first job of every kind touches the code and BLAS's buffers.
+    for name, arch, data in CASES:
+        run_alone(d, job(arch, dict(data, batch_size=4), "convergence"))
+    for name, arch, data in CASES:
+        for group in GROUPS:
+            body = job(arch, data, group)
+            estimate, r = estimate_of(est, body)
+            if not h.check(estimate is not None,
+                           "%s/%s: the estimate is given" % (name, group),
+                           r.body[:300]):
+                continue
+            time.sleep(0.3)
+            base = proc_kib(pid, "VmRSS")
+            reset_peak(pid)
+            r, done = run_alone(d, body)
+            peak = proc_kib(pid, "VmHWM")
+            grew = max(0, peak - base)
+            h.log("%-8s %-15s estimate %8.1f MiB, peak RSS growth %8.1f MiB"
+                  % (name, group, estimate / MiB, grew / MiB))
+            h.check(r.status == 202 and done and
+                    done.get("state") == "succeeded",
+                    "%s/%s: the job succeeds" % (name, group),
+                    (r.status, done and done.get("error")))
+            if SANITIZERS:  # ASan's allocator: RSS is not the job's
+                continue
+            h.check(grew <= estimate + SLACK,
+                    "%s/%s: peak RSS growth %d <= estimate %d + slack %d"
+                    % (name, group, grew, estimate, SLACK))
+    # The metric selection counts: topology alone pays for no network.
+    e_top, _ = estimate_of(est, job(MLP, {"batch_size": 256}, "topology"))
+    e_conv, _ = estimate_of(est, job(MLP, {"batch_size": 256}, "convergence"))
+    h.check(e_top is not None and e_conv is not None and e_top < e_conv / 4,
+            "topology's estimate is a fraction of convergence's",
+            (e_top, e_conv))
+    # Over the limit: 422 naming /data/batch_size, at validation.
+    big = job(MLP, {"batch_size": 4096}, "convergence")
+    with h.Daemon("--max-job-memory=256MiB", host_workers=1,
+                  store=False) as small:
+        r = small.call("POST", "/v1/jobs", big)
+        pointers = [e.get("pointer") for e in (r.json or {}).get("errors", [])]
+        h.check(r.status == 422 and "/data/batch_size" in pointers,
+                "a job over --max-job-memory: 422 at /data/batch_size",
+                (r.status, r.body[:300]))
+        r = small.call("POST", "/v1/jobs",
+                       job(MLP, {"batch_size": 4096}, "topology"))
+        h.check(r.status == 202,
+                "the same batch without the NTK fits", (r.status, r.body[:300]))
+
+
+def inline_job(i, samples=256, width=784):
+    x = [[((i * 7 + k * 13 + s) % 1000) / 1000.0 + 0.123456789
+          for k in range(width)] for s in range(samples)]
+    return {"architecture": {"type": "mlp_dag", "dag": "2_21_112"},
+            "metrics": ["topology"],
+            "data": {"input_shape": [width], "inputs": x,
+                     "labels": [s % 10 for s in range(samples)]}}
+
+
+def test_budget():
+    budget = 64 * MiB
+    with h.Daemon("--max-jobs-memory=64MiB", "--job-ttl-secs=3600",
+                  host_workers=1) as d:
+        pid = d.proc.pid
+        start = proc_kib(pid, "VmRSS")
+        body = json.dumps(inline_job(1)).encode()
+        h.log("inline job body: %.1f MiB" % (len(body) / MiB))
+        accepted, refused, ids = 0, None, []
+        for i in range(200):
+            r = d.call("POST", "/v1/jobs", inline_job(i))
+            if r.status == 202:
+                accepted += 1
+                ids.append(r.json["id"])
+                continue
+            refused = r
+            break
+        rss = proc_kib(pid, "VmRSS")
+        h.log("budget 64 MiB: %d jobs accepted, RSS %.1f MiB (start %.1f)"
+              % (accepted, rss / MiB, start / MiB))
+        h.check(refused is not None and refused.status == 429 and
+                (refused.json or {}).get("code") == "jobs_memory_full" and
+                int(refused.header("Retry-After") or 0) >= 1,
+                "past the budget: 429 jobs_memory_full with Retry-After",
+                refused and (refused.status, refused.body[:300]))
+        h.check(accepted >= 4, "jobs are accepted up to the budget", accepted)
+        h.check(SANITIZERS or rss <= start + budget + SLACK,
+                "RSS %.1f MiB stays under start + budget + slack"
+                % (rss / MiB))
+        for i in ids:
+            d.wait(i, timeout=120)
+        for i in ids:
+            d.call("DELETE", "/v1/jobs/" + i)
+        r = d.call("POST", "/v1/jobs", inline_job(0))
+        h.check(r.status == 202, "deleting finished jobs makes room",
+                (r.status, r.body[:200]))
+    with h.Daemon("--max-jobs-memory=1MiB", host_workers=1,
+                  store=False) as d:
+        r = d.call("POST", "/v1/jobs", inline_job(1))
+        h.check(r.status == 507 and
+                (r.json or {}).get("code") == "jobs_memory_full" and
+                not r.header("Retry-After"),
+                "a job larger than the whole budget: 507, no Retry-After",
+                (r.status, r.body[:300]))
+
+
+def main():
+    h.require_daemon()
+    if not os.path.exists("/proc/self/clear_refs"):
+        h.skip("no /proc/PID/clear_refs to reset the peak RSS")
+    # Buffers of 128 KiB and more are mapped and unmapped by glibc's malloc
+    # (never kept in its arena once free), so that RSS before a job counts
+    # none of the previous job's buffers: the growth is the job's own.
+    os.environ["MALLOC_MMAP_THRESHOLD_"] = str(128 << 10)
+    os.environ["MALLOC_TRIM_THRESHOLD_"] = str(128 << 10)
+    with h.Daemon("--max-job-memory=1", host_workers=1, store=False) as est, \
+            h.Daemon(host_workers=1, store=False) as d:
+        h.section(test_estimates, est, d)
+    h.section(test_budget)
+    h.finish()
+
+
+if __name__ == "__main__":
+    main()
