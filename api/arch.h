@@ -207,7 +207,9 @@ typedef struct {
   int max_nodes;                /* 4096 */
   int max_inputs_per_node;      /* 64 */
   double max_params;            /* 1e9 */
-  double max_working_set_bytes; /* estimate for one job; 0 = no limit */
+  double max_working_set_bytes; /* --max-job-memory: the daemon checks it
+                                   against gpu/plan.c's ae_plan_job (not
+                                   the parser); 0 = no limit */
   int max_batch_size;           /* 4096 */
   long long default_timeout_ms; /* 600000 */
 } ae_limits;

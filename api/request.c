@@ -854,36 +854,6 @@ static json_t *normalised_json(const ae_request *r, const json_t *body) {
 
 /* ---- the request ---- */
 
-/* Sum of node output sizes, for the working-set estimate. */
-static double graph_activation_values(const ae_graph *g) {
-  double total = 0;
-  for (int i = 0; i < g->n_nodes; i++) {
-    const ae_node *n = &g->nodes[i];
-    total += n->rank == 3 ? (double)n->shape[0] * n->shape[1] * n->shape[2]
-                          : (double)n->shape[0];
-  }
-  return total;
-}
-
-/* 1 when the selection needs the empirical NTK (its per-sample gradient
- * rows): the NTK family and the metrics computed from it. */
-static int needs_empirical_ntk(ae_metric_set s) {
-  return ae_metric_set_has(s, AE_M_NTK_LAMBDA_MIN) ||
-         ae_metric_set_has(s, AE_M_KERNEL_COMPLEXITY) ||
-         ae_metric_set_has(s, AE_M_KERNEL_REGRESSION_VAL_MSE);
-}
-
-double ae_request_working_set(const ae_request *r) {
-  double batch = r->data.batch_size;
-  double params = ae_graph_params(&r->net) * 4;
-  /* Forward values, their gradients and a scratch copy, for the batch. */
-  double bytes = graph_activation_values(&r->net) * batch * 4 * 3;
-  /* The weights and, for the empirical NTK, one gradient row per sample
-   * (else one gradient). */
-  bytes += params * (needs_empirical_ntk(r->selected) ? batch : 2);
-  return bytes;
-}
-
 int ae_request_parse(const json_t *body, const ae_catalog *cat,
                      const ae_limits *lim, ae_request *out, ae_problem *p) {
   memset(out, 0, sizeof *out);
@@ -1003,17 +973,6 @@ int ae_request_parse(const json_t *body, const ae_catalog *cat,
   rc = ae_arch_lower(&out->arch, &opts, lim, "/architecture", &out->net, p);
   if (rc == AE_ENOMEM) goto fail;
   if (rc != AE_OK) goto invalid;
-  if (lim->max_working_set_bytes > 0) {
-    double bytes = ae_request_working_set(out);
-    if (bytes > lim->max_working_set_bytes) {
-      ae_problem_add(p, "/data/batch_size",
-                     "the estimated working set (%.3g bytes for this network "
-                     "at batch size %d) exceeds the limit of %.3g bytes; use "
-                     "a smaller batch or network",
-                     bytes, out->data.batch_size, lim->max_working_set_bytes);
-      goto invalid;
-    }
-  }
   if (check_output_width(out, &meta, p)) goto invalid;
   out->normalised = normalised_json(out, body);
   if (!out->normalised) {

@@ -97,12 +97,6 @@ int ae_request_parse(const json_t *body, const ae_catalog *cat,
 int ae_json_parse_body(const char *buf, size_t len, json_t **out,
                        ae_problem *p);
 
-/* The estimated working set of the request's selected work, in bytes
- * (checked against ae_limits.max_working_set_bytes): activations of the
- * batch, the weights, and the per-sample gradients only when a selected
- * metric needs the empirical NTK. */
-double ae_request_working_set(const ae_request *r);
-
 /* Settings at their defaults. */
 void ae_settings_default(ae_settings *s);
 

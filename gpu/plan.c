@@ -622,12 +622,55 @@ int ae_plan_job(const ae_request *r, ae_plan_job_bytes *out) {
   return AE_OK;
 }
 
-/* The hook for the ranking metrics (ranking.md §1-4; branches grad and
- * features): the buffers their groups allocate beyond the net and the
- * NTK counted above, by metric (ae_metric_set_has(r->selected, ...)).
- * Nothing yet: those groups are being written. */
+/* The ranking metrics (ranking.md §1-4): the buffers their code allocates
+ * beyond the net and the NTK counted above (gpu/host/net_grad.c,
+ * gpu/groups/gradients.c, gpu/groups/features.c), by metric selected.
+ * Bounds, not exact counts: the backward keeps only its sweep's frontier
+ * (bounded here by 16 of the largest node outputs), and the extra nets
+ * (the probe, synflow's BN-free float64 copy at batch 1, the one-sample
+ * forwards of feature_corr_lambda_min) are bounded by the full net's
+ * per-sample forward family. */
 size_t ae_plan_ranking_bytes(const ae_request *r, const ae_plan *net_plan) {
-  (void)r;
-  (void)net_plan;
-  return 0;
+  const ae_plan *p = net_plan;
+  ae_metric_set s = r->selected;
+  size_t N = (size_t)(r->data.batch_size > 0 ? r->data.batch_size : 1);
+  size_t NN = N * N, dim = 1, largest = 0, units = 0;
+  for (int k = 0; k < r->data.input_rank; k++)
+    dim *= (size_t)r->data.input_shape[k];
+  for (int k = 0; k < p->g.n_nodes; k++) {
+    if (p->geom[k].elems > largest) largest = p->geom[k].elems;
+    if (p->g.nodes[k].op == AE_OP_ACT) units += p->geom[k].elems;
+  }
+  size_t classes = (size_t)(r->net.num_classes > 0 ? r->net.num_classes : 1);
+  size_t params = ae_plan_param_count(p);
+  size_t per_sample = p->bytes[AE_PLAN_FORWARD] / N + 1;
+  size_t fwd_scratch = ae_plan_host_scratch(p, (int)N, 0, NULL);
+  size_t bytes = 0;
+  int backward =
+      ae_metric_set_has(s, AE_M_JACOBIAN_TRAINABILITY) ||
+      ae_metric_set_has(s, AE_M_SYNFLOW) ||
+      ae_metric_set_has(s, AE_M_GRAD_NORM) || ae_metric_set_has(s, AE_M_SNIP) ||
+      ae_metric_set_has(s, AE_M_JACOB_COV) || ae_metric_set_has(s, AE_M_ZICO);
+  if (backward) /* frontier, parameter gradients (float and double), scratch */
+    bytes += 16 * N * largest * sizeof(float) + params * 24 + fwd_scratch +
+             2 * N * classes * sizeof(double);
+  if (ae_metric_set_has(s, AE_M_JACOBIAN_TRAINABILITY))
+    bytes += N * dim * sizeof(float) + 3 * N * largest * sizeof(double);
+  if (ae_metric_set_has(s, AE_M_FEATURE_ISOTROPY))
+    bytes += N * dim * sizeof(float) + N * largest * sizeof(double);
+  if (ae_metric_set_has(s, AE_M_SYNFLOW)) bytes += 3 * per_sample + params * 24;
+  if (ae_metric_set_has(s, AE_M_JACOB_COV))
+    bytes += N * dim * sizeof(double) + 3 * NN * sizeof(double);
+  if (ae_metric_set_has(s, AE_M_ZICO))
+    bytes += 2 * N * dim * sizeof(float) + params * 32;
+  if (ae_metric_set_has(s, AE_M_PATTERN_KERNEL_LOGDET))
+    bytes += N * ((units + 63) / 64) * sizeof(uint64_t) +
+             N * largest * sizeof(double) + 2 * NN * sizeof(double);
+  if (ae_metric_set_has(s, AE_M_ACTIVATION_PATTERNS))
+    bytes += 16 * per_sample + 16 * units * sizeof(uint64_t) + 8192;
+  if (ae_metric_set_has(s, AE_M_FEATURE_CORR_LAMBDA_MIN))
+    bytes += 2 * per_sample + 4 * largest * sizeof(double);
+  if (ae_metric_set_has(s, AE_M_KERNEL_REGRESSION_VAL_MSE))
+    bytes += 2 * NN * sizeof(double) + 3 * N * classes * sizeof(double);
+  return bytes;
 }

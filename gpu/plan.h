@@ -166,7 +166,7 @@ typedef struct {
 /* Plans the job r (parsed and lowered) on the host engine.  AE_OK,
  * AE_EINVAL (the network does not plan) or AE_ENOMEM. */
 int ae_plan_job(const ae_request *r, ae_plan_job_bytes *out);
-/* The hook for the ranking metrics' buffers (branches grad, features). */
+/* The ranking metrics' buffers, by metric selected (bounds). */
 size_t ae_plan_ranking_bytes(const ae_request *r, const ae_plan *net_plan);
 /* The host executor's scratch for batch (with jets: three streams per
  * sample): returns the forward scratch (im2col chunk and its outputs),

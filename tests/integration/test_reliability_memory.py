@@ -57,7 +57,8 @@ CASES = [
     ("mlp_dag", MLP, {"batch_size": 256}),
     ("graph", GRAPH, {"input_shape": [3, 16, 16], "batch_size": 64}),
 ]
-GROUPS = ["topology", "expressivity", "convergence", "generalization"]
+GROUPS = ["topology", "expressivity", "convergence", "generalization",
+          "proxies"]
 
 
 def proc_kib(pid, key):

@@ -320,15 +320,6 @@ START_TEST(limits_enforced) {
   ck_assert(has_pointer(&p, "/architecture/width"));
   ae_problem_clear(&p);
   ae_limits_default(&lim);
-  /* Working set: 784 + 256*(1 + 3 + 3 + 3 + 2) + 10 activations... far
-   * above 1 MB at batch 64 with 399872 params * 4 * 64 bytes alone. */
-  lim.max_working_set_bytes = 1e6;
-  ck_assert_int_eq(ae_request_parse(body, &catalog, &lim, &r, &p), AE_EINVAL);
-  ck_assert(has_pointer(&p, "/data/batch_size"));
-  ae_problem_clear(&p);
-  lim.max_working_set_bytes = 1e9;
-  parse_ok(body, &r);
-  ae_request_free(&r);
   ae_limits_default(&lim);
   lim.max_batch_size = 32;
   parse_ok(body, &r); /* the default batch shrinks to the limit */
@@ -714,44 +705,6 @@ START_TEST(ranking_settings) {
 }
 END_TEST
 
-/* The working set counts the per-sample gradient rows of the empirical
- * NTK only when a selected metric needs them: a fast job on a big batch is
- * not refused for NTK memory it will not use. */
-START_TEST(working_set_follows_selection) {
-  const char *full = "{\"architecture\":{\"type\":\"mlp_dag\","
-                     "\"dag\":\"2_21_112\"},\"data\":{\"batch_size\":256}}";
-  const char *fast = "{\"architecture\":{\"type\":\"mlp_dag\","
-                     "\"dag\":\"2_21_112\"},\"data\":{\"batch_size\":256},"
-                     "\"profile\":\"fast\"}";
-  ae_request r;
-  json_t *b = load_text(fast);
-  parse_ok(b, &r);
-  double fast_bytes = ae_request_working_set(&r);
-  double params = ae_graph_params(&r.net);
-  ae_request_free(&r);
-  json_decref(b);
-  b = load_text(full);
-  parse_ok(b, &r);
-  double full_bytes = ae_request_working_set(&r);
-  ae_request_free(&r);
-  json_decref(b);
-  /* The difference is the gradient rows: params x (256 - 2) floats. */
-  ck_assert_double_eq_tol(full_bytes - fast_bytes, params * 4 * (256 - 2),
-                          1e-6 * full_bytes);
-  lim.max_working_set_bytes = (fast_bytes + full_bytes) / 2;
-  expect_invalid(full, "/data/batch_size", "working set");
-  b = load_text(fast);
-  parse_ok(b, &r);
-  ae_request_free(&r);
-  json_decref(b);
-  /* Any NTK-based metric brings the rows back. */
-  expect_invalid("{\"architecture\":{\"type\":\"mlp_dag\","
-                 "\"dag\":\"2_21_112\"},\"data\":{\"batch_size\":256},"
-                 "\"profile\":\"fast\",\"metrics\":["
-                 "\"generalization.kernel_complexity\"]}",
-                 "/data/batch_size", NULL);
-}
-END_TEST
 
 /* NAS-Bench-201's FLOPs convention (its get_model_infos counter sums,
  * per image, k*k*c_in*c_out*H*W over Conv2d and in*out + out over the
@@ -853,7 +806,6 @@ static Suite *request_suite(void) {
   tcase_add_test(tc, profiles_and_metrics);
   tcase_add_test(tc, profile_and_metric_errors);
   tcase_add_test(tc, ranking_settings);
-  tcase_add_test(tc, working_set_follows_selection);
   tcase_add_test(tc, nb201_macs_follow_its_convention);
   suite_add_tcase(s, tc);
   return s;
