@@ -60,6 +60,11 @@ struct ae_server {
   size_t n_on_terminal;
   uv_timer_t sweep_timer;
 
+  /* The result cache's in-flight map (cache.c) and the studies
+   * (study.c); the loop's. */
+  struct ae_cache *cache;
+  struct ae_studies *studies;
+
   /* The queue (queue.c; any thread, under its lock). */
   ae_queue queue;
 

@@ -49,6 +49,13 @@ typedef struct ae_job {
   char *cached_body; /* the rendered JSON of a terminal job */
   size_t cached_len;
   char *request_text; /* request_json rendered once (job_render.c) */
+  /* Studies and the result cache (study.c, cache.c; issue 13). */
+  char study[32];     /* the study it belongs to, or "": never expires */
+  char canonical[65]; /* the architecture's canonical key, or "" */
+  char cache_key[65]; /* the result cache's key, or "": not cached */
+  int cached;         /* 1: the result came from the cache (no compute) */
+  int deferred;       /* queued behind an identical job (the cache's
+                         leader): outside the queue and its counts */
   size_t request_len;
 
   ae_queue_entry entry; /* the queue's, while queued */

@@ -9,7 +9,8 @@ ARCHEVALD_CORE = server/util.c server/util.h server/options.c \
 	server/daemon.h server/job_state.c server/job_state.h \
 	server/job_load.c server/job_load.h server/job_render.c \
 	server/job_render.h server/workers.c server/workers.h server/drain.c \
-	server/drain.h server/http.c server/http.h \
+	server/drain.h server/cache.c server/cache.h server/study.c \
+	server/study.h server/http.c server/http.h \
 	server/store_sqlite.c server/store.h
 bin_PROGRAMS += server/archevald
 server_archevald_SOURCES = server/main.c $(ARCHEVALD_CORE)
