@@ -63,6 +63,8 @@ include tests/fault/local.mk
 # Studies, the result cache (issue 13): the study API against a daemon
 # and the offline ranking, and the 15,625 NB201 cells deduplicated.
 TESTS += tests/integration/test_studies.py \
+	tests/integration/test_studies_pg.sh \
 	tests/integration/test_study_cache.py
 EXTRA_DIST += tests/integration/test_studies.py \
+	tests/integration/test_studies_pg.sh \
 	tests/integration/test_study_cache.py

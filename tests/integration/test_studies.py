@@ -12,7 +12,8 @@ the job TTL, a SIGKILL in the middle of a study (no member lost, every
 member finishes), and delete (the study and its jobs).
 
 Environment: AE_BUILDDIR; AE_STUDY_CELLS (48) NB201 cells in the ranked
-study.  Exit 77 without the daemon or the CLI.  Prints "N passed, M
+study; AE_STUDIES_ON_PG=1 (tests/integration/test_studies_pg.sh) runs the
+daemon on the PostgreSQL store at $AE_TEST_PG_URL.  Exit 77 without the daemon or the CLI.  Prints "N passed, M
 failed" last; python3 stdlib only.
 """
 
@@ -30,6 +31,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness as h  # noqa: E402
 
 CELLS = int(os.environ.get("AE_STUDY_CELLS", "48"))
+PG_URL = (os.environ.get("AE_TEST_PG_URL")
+          if os.environ.get("AE_STUDIES_ON_PG") == "1" else None)
 OPS = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3",
        "avg_pool_3x3")
 STUDY = {"name": "nb201-small",
@@ -313,7 +316,10 @@ def main():
     h.require_daemon()
     if not os.access(h.CLI, os.X_OK):
         h.skip("no CLI at %s" % h.CLI)
-    d = h.Daemon("--job-ttl-secs", "1")
+    flags = ["--job-ttl-secs", "1"]
+    if PG_URL:
+        flags += ["--store", PG_URL]
+    d = h.Daemon(*flags)
     workdir = tempfile.mkdtemp(prefix="ae-studies-")
     if not d.try_start():
         check(False, "daemon starts")
