@@ -64,7 +64,9 @@ include tests/fault/local.mk
 # and the offline ranking, and the 15,625 NB201 cells deduplicated.
 TESTS += tests/integration/test_studies.py \
 	tests/integration/test_studies_pg.sh \
+	tests/integration/test_cli_study.py \
 	tests/integration/test_study_cache.py
 EXTRA_DIST += tests/integration/test_studies.py \
 	tests/integration/test_studies_pg.sh \
+	tests/integration/test_cli_study.py \
 	tests/integration/test_study_cache.py
