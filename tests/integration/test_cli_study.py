@@ -123,8 +123,10 @@ def main():
         check(r.returncode == 2, "an unknown command: exit 2")
         r = cli(None, "list", "--retries", "0")
         check(r.returncode == 4, "no server: exit 4", r.returncode)
+        status = d.stop()
+        check(status == 0, "the daemon stops cleanly (no sanitizer report)",
+              (status, d.log_tail()))
     finally:
-        d.stop()
         d.cleanup()
     return h.finish()
 

@@ -331,8 +331,10 @@ def main():
             if job_ids:
                 h.section(test_ranking, d, sid, job_ids, workdir)
                 h.section(test_restart_and_delete, d, sid, job_ids)
+        status = d.stop()
+        check(status == 0, "the daemon stops cleanly (no sanitizer report)",
+              (status, d.log_tail()))
     finally:
-        d.stop()
         d.cleanup()
     return h.finish()
 

@@ -176,6 +176,39 @@ def members(d, study):
     return [json.loads(line) for line in body.decode().splitlines() if line]
 
 
+def test_in_flight(d):
+    """A job identical to one still running waits for it: cancelled while
+    it waits it ends at once; when the running one is cancelled, the next
+    waiting one computes instead (not cached); when it succeeds, the
+    waiting ones take its result."""
+    slow = dict(h.SLOW, seed=99, settings={"ntk": {"repeats": 3}})
+    lead = d.submit(slow).json
+    twin = d.submit(slow).json
+    third = d.submit(slow).json
+    h.check(twin["state"] == "queued" and not twin["cached"] and
+            twin["canonical"] == lead["canonical"],
+            "an identical job waits, queued", twin)
+    r = d.call("POST", "/v1/jobs/%s:cancel" % third["id"])
+    h.check(r.status == 200 and r.json["state"] == "cancelled",
+            "a waiting job cancels at once", r.body[:200])
+    d.call("POST", "/v1/jobs/%s:cancel" % lead["id"])
+    h.check(d.wait(lead["id"])["state"] == "cancelled", "the leader cancelled")
+    done = d.wait(twin["id"], timeout=300)
+    h.check(done["state"] == "succeeded" and not done["cached"] and
+            done["started_at"], "the waiting job computed instead", done)
+    again = d.submit(slow).json
+    h.check(again["state"] == "succeeded" and again["cached"],
+            "then the same request is a cache hit", again["state"])
+    plain = dict(h.SMALL_JOB, seed=5)
+    first = d.submit(plain).json
+    second = d.submit(plain).json
+    a, b = d.wait(first["id"]), d.wait(second["id"])
+    h.check(a["state"] == b["state"] == "succeeded" and
+            a["result"]["topology"] == b["result"]["topology"] and
+            (a["cached"] or b["cached"]),
+            "two identical jobs: one computed, one cached")
+
+
 def main():
     h.require_daemon()
     listed = list(all_cells())[:CELLS]
@@ -196,6 +229,7 @@ def main():
         h.check(False, "daemon starts")
         return h.finish()
     try:
+        h.section(test_in_flight, d)
         study = make_study(d, "nb201-all")
         t0 = time.monotonic()
         jobs = add_all(d, study, cells)
@@ -246,8 +280,10 @@ def main():
         h.check(r.status == 200 and r.json["members"] == len(cells),
                 "the first study kept every member across the restart",
                 r.json and r.json.get("members"))
+        status = d.stop()
+        h.check(status == 0, "the daemon stops cleanly (no sanitizer report)",
+              (status, d.log_tail()))
     finally:
-        d.stop()
         d.cleanup()
     return h.finish()
 
