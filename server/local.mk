@@ -65,8 +65,10 @@ include tests/fault/local.mk
 TESTS += tests/integration/test_studies.py \
 	tests/integration/test_studies_pg.sh \
 	tests/integration/test_cli_study.py \
+	tests/integration/test_python_study.py \
 	tests/integration/test_study_cache.py
 EXTRA_DIST += tests/integration/test_studies.py \
 	tests/integration/test_studies_pg.sh \
 	tests/integration/test_cli_study.py \
+	tests/integration/test_python_study.py \
 	tests/integration/test_study_cache.py
