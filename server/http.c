@@ -39,6 +39,7 @@
 #include "server/job_state.h"
 #include "server/route.h"
 #include "server/study.h"
+#include "server/ui_assets.h"
 #include "server/util.h"
 #include "server/workers.h"
 
@@ -956,6 +957,18 @@ static enum MHD_Result h_study_ranking(ae_http_req *r) {
   return h_study(r, AE_STUDY_RANKING);
 }
 
+/* The static files of /ui/ (ui_assets.c), from the binary. */
+static enum MHD_Result h_ui(ae_http_req *r) {
+  for (const ae_ui_asset *a = ae_ui_assets; a->path; a++) {
+    if (strcmp(a->path, r->path)) continue;
+    char *copy = malloc(a->len ? a->len : 1);
+    if (!copy) return fail_internal(r, AE_ENOMEM);
+    memcpy(copy, a->data, a->len);
+    return respond(r, 200, copy, a->len, a->content_type, 0, 0, NULL, NULL, 0);
+  }
+  return fail(r, 404, "not_found", "Not found", 0, "No file %s.", r->path);
+}
+
 /* ---- routing: route.c finds the row, this table its handler ---- */
 
 static enum MHD_Result h_not_allowed(ae_http_req *r) {
@@ -989,6 +1002,7 @@ static const route_handler handlers[AE_HANDLER_COUNT] = {
     [AE_HANDLER_STUDY_DELETE] = h_study_delete,
     [AE_HANDLER_STUDY_ADD] = h_study_add,
     [AE_HANDLER_STUDY_RANKING] = h_study_ranking,
+    [AE_HANDLER_UI] = h_ui,
     [AE_HANDLER_NOT_ALLOWED] = h_not_allowed,
     [AE_HANDLER_NOT_FOUND] = h_not_found,
 };

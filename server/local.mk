@@ -72,3 +72,21 @@ EXTRA_DIST += tests/integration/test_studies.py \
 	tests/integration/test_cli_study.py \
 	tests/integration/test_python_study.py \
 	tests/integration/test_study_cache.py
+
+# The /ui/ page (issue 13): server/ui/ embedded in the binary as C arrays
+# by server/ui/embed.sh; no file is read at run time.
+AE_UI_FILES = server/ui/index.html server/ui/app.js server/ui/style.css
+server_archevald_SOURCES += server/ui_assets.h
+nodist_server_archevald_SOURCES = server/ui_assets.c
+CLEANFILES += server/ui_assets.c
+EXTRA_DIST += server/ui/embed.sh $(AE_UI_FILES)
+server/ui_assets.c: $(srcdir)/server/ui/embed.sh \
+		$(AE_UI_FILES:%=$(srcdir)/%)
+	$(MKDIR_P) server
+	$(SHELL) $(srcdir)/server/ui/embed.sh $(srcdir)/server/ui > $@.tmp
+	mv $@.tmp $@
+
+# The page in a real browser: headless Chromium against a daemon with a
+# study (skips, 77, without chromium).
+TESTS += tests/integration/test_ui.py
+EXTRA_DIST += tests/integration/test_ui.py

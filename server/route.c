@@ -32,6 +32,7 @@ const char *const ae_route_labels[AE_ROUTE_COUNT] = {"/v1/health/live",
                                                      "/v1/studies/{id}/"
                                                      "architectures",
                                                      "/v1/studies/{id}/ranking",
+                                                     "/ui/",
                                                      "other"};
 
 typedef struct {
@@ -86,6 +87,12 @@ static const route_row routes[] = {
      AE_HANDLER_STUDY_RANKING, NULL},
     {"/v1/studies/{id}/ranking", NULL, AE_ROUTE_STUDY_RANKING,
      AE_HANDLER_NOT_ALLOWED, "GET, HEAD"},
+    {"/ui/", "GET", AE_ROUTE_UI, AE_HANDLER_UI, NULL},
+    {"/ui/", NULL, AE_ROUTE_UI, AE_HANDLER_NOT_ALLOWED, "GET, HEAD"},
+    {"/ui/app.js", "GET", AE_ROUTE_UI, AE_HANDLER_UI, NULL},
+    {"/ui/app.js", NULL, AE_ROUTE_UI, AE_HANDLER_NOT_ALLOWED, "GET, HEAD"},
+    {"/ui/style.css", "GET", AE_ROUTE_UI, AE_HANDLER_UI, NULL},
+    {"/ui/style.css", NULL, AE_ROUTE_UI, AE_HANDLER_NOT_ALLOWED, "GET, HEAD"},
 };
 #define N_ROUTES (sizeof routes / sizeof routes[0])
 

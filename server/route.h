@@ -24,6 +24,7 @@ enum {
   AE_ROUTE_STUDY,
   AE_ROUTE_STUDY_ARCHITECTURES,
   AE_ROUTE_STUDY_RANKING,
+  AE_ROUTE_UI,
   AE_ROUTE_OTHER,
   AE_ROUTE_COUNT
 };
@@ -48,6 +49,7 @@ typedef enum {
   AE_HANDLER_STUDY_DELETE,
   AE_HANDLER_STUDY_ADD,
   AE_HANDLER_STUDY_RANKING,
+  AE_HANDLER_UI,          /* a static file of /ui/ */
   AE_HANDLER_NOT_ALLOWED, /* 405 with match.allow */
   AE_HANDLER_NOT_FOUND,   /* 404: no row matched */
   AE_HANDLER_COUNT
