@@ -243,6 +243,9 @@ double ae_graph_params(const ae_graph *g);
  * *blocks malloc'd (NULL when *n is 0).  0 or AE_ENOMEM. */
 int ae_graph_block_outputs(const ae_graph *g, int **blocks, int *n);
 double ae_graph_flops(const ae_graph *g);
+/* Forward multiply-accumulates per sample (flops = 2 x macs); see
+ * node_macs in lower.c for what each op counts. */
+double ae_graph_macs(const ae_graph *g);
 
 /* Deep copy; returns 0 or AE_ENOMEM. */
 int ae_graph_copy(const ae_graph *src, ae_graph *dst);

@@ -97,16 +97,21 @@ static double node_params(const ae_graph *g, const ae_node *n) {
   }
 }
 
-/* Multiply-adds per sample of a linear or conv node; 0 for the others
- * (pools, elementwise ops, concat and pad count none). */
+/* Multiply-accumulates per sample of a node (docs/scorecard.md, "MACs"):
+ * a linear node does in x out and a conv node k*k*c_in/groups per output
+ * element, plus one accumulate per output element for a bias (the affine
+ * map as a product with the input extended by a 1), the convention of
+ * NAS-Bench-201's FLOPs count.  BatchNorm, activations, pools, adds,
+ * multiplies, concat, pad and the other parameter-free ops count none
+ * (BatchNorm folds into the conv before it at inference). */
 static double node_macs(const ae_graph *g, const ae_node *n) {
   if (n->op == AE_OP_LINEAR)
-    return node_elems(&g->nodes[n->inputs[0]]) * n->out;
+    return (node_elems(&g->nodes[n->inputs[0]]) + (n->bias ? 1 : 0)) * n->out;
   if (n->op != AE_OP_CONV) return 0.0;
   double cin = g->nodes[n->inputs[0]].shape[0];
   int groups = n->groups > 0 ? n->groups : 1;
-  return cin / groups * n->kernel * n->kernel * n->out * n->shape[1] *
-         n->shape[2];
+  return (cin / groups * n->kernel * n->kernel + (n->bias ? 1 : 0)) * n->out *
+         n->shape[1] * n->shape[2];
 }
 
 double ae_graph_params(const ae_graph *g) {
@@ -116,11 +121,15 @@ double ae_graph_params(const ae_graph *g) {
   return total;
 }
 
-double ae_graph_flops(const ae_graph *g) {
+double ae_graph_macs(const ae_graph *g) {
   double total = 0;
   for (int i = 0; i < g->n_nodes; i++)
-    total += 2.0 * node_macs(g, &g->nodes[i]);
+    total += node_macs(g, &g->nodes[i]);
   return total;
+}
+
+double ae_graph_flops(const ae_graph *g) {
+  return 2.0 * ae_graph_macs(g);
 }
 
 /* ---- shapes ---- */

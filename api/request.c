@@ -48,48 +48,141 @@ void ae_request_free(ae_request *r) {
   memset(r, 0, sizeof *r);
 }
 
-static const char *const group_names[] = {"topology", "expressivity",
-                                          "convergence", "generalization"};
+/* ---- profile, metrics and settings ---- */
 
-/* ---- metrics and settings ---- */
+static const char *const profile_names[] = {"fast", "rank", "full", "all",
+                                            NULL};
+#define PROFILE_LIST "fast, rank, full, all"
+#define GROUP_LIST                                                             \
+  "topology, expressivity, convergence, generalization, proxies"
 
-static int parse_metrics(const json_t *v, unsigned *out, ae_problem *p) {
+/* Reads "profile" (null counts as absent): 0 with *name set to the
+ * profile's constant name and its metrics added to *sel, or 1 (error
+ * added). */
+static int parse_profile(const json_t *v, const char **name, ae_metric_set *sel,
+                         ae_problem *p) {
+  if (json_is_null(v)) return 0;
+  const char *given = json_is_string(v) ? json_string_value(v) : NULL;
+  for (int k = 0; given && profile_names[k]; k++)
+    if (strcmp(given, profile_names[k]) == 0) {
+      ae_metric_set s;
+      if (ae_metric_profile(profile_names[k], &s)) break;
+      sel->bits |= s.bits;
+      *name = profile_names[k];
+      return 0;
+    }
+  ae_problem_add(p, "/profile", "must be one of " PROFILE_LIST);
+  return 1;
+}
+
+/* When name is "group.x" for a known group: 1 and that group's fields,
+ * comma-separated, in out; else 0. */
+static int group_fields(const char *name, char *out, size_t size) {
+  const char *dot = strchr(name, '.');
+  char group[32];
+  size_t glen = dot ? (size_t)(dot - name) : 0;
+  if (!dot || glen >= sizeof group) return 0;
+  memcpy(group, name, glen);
+  group[glen] = '\0';
+  unsigned bit = ae_metric_group_bit(group);
+  if (!bit) return 0;
+  size_t used = 0;
+  out[0] = '\0';
+  for (int k = 0; k < AE_M_COUNT; k++) {
+    const ae_metric_info *m = ae_metric_info_of((ae_metric_id)k);
+    if (m->group_bit != bit) continue;
+    int w =
+        snprintf(out + used, size - used, "%s%s", used ? ", " : "", m->field);
+    if (w < 0 || (size_t)w >= size - used) break;
+    used += (size_t)w;
+  }
+  return 1;
+}
+
+/* Reads "metrics": group names and "group.field" metric names, each adding
+ * its metrics to *sel (a metric brings its family).  Returns the number of
+ * errors added. */
+static int parse_metrics(const json_t *v, ae_metric_set *sel, ae_problem *p) {
   const char *ptr = "/metrics";
   if (!json_is_array(v)) {
-    ae_problem_add(p, ptr, "must be an array of group names, not %s",
+    ae_problem_add(p, ptr,
+                   "must be an array of group or \"group.field\" metric "
+                   "names, not %s",
                    ae_json_type_name(v));
     return 1;
   }
   if (json_array_size(v) == 0) {
     ae_problem_add(p, ptr,
-                   "must name at least one group (topology, "
-                   "expressivity, convergence, generalization)");
+                   "must name at least one group (" GROUP_LIST
+                   ") or metric; omit it to use the profile");
     return 1;
   }
   int errors = 0;
-  unsigned bits = 0;
   size_t i;
   const json_t *m;
   json_array_foreach(v, i, m) {
     char ip[AE_PTR_MAX];
     ae_ptr_index(ip, sizeof ip, ptr, i);
-    int found = -1;
-    for (int k = 0; k < 4 && json_is_string(m); k++)
-      if (strcmp(json_string_value(m), group_names[k]) == 0) found = k;
-    if (found < 0) {
-      ae_problem_add(p, ip,
-                     "must be one of topology, expressivity, convergence, "
-                     "generalization");
+    const char *name = json_is_string(m) ? json_string_value(m) : "";
+    unsigned group = strchr(name, '.') ? 0 : ae_metric_group_bit(name);
+    ae_metric_id id;
+    int is_metric = !group && ae_metric_from_name(name, &id) == 0;
+    int repeated = 0;
+    for (size_t j = 0; j < i && (group || is_metric); j++)
+      if (json_equal(json_array_get(v, j), m)) repeated = 1;
+    if (!group && !is_metric) {
+      char fields[1024];
+      if (group_fields(name, fields, sizeof fields))
+        ae_problem_add(p, ip, "unknown metric \"%.128s\" (the group has: %s)",
+                       name, fields);
+      else
+        ae_problem_add(p, ip,
+                       "unknown metric \"%.128s\": must be a group (" GROUP_LIST
+                       ") or a \"group.field\" metric of scorecard.md, e.g. "
+                       "\"convergence.ntk_lambda_min\"",
+                       name);
       errors++;
-    } else if (bits & (1u << found)) {
-      ae_problem_add(p, ip, "group \"%s\" is listed twice", group_names[found]);
+    } else if (repeated) {
+      ae_problem_add(p, ip, "\"%s\" is listed twice", name);
       errors++;
+    } else if (group) {
+      ae_metric_set_add_groups(sel, group);
     } else {
-      bits |= 1u << found;
+      ae_metric_set_add(sel, id);
     }
   }
-  *out = bits;
   return errors;
+}
+
+/* Reads settings.init. */
+static int parse_init(const json_t *v, ae_init_scheme *out, ae_problem *p) {
+  static const struct {
+    const char *name;
+    ae_init_scheme scheme;
+  } schemes[] = {{"kaiming_normal", AE_INIT_KAIMING_NORMAL},
+                 {"torch_default", AE_INIT_TORCH_DEFAULT},
+                 {"gaussian", AE_INIT_GAUSSIAN}};
+  const char *name = json_is_string(v) ? json_string_value(v) : "";
+  for (size_t k = 0; k < sizeof schemes / sizeof schemes[0]; k++)
+    if (strcmp(name, schemes[k].name) == 0) {
+      *out = schemes[k].scheme;
+      return 0;
+    }
+  ae_problem_add(p, "/settings/init",
+                 "must be one of kaiming_normal, torch_default, gaussian");
+  return 1;
+}
+
+static const char *init_name(ae_init_scheme s) {
+  switch (s) {
+  case AE_INIT_TORCH_DEFAULT:
+    return "torch_default";
+  case AE_INIT_GAUSSIAN:
+    return "gaussian";
+  case AE_INIT_KAIMING_NORMAL:
+    break;
+  }
+  return "kaiming_normal";
 }
 
 /* Reads an optional nested settings object; NULL when absent or bad. */
@@ -107,19 +200,50 @@ static const json_t *settings_child(const json_t *s, const char *key,
   return v;
 }
 
-static int parse_settings(const json_t *v, ae_settings *s, ae_problem *p) {
+/* Reads the settings; *fc_given is set when feature_corr_lambda_min.samples
+ * is given (checked against the batch size once the data is known). */
+static int parse_settings(const json_t *v, ae_settings *s, int *fc_given,
+                          ae_problem *p) {
   const char *ptr = "/settings";
   if (!json_is_object(v)) {
     ae_problem_add(p, ptr, "must be an object, not %s", ae_json_type_name(v));
     return 1;
   }
-  static const char *const keys[] = {"linear_regions", "curvature", "ntk",
-                                     "eta", NULL};
+  static const char *const keys[] = {"linear_regions",
+                                     "curvature",
+                                     "ntk",
+                                     "eta",
+                                     "init",
+                                     "activation_patterns",
+                                     "feature_corr_lambda_min",
+                                     NULL};
   int errors = ae_check_keys(v, keys, ptr, p);
   const json_t *lr = settings_child(v, "linear_regions", &errors, p);
   const json_t *cv = settings_child(v, "curvature", &errors, p);
   const json_t *ntk = settings_child(v, "ntk", &errors, p);
+  const json_t *ap = settings_child(v, "activation_patterns", &errors, p);
+  const json_t *fc = settings_child(v, "feature_corr_lambda_min", &errors, p);
   long long x;
+  const json_t *init = json_object_get(v, "init");
+  if (init) errors += parse_init(init, &s->init, p);
+  if (ap) {
+    static const char *const k[] = {"repeats", NULL};
+    errors += ae_check_keys(ap, k, "/settings/activation_patterns", p);
+    x = s->ap_repeats;
+    errors += ae_get_int(ap, "repeats", "/settings/activation_patterns", 1, 64,
+                         &x, p);
+    s->ap_repeats = (int)x;
+  }
+  if (fc) {
+    static const char *const k[] = {"samples", NULL};
+    errors += ae_check_keys(fc, k, "/settings/feature_corr_lambda_min", p);
+    x = s->fc_samples;
+    /* The upper bound is the batch size, checked with the data. */
+    errors += ae_get_int(fc, "samples", "/settings/feature_corr_lambda_min", 1,
+                         INT_MAX, &x, p);
+    s->fc_samples = (int)x;
+    *fc_given = json_object_get(fc, "samples") != NULL;
+  }
   if (lr) {
     static const char *const k[] = {"samples", "repeats", NULL};
     errors += ae_check_keys(lr, k, "/settings/linear_regions", p);
@@ -678,30 +802,42 @@ static json_t *data_json(const ae_data_spec *d, const json_t *given) {
   return o;
 }
 
-static json_t *normalised_json(const ae_request *r, const json_t *body) {
-  json_t *metrics = json_array();
-  if (!metrics) return NULL;
-  for (int k = 0; k < 4; k++)
-    if ((r->metrics & (1u << k)) &&
-        json_array_append_new(metrics, json_string(group_names[k]))) {
-      json_decref(metrics);
+/* The selected metrics as "group.field" names, in catalog order. */
+static json_t *selected_json(ae_metric_set sel) {
+  json_t *list = json_array();
+  for (int k = 0; list && k < AE_M_COUNT; k++) {
+    if (!ae_metric_set_has(sel, (ae_metric_id)k)) continue;
+    const ae_metric_info *m = ae_metric_info_of((ae_metric_id)k);
+    if (json_array_append_new(list,
+                              json_sprintf("%s.%s", m->group, m->field))) {
+      json_decref(list);
       return NULL;
     }
+  }
+  return list;
+}
+
+static json_t *normalised_json(const ae_request *r, const json_t *body) {
   const ae_settings *s = &r->settings;
   json_t *settings = json_pack(
-      "{s:{s:i, s:i}, s:{s:i, s:i}, s:{s:i, s:s}, s:o}", "linear_regions",
-      "samples", s->lr_samples, "repeats", s->lr_repeats, "curvature", "points",
-      s->curv_points, "repeats", s->curv_repeats, "ntk", "repeats",
-      s->ntk_repeats, "parameterization",
+      "{s:{s:i, s:i}, s:{s:i, s:i}, s:{s:i, s:s}, s:o, s:s, s:{s:i}, "
+      "s:{s:i}}",
+      "linear_regions", "samples", s->lr_samples, "repeats", s->lr_repeats,
+      "curvature", "points", s->curv_points, "repeats", s->curv_repeats, "ntk",
+      "repeats", s->ntk_repeats, "parameterization",
       s->ntk_parameterization == AE_NTK_NTK ? "ntk" : "standard", "eta",
-      isfinite(s->eta) ? json_real(s->eta) : json_null());
-  return json_pack("{s:o, s:o, s:I, s:o, s:o, s:i, s:I, s:o}", "architecture",
-                   arch_json(r, json_object_get(body, "architecture")), "data",
-                   data_json(&r->data, json_object_get(body, "data")), "seed",
-                   (json_int_t)r->seed, "metrics", metrics, "settings",
-                   settings, "priority", r->priority, "timeout_ms",
-                   (json_int_t)r->timeout_ms, "client_ref",
-                   r->client_ref ? json_string(r->client_ref) : json_null());
+      isfinite(s->eta) ? json_real(s->eta) : json_null(), "init",
+      init_name(s->init), "activation_patterns", "repeats", s->ap_repeats,
+      "feature_corr_lambda_min", "samples", s->fc_samples);
+  return json_pack(
+      "{s:o, s:o, s:I, s:o, s:o, s:o, s:i, s:I, s:o}", "architecture",
+      arch_json(r, json_object_get(body, "architecture")), "data",
+      data_json(&r->data, json_object_get(body, "data")), "seed",
+      (json_int_t)r->seed, "profile",
+      r->profile ? json_string(r->profile) : json_null(), "metrics",
+      selected_json(r->selected), "settings", settings, "priority", r->priority,
+      "timeout_ms", (json_int_t)r->timeout_ms, "client_ref",
+      r->client_ref ? json_string(r->client_ref) : json_null());
 }
 
 /* ---- the request ---- */
@@ -717,6 +853,25 @@ static double graph_activation_values(const ae_graph *g) {
   return total;
 }
 
+/* 1 when the selection needs the empirical NTK (its per-sample gradient
+ * rows): the NTK family and the metrics computed from it. */
+static int needs_empirical_ntk(ae_metric_set s) {
+  return ae_metric_set_has(s, AE_M_NTK_LAMBDA_MIN) ||
+         ae_metric_set_has(s, AE_M_KERNEL_COMPLEXITY) ||
+         ae_metric_set_has(s, AE_M_KERNEL_REGRESSION_VAL_MSE);
+}
+
+double ae_request_working_set(const ae_request *r) {
+  double batch = r->data.batch_size;
+  double params = ae_graph_params(&r->net) * 4;
+  /* Forward values, their gradients and a scratch copy, for the batch. */
+  double bytes = graph_activation_values(&r->net) * batch * 4 * 3;
+  /* The weights and, for the empirical NTK, one gradient row per sample
+   * (else one gradient). */
+  bytes += params * (needs_empirical_ntk(r->selected) ? batch : 2);
+  return bytes;
+}
+
 int ae_request_parse(const json_t *body, const ae_catalog *cat,
                      const ae_limits *lim, ae_request *out, ae_problem *p) {
   memset(out, 0, sizeof *out);
@@ -728,9 +883,9 @@ int ae_request_parse(const json_t *body, const ae_catalog *cat,
                    body ? ae_json_type_name(body) : "nothing");
     return AE_EINVAL;
   }
-  static const char *const keys[] = {"architecture", "data",       "seed",
-                                     "metrics",      "settings",   "priority",
-                                     "timeout_ms",   "client_ref", NULL};
+  static const char *const keys[] = {
+      "architecture", "data",     "seed",       "profile",    "metrics",
+      "settings",     "priority", "timeout_ms", "client_ref", NULL};
   int errors = ae_check_keys(body, keys, "", p);
   int rc = AE_OK;
   /* Architecture. */
@@ -767,29 +922,22 @@ int ae_request_parse(const json_t *body, const ae_catalog *cat,
     errors++;
   else
     out->seed = (uint64_t)x;
+  /* The selection: the profile's metrics and those "metrics" names, a
+   * union; neither given means the profile "full". */
+  const json_t *profile = json_object_get(body, "profile");
   const json_t *metrics = json_object_get(body, "metrics");
-  if (metrics) errors += parse_metrics(metrics, &out->metrics, p);
-  /* Interim (until profiles land): every metric of the groups named
-   * except those of ranking.md, whose engine code is not merged yet. */
-  ae_metric_set_add_groups(&out->selected, out->metrics);
-  {
-    static const ae_metric_id not_yet[] = {AE_M_MACS,
-                                           AE_M_ACTIVATION_PATTERNS,
-                                           AE_M_ACTIVATION_PATTERNS_UNITS,
-                                           AE_M_ACTIVATION_PATTERNS_SATURATED,
-                                           AE_M_PATTERN_KERNEL_LOGDET,
-                                           AE_M_FEATURE_ISOTROPY,
-                                           AE_M_FEATURE_PROGRESSIVITY,
-                                           AE_M_FEATURE_CORR_LAMBDA_MIN,
-                                           AE_M_FEATURE_CORR_LAMBDA_MIN_MEAN,
-                                           AE_M_JACOBIAN_TRAINABILITY,
-                                           AE_M_KERNEL_REGRESSION_VAL_MSE,
-                                           AE_M_KERNEL_REGRESSION_VAL_ACC};
-    for (size_t k = 0; k < sizeof not_yet / sizeof not_yet[0]; k++)
-      out->selected.bits &= ~((uint64_t)1 << not_yet[k]);
+  if (profile)
+    errors += parse_profile(profile, &out->profile, &out->selected, p);
+  if (metrics) errors += parse_metrics(metrics, &out->selected, p);
+  if (!out->profile && !metrics) {
+    out->profile = "full";
+    (void)ae_metric_profile("full", &out->selected); /* a known name */
   }
+  out->metrics = ae_metric_set_groups(out->selected);
   const json_t *settings = json_object_get(body, "settings");
-  if (settings) errors += parse_settings(settings, &out->settings, p);
+  int fc_given = 0;
+  if (settings)
+    errors += parse_settings(settings, &out->settings, &fc_given, p);
   x = 0;
   errors += ae_get_int(body, "priority", "", -1000, 1000, &x, p);
   out->priority = (int)x;
@@ -817,6 +965,14 @@ int ae_request_parse(const json_t *body, const ae_catalog *cat,
     goto fail;
   }
   errors += derr;
+  if (!derr && fc_given && out->settings.fc_samples > out->data.batch_size) {
+    ae_problem_add(p, "/settings/feature_corr_lambda_min/samples",
+                   "must be at most the batch size (%d)", out->data.batch_size);
+    errors++;
+  } else if (!derr && !fc_given &&
+             out->settings.fc_samples > out->data.batch_size) {
+    out->settings.fc_samples = out->data.batch_size;
+  }
   if (!errors && out->arch.type == AE_ARCH_NB201 && out->data.input_rank != 3) {
     ae_problem_add(p,
                    meta.info        ? "/data/dataset"
@@ -836,9 +992,7 @@ int ae_request_parse(const json_t *body, const ae_catalog *cat,
   if (rc == AE_ENOMEM) goto fail;
   if (rc != AE_OK) goto invalid;
   if (lim->max_working_set_bytes > 0) {
-    double batch = out->data.batch_size;
-    double bytes = graph_activation_values(&out->net) * batch * 4 * 3 +
-                   ae_graph_params(&out->net) * 4 * batch;
+    double bytes = ae_request_working_set(out);
     if (bytes > lim->max_working_set_bytes) {
       ae_problem_add(p, "/data/batch_size",
                      "the estimated working set (%.3g bytes for this network "

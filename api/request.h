@@ -76,6 +76,8 @@ typedef struct {
   uint64_t seed;
   unsigned metrics;       /* AE_GROUP_* bits of the groups selected */
   ae_metric_set selected; /* the metrics selected (profile and "metrics") */
+  const char *profile;    /* "fast", "rank", "full", "all" (static), or
+                             NULL when only "metrics" was given */
   ae_settings settings;
   int priority; /* lower runs sooner */
   long long timeout_ms;
@@ -94,6 +96,12 @@ int ae_request_parse(const json_t *body, const ae_catalog *cat,
  * the line and column.  Used by the daemon and the CLI alike. */
 int ae_json_parse_body(const char *buf, size_t len, json_t **out,
                        ae_problem *p);
+
+/* The estimated working set of the request's selected work, in bytes
+ * (checked against ae_limits.max_working_set_bytes): activations of the
+ * batch, the weights, and the per-sample gradients only when a selected
+ * metric needs the empirical NTK. */
+double ae_request_working_set(const ae_request *r);
 
 /* Settings at their defaults. */
 void ae_settings_default(ae_settings *s);

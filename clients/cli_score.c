@@ -46,6 +46,16 @@ static void score_usage(FILE *f) {
           "                        options ,split=train|test ,labels=FILE\n"
           "                        ,shape=CxHxW\n"
           "  --datasets-dir DIR    register every dataset one level under DIR\n"
+          "  --profile P           what to compute: fast, rank, full or all\n"
+          "                        (a request without profile or metrics:\n"
+          "                        full)\n"
+          "  --metrics LIST        comma-separated groups (topology,\n"
+          "                        expressivity, convergence, generalization,\n"
+          "                        proxies) or metrics "
+          "(convergence.ntk_condition)\n"
+          "                        to compute, with --profile their union;\n"
+          "                        either flag replaces every request's own\n"
+          "                        \"profile\" and \"metrics\"\n"
           "  -h, --help            show this help\n"
           "\n"
           "Exit status: 0 all scored, 1 a job failed, 2 bad usage, 3 a\n"
@@ -172,6 +182,60 @@ static double wall_seconds(void) {
   return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
+/* --metrics LIST as a JSON array of names (new reference), each checked:
+ * NULL with a message on stderr for an unknown or empty name. */
+static json_t *metrics_flag(const char *list) {
+  json_t *arr = json_array();
+  const char *p = list;
+  while (arr) {
+    const char *end = strchr(p, ',');
+    size_t n = end ? (size_t)(end - p) : strlen(p);
+    char name[128];
+    ae_metric_id id;
+    if (n == 0 || n >= sizeof name) {
+      fprintf(stderr,
+              "archeval score: --metrics: an empty or overlong name "
+              "in '%s'\n",
+              list);
+      break;
+    }
+    memcpy(name, p, n);
+    name[n] = '\0';
+    if (!ae_metric_group_bit(name) && ae_metric_from_name(name, &id)) {
+      fprintf(stderr,
+              "archeval score: --metrics: unknown '%s' (a group: topology, "
+              "expressivity, convergence, generalization, proxies; or a "
+              "metric such as convergence.ntk_condition)\n",
+              name);
+      break;
+    }
+    if (json_array_append_new(arr, json_string(name))) break;
+    if (!end) return arr;
+    p = end + 1;
+  }
+  json_decref(arr);
+  return NULL;
+}
+
+/* Replaces the "profile" and "metrics" of every request object in root by
+ * those of the command line (either may be NULL: not set).  0 or -1 (out
+ * of memory). */
+static int apply_selection(json_t *root, const char *profile,
+                           const json_t *metrics) {
+  size_t n = json_is_array(root) ? json_array_size(root) : 1;
+  for (size_t i = 0; i < n; i++) {
+    json_t *r = json_is_array(root) ? json_array_get(root, i) : root;
+    if (!json_is_object(r)) continue; /* the parser says what is wrong */
+    json_object_del(r, "profile");
+    json_object_del(r, "metrics");
+    if (profile && json_object_set_new(r, "profile", json_string(profile)))
+      return -1;
+    if (metrics && json_object_set_new(r, "metrics", json_deep_copy(metrics)))
+      return -1;
+  }
+  return 0;
+}
+
 /* --datasets-dir: what was skipped goes to stderr. */
 static void warn_dataset(void *ctx, int warning, const char *message) {
   (void)ctx;
@@ -184,10 +248,13 @@ int ae_cli_score(int argc, char **argv) {
       {"threads", required_argument, NULL, 't'},
       {"dataset", required_argument, NULL, 'd'},
       {"datasets-dir", required_argument, NULL, 'D'},
+      {"profile", required_argument, NULL, 'p'},
+      {"metrics", required_argument, NULL, 'm'},
       {"help", no_argument, NULL, 'h'},
       {NULL, 0, NULL, 0}};
   const char *datasets[AE_SCORE_MAX_DATASETS], *datasets_dir = NULL;
   int n_datasets = 0, threads = 1;
+  const char *profile = NULL, *metrics_list = NULL;
   ae_engine_config cfg = {AE_BACKEND_HOST, 0, 0};
   optind = 1;
   opterr = 0;
@@ -224,6 +291,19 @@ int ae_cli_score(int argc, char **argv) {
     case 'D':
       datasets_dir = optarg;
       break;
+    case 'p': {
+      ae_metric_set unused;
+      if (ae_metric_profile(optarg, &unused)) {
+        fprintf(stderr, "archeval score: --profile must be fast, rank, full "
+                        "or all\n");
+        return AE_EXIT_USAGE;
+      }
+      profile = optarg;
+      break;
+    }
+    case 'm':
+      metrics_list = optarg;
+      break;
     case 'h':
       score_usage(stdout);
       return AE_EXIT_OK;
@@ -239,6 +319,9 @@ int ae_cli_score(int argc, char **argv) {
     return AE_EXIT_USAGE;
   }
   const char *path = optind < argc ? argv[optind] : "-";
+  json_t *metrics_arr = NULL;
+  if (metrics_list && !(metrics_arr = metrics_flag(metrics_list)))
+    return AE_EXIT_USAGE;
 
   int status = AE_EXIT_OK;
   ae_problem p = AE_PROBLEM_INIT;
@@ -253,11 +336,17 @@ int ae_cli_score(int argc, char **argv) {
   if (rc) {
     fprintf(stderr, "archeval score: cannot read %s: %s\n",
             strcmp(path, "-") ? path : "standard input", ae_strerror(rc));
+    json_decref(metrics_arr);
     return AE_EXIT_FAILURE;
   }
   if (ae_json_parse_body(buf, len, &root, &p)) {
     print_problem(&p);
     status = AE_EXIT_INVALID;
+    goto done;
+  }
+  if ((profile || metrics_arr) && apply_selection(root, profile, metrics_arr)) {
+    fprintf(stderr, "archeval score: out of memory\n");
+    status = AE_EXIT_FAILURE;
     goto done;
   }
   int is_array = json_is_array(root);
@@ -402,6 +491,7 @@ done:
   }
   free(items);
   json_decref(root);
+  json_decref(metrics_arr);
   free(buf);
   ae_dataset_registry_free(&reg);
   ae_problem_clear(&p);

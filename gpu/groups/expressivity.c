@@ -323,13 +323,17 @@ static double proxy_width(const ae_request *r) {
   return m;
 }
 
+/* Each metric only when selected (a profile computes nothing it does not
+ * report). */
 static int expressivity_run(ae_job_state *job, ae_error *err) {
-  int rc = linear_regions(job, err);
+  int rc =
+      ae_job_wants(job, AE_M_LINEAR_REGIONS) ? linear_regions(job, err) : AE_OK;
   if (rc) return rc;
   rc = ae_job_checkpoint(job->ctl);
   if (rc) return rc;
-  rc = curvature(job, err);
+  rc = ae_job_wants(job, AE_M_CURVATURE) ? curvature(job, err) : AE_OK;
   if (rc) return rc;
+  if (!ae_job_wants(job, AE_M_PATH_PROXY)) return ae_job_checkpoint(job->ctl);
   rc = ae_job_paths(job, err);
   if (rc) return rc;
   ae_scorecard *sc = job->sc;

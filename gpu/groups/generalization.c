@@ -37,8 +37,11 @@ static void targets(const ae_job_state *job, int cols, double *y) {
   }
 }
 
+/* The kernel complexity family, only when selected. */
 static int generalization_run(ae_job_state *job, ae_error *err) {
   ae_scorecard *sc = job->sc;
+  if (!ae_job_wants(job, AE_M_KERNEL_COMPLEXITY))
+    return ae_job_checkpoint(job->ctl);
   int n = job->batch.n, rc = ae_job_theta(job, err);
   if (rc) return rc;
   rc = ae_job_paths(job, err);

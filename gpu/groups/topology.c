@@ -1,6 +1,7 @@
-/* topology.c: the topology group (scorecard.md §2.1): parameters, FLOPs,
- * input-to-output paths and their depths, effective depth and width, and
- * the search-space filter.  Runs on the job's worker thread; writes only
+/* topology.c: the topology group (scorecard.md §2.1): parameters, FLOPs
+ * and MACs, and, when the paths family is selected, input-to-output paths
+ * and their depths, effective depth and width, and the search-space
+ * filter.  Runs on the job's worker thread; writes only
  * job->sc->topology. */
 #include "gpu/groups/group.h"
 
@@ -16,6 +17,8 @@ static int topology_run(ae_job_state *job, ae_error *err) {
   const ae_request *r = job->req;
   sc->topology.params = ae_graph_params(&r->net);
   sc->topology.flops = ae_graph_flops(&r->net);
+  sc->topology.macs = ae_graph_macs(&r->net);
+  if (!ae_job_wants(job, AE_M_PATHS)) return ae_job_checkpoint(job->ctl);
   int rc = ae_job_paths(job, err);
   if (rc) return rc;
   const ae_paths *paths = &job->paths;

@@ -372,6 +372,86 @@ def test_retry_after_429(tmp):
         d.cleanup()
 
 
+MLP_REQ = {"architecture": {"type": "mlp_dag", "dag": "2_21_112",
+                            "width": 16},
+           "data": {"batch_size": 6, "input_shape": [12]},
+           "settings": {"linear_regions": {"samples": 100, "repeats": 1},
+                        "curvature": {"points": 16, "repeats": 1}},
+           "metrics": ["convergence"]}
+
+
+def test_profile_flags(d, tmp):
+    """score --profile/--metrics replace each request's selection; a
+    profile renders exactly its metrics; the daemon takes "profile"."""
+    path = os.path.join(tmp, "sel.json")
+    with open(path, "w") as f:
+        json.dump([MLP_REQ, dict(MLP_REQ, profile="all")], f)
+    code, out, err = cli(["score", "--help"])
+    h.check(code == 0 and "--profile P" in out and "--metrics LIST" in out,
+            "score --help documents --profile and --metrics", out)
+    code, out, err = cli(["score", "--profile", "fast", path])
+    lines = [json.loads(x) for x in out.splitlines()]
+    h.check(code == 0 and len(lines) == 2, "score --profile fast", err)
+    for res in (x.get("result", {}) for x in lines):
+        h.check(sorted(res.get("expressivity", {})) ==
+                ["activation_patterns", "activation_patterns_saturated",
+                 "activation_patterns_units"] and
+                sorted(res.get("convergence", {})) ==
+                ["feature_corr_lambda_min", "feature_corr_lambda_min_mean"]
+                and "generalization" not in res and "proxies" not in res
+                and res.get("topology", {}).get("macs") ==
+                res.get("topology", {}).get("flops", 0) / 2,
+                "fast: topology and the two fast components only, no NTK",
+                json.dumps(res)[:600])
+    code, out, err = cli(["score", "--profile", "fast", "--metrics",
+                          "expressivity.curvature,generalization", path])
+    res = json.loads(out.splitlines()[0]).get("result", {}) if out else {}
+    h.check(code == 0 and "curvature" in res.get("expressivity", {}) and
+            "linear_regions" not in res.get("expressivity", {}) and
+            "kernel_complexity" in res.get("generalization", {}) and
+            "ntk_lambda_min" not in res.get("convergence", {}),
+            "--profile and --metrics combine as a union", out[:600] + err)
+    code, out, err = cli(["score", "--metrics", "topology.params", path])
+    res = json.loads(out.splitlines()[1]).get("result", {}) if out else {}
+    h.check(code == 0 and sorted(res) == ["provenance", "topology",
+                                          "warnings"]
+            and sorted(res["topology"]) == ["params"],
+            "--metrics alone replaces the request's profile", out[:600])
+    code, _, err = cli(["score", "--profile", "quick", path])
+    h.check(code == 2 and "fast, rank, full or all" in err,
+            "a bad --profile exits 2 naming the profiles", err)
+    code, _, err = cli(["score", "--metrics", "topology,convergence.x", path])
+    h.check(code == 2 and "convergence.x" in err,
+            "a bad --metrics name exits 2 naming it", err)
+    bad = os.path.join(tmp, "badprofile.json")
+    with open(bad, "w") as f:
+        json.dump(dict(MLP_REQ, profile="quick"), f)
+    code, _, err = cli(["score", bad])
+    h.check(code == 3 and "/profile" in err, "a bad profile in a request is "
+            "a 422 naming /profile", err)
+    fast = os.path.join(tmp, "fast.json")
+    with open(fast, "w") as f:
+        json.dump(dict(MLP_REQ, profile="fast", metrics=["topology.flops"]),
+                  f)
+    code, ids, err = submit_ids(fast, d.url)
+    if ids:
+        code, _, err = cli(["wait"] + ids, d.url)
+    h.check(code == 0 and len(ids) == 1, "submit a fast-profile job and wait",
+            err)
+    code, out, err = cli(["get"] + ids[:1], d.url)
+    job = json.loads(out) if code == 0 and out.strip().startswith("{") \
+        else {}
+    req = job.get("request", {})
+    res = job.get("result", {})
+    h.check(req.get("profile") == "fast" and
+            "topology.macs" in req.get("metrics", []) and
+            "convergence.ntk_lambda_min" not in req.get("metrics", []),
+            "the normalised request shows the profile and the metric list",
+            json.dumps(req)[:600])
+    h.check("ntk_lambda_min" not in res.get("convergence", {}),
+            "the daemon computes no NTK for fast", json.dumps(res)[:600])
+
+
 def main():
     h.require_daemon()
     if not os.access(h.CLI, os.X_OK):
@@ -388,6 +468,7 @@ def main():
         h.section(test_idempotency, d, tmp)
         h.section(test_errors, d, tmp)
         h.section(test_issue17, d, tmp)
+        h.section(test_profile_flags, d, tmp)
         h.section(test_cancel_delete_timeout, d, tmp, job_id)
     finally:
         status = d.stop()

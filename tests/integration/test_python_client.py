@@ -353,6 +353,40 @@ def test_parser_answers(client):
     job.wait(timeout=300)
 
 
+def test_profiles(client):
+    """profile= and metrics= reach the request; the job renders exactly
+    the selection; bad names are refused."""
+    mlp = {"type": "mlp_dag", "dag": "2_21_112", "width": 16}
+    data = {"batch_size": 6, "input_shape": [12]}
+    job = client.submit(mlp, data=data, profile="fast",
+                        metrics="topology.params, expressivity.curvature")
+    req = job.data["request"]
+    h.check(req.get("profile") == "fast" and
+            "expressivity.curvature" in req.get("metrics", []) and
+            "convergence.feature_corr_lambda_min" in req.get("metrics", []),
+            "profile= and a comma-separated metrics= make a union",
+            json.dumps(req)[:400])
+    result = job.wait(timeout=300)
+    h.check("curvature" in result.get("expressivity", {}) and
+            "ntk_lambda_min" not in result.get("convergence", {}) and
+            "linear_regions" not in result.get("expressivity", {}),
+            "the result holds the selection and nothing else",
+            json.dumps(result)[:400])
+    try:
+        client.submit(mlp, data=data, profile="quick")
+        h.check(False, "profile='quick' raises ValueError")
+    except ValueError as err:
+        h.check("fast, rank, full, all" in str(err),
+                "profile='quick' raises ValueError naming the profiles")
+    err = expect_error(
+        ac.InvalidRequest,
+        lambda: client.submit(mlp, data=data, metrics=["topology",
+                                                       "convergence.nope"]),
+        "an unknown metric: InvalidRequest", 422)
+    h.check(err is not None and [e.get("pointer") for e in err.errors] ==
+            ["/metrics/1"], "... pointing at /metrics/1", err)
+
+
 def test_cancel_fail_timeout(client):
     # Two blockers keep both workers busy, so this job is queued (or just
     # started) for a few seconds even on a fast machine.
@@ -480,6 +514,7 @@ def main():
         h.section(test_progress_line)
         h.section(test_batches_and_filters, client)
         h.section(test_parser_answers, client)
+        h.section(test_profiles, client)
         h.section(test_cancel_fail_timeout, client)
     finally:
         status = d.stop()

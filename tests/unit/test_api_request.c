@@ -101,10 +101,20 @@ START_TEST(defaults_filled_in) {
   ck_assert_int_eq(json_integer_value(npath(&r, "data", "batch_size")), 64);
   ck_assert_int_eq(json_integer_value(npath(&r, "data", "num_classes")), 10);
   ck_assert_int_eq(json_integer_value(npath(&r, "seed", NULL)), 1);
-  ck_assert_int_eq(json_array_size(npath(&r, "metrics", NULL)), 4);
-  ck_assert_str_eq(
-      json_string_value(json_array_get(npath(&r, "metrics", NULL), 3)),
-      "generalization");
+  /* Neither profile nor metrics: the profile "full", every metric of the
+   * four aspect groups, listed by name in catalog order. */
+  ck_assert_str_eq(json_string_value(npath(&r, "profile", NULL)), "full");
+  ae_metric_set full;
+  ck_assert_int_eq(ae_metric_profile("full", &full), 0);
+  ck_assert_uint_eq(r.selected.bits, full.bits);
+  json_t *ml = npath(&r, "metrics", NULL);
+  ck_assert_int_eq(json_array_size(ml), __builtin_popcountll(full.bits));
+  ck_assert_str_eq(json_string_value(json_array_get(ml, 0)), "topology.params");
+  ck_assert_str_eq(json_string_value(json_array_get(ml, 2)), "topology.macs");
+  for (size_t i = 0; i < json_array_size(ml); i++)
+    ck_assert_msg(
+        strncmp(json_string_value(json_array_get(ml, i)), "proxies.", 8) != 0,
+        "full selects %s", json_string_value(json_array_get(ml, i)));
   json_t *s = npath(&r, "settings", NULL);
   ck_assert_int_eq(json_integer_value(json_object_get(
                        json_object_get(s, "linear_regions"), "samples")),
@@ -116,6 +126,15 @@ START_TEST(defaults_filled_in) {
                                                      "parameterization")),
                    "standard");
   ck_assert(json_is_null(json_object_get(s, "eta")));
+  ck_assert_str_eq(json_string_value(json_object_get(s, "init")),
+                   "kaiming_normal");
+  ck_assert_int_eq(json_integer_value(json_object_get(
+                       json_object_get(s, "activation_patterns"), "repeats")),
+                   8);
+  ck_assert_int_eq(
+      json_integer_value(json_object_get(
+          json_object_get(s, "feature_corr_lambda_min"), "samples")),
+      8);
   ck_assert_int_eq(json_integer_value(npath(&r, "priority", NULL)), 0);
   ck_assert_int_eq(json_integer_value(npath(&r, "timeout_ms", NULL)), 600000);
   ck_assert(json_is_null(npath(&r, "client_ref", NULL)));
@@ -159,10 +178,13 @@ START_TEST(explicit_values_kept) {
   ck_assert_int_eq(r.settings.ntk_repeats, 3);
   ck_assert_int_eq(r.priority, -5);
   ck_assert_str_eq(r.client_ref, "example/resnet-cell");
-  /* Metrics are listed in canonical order. */
+  /* Metrics are listed by name in catalog order, without a profile. */
   json_t *m = npath(&r, "metrics", NULL);
-  ck_assert_str_eq(json_string_value(json_array_get(m, 0)), "expressivity");
-  ck_assert_str_eq(json_string_value(json_array_get(m, 1)), "convergence");
+  ck_assert(json_is_null(npath(&r, "profile", NULL)));
+  ck_assert_str_eq(json_string_value(json_array_get(m, 0)),
+                   "expressivity.linear_regions");
+  ck_assert_str_eq(json_string_value(json_array_get(m, json_array_size(m) - 1)),
+                   "convergence.jacobian_trainability");
   ae_request_free(&r);
   json_decref(body);
 
@@ -498,6 +520,291 @@ START_TEST(graph_output_width) {
 }
 END_TEST
 
+/* Parses text, expecting a 422 naming ptr (whose detail contains want
+ * when not NULL). */
+static void expect_invalid(const char *text, const char *ptr,
+                           const char *want) {
+  json_t *body = load_text(text);
+  ae_request r;
+  ae_problem p = AE_PROBLEM_INIT;
+  ck_assert_int_eq(ae_request_parse(body, &catalog, &lim, &r, &p), AE_EINVAL);
+  ck_assert_int_eq(p.status, 422);
+  int found = 0;
+  for (size_t i = 0; i < p.n_errors; i++)
+    if (strcmp(p.errors[i].pointer, ptr) == 0 &&
+        (!want || strstr(p.errors[i].detail, want)))
+      found = 1;
+  ck_assert_msg(found, "%s: no error at %s with \"%s\" (first: %s %s)", text,
+                ptr, want ? want : "", p.n_errors ? p.errors[0].pointer : "",
+                p.n_errors ? p.errors[0].detail : "");
+  ck_assert_ptr_null(r.normalised);
+  ae_problem_clear(&p);
+  json_decref(body);
+}
+
+#define MLP                                                                    \
+  "{\"architecture\":{\"type\":\"mlp_dag\",\"dag\":\"2_02_002\","              \
+  "\"width\":16},\"data\":{\"batch_size\":6,\"input_shape\":[8]}"
+
+/* Parses MLP + rest; the request (free it). */
+static void parse_mlp(const char *rest, ae_request *r) {
+  char text[1024];
+  snprintf(text, sizeof text, "%s%s}", MLP, rest);
+  json_t *body = load_text(text);
+  parse_ok(body, r);
+  /* The normalised request selects the same again. */
+  ae_request r2;
+  parse_ok(r->normalised, &r2);
+  ck_assert_uint_eq(r2.selected.bits, r->selected.bits);
+  ck_assert(json_equal(r->normalised, r2.normalised));
+  ae_request_free(&r2);
+  json_decref(body);
+}
+
+static int selected_count(const ae_request *r) {
+  return __builtin_popcountll(r->selected.bits);
+}
+
+START_TEST(profiles_and_metrics) {
+  ae_request r;
+  static const char *const names[] = {"fast", "rank", "full", "all"};
+  for (size_t i = 0; i < 4; i++) {
+    char rest[64];
+    snprintf(rest, sizeof rest, ",\"profile\":\"%s\"", names[i]);
+    parse_mlp(rest, &r);
+    ae_metric_set want;
+    ck_assert_int_eq(ae_metric_profile(names[i], &want), 0);
+    ck_assert_uint_eq(r.selected.bits, want.bits);
+    ck_assert_str_eq(json_string_value(npath(&r, "profile", NULL)), names[i]);
+    ck_assert_uint_eq(r.metrics, ae_metric_set_groups(want));
+    ae_request_free(&r);
+  }
+  /* fast: topology and the two fast components, no NTK, no curvature. */
+  parse_mlp(",\"profile\":\"fast\"", &r);
+  ck_assert(ae_metric_set_has(r.selected, AE_M_FLOPS));
+  ck_assert(ae_metric_set_has(r.selected, AE_M_ACTIVATION_PATTERNS));
+  ck_assert(ae_metric_set_has(r.selected, AE_M_FEATURE_CORR_LAMBDA_MIN_MEAN));
+  ck_assert(!ae_metric_set_has(r.selected, AE_M_NTK_LAMBDA_MIN));
+  ck_assert(!ae_metric_set_has(r.selected, AE_M_CURVATURE));
+  ck_assert(!ae_metric_set_has(r.selected, AE_M_NNGP_LAMBDA_MIN));
+  ck_assert(!ae_metric_set_has(r.selected, AE_M_KERNEL_COMPLEXITY));
+  ck_assert_uint_eq(r.metrics, AE_GROUP_TOPOLOGY | AE_GROUP_EXPRESSIVITY |
+                                   AE_GROUP_CONVERGENCE);
+  ae_request_free(&r);
+  /* rank: the default combination, synflow included; no curvature. */
+  parse_mlp(",\"profile\":\"rank\"", &r);
+  ck_assert(ae_metric_set_has(r.selected, AE_M_SYNFLOW));
+  ck_assert(!ae_metric_set_has(r.selected, AE_M_GRAD_NORM));
+  ck_assert(ae_metric_set_has(r.selected, AE_M_JACOBIAN_TRAINABILITY));
+  ck_assert(ae_metric_set_has(r.selected, AE_M_FEATURE_PROGRESSIVITY));
+  ck_assert(!ae_metric_set_has(r.selected, AE_M_CURVATURE));
+  ck_assert(!ae_metric_set_has(r.selected, AE_M_LINEAR_REGIONS));
+  ck_assert(r.metrics & AE_GROUP_PROXIES);
+  ae_request_free(&r);
+  /* One metric alone brings its family, and nothing else. */
+  parse_mlp(",\"metrics\":[\"convergence.ntk_condition\"]", &r);
+  ck_assert_int_eq(selected_count(&r), 5);
+  ck_assert(ae_metric_set_has(r.selected, AE_M_NTK_LAMBDA_MIN));
+  ck_assert(ae_metric_set_has(r.selected, AE_M_STEPS_TO_1E_3));
+  ck_assert_uint_eq(r.metrics, AE_GROUP_CONVERGENCE);
+  ck_assert(json_is_null(npath(&r, "profile", NULL)));
+  ck_assert_int_eq(json_array_size(npath(&r, "metrics", NULL)), 5);
+  ae_request_free(&r);
+  /* Curvature without linear regions, and the reverse. */
+  parse_mlp(",\"metrics\":[\"expressivity.curvature\"]", &r);
+  ck_assert_int_eq(selected_count(&r), 1);
+  ck_assert(!ae_metric_set_has(r.selected, AE_M_LINEAR_REGIONS));
+  ae_request_free(&r);
+  parse_mlp(",\"metrics\":[\"expressivity.linear_regions_saturated\"]", &r);
+  ck_assert_int_eq(selected_count(&r), 3);
+  ck_assert(!ae_metric_set_has(r.selected, AE_M_CURVATURE));
+  ae_request_free(&r);
+  /* A group name, "proxies" included, and a union with the profile. */
+  parse_mlp(",\"metrics\":[\"proxies\"]", &r);
+  ck_assert_int_eq(selected_count(&r), 5);
+  ck_assert_uint_eq(r.metrics, AE_GROUP_PROXIES);
+  ae_request_free(&r);
+  parse_mlp(",\"profile\":\"fast\",\"metrics\":[\"expressivity.curvature\","
+            "\"generalization\"]",
+            &r);
+  ae_metric_set fast;
+  ck_assert_int_eq(ae_metric_profile("fast", &fast), 0);
+  ck_assert_uint_eq(r.selected.bits & fast.bits, fast.bits);
+  ck_assert(ae_metric_set_has(r.selected, AE_M_CURVATURE));
+  ck_assert(ae_metric_set_has(r.selected, AE_M_KERNEL_REGRESSION_VAL_ACC));
+  ck_assert(!ae_metric_set_has(r.selected, AE_M_LINEAR_REGIONS));
+  ck_assert_str_eq(json_string_value(npath(&r, "profile", NULL)), "fast");
+  ae_request_free(&r);
+  /* "profile": null is the same as no profile. */
+  parse_mlp(",\"profile\":null,\"metrics\":[\"topology\"]", &r);
+  ck_assert_uint_eq(r.metrics, AE_GROUP_TOPOLOGY);
+  ae_request_free(&r);
+}
+END_TEST
+
+START_TEST(profile_and_metric_errors) {
+  expect_invalid(MLP ",\"profile\":\"quick\"}", "/profile",
+                 "fast, rank, full, all");
+  expect_invalid(MLP ",\"profile\":3}", "/profile", "fast, rank, full, all");
+  expect_invalid(MLP ",\"metrics\":[\"topology\",\"topology.flops\","
+                     "\"convergence\",\"convergence.nope\"]}",
+                 "/metrics/3", "convergence.nope");
+  expect_invalid(MLP ",\"metrics\":[\"convergence.nope\"]}", "/metrics/0",
+                 "the group has: ntk_lambda_min, ntk_lambda_max, "
+                 "ntk_condition, nngp_lambda_min");
+  expect_invalid(MLP ",\"metrics\":[\"proxies.nope\"]}", "/metrics/0",
+                 "synflow, grad_norm, snip, jacob_cov, zico");
+  expect_invalid(MLP ",\"metrics\":[\"nope\"]}", "/metrics/0",
+                 "topology, expressivity, convergence, generalization, "
+                 "proxies");
+  expect_invalid(MLP ",\"metrics\":[\"topology.\"]}", "/metrics/0", NULL);
+  expect_invalid(MLP ",\"metrics\":[\".flops\"]}", "/metrics/0", NULL);
+  expect_invalid(MLP ",\"metrics\":[7]}", "/metrics/0", NULL);
+  expect_invalid(MLP ",\"metrics\":[\"topology.flops\",\"topology.flops\"]}",
+                 "/metrics/1", "twice");
+  expect_invalid(MLP ",\"metrics\":[]}", "/metrics", NULL);
+  expect_invalid(MLP ",\"metrics\":\"topology\"}", "/metrics", NULL);
+}
+END_TEST
+
+START_TEST(ranking_settings) {
+  ae_request r;
+  parse_mlp(",\"settings\":{\"init\":\"torch_default\","
+            "\"activation_patterns\":{\"repeats\":64},"
+            "\"feature_corr_lambda_min\":{\"samples\":6}}",
+            &r);
+  ck_assert_int_eq(r.settings.init, AE_INIT_TORCH_DEFAULT);
+  ck_assert_int_eq(r.settings.ap_repeats, 64);
+  ck_assert_int_eq(r.settings.fc_samples, 6);
+  json_t *s = npath(&r, "settings", NULL);
+  ck_assert_str_eq(json_string_value(json_object_get(s, "init")),
+                   "torch_default");
+  ae_request_free(&r);
+  parse_mlp(",\"settings\":{\"init\":\"gaussian\"}", &r);
+  ck_assert_int_eq(r.settings.init, AE_INIT_GAUSSIAN);
+  /* The default samples (8) shrink to the batch of 6. */
+  ck_assert_int_eq(r.settings.fc_samples, 6);
+  ck_assert_int_eq(r.settings.ap_repeats, 8);
+  ae_request_free(&r);
+  expect_invalid(MLP ",\"settings\":{\"init\":\"xavier\"}}", "/settings/init",
+                 "kaiming_normal, torch_default, gaussian");
+  expect_invalid(MLP ",\"settings\":{\"activation_patterns\":{\"repeats\":0}}}",
+                 "/settings/activation_patterns/repeats", NULL);
+  expect_invalid(MLP
+                 ",\"settings\":{\"activation_patterns\":{\"repeats\":65}}}",
+                 "/settings/activation_patterns/repeats", NULL);
+  expect_invalid(MLP ",\"settings\":{\"activation_patterns\":{\"x\":1}}}",
+                 "/settings/activation_patterns/x", NULL);
+  expect_invalid(MLP ",\"settings\":{\"activation_patterns\":3}}",
+                 "/settings/activation_patterns", NULL);
+  expect_invalid(MLP
+                 ",\"settings\":{\"feature_corr_lambda_min\":{\"samples\":0}}}",
+                 "/settings/feature_corr_lambda_min/samples", NULL);
+  expect_invalid(MLP
+                 ",\"settings\":{\"feature_corr_lambda_min\":{\"samples\":7}}}",
+                 "/settings/feature_corr_lambda_min/samples", "batch size (6)");
+}
+END_TEST
+
+/* The working set counts the per-sample gradient rows of the empirical
+ * NTK only when a selected metric needs them: a fast job on a big batch is
+ * not refused for NTK memory it will not use. */
+START_TEST(working_set_follows_selection) {
+  const char *full = "{\"architecture\":{\"type\":\"mlp_dag\","
+                     "\"dag\":\"2_21_112\"},\"data\":{\"batch_size\":256}}";
+  const char *fast = "{\"architecture\":{\"type\":\"mlp_dag\","
+                     "\"dag\":\"2_21_112\"},\"data\":{\"batch_size\":256},"
+                     "\"profile\":\"fast\"}";
+  ae_request r;
+  json_t *b = load_text(fast);
+  parse_ok(b, &r);
+  double fast_bytes = ae_request_working_set(&r);
+  double params = ae_graph_params(&r.net);
+  ae_request_free(&r);
+  json_decref(b);
+  b = load_text(full);
+  parse_ok(b, &r);
+  double full_bytes = ae_request_working_set(&r);
+  ae_request_free(&r);
+  json_decref(b);
+  /* The difference is the gradient rows: params x (256 - 2) floats. */
+  ck_assert_double_eq_tol(full_bytes - fast_bytes, params * 4 * (256 - 2),
+                          1e-6 * full_bytes);
+  lim.max_working_set_bytes = (fast_bytes + full_bytes) / 2;
+  expect_invalid(full, "/data/batch_size", "working set");
+  b = load_text(fast);
+  parse_ok(b, &r);
+  ae_request_free(&r);
+  json_decref(b);
+  /* Any NTK-based metric brings the rows back. */
+  expect_invalid("{\"architecture\":{\"type\":\"mlp_dag\","
+                 "\"dag\":\"2_21_112\"},\"data\":{\"batch_size\":256},"
+                 "\"profile\":\"fast\",\"metrics\":["
+                 "\"generalization.kernel_complexity\"]}",
+                 "/data/batch_size", NULL);
+}
+END_TEST
+
+/* NAS-Bench-201's FLOPs convention (its get_model_infos counter sums,
+ * per image, k*k*c_in*c_out*H*W over Conv2d and in*out + out over the
+ * classifier; pools and BatchNorm count nothing) written out for the
+ * CIFAR network, C = 16, N = 5: stem 3->16 3x3 at 32x32; per cell and
+ * stage, 9 C^2 H^2 per nor_conv_3x3 edge and C^2 H^2 per nor_conv_1x1;
+ * two ResNet reduction blocks (3x3 stride 2, 3x3, 1x1 shortcut after an
+ * average pool); the 64 -> 10 classifier with its bias. */
+static double nb201_macs_convention(int conv3, int conv1) {
+  double macs = 3.0 * 9 * 16 * 32 * 32;
+  static const int channels[3] = {16, 32, 64}, side[3] = {32, 16, 8};
+  for (int st = 0; st < 3; st++) {
+    double c = channels[st], hw = (double)side[st] * side[st];
+    macs += 5 * (9.0 * conv3 + conv1) * c * c * hw;
+    if (st > 0) {
+      double cin = channels[st - 1];
+      macs += (9 * cin * c + 9 * c * c + cin * c) * hw;
+    }
+  }
+  return macs + 64 * 10 + 10;
+}
+
+START_TEST(nb201_macs_follow_its_convention) {
+  static const struct {
+    const char *cell;
+    int conv3, conv1;
+  } cells[] = {
+      {"|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|nor_conv_3x3~0|"
+       "nor_conv_3x3~1|nor_conv_3x3~2|",
+       6, 0},
+      {"|nor_conv_3x3~0|+|none~0|nor_conv_3x3~1|+|skip_connect~0|none~1|"
+       "none~2|",
+       2, 0},
+      {"|nor_conv_1x1~0|+|avg_pool_3x3~0|nor_conv_3x3~1|+|skip_connect~0|"
+       "nor_conv_1x1~1|avg_pool_3x3~2|",
+       1, 2},
+      {"|none~0|+|none~0|none~1|+|none~0|none~1|none~2|", 0, 0},
+  };
+  for (size_t i = 0; i < sizeof cells / sizeof cells[0]; i++) {
+    char text[512];
+    snprintf(text, sizeof text,
+             "{\"architecture\":{\"type\":\"nb201\",\"cell\":\"%s\"},"
+             "\"data\":{\"batch_size\":2}}",
+             cells[i].cell);
+    json_t *body = load_text(text);
+    ae_request r;
+    parse_ok(body, &r);
+    double macs = ae_graph_macs(&r.net);
+    ck_assert_msg(macs == nb201_macs_convention(cells[i].conv3, cells[i].conv1),
+                  "%s: %.0f MACs, the convention gives %.0f", cells[i].cell,
+                  macs, nb201_macs_convention(cells[i].conv3, cells[i].conv1));
+    ck_assert_double_eq(ae_graph_flops(&r.net), 2 * macs);
+    ae_request_free(&r);
+    json_decref(body);
+  }
+  /* The all-conv cell: NAS-Bench-201 lists 220.11969 MFLOPs and 1.531546 M
+   * parameters for it on CIFAR-10. */
+  ck_assert_double_eq(nb201_macs_convention(6, 0), 220119690.0);
+}
+END_TEST
+
 START_TEST(dumps_round_trips) {
   json_t *o = json_pack("{s:f, s:f, s:i, s:s}", "third", 1.0 / 3.0, "big",
                         6.02214076e23, "n", 3, "z", "a");
@@ -535,6 +842,11 @@ static Suite *request_suite(void) {
   tcase_add_test(tc, non_finite_literals_named);
   tcase_add_test(tc, graph_output_width);
   tcase_add_test(tc, dumps_round_trips);
+  tcase_add_test(tc, profiles_and_metrics);
+  tcase_add_test(tc, profile_and_metric_errors);
+  tcase_add_test(tc, ranking_settings);
+  tcase_add_test(tc, working_set_follows_selection);
+  tcase_add_test(tc, nb201_macs_follow_its_convention);
   suite_add_tcase(s, tc);
   return s;
 }

@@ -460,6 +460,144 @@ START_TEST(test_inline_data) {
 }
 END_TEST
 
+/* MLP_REQ's network and settings with extra top-level fields. */
+#define MLP_SEL(extra)                                                         \
+  "{\"architecture\":{\"type\":\"mlp_dag\",\"dag\":\"2_21_112\","              \
+  "\"width\":32},\"data\":{\"batch_size\":8,\"input_shape\":[20]},"            \
+  "\"settings\":{\"linear_regions\":{\"samples\":200,"                         \
+  "\"repeats\":2},\"curvature\":{\"points\":16,\"repeats\":2}}," extra "}"
+
+/* The keys of result part `group`, comma-separated, in order. */
+static void part_keys(json_t *res, const char *group, char *out, size_t n) {
+  out[0] = '\0';
+  const char *key;
+  json_t *v;
+  size_t used = 0;
+  json_object_foreach(json_object_get(res, group), key, v) {
+    int w = snprintf(out + used, n - used, "%s%s", used ? "," : "", key);
+    ck_assert(w > 0 && (size_t)w < n - used);
+    used += (size_t)w;
+  }
+}
+
+/* A metric selected alone is rendered alone with its family; curvature
+ * runs without linear regions and the reverse; the other groups are
+ * absent. */
+START_TEST(test_metric_selected_alone) {
+  ae_engine *e = open_host();
+  char keys[512];
+  json_t *a = score_text(
+      e, MLP_SEL("\"metrics\":[\"convergence.ntk_condition\"]"), NULL, NULL);
+  ck_assert_ptr_nonnull(a);
+  part_keys(a, "convergence", keys, sizeof keys);
+  ck_assert_str_eq(keys, "ntk_lambda_min,ntk_lambda_max,ntk_condition,rate,"
+                         "steps_to_1e-3");
+  ck_assert(json_is_number(
+      json_object_get(json_object_get(a, "convergence"), "ntk_condition")));
+  ck_assert_ptr_null(json_object_get(a, "topology"));
+  ck_assert_ptr_null(json_object_get(a, "expressivity"));
+  ck_assert_ptr_null(json_object_get(a, "generalization"));
+  json_t *t = json_object_get(json_object_get(a, "provenance"), "timings_s");
+  ck_assert_ptr_null(json_object_get(t, "expressivity"));
+  ck_assert_ptr_nonnull(json_object_get(t, "convergence"));
+  json_decref(a);
+
+  a = score_text(e, MLP_SEL("\"metrics\":[\"expressivity.curvature\"]"), NULL,
+                 NULL);
+  part_keys(a, "expressivity", keys, sizeof keys);
+  ck_assert_str_eq(keys, "curvature");
+  ck_assert(json_is_number(
+      json_object_get(json_object_get(a, "expressivity"), "curvature")));
+  /* Nothing said about linear regions: they were not asked for. */
+  char *text = ae_json_dumps(a);
+  ck_assert_ptr_null(strstr(text, "linear_regions"));
+  free(text);
+  json_decref(a);
+
+  a = score_text(e, MLP_SEL("\"metrics\":[\"expressivity.linear_regions\"]"),
+                 NULL, NULL);
+  part_keys(a, "expressivity", keys, sizeof keys);
+  ck_assert_str_eq(keys, "linear_regions,linear_regions_samples,"
+                         "linear_regions_saturated");
+  ck_assert(json_is_number(
+      json_object_get(json_object_get(a, "expressivity"), "linear_regions")));
+  text = ae_json_dumps(a);
+  ck_assert_ptr_null(strstr(text, "curvature"));
+  free(text);
+  json_decref(a);
+
+  /* Topology's params alone: the paths family is not computed. */
+  a = score_text(e, MLP_SEL("\"metrics\":[\"topology.macs\"]"), NULL, NULL);
+  part_keys(a, "topology", keys, sizeof keys);
+  ck_assert_str_eq(keys, "flops,macs");
+  json_t *topo = json_object_get(a, "topology");
+  /* 20x32 stem, three 32x32 edges, 32x10 readout, no biases. */
+  ck_assert_double_eq(json_number_value(json_object_get(topo, "macs")),
+                      20 * 32 + 3 * 32 * 32 + 32 * 10);
+  ck_assert_double_eq(json_number_value(json_object_get(topo, "flops")),
+                      2 * json_number_value(json_object_get(topo, "macs")));
+  json_decref(a);
+  ae_engine_close(e);
+}
+END_TEST
+
+/* Runs the request's groups on a job state as ae_engine_score does, and
+ * leaves the job's intermediates for inspection (free with
+ * ae_job_state_free, then the scorecard). */
+static void run_job(const ae_request *req, ae_exec_device *dev,
+                    ae_scorecard *sc, ae_job_state *job) {
+  memset(job, 0, sizeof *job);
+  ae_scorecard_init(sc);
+  job->req = req;
+  job->exec = &ae_host_executor;
+  job->device = dev;
+  job->sc = sc;
+  ae_job_select_metrics(job);
+  ae_error err = AE_ERROR_INIT;
+  ck_assert_int_eq(ae_batch_draw(req, NULL, &job->batch, &err), 0);
+  for (size_t g = 0; g < job->n_requested; g++)
+    ck_assert_int_eq(job->requested[g]->run(job, &err), 0);
+  ae_error_clear(&err);
+}
+
+/* A profile computes nothing it does not report: no empirical NTK, no
+ * analytic kernels and no curvature or linear regions for "fast"; no
+ * curvature for "rank"; "full" computes them all (the control that
+ * shows the check can fail). */
+START_TEST(test_profile_computes_only_selected) {
+  ae_exec_device *dev = NULL;
+  ae_error err = AE_ERROR_INIT;
+  ck_assert_int_eq(ae_host_executor.device_open(0, &dev, &err), 0);
+  static const char *const profiles[] = {"fast", "rank", "full"};
+  for (int i = 0; i < 3; i++) {
+    char text[1024];
+    snprintf(text, sizeof text, MLP_SEL("\"profile\":\"%s\""), profiles[i]);
+    ae_request req;
+    parse(text, &req);
+    ae_scorecard sc;
+    ae_job_state job;
+    run_job(&req, dev, &sc, &job);
+    int full = i == 2;
+    ck_assert_msg((job.theta != NULL) == full, "%s: empirical NTK %s",
+                  profiles[i], job.theta ? "computed" : "missing");
+    ck_assert_int_eq(job.kernels_state, full ? 1 : 0);
+    ck_assert_int_eq(job.nngp != NULL, full);
+    ck_assert_int_eq(isfinite(sc.expressivity.curvature), full);
+    ck_assert_int_eq(isfinite(sc.expressivity.linear_regions), full);
+    ck_assert_int_eq(isfinite(sc.convergence.ntk_lambda_min), full);
+    ck_assert_int_eq(isfinite(sc.generalization.kernel_complexity), full);
+    /* Topology is in every profile. */
+    ck_assert(isfinite(sc.topology.macs) && sc.topology.macs > 0);
+    ck_assert(isfinite(sc.topology.effective_depth));
+    ae_job_state_free(&job);
+    ae_scorecard_free(&sc);
+    ae_request_free(&req);
+  }
+  ae_host_executor.device_close(dev);
+  ae_error_clear(&err);
+}
+END_TEST
+
 static Suite *engine_suite(void) {
   Suite *s = suite_create("engine_score");
   TCase *tc = tcase_create("core");
@@ -471,6 +609,8 @@ static Suite *engine_suite(void) {
   tcase_add_test(tc, test_nb201_on_cifar10);
   tcase_add_test(tc, test_inline_data);
   tcase_add_test(tc, test_group_table);
+  tcase_add_test(tc, test_metric_selected_alone);
+  tcase_add_test(tc, test_profile_computes_only_selected);
   tcase_add_test(tc, test_cuda_backend_and_names);
   suite_add_tcase(s, tc);
   return s;

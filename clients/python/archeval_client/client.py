@@ -39,8 +39,9 @@ from .study import Study, study_body
 DEFAULT_SERVER = "http://127.0.0.1:8000"
 LONG_POLL_MAX_MS = 30000
 TERMINAL_STATES = ("succeeded", "failed", "cancelled")
-REQUEST_FIELDS = ("data", "seed", "metrics", "settings", "priority",
-                  "timeout_ms", "client_ref")
+REQUEST_FIELDS = ("data", "seed", "profile", "metrics", "settings",
+                  "priority", "timeout_ms", "client_ref")
+PROFILES = ("fast", "rank", "full", "all")
 # Bodies this large are checked against the server's limits and sent only
 # after the server agreed (Expect: 100-continue).
 LARGE_BODY_BYTES = 8192
@@ -318,12 +319,21 @@ class Client:
 
     def submit(self, architecture, idempotency_key=None, **settings):
         """Submits one job for `architecture` (scorecard.md 1.1) and returns
-        its Job.  settings: data, seed, metrics, settings, priority,
-        timeout_ms, client_ref (api.md)."""
+        its Job.  settings: data, seed, profile, metrics, settings,
+        priority, timeout_ms, client_ref (api.md).  profile: "fast",
+        "rank", "full" or "all"; metrics: group names or "group.field"
+        metric names, a list or one comma-separated string; the job
+        computes the union of both (neither: "full")."""
         unknown = sorted(set(settings) - set(REQUEST_FIELDS))
         if unknown:
             raise TypeError("submit() got unknown settings: %s"
                             % ", ".join(unknown))
+        if settings.get("profile") not in (None,) + PROFILES:
+            raise ValueError("profile must be one of %s, not %r"
+                             % (", ".join(PROFILES), settings["profile"]))
+        if isinstance(settings.get("metrics"), str):
+            settings["metrics"] = [m.strip() for m in
+                                   settings["metrics"].split(",")]
         request = {"architecture": architecture}
         request.update({k: v for k, v in settings.items() if v is not None})
         return self.submit_request(request, idempotency_key)
