@@ -364,6 +364,10 @@ static int study_validate(ae_server *srv, json_t *body, json_t **req,
     json_t *v = json_object_get(body, member_keys[i]);
     if (v) json_object_set(probe, member_keys[i], v);
   }
+  /* A study's members default to the profile "rank" (api.md), unless
+   * the study names its metrics. */
+  if (!json_object_get(body, "profile") && !json_object_get(body, "metrics"))
+    json_object_set_new(probe, "profile", json_string("rank"));
   json_object_set_new(probe, "architecture",
                       json_pack("{s:s, s:s}", "type", "mlp_dag", "dag", "1"));
   ae_request r;
@@ -393,14 +397,18 @@ static int study_validate(ae_server *srv, json_t *body, json_t **req,
     json_object_set(n, "data", json_object_get(r.normalised, "data"));
     json_object_set(n, "seed", json_object_get(r.normalised, "seed"));
     json_object_set(n, "settings", json_object_get(r.normalised, "settings"));
-    json_object_set(n, "metrics", json_object_get(r.normalised, "metrics"));
+    if (json_object_get(body, "metrics"))
+      json_object_set(n, "metrics", json_object_get(r.normalised, "metrics"));
     ae_request_free(&r);
   }
   /* Only what was given: the data's inline samples are not repeated. */
   json_t *data = json_object_get(body, "data");
   if (data) json_object_set(n, "data", data);
   const json_t *profile = json_object_get(body, "profile");
-  if (profile) json_object_set(n, "profile", (json_t *)profile);
+  if (profile)
+    json_object_set(n, "profile", (json_t *)profile);
+  else if (!json_object_get(body, "metrics"))
+    json_object_set_new(n, "profile", json_string("rank"));
   const json_t *rank = json_object_get(body, "rank");
   json_object_set_new(n, "rank",
                       rank ? json_deep_copy(rank) : json_string("default"));

@@ -46,7 +46,7 @@ def cells(n, offset=7):
     """n distinct cells spread over the space (no all-none ones)."""
     out = []
     for k, ops in enumerate(itertools.product(OPS, repeat=6)):
-        if k % 97 == offset % 97 and "nor_conv_3x3" in ops:
+        if k % 31 == offset % 31 and "nor_conv_3x3" in ops:
             out.append({"type": "nb201", "channels": 4,
                         "cells_per_stage": 1,
                         "cell": "|%s~0|+|%s~0|%s~1|+|%s~0|%s~1|%s~2|" % ops})
@@ -105,6 +105,15 @@ def test_create_and_list(d):
         r = d.call("POST", "/v1/studies", body)
         check(r.status == 422 and pointer in pointers(r),
               "create rejects %s" % pointer, (r.status, r.body[:300]))
+    r = d.call("POST", "/v1/studies", {"name": "by profile"})
+    check(r.status == 201 and r.json["request"]["profile"] == "rank" and
+          "metrics" not in r.json["request"],
+          "a study without metrics takes the profile rank", r.body[:300])
+    if r.status == 201:
+        d.call("DELETE", "/v1/studies/%s" % r.json["id"])
+    r = d.call("POST", "/v1/studies", {"name": "p", "profile": "fastest"})
+    check(r.status == 422 and "/profile" in pointers(r),
+          "create rejects an unknown profile", r.status)
     r = d.call("POST", "/v1/studies", raw=b"{nope",
                headers={"Content-Type": "application/json"})
     check(r.status == 400, "create: bad JSON is 400", r.status)
