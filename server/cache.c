@@ -148,11 +148,13 @@ int ae_cache_submit(ae_server *srv, ae_request *reqs, size_t n,
     extra[i].canonical = keys[i][0];
     extra[i].cache_key = keys[i][1];
     cache_entry *e = entry_find(c, keys[i][1]);
-    if (e) { /* computing now, or earlier in this batch */
+    if (e && (e->fresh || study)) { /* earlier in this batch, or a study
+                                       member of a network computing now */
       extra[i].deferred = 1;
       leader_of[i] = e;
       continue;
     }
+    if (e) continue; /* a plain job computes on its own (no cache hit yet) */
     if (srv->store) {
       json_t *result = NULL;
       int got =

@@ -7,9 +7,10 @@
  * timeout (data, seed, metrics or profile, settings), the canonical
  * form's version and the engine's version.  A submission whose key is in
  * the store's cache finishes at once, succeeded, "cached": true, with the
- * stored result; one whose key matches a job still queued or running (or
- * an earlier job of the same batch) waits for it ("deferred") and takes
- * its result when it succeeds, or runs when it does not.  A result enters
+ * stored result; one whose key matches an earlier job of the same batch,
+ * or (for a study's member) any job still queued or running, waits for it
+ * ("deferred") and takes its result when it succeeds, or runs when it
+ * does not.  A result enters
  * the cache when a job that computed it succeeds.
  *
  * Thread: the loop thread owns the in-flight map (srv->cache). */
@@ -24,7 +25,11 @@ void ae_cache_free(ae_server *srv);
 
 /* ae_jobs_submit with the cache: each job gets its canonical key, a
  * cached result or a leader to wait for; study (or NULL) is the study
- * each job belongs to.  Errors as ae_jobs_submit (nothing created). */
+ * each job belongs to.  A job waits for an identical one of the same
+ * submission, and a study's member also for one submitted earlier and
+ * still queued or running; a plain job identical to one still running is
+ * computed on its own (jobs stay independent unless a result exists).
+ * Errors as ae_jobs_submit (nothing created). */
 int ae_cache_submit(ae_server *srv, ae_request *reqs, size_t n,
                     const char *idem_key, const char *body_hash, int batch,
                     const char *study, ae_job **out);

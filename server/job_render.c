@@ -41,7 +41,7 @@ static json_t *job_json(ae_server *srv, ae_job *job, int request_placeholder) {
   bad |= json_object_set_new(o, "client_ref",
                              job->client_ref ? json_string(job->client_ref)
                                              : json_null());
-  if (job->handed_over)
+  if (job->handed_over || job->deferred)
     bad |= json_object_set_new(o, "queue_position", json_null());
   else if (job->state == AE_JOB_QUEUED)
     bad |= json_object_set_new(

@@ -177,17 +177,24 @@ def members(d, study):
 
 
 def test_in_flight(d):
-    """A job identical to one still running waits for it: cancelled while
-    it waits it ends at once; when the running one is cancelled, the next
-    waiting one computes instead (not cached); when it succeeds, the
-    waiting ones take its result."""
+    """A study member identical to a job still running waits for it:
+    cancelled while it waits it ends at once; when the running one is
+    cancelled, the next waiting one computes instead (not cached); then
+    the same request is a cache hit.  Two identical plain jobs submitted
+    together both compute; one submitted after the first succeeded is
+    served from the cache."""
     slow = dict(h.SLOW, seed=99, settings={"ntk": {"repeats": 3}})
     lead = d.submit(slow).json
-    twin = d.submit(slow).json
-    third = d.submit(slow).json
+    study = d.call("POST", "/v1/studies", {
+        "name": "in-flight", "data": slow["data"], "seed": slow["seed"],
+        "metrics": slow["metrics"], "settings": slow["settings"]}).json
+    added = d.call("POST", "/v1/studies/%s/architectures" % study["id"],
+                   {"architectures": [slow["architecture"]] * 2}).json
+    twin, third = added["jobs"]
     h.check(twin["state"] == "queued" and not twin["cached"] and
+            twin["queue_position"] is None and
             twin["canonical"] == lead["canonical"],
-            "an identical job waits, queued", twin)
+            "an identical study member waits, queued", twin)
     r = d.call("POST", "/v1/jobs/%s:cancel" % third["id"])
     h.check(r.status == 200 and r.json["state"] == "cancelled",
             "a waiting job cancels at once", r.body[:200])
@@ -199,14 +206,19 @@ def test_in_flight(d):
     again = d.submit(slow).json
     h.check(again["state"] == "succeeded" and again["cached"],
             "then the same request is a cache hit", again["state"])
-    plain = dict(h.SMALL_JOB, seed=5)
+    plain = dict(h.LONG_JOB, seed=5, settings={"ntk": {"repeats": 2}})
     first = d.submit(plain).json
     second = d.submit(plain).json
-    a, b = d.wait(first["id"]), d.wait(second["id"])
+    h.check(second["state"] == "queued" and
+            second["queue_position"] is not None and not second["cached"],
+            "two identical plain jobs at once: both queued to compute")
+    a, b = d.wait(first["id"], timeout=300), d.wait(second["id"], timeout=300)
     h.check(a["state"] == b["state"] == "succeeded" and
-            a["result"]["topology"] == b["result"]["topology"] and
-            (a["cached"] or b["cached"]),
-            "two identical jobs: one computed, one cached")
+            not a["cached"] and not b["cached"], "both computed")
+    third = d.submit(plain).json
+    h.check(third["state"] == "succeeded" and third["cached"] and
+            third["result"] == a["result"],
+            "a later identical job is served from the cache")
 
 
 def main():
