@@ -110,14 +110,19 @@ def main():
         check(d.call("GET", "/ui/nope.js").status == 404,
               "an unknown file is 404")
 
-        s = d.call("POST", "/v1/studies", {
+        r = d.call("POST", "/v1/studies", {
             "name": "ui-study", "metrics": ["topology", "convergence"],
-            "data": {"batch_size": 8}, "seed": 3}).json
-        sid = s["id"]
+            "data": {"batch_size": 8}, "seed": 3})
+        if not check(r.status == 201, "a study is created", r.body[:300]):
+            return h.finish()
+        sid = r.json["id"]
         d.call("POST", "/v1/studies/%s/architectures" % sid, {
             "architectures": [{"type": "mlp_dag", "dag": g, "width": 32}
                               for g in DAGS]})
-        other = d.call("POST", "/v1/studies", {"name": "empty one"}).json
+        other = d.call("POST", "/v1/studies", {"name": "empty one"})
+        check(other.status == 201, "a second study is created",
+              other.body[:300])
+        other = other.json
         deadline = time.monotonic() + 300
         while time.monotonic() < deadline:
             if d.call("GET", "/v1/studies/%s" % sid).json["progress"] >= 1:
