@@ -21,6 +21,8 @@ static void usage(FILE *f) {
       "  score [FILE|-]        score job requests offline, in this process\n"
       "  rank [FILE|-]         rank scorecards or jobs (combined rank, aspect\n"
       "                        ranks, Pareto front); --json, --csv\n"
+      "  study COMMAND         studies: create, add, show, list, rank,\n"
+      "                        export, delete (--watch: a progress bar)\n"
       "  submit FILE|-         submit a job (or a batch: a JSON array or\n"
       "                        {\"jobs\":[...]}); prints the id(s);\n"
       "                        --wait prints the result\n"
@@ -58,17 +60,12 @@ typedef struct {
 } command;
 
 static const command commands[] = {
-    {"score", ae_cli_score},
-    {"submit", ae_cli_submit},
-    {"get", ae_cli_get},
-    {"wait", ae_cli_wait},
-    {"cancel", ae_cli_cancel},
-    {"delete", ae_cli_delete},
-    {"list", ae_cli_list},
-    {"info", ae_cli_info},
-    {"rank", ae_cli_rank},
-    {"canon", ae_cli_canon},
-    {"onnx-lower", ae_cli_onnx_lower},
+    {"score", ae_cli_score},   {"submit", ae_cli_submit},
+    {"get", ae_cli_get},       {"wait", ae_cli_wait},
+    {"cancel", ae_cli_cancel}, {"delete", ae_cli_delete},
+    {"list", ae_cli_list},     {"info", ae_cli_info},
+    {"rank", ae_cli_rank},     {"canon", ae_cli_canon},
+    {"study", ae_cli_study},   {"onnx-lower", ae_cli_onnx_lower},
 };
 
 int main(int argc, char **argv) {

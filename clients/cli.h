@@ -29,6 +29,8 @@ int ae_cli_canon(int argc, char **argv);
 /* `rank`: the combined rank of a population of scorecards (cli_rank.c). */
 int ae_cli_rank(int argc, char **argv);
 int ae_cli_onnx_lower(int argc, char **argv); /* cli_onnx.c */
+/* `study create|add|show|list|rank|export|delete` (cli_study.c). */
+int ae_cli_study(int argc, char **argv);
 
 /* The server commands (http_commands.c), over the HTTP API of api.md.
  * Each accepts --server URL (default $ARCHEVAL_SERVER, else

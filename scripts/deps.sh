@@ -10,7 +10,7 @@ PKGS="build-essential autoconf automake libtool pkg-config
   libsqlite3-dev curl python3 python3-jsonschema valgrind wrk dataset-fashion-mnist
   systemd yamllint shellcheck clang clang-format libpq-dev postgresql
   protobuf-c-compiler libprotobuf-c-dev libonnx-dev libonnx-testdata
-  python3-numpy python3-torch python3-torchvision"
+  python3-numpy python3-torch python3-torchvision chromium"
 missing=""
 for p in $PKGS; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing="$missing $p"

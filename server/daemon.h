@@ -34,7 +34,7 @@ struct ae_http;
 
 /* Told when a job becomes terminal (succeeded, failed, cancelled). */
 typedef void (*ae_terminal_fn)(ae_server *srv, ae_job *job);
-#define AE_MAX_TERMINAL_LISTENERS 4
+#define AE_MAX_TERMINAL_LISTENERS 8
 
 struct ae_server {
   const ae_options *opt;
@@ -59,6 +59,11 @@ struct ae_server {
   ae_terminal_fn on_terminal[AE_MAX_TERMINAL_LISTENERS];
   size_t n_on_terminal;
   uv_timer_t sweep_timer;
+
+  /* The result cache's in-flight map (cache.c) and the studies
+   * (study.c); the loop's. */
+  struct ae_cache *cache;
+  struct ae_studies *studies;
 
   /* The queue (queue.c; any thread, under its lock). */
   ae_queue queue;

@@ -32,11 +32,14 @@
 #include <sys/socket.h>
 
 #include "api/status.h"
+#include "server/cache.h"
 #include "server/daemon.h"
 #include "server/http.h"
 #include "server/job_render.h"
 #include "server/job_state.h"
 #include "server/route.h"
+#include "server/study.h"
+#include "server/ui_assets.h"
 #include "server/util.h"
 #include "server/workers.h"
 
@@ -485,7 +488,7 @@ static enum MHD_Result h_submit(ae_http_req *r) {
     return respond_problem_full(r, &p, retry_after, NULL, 0);
   }
   ae_job *job = NULL;
-  rc = ae_jobs_submit(srv, &req, 1, key, hash, 0, &job);
+  rc = ae_cache_submit(srv, &req, 1, key, hash, 0, NULL, &job);
   if (rc) {
     ae_request_free(&req);
     return rc == AE_EIO ? fail_store(r, "job creation") : fail_internal(r, rc);
@@ -590,7 +593,7 @@ static enum MHD_Result h_batch(ae_http_req *r) {
                   srv->n_queued, n, srv->opt->max_queue);
   } else {
     /* One store transaction for the batch; job i keeps "KEY\nI". */
-    rc = ae_jobs_submit(srv, reqs, n, key, hash, 1, jobs);
+    rc = ae_cache_submit(srv, reqs, n, key, hash, 1, NULL, jobs);
     if (rc) {
       result =
           rc == AE_EIO ? fail_store(r, "batch creation") : fail_internal(r, rc);
@@ -939,6 +942,71 @@ static enum MHD_Result h_delete(ae_http_req *r) {
   return respond(r, 204, NULL, 0, NULL, 1, 0, NULL, NULL, 0);
 }
 
+/* ---- studies (study.c answers; this sends) ---- */
+
+static const char *study_query(void *ctx, const char *name) {
+  return query(ctx, name);
+}
+
+static enum MHD_Result h_study(ae_http_req *r, ae_study_op op) {
+  enum MHD_Result answer = MHD_NO;
+  const char *key = NULL;
+  if (op == AE_STUDY_CREATE || op == AE_STUDY_ADD) {
+    const char *ct = header(r, MHD_HTTP_HEADER_CONTENT_TYPE);
+    if (r->len > 0 && !ae_content_type_is_json(ct))
+      return fail(r, 415, "unsupported_media_type", "Unsupported media type", 0,
+                  "The body must be application/json, not %s.", ct);
+    if (idempotency_key(r, &key, &answer)) return answer;
+  }
+  ae_study_call call = {.op = op,
+                        .id = r->id,
+                        .path = r->path,
+                        .body = r->body,
+                        .len = r->len,
+                        .idem_key = key,
+                        .query = study_query,
+                        .ctx = r};
+  ae_study_reply out;
+  ae_study_handle(r->srv, &call, &out);
+  if (out.problem.status)
+    return respond_problem_full(r, &out.problem, out.retry_after, NULL, 0);
+  ae_problem_clear(&out.problem);
+  return respond(r, out.status, out.body, out.len, out.content_type, 1,
+                 out.retry_after, NULL, out.location[0] ? out.location : NULL,
+                 0);
+}
+
+static enum MHD_Result h_study_create(ae_http_req *r) {
+  return h_study(r, AE_STUDY_CREATE);
+}
+static enum MHD_Result h_study_list(ae_http_req *r) {
+  return h_study(r, AE_STUDY_LIST);
+}
+static enum MHD_Result h_study_get(ae_http_req *r) {
+  return h_study(r, AE_STUDY_GET);
+}
+static enum MHD_Result h_study_delete(ae_http_req *r) {
+  return h_study(r, AE_STUDY_DELETE);
+}
+static enum MHD_Result h_study_add(ae_http_req *r) {
+  return h_study(r, AE_STUDY_ADD);
+}
+static enum MHD_Result h_study_ranking(ae_http_req *r) {
+  return h_study(r, AE_STUDY_RANKING);
+}
+
+/* The static files of /ui/ (ui_assets.c), from the binary. */
+static enum MHD_Result h_ui(ae_http_req *r) {
+  for (const ae_ui_asset *a = ae_ui_assets; a->path; a++) {
+    if (strcmp(a->path, r->path)) continue;
+    char *copy = malloc(a->len ? a->len : 1);
+    if (!copy) return fail_internal(r, AE_ENOMEM);
+    memcpy(copy, a->data, a->len);
+    return respond(r, 200, copy, a->len, a->content_type, 0, 0, NULL, NULL, 0);
+  }
+  return fail(r, 404, "not_found", "Not found", 0, "No file %s.", r->path);
+}
+
 /* ---- routing: route.c finds the row, this table its handler ---- */
 
 static enum MHD_Result h_not_allowed(ae_http_req *r) {
@@ -966,6 +1034,13 @@ static const route_handler handlers[AE_HANDLER_COUNT] = {
     [AE_HANDLER_GET] = h_get,
     [AE_HANDLER_DELETE] = h_delete,
     [AE_HANDLER_CANCEL] = h_cancel,
+    [AE_HANDLER_STUDY_CREATE] = h_study_create,
+    [AE_HANDLER_STUDY_LIST] = h_study_list,
+    [AE_HANDLER_STUDY_GET] = h_study_get,
+    [AE_HANDLER_STUDY_DELETE] = h_study_delete,
+    [AE_HANDLER_STUDY_ADD] = h_study_add,
+    [AE_HANDLER_STUDY_RANKING] = h_study_ranking,
+    [AE_HANDLER_UI] = h_ui,
     [AE_HANDLER_NOT_ALLOWED] = h_not_allowed,
     [AE_HANDLER_NOT_FOUND] = h_not_found,
 };

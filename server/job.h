@@ -72,6 +72,13 @@ typedef struct ae_job {
    * terminal, then "}". */
   ae_text *head_text, *tail_text;
   size_t held_bytes; /* what this job holds, as counted in the table */
+  /* Studies and the result cache (study.c, cache.c; issue 13). */
+  char study[32];     /* the study it belongs to, or "": never expires */
+  char canonical[65]; /* the architecture's canonical key, or "" */
+  char cache_key[65]; /* the result cache's key, or "": not cached */
+  int cached;         /* 1: the result came from the cache (no compute) */
+  int deferred;       /* queued behind an identical job (the cache's
+                         leader): outside the queue and its counts */
 
   ae_queue_entry entry; /* the queue's, while queued */
 
@@ -142,6 +149,11 @@ void ae_job_render_changed(ae_job *job);
 /* Sets the rendered tail to ,"KEY":VALUE} (VALUE a JSON text), or to }
  * when VALUE is NULL.  AE_OK or AE_ENOMEM (the old tail then stays). */
 int ae_job_set_tail(ae_job *job, const char *key, const char *value);
+/* A succeeded job's result and any job's normalised request, parsed from
+ * their rendered texts (new references; NULL when there is none or out
+ * of memory).  The job keeps texts, not trees (bounded memory). */
+json_t *ae_job_result_json(const ae_job *job);
+json_t *ae_job_request_json(const ae_job *job);
 
 /* A new job, zeroed (cancel flag clear), or NULL. */
 ae_job *ae_job_new(void);

@@ -32,6 +32,10 @@ static int load_one(void *ud, const ae_store_job *row) {
   job->timeout_ms = row->timeout_ms;
   job->created_ms = row->created_ms;
   job->seq = row->seq;
+  if (row->study) snprintf(job->study, sizeof job->study, "%s", row->study);
+  if (row->canonical)
+    snprintf(job->canonical, sizeof job->canonical, "%s", row->canonical);
+  job->cached = row->cached;
   if (row->seq >= srv->next_seq) srv->next_seq = row->seq + 1;
   /* The texts are kept as stored: a finished job is never parsed. */
   const char *request = row->request_json ? row->request_json : "null";
@@ -63,7 +67,7 @@ static int load_one(void *ud, const ae_store_job *row) {
       return AE_ENOMEM;
     }
     ae_job_table_add(&srv->jobs, job);
-    ae_job_table_finished(&srv->jobs, job);
+    if (!job->study[0]) ae_job_table_finished(&srv->jobs, job);
     return 0;
   }
   /* Queued or running when we stopped: queue it again. */

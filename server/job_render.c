@@ -46,13 +46,18 @@ static json_t *head_json(ae_server *srv, ae_job *job) {
   bad |= json_object_set_new(o, "client_ref",
                              job->client_ref ? json_string(job->client_ref)
                                              : json_null());
-  if (job->handed_over)
+  if (job->handed_over || job->deferred)
     bad |= json_object_set_new(o, "queue_position", json_null());
   else if (job->state == AE_JOB_QUEUED)
     bad |= json_object_set_new(
         o, "queue_position",
         json_integer(ae_queue_position(&srv->queue, &job->entry)));
   if (job->handed_over) bad |= json_object_set_new(o, "draining", json_true());
+  if (job->study[0])
+    bad |= json_object_set_new(o, "study", json_string(job->study));
+  if (job->canonical[0])
+    bad |= json_object_set_new(o, "canonical", json_string(job->canonical));
+  bad |= json_object_set_new(o, "cached", json_boolean(job->cached));
   bad |= json_object_set_new(
       o, "worker", job->worker[0] ? json_string(job->worker) : json_null());
   bad |= json_object_set_new(o, "request", json_null());

@@ -128,7 +128,8 @@ static void tell_listeners(ae_server *srv, ae_job *job) {
  * twice).  It leaves the queue and the counts the drain waits on; its
  * long polls answer now. */
 void ae_job_hand_over(ae_server *srv, ae_job *job) {
-  if (job->state == AE_JOB_QUEUED && !job->handed_over && srv->n_queued)
+  if (job->state == AE_JOB_QUEUED && !job->handed_over && !job->deferred &&
+      srv->n_queued)
     srv->n_queued--;
   else if (job->state == AE_JOB_RUNNING && srv->n_running)
     srv->n_running--;
@@ -156,16 +157,19 @@ void ae_job_finish(ae_server *srv, ae_job *job, ae_job_state state,
     ae_job_hand_over(srv, job);
     return;
   }
-  if (job->handed_over)
+  if (job->handed_over || job->deferred)
     ; /* already out of the counts */
   else if (job->state == AE_JOB_QUEUED && srv->n_queued)
     srv->n_queued--;
   else if (job->state == AE_JOB_RUNNING && srv->n_running)
     srv->n_running--;
   job->handed_over = 0;
+  job->deferred = 0;
   job->state = state;
   job->finished_ms = ae_now_ms();
-  job->expires_ms = job->finished_ms + srv->opt->job_ttl_secs * 1000;
+  /* A study's members are kept until the study is deleted. */
+  job->expires_ms =
+      job->study[0] ? 0 : job->finished_ms + srv->opt->job_ttl_secs * 1000;
   if (job->has_req) {
     ae_request_free(&job->req);
     job->has_req = 0;
@@ -180,7 +184,7 @@ void ae_job_finish(ae_server *srv, ae_job *job, ae_job_state state,
     ae_log(AE_LOG_ERROR, "job %s: out of memory rendering its end", job->id);
   ae_job_render_changed(job);
   ae_job_table_recount(&srv->jobs, job);
-  ae_job_table_finished(&srv->jobs, job);
+  if (!job->study[0]) ae_job_table_finished(&srv->jobs, job);
   ae_metrics_job_finished(&srv->metrics, state, reason);
   if (srv->store) {
     store_note(srv, "finish", job->id,
@@ -330,7 +334,26 @@ void ae_job_enqueue(ae_server *srv, ae_job *job) {
 int ae_jobs_submit(ae_server *srv, ae_request *reqs, size_t n,
                    const char *idem_key, const char *body_hash, int batch,
                    ae_job **out) {
+  return ae_jobs_submit_ex(srv, reqs, n, idem_key, body_hash, batch, NULL, out);
+}
+
+/* The extras of job i onto it. */
+static void job_take_extra(ae_job *job, const ae_job_extra *x) {
+  if (!x) return;
+  if (x->study) snprintf(job->study, sizeof job->study, "%s", x->study);
+  if (x->canonical)
+    snprintf(job->canonical, sizeof job->canonical, "%s", x->canonical);
+  if (x->cache_key)
+    snprintf(job->cache_key, sizeof job->cache_key, "%s", x->cache_key);
+  job->cached = x->result != NULL;
+  job->deferred = x->deferred && !x->result;
+}
+
+int ae_jobs_submit_ex(ae_server *srv, ae_request *reqs, size_t n,
+                      const char *idem_key, const char *body_hash, int batch,
+                      ae_job_extra *extra, ae_job **out) {
   int rc;
+  char **result_texts = NULL;
   ae_store_job *rows = NULL;
   ae_queue_entry **entries = NULL;
   if (ae_job_table_reserve(&srv->jobs, n)) return AE_ENOMEM;
@@ -363,6 +386,7 @@ int ae_jobs_submit(ae_server *srv, ae_request *reqs, size_t n,
         snprintf(job->idem_key, klen, "%s", idem_key);
       snprintf(job->body_hash, sizeof job->body_hash, "%s", body_hash);
     }
+    job_take_extra(job, extra ? &extra[i] : NULL);
     job->created_ms = now_ms;
     job->enqueued_ns = now_ns;
     job->seq = srv->next_seq + (long long)i;
@@ -373,11 +397,18 @@ int ae_jobs_submit(ae_server *srv, ae_request *reqs, size_t n,
             job->timeout_ms > 0 ? now_ns + job->timeout_ms * 1000000LL : 0};
     entries[i] = &job->entry;
   }
+  /* Cache hits' results, rendered once for the store and the job. */
+  if (!(result_texts = calloc(n, sizeof *result_texts))) goto fail;
+  for (size_t i = 0; i < n; i++) {
+    json_t *result = extra ? extra[i].result : NULL;
+    if (result && !(result_texts[i] = ae_json_dumps(result))) goto fail;
+  }
   if (srv->store) {
     rows = calloc(n, sizeof *rows);
     if (!rows) goto fail;
     for (size_t i = 0; i < n; i++) {
       ae_job *job = out[i];
+      json_t *result = extra ? extra[i].result : NULL;
       rows[i] =
           (ae_store_job){.id = job->id,
                          .state = AE_JOB_QUEUED,
@@ -388,7 +419,17 @@ int ae_jobs_submit(ae_server *srv, ae_request *reqs, size_t n,
                          .priority = job->priority,
                          .timeout_ms = job->timeout_ms,
                          .created_ms = job->created_ms,
-                         .seq = job->seq};
+                         .seq = job->seq,
+                         .study = job->study[0] ? job->study : NULL,
+                         .canonical = job->canonical[0] ? job->canonical : NULL,
+                         .cached = job->cached};
+      if (result) { /* a cache hit: stored finished, with its result */
+        rows[i].state = AE_JOB_SUCCEEDED;
+        rows[i].result_json = result_texts[i];
+        rows[i].finished_ms = now_ms;
+        rows[i].expires_ms =
+            job->study[0] ? 0 : now_ms + srv->opt->job_ttl_secs * 1000;
+      }
     }
     rc = store_note(srv, "insert", out[0]->id,
                     ae_store_insert(srv->store, rows, n));
@@ -399,23 +440,53 @@ int ae_jobs_submit(ae_server *srv, ae_request *reqs, size_t n,
     free(rows);
     rows = NULL;
   }
-  /* Nothing can fail from here on: take the requests and queue. */
+  /* Nothing can fail from here on: take the requests and queue (cache
+   * hits finish at once, deferred jobs wait for their leader). */
   srv->next_seq += (long long)n;
+  size_t queued = 0;
   for (size_t i = 0; i < n; i++) {
-    out[i]->req = reqs[i];
-    out[i]->has_req = 1;
-    json_decref(out[i]->req.normalised); /* its text is request_text */
-    out[i]->req.normalised = NULL;
+    ae_job *job = out[i];
+    json_t *result = extra ? extra[i].result : NULL;
+    job->req = reqs[i];
+    job->has_req = 1;
+    json_decref(job->req.normalised); /* its text is request_text */
+    job->req.normalised = NULL;
     memset(&reqs[i], 0, sizeof reqs[i]);
-    ae_job_table_add(&srv->jobs, out[i]);
+    if (result) { /* a cache hit: finished at once, with its result */
+      json_decref(result);
+      extra[i].result = NULL;
+      ae_request_free(&job->req);
+      job->has_req = 0;
+      job->state = AE_JOB_SUCCEEDED;
+      job->finished_ms = now_ms;
+      job->expires_ms =
+          job->study[0] ? 0 : now_ms + srv->opt->job_ttl_secs * 1000;
+      if (ae_job_set_tail(job, "result", result_texts[i]))
+        ae_log(AE_LOG_ERROR, "job %s: out of memory rendering its end",
+               job->id);
+      ae_job_table_add(&srv->jobs, job);
+      if (!job->study[0]) ae_job_table_finished(&srv->jobs, job);
+      ae_metrics_job_finished(&srv->metrics, AE_JOB_SUCCEEDED, "cached");
+      continue;
+    }
+    ae_job_table_add(&srv->jobs, job);
+    memset(&reqs[i], 0, sizeof reqs[i]);
+    if (!job->deferred) entries[queued++] = &job->entry;
   }
-  ae_queue_push(&srv->queue, entries, n);
+  ae_queue_push(&srv->queue, entries, queued);
   free(entries);
-  srv->n_queued += n;
+  srv->n_queued += queued;
   srv->metrics.jobs_submitted += n;
+  for (size_t i = 0; i < n; i++)
+    free(result_texts[i]);
+  free(result_texts);
   return AE_OK;
 
 fail:
+  if (result_texts)
+    for (size_t i = 0; i < n; i++)
+      free(result_texts[i]);
+  free(result_texts);
   free(rows);
   free(entries);
   for (size_t i = 0; i < n; i++) {
@@ -427,7 +498,8 @@ fail:
 
 void ae_job_cancel(ae_server *srv, ae_job *job) {
   if (ae_job_terminal(job)) return;
-  if (job->handed_over || ae_queue_remove(&srv->queue, &job->entry)) {
+  if (job->handed_over || job->deferred ||
+      ae_queue_remove(&srv->queue, &job->entry)) {
     /* The client asked: cancelled for good, even while draining (reason
      * "draining" would hand the job over to the next start). */
     ae_job_finish(srv, job, AE_JOB_CANCELLED, "cancelled", NULL, NULL);

@@ -44,6 +44,22 @@ size_t ae_jobs_default_memory_budget(void);
  * with p empty when out of memory. */
 int ae_jobs_admit(ae_server *srv, const ae_request *reqs, size_t n, int batch,
                   size_t body_bytes, ae_problem *p, int *retry_after);
+/* What a submission adds to each job (issue 13): NULL fields are
+ * absent.  result (stolen) finishes the job at once as succeeded and
+ * cached; deferred keeps it queued outside the queue, behind an identical
+ * job (cache.c finishes or queues it when that one ends). */
+typedef struct {
+  const char *study;
+  const char *canonical;
+  const char *cache_key;
+  json_t *result;
+  int deferred;
+} ae_job_extra;
+
+/* ae_jobs_submit with extra (n entries, or NULL). */
+int ae_jobs_submit_ex(ae_server *srv, ae_request *reqs, size_t n,
+                      const char *idem_key, const char *body_hash, int batch,
+                      ae_job_extra *extra, ae_job **out);
 /* Queues a job already in the table (room in the queue reserved). */
 void ae_job_enqueue(ae_server *srv, ae_job *job);
 /* A worker took the job (its start event). */

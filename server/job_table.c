@@ -119,6 +119,21 @@ int ae_job_set_tail(ae_job *job, const char *key, const char *value) {
   return AE_OK;
 }
 
+json_t *ae_job_result_json(const ae_job *job) {
+  static const char key[] = ",\"result\":";
+  const ae_text *t = job->tail_text;
+  if (job->state != AE_JOB_SUCCEEDED || !t || t->len < sizeof key ||
+      strncmp(t->data, key, sizeof key - 1))
+    return NULL;
+  /* ,"result":VALUE} : VALUE without the closing brace. */
+  return json_loadb(t->data + sizeof key - 1, t->len - sizeof key, 0, NULL);
+}
+
+json_t *ae_job_request_json(const ae_job *job) {
+  const ae_text *t = job->request_text;
+  return t ? json_loadb(t->data, t->len, 0, NULL) : NULL;
+}
+
 void ae_job_render_changed(ae_job *job) {
   ae_text_unref(job->head_text);
   job->head_text = NULL;

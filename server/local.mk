@@ -9,7 +9,8 @@ ARCHEVALD_CORE = server/util.c server/util.h server/options.c \
 	server/daemon.h server/job_state.c server/job_state.h \
 	server/job_load.c server/job_load.h server/job_render.c \
 	server/job_render.h server/workers.c server/workers.h server/drain.c \
-	server/drain.h server/http.c server/http.h \
+	server/drain.h server/cache.c server/cache.h server/study.c \
+	server/study.h server/http.c server/http.h \
 	server/store_sqlite.c server/store.h
 bin_PROGRAMS += server/archevald
 server_archevald_SOURCES = server/main.c $(ARCHEVALD_CORE)
@@ -60,3 +61,34 @@ EXTRA_DIST += tests/integration/test_reliability_signals.py \
 	tests/integration/test_reliability_loop.py \
 	tests/integration/test_reliability_memory.py
 include tests/fault/local.mk
+
+# Studies, the result cache (issue 13): the study API against a daemon
+# and the offline ranking, and the 15,625 NB201 cells deduplicated.
+TESTS += tests/integration/test_studies.py \
+	tests/integration/test_studies_pg.sh \
+	tests/integration/test_cli_study.py \
+	tests/integration/test_python_study.py \
+	tests/integration/test_study_cache.py
+EXTRA_DIST += tests/integration/test_studies.py \
+	tests/integration/test_studies_pg.sh \
+	tests/integration/test_cli_study.py \
+	tests/integration/test_python_study.py \
+	tests/integration/test_study_cache.py
+
+# The /ui/ page (issue 13): server/ui/ embedded in the binary as C arrays
+# by server/ui/embed.sh; no file is read at run time.
+AE_UI_FILES = server/ui/index.html server/ui/app.js server/ui/style.css
+server_archevald_SOURCES += server/ui_assets.h
+nodist_server_archevald_SOURCES = server/ui_assets.c
+CLEANFILES += server/ui_assets.c
+EXTRA_DIST += server/ui/embed.sh $(AE_UI_FILES)
+server/ui_assets.c: $(srcdir)/server/ui/embed.sh \
+		$(AE_UI_FILES:%=$(srcdir)/%)
+	$(MKDIR_P) server
+	$(SHELL) $(srcdir)/server/ui/embed.sh $(srcdir)/server/ui > $@.tmp
+	mv $@.tmp $@
+
+# The page in a real browser: headless Chromium against a daemon with a
+# study (skips, 77, without chromium).
+TESTS += tests/integration/test_ui.py
+EXTRA_DIST += tests/integration/test_ui.py

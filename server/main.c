@@ -28,12 +28,14 @@
 #include "api/error.h"
 #include "api/status.h"
 #include "gpu/host/blas_env.h"
+#include "server/cache.h"
 #include "server/daemon.h"
 #include "server/drain.h"
 #include "server/http.h"
 #include "server/job_load.h"
 #include "server/job_state.h"
 #include "server/options.h"
+#include "server/study.h"
 #include "server/util.h"
 #include "server/workers.h"
 
@@ -253,6 +255,7 @@ int main(int argc, char **argv) {
   if (ae_metrics_init(&srv->metrics, srv->n_workers)) goto out;
   metrics_open = 1;
   if (ae_workers_init(srv) || ae_drain_init(srv)) goto out;
+  if (ae_cache_init(srv) || ae_studies_init(srv)) goto out;
 
   /* The store: --store (or --store-file, or $ARCHEVAL_STORE_URL unless
    * --no-store) names a PostgreSQL store; else --state-dir's SQLite. */
@@ -277,7 +280,7 @@ int main(int argc, char **argv) {
     }
     ae_log(AE_LOG_INFO, "store: %s (%s)", store_shown,
            ae_store_backend_name(srv->store));
-    if (ae_jobs_load(srv)) goto out;
+    if (ae_jobs_load(srv) || ae_studies_load(srv)) goto out;
   }
 
   uv_signal_init(&loop, &srv->sig_term);
@@ -306,6 +309,8 @@ out:
     if (uv_loop_close(&loop))
       ae_log(AE_LOG_WARN, "the loop still had open handles");
   }
+  ae_studies_free(srv);
+  ae_cache_free(srv);
   if (jobs_open) ae_jobs_free(srv);
   if (metrics_open) ae_metrics_free(&srv->metrics);
   ae_workers_free(srv);

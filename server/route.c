@@ -27,6 +27,12 @@ const char *const ae_route_labels[AE_ROUTE_COUNT] = {"/v1/health/live",
                                                      "/v1/jobs:batch",
                                                      "/v1/jobs/{id}",
                                                      "/v1/jobs/{id}:cancel",
+                                                     "/v1/studies",
+                                                     "/v1/studies/{id}",
+                                                     "/v1/studies/{id}/"
+                                                     "architectures",
+                                                     "/v1/studies/{id}/ranking",
+                                                     "/ui/",
                                                      "other"};
 
 typedef struct {
@@ -64,6 +70,29 @@ static const route_row routes[] = {
     {"/v1/jobs/{id}:cancel", "POST", AE_ROUTE_CANCEL, AE_HANDLER_CANCEL, NULL},
     {"/v1/jobs/{id}:cancel", NULL, AE_ROUTE_CANCEL, AE_HANDLER_NOT_ALLOWED,
      "POST"},
+    {"/v1/studies", "POST", AE_ROUTE_STUDIES, AE_HANDLER_STUDY_CREATE, NULL},
+    {"/v1/studies", "GET", AE_ROUTE_STUDIES, AE_HANDLER_STUDY_LIST, NULL},
+    {"/v1/studies", NULL, AE_ROUTE_STUDIES, AE_HANDLER_NOT_ALLOWED,
+     "POST, GET, HEAD"},
+    {"/v1/studies/{id}", "GET", AE_ROUTE_STUDY, AE_HANDLER_STUDY_GET, NULL},
+    {"/v1/studies/{id}", "DELETE", AE_ROUTE_STUDY, AE_HANDLER_STUDY_DELETE,
+     NULL},
+    {"/v1/studies/{id}", NULL, AE_ROUTE_STUDY, AE_HANDLER_NOT_ALLOWED,
+     "GET, HEAD, DELETE"},
+    {"/v1/studies/{id}/architectures", "POST", AE_ROUTE_STUDY_ARCHITECTURES,
+     AE_HANDLER_STUDY_ADD, NULL},
+    {"/v1/studies/{id}/architectures", NULL, AE_ROUTE_STUDY_ARCHITECTURES,
+     AE_HANDLER_NOT_ALLOWED, "POST"},
+    {"/v1/studies/{id}/ranking", "GET", AE_ROUTE_STUDY_RANKING,
+     AE_HANDLER_STUDY_RANKING, NULL},
+    {"/v1/studies/{id}/ranking", NULL, AE_ROUTE_STUDY_RANKING,
+     AE_HANDLER_NOT_ALLOWED, "GET, HEAD"},
+    {"/ui/", "GET", AE_ROUTE_UI, AE_HANDLER_UI, NULL},
+    {"/ui/", NULL, AE_ROUTE_UI, AE_HANDLER_NOT_ALLOWED, "GET, HEAD"},
+    {"/ui/app.js", "GET", AE_ROUTE_UI, AE_HANDLER_UI, NULL},
+    {"/ui/app.js", NULL, AE_ROUTE_UI, AE_HANDLER_NOT_ALLOWED, "GET, HEAD"},
+    {"/ui/style.css", "GET", AE_ROUTE_UI, AE_HANDLER_UI, NULL},
+    {"/ui/style.css", NULL, AE_ROUTE_UI, AE_HANDLER_NOT_ALLOWED, "GET, HEAD"},
 };
 #define N_ROUTES (sizeof routes / sizeof routes[0])
 

@@ -227,6 +227,60 @@ int ae_store_load(ae_store *s, int (*fn)(void *ud, const ae_store_job *j),
   return status;
 }
 
+int ae_store_mark_cached(ae_store *s, const char *id) {
+  if (!s || !id) return AE_EINVAL;
+  double start = store_now_s();
+  int status = s->ops->mark_cached(s->impl, id);
+  store_record(s, AE_STORE_OP_UPDATE, store_now_s() - start, status);
+  return status;
+}
+
+int ae_store_study_insert(ae_store *s, const ae_store_study *study) {
+  if (!s || !study) return AE_EINVAL;
+  double start = store_now_s();
+  int status = s->ops->study_insert(s->impl, study);
+  store_record(s, AE_STORE_OP_STUDY, store_now_s() - start, status);
+  return status;
+}
+
+int ae_store_study_delete(ae_store *s, const char *id) {
+  if (!s || !id) return AE_EINVAL;
+  double start = store_now_s();
+  int status = s->ops->study_delete(s->impl, id);
+  store_record(s, AE_STORE_OP_STUDY, store_now_s() - start, status);
+  return status;
+}
+
+int ae_store_study_load(ae_store *s,
+                        int (*fn)(void *ud, const ae_store_study *st),
+                        void *ud) {
+  if (!s || !fn) return AE_EINVAL;
+  double start = store_now_s();
+  int status = s->ops->study_load(s->impl, fn, ud);
+  store_record(s, AE_STORE_OP_STUDY, store_now_s() - start, status);
+  return status;
+}
+
+int ae_store_cache_put(ae_store *s, const char *key, const char *canonical,
+                       const char *result_json, long long created_ms) {
+  if (!s || !key || !canonical || !result_json) return AE_EINVAL;
+  double start = store_now_s();
+  int status =
+      s->ops->cache_put(s->impl, key, canonical, result_json, created_ms);
+  store_record(s, AE_STORE_OP_CACHE, store_now_s() - start, status);
+  return status;
+}
+
+int ae_store_cache_get(ae_store *s, const char *key,
+                       int (*fn)(void *ud, const char *result_json), void *ud) {
+  if (!s || !key || !fn) return AE_EINVAL;
+  double start = store_now_s();
+  int status = s->ops->cache_get(s->impl, key, fn, ud);
+  store_record(s, AE_STORE_OP_CACHE, store_now_s() - start,
+               status == AE_ENOTFOUND ? 0 : status);
+  return status;
+}
+
 int ae_store_ping(ae_store *s) {
   if (!s) return AE_EINVAL;
   return s->ops->ping(s->impl);

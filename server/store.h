@@ -52,8 +52,24 @@ typedef struct {
   long long timeout_ms;
   long long created_ms, started_ms, finished_ms, expires_ms; /* 0 = null;
                                   Unix epoch milliseconds */
-  long long seq; /* submission order, for stable listing */
+  long long seq;         /* submission order, for stable listing */
+  const char *study;     /* the study it belongs to ("s_..."), NULL when none */
+  const char *canonical; /* the architecture's canonical key, or NULL */
+  int cached;            /* 1: the result came from the result cache */
 } ae_store_job;
+
+/* One study (api.md "Studies") as stored; strings as for ae_store_job.
+ * Its members are the jobs whose study is its id. */
+typedef struct {
+  const char *id; /* "s_..." */
+  const char *name;
+  const char *request_json; /* the normalised study request */
+  const char *idempotency_key;
+  const char *body_hash;
+  const char *client_ref;
+  long long created_ms;
+  long long seq;
+} ae_store_study;
 
 typedef enum {
   AE_STORE_SYNC_FULL,  /* fsync every commit (default): nothing acked is lost
@@ -144,6 +160,29 @@ int ae_store_expire(ae_store *s, long long now_ms);
 int ae_store_load(ae_store *s, int (*fn)(void *ud, const ae_store_job *j),
                   void *ud);
 
+/* ---- studies and the result cache (issue 13) ---- */
+
+/* Marks a job's result as taken from the cache (before its finish). */
+int ae_store_mark_cached(ae_store *s, const char *id);
+/* Inserts a study.  AE_EINVAL when the id exists; AE_EIO. */
+int ae_store_study_insert(ae_store *s, const ae_store_study *study);
+/* Removes a study and every finished job of it, in one transaction; its
+ * jobs still queued or running stay, without a study (the caller cancelled
+ * them first).  AE_ENOTFOUND when no such study. */
+int ae_store_study_delete(ae_store *s, const char *id);
+/* Calls fn for every study in creation order (before the jobs load). */
+int ae_store_study_load(ae_store *s,
+                        int (*fn)(void *ud, const ae_store_study *st),
+                        void *ud);
+/* Stores a result under a cache key (the first one stored wins: a key
+ * names one computation, so a second result is the same).  0 or AE_EIO. */
+int ae_store_cache_put(ae_store *s, const char *key, const char *canonical,
+                       const char *result_json, long long created_ms);
+/* Looks a key up: 0 with fn called once with the stored result (valid
+ * during the call), AE_ENOTFOUND when absent, AE_EIO. */
+int ae_store_cache_get(ae_store *s, const char *key,
+                       int (*fn)(void *ud, const char *result_json), void *ud);
+
 void ae_store_close(ae_store *s);
 
 /* The message of the last failed call on s, for the log; static storage
@@ -167,6 +206,8 @@ typedef enum {
   AE_STORE_OP_UPDATE, /* mark running / cancel requested, finish, delete */
   AE_STORE_OP_EXPIRE, /* ae_store_expire */
   AE_STORE_OP_LOAD,   /* ae_store_load, without the time spent in fn */
+  AE_STORE_OP_STUDY,  /* study insert / delete / load */
+  AE_STORE_OP_CACHE,  /* cache put / get */
   AE_STORE_OP_COUNT
 } ae_store_op;
 
@@ -212,6 +253,15 @@ typedef struct {
   int (*expire)(void *impl, long long now_ms);
   int (*load)(void *impl, int (*fn)(void *ud, const ae_store_job *j), void *ud);
   int (*ping)(void *impl);
+  int (*mark_cached)(void *impl, const char *id);
+  int (*study_insert)(void *impl, const ae_store_study *study);
+  int (*study_delete)(void *impl, const char *id);
+  int (*study_load)(void *impl, int (*fn)(void *ud, const ae_store_study *st),
+                    void *ud);
+  int (*cache_put)(void *impl, const char *key, const char *canonical,
+                   const char *result_json, long long created_ms);
+  int (*cache_get)(void *impl, const char *key,
+                   int (*fn)(void *ud, const char *result_json), void *ud);
   const char *(*errmsg)(const void *impl);
   void (*close)(void *impl);
 } ae_store_ops;

@@ -53,7 +53,7 @@
 #include "server/store.h"
 
 /* The schema this code writes (the last migration's number). */
-#define AE_PG_SCHEMA_VERSION 1
+#define AE_PG_SCHEMA_VERSION 2
 /* Advisory lock keys: class "ae" + 0x5105 (issue 15), then the purpose. */
 #define AE_PG_LOCK_CLASS 0x61655105
 #define AE_PG_LOCK_OWNER 1   /* session lock: the daemon owning the store */
@@ -68,7 +68,7 @@
 #define AE_PG_LOAD_PAGE "500"
 /* Columns of a job, and jobs per INSERT statement (the protocol allows
  * 65535 parameters). */
-#define PG_JOB_FIELDS 17
+#define PG_JOB_FIELDS 20
 #define PG_INSERT_ROWS_MAX 1000
 
 /* Migration N (index N - 1) takes the schema from version N - 1 to N.
@@ -100,12 +100,35 @@ static const char *const pg_migrations[AE_PG_SCHEMA_VERSION] = {
     "CREATE INDEX archeval_jobs_seq ON archeval_jobs (seq, insert_order);"
     "CREATE INDEX archeval_jobs_expires ON archeval_jobs (expires_ms)"
     " WHERE expires_ms IS NOT NULL;",
+    /* 2 (issue 13): studies, the jobs' study, the result cache. */
+    "ALTER TABLE archeval_jobs ADD COLUMN study text;"
+    "ALTER TABLE archeval_jobs ADD COLUMN canonical text;"
+    "ALTER TABLE archeval_jobs ADD COLUMN cached boolean NOT NULL"
+    " DEFAULT false;"
+    "CREATE INDEX archeval_jobs_study ON archeval_jobs (study)"
+    " WHERE study IS NOT NULL;"
+    "CREATE TABLE archeval_studies ("
+    " id text PRIMARY KEY,"
+    " name text NOT NULL,"
+    " request_json text NOT NULL,"
+    " idempotency_key text,"
+    " body_hash text,"
+    " client_ref text,"
+    " created_ms bigint,"
+    " seq bigint NOT NULL,"
+    " insert_order bigint GENERATED ALWAYS AS IDENTITY);"
+    "CREATE TABLE archeval_result_cache ("
+    " key text PRIMARY KEY,"
+    " canonical text NOT NULL,"
+    " result_json text NOT NULL,"
+    " created_ms bigint);",
 };
 
 #define PG_JOB_COLUMNS                                                         \
   "id, state, cancel_requested, request_json, result_json, error_json,"        \
   " worker, idempotency_key, body_hash, client_ref, priority, timeout_ms,"     \
-  " created_ms, started_ms, finished_ms, expires_ms, seq"
+  " created_ms, started_ms, finished_ms, expires_ms, seq, study, canonical,"   \
+  " cached"
 
 enum {
   PG_INSERT,
@@ -117,6 +140,14 @@ enum {
   PG_LOAD_FIRST,
   PG_LOAD_NEXT,
   PG_EXISTS,
+  PG_MARK_CACHED,
+  PG_STUDY_INSERT,
+  PG_STUDY_DELETE_JOBS,
+  PG_STUDY_RELEASE_JOBS,
+  PG_STUDY_DELETE,
+  PG_STUDY_LOAD,
+  PG_CACHE_PUT,
+  PG_CACHE_GET,
   PG_STMT_COUNT
 };
 
@@ -128,8 +159,8 @@ static const struct {
     [PG_INSERT] = {"ae_insert",
                    "INSERT INTO archeval_jobs (" PG_JOB_COLUMNS ")"
                    " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11,"
-                   " $12, $13, $14, $15, $16, $17)",
-                   17},
+                   " $12, $13, $14, $15, $16, $17, $18, $19, $20)",
+                   20},
     [PG_MARK_RUNNING] = {"ae_mark_running",
                          "UPDATE archeval_jobs SET state = 'running',"
                          " worker = $2, started_ms = $3 WHERE id = $1"
@@ -162,6 +193,41 @@ static const struct {
                       " ORDER BY seq, insert_order LIMIT " AE_PG_LOAD_PAGE,
                       2},
     [PG_EXISTS] = {"ae_exists", "SELECT 1 FROM archeval_jobs WHERE id = $1", 1},
+    [PG_MARK_CACHED] = {"ae_mark_cached",
+                        "UPDATE archeval_jobs SET cached = true"
+                        " WHERE id = $1",
+                        1},
+    [PG_STUDY_INSERT] = {"ae_study_insert",
+                         "INSERT INTO archeval_studies (id, name,"
+                         " request_json, idempotency_key, body_hash,"
+                         " client_ref, created_ms, seq)"
+                         " VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                         8},
+    [PG_STUDY_DELETE_JOBS] = {"ae_study_delete_jobs",
+                              "DELETE FROM archeval_jobs WHERE study = $1"
+                              " AND state IN ('succeeded', 'failed',"
+                              " 'cancelled')",
+                              1},
+    [PG_STUDY_RELEASE_JOBS] = {"ae_study_release_jobs",
+                               "UPDATE archeval_jobs SET study = NULL"
+                               " WHERE study = $1",
+                               1},
+    [PG_STUDY_DELETE] = {"ae_study_delete",
+                         "DELETE FROM archeval_studies WHERE id = $1", 1},
+    [PG_STUDY_LOAD] = {"ae_study_load",
+                       "SELECT id, name, request_json, idempotency_key,"
+                       " body_hash, client_ref, created_ms, seq"
+                       " FROM archeval_studies ORDER BY seq, insert_order",
+                       0},
+    [PG_CACHE_PUT] = {"ae_cache_put",
+                      "INSERT INTO archeval_result_cache (key, canonical,"
+                      " result_json, created_ms) VALUES ($1, $2, $3, $4)"
+                      " ON CONFLICT (key) DO NOTHING",
+                      4},
+    [PG_CACHE_GET] = {"ae_cache_get",
+                      "SELECT result_json FROM archeval_result_cache"
+                      " WHERE key = $1",
+                      1},
 };
 
 typedef struct {
@@ -532,6 +598,9 @@ static void pg_job_values(const ae_store_job *j, const char **values,
   values[14] = pg_int_text(numbers[4], sizeof numbers[4], j->finished_ms, 1);
   values[15] = pg_int_text(numbers[5], sizeof numbers[5], j->expires_ms, 1);
   values[16] = pg_int_text(numbers[6], sizeof numbers[6], j->seq, 0);
+  values[17] = j->study;
+  values[18] = j->canonical;
+  values[19] = j->cached ? "true" : "false";
 }
 
 /* One INSERT statement for jobs[0..n), n <= PG_INSERT_ROWS_MAX: the
@@ -774,6 +843,10 @@ static int pg_store_load(void *impl, int (*fn)(void *ud, const ae_store_job *j),
       job.finished_ms = pg_number(res, r, 14);
       job.expires_ms = pg_number(res, r, 15);
       job.seq = pg_number(res, r, 16);
+      job.study = pg_text(res, r, 17);
+      job.canonical = pg_text(res, r, 18);
+      const char *cached = pg_text(res, r, 19);
+      job.cached = cached && cached[0] == 't';
       if (!job.id || !job.request_json) {
         pg_set_error(s, "load: a row lacks its id or request");
         status = AE_EIO;
@@ -786,11 +859,133 @@ static int pg_store_load(void *impl, int (*fn)(void *ud, const ae_store_job *j),
     if (!status && rows > 0) {
       snprintf(last_seq, sizeof last_seq, "%s", PQgetvalue(res, rows - 1, 16));
       snprintf(last_order, sizeof last_order, "%s",
-               PQgetvalue(res, rows - 1, 17));
+               PQgetvalue(res, rows - 1, 20));
     }
     PQclear(res);
     if (status || rows < atoi(AE_PG_LOAD_PAGE)) return status;
   }
+}
+
+/* ---- studies and the result cache ---- */
+
+static int pg_store_mark_cached(void *impl, const char *id) {
+  pg_store *s = impl;
+  if (!s || !id) return AE_EINVAL;
+  const char *values[1] = {id};
+  return pg_write_one(s, PG_MARK_CACHED, values, id, "mark cached");
+}
+
+static int pg_store_study_insert(void *impl, const ae_store_study *t) {
+  pg_store *s = impl;
+  if (!s || !t || !t->id || !t->name || !t->request_json) return AE_EINVAL;
+  int status = pg_ready(s);
+  if (status) return status;
+  char created[24], seq[24];
+  const char *values[8] = {
+      t->id,
+      t->name,
+      t->request_json,
+      t->idempotency_key,
+      t->body_hash,
+      t->client_ref,
+      pg_int_text(created, sizeof created, t->created_ms, 1),
+      pg_int_text(seq, sizeof seq, t->seq, 0)};
+  PGresult *res = pg_run(s, PG_STUDY_INSERT, values, PGRES_COMMAND_OK,
+                         "study insert", &status);
+  PQclear(res);
+  return status;
+}
+
+static int pg_store_study_delete(void *impl, const char *id) {
+  pg_store *s = impl;
+  if (!s || !id) return AE_EINVAL;
+  int status = pg_ready(s);
+  if (status) return status;
+  status = pg_exec(s, "BEGIN", PGRES_COMMAND_OK, "study delete: begin");
+  const char *values[1] = {id};
+  long changed = 0;
+  static const int steps[3] = {PG_STUDY_DELETE_JOBS, PG_STUDY_RELEASE_JOBS,
+                               PG_STUDY_DELETE};
+  for (int k = 0; k < 3 && !status; k++) {
+    PGresult *res =
+        pg_run(s, steps[k], values, PGRES_COMMAND_OK, "study delete", &status);
+    if (res && k == 2) changed = pg_changed(res);
+    PQclear(res);
+  }
+  if (!status && !changed) {
+    pg_set_error(s, "study delete: no study '%s'", id);
+    status = AE_ENOTFOUND;
+  }
+  if (!status)
+    status = pg_exec(s, "COMMIT", PGRES_COMMAND_OK, "study delete: commit");
+  if (status) pg_rollback_quietly(s);
+  return status;
+}
+
+static int pg_store_study_load(void *impl,
+                               int (*fn)(void *ud, const ae_store_study *t),
+                               void *ud) {
+  pg_store *s = impl;
+  if (!s || !fn) return AE_EINVAL;
+  int status = pg_ready(s);
+  if (status) return status;
+  PGresult *res =
+      pg_run(s, PG_STUDY_LOAD, NULL, PGRES_TUPLES_OK, "study load", &status);
+  if (!res) return status;
+  int rows = PQntuples(res);
+  for (int r = 0; r < rows && !status; r++) {
+    ae_store_study t = {.id = pg_text(res, r, 0),
+                        .name = pg_text(res, r, 1),
+                        .request_json = pg_text(res, r, 2),
+                        .idempotency_key = pg_text(res, r, 3),
+                        .body_hash = pg_text(res, r, 4),
+                        .client_ref = pg_text(res, r, 5),
+                        .created_ms = pg_number(res, r, 6),
+                        .seq = pg_number(res, r, 7)};
+    if (!t.id || !t.name || !t.request_json) {
+      pg_set_error(s, "study load: a row lacks its id, name or request");
+      status = AE_EIO;
+      break;
+    }
+    status = fn(ud, &t);
+  }
+  PQclear(res);
+  return status;
+}
+
+static int pg_store_cache_put(void *impl, const char *key,
+                              const char *canonical, const char *result_json,
+                              long long created_ms) {
+  pg_store *s = impl;
+  if (!s || !key || !canonical || !result_json) return AE_EINVAL;
+  int status = pg_ready(s);
+  if (status) return status;
+  char created[24];
+  const char *values[4] = {key, canonical, result_json,
+                           pg_int_text(created, sizeof created, created_ms, 1)};
+  PGresult *res =
+      pg_run(s, PG_CACHE_PUT, values, PGRES_COMMAND_OK, "cache put", &status);
+  PQclear(res);
+  return status;
+}
+
+static int pg_store_cache_get(void *impl, const char *key,
+                              int (*fn)(void *ud, const char *result_json),
+                              void *ud) {
+  pg_store *s = impl;
+  if (!s || !key || !fn) return AE_EINVAL;
+  int status = pg_ready(s);
+  if (status) return status;
+  const char *values[1] = {key};
+  PGresult *res =
+      pg_run(s, PG_CACHE_GET, values, PGRES_TUPLES_OK, "cache get", &status);
+  if (!res) return status;
+  if (PQntuples(res) == 0 || PQgetisnull(res, 0, 0))
+    status = AE_ENOTFOUND;
+  else
+    status = fn(ud, PQgetvalue(res, 0, 0));
+  PQclear(res);
+  return status;
 }
 
 static int pg_store_ping(void *impl) {
@@ -811,6 +1006,12 @@ const ae_store_ops ae_store_pg_ops = {
     .expire = pg_store_expire,
     .load = pg_store_load,
     .ping = pg_store_ping,
+    .mark_cached = pg_store_mark_cached,
+    .study_insert = pg_store_study_insert,
+    .study_delete = pg_store_study_delete,
+    .study_load = pg_store_study_load,
+    .cache_put = pg_store_cache_put,
+    .cache_get = pg_store_cache_get,
     .errmsg = pg_store_errmsg,
     .close = pg_store_close,
 };

@@ -36,7 +36,7 @@
 #include "api/status.h"
 
 /* The schema this code writes; older files are migrated at open. */
-#define STORE_SCHEMA_VERSION 1
+#define STORE_SCHEMA_VERSION 2
 #define STORE_FILE_NAME "jobs.sqlite3"
 #define STORE_BUSY_TIMEOUT_MS 2000
 
@@ -52,6 +52,14 @@ enum {
   STMT_EXPIRE,
   STMT_LOAD,
   STMT_EXISTS,
+  STMT_MARK_CACHED,
+  STMT_STUDY_INSERT,
+  STMT_STUDY_DELETE_JOBS,
+  STMT_STUDY_RELEASE_JOBS,
+  STMT_STUDY_DELETE,
+  STMT_STUDY_LOAD,
+  STMT_CACHE_PUT,
+  STMT_CACHE_GET,
   STMT_COUNT
 };
 
@@ -63,9 +71,9 @@ static const char *const store_statement_sql[STMT_COUNT] = {
         "INSERT INTO jobs (id, state, cancel_requested, request_json,"
         " result_json, error_json, worker, idempotency_key, body_hash,"
         " client_ref, priority, timeout_ms, created_ms, started_ms,"
-        " finished_ms, expires_ms, seq)"
+        " finished_ms, expires_ms, seq, study, canonical, cached)"
         " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14,"
-        " ?15, ?16, ?17)",
+        " ?15, ?16, ?17, ?18, ?19, ?20)",
     [STMT_MARK_RUNNING] =
         "UPDATE jobs SET state = 'running', worker = ?2, started_ms = ?3"
         " WHERE id = ?1 AND state IN ('queued', 'running')",
@@ -81,9 +89,26 @@ static const char *const store_statement_sql[STMT_COUNT] = {
     [STMT_LOAD] =
         "SELECT id, state, cancel_requested, request_json, result_json,"
         " error_json, worker, idempotency_key, body_hash, client_ref, priority,"
-        " timeout_ms, created_ms, started_ms, finished_ms, expires_ms, seq"
-        " FROM jobs ORDER BY seq, rowid",
+        " timeout_ms, created_ms, started_ms, finished_ms, expires_ms, seq,"
+        " study, canonical, cached FROM jobs ORDER BY seq, rowid",
+    [STMT_MARK_CACHED] = "UPDATE jobs SET cached = 1 WHERE id = ?1",
     [STMT_EXISTS] = "SELECT 1 FROM jobs WHERE id = ?1",
+    [STMT_STUDY_INSERT] =
+        "INSERT INTO studies (id, name, request_json, idempotency_key,"
+        " body_hash, client_ref, created_ms, seq)"
+        " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    [STMT_STUDY_DELETE_JOBS] =
+        "DELETE FROM jobs WHERE study = ?1"
+        " AND state IN ('succeeded', 'failed', 'cancelled')",
+    [STMT_STUDY_RELEASE_JOBS] = "UPDATE jobs SET study = NULL WHERE study = ?1",
+    [STMT_STUDY_DELETE] = "DELETE FROM studies WHERE id = ?1",
+    [STMT_STUDY_LOAD] =
+        "SELECT id, name, request_json, idempotency_key, body_hash,"
+        " client_ref, created_ms, seq FROM studies ORDER BY seq, rowid",
+    [STMT_CACHE_PUT] =
+        "INSERT INTO result_cache (key, canonical, result_json, created_ms)"
+        " VALUES (?1, ?2, ?3, ?4) ON CONFLICT (key) DO NOTHING",
+    [STMT_CACHE_GET] = "SELECT result_json FROM result_cache WHERE key = ?1",
 };
 
 /* Version 1: the jobs table.  Timestamps are NULL where the API says
@@ -113,6 +138,27 @@ static const char store_schema_v1[] =
     "CREATE INDEX jobs_seq ON jobs (seq);"
     "CREATE INDEX jobs_expires ON jobs (expires_ms)"
     " WHERE expires_ms IS NOT NULL;";
+
+/* Version 2 (issue 13): studies, the jobs' study, the result cache. */
+static const char store_schema_v2[] =
+    "ALTER TABLE jobs ADD COLUMN study TEXT;"
+    "ALTER TABLE jobs ADD COLUMN canonical TEXT;"
+    "ALTER TABLE jobs ADD COLUMN cached INTEGER NOT NULL DEFAULT 0;"
+    "CREATE INDEX jobs_study ON jobs (study) WHERE study IS NOT NULL;"
+    "CREATE TABLE studies ("
+    " id TEXT PRIMARY KEY NOT NULL,"
+    " name TEXT NOT NULL,"
+    " request_json TEXT NOT NULL,"
+    " idempotency_key TEXT,"
+    " body_hash TEXT,"
+    " client_ref TEXT,"
+    " created_ms INTEGER,"
+    " seq INTEGER NOT NULL);"
+    "CREATE TABLE result_cache ("
+    " key TEXT PRIMARY KEY NOT NULL,"
+    " canonical TEXT NOT NULL,"
+    " result_json TEXT NOT NULL,"
+    " created_ms INTEGER);";
 
 typedef struct {
   sqlite3 *db;
@@ -220,6 +266,7 @@ static int store_migrate(sqlite_store *s) {
   }
   if ((status = store_exec(s, "BEGIN IMMEDIATE"))) return status;
   if (version < 1) status = store_exec(s, store_schema_v1);
+  if (!status && version < 2) status = store_exec(s, store_schema_v2);
   if (!status) {
     char sql[64];
     snprintf(sql, sizeof sql, "PRAGMA user_version = %d", STORE_SCHEMA_VERSION);
@@ -443,6 +490,9 @@ static int store_bind_job(sqlite3_stmt *st, const ae_store_job *j) {
   if (rc == SQLITE_OK) rc = store_bind_time(st, 15, j->finished_ms);
   if (rc == SQLITE_OK) rc = store_bind_time(st, 16, j->expires_ms);
   if (rc == SQLITE_OK) rc = sqlite3_bind_int64(st, 17, j->seq);
+  if (rc == SQLITE_OK) rc = store_bind_text(st, 18, j->study);
+  if (rc == SQLITE_OK) rc = store_bind_text(st, 19, j->canonical);
+  if (rc == SQLITE_OK) rc = sqlite3_bind_int(st, 20, j->cached != 0);
   return rc;
 }
 
@@ -644,6 +694,9 @@ static int sqlite_store_load(void *impl,
     job.idempotency_key = store_column_text(st, 7);
     job.body_hash = store_column_text(st, 8);
     job.client_ref = store_column_text(st, 9);
+    job.cached = sqlite3_column_int(st, 19);
+    job.study = store_column_text(st, 17);
+    job.canonical = store_column_text(st, 18);
     if (!job.id || !job.request_json) {
       store_set_error(s, "load: a row lacks its id or request");
       status = AE_EIO;
@@ -654,6 +707,152 @@ static int sqlite_store_load(void *impl,
   if (!status && rc != SQLITE_DONE && rc != SQLITE_ROW)
     status = store_fail(s, rc, "load");
   sqlite3_reset(st);
+  return status;
+}
+
+/* Rolls back after a failure inside a transaction, keeping its message. */
+static void store_rollback(sqlite_store *s) {
+  if (sqlite3_get_autocommit(s->db)) return;
+  char saved[sizeof s->errmsg];
+  memcpy(saved, s->errmsg, sizeof saved);
+  if (store_step_done(s, s->stmt[STMT_ROLLBACK], "rollback") == 0)
+    memcpy(s->errmsg, saved, sizeof saved);
+}
+
+static int sqlite_store_mark_cached(void *impl, const char *id) {
+  sqlite_store *s = impl;
+  if (!s || !id) return AE_EINVAL;
+  sqlite3_stmt *st = s->stmt[STMT_MARK_CACHED];
+  int rc = store_bind_text(st, 1, id);
+  if (rc != SQLITE_OK) {
+    sqlite3_clear_bindings(st);
+    return store_fail(s, rc, "mark cached: bind");
+  }
+  int status = store_step_done(s, st, "mark cached");
+  if (status) return status;
+  if (sqlite3_changes(s->db) == 0) return store_no_change(s, id, "mark cached");
+  return 0;
+}
+
+static int sqlite_store_study_insert(void *impl, const ae_store_study *t) {
+  sqlite_store *s = impl;
+  if (!s || !t || !t->id || !t->name || !t->request_json) return AE_EINVAL;
+  sqlite3_stmt *st = s->stmt[STMT_STUDY_INSERT];
+  int rc = store_bind_text(st, 1, t->id);
+  if (rc == SQLITE_OK) rc = store_bind_text(st, 2, t->name);
+  if (rc == SQLITE_OK) rc = store_bind_text(st, 3, t->request_json);
+  if (rc == SQLITE_OK) rc = store_bind_text(st, 4, t->idempotency_key);
+  if (rc == SQLITE_OK) rc = store_bind_text(st, 5, t->body_hash);
+  if (rc == SQLITE_OK) rc = store_bind_text(st, 6, t->client_ref);
+  if (rc == SQLITE_OK) rc = store_bind_time(st, 7, t->created_ms);
+  if (rc == SQLITE_OK) rc = sqlite3_bind_int64(st, 8, t->seq);
+  if (rc != SQLITE_OK) {
+    sqlite3_clear_bindings(st);
+    return store_fail(s, rc, "study insert: bind");
+  }
+  return store_step_done(s, st, "study insert");
+}
+
+static int sqlite_store_study_delete(void *impl, const char *id) {
+  sqlite_store *s = impl;
+  if (!s || !id) return AE_EINVAL;
+  int status = store_step_done(s, s->stmt[STMT_BEGIN], "begin");
+  if (status) return status;
+  int changed = 0;
+  static const int steps[3] = {STMT_STUDY_DELETE_JOBS, STMT_STUDY_RELEASE_JOBS,
+                               STMT_STUDY_DELETE};
+  for (int k = 0; k < 3 && !status; k++) {
+    sqlite3_stmt *st = s->stmt[steps[k]];
+    int rc = store_bind_text(st, 1, id);
+    if (rc != SQLITE_OK) {
+      sqlite3_clear_bindings(st);
+      status = store_fail(s, rc, "study delete: bind");
+      break;
+    }
+    status = store_step_done(s, st, "study delete");
+    if (!status && k == 2) changed = sqlite3_changes(s->db);
+  }
+  if (!status && !changed) {
+    store_set_error(s, "study delete: no study '%s'", id);
+    status = AE_ENOTFOUND;
+  }
+  if (!status) status = store_step_done(s, s->stmt[STMT_COMMIT], "commit");
+  if (status) store_rollback(s);
+  return status;
+}
+
+static int sqlite_store_study_load(void *impl,
+                                   int (*fn)(void *ud, const ae_store_study *t),
+                                   void *ud) {
+  sqlite_store *s = impl;
+  if (!s || !fn) return AE_EINVAL;
+  sqlite3_stmt *st = s->stmt[STMT_STUDY_LOAD];
+  int status = 0, rc;
+  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    ae_store_study t;
+    memset(&t, 0, sizeof t);
+    t.created_ms = store_column_time(st, 6);
+    t.seq = sqlite3_column_int64(st, 7);
+    t.id = store_column_text(st, 0);
+    t.name = store_column_text(st, 1);
+    t.request_json = store_column_text(st, 2);
+    t.idempotency_key = store_column_text(st, 3);
+    t.body_hash = store_column_text(st, 4);
+    t.client_ref = store_column_text(st, 5);
+    if (!t.id || !t.name || !t.request_json) {
+      store_set_error(s, "study load: a row lacks its id, name or request");
+      status = AE_EIO;
+      break;
+    }
+    if ((status = fn(ud, &t)) != 0) break;
+  }
+  if (!status && rc != SQLITE_DONE && rc != SQLITE_ROW)
+    status = store_fail(s, rc, "study load");
+  sqlite3_reset(st);
+  return status;
+}
+
+static int sqlite_store_cache_put(void *impl, const char *key,
+                                  const char *canonical,
+                                  const char *result_json,
+                                  long long created_ms) {
+  sqlite_store *s = impl;
+  if (!s || !key || !canonical || !result_json) return AE_EINVAL;
+  sqlite3_stmt *st = s->stmt[STMT_CACHE_PUT];
+  int rc = store_bind_text(st, 1, key);
+  if (rc == SQLITE_OK) rc = store_bind_text(st, 2, canonical);
+  if (rc == SQLITE_OK) rc = store_bind_text(st, 3, result_json);
+  if (rc == SQLITE_OK) rc = store_bind_time(st, 4, created_ms);
+  if (rc != SQLITE_OK) {
+    sqlite3_clear_bindings(st);
+    return store_fail(s, rc, "cache put: bind");
+  }
+  return store_step_done(s, st, "cache put");
+}
+
+static int sqlite_store_cache_get(void *impl, const char *key,
+                                  int (*fn)(void *ud, const char *result_json),
+                                  void *ud) {
+  sqlite_store *s = impl;
+  if (!s || !key || !fn) return AE_EINVAL;
+  sqlite3_stmt *st = s->stmt[STMT_CACHE_GET];
+  int rc = store_bind_text(st, 1, key);
+  if (rc != SQLITE_OK) {
+    sqlite3_clear_bindings(st);
+    return store_fail(s, rc, "cache get: bind");
+  }
+  int status;
+  rc = sqlite3_step(st);
+  if (rc == SQLITE_ROW) {
+    const char *text = store_column_text(st, 0);
+    status = text ? fn(ud, text) : AE_EIO;
+  } else if (rc == SQLITE_DONE) {
+    status = AE_ENOTFOUND;
+  } else {
+    status = store_fail(s, rc, "cache get");
+  }
+  sqlite3_reset(st);
+  sqlite3_clear_bindings(st);
   return status;
 }
 
@@ -672,6 +871,12 @@ const ae_store_ops ae_store_sqlite_ops = {
     .expire = sqlite_store_expire,
     .load = sqlite_store_load,
     .ping = sqlite_store_ping,
+    .mark_cached = sqlite_store_mark_cached,
+    .study_insert = sqlite_store_study_insert,
+    .study_delete = sqlite_store_study_delete,
+    .study_load = sqlite_store_study_load,
+    .cache_put = sqlite_store_cache_put,
+    .cache_get = sqlite_store_cache_get,
     .errmsg = sqlite_store_errmsg,
     .close = sqlite_store_close,
 };

@@ -4,13 +4,14 @@
 Starts archevald (host backend, 2 workers) on a free loopback port and runs
 clients/python/examples/nas_search.py --budget 6 --batch 3 --population 4
 --quick against it: random search for the first population, then one
-batch of regularised evolution.  Checks that it exits 0, reports both
+batch of regularised evolution, every architecture a member of one study
+that the server ranks; the best so far it prints never gets worse.  Checks that it exits 0, reports both
 phases, prints the ranked table with six rows whose rank sums are sorted
 and equal the sum of their three ranks, that every row has real scores
 (no null linear_regions / ntk_condition / gap_bound), and that the Pareto
 front is printed and non-empty; --plot prints a message (or writes the
 file) rather than failing.  Also unit-checks the controller's pure parts
-(cell strings, mutation, ranking with ties, the Pareto front).  Prints
+(cell strings, mutation, the study's ranks turned to 1 = best).  Prints
 "N passed, M failed"; exit 77 when the daemon binary does not exist.
 """
 
@@ -50,21 +51,26 @@ def test_pure_parts():
         child = nas_search.mutate(parent, rng)
         diffs.add(sum(a != b for a, b in zip(parent, child)))
     h.check(diffs == {1}, "mutate changes exactly one edge's op")
-    h.check(nas_search.rank_values([3.0, None, 5.0, 3.0]) ==
-            [2.5, 4.0, 1.0, 2.5],
-            "rank_values: higher is better, ties share, None last")
 
-    class Fake:
-        def __init__(self, lr, conv, gap):
-            self.linear_regions, self.convergence, self.gap_bound = \
-                lr, conv, gap
+    class Member:
+        def __init__(self, job):
+            self.job = job
 
-        objectives = nas_search.Scored.objectives
-
-    a, b, c = Fake(10, 5.0, 1.0), Fake(5, 10.0, 2.0), Fake(20, 50.0, 1.0)
-    front = nas_search.pareto_front([a, b, c], False)
-    h.check(a in front and c in front and b not in front,
-            "pareto_front drops the dominated architecture")
+    history = [Member("j_a"), Member("j_b"), Member("j_gone")]
+    ranking = {"n": 2, "rank": {"components": [
+        {"metric": "m.x"}, {"metric": "m.y"}, {"metric": "m.z"}]},
+        "members": [
+            {"job": "j_b", "rank": 1, "pareto": True,
+             "ranks": {"m.x": 2, "m.y": 2, "m.z": 1.5}},
+            {"job": "j_a", "rank": 2, "pareto": False,
+             "ranks": {"m.x": 1, "m.y": 1, "m.z": 1.5}}]}
+    nas_search.apply_ranking(history, ranking)
+    a, b, gone = history
+    h.check(b.ranks == (1, 1, 1.5) and a.ranks == (2, 2, 1.5) and
+            b.rank_sum == 3.5 and b.pareto and not a.pareto and
+            b.position == 1 and gone.position == 3,
+            "apply_ranking turns the study's ranks to 1 = best; a failed "
+            "member ranks last")
 
 
 def test_end_to_end(d, tmp):
@@ -93,6 +99,11 @@ def test_end_to_end(d, tmp):
     front = re.search(r"Pareto front .*: (\d+) architecture", out)
     h.check(front and int(front.group(1)) >= 1,
             "the Pareto front is printed and non-empty")
+    h.check(re.search(r"^study s_", out, re.M), "the search uses a study")
+    beats = [int(x) for x in re.findall(r"beats (\d+)\)", out)]
+    h.check(len(beats) >= 2 and beats == sorted(beats),
+            "the printed best so far never gets worse", beats)
+    h.check("Selection bound" in out, "the selection bound is printed")
     h.check(os.path.exists(plot) or "matplotlib is not importable" in out,
             "--plot writes the file or says matplotlib is missing")
 

@@ -496,6 +496,136 @@ START_TEST(test_delete) {
 }
 END_TEST
 
+/* ---- studies and the result cache (issue 13) ---- */
+
+/* What a load saw of the study columns: "id study canonical cached;". */
+static int collect_study_columns(void *ud, const ae_store_job *j) {
+  char *out = ud;
+  size_t used = strlen(out);
+  snprintf(out + used, 1024 - used, "%s %s %s %d;", j->id,
+           j->study ? j->study : "-", j->canonical ? j->canonical : "-",
+           j->cached);
+  return 0;
+}
+
+static int collect_study(void *ud, const ae_store_study *t) {
+  char *out = ud;
+  size_t used = strlen(out);
+  snprintf(out + used, 1024 - used, "%s %s %s %s %lld %lld;", t->id, t->name,
+           t->request_json, t->idempotency_key ? t->idempotency_key : "-",
+           t->created_ms, t->seq);
+  return 0;
+}
+
+static int copy_result(void *ud, const char *result_json) {
+  snprintf(ud, 256, "%s", result_json);
+  return 0;
+}
+
+START_TEST(test_studies_and_cache) {
+  make_target();
+  ae_store *s = open_store(target, AE_STORE_SYNC_FULL);
+  ae_store_study a = {.id = "s_a",
+                      .name = "first",
+                      .request_json = "{\"name\":\"first\"}",
+                      .idempotency_key = "k1",
+                      .body_hash = "h1",
+                      .created_ms = 1790000000000LL,
+                      .seq = 1};
+  ae_store_study b = {
+      .id = "s_b", .name = "second", .request_json = "{}", .seq = 2};
+  ck_assert_int_eq(ae_store_study_insert(s, &a), 0);
+  ck_assert_int_eq(ae_store_study_insert(s, &b), 0);
+  ck_assert_int_eq(ae_store_study_insert(s, &a), AE_EINVAL);
+  ae_store_job jobs[4] = {queued_job("j_1", 1), queued_job("j_2", 2),
+                          queued_job("j_3", 3), queued_job("j_4", 4)};
+  jobs[0].study = jobs[1].study = "s_a";
+  jobs[2].study = "s_b";
+  jobs[0].canonical = "c0ffee";
+  jobs[1].state = AE_JOB_SUCCEEDED;
+  jobs[1].result_json = "{}";
+  jobs[1].cached = 1;
+  ck_assert_int_eq(ae_store_insert(s, jobs, 4), 0);
+  ck_assert_int_eq(ae_store_mark_cached(s, "j_3"), 0);
+  ck_assert_int_eq(ae_store_mark_cached(s, "j_none"), AE_ENOTFOUND);
+  ck_assert_int_eq(ae_store_mark_running(s, "j_1", "host:0", 5), 0);
+
+  /* The cache: the first result stored under a key stays. */
+  char result[256] = "";
+  ck_assert_int_eq(ae_store_cache_get(s, "k", copy_result, result),
+                   AE_ENOTFOUND);
+  ck_assert_int_eq(ae_store_cache_put(s, "k", "c0ffee", "{\"a\":1}", 9), 0);
+  ck_assert_int_eq(ae_store_cache_put(s, "k", "c0ffee", "{\"a\":2}", 10), 0);
+  ck_assert_int_eq(ae_store_cache_get(s, "k", copy_result, result), 0);
+  ck_assert_str_eq(result, "{\"a\":1}");
+
+  /* Everything is still there after a reopen. */
+  ae_store_close(s);
+  s = open_store(target, AE_STORE_SYNC_FULL);
+  char seen[1024] = "";
+  ck_assert_int_eq(ae_store_load(s, collect_study_columns, seen), 0);
+  ck_assert_str_eq(seen, "j_1 s_a c0ffee 0;j_2 s_a - 1;j_3 s_b - 1;"
+                         "j_4 - - 0;");
+  seen[0] = '\0';
+  ck_assert_int_eq(ae_store_study_load(s, collect_study, seen), 0);
+  ck_assert_str_eq(seen, "s_a first {\"name\":\"first\"} k1 1790000000000 1;"
+                         "s_b second {} - 0 2;");
+  result[0] = '\0';
+  ck_assert_int_eq(ae_store_cache_get(s, "k", copy_result, result), 0);
+  ck_assert_str_eq(result, "{\"a\":1}");
+
+  /* Deleting a study removes it and its finished jobs; j_1 (running,
+   * after a reopen queued again) stays without a study. */
+  ck_assert_int_eq(ae_store_study_delete(s, "s_a"), 0);
+  ck_assert_int_eq(ae_store_study_delete(s, "s_a"), AE_ENOTFOUND);
+  seen[0] = '\0';
+  ck_assert_int_eq(ae_store_load(s, collect_study_columns, seen), 0);
+  ck_assert_str_eq(seen, "j_1 - c0ffee 0;j_3 s_b - 1;j_4 - - 0;");
+  seen[0] = '\0';
+  ck_assert_int_eq(ae_store_study_load(s, collect_study, seen), 0);
+  ck_assert_str_eq(seen, "s_b second {} - 0 2;");
+  /* The cache outlives the study. */
+  ck_assert_int_eq(ae_store_cache_get(s, "k", copy_result, result), 0);
+  ae_store_close(s);
+  remove_targets();
+}
+END_TEST
+
+/* A version 1 file (before studies) is migrated and keeps its jobs. */
+START_TEST(test_sqlite_migrates_v1) {
+  make_target();
+  ck_assert_int_eq(mkdir(target, 0700), 0);
+  char path[1200];
+  snprintf(path, sizeof path, "%s/jobs.sqlite3", target);
+  sqlite3 *db = NULL;
+  ck_assert_int_eq(sqlite3_open(path, &db), SQLITE_OK);
+  ck_assert_int_eq(
+      sqlite3_exec(db,
+                   "CREATE TABLE jobs (id TEXT PRIMARY KEY NOT NULL,"
+                   " state TEXT NOT NULL, cancel_requested INTEGER NOT NULL"
+                   " DEFAULT 0, request_json TEXT NOT NULL, result_json TEXT,"
+                   " error_json TEXT, worker TEXT, idempotency_key TEXT,"
+                   " body_hash TEXT, client_ref TEXT, priority INTEGER NOT"
+                   " NULL DEFAULT 0, timeout_ms INTEGER NOT NULL DEFAULT 0,"
+                   " created_ms INTEGER, started_ms INTEGER, finished_ms"
+                   " INTEGER, expires_ms INTEGER, seq INTEGER NOT NULL);"
+                   "INSERT INTO jobs (id, state, request_json, seq) VALUES"
+                   " ('j_old', 'queued', '{}', 1);"
+                   "PRAGMA user_version = 1;",
+                   NULL, NULL, NULL),
+      SQLITE_OK);
+  sqlite3_close(db);
+  ae_store *s = open_store(target, AE_STORE_SYNC_FULL);
+  char seen[1024] = "";
+  ck_assert_int_eq(ae_store_load(s, collect_study_columns, seen), 0);
+  ck_assert_str_eq(seen, "j_old - - 0;");
+  ae_store_study t = {.id = "s_x", .name = "x", .request_json = "{}"};
+  ck_assert_int_eq(ae_store_study_insert(s, &t), 0);
+  ae_store_close(s);
+  remove_targets();
+}
+END_TEST
+
 static int stop_after_first(void *ud, const ae_store_job *j) {
   (void)j;
   int *calls = ud;
@@ -1141,7 +1271,7 @@ START_TEST(test_pg_schema_versions) {
                    "SELECT count(*) || ' ' || max(version)"
                    " FROM archeval_schema_version",
                    value, sizeof value);
-    ck_assert_str_eq(value, "1 1");
+    ck_assert_str_eq(value, "1 2");
   }
   /* A database migrated by a newer archevald is refused. */
   pg_admin(dbname, "UPDATE archeval_schema_version SET version = 99");
@@ -1153,7 +1283,8 @@ START_TEST(test_pg_schema_versions) {
   ck_assert_ptr_null(s);
   ck_assert_msg(strstr(err, "newer") != NULL, "%s", err);
   /* A database of version 0 (the table, nothing else) is migrated. */
-  pg_admin(dbname, "DROP TABLE archeval_jobs");
+  pg_admin(dbname, "DROP TABLE archeval_jobs, archeval_studies,"
+                   " archeval_result_cache");
   pg_admin(dbname, "UPDATE archeval_schema_version SET version = 0");
   s = open_store(target, AE_STORE_SYNC_FULL);
   ae_store_job job = full_job("j_full", 1);
@@ -1161,7 +1292,7 @@ START_TEST(test_pg_schema_versions) {
   ae_store_close(s);
   pg_admin_value(dbname, "SELECT version FROM archeval_schema_version", value,
                  sizeof value);
-  ck_assert_str_eq(value, "1");
+  ck_assert_str_eq(value, "2");
   remove_targets();
 }
 END_TEST
@@ -1319,8 +1450,10 @@ static Suite *store_suite(void) {
   tcase_add_test(tc, test_latency_counts);
   tcase_add_test(tc, test_load_many_in_order);
   tcase_add_test(tc, test_latency_report);
+  tcase_add_test(tc, test_studies_and_cache);
   if (sqlite) {
     tcase_add_test(tc, test_sqlite_open_errors);
+    tcase_add_test(tc, test_sqlite_migrates_v1);
   } else {
 #ifdef HAVE_LIBPQ
     tcase_add_test(tc, test_pg_schema_versions);

@@ -34,6 +34,7 @@ import uuid
 
 from .errors import (ArchevalError, BodyTooLarge, JobCancelled, JobFailed,
                      Unavailable, WaitTimeout, error_for)
+from .study import Study, study_body
 
 DEFAULT_SERVER = "http://127.0.0.1:8000"
 LONG_POLL_MAX_MS = 30000
@@ -247,9 +248,10 @@ class Client:
         return error_for(413, problem, what)
 
     def request(self, method, path, body=None, idempotency_key=None,
-                timeout=None, query=None):
+                timeout=None, query=None, raw=False):
         """Sends one API request (with the retries) and returns the parsed
-        JSON answer (None for an empty body).  body is a JSON value, or
+        JSON answer (None for an empty body), or with raw the body's
+        bytes.  body is a JSON value, or
         bytes sent as they are.  Raises the typed error of
         errors.py for an error answer; BodyTooLarge, before sending, for
         a body over the server's limits.max_body_bytes."""
@@ -295,6 +297,8 @@ class Client:
                 raise Unavailable("%s: no answer from %s: %s"
                                   % (what, self.url, err)) from None
             if 200 <= status < 300:
+                if raw:
+                    return payload
                 return json.loads(payload) if payload.strip() else None
             if status in (429, 503) and attempt < self.retries:
                 wait = self._retry_wait(answer_headers, attempt)
@@ -447,6 +451,33 @@ class Client:
                 meter.update(jobs, changed=len(still) < len(pending))
             pending = still
         return jobs
+
+    # -- studies -----------------------------------------------------------
+
+    def create_study(self, name, idempotency_key=None, **fields):
+        """Creates a study (api.md "Studies") and returns its Study.
+        fields: data, profile, settings, seed, metrics, rank ("default",
+        "fast" or {"components": [...], "aggregate": ...}), client_ref."""
+        answer = self.request("POST", "/v1/studies",
+                              study_body(name, **fields), idempotency_key)
+        return Study(self, answer)
+
+    def study(self, study_id):
+        """The Study of that id (NotFound when there is none)."""
+        return Study(self, self.request("GET", "/v1/studies/%s"
+                                        % _quote(study_id)))
+
+    def studies(self, page_size=None):
+        """Yields every study, newest first (pages fetched as needed)."""
+        token = None
+        while True:
+            page = self.request("GET", "/v1/studies", query={
+                "page_size": page_size, "page_token": token})
+            for data in page.get("studies", []):
+                yield Study(self, data)
+            token = page.get("next_page_token")
+            if not token:
+                return
 
     # -- service -----------------------------------------------------------
 

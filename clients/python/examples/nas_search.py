@@ -5,19 +5,23 @@ architectures through an archeval service instead of training them.
 Search: random search for the first population, then regularised
 evolution (Real et al. 2019): each child is a mutation (one edge's op
 changed) of the best of `sample_size` random members of the population,
-and the oldest member dies.  Children are scored in batches (one
-POST /v1/jobs:batch per batch).
+and the oldest member dies.  Every architecture scored is a member of one
+study (api.md "Studies"): each batch is added to it, and the server ranks
+the whole population; the controller ranks nothing itself.
 
 Fitness: as the No-Free-Lunch paper's Table 1 (metrics.md section 4.3),
-the sum of three ranks over every architecture scored so far:
-  expressivity    result.expressivity.linear_regions   higher is better
-  convergence     result.convergence.ntk_condition     lower is better
+the study ranks by the sum of three ranks ("rank_sum") over every
+architecture scored so far:
+  expressivity    expressivity.linear_regions   higher is better
+  convergence     convergence.ntk_condition     lower is better
                   (TE-NAS's kappa; --convergence nngp_lambda_min ranks the
                   analytic NNGP lambda_min instead, higher is better)
-  generalization  result.generalization.gap_bound      lower is better
-A missing (null) value ranks last.  At the end the script prints the
-ranked table and the Pareto front of the three objectives, and with
---plot a scatter plot (when matplotlib is importable).
+  generalization  generalization.gap_bound      lower is better
+A missing (null) value ranks last.  After each batch the script prints
+the best so far: the study's top member, replaced only by one that ranks
+above it, with how many members it beats (which never decreases).  At the
+end it prints the study's ranked table, its Pareto front and selection
+bound, and with --plot a scatter plot (when matplotlib is importable).
 
 Usage: nas_search.py [--server URL] [--budget N] [--batch B] [--quick]
                      [--seed S] [--plot out.png]
@@ -127,84 +131,64 @@ class Scored:
                                      ("expressivity", "linear_regions"))
         self.convergence = lookup(self.result, convergence_path)
         self.gap_bound = lookup(self.result, ("generalization", "gap_bound"))
-        self.ranks = (None, None, None)
+        self.job = None
+        self.ranks = (None, None, None)  # the study's, 1 = best
         self.rank_sum = None
-
-    def objectives(self, conv_higher):
-        """The three objectives as values to maximise (None: missing)."""
-        def neg(v):
-            return None if v is None else -v
-        return (self.linear_regions,
-                self.convergence if conv_higher else neg(self.convergence),
-                neg(self.gap_bound))
+        self.position = None  # the study's combined rank, 1 = best
+        self.pareto = False
 
 
-def rank_values(values):
-    """Ranks (1 = best) of values to maximise; ties share their mean rank;
-    None ranks last."""
-    order = sorted(range(len(values)),
-                   key=lambda i: (values[i] is None,
-                                  -(values[i] if values[i] is not None
-                                    else 0.0)))
-    ranks = [0.0] * len(values)
-    i = 0
-    while i < len(order):
-        j = i
-        while (j + 1 < len(order) and
-               values[order[j + 1]] == values[order[i]]):
-            j += 1
-        for k in range(i, j + 1):
-            ranks[order[k]] = (i + j) / 2.0 + 1.0
-        i = j + 1
-    return ranks
+def create_study(client, args):
+    """The study every scored architecture joins, ranked by the sum of the
+    three ranks of the NFL Table 1."""
+    template = build_request(("skip_connect",) * 6, args)
+    conv = "convergence." + args.convergence
+    return client.create_study(
+        "nas_search seed %d" % args.seed, data=template["data"],
+        seed=template["seed"], metrics=template["metrics"],
+        settings=template.get("settings"),
+        rank={"components": ["expressivity.linear_regions", conv,
+                             "generalization.gap_bound"],
+              "aggregate": "rank_sum"})
 
 
-def rerank(history, conv_higher):
-    """Recomputes every architecture's three ranks and their sum."""
-    columns = list(zip(*(s.objectives(conv_higher) for s in history)))
-    ranked = [rank_values(list(column)) for column in columns]
-    for i, scored in enumerate(history):
-        scored.ranks = tuple(r[i] for r in ranked)
-        scored.rank_sum = sum(scored.ranks)
-
-
-def pareto_front(history, conv_higher):
-    """The architectures no other one beats on all three objectives (a
-    missing value counts as the worst)."""
-    def vals(s):
-        return [v if v is not None else float("-inf")
-                for v in s.objectives(conv_higher)]
-    front = []
-    for s in history:
-        a = vals(s)
-        dominated = False
-        for t in history:
-            if t is s:
-                continue
-            b = vals(t)
-            if all(x >= y for x, y in zip(b, a)) and any(
-                    x > y for x, y in zip(b, a)):
-                dominated = True
-                break
-        if not dominated:
-            front.append(s)
-    return front
-
-
-def score_batch(client, genotypes, args):
-    """Scores genotypes with one batch submission; returns Scored items
-    (failed jobs keep an empty result, so they rank last)."""
+def score_batch(study, genotypes, args):
+    """Adds genotypes to the study and waits for them; returns Scored
+    items (failed jobs keep an empty result, so they rank last)."""
     conv_path = CONVERGENCE_METRICS[args.convergence][0]
-    jobs = client.submit_batch([build_request(g, args) for g in genotypes])
-    client.wait_all(jobs, timeout=args.job_timeout)
+    jobs = study.add([build_request(g, args)["architecture"]
+                      for g in genotypes])
+    study.client.wait_all(jobs, timeout=args.job_timeout)
     scored = []
     for ops, job in zip(genotypes, jobs):
         if job.state != "succeeded":
             detail = (job.error or {}).get("detail", job.state)
             print("  %s: %s (%s)" % (job.id, job.state, detail),
                   file=sys.stderr)
-        scored.append(Scored(ops, job.result, conv_path))
+        item = Scored(ops, job.result, conv_path)
+        item.job = job.id
+        scored.append(item)
     return scored
+
+
+def apply_ranking(history, ranking):
+    """Copies the study's ranks onto the Scored items: the three component
+    ranks (1 = best here), their sum and the Pareto flag."""
+    n = ranking["n"]
+    by_job = {m["job"]: m for m in ranking["members"]}
+    names = [c["metric"] for c in ranking["rank"]["components"]]
+    for s in history:
+        m = by_job.get(getattr(s, "job", None))
+        if not m:  # failed: ranked last on everything
+            s.ranks, s.rank_sum, s.pareto, s.position = \
+                (float(n + 1),) * 3, 3.0 * (n + 1), False, float(n + 1)
+            continue
+        # The server ranks 1 = worst .. n = best; the table shows 1 = best.
+        s.ranks = tuple(n + 1 - m["ranks"][k] if k in m["ranks"] else n
+                        for k in names)
+        s.rank_sum = sum(s.ranks)
+        s.pareto = m["pareto"]
+        s.position = m["rank"]
 
 
 def fmt(value, spec):
@@ -233,9 +217,9 @@ def print_table(history, conv_name, limit):
 
 def print_front(front, conv_name):
     print()
-    print("Pareto front (max linear_regions, %s %s, min gap_bound): %d "
-          "architecture(s)" % ("max" if CONVERGENCE_METRICS[conv_name][1]
-                               else "min", conv_name, len(front)))
+    print("Pareto front of the study (over the aspects expressivity, "
+          "convergence, generalization, complexity): %d architecture(s)"
+          % len(front))
     for s in sorted(front, key=lambda s: (s.rank_sum, s.cell)):
         print("  %s  LR=%s %s=%s gap=%s sum=%.1f"
               % (s.cell, fmt(s.linear_regions, ".1f"), conv_name,
@@ -323,8 +307,14 @@ def main(argv=None):
     args = parse_args(argv)
     rng = random.Random(args.seed)
     client = archeval_client.Client(args.server)
-    conv_higher = CONVERGENCE_METRICS[args.convergence][1]
+    try:
+        study = create_study(client, args)
+    except archeval_client.ArchevalError as err:
+        print("nas_search: %s" % err, file=sys.stderr)
+        return 1
+    print("study %s" % study.id)
     history = []
+    best = None
     seen = set()
     population = []  # oldest first
     started = time.monotonic()
@@ -361,28 +351,41 @@ def main(argv=None):
             break
         phase = "evolution" if bred else "random"
         try:
-            scored = score_batch(client, batch, args)
+            scored = score_batch(study, batch, args)
+            history.extend(scored)
+            ranking = study.ranking()
         except archeval_client.ArchevalError as err:
             print("nas_search: %s" % err, file=sys.stderr)
             return 1
-        history.extend(scored)
         population.extend(scored)
         while len(population) > args.population:
             population.pop(0)  # regularised evolution: the oldest dies
-        rerank(history, conv_higher)
-        best = min(history, key=lambda s: (s.rank_sum, s.cell))
-        print("[%6.1f s] %-9s scored %3d/%d  best %s (sum %.1f)"
+        apply_ranking(history, ranking)
+        # The best so far changes only for a member ranked above it.
+        top = min(history, key=lambda s: (s.position, s.cell))
+        if best is None or top.position < best.position:
+            best = top
+        beats = sum(1 for s in history if s.position > best.position)
+        print("[%6.1f s] %-9s scored %3d/%d  best so far %s (rank %.1f of "
+              "%d, beats %d)"
               % (time.monotonic() - started, phase, len(history),
-                 args.budget, best.cell, best.rank_sum))
+                 args.budget, best.cell, best.position, len(history), beats))
         sys.stdout.flush()
 
     if not history:
         print("nothing was scored", file=sys.stderr)
         return 1
-    rerank(history, conv_higher)
-    front = pareto_front(history, conv_higher)
+    front = [s for s in history if s.pareto]
     print_table(history, args.convergence, args.top)
     print_front(front, args.convergence)
+    bound = ranking.get("selection_bound", {})
+    if bound.get("gap") is not None:
+        print()
+        print("Selection bound: with probability %.2f the validation and "
+              "test risks of all %d members differ by at most %.3f (%d "
+              "validation samples)" % (1 - bound["delta"],
+                                        bound["n_candidates"], bound["gap"],
+                                        bound["n_validation"]))
     if args.plot:
         plot(history, front, args.convergence, args.plot)
     return 0

@@ -1,0 +1,306 @@
+/* cache.c: the result cache and the dedup of identical jobs (cache.h).
+ *
+ * Design.  The cache itself is a table of the store (key -> result), so it
+ * survives restarts and is shared by daemons sharing a store.  This file
+ * adds the in-flight map: cache key -> the job computing it (the leader)
+ * and the ids of the jobs waiting for it (followers, "deferred": queued,
+ * outside the queue).  When a leader ends, the listener registered here
+ * stores its result and finishes every follower with a copy ("cached"),
+ * or, when the leader failed or was cancelled, queues the first follower
+ * as the new leader.  Followers are held by id, so a follower cancelled
+ * and deleted meanwhile is simply skipped.  After a restart the map is
+ * empty: jobs that were deferred are queued like any other and find the
+ * cache filled by then or compute.
+ *
+ * Thread: the loop thread owns the map and every job it names. */
+#include "config.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "api/canon.h"
+#include "api/sha256.h"
+#include "api/status.h"
+#include "server/cache.h"
+#include "server/job_state.h"
+#include "server/util.h"
+
+#define CACHE_BUCKETS 4096
+
+typedef struct cache_entry {
+  char key[65];
+  char leader[32];
+  char (*followers)[32];
+  size_t n_followers, cap;
+  size_t batch_index; /* while fresh: the leader's index in its batch */
+  int fresh;          /* made by the submission in progress */
+  struct cache_entry *next;
+} cache_entry;
+
+struct ae_cache {
+  cache_entry *buckets[CACHE_BUCKETS];
+};
+
+static size_t bucket_of(const char *key) {
+  /* The key is hex SHA-256: its first digits are uniform. */
+  return (size_t)strtoul((char[9]){key[0], key[1], key[2], key[3], key[4],
+                                   key[5], key[6], key[7], 0},
+                         NULL, 16) %
+         CACHE_BUCKETS;
+}
+
+static cache_entry *entry_find(struct ae_cache *c, const char *key) {
+  for (cache_entry *e = c->buckets[bucket_of(key)]; e; e = e->next)
+    if (!strcmp(e->key, key)) return e;
+  return NULL;
+}
+
+static void entry_unlink(struct ae_cache *c, cache_entry *e) {
+  cache_entry **at = &c->buckets[bucket_of(e->key)];
+  while (*at && *at != e)
+    at = &(*at)->next;
+  if (*at) *at = e->next;
+}
+
+static void entry_free(cache_entry *e) {
+  if (!e) return;
+  free(e->followers);
+  free(e);
+}
+
+static int entry_follow(cache_entry *e, const char *id) {
+  if (e->n_followers == e->cap) {
+    size_t cap = e->cap ? e->cap * 2 : 4;
+    void *grown = realloc(e->followers, cap * sizeof *e->followers);
+    if (!grown) return AE_ENOMEM;
+    e->followers = grown;
+    e->cap = cap;
+  }
+  snprintf(e->followers[e->n_followers++], 32, "%s", id);
+  return AE_OK;
+}
+
+/* The cache key of a parsed request and its architecture's canonical
+ * key.  AE_OK, or an error when the architecture has no canonical form
+ * (the job is then computed without the cache). */
+static int cache_key_of(const ae_request *req, char canonical[65],
+                        char key[65]) {
+  ae_canon c;
+  if (ae_arch_canon(&req->arch, &c)) return AE_ENOMEM;
+  snprintf(canonical, 65, "%s", c.key);
+  ae_canon_free(&c);
+  json_t *rest = json_deep_copy(req->normalised);
+  if (!rest) return AE_ENOMEM;
+  json_object_del(rest, "architecture");
+  json_object_del(rest, "client_ref");
+  json_object_del(rest, "priority");
+  json_object_del(rest, "timeout_ms");
+  char *text = json_dumps(rest, JSON_COMPACT | JSON_SORT_KEYS);
+  json_decref(rest);
+  if (!text) return AE_ENOMEM;
+  size_t len = strlen(text) + 256;
+  char *all = malloc(len);
+  if (!all) {
+    free(text);
+    return AE_ENOMEM;
+  }
+  int n = snprintf(all, len, "archeval-cache/1 engine=%s canon=%d\n%s\n%s",
+                   PACKAGE_VERSION, AE_CANON_VERSION, canonical, text);
+  ae_sha256_hex(all, (size_t)n, key);
+  free(all);
+  free(text);
+  return AE_OK;
+}
+
+static int take_result(void *ud, const char *text) {
+  json_error_t err;
+  json_t **out = ud;
+  *out = json_loads(text, 0, &err);
+  return *out ? AE_OK : AE_EIO;
+}
+
+/* Drops the entries the failed submission made. */
+static void drop_fresh(struct ae_cache *c, cache_entry **fresh, size_t n) {
+  for (size_t i = 0; i < n; i++) {
+    entry_unlink(c, fresh[i]);
+    entry_free(fresh[i]);
+  }
+}
+
+int ae_cache_submit(ae_server *srv, ae_request *reqs, size_t n,
+                    const char *idem_key, const char *body_hash, int batch,
+                    const char *study, ae_job **out) {
+  struct ae_cache *c = srv->cache;
+  ae_job_extra *extra = calloc(n, sizeof *extra);
+  char(*keys)[2][65] = calloc(n, sizeof *keys);
+  cache_entry **fresh = calloc(n, sizeof *fresh);
+  cache_entry **leader_of = calloc(n, sizeof *leader_of);
+  size_t n_fresh = 0;
+  int rc = AE_OK;
+  if (!extra || !keys || !fresh || !leader_of) {
+    rc = AE_ENOMEM;
+    goto done;
+  }
+  for (size_t i = 0; i < n; i++) {
+    extra[i].study = study;
+    if (!c || cache_key_of(&reqs[i], keys[i][0], keys[i][1])) continue;
+    extra[i].canonical = keys[i][0];
+    extra[i].cache_key = keys[i][1];
+    cache_entry *e = entry_find(c, keys[i][1]);
+    if (e && (e->fresh || study)) { /* earlier in this batch, or a study
+                                       member of a network computing now */
+      extra[i].deferred = 1;
+      leader_of[i] = e;
+      continue;
+    }
+    if (e) continue; /* a plain job computes on its own (no cache hit yet) */
+    if (srv->store) {
+      json_t *result = NULL;
+      int got =
+          ae_store_cache_get(srv->store, keys[i][1], take_result, &result);
+      if (got == AE_OK && result) {
+        extra[i].result = result;
+        continue;
+      }
+      if (got != AE_ENOTFOUND)
+        ae_log(AE_LOG_WARN, "cache: lookup failed (%s); computing",
+               ae_store_errmsg(srv->store));
+    }
+    if (!(e = calloc(1, sizeof *e))) {
+      rc = AE_ENOMEM;
+      goto done;
+    }
+    snprintf(e->key, sizeof e->key, "%s", keys[i][1]);
+    e->fresh = 1;
+    e->batch_index = i;
+    size_t b = bucket_of(e->key);
+    e->next = c->buckets[b];
+    c->buckets[b] = e;
+    fresh[n_fresh++] = e;
+  }
+  rc = ae_jobs_submit_ex(srv, reqs, n, idem_key, body_hash, batch, extra, out);
+  if (rc) goto done;
+  for (size_t i = 0; i < n_fresh; i++) {
+    snprintf(fresh[i]->leader, sizeof fresh[i]->leader, "%s",
+             out[fresh[i]->batch_index]->id);
+    fresh[i]->fresh = 0;
+  }
+  n_fresh = 0;
+  for (size_t i = 0; i < n; i++) {
+    if (!leader_of[i]) continue;
+    if (entry_follow(leader_of[i], out[i]->id)) {
+      /* No room to wait: compute it instead. */
+      out[i]->deferred = 0;
+      if (!ae_queue_reserve(&srv->queue, 1)) {
+        ae_job_enqueue(srv, out[i]);
+        srv->n_queued++;
+      } else {
+        ae_job_finish(srv, out[i], AE_JOB_FAILED, "internal", NULL, NULL);
+      }
+    }
+  }
+done:
+  if (c) drop_fresh(c, fresh, n_fresh);
+  for (size_t i = 0; extra && i < n; i++)
+    json_decref(extra[i].result);
+  free(extra);
+  free(keys);
+  free(fresh);
+  free(leader_of);
+  return rc;
+}
+
+/* A follower takes the leader's result. */
+static void finish_follower(ae_server *srv, ae_job *f, const json_t *result) {
+  json_t *copy = json_deep_copy(result);
+  f->cached = 1;
+  if (srv->store) {
+    int rc = ae_store_mark_cached(srv->store, f->id);
+    if (rc) ae_jobs_store_failed(srv, "mark cached", f->id, rc);
+  }
+  if (copy)
+    ae_job_finish(srv, f, AE_JOB_SUCCEEDED, "cached", copy, NULL);
+  else
+    ae_job_finish(srv, f, AE_JOB_FAILED, "internal", NULL, NULL);
+}
+
+static void on_terminal(ae_server *srv, ae_job *job) {
+  struct ae_cache *c = srv->cache;
+  if (!c || !job->cache_key[0] || !ae_job_terminal(job)) return;
+  cache_entry *e = entry_find(c, job->cache_key);
+  if (!e || strcmp(e->leader, job->id)) return;
+  entry_unlink(c, e);
+  json_t *result = ae_job_result_json(job);
+  if (result) {
+    if (srv->store) {
+      char *text = ae_json_dumps(result);
+      int rc = text ? ae_store_cache_put(srv->store, e->key, job->canonical,
+                                         text, ae_now_ms())
+                    : AE_ENOMEM;
+      free(text);
+      if (rc) ae_jobs_store_failed(srv, "cache put", job->id, rc);
+    }
+    for (size_t i = 0; i < e->n_followers; i++) {
+      ae_job *f = ae_job_table_find(&srv->jobs, e->followers[i]);
+      if (f && f->deferred && !ae_job_terminal(f))
+        finish_follower(srv, f, result);
+    }
+    json_decref(result);
+    entry_free(e);
+    return;
+  }
+  if (srv->draining) { /* stopping: the followers stop as the queue does */
+    for (size_t i = 0; i < e->n_followers; i++) {
+      ae_job *f = ae_job_table_find(&srv->jobs, e->followers[i]);
+      if (f && f->deferred && !ae_job_terminal(f))
+        ae_job_finish(srv, f, AE_JOB_CANCELLED, "draining", NULL, NULL);
+    }
+    entry_free(e);
+    return;
+  }
+  /* Not computed: the first follower still waiting computes it. */
+  size_t i = 0;
+  ae_job *next = NULL;
+  for (; i < e->n_followers && !next; i++) {
+    ae_job *f = ae_job_table_find(&srv->jobs, e->followers[i]);
+    if (f && f->deferred && !ae_job_terminal(f)) next = f;
+  }
+  if (!next || ae_queue_reserve(&srv->queue, 1)) {
+    if (next) ae_job_finish(srv, next, AE_JOB_FAILED, "internal", NULL, NULL);
+    entry_free(e);
+    return;
+  }
+  snprintf(e->leader, sizeof e->leader, "%s", next->id);
+  memmove(e->followers, e->followers + i,
+          (e->n_followers - i) * sizeof *e->followers);
+  e->n_followers -= i;
+  size_t b = bucket_of(e->key);
+  e->next = c->buckets[b];
+  c->buckets[b] = e;
+  next->deferred = 0;
+  next->enqueued_ns = ae_mono_ns();
+  ae_job_enqueue(srv, next);
+  srv->n_queued++;
+}
+
+int ae_cache_init(ae_server *srv) {
+  srv->cache = calloc(1, sizeof *srv->cache);
+  if (!srv->cache) return AE_ENOMEM;
+  return ae_jobs_on_terminal(srv, on_terminal);
+}
+
+void ae_cache_free(ae_server *srv) {
+  struct ae_cache *c = srv->cache;
+  if (!c) return;
+  for (size_t b = 0; b < CACHE_BUCKETS; b++) {
+    cache_entry *e = c->buckets[b];
+    while (e) {
+      cache_entry *next = e->next;
+      entry_free(e);
+      e = next;
+    }
+  }
+  free(c);
+  srv->cache = NULL;
+}
