@@ -254,16 +254,34 @@ static void forward_conv(ae_net *n, int k, int batch) {
   ae_real *y = n->act[k];
   int direct = nd->kernel == 1 && nd->stride == 1 && nd->padding == 0;
   int K = (int)ge->col_rows, HW = (int)ge->out_hw, cout = nd->out;
+  /* Where the sgemm below would run in OpenBLAS's blocked regime, the
+   * direct convolution gives its very values without the im2col matrix
+   * and the copy out of the chunk (net_conv_direct.c). */
+#ifndef AE_NET_DOUBLE
+  int fits = ae_net_conv_direct_fits(nd, ge);
+#define CONV_DIRECT(b0, m, columns)                                            \
+  if (fits && ae_net_conv_direct_replaces(cout, (columns), (size_t)K)) {       \
+    ae_net_conv_direct(n->weight[k], x + (size_t)(b0) * ge->in_elems,         \
+                       ge->in_elems, ge->in_c, ge->in_h, ge->in_w, nd->kernel, \
+                       cout, y + (size_t)(b0) * ge->elems, ge->elems, (m));    \
+    continue;                                                                  \
+  }
+#else
+#define CONV_DIRECT(b0, m, columns)
+#endif
   if (direct) {
-    for (int b = 0; b < batch; b++)
+    for (int b = 0; b < batch; b++) {
+      CONV_DIRECT(b, 1, (size_t)HW)
       AE_GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, cout, HW, K, 1.0,
               n->weight[k], K, x + (size_t)b * ge->in_elems, HW, 0.0,
               y + (size_t)b * ge->elems, HW);
+    }
     return;
   }
   for (int b0 = 0; b0 < batch; b0 += n->chunk[k]) {
     int m = batch - b0 < n->chunk[k] ? batch - b0 : n->chunk[k];
     size_t ld = (size_t)m * (size_t)HW;
+    CONV_DIRECT(b0, m, ld)
     for (int j = 0; j < m; j++)
       ae_net_im2col_t(x + (size_t)(b0 + j) * ge->in_elems, ge->in_c, ge->in_h,
                       ge->in_w, nd->kernel, nd->stride, nd->padding,
@@ -279,6 +297,7 @@ static void forward_conv(ae_net *n, int k, int batch) {
                out + (size_t)c * ld + (size_t)j * (size_t)HW,
                sizeof(ae_real) * (size_t)HW);
   }
+#undef CONV_DIRECT
 }
 
 int ae_net_forward_buffers(ae_net *n, const float *x, int batch) {

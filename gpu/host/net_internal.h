@@ -130,4 +130,27 @@ int ae_net_load_params(ae_net *n, int node, ae_net_param_kind kind,
 void ae_net_philox_normals(uint64_t seed, uint32_t tensor, uint32_t stream,
                            uint64_t index0, double *out);
 
+/* Direct float32 convolution, stride 1, output as large as
+ * the input (odd kernel k <= AE_NET_DIRECT_MAX_K, padding (k - 1) / 2):
+ * y[co][p] = sum over (ci, ky, kx) of w[co][ci][ky][kx] * x[ci][p + shift]
+ * without an im2col matrix, written straight into each sample's output.
+ * Every output element is the very value of im2col + the BLAS sgemm
+ * (the same fused multiply-adds in the same order, K split into the same
+ * blocks).  That holds for OpenBLAS's blocked sgemm only, so
+ * ae_net_conv_direct_replaces(cout, columns, kk) says whether the sgemm
+ * that im2col would feed (cout x columns, inner size kk) may be replaced:
+ * 0 when OpenBLAS would run it in its small-matrix kernel, and 0 on a
+ * machine where a once-per-process comparison of both on random data
+ * finds any difference (another BLAS, no AVX-512) or with
+ * AE_CONV_DIRECT=0 in the environment. */
+#define AE_NET_DIRECT_MAX_K 7
+#define AE_NET_DIRECT_MAX_HW 4096 /* output positions per plane */
+int ae_net_conv_direct_replaces(int cout, size_t columns, size_t kk);
+/* 1 when node nd's convolution has the shape ae_net_conv_direct runs. */
+int ae_net_conv_direct_fits(const ae_node *nd, const ae_plan_geom *ge);
+/* `samples` samples, sample s at x + s * x_stride and y + s * y_stride. */
+void ae_net_conv_direct(const float *w, const float *x, size_t x_stride,
+                        int cin, int h, int wd, int k, int cout, float *y,
+                        size_t y_stride, int samples);
+
 #endif

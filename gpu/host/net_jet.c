@@ -94,9 +94,23 @@ static void jet_conv(ae_net *n, int k, int batch) {
   const ae_real *x = n->jet[nd->inputs[0]];
   ae_real *y = n->jet[k];
   int direct = nd->kernel == 1 && nd->stride == 1 && nd->padding == 0;
+#ifndef AE_NET_DOUBLE
+  int fits = ae_net_conv_direct_fits(nd, ge);
+#endif
   for (int v0 = 0; v0 < V; v0 += chunk) {
     int m = V - v0 < chunk ? V - v0 : chunk;
     size_t ld = (size_t)m * (size_t)HW;
+#ifndef AE_NET_DOUBLE
+    /* The sgemm's very values without im2col and copy-out, where it would
+     * run blocked (net_conv_direct.c). */
+    if (fits && ae_net_conv_direct_replaces(cout, ld, (size_t)K)) {
+      ae_net_conv_direct(n->weight[k], x + (size_t)v0 * ge->in_elems,
+                         ge->in_elems, ge->in_c, ge->in_h, ge->in_w,
+                         nd->kernel, cout, y + (size_t)v0 * ge->elems,
+                         ge->elems, m);
+      continue;
+    }
+#endif
     const ae_real *b = col;
     int ldb = (int)ld;
     if (direct && m == 1) {
