@@ -206,11 +206,12 @@ static void forward_bn(ae_net *n, int k, int batch) {
   const ae_real *x = n->act[n->g->nodes[k].inputs[0]];
   ae_real *y = n->act[k];
   size_t C = (size_t)ge->channels, P = ge->plane;
+  /* The variances go through bn_invstd, which then takes 1/std. */
+  ae_net_bn_stats_t(x, batch, ge->elems, P, 0, C, n->bn_mean[k],
+                    n->bn_invstd[k]);
   for (size_t c = 0; c < C; c++) {
-    double mean, var;
-    ae_net_bn_channel_stats_t(x, batch, ge->elems, P, c, &mean, &var);
-    double inv = 1.0 / sqrt(var + BN_EPS);
-    n->bn_mean[k][c] = mean;
+    double mean = n->bn_mean[k][c];
+    double inv = 1.0 / sqrt(n->bn_invstd[k][c] + BN_EPS);
     n->bn_invstd[k][c] = inv;
     /* One multiply-add per element; the shift is formed in float64.
      * (Centring in float32 first, as (x - float(mean)) * scale, moved the

@@ -155,9 +155,13 @@ static void jet_bn(ae_net *n, int k, int batch) {
   const ae_plan_geom *ge = &n->geom[k];
   size_t C = (size_t)ge->channels, P = ge->plane;
   const ae_real *x = stream(n, nd->inputs[0], 0, batch);
+  enum { GROUP = 64 };
+  double means[GROUP], vars[GROUP];
   for (size_t c = 0; c < C; c++) {
-    double mean, var;
-    ae_net_bn_channel_stats_t(x, batch, ge->elems, P, c, &mean, &var);
+    if (c % GROUP == 0)
+      ae_net_bn_stats_t(x, batch, ge->elems, P, c,
+                        C - c < GROUP ? C - c : GROUP, means, vars);
+    double mean = means[c % GROUP], var = vars[c % GROUP];
     double scale = (double)n->gamma[k][c] / sqrt(var + BN_EPS);
     ae_real rscale = (ae_real)scale;
     ae_real rshift = (ae_real)((double)n->beta[k][c] - mean * scale);

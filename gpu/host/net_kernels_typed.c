@@ -120,9 +120,77 @@ void ae_net_col2im_add_t(const ae_real *col, int c, int h, int w, int k,
       }
 }
 
+/* The columns 1 .. w - 2 of one output row of a 3x3, stride-1, padding-1
+ * pool whose window has the nr rows r[0..nr-1] inside the plane: the
+ * generic loop's very sums (from 0, rows in order, columns in order) and
+ * divisor, in a loop that vectorises. */
+AE_VECTOR_LOOPS
+static void avg_pool3_row_inner(const ae_real *const *r, int nr, int w,
+                                ae_real count, ae_real *restrict y) {
+  if (nr == 3) {
+    const ae_real *restrict a = r[0], *restrict b = r[1], *restrict c = r[2];
+    for (int ox = 1; ox < w - 1; ox++) {
+      ae_real sum = (ae_real)0;
+      sum += a[ox - 1];
+      sum += a[ox];
+      sum += a[ox + 1];
+      sum += b[ox - 1];
+      sum += b[ox];
+      sum += b[ox + 1];
+      sum += c[ox - 1];
+      sum += c[ox];
+      sum += c[ox + 1];
+      y[ox] = sum / count;
+    }
+  } else {
+    const ae_real *restrict a = r[0], *restrict b = r[1];
+    for (int ox = 1; ox < w - 1; ox++) {
+      ae_real sum = (ae_real)0;
+      sum += a[ox - 1];
+      sum += a[ox];
+      sum += a[ox + 1];
+      sum += b[ox - 1];
+      sum += b[ox];
+      sum += b[ox + 1];
+      y[ox] = sum / count;
+    }
+  }
+}
+
+static ae_real avg_pool_at(const ae_real *x, int h, int w, int k, int stride,
+                           int pad, int include_pad, int oy, int ox) {
+  int y0 = oy * stride - pad, x0 = ox * stride - pad;
+  ae_real sum = (ae_real)0;
+  for (int ky = 0; ky < k; ky++) {
+    int iy = y0 + ky;
+    if (iy < 0 || iy >= h) continue;
+    for (int kx = 0; kx < k; kx++) {
+      int ix = x0 + kx;
+      if (ix >= 0 && ix < w) sum += x[(size_t)iy * (size_t)w + (size_t)ix];
+    }
+  }
+  return sum / (ae_real)ae_net_pool_count(y0, x0, h, w, k, include_pad);
+}
+
 void ae_net_avg_pool_plane_t(const ae_real *x, int h, int w, int k, int stride,
                              int pad, int include_pad, int oh, int ow,
                              ae_real *y) {
+  if (k == 3 && stride == 1 && pad == 1 && oh == h && ow == w && h >= 2 &&
+      w >= 3) {
+    /* NB201's avg_pool_3x3: the interior columns row by row. */
+    for (int oy = 0; oy < oh; oy++) {
+      const ae_real *r[3];
+      int nr = 0;
+      for (int iy = oy - 1; iy <= oy + 1; iy++)
+        if (iy >= 0 && iy < h) r[nr++] = x + (size_t)iy * (size_t)w;
+      ae_real *row = y + (size_t)oy * (size_t)ow;
+      ae_real count = (ae_real)(include_pad ? 9 : 3 * nr);
+      avg_pool3_row_inner(r, nr, w, count, row);
+      row[0] = avg_pool_at(x, h, w, k, stride, pad, include_pad, oy, 0);
+      row[w - 1] = avg_pool_at(x, h, w, k, stride, pad, include_pad, oy, w - 1);
+    }
+    return;
+  }
   for (int oy = 0; oy < oh; oy++)
     for (int ox = 0; ox < ow; ox++) {
       int y0 = oy * stride - pad, x0 = ox * stride - pad;
@@ -214,6 +282,49 @@ void ae_net_add_t(ae_real *const *buf, const ae_node *nd, size_t count,
   add2(x, buf[nd->inputs[1]], y, count);
   for (int i = 2; i < nd->n_inputs; i++)
     add_into(buf[nd->inputs[i]], y, count);
+}
+
+/* Four channels' statistics at once: ae_net_bn_channel_stats_t's very
+ * operations per channel, the four channels' dependent float64 sums
+ * interleaved (eight chains instead of two keep the adders busy). */
+static void bn_stats4(const ae_real *x, int batch, size_t elems, size_t plane,
+                      size_t c, double *mean, double *var) {
+  double cnt = (double)batch * (double)plane;
+  double sh[4], sum[4] = {0.0, 0.0, 0.0, 0.0}, ss[4] = {0.0, 0.0, 0.0, 0.0};
+  for (int j = 0; j < 4; j++)
+    sh[j] = x[(c + (size_t)j) * plane];
+  for (int b = 0; b < batch; b++) {
+    const ae_real *p0 = x + (size_t)b * elems + c * plane;
+    const ae_real *p1 = p0 + plane, *p2 = p1 + plane, *p3 = p2 + plane;
+    for (size_t i = 0; i < plane; i++) {
+      double d0 = (double)p0[i] - sh[0], d1 = (double)p1[i] - sh[1];
+      double d2 = (double)p2[i] - sh[2], d3 = (double)p3[i] - sh[3];
+      sum[0] += d0;
+      ss[0] += d0 * d0;
+      sum[1] += d1;
+      ss[1] += d1 * d1;
+      sum[2] += d2;
+      ss[2] += d2 * d2;
+      sum[3] += d3;
+      ss[3] += d3 * d3;
+    }
+  }
+  for (int j = 0; j < 4; j++) {
+    double dmean = sum[j] / cnt;
+    mean[j] = sh[j] + dmean;
+    var[j] = ss[j] / cnt - dmean * dmean;
+    if (var[j] < 0.0) var[j] = 0.0;
+  }
+}
+
+void ae_net_bn_stats_t(const ae_real *x, int batch, size_t elems, size_t plane,
+                       size_t c0, size_t channels, double *mean, double *var) {
+  size_t c = 0;
+  for (; c + 4 <= channels; c += 4)
+    bn_stats4(x, batch, elems, plane, c0 + c, mean + c, var + c);
+  for (; c < channels; c++)
+    ae_net_bn_channel_stats_t(x, batch, elems, plane, c0 + c, mean + c,
+                              var + c);
 }
 
 void ae_net_bn_channel_stats_t(const ae_real *x, int batch, size_t elems,

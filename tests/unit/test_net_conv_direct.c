@@ -6,7 +6,9 @@
  * ae_net_conv_direct_replaces says it may stand in for that sgemm (what
  * keeps every golden number unchanged); and the shapes and GEMMs it must
  * refuse.  On a machine where the direct path is off (no AVX-512, another
- * BLAS) the value tests have nothing to compare and say so. */
+ * BLAS) the value tests have nothing to compare and say so.  Also the
+ * other bit-identical fast paths of the forward and the jets: the 3x3
+ * average pool's rows and the BN statistics four channels at a time. */
 #include "api/status.h"
 #include "gpu/host/blas_env.h"
 #include "gpu/host/net_internal.h"
@@ -175,6 +177,65 @@ START_TEST(refuses_what_it_cannot_match) {
 }
 END_TEST
 
+/* The 3x3 stride-1 pool's row fast path against the generic window loop
+ * (sum from 0, rows then columns in order, over the in-bounds taps; the
+ * divisor 9 or the count of those taps), bit for bit. */
+START_TEST(avg_pool3_matches_window_loop) {
+  static const int shapes[][2] = {{32, 32}, {8, 8}, {2, 3}, {5, 17}, {3, 4}};
+  for (size_t i = 0; i < sizeof shapes / sizeof *shapes; i++)
+    for (int include_pad = 0; include_pad < 2; include_pad++) {
+      int h = shapes[i][0], w = shapes[i][1];
+      float *x = malloc(sizeof(float) * (size_t)h * w);
+      float *y = malloc(sizeof(float) * (size_t)h * w);
+      ck_assert(x && y);
+      uint32_t seed = (uint32_t)(7 + i);
+      for (int e = 0; e < h * w; e++)
+        x[e] = random_value(&seed) * 3.0f;
+      ae_net_avg_pool_plane_t(x, h, w, 3, 1, 1, include_pad, h, w, y);
+      for (int oy = 0; oy < h; oy++)
+        for (int ox = 0; ox < w; ox++) {
+          float sum = 0.0f;
+          int taps = 0;
+          for (int iy = oy - 1; iy <= oy + 1; iy++)
+            for (int ix = ox - 1; ix <= ox + 1; ix++)
+              if (iy >= 0 && iy < h && ix >= 0 && ix < w) {
+                sum += x[iy * w + ix];
+                taps++;
+              }
+          float want = sum / (float)(include_pad ? 9 : taps);
+          ck_assert_msg(memcmp(&want, &y[oy * w + ox], sizeof want) == 0,
+                        "%dx%d pad %d at (%d,%d): %.9g vs %.9g", h, w,
+                        include_pad, oy, ox, y[oy * w + ox], want);
+        }
+      free(x);
+      free(y);
+    }
+}
+END_TEST
+
+/* BN statistics four channels at a time: the per-channel function's very
+ * values (6 channels: a group of four and two alone; an offset c0). */
+START_TEST(bn_stats_match_per_channel) {
+  enum { BATCH = 5, C = 7, P = 13 };
+  float *x = malloc(sizeof(float) * BATCH * C * P);
+  ck_assert_ptr_nonnull(x);
+  uint32_t seed = 3;
+  for (int e = 0; e < BATCH * C * P; e++)
+    x[e] = 10.0f + random_value(&seed);
+  double mean[6], var[6];
+  ae_net_bn_stats_t(x, BATCH, (size_t)C * P, P, 1, 6, mean, var);
+  for (int c = 0; c < 6; c++) {
+    double m, v;
+    ae_net_bn_channel_stats_t(x, BATCH, (size_t)C * P, P, (size_t)c + 1, &m,
+                              &v);
+    ck_assert(memcmp(&m, &mean[c], sizeof m) == 0);
+    ck_assert(memcmp(&v, &var[c], sizeof v) == 0);
+    ck_assert(v > 0.0);
+  }
+  free(x);
+}
+END_TEST
+
 int main(int argc, char **argv) {
   /* The comparison is with the BLAS as the engine runs it. */
   ae_blas_tune_and_reexec(argc, argv);
@@ -185,6 +246,8 @@ int main(int argc, char **argv) {
   tcase_add_test(tc, matches_definition);
   tcase_add_test(tc, bitwise_sgemm_where_replaced);
   tcase_add_test(tc, refuses_what_it_cannot_match);
+  tcase_add_test(tc, avg_pool3_matches_window_loop);
+  tcase_add_test(tc, bn_stats_match_per_channel);
   suite_add_tcase(s, tc);
   SRunner *sr = srunner_create(s);
   srunner_run_all(sr, CK_NORMAL);
