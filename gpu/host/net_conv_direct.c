@@ -272,8 +272,7 @@ static int direct_usable;
 static void check_direct_once(void) {
   const char *env = getenv("AE_CONV_DIRECT");
   if (env && strcmp(env, "0") == 0) return;
-  __builtin_cpu_init();
-  if (!__builtin_cpu_supports("avx512f")) return;
+  if (!ae_net_have_avx512()) return;
   /* K of 98 .. 1152 (one block, a remainder split in halves, Q blocks
    * plus a split remainder), 1x1 and 3x3 .. 7x7 kernels, planes with a
    * tail vector, output channels in tiles of 8, 4 and 1; every GEMM in
@@ -289,6 +288,19 @@ static void check_direct_once(void) {
   direct_usable = 1;
 }
 
+static int have_avx512;
+
+static void check_avx512_once(void) {
+  __builtin_cpu_init();
+  have_avx512 = __builtin_cpu_supports("avx512f") != 0;
+}
+
+int ae_net_have_avx512(void) {
+  static pthread_once_t once = PTHREAD_ONCE_INIT;
+  pthread_once(&once, check_avx512_once);
+  return have_avx512;
+}
+
 static int conv_direct_usable(void) {
   static pthread_once_t once = PTHREAD_ONCE_INIT;
   pthread_once(&once, check_direct_once);
@@ -296,6 +308,10 @@ static int conv_direct_usable(void) {
 }
 
 #else
+
+int ae_net_have_avx512(void) {
+  return 0;
+}
 
 static int conv_direct_usable(void) {
   return 0;

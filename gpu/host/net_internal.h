@@ -153,6 +153,17 @@ void ae_net_philox_normals(uint64_t seed, uint32_t tensor, uint32_t stream,
 #define AE_NET_DIRECT_MAX_K 7
 #define AE_NET_DIRECT_MAX_HW 4096 /* output positions per plane */
 int ae_net_conv_direct_replaces(int cout, size_t columns, size_t kk);
+/* 1 when the CPU runs AVX-512F (checked once; x86-64 with GCC only): the
+ * float32 elementwise passes then take 16 lanes, with the very same
+ * operations per element (no contraction into fused multiply-adds). */
+int ae_net_have_avx512(void);
+#if !defined(AE_NET_DOUBLE) && defined(__GNUC__) && defined(__x86_64__)
+#define AE_NET_AVX512 1
+#define AE_AVX512_FN                                                           \
+  __attribute__((target("avx512f"), optimize("fp-contract=off")))
+#else
+#define AE_NET_AVX512 0
+#endif
 /* 1 when node nd's convolution has the shape ae_net_conv_direct runs. */
 int ae_net_conv_direct_fits(const ae_node *nd, const ae_plan_geom *ge);
 /* `samples` samples, sample s at x + s * x_stride and y + s * y_stride. */

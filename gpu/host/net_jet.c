@@ -24,6 +24,9 @@
 #ifndef AE_NET_DOUBLE
 #include "gpu/host/net64.h"
 #endif
+#if AE_NET_AVX512
+#include <immintrin.h>
+#endif
 
 #define BN_EPS 1e-5
 #define JET_CHUNK_COLUMNS 1024
@@ -199,6 +202,24 @@ static void relu_jets(size_t count, const ae_real *restrict z,
   }
 }
 
+#if AE_NET_AVX512
+/* relu_jets in 16 lanes: each stream kept where z > 0, else +0. */
+AE_AVX512_FN
+static void relu_jets_avx512(size_t count, const float *z, const float *z1,
+                             const float *z2, float *y, float *y1, float *y2) {
+  __m512 zero = _mm512_setzero_ps();
+  for (size_t e = 0; e < count; e += 16) {
+    __mmask16 m = count - e >= 16 ? (__mmask16)0xFFFF
+                                  : (__mmask16)((1u << (count - e)) - 1u);
+    __m512 v = _mm512_maskz_loadu_ps(m, z + e);
+    __mmask16 keep = _mm512_mask_cmp_ps_mask(m, v, zero, _CMP_GT_OQ);
+    _mm512_mask_storeu_ps(y + e, m, _mm512_maskz_mov_ps(keep, v));
+    _mm512_mask_storeu_ps(y1 + e, m, _mm512_maskz_loadu_ps(keep, z1 + e));
+    _mm512_mask_storeu_ps(y2 + e, m, _mm512_maskz_loadu_ps(keep, z2 + e));
+  }
+}
+#endif
+
 /* y = s(z), y' = s'(z) z', y'' = s''(z) z'^2 + s'(z) z''. */
 AE_VECTOR_LOOPS
 static void jet_act(ae_net *n, int k, int batch) {
@@ -212,6 +233,12 @@ static void jet_act(ae_net *n, int k, int batch) {
   ae_real *restrict y2 = stream(n, k, 2, batch);
   switch (nd->act.fn) {
   case AE_ACT_RELU:
+#if AE_NET_AVX512
+    if (ae_net_have_avx512()) {
+      relu_jets_avx512(count, z, z1, z2, y, y1, y2);
+      return;
+    }
+#endif
     relu_jets(count, z, z1, z2, y, y1, y2);
     return;
   case AE_ACT_LEAKY_RELU: {

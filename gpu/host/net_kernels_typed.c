@@ -6,6 +6,9 @@
 #include "gpu/host/net_internal.h"
 
 #include <string.h>
+#if AE_NET_AVX512
+#include <immintrin.h>
+#endif
 
 /* One im2col row of a stride-1 conv whose output is as wide as its input
  * (ow == w): the row is the input plane shifted by dy rows and dx columns,
@@ -247,10 +250,51 @@ void ae_net_global_avg_pool_t(const ae_real *x, size_t planes,
   }
 }
 
+#if AE_NET_AVX512
+/* The float32 passes below in 16 lanes: a multiply and an add rounded
+ * apart, as the portable loops (contraction is off). */
+AE_AVX512_FN
+static void scale_shift_avx512(const float *x, float *y, size_t count,
+                               float scale, float shift) {
+  __m512 s = _mm512_set1_ps(scale), t = _mm512_set1_ps(shift);
+  size_t i = 0;
+  for (; i + 16 <= count; i += 16)
+    _mm512_storeu_ps(y + i,
+                     _mm512_add_ps(_mm512_mul_ps(_mm512_loadu_ps(x + i), s), t));
+  if (i < count) {
+    __mmask16 m = (__mmask16)((1u << (count - i)) - 1u);
+    __m512 v = _mm512_maskz_loadu_ps(m, x + i);
+    _mm512_mask_storeu_ps(y + i, m, _mm512_add_ps(_mm512_mul_ps(v, s), t));
+  }
+}
+
+/* y = a + b (y may be b). */
+AE_AVX512_FN
+static void add_avx512(const float *a, const float *b, float *y,
+                       size_t count) {
+  size_t i = 0;
+  for (; i + 16 <= count; i += 16)
+    _mm512_storeu_ps(y + i, _mm512_add_ps(_mm512_loadu_ps(a + i),
+                                          _mm512_loadu_ps(b + i)));
+  if (i < count) {
+    __mmask16 m = (__mmask16)((1u << (count - i)) - 1u);
+    _mm512_mask_storeu_ps(y + i, m,
+                          _mm512_add_ps(_mm512_maskz_loadu_ps(m, a + i),
+                                        _mm512_maskz_loadu_ps(m, b + i)));
+  }
+}
+#endif
+
 /* y = x * scale + shift over count elements. */
 AE_VECTOR_LOOPS
 void ae_net_scale_shift_t(const ae_real *restrict x, ae_real *restrict y,
                           size_t count, ae_real scale, ae_real shift) {
+#if AE_NET_AVX512
+  if (ae_net_have_avx512()) {
+    scale_shift_avx512(x, y, count, scale, shift);
+    return;
+  }
+#endif
   for (size_t i = 0; i < count; i++)
     y[i] = x[i] * scale + shift;
 }
@@ -259,6 +303,12 @@ void ae_net_scale_shift_t(const ae_real *restrict x, ae_real *restrict y,
 AE_VECTOR_LOOPS
 static void add2(const ae_real *restrict x0, const ae_real *restrict x1,
                  ae_real *restrict y, size_t count) {
+#if AE_NET_AVX512
+  if (ae_net_have_avx512()) {
+    add_avx512(x0, x1, y, count);
+    return;
+  }
+#endif
   for (size_t e = 0; e < count; e++)
     y[e] = x0[e] + x1[e];
 }
@@ -267,6 +317,12 @@ static void add2(const ae_real *restrict x0, const ae_real *restrict x1,
 AE_VECTOR_LOOPS
 static void add_into(const ae_real *restrict x, ae_real *restrict y,
                      size_t count) {
+#if AE_NET_AVX512
+  if (ae_net_have_avx512()) {
+    add_avx512(y, x, y, count);
+    return;
+  }
+#endif
   for (size_t e = 0; e < count; e++)
     y[e] += x[e];
 }
