@@ -220,7 +220,9 @@ void ae_net_conv_direct(const float *w, const float *x, size_t x_stride,
     a.x = x + (size_t)s * x_stride;
     a.y = y + (size_t)s * y_stride;
     for (int v0 = 0; v0 < vectors;) {
-      int pb = vectors - v0 >= TILE_PB ? TILE_PB : vectors - v0;
+      /* Tiles of 3 vectors; a last 4 goes as 2 + 2, not 3 + 1. */
+      int left = vectors - v0;
+      int pb = left == 4 ? 2 : left >= TILE_PB ? TILE_PB : left;
       for (int co0 = 0; co0 < cout;) {
         int co = cout - co0 >= 8 ? 8 : cout - co0 >= 4 ? 4 : 1;
         tile_for(co, pb)(&a, co0, v0);
