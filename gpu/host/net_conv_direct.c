@@ -19,7 +19,8 @@
  * in order.  The
  * same chain is formed here, and a masked tap adds w * 0, as the zero of
  * the im2col matrix does.  OpenBLAS's small-matrix kernel (M * N * K <=
- * 100^3) orders its operations otherwise, so such GEMMs are never
+ * 100^3) forms one chain over all of K, which is ours while K <= Q, but
+ * sums a last partial group of 16 columns otherwise: such GEMMs are not
  * replaced.  Because all this is a property of the BLAS found at run
  * time, a comparison of both on random data (several shapes, K beyond
  * 2Q) runs once per process and any difference turns the direct path
@@ -277,12 +278,14 @@ static void check_direct_once(void) {
   if (!ae_net_have_avx512()) return;
   /* K of 98 .. 1152 (one block, a remainder split in halves, Q blocks
    * plus a split remainder), 1x1 and 3x3 .. 7x7 kernels, planes with a
-   * tail vector, output channels in tiles of 8, 4 and 1; every GEMM in
-   * OpenBLAS's blocked regime (ae_net_conv_direct_replaces). */
-  static const int shapes[][5] = {{16, 32, 32, 3, 16}, {64, 8, 8, 3, 64},
-                                  {128, 6, 6, 3, 40},  {48, 10, 10, 3, 24},
-                                  {7, 20, 22, 5, 16},  {2, 30, 30, 7, 13},
-                                  {64, 16, 16, 1, 64}};
+   * tail vector, output channels in tiles of 8, 4 and 1; GEMMs that
+   * ae_net_conv_direct_replaces lets it stand in for, blocked and small. */
+  static const int shapes[][5] = {
+      {16, 32, 32, 3, 16}, {64, 8, 8, 3, 64}, {128, 6, 6, 3, 40},
+      {48, 10, 10, 3, 24}, {7, 20, 22, 5, 16}, {2, 30, 30, 7, 13},
+      {64, 16, 16, 1, 64}, /* and in the small-matrix kernel: */
+      {16, 32, 32, 1, 16}, {64, 8, 8, 1, 64}, {3, 32, 32, 3, 16},
+      {32, 16, 16, 1, 32}, {1, 4, 4, 3, 16}};
   for (size_t i = 0; i < sizeof shapes / sizeof *shapes; i++)
     if (!check_shape(shapes[i][0], shapes[i][1], shapes[i][2], shapes[i][3],
                      shapes[i][4]))
@@ -330,8 +333,13 @@ void ae_net_conv_direct(const float *w, const float *x, size_t x_stride,
 
 int ae_net_conv_direct_replaces(int cout, size_t columns, size_t kk) {
   /* OpenBLAS sends M * N * K <= 100^3 to its small-matrix kernel
-   * (kernel/x86_64/sgemm_small_kernel_permit_skylakex.c), whose order of
-   * operations differs. */
-  if ((double)cout * (double)columns * (double)kk <= SMALL_GEMM_MNK) return 0;
-  return k_blocks_agree(kk) && conv_direct_usable();
+   * (kernel/x86_64/sgemm_small_kernel_permit_skylakex.c): one chain over
+   * all of K (no blocks), the same as ours while K <= Q, except for a
+   * last partial group of 16 columns, which it sums otherwise. */
+  if ((double)cout * (double)columns * (double)kk <= SMALL_GEMM_MNK) {
+    if (columns % 16 != 0 || kk > BLAS_GEMM_Q) return 0;
+  } else if (!k_blocks_agree(kk)) {
+    return 0;
+  }
+  return conv_direct_usable();
 }

@@ -146,7 +146,8 @@ void ae_net_philox_normals(uint64_t seed, uint32_t tensor, uint32_t stream,
  * blocks).  That holds for OpenBLAS's blocked sgemm only, so
  * ae_net_conv_direct_replaces(cout, columns, kk) says whether the sgemm
  * that im2col would feed (cout x columns, inner size kk) may be replaced:
- * 0 when OpenBLAS would run it in its small-matrix kernel, and 0 on a
+ * 0 where OpenBLAS's small-matrix kernel or its threaded driver would
+ * order the sums otherwise (columns not a multiple of 16, K blocks), 0 on a
  * machine where a once-per-process comparison of both on random data
  * finds any difference (another BLAS, no AVX-512) or with
  * AE_CONV_DIRECT=0 in the environment. */

@@ -124,7 +124,9 @@ START_TEST(bitwise_sgemm_where_replaced) {
   static const int shapes[][5] = {
       {16, 32, 32, 3, 16}, {32, 16, 16, 3, 32}, {64, 8, 8, 3, 64},
       {128, 6, 6, 3, 40},  {3, 32, 32, 3, 16},  {16, 32, 32, 1, 64},
-      {2, 30, 30, 7, 13},  {64, 16, 16, 1, 64}, {100, 9, 9, 3, 17}};
+      {2, 30, 30, 7, 13},  {64, 16, 16, 1, 64}, {100, 9, 9, 3, 17},
+      {16, 32, 32, 1, 16}, {32, 16, 16, 1, 32}, {64, 8, 8, 1, 64},
+      {1, 4, 4, 3, 16},    {8, 8, 8, 3, 8}};
   int compared = 0;
   for (size_t i = 0; i < sizeof shapes / sizeof *shapes; i++) {
     int cin = shapes[i][0], h = shapes[i][1], w = shapes[i][2];
@@ -151,11 +153,12 @@ START_TEST(bitwise_sgemm_where_replaced) {
 END_TEST
 
 START_TEST(refuses_what_it_cannot_match) {
-  /* OpenBLAS's small-matrix kernel (M N K <= 100^3) orders its sums
-   * otherwise; a K remainder that the threaded driver halves otherwise
-   * (468 = 240 + 228 one thread, 234 + 234 threaded). */
-  ck_assert_int_eq(ae_net_conv_direct_replaces(16, 1024, 27), 0);
-  ck_assert_int_eq(ae_net_conv_direct_replaces(64, 64, 64), 0);
+  /* OpenBLAS's small-matrix kernel (M N K <= 100^3) sums a partial group
+   * of 16 columns otherwise and never splits K; a K remainder that the
+   * threaded driver halves otherwise (468 = 240 + 228 one thread,
+   * 234 + 234 threaded). */
+  ck_assert_int_eq(ae_net_conv_direct_replaces(16, 1026, 27), 0);
+  ck_assert_int_eq(ae_net_conv_direct_replaces(8, 64, 576), 0);
   ck_assert_int_eq(ae_net_conv_direct_replaces(64, 4096, 468), 0);
   /* Shapes: stride 2, even kernels, padding other than (k - 1) / 2. */
   ae_node nd;
