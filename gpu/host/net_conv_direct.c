@@ -132,9 +132,9 @@ conv_tile(const conv_args *a, int co0, int v0, const int CO, const int PB) {
   for (int kb0 = 0; kb0 < a->kk;) {
     int kb1 = kb0 + k_block(a->kk - kb0);
     __m512 acc[TILE_CO][TILE_PB];
-    #pragma GCC unroll 8
+#pragma GCC unroll 8
     for (int c = 0; c < CO; c++)
-      #pragma GCC unroll 8
+#pragma GCC unroll 8
       for (int j = 0; j < PB; j++)
         acc[c][j] = _mm512_setzero_ps();
     int ci = kb0 / k2, tap = kb0 % k2;
@@ -145,15 +145,15 @@ conv_tile(const conv_args *a, int co0, int v0, const int CO, const int PB) {
        * the mask keeps. */
       ptrdiff_t at = plane + a->shift[tap];
       __m512 v[TILE_PB];
-      #pragma GCC unroll 8
+#pragma GCC unroll 8
       for (int j = 0; j < PB; j++)
         v[j] = _mm512_maskz_loadu_ps(
             a->taps[(size_t)(v0 + j) * k2 + tap],
             (const char *)a->x + (at + j * LANES) * (ptrdiff_t)sizeof(float));
-      #pragma GCC unroll 8
+#pragma GCC unroll 8
       for (int c = 0; c < CO; c++) {
         __m512 wv = _mm512_set1_ps(wrow[(size_t)c * a->kk + col]);
-        #pragma GCC unroll 8
+#pragma GCC unroll 8
         for (int j = 0; j < PB; j++)
           acc[c][j] = _mm512_fmadd_ps(wv, v[j], acc[c][j]);
       }
@@ -162,12 +162,12 @@ conv_tile(const conv_args *a, int co0, int v0, const int CO, const int PB) {
         plane += a->hw;
       }
     }
-    #pragma GCC unroll 8
+#pragma GCC unroll 8
     for (int j = 0; j < PB; j++) {
       int left = a->hw - (p0 + j * LANES);
-      __mmask16 keep = left >= LANES ? (__mmask16)0xFFFF
-                                     : (__mmask16)((1u << left) - 1u);
-      #pragma GCC unroll 8
+      __mmask16 keep =
+          left >= LANES ? (__mmask16)0xFFFF : (__mmask16)((1u << left) - 1u);
+#pragma GCC unroll 8
       for (int c = 0; c < CO; c++) {
         float *dst = a->y + (size_t)(co0 + c) * a->hw + p0 + j * LANES;
         __m512 sum = acc[c][j];
@@ -214,9 +214,10 @@ void ae_net_conv_direct(const float *w, const float *x, size_t x_stride,
   tap_masks(h, wd, k, vectors, taps);
   for (int ky = 0; ky < k; ky++)
     for (int kx = 0; kx < k; kx++)
-      shift[ky * k + kx] = (ptrdiff_t)(ky - (k - 1) / 2) * wd + kx - (k - 1) / 2;
-  conv_args a = {w,  x,  y, taps,       shift,      cin,
-                 h,  wd, k, (k - 1) / 2, hw,        cin * k * k};
+      shift[ky * k + kx] =
+          (ptrdiff_t)(ky - (k - 1) / 2) * wd + kx - (k - 1) / 2;
+  conv_args a = {w, x,  y, taps,        shift, cin,
+                 h, wd, k, (k - 1) / 2, hw,    cin * k * k};
   for (int s = 0; s < samples; s++) {
     a.x = x + (size_t)s * x_stride;
     a.y = y + (size_t)s * y_stride;
@@ -281,10 +282,10 @@ static void check_direct_once(void) {
    * tail vector, output channels in tiles of 8, 4 and 1; GEMMs that
    * ae_net_conv_direct_replaces lets it stand in for, blocked and small. */
   static const int shapes[][5] = {
-      {16, 32, 32, 3, 16}, {64, 8, 8, 3, 64}, {128, 6, 6, 3, 40},
+      {16, 32, 32, 3, 16}, {64, 8, 8, 3, 64},  {128, 6, 6, 3, 40},
       {48, 10, 10, 3, 24}, {7, 20, 22, 5, 16}, {2, 30, 30, 7, 13},
       {64, 16, 16, 1, 64}, /* and in the small-matrix kernel: */
-      {16, 32, 32, 1, 16}, {64, 8, 8, 1, 64}, {3, 32, 32, 3, 16},
+      {16, 32, 32, 1, 16}, {64, 8, 8, 1, 64},  {3, 32, 32, 3, 16},
       {32, 16, 16, 1, 32}, {1, 4, 4, 3, 16}};
   for (size_t i = 0; i < sizeof shapes / sizeof *shapes; i++)
     if (!check_shape(shapes[i][0], shapes[i][1], shapes[i][2], shapes[i][3],

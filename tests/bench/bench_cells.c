@@ -121,10 +121,13 @@ static int time_linear_regions(const ae_request *r, double *cpu) {
 static int time_full_net(const ae_request *r, double *curv_cpu,
                          double *ntk_cpu) {
   int dim = 3 * 32 * 32, classes = r->net.num_classes;
-  size_t in_n = (size_t)CURVE_POINTS * dim, out_n = (size_t)CURVE_POINTS * classes;
-  double *x = malloc(sizeof(double) * in_n), *dx = malloc(sizeof(double) * in_n);
+  size_t in_n = (size_t)CURVE_POINTS * dim,
+         out_n = (size_t)CURVE_POINTS * classes;
+  double *x = malloc(sizeof(double) * in_n),
+         *dx = malloc(sizeof(double) * in_n);
   double *ddx = malloc(sizeof(double) * in_n);
-  double *dy = malloc(sizeof(double) * out_n), *ddy = malloc(sizeof(double) * out_n);
+  double *dy = malloc(sizeof(double) * out_n),
+         *ddy = malloc(sizeof(double) * out_n);
   float *img = malloc(sizeof(float) * (size_t)NTK_BATCH * dim);
   double *theta = malloc(sizeof(double) * NTK_BATCH * NTK_BATCH);
   ae_net *net = NULL;

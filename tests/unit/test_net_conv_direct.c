@@ -75,9 +75,9 @@ static void check_definition(const conv_case *c) {
                 int iy = oy + ky - pad, ix = ox + kx - pad;
                 if (iy < 0 || iy >= c->h || ix < 0 || ix >= c->w) continue;
                 double t =
-                    (double)c->wt[((size_t)(co * c->cin + ci) * c->k + ky) *
-                                      c->k +
-                                  kx] *
+                    (double)
+                        c->wt[((size_t)(co * c->cin + ci) * c->k + ky) * c->k +
+                              kx] *
                     c->x[((size_t)s * c->cin + ci) * hw + iy * c->w + ix];
                 sum += t;
                 mag += fabs(t);
