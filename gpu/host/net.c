@@ -248,6 +248,26 @@ static void forward_act(const ae_node *nd, const ae_real *x, ae_real *y,
   }
 }
 
+#ifndef AE_NET_DOUBLE
+/* Where the sgemm of `columns` columns would give the very values of the
+ * direct convolution (net_conv_direct.c), runs that instead for samples
+ * b0 .. b0 + m - 1, without im2col and the copy out of the chunk: 1, else
+ * 0 (nothing done). */
+static int conv_direct_samples(ae_net *n, int k, int b0, int m,
+                               size_t columns) {
+  const ae_node *nd = &n->g->nodes[k];
+  const ae_plan_geom *ge = &n->geom[k];
+  if (!ae_net_conv_direct_fits(nd, ge) ||
+      !ae_net_conv_direct_replaces(nd->out, columns, ge->col_rows))
+    return 0;
+  const ae_real *x = n->act[nd->inputs[0]] + (size_t)b0 * ge->in_elems;
+  ae_net_conv_direct(n->weight[k], x, ge->in_elems, ge->in_c, ge->in_h,
+                     ge->in_w, nd->kernel, nd->out,
+                     n->act[k] + (size_t)b0 * ge->elems, ge->elems, m);
+  return 1;
+}
+#endif
+
 static void forward_conv(ae_net *n, int k, int batch) {
   const ae_node *nd = &n->g->nodes[k];
   const ae_plan_geom *ge = &n->geom[k];
@@ -255,24 +275,11 @@ static void forward_conv(ae_net *n, int k, int batch) {
   ae_real *y = n->act[k];
   int direct = nd->kernel == 1 && nd->stride == 1 && nd->padding == 0;
   int K = (int)ge->col_rows, HW = (int)ge->out_hw, cout = nd->out;
-  /* Where the sgemm below would run in OpenBLAS's blocked regime, the
-   * direct convolution gives its very values without the im2col matrix
-   * and the copy out of the chunk (net_conv_direct.c). */
-#ifndef AE_NET_DOUBLE
-  int fits = ae_net_conv_direct_fits(nd, ge);
-#define CONV_DIRECT(b0, m, columns)                                            \
-  if (fits && ae_net_conv_direct_replaces(cout, (columns), (size_t)K)) {       \
-    ae_net_conv_direct(n->weight[k], x + (size_t)(b0) * ge->in_elems,         \
-                       ge->in_elems, ge->in_c, ge->in_h, ge->in_w, nd->kernel, \
-                       cout, y + (size_t)(b0) * ge->elems, ge->elems, (m));    \
-    continue;                                                                  \
-  }
-#else
-#define CONV_DIRECT(b0, m, columns)
-#endif
   if (direct) {
     for (int b = 0; b < batch; b++) {
-      CONV_DIRECT(b, 1, (size_t)HW)
+#ifndef AE_NET_DOUBLE
+      if (conv_direct_samples(n, k, b, 1, (size_t)HW)) continue;
+#endif
       AE_GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, cout, HW, K, 1.0,
               n->weight[k], K, x + (size_t)b * ge->in_elems, HW, 0.0,
               y + (size_t)b * ge->elems, HW);
@@ -282,7 +289,9 @@ static void forward_conv(ae_net *n, int k, int batch) {
   for (int b0 = 0; b0 < batch; b0 += n->chunk[k]) {
     int m = batch - b0 < n->chunk[k] ? batch - b0 : n->chunk[k];
     size_t ld = (size_t)m * (size_t)HW;
-    CONV_DIRECT(b0, m, ld)
+#ifndef AE_NET_DOUBLE
+    if (conv_direct_samples(n, k, b0, m, ld)) continue;
+#endif
     for (int j = 0; j < m; j++)
       ae_net_im2col_t(x + (size_t)(b0 + j) * ge->in_elems, ge->in_c, ge->in_h,
                       ge->in_w, nd->kernel, nd->stride, nd->padding,
@@ -298,7 +307,6 @@ static void forward_conv(ae_net *n, int k, int batch) {
                out + (size_t)c * ld + (size_t)j * (size_t)HW,
                sizeof(ae_real) * (size_t)HW);
   }
-#undef CONV_DIRECT
 }
 
 int ae_net_forward_buffers(ae_net *n, const float *x, int batch) {

@@ -294,19 +294,6 @@ static void check_direct_once(void) {
   direct_usable = 1;
 }
 
-static int have_avx512;
-
-static void check_avx512_once(void) {
-  __builtin_cpu_init();
-  have_avx512 = __builtin_cpu_supports("avx512f") != 0;
-}
-
-int ae_net_have_avx512(void) {
-  static pthread_once_t once = PTHREAD_ONCE_INIT;
-  pthread_once(&once, check_avx512_once);
-  return have_avx512;
-}
-
 static int conv_direct_usable(void) {
   static pthread_once_t once = PTHREAD_ONCE_INIT;
   pthread_once(&once, check_direct_once);
@@ -314,10 +301,6 @@ static int conv_direct_usable(void) {
 }
 
 #else
-
-int ae_net_have_avx512(void) {
-  return 0;
-}
 
 static int conv_direct_usable(void) {
   return 0;

@@ -108,9 +108,8 @@ static void jet_conv(ae_net *n, int k, int batch) {
      * run blocked (net_conv_direct.c). */
     if (fits && ae_net_conv_direct_replaces(cout, ld, (size_t)K)) {
       ae_net_conv_direct(n->weight[k], x + (size_t)v0 * ge->in_elems,
-                         ge->in_elems, ge->in_c, ge->in_h, ge->in_w,
-                         nd->kernel, cout, y + (size_t)v0 * ge->elems,
-                         ge->elems, m);
+                         ge->in_elems, ge->in_c, ge->in_h, ge->in_w, nd->kernel,
+                         cout, y + (size_t)v0 * ge->elems, ge->elems, m);
       continue;
     }
 #endif

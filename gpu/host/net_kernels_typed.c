@@ -259,8 +259,8 @@ static void scale_shift_avx512(const float *x, float *y, size_t count,
   __m512 s = _mm512_set1_ps(scale), t = _mm512_set1_ps(shift);
   size_t i = 0;
   for (; i + 16 <= count; i += 16)
-    _mm512_storeu_ps(y + i,
-                     _mm512_add_ps(_mm512_mul_ps(_mm512_loadu_ps(x + i), s), t));
+    _mm512_storeu_ps(
+        y + i, _mm512_add_ps(_mm512_mul_ps(_mm512_loadu_ps(x + i), s), t));
   if (i < count) {
     __mmask16 m = (__mmask16)((1u << (count - i)) - 1u);
     __m512 v = _mm512_maskz_loadu_ps(m, x + i);
@@ -270,12 +270,11 @@ static void scale_shift_avx512(const float *x, float *y, size_t count,
 
 /* y = a + b (y may be b). */
 AE_AVX512_FN
-static void add_avx512(const float *a, const float *b, float *y,
-                       size_t count) {
+static void add_avx512(const float *a, const float *b, float *y, size_t count) {
   size_t i = 0;
   for (; i + 16 <= count; i += 16)
-    _mm512_storeu_ps(y + i, _mm512_add_ps(_mm512_loadu_ps(a + i),
-                                          _mm512_loadu_ps(b + i)));
+    _mm512_storeu_ps(
+        y + i, _mm512_add_ps(_mm512_loadu_ps(a + i), _mm512_loadu_ps(b + i)));
   if (i < count) {
     __mmask16 m = (__mmask16)((1u << (count - i)) - 1u);
     _mm512_mask_storeu_ps(y + i, m,
