@@ -5,7 +5,7 @@
 gpu_libaeengine_a_SOURCES += gpu/activation.h gpu/plan.c gpu/plan.h \
 	gpu/host/net.c gpu/host/net.h \
 	gpu/host/net_internal.h gpu/host/net_real.h gpu/host/net_kernels.c \
-	gpu/host/net_kernels_typed.c gpu/host/net_ntk.c gpu/host/net_jet.c \
+	gpu/host/net_kernels_typed.c gpu/host/net_conv_direct.c gpu/host/net_ntk.c gpu/host/net_jet.c \
 	gpu/host/net_patterns.c gpu/host/net64.c gpu/host/net64.h \
 	gpu/host/net_grad.c gpu/host/net64_grad.c gpu/host/net_init.c \
 	gpu/host/net64_ntk.c gpu/host/net64_kernels.c gpu/host/net64_jet.c gpu/host/reference.c gpu/host/reference.h \
@@ -13,9 +13,9 @@ gpu_libaeengine_a_SOURCES += gpu/activation.h gpu/plan.c gpu/plan.h \
 	gpu/host/blas_env.h gpu/host/host_executor.c
 
 check_PROGRAMS += tests/unit/test_plan tests/unit/test_net_ntk \
-	tests/unit/test_net_expressivity
+	tests/unit/test_net_expressivity tests/unit/test_net_conv_direct
 TESTS += tests/unit/test_plan tests/unit/test_net_ntk \
-	tests/unit/test_net_expressivity
+	tests/unit/test_net_expressivity tests/unit/test_net_conv_direct
 tests_unit_test_plan_SOURCES = tests/unit/test_plan.c
 tests_unit_test_plan_CFLAGS = $(TEST_CFLAGS)
 tests_unit_test_plan_LDADD = $(TEST_LIBS)
@@ -25,6 +25,9 @@ tests_unit_test_net_ntk_LDADD = $(TEST_LIBS)
 tests_unit_test_net_expressivity_SOURCES = tests/unit/test_net_expressivity.c
 tests_unit_test_net_expressivity_CFLAGS = $(TEST_CFLAGS)
 tests_unit_test_net_expressivity_LDADD = $(TEST_LIBS)
+tests_unit_test_net_conv_direct_SOURCES = tests/unit/test_net_conv_direct.c
+tests_unit_test_net_conv_direct_CFLAGS = $(TEST_CFLAGS)
+tests_unit_test_net_conv_direct_LDADD = $(TEST_LIBS)
 
 EXTRA_PROGRAMS += tests/bench/bench_ntk
 AE_BENCHES += tests/bench/bench_ntk
@@ -38,3 +41,9 @@ TESTS += tests/unit/test_net_grad
 tests_unit_test_net_grad_SOURCES = tests/unit/test_net_grad.c
 tests_unit_test_net_grad_CFLAGS = $(TEST_CFLAGS)
 tests_unit_test_net_grad_LDADD = $(TEST_LIBS)
+
+EXTRA_PROGRAMS += tests/bench/bench_cells
+AE_BENCHES += tests/bench/bench_cells
+tests_bench_bench_cells_SOURCES = tests/bench/bench_cells.c
+tests_bench_bench_cells_CFLAGS = $(AM_CFLAGS) -O2
+tests_bench_bench_cells_LDADD = $(ENGINE_LIBS)

@@ -206,11 +206,12 @@ static void forward_bn(ae_net *n, int k, int batch) {
   const ae_real *x = n->act[n->g->nodes[k].inputs[0]];
   ae_real *y = n->act[k];
   size_t C = (size_t)ge->channels, P = ge->plane;
+  /* The variances go through bn_invstd, which then takes 1/std. */
+  ae_net_bn_stats_t(x, batch, ge->elems, P, 0, C, n->bn_mean[k],
+                    n->bn_invstd[k]);
   for (size_t c = 0; c < C; c++) {
-    double mean, var;
-    ae_net_bn_channel_stats_t(x, batch, ge->elems, P, c, &mean, &var);
-    double inv = 1.0 / sqrt(var + BN_EPS);
-    n->bn_mean[k][c] = mean;
+    double mean = n->bn_mean[k][c];
+    double inv = 1.0 / sqrt(n->bn_invstd[k][c] + BN_EPS);
     n->bn_invstd[k][c] = inv;
     /* One multiply-add per element; the shift is formed in float64.
      * (Centring in float32 first, as (x - float(mean)) * scale, moved the
@@ -247,6 +248,26 @@ static void forward_act(const ae_node *nd, const ae_real *x, ae_real *y,
   }
 }
 
+#ifndef AE_NET_DOUBLE
+/* Where the sgemm of `columns` columns would give the very values of the
+ * direct convolution (net_conv_direct.c), runs that instead for samples
+ * b0 .. b0 + m - 1, without im2col and the copy out of the chunk: 1, else
+ * 0 (nothing done). */
+static int conv_direct_samples(ae_net *n, int k, int b0, int m,
+                               size_t columns) {
+  const ae_node *nd = &n->g->nodes[k];
+  const ae_plan_geom *ge = &n->geom[k];
+  if (!ae_net_conv_direct_fits(nd, ge) ||
+      !ae_net_conv_direct_replaces(nd->out, columns, ge->col_rows))
+    return 0;
+  const ae_real *x = n->act[nd->inputs[0]] + (size_t)b0 * ge->in_elems;
+  ae_net_conv_direct(n->weight[k], x, ge->in_elems, ge->in_c, ge->in_h,
+                     ge->in_w, nd->kernel, nd->out,
+                     n->act[k] + (size_t)b0 * ge->elems, ge->elems, m);
+  return 1;
+}
+#endif
+
 static void forward_conv(ae_net *n, int k, int batch) {
   const ae_node *nd = &n->g->nodes[k];
   const ae_plan_geom *ge = &n->geom[k];
@@ -255,15 +276,22 @@ static void forward_conv(ae_net *n, int k, int batch) {
   int direct = nd->kernel == 1 && nd->stride == 1 && nd->padding == 0;
   int K = (int)ge->col_rows, HW = (int)ge->out_hw, cout = nd->out;
   if (direct) {
-    for (int b = 0; b < batch; b++)
+    for (int b = 0; b < batch; b++) {
+#ifndef AE_NET_DOUBLE
+      if (conv_direct_samples(n, k, b, 1, (size_t)HW)) continue;
+#endif
       AE_GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, cout, HW, K, 1.0,
               n->weight[k], K, x + (size_t)b * ge->in_elems, HW, 0.0,
               y + (size_t)b * ge->elems, HW);
+    }
     return;
   }
   for (int b0 = 0; b0 < batch; b0 += n->chunk[k]) {
     int m = batch - b0 < n->chunk[k] ? batch - b0 : n->chunk[k];
     size_t ld = (size_t)m * (size_t)HW;
+#ifndef AE_NET_DOUBLE
+    if (conv_direct_samples(n, k, b0, m, ld)) continue;
+#endif
     for (int j = 0; j < m; j++)
       ae_net_im2col_t(x + (size_t)(b0 + j) * ge->in_elems, ge->in_c, ge->in_h,
                       ge->in_w, nd->kernel, nd->stride, nd->padding,

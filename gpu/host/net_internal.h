@@ -116,6 +116,13 @@ void ae_net_scale_shift_t(const ae_real *restrict x, ae_real *restrict y,
 void ae_net_bn_channel_stats_t(const ae_real *x, int batch, size_t elems,
                                size_t plane, size_t c, double *mean,
                                double *var);
+/* ae_net_bn_channel_stats_t of channels c0 .. c0 + channels - 1 into
+ * mean[0 ..] and var[0 ..]: the very same values, faster. */
+#ifdef AE_NET_DOUBLE
+#define ae_net_bn_stats_t ae_net64_bn_stats_t
+#endif
+void ae_net_bn_stats_t(const ae_real *x, int batch, size_t elems, size_t plane,
+                       size_t c0, size_t channels, double *mean, double *var);
 /* Number of taps a pooling window divides by. */
 int ae_net_pool_count(int y0, int x0, int h, int w, int k, int include_pad);
 
@@ -129,5 +136,40 @@ int ae_net_load_params(ae_net *n, int node, ae_net_param_kind kind,
 #define AE_NET_NORMAL_LANES 64
 void ae_net_philox_normals(uint64_t seed, uint32_t tensor, uint32_t stream,
                            uint64_t index0, double *out);
+
+/* Direct float32 convolution, stride 1, output as large as
+ * the input (odd kernel k <= AE_NET_DIRECT_MAX_K, padding (k - 1) / 2):
+ * y[co][p] = sum over (ci, ky, kx) of w[co][ci][ky][kx] * x[ci][p + shift]
+ * without an im2col matrix, written straight into each sample's output.
+ * Every output element is the very value of im2col + the BLAS sgemm
+ * (the same fused multiply-adds in the same order, K split into the same
+ * blocks).  That holds for OpenBLAS's blocked sgemm only, so
+ * ae_net_conv_direct_replaces(cout, columns, kk) says whether the sgemm
+ * that im2col would feed (cout x columns, inner size kk) may be replaced:
+ * 0 where OpenBLAS's small-matrix kernel or its threaded driver would
+ * order the sums otherwise (columns not a multiple of 16, K blocks), 0 on a
+ * machine where a once-per-process comparison of both on random data
+ * finds any difference (another BLAS, no AVX-512) or with
+ * AE_CONV_DIRECT=0 in the environment. */
+#define AE_NET_DIRECT_MAX_K 7
+#define AE_NET_DIRECT_MAX_HW 4096 /* output positions per plane */
+int ae_net_conv_direct_replaces(int cout, size_t columns, size_t kk);
+/* 1 when the CPU runs AVX-512F (checked once; x86-64 with GCC only): the
+ * float32 elementwise passes then take 16 lanes, with the very same
+ * operations per element (no contraction into fused multiply-adds). */
+int ae_net_have_avx512(void);
+#if !defined(AE_NET_DOUBLE) && defined(__GNUC__) && defined(__x86_64__)
+#define AE_NET_AVX512 1
+#define AE_AVX512_FN                                                           \
+  __attribute__((target("avx512f"), optimize("fp-contract=off")))
+#else
+#define AE_NET_AVX512 0
+#endif
+/* 1 when node nd's convolution has the shape ae_net_conv_direct runs. */
+int ae_net_conv_direct_fits(const ae_node *nd, const ae_plan_geom *ge);
+/* `samples` samples, sample s at x + s * x_stride and y + s * y_stride. */
+void ae_net_conv_direct(const float *w, const float *x, size_t x_stride,
+                        int cin, int h, int wd, int k, int cout, float *y,
+                        size_t y_stride, int samples);
 
 #endif

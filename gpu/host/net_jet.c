@@ -24,6 +24,9 @@
 #ifndef AE_NET_DOUBLE
 #include "gpu/host/net64.h"
 #endif
+#if AE_NET_AVX512
+#include <immintrin.h>
+#endif
 
 #define BN_EPS 1e-5
 #define JET_CHUNK_COLUMNS 1024
@@ -94,9 +97,22 @@ static void jet_conv(ae_net *n, int k, int batch) {
   const ae_real *x = n->jet[nd->inputs[0]];
   ae_real *y = n->jet[k];
   int direct = nd->kernel == 1 && nd->stride == 1 && nd->padding == 0;
+#ifndef AE_NET_DOUBLE
+  int fits = ae_net_conv_direct_fits(nd, ge);
+#endif
   for (int v0 = 0; v0 < V; v0 += chunk) {
     int m = V - v0 < chunk ? V - v0 : chunk;
     size_t ld = (size_t)m * (size_t)HW;
+#ifndef AE_NET_DOUBLE
+    /* The sgemm's very values without im2col and copy-out, where it would
+     * run blocked (net_conv_direct.c). */
+    if (fits && ae_net_conv_direct_replaces(cout, ld, (size_t)K)) {
+      ae_net_conv_direct(n->weight[k], x + (size_t)v0 * ge->in_elems,
+                         ge->in_elems, ge->in_c, ge->in_h, ge->in_w, nd->kernel,
+                         cout, y + (size_t)v0 * ge->elems, ge->elems, m);
+      continue;
+    }
+#endif
     const ae_real *b = col;
     int ldb = (int)ld;
     if (direct && m == 1) {
@@ -141,9 +157,13 @@ static void jet_bn(ae_net *n, int k, int batch) {
   const ae_plan_geom *ge = &n->geom[k];
   size_t C = (size_t)ge->channels, P = ge->plane;
   const ae_real *x = stream(n, nd->inputs[0], 0, batch);
+  enum { GROUP = 64 };
+  double means[GROUP], vars[GROUP];
   for (size_t c = 0; c < C; c++) {
-    double mean, var;
-    ae_net_bn_channel_stats_t(x, batch, ge->elems, P, c, &mean, &var);
+    if (c % GROUP == 0)
+      ae_net_bn_stats_t(x, batch, ge->elems, P, c,
+                        C - c < GROUP ? C - c : GROUP, means, vars);
+    double mean = means[c % GROUP], var = vars[c % GROUP];
     double scale = (double)n->gamma[k][c] / sqrt(var + BN_EPS);
     ae_real rscale = (ae_real)scale;
     ae_real rshift = (ae_real)((double)n->beta[k][c] - mean * scale);
@@ -181,6 +201,24 @@ static void relu_jets(size_t count, const ae_real *restrict z,
   }
 }
 
+#if AE_NET_AVX512
+/* relu_jets in 16 lanes: each stream kept where z > 0, else +0. */
+AE_AVX512_FN
+static void relu_jets_avx512(size_t count, const float *z, const float *z1,
+                             const float *z2, float *y, float *y1, float *y2) {
+  __m512 zero = _mm512_setzero_ps();
+  for (size_t e = 0; e < count; e += 16) {
+    __mmask16 m = count - e >= 16 ? (__mmask16)0xFFFF
+                                  : (__mmask16)((1u << (count - e)) - 1u);
+    __m512 v = _mm512_maskz_loadu_ps(m, z + e);
+    __mmask16 keep = _mm512_mask_cmp_ps_mask(m, v, zero, _CMP_GT_OQ);
+    _mm512_mask_storeu_ps(y + e, m, _mm512_maskz_mov_ps(keep, v));
+    _mm512_mask_storeu_ps(y1 + e, m, _mm512_maskz_loadu_ps(keep, z1 + e));
+    _mm512_mask_storeu_ps(y2 + e, m, _mm512_maskz_loadu_ps(keep, z2 + e));
+  }
+}
+#endif
+
 /* y = s(z), y' = s'(z) z', y'' = s''(z) z'^2 + s'(z) z''. */
 AE_VECTOR_LOOPS
 static void jet_act(ae_net *n, int k, int batch) {
@@ -194,6 +232,12 @@ static void jet_act(ae_net *n, int k, int batch) {
   ae_real *restrict y2 = stream(n, k, 2, batch);
   switch (nd->act.fn) {
   case AE_ACT_RELU:
+#if AE_NET_AVX512
+    if (ae_net_have_avx512()) {
+      relu_jets_avx512(count, z, z1, z2, y, y1, y2);
+      return;
+    }
+#endif
     relu_jets(count, z, z1, z2, y, y1, y2);
     return;
   case AE_ACT_LEAKY_RELU: {

@@ -1,13 +1,15 @@
 /* net_kernels.c: the host executor's untyped building blocks: the
- * pooling divisor, the phase names and the Philox normals of a run of
- * elements (the weight init).  The typed buffer kernels are in
- * net_kernels_typed.c, the activations in gpu/activation.h.
+ * pooling divisor, the phase names, the Philox normals of a run of
+ * elements (the weight init) and whether the CPU has AVX-512.  The typed buffer
+ * kernels are in net_kernels_typed.c, the activations in gpu/activation.h.
  *
- * Pure functions on caller-owned memory; no state, any thread. */
+ * Pure functions on caller-owned memory, any thread; the one state is the
+ * CPU check's answer, set once (pthread_once). */
 #include "gpu/host/net_internal.h"
 
 #include "gpu/philox.h"
 #include <math.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -20,6 +22,25 @@ int ae_net_pool_count(int y0, int x0, int h, int w, int k, int include_pad) {
   int n = (yhi - ylo) * (xhi - xlo);
   return n > 0 ? n : 1;
 }
+
+#if defined(__GNUC__) && defined(__x86_64__)
+static int have_avx512;
+
+static void check_avx512_once(void) {
+  __builtin_cpu_init();
+  have_avx512 = __builtin_cpu_supports("avx512f") != 0;
+}
+
+int ae_net_have_avx512(void) {
+  static pthread_once_t once = PTHREAD_ONCE_INIT;
+  pthread_once(&once, check_avx512_once);
+  return have_avx512;
+}
+#else
+int ae_net_have_avx512(void) {
+  return 0;
+}
+#endif
 
 const char *ae_net_profile_name(int phase) {
   static const char *names[AE_NET_PROF_COUNT] = {

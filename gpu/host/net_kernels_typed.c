@@ -6,6 +6,9 @@
 #include "gpu/host/net_internal.h"
 
 #include <string.h>
+#if AE_NET_AVX512
+#include <immintrin.h>
+#endif
 
 /* One im2col row of a stride-1 conv whose output is as wide as its input
  * (ow == w): the row is the input plane shifted by dy rows and dx columns,
@@ -120,9 +123,77 @@ void ae_net_col2im_add_t(const ae_real *col, int c, int h, int w, int k,
       }
 }
 
+/* The columns 1 .. w - 2 of one output row of a 3x3, stride-1, padding-1
+ * pool whose window has the nr rows r[0..nr-1] inside the plane: the
+ * generic loop's very sums (from 0, rows in order, columns in order) and
+ * divisor, in a loop that vectorises. */
+AE_VECTOR_LOOPS
+static void avg_pool3_row_inner(const ae_real *const *r, int nr, int w,
+                                ae_real count, ae_real *restrict y) {
+  if (nr == 3) {
+    const ae_real *restrict a = r[0], *restrict b = r[1], *restrict c = r[2];
+    for (int ox = 1; ox < w - 1; ox++) {
+      ae_real sum = (ae_real)0;
+      sum += a[ox - 1];
+      sum += a[ox];
+      sum += a[ox + 1];
+      sum += b[ox - 1];
+      sum += b[ox];
+      sum += b[ox + 1];
+      sum += c[ox - 1];
+      sum += c[ox];
+      sum += c[ox + 1];
+      y[ox] = sum / count;
+    }
+  } else {
+    const ae_real *restrict a = r[0], *restrict b = r[1];
+    for (int ox = 1; ox < w - 1; ox++) {
+      ae_real sum = (ae_real)0;
+      sum += a[ox - 1];
+      sum += a[ox];
+      sum += a[ox + 1];
+      sum += b[ox - 1];
+      sum += b[ox];
+      sum += b[ox + 1];
+      y[ox] = sum / count;
+    }
+  }
+}
+
+static ae_real avg_pool_at(const ae_real *x, int h, int w, int k, int stride,
+                           int pad, int include_pad, int oy, int ox) {
+  int y0 = oy * stride - pad, x0 = ox * stride - pad;
+  ae_real sum = (ae_real)0;
+  for (int ky = 0; ky < k; ky++) {
+    int iy = y0 + ky;
+    if (iy < 0 || iy >= h) continue;
+    for (int kx = 0; kx < k; kx++) {
+      int ix = x0 + kx;
+      if (ix >= 0 && ix < w) sum += x[(size_t)iy * (size_t)w + (size_t)ix];
+    }
+  }
+  return sum / (ae_real)ae_net_pool_count(y0, x0, h, w, k, include_pad);
+}
+
 void ae_net_avg_pool_plane_t(const ae_real *x, int h, int w, int k, int stride,
                              int pad, int include_pad, int oh, int ow,
                              ae_real *y) {
+  if (k == 3 && stride == 1 && pad == 1 && oh == h && ow == w && h >= 2 &&
+      w >= 3) {
+    /* NB201's avg_pool_3x3: the interior columns row by row. */
+    for (int oy = 0; oy < oh; oy++) {
+      const ae_real *r[3];
+      int nr = 0;
+      for (int iy = oy - 1; iy <= oy + 1; iy++)
+        if (iy >= 0 && iy < h) r[nr++] = x + (size_t)iy * (size_t)w;
+      ae_real *row = y + (size_t)oy * (size_t)ow;
+      ae_real count = (ae_real)(include_pad ? 9 : 3 * nr);
+      avg_pool3_row_inner(r, nr, w, count, row);
+      row[0] = avg_pool_at(x, h, w, k, stride, pad, include_pad, oy, 0);
+      row[w - 1] = avg_pool_at(x, h, w, k, stride, pad, include_pad, oy, w - 1);
+    }
+    return;
+  }
   for (int oy = 0; oy < oh; oy++)
     for (int ox = 0; ox < ow; ox++) {
       int y0 = oy * stride - pad, x0 = ox * stride - pad;
@@ -179,10 +250,50 @@ void ae_net_global_avg_pool_t(const ae_real *x, size_t planes,
   }
 }
 
+#if AE_NET_AVX512
+/* The float32 passes below in 16 lanes: a multiply and an add rounded
+ * apart, as the portable loops (contraction is off). */
+AE_AVX512_FN
+static void scale_shift_avx512(const float *x, float *y, size_t count,
+                               float scale, float shift) {
+  __m512 s = _mm512_set1_ps(scale), t = _mm512_set1_ps(shift);
+  size_t i = 0;
+  for (; i + 16 <= count; i += 16)
+    _mm512_storeu_ps(
+        y + i, _mm512_add_ps(_mm512_mul_ps(_mm512_loadu_ps(x + i), s), t));
+  if (i < count) {
+    __mmask16 m = (__mmask16)((1u << (count - i)) - 1u);
+    __m512 v = _mm512_maskz_loadu_ps(m, x + i);
+    _mm512_mask_storeu_ps(y + i, m, _mm512_add_ps(_mm512_mul_ps(v, s), t));
+  }
+}
+
+/* y = a + b (y may be b). */
+AE_AVX512_FN
+static void add_avx512(const float *a, const float *b, float *y, size_t count) {
+  size_t i = 0;
+  for (; i + 16 <= count; i += 16)
+    _mm512_storeu_ps(
+        y + i, _mm512_add_ps(_mm512_loadu_ps(a + i), _mm512_loadu_ps(b + i)));
+  if (i < count) {
+    __mmask16 m = (__mmask16)((1u << (count - i)) - 1u);
+    _mm512_mask_storeu_ps(y + i, m,
+                          _mm512_add_ps(_mm512_maskz_loadu_ps(m, a + i),
+                                        _mm512_maskz_loadu_ps(m, b + i)));
+  }
+}
+#endif
+
 /* y = x * scale + shift over count elements. */
 AE_VECTOR_LOOPS
 void ae_net_scale_shift_t(const ae_real *restrict x, ae_real *restrict y,
                           size_t count, ae_real scale, ae_real shift) {
+#if AE_NET_AVX512
+  if (ae_net_have_avx512()) {
+    scale_shift_avx512(x, y, count, scale, shift);
+    return;
+  }
+#endif
   for (size_t i = 0; i < count; i++)
     y[i] = x[i] * scale + shift;
 }
@@ -191,6 +302,12 @@ void ae_net_scale_shift_t(const ae_real *restrict x, ae_real *restrict y,
 AE_VECTOR_LOOPS
 static void add2(const ae_real *restrict x0, const ae_real *restrict x1,
                  ae_real *restrict y, size_t count) {
+#if AE_NET_AVX512
+  if (ae_net_have_avx512()) {
+    add_avx512(x0, x1, y, count);
+    return;
+  }
+#endif
   for (size_t e = 0; e < count; e++)
     y[e] = x0[e] + x1[e];
 }
@@ -199,6 +316,12 @@ static void add2(const ae_real *restrict x0, const ae_real *restrict x1,
 AE_VECTOR_LOOPS
 static void add_into(const ae_real *restrict x, ae_real *restrict y,
                      size_t count) {
+#if AE_NET_AVX512
+  if (ae_net_have_avx512()) {
+    add_avx512(y, x, y, count);
+    return;
+  }
+#endif
   for (size_t e = 0; e < count; e++)
     y[e] += x[e];
 }
@@ -214,6 +337,49 @@ void ae_net_add_t(ae_real *const *buf, const ae_node *nd, size_t count,
   add2(x, buf[nd->inputs[1]], y, count);
   for (int i = 2; i < nd->n_inputs; i++)
     add_into(buf[nd->inputs[i]], y, count);
+}
+
+/* Four channels' statistics at once: ae_net_bn_channel_stats_t's very
+ * operations per channel, the four channels' dependent float64 sums
+ * interleaved (eight chains instead of two keep the adders busy). */
+static void bn_stats4(const ae_real *x, int batch, size_t elems, size_t plane,
+                      size_t c, double *mean, double *var) {
+  double cnt = (double)batch * (double)plane;
+  double sh[4], sum[4] = {0.0, 0.0, 0.0, 0.0}, ss[4] = {0.0, 0.0, 0.0, 0.0};
+  for (int j = 0; j < 4; j++)
+    sh[j] = x[(c + (size_t)j) * plane];
+  for (int b = 0; b < batch; b++) {
+    const ae_real *p0 = x + (size_t)b * elems + c * plane;
+    const ae_real *p1 = p0 + plane, *p2 = p1 + plane, *p3 = p2 + plane;
+    for (size_t i = 0; i < plane; i++) {
+      double d0 = (double)p0[i] - sh[0], d1 = (double)p1[i] - sh[1];
+      double d2 = (double)p2[i] - sh[2], d3 = (double)p3[i] - sh[3];
+      sum[0] += d0;
+      ss[0] += d0 * d0;
+      sum[1] += d1;
+      ss[1] += d1 * d1;
+      sum[2] += d2;
+      ss[2] += d2 * d2;
+      sum[3] += d3;
+      ss[3] += d3 * d3;
+    }
+  }
+  for (int j = 0; j < 4; j++) {
+    double dmean = sum[j] / cnt;
+    mean[j] = sh[j] + dmean;
+    var[j] = ss[j] / cnt - dmean * dmean;
+    if (var[j] < 0.0) var[j] = 0.0;
+  }
+}
+
+void ae_net_bn_stats_t(const ae_real *x, int batch, size_t elems, size_t plane,
+                       size_t c0, size_t channels, double *mean, double *var) {
+  size_t c = 0;
+  for (; c + 4 <= channels; c += 4)
+    bn_stats4(x, batch, elems, plane, c0 + c, mean + c, var + c);
+  for (; c < channels; c++)
+    ae_net_bn_channel_stats_t(x, batch, elems, plane, c0 + c, mean + c,
+                              var + c);
 }
 
 void ae_net_bn_channel_stats_t(const ae_real *x, int batch, size_t elems,

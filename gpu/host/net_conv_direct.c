@@ -1,0 +1,329 @@
+/* net_conv_direct.c: float32 convolution of one sample straight from its
+ * input planes (stride 1, "same" padding, odd kernels), with AVX-512.
+ *
+ * im2col + sgemm writes a Cin*k*k x H*W matrix, has OpenBLAS pack it
+ * again (the GEMM's M is only Cout = 16..64, so packing costs about as
+ * much as the multiply) and, for chunks of samples, copies the outputs
+ * back into the sample-major layout.  Here a tile of 8 output channels x
+ * 48 output positions lives in 24 vector registers; for each column
+ * (ci, ky, kx) of the would-be im2col matrix the 48 inputs are loaded from
+ * the input plane shifted by (ky - pad, kx - pad), the taps that fall off
+ * the plane masked to zero, and multiplied into the tile.
+ *
+ * The values are those of im2col + OpenBLAS's sgemm bit for bit: OpenBLAS
+ * (0.3.21, SkylakeX kernels) forms every output element as one chain of
+ * fused multiply-adds over its K block, in order, and splits K into
+ * blocks of at most GEMM_Q = 448 (a remainder between Q and 2Q halves,
+ * rounded up to 16; the threaded driver halves it without rounding, so
+ * only K where both agree are replaced), adding the blocks' sums into C
+ * in order.  The
+ * same chain is formed here, and a masked tap adds w * 0, as the zero of
+ * the im2col matrix does.  OpenBLAS's small-matrix kernel (M * N * K <=
+ * 100^3) forms one chain over all of K, which is ours while K <= Q, but
+ * sums a last partial group of 16 columns otherwise: such GEMMs are not
+ * replaced.  Because all this is a property of the BLAS found at run
+ * time, a comparison of both on random data (several shapes, K beyond
+ * 2Q) runs once per process and any difference turns the direct path
+ * off; the callers then keep im2col + sgemm.
+ *
+ * Pure functions on caller-owned memory, any thread; the one-time check's
+ * result is process-wide (pthread_once). */
+#include "gpu/host/net_internal.h"
+
+#include <cblas.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#if defined(__GNUC__) && defined(__x86_64__)
+#define HAVE_DIRECT_CONV 1
+#include <immintrin.h>
+#else
+#define HAVE_DIRECT_CONV 0
+#endif
+
+/* OpenBLAS's K blocking (driver/level3/level3.c) for SkylakeX sgemm. */
+#define BLAS_GEMM_Q 448
+#define BLAS_UNROLL 16
+/* At most this M * N * K, OpenBLAS uses its small-matrix kernel. */
+#define SMALL_GEMM_MNK 1e6
+
+/* Length of the K block that starts with `rest` columns left, as
+ * OpenBLAS's single-threaded driver cuts it (level3.c). */
+static int k_block(int rest) {
+  if (rest >= 2 * BLAS_GEMM_Q) return BLAS_GEMM_Q;
+  if (rest > BLAS_GEMM_Q)
+    return ((rest / 2 + BLAS_UNROLL - 1) / BLAS_UNROLL) * BLAS_UNROLL;
+  return rest;
+}
+
+/* 1 when the threaded driver (level3_thread.c, which halves a remainder
+ * between Q and 2Q without rounding) cuts kk into the same blocks, so
+ * that the values do not depend on the BLAS thread count. */
+static int k_blocks_agree(size_t kk) {
+  size_t rest = kk;
+  while (rest > 0) {
+    size_t one = rest >= 2 * BLAS_GEMM_Q ? BLAS_GEMM_Q
+                 : rest > BLAS_GEMM_Q
+                     ? (rest / 2 + BLAS_UNROLL - 1) / BLAS_UNROLL * BLAS_UNROLL
+                     : rest;
+    size_t threaded = rest >= 2 * BLAS_GEMM_Q ? BLAS_GEMM_Q
+                      : rest > BLAS_GEMM_Q    ? (rest + 1) / 2
+                                              : rest;
+    if (one != threaded) return 0;
+    rest -= one;
+  }
+  return 1;
+}
+
+int ae_net_conv_direct_fits(const ae_node *nd, const ae_plan_geom *ge) {
+  int k = nd->kernel;
+  return nd->op == AE_OP_CONV && nd->stride == 1 && k % 2 == 1 &&
+         k <= AE_NET_DIRECT_MAX_K && nd->padding == (k - 1) / 2 &&
+         nd->shape[1] == ge->in_h && nd->shape[2] == ge->in_w &&
+         ge->out_hw <= AE_NET_DIRECT_MAX_HW;
+}
+
+#if HAVE_DIRECT_CONV
+
+#define LANES 16
+#define TILE_CO 8
+#define TILE_PB 3 /* vectors of LANES positions per tile */
+
+/* The geometry a tile needs; taps[v * k * k + ky * k + kx] keeps the
+ * lanes of vector v (positions 16 v .. 16 v + 15) whose tap (ky, kx)
+ * lies inside the plane (and drops lanes at or beyond hw). */
+typedef struct {
+  const float *w, *x;
+  float *y;
+  const __mmask16 *taps;
+  const ptrdiff_t *shift; /* [ky * k + kx]: (ky - pad) * wd + kx - pad */
+  int cin, h, wd, k, pad, hw, kk; /* kk = cin * k * k */
+} conv_args;
+
+static void tap_masks(int h, int wd, int k, int vectors, __mmask16 *taps) {
+  int pad = (k - 1) / 2, hw = h * wd, k2 = k * k;
+  memset(taps, 0, sizeof(*taps) * (size_t)vectors * (size_t)k2);
+  for (int p = 0, oy = 0, ox = 0; p < hw; p++) {
+    __mmask16 bit = (__mmask16)(1u << (p % LANES));
+    __mmask16 *t = taps + (size_t)(p / LANES) * (size_t)k2;
+    for (int ky = 0; ky < k; ky++) {
+      int iy = oy + ky - pad;
+      if (iy < 0 || iy >= h) continue;
+      for (int kx = 0; kx < k; kx++) {
+        int ix = ox + kx - pad;
+        if (ix >= 0 && ix < wd) t[ky * k + kx] |= bit;
+      }
+    }
+    if (++ox == wd) {
+      ox = 0;
+      oy++;
+    }
+  }
+}
+
+/* One tile: output channels co0 .. co0 + CO - 1, PB vectors of positions
+ * from vector v0.  CO and PB are constants at every call, so the
+ * accumulators stay in registers. */
+__attribute__((target("avx512f"), always_inline)) static inline void
+conv_tile(const conv_args *a, int co0, int v0, const int CO, const int PB) {
+  const int k2 = a->k * a->k, p0 = v0 * LANES;
+  for (int kb0 = 0; kb0 < a->kk;) {
+    int kb1 = kb0 + k_block(a->kk - kb0);
+    __m512 acc[TILE_CO][TILE_PB];
+#pragma GCC unroll 8
+    for (int c = 0; c < CO; c++)
+#pragma GCC unroll 8
+      for (int j = 0; j < PB; j++)
+        acc[c][j] = _mm512_setzero_ps();
+    int ci = kb0 / k2, tap = kb0 % k2;
+    ptrdiff_t plane = (ptrdiff_t)ci * a->hw + p0;
+    const float *wrow = a->w + (size_t)co0 * a->kk;
+    for (int col = kb0; col < kb1; col++) {
+      /* The shifted tap as an offset: a pointer is formed only for lanes
+       * the mask keeps. */
+      ptrdiff_t at = plane + a->shift[tap];
+      __m512 v[TILE_PB];
+#pragma GCC unroll 8
+      for (int j = 0; j < PB; j++)
+        v[j] = _mm512_maskz_loadu_ps(
+            a->taps[(size_t)(v0 + j) * k2 + tap],
+            (const char *)a->x + (at + j * LANES) * (ptrdiff_t)sizeof(float));
+#pragma GCC unroll 8
+      for (int c = 0; c < CO; c++) {
+        __m512 wv = _mm512_set1_ps(wrow[(size_t)c * a->kk + col]);
+#pragma GCC unroll 8
+        for (int j = 0; j < PB; j++)
+          acc[c][j] = _mm512_fmadd_ps(wv, v[j], acc[c][j]);
+      }
+      if (++tap == k2) {
+        tap = 0;
+        plane += a->hw;
+      }
+    }
+#pragma GCC unroll 8
+    for (int j = 0; j < PB; j++) {
+      int left = a->hw - (p0 + j * LANES);
+      __mmask16 keep =
+          left >= LANES ? (__mmask16)0xFFFF : (__mmask16)((1u << left) - 1u);
+#pragma GCC unroll 8
+      for (int c = 0; c < CO; c++) {
+        float *dst = a->y + (size_t)(co0 + c) * a->hw + p0 + j * LANES;
+        __m512 sum = acc[c][j];
+        if (kb0 > 0) sum = _mm512_add_ps(_mm512_maskz_loadu_ps(keep, dst), sum);
+        _mm512_mask_storeu_ps(dst, keep, sum);
+      }
+    }
+    kb0 = kb1;
+  }
+}
+
+#define TILE_CASE(CO, PB)                                                      \
+  __attribute__((target("avx512f"))) static void conv_tile_##CO##_##PB(        \
+      const conv_args *a, int co0, int v0) {                                   \
+    conv_tile(a, co0, v0, CO, PB);                                             \
+  }
+TILE_CASE(8, 3)
+TILE_CASE(8, 2)
+TILE_CASE(8, 1)
+TILE_CASE(4, 3)
+TILE_CASE(4, 2)
+TILE_CASE(4, 1)
+TILE_CASE(1, 3)
+TILE_CASE(1, 2)
+TILE_CASE(1, 1)
+
+typedef void (*tile_fn)(const conv_args *, int, int);
+
+static tile_fn tile_for(int co, int pb) {
+  static const tile_fn table[3][3] = {
+      {conv_tile_1_1, conv_tile_1_2, conv_tile_1_3},
+      {conv_tile_4_1, conv_tile_4_2, conv_tile_4_3},
+      {conv_tile_8_1, conv_tile_8_2, conv_tile_8_3}};
+  return table[co == 8 ? 2 : co == 4 ? 1 : 0][pb - 1];
+}
+
+void ae_net_conv_direct(const float *w, const float *x, size_t x_stride,
+                        int cin, int h, int wd, int k, int cout, float *y,
+                        size_t y_stride, int samples) {
+  int hw = h * wd, vectors = (hw + LANES - 1) / LANES;
+  __mmask16 taps[AE_NET_DIRECT_MAX_HW / LANES * AE_NET_DIRECT_MAX_K *
+                 AE_NET_DIRECT_MAX_K];
+  ptrdiff_t shift[AE_NET_DIRECT_MAX_K * AE_NET_DIRECT_MAX_K];
+  tap_masks(h, wd, k, vectors, taps);
+  for (int ky = 0; ky < k; ky++)
+    for (int kx = 0; kx < k; kx++)
+      shift[ky * k + kx] =
+          (ptrdiff_t)(ky - (k - 1) / 2) * wd + kx - (k - 1) / 2;
+  conv_args a = {w, x,  y, taps,        shift, cin,
+                 h, wd, k, (k - 1) / 2, hw,    cin * k * k};
+  for (int s = 0; s < samples; s++) {
+    a.x = x + (size_t)s * x_stride;
+    a.y = y + (size_t)s * y_stride;
+    for (int v0 = 0; v0 < vectors;) {
+      /* Tiles of 3 vectors; a last 4 goes as 2 + 2, not 3 + 1. */
+      int left = vectors - v0;
+      int pb = left == 4 ? 2 : left >= TILE_PB ? TILE_PB : left;
+      for (int co0 = 0; co0 < cout;) {
+        int co = cout - co0 >= 8 ? 8 : cout - co0 >= 4 ? 4 : 1;
+        tile_for(co, pb)(&a, co0, v0);
+        co0 += co;
+      }
+      v0 += pb;
+    }
+  }
+}
+
+/* Random float32 in [-1, 1) with exact zeros sprinkled in (a ReLU's
+ * output has many). */
+static float check_value(uint32_t *s) {
+  *s = *s * 1664525u + 1013904223u;
+  if ((*s >> 28) == 0) return 0.0f;
+  return (float)((*s >> 8) & 0xFFFFFF) / 8388608.0f - 1.0f;
+}
+
+/* One shape: the direct values against im2col + sgemm, bit for bit. */
+static int check_shape(int cin, int h, int wd, int k, int cout) {
+  int hw = h * wd, kk = cin * k * k;
+  size_t nw = (size_t)cout * kk, nx = (size_t)cin * hw, ny = (size_t)cout * hw;
+  float *w = malloc(sizeof(float) * nw), *x = malloc(sizeof(float) * nx);
+  float *col = malloc(sizeof(float) * (size_t)kk * hw);
+  float *y0 = malloc(sizeof(float) * ny), *y1 = malloc(sizeof(float) * ny);
+  int same = 0;
+  if (w && x && col && y0 && y1) {
+    uint32_t s = (uint32_t)(cin * 7919 + hw * 31 + k);
+    for (size_t i = 0; i < nw; i++)
+      w[i] = check_value(&s);
+    for (size_t i = 0; i < nx; i++)
+      x[i] = check_value(&s);
+    ae_net_im2col_t(x, cin, h, wd, k, 1, (k - 1) / 2, h, wd, col, (size_t)hw);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, cout, hw, kk, 1.0f,
+                w, kk, col, hw, 0.0f, y0, hw);
+    ae_net_conv_direct(w, x, 0, cin, h, wd, k, cout, y1, 0, 1);
+    same = memcmp(y0, y1, sizeof(float) * ny) == 0;
+  }
+  free(w);
+  free(x);
+  free(col);
+  free(y0);
+  free(y1);
+  return same;
+}
+
+static int direct_usable;
+
+static void check_direct_once(void) {
+  const char *env = getenv("AE_CONV_DIRECT");
+  if (env && strcmp(env, "0") == 0) return;
+  if (!ae_net_have_avx512()) return;
+  /* K of 98 .. 1152 (one block, a remainder split in halves, Q blocks
+   * plus a split remainder), 1x1 and 3x3 .. 7x7 kernels, planes with a
+   * tail vector, output channels in tiles of 8, 4 and 1; GEMMs that
+   * ae_net_conv_direct_replaces lets it stand in for, blocked and small. */
+  static const int shapes[][5] = {
+      {16, 32, 32, 3, 16}, {64, 8, 8, 3, 64},  {128, 6, 6, 3, 40},
+      {48, 10, 10, 3, 24}, {7, 20, 22, 5, 16}, {2, 30, 30, 7, 13},
+      {64, 16, 16, 1, 64}, /* and in the small-matrix kernel: */
+      {16, 32, 32, 1, 16}, {64, 8, 8, 1, 64},  {3, 32, 32, 3, 16},
+      {32, 16, 16, 1, 32}, {1, 4, 4, 3, 16}};
+  for (size_t i = 0; i < sizeof shapes / sizeof *shapes; i++)
+    if (!check_shape(shapes[i][0], shapes[i][1], shapes[i][2], shapes[i][3],
+                     shapes[i][4]))
+      return;
+  direct_usable = 1;
+}
+
+static int conv_direct_usable(void) {
+  static pthread_once_t once = PTHREAD_ONCE_INIT;
+  pthread_once(&once, check_direct_once);
+  return direct_usable;
+}
+
+#else
+
+static int conv_direct_usable(void) {
+  return 0;
+}
+
+void ae_net_conv_direct(const float *w, const float *x, size_t x_stride,
+                        int cin, int h, int wd, int k, int cout, float *y,
+                        size_t y_stride, int samples) {
+  (void)w, (void)x, (void)x_stride, (void)cin, (void)h, (void)wd, (void)k;
+  (void)cout, (void)y, (void)y_stride, (void)samples;
+}
+
+#endif
+
+int ae_net_conv_direct_replaces(int cout, size_t columns, size_t kk) {
+  /* OpenBLAS sends M * N * K <= 100^3 to its small-matrix kernel
+   * (kernel/x86_64/sgemm_small_kernel_permit_skylakex.c): one chain over
+   * all of K (no blocks), the same as ours while K <= Q, except for a
+   * last partial group of 16 columns, which it sums otherwise. */
+  if ((double)cout * (double)columns * (double)kk <= SMALL_GEMM_MNK) {
+    if (columns % 16 != 0 || kk > BLAS_GEMM_Q) return 0;
+  } else if (!k_blocks_agree(kk)) {
+    return 0;
+  }
+  return conv_direct_usable();
+}

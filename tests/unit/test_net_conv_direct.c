@@ -1,0 +1,260 @@
+/* test_net_conv_direct.c: the direct float32 convolution
+ * (gpu/host/net_conv_direct.c).  Against the float64 definition for every
+ * kernel size it takes (1..7), planes with and without a partial vector,
+ * output channels in tiles of 8, 4 and 1 and several samples at once;
+ * bit for bit against im2col + cblas_sgemm wherever
+ * ae_net_conv_direct_replaces says it may stand in for that sgemm (what
+ * keeps every golden number unchanged); and the shapes and GEMMs it must
+ * refuse.  On a machine where the direct path is off (no AVX-512, another
+ * BLAS) the value tests have nothing to compare and say so.  Also the
+ * other bit-identical fast paths of the forward and the jets: the 3x3
+ * average pool's rows and the BN statistics four channels at a time. */
+#include "api/status.h"
+#include "gpu/host/blas_env.h"
+#include "gpu/host/net_internal.h"
+#include <cblas.h>
+#include <check.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Random float32 in [-1, 1), exact zeros one time in eight. */
+static float random_value(uint32_t *s) {
+  *s = *s * 1664525u + 1013904223u;
+  if ((*s >> 29) == 0) return 0.0f;
+  return (float)((*s >> 8) & 0xFFFFFF) / 8388608.0f - 1.0f;
+}
+
+typedef struct {
+  int cin, h, w, k, cout, samples;
+  float *wt, *x, *y;
+} conv_case;
+
+static void case_make(conv_case *c, int cin, int h, int w, int k, int cout,
+                      int samples, uint32_t seed) {
+  c->cin = cin, c->h = h, c->w = w, c->k = k, c->cout = cout;
+  c->samples = samples;
+  size_t nw = (size_t)cout * cin * k * k, nx = (size_t)samples * cin * h * w;
+  size_t ny = (size_t)samples * cout * h * w;
+  c->wt = malloc(sizeof(float) * nw);
+  c->x = malloc(sizeof(float) * nx);
+  c->y = malloc(sizeof(float) * ny);
+  ck_assert(c->wt && c->x && c->y);
+  for (size_t i = 0; i < nw; i++)
+    c->wt[i] = random_value(&seed);
+  for (size_t i = 0; i < nx; i++)
+    c->x[i] = random_value(&seed);
+  /* NaN everywhere: an output the kernel forgets to write shows. */
+  for (size_t i = 0; i < ny; i++)
+    c->y[i] = NAN;
+  size_t hw = (size_t)h * w;
+  ae_net_conv_direct(c->wt, c->x, (size_t)cin * hw, cin, h, w, k, cout, c->y,
+                     (size_t)cout * hw, samples);
+}
+
+static void case_free(conv_case *c) {
+  free(c->wt);
+  free(c->x);
+  free(c->y);
+}
+
+/* Every output against the float64 sum of its definition, within
+ * float32 round-off of the sum of |terms|. */
+static void check_definition(const conv_case *c) {
+  int pad = (c->k - 1) / 2, hw = c->h * c->w;
+  for (int s = 0; s < c->samples; s++)
+    for (int co = 0; co < c->cout; co++)
+      for (int oy = 0; oy < c->h; oy++)
+        for (int ox = 0; ox < c->w; ox++) {
+          double sum = 0.0, mag = 0.0;
+          for (int ci = 0; ci < c->cin; ci++)
+            for (int ky = 0; ky < c->k; ky++)
+              for (int kx = 0; kx < c->k; kx++) {
+                int iy = oy + ky - pad, ix = ox + kx - pad;
+                if (iy < 0 || iy >= c->h || ix < 0 || ix >= c->w) continue;
+                double t =
+                    (double)
+                        c->wt[((size_t)(co * c->cin + ci) * c->k + ky) * c->k +
+                              kx] *
+                    c->x[((size_t)s * c->cin + ci) * hw + iy * c->w + ix];
+                sum += t;
+                mag += fabs(t);
+              }
+          float got = c->y[((size_t)s * c->cout + co) * hw + oy * c->w + ox];
+          ck_assert_msg(fabs(got - sum) <= 1e-6 * (mag + 1e-30) * c->cin * 9,
+                        "cin %d %dx%d k %d cout %d: sample %d (%d,%d,%d) "
+                        "%.9g vs %.9g",
+                        c->cin, c->h, c->w, c->k, c->cout, s, co, oy, ox, got,
+                        sum);
+        }
+}
+
+/* 1 when the direct path is on here (the one-time check passed). */
+static int direct_on(void) {
+  int on = ae_net_conv_direct_replaces(64, 4096, 576);
+  if (!on)
+    fprintf(stderr, "test_net_conv_direct: the direct convolution is off "
+                    "here (no AVX-512 or another BLAS): nothing to compare\n");
+  return on;
+}
+
+START_TEST(matches_definition) {
+  if (!direct_on()) return;
+  static const int shapes[][6] = {
+      /* cin, h, w, k, cout, samples */
+      {3, 32, 32, 3, 16, 2}, {16, 8, 8, 3, 13, 3}, {5, 7, 9, 1, 12, 2},
+      {2, 3, 3, 3, 5, 4},    {4, 11, 6, 5, 9, 1},  {1, 13, 17, 7, 8, 2},
+      {1, 1, 1, 3, 4, 3},    {9, 1, 20, 3, 3, 1},  {7, 20, 1, 5, 6, 2}};
+  for (size_t i = 0; i < sizeof shapes / sizeof *shapes; i++) {
+    conv_case c;
+    case_make(&c, shapes[i][0], shapes[i][1], shapes[i][2], shapes[i][3],
+              shapes[i][4], shapes[i][5], (uint32_t)(i + 1));
+    check_definition(&c);
+    case_free(&c);
+  }
+}
+END_TEST
+
+/* Where the direct path may replace im2col + sgemm, its values are the
+ * sgemm's bit for bit (the NB201 shapes, K split by OpenBLAS, tails). */
+START_TEST(bitwise_sgemm_where_replaced) {
+  if (!direct_on()) return;
+  static const int shapes[][5] = {
+      {16, 32, 32, 3, 16}, {32, 16, 16, 3, 32}, {64, 8, 8, 3, 64},
+      {128, 6, 6, 3, 40},  {3, 32, 32, 3, 16},  {16, 32, 32, 1, 64},
+      {2, 30, 30, 7, 13},  {64, 16, 16, 1, 64}, {100, 9, 9, 3, 17},
+      {16, 32, 32, 1, 16}, {32, 16, 16, 1, 32}, {64, 8, 8, 1, 64},
+      {1, 4, 4, 3, 16},    {8, 8, 8, 3, 8}};
+  int compared = 0;
+  for (size_t i = 0; i < sizeof shapes / sizeof *shapes; i++) {
+    int cin = shapes[i][0], h = shapes[i][1], w = shapes[i][2];
+    int k = shapes[i][3], cout = shapes[i][4], hw = h * w, kk = cin * k * k;
+    if (!ae_net_conv_direct_replaces(cout, (size_t)hw, (size_t)kk)) continue;
+    conv_case c;
+    case_make(&c, cin, h, w, k, cout, 1, (uint32_t)(100 + i));
+    float *col = malloc(sizeof(float) * (size_t)kk * hw);
+    float *ref = malloc(sizeof(float) * (size_t)cout * hw);
+    ck_assert(col && ref);
+    ae_net_im2col_t(c.x, cin, h, w, k, 1, (k - 1) / 2, h, w, col, (size_t)hw);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, cout, hw, kk, 1.0f,
+                c.wt, kk, col, hw, 0.0f, ref, hw);
+    ck_assert_msg(memcmp(ref, c.y, sizeof(float) * (size_t)cout * hw) == 0,
+                  "shape %zu differs from im2col + sgemm", i);
+    compared++;
+    free(col);
+    free(ref);
+    case_free(&c);
+  }
+  /* The NB201 stage shapes at least. */
+  ck_assert_int_ge(compared, 4);
+}
+END_TEST
+
+START_TEST(refuses_what_it_cannot_match) {
+  /* OpenBLAS's small-matrix kernel (M N K <= 100^3) sums a partial group
+   * of 16 columns otherwise and never splits K; a K remainder that the
+   * threaded driver halves otherwise (468 = 240 + 228 one thread,
+   * 234 + 234 threaded). */
+  ck_assert_int_eq(ae_net_conv_direct_replaces(16, 1026, 27), 0);
+  ck_assert_int_eq(ae_net_conv_direct_replaces(8, 64, 576), 0);
+  ck_assert_int_eq(ae_net_conv_direct_replaces(64, 4096, 468), 0);
+  /* Shapes: stride 2, even kernels, padding other than (k - 1) / 2. */
+  ae_node nd;
+  ae_plan_geom ge;
+  memset(&nd, 0, sizeof nd);
+  memset(&ge, 0, sizeof ge);
+  nd.op = AE_OP_CONV, nd.kernel = 3, nd.stride = 1, nd.padding = 1;
+  nd.shape[0] = 16, nd.shape[1] = 8, nd.shape[2] = 8;
+  ge.in_c = 16, ge.in_h = 8, ge.in_w = 8, ge.out_hw = 64;
+  ck_assert_int_eq(ae_net_conv_direct_fits(&nd, &ge), 1);
+  nd.stride = 2, nd.shape[1] = 4, nd.shape[2] = 4, ge.out_hw = 16;
+  ck_assert_int_eq(ae_net_conv_direct_fits(&nd, &ge), 0);
+  nd.stride = 1, nd.kernel = 2, nd.padding = 0;
+  ck_assert_int_eq(ae_net_conv_direct_fits(&nd, &ge), 0);
+  nd.kernel = 3, nd.padding = 0, nd.shape[1] = 6, nd.shape[2] = 6;
+  ck_assert_int_eq(ae_net_conv_direct_fits(&nd, &ge), 0);
+  nd.op = AE_OP_LINEAR;
+  ck_assert_int_eq(ae_net_conv_direct_fits(&nd, &ge), 0);
+}
+END_TEST
+
+/* The 3x3 stride-1 pool's row fast path against the generic window loop
+ * (sum from 0, rows then columns in order, over the in-bounds taps; the
+ * divisor 9 or the count of those taps), bit for bit. */
+START_TEST(avg_pool3_matches_window_loop) {
+  static const int shapes[][2] = {{32, 32}, {8, 8}, {2, 3}, {5, 17}, {3, 4}};
+  for (size_t i = 0; i < sizeof shapes / sizeof *shapes; i++)
+    for (int include_pad = 0; include_pad < 2; include_pad++) {
+      int h = shapes[i][0], w = shapes[i][1];
+      float *x = malloc(sizeof(float) * (size_t)h * w);
+      float *y = malloc(sizeof(float) * (size_t)h * w);
+      ck_assert(x && y);
+      uint32_t seed = (uint32_t)(7 + i);
+      for (int e = 0; e < h * w; e++)
+        x[e] = random_value(&seed) * 3.0f;
+      ae_net_avg_pool_plane_t(x, h, w, 3, 1, 1, include_pad, h, w, y);
+      for (int oy = 0; oy < h; oy++)
+        for (int ox = 0; ox < w; ox++) {
+          float sum = 0.0f;
+          int taps = 0;
+          for (int iy = oy - 1; iy <= oy + 1; iy++)
+            for (int ix = ox - 1; ix <= ox + 1; ix++)
+              if (iy >= 0 && iy < h && ix >= 0 && ix < w) {
+                sum += x[iy * w + ix];
+                taps++;
+              }
+          float want = sum / (float)(include_pad ? 9 : taps);
+          ck_assert_msg(memcmp(&want, &y[oy * w + ox], sizeof want) == 0,
+                        "%dx%d pad %d at (%d,%d): %.9g vs %.9g", h, w,
+                        include_pad, oy, ox, y[oy * w + ox], want);
+        }
+      free(x);
+      free(y);
+    }
+}
+END_TEST
+
+/* BN statistics four channels at a time: the per-channel function's very
+ * values (6 channels: a group of four and two alone; an offset c0). */
+START_TEST(bn_stats_match_per_channel) {
+  enum { BATCH = 5, C = 7, P = 13 };
+  float *x = malloc(sizeof(float) * BATCH * C * P);
+  ck_assert_ptr_nonnull(x);
+  uint32_t seed = 3;
+  for (int e = 0; e < BATCH * C * P; e++)
+    x[e] = 10.0f + random_value(&seed);
+  double mean[6], var[6];
+  ae_net_bn_stats_t(x, BATCH, (size_t)C * P, P, 1, 6, mean, var);
+  for (int c = 0; c < 6; c++) {
+    double m, v;
+    ae_net_bn_channel_stats_t(x, BATCH, (size_t)C * P, P, (size_t)c + 1, &m,
+                              &v);
+    ck_assert(memcmp(&m, &mean[c], sizeof m) == 0);
+    ck_assert(memcmp(&v, &var[c], sizeof v) == 0);
+    ck_assert(v > 0.0);
+  }
+  free(x);
+}
+END_TEST
+
+int main(int argc, char **argv) {
+  /* The comparison is with the BLAS as the engine runs it. */
+  ae_blas_tune_and_reexec(argc, argv);
+  openblas_set_num_threads(1);
+  Suite *s = suite_create("net_conv_direct");
+  TCase *tc = tcase_create("core");
+  tcase_set_timeout(tc, 60);
+  tcase_add_test(tc, matches_definition);
+  tcase_add_test(tc, bitwise_sgemm_where_replaced);
+  tcase_add_test(tc, refuses_what_it_cannot_match);
+  tcase_add_test(tc, avg_pool3_matches_window_loop);
+  tcase_add_test(tc, bn_stats_match_per_channel);
+  suite_add_tcase(s, tc);
+  SRunner *sr = srunner_create(s);
+  srunner_run_all(sr, CK_NORMAL);
+  int failed = srunner_ntests_failed(sr);
+  srunner_free(sr);
+  return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
