@@ -142,12 +142,16 @@ done:
   return rc;
 }
 
+/* The empirical NTK and the analytic kernels each only when selected. */
 static int convergence_run(ae_job_state *job, ae_error *err) {
   double *w = malloc((size_t)job->batch.n * sizeof *w);
   if (!w) return AE_ENOMEM;
-  int rc = convergence_empirical(job, w, err);
+  int rc = ae_job_wants(job, AE_M_NTK_LAMBDA_MIN)
+               ? convergence_empirical(job, w, err)
+               : AE_OK;
   if (!rc) rc = ae_job_checkpoint(job->ctl);
-  if (!rc) rc = convergence_analytic(job, w, err);
+  if (!rc && ae_job_wants(job, AE_M_NNGP_LAMBDA_MIN))
+    rc = convergence_analytic(job, w, err);
   free(w);
   if (!rc) rc = ae_job_checkpoint(job->ctl);
   if (!rc) rc = ae_features_convergence(job, err);

@@ -123,11 +123,11 @@ static int build_request(const options *o, const ae_catalog *cat,
   else
     snprintf(data, sizeof data, "{\"dataset\":\"cifar10\",\"batch_size\":%d}",
              o->batch);
-  json_t *body = json_pack(
-      "{s:{s:s, s:s, s:i, s:i}, s:o, s:I}", "architecture", "type", "nb201",
-      "cell", cell, "channels", o->channels, "cells_per_stage",
-      o->cells_per_stage, "data", json_loads(data, 0, NULL), "seed",
-      (json_int_t)o->seed);
+  json_t *body =
+      json_pack("{s:{s:s, s:s, s:i, s:i}, s:o, s:I}", "architecture", "type",
+                "nb201", "cell", cell, "channels", o->channels,
+                "cells_per_stage", o->cells_per_stage, "data",
+                json_loads(data, 0, NULL), "seed", (json_int_t)o->seed);
   if (!body) return AE_ENOMEM;
   ae_problem p = AE_PROBLEM_INIT;
   int rc = ae_request_parse(body, cat, lim, req, &p);
@@ -322,13 +322,11 @@ int main(int argc, char **argv) {
       }
       if (!m) continue;
       qsort(col, (size_t)m, sizeof *col, cmp_double);
-      double median =
-          m % 2 ? col[m / 2] : 0.5 * (col[m / 2 - 1] + col[m / 2]);
+      double median = m % 2 ? col[m / 2] : 0.5 * (col[m / 2 - 1] + col[m / 2]);
       char nl[16] = "-";
       if (!columns[c].profile) snprintf(nl, sizeof nl, "%d", nulls[c]);
-      printf("%-26s %5d %9.3f %9.3f %9.3f %9.3f %11.3f %6s\n",
-             columns[c].name, m, sum / m, median, col[0], col[m - 1],
-             wsum / m, nl);
+      printf("%-26s %5d %9.3f %9.3f %9.3f %9.3f %11.3f %6s\n", columns[c].name,
+             m, sum / m, median, col[0], col[m - 1], wsum / m, nl);
     }
   }
   free(col);

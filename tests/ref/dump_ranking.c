@@ -236,8 +236,7 @@ static int write_net(const char *dir, const ae_graph *g, ae_net *net,
       snprintf(name, sizeof name, "weights.%d.bin", r);
     else
       snprintf(name, sizeof name, "weights.bin");
-    ae_net_init_weights_scheme(net, req->seed, (uint32_t)r,
-                               req->settings.init);
+    ae_net_init_weights_scheme(net, req->seed, (uint32_t)r, req->settings.init);
     if ((rc = join(path, sizeof path, dir, name))) break;
     FILE *f = fopen(path, "wb");
     if (!f) return fail(path, AE_EIO);
@@ -280,8 +279,10 @@ static int write_rademacher(const char *dir, const ae_graph *g,
                     : 1.0f;
   }
   if (n_blocks < 2)
-    fprintf(stderr, "dump_ranking: %s: the lowering marks %d block "
-            "outputs: no rademacher.bin\n", dir, n_blocks);
+    fprintf(stderr,
+            "dump_ranking: %s: the lowering marks %d block "
+            "outputs: no rademacher.bin\n",
+            dir, n_blocks);
   else
     rc = write_file(dir, "rademacher.bin", v, total * sizeof *v);
   free(v);
@@ -335,8 +336,8 @@ static int write_batches(const context *cx, const char *dir,
   if (rc) return rc;
   rc = ae_batch_draw_next(req, ds, &b->first, &b->second, &err);
   if (rc == AE_ENOTFOUND) {
-    fprintf(stderr, "dump_ranking: %s: no second batch (%s): no x2.bin\n",
-            dir, err.reason ? err.reason : "");
+    fprintf(stderr, "dump_ranking: %s: no second batch (%s): no x2.bin\n", dir,
+            err.reason ? err.reason : "");
     ae_error_clear(&err);
     return AE_OK;
   }
@@ -429,9 +430,10 @@ static int float64_values(const options *o, const ae_request *req,
   memset(&g1, 0, sizeof g1);
   memset(&g2, 0, sizeof g2);
   int pb = n < AE_PATTERN_MAX_SAMPLES ? n : AE_PATTERN_MAX_SAMPLES;
-  int rc = K ? ae_graph_block_outputs(&req->net, &blocks, &n_blocks)
-             : AE_ENOMEM;
-  if (!rc) rc = (h = malloc(((size_t)n_blocks + 1) * sizeof *h)) ? 0 : AE_ENOMEM;
+  int rc =
+      K ? ae_graph_block_outputs(&req->net, &blocks, &n_blocks) : AE_ENOMEM;
+  if (!rc)
+    rc = (h = malloc(((size_t)n_blocks + 1) * sizeof *h)) ? 0 : AE_ENOMEM;
   if (!rc) rc = ae_net_create(&preq->net, pb, &probe);
   if (!rc) rc = ae_net_set_double(probe, 1);
   /* §1 activation_patterns on the probe, one forward per draw. */
@@ -584,10 +586,10 @@ static int dump_cell(const context *cx, const options *o, const char *tag,
   float *gauss = NULL;
   rc = theta && theta64 ? AE_OK : AE_ENOMEM;
   if (!rc) rc = write_batches(cx, dir, &req, &b);
-  if (!rc) rc = (job = job_values(tag, &sc, b.first.labels != NULL,
-                                     &job_warnings))
-                    ? AE_OK
-                    : AE_ENOMEM;
+  if (!rc)
+    rc = (job = job_values(tag, &sc, b.first.labels != NULL, &job_warnings))
+             ? AE_OK
+             : AE_ENOMEM;
   ae_scorecard_free(&sc);
   if (!rc) rc = ae_net_create(&req.net, o->batch, &net);
   if (!rc) rc = write_net(dir, &req.net, net, &req, o->batch, 0);
@@ -624,10 +626,10 @@ static int dump_cell(const context *cx, const options *o, const char *tag,
     if (!rc) rc = write_file(dir, "theta32.bin", theta, nn * sizeof *theta);
   }
   if (!rc) {
-    json_t *eng = json_pack("{s:s, s:s, s:O, s:f}", "dtype",
-                            o->float32 ? "float32" : "float64", "job_dtype",
-                            "float32", "job_warnings", job_warnings,
-                            "job_seconds", job_seconds);
+    json_t *eng =
+        json_pack("{s:s, s:s, s:O, s:f}", "dtype",
+                  o->float32 ? "float32" : "float64", "job_dtype", "float32",
+                  "job_warnings", job_warnings, "job_seconds", job_seconds);
     rc = write_json(dir, "engine.json", eng);
     json_decref(eng);
   }
@@ -655,10 +657,9 @@ static int parse_int(const char *s, int lo, int hi, int *out) {
 }
 
 static int usage(void) {
-  fprintf(stderr,
-          "usage: dump_ranking [--channels C] [--cells-per-stage N] "
-          "[--batch B] [--seed S] [--repeats R] [--samples S] "
-          "[--data DIR | --synthetic] [--float32] OUT TAG=CELL...\n");
+  fprintf(stderr, "usage: dump_ranking [--channels C] [--cells-per-stage N] "
+                  "[--batch B] [--seed S] [--repeats R] [--samples S] "
+                  "[--data DIR | --synthetic] [--float32] OUT TAG=CELL...\n");
   return 2;
 }
 
