@@ -705,7 +705,6 @@ START_TEST(ranking_settings) {
 }
 END_TEST
 
-
 /* NAS-Bench-201's FLOPs convention (its get_model_infos counter sums,
  * per image, k*k*c_in*c_out*H*W over Conv2d and in*out + out over the
  * classifier; pools and BatchNorm count nothing) written out for the
