@@ -12,9 +12,14 @@
  * input gradient of the float64 twin must match to 1e-6 relative.  Also:
  * a seed at an inner node (finite differences of that node's float64
  * output), the stop node, the float32 path against the float64 twin
- * (measured tolerance), and the init schemes (kaiming bit for bit,
- * torch_default's bounds and moments, gaussian's moments). */
+ * (measured tolerance), the float32 block backward of an NB201 cell
+ * whose float32 forward puts a ReLU input on the other side of 0 than
+ * float64 does (every difference is that one kink), and the init schemes
+ * (kaiming bit for bit, torch_default's bounds and moments, gaussian's
+ * moments).  Runs under the engine's OpenBLAS core type (blas_env.h). */
+#include "api/arch.h"
 #include "api/status.h"
+#include "gpu/host/blas_env.h"
 #include "gpu/host/graph_build.h"
 #include "gpu/host/net.h"
 #include "gpu/host/reference.h"
@@ -399,6 +404,158 @@ START_TEST(grad_float32_vs_twin) {
 }
 END_TEST
 
+/* NB201 conv1x1_pool (C = 4, one cell per stage, B = 16, the inputs of
+ * jacobian_trainability): the last block's backward (stage2/cell0/node3
+ * -> resblock2/add) in float32 against the float64 twin.  With
+ * OpenBLAS's SkylakeX kernels, edge0/bn's output at one element is
+ * -1.5e-7 in float64 and +2.4e-7 in float32 (its conv output equals the
+ * channel's batch mean to 2e-7), so edge2/relu passes that element's
+ * gradient in float32 and blocks it in float64: a kink, not a bug
+ * (tests/ref/test_ranking_torch.py saw 2.5e-4 on the metric).  Asserted:
+ * the gradients above the kink agree to 1e-5 of their largest (measured
+ * 2e-7); at edge0/bn the whole difference is that of the ReLUs whose
+ * input changed sign (1e-5 after removing it); below it, seeded with the
+ * same gradient, the two agree again.  Any other difference (a buffer
+ * reused while live, an accumulation into stale memory) fails. */
+static ae_net *nb201_conv1x1_pool(ae_graph *g, float **x, int batch) {
+  json_t *j = json_pack("{s:s, s:s, s:i, s:i}", "type", "nb201", "cell",
+                        "|nor_conv_1x1~0|+|avg_pool_3x3~0|nor_conv_1x1~1|+|"
+                        "skip_connect~0|avg_pool_3x3~1|nor_conv_1x1~2|",
+                        "channels", 4, "cells_per_stage", 1);
+  ck_assert_ptr_nonnull(j);
+  ae_limits lim;
+  ae_limits_default(&lim);
+  ae_problem p;
+  memset(&p, 0, sizeof p);
+  ae_arch a;
+  ck_assert_int_eq(ae_arch_from_json(j, "/arch", &lim, &a, &p), 0);
+  json_decref(j);
+  ae_lower_opts o;
+  memset(&o, 0, sizeof o);
+  o.input_shape[0] = 3;
+  o.input_shape[1] = 32;
+  o.input_shape[2] = 32;
+  o.input_rank = 3;
+  o.num_classes = 10;
+  ck_assert_int_eq(ae_arch_lower(&a, &o, &lim, "/arch", g, &p), 0);
+  ae_arch_free(&a);
+  ae_net *net;
+  ck_assert_int_eq(ae_net_create(g, batch, &net), 0);
+  ae_net_init_weights(net, 0, 0);
+  size_t nin = (size_t)batch * 3 * 32 * 32;
+  *x = malloc(nin * sizeof **x);
+  ck_assert_ptr_nonnull(*x);
+  for (size_t i = 0; i < nin; i++)
+    (*x)[i] = (float)ae_philox_normal(0, AE_TID_GAUSS_INPUTS, 0, i);
+  return net;
+}
+
+/* Node `at`'s gradient after the backward from `from` (seed) stopping at
+ * `at`, float32 (dbl 0) or float64 twin (dbl 1). */
+static void grad_at(ae_net *net, ae_net_grad *gr, const float *x, int batch,
+                    int from, const double *seed, int at, int dbl,
+                    double *out) {
+  ck_assert_int_eq(ae_net_set_double(net, dbl), 0);
+  ck_assert_int_eq(ae_net_forward64(net, x, batch, NULL), 0);
+  ck_assert_int_eq(ae_net_backward(net, gr, batch, from, seed, at), 0);
+  ck_assert_int_eq(ae_net_grad_node(gr, at, out), 0);
+}
+
+static double max_abs(const double *v, size_t n) {
+  double m = 0.0;
+  for (size_t i = 0; i < n; i++)
+    m = fmax(m, fabs(v[i]));
+  return m;
+}
+
+START_TEST(grad_float32_relu_kink) {
+  enum { B = 16 };
+  ae_graph g;
+  float *x;
+  ae_net *net = nb201_conv1x1_pool(&g, &x, B);
+  int *blocks, nb;
+  ck_assert_int_eq(ae_graph_block_outputs(&g, &blocks, &nb), 0);
+  ck_assert_int_ge(nb, 2);
+  int from = blocks[nb - 1], stop = blocks[nb - 2];
+  free(blocks);
+  size_t cnt = (size_t)B * elems(&g.nodes[from]);
+  for (int k = stop; k <= from; k++)
+    ck_assert_uint_eq((size_t)B * elems(&g.nodes[k]), cnt); /* 16x8x8 */
+  double *seed = malloc(cnt * sizeof *seed);
+  double *u = malloc(cnt * sizeof *u), *v = malloc(cnt * sizeof *v);
+  double *z32 = malloc(cnt * sizeof *z32), *z64 = malloc(cnt * sizeof *z64);
+  double *kink = calloc(cnt, sizeof *kink);
+  ck_assert(seed && u && v && z32 && z64 && kink);
+  for (size_t i = 0; i < cnt; i++)
+    seed[i] = ae_philox_uniform(0, AE_TID_RADEMACHER, 1, i) < 0.5 ? -1 : 1;
+  ae_net_grad *gr;
+  ck_assert_int_eq(ae_net_grad_create(net, &gr), 0);
+  /* Node by node from the block output down to the block input, with
+   * the backward seeded at node s: above the first kink s is the block
+   * output; past a kink, s is that node, seeded with its float32
+   * gradient for both, so that what lies below is compared alone. */
+  int s = from, flips = 0;
+  double worst = 0.0;
+  for (int at = from - 1; at >= stop; at--) {
+    /* The ReLUs fed by `at`: where their input's sign differs, float32
+     * passes or blocks what float64 does not, by exactly the ReLU's
+     * output gradient. */
+    memset(kink, 0, cnt * sizeof *kink);
+    int here = 0;
+    for (int r = at + 1; r <= s; r++) {
+      const ae_node *nd = &g.nodes[r];
+      if (nd->op != AE_OP_ACT || nd->inputs[0] != at) continue;
+      ck_assert_int_eq(nd->act.fn, AE_ACT_RELU);
+      ck_assert_int_eq(ae_net_set_double(net, 0), 0);
+      ck_assert_int_eq(ae_net_forward64(net, x, B, NULL), 0);
+      ck_assert_int_eq(ae_net_activation64(net, at, B, z32), 0);
+      ck_assert_int_eq(ae_net_set_double(net, 1), 0);
+      ck_assert_int_eq(ae_net_forward64(net, x, B, NULL), 0);
+      ck_assert_int_eq(ae_net_activation64(net, at, B, z64), 0);
+      grad_at(net, gr, x, B, s, seed, r, 0, u);
+      grad_at(net, gr, x, B, s, seed, r, 1, v);
+      for (size_t i = 0; i < cnt; i++) {
+        if ((z32[i] > 0.0) == (z64[i] > 0.0)) continue;
+        ck_assert_double_lt(fabs(z64[i]), 1e-5); /* a tie, nothing else */
+        kink[i] += z32[i] > 0.0 ? u[i] : -v[i];
+        here++;
+      }
+    }
+    grad_at(net, gr, x, B, s, seed, at, 0, u);
+    grad_at(net, gr, x, B, s, seed, at, 1, v);
+    double m = max_abs(v, cnt), d = 0.0;
+    ck_assert_double_gt(m, 0.1);
+    for (size_t i = 0; i < cnt; i++)
+      d = fmax(d, fabs(u[i] - v[i] - kink[i]));
+    if (getenv("AE_TEST_VERBOSE"))
+      fprintf(stderr,
+              "node %d %s (seed at %d): f32 - f64 - %d kinks %.3g "
+              "of %.3g\n",
+              at, g.nodes[at].name, s, here, d, m);
+    worst = fmax(worst, d / m);
+    if (here > 0) {
+      s = at;
+      memcpy(seed, u, cnt * sizeof *seed);
+    }
+    flips += here;
+  }
+  if (getenv("AE_TEST_VERBOSE"))
+    fprintf(stderr, "%d ReLU sign flips, worst %.3g\n", flips, worst);
+  ck_assert_double_lt(worst, 1e-5);
+  ck_assert_double_gt(worst, 0.0); /* the float32 path is float32 */
+  free(seed);
+  free(u);
+  free(v);
+  free(z32);
+  free(z64);
+  free(kink);
+  free(x);
+  ae_net_grad_destroy(gr);
+  ae_net_destroy(net);
+  ae_graph_free(&g);
+}
+END_TEST
+
 /* kaiming_normal is ae_net_init_weights bit for bit; torch_default stays
  * within +-1/sqrt(fan_in) with the uniform's moments and draws the
  * linear bias; gaussian has unit variance and zero biases. */
@@ -465,7 +622,10 @@ START_TEST(init_schemes) {
 }
 END_TEST
 
-int main(void) {
+int main(int argc, char **argv) {
+  /* The engine's OpenBLAS core type (the daemon re-executes the same way),
+   * so that the float32 values are the job's. */
+  (void)ae_blas_tune_and_reexec(argc, argv);
   Suite *s = suite_create("net_grad");
   TCase *tc = tcase_create("core");
   tcase_set_timeout(tc, 120);
@@ -474,6 +634,7 @@ int main(void) {
   tcase_add_test(tc, grad_gap_graph);
   tcase_add_test(tc, grad_inner_seed_and_stop);
   tcase_add_test(tc, grad_float32_vs_twin);
+  tcase_add_test(tc, grad_float32_relu_kink);
   tcase_add_test(tc, init_schemes);
   suite_add_tcase(s, tc);
   SRunner *sr = srunner_create(s);
