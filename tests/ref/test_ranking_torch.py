@@ -18,6 +18,14 @@ expected32.json from the job itself (ae_engine_score, float32).  Per cell:
   of the float64 value, the spread being |v32 - v64| / max(1, |v64|)
   measured here on this very cell (the kernel regression on the job's own
   NTK, theta32.bin).  Nulls and booleans must agree exactly.
+  One known exception, KNOWN_TIES: on conv1x1_pool one ReLU input of the
+  float32 pass lies within round-off of zero (float64 -1.5e-7, the job's
+  float32 +2.4e-7 under OpenBLAS's SkylakeX kernels), so the float32
+  jacobian_trainability takes the other side of the kink and moves by
+  2.5e-4 (scorecard.md §4); tests/unit/test_net_grad.c
+  (grad_float32_relu_kink) checks that this flip is the whole difference.
+  There the bar is KNOWN_TIE_RTOL, and the float64 comparison stays at
+  1e-4.
 The cells (C = 4, one cell per stage, 16 CIFAR-10 images, or synthetic
 inputs where the sample is missing): the ResNet cell, all nor_conv_3x3, an
 identity cell (skip 3<-0 only: its block output is its input, so
@@ -48,6 +56,8 @@ import torch_ranking as tr  # noqa: E402
 
 RTOL = 1e-4
 SPREAD_FACTOR = 10.0
+KNOWN_TIES = {("conv1x1_pool", "convergence.jacobian_trainability")}
+KNOWN_TIE_RTOL = 1e-3
 REPEATS = 2
 SAMPLES = 4
 CELLS = {
@@ -116,6 +126,8 @@ def compare_float32(tag, folder, expected):
             scale = max(1.0, abs(ref))
             spread = 0.0 if r32 is None else abs(r32 - ref) / scale
             tol = max(RTOL, SPREAD_FACTOR * spread)
+            if (tag, name) in KNOWN_TIES:
+                tol = max(tol, KNOWN_TIE_RTOL)
             rel = abs(want - ref) / scale
             record(rel <= tol, "%s %s: job (float32) %.10g, reference "
                    "%.10g, relative %.2e (tolerance %.2e, float32 spread "
