@@ -282,27 +282,7 @@ static void backward_act(ae_net_grad *gr, int k, ae_real *dx) {
   const ae_real *z = n->act[nd->inputs[0]];
   const ae_real *dy = gr->g[k];
   size_t count = (size_t)gr->batch * n->geom[k].elems;
-  switch (nd->act.fn) {
-  case AE_ACT_RELU:
-    for (size_t i = 0; i < count; i++)
-      dx[i] += z[i] > 0.0 ? dy[i] : 0.0;
-    return;
-  case AE_ACT_LEAKY_RELU: {
-    ae_real s = (ae_real)nd->act.slope;
-    for (size_t i = 0; i < count; i++)
-      dx[i] += z[i] > 0.0 ? dy[i] : s * dy[i];
-    return;
-  }
-  case AE_ACT_IDENTITY:
-    for (size_t i = 0; i < count; i++)
-      dx[i] += dy[i];
-    return;
-  default:
-    for (size_t i = 0; i < count; i++)
-      dx[i] +=
-          dy[i] * (ae_real)ae_act_d1(nd->act.fn, nd->act.slope, (double)z[i]);
-    return;
-  }
+  ae_net_act_backward_add_t(&nd->act, z, dy, count, dx);
 }
 
 /* Pools, add, identity, flatten: linear maps without parameters. */

@@ -123,6 +123,10 @@ void ae_net_bn_channel_stats_t(const ae_real *x, int batch, size_t elems,
 #endif
 void ae_net_bn_stats_t(const ae_real *x, int batch, size_t elems, size_t plane,
                        size_t c0, size_t channels, double *mean, double *var);
+/* dx += dy * sigma'(z) over count elements, z the activation's input (the
+ * backward of an ACT node; relu/leaky_relu by the sign of z, exactly). */
+void ae_net_act_backward_add_t(const ae_activation *a, const ae_real *z,
+                               const ae_real *dy, size_t count, ae_real *dx);
 /* Number of taps a pooling window divides by. */
 int ae_net_pool_count(int y0, int x0, int h, int w, int k, int include_pad);
 

@@ -402,3 +402,27 @@ void ae_net_bn_channel_stats_t(const ae_real *x, int batch, size_t elems,
   *var = ss / cnt - dmean * dmean;
   if (*var < 0.0) *var = 0.0;
 }
+
+void ae_net_act_backward_add_t(const ae_activation *a, const ae_real *z,
+                               const ae_real *dy, size_t count, ae_real *dx) {
+  switch (a->fn) {
+  case AE_ACT_RELU:
+    for (size_t i = 0; i < count; i++)
+      dx[i] += z[i] > 0.0 ? dy[i] : 0.0;
+    return;
+  case AE_ACT_LEAKY_RELU: {
+    ae_real s = (ae_real)a->slope;
+    for (size_t i = 0; i < count; i++)
+      dx[i] += z[i] > 0.0 ? dy[i] : s * dy[i];
+    return;
+  }
+  case AE_ACT_IDENTITY:
+    for (size_t i = 0; i < count; i++)
+      dx[i] += dy[i];
+    return;
+  default:
+    for (size_t i = 0; i < count; i++)
+      dx[i] += dy[i] * (ae_real)ae_act_d1(a->fn, a->slope, (double)z[i]);
+    return;
+  }
+}

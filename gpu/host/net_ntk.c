@@ -177,27 +177,7 @@ static void backward_act(ae_net *n, int k, int batch) {
   const ae_real *z = n->act[nd->inputs[0]];
   const ae_real *dy = n->grad[k];
   size_t count = (size_t)batch * n->geom[k].elems;
-  switch (nd->act.fn) {
-  case AE_ACT_RELU:
-    for (size_t i = 0; i < count; i++)
-      dx[i] += z[i] > 0.0 ? dy[i] : 0.0;
-    return;
-  case AE_ACT_LEAKY_RELU: {
-    ae_real s = (ae_real)nd->act.slope;
-    for (size_t i = 0; i < count; i++)
-      dx[i] += z[i] > 0.0 ? dy[i] : s * dy[i];
-    return;
-  }
-  case AE_ACT_IDENTITY:
-    for (size_t i = 0; i < count; i++)
-      dx[i] += dy[i];
-    return;
-  default:
-    for (size_t i = 0; i < count; i++)
-      dx[i] +=
-          dy[i] * (ae_real)ae_act_d1(nd->act.fn, nd->act.slope, (double)z[i]);
-    return;
-  }
+  ae_net_act_backward_add_t(&nd->act, z, dy, count, dx);
 }
 
 static void backward_pass_through(ae_net *n, int k, int batch) {
