@@ -47,6 +47,31 @@ def act(fn, slope, z):
     raise ValueError(fn)
 
 
+def parameter_free_op(nd, xs):
+    """The output of a node without parameters (act, pools, add, identity,
+    flatten, zero) from its inputs xs; ValueError for any other op."""
+    op = nd["op"]
+    if op == "act":
+        return act(nd["act"], nd["slope"], xs[0])
+    if op == "avg_pool":
+        return F.avg_pool2d(xs[0], nd["kernel"], nd["stride"], nd["padding"],
+                            count_include_pad=bool(nd["count_include_pad"]))
+    if op == "global_avg_pool":
+        return xs[0].mean((2, 3))
+    if op == "add":
+        y = xs[0]
+        for t in xs[1:]:
+            y = y + t
+        return y
+    if op == "identity":
+        return xs[0]
+    if op == "flatten":
+        return xs[0].reshape(xs[0].shape[0], -1)
+    if op == "zero":
+        return torch.zeros_like(xs[0])
+    raise ValueError(op)
+
+
 def read_f32(path, shape=None):
     """A raw little-endian float32 file as a torch tensor (optionally
     reshaped)."""
@@ -136,26 +161,8 @@ class Net:
                 y = ((z - mean.reshape(view)) * inv.reshape(view) *
                      params["g%d" % k].reshape(view) +
                      self.beta[k].reshape(view))
-            elif op == "act":
-                y = act(nd["act"], nd["slope"], xs[0])
-            elif op == "avg_pool":
-                y = F.avg_pool2d(
-                    xs[0], nd["kernel"], nd["stride"], nd["padding"],
-                    count_include_pad=bool(nd["count_include_pad"]))
-            elif op == "global_avg_pool":
-                y = xs[0].mean((2, 3))
-            elif op == "add":
-                y = xs[0]
-                for t in xs[1:]:
-                    y = y + t
-            elif op == "identity":
-                y = xs[0]
-            elif op == "flatten":
-                y = xs[0].reshape(xs[0].shape[0], -1)
-            elif op == "zero":
-                y = torch.zeros_like(xs[0])
             else:
-                raise ValueError(op)
+                y = parameter_free_op(nd, xs)
             acts.append(y)
         return acts[self.output], record
 
@@ -209,26 +216,8 @@ class Net:
             elif op == "conv":
                 y = F.conv2d(xs[0], params["w%d" % k], stride=nd["stride"],
                              padding=nd["padding"])
-            elif op == "act":
-                y = act(nd["act"], nd["slope"], xs[0])
-            elif op == "avg_pool":
-                y = F.avg_pool2d(
-                    xs[0], nd["kernel"], nd["stride"], nd["padding"],
-                    count_include_pad=bool(nd["count_include_pad"]))
-            elif op == "global_avg_pool":
-                y = xs[0].mean((2, 3))
-            elif op == "add":
-                y = xs[0]
-                for t in xs[1:]:
-                    y = y + t
-            elif op == "identity":
-                y = xs[0]
-            elif op == "flatten":
-                y = xs[0].reshape(xs[0].shape[0], -1)
-            elif op == "zero":
-                y = torch.zeros_like(xs[0])
             else:
-                raise ValueError(op)
+                y = parameter_free_op(nd, xs)
             acts.append(y)
         return acts
 
