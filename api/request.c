@@ -858,7 +858,6 @@ int ae_request_parse(const json_t *body, const ae_catalog *cat,
                      const ae_limits *lim, ae_request *out, ae_problem *p) {
   memset(out, 0, sizeof *out);
   ae_settings_default(&out->settings);
-  out->metrics = AE_GROUP_ALL;
   out->timeout_ms = lim->default_timeout_ms;
   if (!json_is_object(body)) {
     ae_problem_add(p, "", "the request body must be a JSON object, not %s",
@@ -915,7 +914,6 @@ int ae_request_parse(const json_t *body, const ae_catalog *cat,
     out->profile = "full";
     (void)ae_metric_profile("full", &out->selected); /* a known name */
   }
-  out->metrics = ae_metric_set_groups(out->selected);
   const json_t *settings = json_object_get(body, "settings");
   int fc_given = 0;
   if (settings)

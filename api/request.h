@@ -74,7 +74,6 @@ typedef struct {
   ae_graph net; /* arch lowered for this data (full network) */
   ae_data_spec data;
   uint64_t seed;
-  unsigned metrics;       /* AE_GROUP_* bits of the groups selected */
   ae_metric_set selected; /* the metrics selected (profile and "metrics") */
   const char *profile;    /* "fast", "rank", "full", "all" (static), or
                              NULL when only "metrics" was given */

@@ -12,9 +12,7 @@ const size_t ae_n_metric_groups =
 
 void ae_job_select_metrics(ae_job_state *job) {
   ae_metric_set s = job->req->selected;
-  if (!s.bits)
-    ae_metric_set_add_groups(&s, job->req->metrics ? job->req->metrics
-                                                   : AE_GROUP_ALL);
+  if (!s.bits) ae_metric_set_add_groups(&s, AE_GROUP_ALL);
   job->selected = s;
   unsigned groups = ae_metric_set_groups(s);
   job->n_requested = 0;

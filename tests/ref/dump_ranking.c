@@ -179,7 +179,6 @@ static int build_request(const context *cx, const options *o, const char *cell,
   req->selected.bits = 0;
   for (size_t k = 0; k < N_RANKING_METRICS; k++)
     ae_metric_set_add(&req->selected, ranking_metrics[k]);
-  req->metrics = ae_metric_set_groups(req->selected);
   req->settings.ap_repeats = o->repeats;
   req->settings.fc_samples = o->samples;
   return AE_OK;

@@ -69,7 +69,7 @@ START_TEST(defaults_filled_in) {
   parse_ok(body, &r);
   ck_assert_int_eq(r.arch.type, AE_ARCH_NB201);
   ck_assert_int_eq(r.seed, 1);
-  ck_assert_uint_eq(r.metrics, AE_GROUP_ALL);
+  ck_assert_uint_eq(ae_metric_set_groups(r.selected), AE_GROUP_ALL);
   ck_assert_int_eq(r.priority, 0);
   ck_assert_int_eq(r.timeout_ms, 600000);
   ck_assert_ptr_null(r.client_ref);
@@ -173,7 +173,8 @@ START_TEST(explicit_values_kept) {
   json_t *body = load_file("nb201_resnet.json");
   ae_request r;
   parse_ok(body, &r);
-  ck_assert_uint_eq(r.metrics, AE_GROUP_CONVERGENCE | AE_GROUP_EXPRESSIVITY);
+  ck_assert_uint_eq(ae_metric_set_groups(r.selected),
+                    AE_GROUP_CONVERGENCE | AE_GROUP_EXPRESSIVITY);
   ck_assert_int_eq(r.data.batch_size, 72);
   ck_assert_int_eq(r.settings.ntk_repeats, 3);
   ck_assert_int_eq(r.priority, -5);
@@ -567,7 +568,8 @@ START_TEST(profiles_and_metrics) {
     ck_assert_int_eq(ae_metric_profile(names[i], &want), 0);
     ck_assert_uint_eq(r.selected.bits, want.bits);
     ck_assert_str_eq(json_string_value(npath(&r, "profile", NULL)), names[i]);
-    ck_assert_uint_eq(r.metrics, ae_metric_set_groups(want));
+    ck_assert_uint_eq(ae_metric_set_groups(r.selected),
+                      ae_metric_set_groups(want));
     ae_request_free(&r);
   }
   /* fast: topology and the two fast components, no NTK, no curvature. */
@@ -579,8 +581,9 @@ START_TEST(profiles_and_metrics) {
   ck_assert(!ae_metric_set_has(r.selected, AE_M_CURVATURE));
   ck_assert(!ae_metric_set_has(r.selected, AE_M_NNGP_LAMBDA_MIN));
   ck_assert(!ae_metric_set_has(r.selected, AE_M_KERNEL_COMPLEXITY));
-  ck_assert_uint_eq(r.metrics, AE_GROUP_TOPOLOGY | AE_GROUP_EXPRESSIVITY |
-                                   AE_GROUP_CONVERGENCE);
+  ck_assert_uint_eq(ae_metric_set_groups(r.selected),
+                    AE_GROUP_TOPOLOGY | AE_GROUP_EXPRESSIVITY |
+                        AE_GROUP_CONVERGENCE);
   ae_request_free(&r);
   /* rank: the default combination, synflow included; no curvature. */
   parse_mlp(",\"profile\":\"rank\"", &r);
@@ -590,14 +593,14 @@ START_TEST(profiles_and_metrics) {
   ck_assert(ae_metric_set_has(r.selected, AE_M_FEATURE_PROGRESSIVITY));
   ck_assert(!ae_metric_set_has(r.selected, AE_M_CURVATURE));
   ck_assert(!ae_metric_set_has(r.selected, AE_M_LINEAR_REGIONS));
-  ck_assert(r.metrics & AE_GROUP_PROXIES);
+  ck_assert(ae_metric_set_groups(r.selected) & AE_GROUP_PROXIES);
   ae_request_free(&r);
   /* One metric alone brings its family, and nothing else. */
   parse_mlp(",\"metrics\":[\"convergence.ntk_condition\"]", &r);
   ck_assert_int_eq(selected_count(&r), 5);
   ck_assert(ae_metric_set_has(r.selected, AE_M_NTK_LAMBDA_MIN));
   ck_assert(ae_metric_set_has(r.selected, AE_M_STEPS_TO_1E_3));
-  ck_assert_uint_eq(r.metrics, AE_GROUP_CONVERGENCE);
+  ck_assert_uint_eq(ae_metric_set_groups(r.selected), AE_GROUP_CONVERGENCE);
   ck_assert(json_is_null(npath(&r, "profile", NULL)));
   ck_assert_int_eq(json_array_size(npath(&r, "metrics", NULL)), 5);
   ae_request_free(&r);
@@ -613,7 +616,7 @@ START_TEST(profiles_and_metrics) {
   /* A group name, "proxies" included, and a union with the profile. */
   parse_mlp(",\"metrics\":[\"proxies\"]", &r);
   ck_assert_int_eq(selected_count(&r), 5);
-  ck_assert_uint_eq(r.metrics, AE_GROUP_PROXIES);
+  ck_assert_uint_eq(ae_metric_set_groups(r.selected), AE_GROUP_PROXIES);
   ae_request_free(&r);
   parse_mlp(",\"profile\":\"fast\",\"metrics\":[\"expressivity.curvature\","
             "\"generalization\"]",
@@ -628,7 +631,7 @@ START_TEST(profiles_and_metrics) {
   ae_request_free(&r);
   /* "profile": null is the same as no profile. */
   parse_mlp(",\"profile\":null,\"metrics\":[\"topology\"]", &r);
-  ck_assert_uint_eq(r.metrics, AE_GROUP_TOPOLOGY);
+  ck_assert_uint_eq(ae_metric_set_groups(r.selected), AE_GROUP_TOPOLOGY);
   ae_request_free(&r);
 }
 END_TEST
