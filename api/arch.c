@@ -12,6 +12,7 @@
 
 #include "api/api_internal.h"
 #include "api/arch.h"
+#include "api/arch_cells.h"
 #include "api/status.h"
 
 void ae_limits_default(ae_limits *lim) {
@@ -21,6 +22,10 @@ void ae_limits_default(ae_limits *lim) {
   lim->max_working_set_bytes = 0;
   lim->max_batch_size = 4096;
   lim->default_timeout_ms = 600000;
+}
+
+int ae_arch_has_dag(ae_arch_type type) {
+  return type == AE_ARCH_NB201 || type == AE_ARCH_MLP_DAG;
 }
 
 void ae_arch_free(ae_arch *a) {
@@ -350,6 +355,7 @@ static const struct {
 
 const char *ae_op_name(int op) {
   if (op == AE_OP_INPUT) return "input";
+  if (op == AE_OP_SLICE) return "slice";
   for (int k = 0; k < N_GRAPH_OPS; k++)
     if (graph_ops[k].op == op) return graph_ops[k].name;
   return "?";
@@ -895,7 +901,7 @@ int ae_arch_from_json(const json_t *j, const char *pointer,
   if (!type) {
     ae_problem_add(p, ptr,
                    "required field \"type\" is missing (nb201, "
-                   "mlp_dag or graph)");
+                   "mlp_dag, graph, nb101 or darts)");
     return AE_EINVAL;
   }
   const char *t = json_is_string(type) ? json_string_value(type) : "";
@@ -908,8 +914,16 @@ int ae_arch_from_json(const json_t *j, const char *pointer,
   } else if (strcmp(t, "graph") == 0) {
     out->type = AE_ARCH_GRAPH;
     rc = parse_graph(j, pointer, lim, out, p);
+  } else if (strcmp(t, "nb101") == 0) {
+    out->type = AE_ARCH_NB101;
+    rc = ae_parse_nb101(j, pointer, out, p);
+  } else if (strcmp(t, "darts") == 0) {
+    out->type = AE_ARCH_DARTS;
+    rc = ae_parse_darts(j, pointer, out, p);
   } else {
-    ae_problem_add(p, ptr, "must be \"nb201\", \"mlp_dag\" or \"graph\"");
+    ae_problem_add(p, ptr,
+                   "must be \"nb201\", \"mlp_dag\", \"graph\", \"nb101\" or "
+                   "\"darts\"");
     return AE_EINVAL;
   }
   if (rc == 0) return AE_OK;

@@ -734,6 +734,132 @@ done:
   return rc;
 }
 
+/* ---- nb101 and darts: the cell's form, minimal over relabellings ---- */
+
+/* Calls visit(perm) for every permutation of 0..n-1 (n <= 5), Heap's
+ * algorithm without recursion. */
+static void for_each_permutation(int n, void (*visit)(const int *, void *),
+                                 void *ctx) {
+  int perm[5] = {0}, c[5] = {0};
+  for (int i = 0; i < n; i++)
+    perm[i] = i;
+  visit(perm, ctx);
+  for (int i = 1; i < n;) {
+    if (c[i] < i) {
+      int j = i % 2 ? c[i] : 0, t = perm[j];
+      perm[j] = perm[i];
+      perm[i] = t;
+      visit(perm, ctx);
+      c[i]++;
+      i = 1;
+    } else {
+      c[i++] = 0;
+    }
+  }
+}
+
+typedef struct {
+  const ae_arch *a;
+  const ae_darts_cell *cell;
+  char best[256];
+} cell_min;
+
+/* nb101: interior vertex v moves to 1 + perm[v - 1]; kept when every edge
+ * still goes forward.  Form: the ops, then the matrix's rows as bits. */
+static void nb101_visit(const int *perm, void *ctx) {
+  cell_min *m = ctx;
+  const ae_arch *a = m->a;
+  int n = a->nb101_vertices, to[7];
+  to[0] = 0;
+  to[n - 1] = n - 1;
+  for (int v = 1; v < n - 1; v++)
+    to[v] = 1 + perm[v - 1];
+  unsigned char mat[7][7];
+  char ops[8], buf[256];
+  memset(mat, 0, sizeof mat);
+  for (int i = 0; i < n; i++)
+    for (int k = 0; k < n; k++)
+      if (a->nb101_matrix[i][k]) {
+        if (to[i] >= to[k]) return;
+        mat[to[i]][to[k]] = 1;
+      }
+  for (int v = 0; v < n; v++)
+    ops[to[v]] = (char)('0' + a->nb101_ops[v]);
+  ops[n] = '\0';
+  int len = snprintf(buf, sizeof buf, "ops=%s matrix=", ops);
+  for (int i = 0; i < n && len < (int)sizeof buf - 2; i++) {
+    for (int k = 0; k < n; k++)
+      buf[len++] = (char)('0' + mat[i][k]);
+    buf[len++] = i + 1 < n ? '/' : '\0';
+  }
+  if (!m->best[0] || strcmp(buf, m->best) < 0) memcpy(m->best, buf, 256);
+}
+
+/* darts: node i moves to state 2 + perm[i]; kept when every input is an
+ * earlier state.  Form: per node its two "op@input" sorted, then the
+ * concat states. */
+static void darts_visit(const int *perm, void *ctx) {
+  cell_min *m = ctx;
+  const ae_darts_cell *c = m->cell;
+  int to[6] = {0, 1, 2 + perm[0], 2 + perm[1], 2 + perm[2], 2 + perm[3]};
+  char pair[4][2][32], buf[256];
+  for (int node = 0; node < 4; node++)
+    for (int h = 0; h < 2; h++) {
+      int k = 2 * node + h, in = to[c->input[k]];
+      if (in >= to[2 + node]) return;
+      snprintf(pair[to[2 + node] - 2][h], 32, "%s@%d",
+               ae_darts_op_name(c->op[k]), in);
+    }
+  int len = 0;
+  for (int j = 0; j < 4; j++) {
+    int lo = strcmp(pair[j][0], pair[j][1]) > 0;
+    len += snprintf(buf + len, sizeof buf - (size_t)len, "s%d=%s+%s ", 2 + j,
+                    pair[j][lo], pair[j][!lo]);
+  }
+  unsigned concat = 0;
+  for (int s = 2; s < 6; s++)
+    if (c->concat & (1u << s)) concat |= 1u << to[s];
+  len += snprintf(buf + len, sizeof buf - (size_t)len, "concat=");
+  for (int s = 2; s < 6; s++)
+    if (concat & (1u << s))
+      len += snprintf(buf + len, sizeof buf - (size_t)len, "%d", s);
+  if (!m->best[0] || strcmp(buf, m->best) < 0) memcpy(m->best, buf, 256);
+}
+
+/* The form of an nb101 or darts architecture (after the header). */
+static void cell_arch_form(const ae_arch *a, text *t, int *n_ops) {
+  cell_min m;
+  memset(&m, 0, sizeof m);
+  m.a = a;
+  if (a->type == AE_ARCH_NB101) {
+    text_add(t,
+             "nb101 stem_channels=%d stacks=%d cells_per_stack=%d "
+             "num_classes=%d; cell: ",
+             a->stem_channels, a->stacks, a->cells_per_stack, a->num_classes);
+    int interior = a->nb101_vertices - 2;
+    if (interior > 0)
+      for_each_permutation(interior, nb101_visit, &m);
+    else
+      nb101_visit(NULL, &m);
+    text_add(t, "%s", m.best);
+    *n_ops = interior;
+    return;
+  }
+  text_add(t, "darts channels=%d layers=%d num_classes=%d; normal: ",
+           a->darts_channels, a->darts_layers, a->num_classes);
+  m.cell = &a->darts_normal;
+  for_each_permutation(4, darts_visit, &m);
+  text_add(t, "%s; reduce: ", m.best);
+  memset(m.best, 0, sizeof m.best);
+  m.cell = &a->darts_reduce;
+  for_each_permutation(4, darts_visit, &m);
+  text_add(t, "%s", m.best);
+  *n_ops = 0;
+  for (int k = 0; k < 8; k++)
+    *n_ops += (a->darts_normal.op[k] != AE_DARTS_NONE) +
+              (a->darts_reduce.op[k] != AE_DARTS_NONE);
+}
+
 int ae_arch_canon(const ae_arch *a, ae_canon *out) {
   memset(out, 0, sizeof *out);
   sum_dag d;
@@ -757,6 +883,18 @@ int ae_arch_canon(const ae_arch *a, ae_canon *out) {
     text_add(&t, "graph dense=%d; nodes:", graph_dense(&a->graph));
     rc = graph_to_dag(&a->graph, &d, &result);
     break;
+  case AE_ARCH_NB101:
+  case AE_ARCH_DARTS:
+    cell_arch_form(a, &t, &out->n_ops);
+    rc = t.failed ? AE_ENOMEM : AE_OK;
+    if (rc == AE_OK) {
+      out->form = t.s;
+      ae_sha256_hex(out->form, strlen(out->form), out->key);
+    } else {
+      free(t.s);
+    }
+    dag_free(&d);
+    return rc;
   default:
     rc = AE_EINVAL;
     break;

@@ -69,6 +69,14 @@
  * terms in its sums and only sees a node as zero when its one input is
  * `none`, gives the published 6,466.
  *
+ * nb101 and darts use none of the above: their form is the cell itself,
+ * written for every relabelling of the interior vertices (nb101, already
+ * pruned as nasbench prunes) or of the four nodes (darts, each node's two
+ * (op, input) pairs in sorted order) that keeps edges going forward, and
+ * the smallest taken: isomorphic cells share a key (nasbench's graph hash
+ * classes), with the skeleton settings in the form too.  Zeros in darts
+ * cells are not propagated (a miss, never a wrong hit).
+ *
  * The key is the SHA-256 (api/sha256.h) of the form, in hex.  Plain data,
  * no I/O; the caller owns the result. */
 #ifndef AE_CANON_H

@@ -3,6 +3,7 @@ api_libaeapi_a_SOURCES += api/status.c api/status.h api/problem.h api/arch.h \
 	api/error.h api/error.c \
 	api/request.h api/scorecard.h api/api_internal.h api/problem.c \
 	api/json_util.c api/json_fields.c api/activation.c api/arch.c \
+	api/arch_cells.c api/arch_cells.h \
 	api/lower.c api/request.c api/scorecard.c \
 	api/rank.h api/rank.c api/metric_set.h api/metric_set.c \
 	api/canon.c api/canon.h api/sha256.c api/sha256.h
@@ -43,6 +44,15 @@ tests_unit_test_api_arch_SOURCES = tests/unit/test_api_arch.c
 tests_unit_test_api_arch_CFLAGS = $(TEST_CFLAGS)
 tests_unit_test_api_arch_LDADD = api/libaeapi.a $(JANSSON_LIBS) \
 	$(CHECK_LIBS) -lm
+
+# nb101 and darts: published parameter counts, structure, validation.
+check_PROGRAMS += tests/unit/test_api_cells
+TESTS += tests/unit/test_api_cells
+tests_unit_test_api_cells_SOURCES = tests/unit/test_api_cells.c
+tests_unit_test_api_cells_CFLAGS = $(TEST_CFLAGS)
+tests_unit_test_api_cells_LDADD = api/libaeapi.a $(JANSSON_LIBS) \
+	$(CHECK_LIBS) -lm
+EXTRA_DIST += tests/data/cells
 
 check_PROGRAMS += tests/unit/test_api_request
 TESTS += tests/unit/test_api_request

@@ -3,8 +3,10 @@
  * nb201 becomes NAS-Bench-201's TinyNetwork (metrics.md §5.1) or, for the
  * linear-regions probe, one C=1 cell without stem, or for ranking.md §0's
  * probe the TinyNetwork at C = 3 with one cell per stage; mlp_dag becomes
- * the MLP DAG of metrics.md §5.2 in pre-activation form; a user graph is
- * copied.  Block outputs (ranking.md §0) are marked.  Then shapes are
+ * the MLP DAG of metrics.md §5.2 in pre-activation form; nb101 becomes
+ * NAS-Bench-101's network (nasbench's model_builder.py) and darts DARTS'
+ * NetworkCIFAR (quark0/darts cnn/model.py, no auxiliary head), the same
+ * for every probe; a user graph is copied.  Block outputs (ranking.md §0) are marked.  Then shapes are
  * inferred, init gains set (c_sigma of an ACT feeding a LINEAR/CONV
  * directly, else 1), and the parameter limit is enforced.  Also:
  * parameter and FLOP counts, deep copy, free.  Plain data; the caller
@@ -336,6 +338,22 @@ int ae_graph_infer_shapes(ae_graph *g, const int *input_shape, int input_rank,
         }
       }
       break;
+    case AE_OP_SLICE:
+      if (a->rank != 3) {
+        why = "slice needs a rank-3 (channels, height, width) input";
+        break;
+      }
+      if (n->out > a->shape[0]) {
+        snprintf(buf, sizeof buf, "slice: keeps %d channels of %d", n->out,
+                 a->shape[0]);
+        why = buf;
+        break;
+      }
+      if (n->out > 0) n->shape[0] = n->out;
+      n->shape[1] = a->shape[1] - n->pads[0] - n->pads[2];
+      n->shape[2] = a->shape[2] - n->pads[1] - n->pads[3];
+      if (n->shape[1] < 1 || n->shape[2] < 1) why = "slice: nothing left";
+      break;
     case AE_OP_BATCH_NORM:
     case AE_OP_ACT:
     case AE_OP_IDENTITY:
@@ -653,6 +671,299 @@ static int lower_mlp_dag(builder *b, const ae_arch *a, const ae_lower_opts *o,
   return out;
 }
 
+/* ---- nb101 (google-research/nasbench, nasbench/lib/model_builder.py) ---- */
+
+/* Conv(k, stride 1, "same") -> BN -> ReLU: base_ops.conv_bn_relu. */
+static int conv_bn_relu(builder *b, int input, int out, int k,
+                        const char *prefix) {
+  int c = add_conv(b, input, out, k, 1, k / 2, prefix);
+  int bn = add1(b, AE_OP_BATCH_NORM, c, prefix, "bn");
+  return add1(b, AE_OP_ACT, bn, prefix, "relu");
+}
+
+/* model_builder.compute_vertex_channels: the output channels of each
+ * vertex of a cell from in_channels to out_channels.  The vertices feeding
+ * the output split out_channels (the first ones get the remainder); every
+ * other vertex gets the most of its successors. */
+static void nb101_vertex_channels(const ae_arch *a, int in_channels,
+                                  int out_channels, int vc[7]) {
+  int n = a->nb101_vertices;
+  memset(vc, 0, 7 * sizeof *vc);
+  vc[0] = in_channels;
+  vc[n - 1] = out_channels;
+  if (n == 2) return;
+  int fan_in = 0;
+  for (int v = 1; v < n - 1; v++)
+    fan_in += a->nb101_matrix[v][n - 1];
+  int interior = out_channels / fan_in, correction = out_channels % fan_in;
+  for (int v = 1; v < n - 1; v++)
+    if (a->nb101_matrix[v][n - 1]) {
+      vc[v] = interior;
+      if (correction) {
+        vc[v]++;
+        correction--;
+      }
+    }
+  for (int v = n - 3; v > 0; v--)
+    if (!a->nb101_matrix[v][n - 1])
+      for (int dst = v + 1; dst < n - 1; dst++)
+        if (a->nb101_matrix[v][dst] && vc[dst] > vc[v]) vc[v] = vc[dst];
+}
+
+/* model_builder.build_module: one cell on x (in_channels) to channels. */
+static int nb101_cell(builder *b, const ae_arch *a, int x, int in_channels,
+                      int channels, const char *prefix) {
+  int n = a->nb101_vertices, vc[7], tensor[7], concat[7], n_concat = 0;
+  char pre[224];
+  nb101_vertex_channels(a, in_channels, channels, vc);
+  tensor[0] = x;
+  for (int t = 1; t < n - 1; t++) {
+    int terms[7], n_terms = 0;
+    for (int src = 1; src < t; src++) {
+      if (!a->nb101_matrix[src][t]) continue;
+      int in = tensor[src];
+      if (vc[src] > vc[t]) { /* model_builder.truncate */
+        snprintf(pre, sizeof pre, "%svertex%d/truncate%d/", prefix, t, src);
+        in = add1(b, (ae_op)AE_OP_SLICE, in, pre, "slice");
+        if (in < 0) return -1;
+        b->g.nodes[in].out = vc[t];
+      }
+      terms[n_terms++] = in;
+    }
+    if (a->nb101_matrix[0][t]) {
+      snprintf(pre, sizeof pre, "%svertex%d/projection/", prefix, t);
+      terms[n_terms++] = conv_bn_relu(b, x, vc[t], 1, pre);
+    }
+    snprintf(pre, sizeof pre, "%svertex%d/", prefix, t);
+    int in = n_terms == 1 ? terms[0]
+                          : add_node(b, AE_OP_ADD, n_terms, terms, "%sadd", pre);
+    if (in < 0) return -1;
+    switch (a->nb101_ops[t]) {
+    case AE_NB101_CONV1X1:
+      tensor[t] = conv_bn_relu(b, in, vc[t], 1, pre);
+      break;
+    case AE_NB101_CONV3X3:
+      tensor[t] = conv_bn_relu(b, in, vc[t], 3, pre);
+      break;
+    default: /* AE_NB101_MAXPOOL; parsing admits nothing else here */
+      tensor[t] = add1(b, (ae_op)AE_OP_MAX_POOL, in, pre, "max_pool");
+      if (tensor[t] < 0) return -1;
+      b->g.nodes[tensor[t]].kernel = 3;
+      b->g.nodes[tensor[t]].padding = 1;
+      b->g.nodes[tensor[t]].dilation = 1;
+      break;
+    }
+    if (tensor[t] < 0) return -1;
+    if (a->nb101_matrix[t][n - 1]) concat[n_concat++] = tensor[t];
+  }
+  snprintf(pre, sizeof pre, "%soutput/", prefix);
+  if (n_concat == 0) return conv_bn_relu(b, x, channels, 1, pre);
+  int out = n_concat == 1
+                ? concat[0]
+                : add_node(b, (ae_op)AE_OP_CONCAT, n_concat, concat,
+                           "%sconcat", pre);
+  if (out >= 0 && a->nb101_matrix[0][n - 1]) {
+    snprintf(pre, sizeof pre, "%soutput/projection/", prefix);
+    int terms[2] = {out, conv_bn_relu(b, x, channels, 1, pre)};
+    out = terms[1] < 0 ? -1
+                       : add_node(b, AE_OP_ADD, 2, terms, "%soutput/add",
+                                  prefix);
+  }
+  return out;
+}
+
+/* model_builder.build_model_fn: stem conv3x3-bn-relu, `stacks` stacks of
+ * `cells_per_stack` cells, a 2x2 max-pool ("same") and doubled channels
+ * before each stack but the first, global average pool, dense. */
+static int lower_nb101(builder *b, const ae_arch *a, const ae_lower_opts *o,
+                       int classes) {
+  char pre[128];
+  int channels = a->stem_channels;
+  int h = o->input_shape[1], w = o->input_shape[2];
+  int x = conv_bn_relu(b, 0, channels, 3, "stem/");
+  mark_block(b, x);
+  int in_channels = channels;
+  for (int stack = 0; stack < a->stacks; stack++) {
+    if (stack > 0) {
+      snprintf(pre, sizeof pre, "downsample%d/", stack);
+      x = add1(b, (ae_op)AE_OP_MAX_POOL, x, pre, "max_pool");
+      if (x < 0) return -1;
+      ae_node *mp = &b->g.nodes[x];
+      mp->kernel = 2;
+      mp->stride = 2;
+      mp->dilation = 1;
+      /* TensorFlow's "same" pads an odd size at the end: PyTorch's
+       * ceil_mode, which is only needed then. */
+      mp->ceil_mode = h % 2 || w % 2;
+      h = (h + 1) / 2;
+      w = (w + 1) / 2;
+      channels *= 2;
+    }
+    for (int cell = 0; cell < a->cells_per_stack; cell++) {
+      snprintf(pre, sizeof pre, "stack%d/cell%d/", stack, cell);
+      x = nb101_cell(b, a, x, in_channels, channels, pre);
+      if (x < 0) return -1;
+      in_channels = channels;
+      mark_block(b, x);
+    }
+  }
+  int gap = add1(b, AE_OP_GLOBAL_AVG_POOL, x, "head/", "gap");
+  int lin = add1(b, AE_OP_LINEAR, gap, "head/", "linear");
+  if (lin < 0) return -1;
+  b->g.nodes[lin].out = classes;
+  b->g.nodes[lin].bias = 1;
+  return lin;
+}
+
+/* ---- darts (quark0/darts, cnn/model.py NetworkCIFAR, operations.py) ---- */
+
+static int add_conv_grouped(builder *b, int input, int out, int k, int s,
+                            int pad, int groups, int dilation,
+                            const char *prefix, const char *what) {
+  int i = add1(b, AE_OP_CONV, input, prefix, what);
+  if (i < 0) return -1;
+  ae_node *n = &b->g.nodes[i];
+  n->out = out;
+  n->kernel = k;
+  n->stride = s;
+  n->padding = pad;
+  n->groups = groups;
+  n->dilation = dilation;
+  return i;
+}
+
+/* FactorizedReduce: ReLU, then two 1x1 stride-2 convs to out/2 channels,
+ * the second on the input shifted by one pixel (x[:, :, 1:, 1:]),
+ * concatenated, BN. */
+static int factorized_reduce(builder *b, int x, int out, const char *prefix) {
+  int r = add1(b, AE_OP_ACT, x, prefix, "relu");
+  int c1 = add_conv_grouped(b, r, out / 2, 1, 2, 0, 1, 1, prefix, "conv1");
+  int sl = add1(b, (ae_op)AE_OP_SLICE, r, prefix, "shift");
+  if (sl < 0) return -1;
+  b->g.nodes[sl].pads[0] = b->g.nodes[sl].pads[1] = 1;
+  int c2 = add_conv_grouped(b, sl, out / 2, 1, 2, 0, 1, 1, prefix, "conv2");
+  int parts[2] = {c1, c2};
+  if (c1 < 0 || c2 < 0) return -1;
+  int cat = add_node(b, (ae_op)AE_OP_CONCAT, 2, parts, "%sconcat", prefix);
+  return add1(b, AE_OP_BATCH_NORM, cat, prefix, "bn");
+}
+
+/* DARTS' SepConv (twice ReLU, depthwise k x k, pointwise, BN; the first
+ * depthwise conv has the stride) and DilConv (ReLU, depthwise dilated
+ * k x k, pointwise, BN), at c channels. */
+static int darts_conv(builder *b, int x, int c, ae_darts_op op, int stride,
+                      const char *prefix) {
+  char pre[256];
+  int sep = op == AE_DARTS_SEP_CONV_3X3 || op == AE_DARTS_SEP_CONV_5X5;
+  int k = op == AE_DARTS_SEP_CONV_3X3 || op == AE_DARTS_DIL_CONV_3X3 ? 3 : 5;
+  int dil = sep ? 1 : 2, pad = sep ? k / 2 : k - 1;
+  for (int half = 0; half < (sep ? 2 : 1); half++) {
+    snprintf(pre, sizeof pre, "%s%s", prefix, half ? "b/" : sep ? "a/" : "");
+    int r = add1(b, AE_OP_ACT, x, pre, "relu");
+    int dw = add_conv_grouped(b, r, c, k, half ? 1 : stride, pad, c, dil, pre,
+                              "depthwise");
+    int pw = add_conv_grouped(b, dw, c, 1, 1, 0, 1, 1, pre, "pointwise");
+    x = add1(b, AE_OP_BATCH_NORM, pw, pre, "bn");
+  }
+  return x;
+}
+
+/* One op of a cell on state x (c channels). */
+static int darts_op(builder *b, int x, int c, ae_darts_op op, int stride,
+                    const char *prefix) {
+  int t;
+  switch (op) {
+  case AE_DARTS_MAX_POOL_3X3:
+  case AE_DARTS_AVG_POOL_3X3:
+    t = add1(b, op == AE_DARTS_MAX_POOL_3X3 ? (ae_op)AE_OP_MAX_POOL
+                                            : AE_OP_AVG_POOL,
+             x, prefix, op == AE_DARTS_MAX_POOL_3X3 ? "max_pool" : "avg_pool");
+    if (t < 0) return -1;
+    b->g.nodes[t].kernel = 3;
+    b->g.nodes[t].stride = stride;
+    b->g.nodes[t].padding = 1;
+    b->g.nodes[t].dilation = 1;
+    b->g.nodes[t].count_include_pad = 0;
+    return t;
+  case AE_DARTS_SKIP_CONNECT:
+    if (stride == 1) return add1(b, AE_OP_IDENTITY, x, prefix, "skip");
+    return factorized_reduce(b, x, c, prefix);
+  default: /* the four convs; NONE never gets here */
+    return darts_conv(b, x, c, op, stride, prefix);
+  }
+}
+
+/* model.Cell: preprocess both inputs to c channels, four nodes, concat. */
+static int darts_cell(builder *b, const ae_darts_cell *cell, int s0, int s1,
+                      int c, int reduction, int reduction_prev,
+                      const char *prefix) {
+  char pre[240];
+  int state[6];
+  snprintf(pre, sizeof pre, "%spreprocess0/", prefix);
+  state[0] = reduction_prev ? factorized_reduce(b, s0, c, pre)
+                            : relu_conv_bn(b, s0, c, 1, 1, 0, pre);
+  snprintf(pre, sizeof pre, "%spreprocess1/", prefix);
+  state[1] = relu_conv_bn(b, s1, c, 1, 1, 0, pre);
+  if (state[0] < 0 || state[1] < 0) return -1;
+  for (int node = 0; node < 4; node++) {
+    int terms[2], n_terms = 0;
+    for (int k = 2 * node; k < 2 * node + 2; k++) {
+      if (cell->op[k] == AE_DARTS_NONE) continue;
+      int stride = reduction && cell->input[k] < 2 ? 2 : 1;
+      snprintf(pre, sizeof pre, "%snode%d/op%d/", prefix, node, k - 2 * node);
+      terms[n_terms] =
+          darts_op(b, state[cell->input[k]], c, cell->op[k], stride, pre);
+      if (terms[n_terms++] < 0) return -1;
+    }
+    snprintf(pre, sizeof pre, "%snode%d/", prefix, node);
+    int shape_src = state[1];
+    if (n_terms == 0 && reduction) {
+      /* Zero(stride 2) is x[:, :, ::2, ::2] * 0: shaped by a 1x1 pool. */
+      shape_src = add1(b, AE_OP_AVG_POOL, state[1], pre, "zero_shape");
+      if (shape_src < 0) return -1;
+      b->g.nodes[shape_src].kernel = 1;
+      b->g.nodes[shape_src].stride = 2;
+    }
+    state[2 + node] = sum_node(b, terms, n_terms, shape_src, pre);
+    if (state[2 + node] < 0) return -1;
+  }
+  int parts[4], n_parts = 0;
+  for (int s = 2; s < 6; s++)
+    if (cell->concat & (1u << s)) parts[n_parts++] = state[s];
+  if (n_parts == 1) return parts[0];
+  return add_node(b, (ae_op)AE_OP_CONCAT, n_parts, parts, "%sconcat", prefix);
+}
+
+/* model.NetworkCIFAR without the auxiliary head: stem conv3x3 to 3C + BN,
+ * `layers` cells with reductions (channels doubled) at layers/3 and
+ * 2*layers/3, global average pool, linear. */
+static int lower_darts(builder *b, const ae_arch *a, int classes) {
+  char pre[64];
+  int c = a->darts_channels, layers = a->darts_layers;
+  int stem = add_conv(b, 0, 3 * c, 3, 1, 1, "stem/");
+  stem = add1(b, AE_OP_BATCH_NORM, stem, "stem/", "bn");
+  mark_block(b, stem);
+  int s0 = stem, s1 = stem, reduction_prev = 0;
+  for (int i = 0; i < layers; i++) {
+    int reduction = i == layers / 3 || i == 2 * layers / 3;
+    if (reduction) c *= 2;
+    const ae_darts_cell *cell = reduction ? &a->darts_reduce : &a->darts_normal;
+    snprintf(pre, sizeof pre, "cell%d/", i);
+    int out = darts_cell(b, cell, s0, s1, c, reduction, reduction_prev, pre);
+    if (out < 0) return -1;
+    mark_block(b, out);
+    reduction_prev = reduction;
+    s0 = s1;
+    s1 = out;
+  }
+  int gap = add1(b, AE_OP_GLOBAL_AVG_POOL, s1, "head/", "gap");
+  int lin = add1(b, AE_OP_LINEAR, gap, "head/", "linear");
+  if (lin < 0) return -1;
+  b->g.nodes[lin].out = classes;
+  b->g.nodes[lin].bias = 1;
+  return lin;
+}
+
 /* Is the graph dense (no conv, pools or batch norm)? */
 static int graph_is_dense(const ae_graph *g) {
   for (int i = 0; i < g->n_nodes; i++) {
@@ -727,14 +1038,30 @@ int ae_arch_lower(const ae_arch *a, const ae_lower_opts *o,
       ae_problem_add(p, pointer, "the number of classes is unknown");
       return AE_EINVAL;
     }
-    if (a->type == AE_ARCH_NB201 && o->input_rank != 3) {
+    if (a->type != AE_ARCH_MLP_DAG && o->input_rank != 3) {
       ae_problem_add(p, pointer,
-                     "nb201 needs image data (channels, height, width)");
+                     "%s needs image data (channels, height, width)",
+                     a->type == AE_ARCH_NB201   ? "nb201"
+                     : a->type == AE_ARCH_NB101 ? "nb101"
+                                                : "darts");
       return AE_EINVAL;
     }
     add_node(&b, AE_OP_INPUT, 0, NULL, "input");
-    int last = a->type == AE_ARCH_NB201 ? lower_nb201(&b, a, o, classes)
-                                        : lower_mlp_dag(&b, a, o, classes);
+    int last;
+    switch (a->type) {
+    case AE_ARCH_NB201:
+      last = lower_nb201(&b, a, o, classes);
+      break;
+    case AE_ARCH_NB101:
+      last = lower_nb101(&b, a, o, classes);
+      break;
+    case AE_ARCH_DARTS:
+      last = lower_darts(&b, a, classes);
+      break;
+    default:
+      last = lower_mlp_dag(&b, a, o, classes);
+      break;
+    }
     if (b.failed || last < 0) {
       ae_graph_free(&b.g);
       return AE_ENOMEM;
@@ -780,6 +1107,10 @@ int ae_arch_lower(const ae_arch *a, const ae_lower_opts *o,
       ae_ptr_key(ptr, sizeof ptr, pointer, "channels");
     else if (a->type == AE_ARCH_MLP_DAG)
       ae_ptr_key(ptr, sizeof ptr, pointer, "width");
+    else if (a->type == AE_ARCH_NB101)
+      ae_ptr_key(ptr, sizeof ptr, pointer, "stem_channels");
+    else if (a->type == AE_ARCH_DARTS)
+      ae_ptr_key(ptr, sizeof ptr, pointer, "channels");
     else
       node_pointer(&b.g, largest_node(&b.g), pointer, ptr, sizeof ptr);
     ae_problem_add(p, ptr,

@@ -539,11 +539,14 @@ static int parse_data(const json_t *d, ae_arch_type type, int type_known,
     m->has_shape = 1;
   } else if (m->is_inline && json_is_array(inputs) &&
              json_array_size(inputs) > 0 &&
-             !(type_known && type == AE_ARCH_NB201 &&
+             !(type_known &&
+               (type == AE_ARCH_NB201 || type == AE_ARCH_NB101 ||
+                type == AE_ARCH_DARTS) &&
                !json_is_array(json_array_get(json_array_get(inputs, 0), 0)))) {
     errors += infer_inline_shape(json_array_get(inputs, 0), out->input_shape,
                                  &out->input_rank, p);
-  } else if (type_known && type == AE_ARCH_NB201) {
+  } else if (type_known && (type == AE_ARCH_NB201 || type == AE_ARCH_NB101 ||
+                            type == AE_ARCH_DARTS)) {
     out->input_shape[0] = 3;
     out->input_shape[1] = out->input_shape[2] = 32;
     out->input_rank = 3;
@@ -746,6 +749,67 @@ static json_t *graph_node_json(const json_t *given, const ae_node *parsed) {
   return n;
 }
 
+/* A DARTS cell as {"ops": [[op, input] x 8], "concat": [...]} parts. */
+static json_t *darts_pairs_json(const ae_darts_cell *c) {
+  json_t *pairs = json_array();
+  for (int k = 0; pairs && k < 8; k++)
+    if (json_array_append_new(pairs,
+                              json_pack("[s, i]", ae_darts_op_name(c->op[k]),
+                                        c->input[k]))) {
+      json_decref(pairs);
+      return NULL;
+    }
+  return pairs;
+}
+
+static json_t *darts_concat_json(unsigned mask) {
+  json_t *list = json_array();
+  for (int s = 2; list && s < 6; s++)
+    if ((mask & (1u << s)) && json_array_append_new(list, json_integer(s))) {
+      json_decref(list);
+      return NULL;
+    }
+  return list;
+}
+
+/* nb101 and darts in their normal form: the pruned matrix and its ops;
+ * the genotype as an object, whichever form was given. */
+static json_t *cell_arch_json(const ae_arch *a, int classes) {
+  if (a->type == AE_ARCH_NB101) {
+    json_t *matrix = json_array(), *ops = json_array();
+    int n = a->nb101_vertices, bad = !matrix || !ops;
+    for (int i = 0; !bad && i < n; i++) {
+      json_t *row = json_array();
+      for (int k = 0; row && k < n; k++)
+        bad |= json_array_append_new(row, json_integer(a->nb101_matrix[i][k]));
+      bad |= !row || json_array_append_new(matrix, row);
+      bad |= json_array_append_new(ops,
+                                   json_string(ae_nb101_op_name(a->nb101_ops[i])));
+    }
+    if (bad) {
+      json_decref(matrix);
+      json_decref(ops);
+      return NULL;
+    }
+    return json_pack("{s:s, s:o, s:o, s:i, s:i, s:i, s:i}", "type", "nb101",
+                     "matrix", matrix, "ops", ops, "stem_channels",
+                     a->stem_channels, "stacks", a->stacks, "cells_per_stack",
+                     a->cells_per_stack, "num_classes", classes);
+  }
+  json_t *geno = json_pack(
+      "{s:o*, s:o*, s:o*, s:o*}", "normal", darts_pairs_json(&a->darts_normal),
+      "normal_concat", darts_concat_json(a->darts_normal.concat), "reduce",
+      darts_pairs_json(&a->darts_reduce), "reduce_concat",
+      darts_concat_json(a->darts_reduce.concat));
+  if (!geno || json_object_size(geno) != 4) {
+    json_decref(geno);
+    return NULL;
+  }
+  return json_pack("{s:s, s:o, s:i, s:i, s:i}", "type", "darts", "genotype",
+                   geno, "channels", a->darts_channels, "layers",
+                   a->darts_layers, "num_classes", classes);
+}
+
 static json_t *arch_json(const ae_request *r, const json_t *given) {
   const ae_arch *a = &r->arch;
   int classes = a->num_classes > 0 ? a->num_classes : r->net.num_classes;
@@ -755,6 +819,9 @@ static json_t *arch_json(const ae_request *r, const json_t *given) {
                      json_object_get(given, "cell"), "channels", a->channels,
                      "cells_per_stage", a->cells_per_stage, "num_classes",
                      classes);
+  case AE_ARCH_NB101:
+  case AE_ARCH_DARTS:
+    return cell_arch_json(a, classes);
   case AE_ARCH_MLP_DAG:
     return json_pack(
         "{s:s, s:O, s:i, s:o, s:b, s:i}", "type", "mlp_dag", "dag",
@@ -888,6 +955,10 @@ int ae_request_parse(const json_t *body, const ae_catalog *cat,
       type = AE_ARCH_MLP_DAG;
     else if (strcmp(ts, "graph") == 0)
       type = AE_ARCH_GRAPH;
+    else if (strcmp(ts, "nb101") == 0)
+      type = AE_ARCH_NB101;
+    else if (strcmp(ts, "darts") == 0)
+      type = AE_ARCH_DARTS;
     else
       type_known = 0;
     rc = ae_arch_from_json(arch, "/architecture", lim, &out->arch, p);
@@ -953,12 +1024,16 @@ int ae_request_parse(const json_t *body, const ae_catalog *cat,
              out->settings.fc_samples > out->data.batch_size) {
     out->settings.fc_samples = out->data.batch_size;
   }
-  if (!errors && out->arch.type == AE_ARCH_NB201 && out->data.input_rank != 3) {
+  if (!errors && out->arch.type != AE_ARCH_MLP_DAG &&
+      out->arch.type != AE_ARCH_GRAPH && out->data.input_rank != 3) {
     ae_problem_add(p,
                    meta.info        ? "/data/dataset"
                    : meta.is_inline ? "/data/inputs"
                                     : "/data/input_shape",
-                   "nb201 needs image data [channels, height, width]");
+                   "%s needs image data [channels, height, width]",
+                   out->arch.type == AE_ARCH_NB201   ? "nb201"
+                   : out->arch.type == AE_ARCH_NB101 ? "nb101"
+                                                     : "darts");
     errors++;
   }
   if (errors) goto invalid;

@@ -98,7 +98,7 @@ static int convergence_analytic(ae_job_state *job, double *w, ae_error *err) {
   int rc = ae_job_input_kernel(job, err); /* for the bound, below */
   if (rc) return rc;
   rc = ae_job_analytic_kernels(job, err);
-  if (r->arch.type == AE_ARCH_GRAPH) {
+  if (!ae_arch_has_dag(r->arch.type)) {
     if (rc == AE_EUNSUPPORTED) {
       rc = AE_OK;
       ae_scorecard_warn(sc, "convergence.nngp_lambda_min: the analytic "
@@ -128,7 +128,7 @@ static int convergence_analytic(ae_job_state *job, double *w, ae_error *err) {
   if (rc) goto done;
   sc->convergence.ntk_analytic_lambda_min = w[0];
 done:
-  if (r->arch.type == AE_ARCH_GRAPH) {
+  if (!ae_arch_has_dag(r->arch.type)) {
     ae_scorecard_warn(sc, "convergence.nngp_lambda_min_bound: defined for "
                           "cell DAGs (nb201, mlp_dag) only");
   } else {

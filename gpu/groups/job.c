@@ -26,7 +26,7 @@ int ae_job_paths(ae_job_state *job, ae_error *err) {
   (void)err;
   if (job->have_paths) return AE_OK;
   const ae_request *r = job->req;
-  int rc = r->arch.type == AE_ARCH_GRAPH
+  int rc = !ae_arch_has_dag(r->arch.type)
                ? ae_graph_paths(&r->net, AE_MAX_PATH_LIST, &job->paths)
                : ae_dag_paths(&r->arch.dag, AE_MAX_PATH_LIST, &job->paths);
   if (rc) return rc;
@@ -85,7 +85,7 @@ int ae_job_analytic_kernels(ae_job_state *job, ae_error *err) {
     free(t);
     return AE_ENOMEM;
   }
-  rc = r->arch.type == AE_ARCH_GRAPH
+  rc = !ae_arch_has_dag(r->arch.type)
            ? ae_graph_kernels(&r->net, job->batch.k0, n, 1, k, t)
            : ae_dag_kernels(&r->arch.dag, job->batch.k0, n, 1, k, t);
   if (rc) {
