@@ -53,6 +53,13 @@ tests_unit_test_api_cells_CFLAGS = $(TEST_CFLAGS)
 tests_unit_test_api_cells_LDADD = api/libaeapi.a $(JANSSON_LIBS) \
 	$(CHECK_LIBS) -lm
 EXTRA_DIST += tests/data/cells
+# ... and held to the PyTorch references (77 without torch).
+check_PROGRAMS += tests/ref/cell_params
+tests_ref_cell_params_SOURCES = tests/ref/cell_params.c
+tests_ref_cell_params_LDADD = api/libaeapi.a $(JANSSON_LIBS) -lm
+TESTS += tests/ref/test_cells_torch.py
+EXTRA_DIST += tests/ref/test_cells_torch.py tests/ref/nb101_torch.py \
+	tests/ref/darts_torch.py
 
 check_PROGRAMS += tests/unit/test_api_request
 TESTS += tests/unit/test_api_request
