@@ -74,8 +74,8 @@ check_PROGRAMS += tests/unit/test_api_corpus
 TESTS += tests/unit/test_api_corpus
 tests_unit_test_api_corpus_SOURCES = tests/unit/test_api_corpus.c \
 	api/status.c api/problem.c api/error.c api/json_util.c api/json_fields.c \
-	api/activation.c api/arch.c api/lower.c api/request.c api/scorecard.c \
-	api/metric_set.c
+	api/activation.c api/arch.c api/arch_cells.c api/lower.c api/request.c \
+	api/scorecard.c api/metric_set.c
 tests_unit_test_api_corpus_CFLAGS = $(TEST_CFLAGS) \
 	-fsanitize=address,undefined -fno-sanitize-recover=undefined \
 	-fno-omit-frame-pointer

@@ -42,6 +42,10 @@ static int topology_run(ae_job_state *job, ae_error *err) {
   if (!isfinite(dbar))
     ae_scorecard_warn(sc, "topology.effective_depth: no input-to-output "
                           "path");
+  else if (dbar == 0.0 && paths->n_paths > 0)
+    ae_scorecard_warn(sc, "topology.paths: every input-to-output path is "
+                          "parameter-free (skips and pools only): the cell "
+                          "passes its input through");
   if (!isfinite(mbar))
     ae_scorecard_warn(sc, "topology.effective_width: undefined (no path or "
                           "no parameterised path)");
