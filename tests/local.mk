@@ -53,3 +53,8 @@ AE_BENCHES += tests/bench/bench_ranking
 tests_bench_bench_ranking_SOURCES = tests/bench/bench_ranking.c
 tests_bench_bench_ranking_CFLAGS = $(AM_CFLAGS) -O2
 tests_bench_bench_ranking_LDADD = $(ENGINE_LIBS)
+
+# nb101 and darts end to end (api/arch_cells.c, the lowerings in
+# api/lower.c).
+TESTS += tests/integration/test_http_cells.py
+EXTRA_DIST += tests/integration/test_http_cells.py
