@@ -212,6 +212,17 @@ int ae_parse_nb101(const json_t *j, const char *pointer, ae_arch *a,
                    edges, AE_NB101_MAX_EDGES);
     return 1;
   }
+  int fan_in = 0;
+  for (int v = 1; v < n - 1; v++)
+    fan_in += m[v][n - 1];
+  if (a->stem_channels < fan_in) {
+    ae_ptr_key(ptr, sizeof ptr, pointer, "stem_channels");
+    ae_problem_add(p, ptr,
+                   "must be at least %d: the %d vertices feeding the output "
+                   "split the cell's channels",
+                   fan_in, fan_in);
+    return 1;
+  }
   a->nb101_vertices = n;
   memcpy(a->nb101_matrix, m, sizeof m);
   memcpy(a->nb101_ops, ops, sizeof ops);

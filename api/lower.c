@@ -1046,6 +1046,20 @@ int ae_arch_lower(const ae_arch *a, const ae_lower_opts *o,
                                                 : "darts");
       return AE_EINVAL;
     }
+    if (a->type == AE_ARCH_DARTS) {
+      /* Each reduction halves the image; FactorizedReduce (a 1x1 stride-2
+       * conv beside one on the image shifted by a pixel) needs it even. */
+      int layers = a->darts_layers;
+      int step = layers / 3 == 2 * layers / 3 ? 2 : 4;
+      if (o->input_shape[1] % step || o->input_shape[2] % step) {
+        ae_problem_add(p, pointer,
+                       "darts with %d layers needs images whose height and "
+                       "width are multiples of %d (its reductions halve "
+                       "them), not %dx%d",
+                       layers, step, o->input_shape[1], o->input_shape[2]);
+        return AE_EINVAL;
+      }
+    }
     add_node(&b, AE_OP_INPUT, 0, NULL, "input");
     int last;
     switch (a->type) {

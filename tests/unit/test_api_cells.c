@@ -283,6 +283,9 @@ START_TEST(nb101_validation) {
       {"{\"type\":\"nb101\",\"matrix\":[[0,1],[0,0]],\"ops\":[\"input\","
        "\"output\"],\"cells\":3}",
        "/architecture/cells"},
+      {"{\"type\":\"nb101\",\"matrix\":" INCEPTION_MATRIX
+       ",\"ops\":" INCEPTION_OPS ",\"stem_channels\":3}",
+       "/architecture/stem_channels"},
   };
   for (size_t k = 0; k < sizeof bad / sizeof bad[0]; k++) {
     ae_arch a;
@@ -388,6 +391,34 @@ START_TEST(darts_structure) {
   ck_assert_int_eq(ae_graph_block_outputs(&g, &blocks, &n_blocks), AE_OK);
   ck_assert_int_eq(n_blocks, 21);
   free(blocks);
+  ae_graph_free(&g);
+  ae_arch_free(&a);
+  ae_problem_clear(&p);
+}
+END_TEST
+
+/* DARTS' reductions need even sizes: 2 reductions, 4 | H and W. */
+START_TEST(darts_image_size) {
+  ae_arch a;
+  ae_problem p;
+  memset(&p, 0, sizeof p);
+  ck_assert_int_eq(parse(DARTS_V2 ",\"layers\":3}", &a, &p), AE_OK);
+  ae_lower_opts o;
+  memset(&o, 0, sizeof o);
+  o.input_shape[0] = 3;
+  o.input_shape[1] = o.input_shape[2] = 30;
+  o.input_rank = 3;
+  o.num_classes = 10;
+  o.allow_unexecutable = 1;
+  ae_graph g;
+  ck_assert_int_eq(ae_arch_lower(&a, &o, &lim, "/architecture", &g, &p),
+                   AE_EINVAL);
+  ck_assert(has_pointer(&p, "/architecture"));
+  ae_problem_clear(&p);
+  o.input_shape[1] = o.input_shape[2] = 28;
+  ck_assert_int_eq(ae_arch_lower(&a, &o, &lim, "/architecture", &g, &p),
+                   AE_OK);
+  ck_assert_int_eq(g.nodes[g.output].shape[0], 10);
   ae_graph_free(&g);
   ae_arch_free(&a);
   ae_problem_clear(&p);
@@ -548,6 +579,7 @@ static Suite *suite(void) {
   tcase_add_test(tc, darts_forms_agree);
   tcase_add_test(tc, darts_structure);
   tcase_add_test(tc, darts_none_nodes);
+  tcase_add_test(tc, darts_image_size);
   tcase_add_test(tc, darts_validation);
   tcase_add_test(tc, cells_canonical_keys);
   tcase_add_test(tc, cells_unexecutable_refused);
