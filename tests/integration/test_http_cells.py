@@ -7,9 +7,9 @@ bad cells get a 422 naming the field.
 The cells: an nb101 chain cell in one stack (stem, conv3x3 vertex, head:
 parameters counted by hand below) and a darts genotype of pools and skips
 in one reduction cell; then NAS-Bench-101's Inception-like cell in two
-stacks and DARTS-V2 at C = 4, 3 layers, which need max-pool, concat,
-depthwise and dilated convs and the slice of FactorizedReduce from the
-executors.  While an executor lacks one of those, the daemon answers 422
+stacks (max-pool, concat) and DARTS-V2 at C = 4 in 1 layer (max-pool,
+concat) and in 3 (depthwise and dilated convs, and the slice of
+FactorizedReduce), which need those ops from the executors.  While an executor lacks one of those, the daemon answers 422
 `unsupported` naming the node and that case is reported as skipped (the
 network is never scored with a made-up op).  Prints "N passed, M failed".
 """
@@ -53,7 +53,7 @@ INCEPTION = {"type": "nb101", "stem_channels": 8, "stacks": 2,
                      "conv3x3-bn-relu", "conv3x3-bn-relu", "maxpool3x3",
                      "output"]}
 
-DARTS_V2 = {"type": "darts", "channels": 4, "layers": 3, "genotype": (
+DARTS_V2 = {"type": "darts", "channels": 4, "layers": 1, "genotype": (
     "Genotype(normal=[('sep_conv_3x3', 0), ('sep_conv_3x3', 1), "
     "('sep_conv_3x3', 0), ('sep_conv_3x3', 1), ('sep_conv_3x3', 1), "
     "('skip_connect', 0), ('skip_connect', 0), ('dil_conv_3x3', 2)], "
@@ -117,9 +117,18 @@ class Cells(unittest.TestCase):
         self.score(INCEPTION, needs_new_ops=True)
 
     def test_darts_v2(self):
+        # One (reduction) cell: max-pools, skips and the concat.
         done = self.score(DARTS_V2, needs_new_ops=True)
         geno = done["request"]["architecture"]["genotype"]
         self.assertEqual(geno["normal"][7], ["dil_conv_3x3", 2])
+        self.assertEqual(done["result"]["topology"]["params"],
+                         (3 * 3 * 3 * 12 + 24) + 2 * (12 * 8 + 16) +
+                         (32 * 10 + 10))
+
+    def test_darts_v2_three_layers(self):
+        # Normal cells too (separable and dilated convs) and
+        # FactorizedReduce after the reductions (its shifted slice).
+        self.score(dict(DARTS_V2, layers=3), needs_new_ops=True)
 
     def test_bad_cells(self):
         bad = dict(CHAIN, matrix=[[0, 1, 0, 0], [1, 0, 0, 1], [0, 0, 0, 0],
