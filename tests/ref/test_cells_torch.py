@@ -9,8 +9,10 @@ code) and both held to the published counts (issue 12, item 2).
 2. The same cells and random ones (40 random NAS-Bench-101 cells, valid
    after pruning; 12 random DARTS genotypes at small C and depth, `none`
    ops and partial concats included): tests/ref/cell_params (archeval's
-   lowering) gives exactly the reference's count, and the random ones run
-   a forward pass in the reference (their shapes agree).
+   lowering) gives exactly the reference's count, and exactly the MACs
+   the reference's forward pass performs (counted by hooks on its convs
+   and linears on a 32x32 image), which holds every stride, padding and
+   channel split of the lowering to the reference's.
 
 Exits 77 where torch is missing; prints one line per comparison and
 "N passed, M failed"."""
@@ -105,12 +107,29 @@ def torch_count(arch):
     return sum(p.numel() for p in torch_net(arch).parameters())
 
 
-def torch_runs(arch):
-    """The reference network runs a CIFAR-shaped batch to 10 logits (its
-    shapes agree, so the count is of a real network)."""
+def torch_macs(arch):
+    """Runs the reference on one CIFAR-shaped image (its shapes must agree)
+    and counts multiply-accumulates as docs/scorecard.md does: a conv
+    k*k*c_in/groups per output element, a linear in*out plus out for its
+    bias; None unless the output is 10 logits."""
+    total = [0]
+
+    def conv_hook(m, inputs, out):
+        k = m.kernel_size[0] * m.kernel_size[1]
+        total[0] += k * m.in_channels // m.groups * out.numel()
+
+    def linear_hook(m, inputs, out):
+        total[0] += (m.in_features + (m.bias is not None)) * m.out_features
+
+    net = torch_net(arch).eval()
+    for m in net.modules():
+        if isinstance(m, torch.nn.Conv2d):
+            m.register_forward_hook(conv_hook)
+        elif isinstance(m, torch.nn.Linear):
+            m.register_forward_hook(linear_hook)
     with torch.no_grad():
-        y = torch_net(arch).eval()(torch.randn(2, 3, 32, 32))
-    return tuple(y.shape) == (2, 10)
+        y = net(torch.randn(1, 3, 32, 32))
+    return total[0] if tuple(y.shape) == (1, 10) else None
 
 
 def main():
@@ -162,10 +181,11 @@ def main():
             record(False, "%s: archeval refused it: %s (%s)"
                    % (name, line, json.dumps(arch)))
             continue
-        ours = int(line.split()[0])
+        ours, our_macs = (int(v) for v in line.split())
         record(ours == n, "%s: archeval %d, torch %d" % (name, ours, n))
-        if name.startswith("random"):
-            record(torch_runs(arch), "%s: the reference runs" % name)
+        macs = torch_macs(arch)
+        record(our_macs == macs, "%s: MACs archeval %d, torch %s"
+               % (name, our_macs, macs))
     print("%d passed, %d failed" % (passed, failed))
     return 1 if failed else 0
 
