@@ -40,7 +40,7 @@ EXTRA_DIST += tests/ref/README.md tests/ref/ae_torch_net.py \
 # test_ranking_torch.sh runs torch_ranking.py on them (77 without torch).
 check_PROGRAMS += tests/ref/dump_ranking
 TESTS += tests/ref/test_ranking_torch.py
-EXTRA_DIST += tests/ref/test_ranking_torch.py
+EXTRA_DIST += tests/ref/test_ranking_torch.py tests/data/cnn_ops_graph.json
 tests_ref_dump_ranking_SOURCES = tests/ref/dump_ranking.c
 tests_ref_dump_ranking_CFLAGS = $(AM_CFLAGS) -O2
 tests_ref_dump_ranking_LDADD = $(ENGINE_LIBS)
