@@ -110,3 +110,10 @@ TESTS += tests/unit/test_canon
 tests_unit_test_canon_SOURCES = tests/unit/test_canon.c
 tests_unit_test_canon_CFLAGS = $(TEST_CFLAGS)
 tests_unit_test_canon_LDADD = $(TEST_LIBS)
+
+# The host executor on lowered nb101 and darts networks (their slices).
+check_PROGRAMS += tests/unit/test_net_cells
+TESTS += tests/unit/test_net_cells
+tests_unit_test_net_cells_SOURCES = tests/unit/test_net_cells.c
+tests_unit_test_net_cells_CFLAGS = $(TEST_CFLAGS)
+tests_unit_test_net_cells_LDADD = $(TEST_LIBS)

@@ -399,13 +399,7 @@ int ae_graph_first_unexecutable_op(const ae_graph *g, char *why,
       snprintf(why, why_size, "node \"%s\": op %d is not supported", name, op);
       return i;
     }
-    if (op == AE_OP_SLICE) { /* nb101's truncation, darts' FactorizedReduce */
-      snprintf(why, why_size,
-               "node \"%s\": op \"slice\" is not supported by the executors "
-               "yet",
-               name);
-      return i;
-    }
+
     if (op == AE_OP_ACT &&
         ((int)n->act.fn < 0 || (int)n->act.fn >= AE_ACT_COUNT)) {
       snprintf(why, why_size, "node \"%s\": activation %d is not supported",

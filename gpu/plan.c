@@ -115,7 +115,8 @@ static int pool_extent(int in, int k, int stride, int pad, int dil,
 }
 
 /* The geometry of the ops of api/arch.h's AE_OP_MAX_POOL group
- * (max_pool, concat, mul, pad): checks the node against its inputs. */
+ * (max_pool, concat, mul, pad, slice): checks the node against its
+ * inputs. */
 static int extended_geometry(const ae_graph *g, const ae_node *nd,
                              const ae_node *in, ae_plan_geom *ge) {
   switch ((int)nd->op) {
@@ -141,6 +142,17 @@ static int extended_geometry(const ae_graph *g, const ae_node *nd,
         nd->shape[2] != ge->in_w + nd->pads[1] + nd->pads[3])
       return AE_EINVAL;
     return AE_OK;
+  case AE_OP_SLICE: {
+    int c = nd->out > 0 ? nd->out : ge->in_c;
+    for (int i = 0; i < 4; i++)
+      if (nd->pads[i] < 0) return AE_EINVAL;
+    if (in->rank != 3 || nd->rank != 3 || c > ge->in_c ||
+        nd->shape[0] != c ||
+        nd->shape[1] != ge->in_h - nd->pads[0] - nd->pads[2] ||
+        nd->shape[2] != ge->in_w - nd->pads[1] - nd->pads[3])
+      return AE_EINVAL;
+    return AE_OK;
+  }
   case AE_OP_CONCAT: {
     size_t channels = 0;
     for (int i = 0; i < nd->n_inputs; i++) {

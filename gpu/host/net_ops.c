@@ -1,7 +1,8 @@
 /* net_ops.c: the operators of real CNNs on the host executor (see
  * net_ops.h): max_pool, concat (channels or features), mul (elementwise
  * with broadcasting of size-1 dimensions), pad (zeros around the spatial
- * dimensions) and grouped / dilated convolution, in the forward, the
+ * dimensions), slice (a channel prefix and a spatial crop: nb101's
+ * truncation, darts' FactorizedReduce) and grouped / dilated convolution, in the forward, the
  * backward (NTK and train mode) and the jets.
  *
  * A grouped conv runs as one im2col (dilated taps) and one GEMM per group
@@ -237,6 +238,43 @@ static void pad_backward(const ae_node *nd, const ae_plan_geom *ge,
     }
 }
 
+/* Slice: the first shape[0] channels, cropped by pads[0] rows at the top
+ * and pads[1] columns at the left (to shape[1] x shape[2]). */
+static void slice_forward(const ae_node *nd, const ae_plan_geom *ge,
+                          const ae_real *x, size_t samples, ae_real *y) {
+  int c = nd->shape[0], oh = nd->shape[1], ow = nd->shape[2];
+  size_t in_hw = (size_t)ge->in_h * (size_t)ge->in_w;
+  size_t out_hw = (size_t)oh * (size_t)ow;
+  for (size_t b = 0; b < samples; b++)
+    for (int ch = 0; ch < c; ch++)
+      for (int oy = 0; oy < oh; oy++)
+        memcpy(y + (b * (size_t)c + (size_t)ch) * out_hw +
+                   (size_t)oy * (size_t)ow,
+               x + (b * (size_t)ge->in_c + (size_t)ch) * in_hw +
+                   (size_t)(oy + nd->pads[0]) * (size_t)ge->in_w +
+                   (size_t)nd->pads[1],
+               sizeof(ae_real) * (size_t)ow);
+}
+
+/* The adjoint of slice_forward: adds dy into the kept part of dx. */
+static void slice_backward(const ae_node *nd, const ae_plan_geom *ge,
+                           const ae_real *dy, size_t samples, ae_real *dx) {
+  int c = nd->shape[0], oh = nd->shape[1], ow = nd->shape[2];
+  size_t in_hw = (size_t)ge->in_h * (size_t)ge->in_w;
+  size_t out_hw = (size_t)oh * (size_t)ow;
+  for (size_t b = 0; b < samples; b++)
+    for (int ch = 0; ch < c; ch++)
+      for (int oy = 0; oy < oh; oy++) {
+        const ae_real *src = dy + (b * (size_t)c + (size_t)ch) * out_hw +
+                             (size_t)oy * (size_t)ow;
+        ae_real *dst = dx + (b * (size_t)ge->in_c + (size_t)ch) * in_hw +
+                       (size_t)(oy + nd->pads[0]) * (size_t)ge->in_w +
+                       (size_t)nd->pads[1];
+        for (int ox = 0; ox < ow; ox++)
+          dst[ox] += src[ox];
+      }
+}
+
 static size_t input_elems(const ae_net *n, const ae_node *nd, int i) {
   return n->geom[nd->inputs[i]].elems;
 }
@@ -376,6 +414,9 @@ void ae_net_ops_forward(ae_net *n, int k, int batch) {
   case AE_OP_PAD:
     pad_forward(nd, ge, x, B, y);
     return;
+  case AE_OP_SLICE:
+    slice_forward(nd, ge, x, B, y);
+    return;
   case AE_OP_CONCAT:
     concat_forward(n, nd, n->act, B, y);
     return;
@@ -402,6 +443,9 @@ void ae_net_ops_jet(ae_net *n, int k, int batch) {
     return;
   case AE_OP_PAD:
     pad_forward(nd, ge, x, V, y);
+    return;
+  case AE_OP_SLICE:
+    slice_forward(nd, ge, x, V, y);
     return;
   case AE_OP_CONCAT:
     concat_forward(n, nd, n->jet, V, y);
@@ -431,6 +475,9 @@ void ae_net_ops_backward(ae_net *n, int k, int batch, const ae_real *dy,
     return;
   case AE_OP_PAD:
     if (dx0) pad_backward(nd, ge, dy, B, dx0);
+    return;
+  case AE_OP_SLICE:
+    if (dx0) slice_backward(nd, ge, dy, B, dx0);
     return;
   case AE_OP_CONCAT: {
     size_t elems = ge->elems;

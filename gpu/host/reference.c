@@ -147,6 +147,15 @@ static void ref_extended_node(const ae_graph *g, const ae_node *nd, double **in,
         }
     return;
   }
+  case AE_OP_SLICE: {
+    int h = i0->shape[1], w = i0->shape[2];
+    for (int c = 0; c < C; c++)
+      for (int oy = 0; oy < H; oy++)
+        for (int ox = 0; ox < W; ox++)
+          y[(c * H + oy) * W + ox] =
+              in[0][(c * h + oy + nd->pads[0]) * w + ox + nd->pads[1]];
+    return;
+  }
   case AE_OP_CONCAT: {
     size_t at = 0;
     for (int i = 0; i < nd->n_inputs; i++) {

@@ -6,12 +6,10 @@ bad cells get a 422 naming the field.
 
 The cells: an nb101 chain cell in one stack (stem, conv3x3 vertex, head:
 parameters counted by hand below) and a darts genotype of pools and skips
-in one reduction cell; then NAS-Bench-101's Inception-like cell in two
-stacks (max-pool, concat) and DARTS-V2 at C = 4 in 1 layer (max-pool,
-concat) and in 3 (depthwise and dilated convs, and the slice of
-FactorizedReduce), which need those ops from the executors.  While an executor lacks one of those, the daemon answers 422
-`unsupported` naming the node and that case is reported as skipped (the
-network is never scored with a made-up op).  Prints "N passed, M failed".
+in one reduction cell; NAS-Bench-101's Inception-like cell in two stacks
+(max-pool, concat), a cell with a truncated vertex (slice), and DARTS-V2
+at C = 4 in 1 layer (max-pool, concat) and in 3 (depthwise and dilated
+convs, FactorizedReduce's shifted slice).  Prints "N passed, M failed".
 """
 
 import os
@@ -81,12 +79,8 @@ class Cells(unittest.TestCase):
         if status != 0:
             raise AssertionError("exit %r\n%s" % (status, log))
 
-    def score(self, arch, needs_new_ops=False):
+    def score(self, arch):
         r = self.d.submit(job(arch))
-        if (needs_new_ops and r.status == 422 and
-                r.json.get("code") == "unsupported"):
-            self.skipTest("the executors do not run this yet: %s"
-                          % r.json.get("detail"))
         self.assertEqual(r.status, 202, r.body)
         done = self.d.wait(r.json["id"], timeout=600)
         self.assertEqual(done["state"], "succeeded", done.get("error"))
@@ -114,11 +108,23 @@ class Cells(unittest.TestCase):
         self.assertEqual(geno["normal_concat"], [2, 3, 4, 5])
 
     def test_nb101_inception(self):
-        self.score(INCEPTION, needs_new_ops=True)
+        self.score(INCEPTION)
+
+    def test_nb101_truncation(self):
+        # 5 channels split 2, 2, 1 among the vertices feeding the output:
+        # vertex 1 is cut to vertex 3's one channel (a slice).
+        arch = {"type": "nb101", "stem_channels": 5, "stacks": 2,
+                "cells_per_stack": 1,
+                "matrix": [[0, 1, 1, 0, 0], [0, 0, 0, 1, 1],
+                           [0, 0, 0, 0, 1], [0, 0, 0, 0, 1],
+                           [0, 0, 0, 0, 0]],
+                "ops": ["input", "conv3x3-bn-relu", "maxpool3x3",
+                        "conv1x1-bn-relu", "output"]}
+        self.score(arch)
 
     def test_darts_v2(self):
         # One (reduction) cell: max-pools, skips and the concat.
-        done = self.score(DARTS_V2, needs_new_ops=True)
+        done = self.score(DARTS_V2)
         geno = done["request"]["architecture"]["genotype"]
         self.assertEqual(geno["normal"][7], ["dil_conv_3x3", 2])
         self.assertEqual(done["result"]["topology"]["params"],
@@ -128,7 +134,7 @@ class Cells(unittest.TestCase):
     def test_darts_v2_three_layers(self):
         # Normal cells too (separable and dilated convs) and
         # FactorizedReduce after the reductions (its shifted slice).
-        self.score(dict(DARTS_V2, layers=3), needs_new_ops=True)
+        self.score(dict(DARTS_V2, layers=3))
 
     def test_bad_cells(self):
         bad = dict(CHAIN, matrix=[[0, 1, 0, 0], [1, 0, 0, 1], [0, 0, 0, 0],

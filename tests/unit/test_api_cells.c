@@ -537,8 +537,8 @@ START_TEST(cells_canonical_keys) {
 }
 END_TEST
 
-/* Executors run none of max_pool, concat, slice or grouped convs yet:
- * without allow_unexecutable the lowering refuses with a 422. */
+/* Without allow_unexecutable the lowering accepts what the executors run
+ * (every op these networks use), or refuses with a 422 unsupported. */
 START_TEST(cells_unexecutable_refused) {
   ae_arch a;
   ae_problem p;
