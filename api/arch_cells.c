@@ -95,8 +95,10 @@ static int parse_nb101_matrix(const json_t *matrix, const char *ptr, int *n,
     char rp[AE_PTR_MAX];
     ae_ptr_index(rp, sizeof rp, ptr, i);
     if (!json_is_array(row) || json_array_size(row) != rows) {
-      ae_problem_add(p, rp, "must be an array of %zu entries (the matrix is "
-                     "square)", rows);
+      ae_problem_add(p, rp,
+                     "must be an array of %zu entries (the matrix is "
+                     "square)",
+                     rows);
       errors++;
       continue;
     }
@@ -125,9 +127,9 @@ static int parse_nb101_matrix(const json_t *matrix, const char *ptr, int *n,
 
 int ae_parse_nb101(const json_t *j, const char *pointer, ae_arch *a,
                    ae_problem *p) {
-  static const char *const keys[] = {"type",   "matrix",          "ops",
-                                     "stem_channels", "stacks",
-                                     "cells_per_stack", "num_classes", NULL};
+  static const char *const keys[] = {
+      "type",   "matrix",          "ops",         "stem_channels",
+      "stacks", "cells_per_stack", "num_classes", NULL};
   int errors = ae_check_keys(j, keys, pointer, p);
   char ptr[AE_PTR_MAX];
   long long stem = 128, stacks = 3, cells = 3, classes = 0;
@@ -179,9 +181,8 @@ int ae_parse_nb101(const json_t *j, const char *pointer, ae_arch *a,
       if (want_io >= 0 && found != want_io) {
         ae_problem_add(p, op_ptr, "must be \"%s\"", nb101_op_names[want_io]);
         ops_errors++;
-      } else if (want_io < 0 &&
-                 (found < 0 || found == AE_NB101_INPUT ||
-                  found == AE_NB101_OUTPUT)) {
+      } else if (want_io < 0 && (found < 0 || found == AE_NB101_INPUT ||
+                                 found == AE_NB101_OUTPUT)) {
         ae_problem_add(p, op_ptr,
                        "unknown op (expected conv3x3-bn-relu, "
                        "conv1x1-bn-relu or maxpool3x3)");
@@ -254,8 +255,8 @@ static int darts_op_from_name(const char *s, size_t len) {
   return -1;
 }
 
-#define DARTS_OPS_TEXT                                                       \
-  "none, max_pool_3x3, avg_pool_3x3, skip_connect, sep_conv_3x3, "           \
+#define DARTS_OPS_TEXT                                                         \
+  "none, max_pool_3x3, avg_pool_3x3, skip_connect, sep_conv_3x3, "             \
   "sep_conv_5x5, dil_conv_3x3 or dil_conv_5x5"
 
 /* Checks one (op, input) pair of slot k: input in 0..k/2+1. */
@@ -276,8 +277,8 @@ static int check_darts_pair(int op, long long input, int k, const char *ptr,
 }
 
 /* A cell as an array of 8 [op, input] pairs (DARTS' order). */
-static int parse_darts_pairs(const json_t *v, const char *ptr,
-                             ae_darts_cell *c, ae_problem *p) {
+static int parse_darts_pairs(const json_t *v, const char *ptr, ae_darts_cell *c,
+                             ae_problem *p) {
   if (!v) {
     ae_problem_add(p, ptr, "required field is missing");
     return 1;
@@ -316,8 +317,7 @@ static int parse_darts_concat(const json_t *v, const char *ptr, unsigned *mask,
                               ae_problem *p) {
   *mask = 0x3c; /* states 2..5, DARTS' range(2, 6) */
   if (!v) return 0;
-  if (!json_is_array(v) || json_array_size(v) == 0 ||
-      json_array_size(v) > 4) {
+  if (!json_is_array(v) || json_array_size(v) == 0 || json_array_size(v) > 4) {
     ae_problem_add(p, ptr, "must be an array of 1 to 4 distinct states 2..5");
     return 1;
   }
@@ -372,7 +372,8 @@ static int parse_darts_compact(const json_t *v, const char *ptr, ae_arch *a,
       else if (json_is_string(op))
         o = darts_op_from_name(json_string_value(op), json_string_length(op));
       if (!json_is_array(pair) || json_array_size(pair) != 2 ||
-          !json_is_integer(in) || (!json_is_integer(op) && !json_is_string(op))) {
+          !json_is_integer(in) ||
+          (!json_is_integer(op) && !json_is_string(op))) {
         ae_problem_add(p, pp,
                        "must be a pair [input state, op] (op 0..6: "
                        "max_pool_3x3, avg_pool_3x3, skip_connect, "
@@ -454,8 +455,9 @@ static int scan_pairs(scan *t, ae_darts_cell *c, const char *ptr,
     if (!eat(t, ',') || !scan_int(t, &input) || !eat(t, ')')) return -1;
     int o = darts_op_from_name(start, len);
     if (o < 0) {
-      ae_problem_add(p, ptr, "unknown op \"%.*s\" (expected " DARTS_OPS_TEXT
-                     ")", (int)(len > 64 ? 64 : len), start);
+      ae_problem_add(p, ptr,
+                     "unknown op \"%.*s\" (expected " DARTS_OPS_TEXT ")",
+                     (int)(len > 64 ? 64 : len), start);
       return 1;
     }
     if (input > k / 2 + 1) {
@@ -547,19 +549,19 @@ static int parse_genotype_string(const char *s, const char *ptr, ae_arch *a,
   }
   return 0;
 syntax:
-  ae_problem_add(p, ptr,
-                 "not a DARTS genotype string (expected Genotype(normal=[('op', "
-                 "input), ... 8 pairs], normal_concat=range(2, 6), "
-                 "reduce=[...], reduce_concat=[...])); error at offset %d",
-                 (int)(t.c - t.s));
+  ae_problem_add(
+      p, ptr,
+      "not a DARTS genotype string (expected Genotype(normal=[('op', "
+      "input), ... 8 pairs], normal_concat=range(2, 6), "
+      "reduce=[...], reduce_concat=[...])); error at offset %d",
+      (int)(t.c - t.s));
   return 1;
 }
 
 int ae_parse_darts(const json_t *j, const char *pointer, ae_arch *a,
                    ae_problem *p) {
-  static const char *const keys[] = {"type",   "genotype",    "compact",
-                                     "channels", "layers", "num_classes",
-                                     NULL};
+  static const char *const keys[] = {
+      "type", "genotype", "compact", "channels", "layers", "num_classes", NULL};
   int errors = ae_check_keys(j, keys, pointer, p);
   char ptr[AE_PTR_MAX];
   long long channels = 36, layers = 20, classes = 0;

@@ -6,9 +6,9 @@
  * the MLP DAG of metrics.md §5.2 in pre-activation form; nb101 becomes
  * NAS-Bench-101's network (nasbench's model_builder.py) and darts DARTS'
  * NetworkCIFAR (quark0/darts cnn/model.py, no auxiliary head), the same
- * for every probe; a user graph is copied.  Block outputs (ranking.md §0) are marked.  Then shapes are
- * inferred, init gains set (c_sigma of an ACT feeding a LINEAR/CONV
- * directly, else 1), and the parameter limit is enforced.  Also:
+ * for every probe; a user graph is copied.  Block outputs (ranking.md §0) are
+ * marked.  Then shapes are inferred, init gains set (c_sigma of an ACT feeding
+ * a LINEAR/CONV directly, else 1), and the parameter limit is enforced.  Also:
  * parameter and FLOP counts, deep copy, free.  Plain data; the caller
  * owns the graph. */
 #include <stdarg.h>
@@ -729,8 +729,9 @@ static int nb101_cell(builder *b, const ae_arch *a, int x, int in_channels,
       terms[n_terms++] = conv_bn_relu(b, x, vc[t], 1, pre);
     }
     snprintf(pre, sizeof pre, "%svertex%d/", prefix, t);
-    int in = n_terms == 1 ? terms[0]
-                          : add_node(b, AE_OP_ADD, n_terms, terms, "%sadd", pre);
+    int in = n_terms == 1
+                 ? terms[0]
+                 : add_node(b, AE_OP_ADD, n_terms, terms, "%sadd", pre);
     if (in < 0) return -1;
     switch (a->nb101_ops[t]) {
     case AE_NB101_CONV1X1:
@@ -752,16 +753,15 @@ static int nb101_cell(builder *b, const ae_arch *a, int x, int in_channels,
   }
   snprintf(pre, sizeof pre, "%soutput/", prefix);
   if (n_concat == 0) return conv_bn_relu(b, x, channels, 1, pre);
-  int out = n_concat == 1
-                ? concat[0]
-                : add_node(b, (ae_op)AE_OP_CONCAT, n_concat, concat,
-                           "%sconcat", pre);
+  int out = n_concat == 1 ? concat[0]
+                          : add_node(b, (ae_op)AE_OP_CONCAT, n_concat, concat,
+                                     "%sconcat", pre);
   if (out >= 0 && a->nb101_matrix[0][n - 1]) {
     snprintf(pre, sizeof pre, "%soutput/projection/", prefix);
     int terms[2] = {out, conv_bn_relu(b, x, channels, 1, pre)};
-    out = terms[1] < 0 ? -1
-                       : add_node(b, AE_OP_ADD, 2, terms, "%soutput/add",
-                                  prefix);
+    out = terms[1] < 0
+              ? -1
+              : add_node(b, AE_OP_ADD, 2, terms, "%soutput/add", prefix);
   }
   return out;
 }
@@ -869,9 +869,9 @@ static int darts_op(builder *b, int x, int c, ae_darts_op op, int stride,
   switch (op) {
   case AE_DARTS_MAX_POOL_3X3:
   case AE_DARTS_AVG_POOL_3X3:
-    t = add1(b, op == AE_DARTS_MAX_POOL_3X3 ? (ae_op)AE_OP_MAX_POOL
-                                            : AE_OP_AVG_POOL,
-             x, prefix, op == AE_DARTS_MAX_POOL_3X3 ? "max_pool" : "avg_pool");
+    t = add1(
+        b, op == AE_DARTS_MAX_POOL_3X3 ? (ae_op)AE_OP_MAX_POOL : AE_OP_AVG_POOL,
+        x, prefix, op == AE_DARTS_MAX_POOL_3X3 ? "max_pool" : "avg_pool");
     if (t < 0) return -1;
     b->g.nodes[t].kernel = 3;
     b->g.nodes[t].stride = stride;

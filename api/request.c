@@ -753,9 +753,9 @@ static json_t *graph_node_json(const json_t *given, const ae_node *parsed) {
 static json_t *darts_pairs_json(const ae_darts_cell *c) {
   json_t *pairs = json_array();
   for (int k = 0; pairs && k < 8; k++)
-    if (json_array_append_new(pairs,
-                              json_pack("[s, i]", ae_darts_op_name(c->op[k]),
-                                        c->input[k]))) {
+    if (json_array_append_new(
+            pairs,
+            json_pack("[s, i]", ae_darts_op_name(c->op[k]), c->input[k]))) {
       json_decref(pairs);
       return NULL;
     }
@@ -783,8 +783,8 @@ static json_t *cell_arch_json(const ae_arch *a, int classes) {
       for (int k = 0; row && k < n; k++)
         bad |= json_array_append_new(row, json_integer(a->nb101_matrix[i][k]));
       bad |= !row || json_array_append_new(matrix, row);
-      bad |= json_array_append_new(ops,
-                                   json_string(ae_nb101_op_name(a->nb101_ops[i])));
+      bad |= json_array_append_new(
+          ops, json_string(ae_nb101_op_name(a->nb101_ops[i])));
     }
     if (bad) {
       json_decref(matrix);
@@ -796,11 +796,11 @@ static json_t *cell_arch_json(const ae_arch *a, int classes) {
                      a->stem_channels, "stacks", a->stacks, "cells_per_stack",
                      a->cells_per_stack, "num_classes", classes);
   }
-  json_t *geno = json_pack(
-      "{s:o*, s:o*, s:o*, s:o*}", "normal", darts_pairs_json(&a->darts_normal),
-      "normal_concat", darts_concat_json(a->darts_normal.concat), "reduce",
-      darts_pairs_json(&a->darts_reduce), "reduce_concat",
-      darts_concat_json(a->darts_reduce.concat));
+  json_t *geno = json_pack("{s:o*, s:o*, s:o*, s:o*}", "normal",
+                           darts_pairs_json(&a->darts_normal), "normal_concat",
+                           darts_concat_json(a->darts_normal.concat), "reduce",
+                           darts_pairs_json(&a->darts_reduce), "reduce_concat",
+                           darts_concat_json(a->darts_reduce.concat));
   if (!geno || json_object_size(geno) != 4) {
     json_decref(geno);
     return NULL;

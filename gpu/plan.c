@@ -146,8 +146,7 @@ static int extended_geometry(const ae_graph *g, const ae_node *nd,
     int c = nd->out > 0 ? nd->out : ge->in_c;
     for (int i = 0; i < 4; i++)
       if (nd->pads[i] < 0) return AE_EINVAL;
-    if (in->rank != 3 || nd->rank != 3 || c > ge->in_c ||
-        nd->shape[0] != c ||
+    if (in->rank != 3 || nd->rank != 3 || c > ge->in_c || nd->shape[0] != c ||
         nd->shape[1] != ge->in_h - nd->pads[0] - nd->pads[2] ||
         nd->shape[2] != ge->in_w - nd->pads[1] - nd->pads[3])
       return AE_EINVAL;

@@ -2,8 +2,8 @@
  * net_ops.h): max_pool, concat (channels or features), mul (elementwise
  * with broadcasting of size-1 dimensions), pad (zeros around the spatial
  * dimensions), slice (a channel prefix and a spatial crop: nb101's
- * truncation, darts' FactorizedReduce) and grouped / dilated convolution, in the forward, the
- * backward (NTK and train mode) and the jets.
+ * truncation, darts' FactorizedReduce) and grouped / dilated convolution, in
+ * the forward, the backward (NTK and train mode) and the jets.
  *
  * A grouped conv runs as one im2col (dilated taps) and one GEMM per group
  * and sample; its weight is PyTorch's [out][in / groups][k][k].  A

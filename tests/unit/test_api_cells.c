@@ -87,8 +87,7 @@ static int count_op(const ae_graph *g, int op) {
 
 static json_t *load_published(void) {
   char path[4096];
-  snprintf(path, sizeof path, "%s/tests/data/cells/published.json",
-           AE_SRCDIR);
+  snprintf(path, sizeof path, "%s/tests/data/cells/published.json", AE_SRCDIR);
   json_error_t err;
   json_t *j = json_load_file(path, 0, &err);
   ck_assert_msg(j != NULL, "%s: %s", path, err.text);
@@ -159,11 +158,11 @@ END_TEST
 
 /* ---- nb101 structure ---- */
 
-#define INCEPTION_MATRIX                                                     \
-  "[[0,1,1,1,0,1,0],[0,0,0,0,0,0,1],[0,0,0,0,0,0,1],[0,0,0,0,1,0,0],"        \
+#define INCEPTION_MATRIX                                                       \
+  "[[0,1,1,1,0,1,0],[0,0,0,0,0,0,1],[0,0,0,0,0,0,1],[0,0,0,0,1,0,0],"          \
   "[0,0,0,0,0,0,1],[0,0,0,0,0,0,1],[0,0,0,0,0,0,0]]"
-#define INCEPTION_OPS                                                        \
-  "[\"input\",\"conv1x1-bn-relu\",\"conv3x3-bn-relu\",\"conv3x3-bn-relu\","  \
+#define INCEPTION_OPS                                                          \
+  "[\"input\",\"conv1x1-bn-relu\",\"conv3x3-bn-relu\",\"conv3x3-bn-relu\","    \
   "\"conv3x3-bn-relu\",\"maxpool3x3\",\"output\"]"
 
 /* The Inception-like cell: 4 vertices feed the output, so 128 channels
@@ -235,9 +234,9 @@ START_TEST(nb101_pruning) {
       "{\"type\":\"nb101\",\"matrix\":[[0,1,1,0],[0,0,0,1],[0,0,0,0],"
       "[0,0,0,0]],\"ops\":[\"input\",\"conv3x3-bn-relu\",\"maxpool3x3\","
       "\"output\"]}");
-  double direct = params_of(
-      "{\"type\":\"nb101\",\"matrix\":[[0,1,0],[0,0,1],[0,0,0]],"
-      "\"ops\":[\"input\",\"conv3x3-bn-relu\",\"output\"]}");
+  double direct =
+      params_of("{\"type\":\"nb101\",\"matrix\":[[0,1,0],[0,0,1],[0,0,0]],"
+                "\"ops\":[\"input\",\"conv3x3-bn-relu\",\"output\"]}");
   ck_assert_double_eq(pruned, direct);
   /* Input straight to output: a 1x1 projection per cell. */
   double skip = params_of("{\"type\":\"nb101\",\"matrix\":[[0,1],[0,0]],"
@@ -301,17 +300,17 @@ END_TEST
 
 /* ---- darts ---- */
 
-#define DARTS_V2_NORMAL                                                      \
-  "[[\"sep_conv_3x3\",0],[\"sep_conv_3x3\",1],[\"sep_conv_3x3\",0],"         \
-  "[\"sep_conv_3x3\",1],[\"sep_conv_3x3\",1],[\"skip_connect\",0],"          \
+#define DARTS_V2_NORMAL                                                        \
+  "[[\"sep_conv_3x3\",0],[\"sep_conv_3x3\",1],[\"sep_conv_3x3\",0],"           \
+  "[\"sep_conv_3x3\",1],[\"sep_conv_3x3\",1],[\"skip_connect\",0],"            \
   "[\"skip_connect\",0],[\"dil_conv_3x3\",2]]"
-#define DARTS_V2_REDUCE                                                      \
-  "[[\"max_pool_3x3\",0],[\"max_pool_3x3\",1],[\"skip_connect\",2],"         \
-  "[\"max_pool_3x3\",1],[\"max_pool_3x3\",0],[\"skip_connect\",2],"          \
+#define DARTS_V2_REDUCE                                                        \
+  "[[\"max_pool_3x3\",0],[\"max_pool_3x3\",1],[\"skip_connect\",2],"           \
+  "[\"max_pool_3x3\",1],[\"max_pool_3x3\",0],[\"skip_connect\",2],"            \
   "[\"skip_connect\",2],[\"max_pool_3x3\",1]]"
-#define DARTS_V2                                                             \
-  "{\"type\":\"darts\",\"genotype\":{\"normal\":" DARTS_V2_NORMAL            \
-  ",\"normal_concat\":[2,3,4,5],\"reduce\":" DARTS_V2_REDUCE                 \
+#define DARTS_V2                                                               \
+  "{\"type\":\"darts\",\"genotype\":{\"normal\":" DARTS_V2_NORMAL              \
+  ",\"normal_concat\":[2,3,4,5],\"reduce\":" DARTS_V2_REDUCE                   \
   ",\"reduce_concat\":[2,3,4,5]}"
 
 static void canon_key(const char *text, char key[65]) {
@@ -416,8 +415,7 @@ START_TEST(darts_image_size) {
   ck_assert(has_pointer(&p, "/architecture"));
   ae_problem_clear(&p);
   o.input_shape[1] = o.input_shape[2] = 28;
-  ck_assert_int_eq(ae_arch_lower(&a, &o, &lim, "/architecture", &g, &p),
-                   AE_OK);
+  ck_assert_int_eq(ae_arch_lower(&a, &o, &lim, "/architecture", &g, &p), AE_OK);
   ck_assert_int_eq(g.nodes[g.output].shape[0], 10);
   ae_graph_free(&g);
   ae_arch_free(&a);

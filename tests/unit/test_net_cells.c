@@ -134,10 +134,14 @@ static void check_forward(const char *arch) {
   ae_graph_free(&g);
 }
 
-START_TEST(nb101_forward) { check_forward(NB101); }
+START_TEST(nb101_forward) {
+  check_forward(NB101);
+}
 END_TEST
 
-START_TEST(darts_forward) { check_forward(DARTS); }
+START_TEST(darts_forward) {
+  check_forward(DARTS);
+}
 END_TEST
 
 static double loss(const ae_graph *g, ae_ref_params *p, const double *x,
