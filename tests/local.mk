@@ -11,7 +11,8 @@ TESTS += tests/integration/test_http_api.py \
 	tests/integration/test_http_load.py \
 	tests/integration/test_http_scorecard.py \
 	tests/integration/test_http_valgrind.py \
-	tests/integration/test_golden.py
+	tests/integration/test_golden.py \
+	tests/integration/test_cnn_ops.py
 # The clients' suites are registered in clients/local.mk, the store's in
 # server/store.mk.
 
@@ -26,6 +27,7 @@ EXTRA_DIST += tests/integration/harness.py \
 	tests/integration/test_http_scorecard.py \
 	tests/integration/test_http_valgrind.py \
 	tests/integration/test_golden.py tests/data/golden \
+	tests/integration/test_cnn_ops.py \
 	tests/summary.sh tests/bench/run-http-bench.sh
 
 # The PyTorch reference of the ranking metrics (ranking.md §1-4) held to

@@ -165,10 +165,10 @@ static int build_request(const context *cx, const options *o, const char *cell,
           ? json_loads(cell, 0, NULL)
           : json_pack("{s:s, s:s, s:i, s:i}", "type", "nb201", "cell", cell,
                       "channels", channels, "cells_per_stage", cells_per_stage);
-  json_t *body = arch ? json_pack("{s:o, s:o, s:I}", "architecture", arch,
-                                  "data", json_loads(data, 0, NULL), "seed",
-                                  (json_int_t)o->seed)
-                      : NULL;
+  json_t *body =
+      arch ? json_pack("{s:o, s:o, s:I}", "architecture", arch, "data",
+                       json_loads(data, 0, NULL), "seed", (json_int_t)o->seed)
+           : NULL;
   if (!body) return fail("request", AE_ENOMEM);
   ae_problem p = AE_PROBLEM_INIT;
   int rc = ae_request_parse(body, &cx->cat, &cx->lim, req, &p);
@@ -208,8 +208,8 @@ static int write_net(const char *dir, const ae_graph *g, ae_net *net,
         nd->op == AE_OP_ACT ? ae_act_name(nd->act.fn) : "", "slope",
         nd->act.slope, "init_gain", nd->init_gain, "groups",
         nd->groups > 1 ? nd->groups : 1, "dilation",
-        nd->dilation > 1 ? nd->dilation : 1, "ceil_mode", nd->ceil_mode,
-        "pads", nd->pads[0], nd->pads[1], nd->pads[2], nd->pads[3]);
+        nd->dilation > 1 ? nd->dilation : 1, "ceil_mode", nd->ceil_mode, "pads",
+        nd->pads[0], nd->pads[1], nd->pads[2], nd->pads[3]);
     if (!node || json_array_append_new(nodes, node)) rc = AE_ENOMEM;
     if (!rc && nd->block && json_array_append_new(blocks, json_integer(k)))
       rc = AE_ENOMEM;
