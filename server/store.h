@@ -170,6 +170,11 @@ int ae_store_load(ae_store *s, int (*fn)(void *ud, const ae_store_job *j),
 int ae_store_get(ae_store *s, const char *id,
                  int (*fn)(void *ud, const ae_store_job *j), void *ud);
 
+/* Reads the job holding the idempotency key KEY (a batch's job i holds
+ * "KEY\nI"), as ae_store_get. */
+int ae_store_get_idem(ae_store *s, const char *key,
+                      int (*fn)(void *ud, const ae_store_job *j), void *ud);
+
 /* A page of a listing: the jobs with seq < before (every job when before
  * < 0), newest first (descending seq), at most limit of them, only those
  * in state when has_state is set and only those whose client_ref is
@@ -283,6 +288,8 @@ typedef struct {
   int (*load)(void *impl, int (*fn)(void *ud, const ae_store_job *j), void *ud);
   int (*get)(void *impl, const char *id,
              int (*fn)(void *ud, const ae_store_job *j), void *ud);
+  int (*get_idem)(void *impl, const char *key,
+                  int (*fn)(void *ud, const ae_store_job *j), void *ud);
   int (*list)(void *impl, const ae_store_page *page,
               int (*fn)(void *ud, const ae_store_job *j), void *ud);
   int (*ping)(void *impl);

@@ -149,6 +149,7 @@ enum {
   PG_CACHE_PUT,
   PG_CACHE_GET,
   PG_GET,
+  PG_GET_IDEM,
   PG_LIST,
   PG_STMT_COUNT
 };
@@ -233,6 +234,11 @@ static const struct {
     [PG_GET] = {"ae_get",
                 "SELECT " PG_JOB_COLUMNS " FROM archeval_jobs WHERE id = $1",
                 1},
+    [PG_GET_IDEM] = {"ae_get_idem",
+                     "SELECT " PG_JOB_COLUMNS " FROM archeval_jobs"
+                     " WHERE idempotency_key = $1"
+                     " ORDER BY seq, insert_order LIMIT 1",
+                     1},
     /* $1 before (< 0: none), $2 state (NULL: any), $3 client_ref (NULL:
      * any), $4 the page's size. */
     [PG_LIST] = {"ae_list",
@@ -896,23 +902,35 @@ static int pg_store_load(void *impl, int (*fn)(void *ud, const ae_store_job *j),
   }
 }
 
-static int pg_store_get(void *impl, const char *id,
-                        int (*fn)(void *ud, const ae_store_job *j), void *ud) {
-  pg_store *s = impl;
-  if (!s || !id || !fn) return AE_EINVAL;
+/* One job by its id (PG_GET) or its idempotency key (PG_GET_IDEM). */
+static int pg_get_one(pg_store *s, int stmt, const char *what,
+                      const char *value,
+                      int (*fn)(void *ud, const ae_store_job *j), void *ud) {
+  if (!s || !value || !fn) return AE_EINVAL;
   int status = pg_ready(s);
   if (status) return status;
-  const char *values[1] = {id};
-  PGresult *res = pg_run(s, PG_GET, values, PGRES_TUPLES_OK, "get", &status);
+  const char *values[1] = {value};
+  PGresult *res = pg_run(s, stmt, values, PGRES_TUPLES_OK, what, &status);
   if (!res) return status;
   if (PQntuples(res) == 0) {
-    pg_set_error(s, "get: no job '%s'", id);
+    pg_set_error(s, "%s: no job '%s'", what, value);
     status = AE_ENOTFOUND;
   } else {
-    status = pg_each_row(s, res, fn, ud, "get");
+    status = pg_each_row(s, res, fn, ud, what);
   }
   PQclear(res);
   return status;
+}
+
+static int pg_store_get(void *impl, const char *id,
+                        int (*fn)(void *ud, const ae_store_job *j), void *ud) {
+  return pg_get_one(impl, PG_GET, "get", id, fn, ud);
+}
+
+static int pg_store_get_idem(void *impl, const char *key,
+                             int (*fn)(void *ud, const ae_store_job *j),
+                             void *ud) {
+  return pg_get_one(impl, PG_GET_IDEM, "get by idempotency key", key, fn, ud);
 }
 
 static int pg_store_list(void *impl, const ae_store_page *page,
@@ -1076,6 +1094,7 @@ const ae_store_ops ae_store_pg_ops = {
     .expire = pg_store_expire,
     .load = pg_store_load,
     .get = pg_store_get,
+    .get_idem = pg_store_get_idem,
     .list = pg_store_list,
     .ping = pg_store_ping,
     .mark_cached = pg_store_mark_cached,

@@ -61,6 +61,7 @@ enum {
   STMT_CACHE_PUT,
   STMT_CACHE_GET,
   STMT_GET,
+  STMT_GET_IDEM,
   STMT_LIST,
   STMT_COUNT
 };
@@ -116,6 +117,12 @@ static const char *const store_statement_sql[STMT_COUNT] = {
         " error_json, worker, idempotency_key, body_hash, client_ref, priority,"
         " timeout_ms, created_ms, started_ms, finished_ms, expires_ms, seq,"
         " study, canonical, cached FROM jobs WHERE id = ?1",
+    [STMT_GET_IDEM] =
+        "SELECT id, state, cancel_requested, request_json, result_json,"
+        " error_json, worker, idempotency_key, body_hash, client_ref, priority,"
+        " timeout_ms, created_ms, started_ms, finished_ms, expires_ms, seq,"
+        " study, canonical, cached FROM jobs WHERE idempotency_key = ?1"
+        " ORDER BY seq, rowid LIMIT 1",
     /* ?1 before (< 0: none), ?2 state (NULL: any), ?3 client_ref (NULL:
      * any), ?4 the page's size. */
     [STMT_LIST] =
@@ -743,23 +750,38 @@ static int sqlite_store_load(void *impl,
   return store_each_row(s, s->stmt[STMT_LOAD], fn, ud, "load", NULL);
 }
 
-static int sqlite_store_get(void *impl, const char *id,
-                            int (*fn)(void *ud, const ae_store_job *j),
-                            void *ud) {
-  sqlite_store *s = impl;
-  if (!s || !id || !fn) return AE_EINVAL;
-  sqlite3_stmt *st = s->stmt[STMT_GET];
-  if (store_bind_text(st, 1, id) != SQLITE_OK) {
+/* One job by its id (STMT_GET) or its idempotency key (STMT_GET_IDEM). */
+static int store_get_one(sqlite_store *s, int stmt, const char *what,
+                         const char *value,
+                         int (*fn)(void *ud, const ae_store_job *j), void *ud) {
+  if (!s || !value || !fn) return AE_EINVAL;
+  sqlite3_stmt *st = s->stmt[stmt];
+  if (store_bind_text(st, 1, value) != SQLITE_OK) {
+    int rc = sqlite3_errcode(s->db);
     sqlite3_reset(st);
-    return store_fail(s, sqlite3_errcode(s->db), "get");
+    sqlite3_clear_bindings(st);
+    return store_fail(s, rc, what);
   }
   size_t rows = 0;
-  int status = store_each_row(s, st, fn, ud, "get", &rows);
+  int status = store_each_row(s, st, fn, ud, what, &rows);
   if (!status && !rows) {
-    store_set_error(s, "get: no job '%s'", id);
+    store_set_error(s, "%s: no job '%s'", what, value);
     return AE_ENOTFOUND;
   }
   return status;
+}
+
+static int sqlite_store_get(void *impl, const char *id,
+                            int (*fn)(void *ud, const ae_store_job *j),
+                            void *ud) {
+  return store_get_one(impl, STMT_GET, "get", id, fn, ud);
+}
+
+static int sqlite_store_get_idem(void *impl, const char *key,
+                                 int (*fn)(void *ud, const ae_store_job *j),
+                                 void *ud) {
+  return store_get_one(impl, STMT_GET_IDEM, "get by idempotency key", key, fn,
+                       ud);
 }
 
 static int sqlite_store_list(void *impl, const ae_store_page *page,
@@ -946,6 +968,7 @@ const ae_store_ops ae_store_sqlite_ops = {
     .expire = sqlite_store_expire,
     .load = sqlite_store_load,
     .get = sqlite_store_get,
+    .get_idem = sqlite_store_get_idem,
     .list = sqlite_store_list,
     .ping = sqlite_store_ping,
     .mark_cached = sqlite_store_mark_cached,

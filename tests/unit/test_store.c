@@ -517,6 +517,23 @@ START_TEST(test_get_one) {
   assert_same_job(&set.jobs[1].job, &jobs[0]);
   ck_assert_int_eq(ae_store_get(s, "j_none", collect_job, &set), AE_ENOTFOUND);
   ck_assert_uint_eq(set.count, 2);
+  /* By idempotency key. */
+  ck_assert_int_eq(ae_store_get_idem(s, jobs[0].idempotency_key, collect_job,
+                                     &set),
+                   0);
+  ck_assert_uint_eq(set.count, 3);
+  assert_same_job(&set.jobs[2].job, &jobs[0]);
+  ck_assert_int_eq(ae_store_get_idem(s, "key-none", collect_job, &set),
+                   AE_ENOTFOUND);
+  set.count--; /* the next read lands at index 2 again */
+  free(set.jobs[2].id);
+  free(set.jobs[2].request_json);
+  free(set.jobs[2].result_json);
+  free(set.jobs[2].error_json);
+  free(set.jobs[2].worker);
+  free(set.jobs[2].idempotency_key);
+  free(set.jobs[2].body_hash);
+  free(set.jobs[2].client_ref);
   /* A change is seen by the next read. */
   ck_assert_int_eq(ae_store_finish(s, "j_nulls", AE_JOB_FAILED, NULL,
                                    "{\"code\":\"x\"}", 5, 6),
@@ -531,8 +548,9 @@ START_TEST(test_get_one) {
   ck_assert_int_eq(ae_store_get(s, "j_full", collect_job, &set), AE_ENOTFOUND);
   ae_store_latency h;
   ck_assert_int_eq(ae_store_latency_read(s, AE_STORE_OP_READ, &h), 0);
-  ck_assert_uint_eq(h.calls, 7);
-  ck_assert_uint_eq(h.errors, 0); /* not found is an answer, not a failure */
+  ck_assert_uint_eq(h.calls, 8);
+  /* Not found is an answer, not a failure; fn stopping the call is one. */
+  ck_assert_uint_eq(h.errors, 1);
   loaded_set_free(&set);
   ae_store_close(s);
   remove_targets();
