@@ -934,8 +934,7 @@ static int pg_store_get_idem(void *impl, const char *key,
 }
 
 static int pg_store_list(void *impl, const ae_store_page *page,
-                         int (*fn)(void *ud, const ae_store_job *j),
-                         void *ud) {
+                         int (*fn)(void *ud, const ae_store_job *j), void *ud) {
   pg_store *s = impl;
   if (!s || !page || !fn) return AE_EINVAL;
   int status = pg_ready(s);

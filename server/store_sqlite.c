@@ -790,8 +790,8 @@ static int sqlite_store_list(void *impl, const ae_store_page *page,
   sqlite_store *s = impl;
   if (!s || !page || !fn) return AE_EINVAL;
   sqlite3_stmt *st = s->stmt[STMT_LIST];
-  long long limit = page->limit > (size_t)INT_MAX ? INT_MAX
-                                                    : (long long)page->limit;
+  long long limit =
+      page->limit > (size_t)INT_MAX ? INT_MAX : (long long)page->limit;
   if (sqlite3_bind_int64(st, 1, page->before < 0 ? -1 : page->before) !=
           SQLITE_OK ||
       store_bind_text(st, 2,

@@ -518,9 +518,8 @@ START_TEST(test_get_one) {
   ck_assert_int_eq(ae_store_get(s, "j_none", collect_job, &set), AE_ENOTFOUND);
   ck_assert_uint_eq(set.count, 2);
   /* By idempotency key. */
-  ck_assert_int_eq(ae_store_get_idem(s, jobs[0].idempotency_key, collect_job,
-                                     &set),
-                   0);
+  ck_assert_int_eq(
+      ae_store_get_idem(s, jobs[0].idempotency_key, collect_job, &set), 0);
   ck_assert_uint_eq(set.count, 3);
   assert_same_job(&set.jobs[2].job, &jobs[0]);
   ck_assert_int_eq(ae_store_get_idem(s, "key-none", collect_job, &set),
