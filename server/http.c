@@ -833,7 +833,7 @@ static ae_job *listing_next_stored(ae_listing *l, int *rc) {
     while (l->fetched_at < l->n_fetched) {
       ae_job *copy = l->fetched[l->fetched_at++];
       ae_job *held = ae_job_table_find(&l->srv->jobs, copy->id);
-      ae_job *job = held ? held : copy;
+      ae_job *job = held && !held->remote ? held : copy;
       if (listing_match(l, job)) return job;
     }
     if (l->store_done) return NULL;

@@ -49,6 +49,10 @@ typedef struct {
   const char *store_file;   /* --store-file: a file holding it, or NULL */
   const char *log_file;     /* --log-file, or NULL: stderr */
   int store_sync_normal;    /* --store-sync normal */
+  int fleet;                /* --fleet: the store's shared queue */
+  const char *replica_id;   /* --replica-id, or NULL: made at start */
+  int lease_secs;           /* --lease-secs */
+  int max_attempts;         /* --max-attempts */
   int healthcheck;          /* --healthcheck */
 } ae_options;
 

@@ -235,7 +235,8 @@ int ae_store_heartbeat(ae_store *s, long long now_ms, long long lease_ms,
 /* Every running job whose lease expired before now_ms goes back to the
  * queue (owner, worker and start cleared), or, when it was claimed
  * max_attempts times already, fails with error_json (every "%ATTEMPTS%"
- * in it replaced by the count) and expires at failed_expires_ms (0: never,
+ * replaced by the count of claims, every "%ID%" by the job's id) and
+ * expires at failed_expires_ms (0: never,
  * a study's member always keeps no expiry).  One transaction; the counts
  * to *requeued and *failed (either may be NULL).  0 or AE_EIO. */
 int ae_store_requeue_expired(ae_store *s, long long now_ms, int max_attempts,

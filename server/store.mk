@@ -5,7 +5,7 @@
 # server/local.mk.
 
 server_archevald_SOURCES += server/store.c server/job_fetch.c \
-	server/job_fetch.h
+	server/job_fetch.h server/fleet.c server/fleet.h
 if HAVE_LIBPQ
 server_archevald_SOURCES += server/store_pg.c
 server_archevald_CFLAGS += $(LIBPQ_CFLAGS)

@@ -299,8 +299,8 @@ static const struct {
     /* $1 now, $2 max attempts, $3 error, $4 expiry of the failed job. */
     [PG_LEASES_FAIL] = {"ae_leases_fail",
                         "UPDATE archeval_jobs SET state = 'failed',"
-                        " error_json = replace($3::text, '%ATTEMPTS%',"
-                        "  attempts::text),"
+                        " error_json = replace(replace($3::text,"
+                        "  '%ATTEMPTS%', attempts::text), '%ID%', id),"
                         " finished_ms = $1::bigint, expires_ms = CASE WHEN"
                         "  study IS NULL THEN $4::bigint END,"
                         " lease_expires_ms = NULL"
