@@ -133,6 +133,16 @@ void ae_job_hand_over(ae_server *srv, ae_job *job) {
     srv->n_queued--;
   else if (job->state == AE_JOB_RUNNING && srv->n_running)
     srv->n_running--;
+  /* --fleet: claimed here, it goes back to the shared queue for another
+   * replica (a late end of its worker here is then refused). */
+  if (srv->fleet && srv->store && !job->remote) {
+    int rc = ae_store_release(srv->store, job->id);
+    if (rc)
+      ae_log(AE_LOG_WARN,
+             "job %s: not given back to the fleet (%s); its "
+             "lease expires instead",
+             job->id, ae_store_errmsg(srv->store));
+  }
   /* A worker that ignored its cancel may still read req: keep it then. */
   int held = job->state == AE_JOB_RUNNING;
   job->state = AE_JOB_QUEUED;
