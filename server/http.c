@@ -72,6 +72,11 @@ struct ae_waiter {
   ae_server *srv;
   ae_http_req *req;
   ae_job *job;
+  /* A long poll on a job another replica runs (--fleet): no job here to
+   * wait on, so the timer polls the store until the job ends or the
+   * deadline passes. */
+  char remote_id[32];
+  long long deadline_ns;
   ae_waiter *next, *prev;         /* the job's waiters */
   ae_waiter *all_next, *all_prev; /* every waiter */
 };
@@ -695,6 +700,46 @@ static void wake_all(ae_server *srv) {
     waiter_release(srv->http->all_waiters);
 }
 
+/* How often a long poll on another replica's job reads the store. */
+#define REMOTE_POLL_MS 100
+
+static void on_remote_poll(uv_timer_t *timer) {
+  ae_waiter *w = timer->data;
+  ae_server *srv = w->srv;
+  int rc;
+  ae_job *job = ae_job_lookup(srv, w->remote_id, &rc);
+  int done = !job || ae_job_terminal(job) || ae_mono_ns() >= w->deadline_ns;
+  ae_job_release(job);
+  if (!done) return;
+  waiter_release(w);
+  http_run(srv);
+}
+
+static int suspend_remote(ae_http_req *r, const ae_job *job,
+                          long long wait_ms) {
+  ae_server *srv = r->srv;
+  ae_waiter *w = calloc(1, sizeof *w);
+  if (!w) return AE_ENOMEM;
+  if (uv_timer_init(srv->loop, &w->timer)) {
+    free(w);
+    return AE_EINTERNAL;
+  }
+  w->timer.data = w;
+  w->srv = srv;
+  w->req = r;
+  snprintf(w->remote_id, sizeof w->remote_id, "%s", job->id);
+  w->deadline_ns = ae_mono_ns() + wait_ms * 1000000LL;
+  w->all_next = srv->http->all_waiters;
+  if (w->all_next) w->all_next->all_prev = w;
+  srv->http->all_waiters = w;
+  r->waiter = w;
+  uint64_t every =
+      wait_ms < REMOTE_POLL_MS ? (uint64_t)wait_ms : REMOTE_POLL_MS;
+  uv_timer_start(&w->timer, on_remote_poll, every, every);
+  MHD_suspend_connection(r->conn);
+  return AE_OK;
+}
+
 static int suspend_for(ae_http_req *r, ae_job *job, long long wait_ms) {
   ae_server *srv = r->srv;
   ae_waiter *w = calloc(1, sizeof *w);
@@ -754,9 +799,9 @@ static enum MHD_Result h_get_job(ae_http_req *r, ae_job *job) {
       return fail(r, 422, "invalid_request", "Invalid request", 0,
                   "wait_ms must be an integer from 0 to %d.", MAX_WAIT_MS);
     if (wait_ms > MAX_WAIT_MS) wait_ms = MAX_WAIT_MS;
-    if (wait_ms > 0 && !ae_job_terminal(job) && !job->transient &&
-        !r->srv->draining) {
-      int rc = suspend_for(r, job, wait_ms);
+    if (wait_ms > 0 && !ae_job_terminal(job) && !r->srv->draining) {
+      int rc = job->transient ? suspend_remote(r, job, wait_ms)
+                              : suspend_for(r, job, wait_ms);
       if (rc) return fail_internal(r, rc);
       snprintf(r->job_id, sizeof r->job_id, "%s", job->id);
       return MHD_YES;

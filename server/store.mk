@@ -45,3 +45,10 @@ TESTS += tests/integration/test_finished_cap.py \
 	tests/integration/test_finished_cap_pg.sh
 EXTRA_DIST += tests/integration/test_finished_cap.py \
 	tests/integration/test_finished_cap_pg.sh
+
+# The fleet (--fleet, issue 15): two replicas on one PostgreSQL store:
+# jobs spread, readable from both, long polls across, idempotency keys,
+# cancels across (running and queued), a SIGKILLed replica's job run again
+# at attempt 2.  About two minutes on 2 cores.
+TESTS += tests/integration/test_fleet_pg.sh
+EXTRA_DIST += tests/integration/test_fleet.py tests/integration/test_fleet_pg.sh
