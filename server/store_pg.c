@@ -74,7 +74,9 @@
 /* The fleet's shared queue (issue 15): who runs a job (owner, a
  * replica's id), until when its lease holds, and how many times it was
  * claimed; the index the claim reads (state 'queued' by priority and
- * age) and the one the re-queue of expired leases reads.  A migration of
+ * age) and the one the re-queue of expired leases reads; idempotency keys
+ * unique, so that two replicas given one key at once store one job (the
+ * loser's insert fails, and it answers with the winner's).  A migration of
  * its own, to be renumbered freely when merged with others. */
 #define PG_MIGRATION_LEASES                                                    \
   "ALTER TABLE archeval_jobs ADD COLUMN owner text;"                           \
@@ -84,7 +86,9 @@
   "CREATE INDEX archeval_jobs_claim ON archeval_jobs"                          \
   " (priority, seq, insert_order) WHERE state = 'queued';"                     \
   "CREATE INDEX archeval_jobs_leases ON archeval_jobs (lease_expires_ms)"      \
-  " WHERE state = 'running';"
+  " WHERE state = 'running';"                                                  \
+  "CREATE UNIQUE INDEX archeval_jobs_idempotency_key_unique ON archeval_jobs"  \
+  " (idempotency_key) WHERE idempotency_key IS NOT NULL;"
 
 /* Migration N (index N - 1) takes the schema from version N - 1 to N.
  * Timestamps are NULL where the API says null (0 in ae_store_job);
