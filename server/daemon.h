@@ -60,6 +60,17 @@ struct ae_server {
   size_t n_on_terminal;
   uv_timer_t sweep_timer;
 
+  /* The fleet (fleet.c; the loop): with --fleet, jobs are claimed from
+   * the store's shared queue; on_submitted (fleet.c's, registered) is told
+   * of jobs accepted here, which wait in the store, not in the queue. */
+  int fleet;
+  char replica_id[128];
+  void (*on_submitted)(ae_server *srv);
+  /* Told of a change of a job's state made anywhere in the fleet (the
+   * store's notifications; http.c's, registered: long polls wake). */
+  void (*on_job_changed)(ae_server *srv, const char *id);
+  struct ae_fleet *fleet_state;
+
   /* The result cache's in-flight map (cache.c) and the studies
    * (study.c); the loop's. */
   struct ae_cache *cache;

@@ -11,66 +11,17 @@
 #include <string.h>
 
 #include "api/status.h"
+#include "server/job_fetch.h"
 #include "server/job_load.h"
 #include "server/job_state.h"
 #include "server/outcome.h"
 #include "server/util.h"
 
-static int load_one(void *ud, const ae_store_job *row) {
-  ae_server *srv = ud;
-  long long now_ms = ae_now_ms();
-  int terminal = row->state == AE_JOB_SUCCEEDED ||
-                 row->state == AE_JOB_FAILED || row->state == AE_JOB_CANCELLED;
-  if (terminal && row->expires_ms && row->expires_ms <= now_ms)
-    return 0; /* expired while we were down */
-  if (ae_job_table_reserve(&srv->jobs, 1)) return AE_ENOMEM;
-  ae_job *job = ae_job_new();
-  if (!job) return AE_ENOMEM;
-  snprintf(job->id, sizeof job->id, "%s", row->id);
-  job->state = row->state;
-  job->priority = row->priority;
-  job->timeout_ms = row->timeout_ms;
-  job->created_ms = row->created_ms;
-  job->seq = row->seq;
-  if (row->study) snprintf(job->study, sizeof job->study, "%s", row->study);
-  if (row->canonical)
-    snprintf(job->canonical, sizeof job->canonical, "%s", row->canonical);
-  job->cached = row->cached;
-  if (row->seq >= srv->next_seq) srv->next_seq = row->seq + 1;
-  /* The texts are kept as stored: a finished job is never parsed. */
-  const char *request = row->request_json ? row->request_json : "null";
-  if (!(job->request_text = ae_text_new(request, strlen(request))) ||
-      (row->client_ref && !(job->client_ref = strdup(row->client_ref))) ||
-      (row->idempotency_key &&
-       !(job->idem_key = strdup(row->idempotency_key)))) {
-    ae_job_free(job);
-    return AE_ENOMEM;
-  }
-  if (row->body_hash)
-    snprintf(job->body_hash, sizeof job->body_hash, "%s", row->body_hash);
-  if (terminal) {
-    job->started_ms = row->started_ms;
-    job->finished_ms = row->finished_ms;
-    job->expires_ms = row->expires_ms;
-    job->cancel_requested = row->cancel_requested;
-    if (row->worker)
-      snprintf(job->worker, sizeof job->worker, "%s", row->worker);
-    int rc = AE_OK;
-    if (row->state == AE_JOB_SUCCEEDED && row->result_json)
-      rc = ae_job_set_tail(job, "result", row->result_json);
-    else if (row->state == AE_JOB_FAILED && row->error_json)
-      rc = ae_job_set_tail(job, "error", row->error_json);
-    else
-      rc = ae_job_set_tail(job, "", NULL);
-    if (rc) {
-      ae_job_free(job);
-      return AE_ENOMEM;
-    }
-    ae_job_table_add(&srv->jobs, job);
-    if (!job->study[0]) ae_job_table_finished(&srv->jobs, job);
-    return 0;
-  }
-  /* Queued or running when we stopped: queue it again. */
+/* A job that is not terminal, made from its stored row (job), queued
+ * here with what is left of its timeout; a stored request that no longer
+ * validates fails the job.  0 or AE_ENOMEM. */
+static int queue_again(ae_server *srv, ae_job *job, const char *request,
+                       long long now_ms) {
   job->state = AE_JOB_QUEUED;
   long long left_ms = job->created_ms + job->timeout_ms - now_ms;
   job->enqueued_ns = ae_mono_ns();
@@ -118,8 +69,53 @@ static int load_one(void *ud, const ae_store_job *row) {
   return 0;
 }
 
+static int load_one(void *ud, const ae_store_job *row) {
+  ae_server *srv = ud;
+  long long now_ms = ae_now_ms();
+  int terminal = row->state == AE_JOB_SUCCEEDED ||
+                 row->state == AE_JOB_FAILED || row->state == AE_JOB_CANCELLED;
+  if (terminal && row->expires_ms && row->expires_ms <= now_ms)
+    return 0; /* expired while we were down */
+  if (ae_job_table_reserve(&srv->jobs, 1)) return AE_ENOMEM;
+  ae_job *job = ae_job_from_row(row);
+  if (!job) return AE_ENOMEM;
+  if (row->seq >= srv->next_seq) srv->next_seq = row->seq + 1;
+  const char *request = row->request_json ? row->request_json : "null";
+  if (terminal) { /* its fields and texts as stored */
+    ae_job_table_add(&srv->jobs, job);
+    if (!job->study[0]) ae_job_table_finished(&srv->jobs, job);
+    ae_jobs_trim_finished(srv); /* memory stays bounded while loading */
+    return 0;
+  }
+  return queue_again(srv, job, request, now_ms);
+}
+
+int ae_jobs_adopt(ae_server *srv, const ae_store_job *row) {
+  ae_job *copy = ae_job_table_find(&srv->jobs, row->id);
+  if (copy && !copy->remote) {
+    ae_log(AE_LOG_ERROR, "job %s: claimed from the store while held here",
+           row->id);
+    return AE_EINVAL;
+  }
+  if (copy) ae_job_table_remove(&srv->jobs, copy);
+  if (ae_job_table_reserve(&srv->jobs, 1) || ae_queue_reserve(&srv->queue, 1))
+    return AE_ENOMEM;
+  ae_job *job = ae_job_from_row(row);
+  if (!job) return AE_ENOMEM;
+  if (row->seq >= srv->next_seq) srv->next_seq = row->seq + 1;
+  const char *request = row->request_json ? row->request_json : "null";
+  return queue_again(srv, job, request, ae_now_ms());
+}
+
 int ae_jobs_load(ae_server *srv) {
   if (!srv->store) return AE_OK;
+  if (srv->fleet) {
+    /* The store's queue is the fleet's: jobs run where they are claimed,
+     * and every replica reads finished ones from the store. */
+    ae_log(AE_LOG_INFO, "store: shared by the fleet as replica %s",
+           srv->replica_id);
+    return AE_OK;
+  }
   int rc = ae_store_load(srv->store, load_one, srv);
   if (rc) {
     ae_log(AE_LOG_ERROR, "store: load: %s (%s)", ae_strerror(rc),
@@ -128,7 +124,9 @@ int ae_jobs_load(ae_server *srv) {
   }
   rc = ae_store_expire(srv->store, ae_now_ms());
   if (rc) ae_jobs_store_failed(srv, "expire", "", rc);
-  ae_log(AE_LOG_INFO, "store: %zu jobs loaded, %zu queued again",
-         srv->jobs.n_jobs, srv->n_queued);
+  ae_log(AE_LOG_INFO,
+         "store: %zu jobs loaded, %zu queued again, %llu finished ones left "
+         "in the store (--max-finished-jobs)",
+         srv->jobs.n_jobs, srv->n_queued, srv->jobs.n_dropped);
   return AE_OK;
 }

@@ -133,6 +133,16 @@ void ae_job_hand_over(ae_server *srv, ae_job *job) {
     srv->n_queued--;
   else if (job->state == AE_JOB_RUNNING && srv->n_running)
     srv->n_running--;
+  /* --fleet: claimed here, it goes back to the shared queue for another
+   * replica (a late end of its worker here is then refused). */
+  if (srv->fleet && srv->store && !job->remote) {
+    int rc = ae_store_release(srv->store, job->id);
+    if (rc)
+      ae_log(AE_LOG_WARN,
+             "job %s: not given back to the fleet (%s); its "
+             "lease expires instead",
+             job->id, ae_store_errmsg(srv->store));
+  }
   /* A worker that ignored its cancel may still read req: keep it then. */
   int held = job->state == AE_JOB_RUNNING;
   job->state = AE_JOB_QUEUED;
@@ -187,9 +197,17 @@ void ae_job_finish(ae_server *srv, ae_job *job, ae_job_state state,
   if (!job->study[0]) ae_job_table_finished(&srv->jobs, job);
   ae_metrics_job_finished(&srv->metrics, state, reason);
   if (srv->store) {
-    store_note(srv, "finish", job->id,
-               ae_store_finish(srv->store, job->id, state, rj, ej,
-                               job->finished_ms, job->expires_ms));
+    int rc = ae_store_finish(srv->store, job->id, state, rj, ej,
+                             job->finished_ms, job->expires_ms);
+    if (rc == AE_EINVAL && srv->fleet)
+      /* Its lease expired and another replica took it over (or ended
+       * it): that one's end is the job's; this one is discarded. */
+      ae_log(AE_LOG_WARN,
+             "job %s: its end here (%s) is discarded: another replica "
+             "owns it now (%s)",
+             job->id, state_names[state], ae_store_errmsg(srv->store));
+    else
+      store_note(srv, "finish", job->id, rc);
   }
   free(rj);
   free(ej);
@@ -364,6 +382,10 @@ int ae_jobs_submit_ex(ae_server *srv, ae_request *reqs, size_t n,
     out[i] = NULL;
   if (!(entries = calloc(n, sizeof *entries))) return AE_ENOMEM;
   long long now_ms = ae_now_ms(), now_ns = ae_mono_ns();
+  /* --fleet: replicas number jobs from one clock (microseconds), so that a
+   * listing of the shared store is in submission order across them. */
+  if (srv->fleet && now_ms * 1000 > srv->next_seq)
+    srv->next_seq = now_ms * 1000 + (ae_mono_ns() / 1000) % 1000;
   for (size_t i = 0; i < n; i++) {
     ae_job *job = ae_job_new();
     if (!job) goto fail;
@@ -431,8 +453,15 @@ int ae_jobs_submit_ex(ae_server *srv, ae_request *reqs, size_t n,
             job->study[0] ? 0 : now_ms + srv->opt->job_ttl_secs * 1000;
       }
     }
-    rc = store_note(srv, "insert", out[0]->id,
-                    ae_store_insert(srv->store, rows, n));
+    rc = ae_store_insert(srv->store, rows, n);
+    if (rc == AE_EINVAL && srv->fleet && idem_key) {
+      /* --fleet: the key is unique in the store; another replica's
+       * request with it won (the caller answers with its jobs). */
+      ae_log(AE_LOG_INFO, "Idempotency-Key taken by another replica (%s)",
+             ae_store_errmsg(srv->store));
+      goto fail;
+    }
+    rc = store_note(srv, "insert", out[0]->id, rc);
     if (rc) {
       rc = AE_EIO;
       goto fail;
@@ -471,12 +500,23 @@ int ae_jobs_submit_ex(ae_server *srv, ae_request *reqs, size_t n,
     }
     ae_job_table_add(&srv->jobs, job);
     memset(&reqs[i], 0, sizeof reqs[i]);
+    if (srv->fleet && !job->deferred) {
+      /* It waits in the store's shared queue for any replica
+       * (fleet.c claims it); this copy answers the submission only. */
+      ae_request_free(&job->req);
+      job->has_req = 0;
+      job->remote = 1;
+      srv->jobs.n_remote++;
+      ae_job_table_recount(&srv->jobs, job);
+      continue;
+    }
     if (!job->deferred) entries[queued++] = &job->entry;
   }
   ae_queue_push(&srv->queue, entries, queued);
   free(entries);
   srv->n_queued += queued;
   srv->metrics.jobs_submitted += n;
+  if (srv->fleet && srv->on_submitted) srv->on_submitted(srv);
   for (size_t i = 0; i < n; i++)
     free(result_texts[i]);
   free(result_texts);
@@ -527,8 +567,30 @@ int ae_job_delete(ae_server *srv, ae_job *job) {
                         ae_store_delete(srv->store, job->id));
     if (rc) return rc;
   }
-  ae_job_table_remove(&srv->jobs, job);
+  if (!job->transient) ae_job_table_remove(&srv->jobs, job);
   return AE_OK;
+}
+
+/* ---- the cap on finished jobs in memory, and the sweep ---- */
+
+void ae_jobs_trim_finished(ae_server *srv) {
+  if (!srv->store) return; /* nowhere to read them back from */
+  ae_job *job;
+  while ((job = ae_job_table_over_cap(&srv->jobs))) {
+    ae_log(AE_LOG_DEBUG, "job %s: dropped from memory, kept in the store",
+           job->id);
+    ae_job_table_remove(&srv->jobs, job);
+    srv->jobs.n_dropped++;
+  }
+}
+
+/* --fleet: the copies of jobs accepted here and queued in the store have
+ * answered their submission; the store answers for them from now on. */
+static void drop_remote_copies(ae_server *srv) {
+  ae_job_iter it;
+  ae_job_iter_start(&srv->jobs, -1, &it);
+  for (ae_job *job; srv->jobs.n_remote && (job = ae_job_iter_next(&it));)
+    if (job->remote) ae_job_table_remove(&srv->jobs, job);
 }
 
 /* ---- the sweep: deadlines of queued jobs, expiry ---- */
@@ -558,6 +620,8 @@ static void sweep(uv_timer_t *timer) {
     ae_job_table_remove(&srv->jobs, job);
     expired = 1;
   }
+  ae_jobs_trim_finished(srv);
+  drop_remote_copies(srv);
   if (srv->store_failing && srv->opt->state_dir &&
       now_ms - srv->store_probe_ms >= STORE_PROBE_MS) {
     srv->store_probe_ms = now_ms;
@@ -592,6 +656,7 @@ int ae_jobs_init(ae_server *srv) {
   /* --max-job-memory is checked against the engine's plan of the whole
    * job (ae_jobs_admit), not the parser's sum of activations (which
    * ignores the metric selection and the kernels). */
+  srv->jobs.max_finished = (size_t)srv->opt->max_finished_jobs;
   srv->jobs.job_limit_bytes = srv->limits.max_working_set_bytes;
   srv->limits.max_working_set_bytes = 0;
   if (ae_queue_init(&srv->queue)) {

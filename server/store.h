@@ -94,6 +94,18 @@ typedef enum {
   AE_STORE_BACKEND_POSTGRESQL
 } ae_store_backend_kind;
 
+/* Opens the PostgreSQL database TARGET as one replica of a fleet (issue
+ * 15): OWNER (1 to 127 bytes) names this process in the shared queue
+ * (leases, the guarded end of a job).  Unlike ae_store_open_url, several
+ * processes share the database (no lock) and only the jobs left running
+ * under OWNER are re-queued at open (this replica's previous process, when
+ * the id is kept across restarts): another dead replica's jobs go back to
+ * the queue when their leases expire (ae_store_requeue_expired).
+ * AE_EUNSUPPORTED for a target that is not PostgreSQL or a build without libpq;
+ * AE_EINVAL for a bad OWNER; AE_EIO. */
+int ae_store_open_shared(const char *target, const char *owner, ae_store **out,
+                         char *err, size_t errlen);
+
 /* Which backend ae_store_open_url would choose for TARGET: PostgreSQL for
  * a "postgresql://" or "postgres://" URL or a libpq conninfo string (it
  * begins with "keyword=", e.g. "host=/run/pg dbname=archeval"), SQLite for
@@ -160,6 +172,94 @@ int ae_store_expire(ae_store *s, long long now_ms);
 int ae_store_load(ae_store *s, int (*fn)(void *ud, const ae_store_job *j),
                   void *ud);
 
+/* ---- reads of single jobs and pages (issue 14: finished jobs past
+ * --max-finished-jobs are served from here; issue 15: a replica serves the
+ * jobs another one runs) ---- */
+
+/* Reads the job ID: fn is called once with its row (strings valid during
+ * the call) and its return value returned.  AE_ENOTFOUND when there is no
+ * such job; AE_EIO. */
+int ae_store_get(ae_store *s, const char *id,
+                 int (*fn)(void *ud, const ae_store_job *j), void *ud);
+
+/* Reads the job holding the idempotency key KEY (a batch's job i holds
+ * "KEY\nI"), as ae_store_get. */
+int ae_store_get_idem(ae_store *s, const char *key,
+                      int (*fn)(void *ud, const ae_store_job *j), void *ud);
+
+/* A page of a listing: the jobs with seq < before (every job when before
+ * < 0), newest first (descending seq), at most limit of them, only those
+ * in state when has_state is set and only those whose client_ref is
+ * client_ref when it is not NULL. */
+typedef struct {
+  long long before;
+  int has_state;
+  ae_job_state state;
+  const char *client_ref;
+  size_t limit;
+} ae_store_page;
+
+/* Calls fn for each job of the page, in order; fn returns 0 to go on
+ * (anything else stops and is returned).  0 (an empty page included) or
+ * AE_EIO. */
+int ae_store_list(ae_store *s, const ae_store_page *page,
+                  int (*fn)(void *ud, const ae_store_job *j), void *ud);
+
+/* ---- the shared queue of a fleet (issue 15): PostgreSQL opened with
+ * ae_store_open_shared only; otherwise these answer AE_EUNSUPPORTED ----
+ *
+ * A job's life in the fleet: inserted queued by the replica that accepted
+ * it; claimed by one replica (state running, owner, a lease until
+ * now + lease_ms, attempts + 1); its owner renews the lease of every job
+ * it runs (heartbeat) and reads their cancel flags; its owner writes its
+ * end (ae_store_finish: a running job's end is written only by its owner,
+ * AE_EINVAL for anyone else, so a result is written exactly once).  A
+ * replica that dies stops renewing; any replica then re-queues the jobs
+ * whose lease expired, or fails those claimed max_attempts times. */
+
+/* Claims the next queued job by priority (lower first) and age (seq),
+ * skipping the rows other replicas are claiming at the same moment: fn
+ * gets the job as stored (now running, owned here) and how many times it
+ * was claimed, attempts (1 the first time).  AE_ENOTFOUND when no job is
+ * queued; fn's non-zero return; AE_EIO. */
+int ae_store_claim(ae_store *s, const char *worker, long long now_ms,
+                   long long lease_ms,
+                   int (*fn)(void *ud, const ae_store_job *j, int attempts),
+                   void *ud);
+/* Renews until now_ms + lease_ms the lease of every job this replica runs
+ * and calls fn (when not NULL) with each one's id and cancel flag (a
+ * cancel asked on another replica).  0, fn's non-zero return, AE_EIO. */
+int ae_store_heartbeat(ae_store *s, long long now_ms, long long lease_ms,
+                       int (*fn)(void *ud, const char *id,
+                                 int cancel_requested),
+                       void *ud);
+/* Gives a job this replica claimed back to the queue (a drain: it was
+ * not run to its end here), without counting the claim as an attempt.
+ * AE_EINVAL when the job is not running under this replica's lease. */
+int ae_store_release(ae_store *s, const char *id);
+/* Every running job whose lease expired before now_ms goes back to the
+ * queue (owner, worker and start cleared), or, when it was claimed
+ * max_attempts times already, fails with error_json (every "%ATTEMPTS%"
+ * replaced by the count of claims, every "%ID%" by the job's id) and
+ * expires at failed_expires_ms (0: never,
+ * a study's member always keeps no expiry).  One transaction; the counts
+ * to *requeued and *failed (either may be NULL).  0 or AE_EIO. */
+int ae_store_requeue_expired(ae_store *s, long long now_ms, int max_attempts,
+                             const char *error_json,
+                             long long failed_expires_ms, size_t *requeued,
+                             size_t *failed);
+
+/* Notifications: a second connection LISTENs to the changes of every
+ * job's state in the store, whoever made them (a trigger notifies "ID
+ * STATE", e.g. "j_... succeeded").  ae_store_listen opens (or opens again)
+ * that connection and gives its socket, to watch for reading;
+ * ae_store_notifications then calls fn with each payload that arrived (0,
+ * fn's non-zero return, or AE_EIO when the connection broke: listen
+ * again, the socket changed).  AE_EUNSUPPORTED without a shared store. */
+int ae_store_listen(ae_store *s, int *fd);
+int ae_store_notifications(ae_store *s,
+                           int (*fn)(void *ud, const char *payload), void *ud);
+
 /* ---- studies and the result cache (issue 13) ---- */
 
 /* Marks a job's result as taken from the cache (before its finish). */
@@ -208,6 +308,8 @@ typedef enum {
   AE_STORE_OP_LOAD,   /* ae_store_load, without the time spent in fn */
   AE_STORE_OP_STUDY,  /* study insert / delete / load */
   AE_STORE_OP_CACHE,  /* cache put / get */
+  AE_STORE_OP_READ,   /* ae_store_get, ae_store_list (without fn's time) */
+  AE_STORE_OP_LEASE,  /* claim, heartbeat, re-queue of expired leases */
   AE_STORE_OP_COUNT
 } ae_store_op;
 
@@ -252,6 +354,27 @@ typedef struct {
   int (*remove)(void *impl, const char *id);
   int (*expire)(void *impl, long long now_ms);
   int (*load)(void *impl, int (*fn)(void *ud, const ae_store_job *j), void *ud);
+  int (*get)(void *impl, const char *id,
+             int (*fn)(void *ud, const ae_store_job *j), void *ud);
+  int (*get_idem)(void *impl, const char *key,
+                  int (*fn)(void *ud, const ae_store_job *j), void *ud);
+  int (*list)(void *impl, const ae_store_page *page,
+              int (*fn)(void *ud, const ae_store_job *j), void *ud);
+  /* The shared queue: NULL in a backend without it. */
+  int (*claim)(void *impl, const char *worker, long long now_ms,
+               long long lease_ms,
+               int (*fn)(void *ud, const ae_store_job *j, int attempts),
+               void *ud);
+  int (*heartbeat)(void *impl, long long now_ms, long long lease_ms,
+                   int (*fn)(void *ud, const char *id, int cancel_requested),
+                   void *ud);
+  int (*release)(void *impl, const char *id);
+  int (*listen)(void *impl, int *fd);
+  int (*notifications)(void *impl, int (*fn)(void *ud, const char *payload),
+                       void *ud);
+  int (*requeue_expired)(void *impl, long long now_ms, int max_attempts,
+                         const char *error_json, long long failed_expires_ms,
+                         size_t *requeued, size_t *failed);
   int (*ping)(void *impl);
   int (*mark_cached)(void *impl, const char *id);
   int (*study_insert)(void *impl, const ae_store_study *study);
@@ -273,10 +396,12 @@ int ae_store_sqlite_open(const char *dir, ae_store_sync sync, void **impl,
 
 /* store_pg.c, built when configure found libpq (HAVE_LIBPQ): connects to
  * the database CONNINFO names (a URL or a key=value string) and prepares
- * it (ae_store_open_url).  0 or AE_EIO with err filled. */
+ * it: alone (OWNER NULL, ae_store_open_url) or as the replica OWNER of a
+ * fleet (ae_store_open_shared).  0, AE_EINVAL (a bad OWNER) or AE_EIO
+ * with err filled. */
 extern const ae_store_ops ae_store_pg_ops;
-int ae_store_pg_open(const char *conninfo, void **impl, char *err,
-                     size_t errlen);
+int ae_store_pg_open(const char *conninfo, const char *owner, void **impl,
+                     char *err, size_t errlen);
 
 /* A job state's name in both schemas ("queued", ...), NULL if invalid. */
 static inline const char *ae_store_state_name(ae_job_state state) {

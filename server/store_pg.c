@@ -52,8 +52,11 @@
 #include "api/status.h"
 #include "server/store.h"
 
+/* The channel every change of a job's state is notified on ("ID STATE"),
+ * by a trigger (migration 3); a replica of a fleet LISTENs to it. */
+#define AE_PG_CHANNEL "archeval_jobs"
 /* The schema this code writes (the last migration's number). */
-#define AE_PG_SCHEMA_VERSION 2
+#define AE_PG_SCHEMA_VERSION 3
 /* Advisory lock keys: class "ae" + 0x5105 (issue 15), then the purpose. */
 #define AE_PG_LOCK_CLASS 0x61655105
 #define AE_PG_LOCK_OWNER 1   /* session lock: the daemon owning the store */
@@ -70,6 +73,31 @@
  * 65535 parameters). */
 #define PG_JOB_FIELDS 20
 #define PG_INSERT_ROWS_MAX 1000
+
+/* The fleet's shared queue (issue 15): who runs a job (owner, a
+ * replica's id), until when its lease holds, and how many times it was
+ * claimed; the index the claim reads (state 'queued' by priority and
+ * age) and the one the re-queue of expired leases reads; idempotency keys
+ * unique, so that two replicas given one key at once store one job (the
+ * loser's insert fails, and it answers with the winner's).  A migration of
+ * its own, to be renumbered freely when merged with others. */
+#define PG_MIGRATION_LEASES                                                    \
+  "ALTER TABLE archeval_jobs ADD COLUMN owner text;"                           \
+  "ALTER TABLE archeval_jobs ADD COLUMN lease_expires_ms bigint;"              \
+  "ALTER TABLE archeval_jobs ADD COLUMN attempts integer NOT NULL"             \
+  " DEFAULT 0;"                                                                \
+  "CREATE INDEX archeval_jobs_claim ON archeval_jobs"                          \
+  " (priority, seq, insert_order) WHERE state = 'queued';"                     \
+  "CREATE INDEX archeval_jobs_leases ON archeval_jobs (lease_expires_ms)"      \
+  " WHERE state = 'running';"                                                  \
+  "CREATE UNIQUE INDEX archeval_jobs_idempotency_key_unique ON archeval_jobs"  \
+  " (idempotency_key) WHERE idempotency_key IS NOT NULL;"                      \
+  "CREATE OR REPLACE FUNCTION archeval_jobs_notify() RETURNS trigger"          \
+  " LANGUAGE plpgsql"                                                          \
+  " AS $$ BEGIN PERFORM pg_notify('" AE_PG_CHANNEL "',"                        \
+  "  NEW.id || ' ' || NEW.state); RETURN NULL; END $$;"                        \
+  "CREATE TRIGGER archeval_jobs_notify AFTER INSERT OR UPDATE OF state"        \
+  " ON archeval_jobs FOR EACH ROW EXECUTE FUNCTION archeval_jobs_notify();"
 
 /* Migration N (index N - 1) takes the schema from version N - 1 to N.
  * Timestamps are NULL where the API says null (0 in ae_store_job);
@@ -122,6 +150,8 @@ static const char *const pg_migrations[AE_PG_SCHEMA_VERSION] = {
     " canonical text NOT NULL,"
     " result_json text NOT NULL,"
     " created_ms bigint);",
+    /* 3 (issue 15): leases. */
+    PG_MIGRATION_LEASES,
 };
 
 #define PG_JOB_COLUMNS                                                         \
@@ -148,6 +178,14 @@ enum {
   PG_STUDY_LOAD,
   PG_CACHE_PUT,
   PG_CACHE_GET,
+  PG_GET,
+  PG_GET_IDEM,
+  PG_LIST,
+  PG_CLAIM,
+  PG_HEARTBEAT,
+  PG_LEASES_FAIL,
+  PG_LEASES_REQUEUE,
+  PG_RELEASE,
   PG_STMT_COUNT
 };
 
@@ -161,20 +199,29 @@ static const struct {
                    " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11,"
                    " $12, $13, $14, $15, $16, $17, $18, $19, $20)",
                    20},
+    /* A job started again by its owner keeps its lease; one started by
+     * a daemon alone on the database ($4 NULL) has none. */
     [PG_MARK_RUNNING] = {"ae_mark_running",
                          "UPDATE archeval_jobs SET state = 'running',"
-                         " worker = $2, started_ms = $3 WHERE id = $1"
-                         " AND state IN ('queued', 'running')",
-                         3},
+                         " worker = $2, started_ms = $3, owner = $4"
+                         " WHERE id = $1 AND (state = 'queued'"
+                         " OR (state = 'running'"
+                         "  AND owner IS NOT DISTINCT FROM $4))",
+                         4},
     [PG_MARK_CANCEL] = {"ae_mark_cancel",
                         "UPDATE archeval_jobs SET cancel_requested = true"
                         " WHERE id = $1",
                         1},
+    /* Written once: a queued job by anyone (a cancel), a running one by
+     * its owner only ($7: a replica whose lease expired and was taken over
+     * loses). */
     [PG_FINISH] = {"ae_finish",
                    "UPDATE archeval_jobs SET state = $2, result_json = $3,"
-                   " error_json = $4, finished_ms = $5, expires_ms = $6"
-                   " WHERE id = $1 AND state IN ('queued', 'running')",
-                   6},
+                   " error_json = $4, finished_ms = $5, expires_ms = $6,"
+                   " lease_expires_ms = NULL"
+                   " WHERE id = $1 AND (state = 'queued'"
+                   " OR (state = 'running' AND owner IS NOT DISTINCT FROM $7))",
+                   7},
     [PG_DELETE] = {"ae_delete", "DELETE FROM archeval_jobs WHERE id = $1", 1},
     [PG_EXPIRE] = {"ae_expire",
                    "DELETE FROM archeval_jobs WHERE state IN ('succeeded',"
@@ -228,11 +275,75 @@ static const struct {
                       "SELECT result_json FROM archeval_result_cache"
                       " WHERE key = $1",
                       1},
+    [PG_GET] = {"ae_get",
+                "SELECT " PG_JOB_COLUMNS " FROM archeval_jobs WHERE id = $1",
+                1},
+    [PG_GET_IDEM] = {"ae_get_idem",
+                     "SELECT " PG_JOB_COLUMNS " FROM archeval_jobs"
+                     " WHERE idempotency_key = $1"
+                     " ORDER BY seq, insert_order LIMIT 1",
+                     1},
+    /* $1 before (< 0: none), $2 state (NULL: any), $3 client_ref (NULL:
+     * any), $4 the page's size. */
+    [PG_LIST] = {"ae_list",
+                 "SELECT " PG_JOB_COLUMNS " FROM archeval_jobs"
+                 " WHERE ($1::bigint < 0 OR seq < $1::bigint)"
+                 " AND ($2::text IS NULL OR state = $2::text)"
+                 " AND ($3::text IS NULL OR client_ref = $3::text)"
+                 " ORDER BY seq DESC, insert_order DESC LIMIT $4::bigint",
+                 4},
+    /* $1 owner, $2 worker, $3 now, $4 lease expiry: the next queued job by
+     * priority and age, skipping rows another replica is claiming. */
+    [PG_CLAIM] = {"ae_claim",
+                  "UPDATE archeval_jobs SET state = 'running', owner = $1,"
+                  " worker = $2, started_ms = $3::bigint,"
+                  " lease_expires_ms = $4::bigint, attempts = attempts + 1"
+                  " WHERE id = (SELECT id FROM archeval_jobs"
+                  "  WHERE state = 'queued'"
+                  "  ORDER BY priority, seq, insert_order"
+                  "  FOR UPDATE SKIP LOCKED LIMIT 1)"
+                  " RETURNING " PG_JOB_COLUMNS ", attempts",
+                  4},
+    /* $1 owner, $2 lease expiry. */
+    [PG_HEARTBEAT] = {"ae_heartbeat",
+                      "UPDATE archeval_jobs SET lease_expires_ms = $2::bigint"
+                      " WHERE owner = $1 AND state = 'running'"
+                      " RETURNING id, cancel_requested",
+                      2},
+    /* $1 now, $2 max attempts, $3 error, $4 expiry of the failed job. */
+    [PG_LEASES_FAIL] = {"ae_leases_fail",
+                        "UPDATE archeval_jobs SET state = 'failed',"
+                        " error_json = replace(replace($3::text,"
+                        "  '%ATTEMPTS%', attempts::text), '%ID%', id),"
+                        " finished_ms = $1::bigint, expires_ms = CASE WHEN"
+                        "  study IS NULL THEN $4::bigint END,"
+                        " lease_expires_ms = NULL"
+                        " WHERE state = 'running'"
+                        " AND lease_expires_ms < $1::bigint"
+                        " AND attempts >= $2::integer",
+                        4},
+    /* $1 id, $2 owner. */
+    [PG_RELEASE] = {"ae_release",
+                    "UPDATE archeval_jobs SET state = 'queued', owner = NULL,"
+                    " worker = NULL, started_ms = NULL,"
+                    " lease_expires_ms = NULL,"
+                    " attempts = greatest(attempts - 1, 0)"
+                    " WHERE id = $1 AND state = 'running' AND owner = $2",
+                    2},
+    [PG_LEASES_REQUEUE] = {"ae_leases_requeue",
+                           "UPDATE archeval_jobs SET state = 'queued',"
+                           " owner = NULL, worker = NULL, started_ms = NULL,"
+                           " lease_expires_ms = NULL"
+                           " WHERE state = 'running'"
+                           " AND lease_expires_ms < $1::bigint",
+                           1},
 };
 
 typedef struct {
-  PGconn *conn;   /* NULL or bad while disconnected */
-  char *conninfo; /* owned: the target, for reconnects */
+  PGconn *conn;        /* NULL or bad while disconnected */
+  char *conninfo;      /* owned: the target, for reconnects */
+  char owner[128];     /* this replica's id (ae_store_open_shared), or "" */
+  PGconn *listen_conn; /* LISTENs on AE_PG_CHANNEL (ae_store_listen) */
   long long backoff_ms;
   long long next_connect_ms; /* monotonic; no attempt before */
   char errmsg[512];
@@ -379,8 +490,26 @@ static int pg_migrate(pg_store *s) {
 static int pg_store_requeue_running(pg_store *s) {
   return pg_exec(s,
                  "UPDATE archeval_jobs SET state = 'queued', worker = NULL,"
-                 " started_ms = NULL WHERE state = 'running'",
+                 " started_ms = NULL, owner = NULL, lease_expires_ms = NULL"
+                 " WHERE state = 'running'",
                  PGRES_COMMAND_OK, "re-queue running jobs");
+}
+
+/* Jobs left running under this replica's id by its previous process go
+ * back to the queue (the claim stays counted: that process died). */
+static int pg_requeue_own(pg_store *s) {
+  const char *values[1] = {s->owner};
+  PGresult *res =
+      PQexecParams(s->conn,
+                   "UPDATE archeval_jobs SET state = 'queued', owner = NULL,"
+                   " worker = NULL, started_ms = NULL, lease_expires_ms = NULL"
+                   " WHERE state = 'running' AND owner = $1",
+                   1, NULL, values, NULL, NULL, 0);
+  int status = 0;
+  if (!res || PQresultStatus(res) != PGRES_COMMAND_OK)
+    status = pg_fail(s, res, "re-queue this replica's jobs");
+  PQclear(res);
+  return status;
 }
 
 /* Takes the database for this process (see the header comment). */
@@ -415,8 +544,8 @@ static void pg_ignore_notice(void *arg, const char *message) {
 /* Opens a connection and makes it ready: session settings, ownership,
  * schema, prepared statements; FIRST also re-queues running jobs (a
  * reconnect must not: this process still runs them). */
-static int pg_connect(pg_store *s, int first) {
-  if (s->conn) PQfinish(s->conn);
+/* A new connection to the store's target (NULL when out of memory). */
+static PGconn *pg_open_conn(const pg_store *s) {
   /* Later entries override earlier ones: defaults first, then what the
    * target says, then what this code relies on.  Over TCP, keepalives
    * and tcp_user_timeout bound how long a call can hang on a server or
@@ -439,7 +568,12 @@ static int pg_connect(pg_store *s, int first) {
                           s->conninfo,
                           "UTF8",
                           NULL};
-  s->conn = PQconnectdbParams(keywords, values, 1);
+  return PQconnectdbParams(keywords, values, 1);
+}
+
+static int pg_connect(pg_store *s, int first) {
+  if (s->conn) PQfinish(s->conn);
+  s->conn = pg_open_conn(s);
   if (!s->conn) {
     pg_set_error(s, "connect: out of memory");
     return AE_ENOMEM;
@@ -461,9 +595,14 @@ static int pg_connect(pg_store *s, int first) {
            " SET tcp_keepalives_count = 3",
            AE_PG_STATEMENT_TIMEOUT_MS);
   int status = pg_exec(s, sql, PGRES_COMMAND_OK, "session settings");
-  if (!status) status = pg_take_ownership(s);
+  /* A replica of a fleet (owner set) shares the database: no lock, and
+   * the jobs left running are re-queued when their leases expire. */
+  if (!status && !s->owner[0]) status = pg_take_ownership(s);
   if (!status) status = pg_migrate(s);
-  if (!status && first) status = pg_store_requeue_running(s);
+  if (!status && first && !s->owner[0]) status = pg_store_requeue_running(s);
+  /* A replica that starts again under the same id (a StatefulSet) runs
+   * nothing yet: what the store says it runs, it ran before it died. */
+  if (!status && first && s->owner[0]) status = pg_requeue_own(s);
   for (int i = 0; !status && i < PG_STMT_COUNT; i++) {
     PGresult *res =
         PQprepare(s->conn, pg_statements[i].name, pg_statements[i].sql,
@@ -519,6 +658,7 @@ static int pg_ready(pg_store *s) {
 static void pg_store_free(pg_store *s) {
   if (!s) return;
   if (s->conn) PQfinish(s->conn);
+  if (s->listen_conn) PQfinish(s->listen_conn);
   free(s->conninfo);
   free(s);
 }
@@ -533,9 +673,14 @@ static const char *pg_store_errmsg(const void *impl) {
   return s->errmsg[0] ? s->errmsg : "no error";
 }
 
-int ae_store_pg_open(const char *conninfo, void **out, char *err,
-                     size_t errlen) {
+int ae_store_pg_open(const char *conninfo, const char *owner, void **out,
+                     char *err, size_t errlen) {
   *out = NULL;
+  if (owner && (!owner[0] || strlen(owner) >= sizeof((pg_store *)0)->owner)) {
+    snprintf(err, errlen, "postgresql store: a replica id of 1 to %zu bytes",
+             sizeof((pg_store *)0)->owner - 1);
+    return AE_EINVAL;
+  }
   pg_store *s = calloc(1, sizeof *s);
   if (s) s->conninfo = strdup(conninfo);
   if (!s || !s->conninfo) {
@@ -543,6 +688,7 @@ int ae_store_pg_open(const char *conninfo, void **out, char *err,
     snprintf(err, errlen, "postgresql store: out of memory");
     return AE_EIO;
   }
+  if (owner) snprintf(s->owner, sizeof s->owner, "%s", owner);
   int status = pg_connect(s, 1);
   if (status) {
     snprintf(err, errlen, "postgresql store: %s", s->errmsg);
@@ -738,8 +884,9 @@ static int pg_store_mark_running(void *impl, const char *id, const char *worker,
   pg_store *s = impl;
   if (!s || !id) return AE_EINVAL;
   char started[24];
-  const char *values[3] = {id, worker,
-                           pg_int_text(started, sizeof started, started_ms, 1)};
+  const char *values[4] = {id, worker,
+                           pg_int_text(started, sizeof started, started_ms, 1),
+                           s->owner[0] ? s->owner : NULL};
   return pg_write_one(s, PG_MARK_RUNNING, values, id, "mark running");
 }
 
@@ -762,13 +909,14 @@ static int pg_store_finish(void *impl, const char *id, ae_job_state state,
     return AE_EINVAL;
   }
   char finished[24], expires[24];
-  const char *values[6] = {
+  const char *values[7] = {
       id,
       ae_store_state_name(state),
       result_json,
       error_json,
       pg_int_text(finished, sizeof finished, finished_ms, 1),
-      pg_int_text(expires, sizeof expires, expires_ms, 1)};
+      pg_int_text(expires, sizeof expires, expires_ms, 1),
+      s->owner[0] ? s->owner : NULL};
   return pg_write_one(s, PG_FINISH, values, id, "finish");
 }
 
@@ -804,6 +952,60 @@ static long long pg_number(const PGresult *res, int row, int column) {
   return strtoll(PQgetvalue(res, row, column), NULL, 10);
 }
 
+/* Reads row r of a job SELECT (PG_JOB_COLUMNS) into job; its texts stay
+ * valid until PQclear.  0, or AE_EIO with errmsg set. */
+static int pg_row_job(pg_store *s, const PGresult *res, int r,
+                      ae_store_job *job, const char *what) {
+  memset(job, 0, sizeof *job);
+  job->id = pg_text(res, r, 0);
+  if (ae_store_state_parse(pg_text(res, r, 1), &job->state)) {
+    pg_set_error(s, "%s: job '%s' has an unknown state", what,
+                 job->id ? job->id : "?");
+    return AE_EIO;
+  }
+  const char *cancel = pg_text(res, r, 2);
+  job->cancel_requested = cancel && cancel[0] == 't';
+  job->request_json = pg_text(res, r, 3);
+  job->result_json = pg_text(res, r, 4);
+  job->error_json = pg_text(res, r, 5);
+  job->worker = pg_text(res, r, 6);
+  job->idempotency_key = pg_text(res, r, 7);
+  job->body_hash = pg_text(res, r, 8);
+  job->client_ref = pg_text(res, r, 9);
+  job->priority = (int)pg_number(res, r, 10);
+  job->timeout_ms = pg_number(res, r, 11);
+  job->created_ms = pg_number(res, r, 12);
+  job->started_ms = pg_number(res, r, 13);
+  job->finished_ms = pg_number(res, r, 14);
+  job->expires_ms = pg_number(res, r, 15);
+  job->seq = pg_number(res, r, 16);
+  job->study = pg_text(res, r, 17);
+  job->canonical = pg_text(res, r, 18);
+  const char *cached = pg_text(res, r, 19);
+  job->cached = cached && cached[0] == 't';
+  if (!job->id || !job->request_json) {
+    pg_set_error(s, "%s: a row lacks its id or request", what);
+    return AE_EIO;
+  }
+  return 0;
+}
+
+/* Calls fn for each row of res; 0, fn's non-zero return, or AE_EIO. */
+static int pg_each_row(pg_store *s, const PGresult *res,
+                       int (*fn)(void *ud, const ae_store_job *j), void *ud,
+                       const char *what) {
+  int status = 0;
+  int rows = PQntuples(res);
+  for (int r = 0; r < rows && !status; r++) {
+    ae_store_job job;
+    status = pg_row_job(s, res, r, &job, what);
+    /* The row's text stays valid until PQclear, so during fn; fn may
+     * write through this store (the rows are already read). */
+    if (!status) status = fn(ud, &job);
+  }
+  return status;
+}
+
 static int pg_store_load(void *impl, int (*fn)(void *ud, const ae_store_job *j),
                          void *ud) {
   pg_store *s = impl;
@@ -817,45 +1019,7 @@ static int pg_store_load(void *impl, int (*fn)(void *ud, const ae_store_job *j),
                            values, PGRES_TUPLES_OK, "load", &status);
     if (!res) return status;
     int rows = PQntuples(res);
-    for (int r = 0; r < rows && !status; r++) {
-      ae_store_job job;
-      memset(&job, 0, sizeof job);
-      job.id = pg_text(res, r, 0);
-      if (ae_store_state_parse(pg_text(res, r, 1), &job.state)) {
-        pg_set_error(s, "load: job '%s' has an unknown state",
-                     job.id ? job.id : "?");
-        status = AE_EIO;
-        break;
-      }
-      const char *cancel = pg_text(res, r, 2);
-      job.cancel_requested = cancel && cancel[0] == 't';
-      job.request_json = pg_text(res, r, 3);
-      job.result_json = pg_text(res, r, 4);
-      job.error_json = pg_text(res, r, 5);
-      job.worker = pg_text(res, r, 6);
-      job.idempotency_key = pg_text(res, r, 7);
-      job.body_hash = pg_text(res, r, 8);
-      job.client_ref = pg_text(res, r, 9);
-      job.priority = (int)pg_number(res, r, 10);
-      job.timeout_ms = pg_number(res, r, 11);
-      job.created_ms = pg_number(res, r, 12);
-      job.started_ms = pg_number(res, r, 13);
-      job.finished_ms = pg_number(res, r, 14);
-      job.expires_ms = pg_number(res, r, 15);
-      job.seq = pg_number(res, r, 16);
-      job.study = pg_text(res, r, 17);
-      job.canonical = pg_text(res, r, 18);
-      const char *cached = pg_text(res, r, 19);
-      job.cached = cached && cached[0] == 't';
-      if (!job.id || !job.request_json) {
-        pg_set_error(s, "load: a row lacks its id or request");
-        status = AE_EIO;
-        break;
-      }
-      /* The row's text stays valid until PQclear, so during fn; fn may
-       * write through this store (the page is already read). */
-      status = fn(ud, &job);
-    }
+    status = pg_each_row(s, res, fn, ud, "load");
     if (!status && rows > 0) {
       snprintf(last_seq, sizeof last_seq, "%s", PQgetvalue(res, rows - 1, 16));
       snprintf(last_order, sizeof last_order, "%s",
@@ -864,6 +1028,57 @@ static int pg_store_load(void *impl, int (*fn)(void *ud, const ae_store_job *j),
     PQclear(res);
     if (status || rows < atoi(AE_PG_LOAD_PAGE)) return status;
   }
+}
+
+/* One job by its id (PG_GET) or its idempotency key (PG_GET_IDEM). */
+static int pg_get_one(pg_store *s, int stmt, const char *what,
+                      const char *value,
+                      int (*fn)(void *ud, const ae_store_job *j), void *ud) {
+  if (!s || !value || !fn) return AE_EINVAL;
+  int status = pg_ready(s);
+  if (status) return status;
+  const char *values[1] = {value};
+  PGresult *res = pg_run(s, stmt, values, PGRES_TUPLES_OK, what, &status);
+  if (!res) return status;
+  if (PQntuples(res) == 0) {
+    pg_set_error(s, "%s: no job '%s'", what, value);
+    status = AE_ENOTFOUND;
+  } else {
+    status = pg_each_row(s, res, fn, ud, what);
+  }
+  PQclear(res);
+  return status;
+}
+
+static int pg_store_get(void *impl, const char *id,
+                        int (*fn)(void *ud, const ae_store_job *j), void *ud) {
+  return pg_get_one(impl, PG_GET, "get", id, fn, ud);
+}
+
+static int pg_store_get_idem(void *impl, const char *key,
+                             int (*fn)(void *ud, const ae_store_job *j),
+                             void *ud) {
+  return pg_get_one(impl, PG_GET_IDEM, "get by idempotency key", key, fn, ud);
+}
+
+static int pg_store_list(void *impl, const ae_store_page *page,
+                         int (*fn)(void *ud, const ae_store_job *j), void *ud) {
+  pg_store *s = impl;
+  if (!s || !page || !fn) return AE_EINVAL;
+  int status = pg_ready(s);
+  if (status) return status;
+  char before[24], limit[24];
+  const char *values[4] = {
+      pg_int_text(before, sizeof before, page->before < 0 ? -1 : page->before,
+                  0),
+      page->has_state ? ae_store_state_name(page->state) : NULL,
+      page->client_ref,
+      pg_int_text(limit, sizeof limit, (long long)page->limit, 0)};
+  PGresult *res = pg_run(s, PG_LIST, values, PGRES_TUPLES_OK, "list", &status);
+  if (!res) return status;
+  status = pg_each_row(s, res, fn, ud, "list");
+  PQclear(res);
+  return status;
 }
 
 /* ---- studies and the result cache ---- */
@@ -988,6 +1203,154 @@ static int pg_store_cache_get(void *impl, const char *key,
   return status;
 }
 
+/* ---- the shared queue (issue 15) ---- */
+
+static int pg_store_claim(
+    void *impl, const char *worker, long long now_ms, long long lease_ms,
+    int (*fn)(void *ud, const ae_store_job *j, int attempts), void *ud) {
+  pg_store *s = impl;
+  if (!s || !fn || !s->owner[0]) return AE_EINVAL;
+  int status = pg_ready(s);
+  if (status) return status;
+  char now[24], until[24];
+  const char *values[4] = {
+      s->owner, worker, pg_int_text(now, sizeof now, now_ms, 0),
+      pg_int_text(until, sizeof until, now_ms + lease_ms, 0)};
+  PGresult *res =
+      pg_run(s, PG_CLAIM, values, PGRES_TUPLES_OK, "claim", &status);
+  if (!res) return status;
+  if (PQntuples(res) == 0) {
+    status = AE_ENOTFOUND;
+  } else {
+    ae_store_job job;
+    status = pg_row_job(s, res, 0, &job, "claim");
+    if (!status) status = fn(ud, &job, (int)pg_number(res, 0, 20));
+  }
+  PQclear(res);
+  return status;
+}
+
+static int pg_store_heartbeat(void *impl, long long now_ms, long long lease_ms,
+                              int (*fn)(void *ud, const char *id,
+                                        int cancel_requested),
+                              void *ud) {
+  pg_store *s = impl;
+  if (!s || !s->owner[0]) return AE_EINVAL;
+  int status = pg_ready(s);
+  if (status) return status;
+  char until[24];
+  const char *values[2] = {
+      s->owner, pg_int_text(until, sizeof until, now_ms + lease_ms, 0)};
+  PGresult *res =
+      pg_run(s, PG_HEARTBEAT, values, PGRES_TUPLES_OK, "heartbeat", &status);
+  if (!res) return status;
+  int rows = PQntuples(res);
+  for (int r = 0; r < rows && !status; r++) {
+    const char *cancel = pg_text(res, r, 1);
+    if (fn) status = fn(ud, PQgetvalue(res, r, 0), cancel && cancel[0] == 't');
+  }
+  PQclear(res);
+  return status;
+}
+
+static int pg_store_release(void *impl, const char *id) {
+  pg_store *s = impl;
+  if (!s || !id || !s->owner[0]) return AE_EINVAL;
+  const char *values[2] = {id, s->owner};
+  return pg_write_one(s, PG_RELEASE, values, id, "release");
+}
+
+static int pg_store_requeue_expired(void *impl, long long now_ms,
+                                    int max_attempts, const char *error_json,
+                                    long long failed_expires_ms,
+                                    size_t *requeued, size_t *failed) {
+  pg_store *s = impl;
+  if (!s || !error_json || max_attempts < 1) return AE_EINVAL;
+  int status = pg_ready(s);
+  if (status) return status;
+  char now[24], max[24], expires[24];
+  const char *values[4] = {
+      pg_int_text(now, sizeof now, now_ms, 0),
+      pg_int_text(max, sizeof max, max_attempts, 0), error_json,
+      pg_int_text(expires, sizeof expires, failed_expires_ms, 1)};
+  long counts[2] = {0, 0};
+  status = pg_exec(s, "BEGIN", PGRES_COMMAND_OK, "leases: begin");
+  static const int steps[2] = {PG_LEASES_FAIL, PG_LEASES_REQUEUE};
+  for (int k = 0; k < 2 && !status; k++) {
+    PGresult *res = pg_run(s, steps[k], values, PGRES_COMMAND_OK,
+                           "re-queue expired leases", &status);
+    if (res) counts[k] = pg_changed(res);
+    PQclear(res);
+  }
+  if (!status)
+    status = pg_exec(s, "COMMIT", PGRES_COMMAND_OK, "leases: commit");
+  if (status) {
+    pg_rollback_quietly(s);
+    counts[0] = counts[1] = 0;
+  }
+  if (failed) *failed = (size_t)counts[0];
+  if (requeued) *requeued = (size_t)counts[1];
+  return status;
+}
+
+static int pg_store_listen(void *impl, int *fd) {
+  pg_store *s = impl;
+  if (!s || !fd) return AE_EINVAL;
+  if (s->listen_conn) PQfinish(s->listen_conn);
+  s->listen_conn = pg_open_conn(s);
+  if (!s->listen_conn) {
+    pg_set_error(s, "listen: out of memory");
+    return AE_ENOMEM;
+  }
+  int status = 0;
+  if (PQstatus(s->listen_conn) != CONNECTION_OK) {
+    pg_set_error(s, "listen: connect: %s", PQerrorMessage(s->listen_conn));
+    status = AE_EIO;
+  } else {
+    PQsetNoticeProcessor(s->listen_conn, pg_ignore_notice, NULL);
+    PGresult *res = PQexec(s->listen_conn, "LISTEN " AE_PG_CHANNEL);
+    if (!res || PQresultStatus(res) != PGRES_COMMAND_OK) {
+      pg_set_error(s, "listen: %s", PQerrorMessage(s->listen_conn));
+      status = AE_EIO;
+    }
+    PQclear(res);
+  }
+  if (!status && (*fd = PQsocket(s->listen_conn)) < 0) {
+    pg_set_error(s, "listen: no socket");
+    status = AE_EIO;
+  }
+  if (status) {
+    PQfinish(s->listen_conn);
+    s->listen_conn = NULL;
+  }
+  return status;
+}
+
+static int pg_store_notifications(void *impl,
+                                  int (*fn)(void *ud, const char *payload),
+                                  void *ud) {
+  pg_store *s = impl;
+  if (!s || !fn) return AE_EINVAL;
+  if (!s->listen_conn) {
+    pg_set_error(s, "notifications: not listening");
+    return AE_EIO;
+  }
+  if (!PQconsumeInput(s->listen_conn) ||
+      PQstatus(s->listen_conn) != CONNECTION_OK) {
+    /* The connection (its socket still watched by the caller) is closed
+     * by the next ae_store_listen, once the caller stopped watching. */
+    pg_set_error(s, "notifications: %s", PQerrorMessage(s->listen_conn));
+    return AE_EIO;
+  }
+  int status = 0;
+  PGnotify *note;
+  while ((note = PQnotifies(s->listen_conn)) != NULL) {
+    if (!status) status = fn(ud, note->extra ? note->extra : "");
+    PQfreemem(note);
+  }
+  return status;
+}
+
 static int pg_store_ping(void *impl) {
   pg_store *s = impl;
   if (!s) return AE_EINVAL;
@@ -1005,6 +1368,15 @@ const ae_store_ops ae_store_pg_ops = {
     .remove = pg_store_remove,
     .expire = pg_store_expire,
     .load = pg_store_load,
+    .get = pg_store_get,
+    .get_idem = pg_store_get_idem,
+    .claim = pg_store_claim,
+    .heartbeat = pg_store_heartbeat,
+    .release = pg_store_release,
+    .listen = pg_store_listen,
+    .notifications = pg_store_notifications,
+    .requeue_expired = pg_store_requeue_expired,
+    .list = pg_store_list,
     .ping = pg_store_ping,
     .mark_cached = pg_store_mark_cached,
     .study_insert = pg_store_study_insert,

@@ -20,6 +20,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -491,6 +492,133 @@ START_TEST(test_delete) {
   loaded_set_free(&set);
   /* The id is free again. */
   ck_assert_int_eq(ae_store_insert(s, &jobs[0], 1), 0);
+  ae_store_close(s);
+  remove_targets();
+}
+END_TEST
+
+/* ---- reads of one job and of a page (issues 14 and 15) ---- */
+
+static int stop_after_first_any(void *ud, const ae_store_job *j) {
+  (void)ud;
+  (void)j;
+  return 42;
+}
+
+START_TEST(test_get_one) {
+  make_target();
+  ae_store *s = open_store(target, AE_STORE_SYNC_FULL);
+  ae_store_job jobs[2] = {full_job("j_full", 1), queued_job("j_nulls", 2)};
+  ck_assert_int_eq(ae_store_insert(s, jobs, 2), 0);
+  loaded_set set = {0};
+  ck_assert_int_eq(ae_store_get(s, "j_nulls", collect_job, &set), 0);
+  ck_assert_int_eq(ae_store_get(s, "j_full", collect_job, &set), 0);
+  ck_assert_uint_eq(set.count, 2);
+  assert_same_job(&set.jobs[0].job, &jobs[1]);
+  assert_same_job(&set.jobs[1].job, &jobs[0]);
+  ck_assert_int_eq(ae_store_get(s, "j_none", collect_job, &set), AE_ENOTFOUND);
+  ck_assert_uint_eq(set.count, 2);
+  /* By idempotency key. */
+  ck_assert_int_eq(
+      ae_store_get_idem(s, jobs[0].idempotency_key, collect_job, &set), 0);
+  ck_assert_uint_eq(set.count, 3);
+  assert_same_job(&set.jobs[2].job, &jobs[0]);
+  ck_assert_int_eq(ae_store_get_idem(s, "key-none", collect_job, &set),
+                   AE_ENOTFOUND);
+  set.count--; /* the next read lands at index 2 again */
+  free(set.jobs[2].id);
+  free(set.jobs[2].request_json);
+  free(set.jobs[2].result_json);
+  free(set.jobs[2].error_json);
+  free(set.jobs[2].worker);
+  free(set.jobs[2].idempotency_key);
+  free(set.jobs[2].body_hash);
+  free(set.jobs[2].client_ref);
+  /* A change is seen by the next read. */
+  ck_assert_int_eq(ae_store_finish(s, "j_nulls", AE_JOB_FAILED, NULL,
+                                   "{\"code\":\"x\"}", 5, 6),
+                   0);
+  ck_assert_int_eq(ae_store_get(s, "j_nulls", collect_job, &set), 0);
+  ck_assert_int_eq(set.jobs[2].job.state, AE_JOB_FAILED);
+  ck_assert_str_eq(set.jobs[2].job.error_json, "{\"code\":\"x\"}");
+  ck_assert_int_eq(set.jobs[2].job.expires_ms, 6);
+  /* fn's answer is the call's. */
+  ck_assert_int_eq(ae_store_get(s, "j_full", stop_after_first_any, NULL), 42);
+  ck_assert_int_eq(ae_store_delete(s, "j_full"), 0);
+  ck_assert_int_eq(ae_store_get(s, "j_full", collect_job, &set), AE_ENOTFOUND);
+  ae_store_latency h;
+  ck_assert_int_eq(ae_store_latency_read(s, AE_STORE_OP_READ, &h), 0);
+  ck_assert_uint_eq(h.calls, 8);
+  /* Not found is an answer, not a failure; fn stopping the call is one. */
+  ck_assert_uint_eq(h.errors, 1);
+  loaded_set_free(&set);
+  ae_store_close(s);
+  remove_targets();
+}
+END_TEST
+
+/* The ids of a page, comma-separated, into out. */
+static void page_ids(ae_store *s, const ae_store_page *page, char *out,
+                     size_t outlen) {
+  loaded_set set = {0};
+  ck_assert_int_eq(ae_store_list(s, page, collect_job, &set), 0);
+  out[0] = '\0';
+  for (size_t i = 0; i < set.count; i++) {
+    size_t used = strlen(out);
+    snprintf(out + used, outlen - used, "%s%s", i ? "," : "", set.jobs[i].id);
+  }
+  loaded_set_free(&set);
+}
+
+START_TEST(test_list_pages) {
+  make_target();
+  ae_store *s = open_store(target, AE_STORE_SYNC_NORMAL);
+  /* Inserted out of seq order: a page follows seq. */
+  ae_store_job jobs[6] = {queued_job("j_3", 3), queued_job("j_1", 1),
+                          queued_job("j_2", 2), queued_job("j_5", 5),
+                          queued_job("j_4", 4), queued_job("j_6", 6)};
+  jobs[1].client_ref = "a";
+  jobs[3].client_ref = "a";
+  jobs[4].client_ref = "b";
+  ck_assert_int_eq(ae_store_insert(s, jobs, 6), 0);
+  ck_assert_int_eq(
+      ae_store_finish(s, "j_2", AE_JOB_SUCCEEDED, "{}", NULL, 10, 20), 0);
+  ck_assert_int_eq(
+      ae_store_finish(s, "j_5", AE_JOB_SUCCEEDED, "{}", NULL, 10, 20), 0);
+  char ids[256];
+  ae_store_page page = {.before = -1, .limit = 100};
+  page_ids(s, &page, ids, sizeof ids);
+  ck_assert_str_eq(ids, "j_6,j_5,j_4,j_3,j_2,j_1");
+  page.limit = 2;
+  page_ids(s, &page, ids, sizeof ids);
+  ck_assert_str_eq(ids, "j_6,j_5");
+  page.before = 5;
+  page_ids(s, &page, ids, sizeof ids);
+  ck_assert_str_eq(ids, "j_4,j_3");
+  page.before = 1;
+  page_ids(s, &page, ids, sizeof ids);
+  ck_assert_str_eq(ids, "");
+  page = (ae_store_page){
+      .before = -1, .has_state = 1, .state = AE_JOB_SUCCEEDED, .limit = 10};
+  page_ids(s, &page, ids, sizeof ids);
+  ck_assert_str_eq(ids, "j_5,j_2");
+  page.client_ref = "a";
+  page_ids(s, &page, ids, sizeof ids);
+  ck_assert_str_eq(ids, "j_5");
+  page.has_state = 0;
+  page.before = 5;
+  page_ids(s, &page, ids, sizeof ids);
+  ck_assert_str_eq(ids, "j_1");
+  page = (ae_store_page){.before = -1, .client_ref = "none", .limit = 10};
+  page_ids(s, &page, ids, sizeof ids);
+  ck_assert_str_eq(ids, "");
+  /* Every field comes back as stored. */
+  loaded_set set = {0};
+  page = (ae_store_page){.before = 5, .limit = 1};
+  ck_assert_int_eq(ae_store_list(s, &page, collect_job, &set), 0);
+  ck_assert_uint_eq(set.count, 1);
+  assert_same_job(&set.jobs[0].job, &jobs[4]);
+  loaded_set_free(&set);
   ae_store_close(s);
   remove_targets();
 }
@@ -1271,7 +1399,7 @@ START_TEST(test_pg_schema_versions) {
                    "SELECT count(*) || ' ' || max(version)"
                    " FROM archeval_schema_version",
                    value, sizeof value);
-    ck_assert_str_eq(value, "1 2");
+    ck_assert_str_eq(value, "1 3");
   }
   /* A database migrated by a newer archevald is refused. */
   pg_admin(dbname, "UPDATE archeval_schema_version SET version = 99");
@@ -1292,7 +1420,7 @@ START_TEST(test_pg_schema_versions) {
   ae_store_close(s);
   pg_admin_value(dbname, "SELECT version FROM archeval_schema_version", value,
                  sizeof value);
-  ck_assert_str_eq(value, "2");
+  ck_assert_str_eq(value, "3");
   remove_targets();
 }
 END_TEST
@@ -1430,6 +1558,386 @@ START_TEST(test_pg_reconnect) {
 END_TEST
 #endif
 
+/* ---- the shared queue of a fleet (issue 15) ---- */
+
+static ae_store *open_replica(const char *owner) {
+  ae_store *s = NULL;
+  char err[512] = "";
+  int status = ae_store_open_shared(target, owner, &s, err, sizeof err);
+  ck_assert_msg(status == 0, "open shared %s: %d %s", owner, status, err);
+  return s;
+}
+
+typedef struct {
+  char id[64];
+  int attempts;
+  ae_job_state state;
+  char worker[64];
+  int calls;
+} claimed_job;
+
+static int take_claim(void *ud, const ae_store_job *j, int attempts) {
+  claimed_job *c = ud;
+  snprintf(c->id, sizeof c->id, "%s", j->id);
+  snprintf(c->worker, sizeof c->worker, "%s", j->worker ? j->worker : "");
+  c->attempts = attempts;
+  c->state = j->state;
+  c->calls++;
+  return 0;
+}
+
+/* The id claimed by s (NULL-terminated "" when none was queued). */
+static claimed_job claim(ae_store *s, long long now_ms, long long lease_ms) {
+  claimed_job c;
+  memset(&c, 0, sizeof c);
+  int status = ae_store_claim(s, "host:0", now_ms, lease_ms, take_claim, &c);
+  ck_assert_msg(status == 0 || status == AE_ENOTFOUND, "claim: %d %s", status,
+                ae_store_errmsg(s));
+  ck_assert_int_eq(c.calls, status == 0 ? 1 : 0);
+  return c;
+}
+
+static ae_job_state stored_state(ae_store *s, const char *id, loaded_set *set) {
+  size_t before = set->count;
+  ck_assert_int_eq(ae_store_get(s, id, collect_job, set), 0);
+  ck_assert_uint_eq(set->count, before + 1);
+  return set->jobs[before].job.state;
+}
+
+START_TEST(test_fleet_claim_order) {
+  make_target();
+  ae_store *a = open_replica("replica-a");
+  ae_store *b = open_replica("replica-b");
+  /* Lower priority first, then seq; two replicas take turns. */
+  ae_store_job jobs[4] = {queued_job("j_1", 1), queued_job("j_2", 2),
+                          queued_job("j_3", 3), queued_job("j_4", 4)};
+  jobs[2].priority = -1;
+  jobs[3].priority = 5;
+  ck_assert_int_eq(ae_store_insert(b, jobs, 4), 0);
+  const char *want[4] = {"j_3", "j_1", "j_2", "j_4"};
+  for (int i = 0; i < 4; i++) {
+    claimed_job c = claim(i % 2 ? b : a, 1000, 5000);
+    ck_assert_str_eq(c.id, want[i]);
+    ck_assert_int_eq(c.attempts, 1);
+    ck_assert_int_eq(c.state, AE_JOB_RUNNING);
+    ck_assert_str_eq(c.worker, "host:0");
+  }
+  claimed_job none = claim(a, 1000, 5000);
+  ck_assert_str_eq(none.id, "");
+  ae_store_close(a);
+  ae_store_close(b);
+  remove_targets();
+}
+END_TEST
+
+START_TEST(test_fleet_guarded_finish) {
+  make_target();
+  ae_store *a = open_replica("replica-a");
+  ae_store *b = open_replica("replica-b");
+  ae_store_job jobs[2] = {queued_job("j_1", 1), queued_job("j_2", 2)};
+  ck_assert_int_eq(ae_store_insert(a, jobs, 2), 0);
+  ck_assert_str_eq(claim(a, 1000, 1000).id, "j_1");
+  /* Not the owner: refused, nothing written. */
+  ck_assert_int_eq(ae_store_finish(b, "j_1", AE_JOB_SUCCEEDED, "{\"by\":\"b\"}",
+                                   NULL, 1500, 9000),
+                   AE_EINVAL);
+  ck_assert_int_eq(ae_store_mark_running(b, "j_1", "host:9", 1500), AE_EINVAL);
+  /* The lease expires; B re-runs it (attempt 2); A's late end loses. */
+  size_t requeued = 0, failed = 0;
+  ck_assert_int_eq(
+      ae_store_requeue_expired(b, 2500, 3, "{}", 0, &requeued, &failed), 0);
+  ck_assert_uint_eq(requeued, 1);
+  ck_assert_uint_eq(failed, 0);
+  claimed_job c = claim(b, 2600, 1000);
+  ck_assert_str_eq(c.id, "j_1");
+  ck_assert_int_eq(c.attempts, 2);
+  ck_assert_int_eq(ae_store_finish(a, "j_1", AE_JOB_SUCCEEDED, "{\"by\":\"a\"}",
+                                   NULL, 2700, 9000),
+                   AE_EINVAL);
+  ck_assert_int_eq(ae_store_finish(b, "j_1", AE_JOB_SUCCEEDED, "{\"by\":\"b\"}",
+                                   NULL, 2800, 9000),
+                   0);
+  ck_assert_int_eq(
+      ae_store_finish(b, "j_1", AE_JOB_FAILED, NULL, "{}", 2900, 9000),
+      AE_EINVAL); /* written once */
+  loaded_set set = {0};
+  ck_assert_int_eq(stored_state(a, "j_1", &set), AE_JOB_SUCCEEDED);
+  ck_assert_str_eq(set.jobs[0].job.result_json, "{\"by\":\"b\"}");
+  /* A drain gives a claimed job back, the claim not counted. */
+  ck_assert_int_eq(ae_store_release(a, "j_2"), AE_EINVAL); /* not running */
+  ck_assert_str_eq(claim(a, 2900, 1000).id, "j_2");
+  ck_assert_int_eq(ae_store_release(b, "j_2"), AE_EINVAL); /* not b's */
+  ck_assert_int_eq(ae_store_release(a, "j_2"), 0);
+  ck_assert_int_eq(stored_state(b, "j_2", &set), AE_JOB_QUEUED);
+  claimed_job again = claim(b, 2950, 1000);
+  ck_assert_str_eq(again.id, "j_2");
+  ck_assert_int_eq(again.attempts, 1);
+  ck_assert_int_eq(ae_store_release(b, "j_2"), 0);
+  /* A queued job is ended by anyone (a cancel from any replica). */
+  ck_assert_int_eq(
+      ae_store_finish(a, "j_2", AE_JOB_CANCELLED, NULL, NULL, 3000, 9000), 0);
+  loaded_set_free(&set);
+  ae_store_close(a);
+  ae_store_close(b);
+  remove_targets();
+}
+END_TEST
+
+typedef struct {
+  char ids[8][16];
+  int cancel[8];
+  int n;
+} beat_set;
+
+static int take_beat(void *ud, const char *id, int cancel_requested) {
+  beat_set *b = ud;
+  ck_assert_int_lt(b->n, 8);
+  snprintf(b->ids[b->n], sizeof b->ids[b->n], "%s", id);
+  b->cancel[b->n++] = cancel_requested;
+  return 0;
+}
+
+START_TEST(test_fleet_heartbeat_and_attempts) {
+  make_target();
+  ae_store *a = open_replica("replica-a");
+  ae_store *b = open_replica("replica-b");
+  ae_store_job job = queued_job("j_1", 1);
+  ck_assert_int_eq(ae_store_insert(a, &job, 1), 0);
+  ck_assert_str_eq(claim(a, 1000, 1000).id, "j_1"); /* lease to 2000 */
+  /* A cancel asked on B reaches A through its heartbeat. */
+  ck_assert_int_eq(ae_store_mark_cancel_requested(b, "j_1"), 0);
+  beat_set beats = {.n = 0};
+  ck_assert_int_eq(ae_store_heartbeat(a, 1500, 1000, take_beat, &beats), 0);
+  ck_assert_int_eq(beats.n, 1);
+  ck_assert_str_eq(beats.ids[0], "j_1");
+  ck_assert_int_eq(beats.cancel[0], 1);
+  beats.n = 0;
+  ck_assert_int_eq(ae_store_heartbeat(b, 1500, 1000, take_beat, &beats), 0);
+  ck_assert_int_eq(beats.n, 0); /* B runs nothing */
+  /* Renewed to 2500: not expired at 2400, expired at 2600. */
+  size_t requeued = 9, failed = 9;
+  const char *error = "{\"detail\":\"the job's worker died %ATTEMPTS% times\"}";
+  ck_assert_int_eq(
+      ae_store_requeue_expired(b, 2400, 2, error, 0, &requeued, &failed), 0);
+  ck_assert_uint_eq(requeued + failed, 0);
+  ck_assert_int_eq(
+      ae_store_requeue_expired(b, 2600, 2, error, 0, &requeued, &failed), 0);
+  ck_assert_uint_eq(requeued, 1);
+  ck_assert_uint_eq(failed, 0);
+  loaded_set set = {0};
+  ck_assert_int_eq(stored_state(a, "j_1", &set), AE_JOB_QUEUED);
+  ck_assert_ptr_null(set.jobs[0].job.worker);
+  ck_assert_int_eq(set.jobs[0].job.started_ms, 0);
+  /* Claimed a second time, and that owner dies too: past 2 attempts the
+   * job fails with the error, once, and is not re-queued. */
+  ck_assert_int_eq(claim(b, 3000, 1000).attempts, 2);
+  ck_assert_int_eq(
+      ae_store_requeue_expired(a, 4001, 2, error, 99000, &requeued, &failed),
+      0);
+  ck_assert_uint_eq(requeued, 0);
+  ck_assert_uint_eq(failed, 1);
+  ck_assert_int_eq(stored_state(a, "j_1", &set), AE_JOB_FAILED);
+  ck_assert_str_eq(set.jobs[1].job.error_json,
+                   "{\"detail\":\"the job's worker died 2 times\"}");
+  ck_assert_int_eq(set.jobs[1].job.finished_ms, 4001);
+  ck_assert_int_eq(set.jobs[1].job.expires_ms, 99000);
+  ck_assert_str_eq(claim(a, 5000, 1000).id, "");
+  ck_assert_int_eq(
+      ae_store_finish(b, "j_1", AE_JOB_SUCCEEDED, "{}", NULL, 5000, 9000),
+      AE_EINVAL);
+  loaded_set_free(&set);
+  ae_store_close(a);
+  ae_store_close(b);
+  remove_targets();
+}
+END_TEST
+
+START_TEST(test_fleet_same_id_restarts) {
+  make_target();
+  ae_store *a = open_replica("replica-a");
+  ae_store *b = open_replica("replica-b");
+  ae_store_job jobs[2] = {queued_job("j_1", 1), queued_job("j_2", 2)};
+  ck_assert_int_eq(ae_store_insert(a, jobs, 2), 0);
+  ck_assert_str_eq(claim(a, 1000, 60000).id, "j_1");
+  ck_assert_str_eq(claim(b, 1000, 60000).id, "j_2");
+  ae_store_close(a); /* a dies; it comes back under the same id */
+  a = open_replica("replica-a");
+  loaded_set set = {0};
+  ck_assert_int_eq(stored_state(b, "j_1", &set), AE_JOB_QUEUED);
+  ck_assert_int_eq(stored_state(b, "j_2", &set), AE_JOB_RUNNING); /* b's */
+  ck_assert_int_eq(claim(a, 2000, 60000).attempts, 2);
+  loaded_set_free(&set);
+  ae_store_close(a);
+  ae_store_close(b);
+  remove_targets();
+}
+END_TEST
+
+typedef struct {
+  char text[512];
+} notes;
+
+static int take_note(void *ud, const char *payload) {
+  notes *n = ud;
+  size_t used = strlen(n->text);
+  snprintf(n->text + used, sizeof n->text - used, "%s%s", used ? "," : "",
+           payload);
+  return 0;
+}
+
+/* Waits up to 5 s until the notes end with want. */
+static void wait_notes(ae_store *s, int fd, notes *n, const char *want) {
+  for (int i = 0; i < 50; i++) {
+    size_t len = strlen(n->text), wlen = strlen(want);
+    if (len >= wlen && !strcmp(n->text + len - wlen, want)) return;
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    poll(&p, 1, 100);
+    ck_assert_int_eq(ae_store_notifications(s, take_note, n), 0);
+  }
+  ck_abort_msg("notes '%s', wanted them to end with '%s'", n->text, want);
+}
+
+START_TEST(test_fleet_notifications) {
+  make_target();
+  ae_store *a = open_replica("replica-a");
+  ae_store *b = open_replica("replica-b");
+  int fd = -1;
+  ck_assert_int_eq(ae_store_listen(a, &fd), 0);
+  ck_assert_int_ge(fd, 0);
+  notes n = {.text = ""};
+  ae_store_job job = queued_job("j_1", 1);
+  ck_assert_int_eq(ae_store_insert(b, &job, 1), 0);
+  wait_notes(a, fd, &n, "j_1 queued");
+  ck_assert_str_eq(claim(b, 1000, 1000).id, "j_1");
+  wait_notes(a, fd, &n, "j_1 running");
+  ck_assert_int_eq(
+      ae_store_finish(b, "j_1", AE_JOB_SUCCEEDED, "{}", NULL, 1100, 9000), 0);
+  wait_notes(a, fd, &n, "j_1 succeeded");
+  ck_assert_str_eq(n.text, "j_1 queued,j_1 running,j_1 succeeded");
+  /* Listening again (after a lost connection) works. */
+  ck_assert_int_eq(ae_store_listen(a, &fd), 0);
+  ck_assert_int_eq(ae_store_mark_cancel_requested(b, "j_1"), 0);
+  ck_assert_int_eq(ae_store_delete(b, "j_1"), 0); /* no state change */
+  n.text[0] = '\0';
+  job = queued_job("j_2", 2);
+  ck_assert_int_eq(ae_store_insert(b, &job, 1), 0);
+  wait_notes(a, fd, &n, "j_2 queued");
+  ck_assert_str_eq(n.text, "j_2 queued");
+  ae_store_close(a);
+  ae_store_close(b);
+  remove_targets();
+}
+END_TEST
+
+/* Replicas in separate processes claim concurrently: every job is
+ * claimed exactly once (FOR UPDATE SKIP LOCKED), and the claims spread. */
+#define RACE_REPLICAS 4
+#define RACE_JOBS 200
+
+static void race_replica(int index, int fd) {
+  char owner[32];
+  snprintf(owner, sizeof owner, "race-%d", index);
+  ae_store *s = NULL;
+  char err[256];
+  if (ae_store_open_shared(target, owner, &s, err, sizeof err)) _exit(2);
+  for (;;) {
+    claimed_job c;
+    memset(&c, 0, sizeof c);
+    int status = ae_store_claim(s, "host:0", 1000, 60000, take_claim, &c);
+    if (status == AE_ENOTFOUND) break;
+    if (status) _exit(3);
+    char line[80];
+    int len = snprintf(line, sizeof line, "%d %s\n", index, c.id);
+    if (write(fd, line, (size_t)len) != len) _exit(4);
+    if (ae_store_finish(s, c.id, AE_JOB_SUCCEEDED, "{}", NULL, 2000, 9000))
+      _exit(5);
+  }
+  ae_store_close(s);
+  _exit(0);
+}
+
+START_TEST(test_fleet_claims_race) {
+  make_target();
+  ae_store *s = open_replica("loader");
+  ae_store_job *jobs = calloc(RACE_JOBS, sizeof *jobs);
+  char(*ids)[16] = calloc(RACE_JOBS, sizeof *ids);
+  ck_assert_ptr_nonnull(jobs);
+  ck_assert_ptr_nonnull(ids);
+  for (int i = 0; i < RACE_JOBS; i++) {
+    snprintf(ids[i], sizeof ids[i], "j_%d", i);
+    jobs[i] = queued_job(ids[i], i + 1);
+  }
+  ck_assert_int_eq(ae_store_insert(s, jobs, RACE_JOBS), 0);
+  int fds[2];
+  ck_assert_int_eq(pipe(fds), 0);
+  pid_t pids[RACE_REPLICAS];
+  for (int r = 0; r < RACE_REPLICAS; r++) {
+    pids[r] = fork();
+    ck_assert_int_ge(pids[r], 0);
+    if (pids[r] == 0) {
+      close(fds[0]);
+      race_replica(r, fds[1]);
+    }
+  }
+  close(fds[1]);
+  FILE *in = fdopen(fds[0], "r");
+  ck_assert_ptr_nonnull(in);
+  int claimed[RACE_JOBS] = {0}, by[RACE_REPLICAS] = {0};
+  int index, total = 0;
+  char id[32];
+  while (fscanf(in, "%d %31s", &index, id) == 2) {
+    int n = atoi(id + 2);
+    ck_assert(n >= 0 && n < RACE_JOBS && index >= 0 && index < RACE_REPLICAS);
+    claimed[n]++;
+    by[index]++;
+    total++;
+  }
+  fclose(in);
+  for (int r = 0; r < RACE_REPLICAS; r++) {
+    int wstatus;
+    ck_assert_int_eq(waitpid(pids[r], &wstatus, 0), pids[r]);
+    ck_assert_msg(WIFEXITED(wstatus) && WEXITSTATUS(wstatus) == 0,
+                  "replica %d: status %d", r, wstatus);
+  }
+  ck_assert_int_eq(total, RACE_JOBS);
+  for (int i = 0; i < RACE_JOBS; i++)
+    ck_assert_msg(claimed[i] == 1, "job %d claimed %d times", i, claimed[i]);
+  int busy = 0;
+  for (int r = 0; r < RACE_REPLICAS; r++)
+    busy += by[r] > 0;
+  fprintf(stderr, "claims per replica: %d %d %d %d\n", by[0], by[1], by[2],
+          by[3]);
+  ck_assert_int_ge(busy, 2);
+  free(jobs);
+  free(ids);
+  ae_store_close(s);
+  remove_targets();
+}
+END_TEST
+
+START_TEST(test_fleet_needs_postgresql) {
+  make_target();
+  ae_store *s = NULL;
+  char err[256] = "";
+  ck_assert_int_eq(ae_store_open_shared(target, "r", &s, err, sizeof err),
+                   AE_EUNSUPPORTED);
+  ck_assert_ptr_null(s);
+  ck_assert_msg(strstr(err, "PostgreSQL") != NULL, "%s", err);
+  s = open_store(target, AE_STORE_SYNC_NORMAL);
+  claimed_job c;
+  ck_assert_int_eq(ae_store_claim(s, "w", 1, 1, take_claim, &c),
+                   AE_EUNSUPPORTED);
+  ck_assert_int_eq(ae_store_heartbeat(s, 1, 1, NULL, NULL), AE_EUNSUPPORTED);
+  ck_assert_int_eq(ae_store_requeue_expired(s, 1, 1, "{}", 0, NULL, NULL),
+                   AE_EUNSUPPORTED);
+  ck_assert_int_eq(ae_store_release(s, "j_1"), AE_EUNSUPPORTED);
+  int fd;
+  ck_assert_int_eq(ae_store_listen(s, &fd), AE_EUNSUPPORTED);
+  ae_store_close(s);
+  remove_targets();
+}
+END_TEST
+
 static Suite *store_suite(void) {
   Suite *suite = suite_create("store");
   int sqlite = test_backend == AE_STORE_BACKEND_SQLITE;
@@ -1442,6 +1950,8 @@ static Suite *store_suite(void) {
   tcase_add_test(tc, test_transitions);
   tcase_add_test(tc, test_expire);
   tcase_add_test(tc, test_delete);
+  tcase_add_test(tc, test_get_one);
+  tcase_add_test(tc, test_list_pages);
   tcase_add_test(tc, test_load_stops_when_asked);
   tcase_add_test(tc, test_write_during_load);
   tcase_add_test(tc, test_reopen_keeps_everything);
@@ -1454,8 +1964,15 @@ static Suite *store_suite(void) {
   if (sqlite) {
     tcase_add_test(tc, test_sqlite_open_errors);
     tcase_add_test(tc, test_sqlite_migrates_v1);
+    tcase_add_test(tc, test_fleet_needs_postgresql);
   } else {
 #ifdef HAVE_LIBPQ
+    tcase_add_test(tc, test_fleet_claim_order);
+    tcase_add_test(tc, test_fleet_guarded_finish);
+    tcase_add_test(tc, test_fleet_heartbeat_and_attempts);
+    tcase_add_test(tc, test_fleet_claims_race);
+    tcase_add_test(tc, test_fleet_same_id_restarts);
+    tcase_add_test(tc, test_fleet_notifications);
     tcase_add_test(tc, test_pg_schema_versions);
     tcase_add_test(tc, test_pg_open_errors);
     tcase_add_test(tc, test_pg_bad_text);
