@@ -24,6 +24,7 @@ EXTRA_DIST += $(AE_CLIENT_TESTS) \
 	clients/python/archeval_client/__init__.py \
 	clients/python/archeval_client/client.py \
 	clients/python/archeval_client/errors.py \
+	clients/python/archeval_client/models.py \
 	clients/python/archeval_client/study.py \
 	clients/python/examples/nas_search.py \
 	deploy/Dockerfile deploy/Dockerfile.dockerignore deploy/compose.yaml \

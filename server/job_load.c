@@ -13,6 +13,7 @@
 #include "api/status.h"
 #include "server/job_load.h"
 #include "server/job_state.h"
+#include "server/models.h"
 #include "server/outcome.h"
 #include "server/util.h"
 
@@ -82,7 +83,8 @@ static int load_one(void *ud, const ae_store_job *row) {
   json_error_t err;
   json_t *tree = json_loads(request, JSON_DECODE_ANY, &err);
   int rc =
-      tree ? ae_request_parse(tree, &srv->catalog, &srv->limits, &job->req, &p)
+      tree ? ae_request_parse_models(tree, &srv->catalog, ae_models_source(srv),
+                                    &srv->limits, &job->req, &p)
            : AE_EINVAL;
   json_decref(tree);
   if (rc == AE_OK) { /* its text is request_text */

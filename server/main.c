@@ -34,6 +34,7 @@
 #include "server/http.h"
 #include "server/job_load.h"
 #include "server/job_state.h"
+#include "server/models.h"
 #include "server/options.h"
 #include "server/study.h"
 #include "server/util.h"
@@ -255,7 +256,8 @@ int main(int argc, char **argv) {
   if (ae_metrics_init(&srv->metrics, srv->n_workers)) goto out;
   metrics_open = 1;
   if (ae_workers_init(srv) || ae_drain_init(srv)) goto out;
-  if (ae_cache_init(srv) || ae_studies_init(srv)) goto out;
+  if (ae_cache_init(srv) || ae_studies_init(srv) || ae_models_init(srv))
+    goto out;
 
   /* The store: --store (or --store-file, or $ARCHEVAL_STORE_URL unless
    * --no-store) names a PostgreSQL store; else --state-dir's SQLite. */
@@ -309,6 +311,7 @@ out:
     if (uv_loop_close(&loop))
       ae_log(AE_LOG_WARN, "the loop still had open handles");
   }
+  ae_models_free(srv);
   ae_studies_free(srv);
   ae_cache_free(srv);
   if (jobs_open) ae_jobs_free(srv);
