@@ -4,8 +4,9 @@ The module is exported by torch.onnx.export in training mode (so that
 BatchNormalization stays a node, as the scores at initialisation assume,
 instead of being folded into the convolutions), with constant folding off
 and the opset the importer reads (14 by default), on an input of
-batch_size samples of input_shape.  The module's own training flag is put
-back afterwards.  torch is imported only here, and only when called:
+batch_size samples of input_shape.  The module's own training flag and
+its state (the batch norms' running statistics, which the tracing pass
+moves) are put back afterwards, so exporting twice gives the same bytes.  torch is imported only here, and only when called:
 without it, a RuntimeError says so.
 """
 
@@ -43,6 +44,10 @@ def export_onnx(model, input_shape, batch_size=2, opset=None, path=None):
     generator = torch.Generator().manual_seed(0)
     x = torch.randn((int(batch_size),) + shape, generator=generator)
     was_training = model.training
+    # Tracing in training mode runs a forward pass, which moves the batch
+    # norms' running statistics: they are put back, so that exporting
+    # twice gives the same bytes (the same model id).
+    saved = {k: v.detach().clone() for k, v in model.state_dict().items()}
     buffer = io.BytesIO()
     try:
         model.train(True)
@@ -51,6 +56,7 @@ def export_onnx(model, input_shape, batch_size=2, opset=None, path=None):
                           opset_version=opset or DEFAULT_OPSET,
                           do_constant_folding=False)
     finally:
+        model.load_state_dict(saved)
         model.train(was_training)
     data = buffer.getvalue()
     if path is not None:
