@@ -357,6 +357,23 @@ def test_nb201(d, torch):
         h.check(onnx["topology"][key] == native["topology"][key],
                 "NB201 export: topology.%s equals the native nb201's" % key,
                 (onnx["topology"][key], native["topology"][key]))
+    # The rest follows its graph, not the native lowering (docs/api.md
+    # "Models" says why): exactly the scorecard of that graph.
+    path = os.path.join(d.workdir, "nb201.onnx")
+    with open(path, "wb") as f:
+        f.write(ac.export_onnx(net, (3, 32, 32)))
+    lowered = json.loads(subprocess.run(
+        [h.CLI, "onnx-lower", "--compact", path], check=True,
+        capture_output=True).stdout)
+    graph = client.submit(lowered["architecture"],
+                          **dict(settings, data={"batch_size": 8,
+                                                 "input_shape": [3, 32, 32],
+                                                 "num_classes": 10}))
+    graph = graph.wait(timeout=300)
+    h.check({k: v for k, v in onnx.items() if k != "provenance"} ==
+            {k: v for k, v in graph.items() if k != "provenance"},
+            "NB201 export: the scorecard of its imported graph",
+            (onnx, graph))
     h.check(described["params"] ==
             sum(p.numel() for p in net.parameters()),
             "NB201 export: params equal PyTorch's", described["params"])
