@@ -752,7 +752,8 @@ static json_t *graph_node_json(const json_t *given, const ae_node *parsed) {
 static json_t *arch_json(const ae_request *r, const json_t *given) {
   const ae_arch *a = &r->arch;
   int classes = a->num_classes > 0 ? a->num_classes : r->net.num_classes;
-  if (a->model) return json_pack("{s:s, s:s}", "type", "onnx", "model", a->model);
+  if (a->model)
+    return json_pack("{s:s, s:s}", "type", "onnx", "model", a->model);
   switch (a->type) {
   case AE_ARCH_NB201:
     return json_pack("{s:s, s:O, s:i, s:i, s:i}", "type", "nb201", "cell",
@@ -918,9 +919,8 @@ int ae_request_parse(const json_t *body, const ae_catalog *cat,
 }
 
 int ae_request_parse_models(const json_t *body, const ae_catalog *cat,
-                            const ae_model_source *models,
-                            const ae_limits *lim, ae_request *out,
-                            ae_problem *p) {
+                            const ae_model_source *models, const ae_limits *lim,
+                            ae_request *out, ae_problem *p) {
   memset(out, 0, sizeof *out);
   ae_settings_default(&out->settings);
   out->timeout_ms = lim->default_timeout_ms;
@@ -1009,12 +1009,12 @@ int ae_request_parse_models(const json_t *body, const ae_catalog *cat,
   /* Data. */
   data_meta meta;
   memset(&meta, 0, sizeof meta);
-  int derr = parse_data(json_object_get(body, "data"), type, type_known,
-                        has_model ? model.num_classes
-                        : arch_ok ? out->arch.num_classes
-                                  : 0,
-                        has_model ? &model : NULL, cat, lim,
-                        &out->data, &meta, p);
+  int derr =
+      parse_data(json_object_get(body, "data"), type, type_known,
+                 has_model ? model.num_classes
+                 : arch_ok ? out->arch.num_classes
+                           : 0,
+                 has_model ? &model : NULL, cat, lim, &out->data, &meta, p);
   if (derr < 0) {
     rc = AE_ENOMEM;
     goto fail;

@@ -95,8 +95,8 @@ int ae_request_parse(const json_t *body, const ae_catalog *cat,
 /* An uploaded ONNX model as a job needs it: what ae_onnx_import made of
  * it, without the file. */
 typedef struct {
-  json_t *architecture; /* {"type": "graph", ...}: a new reference the
-                           parser releases */
+  json_t *architecture;           /* {"type": "graph", ...}: a new reference the
+                                     parser releases */
   int input_shape[3], input_rank; /* per-sample: the default data shape */
   int num_classes;                /* the output's width: the default */
 } ae_model_info;
@@ -117,9 +117,8 @@ typedef struct {
  * a shape or classes defaults to the model's input shape and output
  * width; the normalised request shows {"type": "onnx", "model": id}. */
 int ae_request_parse_models(const json_t *body, const ae_catalog *cat,
-                            const ae_model_source *models,
-                            const ae_limits *lim, ae_request *out,
-                            ae_problem *p);
+                            const ae_model_source *models, const ae_limits *lim,
+                            ae_request *out, ae_problem *p);
 
 /* Parses a request body as JSON, rejecting duplicate keys: 0 and *out (a
  * new reference), or AE_EINVAL with p = 400 invalid_json whose detail gives

@@ -450,9 +450,8 @@ int ae_cli_score(int argc, char **argv) {
     score_item *it = &items[i];
     it->body = is_array ? json_array_get(root, i) : root;
     ae_problem_clear(&p);
-    if (ae_request_parse_models(it->body, &cat,
-                                is_model ? &model.source : NULL, &lim,
-                                &it->req, &p)) {
+    if (ae_request_parse_models(it->body, &cat, is_model ? &model.source : NULL,
+                                &lim, &it->req, &p)) {
       any_invalid = 1;
       it->done = 1;
       if (!is_array) {

@@ -90,9 +90,9 @@ struct ae_http_req {
   char *body;
   size_t len, cap;
   long long max_body; /* the route's body limit */
-  int too_large;    /* the body went over the limit: dropped, 413 at end */
-  size_t discarded; /* bytes dropped since */
-  int status;       /* the status sent, 0 until then */
+  int too_large;      /* the body went over the limit: dropped, 413 at end */
+  size_t discarded;   /* bytes dropped since */
+  int status;         /* the status sent, 0 until then */
   int responded;
   int resumed;
   char job_id[32]; /* for the log line */
@@ -347,9 +347,8 @@ static enum MHD_Result h_root(ae_http_req *r) {
   json_t *limits = json_pack(
       "{s:I, s:I, s:I, s:I, s:I, s:I, s:i, s:i, s:i, s:f, s:i, s:I}",
       "max_queue", (json_int_t)o->max_queue, "max_batch",
-      (json_int_t)o->max_batch, "max_body_bytes",
-      (json_int_t)o->max_body_bytes, "max_model_bytes",
-      (json_int_t)o->max_model_bytes, "default_timeout_ms",
+      (json_int_t)o->max_batch, "max_body_bytes", (json_int_t)o->max_body_bytes,
+      "max_model_bytes", (json_int_t)o->max_model_bytes, "default_timeout_ms",
       (json_int_t)o->default_timeout_ms, "job_ttl_secs",
       (json_int_t)o->job_ttl_secs, "max_wait_ms", MAX_WAIT_MS, "max_nodes",
       srv->limits.max_nodes, "max_inputs_per_node",
@@ -1036,8 +1035,7 @@ static enum MHD_Result h_model_upload(ae_http_req *r) {
   }
   const char *ct = header(r, MHD_HTTP_HEADER_CONTENT_TYPE);
   if (!ae_content_type_is_onnx(ct))
-    return fail(r, 415, "unsupported_media_type", "Unsupported media type",
-                0,
+    return fail(r, 415, "unsupported_media_type", "Unsupported media type", 0,
                 "The body must be an ONNX file sent as application/onnx or "
                 "application/octet-stream, not %s.",
                 ct ? ct : "no Content-Type");
@@ -1311,8 +1309,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
         length > r->max_body) {
       ae_problem p = AE_PROBLEM_INIT;
       ae_problem_set(&p, 413, "body_too_large", "Body too large",
-                     "The body is over the limit of %lld bytes.",
-                     r->max_body);
+                     "The body is over the limit of %lld bytes.", r->max_body);
       return respond_problem_full(r, &p, 0, NULL, 1);
     }
     return MHD_YES;
@@ -1342,8 +1339,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
       r->len = r->cap = 0;
       r->too_large = 1;
       r->discarded += n;
-      if (r->discarded > (size_t)r->max_body + (64u << 20))
-        return MHD_NO;
+      if (r->discarded > (size_t)r->max_body + (64u << 20)) return MHD_NO;
       return MHD_YES;
     }
     if (r->len + n + 1 > r->cap) {

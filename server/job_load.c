@@ -84,7 +84,7 @@ static int load_one(void *ud, const ae_store_job *row) {
   json_t *tree = json_loads(request, JSON_DECODE_ANY, &err);
   int rc =
       tree ? ae_request_parse_models(tree, &srv->catalog, ae_models_source(srv),
-                                    &srv->limits, &job->req, &p)
+                                     &srv->limits, &job->req, &p)
            : AE_EINVAL;
   json_decref(tree);
   if (rc == AE_OK) { /* its text is request_text */

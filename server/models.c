@@ -73,8 +73,7 @@ struct ae_model_upload {
 
 /* Lowers the imported model for its own input shape and builds the two
  * texts.  0, AE_EINVAL (p filled) or AE_ENOMEM. */
-static int describe(ae_model_upload *u, const ae_onnx_model *m,
-                    ae_problem *p) {
+static int describe(ae_model_upload *u, const ae_onnx_model *m, ae_problem *p) {
   ae_arch arch;
   ae_graph g;
   memset(&arch, 0, sizeof arch);

@@ -51,7 +51,7 @@ typedef enum {
   AE_HANDLER_STUDY_DELETE,
   AE_HANDLER_STUDY_ADD,
   AE_HANDLER_STUDY_RANKING,
-  AE_HANDLER_UI,          /* a static file of /ui/ */
+  AE_HANDLER_UI, /* a static file of /ui/ */
   AE_HANDLER_MODEL_UPLOAD,
   AE_HANDLER_MODEL_GET,
   AE_HANDLER_MODEL_DELETE,

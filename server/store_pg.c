@@ -1022,18 +1022,16 @@ static int pg_store_model_put(void *impl, const ae_store_model *m,
   int status = pg_ready(s);
   if (status) return status;
   char size[24], when[24];
-  const char *values[6] = {
-      m->id,
-      (const char *)m->bytes,
-      pg_int_text(size, sizeof size, (long long)m->len, 0),
-      m->description_json,
-      m->architecture_json,
-      pg_int_text(when, sizeof when, m->created_ms, 1)};
+  const char *values[6] = {m->id,
+                           (const char *)m->bytes,
+                           pg_int_text(size, sizeof size, (long long)m->len, 0),
+                           m->description_json,
+                           m->architecture_json,
+                           pg_int_text(when, sizeof when, m->created_ms, 1)};
   const int lengths[6] = {0, (int)m->len, 0, 0, 0, 0};
   const int formats[6] = {0, 1, 0, 0, 0, 0};
-  PGresult *res =
-      PQexecPrepared(s->conn, pg_statements[PG_MODEL_PUT].name, 6, values,
-                     lengths, formats, 0);
+  PGresult *res = PQexecPrepared(s->conn, pg_statements[PG_MODEL_PUT].name, 6,
+                                 values, lengths, formats, 0);
   if (!res || PQresultStatus(res) != PGRES_COMMAND_OK) {
     status = pg_fail(s, res, "model put");
     PQclear(res);

@@ -171,14 +171,13 @@ static const char store_schema_v2[] =
     " created_ms INTEGER);";
 
 /* Version 3 (issue 12): uploaded ONNX models, content-addressed. */
-static const char store_schema_v3[] =
-    "CREATE TABLE models ("
-    " id TEXT PRIMARY KEY NOT NULL,"
-    " bytes BLOB NOT NULL,"
-    " size INTEGER NOT NULL,"
-    " description_json TEXT NOT NULL,"
-    " architecture_json TEXT NOT NULL,"
-    " created_ms INTEGER);";
+static const char store_schema_v3[] = "CREATE TABLE models ("
+                                      " id TEXT PRIMARY KEY NOT NULL,"
+                                      " bytes BLOB NOT NULL,"
+                                      " size INTEGER NOT NULL,"
+                                      " description_json TEXT NOT NULL,"
+                                      " architecture_json TEXT NOT NULL,"
+                                      " created_ms INTEGER);";
 
 typedef struct {
   sqlite3 *db;

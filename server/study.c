@@ -690,9 +690,8 @@ static void h_add(ae_server *srv, const ae_study_call *call,
     json_t *ref = json_is_array(refs) ? json_array_get(refs, i) : NULL;
     if (ref && !json_is_null(ref)) json_object_set(one, "client_ref", ref);
     ae_problem item = AE_PROBLEM_INIT;
-    int irc =
-        ae_request_parse_models(one, &srv->catalog, ae_models_source(srv),
-                                &srv->limits, &reqs[i], &item);
+    int irc = ae_request_parse_models(one, &srv->catalog, ae_models_source(srv),
+                                      &srv->limits, &reqs[i], &item);
     json_decref(one);
     if (irc && !item.status) {
       rc = irc;

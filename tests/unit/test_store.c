@@ -533,8 +533,8 @@ typedef struct {
 static int copy_model(void *ud, const ae_store_model *m) {
   model_seen *out = ud;
   ck_assert_ptr_null(m->bytes);
-  snprintf(out->text, sizeof out->text, "%s|%s|%s", m->id,
-           m->description_json, m->architecture_json);
+  snprintf(out->text, sizeof out->text, "%s|%s|%s", m->id, m->description_json,
+           m->architecture_json);
   out->len = m->len;
   out->created_ms = m->created_ms;
   return 0;
