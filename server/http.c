@@ -59,10 +59,11 @@ struct ae_http {
   uv_prepare_t prepare; /* runs MHD after connections were resumed */
   uv_timer_t slow_timer;
   int need_mhd_run;
-  ae_waiter *all_waiters;   /* every suspended long poll */
-  ae_http_conn *conns;      /* every open TCP connection */
-  long long n_slow_dropped; /* connections dropped as too slow */
-  int open_handles;         /* libuv handles not yet closed */
+  ae_waiter *all_waiters;      /* every suspended long poll */
+  struct ae_http_req *uploads; /* every model upload being imported */
+  ae_http_conn *conns;         /* every open TCP connection */
+  long long n_slow_dropped;    /* connections dropped as too slow */
+  int open_handles;            /* libuv handles not yet closed */
 };
 
 typedef struct ae_http_req ae_http_req;
@@ -99,6 +100,8 @@ struct ae_http_req {
   ae_waiter *waiter;
   ae_model_upload *upload; /* POST /v1/models while its import runs */
   int upload_done;         /* ... and once it finished */
+  int upload_stopped;      /* ... or the server stopped waiting for it */
+  ae_http_req *upload_next, *upload_prev; /* http->uploads, while running */
 };
 
 typedef enum MHD_Result (*route_handler)(ae_http_req *r);
@@ -1013,9 +1016,35 @@ static enum MHD_Result respond_model(ae_http_req *r, ae_model_reply *out) {
                  out->location[0] ? out->location : NULL, 0);
 }
 
+static void upload_unlink(ae_http_req *r) {
+  struct ae_http *h = r->srv->http;
+  if (r->upload_prev)
+    r->upload_prev->upload_next = r->upload_next;
+  else if (h->uploads == r)
+    h->uploads = r->upload_next;
+  if (r->upload_next) r->upload_next->upload_prev = r->upload_prev;
+  r->upload_next = r->upload_prev = NULL;
+}
+
+/* The stop: imports still running are dropped and their uploads answer
+ * 503 (MHD cannot stop with a suspended connection). */
+static void stop_uploads(ae_server *srv) {
+  while (srv->http->uploads) {
+    ae_http_req *r = srv->http->uploads;
+    upload_unlink(r);
+    ae_models_upload_abandon(r->upload);
+    r->upload = NULL;
+    r->upload_stopped = 1;
+    r->resumed = 1;
+    MHD_resume_connection(r->conn);
+    srv->http->need_mhd_run = 1;
+  }
+}
+
 /* The import finished (on the loop): MHD calls h_model_upload again. */
 static void on_model_imported(void *ctx) {
   ae_http_req *r = ctx;
+  upload_unlink(r);
   r->upload_done = 1;
   r->resumed = 1;
   MHD_resume_connection(r->conn);
@@ -1026,6 +1055,10 @@ static void on_model_imported(void *ctx) {
 /* POST /v1/models: the body goes to the threadpool (models.c) while the
  * connection waits, suspended. */
 static enum MHD_Result h_model_upload(ae_http_req *r) {
+  if (r->upload_stopped)
+    return fail(r, 503, "draining", "Draining", 5,
+                "The server stopped while the model was imported; it was "
+                "not stored.");
   if (r->upload_done) {
     ae_model_upload *u = r->upload;
     r->upload = NULL;
@@ -1052,6 +1085,9 @@ static enum MHD_Result h_model_upload(ae_http_req *r) {
   int rc = ae_models_upload_start(r->srv, body, len, on_model_imported, r,
                                   &r->upload);
   if (rc) return fail_internal(r, rc);
+  r->upload_next = r->srv->http->uploads;
+  if (r->upload_next) r->upload_next->upload_prev = r;
+  r->srv->http->uploads = r;
   MHD_suspend_connection(r->conn);
   return MHD_YES;
 }
@@ -1384,7 +1420,8 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     r->waiter->req = NULL;
     r->waiter = NULL;
   }
-  if (r->upload) { /* the client went, or shutdown, during the import */
+  if (r->upload) { /* the client went during the import */
+    if (!r->upload_done) upload_unlink(r);
     ae_models_upload_abandon(r->upload);
     r->upload = NULL;
   }
@@ -1523,6 +1560,7 @@ void ae_http_flush(ae_server *srv) {
   struct ae_http *h = srv->http;
   if (!h || !h->mhd) return;
   wake_all(srv);
+  stop_uploads(srv);
   /* Let resumed connections answer: run MHD until no request is in
    * flight, waiting on its epoll fd, for at most STOP_FLUSH_MS. */
   const union MHD_DaemonInfo *info =

@@ -26,7 +26,8 @@ MobileNetV2, MobileNetV3-small, DenseNet-121 and SqueezeNet 1.1
 PyTorch's parameter count and get a scorecard; the NB201 network of
 tests/data/onnx/export_models.py lowers to the native nb201 request's
 parameter, FLOP and MAC counts (why its other metrics differ: docs/api.md
-"Models").  Without torch that part is reported as skipped.  Prints "N
+"Models"); a SIGTERM during a 46 MB upload's import answers it (503 or
+201) and the daemon exits 0.  Without torch that part is reported as skipped.  Prints "N
 passed, M failed"; 77 without the daemon.
 """
 
@@ -36,6 +37,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -379,6 +381,35 @@ def test_nb201(d, torch):
             "NB201 export: params equal PyTorch's", described["params"])
 
 
+def test_stop_during_upload(torch):
+    """SIGTERM while a 46 MB model is imported: the upload answers (503
+    draining, or 201 when the import won) and the daemon exits 0."""
+    model = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 16, 3, padding=1), torch.nn.ReLU(),
+        torch.nn.Flatten(), torch.nn.Linear(16 * 32 * 32, 700),
+        torch.nn.ReLU(), torch.nn.Linear(700, 10))
+    data = ac.export_onnx(model, (3, 32, 32))
+    for delay in (0.5, 0.9):
+        with h.Daemon(host_workers=1, store=False, name="stop") as d:
+            answer = {}
+
+            def post():
+                try:
+                    answer["r"] = upload(d, data)
+                except Exception as err:  # noqa: BLE001
+                    answer["e"] = err
+            thread = threading.Thread(target=post)
+            thread.start()
+            time.sleep(delay)
+            status = d.stop()
+            thread.join()
+            r = answer.get("r")
+            h.check(status == 0 and r is not None and r.status in (201, 503),
+                    "SIGTERM %.1f s into a model upload: answered %s, exit %s"
+                    % (delay, r.status if r else answer.get("e"), status),
+                    d.log_tail(10))
+
+
 def main():
     h.require_daemon()
     with h.Daemon(host_workers=1) as d:
@@ -395,6 +426,7 @@ def main():
             torch, tv = modules
             h.section(test_python_client, d, torch)
             h.section(test_nb201, d, torch)
+            h.section(test_stop_during_upload, torch)
             if os.environ.get("AE_MODELS_TORCHVISION", "1") != "0":
                 h.section(test_torchvision, d, tv)
     h.section(test_limits_and_memory)
