@@ -35,8 +35,74 @@ AE_HD double ae_act_sigmoid(double z) {
   return 1.0 / (1.0 + exp(-z));
 }
 
+/* The hard activations (api/arch.h's AE_ACT_RELU6 group, PyTorch's
+ * definitions): relu6 = min(max(z, 0), 6), hardswish = z relu6(z + 3) / 6,
+ * hardsigmoid = relu6(z + 3) / 6.  They extend ae_act_fn's numbering, so
+ * the switches below hand them here first.  At a kink the derivatives
+ * are those of the piece PyTorch's backward selects: relu6 and
+ * hardsigmoid the outer (flat) pieces (0 at z = 0, 6, resp. -3, 3),
+ * hardswish the middle piece at both ends (z / 3 + 1/2 on [-3, 3]). */
+AE_HD int ae_act_is_hard(ae_act_fn fn) {
+  return (int)fn >= AE_ACT_RELU6 && (int)fn <= AE_ACT_HARDSIGMOID;
+}
+
+AE_HD double ae_act_hard_value(int fn, double z) {
+  double r6 = z + 3.0 > 0.0 ? (z + 3.0 < 6.0 ? z + 3.0 : 6.0) : 0.0;
+  switch (fn) {
+  case AE_ACT_RELU6:
+    return z > 0.0 ? (z < 6.0 ? z : 6.0) : 0.0;
+  case AE_ACT_HARDSWISH:
+    return z * r6 / 6.0;
+  case AE_ACT_HARDSIGMOID:
+    return r6 / 6.0;
+  }
+  return z;
+}
+
+AE_HD double ae_act_hard_d1(int fn, double z) {
+  switch (fn) {
+  case AE_ACT_RELU6:
+    return z > 0.0 && z < 6.0 ? 1.0 : 0.0;
+  case AE_ACT_HARDSWISH:
+    return z < -3.0 ? 0.0 : z <= 3.0 ? z / 3.0 + 0.5 : 1.0;
+  case AE_ACT_HARDSIGMOID:
+    return z > -3.0 && z < 3.0 ? 1.0 / 6.0 : 0.0;
+  }
+  return 1.0;
+}
+
+AE_HD double ae_act_hard_d2(int fn, double z) {
+  if (fn == AE_ACT_HARDSWISH && z >= -3.0 && z <= 3.0) return 1.0 / 3.0;
+  return 0.0;
+}
+
+/* The kinks of a piecewise activation as they enter sign patterns (the
+ * linear-regions count, docs/scorecard.md "Operators"): a unit's pattern
+ * holds one bit per kink, set iff its input is > the kink.  relu and
+ * leaky_relu: 0; relu6: 0 and 6; hardswish and hardsigmoid: -3 and 3.
+ * Returns the number of kinks (0 for a smooth activation or identity). */
+AE_HD int ae_act_pattern_kinks(ae_act_fn fn, double kinks[2]) {
+  switch ((int)fn) {
+  case AE_ACT_RELU:
+  case AE_ACT_LEAKY_RELU:
+    kinks[0] = 0.0;
+    return 1;
+  case AE_ACT_RELU6:
+    kinks[0] = 0.0;
+    kinks[1] = 6.0;
+    return 2;
+  case AE_ACT_HARDSWISH:
+  case AE_ACT_HARDSIGMOID:
+    kinks[0] = -3.0;
+    kinks[1] = 3.0;
+    return 2;
+  }
+  return 0;
+}
+
 /* sigma(z); slope is leaky_relu's. */
 AE_HD double ae_act_value(ae_act_fn fn, double slope, double z) {
+  if (ae_act_is_hard(fn)) return ae_act_hard_value((int)fn, z);
   switch (fn) {
   case AE_ACT_RELU:
     return z > 0.0 ? z : 0.0;
@@ -61,6 +127,7 @@ AE_HD double ae_act_value(ae_act_fn fn, double slope, double z) {
 /* sigma'(z); the piecewise-linear ones take their right derivative at 0
  * from the left (z > 0 selects the slope 1). */
 AE_HD double ae_act_d1(ae_act_fn fn, double slope, double z) {
+  if (ae_act_is_hard(fn)) return ae_act_hard_d1((int)fn, z);
   switch (fn) {
   case AE_ACT_RELU:
     return z > 0.0 ? 1.0 : 0.0;
@@ -89,8 +156,10 @@ AE_HD double ae_act_d1(ae_act_fn fn, double slope, double z) {
   return 1.0;
 }
 
-/* sigma''(z); 0 for the piecewise-linear ones. */
+/* sigma''(z); 0 for the piecewise-linear ones (hardswish: 1/3 on its
+ * middle piece). */
 AE_HD double ae_act_d2(ae_act_fn fn, double z) {
+  if (ae_act_is_hard(fn)) return ae_act_hard_d2((int)fn, z);
   switch (fn) {
   case AE_ACT_RELU:
   case AE_ACT_LEAKY_RELU:

@@ -22,6 +22,7 @@
 #include "gpu/engine.h"
 #include "gpu/executor.h"
 #include "gpu/groups/group.h"
+#include "gpu/plan.h"
 
 /* OpenBLAS's thread control (declared by its cblas.h, not by every one). */
 extern void openblas_set_num_threads(int num_threads);
@@ -147,6 +148,15 @@ static void provenance_start(const ae_engine *e, const ae_request *req,
                              ae_scorecard *sc) {
   snprintf(sc->provenance.backend, sizeof sc->provenance.backend, "%s",
            e->cfg.backend == AE_BACKEND_CUDA ? e->name : "host");
+  int host_only = ae_plan_first_host_only_node(&req->net);
+  if (e->cfg.backend == AE_BACKEND_CUDA && host_only >= 0) {
+    /* The CUDA executor runs such a graph on a host net of its own. */
+    snprintf(sc->provenance.backend, sizeof sc->provenance.backend, "host");
+    ae_scorecard_warn(sc,
+                      "the CUDA executor has no kernels for op \"%s\" "
+                      "(node %d): this job ran on the host executor",
+                      ae_op_name((int)req->net.nodes[host_only].op), host_only);
+  }
   sc->provenance.seed = req->seed;
   snprintf(sc->provenance.dataset, sizeof sc->provenance.dataset, "%s",
            req->data.dataset ? req->data.dataset : "synthetic");

@@ -102,6 +102,75 @@ static int out_extent(int in, int k, int stride, int pad) {
   return (in + 2 * pad - k) / stride + 1;
 }
 
+/* Max-pool output extent (PyTorch's, as api/lower.c's window_out): with
+ * ceil_mode the last window must start inside the input or its left
+ * padding. */
+static int pool_extent(int in, int k, int stride, int pad, int dil,
+                       int ceil_mode) {
+  long long o = (long long)in + 2LL * pad - ((long long)dil * (k - 1) + 1);
+  if (o < 0) return 0;
+  long long out = (ceil_mode ? (o + stride - 1) / stride : o / stride) + 1;
+  if (ceil_mode && (out - 1) * stride >= (long long)in + pad) out--;
+  return (int)out;
+}
+
+/* The geometry of the ops of api/arch.h's AE_OP_MAX_POOL group
+ * (max_pool, concat, mul, pad): checks the node against its inputs. */
+static int extended_geometry(const ae_graph *g, const ae_node *nd,
+                             const ae_node *in, ae_plan_geom *ge) {
+  switch ((int)nd->op) {
+  case AE_OP_MAX_POOL: {
+    int dil = nd->dilation > 1 ? nd->dilation : 1;
+    if (in->rank != 3 || nd->rank != 3 || nd->kernel <= 0 || nd->stride <= 0 ||
+        nd->padding < 0 || nd->shape[0] != ge->in_c ||
+        2 * nd->padding > dil * (nd->kernel - 1) + 1)
+      return AE_EINVAL;
+    int oh = pool_extent(ge->in_h, nd->kernel, nd->stride, nd->padding, dil,
+                         nd->ceil_mode);
+    int ow = pool_extent(ge->in_w, nd->kernel, nd->stride, nd->padding, dil,
+                         nd->ceil_mode);
+    if (oh != nd->shape[1] || ow != nd->shape[2]) return AE_EINVAL;
+    ge->out_hw = (size_t)oh * (size_t)ow;
+    return AE_OK;
+  }
+  case AE_OP_PAD:
+    for (int i = 0; i < 4; i++)
+      if (nd->pads[i] < 0) return AE_EINVAL;
+    if (in->rank != 3 || nd->rank != 3 || nd->shape[0] != ge->in_c ||
+        nd->shape[1] != ge->in_h + nd->pads[0] + nd->pads[2] ||
+        nd->shape[2] != ge->in_w + nd->pads[1] + nd->pads[3])
+      return AE_EINVAL;
+    return AE_OK;
+  case AE_OP_CONCAT: {
+    size_t channels = 0;
+    for (int i = 0; i < nd->n_inputs; i++) {
+      const ae_node *a = &g->nodes[nd->inputs[i]];
+      if (a->rank != nd->rank ||
+          (nd->rank == 3 &&
+           (a->shape[1] != nd->shape[1] || a->shape[2] != nd->shape[2])))
+        return AE_EINVAL;
+      channels += (size_t)a->shape[0];
+    }
+    return channels == (size_t)nd->shape[0] ? AE_OK : AE_EINVAL;
+  }
+  case AE_OP_MUL: {
+    int dims = nd->rank == 3 ? 3 : 1;
+    for (int d = 0; d < dims; d++) {
+      int reached = nd->shape[d] == 1;
+      for (int i = 0; i < nd->n_inputs; i++) {
+        const ae_node *a = &g->nodes[nd->inputs[i]];
+        if (a->rank != nd->rank) return AE_EINVAL;
+        if (a->shape[d] != nd->shape[d] && a->shape[d] != 1) return AE_EINVAL;
+        if (a->shape[d] == nd->shape[d]) reached = 1;
+      }
+      if (!reached) return AE_EINVAL;
+    }
+    return AE_OK;
+  }
+  }
+  return AE_EINVAL;
+}
+
 /* Checks one node against its inputs and fills its geometry. */
 static int node_geometry(const ae_graph *g, int k, ae_plan_geom *ge) {
   const ae_node *nd = &g->nodes[k];
@@ -120,6 +189,7 @@ static int node_geometry(const ae_graph *g, int k, ae_plan_geom *ge) {
   ge->in_c = in->shape[0];
   ge->in_h = in->rank == 3 ? in->shape[1] : 1;
   ge->in_w = in->rank == 3 ? in->shape[2] : 1;
+  if ((int)nd->op > AE_OP_FLATTEN) return extended_geometry(g, nd, in, ge);
   switch (nd->op) {
   case AE_OP_LINEAR:
     if (nd->rank != 1 || nd->shape[0] != nd->out || nd->out <= 0)
@@ -130,20 +200,25 @@ static int node_geometry(const ae_graph *g, int k, ae_plan_geom *ge) {
   case AE_OP_CONV:
   case AE_OP_AVG_POOL: {
     int kk = nd->kernel, s = nd->stride;
+    /* A conv's groups and dilation (1 when unset); pools have neither. */
+    int groups = nd->op == AE_OP_CONV && nd->groups > 1 ? nd->groups : 1;
+    int dil = nd->op == AE_OP_CONV && nd->dilation > 1 ? nd->dilation : 1;
     if (in->rank != 3 || nd->rank != 3 || kk <= 0 || s <= 0 || nd->padding < 0)
       return AE_EINVAL;
     if (nd->op == AE_OP_CONV ? nd->out != nd->shape[0]
                              : nd->shape[0] != ge->in_c)
       return AE_EINVAL;
-    int oh = out_extent(ge->in_h, kk, s, nd->padding);
-    int ow = out_extent(ge->in_w, kk, s, nd->padding);
+    if (ge->in_c % groups != 0 || nd->shape[0] % groups != 0) return AE_EINVAL;
+    int oh = out_extent(ge->in_h, dil * (kk - 1) + 1, s, nd->padding);
+    int ow = out_extent(ge->in_w, dil * (kk - 1) + 1, s, nd->padding);
     if (oh != nd->shape[1] || ow != nd->shape[2]) return AE_EINVAL;
     ge->out_hw = (size_t)oh * (size_t)ow;
     if (nd->op == AE_OP_CONV) {
-      ge->fan_in = ge->in_c * kk * kk;
+      /* PyTorch's fan-in: the input channels of one group. */
+      ge->fan_in = ge->in_c / groups * kk * kk;
       ge->col_rows = (size_t)ge->fan_in;
       ge->n_weight = (size_t)nd->out * ge->col_rows;
-      ge->direct = kk == 1 && s == 1 && nd->padding == 0;
+      ge->direct = kk == 1 && s == 1 && nd->padding == 0 && groups == 1;
     }
     return AE_OK;
   }
@@ -412,6 +487,18 @@ out:
   return total;
 }
 
+int ae_plan_first_host_only_node(const ae_graph *g) {
+  for (int k = 0; k < g->n_nodes; k++) {
+    const ae_node *nd = &g->nodes[k];
+    if ((int)nd->op > AE_OP_FLATTEN ||
+        (nd->op == AE_OP_ACT && (int)nd->act.fn > AE_ACT_IDENTITY) ||
+        (nd->op == AE_OP_CONV &&
+         (nd->groups > 1 || (nd->dilation > 1 && nd->kernel > 1))))
+      return k;
+  }
+  return -1;
+}
+
 size_t ae_plan_param_count(const ae_plan *p) {
   size_t total = 0;
   for (int k = 0; k < p->g.n_nodes; k++) {
@@ -534,7 +621,8 @@ static int plan_linear_regions(const ae_request *r, size_t *bytes) {
   for (int k = 0; k < o.input_rank; k++)
     dim *= (size_t)o.input_shape[k];
   for (int k = 0; k < p->g.n_nodes; k++)
-    if (p->g.nodes[k].op == AE_OP_ACT) units += p->geom[k].elems;
+    if (p->g.nodes[k].op == AE_OP_ACT) /* two bits per unit at most */
+      units += 2 * p->geom[k].elems;
   size_t words = (units + 63) / 64;
   *bytes = p->bytes[AE_PLAN_FORWARD] + ae_plan_host_scratch(p, batch, 0, NULL) +
            S * dim * sizeof(float) +

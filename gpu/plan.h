@@ -126,6 +126,12 @@ size_t ae_plan_jets(const ae_plan *p, int batch, size_t unit, size_t *offset);
  * parameterization's per-tensor scale. */
 double ae_plan_init_variance(const ae_plan *p, int node);
 
+/* The first node that only the host executor runs (an op of api/arch.h's
+ * AE_OP_MAX_POOL group, a relu6 / hardswish / hardsigmoid activation, a
+ * grouped or dilated conv: the CUDA executor has no kernels for them and
+ * runs such a graph on a host net), or -1. */
+int ae_plan_first_host_only_node(const ae_graph *g);
+
 /* Parameters (trainable and not) of the graph. */
 size_t ae_plan_param_count(const ae_plan *p);
 

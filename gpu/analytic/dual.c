@@ -19,6 +19,7 @@
 #include <math.h>
 #include <pthread.h>
 
+#include "gpu/activation.h"
 #include "gpu/analytic/analytic.h"
 #include "gpu/analytic/analytic_internal.h"
 
@@ -31,6 +32,8 @@ static double sigmoid(double x) {
 }
 
 static double act_value(const ae_activation *a, double x) {
+  /* relu6, hardswish, hardsigmoid: gpu/activation.h's one definition. */
+  if (ae_act_is_hard(a->fn)) return ae_act_hard_value((int)a->fn, x);
   switch (a->fn) {
   case AE_ACT_RELU:
     return x > 0 ? x : 0.0;
@@ -53,6 +56,7 @@ static double act_value(const ae_activation *a, double x) {
 }
 
 static double act_derivative(const ae_activation *a, double x) {
+  if (ae_act_is_hard(a->fn)) return ae_act_hard_d1((int)a->fn, x);
   switch (a->fn) {
   case AE_ACT_RELU:
     return x > 0 ? 1.0 : 0.0;

@@ -458,6 +458,10 @@ static int graph_node_step(const ae_graph *g, int t, int N, int trained_stem,
     return 0;
   case AE_OP_ACT: {
     if (nd->n_inputs != 1) return AE_EINVAL;
+    /* relu6, hardswish, hardsigmoid: no closed-form dual, and their kinks
+     * away from 0 are outside what dual.c's quadrature is verified for:
+     * the analytic kernels are absent (the group warns). */
+    if ((int)nd->act.fn > AE_ACT_IDENTITY) return AE_EUNSUPPORTED;
     const graph_node_state *in = &st[nd->inputs[0]];
     /* Only a zero-mean Gaussian input: a combination of linear outputs,
      * never the raw data nor an activation output. */

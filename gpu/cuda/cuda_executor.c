@@ -11,8 +11,10 @@
 
 #include "api/status.h"
 #include "gpu/cuda/cuda_net.h"
+#include "gpu/host/net.h"
+#include "gpu/plan.h"
 
-/* The executor's handles are the backend's own objects. */
+/* A device is the backend's own context. */
 struct ae_exec_device {
   ae_cuda_context *ctx;
 };
@@ -45,38 +47,70 @@ static size_t cuda_device_memory_used(const ae_exec_device *d) {
   return ae_cuda_context_memory_used(d->ctx);
 }
 
+/* A net: on the device, or, for a graph with ops the CUDA kernels do not
+ * cover (ae_plan_first_host_only_node), a host net (gpu/host/net.h) that
+ * runs every call on the worker's CPU; the engine's scorecard says so
+ * (gpu/engine.c). */
+struct ae_exec_net {
+  ae_cuda_net *cuda;
+  ae_net *host;
+};
+
 static int cuda_net_create(ae_exec_device *d, const ae_graph *g, int max_batch,
                            ae_exec_net **out) {
-  ae_cuda_net *n = NULL;
-  int rc = ae_cuda_net_create(d->ctx, g, max_batch, &n);
-  *out = (ae_exec_net *)n;
-  return rc;
+  *out = NULL;
+  ae_exec_net *n = calloc(1, sizeof *n);
+  if (!n) return AE_ENOMEM;
+  int rc = ae_plan_first_host_only_node(g) >= 0
+               ? ae_net_create(g, max_batch, &n->host)
+               : ae_cuda_net_create(d->ctx, g, max_batch, &n->cuda);
+  if (rc) {
+    free(n);
+    return rc;
+  }
+  *out = n;
+  return AE_OK;
 }
 
 static void cuda_net_destroy(ae_exec_net *n) {
-  ae_cuda_net_destroy((ae_cuda_net *)n);
+  if (!n) return;
+  ae_cuda_net_destroy(n->cuda);
+  ae_net_destroy(n->host);
+  free(n);
 }
 
 static int cuda_init_weights(ae_exec_net *n, uint64_t seed, uint32_t stream) {
-  return ae_cuda_net_init_weights((ae_cuda_net *)n, seed, stream);
+  if (n->host) {
+    ae_net_init_weights(n->host, seed, stream);
+    return AE_OK;
+  }
+  return ae_cuda_net_init_weights(n->cuda, seed, stream);
 }
 
 static int cuda_ntk(ae_exec_net *n, const float *x, int batch,
                     ae_ntk_parameterization par, double *theta,
                     const ae_job_control *ctl) {
-  return ae_cuda_net_ntk((ae_cuda_net *)n, x, batch, par, theta, ctl);
+  if (n->host) return ae_net_ntk(n->host, x, batch, par, theta, ctl);
+  return ae_cuda_net_ntk(n->cuda, x, batch, par, theta, ctl);
 }
 
 static int cuda_sign_patterns(ae_exec_net *n, const float *x, int batch,
                               uint64_t **bits, size_t *words) {
-  return ae_cuda_net_sign_patterns((ae_cuda_net *)n, x, batch, bits, words);
+  if (n->host) return ae_net_sign_patterns(n->host, x, batch, bits, words);
+  return ae_cuda_net_sign_patterns(n->cuda, x, batch, bits, words);
 }
 
 static int cuda_forward_jet(ae_exec_net *n, const double *x, const double *dx,
                             const double *ddx, int batch, double *y, double *dy,
                             double *ddy) {
-  return ae_cuda_net_forward_jet((ae_cuda_net *)n, x, dx, ddx, batch, y, dy,
-                                 ddy);
+  if (n->host)
+    return ae_net_forward_jet(n->host, x, dx, ddx, batch, y, dy, ddy);
+  return ae_cuda_net_forward_jet(n->cuda, x, dx, ddx, batch, y, dy, ddy);
+}
+
+/* The host net behind a host-run graph (NULL for a device net). */
+static struct ae_net *cuda_host_net(ae_exec_net *n) {
+  return n->host;
 }
 
 static const ae_executor cuda_executor = {
@@ -91,6 +125,7 @@ static const ae_executor cuda_executor = {
     .ntk = cuda_ntk,
     .sign_patterns = cuda_sign_patterns,
     .forward_jet = cuda_forward_jet,
+    .host_net = cuda_host_net,
 };
 
 const ae_executor *ae_cuda_executor(void) {

@@ -118,6 +118,9 @@ extern "C" int ae_cuda_net_create(ae_cuda_context *ctx, const ae_graph *g,
   if (!ctx || !g || g->n_nodes < 1 || max_batch < 1 || g->output < 0 ||
       g->output >= g->n_nodes || g->nodes[0].op != AE_OP_INPUT)
     return AE_EINVAL;
+  /* No kernels for max_pool, concat, mul, pad, grouped / dilated conv or
+   * the hard activations: the executor runs such graphs on a host net. */
+  if (ae_plan_first_host_only_node(g) >= 0) return AE_EINVAL;
   AE_TRY(ae_cuda_alive(ctx));
   ae_cuda_net *n = (ae_cuda_net *)calloc(1, sizeof(*n));
   if (!n) return AE_ENOMEM;

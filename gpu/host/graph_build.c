@@ -152,6 +152,98 @@ int ae_gb_unary(ae_graph *g, ae_op op, int in) {
   return k;
 }
 
+/* Output extent of a dilated window (PyTorch's; ceil_mode: the last
+ * window starts inside the input or its left padding). */
+static int dilated_extent(int in, int kernel, int stride, int padding,
+                          int dilation, int ceil_mode) {
+  int o = in + 2 * padding - (dilation * (kernel - 1) + 1);
+  if (o < 0) return 0;
+  int out = (ceil_mode ? (o + stride - 1) / stride : o / stride) + 1;
+  if (ceil_mode && (out - 1) * stride >= in + padding) out--;
+  return out;
+}
+
+static int dilated_window(ae_graph *g, int k, int kernel, int stride,
+                          int padding, int dilation, int ceil_mode) {
+  ae_node *nd = &g->nodes[k];
+  if (nd->rank != 3) return fail(g);
+  nd->kernel = kernel;
+  nd->stride = stride;
+  nd->padding = padding;
+  nd->dilation = dilation;
+  nd->ceil_mode = ceil_mode;
+  nd->shape[1] = dilated_extent(nd->shape[1], kernel, stride, padding, dilation,
+                                ceil_mode);
+  nd->shape[2] = dilated_extent(nd->shape[2], kernel, stride, padding, dilation,
+                                ceil_mode);
+  if (nd->shape[1] < 1 || nd->shape[2] < 1) return fail(g);
+  return k;
+}
+
+int ae_gb_conv_ex(ae_graph *g, int in, int out, int kernel, int stride,
+                  int padding, int groups, int dilation, double gain) {
+  int k = push(g, AE_OP_CONV, &in, 1);
+  if (k < 0) return k;
+  ae_node *nd = &g->nodes[k];
+  if (groups < 1 || nd->shape[0] % groups || out % groups) return fail(g);
+  nd->out = out;
+  nd->shape[0] = out;
+  nd->groups = groups;
+  nd->init_gain = gain;
+  return dilated_window(g, k, kernel, stride, padding, dilation, 0);
+}
+
+int ae_gb_max_pool(ae_graph *g, int in, int kernel, int stride, int padding,
+                   int dilation, int ceil_mode) {
+  int k = push(g, (ae_op)AE_OP_MAX_POOL, &in, 1);
+  if (k < 0) return k;
+  return dilated_window(g, k, kernel, stride, padding, dilation, ceil_mode);
+}
+
+int ae_gb_pad(ae_graph *g, int in, const int pads[4]) {
+  int k = push(g, (ae_op)AE_OP_PAD, &in, 1);
+  if (k < 0) return k;
+  ae_node *nd = &g->nodes[k];
+  if (nd->rank != 3) return fail(g);
+  memcpy(nd->pads, pads, sizeof nd->pads);
+  nd->shape[1] += pads[0] + pads[2];
+  nd->shape[2] += pads[1] + pads[3];
+  return k;
+}
+
+int ae_gb_concat(ae_graph *g, const int *inputs, int n) {
+  if (n < 1) return fail(g);
+  int k = push(g, (ae_op)AE_OP_CONCAT, inputs, n);
+  if (k < 0) return k;
+  ae_node *nd = &g->nodes[k];
+  for (int i = 1; i < n; i++) {
+    const ae_node *a = &g->nodes[inputs[i]];
+    if (a->rank != nd->rank || (a->rank == 3 && (a->shape[1] != nd->shape[1] ||
+                                                 a->shape[2] != nd->shape[2])))
+      return fail(g);
+    nd->shape[0] += a->shape[0];
+  }
+  return k;
+}
+
+int ae_gb_mul(ae_graph *g, const int *inputs, int n) {
+  if (n < 1) return fail(g);
+  int k = push(g, (ae_op)AE_OP_MUL, inputs, n);
+  if (k < 0) return k;
+  ae_node *nd = &g->nodes[k];
+  int dims = nd->rank == 3 ? 3 : 1;
+  for (int i = 1; i < n; i++) {
+    const ae_node *a = &g->nodes[inputs[i]];
+    if (a->rank != nd->rank) return fail(g);
+    for (int d = 0; d < dims; d++) {
+      if (a->shape[d] == nd->shape[d] || a->shape[d] == 1) continue;
+      if (nd->shape[d] != 1) return fail(g);
+      nd->shape[d] = a->shape[d];
+    }
+  }
+  return k;
+}
+
 int ae_gb_finish(ae_graph *g, int output) {
   if (g->n_nodes < 1 || output < 0 || output >= g->n_nodes ||
       g->nodes[output].rank != 1)

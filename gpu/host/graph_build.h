@@ -25,6 +25,18 @@ int ae_gb_gap(ae_graph *g, int in);
 int ae_gb_add(ae_graph *g, const int *inputs, int n);
 /* AE_OP_IDENTITY, AE_OP_ZERO or AE_OP_FLATTEN. */
 int ae_gb_unary(ae_graph *g, ae_op op, int in);
+/* A conv with groups (dividing in and out channels) and dilation. */
+int ae_gb_conv_ex(ae_graph *g, int in, int out, int kernel, int stride,
+                  int padding, int groups, int dilation, double gain);
+/* Max pooling with dilation and PyTorch's ceil_mode. */
+int ae_gb_max_pool(ae_graph *g, int in, int kernel, int stride, int padding,
+                   int dilation, int ceil_mode);
+/* Zeros around the spatial dimensions: top, left, bottom, right. */
+int ae_gb_pad(ae_graph *g, int in, const int pads[4]);
+/* Along channels (rank 3) or features (rank 1). */
+int ae_gb_concat(ae_graph *g, const int *inputs, int n);
+/* Elementwise product; size-1 dimensions of an input broadcast. */
+int ae_gb_mul(ae_graph *g, const int *inputs, int n);
 /* Sets the output (its features become num_classes).  0 or AE_EINVAL. */
 int ae_gb_finish(ae_graph *g, int output);
 /* Frees what ae_gb_* allocated. */

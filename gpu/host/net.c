@@ -17,6 +17,7 @@
  * An ae_net and everything it points to belong to the thread that created
  * it. */
 #include "gpu/host/net_internal.h"
+#include "gpu/host/net_ops.h"
 
 #include "api/status.h"
 #include "gpu/philox.h"
@@ -319,6 +320,11 @@ int ae_net_forward_buffers(ae_net *n, const float *x, int batch) {
     ae_real *y = n->act[k];
     size_t count = B * ge->elems;
     const ae_real *in0 = nd->n_inputs > 0 ? n->act[nd->inputs[0]] : NULL;
+    if (ae_net_ops_handles(nd)) { /* net_ops.c */
+      ae_net_ops_forward(n, k, batch);
+      ae_net_tick(n, AE_NET_PROF_FWD_OTHER, &t0);
+      continue;
+    }
     switch (nd->op) {
     case AE_OP_INPUT:
       for (size_t e = 0; e < count; e++)

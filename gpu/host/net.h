@@ -49,8 +49,10 @@ int ae_net_ntk(ae_net *n, const float *x, int batch,
                ae_ntk_parameterization par, double *theta,
                const ae_job_control *ctl);
 
-/* Forward on x, then the sign pattern of every sample: bit k is 1 iff the
- * k-th input of a relu/leaky_relu ACT node is > 0, nodes in graph order.
+/* Forward on x, then the sign pattern of every sample: per ACT node of a
+ * piecewise activation (graph order), per kink of ae_act_pattern_kinks
+ * (relu, leaky_relu: 0; relu6: 0, 6; hardswish, hardsigmoid: -3, 3), a
+ * bit per input element, 1 iff the element is > the kink.
  * bits: batch * words_per_sample, malloc'd, caller frees. */
 int ae_net_sign_patterns(ae_net *n, const float *x, int batch, uint64_t **bits,
                          size_t *words_per_sample);

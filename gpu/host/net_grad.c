@@ -18,6 +18,7 @@
  *
  * An ae_net_grad belongs to the thread that owns its ae_net. */
 #include "gpu/host/net_internal.h"
+#include "gpu/host/net_ops.h"
 
 #include "api/status.h"
 #include <cblas.h>
@@ -322,6 +323,18 @@ static int backward_pass_through(ae_net_grad *gr, int k) {
   return AE_OK;
 }
 
+/* The operators of net_ops.c: every input's gradient buffer, then the
+ * adjoint (and a general conv's summed weight gradient). */
+static int ops_backward(ae_net_grad *gr, int k) {
+  ae_net *n = gr->n;
+  const ae_node *nd = &n->g->nodes[k];
+  for (int i = 0; i < nd->n_inputs; i++)
+    if (!grad_of(gr, nd->inputs[i])) return AE_ENOMEM;
+  ae_net_ops_backward(n, k, gr->batch, gr->g[k], gr->g, NULL,
+                      gr->skip_params ? NULL : gr->pw[k], n->col, gr->dcol);
+  return AE_OK;
+}
+
 static void zero_param_grads(ae_net_grad *gr) {
   ae_net *n = gr->n;
   for (int k = 0; k < n->g->n_nodes; k++) {
@@ -368,6 +381,12 @@ int ae_net_backward(ae_net *n, ae_net_grad *gr, int batch, int from,
   for (int t = from; t > stop && t > 0; t--) {
     if (gr->live[t] != 1) continue; /* no gradient reached it */
     const ae_node *nd = &n->g->nodes[t];
+    if (ae_net_ops_handles(nd)) {
+      int rc = ops_backward(gr, t);
+      if (rc) return rc;
+      release(gr, t);
+      continue;
+    }
     ae_real *dx = NULL;
     if (nd->op == AE_OP_LINEAR || nd->op == AE_OP_CONV ||
         nd->op == AE_OP_BATCH_NORM || nd->op == AE_OP_ACT) {

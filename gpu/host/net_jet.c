@@ -15,6 +15,7 @@
  *
  * Runs on the thread that owns the ae_net. */
 #include "gpu/host/net_internal.h"
+#include "gpu/host/net_ops.h"
 
 #include "api/status.h"
 #include <math.h>
@@ -296,6 +297,10 @@ static void forward_jet(ae_net *n, const double *x, const double *dx,
                         const double *ddx, int batch) {
   for (int k = 0; k < n->g->n_nodes; k++) {
     const ae_node *nd = &n->g->nodes[k];
+    if (ae_net_ops_handles(nd)) {
+      ae_net_ops_jet(n, k, batch);
+      continue;
+    }
     switch (nd->op) {
     case AE_OP_INPUT: {
       size_t count = (size_t)batch * n->geom[k].elems;

@@ -14,6 +14,7 @@
  *
  * Runs on the thread that owns the ae_net. */
 #include "gpu/host/net_internal.h"
+#include "gpu/host/net_ops.h"
 
 #include "api/status.h"
 #include <cblas.h>
@@ -258,6 +259,12 @@ int ae_net_ntk(ae_net *n, const float *x, int batch,
     if (!n->grad[t]) continue;
     const ae_node *nd = &n->g->nodes[t];
     double t0 = ae_net_clock(n);
+    if (ae_net_ops_handles(nd)) { /* net_ops.c */
+      ae_net_ops_ntk_step(n, t, batch, par, theta);
+      rc = ae_job_checkpoint(ctl);
+      ae_net_tick(n, AE_NET_PROF_BWD_OTHER, &t0);
+      continue;
+    }
     switch (nd->op) {
     case AE_OP_LINEAR:
       backward_linear(n, t, batch, par, theta);

@@ -1,5 +1,7 @@
 /* net_patterns.c: what the expressivity group needs from the host
- * executor besides the jets: ReLU sign patterns of the float32 forward,
+ * executor besides the jets: the sign patterns of the float32 forward
+ * (one bit per kink of every piecewise activation: relu, leaky_relu,
+ * relu6, hardswish, hardsigmoid; see ae_act_pattern_kinks),
  * their exact distinct count, and the curvature sum of the jets.
  *
  * Runs on the thread that owns the ae_net; ae_count_distinct_patterns and
@@ -12,9 +14,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int is_pattern_act(const ae_node *nd) {
-  return nd->op == AE_OP_ACT &&
-         (nd->act.fn == AE_ACT_RELU || nd->act.fn == AE_ACT_LEAKY_RELU);
+/* The kinks of node nd when it is a pattern activation (one bit per
+ * kink per unit), else 0. */
+static int pattern_kinks(const ae_node *nd, double kinks[2]) {
+  return nd->op == AE_OP_ACT ? ae_act_pattern_kinks(nd->act.fn, kinks) : 0;
 }
 
 int ae_net_sign_patterns(ae_net *n, const float *x, int batch, uint64_t **bits,
@@ -24,8 +27,9 @@ int ae_net_sign_patterns(ae_net *n, const float *x, int batch, uint64_t **bits,
   int rc = ae_net_forward_buffers(n, x, batch);
   if (rc) return rc;
   size_t total = 0;
+  double kinks[2];
   for (int k = 0; k < n->g->n_nodes; k++)
-    if (is_pattern_act(&n->g->nodes[k])) total += n->geom[k].elems;
+    total += (size_t)pattern_kinks(&n->g->nodes[k], kinks) * n->geom[k].elems;
   size_t words = (total + 63) / 64;
   uint64_t *out = calloc((size_t)batch * words + 1, sizeof(uint64_t));
   if (!out) return AE_ENOMEM;
@@ -34,11 +38,15 @@ int ae_net_sign_patterns(ae_net *n, const float *x, int batch, uint64_t **bits,
     size_t bit = 0;
     for (int k = 0; k < n->g->n_nodes; k++) {
       const ae_node *nd = &n->g->nodes[k];
-      if (!is_pattern_act(nd)) continue;
+      int nk = pattern_kinks(nd, kinks);
+      if (nk == 0) continue;
       size_t e = n->geom[k].elems;
       const float *z = n->act[nd->inputs[0]] + (size_t)b * e;
-      for (size_t i = 0; i < e; i++, bit++)
-        if (z[i] > 0.0f) row[bit >> 6] |= 1ull << (bit & 63);
+      for (int q = 0; q < nk; q++) {
+        float kink = (float)kinks[q];
+        for (size_t i = 0; i < e; i++, bit++)
+          if (z[i] > kink) row[bit >> 6] |= 1ull << (bit & 63);
+      }
     }
   }
   *bits = out;

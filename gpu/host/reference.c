@@ -78,7 +78,13 @@ void ae_ref_params_free(ae_ref_params *p) {
 }
 
 static double ref_act(ae_activation a, double z) {
-  switch (a.fn) {
+  switch ((int)a.fn) {
+  case AE_ACT_RELU6:
+    return fmin(fmax(z, 0.0), 6.0);
+  case AE_ACT_HARDSWISH:
+    return z * fmin(fmax(z + 3.0, 0.0), 6.0) / 6.0;
+  case AE_ACT_HARDSIGMOID:
+    return fmin(fmax(z + 3.0, 0.0), 6.0) / 6.0;
   case AE_ACT_RELU:
     return fmax(z, 0.0);
   case AE_ACT_LEAKY_RELU:
@@ -99,12 +105,86 @@ static double ref_act(ae_activation a, double z) {
   return NAN;
 }
 
+/* A size-1 dimension of an input broadcasts (mul). */
+static int bcast(int extent, int i) {
+  return extent == 1 ? 0 : i;
+}
+
+/* The ops of api/arch.h's AE_OP_MAX_POOL group for one sample. */
+static void ref_extended_node(const ae_graph *g, const ae_node *nd, double **in,
+                              double *y) {
+  const ae_node *i0 = &g->nodes[nd->inputs[0]];
+  int C = nd->shape[0], H = nd->rank == 3 ? nd->shape[1] : 1,
+      W = nd->rank == 3 ? nd->shape[2] : 1;
+  switch ((int)nd->op) {
+  case AE_OP_MAX_POOL: {
+    int h = i0->shape[1], w = i0->shape[2], kk = nd->kernel;
+    int dil = nd->dilation > 1 ? nd->dilation : 1;
+    for (int c = 0; c < C; c++)
+      for (int oy = 0; oy < H; oy++)
+        for (int ox = 0; ox < W; ox++) {
+          double m = -INFINITY;
+          for (int ky = 0; ky < kk; ky++)
+            for (int kx = 0; kx < kk; kx++) {
+              int iy = oy * nd->stride + ky * dil - nd->padding;
+              int ix = ox * nd->stride + kx * dil - nd->padding;
+              if (iy < 0 || ix < 0 || iy >= h || ix >= w) continue;
+              m = fmax(m, in[0][(c * h + iy) * w + ix]);
+            }
+          y[(c * H + oy) * W + ox] = m;
+        }
+    return;
+  }
+  case AE_OP_PAD: {
+    int h = i0->shape[1], w = i0->shape[2];
+    for (int c = 0; c < C; c++)
+      for (int oy = 0; oy < H; oy++)
+        for (int ox = 0; ox < W; ox++) {
+          int iy = oy - nd->pads[0], ix = ox - nd->pads[1];
+          y[(c * H + oy) * W + ox] = iy < 0 || ix < 0 || iy >= h || ix >= w
+                                         ? 0.0
+                                         : in[0][(c * h + iy) * w + ix];
+        }
+    return;
+  }
+  case AE_OP_CONCAT: {
+    size_t at = 0;
+    for (int i = 0; i < nd->n_inputs; i++) {
+      size_t e = elems_of(&g->nodes[nd->inputs[i]]);
+      for (size_t j = 0; j < e; j++)
+        y[at + j] = in[i][j];
+      at += e;
+    }
+    return;
+  }
+  case AE_OP_MUL:
+    for (int c = 0; c < C; c++)
+      for (int oy = 0; oy < H; oy++)
+        for (int ox = 0; ox < W; ox++) {
+          double v = 1.0;
+          for (int i = 0; i < nd->n_inputs; i++) {
+            const ae_node *a = &g->nodes[nd->inputs[i]];
+            int ah = a->rank == 3 ? a->shape[1] : 1;
+            int aw = a->rank == 3 ? a->shape[2] : 1;
+            v *= in[i][(bcast(a->shape[0], c) * ah + bcast(ah, oy)) * aw +
+                       bcast(aw, ox)];
+          }
+          y[(c * H + oy) * W + ox] = v;
+        }
+    return;
+  }
+}
+
 /* One node of one sample; x[i] is input i's sample, y the output. */
 static void ref_node(const ae_graph *g, const ae_ref_params *p, int k,
                      double **in, double *y) {
   const ae_node *nd = &g->nodes[k];
   const ae_node *i0 = nd->n_inputs > 0 ? &g->nodes[nd->inputs[0]] : NULL;
   size_t count = elems_of(nd);
+  if ((int)nd->op > AE_OP_FLATTEN) {
+    ref_extended_node(g, nd, in, y);
+    return;
+  }
   switch (nd->op) {
   case AE_OP_INPUT:
     break;
@@ -119,19 +199,25 @@ static void ref_node(const ae_graph *g, const ae_ref_params *p, int k,
     break;
   }
   case AE_OP_CONV: {
-    int ci = i0->shape[0], h = i0->shape[1], w = i0->shape[2], kk = nd->kernel;
+    /* Groups: output channel co reads input channels of its group only;
+     * the weight is [out][in / groups][k][k]. */
+    int h = i0->shape[1], w = i0->shape[2], kk = nd->kernel;
+    int groups = nd->groups > 1 ? nd->groups : 1;
+    int dil = nd->dilation > 1 ? nd->dilation : 1;
+    int ci = i0->shape[0] / groups, co_per = nd->out / groups;
     for (int co = 0; co < nd->out; co++)
       for (int oy = 0; oy < nd->shape[1]; oy++)
         for (int ox = 0; ox < nd->shape[2]; ox++) {
           double s = 0.0;
+          int c0 = co / co_per * ci;
           for (int c = 0; c < ci; c++)
             for (int ky = 0; ky < kk; ky++)
               for (int kx = 0; kx < kk; kx++) {
-                int iy = oy * nd->stride + ky - nd->padding;
-                int ix = ox * nd->stride + kx - nd->padding;
+                int iy = oy * nd->stride + ky * dil - nd->padding;
+                int ix = ox * nd->stride + kx * dil - nd->padding;
                 if (iy < 0 || ix < 0 || iy >= h || ix >= w) continue;
                 s += p->weight[k][((co * ci + c) * kk + ky) * kk + kx] *
-                     in[0][(c * h + iy) * w + ix];
+                     in[0][((c0 + c) * h + iy) * w + ix];
               }
           y[(co * nd->shape[1] + oy) * nd->shape[2] + ox] = s;
         }

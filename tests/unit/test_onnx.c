@@ -3,9 +3,8 @@
  *
  * - "ir": graphs using max_pool, concat, mul, pad, grouped and dilated
  *   convs and the new activations: shapes, parameter and FLOP counts worked
- *   out by hand, a 422 naming the field for bad values, and 422
- *   unsupported (AE_EUNSUPPORTED) from ae_arch_lower while the executors
- *   cannot run them.
+ *   out by hand, a 422 naming the field for bad values; the default
+ *   lowering (for the executors) accepts them all.
  * - "bytes": malformed and oversize files and every limit.
  * - "node": Debian's ONNX node tests (libonnx-testdata) for the supported
  *   ops: each lowers (its output width equal to the ONNX output's) or is
@@ -146,12 +145,11 @@ START_TEST(test_depthwise_conv_counts) {
   ck_assert_double_eq(ae_graph_macs(&g), 32 * 9 * 64 + 32 * 64);
   ck_assert_double_eq(ae_graph_flops(&g), 2.0 * ae_graph_macs(&g));
   ae_graph_free(&g);
-  /* The executors cannot run it yet: 422 unsupported naming the node. */
-  ck_assert_int_eq(lower_text(t, shape, 3, 0, &g, &p), AE_EUNSUPPORTED);
-  ck_assert_int_eq(p.status, 422);
-  ck_assert_str_eq(p.code, "unsupported");
-  ck_assert(has_pointer(&p, "/architecture/nodes/0"));
-  ck_assert(detail_has(&p, "grouped"));
+  /* The host executor runs it (gpu/host/net_ops.c): the executors'
+   * lowering accepts it. */
+  ck_assert_int_eq(lower_text(t, shape, 3, 0, &g, &p), AE_OK);
+  ck_assert_int_eq(g.nodes[1].groups, 32);
+  ae_graph_free(&g);
   ae_problem_clear(&p);
 }
 END_TEST
@@ -182,9 +180,11 @@ START_TEST(test_dilated_conv_and_ceil_pool_shapes) {
   ck_assert_int_eq(node_named(&g, "c")->shape[0], 8);
   ck_assert_double_eq(ae_graph_params(&g), 4 * 3 * 9);
   ae_graph_free(&g);
-  /* A dilated conv is refused for now, naming the node. */
-  ck_assert_int_eq(lower_text(t, shape, 3, 0, &g, &p), AE_EUNSUPPORTED);
-  ck_assert(detail_has(&p, "dilated"));
+  /* Dilated convs and ceil_mode pools run: the executors' lowering
+   * accepts them. */
+  ck_assert_int_eq(lower_text(t, shape, 3, 0, &g, &p), AE_OK);
+  ck_assert_int_eq(node_named(&g, "m")->shape[1], 8);
+  ae_graph_free(&g);
   ae_problem_clear(&p);
 }
 END_TEST
@@ -319,14 +319,14 @@ START_TEST(test_new_activations) {
   ck_assert(ae_act_is_piecewise_linear((ae_act_fn)AE_ACT_RELU6));
   ck_assert(ae_act_is_piecewise_linear((ae_act_fn)AE_ACT_HARDSIGMOID));
   ck_assert(!ae_act_is_piecewise_linear((ae_act_fn)AE_ACT_HARDSWISH));
-  /* An mlp_dag edge may use them, but not run them yet. */
+  /* An mlp_dag edge may use them, and the executors run them. */
   const char *t = "{\"type\":\"mlp_dag\",\"dag\":\"2\",\"width\":4,"
                   "\"activation\":\"relu6\",\"num_classes\":3}";
   int shape[3] = {5, 1, 1};
   ae_graph g;
   ae_problem p = AE_PROBLEM_INIT;
-  ck_assert_int_eq(lower_text(t, shape, 1, 0, &g, &p), AE_EUNSUPPORTED);
-  ck_assert(detail_has(&p, "relu6"));
+  ck_assert_int_eq(lower_text(t, shape, 1, 0, &g, &p), AE_OK);
+  ae_graph_free(&g);
   ae_problem_clear(&p);
 }
 END_TEST
@@ -534,10 +534,12 @@ START_TEST(test_torchvision_model) {
                    json_integer_value(json_object_get(entry, "classes")));
   ck_assert(ae_graph_flops(&g) > 0);
   ae_graph_free(&g);
-  /* Each uses an op the executors do not run yet: an honest 422. */
-  ck_assert_int_eq(lower_model(&m, 0, &g, &p), AE_EUNSUPPORTED);
-  ck_assert_str_eq(p.code, "unsupported");
-  ck_assert(detail_has(&p, "not supported by the executors yet"));
+  /* Every op they use runs on the host executor now: the default
+   * lowering (no allow_unexecutable) accepts them too. */
+  ck_assert_msg(lower_model(&m, 0, &g, &p) == AE_OK, "%s: %s", name,
+                first_detail(&p));
+  ck_assert_int_eq(ae_graph_first_unexecutable_op(&g, NULL, 0), -1);
+  ae_graph_free(&g);
   ae_problem_clear(&p);
   ae_onnx_model_free(&m);
 }
