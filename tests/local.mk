@@ -12,6 +12,7 @@ TESTS += tests/integration/test_http_api.py \
 	tests/integration/test_http_scorecard.py \
 	tests/integration/test_http_valgrind.py \
 	tests/integration/test_golden.py \
+	tests/integration/test_cnn_ops.py \
 	tests/integration/test_models.py
 # The clients' suites are registered in clients/local.mk, the store's in
 # server/store.mk.
@@ -27,6 +28,7 @@ EXTRA_DIST += tests/integration/harness.py tests/integration/test_models.py \
 	tests/integration/test_http_scorecard.py \
 	tests/integration/test_http_valgrind.py \
 	tests/integration/test_golden.py tests/data/golden \
+	tests/integration/test_cnn_ops.py \
 	tests/summary.sh tests/bench/run-http-bench.sh
 
 # The PyTorch reference of the ranking metrics (ranking.md §1-4) held to
@@ -41,7 +43,7 @@ EXTRA_DIST += tests/ref/README.md tests/ref/ae_torch_net.py \
 # test_ranking_torch.sh runs torch_ranking.py on them (77 without torch).
 check_PROGRAMS += tests/ref/dump_ranking
 TESTS += tests/ref/test_ranking_torch.py
-EXTRA_DIST += tests/ref/test_ranking_torch.py
+EXTRA_DIST += tests/ref/test_ranking_torch.py tests/data/cnn_ops_graph.json
 tests_ref_dump_ranking_SOURCES = tests/ref/dump_ranking.c
 tests_ref_dump_ranking_CFLAGS = $(AM_CFLAGS) -O2
 tests_ref_dump_ranking_LDADD = $(ENGINE_LIBS)

@@ -17,7 +17,6 @@
  * An ae_net and everything it points to belong to the thread that created
  * it. */
 #include "gpu/host/net_internal.h"
-#include "gpu/host/net_ops.h"
 
 #include "api/status.h"
 #include "gpu/philox.h"

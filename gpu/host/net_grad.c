@@ -18,7 +18,6 @@
  *
  * An ae_net_grad belongs to the thread that owns its ae_net. */
 #include "gpu/host/net_internal.h"
-#include "gpu/host/net_ops.h"
 
 #include "api/status.h"
 #include <cblas.h>

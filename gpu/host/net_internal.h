@@ -1,5 +1,6 @@
 /* net_internal.h: the layout of an ae_net, shared by the host executor's
  * files (net.c: weights, forward; net_ntk.c: backward and NTK;
+ * net_ops.c: max_pool, concat, mul, pad, grouped and dilated conv;
  * net_kernels*.c: building blocks; net_jet.c: jets; net_patterns.c: sign
  * patterns, distinct counts, curvature; net64*.c: the typed files again
  * in float64).  The plan itself is gpu/plan.h's.
@@ -175,5 +176,56 @@ int ae_net_conv_direct_fits(const ae_node *nd, const ae_plan_geom *ge);
 void ae_net_conv_direct(const float *w, const float *x, size_t x_stride,
                         int cin, int h, int wd, int k, int cout, float *y,
                         size_t y_stride, int samples);
+
+/* ---- the operators of real CNNs (net_ops.c) ----
+ * max_pool, concat, mul, pad (api/arch.h's AE_OP_MAX_POOL group) and
+ * grouped / dilated convolutions in every mode the executor runs.
+ * net.c, net_ntk.c, net_grad.c and net_jet.c hand a node there first when
+ * ae_net_ops_handles says so. */
+#ifdef AE_NET_DOUBLE
+#define ae_net_ops_forward ae_net64_ops_forward
+#define ae_net_ops_jet ae_net64_ops_jet
+#define ae_net_ops_backward ae_net64_ops_backward
+#define ae_net_ops_ntk_step ae_net64_ops_ntk_step
+#endif
+
+/* A conv that the plain im2col + GEMM paths do not run: groups > 1, or a
+ * dilated kernel larger than 1. */
+static inline int ae_net_ops_is_general_conv(const ae_node *nd) {
+  return nd->op == AE_OP_CONV &&
+         (nd->groups > 1 || (nd->dilation > 1 && nd->kernel > 1));
+}
+
+/* 1 when node nd runs through net_ops.c. */
+static inline int ae_net_ops_handles(const ae_node *nd) {
+  return (int)nd->op > AE_OP_FLATTEN || ae_net_ops_is_general_conv(nd);
+}
+
+/* Forward of node k over batch samples into n->act[k] (its inputs'
+ * outputs in n->act). */
+void ae_net_ops_forward(ae_net *n, int k, int batch);
+
+/* Jets of node k (n->jet, three streams of batch samples each): the
+ * linear ops run over the 3 * batch virtual samples; a max-pool selects
+ * every stream by the value stream's argmax (the pattern frozen at x);
+ * mul follows the product rule to second order. */
+void ae_net_ops_jet(ae_net *n, int k, int batch);
+
+/* The adjoint of node k for batch samples: dy its output gradient,
+ * grads[j] the gradient of node j (inputs' gradients are added into;
+ * NULL: not wanted).  A general conv
+ * also forms its weight gradient: per sample into rows (batch rows of
+ * n_weight values, written) and/or summed over the batch into dw_sum
+ * (added); either may be NULL.  col and dcol: im2col scratch of
+ * col_rows * out_hw values each. */
+void ae_net_ops_backward(ae_net *n, int k, int batch, const ae_real *dy,
+                         ae_real *const *grads, ae_real *rows, ae_real *dw_sum,
+                         ae_real *col, ae_real *dcol);
+
+/* The NTK's backward step at node k (net_ntk.c's sweep): the adjoint into
+ * the inputs' gradient slots and, for a general conv, theta += scale *
+ * G G^T of its per-sample weight gradients (n->gd as scratch). */
+void ae_net_ops_ntk_step(ae_net *n, int k, int batch,
+                         ae_ntk_parameterization par, double *theta);
 
 #endif

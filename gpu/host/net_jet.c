@@ -15,7 +15,6 @@
  *
  * Runs on the thread that owns the ae_net. */
 #include "gpu/host/net_internal.h"
-#include "gpu/host/net_ops.h"
 
 #include "api/status.h"
 #include <math.h>

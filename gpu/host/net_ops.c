@@ -1,5 +1,5 @@
 /* net_ops.c: the operators of real CNNs on the host executor (see
- * net_ops.h): max_pool, concat (channels or features), mul (elementwise
+ * net_internal.h): max_pool, concat (channels or features), mul (elementwise
  * with broadcasting of size-1 dimensions), pad (zeros around the spatial
  * dimensions) and grouped / dilated convolution, in the forward, the
  * backward (NTK and train mode) and the jets.
@@ -11,8 +11,10 @@
  * (never selected), and the gradient goes to that one element.  Compiled
  * twice like net.c (net64_ops.c is the float64 twin).
  *
- * Runs on the thread that owns the ae_net; no state of its own. */
-#include "gpu/host/net_ops.h"
+ * Declared in net_internal.h; net.c, net_ntk.c, net_grad.c and net_jet.c
+ * hand a node here when ae_net_ops_handles says so.  Runs on the thread
+ * that owns the ae_net; no state of its own. */
+#include "gpu/host/net_internal.h"
 
 #include <cblas.h>
 #include <string.h>

@@ -3,8 +3,8 @@
 The one network builder of the PyTorch references (tests/bench/torch_ntk.py,
 tests/ref/torch_ranking.py).  It reads what the C engine dumps: graph.json
 (the lowered graph: per node op, inputs, per-sample shape, out, kernel,
-stride, padding, count_include_pad, bias, act, slope, init_gain; "output",
-"batch") and weights.bin (float32, node order; per node its weight, linear
+stride, padding, count_include_pad, bias, act, slope, init_gain, and where
+present groups, dilation, ceil_mode, pads; "output", "batch") and weights.bin (float32, node order; per node its weight, linear
 bias, BN gamma, BN beta, each when the node has it) and runs the very same
 network.  A Net can also be built from a graph dict and a flat float32
 array, which is how the hand cases of the tests build theirs.
@@ -44,12 +44,23 @@ def act(fn, slope, z):
         return torch.erf(z)
     if fn == "identity":
         return z
+    if fn == "relu6":
+        return F.relu6(z)
+    if fn == "hardswish":
+        return F.hardswish(z)
+    if fn == "hardsigmoid":
+        # F.hardsigmoid's backward multiplies by 1/6 rounded to float32
+        # even in float64 (PyTorch's kernel: one_sixth(1.0f / 6.0f)), a
+        # 3e-8 relative bias; the same function with an exact derivative
+        # (clamp's gradient differs only at the kinks).
+        return torch.clamp(z + 3.0, 0.0, 6.0) / 6.0
     raise ValueError(fn)
 
 
 def parameter_free_op(nd, xs):
     """The output of a node without parameters (act, pools, add, identity,
-    flatten, zero) from its inputs xs; ValueError for any other op."""
+    flatten, zero, max_pool, concat, mul, pad) from its inputs xs;
+    ValueError for any other op."""
     op = nd["op"]
     if op == "act":
         return act(nd["act"], nd["slope"], xs[0])
@@ -69,7 +80,27 @@ def parameter_free_op(nd, xs):
         return xs[0].reshape(xs[0].shape[0], -1)
     if op == "zero":
         return torch.zeros_like(xs[0])
+    if op == "max_pool":
+        return F.max_pool2d(xs[0], nd["kernel"], nd["stride"], nd["padding"],
+                            dilation=nd.get("dilation", 1),
+                            ceil_mode=bool(nd.get("ceil_mode", 0)))
+    if op == "concat":
+        return torch.cat(xs, dim=1)
+    if op == "mul":
+        y = xs[0]
+        for t in xs[1:]:
+            y = y * t
+        return y
+    if op == "pad":
+        top, left, bottom, right = nd["pads"]
+        return F.pad(xs[0], (left, right, top, bottom))
     raise ValueError(op)
+
+
+def conv(nd, x, w):
+    """A conv node (groups and dilation when graph.json has them)."""
+    return F.conv2d(x, w, stride=nd["stride"], padding=nd["padding"],
+                    dilation=nd.get("dilation", 1), groups=nd.get("groups", 1))
 
 
 def read_f32(path, shape=None):
@@ -119,7 +150,8 @@ class Net:
             elif nd["op"] == "conv":
                 kk = nd["kernel"]
                 self.trainable["w%d" % k] = take(
-                    (nd["out"], src["shape"][0], kk, kk))
+                    (nd["out"], src["shape"][0] // nd.get("groups", 1), kk,
+                     kk))
             elif nd["op"] == "batch_norm":
                 c = nd["shape"][0]
                 self.trainable["g%d" % k] = take((c,))
@@ -145,8 +177,7 @@ class Net:
                 y = F.linear(xs[0].reshape(xs[0].shape[0], -1),
                              params["w%d" % k], params.get("b%d" % k))
             elif op == "conv":
-                y = F.conv2d(xs[0], params["w%d" % k], stride=nd["stride"],
-                             padding=nd["padding"])
+                y = conv(nd, xs[0], params["w%d" % k])
             elif op == "batch_norm":
                 z = xs[0]
                 dims = (0, 2, 3) if z.dim() == 4 else (0,)
@@ -214,8 +245,7 @@ class Net:
                 y = F.linear(xs[0].reshape(xs[0].shape[0], -1),
                              params["w%d" % k], params.get("b%d" % k))
             elif op == "conv":
-                y = F.conv2d(xs[0], params["w%d" % k], stride=nd["stride"],
-                             padding=nd["padding"])
+                y = conv(nd, xs[0], params["w%d" % k])
             else:
                 y = parameter_free_op(nd, xs)
             acts.append(y)

@@ -145,14 +145,6 @@ static int write_json(const char *dir, const char *name, json_t *j) {
   return rc;
 }
 
-static const char *op_name(ae_op op) {
-  static const char *const names[] = {
-      "input",    "linear",          "conv", "batch_norm", "act",
-      "avg_pool", "global_avg_pool", "add",  "identity",   "zero",
-      "flatten"};
-  return (size_t)op < sizeof names / sizeof names[0] ? names[op] : "unknown";
-}
-
 /* The request of one cell, its metrics set to those of ranking.md §1-4
  * whatever the request parser selects by default. */
 static int build_request(const context *cx, const options *o, const char *cell,
@@ -166,10 +158,17 @@ static int build_request(const context *cx, const options *o, const char *cell,
   else
     snprintf(data, sizeof data, "{\"dataset\":\"cifar10\",\"batch_size\":%d}",
              o->batch);
-  json_t *body = json_pack(
-      "{s:{s:s, s:s, s:i, s:i}, s:o, s:I}", "architecture", "type", "nb201",
-      "cell", cell, "channels", channels, "cells_per_stage", cells_per_stage,
-      "data", json_loads(data, 0, NULL), "seed", (json_int_t)o->seed);
+  /* A cell starting with '{' is a whole architecture object (a graph:
+   * its probe is the network itself, ranking.md §0). */
+  json_t *arch =
+      cell[0] == '{'
+          ? json_loads(cell, 0, NULL)
+          : json_pack("{s:s, s:s, s:i, s:i}", "type", "nb201", "cell", cell,
+                      "channels", channels, "cells_per_stage", cells_per_stage);
+  json_t *body =
+      arch ? json_pack("{s:o, s:o, s:I}", "architecture", arch, "data",
+                       json_loads(data, 0, NULL), "seed", (json_int_t)o->seed)
+           : NULL;
   if (!body) return fail("request", AE_ENOMEM);
   ae_problem p = AE_PROBLEM_INIT;
   int rc = ae_request_parse(body, &cx->cat, &cx->lim, req, &p);
@@ -200,13 +199,17 @@ static int write_net(const char *dir, const ae_graph *g, ae_net *net,
     for (int i = 0; shape && i < (nd->rank == 3 ? 3 : 1); i++)
       json_array_append_new(shape, json_integer(nd->shape[i]));
     json_t *node = json_pack(
-        "{s:s, s:s, s:o, s:o, s:i, s:i, s:i, s:i, s:i, s:b, s:s, s:f, s:f}",
-        "op", op_name(nd->op), "name", nd->name ? nd->name : "", "inputs", ins,
-        "shape", shape, "out", nd->out, "kernel", nd->kernel, "stride",
-        nd->stride, "padding", nd->padding, "count_include_pad",
+        "{s:s, s:s, s:o, s:o, s:i, s:i, s:i, s:i, s:i, s:b, s:s, s:f, s:f, "
+        "s:i, s:i, s:b, s:[i,i,i,i]}",
+        "op", ae_op_name((int)nd->op), "name", nd->name ? nd->name : "",
+        "inputs", ins, "shape", shape, "out", nd->out, "kernel", nd->kernel,
+        "stride", nd->stride, "padding", nd->padding, "count_include_pad",
         nd->count_include_pad, "bias", nd->bias, "act",
         nd->op == AE_OP_ACT ? ae_act_name(nd->act.fn) : "", "slope",
-        nd->act.slope, "init_gain", nd->init_gain);
+        nd->act.slope, "init_gain", nd->init_gain, "groups",
+        nd->groups > 1 ? nd->groups : 1, "dilation",
+        nd->dilation > 1 ? nd->dilation : 1, "ceil_mode", nd->ceil_mode, "pads",
+        nd->pads[0], nd->pads[1], nd->pads[2], nd->pads[3]);
     if (!node || json_array_append_new(nodes, node)) rc = AE_ENOMEM;
     if (!rc && nd->block && json_array_append_new(blocks, json_integer(k)))
       rc = AE_ENOMEM;
@@ -214,8 +217,9 @@ static int write_net(const char *dir, const ae_graph *g, ae_net *net,
   json_t *root = NULL;
   if (!rc) {
     root = json_pack("{s:o, s:i, s:i, s:s, s:i}", "nodes", nodes, "output",
-                     g->output, "batch", batch, "type", "nb201", "classes",
-                     classes);
+                     g->output, "batch", batch, "type",
+                     req->arch.type == AE_ARCH_GRAPH ? "graph" : "nb201",
+                     "classes", classes);
     nodes = NULL;
     /* No block flags (a lowering without them): the reference's
      * fallback, which says so. */

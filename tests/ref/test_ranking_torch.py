@@ -30,7 +30,13 @@ The cells (C = 4, one cell per stage, 16 CIFAR-10 images, or synthetic
 inputs where the sample is missing): the ResNet cell, all nor_conv_3x3, an
 identity cell (skip 3<-0 only: its block output is its input, so
 jacobian_trainability is null on both sides), all skip_connect, and a mix
-of conv_1x1 and avg_pool_3x3.  Nothing here knows a metric's value.
+of conv_1x1 and avg_pool_3x3; and a graph using every operator of real
+CNNs (tests/data/cnn_ops_graph.json: max_pool with padding and ceil_mode,
+concat, a squeeze-and-excitation mul, pad, depthwise dilated and grouped
+convs, relu6, hardswish, hardsigmoid), for which the engine's empirical
+NTK (theta.bin, the float64 twin) is also held to PyTorch's (torch.func,
+frozen batch statistics) at 1e-9 relative.  Nothing here knows a metric's
+value.
 
 Metrics the engine does not compute yet (absent from expected.json) are
 listed as skipped, not failed.  Exits 77 where torch is missing, prints one
@@ -71,6 +77,12 @@ CELLS = {
     "conv1x1_pool": "|nor_conv_1x1~0|+|avg_pool_3x3~0|nor_conv_1x1~1|+|"
                     "skip_connect~0|avg_pool_3x3~1|nor_conv_1x1~2|",
 }
+
+with open(os.path.join(HERE, "..", "data", "cnn_ops_graph.json")) as f:
+    CELLS["ops_graph"] = json.dumps(json.load(f), separators=(",", ":"))
+# Graphs whose empirical NTK is also compared with PyTorch's.
+NTK_CELLS = ("ops_graph",)
+NTK_RTOL = 1e-9
 
 results = []
 
@@ -134,6 +146,49 @@ def compare_float32(tag, folder, expected):
                    "%.2e)" % (tag, name, want, ref, rel, tol, spread))
 
 
+def torch_ntk(net, x):
+    """The empirical NTK (float64) with frozen batch statistics: per-sample
+    gradients of sum_c f_c(x_i) in every conv/linear weight, linear bias
+    and BN gamma (tests/bench/torch_ntk.py's definition)."""
+    try:
+        from torch.func import grad, vmap
+    except ImportError:  # torch 1.13 ships them as functorch
+        from functorch import grad, vmap
+    params = {k: v.double() for k, v in net.trainable.items()}
+    net.beta = {k: v.double() for k, v in net.beta.items()}
+    with torch.no_grad():
+        _, stats = net.forward(params, x)
+
+    def sample_sum(p, xi):
+        out, _ = net.forward(p, xi.unsqueeze(0), stats)
+        return out.sum()
+
+    grads = vmap(grad(sample_sum), in_dims=(None, 0))(params, x)
+    n = x.shape[0]
+    theta = torch.zeros(n, n, dtype=torch.float64)
+    for g in grads.values():
+        gd = g.reshape(n, -1)
+        theta += gd @ gd.T
+    return theta
+
+
+def compare_ntk(tag, folder):
+    from ae_torch_net import Net
+    net = Net(folder)
+    with open(os.path.join(folder, "graph.json")) as f:
+        shape = json.load(f)["nodes"][0]["shape"]
+    x = torch.from_numpy(np.fromfile(os.path.join(folder, "x.bin"),
+                                     dtype=np.float32)).double()
+    x = x.reshape([-1] + shape)
+    want = torch_ntk(net, x)
+    n = want.shape[0]
+    got = torch.from_numpy(np.fromfile(os.path.join(folder, "theta.bin"),
+                                       dtype=np.float64)).reshape(n, n)
+    rel = float((got - want).abs().max() / want.abs().max())
+    record(rel <= NTK_RTOL, "%s empirical NTK (float64 twin) vs PyTorch: "
+           "relative %.2e (tolerance %.0e)" % (tag, rel, NTK_RTOL))
+
+
 def run_cli(tag, folder):
     """torch_ranking.py on the float64 values at RTOL; each metric's line."""
     q = subprocess.run(
@@ -191,6 +246,8 @@ def main():
                 with open(os.path.join(folder, "expected32.json")) as f:
                     expected = json.load(f)
             compare_float32(tag, folder, expected)
+            if tag in NTK_CELLS:
+                compare_ntk(tag, folder)
         # The identity cell's block output is its input: the reference's
         # jacobian_trainability must be null whatever the engine says.
         m, _ = tr.compute(os.path.join(tmp, "identity"), torch.float64,

@@ -2,7 +2,8 @@
  * (gpu/host/net_ops.c and the hard activations of gpu/activation.h):
  * max_pool (padding, dilation, ceil_mode), concat (channels and
  * features), mul (broadcast (C,1,1) squeeze-and-excitation scale, and a
- * node times itself), pad, grouped, depthwise and dilated conv, relu6,
+ * node times itself), pad, grouped (strided and padded too), depthwise
+ * and dilated conv, relu6,
  * hardswish, hardsigmoid.
  *
  * Against the plain float64 reference forward (gpu/host/reference.c,
@@ -66,7 +67,9 @@ static void build_ops_graph(ae_graph *g, int with_bn) {
   int se = ae_gb_mul(g, se_in, 2);
   /* ceil_mode max-pool: 6 -> 3 (floor would give 2) */
   int mp2 = ae_gb_max_pool(g, se, 3, 2, 0, 1, 1);
-  int gp = ae_gb_gap(g, mp2); /* 12 */
+  /* grouped (4 groups of 3 channels), stride 2, padded: 3x3 -> 2x2 */
+  int gs = ae_gb_conv_ex(g, mp2, 12, 3, 2, 1, 4, 1, 1.0);
+  int gp = ae_gb_gap(g, gs); /* 12 */
   int l1 = ae_gb_linear(g, gp, 5, 1, 1.0);
   int f_in[2] = {gp, l1};
   int fc = ae_gb_concat(g, f_in, 2); /* 17 features */
@@ -256,7 +259,7 @@ START_TEST(train_backward_finite_differences) {
       if (e > worst) worst = e;
     }
   }
-  ck_assert_int_eq(grouped, 2);
+  ck_assert_int_eq(grouped, 3);
   ck_assert_int_eq(ae_net_grad_node(gr, 0, an), 0);
   double e = fd_check(&g, &p, xd, nin, xd, s, an);
   if (getenv("AE_TEST_VERBOSE"))
