@@ -32,6 +32,7 @@ void ae_arch_free(ae_arch *a) {
   if (!a) return;
   free(a->dag.edges);
   ae_graph_free(&a->graph);
+  free(a->model);
   memset(a, 0, sizeof *a);
 }
 

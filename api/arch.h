@@ -243,6 +243,10 @@ typedef struct {
   int bias;  /* 0 */
   /* graph: the user's graph, topologically sorted, shapes not yet known */
   ae_graph graph;
+  /* An uploaded ONNX model ({"type": "onnx", "model": id}): its id
+   * ("sha256:..."), owned; the model itself is parsed as its "graph"
+   * (type AE_ARCH_GRAPH).  NULL for every other form. */
+  char *model;
 } ae_arch;
 
 typedef struct {

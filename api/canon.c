@@ -860,11 +860,49 @@ static void cell_arch_form(const ae_arch *a, text *t, int *n_ops) {
               (a->darts_reduce.op[k] != AE_DARTS_NONE);
 }
 
+/* 1 when the graph uses what graph_to_dag does not model: the ops after
+ * AE_OP_FLATTEN (max_pool, concat, mul, pad) or a grouped or dilated conv.
+ * Such a graph is keyed by its nodes as they are (graph_raw_form): no two
+ * different graphs share a key, at the price of not merging equivalent
+ * ones. */
+static int graph_needs_raw_form(const ae_graph *g) {
+  for (int i = 0; i < g->n_nodes; i++) {
+    const ae_node *n = &g->nodes[i];
+    if ((int)n->op > (int)AE_OP_FLATTEN) return 1;
+    if (n->op == AE_OP_CONV && (n->groups > 1 || n->dilation > 1)) return 1;
+  }
+  return 0;
+}
+
+/* Every node in order with every field that changes what it computes. */
+static void graph_raw_form(const ae_graph *g, text *t) {
+  text_add(t, "graph raw; output=%d; nodes:", g->output);
+  for (int i = 0; i < g->n_nodes; i++) {
+    const ae_node *n = &g->nodes[i];
+    char act[64];
+    act_text(n->act, act, sizeof act);
+    text_add(t,
+             " %d:%s[out=%d,k=%d,s=%d,p=%d,g=%d,d=%d,ceil=%d,"
+             "pads=%d/%d/%d/%d,cip=%d,bias=%d,block=%d,gain=%.17g",
+             i, ae_op_name(n->op), n->out, n->kernel, n->stride, n->padding,
+             n->groups, n->dilation, n->ceil_mode, n->pads[0], n->pads[1],
+             n->pads[2], n->pads[3], n->count_include_pad, n->bias, n->block,
+             n->op == AE_OP_CONV || n->op == AE_OP_LINEAR ? graph_gain(g, n)
+                                                          : 0.0);
+    if (n->op == AE_OP_ACT) text_add(t, ",act=%s", act);
+    text_add(t, "](");
+    for (int k = 0; k < n->n_inputs; k++)
+      text_add(t, "%s%d", k ? "," : "", n->inputs[k]);
+    text_add(t, ")");
+  }
+}
+
 int ae_arch_canon(const ae_arch *a, ae_canon *out) {
   memset(out, 0, sizeof *out);
   sum_dag d;
   term_set result = {NULL, NULL, 0};
   text t = {NULL, 0, 0, 0};
+  int raw = 0;
   int rc = dag_init(&d);
   if (rc != AE_OK) return rc;
   text_add(&t, "canon/%d ", AE_CANON_VERSION);
@@ -880,6 +918,11 @@ int ae_arch_canon(const ae_arch *a, ae_canon *out) {
     rc = cell_to_dag(a, &d, &result);
     break;
   case AE_ARCH_GRAPH:
+    if (graph_needs_raw_form(&a->graph)) {
+      graph_raw_form(&a->graph, &t);
+      raw = 1;
+      break;
+    }
     text_add(&t, "graph dense=%d; nodes:", graph_dense(&a->graph));
     rc = graph_to_dag(&a->graph, &d, &result);
     break;
@@ -899,10 +942,11 @@ int ae_arch_canon(const ae_arch *a, ae_canon *out) {
     rc = AE_EINVAL;
     break;
   }
-  if (rc == AE_OK) rc = write_dag(&d, &result, &t, &out->n_ops);
+  if (rc == AE_OK && !raw) rc = write_dag(&d, &result, &t, &out->n_ops);
+  if (raw) out->n_ops = a->graph.n_nodes;
   if (rc == AE_OK && t.failed) rc = AE_ENOMEM;
   if (rc == AE_OK) {
-    out->degenerate = result.n == 0;
+    out->degenerate = !raw && result.n == 0;
     out->form = t.s;
     t.s = NULL;
     ae_sha256_hex(out->form, strlen(out->form), out->key);

@@ -436,9 +436,9 @@ typedef struct {
 } data_meta;
 
 static int parse_data(const json_t *d, ae_arch_type type, int type_known,
-                      int arch_classes, const ae_catalog *cat,
-                      const ae_limits *lim, ae_data_spec *out, data_meta *m,
-                      ae_problem *p) {
+                      int arch_classes, const ae_model_info *model,
+                      const ae_catalog *cat, const ae_limits *lim,
+                      ae_data_spec *out, data_meta *m, ae_problem *p) {
   int errors = 0;
   const json_t *empty = NULL;
   if (!d) d = empty = json_object();
@@ -554,6 +554,9 @@ static int parse_data(const json_t *d, ae_arch_type type, int type_known,
     out->input_shape[0] = 784;
     out->input_shape[1] = out->input_shape[2] = 1;
     out->input_rank = 1;
+  } else if (model && !m->is_inline) {
+    memcpy(out->input_shape, model->input_shape, sizeof out->input_shape);
+    out->input_rank = model->input_rank;
   } else if (type_known && type == AE_ARCH_GRAPH && !m->is_inline) {
     ae_problem_add(p, "/data/input_shape",
                    "required for a graph architecture on synthetic data");
@@ -813,6 +816,8 @@ static json_t *cell_arch_json(const ae_arch *a, int classes) {
 static json_t *arch_json(const ae_request *r, const json_t *given) {
   const ae_arch *a = &r->arch;
   int classes = a->num_classes > 0 ? a->num_classes : r->net.num_classes;
+  if (a->model)
+    return json_pack("{s:s, s:s}", "type", "onnx", "model", a->model);
   switch (a->type) {
   case AE_ARCH_NB201:
     return json_pack("{s:s, s:O, s:i, s:i, s:i}", "type", "nb201", "cell",
@@ -921,8 +926,68 @@ static json_t *normalised_json(const ae_request *r, const json_t *body) {
 
 /* ---- the request ---- */
 
+/* 1 when s is "sha256:" and 64 lowercase hex digits. */
+static int model_id_ok(const char *s) {
+  if (strncmp(s, "sha256:", 7)) return 0;
+  for (int i = 0; i < 64; i++)
+    if (!strchr("0123456789abcdef", s[7 + i]) || !s[7 + i]) return 0;
+  return s[71] == '\0';
+}
+
+/* {"type": "onnx", "model": id}: resolves the model and parses its graph
+ * into out (out->model set).  *info gets the model's defaults (its
+ * architecture released).  0, AE_EINVAL (p filled) or AE_ENOMEM. */
+static int parse_onnx_ref(const json_t *j, const ae_model_source *models,
+                          const ae_limits *lim, ae_arch *out,
+                          ae_model_info *info, ae_problem *p) {
+  static const char *const keys[] = {"type", "model", NULL};
+  memset(info, 0, sizeof *info);
+  int errors = ae_check_keys(j, keys, "/architecture", p);
+  const json_t *model = json_object_get(j, "model");
+  const char *id = json_is_string(model) ? json_string_value(model) : NULL;
+  if (!id || !model_id_ok(id)) {
+    ae_problem_add(p, "/architecture/model",
+                   "must be the id POST /v1/models answered: \"sha256:\" "
+                   "and 64 lowercase hex digits");
+    return AE_EINVAL;
+  }
+  int rc = models ? models->resolve(models->ctx, id, info) : AE_ENOTFOUND;
+  if (rc == AE_ENOTFOUND) {
+    ae_problem_add(p, "/architecture/model",
+                   "no model %s is stored here; upload it with POST "
+                   "/v1/models",
+                   id);
+    return AE_EINVAL;
+  }
+  if (rc == AE_ENOMEM) return AE_ENOMEM;
+  if (rc) {
+    ae_problem_set(p, 503, "store_unavailable", "Store unavailable",
+                   "The stored model %s could not be read; try again.", id);
+    return AE_EINVAL;
+  }
+  rc = ae_arch_from_json(info->architecture, "/architecture", lim, out, p);
+  json_decref(info->architecture);
+  info->architecture = NULL;
+  if (rc) return rc;
+  if (errors) {
+    ae_arch_free(out);
+    return AE_EINVAL;
+  }
+  if (!(out->model = strdup(id))) {
+    ae_arch_free(out);
+    return AE_ENOMEM;
+  }
+  return AE_OK;
+}
+
 int ae_request_parse(const json_t *body, const ae_catalog *cat,
                      const ae_limits *lim, ae_request *out, ae_problem *p) {
+  return ae_request_parse_models(body, cat, NULL, lim, out, p);
+}
+
+int ae_request_parse_models(const json_t *body, const ae_catalog *cat,
+                            const ae_model_source *models, const ae_limits *lim,
+                            ae_request *out, ae_problem *p) {
   memset(out, 0, sizeof *out);
   ae_settings_default(&out->settings);
   out->timeout_ms = lim->default_timeout_ms;
@@ -938,8 +1003,10 @@ int ae_request_parse(const json_t *body, const ae_catalog *cat,
   int rc = AE_OK;
   /* Architecture. */
   const json_t *arch = json_object_get(body, "architecture");
-  int arch_ok = 0, type_known = 0;
+  int arch_ok = 0, type_known = 0, has_model = 0;
   ae_arch_type type = AE_ARCH_GRAPH;
+  ae_model_info model;
+  memset(&model, 0, sizeof model);
   if (!arch) {
     ae_problem_add(p, "/architecture",
                    "required field \"architecture\" is "
@@ -953,7 +1020,7 @@ int ae_request_parse(const json_t *body, const ae_catalog *cat,
       type = AE_ARCH_NB201;
     else if (strcmp(ts, "mlp_dag") == 0)
       type = AE_ARCH_MLP_DAG;
-    else if (strcmp(ts, "graph") == 0)
+    else if (strcmp(ts, "graph") == 0 || strcmp(ts, "onnx") == 0)
       type = AE_ARCH_GRAPH;
     else if (strcmp(ts, "nb101") == 0)
       type = AE_ARCH_NB101;
@@ -961,7 +1028,12 @@ int ae_request_parse(const json_t *body, const ae_catalog *cat,
       type = AE_ARCH_DARTS;
     else
       type_known = 0;
-    rc = ae_arch_from_json(arch, "/architecture", lim, &out->arch, p);
+    if (strcmp(ts, "onnx") == 0) {
+      rc = parse_onnx_ref(arch, models, lim, &out->arch, &model, p);
+      if (rc == AE_OK) has_model = 1;
+    } else {
+      rc = ae_arch_from_json(arch, "/architecture", lim, &out->arch, p);
+    }
     if (rc == AE_ENOMEM) goto fail;
     if (rc == AE_OK)
       arch_ok = 1;
@@ -1008,9 +1080,12 @@ int ae_request_parse(const json_t *body, const ae_catalog *cat,
   /* Data. */
   data_meta meta;
   memset(&meta, 0, sizeof meta);
-  int derr = parse_data(json_object_get(body, "data"), type, type_known,
-                        arch_ok ? out->arch.num_classes : 0, cat, lim,
-                        &out->data, &meta, p);
+  int derr =
+      parse_data(json_object_get(body, "data"), type, type_known,
+                 has_model ? model.num_classes
+                 : arch_ok ? out->arch.num_classes
+                           : 0,
+                 has_model ? &model : NULL, cat, lim, &out->data, &meta, p);
   if (derr < 0) {
     rc = AE_ENOMEM;
     goto fail;

@@ -86,9 +86,39 @@ typedef struct {
 } ae_request;
 
 /* Validates body against the catalog and limits.  Returns 0, or AE_EINVAL
- * with p filled (status 422, code invalid_request) and *out left empty. */
+ * with p filled (status 422, code invalid_request) and *out left empty.
+ * Knows no uploaded models: {"type": "onnx"} is a 422 at
+ * /architecture/model (ae_request_parse_models). */
 int ae_request_parse(const json_t *body, const ae_catalog *cat,
                      const ae_limits *lim, ae_request *out, ae_problem *p);
+
+/* An uploaded ONNX model as a job needs it: what ae_onnx_import made of
+ * it, without the file. */
+typedef struct {
+  json_t *architecture;           /* {"type": "graph", ...}: a new reference the
+                                     parser releases */
+  int input_shape[3], input_rank; /* per-sample: the default data shape */
+  int num_classes;                /* the output's width: the default */
+} ae_model_info;
+
+/* Where ae_request_parse_models finds the models a request names (the
+ * daemon: its store; the CLI: the file it was given).  resolve returns
+ * AE_OK with out filled, AE_ENOTFOUND (a 422 at /architecture/model), or
+ * another status: AE_EIO (the store failed: a 503 store_unavailable),
+ * AE_ENOMEM. */
+typedef struct {
+  int (*resolve)(void *ctx, const char *id, ae_model_info *out);
+  void *ctx;
+} ae_model_source;
+
+/* ae_request_parse, with {"type": "onnx", "model": "sha256:..."} resolved
+ * through models (NULL: none).  The model's graph is parsed and lowered
+ * like a "graph" architecture (out->arch.model keeps the id); data without
+ * a shape or classes defaults to the model's input shape and output
+ * width; the normalised request shows {"type": "onnx", "model": id}. */
+int ae_request_parse_models(const json_t *body, const ae_catalog *cat,
+                            const ae_model_source *models, const ae_limits *lim,
+                            ae_request *out, ae_problem *p);
 
 /* Parses a request body as JSON, rejecting duplicate keys: 0 and *out (a
  * new reference), or AE_EINVAL with p = 400 invalid_json whose detail gives

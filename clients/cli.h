@@ -6,6 +6,8 @@
 
 #include <stddef.h>
 
+#include "api/request.h"
+
 /* Exit statuses scripts can rely on. */
 enum {
   AE_EXIT_OK = 0,
@@ -23,6 +25,21 @@ enum {
 int ae_cli_read_file(const char *path, size_t max, char **out, size_t *len);
 
 int ae_cli_score(int argc, char **argv);
+
+/* An ONNX file as a model source (cli_model.c), for `archeval score
+ * MODEL.onnx`: requests naming {"type": "onnx", "model": id} resolve to
+ * it.  The source points into the struct: keep it in place. */
+typedef struct {
+  char id[72]; /* "sha256:<hex>" of the file */
+  json_t *architecture;
+  int input_shape[3], input_rank, num_classes;
+  ae_model_source source;
+} ae_cli_model;
+/* Imports and lowers the file's bytes: 0, AE_EINVAL (p filled) or
+ * AE_ENOMEM.  Warnings (a folded BN) go to stderr. */
+int ae_cli_model_load(const void *bytes, size_t len, ae_cli_model *m,
+                      ae_problem *p);
+void ae_cli_model_free(ae_cli_model *m);
 /* Canonical keys and forms of architectures, offline (cli_canon.c). */
 int ae_cli_canon(int argc, char **argv);
 

@@ -33,7 +33,10 @@ static void score_usage(FILE *f) {
           "Scores job requests in this process and prints one JSON line per\n"
           "request, in order: {\"result\": ...} or {\"error\": problem}.\n"
           "FILE (default '-', standard input) holds one request, the body of\n"
-          "POST /v1/jobs, or a JSON array of them.\n"
+          "POST /v1/jobs, or a JSON array of them; or FILE is an ONNX model\n"
+          "(MODEL.onnx), scored as {\"architecture\": {\"type\": \"onnx\"}}\n"
+          "on synthetic data of its own input shape (--data NAME: a dataset\n"
+          "instead; --seed N).\n"
           "\n"
           "Options:\n"
           "  --backend host|cuda   scoring backend (default host)\n"
@@ -49,6 +52,8 @@ static void score_usage(FILE *f) {
           "  --profile P           what to compute: fast, rank, full or all\n"
           "                        (a request without profile or metrics:\n"
           "                        full)\n"
+          "  --data NAME           MODEL.onnx only: the dataset to score on\n"
+          "  --seed N              MODEL.onnx only: the seed (default 0)\n"
           "  --metrics LIST        comma-separated groups (topology,\n"
           "                        expressivity, convergence, generalization,\n"
           "                        proxies) or metrics "
@@ -164,6 +169,16 @@ static void *score_worker(void *arg) {
   return NULL;
 }
 
+/* 1 when the input is an ONNX model rather than JSON: its name ends in
+ * ".onnx", or it does not begin (after blanks) like a JSON request.  An
+ * ONNX file (a protobuf ModelProto) begins with field 1, ir_version:
+ * byte 0x08. */
+static int is_onnx_file(const char *path, const char *buf, size_t len) {
+  size_t n = strlen(path);
+  if (n > 5 && !strcmp(path + n - 5, ".onnx")) return 1;
+  return len > 0 && (unsigned char)buf[0] == 0x08;
+}
+
 /* Looks for data.dataset == "fashion-mnist" in any request. */
 static int wants_fashion_mnist(json_t *root) {
   size_t n = json_is_array(root) ? json_array_size(root) : 1;
@@ -250,11 +265,14 @@ int ae_cli_score(int argc, char **argv) {
       {"datasets-dir", required_argument, NULL, 'D'},
       {"profile", required_argument, NULL, 'p'},
       {"metrics", required_argument, NULL, 'm'},
+      {"data", required_argument, NULL, 'a'},
+      {"seed", required_argument, NULL, 's'},
       {"help", no_argument, NULL, 'h'},
       {NULL, 0, NULL, 0}};
   const char *datasets[AE_SCORE_MAX_DATASETS], *datasets_dir = NULL;
   int n_datasets = 0, threads = 1;
-  const char *profile = NULL, *metrics_list = NULL;
+  const char *profile = NULL, *metrics_list = NULL, *model_data = NULL;
+  long long model_seed = -1;
   ae_engine_config cfg = {AE_BACKEND_HOST, 0, 0};
   optind = 1;
   opterr = 0;
@@ -304,6 +322,19 @@ int ae_cli_score(int argc, char **argv) {
     case 'm':
       metrics_list = optarg;
       break;
+    case 'a':
+      model_data = optarg;
+      break;
+    case 's': {
+      char *end;
+      model_seed = strtoll(optarg, &end, 10);
+      if (*end || !*optarg || model_seed < 0) {
+        fprintf(stderr, "archeval score: --seed must be a non-negative "
+                        "integer\n");
+        return AE_EXIT_USAGE;
+      }
+      break;
+    }
     case 'h':
       score_usage(stdout);
       return AE_EXIT_OK;
@@ -332,6 +363,8 @@ int ae_cli_score(int argc, char **argv) {
   size_t n_items = 0;
   ae_dataset_registry reg;
   memset(&reg, 0, sizeof reg);
+  ae_cli_model model;
+  memset(&model, 0, sizeof model);
   int rc = ae_cli_read_file(path, AE_SCORE_MAX_INPUT, &buf, &len);
   if (rc) {
     fprintf(stderr, "archeval score: cannot read %s: %s\n",
@@ -339,7 +372,33 @@ int ae_cli_score(int argc, char **argv) {
     json_decref(metrics_arr);
     return AE_EXIT_FAILURE;
   }
-  if (ae_json_parse_body(buf, len, &root, &p)) {
+  int is_model = is_onnx_file(path, buf, len);
+  if ((model_data || model_seed >= 0) && !is_model) {
+    fprintf(stderr, "archeval score: --data and --seed apply to an ONNX "
+                    "model only (a request says its own)\n");
+    status = AE_EXIT_USAGE;
+    goto done;
+  }
+  if (is_model) {
+    rc = ae_cli_model_load(buf, len, &model, &p);
+    if (rc) {
+      if (!p.status) ae_problem_set(&p, 500, "internal", NULL, "out of memory");
+      print_problem(&p);
+      status = rc == AE_ENOMEM ? AE_EXIT_FAILURE : AE_EXIT_INVALID;
+      goto done;
+    }
+    root = json_pack("{s:{s:s, s:s}, s:I}", "architecture", "type", "onnx",
+                     "model", model.id, "seed",
+                     (json_int_t)(model_seed >= 0 ? model_seed : 0));
+    if (root && model_data)
+      json_object_set_new(root, "data",
+                          json_pack("{s:s}", "dataset", model_data));
+    if (!root) {
+      fprintf(stderr, "archeval score: out of memory\n");
+      status = AE_EXIT_FAILURE;
+      goto done;
+    }
+  } else if (ae_json_parse_body(buf, len, &root, &p)) {
     print_problem(&p);
     status = AE_EXIT_INVALID;
     goto done;
@@ -391,7 +450,8 @@ int ae_cli_score(int argc, char **argv) {
     score_item *it = &items[i];
     it->body = is_array ? json_array_get(root, i) : root;
     ae_problem_clear(&p);
-    if (ae_request_parse(it->body, &cat, &lim, &it->req, &p)) {
+    if (ae_request_parse_models(it->body, &cat, is_model ? &model.source : NULL,
+                                &lim, &it->req, &p)) {
       any_invalid = 1;
       it->done = 1;
       if (!is_array) {
@@ -493,6 +553,7 @@ done:
   json_decref(root);
   json_decref(metrics_arr);
   free(buf);
+  ae_cli_model_free(&model);
   ae_dataset_registry_free(&reg);
   ae_problem_clear(&p);
   return status;

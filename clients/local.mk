@@ -4,7 +4,7 @@ bin_PROGRAMS += clients/archeval
 clients_archeval_SOURCES = clients/archeval.c clients/cli.h \
 	clients/cli_score.c clients/cli_io.c clients/http_client.c clients/http_client.h \
 	clients/http_commands.c clients/cli_rank.c clients/cli_canon.c \
-	clients/cli_onnx.c clients/cli_study.c
+	clients/cli_onnx.c clients/cli_study.c clients/cli_model.c
 clients_archeval_CFLAGS = $(AM_CFLAGS) $(CURL_CFLAGS)
 clients_archeval_LDADD = api/libaeonnx.a $(ENGINE_LIBS) $(CURL_LIBS) \
 	$(PROTOBUF_C_LIBS)
@@ -24,6 +24,7 @@ EXTRA_DIST += $(AE_CLIENT_TESTS) \
 	clients/python/archeval_client/__init__.py \
 	clients/python/archeval_client/client.py \
 	clients/python/archeval_client/errors.py \
+	clients/python/archeval_client/models.py \
 	clients/python/archeval_client/study.py \
 	clients/python/examples/nas_search.py \
 	deploy/Dockerfile deploy/Dockerfile.dockerignore deploy/compose.yaml \

@@ -75,6 +75,7 @@ struct ae_server {
    * (study.c); the loop's. */
   struct ae_cache *cache;
   struct ae_studies *studies;
+  struct ae_models *models; /* uploaded ONNX models (models.c) */
 
   /* The queue (queue.c; any thread, under its lock). */
   ae_queue queue;

@@ -38,6 +38,7 @@
 #include "server/job_fetch.h"
 #include "server/job_render.h"
 #include "server/job_state.h"
+#include "server/models.h"
 #include "server/route.h"
 #include "server/study.h"
 #include "server/ui_assets.h"
@@ -59,10 +60,11 @@ struct ae_http {
   uv_prepare_t prepare; /* runs MHD after connections were resumed */
   uv_timer_t slow_timer;
   int need_mhd_run;
-  ae_waiter *all_waiters;   /* every suspended long poll */
-  ae_http_conn *conns;      /* every open TCP connection */
-  long long n_slow_dropped; /* connections dropped as too slow */
-  int open_handles;         /* libuv handles not yet closed */
+  ae_waiter *all_waiters;      /* every suspended long poll */
+  struct ae_http_req *uploads; /* every model upload being imported */
+  ae_http_conn *conns;         /* every open TCP connection */
+  long long n_slow_dropped;    /* connections dropped as too slow */
+  int open_handles;            /* libuv handles not yet closed */
 };
 
 typedef struct ae_http_req ae_http_req;
@@ -90,16 +92,22 @@ struct ae_http_req {
   char *path;
   int route;         /* AE_ROUTE_* for the metrics */
   char id[32];       /* the {id} of the path */
+  char model[80];    /* the {model} of the path */
   const char *allow; /* a 405's Allow header (static) */
   char *body;
   size_t len, cap;
-  int too_large;    /* the body went over the limit: dropped, 413 at end */
-  size_t discarded; /* bytes dropped since */
-  int status;       /* the status sent, 0 until then */
+  long long max_body; /* the route's body limit */
+  int too_large;      /* the body went over the limit: dropped, 413 at end */
+  size_t discarded;   /* bytes dropped since */
+  int status;         /* the status sent, 0 until then */
   int responded;
   int resumed;
   char job_id[32]; /* for the log line */
   ae_waiter *waiter;
+  ae_model_upload *upload; /* POST /v1/models while its import runs */
+  int upload_done;         /* ... and once it finished */
+  int upload_stopped;      /* ... or the server stopped waiting for it */
+  ae_http_req *upload_next, *upload_prev; /* http->uploads, while running */
 };
 
 typedef enum MHD_Result (*route_handler)(ae_http_req *r);
@@ -353,9 +361,10 @@ static enum MHD_Result h_root(ae_http_req *r) {
   ae_server *srv = r->srv;
   const ae_options *o = srv->opt;
   json_t *limits = json_pack(
-      "{s:I, s:I, s:I, s:I, s:I, s:i, s:i, s:i, s:f, s:i, s:I}", "max_queue",
-      (json_int_t)o->max_queue, "max_batch", (json_int_t)o->max_batch,
-      "max_body_bytes", (json_int_t)o->max_body_bytes, "default_timeout_ms",
+      "{s:I, s:I, s:I, s:I, s:I, s:I, s:i, s:i, s:i, s:f, s:i, s:I}",
+      "max_queue", (json_int_t)o->max_queue, "max_batch",
+      (json_int_t)o->max_batch, "max_body_bytes", (json_int_t)o->max_body_bytes,
+      "max_model_bytes", (json_int_t)o->max_model_bytes, "default_timeout_ms",
       (json_int_t)o->default_timeout_ms, "job_ttl_secs",
       (json_int_t)o->job_ttl_secs, "max_wait_ms", MAX_WAIT_MS, "max_nodes",
       srv->limits.max_nodes, "max_inputs_per_node",
@@ -508,7 +517,8 @@ static enum MHD_Result h_submit(ae_http_req *r) {
   ae_request req;
   memset(&req, 0, sizeof req);
   ae_problem p = AE_PROBLEM_INIT;
-  int rc = ae_request_parse(body, &srv->catalog, &srv->limits, &req, &p);
+  int rc = ae_request_parse_models(body, &srv->catalog, ae_models_source(srv),
+                                   &srv->limits, &req, &p);
   json_decref(body);
   if (rc) {
     if (!p.status) return fail_internal(r, rc);
@@ -602,8 +612,9 @@ static enum MHD_Result h_batch(ae_http_req *r) {
   int rc = AE_OK;
   for (size_t i = 0; i < n; i++) {
     ae_problem item = AE_PROBLEM_INIT;
-    int irc = ae_request_parse(json_array_get(items, i), &srv->catalog,
-                               &srv->limits, &reqs[i], &item);
+    int irc = ae_request_parse_models(json_array_get(items, i), &srv->catalog,
+                                      ae_models_source(srv), &srv->limits,
+                                      &reqs[i], &item);
     if (irc && !item.status) {
       rc = irc;
       ae_problem_clear(&item);
@@ -1207,6 +1218,104 @@ static enum MHD_Result h_study_ranking(ae_http_req *r) {
   return h_study(r, AE_STUDY_RANKING);
 }
 
+/* ---- models (models.c answers; this sends) ---- */
+
+static enum MHD_Result respond_model(ae_http_req *r, ae_model_reply *out) {
+  if (out->problem.status) return respond_problem(r, &out->problem);
+  ae_problem_clear(&out->problem);
+  return respond(r, out->status, out->body, out->len,
+                 out->body ? "application/json" : NULL, 0, 0, NULL,
+                 out->location[0] ? out->location : NULL, 0);
+}
+
+static void upload_unlink(ae_http_req *r) {
+  struct ae_http *h = r->srv->http;
+  if (r->upload_prev)
+    r->upload_prev->upload_next = r->upload_next;
+  else if (h->uploads == r)
+    h->uploads = r->upload_next;
+  if (r->upload_next) r->upload_next->upload_prev = r->upload_prev;
+  r->upload_next = r->upload_prev = NULL;
+}
+
+/* The stop: imports still running are dropped and their uploads answer
+ * 503 (MHD cannot stop with a suspended connection). */
+static void stop_uploads(ae_server *srv) {
+  while (srv->http->uploads) {
+    ae_http_req *r = srv->http->uploads;
+    upload_unlink(r);
+    ae_models_upload_abandon(r->upload);
+    r->upload = NULL;
+    r->upload_stopped = 1;
+    r->resumed = 1;
+    MHD_resume_connection(r->conn);
+    srv->http->need_mhd_run = 1;
+  }
+}
+
+/* The import finished (on the loop): MHD calls h_model_upload again. */
+static void on_model_imported(void *ctx) {
+  ae_http_req *r = ctx;
+  upload_unlink(r);
+  r->upload_done = 1;
+  r->resumed = 1;
+  MHD_resume_connection(r->conn);
+  r->srv->http->need_mhd_run = 1;
+  http_run(r->srv);
+}
+
+/* POST /v1/models: the body goes to the threadpool (models.c) while the
+ * connection waits, suspended. */
+static enum MHD_Result h_model_upload(ae_http_req *r) {
+  if (r->upload_stopped)
+    return fail(r, 503, "draining", "Draining", 5,
+                "The server stopped while the model was imported; it was "
+                "not stored.");
+  if (r->upload_done) {
+    ae_model_upload *u = r->upload;
+    r->upload = NULL;
+    ae_model_reply out;
+    ae_models_upload_finish(u, &out);
+    return respond_model(r, &out);
+  }
+  const char *ct = header(r, MHD_HTTP_HEADER_CONTENT_TYPE);
+  if (!ae_content_type_is_onnx(ct))
+    return fail(r, 415, "unsupported_media_type", "Unsupported media type", 0,
+                "The body must be an ONNX file sent as application/onnx or "
+                "application/octet-stream, not %s.",
+                ct ? ct : "no Content-Type");
+  if (r->len == 0)
+    return fail(r, 422, "invalid_request", "Invalid request", 0,
+                "The body is empty; send the ONNX file.");
+  if (r->srv->draining)
+    return fail(r, 503, "draining", "Draining", 5,
+                "The server is shutting down and accepts no new models.");
+  char *body = r->body;
+  size_t len = r->len;
+  r->body = NULL;
+  r->len = r->cap = 0;
+  int rc = ae_models_upload_start(r->srv, body, len, on_model_imported, r,
+                                  &r->upload);
+  if (rc) return fail_internal(r, rc);
+  r->upload_next = r->srv->http->uploads;
+  if (r->upload_next) r->upload_next->upload_prev = r;
+  r->srv->http->uploads = r;
+  MHD_suspend_connection(r->conn);
+  return MHD_YES;
+}
+
+static enum MHD_Result h_model_get(ae_http_req *r) {
+  ae_model_reply out;
+  ae_models_get(r->srv, r->model, &out);
+  return respond_model(r, &out);
+}
+
+static enum MHD_Result h_model_delete(ae_http_req *r) {
+  ae_model_reply out;
+  ae_models_delete(r->srv, r->model, &out);
+  return respond_model(r, &out);
+}
+
 /* The static files of /ui/ (ui_assets.c), from the binary. */
 static enum MHD_Result h_ui(ae_http_req *r) {
   for (const ae_ui_asset *a = ae_ui_assets; a->path; a++) {
@@ -1253,6 +1362,9 @@ static const route_handler handlers[AE_HANDLER_COUNT] = {
     [AE_HANDLER_STUDY_ADD] = h_study_add,
     [AE_HANDLER_STUDY_RANKING] = h_study_ranking,
     [AE_HANDLER_UI] = h_ui,
+    [AE_HANDLER_MODEL_UPLOAD] = h_model_upload,
+    [AE_HANDLER_MODEL_GET] = h_model_get,
+    [AE_HANDLER_MODEL_DELETE] = h_model_delete,
     [AE_HANDLER_NOT_ALLOWED] = h_not_allowed,
     [AE_HANDLER_NOT_FOUND] = h_not_found,
 };
@@ -1264,6 +1376,7 @@ static ae_handler route(ae_http_req *r) {
   r->route = m.route;
   r->allow = m.allow;
   snprintf(r->id, sizeof r->id, "%s", m.id);
+  snprintf(r->model, sizeof r->model, "%s", m.model);
   return m.handler;
 }
 
@@ -1435,15 +1548,16 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
       return respond_problem_full(r, &p, 0, NULL, 1);
     }
     /* The body limit, before reading any of it. */
+    r->max_body = route(r) == AE_HANDLER_MODEL_UPLOAD
+                      ? srv->opt->max_model_bytes
+                      : srv->opt->max_body_bytes;
     const char *cl = header(r, MHD_HTTP_HEADER_CONTENT_LENGTH);
     long long length;
-    if (cl && !ae_parse_count(cl, srv->opt->max_body_bytes, &length) &&
-        length > srv->opt->max_body_bytes) {
-      route(r); /* for the metrics' route label */
+    if (cl && !ae_parse_count(cl, r->max_body, &length) &&
+        length > r->max_body) {
       ae_problem p = AE_PROBLEM_INIT;
       ae_problem_set(&p, 413, "body_too_large", "Body too large",
-                     "The body is over the limit of %lld bytes.",
-                     srv->opt->max_body_bytes);
+                     "The body is over the limit of %lld bytes.", r->max_body);
       return respond_problem_full(r, &p, 0, NULL, 1);
     }
     return MHD_YES;
@@ -1462,7 +1576,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
              r->request_id, srv->opt->connection_timeout_secs);
       return MHD_NO;
     }
-    if (r->too_large || r->len + n > (size_t)srv->opt->max_body_bytes) {
+    if (r->too_large || r->len + n > (size_t)r->max_body) {
       /* A chunked or understated body went over.  MHD 0.9.75 refuses a
        * response queued in the middle of an upload (MHD_queue_response
        * answers MHD_NO until the request is complete), so the rest is
@@ -1473,8 +1587,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
       r->len = r->cap = 0;
       r->too_large = 1;
       r->discarded += n;
-      if (r->discarded > (size_t)srv->opt->max_body_bytes + (64u << 20))
-        return MHD_NO;
+      if (r->discarded > (size_t)r->max_body + (64u << 20)) return MHD_NO;
       return MHD_YES;
     }
     if (r->len + n + 1 > r->cap) {
@@ -1497,8 +1610,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
     route(r); /* for the metrics' route label */
     ae_problem p = AE_PROBLEM_INIT;
     ae_problem_set(&p, 413, "body_too_large", "Body too large",
-                   "The body is over the limit of %lld bytes.",
-                   srv->opt->max_body_bytes);
+                   "The body is over the limit of %lld bytes.", r->max_body);
     return respond_problem_full(r, &p, 0, NULL, 1);
   }
   return dispatch(r);
@@ -1519,6 +1631,11 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
   if (r->waiter) { /* only at shutdown */
     r->waiter->req = NULL;
     r->waiter = NULL;
+  }
+  if (r->upload) { /* the client went during the import */
+    if (!r->upload_done) upload_unlink(r);
+    ae_models_upload_abandon(r->upload);
+    r->upload = NULL;
   }
   double seconds = (double)(ae_mono_ns() - r->start_ns) / 1e9;
   if (r->status) {
@@ -1656,6 +1773,7 @@ void ae_http_flush(ae_server *srv) {
   struct ae_http *h = srv->http;
   if (!h || !h->mhd) return;
   wake_all(srv);
+  stop_uploads(srv);
   /* Let resumed connections answer: run MHD until no request is in
    * flight, waiting on its epoll fd, for at most STOP_FLUSH_MS. */
   const union MHD_DaemonInfo *info =

@@ -14,6 +14,7 @@
 #include "server/job_fetch.h"
 #include "server/job_load.h"
 #include "server/job_state.h"
+#include "server/models.h"
 #include "server/outcome.h"
 #include "server/util.h"
 
@@ -33,7 +34,8 @@ static int queue_again(ae_server *srv, ae_job *job, const char *request,
   json_error_t err;
   json_t *tree = json_loads(request, JSON_DECODE_ANY, &err);
   int rc =
-      tree ? ae_request_parse(tree, &srv->catalog, &srv->limits, &job->req, &p)
+      tree ? ae_request_parse_models(tree, &srv->catalog, ae_models_source(srv),
+                                     &srv->limits, &job->req, &p)
            : AE_EINVAL;
   json_decref(tree);
   if (rc == AE_OK) { /* its text is request_text */

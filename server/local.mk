@@ -10,14 +10,15 @@ ARCHEVALD_CORE = server/util.c server/util.h server/options.c \
 	server/job_load.c server/job_load.h server/job_render.c \
 	server/job_render.h server/workers.c server/workers.h server/drain.c \
 	server/drain.h server/cache.c server/cache.h server/study.c \
-	server/study.h server/http.c server/http.h \
+	server/study.h server/models.c server/models.h server/http.c \
+	server/http.h \
 	server/store_sqlite.c server/store.h
 bin_PROGRAMS += server/archevald
 server_archevald_SOURCES = server/main.c $(ARCHEVALD_CORE)
 server_archevald_CFLAGS = $(AM_CFLAGS) $(MHD_CFLAGS) $(UV_CFLAGS) \
 	$(SQLITE_CFLAGS)
-server_archevald_LDADD = $(ENGINE_LIBS) $(MHD_LIBS) $(UV_LIBS) \
-	$(SQLITE_LIBS)
+server_archevald_LDADD = api/libaeonnx.a $(ENGINE_LIBS) $(MHD_LIBS) \
+	$(UV_LIBS) $(SQLITE_LIBS) $(PROTOBUF_C_LIBS)
 
 # Unit tests of the daemon's utilities.
 check_PROGRAMS += server/test_util

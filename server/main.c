@@ -35,6 +35,7 @@
 #include "server/http.h"
 #include "server/job_load.h"
 #include "server/job_state.h"
+#include "server/models.h"
 #include "server/options.h"
 #include "server/study.h"
 #include "server/util.h"
@@ -260,7 +261,9 @@ int main(int argc, char **argv) {
   if (ae_fleet_configure(srv)) goto out;
   /* --fleet: the in-flight map of identical jobs is per replica, whose
    * jobs run anywhere: off (MERGE: a fleet-wide cache). */
-  if ((!srv->fleet && ae_cache_init(srv)) || ae_studies_init(srv)) goto out;
+  if ((!srv->fleet && ae_cache_init(srv)) || ae_studies_init(srv) ||
+      ae_models_init(srv))
+    goto out;
 
   /* The store: --store (or --store-file, or $ARCHEVAL_STORE_URL unless
    * --no-store) names a PostgreSQL store; else --state-dir's SQLite. */
@@ -325,6 +328,7 @@ out:
     if (uv_loop_close(&loop))
       ae_log(AE_LOG_WARN, "the loop still had open handles");
   }
+  ae_models_free(srv);
   ae_studies_free(srv);
   ae_cache_free(srv);
   ae_fleet_free(srv);

@@ -33,6 +33,8 @@ const char *const ae_route_labels[AE_ROUTE_COUNT] = {"/v1/health/live",
                                                      "architectures",
                                                      "/v1/studies/{id}/ranking",
                                                      "/ui/",
+                                                     "/v1/models",
+                                                     "/v1/models/{model}",
                                                      "other"};
 
 typedef struct {
@@ -87,6 +89,13 @@ static const route_row routes[] = {
      AE_HANDLER_STUDY_RANKING, NULL},
     {"/v1/studies/{id}/ranking", NULL, AE_ROUTE_STUDY_RANKING,
      AE_HANDLER_NOT_ALLOWED, "GET, HEAD"},
+    {"/v1/models", "POST", AE_ROUTE_MODELS, AE_HANDLER_MODEL_UPLOAD, NULL},
+    {"/v1/models", NULL, AE_ROUTE_MODELS, AE_HANDLER_NOT_ALLOWED, "POST"},
+    {"/v1/models/{model}", "GET", AE_ROUTE_MODEL, AE_HANDLER_MODEL_GET, NULL},
+    {"/v1/models/{model}", "DELETE", AE_ROUTE_MODEL, AE_HANDLER_MODEL_DELETE,
+     NULL},
+    {"/v1/models/{model}", NULL, AE_ROUTE_MODEL, AE_HANDLER_NOT_ALLOWED,
+     "GET, HEAD, DELETE"},
     {"/ui/", "GET", AE_ROUTE_UI, AE_HANDLER_UI, NULL},
     {"/ui/", NULL, AE_ROUTE_UI, AE_HANDLER_NOT_ALLOWED, "GET, HEAD"},
     {"/ui/app.js", "GET", AE_ROUTE_UI, AE_HANDLER_UI, NULL},
@@ -97,9 +106,23 @@ static const route_row routes[] = {
 #define N_ROUTES (sizeof routes / sizeof routes[0])
 
 /* Matches path against a pattern whose "{id}" takes 1-31 characters of
- * [A-Za-z0-9_-].  1 on a match (id filled), else 0. */
-static int path_match(const char *pattern, const char *path, char id[32]) {
+ * [A-Za-z0-9_-] and whose "{model}" 1-79 of [A-Za-z0-9:_-] (models.c
+ * checks the id's form).  1 on a match (id or model filled), else 0. */
+static int path_match(const char *pattern, const char *path, char id[32],
+                      char model[80]) {
   while (*pattern) {
+    if (!strncmp(pattern, "{model}", 7)) {
+      size_t n = 0;
+      while (isalnum((unsigned char)path[n]) || path[n] == '_' ||
+             path[n] == '-' || path[n] == ':')
+        n++;
+      if (n == 0 || n > 79) return 0;
+      memcpy(model, path, n);
+      model[n] = '\0';
+      path += n;
+      pattern += 7;
+      continue;
+    }
     if (!strncmp(pattern, "{id}", 4)) {
       size_t n = 0;
       while (isalnum((unsigned char)path[n]) || path[n] == '_' ||
@@ -126,13 +149,14 @@ static int method_matches(const char *row, const char *method) {
 void ae_route_find(const char *method, const char *path, ae_route_match *m) {
   memset(m, 0, sizeof *m);
   for (size_t i = 0; i < N_ROUTES; i++) {
-    char id[32] = "";
-    if (!path_match(routes[i].pattern, path, id)) continue;
+    char id[32] = "", model[80] = "";
+    if (!path_match(routes[i].pattern, path, id, model)) continue;
     if (!method_matches(routes[i].method, method)) continue;
     m->handler = routes[i].handler;
     m->route = routes[i].route;
     m->allow = routes[i].allow;
     snprintf(m->id, sizeof m->id, "%s", id);
+    snprintf(m->model, sizeof m->model, "%s", model);
     return;
   }
   m->handler = AE_HANDLER_NOT_FOUND;
@@ -195,6 +219,17 @@ int ae_content_type_is_json(const char *ct) {
       !strncasecmp(ct + n - 5, "+json", 5))
     return 1;
   return 0;
+}
+
+int ae_content_type_is_onnx(const char *ct) {
+  if (!ct) return 0;
+  while (*ct == ' ')
+    ct++;
+  size_t n = strcspn(ct, ";");
+  while (n && (ct[n - 1] == ' ' || ct[n - 1] == '\t'))
+    n--;
+  return (n == 16 && !strncasecmp(ct, "application/onnx", 16)) ||
+         (n == 24 && !strncasecmp(ct, "application/octet-stream", 24));
 }
 
 int ae_client_ref_ok(const char *s) {

@@ -25,6 +25,8 @@ enum {
   AE_ROUTE_STUDY_ARCHITECTURES,
   AE_ROUTE_STUDY_RANKING,
   AE_ROUTE_UI,
+  AE_ROUTE_MODELS,
+  AE_ROUTE_MODEL,
   AE_ROUTE_OTHER,
   AE_ROUTE_COUNT
 };
@@ -49,7 +51,10 @@ typedef enum {
   AE_HANDLER_STUDY_DELETE,
   AE_HANDLER_STUDY_ADD,
   AE_HANDLER_STUDY_RANKING,
-  AE_HANDLER_UI,          /* a static file of /ui/ */
+  AE_HANDLER_UI, /* a static file of /ui/ */
+  AE_HANDLER_MODEL_UPLOAD,
+  AE_HANDLER_MODEL_GET,
+  AE_HANDLER_MODEL_DELETE,
   AE_HANDLER_NOT_ALLOWED, /* 405 with match.allow */
   AE_HANDLER_NOT_FOUND,   /* 404: no row matched */
   AE_HANDLER_COUNT
@@ -60,6 +65,7 @@ typedef struct {
   int route;         /* AE_ROUTE_* */
   const char *allow; /* for a 405: the Allow header; else NULL */
   char id[32];       /* the {id} of the path, or "" */
+  char model[80];    /* the {model} of the path ("sha256:..."), or "" */
 } ae_route_match;
 
 /* Finds the row for method and path (HEAD is served as GET).  Always
@@ -77,6 +83,9 @@ int ae_page_token_decode(const char *s, long long *seq);
 int ae_parse_count(const char *s, long long max, long long *out);
 /* 1 when an X-Request-Id can be echoed: 1-128 of [A-Za-z0-9._-]. */
 int ae_request_id_ok(const char *s);
+/* 1 for application/onnx or application/octet-stream (parameters
+ * ignored): the bodies POST /v1/models takes. */
+int ae_content_type_is_onnx(const char *ct);
 /* 1 for application/json or application/...+json (or no Content-Type). */
 int ae_content_type_is_json(const char *ct);
 /* 1 when a client_ref query value can be matched: 1-256 bytes, no control

@@ -426,6 +426,35 @@ int ae_store_cache_get(ae_store *s, const char *key,
   return status;
 }
 
+int ae_store_model_put(ae_store *s, const ae_store_model *m, int *created) {
+  if (!s || !m || !m->id || !m->bytes || !m->description_json ||
+      !m->architecture_json || !created)
+    return AE_EINVAL;
+  double start = store_now_s();
+  int status = s->ops->model_put(s->impl, m, created);
+  store_record(s, AE_STORE_OP_MODEL, store_now_s() - start, status);
+  return status;
+}
+
+int ae_store_model_get(ae_store *s, const char *id,
+                       int (*fn)(void *ud, const ae_store_model *m), void *ud) {
+  if (!s || !id || !fn) return AE_EINVAL;
+  double start = store_now_s();
+  int status = s->ops->model_get(s->impl, id, fn, ud);
+  store_record(s, AE_STORE_OP_MODEL, store_now_s() - start,
+               status == AE_ENOTFOUND ? 0 : status);
+  return status;
+}
+
+int ae_store_model_delete(ae_store *s, const char *id) {
+  if (!s || !id) return AE_EINVAL;
+  double start = store_now_s();
+  int status = s->ops->model_delete(s->impl, id);
+  store_record(s, AE_STORE_OP_MODEL, store_now_s() - start,
+               status == AE_ENOTFOUND ? 0 : status);
+  return status;
+}
+
 int ae_store_ping(ae_store *s) {
   if (!s) return AE_EINVAL;
   return s->ops->ping(s->impl);

@@ -283,6 +283,29 @@ int ae_store_cache_put(ae_store *s, const char *key, const char *canonical,
 int ae_store_cache_get(ae_store *s, const char *key,
                        int (*fn)(void *ud, const char *result_json), void *ud);
 
+/* ---- uploaded ONNX models (api.md "Models") ---- */
+
+/* One model as stored; strings and bytes as for ae_store_job. */
+typedef struct {
+  const char *id;                /* "sha256:<64 hex>" of the bytes */
+  const unsigned char *bytes;    /* the ONNX file; NULL in model_get */
+  size_t len;                    /* its size (model_get too) */
+  const char *description_json;  /* the answer of POST /v1/models */
+  const char *architecture_json; /* the "graph" architecture it imports to */
+  long long created_ms;
+} ae_store_model;
+
+/* Stores a model unless its id is stored already (the same bytes: the
+ * first one wins).  *created is 1 when this call inserted it.  0, or
+ * AE_EIO. */
+int ae_store_model_put(ae_store *s, const ae_store_model *m, int *created);
+/* Looks a model up: 0 with fn called once with the row, bytes left out
+ * (valid during the call), AE_ENOTFOUND when absent, AE_EIO. */
+int ae_store_model_get(ae_store *s, const char *id,
+                       int (*fn)(void *ud, const ae_store_model *m), void *ud);
+/* Removes a model.  AE_ENOTFOUND when absent, AE_EIO. */
+int ae_store_model_delete(ae_store *s, const char *id);
+
 void ae_store_close(ae_store *s);
 
 /* The message of the last failed call on s, for the log; static storage
@@ -310,6 +333,7 @@ typedef enum {
   AE_STORE_OP_CACHE,  /* cache put / get */
   AE_STORE_OP_READ,   /* ae_store_get, ae_store_list (without fn's time) */
   AE_STORE_OP_LEASE,  /* claim, heartbeat, re-queue of expired leases */
+  AE_STORE_OP_MODEL,  /* model put / get / delete */
   AE_STORE_OP_COUNT
 } ae_store_op;
 
@@ -385,6 +409,10 @@ typedef struct {
                    const char *result_json, long long created_ms);
   int (*cache_get)(void *impl, const char *key,
                    int (*fn)(void *ud, const char *result_json), void *ud);
+  int (*model_put)(void *impl, const ae_store_model *m, int *created);
+  int (*model_get)(void *impl, const char *id,
+                   int (*fn)(void *ud, const ae_store_model *m), void *ud);
+  int (*model_delete)(void *impl, const char *id);
   const char *(*errmsg)(const void *impl);
   void (*close)(void *impl);
 } ae_store_ops;

@@ -41,6 +41,7 @@
 #include "config.h"
 
 #include <ctype.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -56,7 +57,7 @@
  * by a trigger (migration 3); a replica of a fleet LISTENs to it. */
 #define AE_PG_CHANNEL "archeval_jobs"
 /* The schema this code writes (the last migration's number). */
-#define AE_PG_SCHEMA_VERSION 3
+#define AE_PG_SCHEMA_VERSION 4
 /* Advisory lock keys: class "ae" + 0x5105 (issue 15), then the purpose. */
 #define AE_PG_LOCK_CLASS 0x61655105
 #define AE_PG_LOCK_OWNER 1   /* session lock: the daemon owning the store */
@@ -152,6 +153,14 @@ static const char *const pg_migrations[AE_PG_SCHEMA_VERSION] = {
     " created_ms bigint);",
     /* 3 (issue 15): leases. */
     PG_MIGRATION_LEASES,
+    /* 4 (issue 12): uploaded ONNX models, content-addressed. */
+    "CREATE TABLE archeval_models ("
+    " id text PRIMARY KEY,"
+    " bytes bytea NOT NULL,"
+    " size bigint NOT NULL,"
+    " description_json text NOT NULL,"
+    " architecture_json text NOT NULL,"
+    " created_ms bigint);",
 };
 
 #define PG_JOB_COLUMNS                                                         \
@@ -186,6 +195,9 @@ enum {
   PG_LEASES_FAIL,
   PG_LEASES_REQUEUE,
   PG_RELEASE,
+  PG_MODEL_PUT,
+  PG_MODEL_GET,
+  PG_MODEL_DELETE,
   PG_STMT_COUNT
 };
 
@@ -337,6 +349,18 @@ static const struct {
                            " WHERE state = 'running'"
                            " AND lease_expires_ms < $1::bigint",
                            1},
+    [PG_MODEL_PUT] = {"ae_model_put",
+                      "INSERT INTO archeval_models (id, bytes, size,"
+                      " description_json, architecture_json, created_ms)"
+                      " VALUES ($1, $2, $3, $4, $5, $6)"
+                      " ON CONFLICT (id) DO NOTHING",
+                      6},
+    [PG_MODEL_GET] = {"ae_model_get",
+                      "SELECT size, description_json, architecture_json,"
+                      " created_ms FROM archeval_models WHERE id = $1",
+                      1},
+    [PG_MODEL_DELETE] = {"ae_model_delete",
+                         "DELETE FROM archeval_models WHERE id = $1", 1},
 };
 
 typedef struct {
@@ -1351,6 +1375,84 @@ static int pg_store_notifications(void *impl,
   return status;
 }
 
+/* The bytes go as a binary parameter (bytea), the rest as text. */
+static int pg_store_model_put(void *impl, const ae_store_model *m,
+                              int *created) {
+  pg_store *s = impl;
+  if (!s || !m || !m->id || !m->bytes || m->len > INT_MAX || !created)
+    return AE_EINVAL;
+  *created = 0;
+  int status = pg_ready(s);
+  if (status) return status;
+  char size[24], when[24];
+  const char *values[6] = {m->id,
+                           (const char *)m->bytes,
+                           pg_int_text(size, sizeof size, (long long)m->len, 0),
+                           m->description_json,
+                           m->architecture_json,
+                           pg_int_text(when, sizeof when, m->created_ms, 1)};
+  const int lengths[6] = {0, (int)m->len, 0, 0, 0, 0};
+  const int formats[6] = {0, 1, 0, 0, 0, 0};
+  PGresult *res = PQexecPrepared(s->conn, pg_statements[PG_MODEL_PUT].name, 6,
+                                 values, lengths, formats, 0);
+  if (!res || PQresultStatus(res) != PGRES_COMMAND_OK) {
+    status = pg_fail(s, res, "model put");
+    PQclear(res);
+    return status;
+  }
+  *created = pg_changed(res) > 0;
+  PQclear(res);
+  return 0;
+}
+
+static int pg_store_model_get(void *impl, const char *id,
+                              int (*fn)(void *ud, const ae_store_model *m),
+                              void *ud) {
+  pg_store *s = impl;
+  if (!s || !id || !fn) return AE_EINVAL;
+  int status = pg_ready(s);
+  if (status) return status;
+  const char *values[1] = {id};
+  PGresult *res =
+      pg_run(s, PG_MODEL_GET, values, PGRES_TUPLES_OK, "model get", &status);
+  if (!res) return status;
+  if (PQntuples(res) == 0) {
+    status = AE_ENOTFOUND;
+  } else {
+    ae_store_model m = {.id = id,
+                        .bytes = NULL,
+                        .len = (size_t)pg_number(res, 0, 0),
+                        .description_json = pg_text(res, 0, 1),
+                        .architecture_json = pg_text(res, 0, 2),
+                        .created_ms = pg_number(res, 0, 3)};
+    if (!m.description_json || !m.architecture_json) {
+      pg_set_error(s, "model get: a row lacks its description");
+      status = AE_EIO;
+    } else {
+      status = fn(ud, &m);
+    }
+  }
+  PQclear(res);
+  return status;
+}
+
+static int pg_store_model_delete(void *impl, const char *id) {
+  pg_store *s = impl;
+  if (!s || !id) return AE_EINVAL;
+  int status = pg_ready(s);
+  if (status) return status;
+  const char *values[1] = {id};
+  PGresult *res = pg_run(s, PG_MODEL_DELETE, values, PGRES_COMMAND_OK,
+                         "model delete", &status);
+  if (!res) return status;
+  if (pg_changed(res) == 0) {
+    pg_set_error(s, "model delete: no model '%s'", id);
+    status = AE_ENOTFOUND;
+  }
+  PQclear(res);
+  return status;
+}
+
 static int pg_store_ping(void *impl) {
   pg_store *s = impl;
   if (!s) return AE_EINVAL;
@@ -1384,6 +1486,9 @@ const ae_store_ops ae_store_pg_ops = {
     .study_load = pg_store_study_load,
     .cache_put = pg_store_cache_put,
     .cache_get = pg_store_cache_get,
+    .model_put = pg_store_model_put,
+    .model_get = pg_store_model_get,
+    .model_delete = pg_store_model_delete,
     .errmsg = pg_store_errmsg,
     .close = pg_store_close,
 };

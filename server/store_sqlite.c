@@ -36,7 +36,7 @@
 #include "api/status.h"
 
 /* The schema this code writes; older files are migrated at open. */
-#define STORE_SCHEMA_VERSION 2
+#define STORE_SCHEMA_VERSION 3
 #define STORE_FILE_NAME "jobs.sqlite3"
 #define STORE_BUSY_TIMEOUT_MS 2000
 
@@ -63,6 +63,9 @@ enum {
   STMT_GET,
   STMT_GET_IDEM,
   STMT_LIST,
+  STMT_MODEL_PUT,
+  STMT_MODEL_GET,
+  STMT_MODEL_DELETE,
   STMT_COUNT
 };
 
@@ -133,6 +136,13 @@ static const char *const store_statement_sql[STMT_COUNT] = {
         " WHERE (?1 < 0 OR seq < ?1) AND (?2 IS NULL OR state = ?2)"
         " AND (?3 IS NULL OR client_ref = ?3)"
         " ORDER BY seq DESC, rowid DESC LIMIT ?4",
+    [STMT_MODEL_PUT] =
+        "INSERT INTO models (id, bytes, size, description_json,"
+        " architecture_json, created_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)"
+        " ON CONFLICT (id) DO NOTHING",
+    [STMT_MODEL_GET] = "SELECT size, description_json, architecture_json,"
+                       " created_ms FROM models WHERE id = ?1",
+    [STMT_MODEL_DELETE] = "DELETE FROM models WHERE id = ?1",
 };
 
 /* Version 1: the jobs table.  Timestamps are NULL where the API says
@@ -183,6 +193,15 @@ static const char store_schema_v2[] =
     " canonical TEXT NOT NULL,"
     " result_json TEXT NOT NULL,"
     " created_ms INTEGER);";
+
+/* Version 3 (issue 12): uploaded ONNX models, content-addressed. */
+static const char store_schema_v3[] = "CREATE TABLE models ("
+                                      " id TEXT PRIMARY KEY NOT NULL,"
+                                      " bytes BLOB NOT NULL,"
+                                      " size INTEGER NOT NULL,"
+                                      " description_json TEXT NOT NULL,"
+                                      " architecture_json TEXT NOT NULL,"
+                                      " created_ms INTEGER);";
 
 typedef struct {
   sqlite3 *db;
@@ -291,6 +310,7 @@ static int store_migrate(sqlite_store *s) {
   if ((status = store_exec(s, "BEGIN IMMEDIATE"))) return status;
   if (version < 1) status = store_exec(s, store_schema_v1);
   if (!status && version < 2) status = store_exec(s, store_schema_v2);
+  if (!status && version < 3) status = store_exec(s, store_schema_v3);
   if (!status) {
     char sql[64];
     snprintf(sql, sizeof sql, "PRAGMA user_version = %d", STORE_SCHEMA_VERSION);
@@ -953,6 +973,76 @@ static int sqlite_store_cache_get(void *impl, const char *key,
   return status;
 }
 
+static int sqlite_store_model_put(void *impl, const ae_store_model *m,
+                                  int *created) {
+  sqlite_store *s = impl;
+  if (!s || !m || !m->id || !m->bytes || m->len > INT_MAX || !created)
+    return AE_EINVAL;
+  sqlite3_stmt *st = s->stmt[STMT_MODEL_PUT];
+  int rc = store_bind_text(st, 1, m->id);
+  if (rc == SQLITE_OK)
+    rc = sqlite3_bind_blob(st, 2, m->bytes, (int)m->len, SQLITE_STATIC);
+  if (rc == SQLITE_OK) rc = sqlite3_bind_int64(st, 3, (sqlite3_int64)m->len);
+  if (rc == SQLITE_OK) rc = store_bind_text(st, 4, m->description_json);
+  if (rc == SQLITE_OK) rc = store_bind_text(st, 5, m->architecture_json);
+  if (rc == SQLITE_OK) rc = store_bind_time(st, 6, m->created_ms);
+  if (rc != SQLITE_OK) {
+    sqlite3_clear_bindings(st);
+    return store_fail(s, rc, "model put: bind");
+  }
+  int status = store_step_done(s, st, "model put");
+  *created = !status && sqlite3_changes(s->db) > 0;
+  return status;
+}
+
+static int sqlite_store_model_get(void *impl, const char *id,
+                                  int (*fn)(void *ud, const ae_store_model *m),
+                                  void *ud) {
+  sqlite_store *s = impl;
+  if (!s || !id || !fn) return AE_EINVAL;
+  sqlite3_stmt *st = s->stmt[STMT_MODEL_GET];
+  int rc = store_bind_text(st, 1, id);
+  if (rc != SQLITE_OK) {
+    sqlite3_clear_bindings(st);
+    return store_fail(s, rc, "model get: bind");
+  }
+  int status;
+  rc = sqlite3_step(st);
+  if (rc == SQLITE_ROW) {
+    ae_store_model m = {.id = id,
+                        .bytes = NULL,
+                        .len = (size_t)sqlite3_column_int64(st, 0),
+                        .description_json = store_column_text(st, 1),
+                        .architecture_json = store_column_text(st, 2),
+                        .created_ms = sqlite3_column_int64(st, 3)};
+    status = m.description_json && m.architecture_json ? fn(ud, &m) : AE_EIO;
+  } else if (rc == SQLITE_DONE) {
+    status = AE_ENOTFOUND;
+  } else {
+    status = store_fail(s, rc, "model get");
+  }
+  sqlite3_reset(st);
+  sqlite3_clear_bindings(st);
+  return status;
+}
+
+static int sqlite_store_model_delete(void *impl, const char *id) {
+  sqlite_store *s = impl;
+  if (!s || !id) return AE_EINVAL;
+  sqlite3_stmt *st = s->stmt[STMT_MODEL_DELETE];
+  int rc = store_bind_text(st, 1, id);
+  if (rc != SQLITE_OK) {
+    sqlite3_clear_bindings(st);
+    return store_fail(s, rc, "model delete: bind");
+  }
+  int status = store_step_done(s, st, "model delete");
+  if (!status && sqlite3_changes(s->db) == 0) {
+    store_set_error(s, "model delete: no model '%s'", id);
+    status = AE_ENOTFOUND;
+  }
+  return status;
+}
+
 /* The file is local and held open: nothing can be unreachable. */
 static int sqlite_store_ping(void *impl) {
   return impl ? 0 : AE_EINVAL;
@@ -977,6 +1067,9 @@ const ae_store_ops ae_store_sqlite_ops = {
     .study_load = sqlite_store_study_load,
     .cache_put = sqlite_store_cache_put,
     .cache_get = sqlite_store_cache_get,
+    .model_put = sqlite_store_model_put,
+    .model_get = sqlite_store_model_get,
+    .model_delete = sqlite_store_model_delete,
     .errmsg = sqlite_store_errmsg,
     .close = sqlite_store_close,
 };

@@ -28,6 +28,7 @@
 #include "server/cache.h"
 #include "server/job_render.h"
 #include "server/job_state.h"
+#include "server/models.h"
 #include "server/route.h"
 #include "server/study.h"
 #include "server/util.h"
@@ -373,7 +374,8 @@ static int study_validate(ae_server *srv, json_t *body, json_t **req,
   ae_request r;
   memset(&r, 0, sizeof r);
   ae_problem rp = AE_PROBLEM_INIT;
-  int rc = ae_request_parse(probe, &srv->catalog, &srv->limits, &r, &rp);
+  int rc = ae_request_parse_models(probe, &srv->catalog, ae_models_source(srv),
+                                   &srv->limits, &r, &rp);
   json_decref(probe);
   if (rc && !rp.status) {
     ae_problem_clear(&rp);
@@ -688,8 +690,8 @@ static void h_add(ae_server *srv, const ae_study_call *call,
     json_t *ref = json_is_array(refs) ? json_array_get(refs, i) : NULL;
     if (ref && !json_is_null(ref)) json_object_set(one, "client_ref", ref);
     ae_problem item = AE_PROBLEM_INIT;
-    int irc =
-        ae_request_parse(one, &srv->catalog, &srv->limits, &reqs[i], &item);
+    int irc = ae_request_parse_models(one, &srv->catalog, ae_models_source(srv),
+                                      &srv->limits, &reqs[i], &item);
     json_decref(one);
     if (irc && !item.status) {
       rc = irc;

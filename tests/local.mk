@@ -12,7 +12,8 @@ TESTS += tests/integration/test_http_api.py \
 	tests/integration/test_http_scorecard.py \
 	tests/integration/test_http_valgrind.py \
 	tests/integration/test_golden.py \
-	tests/integration/test_cnn_ops.py
+	tests/integration/test_cnn_ops.py \
+	tests/integration/test_models.py
 # The clients' suites are registered in clients/local.mk, the store's in
 # server/store.mk.
 
@@ -22,7 +23,7 @@ TESTS += tests/check_links.py
 EXTRA_DIST += tests/check_links.py docs/api.md docs/scorecard.md \
 	docs/operations.md
 
-EXTRA_DIST += tests/integration/harness.py \
+EXTRA_DIST += tests/integration/harness.py tests/integration/test_models.py \
 	tests/integration/test_http_api.py tests/integration/test_http_load.py \
 	tests/integration/test_http_scorecard.py \
 	tests/integration/test_http_valgrind.py \

@@ -37,10 +37,18 @@ static void check_id(const char *id) {
     if (!isalnum((unsigned char)id[i]) && id[i] != '_' && id[i] != '-') abort();
 }
 
-/* The path the route's label stands for, with id put in for "{id}". */
-static void expected_path(int route, const char *id, char *out, size_t len) {
+/* The path the route's label stands for, with id put in for "{id}" (or
+ * the model's id for "{model}"). */
+static void expected_path(int route, const char *id, const char *model,
+                          char *out, size_t len) {
   const char *label = ae_route_labels[route];
   const char *hole = strstr(label, "{id}");
+  const char *model_hole = strstr(label, "{model}");
+  if (model_hole) {
+    snprintf(out, len, "%.*s%s%s", (int)(model_hole - label), label, model,
+             model_hole + 7);
+    return;
+  }
   if (!hole) {
     snprintf(out, len, "%s", label);
     return;
@@ -62,8 +70,9 @@ static void fuzz_route(const char *method, const char *path) {
     check_id(m.id);
   else if (m.id[0])
     abort();
-  char expected[128];
-  expected_path(m.route, m.id, expected, sizeof expected);
+  if (!strstr(ae_route_labels[m.route], "{model}") && m.model[0]) abort();
+  char expected[160];
+  expected_path(m.route, m.id, m.model, expected, sizeof expected);
   if (strcmp(expected, path)) abort();
   if (m.handler == AE_HANDLER_NOT_ALLOWED) {
     if (!m.allow || !m.allow[0]) abort();

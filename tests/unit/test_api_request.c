@@ -790,6 +790,97 @@ START_TEST(dumps_round_trips) {
 }
 END_TEST
 
+/* {"type": "onnx"}: resolved through the model source; the model's graph
+ * is parsed and lowered as a graph, the data default to its shape and
+ * classes, the normalised request names the model; an unknown id is a 422
+ * at /architecture/model, a failing store a 503. */
+static int fake_resolve(void *ctx, const char *id, ae_model_info *out) {
+  const char *known = ctx;
+  memset(out, 0, sizeof *out);
+  if (strncmp(id, "sha256:ee", 9) == 0) return AE_EIO;
+  if (strcmp(id, known)) return AE_ENOTFOUND;
+  out->architecture = json_pack(
+      "{s:s, s:[{s:s, s:s, s:[s]}, {s:s, s:s, s:[s], s:i}], s:s}", "type",
+      "graph", "nodes", "id", "flat", "op", "flatten", "inputs", "input", "id",
+      "fc", "op", "linear", "inputs", "flat", "out", 7, "output", "fc");
+  out->input_shape[0] = 5;
+  out->input_shape[1] = out->input_shape[2] = 1;
+  out->input_rank = 1;
+  out->num_classes = 7;
+  return AE_OK;
+}
+
+START_TEST(onnx_model_resolved) {
+  char id[80];
+  snprintf(id, sizeof id, "sha256:%064d", 0);
+  ae_model_source models = {fake_resolve, id};
+  char text[400];
+  snprintf(text, sizeof text,
+           "{\"architecture\":{\"type\":\"onnx\",\"model\":\"%s\"},"
+           "\"seed\":4}",
+           id);
+  json_t *body = load_text(text);
+  ae_request r;
+  ae_problem p = AE_PROBLEM_INIT;
+  int rc = ae_request_parse_models(body, &catalog, &models, &lim, &r, &p);
+  ck_assert_msg(rc == AE_OK, "%s %s", p.n_errors ? p.errors[0].pointer : "",
+                p.n_errors ? p.errors[0].detail : p.detail);
+  ck_assert_int_eq(r.arch.type, AE_ARCH_GRAPH);
+  ck_assert_str_eq(r.arch.model, id);
+  ck_assert_int_eq(r.data.input_rank, 1);
+  ck_assert_int_eq(r.data.input_shape[0], 5);
+  ck_assert_int_eq(r.data.num_classes, 7);
+  ck_assert_int_eq(r.net.num_classes, 7);
+  ck_assert_str_eq(json_string_value(npath(&r, "architecture", "type")),
+                   "onnx");
+  ck_assert_str_eq(json_string_value(npath(&r, "architecture", "model")), id);
+  ae_request_free(&r);
+  /* The plain parser knows no models. */
+  ck_assert_int_eq(ae_request_parse(body, &catalog, &lim, &r, &p), AE_EINVAL);
+  ck_assert(has_pointer(&p, "/architecture/model"));
+  ae_problem_clear(&p);
+  json_decref(body);
+  /* Unknown, malformed, extra keys, a failing store. */
+  const char *bad[] = {
+      "{\"architecture\":{\"type\":\"onnx\",\"model\":\"sha256:"
+      "1111111111111111111111111111111111111111111111111111111111111111\"}}",
+      "{\"architecture\":{\"type\":\"onnx\",\"model\":\"sha256:ABC\"}}",
+      "{\"architecture\":{\"type\":\"onnx\"}}",
+  };
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    body = load_text(bad[i]);
+    ck_assert_int_eq(
+        ae_request_parse_models(body, &catalog, &models, &lim, &r, &p),
+        AE_EINVAL);
+    ck_assert_int_eq(p.status, 422);
+    ck_assert_msg(has_pointer(&p, "/architecture/model"), "%s", bad[i]);
+    ae_problem_clear(&p);
+    json_decref(body);
+  }
+  snprintf(text, sizeof text,
+           "{\"architecture\":{\"type\":\"onnx\",\"model\":\"%s\","
+           "\"cell\":1}}",
+           id);
+  body = load_text(text);
+  ck_assert_int_eq(
+      ae_request_parse_models(body, &catalog, &models, &lim, &r, &p),
+      AE_EINVAL);
+  ck_assert(has_pointer(&p, "/architecture/cell"));
+  ae_problem_clear(&p);
+  json_decref(body);
+  body = load_text(
+      "{\"architecture\":{\"type\":\"onnx\",\"model\":\"sha256:"
+      "ee11111111111111111111111111111111111111111111111111111111111111\"}}");
+  ck_assert_int_eq(
+      ae_request_parse_models(body, &catalog, &models, &lim, &r, &p),
+      AE_EINVAL);
+  ck_assert_int_eq(p.status, 503);
+  ck_assert_str_eq(p.code, "store_unavailable");
+  ae_problem_clear(&p);
+  json_decref(body);
+}
+END_TEST
+
 static Suite *request_suite(void) {
   Suite *s = suite_create("api_request");
   TCase *tc = tcase_create("core");
@@ -809,6 +900,7 @@ static Suite *request_suite(void) {
   tcase_add_test(tc, profile_and_metric_errors);
   tcase_add_test(tc, ranking_settings);
   tcase_add_test(tc, nb201_macs_follow_its_convention);
+  tcase_add_test(tc, onnx_model_resolved);
   suite_add_tcase(s, tc);
   return s;
 }

@@ -650,6 +650,66 @@ static int copy_result(void *ud, const char *result_json) {
   return 0;
 }
 
+/* Uploaded models (schema 3): the first put of an id wins, get leaves the
+ * bytes out, delete; all kept over a reopen. */
+typedef struct {
+  char text[512];
+  size_t len;
+  long long created_ms;
+} model_seen;
+
+static int copy_model(void *ud, const ae_store_model *m) {
+  model_seen *out = ud;
+  ck_assert_ptr_null(m->bytes);
+  snprintf(out->text, sizeof out->text, "%s|%s|%s", m->id, m->description_json,
+           m->architecture_json);
+  out->len = m->len;
+  out->created_ms = m->created_ms;
+  return 0;
+}
+
+START_TEST(test_models) {
+  make_target();
+  ae_store *s = open_store(target, AE_STORE_SYNC_FULL);
+  /* Bytes with a NUL and high bytes: stored as a blob, not text. */
+  static const unsigned char bytes[] = {0x08, 0x07, 0x00, 0xff, 0x12, 0x80};
+  ae_store_model m = {.id = "sha256:ab",
+                      .bytes = bytes,
+                      .len = sizeof bytes,
+                      .description_json = "{\"id\":\"sha256:ab\"}",
+                      .architecture_json = "{\"architecture\":{}}",
+                      .created_ms = 1790000000000LL};
+  model_seen seen;
+  memset(&seen, 0, sizeof seen);
+  ck_assert_int_eq(ae_store_model_get(s, "sha256:ab", copy_model, &seen),
+                   AE_ENOTFOUND);
+  int created = -1;
+  ck_assert_int_eq(ae_store_model_put(s, &m, &created), 0);
+  ck_assert_int_eq(created, 1);
+  ae_store_model again = m;
+  again.description_json = "{\"other\":1}";
+  ck_assert_int_eq(ae_store_model_put(s, &again, &created), 0);
+  ck_assert_int_eq(created, 0);
+  ae_store_close(s);
+  s = open_store(target, AE_STORE_SYNC_FULL);
+  ck_assert_int_eq(ae_store_model_get(s, "sha256:ab", copy_model, &seen), 0);
+  ck_assert_str_eq(seen.text,
+                   "sha256:ab|{\"id\":\"sha256:ab\"}|{\"architecture\":{}}");
+  ck_assert_uint_eq(seen.len, sizeof bytes);
+  ck_assert_int_eq(seen.created_ms, 1790000000000LL);
+  ck_assert_int_eq(ae_store_model_delete(s, "sha256:ab"), 0);
+  ck_assert_int_eq(ae_store_model_delete(s, "sha256:ab"), AE_ENOTFOUND);
+  ck_assert_int_eq(ae_store_model_get(s, "sha256:ab", copy_model, &seen),
+                   AE_ENOTFOUND);
+  ae_store_latency lat;
+  ck_assert_int_eq(ae_store_latency_read(s, AE_STORE_OP_MODEL, &lat), 0);
+  ck_assert_uint_eq(lat.calls, 4);
+  ck_assert_uint_eq(lat.errors, 0);
+  ae_store_close(s);
+  remove_targets();
+}
+END_TEST
+
 START_TEST(test_studies_and_cache) {
   make_target();
   ae_store *s = open_store(target, AE_STORE_SYNC_FULL);
@@ -1412,7 +1472,7 @@ START_TEST(test_pg_schema_versions) {
   ck_assert_msg(strstr(err, "newer") != NULL, "%s", err);
   /* A database of version 0 (the table, nothing else) is migrated. */
   pg_admin(dbname, "DROP TABLE archeval_jobs, archeval_studies,"
-                   " archeval_result_cache");
+                   " archeval_result_cache, archeval_models");
   pg_admin(dbname, "UPDATE archeval_schema_version SET version = 0");
   s = open_store(target, AE_STORE_SYNC_FULL);
   ae_store_job job = full_job("j_full", 1);
@@ -1961,6 +2021,7 @@ static Suite *store_suite(void) {
   tcase_add_test(tc, test_load_many_in_order);
   tcase_add_test(tc, test_latency_report);
   tcase_add_test(tc, test_studies_and_cache);
+  tcase_add_test(tc, test_models);
   if (sqlite) {
     tcase_add_test(tc, test_sqlite_open_errors);
     tcase_add_test(tc, test_sqlite_migrates_v1);

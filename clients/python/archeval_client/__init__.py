@@ -7,6 +7,7 @@ service (training-free scores of neural-network architectures).
 """
 
 from .client import DEFAULT_SERVER, Client, Job
+from .models import export_onnx
 from .study import Study
 from .errors import (ArchevalError, BodyTooLarge, Conflict, InvalidJSON,
                      InvalidRequest, JobCancelled, JobFailed,
@@ -16,7 +17,7 @@ from .errors import (ArchevalError, BodyTooLarge, Conflict, InvalidJSON,
 __version__ = "0.1.0"
 
 __all__ = [
-    "Client", "Job", "Study", "DEFAULT_SERVER", "ArchevalError", "BodyTooLarge",
+    "Client", "Job", "Study", "DEFAULT_SERVER", "export_onnx", "ArchevalError", "BodyTooLarge",
     "Conflict", "InvalidJSON", "InvalidRequest", "JobCancelled", "JobFailed",
     "MethodNotAllowed", "NotFound", "QueueFull", "ServerError", "Unavailable",
     "UnsupportedMediaType", "WaitTimeout",

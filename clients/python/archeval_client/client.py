@@ -230,16 +230,18 @@ class Client:
         self._limits = limits
         return limits
 
-    def _too_large(self, size, what, after_reset=False):
+    def _too_large(self, size, what, after_reset=False,
+                   limit_name="max_body_bytes"):
         """BodyTooLarge when a body of size bytes is over the server's
-        max_body_bytes (the problem a 413 body_too_large answer carries),
-        else None.  after_reset: the limits are read again, and the
-        detail says the server closed the connection."""
-        limit = self.limits(refresh=after_reset).get("max_body_bytes")
+        limit_name (max_body_bytes, or max_model_bytes for an ONNX upload:
+        the problem a 413 body_too_large answer carries), else None.
+        after_reset: the limits are read again, and the detail says the
+        server closed the connection."""
+        limit = self.limits(refresh=after_reset).get(limit_name)
         if not isinstance(limit, int) or size <= limit:
             return None
         detail = "The body is %d bytes, over the server's limit of %d bytes " \
-                 "(limits.max_body_bytes); " % (size, limit)
+                 "(limits.%s); " % (size, limit, limit_name)
         detail += ("the server closed the connection during the upload."
                    if after_reset else "it was not sent.")
         problem = {"type": PROBLEM_TYPE_BASE + "body_too_large",
@@ -248,13 +250,15 @@ class Client:
         return error_for(413, problem, what)
 
     def request(self, method, path, body=None, idempotency_key=None,
-                timeout=None, query=None, raw=False):
+                timeout=None, query=None, raw=False,
+                content_type="application/json"):
         """Sends one API request (with the retries) and returns the parsed
         JSON answer (None for an empty body), or with raw the body's
         bytes.  body is a JSON value, or
-        bytes sent as they are.  Raises the typed error of
+        bytes sent as they are (as content_type).  Raises the typed error of
         errors.py for an error answer; BodyTooLarge, before sending, for
-        a body over the server's limits.max_body_bytes."""
+        a body over the server's limits.max_body_bytes (max_model_bytes
+        for an ONNX file)."""
         target = self._base_path + path
         if query:
             query = {k: v for k, v in query.items() if v is not None}
@@ -263,16 +267,18 @@ class Client:
         data = None
         headers = {"Accept": "application/json"}
         if isinstance(body, (bytes, bytearray)):
-            data = bytes(body)  # sent as is (already JSON text)
-            headers["Content-Type"] = "application/json"
+            data = bytes(body)  # sent as is (JSON text, or a model)
+            headers["Content-Type"] = content_type
         elif body is not None:
             data = json.dumps(body).encode("utf-8")
             headers["Content-Type"] = "application/json"
         if method == "POST":
             headers["Idempotency-Key"] = idempotency_key or str(uuid.uuid4())
         what = "%s %s" % (method, path)
+        limit_name = ("max_body_bytes" if content_type == "application/json"
+                      else "max_model_bytes")
         if data is not None and len(data) >= LARGE_BODY_BYTES:
-            refused = self._too_large(len(data), what)
+            refused = self._too_large(len(data), what, limit_name=limit_name)
             if refused:
                 raise refused
         attempt = 0
@@ -285,7 +291,8 @@ class Client:
                 # connection: with fresh limits, that is the 413 it is.
                 if data is not None and len(data) >= LARGE_BODY_BYTES:
                     refused = self._too_large(len(data), what,
-                                              after_reset=True)
+                                              after_reset=True,
+                                              limit_name=limit_name)
                     if refused:
                         raise refused from None
                 if attempt < self.retries:
@@ -480,6 +487,51 @@ class Client:
                 return
 
     # -- service -----------------------------------------------------------
+
+    # -- ONNX models (api.md "Models") ----------------------------------------
+
+    def upload_model(self, model):
+        """Uploads an ONNX model (POST /v1/models) and returns its
+        description: {"id": "sha256:...", "bytes", "inputs", "outputs",
+        "ops", "nodes", "params", ...}.  model: the file's bytes, or a path
+        to it.  Uploading the same bytes again gives the same id."""
+        if isinstance(model, (bytes, bytearray)):
+            data = bytes(model)
+        else:
+            with open(os.fspath(model), "rb") as f:
+                data = f.read()
+        return self.request("POST", "/v1/models", data,
+                            content_type="application/onnx")
+
+    def get_model(self, model_id):
+        """The description of an uploaded model (GET /v1/models/{id})."""
+        return self.request("GET", "/v1/models/" + model_id)
+
+    def delete_model(self, model_id):
+        """Deletes an uploaded model (DELETE /v1/models/{id}); Conflict
+        while a queued or running job uses it."""
+        self.request("DELETE", "/v1/models/" + model_id)
+
+    def submit_model(self, model, idempotency_key=None, **settings):
+        """Uploads an ONNX model (bytes or a path) and submits a job for
+        it; returns the Job.  settings as for submit."""
+        description = self.upload_model(model)
+        return self.submit({"type": "onnx", "model": description["id"]},
+                           idempotency_key=idempotency_key, **settings)
+
+    def submit_torch(self, model, input_shape, batch_size=2, opset=None,
+                     idempotency_key=None, **settings):
+        """Exports a PyTorch module to ONNX (export_onnx: training mode,
+        per-sample input_shape such as (3, 32, 32)), uploads it and
+        submits a job for it; returns the Job.  The job's data default to
+        synthetic inputs of that shape and the model's output width as the
+        number of classes; settings (data, seed, profile, ...) as for
+        submit.  Raises RuntimeError when torch cannot be imported."""
+        from .models import export_onnx
+        onnx = export_onnx(model, input_shape, batch_size=batch_size,
+                           opset=opset)
+        return self.submit_model(onnx, idempotency_key=idempotency_key,
+                                 **settings)
 
     def info(self):
         """GET /v1: name, version, backends, datasets, limits."""
