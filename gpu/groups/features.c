@@ -257,11 +257,11 @@ int ae_features_pattern_count(ae_net *net, const float *x, int batch,
   return AE_OK;
 }
 
-int ae_features_pattern_kernel(ae_net *net, const float *x, int batch,
-                               double *K, size_t *units) {
+/* ae_features_pattern_kernel after the caller's forward of the batch. */
+static int pattern_kernel_of_forward(ae_net *net, int batch, double *K,
+                                     size_t *units) {
   *units = 0;
-  int rc = ae_net_forward(net, x, batch, NULL);
-  if (rc) return rc;
+  int rc = AE_OK;
   const ae_graph *g = ae_net_graph(net);
   size_t total = 0;
   for (int k = 0; k < g->n_nodes; k++)
@@ -311,10 +311,19 @@ int ae_features_pattern_kernel(ae_net *net, const float *x, int batch,
   return AE_OK;
 }
 
-int ae_features_block_entropies(ae_net *net, const float *x, int batch,
-                                const int *blocks, int n_blocks, double *h) {
+int ae_features_pattern_kernel(ae_net *net, const float *x, int batch,
+                               double *K, size_t *units) {
+  *units = 0;
   int rc = ae_net_forward(net, x, batch, NULL);
   if (rc) return rc;
+  return pattern_kernel_of_forward(net, batch, K, units);
+}
+
+/* ae_features_block_entropies after the caller's forward of the batch. */
+static int block_entropies_of_forward(ae_net *net, int batch,
+                                      const int *blocks, int n_blocks,
+                                      double *h) {
+  int rc;
   const ae_graph *g = ae_net_graph(net);
   size_t most = 0, most_c = 0;
   for (int l = 0; l < n_blocks; l++) {
@@ -337,6 +346,13 @@ int ae_features_block_entropies(ae_net *net, const float *x, int batch,
   free(f);
   free(work);
   return rc;
+}
+
+int ae_features_block_entropies(ae_net *net, const float *x, int batch,
+                                const int *blocks, int n_blocks, double *h) {
+  int rc = ae_net_forward(net, x, batch, NULL);
+  if (rc) return rc;
+  return block_entropies_of_forward(net, batch, blocks, n_blocks, h);
 }
 
 int ae_features_corr_lambda_min(ae_net *net, const float *x, double *sum,
@@ -464,13 +480,12 @@ static int pattern_kernel_logdet(ae_job_state *job, ae_error *err) {
   ae_scorecard *sc = job->sc;
   int n = job->batch.n;
   ae_net *net = NULL;
-  int rc = ae_job_host_net(job, &net, err);
-  if (rc) return rc;
+  int rc;
   double *K = malloc((size_t)n * n * sizeof *K);
   if (!K) return AE_ENOMEM;
-  draw_weights(job, net, 0);
   size_t units = 0;
-  rc = ae_features_pattern_kernel(net, job->batch.x_net, n, K, &units);
+  rc = ae_job_host_forward(job, AE_JOB_INPUT_BATCH, &net, err);
+  if (!rc) rc = pattern_kernel_of_forward(net, n, K, &units);
   double logdet = NAN;
   if (!rc && units == 0) {
     ae_scorecard_warn(sc, "expressivity.pattern_kernel_logdet: the network "
@@ -507,16 +522,11 @@ static int feature_isotropy(ae_job_state *job, ae_error *err) {
     return AE_OK;
   }
   ae_net *net = NULL;
-  const float *gauss = NULL;
   double *h = malloc((size_t)n_blocks * sizeof *h);
   rc = h ? AE_OK : AE_ENOMEM;
-  if (!rc) rc = ae_job_host_net(job, &net, err);
-  if (!rc) rc = ae_job_gauss_inputs(job, &gauss, err);
-  if (!rc) {
-    draw_weights(job, net, 0);
-    rc = ae_features_block_entropies(net, gauss, job->batch.n, blocks, n_blocks,
-                                     h);
-  }
+  if (!rc) rc = ae_job_host_forward(job, AE_JOB_INPUT_GAUSS, &net, err);
+  if (!rc)
+    rc = block_entropies_of_forward(net, job->batch.n, blocks, n_blocks, h);
   if (!rc) {
     int zero = -1;
     for (int l = 0; l < n_blocks && zero < 0; l++)
@@ -562,8 +572,12 @@ int ae_features_convergence(ae_job_state *job, ae_error *err) {
   ae_scorecard *sc = job->sc;
   int samples = job->req->settings.fc_samples;
   if (samples > job->batch.n) samples = job->batch.n;
+  /* One sample at a time (BN statistics of that sample alone), on a net of
+   * its own planned for one sample: its buffers are 1/N of the job's, and
+   * the job's net keeps its shared forward (ae_job_host_forward). */
+  (void)err;
   ae_net *net = NULL;
-  int rc = ae_job_host_net(job, &net, err);
+  int rc = ae_net_create(&job->req->net, 1, &net);
   if (rc) return rc;
   draw_weights(job, net, 0);
   double first = NAN, sum = 0.0;
@@ -576,6 +590,7 @@ int ae_features_convergence(ae_job_state *job, ae_error *err) {
     sum += v;
     if (!rc) rc = ae_job_checkpoint(job->ctl);
   }
+  ae_net_destroy(net);
   if (rc) return rc;
   if (nodes == 0) {
     ae_scorecard_warn(sc, "convergence.feature_corr_lambda_min: the network "

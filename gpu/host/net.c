@@ -174,7 +174,22 @@ void ae_net_destroy(ae_net *n) {
   free(n);
 }
 
+/* The weights (may) change: so do what a forward computed from them. */
+static void weights_written(ae_net *n) {
+  n->weights_version++;
+  n->acts_version++;
+}
+
+#ifndef AE_NET_DOUBLE
+void ae_net_versions(const ae_net *n, unsigned long *weights,
+                     unsigned long *acts) {
+  if (weights) *weights = n->weights_version;
+  if (acts) *acts = n->acts_version;
+}
+#endif
+
 void ae_net_init_weights(ae_net *n, uint64_t seed, uint32_t stream) {
+  weights_written(n);
   for (int k = 0; k < n->g->n_nodes; k++) {
     const ae_node *nd = &n->g->nodes[k];
     const ae_plan_geom *ge = &n->geom[k];
@@ -311,6 +326,7 @@ static void forward_conv(ae_net *n, int k, int batch) {
 
 int ae_net_forward_buffers(ae_net *n, const float *x, int batch) {
   if (!x || batch < 1 || batch > n->max_batch) return AE_EINVAL;
+  n->acts_version++;
   size_t B = (size_t)batch;
   double t0 = ae_net_clock(n);
   for (int k = 0; k < n->g->n_nodes; k++) {
@@ -388,6 +404,7 @@ int ae_net_set_double(ae_net *n, int on) {
     int rc = ae_net64_create(n->g, n->max_batch, &n->dbl);
     if (rc) return rc;
   }
+  if (n->use_double != on) weights_written(n);
   n->use_double = on;
   return AE_OK;
 }
@@ -476,6 +493,7 @@ int ae_net_load_params(ae_net *n, int node, ae_net_param_kind kind,
   size_t have;
   ae_real *t = param_tensor(n, node, kind, &have);
   if (have != count || (count > 0 && !t)) return AE_EINVAL;
+  weights_written(n);
   for (size_t e = 0; e < count; e++)
     t[e] = (ae_real)src[e];
   return AE_OK;
@@ -484,6 +502,7 @@ int ae_net_load_params(ae_net *n, int node, ae_net_param_kind kind,
 #ifndef AE_NET_DOUBLE
 float *ae_net_param(ae_net *n, int node, ae_net_param_kind kind,
                     size_t *count) {
+  weights_written(n); /* the caller may write through the pointer */
   return param_tensor(n, node, kind, count);
 }
 #endif

@@ -52,6 +52,9 @@ struct ae_net {
   /* ae_net_set_double: the float64 twin and whether calls go to it */
   struct ae_net64 *dbl;
   int use_double;
+  /* ae_net_versions: bumped by every write of the weights (and of
+   * use_double), and of the forward's buffers. */
+  unsigned long weights_version, acts_version;
 };
 
 /* Elementwise loops over the buffers: GCC's -O2 only vectorises loops
