@@ -14,14 +14,22 @@
  * kept for the backward.  ae_net_set_double routes forward and NTK to a
  * float64 twin holding the same weights.
  *
+ * The forward arena of the last (largest) net a thread destroyed is kept
+ * for that thread's next net of about its size: a worker runs job after
+ * job, and each job's arena (hundreds of MiB for a batch of 64 at 32x32)
+ * would otherwise be mapped and page-faulted afresh every time.  It is
+ * freed when the thread exits, by ae_net_release_spare, or before an
+ * allocation that fails without it.
+ *
  * An ae_net and everything it points to belong to the thread that created
- * it. */
+ * it; the spare arena belongs to its thread. */
 #include "gpu/host/net_internal.h"
 
 #include "api/status.h"
 #include "gpu/philox.h"
 #include <cblas.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -49,6 +57,93 @@ static size_t max_sz(size_t a, size_t b) {
 
 /* Reserves the executor's scratch in the plan's two families, allocates
  * the forward family and binds every pointer to its offset. */
+/* ---- the per-thread spare arena ---- */
+
+typedef struct {
+  unsigned char *p;
+  size_t bytes;
+} spare_arena;
+
+static pthread_key_t spare_key;
+static pthread_once_t spare_once = PTHREAD_ONCE_INIT;
+static int spare_ok;
+
+static void spare_destroy(void *v) {
+  spare_arena *s = v;
+  free(s->p);
+  free(s);
+}
+
+static void spare_init(void) {
+  spare_ok = pthread_key_create(&spare_key, spare_destroy) == 0;
+}
+
+static spare_arena *spare_of_thread(void) {
+  pthread_once(&spare_once, spare_init);
+  return spare_ok ? pthread_getspecific(spare_key) : NULL;
+}
+
+/* An arena of at least bytes (a multiple of ALIGN): this thread's spare
+ * when it fits and is at most twice that (a small net does not take the
+ * big one), else a new one (a spare too small is freed first: this one
+ * would replace it; a larger one too, when memory is short).  *have: its
+ * size. */
+static unsigned char *arena_take(size_t bytes, size_t *have) {
+  spare_arena *s = spare_of_thread();
+  if (s && s->p && s->bytes >= bytes && s->bytes / 2 <= bytes) {
+    unsigned char *p = s->p;
+    *have = s->bytes;
+    s->p = NULL;
+    s->bytes = 0;
+    return p;
+  }
+  if (s && s->p && s->bytes < bytes) {
+    free(s->p);
+    s->p = NULL;
+    s->bytes = 0;
+  }
+  *have = bytes;
+  unsigned char *p = aligned_alloc(ALIGN, bytes);
+  if (!p && s && s->p) {
+    free(s->p);
+    s->p = NULL;
+    s->bytes = 0;
+    p = aligned_alloc(ALIGN, bytes);
+  }
+  return p;
+}
+
+/* Back from a destroyed net: kept as the spare when larger than it. */
+static void arena_give(unsigned char *p, size_t bytes) {
+  if (!p) return;
+  spare_arena *s = spare_of_thread();
+  if (spare_ok && !s) {
+    s = calloc(1, sizeof *s);
+    if (s && pthread_setspecific(spare_key, s)) {
+      free(s);
+      s = NULL;
+    }
+  }
+  if (!s || (s->p && s->bytes >= bytes)) {
+    free(p);
+    return;
+  }
+  free(s->p);
+  s->p = p;
+  s->bytes = bytes;
+}
+
+void ae_net_release_spare(void) {
+#ifndef AE_NET_DOUBLE
+  ae_net64_release_spare();
+#endif
+  spare_arena *s = spare_of_thread();
+  if (!s) return;
+  free(s->p);
+  s->p = NULL;
+  s->bytes = 0;
+}
+
 static int plan_arena(ae_net *n) {
   ae_plan *p = n->plan;
   const ae_graph *g = n->g;
@@ -87,7 +182,7 @@ static int plan_arena(ae_net *n) {
   n->bwd_bb = ae_plan_reserve(p, AE_PLAN_BACKWARD, sizeof(double) * 2 * B * B);
 
   size_t total = p->bytes[AE_PLAN_FORWARD];
-  n->arena = aligned_alloc(ALIGN, align_up(total > 0 ? total : ALIGN));
+  n->arena = arena_take(align_up(total > 0 ? total : ALIGN), &n->arena_cap);
   if (!n->arena) return AE_ENOMEM;
   n->arena_bytes = total;
   /* Parameters and BN statistics come first: only they are zeroed at
@@ -168,7 +263,7 @@ void ae_net_destroy(ae_net *n) {
 #ifndef AE_NET_DOUBLE
   ae_net64_destroy(n->dbl);
 #endif
-  free(n->arena);
+  arena_give(n->arena, n->arena_cap);
   free(n->bwd_arena);
   free(n->jet_arena);
   free(n);

@@ -24,6 +24,11 @@ typedef struct ae_net ae_net;
 int ae_net_create(const ae_graph *g, int max_batch, ae_net **out);
 void ae_net_destroy(ae_net *n);
 
+/* Frees the calling thread's spare arena (the forward buffers kept from
+ * its last destroyed net for its next one; see net.c).  A thread's spare
+ * is also freed when the thread exits. */
+void ae_net_release_spare(void);
+
 /* Draws every weight: LINEAR/CONV W ~ N(0, init_gain / fan_in) from
  * ae_philox_normal(seed, node index, stream, element); biases 0; BN gamma 1,
  * beta 0.  stream is the repeat index. */

@@ -36,6 +36,7 @@ struct ae_net {
   double *bb;           /* 2 * max_batch^2 float64: per-layer Grams */
   unsigned char *arena; /* the plan's forward family */
   size_t arena_bytes;
+  size_t arena_cap; /* its allocation (a reused spare may be larger) */
   /* the plan's backward family, allocated by the first NTK */
   unsigned char *bwd_arena;
   size_t bwd_bytes;
