@@ -84,13 +84,14 @@ static spare_arena *spare_of_thread(void) {
 }
 
 /* An arena of at least bytes (a multiple of ALIGN): this thread's spare
- * when it fits and is at most twice that (a small net does not take the
- * big one), else a new one (a spare too small is freed first: this one
- * would replace it; a larger one too, when memory is short).  *have: its
- * size. */
+ * when it fits and is at most 8 times that (its pages are resident
+ * anyway; a far smaller net, a probe or a one-sample net, leaves it to
+ * the job's big net), else a new one (a spare too small is freed first:
+ * this one would replace it; a larger one too, when memory is short).
+ * *have: its size. */
 static unsigned char *arena_take(size_t bytes, size_t *have) {
   spare_arena *s = spare_of_thread();
-  if (s && s->p && s->bytes >= bytes && s->bytes / 2 <= bytes) {
+  if (s && s->p && s->bytes >= bytes && s->bytes / 8 <= bytes) {
     unsigned char *p = s->p;
     *have = s->bytes;
     s->p = NULL;

@@ -27,7 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum { BATCH = 4 };
+enum { BATCH = 16 };
 
 /* conv, BN, relu, avg pool, 1x1 conv, add, global pool, linear. */
 static void build_graph(ae_graph *g) {
@@ -112,7 +112,8 @@ START_TEST(spare_arena_reuse_is_bit_identical) {
     ck_assert_msg(memcmp(fresh[k], reused[k], (size_t)BATCH * e * 4) == 0,
                   "node %d differs in a reused arena", k);
   }
-  /* A net far smaller does not take the large spare. */
+  /* A net far smaller (1/BATCH of the activations, and the graph's
+   * parameters) does not take the large spare.  */
   ae_net *small = NULL;
   ck_assert_int_eq(ae_net_create(&g, 1, &small), 0);
   ae_net_destroy(d);
