@@ -85,8 +85,7 @@ static int corr_of_normalised(const double *z, int c, size_t hw, double *corr,
  * converts exactly), without a float64 copy of the activation first, and
  * CORR_GROUP channels at a time. */
 __attribute__((optimize("fp-contract=off"))) static int
-corr_lambda_min_f(const float *x, int c, size_t hw, double *work,
-                  double *out) {
+corr_lambda_min_f(const float *x, int c, size_t hw, double *work, double *out) {
   double *z = work, *corr = work + (size_t)c * hw;
   for (int i0 = 0; i0 < c; i0 += CORR_GROUP) {
     int m = c - i0 < CORR_GROUP ? c - i0 : CORR_GROUP;
@@ -391,9 +390,8 @@ int ae_features_pattern_kernel(ae_net *net, const float *x, int batch,
 }
 
 /* ae_features_block_entropies after the caller's forward of the batch. */
-static int block_entropies_of_forward(ae_net *net, int batch,
-                                      const int *blocks, int n_blocks,
-                                      double *h) {
+static int block_entropies_of_forward(ae_net *net, int batch, const int *blocks,
+                                      int n_blocks, double *h) {
   int rc;
   const ae_graph *g = ae_net_graph(net);
   size_t most = 0, most_c = 0;

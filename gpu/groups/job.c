@@ -138,8 +138,7 @@ int ae_job_host_weights(ae_job_state *job, ae_net **out, ae_error *err) {
   unsigned long wv;
   ae_net_versions(net, &wv, NULL);
   if (!job->host_drawn || wv != job->host_weights_version) {
-    ae_net_init_weights_scheme(net, job->req->seed, 0,
-                               job->req->settings.init);
+    ae_net_init_weights_scheme(net, job->req->seed, 0, job->req->settings.init);
     ae_net_versions(net, &job->host_weights_version, NULL);
     job->host_drawn = 1;
   }
@@ -152,7 +151,8 @@ int ae_job_host_forward(ae_job_state *job, ae_job_input input, ae_net **out,
   ae_net *net;
   const float *x = job->batch.x_net;
   int rc = ae_job_host_weights(job, &net, err);
-  if (!rc && input == AE_JOB_INPUT_GAUSS) rc = ae_job_gauss_inputs(job, &x, err);
+  if (!rc && input == AE_JOB_INPUT_GAUSS)
+    rc = ae_job_gauss_inputs(job, &x, err);
   if (rc) return rc;
   unsigned long av;
   ae_net_versions(net, NULL, &av);

@@ -1,8 +1,9 @@
 /* net_kernels.c: the host executor's untyped building blocks: the
  * pooling divisor, the phase names, the Philox normals of a run of
  * elements (the weight init), the Philox Rademacher signs of a run
- * (jacobian_trainability's g_out) and whether the CPU has AVX-512.  The typed buffer
- * kernels are in net_kernels_typed.c, the activations in gpu/activation.h.
+ * (jacobian_trainability's g_out) and whether the CPU has AVX-512.  The typed
+ * buffer kernels are in net_kernels_typed.c, the activations in
+ * gpu/activation.h.
  *
  * Pure functions on caller-owned memory, any thread; the one state is the
  * CPU check's answer, set once (pthread_once). */
@@ -57,8 +58,9 @@ const char *ae_net_profile_name(int phase) {
 #if defined(__GNUC__) && defined(__x86_64__) && !defined(__clang__)
 __attribute__((target_clones("avx512f", "default")))
 #endif
-static void philox_lanes(uint64_t seed, uint32_t tensor, uint32_t stream,
-                         uint64_t index0, uint32_t w[4][AE_NET_NORMAL_LANES]) {
+static void
+philox_lanes(uint64_t seed, uint32_t tensor, uint32_t stream, uint64_t index0,
+             uint32_t w[4][AE_NET_NORMAL_LANES]) {
   uint32_t c0[AE_NET_NORMAL_LANES], c1[AE_NET_NORMAL_LANES],
       c2[AE_NET_NORMAL_LANES], c3[AE_NET_NORMAL_LANES];
   for (int l = 0; l < AE_NET_NORMAL_LANES; l++) {
@@ -123,6 +125,6 @@ void ae_rademacher_fill(uint64_t seed, uint32_t tensor, uint32_t stream,
       out[e + (size_t)l] = w[0][l] >> 31 ? 1.0 : -1.0;
   }
   for (; e < count; e++)
-    out[e] = ae_philox_uniform(seed, tensor, stream, (uint64_t)e) < 0.5 ? -1.0
-                                                                         : 1.0;
+    out[e] =
+        ae_philox_uniform(seed, tensor, stream, (uint64_t)e) < 0.5 ? -1.0 : 1.0;
 }

@@ -313,8 +313,7 @@ int main(int argc, char **argv) {
         if (r) ae_scorecard_free(&sc);
         double c0 = cpu_seconds();
         if (ae_engine_score(e, &req, &reg, NULL, &sc, &err)) {
-          fprintf(stderr, "bench_ranking: %s: %s: %s\n", cell,
-                  columns[c].name,
+          fprintf(stderr, "bench_ranking: %s: %s: %s\n", cell, columns[c].name,
                   err.reason ? err.reason : ae_strerror(err.code));
           ae_error_clear(&err);
           status = 1;
@@ -338,8 +337,8 @@ int main(int argc, char **argv) {
   }
   if (!status) {
     printf("%-26s %5s %9s %9s %9s %9s %9s %11s %6s %9s\n", "job (CPU s)",
-           "cells", "mean", "median", "p90", "min", "max", "wall_mean",
-           "nulls", "15625_h");
+           "cells", "mean", "median", "p90", "min", "max", "wall_mean", "nulls",
+           "15625_h");
     for (size_t c = 0; c < n_cols; c++) {
       double sum = 0, wsum = 0;
       int m = 0;

@@ -21,8 +21,8 @@
 #include "gpu/philox.h"
 #include <check.h>
 #include <jansson.h>
-#include <stddef.h>
 #include <math.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -60,9 +60,9 @@ static float **copy_activations(ae_net *n, const ae_graph *g) {
   ck_assert_ptr_nonnull(out);
   for (int k = 0; k < g->n_nodes; k++) {
     const ae_node *nd = &g->nodes[k];
-    size_t e = nd->rank == 3 ? (size_t)nd->shape[0] * nd->shape[1] *
-                                   nd->shape[2]
-                             : (size_t)nd->shape[0];
+    size_t e = nd->rank == 3
+                   ? (size_t)nd->shape[0] * nd->shape[1] * nd->shape[2]
+                   : (size_t)nd->shape[0];
     out[k] = malloc((size_t)BATCH * e * sizeof(float));
     ck_assert_ptr_nonnull(out[k]);
     memcpy(out[k], ae_net_activation(n, k), (size_t)BATCH * e * sizeof(float));
@@ -106,9 +106,9 @@ START_TEST(spare_arena_reuse_is_bit_identical) {
   float **reused = copy_activations(d, &g);
   for (int k = 0; k < g.n_nodes; k++) {
     const ae_node *nd = &g.nodes[k];
-    size_t e = nd->rank == 3 ? (size_t)nd->shape[0] * nd->shape[1] *
-                                   nd->shape[2]
-                             : (size_t)nd->shape[0];
+    size_t e = nd->rank == 3
+                   ? (size_t)nd->shape[0] * nd->shape[1] * nd->shape[2]
+                   : (size_t)nd->shape[0];
     ck_assert_msg(memcmp(fresh[k], reused[k], (size_t)BATCH * e * 4) == 0,
                   "node %d differs in a reused arena", k);
   }
@@ -226,32 +226,35 @@ static void score(const ae_metric_id *ids, size_t n_ids, ae_scorecard *sc) {
  * inputs, one weight draw, feature_corr_lambda_min and synflow between
  * them) give each alone's value, bit for bit. */
 START_TEST(shared_forward_same_values) {
-  static const ae_metric_id together[] = {
-      AE_M_PATTERN_KERNEL_LOGDET, AE_M_FEATURE_ISOTROPY,
-      AE_M_FEATURE_CORR_LAMBDA_MIN, AE_M_JACOBIAN_TRAINABILITY,
-      AE_M_SYNFLOW, AE_M_GRAD_NORM};
+  static const ae_metric_id together[] = {AE_M_PATTERN_KERNEL_LOGDET,
+                                          AE_M_FEATURE_ISOTROPY,
+                                          AE_M_FEATURE_CORR_LAMBDA_MIN,
+                                          AE_M_JACOBIAN_TRAINABILITY,
+                                          AE_M_SYNFLOW,
+                                          AE_M_GRAD_NORM};
   ae_scorecard all, one;
   score(together, sizeof together / sizeof together[0], &all);
   struct {
     ae_metric_id id;
     size_t offset;
-  } checks[] = {
-      {AE_M_PATTERN_KERNEL_LOGDET,
-       offsetof(ae_scorecard, expressivity.pattern_kernel_logdet)},
-      {AE_M_FEATURE_ISOTROPY,
-       offsetof(ae_scorecard, expressivity.feature_isotropy)},
-      {AE_M_FEATURE_CORR_LAMBDA_MIN,
-       offsetof(ae_scorecard, convergence.feature_corr_lambda_min)},
-      {AE_M_JACOBIAN_TRAINABILITY,
-       offsetof(ae_scorecard, convergence.jacobian_trainability)},
-      {AE_M_SYNFLOW, offsetof(ae_scorecard, proxies.synflow)},
-      {AE_M_GRAD_NORM, offsetof(ae_scorecard, proxies.grad_norm)}};
+  } checks[] = {{AE_M_PATTERN_KERNEL_LOGDET,
+                 offsetof(ae_scorecard, expressivity.pattern_kernel_logdet)},
+                {AE_M_FEATURE_ISOTROPY,
+                 offsetof(ae_scorecard, expressivity.feature_isotropy)},
+                {AE_M_FEATURE_CORR_LAMBDA_MIN,
+                 offsetof(ae_scorecard, convergence.feature_corr_lambda_min)},
+                {AE_M_JACOBIAN_TRAINABILITY,
+                 offsetof(ae_scorecard, convergence.jacobian_trainability)},
+                {AE_M_SYNFLOW, offsetof(ae_scorecard, proxies.synflow)},
+                {AE_M_GRAD_NORM, offsetof(ae_scorecard, proxies.grad_norm)}};
   for (size_t i = 0; i < sizeof checks / sizeof checks[0]; i++) {
     score(&checks[i].id, 1, &one);
     double a = *(const double *)((const char *)&all + checks[i].offset);
     double b = *(const double *)((const char *)&one + checks[i].offset);
-    ck_assert_msg(isfinite(a) && a == b, "metric %zu: %.17g together, %.17g "
-                  "alone", i, a, b);
+    ck_assert_msg(isfinite(a) && a == b,
+                  "metric %zu: %.17g together, %.17g "
+                  "alone",
+                  i, a, b);
     ae_scorecard_free(&one);
   }
   ae_scorecard_free(&all);
