@@ -22,6 +22,7 @@
 #include "gpu/engine.h"
 #include "gpu/executor.h"
 #include "gpu/groups/group.h"
+#include "gpu/host/net.h"
 #include "gpu/plan.h"
 
 /* OpenBLAS's thread control (declared by its cblas.h, not by every one). */
@@ -113,6 +114,9 @@ void ae_engine_close(ae_engine *e) {
   if (!e) return;
   e->exec->device_close(e->device);
   free(e);
+  /* The host nets' spare arena of this thread (gpu/host/net.c), kept from
+   * job to job: an engine is closed on the thread that ran its jobs. */
+  ae_net_release_spare();
 }
 
 /* ---- one job ---- */

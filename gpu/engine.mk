@@ -83,3 +83,10 @@ TESTS += tests/unit/test_rank_gradients
 tests_unit_test_rank_gradients_SOURCES = tests/unit/test_rank_gradients.c
 tests_unit_test_rank_gradients_CFLAGS = $(TEST_CFLAGS) $(JANSSON_CFLAGS)
 tests_unit_test_rank_gradients_LDADD = $(TEST_LIBS)
+
+# What lets a job compute less without changing a number (issue 11).
+check_PROGRAMS += tests/unit/test_shared_forward
+TESTS += tests/unit/test_shared_forward
+tests_unit_test_shared_forward_SOURCES = tests/unit/test_shared_forward.c
+tests_unit_test_shared_forward_CFLAGS = $(TEST_CFLAGS) $(JANSSON_CFLAGS)
+tests_unit_test_shared_forward_LDADD = $(TEST_LIBS)

@@ -61,9 +61,87 @@ size_t ae_count_distinct_u16(const uint16_t *codes, size_t n,
   return bitmap_count(bitmap);
 }
 
+/* The correlation of the c rows of z (each centred and scaled to unit
+ * norm, or zero) and its smallest eigenvalue. */
+static int corr_of_normalised(const double *z, int c, size_t hw, double *corr,
+                              double *out) {
+  double *w = corr + (size_t)c * c;
+  cblas_dsyrk(CblasRowMajor, CblasUpper, CblasNoTrans, c, (int)hw, 1.0, z,
+              (int)hw, 0.0, corr, c);
+  for (int i = 0; i < c; i++) /* the lower triangle, for the finite check */
+    for (int j = 0; j < i; j++)
+      corr[(size_t)i * c + j] = corr[(size_t)j * c + i];
+  int rc = ae_sym_eigvals(corr, c, w);
+  if (rc) return rc;
+  *out = w[0];
+  return AE_OK;
+}
+
+/* Channels normalised at once: the float64 chains of the sums stay one per
+ * channel, in the same order, but run side by side. */
+#define CORR_GROUP 4
+
+/* ae_corr_lambda_min of float32 rows, bit for bit the same (each value
+ * converts exactly), without a float64 copy of the activation first, and
+ * CORR_GROUP channels at a time. */
+__attribute__((optimize("fp-contract=off"))) static int
+corr_lambda_min_f(const float *x, int c, size_t hw, double *work, double *out) {
+  double *z = work, *corr = work + (size_t)c * hw;
+  for (int i0 = 0; i0 < c; i0 += CORR_GROUP) {
+    int m = c - i0 < CORR_GROUP ? c - i0 : CORR_GROUP;
+    const float *row[CORR_GROUP];
+    double *zr[CORR_GROUP], mean[CORR_GROUP], ss[CORR_GROUP];
+    int constant[CORR_GROUP];
+    for (int j = 0; j < CORR_GROUP; j++) {
+      int i = i0 + (j < m ? j : 0);
+      row[j] = x + (size_t)i * hw;
+      zr[j] = z + (size_t)i * hw;
+      mean[j] = ss[j] = 0.0;
+      constant[j] = 1;
+    }
+    if (m == CORR_GROUP) {
+      for (size_t k = 0; k < hw; k++)
+        for (int j = 0; j < CORR_GROUP; j++) {
+          mean[j] += (double)row[j][k];
+          constant[j] &= row[j][k] == row[j][0];
+        }
+    } else {
+      for (int j = 0; j < m; j++)
+        for (size_t k = 0; k < hw; k++) {
+          mean[j] += (double)row[j][k];
+          constant[j] &= row[j][k] == row[j][0];
+        }
+    }
+    for (int j = 0; j < m; j++)
+      mean[j] /= (double)hw;
+    if (m == CORR_GROUP) {
+      for (size_t k = 0; k < hw; k++)
+        for (int j = 0; j < CORR_GROUP; j++) {
+          double d = (double)row[j][k] - mean[j];
+          zr[j][k] = d;
+          ss[j] += d * d;
+        }
+    } else {
+      for (int j = 0; j < m; j++)
+        for (size_t k = 0; k < hw; k++) {
+          double d = (double)row[j][k] - mean[j];
+          zr[j][k] = d;
+          ss[j] += d * d;
+        }
+    }
+    for (int j = 0; j < m; j++) {
+      /* Zero variance: a zero row and column, as MeCo's nan_to_num. */
+      double scale = constant[j] || !(ss[j] > 0.0) ? 0.0 : 1.0 / sqrt(ss[j]);
+      for (size_t k = 0; k < hw; k++)
+        zr[j][k] *= scale;
+    }
+  }
+  return corr_of_normalised(z, c, hw, corr, out);
+}
+
 int ae_corr_lambda_min(const double *x, int c, size_t hw, double *work,
                        double *out) {
-  double *z = work, *corr = work + (size_t)c * hw, *w = corr + (size_t)c * c;
+  double *z = work, *corr = work + (size_t)c * hw;
   for (int i = 0; i < c; i++) {
     const double *row = x + (size_t)i * hw;
     double *zr = z + (size_t)i * hw;
@@ -84,15 +162,7 @@ int ae_corr_lambda_min(const double *x, int c, size_t hw, double *work,
     for (size_t k = 0; k < hw; k++)
       zr[k] *= scale;
   }
-  cblas_dsyrk(CblasRowMajor, CblasUpper, CblasNoTrans, c, (int)hw, 1.0, z,
-              (int)hw, 0.0, corr, c);
-  for (int i = 0; i < c; i++) /* the lower triangle, for the finite check */
-    for (int j = 0; j < i; j++)
-      corr[(size_t)i * c + j] = corr[(size_t)j * c + i];
-  int rc = ae_sym_eigvals(corr, c, w);
-  if (rc) return rc;
-  *out = w[0];
-  return AE_OK;
+  return corr_of_normalised(z, c, hw, corr, out);
 }
 
 int ae_channel_entropy(double *f, int batch, int c, size_t hw, double *work,
@@ -257,11 +327,11 @@ int ae_features_pattern_count(ae_net *net, const float *x, int batch,
   return AE_OK;
 }
 
-int ae_features_pattern_kernel(ae_net *net, const float *x, int batch,
-                               double *K, size_t *units) {
+/* ae_features_pattern_kernel after the caller's forward of the batch. */
+static int pattern_kernel_of_forward(ae_net *net, int batch, double *K,
+                                     size_t *units) {
   *units = 0;
-  int rc = ae_net_forward(net, x, batch, NULL);
-  if (rc) return rc;
+  int rc = AE_OK;
   const ae_graph *g = ae_net_graph(net);
   size_t total = 0;
   for (int k = 0; k < g->n_nodes; k++)
@@ -311,10 +381,18 @@ int ae_features_pattern_kernel(ae_net *net, const float *x, int batch,
   return AE_OK;
 }
 
-int ae_features_block_entropies(ae_net *net, const float *x, int batch,
-                                const int *blocks, int n_blocks, double *h) {
+int ae_features_pattern_kernel(ae_net *net, const float *x, int batch,
+                               double *K, size_t *units) {
+  *units = 0;
   int rc = ae_net_forward(net, x, batch, NULL);
   if (rc) return rc;
+  return pattern_kernel_of_forward(net, batch, K, units);
+}
+
+/* ae_features_block_entropies after the caller's forward of the batch. */
+static int block_entropies_of_forward(ae_net *net, int batch, const int *blocks,
+                                      int n_blocks, double *h) {
+  int rc;
   const ae_graph *g = ae_net_graph(net);
   size_t most = 0, most_c = 0;
   for (int l = 0; l < n_blocks; l++) {
@@ -337,6 +415,46 @@ int ae_features_block_entropies(ae_net *net, const float *x, int batch,
   free(f);
   free(work);
   return rc;
+}
+
+int ae_features_block_entropies(ae_net *net, const float *x, int batch,
+                                const int *blocks, int n_blocks, double *h) {
+  int rc = ae_net_forward(net, x, batch, NULL);
+  if (rc) return rc;
+  return block_entropies_of_forward(net, batch, blocks, n_blocks, h);
+}
+
+/* ae_features_corr_lambda_min on a float32 net (ae_net_set_double off)
+ * after its forward of one sample: the activations read in place. */
+static int corr_lambda_min_sum_f(ae_net *net, double *sum, int *nodes) {
+  const ae_graph *g = ae_net_graph(net);
+  size_t most = 0;
+  for (int k = 0; k < g->n_nodes; k++) {
+    const ae_node *nd = &g->nodes[k];
+    if (!ae_features_is_4d_node(nd)) continue;
+    size_t c = (size_t)nd->shape[0], need = node_elems(nd) + c * c + c;
+    if (need > most) most = need;
+  }
+  double *work = malloc((most + 1) * sizeof *work);
+  if (!work) return AE_ENOMEM;
+  double total = 0.0;
+  int counted = 0, rc = AE_OK;
+  for (int k = 0; k < g->n_nodes && !rc; k++) {
+    const ae_node *nd = &g->nodes[k];
+    if (!ae_features_is_4d_node(nd)) continue;
+    size_t e = node_elems(nd);
+    int c = nd->shape[0];
+    double v = 0.0;
+    rc = corr_lambda_min_f(ae_net_activation(net, k), c, e / (size_t)c, work,
+                           &v);
+    total += v;
+    counted++;
+  }
+  free(work);
+  if (rc) return rc;
+  *sum = total;
+  *nodes = counted;
+  return AE_OK;
 }
 
 int ae_features_corr_lambda_min(ae_net *net, const float *x, double *sum,
@@ -464,13 +582,12 @@ static int pattern_kernel_logdet(ae_job_state *job, ae_error *err) {
   ae_scorecard *sc = job->sc;
   int n = job->batch.n;
   ae_net *net = NULL;
-  int rc = ae_job_host_net(job, &net, err);
-  if (rc) return rc;
+  int rc;
   double *K = malloc((size_t)n * n * sizeof *K);
   if (!K) return AE_ENOMEM;
-  draw_weights(job, net, 0);
   size_t units = 0;
-  rc = ae_features_pattern_kernel(net, job->batch.x_net, n, K, &units);
+  rc = ae_job_host_forward(job, AE_JOB_INPUT_BATCH, &net, err);
+  if (!rc) rc = pattern_kernel_of_forward(net, n, K, &units);
   double logdet = NAN;
   if (!rc && units == 0) {
     ae_scorecard_warn(sc, "expressivity.pattern_kernel_logdet: the network "
@@ -507,16 +624,11 @@ static int feature_isotropy(ae_job_state *job, ae_error *err) {
     return AE_OK;
   }
   ae_net *net = NULL;
-  const float *gauss = NULL;
   double *h = malloc((size_t)n_blocks * sizeof *h);
   rc = h ? AE_OK : AE_ENOMEM;
-  if (!rc) rc = ae_job_host_net(job, &net, err);
-  if (!rc) rc = ae_job_gauss_inputs(job, &gauss, err);
-  if (!rc) {
-    draw_weights(job, net, 0);
-    rc = ae_features_block_entropies(net, gauss, job->batch.n, blocks, n_blocks,
-                                     h);
-  }
+  if (!rc) rc = ae_job_host_forward(job, AE_JOB_INPUT_GAUSS, &net, err);
+  if (!rc)
+    rc = block_entropies_of_forward(net, job->batch.n, blocks, n_blocks, h);
   if (!rc) {
     int zero = -1;
     for (int l = 0; l < n_blocks && zero < 0; l++)
@@ -562,20 +674,26 @@ int ae_features_convergence(ae_job_state *job, ae_error *err) {
   ae_scorecard *sc = job->sc;
   int samples = job->req->settings.fc_samples;
   if (samples > job->batch.n) samples = job->batch.n;
+  /* One sample at a time (BN statistics of that sample alone), on a net of
+   * its own planned for one sample: its buffers are 1/N of the job's, and
+   * the job's net keeps its shared forward (ae_job_host_forward). */
+  (void)err;
   ae_net *net = NULL;
-  int rc = ae_job_host_net(job, &net, err);
+  int rc = ae_net_create(&job->req->net, 1, &net);
   if (rc) return rc;
   draw_weights(job, net, 0);
   double first = NAN, sum = 0.0;
   int nodes = 0;
   for (int i = 0; i < samples && !rc; i++) {
     double v = 0.0;
-    rc = ae_features_corr_lambda_min(
-        net, job->batch.x_net + (size_t)i * job->batch.dim, &v, &nodes);
+    rc = ae_net_forward(net, job->batch.x_net + (size_t)i * job->batch.dim, 1,
+                        NULL);
+    if (!rc) rc = corr_lambda_min_sum_f(net, &v, &nodes);
     if (i == 0) first = v;
     sum += v;
     if (!rc) rc = ae_job_checkpoint(job->ctl);
   }
+  ae_net_destroy(net);
   if (rc) return rc;
   if (nodes == 0) {
     ae_scorecard_warn(sc, "convergence.feature_corr_lambda_min: the network "

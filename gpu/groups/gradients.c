@@ -95,6 +95,17 @@ int ae_jacobian_trainability(ae_net *n, const float *x, int batch,
                              const ae_graph *named, double *out, char *why,
                              size_t why_len) {
   *out = NAN;
+  int rc = ae_net_forward64(n, x, batch, NULL);
+  if (rc) return rc;
+  return ae_jacobian_trainability_of_forward(n, batch, blocks, n_blocks, seed,
+                                             named, out, why, why_len);
+}
+
+int ae_jacobian_trainability_of_forward(ae_net *n, int batch, const int *blocks,
+                                        int n_blocks, uint64_t seed,
+                                        const ae_graph *named, double *out,
+                                        char *why, size_t why_len) {
+  *out = NAN;
   const ae_graph *g = ae_net_graph(n);
   if (n_blocks < 2) {
     snprintf(why, why_len, "needs two block outputs (the network has %d)",
@@ -105,11 +116,24 @@ int ae_jacobian_trainability(ae_net *n, const float *x, int batch,
     if (blocks[l] <= blocks[l - 1] || blocks[l] >= g->n_nodes ||
         blocks[l - 1] < 0)
       return AE_EINVAL;
+  /* The pairs' buffers, at the largest pair's sizes, once. */
+  size_t most_out = 0, most_in = 0, most_m = 0;
+  for (int l = 1; l < n_blocks; l++) {
+    const ae_node *fi = &g->nodes[blocks[l - 1]], *fo = &g->nodes[blocks[l]];
+    size_t eo = node_elems(fo), ei = node_elems(fi);
+    size_t mm = ei / (size_t)(fo->rank == 3 ? fo->shape[1] * fo->shape[2] : 1) *
+                (size_t)fo->shape[0];
+    if (eo > most_out) most_out = eo;
+    if (ei > most_in) most_in = ei;
+    if (mm > most_m) most_m = mm;
+  }
   ae_net_grad *gr = NULL;
-  double *g_out = NULL, *g_in = NULL, *m = NULL;
-  int rc = ae_net_grad_create(n, &gr);
+  double *g_out = malloc(((size_t)batch * most_out + 1) * sizeof *g_out);
+  double *g_in = malloc(((size_t)batch * most_in + 1) * sizeof *g_in);
+  double *m = malloc((most_m + 1) * sizeof *m);
+  int rc = !g_out || !g_in || !m ? AE_ENOMEM : AE_OK;
+  if (!rc) rc = ae_net_grad_create(n, &gr);
   if (!rc) ae_net_grad_skip_params(gr, 1);
-  if (!rc) rc = ae_net_forward64(n, x, batch, NULL);
   double sum = 0.0;
   int identity_block = -1;
   for (int l = 1; l < n_blocks && !rc; l++) {
@@ -127,21 +151,7 @@ int ae_jacobian_trainability(ae_net *n, const float *x, int batch,
     }
     size_t n_out = (size_t)batch * node_elems(fo);
     size_t n_in = (size_t)batch * node_elems(fi);
-    free(g_out);
-    free(g_in);
-    free(m);
-    g_out = malloc(n_out * sizeof *g_out);
-    g_in = malloc(n_in * sizeof *g_in);
-    m = malloc((size_t)cin * r * r * (size_t)cout * sizeof *m);
-    if (!g_out || !g_in || !m) {
-      rc = AE_ENOMEM;
-      break;
-    }
-    for (size_t i = 0; i < n_out; i++)
-      g_out[i] =
-          ae_philox_uniform(seed, AE_TID_RADEMACHER, (uint32_t)l, i) < 0.5
-              ? -1.0
-              : 1.0;
+    ae_rademacher_fill(seed, AE_TID_RADEMACHER, (uint32_t)l, n_out, g_out);
     rc = ae_net_backward(n, gr, batch, blocks[l], g_out, blocks[l - 1]);
     if (!rc) rc = ae_net_grad_node(gr, blocks[l - 1], g_in);
     if (rc) break;

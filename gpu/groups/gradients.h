@@ -35,6 +35,14 @@ int ae_jacobian_trainability(ae_net *n, const float *x, int batch,
                              const ae_graph *named, double *out, char *why,
                              size_t why_len);
 
+/* The same after the caller's own forward of the batch (ae_net_forward64,
+ * or ae_net_forward with ae_net_set_double off): the backward reads that
+ * forward's activations and batch statistics. */
+int ae_jacobian_trainability_of_forward(ae_net *n, int batch, const int *blocks,
+                                        int n_blocks, uint64_t seed,
+                                        const ae_graph *named, double *out,
+                                        char *why, size_t why_len);
+
 /* SynFlow: a copy of n's graph with every BN an identity, |parameters|
  * of n (weights, linear biases), float64, one all-ones input sample;
  * R = sum of logits; *out = sum over conv/linear weights of |w dR/dw|. */

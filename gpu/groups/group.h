@@ -70,6 +70,13 @@ typedef struct {
   struct ae_net *host_net; /* ae_job_host_net: borrowed from net, or owned */
   int host_net_owned;
   float *gauss; /* N Gaussian inputs (ae_job_gauss_inputs) */
+  /* What ae_job_host_weights / ae_job_host_forward last left in the host
+   * net, as the net's versions then (ae_net_versions): valid while they
+   * are still the net's. */
+  int host_drawn;                     /* 1: weights stream 0 were drawn */
+  unsigned long host_weights_version; /* ... and the net's version then */
+  int host_fwd_input;                 /* ae_job_input of that forward, 0 */
+  unsigned long host_acts_version;    /* the net's acts version after it */
 } ae_job_state;
 
 typedef struct ae_metric_group {
@@ -135,6 +142,25 @@ int ae_job_analytic_kernels(ae_job_state *job, ae_error *err);
  * the job.  Its weights are whatever the last user drew: draw them
  * (ae_net_init_weights) before use.  0 or an error. */
 int ae_job_host_net(ae_job_state *job, struct ae_net **out, ae_error *err);
+
+/* The host net (ae_job_host_net) in float32 with the weights of stream 0
+ * of settings.init (ranking.md §0), drawn only when the net's weights
+ * are not already those (ae_net_versions: nothing wrote them since this
+ * job drew them).  0 or an error. */
+int ae_job_host_weights(ae_job_state *job, struct ae_net **out, ae_error *err);
+
+/* The inputs of a shared forward: the batch's samples, or the Gaussian
+ * inputs of ae_job_gauss_inputs. */
+typedef enum { AE_JOB_INPUT_BATCH = 1, AE_JOB_INPUT_GAUSS = 2 } ae_job_input;
+
+/* ae_job_host_weights, then the float32 train-mode forward of the N
+ * samples of `input` into the net's buffers, run only when they do not
+ * already hold exactly that (ranking.md's metrics on the same network,
+ * inputs and BN mode share one forward: feature_isotropy and
+ * jacobian_trainability).  Read the activations before anything else
+ * runs the net.  0 or an error. */
+int ae_job_host_forward(ae_job_state *job, ae_job_input input,
+                        struct ae_net **out, ae_error *err);
 
 /* N Gaussian inputs of the input shape (ranking.md §1, feature_isotropy
  * and jacobian_trainability): N(0,1) from (seed, AE_TID_GAUSS_INPUTS, 0,

@@ -130,6 +130,43 @@ int ae_job_gauss_inputs(ae_job_state *job, const float **out, ae_error *err) {
   return AE_OK;
 }
 
+int ae_job_host_weights(ae_job_state *job, ae_net **out, ae_error *err) {
+  ae_net *net;
+  int rc = ae_job_host_net(job, &net, err);
+  if (!rc) rc = ae_net_set_double(net, 0);
+  if (rc) return rc;
+  unsigned long wv;
+  ae_net_versions(net, &wv, NULL);
+  if (!job->host_drawn || wv != job->host_weights_version) {
+    ae_net_init_weights_scheme(net, job->req->seed, 0, job->req->settings.init);
+    ae_net_versions(net, &job->host_weights_version, NULL);
+    job->host_drawn = 1;
+  }
+  *out = net;
+  return AE_OK;
+}
+
+int ae_job_host_forward(ae_job_state *job, ae_job_input input, ae_net **out,
+                        ae_error *err) {
+  ae_net *net;
+  const float *x = job->batch.x_net;
+  int rc = ae_job_host_weights(job, &net, err);
+  if (!rc && input == AE_JOB_INPUT_GAUSS)
+    rc = ae_job_gauss_inputs(job, &x, err);
+  if (rc) return rc;
+  unsigned long av;
+  ae_net_versions(net, NULL, &av);
+  if (job->host_fwd_input != (int)input || av != job->host_acts_version) {
+    job->host_fwd_input = 0;
+    rc = ae_net_forward(net, x, job->batch.n, NULL);
+    if (rc) return rc;
+    job->host_fwd_input = (int)input;
+    ae_net_versions(net, NULL, &job->host_acts_version);
+  }
+  *out = net;
+  return AE_OK;
+}
+
 void ae_job_state_free(ae_job_state *job) {
   ae_batch_free(&job->batch);
   if (job->have_paths) ae_paths_free(&job->paths);
@@ -137,6 +174,7 @@ void ae_job_state_free(ae_job_state *job) {
   if (job->host_net_owned) ae_net_destroy(job->host_net);
   job->host_net = NULL;
   job->host_net_owned = 0;
+  job->host_drawn = job->host_fwd_input = 0;
   free(job->gauss);
   job->gauss = NULL;
   if (job->net) job->exec->net_destroy(job->net);

@@ -123,11 +123,8 @@ static int proxies_ce(ae_job_state *job, ae_net *net) {
 static int proxies_run(ae_job_state *job, ae_error *err) {
   ae_scorecard *sc = job->sc;
   ae_net *net;
-  int rc = ae_job_host_net(job, &net, err);
+  int rc = ae_job_host_weights(job, &net, err);
   if (rc) return rc;
-  rc = ae_net_set_double(net, 0);
-  if (rc) return rc;
-  ae_net_init_weights_scheme(net, job->req->seed, 0, job->req->settings.init);
   if (ae_job_wants(job, AE_M_SYNFLOW)) {
     double v;
     rc = ae_synflow(net, &v);

@@ -2,7 +2,9 @@
  * the convergence group: the job's host net with the weights of
  * settings.init (stream 0), the seed's Gaussian inputs, the graph's
  * block outputs, and gradients.c's computation (float32 passes, M and
- * its singular values in float64).
+ * its singular values in float64).  The forward is the job's shared one
+ * (ae_job_host_forward): feature_isotropy's, when it ran and nothing used
+ * the net since.
  *
  * Runs on the job's worker thread; writes only
  * job->sc->convergence.jacobian_trainability and warnings. */
@@ -20,20 +22,15 @@ int ae_job_jacobian_trainability(ae_job_state *job, ae_error *err) {
   sc->convergence.jacobian_trainability = NAN;
   if (!ae_job_wants(job, AE_M_JACOBIAN_TRAINABILITY)) return AE_OK;
   ae_net *net;
-  const float *x;
-  int rc = ae_job_host_net(job, &net, err);
-  if (!rc) rc = ae_job_gauss_inputs(job, &x, err);
-  if (!rc) rc = ae_net_set_double(net, 0);
-  if (rc) return rc;
-  ae_net_init_weights_scheme(net, job->req->seed, 0, job->req->settings.init);
   int *blocks = NULL, n_blocks = 0;
-  rc = ae_graph_block_outputs(ae_net_graph(net), &blocks, &n_blocks);
+  int rc = ae_job_host_forward(job, AE_JOB_INPUT_GAUSS, &net, err);
+  if (!rc) rc = ae_graph_block_outputs(ae_net_graph(net), &blocks, &n_blocks);
   if (rc) return rc;
   double v;
   char why[AE_GRAD_WHY] = "";
-  rc = ae_jacobian_trainability(net, x, job->batch.n, blocks, n_blocks,
-                                job->req->seed, &job->req->net, &v, why,
-                                sizeof why);
+  rc = ae_jacobian_trainability_of_forward(net, job->batch.n, blocks, n_blocks,
+                                           job->req->seed, &job->req->net, &v,
+                                           why, sizeof why);
   free(blocks);
   if (rc) return rc;
   if (isfinite(v))

@@ -14,14 +14,22 @@
  * kept for the backward.  ae_net_set_double routes forward and NTK to a
  * float64 twin holding the same weights.
  *
+ * The forward arena of the last (largest) net a thread destroyed is kept
+ * for that thread's next net of about its size: a worker runs job after
+ * job, and each job's arena (hundreds of MiB for a batch of 64 at 32x32)
+ * would otherwise be mapped and page-faulted afresh every time.  It is
+ * freed when the thread exits, by ae_net_release_spare, or before an
+ * allocation that fails without it.
+ *
  * An ae_net and everything it points to belong to the thread that created
- * it. */
+ * it; the spare arena belongs to its thread. */
 #include "gpu/host/net_internal.h"
 
 #include "api/status.h"
 #include "gpu/philox.h"
 #include <cblas.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -49,6 +57,94 @@ static size_t max_sz(size_t a, size_t b) {
 
 /* Reserves the executor's scratch in the plan's two families, allocates
  * the forward family and binds every pointer to its offset. */
+/* ---- the per-thread spare arena ---- */
+
+typedef struct {
+  unsigned char *p;
+  size_t bytes;
+} spare_arena;
+
+static pthread_key_t spare_key;
+static pthread_once_t spare_once = PTHREAD_ONCE_INIT;
+static int spare_ok;
+
+static void spare_destroy(void *v) {
+  spare_arena *s = v;
+  free(s->p);
+  free(s);
+}
+
+static void spare_init(void) {
+  spare_ok = pthread_key_create(&spare_key, spare_destroy) == 0;
+}
+
+static spare_arena *spare_of_thread(void) {
+  pthread_once(&spare_once, spare_init);
+  return spare_ok ? pthread_getspecific(spare_key) : NULL;
+}
+
+/* An arena of at least bytes (a multiple of ALIGN): this thread's spare
+ * when it fits and is at most 8 times that (its pages are resident
+ * anyway; a far smaller net, a probe or a one-sample net, leaves it to
+ * the job's big net), else a new one (a spare too small is freed first:
+ * this one would replace it; a larger one too, when memory is short).
+ * *have: its size. */
+static unsigned char *arena_take(size_t bytes, size_t *have) {
+  spare_arena *s = spare_of_thread();
+  if (s && s->p && s->bytes >= bytes && s->bytes / 8 <= bytes) {
+    unsigned char *p = s->p;
+    *have = s->bytes;
+    s->p = NULL;
+    s->bytes = 0;
+    return p;
+  }
+  if (s && s->p && s->bytes < bytes) {
+    free(s->p);
+    s->p = NULL;
+    s->bytes = 0;
+  }
+  *have = bytes;
+  unsigned char *p = aligned_alloc(ALIGN, bytes);
+  if (!p && s && s->p) {
+    free(s->p);
+    s->p = NULL;
+    s->bytes = 0;
+    p = aligned_alloc(ALIGN, bytes);
+  }
+  return p;
+}
+
+/* Back from a destroyed net: kept as the spare when larger than it. */
+static void arena_give(unsigned char *p, size_t bytes) {
+  if (!p) return;
+  spare_arena *s = spare_of_thread();
+  if (spare_ok && !s) {
+    s = calloc(1, sizeof *s);
+    if (s && pthread_setspecific(spare_key, s)) {
+      free(s);
+      s = NULL;
+    }
+  }
+  if (!s || (s->p && s->bytes >= bytes)) {
+    free(p);
+    return;
+  }
+  free(s->p);
+  s->p = p;
+  s->bytes = bytes;
+}
+
+void ae_net_release_spare(void) {
+#ifndef AE_NET_DOUBLE
+  ae_net64_release_spare();
+#endif
+  spare_arena *s = spare_of_thread();
+  if (!s) return;
+  free(s->p);
+  s->p = NULL;
+  s->bytes = 0;
+}
+
 static int plan_arena(ae_net *n) {
   ae_plan *p = n->plan;
   const ae_graph *g = n->g;
@@ -87,7 +183,7 @@ static int plan_arena(ae_net *n) {
   n->bwd_bb = ae_plan_reserve(p, AE_PLAN_BACKWARD, sizeof(double) * 2 * B * B);
 
   size_t total = p->bytes[AE_PLAN_FORWARD];
-  n->arena = aligned_alloc(ALIGN, align_up(total > 0 ? total : ALIGN));
+  n->arena = arena_take(align_up(total > 0 ? total : ALIGN), &n->arena_cap);
   if (!n->arena) return AE_ENOMEM;
   n->arena_bytes = total;
   /* Parameters and BN statistics come first: only they are zeroed at
@@ -168,13 +264,28 @@ void ae_net_destroy(ae_net *n) {
 #ifndef AE_NET_DOUBLE
   ae_net64_destroy(n->dbl);
 #endif
-  free(n->arena);
+  arena_give(n->arena, n->arena_cap);
   free(n->bwd_arena);
   free(n->jet_arena);
   free(n);
 }
 
+/* The weights (may) change: so do what a forward computed from them. */
+static void weights_written(ae_net *n) {
+  n->weights_version++;
+  n->acts_version++;
+}
+
+#ifndef AE_NET_DOUBLE
+void ae_net_versions(const ae_net *n, unsigned long *weights,
+                     unsigned long *acts) {
+  if (weights) *weights = n->weights_version;
+  if (acts) *acts = n->acts_version;
+}
+#endif
+
 void ae_net_init_weights(ae_net *n, uint64_t seed, uint32_t stream) {
+  weights_written(n);
   for (int k = 0; k < n->g->n_nodes; k++) {
     const ae_node *nd = &n->g->nodes[k];
     const ae_plan_geom *ge = &n->geom[k];
@@ -311,6 +422,7 @@ static void forward_conv(ae_net *n, int k, int batch) {
 
 int ae_net_forward_buffers(ae_net *n, const float *x, int batch) {
   if (!x || batch < 1 || batch > n->max_batch) return AE_EINVAL;
+  n->acts_version++;
   size_t B = (size_t)batch;
   double t0 = ae_net_clock(n);
   for (int k = 0; k < n->g->n_nodes; k++) {
@@ -393,6 +505,7 @@ int ae_net_set_double(ae_net *n, int on) {
     int rc = ae_net64_create(n->g, n->max_batch, &n->dbl);
     if (rc) return rc;
   }
+  if (n->use_double != on) weights_written(n);
   n->use_double = on;
   return AE_OK;
 }
@@ -481,6 +594,7 @@ int ae_net_load_params(ae_net *n, int node, ae_net_param_kind kind,
   size_t have;
   ae_real *t = param_tensor(n, node, kind, &have);
   if (have != count || (count > 0 && !t)) return AE_EINVAL;
+  weights_written(n);
   for (size_t e = 0; e < count; e++)
     t[e] = (ae_real)src[e];
   return AE_OK;
@@ -489,6 +603,7 @@ int ae_net_load_params(ae_net *n, int node, ae_net_param_kind kind,
 #ifndef AE_NET_DOUBLE
 float *ae_net_param(ae_net *n, int node, ae_net_param_kind kind,
                     size_t *count) {
+  weights_written(n); /* the caller may write through the pointer */
   return param_tensor(n, node, kind, count);
 }
 #endif

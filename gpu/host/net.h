@@ -24,6 +24,11 @@ typedef struct ae_net ae_net;
 int ae_net_create(const ae_graph *g, int max_batch, ae_net **out);
 void ae_net_destroy(ae_net *n);
 
+/* Frees the calling thread's spare arena (the forward buffers kept from
+ * its last destroyed net for its next one; see net.c).  A thread's spare
+ * is also freed when the thread exits. */
+void ae_net_release_spare(void);
+
 /* Draws every weight: LINEAR/CONV W ~ N(0, init_gain / fan_in) from
  * ae_philox_normal(seed, node index, stream, element); biases 0; BN gamma 1,
  * beta 0.  stream is the repeat index. */
@@ -111,6 +116,15 @@ int ae_net_bn_stats(const ae_net *n, int node, const double **mean,
 /* The net's own copy of the graph (borrowed). */
 const ae_graph *ae_net_graph(const ae_net *n);
 
+/* Two counters that only grow: *weights changes whenever the weights may
+ * have been written (ae_net_init_weights*, ae_net_param, use_double
+ * switched), *acts whenever the forward's buffers (activations, BN
+ * statistics) may have (every forward, and every weight write).  Equal
+ * values mean the same state: what lets a job reuse a forward (either
+ * may be NULL). */
+void ae_net_versions(const ae_net *n, unsigned long *weights,
+                     unsigned long *acts);
+
 /* on = 1: later ae_net_forward and ae_net_ntk run in float64 (a twin net
  * made on first use, holding the same weights, which are copied from this
  * net at every call), and ae_net_forward_jet runs in float64 on the
@@ -185,6 +199,12 @@ int ae_net_forward64(ae_net *n, const float *x, int batch, double *logits);
  * prod(shape)), from the twin when ae_net_set_double is on.  0 or
  * AE_EINVAL. */
 int ae_net_activation64(ae_net *n, int node, int batch, double *out);
+
+/* out[e] = ae_philox_uniform(seed, tensor, stream, e) < 0.5 ? -1 : +1 for
+ * e < count, bit for bit, with the Philox rounds lane-parallel (the
+ * Rademacher tensors of ranking.md §2).  Pure function. */
+void ae_rademacher_fill(uint64_t seed, uint32_t tensor, uint32_t stream,
+                        size_t count, double *out);
 
 /* ---- weight schemes (net_init.c; ranking.md §0, settings.init) ---- */
 

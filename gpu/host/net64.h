@@ -19,6 +19,8 @@ typedef struct ae_net64 ae_net64;
 
 int ae_net64_create(const ae_graph *g, int max_batch, ae_net64 **out);
 void ae_net64_destroy(ae_net64 *n);
+/* ae_net_release_spare of the float64 twins' arenas. */
+void ae_net64_release_spare(void);
 int ae_net64_forward(ae_net64 *n, const float *x, int batch, float *logits);
 int ae_net64_ntk(ae_net64 *n, const float *x, int batch,
                  ae_ntk_parameterization par, double *theta,

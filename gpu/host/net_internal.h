@@ -37,6 +37,7 @@ struct ae_net {
   double *bb;           /* 2 * max_batch^2 float64: per-layer Grams */
   unsigned char *arena; /* the plan's forward family */
   size_t arena_bytes;
+  size_t arena_cap; /* its allocation (a reused spare may be larger) */
   /* the plan's backward family, allocated by the first NTK */
   unsigned char *bwd_arena;
   size_t bwd_bytes;
@@ -53,6 +54,9 @@ struct ae_net {
   /* ae_net_set_double: the float64 twin and whether calls go to it */
   struct ae_net64 *dbl;
   int use_double;
+  /* ae_net_versions: bumped by every write of the weights (and of
+   * use_double), and of the forward's buffers. */
+  unsigned long weights_version, acts_version;
 };
 
 /* Elementwise loops over the buffers: GCC's -O2 only vectorises loops

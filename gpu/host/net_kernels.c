@@ -1,7 +1,9 @@
 /* net_kernels.c: the host executor's untyped building blocks: the
  * pooling divisor, the phase names, the Philox normals of a run of
- * elements (the weight init) and whether the CPU has AVX-512.  The typed buffer
- * kernels are in net_kernels_typed.c, the activations in gpu/activation.h.
+ * elements (the weight init), the Philox Rademacher signs of a run
+ * (jacobian_trainability's g_out) and whether the CPU has AVX-512.  The typed
+ * buffer kernels are in net_kernels_typed.c, the activations in
+ * gpu/activation.h.
  *
  * Pure functions on caller-owned memory, any thread; the one state is the
  * CPU check's answer, set once (pthread_once). */
@@ -51,9 +53,14 @@ const char *ae_net_profile_name(int phase) {
 
 /* Philox4x32-10 of AE_NET_NORMAL_LANES consecutive counters, lane by lane
  * so that the compiler vectorises the rounds: the very words of
- * ae_philox_words. */
-static void philox_lanes(uint64_t seed, uint32_t tensor, uint32_t stream,
-                         uint64_t index0, uint32_t w[4][AE_NET_NORMAL_LANES]) {
+ * ae_philox_words (integer arithmetic: every clone gives the same bits;
+ * the AVX-512 one runs 16 lanes at once). */
+#if defined(__GNUC__) && defined(__x86_64__) && !defined(__clang__)
+__attribute__((target_clones("avx512f", "default")))
+#endif
+static void
+philox_lanes(uint64_t seed, uint32_t tensor, uint32_t stream, uint64_t index0,
+             uint32_t w[4][AE_NET_NORMAL_LANES]) {
   uint32_t c0[AE_NET_NORMAL_LANES], c1[AE_NET_NORMAL_LANES],
       c2[AE_NET_NORMAL_LANES], c3[AE_NET_NORMAL_LANES];
   for (int l = 0; l < AE_NET_NORMAL_LANES; l++) {
@@ -104,4 +111,20 @@ void ae_net_philox_normals(uint64_t seed, uint32_t tensor, uint32_t stream,
     c[l] = cos(6.283185307179586 * c[l]);
   for (int l = 0; l < AE_NET_NORMAL_LANES; l++)
     out[l] = r[l] * c[l];
+}
+
+void ae_rademacher_fill(uint64_t seed, uint32_t tensor, uint32_t stream,
+                        size_t count, double *out) {
+  uint32_t w[4][AE_NET_NORMAL_LANES];
+  size_t e = 0;
+  /* ae_philox_uniform < 0.5 exactly when bit 52 of its 53-bit value is 0,
+   * and that bit is bit 31 of word 0. */
+  for (; e + AE_NET_NORMAL_LANES <= count; e += AE_NET_NORMAL_LANES) {
+    philox_lanes(seed, tensor, stream, (uint64_t)e, w);
+    for (int l = 0; l < AE_NET_NORMAL_LANES; l++)
+      out[e + (size_t)l] = w[0][l] >> 31 ? 1.0 : -1.0;
+  }
+  for (; e < count; e++)
+    out[e] =
+        ae_philox_uniform(seed, tensor, stream, (uint64_t)e) < 0.5 ? -1.0 : 1.0;
 }

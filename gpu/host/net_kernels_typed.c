@@ -211,9 +211,56 @@ void ae_net_avg_pool_plane_t(const ae_real *x, int h, int w, int k, int stride,
     }
 }
 
+/* The adjoint of a stride-1 pool by rows: each output row's gradients
+ * divided by their windows' counts once, then, for each tap (kx from the
+ * last to the first), added into the input row it reaches as one
+ * vectorisable run.  Every dx element receives the very same terms in the
+ * same order as from the window loop below (outputs in row-major order:
+ * for a fixed input and output row, kx descending is ox ascending), so the
+ * sums are bit for bit the same. */
+#define POOL_ADJ_MAX_ROW 512
+AE_VECTOR_LOOPS static void avg_pool_adj_rows(const ae_real *dy, int h, int w,
+                                              int k, int pad, int include_pad,
+                                              int oh, int ow, ae_real *dx) {
+  ae_real g[POOL_ADJ_MAX_ROW];
+  int cols[POOL_ADJ_MAX_ROW];
+  for (int ox = 0; ox < ow; ox++) {
+    int x0 = ox - pad;
+    int xlo = x0 < 0 ? 0 : x0, xhi = x0 + k > w ? w : x0 + k;
+    cols[ox] = xhi - xlo;
+  }
+  for (int oy = 0; oy < oh; oy++) {
+    int y0 = oy - pad;
+    int ylo = y0 < 0 ? 0 : y0, yhi = y0 + k > h ? h : y0 + k;
+    const ae_real *d = dy + (size_t)oy * (size_t)ow;
+    for (int ox = 0; ox < ow; ox++) {
+      /* ae_net_pool_count's divisor. */
+      int n = include_pad ? k * k : (yhi - ylo) * cols[ox];
+      g[ox] = d[ox] / (ae_real)(n > 0 ? n : 1);
+    }
+    for (int ky = 0; ky < k; ky++) {
+      int iy = y0 + ky;
+      if (iy < 0 || iy >= h) continue;
+      ae_real *row = dx + (size_t)iy * (size_t)w;
+      for (int kx = k - 1; kx >= 0; kx--) {
+        int shift = kx - pad; /* ix = ox + shift */
+        int lo = shift < 0 ? -shift : 0;
+        int hi = w - shift < ow ? w - shift : ow;
+        ae_real *r = row + shift;
+        for (int ox = lo; ox < hi; ox++)
+          r[ox] += g[ox];
+      }
+    }
+  }
+}
+
 void ae_net_avg_pool_plane_adj_t(const ae_real *dy, int h, int w, int k,
                                  int stride, int pad, int include_pad, int oh,
                                  int ow, ae_real *dx) {
+  if (stride == 1 && ow <= POOL_ADJ_MAX_ROW) {
+    avg_pool_adj_rows(dy, h, w, k, pad, include_pad, oh, ow, dx);
+    return;
+  }
   for (int oy = 0; oy < oh; oy++)
     for (int ox = 0; ox < ow; ox++) {
       int y0 = oy * stride - pad, x0 = ox * stride - pad;
@@ -403,12 +450,16 @@ void ae_net_bn_channel_stats_t(const ae_real *x, int batch, size_t elems,
   if (*var < 0.0) *var = 0.0;
 }
 
-void ae_net_act_backward_add_t(const ae_activation *a, const ae_real *z,
-                               const ae_real *dy, size_t count, ae_real *dx) {
+/* (The relu case adds in ae_real: a sum of two values of that type
+ * rounds the same whether formed in double or in it.) */
+AE_VECTOR_LOOPS void ae_net_act_backward_add_t(const ae_activation *a,
+                                               const ae_real *z,
+                                               const ae_real *dy, size_t count,
+                                               ae_real *dx) {
   switch (a->fn) {
   case AE_ACT_RELU:
     for (size_t i = 0; i < count; i++)
-      dx[i] += z[i] > 0.0 ? dy[i] : 0.0;
+      dx[i] += z[i] > (ae_real)0 ? dy[i] : (ae_real)0;
     return;
   case AE_ACT_LEAKY_RELU: {
     ae_real s = (ae_real)a->slope;

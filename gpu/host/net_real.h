@@ -23,6 +23,7 @@ typedef uint64_t ae_real_bits; /* an unsigned integer of ae_real's width */
 #define ae_net ae_net64
 #define ae_net_create ae_net64_create
 #define ae_net_destroy ae_net64_destroy
+#define ae_net_release_spare ae_net64_release_spare
 #define ae_net_init_weights ae_net64_init_weights
 #define ae_net_forward ae_net64_forward
 #define ae_net_ntk ae_net64_ntk
