@@ -584,9 +584,18 @@ START_TEST(profiles_and_metrics) {
   ck_assert_uint_eq(ae_metric_set_groups(r.selected),
                     AE_GROUP_TOPOLOGY | AE_GROUP_EXPRESSIVITY |
                         AE_GROUP_CONVERGENCE);
+  /* fast: feature_corr_lambda_min_mean over the first sample alone... */
+  ck_assert_int_eq(r.settings.fc_samples, 1);
+  ae_request_free(&r);
+  /* ...unless the request sets its samples. */
+  parse_mlp(",\"profile\":\"fast\",\"settings\":"
+            "{\"feature_corr_lambda_min\":{\"samples\":3}}",
+            &r);
+  ck_assert_int_eq(r.settings.fc_samples, 3);
   ae_request_free(&r);
   /* rank: the default combination, synflow included; no curvature. */
   parse_mlp(",\"profile\":\"rank\"", &r);
+  ck_assert_int_eq(r.settings.fc_samples, 8);
   ck_assert(ae_metric_set_has(r.selected, AE_M_SYNFLOW));
   ck_assert(!ae_metric_set_has(r.selected, AE_M_GRAD_NORM));
   ck_assert(ae_metric_set_has(r.selected, AE_M_JACOBIAN_TRAINABILITY));
