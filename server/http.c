@@ -30,6 +30,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include "api/status.h"
 #include "server/cache.h"
@@ -273,8 +274,8 @@ static enum MHD_Result h_ready(ae_http_req *r) {
                 "The server is shutting down.");
   if (srv->store_failing)
     return fail(r, 503, "store_unavailable", "Store unavailable", 1,
-                "The job store fails to write (%s); ready again once a "
-                "write succeeds.",
+                "The job store fails (%s); ready again once it answers "
+                "(a PostgreSQL store is pinged every half second).",
                 srv->store_reason);
   size_t warming = 0, failed = 0;
   for (size_t i = 0; i < srv->n_workers; i++) {
@@ -363,8 +364,27 @@ static enum MHD_Result h_metrics(ae_http_req *r) {
       calloc(srv->n_workers ? srv->n_workers : 1, sizeof *workers);
   if (!workers) return fail_internal(r, AE_ENOMEM);
   ae_workers_gauges(srv, workers);
-  ae_metrics_gauges gauges = {srv->n_queued, srv->http->n_slow_dropped,
-                              workers};
+  ae_metrics_gauges gauges = {srv->n_queued, srv->http->n_slow_dropped, workers,
+                              NULL, srv->opt->replica_id};
+  ae_metrics_store store;
+  if (srv->store) {
+    memset(&store, 0, sizeof store);
+    store.backend = ae_store_backend_name(srv->store);
+    store.reachable = !srv->store_failing;
+    for (int op = 0; op < AE_STORE_OP_COUNT; op++)
+      if (ae_store_latency_read(srv->store, (ae_store_op)op,
+                                &store.latency[op]))
+        memset(&store.latency[op], 0, sizeof store.latency[op]);
+    gauges.store = &store;
+  }
+  char host[64];
+  if (!gauges.replica) {
+    /* The default replica id: the host name (a pod's name). */
+    if (gethostname(host, sizeof host) == 0) {
+      host[sizeof host - 1] = '\0';
+      gauges.replica = host;
+    }
+  }
   char *text = ae_metrics_render(&srv->metrics, &gauges, &len);
   free(workers);
   if (!text) return fail_internal(r, AE_ENOMEM);

@@ -57,7 +57,7 @@ void ae_jobs_store_failed(ae_server *srv, const char *what, const char *id,
   if (!msg) msg = "";
   ae_log(AE_LOG_ERROR, "store: %s %s: %s (%s)", what, id, ae_strerror(rc), msg);
   if (!srv->store_failing)
-    ae_log(AE_LOG_WARN, "store: failing; not ready until a write succeeds");
+    ae_log(AE_LOG_WARN, "store: failing; not ready until it answers again");
   srv->store_failing = 1;
   /* The store reports AE_EIO for every storage error; SQLite's message
    * tells a full disk apart.  MERGE: a store error code for "full". */
@@ -71,7 +71,7 @@ static void store_wrote(ae_server *srv) {
   if (!srv->store_failing) return;
   srv->store_failing = 0;
   srv->store_full = 0;
-  ae_log(AE_LOG_INFO, "store: writes succeed again; ready");
+  ae_log(AE_LOG_INFO, "store: answers again; ready");
 }
 
 /* Logs a failed write and turns not-ready, or notes a success. */
@@ -84,10 +84,11 @@ static int store_note(ae_server *srv, const char *what, const char *id,
   return rc;
 }
 
-/* How often a failing store is probed, and the probe: a small file
+/* How often a store is probed.  SQLite, when failing: a small file
  * written, synced and removed in --state-dir, the file system the store
- * writes to.  MERGE: the store should offer a probe of its own
- * (ae_store_ping); a server-backed store has no folder. */
+ * writes to.  A server-backed store (PostgreSQL), always: ae_store_ping
+ * (reconnecting under the store's back-off), since its server can go
+ * away while nothing is written, and readiness must say so. */
 #define STORE_PROBE_MS 500
 
 static int store_probe(const char *dir) {
@@ -104,6 +105,21 @@ static int store_probe(const char *dir) {
   if (close(fd)) rc = AE_EIO;
   unlink(path);
   return rc;
+}
+
+/* Pings a server-backed store: a failure turns the daemon not-ready
+ * (logged once, the reason kept fresh), an answer ready again. */
+static void store_ping(ae_server *srv) {
+  int rc = ae_store_ping(srv->store);
+  if (!rc) {
+    store_wrote(srv);
+  } else if (!srv->store_failing) {
+    ae_jobs_store_failed(srv, "ping", "", rc);
+  } else {
+    const char *msg = ae_store_errmsg(srv->store);
+    snprintf(srv->store_reason, sizeof srv->store_reason, "ping: %s",
+             msg && msg[0] ? msg : ae_strerror(rc));
+  }
 }
 
 int ae_jobs_on_terminal(ae_server *srv, ae_terminal_fn fn) {
@@ -558,8 +574,14 @@ static void sweep(uv_timer_t *timer) {
     ae_job_table_remove(&srv->jobs, job);
     expired = 1;
   }
-  if (srv->store_failing && srv->opt->state_dir &&
+  int store_is_sqlite =
+      srv->store && !strcmp(ae_store_backend_name(srv->store), "sqlite");
+  if (srv->store && !store_is_sqlite &&
       now_ms - srv->store_probe_ms >= STORE_PROBE_MS) {
+    srv->store_probe_ms = now_ms;
+    store_ping(srv);
+  } else if (srv->store_failing && store_is_sqlite && srv->opt->state_dir &&
+             now_ms - srv->store_probe_ms >= STORE_PROBE_MS) {
     srv->store_probe_ms = now_ms;
     if (!store_probe(srv->opt->state_dir)) store_wrote(srv);
   }

@@ -47,6 +47,7 @@ typedef struct {
   const char *store_url;    /* --store: a PostgreSQL URL, or NULL */
   const char *store_file;   /* --store-file: a file holding it, or NULL */
   const char *log_file;     /* --log-file, or NULL: stderr */
+  const char *replica_id;   /* --replica-id, or NULL: the host name */
   int store_sync_normal;    /* --store-sync normal */
   int healthcheck;          /* --healthcheck */
 } ae_options;
