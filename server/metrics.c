@@ -160,13 +160,14 @@ static void emit_histogram(text_buf *t, const char *name, const char *labels,
 /* A store call histogram (store.h's non-cumulative counts) as a
  * Prometheus histogram with an "op" label. */
 static void emit_store_latency(text_buf *t, const char *op,
+                               const double *bounds,
                                const ae_store_latency *h) {
   const char *name = "archeval_store_call_duration_seconds";
   unsigned long long cumulative = 0;
   for (size_t i = 0; i < AE_STORE_LATENCY_BUCKETS; i++) {
     cumulative += h->count[i];
-    emit(t, "%s_bucket{op=\"%s\",le=\"%g\"} %llu\n", name, op,
-         ae_store_latency_bounds[i], cumulative);
+    emit(t, "%s_bucket{op=\"%s\",le=\"%g\"} %llu\n", name, op, bounds[i],
+         cumulative);
   }
   cumulative += h->count[AE_STORE_LATENCY_BUCKETS];
   emit(t, "%s_bucket{op=\"%s\",le=\"+Inf\"} %llu\n", name, op, cumulative);
@@ -193,7 +194,7 @@ static void emit_store(text_buf *t, const ae_metrics_store *st) {
       snprintf(other, sizeof other, "op_%d", op);
       name = other;
     }
-    emit_store_latency(t, name, &st->latency[op]);
+    emit_store_latency(t, name, st->latency_bounds, &st->latency[op]);
   }
 
   emit_header(t, "archeval_store_call_errors_total", "counter",

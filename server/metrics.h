@@ -55,6 +55,8 @@ typedef struct {
   const char *backend; /* "sqlite", "postgresql" */
   int reachable;       /* 0 while the daemon is not ready for the store */
   ae_store_latency latency[AE_STORE_OP_COUNT];
+  const double *latency_bounds; /* AE_STORE_LATENCY_BUCKETS upper bounds,
+                                   seconds (ae_store_latency_bounds) */
   int has_leases;
   unsigned long long leases_held;      /* gauge: jobs this replica runs */
   unsigned long long leases_requeued;  /* counter: expired, re-queued */

@@ -1,0 +1,13 @@
+# tests/fleet.mk: the tests and benchmark of running a fleet of archevald
+# replicas on one PostgreSQL store (issue 15, operations): the store's
+# series in /metrics, the fleet's acceptance test and the accept
+# benchmark.  Included by Makefile.am after server/store.mk.
+
+# The store's series of /metrics (latency per call, health, leases,
+# replica id).
+check_PROGRAMS += server/test_metrics
+TESTS += server/test_metrics
+server_test_metrics_SOURCES = server/test_metrics.c server/metrics.c \
+	server/metrics.h server/route.c server/route.h
+server_test_metrics_CFLAGS = $(TEST_CFLAGS)
+server_test_metrics_LDADD = $(CHECK_LIBS)
