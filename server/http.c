@@ -36,6 +36,7 @@
 #include "server/cache.h"
 #include "server/daemon.h"
 #include "server/http.h"
+#include "server/job_fetch.h"
 #include "server/job_render.h"
 #include "server/job_state.h"
 #include "server/route.h"
@@ -205,6 +206,13 @@ static enum MHD_Result fail_store(ae_http_req *r, const char *what) {
                 what);
   return fail(r, 503, "store_unavailable", "Store unavailable", 5,
               "The job store failed to write; the %s was not done.", what);
+}
+
+/* The store failed to read what this request asks for (a job this daemon
+ * does not hold in memory): 503, nothing changed. */
+static enum MHD_Result fail_store_read(ae_http_req *r, const char *what) {
+  return fail(r, 503, "store_unavailable", "Store unavailable", 5,
+              "The job store failed to read; the %s was not done.", what);
 }
 
 static enum MHD_Result respond_json(ae_http_req *r, int status, json_t *j,
@@ -416,8 +424,18 @@ static int idempotent_replay(ae_http_req *r, const char *key, const char *hash,
   for (size_t i = 0; i < n; i++) {
     char k[400];
     snprintf(k, sizeof k, batch ? "%s\n%zu" : "%s", key, i);
-    ae_job *each = ae_job_table_find_idem(&srv->jobs, k);
-    if (each && !job) job = each;
+    int rc;
+    ae_job *each = ae_job_lookup_idem(srv, k, &rc);
+    if (rc != AE_OK && rc != AE_ENOTFOUND) {
+      ae_job_release(job);
+      *answer = rc == AE_EIO ? fail_store_read(r, "idempotency check")
+                             : fail_internal(r, rc);
+      return 1;
+    }
+    if (each && !job)
+      job = each;
+    else
+      ae_job_release(each);
     if (!each) {
       size_t used = strlen(missing_list);
       if (missing < 16)
@@ -428,6 +446,7 @@ static int idempotent_replay(ae_http_req *r, const char *key, const char *hash,
   }
   if (!job) return 0;
   if (strcmp(job->body_hash, hash)) {
+    ae_job_release(job);
     *answer =
         fail(r, 422, "idempotency_key_mismatch", "Idempotency key mismatch", 0,
              "Idempotency-Key %s was used with another body.", key);
@@ -435,8 +454,10 @@ static int idempotent_replay(ae_http_req *r, const char *key, const char *hash,
   }
   if (!batch) {
     *answer = respond_job(r, 202, job, 1);
+    ae_job_release(job);
     return 1;
   }
+  ae_job_release(job);
   if (missing) {
     *answer = fail(r, 410, "idempotent_jobs_gone", "Jobs gone", 0,
                    "Idempotency-Key %s: %zu of the batch's %zu jobs were "
@@ -449,8 +470,21 @@ static int idempotent_replay(ae_http_req *r, const char *key, const char *hash,
   for (size_t i = 0; jobs && i < n; i++) {
     char k[400];
     snprintf(k, sizeof k, "%s\n%zu", key, i);
-    json_array_append_new(
-        jobs, ae_job_to_json(srv, ae_job_table_find_idem(&srv->jobs, k)));
+    int rc;
+    ae_job *each = ae_job_lookup_idem(srv, k, &rc);
+    if (!each) { /* went (or the store failed) since the first pass */
+      json_decref(jobs);
+      *answer = rc == AE_ENOTFOUND
+                    ? fail(r, 410, "idempotent_jobs_gone", "Jobs gone", 0,
+                           "Idempotency-Key %s: job %zu of the "
+                           "batch was deleted or expired.",
+                           key, i)
+                : rc == AE_EIO ? fail_store_read(r, "idempotency check")
+                               : fail_internal(r, rc);
+      return 1;
+    }
+    json_array_append_new(jobs, ae_job_to_json(srv, each));
+    ae_job_release(each);
   }
   *answer = respond_json(r, 202, json_pack("{s:o}", "jobs", jobs), 1, 1, NULL);
   return 1;
@@ -706,11 +740,34 @@ static int suspend_for(ae_http_req *r, ae_job *job, long long wait_ms) {
   return AE_OK;
 }
 
+/* The job of the request's path: the table's, or read from the store
+ * (transient: the caller releases it).  NULL with the answer given. */
+static ae_job *path_job(ae_http_req *r, enum MHD_Result *answer) {
+  int rc;
+  ae_job *job = ae_job_lookup(r->srv, r->id, &rc);
+  if (job) return job;
+  if (rc == AE_ENOTFOUND)
+    *answer = fail(r, 404, "not_found", "Not found", 0,
+                   "No job %s (unknown or expired).", r->id);
+  else if (rc == AE_EIO)
+    *answer = fail_store_read(r, "read of the job");
+  else
+    *answer = fail_internal(r, rc);
+  return NULL;
+}
+
+static enum MHD_Result h_get_job(ae_http_req *r, ae_job *job);
+
 static enum MHD_Result h_get(ae_http_req *r) {
-  ae_job *job = ae_job_table_find(&r->srv->jobs, r->id);
-  if (!job)
-    return fail(r, 404, "not_found", "Not found", 0,
-                "No job %s (unknown or expired).", r->id);
+  enum MHD_Result answer = MHD_NO;
+  ae_job *job = path_job(r, &answer);
+  if (!job) return answer;
+  answer = h_get_job(r, job);
+  ae_job_release(job);
+  return answer;
+}
+
+static enum MHD_Result h_get_job(ae_http_req *r, ae_job *job) {
   const char *wait = query(r, "wait_ms");
   if (wait && !r->resumed) {
     long long wait_ms;
@@ -718,7 +775,8 @@ static enum MHD_Result h_get(ae_http_req *r) {
       return fail(r, 422, "invalid_request", "Invalid request", 0,
                   "wait_ms must be an integer from 0 to %d.", MAX_WAIT_MS);
     if (wait_ms > MAX_WAIT_MS) wait_ms = MAX_WAIT_MS;
-    if (wait_ms > 0 && !ae_job_terminal(job) && !r->srv->draining) {
+    if (wait_ms > 0 && !ae_job_terminal(job) && !job->transient &&
+        !r->srv->draining) {
       int rc = suspend_for(r, job, wait_ms);
       if (rc) return fail_internal(r, rc);
       snprintf(r->job_id, sizeof r->job_id, "%s", job->id);
@@ -737,6 +795,8 @@ static enum MHD_Result h_get(ae_http_req *r) {
  * the id of the last job written and finds its place again by id, or, if
  * that job went, by its seq. */
 #define LISTING_BLOCK (64 * 1024)
+/* Jobs read from the store at once for a listing. */
+#define LISTING_FETCH 16
 
 typedef struct {
   ae_server *srv;
@@ -754,10 +814,24 @@ typedef struct {
   ae_job_parts parts;
   int part;
   size_t part_at;
+  /* Read from the store when it holds jobs memory does not
+   * (ae_jobs_store_has_more): the next few as transient copies; one held
+   * here in memory too is shown as memory has it. */
+  int from_store, store_done;
+  long long store_before;
+  ae_job *fetched[LISTING_FETCH];
+  size_t n_fetched, fetched_at;
 } ae_listing;
+
+static void listing_release_fetched(ae_listing *l) {
+  for (size_t i = 0; i < l->n_fetched; i++)
+    ae_job_release(l->fetched[i]);
+  l->n_fetched = l->fetched_at = 0;
+}
 
 static void listing_free(void *cls) {
   ae_listing *l = cls;
+  listing_release_fetched(l);
   ae_job_parts_release(&l->parts);
   free(l->chunk);
   free(l->client_ref);
@@ -770,6 +844,32 @@ static int listing_match(const ae_listing *l, const ae_job *job) {
       (!job->client_ref || strcmp(job->client_ref, l->client_ref)))
     return 0;
   return 1;
+}
+
+/* The next matching job of the store (older than the last one), or NULL
+ * at the end (*rc AE_OK) or on a failure (*rc set). */
+static ae_job *listing_next_stored(ae_listing *l, int *rc) {
+  *rc = AE_OK;
+  for (;;) {
+    while (l->fetched_at < l->n_fetched) {
+      ae_job *copy = l->fetched[l->fetched_at++];
+      ae_job *held = ae_job_table_find(&l->srv->jobs, copy->id);
+      ae_job *job = held ? held : copy;
+      if (listing_match(l, job)) return job;
+    }
+    if (l->store_done) return NULL;
+    listing_release_fetched(l);
+    ae_store_page page = {.before = l->store_before,
+                          .has_state = l->filter,
+                          .state = l->state,
+                          .client_ref = l->client_ref,
+                          .limit = LISTING_FETCH};
+    size_t rows = 0;
+    *rc = ae_jobs_store_page(l->srv, &page, l->fetched, &l->n_fetched, &rows,
+                             &l->store_before);
+    if (*rc) return NULL;
+    if (rows < LISTING_FETCH) l->store_done = 1;
+  }
 }
 
 /* The next matching job after the last one written (older), or NULL. */
@@ -787,7 +887,8 @@ static ae_job *listing_next(ae_listing *l) {
   return NULL;
 }
 
-/* Makes the next piece of the page; AE_ENOMEM, or AE_OK with l->chunk or
+/* Makes the next piece of the page; AE_ENOMEM, AE_EIO (the store failed
+ * to read), or AE_OK with l->chunk or
  * l->parts set (neither once everything was written). */
 static int listing_piece(ae_listing *l) {
   free(l->chunk);
@@ -804,7 +905,9 @@ static int listing_piece(ae_listing *l) {
     return AE_OK;
   }
   if (l->phase == 1) {
-    ae_job *job = listing_next(l);
+    int rc = AE_OK;
+    ae_job *job = l->from_store ? listing_next_stored(l, &rc) : listing_next(l);
+    if (rc) return rc;
     if (job && l->shown < l->page_size) {
       if (ae_job_parts_get(l->srv, job, &l->parts)) return AE_ENOMEM;
       if (l->shown) {
@@ -917,6 +1020,8 @@ static enum MHD_Result h_list(ae_http_req *r) {
   l->state = state;
   l->page_size = page_size;
   l->before = before;
+  l->from_store = ae_jobs_store_has_more(srv);
+  l->store_before = before;
   struct MHD_Response *resp = MHD_create_response_from_callback(
       MHD_SIZE_UNKNOWN, LISTING_BLOCK, listing_read, l, listing_free);
   if (!resp) {
@@ -936,24 +1041,34 @@ static enum MHD_Result h_list(ae_http_req *r) {
   return ok;
 }
 
-static enum MHD_Result h_cancel(ae_http_req *r) {
-  ae_job *job = ae_job_table_find(&r->srv->jobs, r->id);
-  if (!job)
-    return fail(r, 404, "not_found", "Not found", 0,
-                "No job %s (unknown or expired).", r->id);
+static enum MHD_Result cancel_job(ae_http_req *r, ae_job *job) {
   snprintf(r->job_id, sizeof r->job_id, "%s", job->id);
   if (job->state == AE_JOB_SUCCEEDED || job->state == AE_JOB_FAILED)
     return fail(r, 409, "job_terminal", "Job finished", 0, "Job %s already %s.",
                 job->id, ae_job_state_name(job->state));
+  if (job->transient && !ae_job_terminal(job)) {
+    /* Run by another process on this store: it sees the flag. */
+    int rc = ae_job_cancel_elsewhere(r->srv, job);
+    if (rc == AE_ENOTFOUND)
+      return fail(r, 404, "not_found", "Not found", 0,
+                  "No job %s (unknown or expired).", job->id);
+    if (rc) return fail_store(r, "cancel");
+    return respond_job(r, 200, job, 0);
+  }
   ae_job_cancel(r->srv, job);
   return respond_job(r, 200, job, 0);
 }
 
-static enum MHD_Result h_delete(ae_http_req *r) {
-  ae_job *job = ae_job_table_find(&r->srv->jobs, r->id);
-  if (!job)
-    return fail(r, 404, "not_found", "Not found", 0,
-                "No job %s (unknown or expired).", r->id);
+static enum MHD_Result h_cancel(ae_http_req *r) {
+  enum MHD_Result answer = MHD_NO;
+  ae_job *job = path_job(r, &answer);
+  if (!job) return answer;
+  answer = cancel_job(r, job);
+  ae_job_release(job);
+  return answer;
+}
+
+static enum MHD_Result delete_job(ae_http_req *r, ae_job *job) {
   snprintf(r->job_id, sizeof r->job_id, "%s", job->id);
   if (!ae_job_terminal(job))
     return fail(r, 409, "job_not_terminal", "Job not finished", 0,
@@ -961,6 +1076,15 @@ static enum MHD_Result h_delete(ae_http_req *r) {
                 ae_job_state_name(job->state));
   if (ae_job_delete(r->srv, job)) return fail_store(r, "delete");
   return respond(r, 204, NULL, 0, NULL, 1, 0, NULL, NULL, 0);
+}
+
+static enum MHD_Result h_delete(ae_http_req *r) {
+  enum MHD_Result answer = MHD_NO;
+  ae_job *job = path_job(r, &answer);
+  if (!job) return answer;
+  answer = delete_job(r, job);
+  ae_job_release(job);
+  return answer;
 }
 
 /* ---- studies (study.c answers; this sends) ---- */

@@ -79,6 +79,8 @@ typedef struct ae_job {
   int cached;         /* 1: the result came from the cache (no compute) */
   int deferred;       /* queued behind an identical job (the cache's
                          leader): outside the queue and its counts */
+  int transient;      /* read from the store for one answer (job_fetch.c):
+                         in no table, freed by ae_job_release */
 
   ae_queue_entry entry; /* the queue's, while queued */
 
@@ -108,6 +110,10 @@ typedef struct {
   ae_job *first, *last;         /* by seq */
   ae_job *fin_first, *fin_last; /* finished, by expiry */
   size_t held_bytes;            /* sum of the jobs' held_bytes */
+  size_t n_finished;            /* jobs on the expiry list */
+  size_t max_finished;          /* --max-finished-jobs (SIZE_MAX: none) */
+  unsigned long long n_dropped; /* finished jobs dropped past the cap: the
+                                   store has them (job_fetch.c) */
   size_t budget_bytes;          /* --max-jobs-memory */
   double job_limit_bytes; /* --max-job-memory, against ae_engine_estimate */
 } ae_job_table;
@@ -121,7 +127,11 @@ int ae_job_table_reserve(ae_job_table *t, size_t more);
 void ae_job_table_add(ae_job_table *t, ae_job *job);
 /* Puts a terminal job on the expiry list. */
 void ae_job_table_finished(ae_job_table *t, ae_job *job);
-/* Counts again what a job holds (after its texts or request changed). */
+/* The finished job dropped first when past the cap (the oldest on the
+ * expiry list) or NULL while at most max_finished are kept. */
+ae_job *ae_job_table_over_cap(const ae_job_table *t);
+/* Counts again what a job holds (after its texts or request changed); a
+ * transient job is in no table and counts nowhere. */
 void ae_job_table_recount(ae_job_table *t, ae_job *job);
 /* What a job holds in memory: the job, its texts and its parsed request. */
 size_t ae_job_held_bytes(const ae_job *job);

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "api/status.h"
+#include "server/job_fetch.h"
 #include "server/job_load.h"
 #include "server/job_state.h"
 #include "server/outcome.h"
@@ -24,50 +25,14 @@ static int load_one(void *ud, const ae_store_job *row) {
   if (terminal && row->expires_ms && row->expires_ms <= now_ms)
     return 0; /* expired while we were down */
   if (ae_job_table_reserve(&srv->jobs, 1)) return AE_ENOMEM;
-  ae_job *job = ae_job_new();
+  ae_job *job = ae_job_from_row(row);
   if (!job) return AE_ENOMEM;
-  snprintf(job->id, sizeof job->id, "%s", row->id);
-  job->state = row->state;
-  job->priority = row->priority;
-  job->timeout_ms = row->timeout_ms;
-  job->created_ms = row->created_ms;
-  job->seq = row->seq;
-  if (row->study) snprintf(job->study, sizeof job->study, "%s", row->study);
-  if (row->canonical)
-    snprintf(job->canonical, sizeof job->canonical, "%s", row->canonical);
-  job->cached = row->cached;
   if (row->seq >= srv->next_seq) srv->next_seq = row->seq + 1;
-  /* The texts are kept as stored: a finished job is never parsed. */
   const char *request = row->request_json ? row->request_json : "null";
-  if (!(job->request_text = ae_text_new(request, strlen(request))) ||
-      (row->client_ref && !(job->client_ref = strdup(row->client_ref))) ||
-      (row->idempotency_key &&
-       !(job->idem_key = strdup(row->idempotency_key)))) {
-    ae_job_free(job);
-    return AE_ENOMEM;
-  }
-  if (row->body_hash)
-    snprintf(job->body_hash, sizeof job->body_hash, "%s", row->body_hash);
-  if (terminal) {
-    job->started_ms = row->started_ms;
-    job->finished_ms = row->finished_ms;
-    job->expires_ms = row->expires_ms;
-    job->cancel_requested = row->cancel_requested;
-    if (row->worker)
-      snprintf(job->worker, sizeof job->worker, "%s", row->worker);
-    int rc = AE_OK;
-    if (row->state == AE_JOB_SUCCEEDED && row->result_json)
-      rc = ae_job_set_tail(job, "result", row->result_json);
-    else if (row->state == AE_JOB_FAILED && row->error_json)
-      rc = ae_job_set_tail(job, "error", row->error_json);
-    else
-      rc = ae_job_set_tail(job, "", NULL);
-    if (rc) {
-      ae_job_free(job);
-      return AE_ENOMEM;
-    }
+  if (terminal) { /* its fields and texts as stored */
     ae_job_table_add(&srv->jobs, job);
     if (!job->study[0]) ae_job_table_finished(&srv->jobs, job);
+    ae_jobs_trim_finished(srv); /* memory stays bounded while loading */
     return 0;
   }
   /* Queued or running when we stopped: queue it again. */
@@ -128,7 +93,9 @@ int ae_jobs_load(ae_server *srv) {
   }
   rc = ae_store_expire(srv->store, ae_now_ms());
   if (rc) ae_jobs_store_failed(srv, "expire", "", rc);
-  ae_log(AE_LOG_INFO, "store: %zu jobs loaded, %zu queued again",
-         srv->jobs.n_jobs, srv->n_queued);
+  ae_log(AE_LOG_INFO,
+         "store: %zu jobs loaded, %zu queued again, %llu finished ones left "
+         "in the store (--max-finished-jobs)",
+         srv->jobs.n_jobs, srv->n_queued, srv->jobs.n_dropped);
   return AE_OK;
 }

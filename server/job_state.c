@@ -543,8 +543,21 @@ int ae_job_delete(ae_server *srv, ae_job *job) {
                         ae_store_delete(srv->store, job->id));
     if (rc) return rc;
   }
-  ae_job_table_remove(&srv->jobs, job);
+  if (!job->transient) ae_job_table_remove(&srv->jobs, job);
   return AE_OK;
+}
+
+/* ---- the cap on finished jobs in memory, and the sweep ---- */
+
+void ae_jobs_trim_finished(ae_server *srv) {
+  if (!srv->store) return; /* nowhere to read them back from */
+  ae_job *job;
+  while ((job = ae_job_table_over_cap(&srv->jobs))) {
+    ae_log(AE_LOG_DEBUG, "job %s: dropped from memory, kept in the store",
+           job->id);
+    ae_job_table_remove(&srv->jobs, job);
+    srv->jobs.n_dropped++;
+  }
 }
 
 /* ---- the sweep: deadlines of queued jobs, expiry ---- */
@@ -574,6 +587,7 @@ static void sweep(uv_timer_t *timer) {
     ae_job_table_remove(&srv->jobs, job);
     expired = 1;
   }
+  ae_jobs_trim_finished(srv);
   int store_is_sqlite =
       srv->store && !strcmp(ae_store_backend_name(srv->store), "sqlite");
   if (srv->store && !store_is_sqlite &&
@@ -614,6 +628,7 @@ int ae_jobs_init(ae_server *srv) {
   /* --max-job-memory is checked against the engine's plan of the whole
    * job (ae_jobs_admit), not the parser's sum of activations (which
    * ignores the metric selection and the kernels). */
+  srv->jobs.max_finished = (size_t)srv->opt->max_finished_jobs;
   srv->jobs.job_limit_bytes = srv->limits.max_working_set_bytes;
   srv->limits.max_working_set_bytes = 0;
   if (ae_queue_init(&srv->queue)) {

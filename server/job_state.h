@@ -80,8 +80,15 @@ void ae_job_hand_over(ae_server *srv, ae_job *job);
 void ae_job_cancel(ae_server *srv, ae_job *job);
 /* Removes a terminal job (and its stored row).  AE_OK; AE_EINVAL for a
  * job not terminal; the store's error when the delete was not durable
- * (the job then stays). */
+ * (the job then stays).  A transient job (job_fetch.h) is deleted from
+ * the store only; its holder still releases it. */
 int ae_job_delete(ae_server *srv, ae_job *job);
+
+/* Drops the oldest finished jobs from memory while more than
+ * --max-finished-jobs are kept (with a store only: the store keeps them
+ * and job_fetch.c reads them back).  Called by the sweep and the load,
+ * never from inside a job's end (a listener may still hold that job). */
+void ae_jobs_trim_finished(ae_server *srv);
 
 int ae_job_terminal(const ae_job *job);
 const char *ae_job_state_name(ae_job_state s);

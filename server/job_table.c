@@ -50,6 +50,7 @@ static int buckets_grow(ae_job ***buckets, size_t *n_buckets, int by_idem) {
 int ae_job_table_init(ae_job_table *t) {
   memset(t, 0, sizeof *t);
   t->budget_bytes = SIZE_MAX;
+  t->max_finished = SIZE_MAX;
   return ae_job_table_reserve(t, 1);
 }
 
@@ -170,6 +171,7 @@ size_t ae_job_held_bytes(const ae_job *job) {
 }
 
 void ae_job_table_recount(ae_job_table *t, ae_job *job) {
+  if (job->transient) return;
   size_t now = ae_job_held_bytes(job);
   t->held_bytes = t->held_bytes - job->held_bytes + now;
   job->held_bytes = now;
@@ -207,12 +209,12 @@ void ae_job_table_add(ae_job_table *t, ae_job *job) {
 }
 
 /* Finished jobs in expiry order (a FIFO, since the TTL is one constant;
- * loaded ones are placed by their stored expiry).  MERGE: a cap on the
- * finished jobs kept in memory would drop the texts of the oldest here and
- * read them back on demand, which needs a read of one job from the store
- * (ae_store_get, store*.c: not this branch's files); until then finished
- * jobs count against --max-jobs-memory until they expire. */
+ * loaded ones are placed by their stored expiry), counted for the cap on
+ * finished jobs kept in memory (--max-finished-jobs): the first of the
+ * list is the one dropped (job_state.c's sweep) and read back from the
+ * store on demand (job_fetch.c). */
 void ae_job_table_finished(ae_job_table *t, ae_job *job) {
+  t->n_finished++;
   ae_job *after = t->fin_last;
   while (after && after->expires_ms > job->expires_ms)
     after = after->fin_prev;
@@ -235,6 +237,7 @@ static void unlink_finished(ae_job_table *t, ae_job *job) {
     t->fin_first = job->fin_next;
   else
     return; /* not in the list */
+  t->n_finished--;
   if (job->fin_next)
     job->fin_next->fin_prev = job->fin_prev;
   else
@@ -290,6 +293,10 @@ ae_job *ae_job_table_find_idem(const ae_job_table *t, const char *key) {
 
 ae_job *ae_job_table_next_expiry(const ae_job_table *t) {
   return t->fin_first;
+}
+
+ae_job *ae_job_table_over_cap(const ae_job_table *t) {
+  return t->n_finished > t->max_finished ? t->fin_first : NULL;
 }
 
 void ae_job_iter_start(const ae_job_table *t, long long before,

@@ -158,6 +158,15 @@ static const option_spec options[] = {
      .help = "memory all jobs together may hold (requests, results); past it "
              "POST gets 429",
      .default_words = "a quarter of the RAM"},
+    {.name = "max-finished-jobs",
+     .type = OPT_LLONG,
+     .offset = FIELD(max_finished_jobs),
+     .metavar = "N",
+     .def = 10000,
+     .min = 0,
+     .max = 1LL << 40,
+     .help = "finished jobs kept in memory; older ones are read from the "
+             "store when asked for (with a store only)"},
     {.name = "default-timeout-ms",
      .type = OPT_LLONG,
      .offset = FIELD(default_timeout_ms),

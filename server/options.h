@@ -30,8 +30,9 @@ typedef struct {
   long long max_queue;
   long long max_batch;
   long long max_body_bytes;
-  long long max_job_memory;  /* 0: half the physical memory */
-  long long max_jobs_memory; /* 0: a quarter of the physical memory */
+  long long max_job_memory;    /* 0: half the physical memory */
+  long long max_jobs_memory;   /* 0: a quarter of the physical memory */
+  long long max_finished_jobs; /* kept in memory; the store has the rest */
   long long default_timeout_ms;
   long long job_ttl_secs;
   int drain_timeout_secs;

@@ -227,6 +227,39 @@ int ae_store_load(ae_store *s, int (*fn)(void *ud, const ae_store_job *j),
   return status;
 }
 
+int ae_store_get(ae_store *s, const char *id,
+                 int (*fn)(void *ud, const ae_store_job *j), void *ud) {
+  if (!s || !id || !fn) return AE_EINVAL;
+  store_load_call call = {.fn = fn, .ud = ud, .callback_s = 0};
+  double start = store_now_s();
+  int status = s->ops->get(s->impl, id, store_load_trampoline, &call);
+  store_record(s, AE_STORE_OP_READ, store_now_s() - start - call.callback_s,
+               status && status != AE_ENOTFOUND);
+  return status;
+}
+
+int ae_store_get_idem(ae_store *s, const char *key,
+                      int (*fn)(void *ud, const ae_store_job *j), void *ud) {
+  if (!s || !key || !fn) return AE_EINVAL;
+  store_load_call call = {.fn = fn, .ud = ud, .callback_s = 0};
+  double start = store_now_s();
+  int status = s->ops->get_idem(s->impl, key, store_load_trampoline, &call);
+  store_record(s, AE_STORE_OP_READ, store_now_s() - start - call.callback_s,
+               status && status != AE_ENOTFOUND);
+  return status;
+}
+
+int ae_store_list(ae_store *s, const ae_store_page *page,
+                  int (*fn)(void *ud, const ae_store_job *j), void *ud) {
+  if (!s || !page || !fn) return AE_EINVAL;
+  store_load_call call = {.fn = fn, .ud = ud, .callback_s = 0};
+  double start = store_now_s();
+  int status = s->ops->list(s->impl, page, store_load_trampoline, &call);
+  store_record(s, AE_STORE_OP_READ, store_now_s() - start - call.callback_s,
+               status);
+  return status;
+}
+
 int ae_store_mark_cached(ae_store *s, const char *id) {
   if (!s || !id) return AE_EINVAL;
   double start = store_now_s();

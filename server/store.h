@@ -160,6 +160,39 @@ int ae_store_expire(ae_store *s, long long now_ms);
 int ae_store_load(ae_store *s, int (*fn)(void *ud, const ae_store_job *j),
                   void *ud);
 
+/* ---- reads of single jobs and pages (issue 14: finished jobs past
+ * --max-finished-jobs are served from here; issue 15: a replica serves the
+ * jobs another one runs) ---- */
+
+/* Reads the job ID: fn is called once with its row (strings valid during
+ * the call) and its return value returned.  AE_ENOTFOUND when there is no
+ * such job; AE_EIO. */
+int ae_store_get(ae_store *s, const char *id,
+                 int (*fn)(void *ud, const ae_store_job *j), void *ud);
+
+/* Reads the job holding the idempotency key KEY (a batch's job i holds
+ * "KEY\nI"), as ae_store_get. */
+int ae_store_get_idem(ae_store *s, const char *key,
+                      int (*fn)(void *ud, const ae_store_job *j), void *ud);
+
+/* A page of a listing: the jobs with seq < before (every job when before
+ * < 0), newest first (descending seq), at most limit of them, only those
+ * in state when has_state is set and only those whose client_ref is
+ * client_ref when it is not NULL. */
+typedef struct {
+  long long before;
+  int has_state;
+  ae_job_state state;
+  const char *client_ref;
+  size_t limit;
+} ae_store_page;
+
+/* Calls fn for each job of the page, in order; fn returns 0 to go on
+ * (anything else stops and is returned).  0 (an empty page included) or
+ * AE_EIO. */
+int ae_store_list(ae_store *s, const ae_store_page *page,
+                  int (*fn)(void *ud, const ae_store_job *j), void *ud);
+
 /* ---- studies and the result cache (issue 13) ---- */
 
 /* Marks a job's result as taken from the cache (before its finish). */
@@ -208,6 +241,7 @@ typedef enum {
   AE_STORE_OP_LOAD,   /* ae_store_load, without the time spent in fn */
   AE_STORE_OP_STUDY,  /* study insert / delete / load */
   AE_STORE_OP_CACHE,  /* cache put / get */
+  AE_STORE_OP_READ,   /* ae_store_get, ae_store_list (without fn's time) */
   AE_STORE_OP_COUNT
 } ae_store_op;
 
@@ -252,6 +286,12 @@ typedef struct {
   int (*remove)(void *impl, const char *id);
   int (*expire)(void *impl, long long now_ms);
   int (*load)(void *impl, int (*fn)(void *ud, const ae_store_job *j), void *ud);
+  int (*get)(void *impl, const char *id,
+             int (*fn)(void *ud, const ae_store_job *j), void *ud);
+  int (*get_idem)(void *impl, const char *key,
+                  int (*fn)(void *ud, const ae_store_job *j), void *ud);
+  int (*list)(void *impl, const ae_store_page *page,
+              int (*fn)(void *ud, const ae_store_job *j), void *ud);
   int (*ping)(void *impl);
   int (*mark_cached)(void *impl, const char *id);
   int (*study_insert)(void *impl, const ae_store_study *study);

@@ -4,7 +4,8 @@
 # without touching the daemon's fragment.  Included by Makefile.am after
 # server/local.mk.
 
-server_archevald_SOURCES += server/store.c
+server_archevald_SOURCES += server/store.c server/job_fetch.c \
+	server/job_fetch.h
 if HAVE_LIBPQ
 server_archevald_SOURCES += server/store_pg.c
 server_archevald_CFLAGS += $(LIBPQ_CFLAGS)
@@ -36,3 +37,11 @@ EXTRA_DIST += tests/unit/test_store_pg.sh tests/pg_cluster.sh
 # without the daemon.
 TESTS += tests/integration/test_restart.py tests/integration/test_restart_pg.sh
 EXTRA_DIST += tests/integration/test_restart.py tests/integration/test_restart_pg.sh
+
+# The cap on finished jobs in memory (--max-finished-jobs, issue 14) and
+# the jobs served from the store past it (GET, listings, idempotent
+# replays, cancel, DELETE, a restart), on SQLite and on PostgreSQL.
+TESTS += tests/integration/test_finished_cap.py \
+	tests/integration/test_finished_cap_pg.sh
+EXTRA_DIST += tests/integration/test_finished_cap.py \
+	tests/integration/test_finished_cap_pg.sh

@@ -148,6 +148,9 @@ enum {
   PG_STUDY_LOAD,
   PG_CACHE_PUT,
   PG_CACHE_GET,
+  PG_GET,
+  PG_GET_IDEM,
+  PG_LIST,
   PG_STMT_COUNT
 };
 
@@ -228,6 +231,23 @@ static const struct {
                       "SELECT result_json FROM archeval_result_cache"
                       " WHERE key = $1",
                       1},
+    [PG_GET] = {"ae_get",
+                "SELECT " PG_JOB_COLUMNS " FROM archeval_jobs WHERE id = $1",
+                1},
+    [PG_GET_IDEM] = {"ae_get_idem",
+                     "SELECT " PG_JOB_COLUMNS " FROM archeval_jobs"
+                     " WHERE idempotency_key = $1"
+                     " ORDER BY seq, insert_order LIMIT 1",
+                     1},
+    /* $1 before (< 0: none), $2 state (NULL: any), $3 client_ref (NULL:
+     * any), $4 the page's size. */
+    [PG_LIST] = {"ae_list",
+                 "SELECT " PG_JOB_COLUMNS " FROM archeval_jobs"
+                 " WHERE ($1::bigint < 0 OR seq < $1::bigint)"
+                 " AND ($2::text IS NULL OR state = $2::text)"
+                 " AND ($3::text IS NULL OR client_ref = $3::text)"
+                 " ORDER BY seq DESC, insert_order DESC LIMIT $4::bigint",
+                 4},
 };
 
 typedef struct {
@@ -804,6 +824,60 @@ static long long pg_number(const PGresult *res, int row, int column) {
   return strtoll(PQgetvalue(res, row, column), NULL, 10);
 }
 
+/* Reads row r of a job SELECT (PG_JOB_COLUMNS) into job; its texts stay
+ * valid until PQclear.  0, or AE_EIO with errmsg set. */
+static int pg_row_job(pg_store *s, const PGresult *res, int r,
+                      ae_store_job *job, const char *what) {
+  memset(job, 0, sizeof *job);
+  job->id = pg_text(res, r, 0);
+  if (ae_store_state_parse(pg_text(res, r, 1), &job->state)) {
+    pg_set_error(s, "%s: job '%s' has an unknown state", what,
+                 job->id ? job->id : "?");
+    return AE_EIO;
+  }
+  const char *cancel = pg_text(res, r, 2);
+  job->cancel_requested = cancel && cancel[0] == 't';
+  job->request_json = pg_text(res, r, 3);
+  job->result_json = pg_text(res, r, 4);
+  job->error_json = pg_text(res, r, 5);
+  job->worker = pg_text(res, r, 6);
+  job->idempotency_key = pg_text(res, r, 7);
+  job->body_hash = pg_text(res, r, 8);
+  job->client_ref = pg_text(res, r, 9);
+  job->priority = (int)pg_number(res, r, 10);
+  job->timeout_ms = pg_number(res, r, 11);
+  job->created_ms = pg_number(res, r, 12);
+  job->started_ms = pg_number(res, r, 13);
+  job->finished_ms = pg_number(res, r, 14);
+  job->expires_ms = pg_number(res, r, 15);
+  job->seq = pg_number(res, r, 16);
+  job->study = pg_text(res, r, 17);
+  job->canonical = pg_text(res, r, 18);
+  const char *cached = pg_text(res, r, 19);
+  job->cached = cached && cached[0] == 't';
+  if (!job->id || !job->request_json) {
+    pg_set_error(s, "%s: a row lacks its id or request", what);
+    return AE_EIO;
+  }
+  return 0;
+}
+
+/* Calls fn for each row of res; 0, fn's non-zero return, or AE_EIO. */
+static int pg_each_row(pg_store *s, const PGresult *res,
+                       int (*fn)(void *ud, const ae_store_job *j), void *ud,
+                       const char *what) {
+  int status = 0;
+  int rows = PQntuples(res);
+  for (int r = 0; r < rows && !status; r++) {
+    ae_store_job job;
+    status = pg_row_job(s, res, r, &job, what);
+    /* The row's text stays valid until PQclear, so during fn; fn may
+     * write through this store (the rows are already read). */
+    if (!status) status = fn(ud, &job);
+  }
+  return status;
+}
+
 static int pg_store_load(void *impl, int (*fn)(void *ud, const ae_store_job *j),
                          void *ud) {
   pg_store *s = impl;
@@ -817,45 +891,7 @@ static int pg_store_load(void *impl, int (*fn)(void *ud, const ae_store_job *j),
                            values, PGRES_TUPLES_OK, "load", &status);
     if (!res) return status;
     int rows = PQntuples(res);
-    for (int r = 0; r < rows && !status; r++) {
-      ae_store_job job;
-      memset(&job, 0, sizeof job);
-      job.id = pg_text(res, r, 0);
-      if (ae_store_state_parse(pg_text(res, r, 1), &job.state)) {
-        pg_set_error(s, "load: job '%s' has an unknown state",
-                     job.id ? job.id : "?");
-        status = AE_EIO;
-        break;
-      }
-      const char *cancel = pg_text(res, r, 2);
-      job.cancel_requested = cancel && cancel[0] == 't';
-      job.request_json = pg_text(res, r, 3);
-      job.result_json = pg_text(res, r, 4);
-      job.error_json = pg_text(res, r, 5);
-      job.worker = pg_text(res, r, 6);
-      job.idempotency_key = pg_text(res, r, 7);
-      job.body_hash = pg_text(res, r, 8);
-      job.client_ref = pg_text(res, r, 9);
-      job.priority = (int)pg_number(res, r, 10);
-      job.timeout_ms = pg_number(res, r, 11);
-      job.created_ms = pg_number(res, r, 12);
-      job.started_ms = pg_number(res, r, 13);
-      job.finished_ms = pg_number(res, r, 14);
-      job.expires_ms = pg_number(res, r, 15);
-      job.seq = pg_number(res, r, 16);
-      job.study = pg_text(res, r, 17);
-      job.canonical = pg_text(res, r, 18);
-      const char *cached = pg_text(res, r, 19);
-      job.cached = cached && cached[0] == 't';
-      if (!job.id || !job.request_json) {
-        pg_set_error(s, "load: a row lacks its id or request");
-        status = AE_EIO;
-        break;
-      }
-      /* The row's text stays valid until PQclear, so during fn; fn may
-       * write through this store (the page is already read). */
-      status = fn(ud, &job);
-    }
+    status = pg_each_row(s, res, fn, ud, "load");
     if (!status && rows > 0) {
       snprintf(last_seq, sizeof last_seq, "%s", PQgetvalue(res, rows - 1, 16));
       snprintf(last_order, sizeof last_order, "%s",
@@ -864,6 +900,57 @@ static int pg_store_load(void *impl, int (*fn)(void *ud, const ae_store_job *j),
     PQclear(res);
     if (status || rows < atoi(AE_PG_LOAD_PAGE)) return status;
   }
+}
+
+/* One job by its id (PG_GET) or its idempotency key (PG_GET_IDEM). */
+static int pg_get_one(pg_store *s, int stmt, const char *what,
+                      const char *value,
+                      int (*fn)(void *ud, const ae_store_job *j), void *ud) {
+  if (!s || !value || !fn) return AE_EINVAL;
+  int status = pg_ready(s);
+  if (status) return status;
+  const char *values[1] = {value};
+  PGresult *res = pg_run(s, stmt, values, PGRES_TUPLES_OK, what, &status);
+  if (!res) return status;
+  if (PQntuples(res) == 0) {
+    pg_set_error(s, "%s: no job '%s'", what, value);
+    status = AE_ENOTFOUND;
+  } else {
+    status = pg_each_row(s, res, fn, ud, what);
+  }
+  PQclear(res);
+  return status;
+}
+
+static int pg_store_get(void *impl, const char *id,
+                        int (*fn)(void *ud, const ae_store_job *j), void *ud) {
+  return pg_get_one(impl, PG_GET, "get", id, fn, ud);
+}
+
+static int pg_store_get_idem(void *impl, const char *key,
+                             int (*fn)(void *ud, const ae_store_job *j),
+                             void *ud) {
+  return pg_get_one(impl, PG_GET_IDEM, "get by idempotency key", key, fn, ud);
+}
+
+static int pg_store_list(void *impl, const ae_store_page *page,
+                         int (*fn)(void *ud, const ae_store_job *j), void *ud) {
+  pg_store *s = impl;
+  if (!s || !page || !fn) return AE_EINVAL;
+  int status = pg_ready(s);
+  if (status) return status;
+  char before[24], limit[24];
+  const char *values[4] = {
+      pg_int_text(before, sizeof before, page->before < 0 ? -1 : page->before,
+                  0),
+      page->has_state ? ae_store_state_name(page->state) : NULL,
+      page->client_ref,
+      pg_int_text(limit, sizeof limit, (long long)page->limit, 0)};
+  PGresult *res = pg_run(s, PG_LIST, values, PGRES_TUPLES_OK, "list", &status);
+  if (!res) return status;
+  status = pg_each_row(s, res, fn, ud, "list");
+  PQclear(res);
+  return status;
 }
 
 /* ---- studies and the result cache ---- */
@@ -1005,6 +1092,9 @@ const ae_store_ops ae_store_pg_ops = {
     .remove = pg_store_remove,
     .expire = pg_store_expire,
     .load = pg_store_load,
+    .get = pg_store_get,
+    .get_idem = pg_store_get_idem,
+    .list = pg_store_list,
     .ping = pg_store_ping,
     .mark_cached = pg_store_mark_cached,
     .study_insert = pg_store_study_insert,

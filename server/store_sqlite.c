@@ -60,6 +60,9 @@ enum {
   STMT_STUDY_LOAD,
   STMT_CACHE_PUT,
   STMT_CACHE_GET,
+  STMT_GET,
+  STMT_GET_IDEM,
+  STMT_LIST,
   STMT_COUNT
 };
 
@@ -109,6 +112,27 @@ static const char *const store_statement_sql[STMT_COUNT] = {
         "INSERT INTO result_cache (key, canonical, result_json, created_ms)"
         " VALUES (?1, ?2, ?3, ?4) ON CONFLICT (key) DO NOTHING",
     [STMT_CACHE_GET] = "SELECT result_json FROM result_cache WHERE key = ?1",
+    [STMT_GET] =
+        "SELECT id, state, cancel_requested, request_json, result_json,"
+        " error_json, worker, idempotency_key, body_hash, client_ref, priority,"
+        " timeout_ms, created_ms, started_ms, finished_ms, expires_ms, seq,"
+        " study, canonical, cached FROM jobs WHERE id = ?1",
+    [STMT_GET_IDEM] =
+        "SELECT id, state, cancel_requested, request_json, result_json,"
+        " error_json, worker, idempotency_key, body_hash, client_ref, priority,"
+        " timeout_ms, created_ms, started_ms, finished_ms, expires_ms, seq,"
+        " study, canonical, cached FROM jobs WHERE idempotency_key = ?1"
+        " ORDER BY seq, rowid LIMIT 1",
+    /* ?1 before (< 0: none), ?2 state (NULL: any), ?3 client_ref (NULL:
+     * any), ?4 the page's size. */
+    [STMT_LIST] =
+        "SELECT id, state, cancel_requested, request_json, result_json,"
+        " error_json, worker, idempotency_key, body_hash, client_ref, priority,"
+        " timeout_ms, created_ms, started_ms, finished_ms, expires_ms, seq,"
+        " study, canonical, cached FROM jobs"
+        " WHERE (?1 < 0 OR seq < ?1) AND (?2 IS NULL OR state = ?2)"
+        " AND (?3 IS NULL OR client_ref = ?3)"
+        " ORDER BY seq DESC, rowid DESC LIMIT ?4",
 };
 
 /* Version 1: the jobs table.  Timestamps are NULL where the API says
@@ -659,55 +683,128 @@ static long long store_column_time(sqlite3_stmt *st, int column) {
   return sqlite3_column_int64(st, column);
 }
 
+/* Reads the current row of a job SELECT (the columns of STMT_LOAD) into
+ * job; its texts stay valid until the next step.  0, or AE_EIO with
+ * errmsg set for a row the store cannot have written. */
+static int store_row_job(sqlite_store *s, sqlite3_stmt *st, ae_store_job *job,
+                         const char *what) {
+  memset(job, 0, sizeof *job);
+  if (ae_store_state_parse(store_column_text(st, 1), &job->state)) {
+    store_set_error(s, "%s: job '%s' has an unknown state", what,
+                    store_column_text(st, 0));
+    return AE_EIO;
+  }
+  /* Integer columns first, then each text column once: the text
+   * pointers stay valid until the next step, so during fn. */
+  job->cancel_requested = sqlite3_column_int(st, 2);
+  job->priority = sqlite3_column_int(st, 10);
+  job->timeout_ms = sqlite3_column_int64(st, 11);
+  job->created_ms = store_column_time(st, 12);
+  job->started_ms = store_column_time(st, 13);
+  job->finished_ms = store_column_time(st, 14);
+  job->expires_ms = store_column_time(st, 15);
+  job->seq = sqlite3_column_int64(st, 16);
+  job->id = store_column_text(st, 0);
+  job->request_json = store_column_text(st, 3);
+  job->result_json = store_column_text(st, 4);
+  job->error_json = store_column_text(st, 5);
+  job->worker = store_column_text(st, 6);
+  job->idempotency_key = store_column_text(st, 7);
+  job->body_hash = store_column_text(st, 8);
+  job->client_ref = store_column_text(st, 9);
+  job->cached = sqlite3_column_int(st, 19);
+  job->study = store_column_text(st, 17);
+  job->canonical = store_column_text(st, 18);
+  if (!job->id || !job->request_json) {
+    store_set_error(s, "%s: a row lacks its id or request", what);
+    return AE_EIO;
+  }
+  return 0;
+}
+
+/* Steps st (bound) and calls fn for each row; resets st.  0, fn's
+ * non-zero return, or AE_EIO. */
+static int store_each_row(sqlite_store *s, sqlite3_stmt *st,
+                          int (*fn)(void *ud, const ae_store_job *j), void *ud,
+                          const char *what, size_t *rows) {
+  int status = 0;
+  int rc;
+  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    ae_store_job job;
+    if ((status = store_row_job(s, st, &job, what)) != 0) break;
+    if (rows) (*rows)++;
+    if ((status = fn(ud, &job)) != 0) break;
+  }
+  if (!status && rc != SQLITE_DONE && rc != SQLITE_ROW)
+    status = store_fail(s, rc, what);
+  sqlite3_reset(st);
+  sqlite3_clear_bindings(st);
+  return status;
+}
+
 static int sqlite_store_load(void *impl,
                              int (*fn)(void *ud, const ae_store_job *j),
                              void *ud) {
   sqlite_store *s = impl;
   if (!s || !fn) return AE_EINVAL;
-  sqlite3_stmt *st = s->stmt[STMT_LOAD];
-  int status = 0;
-  int rc;
-  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-    ae_store_job job;
-    memset(&job, 0, sizeof job);
-    if (ae_store_state_parse(store_column_text(st, 1), &job.state)) {
-      store_set_error(s, "load: job '%s' has an unknown state",
-                      store_column_text(st, 0));
-      status = AE_EIO;
-      break;
-    }
-    /* Integer columns first, then each text column once: the text
-     * pointers stay valid until the next step, so during fn. */
-    job.cancel_requested = sqlite3_column_int(st, 2);
-    job.priority = sqlite3_column_int(st, 10);
-    job.timeout_ms = sqlite3_column_int64(st, 11);
-    job.created_ms = store_column_time(st, 12);
-    job.started_ms = store_column_time(st, 13);
-    job.finished_ms = store_column_time(st, 14);
-    job.expires_ms = store_column_time(st, 15);
-    job.seq = sqlite3_column_int64(st, 16);
-    job.id = store_column_text(st, 0);
-    job.request_json = store_column_text(st, 3);
-    job.result_json = store_column_text(st, 4);
-    job.error_json = store_column_text(st, 5);
-    job.worker = store_column_text(st, 6);
-    job.idempotency_key = store_column_text(st, 7);
-    job.body_hash = store_column_text(st, 8);
-    job.client_ref = store_column_text(st, 9);
-    job.cached = sqlite3_column_int(st, 19);
-    job.study = store_column_text(st, 17);
-    job.canonical = store_column_text(st, 18);
-    if (!job.id || !job.request_json) {
-      store_set_error(s, "load: a row lacks its id or request");
-      status = AE_EIO;
-      break;
-    }
-    if ((status = fn(ud, &job)) != 0) break;
+  return store_each_row(s, s->stmt[STMT_LOAD], fn, ud, "load", NULL);
+}
+
+/* One job by its id (STMT_GET) or its idempotency key (STMT_GET_IDEM). */
+static int store_get_one(sqlite_store *s, int stmt, const char *what,
+                         const char *value,
+                         int (*fn)(void *ud, const ae_store_job *j), void *ud) {
+  if (!s || !value || !fn) return AE_EINVAL;
+  sqlite3_stmt *st = s->stmt[stmt];
+  if (store_bind_text(st, 1, value) != SQLITE_OK) {
+    int rc = sqlite3_errcode(s->db);
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    return store_fail(s, rc, what);
   }
-  if (!status && rc != SQLITE_DONE && rc != SQLITE_ROW)
-    status = store_fail(s, rc, "load");
-  sqlite3_reset(st);
+  size_t rows = 0;
+  int status = store_each_row(s, st, fn, ud, what, &rows);
+  if (!status && !rows) {
+    store_set_error(s, "%s: no job '%s'", what, value);
+    return AE_ENOTFOUND;
+  }
   return status;
+}
+
+static int sqlite_store_get(void *impl, const char *id,
+                            int (*fn)(void *ud, const ae_store_job *j),
+                            void *ud) {
+  return store_get_one(impl, STMT_GET, "get", id, fn, ud);
+}
+
+static int sqlite_store_get_idem(void *impl, const char *key,
+                                 int (*fn)(void *ud, const ae_store_job *j),
+                                 void *ud) {
+  return store_get_one(impl, STMT_GET_IDEM, "get by idempotency key", key, fn,
+                       ud);
+}
+
+static int sqlite_store_list(void *impl, const ae_store_page *page,
+                             int (*fn)(void *ud, const ae_store_job *j),
+                             void *ud) {
+  sqlite_store *s = impl;
+  if (!s || !page || !fn) return AE_EINVAL;
+  sqlite3_stmt *st = s->stmt[STMT_LIST];
+  long long limit =
+      page->limit > (size_t)INT_MAX ? INT_MAX : (long long)page->limit;
+  if (sqlite3_bind_int64(st, 1, page->before < 0 ? -1 : page->before) !=
+          SQLITE_OK ||
+      store_bind_text(st, 2,
+                      page->has_state ? ae_store_state_name(page->state)
+                                      : NULL) != SQLITE_OK ||
+      store_bind_text(st, 3, page->client_ref) != SQLITE_OK ||
+      sqlite3_bind_int64(st, 4, limit) != SQLITE_OK) {
+    int rc = sqlite3_errcode(s->db);
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    return store_fail(s, rc, "list");
+  }
+  return store_each_row(s, st, fn, ud, "list", NULL);
 }
 
 /* Rolls back after a failure inside a transaction, keeping its message. */
@@ -870,6 +967,9 @@ const ae_store_ops ae_store_sqlite_ops = {
     .remove = sqlite_store_remove,
     .expire = sqlite_store_expire,
     .load = sqlite_store_load,
+    .get = sqlite_store_get,
+    .get_idem = sqlite_store_get_idem,
+    .list = sqlite_store_list,
     .ping = sqlite_store_ping,
     .mark_cached = sqlite_store_mark_cached,
     .study_insert = sqlite_store_study_insert,

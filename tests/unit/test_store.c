@@ -496,6 +496,133 @@ START_TEST(test_delete) {
 }
 END_TEST
 
+/* ---- reads of one job and of a page (issues 14 and 15) ---- */
+
+static int stop_after_first_any(void *ud, const ae_store_job *j) {
+  (void)ud;
+  (void)j;
+  return 42;
+}
+
+START_TEST(test_get_one) {
+  make_target();
+  ae_store *s = open_store(target, AE_STORE_SYNC_FULL);
+  ae_store_job jobs[2] = {full_job("j_full", 1), queued_job("j_nulls", 2)};
+  ck_assert_int_eq(ae_store_insert(s, jobs, 2), 0);
+  loaded_set set = {0};
+  ck_assert_int_eq(ae_store_get(s, "j_nulls", collect_job, &set), 0);
+  ck_assert_int_eq(ae_store_get(s, "j_full", collect_job, &set), 0);
+  ck_assert_uint_eq(set.count, 2);
+  assert_same_job(&set.jobs[0].job, &jobs[1]);
+  assert_same_job(&set.jobs[1].job, &jobs[0]);
+  ck_assert_int_eq(ae_store_get(s, "j_none", collect_job, &set), AE_ENOTFOUND);
+  ck_assert_uint_eq(set.count, 2);
+  /* By idempotency key. */
+  ck_assert_int_eq(
+      ae_store_get_idem(s, jobs[0].idempotency_key, collect_job, &set), 0);
+  ck_assert_uint_eq(set.count, 3);
+  assert_same_job(&set.jobs[2].job, &jobs[0]);
+  ck_assert_int_eq(ae_store_get_idem(s, "key-none", collect_job, &set),
+                   AE_ENOTFOUND);
+  set.count--; /* the next read lands at index 2 again */
+  free(set.jobs[2].id);
+  free(set.jobs[2].request_json);
+  free(set.jobs[2].result_json);
+  free(set.jobs[2].error_json);
+  free(set.jobs[2].worker);
+  free(set.jobs[2].idempotency_key);
+  free(set.jobs[2].body_hash);
+  free(set.jobs[2].client_ref);
+  /* A change is seen by the next read. */
+  ck_assert_int_eq(ae_store_finish(s, "j_nulls", AE_JOB_FAILED, NULL,
+                                   "{\"code\":\"x\"}", 5, 6),
+                   0);
+  ck_assert_int_eq(ae_store_get(s, "j_nulls", collect_job, &set), 0);
+  ck_assert_int_eq(set.jobs[2].job.state, AE_JOB_FAILED);
+  ck_assert_str_eq(set.jobs[2].job.error_json, "{\"code\":\"x\"}");
+  ck_assert_int_eq(set.jobs[2].job.expires_ms, 6);
+  /* fn's answer is the call's. */
+  ck_assert_int_eq(ae_store_get(s, "j_full", stop_after_first_any, NULL), 42);
+  ck_assert_int_eq(ae_store_delete(s, "j_full"), 0);
+  ck_assert_int_eq(ae_store_get(s, "j_full", collect_job, &set), AE_ENOTFOUND);
+  ae_store_latency h;
+  ck_assert_int_eq(ae_store_latency_read(s, AE_STORE_OP_READ, &h), 0);
+  ck_assert_uint_eq(h.calls, 8);
+  /* Not found is an answer, not a failure; fn stopping the call is one. */
+  ck_assert_uint_eq(h.errors, 1);
+  loaded_set_free(&set);
+  ae_store_close(s);
+  remove_targets();
+}
+END_TEST
+
+/* The ids of a page, comma-separated, into out. */
+static void page_ids(ae_store *s, const ae_store_page *page, char *out,
+                     size_t outlen) {
+  loaded_set set = {0};
+  ck_assert_int_eq(ae_store_list(s, page, collect_job, &set), 0);
+  out[0] = '\0';
+  for (size_t i = 0; i < set.count; i++) {
+    size_t used = strlen(out);
+    snprintf(out + used, outlen - used, "%s%s", i ? "," : "", set.jobs[i].id);
+  }
+  loaded_set_free(&set);
+}
+
+START_TEST(test_list_pages) {
+  make_target();
+  ae_store *s = open_store(target, AE_STORE_SYNC_NORMAL);
+  /* Inserted out of seq order: a page follows seq. */
+  ae_store_job jobs[6] = {queued_job("j_3", 3), queued_job("j_1", 1),
+                          queued_job("j_2", 2), queued_job("j_5", 5),
+                          queued_job("j_4", 4), queued_job("j_6", 6)};
+  jobs[1].client_ref = "a";
+  jobs[3].client_ref = "a";
+  jobs[4].client_ref = "b";
+  ck_assert_int_eq(ae_store_insert(s, jobs, 6), 0);
+  ck_assert_int_eq(
+      ae_store_finish(s, "j_2", AE_JOB_SUCCEEDED, "{}", NULL, 10, 20), 0);
+  ck_assert_int_eq(
+      ae_store_finish(s, "j_5", AE_JOB_SUCCEEDED, "{}", NULL, 10, 20), 0);
+  char ids[256];
+  ae_store_page page = {.before = -1, .limit = 100};
+  page_ids(s, &page, ids, sizeof ids);
+  ck_assert_str_eq(ids, "j_6,j_5,j_4,j_3,j_2,j_1");
+  page.limit = 2;
+  page_ids(s, &page, ids, sizeof ids);
+  ck_assert_str_eq(ids, "j_6,j_5");
+  page.before = 5;
+  page_ids(s, &page, ids, sizeof ids);
+  ck_assert_str_eq(ids, "j_4,j_3");
+  page.before = 1;
+  page_ids(s, &page, ids, sizeof ids);
+  ck_assert_str_eq(ids, "");
+  page = (ae_store_page){
+      .before = -1, .has_state = 1, .state = AE_JOB_SUCCEEDED, .limit = 10};
+  page_ids(s, &page, ids, sizeof ids);
+  ck_assert_str_eq(ids, "j_5,j_2");
+  page.client_ref = "a";
+  page_ids(s, &page, ids, sizeof ids);
+  ck_assert_str_eq(ids, "j_5");
+  page.has_state = 0;
+  page.before = 5;
+  page_ids(s, &page, ids, sizeof ids);
+  ck_assert_str_eq(ids, "j_1");
+  page = (ae_store_page){.before = -1, .client_ref = "none", .limit = 10};
+  page_ids(s, &page, ids, sizeof ids);
+  ck_assert_str_eq(ids, "");
+  /* Every field comes back as stored. */
+  loaded_set set = {0};
+  page = (ae_store_page){.before = 5, .limit = 1};
+  ck_assert_int_eq(ae_store_list(s, &page, collect_job, &set), 0);
+  ck_assert_uint_eq(set.count, 1);
+  assert_same_job(&set.jobs[0].job, &jobs[4]);
+  loaded_set_free(&set);
+  ae_store_close(s);
+  remove_targets();
+}
+END_TEST
+
 /* ---- studies and the result cache (issue 13) ---- */
 
 /* What a load saw of the study columns: "id study canonical cached;". */
@@ -1442,6 +1569,8 @@ static Suite *store_suite(void) {
   tcase_add_test(tc, test_transitions);
   tcase_add_test(tc, test_expire);
   tcase_add_test(tc, test_delete);
+  tcase_add_test(tc, test_get_one);
+  tcase_add_test(tc, test_list_pages);
   tcase_add_test(tc, test_load_stops_when_asked);
   tcase_add_test(tc, test_write_during_load);
   tcase_add_test(tc, test_reopen_keeps_everything);
