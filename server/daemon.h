@@ -51,6 +51,10 @@ struct ae_server {
   int store_full; /* the last failure said the disk is full */
   char store_reason[256];
   long long store_probe_ms;
+  /* Terminal states the store failed to take, written again once it
+   * answers (job_state.c; the loop), oldest first. */
+  struct ae_unsaved_finish *unsaved_head, *unsaved_tail;
+  size_t n_unsaved;
 
   /* Jobs (job_state.c; the loop). */
   ae_job_table jobs;

@@ -380,6 +380,7 @@ static enum MHD_Result h_metrics(ae_http_req *r) {
     store.backend = ae_store_backend_name(srv->store);
     store.reachable = !srv->store_failing;
     store.latency_bounds = ae_store_latency_bounds;
+    store.unsaved_finishes = srv->n_unsaved;
     for (int op = 0; op < AE_STORE_OP_COUNT; op++)
       if (ae_store_latency_read(srv->store, (ae_store_op)op,
                                 &store.latency[op]))

@@ -209,6 +209,11 @@ static void emit_store(text_buf *t, const ae_metrics_store *st) {
          st->latency[op].errors);
   }
 
+  emit_header(t, "archeval_store_unsaved_finishes", "gauge",
+              "Terminal states the store failed to take, written again "
+              "once it answers.");
+  emit(t, "archeval_store_unsaved_finishes %zu\n", st->unsaved_finishes);
+
   if (!st->has_leases) return;
   emit_header(t, "archeval_store_leases_held", "gauge",
               "Jobs whose lease this replica holds (running here).");

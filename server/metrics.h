@@ -57,6 +57,7 @@ typedef struct {
   ae_store_latency latency[AE_STORE_OP_COUNT];
   const double *latency_bounds; /* AE_STORE_LATENCY_BUCKETS upper bounds,
                                    seconds (ae_store_latency_bounds) */
+  size_t unsaved_finishes;      /* terminal states waiting for the store */
   int has_leases;
   unsigned long long leases_held;      /* gauge: jobs this replica runs */
   unsigned long long leases_requeued;  /* counter: expired, re-queued */

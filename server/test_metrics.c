@@ -112,9 +112,11 @@ START_TEST(store_down_and_leases) {
   st.leases_held = 3;
   st.leases_requeued = 7;
   st.leases_exhausted = 2;
+  st.unsaved_finishes = 5;
   char *text = render(&st, NULL);
   ck_assert_double_eq(
       value_of(text, "archeval_store_up{backend=\"postgresql\"}"), 0);
+  ck_assert_double_eq(value_of(text, "archeval_store_unsaved_finishes"), 5);
   ck_assert_double_eq(value_of(text, "archeval_store_leases_held"), 3);
   ck_assert_double_eq(value_of(text, "archeval_store_leases_requeued_total"),
                       7);

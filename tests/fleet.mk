@@ -11,3 +11,12 @@ server_test_metrics_SOURCES = server/test_metrics.c server/metrics.c \
 	server/metrics.h server/route.c server/route.h
 server_test_metrics_CFLAGS = $(TEST_CFLAGS)
 server_test_metrics_LDADD = $(CHECK_LIBS)
+
+# The acceptance test of issue 15: three replicas on one PostgreSQL in a
+# throwaway cluster (tests/pg_cluster.sh), 32 clients, 3,000 jobs (600
+# under the sanitizers), a replica SIGKILLed twice, PostgreSQL stopped
+# for 10 s; idempotency and batch races, long polls across replicas.
+# About 2 minutes on 2 cores.  Skips (77) without PostgreSQL's binaries.
+TESTS += tests/integration/test_fleet_pg.sh
+EXTRA_DIST += tests/integration/test_fleet_pg.sh \
+	tests/integration/test_fleet_pg.py
