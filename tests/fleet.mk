@@ -20,3 +20,10 @@ server_test_metrics_LDADD = $(CHECK_LIBS)
 TESTS += tests/integration/test_fleet_pg.sh
 EXTRA_DIST += tests/integration/test_fleet_pg.sh \
 	tests/integration/test_fleet_pg.py
+
+# The fleet's deploy kit (checked by tests/integration/test_deploy.sh,
+# registered in clients/local.mk, through check_deploy_fleet.py).
+EXTRA_DIST += tests/integration/check_deploy_fleet.py \
+	deploy/compose.fleet.yaml deploy/k8s/fleet/kustomization.yaml \
+	deploy/k8s/fleet/archevald.yaml deploy/k8s/fleet/secret.yaml \
+	deploy/k8s/fleet/postgres.yaml
