@@ -27,3 +27,7 @@ EXTRA_DIST += tests/integration/check_deploy_fleet.py \
 	deploy/compose.fleet.yaml deploy/k8s/fleet/kustomization.yaml \
 	deploy/k8s/fleet/archevald.yaml deploy/k8s/fleet/secret.yaml \
 	deploy/k8s/fleet/postgres.yaml
+
+# make bench (Makefile.am): accepted jobs per second and accept latency,
+# SQLite vs PostgreSQL, 1 and 3 replicas (tests/bench/RESULTS.md, "Fleet").
+EXTRA_DIST += tests/bench/run-fleet-bench.sh tests/bench/bench_fleet.py
