@@ -104,7 +104,7 @@ int ae_store_open_url(const char *target, ae_store_sync sync, ae_store **out,
   *out = NULL;
 #ifdef HAVE_LIBPQ
   void *impl = NULL;
-  int status = ae_store_pg_open(target, &impl, err, errlen);
+  int status = ae_store_pg_open(target, NULL, &impl, err, errlen);
   if (status) return status;
   return store_wrap(&ae_store_pg_ops, impl, out, err, errlen);
 #else
@@ -113,6 +113,38 @@ int ae_store_open_url(const char *target, ae_store_sync sync, ae_store **out,
            "store: a PostgreSQL store was asked for, but this archevald was "
            "built without PostgreSQL (configure did not find libpq: install "
            "libpq-dev and build again)");
+  return AE_EUNSUPPORTED;
+#endif
+}
+
+int ae_store_open_shared(const char *target, const char *owner, ae_store **out,
+                         char *err, size_t errlen) {
+  char scratch[8];
+  if (!err || errlen == 0) {
+    err = scratch;
+    errlen = sizeof scratch;
+  }
+  err[0] = '\0';
+  if (!out || !target || !owner) {
+    snprintf(err, errlen, "store: no handle, target or replica id");
+    return AE_EINVAL;
+  }
+  *out = NULL;
+  if (ae_store_backend_of(target) != AE_STORE_BACKEND_POSTGRESQL) {
+    snprintf(err, errlen,
+             "store: only a PostgreSQL store is shared by a "
+             "fleet of daemons");
+    return AE_EUNSUPPORTED;
+  }
+#ifdef HAVE_LIBPQ
+  void *impl = NULL;
+  int status = ae_store_pg_open(target, owner, &impl, err, errlen);
+  if (status) return status;
+  return store_wrap(&ae_store_pg_ops, impl, out, err, errlen);
+#else
+  snprintf(err, errlen,
+           "store: a PostgreSQL store was asked for, but this archevald was "
+           "built without PostgreSQL (configure did not find libpq)");
   return AE_EUNSUPPORTED;
 #endif
 }
@@ -257,6 +289,64 @@ int ae_store_list(ae_store *s, const ae_store_page *page,
   int status = s->ops->list(s->impl, page, store_load_trampoline, &call);
   store_record(s, AE_STORE_OP_READ, store_now_s() - start - call.callback_s,
                status);
+  return status;
+}
+
+/* ---- the shared queue ---- */
+
+typedef struct {
+  int (*fn)(void *ud, const ae_store_job *j, int attempts);
+  void *ud;
+  double callback_s;
+} store_claim_call;
+
+static int store_claim_trampoline(void *ud, const ae_store_job *j,
+                                  int attempts) {
+  store_claim_call *call = ud;
+  double start = store_now_s();
+  int status = call->fn(call->ud, j, attempts);
+  call->callback_s += store_now_s() - start;
+  return status;
+}
+
+int ae_store_claim(ae_store *s, const char *worker, long long now_ms,
+                   long long lease_ms,
+                   int (*fn)(void *ud, const ae_store_job *j, int attempts),
+                   void *ud) {
+  if (!s || !fn) return AE_EINVAL;
+  if (!s->ops->claim) return AE_EUNSUPPORTED;
+  store_claim_call call = {.fn = fn, .ud = ud, .callback_s = 0};
+  double start = store_now_s();
+  int status = s->ops->claim(s->impl, worker, now_ms, lease_ms,
+                             store_claim_trampoline, &call);
+  store_record(s, AE_STORE_OP_LEASE, store_now_s() - start - call.callback_s,
+               status && status != AE_ENOTFOUND);
+  return status;
+}
+
+int ae_store_heartbeat(ae_store *s, long long now_ms, long long lease_ms,
+                       int (*fn)(void *ud, const char *id,
+                                 int cancel_requested),
+                       void *ud) {
+  if (!s) return AE_EINVAL;
+  if (!s->ops->heartbeat) return AE_EUNSUPPORTED;
+  double start = store_now_s();
+  int status = s->ops->heartbeat(s->impl, now_ms, lease_ms, fn, ud);
+  store_record(s, AE_STORE_OP_LEASE, store_now_s() - start, status);
+  return status;
+}
+
+int ae_store_requeue_expired(ae_store *s, long long now_ms, int max_attempts,
+                             const char *error_json,
+                             long long failed_expires_ms, size_t *requeued,
+                             size_t *failed) {
+  if (!s) return AE_EINVAL;
+  if (!s->ops->requeue_expired) return AE_EUNSUPPORTED;
+  double start = store_now_s();
+  int status =
+      s->ops->requeue_expired(s->impl, now_ms, max_attempts, error_json,
+                              failed_expires_ms, requeued, failed);
+  store_record(s, AE_STORE_OP_LEASE, store_now_s() - start, status);
   return status;
 }
 

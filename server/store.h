@@ -94,6 +94,17 @@ typedef enum {
   AE_STORE_BACKEND_POSTGRESQL
 } ae_store_backend_kind;
 
+/* Opens the PostgreSQL database TARGET as one replica of a fleet (issue
+ * 15): OWNER (1 to 127 bytes) names this process in the shared queue
+ * (leases, the guarded end of a job).  Unlike ae_store_open_url, several
+ * processes share the database (no lock) and the jobs left running are
+ * not re-queued at open: a dead replica's jobs go back to the queue when
+ * their leases expire (ae_store_requeue_expired).  AE_EUNSUPPORTED for a
+ * target that is not PostgreSQL or a build without libpq; AE_EINVAL for
+ * a bad OWNER; AE_EIO. */
+int ae_store_open_shared(const char *target, const char *owner, ae_store **out,
+                         char *err, size_t errlen);
+
 /* Which backend ae_store_open_url would choose for TARGET: PostgreSQL for
  * a "postgresql://" or "postgres://" URL or a libpq conninfo string (it
  * begins with "keyword=", e.g. "host=/run/pg dbname=archeval"), SQLite for
@@ -193,6 +204,45 @@ typedef struct {
 int ae_store_list(ae_store *s, const ae_store_page *page,
                   int (*fn)(void *ud, const ae_store_job *j), void *ud);
 
+/* ---- the shared queue of a fleet (issue 15): PostgreSQL opened with
+ * ae_store_open_shared only; otherwise these answer AE_EUNSUPPORTED ----
+ *
+ * A job's life in the fleet: inserted queued by the replica that accepted
+ * it; claimed by one replica (state running, owner, a lease until
+ * now + lease_ms, attempts + 1); its owner renews the lease of every job
+ * it runs (heartbeat) and reads their cancel flags; its owner writes its
+ * end (ae_store_finish: a running job's end is written only by its owner,
+ * AE_EINVAL for anyone else, so a result is written exactly once).  A
+ * replica that dies stops renewing; any replica then re-queues the jobs
+ * whose lease expired, or fails those claimed max_attempts times. */
+
+/* Claims the next queued job by priority (lower first) and age (seq),
+ * skipping the rows other replicas are claiming at the same moment: fn
+ * gets the job as stored (now running, owned here) and how many times it
+ * was claimed, attempts (1 the first time).  AE_ENOTFOUND when no job is
+ * queued; fn's non-zero return; AE_EIO. */
+int ae_store_claim(ae_store *s, const char *worker, long long now_ms,
+                   long long lease_ms,
+                   int (*fn)(void *ud, const ae_store_job *j, int attempts),
+                   void *ud);
+/* Renews until now_ms + lease_ms the lease of every job this replica runs
+ * and calls fn (when not NULL) with each one's id and cancel flag (a
+ * cancel asked on another replica).  0, fn's non-zero return, AE_EIO. */
+int ae_store_heartbeat(ae_store *s, long long now_ms, long long lease_ms,
+                       int (*fn)(void *ud, const char *id,
+                                 int cancel_requested),
+                       void *ud);
+/* Every running job whose lease expired before now_ms goes back to the
+ * queue (owner, worker and start cleared), or, when it was claimed
+ * max_attempts times already, fails with error_json (every "%ATTEMPTS%"
+ * in it replaced by the count) and expires at failed_expires_ms (0: never,
+ * a study's member always keeps no expiry).  One transaction; the counts
+ * to *requeued and *failed (either may be NULL).  0 or AE_EIO. */
+int ae_store_requeue_expired(ae_store *s, long long now_ms, int max_attempts,
+                             const char *error_json,
+                             long long failed_expires_ms, size_t *requeued,
+                             size_t *failed);
+
 /* ---- studies and the result cache (issue 13) ---- */
 
 /* Marks a job's result as taken from the cache (before its finish). */
@@ -242,6 +292,7 @@ typedef enum {
   AE_STORE_OP_STUDY,  /* study insert / delete / load */
   AE_STORE_OP_CACHE,  /* cache put / get */
   AE_STORE_OP_READ,   /* ae_store_get, ae_store_list (without fn's time) */
+  AE_STORE_OP_LEASE,  /* claim, heartbeat, re-queue of expired leases */
   AE_STORE_OP_COUNT
 } ae_store_op;
 
@@ -292,6 +343,17 @@ typedef struct {
                   int (*fn)(void *ud, const ae_store_job *j), void *ud);
   int (*list)(void *impl, const ae_store_page *page,
               int (*fn)(void *ud, const ae_store_job *j), void *ud);
+  /* The shared queue: NULL in a backend without it. */
+  int (*claim)(void *impl, const char *worker, long long now_ms,
+               long long lease_ms,
+               int (*fn)(void *ud, const ae_store_job *j, int attempts),
+               void *ud);
+  int (*heartbeat)(void *impl, long long now_ms, long long lease_ms,
+                   int (*fn)(void *ud, const char *id, int cancel_requested),
+                   void *ud);
+  int (*requeue_expired)(void *impl, long long now_ms, int max_attempts,
+                         const char *error_json, long long failed_expires_ms,
+                         size_t *requeued, size_t *failed);
   int (*ping)(void *impl);
   int (*mark_cached)(void *impl, const char *id);
   int (*study_insert)(void *impl, const ae_store_study *study);
@@ -313,10 +375,12 @@ int ae_store_sqlite_open(const char *dir, ae_store_sync sync, void **impl,
 
 /* store_pg.c, built when configure found libpq (HAVE_LIBPQ): connects to
  * the database CONNINFO names (a URL or a key=value string) and prepares
- * it (ae_store_open_url).  0 or AE_EIO with err filled. */
+ * it: alone (OWNER NULL, ae_store_open_url) or as the replica OWNER of a
+ * fleet (ae_store_open_shared).  0, AE_EINVAL (a bad OWNER) or AE_EIO
+ * with err filled. */
 extern const ae_store_ops ae_store_pg_ops;
-int ae_store_pg_open(const char *conninfo, void **impl, char *err,
-                     size_t errlen);
+int ae_store_pg_open(const char *conninfo, const char *owner, void **impl,
+                     char *err, size_t errlen);
 
 /* A job state's name in both schemas ("queued", ...), NULL if invalid. */
 static inline const char *ae_store_state_name(ae_job_state state) {

@@ -53,7 +53,7 @@
 #include "server/store.h"
 
 /* The schema this code writes (the last migration's number). */
-#define AE_PG_SCHEMA_VERSION 2
+#define AE_PG_SCHEMA_VERSION 3
 /* Advisory lock keys: class "ae" + 0x5105 (issue 15), then the purpose. */
 #define AE_PG_LOCK_CLASS 0x61655105
 #define AE_PG_LOCK_OWNER 1   /* session lock: the daemon owning the store */
@@ -70,6 +70,21 @@
  * 65535 parameters). */
 #define PG_JOB_FIELDS 20
 #define PG_INSERT_ROWS_MAX 1000
+
+/* The fleet's shared queue (issue 15): who runs a job (owner, a
+ * replica's id), until when its lease holds, and how many times it was
+ * claimed; the index the claim reads (state 'queued' by priority and
+ * age) and the one the re-queue of expired leases reads.  A migration of
+ * its own, to be renumbered freely when merged with others. */
+#define PG_MIGRATION_LEASES                                                    \
+  "ALTER TABLE archeval_jobs ADD COLUMN owner text;"                           \
+  "ALTER TABLE archeval_jobs ADD COLUMN lease_expires_ms bigint;"              \
+  "ALTER TABLE archeval_jobs ADD COLUMN attempts integer NOT NULL"             \
+  " DEFAULT 0;"                                                                \
+  "CREATE INDEX archeval_jobs_claim ON archeval_jobs"                          \
+  " (priority, seq, insert_order) WHERE state = 'queued';"                     \
+  "CREATE INDEX archeval_jobs_leases ON archeval_jobs (lease_expires_ms)"      \
+  " WHERE state = 'running';"
 
 /* Migration N (index N - 1) takes the schema from version N - 1 to N.
  * Timestamps are NULL where the API says null (0 in ae_store_job);
@@ -122,6 +137,8 @@ static const char *const pg_migrations[AE_PG_SCHEMA_VERSION] = {
     " canonical text NOT NULL,"
     " result_json text NOT NULL,"
     " created_ms bigint);",
+    /* 3 (issue 15): leases. */
+    PG_MIGRATION_LEASES,
 };
 
 #define PG_JOB_COLUMNS                                                         \
@@ -151,6 +168,10 @@ enum {
   PG_GET,
   PG_GET_IDEM,
   PG_LIST,
+  PG_CLAIM,
+  PG_HEARTBEAT,
+  PG_LEASES_FAIL,
+  PG_LEASES_REQUEUE,
   PG_STMT_COUNT
 };
 
@@ -164,20 +185,29 @@ static const struct {
                    " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11,"
                    " $12, $13, $14, $15, $16, $17, $18, $19, $20)",
                    20},
+    /* A job started again by its owner keeps its lease; one started by
+     * a daemon alone on the database ($4 NULL) has none. */
     [PG_MARK_RUNNING] = {"ae_mark_running",
                          "UPDATE archeval_jobs SET state = 'running',"
-                         " worker = $2, started_ms = $3 WHERE id = $1"
-                         " AND state IN ('queued', 'running')",
-                         3},
+                         " worker = $2, started_ms = $3, owner = $4"
+                         " WHERE id = $1 AND (state = 'queued'"
+                         " OR (state = 'running'"
+                         "  AND owner IS NOT DISTINCT FROM $4))",
+                         4},
     [PG_MARK_CANCEL] = {"ae_mark_cancel",
                         "UPDATE archeval_jobs SET cancel_requested = true"
                         " WHERE id = $1",
                         1},
+    /* Written once: a queued job by anyone (a cancel), a running one by
+     * its owner only ($7: a replica whose lease expired and was taken over
+     * loses). */
     [PG_FINISH] = {"ae_finish",
                    "UPDATE archeval_jobs SET state = $2, result_json = $3,"
-                   " error_json = $4, finished_ms = $5, expires_ms = $6"
-                   " WHERE id = $1 AND state IN ('queued', 'running')",
-                   6},
+                   " error_json = $4, finished_ms = $5, expires_ms = $6,"
+                   " lease_expires_ms = NULL"
+                   " WHERE id = $1 AND (state = 'queued'"
+                   " OR (state = 'running' AND owner IS NOT DISTINCT FROM $7))",
+                   7},
     [PG_DELETE] = {"ae_delete", "DELETE FROM archeval_jobs WHERE id = $1", 1},
     [PG_EXPIRE] = {"ae_expire",
                    "DELETE FROM archeval_jobs WHERE state IN ('succeeded',"
@@ -248,11 +278,49 @@ static const struct {
                  " AND ($3::text IS NULL OR client_ref = $3::text)"
                  " ORDER BY seq DESC, insert_order DESC LIMIT $4::bigint",
                  4},
+    /* $1 owner, $2 worker, $3 now, $4 lease expiry: the next queued job by
+     * priority and age, skipping rows another replica is claiming. */
+    [PG_CLAIM] = {"ae_claim",
+                  "UPDATE archeval_jobs SET state = 'running', owner = $1,"
+                  " worker = $2, started_ms = $3::bigint,"
+                  " lease_expires_ms = $4::bigint, attempts = attempts + 1"
+                  " WHERE id = (SELECT id FROM archeval_jobs"
+                  "  WHERE state = 'queued'"
+                  "  ORDER BY priority, seq, insert_order"
+                  "  FOR UPDATE SKIP LOCKED LIMIT 1)"
+                  " RETURNING " PG_JOB_COLUMNS ", attempts",
+                  4},
+    /* $1 owner, $2 lease expiry. */
+    [PG_HEARTBEAT] = {"ae_heartbeat",
+                      "UPDATE archeval_jobs SET lease_expires_ms = $2::bigint"
+                      " WHERE owner = $1 AND state = 'running'"
+                      " RETURNING id, cancel_requested",
+                      2},
+    /* $1 now, $2 max attempts, $3 error, $4 expiry of the failed job. */
+    [PG_LEASES_FAIL] = {"ae_leases_fail",
+                        "UPDATE archeval_jobs SET state = 'failed',"
+                        " error_json = replace($3::text, '%ATTEMPTS%',"
+                        "  attempts::text),"
+                        " finished_ms = $1::bigint, expires_ms = CASE WHEN"
+                        "  study IS NULL THEN $4::bigint END,"
+                        " lease_expires_ms = NULL"
+                        " WHERE state = 'running'"
+                        " AND lease_expires_ms < $1::bigint"
+                        " AND attempts >= $2::integer",
+                        4},
+    [PG_LEASES_REQUEUE] = {"ae_leases_requeue",
+                           "UPDATE archeval_jobs SET state = 'queued',"
+                           " owner = NULL, worker = NULL, started_ms = NULL,"
+                           " lease_expires_ms = NULL"
+                           " WHERE state = 'running'"
+                           " AND lease_expires_ms < $1::bigint",
+                           1},
 };
 
 typedef struct {
-  PGconn *conn;   /* NULL or bad while disconnected */
-  char *conninfo; /* owned: the target, for reconnects */
+  PGconn *conn;    /* NULL or bad while disconnected */
+  char *conninfo;  /* owned: the target, for reconnects */
+  char owner[128]; /* this replica's id (ae_store_set_owner), "" for none */
   long long backoff_ms;
   long long next_connect_ms; /* monotonic; no attempt before */
   char errmsg[512];
@@ -400,7 +468,8 @@ static int pg_migrate(pg_store *s) {
 static int pg_store_requeue_running(pg_store *s) {
   return pg_exec(s,
                  "UPDATE archeval_jobs SET state = 'queued', worker = NULL,"
-                 " started_ms = NULL WHERE state = 'running'",
+                 " started_ms = NULL, owner = NULL, lease_expires_ms = NULL"
+                 " WHERE state = 'running'",
                  PGRES_COMMAND_OK, "re-queue running jobs");
 }
 
@@ -482,9 +551,11 @@ static int pg_connect(pg_store *s, int first) {
            " SET tcp_keepalives_count = 3",
            AE_PG_STATEMENT_TIMEOUT_MS);
   int status = pg_exec(s, sql, PGRES_COMMAND_OK, "session settings");
-  if (!status) status = pg_take_ownership(s);
+  /* A replica of a fleet (owner set) shares the database: no lock, and
+   * the jobs left running are re-queued when their leases expire. */
+  if (!status && !s->owner[0]) status = pg_take_ownership(s);
   if (!status) status = pg_migrate(s);
-  if (!status && first) status = pg_store_requeue_running(s);
+  if (!status && first && !s->owner[0]) status = pg_store_requeue_running(s);
   for (int i = 0; !status && i < PG_STMT_COUNT; i++) {
     PGresult *res =
         PQprepare(s->conn, pg_statements[i].name, pg_statements[i].sql,
@@ -553,9 +624,14 @@ static const char *pg_store_errmsg(const void *impl) {
   return s->errmsg[0] ? s->errmsg : "no error";
 }
 
-int ae_store_pg_open(const char *conninfo, void **out, char *err,
-                     size_t errlen) {
+int ae_store_pg_open(const char *conninfo, const char *owner, void **out,
+                     char *err, size_t errlen) {
   *out = NULL;
+  if (owner && (!owner[0] || strlen(owner) >= sizeof((pg_store *)0)->owner)) {
+    snprintf(err, errlen, "postgresql store: a replica id of 1 to %zu bytes",
+             sizeof((pg_store *)0)->owner - 1);
+    return AE_EINVAL;
+  }
   pg_store *s = calloc(1, sizeof *s);
   if (s) s->conninfo = strdup(conninfo);
   if (!s || !s->conninfo) {
@@ -563,6 +639,7 @@ int ae_store_pg_open(const char *conninfo, void **out, char *err,
     snprintf(err, errlen, "postgresql store: out of memory");
     return AE_EIO;
   }
+  if (owner) snprintf(s->owner, sizeof s->owner, "%s", owner);
   int status = pg_connect(s, 1);
   if (status) {
     snprintf(err, errlen, "postgresql store: %s", s->errmsg);
@@ -758,8 +835,9 @@ static int pg_store_mark_running(void *impl, const char *id, const char *worker,
   pg_store *s = impl;
   if (!s || !id) return AE_EINVAL;
   char started[24];
-  const char *values[3] = {id, worker,
-                           pg_int_text(started, sizeof started, started_ms, 1)};
+  const char *values[4] = {id, worker,
+                           pg_int_text(started, sizeof started, started_ms, 1),
+                           s->owner[0] ? s->owner : NULL};
   return pg_write_one(s, PG_MARK_RUNNING, values, id, "mark running");
 }
 
@@ -782,13 +860,14 @@ static int pg_store_finish(void *impl, const char *id, ae_job_state state,
     return AE_EINVAL;
   }
   char finished[24], expires[24];
-  const char *values[6] = {
+  const char *values[7] = {
       id,
       ae_store_state_name(state),
       result_json,
       error_json,
       pg_int_text(finished, sizeof finished, finished_ms, 1),
-      pg_int_text(expires, sizeof expires, expires_ms, 1)};
+      pg_int_text(expires, sizeof expires, expires_ms, 1),
+      s->owner[0] ? s->owner : NULL};
   return pg_write_one(s, PG_FINISH, values, id, "finish");
 }
 
@@ -1075,6 +1154,89 @@ static int pg_store_cache_get(void *impl, const char *key,
   return status;
 }
 
+/* ---- the shared queue (issue 15) ---- */
+
+static int pg_store_claim(
+    void *impl, const char *worker, long long now_ms, long long lease_ms,
+    int (*fn)(void *ud, const ae_store_job *j, int attempts), void *ud) {
+  pg_store *s = impl;
+  if (!s || !fn || !s->owner[0]) return AE_EINVAL;
+  int status = pg_ready(s);
+  if (status) return status;
+  char now[24], until[24];
+  const char *values[4] = {
+      s->owner, worker, pg_int_text(now, sizeof now, now_ms, 0),
+      pg_int_text(until, sizeof until, now_ms + lease_ms, 0)};
+  PGresult *res =
+      pg_run(s, PG_CLAIM, values, PGRES_TUPLES_OK, "claim", &status);
+  if (!res) return status;
+  if (PQntuples(res) == 0) {
+    status = AE_ENOTFOUND;
+  } else {
+    ae_store_job job;
+    status = pg_row_job(s, res, 0, &job, "claim");
+    if (!status) status = fn(ud, &job, (int)pg_number(res, 0, 20));
+  }
+  PQclear(res);
+  return status;
+}
+
+static int pg_store_heartbeat(void *impl, long long now_ms, long long lease_ms,
+                              int (*fn)(void *ud, const char *id,
+                                        int cancel_requested),
+                              void *ud) {
+  pg_store *s = impl;
+  if (!s || !s->owner[0]) return AE_EINVAL;
+  int status = pg_ready(s);
+  if (status) return status;
+  char until[24];
+  const char *values[2] = {
+      s->owner, pg_int_text(until, sizeof until, now_ms + lease_ms, 0)};
+  PGresult *res =
+      pg_run(s, PG_HEARTBEAT, values, PGRES_TUPLES_OK, "heartbeat", &status);
+  if (!res) return status;
+  int rows = PQntuples(res);
+  for (int r = 0; r < rows && !status; r++) {
+    const char *cancel = pg_text(res, r, 1);
+    if (fn) status = fn(ud, PQgetvalue(res, r, 0), cancel && cancel[0] == 't');
+  }
+  PQclear(res);
+  return status;
+}
+
+static int pg_store_requeue_expired(void *impl, long long now_ms,
+                                    int max_attempts, const char *error_json,
+                                    long long failed_expires_ms,
+                                    size_t *requeued, size_t *failed) {
+  pg_store *s = impl;
+  if (!s || !error_json || max_attempts < 1) return AE_EINVAL;
+  int status = pg_ready(s);
+  if (status) return status;
+  char now[24], max[24], expires[24];
+  const char *values[4] = {
+      pg_int_text(now, sizeof now, now_ms, 0),
+      pg_int_text(max, sizeof max, max_attempts, 0), error_json,
+      pg_int_text(expires, sizeof expires, failed_expires_ms, 1)};
+  long counts[2] = {0, 0};
+  status = pg_exec(s, "BEGIN", PGRES_COMMAND_OK, "leases: begin");
+  static const int steps[2] = {PG_LEASES_FAIL, PG_LEASES_REQUEUE};
+  for (int k = 0; k < 2 && !status; k++) {
+    PGresult *res = pg_run(s, steps[k], values, PGRES_COMMAND_OK,
+                           "re-queue expired leases", &status);
+    if (res) counts[k] = pg_changed(res);
+    PQclear(res);
+  }
+  if (!status)
+    status = pg_exec(s, "COMMIT", PGRES_COMMAND_OK, "leases: commit");
+  if (status) {
+    pg_rollback_quietly(s);
+    counts[0] = counts[1] = 0;
+  }
+  if (failed) *failed = (size_t)counts[0];
+  if (requeued) *requeued = (size_t)counts[1];
+  return status;
+}
+
 static int pg_store_ping(void *impl) {
   pg_store *s = impl;
   if (!s) return AE_EINVAL;
@@ -1094,6 +1256,9 @@ const ae_store_ops ae_store_pg_ops = {
     .load = pg_store_load,
     .get = pg_store_get,
     .get_idem = pg_store_get_idem,
+    .claim = pg_store_claim,
+    .heartbeat = pg_store_heartbeat,
+    .requeue_expired = pg_store_requeue_expired,
     .list = pg_store_list,
     .ping = pg_store_ping,
     .mark_cached = pg_store_mark_cached,

@@ -1398,7 +1398,7 @@ START_TEST(test_pg_schema_versions) {
                    "SELECT count(*) || ' ' || max(version)"
                    " FROM archeval_schema_version",
                    value, sizeof value);
-    ck_assert_str_eq(value, "1 2");
+    ck_assert_str_eq(value, "1 3");
   }
   /* A database migrated by a newer archevald is refused. */
   pg_admin(dbname, "UPDATE archeval_schema_version SET version = 99");
@@ -1419,7 +1419,7 @@ START_TEST(test_pg_schema_versions) {
   ae_store_close(s);
   pg_admin_value(dbname, "SELECT version FROM archeval_schema_version", value,
                  sizeof value);
-  ck_assert_str_eq(value, "2");
+  ck_assert_str_eq(value, "3");
   remove_targets();
 }
 END_TEST
@@ -1557,6 +1557,296 @@ START_TEST(test_pg_reconnect) {
 END_TEST
 #endif
 
+/* ---- the shared queue of a fleet (issue 15) ---- */
+
+static ae_store *open_replica(const char *owner) {
+  ae_store *s = NULL;
+  char err[512] = "";
+  int status = ae_store_open_shared(target, owner, &s, err, sizeof err);
+  ck_assert_msg(status == 0, "open shared %s: %d %s", owner, status, err);
+  return s;
+}
+
+typedef struct {
+  char id[64];
+  int attempts;
+  ae_job_state state;
+  char worker[64];
+  int calls;
+} claimed_job;
+
+static int take_claim(void *ud, const ae_store_job *j, int attempts) {
+  claimed_job *c = ud;
+  snprintf(c->id, sizeof c->id, "%s", j->id);
+  snprintf(c->worker, sizeof c->worker, "%s", j->worker ? j->worker : "");
+  c->attempts = attempts;
+  c->state = j->state;
+  c->calls++;
+  return 0;
+}
+
+/* The id claimed by s (NULL-terminated "" when none was queued). */
+static claimed_job claim(ae_store *s, long long now_ms, long long lease_ms) {
+  claimed_job c;
+  memset(&c, 0, sizeof c);
+  int status = ae_store_claim(s, "host:0", now_ms, lease_ms, take_claim, &c);
+  ck_assert_msg(status == 0 || status == AE_ENOTFOUND, "claim: %d %s", status,
+                ae_store_errmsg(s));
+  ck_assert_int_eq(c.calls, status == 0 ? 1 : 0);
+  return c;
+}
+
+static ae_job_state stored_state(ae_store *s, const char *id, loaded_set *set) {
+  size_t before = set->count;
+  ck_assert_int_eq(ae_store_get(s, id, collect_job, set), 0);
+  ck_assert_uint_eq(set->count, before + 1);
+  return set->jobs[before].job.state;
+}
+
+START_TEST(test_fleet_claim_order) {
+  make_target();
+  ae_store *a = open_replica("replica-a");
+  ae_store *b = open_replica("replica-b");
+  /* Lower priority first, then seq; two replicas take turns. */
+  ae_store_job jobs[4] = {queued_job("j_1", 1), queued_job("j_2", 2),
+                          queued_job("j_3", 3), queued_job("j_4", 4)};
+  jobs[2].priority = -1;
+  jobs[3].priority = 5;
+  ck_assert_int_eq(ae_store_insert(b, jobs, 4), 0);
+  const char *want[4] = {"j_3", "j_1", "j_2", "j_4"};
+  for (int i = 0; i < 4; i++) {
+    claimed_job c = claim(i % 2 ? b : a, 1000, 5000);
+    ck_assert_str_eq(c.id, want[i]);
+    ck_assert_int_eq(c.attempts, 1);
+    ck_assert_int_eq(c.state, AE_JOB_RUNNING);
+    ck_assert_str_eq(c.worker, "host:0");
+  }
+  claimed_job none = claim(a, 1000, 5000);
+  ck_assert_str_eq(none.id, "");
+  ae_store_close(a);
+  ae_store_close(b);
+  remove_targets();
+}
+END_TEST
+
+START_TEST(test_fleet_guarded_finish) {
+  make_target();
+  ae_store *a = open_replica("replica-a");
+  ae_store *b = open_replica("replica-b");
+  ae_store_job jobs[2] = {queued_job("j_1", 1), queued_job("j_2", 2)};
+  ck_assert_int_eq(ae_store_insert(a, jobs, 2), 0);
+  ck_assert_str_eq(claim(a, 1000, 1000).id, "j_1");
+  /* Not the owner: refused, nothing written. */
+  ck_assert_int_eq(ae_store_finish(b, "j_1", AE_JOB_SUCCEEDED, "{\"by\":\"b\"}",
+                                   NULL, 1500, 9000),
+                   AE_EINVAL);
+  ck_assert_int_eq(ae_store_mark_running(b, "j_1", "host:9", 1500), AE_EINVAL);
+  /* The lease expires; B re-runs it (attempt 2); A's late end loses. */
+  size_t requeued = 0, failed = 0;
+  ck_assert_int_eq(
+      ae_store_requeue_expired(b, 2500, 3, "{}", 0, &requeued, &failed), 0);
+  ck_assert_uint_eq(requeued, 1);
+  ck_assert_uint_eq(failed, 0);
+  claimed_job c = claim(b, 2600, 1000);
+  ck_assert_str_eq(c.id, "j_1");
+  ck_assert_int_eq(c.attempts, 2);
+  ck_assert_int_eq(ae_store_finish(a, "j_1", AE_JOB_SUCCEEDED, "{\"by\":\"a\"}",
+                                   NULL, 2700, 9000),
+                   AE_EINVAL);
+  ck_assert_int_eq(ae_store_finish(b, "j_1", AE_JOB_SUCCEEDED, "{\"by\":\"b\"}",
+                                   NULL, 2800, 9000),
+                   0);
+  ck_assert_int_eq(
+      ae_store_finish(b, "j_1", AE_JOB_FAILED, NULL, "{}", 2900, 9000),
+      AE_EINVAL); /* written once */
+  loaded_set set = {0};
+  ck_assert_int_eq(stored_state(a, "j_1", &set), AE_JOB_SUCCEEDED);
+  ck_assert_str_eq(set.jobs[0].job.result_json, "{\"by\":\"b\"}");
+  /* A queued job is ended by anyone (a cancel from any replica). */
+  ck_assert_int_eq(
+      ae_store_finish(a, "j_2", AE_JOB_CANCELLED, NULL, NULL, 3000, 9000), 0);
+  loaded_set_free(&set);
+  ae_store_close(a);
+  ae_store_close(b);
+  remove_targets();
+}
+END_TEST
+
+typedef struct {
+  char ids[8][16];
+  int cancel[8];
+  int n;
+} beat_set;
+
+static int take_beat(void *ud, const char *id, int cancel_requested) {
+  beat_set *b = ud;
+  ck_assert_int_lt(b->n, 8);
+  snprintf(b->ids[b->n], sizeof b->ids[b->n], "%s", id);
+  b->cancel[b->n++] = cancel_requested;
+  return 0;
+}
+
+START_TEST(test_fleet_heartbeat_and_attempts) {
+  make_target();
+  ae_store *a = open_replica("replica-a");
+  ae_store *b = open_replica("replica-b");
+  ae_store_job job = queued_job("j_1", 1);
+  ck_assert_int_eq(ae_store_insert(a, &job, 1), 0);
+  ck_assert_str_eq(claim(a, 1000, 1000).id, "j_1"); /* lease to 2000 */
+  /* A cancel asked on B reaches A through its heartbeat. */
+  ck_assert_int_eq(ae_store_mark_cancel_requested(b, "j_1"), 0);
+  beat_set beats = {.n = 0};
+  ck_assert_int_eq(ae_store_heartbeat(a, 1500, 1000, take_beat, &beats), 0);
+  ck_assert_int_eq(beats.n, 1);
+  ck_assert_str_eq(beats.ids[0], "j_1");
+  ck_assert_int_eq(beats.cancel[0], 1);
+  beats.n = 0;
+  ck_assert_int_eq(ae_store_heartbeat(b, 1500, 1000, take_beat, &beats), 0);
+  ck_assert_int_eq(beats.n, 0); /* B runs nothing */
+  /* Renewed to 2500: not expired at 2400, expired at 2600. */
+  size_t requeued = 9, failed = 9;
+  const char *error = "{\"detail\":\"the job's worker died %ATTEMPTS% times\"}";
+  ck_assert_int_eq(
+      ae_store_requeue_expired(b, 2400, 2, error, 0, &requeued, &failed), 0);
+  ck_assert_uint_eq(requeued + failed, 0);
+  ck_assert_int_eq(
+      ae_store_requeue_expired(b, 2600, 2, error, 0, &requeued, &failed), 0);
+  ck_assert_uint_eq(requeued, 1);
+  ck_assert_uint_eq(failed, 0);
+  loaded_set set = {0};
+  ck_assert_int_eq(stored_state(a, "j_1", &set), AE_JOB_QUEUED);
+  ck_assert_ptr_null(set.jobs[0].job.worker);
+  ck_assert_int_eq(set.jobs[0].job.started_ms, 0);
+  /* Claimed a second time, and that owner dies too: past 2 attempts the
+   * job fails with the error, once, and is not re-queued. */
+  ck_assert_int_eq(claim(b, 3000, 1000).attempts, 2);
+  ck_assert_int_eq(
+      ae_store_requeue_expired(a, 4001, 2, error, 99000, &requeued, &failed),
+      0);
+  ck_assert_uint_eq(requeued, 0);
+  ck_assert_uint_eq(failed, 1);
+  ck_assert_int_eq(stored_state(a, "j_1", &set), AE_JOB_FAILED);
+  ck_assert_str_eq(set.jobs[1].job.error_json,
+                   "{\"detail\":\"the job's worker died 2 times\"}");
+  ck_assert_int_eq(set.jobs[1].job.finished_ms, 4001);
+  ck_assert_int_eq(set.jobs[1].job.expires_ms, 99000);
+  ck_assert_str_eq(claim(a, 5000, 1000).id, "");
+  ck_assert_int_eq(
+      ae_store_finish(b, "j_1", AE_JOB_SUCCEEDED, "{}", NULL, 5000, 9000),
+      AE_EINVAL);
+  loaded_set_free(&set);
+  ae_store_close(a);
+  ae_store_close(b);
+  remove_targets();
+}
+END_TEST
+
+/* Replicas in separate processes claim concurrently: every job is
+ * claimed exactly once (FOR UPDATE SKIP LOCKED), and the claims spread. */
+#define RACE_REPLICAS 4
+#define RACE_JOBS 200
+
+static void race_replica(int index, int fd) {
+  char owner[32];
+  snprintf(owner, sizeof owner, "race-%d", index);
+  ae_store *s = NULL;
+  char err[256];
+  if (ae_store_open_shared(target, owner, &s, err, sizeof err)) _exit(2);
+  for (;;) {
+    claimed_job c;
+    memset(&c, 0, sizeof c);
+    int status = ae_store_claim(s, "host:0", 1000, 60000, take_claim, &c);
+    if (status == AE_ENOTFOUND) break;
+    if (status) _exit(3);
+    char line[80];
+    int len = snprintf(line, sizeof line, "%d %s\n", index, c.id);
+    if (write(fd, line, (size_t)len) != len) _exit(4);
+    if (ae_store_finish(s, c.id, AE_JOB_SUCCEEDED, "{}", NULL, 2000, 9000))
+      _exit(5);
+  }
+  ae_store_close(s);
+  _exit(0);
+}
+
+START_TEST(test_fleet_claims_race) {
+  make_target();
+  ae_store *s = open_replica("loader");
+  ae_store_job *jobs = calloc(RACE_JOBS, sizeof *jobs);
+  char(*ids)[16] = calloc(RACE_JOBS, sizeof *ids);
+  ck_assert_ptr_nonnull(jobs);
+  ck_assert_ptr_nonnull(ids);
+  for (int i = 0; i < RACE_JOBS; i++) {
+    snprintf(ids[i], sizeof ids[i], "j_%d", i);
+    jobs[i] = queued_job(ids[i], i + 1);
+  }
+  ck_assert_int_eq(ae_store_insert(s, jobs, RACE_JOBS), 0);
+  int fds[2];
+  ck_assert_int_eq(pipe(fds), 0);
+  pid_t pids[RACE_REPLICAS];
+  for (int r = 0; r < RACE_REPLICAS; r++) {
+    pids[r] = fork();
+    ck_assert_int_ge(pids[r], 0);
+    if (pids[r] == 0) {
+      close(fds[0]);
+      race_replica(r, fds[1]);
+    }
+  }
+  close(fds[1]);
+  FILE *in = fdopen(fds[0], "r");
+  ck_assert_ptr_nonnull(in);
+  int claimed[RACE_JOBS] = {0}, by[RACE_REPLICAS] = {0};
+  int index, total = 0;
+  char id[32];
+  while (fscanf(in, "%d %31s", &index, id) == 2) {
+    int n = atoi(id + 2);
+    ck_assert(n >= 0 && n < RACE_JOBS && index >= 0 && index < RACE_REPLICAS);
+    claimed[n]++;
+    by[index]++;
+    total++;
+  }
+  fclose(in);
+  for (int r = 0; r < RACE_REPLICAS; r++) {
+    int wstatus;
+    ck_assert_int_eq(waitpid(pids[r], &wstatus, 0), pids[r]);
+    ck_assert_msg(WIFEXITED(wstatus) && WEXITSTATUS(wstatus) == 0,
+                  "replica %d: status %d", r, wstatus);
+  }
+  ck_assert_int_eq(total, RACE_JOBS);
+  for (int i = 0; i < RACE_JOBS; i++)
+    ck_assert_msg(claimed[i] == 1, "job %d claimed %d times", i, claimed[i]);
+  int busy = 0;
+  for (int r = 0; r < RACE_REPLICAS; r++)
+    busy += by[r] > 0;
+  fprintf(stderr, "claims per replica: %d %d %d %d\n", by[0], by[1], by[2],
+          by[3]);
+  ck_assert_int_ge(busy, 2);
+  free(jobs);
+  free(ids);
+  ae_store_close(s);
+  remove_targets();
+}
+END_TEST
+
+START_TEST(test_fleet_needs_postgresql) {
+  make_target();
+  ae_store *s = NULL;
+  char err[256] = "";
+  ck_assert_int_eq(ae_store_open_shared(target, "r", &s, err, sizeof err),
+                   AE_EUNSUPPORTED);
+  ck_assert_ptr_null(s);
+  ck_assert_msg(strstr(err, "PostgreSQL") != NULL, "%s", err);
+  s = open_store(target, AE_STORE_SYNC_NORMAL);
+  claimed_job c;
+  ck_assert_int_eq(ae_store_claim(s, "w", 1, 1, take_claim, &c),
+                   AE_EUNSUPPORTED);
+  ck_assert_int_eq(ae_store_heartbeat(s, 1, 1, NULL, NULL), AE_EUNSUPPORTED);
+  ck_assert_int_eq(ae_store_requeue_expired(s, 1, 1, "{}", 0, NULL, NULL),
+                   AE_EUNSUPPORTED);
+  ae_store_close(s);
+  remove_targets();
+}
+END_TEST
+
 static Suite *store_suite(void) {
   Suite *suite = suite_create("store");
   int sqlite = test_backend == AE_STORE_BACKEND_SQLITE;
@@ -1583,8 +1873,13 @@ static Suite *store_suite(void) {
   if (sqlite) {
     tcase_add_test(tc, test_sqlite_open_errors);
     tcase_add_test(tc, test_sqlite_migrates_v1);
+    tcase_add_test(tc, test_fleet_needs_postgresql);
   } else {
 #ifdef HAVE_LIBPQ
+    tcase_add_test(tc, test_fleet_claim_order);
+    tcase_add_test(tc, test_fleet_guarded_finish);
+    tcase_add_test(tc, test_fleet_heartbeat_and_attempts);
+    tcase_add_test(tc, test_fleet_claims_race);
     tcase_add_test(tc, test_pg_schema_versions);
     tcase_add_test(tc, test_pg_open_errors);
     tcase_add_test(tc, test_pg_bad_text);
