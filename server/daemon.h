@@ -55,6 +55,11 @@ struct ae_server {
    * answers (job_state.c; the loop), oldest first. */
   struct ae_unsaved_finish *unsaved_head, *unsaved_tail;
   size_t n_unsaved;
+  /* A fleet's leases (issue 15), for /metrics: set when the store is
+   * shared (ae_store_open_shared: every running job here holds a lease),
+   * and the counts of ae_store_requeue_expired run by this replica. */
+  int store_shared;
+  unsigned long long leases_requeued, leases_exhausted;
 
   /* Jobs (job_state.c; the loop). */
   ae_job_table jobs;

@@ -381,6 +381,10 @@ static enum MHD_Result h_metrics(ae_http_req *r) {
     store.reachable = !srv->store_failing;
     store.latency_bounds = ae_store_latency_bounds;
     store.unsaved_finishes = srv->n_unsaved;
+    store.has_leases = srv->store_shared;
+    store.leases_held = srv->n_running;
+    store.leases_requeued = srv->leases_requeued;
+    store.leases_exhausted = srv->leases_exhausted;
     for (int op = 0; op < AE_STORE_OP_COUNT; op++)
       if (ae_store_latency_read(srv->store, (ae_store_op)op,
                                 &store.latency[op]))
