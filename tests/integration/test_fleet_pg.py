@@ -79,6 +79,24 @@ log = h.log
 check = h.check
 
 
+def daemon_has_flag(flag):
+    try:
+        out = subprocess.run([h.DAEMON, "--help"], capture_output=True,
+                             text=True, timeout=30).stdout
+    except OSError:
+        return False
+    return re.search(r"^\s+%s\b" % re.escape(flag), out, re.M) is not None
+
+
+# Replicas share the store's queue with --fleet.  The lease outlasts the
+# store's outage (OUTAGE_S, plus the reconnect): every replica stops
+# renewing while PostgreSQL is down, and leases that expired meanwhile
+# would send running jobs to other replicas when it returns (run twice).
+LEASE_S = int(os.environ.get("AE_FLEET_LEASE_S", str(int(OUTAGE_S) + 5)))
+FLEET_FLAGS = ["--fleet", "--lease-secs", str(LEASE_S)] \
+    if daemon_has_flag("--fleet") else []
+
+
 def request_body(index):
     """The index-th job: small, seeded, distinct (no two share a result
     cache key)."""
@@ -132,7 +150,8 @@ class Fleet:
         self.single = False  # the store refused a second daemon
 
     def new_replica(self, i):
-        return h.Daemon("--store", PG_URL, "--replica-id", "r%d" % i,
+        return h.Daemon("--store", PG_URL, *FLEET_FLAGS,
+                        "--replica-id", "r%d" % i,
                         "--log-level", "debug",
                         "--max-queue", str(max(4096, 2 * JOBS)),
                         host_workers=1, store_sync=None, backend="host",
