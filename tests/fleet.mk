@@ -17,8 +17,8 @@ server_test_metrics_LDADD = $(CHECK_LIBS)
 # under the sanitizers), a replica SIGKILLed twice, PostgreSQL stopped
 # for 10 s; idempotency and batch races, long polls across replicas.
 # About 2 minutes on 2 cores.  Skips (77) without PostgreSQL's binaries.
-TESTS += tests/integration/test_fleet_pg.sh
-EXTRA_DIST += tests/integration/test_fleet_pg.sh \
+TESTS += tests/integration/test_fleet_accept_pg.sh
+EXTRA_DIST += tests/integration/test_fleet_accept_pg.sh \
 	tests/integration/test_fleet_pg.py
 
 # The fleet's deploy kit (checked by tests/integration/test_deploy.sh,

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """test_fleet_pg.py: a fleet of archevald replicas on one PostgreSQL store.
 
-The acceptance test of issue 15.  Run through test_fleet_pg.sh, inside a
+The acceptance test of issue 15.  Run through test_fleet_accept_pg.sh, inside a
 throwaway cluster of tests/pg_cluster.sh ($AE_TEST_PG_URL, and the
 commands that stop and start its server).  It starts REPLICAS daemons on
 the one database (--replica-id r0, r1, ...) and checks:
@@ -646,7 +646,7 @@ def long_polls(fleet, rounds=21):
 def main():
     h.require_daemon()
     if not PG_URL or not PG_STOP or not PG_START:
-        h.skip("no PostgreSQL cluster: run through test_fleet_pg.sh")
+        h.skip("no PostgreSQL cluster: run through test_fleet_accept_pg.sh")
     log("seed %d, %d jobs, %d clients, %d replicas" % (SEED, JOBS, CLIENTS,
                                                        REPLICAS))
     workdir = tempfile.mkdtemp(prefix="ae-fleet-")

@@ -1,6 +1,6 @@
 #!/bin/sh
-# test_fleet_pg.sh: the fleet's acceptance test (test_fleet_pg.py): three
-# archevald replicas on one PostgreSQL store in a throwaway cluster that
+# test_fleet_accept_pg.sh: the fleet's acceptance test (test_fleet_pg.py):
+# three archevald replicas on one PostgreSQL store in a throwaway cluster that
 # tests/pg_cluster.sh starts and removes (and stops for 10 s mid-test).
 # 3,000 jobs (600 under the sanitizers; AE_FLEET_JOBS to change).  Skips
 # (77) without PostgreSQL's binaries or in a build without libpq.
