@@ -55,10 +55,8 @@ struct ae_server {
    * answers (job_state.c; the loop), oldest first. */
   struct ae_unsaved_finish *unsaved_head, *unsaved_tail;
   size_t n_unsaved;
-  /* A fleet's leases (issue 15), for /metrics: set when the store is
-   * shared (ae_store_open_shared: every running job here holds a lease),
-   * and the counts of ae_store_requeue_expired run by this replica. */
-  int store_shared;
+  /* A fleet's leases (issue 15), for /metrics: the counts of
+   * ae_store_requeue_expired run by this replica (fleet.c). */
   unsigned long long leases_requeued, leases_exhausted;
 
   /* Jobs (job_state.c; the loop). */
@@ -68,6 +66,14 @@ struct ae_server {
   ae_terminal_fn on_terminal[AE_MAX_TERMINAL_LISTENERS];
   size_t n_on_terminal;
   uv_timer_t sweep_timer;
+
+  /* The fleet (fleet.c; the loop): with --fleet, jobs are claimed from
+   * the store's shared queue; on_submitted (fleet.c's, registered) is told
+   * of jobs accepted here, which wait in the store, not in the queue. */
+  int fleet;
+  char replica_id[128];
+  void (*on_submitted)(ae_server *srv);
+  struct ae_fleet *fleet_state;
 
   /* The result cache's in-flight map (cache.c) and the studies
    * (study.c); the loop's. */

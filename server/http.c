@@ -30,7 +30,6 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
-#include <unistd.h>
 
 #include "api/status.h"
 #include "server/cache.h"
@@ -73,6 +72,11 @@ struct ae_waiter {
   ae_server *srv;
   ae_http_req *req;
   ae_job *job;
+  /* A long poll on a job another replica runs (--fleet): no job here to
+   * wait on, so the timer polls the store until the job ends or the
+   * deadline passes. */
+  char remote_id[32];
+  long long deadline_ns;
   ae_waiter *next, *prev;         /* the job's waiters */
   ae_waiter *all_next, *all_prev; /* every waiter */
 };
@@ -373,7 +377,7 @@ static enum MHD_Result h_metrics(ae_http_req *r) {
   if (!workers) return fail_internal(r, AE_ENOMEM);
   ae_workers_gauges(srv, workers);
   ae_metrics_gauges gauges = {srv->n_queued, srv->http->n_slow_dropped, workers,
-                              NULL, srv->opt->replica_id};
+                              NULL, srv->replica_id};
   ae_metrics_store store;
   if (srv->store) {
     memset(&store, 0, sizeof store);
@@ -381,7 +385,7 @@ static enum MHD_Result h_metrics(ae_http_req *r) {
     store.reachable = !srv->store_failing;
     store.latency_bounds = ae_store_latency_bounds;
     store.unsaved_finishes = srv->n_unsaved;
-    store.has_leases = srv->store_shared;
+    store.has_leases = srv->fleet; /* every running job holds a lease */
     store.leases_held = srv->n_running;
     store.leases_requeued = srv->leases_requeued;
     store.leases_exhausted = srv->leases_exhausted;
@@ -390,14 +394,6 @@ static enum MHD_Result h_metrics(ae_http_req *r) {
                                 &store.latency[op]))
         memset(&store.latency[op], 0, sizeof store.latency[op]);
     gauges.store = &store;
-  }
-  char host[64];
-  if (!gauges.replica) {
-    /* The default replica id: the host name (a pod's name). */
-    if (gethostname(host, sizeof host) == 0) {
-      host[sizeof host - 1] = '\0';
-      gauges.replica = host;
-    }
   }
   char *text = ae_metrics_render(&srv->metrics, &gauges, &len);
   free(workers);
@@ -721,6 +717,46 @@ static void wake_all(ae_server *srv) {
     waiter_release(srv->http->all_waiters);
 }
 
+/* How often a long poll on another replica's job reads the store. */
+#define REMOTE_POLL_MS 100
+
+static void on_remote_poll(uv_timer_t *timer) {
+  ae_waiter *w = timer->data;
+  ae_server *srv = w->srv;
+  int rc;
+  ae_job *job = ae_job_lookup(srv, w->remote_id, &rc);
+  int done = !job || ae_job_terminal(job) || ae_mono_ns() >= w->deadline_ns;
+  ae_job_release(job);
+  if (!done) return;
+  waiter_release(w);
+  http_run(srv);
+}
+
+static int suspend_remote(ae_http_req *r, const ae_job *job,
+                          long long wait_ms) {
+  ae_server *srv = r->srv;
+  ae_waiter *w = calloc(1, sizeof *w);
+  if (!w) return AE_ENOMEM;
+  if (uv_timer_init(srv->loop, &w->timer)) {
+    free(w);
+    return AE_EINTERNAL;
+  }
+  w->timer.data = w;
+  w->srv = srv;
+  w->req = r;
+  snprintf(w->remote_id, sizeof w->remote_id, "%s", job->id);
+  w->deadline_ns = ae_mono_ns() + wait_ms * 1000000LL;
+  w->all_next = srv->http->all_waiters;
+  if (w->all_next) w->all_next->all_prev = w;
+  srv->http->all_waiters = w;
+  r->waiter = w;
+  uint64_t every =
+      wait_ms < REMOTE_POLL_MS ? (uint64_t)wait_ms : REMOTE_POLL_MS;
+  uv_timer_start(&w->timer, on_remote_poll, every, every);
+  MHD_suspend_connection(r->conn);
+  return AE_OK;
+}
+
 static int suspend_for(ae_http_req *r, ae_job *job, long long wait_ms) {
   ae_server *srv = r->srv;
   ae_waiter *w = calloc(1, sizeof *w);
@@ -780,9 +816,9 @@ static enum MHD_Result h_get_job(ae_http_req *r, ae_job *job) {
       return fail(r, 422, "invalid_request", "Invalid request", 0,
                   "wait_ms must be an integer from 0 to %d.", MAX_WAIT_MS);
     if (wait_ms > MAX_WAIT_MS) wait_ms = MAX_WAIT_MS;
-    if (wait_ms > 0 && !ae_job_terminal(job) && !job->transient &&
-        !r->srv->draining) {
-      int rc = suspend_for(r, job, wait_ms);
+    if (wait_ms > 0 && !ae_job_terminal(job) && !r->srv->draining) {
+      int rc = job->transient ? suspend_remote(r, job, wait_ms)
+                              : suspend_for(r, job, wait_ms);
       if (rc) return fail_internal(r, rc);
       snprintf(r->job_id, sizeof r->job_id, "%s", job->id);
       return MHD_YES;
@@ -859,7 +895,7 @@ static ae_job *listing_next_stored(ae_listing *l, int *rc) {
     while (l->fetched_at < l->n_fetched) {
       ae_job *copy = l->fetched[l->fetched_at++];
       ae_job *held = ae_job_table_find(&l->srv->jobs, copy->id);
-      ae_job *job = held ? held : copy;
+      ae_job *job = held && !held->remote ? held : copy;
       if (listing_match(l, job)) return job;
     }
     if (l->store_done) return NULL;

@@ -81,6 +81,9 @@ typedef struct ae_job {
                          leader): outside the queue and its counts */
   int transient;      /* read from the store for one answer (job_fetch.c):
                          in no table, freed by ae_job_release */
+  int remote;         /* --fleet: accepted here, queued in the store for
+                         any replica; kept for the submission's answer
+                         only (the sweep drops it; lookups read the store) */
 
   ae_queue_entry entry; /* the queue's, while queued */
 
@@ -114,6 +117,7 @@ typedef struct {
   size_t max_finished;          /* --max-finished-jobs (SIZE_MAX: none) */
   unsigned long long n_dropped; /* finished jobs dropped past the cap: the
                                    store has them (job_fetch.c) */
+  size_t n_remote;              /* jobs with remote set (--fleet) */
   size_t budget_bytes;          /* --max-jobs-memory */
   double job_limit_bytes; /* --max-job-memory, against ae_engine_estimate */
 } ae_job_table;

@@ -119,7 +119,7 @@ static ae_job *fetch_done(ae_server *srv, int status, fetch_one *f,
 ae_job *ae_job_lookup(ae_server *srv, const char *id, int *rc) {
   ae_job *job = ae_job_table_find(&srv->jobs, id);
   *rc = AE_OK;
-  if (job) return job;
+  if (job && !job->remote) return job;
   *rc = AE_ENOTFOUND;
   if (!ae_jobs_store_has_more(srv)) return NULL;
   fetch_one f = {.job = NULL, .rc = AE_ENOTFOUND};
@@ -130,7 +130,7 @@ ae_job *ae_job_lookup(ae_server *srv, const char *id, int *rc) {
 ae_job *ae_job_lookup_idem(ae_server *srv, const char *key, int *rc) {
   ae_job *job = ae_job_table_find_idem(&srv->jobs, key);
   *rc = AE_OK;
-  if (job) return job;
+  if (job && !job->remote) return job;
   *rc = AE_ENOTFOUND;
   if (!ae_jobs_store_has_more(srv)) return NULL;
   fetch_one f = {.job = NULL, .rc = AE_ENOTFOUND};
@@ -144,6 +144,28 @@ void ae_job_release(ae_job *job) {
 
 int ae_job_cancel_elsewhere(ae_server *srv, ae_job *job) {
   if (!job->transient || ae_job_terminal(job)) return AE_EINVAL;
+  if (job->state == AE_JOB_QUEUED) {
+    /* Waiting in the shared queue: cancelled here and now, unless a
+     * replica claims it first (the store then refuses: AE_EINVAL). */
+    long long now_ms = ae_now_ms();
+    long long expires_ms =
+        job->study[0] ? 0 : now_ms + srv->opt->job_ttl_secs * 1000;
+    int rc = ae_store_finish(srv->store, job->id, AE_JOB_CANCELLED, NULL, NULL,
+                             now_ms, expires_ms);
+    if (rc == AE_OK) {
+      job->state = AE_JOB_CANCELLED;
+      job->finished_ms = now_ms;
+      job->expires_ms = expires_ms;
+      ae_job_render_changed(job);
+      return ae_job_set_tail(job, "", NULL);
+    }
+    if (rc != AE_EINVAL) {
+      ae_log(AE_LOG_ERROR, "store: cancel %s: %s (%s)", job->id,
+             ae_strerror(rc), ae_store_errmsg(srv->store));
+      return rc == AE_ENOTFOUND ? rc : AE_EIO;
+    }
+  }
+  /* Running on another replica: its heartbeat reads the flag. */
   int rc = ae_store_mark_cancel_requested(srv->store, job->id);
   if (rc) {
     ae_log(AE_LOG_ERROR, "store: mark cancel %s: %s (%s)", job->id,
@@ -155,7 +177,7 @@ int ae_job_cancel_elsewhere(ae_server *srv, ae_job *job) {
 }
 
 int ae_jobs_store_has_more(const ae_server *srv) {
-  return srv->store && srv->jobs.n_dropped > 0;
+  return srv->store && (srv->fleet || srv->jobs.n_dropped > 0);
 }
 
 typedef struct {

@@ -34,9 +34,11 @@ void ae_job_release(ae_job *job);
  * memory, as before, even while its store fails). */
 int ae_jobs_store_has_more(const ae_server *srv);
 
-/* A cancel of a job another process runs (a shared store): its stored
- * cancel_requested is set, which that process sees.  AE_OK (job shows
- * it), AE_ENOTFOUND (it went), AE_EIO. */
+/* A cancel of a transient job that is not terminal (--fleet: another
+ * replica's, or waiting in the shared queue): a queued one is cancelled in
+ * the store at once; a running one (or one claimed meanwhile) gets its
+ * stored cancel_requested set, which its owner's heartbeat reads.  AE_OK
+ * (job shows the change), AE_ENOTFOUND (it went), AE_EIO, AE_ENOMEM. */
 int ae_job_cancel_elsewhere(ae_server *srv, ae_job *job);
 
 /* A listing's page read from the store (see ae_store_page: newest first,

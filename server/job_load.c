@@ -17,25 +17,11 @@
 #include "server/outcome.h"
 #include "server/util.h"
 
-static int load_one(void *ud, const ae_store_job *row) {
-  ae_server *srv = ud;
-  long long now_ms = ae_now_ms();
-  int terminal = row->state == AE_JOB_SUCCEEDED ||
-                 row->state == AE_JOB_FAILED || row->state == AE_JOB_CANCELLED;
-  if (terminal && row->expires_ms && row->expires_ms <= now_ms)
-    return 0; /* expired while we were down */
-  if (ae_job_table_reserve(&srv->jobs, 1)) return AE_ENOMEM;
-  ae_job *job = ae_job_from_row(row);
-  if (!job) return AE_ENOMEM;
-  if (row->seq >= srv->next_seq) srv->next_seq = row->seq + 1;
-  const char *request = row->request_json ? row->request_json : "null";
-  if (terminal) { /* its fields and texts as stored */
-    ae_job_table_add(&srv->jobs, job);
-    if (!job->study[0]) ae_job_table_finished(&srv->jobs, job);
-    ae_jobs_trim_finished(srv); /* memory stays bounded while loading */
-    return 0;
-  }
-  /* Queued or running when we stopped: queue it again. */
+/* A job that is not terminal, made from its stored row (job), queued
+ * here with what is left of its timeout; a stored request that no longer
+ * validates fails the job.  0 or AE_ENOMEM. */
+static int queue_again(ae_server *srv, ae_job *job, const char *request,
+                       long long now_ms) {
   job->state = AE_JOB_QUEUED;
   long long left_ms = job->created_ms + job->timeout_ms - now_ms;
   job->enqueued_ns = ae_mono_ns();
@@ -83,8 +69,53 @@ static int load_one(void *ud, const ae_store_job *row) {
   return 0;
 }
 
+static int load_one(void *ud, const ae_store_job *row) {
+  ae_server *srv = ud;
+  long long now_ms = ae_now_ms();
+  int terminal = row->state == AE_JOB_SUCCEEDED ||
+                 row->state == AE_JOB_FAILED || row->state == AE_JOB_CANCELLED;
+  if (terminal && row->expires_ms && row->expires_ms <= now_ms)
+    return 0; /* expired while we were down */
+  if (ae_job_table_reserve(&srv->jobs, 1)) return AE_ENOMEM;
+  ae_job *job = ae_job_from_row(row);
+  if (!job) return AE_ENOMEM;
+  if (row->seq >= srv->next_seq) srv->next_seq = row->seq + 1;
+  const char *request = row->request_json ? row->request_json : "null";
+  if (terminal) { /* its fields and texts as stored */
+    ae_job_table_add(&srv->jobs, job);
+    if (!job->study[0]) ae_job_table_finished(&srv->jobs, job);
+    ae_jobs_trim_finished(srv); /* memory stays bounded while loading */
+    return 0;
+  }
+  return queue_again(srv, job, request, now_ms);
+}
+
+int ae_jobs_adopt(ae_server *srv, const ae_store_job *row) {
+  ae_job *copy = ae_job_table_find(&srv->jobs, row->id);
+  if (copy && !copy->remote) {
+    ae_log(AE_LOG_ERROR, "job %s: claimed from the store while held here",
+           row->id);
+    return AE_EINVAL;
+  }
+  if (copy) ae_job_table_remove(&srv->jobs, copy);
+  if (ae_job_table_reserve(&srv->jobs, 1) || ae_queue_reserve(&srv->queue, 1))
+    return AE_ENOMEM;
+  ae_job *job = ae_job_from_row(row);
+  if (!job) return AE_ENOMEM;
+  if (row->seq >= srv->next_seq) srv->next_seq = row->seq + 1;
+  const char *request = row->request_json ? row->request_json : "null";
+  return queue_again(srv, job, request, ae_now_ms());
+}
+
 int ae_jobs_load(ae_server *srv) {
   if (!srv->store) return AE_OK;
+  if (srv->fleet) {
+    /* The store's queue is the fleet's: jobs run where they are claimed,
+     * and every replica reads finished ones from the store. */
+    ae_log(AE_LOG_INFO, "store: shared by the fleet as replica %s",
+           srv->replica_id);
+    return AE_OK;
+  }
   int rc = ae_store_load(srv->store, load_one, srv);
   if (rc) {
     ae_log(AE_LOG_ERROR, "store: load: %s (%s)", ae_strerror(rc),

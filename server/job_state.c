@@ -222,6 +222,16 @@ void ae_job_hand_over(ae_server *srv, ae_job *job) {
     srv->n_queued--;
   else if (job->state == AE_JOB_RUNNING && srv->n_running)
     srv->n_running--;
+  /* --fleet: claimed here, it goes back to the shared queue for another
+   * replica (a late end of its worker here is then refused). */
+  if (srv->fleet && srv->store && !job->remote) {
+    int rc = ae_store_release(srv->store, job->id);
+    if (rc)
+      ae_log(AE_LOG_WARN,
+             "job %s: not given back to the fleet (%s); its "
+             "lease expires instead",
+             job->id, ae_store_errmsg(srv->store));
+  }
   /* A worker that ignored its cancel may still read req: keep it then. */
   int held = job->state == AE_JOB_RUNNING;
   job->state = AE_JOB_QUEUED;
@@ -277,9 +287,17 @@ void ae_job_finish(ae_server *srv, ae_job *job, ae_job_state state,
   ae_metrics_job_finished(&srv->metrics, state, reason);
   int unsaved = 0;
   if (srv->store) {
-    int rc = store_note(srv, "finish", job->id,
-                        ae_store_finish(srv->store, job->id, state, rj, ej,
-                                        job->finished_ms, job->expires_ms));
+    int rc = ae_store_finish(srv->store, job->id, state, rj, ej,
+                             job->finished_ms, job->expires_ms);
+    if (rc == AE_EINVAL && srv->fleet)
+      /* Its lease expired and another replica took it over (or ended
+       * it): that one's end is the job's; this one is discarded. */
+      ae_log(AE_LOG_WARN,
+             "job %s: its end here (%s) is discarded: another replica "
+             "owns it now (%s)",
+             job->id, state_names[state], ae_store_errmsg(srv->store));
+    else
+      store_note(srv, "finish", job->id, rc);
     unsaved = rc == AE_EIO || rc == AE_ENOMEM;
   }
   if (unsaved) {
@@ -459,6 +477,10 @@ int ae_jobs_submit_ex(ae_server *srv, ae_request *reqs, size_t n,
     out[i] = NULL;
   if (!(entries = calloc(n, sizeof *entries))) return AE_ENOMEM;
   long long now_ms = ae_now_ms(), now_ns = ae_mono_ns();
+  /* --fleet: replicas number jobs from one clock (microseconds), so that a
+   * listing of the shared store is in submission order across them. */
+  if (srv->fleet && now_ms * 1000 > srv->next_seq)
+    srv->next_seq = now_ms * 1000 + (ae_mono_ns() / 1000) % 1000;
   for (size_t i = 0; i < n; i++) {
     ae_job *job = ae_job_new();
     if (!job) goto fail;
@@ -566,12 +588,23 @@ int ae_jobs_submit_ex(ae_server *srv, ae_request *reqs, size_t n,
     }
     ae_job_table_add(&srv->jobs, job);
     memset(&reqs[i], 0, sizeof reqs[i]);
+    if (srv->fleet && !job->deferred) {
+      /* It waits in the store's shared queue for any replica
+       * (fleet.c claims it); this copy answers the submission only. */
+      ae_request_free(&job->req);
+      job->has_req = 0;
+      job->remote = 1;
+      srv->jobs.n_remote++;
+      ae_job_table_recount(&srv->jobs, job);
+      continue;
+    }
     if (!job->deferred) entries[queued++] = &job->entry;
   }
   ae_queue_push(&srv->queue, entries, queued);
   free(entries);
   srv->n_queued += queued;
   srv->metrics.jobs_submitted += n;
+  if (srv->fleet && srv->on_submitted) srv->on_submitted(srv);
   for (size_t i = 0; i < n; i++)
     free(result_texts[i]);
   free(result_texts);
@@ -639,6 +672,15 @@ void ae_jobs_trim_finished(ae_server *srv) {
   }
 }
 
+/* --fleet: the copies of jobs accepted here and queued in the store have
+ * answered their submission; the store answers for them from now on. */
+static void drop_remote_copies(ae_server *srv) {
+  ae_job_iter it;
+  ae_job_iter_start(&srv->jobs, -1, &it);
+  for (ae_job *job; srv->jobs.n_remote && (job = ae_job_iter_next(&it));)
+    if (job->remote) ae_job_table_remove(&srv->jobs, job);
+}
+
 /* ---- the sweep: deadlines of queued jobs, expiry ---- */
 
 static void sweep(uv_timer_t *timer) {
@@ -667,6 +709,7 @@ static void sweep(uv_timer_t *timer) {
     expired = 1;
   }
   ae_jobs_trim_finished(srv);
+  drop_remote_copies(srv);
   int store_is_sqlite =
       srv->store && !strcmp(ae_store_backend_name(srv->store), "sqlite");
   if (srv->store && !store_is_sqlite &&

@@ -247,6 +247,7 @@ static void unlink_finished(ae_job_table *t, ae_job *job) {
 
 void ae_job_table_remove(ae_job_table *t, ae_job *job) {
   unlink_finished(t, job);
+  if (job->remote) t->n_remote--;
   ae_job **pp = &t->buckets[hash_string(job->id) & (t->n_buckets - 1)];
   while (*pp && *pp != job)
     pp = &(*pp)->hash_next;

@@ -31,6 +31,7 @@
 #include "server/cache.h"
 #include "server/daemon.h"
 #include "server/drain.h"
+#include "server/fleet.h"
 #include "server/http.h"
 #include "server/job_load.h"
 #include "server/job_state.h"
@@ -165,6 +166,7 @@ static void shutdown_server(ae_server *srv) {
   ae_workers_stop(srv);
   ae_http_stop(srv);
   ae_jobs_close(srv);
+  ae_fleet_close(srv);
   ae_drain_close(srv);
   close_if_open((uv_handle_t *)&srv->sig_term);
   close_if_open((uv_handle_t *)&srv->sig_int);
@@ -255,7 +257,10 @@ int main(int argc, char **argv) {
   if (ae_metrics_init(&srv->metrics, srv->n_workers)) goto out;
   metrics_open = 1;
   if (ae_workers_init(srv) || ae_drain_init(srv)) goto out;
-  if (ae_cache_init(srv) || ae_studies_init(srv)) goto out;
+  if (ae_fleet_configure(srv)) goto out;
+  /* --fleet: the in-flight map of identical jobs is per replica, whose
+   * jobs run anywhere: off (MERGE: a fleet-wide cache). */
+  if ((!srv->fleet && ae_cache_init(srv)) || ae_studies_init(srv)) goto out;
 
   /* The store: --store (or --store-file, or $ARCHEVAL_STORE_URL unless
    * --no-store) names a PostgreSQL store; else --state-dir's SQLite. */
@@ -269,12 +274,22 @@ int main(int argc, char **argv) {
     goto out;
   }
   const char *store = store_url[0] ? store_url : opt.state_dir;
+  if (srv->fleet && !(store_url[0] && ae_store_backend_of(store_url) ==
+                                          AE_STORE_BACKEND_POSTGRESQL)) {
+    ae_log(AE_LOG_ERROR, "--fleet needs a PostgreSQL store (--store)");
+    goto out;
+  }
   if (store && store[0]) {
     ae_store_redact_url(store, store_shown, sizeof store_shown);
-    if (ae_store_open_url(store,
-                          opt.store_sync_normal ? AE_STORE_SYNC_NORMAL
-                                                : AE_STORE_SYNC_FULL,
-                          &srv->store, store_err, sizeof store_err)) {
+    int open_rc =
+        srv->fleet
+            ? ae_store_open_shared(store, srv->replica_id, &srv->store,
+                                   store_err, sizeof store_err)
+            : ae_store_open_url(store,
+                                opt.store_sync_normal ? AE_STORE_SYNC_NORMAL
+                                                      : AE_STORE_SYNC_FULL,
+                                &srv->store, store_err, sizeof store_err);
+    if (open_rc) {
       ae_log(AE_LOG_ERROR, "store %s: %s", store_shown, store_err);
       goto out;
     }
@@ -282,6 +297,7 @@ int main(int argc, char **argv) {
            ae_store_backend_name(srv->store));
     if (ae_jobs_load(srv) || ae_studies_load(srv)) goto out;
   }
+  if (ae_fleet_start(srv)) goto out;
 
   uv_signal_init(&loop, &srv->sig_term);
   uv_signal_init(&loop, &srv->sig_int);
@@ -311,6 +327,7 @@ out:
   }
   ae_studies_free(srv);
   ae_cache_free(srv);
+  ae_fleet_free(srv);
   if (jobs_open) ae_jobs_free(srv);
   if (metrics_open) ae_metrics_free(&srv->metrics);
   ae_workers_free(srv);

@@ -48,8 +48,11 @@ typedef struct {
   const char *store_url;    /* --store: a PostgreSQL URL, or NULL */
   const char *store_file;   /* --store-file: a file holding it, or NULL */
   const char *log_file;     /* --log-file, or NULL: stderr */
-  const char *replica_id;   /* --replica-id, or NULL: the host name */
   int store_sync_normal;    /* --store-sync normal */
+  int fleet;                /* --fleet: the store's shared queue */
+  const char *replica_id;   /* --replica-id, or NULL: made at start */
+  int lease_secs;           /* --lease-secs */
+  int max_attempts;         /* --max-attempts */
   int healthcheck;          /* --healthcheck */
 } ae_options;
 

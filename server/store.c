@@ -336,6 +336,15 @@ int ae_store_heartbeat(ae_store *s, long long now_ms, long long lease_ms,
   return status;
 }
 
+int ae_store_release(ae_store *s, const char *id) {
+  if (!s || !id) return AE_EINVAL;
+  if (!s->ops->release) return AE_EUNSUPPORTED;
+  double start = store_now_s();
+  int status = s->ops->release(s->impl, id);
+  store_record(s, AE_STORE_OP_LEASE, store_now_s() - start, status);
+  return status;
+}
+
 int ae_store_requeue_expired(ae_store *s, long long now_ms, int max_attempts,
                              const char *error_json,
                              long long failed_expires_ms, size_t *requeued,

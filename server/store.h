@@ -232,10 +232,15 @@ int ae_store_heartbeat(ae_store *s, long long now_ms, long long lease_ms,
                        int (*fn)(void *ud, const char *id,
                                  int cancel_requested),
                        void *ud);
+/* Gives a job this replica claimed back to the queue (a drain: it was
+ * not run to its end here), without counting the claim as an attempt.
+ * AE_EINVAL when the job is not running under this replica's lease. */
+int ae_store_release(ae_store *s, const char *id);
 /* Every running job whose lease expired before now_ms goes back to the
  * queue (owner, worker and start cleared), or, when it was claimed
  * max_attempts times already, fails with error_json (every "%ATTEMPTS%"
- * in it replaced by the count) and expires at failed_expires_ms (0: never,
+ * replaced by the count of claims, every "%ID%" by the job's id) and
+ * expires at failed_expires_ms (0: never,
  * a study's member always keeps no expiry).  One transaction; the counts
  * to *requeued and *failed (either may be NULL).  0 or AE_EIO. */
 int ae_store_requeue_expired(ae_store *s, long long now_ms, int max_attempts,
@@ -351,6 +356,7 @@ typedef struct {
   int (*heartbeat)(void *impl, long long now_ms, long long lease_ms,
                    int (*fn)(void *ud, const char *id, int cancel_requested),
                    void *ud);
+  int (*release)(void *impl, const char *id);
   int (*requeue_expired)(void *impl, long long now_ms, int max_attempts,
                          const char *error_json, long long failed_expires_ms,
                          size_t *requeued, size_t *failed);

@@ -5,7 +5,7 @@
 # server/local.mk.
 
 server_archevald_SOURCES += server/store.c server/job_fetch.c \
-	server/job_fetch.h
+	server/job_fetch.h server/fleet.c server/fleet.h
 if HAVE_LIBPQ
 server_archevald_SOURCES += server/store_pg.c
 server_archevald_CFLAGS += $(LIBPQ_CFLAGS)
@@ -45,3 +45,10 @@ TESTS += tests/integration/test_finished_cap.py \
 	tests/integration/test_finished_cap_pg.sh
 EXTRA_DIST += tests/integration/test_finished_cap.py \
 	tests/integration/test_finished_cap_pg.sh
+
+# The fleet (--fleet, issue 15): two replicas on one PostgreSQL store:
+# jobs spread, readable from both, long polls across, idempotency keys,
+# cancels across (running and queued), a SIGKILLed replica's job run again
+# at attempt 2.  About two minutes on 2 cores.
+TESTS += tests/integration/test_fleet_pg.sh
+EXTRA_DIST += tests/integration/test_fleet.py tests/integration/test_fleet_pg.sh

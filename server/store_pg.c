@@ -172,6 +172,7 @@ enum {
   PG_HEARTBEAT,
   PG_LEASES_FAIL,
   PG_LEASES_REQUEUE,
+  PG_RELEASE,
   PG_STMT_COUNT
 };
 
@@ -299,8 +300,8 @@ static const struct {
     /* $1 now, $2 max attempts, $3 error, $4 expiry of the failed job. */
     [PG_LEASES_FAIL] = {"ae_leases_fail",
                         "UPDATE archeval_jobs SET state = 'failed',"
-                        " error_json = replace($3::text, '%ATTEMPTS%',"
-                        "  attempts::text),"
+                        " error_json = replace(replace($3::text,"
+                        "  '%ATTEMPTS%', attempts::text), '%ID%', id),"
                         " finished_ms = $1::bigint, expires_ms = CASE WHEN"
                         "  study IS NULL THEN $4::bigint END,"
                         " lease_expires_ms = NULL"
@@ -308,6 +309,14 @@ static const struct {
                         " AND lease_expires_ms < $1::bigint"
                         " AND attempts >= $2::integer",
                         4},
+    /* $1 id, $2 owner. */
+    [PG_RELEASE] = {"ae_release",
+                    "UPDATE archeval_jobs SET state = 'queued', owner = NULL,"
+                    " worker = NULL, started_ms = NULL,"
+                    " lease_expires_ms = NULL,"
+                    " attempts = greatest(attempts - 1, 0)"
+                    " WHERE id = $1 AND state = 'running' AND owner = $2",
+                    2},
     [PG_LEASES_REQUEUE] = {"ae_leases_requeue",
                            "UPDATE archeval_jobs SET state = 'queued',"
                            " owner = NULL, worker = NULL, started_ms = NULL,"
@@ -1204,6 +1213,13 @@ static int pg_store_heartbeat(void *impl, long long now_ms, long long lease_ms,
   return status;
 }
 
+static int pg_store_release(void *impl, const char *id) {
+  pg_store *s = impl;
+  if (!s || !id || !s->owner[0]) return AE_EINVAL;
+  const char *values[2] = {id, s->owner};
+  return pg_write_one(s, PG_RELEASE, values, id, "release");
+}
+
 static int pg_store_requeue_expired(void *impl, long long now_ms,
                                     int max_attempts, const char *error_json,
                                     long long failed_expires_ms,
@@ -1258,6 +1274,7 @@ const ae_store_ops ae_store_pg_ops = {
     .get_idem = pg_store_get_idem,
     .claim = pg_store_claim,
     .heartbeat = pg_store_heartbeat,
+    .release = pg_store_release,
     .requeue_expired = pg_store_requeue_expired,
     .list = pg_store_list,
     .ping = pg_store_ping,

@@ -89,10 +89,12 @@ def daemon_has_flag(flag):
 
 
 # Replicas share the store's queue with --fleet.  The lease outlasts the
-# store's outage (OUTAGE_S, plus the reconnect): every replica stops
-# renewing while PostgreSQL is down, and leases that expired meanwhile
-# would send running jobs to other replicas when it returns (run twice).
-LEASE_S = int(os.environ.get("AE_FLEET_LEASE_S", str(int(OUTAGE_S) + 5)))
+# store's outage: every replica stops renewing while PostgreSQL is down
+# (its last renewal up to a third of a lease before the outage), and
+# leases that expired by the time a replica reconnects (up to 5 s of
+# back-off after) send running jobs to other replicas: run twice.
+LEASE_S = int(os.environ.get("AE_FLEET_LEASE_S",
+                             str(int(2 * OUTAGE_S + 10))))
 FLEET_FLAGS = ["--fleet", "--lease-secs", str(LEASE_S)] \
     if daemon_has_flag("--fleet") else []
 

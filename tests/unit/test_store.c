@@ -1662,6 +1662,16 @@ START_TEST(test_fleet_guarded_finish) {
   loaded_set set = {0};
   ck_assert_int_eq(stored_state(a, "j_1", &set), AE_JOB_SUCCEEDED);
   ck_assert_str_eq(set.jobs[0].job.result_json, "{\"by\":\"b\"}");
+  /* A drain gives a claimed job back, the claim not counted. */
+  ck_assert_int_eq(ae_store_release(a, "j_2"), AE_EINVAL); /* not running */
+  ck_assert_str_eq(claim(a, 2900, 1000).id, "j_2");
+  ck_assert_int_eq(ae_store_release(b, "j_2"), AE_EINVAL); /* not b's */
+  ck_assert_int_eq(ae_store_release(a, "j_2"), 0);
+  ck_assert_int_eq(stored_state(b, "j_2", &set), AE_JOB_QUEUED);
+  claimed_job again = claim(b, 2950, 1000);
+  ck_assert_str_eq(again.id, "j_2");
+  ck_assert_int_eq(again.attempts, 1);
+  ck_assert_int_eq(ae_store_release(b, "j_2"), 0);
   /* A queued job is ended by anyone (a cancel from any replica). */
   ck_assert_int_eq(
       ae_store_finish(a, "j_2", AE_JOB_CANCELLED, NULL, NULL, 3000, 9000), 0);
@@ -1842,6 +1852,7 @@ START_TEST(test_fleet_needs_postgresql) {
   ck_assert_int_eq(ae_store_heartbeat(s, 1, 1, NULL, NULL), AE_EUNSUPPORTED);
   ck_assert_int_eq(ae_store_requeue_expired(s, 1, 1, "{}", 0, NULL, NULL),
                    AE_EUNSUPPORTED);
+  ck_assert_int_eq(ae_store_release(s, "j_1"), AE_EUNSUPPORTED);
   ae_store_close(s);
   remove_targets();
 }

@@ -1,0 +1,215 @@
+/* fleet.c: this daemon as one replica of a fleet sharing a PostgreSQL
+ * store's queue (fleet.h, --fleet).
+ *
+ * Design.  A job accepted here is inserted queued in the store and not
+ * queued here (job_state.c); this file claims jobs from the store into the
+ * local queue while a worker would otherwise be idle: when a job ends
+ * here, when a job is accepted here, and on a fallback timer (other
+ * replicas' jobs).  A claimed job is running in the store, owned by this
+ * replica under a lease of --lease-secs; the heartbeat renews the leases of
+ * every job this replica owns every third of the lease and hands a cancel
+ * flag set on another replica to the local state machine.  The same timer
+ * re-queues the jobs of any replica whose leases expired, or fails them
+ * past --max-attempts.  The end of a job is written by its owner only
+ * (ae_store_finish is guarded; job_state.c discards a lost one).
+ *
+ * Thread: the loop thread owns the fleet's state and timers; the store is
+ * the loop's. */
+#include "config.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "api/problem.h"
+#include "api/scorecard.h"
+#include "api/status.h"
+#include "server/fleet.h"
+#include "server/job_load.h"
+#include "server/job_state.h"
+#include "server/util.h"
+#include "server/workers.h"
+
+/* How often an idle replica looks for queued jobs of other replicas. */
+#define FLEET_CLAIM_MS 250
+
+struct ae_fleet {
+  uv_timer_t claim_timer, beat_timer;
+  int timers;
+  long long lease_ms;
+  char *died_error; /* the problem of a job whose replica died too often */
+};
+
+int ae_fleet_configure(ae_server *srv) {
+  const ae_options *opt = srv->opt;
+  if (opt->replica_id && opt->replica_id[0]) {
+    if (strlen(opt->replica_id) >= sizeof srv->replica_id) {
+      ae_log(AE_LOG_ERROR, "--replica-id: at most %zu bytes",
+             sizeof srv->replica_id - 1);
+      return AE_EINVAL;
+    }
+    snprintf(srv->replica_id, sizeof srv->replica_id, "%s", opt->replica_id);
+  } else {
+    char host[64] = "host";
+    if (gethostname(host, sizeof host)) snprintf(host, sizeof host, "host");
+    host[sizeof host - 1] = '\0';
+    char id[16];
+    ae_job_id_new(id, sizeof id); /* random */
+    snprintf(srv->replica_id, sizeof srv->replica_id, "%s-%ld-%s", host,
+             (long)getpid(), id + 2);
+  }
+  srv->fleet = opt->fleet;
+  return AE_OK;
+}
+
+/* Workers that are ready and have nothing queued for them here. */
+static size_t idle_slots(const ae_server *srv) {
+  size_t ready = 0;
+  for (size_t i = 0; i < srv->n_workers; i++)
+    if (srv->workers[i].ready && !srv->workers[i].failed) ready++;
+  size_t busy = srv->n_running + srv->n_queued;
+  return ready > busy ? ready - busy : 0;
+}
+
+static int adopt_claimed(void *ud, const ae_store_job *row, int attempts) {
+  ae_server *srv = ud;
+  ae_log(AE_LOG_INFO, "job %s claimed by replica %s (attempt %d)", row->id,
+         srv->replica_id, attempts);
+  return ae_jobs_adopt(srv, row);
+}
+
+/* Claims as many queued jobs as there are idle workers. */
+static void claim(ae_server *srv) {
+  if (!srv->fleet || !srv->fleet_state || srv->draining || !srv->store) return;
+  for (size_t slots = idle_slots(srv); slots > 0; slots--) {
+    int rc = ae_store_claim(srv->store, srv->replica_id, ae_now_ms(),
+                            srv->fleet_state->lease_ms, adopt_claimed, srv);
+    if (rc == AE_ENOTFOUND) return;
+    if (rc) {
+      ae_log(AE_LOG_ERROR, "fleet: claim: %s (%s)", ae_strerror(rc),
+             ae_store_errmsg(srv->store));
+      return;
+    }
+  }
+}
+
+static void on_claim_timer(uv_timer_t *timer) {
+  claim(timer->data);
+}
+
+/* Claims on the loop's next turn, never inside the caller: a claim may
+ * replace this replica's copy of a job just accepted (ae_jobs_adopt), which
+ * the submission is still answering with, and the state machine is in the
+ * middle of a change when it tells its listeners. */
+static void claim_soon(ae_server *srv) {
+  struct ae_fleet *f = srv->fleet_state;
+  if (f && f->timers && !uv_is_closing((uv_handle_t *)&f->claim_timer))
+    uv_timer_start(&f->claim_timer, on_claim_timer, 0, FLEET_CLAIM_MS);
+}
+
+static void on_submitted(ae_server *srv) {
+  claim_soon(srv);
+}
+
+static void on_terminal(ae_server *srv, ae_job *job) {
+  (void)job;
+  claim_soon(srv);
+}
+
+/* A cancel asked on another replica reaches the job running here. */
+static int on_beat(void *ud, const char *id, int cancel_requested) {
+  ae_server *srv = ud;
+  if (!cancel_requested) return 0;
+  ae_job *job = ae_job_table_find(&srv->jobs, id);
+  if (job && !job->remote && !ae_job_terminal(job) && !job->cancel_requested) {
+    ae_log(AE_LOG_INFO, "job %s: cancel asked on another replica", id);
+    ae_job_cancel(srv, job);
+  }
+  return 0;
+}
+
+static void on_beat_timer(uv_timer_t *timer) {
+  ae_server *srv = timer->data;
+  struct ae_fleet *f = srv->fleet_state;
+  long long now_ms = ae_now_ms();
+  int rc = ae_store_heartbeat(srv->store, now_ms, f->lease_ms, on_beat, srv);
+  if (rc)
+    ae_log(AE_LOG_ERROR, "fleet: heartbeat: %s (%s)", ae_strerror(rc),
+           ae_store_errmsg(srv->store));
+  size_t requeued = 0, failed = 0;
+  rc = ae_store_requeue_expired(
+      srv->store, now_ms, srv->opt->max_attempts, f->died_error,
+      now_ms + srv->opt->job_ttl_secs * 1000, &requeued, &failed);
+  if (rc)
+    ae_log(AE_LOG_ERROR, "fleet: expired leases: %s (%s)", ae_strerror(rc),
+           ae_store_errmsg(srv->store));
+  srv->leases_requeued += requeued; /* for /metrics */
+  srv->leases_exhausted += failed;
+  if (requeued || failed)
+    ae_log(AE_LOG_WARN,
+           "fleet: %zu jobs of a replica that stopped renewing its leases "
+           "queued again, %zu failed (--max-attempts %d)",
+           requeued, failed, srv->opt->max_attempts);
+  claim_soon(srv);
+}
+
+/* The problem+json of a job whose replica died --max-attempts times, with
+ * the store's placeholders for the count and the id. */
+static char *died_error(const ae_server *srv) {
+  ae_problem p = AE_PROBLEM_INIT;
+  ae_problem_set(&p, 500, "worker_died", "Worker died",
+                 "the job's worker died %%ATTEMPTS%% times (--max-attempts "
+                 "%d): the replica running it stopped renewing its lease; "
+                 "it is not run again",
+                 srv->opt->max_attempts);
+  json_t *j = ae_problem_to_json(&p, "/v1/jobs/%ID%");
+  ae_problem_clear(&p);
+  char *text = j ? ae_json_dumps(j) : NULL;
+  json_decref(j);
+  return text;
+}
+
+int ae_fleet_start(ae_server *srv) {
+  if (!srv->fleet) return AE_OK;
+  struct ae_fleet *f = calloc(1, sizeof *f);
+  if (!f) return AE_ENOMEM;
+  srv->fleet_state = f;
+  f->lease_ms = (long long)srv->opt->lease_secs * 1000;
+  if (!(f->died_error = died_error(srv))) return AE_ENOMEM;
+  int rc = ae_jobs_on_terminal(srv, on_terminal);
+  if (rc) return rc;
+  srv->on_submitted = on_submitted;
+  if (uv_timer_init(srv->loop, &f->claim_timer) ||
+      uv_timer_init(srv->loop, &f->beat_timer))
+    return AE_EINTERNAL;
+  f->timers = 1;
+  f->claim_timer.data = f->beat_timer.data = srv;
+  uint64_t beat_ms = (uint64_t)(f->lease_ms / 3 > 0 ? f->lease_ms / 3 : 1);
+  uv_timer_start(&f->claim_timer, on_claim_timer, FLEET_CLAIM_MS,
+                 FLEET_CLAIM_MS);
+  uv_timer_start(&f->beat_timer, on_beat_timer, beat_ms, beat_ms);
+  ae_log(AE_LOG_INFO,
+         "fleet: replica %s on the shared queue (lease %lld ms, heartbeat "
+         "every %llu ms, --max-attempts %d)",
+         srv->replica_id, f->lease_ms, (unsigned long long)beat_ms,
+         srv->opt->max_attempts);
+  return AE_OK;
+}
+
+void ae_fleet_close(ae_server *srv) {
+  struct ae_fleet *f = srv->fleet_state;
+  if (!f || !f->timers) return;
+  uv_handle_t *handles[2] = {(uv_handle_t *)&f->claim_timer,
+                             (uv_handle_t *)&f->beat_timer};
+  for (int i = 0; i < 2; i++)
+    if (!uv_is_closing(handles[i])) uv_close(handles[i], NULL);
+}
+
+void ae_fleet_free(ae_server *srv) {
+  struct ae_fleet *f = srv->fleet_state;
+  if (!f) return;
+  free(f->died_error);
+  free(f);
+  srv->fleet_state = NULL;
+}

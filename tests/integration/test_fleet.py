@@ -1,0 +1,177 @@
+"""test_fleet.py: two archevald replicas sharing one PostgreSQL store's
+queue (--fleet, issue 15), on the cluster tests/pg_cluster.sh starts
+(test_fleet_pg.sh runs this).
+
+Checks, with replicas A and B (one host worker each, --lease-secs 2):
+- jobs accepted by A while A's worker is busy are run by B, and every job
+  is readable from both with the same JSON; a long poll on B wakes when a
+  job run by A ends (the fallback poll of the store);
+- a listing on either replica shows the jobs of both, newest first;
+- an Idempotency-Key used on A and replayed on B returns A's job;
+- a cancel asked on B reaches the job running on A (A's heartbeat reads
+  the flag): the job ends cancelled;
+- a replica SIGKILLed mid-job: its lease expires and the other replica runs
+  the job again (its log says "attempt 2"), to success;
+- a queued job cancelled on a replica that does not hold it is cancelled.
+
+Environment: AE_BUILDDIR, AE_TEST_PG_URL (skips, 77, without it).  Prints
+"N passed, M failed" last; python3 stdlib only.
+"""
+
+import copy
+import os
+import re
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness as h  # noqa: E402
+
+check = h.check
+PG_URL = os.environ.get("AE_TEST_PG_URL")
+# A few seconds of work: long enough to be caught running and killed.
+MEDIUM = copy.deepcopy(h.SLOW)
+MEDIUM["settings"]["ntk"]["repeats"] = 2
+MEDIUM["data"]["batch_size"] = 32
+
+
+def replica(name):
+    return h.Daemon("--store", PG_URL, "--fleet", "--replica-id", name,
+                    "--lease-secs", "2", host_workers=1, name=name)
+
+
+def claims(d):
+    """job id -> the attempts this replica claimed it at."""
+    out = {}
+    for m in re.finditer(r"job (j_\w+) claimed by replica \S+ \(attempt (\d+)\)",
+                         d.log_text()):
+        out.setdefault(m.group(1), []).append(int(m.group(2)))
+    return out
+
+
+def wait_state(d, jid, states, timeout=120):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        r = d.call("GET", "/v1/jobs/%s?wait_ms=1000" % jid)
+        if r.status == 200 and r.json["state"] in states:
+            return r.json
+        time.sleep(0.05)
+    raise AssertionError("job %s never %s" % (jid, states))
+
+
+def runner_of(a, b, jid, timeout=60):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for d in (a, b):
+            if jid in claims(d):
+                return d
+        time.sleep(0.05)
+    raise AssertionError("nobody claimed %s" % jid)
+
+
+def test_spread(a, b):
+    busy = a.submit(MEDIUM).json["id"]
+    runner_of(a, b, busy)
+    ids = [a.submit(dict(h.SMALL_JOB, seed=i)).json["id"] for i in range(4)]
+    ends = {}
+    t0 = time.monotonic()
+    for jid in ids:
+        ends[jid] = b.wait(jid)  # long polls on B, whoever runs it
+    log_wait = time.monotonic() - t0
+    check(all(e["state"] == "succeeded" for e in ends.values()),
+          "every job accepted by A succeeded (%.1f s)" % log_wait)
+    ran_b = [j for j in ids if j in claims(b)]
+    check(len(ran_b) >= 1, "B ran jobs A accepted while A was busy (%d of 4)"
+          % len(ran_b))
+    for jid in ids:
+        ra, rb = a.call("GET", "/v1/jobs/" + jid), b.call("GET",
+                                                           "/v1/jobs/" + jid)
+        check(ra.status == 200 and ra.json == rb.json == ends[jid],
+              "%s reads the same on A and B" % jid)
+    wait_state(a, busy, h.TERMINAL)
+    for d in (a, b):
+        r = d.call("GET", "/v1/jobs?page_size=100")
+        got = [j["id"] for j in r.json["jobs"]]
+        check(got[:5] == list(reversed(ids)) + [busy],
+              "%s lists the fleet's jobs newest first" % d.name, got)
+    r = a.submit(dict(h.SMALL_JOB, seed=77),
+                 headers={"Idempotency-Key": "fleet-key"})
+    r2 = b.submit(dict(h.SMALL_JOB, seed=77),
+                  headers={"Idempotency-Key": "fleet-key"})
+    check(r.status == 202 and r2.status == 202
+          and r.json["id"] == r2.json["id"],
+          "a key used on A and replayed on B returns A's job", r2.body)
+
+
+def test_cancel_across(a, b):
+    jid = a.submit(h.SLOW).json["id"]
+    d = runner_of(a, b, jid)
+    other = b if d is a else a
+    wait_state(other, jid, ("running",))
+    t0 = time.monotonic()
+    r = other.call("POST", "/v1/jobs/%s:cancel" % jid)
+    check(r.status == 200 and r.json["cancel_requested"],
+          "cancel on the other replica: 200, cancel_requested", r.body)
+    end = wait_state(other, jid, h.TERMINAL, timeout=60)
+    check(end["state"] == "cancelled",
+          "the running job ended cancelled (%.1f s after the cancel)"
+          % (time.monotonic() - t0), end)
+    check(d.call("GET", "/v1/jobs/" + jid).json == end,
+          "its replica shows the same end")
+
+
+def test_queued_cancel(a, b):
+    # Both workers busy: the next job waits in the shared queue.
+    busy = [a.submit(MEDIUM).json["id"], b.submit(MEDIUM).json["id"]]
+    for jid in busy:
+        wait_state(a, jid, ("running",))
+    jid = a.submit(dict(h.SMALL_JOB, seed=500)).json["id"]
+    r = b.call("POST", "/v1/jobs/%s:cancel" % jid)
+    check(r.status == 200 and r.json["state"] == "cancelled",
+          "a queued job cancelled on B (accepted on A) is cancelled", r.body)
+    check(a.call("GET", "/v1/jobs/" + jid).json["state"] == "cancelled",
+          "A sees it cancelled")
+    for j in busy:
+        wait_state(a, j, h.TERMINAL)
+
+
+def test_sigkill(a, b):
+    jid = a.submit(MEDIUM).json["id"]
+    d = runner_of(a, b, jid)
+    other = b if d is a else a
+    wait_state(other, jid, ("running",))
+    d.kill()
+    log_t0 = time.monotonic()
+    end = wait_state(other, jid, h.TERMINAL, timeout=120)
+    check(end["state"] == "succeeded",
+          "the killed replica's job ran again elsewhere to success "
+          "(%.1f s)" % (time.monotonic() - log_t0), end)
+    check(claims(other).get(jid) == [2],
+          "the other replica claimed it at attempt 2", claims(other).get(jid))
+    check(d.try_start(), "the killed replica starts again")
+
+
+def main():
+    h.require_daemon()
+    if not PG_URL:
+        h.skip("no AE_TEST_PG_URL (run through test_fleet_pg.sh)")
+    a, b = replica("ra"), replica("rb")
+    try:
+        if not (a.try_start() and b.try_start()):
+            h.finish(0, 1)
+        for test in (test_spread, test_cancel_across, test_queued_cancel,
+                     test_sigkill):
+            h.section(test, a, b)
+        for d in (a, b):
+            check(d.stop() == 0, "%s: SIGTERM, exit 0" % d.name)
+        if h.failures():
+            for d in (a, b):
+                print("---- %s\n%s" % (d.name, d.log_tail(60)))
+    finally:
+        a.cleanup()
+        b.cleanup()
+    h.finish()
+
+
+if __name__ == "__main__":
+    main()
