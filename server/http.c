@@ -413,6 +413,41 @@ static enum MHD_Result h_datasets(ae_http_req *r) {
  * how many there were: when some of them were deleted or expired since,
  * the answer is 410 naming them, never a shorter list.  A key none of
  * whose jobs is left is forgotten. */
+/* One read of a key's jobs (n of them, a batch's "KEY\nINDEX" when
+ * batch): the first one found to *job (the caller releases it), how many
+ * are missing and the first 16 missing indices.  0, or the lookup's
+ * error. */
+static int idempotent_read(ae_server *srv, const char *key, int batch, size_t n,
+                           ae_job **job, size_t *missing, char *missing_list,
+                           size_t list_len) {
+  *job = NULL;
+  *missing = 0;
+  missing_list[0] = '\0';
+  for (size_t i = 0; i < n; i++) {
+    char k[400];
+    snprintf(k, sizeof k, batch ? "%s\n%zu" : "%s", key, i);
+    int rc;
+    ae_job *each = ae_job_lookup_idem(srv, k, &rc);
+    if (rc != AE_OK && rc != AE_ENOTFOUND) {
+      ae_job_release(*job);
+      *job = NULL;
+      return rc;
+    }
+    if (each && !*job)
+      *job = each;
+    else
+      ae_job_release(each);
+    if (!each) {
+      size_t used = strlen(missing_list);
+      if (*missing < 16)
+        snprintf(missing_list + used, list_len - used, "%s%zu",
+                 *missing ? ", " : "", i);
+      (*missing)++;
+    }
+  }
+  return AE_OK;
+}
+
 static int idempotent_replay(ae_http_req *r, const char *key, const char *hash,
                              const json_t *batch_items,
                              enum MHD_Result *answer) {
@@ -422,28 +457,21 @@ static int idempotent_replay(ae_http_req *r, const char *key, const char *hash,
   ae_job *job = NULL;
   size_t missing = 0;
   char missing_list[256] = "";
-  for (size_t i = 0; i < n; i++) {
-    char k[400];
-    snprintf(k, sizeof k, batch ? "%s\n%zu" : "%s", key, i);
-    int rc;
-    ae_job *each = ae_job_lookup_idem(srv, k, &rc);
-    if (rc != AE_OK && rc != AE_ENOTFOUND) {
-      ae_job_release(job);
-      *answer = rc == AE_EIO ? fail_store_read(r, "idempotency check")
-                             : fail_internal(r, rc);
-      return 1;
-    }
-    if (each && !job)
-      job = each;
-    else
-      ae_job_release(each);
-    if (!each) {
-      size_t used = strlen(missing_list);
-      if (missing < 16)
-        snprintf(missing_list + used, sizeof missing_list - used, "%s%zu",
-                 missing ? ", " : "", i);
-      missing++;
-    }
+  int rc = idempotent_read(srv, key, batch, n, &job, &missing, missing_list,
+                           sizeof missing_list);
+  if (!rc && job && missing) {
+    /* Part of a batch: another replica may have committed it between two
+     * of the reads (a batch is committed at once, so the first read saw
+     * none of it up to some index).  A second read tells that apart from
+     * jobs deleted or expired since. */
+    ae_job_release(job);
+    rc = idempotent_read(srv, key, batch, n, &job, &missing, missing_list,
+                         sizeof missing_list);
+  }
+  if (rc) {
+    *answer = rc == AE_EIO ? fail_store_read(r, "idempotency check")
+                           : fail_internal(r, rc);
+    return 1;
   }
   if (!job) return 0;
   if (strcmp(job->body_hash, hash)) {
@@ -471,7 +499,6 @@ static int idempotent_replay(ae_http_req *r, const char *key, const char *hash,
   for (size_t i = 0; jobs && i < n; i++) {
     char k[400];
     snprintf(k, sizeof k, "%s\n%zu", key, i);
-    int rc;
     ae_job *each = ae_job_lookup_idem(srv, k, &rc);
     if (!each) { /* went (or the store failed) since the first pass */
       json_decref(jobs);

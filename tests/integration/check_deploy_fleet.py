@@ -8,11 +8,13 @@ that the pieces agree with each other and with the daemon:
 - deploy/compose.fleet.yaml: a PostgreSQL service with a pg_isready health
   check; two or more archevald services that wait for it to be healthy,
   take the store's URL from the environment (host, user and database those
-  of the PostgreSQL service, the password the same variable), have
+  of the PostgreSQL service, the password the same variable), share its
+  queue (--fleet), have
   distinct --replica-id values, host ports and GPUs, no --state-dir, and a
   stop_grace_period above their --drain-timeout-secs.
 - deploy/k8s/fleet/: the kustomization lists existing files; the
-  Deployment has two or more replicas, reads ARCHEVAL_STORE_URL from a key
+  Deployment has two or more replicas with --fleet, reads
+  ARCHEVAL_STORE_URL from a key
   of the Secret that secret.yaml defines, defines every $(VAR) its args
   use, probes /v1/health/live and /v1/health/ready, never surges (one GPU
   per pod), and outlasts its drain; the Secret's URL points at the
@@ -115,6 +117,8 @@ def compose_fleet(known):
         check((s.get("depends_on") or {}).get("postgres", {})
               .get("condition") == "service_healthy",
               "compose.fleet %s: waits for PostgreSQL to be healthy" % name)
+        check("--fleet" in cmd, "compose.fleet %s: --fleet (the shared "
+              "queue)" % name)
         check("--state-dir" not in cmd and not s.get("volumes"),
               "compose.fleet %s: no state dir (the store is PostgreSQL)"
               % name)
@@ -183,6 +187,7 @@ def k8s_fleet(known):
           "k8s fleet: ARCHEVAL_STORE_URL comes from a key of the Secret",
           ref)
     check("--state-dir" not in args, "k8s fleet: no state dir")
+    check("--fleet" in args, "k8s fleet: --fleet (the shared queue)")
     probes = {p: (c.get(p) or {}).get("httpGet", {}).get("path")
               for p in ("livenessProbe", "readinessProbe", "startupProbe")}
     check(probes["livenessProbe"] == "/v1/health/live" and
