@@ -482,27 +482,6 @@ static int pg_store_requeue_running(pg_store *s) {
                  PGRES_COMMAND_OK, "re-queue running jobs");
 }
 
-/* A replica of a fleet that starts under an id (--replica-id) a dead
- * predecessor used (a restarted pod or compose service) puts back the
- * jobs that one left running: its heartbeat would otherwise renew their
- * leases for ever, and no replica would run them again.  The claim
- * counted the attempt.  An id two live replicas share is a mistake this
- * cannot tell apart: those jobs run twice. */
-static int pg_requeue_own(pg_store *s) {
-  const char *values[1] = {s->owner};
-  PGresult *res =
-      PQexecParams(s->conn,
-                   "UPDATE archeval_jobs SET state = 'queued', owner = NULL,"
-                   " worker = NULL, started_ms = NULL, lease_expires_ms = NULL"
-                   " WHERE state = 'running' AND owner = $1",
-                   1, NULL, values, NULL, NULL, 0);
-  int status = 0;
-  if (!res || PQresultStatus(res) != PGRES_COMMAND_OK)
-    status = pg_fail(s, res, "re-queue the jobs of this replica id");
-  PQclear(res);
-  return status;
-}
-
 /* Takes the database for this process (see the header comment). */
 static int pg_take_ownership(pg_store *s) {
   char sql[160];
@@ -586,7 +565,6 @@ static int pg_connect(pg_store *s, int first) {
   if (!status && !s->owner[0]) status = pg_take_ownership(s);
   if (!status) status = pg_migrate(s);
   if (!status && first && !s->owner[0]) status = pg_store_requeue_running(s);
-  if (!status && first && s->owner[0]) status = pg_requeue_own(s);
   for (int i = 0; !status && i < PG_STMT_COUNT; i++) {
     PGresult *res =
         PQprepare(s->conn, pg_statements[i].name, pg_statements[i].sql,
