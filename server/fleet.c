@@ -117,12 +117,21 @@ static void on_terminal(ae_server *srv, ae_job *job) {
   claim_soon(srv);
 }
 
-/* A cancel asked on another replica reaches the job running here. */
+/* A cancel asked on another replica reaches the job running here; a job
+ * the store says this replica runs but which it does not hold (its
+ * adoption failed) goes back to the queue. */
 static int on_beat(void *ud, const char *id, int cancel_requested) {
   ae_server *srv = ud;
-  if (!cancel_requested) return 0;
   ae_job *job = ae_job_table_find(&srv->jobs, id);
-  if (job && !job->remote && !ae_job_terminal(job) && !job->cancel_requested) {
+  if (!job || job->remote || ae_job_terminal(job)) {
+    ae_log(AE_LOG_WARN, "job %s: leased here but not held; given back", id);
+    if (ae_store_release(srv->store, id))
+      ae_log(AE_LOG_ERROR, "fleet: give back %s: %s", id,
+             ae_store_errmsg(srv->store));
+    return 0;
+  }
+  if (!cancel_requested) return 0;
+  if (!job->cancel_requested) {
     ae_log(AE_LOG_INFO, "job %s: cancel asked on another replica", id);
     ae_job_cancel(srv, job);
   }

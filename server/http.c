@@ -572,6 +572,13 @@ static enum MHD_Result h_submit(ae_http_req *r) {
   }
   ae_job *job = NULL;
   rc = ae_cache_submit(srv, &req, 1, key, hash, 0, NULL, &job);
+  if (rc == AE_EINVAL && key && srv->fleet) {
+    /* Another replica stored the key first: its job is the answer. */
+    ae_request_free(&req);
+    if (idempotent_replay(r, key, hash, NULL, &answer)) return answer;
+    return fail(r, 409, "idempotency_conflict", "Idempotency conflict", 1,
+                "Idempotency-Key %s is being used by another request.", key);
+  }
   if (rc) {
     ae_request_free(&req);
     return rc == AE_EIO ? fail_store(r, "job creation") : fail_internal(r, rc);
@@ -677,7 +684,14 @@ static enum MHD_Result h_batch(ae_http_req *r) {
   } else {
     /* One store transaction for the batch; job i keeps "KEY\nI". */
     rc = ae_cache_submit(srv, reqs, n, key, hash, 1, NULL, jobs);
-    if (rc) {
+    if (rc == AE_EINVAL && key && srv->fleet) {
+      /* Another replica stored the key's batch first (all or nothing):
+       * replaying the request returns that batch. */
+      result = fail(r, 409, "idempotency_conflict", "Idempotency conflict", 1,
+                    "Idempotency-Key %s was used at the same time on another "
+                    "replica; retry to get its jobs.",
+                    key);
+    } else if (rc) {
       result =
           rc == AE_EIO ? fail_store(r, "batch creation") : fail_internal(r, rc);
     } else {

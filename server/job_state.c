@@ -548,8 +548,15 @@ int ae_jobs_submit_ex(ae_server *srv, ae_request *reqs, size_t n,
             job->study[0] ? 0 : now_ms + srv->opt->job_ttl_secs * 1000;
       }
     }
-    rc = store_note(srv, "insert", out[0]->id,
-                    ae_store_insert(srv->store, rows, n));
+    rc = ae_store_insert(srv->store, rows, n);
+    if (rc == AE_EINVAL && srv->fleet && idem_key) {
+      /* --fleet: the key is unique in the store; another replica's
+       * request with it won (the caller answers with its jobs). */
+      ae_log(AE_LOG_INFO, "Idempotency-Key taken by another replica (%s)",
+             ae_store_errmsg(srv->store));
+      goto fail;
+    }
+    rc = store_note(srv, "insert", out[0]->id, rc);
     if (rc) {
       rc = AE_EIO;
       goto fail;

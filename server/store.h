@@ -97,9 +97,10 @@ typedef enum {
 /* Opens the PostgreSQL database TARGET as one replica of a fleet (issue
  * 15): OWNER (1 to 127 bytes) names this process in the shared queue
  * (leases, the guarded end of a job).  Unlike ae_store_open_url, several
- * processes share the database (no lock) and the jobs left running are
- * not re-queued at open: a dead replica's jobs go back to the queue when
- * their leases expire (ae_store_requeue_expired).  AE_EUNSUPPORTED for a
+ * processes share the database (no lock) and only the jobs left running
+ * under OWNER are re-queued at open (this replica's previous process, when
+ * the id is kept across restarts): another dead replica's jobs go back to
+ * the queue when their leases expire (ae_store_requeue_expired).  AE_EUNSUPPORTED for a
  * target that is not PostgreSQL or a build without libpq; AE_EINVAL for
  * a bad OWNER; AE_EIO. */
 int ae_store_open_shared(const char *target, const char *owner, ae_store **out,

@@ -74,7 +74,9 @@
 /* The fleet's shared queue (issue 15): who runs a job (owner, a
  * replica's id), until when its lease holds, and how many times it was
  * claimed; the index the claim reads (state 'queued' by priority and
- * age) and the one the re-queue of expired leases reads.  A migration of
+ * age) and the one the re-queue of expired leases reads; idempotency keys
+ * unique, so that two replicas given one key at once store one job (the
+ * loser's insert fails, and it answers with the winner's).  A migration of
  * its own, to be renumbered freely when merged with others. */
 #define PG_MIGRATION_LEASES                                                    \
   "ALTER TABLE archeval_jobs ADD COLUMN owner text;"                           \
@@ -84,7 +86,9 @@
   "CREATE INDEX archeval_jobs_claim ON archeval_jobs"                          \
   " (priority, seq, insert_order) WHERE state = 'queued';"                     \
   "CREATE INDEX archeval_jobs_leases ON archeval_jobs (lease_expires_ms)"      \
-  " WHERE state = 'running';"
+  " WHERE state = 'running';"                                                  \
+  "CREATE UNIQUE INDEX archeval_jobs_idempotency_key_unique ON archeval_jobs"  \
+  " (idempotency_key) WHERE idempotency_key IS NOT NULL;"
 
 /* Migration N (index N - 1) takes the schema from version N - 1 to N.
  * Timestamps are NULL where the API says null (0 in ae_store_job);
@@ -482,6 +486,23 @@ static int pg_store_requeue_running(pg_store *s) {
                  PGRES_COMMAND_OK, "re-queue running jobs");
 }
 
+/* Jobs left running under this replica's id by its previous process go
+ * back to the queue (the claim stays counted: that process died). */
+static int pg_requeue_own(pg_store *s) {
+  const char *values[1] = {s->owner};
+  PGresult *res =
+      PQexecParams(s->conn,
+                   "UPDATE archeval_jobs SET state = 'queued', owner = NULL,"
+                   " worker = NULL, started_ms = NULL, lease_expires_ms = NULL"
+                   " WHERE state = 'running' AND owner = $1",
+                   1, NULL, values, NULL, NULL, 0);
+  int status = 0;
+  if (!res || PQresultStatus(res) != PGRES_COMMAND_OK)
+    status = pg_fail(s, res, "re-queue this replica's jobs");
+  PQclear(res);
+  return status;
+}
+
 /* Takes the database for this process (see the header comment). */
 static int pg_take_ownership(pg_store *s) {
   char sql[160];
@@ -565,6 +586,9 @@ static int pg_connect(pg_store *s, int first) {
   if (!status && !s->owner[0]) status = pg_take_ownership(s);
   if (!status) status = pg_migrate(s);
   if (!status && first && !s->owner[0]) status = pg_store_requeue_running(s);
+  /* A replica that starts again under the same id (a StatefulSet) runs
+   * nothing yet: what the store says it runs, it ran before it died. */
+  if (!status && first && s->owner[0]) status = pg_requeue_own(s);
   for (int i = 0; !status && i < PG_STMT_COUNT; i++) {
     PGresult *res =
         PQprepare(s->conn, pg_statements[i].name, pg_statements[i].sql,

@@ -7,7 +7,9 @@ Checks, with replicas A and B (one host worker each, --lease-secs 2):
   is readable from both with the same JSON; a long poll on B wakes when a
   job run by A ends (the fallback poll of the store);
 - a listing on either replica shows the jobs of both, newest first;
-- an Idempotency-Key used on A and replayed on B returns A's job;
+- an Idempotency-Key used on A and replayed on B returns A's job; one
+  sent to A and B at the same moment makes one job (the loser answers
+  with the winner's job, or 409 while the winner's insert is in flight);
 - a cancel asked on B reaches the job running on A (A's heartbeat reads
   the flag): the job ends cancelled;
 - a replica SIGKILLed mid-job: its lease expires and the other replica runs
@@ -103,6 +105,35 @@ def test_spread(a, b):
           "a key used on A and replayed on B returns A's job", r2.body)
 
 
+def test_idempotency_race(a, b):
+    # The same key sent to both replicas at once, 8 times: one job each.
+    import threading
+    for round_ in range(8):
+        key = "race-%d" % round_
+        answers = [None, None]
+
+        def send(i, d):
+            answers[i] = d.submit(dict(h.SMALL_JOB, seed=900 + round_),
+                                  headers={"Idempotency-Key": key})
+        threads = [threading.Thread(target=send, args=(i, d))
+                   for i, d in enumerate((a, b))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        ok = [r for r in answers if r.status == 202]
+        ids = {r.json["id"] for r in ok}
+        others = [r.status for r in answers if r.status != 202]
+        check(len(ids) == 1 and all(s == 409 for s in others),
+              "key %s sent to A and B at once: one job (%s)"
+              % (key, [r.status for r in answers]),
+              [r.body for r in answers])
+    r = a.call("GET", "/v1/jobs?page_size=1000")
+    keys = [j["request"].get("seed") for j in r.json["jobs"]]
+    check(all(keys.count(900 + i) == 1 for i in range(8)),
+          "the store holds one job per raced key")
+
+
 def test_cancel_across(a, b):
     jid = a.submit(h.SLOW).json["id"]
     d = runner_of(a, b, jid)
@@ -159,8 +190,8 @@ def main():
     try:
         if not (a.try_start() and b.try_start()):
             h.finish(0, 1)
-        for test in (test_spread, test_cancel_across, test_queued_cancel,
-                     test_sigkill):
+        for test in (test_spread, test_idempotency_race, test_cancel_across,
+                     test_queued_cancel, test_sigkill):
             h.section(test, a, b)
         for d in (a, b):
             check(d.stop() == 0, "%s: SIGTERM, exit 0" % d.name)

@@ -89,12 +89,15 @@ def daemon_has_flag(flag):
 
 
 # Replicas share the store's queue with --fleet.  The lease outlasts the
-# store's outage: every replica stops renewing while PostgreSQL is down
-# (its last renewal up to a third of a lease before the outage), and
-# leases that expired by the time a replica reconnects (up to 5 s of
-# back-off after) send running jobs to other replicas: run twice.
+# store's outage: a replica renews every third of a lease, so its leases
+# may expire 2/3 of a lease after the outage began, and it renews again up
+# to 1/3 of a lease (plus up to 5 s of reconnect back-off) after the
+# server returns; a lease expired meanwhile sends its running job to
+# another replica (run twice).  Hence more than 3 x (outage + 5 s).  A
+# SIGKILLed replica restarts under its own id and re-queues its jobs at
+# once, so a long lease does not slow the test.
 LEASE_S = int(os.environ.get("AE_FLEET_LEASE_S",
-                             str(int(2 * OUTAGE_S + 10))))
+                             str(int(3 * (OUTAGE_S + 5) + 5))))
 FLEET_FLAGS = ["--fleet", "--lease-secs", str(LEASE_S)] \
     if daemon_has_flag("--fleet") else []
 

@@ -1751,6 +1751,27 @@ START_TEST(test_fleet_heartbeat_and_attempts) {
 }
 END_TEST
 
+START_TEST(test_fleet_same_id_restarts) {
+  make_target();
+  ae_store *a = open_replica("replica-a");
+  ae_store *b = open_replica("replica-b");
+  ae_store_job jobs[2] = {queued_job("j_1", 1), queued_job("j_2", 2)};
+  ck_assert_int_eq(ae_store_insert(a, jobs, 2), 0);
+  ck_assert_str_eq(claim(a, 1000, 60000).id, "j_1");
+  ck_assert_str_eq(claim(b, 1000, 60000).id, "j_2");
+  ae_store_close(a); /* a dies; it comes back under the same id */
+  a = open_replica("replica-a");
+  loaded_set set = {0};
+  ck_assert_int_eq(stored_state(b, "j_1", &set), AE_JOB_QUEUED);
+  ck_assert_int_eq(stored_state(b, "j_2", &set), AE_JOB_RUNNING); /* b's */
+  ck_assert_int_eq(claim(a, 2000, 60000).attempts, 2);
+  loaded_set_free(&set);
+  ae_store_close(a);
+  ae_store_close(b);
+  remove_targets();
+}
+END_TEST
+
 /* Replicas in separate processes claim concurrently: every job is
  * claimed exactly once (FOR UPDATE SKIP LOCKED), and the claims spread. */
 #define RACE_REPLICAS 4
@@ -1891,6 +1912,7 @@ static Suite *store_suite(void) {
     tcase_add_test(tc, test_fleet_guarded_finish);
     tcase_add_test(tc, test_fleet_heartbeat_and_attempts);
     tcase_add_test(tc, test_fleet_claims_race);
+    tcase_add_test(tc, test_fleet_same_id_restarts);
     tcase_add_test(tc, test_pg_schema_versions);
     tcase_add_test(tc, test_pg_open_errors);
     tcase_add_test(tc, test_pg_bad_text);
