@@ -19,7 +19,8 @@ seed (a Lua counter: no two share a result-cache key).  It reports:
 - the store's mean insert time (archeval_store_call_duration_seconds,
   op="insert"): the commit each 202 waits for.
 
-Setups: sqlite x1 (--store-sync full), postgresql x1, postgresql x3.  The
+Setups: sqlite x1 (--store-sync full), postgresql x1 and x3 (with --fleet
+when the daemon has it: jobs wait in the store's shared queue).  The
 3-replica run is reported as not run when the store refuses a second
 daemon (a build without the fleet's leases).  Environment: AE_BUILDDIR,
 AE_TEST_PG_URL, AE_TEST_PG_DIR, AE_BENCH_SECS (10), AE_BENCH_CONNECTIONS
@@ -113,6 +114,15 @@ def wrk_ms(text, label):
         m.group(2)]
 
 
+def daemon_has_fleet():
+    try:
+        out = subprocess.run([h.DAEMON, "--help"], capture_output=True,
+                             text=True, timeout=30).stdout
+    except OSError:
+        return False
+    return re.search(r"^\s+--fleet\b", out, re.M) is not None
+
+
 def start_replicas(kind, n, workdir):
     """n daemons on the store kind; None when the second is refused."""
     replicas = []
@@ -121,7 +131,8 @@ def start_replicas(kind, n, workdir):
                  "--max-connections", "4096", "--max-connections-per-ip",
                  "4096", "--replica-id", "b%d" % i]
         if kind == "postgresql":
-            d = h.Daemon("--store", PG_URL, *extra, host_workers=1,
+            fleet = ["--fleet"] if daemon_has_fleet() else []
+            d = h.Daemon("--store", PG_URL, *fleet, *extra, host_workers=1,
                          store_sync=None, workdir=workdir,
                          name="%s-%d-%d" % (kind, n, i))
         else:
