@@ -73,6 +73,9 @@ struct ae_server {
   int fleet;
   char replica_id[128];
   void (*on_submitted)(ae_server *srv);
+  /* Told of a change of a job's state made anywhere in the fleet (the
+   * store's notifications; http.c's, registered: long polls wake). */
+  void (*on_job_changed)(ae_server *srv, const char *id);
   struct ae_fleet *fleet_state;
 
   /* The result cache's in-flight map (cache.c) and the studies

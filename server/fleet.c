@@ -4,14 +4,18 @@
  * Design.  A job accepted here is inserted queued in the store and not
  * queued here (job_state.c); this file claims jobs from the store into the
  * local queue while a worker would otherwise be idle: when a job ends
- * here, when a job is accepted here, and on a fallback timer (other
- * replicas' jobs).  A claimed job is running in the store, owned by this
- * replica under a lease of --lease-secs; the heartbeat renews the leases of
- * every job this replica owns every third of the lease and hands a cancel
- * flag set on another replica to the local state machine.  The same timer
- * re-queues the jobs of any replica whose leases expired, or fails them
- * past --max-attempts.  The end of a job is written by its owner only
- * (ae_store_finish is guarded; job_state.c discards a lost one).
+ * here, when a job is queued anywhere (its notification), and on a
+ * fallback timer.  A second connection LISTENs to every job's changes in
+ * the store: besides new jobs, a job's end elsewhere wakes the long polls
+ * on it here (http.c's on_job_changed; they also poll the store).  A
+ * claimed job is running in the store, owned by this replica under a lease
+ * of --lease-secs; the heartbeat renews the leases of every job this
+ * replica owns every third of the lease and hands a cancel flag set on
+ * another replica to the local state machine.  The same timer re-queues
+ * the jobs of any replica whose leases expired, or fails them past
+ * --max-attempts, and listens again when the LISTEN connection broke.  The
+ * end of a job is written by its owner only (ae_store_finish is guarded;
+ * job_state.c discards a lost one).
  *
  * Thread: the loop thread owns the fleet's state and timers; the store is
  * the loop's. */
@@ -31,12 +35,14 @@
 #include "server/util.h"
 #include "server/workers.h"
 
-/* How often an idle replica looks for queued jobs of other replicas. */
+/* How often an idle replica looks for queued jobs of other replicas, in
+ * case a notification was lost (a new job is notified at once). */
 #define FLEET_CLAIM_MS 250
 
 struct ae_fleet {
   uv_timer_t claim_timer, beat_timer;
   int timers;
+  uv_poll_t *listen_poll; /* the store's LISTEN socket, or NULL */
   long long lease_ms;
   char *died_error; /* the problem of a job whose replica died too often */
 };
@@ -117,6 +123,69 @@ static void on_terminal(ae_server *srv, ae_job *job) {
   claim_soon(srv);
 }
 
+/* ---- notifications: LISTEN on a second connection ---- */
+
+static void poll_closed(uv_handle_t *handle) {
+  free(handle);
+}
+
+static void stop_listening(struct ae_fleet *f) {
+  if (!f->listen_poll) return;
+  uv_close((uv_handle_t *)f->listen_poll, poll_closed);
+  f->listen_poll = NULL;
+}
+
+/* "ID STATE": a job was queued (claim it if a worker is idle) or changed
+ * state (long polls on it wake). */
+static int on_note(void *ud, const char *payload) {
+  ae_server *srv = ud;
+  const char *space = strchr(payload, ' ');
+  if (!space || space == payload || (size_t)(space - payload) >= 32) return 0;
+  char id[32];
+  memcpy(id, payload, (size_t)(space - payload));
+  id[space - payload] = '\0';
+  if (!strcmp(space + 1, "queued"))
+    claim_soon(srv);
+  else if (srv->on_job_changed)
+    srv->on_job_changed(srv, id);
+  return 0;
+}
+
+static void on_listen_readable(uv_poll_t *poll, int status, int events) {
+  ae_server *srv = poll->data;
+  (void)events;
+  int rc =
+      status < 0 ? AE_EIO : ae_store_notifications(srv->store, on_note, srv);
+  if (rc) {
+    ae_log(AE_LOG_WARN,
+           "fleet: notifications lost (%s); polling until they come back",
+           ae_store_errmsg(srv->store));
+    stop_listening(srv->fleet_state);
+  }
+}
+
+/* Opens the LISTEN connection and watches it; on failure the timers'
+ * polling carries on and the heartbeat tries again. */
+static void start_listening(ae_server *srv) {
+  struct ae_fleet *f = srv->fleet_state;
+  if (f->listen_poll || srv->draining) return;
+  int fd = -1;
+  if (ae_store_listen(srv->store, &fd)) {
+    ae_log(AE_LOG_WARN, "fleet: LISTEN: %s", ae_store_errmsg(srv->store));
+    return;
+  }
+  uv_poll_t *poll = calloc(1, sizeof *poll);
+  if (!poll || uv_poll_init(srv->loop, poll, fd)) {
+    free(poll);
+    ae_log(AE_LOG_WARN, "fleet: cannot watch the LISTEN socket");
+    return;
+  }
+  poll->data = srv;
+  f->listen_poll = poll;
+  uv_poll_start(poll, UV_READABLE, on_listen_readable);
+  claim_soon(srv); /* what was queued while not listening */
+}
+
 /* A cancel asked on another replica reaches the job running here; a job
  * the store says this replica runs but which it does not hold (its
  * adoption failed) goes back to the queue. */
@@ -160,6 +229,7 @@ static void on_beat_timer(uv_timer_t *timer) {
            "fleet: %zu jobs of a replica that stopped renewing its leases "
            "queued again, %zu failed (--max-attempts %d)",
            requeued, failed, srv->opt->max_attempts);
+  start_listening(srv);
   claim_soon(srv);
 }
 
@@ -198,6 +268,7 @@ int ae_fleet_start(ae_server *srv) {
   uv_timer_start(&f->claim_timer, on_claim_timer, FLEET_CLAIM_MS,
                  FLEET_CLAIM_MS);
   uv_timer_start(&f->beat_timer, on_beat_timer, beat_ms, beat_ms);
+  start_listening(srv);
   ae_log(AE_LOG_INFO,
          "fleet: replica %s on the shared queue (lease %lld ms, heartbeat "
          "every %llu ms, --max-attempts %d)",
@@ -208,7 +279,9 @@ int ae_fleet_start(ae_server *srv) {
 
 void ae_fleet_close(ae_server *srv) {
   struct ae_fleet *f = srv->fleet_state;
-  if (!f || !f->timers) return;
+  if (!f) return;
+  stop_listening(f);
+  if (!f->timers) return;
   uv_handle_t *handles[2] = {(uv_handle_t *)&f->claim_timer,
                              (uv_handle_t *)&f->beat_timer};
   for (int i = 0; i < 2; i++)

@@ -758,8 +758,9 @@ static void wake_all(ae_server *srv) {
     waiter_release(srv->http->all_waiters);
 }
 
-/* How often a long poll on another replica's job reads the store. */
-#define REMOTE_POLL_MS 100
+/* How often a long poll on another replica's job reads the store, in case
+ * a notification was lost (its end's notification wakes it at once). */
+#define REMOTE_POLL_MS 250
 
 static void on_remote_poll(uv_timer_t *timer) {
   ae_waiter *w = timer->data;
@@ -770,6 +771,28 @@ static void on_remote_poll(uv_timer_t *timer) {
   ae_job_release(job);
   if (!done) return;
   waiter_release(w);
+  http_run(srv);
+}
+
+/* A job changed state somewhere in the fleet (fleet.c's notifications):
+ * the long polls on it read the store now. */
+static void on_job_changed(ae_server *srv, const char *id) {
+  if (!srv->http) return;
+  int waiting = 0;
+  for (ae_waiter *w = srv->http->all_waiters; w && !waiting; w = w->all_next)
+    waiting = w->remote_id[0] && !strcmp(w->remote_id, id);
+  if (!waiting) return;
+  int rc;
+  ae_job *job = ae_job_lookup(srv, id, &rc);
+  int done = !job || ae_job_terminal(job);
+  ae_job_release(job);
+  if (!done) return; /* started, say: the polls go on */
+  ae_waiter *w = srv->http->all_waiters;
+  while (w) {
+    ae_waiter *next = w->all_next;
+    if (w->remote_id[0] && !strcmp(w->remote_id, id)) waiter_release(w);
+    w = next;
+  }
   http_run(srv);
 }
 
@@ -1178,6 +1201,10 @@ static const char *study_query(void *ctx, const char *name) {
 static enum MHD_Result h_study(ae_http_req *r, ae_study_op op) {
   enum MHD_Result answer = MHD_NO;
   const char *key = NULL;
+  if (r->srv->fleet) /* its members would run and end on any replica */
+    return fail(r, 501, "not_implemented", "Not implemented", 0,
+                "Studies are not available with --fleet yet; use a daemon "
+                "without --fleet for studies.");
   if (op == AE_STUDY_CREATE || op == AE_STUDY_ADD) {
     const char *ct = header(r, MHD_HTTP_HEADER_CONTENT_TYPE);
     if (r->len > 0 && !ae_content_type_is_json(ct))
@@ -1596,6 +1623,7 @@ static void http_closed(uv_handle_t *handle) {
 int ae_http_start(ae_server *srv) {
   const ae_options *o = srv->opt;
   if (ae_jobs_on_terminal(srv, on_terminal)) return AE_EINTERNAL;
+  srv->on_job_changed = on_job_changed;
   struct ae_http *h = calloc(1, sizeof *h);
   if (!h) return AE_ENOMEM;
   struct addrinfo hints, *ai = NULL;

@@ -46,7 +46,10 @@ static json_t *head_json(ae_server *srv, ae_job *job) {
   bad |= json_object_set_new(o, "client_ref",
                              job->client_ref ? json_string(job->client_ref)
                                              : json_null());
-  if (job->handed_over || job->deferred)
+  /* Not in this daemon's queue: handed over, deferred, or (--fleet)
+   * waiting in the store's shared queue. */
+  if (job->handed_over || job->deferred ||
+      (job->state == AE_JOB_QUEUED && (job->remote || job->transient)))
     bad |= json_object_set_new(o, "queue_position", json_null());
   else if (job->state == AE_JOB_QUEUED)
     bad |= json_object_set_new(

@@ -345,6 +345,19 @@ int ae_store_release(ae_store *s, const char *id) {
   return status;
 }
 
+int ae_store_listen(ae_store *s, int *fd) {
+  if (!s || !fd) return AE_EINVAL;
+  if (!s->ops->listen) return AE_EUNSUPPORTED;
+  return s->ops->listen(s->impl, fd);
+}
+
+int ae_store_notifications(ae_store *s,
+                           int (*fn)(void *ud, const char *payload), void *ud) {
+  if (!s || !fn) return AE_EINVAL;
+  if (!s->ops->notifications) return AE_EUNSUPPORTED;
+  return s->ops->notifications(s->impl, fn, ud);
+}
+
 int ae_store_requeue_expired(ae_store *s, long long now_ms, int max_attempts,
                              const char *error_json,
                              long long failed_expires_ms, size_t *requeued,

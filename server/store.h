@@ -100,9 +100,9 @@ typedef enum {
  * processes share the database (no lock) and only the jobs left running
  * under OWNER are re-queued at open (this replica's previous process, when
  * the id is kept across restarts): another dead replica's jobs go back to
- * the queue when their leases expire (ae_store_requeue_expired).  AE_EUNSUPPORTED for a
- * target that is not PostgreSQL or a build without libpq; AE_EINVAL for
- * a bad OWNER; AE_EIO. */
+ * the queue when their leases expire (ae_store_requeue_expired).
+ * AE_EUNSUPPORTED for a target that is not PostgreSQL or a build without libpq;
+ * AE_EINVAL for a bad OWNER; AE_EIO. */
 int ae_store_open_shared(const char *target, const char *owner, ae_store **out,
                          char *err, size_t errlen);
 
@@ -249,6 +249,17 @@ int ae_store_requeue_expired(ae_store *s, long long now_ms, int max_attempts,
                              long long failed_expires_ms, size_t *requeued,
                              size_t *failed);
 
+/* Notifications: a second connection LISTENs to the changes of every
+ * job's state in the store, whoever made them (a trigger notifies "ID
+ * STATE", e.g. "j_... succeeded").  ae_store_listen opens (or opens again)
+ * that connection and gives its socket, to watch for reading;
+ * ae_store_notifications then calls fn with each payload that arrived (0,
+ * fn's non-zero return, or AE_EIO when the connection broke: listen
+ * again, the socket changed).  AE_EUNSUPPORTED without a shared store. */
+int ae_store_listen(ae_store *s, int *fd);
+int ae_store_notifications(ae_store *s,
+                           int (*fn)(void *ud, const char *payload), void *ud);
+
 /* ---- studies and the result cache (issue 13) ---- */
 
 /* Marks a job's result as taken from the cache (before its finish). */
@@ -358,6 +369,9 @@ typedef struct {
                    int (*fn)(void *ud, const char *id, int cancel_requested),
                    void *ud);
   int (*release)(void *impl, const char *id);
+  int (*listen)(void *impl, int *fd);
+  int (*notifications)(void *impl, int (*fn)(void *ud, const char *payload),
+                       void *ud);
   int (*requeue_expired)(void *impl, long long now_ms, int max_attempts,
                          const char *error_json, long long failed_expires_ms,
                          size_t *requeued, size_t *failed);

@@ -52,6 +52,9 @@
 #include "api/status.h"
 #include "server/store.h"
 
+/* The channel every change of a job's state is notified on ("ID STATE"),
+ * by a trigger (migration 3); a replica of a fleet LISTENs to it. */
+#define AE_PG_CHANNEL "archeval_jobs"
 /* The schema this code writes (the last migration's number). */
 #define AE_PG_SCHEMA_VERSION 3
 /* Advisory lock keys: class "ae" + 0x5105 (issue 15), then the purpose. */
@@ -88,7 +91,13 @@
   "CREATE INDEX archeval_jobs_leases ON archeval_jobs (lease_expires_ms)"      \
   " WHERE state = 'running';"                                                  \
   "CREATE UNIQUE INDEX archeval_jobs_idempotency_key_unique ON archeval_jobs"  \
-  " (idempotency_key) WHERE idempotency_key IS NOT NULL;"
+  " (idempotency_key) WHERE idempotency_key IS NOT NULL;"                      \
+  "CREATE OR REPLACE FUNCTION archeval_jobs_notify() RETURNS trigger"          \
+  " LANGUAGE plpgsql"                                                          \
+  " AS $$ BEGIN PERFORM pg_notify('" AE_PG_CHANNEL "',"                        \
+  "  NEW.id || ' ' || NEW.state); RETURN NULL; END $$;"                        \
+  "CREATE TRIGGER archeval_jobs_notify AFTER INSERT OR UPDATE OF state"        \
+  " ON archeval_jobs FOR EACH ROW EXECUTE FUNCTION archeval_jobs_notify();"
 
 /* Migration N (index N - 1) takes the schema from version N - 1 to N.
  * Timestamps are NULL where the API says null (0 in ae_store_job);
@@ -331,9 +340,10 @@ static const struct {
 };
 
 typedef struct {
-  PGconn *conn;    /* NULL or bad while disconnected */
-  char *conninfo;  /* owned: the target, for reconnects */
-  char owner[128]; /* this replica's id (ae_store_set_owner), "" for none */
+  PGconn *conn;        /* NULL or bad while disconnected */
+  char *conninfo;      /* owned: the target, for reconnects */
+  char owner[128];     /* this replica's id (ae_store_open_shared), or "" */
+  PGconn *listen_conn; /* LISTENs on AE_PG_CHANNEL (ae_store_listen) */
   long long backoff_ms;
   long long next_connect_ms; /* monotonic; no attempt before */
   char errmsg[512];
@@ -535,8 +545,8 @@ static void pg_ignore_notice(void *arg, const char *message) {
 /* Opens a connection and makes it ready: session settings, ownership,
  * schema, prepared statements; FIRST also re-queues running jobs (a
  * reconnect must not: this process still runs them). */
-static int pg_connect(pg_store *s, int first) {
-  if (s->conn) PQfinish(s->conn);
+/* A new connection to the store's target (NULL when out of memory). */
+static PGconn *pg_open_conn(const pg_store *s) {
   /* Later entries override earlier ones: defaults first, then what the
    * target says, then what this code relies on.  Over TCP, keepalives
    * and tcp_user_timeout bound how long a call can hang on a server or
@@ -559,7 +569,12 @@ static int pg_connect(pg_store *s, int first) {
                           s->conninfo,
                           "UTF8",
                           NULL};
-  s->conn = PQconnectdbParams(keywords, values, 1);
+  return PQconnectdbParams(keywords, values, 1);
+}
+
+static int pg_connect(pg_store *s, int first) {
+  if (s->conn) PQfinish(s->conn);
+  s->conn = pg_open_conn(s);
   if (!s->conn) {
     pg_set_error(s, "connect: out of memory");
     return AE_ENOMEM;
@@ -643,6 +658,7 @@ static int pg_ready(pg_store *s) {
 static void pg_store_free(pg_store *s) {
   if (!s) return;
   if (s->conn) PQfinish(s->conn);
+  if (s->listen_conn) PQfinish(s->listen_conn);
   free(s->conninfo);
   free(s);
 }
@@ -1277,6 +1293,64 @@ static int pg_store_requeue_expired(void *impl, long long now_ms,
   return status;
 }
 
+static int pg_store_listen(void *impl, int *fd) {
+  pg_store *s = impl;
+  if (!s || !fd) return AE_EINVAL;
+  if (s->listen_conn) PQfinish(s->listen_conn);
+  s->listen_conn = pg_open_conn(s);
+  if (!s->listen_conn) {
+    pg_set_error(s, "listen: out of memory");
+    return AE_ENOMEM;
+  }
+  int status = 0;
+  if (PQstatus(s->listen_conn) != CONNECTION_OK) {
+    pg_set_error(s, "listen: connect: %s", PQerrorMessage(s->listen_conn));
+    status = AE_EIO;
+  } else {
+    PQsetNoticeProcessor(s->listen_conn, pg_ignore_notice, NULL);
+    PGresult *res = PQexec(s->listen_conn, "LISTEN " AE_PG_CHANNEL);
+    if (!res || PQresultStatus(res) != PGRES_COMMAND_OK) {
+      pg_set_error(s, "listen: %s", PQerrorMessage(s->listen_conn));
+      status = AE_EIO;
+    }
+    PQclear(res);
+  }
+  if (!status && (*fd = PQsocket(s->listen_conn)) < 0) {
+    pg_set_error(s, "listen: no socket");
+    status = AE_EIO;
+  }
+  if (status) {
+    PQfinish(s->listen_conn);
+    s->listen_conn = NULL;
+  }
+  return status;
+}
+
+static int pg_store_notifications(void *impl,
+                                  int (*fn)(void *ud, const char *payload),
+                                  void *ud) {
+  pg_store *s = impl;
+  if (!s || !fn) return AE_EINVAL;
+  if (!s->listen_conn) {
+    pg_set_error(s, "notifications: not listening");
+    return AE_EIO;
+  }
+  if (!PQconsumeInput(s->listen_conn) ||
+      PQstatus(s->listen_conn) != CONNECTION_OK) {
+    /* The connection (its socket still watched by the caller) is closed
+     * by the next ae_store_listen, once the caller stopped watching. */
+    pg_set_error(s, "notifications: %s", PQerrorMessage(s->listen_conn));
+    return AE_EIO;
+  }
+  int status = 0;
+  PGnotify *note;
+  while ((note = PQnotifies(s->listen_conn)) != NULL) {
+    if (!status) status = fn(ud, note->extra ? note->extra : "");
+    PQfreemem(note);
+  }
+  return status;
+}
+
 static int pg_store_ping(void *impl) {
   pg_store *s = impl;
   if (!s) return AE_EINVAL;
@@ -1299,6 +1373,8 @@ const ae_store_ops ae_store_pg_ops = {
     .claim = pg_store_claim,
     .heartbeat = pg_store_heartbeat,
     .release = pg_store_release,
+    .listen = pg_store_listen,
+    .notifications = pg_store_notifications,
     .requeue_expired = pg_store_requeue_expired,
     .list = pg_store_list,
     .ping = pg_store_ping,

@@ -20,6 +20,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1772,6 +1773,62 @@ START_TEST(test_fleet_same_id_restarts) {
 }
 END_TEST
 
+typedef struct {
+  char text[512];
+} notes;
+
+static int take_note(void *ud, const char *payload) {
+  notes *n = ud;
+  size_t used = strlen(n->text);
+  snprintf(n->text + used, sizeof n->text - used, "%s%s", used ? "," : "",
+           payload);
+  return 0;
+}
+
+/* Waits up to 5 s until the notes end with want. */
+static void wait_notes(ae_store *s, int fd, notes *n, const char *want) {
+  for (int i = 0; i < 50; i++) {
+    size_t len = strlen(n->text), wlen = strlen(want);
+    if (len >= wlen && !strcmp(n->text + len - wlen, want)) return;
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    poll(&p, 1, 100);
+    ck_assert_int_eq(ae_store_notifications(s, take_note, n), 0);
+  }
+  ck_abort_msg("notes '%s', wanted them to end with '%s'", n->text, want);
+}
+
+START_TEST(test_fleet_notifications) {
+  make_target();
+  ae_store *a = open_replica("replica-a");
+  ae_store *b = open_replica("replica-b");
+  int fd = -1;
+  ck_assert_int_eq(ae_store_listen(a, &fd), 0);
+  ck_assert_int_ge(fd, 0);
+  notes n = {.text = ""};
+  ae_store_job job = queued_job("j_1", 1);
+  ck_assert_int_eq(ae_store_insert(b, &job, 1), 0);
+  wait_notes(a, fd, &n, "j_1 queued");
+  ck_assert_str_eq(claim(b, 1000, 1000).id, "j_1");
+  wait_notes(a, fd, &n, "j_1 running");
+  ck_assert_int_eq(
+      ae_store_finish(b, "j_1", AE_JOB_SUCCEEDED, "{}", NULL, 1100, 9000), 0);
+  wait_notes(a, fd, &n, "j_1 succeeded");
+  ck_assert_str_eq(n.text, "j_1 queued,j_1 running,j_1 succeeded");
+  /* Listening again (after a lost connection) works. */
+  ck_assert_int_eq(ae_store_listen(a, &fd), 0);
+  ck_assert_int_eq(ae_store_mark_cancel_requested(b, "j_1"), 0);
+  ck_assert_int_eq(ae_store_delete(b, "j_1"), 0); /* no state change */
+  n.text[0] = '\0';
+  job = queued_job("j_2", 2);
+  ck_assert_int_eq(ae_store_insert(b, &job, 1), 0);
+  wait_notes(a, fd, &n, "j_2 queued");
+  ck_assert_str_eq(n.text, "j_2 queued");
+  ae_store_close(a);
+  ae_store_close(b);
+  remove_targets();
+}
+END_TEST
+
 /* Replicas in separate processes claim concurrently: every job is
  * claimed exactly once (FOR UPDATE SKIP LOCKED), and the claims spread. */
 #define RACE_REPLICAS 4
@@ -1874,6 +1931,8 @@ START_TEST(test_fleet_needs_postgresql) {
   ck_assert_int_eq(ae_store_requeue_expired(s, 1, 1, "{}", 0, NULL, NULL),
                    AE_EUNSUPPORTED);
   ck_assert_int_eq(ae_store_release(s, "j_1"), AE_EUNSUPPORTED);
+  int fd;
+  ck_assert_int_eq(ae_store_listen(s, &fd), AE_EUNSUPPORTED);
   ae_store_close(s);
   remove_targets();
 }
@@ -1913,6 +1972,7 @@ static Suite *store_suite(void) {
     tcase_add_test(tc, test_fleet_heartbeat_and_attempts);
     tcase_add_test(tc, test_fleet_claims_race);
     tcase_add_test(tc, test_fleet_same_id_restarts);
+    tcase_add_test(tc, test_fleet_notifications);
     tcase_add_test(tc, test_pg_schema_versions);
     tcase_add_test(tc, test_pg_open_errors);
     tcase_add_test(tc, test_pg_bad_text);
