@@ -273,7 +273,8 @@ static const option_spec options[] = {
      .type = OPT_SET,
      .offset = FIELD(fleet),
      .help = "share the PostgreSQL store's queue with other daemons: jobs "
-             "run on any of them, each answers for all"},
+             "run on any of them, each answers for all",
+     .default_words = "off"},
     {.name = "replica-id",
      .type = OPT_STRING,
      .offset = FIELD(replica_id),

@@ -19,7 +19,7 @@ server_test_metrics_LDADD = $(CHECK_LIBS)
 # About 2 minutes on 2 cores.  Skips (77) without PostgreSQL's binaries.
 TESTS += tests/integration/test_fleet_accept_pg.sh
 EXTRA_DIST += tests/integration/test_fleet_accept_pg.sh \
-	tests/integration/test_fleet_pg.py
+	tests/integration/test_fleet_accept.py
 
 # The fleet's deploy kit (checked by tests/integration/test_deploy.sh,
 # registered in clients/local.mk, through check_deploy_fleet.py).

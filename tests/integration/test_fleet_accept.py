@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""test_fleet_pg.py: a fleet of archevald replicas on one PostgreSQL store.
+"""test_fleet_accept.py: a fleet of archevald replicas on one PostgreSQL store.
 
 The acceptance test of issue 15.  Run through test_fleet_accept_pg.sh, inside a
 throwaway cluster of tests/pg_cluster.sh ($AE_TEST_PG_URL, and the
