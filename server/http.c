@@ -1187,8 +1187,10 @@ static enum MHD_Result h_delete(ae_http_req *r) {
   enum MHD_Result answer = MHD_NO;
   ae_job *job = path_job(r, &answer);
   if (!job) return answer;
+  /* A job of the table is freed by its delete; a transient one is ours. */
+  int transient = job->transient;
   answer = delete_job(r, job);
-  ae_job_release(job);
+  if (transient) ae_job_release(job);
   return answer;
 }
 
