@@ -51,6 +51,13 @@ struct ae_server {
   int store_full; /* the last failure said the disk is full */
   char store_reason[256];
   long long store_probe_ms;
+  /* Terminal states the store failed to take, written again once it
+   * answers (job_state.c; the loop), oldest first. */
+  struct ae_unsaved_finish *unsaved_head, *unsaved_tail;
+  size_t n_unsaved;
+  /* A fleet's leases (issue 15), for /metrics: the counts of
+   * ae_store_requeue_expired run by this replica (fleet.c). */
+  unsigned long long leases_requeued, leases_exhausted;
 
   /* Jobs (job_state.c; the loop). */
   ae_job_table jobs;

@@ -222,6 +222,8 @@ static void on_beat_timer(uv_timer_t *timer) {
   if (rc)
     ae_log(AE_LOG_ERROR, "fleet: expired leases: %s (%s)", ae_strerror(rc),
            ae_store_errmsg(srv->store));
+  srv->leases_requeued += requeued; /* for /metrics */
+  srv->leases_exhausted += failed;
   if (requeued || failed)
     ae_log(AE_LOG_WARN,
            "fleet: %zu jobs of a replica that stopped renewing its leases "

@@ -294,8 +294,8 @@ static enum MHD_Result h_ready(ae_http_req *r) {
                 "The server is shutting down.");
   if (srv->store_failing)
     return fail(r, 503, "store_unavailable", "Store unavailable", 1,
-                "The job store fails to write (%s); ready again once a "
-                "write succeeds.",
+                "The job store fails (%s); ready again once it answers "
+                "(a PostgreSQL store is pinged every half second).",
                 srv->store_reason);
   size_t warming = 0, failed = 0;
   for (size_t i = 0; i < srv->n_workers; i++) {
@@ -385,8 +385,25 @@ static enum MHD_Result h_metrics(ae_http_req *r) {
       calloc(srv->n_workers ? srv->n_workers : 1, sizeof *workers);
   if (!workers) return fail_internal(r, AE_ENOMEM);
   ae_workers_gauges(srv, workers);
-  ae_metrics_gauges gauges = {srv->n_queued, srv->http->n_slow_dropped,
-                              workers};
+  ae_metrics_gauges gauges = {srv->n_queued, srv->http->n_slow_dropped, workers,
+                              NULL, srv->replica_id};
+  ae_metrics_store store;
+  if (srv->store) {
+    memset(&store, 0, sizeof store);
+    store.backend = ae_store_backend_name(srv->store);
+    store.reachable = !srv->store_failing;
+    store.latency_bounds = ae_store_latency_bounds;
+    store.unsaved_finishes = srv->n_unsaved;
+    store.has_leases = srv->fleet; /* every running job holds a lease */
+    store.leases_held = srv->n_running;
+    store.leases_requeued = srv->leases_requeued;
+    store.leases_exhausted = srv->leases_exhausted;
+    for (int op = 0; op < AE_STORE_OP_COUNT; op++)
+      if (ae_store_latency_read(srv->store, (ae_store_op)op,
+                                &store.latency[op]))
+        memset(&store.latency[op], 0, sizeof store.latency[op]);
+    gauges.store = &store;
+  }
   char *text = ae_metrics_render(&srv->metrics, &gauges, &len);
   free(workers);
   if (!text) return fail_internal(r, AE_ENOMEM);
@@ -405,6 +422,41 @@ static enum MHD_Result h_datasets(ae_http_req *r) {
  * how many there were: when some of them were deleted or expired since,
  * the answer is 410 naming them, never a shorter list.  A key none of
  * whose jobs is left is forgotten. */
+/* One read of a key's jobs (n of them, a batch's "KEY\nINDEX" when
+ * batch): the first one found to *job (the caller releases it), how many
+ * are missing and the first 16 missing indices.  0, or the lookup's
+ * error. */
+static int idempotent_read(ae_server *srv, const char *key, int batch, size_t n,
+                           ae_job **job, size_t *missing, char *missing_list,
+                           size_t list_len) {
+  *job = NULL;
+  *missing = 0;
+  missing_list[0] = '\0';
+  for (size_t i = 0; i < n; i++) {
+    char k[400];
+    snprintf(k, sizeof k, batch ? "%s\n%zu" : "%s", key, i);
+    int rc;
+    ae_job *each = ae_job_lookup_idem(srv, k, &rc);
+    if (rc != AE_OK && rc != AE_ENOTFOUND) {
+      ae_job_release(*job);
+      *job = NULL;
+      return rc;
+    }
+    if (each && !*job)
+      *job = each;
+    else
+      ae_job_release(each);
+    if (!each) {
+      size_t used = strlen(missing_list);
+      if (*missing < 16)
+        snprintf(missing_list + used, list_len - used, "%s%zu",
+                 *missing ? ", " : "", i);
+      (*missing)++;
+    }
+  }
+  return AE_OK;
+}
+
 static int idempotent_replay(ae_http_req *r, const char *key, const char *hash,
                              const json_t *batch_items,
                              enum MHD_Result *answer) {
@@ -414,28 +466,21 @@ static int idempotent_replay(ae_http_req *r, const char *key, const char *hash,
   ae_job *job = NULL;
   size_t missing = 0;
   char missing_list[256] = "";
-  for (size_t i = 0; i < n; i++) {
-    char k[400];
-    snprintf(k, sizeof k, batch ? "%s\n%zu" : "%s", key, i);
-    int rc;
-    ae_job *each = ae_job_lookup_idem(srv, k, &rc);
-    if (rc != AE_OK && rc != AE_ENOTFOUND) {
-      ae_job_release(job);
-      *answer = rc == AE_EIO ? fail_store_read(r, "idempotency check")
-                             : fail_internal(r, rc);
-      return 1;
-    }
-    if (each && !job)
-      job = each;
-    else
-      ae_job_release(each);
-    if (!each) {
-      size_t used = strlen(missing_list);
-      if (missing < 16)
-        snprintf(missing_list + used, sizeof missing_list - used, "%s%zu",
-                 missing ? ", " : "", i);
-      missing++;
-    }
+  int rc = idempotent_read(srv, key, batch, n, &job, &missing, missing_list,
+                           sizeof missing_list);
+  if (!rc && job && missing) {
+    /* Part of a batch: another replica may have committed it between two
+     * of the reads (a batch is committed at once, so the first read saw
+     * none of it up to some index).  A second read tells that apart from
+     * jobs deleted or expired since. */
+    ae_job_release(job);
+    rc = idempotent_read(srv, key, batch, n, &job, &missing, missing_list,
+                         sizeof missing_list);
+  }
+  if (rc) {
+    *answer = rc == AE_EIO ? fail_store_read(r, "idempotency check")
+                           : fail_internal(r, rc);
+    return 1;
   }
   if (!job) return 0;
   if (strcmp(job->body_hash, hash)) {
@@ -463,7 +508,6 @@ static int idempotent_replay(ae_http_req *r, const char *key, const char *hash,
   for (size_t i = 0; jobs && i < n; i++) {
     char k[400];
     snprintf(k, sizeof k, "%s\n%zu", key, i);
-    int rc;
     ae_job *each = ae_job_lookup_idem(srv, k, &rc);
     if (!each) { /* went (or the store failed) since the first pass */
       json_decref(jobs);

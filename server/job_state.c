@@ -57,7 +57,7 @@ void ae_jobs_store_failed(ae_server *srv, const char *what, const char *id,
   if (!msg) msg = "";
   ae_log(AE_LOG_ERROR, "store: %s %s: %s (%s)", what, id, ae_strerror(rc), msg);
   if (!srv->store_failing)
-    ae_log(AE_LOG_WARN, "store: failing; not ready until a write succeeds");
+    ae_log(AE_LOG_WARN, "store: failing; not ready until it answers again");
   srv->store_failing = 1;
   /* The store reports AE_EIO for every storage error; SQLite's message
    * tells a full disk apart.  MERGE: a store error code for "full". */
@@ -66,12 +66,85 @@ void ae_jobs_store_failed(ae_server *srv, const char *what, const char *id,
            msg[0] ? msg : ae_strerror(rc));
 }
 
+/* A terminal state the store did not take (its server unreachable, its
+ * disk failing).  The job may leave memory meanwhile (expiry, the cap on
+ * finished jobs): the entry holds what the write needs.  Without it the
+ * store would keep the job running (or queued), and the next start, or
+ * another replica, would run it a second time. */
+typedef struct ae_unsaved_finish {
+  struct ae_unsaved_finish *next;
+  char id[32];
+  ae_job_state state;
+  char *result_json, *error_json; /* owned; NULL when none */
+  long long finished_ms, expires_ms;
+} ae_unsaved_finish;
+
+static void unsaved_free(ae_unsaved_finish *u) {
+  free(u->result_json);
+  free(u->error_json);
+  free(u);
+}
+
+/* Keeps a terminal write to retry; takes rj and ej (malloc'd or NULL). */
+static void unsaved_add(ae_server *srv, const ae_job *job, ae_job_state state,
+                        char *rj, char *ej) {
+  ae_unsaved_finish *u = calloc(1, sizeof *u);
+  if (!u) {
+    ae_log(AE_LOG_ERROR, "job %s: out of memory keeping its unsaved end",
+           job->id);
+    free(rj);
+    free(ej);
+    return;
+  }
+  snprintf(u->id, sizeof u->id, "%s", job->id);
+  u->state = state;
+  u->result_json = rj;
+  u->error_json = ej;
+  u->finished_ms = job->finished_ms;
+  u->expires_ms = job->expires_ms;
+  if (srv->unsaved_tail)
+    srv->unsaved_tail->next = u;
+  else
+    srv->unsaved_head = u;
+  srv->unsaved_tail = u;
+  srv->n_unsaved++;
+}
+
+/* Writes the kept terminal states, oldest first, until one fails with
+ * I/O (the store went again: the rest wait).  A job the store no longer
+ * has, or has terminal already (AE_EINVAL: deleted, or finished by
+ * another replica, whose write won), needs no retry. */
+static void unsaved_flush(ae_server *srv) {
+  size_t written = 0;
+  while (srv->unsaved_head) {
+    ae_unsaved_finish *u = srv->unsaved_head;
+    int rc = ae_store_finish(srv->store, u->id, u->state, u->result_json,
+                             u->error_json, u->finished_ms, u->expires_ms);
+    if (rc == AE_EIO || rc == AE_ENOMEM) {
+      ae_jobs_store_failed(srv, "finish (again)", u->id, rc);
+      break;
+    }
+    if (rc)
+      ae_log(AE_LOG_WARN, "store: finish (again) %s: %s (%s)", u->id,
+             ae_strerror(rc), ae_store_errmsg(srv->store));
+    srv->unsaved_head = u->next;
+    if (!srv->unsaved_head) srv->unsaved_tail = NULL;
+    srv->n_unsaved--;
+    unsaved_free(u);
+    written++;
+  }
+  if (written)
+    ae_log(AE_LOG_INFO, "store: %zu terminal state(s) written again, %zu left",
+           written, srv->n_unsaved);
+}
+
 /* A store write that changed rows succeeded: the store works again. */
 static void store_wrote(ae_server *srv) {
   if (!srv->store_failing) return;
   srv->store_failing = 0;
   srv->store_full = 0;
-  ae_log(AE_LOG_INFO, "store: writes succeed again; ready");
+  ae_log(AE_LOG_INFO, "store: answers again; ready");
+  unsaved_flush(srv);
 }
 
 /* Logs a failed write and turns not-ready, or notes a success. */
@@ -84,10 +157,11 @@ static int store_note(ae_server *srv, const char *what, const char *id,
   return rc;
 }
 
-/* How often a failing store is probed, and the probe: a small file
+/* How often a store is probed.  SQLite, when failing: a small file
  * written, synced and removed in --state-dir, the file system the store
- * writes to.  MERGE: the store should offer a probe of its own
- * (ae_store_ping); a server-backed store has no folder. */
+ * writes to.  A server-backed store (PostgreSQL), always: ae_store_ping
+ * (reconnecting under the store's back-off), since its server can go
+ * away while nothing is written, and readiness must say so. */
 #define STORE_PROBE_MS 500
 
 static int store_probe(const char *dir) {
@@ -104,6 +178,21 @@ static int store_probe(const char *dir) {
   if (close(fd)) rc = AE_EIO;
   unlink(path);
   return rc;
+}
+
+/* Pings a server-backed store: a failure turns the daemon not-ready
+ * (logged once, the reason kept fresh), an answer ready again. */
+static void store_ping(ae_server *srv) {
+  int rc = ae_store_ping(srv->store);
+  if (!rc) {
+    store_wrote(srv);
+  } else if (!srv->store_failing) {
+    ae_jobs_store_failed(srv, "ping", "", rc);
+  } else {
+    const char *msg = ae_store_errmsg(srv->store);
+    snprintf(srv->store_reason, sizeof srv->store_reason, "ping: %s",
+             msg && msg[0] ? msg : ae_strerror(rc));
+  }
 }
 
 int ae_jobs_on_terminal(ae_server *srv, ae_terminal_fn fn) {
@@ -196,6 +285,7 @@ void ae_job_finish(ae_server *srv, ae_job *job, ae_job_state state,
   ae_job_table_recount(&srv->jobs, job);
   if (!job->study[0]) ae_job_table_finished(&srv->jobs, job);
   ae_metrics_job_finished(&srv->metrics, state, reason);
+  int unsaved = 0;
   if (srv->store) {
     int rc = ae_store_finish(srv->store, job->id, state, rj, ej,
                              job->finished_ms, job->expires_ms);
@@ -208,9 +298,14 @@ void ae_job_finish(ae_server *srv, ae_job *job, ae_job_state state,
              job->id, state_names[state], ae_store_errmsg(srv->store));
     else
       store_note(srv, "finish", job->id, rc);
+    unsaved = rc == AE_EIO || rc == AE_ENOMEM;
   }
-  free(rj);
-  free(ej);
+  if (unsaved) {
+    unsaved_add(srv, job, state, rj, ej);
+  } else {
+    free(rj);
+    free(ej);
+  }
   ae_log(AE_LOG_DEBUG, "job %s %s (%s)", job->id, state_names[state], reason);
   tell_listeners(srv, job);
 }
@@ -622,8 +717,14 @@ static void sweep(uv_timer_t *timer) {
   }
   ae_jobs_trim_finished(srv);
   drop_remote_copies(srv);
-  if (srv->store_failing && srv->opt->state_dir &&
+  int store_is_sqlite =
+      srv->store && !strcmp(ae_store_backend_name(srv->store), "sqlite");
+  if (srv->store && !store_is_sqlite &&
       now_ms - srv->store_probe_ms >= STORE_PROBE_MS) {
+    srv->store_probe_ms = now_ms;
+    store_ping(srv);
+  } else if (srv->store_failing && store_is_sqlite && srv->opt->state_dir &&
+             now_ms - srv->store_probe_ms >= STORE_PROBE_MS) {
     srv->store_probe_ms = now_ms;
     if (!store_probe(srv->opt->state_dir)) store_wrote(srv);
   }
@@ -679,6 +780,18 @@ void ae_jobs_close(ae_server *srv) {
 }
 
 void ae_jobs_free(ae_server *srv) {
+  if (srv->n_unsaved)
+    ae_log(AE_LOG_WARN,
+           "store: %zu terminal state(s) never written (the store did not "
+           "answer again): those jobs run again at the next start",
+           srv->n_unsaved);
+  while (srv->unsaved_head) {
+    ae_unsaved_finish *u = srv->unsaved_head;
+    srv->unsaved_head = u->next;
+    unsaved_free(u);
+  }
+  srv->unsaved_tail = NULL;
+  srv->n_unsaved = 0;
   ae_job_table_free(&srv->jobs);
   ae_queue_free(&srv->queue);
 }

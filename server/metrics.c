@@ -4,7 +4,9 @@
  * which updates them as jobs and requests finish and renders them for
  * GET /metrics.  The gauges (queued jobs, each worker's state and memory)
  * are read by the caller and passed in as plain values, so this file knows
- * nothing of jobs, workers or threads. */
+ * nothing of jobs, workers or threads.  The store's latency histograms are
+ * kept by store.c (ae_store_latency_read) and copied in by the caller, as
+ * are its health and, in a fleet, its lease counts. */
 #include "config.h"
 
 #include <stdarg.h>
@@ -29,6 +31,14 @@ static const double http_seconds_bounds[] = {
     0.025,  0.05,    0.1,    0.5,   1,      5,     30};
 
 #define N_OF(a) (sizeof(a) / sizeof((a)[0]))
+
+/* The "op" label of each kind of store call (store.h); a kind added
+ * there without a name here is shown as "op_N", never dropped. */
+static const char *const store_op_names[AE_STORE_OP_COUNT] = {
+    [AE_STORE_OP_INSERT] = "insert", [AE_STORE_OP_UPDATE] = "update",
+    [AE_STORE_OP_EXPIRE] = "expire", [AE_STORE_OP_LOAD] = "load",
+    [AE_STORE_OP_STUDY] = "study",   [AE_STORE_OP_CACHE] = "cache",
+};
 
 void ae_histogram_init(ae_histogram *h, const double *bounds, size_t n) {
   memset(h, 0, sizeof *h);
@@ -147,6 +157,77 @@ static void emit_histogram(text_buf *t, const char *name, const char *labels,
   }
 }
 
+/* A store call histogram (store.h's non-cumulative counts) as a
+ * Prometheus histogram with an "op" label. */
+static void emit_store_latency(text_buf *t, const char *op,
+                               const double *bounds,
+                               const ae_store_latency *h) {
+  const char *name = "archeval_store_call_duration_seconds";
+  unsigned long long cumulative = 0;
+  for (size_t i = 0; i < AE_STORE_LATENCY_BUCKETS; i++) {
+    cumulative += h->count[i];
+    emit(t, "%s_bucket{op=\"%s\",le=\"%g\"} %llu\n", name, op, bounds[i],
+         cumulative);
+  }
+  cumulative += h->count[AE_STORE_LATENCY_BUCKETS];
+  emit(t, "%s_bucket{op=\"%s\",le=\"+Inf\"} %llu\n", name, op, cumulative);
+  emit(t, "%s_sum{op=\"%s\"} %.9g\n%s_count{op=\"%s\"} %llu\n", name, op,
+       h->sum_s, name, op, h->calls);
+}
+
+/* The job store's series: backend and health, call latency and errors
+ * by kind of call, and the fleet's leases when the store has them. */
+static void emit_store(text_buf *t, const ae_metrics_store *st) {
+  char other[16];
+  emit_header(t, "archeval_store_up", "gauge",
+              "1 while the job store answers (readiness), 0 while it fails; "
+              "the backend as a label.");
+  emit(t, "archeval_store_up{backend=\"%s\"} %d\n", st->backend,
+       st->reachable ? 1 : 0);
+
+  emit_header(t, "archeval_store_call_duration_seconds", "histogram",
+              "Time of each job store call, by kind of call (failed calls "
+              "included).");
+  for (int op = 0; op < AE_STORE_OP_COUNT; op++) {
+    const char *name = store_op_names[op];
+    if (!name) {
+      snprintf(other, sizeof other, "op_%d", op);
+      name = other;
+    }
+    emit_store_latency(t, name, st->latency_bounds, &st->latency[op]);
+  }
+
+  emit_header(t, "archeval_store_call_errors_total", "counter",
+              "Job store calls that failed, by kind of call.");
+  for (int op = 0; op < AE_STORE_OP_COUNT; op++) {
+    const char *name = store_op_names[op];
+    if (!name) {
+      snprintf(other, sizeof other, "op_%d", op);
+      name = other;
+    }
+    emit(t, "archeval_store_call_errors_total{op=\"%s\"} %llu\n", name,
+         st->latency[op].errors);
+  }
+
+  emit_header(t, "archeval_store_unsaved_finishes", "gauge",
+              "Terminal states the store failed to take, written again "
+              "once it answers.");
+  emit(t, "archeval_store_unsaved_finishes %zu\n", st->unsaved_finishes);
+
+  if (!st->has_leases) return;
+  emit_header(t, "archeval_store_leases_held", "gauge",
+              "Jobs whose lease this replica holds (running here).");
+  emit(t, "archeval_store_leases_held %llu\n", st->leases_held);
+  emit_header(t, "archeval_store_leases_requeued_total", "counter",
+              "Expired leases (a replica that stopped renewing) this replica "
+              "put back in the queue.");
+  emit(t, "archeval_store_leases_requeued_total %llu\n", st->leases_requeued);
+  emit_header(t, "archeval_store_leases_exhausted_total", "counter",
+              "Jobs this replica failed because their lease expired on every "
+              "attempt.");
+  emit(t, "archeval_store_leases_exhausted_total %llu\n", st->leases_exhausted);
+}
+
 /* A worker's label: its name, made unique with "/INDEX" when several
  * workers share it (--workers-per-gpu > 1). */
 static const char *worker_label(const ae_metrics *m, const ae_metrics_gauges *g,
@@ -243,6 +324,15 @@ char *ae_metrics_render(const ae_metrics *m, const ae_metrics_gauges *g,
               "--connection-timeout-secs to arrive.");
   emit(&t, "archeval_http_slow_connections_dropped_total %lld\n",
        g->n_slow_dropped);
+
+  if (g->store) emit_store(&t, g->store);
+
+  if (g->replica && g->replica[0]) {
+    emit_header(&t, "archeval_replica_info", "gauge",
+                "This daemon's replica id (--replica-id): its name in the "
+                "store's leases and logs.");
+    emit(&t, "archeval_replica_info{replica=\"%s\"} 1\n", g->replica);
+  }
 
   emit_header(&t, "archeval_build_info", "gauge",
               "The build: version and whether CUDA was compiled in.");

@@ -46,11 +46,31 @@ typedef struct {
   unsigned long long memory_used;
 } ae_metrics_worker;
 
+/* The job store as one rendering shows it, read by the caller (the loop
+ * thread owns the store): its backend, its health, the latency of each
+ * kind of call (ae_store_latency_read) and, in a fleet, this replica's
+ * leases.  Lease counts are shown only when has_leases is set (a store
+ * without leases has none to count, not zero). */
+typedef struct {
+  const char *backend; /* "sqlite", "postgresql" */
+  int reachable;       /* 0 while the daemon is not ready for the store */
+  ae_store_latency latency[AE_STORE_OP_COUNT];
+  const double *latency_bounds; /* AE_STORE_LATENCY_BUCKETS upper bounds,
+                                   seconds (ae_store_latency_bounds) */
+  size_t unsaved_finishes;      /* terminal states waiting for the store */
+  int has_leases;
+  unsigned long long leases_held;      /* gauge: jobs this replica runs */
+  unsigned long long leases_requeued;  /* counter: expired, re-queued */
+  unsigned long long leases_exhausted; /* counter: failed, attempts used */
+} ae_metrics_store;
+
 /* The gauges of one rendering, read by the caller. */
 typedef struct {
   size_t n_queued;
   long long n_slow_dropped;
   const ae_metrics_worker *workers; /* n_workers of ae_metrics_init */
+  const ae_metrics_store *store;    /* NULL: the daemon runs without one */
+  const char *replica;              /* this process in a fleet (--replica-id) */
 } ae_metrics_gauges;
 
 int ae_metrics_init(ae_metrics *m, size_t n_workers);

@@ -9,6 +9,7 @@
  * Threads: main thread only, before the loop starts. */
 #include "config.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <getopt.h>
 #include <stdlib.h>
@@ -572,6 +573,16 @@ static int parse_value(const option_spec *s, const char *arg, ae_options *o) {
   }
 }
 
+/* A replica id goes into logs and Prometheus labels unquoted: a short
+ * name of safe characters (a host or pod name fits). */
+static int replica_id_valid(const char *id) {
+  size_t n = strlen(id);
+  if (n == 0 || n > 63) return 0;
+  for (size_t i = 0; i < n; i++)
+    if (!isalnum((unsigned char)id[i]) && !strchr("._-:", id[i])) return 0;
+  return 1;
+}
+
 static int takes_argument(option_type type) {
   return type != OPT_CLEAR && type != OPT_SET && type != OPT_HELP &&
          type != OPT_VERSION;
@@ -612,6 +623,13 @@ ae_options_outcome ae_options_parse(int argc, char **argv, ae_options *o) {
   }
   if (optind < argc) {
     fprintf(stderr, "archevald: unexpected argument '%s'\n", argv[optind]);
+    return AE_OPTIONS_INVALID;
+  }
+  if (o->replica_id && !replica_id_valid(o->replica_id)) {
+    fprintf(stderr,
+            "archevald: --replica-id: '%s' is not 1 to 63 letters, digits, "
+            "'.', '_', '-' or ':'\n",
+            o->replica_id);
     return AE_OPTIONS_INVALID;
   }
   return AE_OPTIONS_RUN;

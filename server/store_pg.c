@@ -371,6 +371,7 @@ typedef struct {
   long long backoff_ms;
   long long next_connect_ms; /* monotonic; no attempt before */
   char errmsg[512];
+  char connect_error[512]; /* why the last reconnect failed */
 } pg_store;
 
 static long long pg_monotonic_ms(void) {
@@ -655,10 +656,8 @@ static int pg_ready(pg_store *s) {
   }
   long long now = pg_monotonic_ms();
   if (now < s->next_connect_ms) {
-    char last[sizeof s->errmsg];
-    memcpy(last, s->errmsg, sizeof last);
     pg_set_error(s, "store unreachable, next try in %lld ms (last: %s)",
-                 s->next_connect_ms - now, last);
+                 s->next_connect_ms - now, s->connect_error);
     return AE_EIO;
   }
   int status = pg_connect(s, 0);
@@ -667,9 +666,10 @@ static int pg_ready(pg_store *s) {
     if (s->backoff_ms > AE_PG_BACKOFF_MAX_MS)
       s->backoff_ms = AE_PG_BACKOFF_MAX_MS;
     s->next_connect_ms = pg_monotonic_ms() + s->backoff_ms;
-    char last[sizeof s->errmsg];
-    memcpy(last, s->errmsg, sizeof last);
-    pg_set_error(s, "store unreachable: %s", last);
+    /* The connection's own message, kept apart: the messages of the
+     * calls failed during the back-off quote it, never each other. */
+    memcpy(s->connect_error, s->errmsg, sizeof s->connect_error);
+    pg_set_error(s, "store unreachable: %s", s->connect_error);
     if (s->conn) PQfinish(s->conn);
     s->conn = NULL;
     return AE_EIO;

@@ -18,6 +18,12 @@
 #   that configures --with-cuda, a runtime image), USER 1000, EXPOSE 8000,
 #   an exec-form ENTRYPOINT with --http-address 0.0.0.0, HEALTHCHECK with
 #   archevald --healthcheck.
+# - The fleet (issue 15): yamllint on deploy/compose.fleet.yaml and
+#   deploy/k8s/fleet/*.yaml, then check_deploy_fleet.py (with a Python
+#   that has PyYAML) holds the pieces to each other and every flag given
+#   to archevald in deploy/ to `archevald --help`: the store's URL, its
+#   Secret and the PostgreSQL service agree, replicas have distinct ids,
+#   ports and GPUs, the probes and grace periods are right.
 # - shellcheck on this script when available.
 # Tools that are missing are reported as skipped checks (not failures);
 # the whole test exits 77 only when none of them is available.  Prints
@@ -120,7 +126,8 @@ compose="$deploy/compose.yaml"
 k8s="$deploy/k8s"
 if command -v yamllint >/dev/null 2>&1; then
   ran_tool=1
-  for f in "$compose" "$k8s"/*.yaml; do
+  for f in "$compose" "$k8s"/*.yaml "$deploy/compose.fleet.yaml" \
+    "$k8s"/fleet/*.yaml; do
     check "yamllint $(basename "$f")" \
       yamllint -s -c "$deploy/yamllint.yaml" "$f"
   done
@@ -166,7 +173,31 @@ check "Dockerfile: no shell-form ENTRYPOINT or CMD" \
 check "Dockerfile: apt lists removed in the same layer" \
   same_count "$df" 'rm -rf /var/lib/apt/lists' 'apt-get install'
 check "every deploy file starts with a comment" \
-  starts_with_comment "$df" "$compose" "$unit" "$k8s"/*.yaml
+  starts_with_comment "$df" "$compose" "$unit" "$k8s"/*.yaml \
+  "$deploy/compose.fleet.yaml" "$k8s"/fleet/*.yaml
+
+# ---- the fleet: the pieces agree (PyYAML) --------------------------------
+yaml_python=""
+for p in "${PYTHON3:-python3}" python3 /usr/bin/python3; do
+  if command -v "$p" >/dev/null 2>&1 && "$p" -c 'import yaml' 2>/dev/null
+  then
+    yaml_python=$p
+    break
+  fi
+done
+if [ -n "$yaml_python" ]; then
+  ran_tool=1
+  if AE_SRCDIR="$src" "$yaml_python" \
+    "$src/tests/integration/check_deploy_fleet.py" \
+    "$build/server/archevald" >"$tmp/fleet" 2>&1; then
+    ok "the fleet's deploy kit is consistent ($(tail -n 1 "$tmp/fleet"))"
+  else
+    fail "the fleet's deploy kit is consistent"
+    grep -v '^ok: ' "$tmp/fleet" | sed 's/^/    /'
+  fi
+else
+  echo "skipped: no Python with PyYAML for check_deploy_fleet.py"
+fi
 
 if command -v shellcheck >/dev/null 2>&1; then
   ran_tool=1
