@@ -30,10 +30,23 @@
  * batch x GRAM_BLOCK doubles stays in cache for dsyrk). */
 #define GRAM_BLOCK 256
 
-static void to_double_rows(const ae_real *src, size_t count, double *dst) {
+/* Not inlined: the vectorising attribute belongs to the loop's own
+ * function (a caller inlining it would compile it scalar). */
+__attribute__((noinline)) AE_VECTOR_LOOPS static void
+to_double_rows(const ae_real *restrict src, size_t count,
+               double *restrict dst) {
   for (size_t i = 0; i < count; i++)
     dst[i] = (double)src[i];
 }
+
+#ifndef AE_NET_DOUBLE
+/* d += t over count elements. */
+__attribute__((noinline)) AE_VECTOR_LOOPS static void
+add_into(float *restrict d, const float *restrict t, size_t count) {
+  for (size_t e = 0; e < count; e++)
+    d[e] += t[e];
+}
+#endif
 
 /* theta (lower triangle, float64) += scale * G G^T for G = batch rows of
  * P elements, by dsyrk in float64: a float32 Gram of ~1e5 products loses
@@ -134,7 +147,6 @@ static int conv_dx_direct(const ae_net *n, int k, const ntk_scratch *sc) {
  * samples: with w'[ci][co][ky][kx] = w[co][ci][k-1-ky][k-1-kx] (in dcol),
  * dX = conv(dY, w') with the same padding.  Stored straight into dx when
  * this step is its only writer, else formed in dcol after w' and added. */
-AE_VECTOR_LOOPS
 static void conv_dx_by_direct(ae_net *n, int k, int batch, int store,
                               const ntk_scratch *sc) {
   const ae_node *nd = &n->g->nodes[k];
@@ -161,11 +173,7 @@ static void conv_dx_by_direct(ae_net *n, int k, int batch, int store,
     int m = batch - b0 < per ? batch - b0 : per;
     ae_net_conv_direct(wf, dy + (size_t)b0 * ge->elems, ge->elems, cout,
                        ge->in_h, ge->in_w, kk, cin, tmp, ge->in_elems, m);
-    float *restrict d = dx + (size_t)b0 * ge->in_elems;
-    const float *restrict t = tmp;
-    size_t count = (size_t)m * ge->in_elems;
-    for (size_t e = 0; e < count; e++)
-      d[e] += t[e];
+    add_into(dx + (size_t)b0 * ge->in_elems, tmp, (size_t)m * ge->in_elems);
   }
 }
 #endif
