@@ -17,6 +17,7 @@
 
 #include "api/status.h"
 #include <cblas.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #ifndef AE_NET_DOUBLE
@@ -85,6 +86,48 @@ static void gram_accumulate(ae_real *g, int batch, size_t P, double scale,
               (int)P, 1.0, theta, batch);
 }
 
+/* OpenBLAS's thread control (declared by its cblas.h, not by every
+ * one). */
+extern int openblas_get_num_threads(void);
+
+/* The sample-parallel steps below run in as many parts as OpenBLAS has
+ * threads, at most 2 (two scratch buffers): part 0 on the owning thread,
+ * part 1 on a helper thread started for the step and joined before it
+ * returns, each on its own samples and scratch.  Every value is the same
+ * whatever the split. */
+typedef void (*part_fn)(void *arg, int part, int parts);
+typedef struct {
+  part_fn fn;
+  void *arg;
+} part_task;
+
+static void *run_part_one(void *p) {
+  part_task *t = p;
+  t->fn(t->arg, 1, 2);
+  return NULL;
+}
+
+/* fn(arg, part, parts) for every part; one part when threads is 1, the
+ * work is small, or no thread can be started. */
+static void run_parts(int threads, size_t work, part_fn fn, void *arg) {
+  pthread_t th;
+  part_task t = {fn, arg};
+  if (threads < 2 || work < 4096 ||
+      pthread_create(&th, NULL, run_part_one, &t) != 0) {
+    fn(arg, 0, 1);
+    return;
+  }
+  fn(arg, 0, 2);
+  pthread_join(th, NULL);
+}
+
+/* [*lo, *hi) of count items for part of parts. */
+static void part_range(size_t count, int part, int parts, size_t *lo,
+                       size_t *hi) {
+  *lo = count * (size_t)part / (size_t)parts;
+  *hi = count * (size_t)(part + 1) / (size_t)parts;
+}
+
 /* The NTK parameterization scales each weight tensor's Gram by its init
  * variance; the standard one does not. */
 static double weight_scale(const ae_net *n, int k,
@@ -123,6 +166,7 @@ static void backward_linear(ae_net *n, int k, int batch,
 typedef struct {
   size_t dcol, gd;
   unsigned char *store; /* per node: its step stores (not adds) its dx */
+  int threads;          /* parts of the sample-parallel steps, 1 or 2 */
 } ntk_scratch;
 
 /* 1 when convolution k's input gradient runs as a direct convolution of
@@ -143,6 +187,41 @@ static int conv_dx_direct(const ae_net *n, int k, const ntk_scratch *sc) {
 }
 
 #ifndef AE_NET_DOUBLE
+typedef struct {
+  ae_net *n;
+  int k, batch, store;
+  const ntk_scratch *sc;
+  const float *wf; /* the flipped, transposed weights */
+} dx_args;
+
+/* conv_dx_by_direct's samples of one part (the tmp of part i is the i-th
+ * share of dcol after the weights). */
+static void dx_part(void *arg, int part, int parts) {
+  const dx_args *d = arg;
+  const ae_node *nd = &d->n->g->nodes[d->k];
+  const ae_plan_geom *ge = &d->n->geom[d->k];
+  const float *dy = d->n->grad[d->k];
+  float *dx = d->n->grad[nd->inputs[0]];
+  int cin = ge->in_c, cout = nd->out, kk = nd->kernel;
+  size_t lo, hi;
+  part_range((size_t)d->batch, part, parts, &lo, &hi);
+  if (d->store) {
+    ae_net_conv_direct(d->wf, dy + lo * ge->elems, ge->elems, cout, ge->in_h,
+                       ge->in_w, kk, cin, dx + lo * ge->in_elems, ge->in_elems,
+                       (int)(hi - lo));
+    return;
+  }
+  size_t off = (ge->n_weight + 15) & ~(size_t)15;
+  size_t per = (d->sc->dcol - off) / ge->in_elems / (size_t)parts;
+  float *tmp = d->n->dcol + off + (size_t)part * per * ge->in_elems;
+  for (size_t b0 = lo; b0 < hi; b0 += per) {
+    size_t m = hi - b0 < per ? hi - b0 : per;
+    ae_net_conv_direct(d->wf, dy + b0 * ge->elems, ge->elems, cout, ge->in_h,
+                       ge->in_w, kk, cin, tmp, ge->in_elems, (int)m);
+    add_into(dx + b0 * ge->in_elems, tmp, m * ge->in_elems);
+  }
+}
+
 /* dx (+)= the adjoint of convolution k applied to dy, over batch
  * samples: with w'[ci][co][ky][kx] = w[co][ci][k-1-ky][k-1-kx] (in dcol),
  * dX = conv(dY, w') with the same padding.  Stored straight into dx when
@@ -151,9 +230,9 @@ static void conv_dx_by_direct(ae_net *n, int k, int batch, int store,
                               const ntk_scratch *sc) {
   const ae_node *nd = &n->g->nodes[k];
   const ae_plan_geom *ge = &n->geom[k];
-  const float *w = n->weight[k], *dy = n->grad[k];
-  float *dx = n->grad[nd->inputs[0]], *wf = n->dcol;
-  int cin = ge->in_c, cout = nd->out, kk = nd->kernel, k2 = kk * kk;
+  const float *w = n->weight[k];
+  float *wf = n->dcol;
+  int cin = ge->in_c, cout = nd->out, k2 = nd->kernel * nd->kernel;
   for (int co = 0; co < cout; co++)
     for (int ci = 0; ci < cin; ci++)
       for (int t = 0; t < k2; t++)
@@ -161,20 +240,11 @@ static void conv_dx_by_direct(ae_net *n, int k, int batch, int store,
            (size_t)(k2 - 1 - t)] =
             w[((size_t)co * (size_t)cin + (size_t)ci) * (size_t)k2 +
               (size_t)t];
-  if (store) {
-    ae_net_conv_direct(wf, dy, ge->elems, cout, ge->in_h, ge->in_w, kk, cin,
-                       dx, ge->in_elems, batch);
-    return;
-  }
+  dx_args da = {n, k, batch, store, sc, wf};
   size_t off = (ge->n_weight + 15) & ~(size_t)15;
-  float *tmp = n->dcol + off;
-  int per = (int)((sc->dcol - off) / ge->in_elems);
-  for (int b0 = 0; b0 < batch; b0 += per) {
-    int m = batch - b0 < per ? batch - b0 : per;
-    ae_net_conv_direct(wf, dy + (size_t)b0 * ge->elems, ge->elems, cout,
-                       ge->in_h, ge->in_w, kk, cin, tmp, ge->in_elems, m);
-    add_into(dx + (size_t)b0 * ge->in_elems, tmp, (size_t)m * ge->in_elems);
-  }
+  int parts = (sc->dcol - off) / ge->in_elems >= 2 ? sc->threads : 1;
+  run_parts(parts, (size_t)batch * ge->elems * (size_t)k2 * (size_t)cin,
+            dx_part, &da);
 }
 #endif
 
@@ -287,14 +357,23 @@ static int conv_dw_direct(const ae_net *n, int k, size_t col_cap) {
   return need <= col_cap;
 }
 
-/* Rows b of G for every sample, through dw_sample. */
-static void conv_dw_by_direct(ae_net *n, int k, int batch, float *grows) {
-  const ae_node *nd = &n->g->nodes[k];
-  const ae_plan_geom *ge = &n->geom[k];
+typedef struct {
+  ae_net *n;
+  int k, batch;
+  float *grows;
+} dw_part_args;
+
+/* Rows b of G for one part's samples, through dw_sample; part 0's
+ * scratch is col, part 1's dcol (free until dX). */
+static void dw_part(void *arg, int part, int parts) {
+  const dw_part_args *d = arg;
+  ae_net *n = d->n;
+  const ae_node *nd = &n->g->nodes[d->k];
+  const ae_plan_geom *ge = &n->geom[d->k];
   int kk = nd->kernel, pad = (kk - 1) / 2, h = ge->in_h, w = ge->in_w;
   int hp = h + kk - 1, wp = w + kk - 1, cin = ge->in_c, cout = nd->out;
   size_t hw = ge->out_hw, plane = (size_t)hp * (size_t)wp;
-  float *xpad = n->col;
+  float *xpad = part == 0 ? n->col : n->dcol;
   float *dyt = xpad + (((size_t)cin * plane + 15) & ~(size_t)15);
   int *base = (int *)(void *)(dyt + (size_t)cout * hw);
   int columns = (int)ge->col_rows;
@@ -304,9 +383,11 @@ static void conv_dw_by_direct(ae_net *n, int k, int batch, float *grows) {
   }
   if (pad > 0) memset(xpad, 0, sizeof(float) * (size_t)cin * plane);
   dw_args a = {dyt, xpad, base, h, w, wp, cout, NULL};
-  for (int b = 0; b < batch; b++) {
-    const float *x = n->act[nd->inputs[0]] + (size_t)b * ge->in_elems;
-    const float *dy = n->grad[k] + (size_t)b * ge->elems;
+  size_t lo, hi;
+  part_range((size_t)d->batch, part, parts, &lo, &hi);
+  for (size_t b = lo; b < hi; b++) {
+    const float *x = n->act[nd->inputs[0]] + b * ge->in_elems;
+    const float *dy = n->grad[d->k] + b * ge->elems;
     for (int ci = 0; ci < cin; ci++)
       for (int y = 0; y < h; y++)
         memcpy(xpad + (size_t)ci * plane + (size_t)(y + pad) * (size_t)wp +
@@ -316,9 +397,16 @@ static void conv_dw_by_direct(ae_net *n, int k, int batch, float *grows) {
     for (size_t p = 0; p < hw; p++)
       for (int co = 0; co < cout; co++)
         dyt[p * (size_t)cout + (size_t)co] = dy[(size_t)co * hw + p];
-    a.out = grows + (size_t)b * ge->n_weight;
+    a.out = d->grows + b * ge->n_weight;
     dw_sample(&a, columns);
   }
+}
+
+static void conv_dw_by_direct(ae_net *n, int k, int batch, float *grows,
+                              int threads) {
+  dw_part_args d = {n, k, batch, grows};
+  run_parts(threads, (size_t)batch * n->geom[k].n_weight * n->geom[k].out_hw,
+            dw_part, &d);
 }
 #endif
 
@@ -341,7 +429,7 @@ static void backward_conv(ae_net *n, int k, int batch,
 #if AE_NET_AVX512
   dw_direct = conv_dw_direct(n, k, sc->dcol);
   if (dw_direct) {
-    conv_dw_by_direct(n, k, batch, grows);
+    conv_dw_by_direct(n, k, batch, grows, sc->threads);
     ae_net_tick(n, AE_NET_PROF_BWD_DW, &t0);
   }
 #endif
@@ -442,30 +530,41 @@ static double bn_plane_avx512(const float *x, const float *dy, float *dx,
 }
 #endif
 
-static void backward_bn(ae_net *n, int k, int batch, double *theta,
-                        int store) {
+typedef struct {
+  ae_net *n;
+  int k, batch, store;
+} bn_args;
+
+/* BN backward of one part's samples: gamma's per-sample gradients into
+ * gd, dx (+)= dy * gamma * invstd. */
+static void bn_part(void *arg, int part, int parts) {
+  const bn_args *d = arg;
+  ae_net *n = d->n;
+  int k = d->k, store = d->store;
   const ae_node *nd = &n->g->nodes[k];
   const ae_plan_geom *ge = &n->geom[k];
   const ae_real *x = n->act[nd->inputs[0]];
   const ae_real *dy = n->grad[k];
   ae_real *dx = n->grad[nd->inputs[0]];
-  size_t C = (size_t)ge->channels, P = ge->plane;
-  for (int b = 0; b < batch; b++)
+  size_t C = (size_t)ge->channels, P = ge->plane, lo, hi;
+  part_range((size_t)d->batch, part, parts, &lo, &hi);
+  for (size_t b = lo; b < hi; b++)
     for (size_t c = 0; c < C; c++) {
-      size_t off = (size_t)b * ge->elems + c * P;
+      size_t off = b * ge->elems + c * P;
       double mean = n->bn_mean[k][c], inv = n->bn_invstd[k][c];
       ae_real s = (ae_real)(inv * n->gamma[k][c]);
 #if AE_NET_AVX512
       if (ae_net_have_avx512()) {
-        n->gd[(size_t)b * C + c] = bn_plane_avx512(
-            x + off, dy + off, dx ? dx + off : NULL, P, mean, inv, s, store);
+        n->gd[b * C + c] = bn_plane_avx512(x + off, dy + off,
+                                           dx ? dx + off : NULL, P, mean, inv,
+                                           s, store);
         continue;
       }
 #endif
       double g = 0.0;
       for (size_t i = 0; i < P; i++)
         g += (double)dy[off + i] * (((double)x[off + i] - mean) * inv);
-      n->gd[(size_t)b * C + c] = g;
+      n->gd[b * C + c] = g;
       if (!dx) continue;
       if (store)
         for (size_t i = 0; i < P; i++)
@@ -474,8 +573,15 @@ static void backward_bn(ae_net *n, int k, int batch, double *theta,
         for (size_t i = 0; i < P; i++)
           dx[off + i] += dy[off + i] * s;
     }
-  cblas_dsyrk(CblasRowMajor, CblasLower, CblasNoTrans, batch, (int)C, 1.0,
-              n->gd, (int)C, 1.0, theta, batch);
+}
+
+static void backward_bn(ae_net *n, int k, int batch, double *theta,
+                        int store, int threads) {
+  bn_args d = {n, k, batch, store};
+  run_parts(threads, (size_t)batch * n->geom[k].elems, bn_part, &d);
+  int C = n->geom[k].channels;
+  cblas_dsyrk(CblasRowMajor, CblasLower, CblasNoTrans, batch, C, 1.0, n->gd,
+              C, 1.0, theta, batch);
 }
 
 #if AE_NET_AVX512
@@ -514,7 +620,39 @@ static int step_can_store(const ae_net *n, int t, const ntk_scratch *sc) {
   }
 }
 
-static void backward_act(ae_net *n, int k, int batch, int store) {
+typedef struct {
+  const ae_real *z, *dy;
+  ae_real *dx;
+  size_t count;
+  int store;
+} relu_args;
+
+/* ReLU's backward over one part's share of the elements. */
+static void relu_part(void *arg, int part, int parts) {
+  const relu_args *d = arg;
+  size_t lo, hi;
+  part_range(d->count / 16, part, parts, &lo, &hi);
+  lo *= 16;
+  hi = part == parts - 1 ? d->count : hi * 16;
+  const ae_real *z = d->z + lo, *dy = d->dy + lo;
+  ae_real *dx = d->dx + lo;
+  size_t count = hi - lo;
+#if AE_NET_AVX512
+  if (ae_net_have_avx512()) {
+    relu_backward_avx512(z, dy, dx, count, d->store);
+    return;
+  }
+#endif
+  if (d->store)
+    for (size_t i = 0; i < count; i++)
+      dx[i] = z[i] > 0 ? dy[i] : 0;
+  else
+    for (size_t i = 0; i < count; i++)
+      dx[i] += z[i] > 0 ? dy[i] : 0;
+}
+
+static void backward_act(ae_net *n, int k, int batch, int store,
+                         int threads) {
   const ae_node *nd = &n->g->nodes[k];
   ae_real *dx = n->grad[nd->inputs[0]];
   if (!dx) return;
@@ -522,17 +660,9 @@ static void backward_act(ae_net *n, int k, int batch, int store) {
   const ae_real *dy = n->grad[k];
   size_t count = (size_t)batch * n->geom[k].elems;
   if (nd->act.fn == AE_ACT_RELU) {
-#if AE_NET_AVX512
-    if (ae_net_have_avx512()) {
-      relu_backward_avx512(z, dy, dx, count, store);
-      return;
-    }
-#endif
-    if (store) {
-      for (size_t i = 0; i < count; i++)
-        dx[i] = z[i] > 0 ? dy[i] : 0;
-      return;
-    }
+    relu_args d = {z, dy, dx, count, store};
+    run_parts(threads, count, relu_part, &d);
+    return;
   }
   ae_net_act_backward_add_t(&nd->act, z, dy, count, dx);
 }
@@ -605,6 +735,8 @@ static int plan_steps(const ae_net *n, ntk_scratch *sc) {
     }
     if (B * gd > sc->gd) sc->gd = B * gd;
   }
+  int threads = openblas_get_num_threads();
+  sc->threads = threads >= 2 ? 2 : 1;
   sc->store = calloc((size_t)nn, 1);
   int *readers = calloc((size_t)nn, sizeof(int));
   if (!sc->store || !readers) {
@@ -677,11 +809,11 @@ int ae_net_ntk(ae_net *n, const float *x, int batch,
       rc = ae_job_checkpoint(ctl);
       break;
     case AE_OP_BATCH_NORM:
-      backward_bn(n, t, batch, theta, sc.store[t]);
+      backward_bn(n, t, batch, theta, sc.store[t], sc.threads);
       rc = ae_job_checkpoint(ctl);
       break;
     case AE_OP_ACT:
-      backward_act(n, t, batch, sc.store[t]);
+      backward_act(n, t, batch, sc.store[t], sc.threads);
       break;
     default:
       backward_pass_through(n, t, batch);
