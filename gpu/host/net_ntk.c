@@ -10,9 +10,22 @@
  *   linear: G G^T = (dY dY^T) o (X X^T) (Hadamard), never forming G;
  *   bias:   dY dY^T;   BN gamma: row i = sum_hw dY_i * xhat_i.
  * The whole Jacobian is never materialised.  Gradient buffers are the
- * arena's shared slots (net.c), zeroed when their first writer runs.
+ * arena's shared slots (net.c), zeroed when their first writer runs,
+ * unless that writer is their only one and stores instead of adding.
  *
- * Runs on the thread that owns the ae_net. */
+ * In float32 on AVX-512 (ae_net_conv_direct_usable) a stride-1 "same"
+ * convolution skips im2col and the GEMMs: its row of G comes from the
+ * zero-padded input planes and dY^T (16 output channels per vector), and
+ * its dX is the direct convolution of dY with the flipped, transposed
+ * weights.  These sum in another order than im2col + sgemm (float32
+ * round-off, ~1e-7 of theta; test_net_ntk holds it within the GEMM path's
+ * own spread from the float64 twin).  The float64 twin keeps the GEMMs.
+ * With two OpenBLAS threads the sample-parallel steps (those, BN, ReLU)
+ * run in two parts on a helper thread started and joined within the step;
+ * the values do not depend on it.
+ *
+ * Runs on the thread that owns the ae_net (and its helper within a step,
+ * on disjoint samples). */
 #include "gpu/host/net_internal.h"
 
 #include "api/status.h"
@@ -70,8 +83,8 @@ static void gram_accumulate(ae_real *g, int batch, size_t P, double scale,
       size_t w = P - c0 < GRAM_BLOCK ? P - c0 : GRAM_BLOCK;
       for (size_t b = 0; b < B; b++)
         to_double_rows(g + b * P + c0, w, blk + b * w);
-      cblas_dsyrk(CblasRowMajor, CblasLower, CblasNoTrans, batch, (int)w,
-                  scale, blk, (int)w, 1.0, theta, batch);
+      cblas_dsyrk(CblasRowMajor, CblasLower, CblasNoTrans, batch, (int)w, scale,
+                  blk, (int)w, 1.0, theta, batch);
     }
     return;
   }
@@ -238,8 +251,7 @@ static void conv_dx_by_direct(ae_net *n, int k, int batch, int store,
       for (int t = 0; t < k2; t++)
         wf[((size_t)ci * (size_t)cout + (size_t)co) * (size_t)k2 +
            (size_t)(k2 - 1 - t)] =
-            w[((size_t)co * (size_t)cin + (size_t)ci) * (size_t)k2 +
-              (size_t)t];
+            w[((size_t)co * (size_t)cin + (size_t)ci) * (size_t)k2 + (size_t)t];
   dx_args da = {n, k, batch, store, sc, wf};
   size_t off = (ge->n_weight + 15) & ~(size_t)15;
   int parts = (sc->dcol - off) / ge->in_elems >= 2 ? sc->threads : 1;
@@ -511,8 +523,8 @@ static double bn_plane_avx512(const float *x, const float *dy, float *dx,
   __m512d vm = _mm512_set1_pd(mean), vi = _mm512_set1_pd(inv);
   __m512 vs = _mm512_set1_ps(s);
   for (size_t i = 0; i < P; i += 16) {
-    __mmask16 m = P - i >= 16 ? (__mmask16)0xFFFF
-                              : (__mmask16)((1u << (P - i)) - 1u);
+    __mmask16 m =
+        P - i >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (P - i)) - 1u);
     __m512 d = _mm512_maskz_loadu_ps(m, dy + i);
     __m512 xv = _mm512_maskz_loadu_ps(m, x + i);
     __m512d d0 = _mm512_cvtps_pd(_mm512_castps512_ps256(d));
@@ -555,9 +567,8 @@ static void bn_part(void *arg, int part, int parts) {
       ae_real s = (ae_real)(inv * n->gamma[k][c]);
 #if AE_NET_AVX512
       if (ae_net_have_avx512()) {
-        n->gd[b * C + c] = bn_plane_avx512(x + off, dy + off,
-                                           dx ? dx + off : NULL, P, mean, inv,
-                                           s, store);
+        n->gd[b * C + c] = bn_plane_avx512(
+            x + off, dy + off, dx ? dx + off : NULL, P, mean, inv, s, store);
         continue;
       }
 #endif
@@ -575,13 +586,13 @@ static void bn_part(void *arg, int part, int parts) {
     }
 }
 
-static void backward_bn(ae_net *n, int k, int batch, double *theta,
-                        int store, int threads) {
+static void backward_bn(ae_net *n, int k, int batch, double *theta, int store,
+                        int threads) {
   bn_args d = {n, k, batch, store};
   run_parts(threads, (size_t)batch * n->geom[k].elems, bn_part, &d);
   int C = n->geom[k].channels;
-  cblas_dsyrk(CblasRowMajor, CblasLower, CblasNoTrans, batch, C, 1.0, n->gd,
-              C, 1.0, theta, batch);
+  cblas_dsyrk(CblasRowMajor, CblasLower, CblasNoTrans, batch, C, 1.0, n->gd, C,
+              1.0, theta, batch);
 }
 
 #if AE_NET_AVX512
@@ -594,9 +605,8 @@ static void relu_backward_avx512(const float *z, const float *dy, float *dx,
   for (size_t i = 0; i < count; i += 16) {
     __mmask16 m = count - i >= 16 ? (__mmask16)0xFFFF
                                   : (__mmask16)((1u << (count - i)) - 1u);
-    __mmask16 pos =
-        _mm512_mask_cmp_ps_mask(m, _mm512_maskz_loadu_ps(m, z + i), zero,
-                                _CMP_GT_OQ);
+    __mmask16 pos = _mm512_mask_cmp_ps_mask(m, _mm512_maskz_loadu_ps(m, z + i),
+                                            zero, _CMP_GT_OQ);
     __m512 g = _mm512_maskz_loadu_ps(pos, dy + i);
     if (!store) g = _mm512_add_ps(_mm512_maskz_loadu_ps(m, dx + i), g);
     _mm512_mask_storeu_ps(dx + i, m, g);
@@ -651,8 +661,7 @@ static void relu_part(void *arg, int part, int parts) {
       dx[i] += z[i] > 0 ? dy[i] : 0;
 }
 
-static void backward_act(ae_net *n, int k, int batch, int store,
-                         int threads) {
+static void backward_act(ae_net *n, int k, int batch, int store, int threads) {
   const ae_node *nd = &n->g->nodes[k];
   ae_real *dx = n->grad[nd->inputs[0]];
   if (!dx) return;
