@@ -53,14 +53,12 @@ to_double_rows(const ae_real *restrict src, size_t count,
     dst[i] = (double)src[i];
 }
 
-#ifndef AE_NET_DOUBLE
 /* d += t over count elements. */
 __attribute__((noinline)) AE_VECTOR_LOOPS static void
-add_into(float *restrict d, const float *restrict t, size_t count) {
+add_into(ae_real *restrict d, const ae_real *restrict t, size_t count) {
   for (size_t e = 0; e < count; e++)
     d[e] += t[e];
 }
-#endif
 
 /* theta (lower triangle, float64) += scale * G G^T for G = batch rows of
  * P elements, by dsyrk in float64: a float32 Gram of ~1e5 products loses
@@ -711,8 +709,7 @@ static void backward_pass_through(ae_net *n, int k, int batch) {
     for (int i = 0; i < nd->n_inputs; i++) {
       ae_real *dx = n->grad[nd->inputs[i]];
       if (!dx || dx == dy) continue; /* none, or the shared slot */
-      for (size_t e = 0; e < count; e++)
-        dx[e] += dy[e];
+      add_into(dx, dy, count);
     }
     return;
   }
