@@ -315,6 +315,10 @@ void ae_net_conv_direct(const float *w, const float *x, size_t x_stride,
 
 #endif
 
+int ae_net_conv_direct_usable(void) {
+  return conv_direct_usable();
+}
+
 int ae_net_conv_direct_replaces(int cout, size_t columns, size_t kk) {
   /* OpenBLAS sends M * N * K <= 100^3 to its small-matrix kernel
    * (kernel/x86_64/sgemm_small_kernel_permit_skylakex.c): one chain over

@@ -163,6 +163,10 @@ void ae_net_philox_normals(uint64_t seed, uint32_t tensor, uint32_t stream,
 #define AE_NET_DIRECT_MAX_K 7
 #define AE_NET_DIRECT_MAX_HW 4096 /* output positions per plane */
 int ae_net_conv_direct_replaces(int cout, size_t columns, size_t kk);
+/* 1 when ae_net_conv_direct runs here at all (AVX-512, the once-per-
+ * process check passed, AE_CONV_DIRECT not 0), whatever GEMM it would
+ * stand in for: for callers that need its values, not sgemm's bits. */
+int ae_net_conv_direct_usable(void);
 /* 1 when the CPU runs AVX-512F (checked once; x86-64 with GCC only): the
  * float32 elementwise passes then take 16 lanes, with the very same
  * operations per element (no contraction into fused multiply-adds). */

@@ -10,41 +10,133 @@
  *   linear: G G^T = (dY dY^T) o (X X^T) (Hadamard), never forming G;
  *   bias:   dY dY^T;   BN gamma: row i = sum_hw dY_i * xhat_i.
  * The whole Jacobian is never materialised.  Gradient buffers are the
- * arena's shared slots (net.c), zeroed when their first writer runs.
+ * arena's shared slots (net.c), zeroed when their first writer runs,
+ * unless that writer is their only one and stores instead of adding.
  *
- * Runs on the thread that owns the ae_net. */
+ * In float32 on AVX-512 (ae_net_conv_direct_usable) a stride-1 "same"
+ * convolution skips im2col and the GEMMs: its row of G comes from the
+ * zero-padded input planes and dY^T (16 output channels per vector), and
+ * its dX is the direct convolution of dY with the flipped, transposed
+ * weights.  These sum in another order than im2col + sgemm (float32
+ * round-off, ~1e-7 of theta; test_net_ntk holds it within the GEMM path's
+ * own spread from the float64 twin).  The float64 twin keeps the GEMMs.
+ * With two OpenBLAS threads the sample-parallel steps (those, BN, ReLU)
+ * run in two parts on a helper thread started and joined within the step;
+ * the values do not depend on it.
+ *
+ * Runs on the thread that owns the ae_net (and its helper within a step,
+ * on disjoint samples). */
 #include "gpu/host/net_internal.h"
 
 #include "api/status.h"
 #include <cblas.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #ifndef AE_NET_DOUBLE
 #include "gpu/host/net64.h"
 #endif
+#if AE_NET_AVX512
+#include <immintrin.h>
+#endif
 
-static void to_double_rows(const ae_real *src, size_t count, double *dst) {
+/* Columns of G widened to float64 at a time for the Gram (a block of
+ * batch x GRAM_BLOCK doubles stays in cache for dsyrk). */
+#define GRAM_BLOCK 256
+
+/* Not inlined: the vectorising attribute belongs to the loop's own
+ * function (a caller inlining it would compile it scalar). */
+__attribute__((noinline)) AE_VECTOR_LOOPS static void
+to_double_rows(const ae_real *restrict src, size_t count,
+               double *restrict dst) {
   for (size_t i = 0; i < count; i++)
     dst[i] = (double)src[i];
 }
 
+/* d += t over count elements. */
+__attribute__((noinline)) AE_VECTOR_LOOPS static void
+add_into(ae_real *restrict d, const ae_real *restrict t, size_t count) {
+  for (size_t e = 0; e < count; e++)
+    d[e] += t[e];
+}
+
 /* theta (lower triangle, float64) += scale * G G^T for G = batch rows of
- * P elements, by dsyrk.  In the float32 build G's rows are widened to
- * float64 in place first (g must then have room for batch * P doubles):
- * a float32 Gram of ~1e5 products loses ~1e-4 of lambda_min on
- * ill-conditioned NTKs, float64 keeps it at the float32 forward's own
- * noise. */
+ * P elements, by dsyrk in float64: a float32 Gram of ~1e5 products loses
+ * ~1e-4 of lambda_min on ill-conditioned NTKs, float64 keeps it at the
+ * float32 forward's own noise.  g lies at the start of a buffer of
+ * cap_doubles doubles.  In the float32 build G's rows are widened to
+ * float64 GRAM_BLOCK columns at a time into the buffer's free second half
+ * (one pass that stays in cache; dsyrk sums the blocks into theta), or,
+ * for a short P, all of G in place. */
 static void gram_accumulate(ae_real *g, int batch, size_t P, double scale,
-                            double *theta) {
+                            double *theta, size_t cap_doubles) {
   double *gd = (double *)(void *)g;
 #ifndef AE_NET_DOUBLE
+  size_t B = (size_t)batch;
+  /* Doubles the float rows occupy, rounded up to a cache line. */
+  size_t used = ((B * P + 1) / 2 + 7) & ~(size_t)7;
+  if (P > 2 * GRAM_BLOCK && used + B * GRAM_BLOCK <= cap_doubles) {
+    double *blk = gd + used;
+    for (size_t c0 = 0; c0 < P; c0 += GRAM_BLOCK) {
+      size_t w = P - c0 < GRAM_BLOCK ? P - c0 : GRAM_BLOCK;
+      for (size_t b = 0; b < B; b++)
+        to_double_rows(g + b * P + c0, w, blk + b * w);
+      cblas_dsyrk(CblasRowMajor, CblasLower, CblasNoTrans, batch, (int)w, scale,
+                  blk, (int)w, 1.0, theta, batch);
+    }
+    return;
+  }
   /* From the end down: double i overwrites floats 2i and 2i+1, which
    * belong to doubles >= i, already written. */
   for (size_t i = (size_t)batch * P; i-- > 0;)
     gd[i] = (double)g[i];
+#else
+  (void)cap_doubles;
 #endif
   cblas_dsyrk(CblasRowMajor, CblasLower, CblasNoTrans, batch, (int)P, scale, gd,
               (int)P, 1.0, theta, batch);
+}
+
+/* OpenBLAS's thread control (declared by its cblas.h, not by every
+ * one). */
+extern int openblas_get_num_threads(void);
+
+/* The sample-parallel steps below run in as many parts as OpenBLAS has
+ * threads, at most 2 (two scratch buffers): part 0 on the owning thread,
+ * part 1 on a helper thread started for the step and joined before it
+ * returns, each on its own samples and scratch.  Every value is the same
+ * whatever the split. */
+typedef void (*part_fn)(void *arg, int part, int parts);
+typedef struct {
+  part_fn fn;
+  void *arg;
+} part_task;
+
+static void *run_part_one(void *p) {
+  part_task *t = p;
+  t->fn(t->arg, 1, 2);
+  return NULL;
+}
+
+/* fn(arg, part, parts) for every part; one part when threads is 1, the
+ * work is small, or no thread can be started. */
+static void run_parts(int threads, size_t work, part_fn fn, void *arg) {
+  pthread_t th;
+  part_task t = {fn, arg};
+  if (threads < 2 || work < 4096 ||
+      pthread_create(&th, NULL, run_part_one, &t) != 0) {
+    fn(arg, 0, 1);
+    return;
+  }
+  fn(arg, 0, 2);
+  pthread_join(th, NULL);
+}
+
+/* [*lo, *hi) of count items for part of parts. */
+static void part_range(size_t count, int part, int parts, size_t *lo,
+                       size_t *hi) {
+  *lo = count * (size_t)part / (size_t)parts;
+  *hi = count * (size_t)(part + 1) / (size_t)parts;
 }
 
 /* The NTK parameterization scales each weight tensor's Gram by its init
@@ -80,24 +172,284 @@ static void backward_linear(ae_net *n, int k, int batch,
       theta[i * B + j] += yy[i * B + j] * (s * xx[i * B + j] + sb);
 }
 
+/* The backward's scratch sizes (as net.c reserves them): dcol in
+ * elements, gd in doubles. */
+typedef struct {
+  size_t dcol, gd;
+  unsigned char *store; /* per node: its step stores (not adds) its dx */
+  int threads;          /* parts of the sample-parallel steps, 1 or 2 */
+} ntk_scratch;
+
+/* 1 when convolution k's input gradient runs as a direct convolution of
+ * dY with the flipped, transposed weights (a stride-1 "same" convolution
+ * is its own adjoint's shape): float32 with ae_net_conv_direct usable,
+ * the flipped weights and one sample's dX fitting in dcol. */
+static int conv_dx_direct(const ae_net *n, int k, const ntk_scratch *sc) {
+#ifdef AE_NET_DOUBLE
+  (void)n, (void)k, (void)sc;
+  return 0;
+#else
+  const ae_node *nd = &n->g->nodes[k];
+  const ae_plan_geom *ge = &n->geom[k];
+  if (nd->op != AE_OP_CONV || !ae_net_conv_direct_fits(nd, ge)) return 0;
+  size_t wf = (ge->n_weight + 15) & ~(size_t)15;
+  return wf + ge->in_elems <= sc->dcol && ae_net_conv_direct_usable();
+#endif
+}
+
+#ifndef AE_NET_DOUBLE
+typedef struct {
+  ae_net *n;
+  int k, batch, store;
+  const ntk_scratch *sc;
+  const float *wf; /* the flipped, transposed weights */
+} dx_args;
+
+/* conv_dx_by_direct's samples of one part (the tmp of part i is the i-th
+ * share of dcol after the weights). */
+static void dx_part(void *arg, int part, int parts) {
+  const dx_args *d = arg;
+  const ae_node *nd = &d->n->g->nodes[d->k];
+  const ae_plan_geom *ge = &d->n->geom[d->k];
+  const float *dy = d->n->grad[d->k];
+  float *dx = d->n->grad[nd->inputs[0]];
+  int cin = ge->in_c, cout = nd->out, kk = nd->kernel;
+  size_t lo, hi;
+  part_range((size_t)d->batch, part, parts, &lo, &hi);
+  if (d->store) {
+    ae_net_conv_direct(d->wf, dy + lo * ge->elems, ge->elems, cout, ge->in_h,
+                       ge->in_w, kk, cin, dx + lo * ge->in_elems, ge->in_elems,
+                       (int)(hi - lo));
+    return;
+  }
+  size_t off = (ge->n_weight + 15) & ~(size_t)15;
+  size_t per = (d->sc->dcol - off) / ge->in_elems / (size_t)parts;
+  float *tmp = d->n->dcol + off + (size_t)part * per * ge->in_elems;
+  for (size_t b0 = lo; b0 < hi; b0 += per) {
+    size_t m = hi - b0 < per ? hi - b0 : per;
+    ae_net_conv_direct(d->wf, dy + b0 * ge->elems, ge->elems, cout, ge->in_h,
+                       ge->in_w, kk, cin, tmp, ge->in_elems, (int)m);
+    add_into(dx + b0 * ge->in_elems, tmp, m * ge->in_elems);
+  }
+}
+
+/* dx (+)= the adjoint of convolution k applied to dy, over batch
+ * samples: with w'[ci][co][ky][kx] = w[co][ci][k-1-ky][k-1-kx] (in dcol),
+ * dX = conv(dY, w') with the same padding.  Stored straight into dx when
+ * this step is its only writer, else formed in dcol after w' and added. */
+static void conv_dx_by_direct(ae_net *n, int k, int batch, int store,
+                              const ntk_scratch *sc) {
+  const ae_node *nd = &n->g->nodes[k];
+  const ae_plan_geom *ge = &n->geom[k];
+  const float *w = n->weight[k];
+  float *wf = n->dcol;
+  int cin = ge->in_c, cout = nd->out, k2 = nd->kernel * nd->kernel;
+  for (int co = 0; co < cout; co++)
+    for (int ci = 0; ci < cin; ci++)
+      for (int t = 0; t < k2; t++)
+        wf[((size_t)ci * (size_t)cout + (size_t)co) * (size_t)k2 +
+           (size_t)(k2 - 1 - t)] =
+            w[((size_t)co * (size_t)cin + (size_t)ci) * (size_t)k2 + (size_t)t];
+  dx_args da = {n, k, batch, store, sc, wf};
+  size_t off = (ge->n_weight + 15) & ~(size_t)15;
+  int parts = (sc->dcol - off) / ge->in_elems >= 2 ? sc->threads : 1;
+  run_parts(parts, (size_t)batch * ge->elems * (size_t)k2 * (size_t)cin,
+            dx_part, &da);
+}
+#endif
+
+#if AE_NET_AVX512
+/* Per-sample weight gradients of a stride-1 "same" convolution without
+ * im2col or packing: for each position p (row-major over the plane) and
+ * column c = (ci, ky, kx), dW[c][co] += x_pad[ci][p + tap offset] *
+ * dY^T[p][co], 16 output channels per vector, a tile of R columns x JB
+ * vectors in registers, the input broadcast from a zero-padded copy of
+ * the plane.  Each value is one chain of fused multiply-adds over p in
+ * order.  The row comes out column-major (c, then co): the Gram only
+ * needs the same order for every sample. */
+typedef struct {
+  const float *dyt;  /* [hw][cout] */
+  const float *xpad; /* [cin][hp][wp] */
+  const int *base;   /* per column: ci * hp * wp + ky * wp + kx */
+  int h, w, wp, cout;
+  float *out; /* [cin * k * k][cout] */
+} dw_args;
+
+__attribute__((target("avx512f"), always_inline)) static inline void
+dw_tile(const dw_args *a, int c0, int j0, const int R, const int JB) {
+  __m512 acc[28][4];
+#pragma GCC unroll 28
+  for (int r = 0; r < R; r++)
+#pragma GCC unroll 4
+    for (int j = 0; j < JB; j++)
+      acc[r][j] = _mm512_setzero_ps();
+  const float *xr[28];
+#pragma GCC unroll 28
+  for (int r = 0; r < R; r++)
+    xr[r] = a->xpad + a->base[c0 + r];
+  for (int oy = 0; oy < a->h; oy++) {
+    const float *dyrow = a->dyt + (size_t)oy * (size_t)a->w * (size_t)a->cout;
+    size_t q0 = (size_t)oy * (size_t)a->wp;
+    for (int ox = 0; ox < a->w; ox++) {
+      __m512 d[4];
+#pragma GCC unroll 4
+      for (int j = 0; j < JB; j++)
+        d[j] = _mm512_loadu_ps(dyrow + (size_t)ox * (size_t)a->cout +
+                               (size_t)(j0 + j) * 16);
+      size_t q = q0 + (size_t)ox;
+#pragma GCC unroll 28
+      for (int r = 0; r < R; r++) {
+        __m512 xb = _mm512_set1_ps(xr[r][q]);
+#pragma GCC unroll 4
+        for (int j = 0; j < JB; j++)
+          acc[r][j] = _mm512_fmadd_ps(xb, d[j], acc[r][j]);
+      }
+    }
+  }
+#pragma GCC unroll 28
+  for (int r = 0; r < R; r++)
+#pragma GCC unroll 4
+    for (int j = 0; j < JB; j++)
+      _mm512_storeu_ps(a->out + (size_t)(c0 + r) * (size_t)a->cout +
+                           (size_t)(j0 + j) * 16,
+                       acc[r][j]);
+}
+
+#define DW_TILE(R, JB)                                                         \
+  __attribute__((target("avx512f"))) static void dw_tile_##R##_##JB(           \
+      const dw_args *a, int c0, int j0) {                                      \
+    dw_tile(a, c0, j0, R, JB);                                                 \
+  }
+DW_TILE(28, 1)
+DW_TILE(4, 1)
+DW_TILE(1, 1)
+DW_TILE(14, 2)
+DW_TILE(4, 2)
+DW_TILE(1, 2)
+DW_TILE(7, 4)
+DW_TILE(1, 4)
+
+typedef void (*dw_tile_fn)(const dw_args *, int, int);
+
+/* One sample's dW (cin * k * k columns) into out. */
+static void dw_sample(const dw_args *a, int columns) {
+  int J = a->cout / 16, JB = J % 4 == 0 ? 4 : J % 2 == 0 ? 2 : 1;
+  static const int big[5] = {0, 28, 14, 0, 7};
+  static const dw_tile_fn tile_big[5] = {0, dw_tile_28_1, dw_tile_14_2, 0,
+                                         dw_tile_7_4};
+  static const dw_tile_fn tile_four[5] = {0, dw_tile_4_1, dw_tile_4_2, 0, 0};
+  static const dw_tile_fn tile_one[5] = {0, dw_tile_1_1, dw_tile_1_2, 0,
+                                         dw_tile_1_4};
+  for (int j0 = 0; j0 < J; j0 += JB) {
+    int c0 = 0;
+    for (; c0 + big[JB] <= columns; c0 += big[JB])
+      tile_big[JB](a, c0, j0);
+    for (; tile_four[JB] && c0 + 4 <= columns; c0 += 4)
+      tile_four[JB](a, c0, j0);
+    for (; c0 < columns; c0++)
+      tile_one[JB](a, c0, j0);
+  }
+}
+
+/* 1 when conv k's per-sample dW runs through dw_sample: float32 on
+ * AVX-512, a stride-1 "same" convolution, Cout a multiple of 16, the
+ * padded input, dY^T and the column offsets fitting in col. */
+static int conv_dw_direct(const ae_net *n, int k, size_t col_cap) {
+  const ae_node *nd = &n->g->nodes[k];
+  const ae_plan_geom *ge = &n->geom[k];
+  if (!ae_net_have_avx512() || !ae_net_conv_direct_fits(nd, ge) ||
+      nd->out % 16 != 0 || !ae_net_conv_direct_usable())
+    return 0;
+  size_t hp = (size_t)ge->in_h + (size_t)nd->kernel - 1;
+  size_t wp = (size_t)ge->in_w + (size_t)nd->kernel - 1;
+  size_t need = (size_t)ge->in_c * hp * wp + (size_t)nd->out * ge->out_hw +
+                ge->col_rows + 32;
+  return need <= col_cap;
+}
+
+typedef struct {
+  ae_net *n;
+  int k, batch;
+  float *grows;
+} dw_part_args;
+
+/* Rows b of G for one part's samples, through dw_sample; part 0's
+ * scratch is col, part 1's dcol (free until dX). */
+static void dw_part(void *arg, int part, int parts) {
+  const dw_part_args *d = arg;
+  ae_net *n = d->n;
+  const ae_node *nd = &n->g->nodes[d->k];
+  const ae_plan_geom *ge = &n->geom[d->k];
+  int kk = nd->kernel, pad = (kk - 1) / 2, h = ge->in_h, w = ge->in_w;
+  int hp = h + kk - 1, wp = w + kk - 1, cin = ge->in_c, cout = nd->out;
+  size_t hw = ge->out_hw, plane = (size_t)hp * (size_t)wp;
+  float *xpad = part == 0 ? n->col : n->dcol;
+  float *dyt = xpad + (((size_t)cin * plane + 15) & ~(size_t)15);
+  int *base = (int *)(void *)(dyt + (size_t)cout * hw);
+  int columns = (int)ge->col_rows;
+  for (int c = 0; c < columns; c++) {
+    int ci = c / (kk * kk), t = c % (kk * kk);
+    base[c] = ci * (int)plane + (t / kk) * wp + t % kk;
+  }
+  if (pad > 0) memset(xpad, 0, sizeof(float) * (size_t)cin * plane);
+  dw_args a = {dyt, xpad, base, h, w, wp, cout, NULL};
+  size_t lo, hi;
+  part_range((size_t)d->batch, part, parts, &lo, &hi);
+  for (size_t b = lo; b < hi; b++) {
+    const float *x = n->act[nd->inputs[0]] + b * ge->in_elems;
+    const float *dy = n->grad[d->k] + b * ge->elems;
+    for (int ci = 0; ci < cin; ci++)
+      for (int y = 0; y < h; y++)
+        memcpy(xpad + (size_t)ci * plane + (size_t)(y + pad) * (size_t)wp +
+                   (size_t)pad,
+               x + ((size_t)ci * (size_t)h + (size_t)y) * (size_t)w,
+               sizeof(float) * (size_t)w);
+    for (size_t p = 0; p < hw; p++)
+      for (int co = 0; co < cout; co++)
+        dyt[p * (size_t)cout + (size_t)co] = dy[(size_t)co * hw + p];
+    a.out = d->grows + b * ge->n_weight;
+    dw_sample(&a, columns);
+  }
+}
+
+static void conv_dw_by_direct(ae_net *n, int k, int batch, float *grows,
+                              int threads) {
+  dw_part_args d = {n, k, batch, grows};
+  run_parts(threads, (size_t)batch * n->geom[k].n_weight * n->geom[k].out_hw,
+            dw_part, &d);
+}
+#endif
+
 static void backward_conv(ae_net *n, int k, int batch,
-                          ae_ntk_parameterization par, double *theta) {
+                          ae_ntk_parameterization par, double *theta,
+                          const ntk_scratch *sc) {
   const ae_node *nd = &n->g->nodes[k];
   const ae_plan_geom *ge = &n->geom[k];
   const ae_real *x = n->act[nd->inputs[0]];
   const ae_real *dy = n->grad[k];
   ae_real *dx = n->grad[nd->inputs[0]];
-  int direct = nd->kernel == 1 && nd->stride == 1 && nd->padding == 0;
+  int plain = nd->kernel == 1 && nd->stride == 1 && nd->padding == 0;
+  int dx_direct = dx && conv_dx_direct(n, k, sc);
   int K = (int)ge->col_rows, HW = (int)ge->out_hw, cout = nd->out;
   size_t P = ge->n_weight;
-  int chunk = direct ? 1 : n->chunk[k];
+  int chunk = plain ? 1 : n->chunk[k];
   ae_real *grows = (ae_real *)n->gd; /* batch x P, fits in gd */
   double t0 = ae_net_clock(n);
-  for (int b0 = 0; b0 < batch; b0 += chunk) {
+  int dw_direct = 0;
+#if AE_NET_AVX512
+  dw_direct = conv_dw_direct(n, k, sc->dcol);
+  if (dw_direct) {
+    conv_dw_by_direct(n, k, batch, grows, sc->threads);
+    ae_net_tick(n, AE_NET_PROF_BWD_DW, &t0);
+  }
+#endif
+  /* Otherwise im2col + a GEMM per sample, and dX unless it runs direct. */
+  for (int b0 = 0; b0 < batch && !(dw_direct && (!dx || dx_direct));
+       b0 += chunk) {
     int m = batch - b0 < chunk ? batch - b0 : chunk;
     size_t ld = (size_t)m * (size_t)HW;
     const ae_real *col = x + (size_t)b0 * ge->in_elems;
-    if (!direct) {
+    if (!plain && !dw_direct) {
       for (int j = 0; j < m; j++)
         ae_net_im2col_t(x + (size_t)(b0 + j) * ge->in_elems, ge->in_c, ge->in_h,
                         ge->in_w, nd->kernel, nd->stride, nd->padding,
@@ -108,14 +460,14 @@ static void backward_conv(ae_net *n, int k, int batch,
     }
     /* Per-sample weight gradients dW_b = dY_b col_b^T, written straight
      * into row b of G (row-major Cout x K is vec(dW_b)). */
-    for (int j = 0; j < m; j++)
+    for (int j = 0; j < m && !dw_direct; j++)
       AE_GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, cout, K, HW, 1.0,
               dy + (size_t)(b0 + j) * ge->elems, HW,
               col + (size_t)j * (size_t)HW, (int)ld, 0.0,
               grows + (size_t)(b0 + j) * P, K);
-    ae_net_tick(n, AE_NET_PROF_BWD_DW, &t0);
-    if (!dx) continue;
-    if (direct) {
+    if (!dw_direct) ae_net_tick(n, AE_NET_PROF_BWD_DW, &t0);
+    if (!dx || dx_direct) continue;
+    if (plain) {
       AE_GEMM(CblasRowMajor, CblasTrans, CblasNoTrans, K, HW, cout, 1.0,
               n->weight[k], K, dy + (size_t)b0 * ge->elems, HW, 1.0,
               dx + (size_t)b0 * ge->in_elems, HW);
@@ -141,42 +493,184 @@ static void backward_conv(ae_net *n, int k, int batch,
     }
     ae_net_tick(n, AE_NET_PROF_BWD_DX, &t0);
   }
-  gram_accumulate(grows, batch, P, weight_scale(n, k, par), theta);
+#ifndef AE_NET_DOUBLE
+  if (dx_direct) {
+    conv_dx_by_direct(n, k, batch, sc->store[k], sc);
+    ae_net_tick(n, AE_NET_PROF_BWD_DX, &t0);
+  }
+#endif
+  gram_accumulate(grows, batch, P, weight_scale(n, k, par), theta, sc->gd);
   ae_net_tick(n, AE_NET_PROF_GRAM, &t0);
 }
 
-static void backward_bn(ae_net *n, int k, int batch, double *theta) {
+#if AE_NET_AVX512
+/* Lanes 8..15 (AVX-512F only, no DQ). */
+AE_AVX512_FN
+static inline __m256 high_half(__m512 v) {
+  return _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1));
+}
+
+/* One (sample, channel) plane of frozen-statistics BN backward in 16
+ * lanes: returns sum dy * ((x - mean) * inv) in float64 (two chains of 8
+ * lanes, fused multiply-adds) and sets dx = dy * s or adds it. */
+AE_AVX512_FN
+static double bn_plane_avx512(const float *x, const float *dy, float *dx,
+                              size_t P, double mean, double inv, float s,
+                              int store) {
+  __m512d acc0 = _mm512_setzero_pd(), acc1 = _mm512_setzero_pd();
+  __m512d vm = _mm512_set1_pd(mean), vi = _mm512_set1_pd(inv);
+  __m512 vs = _mm512_set1_ps(s);
+  for (size_t i = 0; i < P; i += 16) {
+    __mmask16 m =
+        P - i >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (P - i)) - 1u);
+    __m512 d = _mm512_maskz_loadu_ps(m, dy + i);
+    __m512 xv = _mm512_maskz_loadu_ps(m, x + i);
+    __m512d d0 = _mm512_cvtps_pd(_mm512_castps512_ps256(d));
+    __m512d d1 = _mm512_cvtps_pd(high_half(d));
+    __m512d x0 = _mm512_cvtps_pd(_mm512_castps512_ps256(xv));
+    __m512d x1 = _mm512_cvtps_pd(high_half(xv));
+    acc0 = _mm512_fmadd_pd(d0, _mm512_mul_pd(_mm512_sub_pd(x0, vm), vi), acc0);
+    acc1 = _mm512_fmadd_pd(d1, _mm512_mul_pd(_mm512_sub_pd(x1, vm), vi), acc1);
+    if (!dx) continue;
+    __m512 g = _mm512_mul_ps(d, vs);
+    if (!store) g = _mm512_add_ps(_mm512_maskz_loadu_ps(m, dx + i), g);
+    _mm512_mask_storeu_ps(dx + i, m, g);
+  }
+  return _mm512_reduce_add_pd(_mm512_add_pd(acc0, acc1));
+}
+#endif
+
+typedef struct {
+  ae_net *n;
+  int k, batch, store;
+} bn_args;
+
+/* BN backward of one part's samples: gamma's per-sample gradients into
+ * gd, dx (+)= dy * gamma * invstd. */
+static void bn_part(void *arg, int part, int parts) {
+  const bn_args *d = arg;
+  ae_net *n = d->n;
+  int k = d->k, store = d->store;
   const ae_node *nd = &n->g->nodes[k];
   const ae_plan_geom *ge = &n->geom[k];
   const ae_real *x = n->act[nd->inputs[0]];
   const ae_real *dy = n->grad[k];
   ae_real *dx = n->grad[nd->inputs[0]];
-  size_t C = (size_t)ge->channels, P = ge->plane;
-  for (int b = 0; b < batch; b++)
+  size_t C = (size_t)ge->channels, P = ge->plane, lo, hi;
+  part_range((size_t)d->batch, part, parts, &lo, &hi);
+  for (size_t b = lo; b < hi; b++)
     for (size_t c = 0; c < C; c++) {
-      size_t off = (size_t)b * ge->elems + c * P;
+      size_t off = b * ge->elems + c * P;
       double mean = n->bn_mean[k][c], inv = n->bn_invstd[k][c];
+      ae_real s = (ae_real)(inv * n->gamma[k][c]);
+#if AE_NET_AVX512
+      if (ae_net_have_avx512()) {
+        n->gd[b * C + c] = bn_plane_avx512(
+            x + off, dy + off, dx ? dx + off : NULL, P, mean, inv, s, store);
+        continue;
+      }
+#endif
       double g = 0.0;
       for (size_t i = 0; i < P; i++)
         g += (double)dy[off + i] * (((double)x[off + i] - mean) * inv);
-      n->gd[(size_t)b * C + c] = g;
-      if (dx) {
-        ae_real s = (ae_real)(inv * n->gamma[k][c]);
+      n->gd[b * C + c] = g;
+      if (!dx) continue;
+      if (store)
+        for (size_t i = 0; i < P; i++)
+          dx[off + i] = dy[off + i] * s;
+      else
         for (size_t i = 0; i < P; i++)
           dx[off + i] += dy[off + i] * s;
-      }
     }
-  cblas_dsyrk(CblasRowMajor, CblasLower, CblasNoTrans, batch, (int)C, 1.0,
-              n->gd, (int)C, 1.0, theta, batch);
 }
 
-static void backward_act(ae_net *n, int k, int batch) {
+static void backward_bn(ae_net *n, int k, int batch, double *theta, int store,
+                        int threads) {
+  bn_args d = {n, k, batch, store};
+  run_parts(threads, (size_t)batch * n->geom[k].elems, bn_part, &d);
+  int C = n->geom[k].channels;
+  cblas_dsyrk(CblasRowMajor, CblasLower, CblasNoTrans, batch, C, 1.0, n->gd, C,
+              1.0, theta, batch);
+}
+
+#if AE_NET_AVX512
+/* ReLU's backward in 16 lanes: dx (+)= z > 0 ? dy : 0, the same values as
+ * the portable loop. */
+AE_AVX512_FN
+static void relu_backward_avx512(const float *z, const float *dy, float *dx,
+                                 size_t count, int store) {
+  __m512 zero = _mm512_setzero_ps();
+  for (size_t i = 0; i < count; i += 16) {
+    __mmask16 m = count - i >= 16 ? (__mmask16)0xFFFF
+                                  : (__mmask16)((1u << (count - i)) - 1u);
+    __mmask16 pos = _mm512_mask_cmp_ps_mask(m, _mm512_maskz_loadu_ps(m, z + i),
+                                            zero, _CMP_GT_OQ);
+    __m512 g = _mm512_maskz_loadu_ps(pos, dy + i);
+    if (!store) g = _mm512_add_ps(_mm512_maskz_loadu_ps(m, dx + i), g);
+    _mm512_mask_storeu_ps(dx + i, m, g);
+  }
+}
+#endif
+
+/* 1 when node k's gradient may be stored by step t of the backward
+ * rather than added: ReLU, BN and a conv whose dX runs direct. */
+static int step_can_store(const ae_net *n, int t, const ntk_scratch *sc) {
+  const ae_node *nd = &n->g->nodes[t];
+  switch (nd->op) {
+  case AE_OP_BATCH_NORM:
+    return 1;
+  case AE_OP_ACT:
+    return nd->act.fn == AE_ACT_RELU;
+  case AE_OP_CONV:
+    return conv_dx_direct(n, t, sc);
+  default:
+    return 0;
+  }
+}
+
+typedef struct {
+  const ae_real *z, *dy;
+  ae_real *dx;
+  size_t count;
+  int store;
+} relu_args;
+
+/* ReLU's backward over one part's share of the elements. */
+static void relu_part(void *arg, int part, int parts) {
+  const relu_args *d = arg;
+  size_t lo, hi;
+  part_range(d->count / 16, part, parts, &lo, &hi);
+  lo *= 16;
+  hi = part == parts - 1 ? d->count : hi * 16;
+  const ae_real *z = d->z + lo, *dy = d->dy + lo;
+  ae_real *dx = d->dx + lo;
+  size_t count = hi - lo;
+#if AE_NET_AVX512
+  if (ae_net_have_avx512()) {
+    relu_backward_avx512(z, dy, dx, count, d->store);
+    return;
+  }
+#endif
+  if (d->store)
+    for (size_t i = 0; i < count; i++)
+      dx[i] = z[i] > 0 ? dy[i] : 0;
+  else
+    for (size_t i = 0; i < count; i++)
+      dx[i] += z[i] > 0 ? dy[i] : 0;
+}
+
+static void backward_act(ae_net *n, int k, int batch, int store, int threads) {
   const ae_node *nd = &n->g->nodes[k];
   ae_real *dx = n->grad[nd->inputs[0]];
   if (!dx) return;
   const ae_real *z = n->act[nd->inputs[0]];
   const ae_real *dy = n->grad[k];
   size_t count = (size_t)batch * n->geom[k].elems;
+  if (nd->act.fn == AE_ACT_RELU) {
+    relu_args d = {z, dy, dx, count, store};
+    run_parts(threads, count, relu_part, &d);
+    return;
+  }
   ae_net_act_backward_add_t(&nd->act, z, dy, count, dx);
 }
 
@@ -215,14 +709,62 @@ static void backward_pass_through(ae_net *n, int k, int batch) {
     for (int i = 0; i < nd->n_inputs; i++) {
       ae_real *dx = n->grad[nd->inputs[i]];
       if (!dx || dx == dy) continue; /* none, or the shared slot */
-      for (size_t e = 0; e < count; e++)
-        dx[e] += dy[e];
+      add_into(dx, dy, count);
     }
     return;
   }
   default:
     return;
   }
+}
+
+/* Fills sc: the scratch sizes, and per node whether its step stores its
+ * dx (the step is the only writer of its input's gradient slot: the input
+ * is read by that node alone, has a slot of its own and is not the
+ * output; the slot is then not zeroed).  0 or AE_ENOMEM. */
+static int plan_steps(const ae_net *n, ntk_scratch *sc) {
+  int nn = n->g->n_nodes;
+  size_t B = (size_t)n->max_batch;
+  sc->dcol = sc->gd = 0;
+  for (int k = 0; k < nn; k++) {
+    const ae_node *nd = &n->g->nodes[k];
+    const ae_plan_geom *ge = &n->geom[k];
+    size_t gd = 0;
+    if (nd->op == AE_OP_CONV) {
+      size_t col = ge->col_rows * ge->out_hw * (size_t)n->chunk[k];
+      if (col > sc->dcol) sc->dcol = col;
+      gd = ge->n_weight;
+    } else if (nd->op == AE_OP_LINEAR) {
+      gd = ge->in_elems;
+    } else if (nd->op == AE_OP_BATCH_NORM) {
+      gd = (size_t)ge->channels;
+    }
+    if (B * gd > sc->gd) sc->gd = B * gd;
+  }
+  int threads = openblas_get_num_threads();
+  sc->threads = threads >= 2 ? 2 : 1;
+  sc->store = calloc((size_t)nn, 1);
+  int *readers = calloc((size_t)nn, sizeof(int));
+  if (!sc->store || !readers) {
+    free(readers);
+    free(sc->store);
+    return AE_ENOMEM;
+  }
+  for (int t = 0; t < nn; t++)
+    for (int i = 0; i < n->g->nodes[t].n_inputs; i++)
+      readers[n->g->nodes[t].inputs[i]]++;
+  const ae_plan *p = n->plan;
+  for (int t = 0; t < nn; t++) {
+    const ae_node *nd = &n->g->nodes[t];
+    if (!n->grad[t] || nd->n_inputs != 1) continue;
+    int k = nd->inputs[0];
+    if (k == n->g->output || !n->grad[k] || readers[k] != 1 ||
+        p->grad_alias[k] >= 0 || p->grad_first[k] != t)
+      continue;
+    sc->store[t] = (unsigned char)step_can_store(n, t, sc);
+  }
+  free(readers);
+  return AE_OK;
 }
 
 int ae_net_ntk(ae_net *n, const float *x, int batch,
@@ -239,15 +781,20 @@ int ae_net_ntk(ae_net *n, const float *x, int batch,
   if (rc) return rc;
   rc = ae_net_forward_buffers(n, x, batch);
   if (rc) return rc;
+  ntk_scratch sc;
+  rc = plan_steps(n, &sc);
+  if (rc) return rc;
   size_t B = (size_t)batch;
   memset(theta, 0, sizeof(double) * B * B);
   int nn = n->g->n_nodes;
   const ae_plan *p = n->plan;
   for (int t = nn - 1; t >= 0 && rc == AE_OK; t--) {
     /* Zero the slots whose first writer is step t (a gradient sharing
-     * its reader's slot has nothing to zero). */
+     * its reader's slot has nothing to zero, one that step t stores
+     * neither). */
     for (int k = 0; k < nn; k++) {
       if (p->grad_first[k] != t || p->grad_alias[k] >= 0) continue;
+      if (sc.store[t] && k == n->g->nodes[t].inputs[0]) continue;
       size_t count = B * n->geom[k].elems;
       if (k == n->g->output)
         for (size_t e = 0; e < count; e++)
@@ -270,15 +817,15 @@ int ae_net_ntk(ae_net *n, const float *x, int batch,
       rc = ae_job_checkpoint(ctl);
       break;
     case AE_OP_CONV:
-      backward_conv(n, t, batch, par, theta);
+      backward_conv(n, t, batch, par, theta, &sc);
       rc = ae_job_checkpoint(ctl);
       break;
     case AE_OP_BATCH_NORM:
-      backward_bn(n, t, batch, theta);
+      backward_bn(n, t, batch, theta, sc.store[t], sc.threads);
       rc = ae_job_checkpoint(ctl);
       break;
     case AE_OP_ACT:
-      backward_act(n, t, batch);
+      backward_act(n, t, batch, sc.store[t], sc.threads);
       break;
     default:
       backward_pass_through(n, t, batch);
@@ -286,6 +833,7 @@ int ae_net_ntk(ae_net *n, const float *x, int batch,
     }
     if (nd->op != AE_OP_CONV) ae_net_tick(n, AE_NET_PROF_BWD_OTHER, &t0);
   }
+  free(sc.store);
   if (rc) return rc;
   for (size_t i = 0; i < B; i++)
     for (size_t j = i + 1; j < B; j++)

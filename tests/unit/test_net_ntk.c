@@ -10,7 +10,12 @@
  * relative, in both parameterisations.  Also: the float32 forward matches
  * the reference, same seed gives identical bits, another seed differs, a
  * cancelled job stops, and the float64 twin (ae_net_set_double) matches
- * the finite differences to 1e-7. */
+ * the finite differences to 1e-7.  The float32 backward's direct paths
+ * (dW and dX of stride-1 "same" convolutions without im2col, BN and ReLU
+ * storing into a slot they alone write, two sample-parallel parts): on a
+ * net where they all run, their NTK stays as close to the float64 twin as
+ * the im2col + GEMM path's (AE_CONV_DIRECT=0, in a child), differs from
+ * it (they did run), and is the same bits with one or two threads. */
 #include "api/status.h"
 #include "gpu/host/blas_env.h"
 #include "gpu/host/graph_build.h"
@@ -26,6 +31,9 @@
 #include <unistd.h>
 
 enum { BATCH = 5 };
+
+/* OpenBLAS's thread control (declared by its cblas.h, not by every one). */
+extern void openblas_set_num_threads(int num_threads);
 
 /* Graph 1: convolutions, BN rank 3, relu / leaky, both pools, zero, add,
  * 1x1 conv, identity, flatten, linear with bias. */
@@ -85,6 +93,33 @@ static void build_gap_graph(ae_graph *g) {
   int gp = ae_gb_gap(g, a);
   int out = ae_gb_linear(g, gp, 2, 0, 1.0);
   ck_assert_int_eq(ae_gb_finish(g, out), 0);
+}
+
+/* Graph 4: the direct backward paths.  Output channels 16, 32 and 64
+ * (one, two and four vectors per tile), 3x3 and 1x1, a 6x6 plane (a
+ * partial vector); r1 -> c2, c2 -> b2 -> r2 each read once (stored), r2
+ * read by two convolutions and b1 by a ReLU and the add (added). */
+static int build_direct_graph(ae_graph *g) {
+  ae_gb_begin(g);
+  int x = ae_gb_input(g, 3, 6, 6);
+  int c1 = ae_gb_conv(g, x, 16, 3, 1, 1, 2.0);
+  int b1 = ae_gb_bn(g, c1);
+  int r1 = ae_gb_act(g, b1, AE_ACT_RELU, 0.0);
+  int c2 = ae_gb_conv(g, r1, 16, 3, 1, 1, 2.0);
+  int b2 = ae_gb_bn(g, c2);
+  int r2 = ae_gb_act(g, b2, AE_ACT_RELU, 0.0);
+  int c3 = ae_gb_conv(g, r2, 32, 1, 1, 0, 2.0);
+  int c4 = ae_gb_conv(g, r2, 32, 3, 1, 1, 2.0);
+  int ins[2] = {c3, c4};
+  int a = ae_gb_add(g, ins, 2);
+  int r3 = ae_gb_act(g, a, AE_ACT_RELU, 0.0);
+  int c5 = ae_gb_conv(g, r3, 64, 3, 1, 1, 2.0);
+  int b5 = ae_gb_bn(g, c5);
+  int ins2[2] = {b5, ae_gb_conv(g, b1, 64, 1, 1, 0, 1.0)};
+  int a2 = ae_gb_add(g, ins2, 2);
+  int gp = ae_gb_gap(g, a2);
+  int out = ae_gb_linear(g, gp, 3, 1, 1.0);
+  return ae_gb_finish(g, out);
 }
 
 static size_t input_elems(const ae_graph *g) {
@@ -264,6 +299,105 @@ END_TEST
 START_TEST(ntk_gap_graph) {
   check_graph(build_gap_graph, AE_NTK_STANDARD, 1);
   check_graph(build_gap_graph, AE_NTK_NTK, 1);
+}
+END_TEST
+
+/* The NTK of graph 4 (seed 1234, perturbed, make_inputs), float32 or the
+ * float64 twin.  0 or an error (no Check asserts: the re-executed probe
+ * runs it outside a test). */
+static int direct_graph_ntk(int dbl, double *theta) {
+  ae_graph g;
+  ae_net *net = NULL;
+  int rc = build_direct_graph(&g);
+  if (!rc) rc = ae_net_create(&g, BATCH, &net);
+  if (rc) {
+    ae_gb_free(&g);
+    return rc;
+  }
+  ae_net_init_weights(net, 1234, 0);
+  perturb_params(net);
+  size_t d = input_elems(&g);
+  float *xf = malloc(sizeof(float) * BATCH * d);
+  double *xd = malloc(sizeof(double) * BATCH * d);
+  rc = xf && xd ? AE_OK : AE_ENOMEM;
+  if (!rc) {
+    make_inputs(&g, xf, xd);
+    rc = ae_net_set_double(net, dbl);
+  }
+  if (!rc) rc = ae_net_ntk(net, xf, BATCH, AE_NTK_STANDARD, theta, NULL);
+  free(xf);
+  free(xd);
+  ae_net_destroy(net);
+  ae_gb_free(&g);
+  return rc;
+}
+
+#define GEMM_PROBE_ARG "--ntk-gemm-probe"
+
+/* Graph 4's float32 NTK by the im2col + GEMM path: this program again
+ * with AE_CONV_DIRECT=0 (read once per process), its values read back
+ * exactly (%a). */
+static void gemm_path_ntk(double *theta) {
+  int fd[2];
+  ck_assert_int_eq(pipe(fd), 0);
+  pid_t pid = fork();
+  ck_assert_int_ge(pid, 0);
+  if (pid == 0) {
+    close(fd[0]);
+    dup2(fd[1], 1);
+    setenv("AE_CONV_DIRECT", "0", 1);
+    execl("/proc/self/exe", "test_net_ntk", GEMM_PROBE_ARG, (char *)NULL);
+    _exit(127);
+  }
+  close(fd[1]);
+  FILE *f = fdopen(fd[0], "r");
+  ck_assert_ptr_nonnull(f);
+  for (int i = 0; i < BATCH * BATCH; i++)
+    ck_assert_int_eq(fscanf(f, "%la", &theta[i]), 1);
+  fclose(f);
+  int status = 0;
+  ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+  ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+}
+
+/* max |a - b| / max |ref| over the batch x batch entries. */
+static double rel_spread(const double *a, const double *b, const double *ref) {
+  double top = 0.0, err = 0.0;
+  for (int i = 0; i < BATCH * BATCH; i++) {
+    top = fmax(top, fabs(ref[i]));
+    err = fmax(err, fabs(a[i] - b[i]));
+  }
+  return err / top;
+}
+
+START_TEST(ntk_direct_paths) {
+  double t64[BATCH * BATCH], t1[BATCH * BATCH], t2[BATCH * BATCH];
+  openblas_set_num_threads(1);
+  ck_assert_int_eq(direct_graph_ntk(1, t64), 0);
+  ck_assert_int_eq(direct_graph_ntk(0, t1), 0);
+  openblas_set_num_threads(2);
+  ck_assert_int_eq(direct_graph_ntk(0, t2), 0);
+  openblas_set_num_threads(1);
+  /* Two parts: the same bits. */
+  ck_assert(memcmp(t1, t2, sizeof(t1)) == 0);
+  double spread_direct = rel_spread(t1, t64, t64);
+  ck_assert_double_gt(spread_direct, 0.0);
+  ck_assert_double_le(spread_direct, 1e-5);
+  const char *pre = getenv("LD_PRELOAD");
+  if (!ae_net_conv_direct_usable() || (pre && strstr(pre, "vgpreload")))
+    return; /* no direct paths here, or valgrind (no self exec) */
+  double tg[BATCH * BATCH];
+  gemm_path_ntk(tg);
+  double spread_gemm = rel_spread(tg, t64, t64);
+  fprintf(stderr,
+          "ntk_direct_paths: float32 vs float64: direct %.3e, im2col + GEMM "
+          "%.3e (max |dtheta| / max theta)\n",
+          spread_direct, spread_gemm);
+  /* The direct paths ran (other round-off than the GEMM path) and stay
+   * within the float32 spread the GEMM path itself has (x2: two
+   * independent round-offs of one size). */
+  ck_assert(memcmp(t1, tg, sizeof(t1)) != 0);
+  ck_assert_double_le(spread_direct, 2.0 * spread_gemm + 1e-7);
 }
 END_TEST
 
@@ -540,12 +674,22 @@ int main(int argc, char **argv) {
     printf("%s %s\n", core ? core : "-", guard ? guard : "-");
     return 0;
   }
+  if (argc > 1 && strcmp(argv[1], GEMM_PROBE_ARG) == 0) {
+    /* Re-executed by gemm_path_ntk (AE_CONV_DIRECT=0): print and stop. */
+    double theta[BATCH * BATCH];
+    openblas_set_num_threads(1);
+    if (direct_graph_ntk(0, theta)) return 1;
+    for (int i = 0; i < BATCH * BATCH; i++)
+      printf("%a\n", theta[i]);
+    return 0;
+  }
   Suite *s = suite_create("net_ntk");
   TCase *tc = tcase_create("core");
   tcase_add_test(tc, ntk_conv_graph);
   tcase_add_test(tc, ntk_mlp_graph);
   tcase_add_test(tc, ntk_gap_graph);
   tcase_add_test(tc, ntk_float64_twin);
+  tcase_add_test(tc, ntk_direct_paths);
   tcase_add_test(tc, forward_matches_reference);
   tcase_add_test(tc, deterministic_by_seed);
   tcase_add_test(tc, init_matches_philox_formula);
