@@ -34,6 +34,7 @@
 #include "server/http.h"
 #include "server/job_load.h"
 #include "server/job_state.h"
+#include "server/loop_watch.h"
 #include "server/options.h"
 #include "server/study.h"
 #include "server/util.h"
@@ -154,6 +155,12 @@ static int fit_connections_to_file_limit(ae_options *opt, size_t n_workers) {
   return AE_OK;
 }
 
+/* The loop's stall meter (loop_watch.c): a turn of the loop busy longer
+ * than this is logged; its summary is logged at the stop.  50 ms is what
+ * issue 14 allows a liveness probe. */
+#define AE_LOOP_STALL_MS 50
+static ae_loop_watch loop_watch;
+
 static void close_if_open(uv_handle_t *h) {
   if (h->loop && !uv_is_closing(h)) uv_close(h, NULL);
 }
@@ -164,6 +171,7 @@ static void shutdown_server(ae_server *srv) {
   ae_log(AE_LOG_INFO, "drained: stopping workers and the HTTP server");
   ae_workers_stop(srv);
   ae_http_stop(srv);
+  ae_loop_watch_stop(&loop_watch);
   ae_jobs_close(srv);
   ae_drain_close(srv);
   close_if_open((uv_handle_t *)&srv->sig_term);
@@ -292,7 +300,12 @@ int main(int argc, char **argv) {
   uv_signal_start(&srv->sig_hup, on_hangup, SIGHUP);
 
   if (ae_http_start(srv)) goto out;
+  /* Before the workers start: they inherit it, then lower their own. */
+  if (ae_thread_set_nice(AE_LOOP_NICE))
+    ae_log(AE_LOG_DEBUG, "the loop thread keeps nice 0: %s", strerror(errno));
   if (ae_workers_start(srv)) goto out;
+  if (ae_loop_watch_start(&loop_watch, &loop, AE_LOOP_STALL_MS))
+    ae_log(AE_LOG_WARN, "the loop's stall meter could not start");
   ae_log(AE_LOG_INFO, "archevald %s started", PACKAGE_VERSION);
   uv_run(&loop, UV_RUN_DEFAULT);
   status = 0;
