@@ -432,13 +432,10 @@ double ae_plan_init_variance(const ae_plan *p, int node) {
 
 /* ---- a job's whole memory ----
  * What the host engine allocates for one job, part by part, from the same
- * plans the executor makes (ae_plan_create, ae_plan_jets) and the sizes
- * the groups allocate (gpu/groups/).  The executor's scratch is planned
- * with the host's chunking: HOST_CHUNK_COLUMNS columns per im2col chunk
- * (gpu/host/net.c, net_jet.c).  MERGE: those files should reserve their
- * scratch through ae_plan_host_scratch so that both come from here. */
+ * plans the executor makes (ae_plan_create, ae_plan_jets), the same
+ * scratch sizes (ae_plan_host_scratch_sizes, which gpu/host/ allocates
+ * from) and the sizes the groups allocate (gpu/groups/). */
 #define HOST_ALIGN 64
-#define HOST_CHUNK_COLUMNS 1024
 #define LR_BATCH 1000 /* expressivity.c's AE_LR_BATCH */
 
 static size_t min_sz(size_t a, size_t b) {
@@ -449,17 +446,22 @@ static size_t max_sz(size_t a, size_t b) {
   return a > b ? a : b;
 }
 
-size_t ae_plan_host_scratch(const ae_plan *p, int batch, int jets,
-                            size_t *backward) {
+int ae_plan_host_chunk(const ae_plan_geom *ge, int samples) {
+  size_t hw = ge->out_hw ? ge->out_hw : 1;
+  size_t chunk = (AE_PLAN_HOST_CHUNK_COLUMNS + hw - 1) / hw;
+  return (int)min_sz(chunk, samples > 0 ? (size_t)samples : 1);
+}
+
+void ae_plan_host_scratch_sizes(const ae_plan *p, int batch, int jets,
+                                ae_plan_host_sizes *out) {
   size_t B = (size_t)batch, unit = p->opt.unit;
   size_t max_col = 0, max_y = 0, max_gd = 0, max_gd2 = 0;
   for (int k = 0; k < p->g.n_nodes; k++) {
     const ae_node *nd = &p->g.nodes[k];
     const ae_plan_geom *ge = &p->geom[k];
     if (nd->op == AE_OP_CONV) {
-      size_t hw = ge->out_hw ? ge->out_hw : 1;
-      size_t chunk =
-          min_sz((HOST_CHUNK_COLUMNS + hw - 1) / hw, jets ? 3 * B : B);
+      size_t hw = ge->out_hw;
+      size_t chunk = (size_t)ae_plan_host_chunk(ge, jets ? 3 * batch : batch);
       max_col = max_sz(max_col, ge->col_rows * hw * chunk);
       max_y = max_sz(max_y, (size_t)nd->out * hw * chunk);
       max_gd = max_sz(max_gd, ge->n_weight);
@@ -470,12 +472,20 @@ size_t ae_plan_host_scratch(const ae_plan *p, int batch, int jets,
       max_gd = max_sz(max_gd, (size_t)ge->channels);
     }
   }
-  if (backward)
-    *backward = ae_plan_align(p, unit * max_col) +
-                ae_plan_align(p, sizeof(double) * B * max_gd) +
-                ae_plan_align(p, sizeof(double) * B * max_gd2) +
-                ae_plan_align(p, sizeof(double) * 2 * B * B);
-  return ae_plan_align(p, unit * max_col) + ae_plan_align(p, unit * max_y);
+  out->col = ae_plan_align(p, unit * max_col);
+  out->y = ae_plan_align(p, unit * max_y);
+  out->bwd_col = ae_plan_align(p, unit * max_col);
+  out->bwd_gd = ae_plan_align(p, sizeof(double) * B * max_gd);
+  out->bwd_gd2 = ae_plan_align(p, sizeof(double) * B * max_gd2);
+  out->bwd_bb = ae_plan_align(p, sizeof(double) * 2 * B * B);
+}
+
+size_t ae_plan_host_scratch(const ae_plan *p, int batch, int jets,
+                            size_t *backward) {
+  ae_plan_host_sizes s;
+  ae_plan_host_scratch_sizes(p, batch, jets, &s);
+  if (backward) *backward = s.bwd_col + s.bwd_gd + s.bwd_gd2 + s.bwd_bb;
+  return s.col + s.y;
 }
 
 /* The most outputs alive at once in a forward sweep (for the analytic

@@ -168,9 +168,29 @@ typedef struct {
 int ae_plan_job(const ae_request *r, ae_plan_job_bytes *out);
 /* The ranking metrics' buffers, by metric selected (bounds). */
 size_t ae_plan_ranking_bytes(const ae_request *r, const ae_plan *net_plan);
-/* The host executor's scratch for batch (with jets: three streams per
- * sample): returns the forward scratch (im2col chunk and its outputs),
- * and the backward scratch in *backward when not NULL. */
+/* ---- the host executor's scratch: one size function ----
+ * gpu/host/ allocates its scratch from these numbers (net.c's arena and
+ * backward family, net_jet.c's jets) and the estimate above counts the
+ * same ones, so the two cannot drift apart. */
+/* Columns of one im2col + GEMM chunk on the host. */
+#define AE_PLAN_HOST_CHUNK_COLUMNS 1024
+/* Samples per im2col + GEMM chunk of a conv node with geometry ge, for
+ * a pass over `samples` samples (jets: three streams per sample). */
+int ae_plan_host_chunk(const ae_plan_geom *ge, int samples);
+/* The host executor's scratch for batch samples (jets: 3 x batch
+ * streams), in bytes, each aligned as the plan's offsets. */
+typedef struct {
+  size_t col;     /* forward: one chunk's im2col */
+  size_t y;       /* forward: one chunk's conv outputs */
+  size_t bwd_col; /* backward: the im2col gradient */
+  size_t bwd_gd;  /* backward: doubles, B x widest weight/input/channels */
+  size_t bwd_gd2; /* backward: doubles, B x widest linear output */
+  size_t bwd_bb;  /* backward: doubles, 2 x B x B */
+} ae_plan_host_sizes;
+void ae_plan_host_scratch_sizes(const ae_plan *p, int batch, int jets,
+                                ae_plan_host_sizes *out);
+/* Their sums: returns the forward scratch (im2col chunk and its
+ * outputs), and the backward scratch in *backward when not NULL. */
 size_t ae_plan_host_scratch(const ae_plan *p, int batch, int jets,
                             size_t *backward);
 
