@@ -332,7 +332,14 @@ START_TEST(job_follows_selection) {
   ck_assert_uint_eq(gen.ntk, nn8);
   ck_assert_uint_ge(gen.generalization, 2 * nn8);
   ck_assert_uint_eq(gen.kernels, 0);
-  /* The parts add up. */
+  /* The device (a CUDA worker): no net for topology; the net's one
+   * allocation holds three B x B theta buffers and both families (bigger
+   * than the host's forward family); the jets come with expressivity. */
+  ck_assert_uint_eq(top.device, 0);
+  ck_assert_uint_ge(conv.device, 3 * nn8 + conv.net);
+  ck_assert_uint_eq(gen.device, conv.device);
+  ck_assert_uint_gt(expr.device, conv.device);
+  /* The parts add up (the device's are not the host's). */
   ck_assert_uint_eq(conv.total, conv.batch + conv.net + conv.net_backward +
                                     conv.ntk + conv.kernels +
                                     conv.generalization + conv.paths +
