@@ -106,6 +106,7 @@ struct ae_http_req {
    * its outcome once the handler runs again. */
   ae_body_parse *parse;
   ae_body_parse *parsed;
+  int parse_tried; /* the pool was asked once: never again */
 };
 
 /* The pure part of a large POST (JSON, its hash and, for one job, the
@@ -1189,7 +1190,7 @@ static void after_parse(uv_work_t *work, int status) {
  * suspended, or an error (the handler then parses on the loop). */
 static int parse_off_loop(ae_http_req *r, ae_handler handler) {
   ae_server *srv = r->srv;
-  if (r->parsed || r->len < PARSE_OFF_LOOP_BYTES || srv->draining ||
+  if (r->parse_tried || r->len < PARSE_OFF_LOOP_BYTES || srv->draining ||
       (handler != AE_HANDLER_SUBMIT && handler != AE_HANDLER_BATCH) ||
       !ae_content_type_is_json(header(r, MHD_HTTP_HEADER_CONTENT_TYPE)))
     return AE_EINVAL;
@@ -1208,6 +1209,7 @@ static int parse_off_loop(ae_http_req *r, ae_handler handler) {
     return AE_EINTERNAL;
   }
   r->parse = bp;
+  r->parse_tried = 1;
   MHD_suspend_connection(r->conn);
   return AE_OK;
 }
@@ -1642,6 +1644,9 @@ void ae_http_stop(ae_server *srv) {
   struct ae_http *h = srv->http;
   if (!h || !h->mhd) return;
   ae_http_flush(srv);
+  ae_log(AE_LOG_INFO,
+         "http: %lld request bodies were parsed on the thread pool",
+         h->n_parsed_off_loop);
   uv_poll_stop(&h->mhd_poll);
   uv_close((uv_handle_t *)&h->mhd_poll, http_closed);
   uv_timer_stop(&h->mhd_timer);
