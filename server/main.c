@@ -15,6 +15,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <malloc.h>
 #include <netdb.h>
 #include <signal.h>
 #include <stdio.h>
@@ -161,6 +162,31 @@ static int fit_connections_to_file_limit(ae_options *opt, size_t n_workers) {
 #define AE_LOOP_STALL_MS 50
 static ae_loop_watch loop_watch;
 
+/* Giving memory back: glibc keeps the pages of freed small blocks (a
+ * finished job's JSON nodes, freed on the loop, parsed on the pool's
+ * threads and so in their arenas) until malloc_trim.  Once a second,
+ * when the jobs' count of held bytes fell by TRIM_AFTER_BYTES since the
+ * last trim (jobs expired or were deleted), trim every arena: measured,
+ * 6 expired jobs of 2.4 MB inputs left RSS 75 MiB over its start without
+ * it, 2 MiB with it (their count said 2.6 MB each: the rest is the
+ * parse's freed nodes). */
+#define TRIM_EVERY_MS 1000
+#define TRIM_AFTER_BYTES ((size_t)1 << 20)
+static uv_timer_t trim_timer;
+static size_t trim_mark; /* the most held since the last trim */
+
+static void on_trim_timer(uv_timer_t *timer) {
+  ae_server *srv = timer->data;
+  size_t held = srv->jobs.held_bytes;
+  if (held >= trim_mark) {
+    trim_mark = held;
+    return;
+  }
+  if (trim_mark - held < TRIM_AFTER_BYTES) return;
+  malloc_trim(0);
+  trim_mark = held;
+}
+
 static void close_if_open(uv_handle_t *h) {
   if (h->loop && !uv_is_closing(h)) uv_close(h, NULL);
 }
@@ -172,6 +198,7 @@ static void shutdown_server(ae_server *srv) {
   ae_workers_stop(srv);
   ae_http_stop(srv);
   ae_loop_watch_stop(&loop_watch);
+  close_if_open((uv_handle_t *)&trim_timer);
   ae_jobs_close(srv);
   ae_drain_close(srv);
   close_if_open((uv_handle_t *)&srv->sig_term);
@@ -304,6 +331,11 @@ int main(int argc, char **argv) {
   if (ae_thread_set_nice(AE_LOOP_NICE))
     ae_log(AE_LOG_DEBUG, "the loop thread keeps nice 0: %s", strerror(errno));
   if (ae_workers_start(srv)) goto out;
+  if (!uv_timer_init(&loop, &trim_timer)) {
+    trim_timer.data = srv;
+    uv_timer_start(&trim_timer, on_trim_timer, TRIM_EVERY_MS, TRIM_EVERY_MS);
+    uv_unref((uv_handle_t *)&trim_timer);
+  }
   if (ae_loop_watch_start(&loop_watch, &loop, AE_LOOP_STALL_MS))
     ae_log(AE_LOG_WARN, "the loop's stall meter could not start");
   ae_log(AE_LOG_INFO, "archevald %s started", PACKAGE_VERSION);

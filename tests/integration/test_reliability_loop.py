@@ -35,6 +35,10 @@ import harness as h  # noqa: E402
 
 P99_MS = float(os.environ.get("AE_LIVE_P99_MS", "1000"))
 STALL_MS = 50  # AE_LOOP_STALL_MS in server/main.c
+# Under ASan/UBSan every instruction costs several: the bar on the loop's
+# turns is scaled, and the daemon's own 50 ms warning may fire.
+SANITIZERS = os.environ.get("AE_SANITIZERS") == "1"
+TURN_BAR_MS = STALL_MS * (4 if SANITIZERS else 1)
 N_JOBS = 60
 N_CLIENTS = 20
 SECONDS = 5
@@ -175,9 +179,10 @@ class LiveUnderListing(unittest.TestCase):
             sys.stdout.flush()
             self.assertEqual([s for s, _ in posted], [202, 202])
             self.assertGreater(n_listed, N_CLIENTS)
-            self.assertLess(loop_max, STALL_MS)
-            self.assertEqual(over, 0)
-            self.assertNotIn("loop stalled", log)
+            self.assertLess(loop_max, TURN_BAR_MS)
+            if not SANITIZERS:
+                self.assertEqual(over, 0)
+                self.assertNotIn("loop stalled", log)
             self.assertLess(quantile(samples, 0.99), P99_MS)
 
 
