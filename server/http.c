@@ -1640,6 +1640,10 @@ void ae_http_flush(ae_server *srv) {
   }
 }
 
+long long ae_http_bodies_parsed(const ae_server *srv) {
+  return srv->http ? srv->http->n_parsed_off_loop : 0;
+}
+
 void ae_http_stop(ae_server *srv) {
   struct ae_http *h = srv->http;
   if (!h || !h->mhd) return;

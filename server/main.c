@@ -175,16 +175,20 @@ static ae_loop_watch loop_watch;
 static uv_timer_t trim_timer;
 static size_t trim_mark; /* the most held since the last trim */
 
+static long long trim_parsed; /* ae_http_bodies_parsed at the last trim */
+
 static void on_trim_timer(uv_timer_t *timer) {
   ae_server *srv = timer->data;
   size_t held = srv->jobs.held_bytes;
-  if (held >= trim_mark) {
-    trim_mark = held;
-    return;
-  }
-  if (trim_mark - held < TRIM_AFTER_BYTES) return;
+  long long parsed = ae_http_bodies_parsed(srv);
+  /* A large body parsed on the pool leaves its JSON nodes' pages in that
+   * thread's arena once the loop freed them. */
+  int fell = held < trim_mark && trim_mark - held >= TRIM_AFTER_BYTES;
+  if (held > trim_mark) trim_mark = held;
+  if (!fell && parsed == trim_parsed) return;
   malloc_trim(0);
   trim_mark = held;
+  trim_parsed = parsed;
 }
 
 static void close_if_open(uv_handle_t *h) {
