@@ -80,15 +80,20 @@ double ae_loop_watch_quantile_ms(const ae_loop_watch *w, double q) {
   return (double)w->busy_ns_max / 1e6;
 }
 
-void ae_loop_watch_stop(ae_loop_watch *w) {
+void ae_loop_watch_log(const ae_loop_watch *w) {
   if (!w->started) return;
-  w->started = 0;
   ae_log(AE_LOG_INFO,
          "loop: %llu turns, %.3f s of CPU in all; per turn p50 <= %.0f ms, "
          "p99 <= %.0f ms, max %.1f ms; %llu turns over %u ms",
          w->turns, (double)w->busy_ns_total / 1e9,
          ae_loop_watch_quantile_ms(w, 0.5), ae_loop_watch_quantile_ms(w, 0.99),
          (double)w->busy_ns_max / 1e6, w->stalls, w->stall_ms);
+}
+
+void ae_loop_watch_stop(ae_loop_watch *w) {
+  if (!w->started) return;
+  ae_loop_watch_log(w);
+  w->started = 0;
   uv_prepare_stop(&w->prepare);
   uv_close((uv_handle_t *)&w->prepare, NULL);
 }

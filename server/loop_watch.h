@@ -33,8 +33,10 @@ int ae_loop_watch_start(ae_loop_watch *w, uv_loop_t *loop, unsigned stall_ms);
 /* The busy time of the turn (ms) at or under which fraction q of the
  * turns so far lie. */
 double ae_loop_watch_quantile_ms(const ae_loop_watch *w, double q);
-/* Logs the summary (turns, p50/p99/max busy, turns over stall_ms) and
- * closes the handle. */
+/* Logs the summary (turns, p50/p99/max CPU per turn, turns over
+ * stall_ms). */
+void ae_loop_watch_log(const ae_loop_watch *w);
+/* Logs the summary and closes the handle. */
 void ae_loop_watch_stop(ae_loop_watch *w);
 
 #endif

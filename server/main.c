@@ -191,6 +191,13 @@ static void on_trim_timer(uv_timer_t *timer) {
   trim_parsed = parsed;
 }
 
+/* The drain's forced exit (jobs that ignored their cancel): the loop's
+ * summary, then the answers in flight. */
+static void before_forced_exit(ae_server *srv) {
+  ae_loop_watch_log(&loop_watch);
+  ae_http_flush(srv);
+}
+
 static void close_if_open(uv_handle_t *h) {
   if (h->loop && !uv_is_closing(h)) uv_close(h, NULL);
 }
@@ -253,7 +260,7 @@ int main(int argc, char **argv) {
   ae_server *srv = &server;
   srv->opt = &opt;
   srv->on_drained = shutdown_server;
-  srv->before_exit = ae_http_flush;
+  srv->before_exit = before_forced_exit;
   uv_loop_t loop;
   int status = 1;
   int loop_open = 0, jobs_open = 0, registry_open = 0, metrics_open = 0;
