@@ -132,6 +132,14 @@ struct ae_body_parse {
   ae_request request; /* owned until taken */
   int has_request;
   ae_cache_prepared prepared; /* the request's text and keys */
+  /* A batch of at most max_batch items: each item validated and
+   * rendered (n_items 0 when the body is not such a batch). */
+  long long max_batch;
+  size_t n_items;
+  ae_request *items; /* owned until taken (then zeroed) */
+  int *item_rc;
+  ae_problem *item_problem;
+  ae_cache_prepared *item_prepared; /* NULL when one failed */
   int has_prepared;
   char *owned_body; /* the body, once the request let go of it */
 };
@@ -574,6 +582,21 @@ static enum MHD_Result h_submit(ae_http_req *r) {
   return respond_job(r, 202, job, 1);
 }
 
+/* Validates item i of a batch: the pool's outcome when it ran, else here. */
+static int parse_batch_item(ae_http_req *r, const json_t *items, size_t i,
+                            ae_request *req, ae_problem *p) {
+  ae_body_parse *done = r->parsed;
+  if (done && done->n_items == json_array_size(items)) {
+    *req = done->items[i];
+    memset(&done->items[i], 0, sizeof done->items[i]);
+    *p = done->item_problem[i];
+    done->item_problem[i] = (ae_problem)AE_PROBLEM_INIT;
+    return done->item_rc[i];
+  }
+  return ae_request_parse(json_array_get(items, i), &r->srv->catalog,
+                          &r->srv->limits, req, p);
+}
+
 static enum MHD_Result h_batch(ae_http_req *r) {
   ae_server *srv = r->srv;
   enum MHD_Result answer = MHD_NO;
@@ -634,8 +657,7 @@ static enum MHD_Result h_batch(ae_http_req *r) {
   int rc = AE_OK;
   for (size_t i = 0; i < n; i++) {
     ae_problem item = AE_PROBLEM_INIT;
-    int irc = ae_request_parse(json_array_get(items, i), &srv->catalog,
-                               &srv->limits, &reqs[i], &item);
+    int irc = parse_batch_item(r, items, i, &reqs[i], &item);
     if (irc && !item.status) {
       rc = irc;
       ae_problem_clear(&item);
@@ -671,7 +693,10 @@ static enum MHD_Result h_batch(ae_http_req *r) {
                   srv->n_queued, n, srv->opt->max_queue);
   } else {
     /* One store transaction for the batch; job i keeps "KEY\nI". */
-    rc = ae_cache_submit(srv, reqs, n, key, hash, 1, NULL, jobs);
+    ae_cache_prepared *prepared =
+        r->parsed && r->parsed->n_items == n ? r->parsed->item_prepared : NULL;
+    rc = ae_cache_submit_prepared(srv, reqs, n, key, hash, 1, NULL, prepared,
+                                  jobs);
     if (rc) {
       result =
           rc == AE_EIO ? fail_store(r, "batch creation") : fail_internal(r, rc);
@@ -1147,8 +1172,49 @@ static void body_parse_free(ae_body_parse *bp) {
   ae_problem_clear(&bp->problem);
   if (bp->has_request) ae_request_free(&bp->request);
   ae_cache_prepared_free(&bp->prepared);
+  for (size_t i = 0; i < bp->n_items; i++) {
+    ae_request_free(&bp->items[i]);
+    ae_problem_clear(&bp->item_problem[i]);
+    if (bp->item_prepared) ae_cache_prepared_free(&bp->item_prepared[i]);
+  }
+  free(bp->items);
+  free(bp->item_rc);
+  free(bp->item_problem);
+  free(bp->item_prepared);
   free(bp->owned_body);
   free(bp);
+}
+
+/* On a pool thread: a batch's items, each validated and rendered as
+ * h_batch would on the loop (it takes them from here). */
+static void parse_batch_items(ae_body_parse *bp) {
+  const json_t *items =
+      json_is_object(bp->json) ? json_object_get(bp->json, "jobs") : NULL;
+  size_t n = json_array_size(items);
+  if (!json_is_array(items) || n == 0 || n > (size_t)bp->max_batch) return;
+  bp->items = calloc(n, sizeof *bp->items);
+  bp->item_rc = calloc(n, sizeof *bp->item_rc);
+  bp->item_problem = calloc(n, sizeof *bp->item_problem);
+  bp->item_prepared = calloc(n, sizeof *bp->item_prepared);
+  if (!bp->items || !bp->item_rc || !bp->item_problem || !bp->item_prepared)
+    return; /* freed with bp; n_items 0: the loop parses */
+  bp->n_items = n;
+  for (size_t i = 0; i < n; i++) {
+    bp->item_problem[i] = (ae_problem)AE_PROBLEM_INIT;
+    bp->item_rc[i] =
+        ae_request_parse(json_array_get(items, i), bp->catalog, bp->limits,
+                         &bp->items[i], &bp->item_problem[i]);
+  }
+  for (size_t i = 0; i < n; i++) {
+    if (bp->item_rc[i] == AE_OK &&
+        ae_cache_prepare(&bp->items[i], &bp->item_prepared[i]) == AE_OK)
+      continue;
+    for (size_t k = 0; k < n; k++)
+      ae_cache_prepared_free(&bp->item_prepared[k]);
+    free(bp->item_prepared);
+    bp->item_prepared = NULL; /* rendered on the loop, as without it */
+    break;
+  }
 }
 
 /* On a pool thread. */
@@ -1158,7 +1224,10 @@ static void parse_work(uv_work_t *work) {
   ae_thread_set_nice(0);
   ae_sha256_hex(bp->body ? bp->body : "", bp->len, bp->hash);
   if (ae_json_parse_body(bp->body, bp->len, &bp->json, &bp->problem)) return;
-  if (!bp->validate) return;
+  if (!bp->validate) {
+    parse_batch_items(bp);
+    return;
+  }
   bp->request_rc = ae_request_parse(bp->json, bp->catalog, bp->limits,
                                     &bp->request, &bp->problem);
   bp->has_request = bp->request_rc == AE_OK;
@@ -1201,6 +1270,7 @@ static int parse_off_loop(ae_http_req *r, ae_handler handler) {
   bp->body = r->body;
   bp->len = r->len;
   bp->validate = handler == AE_HANDLER_SUBMIT;
+  bp->max_batch = srv->opt->max_batch;
   bp->catalog = &srv->catalog;
   bp->limits = &srv->limits;
   bp->problem = (ae_problem)AE_PROBLEM_INIT;

@@ -184,6 +184,11 @@ class LargeBodiesOffTheLoop(unittest.TestCase):
                            {"jobs": [job, h.SMALL_JOB]})
             self.assertEqual(batch.status, 202, batch.body[:300])
             self.assertEqual(len(batch.json["jobs"]), 2)
+            r = d.call("POST", "/v1/jobs:batch",
+                       {"jobs": [h.SMALL_JOB, wrong]})
+            self.assertEqual(r.status, 422, r.body[:300])
+            self.assertIn("/jobs/1/data/labels/3",
+                          [e["pointer"] for e in r.json["errors"]])
             r = d.call("POST", "/v1/jobs", raw=body,
                        headers={"Content-Type": "text/plain"})
             self.assertEqual(r.status, 415)
@@ -193,11 +198,11 @@ class LargeBodiesOffTheLoop(unittest.TestCase):
             self.assertEqual(d.stop(), 0)
             log = d.log_text()
             self.assertRegex(log, r"loop: \d+ turns")
-            # ok, bad, wrong, first, again, batch: 6 bodies on the pool.
+            # ok, bad, wrong, first, again, two batches: 7 on the pool.
             pooled = re.search(r"(\d+) request bodies were parsed on the "
                                r"thread pool", log)
             self.assertTrue(pooled, "no pool count in the log")
-            self.assertEqual(int(pooled.group(1)), 6)
+            self.assertEqual(int(pooled.group(1)), 7)
 
 
 if __name__ == "__main__":
