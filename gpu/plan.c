@@ -530,13 +530,10 @@ double ae_plan_init_variance(const ae_plan *p, int node) {
 
 /* ---- a job's whole memory ----
  * What the host engine allocates for one job, part by part, from the same
- * plans the executor makes (ae_plan_create, ae_plan_jets) and the sizes
- * the groups allocate (gpu/groups/).  The executor's scratch is planned
- * with the host's chunking: HOST_CHUNK_COLUMNS columns per im2col chunk
- * (gpu/host/net.c, net_jet.c).  MERGE: those files should reserve their
- * scratch through ae_plan_host_scratch so that both come from here. */
+ * plans the executor makes (ae_plan_create, ae_plan_jets), the same
+ * scratch sizes (ae_plan_host_scratch_sizes, which gpu/host/ allocates
+ * from) and the sizes the groups allocate (gpu/groups/). */
 #define HOST_ALIGN 64
-#define HOST_CHUNK_COLUMNS 1024
 #define LR_BATCH 1000 /* expressivity.c's AE_LR_BATCH */
 
 static size_t min_sz(size_t a, size_t b) {
@@ -547,17 +544,22 @@ static size_t max_sz(size_t a, size_t b) {
   return a > b ? a : b;
 }
 
-size_t ae_plan_host_scratch(const ae_plan *p, int batch, int jets,
-                            size_t *backward) {
+int ae_plan_host_chunk(const ae_plan_geom *ge, int samples) {
+  size_t hw = ge->out_hw ? ge->out_hw : 1;
+  size_t chunk = (AE_PLAN_HOST_CHUNK_COLUMNS + hw - 1) / hw;
+  return (int)min_sz(chunk, samples > 0 ? (size_t)samples : 1);
+}
+
+void ae_plan_host_scratch_sizes(const ae_plan *p, int batch, int jets,
+                                ae_plan_host_sizes *out) {
   size_t B = (size_t)batch, unit = p->opt.unit;
   size_t max_col = 0, max_y = 0, max_gd = 0, max_gd2 = 0;
   for (int k = 0; k < p->g.n_nodes; k++) {
     const ae_node *nd = &p->g.nodes[k];
     const ae_plan_geom *ge = &p->geom[k];
     if (nd->op == AE_OP_CONV) {
-      size_t hw = ge->out_hw ? ge->out_hw : 1;
-      size_t chunk =
-          min_sz((HOST_CHUNK_COLUMNS + hw - 1) / hw, jets ? 3 * B : B);
+      size_t hw = ge->out_hw;
+      size_t chunk = (size_t)ae_plan_host_chunk(ge, jets ? 3 * batch : batch);
       max_col = max_sz(max_col, ge->col_rows * hw * chunk);
       max_y = max_sz(max_y, (size_t)nd->out * hw * chunk);
       max_gd = max_sz(max_gd, ge->n_weight);
@@ -568,12 +570,137 @@ size_t ae_plan_host_scratch(const ae_plan *p, int batch, int jets,
       max_gd = max_sz(max_gd, (size_t)ge->channels);
     }
   }
-  if (backward)
-    *backward = ae_plan_align(p, unit * max_col) +
-                ae_plan_align(p, sizeof(double) * B * max_gd) +
-                ae_plan_align(p, sizeof(double) * B * max_gd2) +
-                ae_plan_align(p, sizeof(double) * 2 * B * B);
-  return ae_plan_align(p, unit * max_col) + ae_plan_align(p, unit * max_y);
+  out->col = ae_plan_align(p, unit * max_col);
+  out->y = ae_plan_align(p, unit * max_y);
+  out->bwd_col = ae_plan_align(p, unit * max_col);
+  out->bwd_gd = ae_plan_align(p, sizeof(double) * B * max_gd);
+  out->bwd_gd2 = ae_plan_align(p, sizeof(double) * B * max_gd2);
+  out->bwd_bb = ae_plan_align(p, sizeof(double) * 2 * B * B);
+}
+
+size_t ae_plan_host_scratch(const ae_plan *p, int batch, int jets,
+                            size_t *backward) {
+  ae_plan_host_sizes s;
+  ae_plan_host_scratch_sizes(p, batch, jets, &s);
+  if (backward) *backward = s.bwd_col + s.bwd_gd + s.bwd_gd2 + s.bwd_bb;
+  return s.col + s.y;
+}
+
+void ae_plan_cuda_conv_chunks(const ae_plan_geom *ge, int cout, size_t B,
+                              int *fwd_chunk, int *k_chunk, size_t *col,
+                              size_t *grows) {
+  size_t K = ge->col_rows, HW = ge->out_hw ? ge->out_hw : 1;
+  size_t C = (size_t)(cout > 0 ? cout : 1);
+  size_t fwd = ge->direct ? B : AE_PLAN_CUDA_COL_CAP / (K * HW);
+  fwd = fwd < 1 ? 1 : (fwd > B ? B : fwd);
+  size_t kc = ge->direct ? K : AE_PLAN_CUDA_COL_CAP / (B * HW);
+  size_t g_limit = AE_PLAN_CUDA_G_CAP / (B * C);
+  if (kc > g_limit) kc = g_limit;
+  kc = kc < 1 ? 1 : (kc > K ? K : kc);
+  *fwd_chunk = (int)fwd;
+  *k_chunk = (int)kc;
+  *col = ge->direct ? 0 : max_sz(fwd * K * HW, B * kc * HW);
+  *grows = B * C * kc;
+}
+
+void ae_plan_cuda_scratch_sizes(const ae_plan *p,
+                                int (*pattern_act)(const ae_node *nd),
+                                ae_plan_cuda_sizes *out) {
+  size_t B = (size_t)p->max_batch;
+  size_t col = 0, gf = 0, gd = 0, bits = 0;
+  for (int k = 0; k < p->g.n_nodes; k++) {
+    const ae_node *nd = &p->g.nodes[k];
+    const ae_plan_geom *ge = &p->geom[k];
+    if (nd->op == AE_OP_CONV) {
+      int fwd, kc;
+      size_t c = 0, r = 0;
+      ae_plan_cuda_conv_chunks(ge, nd->out, B, &fwd, &kc, &c, &r);
+      col = max_sz(col, c);
+      gf = max_sz(gf, r);
+      gd = max_sz(gd, r);
+    } else if (nd->op == AE_OP_LINEAR) {
+      gd = max_sz(gd, B * max_sz(ge->in_elems, (size_t)nd->out));
+    } else if (nd->op == AE_OP_BATCH_NORM) {
+      gd = max_sz(gd, B * (size_t)ge->channels);
+    }
+    if (pattern_act(nd)) bits += ge->elems;
+  }
+  out->pattern_words = (bits + 63) / 64;
+  out->col = sizeof(float) * col;
+  out->gf = sizeof(float) * gf;
+  out->gd = sizeof(double) * gd;
+  out->xx = out->yy = out->theta = sizeof(double) * B * B;
+  out->bits = sizeof(uint64_t) * (B * out->pattern_words + 1);
+  out->hashes = sizeof(uint64_t) * B;
+}
+
+size_t ae_plan_cuda_jet_chunk(const ae_plan_geom *ge, size_t rows) {
+  size_t per = ge->col_rows * (ge->out_hw ? ge->out_hw : 1);
+  size_t c = AE_PLAN_CUDA_JET_COL_CAP / (per ? per : 1);
+  return c < 1 ? 1 : (c > rows ? rows : c);
+}
+
+void ae_plan_cuda_jet_scratch(const ae_plan *p, int batch, size_t *col,
+                              size_t *weights, size_t *stats) {
+  size_t rows = 3 * (size_t)batch, max_col = 0, max_w = 0, max_c = 0;
+  for (int k = 0; k < p->g.n_nodes; k++) {
+    const ae_plan_geom *ge = &p->geom[k];
+    if (p->g.nodes[k].op == AE_OP_CONV && !ge->direct) {
+      size_t per = ge->col_rows * (ge->out_hw ? ge->out_hw : 1);
+      max_col = max_sz(max_col, ae_plan_cuda_jet_chunk(ge, rows) * per);
+    }
+    max_w = max_sz(max_w, ge->n_weight);
+    max_c = max_sz(max_c, (size_t)ge->channels);
+  }
+  *col = max_col * sizeof(double);
+  *weights = max_w * sizeof(double);
+  *stats = 2 * max_c * sizeof(double);
+}
+
+/* The sign-pattern activations the CUDA executor records (as
+ * gpu/cuda/cuda_internal.h's ae_cuda_is_pattern_act). */
+static int cuda_pattern_act(const ae_node *nd) {
+  return nd->op == AE_OP_ACT &&
+         (nd->act.fn == AE_ACT_RELU || nd->act.fn == AE_ACT_LEAKY_RELU);
+}
+
+int ae_plan_job_device(const ae_request *r, size_t *bytes) {
+  *bytes = 0;
+  unsigned groups = ae_metric_set_groups(r->selected);
+  if (!(groups & (AE_GROUP_EXPRESSIVITY | AE_GROUP_CONVERGENCE |
+                  AE_GROUP_GENERALIZATION | AE_GROUP_PROXIES)))
+    return AE_OK; /* topology alone makes no net */
+  int N = r->data.batch_size > 0 ? r->data.batch_size : 1;
+  const ae_plan_options opt = {AE_PLAN_CUDA_ALIGN, sizeof(float), 0};
+  ae_plan *p = NULL;
+  int rc = ae_plan_create(&r->net, N, &opt, &p);
+  if (rc) return rc;
+  ae_plan_cuda_sizes s;
+  ae_plan_cuda_scratch_sizes(p, cuda_pattern_act, &s);
+  /* One allocation: both families, then each scratch buffer reserved
+   * after the gradient slots, each aligned (ae_plan_reserve). */
+  size_t total = ae_plan_total_bytes(p) + ae_plan_align(p, s.col) +
+                 ae_plan_align(p, s.gf) + ae_plan_align(p, s.gd) +
+                 ae_plan_align(p, s.xx) + ae_plan_align(p, s.yy) +
+                 ae_plan_align(p, s.theta) + ae_plan_align(p, s.bits) +
+                 ae_plan_align(p, s.hashes);
+  if (groups & AE_GROUP_EXPRESSIVITY) {
+    int pts = r->settings.curv_points > 0 ? r->settings.curv_points : 1;
+    size_t *off = malloc(sizeof(size_t) * (size_t)p->g.n_nodes);
+    size_t jets = off ? ae_plan_jets(p, pts, sizeof(double), off) : SIZE_MAX;
+    free(off);
+    if (jets == SIZE_MAX) {
+      ae_plan_destroy(p);
+      return AE_ENOMEM;
+    }
+    size_t col, w, st;
+    ae_plan_cuda_jet_scratch(p, pts, &col, &w, &st);
+    total += jets + ae_plan_align(p, col) + ae_plan_align(p, w) +
+             ae_plan_align(p, st);
+  }
+  ae_plan_destroy(p);
+  *bytes = total;
+  return AE_OK;
 }
 
 /* The most outputs alive at once in a forward sweep (for the analytic
@@ -718,7 +845,7 @@ int ae_plan_job(const ae_request *r, ae_plan_job_bytes *out) {
   out->total = out->batch + out->net + out->net_backward + out->ntk +
                out->kernels + out->generalization + out->linear_regions +
                out->curvature + out->paths + out->ranking;
-  return AE_OK;
+  return ae_plan_job_device(r, &out->device);
 }
 
 /* The ranking metrics (ranking.md §1-4): the buffers their code allocates

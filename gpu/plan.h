@@ -164,6 +164,9 @@ typedef struct {
   size_t paths;          /* the path-depth list */
   size_t ranking;        /* the ranking metrics (ae_plan_ranking_bytes) */
   size_t total;
+  /* Device memory on a CUDA worker (ae_plan_job_device), not in total:
+   * it is the GPU's, not the host's. */
+  size_t device;
 } ae_plan_job_bytes;
 
 /* Longest path-depth list kept (gpu/groups/group.h's AE_MAX_PATH_LIST). */
@@ -174,11 +177,70 @@ typedef struct {
 int ae_plan_job(const ae_request *r, ae_plan_job_bytes *out);
 /* The ranking metrics' buffers, by metric selected (bounds). */
 size_t ae_plan_ranking_bytes(const ae_request *r, const ae_plan *net_plan);
-/* The host executor's scratch for batch (with jets: three streams per
- * sample): returns the forward scratch (im2col chunk and its outputs),
- * and the backward scratch in *backward when not NULL. */
+/* ---- the host executor's scratch: one size function ----
+ * gpu/host/ allocates its scratch from these numbers (net.c's arena and
+ * backward family, net_jet.c's jets) and the estimate above counts the
+ * same ones, so the two cannot drift apart. */
+/* Columns of one im2col + GEMM chunk on the host. */
+#define AE_PLAN_HOST_CHUNK_COLUMNS 1024
+/* Samples per im2col + GEMM chunk of a conv node with geometry ge, for
+ * a pass over `samples` samples (jets: three streams per sample). */
+int ae_plan_host_chunk(const ae_plan_geom *ge, int samples);
+/* The host executor's scratch for batch samples (jets: 3 x batch
+ * streams), in bytes, each aligned as the plan's offsets. */
+typedef struct {
+  size_t col;     /* forward: one chunk's im2col */
+  size_t y;       /* forward: one chunk's conv outputs */
+  size_t bwd_col; /* backward: the im2col gradient */
+  size_t bwd_gd;  /* backward: doubles, B x widest weight/input/channels */
+  size_t bwd_gd2; /* backward: doubles, B x widest linear output */
+  size_t bwd_bb;  /* backward: doubles, 2 x B x B */
+} ae_plan_host_sizes;
+void ae_plan_host_scratch_sizes(const ae_plan *p, int batch, int jets,
+                                ae_plan_host_sizes *out);
+/* Their sums: returns the forward scratch (im2col chunk and its
+ * outputs), and the backward scratch in *backward when not NULL. */
 size_t ae_plan_host_scratch(const ae_plan *p, int batch, int jets,
                             size_t *backward);
+
+/* ---- the CUDA executor's device buffers: one size function ----
+ * gpu/cuda/ allocates from these (net.cu's one device allocation, jet.cu's
+ * jets) and ae_plan_job_device counts the same.  Compile-checked here; no
+ * GPU has run them. */
+#define AE_PLAN_CUDA_ALIGN 256
+#define AE_PLAN_CUDA_COL_CAP ((size_t)1 << 25)     /* floats per im2col */
+#define AE_PLAN_CUDA_G_CAP ((size_t)1 << 23)       /* per-sample dW rows */
+#define AE_PLAN_CUDA_JET_COL_CAP ((size_t)1 << 24) /* doubles: 128 MiB */
+/* Conv chunking on the device for max batch B: samples per im2col chunk
+ * (forward, dX), im2col rows per dW chunk (NTK), and the im2col floats
+ * and per-sample gradient elements the node needs. */
+void ae_plan_cuda_conv_chunks(const ae_plan_geom *ge, int cout, size_t B,
+                              int *fwd_chunk, int *k_chunk, size_t *col,
+                              size_t *grows);
+/* The device scratch after the gradient slots, in bytes before
+ * alignment, in the order they are reserved. */
+typedef struct {
+  size_t col, gf, gd;   /* im2col, per-sample dW (float), the doubles */
+  size_t xx, yy, theta; /* B x B doubles each */
+  size_t bits, hashes;  /* sign patterns, their hashes */
+  size_t pattern_words; /* 64-bit words of one sample's pattern */
+} ae_plan_cuda_sizes;
+/* pattern_act(nd): whether node nd's sign pattern is recorded. */
+void ae_plan_cuda_scratch_sizes(const ae_plan *p,
+                                int (*pattern_act)(const ae_node *nd),
+                                ae_plan_cuda_sizes *out);
+/* Samples per im2col chunk of a conv's jets over `rows` streams. */
+size_t ae_plan_cuda_jet_chunk(const ae_plan_geom *ge, size_t rows);
+/* The jets' device scratch for batch (three streams per sample): im2col,
+ * weights, BN statistics, in bytes before alignment. */
+void ae_plan_cuda_jet_scratch(const ae_plan *p, int batch, size_t *col,
+                              size_t *weights, size_t *stats);
+/* The device bytes the CUDA executor allocates for job r: the net's one
+ * allocation (both families and the scratch) when the job makes a net,
+ * and the jets when it selects expressivity; cuSOLVER's workspace, sized
+ * by the library at run time, is not in it.  AE_OK, AE_EINVAL or
+ * AE_ENOMEM. */
+int ae_plan_job_device(const ae_request *r, size_t *bytes);
 
 #ifdef __cplusplus
 }

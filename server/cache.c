@@ -84,8 +84,7 @@ static int entry_follow(cache_entry *e, const char *id) {
 /* The cache key of a parsed request and its architecture's canonical
  * key.  AE_OK, or an error when the architecture has no canonical form
  * (the job is then computed without the cache). */
-static int cache_key_of(const ae_request *req, char canonical[65],
-                        char key[65]) {
+int ae_cache_keys(const ae_request *req, char canonical[65], char key[65]) {
   ae_canon c;
   if (ae_arch_canon(&req->arch, &c)) return AE_ENOMEM;
   snprintf(canonical, 65, "%s", c.key);
@@ -128,9 +127,29 @@ static void drop_fresh(struct ae_cache *c, cache_entry **fresh, size_t n) {
   }
 }
 
+int ae_cache_prepare(const ae_request *req, ae_cache_prepared *out) {
+  memset(out, 0, sizeof *out);
+  if (!(out->request_text = ae_json_dumps(req->normalised))) return AE_ENOMEM;
+  out->have_keys = ae_cache_keys(req, out->canonical, out->key) == AE_OK;
+  return AE_OK;
+}
+
+void ae_cache_prepared_free(ae_cache_prepared *p) {
+  free(p->request_text);
+  p->request_text = NULL;
+}
+
 int ae_cache_submit(ae_server *srv, ae_request *reqs, size_t n,
                     const char *idem_key, const char *body_hash, int batch,
                     const char *study, ae_job **out) {
+  return ae_cache_submit_prepared(srv, reqs, n, idem_key, body_hash, batch,
+                                  study, NULL, out);
+}
+
+int ae_cache_submit_prepared(ae_server *srv, ae_request *reqs, size_t n,
+                             const char *idem_key, const char *body_hash,
+                             int batch, const char *study,
+                             ae_cache_prepared *prepared, ae_job **out) {
   struct ae_cache *c = srv->cache;
   ae_job_extra *extra = calloc(n, sizeof *extra);
   char(*keys)[2][65] = calloc(n, sizeof *keys);
@@ -144,7 +163,17 @@ int ae_cache_submit(ae_server *srv, ae_request *reqs, size_t n,
   }
   for (size_t i = 0; i < n; i++) {
     extra[i].study = study;
-    if (!c || cache_key_of(&reqs[i], keys[i][0], keys[i][1])) continue;
+    if (prepared) {
+      extra[i].request_text = prepared[i].request_text;
+      prepared[i].request_text = NULL;
+    }
+    if (!c) continue;
+    if (prepared && prepared[i].have_keys) {
+      memcpy(keys[i][0], prepared[i].canonical, 65);
+      memcpy(keys[i][1], prepared[i].key, 65);
+    } else if (prepared || ae_cache_keys(&reqs[i], keys[i][0], keys[i][1])) {
+      continue;
+    }
     extra[i].canonical = keys[i][0];
     extra[i].cache_key = keys[i][1];
     cache_entry *e = entry_find(c, keys[i][1]);
@@ -202,8 +231,10 @@ int ae_cache_submit(ae_server *srv, ae_request *reqs, size_t n,
   }
 done:
   if (c) drop_fresh(c, fresh, n_fresh);
-  for (size_t i = 0; extra && i < n; i++)
+  for (size_t i = 0; extra && i < n; i++) {
     json_decref(extra[i].result);
+    free(extra[i].request_text); /* NULL once a job took it */
+  }
   free(extra);
   free(keys);
   free(fresh);

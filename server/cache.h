@@ -34,4 +34,27 @@ int ae_cache_submit(ae_server *srv, ae_request *reqs, size_t n,
                     const char *idem_key, const char *body_hash, int batch,
                     const char *study, ae_job **out);
 
+/* A request's canonical key and cache key (pure: any thread).  AE_OK or
+ * AE_ENOMEM. */
+int ae_cache_keys(const ae_request *req, char canonical[65], char key[65]);
+
+/* What ae_cache_submit would render of a request, rendered beforehand
+ * (off the loop: it is megabytes for large inline inputs): the request's
+ * text and, when have_keys, its keys. */
+typedef struct {
+  char *request_text; /* owned; NULL once a job took it */
+  char canonical[65], key[65];
+  int have_keys;
+} ae_cache_prepared;
+
+/* Fills out for req (pure: any thread).  AE_OK or AE_ENOMEM. */
+int ae_cache_prepare(const ae_request *req, ae_cache_prepared *out);
+void ae_cache_prepared_free(ae_cache_prepared *p);
+/* ae_cache_submit with prepared[i] for reqs[i] (or NULL: rendered here).
+ * Takes every prepared[i].request_text (NULL after, whatever the outcome). */
+int ae_cache_submit_prepared(ae_server *srv, ae_request *reqs, size_t n,
+                             const char *idem_key, const char *body_hash,
+                             int batch, const char *study,
+                             ae_cache_prepared *prepared, ae_job **out);
+
 #endif

@@ -12,8 +12,12 @@
  * the job; the job's end (told by the state machine through the listener
  * this file registers) or the timer resumes it, and MHD calls the handler
  * again, which answers with the job as it is then.  Listings are streamed
- * (MHD pulls them block by block, one job rendered at a time), so no
- * request holds the loop for long.  Connections over
+ * (MHD pulls them block by block, one job rendered at a time), and MHD
+ * runs at most once per turn of the loop while it has answers to stream
+ * (an idle handle, not a 0 ms timer), so no request holds the loop for
+ * long.  A large POST body is parsed, validated and rendered on libuv's
+ * thread pool while its connection is suspended (parse_off_loop); the
+ * jobs are touched only on the loop.  Connections over
  * --max-connections-per-ip are counted here and answered 429.  Errors
  * become problem+json in one place (respond_problem); a store write that
  * failed becomes 503/507 (fail_store).  All of it is the loop thread's. */
@@ -51,6 +55,7 @@
 
 typedef struct ae_waiter ae_waiter;
 typedef struct ae_http_conn ae_http_conn;
+typedef struct ae_body_parse ae_body_parse;
 
 /* The HTTP layer's state (srv->http), the loop's. */
 struct ae_http {
@@ -58,6 +63,7 @@ struct ae_http {
   uv_poll_t mhd_poll;
   uv_timer_t mhd_timer;
   uv_prepare_t prepare; /* runs MHD after connections were resumed */
+  uv_idle_t mhd_idle;   /* runs MHD next turn: it has work at once */
   uv_timer_t slow_timer;
   int need_mhd_run;
   ae_waiter *all_waiters;      /* every suspended long poll */
@@ -65,6 +71,7 @@ struct ae_http {
   ae_http_conn *conns;         /* every open TCP connection */
   long long n_slow_dropped;    /* connections dropped as too slow */
   int open_handles;            /* libuv handles not yet closed */
+  long long n_parsed_off_loop; /* bodies parsed on the thread pool */
 };
 
 typedef struct ae_http_req ae_http_req;
@@ -108,6 +115,47 @@ struct ae_http_req {
   int upload_done;         /* ... and once it finished */
   int upload_stopped;      /* ... or the server stopped waiting for it */
   ae_http_req *upload_next, *upload_prev; /* http->uploads, while running */
+  /* A large POST body is parsed on libuv's thread pool while the
+   * connection is suspended: parse is in flight (or NULL), parsed holds
+   * its outcome once the handler runs again. */
+  ae_body_parse *parse;
+  ae_body_parse *parsed;
+  int parse_tried; /* the pool was asked once: never again */
+};
+
+/* The pure part of a large POST (JSON, its hash and, for one job, the
+ * request's validation), done on libuv's thread pool: everything in it
+ * belongs to the pool thread until after_parse runs on the loop.  The
+ * inputs are a copy of what it needs (the body stays the request's: the
+ * suspended connection keeps it); catalog and limits are read-only once
+ * the daemon runs.  req is NULL once on_completed let go of the request
+ * (the daemon stopped first). */
+struct ae_body_parse {
+  uv_work_t work;
+  ae_http_req *req;
+  const char *body;
+  size_t len;
+  int validate; /* one job: ae_request_parse too */
+  const ae_catalog *catalog;
+  const ae_limits *limits;
+  /* Outcome. */
+  json_t *json;       /* NULL when the body is not JSON (problem set) */
+  ae_problem problem; /* the body's problem (400), or the request's (422) */
+  char hash[65];      /* SHA-256 of the body */
+  int request_rc;     /* ae_request_parse's, when validate */
+  ae_request request; /* owned until taken */
+  int has_request;
+  ae_cache_prepared prepared; /* the request's text and keys */
+  /* A batch of at most max_batch items: each item validated and
+   * rendered (n_items 0 when the body is not such a batch). */
+  long long max_batch;
+  size_t n_items;
+  ae_request *items; /* owned until taken (then zeroed) */
+  int *item_rc;
+  ae_problem *item_problem;
+  ae_cache_prepared *item_prepared; /* NULL when one failed */
+  int has_prepared;
+  char *owned_body; /* the body, once the request let go of it */
 };
 
 typedef enum MHD_Result (*route_handler)(ae_http_req *r);
@@ -271,12 +319,49 @@ static int read_json_body(ae_http_req *r, json_t **out,
                    0, "The body must be application/json, not %s.", ct);
     return AE_EINVAL;
   }
+  ae_body_parse *done = r->parsed;
+  if (done) { /* parsed on the pool (parse_off_loop) */
+    if (!done->json) {
+      *answer = respond_problem(r, &done->problem);
+      return AE_EINVAL;
+    }
+    *out = done->json;
+    done->json = NULL;
+    return AE_OK;
+  }
   ae_problem p = AE_PROBLEM_INIT;
   if (ae_json_parse_body(r->body, r->len, out, &p)) {
     *answer = respond_problem(r, &p);
     return AE_EINVAL;
   }
   return AE_OK;
+}
+
+/* The body's SHA-256 (for Idempotency-Key), from the pool when it ran. */
+static void body_hash(ae_http_req *r, char hash[65]) {
+  if (r->parsed)
+    memcpy(hash, r->parsed->hash, 65);
+  else
+    ae_sha256_hex(r->body ? r->body : "", r->len, hash);
+}
+
+/* Validates one job request: the pool's outcome when it ran, else here. */
+static int parse_request(ae_http_req *r, const json_t *body, ae_request *req,
+                         ae_problem *p) {
+  ae_body_parse *done = r->parsed;
+  if (done && done->validate) {
+    int rc = done->request_rc;
+    if (done->has_request) {
+      *req = done->request;
+      done->has_request = 0;
+    }
+    *p = done->problem;
+    done->problem = (ae_problem)AE_PROBLEM_INIT;
+    return rc;
+  }
+  return ae_request_parse_models(body, &r->srv->catalog,
+                                 ae_models_source(r->srv), &r->srv->limits,
+                                 req, p);
 }
 
 /* ---- handlers ---- */
@@ -547,7 +632,7 @@ static enum MHD_Result h_submit(ae_http_req *r) {
     return answer;
   char hash[65] = "";
   if (key) {
-    ae_sha256_hex(r->body ? r->body : "", r->len, hash);
+    body_hash(r, hash);
     if (idempotent_replay(r, key, hash, NULL, &answer)) {
       json_decref(body);
       return answer;
@@ -561,8 +646,7 @@ static enum MHD_Result h_submit(ae_http_req *r) {
   ae_request req;
   memset(&req, 0, sizeof req);
   ae_problem p = AE_PROBLEM_INIT;
-  int rc = ae_request_parse_models(body, &srv->catalog, ae_models_source(srv),
-                                   &srv->limits, &req, &p);
+  int rc = parse_request(r, body, &req, &p);
   json_decref(body);
   if (rc) {
     if (!p.status) return fail_internal(r, rc);
@@ -581,7 +665,10 @@ static enum MHD_Result h_submit(ae_http_req *r) {
     return respond_problem_full(r, &p, retry_after, NULL, 0);
   }
   ae_job *job = NULL;
-  rc = ae_cache_submit(srv, &req, 1, key, hash, 0, NULL, &job);
+  ae_cache_prepared *prepared =
+      r->parsed && r->parsed->has_prepared ? &r->parsed->prepared : NULL;
+  rc = ae_cache_submit_prepared(srv, &req, 1, key, hash, 0, NULL, prepared,
+                                &job);
   if (rc == AE_EINVAL && key && srv->fleet) {
     /* Another replica stored the key first: its job is the answer. */
     ae_request_free(&req);
@@ -596,6 +683,22 @@ static enum MHD_Result h_submit(ae_http_req *r) {
   return respond_job(r, 202, job, 1);
 }
 
+/* Validates item i of a batch: the pool's outcome when it ran, else here. */
+static int parse_batch_item(ae_http_req *r, const json_t *items, size_t i,
+                            ae_request *req, ae_problem *p) {
+  ae_body_parse *done = r->parsed;
+  if (done && done->n_items == json_array_size(items)) {
+    *req = done->items[i];
+    memset(&done->items[i], 0, sizeof done->items[i]);
+    *p = done->item_problem[i];
+    done->item_problem[i] = (ae_problem)AE_PROBLEM_INIT;
+    return done->item_rc[i];
+  }
+  return ae_request_parse_models(json_array_get(items, i), &r->srv->catalog,
+                                 ae_models_source(r->srv), &r->srv->limits,
+                                 req, p);
+}
+
 static enum MHD_Result h_batch(ae_http_req *r) {
   ae_server *srv = r->srv;
   enum MHD_Result answer = MHD_NO;
@@ -605,7 +708,7 @@ static enum MHD_Result h_batch(ae_http_req *r) {
     return answer;
   char hash[65] = "";
   if (key) {
-    ae_sha256_hex(r->body ? r->body : "", r->len, hash);
+    body_hash(r, hash);
     json_t *items = json_is_object(body) ? json_object_get(body, "jobs") : NULL;
     if (json_is_array(items) &&
         idempotent_replay(r, key, hash, items, &answer)) {
@@ -656,9 +759,7 @@ static enum MHD_Result h_batch(ae_http_req *r) {
   int rc = AE_OK;
   for (size_t i = 0; i < n; i++) {
     ae_problem item = AE_PROBLEM_INIT;
-    int irc = ae_request_parse_models(json_array_get(items, i), &srv->catalog,
-                                      ae_models_source(srv), &srv->limits,
-                                      &reqs[i], &item);
+    int irc = parse_batch_item(r, items, i, &reqs[i], &item);
     if (irc && !item.status) {
       rc = irc;
       ae_problem_clear(&item);
@@ -694,7 +795,10 @@ static enum MHD_Result h_batch(ae_http_req *r) {
                   srv->n_queued, n, srv->opt->max_queue);
   } else {
     /* One store transaction for the batch; job i keeps "KEY\nI". */
-    rc = ae_cache_submit(srv, reqs, n, key, hash, 1, NULL, jobs);
+    ae_cache_prepared *prepared =
+        r->parsed && r->parsed->n_items == n ? r->parsed->item_prepared : NULL;
+    rc = ae_cache_submit_prepared(srv, reqs, n, key, hash, 1, NULL, prepared,
+                                  jobs);
     if (rc == AE_EINVAL && key && srv->fleet) {
       /* Another replica stored the key's batch first (all or nothing):
        * replaying the request returns that batch. */
@@ -1424,8 +1528,154 @@ static ae_handler route(ae_http_req *r) {
   return m.handler;
 }
 
+/* ---- large bodies parsed off the loop ----
+ * Parsing megabytes of JSON and validating the request (8 MB of inline
+ * inputs: most of a second) would hold every other request up, so a POST
+ * of a job or a batch whose body is at least PARSE_OFF_LOOP_BYTES is
+ * suspended while a thread of libuv's pool does that part; the handler
+ * runs again on the loop, with the outcome in r->parsed, for everything
+ * that touches the jobs. */
+#define PARSE_OFF_LOOP_BYTES (64 * 1024)
+
+static void body_parse_free(ae_body_parse *bp) {
+  json_decref(bp->json);
+  ae_problem_clear(&bp->problem);
+  if (bp->has_request) ae_request_free(&bp->request);
+  ae_cache_prepared_free(&bp->prepared);
+  for (size_t i = 0; i < bp->n_items; i++) {
+    ae_request_free(&bp->items[i]);
+    ae_problem_clear(&bp->item_problem[i]);
+    if (bp->item_prepared) ae_cache_prepared_free(&bp->item_prepared[i]);
+  }
+  free(bp->items);
+  free(bp->item_rc);
+  free(bp->item_problem);
+  free(bp->item_prepared);
+  free(bp->owned_body);
+  free(bp);
+}
+
+/* 1 when a job body names an uploaded model ("type": "onnx"): it is
+ * validated on the loop, whose store holds the models. */
+static int names_model(const json_t *job) {
+  const json_t *arch = json_is_object(job)
+                           ? json_object_get(job, "architecture")
+                           : NULL;
+  const char *type = json_string_value(
+      json_is_object(arch) ? json_object_get(arch, "type") : NULL);
+  return type && strcmp(type, "onnx") == 0;
+}
+
+/* On a pool thread: a batch's items, each validated and rendered as
+ * h_batch would on the loop (it takes them from here); none when one
+ * names an uploaded model. */
+static void parse_batch_items(ae_body_parse *bp) {
+  const json_t *items =
+      json_is_object(bp->json) ? json_object_get(bp->json, "jobs") : NULL;
+  size_t n = json_array_size(items);
+  if (!json_is_array(items) || n == 0 || n > (size_t)bp->max_batch) return;
+  for (size_t i = 0; i < n; i++)
+    if (names_model(json_array_get(items, i))) return;
+  bp->items = calloc(n, sizeof *bp->items);
+  bp->item_rc = calloc(n, sizeof *bp->item_rc);
+  bp->item_problem = calloc(n, sizeof *bp->item_problem);
+  bp->item_prepared = calloc(n, sizeof *bp->item_prepared);
+  if (!bp->items || !bp->item_rc || !bp->item_problem || !bp->item_prepared)
+    return; /* freed with bp; n_items 0: the loop parses */
+  bp->n_items = n;
+  for (size_t i = 0; i < n; i++) {
+    bp->item_problem[i] = (ae_problem)AE_PROBLEM_INIT;
+    bp->item_rc[i] =
+        ae_request_parse(json_array_get(items, i), bp->catalog, bp->limits,
+                         &bp->items[i], &bp->item_problem[i]);
+  }
+  for (size_t i = 0; i < n; i++) {
+    if (bp->item_rc[i] == AE_OK &&
+        ae_cache_prepare(&bp->items[i], &bp->item_prepared[i]) == AE_OK)
+      continue;
+    for (size_t k = 0; k < n; k++)
+      ae_cache_prepared_free(&bp->item_prepared[k]);
+    free(bp->item_prepared);
+    bp->item_prepared = NULL; /* rendered on the loop, as without it */
+    break;
+  }
+}
+
+/* On a pool thread. */
+static void parse_work(uv_work_t *work) {
+  ae_body_parse *bp = work->data;
+  /* The pool's threads come from the loop thread: give back its boost. */
+  ae_thread_set_nice(0);
+  ae_sha256_hex(bp->body ? bp->body : "", bp->len, bp->hash);
+  if (ae_json_parse_body(bp->body, bp->len, &bp->json, &bp->problem)) return;
+  if (!bp->validate) {
+    parse_batch_items(bp);
+    return;
+  }
+  if (names_model(bp->json)) {
+    bp->validate = 0; /* the loop validates it (parse_request) */
+    return;
+  }
+  bp->request_rc = ae_request_parse(bp->json, bp->catalog, bp->limits,
+                                    &bp->request, &bp->problem);
+  bp->has_request = bp->request_rc == AE_OK;
+  /* What the submission would render on the loop (megabytes of text). */
+  if (bp->has_request)
+    bp->has_prepared = ae_cache_prepare(&bp->request, &bp->prepared) == AE_OK;
+}
+
+/* On the loop: hand the outcome to the request and run its handler. */
+static void after_parse(uv_work_t *work, int status) {
+  ae_body_parse *bp = work->data;
+  ae_http_req *r = bp->req;
+  if (!r) { /* the connection went (the daemon stopped) */
+    body_parse_free(bp);
+    return;
+  }
+  r->parse = NULL;
+  if (status == 0) {
+    r->parsed = bp;
+    r->srv->http->n_parsed_off_loop++;
+  } else {
+    body_parse_free(bp); /* not run: the handler parses here */
+  }
+  MHD_resume_connection(r->conn);
+  http_run(r->srv);
+}
+
+/* Starts the pool's part for a large POST: AE_OK with the connection
+ * suspended, or an error (the handler then parses on the loop). */
+static int parse_off_loop(ae_http_req *r, ae_handler handler) {
+  ae_server *srv = r->srv;
+  if (r->parse_tried || r->len < PARSE_OFF_LOOP_BYTES || srv->draining ||
+      (handler != AE_HANDLER_SUBMIT && handler != AE_HANDLER_BATCH) ||
+      !ae_content_type_is_json(header(r, MHD_HTTP_HEADER_CONTENT_TYPE)))
+    return AE_EINVAL;
+  ae_body_parse *bp = calloc(1, sizeof *bp);
+  if (!bp) return AE_ENOMEM;
+  bp->work.data = bp;
+  bp->req = r;
+  bp->body = r->body;
+  bp->len = r->len;
+  bp->validate = handler == AE_HANDLER_SUBMIT;
+  bp->max_batch = srv->opt->max_batch;
+  bp->catalog = &srv->catalog;
+  bp->limits = &srv->limits;
+  bp->problem = (ae_problem)AE_PROBLEM_INIT;
+  if (uv_queue_work(srv->loop, &bp->work, parse_work, after_parse)) {
+    free(bp);
+    return AE_EINTERNAL;
+  }
+  r->parse = bp;
+  r->parse_tried = 1;
+  MHD_suspend_connection(r->conn);
+  return AE_OK;
+}
+
 static enum MHD_Result dispatch(ae_http_req *r) {
-  return handlers[route(r)](r);
+  ae_handler handler = route(r);
+  if (parse_off_loop(r, handler) == AE_OK) return MHD_YES;
+  return handlers[handler](r);
 }
 
 /* ---- connections: a deadline for slow clients ----
@@ -1681,6 +1931,12 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     ae_models_upload_abandon(r->upload);
     r->upload = NULL;
   }
+  if (r->parse) { /* only at shutdown: the pool still reads the body */
+    r->parse->req = NULL;
+    r->parse->owned_body = r->body;
+    r->body = NULL;
+  }
+  if (r->parsed) body_parse_free(r->parsed);
   double seconds = (double)(ae_mono_ns() - r->start_ns) / 1e9;
   if (r->status) {
     ae_metrics_http(&srv->metrics, r->route, r->status, seconds);
@@ -1696,6 +1952,10 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 
 static void on_mhd_timer(uv_timer_t *timer) {
   http_run(timer->data);
+}
+
+static void on_mhd_idle(uv_idle_t *idle) {
+  http_run(idle->data);
 }
 
 static void on_mhd_poll(uv_poll_t *poll, int status, int events) {
@@ -1724,7 +1984,19 @@ static void http_run(ae_server *srv) {
   h->need_mhd_run = 0;
   MHD_run(h->mhd);
   MHD_UNSIGNED_LONG_LONG timeout;
-  if (MHD_get_timeout(h->mhd, &timeout) == MHD_YES)
+  int have_timeout = MHD_get_timeout(h->mhd, &timeout) == MHD_YES;
+  if (have_timeout && timeout == 0) {
+    /* More to do now (a connection can take more of its answer): once
+     * per turn, from the idle handle.  A timer of 0 ms re-armed from its
+     * own callback would run again within the same turn (libuv 1.44 runs
+     * every due timer in one pass), and MHD would keep the loop to itself
+     * for as long as any answer streams. */
+    uv_timer_stop(&h->mhd_timer);
+    uv_idle_start(&h->mhd_idle, on_mhd_idle);
+    return;
+  }
+  uv_idle_stop(&h->mhd_idle);
+  if (have_timeout)
     uv_timer_start(&h->mhd_timer, on_mhd_timer, (uint64_t)timeout, 0);
   else
     uv_timer_stop(&h->mhd_timer);
@@ -1732,7 +2004,7 @@ static void http_run(ae_server *srv) {
 
 static void http_closed(uv_handle_t *handle) {
   ae_server *srv = handle->data;
-  /* The last of the four handles frees the state. */
+  /* The last of the five handles frees the state. */
   if (--srv->http->open_handles == 0) {
     free(srv->http);
     srv->http = NULL;
@@ -1781,6 +2053,7 @@ int ae_http_start(ae_server *srv) {
   if (!info || uv_poll_init(srv->loop, &h->mhd_poll, info->epoll_fd) ||
       uv_timer_init(srv->loop, &h->mhd_timer) ||
       uv_prepare_init(srv->loop, &h->prepare) ||
+      uv_idle_init(srv->loop, &h->mhd_idle) ||
       uv_timer_init(srv->loop, &h->slow_timer)) {
     /* uv_*_init cannot fail for these handles on Linux once the loop is
      * up; were one to, the loop still holds the others: leave them to the
@@ -1791,9 +2064,9 @@ int ae_http_start(ae_server *srv) {
     return AE_EINTERNAL;
   }
   srv->http = h;
-  h->open_handles = 4;
+  h->open_handles = 5;
   h->mhd_poll.data = h->mhd_timer.data = srv;
-  h->prepare.data = h->slow_timer.data = srv;
+  h->prepare.data = h->slow_timer.data = h->mhd_idle.data = srv;
   uv_poll_start(&h->mhd_poll, UV_READABLE, on_mhd_poll);
   uv_prepare_start(&h->prepare, on_prepare);
   uv_timer_start(&h->slow_timer, on_slow_timer, SLOW_CHECK_MS, SLOW_CHECK_MS);
@@ -1831,15 +2104,24 @@ void ae_http_flush(ae_server *srv) {
   }
 }
 
+long long ae_http_bodies_parsed(const ae_server *srv) {
+  return srv->http ? srv->http->n_parsed_off_loop : 0;
+}
+
 void ae_http_stop(ae_server *srv) {
   struct ae_http *h = srv->http;
   if (!h || !h->mhd) return;
   ae_http_flush(srv);
+  ae_log(AE_LOG_INFO,
+         "http: %lld request bodies were parsed on the thread pool",
+         h->n_parsed_off_loop);
   uv_poll_stop(&h->mhd_poll);
   uv_close((uv_handle_t *)&h->mhd_poll, http_closed);
   uv_timer_stop(&h->mhd_timer);
   uv_close((uv_handle_t *)&h->mhd_timer, http_closed);
   uv_close((uv_handle_t *)&h->prepare, http_closed);
+  uv_idle_stop(&h->mhd_idle);
+  uv_close((uv_handle_t *)&h->mhd_idle, http_closed);
   uv_close((uv_handle_t *)&h->slow_timer, http_closed);
   MHD_stop_daemon(h->mhd);
   h->mhd = NULL;

@@ -13,6 +13,8 @@ int ae_http_start(ae_server *srv);
  * most 2 s): before the stop, or before a forced exit. */
 void ae_http_flush(ae_server *srv);
 /* Answers every long poll, stops MHD and closes the layer's handles. */
+/* How many request bodies were parsed on the thread pool so far. */
+long long ae_http_bodies_parsed(const ae_server *srv);
 void ae_http_stop(ae_server *srv);
 
 #endif

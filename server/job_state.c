@@ -488,8 +488,11 @@ int ae_jobs_submit_ex(ae_server *srv, ae_request *reqs, size_t n,
     ae_job_id_new(job->id, sizeof job->id);
     job->state = AE_JOB_QUEUED;
     /* The request is kept as text, never as a JSON tree. */
-    if (!(job->request_text = ae_text_take(ae_json_dumps(reqs[i].normalised))))
-      goto fail;
+    char *text = extra && extra[i].request_text
+                     ? extra[i].request_text
+                     : ae_json_dumps(reqs[i].normalised);
+    if (extra) extra[i].request_text = NULL;
+    if (!(job->request_text = ae_text_take(text))) goto fail;
     job->priority = reqs[i].priority;
     job->timeout_ms = reqs[i].timeout_ms;
     if (reqs[i].client_ref && !(job->client_ref = strdup(reqs[i].client_ref)))

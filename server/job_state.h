@@ -54,6 +54,9 @@ typedef struct {
   const char *cache_key;
   json_t *result;
   int deferred;
+  /* The request already rendered (ae_json_dumps of its normalised form,
+   * done off the loop): taken, and set to NULL, when the job keeps it. */
+  char *request_text;
 } ae_job_extra;
 
 /* ae_jobs_submit with extra (n entries, or NULL). */

@@ -5,6 +5,7 @@
 ARCHEVALD_CORE = server/util.c server/util.h server/options.c \
 	server/options.h server/route.c server/route.h server/queue.c \
 	server/queue.h server/event.h server/job.h server/job_table.c \
+	server/loop_watch.c server/loop_watch.h \
 	server/metrics.c server/metrics.h server/outcome.c server/outcome.h \
 	server/daemon.h server/job_state.c server/job_state.h \
 	server/job_load.c server/job_load.h server/job_render.c \

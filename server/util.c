@@ -1,5 +1,5 @@
-/* util.c: archevald's small utilities: clocks, RFC 3339 timestamps, job
- * ids and the log lines (SHA-256 is api/sha256.c).
+/* util.c: archevald's small utilities: clocks, thread priorities, RFC 3339
+ * timestamps, job ids and the log lines (SHA-256 is api/sha256.c).
  *
  * The log goes to stderr.  With --log-file, stderr itself is pointed at
  * the file (dup2), so that MHD's own messages land there too, and a
@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -142,6 +143,13 @@ long long ae_now_ms(void) {
   struct timespec ts;
   clock_gettime(CLOCK_REALTIME, &ts);
   return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int ae_thread_set_nice(int nice) {
+  /* Linux keeps a nice value per thread: PRIO_PROCESS with the thread's id
+   * (0: the caller) sets the calling thread's alone. */
+  if (setpriority(PRIO_PROCESS, 0, nice)) return AE_EIO;
+  return AE_OK;
 }
 
 long long ae_mono_ns(void) {

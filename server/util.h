@@ -34,6 +34,16 @@ void ae_log_request(const char *request_id, const char *method,
                     const char *path, int status, double duration_ms,
                     const char *job_id);
 
+/* The nice values of the threads: the loop thread answers every request
+ * and must not wait for a CPU behind the scoring; worker threads run the
+ * engine below the default.  Raising a priority (a nice below the
+ * current one) needs CAP_SYS_NICE; without it the loop stays at 0. */
+#define AE_LOOP_NICE (-5)
+#define AE_WORKER_NICE 10
+/* Sets the calling thread's nice value (Linux: per thread, inherited by
+ * the threads it starts afterwards).  AE_OK, or AE_EIO with errno. */
+int ae_thread_set_nice(int nice);
+
 long long ae_now_ms(void);  /* Unix epoch milliseconds */
 long long ae_mono_ns(void); /* CLOCK_MONOTONIC nanoseconds */
 /* "2026-11-23T00:25:34.123Z" into buf (>= 32 bytes). */

@@ -13,6 +13,7 @@
  * job it holds; everything else of an ae_worker is the loop's. */
 #include "config.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -114,6 +115,10 @@ static ae_engine *engine_start(ae_worker *w) {
 static void *worker_main(void *arg) {
   ae_worker *w = arg;
   ae_server *srv = w->srv;
+  /* Scoring yields the CPU to the loop thread (util.h). */
+  if (ae_thread_set_nice(AE_WORKER_NICE))
+    ae_log(AE_LOG_DEBUG, "worker %d: setpriority: %s", w->index,
+           strerror(errno));
   ae_engine *engine = engine_start(w);
   if (!engine) return NULL;
   w->ev_ready.kind = AE_EV_READY;

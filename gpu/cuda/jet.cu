@@ -81,13 +81,10 @@ extern "C" int ae_cuda_net_pattern_hashes(ae_cuda_net *n, int batch,
 
 /* ---- jets ---- */
 
-#define AE_JET_COL_CAP ((size_t)1 << 24) /* doubles: 128 MiB */
-
-/* Samples per im2col chunk of a conv for `rows` samples (3 * batch). */
+/* Samples per im2col chunk of a conv for `rows` samples (3 * batch): the
+ * planner's, capped at AE_PLAN_CUDA_JET_COL_CAP doubles. */
 static size_t jet_chunk(const ae_plan_geom *ge, size_t rows) {
-  size_t per = (size_t)ge->col_rows * (size_t)ge->out_hw;
-  size_t c = AE_JET_COL_CAP / per;
-  return c < 1 ? 1 : (c > rows ? rows : c);
+  return ae_plan_cuda_jet_chunk(ge, rows);
 }
 
 static int plan_jets(ae_cuda_net *n, int batch) {
@@ -110,22 +107,16 @@ static int plan_jets(ae_cuda_net *n, int batch) {
     free(off);
     return AE_ENOMEM;
   }
-  size_t rows = 3 * (size_t)batch, max_col = 0, max_w = 0, max_c = 0;
-  for (int k = 0; k < nn; k++) {
-    const ae_plan_geom *ge = &n->geom[k];
-    if (n->g->nodes[k].op == AE_OP_CONV && !ge->direct) {
-      size_t c = jet_chunk(ge, rows) * ge->col_rows * ge->out_hw;
-      if (c > max_col) max_col = c;
-    }
-    if (ge->n_weight > max_w) max_w = ge->n_weight;
-    if ((size_t)ge->channels > max_c) max_c = (size_t)ge->channels;
-  }
+  /* The scratch sizes are the planner's (ae_plan_job_device counts the
+   * same). */
+  size_t col_bytes, w_bytes, stats_bytes;
+  ae_plan_cuda_jet_scratch(p, batch, &col_bytes, &w_bytes, &stats_bytes);
   size_t col_off = total;
-  total += ae_plan_align(p, max_col * sizeof(double));
+  total += ae_plan_align(p, col_bytes);
   size_t w_off = total;
-  total += ae_plan_align(p, max_w * sizeof(double));
+  total += ae_plan_align(p, w_bytes);
   size_t stats_off = total;
-  total += ae_plan_align(p, 2 * max_c * sizeof(double));
+  total += ae_plan_align(p, stats_bytes);
   int rc = AE_CU(ctx, cudaMalloc((void **)&n->jet_arena, total));
   if (!rc) {
     n->jet_bytes = total;

@@ -11,7 +11,7 @@
  *
  * Convolutions are im2col + cublasSgemmStridedBatched over the samples of
  * a chunk (1x1 stride-1 unpadded ones read the input directly).  The
- * im2col scratch is capped (AE_CUDA_COL_CAP floats): the forward chunks
+ * im2col scratch is capped (AE_PLAN_CUDA_COL_CAP floats): the forward chunks
  * over samples, the NTK's per-sample weight gradients over im2col rows
  * (the Gram is a sum over parameters, so any column split adds up).  BN
  * normalises with the batch's statistics in float64, as the host.
@@ -24,33 +24,16 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define AE_CUDA_ALIGN 256
+#define AE_CUDA_ALIGN AE_PLAN_CUDA_ALIGN
 /* im2col scratch cap (floats) and per-sample gradient rows cap
  * (elements): 128 MiB and 32 + 64 MiB. */
-#define AE_CUDA_COL_CAP ((size_t)1 << 25)
-#define AE_CUDA_G_CAP ((size_t)1 << 23)
 
-static size_t max_sz(size_t a, size_t b) {
-  return a > b ? a : b;
-}
-
-/* Chooses conv k's chunks for max_batch B and returns the im2col floats
- * and per-sample gradient elements it needs. */
+/* Chooses conv k's chunks for max_batch B (the planner's) and returns the
+ * im2col floats and per-sample gradient elements it needs. */
 static void conv_chunks(ae_cuda_net *n, int k, size_t B, size_t *col,
                         size_t *grows) {
-  const ae_plan_geom *ge = &n->geom[k];
-  size_t cout = (size_t)n->g->nodes[k].out;
-  size_t K = ge->col_rows, HW = ge->out_hw;
-  size_t fwd = ge->direct ? B : AE_CUDA_COL_CAP / (K * HW);
-  fwd = fwd < 1 ? 1 : (fwd > B ? B : fwd);
-  size_t kc = ge->direct ? K : AE_CUDA_COL_CAP / (B * HW);
-  size_t g_limit = AE_CUDA_G_CAP / (B * cout);
-  if (kc > g_limit) kc = g_limit;
-  kc = kc < 1 ? 1 : (kc > K ? K : kc);
-  n->fwd_chunk[k] = (int)fwd;
-  n->k_chunk[k] = (int)kc;
-  *col = ge->direct ? 0 : max_sz(fwd * K * HW, B * kc * HW);
-  *grows = B * cout * kc;
+  ae_plan_cuda_conv_chunks(&n->geom[k], n->g->nodes[k].out, B, &n->fwd_chunk[k],
+                           &n->k_chunk[k], col, grows);
 }
 
 /* Reserves the device scratch after the plan's gradient slots, makes the
@@ -61,34 +44,23 @@ static int plan_arena(ae_cuda_net *n) {
   const ae_graph *g = n->g;
   int nn = g->n_nodes;
   size_t B = (size_t)n->max_batch;
-  size_t col = 0, gf = 0, gd = 0, bits = 0;
   for (int k = 0; k < nn; k++) {
-    const ae_node *nd = &g->nodes[k];
-    const ae_plan_geom *ge = &n->geom[k];
-    if (nd->op == AE_OP_CONV) {
-      size_t c = 0, r = 0;
-      conv_chunks(n, k, B, &c, &r);
-      col = max_sz(col, c);
-      gf = max_sz(gf, r);
-      gd = max_sz(gd, r);
-    } else if (nd->op == AE_OP_LINEAR) {
-      gd = max_sz(gd, B * max_sz(ge->in_elems, (size_t)nd->out));
-    } else if (nd->op == AE_OP_BATCH_NORM) {
-      gd = max_sz(gd, B * (size_t)ge->channels);
-    }
-    if (ae_cuda_is_pattern_act(nd)) bits += ge->elems;
+    size_t c, r;
+    if (g->nodes[k].op == AE_OP_CONV) conv_chunks(n, k, B, &c, &r);
   }
-  n->pattern_words = (bits + 63) / 64;
+  /* The sizes are the planner's (ae_plan_job_device counts the same). */
+  ae_plan_cuda_sizes s;
+  ae_plan_cuda_scratch_sizes(p, ae_cuda_is_pattern_act, &s);
+  n->pattern_words = s.pattern_words;
   const ae_plan_family bw = AE_PLAN_BACKWARD;
-  size_t col_off = ae_plan_reserve(p, bw, sizeof(float) * col);
-  size_t gf_off = ae_plan_reserve(p, bw, sizeof(float) * gf);
-  size_t gd_off = ae_plan_reserve(p, bw, sizeof(double) * gd);
-  size_t xx_off = ae_plan_reserve(p, bw, sizeof(double) * B * B);
-  size_t yy_off = ae_plan_reserve(p, bw, sizeof(double) * B * B);
-  size_t theta_off = ae_plan_reserve(p, bw, sizeof(double) * B * B);
-  size_t bits_off =
-      ae_plan_reserve(p, bw, sizeof(uint64_t) * (B * n->pattern_words + 1));
-  size_t hash_off = ae_plan_reserve(p, bw, sizeof(uint64_t) * B);
+  size_t col_off = ae_plan_reserve(p, bw, s.col);
+  size_t gf_off = ae_plan_reserve(p, bw, s.gf);
+  size_t gd_off = ae_plan_reserve(p, bw, s.gd);
+  size_t xx_off = ae_plan_reserve(p, bw, s.xx);
+  size_t yy_off = ae_plan_reserve(p, bw, s.yy);
+  size_t theta_off = ae_plan_reserve(p, bw, s.theta);
+  size_t bits_off = ae_plan_reserve(p, bw, s.bits);
+  size_t hash_off = ae_plan_reserve(p, bw, s.hashes);
 
   size_t total = ae_plan_total_bytes(p);
   int rc = AE_CU(n->ctx, cudaMalloc((void **)&n->arena, total));

@@ -43,20 +43,11 @@
 
 static ae_real *param_tensor(ae_net *n, int node, ae_net_param_kind kind,
                              size_t *count);
-/* Columns of one im2col + sgemm chunk: enough samples side by side that
- * the small late-stage planes still make a well-shaped sgemm. */
-#define CHUNK_COLUMNS 1024
 
 static size_t align_up(size_t v) {
   return (v + ALIGN - 1) & ~(size_t)(ALIGN - 1);
 }
 
-static size_t max_sz(size_t a, size_t b) {
-  return a > b ? a : b;
-}
-
-/* Reserves the executor's scratch in the plan's two families, allocates
- * the forward family and binds every pointer to its offset. */
 /* ---- the per-thread spare arena ---- */
 
 typedef struct {
@@ -145,42 +136,28 @@ void ae_net_release_spare(void) {
   s->bytes = 0;
 }
 
+/* Reserves the executor's scratch in the plan's two families, allocates
+ * the forward family and binds every pointer to its offset.  A chunk puts
+ * enough samples side by side (AE_PLAN_HOST_CHUNK_COLUMNS columns) that
+ * the small late-stage planes still make a well-shaped sgemm. */
 static int plan_arena(ae_net *n) {
   ae_plan *p = n->plan;
-  const ae_graph *g = n->g;
-  int nn = g->n_nodes;
-  size_t B = (size_t)n->max_batch;
-  size_t max_col = 0, max_gd = 0, max_gd2 = 0, max_y = 0;
-  for (int k = 0; k < nn; k++) {
-    const ae_node *nd = &g->nodes[k];
-    const ae_plan_geom *ge = &n->geom[k];
-    if (nd->op == AE_OP_CONV) {
-      size_t chunk = (CHUNK_COLUMNS + ge->out_hw - 1) / ge->out_hw;
-      n->chunk[k] = (int)(chunk < B ? chunk : B);
-      max_y = max_sz(max_y, (size_t)nd->out * ge->out_hw * (size_t)n->chunk[k]);
-      max_col =
-          max_sz(max_col, ge->col_rows * ge->out_hw * (size_t)n->chunk[k]);
-      max_gd = max_sz(max_gd, ge->n_weight);
-    } else if (nd->op == AE_OP_LINEAR) {
-      max_gd = max_sz(max_gd, ge->in_elems);
-      max_gd2 = max_sz(max_gd2, (size_t)nd->out);
-    } else if (nd->op == AE_OP_BATCH_NORM) {
-      max_gd = max_sz(max_gd, (size_t)ge->channels);
-    }
-  }
+  for (int k = 0; k < n->g->n_nodes; k++)
+    if (n->g->nodes[k].op == AE_OP_CONV)
+      n->chunk[k] = ae_plan_host_chunk(&n->geom[k], n->max_batch);
+  /* The scratch sizes are the planner's (the estimate counts the same). */
+  ae_plan_host_sizes s;
+  ae_plan_host_scratch_sizes(p, n->max_batch, 0, &s);
   /* The forward scratch: a chunk's im2col and its conv outputs. */
-  size_t col_off =
-      ae_plan_reserve(p, AE_PLAN_FORWARD, sizeof(ae_real) * max_col);
-  size_t ytmp_off =
-      ae_plan_reserve(p, AE_PLAN_FORWARD, sizeof(ae_real) * max_y);
+  size_t col_off = ae_plan_reserve(p, AE_PLAN_FORWARD, s.col);
+  size_t ytmp_off = ae_plan_reserve(p, AE_PLAN_FORWARD, s.y);
   /* The backward's scratch, after the gradient slots.  That family is
    * allocated by the first ae_net_ntk (a net used only forward, e.g. for
    * sign patterns over thousands of samples, never pays for it). */
-  n->bwd_dcol = ae_plan_reserve(p, AE_PLAN_BACKWARD, sizeof(ae_real) * max_col);
-  n->bwd_gd = ae_plan_reserve(p, AE_PLAN_BACKWARD, sizeof(double) * B * max_gd);
-  n->bwd_gd2 =
-      ae_plan_reserve(p, AE_PLAN_BACKWARD, sizeof(double) * B * max_gd2);
-  n->bwd_bb = ae_plan_reserve(p, AE_PLAN_BACKWARD, sizeof(double) * 2 * B * B);
+  n->bwd_dcol = ae_plan_reserve(p, AE_PLAN_BACKWARD, s.bwd_col);
+  n->bwd_gd = ae_plan_reserve(p, AE_PLAN_BACKWARD, s.bwd_gd);
+  n->bwd_gd2 = ae_plan_reserve(p, AE_PLAN_BACKWARD, s.bwd_gd2);
+  n->bwd_bb = ae_plan_reserve(p, AE_PLAN_BACKWARD, s.bwd_bb);
 
   size_t total = p->bytes[AE_PLAN_FORWARD];
   n->arena = arena_take(align_up(total > 0 ? total : ALIGN), &n->arena_cap);

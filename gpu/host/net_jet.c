@@ -29,12 +29,9 @@
 #endif
 
 #define BN_EPS 1e-5
-#define JET_CHUNK_COLUMNS 1024
-
-/* Samples per im2col + GEMM chunk of the jets (as net.c's chunks). */
+/* Samples per im2col + GEMM chunk of the jets (the planner's). */
 static int jet_chunk(const ae_plan_geom *ge, int virtual_samples) {
-  size_t chunk = (JET_CHUNK_COLUMNS + ge->out_hw - 1) / ge->out_hw;
-  return chunk < (size_t)virtual_samples ? (int)chunk : virtual_samples;
+  return ae_plan_host_chunk(ge, virtual_samples);
 }
 
 /* Plans (or re-plans for a larger batch) the jet buffers. */
@@ -54,21 +51,13 @@ static int plan_jets(ae_net *n, int batch) {
     free(off);
     return AE_ENOMEM;
   }
-  size_t max_col = 0, max_y = 0;
-  for (int k = 0; k < nn; k++) {
-    const ae_node *nd = &n->g->nodes[k];
-    if (nd->op == AE_OP_CONV) {
-      size_t chunk = (size_t)jet_chunk(&n->geom[k], 3 * batch);
-      size_t c = n->geom[k].col_rows * n->geom[k].out_hw * chunk;
-      size_t yv = (size_t)nd->out * n->geom[k].out_hw * chunk;
-      if (c > max_col) max_col = c;
-      if (yv > max_y) max_y = yv;
-    }
-  }
+  /* The scratch sizes are the planner's (the estimate counts the same). */
+  ae_plan_host_sizes s;
+  ae_plan_host_scratch_sizes(p, batch, 1, &s);
   size_t col_off = total;
-  total += ae_plan_align(p, max_col * unit);
+  total += s.col;
   size_t y_off = total;
-  total += ae_plan_align(p, max_y * unit);
+  total += s.y;
   n->jet_arena = aligned_alloc(64, total > 0 ? total : 64);
   if (!n->jet_arena) {
     free(off);

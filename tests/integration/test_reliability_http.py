@@ -14,6 +14,7 @@ Prints "N passed, M failed" last.
 
 import json
 import os
+import re
 import socket
 import sys
 import time
@@ -129,6 +130,79 @@ class BatchReplay(unittest.TestCase):
             self.assertFalse(set(j["id"] for j in fresh.json["jobs"]) &
                              set(ids))
             self.assertEqual(d.stop(), 0)
+
+
+def large_job(samples=120):
+    """An mlp job with inline inputs, about 1 MB of JSON: over the 64 KiB
+    from which the daemon parses a body on its thread pool."""
+    rows = [[((k * 13 + s) % 1000) / 1000.0 + 0.5 for k in range(784)]
+            for s in range(samples)]
+    return {"architecture": {"type": "mlp_dag", "dag": "2_21_112"},
+            "metrics": ["topology"],
+            "data": {"input_shape": [784], "inputs": rows,
+                     "labels": [s % 10 for s in range(samples)]}}
+
+
+class LargeBodiesOffTheLoop(unittest.TestCase):
+    """A POST body of 64 KiB or more is parsed, validated and rendered on
+    the thread pool (http.c parse_off_loop): the answers are those of the
+    loop's own parse, field by field."""
+
+    def test_large_bodies_answer_as_small_ones(self):
+        with h.Daemon("--no-store", "--max-body-bytes", "8MiB",
+                      host_workers=1) as d:
+            job = large_job()
+            body = json.dumps(job).encode()
+            self.assertGreater(len(body), 64 * 1024)
+            ok = d.call("POST", "/v1/jobs", job)
+            self.assertEqual(ok.status, 202, ok.body[:300])
+            done = d.wait(ok.json["id"])
+            self.assertEqual(done["state"], "succeeded")
+            self.assertEqual(done["request"]["data"]["inputs"][7][100],
+                             job["data"]["inputs"][7][100])
+            # Not JSON: 400 with the position, as from the loop.
+            bad = d.call("POST", "/v1/jobs", raw=body[:-2] + b"x}",
+                         headers={"Content-Type": "application/json"})
+            self.assertEqual(bad.status, 400, bad.body[:300])
+            self.assertEqual(bad.json["code"], "invalid_json")
+            # A field out of range: 422 naming it.
+            wrong = json.loads(body)
+            wrong["data"]["labels"][3] = -1
+            r = d.call("POST", "/v1/jobs", wrong)
+            self.assertEqual(r.status, 422, r.body[:300])
+            self.assertIn("/data/labels/3",
+                          [e["pointer"] for e in r.json["errors"]])
+            # An idempotent replay finds the first job by the pool's hash.
+            key = {"Idempotency-Key": "large-1"}
+            first = d.call("POST", "/v1/jobs", job, headers=key)
+            again = d.call("POST", "/v1/jobs", job, headers=key)
+            self.assertEqual(first.status, 202)
+            self.assertEqual(again.json["id"], first.json["id"])
+            # A large batch (its body parsed on the pool) and a wrong
+            # content type (415 before any parse).
+            batch = d.call("POST", "/v1/jobs:batch",
+                           {"jobs": [job, h.SMALL_JOB]})
+            self.assertEqual(batch.status, 202, batch.body[:300])
+            self.assertEqual(len(batch.json["jobs"]), 2)
+            r = d.call("POST", "/v1/jobs:batch",
+                       {"jobs": [h.SMALL_JOB, wrong]})
+            self.assertEqual(r.status, 422, r.body[:300])
+            self.assertIn("/jobs/1/data/labels/3",
+                          [e["pointer"] for e in r.json["errors"]])
+            r = d.call("POST", "/v1/jobs", raw=body,
+                       headers={"Content-Type": "text/plain"})
+            self.assertEqual(r.status, 415)
+            # Identical requests share a canonical key, however parsed.
+            self.assertEqual(first.json.get("canonical"),
+                             ok.json.get("canonical"))
+            self.assertEqual(d.stop(), 0)
+            log = d.log_text()
+            self.assertRegex(log, r"loop: \d+ turns")
+            # ok, bad, wrong, first, again, two batches: 7 on the pool.
+            pooled = re.search(r"(\d+) request bodies were parsed on the "
+                               r"thread pool", log)
+            self.assertTrue(pooled, "no pool count in the log")
+            self.assertEqual(int(pooled.group(1)), 7)
 
 
 if __name__ == "__main__":

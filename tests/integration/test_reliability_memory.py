@@ -203,6 +203,60 @@ def test_budget():
                 (r.status, r.body[:300]))
 
 
+def test_expiry():
+    """Jobs held, then expired: RSS comes back near where it started.
+    Large inline jobs up to the budget and small ones in batches after
+    them; with --job-ttl-secs=2 they all expire (404) and the memory the
+    jobs held is given back to the system (main.c trims malloc's arenas
+    once the jobs' count falls)."""
+    with h.Daemon("--max-jobs-memory=64MiB", "--job-ttl-secs=2",
+                  "--max-batch=100", host_workers=1, store=False) as d:
+        pid = d.proc.pid
+        d.call("GET", "/v1/jobs")  # the loop's first allocations
+        start = proc_kib(pid, "VmRSS")
+        ids, refused, codes = [], 0, set()
+        for i in range(12):
+            r = d.call("POST", "/v1/jobs", inline_job(i))
+            if r.status == 202:
+                ids.append(r.json["id"])
+            else:
+                refused += 1
+                codes.add((r.status, (r.json or {}).get("code")))
+        small = {"jobs": [h.SMALL_JOB] * 100}
+        n_small = 0
+        for _ in range(20):
+            r = d.call("POST", "/v1/jobs:batch", small)
+            if r.status == 202:
+                n_small += 100
+                ids.append(r.json["jobs"][-1]["id"])
+            else:
+                refused += 1
+                codes.add((r.status, (r.json or {}).get("code")))
+        held = proc_kib(pid, "VmRSS")
+        h.log("expiry: %d jobs accepted (%d small), %d POSTs refused %s; "
+              "RSS %.1f MiB at start, %.1f MiB after the POSTs" %
+              (len(ids) - n_small // 100 + n_small, n_small, refused,
+               sorted(codes), start / MiB, held / MiB))
+        h.check(len(ids) > n_small // 100 and n_small > 0,
+                "large and small jobs were accepted", (len(ids), n_small))
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            if all(d.call("GET", "/v1/jobs/" + i).status == 404
+                   for i in ids[-3:]) and \
+                    d.call("GET", "/v1/jobs/" + ids[0]).status == 404:
+                break
+            time.sleep(0.5)
+        time.sleep(1)
+        end = proc_kib(pid, "VmRSS")
+        h.log("expiry: RSS %.1f MiB after every job expired (start %.1f, "
+              "held %.1f)" % (end / MiB, start / MiB, held / MiB))
+        h.check(d.call("GET", "/v1/jobs/" + ids[0]).status == 404,
+                "the jobs expired")
+        h.check(SANITIZERS or end <= start + SLACK,
+                "RSS %.1f MiB back within %d MiB of its start %.1f MiB" %
+                (end / MiB, SLACK // MiB, start / MiB))
+
+
 def main():
     h.require_daemon()
     if not os.path.exists("/proc/self/clear_refs"):
@@ -216,6 +270,7 @@ def main():
             h.Daemon(host_workers=1, store=False) as d:
         h.section(test_estimates, est, d)
     h.section(test_budget)
+    h.section(test_expiry)
     h.finish()
 
 

@@ -8,6 +8,8 @@
 #include "api/request.h"
 #include "api/status.h"
 #include "gpu/host/graph_build.h"
+#include "gpu/host/net.h"
+#include "gpu/host/net_internal.h"
 #include "gpu/plan.h"
 #include <check.h>
 #include <stdint.h>
@@ -201,6 +203,55 @@ START_TEST(larger_batches_no_overlap) {
 }
 END_TEST
 
+/* 0 input {8,4,4} -> 1 conv 3x3 to 6 -> 2 relu -> 3 conv 1x1 (direct)
+ * -> 4 gap -> 5 linear 3: a chunk of 64 samples per im2col. */
+static void conv_graph(ae_graph *g) {
+  ae_gb_begin(g);
+  int x = ae_gb_input(g, 8, 4, 4);
+  int c = ae_gb_conv(g, x, 6, 3, 1, 1, 2.0);
+  int a = ae_gb_act(g, c, AE_ACT_RELU, 0.0);
+  int d = ae_gb_conv(g, a, 5, 1, 1, 0, 2.0);
+  int p = ae_gb_gap(g, d);
+  int o = ae_gb_linear(g, p, 3, 1, 1.0);
+  ck_assert_int_eq(ae_gb_finish(g, o), AE_OK);
+}
+
+/* The host executor allocates exactly what the estimate counts for its
+ * net: the plan's families plus ae_plan_host_scratch, forward at create,
+ * backward at the first NTK (one size function for both). */
+START_TEST(host_net_allocates_the_estimate) {
+  for (int which = 0; which < 2; which++) {
+    ae_graph g;
+    if (which)
+      conv_graph(&g);
+    else
+      small_graph(&g);
+    const int batches[] = {1, 5, 64, 65, 200};
+    for (size_t b = 0; b < sizeof batches / sizeof *batches; b++) {
+      int B = batches[b];
+      const ae_plan_options opt = {64, sizeof(float), 1};
+      ae_plan *p;
+      ck_assert_int_eq(ae_plan_create(&g, B, &opt, &p), AE_OK);
+      size_t bwd_scratch = 0;
+      size_t fwd = p->bytes[AE_PLAN_FORWARD] +
+                   ae_plan_host_scratch(p, B, 0, &bwd_scratch);
+      size_t bwd = p->bytes[AE_PLAN_BACKWARD] + bwd_scratch;
+      ae_net *n;
+      ck_assert_int_eq(ae_net_create(&g, B, &n), AE_OK);
+      ck_assert_uint_eq(ae_net_memory_bytes(n), fwd);
+      ck_assert_int_eq(ae_net_backward_buffers(n), AE_OK);
+      ck_assert_uint_eq(ae_net_memory_bytes(n), fwd + bwd);
+      for (int k = 0; k < g.n_nodes; k++)
+        if (g.nodes[k].op == AE_OP_CONV)
+          ck_assert_int_eq(n->chunk[k], ae_plan_host_chunk(&p->geom[k], B));
+      ae_net_destroy(n);
+      ae_plan_destroy(p);
+    }
+    ae_gb_free(&g);
+  }
+}
+END_TEST
+
 START_TEST(rejects_bad_graphs) {
   ae_graph g;
   small_graph(&g);
@@ -281,7 +332,14 @@ START_TEST(job_follows_selection) {
   ck_assert_uint_eq(gen.ntk, nn8);
   ck_assert_uint_ge(gen.generalization, 2 * nn8);
   ck_assert_uint_eq(gen.kernels, 0);
-  /* The parts add up. */
+  /* The device (a CUDA worker): no net for topology; the net's one
+   * allocation holds three B x B theta buffers and both families (bigger
+   * than the host's forward family); the jets come with expressivity. */
+  ck_assert_uint_eq(top.device, 0);
+  ck_assert_uint_ge(conv.device, 3 * nn8 + conv.net);
+  ck_assert_uint_eq(gen.device, conv.device);
+  ck_assert_uint_gt(expr.device, conv.device);
+  /* The parts add up (the device's are not the host's). */
   ck_assert_uint_eq(conv.total, conv.batch + conv.net + conv.net_backward +
                                     conv.ntk + conv.kernels +
                                     conv.generalization + conv.paths +
@@ -314,6 +372,7 @@ int main(void) {
   tcase_add_test(tc, without_shared_views);
   tcase_add_test(tc, larger_batches_no_overlap);
   tcase_add_test(tc, rejects_bad_graphs);
+  tcase_add_test(tc, host_net_allocates_the_estimate);
   tcase_add_test(tc, job_follows_selection);
   tcase_add_test(tc, job_grows_with_batch);
   suite_add_tcase(s, tc);
