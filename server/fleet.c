@@ -13,7 +13,9 @@
  * replica owns every third of the lease and hands a cancel flag set on
  * another replica to the local state machine.  The same timer re-queues
  * the jobs of any replica whose leases expired, or fails them past
- * --max-attempts, and listens again when the LISTEN connection broke.  The
+ * --max-attempts, once this replica's own heartbeats have succeeded for a
+ * heartbeat period plus the store's reconnect back-off (after an outage,
+ * live replicas renew their own leases before anyone re-queues them), and listens again when the LISTEN connection broke.  The
  * end of a job is written by its owner only (ae_store_finish is guarded;
  * job_state.c discards a lost one).
  *
@@ -38,12 +40,23 @@
 /* How often an idle replica looks for queued jobs of other replicas, in
  * case a notification was lost (a new job is notified at once). */
 #define FLEET_CLAIM_MS 250
+/* A replica reconnects to a store that came back within its back-off
+ * (at most 5 s, store_pg.c) and renews its leases at its next heartbeat:
+ * the wait before re-queuing others' expired leases is one heartbeat
+ * period plus this. */
+#define FLEET_REQUEUE_GRACE_MS 6000
 
 struct ae_fleet {
   uv_timer_t claim_timer, beat_timer;
   int timers;
   uv_poll_t *listen_poll; /* the store's LISTEN socket, or NULL */
   long long lease_ms;
+  long long beat_ms;
+  /* Since when this replica's heartbeats have succeeded without a break
+   * (0: the last one failed).  Other replicas' expired leases are re-queued
+   * only after FLEET_REQUEUE_GRACE_MS of that: after a store outage every
+   * live replica first gets the chance to renew its own. */
+  long long store_ok_since_ms;
   char *died_error; /* the problem of a job whose replica died too often */
 };
 
@@ -212,10 +225,20 @@ static void on_beat_timer(uv_timer_t *timer) {
   struct ae_fleet *f = srv->fleet_state;
   long long now_ms = ae_now_ms();
   int rc = ae_store_heartbeat(srv->store, now_ms, f->lease_ms, on_beat, srv);
-  if (rc)
+  if (rc) {
     ae_log(AE_LOG_ERROR, "fleet: heartbeat: %s (%s)", ae_strerror(rc),
            ae_store_errmsg(srv->store));
+    f->store_ok_since_ms = 0;
+  } else if (!f->store_ok_since_ms) {
+    f->store_ok_since_ms = now_ms;
+  }
   size_t requeued = 0, failed = 0;
+  if (!f->store_ok_since_ms ||
+      now_ms - f->store_ok_since_ms < f->beat_ms + FLEET_REQUEUE_GRACE_MS) {
+    start_listening(srv);
+    claim_soon(srv);
+    return;
+  }
   rc = ae_store_requeue_expired(
       srv->store, now_ms, srv->opt->max_attempts, f->died_error,
       now_ms + srv->opt->job_ttl_secs * 1000, &requeued, &failed);
@@ -265,6 +288,8 @@ int ae_fleet_start(ae_server *srv) {
   f->timers = 1;
   f->claim_timer.data = f->beat_timer.data = srv;
   uint64_t beat_ms = (uint64_t)(f->lease_ms / 3 > 0 ? f->lease_ms / 3 : 1);
+  f->beat_ms = (long long)beat_ms;
+  f->store_ok_since_ms = ae_now_ms();
   uv_timer_start(&f->claim_timer, on_claim_timer, FLEET_CLAIM_MS,
                  FLEET_CLAIM_MS);
   uv_timer_start(&f->beat_timer, on_beat_timer, beat_ms, beat_ms);

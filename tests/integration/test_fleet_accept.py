@@ -89,16 +89,14 @@ def daemon_has_flag(flag):
     return re.search(r"^\s+%s\b" % re.escape(flag), out, re.M) is not None
 
 
-# Replicas share the store's queue with --fleet.  The lease outlasts the
-# store's outage: a replica renews every third of a lease, so its leases
-# may expire 2/3 of a lease after the outage began, and it renews again up
-# to 1/3 of a lease (plus up to 5 s of reconnect back-off) after the
-# server returns; a lease expired meanwhile sends its running job to
-# another replica (run twice).  Hence more than 3 x (outage + 5 s).  A
-# SIGKILLed replica restarts under its own id and re-queues its jobs at
-# once, so a long lease does not slow the test.
-LEASE_S = int(os.environ.get("AE_FLEET_LEASE_S",
-                             str(int(3 * (OUTAGE_S + 5) + 5))))
+# Replicas share the store's queue with --fleet, under the default lease
+# (10 s), shorter than what the outage below needs to ride out on leases
+# alone: after the store returns, a replica re-queues others' expired
+# leases only once its own heartbeats have succeeded for a heartbeat period
+# plus the reconnect back-off, so every live replica renews its own first
+# and no job runs twice (checked below).  A SIGKILLed replica restarts
+# under its own id and re-queues its jobs at once.
+LEASE_S = int(os.environ.get("AE_FLEET_LEASE_S", "10"))
 FLEET_FLAGS = ["--fleet", "--lease-secs", str(LEASE_S)] \
     if daemon_has_flag("--fleet") else []
 
