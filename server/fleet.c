@@ -15,9 +15,10 @@
  * the jobs of any replica whose leases expired, or fails them past
  * --max-attempts, once this replica's own heartbeats have succeeded for a
  * heartbeat period plus the store's reconnect back-off (after an outage,
- * live replicas renew their own leases before anyone re-queues them), and listens again when the LISTEN connection broke.  The
- * end of a job is written by its owner only (ae_store_finish is guarded;
- * job_state.c discards a lost one).
+ * live replicas renew their own leases before anyone re-queues them), and
+ * listens again when the LISTEN connection broke.  The end of a job is written
+ * by its owner only (ae_store_finish is guarded; job_state.c discards a lost
+ * one).
  *
  * Thread: the loop thread owns the fleet's state and timers; the store is
  * the loop's. */

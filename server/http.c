@@ -360,8 +360,8 @@ static int parse_request(ae_http_req *r, const json_t *body, ae_request *req,
     return rc;
   }
   return ae_request_parse_models(body, &r->srv->catalog,
-                                 ae_models_source(r->srv), &r->srv->limits,
-                                 req, p);
+                                 ae_models_source(r->srv), &r->srv->limits, req,
+                                 p);
 }
 
 /* ---- handlers ---- */
@@ -695,8 +695,8 @@ static int parse_batch_item(ae_http_req *r, const json_t *items, size_t i,
     return done->item_rc[i];
   }
   return ae_request_parse_models(json_array_get(items, i), &r->srv->catalog,
-                                 ae_models_source(r->srv), &r->srv->limits,
-                                 req, p);
+                                 ae_models_source(r->srv), &r->srv->limits, req,
+                                 p);
 }
 
 static enum MHD_Result h_batch(ae_http_req *r) {
@@ -1558,9 +1558,8 @@ static void body_parse_free(ae_body_parse *bp) {
 /* 1 when a job body names an uploaded model ("type": "onnx"): it is
  * validated on the loop, whose store holds the models. */
 static int names_model(const json_t *job) {
-  const json_t *arch = json_is_object(job)
-                           ? json_object_get(job, "architecture")
-                           : NULL;
+  const json_t *arch =
+      json_is_object(job) ? json_object_get(job, "architecture") : NULL;
   const char *type = json_string_value(
       json_is_object(arch) ? json_object_get(arch, "type") : NULL);
   return type && strcmp(type, "onnx") == 0;
