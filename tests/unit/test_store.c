@@ -650,8 +650,8 @@ static int copy_result(void *ud, const char *result_json) {
   return 0;
 }
 
-/* Uploaded models (schema 3 on SQLite, 4 on PostgreSQL): the first put of an id wins, get leaves the
- * bytes out, delete; all kept over a reopen. */
+/* Uploaded models (schema 3 on SQLite, 4 on PostgreSQL): the first put of an id
+ * wins, get leaves the bytes out, delete; all kept over a reopen. */
 typedef struct {
   char text[512];
   size_t len;
