@@ -110,6 +110,11 @@ size_t ae_engine_memory_used(const ae_engine *e) {
   return e->exec->device_memory_used(e->device);
 }
 
+void ae_engine_idle(ae_engine *e) {
+  (void)e;
+  ae_net_release_spare();
+}
+
 void ae_engine_close(ae_engine *e) {
   if (!e) return;
   e->exec->device_close(e->device);

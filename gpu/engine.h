@@ -67,6 +67,12 @@ ae_backend_kind ae_engine_backend(const ae_engine *e);
 /* Bytes of device (or host buffer) memory this engine holds now. */
 size_t ae_engine_memory_used(const ae_engine *e);
 
+/* The engine's thread has no job waiting: gives back what is kept from
+ * job to job for speed (the host nets' spare arena of this thread), so an
+ * idle worker holds no job memory.  Call it on the thread that runs e's
+ * jobs. */
+void ae_engine_idle(ae_engine *e);
+
 void ae_engine_close(ae_engine *e);
 
 /* The memory one job of req needs on this engine, part by part

@@ -164,6 +164,13 @@ ae_queue_entry *ae_queue_pop(ae_queue *q) {
   return top;
 }
 
+int ae_queue_empty(ae_queue *q) {
+  pthread_mutex_lock(&q->mu);
+  int empty = q->n == 0;
+  pthread_mutex_unlock(&q->mu);
+  return empty;
+}
+
 ae_queue_entry *ae_queue_pop_wait(ae_queue *q) {
   pthread_mutex_lock(&q->mu);
   while (!q->stopped && q->n == 0)

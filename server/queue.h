@@ -52,6 +52,8 @@ void ae_queue_push(ae_queue *q, ae_queue_entry *const *entries, size_t n);
 int ae_queue_remove(ae_queue *q, ae_queue_entry *e);
 /* The first entry, or NULL when empty (does not block). */
 ae_queue_entry *ae_queue_pop(ae_queue *q);
+/* 1 when nothing is queued now (a worker about to wait idle). */
+int ae_queue_empty(ae_queue *q);
 /* Blocks for the first entry; NULL once ae_queue_stop was called. */
 ae_queue_entry *ae_queue_pop_wait(ae_queue *q);
 /* Takes up to max entries whose deadline passed at now_ns into out;

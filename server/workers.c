@@ -125,8 +125,12 @@ static void *worker_main(void *arg) {
   w->ev_ready.worker = w->index;
   post_event(srv, &w->ev_ready);
 
-  ae_queue_entry *entry;
-  while ((entry = ae_queue_pop_wait(&srv->queue))) {
+  for (;;) {
+    /* Buffers are kept from job to job while jobs wait; an idle worker
+     * gives them back (the jobs' memory budget does not count them). */
+    if (ae_queue_empty(&srv->queue)) ae_engine_idle(engine);
+    ae_queue_entry *entry = ae_queue_pop_wait(&srv->queue);
+    if (!entry) break;
     ae_job *job = AE_JOB_OF_ENTRY(entry);
     job->w_started_ms = ae_now_ms();
     job->w_start_ns = ae_mono_ns();
