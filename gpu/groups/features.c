@@ -1,5 +1,6 @@
 /* features.c: the forward-feature metrics of ranking.md §1-3 (see
- * features.h): sign patterns of the piecewise-linear units, block output
+ * features.h): sign patterns of the piecewise-linear units (one binary
+ * code per kink per unit, read from the activation's input), block output
  * entropies, channel correlations, kernel regression.  Each net-driven
  * function runs one forward pass on the caller's weights and reads the
  * outputs it needs as float64 (ae_net_activation64: the twin's own values
@@ -16,11 +17,16 @@
 #include <string.h>
 
 #include "api/status.h"
+#include "gpu/activation.h"
 #include "gpu/analytic/analytic.h"
 
+int ae_features_pattern_kinks(const ae_node *nd, double kinks[2]) {
+  return nd->op == AE_OP_ACT ? ae_act_pattern_kinks(nd->act.fn, kinks) : 0;
+}
+
 int ae_features_is_pattern_act(const ae_node *nd) {
-  return nd->op == AE_OP_ACT &&
-         (nd->act.fn == AE_ACT_RELU || nd->act.fn == AE_ACT_LEAKY_RELU);
+  double kinks[2];
+  return ae_features_pattern_kinks(nd, kinks) > 0;
 }
 
 int ae_features_is_4d_node(const ae_node *nd) {
@@ -299,28 +305,32 @@ int ae_features_pattern_count(ae_net *net, const float *x, int batch,
   const ae_graph *g = ae_net_graph(net);
   size_t most = largest_output(g, ae_features_is_pattern_act);
   uint64_t *bitmap = calloc(1024, sizeof *bitmap);
-  double *out = malloc(((size_t)batch * most + 1) * sizeof *out);
-  if (!bitmap || !out) {
+  double *in = malloc(((size_t)batch * most + 1) * sizeof *in);
+  if (!bitmap || !in) {
     free(bitmap);
-    free(out);
+    free(in);
     return AE_ENOMEM;
   }
   size_t total = 0;
+  double kinks[2];
   for (int k = 0; k < g->n_nodes && !rc; k++) {
-    if (!ae_features_is_pattern_act(&g->nodes[k])) continue;
-    size_t e = node_elems(&g->nodes[k]);
-    rc = ae_net_activation64(net, k, batch, out);
-    for (size_t u = 0; u < e && !rc; u++) {
-      unsigned code = 0;
-      for (int b = 0; b < batch; b++)
-        code |= (unsigned)(out[(size_t)b * e + u] > 0.0) << b;
-      bitmap[code >> 6] |= 1ull << (code & 63);
-    }
-    total += e;
+    const ae_node *nd = &g->nodes[k];
+    int nk = ae_features_pattern_kinks(nd, kinks);
+    if (nk == 0) continue;
+    size_t e = node_elems(nd);
+    rc = ae_net_activation64(net, nd->inputs[0], batch, in);
+    for (int q = 0; q < nk && !rc; q++)
+      for (size_t u = 0; u < e; u++) {
+        unsigned code = 0;
+        for (int b = 0; b < batch; b++)
+          code |= (unsigned)(in[(size_t)b * e + u] > kinks[q]) << b;
+        bitmap[code >> 6] |= 1ull << (code & 63);
+      }
+    total += (size_t)nk * e;
   }
   size_t count = bitmap_count(bitmap);
   free(bitmap);
-  free(out);
+  free(in);
   if (rc) return rc;
   *distinct = total ? count : 0;
   *units = total;
@@ -334,32 +344,35 @@ static int pattern_kernel_of_forward(ae_net *net, int batch, double *K,
   int rc = AE_OK;
   const ae_graph *g = ae_net_graph(net);
   size_t total = 0;
+  double kinks[2];
   for (int k = 0; k < g->n_nodes; k++)
-    if (ae_features_is_pattern_act(&g->nodes[k]))
-      total += node_elems(&g->nodes[k]);
+    total += (size_t)ae_features_pattern_kinks(&g->nodes[k], kinks) *
+             node_elems(&g->nodes[k]);
   size_t words = (total + 63) / 64;
   size_t most = largest_output(g, ae_features_is_pattern_act);
   uint64_t *bits = calloc((size_t)batch * words + 1, sizeof *bits);
-  double *out = malloc(((size_t)batch * most + 1) * sizeof *out);
-  if (!bits || !out) {
+  double *in = malloc(((size_t)batch * most + 1) * sizeof *in);
+  if (!bits || !in) {
     free(bits);
-    free(out);
+    free(in);
     return AE_ENOMEM;
   }
   size_t bit = 0;
   for (int k = 0; k < g->n_nodes && !rc; k++) {
-    if (!ae_features_is_pattern_act(&g->nodes[k])) continue;
-    size_t e = node_elems(&g->nodes[k]);
-    rc = ae_net_activation64(net, k, batch, out);
-    for (int b = 0; b < batch && !rc; b++) {
-      uint64_t *row = bits + (size_t)b * words;
-      const double *o = out + (size_t)b * e;
-      for (size_t u = 0; u < e; u++) {
-        size_t pos = bit + u;
-        if (o[u] > 0.0) row[pos >> 6] |= 1ull << (pos & 63);
+    const ae_node *nd = &g->nodes[k];
+    int nk = ae_features_pattern_kinks(nd, kinks);
+    if (nk == 0) continue;
+    size_t e = node_elems(nd);
+    rc = ae_net_activation64(net, nd->inputs[0], batch, in);
+    for (int q = 0; q < nk && !rc; q++, bit += e)
+      for (int b = 0; b < batch; b++) {
+        uint64_t *row = bits + (size_t)b * words;
+        const double *z = in + (size_t)b * e;
+        for (size_t u = 0; u < e; u++) {
+          size_t pos = bit + u;
+          if (z[u] > kinks[q]) row[pos >> 6] |= 1ull << (pos & 63);
+        }
       }
-    }
-    bit += e;
   }
   /* Agreements = units - Hamming distance (padding bits are 0 in both). */
   for (int i = 0; i < batch && !rc; i++) {
@@ -375,7 +388,7 @@ static int pattern_kernel_of_forward(ae_net *net, int batch, double *K,
     }
   }
   free(bits);
-  free(out);
+  free(in);
   if (rc) return rc;
   *units = total;
   return AE_OK;
@@ -560,7 +573,7 @@ static int activation_patterns(ae_job_state *job, ae_error *err) {
   if (rc) return rc;
   if (units == 0) {
     ae_scorecard_warn(sc, "expressivity.activation_patterns: the network has "
-                          "no relu or leaky_relu units");
+                          "no piecewise-linear units");
     return AE_OK;
   }
   double mean = sum / repeats;
@@ -591,7 +604,7 @@ static int pattern_kernel_logdet(ae_job_state *job, ae_error *err) {
   double logdet = NAN;
   if (!rc && units == 0) {
     ae_scorecard_warn(sc, "expressivity.pattern_kernel_logdet: the network "
-                          "has no relu or leaky_relu units");
+                          "has no piecewise-linear units");
   } else if (!rc) {
     rc = ae_logdet_cholesky(K, n, &logdet);
     if (rc == AE_EINVAL) {

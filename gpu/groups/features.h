@@ -27,8 +27,14 @@
 #define AE_PATTERN_MAX_SAMPLES 16
 
 /* A unit-bearing activation of ranking.md §1: an ACT node whose function
- * is relu or leaky_relu. */
+ * is piecewise linear (relu, leaky_relu, relu6, hardswish, hardsigmoid). */
 int ae_features_is_pattern_act(const ae_node *nd);
+
+/* The kinks of node nd as they enter sign patterns (gpu/activation.h's
+ * ae_act_pattern_kinks, as linear_regions): one binary code per kink per
+ * unit, set iff the activation's input is > the kink.  Returns the number
+ * of kinks; 0 when nd is not a pattern activation. */
+int ae_features_pattern_kinks(const ae_node *nd, double kinks[2]);
 
 /* A 4-D node of ranking.md §0 as the reference counts it: per-sample rank
  * 3, not the input, a zero or an identity (an alias of its input). */
@@ -76,15 +82,16 @@ int ae_kernel_regression(const double *theta, int n, const int *labels,
 /* ---- over a net ---- */
 
 /* One forward of x (batch <= AE_PATTERN_MAX_SAMPLES samples) and the
- * number of distinct sign patterns (output > 0) over every unit of every
- * pattern activation; *units the units counted.  0 or an error. */
+ * number of distinct sign patterns (input > kink) over every kink of every
+ * unit of every pattern activation; *units the kink-bits counted (a relu
+ * unit is one, a relu6 or hard unit two).  0 or an error. */
 int ae_features_pattern_count(ae_net *net, const float *x, int batch,
                               size_t *distinct, size_t *units);
 
 /* One forward of x (batch samples) and K (batch x batch, float64): K_ij =
- * the number of units on which samples i and j agree (c c^T + (1-c)(1-c)^T
- * summed over units), by popcount.  *units the units counted.  0 or an
- * error. */
+ * the number of kink-bits on which samples i and j agree (c c^T +
+ * (1-c)(1-c)^T summed over every kink of every unit), by popcount.
+ * *units the kink-bits counted.  0 or an error. */
 int ae_features_pattern_kernel(ae_net *net, const float *x, int batch,
                                double *K, size_t *units);
 

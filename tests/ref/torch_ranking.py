@@ -20,11 +20,14 @@ M) is float64 either way.  Usage and the dump format: tests/ref/README.md.
 
 Choices where ranking.md leaves room (each follows the named paper's code):
 - "ReLU-family"/"piecewise-linear unit" (activation_patterns,
-  pattern_kernel_logdet): act nodes whose function is relu or leaky_relu.
-  The identity activation has no kink, so it has no units (SWAP and NASWOT
-  hook ReLU modules only).  A unit is one element of the activation's
-  per-sample output (every channel and position); its code is output > 0
-  (equal to input > 0 for these functions).
+  pattern_kernel_logdet): act nodes whose function is piecewise linear
+  with kinks: relu and leaky_relu (kink 0), relu6 (0 and 6), hardswish and
+  hardsigmoid (-3 and 3).  The identity activation has no kink, so it has
+  no units (SWAP and NASWOT hook ReLU modules only).  A unit is one
+  element of the activation's per-sample output (every channel and
+  position); each of its kinks gives one binary code, input > kink (for
+  relu and leaky_relu the same as output > 0), and every such kink-bit
+  counts as a unit.
 - activation_patterns: the distinct patterns are counted over the union of
   all units of all activations (SWAP concatenates every layer's units), on
   the first min(16, B) samples; each repeat is its own weight file.
@@ -87,7 +90,9 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from ae_torch_net import Net, read_f32  # noqa: E402
 
 F64 = torch.float64
-PIECEWISE_LINEAR = ("relu", "leaky_relu")
+# Each piecewise-linear activation's kinks (PyTorch's definitions).
+KINKS = {"relu": (0.0,), "leaky_relu": (0.0,), "relu6": (0.0, 6.0),
+         "hardswish": (-3.0, 3.0), "hardsigmoid": (-3.0, 3.0)}
 
 
 def finite_or_none(v, name, warnings):
@@ -104,9 +109,17 @@ def finite_or_none(v, name, warnings):
 # ---- the network's structure -------------------------------------------
 
 def pl_units(net):
-    """The act nodes whose function is relu or leaky_relu."""
+    """The act nodes whose function is piecewise linear."""
     return [k for k, nd in enumerate(net.nodes)
-            if nd["op"] == "act" and nd["act"] in PIECEWISE_LINEAR]
+            if nd["op"] == "act" and nd["act"] in KINKS]
+
+
+def kink_codes(net, acts, k, b):
+    """The binary codes (b x units, one column block per kink) of act node
+    k: its input > the kink."""
+    nd = net.nodes[k]
+    z = acts[nd["inputs"][0]].reshape(b, -1)
+    return torch.cat([z > t for t in KINKS[nd["act"]]], dim=1)
 
 
 def four_d_nodes(net):
@@ -193,7 +206,7 @@ def activation_patterns(probe_nets, x, dtype=F64):
             acts = net.run(net.params(dtype), xb)
         codes = []
         for k in pl_units(net):
-            bits = (acts[k] > 0).reshape(b, -1).to(torch.int64)
+            bits = kink_codes(net, acts, k, b).to(torch.int64)
             codes.append((bits * weights[:, None]).sum(0))
         allc = torch.cat(codes) if codes else torch.zeros(0, dtype=torch.int64)
         counts.append(int(torch.unique(allc).numel()))
@@ -209,7 +222,7 @@ def pattern_kernel_logdet(net, x, dtype=F64):
         acts = net.run(net.params(dtype), x.to(dtype))
     K = torch.zeros(b, b, dtype=F64)
     for k in pl_units(net):
-        c = (acts[k] > 0).reshape(b, -1).to(F64)
+        c = kink_codes(net, acts, k, b).to(F64)
         K += c @ c.T + (1 - c) @ (1 - c).T
     L, info = torch.linalg.cholesky_ex(K)
     if int(info) != 0:

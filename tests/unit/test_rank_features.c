@@ -3,7 +3,8 @@
  * (api/lower.c).  Hand cases with closed-form values: distinct 16-bit
  * codes; a 2- and 3-channel map with a known correlation matrix; the
  * entropy of a known covariance; a ReLU layer whose sign patterns are
- * enumerable (its patterns and its agreement kernel, det 12); kernel
+ * enumerable (its patterns and its agreement kernel, det 12); relu6 and
+ * hardsigmoid layers whose kink-bits (two per unit) are enumerable; kernel
  * regression on a 4 x 4 Theta by hand.  Then the block lists of nb201
  * (18 at N = 5, an identity cell), mlp_dag and graphs, the probe's shape
  * and parameter count, the float32 path against the float64 twin with a
@@ -190,6 +191,99 @@ START_TEST(relu_patterns_enumerable) {
   float same[2] = {0.25f, 0.25f};
   ck_assert_int_eq(ae_features_pattern_kernel(net, same, 2, K, &units), AE_OK);
   ck_assert_int_eq(ae_logdet_cholesky(K, 2, &ld), AE_EINVAL);
+  ae_net_destroy(net);
+  ae_gb_free(&g);
+}
+END_TEST
+
+/* input[1] -> linear(units) with z_k = w_k x + b_k -> fn. */
+static ae_net *affine_layer(ae_graph *g, ae_act_fn fn, int units,
+                            const float *wk, const float *bk) {
+  ae_gb_begin(g);
+  int x = ae_gb_input(g, 1, 0, 0);
+  int l = ae_gb_linear(g, x, units, 1, 1.0);
+  int a = ae_gb_act(g, l, fn, 0.0);
+  ck_assert_int_eq(ae_gb_finish(g, a), 0);
+  ae_net *net;
+  ck_assert_int_eq(ae_net_create(g, 8, &net), 0);
+  ae_net_init_weights(net, 0, 0);
+  size_t count;
+  float *w = ae_net_param(net, l, AE_NET_WEIGHT, &count);
+  ck_assert_uint_eq(count, (size_t)units);
+  float *b = ae_net_param(net, l, AE_NET_BIAS, &count);
+  for (int k = 0; k < units; k++) {
+    w[k] = wk[k];
+    b[k] = bk[k];
+  }
+  return net;
+}
+
+START_TEST(hard_activation_kinks) {
+  /* relu6 on z0 = x, z1 = x + 3 at x = -4, -1, 2, 4, 7 (z1 = -1, 2, 5,
+   * 7, 10).  Kink 0: samples {2,3,4} and {1,2,3,4}; kink 6: {4} and
+   * {3,4}: four kink-bits, four distinct codes.  relu on the same
+   * inputs sees the kink 0 only: two units, two codes. */
+  const float w2[2] = {1.0f, 1.0f}, b2[2] = {0.0f, 3.0f};
+  float x5[5] = {-4.0f, -1.0f, 2.0f, 4.0f, 7.0f};
+  size_t distinct, units;
+  ae_graph g;
+  ae_net *net = affine_layer(&g, AE_ACT_RELU, 2, w2, b2);
+  ck_assert(ae_features_is_pattern_act(&g.nodes[g.output]));
+  ck_assert_int_eq(ae_features_pattern_count(net, x5, 5, &distinct, &units),
+                   AE_OK);
+  ck_assert_uint_eq(units, 2);
+  ck_assert_uint_eq(distinct, 2);
+  ae_net_destroy(net);
+  ae_gb_free(&g);
+  net = affine_layer(&g, (ae_act_fn)AE_ACT_RELU6, 2, w2, b2);
+  double kinks[2];
+  ck_assert_int_eq(ae_features_pattern_kinks(&g.nodes[g.output], kinks), 2);
+  ck_assert_double_eq(kinks[0], 0.0);
+  ck_assert_double_eq(kinks[1], 6.0);
+  ck_assert_int_eq(ae_features_pattern_count(net, x5, 5, &distinct, &units),
+                   AE_OK);
+  ck_assert_uint_eq(units, 4);
+  ck_assert_uint_eq(distinct, 4);
+  /* Each sample sets one more kink-bit than the one before (nested
+   * patterns of 0..4 bits): K_ij = 4 - |i - j|. */
+  double K[25];
+  ck_assert_int_eq(ae_features_pattern_kernel(net, x5, 5, K, &units), AE_OK);
+  ck_assert_uint_eq(units, 4);
+  for (int i = 0; i < 5; i++)
+    for (int j = 0; j < 5; j++)
+      ck_assert_double_eq(K[i * 5 + j], 4 - abs(i - j));
+  ae_net_destroy(net);
+  ae_gb_free(&g);
+
+  /* hardsigmoid (no unit before the kinks counted) on z0 = x, z1 = -x at
+   * x = -4, 0, 4: kinks -3 and 3.  Bits (z0 > -3, z1 > -3, z0 > 3,
+   * z1 > 3): 0101, 1100, 1010; codes over the samples 6, 3, 4, 1 (four
+   * distinct).  K = 4 - Hamming = [4 2 0; 2 4 2; 0 2 4], det 32. */
+  const float wh[2] = {1.0f, -1.0f}, bh[2] = {0.0f, 0.0f};
+  float x3[3] = {-4.0f, 0.0f, 4.0f};
+  net = affine_layer(&g, (ae_act_fn)AE_ACT_HARDSIGMOID, 2, wh, bh);
+  ck_assert_int_eq(ae_features_pattern_kinks(&g.nodes[g.output], kinks), 2);
+  ck_assert_int_eq(ae_features_pattern_count(net, x3, 3, &distinct, &units),
+                   AE_OK);
+  ck_assert_uint_eq(units, 4);
+  ck_assert_uint_eq(distinct, 4);
+  ck_assert_int_eq(ae_features_pattern_kernel(net, x3, 3, K, &units), AE_OK);
+  const double want[9] = {4, 2, 0, 2, 4, 2, 0, 2, 4};
+  for (int i = 0; i < 9; i++)
+    ck_assert_double_eq(K[i], want[i]);
+  double ld;
+  ck_assert_int_eq(ae_logdet_cholesky(K, 3, &ld), AE_OK);
+  ck_assert_double_eq_tol(ld, log(32.0), 1e-13);
+  ae_net_destroy(net);
+  ae_gb_free(&g);
+
+  /* A smooth activation has no kinks and no units. */
+  net = affine_layer(&g, AE_ACT_TANH, 2, wh, bh);
+  ck_assert(!ae_features_is_pattern_act(&g.nodes[g.output]));
+  ck_assert_int_eq(ae_features_pattern_count(net, x3, 3, &distinct, &units),
+                   AE_OK);
+  ck_assert_uint_eq(units, 0);
+  ck_assert_uint_eq(distinct, 0);
   ae_net_destroy(net);
   ae_gb_free(&g);
 }
@@ -517,6 +611,7 @@ START_TEST(engine_metrics_match_the_functions) {
   ck_assert_int_eq(ae_net_create(&probe, n, &pn), 0);
   double sum = 0.0;
   size_t units = 0, relu_units = 0;
+  double kinks[2];
   for (int r = 0; r < 3; r++) {
     ae_net_init_weights_scheme(pn, req.seed, (uint32_t)r, req.settings.init);
     size_t d;
@@ -525,9 +620,9 @@ START_TEST(engine_metrics_match_the_functions) {
     sum += (double)d;
   }
   for (int k = 0; k < probe.n_nodes; k++)
-    if (ae_features_is_pattern_act(&probe.nodes[k]))
-      relu_units += (size_t)probe.nodes[k].shape[0] * probe.nodes[k].shape[1] *
-                    probe.nodes[k].shape[2];
+    relu_units += (size_t)ae_features_pattern_kinks(&probe.nodes[k], kinks) *
+                  probe.nodes[k].shape[0] * probe.nodes[k].shape[1] *
+                  probe.nodes[k].shape[2];
   ck_assert_uint_eq(units, relu_units);
   ck_assert_double_eq(sc.expressivity.activation_patterns, sum / 3);
   ck_assert_double_eq(sc.expressivity.activation_patterns_units, (double)units);
@@ -678,6 +773,7 @@ int main(void) {
   tcase_add_test(tc, logdet_by_hand);
   tcase_add_test(tc, kernel_regression_by_hand);
   tcase_add_test(tc, relu_patterns_enumerable);
+  tcase_add_test(tc, hard_activation_kinks);
   tcase_add_test(tc, nb201_blocks_and_probe);
   tcase_add_test(tc, mlp_dag_and_graph_blocks);
   tcase_add_test(tc, float32_against_float64_twin);
