@@ -136,6 +136,12 @@ static int build_request(const options *o, const ae_catalog *cat,
                 "cells_per_stage", o->cells_per_stage, "data",
                 json_loads(data, 0, NULL), "seed", (json_int_t)o->seed);
   if (!body) return AE_ENOMEM;
+  /* A profile goes in the body, so its settings' defaults are a user's. */
+  if (col->profile &&
+      json_object_set_new(body, "profile", json_string(col->name))) {
+    json_decref(body);
+    return AE_ENOMEM;
+  }
   ae_problem p = AE_PROBLEM_INIT;
   int rc = ae_request_parse(body, cat, lim, req, &p);
   json_decref(body);
@@ -144,14 +150,9 @@ static int build_request(const options *o, const ae_catalog *cat,
     return rc;
   }
   ae_problem_clear(&p);
-  /* The selection is set here, whatever the parser selects by default. */
-  req->selected.bits = 0;
-  if (col->profile) {
-    if (ae_metric_profile(col->name, &req->selected)) {
-      ae_request_free(req);
-      return AE_EINVAL;
-    }
-  } else {
+  /* A metric family alone: the selection is set here. */
+  if (!col->profile) {
+    req->selected.bits = 0;
     ae_metric_set_add(&req->selected, col->id);
   }
   return AE_OK;
