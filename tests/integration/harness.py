@@ -383,3 +383,25 @@ class Daemon:
     def __exit__(self, *exc):
         self.cleanup()
         return False
+
+
+class DaemonCase(unittest.TestCase):
+    """A unittest case whose tests share one daemon, cls.d, made by
+    new_daemon() (override it for flags); the class fails at its end when
+    the daemon did not exit 0."""
+
+    @classmethod
+    def new_daemon(cls):
+        return Daemon()
+
+    @classmethod
+    def setUpClass(cls):
+        cls.d = cls.new_daemon().start()
+
+    @classmethod
+    def tearDownClass(cls):
+        status = cls.d.stop()
+        log = cls.d.log_tail()
+        cls.d.cleanup()
+        if status != 0:
+            raise AssertionError("exit status %r\n%s" % (status, log))

@@ -58,18 +58,7 @@ def finite(v):
     return isinstance(v, (int, float)) and math.isfinite(v)
 
 
-class CnnOps(unittest.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        cls.d = h.Daemon().start()
-
-    @classmethod
-    def tearDownClass(cls):
-        status = cls.d.stop()
-        log = cls.d.log_tail()
-        cls.d.cleanup()
-        if status != 0:
-            raise AssertionError("exit %r\n%s" % (status, log))
+class CnnOps(h.DaemonCase):
 
     def score(self, request):
         r = self.d.submit(request)

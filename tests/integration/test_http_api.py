@@ -39,21 +39,13 @@ def small(seed=0, **extra):
     return job
 
 
-class Api(unittest.TestCase):
+class Api(h.DaemonCase):
     @classmethod
-    def setUpClass(cls):
+    def new_daemon(cls):
         extra = ["--max-batch", "4"]
         if os.path.isdir(CIFAR):
             extra += ["--dataset", "cifar10=" + CIFAR]
-        cls.d = h.Daemon(*extra).start()
-
-    @classmethod
-    def tearDownClass(cls):
-        status = cls.d.stop()
-        log = cls.d.log_tail()
-        cls.d.cleanup()
-        if status != 0:
-            raise AssertionError("exit status %r\n%s" % (status, log))
+        return h.Daemon(*extra)
 
     def assertProblem(self, r, status, code):
         self.assertEqual(r.status, status, r.body)

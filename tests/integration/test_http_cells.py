@@ -66,18 +66,7 @@ def job(arch, seed=1):
             "settings": SETTINGS}
 
 
-class Cells(unittest.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        cls.d = h.Daemon().start()
-
-    @classmethod
-    def tearDownClass(cls):
-        status = cls.d.stop()
-        log = cls.d.log_tail()
-        cls.d.cleanup()
-        if status != 0:
-            raise AssertionError("exit %r\n%s" % (status, log))
+class Cells(h.DaemonCase):
 
     def score(self, arch):
         r = self.d.submit(job(arch))

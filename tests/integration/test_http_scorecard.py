@@ -32,18 +32,7 @@ def without_timings(result):
     return r
 
 
-class Scorecard(unittest.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        cls.d = h.Daemon().start()
-
-    @classmethod
-    def tearDownClass(cls):
-        status = cls.d.stop()
-        log = cls.d.log_tail()
-        cls.d.cleanup()
-        if status != 0:
-            raise AssertionError("exit %r\n%s" % (status, log))
+class Scorecard(h.DaemonCase):
 
     def score(self, request):
         r = self.d.submit(request)

@@ -78,24 +78,16 @@ def dataset_flags():
             if os.path.isdir(CIFAR10) else [])
 
 
-class OfflineVsDaemon(unittest.TestCase):
+class OfflineVsDaemon(h.DaemonCase):
     @classmethod
-    def setUpClass(cls):
+    def new_daemon(cls):
         if not os.access(CLI, os.X_OK):
             raise unittest.SkipTest("archeval not built")
         cls.requests = dict(REQUESTS)
         cls.requests["graph_cifar10"] = (graph_request(), "cifar10")
         # One host worker: on a machine with several cores it may use them
         # all for BLAS, where the CLI uses one thread.
-        cls.d = h.Daemon(*dataset_flags(), host_workers=1).start()
-
-    @classmethod
-    def tearDownClass(cls):
-        status = cls.d.stop()
-        log = cls.d.log_tail()
-        cls.d.cleanup()
-        if status != 0:
-            raise AssertionError("exit %r\n%s" % (status, log))
+        return h.Daemon(*dataset_flags(), host_workers=1)
 
     def offline(self, request):
         p = subprocess.run([CLI, "score"] + dataset_flags() + ["-"],
