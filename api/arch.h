@@ -48,12 +48,11 @@ typedef struct {
   double slope; /* leaky_relu only (default 0.01) */
 } ae_activation;
 
-/* Activations the IR parses and counts but no executor runs yet.  They
- * extend ae_act_fn's numbering rather than joining the enum, so that the
- * executors' switches (which have no default) still compile with -Wswitch;
- * they move into ae_act_fn when the executors learn them.  Until then
- * ae_graph_first_unexecutable_op names them and ae_arch_lower refuses them
- * (422 unsupported).  relu6 = min(max(x, 0), 6); hardswish = x relu6(x+3)/6;
+/* Activations added for real CNNs (the host executor runs them in every
+ * metric group; CUDA hands such networks to a host net).  They extend
+ * ae_act_fn's numbering rather than joining the enum, so that the older
+ * switches (which have no default) still compile with -Wswitch; the host
+ * kernels handle them before those switches (gpu/host/net_ops.c).  relu6 = min(max(x, 0), 6); hardswish = x relu6(x+3)/6;
  * hardsigmoid = relu6(x+3)/6 (PyTorch's definitions). */
 enum {
   AE_ACT_RELU6 = AE_ACT_IDENTITY + 1,
@@ -109,9 +108,9 @@ typedef enum {
   AE_OP_FLATTEN
 } ae_op;
 
-/* Ops the IR parses, shapes and counts but no executor runs yet: they
- * extend ae_op's numbering (see AE_ACT_RELU6 for why they are not in the
- * enum itself).  MAX_POOL: kernel, stride, padding, dilation, ceil_mode;
+/* Ops added for real CNNs, run by the host executor (gpu/host/net_ops.c;
+ * CUDA hands such networks to a host net): they extend ae_op's numbering
+ * (see AE_ACT_RELU6 for why they are not in the enum itself).  MAX_POOL: kernel, stride, padding, dilation, ceil_mode;
  * CONCAT: along channels (rank 3) or features (rank 1); MUL: elementwise
  * product with broadcasting of size-1 dimensions (squeeze-and-excitation's
  * (C,1,1) scale); PAD: zeros around the spatial dimensions. */
@@ -252,9 +251,10 @@ typedef struct {
 typedef struct {
   int input_shape[3], input_rank; /* per-sample shape of the data */
   int num_classes;
-  int allow_unexecutable; /* 1: lower graphs with ops no executor runs
-                             yet (the offline `archeval onnx-lower`); 0:
-                             refuse them, AE_EUNSUPPORTED */
+  int allow_unexecutable; /* 1: lower graphs with op or activation codes
+                             outside the IR's numbering (the offline
+                             `archeval onnx-lower`); 0: refuse them,
+                             AE_EUNSUPPORTED */
   int probe; /* an ae_probe: AE_PROBE_NONE (0), the network itself */
 } ae_lower_opts;
 
@@ -309,8 +309,8 @@ int ae_arch_lower(const ae_arch *a, const ae_lower_opts *o,
                   const ae_limits *lim, const char *pointer, ae_graph *out,
                   ae_problem *p);
 
-/* The first node no executor can run yet (an op or activation of the
- * AE_OP_MAX_POOL / AE_ACT_RELU6 groups, a grouped or dilated conv) or -1;
+/* The first node no executor can run (an op or activation code outside
+ * the IR's numbering) or -1;
  * why (when not NULL) gets a sentence naming the op.  ae_arch_lower calls
  * it unless allow_unexecutable; an engine that lowers by itself should too.
  */
