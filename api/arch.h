@@ -52,8 +52,9 @@ typedef struct {
  * metric group; CUDA hands such networks to a host net).  They extend
  * ae_act_fn's numbering rather than joining the enum, so that the older
  * switches (which have no default) still compile with -Wswitch; the host
- * kernels handle them before those switches (gpu/host/net_ops.c).  relu6 = min(max(x, 0), 6); hardswish = x relu6(x+3)/6;
- * hardsigmoid = relu6(x+3)/6 (PyTorch's definitions). */
+ * kernels handle them before those switches (gpu/host/net_ops.c).  relu6 =
+ * min(max(x, 0), 6); hardswish = x relu6(x+3)/6; hardsigmoid = relu6(x+3)/6
+ * (PyTorch's definitions). */
 enum {
   AE_ACT_RELU6 = AE_ACT_IDENTITY + 1,
   AE_ACT_HARDSWISH,
@@ -110,10 +111,11 @@ typedef enum {
 
 /* Ops added for real CNNs, run by the host executor (gpu/host/net_ops.c;
  * CUDA hands such networks to a host net): they extend ae_op's numbering
- * (see AE_ACT_RELU6 for why they are not in the enum itself).  MAX_POOL: kernel, stride, padding, dilation, ceil_mode;
- * CONCAT: along channels (rank 3) or features (rank 1); MUL: elementwise
- * product with broadcasting of size-1 dimensions (squeeze-and-excitation's
- * (C,1,1) scale); PAD: zeros around the spatial dimensions. */
+ * (see AE_ACT_RELU6 for why they are not in the enum itself).  MAX_POOL:
+ * kernel, stride, padding, dilation, ceil_mode; CONCAT: along channels (rank 3)
+ * or features (rank 1); MUL: elementwise product with broadcasting of size-1
+ * dimensions (squeeze-and-excitation's (C,1,1) scale); PAD: zeros around the
+ * spatial dimensions. */
 enum {
   AE_OP_MAX_POOL = AE_OP_FLATTEN + 1,
   AE_OP_CONCAT,
