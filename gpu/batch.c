@@ -63,7 +63,7 @@ static int draw_from_dataset(const ae_request *r, const ae_dataset *set,
   return AE_OK;
 }
 
-int ae_batch_input_kernel(ae_batch *b) {
+int ae_batch_input_kernel(ae_batch *b, const ae_job_control *ctl) {
   if (b->k0) return AE_OK;
   int n = b->n, dim = b->dim;
   b->k0 = malloc((size_t)n * n * sizeof *b->k0);
@@ -82,6 +82,14 @@ int ae_batch_input_kernel(ae_batch *b) {
     norm[i] = sqrt(s);
   }
   for (int i = 0; i < n; i++) {
+    int rc = ae_job_checkpoint(ctl);
+    if (rc) {
+      /* Stopped: no half-filled K(0) stays behind. */
+      free(b->k0);
+      free(norm);
+      b->k0 = NULL;
+      return rc;
+    }
     const float *a = b->x + (size_t)i * dim;
     b->k0[(size_t)i * n + i] = 1.0;
     for (int l = i + 1; l < n; l++) {

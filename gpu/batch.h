@@ -12,6 +12,7 @@
 #include "api/error.h"
 #include "api/request.h"
 #include "gpu/dataset.h"
+#include "gpu/job_control.h"
 
 typedef struct {
   int n;             /* batch size N */
@@ -30,8 +31,10 @@ typedef struct {
 int ae_batch_draw(const ae_request *req, const ae_dataset *ds, ae_batch *out,
                   ae_error *err);
 
-/* Computes b->k0 from the batch as drawn, once.  0 or AE_ENOMEM. */
-int ae_batch_input_kernel(ae_batch *b);
+/* Computes b->k0 from the batch as drawn, once.  0, AE_ENOMEM, or the
+ * error of ctl's checkpoint (NULL: none), passed before every row (b->k0
+ * then stays NULL). */
+int ae_batch_input_kernel(ae_batch *b, const ae_job_control *ctl);
 
 void ae_batch_free(ae_batch *b);
 

@@ -8,6 +8,7 @@
 #define AE_ANALYTIC_H
 
 #include "api/arch.h"
+#include "gpu/job_control.h"
 #include <stddef.h>
 
 /* ---- dual activation kernels (metrics.md §2.3) ----
@@ -29,9 +30,11 @@ double ae_dual_dd_reference(ae_activation a, double q1, double q2, double c);
  * pre-activation edges, c_sigma folded into each linear edge) ----
  * K0: N x N input kernel (row-major).  trained_stem: T(0) = K0, else 0.
  * Outputs K(H) and T(H), N x N each (caller-allocated); the NTK with a
- * trained linear readout is K + T.  0 or AE_ENOMEM. */
+ * trained linear readout is K + T.  0 or AE_ENOMEM.  ctl: the running
+ * job's checkpoint (NULL: none), passed before every row of every dual
+ * kernel matrix; its AE_EDEADLINE / AE_ECANCELLED is returned. */
 int ae_dag_kernels(const ae_dag *d, const double *K0, int N, int trained_stem,
-                   double *K_out, double *T_out);
+                   double *K_out, double *T_out, const ae_job_control *ctl);
 
 /* The same recursion over a dense lowered graph (LINEAR, ACT, ADD,
  * IDENTITY, ZERO, FLATTEN, the INPUT; the final readout LINEAR included).
@@ -48,9 +51,11 @@ int ae_dag_kernels(const ae_dag *d, const double *K0, int N, int trained_stem,
  * any other op, an ACT whose input is not Gaussian in the limit (the raw
  * input, or one holding activation outputs), or a relu-like and a smooth
  * activation of correlated inputs summed (the caller then omits the value
- * with a warning).  Unsupported nodes read by nothing are ignored. */
+ * with a warning).  Unsupported nodes read by nothing are ignored.  ctl
+ * as for ae_dag_kernels. */
 int ae_graph_kernels(const ae_graph *g, const double *K0, int N,
-                     int trained_stem, double *K_out, double *T_out);
+                     int trained_stem, double *K_out, double *T_out,
+                     const ae_job_control *ctl);
 
 /* ---- paths and topology (metrics.md §2.7) ---- */
 typedef struct {
@@ -110,19 +115,28 @@ double ae_u_nngp(const ae_dag *d, const double *rho, int N);
  * activations use their own normalised f and fdot = c_sigma E[s's']. */
 double ae_nfl_ntk_bound(const ae_dag *d, const double *rho, int N);
 
-/* ---- float64 linear algebra ---- */
-/* Eigenvalues of a symmetric n x n matrix, ascending (LAPACKE dsyevd on a
- * copy).  0 or AE_ENOMEM / AE_EINTERNAL. */
-int ae_sym_eigvals(const double *A, int n, double *w);
+/* ---- float64 linear algebra ----
+ * ctl: the running job's checkpoint (NULL: none).  The functions below
+ * pass it between their steps and stop with its AE_EDEADLINE or
+ * AE_ECANCELLED (outputs then unspecified, nothing leaked). */
+/* Eigenvalues of a symmetric n x n matrix (upper triangle read),
+ * ascending: the values LAPACKE dsyevd gives on a copy, bit for bit.  From
+ * n = AE_EIG_BLOCKED_MIN up, the reduction to tridiagonal form passes a
+ * checkpoint after every column.  0, AE_EINVAL (non-finite entry),
+ * AE_ENOMEM / AE_EINTERNAL, or the checkpoint's error. */
+#define AE_EIG_BLOCKED_MIN 256
+int ae_sym_eigvals(const double *A, int n, double *w,
+                   const ae_job_control *ctl);
 /* q = tr(Y^T G^-1 Y) by Cholesky with the jitter rule of metrics.md §3.2
  * (eps * tr(G)/N, eps from 1e-10 doubling to 1e-4).  Y: n x C row-major.
  * *jitter gets the jitter added (0 if none).  AE_EINVAL if G stays
- * indefinite. */
+ * indefinite.  The checkpoint is passed before and after each Cholesky
+ * attempt (one dpotrf runs uninterrupted). */
 int ae_kernel_quadratic(const double *G, int n, const double *Y, int C,
-                        double *q, double *jitter);
+                        double *q, double *jitter, const ae_job_control *ctl);
 /* X = G^-1 Y (n x C row-major) by Cholesky with the same jitter rule;
  * *jitter as above.  AE_EINVAL if G stays indefinite (X untouched). */
 int ae_kernel_solve(const double *G, int n, const double *Y, int C, double *X,
-                    double *jitter);
+                    double *jitter, const ae_job_control *ctl);
 
 #endif

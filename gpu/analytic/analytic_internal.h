@@ -4,6 +4,7 @@
 #define AE_ANALYTIC_INTERNAL_H
 
 #include "api/arch.h"
+#include "gpu/job_control.h"
 
 /* The generic quadrature path of the dual kernels for any activation:
  * E[g(u) g(v)] with g = sigma (derivative 0) or sigma' (derivative 1).
@@ -39,5 +40,12 @@ void ae_dual_mean(ae_activation a, double q, double *mean, double *dmean);
 double ae_dual_mixed_reference(ae_activation f, ae_activation g, int derivative,
                                double q1, double q2, double c);
 double ae_dual_mean_reference(ae_activation a, int derivative, double q);
+
+/* ae_sym_eigvals' interruptible path at any n >= 2 (it takes it from
+ * AE_EIG_BLOCKED_MIN up): dsyevd's scaling, dsytrd's reduction driven
+ * column by column, dsterf.  No finiteness check.  Tests compare it bit
+ * for bit with LAPACKE_dsyevd. */
+int ae_sym_eigvals_blocked(const double *A, int n, double *w,
+                           const ae_job_control *ctl);
 
 #endif

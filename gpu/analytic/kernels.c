@@ -33,10 +33,14 @@ double ae_analytic_c_sigma(ae_activation a) {
 }
 
 /* ss = scale E[s s](K) and dd = scale E[s's'](K), entrywise with
- * (K_ii, K_jj, K_ij). */
-static void dual_matrices(ae_activation act, double scale, const double *K,
-                          int N, double *ss, double *dd) {
+ * (K_ii, K_jj, K_ij).  The job's checkpoint (ctl, NULL: none) is passed
+ * before every row: 0 or its error. */
+static int dual_matrices(ae_activation act, double scale, const double *K,
+                         int N, double *ss, double *dd,
+                         const ae_job_control *ctl) {
   for (int i = 0; i < N; i++) {
+    int rc = ae_job_checkpoint(ctl);
+    if (rc) return rc;
     for (int j = i; j < N; j++) {
       double qi = K[(size_t)i * N + i], qj = K[(size_t)j * N + j];
       double v, d;
@@ -45,17 +49,21 @@ static void dual_matrices(ae_activation act, double scale, const double *K,
       dd[(size_t)i * N + j] = dd[(size_t)j * N + i] = scale * d;
     }
   }
+  return 0;
 }
 
 /* A component created by an activation then a linear map with gain:
- * K_c = gain E[ss](K_in), T_c = K_c + gain E[s's'](K_in) o T_in. */
-static void linear_after_act(ae_activation act, double gain, const double *K_in,
-                             const double *T_in, int N, double *K_c,
-                             double *T_c) {
+ * K_c = gain E[ss](K_in), T_c = K_c + gain E[s's'](K_in) o T_in.  0 or
+ * the checkpoint's error. */
+static int linear_after_act(ae_activation act, double gain, const double *K_in,
+                            const double *T_in, int N, double *K_c, double *T_c,
+                            const ae_job_control *ctl) {
   size_t nn = (size_t)N * N;
-  dual_matrices(act, gain, K_in, N, K_c, T_c);
+  int rc = dual_matrices(act, gain, K_in, N, K_c, T_c, ctl);
+  if (rc) return rc;
   for (size_t e = 0; e < nn; e++)
     T_c[e] = K_c[e] + T_c[e] * T_in[e];
+  return 0;
 }
 
 static int same_activation(ae_activation a, ae_activation b) {
@@ -136,7 +144,7 @@ static void combination_kernels(const combination *c, double *const *comp_K,
 /* ---- the cell DAG ---- */
 
 int ae_dag_kernels(const ae_dag *d, const double *K0, int N, int trained_stem,
-                   double *K_out, double *T_out) {
+                   double *K_out, double *T_out, const ae_job_control *ctl) {
   if (!d || d->n_nodes < 1 || N < 1 || !K0 || !K_out || !T_out)
     return AE_EINVAL;
   int n_nodes = d->n_nodes;
@@ -213,9 +221,13 @@ int ae_dag_kernels(const ae_dag *d, const double *K0, int N, int trained_stem,
             comp_K[c] = malloc(sizeof(double) * nn);
             comp_T[c] = malloc(sizeof(double) * nn);
             if (!comp_K[c] || !comp_T[c]) goto done;
-            linear_after_act(edge->act, ae_analytic_c_sigma(edge->act),
-                             node_K[edge->src], node_T[edge->src], N, comp_K[c],
-                             comp_T[c]);
+            int lrc = linear_after_act(
+                edge->act, ae_analytic_c_sigma(edge->act), node_K[edge->src],
+                node_T[edge->src], N, comp_K[c], comp_T[c], ctl);
+            if (lrc) {
+              rc = lrc;
+              goto done;
+            }
           }
           if (combination_unit(&node[t], c)) goto done;
           if (last_linear_use[edge->src] == t) {
@@ -369,7 +381,7 @@ static int cross_kernel(const combination *a, const combination *b,
  * C, D: N*N scratch each. */
 static int node_kernels(const graph_node_state *st, int t,
                         const component_table *ct, int N, double *K, double *T,
-                        double *C, double *D) {
+                        double *C, double *D, const ae_job_control *ctl) {
   const graph_node_state *s = &st[t];
   if (!s->live) return AE_EUNSUPPORTED;
   combination_kernels(&s->comb, ct->K, ct->T, N, K, T);
@@ -405,7 +417,9 @@ static int node_kernels(const graph_node_state *st, int t,
         continue; /* independent: no tangent cross term */
       }
       cross_kernel(&a->h, &b->h, ct->T, N, D);
-      for (int i = 0; i < N; i++)
+      for (int i = 0; i < N; i++) {
+        int rc = ae_job_checkpoint(ctl);
+        if (rc) return rc;
         for (int j = 0; j < N; j++) {
           size_t e = (size_t)i * N + j;
           double ss_ij, dd_ij, ss_ji, dd_ji;
@@ -417,6 +431,7 @@ static int node_kernels(const graph_node_state *st, int t,
           K[e] += w * (ss_ij + ss_ji);
           T[e] += w * (dd_ij + dd_ji) * D[e];
         }
+      }
     }
   }
   return 0;
@@ -426,10 +441,11 @@ typedef struct {
   double *K, *T, *C, *D; /* N*N scratch each */
 } graph_scratch;
 
-/* One node of the graph; 0, AE_ENOMEM or AE_EUNSUPPORTED. */
+/* One node of the graph; 0, AE_ENOMEM, AE_EUNSUPPORTED or the error of
+ * the job's checkpoint (ctl, NULL: none). */
 static int graph_node_step(const ae_graph *g, int t, int N, int trained_stem,
                            graph_node_state *st, component_table *ct,
-                           graph_scratch *w) {
+                           graph_scratch *w, const ae_job_control *ctl) {
   const ae_node *nd = &g->nodes[t];
   graph_node_state *s = &st[t];
   size_t nn = (size_t)N * N;
@@ -468,7 +484,7 @@ static int graph_node_step(const ae_graph *g, int t, int N, int trained_stem,
     if (in->acts.n > 0) return AE_EUNSUPPORTED;
     for (int m = 0; m < in->comb.n; m++)
       if (in->comb.component[m] == 0) return AE_EUNSUPPORTED;
-    rc = node_kernels(st, nd->inputs[0], ct, N, w->K, w->T, w->C, w->D);
+    rc = node_kernels(st, nd->inputs[0], ct, N, w->K, w->T, w->C, w->D, ctl);
     if (rc) return rc;
     s->K = malloc(sizeof(double) * nn);
     s->T = malloc(sizeof(double) * nn);
@@ -481,7 +497,8 @@ static int graph_node_step(const ae_graph *g, int t, int N, int trained_stem,
         combination_add(&s->h, &in->comb, 1.0) || combination_unit(&s->acts, t))
       return AE_ENOMEM;
     component_retain(ct, &s->h);
-    dual_matrices(nd->act, 1.0, w->K, N, s->K, s->T);
+    rc = dual_matrices(nd->act, 1.0, w->K, N, s->K, s->T, ctl);
+    if (rc) return rc;
     for (size_t e = 0; e < nn; e++)
       s->T[e] *= w->T[e];
     for (int i = 0; i < N; i++) {
@@ -494,7 +511,7 @@ static int graph_node_step(const ae_graph *g, int t, int N, int trained_stem,
   case AE_OP_LINEAR: {
     if (nd->n_inputs != 1) return AE_EINVAL;
     const graph_node_state *in = &st[nd->inputs[0]];
-    rc = node_kernels(st, nd->inputs[0], ct, N, w->K, w->T, w->C, w->D);
+    rc = node_kernels(st, nd->inputs[0], ct, N, w->K, w->T, w->C, w->D, ctl);
     if (rc) return rc;
     int trained = trained_stem || !in->raw_input;
     double gain = nd->init_gain > 0 ? nd->init_gain : 1.0;
@@ -518,7 +535,8 @@ static int graph_node_step(const ae_graph *g, int t, int N, int trained_stem,
 }
 
 int ae_graph_kernels(const ae_graph *g, const double *K0, int N,
-                     int trained_stem, double *K_out, double *T_out) {
+                     int trained_stem, double *K_out, double *T_out,
+                     const ae_job_control *ctl) {
   if (!g || g->n_nodes < 1 || N < 1 || !K0 || !K_out || !T_out ||
       g->output < 0 || g->output >= g->n_nodes || g->nodes[0].op != AE_OP_INPUT)
     return AE_EINVAL;
@@ -564,7 +582,7 @@ int ae_graph_kernels(const ae_graph *g, const double *K0, int N,
   st[0].live = 1;
 
   for (int t = 1; t <= g->output; t++) {
-    rc = graph_node_step(g, t, N, trained_stem, st, &ct, &w);
+    rc = graph_node_step(g, t, N, trained_stem, st, &ct, &w, ctl);
     if (rc == AE_EUNSUPPORTED && st[t].last_use == t) {
       rc = 0; /* a dead branch does not matter */
       node_state_release(st, t, &ct);
@@ -577,7 +595,7 @@ int ae_graph_kernels(const ae_graph *g, const double *K0, int N,
   }
   /* The output's own tangent kernel is the NTK; report T = NTK - K so that
    * NTK = K + T here as for ae_dag_kernels. */
-  rc = node_kernels(st, g->output, &ct, N, K_out, T_out, w.C, w.D);
+  rc = node_kernels(st, g->output, &ct, N, K_out, T_out, w.C, w.D, ctl);
   if (rc == 0)
     for (size_t e = 0; e < nn; e++)
       T_out[e] -= K_out[e];

@@ -9,7 +9,7 @@ gpu_libaeengine_a_SOURCES += gpu/analytic/analytic.h \
 # Unit tests (tests/unit/test_analytic_*.c).
 ANALYTIC_TESTS = tests/unit/test_analytic_dual \
 	tests/unit/test_analytic_kernels tests/unit/test_analytic_paths \
-	tests/unit/test_analytic_linalg
+	tests/unit/test_analytic_linalg tests/unit/test_analytic_blocked
 check_PROGRAMS += $(ANALYTIC_TESTS)
 TESTS += $(ANALYTIC_TESTS)
 tests_unit_test_analytic_dual_SOURCES = tests/unit/test_analytic_dual.c
@@ -24,3 +24,7 @@ tests_unit_test_analytic_paths_LDADD = $(TEST_LIBS)
 tests_unit_test_analytic_linalg_SOURCES = tests/unit/test_analytic_linalg.c
 tests_unit_test_analytic_linalg_CFLAGS = $(TEST_CFLAGS)
 tests_unit_test_analytic_linalg_LDADD = $(TEST_LIBS)
+
+tests_unit_test_analytic_blocked_SOURCES = tests/unit/test_analytic_blocked.c
+tests_unit_test_analytic_blocked_CFLAGS = $(TEST_CFLAGS)
+tests_unit_test_analytic_blocked_LDADD = $(TEST_LIBS)

@@ -41,7 +41,7 @@ static int convergence_empirical(ae_job_state *job, double *w, ae_error *err) {
       t = theta;
     }
     if (rc) goto done;
-    rc = ae_sym_eigvals(t, n, w);
+    rc = ae_sym_eigvals(t, n, w, job->ctl);
     if (rc) goto done;
     double lmin = w[0], lmax = w[n - 1], md = mean_diagonal(t, n);
     sum_min += lmin;
@@ -118,13 +118,13 @@ static int convergence_analytic(ae_job_state *job, double *w, ae_error *err) {
     rc = AE_ENOMEM;
     goto done;
   }
-  rc = ae_sym_eigvals(job->nngp, n, w);
+  rc = ae_sym_eigvals(job->nngp, n, w, job->ctl);
   if (rc) goto done;
   sc->convergence.nngp_lambda_min = w[0];
   /* The full NTK: the analytic kernel plus the NNGP term. */
   for (size_t i = 0; i < nn; i++)
     t[i] = job->ntk_an[i] + job->nngp[i];
-  rc = ae_sym_eigvals(t, n, w);
+  rc = ae_sym_eigvals(t, n, w, job->ctl);
   if (rc) goto done;
   sc->convergence.ntk_analytic_lambda_min = w[0];
 done:

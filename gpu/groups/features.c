@@ -77,7 +77,7 @@ static int corr_of_normalised(const double *z, int c, size_t hw, double *corr,
   for (int i = 0; i < c; i++) /* the lower triangle, for the finite check */
     for (int j = 0; j < i; j++)
       corr[(size_t)i * c + j] = corr[(size_t)j * c + i];
-  int rc = ae_sym_eigvals(corr, c, w);
+  int rc = ae_sym_eigvals(corr, c, w, NULL);
   if (rc) return rc;
   *out = w[0];
   return AE_OK;
@@ -203,7 +203,7 @@ int ae_channel_entropy(double *f, int batch, int c, size_t hw, double *work,
   for (int i = 0; i < c; i++) /* the lower triangle, for the finite check */
     for (int j = 0; j < i; j++)
       cov[(size_t)i * c + j] = cov[(size_t)j * c + i];
-  int rc = ae_sym_eigvals(cov, c, s);
+  int rc = ae_sym_eigvals(cov, c, s, NULL);
   if (rc) return rc;
   double sum = 0.0;
   for (int i = 0; i < c; i++) {
@@ -250,8 +250,8 @@ int ae_logdet_cholesky(const double *K, int n, double *logdet) {
 }
 
 int ae_kernel_regression(const double *theta, int n, const int *labels,
-                         int classes, double *mse, double *acc,
-                         double *jitter) {
+                         int classes, double *mse, double *acc, double *jitter,
+                         const ae_job_control *ctl) {
   *mse = *acc = NAN;
   *jitter = 0.0;
   int nt = 3 * n / 4, nv = n - nt;
@@ -267,7 +267,7 @@ int ae_kernel_regression(const double *theta, int n, const int *labels,
   for (int i = 0; i < n; i++)
     for (int c = 0; c < classes; c++)
       y[(size_t)i * classes + c] = (labels[i] == c ? 1.0 : 0.0) - 1.0 / classes;
-  rc = ae_kernel_solve(tt, nt, y, classes, alpha, jitter);
+  rc = ae_kernel_solve(tt, nt, y, classes, alpha, jitter, ctl);
   if (rc) goto done;
   /* P = Theta_VT alpha. */
   cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nv, classes, nt, 1.0,
@@ -337,9 +337,10 @@ int ae_features_pattern_count(ae_net *net, const float *x, int batch,
   return AE_OK;
 }
 
-/* ae_features_pattern_kernel after the caller's forward of the batch. */
+/* ae_features_pattern_kernel after the caller's forward of the batch;
+ * the job's checkpoint (ctl, NULL: none) passed before every row of K. */
 static int pattern_kernel_of_forward(ae_net *net, int batch, double *K,
-                                     size_t *units) {
+                                     size_t *units, const ae_job_control *ctl) {
   *units = 0;
   int rc = AE_OK;
   const ae_graph *g = ae_net_graph(net);
@@ -376,6 +377,8 @@ static int pattern_kernel_of_forward(ae_net *net, int batch, double *K,
   }
   /* Agreements = units - Hamming distance (padding bits are 0 in both). */
   for (int i = 0; i < batch && !rc; i++) {
+    rc = ae_job_checkpoint(ctl);
+    if (rc) break;
     K[(size_t)i * batch + i] = (double)total;
     const uint64_t *a = bits + (size_t)i * words;
     for (int j = 0; j < i; j++) {
@@ -399,7 +402,7 @@ int ae_features_pattern_kernel(ae_net *net, const float *x, int batch,
   *units = 0;
   int rc = ae_net_forward(net, x, batch, NULL);
   if (rc) return rc;
-  return pattern_kernel_of_forward(net, batch, K, units);
+  return pattern_kernel_of_forward(net, batch, K, units, NULL);
 }
 
 /* ae_features_block_entropies after the caller's forward of the batch. */
@@ -600,13 +603,17 @@ static int pattern_kernel_logdet(ae_job_state *job, ae_error *err) {
   if (!K) return AE_ENOMEM;
   size_t units = 0;
   rc = ae_job_host_forward(job, AE_JOB_INPUT_BATCH, &net, err);
-  if (!rc) rc = pattern_kernel_of_forward(net, n, K, &units);
+  if (!rc) rc = pattern_kernel_of_forward(net, n, K, &units, job->ctl);
   double logdet = NAN;
   if (!rc && units == 0) {
     ae_scorecard_warn(sc, "expressivity.pattern_kernel_logdet: the network "
                           "has no piecewise-linear units");
   } else if (!rc) {
     rc = ae_logdet_cholesky(K, n, &logdet);
+    if (!rc || rc == AE_EINVAL) {
+      int crc = ae_job_checkpoint(job->ctl);
+      if (crc) rc = crc;
+    }
     if (rc == AE_EINVAL) {
       rc = AE_OK;
       ae_scorecard_warn(sc, "expressivity.pattern_kernel_logdet: the "
@@ -732,7 +739,8 @@ int ae_features_generalization(ae_job_state *job, ae_error *err) {
   if (rc) return rc;
   double mse, acc, jitter;
   rc = ae_kernel_regression(job->theta, job->batch.n, job->batch.labels,
-                            job->batch.num_classes, &mse, &acc, &jitter);
+                            job->batch.num_classes, &mse, &acc, &jitter,
+                            job->ctl);
   if (rc == AE_EINVAL) {
     ae_scorecard_warn(sc, "generalization.kernel_regression_val_mse: %s",
                       job->batch.n < 2

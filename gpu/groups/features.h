@@ -75,9 +75,11 @@ int ae_logdet_cholesky(const double *K, int n, double *logdet);
  * floor(3n/4) samples train (Cholesky with metrics.md §3.2's jitter), the
  * others validate.  *mse over the n_V x classes entries, *acc the share
  * of argmax hits (ties to the lowest class), *jitter the jitter used.
- * 0; AE_EINVAL when n < 2 or Theta_TT stays indefinite; AE_ENOMEM. */
+ * 0; AE_EINVAL when n < 2 or Theta_TT stays indefinite; AE_ENOMEM; or
+ * the error of ctl's checkpoint (NULL: none), passed around the solve. */
 int ae_kernel_regression(const double *theta, int n, const int *labels,
-                         int classes, double *mse, double *acc, double *jitter);
+                         int classes, double *mse, double *acc, double *jitter,
+                         const ae_job_control *ctl);
 
 /* ---- over a net ---- */
 

@@ -71,7 +71,7 @@ static int generalization_run(ae_job_state *job, ae_error *err) {
     g[i] = job->theta[i] / md;
   targets(job, cols, y);
   double q = NAN, jitter = 0.0;
-  rc = ae_kernel_quadratic(g, n, y, cols, &q, &jitter);
+  rc = ae_kernel_quadratic(g, n, y, cols, &q, &jitter, job->ctl);
   if (rc == AE_EINVAL) {
     rc = AE_OK;
     warn_no_complexity(sc, "the normalised NTK stays indefinite with the "

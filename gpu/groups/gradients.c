@@ -397,7 +397,7 @@ double ae_zico(const ae_weight_grads *g1, const ae_weight_grads *g2) {
 /* ---- jacob_cov ---- */
 
 int ae_jacob_cov(ae_net *n, const float *x, int batch, double *out, char *why,
-                 size_t why_len) {
+                 size_t why_len, const ae_job_control *ctl) {
   *out = NAN;
   const ae_graph *g = ae_net_graph(n);
   size_t dim = node_elems(&g->nodes[0]);
@@ -443,7 +443,7 @@ int ae_jacob_cov(ae_net *n, const float *x, int batch, double *out, char *why,
   for (size_t a = 0; a < B; a++)
     for (size_t b = a + 1; b < B; b++)
       corr[a * B + b] = corr[b * B + a];
-  rc = ae_sym_eigvals(corr, batch, v);
+  rc = ae_sym_eigvals(corr, batch, v, ctl);
   if (rc) goto done;
   double score = 0.0;
   for (size_t i = 0; i < B; i++)

@@ -77,8 +77,9 @@ double ae_zico(const ae_weight_grads *g1, const ae_weight_grads *g2);
 /* NASWOT v1: J = d(sum of the batch's logits)/dx, one row per sample; the
  * batch x batch correlation of the rows; *out = -sum over its
  * eigenvalues v of log(v + 1e-5) + 1/(v + 1e-5).  NaN with why when a row
- * is constant. */
+ * is constant.  ctl (NULL: none): the job's checkpoint, passed inside the
+ * batch x batch eigensolve; its error is returned. */
 int ae_jacob_cov(ae_net *n, const float *x, int batch, double *out, char *why,
-                 size_t why_len);
+                 size_t why_len, const ae_job_control *ctl);
 
 #endif

@@ -19,7 +19,7 @@ int ae_job_wants(const ae_job_state *job, ae_metric_id id) {
 
 int ae_job_input_kernel(ae_job_state *job, ae_error *err) {
   (void)err;
-  return ae_batch_input_kernel(&job->batch);
+  return ae_batch_input_kernel(&job->batch, job->ctl);
 }
 
 int ae_job_paths(ae_job_state *job, ae_error *err) {
@@ -86,8 +86,8 @@ int ae_job_analytic_kernels(ae_job_state *job, ae_error *err) {
     return AE_ENOMEM;
   }
   rc = !ae_arch_has_dag(r->arch.type)
-           ? ae_graph_kernels(&r->net, job->batch.k0, n, 1, k, t)
-           : ae_dag_kernels(&r->arch.dag, job->batch.k0, n, 1, k, t);
+           ? ae_graph_kernels(&r->net, job->batch.k0, n, 1, k, t, job->ctl)
+           : ae_dag_kernels(&r->arch.dag, job->batch.k0, n, 1, k, t, job->ctl);
   if (rc) {
     free(k);
     free(t);

@@ -143,7 +143,8 @@ static int proxies_run(ae_job_state *job, ae_error *err) {
   if (ae_job_wants(job, AE_M_JACOB_COV)) {
     double v;
     char why[AE_GRAD_WHY] = "";
-    rc = ae_jacob_cov(net, job->batch.x_net, job->batch.n, &v, why, sizeof why);
+    rc = ae_jacob_cov(net, job->batch.x_net, job->batch.n, &v, why, sizeof why,
+                      job->ctl);
     if (rc) return rc;
     put(sc, &sc->proxies.jacob_cov, v, "jacob_cov", why);
   }

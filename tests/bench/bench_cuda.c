@@ -126,11 +126,11 @@ static int host_parity(const ae_graph *g, const float *x,
     ae_net_init_weights(h, 0, 0);
     rc = ae_net_ntk(h, x, BATCH, AE_NTK_STANDARD, th, NULL);
   }
-  if (!rc) rc = ae_sym_eigvals(th, BATCH, w32);
+  if (!rc) rc = ae_sym_eigvals(th, BATCH, w32, NULL);
   if (!rc) rc = ae_net_set_double(h, 1);
   if (!rc) rc = ae_net_ntk(h, x, BATCH, AE_NTK_STANDARD, th, NULL);
-  if (!rc) rc = ae_sym_eigvals(th, BATCH, w64);
-  if (!rc) rc = ae_sym_eigvals(theta_dev, BATCH, wd);
+  if (!rc) rc = ae_sym_eigvals(th, BATCH, w64, NULL);
+  if (!rc) rc = ae_sym_eigvals(theta_dev, BATCH, wd, NULL);
   if (!rc) {
     spread[0] = eig_spread(w32, wd);  /* device vs host float32 */
     spread[1] = eig_spread(w64, wd);  /* device vs host float64 */

@@ -509,8 +509,9 @@ static int float64_values(const options *o, const ae_request *req,
                     NULL);
   if (!rc && b->first.labels) {
     double mse = NAN, acc = NAN, jitter;
-    int krc = ae_kernel_regression(theta64, n, b->first.labels,
-                                   b->first.num_classes, &mse, &acc, &jitter);
+    int krc =
+        ae_kernel_regression(theta64, n, b->first.labels, b->first.num_classes,
+                             &mse, &acc, &jitter, NULL);
     if (krc && krc != AE_EINVAL) rc = krc;
     put(exp, AE_M_KERNEL_REGRESSION_VAL_MSE, krc ? NAN : mse);
     put(exp, AE_M_KERNEL_REGRESSION_VAL_ACC, krc ? NAN : acc);
@@ -527,7 +528,7 @@ static int float64_values(const options *o, const ae_request *req,
     rc = ae_ce_weight_grads(net, b->second.x_net, b->y2, n, &g2);
     if (!rc) put(exp, AE_M_ZICO, ae_zico(&g1, &g2));
   }
-  if (!rc) rc = ae_jacob_cov(net, x, n, &v, why, sizeof why);
+  if (!rc) rc = ae_jacob_cov(net, x, n, &v, why, sizeof why, NULL);
   if (!rc) put(exp, AE_M_JACOB_COV, v);
   ae_weight_grads_free(&g1);
   ae_weight_grads_free(&g2);

@@ -52,7 +52,7 @@ static const ae_activation relu = {AE_ACT_RELU, 0.01};
 /* lambda_min of a symmetric 2 x 2. */
 static double min_eig2(const double *A) {
   double w[2];
-  ck_assert_int_eq(ae_sym_eigvals(A, 2, w), 0);
+  ck_assert_int_eq(ae_sym_eigvals(A, 2, w, NULL), 0);
   return w[0];
 }
 
@@ -70,7 +70,7 @@ START_TEST(gp_preactivation_rows) {
   for (size_t k = 0; k < sizeof(rows) / sizeof(rows[0]); k++) {
     ae_dag d = make_dag(rows[k].dag, relu, edges);
     double K[4], T[4];
-    ck_assert_int_eq(ae_dag_kernels(&d, K0, 2, 0, K, T), 0);
+    ck_assert_int_eq(ae_dag_kernels(&d, K0, 2, 0, K, T, NULL), 0);
     ck_near(K[0], rows[k].kii, 1e-9);
     ck_near(K[3], rows[k].kii, 1e-9);
     ck_near(K[1], rows[k].kij, 1e-5);
@@ -80,14 +80,14 @@ START_TEST(gp_preactivation_rows) {
   /* All skips: K = 16 K0 (correlated paths), lambda_min 6.4. */
   ae_dag d = make_dag("1_11_111", relu, edges);
   double K[4], T[4];
-  ck_assert_int_eq(ae_dag_kernels(&d, K0, 2, 0, K, T), 0);
+  ck_assert_int_eq(ae_dag_kernels(&d, K0, 2, 0, K, T, NULL), 0);
   for (int e = 0; e < 4; e++)
     ck_near(K[e], 16 * K0[e], 1e-12);
   ck_near(min_eig2(K), 6.4, 1e-12);
   for (int e = 0; e < 4; e++)
     ck_near(T[e], 0.0, 0);
   /* A trained stem: T(0) = K0, carried by the skips. */
-  ck_assert_int_eq(ae_dag_kernels(&d, K0, 2, 1, K, T), 0);
+  ck_assert_int_eq(ae_dag_kernels(&d, K0, 2, 1, K, T, NULL), 0);
   for (int e = 0; e < 4; e++)
     ck_near(T[e], 16 * K0[e], 1e-12);
 }
@@ -108,7 +108,7 @@ START_TEST(ntk_rows) {
   for (size_t k = 0; k < sizeof(rows) / sizeof(rows[0]); k++) {
     ae_dag d = make_dag(rows[k].dag, relu, edges);
     double K[4], T[4], NTK[4];
-    ck_assert_int_eq(ae_dag_kernels(&d, K0, 2, 0, K, T), 0);
+    ck_assert_int_eq(ae_dag_kernels(&d, K0, 2, 0, K, T, NULL), 0);
     for (int e = 0; e < 4; e++)
       NTK[e] = K[e] + T[e];
     ck_near(NTK[0], rows[k].tii, 1e-9);
@@ -137,19 +137,19 @@ START_TEST(arora_fc_rows) {
     }
     ae_dag d = {L + 1, edges, L};
     double K[4], T[4], w[2];
-    ck_assert_int_eq(ae_dag_kernels(&d, K0, 2, 1, K, T), 0);
+    ck_assert_int_eq(ae_dag_kernels(&d, K0, 2, 1, K, T, NULL), 0);
     ck_near(K[0], 1.0, 1e-12);
     ck_near(K[1], nngp_off[L - 1], 1e-9);
     ck_near(T[0], L + 1.0, 1e-12);
     ck_near(T[1], ntk_off[L - 1], 1e-9);
-    ck_assert_int_eq(ae_sym_eigvals(T, 2, w), 0);
+    ck_assert_int_eq(ae_sym_eigvals(T, 2, w, NULL), 0);
     ck_near(w[0], lmin[L - 1], lmin_tol[L - 1]);
     ck_near(w[1] / w[0], kappa[L - 1], 1e-9);
     if (L == 1) {
       ck_near(w[1], 3.1004472266, 1e-9);
       const double y[2] = {1.0, -1.0};
       double q, jitter;
-      ck_assert_int_eq(ae_kernel_quadratic(T, 2, y, 1, &q, &jitter), 0);
+      ck_assert_int_eq(ae_kernel_quadratic(T, 2, y, 1, &q, &jitter, NULL), 0);
       ck_near(jitter, 0.0, 0);
       ck_near(sqrt(q / 2), 1.0543545500, 1e-9);
     }
@@ -171,13 +171,13 @@ START_TEST(nfl_leading_term) {
   for (size_t k = 0; k < 3; k++) {
     ae_dag d = make_dag(rows[k].dag, relu, edges);
     double K[4], T[4], G[4], q, jitter;
-    ck_assert_int_eq(ae_dag_kernels(&d, K0, 2, 0, K, T), 0);
+    ck_assert_int_eq(ae_dag_kernels(&d, K0, 2, 0, K, T, NULL), 0);
     for (int e = 0; e < 4; e++)
       G[e] = K[e] + T[e];
     ae_paths p;
     ck_assert_int_eq(ae_dag_paths(&d, 100, &p), 0);
     const double y[2] = {1.0, -1.0};
-    ck_assert_int_eq(ae_kernel_quadratic(G, 2, y, 1, &q, &jitter), 0);
+    ck_assert_int_eq(ae_kernel_quadratic(G, 2, y, 1, &q, &jitter, NULL), 0);
     ck_near(p.sum_depth * sqrt(q / 2), rows[k].value, 1e-5);
     ae_paths_free(&p);
   }
@@ -303,8 +303,8 @@ START_TEST(graph_matches_dag) {
       graph_builder b;
       lower_dag(&d, &b, ae_act_c_sigma(acts[k]));
       double K[9], T[9], Kg[9], Tg[9];
-      ck_assert_int_eq(ae_dag_kernels(&d, X3, 3, stem, K, T), 0);
-      ck_assert_int_eq(ae_graph_kernels(&b.g, X3, 3, stem, Kg, Tg), 0);
+      ck_assert_int_eq(ae_dag_kernels(&d, X3, 3, stem, K, T, NULL), 0);
+      ck_assert_int_eq(ae_graph_kernels(&b.g, X3, 3, stem, Kg, Tg, NULL), 0);
       for (int e = 0; e < 9; e++) {
         ck_near(Kg[e], K[e], 1e-12 * fabs(K[e]) + 1e-13);
         ck_near(Tg[e], T[e], 1e-12 * fabs(K[e] + T[e]) + 1e-13);
@@ -328,14 +328,14 @@ START_TEST(graph_ops_and_unsupported) {
   int l2 = add_node(&b, AE_OP_LINEAR, id, -1, -1, 2.0, none);
   b.nodes[l2].bias = 1;
   double K[4], T[4];
-  ck_assert_int_eq(ae_graph_kernels(&b.g, K0, 2, 1, K, T), 0);
+  ck_assert_int_eq(ae_graph_kernels(&b.g, K0, 2, 1, K, T, NULL), 0);
   /* One hidden relu layer, trained stem: Arora's L = 1 NTK plus the
    * bias's 1. */
   ck_near(K[1], 0.6775475678, 1e-9);
   ck_near(K[0] + T[0], 3.0, 1e-12);
   ck_near(K[1] + T[1], 2.1004472266, 1e-9);
   /* Fixed stem: the stem's weight term is gone, the readout's stays. */
-  ck_assert_int_eq(ae_graph_kernels(&b.g, K0, 2, 0, K, T), 0);
+  ck_assert_int_eq(ae_graph_kernels(&b.g, K0, 2, 0, K, T, NULL), 0);
   ck_near(K[0] + T[0], 2.0, 1e-12);
   ck_near(K[1] + T[1], 1.0 + 0.6775475678, 1e-9);
 
@@ -346,7 +346,8 @@ START_TEST(graph_ops_and_unsupported) {
   in = add_node(&c, AE_OP_INPUT, -1, -1, -1, 0, none);
   a1 = add_node(&c, AE_OP_ACT, in, -1, -1, 0, relu);
   add_node(&c, AE_OP_LINEAR, a1, -1, -1, 2.0, none);
-  ck_assert_int_eq(ae_graph_kernels(&c.g, K0, 2, 1, K, T), AE_EUNSUPPORTED);
+  ck_assert_int_eq(ae_graph_kernels(&c.g, K0, 2, 1, K, T, NULL),
+                   AE_EUNSUPPORTED);
 
   /* Nor is a sum of activation outputs fed to an activation. */
   memset(&c, 0, sizeof(c));
@@ -358,14 +359,16 @@ START_TEST(graph_ops_and_unsupported) {
   int s = add_node(&c, AE_OP_ADD, a1, a2, -1, 0, none);
   int a3 = add_node(&c, AE_OP_ACT, s, -1, -1, 0, relu);
   add_node(&c, AE_OP_LINEAR, a3, -1, -1, 2.0, none);
-  ck_assert_int_eq(ae_graph_kernels(&c.g, K0, 2, 1, K, T), AE_EUNSUPPORTED);
+  ck_assert_int_eq(ae_graph_kernels(&c.g, K0, 2, 1, K, T, NULL),
+                   AE_EUNSUPPORTED);
 
   /* Conv and batch norm are not dense. */
   memset(&c, 0, sizeof(c));
   c.g.nodes = c.nodes;
   in = add_node(&c, AE_OP_INPUT, -1, -1, -1, 0, none);
   add_node(&c, AE_OP_CONV, in, -1, -1, 1.0, none);
-  ck_assert_int_eq(ae_graph_kernels(&c.g, K0, 2, 1, K, T), AE_EUNSUPPORTED);
+  ck_assert_int_eq(ae_graph_kernels(&c.g, K0, 2, 1, K, T, NULL),
+                   AE_EUNSUPPORTED);
 }
 END_TEST
 
@@ -404,8 +407,8 @@ START_TEST(lowered_mlp_dag_matches_dag) {
     ck_assert_int_eq(ae_arch_lower(&a, &o, &lim, "/architecture", &g, &p), 0);
     for (int stem = 0; stem < 2; stem++) {
       double K[9], T[9], Kg[9], Tg[9];
-      ck_assert_int_eq(ae_dag_kernels(&a.dag, X3, 3, stem, K, T), 0);
-      ck_assert_int_eq(ae_graph_kernels(&g, X3, 3, stem, Kg, Tg), 0);
+      ck_assert_int_eq(ae_dag_kernels(&a.dag, X3, 3, stem, K, T, NULL), 0);
+      ck_assert_int_eq(ae_graph_kernels(&g, X3, 3, stem, Kg, Tg, NULL), 0);
       for (int e = 0; e < 9; e++) {
         ck_near(Kg[e], K[e], 1e-12 * fabs(K[e]) + 1e-13);
         ck_near(Tg[e], T[e], 1e-12 * fabs(K[e] + T[e]) + 1e-13);
@@ -459,7 +462,7 @@ START_TEST(graph_ip_postactivation_rows) {
     }
     add_node(&b, AE_OP_LINEAR, cell[d.n_nodes - 1], -1, -1, 1.0, none);
     double K[4], T[4];
-    ck_assert_int_eq(ae_graph_kernels(&b.g, K0, 2, 1, K, T), 0);
+    ck_assert_int_eq(ae_graph_kernels(&b.g, K0, 2, 1, K, T, NULL), 0);
     ck_near(K[0], rows[k].kii, 1e-5);
     ck_near(K[3], rows[k].kii, 1e-5);
     ck_near(K[1], rows[k].kij, 1e-5);
@@ -493,9 +496,9 @@ START_TEST(graph_shared_gaussian_sums) {
         x = twice ? add_node(&b, AE_OP_ADD, r1, r2, -1, 0, none) : r1;
       }
       add_node(&b, AE_OP_LINEAR, x, -1, -1, 1.0, none);
-      ck_assert_int_eq(
-          ae_graph_kernels(&b.g, X3, 3, 1, twice ? Ks : Kp, twice ? Ts : Tp),
-          0);
+      ck_assert_int_eq(ae_graph_kernels(&b.g, X3, 3, 1, twice ? Ks : Kp,
+                                        twice ? Ts : Tp, NULL),
+                       0);
     }
     /* The readout's NTK K + T scales like K. */
     for (int e = 0; e < 9; e++) {

@@ -20,17 +20,17 @@
 START_TEST(eigenvalues) {
   const double A[4] = {2, 1, 1, 2};
   double w[3];
-  ck_assert_int_eq(ae_sym_eigvals(A, 2, w), 0);
+  ck_assert_int_eq(ae_sym_eigvals(A, 2, w, NULL), 0);
   ck_near(w[0], 1, 1e-14);
   ck_near(w[1], 3, 1e-14);
   /* The tridiagonal [-1 2 -1] of order 3: 2 - sqrt(2), 2, 2 + sqrt(2). */
   const double B[9] = {2, -1, 0, -1, 2, -1, 0, -1, 2};
-  ck_assert_int_eq(ae_sym_eigvals(B, 3, w), 0);
+  ck_assert_int_eq(ae_sym_eigvals(B, 3, w, NULL), 0);
   ck_near(w[0], 2 - sqrt(2), 1e-14);
   ck_near(w[1], 2, 1e-14);
   ck_near(w[2], 2 + sqrt(2), 1e-14);
   const double bad[4] = {1, NAN, NAN, 1};
-  ck_assert_int_eq(ae_sym_eigvals(bad, 2, w), AE_EINVAL);
+  ck_assert_int_eq(ae_sym_eigvals(bad, 2, w, NULL), AE_EINVAL);
 }
 END_TEST
 
@@ -44,7 +44,7 @@ START_TEST(arora_h_infinity) {
   const double H[4] = {0.5, off, off, 0.5};
   const double y[2] = {1, -1};
   double q, jitter;
-  ck_assert_int_eq(ae_kernel_quadratic(H, 2, y, 1, &q, &jitter), 0);
+  ck_assert_int_eq(ae_kernel_quadratic(H, 2, y, 1, &q, &jitter, NULL), 0);
   ck_near(jitter, 0, 0);
   ck_near(q, 6.9312036652, 1e-9);
   ck_near(sqrt(2 * q / 2), 2.6327179236, 1e-9);
@@ -56,11 +56,11 @@ START_TEST(singular_needs_jitter) {
   const double G[4] = {1, 1, 1, 1};
   const double y_null[2] = {1, -1}, y_range[2] = {1, 1};
   double q, jitter;
-  ck_assert_int_eq(ae_kernel_quadratic(G, 2, y_null, 1, &q, &jitter), 0);
+  ck_assert_int_eq(ae_kernel_quadratic(G, 2, y_null, 1, &q, &jitter, NULL), 0);
   ck_near(jitter, 1e-10, 1e-25);
   /* (1, -1) is the null eigenvector: q = 2 / jitter. */
   ck_near(q / (2 / 1e-10), 1, 1e-5);
-  ck_assert_int_eq(ae_kernel_quadratic(G, 2, y_range, 1, &q, &jitter), 0);
+  ck_assert_int_eq(ae_kernel_quadratic(G, 2, y_range, 1, &q, &jitter, NULL), 0);
   ck_near(q, 2 / (2 + 1e-10), 1e-5);
 }
 END_TEST
@@ -70,10 +70,12 @@ START_TEST(indefinite_rejected) {
   const double G[4] = {1, 2, 2, 1};
   const double y[2] = {1, 0};
   double q, jitter;
-  ck_assert_int_eq(ae_kernel_quadratic(G, 2, y, 1, &q, &jitter), AE_EINVAL);
+  ck_assert_int_eq(ae_kernel_quadratic(G, 2, y, 1, &q, &jitter, NULL),
+                   AE_EINVAL);
   ck_assert(isnan(q));
   const double zero[4] = {0, 0, 0, 0};
-  ck_assert_int_eq(ae_kernel_quadratic(zero, 2, y, 1, &q, &jitter), AE_EINVAL);
+  ck_assert_int_eq(ae_kernel_quadratic(zero, 2, y, 1, &q, &jitter, NULL),
+                   AE_EINVAL);
 }
 END_TEST
 
@@ -83,9 +85,9 @@ START_TEST(multi_column) {
   const double Y[6] = {1, -0.5, 0.25, 2, -1, 0.5};
   const double c0[3] = {1, 0.25, -1}, c1[3] = {-0.5, 2, 0.5};
   double q, q0, q1, jitter;
-  ck_assert_int_eq(ae_kernel_quadratic(G, 3, Y, 2, &q, &jitter), 0);
-  ck_assert_int_eq(ae_kernel_quadratic(G, 3, c0, 1, &q0, &jitter), 0);
-  ck_assert_int_eq(ae_kernel_quadratic(G, 3, c1, 1, &q1, &jitter), 0);
+  ck_assert_int_eq(ae_kernel_quadratic(G, 3, Y, 2, &q, &jitter, NULL), 0);
+  ck_assert_int_eq(ae_kernel_quadratic(G, 3, c0, 1, &q0, &jitter, NULL), 0);
+  ck_assert_int_eq(ae_kernel_quadratic(G, 3, c1, 1, &q1, &jitter, NULL), 0);
   ck_near(q, q0 + q1, 1e-13);
   /* Against the explicit inverse (adjugate over determinant). */
   double inv[9], det = 0;

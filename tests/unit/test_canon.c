@@ -631,8 +631,8 @@ START_TEST(mlp_dag_equal_keys_have_equal_kernels) {
       ck_assert_int_eq(ae_arch_canon(&a, &c), AE_OK);
       memcpy(rows[i].key, c.key, sizeof rows[i].key);
       ae_canon_free(&c);
-      ck_assert_int_eq(ae_dag_kernels(&a.dag, K0, N, 1, rows[i].K, rows[i].T),
-                       AE_OK);
+      ck_assert_int_eq(
+          ae_dag_kernels(&a.dag, K0, N, 1, rows[i].K, rows[i].T, NULL), AE_OK);
       ae_arch_free(&a);
       for (int m = 0; m < i; m++) {
         if (strcmp(rows[m].key, rows[i].key)) continue;

@@ -229,8 +229,8 @@ static void check_ntk(net_pair *p, const float *x, int batch,
   for (size_t e = 0; e < bb; e++)
     ck_assert_msg(fabs(th[e] - td[e]) <= 1e-3 * dmax,
                   "theta[%zu]: host %.10g device %.10g", e, th[e], td[e]);
-  ck_assert_int_eq(ae_sym_eigvals(th, batch, wh), 0);
-  ck_assert_int_eq(ae_sym_eigvals(td, batch, wd), 0);
+  ck_assert_int_eq(ae_sym_eigvals(th, batch, wh, NULL), 0);
+  ck_assert_int_eq(ae_sym_eigvals(td, batch, wd, NULL), 0);
   double lmax = fabs(wh[batch - 1]);
   for (int i = 0; i < batch; i++)
     ck_assert_msg(fabs(wh[i] - wd[i]) <= 1e-3 * fmax(fabs(wh[i]), 1e-2 * lmax),
@@ -502,12 +502,12 @@ START_TEST(test_linear_algebra) {
     }
   for (int e = 0; e < N * C; e++)
     y[e] = ae_philox_normal(9, 2, 0, (uint64_t)e);
-  ck_assert_int_eq(ae_sym_eigvals(a, N, wh), 0);
+  ck_assert_int_eq(ae_sym_eigvals(a, N, wh, NULL), 0);
   ck_assert_int_eq(ae_cuda_sym_eigvals(g_ctx, a, N, wd), 0);
   for (int i = 0; i < N; i++)
     ck_assert(fabs(wh[i] - wd[i]) <= 1e-9 * fabs(wh[N - 1]));
   double qh, qd, jh, jd;
-  ck_assert_int_eq(ae_kernel_quadratic(a, N, y, C, &qh, &jh), 0);
+  ck_assert_int_eq(ae_kernel_quadratic(a, N, y, C, &qh, &jh, NULL), 0);
   ck_assert_int_eq(ae_cuda_kernel_quadratic(g_ctx, a, N, y, C, &qd, &jd), 0);
   ck_assert(fabs(qh - qd) <= 1e-9 * fabs(qh));
   ck_assert(jh == 0.0 && jd == 0.0);
@@ -515,7 +515,7 @@ START_TEST(test_linear_algebra) {
   for (int i = 0; i < N; i++)
     for (int j = 0; j < N; j++)
       a[i * N + j] = 1.0;
-  int rh = ae_kernel_quadratic(a, N, y, C, &qh, &jh);
+  int rh = ae_kernel_quadratic(a, N, y, C, &qh, &jh, NULL);
   int rd = ae_cuda_kernel_quadratic(g_ctx, a, N, y, C, &qd, &jd);
   ck_assert_int_eq(rh, rd);
   if (rh == 0) {

@@ -108,7 +108,8 @@ START_TEST(kernel_regression_by_hand) {
   int labels[4] = {0, 1, 1, 0};
   double mse, acc, jitter;
   ck_assert_int_eq(
-      ae_kernel_regression(theta, 4, labels, 2, &mse, &acc, &jitter), AE_OK);
+      ae_kernel_regression(theta, 4, labels, 2, &mse, &acc, &jitter, NULL),
+      AE_OK);
   ck_assert_double_eq_tol(mse, 0.25, 1e-15);
   ck_assert_double_eq(acc, 1.0);
   ck_assert_double_eq(jitter, 0.0);
@@ -118,7 +119,8 @@ START_TEST(kernel_regression_by_hand) {
   theta[7] = theta[13] = 0.0;
   labels[3] = 1;
   ck_assert_int_eq(
-      ae_kernel_regression(theta, 4, labels, 2, &mse, &acc, &jitter), AE_OK);
+      ae_kernel_regression(theta, 4, labels, 2, &mse, &acc, &jitter, NULL),
+      AE_OK);
   ck_assert_double_eq_tol(mse, 0.75 * 0.75, 1e-15);
   ck_assert_double_eq(acc, 0.0);
   /* A rank-one Theta_TT takes a jitter and still solves. */
@@ -126,10 +128,12 @@ START_TEST(kernel_regression_by_hand) {
   for (int i = 0; i < 16; i++)
     ones[i] = 1.0;
   ck_assert_int_eq(
-      ae_kernel_regression(ones, 4, labels, 2, &mse, &acc, &jitter), AE_OK);
+      ae_kernel_regression(ones, 4, labels, 2, &mse, &acc, &jitter, NULL),
+      AE_OK);
   ck_assert(jitter > 0.0 && isfinite(mse));
   ck_assert_int_eq(
-      ae_kernel_regression(ones, 1, labels, 2, &mse, &acc, &jitter), AE_EINVAL);
+      ae_kernel_regression(ones, 1, labels, 2, &mse, &acc, &jitter, NULL),
+      AE_EINVAL);
 }
 END_TEST
 
@@ -684,7 +688,8 @@ START_TEST(engine_metrics_match_the_functions) {
                               req.settings.ntk_parameterization, theta, NULL),
                    AE_OK);
   ck_assert_int_eq(ae_kernel_regression(theta, n, batch.labels,
-                                        batch.num_classes, &mse, &acc, &jitter),
+                                        batch.num_classes, &mse, &acc, &jitter,
+                                        NULL),
                    AE_OK);
   ck_assert_double_eq_tol(sc.generalization.kernel_regression_val_mse, mse,
                           1e-12 * mse);

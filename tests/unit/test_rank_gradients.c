@@ -286,14 +286,14 @@ START_TEST(jacob_cov_closed_form) {
   fill_normal(xs, B * D, 504);
   double v, k = 1e-5;
   char why[AE_GRAD_WHY] = "";
-  ck_assert_int_eq(ae_jacob_cov(net, xs, B, &v, why, sizeof why), 0);
+  ck_assert_int_eq(ae_jacob_cov(net, xs, B, &v, why, sizeof why, NULL), 0);
   double want = -(log(B + k) + 1.0 / (B + k)) - (B - 1) * (log(k) + 1.0 / k);
   ck_assert_double_eq_tol(v, want, 1e-6 * fabs(want));
   /* Zero weights: constant rows, null with a reason. */
   size_t c;
   float *w = ae_net_param(net, l2, AE_NET_WEIGHT, &c);
   memset(w, 0, c * sizeof *w);
-  ck_assert_int_eq(ae_jacob_cov(net, xs, B, &v, why, sizeof why), 0);
+  ck_assert_int_eq(ae_jacob_cov(net, xs, B, &v, why, sizeof why, NULL), 0);
   ck_assert(isnan(v));
   ck_assert_ptr_nonnull(strstr(why, "constant"));
   ae_net_destroy(net);
@@ -530,7 +530,7 @@ static void torch_check(ae_graph *g, const int *blocks, int n_blocks,
                    0);
   ck_assert_msg(isfinite(jt), "%s", why);
   ck_assert_int_eq(ae_synflow(net, &sf), 0);
-  ck_assert_int_eq(ae_jacob_cov(net, x, B, &jc, why, sizeof why), 0);
+  ck_assert_int_eq(ae_jacob_cov(net, x, B, &jc, why, sizeof why, NULL), 0);
   ae_weight_grads w1, w2;
   ck_assert_int_eq(ae_ce_weight_grads(net, x, y, B, &w1), 0);
   ck_assert_int_eq(ae_ce_weight_grads(net, x2, y2, B, &w2), 0);
@@ -548,7 +548,7 @@ static void torch_check(ae_graph *g, const int *blocks, int n_blocks,
   ck_assert_int_eq(ae_jacobian_trainability(net, gauss, B, blocks, n_blocks, 13,
                                             g, &jt32, why, sizeof why),
                    0);
-  ck_assert_int_eq(ae_jacob_cov(net, x, B, &jc32, why, sizeof why), 0);
+  ck_assert_int_eq(ae_jacob_cov(net, x, B, &jc32, why, sizeof why, NULL), 0);
   ck_assert_int_eq(ae_ce_weight_grads(net, x, y, B, &w1), 0);
   ck_assert_int_eq(ae_ce_weight_grads(net, x2, y2, B, &w2), 0);
   double f32[5] = {jt32, jc32, ae_grad_norm(&w1), ae_snip(&w1),
