@@ -13,7 +13,8 @@ TESTS += tests/integration/test_http_api.py \
 	tests/integration/test_http_valgrind.py \
 	tests/integration/test_golden.py \
 	tests/integration/test_cnn_ops.py \
-	tests/integration/test_models.py
+	tests/integration/test_models.py \
+	tests/integration/test_deadline_linalg.py
 # The clients' suites are registered in clients/local.mk, the store's in
 # server/store.mk.
 
@@ -29,6 +30,7 @@ EXTRA_DIST += tests/integration/harness.py tests/integration/test_models.py \
 	tests/integration/test_http_valgrind.py \
 	tests/integration/test_golden.py tests/data/golden \
 	tests/integration/test_cnn_ops.py \
+	tests/integration/test_deadline_linalg.py \
 	tests/summary.sh tests/bench/run-http-bench.sh
 
 # The PyTorch reference of the ranking metrics (ranking.md §1-4) held to

@@ -128,6 +128,10 @@ static int convergence_analytic(ae_job_state *job, double *w, ae_error *err) {
   if (rc) goto done;
   sc->convergence.ntk_analytic_lambda_min = w[0];
 done:
+  if (rc == AE_EDEADLINE || rc == AE_ECANCELLED) {
+    free(t); /* stopped: no bound either */
+    return rc;
+  }
   if (!ae_arch_has_dag(r->arch.type)) {
     ae_scorecard_warn(sc, "convergence.nngp_lambda_min_bound: defined for "
                           "cell DAGs (nb201, mlp_dag) only");
