@@ -68,16 +68,17 @@ size_t ae_count_distinct_u16(const uint16_t *codes, size_t n,
 }
 
 /* The correlation of the c rows of z (each centred and scaled to unit
- * norm, or zero) and its smallest eigenvalue. */
+ * norm, or zero) and its smallest eigenvalue; ctl: the job's checkpoint
+ * inside the eigensolve (NULL: none). */
 static int corr_of_normalised(const double *z, int c, size_t hw, double *corr,
-                              double *out) {
+                              double *out, const ae_job_control *ctl) {
   double *w = corr + (size_t)c * c;
   cblas_dsyrk(CblasRowMajor, CblasUpper, CblasNoTrans, c, (int)hw, 1.0, z,
               (int)hw, 0.0, corr, c);
   for (int i = 0; i < c; i++) /* the lower triangle, for the finite check */
     for (int j = 0; j < i; j++)
       corr[(size_t)i * c + j] = corr[(size_t)j * c + i];
-  int rc = ae_sym_eigvals(corr, c, w, NULL);
+  int rc = ae_sym_eigvals(corr, c, w, ctl);
   if (rc) return rc;
   *out = w[0];
   return AE_OK;
@@ -91,7 +92,8 @@ static int corr_of_normalised(const double *z, int c, size_t hw, double *corr,
  * converts exactly), without a float64 copy of the activation first, and
  * CORR_GROUP channels at a time. */
 __attribute__((optimize("fp-contract=off"))) static int
-corr_lambda_min_f(const float *x, int c, size_t hw, double *work, double *out) {
+corr_lambda_min_f(const float *x, int c, size_t hw, double *work, double *out,
+                  const ae_job_control *ctl) {
   double *z = work, *corr = work + (size_t)c * hw;
   for (int i0 = 0; i0 < c; i0 += CORR_GROUP) {
     int m = c - i0 < CORR_GROUP ? c - i0 : CORR_GROUP;
@@ -142,7 +144,7 @@ corr_lambda_min_f(const float *x, int c, size_t hw, double *work, double *out) {
         zr[j][k] *= scale;
     }
   }
-  return corr_of_normalised(z, c, hw, corr, out);
+  return corr_of_normalised(z, c, hw, corr, out, ctl);
 }
 
 int ae_corr_lambda_min(const double *x, int c, size_t hw, double *work,
@@ -168,11 +170,13 @@ int ae_corr_lambda_min(const double *x, int c, size_t hw, double *work,
     for (size_t k = 0; k < hw; k++)
       zr[k] *= scale;
   }
-  return corr_of_normalised(z, c, hw, corr, out);
+  return corr_of_normalised(z, c, hw, corr, out, NULL);
 }
 
-int ae_channel_entropy(double *f, int batch, int c, size_t hw, double *work,
-                       double *h) {
+/* ae_channel_entropy with the job's checkpoint (ctl, NULL: none) inside
+ * the eigensolve. */
+static int channel_entropy(double *f, int batch, int c, size_t hw, double *work,
+                           double *h, const ae_job_control *ctl) {
   double *cov = work, *s = work + (size_t)c * c;
   double count = (double)batch * (double)hw;
   for (int ch = 0; ch < c; ch++) {
@@ -203,7 +207,7 @@ int ae_channel_entropy(double *f, int batch, int c, size_t hw, double *work,
   for (int i = 0; i < c; i++) /* the lower triangle, for the finite check */
     for (int j = 0; j < i; j++)
       cov[(size_t)i * c + j] = cov[(size_t)j * c + i];
-  int rc = ae_sym_eigvals(cov, c, s, NULL);
+  int rc = ae_sym_eigvals(cov, c, s, ctl);
   if (rc) return rc;
   double sum = 0.0;
   for (int i = 0; i < c; i++) {
@@ -217,6 +221,11 @@ int ae_channel_entropy(double *f, int batch, int c, size_t hw, double *work,
   }
   *h = entropy;
   return AE_OK;
+}
+
+int ae_channel_entropy(double *f, int batch, int c, size_t hw, double *work,
+                       double *h) {
+  return channel_entropy(f, batch, c, hw, work, h, NULL);
 }
 
 void ae_isotropy_progressivity(const double *h, int n, double *isotropy,
@@ -405,9 +414,11 @@ int ae_features_pattern_kernel(ae_net *net, const float *x, int batch,
   return pattern_kernel_of_forward(net, batch, K, units, NULL);
 }
 
-/* ae_features_block_entropies after the caller's forward of the batch. */
+/* ae_features_block_entropies after the caller's forward of the batch;
+ * ctl: the job's checkpoint (NULL: none), passed in each eigensolve. */
 static int block_entropies_of_forward(ae_net *net, int batch, const int *blocks,
-                                      int n_blocks, double *h) {
+                                      int n_blocks, double *h,
+                                      const ae_job_control *ctl) {
   int rc;
   const ae_graph *g = ae_net_graph(net);
   size_t most = 0, most_c = 0;
@@ -426,7 +437,7 @@ static int block_entropies_of_forward(ae_net *net, int batch, const int *blocks,
     size_t e = node_elems(nd);
     int c = nd->shape[0];
     rc = ae_net_activation64(net, blocks[l], batch, f);
-    if (!rc) rc = ae_channel_entropy(f, batch, c, e / (size_t)c, work, &h[l]);
+    if (!rc) rc = channel_entropy(f, batch, c, e / (size_t)c, work, &h[l], ctl);
   }
   free(f);
   free(work);
@@ -437,12 +448,14 @@ int ae_features_block_entropies(ae_net *net, const float *x, int batch,
                                 const int *blocks, int n_blocks, double *h) {
   int rc = ae_net_forward(net, x, batch, NULL);
   if (rc) return rc;
-  return block_entropies_of_forward(net, batch, blocks, n_blocks, h);
+  return block_entropies_of_forward(net, batch, blocks, n_blocks, h, NULL);
 }
 
 /* ae_features_corr_lambda_min on a float32 net (ae_net_set_double off)
- * after its forward of one sample: the activations read in place. */
-static int corr_lambda_min_sum_f(ae_net *net, double *sum, int *nodes) {
+ * after its forward of one sample: the activations read in place.  ctl:
+ * the job's checkpoint (NULL: none), passed in each eigensolve. */
+static int corr_lambda_min_sum_f(ae_net *net, double *sum, int *nodes,
+                                 const ae_job_control *ctl) {
   const ae_graph *g = ae_net_graph(net);
   size_t most = 0;
   for (int k = 0; k < g->n_nodes; k++) {
@@ -462,7 +475,7 @@ static int corr_lambda_min_sum_f(ae_net *net, double *sum, int *nodes) {
     int c = nd->shape[0];
     double v = 0.0;
     rc = corr_lambda_min_f(ae_net_activation(net, k), c, e / (size_t)c, work,
-                           &v);
+                           &v, ctl);
     total += v;
     counted++;
   }
@@ -648,7 +661,8 @@ static int feature_isotropy(ae_job_state *job, ae_error *err) {
   rc = h ? AE_OK : AE_ENOMEM;
   if (!rc) rc = ae_job_host_forward(job, AE_JOB_INPUT_GAUSS, &net, err);
   if (!rc)
-    rc = block_entropies_of_forward(net, job->batch.n, blocks, n_blocks, h);
+    rc = block_entropies_of_forward(net, job->batch.n, blocks, n_blocks, h,
+                                    job->ctl);
   if (!rc) {
     int zero = -1;
     for (int l = 0; l < n_blocks && zero < 0; l++)
@@ -708,7 +722,7 @@ int ae_features_convergence(ae_job_state *job, ae_error *err) {
     double v = 0.0;
     rc = ae_net_forward(net, job->batch.x_net + (size_t)i * job->batch.dim, 1,
                         NULL);
-    if (!rc) rc = corr_lambda_min_sum_f(net, &v, &nodes);
+    if (!rc) rc = corr_lambda_min_sum_f(net, &v, &nodes, job->ctl);
     if (i == 0) first = v;
     sum += v;
     if (!rc) rc = ae_job_checkpoint(job->ctl);
