@@ -28,3 +28,11 @@ tests_unit_test_analytic_linalg_LDADD = $(TEST_LIBS)
 tests_unit_test_analytic_blocked_SOURCES = tests/unit/test_analytic_blocked.c
 tests_unit_test_analytic_blocked_CFLAGS = $(TEST_CFLAGS)
 tests_unit_test_analytic_blocked_LDADD = $(TEST_LIBS)
+
+# make bench: how late a deadline fires inside the eigensolve (numbers in
+# tests/bench/RESULTS.md).
+EXTRA_PROGRAMS += tests/bench/bench_eig_deadline
+AE_BENCHES += tests/bench/bench_eig_deadline
+tests_bench_bench_eig_deadline_SOURCES = tests/bench/bench_eig_deadline.c
+tests_bench_bench_eig_deadline_CFLAGS = $(AM_CFLAGS) -O2
+tests_bench_bench_eig_deadline_LDADD = $(ENGINE_LIBS)
