@@ -7,6 +7,7 @@
 
 #include <check.h>
 #include <math.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -509,6 +510,32 @@ START_TEST(graph_shared_gaussian_sums) {
 }
 END_TEST
 
+/* The job's checkpoint inside the recursions: a cancelled or late job
+ * stops with that error (nothing leaked: the ASan build checks), and a
+ * checkpoint that never fires changes no bit. */
+START_TEST(recursions_stop_at_checkpoint) {
+  atomic_int on = 1, off = 0;
+  ae_job_control cancelled = {&on, 0}, past = {NULL, 1}, never = {&off, 0};
+  ae_dag_edge edges[64];
+  ae_dag d = make_dag("2_21_112", relu, edges);
+  double K[4], T[4], K2[4], T2[4];
+  ck_assert_int_eq(ae_dag_kernels(&d, K0, 2, 1, K, T, &past), AE_EDEADLINE);
+  ck_assert_int_eq(ae_dag_kernels(&d, K0, 2, 1, K, T, &cancelled),
+                   AE_ECANCELLED);
+  ck_assert_int_eq(ae_dag_kernels(&d, K0, 2, 1, K, T, NULL), 0);
+  ck_assert_int_eq(ae_dag_kernels(&d, K0, 2, 1, K2, T2, &never), 0);
+  ck_assert(memcmp(K, K2, sizeof K) == 0 && memcmp(T, T2, sizeof T) == 0);
+  graph_builder b;
+  lower_dag(&d, &b, 1.0);
+  ck_assert_int_eq(ae_graph_kernels(&b.g, K0, 2, 1, K, T, &past), AE_EDEADLINE);
+  ck_assert_int_eq(ae_graph_kernels(&b.g, K0, 2, 1, K, T, &cancelled),
+                   AE_ECANCELLED);
+  ck_assert_int_eq(ae_graph_kernels(&b.g, K0, 2, 1, K, T, NULL), 0);
+  ck_assert_int_eq(ae_graph_kernels(&b.g, K0, 2, 1, K2, T2, &never), 0);
+  ck_assert(memcmp(K, K2, sizeof K) == 0 && memcmp(T, T2, sizeof T) == 0);
+}
+END_TEST
+
 static Suite *kernels_suite(void) {
   Suite *s = suite_create("analytic_kernels");
   TCase *tc = tcase_create("kernels");
@@ -523,6 +550,7 @@ static Suite *kernels_suite(void) {
   tcase_add_test(tc, lowered_mlp_dag_matches_dag);
   tcase_add_test(tc, graph_ip_postactivation_rows);
   tcase_add_test(tc, graph_shared_gaussian_sums);
+  tcase_add_test(tc, recursions_stop_at_checkpoint);
   suite_add_tcase(s, tc);
   return s;
 }
