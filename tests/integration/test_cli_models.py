@@ -32,6 +32,7 @@ Prints "N passed, M failed"; 77 without the daemon."""
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -258,6 +259,7 @@ def main():
         status = d.stop()
         h.check(status == 0, "archevald exits 0 on SIGTERM", d.log_tail())
         d.cleanup()
+        shutil.rmtree(tmp, ignore_errors=True)
     h.finish()
 
 
