@@ -23,8 +23,15 @@ static int resolve(void *ctx, const char *id, ae_model_info *out) {
   memcpy(out->input_shape, m->input_shape, sizeof out->input_shape);
   out->input_rank = m->input_rank;
   out->num_classes = m->num_classes;
-  if (json_array_size(m->warnings) > 0)
-    out->warnings = json_incref(m->warnings);
+  /* Each request owns a copy of the warnings (ae_request.model_warnings). */
+  if (json_array_size(m->warnings) > 0) {
+    out->warnings = json_deep_copy(m->warnings);
+    if (!out->warnings) {
+      json_decref(out->architecture);
+      out->architecture = NULL;
+      return AE_ENOMEM;
+    }
+  }
   return AE_OK;
 }
 
