@@ -45,6 +45,7 @@ void ae_request_free(ae_request *r) {
   free(r->data.labels);
   free(r->client_ref);
   json_decref(r->normalised);
+  json_decref(r->model_warnings);
   memset(r, 0, sizeof *r);
 }
 
@@ -936,7 +937,8 @@ static int model_id_ok(const char *s) {
 
 /* {"type": "onnx", "model": id}: resolves the model and parses its graph
  * into out (out->model set).  *info gets the model's defaults (its
- * architecture released).  0, AE_EINVAL (p filled) or AE_ENOMEM. */
+ * architecture released; its warnings kept on success, released
+ * otherwise).  0, AE_EINVAL (p filled) or AE_ENOMEM. */
 static int parse_onnx_ref(const json_t *j, const ae_model_source *models,
                           const ae_limits *lim, ae_arch *out,
                           ae_model_info *info, ae_problem *p) {
@@ -952,6 +954,11 @@ static int parse_onnx_ref(const json_t *j, const ae_model_source *models,
     return AE_EINVAL;
   }
   int rc = models ? models->resolve(models->ctx, id, info) : AE_ENOTFOUND;
+  if (rc) { /* a resolver fills nothing it keeps on failure */
+    json_decref(info->architecture);
+    json_decref(info->warnings);
+    memset(info, 0, sizeof *info);
+  }
   if (rc == AE_ENOTFOUND) {
     ae_problem_add(p, "/architecture/model",
                    "no model %s is stored here; upload it with POST "
@@ -968,16 +975,19 @@ static int parse_onnx_ref(const json_t *j, const ae_model_source *models,
   rc = ae_arch_from_json(info->architecture, "/architecture", lim, out, p);
   json_decref(info->architecture);
   info->architecture = NULL;
-  if (rc) return rc;
-  if (errors) {
+  if (rc == AE_OK && errors) {
     ae_arch_free(out);
-    return AE_EINVAL;
+    rc = AE_EINVAL;
   }
-  if (!(out->model = strdup(id))) {
+  if (rc == AE_OK && !(out->model = strdup(id))) {
     ae_arch_free(out);
-    return AE_ENOMEM;
+    rc = AE_ENOMEM;
   }
-  return AE_OK;
+  if (rc) {
+    json_decref(info->warnings);
+    info->warnings = NULL;
+  }
+  return rc;
 }
 
 int ae_request_parse(const json_t *body, const ae_catalog *cat,
@@ -1031,6 +1041,8 @@ int ae_request_parse_models(const json_t *body, const ae_catalog *cat,
     if (strcmp(ts, "onnx") == 0) {
       rc = parse_onnx_ref(arch, models, lim, &out->arch, &model, p);
       if (rc == AE_OK) has_model = 1;
+      out->model_warnings = model.warnings; /* freed with out */
+      model.warnings = NULL;
     } else {
       rc = ae_arch_from_json(arch, "/architecture", lim, &out->arch, p);
     }

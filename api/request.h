@@ -80,9 +80,13 @@ typedef struct {
   ae_settings settings;
   int priority; /* lower runs sooner */
   long long timeout_ms;
-  char *client_ref;   /* NULL when absent */
-  json_t *normalised; /* owned: the request with defaults filled in,
-                         as the job resource's "request" shows it */
+  char *client_ref;       /* NULL when absent */
+  json_t *normalised;     /* owned: the request with defaults filled in,
+                             as the job resource's "request" shows it */
+  json_t *model_warnings; /* owned: an uploaded model's import warnings
+                             (strings, ae_model_info.warnings), NULL when
+                             none; the engine reports each as
+                             "architecture.model: ..." */
 } ae_request;
 
 /* Validates body against the catalog and limits.  Returns 0, or AE_EINVAL
@@ -99,6 +103,9 @@ typedef struct {
                                      parser releases */
   int input_shape[3], input_rank; /* per-sample: the default data shape */
   int num_classes;                /* the output's width: the default */
+  json_t *warnings; /* the import's warnings (an array of strings, e.g. BN
+                       folded into the convs): a new reference the parser
+                       takes, or NULL */
 } ae_model_info;
 
 /* Where ae_request_parse_models finds the models a request names (the

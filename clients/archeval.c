@@ -25,7 +25,10 @@ static void usage(FILE *f) {
       "                        export, delete (--watch: a progress bar)\n"
       "  submit FILE|-         submit a job (or a batch: a JSON array or\n"
       "                        {\"jobs\":[...]}); prints the id(s);\n"
-      "                        --wait prints the result\n"
+      "                        --wait prints the result; --model M.onnx\n"
+      "                        uploads M and submits it\n"
+      "  model upload FILE.onnx  upload an ONNX model (prints its id and\n"
+      "                        description); model get ID, model delete ID\n"
       "  get ID...             print a job\n"
       "  wait ID...            wait for jobs (long polls); --timeout SECS,\n"
       "                        --progress (rate and time left)\n"
@@ -66,6 +69,7 @@ static const command commands[] = {
     {"list", ae_cli_list},     {"info", ae_cli_info},
     {"rank", ae_cli_rank},     {"canon", ae_cli_canon},
     {"study", ae_cli_study},   {"onnx-lower", ae_cli_onnx_lower},
+    {"model", ae_cli_models},
 };
 
 int main(int argc, char **argv) {

@@ -32,6 +32,7 @@ int ae_cli_score(int argc, char **argv);
 typedef struct {
   char id[72]; /* "sha256:<hex>" of the file */
   json_t *architecture;
+  json_t *warnings; /* the import's warnings (strings) */
   int input_shape[3], input_rank, num_classes;
   ae_model_source source;
 } ae_cli_model;
@@ -59,5 +60,7 @@ int ae_cli_cancel(int argc, char **argv);
 int ae_cli_delete(int argc, char **argv);
 int ae_cli_list(int argc, char **argv);
 int ae_cli_info(int argc, char **argv);
+/* `model upload|get|delete`: uploaded ONNX models. */
+int ae_cli_models(int argc, char **argv);
 
 #endif

@@ -2,8 +2,9 @@
  * MODEL.onnx` imports the file in this process (api/onnx.h), lowers it
  * once for its own input shape (for the number of classes), and resolves
  * {"type": "onnx", "model": id} requests to it, exactly as archevald
- * resolves an uploaded model.  Single-threaded: the main thread loads,
- * resolves and frees it. */
+ * resolves an uploaded model (its import warnings included: each job's
+ * result reports them as "architecture.model: ...").  Single-threaded: the main
+ * thread loads, resolves and frees it. */
 #include "config.h"
 
 #include <stdio.h>
@@ -22,6 +23,15 @@ static int resolve(void *ctx, const char *id, ae_model_info *out) {
   memcpy(out->input_shape, m->input_shape, sizeof out->input_shape);
   out->input_rank = m->input_rank;
   out->num_classes = m->num_classes;
+  /* Each request owns a copy of the warnings (ae_request.model_warnings). */
+  if (json_array_size(m->warnings) > 0) {
+    out->warnings = json_deep_copy(m->warnings);
+    if (!out->warnings) {
+      json_decref(out->architecture);
+      out->architecture = NULL;
+      return AE_ENOMEM;
+    }
+  }
   return AE_OK;
 }
 
@@ -55,6 +65,7 @@ int ae_cli_model_load(const void *bytes, size_t len, ae_cli_model *m,
     ae_sha256_hex(bytes, len, hex);
     snprintf(m->id, sizeof m->id, "sha256:%s", hex);
     m->architecture = json_incref(om.architecture);
+    m->warnings = json_incref(om.warnings);
     memcpy(m->input_shape, om.input_shape, sizeof m->input_shape);
     m->input_rank = om.input_rank;
     m->num_classes = g.num_classes;
@@ -69,5 +80,6 @@ int ae_cli_model_load(const void *bytes, size_t len, ae_cli_model *m,
 
 void ae_cli_model_free(ae_cli_model *m) {
   json_decref(m->architecture);
+  json_decref(m->warnings);
   memset(m, 0, sizeof *m);
 }

@@ -171,8 +171,9 @@ static void sleep_seconds(double seconds) {
 /* One attempt.  Returns AE_OK with the response filled, AE_EIO with
  * errbuf filled, or AE_ENOMEM. */
 static int attempt(ae_http_client *client, const char *method, const char *url,
-                   const char *body, struct curl_slist *headers,
-                   long timeout_ms, ae_http_response *response, char *errbuf,
+                   const void *body, size_t body_len,
+                   struct curl_slist *headers, long timeout_ms,
+                   ae_http_response *response, char *errbuf,
                    size_t errbuf_len) {
   CURL *curl = client->curl;
   body_buffer buf = {NULL, 0, 0, 0};
@@ -192,8 +193,7 @@ static int attempt(ae_http_client *client, const char *method, const char *url,
   if (timeout_ms > 0) curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, timeout_ms);
   if (body) {
     curl_easy_setopt(curl, CURLOPT_POSTFIELDS, body);
-    curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE_LARGE,
-                     (curl_off_t)strlen(body));
+    curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)body_len);
   }
   if (strcmp(method, "GET") == 0) {
     curl_easy_setopt(curl, CURLOPT_HTTPGET, 1L);
@@ -234,6 +234,16 @@ int ae_http_request(ae_http_client *client, const char *method,
                     const char *idempotency_key, long timeout_ms,
                     ae_http_response *response, char *errbuf,
                     size_t errbuf_len) {
+  return ae_http_request_bytes(
+      client, method, path, body, body ? strlen(body) : 0, "application/json",
+      idempotency_key, timeout_ms, response, errbuf, errbuf_len);
+}
+
+int ae_http_request_bytes(ae_http_client *client, const char *method,
+                          const char *path, const void *body, size_t body_len,
+                          const char *content_type, const char *idempotency_key,
+                          long timeout_ms, ae_http_response *response,
+                          char *errbuf, size_t errbuf_len) {
   *response = (ae_http_response)AE_HTTP_RESPONSE_INIT;
   if (errbuf_len) errbuf[0] = 0;
   size_t url_len = strlen(client->base_url) + strlen(path) + 1;
@@ -246,7 +256,10 @@ int ae_http_request(ae_http_client *client, const char *method,
   grown = curl_slist_append(headers, "Accept: application/json");
   if (grown) headers = grown;
   if (grown && body) {
-    grown = curl_slist_append(headers, "Content-Type: application/json");
+    char line[300];
+    snprintf(line, sizeof line, "Content-Type: %s",
+             content_type ? content_type : "application/json");
+    grown = curl_slist_append(headers, line);
     if (grown) headers = grown;
   }
   if (grown) {
@@ -264,8 +277,8 @@ int ae_http_request(ae_http_client *client, const char *method,
 
   double backoff_s = 0.5;
   for (int try = 1; status == AE_OK; try++) {
-    status = attempt(client, method, url, body, headers, timeout_ms, response,
-                     errbuf, errbuf_len);
+    status = attempt(client, method, url, body, body_len, headers, timeout_ms,
+                     response, errbuf, errbuf_len);
     if (try >= client->max_tries || status == AE_ENOMEM) break;
     double wait_s;
     if (status == AE_EIO) {

@@ -51,6 +51,14 @@ int ae_http_request(ae_http_client *client, const char *method,
                     ae_http_response *response, char *errbuf,
                     size_t errbuf_len);
 
+/* ae_http_request with a body of body_len bytes (binary allowed: an ONNX
+ * file) sent as content_type (NULL: application/json). */
+int ae_http_request_bytes(ae_http_client *client, const char *method,
+                          const char *path, const void *body, size_t body_len,
+                          const char *content_type, const char *idempotency_key,
+                          long timeout_ms, ae_http_response *response,
+                          char *errbuf, size_t errbuf_len);
+
 void ae_http_response_clear(ae_http_response *response);
 
 /* Writes a random RFC 4122 version 4 UUID (36 characters and a NUL) into

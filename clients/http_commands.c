@@ -1,7 +1,7 @@
 /* http_commands.c: the archeval CLI's server commands (submit, get, wait,
- * cancel, delete, list, info), each a thin layer over the HTTP API of
- * api.md through http_client.c.  Answers are printed as JSON on stdout;
- * problem+json errors are printed readably on stderr and mapped to the
+ * cancel, delete, list, info, model upload/get/delete), each a thin layer over
+ * the HTTP API of api.md through http_client.c.  Answers are printed as JSON on
+ * stdout; problem+json errors are printed readably on stderr and mapped to the
  * exit statuses of cli.h.  Single-threaded: everything here belongs to
  * the CLI's main thread. */
 #include "api/scorecard.h"
@@ -17,6 +17,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "api/sha256.h"
 #include "api/status.h"
 #include "clients/cli.h"
 #include "clients/http_client.h"
@@ -200,15 +201,16 @@ static void print_error_response(const char *method, const char *path,
  * answer returns AE_EXIT_OK and, when out is not NULL, the parsed body (a
  * new reference, NULL for an empty body).  Otherwise prints why on stderr
  * and returns the exit status. */
-static int call_api(ae_http_client *client, const char *method,
-                    const char *path, const char *body,
-                    const char *idempotency_key, long timeout_ms,
-                    json_t **out) {
+static int call_api_bytes(ae_http_client *client, const char *method,
+                          const char *path, const void *body, size_t body_len,
+                          const char *content_type, const char *idempotency_key,
+                          long timeout_ms, json_t **out) {
   if (out) *out = NULL;
   ae_http_response response = AE_HTTP_RESPONSE_INIT;
   char errbuf[512];
-  int status = ae_http_request(client, method, path, body, idempotency_key,
-                               timeout_ms, &response, errbuf, sizeof errbuf);
+  int status = ae_http_request_bytes(client, method, path, body, body_len,
+                                     content_type, idempotency_key, timeout_ms,
+                                     &response, errbuf, sizeof errbuf);
   if (status == AE_ENOMEM) {
     fprintf(stderr, "archeval: out of memory\n");
     return AE_EXIT_FAILURE;
@@ -234,6 +236,15 @@ static int call_api(ae_http_client *client, const char *method,
   }
   ae_http_response_clear(&response);
   return code;
+}
+
+/* call_api_bytes with a JSON body (NUL-terminated) or none. */
+static int call_api(ae_http_client *client, const char *method,
+                    const char *path, const char *body,
+                    const char *idempotency_key, long timeout_ms,
+                    json_t **out) {
+  return call_api_bytes(client, method, path, body, body ? strlen(body) : 0,
+                        "application/json", idempotency_key, timeout_ms, out);
 }
 
 /* Prints a JSON value on stdout, pretty (indent 2) or on one line. */
@@ -399,15 +410,212 @@ static int wait_for_jobs(ae_http_client *client, char **ids, size_t n,
   return code;
 }
 
+/* ---- models ----------------------------------------------------------- */
+
+/* 1 when id is "sha256:" and 64 lowercase hex digits (api.md "Models"). */
+static int valid_model_id(const char *id) {
+  if (strncmp(id, "sha256:", 7) || strlen(id) != 71) return 0;
+  for (const char *c = id + 7; *c; c++)
+    if (!((*c >= '0' && *c <= '9') || (*c >= 'a' && *c <= 'f'))) return 0;
+  return 1;
+}
+
+/* Uploads the ONNX file at path (POST /v1/models).  AE_EXIT_OK with *desc
+ * (the model's description, a new reference), else the exit status with
+ * the reason on stderr.  The import's warnings (a BN folded into the
+ * convs) are printed on stderr. */
+static int upload_model(ae_http_client *client, const char *path,
+                        json_t **desc) {
+  *desc = NULL;
+  size_t len = 0;
+  char *bytes = NULL;
+  int read_rc = ae_cli_read_file(path, AE_SUBMIT_MAX_INPUT, &bytes, &len);
+  if (read_rc) {
+    fprintf(stderr, "archeval: cannot read '%s': %s\n", path,
+            read_rc == AE_EIO      ? strerror(errno)
+            : read_rc == AE_EINVAL ? "larger than 1 GiB"
+                                   : ae_strerror(read_rc));
+    return AE_EXIT_FAILURE;
+  }
+  char hex[65], expected[72];
+  ae_sha256_hex(bytes, len, hex);
+  snprintf(expected, sizeof expected, "sha256:%s", hex);
+  json_t *answer = NULL;
+  int code =
+      call_api_bytes(client, "POST", "/v1/models", bytes, len,
+                     "application/onnx", NULL, REQUEST_TIMEOUT_MS, &answer);
+  free(bytes);
+  if (code != AE_EXIT_OK) return code;
+  const char *id = json_string_value(json_object_get(answer, "id"));
+  if (!id || strcmp(id, expected)) {
+    /* The id is the file's hash: anything else is not this file. */
+    fprintf(stderr,
+            "archeval: POST /v1/models: the answer's id %s is not the "
+            "file's %s\n",
+            id ? id : "(none)", expected);
+    json_decref(answer);
+    return AE_EXIT_FAILURE;
+  }
+  size_t i;
+  json_t *w;
+  json_array_foreach(json_object_get(answer, "warnings"), i, w) {
+    if (json_is_string(w))
+      fprintf(stderr, "archeval: model %s: warning: %s\n", path,
+              json_string_value(w));
+  }
+  *desc = answer;
+  return AE_EXIT_OK;
+}
+
+static void model_help(FILE *f) {
+  fprintf(
+      f,
+      "Usage: archeval model upload [--id] FILE.onnx...\n"
+      "       archeval model get ID...\n"
+      "       archeval model delete ID...\n"
+      "Uploaded ONNX models (POST, GET, DELETE /v1/models; the id is\n"
+      "\"sha256:\" and the file's SHA-256).  upload prints the model's\n"
+      "description (indented for one file, one line each for several;\n"
+      "with --id only its id) and the import's warnings on stderr; get\n"
+      "prints the description; delete removes the model (a model that a\n"
+      "queued or running job names: 409, exit 3).  A job then names\n"
+      "{\"type\": \"onnx\", \"model\": ID}; or use 'archeval submit --model\n"
+      "FILE.onnx', which uploads and submits in one go.\n"
+      "  --id              (upload) print only the id, one per line\n"
+      "%s",
+      common_help);
+}
+
+int ae_cli_models(int argc, char **argv) {
+  static const struct option options[] = {
+      {"id", no_argument, NULL, 'i'}, COMMON_LONG_OPTIONS, {NULL, 0, NULL, 0}};
+  if (argc >= 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
+    model_help(stdout);
+    return AE_EXIT_OK;
+  }
+  const char *action = argc >= 2 ? argv[1] : "";
+  int upload = !strcmp(action, "upload"), get = !strcmp(action, "get"),
+      del = !strcmp(action, "delete");
+  if (!upload && !get && !del) {
+    if (*action)
+      fprintf(stderr, "archeval: unknown model command '%s'\n", action);
+    model_help(stderr);
+    return AE_EXIT_USAGE;
+  }
+  argc--;
+  argv++;
+  common_options common;
+  common_init(&common);
+  int only_id = 0;
+  int opt;
+  while ((opt = getopt_long(argc, argv, "", options, NULL)) != -1) {
+    int handled = common_option(opt, &common);
+    if (handled < 0) return AE_EXIT_USAGE;
+    if (handled) continue;
+    if (opt == 'i' && upload) {
+      only_id = 1;
+      continue;
+    }
+    if (opt == OPT_HELP) {
+      model_help(stdout);
+      return AE_EXIT_OK;
+    }
+    model_help(stderr);
+    return AE_EXIT_USAGE;
+  }
+  if (optind >= argc) {
+    model_help(stderr);
+    return AE_EXIT_USAGE;
+  }
+  for (int i = optind; !upload && i < argc; i++) {
+    if (!valid_model_id(argv[i])) {
+      fprintf(stderr,
+              "archeval: '%s' is not a model id (\"sha256:\" and 64 "
+              "lowercase hex digits)\n",
+              argv[i]);
+      return AE_EXIT_USAGE;
+    }
+  }
+  ae_http_client *client;
+  int code = open_client(&common, &client);
+  if (code != AE_EXIT_OK) return code;
+  int several = argc - optind > 1;
+  for (int i = optind; i < argc; i++) {
+    json_t *desc = NULL;
+    int one;
+    if (upload) {
+      one = upload_model(client, argv[i], &desc);
+    } else {
+      char path[128];
+      snprintf(path, sizeof path, "/v1/models/%s", argv[i]);
+      one = call_api(client, get ? "GET" : "DELETE", path, NULL, NULL,
+                     REQUEST_TIMEOUT_MS, get ? &desc : NULL);
+    }
+    if (one == AE_EXIT_OK && desc) {
+      if (only_id) {
+        printf("%s\n", json_string_value(json_object_get(desc, "id")));
+        fflush(stdout);
+        one = ferror(stdout) ? AE_EXIT_FAILURE : AE_EXIT_OK;
+      } else {
+        one = print_json(desc, !several);
+      }
+    }
+    json_decref(desc);
+    if (one != AE_EXIT_OK && code == AE_EXIT_OK) code = one;
+  }
+  ae_http_client_free(client);
+  return code;
+}
+
+/* submit --model: puts {"type": "onnx", "model": id} into each request of
+ * parsed (one request, a JSON array, or {"jobs": [...]}), which must not
+ * name an architecture.  id: NULL to check only.  AE_EXIT_OK, or
+ * AE_EXIT_USAGE / AE_EXIT_FAILURE with the reason on stderr. */
+static int set_model_architecture(json_t *parsed, const char *file,
+                                  const char *id) {
+  json_t *jobs = json_is_array(parsed) ? parsed
+                 : json_is_object(parsed) && json_object_get(parsed, "jobs")
+                     ? json_object_get(parsed, "jobs")
+                     : NULL;
+  size_t n = jobs ? json_array_size(jobs) : 1;
+  for (size_t i = 0; i < n; i++) {
+    json_t *job = jobs ? json_array_get(jobs, i) : parsed;
+    if (!json_is_object(job)) {
+      fprintf(stderr, "archeval: '%s': request %zu is not a JSON object\n",
+              file, i);
+      return AE_EXIT_USAGE;
+    }
+    if (json_object_get(job, "architecture")) {
+      fprintf(stderr,
+              "archeval: '%s': request %zu has an \"architecture\"; "
+              "--model gives it\n",
+              file, i);
+      return AE_EXIT_USAGE;
+    }
+    if (id && json_object_set_new(
+                  job, "architecture",
+                  json_pack("{s:s, s:s}", "type", "onnx", "model", id))) {
+      fprintf(stderr, "archeval: out of memory\n");
+      return AE_EXIT_FAILURE;
+    }
+  }
+  return AE_EXIT_OK;
+}
+
 /* ---- submit ----------------------------------------------------------- */
 
 static void submit_help(FILE *f) {
   fprintf(
       f,
       "Usage: archeval submit [OPTIONS] FILE|-\n"
+      "       archeval submit [OPTIONS] --model MODEL.onnx [FILE|-]\n"
       "Submits the job request in FILE (or stdin) and prints its id.  A\n"
       "JSON array of requests, or {\"jobs\":[...]}, is one batch (all or\n"
       "nothing); the ids are printed one per line.\n"
+      "  --model MODEL.onnx  upload the ONNX file (POST /v1/models), then\n"
+      "                    submit it as {\"type\": \"onnx\", \"model\": id}:\n"
+      "                    FILE's request(s) must have no architecture\n"
+      "                    (no FILE: the defaults)\n"
       "  --wait            wait for the job(s); print the result JSON (one\n"
       "                    job) or each finished job on one line (several)\n"
       "  --timeout SECS    with --wait, give up after SECS (exit 5)\n"
@@ -427,13 +635,14 @@ int ae_cli_submit(int argc, char **argv) {
       {"full", no_argument, NULL, 'f'},
       {"progress", no_argument, NULL, 'P'},
       {"idempotency-key", required_argument, NULL, 'k'},
+      {"model", required_argument, NULL, 'm'},
       COMMON_LONG_OPTIONS,
       {NULL, 0, NULL, 0}};
   common_options common;
   common_init(&common);
   wait_options w = {0, -1, 0};
   int do_wait = 0;
-  const char *key = NULL;
+  const char *key = NULL, *model_file = NULL;
   int opt;
   while ((opt = getopt_long(argc, argv, "", options, NULL)) != -1) {
     int handled = common_option(opt, &common);
@@ -452,6 +661,9 @@ int ae_cli_submit(int argc, char **argv) {
     case 'k':
       key = optarg;
       break;
+    case 'm':
+      model_file = optarg;
+      break;
     case 't':
       if (parse_seconds(optarg, &w.timeout_s) < 0) return AE_EXIT_USAGE;
       break;
@@ -463,15 +675,16 @@ int ae_cli_submit(int argc, char **argv) {
       return AE_EXIT_USAGE;
     }
   }
-  if (optind + 1 != argc) {
+  if (optind + 1 != argc && !(model_file && optind == argc)) {
     submit_help(stderr);
     return AE_EXIT_USAGE;
   }
   w.progress = progress_wanted(w.progress);
-  const char *file = argv[optind];
+  const char *file = optind < argc ? argv[optind] : NULL;
   size_t len = 0;
   char *text = NULL;
-  int read_rc = ae_cli_read_file(file, AE_SUBMIT_MAX_INPUT, &text, &len);
+  int read_rc = file ? ae_cli_read_file(file, AE_SUBMIT_MAX_INPUT, &text, &len)
+                     : ((text = strdup("{}")) ? (len = 2, AE_OK) : AE_ENOMEM);
   if (read_rc) {
     fprintf(stderr, "archeval: cannot read '%s': %s\n", file,
             read_rc == AE_EIO      ? strerror(errno)
@@ -491,9 +704,51 @@ int ae_cli_submit(int argc, char **argv) {
 
   /* Decide between one job and a batch.  Unparsable text goes as one job,
    * so the server's 400 names the line and column. */
-  json_t *parsed = json_loadb(text, len, 0, NULL);
+  json_error_t parse_error;
+  json_t *parsed = json_loadb(text, len, 0, &parse_error);
   int batch = json_is_array(parsed) ||
               (json_is_object(parsed) && json_object_get(parsed, "jobs"));
+  ae_http_client *client = NULL;
+  if (model_file) {
+    /* Check the requests, upload, then name the model in each. */
+    int code = AE_EXIT_OK;
+    if (!parsed) {
+      fprintf(stderr, "archeval: '%s': line %d, column %d: %s\n", file,
+              parse_error.line, parse_error.column, parse_error.text);
+      code = AE_EXIT_INVALID;
+    }
+    if (code == AE_EXIT_OK)
+      code = set_model_architecture(parsed, file ? file : "-", NULL);
+    if (code == AE_EXIT_OK) code = open_client(&common, &client);
+    json_t *desc = NULL;
+    if (code == AE_EXIT_OK) code = upload_model(client, model_file, &desc);
+    if (code == AE_EXIT_OK) {
+      code = set_model_architecture(
+          parsed, file ? file : "-",
+          json_string_value(json_object_get(desc, "id")));
+      fprintf(stderr, "uploaded %s as %s\n", model_file,
+              json_string_value(json_object_get(desc, "id")));
+    }
+    json_decref(desc);
+    char *dumped = code == AE_EXIT_OK && !json_is_array(parsed)
+                       ? json_dumps(parsed, JSON_COMPACT | JSON_PRESERVE_ORDER |
+                                                JSON_REAL_PRECISION(17))
+                       : NULL;
+    if (code == AE_EXIT_OK && !json_is_array(parsed) && !dumped) {
+      fprintf(stderr, "archeval: out of memory\n");
+      code = AE_EXIT_FAILURE;
+    }
+    if (code != AE_EXIT_OK) {
+      json_decref(parsed);
+      free(text);
+      ae_http_client_free(client);
+      return code;
+    }
+    if (dumped) {
+      free(text);
+      text = dumped;
+    }
+  }
   char *body = text;
   if (json_is_array(parsed)) {
     json_t *wrapped = json_pack("{sO}", "jobs", parsed);
@@ -510,8 +765,7 @@ int ae_cli_submit(int argc, char **argv) {
   }
   json_decref(parsed);
 
-  ae_http_client *client;
-  int code = open_client(&common, &client);
+  int code = client ? AE_EXIT_OK : open_client(&common, &client);
   if (code != AE_EXIT_OK) {
     if (body != text) free(body);
     free(text);

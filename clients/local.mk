@@ -13,6 +13,7 @@ clients_archeval_LDADD = api/libaeonnx.a $(ENGINE_LIBS) $(CURL_LIBS) \
 # skips with 77 when the daemon is not built) and the deploy kit's static
 # checks.  Each prints "N passed, M failed" last.
 AE_CLIENT_TESTS = tests/integration/test_cli.py \
+	tests/integration/test_cli_models.py \
 	tests/integration/test_cli_rank.py \
 	tests/integration/test_python_client.py \
 	tests/integration/test_python_nas.py \

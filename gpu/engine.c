@@ -157,6 +157,11 @@ static void provenance_start(const ae_engine *e, const ae_request *req,
                              ae_scorecard *sc) {
   snprintf(sc->provenance.backend, sizeof sc->provenance.backend, "%s",
            e->cfg.backend == AE_BACKEND_CUDA ? e->name : "host");
+  /* An uploaded model's import warnings (a BN folded into the convs). */
+  for (size_t i = 0; i < json_array_size(req->model_warnings); i++) {
+    const char *w = json_string_value(json_array_get(req->model_warnings, i));
+    if (w) ae_scorecard_warn(sc, "architecture.model: %s", w);
+  }
   int host_only = ae_plan_first_host_only_node(&req->net);
   if (e->cfg.backend == AE_BACKEND_CUDA && host_only >= 0) {
     /* The CUDA executor runs such a graph on a host net of its own. */

@@ -95,6 +95,15 @@ int ae_cache_keys(const ae_request *req, char canonical[65], char key[65]) {
   json_object_del(rest, "client_ref");
   json_object_del(rest, "priority");
   json_object_del(rest, "timeout_ms");
+  /* An uploaded model's import warnings are part of its result: a model
+   * whose graph equals another's but whose BN was folded must not share
+   * the other's result.  Absent (the key as before) when there are none. */
+  if (json_array_size(req->model_warnings) > 0 &&
+      json_object_set_new(rest, "model_warnings",
+                          json_deep_copy(req->model_warnings))) {
+    json_decref(rest);
+    return AE_ENOMEM;
+  }
   char *text = json_dumps(rest, JSON_COMPACT | JSON_SORT_KEYS);
   json_decref(rest);
   if (!text) return AE_ENOMEM;

@@ -4,9 +4,10 @@
  * A job's cache key is the SHA-256 of its architecture's canonical key
  * (api/canon.h) and of everything else that changes its numbers: the
  * normalised request without architecture, client_ref, priority and
- * timeout (data, seed, metrics or profile, settings), the canonical
- * form's version and the engine's version.  A submission whose key is in
- * the store's cache finishes at once, succeeded, "cached": true, with the
+ * timeout (data, seed, metrics or profile, settings), an uploaded
+ * model's import warnings when it has any (they are in its result), the
+ * canonical form's version and the engine's version.  A submission whose key is
+ * in the store's cache finishes at once, succeeded, "cached": true, with the
  * stored result; one whose key matches an earlier job of the same batch,
  * or (for a study's member) any job still queued or running, waits for it
  * ("deferred") and takes its result when it succeeds, or runs when it

@@ -6,9 +6,10 @@
  * Design.  An upload is hashed, decoded (api/onnx.c), parsed and lowered
  * for the model's own input shape on a threadpool thread, which builds two
  * texts: the description (the answer) and the "resolved" form a job needs
- * ({"architecture": graph, "input_shape", "num_classes"}).  The loop then
- * stores both with the bytes (the first upload of some bytes wins: 201,
- * later ones 200) and answers.  A job naming the model reads the resolved
+ * ({"architecture": graph, "input_shape", "num_classes", "warnings"}: the
+ * import's warnings reach each job's result as "architecture.model: ...").  The
+ * loop then stores both with the bytes (the first upload of some bytes wins:
+ * 201, later ones 200) and answers.  A job naming the model reads the resolved
  * text back (a small JSON parse on the loop, like any job body): the ONNX
  * file is never decoded on the loop thread.  Models are independent of
  * jobs, except that one a queued or running job names cannot be deleted.
@@ -95,9 +96,9 @@ static int describe(ae_model_upload *u, const ae_onnx_model *m, ae_problem *p) {
                       ? json_pack("[i, i, i]", m->input_shape[0],
                                   m->input_shape[1], m->input_shape[2])
                       : json_pack("[i]", m->input_shape[0]);
-  json_t *resolved =
-      json_pack("{s:O, s:o, s:i}", "architecture", m->architecture,
-                "input_shape", shape, "num_classes", g.num_classes);
+  json_t *resolved = json_pack(
+      "{s:O, s:o, s:i, s:O}", "architecture", m->architecture, "input_shape",
+      shape, "num_classes", g.num_classes, "warnings", m->warnings);
   json_t *desc = json_pack(
       "{s:s, s:I, s:O, s:O, s:O, s:i, s:I, s:I, s:I, s:i, s:I, s:O}", "id",
       u->id, "bytes", (json_int_t)u->len, "inputs", m->inputs, "outputs",
@@ -309,6 +310,10 @@ static int resolve_model(void *ctx, const char *id, ae_model_info *out) {
   out->num_classes =
       (int)json_integer_value(json_object_get(root, "num_classes"));
   out->architecture = json_incref(arch);
+  /* The import's warnings (absent from models stored before they were
+   * kept here: those jobs report none). */
+  json_t *warnings = json_object_get(root, "warnings");
+  if (json_array_size(warnings) > 0) out->warnings = json_incref(warnings);
   json_decref(root);
   return AE_OK;
 }

@@ -127,7 +127,10 @@ START_TEST(nb101_published_counts) {
     free(text);
     json_decref(arch);
   }
-  ck_assert_int_ge(i, 3);
+  /* 43 cells: three quoted by the benchmark's users, 39 more of the
+   * dataset's own records (nasbench-vis; 6 of them 6-vertex cells), the
+   * Inception-like cell in the dataset's vertex order. */
+  ck_assert_int_ge(i, 43);
   json_decref(doc);
 }
 END_TEST

@@ -801,7 +801,8 @@ END_TEST
 
 /* {"type": "onnx"}: resolved through the model source; the model's graph
  * is parsed and lowered as a graph, the data default to its shape and
- * classes, the normalised request names the model; an unknown id is a 422
+ * classes, the normalised request names the model and keeps its import
+ * warnings (released on every failure: ASan); an unknown id is a 422
  * at /architecture/model, a failing store a 503. */
 static int fake_resolve(void *ctx, const char *id, ae_model_info *out) {
   const char *known = ctx;
@@ -816,6 +817,7 @@ static int fake_resolve(void *ctx, const char *id, ae_model_info *out) {
   out->input_shape[1] = out->input_shape[2] = 1;
   out->input_rank = 1;
   out->num_classes = 7;
+  out->warnings = json_pack("[s]", "BN folded");
   return AE_OK;
 }
 
@@ -843,6 +845,10 @@ START_TEST(onnx_model_resolved) {
   ck_assert_str_eq(json_string_value(npath(&r, "architecture", "type")),
                    "onnx");
   ck_assert_str_eq(json_string_value(npath(&r, "architecture", "model")), id);
+  /* The import's warnings travel with the request (to the result). */
+  ck_assert_int_eq(json_array_size(r.model_warnings), 1);
+  ck_assert_str_eq(json_string_value(json_array_get(r.model_warnings, 0)),
+                   "BN folded");
   ae_request_free(&r);
   /* The plain parser knows no models. */
   ck_assert_int_eq(ae_request_parse(body, &catalog, &lim, &r, &p), AE_EINVAL);
