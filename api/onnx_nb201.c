@@ -15,9 +15,11 @@
  *
  * The match builds the expected hashes of the skeleton from the data input
  * and looks each up among the graph's: the stem (C read off the conv the
- * input feeds), then for every one of the 5^6 cells whether its output on
- * the stem's exists in the graph; for each that does, the whole network
- * is followed: cells while the next cell's output exists, a reduction to
+ * input feeds), then the first cell, node by node: every op of edge 1<-0
+ * whose node 1 exists in the graph, every pair for node 2, every triple
+ * for node 3 (at most 5 + 25 + 125 lookups per surviving prefix, not
+ * 5^6 cells); for each cell whose nodes all exist, the whole network is
+ * followed: cells while the next cell's output exists, a reduction to
  * 2C, cells, a reduction, cells, the head, whose hash must be the output
  * node's.  Every stage must have the same number N >= 1 of the one cell.
  * The ordered hashes are tried first, so a cell whose edges are
@@ -88,11 +90,13 @@ static val v_op1(uint64_t sig, val in) {
 }
 
 static val v_add(val a, val b) {
+  static const uint64_t tag_add = 0x6a09e667f3bcc908ULL,
+                        tag_sum = 0xbb67ae8584caa73bULL;
   val v;
   v.is_add = 1;
-  v.ho = combine(combine(hash_str("add"), a.ho), b.ho);
+  v.ho = combine(combine(tag_add, a.ho), b.ho);
   v.sum = (a.is_add ? a.sum : a.hs) + (b.is_add ? b.sum : b.hs);
-  v.hs = combine(hash_str("sum"), v.sum);
+  v.hs = combine(tag_sum, v.sum);
   return v;
 }
 
@@ -401,49 +405,69 @@ static int all_reach_output(const graph *g) {
 
 /* ---- the skeleton's expected values ---- */
 
-/* ReLU, conv k x k (stride s, no bias), BN. */
-static val relu_conv_bn(val x, int c, int k, int s) {
-  val r = v_op1(hash_str("act relu"), x);
-  val cv = v_op1(sig_conv(c, k, s, (k - 1) / 2, 1, 1, 0), r);
-  return v_op1(hash_str("batch_norm"), cv);
+/* The signatures a cell at c channels uses, computed once per c. */
+typedef struct {
+  uint64_t relu, bn, zero, pool3, conv1, conv3;
+} kit;
+
+static kit kit_for(int c) {
+  kit k = {hash_str("act relu"),
+           hash_str("batch_norm"),
+           hash_str("zero"),
+           sig_avg_pool(3, 1, 1, 0),
+           sig_conv(c, 1, 1, 0, 1, 1, 0),
+           sig_conv(c, 3, 1, 1, 1, 1, 0)};
+  return k;
 }
 
-static val edge(ae_nb201_op op, val x, int c) {
+/* ReLU, conv (its signature), BN. */
+static val relu_conv_bn(const kit *k, val x, uint64_t conv) {
+  return v_op1(k->bn, v_op1(conv, v_op1(k->relu, x)));
+}
+
+static val edge(const kit *k, ae_nb201_op op, val x) {
   switch (op) {
   case AE_NB201_NONE:
-    return v_op1(hash_str("zero"), x);
+    return v_op1(k->zero, x);
   case AE_NB201_SKIP:
     return x;
   case AE_NB201_CONV1X1:
-    return relu_conv_bn(x, c, 1, 1);
+    return relu_conv_bn(k, x, k->conv1);
   case AE_NB201_CONV3X3:
-    return relu_conv_bn(x, c, 3, 1);
+    return relu_conv_bn(k, x, k->conv3);
   case AE_NB201_POOL3X3:
-    return v_op1(sig_avg_pool(3, 1, 1, 0), x);
+    return v_op1(k->pool3, x);
   }
   return x;
 }
 
-/* The cell's output on x: node j the sum, left to right, of its edges from
- * nodes 0 .. j-1. */
-static val cell(val x, int c, const ae_nb201_op ops[6]) {
+/* Node j of a cell: the sum, left to right, of its edges (ops, one per
+ * earlier node) from nodes[0 .. j-1]. */
+static val cell_node(const kit *k, const val *nodes, int j,
+                     const ae_nb201_op *ops) {
+  val acc = edge(k, ops[0], nodes[0]);
+  for (int s = 1; s < j; s++)
+    acc = v_add(acc, edge(k, ops[s], nodes[s]));
+  return acc;
+}
+
+/* The cell's output on x. */
+static val cell(const kit *k, val x, const ae_nb201_op ops[6]) {
   val nodes[4];
   nodes[0] = x;
-  int e = 0;
-  for (int j = 1; j <= 3; j++) {
-    val acc = edge(ops[e++], nodes[0], c);
-    for (int s = 1; s < j; s++)
-      acc = v_add(acc, edge(ops[e++], nodes[s], c));
-    nodes[j] = acc;
-  }
+  nodes[1] = cell_node(k, nodes, 1, ops);
+  nodes[2] = cell_node(k, nodes, 2, ops + 1);
+  nodes[3] = cell_node(k, nodes, 3, ops + 3);
   return nodes[3];
 }
 
-/* The reduction to c channels: the node it ends at, or -1. */
+/* The reduction from x to c channels: the node it ends at, or -1. */
 static int find_reduction(const graph *g, int m, val x, int c) {
-  val b = relu_conv_bn(relu_conv_bn(x, c, 3, 2), c, 3, 1);
+  kit k = kit_for(c);
+  val a = relu_conv_bn(&k, x, sig_conv(c, 3, 2, 1, 1, 1, 0));
+  val b = relu_conv_bn(&k, a, k.conv3);
   val pool = v_op1(sig_avg_pool(2, 2, 0, 0), x);
-  val sc = v_op1(sig_conv(c, 1, 1, 0, 1, 1, 0), pool);
+  val sc = v_op1(k.conv1, pool);
   int at = find(g, m, v_add(b, sc));
   return at >= 0 ? at : find(g, m, v_add(sc, b));
 }
@@ -462,9 +486,10 @@ static int follow(const graph *g, int m, val u, int channels, int classes,
       if (at < 0) return 0;
       cur = g->vals[at];
     }
+    kit k = kit_for(c);
     int n = 0;
     for (;;) {
-      int at = find(g, m, cell(cur, c, ops));
+      int at = find(g, m, cell(&k, cur, ops));
       if (at < 0) break;
       cur = g->vals[at];
       if (++n > 64) return 0;
@@ -487,6 +512,43 @@ static int follow(const graph *g, int m, val u, int channels, int classes,
     return 0;
   *cells_per_stage = n_first;
   return 1;
+}
+
+/* Tries the cells in order (edge 1<-0's op most significant), each node of
+ * the first cell looked up as it is built, so that only cells whose nodes
+ * all exist are followed through the network.  1 with out filled, or 0. */
+static int search(const graph *g, int m, val u, int channels, int classes,
+                  ae_onnx_nb201 *out) {
+  kit k = kit_for(channels);
+  ae_nb201_op ops[6];
+  val nodes[4];
+  nodes[0] = u;
+  for (int a = 0; a < 5; a++) {
+    ops[0] = (ae_nb201_op)a;
+    nodes[1] = cell_node(&k, nodes, 1, ops);
+    if (find(g, m, nodes[1]) < 0) continue;
+    for (int b = 0; b < 25; b++) {
+      ops[1] = (ae_nb201_op)(b / 5);
+      ops[2] = (ae_nb201_op)(b % 5);
+      nodes[2] = cell_node(&k, nodes, 2, ops + 1);
+      if (find(g, m, nodes[2]) < 0) continue;
+      for (int c = 0; c < 125; c++) {
+        ops[3] = (ae_nb201_op)(c / 25);
+        ops[4] = (ae_nb201_op)(c / 5 % 5);
+        ops[5] = (ae_nb201_op)(c % 5);
+        if (find(g, m, cell_node(&k, nodes, 3, ops + 3)) < 0) continue;
+        int n;
+        if (!follow(g, m, u, channels, classes, ops, &n)) continue;
+        memcpy(out->ops, ops, sizeof ops);
+        ae_nb201_cell_string(ops, out->cell, sizeof out->cell);
+        out->channels = channels;
+        out->cells_per_stage = n;
+        out->num_classes = classes;
+        return 1;
+      }
+    }
+  }
+  return 0;
 }
 
 int ae_onnx_nb201_match(const json_t *architecture, const int *input_shape,
@@ -513,23 +575,7 @@ int ae_onnx_nb201_match(const json_t *architecture, const int *input_shape,
   int found = 0;
   for (int m = 0; m < 2 && !found; m++) {
     int at = find(&g, m, stem);
-    if (at < 0) continue;
-    val u = g.vals[at];
-    for (int code = 0; code < 15625 && !found; code++) {
-      ae_nb201_op ops[6];
-      for (int e = 5, x = code; e >= 0; e--, x /= 5)
-        ops[e] = (ae_nb201_op)(x % 5);
-      if (find(&g, m, cell(u, channels, ops)) < 0) continue;
-      int n;
-      if (follow(&g, m, u, channels, classes, ops, &n)) {
-        memcpy(out->ops, ops, sizeof ops);
-        ae_nb201_cell_string(ops, out->cell, sizeof out->cell);
-        out->channels = channels;
-        out->cells_per_stage = n;
-        out->num_classes = classes;
-        found = 1;
-      }
-    }
+    if (at >= 0) found = search(&g, m, g.vals[at], channels, classes, out);
   }
   graph_free(&g);
   return found;
