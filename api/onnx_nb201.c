@@ -577,6 +577,7 @@ int ae_onnx_nb201_match(const json_t *architecture, const int *input_shape,
     int at = find(&g, m, stem);
     if (at >= 0) found = search(&g, m, g.vals[at], channels, classes, out);
   }
+  if (found) memcpy(out->input_shape, input_shape, sizeof out->input_shape);
   graph_free(&g);
   return found;
 }
@@ -591,6 +592,9 @@ json_t *ae_onnx_nb201_json(const ae_onnx_nb201 *m) {
   json_t *j = ae_onnx_nb201_request_arch(m);
   if (j &&
       (json_object_set_new(j, "num_classes", json_integer(m->num_classes)) ||
+       json_object_set_new(j, "input_shape",
+                           json_pack("[i, i, i]", m->input_shape[0],
+                                     m->input_shape[1], m->input_shape[2])) ||
        json_object_set_new(j, "arch", json_string(m->cell)))) {
     json_decref(j);
     return NULL;

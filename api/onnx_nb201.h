@@ -29,6 +29,7 @@ typedef struct {
   int channels;       /* C of the first stage */
   int cells_per_stage;
   int num_classes;
+  int input_shape[3]; /* per sample, {C, H, W}: the model's */
 } ae_onnx_nb201;
 
 /* Matches architecture ({"type": "graph", "nodes", "output"}, as
@@ -49,8 +50,9 @@ void ae_nb201_cell_string(const ae_nb201_op ops[6], char *buf, size_t len);
 json_t *ae_onnx_nb201_request_arch(const ae_onnx_nb201 *m);
 
 /* The "recognized" member of a model's description: the request's
- * architecture, "num_classes" and "arch", the cell string as
- * NAS-Bench-201's API writes it (new reference; NULL without memory). */
+ * architecture, "num_classes", "input_shape" and "arch", the cell string
+ * as NAS-Bench-201's API writes it (new reference; NULL without
+ * memory). */
 json_t *ae_onnx_nb201_json(const ae_onnx_nb201 *m);
 
 /* When a is an uploaded model scored as its recognised nb201 network

@@ -417,7 +417,7 @@ def test_nb201_committed(d):
     m = r.json or {}
     want = {"type": "nb201", "arch": e["cell"], "cell": e["cell"],
             "channels": e["channels"], "cells_per_stage": e["cells_per_stage"],
-            "num_classes": e["num_classes"]}
+            "num_classes": e["num_classes"], "input_shape": e["input_shape"]}
     h.check(r.status in (200, 201) and m.get("recognized") == want,
             "an NB-201 export's description: recognized", r.body[:800])
     h.check(m.get("params") == e["params"], "its params: PyTorch's",

@@ -123,6 +123,8 @@ START_TEST(test_export_recognised) {
   ck_assert_str_eq(json_string_value(json_object_get(d, "type")), "nb201");
   ck_assert_str_eq(json_string_value(json_object_get(d, "arch")), nb.cell);
   ck_assert_str_eq(json_string_value(json_object_get(d, "cell")), nb.cell);
+  ck_assert(json_equal(json_object_get(d, "input_shape"),
+                       json_object_get(e, "input_shape")));
   json_decref(d);
   json_decref(native);
   ae_graph_free(&g);
