@@ -246,7 +246,10 @@ typedef struct {
   ae_graph graph;
   /* An uploaded ONNX model ({"type": "onnx", "model": id}): its id
    * ("sha256:..."), owned; the model itself is parsed as its "graph"
-   * (type AE_ARCH_GRAPH).  NULL for every other form. */
+   * (type AE_ARCH_GRAPH), or, when it is a NAS-Bench-201 network
+   * (api/onnx_nb201.h) and the request did not say "as_graph", as that
+   * native nb201 architecture (type AE_ARCH_NB201).  NULL for every other
+   * form. */
   char *model;
 } ae_arch;
 

@@ -6,7 +6,8 @@ api_libaeapi_a_SOURCES += api/status.c api/status.h api/problem.h api/arch.h \
 	api/arch_cells.c api/arch_cells.h \
 	api/lower.c api/request.c api/scorecard.c \
 	api/rank.h api/rank.c api/metric_set.h api/metric_set.c \
-	api/canon.c api/canon.h api/sha256.c api/sha256.h
+	api/canon.c api/canon.h api/sha256.c api/sha256.h \
+	api/onnx_nb201.c api/onnx_nb201.h
 
 EXTRA_DIST += api/openapi.yaml
 
@@ -36,6 +37,15 @@ tests_unit_test_onnx_CFLAGS = $(TEST_CFLAGS)
 tests_unit_test_onnx_LDADD = $(ONNX_LIBS) api/libaeapi.a $(JANSSON_LIBS) \
 	$(CHECK_LIBS) -lm
 EXTRA_DIST += tests/data/onnx
+
+# The NAS-Bench-201 matcher (api/onnx_nb201.c) on the committed exports of
+# tests/data/onnx/nb201 (made by make_nb201.py; no torch at run time).
+check_PROGRAMS += tests/unit/test_onnx_nb201
+TESTS += tests/unit/test_onnx_nb201
+tests_unit_test_onnx_nb201_SOURCES = tests/unit/test_onnx_nb201.c
+tests_unit_test_onnx_nb201_CFLAGS = $(TEST_CFLAGS)
+tests_unit_test_onnx_nb201_LDADD = $(ONNX_LIBS) api/libaeapi.a \
+	$(JANSSON_LIBS) $(CHECK_LIBS) -lm
 
 # Unit tests of the wire format.
 check_PROGRAMS += tests/unit/test_api_arch
@@ -75,7 +85,7 @@ TESTS += tests/unit/test_api_corpus
 tests_unit_test_api_corpus_SOURCES = tests/unit/test_api_corpus.c \
 	api/status.c api/problem.c api/error.c api/json_util.c api/json_fields.c \
 	api/activation.c api/arch.c api/arch_cells.c api/lower.c api/request.c \
-	api/scorecard.c api/metric_set.c
+	api/scorecard.c api/metric_set.c api/onnx_nb201.c
 tests_unit_test_api_corpus_CFLAGS = $(TEST_CFLAGS) \
 	-fsanitize=address,undefined -fno-sanitize-recover=undefined \
 	-fno-omit-frame-pointer

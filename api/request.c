@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "api/api_internal.h"
+#include "api/onnx_nb201.h"
 #include "api/request.h"
 #include "api/status.h"
 
@@ -817,8 +818,13 @@ static json_t *cell_arch_json(const ae_arch *a, int classes) {
 static json_t *arch_json(const ae_request *r, const json_t *given) {
   const ae_arch *a = &r->arch;
   int classes = a->num_classes > 0 ? a->num_classes : r->net.num_classes;
-  if (a->model)
-    return json_pack("{s:s, s:s}", "type", "onnx", "model", a->model);
+  if (a->model) {
+    json_t *as_graph = json_object_get(given, "as_graph");
+    return json_is_true(as_graph)
+               ? json_pack("{s:s, s:s, s:b}", "type", "onnx", "model", a->model,
+                           "as_graph", 1)
+               : json_pack("{s:s, s:s}", "type", "onnx", "model", a->model);
+  }
   switch (a->type) {
   case AE_ARCH_NB201:
     return json_pack("{s:s, s:O, s:i, s:i, s:i}", "type", "nb201", "cell",
@@ -942,9 +948,11 @@ static int model_id_ok(const char *s) {
 static int parse_onnx_ref(const json_t *j, const ae_model_source *models,
                           const ae_limits *lim, ae_arch *out,
                           ae_model_info *info, ae_problem *p) {
-  static const char *const keys[] = {"type", "model", NULL};
+  static const char *const keys[] = {"type", "model", "as_graph", NULL};
   memset(info, 0, sizeof *info);
   int errors = ae_check_keys(j, keys, "/architecture", p);
+  int as_graph = 0;
+  errors += ae_get_bool(j, "as_graph", "/architecture", &as_graph, p);
   const json_t *model = json_object_get(j, "model");
   const char *id = json_is_string(model) ? json_string_value(model) : NULL;
   if (!id || !model_id_ok(id)) {
@@ -972,7 +980,29 @@ static int parse_onnx_ref(const json_t *j, const ae_model_source *models,
                    "The stored model %s could not be read; try again.", id);
     return AE_EINVAL;
   }
-  rc = ae_arch_from_json(info->architecture, "/architecture", lim, out, p);
+  /* A NAS-Bench-201 network is scored as the native nb201 request (its
+   * graph would get other weights and cell-level metrics); "as_graph"
+   * opts out. */
+  ae_onnx_nb201 nb;
+  int recognised = 0;
+  if (!as_graph) {
+    recognised = ae_onnx_nb201_match(info->architecture, info->input_shape,
+                                     info->input_rank, &nb);
+    if (recognised < 0) {
+      json_decref(info->architecture);
+      info->architecture = NULL;
+      return AE_ENOMEM;
+    }
+  }
+  json_t *native = recognised ? ae_onnx_nb201_request_arch(&nb) : NULL;
+  if (recognised && !native) {
+    json_decref(info->architecture);
+    info->architecture = NULL;
+    return AE_ENOMEM;
+  }
+  rc = ae_arch_from_json(native ? native : info->architecture, "/architecture",
+                         lim, out, p);
+  json_decref(native);
   json_decref(info->architecture);
   info->architecture = NULL;
   if (rc == AE_OK && errors) {
@@ -1108,6 +1138,16 @@ int ae_request_parse_models(const json_t *body, const ae_catalog *cat,
     goto fail;
   }
   errors += derr;
+  if (!derr && has_model && out->arch.type == AE_ARCH_NB201 &&
+      out->data.num_classes != model.num_classes) {
+    /* A recognised NB-201 model: its classifier is the model's, as the
+     * graph's would be (check_output_width). */
+    ae_problem_add(p, "/architecture/model",
+                   "the model's output has %d units but the data has %d "
+                   "classes; use data with %d classes",
+                   model.num_classes, out->data.num_classes, model.num_classes);
+    errors++;
+  }
   if (!derr && fc_given && out->settings.fc_samples > out->data.batch_size) {
     ae_problem_add(p, "/settings/feature_corr_lambda_min/samples",
                    "must be at most the batch size (%d)", out->data.batch_size);

@@ -120,9 +120,13 @@ typedef struct {
 
 /* ae_request_parse, with {"type": "onnx", "model": "sha256:..."} resolved
  * through models (NULL: none).  The model's graph is parsed and lowered
- * like a "graph" architecture (out->arch.model keeps the id); data without
+ * like a "graph" architecture (out->arch.model keeps the id), or, when it
+ * is a NAS-Bench-201 network (api/onnx_nb201.h) and "as_graph" is not
+ * true, as that native nb201 architecture (data with other classes than
+ * the model's output are then a 422 at /architecture/model); data without
  * a shape or classes defaults to the model's input shape and output
- * width; the normalised request shows {"type": "onnx", "model": id}. */
+ * width; the normalised request shows {"type": "onnx", "model": id} (and
+ * "as_graph": true when given). */
 int ae_request_parse_models(const json_t *body, const ae_catalog *cat,
                             const ae_model_source *models, const ae_limits *lim,
                             ae_request *out, ae_problem *p);

@@ -2,8 +2,10 @@
  * offline (api/onnx.h), lowers it for the model's own input shape, and
  * prints one JSON document: the census ({"inputs","outputs","ops",
  * "onnx_nodes","opset"}), the warnings, the "architecture" a job request
- * may carry, and the lowered graph's size ({"nodes","params","flops"} and
- * "unsupported": why the executors cannot run it yet, or null).  Ops no
+ * may carry, the lowered graph's size ({"nodes","params","flops"} and
+ * "unsupported": why the executors cannot run it yet, or null), and
+ * "recognized": the native nb201 architecture a NAS-Bench-201 network is
+ * scored as (api/onnx_nb201.h), or null.  Ops no
  * executor runs yet are lowered anyway, so users see exactly what their
  * model becomes.  A rejected model prints its problem+json on stderr and
  * exits 3.  Single-threaded. */
@@ -17,6 +19,7 @@
 
 #include "api/arch.h"
 #include "api/onnx.h"
+#include "api/onnx_nb201.h"
 #include "api/status.h"
 #include "clients/cli.h"
 
@@ -102,13 +105,17 @@ int ae_cli_onnx_lower(int argc, char **argv) {
   }
   char why[256];
   int bad = ae_graph_first_unexecutable_op(&g, why, sizeof why);
+  ae_onnx_nb201 nb;
+  int is_nb201 =
+      ae_onnx_nb201_match(m.architecture, m.input_shape, m.input_rank, &nb);
   json_t *doc = json_pack(
-      "{s:{s:O, s:O, s:O, s:i, s:I}, s:O, s:O, s:{s:i, s:f, s:f, s:o}}",
+      "{s:{s:O, s:O, s:O, s:i, s:I}, s:O, s:O, s:{s:i, s:f, s:f, s:o}, s:o}",
       "model", "inputs", m.inputs, "outputs", m.outputs, "ops", m.ops,
       "onnx_nodes", m.n_onnx_nodes, "opset", (json_int_t)m.opset, "warnings",
       m.warnings, "architecture", m.architecture, "lowered", "nodes", g.n_nodes,
       "params", ae_graph_params(&g), "flops", ae_graph_flops(&g), "unsupported",
-      bad >= 0 ? json_string(why) : json_null());
+      bad >= 0 ? json_string(why) : json_null(), "recognized",
+      is_nb201 == 1 ? ae_onnx_nb201_json(&nb) : json_null());
   char *s =
       doc ? json_dumps(doc, compact ? JSON_COMPACT : JSON_INDENT(2)) : NULL;
   if (s) {

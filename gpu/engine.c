@@ -18,6 +18,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "api/onnx_nb201.h"
 #include "api/status.h"
 #include "gpu/engine.h"
 #include "gpu/executor.h"
@@ -171,6 +172,9 @@ static void provenance_start(const ae_engine *e, const ae_request *req,
                       "(node %d): this job ran on the host executor",
                       ae_op_name((int)req->net.nodes[host_only].op), host_only);
   }
+  char note[512];
+  if (ae_onnx_nb201_note(&req->arch, note, sizeof note))
+    ae_scorecard_warn(sc, "%s", note);
   sc->provenance.seed = req->seed;
   snprintf(sc->provenance.dataset, sizeof sc->provenance.dataset, "%s",
            req->data.dataset ? req->data.dataset : "synthetic");

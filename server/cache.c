@@ -113,8 +113,14 @@ int ae_cache_keys(const ae_request *req, char canonical[65], char key[65]) {
     free(text);
     return AE_ENOMEM;
   }
-  int n = snprintf(all, len, "archeval-cache/1 engine=%s canon=%d\n%s\n%s",
-                   PACKAGE_VERSION, AE_CANON_VERSION, canonical, text);
+  /* An uploaded model scored as its recognised nb201 network carries a
+   * warning the native request's scorecard has not: a key of its own (and
+   * one apart from the same model's "as_graph", whose canonical is its
+   * graph's). */
+  const char *form =
+      req->arch.model && req->arch.type == AE_ARCH_NB201 ? " onnx=nb201" : "";
+  int n = snprintf(all, len, "archeval-cache/1 engine=%s canon=%d%s\n%s\n%s",
+                   PACKAGE_VERSION, AE_CANON_VERSION, form, canonical, text);
   ae_sha256_hex(all, (size_t)n, key);
   free(all);
   free(text);

@@ -25,6 +25,7 @@
 
 #include "api/arch.h"
 #include "api/onnx.h"
+#include "api/onnx_nb201.h"
 #include "api/scorecard.h"
 #include "api/sha256.h"
 #include "api/status.h"
@@ -99,21 +100,29 @@ static int describe(ae_model_upload *u, const ae_onnx_model *m, ae_problem *p) {
   json_t *resolved = json_pack(
       "{s:O, s:o, s:i, s:O}", "architecture", m->architecture, "input_shape",
       shape, "num_classes", g.num_classes, "warnings", m->warnings);
+  /* A NAS-Bench-201 network: what its jobs are scored as. */
+  ae_onnx_nb201 nb;
+  int is_nb201 =
+      ae_onnx_nb201_match(m->architecture, m->input_shape, m->input_rank, &nb);
+  json_t *recognized = is_nb201 == 1 ? ae_onnx_nb201_json(&nb) : json_null();
   json_t *desc = json_pack(
-      "{s:s, s:I, s:O, s:O, s:O, s:i, s:I, s:I, s:I, s:i, s:I, s:O}", "id",
-      u->id, "bytes", (json_int_t)u->len, "inputs", m->inputs, "outputs",
+      "{s:s, s:I, s:O, s:O, s:O, s:i, s:I, s:I, s:I, s:i, s:I, s:O, s:o*}",
+      "id", u->id, "bytes", (json_int_t)u->len, "inputs", m->inputs, "outputs",
       m->outputs, "ops", m->ops, "nodes", g.n_nodes, "params",
       (json_int_t)llround(ae_graph_params(&g)), "flops",
       (json_int_t)llround(ae_graph_flops(&g)), "macs",
       (json_int_t)llround(ae_graph_macs(&g)), "onnx_nodes", m->n_onnx_nodes,
-      "opset", (json_int_t)m->opset, "warnings", m->warnings);
+      "opset", (json_int_t)m->opset, "warnings", m->warnings, "recognized",
+      recognized);
   ae_graph_free(&g);
   ae_arch_free(&arch);
   u->resolved = resolved ? ae_json_dumps(resolved) : NULL;
   u->description = desc ? ae_json_dumps(desc) : NULL;
   json_decref(resolved);
   json_decref(desc);
-  return u->resolved && u->description ? AE_OK : AE_ENOMEM;
+  return u->resolved && u->description && is_nb201 >= 0 && recognized
+             ? AE_OK
+             : AE_ENOMEM;
 }
 
 static void upload_work(uv_work_t *work) {

@@ -8,14 +8,17 @@
  * and without the probe.  Accepted graphs are checked for what arch.h
  * promises: inputs point backwards, the output is a rank-1 node (with the
  * requested classes unless the type is graph), the parameter count is
- * finite and a deep copy frees cleanly.  Single-threaded; everything is
- * freed per input. */
+ * finite and a deep copy frees cleanly.  The same object also goes through
+ * the NAS-Bench-201 matcher (api/onnx_nb201.c): a graph it recognises must
+ * give a cell, C and N the nb201 parser accepts as they are.
+ * Single-threaded; everything is freed per input. */
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "api/arch.h"
+#include "api/onnx_nb201.h"
 #include "api/request.h"
 #include "api/status.h"
 
@@ -72,6 +75,33 @@ static void lower_one(const ae_arch *a, const int shape[3], int rank,
   ae_problem_clear(&p);
 }
 
+/* Aborts unless a recognised network is one the nb201 form accepts. */
+static void check_nb201(const json_t *j) {
+  static const int shape[3] = {3, 8, 8};
+  ae_onnx_nb201 nb;
+  int rc = ae_onnx_nb201_match(j, shape, 3, &nb);
+  if (rc == 0 || rc == AE_ENOMEM) return;
+  if (rc != 1) abort();
+  if (nb.channels < 1 || nb.cells_per_stage < 1 || nb.cells_per_stage > 64 ||
+      nb.num_classes < 2)
+    abort();
+  json_t *native = ae_onnx_nb201_request_arch(&nb);
+  if (!native) return;
+  ae_limits lim;
+  ae_limits_default(&lim);
+  ae_problem p = AE_PROBLEM_INIT;
+  ae_arch a;
+  if (ae_arch_from_json(native, "/architecture", &lim, &a, &p) != AE_OK)
+    abort();
+  if (a.type != AE_ARCH_NB201 || a.channels != nb.channels ||
+      a.cells_per_stage != nb.cells_per_stage ||
+      memcmp(a.nb201_ops, nb.ops, sizeof nb.ops) != 0)
+    abort();
+  ae_arch_free(&a);
+  ae_problem_clear(&p);
+  json_decref(native);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   if (size > 1 << 16) return 0;
   ae_problem p = AE_PROBLEM_INIT;
@@ -100,6 +130,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     json_decref(pj);
   }
   ae_problem_clear(&p);
+  check_nb201(j);
   json_decref(j);
   return 0;
 }

@@ -17,16 +17,22 @@ equal those of the same graph sent as a "graph" architecture (what
 /architecture/model.  DELETE is a 409 while a queued job names the model,
 204 once none does, then 404.  The model survives a restart (SQLite store)
 and a --no-store daemon keeps models in memory.  `archeval score
-MODEL.onnx` scores it offline with the daemon's numbers.
+MODEL.onnx` scores it offline with the daemon's numbers.  The committed
+NB-201 export (tests/data/onnx/nb201/mixed.onnx) is described with
+"recognized" (also by onnx-lower), and its job's scorecard equals the
+native nb201 request's (same seed) but for the note saying so, with the
+native's canonical key but a cache entry of its own; "as_graph": true
+scores its graph (another key, no note); data with other classes than the
+model's output is a 422.
 
 With torch and torchvision (Debian's python3-torch*): the Python client's
 export_onnx / upload_model / submit_torch; torchvision's ResNet-18,
 MobileNetV2, MobileNetV3-small, DenseNet-121 and SqueezeNet 1.1
 (weights=None, exported in training mode at 3x32x32) each upload with
 PyTorch's parameter count and get a scorecard; the NB201 network of
-tests/data/onnx/export_models.py lowers to the native nb201 request's
-parameter, FLOP and MAC counts (why its other metrics differ: docs/api.md
-"Models"); a SIGTERM during a 46 MB upload's import answers it (503 or
+tests/data/onnx/export_models.py is recognised and scored as the native
+nb201 request (below), and with "as_graph" exactly like its imported
+graph; a SIGTERM during a 46 MB upload's import answers it (503 or
 201) and the daemon exits 0.  Without torch that part is reported as skipped.  Prints "N
 passed, M failed"; 77 without the daemon.
 """
@@ -346,6 +352,105 @@ def test_torchvision(d, tv):
                 "groups %s; %s" % (groups, json.dumps(result)[:1500]))
 
 
+def nb201_settings():
+    return {"profile": "fast", "seed": 5, "data": {"batch_size": 8}}
+
+
+def check_scored_as_native(d, model_id, cell, channels, cells, what):
+    """A recognised NB-201 model's job: the native request's scorecard
+    plus the note; "as_graph": true scores the graph (another cache key)."""
+    settings = nb201_settings()
+    onnx = run_job(d, dict(settings, architecture={"type": "onnx",
+                                                   "model": model_id}))
+    native = run_job(d, dict(settings, architecture={
+        "type": "nb201", "cell": cell, "channels": channels,
+        "cells_per_stage": cells}))
+    h.check(onnx["state"] == "succeeded" and native["state"] == "succeeded",
+            "%s: the onnx job and the native nb201 job succeed" % what,
+            (json.dumps(onnx)[:600], json.dumps(native)[:600]))
+    notes = [w for w in onnx["result"]["warnings"]
+             if w.startswith("architecture: model " + model_id)]
+    h.check(len(notes) == 1 and "scored as the native nb201" in notes[0] and
+            cell in notes[0],
+            "%s: the scorecard says it was scored as nb201" % what,
+            onnx["result"]["warnings"])
+    strip = ("provenance",)
+    mine = {k: v for k, v in onnx["result"].items() if k not in strip}
+    mine["warnings"] = [w for w in mine["warnings"] if w not in notes]
+    theirs = {k: v for k, v in native["result"].items() if k not in strip}
+    h.check(mine == theirs,
+            "%s: the scorecard equals the native nb201 request's" % what,
+            "%s\n%s" % (json.dumps(mine)[:1500], json.dumps(theirs)[:1500]))
+    h.check(onnx["canonical"] == native["canonical"] and
+            not native["cached"],
+            "%s: the native's canonical key, but not its cache entry" % what,
+            (onnx["canonical"], native["canonical"], native["cached"]))
+    again = run_job(d, dict(settings, architecture={"type": "onnx",
+                                                    "model": model_id}))
+    h.check(again["cached"] and again["result"]["warnings"] ==
+            onnx["result"]["warnings"],
+            "%s: the same job again comes from the cache, note and all"
+            % what, json.dumps(again)[:600])
+    graph = run_job(d, dict(settings, architecture={
+        "type": "onnx", "model": model_id, "as_graph": True}))
+    h.check(graph["state"] == "succeeded" and not graph["cached"] and
+            graph["request"]["architecture"] ==
+            {"type": "onnx", "model": model_id, "as_graph": True} and
+            graph["canonical"] != onnx["canonical"] and
+            not any(w.startswith("architecture:")
+                    for w in graph["result"]["warnings"]) and
+            graph["result"]["topology"]["params"] ==
+            native["result"]["topology"]["params"],
+            "%s: \"as_graph\": true scores the imported graph (its own "
+            "canonical and cache keys, no note, the same params)" % what,
+            json.dumps(graph)[:800])
+    return graph
+
+
+def test_nb201_committed(d):
+    """The committed NB-201 export (tests/data/onnx/nb201/mixed.onnx, no
+    torch needed): recognised on upload, scored as the native request."""
+    man = json.loads(read(os.path.join("nb201", "manifest.json")))
+    e = man["mixed"]
+    data = read(os.path.join("nb201", "mixed.onnx"))
+    r = upload(d, data)
+    m = r.json or {}
+    want = {"type": "nb201", "arch": e["cell"], "cell": e["cell"],
+            "channels": e["channels"], "cells_per_stage": e["cells_per_stage"],
+            "num_classes": e["num_classes"], "input_shape": e["input_shape"]}
+    h.check(r.status in (200, 201) and m.get("recognized") == want,
+            "an NB-201 export's description: recognized", r.body[:800])
+    h.check(m.get("params") == e["params"], "its params: PyTorch's",
+            m.get("params"))
+    tiny = d.call("GET", "/v1/models/" + TINY_ID)
+    h.check(tiny.status == 200 and "recognized" in tiny.json and
+            tiny.json["recognized"] is None,
+            "another model's description: recognized null", tiny.body[:300])
+    path = os.path.join(d.workdir, "mixed.onnx")
+    with open(path, "wb") as f:
+        f.write(data)
+    lowered = json.loads(subprocess.run(
+        [h.CLI, "onnx-lower", "--compact", path], check=True,
+        capture_output=True).stdout)
+    h.check(lowered.get("recognized") == want,
+            "archeval onnx-lower prints recognized", lowered.get("recognized"))
+    check_scored_as_native(d, m["id"], e["cell"], e["channels"],
+                           e["cells_per_stage"], "the committed NB-201 export")
+    bad = onnx_job(m["id"], data={"batch_size": 8, "num_classes": 5})
+    r = d.call("POST", "/v1/jobs", bad)
+    errors = (r.json or {}).get("errors", [])
+    h.check(r.status == 422 and errors and
+            errors[0]["pointer"] == "/architecture/model",
+            "data with other classes than the model's output: 422",
+            r.body[:400])
+    r = d.call("POST", "/v1/jobs", onnx_job(m["id"], architecture={
+        "type": "onnx", "model": m["id"], "as_graph": "yes"}))
+    errors = (r.json or {}).get("errors", [])
+    h.check(r.status == 422 and errors and
+            errors[0]["pointer"] == "/architecture/as_graph",
+            "as_graph must be a boolean: 422", r.body[:400])
+
+
 def test_nb201(d, torch):
     em = load_export_models()
     client = ac.Client(d.url)
@@ -353,37 +458,31 @@ def test_nb201(d, torch):
     net = em.NB201Net(em.NB201_CELL, em.NB201_C, em.NB201_N,
                       em.NB201_CLASSES)
     described = client.upload_model(ac.export_onnx(net, (3, 32, 32)))
-    settings = {"profile": "fast", "seed": 5, "data": {"batch_size": 8}}
-    onnx = client.submit({"type": "onnx", "model": described["id"]},
-                         **settings).wait(timeout=300)
-    native = client.submit({"type": "nb201", "cell": em.NB201_CELL,
-                            "channels": em.NB201_C,
-                            "cells_per_stage": em.NB201_N},
-                           **settings).wait(timeout=300)
-    for key in ("params", "flops", "macs"):
-        h.check(onnx["topology"][key] == native["topology"][key],
-                "NB201 export: topology.%s equals the native nb201's" % key,
-                (onnx["topology"][key], native["topology"][key]))
-    # The rest follows its graph, not the native lowering (docs/api.md
-    # "Models" says why): exactly the scorecard of that graph.
+    h.check(described.get("recognized", {}).get("arch") == em.NB201_CELL,
+            "NB201 export (torch): recognized", described.get("recognized"))
+    h.check(described["params"] ==
+            sum(p.numel() for p in net.parameters()),
+            "NB201 export: params equal PyTorch's", described["params"])
+    graph = check_scored_as_native(d, described["id"], em.NB201_CELL,
+                                   em.NB201_C, em.NB201_N,
+                                   "NB201 export (torch)")
+    # As a graph it is exactly the scorecard of its imported graph.
     path = os.path.join(d.workdir, "nb201.onnx")
     with open(path, "wb") as f:
         f.write(ac.export_onnx(net, (3, 32, 32)))
     lowered = json.loads(subprocess.run(
         [h.CLI, "onnx-lower", "--compact", path], check=True,
         capture_output=True).stdout)
-    graph = client.submit(lowered["architecture"],
-                          **dict(settings, data={"batch_size": 8,
-                                                 "input_shape": [3, 32, 32],
-                                                 "num_classes": 10}))
-    graph = graph.wait(timeout=300)
-    h.check({k: v for k, v in onnx.items() if k != "provenance"} ==
-            {k: v for k, v in graph.items() if k != "provenance"},
-            "NB201 export: the scorecard of its imported graph",
-            (onnx, graph))
-    h.check(described["params"] ==
-            sum(p.numel() for p in net.parameters()),
-            "NB201 export: params equal PyTorch's", described["params"])
+    plain = client.submit(lowered["architecture"],
+                          **dict(nb201_settings(),
+                                 data={"batch_size": 8,
+                                       "input_shape": [3, 32, 32],
+                                       "num_classes": 10}))
+    plain = plain.wait(timeout=300)
+    h.check({k: v for k, v in graph["result"].items() if k != "provenance"} ==
+            {k: v for k, v in plain.items() if k != "provenance"},
+            "NB201 export as_graph: the scorecard of its imported graph",
+            (graph["result"], plain))
 
 
 def test_stop_during_upload(torch):
@@ -423,6 +522,7 @@ def main():
         h.section(test_jobs, d, d.workdir)
         h.section(test_delete, d)
         h.section(test_restart, d)
+        h.section(test_nb201_committed, d)
         modules, why = torch_modules()
         if modules is None:
             h.log("skipped: the torch part (torch or torchvision cannot be "

@@ -13,7 +13,8 @@
  *   tests/data/onnx/export_models.py once, with Debian's python3; the
  *   tcase is skipped when torch is missing): every torchvision model lowers
  *   with PyTorch's own parameter count (BN's gamma and beta are parameters
- *   in both), the NB-201 export equals the native nb201 request's counts,
+ *   in both), the NB-201 export equals the native nb201 request's counts
+ *   and is recognised as it (api/onnx_nb201.h),
  *   Softmax is refused naming the node, a BN-folded export warns.
  * Single-threaded; each test in its own process (Check's fork mode). */
 #include <check.h>
@@ -28,6 +29,7 @@
 
 #include "api/arch.h"
 #include "api/onnx.h"
+#include "api/onnx_nb201.h"
 #include "api/status.h"
 
 #define NODE_TESTS "/usr/share/libonnx-testdata/data/node"
@@ -570,6 +572,15 @@ START_TEST(test_nb201_export_matches_native) {
   ck_assert_double_eq(ae_graph_params(&native), ae_graph_params(&g));
   ck_assert_double_eq(ae_graph_flops(&native), ae_graph_flops(&g));
   ck_assert_int_eq(native.num_classes, g.num_classes);
+  /* And it is recognised as that network (api/onnx_nb201.h). */
+  ae_onnx_nb201 nb;
+  ck_assert_int_eq(
+      ae_onnx_nb201_match(m.architecture, m.input_shape, m.input_rank, &nb), 1);
+  ck_assert_str_eq(nb.cell, json_string_value(json_object_get(entry, "cell")));
+  ck_assert_int_eq(nb.channels,
+                   json_integer_value(json_object_get(entry, "channels")));
+  ck_assert_int_eq(nb.cells_per_stage, json_integer_value(json_object_get(
+                                           entry, "cells_per_stage")));
   ae_graph_free(&native);
   ae_graph_free(&g);
   ae_onnx_model_free(&m);
