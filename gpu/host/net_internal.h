@@ -46,9 +46,14 @@ struct ae_net {
   ae_real **jet; /* per node: 3 * batch * elems (value, d1, d2), or NULL */
   unsigned char *jet_arena;
   size_t jet_bytes;
-  int jet_batch;  /* batch the jet buffers were planned for */
-  ae_real *jcol;  /* im2col scratch of a chunk (in jet_arena) */
-  ae_real *jytmp; /* a chunk of the jets' conv outputs (in jet_arena) */
+  int jet_batch;     /* batch the jet buffers were planned for */
+  ae_real *jcol;     /* im2col scratch of a chunk (in jet_arena) */
+  ae_real *jytmp;    /* a chunk of the jets' conv outputs (in jet_arena) */
+  size_t jcol_bytes; /* jcol's size */
+  /* ae_net_set_jet_reference: 1 runs every node of the jets as planned
+   * (no dead, zero or fused nodes skipped), the reference of the fast
+   * path's bits. */
+  int jet_reference;
   int profiling;
   double prof[AE_NET_PROF_COUNT];
   /* ae_net_set_double: the float64 twin and whether calls go to it */
@@ -163,6 +168,20 @@ void ae_net_philox_normals(uint64_t seed, uint32_t tensor, uint32_t stream,
 #define AE_NET_DIRECT_MAX_K 7
 #define AE_NET_DIRECT_MAX_HW 4096 /* output positions per plane */
 int ae_net_conv_direct_replaces(int cout, size_t columns, size_t kk);
+/* ae_net_conv_direct in two steps, for callers that run one plane shape
+ * many times: the tap masks and shifts of an h x wd plane and a k x k
+ * kernel once (ae_net_conv_direct_geom), then any number of runs on it
+ * (ae_net_conv_direct_run, the very values of ae_net_conv_direct). */
+typedef struct {
+  int h, wd, k;
+  uint16_t taps[AE_NET_DIRECT_MAX_HW / 16 * AE_NET_DIRECT_MAX_K *
+                AE_NET_DIRECT_MAX_K];
+  ptrdiff_t shift[AE_NET_DIRECT_MAX_K * AE_NET_DIRECT_MAX_K];
+} ae_net_direct_geom;
+void ae_net_conv_direct_geom(int h, int wd, int k, ae_net_direct_geom *g);
+void ae_net_conv_direct_run(const ae_net_direct_geom *g, const float *w,
+                            const float *x, size_t x_stride, int cin, int cout,
+                            float *y, size_t y_stride, int samples);
 /* 1 when ae_net_conv_direct runs here at all (AVX-512, the once-per-
  * process check passed, AE_CONV_DIRECT not 0), whatever GEMM it would
  * stand in for: for callers that need its values, not sgemm's bits. */
