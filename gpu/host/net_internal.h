@@ -46,6 +46,7 @@ struct ae_net {
   ae_real **jet; /* per node: 3 * batch * elems (value, d1, d2), or NULL */
   unsigned char *jet_arena;
   size_t jet_bytes;
+  size_t jet_cap;    /* jet_arena's allocation (a reused spare may be larger) */
   int jet_batch;     /* batch the jet buffers were planned for */
   ae_real *jcol;     /* im2col scratch of a chunk (in jet_arena) */
   ae_real *jytmp;    /* a chunk of the jets' conv outputs (in jet_arena) */
@@ -73,6 +74,17 @@ struct ae_net {
 #else
 #define AE_VECTOR_LOOPS
 #endif
+
+/* The calling thread's spare arenas (net.c), one per kind: an arena of at
+ * least bytes (*have: its real size), the spare when it fits, and one
+ * handed back (kept as the spare when larger than it, else freed). */
+enum { AE_NET_SPARE_FORWARD, AE_NET_SPARE_JETS, AE_NET_SPARES };
+#ifdef AE_NET_DOUBLE
+#define ae_net_arena_take ae_net64_arena_take
+#define ae_net_arena_give ae_net64_arena_give
+#endif
+unsigned char *ae_net_arena_take(int which, size_t bytes, size_t *have);
+void ae_net_arena_give(int which, unsigned char *p, size_t bytes);
 
 /* Monotonic seconds when n->profiling, else 0 (no clock calls). */
 double ae_net_clock(const ae_net *n);

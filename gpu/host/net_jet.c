@@ -52,9 +52,10 @@ static int jet_chunk(const ae_plan_geom *ge, int virtual_samples) {
 /* Plans (or re-plans for a larger batch) the jet buffers. */
 static int plan_jets(ae_net *n, int batch) {
   if (n->jet_arena && n->jet_batch >= batch) return AE_OK;
-  free(n->jet_arena);
+  ae_net_arena_give(AE_NET_SPARE_JETS, n->jet_arena, n->jet_cap);
   n->jet_arena = NULL;
   n->jet_bytes = 0;
+  n->jet_cap = 0;
   n->jet_batch = 0;
   const ae_plan *p = n->plan;
   int nn = n->g->n_nodes;
@@ -73,7 +74,11 @@ static int plan_jets(ae_net *n, int batch) {
   total += s.col;
   size_t y_off = total;
   total += s.y;
-  n->jet_arena = aligned_alloc(64, total > 0 ? total : 64);
+  /* The thread's spare jets arena when it fits (net.c): no fresh pages to
+   * fault in for every job's curvature. */
+  n->jet_arena = ae_net_arena_take(AE_NET_SPARE_JETS,
+                                   total > 0 ? (total + 63) & ~(size_t)63 : 64,
+                                   &n->jet_cap);
   if (!n->jet_arena) {
     free(off);
     return AE_ENOMEM;
