@@ -327,6 +327,15 @@ static int beta_is_plus_zero(const ae_net *n, int k) {
   return 1;
 }
 
+/* 1 when every one of count values is finite (w * 0 is then +-0, never
+ * NaN). */
+static int all_finite(const ae_real *w, size_t count) {
+  if (!w) return 0;
+  for (size_t i = 0; i < count; i++)
+    if (!isfinite(w[i])) return 0;
+  return 1;
+}
+
 /* 1 when node k's output is identically +0 in all three streams, given
  * what its inputs are (the ops that map +0 inputs to +0 outputs; anything
  * else is computed). */
@@ -338,6 +347,7 @@ static int jet_node_zero(const ae_net *n, int k, const unsigned char *what) {
     if (!jet_is_zero(what[nd->inputs[i]])) return 0;
   switch (nd->op) {
   case AE_OP_CONV: /* the jets' conv adds no bias */
+    return all_finite(n->weight[k], n->geom[k].n_weight);
   case AE_OP_AVG_POOL:
   case AE_OP_GLOBAL_AVG_POOL:
   case AE_OP_ADD:
@@ -345,12 +355,15 @@ static int jet_node_zero(const ae_net *n, int k, const unsigned char *what) {
   case AE_OP_FLATTEN:
     return 1;
   case AE_OP_LINEAR:
-    return n->bias[k] == NULL;
-  case AE_OP_BATCH_NORM:
-    return beta_is_plus_zero(n, k);
-  case AE_OP_ACT:
+    return n->bias[k] == NULL && all_finite(n->weight[k], n->geom[k].n_weight);
+  case AE_OP_BATCH_NORM: /* 0 * gamma / sqrt(0 + eps) + beta */
+    return beta_is_plus_zero(n, k) &&
+           all_finite(n->gamma[k], (size_t)n->geom[k].channels);
+  case AE_OP_ACT: {
+    ae_real slope = (ae_real)nd->act.slope;
     return nd->act.fn == AE_ACT_RELU || nd->act.fn == AE_ACT_IDENTITY ||
-           (nd->act.fn == AE_ACT_LEAKY_RELU && (ae_real)nd->act.slope >= 0);
+           (nd->act.fn == AE_ACT_LEAKY_RELU && slope >= 0 && isfinite(slope));
+  }
   default:
     return 0;
   }
