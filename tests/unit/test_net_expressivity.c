@@ -9,7 +9,8 @@
  * jets' fast path (dead and zero nodes skipped, ReLU fused into the
  * direct convolution) against ae_net_set_jet_reference's full run, bit for
  * bit, on NB201 networks with none edges, cut paths, skip-only and
- * all-conv cells, in float32 and float64, BN's beta 0 and not. */
+ * all-conv cells, in float32 and float64, BN's beta 0 and not, and a sum
+ * with a zero term on -0 inputs. */
 #include "api/status.h"
 #include "gpu/host/blas_env.h"
 #include "gpu/host/graph_build.h"
@@ -503,6 +504,37 @@ START_TEST(jets_fast_path_matches_reference) {
 }
 END_TEST
 
+/* A sum with a zero term adds it as + 0: a -0 in the other term becomes
+ * +0, as the full sum gives.  The sum is the output here, so the sign
+ * reaches the caller (behind a linear map it would vanish in the GEMM). */
+START_TEST(jets_zero_term_turns_minus_zero_to_plus) {
+  for (int first = 0; first < 2; first++) {
+    ae_graph g;
+    ae_gb_begin(&g);
+    int x = ae_gb_input(&g, 4, 0, 0);
+    int id = ae_gb_unary(&g, AE_OP_IDENTITY, x);
+    int z = ae_gb_unary(&g, AE_OP_ZERO, x);
+    int ins[2] = {first ? z : id, first ? id : z};
+    int sum = ae_gb_add(&g, ins, 2);
+    ck_assert_int_eq(ae_gb_finish(&g, sum), 0);
+    ae_net *net = NULL;
+    ck_assert_int_eq(ae_net_create(&g, 2, &net), 0);
+    double in[8] = {1.0, -0.0, 0.0, -2.0, -0.0, -0.0, 3.0, 0.0};
+    double out[2][3][8];
+    for (int ref = 0; ref < 2; ref++) {
+      ae_net_set_jet_reference(net, ref);
+      ck_assert_int_eq(ae_net_forward_jet(net, in, in, in, 2, out[ref][0],
+                                          out[ref][1], out[ref][2]),
+                       0);
+    }
+    ck_assert_int_eq(memcmp(out[0], out[1], sizeof out[0]), 0);
+    ck_assert(!signbit(out[0][1][1]) && out[0][1][1] == 0.0);
+    ae_net_destroy(net);
+    ae_gb_free(&g);
+  }
+}
+END_TEST
+
 int main(int argc, char **argv) {
   /* OpenBLAS's SkylakeX kernels where the CPU has AVX-512: what the
    * direct convolution (and so the fused ReLU of the jets) needs. */
@@ -518,6 +550,7 @@ int main(int argc, char **argv) {
   tcase_add_test(tc, jets_match_finite_differences);
   tcase_add_test(tc, float32_curvature_matches_float64);
   tcase_add_test(tc, jets_fast_path_matches_reference);
+  tcase_add_test(tc, jets_zero_term_turns_minus_zero_to_plus);
   suite_add_tcase(s, tc);
   SRunner *sr = srunner_create(s);
   srunner_run_all(sr, CK_NORMAL);
