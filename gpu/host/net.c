@@ -17,9 +17,11 @@
  * The forward arena of the last (largest) net a thread destroyed is kept
  * for that thread's next net of about its size: a worker runs job after
  * job, and each job's arena (hundreds of MiB for a batch of 64 at 32x32)
- * would otherwise be mapped and page-faulted afresh every time.  It is
- * freed when the thread exits, by ae_net_release_spare, or before an
- * allocation that fails without it.
+ * would otherwise be mapped and page-faulted afresh every time.  The
+ * jets' arena (net_jet.c, as large for the curvature's 128 points) is
+ * kept the same way, as a second spare.  They are freed when the thread
+ * exits, by ae_net_release_spare, or before an allocation that fails
+ * without them.
  *
  * An ae_net and everything it points to belong to the thread that created
  * it; the spare arena belongs to its thread. */
@@ -48,7 +50,7 @@ static size_t align_up(size_t v) {
   return (v + ALIGN - 1) & ~(size_t)(ALIGN - 1);
 }
 
-/* ---- the per-thread spare arena ---- */
+/* ---- the per-thread spare arenas ---- */
 
 typedef struct {
   unsigned char *p;
@@ -59,9 +61,11 @@ static pthread_key_t spare_key;
 static pthread_once_t spare_once = PTHREAD_ONCE_INIT;
 static int spare_ok;
 
+/* A thread's spares: [AE_NET_SPARE_FORWARD], [AE_NET_SPARE_JETS]. */
 static void spare_destroy(void *v) {
   spare_arena *s = v;
-  free(s->p);
+  for (int i = 0; i < AE_NET_SPARES; i++)
+    free(s[i].p);
   free(s);
 }
 
@@ -74,14 +78,20 @@ static spare_arena *spare_of_thread(void) {
   return spare_ok ? pthread_getspecific(spare_key) : NULL;
 }
 
+static void spare_drop(spare_arena *s) {
+  free(s->p);
+  s->p = NULL;
+  s->bytes = 0;
+}
+
 /* An arena of at least bytes (a multiple of ALIGN): this thread's spare
- * when it fits and is at most 8 times that (its pages are resident
- * anyway; a far smaller net, a probe or a one-sample net, leaves it to
- * the job's big net), else a new one (a spare too small is freed first:
- * this one would replace it; a larger one too, when memory is short).
- * *have: its size. */
-static unsigned char *arena_take(size_t bytes, size_t *have) {
-  spare_arena *s = spare_of_thread();
+ * of the kind `which` when it fits and is at most 8 times that (its pages
+ * are resident anyway; a far smaller net, a probe or a one-sample net,
+ * leaves it to the job's big net), else a new one (a spare too small is
+ * freed first: this one would replace it; larger ones too, when memory
+ * is short).  *have: its size. */
+unsigned char *ae_net_arena_take(int which, size_t bytes, size_t *have) {
+  spare_arena *all = spare_of_thread(), *s = all ? &all[which] : NULL;
   if (s && s->p && s->bytes >= bytes && s->bytes / 8 <= bytes) {
     unsigned char *p = s->p;
     *have = s->bytes;
@@ -89,33 +99,30 @@ static unsigned char *arena_take(size_t bytes, size_t *have) {
     s->bytes = 0;
     return p;
   }
-  if (s && s->p && s->bytes < bytes) {
-    free(s->p);
-    s->p = NULL;
-    s->bytes = 0;
-  }
+  if (s && s->p && s->bytes < bytes) spare_drop(s);
   *have = bytes;
   unsigned char *p = aligned_alloc(ALIGN, bytes);
-  if (!p && s && s->p) {
-    free(s->p);
-    s->p = NULL;
-    s->bytes = 0;
+  if (!p && all) {
+    for (int i = 0; i < AE_NET_SPARES; i++)
+      spare_drop(&all[i]);
     p = aligned_alloc(ALIGN, bytes);
   }
   return p;
 }
 
-/* Back from a destroyed net: kept as the spare when larger than it. */
-static void arena_give(unsigned char *p, size_t bytes) {
+/* Back from a destroyed net (or jets planned again): kept as the spare of
+ * its kind when larger than it. */
+void ae_net_arena_give(int which, unsigned char *p, size_t bytes) {
   if (!p) return;
   spare_arena *s = spare_of_thread();
   if (spare_ok && !s) {
-    s = calloc(1, sizeof *s);
+    s = calloc(AE_NET_SPARES, sizeof *s);
     if (s && pthread_setspecific(spare_key, s)) {
       free(s);
       s = NULL;
     }
   }
+  if (s) s = &s[which];
   if (!s || (s->p && s->bytes >= bytes)) {
     free(p);
     return;
@@ -131,9 +138,8 @@ void ae_net_release_spare(void) {
 #endif
   spare_arena *s = spare_of_thread();
   if (!s) return;
-  free(s->p);
-  s->p = NULL;
-  s->bytes = 0;
+  for (int i = 0; i < AE_NET_SPARES; i++)
+    spare_drop(&s[i]);
 }
 
 /* Reserves the executor's scratch in the plan's two families, allocates
@@ -160,7 +166,8 @@ static int plan_arena(ae_net *n) {
   n->bwd_bb = ae_plan_reserve(p, AE_PLAN_BACKWARD, s.bwd_bb);
 
   size_t total = p->bytes[AE_PLAN_FORWARD];
-  n->arena = arena_take(align_up(total > 0 ? total : ALIGN), &n->arena_cap);
+  n->arena = ae_net_arena_take(
+      AE_NET_SPARE_FORWARD, align_up(total > 0 ? total : ALIGN), &n->arena_cap);
   if (!n->arena) return AE_ENOMEM;
   n->arena_bytes = total;
   /* Parameters and BN statistics come first: only they are zeroed at
@@ -241,9 +248,9 @@ void ae_net_destroy(ae_net *n) {
 #ifndef AE_NET_DOUBLE
   ae_net64_destroy(n->dbl);
 #endif
-  arena_give(n->arena, n->arena_cap);
+  ae_net_arena_give(AE_NET_SPARE_FORWARD, n->arena, n->arena_cap);
   free(n->bwd_arena);
-  free(n->jet_arena);
+  ae_net_arena_give(AE_NET_SPARE_JETS, n->jet_arena, n->jet_cap);
   free(n);
 }
 

@@ -82,6 +82,16 @@ int ae_net_forward_jet(ae_net *n, const double *x, const double *dx,
                        const double *ddx, int batch, double *y, double *dy,
                        double *ddy);
 
+/* on = 1: ae_net_forward_jet runs every node as the graph has it (the
+ * reference path); on = 0 (the default): it skips the nodes whose output
+ * never reaches the logits, and those whose three streams are
+ * identically +0 (a `none` edge, a cell whose paths are cut: their
+ * readers treat them as zeros), and runs a ReLU whose only reader is a
+ * direct convolution inside that convolution, sample by sample.  Both
+ * give the same bits (a unit test holds them to it).  The float64 twin
+ * follows the same setting. */
+void ae_net_set_jet_reference(ae_net *n, int on);
+
 /* Sum over the curve's points of the extrinsic curvature of the logits,
  * kappa = sqrt(|v|^2 |a|^2 - (v.a)^2) / |v|^3 with v = dy, a = ddy
  * (metrics.md §1.2), given the jets of `points` samples.  A point where

@@ -28,6 +28,7 @@ int ae_net64_ntk(ae_net64 *n, const float *x, int batch,
 int ae_net64_forward_jet(ae_net64 *n, const double *x, const double *dx,
                          const double *ddx, int batch, double *y, double *dy,
                          double *ddy);
+void ae_net64_set_jet_reference(ae_net64 *n, int on);
 int ae_net64_load_params(ae_net64 *n, int node, ae_net_param_kind kind,
                          const float *src, size_t count);
 size_t ae_net64_memory_bytes(const ae_net64 *n);

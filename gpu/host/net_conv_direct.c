@@ -204,20 +204,23 @@ static tile_fn tile_for(int co, int pb) {
   return table[co == 8 ? 2 : co == 4 ? 1 : 0][pb - 1];
 }
 
-void ae_net_conv_direct(const float *w, const float *x, size_t x_stride,
-                        int cin, int h, int wd, int k, int cout, float *y,
-                        size_t y_stride, int samples) {
+void ae_net_conv_direct_geom(int h, int wd, int k, ae_net_direct_geom *g) {
   int hw = h * wd, vectors = (hw + LANES - 1) / LANES;
-  __mmask16 taps[AE_NET_DIRECT_MAX_HW / LANES * AE_NET_DIRECT_MAX_K *
-                 AE_NET_DIRECT_MAX_K];
-  ptrdiff_t shift[AE_NET_DIRECT_MAX_K * AE_NET_DIRECT_MAX_K];
-  tap_masks(h, wd, k, vectors, taps);
+  g->h = h, g->wd = wd, g->k = k;
+  tap_masks(h, wd, k, vectors, g->taps);
   for (int ky = 0; ky < k; ky++)
     for (int kx = 0; kx < k; kx++)
-      shift[ky * k + kx] =
+      g->shift[ky * k + kx] =
           (ptrdiff_t)(ky - (k - 1) / 2) * wd + kx - (k - 1) / 2;
-  conv_args a = {w, x,  y, taps,        shift, cin,
-                 h, wd, k, (k - 1) / 2, hw,    cin * k * k};
+}
+
+void ae_net_conv_direct_run(const ae_net_direct_geom *g, const float *w,
+                            const float *x, size_t x_stride, int cin, int cout,
+                            float *y, size_t y_stride, int samples) {
+  int h = g->h, wd = g->wd, k = g->k;
+  int hw = h * wd, vectors = (hw + LANES - 1) / LANES;
+  conv_args a = {w, x,  y, g->taps,     g->shift, cin,
+                 h, wd, k, (k - 1) / 2, hw,       cin * k * k};
   for (int s = 0; s < samples; s++) {
     a.x = x + (size_t)s * x_stride;
     a.y = y + (size_t)s * y_stride;
@@ -233,6 +236,14 @@ void ae_net_conv_direct(const float *w, const float *x, size_t x_stride,
       v0 += pb;
     }
   }
+}
+
+void ae_net_conv_direct(const float *w, const float *x, size_t x_stride,
+                        int cin, int h, int wd, int k, int cout, float *y,
+                        size_t y_stride, int samples) {
+  ae_net_direct_geom g;
+  ae_net_conv_direct_geom(h, wd, k, &g);
+  ae_net_conv_direct_run(&g, w, x, x_stride, cin, cout, y, y_stride, samples);
 }
 
 /* Random float32 in [-1, 1) with exact zeros sprinkled in (a ReLU's
@@ -311,6 +322,17 @@ void ae_net_conv_direct(const float *w, const float *x, size_t x_stride,
                         size_t y_stride, int samples) {
   (void)w, (void)x, (void)x_stride, (void)cin, (void)h, (void)wd, (void)k;
   (void)cout, (void)y, (void)y_stride, (void)samples;
+}
+
+void ae_net_conv_direct_geom(int h, int wd, int k, ae_net_direct_geom *g) {
+  g->h = h, g->wd = wd, g->k = k;
+}
+
+void ae_net_conv_direct_run(const ae_net_direct_geom *g, const float *w,
+                            const float *x, size_t x_stride, int cin, int cout,
+                            float *y, size_t y_stride, int samples) {
+  (void)g, (void)w, (void)x, (void)x_stride, (void)cin, (void)cout, (void)y;
+  (void)y_stride, (void)samples;
 }
 
 #endif

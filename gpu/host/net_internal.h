@@ -46,9 +46,15 @@ struct ae_net {
   ae_real **jet; /* per node: 3 * batch * elems (value, d1, d2), or NULL */
   unsigned char *jet_arena;
   size_t jet_bytes;
-  int jet_batch;  /* batch the jet buffers were planned for */
-  ae_real *jcol;  /* im2col scratch of a chunk (in jet_arena) */
-  ae_real *jytmp; /* a chunk of the jets' conv outputs (in jet_arena) */
+  size_t jet_cap;    /* jet_arena's allocation (a reused spare may be larger) */
+  int jet_batch;     /* batch the jet buffers were planned for */
+  ae_real *jcol;     /* im2col scratch of a chunk (in jet_arena) */
+  ae_real *jytmp;    /* a chunk of the jets' conv outputs (in jet_arena) */
+  size_t jcol_bytes; /* jcol's size */
+  /* ae_net_set_jet_reference: 1 runs every node of the jets as planned
+   * (no dead, zero or fused nodes skipped), the reference of the fast
+   * path's bits. */
+  int jet_reference;
   int profiling;
   double prof[AE_NET_PROF_COUNT];
   /* ae_net_set_double: the float64 twin and whether calls go to it */
@@ -68,6 +74,17 @@ struct ae_net {
 #else
 #define AE_VECTOR_LOOPS
 #endif
+
+/* The calling thread's spare arenas (net.c), one per kind: an arena of at
+ * least bytes (*have: its real size), the spare when it fits, and one
+ * handed back (kept as the spare when larger than it, else freed). */
+enum { AE_NET_SPARE_FORWARD, AE_NET_SPARE_JETS, AE_NET_SPARES };
+#ifdef AE_NET_DOUBLE
+#define ae_net_arena_take ae_net64_arena_take
+#define ae_net_arena_give ae_net64_arena_give
+#endif
+unsigned char *ae_net_arena_take(int which, size_t bytes, size_t *have);
+void ae_net_arena_give(int which, unsigned char *p, size_t bytes);
 
 /* Monotonic seconds when n->profiling, else 0 (no clock calls). */
 double ae_net_clock(const ae_net *n);
@@ -163,6 +180,20 @@ void ae_net_philox_normals(uint64_t seed, uint32_t tensor, uint32_t stream,
 #define AE_NET_DIRECT_MAX_K 7
 #define AE_NET_DIRECT_MAX_HW 4096 /* output positions per plane */
 int ae_net_conv_direct_replaces(int cout, size_t columns, size_t kk);
+/* ae_net_conv_direct in two steps, for callers that run one plane shape
+ * many times: the tap masks and shifts of an h x wd plane and a k x k
+ * kernel once (ae_net_conv_direct_geom), then any number of runs on it
+ * (ae_net_conv_direct_run, the very values of ae_net_conv_direct). */
+typedef struct {
+  int h, wd, k;
+  uint16_t taps[AE_NET_DIRECT_MAX_HW / 16 * AE_NET_DIRECT_MAX_K *
+                AE_NET_DIRECT_MAX_K];
+  ptrdiff_t shift[AE_NET_DIRECT_MAX_K * AE_NET_DIRECT_MAX_K];
+} ae_net_direct_geom;
+void ae_net_conv_direct_geom(int h, int wd, int k, ae_net_direct_geom *g);
+void ae_net_conv_direct_run(const ae_net_direct_geom *g, const float *w,
+                            const float *x, size_t x_stride, int cin, int cout,
+                            float *y, size_t y_stride, int samples);
 /* 1 when ae_net_conv_direct runs here at all (AVX-512, the once-per-
  * process check passed, AE_CONV_DIRECT not 0), whatever GEMM it would
  * stand in for: for callers that need its values, not sgemm's bits. */

@@ -13,6 +13,21 @@
  * reader has run; identity and flatten share their input's) and counted
  * in ae_net_memory_bytes.
  *
+ * What runs is decided per call (jet_plan), with the same bits as running
+ * every node (ae_net_set_jet_reference, the reference kept beside it):
+ * nodes whose output never reaches the logits are skipped; nodes whose
+ * three streams are identically +0 (a ZERO, and what only such nodes feed
+ * through ops that map +0 to +0: conv, relu, pools, BN with a +0 shift,
+ * sums of zeros) are not computed, and written as zeros only where a
+ * reader that does not know reads them; a sum adds a zero term as + 0
+ * (what turns a -0 into +0, as the full sum would); a ReLU whose only
+ * reader is the next node, a direct convolution, runs inside it sample
+ * by sample into an L2-sized scratch (no pass of its three streams
+ * through memory).  The second stream is propagated everywhere: x'' = -x
+ * on the circle holds through the stem convolution only, since every BN
+ * shifts the value stream by its batch mean and beta but not the
+ * tangents (y'' = s x'' = -s x, while y = s x + beta - s mean).
+ *
  * Runs on the thread that owns the ae_net. */
 #include "gpu/host/net_internal.h"
 
@@ -37,9 +52,10 @@ static int jet_chunk(const ae_plan_geom *ge, int virtual_samples) {
 /* Plans (or re-plans for a larger batch) the jet buffers. */
 static int plan_jets(ae_net *n, int batch) {
   if (n->jet_arena && n->jet_batch >= batch) return AE_OK;
-  free(n->jet_arena);
+  ae_net_arena_give(AE_NET_SPARE_JETS, n->jet_arena, n->jet_cap);
   n->jet_arena = NULL;
   n->jet_bytes = 0;
+  n->jet_cap = 0;
   n->jet_batch = 0;
   const ae_plan *p = n->plan;
   int nn = n->g->n_nodes;
@@ -58,7 +74,11 @@ static int plan_jets(ae_net *n, int batch) {
   total += s.col;
   size_t y_off = total;
   total += s.y;
-  n->jet_arena = aligned_alloc(64, total > 0 ? total : 64);
+  /* The thread's spare jets arena when it fits (net.c): no fresh pages to
+   * fault in for every job's curvature. */
+  n->jet_arena = ae_net_arena_take(AE_NET_SPARE_JETS,
+                                   total > 0 ? (total + 63) & ~(size_t)63 : 64,
+                                   &n->jet_cap);
   if (!n->jet_arena) {
     free(off);
     return AE_ENOMEM;
@@ -67,6 +87,7 @@ static int plan_jets(ae_net *n, int batch) {
   for (int k = 0; k < nn; k++)
     n->jet[k] = (ae_real *)(n->jet_arena + off[k]);
   n->jcol = (ae_real *)(n->jet_arena + col_off);
+  n->jcol_bytes = s.col;
   n->jytmp = (ae_real *)(n->jet_arena + y_off);
   n->jet_batch = batch;
   free(off);
@@ -281,10 +302,243 @@ static void jet_linear_op(ae_net *n, int k, int batch) {
   }
 }
 
+/* What the jets do at a node (jet_plan). */
+enum {
+  JET_RUN,        /* computed (a zero input of a sum is added as + 0) */
+  JET_DEAD,       /* never read on the way to the logits: skipped */
+  JET_ZERO,       /* identically +0, not written (its readers know) */
+  JET_ZERO_WRITE, /* identically +0, written: a reader reads the buffer */
+  JET_RELU_FUSED  /* run by its one reader, the next node's direct conv */
+};
+
+static int jet_is_zero(unsigned char w) {
+  return w == JET_ZERO || w == JET_ZERO_WRITE;
+}
+
+/* 1 when every one of beta's channels is +0 (a BN of an all-zero input
+ * then gives +0 in all three streams: 0 * scale + 0). */
+static int beta_is_plus_zero(const ae_net *n, int k) {
+  if (!n->beta[k]) return 0;
+  for (int c = 0; c < n->geom[k].channels; c++) {
+    ae_real_bits b;
+    memcpy(&b, &n->beta[k][c], sizeof b);
+    if (b != 0) return 0;
+  }
+  return 1;
+}
+
+/* 1 when every one of count values is finite (w * 0 is then +-0, never
+ * NaN). */
+static int all_finite(const ae_real *w, size_t count) {
+  if (!w) return 0;
+  for (size_t i = 0; i < count; i++)
+    if (!isfinite(w[i])) return 0;
+  return 1;
+}
+
+/* 1 when node k's output is identically +0 in all three streams, given
+ * what its inputs are (the ops that map +0 inputs to +0 outputs; anything
+ * else is computed). */
+static int jet_node_zero(const ae_net *n, int k, const unsigned char *what) {
+  const ae_node *nd = &n->g->nodes[k];
+  if (nd->op == AE_OP_ZERO) return 1;
+  if (ae_net_ops_handles(nd) || nd->n_inputs < 1) return 0;
+  for (int i = 0; i < nd->n_inputs; i++)
+    if (!jet_is_zero(what[nd->inputs[i]])) return 0;
+  switch (nd->op) {
+  case AE_OP_CONV: /* the jets' conv adds no bias */
+    return all_finite(n->weight[k], n->geom[k].n_weight);
+  case AE_OP_AVG_POOL:
+  case AE_OP_GLOBAL_AVG_POOL:
+  case AE_OP_ADD:
+  case AE_OP_IDENTITY:
+  case AE_OP_FLATTEN:
+    return 1;
+  case AE_OP_LINEAR:
+    return n->bias[k] == NULL && all_finite(n->weight[k], n->geom[k].n_weight);
+  case AE_OP_BATCH_NORM: /* 0 * gamma / sqrt(0 + eps) + beta */
+    return beta_is_plus_zero(n, k) &&
+           all_finite(n->gamma[k], (size_t)n->geom[k].channels);
+  case AE_OP_ACT: {
+    ae_real slope = (ae_real)nd->act.slope;
+    return nd->act.fn == AE_ACT_RELU || nd->act.fn == AE_ACT_IDENTITY ||
+           (nd->act.fn == AE_ACT_LEAKY_RELU && slope >= 0 && isfinite(slope));
+  }
+  default:
+    return 0;
+  }
+}
+
+#ifndef AE_NET_DOUBLE
+/* 1 when every chunk of conv node k's jets runs the direct convolution
+ * (jet_conv's own test), so that its samples may run in any order. */
+static int conv_all_direct(const ae_net *n, int k, int batch) {
+  const ae_node *nd = &n->g->nodes[k];
+  const ae_plan_geom *ge = &n->geom[k];
+  if (ae_net_ops_handles(nd) || !ae_net_conv_direct_fits(nd, ge)) return 0;
+  int V = 3 * batch, chunk = jet_chunk(ge, V);
+  for (int v0 = 0; v0 < V; v0 += chunk) {
+    int m = V - v0 < chunk ? V - v0 : chunk;
+    if (!ae_net_conv_direct_replaces(nd->out, (size_t)m * ge->out_hw,
+                                     ge->col_rows))
+      return 0;
+  }
+  return 1;
+}
+
+/* 1 when relu node k can run inside its reader r = k + 1: r a conv that
+ * runs direct throughout, the scratch holds one sample's three input
+ * streams, and r's output either lies apart from the relu's input z or
+ * is z itself, same size (the planner may give r the slot z leaves at
+ * k; the fused conv consumes each sample of z before it writes that
+ * sample's outputs). */
+static int relu_fusable(const ae_net *n, int k, int batch) {
+  const ae_node *nd = &n->g->nodes[k];
+  int r = k + 1;
+  if (r >= n->g->n_nodes || n->g->nodes[r].op != AE_OP_CONV ||
+      n->g->nodes[r].inputs[0] != k || !conv_all_direct(n, r, batch))
+    return 0;
+  const ae_plan_geom *ge = &n->geom[r];
+  if (3 * ge->in_elems * sizeof(ae_real) > n->jcol_bytes) return 0;
+  const ae_real *z = n->jet[nd->inputs[0]], *y = n->jet[r];
+  size_t zn = 3 * (size_t)batch * ge->in_elems,
+         yn = 3 * (size_t)batch * ge->elems;
+  if (z == y) return zn == yn;
+  return (uintptr_t)(y + yn) <= (uintptr_t)z ||
+         (uintptr_t)(z + zn) <= (uintptr_t)y;
+}
+#endif
+
+/* Fills what[n_nodes] for a pass of batch samples (the buffers planned). */
+static int jet_plan(const ae_net *n, int batch, unsigned char *what) {
+  const ae_graph *g = n->g;
+  int nn = g->n_nodes, out = g->output;
+  if (n->jet_reference) {
+    memset(what, JET_RUN, (size_t)nn);
+    return AE_OK;
+  }
+  int *readers = calloc((size_t)nn, sizeof(int));
+  if (!readers) return AE_ENOMEM;
+  /* Needed: the output, and every input of a needed node (a ZERO needs
+   * none: its input gives the shape only). */
+  memset(what, JET_DEAD, (size_t)nn);
+  what[out] = JET_RUN;
+  for (int k = nn - 1; k >= 0; k--) {
+    const ae_node *nd = &g->nodes[k];
+    if (what[k] == JET_DEAD || nd->op == AE_OP_ZERO) continue;
+    for (int i = 0; i < nd->n_inputs; i++) {
+      what[nd->inputs[i]] = JET_RUN;
+      readers[nd->inputs[i]]++;
+    }
+  }
+  for (int k = 0; k < nn; k++)
+    if (what[k] != JET_DEAD && jet_node_zero(n, k, what)) what[k] = JET_ZERO;
+  /* A zero is written where it is the output or a computed node other
+   * than a sum reads it. */
+  if (what[out] == JET_ZERO) what[out] = JET_ZERO_WRITE;
+  for (int r = 0; r < nn; r++) {
+    const ae_node *nd = &g->nodes[r];
+    if (what[r] != JET_RUN || nd->op == AE_OP_ZERO ||
+        (nd->op == AE_OP_ADD && !ae_net_ops_handles(nd)))
+      continue;
+    for (int i = 0; i < nd->n_inputs; i++)
+      if (what[nd->inputs[i]] == JET_ZERO) what[nd->inputs[i]] = JET_ZERO_WRITE;
+  }
+#ifndef AE_NET_DOUBLE
+  for (int k = 0; k + 1 < nn; k++) {
+    const ae_node *nd = &g->nodes[k];
+    if (what[k] == JET_RUN && what[k + 1] == JET_RUN && k != out &&
+        readers[k] == 1 && nd->op == AE_OP_ACT && nd->act.fn == AE_ACT_RELU &&
+        relu_fusable(n, k, batch))
+      what[k] = JET_RELU_FUSED;
+  }
+#endif
+  free(readers);
+  return AE_OK;
+}
+
+/* y = a + b, or a + 0 where b is NULL (a may be y). */
+AE_VECTOR_LOOPS
+static void jet_add2(const ae_real *a, const ae_real *b, ae_real *y,
+                     size_t count) {
+  if (b) {
+    for (size_t e = 0; e < count; e++)
+      y[e] = a[e] + b[e];
+  } else {
+    for (size_t e = 0; e < count; e++)
+      y[e] = a[e] + (ae_real)0;
+  }
+}
+
+/* A sum with zero terms: ((x0 + x1) + x2) ... with +0 for each zero term,
+ * the very values of the full sum. */
+static void jet_add(ae_net *n, int k, int batch, const unsigned char *what) {
+  const ae_node *nd = &n->g->nodes[k];
+  size_t count = 3 * (size_t)batch * n->geom[k].elems;
+  int any_zero = 0;
+  for (int i = 0; i < nd->n_inputs; i++)
+    any_zero |= jet_is_zero(what[nd->inputs[i]]);
+  if (!any_zero) {
+    ae_net_add_t(n->jet, nd, count, n->jet[k]);
+    return;
+  }
+  ae_real *y = n->jet[k];
+  const ae_real *cur =
+      jet_is_zero(what[nd->inputs[0]]) ? NULL : n->jet[nd->inputs[0]];
+  for (int i = 1; i < nd->n_inputs; i++) {
+    const ae_real *t =
+        jet_is_zero(what[nd->inputs[i]]) ? NULL : n->jet[nd->inputs[i]];
+    if (!cur && !t) continue;
+    jet_add2(cur ? cur : t, cur ? t : NULL, y, count);
+    cur = y;
+  }
+}
+
+#ifndef AE_NET_DOUBLE
+/* Conv node k whose input is a fused relu: per sample, the relu's jets of
+ * its three streams into the scratch, then the direct convolution of the
+ * three (the very values of relu then jet_conv). */
+static void jet_relu_conv(ae_net *n, int k, int batch) {
+  const ae_node *nd = &n->g->nodes[k];
+  const ae_plan_geom *ge = &n->geom[k];
+  const ae_node *relu = &n->g->nodes[nd->inputs[0]];
+  const ae_real *z = n->jet[relu->inputs[0]];
+  ae_real *y = n->jet[k], *t = n->jcol;
+  size_t ie = ge->in_elems, oe = ge->elems, B = (size_t)batch;
+  ae_net_direct_geom dg;
+  ae_net_conv_direct_geom(ge->in_h, ge->in_w, nd->kernel, &dg);
+  for (size_t b = 0; b < B; b++) {
+    const ae_real *z0 = z + b * ie, *z1 = z + (B + b) * ie,
+                  *z2 = z + (2 * B + b) * ie;
+#if AE_NET_AVX512
+    if (ae_net_have_avx512())
+      relu_jets_avx512(ie, z0, z1, z2, t, t + ie, t + 2 * ie);
+    else
+#endif
+      relu_jets(ie, z0, z1, z2, t, t + ie, t + 2 * ie);
+    ae_net_conv_direct_run(&dg, n->weight[k], t, ie, ge->in_c, nd->out,
+                           y + b * oe, B * oe, 3);
+  }
+}
+#endif
+
 static void forward_jet(ae_net *n, const double *x, const double *dx,
-                        const double *ddx, int batch) {
+                        const double *ddx, int batch,
+                        const unsigned char *what) {
   for (int k = 0; k < n->g->n_nodes; k++) {
     const ae_node *nd = &n->g->nodes[k];
+    switch (what[k]) {
+    case JET_DEAD:
+    case JET_ZERO:
+    case JET_RELU_FUSED:
+      continue;
+    case JET_ZERO_WRITE:
+      memset(n->jet[k], 0,
+             sizeof(ae_real) * 3 * (size_t)batch * n->geom[k].elems);
+      continue;
+    default:
+      break;
+    }
     if (ae_net_ops_handles(nd)) {
       ae_net_ops_jet(n, k, batch);
       continue;
@@ -302,6 +556,12 @@ static void forward_jet(ae_net *n, const double *x, const double *dx,
       break;
     }
     case AE_OP_CONV:
+#ifndef AE_NET_DOUBLE
+      if (what[nd->inputs[0]] == JET_RELU_FUSED) {
+        jet_relu_conv(n, k, batch);
+        break;
+      }
+#endif
       jet_conv(n, k, batch);
       break;
     case AE_OP_LINEAR:
@@ -313,11 +573,18 @@ static void forward_jet(ae_net *n, const double *x, const double *dx,
     case AE_OP_ACT:
       jet_act(n, k, batch);
       break;
+    case AE_OP_ADD:
+      jet_add(n, k, batch, what);
+      break;
     default:
       jet_linear_op(n, k, batch);
       break;
     }
   }
+}
+
+void ae_net_set_jet_reference(ae_net *n, int on) {
+  n->jet_reference = on != 0;
 }
 
 int ae_net_forward_jet(ae_net *n, const double *x, const double *dx,
@@ -328,11 +595,22 @@ int ae_net_forward_jet(ae_net *n, const double *x, const double *dx,
   ae_net64 *twin;
   int trc = ae_net_double_twin(n, &twin);
   if (trc) return trc;
-  if (twin) return ae_net64_forward_jet(twin, x, dx, ddx, batch, y, dy, ddy);
+  if (twin) {
+    ae_net64_set_jet_reference(twin, n->jet_reference);
+    return ae_net64_forward_jet(twin, x, dx, ddx, batch, y, dy, ddy);
+  }
 #endif
   int rc = plan_jets(n, batch);
   if (rc) return rc;
-  forward_jet(n, x, dx, ddx, batch);
+  unsigned char *what = malloc((size_t)n->g->n_nodes);
+  if (!what) return AE_ENOMEM;
+  rc = jet_plan(n, batch, what);
+  if (rc) {
+    free(what);
+    return rc;
+  }
+  forward_jet(n, x, dx, ddx, batch, what);
+  free(what);
   int o = n->g->output;
   size_t count = (size_t)batch * n->geom[o].elems;
   double *outs[3] = {y, dy, ddy};

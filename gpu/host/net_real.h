@@ -49,6 +49,7 @@ typedef uint64_t ae_real_bits; /* an unsigned integer of ae_real's width */
 #define ae_net_scale_shift_t ae_net64_scale_shift_t
 #define ae_net_bn_channel_stats_t ae_net64_bn_channel_stats_t
 #define ae_net_forward_jet ae_net64_forward_jet
+#define ae_net_set_jet_reference ae_net64_set_jet_reference
 #define ae_net_grad ae_net64_grad
 #define ae_net_grad_create ae_net64_grad_create
 #define ae_net_grad_destroy ae_net64_grad_destroy
