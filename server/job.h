@@ -137,8 +137,13 @@ ae_job *ae_job_table_over_cap(const ae_job_table *t);
 /* Counts again what a job holds (after its texts or request changed); a
  * transient job is in no table and counts nowhere. */
 void ae_job_table_recount(ae_job_table *t, ae_job *job);
-/* What a job holds in memory: the job, its texts and its parsed request. */
+/* What a job holds in memory: the job, its texts and its parsed request,
+ * each block counted as malloc_usable_size says (what malloc gave it). */
 size_t ae_job_held_bytes(const ae_job *job);
+/* What a parsed request holds (its normalised JSON tree aside, which a
+ * job drops): the architecture, the lowered network (nodes, names, input
+ * lists), the inline inputs (float32) and labels, its strings. */
+size_t ae_request_held_bytes(const ae_request *r);
 /* Removes a job from everything and frees it. */
 void ae_job_table_remove(ae_job_table *t, ae_job *job);
 ae_job *ae_job_table_find(const ae_job_table *t, const char *id);
