@@ -6,7 +6,8 @@ a daemon with a small --max-jobs-memory (BUDGET) and a short TTL.
 A thread reads the daemon's VmRSS (/proc/PID/status) every 10 ms
 throughout.  Checked:
 - RSS never passes start + BUDGET + slack (stated below: what no job
-  holds, i.e. the one request being parsed, and malloc's slack);
+  holds, i.e. the one request being parsed, and malloc's slack), and
+  while only small jobs come, start + BUDGET + 24 MiB;
 - POSTs past the budget get 429 (or 507) jobs_memory_full, a
   problem+json with Retry-After (429) naming the budget;
 - the jobs' own count (/metrics archeval_jobs_memory_bytes) never passes
@@ -42,7 +43,7 @@ SANITIZERS = os.environ.get("AE_SANITIZERS") == "1"
 N_LARGE = 10 if SANITIZERS else 50
 N_SMALL = 10_000 if SANITIZERS else 100_000
 BATCH = 256
-BUDGET = 48 * MiB
+BUDGET = (24 if SANITIZERS else 48) * MiB
 TTL_S = 3600
 # 8 MB of inline inputs: 1,600 samples of 784 values written with 3
 # decimals (5 bytes and a comma each) are 7.5 MB of numbers; the labels
@@ -322,6 +323,12 @@ def run(d):
             "(%d x the body + %d MiB)"
             % (watch.max / MiB, start / MiB, BUDGET // MiB, slack / MiB,
                SLACK_BODY_FACTOR, SLACK_FIXED // MiB))
+    small_max = watch.phase_max.get("small", 0)
+    h.check(small_max <= start + BUDGET + SLACK_FIXED,
+            "while small jobs fill the budget, RSS max %.1f MiB <= start "
+            "%.1f + budget %d + %d MiB (no large body in flight)"
+            % (small_max / MiB, start / MiB, BUDGET // MiB,
+               SLACK_FIXED // MiB))
     h.check(end <= start + END_SLACK,
             "RSS %.1f MiB back within %d MiB of its start %.1f MiB"
             % (end / MiB, END_SLACK // MiB, start / MiB))
