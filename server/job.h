@@ -90,7 +90,8 @@ typedef struct ae_job {
   /* Written by the worker, read by the loop after the done event. */
   int w_rc;
   long long w_started_ms, w_start_ns, w_end_ns;
-  ae_scorecard w_card;
+  ae_scorecard *w_card; /* malloc'd by the worker, freed at the done event
+                          (a finished job does not carry its 500 bytes) */
   ae_problem w_problem;
   ae_event ev_started, ev_done;
 
@@ -176,6 +177,8 @@ json_t *ae_job_request_json(const ae_job *job);
 
 /* A new job, zeroed (cancel flag clear), or NULL. */
 ae_job *ae_job_new(void);
+/* Frees what the worker wrote (w_card, w_problem) once the loop read it. */
+void ae_job_free_outcome(ae_job *job);
 /* Frees a job that is in no table. */
 void ae_job_free(ae_job *job);
 

@@ -329,7 +329,7 @@ void ae_job_started(ae_server *srv, ae_job *job, const char *worker_name) {
 
 void ae_job_done(ae_server *srv, ae_job *job) {
   json_t *result =
-      job->w_rc == AE_OK ? ae_scorecard_to_json(&job->w_card) : NULL;
+      job->w_rc == AE_OK ? ae_scorecard_to_json(job->w_card) : NULL;
   if (result) {
     ae_job_finish(srv, job, AE_JOB_SUCCEEDED, "completed", result, NULL);
   } else {
@@ -344,8 +344,7 @@ void ae_job_done(ae_server *srv, ae_job *job) {
              job->w_problem.detail ? job->w_problem.detail : "");
     ae_job_finish(srv, job, o.state, o.reason, NULL, o.error);
   }
-  ae_scorecard_free(&job->w_card);
-  ae_problem_clear(&job->w_problem);
+  ae_job_free_outcome(job);
 }
 
 /* ---- admission: the memory jobs may hold ---- */

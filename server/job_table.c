@@ -327,8 +327,18 @@ ae_job *ae_job_new(void) {
   return job;
 }
 
+void ae_job_free_outcome(ae_job *job) {
+  if (job->w_card) {
+    ae_scorecard_free(job->w_card);
+    free(job->w_card);
+    job->w_card = NULL;
+  }
+  ae_problem_clear(&job->w_problem);
+}
+
 void ae_job_free(ae_job *job) {
   if (!job) return;
+  ae_job_free_outcome(job);
   if (job->has_req) ae_request_free(&job->req);
   ae_text_unref(job->request_text);
   ae_text_unref(job->head_text);
