@@ -262,6 +262,12 @@ char *ae_json_dumps_flags(const json_t *j, size_t flags) {
     text[w++] = text[r++];
   }
   text[w] = 0;
+  /* The 17-digit text was up to twice as long: keep what is used (a
+   * request's megabytes of inputs are held as this text). */
+  if (w < r) {
+    char *fit = realloc(text, w + 1);
+    if (fit) text = fit;
+  }
   return text;
 }
 

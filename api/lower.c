@@ -1128,6 +1128,12 @@ int ae_arch_lower(const ae_arch *a, const ae_lower_opts *o,
     rc = AE_EINVAL;
     goto fail;
   }
+  /* The builder doubled its array as it went: the graph is kept for the
+   * job's life (queued jobs hold it), so it holds its nodes only. */
+  if (b.cap > b.g.n_nodes) {
+    ae_node *nodes = realloc(b.g.nodes, (size_t)b.g.n_nodes * sizeof *nodes);
+    if (nodes) b.g.nodes = nodes; /* else the larger array stays: it works */
+  }
   *out = b.g;
   return AE_OK;
 fail:

@@ -65,23 +65,49 @@ static void sha256_block(uint32_t h[8], const uint8_t *block) {
   h[7] += k;
 }
 
-void ae_sha256_hex(const void *data, size_t len, char hex[65]) {
-  uint32_t h[8] = {0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a,
-                   0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19};
+void ae_sha256_init(ae_sha256_ctx *c) {
+  static const uint32_t h0[8] = {0x6a09e667, 0xbb67ae85, 0x3c6ef372,
+                                 0xa54ff53a, 0x510e527f, 0x9b05688c,
+                                 0x1f83d9ab, 0x5be0cd19};
+  memcpy(c->h, h0, sizeof h0);
+  c->len = 0;
+}
+
+void ae_sha256_update(ae_sha256_ctx *c, const void *data, size_t len) {
   const uint8_t *p = data;
-  size_t full = len / 64;
-  for (size_t i = 0; i < full; i++)
-    sha256_block(h, p + 64 * i);
+  size_t have = (size_t)(c->len % 64);
+  c->len += len;
+  if (have) {
+    size_t take = 64 - have < len ? 64 - have : len;
+    memcpy(c->block + have, p, take);
+    p += take;
+    len -= take;
+    if (have + take < 64) return;
+    sha256_block(c->h, c->block);
+  }
+  for (; len >= 64; p += 64, len -= 64)
+    sha256_block(c->h, p);
+  if (len) memcpy(c->block, p, len);
+}
+
+void ae_sha256_final_hex(ae_sha256_ctx *c, char hex[65]) {
   uint8_t tail[128] = {0};
-  size_t rest = len - 64 * full;
-  if (rest) memcpy(tail, p + 64 * full, rest);
+  size_t rest = (size_t)(c->len % 64);
+  memcpy(tail, c->block, rest);
   tail[rest] = 0x80;
   size_t tail_len = rest + 1 + 8 <= 64 ? 64 : 128;
-  uint64_t bits = (uint64_t)len * 8;
+  uint64_t bits = c->len * 8;
   for (int i = 0; i < 8; i++)
     tail[tail_len - 1 - i] = (uint8_t)(bits >> (8 * i));
   for (size_t off = 0; off < tail_len; off += 64)
-    sha256_block(h, tail + off);
+    sha256_block(c->h, tail + off);
   for (int i = 0; i < 8; i++)
-    snprintf(hex + 8 * i, 9, "%08x", h[i]);
+    snprintf(hex + 8 * i, 9, "%08x", c->h[i]);
+}
+
+void ae_sha256_hex(const void *data, size_t len, char hex[65]) {
+  ae_sha256_ctx c;
+  ae_sha256_init(&c);
+  ae_sha256_update(&c, data, len);
+  ae_sha256_final_hex(&c, hex);
 }

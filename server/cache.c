@@ -81,6 +81,12 @@ static int entry_follow(cache_entry *e, const char *id) {
   return AE_OK;
 }
 
+/* json_dump_callback's sink: the text's pieces into the hash. */
+static int hash_piece(const char *buf, size_t len, void *data) {
+  ae_sha256_update(data, buf, len);
+  return 0;
+}
+
 /* The cache key of a parsed request and its architecture's canonical
  * key.  AE_OK, or an error when the architecture has no canonical form
  * (the job is then computed without the cache). */
@@ -89,28 +95,32 @@ int ae_cache_keys(const ae_request *req, char canonical[65], char key[65]) {
   if (ae_arch_canon(&req->arch, &c)) return AE_ENOMEM;
   snprintf(canonical, 65, "%s", c.key);
   ae_canon_free(&c);
-  json_t *rest = json_deep_copy(req->normalised);
+  /* The request without the fields that do not change the result: a new
+   * object sharing the values (megabytes of inline inputs are not
+   * copied), its text streamed into the hash (never held whole). */
+  if (!json_is_object(req->normalised)) return AE_EINVAL;
+  json_t *rest = json_object();
   if (!rest) return AE_ENOMEM;
-  json_object_del(rest, "architecture");
-  json_object_del(rest, "client_ref");
-  json_object_del(rest, "priority");
-  json_object_del(rest, "timeout_ms");
+  static const char *const skip[] = {"architecture", "client_ref", "priority",
+                                     "timeout_ms"};
+  const char *name;
+  json_t *value;
+  json_object_foreach(req->normalised, name, value) {
+    size_t k = 0;
+    while (k < sizeof skip / sizeof skip[0] && strcmp(name, skip[k]))
+      k++;
+    if (k == sizeof skip / sizeof skip[0] &&
+        json_object_set(rest, name, value)) {
+      json_decref(rest);
+      return AE_ENOMEM;
+    }
+  }
   /* An uploaded model's import warnings are part of its result: a model
    * whose graph equals another's but whose BN was folded must not share
    * the other's result.  Absent (the key as before) when there are none. */
   if (json_array_size(req->model_warnings) > 0 &&
-      json_object_set_new(rest, "model_warnings",
-                          json_deep_copy(req->model_warnings))) {
+      json_object_set(rest, "model_warnings", req->model_warnings)) {
     json_decref(rest);
-    return AE_ENOMEM;
-  }
-  char *text = json_dumps(rest, JSON_COMPACT | JSON_SORT_KEYS);
-  json_decref(rest);
-  if (!text) return AE_ENOMEM;
-  size_t len = strlen(text) + 256;
-  char *all = malloc(len);
-  if (!all) {
-    free(text);
     return AE_ENOMEM;
   }
   /* An uploaded model scored as its recognised nb201 network carries a
@@ -119,11 +129,17 @@ int ae_cache_keys(const ae_request *req, char canonical[65], char key[65]) {
    * graph's). */
   const char *form =
       req->arch.model && req->arch.type == AE_ARCH_NB201 ? " onnx=nb201" : "";
-  int n = snprintf(all, len, "archeval-cache/1 engine=%s canon=%d%s\n%s\n%s",
-                   PACKAGE_VERSION, AE_CANON_VERSION, form, canonical, text);
-  ae_sha256_hex(all, (size_t)n, key);
-  free(all);
-  free(text);
+  char head[256];
+  snprintf(head, sizeof head, "archeval-cache/1 engine=%s canon=%d%s\n%s\n",
+           PACKAGE_VERSION, AE_CANON_VERSION, form, canonical);
+  ae_sha256_ctx hash;
+  ae_sha256_init(&hash);
+  ae_sha256_update(&hash, head, strlen(head));
+  int rc = json_dump_callback(rest, hash_piece, &hash,
+                              JSON_COMPACT | JSON_SORT_KEYS);
+  json_decref(rest);
+  if (rc) return AE_ENOMEM;
+  ae_sha256_final_hex(&hash, key);
   return AE_OK;
 }
 

@@ -470,8 +470,15 @@ static enum MHD_Result h_metrics(ae_http_req *r) {
       calloc(srv->n_workers ? srv->n_workers : 1, sizeof *workers);
   if (!workers) return fail_internal(r, AE_ENOMEM);
   ae_workers_gauges(srv, workers);
-  ae_metrics_gauges gauges = {srv->n_queued, srv->http->n_slow_dropped, workers,
-                              NULL, srv->replica_id};
+  ae_metrics_gauges gauges = {.n_queued = srv->n_queued,
+                              .n_slow_dropped = srv->http->n_slow_dropped,
+                              .workers = workers,
+                              .replica = srv->replica_id,
+                              .jobs_held = srv->jobs.n_jobs,
+                              .jobs_memory_bytes = srv->jobs.held_bytes,
+                              .jobs_memory_budget_bytes =
+                                  srv->jobs.budget_bytes,
+                              .finished_held = srv->jobs.n_finished};
   ae_metrics_store store;
   if (srv->store) {
     memset(&store, 0, sizeof store);
@@ -1671,8 +1678,27 @@ static int parse_off_loop(ae_http_req *r, ae_handler handler) {
   return AE_OK;
 }
 
+/* A job submission whose body alone would pass --max-jobs-memory is
+ * refused before its parse (seconds of CPU for megabytes of numbers),
+ * with the answer ae_jobs_admit would give after it.  Not for a request
+ * with an Idempotency-Key (its replay needs no room) nor while draining
+ * (503 first).  1 with *answer set when refused. */
+static int refuse_before_parse(ae_http_req *r, ae_handler handler,
+                               enum MHD_Result *answer) {
+  if ((handler != AE_HANDLER_SUBMIT && handler != AE_HANDLER_BATCH) ||
+      r->parse_tried || r->srv->draining || header(r, "Idempotency-Key"))
+    return 0;
+  ae_problem p = AE_PROBLEM_INIT;
+  int retry_after = 0;
+  if (ae_jobs_admit_body(r->srv, r->len, &p, &retry_after) == AE_OK) return 0;
+  *answer = respond_problem_full(r, &p, retry_after, NULL, 0);
+  return 1;
+}
+
 static enum MHD_Result dispatch(ae_http_req *r) {
   ae_handler handler = route(r);
+  enum MHD_Result answer;
+  if (refuse_before_parse(r, handler, &answer)) return answer;
   if (parse_off_loop(r, handler) == AE_OK) return MHD_YES;
   return handlers[handler](r);
 }

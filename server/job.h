@@ -90,7 +90,8 @@ typedef struct ae_job {
   /* Written by the worker, read by the loop after the done event. */
   int w_rc;
   long long w_started_ms, w_start_ns, w_end_ns;
-  ae_scorecard w_card;
+  ae_scorecard *w_card; /* malloc'd by the worker, freed at the done event
+                          (a finished job does not carry its 500 bytes) */
   ae_problem w_problem;
   ae_event ev_started, ev_done;
 
@@ -137,8 +138,13 @@ ae_job *ae_job_table_over_cap(const ae_job_table *t);
 /* Counts again what a job holds (after its texts or request changed); a
  * transient job is in no table and counts nowhere. */
 void ae_job_table_recount(ae_job_table *t, ae_job *job);
-/* What a job holds in memory: the job, its texts and its parsed request. */
+/* What a job holds in memory: the job, its texts and its parsed request,
+ * each block counted as malloc_usable_size says (what malloc gave it). */
 size_t ae_job_held_bytes(const ae_job *job);
+/* What a parsed request holds (its normalised JSON tree aside, which a
+ * job drops): the architecture, the lowered network (nodes, names, input
+ * lists), the inline inputs (float32) and labels, its strings. */
+size_t ae_request_held_bytes(const ae_request *r);
 /* Removes a job from everything and frees it. */
 void ae_job_table_remove(ae_job_table *t, ae_job *job);
 ae_job *ae_job_table_find(const ae_job_table *t, const char *id);
@@ -171,6 +177,8 @@ json_t *ae_job_request_json(const ae_job *job);
 
 /* A new job, zeroed (cancel flag clear), or NULL. */
 ae_job *ae_job_new(void);
+/* Frees what the worker wrote (w_card, w_problem) once the loop read it. */
+void ae_job_free_outcome(ae_job *job);
 /* Frees a job that is in no table. */
 void ae_job_free(ae_job *job);
 

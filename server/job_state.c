@@ -329,7 +329,7 @@ void ae_job_started(ae_server *srv, ae_job *job, const char *worker_name) {
 
 void ae_job_done(ae_server *srv, ae_job *job) {
   json_t *result =
-      job->w_rc == AE_OK ? ae_scorecard_to_json(&job->w_card) : NULL;
+      job->w_rc == AE_OK ? ae_scorecard_to_json(job->w_card) : NULL;
   if (result) {
     ae_job_finish(srv, job, AE_JOB_SUCCEEDED, "completed", result, NULL);
   } else {
@@ -344,8 +344,7 @@ void ae_job_done(ae_server *srv, ae_job *job) {
              job->w_problem.detail ? job->w_problem.detail : "");
     ae_job_finish(srv, job, o.state, o.reason, NULL, o.error);
   }
-  ae_scorecard_free(&job->w_card);
-  ae_problem_clear(&job->w_problem);
+  ae_job_free_outcome(job);
 }
 
 /* ---- admission: the memory jobs may hold ---- */
@@ -357,20 +356,15 @@ size_t ae_jobs_default_memory_budget(void) {
 }
 
 /* What n new jobs will hold, before their texts exist: the body's text
- * (their requests' text is about as long), each one's float32 inputs and
- * labels, and the job itself with a margin for its head and end. */
+ * (their requests' text is about as long), each one's parsed request as
+ * the table will count it once the job holds it (ae_request_held_bytes:
+ * float32 inputs, labels, the lowered network), and the job itself with a
+ * margin for its head and end. */
 static size_t incoming_bytes(const ae_request *reqs, size_t n,
                              size_t body_bytes) {
   size_t bytes = body_bytes;
-  for (size_t i = 0; i < n; i++) {
-    const ae_data_spec *d = &reqs[i].data;
-    size_t sample = 1;
-    for (int k = 0; k < d->input_rank; k++)
-      sample *= (size_t)d->input_shape[k];
-    if (d->inputs) bytes += (size_t)d->batch_size * sample * sizeof(float);
-    if (d->labels) bytes += (size_t)d->batch_size * sizeof(int);
-    bytes += sizeof(ae_job) + 4096;
-  }
+  for (size_t i = 0; i < n; i++)
+    bytes += ae_request_held_bytes(&reqs[i]) + sizeof(ae_job) + 4096;
   return bytes;
 }
 
@@ -402,12 +396,12 @@ static int check_job_memory(ae_server *srv, const ae_request *reqs, size_t n,
   return p->status ? AE_EINVAL : AE_OK;
 }
 
-int ae_jobs_admit(ae_server *srv, const ae_request *reqs, size_t n, int batch,
-                  size_t body_bytes, ae_problem *p, int *retry_after) {
+/* AE_OK when want more bytes fit in the budget now; else AE_ENOMEM with
+ * p filled: 507 when they would not fit even alone, else 429 with
+ * *retry_after the seconds until the first finished job expires. */
+static int budget_check(ae_server *srv, size_t want, ae_problem *p,
+                        int *retry_after) {
   const ae_job_table *t = &srv->jobs;
-  int rc = check_job_memory(srv, reqs, n, batch, p);
-  if (rc) return rc;
-  size_t want = incoming_bytes(reqs, n, body_bytes);
   if (t->held_bytes <= t->budget_bytes &&
       want <= t->budget_bytes - t->held_bytes)
     return AE_OK;
@@ -433,6 +427,20 @@ int ae_jobs_admit(ae_server *srv, const ae_request *reqs, size_t n, int batch,
                  "expire, or delete finished jobs.",
                  t->held_bytes, want, t->budget_bytes);
   return AE_ENOMEM;
+}
+
+int ae_jobs_admit(ae_server *srv, const ae_request *reqs, size_t n, int batch,
+                  size_t body_bytes, ae_problem *p, int *retry_after) {
+  int rc = check_job_memory(srv, reqs, n, batch, p);
+  if (rc) return rc;
+  return budget_check(srv, incoming_bytes(reqs, n, body_bytes), p, retry_after);
+}
+
+int ae_jobs_admit_body(ae_server *srv, size_t body_bytes, ae_problem *p,
+                       int *retry_after) {
+  /* ae_jobs_admit charges at least the body (incoming_bytes): a body that
+   * does not fit alone is refused there too, after a parse for nothing. */
+  return budget_check(srv, body_bytes, p, retry_after);
 }
 
 /* ---- submit, cancel, delete ---- */

@@ -44,6 +44,12 @@ size_t ae_jobs_default_memory_budget(void);
  * with p empty when out of memory. */
 int ae_jobs_admit(ae_server *srv, const ae_request *reqs, size_t n, int batch,
                   size_t body_bytes, ae_problem *p, int *retry_after);
+/* The part of ae_jobs_admit that needs no parse, for a body of body_bytes
+ * before it is parsed: AE_OK, or AE_ENOMEM with p filled (429 with
+ * *retry_after, or 507) when even the body's text would pass
+ * --max-jobs-memory, which ae_jobs_admit would refuse after the parse. */
+int ae_jobs_admit_body(ae_server *srv, size_t body_bytes, ae_problem *p,
+                       int *retry_after);
 /* What a submission adds to each job (issue 13): NULL fields are
  * absent.  result (stolen) finishes the job at once as succeeded and
  * cached; deferred keeps it queued outside the queue, behind an identical

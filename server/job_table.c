@@ -8,6 +8,7 @@
  * or walk them with an ae_job_iter. */
 #include "config.h"
 
+#include <malloc.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -142,31 +143,37 @@ void ae_job_render_changed(ae_job *job) {
 
 /* ---- what a job holds ---- */
 
-static size_t text_bytes(const ae_text *t) {
-  return t ? sizeof *t + t->len + 1 : 0;
+/* Every block is charged what malloc really gave it (malloc_usable_size:
+ * the requested size rounded up to the allocator's chunk, whole pages for
+ * the mapped blocks of large texts and inputs), so that the sum is what
+ * the jobs hold, not what they asked for.  The allocator's own header of
+ * each chunk (a size_t) is charged too. */
+#define CHUNK_HEADER sizeof(size_t)
+
+static size_t block_bytes(const void *p) {
+  return p ? malloc_usable_size((void *)p) + CHUNK_HEADER : 0;
 }
 
 static size_t graph_bytes(const ae_graph *g) {
-  size_t bytes = (size_t)g->n_nodes * sizeof *g->nodes;
+  size_t bytes = block_bytes(g->nodes);
   for (int i = 0; i < g->n_nodes; i++)
-    bytes += (size_t)g->nodes[i].n_inputs * sizeof(int);
+    bytes += block_bytes(g->nodes[i].name) + block_bytes(g->nodes[i].inputs);
   return bytes;
 }
 
+size_t ae_request_held_bytes(const ae_request *r) {
+  const ae_arch *a = &r->arch;
+  return block_bytes(a->dag.edges) + graph_bytes(&a->graph) +
+         block_bytes(a->model) + graph_bytes(&r->net) +
+         block_bytes(r->data.dataset) + block_bytes(r->data.inputs) +
+         block_bytes(r->data.labels) + block_bytes(r->client_ref);
+}
+
 size_t ae_job_held_bytes(const ae_job *job) {
-  size_t bytes = sizeof *job + text_bytes(job->request_text) +
-                 text_bytes(job->head_text) + text_bytes(job->tail_text);
-  if (job->client_ref) bytes += strlen(job->client_ref) + 1;
-  if (job->idem_key) bytes += strlen(job->idem_key) + 1;
-  if (job->has_req) {
-    const ae_data_spec *d = &job->req.data;
-    size_t sample = 1;
-    for (int k = 0; k < d->input_rank; k++)
-      sample *= (size_t)d->input_shape[k];
-    if (d->inputs) bytes += (size_t)d->batch_size * sample * sizeof(float);
-    if (d->labels) bytes += (size_t)d->batch_size * sizeof(int);
-    bytes += graph_bytes(&job->req.net);
-  }
+  size_t bytes = block_bytes(job) + block_bytes(job->request_text) +
+                 block_bytes(job->head_text) + block_bytes(job->tail_text) +
+                 block_bytes(job->client_ref) + block_bytes(job->idem_key);
+  if (job->has_req) bytes += ae_request_held_bytes(&job->req);
   return bytes;
 }
 
@@ -320,8 +327,18 @@ ae_job *ae_job_new(void) {
   return job;
 }
 
+void ae_job_free_outcome(ae_job *job) {
+  if (job->w_card) {
+    ae_scorecard_free(job->w_card);
+    free(job->w_card);
+    job->w_card = NULL;
+  }
+  ae_problem_clear(&job->w_problem);
+}
+
 void ae_job_free(ae_job *job) {
   if (!job) return;
+  ae_job_free_outcome(job);
   if (job->has_req) ae_request_free(&job->req);
   ae_text_unref(job->request_text);
   ae_text_unref(job->head_text);

@@ -56,12 +56,14 @@ TESTS += tests/integration/test_reliability_signals.py \
 	tests/integration/test_reliability_http.py \
 	tests/integration/test_reliability_drain.py \
 	tests/integration/test_reliability_loop.py \
-	tests/integration/test_reliability_memory.py
+	tests/integration/test_reliability_memory.py \
+	tests/integration/test_reliability_memory_load.py
 EXTRA_DIST += tests/integration/test_reliability_signals.py \
 	tests/integration/test_reliability_http.py \
 	tests/integration/test_reliability_drain.py \
 	tests/integration/test_reliability_loop.py \
-	tests/integration/test_reliability_memory.py
+	tests/integration/test_reliability_memory.py \
+	tests/integration/test_reliability_memory_load.py
 include tests/fault/local.mk
 
 # Studies, the result cache (issue 13): the study API against a daemon

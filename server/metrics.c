@@ -264,6 +264,26 @@ char *ae_metrics_render(const ae_metrics *m, const ae_metrics_gauges *g,
   emit_header(&t, "archeval_jobs_queued", "gauge", "Jobs waiting to run.");
   emit(&t, "archeval_jobs_queued %zu\n", g->n_queued);
 
+  emit_header(&t, "archeval_jobs_held", "gauge",
+              "Jobs held in memory (queued, running and finished).");
+  emit(&t, "archeval_jobs_held %zu\n", g->jobs_held);
+
+  emit_header(&t, "archeval_jobs_memory_bytes", "gauge",
+              "Bytes the jobs in memory hold (requests, inline inputs, "
+              "lowered networks, rendered texts), as --max-jobs-memory "
+              "counts them.");
+  emit(&t, "archeval_jobs_memory_bytes %zu\n", g->jobs_memory_bytes);
+
+  emit_header(&t, "archeval_jobs_memory_budget_bytes", "gauge",
+              "--max-jobs-memory: past it, POST answers 429 or 507.");
+  emit(&t, "archeval_jobs_memory_budget_bytes %zu\n",
+       g->jobs_memory_budget_bytes);
+
+  emit_header(&t, "archeval_jobs_finished_held", "gauge",
+              "Finished jobs held in memory until they expire (or, with a "
+              "store, past --max-finished-jobs).");
+  emit(&t, "archeval_jobs_finished_held %zu\n", g->finished_held);
+
   emit_header(&t, "archeval_jobs_running", "gauge", "Jobs running, by worker.");
   for (size_t i = 0; i < m->n_workers; i++)
     emit(&t, "archeval_jobs_running{worker=\"%s\"} %d\n",

@@ -71,6 +71,13 @@ typedef struct {
   const ae_metrics_worker *workers; /* n_workers of ae_metrics_init */
   const ae_metrics_store *store;    /* NULL: the daemon runs without one */
   const char *replica;              /* this process in a fleet (--replica-id) */
+  /* The jobs in memory (job.h's table): how many, what they hold as the
+   * --max-jobs-memory budget counts it, that budget, and the finished
+   * ones kept (against --max-finished-jobs). */
+  size_t jobs_held;
+  size_t jobs_memory_bytes;
+  size_t jobs_memory_budget_bytes;
+  size_t finished_held;
 } ae_metrics_gauges;
 
 int ae_metrics_init(ae_metrics *m, size_t n_workers);

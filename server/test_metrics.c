@@ -3,7 +3,8 @@
  * cumulative in "le" and end in +Inf with the call count, errors are
  * counted per kind of call, the lease series appear only when the store
  * has leases, the replica id is a label, and a daemon without a store
- * shows none of it.
+ * shows none of it; the jobs' memory gauges (issue 14) show the table's
+ * counts.
  *
  * Single-threaded; each test owns what it allocates. */
 #include "config.h"
@@ -25,7 +26,8 @@ static char *render(const ae_metrics_store *store, const char *replica) {
   ae_metrics m;
   ck_assert_int_eq(ae_metrics_init(&m, 1), 0);
   ae_metrics_worker worker = {"host", 0, 1, 0};
-  ae_metrics_gauges g = {0, 0, &worker, store, replica};
+  ae_metrics_gauges g = {
+      .workers = &worker, .store = store, .replica = replica};
   size_t len = 0;
   char *text = ae_metrics_render(&m, &g, &len);
   ae_metrics_free(&m);
@@ -139,12 +141,39 @@ START_TEST(no_store_no_store_series) {
 }
 END_TEST
 
+/* The jobs' memory gauges show what the caller read from the table. */
+START_TEST(jobs_memory_gauges) {
+  ae_metrics m;
+  ck_assert_int_eq(ae_metrics_init(&m, 1), 0);
+  ae_metrics_worker worker = {"host", 0, 1, 0};
+  ae_metrics_gauges g = {.workers = &worker,
+                         .replica = "",
+                         .jobs_held = 12,
+                         .jobs_memory_bytes = 123456789,
+                         .jobs_memory_budget_bytes = (size_t)64 << 20,
+                         .finished_held = 7};
+  size_t len = 0;
+  char *text = ae_metrics_render(&m, &g, &len);
+  ae_metrics_free(&m);
+  ck_assert_ptr_nonnull(text);
+  ck_assert_double_eq(value_of(text, "archeval_jobs_held"), 12);
+  ck_assert_double_eq(value_of(text, "archeval_jobs_memory_bytes"), 123456789);
+  ck_assert_double_eq(value_of(text, "archeval_jobs_memory_budget_bytes"),
+                      64 << 20);
+  ck_assert_double_eq(value_of(text, "archeval_jobs_finished_held"), 7);
+  ck_assert_ptr_nonnull(
+      strstr(text, "# TYPE archeval_jobs_memory_bytes gauge\n"));
+  free(text);
+}
+END_TEST
+
 int main(void) {
   Suite *s = suite_create("server_metrics");
   TCase *tc = tcase_create("store");
   tcase_add_test(tc, store_latency_is_cumulative_per_op);
   tcase_add_test(tc, store_down_and_leases);
   tcase_add_test(tc, no_store_no_store_series);
+  tcase_add_test(tc, jobs_memory_gauges);
   suite_add_tcase(s, tc);
   SRunner *sr = srunner_create(s);
   srunner_run_all(sr, CK_NORMAL);

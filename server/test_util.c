@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "api/sha256.h"
 #include "server/metrics.h"
 #include "server/util.h"
 
@@ -35,6 +36,41 @@ START_TEST(sha256_fips_examples) {
   free(a);
   ck_assert_str_eq(hex, "cdc76e5c9914fb9281a1c7e284d73e67"
                         "f1809a48a497200e046d39ccc7112cd0");
+}
+END_TEST
+
+/* Streamed in pieces of every size, the hash is the one-shot hash (the
+ * FIPS million 'a', and a text whose pieces straddle block edges). */
+START_TEST(sha256_streamed_equals_one_shot) {
+  size_t n = 1000000;
+  char *a = malloc(n);
+  ck_assert_ptr_nonnull(a);
+  memset(a, 'a', n);
+  static const size_t pieces[] = {1, 3, 55, 63, 64, 65, 127, 1000, 4099};
+  for (size_t k = 0; k < sizeof pieces / sizeof pieces[0]; k++) {
+    ae_sha256_ctx c;
+    ae_sha256_init(&c);
+    for (size_t off = 0; off < n; off += pieces[k])
+      ae_sha256_update(&c, a + off, off + pieces[k] <= n ? pieces[k] : n - off);
+    char hex[65];
+    ae_sha256_final_hex(&c, hex);
+    ck_assert_str_eq(hex, "cdc76e5c9914fb9281a1c7e284d73e67"
+                          "f1809a48a497200e046d39ccc7112cd0");
+  }
+  for (size_t len = 0; len < 200; len++) {
+    char one[65], streamed[65];
+    for (size_t i = 0; i < len; i++)
+      a[i] = (char)('0' + (i * 7 + len) % 64);
+    ae_sha256_hex(a, len, one);
+    ae_sha256_ctx c;
+    ae_sha256_init(&c);
+    ae_sha256_update(&c, a, len / 3);
+    ae_sha256_update(&c, a + len / 3, 0);
+    ae_sha256_update(&c, a + len / 3, len - len / 3);
+    ae_sha256_final_hex(&c, streamed);
+    ck_assert_str_eq(one, streamed);
+  }
+  free(a);
 }
 END_TEST
 
@@ -102,6 +138,7 @@ int main(void) {
   Suite *s = suite_create("server_util");
   TCase *tc = tcase_create("util");
   tcase_add_test(tc, sha256_fips_examples);
+  tcase_add_test(tc, sha256_streamed_equals_one_shot);
   tcase_add_test(tc, job_ids_sort_in_creation_order);
   tcase_add_test(tc, rfc3339_with_milliseconds);
   tcase_add_test(tc, histogram_buckets);

@@ -140,10 +140,13 @@ static void *worker_main(void *arg) {
     post_event(srv, &job->ev_started);
 
     ae_job_control ctl = {&job->cancel, entry->deadline_ns};
-    ae_scorecard_init(&job->w_card);
     ae_error err = AE_ERROR_INIT;
-    int rc = ae_engine_score(engine, &job->req, &srv->registry, &ctl,
-                             &job->w_card, &err);
+    int rc = AE_ENOMEM;
+    if ((job->w_card = malloc(sizeof *job->w_card))) {
+      ae_scorecard_init(job->w_card);
+      rc = ae_engine_score(engine, &job->req, &srv->registry, &ctl, job->w_card,
+                           &err);
+    }
     if (rc != AE_OK) {
       /* The problem keeps no reason for these: log it here. */
       if (rc == AE_EINTERNAL || rc == AE_EIO)
