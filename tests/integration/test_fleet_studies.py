@@ -16,6 +16,9 @@ Checks:
   ranking kept by a replica);
 - a delete on B is seen on A (404 for the study and its members, gone
   from the listing).
+- a study deleted on B right after 8 members were added on A: its queued
+  members are cancelled in the store, running ones on either replica are
+  asked to stop; every member ends or is gone.
 
 Environment: AE_BUILDDIR, AE_TEST_PG_URL (skips, 77, without it).  Prints
 "N passed, M failed" last; python3 stdlib only.
@@ -185,12 +188,44 @@ def test_studies(a, b, workdir):
     check(a.call("POST", "/v1/studies/%s/architectures" % sid,
                  {"architectures": archs[:1]}).status == 404,
           "A: no adding to a deleted study (404)")
-    check(a.call("GET", "/v1/jobs/%s" % job_ids[0]).status == 404,
-          "A: its members are gone (404)")
+    # Whichever replica ran them (and holds them in memory).
+    for rep in (a, b):
+        gone = [rep.call("GET", "/v1/jobs/%s" % j).status for j in job_ids]
+        check(gone == [404] * len(job_ids),
+              "%s: its members are gone (404)" % rep.name, gone)
     la = a.call("GET", "/v1/studies")
     check(la.status == 200 and
           [s["id"] for s in la.json["studies"]] == [other.json["id"]],
           "A lists only the other study", la.body[:300])
+
+    # A study deleted on B while its members are queued or running on
+    # either replica: they are cancelled there (or end), none stays queued.
+    oid = other.json["id"]
+    r = a.call("POST", "/v1/studies/%s/architectures" % oid,
+               {"architectures": cells(8, offset=11)})
+    check(r.status == 202, "8 members added to the other study on A",
+          r.body[:300])
+    ids = [j["id"] for j in r.json["jobs"]] if r.status == 202 else []
+    d = b.call("DELETE", "/v1/studies/%s" % oid)
+    check(d.status == 204, "delete on B right away: 204", d.status)
+    check(a.call("GET", "/v1/studies/%s" % oid).status == 404,
+          "A: the other study is gone (404)")
+    ends = {}
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and len(ends) < len(ids):
+        for jid in ids:
+            if jid in ends:
+                continue
+            g = a.call("GET", "/v1/jobs/%s" % jid)
+            if g.status == 404:
+                ends[jid] = "gone"
+            elif g.status == 200 and g.json["state"] in h.TERMINAL:
+                ends[jid] = g.json["state"]
+        time.sleep(0.2)
+    h.log("members of the deleted study: %s"
+          % sorted(ends.values()))
+    check(len(ends) == len(ids),
+          "every member of the deleted study is gone or ended", ends)
 
 
 def main():
