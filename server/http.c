@@ -1325,10 +1325,6 @@ static const char *study_query(void *ctx, const char *name) {
 static enum MHD_Result h_study(ae_http_req *r, ae_study_op op) {
   enum MHD_Result answer = MHD_NO;
   const char *key = NULL;
-  if (r->srv->fleet) /* its members would run and end on any replica */
-    return fail(r, 501, "not_implemented", "Not implemented", 0,
-                "Studies are not available with --fleet yet; use a daemon "
-                "without --fleet for studies.");
   if (op == AE_STUDY_CREATE || op == AE_STUDY_ADD) {
     const char *ct = header(r, MHD_HTTP_HEADER_CONTENT_TYPE);
     if (r->len > 0 && !ae_content_type_is_json(ct))

@@ -116,10 +116,16 @@ static ae_job *fetch_done(ae_server *srv, int status, fetch_one *f,
   return NULL;
 }
 
+/* --fleet: a finished study member held here is read from the store, whose
+ * study another replica may have deleted (with its finished members). */
+static int held_copy_may_be_stale(const ae_server *srv, const ae_job *job) {
+  return srv->fleet && job->study[0] && ae_job_terminal(job);
+}
+
 ae_job *ae_job_lookup(ae_server *srv, const char *id, int *rc) {
   ae_job *job = ae_job_table_find(&srv->jobs, id);
   *rc = AE_OK;
-  if (job && !job->remote) return job;
+  if (job && !job->remote && !held_copy_may_be_stale(srv, job)) return job;
   *rc = AE_ENOTFOUND;
   if (!ae_jobs_store_has_more(srv)) return NULL;
   fetch_one f = {.job = NULL, .rc = AE_ENOTFOUND};

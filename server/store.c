@@ -406,6 +406,28 @@ int ae_store_study_load(ae_store *s,
   return status;
 }
 
+int ae_store_study_get(ae_store *s, const char *id, const char *idem_key,
+                       int (*fn)(void *ud, const ae_store_study *st),
+                       void *ud) {
+  if (!s || !fn || (!id && !idem_key)) return AE_EINVAL;
+  if (!s->ops->study_get) return AE_EUNSUPPORTED;
+  double start = store_now_s();
+  int status = s->ops->study_get(s->impl, id, idem_key, fn, ud);
+  store_record(s, AE_STORE_OP_STUDY, store_now_s() - start, status);
+  return status;
+}
+
+int ae_store_study_members(ae_store *s, const char *id,
+                           int (*fn)(void *ud, const ae_store_job *j),
+                           void *ud) {
+  if (!s || !id || !fn) return AE_EINVAL;
+  if (!s->ops->study_members) return AE_EUNSUPPORTED;
+  double start = store_now_s();
+  int status = s->ops->study_members(s->impl, id, fn, ud);
+  store_record(s, AE_STORE_OP_STUDY, store_now_s() - start, status);
+  return status;
+}
+
 int ae_store_cache_put(ae_store *s, const char *key, const char *canonical,
                        const char *result_json, long long created_ms) {
   if (!s || !key || !canonical || !result_json) return AE_EINVAL;

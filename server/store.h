@@ -274,6 +274,20 @@ int ae_store_study_delete(ae_store *s, const char *id);
 int ae_store_study_load(ae_store *s,
                         int (*fn)(void *ud, const ae_store_study *st),
                         void *ud);
+/* Reads one study (--fleet: any replica may have created it) by its id,
+ * or, when id is NULL, by its idempotency key: fn is called once with the
+ * row (valid during the call) and its return value returned.
+ * AE_ENOTFOUND when absent; AE_EIO; AE_EUNSUPPORTED without a backend
+ * that reads single studies (SQLite: a daemon alone holds them all). */
+int ae_store_study_get(ae_store *s, const char *id, const char *idem_key,
+                       int (*fn)(void *ud, const ae_store_study *st), void *ud);
+/* Calls fn for every job of the study ID in the order they were added
+ * (seq), whichever replica accepted or ran them; fn returns 0 to go on.
+ * 0 (none included), fn's non-zero return, AE_EIO, AE_EUNSUPPORTED as
+ * above. */
+int ae_store_study_members(ae_store *s, const char *id,
+                           int (*fn)(void *ud, const ae_store_job *j),
+                           void *ud);
 /* Stores a result under a cache key (the first one stored wins: a key
  * names one computation, so a second result is the same).  0 or AE_EIO. */
 int ae_store_cache_put(ae_store *s, const char *key, const char *canonical,
@@ -405,6 +419,11 @@ typedef struct {
   int (*study_delete)(void *impl, const char *id);
   int (*study_load)(void *impl, int (*fn)(void *ud, const ae_store_study *st),
                     void *ud);
+  /* Single studies and their members (--fleet): NULL where absent. */
+  int (*study_get)(void *impl, const char *id, const char *idem_key,
+                   int (*fn)(void *ud, const ae_store_study *st), void *ud);
+  int (*study_members)(void *impl, const char *id,
+                       int (*fn)(void *ud, const ae_store_job *j), void *ud);
   int (*cache_put)(void *impl, const char *key, const char *canonical,
                    const char *result_json, long long created_ms);
   int (*cache_get)(void *impl, const char *key,

@@ -52,3 +52,8 @@ EXTRA_DIST += tests/integration/test_finished_cap.py \
 # at attempt 2.  About two minutes on 2 cores.
 TESTS += tests/integration/test_fleet_pg.sh
 EXTRA_DIST += tests/integration/test_fleet.py tests/integration/test_fleet_pg.sh
+# Studies under --fleet: created, extended, ranked and deleted from either
+# of two replicas (issue 15).
+TESTS += tests/integration/test_fleet_studies_pg.sh
+EXTRA_DIST += tests/integration/test_fleet_studies.py \
+	tests/integration/test_fleet_studies_pg.sh

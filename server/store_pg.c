@@ -198,6 +198,9 @@ enum {
   PG_MODEL_PUT,
   PG_MODEL_GET,
   PG_MODEL_DELETE,
+  PG_STUDY_GET,
+  PG_STUDY_GET_IDEM,
+  PG_STUDY_MEMBERS,
   PG_STMT_COUNT
 };
 
@@ -361,6 +364,22 @@ static const struct {
                       1},
     [PG_MODEL_DELETE] = {"ae_model_delete",
                          "DELETE FROM archeval_models WHERE id = $1", 1},
+    /* --fleet: one study, and its members, read by any replica. */
+    [PG_STUDY_GET] = {"ae_study_get",
+                      "SELECT id, name, request_json, idempotency_key,"
+                      " body_hash, client_ref, created_ms, seq"
+                      " FROM archeval_studies WHERE id = $1",
+                      1},
+    [PG_STUDY_GET_IDEM] = {"ae_study_get_idem",
+                           "SELECT id, name, request_json, idempotency_key,"
+                           " body_hash, client_ref, created_ms, seq"
+                           " FROM archeval_studies WHERE idempotency_key = $1"
+                           " ORDER BY seq, insert_order LIMIT 1",
+                           1},
+    [PG_STUDY_MEMBERS] = {"ae_study_members",
+                          "SELECT " PG_JOB_COLUMNS " FROM archeval_jobs"
+                          " WHERE study = $1 ORDER BY seq, insert_order",
+                          1},
 };
 
 typedef struct {
@@ -1192,6 +1211,58 @@ static int pg_store_study_load(void *impl,
   return status;
 }
 
+/* --fleet: one study by id or idempotency key (PG_STUDY_GET*). */
+static int pg_store_study_get(void *impl, const char *id, const char *idem_key,
+                              int (*fn)(void *ud, const ae_store_study *t),
+                              void *ud) {
+  pg_store *s = impl;
+  if (!s || !fn || (!id && !idem_key)) return AE_EINVAL;
+  int status = pg_ready(s);
+  if (status) return status;
+  const char *values[1] = {id ? id : idem_key};
+  PGresult *res = pg_run(s, id ? PG_STUDY_GET : PG_STUDY_GET_IDEM, values,
+                         PGRES_TUPLES_OK, "study get", &status);
+  if (!res) return status;
+  if (PQntuples(res) == 0) {
+    pg_set_error(s, "study get: no study '%s'", values[0]);
+    status = AE_ENOTFOUND;
+  } else {
+    ae_store_study t = {.id = pg_text(res, 0, 0),
+                        .name = pg_text(res, 0, 1),
+                        .request_json = pg_text(res, 0, 2),
+                        .idempotency_key = pg_text(res, 0, 3),
+                        .body_hash = pg_text(res, 0, 4),
+                        .client_ref = pg_text(res, 0, 5),
+                        .created_ms = pg_number(res, 0, 6),
+                        .seq = pg_number(res, 0, 7)};
+    if (!t.id || !t.name || !t.request_json) {
+      pg_set_error(s, "study get: a row lacks its id, name or request");
+      status = AE_EIO;
+    } else {
+      status = fn(ud, &t);
+    }
+  }
+  PQclear(res);
+  return status;
+}
+
+/* --fleet: the jobs of one study, in the order they were added. */
+static int pg_store_study_members(void *impl, const char *id,
+                                  int (*fn)(void *ud, const ae_store_job *j),
+                                  void *ud) {
+  pg_store *s = impl;
+  if (!s || !id || !fn) return AE_EINVAL;
+  int status = pg_ready(s);
+  if (status) return status;
+  const char *values[1] = {id};
+  PGresult *res = pg_run(s, PG_STUDY_MEMBERS, values, PGRES_TUPLES_OK,
+                         "study members", &status);
+  if (!res) return status;
+  status = pg_each_row(s, res, fn, ud, "study members");
+  PQclear(res);
+  return status;
+}
+
 static int pg_store_cache_put(void *impl, const char *key,
                               const char *canonical, const char *result_json,
                               long long created_ms) {
@@ -1484,6 +1555,8 @@ const ae_store_ops ae_store_pg_ops = {
     .study_insert = pg_store_study_insert,
     .study_delete = pg_store_study_delete,
     .study_load = pg_store_study_load,
+    .study_get = pg_store_study_get,
+    .study_members = pg_store_study_members,
     .cache_put = pg_store_cache_put,
     .cache_get = pg_store_cache_get,
     .model_put = pg_store_model_put,

@@ -13,6 +13,15 @@
  * a restart the studies are loaded from the store and the loaded jobs are
  * attached to them by job->study, in submission order.
  *
+ * --fleet.  Every replica may create, extend, rank or delete any study and
+ * its members run on any replica, so no replica's memory knows a study:
+ * each request reads the study row and its members' rows from the shared
+ * store (ae_store_study_get, ae_store_study_members) into s->rows,
+ * transient jobs dropped when the request is answered; a list reloads the
+ * table from the store.  The ranking is kept per study as above, its
+ * version being the count of members and of ended ones (members are only
+ * added, and an end is final).
+ *
  * Thread: the loop thread owns every study. */
 #include "config.h"
 
@@ -26,6 +35,7 @@
 #include "api/sha256.h"
 #include "api/status.h"
 #include "server/cache.h"
+#include "server/job_fetch.h"
 #include "server/job_render.h"
 #include "server/job_state.h"
 #include "server/models.h"
@@ -54,6 +64,10 @@ typedef struct ae_study {
   unsigned long long version;
   json_t *ranking; /* the whole ranking of ranking_version, or NULL */
   unsigned long long ranking_version;
+  /* --fleet: the members as read from the store for this request
+   * (transient jobs, in members' order), NULL between requests. */
+  ae_job **rows;
+  size_t n_rows, cap_rows;
   struct ae_study *newer, *older;
 } ae_study;
 
@@ -76,8 +90,25 @@ static ae_study *study_find_idem(ae_server *srv, const char *key) {
   return NULL;
 }
 
+/* --fleet: forgets the members read for the last request. */
+static void study_drop_rows(ae_study *s) {
+  for (size_t i = 0; i < s->n_rows; i++)
+    ae_job_release(s->rows[i]);
+  free(s->rows);
+  s->rows = NULL;
+  s->n_rows = s->cap_rows = 0;
+}
+
+/* Member i: the table's job, or (--fleet) the row read from the store;
+ * NULL when it is gone. */
+static ae_job *member_job(ae_server *srv, ae_study *s, size_t i) {
+  if (srv->fleet) return i < s->n_rows ? s->rows[i] : NULL;
+  return ae_job_table_find(&srv->jobs, s->members[i]);
+}
+
 static void study_free(ae_study *s) {
   if (!s) return;
+  study_drop_rows(s);
   free(s->name);
   json_decref(s->request);
   json_decref(s->template);
@@ -163,8 +194,10 @@ void ae_studies_free(ae_server *srv) {
   srv->studies = NULL;
 }
 
-static int load_study(void *ud, const ae_store_study *row) {
-  ae_server *srv = ud;
+/* A study made of its stored row: AE_OK with *out set (NULL when the
+ * row does not load: logged), or AE_ENOMEM. */
+static int study_from_row(const ae_store_study *row, ae_study **out) {
+  *out = NULL;
   ae_study *s = calloc(1, sizeof *s);
   if (!s) return AE_ENOMEM;
   json_error_t jerr;
@@ -186,8 +219,122 @@ static int load_study(void *ud, const ae_store_study *row) {
     study_free(s);
     return rc == AE_ENOMEM ? AE_ENOMEM : AE_OK;
   }
-  study_link(srv, s);
+  *out = s;
   return AE_OK;
+}
+
+static int load_study(void *ud, const ae_store_study *row) {
+  ae_server *srv = ud;
+  ae_study *s = NULL;
+  int rc = study_from_row(row, &s);
+  if (s) study_link(srv, s);
+  return rc;
+}
+
+/* ---- --fleet: studies read from the shared store ---- */
+
+static int take_study(void *ud, const ae_store_study *row) {
+  return study_from_row(row, (ae_study **)ud);
+}
+
+static int take_member(void *ud, const ae_store_job *row) {
+  ae_study *s = ud;
+  if (s->n_rows == s->cap_rows) {
+    size_t cap = s->cap_rows ? 2 * s->cap_rows : 16;
+    void *grown = realloc(s->rows, cap * sizeof *s->rows);
+    if (!grown) return AE_ENOMEM;
+    s->rows = grown;
+    s->cap_rows = cap;
+  }
+  if (study_reserve(s, 1)) return AE_ENOMEM;
+  ae_job *job = ae_job_from_row(row);
+  if (!job) return AE_ENOMEM;
+  job->transient = 1;
+  s->rows[s->n_rows++] = job;
+  snprintf(s->members[s->n_members++], 32, "%s", job->id);
+  return AE_OK;
+}
+
+/* Reads the members of s from the store into s->rows (and s->members);
+ * the version becomes the count of members and of ended ones. */
+static int study_read_members(ae_server *srv, ae_study *s) {
+  study_drop_rows(s);
+  s->n_members = 0;
+  int rc = ae_store_study_members(srv->store, s->id, take_member, s);
+  if (rc) {
+    study_drop_rows(s);
+    s->n_members = 0;
+    if (rc != AE_ENOMEM)
+      ae_log(AE_LOG_ERROR, "store: study %s members: %s (%s)", s->id,
+             ae_strerror(rc), ae_store_errmsg(srv->store));
+    return rc == AE_ENOMEM ? AE_ENOMEM : AE_EIO;
+  }
+  unsigned long long ended = 0;
+  for (size_t i = 0; i < s->n_rows; i++)
+    ended += ae_job_terminal(s->rows[i]) != 0;
+  s->version = ((unsigned long long)s->n_rows << 32) | ended;
+  return AE_OK;
+}
+
+/* The study ID (or, id NULL, the one of the idempotency key KEY) with its
+ * members: from the table, or (--fleet) as the store has it now.  NULL
+ * with *rc AE_ENOTFOUND, AE_EIO (the store failed) or AE_ENOMEM. */
+static ae_study *study_get(ae_server *srv, const char *id, const char *key,
+                           int *rc) {
+  *rc = AE_OK;
+  if (!srv->fleet) {
+    ae_study *s = id ? study_find(srv, id) : study_find_idem(srv, key);
+    if (!s) *rc = AE_ENOTFOUND;
+    return s;
+  }
+  ae_study *fresh = NULL;
+  int status = ae_store_study_get(srv->store, id, key, take_study, &fresh);
+  if (status == AE_OK && !fresh) status = AE_ENOTFOUND; /* did not load */
+  ae_study *s = fresh ? study_find(srv, fresh->id)
+                : id  ? study_find(srv, id)
+                      : NULL;
+  if (status == AE_ENOTFOUND && s) {
+    /* Deleted by another replica. */
+    study_unlink(srv, s);
+    study_free(s);
+    s = NULL;
+  }
+  if (status) {
+    study_free(fresh);
+    if (status != AE_ENOTFOUND && status != AE_ENOMEM) {
+      ae_log(AE_LOG_ERROR, "store: study get: %s (%s)", ae_strerror(status),
+             ae_store_errmsg(srv->store));
+      status = AE_EIO;
+    }
+    *rc = status;
+    return NULL;
+  }
+  if (s) { /* a study's row never changes: the one held stays */
+    study_free(fresh);
+  } else {
+    s = fresh;
+    study_link(srv, s);
+  }
+  if ((*rc = study_read_members(srv, s))) return NULL;
+  return s;
+}
+
+/* --fleet: the table becomes the store's studies (a listing). */
+static int studies_reload(ae_server *srv) {
+  ae_study *s = srv->studies->newest;
+  while (s) {
+    ae_study *older = s->older;
+    study_free(s);
+    s = older;
+  }
+  srv->studies->newest = srv->studies->oldest = NULL;
+  int rc = ae_store_study_load(srv->store, load_study, srv);
+  if (rc && rc != AE_ENOMEM) {
+    ae_log(AE_LOG_ERROR, "store: study load: %s (%s)", ae_strerror(rc),
+           ae_store_errmsg(srv->store));
+    rc = AE_EIO;
+  }
+  return rc;
 }
 
 int ae_studies_load(ae_server *srv) {
@@ -276,6 +423,17 @@ static void reply_not_found(ae_study_reply *out, const char *id) {
                  "No study %s (never created, or deleted).", id);
 }
 
+/* The answer to a study_get that found none (rc from it). */
+static void reply_get_failed(ae_server *srv, ae_study_reply *out,
+                             const char *id, int rc) {
+  if (rc == AE_ENOTFOUND) return reply_not_found(out, id);
+  if (rc == AE_ENOMEM) return reply_oom(out);
+  out->retry_after = 5;
+  (void)srv;
+  ae_problem_set(&out->problem, 503, "store_unavailable", "Store unavailable",
+                 "The job store could not be read; try again.");
+}
+
 static json_t *time_or_null(long long ms) {
   if (!ms) return json_null();
   char buf[40];
@@ -287,7 +445,7 @@ static json_t *time_or_null(long long ms) {
 static json_t *study_json(ae_server *srv, ae_study *s) {
   size_t counts[5] = {0}, cached = 0, n = 0;
   for (size_t i = 0; i < s->n_members; i++) {
-    ae_job *job = ae_job_table_find(&srv->jobs, s->members[i]);
+    ae_job *job = member_job(srv, s, i);
     if (!job) continue;
     n++;
     counts[job->state]++;
@@ -426,7 +584,10 @@ static void h_create(ae_server *srv, const ae_study_call *call,
   char hash[65] = "";
   if (call->idem_key) {
     ae_sha256_hex(call->body ? call->body : "", call->len, hash);
-    ae_study *s = study_find_idem(srv, call->idem_key);
+    int grc;
+    ae_study *s = study_get(srv, NULL, call->idem_key, &grc);
+    if (grc && grc != AE_ENOTFOUND)
+      return reply_get_failed(srv, out, call->idem_key, grc);
     if (s) {
       if (strcmp(s->body_hash, hash)) {
         ae_problem_set(&out->problem, 422, "idempotency_key_mismatch",
@@ -461,6 +622,10 @@ static void h_create(ae_server *srv, const ae_study_call *call,
   s->name = strdup(json_string_value(json_object_get(req, "name")));
   s->created_ms = ae_now_ms();
   s->seq = srv->studies->next_seq;
+  /* --fleet: replicas number studies from one clock (microseconds), as
+   * jobs, so that a listing's order is the order of creation. */
+  if (srv->fleet && s->created_ms * 1000 > s->seq)
+    s->seq = s->created_ms * 1000;
   if (call->idem_key) {
     s->idem_key = strdup(call->idem_key);
     snprintf(s->body_hash, sizeof s->body_hash, "%s", hash);
@@ -526,6 +691,8 @@ static void h_list(ae_server *srv, const ae_study_call *call,
                    "Not a page token this server gave.");
     return;
   }
+  int rc = srv->fleet ? studies_reload(srv) : AE_OK;
+  if (rc) return reply_get_failed(srv, out, "", rc);
   json_t *list = json_array();
   ae_study *s = srv->studies->newest;
   while (s && before >= 0 && s->seq >= before)
@@ -533,6 +700,10 @@ static void h_list(ae_server *srv, const ae_study_call *call,
   long long shown = 0;
   ae_study *last = NULL;
   for (; list && s && shown < size; s = s->older, shown++) {
+    if (srv->fleet && (rc = study_read_members(srv, s))) {
+      json_decref(list);
+      return reply_get_failed(srv, out, "", rc);
+    }
     json_array_append_new(list, study_json(srv, s));
     last = s;
   }
@@ -548,23 +719,34 @@ static void h_list(ae_server *srv, const ae_study_call *call,
 
 static void h_get(ae_server *srv, const ae_study_call *call,
                   ae_study_reply *out) {
-  ae_study *s = study_find(srv, call->id);
-  if (!s) return reply_not_found(out, call->id);
+  int rc;
+  ae_study *s = study_get(srv, call->id, NULL, &rc);
+  if (!s) return reply_get_failed(srv, out, call->id, rc);
   reply_json(out, 200, study_json(srv, s));
 }
 
 static void h_delete(ae_server *srv, const ae_study_call *call,
                      ae_study_reply *out) {
-  ae_study *s = study_find(srv, call->id);
-  if (!s) return reply_not_found(out, call->id);
+  int rc;
+  ae_study *s = study_get(srv, call->id, NULL, &rc);
+  if (!s) return reply_get_failed(srv, out, call->id, rc);
   /* Members are cancelled first; a worker may still hold a running one,
-   * so such jobs stay, without a study, and expire like plain jobs. */
+   * so such jobs stay, without a study, and expire like plain jobs.
+   * --fleet: those this replica holds are cancelled here, the others in
+   * the store (a running one's owner sees the flag at its heartbeat). */
   for (size_t i = 0; i < s->n_members; i++) {
     ae_job *job = ae_job_table_find(&srv->jobs, s->members[i]);
-    if (job) ae_job_cancel(srv, job);
+    if (job && !job->remote) {
+      ae_job_cancel(srv, job);
+    } else if (srv->fleet && s->rows[i] && !ae_job_terminal(s->rows[i])) {
+      int crc = ae_job_cancel_elsewhere(srv, s->rows[i]);
+      if (crc && crc != AE_ENOTFOUND && crc != AE_EINVAL)
+        ae_log(AE_LOG_WARN, "study %s: member %s not cancelled: %s", s->id,
+               s->members[i], ae_strerror(crc));
+    }
   }
   if (srv->store) {
-    int rc = ae_store_study_delete(srv->store, s->id);
+    rc = ae_store_study_delete(srv->store, s->id);
     if (rc && rc != AE_ENOTFOUND) {
       ae_jobs_store_failed(srv, "study delete", s->id, rc);
       return reply_store(srv, out, "study deletion");
@@ -593,8 +775,18 @@ static int add_replay(ae_server *srv, ae_study *s, const char *key,
   char k[400];
   snprintf(k, sizeof k, "%s:%s\n0", s->id, key);
   ae_job *first = ae_job_table_find_idem(&srv->jobs, k);
+  if (srv->fleet) { /* the key may be another replica's */
+    int rc;
+    first = ae_job_lookup_idem(srv, k, &rc);
+    if (rc == AE_EIO || rc == AE_ENOMEM) {
+      reply_get_failed(srv, out, key, rc);
+      return 1;
+    }
+  }
   if (!first) return 0;
-  if (strcmp(first->body_hash, hash)) {
+  int mismatch = strcmp(first->body_hash, hash) != 0;
+  ae_job_release(first);
+  if (mismatch) {
     ae_problem_set(&out->problem, 422, "idempotency_key_mismatch",
                    "Idempotency key mismatch",
                    "Idempotency-Key %s was used with another body.", key);
@@ -603,7 +795,14 @@ static int add_replay(ae_server *srv, ae_study *s, const char *key,
   json_t *jobs = json_array();
   for (size_t i = 0; jobs && i < n; i++) {
     snprintf(k, sizeof k, "%s:%s\n%zu", s->id, key, i);
-    ae_job *job = ae_job_table_find_idem(&srv->jobs, k);
+    int rc = AE_OK;
+    ae_job *job = srv->fleet ? ae_job_lookup_idem(srv, k, &rc)
+                             : ae_job_table_find_idem(&srv->jobs, k);
+    if (!job && (rc == AE_EIO || rc == AE_ENOMEM)) {
+      json_decref(jobs);
+      reply_get_failed(srv, out, key, rc);
+      return 1;
+    }
     if (!job) {
       json_decref(jobs);
       ae_problem_set(&out->problem, 410, "idempotent_jobs_gone", "Jobs gone",
@@ -612,6 +811,7 @@ static int add_replay(ae_server *srv, ae_study *s, const char *key,
       return 1;
     }
     json_array_append_new(jobs, ae_job_to_json(srv, job));
+    ae_job_release(job);
   }
   out->retry_after = 1;
   reply_json(out, 202, json_pack("{s:o}", "jobs", jobs));
@@ -620,8 +820,9 @@ static int add_replay(ae_server *srv, ae_study *s, const char *key,
 
 static void h_add(ae_server *srv, const ae_study_call *call,
                   ae_study_reply *out) {
-  ae_study *s = study_find(srv, call->id);
-  if (!s) return reply_not_found(out, call->id);
+  int grc;
+  ae_study *s = study_get(srv, call->id, NULL, &grc);
+  if (!s) return reply_get_failed(srv, out, call->id, grc);
   json_t *body = NULL;
   if (ae_json_parse_body(call->body, call->len, &body, &out->problem)) return;
   ae_problem *p = &out->problem;
@@ -807,6 +1008,19 @@ static json_t *selection_bound_json(const ae_study *s, size_t n) {
                    "assumptions", assumptions);
 }
 
+static int job_id_cmp(const void *a, const void *b) {
+  return strcmp((*(ae_job *const *)a)->id, (*(ae_job *const *)b)->id);
+}
+
+/* --fleet: the ranked job ID among jobs[0..n), sorted by id. */
+static ae_job *ranked_job(ae_job **jobs, size_t n, const char *id) {
+  ae_job key;
+  snprintf(key.id, sizeof key.id, "%s", id);
+  ae_job *pk = &key;
+  ae_job **hit = bsearch(&pk, jobs, n, sizeof *jobs, job_id_cmp);
+  return hit ? *hit : NULL;
+}
+
 /* The whole ranking of the study's succeeded members (new reference). */
 static json_t *ranking_compute(ae_server *srv, ae_study *s, ae_problem *p) {
   json_t **cards = calloc(s->n_members ? s->n_members : 1, sizeof *cards);
@@ -816,7 +1030,7 @@ static json_t *ranking_compute(ae_server *srv, ae_study *s, ae_problem *p) {
   size_t n = 0; /* cards[0..n) are owned: parsed from the jobs' texts */
   if (!cards || !ids || !jobs) goto done;
   for (size_t i = 0; i < s->n_members; i++) {
-    ae_job *job = ae_job_table_find(&srv->jobs, s->members[i]);
+    ae_job *job = member_job(srv, s, i);
     if (!job || job->state != AE_JOB_SUCCEEDED) continue;
     if (!(cards[n] = ae_job_result_json(job))) continue;
     ids[n] = job->id;
@@ -844,13 +1058,16 @@ static json_t *ranking_compute(ae_server *srv, ae_study *s, ae_problem *p) {
   root = ae_rank_result_to_json(&r, ids);
   ae_rank_result_free(&r);
   if (!root) goto done;
+  if (srv->fleet) qsort(jobs, n, sizeof *jobs, job_id_cmp);
   /* Each member names its job, architecture and canonical key. */
   json_t *members = json_object_get(root, "members");
   size_t k;
   json_t *m;
   json_array_foreach(members, k, m) {
     const char *id = json_string_value(json_object_get(m, "id"));
-    ae_job *job = id ? ae_job_table_find(&srv->jobs, id) : NULL;
+    ae_job *job = !id          ? NULL
+                  : srv->fleet ? ranked_job(jobs, n, id)
+                               : ae_job_table_find(&srv->jobs, id);
     if (!job) continue;
     json_object_set_new(m, "job", json_string(job->id));
     json_t *request = ae_job_request_json(job);
@@ -983,8 +1200,9 @@ static char *ranking_jsonl(const json_t *ranking, size_t from, size_t to,
 
 static void h_ranking(ae_server *srv, const ae_study_call *call,
                       ae_study_reply *out) {
-  ae_study *s = study_find(srv, call->id);
-  if (!s) return reply_not_found(out, call->id);
+  int grc;
+  ae_study *s = study_get(srv, call->id, NULL, &grc);
+  if (!s) return reply_get_failed(srv, out, call->id, grc);
   const char *format = call->query(call->ctx, "format");
   if (format && strcmp(format, "json") && strcmp(format, "csv") &&
       strcmp(format, "jsonl")) {
@@ -1068,4 +1286,8 @@ void ae_study_handle(ae_server *srv, const ae_study_call *call,
     h_delete(srv, call, out);
     break;
   }
+  /* --fleet: the rows read for this request are not kept. */
+  if (srv->fleet && srv->studies)
+    for (ae_study *s = srv->studies->newest; s; s = s->older)
+      study_drop_rows(s);
 }

@@ -1998,6 +1998,76 @@ START_TEST(test_fleet_needs_postgresql) {
 }
 END_TEST
 
+/* --fleet (issue 15): one study by id or idempotency key, and its members
+ * in the order they were added (seq), read by any replica; SQLite has no
+ * such reads (a daemon alone holds its studies in memory). */
+static int collect_member(void *ud, const ae_store_job *j) {
+  char *out = ud;
+  size_t used = strlen(out);
+  snprintf(out + used, 1024 - used, "%s %s %s;", j->id,
+           ae_store_state_name(j->state),
+           j->result_json ? j->result_json : "-");
+  return 0;
+}
+
+START_TEST(test_study_get_and_members) {
+  make_target();
+  ae_store *s = open_store(target, AE_STORE_SYNC_FULL);
+  ae_store_study a = {.id = "s_a",
+                      .name = "first",
+                      .request_json = "{\"name\":\"first\"}",
+                      .idempotency_key = "k1",
+                      .body_hash = "h1",
+                      .created_ms = 1790000000000LL,
+                      .seq = 7};
+  ck_assert_int_eq(ae_store_study_insert(s, &a), 0);
+  char seen[1024] = "";
+  if (test_backend == AE_STORE_BACKEND_SQLITE) {
+    ck_assert_int_eq(ae_store_study_get(s, "s_a", NULL, collect_study, seen),
+                     AE_EUNSUPPORTED);
+    ck_assert_int_eq(ae_store_study_members(s, "s_a", collect_member, seen),
+                     AE_EUNSUPPORTED);
+    ae_store_close(s);
+    remove_targets();
+    return;
+  }
+  /* Members in seq order, not insert order; another study's job and a
+   * plain job left out. */
+  ae_store_job jobs[4] = {queued_job("j_3", 30), queued_job("j_1", 10),
+                          queued_job("j_2", 20), queued_job("j_4", 40)};
+  jobs[0].study = jobs[1].study = jobs[2].study = "s_a";
+  jobs[1].state = AE_JOB_SUCCEEDED;
+  jobs[1].result_json = "{\"r\":1}";
+  ck_assert_int_eq(ae_store_insert(s, jobs, 4), 0);
+  ck_assert_int_eq(ae_store_study_get(s, "s_a", NULL, collect_study, seen), 0);
+  ck_assert_str_eq(seen, "s_a first {\"name\":\"first\"} k1 1790000000000 7;");
+  seen[0] = '\0';
+  ck_assert_int_eq(ae_store_study_get(s, NULL, "k1", collect_study, seen), 0);
+  ck_assert_str_eq(seen, "s_a first {\"name\":\"first\"} k1 1790000000000 7;");
+  ck_assert_int_eq(ae_store_study_get(s, "s_none", NULL, collect_study, seen),
+                   AE_ENOTFOUND);
+  ck_assert_int_eq(ae_store_study_get(s, NULL, "k2", collect_study, seen),
+                   AE_ENOTFOUND);
+  ck_assert_int_eq(ae_store_study_get(s, NULL, NULL, collect_study, seen),
+                   AE_EINVAL);
+  seen[0] = '\0';
+  ck_assert_int_eq(ae_store_study_members(s, "s_a", collect_member, seen), 0);
+  ck_assert_str_eq(seen, "j_1 succeeded {\"r\":1};j_2 queued -;j_3 queued -;");
+  seen[0] = '\0';
+  ck_assert_int_eq(ae_store_study_members(s, "s_none", collect_member, seen),
+                   0);
+  ck_assert_str_eq(seen, "");
+  /* After a delete: no study, and its finished member is gone. */
+  ck_assert_int_eq(ae_store_study_delete(s, "s_a"), 0);
+  ck_assert_int_eq(ae_store_study_get(s, "s_a", NULL, collect_study, seen),
+                   AE_ENOTFOUND);
+  ck_assert_int_eq(ae_store_study_members(s, "s_a", collect_member, seen), 0);
+  ck_assert_str_eq(seen, "");
+  ae_store_close(s);
+  remove_targets();
+}
+END_TEST
+
 static Suite *store_suite(void) {
   Suite *suite = suite_create("store");
   int sqlite = test_backend == AE_STORE_BACKEND_SQLITE;
@@ -2021,6 +2091,7 @@ static Suite *store_suite(void) {
   tcase_add_test(tc, test_load_many_in_order);
   tcase_add_test(tc, test_latency_report);
   tcase_add_test(tc, test_studies_and_cache);
+  tcase_add_test(tc, test_study_get_and_members);
   tcase_add_test(tc, test_models);
   if (sqlite) {
     tcase_add_test(tc, test_sqlite_open_errors);
