@@ -12,6 +12,14 @@
  * empty: jobs that were deferred are queued like any other and find the
  * cache filled by then or compute.
  *
+ * A fleet (--fleet): a job runs on whichever replica claims it, so there
+ * is no in-flight map (no leader, no follower: identical jobs in flight
+ * are each computed); a submission only looks its key up in the store's
+ * cache, which every replica fills: the replica that claimed a job
+ * computes its key again from the stored request (job_load.c) and stores
+ * its result before its end (job_state.c), so that a client that saw the
+ * end finds the result cached on any replica.
+ *
  * Thread: the loop thread owns the map and every job it names. */
 #include "config.h"
 
@@ -95,6 +103,11 @@ int ae_cache_keys(const ae_request *req, char canonical[65], char key[65]) {
   if (ae_arch_canon(&req->arch, &c)) return AE_ENOMEM;
   snprintf(canonical, 65, "%s", c.key);
   ae_canon_free(&c);
+  return ae_cache_key_of(req, canonical, key);
+}
+
+int ae_cache_key_of(const ae_request *req, const char *canonical,
+                    char key[65]) {
   /* The request without the fields that do not change the result: a new
    * object sharing the values (megabytes of inline inputs are not
    * copied), its text streamed into the hash (never held whole). */
@@ -148,6 +161,22 @@ static int take_result(void *ud, const char *text) {
   json_t **out = ud;
   *out = json_loads(text, 0, &err);
   return *out ? AE_OK : AE_EIO;
+}
+
+/* Looks KEY up in the store's cache: 1 with *out the stored result (a
+ * new reference), or 0 (absent, or the lookup failed: logged, the job is
+ * computed). */
+static int lookup(ae_server *srv, const char *key, json_t **out) {
+  *out = NULL;
+  if (!srv->store) return 0;
+  int got = ae_store_cache_get(srv->store, key, take_result, out);
+  if (got == AE_OK && *out) return 1;
+  json_decref(*out);
+  *out = NULL;
+  if (got != AE_ENOTFOUND)
+    ae_log(AE_LOG_WARN, "cache: lookup failed (%s); computing",
+           ae_store_errmsg(srv->store));
+  return 0;
 }
 
 /* Drops the entries the failed submission made. */
@@ -207,6 +236,10 @@ int ae_cache_submit_prepared(ae_server *srv, ae_request *reqs, size_t n,
     }
     extra[i].canonical = keys[i][0];
     extra[i].cache_key = keys[i][1];
+    if (srv->fleet) { /* the store's cache only: no in-flight map */
+      lookup(srv, keys[i][1], &extra[i].result);
+      continue;
+    }
     cache_entry *e = entry_find(c, keys[i][1]);
     if (e && (e->fresh || study)) { /* earlier in this batch, or a study
                                        member of a network computing now */
@@ -215,18 +248,7 @@ int ae_cache_submit_prepared(ae_server *srv, ae_request *reqs, size_t n,
       continue;
     }
     if (e) continue; /* a plain job computes on its own (no cache hit yet) */
-    if (srv->store) {
-      json_t *result = NULL;
-      int got =
-          ae_store_cache_get(srv->store, keys[i][1], take_result, &result);
-      if (got == AE_OK && result) {
-        extra[i].result = result;
-        continue;
-      }
-      if (got != AE_ENOTFOUND)
-        ae_log(AE_LOG_WARN, "cache: lookup failed (%s); computing",
-               ae_store_errmsg(srv->store));
-    }
+    if (lookup(srv, keys[i][1], &extra[i].result)) continue;
     if (!(e = calloc(1, sizeof *e))) {
       rc = AE_ENOMEM;
       goto done;

@@ -38,6 +38,11 @@ int ae_cache_submit(ae_server *srv, ae_request *reqs, size_t n,
 /* A request's canonical key and cache key (pure: any thread).  AE_OK or
  * AE_ENOMEM. */
 int ae_cache_keys(const ae_request *req, char canonical[65], char key[65]);
+/* The cache key of a request whose architecture's canonical key is
+ * CANONICAL (a claimed job's, as stored at its submission: the key of
+ * the stored, normalised request's architecture can differ, e.g. an
+ * mlp_dag's num_classes written out).  AE_OK, AE_EINVAL, AE_ENOMEM. */
+int ae_cache_key_of(const ae_request *req, const char *canonical, char key[65]);
 
 /* What ae_cache_submit would render of a request, rendered beforehand
  * (off the loop: it is megabytes for large inline inputs): the request's

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "api/status.h"
+#include "server/cache.h"
 #include "server/job_fetch.h"
 #include "server/job_load.h"
 #include "server/job_state.h"
@@ -22,7 +23,7 @@
  * here with what is left of its timeout; a stored request that no longer
  * validates fails the job.  0 or AE_ENOMEM. */
 static int queue_again(ae_server *srv, ae_job *job, const char *request,
-                       long long now_ms) {
+                       long long now_ms, int with_key) {
   job->state = AE_JOB_QUEUED;
   long long left_ms = job->created_ms + job->timeout_ms - now_ms;
   job->enqueued_ns = ae_mono_ns();
@@ -38,6 +39,14 @@ static int queue_again(ae_server *srv, ae_job *job, const char *request,
                                      &srv->limits, &job->req, &p)
            : AE_EINVAL;
   json_decref(tree);
+  /* --fleet: the cache key of a claimed job, from its normalised request
+   * and its canonical key as stored at its submission (a job without one
+   * was not looked up either), so that its result fills the store's
+   * cache. */
+  char key[65];
+  if (rc == AE_OK && with_key && job->canonical[0] &&
+      ae_cache_key_of(&job->req, job->canonical, key) == AE_OK)
+    snprintf(job->cache_key, sizeof job->cache_key, "%s", key);
   if (rc == AE_OK) { /* its text is request_text */
     json_decref(job->req.normalised);
     job->req.normalised = NULL;
@@ -89,7 +98,7 @@ static int load_one(void *ud, const ae_store_job *row) {
     ae_jobs_trim_finished(srv); /* memory stays bounded while loading */
     return 0;
   }
-  return queue_again(srv, job, request, now_ms);
+  return queue_again(srv, job, request, now_ms, 0);
 }
 
 int ae_jobs_adopt(ae_server *srv, const ae_store_job *row) {
@@ -106,7 +115,7 @@ int ae_jobs_adopt(ae_server *srv, const ae_store_job *row) {
   if (!job) return AE_ENOMEM;
   if (row->seq >= srv->next_seq) srv->next_seq = row->seq + 1;
   const char *request = row->request_json ? row->request_json : "null";
-  return queue_again(srv, job, request, ae_now_ms());
+  return queue_again(srv, job, request, ae_now_ms(), srv->cache != NULL);
 }
 
 int ae_jobs_load(ae_server *srv) {

@@ -248,6 +248,22 @@ void ae_job_hand_over(ae_server *srv, ae_job *job) {
   tell_listeners(srv, job);
 }
 
+/* --fleet: a result computed here (a claimed job: job_load.c gave it its
+ * cache key) enters the store's result cache before the job's end is
+ * written, so that whoever sees the end finds it cached on any replica.
+ * Without --fleet cache.c's listener stores it (the in-flight map's
+ * leaders). */
+static void fleet_cache_put(ae_server *srv, const ae_job *job,
+                            const char *result_text) {
+  if (!srv->fleet || !result_text || !job->cache_key[0] || job->cached ||
+      job->remote)
+    return;
+  int rc = ae_store_cache_put(srv->store, job->cache_key,
+                              job->canonical[0] ? job->canonical : NULL,
+                              result_text, job->finished_ms);
+  if (rc) ae_jobs_store_failed(srv, "cache put", job->id, rc);
+}
+
 void ae_job_finish(ae_server *srv, ae_job *job, ae_job_state state,
                    const char *reason, json_t *result, json_t *error) {
   if (srv->store && srv->draining && reason && !strcmp(reason, "draining")) {
@@ -287,6 +303,7 @@ void ae_job_finish(ae_server *srv, ae_job *job, ae_job_state state,
   ae_metrics_job_finished(&srv->metrics, state, reason);
   int unsaved = 0;
   if (srv->store) {
+    fleet_cache_put(srv, job, rj);
     int rc = ae_store_finish(srv->store, job->id, state, rj, ej,
                              job->finished_ms, job->expires_ms);
     if (rc == AE_EINVAL && srv->fleet)

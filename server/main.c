@@ -326,10 +326,9 @@ int main(int argc, char **argv) {
   metrics_open = 1;
   if (ae_workers_init(srv) || ae_drain_init(srv)) goto out;
   if (ae_fleet_configure(srv)) goto out;
-  /* --fleet: the in-flight map of identical jobs is per replica, whose
-   * jobs run anywhere: off (MERGE: a fleet-wide cache). */
-  if ((!srv->fleet && ae_cache_init(srv)) || ae_studies_init(srv) ||
-      ae_models_init(srv))
+  /* --fleet: the store's result cache, without the in-flight map (a job
+   * runs on whichever replica claims it; cache.c). */
+  if (ae_cache_init(srv) || ae_studies_init(srv) || ae_models_init(srv))
     goto out;
 
   /* The store: --store (or --store-file, or $ARCHEVAL_STORE_URL unless

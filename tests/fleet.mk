@@ -21,6 +21,13 @@ TESTS += tests/integration/test_fleet_accept_pg.sh
 EXTRA_DIST += tests/integration/test_fleet_accept_pg.sh \
 	tests/integration/test_fleet_accept.py
 
+# The result cache under --fleet: a job computed on one replica is
+# answered cached by the other; another seed is computed; a batch mixes
+# both.  About 30 s on 2 cores.  Skips (77) without PostgreSQL's binaries.
+TESTS += tests/integration/test_fleet_cache_pg.sh
+EXTRA_DIST += tests/integration/test_fleet_cache_pg.sh \
+	tests/integration/test_fleet_cache.py
+
 # The fleet's deploy kit (checked by tests/integration/test_deploy.sh,
 # registered in clients/local.mk, through check_deploy_fleet.py).
 EXTRA_DIST += tests/integration/check_deploy_fleet.py \

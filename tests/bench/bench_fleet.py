@@ -17,7 +17,10 @@ seed (a Lua counter: no two share a result-cache key).  It reports:
   PostgreSQL server's (the postmaster and its children), from /proc,
   which is what a shared 2-core machine can measure fairly;
 - the store's mean insert time (archeval_store_call_duration_seconds,
-  op="insert"): the commit each 202 waits for.
+  op="insert"): the commit each 202 waits for;
+- the store's mean cache call time (op="cache"): the result cache's lookup
+  each submission makes first (every job has its own seed: all miss), on
+  every store, with --fleet too.
 
 Setups: sqlite x1 (--store-sync full), postgresql x1 and x3 (with --fleet
 when the daemon has it: jobs wait in the store's shared queue).  The
@@ -184,6 +187,10 @@ def run_setup(kind, n, workdir):
         insert_s = sum(metric(d, 'archeval_store_call_duration_seconds_sum'
                               '{op="insert"}') for d in replicas) \
             if kind == "postgresql" else None
+        caches = sum(metric(d, 'archeval_store_call_duration_seconds_count'
+                            '{op="cache"}') for d in replicas)
+        cache_s = sum(metric(d, 'archeval_store_call_duration_seconds_sum'
+                             '{op="cache"}') for d in replicas)
         non2xx = sum(int(m) for r in reports
                      for m in re.findall(r"Non-2xx or 3xx responses: (\d+)",
                                          r))
@@ -197,6 +204,7 @@ def run_setup(kind, n, workdir):
             "cpu_daemon_ms": 1000 * cpu_d / max(submitted, 1),
             "cpu_pg_ms": 1000 * cpu_pg / max(submitted, 1) if pg else None,
             "insert_ms": 1000 * insert_s / inserts if inserts else None,
+            "cache_ms": 1000 * cache_s / caches if caches else None,
             "non2xx": non2xx, "accepted": int(submitted),
         }
     finally:
@@ -222,17 +230,18 @@ def main():
         shutil.rmtree(workdir, ignore_errors=True)
     print("\n| store | replicas | accepted jobs/s | p50 ms | p99 ms | "
           "daemon CPU ms/job | PostgreSQL CPU ms/job | insert ms (mean) | "
-          "non-2xx |")
-    print("|---|---|---|---|---|---|---|---|---|")
+          "cache lookup ms (mean) | non-2xx |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for kind, n, r in rows:
         if r is None:
             print("| %s | %d | not run: the store refuses a second daemon "
-                  "(no leases in this build) | | | | | | |" % (kind, n))
+                  "(no leases in this build) | | | | | | | |" % (kind, n))
             continue
-        print("| %s | %d | %.0f | %.2f | %.2f | %.3f | %s | %s | %d |" % (
+        print("| %s | %d | %.0f | %.2f | %.2f | %.3f | %s | %s | %s | %d |" % (
             kind, n, r["jobs_s"], r["p50"], r["p99"], r["cpu_daemon_ms"],
             "%.3f" % r["cpu_pg_ms"] if r["cpu_pg_ms"] is not None else "-",
             "%.3f" % r["insert_ms"] if r["insert_ms"] is not None else "-",
+            "%.3f" % r["cache_ms"] if r["cache_ms"] is not None else "-",
             r["non2xx"]))
     print("\n%d cores, load average %s, wrk %d connections in all for %d s "
           "per setup" % (os.cpu_count(), os.getloadavg()[0], CONNECTIONS,

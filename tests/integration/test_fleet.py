@@ -39,6 +39,12 @@ MEDIUM["settings"]["ntk"]["repeats"] = 2
 MEDIUM["data"]["batch_size"] = 32
 
 
+def medium(seed):
+    """MEDIUM under a seed of its own: the fleet's result cache would
+    answer a request computed before at once (test_fleet_cache.py)."""
+    return dict(MEDIUM, seed=seed)
+
+
 def replica(name):
     return h.Daemon("--store", PG_URL, "--fleet", "--replica-id", name,
                     "--lease-secs", "2", host_workers=1, name=name)
@@ -74,7 +80,7 @@ def runner_of(a, b, jid, timeout=60):
 
 
 def test_spread(a, b):
-    busy = a.submit(MEDIUM).json["id"]
+    busy = a.submit(medium(101)).json["id"]
     busy_runner = runner_of(a, b, busy)
     idle = b if busy_runner is a else a
     ids = [a.submit(dict(h.SMALL_JOB, seed=i)).json["id"] for i in range(4)]
@@ -188,7 +194,8 @@ def test_cancel_across(a, b):
 
 def test_queued_cancel(a, b):
     # Both workers busy: the next job waits in the shared queue.
-    busy = [a.submit(MEDIUM).json["id"], b.submit(MEDIUM).json["id"]]
+    busy = [a.submit(medium(102)).json["id"],
+            b.submit(medium(103)).json["id"]]
     for jid in busy:
         wait_state(a, jid, ("running",))
     jid = a.submit(dict(h.SMALL_JOB, seed=500)).json["id"]
@@ -202,7 +209,7 @@ def test_queued_cancel(a, b):
 
 
 def test_sigkill(a, b):
-    jid = a.submit(MEDIUM).json["id"]
+    jid = a.submit(medium(104)).json["id"]
     d = runner_of(a, b, jid)
     other = b if d is a else a
     wait_state(other, jid, ("running",))
