@@ -111,6 +111,11 @@ void ae_net_im2col_t(const ae_real *x, int c, int h, int w, int k, int stride,
 void ae_net_col2im_add_t(const ae_real *col, int c, int h, int w, int k,
                          int stride, int pad, int oh, int ow, ae_real *dx,
                          size_t ld);
+/* ae_net_col2im_add_t's portable loops (its reference: the stride-1 rows
+ * run 16 lanes at a time where AVX-512 runs, with the very additions). */
+void ae_net_col2im_add_ref_t(const ae_real *col, int c, int h, int w, int k,
+                             int stride, int pad, int oh, int ow, ae_real *dx,
+                             size_t ld);
 
 /* Average pooling of one channel plane, and its adjoint adding into
  * dx. */

@@ -91,9 +91,16 @@ void ae_net_im2col_t(const ae_real *x, int c, int h, int w, int k, int stride,
       }
 }
 
-void ae_net_col2im_add_t(const ae_real *col, int c, int h, int w, int k,
-                         int stride, int pad, int oh, int ow, ae_real *dx,
-                         size_t ld) {
+#if AE_NET_AVX512
+/* y = a + b in 16 lanes (below). */
+AE_AVX512_FN
+static void add_avx512(const float *a, const float *b, float *y, size_t count);
+#endif
+
+static void col2im_add(const ae_real *col, int c, int h, int w, int k,
+                       int stride, int pad, int oh, int ow, ae_real *dx,
+                       size_t ld, int lanes) {
+  (void)lanes;
   size_t hw = ld;
   for (int ci = 0; ci < c; ci++)
     for (int ky = 0; ky < k; ky++)
@@ -111,6 +118,12 @@ void ae_net_col2im_add_t(const ae_real *col, int c, int h, int w, int k,
             if (lo < 0) lo = 0;
             if (hi > ow) hi = ow;
             ae_real *d = dst - pad + kx;
+#if AE_NET_AVX512
+            if (lanes && hi > lo) {
+              add_avx512(d + lo, src + lo, d + lo, (size_t)(hi - lo));
+              continue;
+            }
+#endif
             for (int ox = lo; ox < hi; ox++)
               d[ox] += src[ox];
           } else {
@@ -121,6 +134,19 @@ void ae_net_col2im_add_t(const ae_real *col, int c, int h, int w, int k,
           }
         }
       }
+}
+
+void ae_net_col2im_add_t(const ae_real *col, int c, int h, int w, int k,
+                         int stride, int pad, int oh, int ow, ae_real *dx,
+                         size_t ld) {
+  col2im_add(col, c, h, w, k, stride, pad, oh, ow, dx, ld,
+             AE_NET_AVX512 && ae_net_have_avx512());
+}
+
+void ae_net_col2im_add_ref_t(const ae_real *col, int c, int h, int w, int k,
+                             int stride, int pad, int oh, int ow, ae_real *dx,
+                             size_t ld) {
+  col2im_add(col, c, h, w, k, stride, pad, oh, ow, dx, ld, 0);
 }
 
 /* The columns 1 .. w - 2 of one output row of a 3x3, stride-1, padding-1

@@ -40,6 +40,7 @@ typedef uint64_t ae_real_bits; /* an unsigned integer of ae_real's width */
 #define ae_net_forward_buffers ae_net64_forward_buffers
 #define ae_net_im2col_t ae_net64_im2col_t
 #define ae_net_col2im_add_t ae_net64_col2im_add_t
+#define ae_net_col2im_add_ref_t ae_net64_col2im_add_ref_t
 #define ae_net_avg_pool_plane_t ae_net64_avg_pool_plane_t
 #define ae_net_avg_pool_plane_adj_t ae_net64_avg_pool_plane_adj_t
 #define ae_net_avg_pool_t ae_net64_avg_pool_t

@@ -11,7 +11,8 @@
  * average pool's rows and the BN statistics four channels at a time;
  * and of the backward: the ReLU backward in 16 lanes and BN's backward
  * sums four channels at a time, each against its reference; and the
- * channel sums of the features' entropy (gpu/groups/features.c). */
+ * channel sums of the features' entropy (gpu/groups/features.c) and
+ * col2im's stride-1 rows. */
 #include "api/status.h"
 #include "gpu/groups/features.h"
 #include "gpu/host/blas_env.h"
@@ -331,6 +332,39 @@ START_TEST(channel_sums_match_reference) {
 }
 END_TEST
 
+/* col2im's stride-1 rows in 16 lanes: the reference loops' very sums,
+ * for kernels 1, 3 and 5 with their paddings, widths with a partial last
+ * vector, and a stride-2 case (the scalar path of both). */
+START_TEST(col2im_matches_reference) {
+  static const int shapes[][5] = {/* c, h=w, k, stride, pad */
+                                  {3, 8, 3, 1, 1},  {2, 19, 3, 1, 1},
+                                  {2, 32, 1, 1, 0}, {2, 21, 5, 1, 2},
+                                  {2, 16, 3, 2, 1}, {1, 5, 3, 1, 0}};
+  for (size_t t = 0; t < sizeof shapes / sizeof shapes[0]; t++) {
+    int c = shapes[t][0], h = shapes[t][1], k = shapes[t][2];
+    int st = shapes[t][3], pad = shapes[t][4];
+    int oh = (h + 2 * pad - k) / st + 1, ow = oh;
+    size_t ld = (size_t)oh * (size_t)ow + 3;
+    size_t ncol = (size_t)c * (size_t)k * (size_t)k * ld;
+    size_t nx = (size_t)c * (size_t)h * (size_t)h;
+    float *col = malloc(sizeof(float) * ncol);
+    float *a = malloc(sizeof(float) * nx), *b = malloc(sizeof(float) * nx);
+    ck_assert(col && a && b);
+    uint32_t seed = 21 + (uint32_t)t;
+    for (size_t e = 0; e < ncol; e++)
+      col[e] = random_value(&seed);
+    for (size_t e = 0; e < nx; e++)
+      a[e] = b[e] = random_value(&seed) * 0.5f;
+    ae_net_col2im_add_t(col, c, h, h, k, st, pad, oh, ow, a, ld);
+    ae_net_col2im_add_ref_t(col, c, h, h, k, st, pad, oh, ow, b, ld);
+    ck_assert_msg(memcmp(a, b, sizeof(float) * nx) == 0, "shape %zu", t);
+    free(col);
+    free(a);
+    free(b);
+  }
+}
+END_TEST
+
 int main(int argc, char **argv) {
   /* The comparison is with the BLAS as the engine runs it. */
   ae_blas_tune_and_reexec(argc, argv);
@@ -346,6 +380,7 @@ int main(int argc, char **argv) {
   tcase_add_test(tc, relu_backward_matches_reference);
   tcase_add_test(tc, bn_backward_sums_match_per_channel);
   tcase_add_test(tc, channel_sums_match_reference);
+  tcase_add_test(tc, col2im_matches_reference);
   suite_add_tcase(s, tc);
   SRunner *sr = srunner_create(s);
   srunner_run_all(sr, CK_NORMAL);
