@@ -58,6 +58,14 @@ int ae_corr_lambda_min(const double *x, int c, size_t hw, double *work,
  * hw, channels centred over the batch and positions, divided by batch *
  * hw).  f is overwritten (centred).  *h is NaN when the covariance has
  * trace 0.  work: c * c + c doubles.  0 or an error. */
+/* The sum of channel ch of f (batch x c x hw) over samples and positions,
+ * one float64 chain in that order (the reference of ae_channel_sums). */
+double ae_channel_sum_ref(const double *f, int batch, int c, size_t hw, int ch);
+/* out[j] = ae_channel_sum_ref(..., ch + j) for the channels ch .. ch + 3
+ * that exist: the very same values, four chains interleaved. */
+void ae_channel_sums(const double *f, int batch, int c, size_t hw, int ch,
+                     double out[4]);
+
 int ae_channel_entropy(double *f, int batch, int c, size_t hw, double *work,
                        double *h);
 

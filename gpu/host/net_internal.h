@@ -111,6 +111,11 @@ void ae_net_im2col_t(const ae_real *x, int c, int h, int w, int k, int stride,
 void ae_net_col2im_add_t(const ae_real *col, int c, int h, int w, int k,
                          int stride, int pad, int oh, int ow, ae_real *dx,
                          size_t ld);
+/* ae_net_col2im_add_t's portable loops (its reference: the stride-1 rows
+ * run 16 lanes at a time where AVX-512 runs, with the very additions). */
+void ae_net_col2im_add_ref_t(const ae_real *col, int c, int h, int w, int k,
+                             int stride, int pad, int oh, int ow, ae_real *dx,
+                             size_t ld);
 
 /* Average pooling of one channel plane, and its adjoint adding into
  * dx. */
@@ -145,10 +150,28 @@ void ae_net_bn_channel_stats_t(const ae_real *x, int batch, size_t elems,
 #endif
 void ae_net_bn_stats_t(const ae_real *x, int batch, size_t elems, size_t plane,
                        size_t c0, size_t channels, double *mean, double *var);
+/* Train-mode BN's backward sums of channel c: sdy = sum of dy and sdyx =
+ * sum of dy * (x - mean) * inv over the batch's planes, in float64, one
+ * chain each (sample by sample, element by element). */
+void ae_net_bn_channel_backward_sums_t(const ae_real *x, const ae_real *dy,
+                                       int batch, size_t elems, size_t plane,
+                                       size_t c, double mean, double inv,
+                                       double *sdy, double *sdyx);
+/* The same for channels c0 .. c0 + channels - 1 (mean[0 ..], inv[0 ..]
+ * theirs; into sdy[0 ..], sdyx[0 ..]): the very same values, faster. */
+void ae_net_bn_backward_sums_t(const ae_real *x, const ae_real *dy, int batch,
+                               size_t elems, size_t plane, size_t c0,
+                               size_t channels, const double *mean,
+                               const double *inv, double *sdy, double *sdyx);
 /* dx += dy * sigma'(z) over count elements, z the activation's input (the
  * backward of an ACT node; relu/leaky_relu by the sign of z, exactly). */
 void ae_net_act_backward_add_t(const ae_activation *a, const ae_real *z,
                                const ae_real *dy, size_t count, ae_real *dx);
+/* The portable loops of ae_net_act_backward_add_t (its reference: the
+ * fast path gives these very values, tests/unit/test_net_conv_direct). */
+void ae_net_act_backward_add_ref_t(const ae_activation *a, const ae_real *z,
+                                   const ae_real *dy, size_t count,
+                                   ae_real *dx);
 /* Number of taps a pooling window divides by. */
 int ae_net_pool_count(int y0, int x0, int h, int w, int k, int include_pad);
 

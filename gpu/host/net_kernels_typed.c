@@ -91,9 +91,16 @@ void ae_net_im2col_t(const ae_real *x, int c, int h, int w, int k, int stride,
       }
 }
 
-void ae_net_col2im_add_t(const ae_real *col, int c, int h, int w, int k,
-                         int stride, int pad, int oh, int ow, ae_real *dx,
-                         size_t ld) {
+#if AE_NET_AVX512
+/* y = a + b in 16 lanes (below). */
+AE_AVX512_FN
+static void add_avx512(const float *a, const float *b, float *y, size_t count);
+#endif
+
+static void col2im_add(const ae_real *col, int c, int h, int w, int k,
+                       int stride, int pad, int oh, int ow, ae_real *dx,
+                       size_t ld, int lanes) {
+  (void)lanes;
   size_t hw = ld;
   for (int ci = 0; ci < c; ci++)
     for (int ky = 0; ky < k; ky++)
@@ -111,6 +118,12 @@ void ae_net_col2im_add_t(const ae_real *col, int c, int h, int w, int k,
             if (lo < 0) lo = 0;
             if (hi > ow) hi = ow;
             ae_real *d = dst - pad + kx;
+#if AE_NET_AVX512
+            if (lanes && hi > lo) {
+              add_avx512(d + lo, src + lo, d + lo, (size_t)(hi - lo));
+              continue;
+            }
+#endif
             for (int ox = lo; ox < hi; ox++)
               d[ox] += src[ox];
           } else {
@@ -121,6 +134,19 @@ void ae_net_col2im_add_t(const ae_real *col, int c, int h, int w, int k,
           }
         }
       }
+}
+
+void ae_net_col2im_add_t(const ae_real *col, int c, int h, int w, int k,
+                         int stride, int pad, int oh, int ow, ae_real *dx,
+                         size_t ld) {
+  col2im_add(col, c, h, w, k, stride, pad, oh, ow, dx, ld,
+             AE_NET_AVX512 && ae_net_have_avx512());
+}
+
+void ae_net_col2im_add_ref_t(const ae_real *col, int c, int h, int w, int k,
+                             int stride, int pad, int oh, int ow, ae_real *dx,
+                             size_t ld) {
+  col2im_add(col, c, h, w, k, stride, pad, oh, ow, dx, ld, 0);
 }
 
 /* The columns 1 .. w - 2 of one output row of a 3x3, stride-1, padding-1
@@ -450,12 +476,118 @@ void ae_net_bn_channel_stats_t(const ae_real *x, int batch, size_t elems,
   if (*var < 0.0) *var = 0.0;
 }
 
+/* The sums of train-mode BN's backward for channel c (the reference of
+ * ae_net_bn_backward_sums_t): sdy = sum dy, sdyx = sum dy * xhat with
+ * xhat = (x - mean) * inv, one float64 chain each in sample-major order. */
+__attribute__((optimize("fp-contract=off"))) void
+ae_net_bn_channel_backward_sums_t(const ae_real *x, const ae_real *dy,
+                                  int batch, size_t elems, size_t plane,
+                                  size_t c, double mean, double inv,
+                                  double *sdy, double *sdyx) {
+  double s0 = 0.0, s1 = 0.0;
+  for (int b = 0; b < batch; b++) {
+    size_t off = (size_t)b * elems + c * plane;
+    for (size_t i = 0; i < plane; i++) {
+      double d = (double)dy[off + i];
+      s0 += d;
+      s1 += d * (((double)x[off + i] - mean) * inv);
+    }
+  }
+  *sdy = s0;
+  *sdyx = s1;
+}
+
+/* Four channels at once: the reference's very operations per channel,
+ * the four channels' chains interleaved (eight dependent float64 sums
+ * instead of two keep the adders busy). */
+__attribute__((optimize("fp-contract=off"))) static void
+bn_backward_sums4(const ae_real *x, const ae_real *dy, int batch, size_t elems,
+                  size_t plane, size_t c, const double *mean, const double *inv,
+                  double *sdy, double *sdyx) {
+  double s0[4] = {0.0, 0.0, 0.0, 0.0}, s1[4] = {0.0, 0.0, 0.0, 0.0};
+  double m[4], v[4];
+  for (int j = 0; j < 4; j++) {
+    m[j] = mean[j];
+    v[j] = inv[j];
+  }
+  for (int b = 0; b < batch; b++) {
+    size_t off = (size_t)b * elems + c * plane;
+    const ae_real *x0 = x + off, *g0 = dy + off;
+    for (size_t i = 0; i < plane; i++) {
+      double d0 = (double)g0[i], d1 = (double)g0[plane + i];
+      double d2 = (double)g0[2 * plane + i], d3 = (double)g0[3 * plane + i];
+      s0[0] += d0;
+      s1[0] += d0 * (((double)x0[i] - m[0]) * v[0]);
+      s0[1] += d1;
+      s1[1] += d1 * (((double)x0[plane + i] - m[1]) * v[1]);
+      s0[2] += d2;
+      s1[2] += d2 * (((double)x0[2 * plane + i] - m[2]) * v[2]);
+      s0[3] += d3;
+      s1[3] += d3 * (((double)x0[3 * plane + i] - m[3]) * v[3]);
+    }
+  }
+  for (int j = 0; j < 4; j++) {
+    sdy[j] = s0[j];
+    sdyx[j] = s1[j];
+  }
+}
+
+void ae_net_bn_backward_sums_t(const ae_real *x, const ae_real *dy, int batch,
+                               size_t elems, size_t plane, size_t c0,
+                               size_t channels, const double *mean,
+                               const double *inv, double *sdy, double *sdyx) {
+  size_t c = 0;
+  for (; c + 4 <= channels; c += 4)
+    bn_backward_sums4(x, dy, batch, elems, plane, c0 + c, mean + c, inv + c,
+                      sdy + c, sdyx + c);
+  for (; c < channels; c++)
+    ae_net_bn_channel_backward_sums_t(x, dy, batch, elems, plane, c0 + c,
+                                      mean[c], inv[c], sdy + c, sdyx + c);
+}
+
+#if AE_NET_AVX512
+/* The relu case of ae_net_act_backward_add_ref_t in 16 lanes: dx + dy
+ * where z > 0 (ordered: a NaN z adds 0), dx + 0 elsewhere, the very
+ * float32 additions. */
+AE_AVX512_FN
+static void relu_backward_add_avx512(const float *z, const float *dy,
+                                     size_t count, float *dx) {
+  const __m512 zero = _mm512_setzero_ps();
+  size_t i = 0;
+  for (; i + 16 <= count; i += 16) {
+    __mmask16 pos =
+        _mm512_cmp_ps_mask(_mm512_loadu_ps(z + i), zero, _CMP_GT_OQ);
+    __m512 g = _mm512_maskz_mov_ps(pos, _mm512_loadu_ps(dy + i));
+    _mm512_storeu_ps(dx + i, _mm512_add_ps(_mm512_loadu_ps(dx + i), g));
+  }
+  if (i < count) {
+    __mmask16 m = (__mmask16)((1u << (count - i)) - 1u);
+    __mmask16 pos = _mm512_mask_cmp_ps_mask(m, _mm512_maskz_loadu_ps(m, z + i),
+                                            zero, _CMP_GT_OQ);
+    __m512 g = _mm512_maskz_loadu_ps(pos, dy + i);
+    _mm512_mask_storeu_ps(dx + i, m,
+                          _mm512_add_ps(_mm512_maskz_loadu_ps(m, dx + i), g));
+  }
+}
+#endif
+
+void ae_net_act_backward_add_t(const ae_activation *a, const ae_real *z,
+                               const ae_real *dy, size_t count, ae_real *dx) {
+#if AE_NET_AVX512
+  if (a->fn == AE_ACT_RELU && ae_net_have_avx512()) {
+    relu_backward_add_avx512(z, dy, count, dx);
+    return;
+  }
+#endif
+  ae_net_act_backward_add_ref_t(a, z, dy, count, dx);
+}
+
 /* (The relu case adds in ae_real: a sum of two values of that type
  * rounds the same whether formed in double or in it.) */
-AE_VECTOR_LOOPS void ae_net_act_backward_add_t(const ae_activation *a,
-                                               const ae_real *z,
-                                               const ae_real *dy, size_t count,
-                                               ae_real *dx) {
+AE_VECTOR_LOOPS void ae_net_act_backward_add_ref_t(const ae_activation *a,
+                                                   const ae_real *z,
+                                                   const ae_real *dy,
+                                                   size_t count, ae_real *dx) {
   switch (a->fn) {
   case AE_ACT_RELU:
     for (size_t i = 0; i < count; i++)

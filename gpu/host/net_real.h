@@ -40,12 +40,16 @@ typedef uint64_t ae_real_bits; /* an unsigned integer of ae_real's width */
 #define ae_net_forward_buffers ae_net64_forward_buffers
 #define ae_net_im2col_t ae_net64_im2col_t
 #define ae_net_col2im_add_t ae_net64_col2im_add_t
+#define ae_net_col2im_add_ref_t ae_net64_col2im_add_ref_t
 #define ae_net_avg_pool_plane_t ae_net64_avg_pool_plane_t
 #define ae_net_avg_pool_plane_adj_t ae_net64_avg_pool_plane_adj_t
 #define ae_net_avg_pool_t ae_net64_avg_pool_t
 #define ae_net_global_avg_pool_t ae_net64_global_avg_pool_t
 #define ae_net_add_t ae_net64_add_t
 #define ae_net_act_backward_add_t ae_net64_act_backward_add_t
+#define ae_net_act_backward_add_ref_t ae_net64_act_backward_add_ref_t
+#define ae_net_bn_channel_backward_sums_t ae_net64_bn_channel_backward_sums_t
+#define ae_net_bn_backward_sums_t ae_net64_bn_backward_sums_t
 #define ae_net_scale_shift_t ae_net64_scale_shift_t
 #define ae_net_bn_channel_stats_t ae_net64_bn_channel_stats_t
 #define ae_net_forward_jet ae_net64_forward_jet

@@ -8,8 +8,13 @@
  * refuse.  On a machine where the direct path is off (no AVX-512, another
  * BLAS) the value tests have nothing to compare and say so.  Also the
  * other bit-identical fast paths of the forward and the jets: the 3x3
- * average pool's rows and the BN statistics four channels at a time. */
+ * average pool's rows and the BN statistics four channels at a time;
+ * and of the backward: the ReLU backward in 16 lanes and BN's backward
+ * sums four channels at a time, each against its reference; and the
+ * channel sums of the features' entropy (gpu/groups/features.c) and
+ * col2im's stride-1 rows. */
 #include "api/status.h"
+#include "gpu/groups/features.h"
 #include "gpu/host/blas_env.h"
 #include "gpu/host/net_internal.h"
 #include <cblas.h>
@@ -239,6 +244,127 @@ START_TEST(bn_stats_match_per_channel) {
 }
 END_TEST
 
+/* The ReLU backward's fast path (16 lanes where AVX-512 runs): the
+ * reference loop's very values, with zeros of both signs, NaN z, a dx
+ * of -0 (where +0 is added it becomes +0) and a partial last vector. */
+START_TEST(relu_backward_matches_reference) {
+  enum { N = 16 * 5 + 7 };
+  float z[N], dy[N], fast[N], ref[N];
+  uint32_t seed = 11;
+  for (int i = 0; i < N; i++) {
+    z[i] = random_value(&seed);
+    dy[i] = random_value(&seed) * 3.0f;
+    fast[i] = ref[i] = random_value(&seed);
+  }
+  z[3] = -0.0f;
+  z[4] = 0.0f;
+  z[5] = NAN;
+  z[6] = 1e-38f;
+  fast[7] = ref[7] = -0.0f;
+  z[7] = -1.0f;
+  fast[8] = ref[8] = -0.0f;
+  z[8] = 1.0f;
+  dy[8] = -0.0f;
+  ae_activation relu;
+  memset(&relu, 0, sizeof relu);
+  relu.fn = AE_ACT_RELU;
+  for (size_t count = N; count >= N - 9; count -= 3) {
+    ae_net_act_backward_add_t(&relu, z, dy, count, fast);
+    ae_net_act_backward_add_ref_t(&relu, z, dy, count, ref);
+    ck_assert(memcmp(fast, ref, sizeof fast) == 0);
+  }
+  ck_assert(signbit(ref[7]) == 0); /* -0 + +0 */
+  ck_assert(signbit(ref[8]) != 0); /* -0 + -0 */
+}
+END_TEST
+
+/* BN's backward sums four channels at a time: the per-channel
+ * reference's very values (6 channels from c0 = 1: a group of four and
+ * two alone). */
+START_TEST(bn_backward_sums_match_per_channel) {
+  enum { BATCH = 5, C = 7, P = 13 };
+  float *x = malloc(sizeof(float) * BATCH * C * P);
+  float *dy = malloc(sizeof(float) * BATCH * C * P);
+  ck_assert_ptr_nonnull(x);
+  ck_assert_ptr_nonnull(dy);
+  uint32_t seed = 5;
+  for (int e = 0; e < BATCH * C * P; e++) {
+    x[e] = 2.0f + random_value(&seed);
+    dy[e] = random_value(&seed) / 3.0f;
+  }
+  double mean[6], inv[6], sdy[6], sdyx[6];
+  for (int c = 0; c < 6; c++) {
+    mean[c] = 2.0 + 0.01 * c;
+    inv[c] = 1.7 - 0.1 * c;
+  }
+  ae_net_bn_backward_sums_t(x, dy, BATCH, (size_t)C * P, P, 1, 6, mean, inv,
+                            sdy, sdyx);
+  for (int c = 0; c < 6; c++) {
+    double a, b;
+    ae_net_bn_channel_backward_sums_t(x, dy, BATCH, (size_t)C * P, P,
+                                      (size_t)c + 1, mean[c], inv[c], &a, &b);
+    ck_assert(memcmp(&a, &sdy[c], sizeof a) == 0);
+    ck_assert(memcmp(&b, &sdyx[c], sizeof b) == 0);
+    ck_assert(b != 0.0);
+  }
+  free(x);
+  free(dy);
+}
+END_TEST
+
+/* The channel sums of feature_isotropy's entropy four channels at a
+ * time: the reference chain's very values (c = 7: a group of four, then
+ * three alone). */
+START_TEST(channel_sums_match_reference) {
+  enum { BATCH = 3, C = 7, HW = 11 };
+  double f[BATCH * C * HW];
+  uint32_t seed = 9;
+  for (int e = 0; e < BATCH * C * HW; e++)
+    f[e] = (double)random_value(&seed) * 1e3 + 1e-3 * random_value(&seed);
+  for (int ch = 0; ch < C; ch += 4) {
+    double got[4];
+    ae_channel_sums(f, BATCH, C, HW, ch, got);
+    for (int j = 0; j < 4 && ch + j < C; j++) {
+      double want = ae_channel_sum_ref(f, BATCH, C, HW, ch + j);
+      ck_assert(memcmp(&want, &got[j], sizeof want) == 0);
+    }
+  }
+}
+END_TEST
+
+/* col2im's stride-1 rows in 16 lanes: the reference loops' very sums,
+ * for kernels 1, 3 and 5 with their paddings, widths with a partial last
+ * vector, and a stride-2 case (the scalar path of both). */
+START_TEST(col2im_matches_reference) {
+  static const int shapes[][5] = {/* c, h=w, k, stride, pad */
+                                  {3, 8, 3, 1, 1},  {2, 19, 3, 1, 1},
+                                  {2, 32, 1, 1, 0}, {2, 21, 5, 1, 2},
+                                  {2, 16, 3, 2, 1}, {1, 5, 3, 1, 0}};
+  for (size_t t = 0; t < sizeof shapes / sizeof shapes[0]; t++) {
+    int c = shapes[t][0], h = shapes[t][1], k = shapes[t][2];
+    int st = shapes[t][3], pad = shapes[t][4];
+    int oh = (h + 2 * pad - k) / st + 1, ow = oh;
+    size_t ld = (size_t)oh * (size_t)ow + 3;
+    size_t ncol = (size_t)c * (size_t)k * (size_t)k * ld;
+    size_t nx = (size_t)c * (size_t)h * (size_t)h;
+    float *col = malloc(sizeof(float) * ncol);
+    float *a = malloc(sizeof(float) * nx), *b = malloc(sizeof(float) * nx);
+    ck_assert(col && a && b);
+    uint32_t seed = 21 + (uint32_t)t;
+    for (size_t e = 0; e < ncol; e++)
+      col[e] = random_value(&seed);
+    for (size_t e = 0; e < nx; e++)
+      a[e] = b[e] = random_value(&seed) * 0.5f;
+    ae_net_col2im_add_t(col, c, h, h, k, st, pad, oh, ow, a, ld);
+    ae_net_col2im_add_ref_t(col, c, h, h, k, st, pad, oh, ow, b, ld);
+    ck_assert_msg(memcmp(a, b, sizeof(float) * nx) == 0, "shape %zu", t);
+    free(col);
+    free(a);
+    free(b);
+  }
+}
+END_TEST
+
 int main(int argc, char **argv) {
   /* The comparison is with the BLAS as the engine runs it. */
   ae_blas_tune_and_reexec(argc, argv);
@@ -251,6 +377,10 @@ int main(int argc, char **argv) {
   tcase_add_test(tc, refuses_what_it_cannot_match);
   tcase_add_test(tc, avg_pool3_matches_window_loop);
   tcase_add_test(tc, bn_stats_match_per_channel);
+  tcase_add_test(tc, relu_backward_matches_reference);
+  tcase_add_test(tc, bn_backward_sums_match_per_channel);
+  tcase_add_test(tc, channel_sums_match_reference);
+  tcase_add_test(tc, col2im_matches_reference);
   suite_add_tcase(s, tc);
   SRunner *sr = srunner_create(s);
   srunner_run_all(sr, CK_NORMAL);
