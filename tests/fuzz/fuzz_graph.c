@@ -21,6 +21,7 @@
 #include "api/onnx_nb201.h"
 #include "api/request.h"
 #include "api/status.h"
+#include "tests/fuzz/fuzz_nb201.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -75,33 +76,6 @@ static void lower_one(const ae_arch *a, const int shape[3], int rank,
   ae_problem_clear(&p);
 }
 
-/* Aborts unless a recognised network is one the nb201 form accepts. */
-static void check_nb201(const json_t *j) {
-  static const int shape[3] = {3, 8, 8};
-  ae_onnx_nb201 nb;
-  int rc = ae_onnx_nb201_match(j, shape, 3, &nb);
-  if (rc == 0 || rc == AE_ENOMEM) return;
-  if (rc != 1) abort();
-  if (nb.channels < 1 || nb.cells_per_stage < 1 || nb.cells_per_stage > 64 ||
-      nb.num_classes < 2)
-    abort();
-  json_t *native = ae_onnx_nb201_request_arch(&nb);
-  if (!native) return;
-  ae_limits lim;
-  ae_limits_default(&lim);
-  ae_problem p = AE_PROBLEM_INIT;
-  ae_arch a;
-  if (ae_arch_from_json(native, "/architecture", &lim, &a, &p) != AE_OK)
-    abort();
-  if (a.type != AE_ARCH_NB201 || a.channels != nb.channels ||
-      a.cells_per_stage != nb.cells_per_stage ||
-      memcmp(a.nb201_ops, nb.ops, sizeof nb.ops) != 0)
-    abort();
-  ae_arch_free(&a);
-  ae_problem_clear(&p);
-  json_decref(native);
-}
-
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   if (size > 1 << 16) return 0;
   ae_problem p = AE_PROBLEM_INIT;
@@ -130,7 +104,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     json_decref(pj);
   }
   ae_problem_clear(&p);
-  check_nb201(j);
+  static const int nb201_shape[3] = {3, 8, 8};
+  fuzz_check_nb201(j, nb201_shape, 3);
   json_decref(j);
   return 0;
 }

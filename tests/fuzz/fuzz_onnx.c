@@ -18,8 +18,8 @@
 
 #include "api/arch.h"
 #include "api/onnx.h"
-#include "api/onnx_nb201.h"
 #include "api/status.h"
+#include "tests/fuzz/fuzz_nb201.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -63,32 +63,6 @@ static void lower(const ae_onnx_model *m, int allow) {
   ae_arch_free(&a);
 }
 
-/* Aborts unless a model the matcher recognises is one the nb201 form
- * accepts, with the matched cell, channels and cells per stage. */
-static void match_nb201(const ae_onnx_model *m) {
-  ae_onnx_nb201 nb;
-  int rc =
-      ae_onnx_nb201_match(m->architecture, m->input_shape, m->input_rank, &nb);
-  if (rc == 0 || rc == AE_ENOMEM) return;
-  if (rc != 1 || m->input_rank != 3) abort();
-  if (nb.channels < 1 || nb.cells_per_stage < 1 || nb.num_classes < 1) abort();
-  json_t *native = ae_onnx_nb201_request_arch(&nb);
-  if (!native) return;
-  ae_limits lim;
-  ae_limits_default(&lim);
-  ae_problem p = AE_PROBLEM_INIT;
-  ae_arch a;
-  if (ae_arch_from_json(native, "/architecture", &lim, &a, &p) != AE_OK)
-    abort();
-  if (a.type != AE_ARCH_NB201 || a.channels != nb.channels ||
-      a.cells_per_stage != nb.cells_per_stage ||
-      memcmp(a.nb201_ops, nb.ops, sizeof nb.ops) != 0)
-    abort();
-  ae_arch_free(&a);
-  ae_problem_clear(&p);
-  json_decref(native);
-}
-
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   ae_onnx_limits lim;
   ae_onnx_limits_default(&lim);
@@ -104,7 +78,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (m.n_graph_nodes < 1 || m.n_graph_nodes > lim.max_graph_nodes) abort();
     lower(&m, 1);
     lower(&m, 0);
-    match_nb201(&m);
+    fuzz_check_nb201(m.architecture, m.input_shape, m.input_rank);
     ae_onnx_model_free(&m);
   } else {
     if (rc != AE_EINVAL) abort();

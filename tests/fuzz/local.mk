@@ -8,7 +8,7 @@
 FUZZ_SECONDS = 600
 FUZZ_NAMES = fuzz_request fuzz_graph fuzz_idx fuzz_dataset fuzz_router fuzz_onnx
 
-EXTRA_DIST += tests/fuzz/fuzz_request.c tests/fuzz/fuzz_graph.c \
+EXTRA_DIST += tests/fuzz/fuzz_request.c tests/fuzz/fuzz_graph.c tests/fuzz/fuzz_nb201.h \
 	tests/fuzz/fuzz_idx.c tests/fuzz/fuzz_dataset.c tests/fuzz/fuzz_router.c \
 	tests/fuzz/run.sh tests/fuzz/ci-fuzz.sh tests/fuzz/FINDINGS.md \
 	tests/fuzz/slow_client.py \
