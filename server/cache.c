@@ -99,8 +99,12 @@ static int hash_piece(const char *buf, size_t len, void *data) {
  * key.  AE_OK, or an error when the architecture has no canonical form
  * (the job is then computed without the cache). */
 int ae_cache_keys(const ae_request *req, char canonical[65], char key[65]) {
+  /* An architecture that states the data's own class count is the one
+   * that leaves it to the data (0): one key for both spellings. */
+  ae_arch arch = req->arch;
+  if (arch.num_classes == req->data.num_classes) arch.num_classes = 0;
   ae_canon c;
-  if (ae_arch_canon(&req->arch, &c)) return AE_ENOMEM;
+  if (ae_arch_canon(&arch, &c)) return AE_ENOMEM;
   snprintf(canonical, 65, "%s", c.key);
   ae_canon_free(&c);
   return ae_cache_key_of(req, canonical, key);

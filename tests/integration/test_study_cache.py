@@ -221,6 +221,37 @@ def test_in_flight(d):
             "a later identical job is served from the cache")
 
 
+def test_num_classes_spelling(d):
+    """An architecture that writes the data's own class count is the one
+    that leaves it out: the same canonical key, so a cache hit; another
+    count is another request, computed."""
+    for arch in ({"type": "mlp_dag", "dag": "2_21_112", "width": 32},
+                 {"type": "nb201", "channels": 4, "cells_per_stage": 1,
+                  "cell": "|nor_conv_1x1~0|+|skip_connect~0|none~1|"
+                          "+|none~0|none~1|skip_connect~2|"}):
+        base = {"data": {"batch_size": 8}, "seed": 23,
+                "metrics": ["topology", "convergence"]}
+        first = d.wait(d.submit(dict(base, architecture=arch)).json["id"],
+                       timeout=300)
+        h.check(first["state"] == "succeeded", "%s computed" % arch["type"],
+                first)
+        same = d.submit(dict(base, architecture=dict(arch, num_classes=10)))
+        h.check(same.json["state"] == "succeeded" and same.json["cached"] and
+                same.json["canonical"] == first["canonical"] and
+                same.json["result"] == first["result"],
+                "%s: num_classes 10 written out is a cache hit" % arch["type"],
+                same.body[:300])
+        # On synthetic data the architecture's count is the data's: the
+        # canonical form (relative to the data) is the same, the request
+        # (7 classes of data) is not.
+        other = d.submit(dict(base, architecture=dict(arch, num_classes=7)))
+        done = d.wait(other.json["id"], timeout=300)
+        h.check(not other.json["cached"] and done["state"] == "succeeded" and
+                not done["cached"] and done["result"] != first["result"],
+                "%s: num_classes 7 is computed, not a cache hit" %
+                arch["type"], other.body[:300])
+
+
 def main():
     h.require_daemon()
     listed = list(all_cells())[:CELLS]
@@ -242,6 +273,7 @@ def main():
         return h.finish()
     try:
         h.section(test_in_flight, d)
+        h.section(test_num_classes_spelling, d)
         study = make_study(d, "nb201-all")
         t0 = time.monotonic()
         jobs = add_all(d, study, cells)
