@@ -231,19 +231,26 @@ START_TEST(test_other_models_not_recognised) {
 }
 END_TEST
 
-/* The fuzz seed (tests/fuzz/corpus/fuzz_graph/nb201_skip_last.json: the
- * skip_last export's graph, ids shortened) is recognised, so the fuzzer
- * starts from a graph that reaches every part of the matcher. */
+/* The fuzz seeds (tests/fuzz/corpus/fuzz_graph/nb201_skip_last.json: the
+ * skip_last export's graph, ids shortened; nb201_eval_skip_last.json: the
+ * same with each BN after a conv folded into it, as an eval-mode export
+ * has it) are recognised, so the fuzzer starts from graphs that reach
+ * every part of the matcher, in both modes. */
+static const char *const seeds[] = {"nb201_skip_last", "nb201_eval_skip_last"};
+
 START_TEST(test_fuzz_seed_recognised) {
+  char path[512];
+  snprintf(path, sizeof path, "%s/tests/fuzz/corpus/fuzz_graph/%s.json",
+           AE_SRCDIR, seeds[_i]);
   json_error_t err;
-  json_t *j = json_load_file(
-      AE_SRCDIR "/tests/fuzz/corpus/fuzz_graph/nb201_skip_last.json", 0, &err);
+  json_t *j = json_load_file(path, 0, &err);
   ck_assert_msg(j != NULL, "%s", err.text);
   static const int shape[3] = {3, 8, 8};
   ae_onnx_nb201 nb;
   ck_assert_int_eq(ae_onnx_nb201_match(j, shape, 3, &nb), 1);
   ck_assert_str_eq(nb.cell, "|nor_conv_3x3~0|+|none~0|none~1|"
                             "+|none~0|none~1|skip_connect~2|");
+  ck_assert_int_eq(nb.bn_folded, _i);
   json_decref(j);
 }
 END_TEST
@@ -848,7 +855,8 @@ static Suite *nb201_suite(void) {
   tcase_add_loop_test(t, test_near_miss_not_recognised, 0,
                       (int)(sizeof misses / sizeof *misses));
   tcase_add_test(t, test_other_models_not_recognised);
-  tcase_add_test(t, test_fuzz_seed_recognised);
+  tcase_add_loop_test(t, test_fuzz_seed_recognised, 0,
+                      (int)(sizeof seeds / sizeof *seeds));
   suite_add_tcase(s, t);
   t = tcase_create("mutations");
   tcase_set_timeout(t, 60);
