@@ -251,6 +251,10 @@ typedef struct {
    * native nb201 architecture (type AE_ARCH_NB201).  NULL for every other
    * form. */
   char *model;
+  /* With model and AE_ARCH_NB201: 1 when the model was an eval-mode export
+   * (BN folded into its convs) recognised as that network, which is scored
+   * with BN all the same; 0 otherwise. */
+  int model_bn_folded;
 } ae_arch;
 
 typedef struct {

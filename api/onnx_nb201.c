@@ -26,6 +26,15 @@
  * interchangeable (a skip on edge 1<-0 makes nodes 0 and 1 the same value)
  * gets the edges in the order the sums list them.
  *
+ * An export made in eval mode (torch.onnx.export of model.eval()) has each
+ * BN that follows a conv folded into it: ReLU-conv-BN is ReLU-conv with a
+ * bias, the stem conv+BN a conv with a bias; the shortcut's conv (no BN)
+ * keeps no bias and the head's BN (after an add, nothing to fold into)
+ * stays a batch_norm node.  The same search runs a second time with that
+ * skeleton ("folded"); a graph is one or the other, never a mix: every
+ * expected hash carries the conv's bias flag and the BN or its absence,
+ * and the counts (convs with biases, BNs) are checked for the mode.
+ *
  * Everything belongs to the one call; no globals, no I/O, any thread. */
 #include <stdint.h>
 #include <stdio.h>
@@ -134,12 +143,12 @@ typedef struct {
   val *vals;
   int *kind;
   long long *out; /* conv and linear: "out" */
-  int *bias;      /* linear: has a bias */
+  int *bias;      /* conv and linear: has a bias */
   int *in_start;  /* inputs of node i: in_idx[in_start[i] .. in_start[i+1]) */
   int *in_idx;    /* -1: the data input */
   int stem;       /* a conv reading the data input alone, or -1 */
   int output;     /* the output node */
-  int n_conv, n_bn, n_linear;
+  int n_conv, n_conv_bias, n_bn, n_linear;
   /* ids -> index (strings borrowed from the JSON) */
   const char **id_keys;
   int *id_vals;
@@ -242,6 +251,7 @@ static uint64_t node_sig(const json_t *node, const char *op, int *kind,
     if (!keys_only(node, keys) || o < 1 || k < 1 || b < 0) return 0;
     *kind = K_CONV;
     *out = o;
+    *bias = b;
     return sig_conv(o, k, int_field(node, "stride", 1),
                     int_field(node, "padding", 0), int_field(node, "groups", 1),
                     int_field(node, "dilation", 1), b);
@@ -366,6 +376,7 @@ static int graph_load(const json_t *arch, graph *g) {
     g->vals[i] = v;
     if (g->kind[i] == K_CONV) {
       g->n_conv++;
+      g->n_conv_bias += g->bias[i];
       if (g->stem < 0 && n_ins == 1 && g->in_idx[g->in_start[i]] == -1)
         g->stem = (int)i;
     }
@@ -405,24 +416,29 @@ static int all_reach_output(const graph *g) {
 
 /* ---- the skeleton's expected values ---- */
 
-/* The signatures a cell at c channels uses, computed once per c. */
+/* The signatures a cell at c channels uses, computed once per c; folded:
+ * the eval-mode skeleton (a BN after a conv folded into the conv's
+ * bias). */
 typedef struct {
   uint64_t relu, bn, zero, pool3, conv1, conv3;
+  int folded;
 } kit;
 
-static kit kit_for(int c) {
+static kit kit_for(int c, int folded) {
   kit k = {hash_str("act relu"),
            hash_str("batch_norm"),
            hash_str("zero"),
            sig_avg_pool(3, 1, 1, 0),
-           sig_conv(c, 1, 1, 0, 1, 1, 0),
-           sig_conv(c, 3, 1, 1, 1, 1, 0)};
+           sig_conv(c, 1, 1, 0, 1, 1, folded),
+           sig_conv(c, 3, 1, 1, 1, 1, folded),
+           folded};
   return k;
 }
 
-/* ReLU, conv (its signature), BN. */
+/* ReLU, conv (its signature, the bias flag k's), BN (folded: none). */
 static val relu_conv_bn(const kit *k, val x, uint64_t conv) {
-  return v_op1(k->bn, v_op1(conv, v_op1(k->relu, x)));
+  val y = v_op1(conv, v_op1(k->relu, x));
+  return k->folded ? y : v_op1(k->bn, y);
 }
 
 static val edge(const kit *k, ae_nb201_op op, val x) {
@@ -462,31 +478,32 @@ static val cell(const kit *k, val x, const ae_nb201_op ops[6]) {
 }
 
 /* The reduction from x to c channels: the node it ends at, or -1. */
-static int find_reduction(const graph *g, int m, val x, int c) {
-  kit k = kit_for(c);
-  val a = relu_conv_bn(&k, x, sig_conv(c, 3, 2, 1, 1, 1, 0));
+static int find_reduction(const graph *g, int m, val x, int c, int folded) {
+  kit k = kit_for(c, folded);
+  val a = relu_conv_bn(&k, x, sig_conv(c, 3, 2, 1, 1, 1, folded));
   val b = relu_conv_bn(&k, a, k.conv3);
   val pool = v_op1(sig_avg_pool(2, 2, 0, 0), x);
-  val sc = v_op1(k.conv1, pool);
+  /* The shortcut's conv has no BN: no bias in either mode. */
+  val sc = v_op1(sig_conv(c, 1, 1, 0, 1, 1, 0), pool);
   int at = find(g, m, v_add(b, sc));
   return at >= 0 ? at : find(g, m, v_add(sc, b));
 }
 
 /* Follows the network from the stem's output u with the cell ops: 1 and
  * *cells_per_stage when it is NAS-Bench-201's network, else 0. */
-static int follow(const graph *g, int m, val u, int channels, int classes,
-                  const ae_nb201_op ops[6], int *cells_per_stage) {
+static int follow(const graph *g, int m, int folded, val u, int channels,
+                  int classes, const ae_nb201_op ops[6], int *cells_per_stage) {
   val cur = u;
   int c = channels, n_first = -1;
   for (int stage = 0; stage < 3; stage++) {
     if (stage) {
       if (c > (1 << 20)) return 0;
       c *= 2;
-      int at = find_reduction(g, m, cur, c);
+      int at = find_reduction(g, m, cur, c, folded);
       if (at < 0) return 0;
       cur = g->vals[at];
     }
-    kit k = kit_for(c);
+    kit k = kit_for(c, folded);
     int n = 0;
     for (;;) {
       int at = find(g, m, cell(&k, cur, ops));
@@ -507,8 +524,13 @@ static int follow(const graph *g, int m, val u, int channels, int classes,
   for (int e = 0; e < 6; e++)
     convs += ops[e] == AE_NB201_CONV1X1 || ops[e] == AE_NB201_CONV3X3;
   long long in_cells = 3LL * n_first * convs;
-  if (g->n_conv != 1 + in_cells + 6 || g->n_bn != 1 + in_cells + 4 + 1 ||
-      g->n_linear != 1)
+  /* Folded: the head's BN alone, and every conv but the two shortcuts'
+   * with a bias; else a BN after every conv but those and none with a
+   * bias. */
+  long long bns = folded ? 1 : 1 + in_cells + 4 + 1;
+  long long biased = folded ? 1 + in_cells + 4 : 0;
+  if (g->n_conv != 1 + in_cells + 6 || g->n_bn != bns ||
+      g->n_conv_bias != biased || g->n_linear != 1)
     return 0;
   *cells_per_stage = n_first;
   return 1;
@@ -517,9 +539,9 @@ static int follow(const graph *g, int m, val u, int channels, int classes,
 /* Tries the cells in order (edge 1<-0's op most significant), each node of
  * the first cell looked up as it is built, so that only cells whose nodes
  * all exist are followed through the network.  1 with out filled, or 0. */
-static int search(const graph *g, int m, val u, int channels, int classes,
-                  ae_onnx_nb201 *out) {
-  kit k = kit_for(channels);
+static int search(const graph *g, int m, int folded, val u, int channels,
+                  int classes, ae_onnx_nb201 *out) {
+  kit k = kit_for(channels, folded);
   ae_nb201_op ops[6];
   val nodes[4];
   nodes[0] = u;
@@ -538,12 +560,13 @@ static int search(const graph *g, int m, val u, int channels, int classes,
         ops[5] = (ae_nb201_op)(c % 5);
         if (find(g, m, cell_node(&k, nodes, 3, ops + 3)) < 0) continue;
         int n;
-        if (!follow(g, m, u, channels, classes, ops, &n)) continue;
+        if (!follow(g, m, folded, u, channels, classes, ops, &n)) continue;
         memcpy(out->ops, ops, sizeof ops);
         ae_nb201_cell_string(ops, out->cell, sizeof out->cell);
         out->channels = channels;
         out->cells_per_stage = n;
         out->num_classes = classes;
+        out->bn_folded = folded;
         return 1;
       }
     }
@@ -570,12 +593,15 @@ int ae_onnx_nb201_match(const json_t *architecture, const int *input_shape,
   }
   int channels = (int)g.out[g.stem], classes = (int)g.out[g.output];
   const val input = {hash_str("input"), hash_str("input"), 0, 0};
-  val stem = v_op1(hash_str("batch_norm"),
-                   v_op1(sig_conv(channels, 3, 1, 1, 1, 1, 0), input));
+  /* The stem's conv has a bias exactly when the export is folded. */
+  int folded = g.bias[g.stem];
+  val stem = v_op1(sig_conv(channels, 3, 1, 1, 1, 1, folded), input);
+  if (!folded) stem = v_op1(hash_str("batch_norm"), stem);
   int found = 0;
   for (int m = 0; m < 2 && !found; m++) {
     int at = find(&g, m, stem);
-    if (at >= 0) found = search(&g, m, g.vals[at], channels, classes, out);
+    if (at >= 0)
+      found = search(&g, m, folded, g.vals[at], channels, classes, out);
   }
   if (found) memcpy(out->input_shape, input_shape, sizeof out->input_shape);
   graph_free(&g);
@@ -595,7 +621,8 @@ json_t *ae_onnx_nb201_json(const ae_onnx_nb201 *m) {
        json_object_set_new(j, "input_shape",
                            json_pack("[i, i, i]", m->input_shape[0],
                                      m->input_shape[1], m->input_shape[2])) ||
-       json_object_set_new(j, "arch", json_string(m->cell)))) {
+       json_object_set_new(j, "arch", json_string(m->cell)) ||
+       json_object_set_new(j, "bn_folded", json_boolean(m->bn_folded)))) {
     json_decref(j);
     return NULL;
   }
@@ -606,6 +633,16 @@ int ae_onnx_nb201_note(const ae_arch *a, char *buf, size_t len) {
   if (!a->model || a->type != AE_ARCH_NB201) return 0;
   char cell[96];
   ae_nb201_cell_string(a->nb201_ops, cell, sizeof cell);
+  if (a->model_bn_folded) {
+    snprintf(buf, len,
+             "architecture: model %s is a NAS-Bench-201 network (cell %s, "
+             "channels %d, cells_per_stage %d) exported in eval mode "
+             "(BatchNorm folded into the convs) and was scored as the native "
+             "nb201 request, the NAS-Bench-201 cell with BatchNorm; "
+             "\"as_graph\": true scores its imported graph instead",
+             a->model, cell, a->channels, a->cells_per_stage);
+    return 1;
+  }
   snprintf(buf, len,
            "architecture: model %s is a NAS-Bench-201 network (cell %s, "
            "channels %d, cells_per_stage %d) and was scored as the native "

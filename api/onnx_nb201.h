@@ -14,6 +14,10 @@
  * play no part) and allows for what exporters do: common subexpressions
  * merged (one ReLU feeding two convs), skips that leave no node, the sums
  * in any order or grouping (an exact left-to-right order wins ties).
+ * An export made in eval mode, BN folded into the convs (ReLU-conv-BN a
+ * ReLU-conv with a bias, the stem a conv with a bias; the head's BN, after
+ * an add, stays a BN), matches as the same network, with bn_folded set; a
+ * graph partly folded does not match.
  * Plain data, no I/O, any thread. */
 #ifndef AE_ONNX_NB201_H
 #define AE_ONNX_NB201_H
@@ -30,6 +34,8 @@ typedef struct {
   int cells_per_stage;
   int num_classes;
   int input_shape[3]; /* per sample, {C, H, W}: the model's */
+  int bn_folded;      /* 1: an eval-mode export (BN folded into the convs);
+                         it is scored as the cell with BN all the same */
 } ae_onnx_nb201;
 
 /* Matches architecture ({"type": "graph", "nodes", "output"}, as
@@ -50,14 +56,15 @@ void ae_nb201_cell_string(const ae_nb201_op ops[6], char *buf, size_t len);
 json_t *ae_onnx_nb201_request_arch(const ae_onnx_nb201 *m);
 
 /* The "recognized" member of a model's description: the request's
- * architecture, "num_classes", "input_shape" and "arch", the cell string
- * as NAS-Bench-201's API writes it (new reference; NULL without
- * memory). */
+ * architecture, "num_classes", "input_shape", "arch", the cell string
+ * as NAS-Bench-201's API writes it, and "bn_folded" (new reference; NULL
+ * without memory). */
 json_t *ae_onnx_nb201_json(const ae_onnx_nb201 *m);
 
 /* When a is an uploaded model scored as its recognised nb201 network
- * (a->model set, type nb201): writes the scorecard's warning into buf and
- * returns 1; else 0. */
+ * (a->model set, type nb201): writes the scorecard's warning into buf
+ * (a->model_bn_folded: one saying the export was in eval mode and was
+ * scored with BatchNorm) and returns 1; else 0. */
 int ae_onnx_nb201_note(const ae_arch *a, char *buf, size_t len);
 
 #endif

@@ -1013,6 +1013,7 @@ static int parse_onnx_ref(const json_t *j, const ae_model_source *models,
     ae_arch_free(out);
     rc = AE_ENOMEM;
   }
+  if (rc == AE_OK) out->model_bn_folded = recognised && nb.bn_folded;
   if (rc) {
     json_decref(info->warnings);
     info->warnings = NULL;

@@ -36,7 +36,7 @@ static void score_usage(FILE *f) {
           "POST /v1/jobs, or a JSON array of them; or FILE is an ONNX model\n"
           "(MODEL.onnx), scored as {\"architecture\": {\"type\": \"onnx\"}}\n"
           "on synthetic data of its own input shape (--data NAME: a dataset\n"
-          "instead; --seed N).\n"
+          "instead; --seed N; --as-graph).\n"
           "\n"
           "Options:\n"
           "  --backend host|cuda   scoring backend (default host)\n"
@@ -54,6 +54,10 @@ static void score_usage(FILE *f) {
           "                        full)\n"
           "  --data NAME           MODEL.onnx only: the dataset to score on\n"
           "  --seed N              MODEL.onnx only: the seed (default 0)\n"
+          "  --as-graph            MODEL.onnx only: score the imported graph\n"
+          "                        even when the model is a NAS-Bench-201\n"
+          "                        network (by default scored as the native\n"
+          "                        nb201 request; \"as_graph\": true)\n"
           "  --metrics LIST        comma-separated groups (topology,\n"
           "                        expressivity, convergence, generalization,\n"
           "                        proxies) or metrics "
@@ -267,12 +271,14 @@ int ae_cli_score(int argc, char **argv) {
       {"metrics", required_argument, NULL, 'm'},
       {"data", required_argument, NULL, 'a'},
       {"seed", required_argument, NULL, 's'},
+      {"as-graph", no_argument, NULL, 'g'},
       {"help", no_argument, NULL, 'h'},
       {NULL, 0, NULL, 0}};
   const char *datasets[AE_SCORE_MAX_DATASETS], *datasets_dir = NULL;
   int n_datasets = 0, threads = 1;
   const char *profile = NULL, *metrics_list = NULL, *model_data = NULL;
   long long model_seed = -1;
+  int as_graph = 0;
   ae_engine_config cfg = {AE_BACKEND_HOST, 0, 0};
   optind = 1;
   opterr = 0;
@@ -335,6 +341,9 @@ int ae_cli_score(int argc, char **argv) {
       }
       break;
     }
+    case 'g':
+      as_graph = 1;
+      break;
     case 'h':
       score_usage(stdout);
       return AE_EXIT_OK;
@@ -373,9 +382,9 @@ int ae_cli_score(int argc, char **argv) {
     return AE_EXIT_FAILURE;
   }
   int is_model = is_onnx_file(path, buf, len);
-  if ((model_data || model_seed >= 0) && !is_model) {
-    fprintf(stderr, "archeval score: --data and --seed apply to an ONNX "
-                    "model only (a request says its own)\n");
+  if ((model_data || model_seed >= 0 || as_graph) && !is_model) {
+    fprintf(stderr, "archeval score: --data, --seed and --as-graph apply "
+                    "to an ONNX model only (a request says its own)\n");
     status = AE_EXIT_USAGE;
     goto done;
   }
@@ -390,9 +399,18 @@ int ae_cli_score(int argc, char **argv) {
     root = json_pack("{s:{s:s, s:s}, s:I}", "architecture", "type", "onnx",
                      "model", model.id, "seed",
                      (json_int_t)(model_seed >= 0 ? model_seed : 0));
-    if (root && model_data)
-      json_object_set_new(root, "data",
-                          json_pack("{s:s}", "dataset", model_data));
+    if (root && model_data &&
+        json_object_set_new(root, "data",
+                            json_pack("{s:s}", "dataset", model_data))) {
+      json_decref(root);
+      root = NULL;
+    }
+    if (root && as_graph &&
+        json_object_set_new(json_object_get(root, "architecture"), "as_graph",
+                            json_true())) {
+      json_decref(root);
+      root = NULL;
+    }
     if (!root) {
       fprintf(stderr, "archeval score: out of memory\n");
       status = AE_EXIT_FAILURE;

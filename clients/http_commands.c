@@ -567,12 +567,13 @@ int ae_cli_models(int argc, char **argv) {
   return code;
 }
 
-/* submit --model: puts {"type": "onnx", "model": id} into each request of
- * parsed (one request, a JSON array, or {"jobs": [...]}), which must not
- * name an architecture.  id: NULL to check only.  AE_EXIT_OK, or
- * AE_EXIT_USAGE / AE_EXIT_FAILURE with the reason on stderr. */
+/* submit --model: puts {"type": "onnx", "model": id} (as_graph: with
+ * "as_graph": true) into each request of parsed (one request, a JSON
+ * array, or {"jobs": [...]}), which must not name an architecture.  id:
+ * NULL to check only.  AE_EXIT_OK, or AE_EXIT_USAGE / AE_EXIT_FAILURE with
+ * the reason on stderr. */
 static int set_model_architecture(json_t *parsed, const char *file,
-                                  const char *id) {
+                                  const char *id, int as_graph) {
   json_t *jobs = json_is_array(parsed) ? parsed
                  : json_is_object(parsed) && json_object_get(parsed, "jobs")
                      ? json_object_get(parsed, "jobs")
@@ -592,9 +593,12 @@ static int set_model_architecture(json_t *parsed, const char *file,
               file, i);
       return AE_EXIT_USAGE;
     }
-    if (id && json_object_set_new(
-                  job, "architecture",
-                  json_pack("{s:s, s:s}", "type", "onnx", "model", id))) {
+    json_t *arch = !id ? NULL
+                   : as_graph
+                       ? json_pack("{s:s, s:s, s:b}", "type", "onnx", "model",
+                                   id, "as_graph", 1)
+                       : json_pack("{s:s, s:s}", "type", "onnx", "model", id);
+    if (id && json_object_set_new(job, "architecture", arch)) {
       fprintf(stderr, "archeval: out of memory\n");
       return AE_EXIT_FAILURE;
     }
@@ -616,6 +620,10 @@ static void submit_help(FILE *f) {
       "                    submit it as {\"type\": \"onnx\", \"model\": id}:\n"
       "                    FILE's request(s) must have no architecture\n"
       "                    (no FILE: the defaults)\n"
+      "  --as-graph        with --model, score the imported graph even\n"
+      "                    when the model is a NAS-Bench-201 network (by\n"
+      "                    default scored as the native nb201 request):\n"
+      "                    \"as_graph\": true\n"
       "  --wait            wait for the job(s); print the result JSON (one\n"
       "                    job) or each finished job on one line (several)\n"
       "  --timeout SECS    with --wait, give up after SECS (exit 5)\n"
@@ -636,6 +644,7 @@ int ae_cli_submit(int argc, char **argv) {
       {"progress", no_argument, NULL, 'P'},
       {"idempotency-key", required_argument, NULL, 'k'},
       {"model", required_argument, NULL, 'm'},
+      {"as-graph", no_argument, NULL, 'g'},
       COMMON_LONG_OPTIONS,
       {NULL, 0, NULL, 0}};
   common_options common;
@@ -643,6 +652,7 @@ int ae_cli_submit(int argc, char **argv) {
   wait_options w = {0, -1, 0};
   int do_wait = 0;
   const char *key = NULL, *model_file = NULL;
+  int as_graph = 0;
   int opt;
   while ((opt = getopt_long(argc, argv, "", options, NULL)) != -1) {
     int handled = common_option(opt, &common);
@@ -664,6 +674,9 @@ int ae_cli_submit(int argc, char **argv) {
     case 'm':
       model_file = optarg;
       break;
+    case 'g':
+      as_graph = 1;
+      break;
     case 't':
       if (parse_seconds(optarg, &w.timeout_s) < 0) return AE_EXIT_USAGE;
       break;
@@ -677,6 +690,12 @@ int ae_cli_submit(int argc, char **argv) {
   }
   if (optind + 1 != argc && !(model_file && optind == argc)) {
     submit_help(stderr);
+    return AE_EXIT_USAGE;
+  }
+  if (as_graph && !model_file) {
+    fprintf(stderr, "archeval: --as-graph applies to --model only (a "
+                    "request file says \"as_graph\" in its "
+                    "architecture)\n");
     return AE_EXIT_USAGE;
   }
   w.progress = progress_wanted(w.progress);
@@ -718,14 +737,14 @@ int ae_cli_submit(int argc, char **argv) {
       code = AE_EXIT_INVALID;
     }
     if (code == AE_EXIT_OK)
-      code = set_model_architecture(parsed, file ? file : "-", NULL);
+      code = set_model_architecture(parsed, file ? file : "-", NULL, 0);
     if (code == AE_EXIT_OK) code = open_client(&common, &client);
     json_t *desc = NULL;
     if (code == AE_EXIT_OK) code = upload_model(client, model_file, &desc);
     if (code == AE_EXIT_OK) {
       code = set_model_architecture(
           parsed, file ? file : "-",
-          json_string_value(json_object_get(desc, "id")));
+          json_string_value(json_object_get(desc, "id")), as_graph);
       fprintf(stderr, "uploaded %s as %s\n", model_file,
               json_string_value(json_object_get(desc, "id")));
     }

@@ -172,7 +172,7 @@ static void provenance_start(const ae_engine *e, const ae_request *req,
                       "(node %d): this job ran on the host executor",
                       ae_op_name((int)req->net.nodes[host_only].op), host_only);
   }
-  char note[512];
+  char note[768];
   if (ae_onnx_nb201_note(&req->arch, note, sizeof note))
     ae_scorecard_warn(sc, "%s", note);
   sc->provenance.seed = req->seed;

@@ -141,12 +141,15 @@ int ae_cache_key_of(const ae_request *req, const char *canonical,
     return AE_ENOMEM;
   }
   /* An uploaded model scored as its recognised nb201 network carries a
-   * warning the native request's scorecard has not: a key of its own (and
-   * one apart from the same model's "as_graph", whose canonical is its
-   * graph's). */
-  const char *form =
-      req->arch.model && req->arch.type == AE_ARCH_NB201 ? " onnx=nb201" : "";
-  char head[256];
+   * warning the native request's scorecard has not, which names the model
+   * and says whether its export was in eval mode: a key of its own per
+   * model (and one apart from the same model's "as_graph", whose
+   * canonical is its graph's). */
+  char form[160] = "";
+  if (req->arch.model && req->arch.type == AE_ARCH_NB201)
+    snprintf(form, sizeof form, " onnx=nb201%s model=%.100s",
+             req->arch.model_bn_folded ? "-bn-folded" : "", req->arch.model);
+  char head[384];
   snprintf(head, sizeof head, "archeval-cache/1 engine=%s canon=%d%s\n%s\n",
            PACKAGE_VERSION, AE_CANON_VERSION, form, canonical);
   ae_sha256_ctx hash;

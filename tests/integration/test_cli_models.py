@@ -26,6 +26,15 @@ other bytes, so a fresh id every run), so no torch is needed.
   a "graph" architecture does not take the folded model's cached result
   (no model warning), while resubmitting the folded model is a cache hit
   that keeps it.
+- `--as-graph` (issue 12), on the committed eval-mode NB-201 export
+  nb201/eval_all_skip.onnx (given a doc_string too): `submit --model FILE`
+  scores it as the native nb201 request (PyTorch's params, BN included,
+  the note saying eval mode), `submit --model FILE --as-graph` as its
+  imported graph (the request says "as_graph": true; the folded graph's
+  params, no note, another canonical key), for every request of a batch;
+  offline, `archeval score FILE` and `score --as-graph FILE` give the
+  daemon's numbers for each; --as-graph without --model, or with a JSON
+  request for score, exits 2.
 
 Prints "N passed, M failed"; 77 without the daemon."""
 
@@ -237,6 +246,90 @@ def test_submit_model(d, tmp, train, train_id, folded, folded_id):
             (code, err))
 
 
+def nb201_file(tmp, name, nonce):
+    """A committed NB-201 export given a doc_string: (path, id, its
+    manifest entry)."""
+    with open(os.path.join(ONNX_DIR, "nb201", "manifest.json")) as f:
+        entry = json.load(f)[name]
+    with open(os.path.join(ONNX_DIR, "nb201", name + ".onnx"), "rb") as f:
+        data = with_doc_string(f.read(), "test_cli_models %s" % nonce)
+    path = os.path.join(tmp, name + ".onnx")
+    with open(path, "wb") as f:
+        f.write(data)
+    return path, "sha256:" + hashlib.sha256(data).hexdigest(), entry
+
+
+def numbers(result):
+    return {k: v for k, v in result.items()
+            if k not in ("provenance", "warnings")}
+
+
+def test_as_graph(d, tmp, nonce):
+    url = d.url
+    path, model_id, e = nb201_file(tmp, "eval_all_skip", nonce)
+    # The request `archeval score MODEL.onnx --profile fast --seed 3`
+    # makes offline (the data's defaults), so the numbers compare.
+    req = h.write_json(tmp, "fast-as-graph.json",
+                       {"profile": "fast", "seed": 3})
+    code, out, err = cli(["submit", "--model", path, "--wait", "--full", req],
+                         url)
+    native = json.loads(out) if code == 0 else {}
+    notes = [w for w in native.get("result", {}).get("warnings", [])
+             if w.startswith("architecture: model " + model_id)]
+    h.check(code == 0 and native["request"]["architecture"] ==
+            {"type": "onnx", "model": model_id} and
+            native["result"]["topology"]["params"] == e["params"] and
+            len(notes) == 1 and "eval mode" in notes[0],
+            "submit --model: an eval-mode NB-201 export scored as the native "
+            "nb201 request (PyTorch's params, the note)",
+            (code, out[:600], err))
+    code, out, err = cli(["submit", "--model", path, "--as-graph", "--wait",
+                          "--full", req], url)
+    graph = json.loads(out) if code == 0 else {}
+    h.check(code == 0 and graph["request"]["architecture"] ==
+            {"type": "onnx", "model": model_id, "as_graph": True} and
+            graph["result"]["topology"]["params"] == e["graph_params"] and
+            not any(w.startswith("architecture:")
+                    for w in graph["result"]["warnings"]) and
+            graph["canonical"] != native.get("canonical"),
+            "submit --model --as-graph: scored as its imported graph "
+            "(\"as_graph\": true, the folded params, no note, its own "
+            "canonical key)", (code, out[:600], err))
+    batch = h.write_json(tmp, "batch-as-graph.json",
+                         [dict(FAST, seed=s) for s in (7, 8)])
+    code, out, err = cli(["submit", "--model", path, "--as-graph", "--wait",
+                          batch], url)
+    lines = [json.loads(x) for x in out.splitlines() if x.strip()]
+    h.check(code == 0 and len(lines) == 2 and
+            all(j["request"]["architecture"] ==
+                {"type": "onnx", "model": model_id, "as_graph": True}
+                for j in lines),
+            "submit --model --as-graph with a batch: every job as_graph",
+            (code, out[:600], err))
+    code, _, err = cli(["submit", "--as-graph", req], url)
+    h.check(code == 2 and "--model" in err,
+            "submit --as-graph without --model exits 2", (code, err))
+
+    # Offline: the daemon's numbers, either way.
+    for flags, online, what in (([], native, "score MODEL.onnx"),
+                                (["--as-graph"], graph,
+                                 "score --as-graph MODEL.onnx")):
+        run = subprocess.run(
+            [h.CLI, "score", "--profile", "fast", "--seed", "3"] + flags +
+            [path], capture_output=True, text=True)
+        line = json.loads(run.stdout or "{}").get("result", {})
+        h.check(run.returncode == 0 and online and
+                numbers(line) == numbers(online["result"]) and
+                line.get("warnings") == online["result"]["warnings"],
+                "offline %s: the daemon's scorecard" % what,
+                (run.returncode, run.stdout[:400], run.stderr[-400:]))
+    run = subprocess.run([h.CLI, "score", "--as-graph", req],
+                         capture_output=True, text=True)
+    h.check(run.returncode == 2 and "--as-graph" in run.stderr,
+            "score --as-graph with a JSON request exits 2",
+            (run.returncode, run.stderr))
+
+
 def main():
     h.require_daemon()
     if not os.access(h.CLI, os.X_OK):
@@ -255,6 +348,7 @@ def main():
                   folded_id)
         h.section(test_submit_model, d, tmp, train, train_id, folded,
                   folded_id)
+        h.section(test_as_graph, d, tmp, nonce)
     finally:
         status = d.stop()
         h.check(status == 0, "archevald exits 0 on SIGTERM", d.log_tail())

@@ -23,7 +23,13 @@ NB-201 export (tests/data/onnx/nb201/mixed.onnx) is described with
 native nb201 request's (same seed) but for the note saying so, with the
 native's canonical key but a cache entry of its own; "as_graph": true
 scores its graph (another key, no note); data with other classes than the
-model's output is a 422.
+model's output is a 422.  The committed eval-mode export of the same
+network (nb201/eval_mixed.onnx, BN folded into the convs) is recognised
+too ("bn_folded": true, the graph's params the folded ones) and scored as
+the same native request, bit for bit, its note saying the export was in
+eval mode and was scored with BatchNorm; it never shares the training
+export's cached result (the note differs), and "as_graph" scores its
+folded graph (the folded params).
 
 With torch and torchvision (Debian's python3-torch*): the Python client's
 export_onnx / upload_model / submit_torch; torchvision's ResNet-18,
@@ -32,7 +38,8 @@ MobileNetV2, MobileNetV3-small, DenseNet-121 and SqueezeNet 1.1
 PyTorch's parameter count and get a scorecard; the NB201 network of
 tests/data/onnx/export_models.py is recognised and scored as the native
 nb201 request (below), and with "as_graph" exactly like its imported
-graph; a SIGTERM during a 46 MB upload's import answers it (503 or
+graph; the same network exported in eval mode is recognised with
+"bn_folded" and scored as the same native request; a SIGTERM during a 46 MB upload's import answers it (503 or
 201) and the daemon exits 0.  Without torch that part is reported as skipped.  Prints "N
 passed, M failed"; 77 without the daemon.
 """
@@ -352,14 +359,22 @@ def test_torchvision(d, tv):
                 "groups %s; %s" % (groups, json.dumps(result)[:1500]))
 
 
-def nb201_settings():
-    return {"profile": "fast", "seed": 5, "data": {"batch_size": 8}}
+def nb201_settings(seed=5):
+    return {"profile": "fast", "seed": seed, "data": {"batch_size": 8}}
 
 
-def check_scored_as_native(d, model_id, cell, channels, cells, what):
+EVAL_NOTE = ("exported in eval mode (BatchNorm folded into the convs) and "
+             "was scored as the native nb201 request, the NAS-Bench-201 "
+             "cell with BatchNorm")
+
+
+def check_scored_as_native(d, model_id, cell, channels, cells, what,
+                           seed=5, graph_params=None):
     """A recognised NB-201 model's job: the native request's scorecard
-    plus the note; "as_graph": true scores the graph (another cache key)."""
-    settings = nb201_settings()
+    plus the note; "as_graph": true scores the graph (another cache key).
+    graph_params: an eval-mode export's (folded) graph params, whose note
+    says eval mode; None: a training export, the native's params."""
+    settings = nb201_settings(seed)
     onnx = run_job(d, dict(settings, architecture={"type": "onnx",
                                                    "model": model_id}))
     native = run_job(d, dict(settings, architecture={
@@ -371,8 +386,10 @@ def check_scored_as_native(d, model_id, cell, channels, cells, what):
     notes = [w for w in onnx["result"]["warnings"]
              if w.startswith("architecture: model " + model_id)]
     h.check(len(notes) == 1 and "scored as the native nb201" in notes[0] and
-            cell in notes[0],
-            "%s: the scorecard says it was scored as nb201" % what,
+            cell in notes[0] and
+            (EVAL_NOTE in notes[0]) == (graph_params is not None),
+            "%s: the scorecard says it was scored as nb201%s" %
+            (what, " (an eval-mode export)" if graph_params else ""),
             onnx["result"]["warnings"])
     strip = ("provenance",)
     mine = {k: v for k, v in onnx["result"].items() if k not in strip}
@@ -400,9 +417,12 @@ def check_scored_as_native(d, model_id, cell, channels, cells, what):
             not any(w.startswith("architecture:")
                     for w in graph["result"]["warnings"]) and
             graph["result"]["topology"]["params"] ==
-            native["result"]["topology"]["params"],
+            (native["result"]["topology"]["params"] if graph_params is None
+             else graph_params),
             "%s: \"as_graph\": true scores the imported graph (its own "
-            "canonical and cache keys, no note, the same params)" % what,
+            "canonical and cache keys, no note, %s)" %
+            (what, "the same params" if graph_params is None
+             else "the folded graph's params"),
             json.dumps(graph)[:800])
     return graph
 
@@ -417,7 +437,8 @@ def test_nb201_committed(d):
     m = r.json or {}
     want = {"type": "nb201", "arch": e["cell"], "cell": e["cell"],
             "channels": e["channels"], "cells_per_stage": e["cells_per_stage"],
-            "num_classes": e["num_classes"], "input_shape": e["input_shape"]}
+            "num_classes": e["num_classes"], "input_shape": e["input_shape"],
+            "bn_folded": False}
     h.check(r.status in (200, 201) and m.get("recognized") == want,
             "an NB-201 export's description: recognized", r.body[:800])
     h.check(m.get("params") == e["params"], "its params: PyTorch's",
@@ -449,6 +470,63 @@ def test_nb201_committed(d):
     h.check(r.status == 422 and errors and
             errors[0]["pointer"] == "/architecture/as_graph",
             "as_graph must be a boolean: 422", r.body[:400])
+
+
+def test_nb201_eval_committed(d):
+    """The committed eval-mode export (nb201/eval_mixed.onnx: mixed.onnx's
+    network with BN folded into the convs): recognised, scored as the
+    native request with BN, bit for bit, with its own note and cache."""
+    man = json.loads(read(os.path.join("nb201", "manifest.json")))
+    e = man["eval_mixed"]
+    data = read(os.path.join("nb201", "eval_mixed.onnx"))
+    r = upload(d, data)
+    m = r.json or {}
+    want = {"type": "nb201", "arch": e["cell"], "cell": e["cell"],
+            "channels": e["channels"], "cells_per_stage": e["cells_per_stage"],
+            "num_classes": e["num_classes"], "input_shape": e["input_shape"],
+            "bn_folded": True}
+    h.check(r.status in (200, 201) and m.get("recognized") == want,
+            "an eval-mode NB-201 export's description: recognized, "
+            "bn_folded", r.body[:800])
+    h.check(m.get("params") == e["graph_params"] and
+            e["graph_params"] < e["params"],
+            "its params: the folded graph's (conv biases for BNs)",
+            (m.get("params"), e))
+    path = os.path.join(d.workdir, "eval_mixed.onnx")
+    with open(path, "wb") as f:
+        f.write(data)
+    lowered = json.loads(subprocess.run(
+        [h.CLI, "onnx-lower", "--compact", path], check=True,
+        capture_output=True).stdout)
+    h.check(lowered.get("recognized") == want,
+            "archeval onnx-lower prints it recognized, bn_folded",
+            lowered.get("recognized"))
+    # A seed of its own: the native job is computed afresh here.
+    check_scored_as_native(d, m["id"], e["cell"], e["channels"],
+                           e["cells_per_stage"], "the eval-mode NB-201 export",
+                           seed=6, graph_params=e["graph_params"])
+    # The training export's job (test_nb201_committed, seed 5) is cached:
+    # the eval export's job with that seed has the same numbers but is
+    # not that cache entry (its note differs).
+    train_id = "sha256:" + hashlib.sha256(
+        read(os.path.join("nb201", "mixed.onnx"))).hexdigest()
+    job = dict(nb201_settings(), architecture={"type": "onnx",
+                                               "model": train_id})
+    trained = run_job(d, job)
+    folded = run_job(d, dict(job, architecture={"type": "onnx",
+                                                "model": m["id"]}))
+    notes = [w for w in folded["result"]["warnings"]
+             if w.startswith("architecture: model " + m["id"])]
+    h.check(trained["cached"] and not folded["cached"] and len(notes) == 1 and
+            EVAL_NOTE in notes[0] and
+            folded["canonical"] == trained["canonical"],
+            "the eval export does not take the training export's cached "
+            "result (same canonical key, its own note)",
+            (trained["cached"], folded["cached"], folded["result"]["warnings"]))
+    strip = ("provenance", "warnings")
+    h.check({k: v for k, v in folded["result"].items() if k not in strip} ==
+            {k: v for k, v in trained["result"].items() if k not in strip},
+            "the eval and training exports' scorecards: the same numbers")
 
 
 def test_nb201(d, torch):
@@ -483,6 +561,35 @@ def test_nb201(d, torch):
             {k: v for k, v in plain.items() if k != "provenance"},
             "NB201 export as_graph: the scorecard of its imported graph",
             (graph["result"], plain))
+    # Exported in eval mode (torch folds each conv's BN into it): the same
+    # network recognised, scored as the same native request.
+    net.eval()
+    path = os.path.join(d.workdir, "nb201_eval.onnx")
+    torch.onnx.export(net, torch.randn(2, 3, 32, 32), path,
+                      training=torch.onnx.TrainingMode.EVAL,
+                      opset_version=14, do_constant_folding=True)
+    with open(path, "rb") as f:
+        folded = client.upload_model(f.read())
+    h.check(folded.get("recognized", {}).get("arch") == em.NB201_CELL and
+            folded["recognized"].get("bn_folded") is True and
+            "BatchNormalization" in folded["ops"] and
+            folded["ops"]["BatchNormalization"] == 1,
+            "NB201 export (torch, eval mode): recognized, bn_folded (the "
+            "head's BN alone left)", (folded.get("recognized"),
+                                      folded.get("ops")))
+    native = client.submit({"type": "nb201", "cell": em.NB201_CELL,
+                            "channels": em.NB201_C,
+                            "cells_per_stage": em.NB201_N},
+                           **nb201_settings()).wait(timeout=300)
+    mine = client.submit({"type": "onnx", "model": folded["id"]},
+                         **nb201_settings()).wait(timeout=300)
+    strip = ("provenance", "warnings")
+    h.check({k: v for k, v in mine.items() if k not in strip} ==
+            {k: v for k, v in native.items() if k not in strip} and
+            any(EVAL_NOTE in w for w in mine["warnings"]),
+            "NB201 export (torch, eval mode): the native request's "
+            "scorecard, the note saying eval mode",
+            (mine.get("warnings"), json.dumps(mine)[:800]))
 
 
 def test_stop_during_upload(torch):
@@ -523,6 +630,7 @@ def main():
         h.section(test_delete, d)
         h.section(test_restart, d)
         h.section(test_nb201_committed, d)
+        h.section(test_nb201_eval_committed, d)
         modules, why = torch_modules()
         if modules is None:
             h.log("skipped: the torch part (torch or torchvision cannot be "

@@ -20,7 +20,14 @@ prints the rate and the time left; a NaN/Infinity from json.dumps gets a
 400 naming its field; a graph whose output width contradicts the data's
 classes gets a 422 at /architecture/output.  A second daemon with --max-queue 1 and one worker shows QueueFull
 with retries=0 and the retry after 429 (it succeeds once the queue has
-room).  Also checks the package's pyproject.toml.  Prints "N passed, M
+room).  Issue 12's as_graph=: submit({"type": "onnx", ...}, as_graph=True)
+and submit_model(path, as_graph=True) on the committed eval-mode NB-201
+export (nb201/eval_all_skip.onnx) send "as_graph": true and get the
+imported graph's scorecard (the folded params, no note), without it the
+native nb201 request's (the note); as_graph=True with another architecture
+is a ValueError before anything is sent; with torch, submit_torch(...,
+as_graph=True) on a small NB-201 module likewise (skipped without torch).
+Also checks the package's pyproject.toml.  Prints "N passed, M
 failed"; exit 77 when the daemon binary does not exist.  The main thread
 drives everything; one helper thread submits during the 429 test.
 """
@@ -495,6 +502,80 @@ def test_service(client):
             "Client.datasets() lists synthetic")
 
 
+def test_as_graph(client):
+    onnx_dir = os.path.join(h.SRCDIR, "tests", "data", "onnx")
+    with open(os.path.join(onnx_dir, "nb201", "manifest.json")) as f:
+        e = json.load(f)["eval_all_skip"]
+    path = os.path.join(onnx_dir, "nb201", "eval_all_skip.onnx")
+    model_id = client.upload_model(path)["id"]
+    fast = {"profile": "fast", "seed": 4, "data": {"batch_size": 8}}
+
+    def run(job):
+        result = job.wait(timeout=300)
+        return client.get(job.id).data["request"]["architecture"], result
+
+    def notes(result):
+        return [w for w in result["warnings"]
+                if w.startswith("architecture: model ")]
+
+    def same(a, b):
+        return ({k: v for k, v in a.items() if k != "provenance"} ==
+                {k: v for k, v in b.items() if k != "provenance"})
+
+    arch, native = run(client.submit({"type": "onnx", "model": model_id},
+                                     **fast))
+    h.check(arch == {"type": "onnx", "model": model_id} and
+            native["topology"]["params"] == e["params"] and
+            len(notes(native)) == 1 and "eval mode" in notes(native)[0],
+            "submit(onnx model): scored as the native nb201 request",
+            (arch, native.get("warnings")))
+    arch, graph = run(client.submit({"type": "onnx", "model": model_id},
+                                    as_graph=True, **fast))
+    h.check(arch == {"type": "onnx", "model": model_id, "as_graph": True} and
+            graph["topology"]["params"] == e["graph_params"] and
+            notes(graph) == [],
+            "submit(..., as_graph=True): the imported graph's scorecard",
+            (arch, graph["topology"], graph["warnings"]))
+    arch, again = run(client.submit_model(path, as_graph=True, **fast))
+    h.check(arch == {"type": "onnx", "model": model_id, "as_graph": True} and
+            same(again, graph),
+            "submit_model(path, as_graph=True): the same", arch)
+    arch, plain = run(client.submit_model(path, **fast))
+    h.check(arch == {"type": "onnx", "model": model_id} and
+            same(plain, native),
+            "submit_model(path): the native scorecard",
+            arch)
+    try:
+        client.submit({"type": "mlp_dag", "dag": "2_21_112"}, as_graph=True)
+        h.check(False, "as_graph=True with another architecture: "
+                "ValueError", "nothing raised")
+    except ValueError as err:
+        h.check("onnx" in str(err), "as_graph=True with another "
+                "architecture: ValueError", err)
+    try:
+        import torch  # noqa: PLC0415 - optional
+        sys.path.insert(0, onnx_dir)
+        import export_models as em  # noqa: PLC0415
+    except Exception as err:  # noqa: BLE001 - any import failure: skip
+        h.log("skipped: submit_torch(as_graph=True) (torch cannot be "
+              "imported: %s)" % err)
+        return
+    torch.manual_seed(0)
+    net = em.NB201Net(em.NB201_CELL, 4, 1, 10)
+    params = sum(p.numel() for p in net.parameters())
+    job = client.submit_torch(net, (3, 16, 16), as_graph=True, **fast)
+    arch, graph = run(job)
+    h.check(arch.get("as_graph") is True and notes(graph) == [] and
+            graph["topology"]["params"] == params,
+            "submit_torch(..., as_graph=True): the imported graph, "
+            "PyTorch's params, no note", (arch, graph["warnings"]))
+    arch, native = run(client.submit_torch(net, (3, 16, 16), **fast))
+    h.check("as_graph" not in arch and len(notes(native)) == 1 and
+            native["topology"]["params"] == params,
+            "submit_torch(...): scored as the native nb201 request",
+            (arch, native["warnings"]))
+
+
 def main():
     h.require_daemon()
     h.section(test_pyproject)
@@ -516,6 +597,7 @@ def main():
         h.section(test_parser_answers, client)
         h.section(test_profiles, client)
         h.section(test_cancel_fail_timeout, client)
+        h.section(test_as_graph, client)
     finally:
         status = d.stop()
         h.check(status == 0, "archevald exits 0 on SIGTERM", d.log_tail())

@@ -324,13 +324,23 @@ class Client:
 
     # -- jobs ---------------------------------------------------------------
 
-    def submit(self, architecture, idempotency_key=None, **settings):
+    def submit(self, architecture, idempotency_key=None, as_graph=False,
+               **settings):
         """Submits one job for `architecture` (scorecard.md 1.1) and returns
         its Job.  settings: data, seed, profile, metrics, settings,
         priority, timeout_ms, client_ref (api.md).  profile: "fast",
         "rank", "full" or "all"; metrics: group names or "group.field"
         metric names, a list or one comma-separated string; the job
-        computes the union of both (neither: "full")."""
+        computes the union of both (neither: "full").  as_graph=True, for
+        an uploaded model ({"type": "onnx", ...}), scores its imported
+        graph even when it is a recognised NAS-Bench-201 network (api.md
+        "Models"); any other architecture with it is a ValueError."""
+        if as_graph:
+            if not (isinstance(architecture, dict) and
+                    architecture.get("type") == "onnx"):
+                raise ValueError('as_graph applies to an uploaded model '
+                                 '({"type": "onnx", "model": id}) only')
+            architecture = dict(architecture, as_graph=True)
         unknown = sorted(set(settings) - set(REQUEST_FIELDS))
         if unknown:
             raise TypeError("submit() got unknown settings: %s"
@@ -512,26 +522,33 @@ class Client:
         while a queued or running job uses it."""
         self.request("DELETE", "/v1/models/" + model_id)
 
-    def submit_model(self, model, idempotency_key=None, **settings):
+    def submit_model(self, model, idempotency_key=None, as_graph=False,
+                     **settings):
         """Uploads an ONNX model (bytes or a path) and submits a job for
-        it; returns the Job.  settings as for submit."""
+        it; returns the Job.  as_graph=True scores its imported graph even
+        when it is a recognised NAS-Bench-201 network; settings as for
+        submit."""
         description = self.upload_model(model)
         return self.submit({"type": "onnx", "model": description["id"]},
-                           idempotency_key=idempotency_key, **settings)
+                           idempotency_key=idempotency_key,
+                           as_graph=as_graph, **settings)
 
     def submit_torch(self, model, input_shape, batch_size=2, opset=None,
-                     idempotency_key=None, **settings):
+                     idempotency_key=None, as_graph=False, **settings):
         """Exports a PyTorch module to ONNX (export_onnx: training mode,
         per-sample input_shape such as (3, 32, 32)), uploads it and
         submits a job for it; returns the Job.  The job's data default to
         synthetic inputs of that shape and the model's output width as the
-        number of classes; settings (data, seed, profile, ...) as for
-        submit.  Raises RuntimeError when torch cannot be imported."""
+        number of classes; as_graph=True scores the imported graph even
+        when the module is a NAS-Bench-201 network (which is otherwise
+        scored as the native nb201 request); settings (data, seed,
+        profile, ...) as for submit.  Raises RuntimeError when torch
+        cannot be imported."""
         from .models import export_onnx
         onnx = export_onnx(model, input_shape, batch_size=batch_size,
                            opset=opset)
         return self.submit_model(onnx, idempotency_key=idempotency_key,
-                                 **settings)
+                                 as_graph=as_graph, **settings)
 
     def info(self):
         """GET /v1: name, version, backends, datasets, limits."""
