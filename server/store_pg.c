@@ -57,7 +57,7 @@
  * by a trigger (migration 3); a replica of a fleet LISTENs to it. */
 #define AE_PG_CHANNEL "archeval_jobs"
 /* The schema this code writes (the last migration's number). */
-#define AE_PG_SCHEMA_VERSION 4
+#define AE_PG_SCHEMA_VERSION 5
 /* Advisory lock keys: class "ae" + 0x5105 (issue 15), then the purpose. */
 #define AE_PG_LOCK_CLASS 0x61655105
 #define AE_PG_LOCK_OWNER 1   /* session lock: the daemon owning the store */
@@ -161,6 +161,20 @@ static const char *const pg_migrations[AE_PG_SCHEMA_VERSION] = {
     " description_json text NOT NULL,"
     " architecture_json text NOT NULL,"
     " created_ms bigint);",
+    /* 5 (issue 15): a study's idempotency key is unique, so that two
+     * replicas given one key at once store one study (the loser's insert
+     * fails, and it answers with the winner's).  A database written by
+     * version 4 may hold duplicates (that race): the oldest study of a key
+     * (seq, then insertion order: the one a replay already read) keeps
+     * it, the others keep their rows and members but lose the key and
+     * its body hash (they were never the answer to that key). */
+    "UPDATE archeval_studies t SET idempotency_key = NULL, body_hash = NULL"
+    " WHERE idempotency_key IS NOT NULL AND EXISTS (SELECT 1"
+    "  FROM archeval_studies o WHERE o.idempotency_key = t.idempotency_key"
+    "  AND (o.seq, o.insert_order) < (t.seq, t.insert_order));"
+    "CREATE UNIQUE INDEX archeval_studies_idempotency_key_unique"
+    " ON archeval_studies (idempotency_key)"
+    " WHERE idempotency_key IS NOT NULL;",
 };
 
 #define PG_JOB_COLUMNS                                                         \

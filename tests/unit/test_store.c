@@ -1459,7 +1459,7 @@ START_TEST(test_pg_schema_versions) {
                    "SELECT count(*) || ' ' || max(version)"
                    " FROM archeval_schema_version",
                    value, sizeof value);
-    ck_assert_str_eq(value, "1 4");
+    ck_assert_str_eq(value, "1 5");
   }
   /* A database migrated by a newer archevald is refused. */
   pg_admin(dbname, "UPDATE archeval_schema_version SET version = 99");
@@ -1480,7 +1480,59 @@ START_TEST(test_pg_schema_versions) {
   ae_store_close(s);
   pg_admin_value(dbname, "SELECT version FROM archeval_schema_version", value,
                  sizeof value);
-  ck_assert_str_eq(value, "4");
+  ck_assert_str_eq(value, "5");
+  remove_targets();
+}
+END_TEST
+
+/* Version 5: a study's idempotency key is unique.  A database of version
+ * 4 that holds duplicates (two replicas raced) is migrated: the oldest
+ * study of the key keeps it, the others keep their rows without it. */
+START_TEST(test_pg_study_key_unique) {
+  make_target();
+  char dbname[64], value[256];
+  snprintf(dbname, sizeof dbname, "ae_t_%ld_main", (long)getpid());
+  ae_store *s = open_store(target, AE_STORE_SYNC_FULL);
+  ae_store_study st = {.id = "s_1",
+                       .name = "one",
+                       .request_json = "{}",
+                       .idempotency_key = "k",
+                       .body_hash = "h",
+                       .created_ms = 1,
+                       .seq = 10};
+  ck_assert_int_eq(ae_store_study_insert(s, &st), 0);
+  /* The same key again: refused (AE_EINVAL, as a duplicate id). */
+  st.id = "s_2";
+  ck_assert_int_eq(ae_store_study_insert(s, &st), AE_EINVAL);
+  ck_assert_ptr_nonnull(strstr(ae_store_errmsg(s), "23505"));
+  st.idempotency_key = NULL;
+  ck_assert_int_eq(ae_store_study_insert(s, &st), 0); /* no key: fine */
+  ae_store_close(s);
+  /* Back to version 4, with duplicates (newer first: seq decides). */
+  pg_admin(dbname, "DROP INDEX archeval_studies_idempotency_key_unique;"
+                   "UPDATE archeval_schema_version SET version = 4;"
+                   "INSERT INTO archeval_studies (id, name, request_json,"
+                   " idempotency_key, body_hash, seq) VALUES"
+                   " ('s_3', 'three', '{}', 'k', 'h3', 30),"
+                   " ('s_0', 'zero', '{}', 'k', 'h0', 5),"
+                   " ('s_4', 'four', '{}', 'k2', 'h4', 40),"
+                   " ('s_5', 'five', '{}', 'k2', 'h5', 40)");
+  s = open_store(target, AE_STORE_SYNC_FULL);
+  pg_admin_value(dbname,
+                 "SELECT (SELECT version FROM archeval_schema_version)"
+                 " || ' ' || string_agg(id || '=' || coalesce("
+                 "  idempotency_key, '-') || '/' || coalesce(body_hash, '-'),"
+                 "  ',' ORDER BY id) FROM archeval_studies",
+                 value, sizeof value);
+  ck_assert_str_eq(value, "5 s_0=k/h0,s_1=-/-,s_2=-/h,s_3=-/-,s_4=k2/h4,"
+                          "s_5=-/-");
+  char seen[1024] = "";
+  ck_assert_int_eq(ae_store_study_get(s, NULL, "k", collect_study, seen), 0);
+  ck_assert_ptr_nonnull(strstr(seen, "s_0 zero"));
+  st.id = "s_6";
+  st.idempotency_key = "k2";
+  ck_assert_int_eq(ae_store_study_insert(s, &st), AE_EINVAL);
+  ae_store_close(s);
   remove_targets();
 }
 END_TEST
@@ -2106,6 +2158,7 @@ static Suite *store_suite(void) {
     tcase_add_test(tc, test_fleet_same_id_restarts);
     tcase_add_test(tc, test_fleet_notifications);
     tcase_add_test(tc, test_pg_schema_versions);
+    tcase_add_test(tc, test_pg_study_key_unique);
     tcase_add_test(tc, test_pg_open_errors);
     tcase_add_test(tc, test_pg_bad_text);
 #endif
