@@ -35,6 +35,7 @@
 #include "api/sha256.h"
 #include "api/status.h"
 #include "server/cache.h"
+#include "server/fleet.h"
 #include "server/job_fetch.h"
 #include "server/job_render.h"
 #include "server/job_state.h"
@@ -760,7 +761,9 @@ static void h_delete(ae_server *srv, const ae_study_call *call,
   ae_study *s = study_get(srv, call->id, NULL, &rc);
   if (!s) return reply_get_failed(srv, out, call->id, rc);
   /* Members are cancelled first; a worker may still hold a running one,
-   * so such jobs stay, without a study, and expire like plain jobs.
+   * so such jobs stay, without a study, and expire like plain jobs (one
+   * daemon), or stay until their end removes them (--fleet: on any
+   * replica, the store's delete leaves them for that).
    * --fleet: those this replica holds are cancelled here, the others in
    * the store (a running one's owner sees the flag at its heartbeat). */
   for (size_t i = 0; i < s->n_members; i++) {
@@ -787,10 +790,13 @@ static void h_delete(ae_server *srv, const ae_study_call *call,
     if (!job) continue;
     if (ae_job_terminal(job)) {
       ae_job_table_remove(&srv->jobs, job);
-    } else {
+    } else if (!srv->fleet) {
       /* Running: it ends as a plain job and expires like one. */
       job->study[0] = '\0';
     }
+    /* --fleet: its row keeps the study's id and its end here removes it
+     * from the store (the study is gone); answers about it read the
+     * store (a finished member held here may be stale). */
   }
   study_free(s);
   out->status = 204;
@@ -955,12 +961,14 @@ static void h_add(ae_server *srv, const ae_study_call *call,
     }
   }
   json_decref(body);
-  if (!rc && !p->status && srv->n_queued + n > (size_t)srv->opt->max_queue) {
+  size_t queued = 0;
+  if (!rc && !p->status && !ae_fleet_queue_room(srv, n, &queued)) {
     out->retry_after = 1;
     ae_problem_set(p, 429, "queue_full", "Queue full",
-                   "%zu jobs are queued, %zu more would pass the limit of "
-                   "%lld.",
-                   srv->n_queued, n, srv->opt->max_queue);
+                   "%zu jobs are queued%s, %zu more would pass the limit of "
+                   "%lld (--max-queue).",
+                   queued, srv->fleet ? " in the fleet" : "", n,
+                   srv->opt->max_queue);
   }
   if (!rc && !p->status) rc = study_reserve(s, n);
   if (!rc && !p->status) {

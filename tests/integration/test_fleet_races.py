@@ -54,9 +54,10 @@ def psql(sql):
     return out.stdout.strip()
 
 
-def replica(name, *extra):
+def replica(name):
     return h.Daemon("--store", PG_URL, "--fleet", "--replica-id", name,
-                    "--lease-secs", "2", *extra, host_workers=1, name=name)
+                    "--lease-secs", "2", "--max-queue", str(MAX_QUEUE),
+                    host_workers=1, name=name)
 
 
 def at_once(calls):
@@ -135,6 +136,163 @@ def test_study_key_race(a, b):
     check(r.status == 422, "the key with another body: 422", r.status)
 
 
+def claimed_by(replicas, job_id):
+    """The replica whose log says it claimed job_id, or None."""
+    for d in replicas:
+        if ("job %s claimed by replica" % job_id) in d.log_text():
+            return d
+    return None
+
+
+def test_delete_while_running(a, b):
+    """A member running on one replica, its study deleted on the other:
+    its end leaves no row."""
+    r = a.call("POST", "/v1/studies", SLOW_STUDY)
+    check(r.status == 201, "slow study created on A", r.body[:300])
+    if r.status != 201:
+        return
+    sid = r.json["id"]
+    r = a.call("POST", "/v1/studies/%s/architectures" % sid,
+               {"architectures": [SLOW_CELL]})
+    check(r.status == 202, "a slow member added", r.body[:300])
+    if r.status != 202:
+        return
+    jid = r.json["jobs"][0]["id"]
+    runner = None
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        g = a.call("GET", "/v1/jobs/%s" % jid)
+        runner = claimed_by((a, b), jid)
+        if g.status == 200 and g.json["state"] == "running" and runner:
+            break
+        time.sleep(0.05)
+    check(runner is not None, "the member runs on a replica", jid)
+    if runner is None:
+        return
+    other = b if runner is a else a
+    h.log("member %s runs on %s; the study is deleted on %s"
+          % (jid, runner.name, other.name))
+    state = psql("SELECT state || ' ' || coalesce(owner, '-')"
+                 " FROM archeval_jobs WHERE id = '%s'" % jid)
+    check(state == "running %s" % runner.name,
+          "the store has it running under %s's lease" % runner.name, state)
+    d = other.call("DELETE", "/v1/studies/%s" % sid)
+    check(d.status == 204, "delete on %s: 204" % other.name, d.status)
+    # Wait for the runner to end it (the cancel reaches it at its next
+    # heartbeat, or the job completes first).
+    row = None
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        row = psql("SELECT state || ' ' || coalesce(study, '-')"
+                   " FROM archeval_jobs WHERE id = '%s'" % jid)
+        if row == "" or not row.startswith("running"):
+            break
+        time.sleep(0.1)
+    time.sleep(0.5)  # any late write of its end
+    row = psql("SELECT state || ' ' || coalesce(study, '-') || ' '"
+               " || coalesce(lease_expires_ms::text, '-')"
+               " FROM archeval_jobs WHERE id = '%s'" % jid)
+    check(row == "", "after %s ended it, the store has no row of the member"
+          % runner.name, row)
+    left = psql("SELECT count(*) FROM archeval_jobs WHERE study = '%s'"
+                % sid)
+    check(left == "0", "no row names the deleted study", left)
+    leases = psql("SELECT count(*) FROM archeval_jobs WHERE state ="
+                  " 'running' OR lease_expires_ms IS NOT NULL")
+    check(leases == "0", "no lease is left in the store", leases)
+    for d in (a, b):
+        g = d.call("GET", "/v1/jobs/%s" % jid)
+        check(g.status == 404, "%s: the member is gone (404)" % d.name,
+              g.status)
+    metrics = runner.call("GET", "/metrics").body.decode()
+    held = [line for line in metrics.splitlines()
+            if line.startswith("archeval_store_leases_held")]
+    check(held and held[0].split()[-1] == "0",
+          "%s holds no lease (/metrics)" % runner.name, held)
+
+
+def queued_in_store():
+    return int(psql("SELECT count(*) FROM archeval_jobs"
+                    " WHERE state = 'queued'"))
+
+
+def is_queue_full(r):
+    """A 429 queue_full problem+json with Retry-After that names the
+    bound."""
+    return (r.status == 429 and r.json is not None
+            and r.json.get("type", "").endswith("queue_full")
+            and "application/problem+json" in (r.header("Content-Type") or "")
+            and (r.header("Retry-After") or "").isdigit()
+            and ("limit is %d" % MAX_QUEUE in r.json.get("detail", "")
+                 or "limit of %d" % MAX_QUEUE in r.json.get("detail", "")))
+
+
+def test_queue_bound(a, b):
+    """--max-queue 3 on both replicas: the bound holds across them."""
+    ids = []
+    # One long job per replica keeps both workers busy: nothing is claimed
+    # from the queue meanwhile.
+    for k, d in enumerate((a, b)):
+        job = dict(h.SLOW, seed=100 + k)
+        job["architecture"] = dict(h.SLOW["architecture"], channels=32)
+        r = d.submit(job)
+        check(r.status == 202, "a long job on %s" % d.name, r.body[:200])
+        if r.status == 202:
+            ids.append(r.json["id"])
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        running = psql("SELECT count(*) FROM archeval_jobs"
+                       " WHERE state = 'running'")
+        if running == "2":
+            break
+        time.sleep(0.05)
+    check(running == "2", "both replicas run one long job", running)
+    # Fill the queue through A.
+    accepted, full = 0, None
+    for k in range(MAX_QUEUE + 3):
+        r = a.submit(dict(h.SMALL, seed=200 + k))
+        if r.status == 202:
+            accepted += 1
+            ids.append(r.json["id"])
+        else:
+            full = r
+            break
+    check(accepted == MAX_QUEUE, "A accepts %d queued jobs (%d)"
+          % (MAX_QUEUE, accepted))
+    check(full is not None and is_queue_full(full),
+          "then A answers 429 queue_full with Retry-After naming the bound",
+          full and (full.status, full.body[:300], dict(full.headers)))
+    check(queued_in_store() == MAX_QUEUE, "the store holds %d queued"
+          % MAX_QUEUE)
+    time.sleep(0.3)  # past the replicas' 100 ms between reads
+    # B accepted nothing yet: its 429 comes from the fleet's count.
+    r = b.submit(dict(h.SMALL, seed=300))
+    check(is_queue_full(r), "B answers 429 too (A's jobs count on B)",
+          (r.status, r.body[:300]))
+    if r.status == 202:
+        ids.append(r.json["id"])
+    if r.json:
+        h.log("B: %s" % r.json.get("detail"))
+    r = b.call("POST", "/v1/jobs:batch",
+               {"jobs": [dict(h.SMALL, seed=301)]})
+    check(is_queue_full(r), "a batch on B: 429", (r.status, r.body[:300]))
+    # A queued job cancelled on B: room for one, on either replica.
+    c = b.call("POST", "/v1/jobs/%s:cancel" % ids[2])
+    check(c.status == 200, "a queued job cancelled on B", c.status)
+    time.sleep(0.3)
+    r = b.submit(dict(h.SMALL, seed=302))
+    check(r.status == 202, "then B accepts one", (r.status, r.body[:200]))
+    if r.status == 202:
+        ids.append(r.json["id"])
+    r = a.submit(dict(h.SMALL, seed=303))
+    check(is_queue_full(r), "and A refuses the next (429)",
+          (r.status, r.body[:200]))
+    check(queued_in_store() <= MAX_QUEUE, "the store never held more than %d"
+          " queued" % MAX_QUEUE)
+    for jid in ids:
+        a.call("POST", "/v1/jobs/%s:cancel" % jid)
+
+
 def main():
     if not PG_URL or not PG_DSN:
         h.skip("no AE_TEST_PG_URL (run through test_fleet_races_pg.sh)")
@@ -152,6 +310,8 @@ def main():
                 return h.finish()
             started.append(d)
         h.section(test_study_key_race, a, b)
+        h.section(test_delete_while_running, a, b)
+        h.section(test_queue_bound, a, b)
         for d in (a, b):
             status = d.stop()
             check(status == 0, "replica %s stops cleanly" % d.name,

@@ -1795,6 +1795,69 @@ START_TEST(test_fleet_guarded_finish) {
 }
 END_TEST
 
+/* A study deleted on one replica while its members run on another: the
+ * running ones stay (with the study's id) until their end removes them,
+ * or the expiry of their lease; the others go with the study. */
+START_TEST(test_fleet_study_delete_running) {
+  make_target();
+  ae_store *a = open_replica("replica-a");
+  ae_store *b = open_replica("replica-b");
+  ae_store_study st = {.id = "s_x",
+                       .name = "x",
+                       .request_json = "{}",
+                       .created_ms = 1,
+                       .seq = 1};
+  ck_assert_int_eq(ae_store_study_insert(a, &st), 0);
+  st.id = "s_y";
+  ck_assert_int_eq(ae_store_study_insert(a, &st), 0);
+  ae_store_job jobs[6] = {queued_job("j_r", 1), queued_job("j_r2", 2),
+                          queued_job("j_y", 3), queued_job("j_q", 4),
+                          queued_job("j_d", 5), queued_job("j_p", 6)};
+  for (int i = 0; i < 5; i++)
+    jobs[i].study = i == 2 ? "s_y" : "s_x";
+  jobs[4].state = AE_JOB_SUCCEEDED;
+  jobs[4].result_json = "{}";
+  ck_assert_int_eq(ae_store_insert(a, jobs, 6), 0);
+  ck_assert_str_eq(claim(b, 1000, 1000).id, "j_r");
+  ck_assert_str_eq(claim(b, 1000, 1000).id, "j_r2");
+  ck_assert_str_eq(claim(b, 1000, 1000).id, "j_y");
+  ck_assert_int_eq(ae_store_study_delete(a, "s_x"), 0);
+  loaded_set set = {0};
+  /* The queued and the finished member went; the running ones stay. */
+  ck_assert_int_eq(ae_store_get(a, "j_q", collect_job, &set), AE_ENOTFOUND);
+  ck_assert_int_eq(ae_store_get(a, "j_d", collect_job, &set), AE_ENOTFOUND);
+  ck_assert_int_eq(stored_state(a, "j_r", &set), AE_JOB_RUNNING);
+  /* Not the owner: refused, the row stays. */
+  ck_assert_int_eq(
+      ae_store_finish(a, "j_r", AE_JOB_CANCELLED, NULL, NULL, 1100, 0),
+      AE_EINVAL);
+  /* The owner's end removes it. */
+  ck_assert_int_eq(
+      ae_store_finish(b, "j_r", AE_JOB_CANCELLED, NULL, NULL, 1100, 0), 0);
+  ck_assert_int_eq(ae_store_get(a, "j_r", collect_job, &set), AE_ENOTFOUND);
+  ck_assert_int_eq(
+      ae_store_finish(b, "j_r", AE_JOB_CANCELLED, NULL, NULL, 1100, 0),
+      AE_ENOTFOUND);
+  /* A member of a study still there ends as always. */
+  ck_assert_int_eq(
+      ae_store_finish(b, "j_y", AE_JOB_SUCCEEDED, "{\"y\":1}", NULL, 1100, 0),
+      0);
+  ck_assert_int_eq(stored_state(a, "j_y", &set), AE_JOB_SUCCEEDED);
+  /* Its replica died: the expired lease removes it, not counted. */
+  size_t requeued = 9, failed = 9;
+  ck_assert_int_eq(
+      ae_store_requeue_expired(a, 5000, 3, "{}", 0, &requeued, &failed), 0);
+  ck_assert_uint_eq(requeued, 0);
+  ck_assert_uint_eq(failed, 0);
+  ck_assert_int_eq(ae_store_get(a, "j_r2", collect_job, &set), AE_ENOTFOUND);
+  ck_assert_int_eq(stored_state(a, "j_p", &set), AE_JOB_QUEUED);
+  loaded_set_free(&set);
+  ae_store_close(a);
+  ae_store_close(b);
+  remove_targets();
+}
+END_TEST
+
 typedef struct {
   char ids[8][16];
   int cancel[8];
@@ -2153,6 +2216,7 @@ static Suite *store_suite(void) {
 #ifdef HAVE_LIBPQ
     tcase_add_test(tc, test_fleet_claim_order);
     tcase_add_test(tc, test_fleet_guarded_finish);
+    tcase_add_test(tc, test_fleet_study_delete_running);
     tcase_add_test(tc, test_fleet_heartbeat_and_attempts);
     tcase_add_test(tc, test_fleet_claims_race);
     tcase_add_test(tc, test_fleet_same_id_restarts);
