@@ -46,6 +46,10 @@
  * the wait before re-queuing others' expired leases is one heartbeat
  * period plus this. */
 #define FLEET_REQUEUE_GRACE_MS 6000
+/* --max-queue under --fleet: the store's count of queued jobs is read at
+ * most this often (a submission in between counts the last read plus the
+ * jobs this replica accepted since). */
+#define FLEET_QUEUE_READ_MS 100
 
 struct ae_fleet {
   uv_timer_t claim_timer, beat_timer;
@@ -59,6 +63,10 @@ struct ae_fleet {
    * live replica first gets the chance to renew its own. */
   long long store_ok_since_ms;
   char *died_error; /* the problem of a job whose replica died too often */
+  /* --max-queue: the fleet's queued jobs at the last read of the store
+   * (monotonic ms, 0: never read), and the jobs accepted here since. */
+  size_t queued_read, queued_since;
+  long long queued_read_ms;
 };
 
 int ae_fleet_configure(ae_server *srv) {
@@ -271,6 +279,34 @@ static char *died_error(const ae_server *srv) {
   char *text = j ? ae_json_dumps(j) : NULL;
   json_decref(j);
   return text;
+}
+
+int ae_fleet_queue_room(ae_server *srv, size_t n, size_t *queued) {
+  struct ae_fleet *f = srv->fleet_state;
+  size_t max = (size_t)srv->opt->max_queue;
+  if (!srv->fleet || !f || !srv->store) {
+    *queued = srv->n_queued;
+    return srv->n_queued + n <= max;
+  }
+  long long now_ms = (long long)(uv_hrtime() / 1000000) + 1;
+  if (!f->queued_read_ms || now_ms - f->queued_read_ms >= FLEET_QUEUE_READ_MS) {
+    size_t count = 0;
+    int rc = ae_store_count_queued(srv->store, &count);
+    if (rc) {
+      /* The last count stands (the insert that follows fails too when
+       * the store is gone). */
+      ae_log(AE_LOG_ERROR, "fleet: count queued jobs: %s (%s)", ae_strerror(rc),
+             ae_store_errmsg(srv->store));
+    } else {
+      f->queued_read = count;
+      f->queued_since = 0;
+      f->queued_read_ms = now_ms;
+    }
+  }
+  *queued = f->queued_read + f->queued_since;
+  if (*queued + n > max) return 0;
+  f->queued_since += n;
+  return 1;
 }
 
 int ae_fleet_start(ae_server *srv) {

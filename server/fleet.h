@@ -20,6 +20,14 @@ int ae_fleet_configure(ae_server *srv);
 /* The timers (claim, heartbeat and leases) and the listeners; after the
  * store opened.  0 or an error. */
 int ae_fleet_start(ae_server *srv);
+/* --max-queue: 1 when n more queued jobs fit under the bound, and they
+ * are counted, else 0; *queued is the count the bound was checked
+ * against.  Alone: this daemon's queue.  --fleet: the jobs queued in the
+ * shared store (every replica's), read at most every 100 ms, plus the
+ * jobs this replica let in since that read; approximate across replicas
+ * (each one sees the others' jobs of the last 100 ms only at its next
+ * read). */
+int ae_fleet_queue_room(ae_server *srv, size_t n, size_t *queued);
 /* Closes the timers (the loop then ends). */
 void ae_fleet_close(ae_server *srv);
 void ae_fleet_free(ae_server *srv);

@@ -38,6 +38,7 @@
 #include "api/status.h"
 #include "server/cache.h"
 #include "server/daemon.h"
+#include "server/fleet.h"
 #include "server/http.h"
 #include "server/job_fetch.h"
 #include "server/job_render.h"
@@ -659,11 +660,12 @@ static enum MHD_Result h_submit(ae_http_req *r) {
     if (!p.status) return fail_internal(r, rc);
     return respond_problem(r, &p);
   }
-  if (srv->n_queued >= (size_t)srv->opt->max_queue) {
+  size_t queued;
+  if (!ae_fleet_queue_room(srv, 1, &queued)) {
     ae_request_free(&req);
     return fail(r, 429, "queue_full", "Queue full", 1,
-                "%zu jobs are queued, the limit is %lld.", srv->n_queued,
-                srv->opt->max_queue);
+                "%zu jobs are queued%s, the limit is %lld (--max-queue).",
+                queued, srv->fleet ? " in the fleet" : "", srv->opt->max_queue);
   }
   int retry_after = 0;
   if ((rc = ae_jobs_admit(srv, &req, 1, 0, r->len, &p, &retry_after))) {
@@ -787,6 +789,7 @@ static enum MHD_Result h_batch(ae_http_req *r) {
   json_decref(body);
   enum MHD_Result result;
   int retry_after = 0;
+  size_t queued = 0;
   if (rc) {
     result = fail_internal(r, rc);
   } else if (!p.status &&
@@ -795,11 +798,12 @@ static enum MHD_Result h_batch(ae_http_req *r) {
                       : fail_internal(r, rc);
   } else if (p.status) {
     result = respond_problem(r, &p);
-  } else if (srv->n_queued + n > (size_t)srv->opt->max_queue) {
-    result = fail(r, 429, "queue_full", "Queue full", 1,
-                  "%zu jobs are queued, %zu more would pass the limit of "
-                  "%lld.",
-                  srv->n_queued, n, srv->opt->max_queue);
+  } else if (!ae_fleet_queue_room(srv, n, &queued)) {
+    result =
+        fail(r, 429, "queue_full", "Queue full", 1,
+             "%zu jobs are queued%s, %zu more would pass the limit of "
+             "%lld (--max-queue).",
+             queued, srv->fleet ? " in the fleet" : "", n, srv->opt->max_queue);
   } else {
     /* One store transaction for the batch; job i keeps "KEY\nI". */
     ae_cache_prepared *prepared =

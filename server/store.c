@@ -345,6 +345,15 @@ int ae_store_release(ae_store *s, const char *id) {
   return status;
 }
 
+int ae_store_count_queued(ae_store *s, size_t *out) {
+  if (!s || !out) return AE_EINVAL;
+  if (!s->ops->count_queued) return AE_EUNSUPPORTED;
+  double start = store_now_s();
+  int status = s->ops->count_queued(s->impl, out);
+  store_record(s, AE_STORE_OP_READ, store_now_s() - start, status);
+  return status;
+}
+
 int ae_store_listen(ae_store *s, int *fd) {
   if (!s || !fd) return AE_EINVAL;
   if (!s->ops->listen) return AE_EUNSUPPORTED;

@@ -158,7 +158,10 @@ int ae_store_mark_running(ae_store *s, const char *id, const char *worker,
                           long long started_ms);
 /* cancel_requested = 1. */
 int ae_store_mark_cancel_requested(ae_store *s, const char *id);
-/* -> succeeded / failed / cancelled with the result or error. */
+/* -> succeeded / failed / cancelled with the result or error.  A shared
+ * store (ae_store_open_shared): a job whose study was deleted while it ran
+ * (ae_store_study_delete left it) is removed instead (0), in one
+ * transaction ordered against that delete by the study's row lock. */
 int ae_store_finish(ae_store *s, const char *id, ae_job_state state,
                     const char *result_json, const char *error_json,
                     long long finished_ms, long long expires_ms);
@@ -238,7 +241,8 @@ int ae_store_heartbeat(ae_store *s, long long now_ms, long long lease_ms,
  * AE_EINVAL when the job is not running under this replica's lease. */
 int ae_store_release(ae_store *s, const char *id);
 /* Every running job whose lease expired before now_ms goes back to the
- * queue (owner, worker and start cleared), or, when it was claimed
+ * queue (owner, worker and start cleared), or is removed when it belongs
+ * to a study deleted meanwhile (not counted), or, when it was claimed
  * max_attempts times already, fails with error_json (every "%ATTEMPTS%"
  * replaced by the count of claims, every "%ID%" by the job's id) and
  * expires at failed_expires_ms (0: never,
@@ -248,6 +252,10 @@ int ae_store_requeue_expired(ae_store *s, long long now_ms, int max_attempts,
                              const char *error_json,
                              long long failed_expires_ms, size_t *requeued,
                              size_t *failed);
+
+/* How many jobs wait queued in the shared store (every replica's), to
+ * *out: one count over the claim's index (queued rows only).  0, AE_EIO. */
+int ae_store_count_queued(ae_store *s, size_t *out);
 
 /* Notifications: a second connection LISTENs to the changes of every
  * job's state in the store, whoever made them (a trigger notifies "ID
@@ -268,7 +276,10 @@ int ae_store_mark_cached(ae_store *s, const char *id);
 int ae_store_study_insert(ae_store *s, const ae_store_study *study);
 /* Removes a study and every finished job of it, in one transaction; its
  * jobs still queued or running stay, without a study (the caller cancelled
- * them first).  AE_ENOTFOUND when no such study. */
+ * them first).  A shared store (a fleet): every job of it but the running
+ * ones goes, and the running ones keep the study's id; their end
+ * (ae_store_finish), or the expiry of their lease, removes them.
+ * AE_ENOTFOUND when no such study. */
 int ae_store_study_delete(ae_store *s, const char *id);
 /* Calls fn for every study in creation order (before the jobs load). */
 int ae_store_study_load(ae_store *s,
@@ -413,6 +424,7 @@ typedef struct {
   int (*requeue_expired)(void *impl, long long now_ms, int max_attempts,
                          const char *error_json, long long failed_expires_ms,
                          size_t *requeued, size_t *failed);
+  int (*count_queued)(void *impl, size_t *out);
   int (*ping)(void *impl);
   int (*mark_cached)(void *impl, const char *id);
   int (*study_insert)(void *impl, const ae_store_study *study);

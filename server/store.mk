@@ -57,3 +57,9 @@ EXTRA_DIST += tests/integration/test_fleet.py tests/integration/test_fleet_pg.sh
 TESTS += tests/integration/test_fleet_studies_pg.sh
 EXTRA_DIST += tests/integration/test_fleet_studies.py \
 	tests/integration/test_fleet_studies_pg.sh
+# The fleet's races (issue 15): study creations on one Idempotency-Key at
+# once on two replicas, a study deleted while a member runs elsewhere, the
+# bound on the shared queue (--max-queue) across replicas.
+TESTS += tests/integration/test_fleet_races_pg.sh
+EXTRA_DIST += tests/integration/test_fleet_races.py \
+	tests/integration/test_fleet_races_pg.sh

@@ -57,7 +57,7 @@
  * by a trigger (migration 3); a replica of a fleet LISTENs to it. */
 #define AE_PG_CHANNEL "archeval_jobs"
 /* The schema this code writes (the last migration's number). */
-#define AE_PG_SCHEMA_VERSION 4
+#define AE_PG_SCHEMA_VERSION 5
 /* Advisory lock keys: class "ae" + 0x5105 (issue 15), then the purpose. */
 #define AE_PG_LOCK_CLASS 0x61655105
 #define AE_PG_LOCK_OWNER 1   /* session lock: the daemon owning the store */
@@ -161,6 +161,20 @@ static const char *const pg_migrations[AE_PG_SCHEMA_VERSION] = {
     " description_json text NOT NULL,"
     " architecture_json text NOT NULL,"
     " created_ms bigint);",
+    /* 5 (issue 15): a study's idempotency key is unique, so that two
+     * replicas given one key at once store one study (the loser's insert
+     * fails, and it answers with the winner's).  A database written by
+     * version 4 may hold duplicates (that race): the oldest study of a key
+     * (seq, then insertion order: the one a replay already read) keeps
+     * it, the others keep their rows and members but lose the key and
+     * its body hash (they were never the answer to that key). */
+    "UPDATE archeval_studies t SET idempotency_key = NULL, body_hash = NULL"
+    " WHERE idempotency_key IS NOT NULL AND EXISTS (SELECT 1"
+    "  FROM archeval_studies o WHERE o.idempotency_key = t.idempotency_key"
+    "  AND (o.seq, o.insert_order) < (t.seq, t.insert_order));"
+    "CREATE UNIQUE INDEX archeval_studies_idempotency_key_unique"
+    " ON archeval_studies (idempotency_key)"
+    " WHERE idempotency_key IS NOT NULL;",
 };
 
 #define PG_JOB_COLUMNS                                                         \
@@ -201,6 +215,11 @@ enum {
   PG_STUDY_GET,
   PG_STUDY_GET_IDEM,
   PG_STUDY_MEMBERS,
+  PG_STUDY_DELETE_IDLE,
+  PG_FINISH_STUDY,
+  PG_FINISH_GONE,
+  PG_LEASES_ORPHANS,
+  PG_COUNT_QUEUED,
   PG_STMT_COUNT
 };
 
@@ -380,6 +399,42 @@ static const struct {
                           "SELECT " PG_JOB_COLUMNS " FROM archeval_jobs"
                           " WHERE study = $1 ORDER BY seq, insert_order",
                           1},
+    /* --fleet, a study's delete: its members but the running ones, which
+     * keep the study's id and go at their end (PG_FINISH_GONE). */
+    [PG_STUDY_DELETE_IDLE] = {"ae_study_delete_idle",
+                              "DELETE FROM archeval_jobs WHERE study = $1"
+                              " AND state <> 'running'",
+                              1},
+    /* --fleet, a job's end: its study (NULL when none), and whether that
+     * study still exists, its row locked (FOR KEY SHARE) until the end is
+     * committed, so that a delete of the study waits for it or is seen. */
+    [PG_FINISH_STUDY] = {"ae_finish_study",
+                         "SELECT j.study, (SELECT t.id FROM archeval_studies t"
+                         "  WHERE t.id = j.study FOR KEY SHARE)"
+                         " FROM archeval_jobs j WHERE j.id = $1",
+                         1},
+    /* $1 id, $2 owner: the end of a member whose study was deleted is its
+     * removal, guarded as PG_FINISH. */
+    [PG_FINISH_GONE] = {"ae_finish_gone",
+                        "DELETE FROM archeval_jobs WHERE id = $1"
+                        " AND (state = 'queued' OR (state = 'running'"
+                        "  AND owner IS NOT DISTINCT FROM $2))",
+                        2},
+    /* $1 now: the members of deleted studies whose replica died with them
+     * running go, rather than back to the queue. */
+    [PG_LEASES_ORPHANS] = {"ae_leases_orphans",
+                           "DELETE FROM archeval_jobs j"
+                           " WHERE state = 'running'"
+                           " AND lease_expires_ms < $1::bigint"
+                           " AND study IS NOT NULL AND NOT EXISTS (SELECT 1"
+                           "  FROM archeval_studies t WHERE t.id = j.study)",
+                           1},
+    /* The queued jobs of the fleet (--max-queue): the claim's partial
+     * index holds exactly those rows. */
+    [PG_COUNT_QUEUED] = {"ae_count_queued",
+                         "SELECT count(*) FROM archeval_jobs"
+                         " WHERE state = 'queued'",
+                         0},
 };
 
 typedef struct {
@@ -940,6 +995,53 @@ static int pg_store_mark_cancel_requested(void *impl, const char *id) {
   return pg_write_one(s, PG_MARK_CANCEL, values, id, "mark cancel");
 }
 
+/* A fleet's end of a job (values as PG_FINISH's): one transaction that
+ * first locks the job's study row, then writes the end, or, when the job
+ * belonged to a study deleted meanwhile (by any replica: it left its
+ * running members, PG_STUDY_DELETE_IDLE), removes the job, so that no row
+ * (and no lease) of a deleted study outlives its last member's end.  A
+ * delete of the study waits for this transaction, or this one for it:
+ * either way the delete's own statements or this end see the other. */
+static int pg_finish_shared(pg_store *s, const char *id,
+                            const char *const *values) {
+  int status = pg_ready(s);
+  if (status) return status;
+  status = pg_exec(s, "BEGIN", PGRES_COMMAND_OK, "finish: begin");
+  if (status) return status;
+  const char *key[1] = {id};
+  PGresult *res =
+      pg_run(s, PG_FINISH_STUDY, key, PGRES_TUPLES_OK, "finish", &status);
+  int gone = 0, found = 0;
+  if (res) {
+    found = PQntuples(res) > 0;
+    gone = found && !PQgetisnull(res, 0, 0) && PQgetisnull(res, 0, 1);
+    PQclear(res);
+  }
+  long changed = 0;
+  if (!status && found) {
+    const char *gone_values[2] = {id, values[6]};
+    res = pg_run(s, gone ? PG_FINISH_GONE : PG_FINISH,
+                 gone ? gone_values : values, PGRES_COMMAND_OK, "finish",
+                 &status);
+    if (res) changed = pg_changed(res);
+    PQclear(res);
+  }
+  if (!status && changed > 0)
+    status = pg_exec(s, "COMMIT", PGRES_COMMAND_OK, "finish: commit");
+  else
+    pg_rollback_quietly(s);
+  if (status) {
+    pg_rollback_quietly(s);
+    return status;
+  }
+  if (changed > 0) return 0;
+  if (!found) {
+    pg_set_error(s, "finish: no job '%s'", id);
+    return AE_ENOTFOUND;
+  }
+  return pg_no_change(s, id, "finish");
+}
+
 static int pg_store_finish(void *impl, const char *id, ae_job_state state,
                            const char *result_json, const char *error_json,
                            long long finished_ms, long long expires_ms) {
@@ -960,7 +1062,8 @@ static int pg_store_finish(void *impl, const char *id, ae_job_state state,
       pg_int_text(finished, sizeof finished, finished_ms, 1),
       pg_int_text(expires, sizeof expires, expires_ms, 1),
       s->owner[0] ? s->owner : NULL};
-  return pg_write_one(s, PG_FINISH, values, id, "finish");
+  if (!s->owner[0]) return pg_write_one(s, PG_FINISH, values, id, "finish");
+  return pg_finish_shared(s, id, values);
 }
 
 static int pg_store_remove(void *impl, const char *id) {
@@ -1162,12 +1265,20 @@ static int pg_store_study_delete(void *impl, const char *id) {
   status = pg_exec(s, "BEGIN", PGRES_COMMAND_OK, "study delete: begin");
   const char *values[1] = {id};
   long changed = 0;
-  static const int steps[3] = {PG_STUDY_DELETE_JOBS, PG_STUDY_RELEASE_JOBS,
+  /* Alone on the database: its finished members go, the others stay
+   * without a study (the daemon ends them as plain jobs).  A fleet: the
+   * study's row goes first (its lock orders this against the ends of its
+   * members, pg_finish_shared), then every member but the running ones,
+   * which keep the study's id and are removed at their end. */
+  static const int alone[3] = {PG_STUDY_DELETE_JOBS, PG_STUDY_RELEASE_JOBS,
                                PG_STUDY_DELETE};
-  for (int k = 0; k < 3 && !status; k++) {
+  static const int shared[2] = {PG_STUDY_DELETE, PG_STUDY_DELETE_IDLE};
+  const int *steps = s->owner[0] ? shared : alone;
+  int n_steps = s->owner[0] ? 2 : 3;
+  for (int k = 0; k < n_steps && !status; k++) {
     PGresult *res =
         pg_run(s, steps[k], values, PGRES_COMMAND_OK, "study delete", &status);
-    if (res && k == 2) changed = pg_changed(res);
+    if (res && steps[k] == PG_STUDY_DELETE) changed = pg_changed(res);
     PQclear(res);
   }
   if (!status && !changed) {
@@ -1370,11 +1481,14 @@ static int pg_store_requeue_expired(void *impl, long long now_ms,
       pg_int_text(expires, sizeof expires, failed_expires_ms, 1)};
   long counts[2] = {0, 0};
   status = pg_exec(s, "BEGIN", PGRES_COMMAND_OK, "leases: begin");
-  static const int steps[2] = {PG_LEASES_FAIL, PG_LEASES_REQUEUE};
-  for (int k = 0; k < 2 && !status; k++) {
+  /* Orphans first: a deleted study's member is neither failed nor run
+   * again. */
+  static const int steps[3] = {PG_LEASES_ORPHANS, PG_LEASES_FAIL,
+                               PG_LEASES_REQUEUE};
+  for (int k = 0; k < 3 && !status; k++) {
     PGresult *res = pg_run(s, steps[k], values, PGRES_COMMAND_OK,
                            "re-queue expired leases", &status);
-    if (res) counts[k] = pg_changed(res);
+    if (res && k > 0) counts[k - 1] = pg_changed(res);
     PQclear(res);
   }
   if (!status)
@@ -1386,6 +1500,24 @@ static int pg_store_requeue_expired(void *impl, long long now_ms,
   if (failed) *failed = (size_t)counts[0];
   if (requeued) *requeued = (size_t)counts[1];
   return status;
+}
+
+static int pg_store_count_queued(void *impl, size_t *out) {
+  pg_store *s = impl;
+  if (!s || !out) return AE_EINVAL;
+  int status = pg_ready(s);
+  if (status) return status;
+  PGresult *res = pg_run(s, PG_COUNT_QUEUED, NULL, PGRES_TUPLES_OK,
+                         "count queued", &status);
+  if (!res) return status;
+  long long n = PQntuples(res) == 1 ? pg_number(res, 0, 0) : -1;
+  PQclear(res);
+  if (n < 0) {
+    pg_set_error(s, "count queued: no count");
+    return AE_EIO;
+  }
+  *out = (size_t)n;
+  return 0;
 }
 
 static int pg_store_listen(void *impl, int *fd) {
@@ -1549,6 +1681,7 @@ const ae_store_ops ae_store_pg_ops = {
     .listen = pg_store_listen,
     .notifications = pg_store_notifications,
     .requeue_expired = pg_store_requeue_expired,
+    .count_queued = pg_store_count_queued,
     .list = pg_store_list,
     .ping = pg_store_ping,
     .mark_cached = pg_store_mark_cached,

@@ -35,6 +35,7 @@
 #include "api/sha256.h"
 #include "api/status.h"
 #include "server/cache.h"
+#include "server/fleet.h"
 #include "server/job_fetch.h"
 #include "server/job_render.h"
 #include "server/job_state.h"
@@ -579,6 +580,39 @@ static int study_validate(ae_server *srv, json_t *body, json_t **req,
   return AE_OK;
 }
 
+/* The answer to a creation with an idempotency key whose study exists:
+ * that study (201), or 422 when it was created with another body (HASH is
+ * this body's). */
+static void reply_existing(ae_server *srv, ae_study *s,
+                           const ae_study_call *call, const char *hash,
+                           ae_study_reply *out) {
+  if (strcmp(s->body_hash, hash)) {
+    ae_problem_set(&out->problem, 422, "idempotency_key_mismatch",
+                   "Idempotency key mismatch",
+                   "Idempotency-Key %s was used with another body.",
+                   call->idem_key);
+    return;
+  }
+  snprintf(out->location, sizeof out->location, "/v1/studies/%s", s->id);
+  reply_json(out, 201, study_json(srv, s));
+}
+
+/* --fleet: this replica's insert of a study lost to another replica's with
+ * the same idempotency key (the store's unique index refused it). */
+static void create_lost_race(ae_server *srv, const ae_study_call *call,
+                             const char *hash, ae_study_reply *out) {
+  int grc;
+  ae_study *s = study_get(srv, NULL, call->idem_key, &grc);
+  if (s) return reply_existing(srv, s, call, hash, out);
+  if (grc != AE_ENOTFOUND)
+    return reply_get_failed(srv, out, call->idem_key, grc);
+  /* Stored by another request and gone again (deleted) meanwhile. */
+  out->retry_after = 1;
+  ae_problem_set(
+      &out->problem, 409, "idempotency_conflict", "Idempotency conflict",
+      "Idempotency-Key %s is being used by another request.", call->idem_key);
+}
+
 static void h_create(ae_server *srv, const ae_study_call *call,
                      ae_study_reply *out) {
   char hash[65] = "";
@@ -588,18 +622,7 @@ static void h_create(ae_server *srv, const ae_study_call *call,
     ae_study *s = study_get(srv, NULL, call->idem_key, &grc);
     if (grc && grc != AE_ENOTFOUND)
       return reply_get_failed(srv, out, call->idem_key, grc);
-    if (s) {
-      if (strcmp(s->body_hash, hash)) {
-        ae_problem_set(&out->problem, 422, "idempotency_key_mismatch",
-                       "Idempotency key mismatch",
-                       "Idempotency-Key %s was used with another body.",
-                       call->idem_key);
-        return;
-      }
-      snprintf(out->location, sizeof out->location, "/v1/studies/%s", s->id);
-      reply_json(out, 201, study_json(srv, s));
-      return;
-    }
+    if (s) return reply_existing(srv, s, call, hash, out);
   }
   json_t *body = NULL;
   if (ae_json_parse_body(call->body, call->len, &body, &out->problem)) return;
@@ -651,6 +674,13 @@ static void h_create(ae_server *srv, const ae_study_call *call,
                           .created_ms = s->created_ms,
                           .seq = s->seq};
     rc = ae_store_study_insert(srv->store, &row);
+    if (rc == AE_EINVAL && srv->fleet && call->idem_key) {
+      /* Another replica stored the key first (the key is unique in the
+       * store): its study is the answer, as for a replay. */
+      free(text);
+      study_free(s);
+      return create_lost_race(srv, call, hash, out);
+    }
     if (rc) {
       free(text);
       study_free(s);
@@ -731,7 +761,9 @@ static void h_delete(ae_server *srv, const ae_study_call *call,
   ae_study *s = study_get(srv, call->id, NULL, &rc);
   if (!s) return reply_get_failed(srv, out, call->id, rc);
   /* Members are cancelled first; a worker may still hold a running one,
-   * so such jobs stay, without a study, and expire like plain jobs.
+   * so such jobs stay, without a study, and expire like plain jobs (one
+   * daemon), or stay until their end removes them (--fleet: on any
+   * replica, the store's delete leaves them for that).
    * --fleet: those this replica holds are cancelled here, the others in
    * the store (a running one's owner sees the flag at its heartbeat). */
   for (size_t i = 0; i < s->n_members; i++) {
@@ -758,10 +790,13 @@ static void h_delete(ae_server *srv, const ae_study_call *call,
     if (!job) continue;
     if (ae_job_terminal(job)) {
       ae_job_table_remove(&srv->jobs, job);
-    } else {
+    } else if (!srv->fleet) {
       /* Running: it ends as a plain job and expires like one. */
       job->study[0] = '\0';
     }
+    /* --fleet: its row keeps the study's id and its end here removes it
+     * from the store (the study is gone); answers about it read the
+     * store (a finished member held here may be stale). */
   }
   study_free(s);
   out->status = 204;
@@ -926,12 +961,14 @@ static void h_add(ae_server *srv, const ae_study_call *call,
     }
   }
   json_decref(body);
-  if (!rc && !p->status && srv->n_queued + n > (size_t)srv->opt->max_queue) {
+  size_t queued = 0;
+  if (!rc && !p->status && !ae_fleet_queue_room(srv, n, &queued)) {
     out->retry_after = 1;
     ae_problem_set(p, 429, "queue_full", "Queue full",
-                   "%zu jobs are queued, %zu more would pass the limit of "
-                   "%lld.",
-                   srv->n_queued, n, srv->opt->max_queue);
+                   "%zu jobs are queued%s, %zu more would pass the limit of "
+                   "%lld (--max-queue).",
+                   queued, srv->fleet ? " in the fleet" : "", n,
+                   srv->opt->max_queue);
   }
   if (!rc && !p->status) rc = study_reserve(s, n);
   if (!rc && !p->status) {

@@ -1459,7 +1459,7 @@ START_TEST(test_pg_schema_versions) {
                    "SELECT count(*) || ' ' || max(version)"
                    " FROM archeval_schema_version",
                    value, sizeof value);
-    ck_assert_str_eq(value, "1 4");
+    ck_assert_str_eq(value, "1 5");
   }
   /* A database migrated by a newer archevald is refused. */
   pg_admin(dbname, "UPDATE archeval_schema_version SET version = 99");
@@ -1480,7 +1480,59 @@ START_TEST(test_pg_schema_versions) {
   ae_store_close(s);
   pg_admin_value(dbname, "SELECT version FROM archeval_schema_version", value,
                  sizeof value);
-  ck_assert_str_eq(value, "4");
+  ck_assert_str_eq(value, "5");
+  remove_targets();
+}
+END_TEST
+
+/* Version 5: a study's idempotency key is unique.  A database of version
+ * 4 that holds duplicates (two replicas raced) is migrated: the oldest
+ * study of the key keeps it, the others keep their rows without it. */
+START_TEST(test_pg_study_key_unique) {
+  make_target();
+  char dbname[64], value[256];
+  snprintf(dbname, sizeof dbname, "ae_t_%ld_main", (long)getpid());
+  ae_store *s = open_store(target, AE_STORE_SYNC_FULL);
+  ae_store_study st = {.id = "s_1",
+                       .name = "one",
+                       .request_json = "{}",
+                       .idempotency_key = "k",
+                       .body_hash = "h",
+                       .created_ms = 1,
+                       .seq = 10};
+  ck_assert_int_eq(ae_store_study_insert(s, &st), 0);
+  /* The same key again: refused (AE_EINVAL, as a duplicate id). */
+  st.id = "s_2";
+  ck_assert_int_eq(ae_store_study_insert(s, &st), AE_EINVAL);
+  ck_assert_ptr_nonnull(strstr(ae_store_errmsg(s), "23505"));
+  st.idempotency_key = NULL;
+  ck_assert_int_eq(ae_store_study_insert(s, &st), 0); /* no key: fine */
+  ae_store_close(s);
+  /* Back to version 4, with duplicates (newer first: seq decides). */
+  pg_admin(dbname, "DROP INDEX archeval_studies_idempotency_key_unique;"
+                   "UPDATE archeval_schema_version SET version = 4;"
+                   "INSERT INTO archeval_studies (id, name, request_json,"
+                   " idempotency_key, body_hash, seq) VALUES"
+                   " ('s_3', 'three', '{}', 'k', 'h3', 30),"
+                   " ('s_0', 'zero', '{}', 'k', 'h0', 5),"
+                   " ('s_4', 'four', '{}', 'k2', 'h4', 40),"
+                   " ('s_5', 'five', '{}', 'k2', 'h5', 40)");
+  s = open_store(target, AE_STORE_SYNC_FULL);
+  pg_admin_value(dbname,
+                 "SELECT (SELECT version FROM archeval_schema_version)"
+                 " || ' ' || string_agg(id || '=' || coalesce("
+                 "  idempotency_key, '-') || '/' || coalesce(body_hash, '-'),"
+                 "  ',' ORDER BY id) FROM archeval_studies",
+                 value, sizeof value);
+  ck_assert_str_eq(value, "5 s_0=k/h0,s_1=-/-,s_2=-/h,s_3=-/-,s_4=k2/h4,"
+                          "s_5=-/-");
+  char seen[1024] = "";
+  ck_assert_int_eq(ae_store_study_get(s, NULL, "k", collect_study, seen), 0);
+  ck_assert_ptr_nonnull(strstr(seen, "s_0 zero"));
+  st.id = "s_6";
+  st.idempotency_key = "k2";
+  ck_assert_int_eq(ae_store_study_insert(s, &st), AE_EINVAL);
+  ae_store_close(s);
   remove_targets();
 }
 END_TEST
@@ -1736,6 +1788,69 @@ START_TEST(test_fleet_guarded_finish) {
   /* A queued job is ended by anyone (a cancel from any replica). */
   ck_assert_int_eq(
       ae_store_finish(a, "j_2", AE_JOB_CANCELLED, NULL, NULL, 3000, 9000), 0);
+  loaded_set_free(&set);
+  ae_store_close(a);
+  ae_store_close(b);
+  remove_targets();
+}
+END_TEST
+
+/* A study deleted on one replica while its members run on another: the
+ * running ones stay (with the study's id) until their end removes them,
+ * or the expiry of their lease; the others go with the study. */
+START_TEST(test_fleet_study_delete_running) {
+  make_target();
+  ae_store *a = open_replica("replica-a");
+  ae_store *b = open_replica("replica-b");
+  ae_store_study st = {.id = "s_x",
+                       .name = "x",
+                       .request_json = "{}",
+                       .created_ms = 1,
+                       .seq = 1};
+  ck_assert_int_eq(ae_store_study_insert(a, &st), 0);
+  st.id = "s_y";
+  ck_assert_int_eq(ae_store_study_insert(a, &st), 0);
+  ae_store_job jobs[6] = {queued_job("j_r", 1), queued_job("j_r2", 2),
+                          queued_job("j_y", 3), queued_job("j_q", 4),
+                          queued_job("j_d", 5), queued_job("j_p", 6)};
+  for (int i = 0; i < 5; i++)
+    jobs[i].study = i == 2 ? "s_y" : "s_x";
+  jobs[4].state = AE_JOB_SUCCEEDED;
+  jobs[4].result_json = "{}";
+  ck_assert_int_eq(ae_store_insert(a, jobs, 6), 0);
+  ck_assert_str_eq(claim(b, 1000, 1000).id, "j_r");
+  ck_assert_str_eq(claim(b, 1000, 1000).id, "j_r2");
+  ck_assert_str_eq(claim(b, 1000, 1000).id, "j_y");
+  ck_assert_int_eq(ae_store_study_delete(a, "s_x"), 0);
+  loaded_set set = {0};
+  /* The queued and the finished member went; the running ones stay. */
+  ck_assert_int_eq(ae_store_get(a, "j_q", collect_job, &set), AE_ENOTFOUND);
+  ck_assert_int_eq(ae_store_get(a, "j_d", collect_job, &set), AE_ENOTFOUND);
+  ck_assert_int_eq(stored_state(a, "j_r", &set), AE_JOB_RUNNING);
+  /* Not the owner: refused, the row stays. */
+  ck_assert_int_eq(
+      ae_store_finish(a, "j_r", AE_JOB_CANCELLED, NULL, NULL, 1100, 0),
+      AE_EINVAL);
+  /* The owner's end removes it. */
+  ck_assert_int_eq(
+      ae_store_finish(b, "j_r", AE_JOB_CANCELLED, NULL, NULL, 1100, 0), 0);
+  ck_assert_int_eq(ae_store_get(a, "j_r", collect_job, &set), AE_ENOTFOUND);
+  ck_assert_int_eq(
+      ae_store_finish(b, "j_r", AE_JOB_CANCELLED, NULL, NULL, 1100, 0),
+      AE_ENOTFOUND);
+  /* A member of a study still there ends as always. */
+  ck_assert_int_eq(
+      ae_store_finish(b, "j_y", AE_JOB_SUCCEEDED, "{\"y\":1}", NULL, 1100, 0),
+      0);
+  ck_assert_int_eq(stored_state(a, "j_y", &set), AE_JOB_SUCCEEDED);
+  /* Its replica died: the expired lease removes it, not counted. */
+  size_t requeued = 9, failed = 9;
+  ck_assert_int_eq(
+      ae_store_requeue_expired(a, 5000, 3, "{}", 0, &requeued, &failed), 0);
+  ck_assert_uint_eq(requeued, 0);
+  ck_assert_uint_eq(failed, 0);
+  ck_assert_int_eq(ae_store_get(a, "j_r2", collect_job, &set), AE_ENOTFOUND);
+  ck_assert_int_eq(stored_state(a, "j_p", &set), AE_JOB_QUEUED);
   loaded_set_free(&set);
   ae_store_close(a);
   ae_store_close(b);
@@ -2101,11 +2216,13 @@ static Suite *store_suite(void) {
 #ifdef HAVE_LIBPQ
     tcase_add_test(tc, test_fleet_claim_order);
     tcase_add_test(tc, test_fleet_guarded_finish);
+    tcase_add_test(tc, test_fleet_study_delete_running);
     tcase_add_test(tc, test_fleet_heartbeat_and_attempts);
     tcase_add_test(tc, test_fleet_claims_race);
     tcase_add_test(tc, test_fleet_same_id_restarts);
     tcase_add_test(tc, test_fleet_notifications);
     tcase_add_test(tc, test_pg_schema_versions);
+    tcase_add_test(tc, test_pg_study_key_unique);
     tcase_add_test(tc, test_pg_open_errors);
     tcase_add_test(tc, test_pg_bad_text);
 #endif
