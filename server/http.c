@@ -121,6 +121,10 @@ struct ae_http_req {
   ae_body_parse *parse;
   ae_body_parse *parsed;
   int parse_tried; /* the pool was asked once: never again */
+  /* A submission's parse, reserved in --max-jobs-memory before it starts
+   * (ae_jobs_reserve_parse) and given back once it parsed, before the
+   * jobs themselves are admitted, or when the request ends. */
+  size_t parse_reserved;
 };
 
 /* The pure part of a large POST (JSON, its hash and, for one job, the
@@ -470,15 +474,16 @@ static enum MHD_Result h_metrics(ae_http_req *r) {
       calloc(srv->n_workers ? srv->n_workers : 1, sizeof *workers);
   if (!workers) return fail_internal(r, AE_ENOMEM);
   ae_workers_gauges(srv, workers);
-  ae_metrics_gauges gauges = {.n_queued = srv->n_queued,
-                              .n_slow_dropped = srv->http->n_slow_dropped,
-                              .workers = workers,
-                              .replica = srv->replica_id,
-                              .jobs_held = srv->jobs.n_jobs,
-                              .jobs_memory_bytes = srv->jobs.held_bytes,
-                              .jobs_memory_budget_bytes =
-                                  srv->jobs.budget_bytes,
-                              .finished_held = srv->jobs.n_finished};
+  ae_metrics_gauges gauges = {
+      .n_queued = srv->n_queued,
+      .n_slow_dropped = srv->http->n_slow_dropped,
+      .workers = workers,
+      .replica = srv->replica_id,
+      .jobs_held = srv->jobs.n_jobs,
+      .jobs_memory_bytes = srv->jobs.held_bytes,
+      .jobs_memory_budget_bytes = srv->jobs.budget_bytes,
+      .jobs_memory_reserved_bytes = srv->jobs.reserved_bytes,
+      .finished_held = srv->jobs.n_finished};
   ae_metrics_store store;
   if (srv->store) {
     memset(&store, 0, sizeof store);
@@ -655,6 +660,8 @@ static enum MHD_Result h_submit(ae_http_req *r) {
   ae_problem p = AE_PROBLEM_INIT;
   int rc = parse_request(r, body, &req, &p);
   json_decref(body);
+  /* Parsed: the jobs' own count replaces the reservation (admit). */
+  ae_jobs_release_parse(srv, &r->parse_reserved);
   if (rc) {
     if (!p.status) return fail_internal(r, rc);
     return respond_problem(r, &p);
@@ -785,6 +792,8 @@ static enum MHD_Result h_batch(ae_http_req *r) {
     }
   }
   json_decref(body);
+  /* Parsed: the jobs' own count replaces the reservation (admit). */
+  ae_jobs_release_parse(srv, &r->parse_reserved);
   enum MHD_Result result;
   int retry_after = 0;
   if (rc) {
@@ -1674,19 +1683,40 @@ static int parse_off_loop(ae_http_req *r, ae_handler handler) {
   return AE_OK;
 }
 
-/* A job submission whose body alone would pass --max-jobs-memory is
- * refused before its parse (seconds of CPU for megabytes of numbers),
- * with the answer ae_jobs_admit would give after it.  Not for a request
- * with an Idempotency-Key (its replay needs no room) nor while draining
- * (503 first).  1 with *answer set when refused. */
+/* Whether a request's Idempotency-Key may be a replay, which needs no
+ * room: a key this daemon holds (a batch's as "KEY\n0"), or any key once
+ * the store holds jobs memory does not. */
+static int may_be_replay(ae_http_req *r, ae_handler handler, const char *key) {
+  if (ae_jobs_store_has_more(r->srv)) return 1;
+  if (handler == AE_HANDLER_SUBMIT)
+    return ae_job_table_find_idem(&r->srv->jobs, key) != NULL;
+  size_t len = strlen(key) + 3;
+  char *first = malloc(len);
+  if (!first) return 1; /* the handler answers for it */
+  snprintf(first, len, "%s\n0", key);
+  int found = ae_job_table_find_idem(&r->srv->jobs, first) != NULL;
+  free(first);
+  return found;
+}
+
+/* A job submission's parse (about AE_PARSE_BYTES_PER_BODY_BYTE times its
+ * body, seconds of CPU for megabytes of numbers) is reserved in
+ * --max-jobs-memory before it starts, so that concurrent large POSTs past
+ * the budget get 429 (507 when the parse alone would pass it) before they
+ * parse.  Not for the replay of an Idempotency-Key (it needs no room) nor
+ * while draining (503 first).  1 with *answer set when refused. */
 static int refuse_before_parse(ae_http_req *r, ae_handler handler,
                                enum MHD_Result *answer) {
   if ((handler != AE_HANDLER_SUBMIT && handler != AE_HANDLER_BATCH) ||
-      r->parse_tried || r->srv->draining || header(r, "Idempotency-Key"))
+      r->parse_tried || r->parse_reserved || r->srv->draining)
     return 0;
+  const char *key = header(r, "Idempotency-Key");
+  if (key && may_be_replay(r, handler, key)) return 0;
   ae_problem p = AE_PROBLEM_INIT;
   int retry_after = 0;
-  if (ae_jobs_admit_body(r->srv, r->len, &p, &retry_after) == AE_OK) return 0;
+  if (ae_jobs_reserve_parse(r->srv, r->len, &r->parse_reserved, &p,
+                            &retry_after) == AE_OK)
+    return 0;
   *answer = respond_problem_full(r, &p, retry_after, NULL, 0);
   return 1;
 }
@@ -1958,6 +1988,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     r->body = NULL;
   }
   if (r->parsed) body_parse_free(r->parsed);
+  ae_jobs_release_parse(srv, &r->parse_reserved);
   double seconds = (double)(ae_mono_ns() - r->start_ns) / 1e9;
   if (r->status) {
     ae_metrics_http(&srv->metrics, r->route, r->status, seconds);

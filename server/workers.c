@@ -141,12 +141,23 @@ static void *worker_main(void *arg) {
 
     ae_job_control ctl = {&job->cancel, entry->deadline_ns};
     ae_error err = AE_ERROR_INIT;
-    int rc = AE_ENOMEM;
-    if ((job->w_card = malloc(sizeof *job->w_card))) {
+    /* A queued job holds its inline inputs once, as its request's text:
+     * they are read back as float32 for the time of the run. */
+    ae_request run;
+    float *inputs = NULL;
+    int rc = ae_job_run_request(job, &run, &inputs);
+    if (rc != AE_OK)
+      ae_error_set(&err, rc, "/data/inputs",
+                   "the inline inputs could not be read back from the "
+                   "job's request text");
+    else if (!(job->w_card = malloc(sizeof *job->w_card)))
+      rc = AE_ENOMEM;
+    else {
       ae_scorecard_init(job->w_card);
-      rc = ae_engine_score(engine, &job->req, &srv->registry, &ctl, job->w_card,
+      rc = ae_engine_score(engine, &run, &srv->registry, &ctl, job->w_card,
                            &err);
     }
+    free(inputs);
     if (rc != AE_OK) {
       /* The problem keeps no reason for these: log it here. */
       if (rc == AE_EINTERNAL || rc == AE_EIO)
