@@ -115,9 +115,14 @@ static ae_engine *engine_start(ae_worker *w) {
 static void *worker_main(void *arg) {
   ae_worker *w = arg;
   ae_server *srv = w->srv;
-  /* Scoring yields the CPU to the loop thread (util.h). */
-  if (ae_thread_set_nice(AE_WORKER_NICE))
+  /* Scoring yields the CPU to the loop thread and the HTTP work
+   * (--worker-nice, --worker-sched; util.h). */
+  if (ae_thread_set_nice(srv->opt->worker_nice))
     ae_log(AE_LOG_DEBUG, "worker %d: setpriority: %s", w->index,
+           strerror(errno));
+  if (srv->opt->worker_sched != AE_WORKER_SCHED_OTHER &&
+      ae_thread_set_background(srv->opt->worker_sched == AE_WORKER_SCHED_BATCH))
+    ae_log(AE_LOG_WARN, "worker %d: sched_setscheduler: %s", w->index,
            strerror(errno));
   ae_engine *engine = engine_start(w);
   if (!engine) return NULL;
