@@ -1838,6 +1838,37 @@ static void drop_slow(ae_server *srv) {
   }
 }
 
+/* A request line and headers past this get a problem+json from the
+ * handler: 414 when the URL (with its query) alone passes it, else 431.
+ * MHD's pool per connection is MHD_POOL_BYTES, so that such requests
+ * reach the handler (with MHD's default pool of 32 KiB, MHD answered its
+ * own HTML 414 or 431 at about this size, before the handler saw the
+ * request); a request that does not fit even in the pool (about 60 KiB
+ * of headers) still gets MHD's page.  MHD zeroes the whole pool between
+ * requests: each open connection holds it (64 KiB of RSS, 32 KiB
+ * before). */
+#define MAX_HEADER_BYTES (32 * 1024)
+#define MHD_POOL_BYTES (64 * 1024)
+
+static enum MHD_Result add_header_bytes(void *cls, enum MHD_ValueKind kind,
+                                        const char *key, const char *value) {
+  size_t *sum = cls;
+  (void)kind;
+  *sum += strlen(key) + (value ? strlen(value) : 0) + 4; /* ": ", CRLF */
+  return MHD_YES;
+}
+
+/* The URL's bytes (path and query) to *url_bytes; the headers' added. */
+static size_t header_bytes(struct MHD_Connection *conn, const char *url,
+                           size_t *url_bytes) {
+  size_t sum = strlen(url);
+  MHD_get_connection_values(conn, MHD_GET_ARGUMENT_KIND, add_header_bytes,
+                            &sum);
+  *url_bytes = sum;
+  MHD_get_connection_values(conn, MHD_HEADER_KIND, add_header_bytes, &sum);
+  return sum;
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
                                   const char *url, const char *method,
                                   const char *version, const char *upload_data,
@@ -1871,6 +1902,24 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
                      "reuse one (keep-alive) or wait.",
                      srv->opt->max_connections_per_ip);
       return respond_problem_full(r, &p, 1, NULL, 1);
+    }
+    size_t ubytes, hbytes = header_bytes(conn, url, &ubytes);
+    if (hbytes > MAX_HEADER_BYTES) {
+      route(r);
+      ae_problem p = AE_PROBLEM_INIT;
+      if (ubytes > MAX_HEADER_BYTES)
+        ae_problem_set(&p, 414, "uri_too_long", "URI too long",
+                       "The URL takes %zu bytes, over the limit of %d.", ubytes,
+                       MAX_HEADER_BYTES);
+      else
+        ae_problem_set(&p, 431, "headers_too_large",
+                       "Request header fields too large",
+                       "The URL and headers take %zu bytes, over the limit "
+                       "of %d.",
+                       hbytes, MAX_HEADER_BYTES);
+      /* The problem's instance (and the log) echo the path: cut. */
+      if (strlen(r->path) > 256) r->path[256] = '\0';
+      return respond_problem_full(r, &p, 0, NULL, 1);
     }
     /* A body MHD cannot frame (Transfer-Encoding other than chunked)
      * would wait for the timeout; a coded body would be parsed as JSON. */
@@ -2088,7 +2137,8 @@ int ae_http_start(ae_server *srv) {
   if (ai->ai_family == AF_INET6) flags |= MHD_USE_IPv6;
   h->mhd = MHD_start_daemon(
       flags, (uint16_t)o->http_port, NULL, NULL, on_request, srv,
-      MHD_OPTION_SOCK_ADDR, ai->ai_addr, MHD_OPTION_CONNECTION_LIMIT,
+      MHD_OPTION_SOCK_ADDR, ai->ai_addr, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+      (size_t)MHD_POOL_BYTES, MHD_OPTION_CONNECTION_LIMIT,
       (unsigned)o->max_connections, MHD_OPTION_CONNECTION_TIMEOUT,
       (unsigned)o->connection_timeout_secs, MHD_OPTION_NOTIFY_COMPLETED,
       on_completed, srv, MHD_OPTION_NOTIFY_CONNECTION, on_connection, srv,

@@ -24,8 +24,9 @@ once, as its request's text (the worker reads them back as float32 when
 it runs the job): the jobs' count (archeval_jobs_memory_bytes) grows by
 the text and the job's small parts, not by the text and a float32 copy;
 the job's echo of the inputs is the submitted numbers; once a worker
-runs it, it succeeds (test_golden's inline requests hold the numbers
-it computes from the inputs read back to the recorded ones).
+runs it (also after a restart loaded it from the store), it succeeds
+(test_golden's inline requests hold the numbers it computes from the
+inputs read back to the recorded ones).
 
 Prints the measurements, "N passed, M failed" last.
 """
@@ -242,6 +243,16 @@ def test_inputs_held_once():
         h.check(held <= text + 64 * 1024,
                 "a queued job holds its inputs once (%d bytes held, text %d, "
                 "float32 %d)" % (held, text, floats))
+        # Read back from the store at the next start: held once again,
+        # and run by a worker.
+        d.host_workers = 1
+        d.ready_path = "/v1/health/ready"
+        h.check(d.restart(), "restarted with a worker")
+        done = d.wait(r.json["id"])
+        h.check(done.get("state") == "succeeded" and
+                done["request"]["data"]["inputs"] == body["data"]["inputs"],
+                "the queued job, loaded from the store, runs",
+                done.get("error"))
     with h.Daemon(host_workers=1, store=False) as d:
         r = d.call("POST", "/v1/jobs", body)
         done = d.wait(r.json["id"]) if r.status == 202 else {}
