@@ -9,6 +9,7 @@
 #include <float.h>
 #include <limits.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1194,4 +1195,145 @@ fail:
   ae_request_free(out);
   ae_problem_set(p, 500, "internal", NULL, "out of memory");
   return rc == AE_OK ? AE_ENOMEM : rc;
+}
+
+/* ---- inline inputs read back from a normalised request's text ---- */
+
+typedef struct {
+  const char *p, *end;
+} text_scan;
+
+static void scan_ws(text_scan *s) {
+  while (s->p < s->end &&
+         (*s->p == ' ' || *s->p == '\n' || *s->p == '\r' || *s->p == '\t'))
+    s->p++;
+}
+
+/* Past a string (at its opening quote); 0, or -1 when it does not end. */
+static int scan_string(text_scan *s) {
+  if (s->p >= s->end || *s->p != '"') return -1;
+  for (s->p++; s->p < s->end; s->p++) {
+    if (*s->p == '\\') {
+      s->p++;
+    } else if (*s->p == '"') {
+      s->p++;
+      return 0;
+    }
+  }
+  return -1;
+}
+
+/* Past one value of any kind, nested at most depth deep; 0 or -1. */
+static int scan_value(text_scan *s, int depth) {
+  scan_ws(s);
+  if (s->p >= s->end || depth <= 0) return -1;
+  char open = *s->p;
+  if (open == '"') return scan_string(s);
+  if (open != '{' && open != '[') {
+    const char *start = s->p;
+    while (s->p < s->end && strchr("+-.0123456789eEaflnrstu", *s->p) && *s->p)
+      s->p++;
+    return s->p > start ? 0 : -1;
+  }
+  char close = open == '{' ? '}' : ']';
+  s->p++;
+  scan_ws(s);
+  if (s->p < s->end && *s->p == close) {
+    s->p++;
+    return 0;
+  }
+  for (;;) {
+    if (open == '{') {
+      scan_ws(s);
+      if (scan_string(s)) return -1;
+      scan_ws(s);
+      if (s->p >= s->end || *s->p++ != ':') return -1;
+    }
+    if (scan_value(s, depth - 1)) return -1;
+    scan_ws(s);
+    if (s->p >= s->end) return -1;
+    if (*s->p == ',') {
+      s->p++;
+      continue;
+    }
+    if (*s->p++ == close) return 0;
+    return -1;
+  }
+}
+
+/* In the object at s->p, positions s->p at the value of key (a plain
+ * name, no escapes); 0, or -1 when there is no such key. */
+static int scan_to_key(text_scan *s, const char *key) {
+  size_t klen = strlen(key);
+  scan_ws(s);
+  if (s->p >= s->end || *s->p++ != '{') return -1;
+  for (;;) {
+    scan_ws(s);
+    const char *name = s->p + 1;
+    if (scan_string(s)) return -1;
+    int match = (size_t)(s->p - 1 - name) == klen && !memcmp(name, key, klen);
+    scan_ws(s);
+    if (s->p >= s->end || *s->p++ != ':') return -1;
+    if (match) return 0;
+    if (scan_value(s, 16)) return -1;
+    scan_ws(s);
+    if (s->p >= s->end || *s->p++ != ',') return -1;
+  }
+}
+
+/* The numbers of the array at s->p (nested at most depth deep), in order,
+ * into out[*k..n); 0 or -1. */
+static int scan_numbers(text_scan *s, int depth, float *out, size_t n,
+                        size_t *k) {
+  scan_ws(s);
+  if (depth <= 0 || s->p >= s->end || *s->p != '[') return -1;
+  s->p++;
+  scan_ws(s);
+  if (s->p < s->end && *s->p == ']') {
+    s->p++;
+    return 0;
+  }
+  for (;;) {
+    scan_ws(s);
+    if (s->p >= s->end) return -1;
+    if (*s->p == '[') {
+      if (scan_numbers(s, depth - 1, out, n, k)) return -1;
+    } else {
+      if (*s->p != '-' && (*s->p < '0' || *s->p > '9')) return -1;
+      char *after;
+      double x = strtod(s->p, &after);
+      if (after == s->p || after > s->end || !isfinite(x) ||
+          fabs(x) > FLT_MAX || *k >= n)
+        return -1;
+      out[(*k)++] = (float)x;
+      s->p = after;
+    }
+    scan_ws(s);
+    if (s->p >= s->end) return -1;
+    if (*s->p == ',') {
+      s->p++;
+      continue;
+    }
+    return *s->p++ == ']' ? 0 : -1;
+  }
+}
+
+int ae_request_inputs_from_text(const char *text, size_t len, size_t n,
+                                float **out) {
+  *out = NULL;
+  if (!text || !n || n > SIZE_MAX / sizeof(float)) return AE_EINVAL;
+  /* strtod reads up to the text's end: it must be NUL-terminated there. */
+  if (text[len] != '\0') return AE_EINVAL;
+  text_scan s = {text, text + len};
+  if (scan_to_key(&s, "data") || scan_to_key(&s, "inputs")) return AE_EINVAL;
+  float *v = malloc(n * sizeof *v);
+  if (!v) return AE_ENOMEM;
+  size_t k = 0;
+  /* Samples, then at most [C][H][W]. */
+  if (scan_numbers(&s, 4, v, n, &k) || k != n) {
+    free(v);
+    return AE_EINVAL;
+  }
+  *out = v;
+  return AE_OK;
 }

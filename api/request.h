@@ -142,4 +142,17 @@ void ae_settings_default(ae_settings *s);
 
 void ae_request_free(ae_request *r);
 
+/* The inline inputs read back from the text of a normalised request
+ * (ae_json_dumps of r->normalised, which echoes them): the numbers of its
+ * "data"."inputs", in order, as float32.  They are the values
+ * ae_request_parse read (a normalised number is the shortest text of the
+ * same double, and strtod rounds it back to that double), so that a
+ * daemon may hold a queued job's inputs once, as that text, and read them
+ * at its start.  AE_OK with *out (malloc'd, n floats); AE_EINVAL when the
+ * text has no inputs, a non-finite or non-number value, or not exactly n
+ * of them; AE_ENOMEM.  text[len] must be its terminating NUL.  Any
+ * thread. */
+int ae_request_inputs_from_text(const char *text, size_t len, size_t n,
+                                float **out);
+
 #endif

@@ -122,6 +122,10 @@ struct ae_http_req {
   ae_body_parse *parse;
   ae_body_parse *parsed;
   int parse_tried; /* the pool was asked once: never again */
+  /* A submission's parse, reserved in --max-jobs-memory before it starts
+   * (ae_jobs_reserve_parse) and given back once it parsed, before the
+   * jobs themselves are admitted, or when the request ends. */
+  size_t parse_reserved;
 };
 
 /* The pure part of a large POST (JSON, its hash and, for one job, the
@@ -471,15 +475,16 @@ static enum MHD_Result h_metrics(ae_http_req *r) {
       calloc(srv->n_workers ? srv->n_workers : 1, sizeof *workers);
   if (!workers) return fail_internal(r, AE_ENOMEM);
   ae_workers_gauges(srv, workers);
-  ae_metrics_gauges gauges = {.n_queued = srv->n_queued,
-                              .n_slow_dropped = srv->http->n_slow_dropped,
-                              .workers = workers,
-                              .replica = srv->replica_id,
-                              .jobs_held = srv->jobs.n_jobs,
-                              .jobs_memory_bytes = srv->jobs.held_bytes,
-                              .jobs_memory_budget_bytes =
-                                  srv->jobs.budget_bytes,
-                              .finished_held = srv->jobs.n_finished};
+  ae_metrics_gauges gauges = {
+      .n_queued = srv->n_queued,
+      .n_slow_dropped = srv->http->n_slow_dropped,
+      .workers = workers,
+      .replica = srv->replica_id,
+      .jobs_held = srv->jobs.n_jobs,
+      .jobs_memory_bytes = srv->jobs.held_bytes,
+      .jobs_memory_budget_bytes = srv->jobs.budget_bytes,
+      .jobs_memory_reserved_bytes = srv->jobs.reserved_bytes,
+      .finished_held = srv->jobs.n_finished};
   ae_metrics_store store;
   if (srv->store) {
     memset(&store, 0, sizeof store);
@@ -656,6 +661,8 @@ static enum MHD_Result h_submit(ae_http_req *r) {
   ae_problem p = AE_PROBLEM_INIT;
   int rc = parse_request(r, body, &req, &p);
   json_decref(body);
+  /* Parsed: the jobs' own count replaces the reservation (admit). */
+  ae_jobs_release_parse(srv, &r->parse_reserved);
   if (rc) {
     if (!p.status) return fail_internal(r, rc);
     return respond_problem(r, &p);
@@ -787,6 +794,8 @@ static enum MHD_Result h_batch(ae_http_req *r) {
     }
   }
   json_decref(body);
+  /* Parsed: the jobs' own count replaces the reservation (admit). */
+  ae_jobs_release_parse(srv, &r->parse_reserved);
   enum MHD_Result result;
   int retry_after = 0;
   size_t queued = 0;
@@ -1678,19 +1687,40 @@ static int parse_off_loop(ae_http_req *r, ae_handler handler) {
   return AE_OK;
 }
 
-/* A job submission whose body alone would pass --max-jobs-memory is
- * refused before its parse (seconds of CPU for megabytes of numbers),
- * with the answer ae_jobs_admit would give after it.  Not for a request
- * with an Idempotency-Key (its replay needs no room) nor while draining
- * (503 first).  1 with *answer set when refused. */
+/* Whether a request's Idempotency-Key may be a replay, which needs no
+ * room: a key this daemon holds (a batch's as "KEY\n0"), or any key once
+ * the store holds jobs memory does not. */
+static int may_be_replay(ae_http_req *r, ae_handler handler, const char *key) {
+  if (ae_jobs_store_has_more(r->srv)) return 1;
+  if (handler == AE_HANDLER_SUBMIT)
+    return ae_job_table_find_idem(&r->srv->jobs, key) != NULL;
+  size_t len = strlen(key) + 3;
+  char *first = malloc(len);
+  if (!first) return 1; /* the handler answers for it */
+  snprintf(first, len, "%s\n0", key);
+  int found = ae_job_table_find_idem(&r->srv->jobs, first) != NULL;
+  free(first);
+  return found;
+}
+
+/* A job submission's parse (about AE_PARSE_BYTES_PER_BODY_BYTE times its
+ * body, seconds of CPU for megabytes of numbers) is reserved in
+ * --max-jobs-memory before it starts, so that concurrent large POSTs past
+ * the budget get 429 (507 when the parse alone would pass it) before they
+ * parse.  Not for the replay of an Idempotency-Key (it needs no room) nor
+ * while draining (503 first).  1 with *answer set when refused. */
 static int refuse_before_parse(ae_http_req *r, ae_handler handler,
                                enum MHD_Result *answer) {
   if ((handler != AE_HANDLER_SUBMIT && handler != AE_HANDLER_BATCH) ||
-      r->parse_tried || r->srv->draining || header(r, "Idempotency-Key"))
+      r->parse_tried || r->parse_reserved || r->srv->draining)
     return 0;
+  const char *key = header(r, "Idempotency-Key");
+  if (key && may_be_replay(r, handler, key)) return 0;
   ae_problem p = AE_PROBLEM_INIT;
   int retry_after = 0;
-  if (ae_jobs_admit_body(r->srv, r->len, &p, &retry_after) == AE_OK) return 0;
+  if (ae_jobs_reserve_parse(r->srv, r->len, &r->parse_reserved, &p,
+                            &retry_after) == AE_OK)
+    return 0;
   *answer = respond_problem_full(r, &p, retry_after, NULL, 0);
   return 1;
 }
@@ -1812,6 +1842,37 @@ static void drop_slow(ae_server *srv) {
   }
 }
 
+/* A request line and headers past this get a problem+json from the
+ * handler: 414 when the URL (with its query) alone passes it, else 431.
+ * MHD's pool per connection is MHD_POOL_BYTES, so that such requests
+ * reach the handler (with MHD's default pool of 32 KiB, MHD answered its
+ * own HTML 414 or 431 at about this size, before the handler saw the
+ * request); a request that does not fit even in the pool (about 60 KiB
+ * of headers) still gets MHD's page.  MHD zeroes the whole pool between
+ * requests: each open connection holds it (64 KiB of RSS, 32 KiB
+ * before). */
+#define MAX_HEADER_BYTES (32 * 1024)
+#define MHD_POOL_BYTES (64 * 1024)
+
+static enum MHD_Result add_header_bytes(void *cls, enum MHD_ValueKind kind,
+                                        const char *key, const char *value) {
+  size_t *sum = cls;
+  (void)kind;
+  *sum += strlen(key) + (value ? strlen(value) : 0) + 4; /* ": ", CRLF */
+  return MHD_YES;
+}
+
+/* The URL's bytes (path and query) to *url_bytes; the headers' added. */
+static size_t header_bytes(struct MHD_Connection *conn, const char *url,
+                           size_t *url_bytes) {
+  size_t sum = strlen(url);
+  MHD_get_connection_values(conn, MHD_GET_ARGUMENT_KIND, add_header_bytes,
+                            &sum);
+  *url_bytes = sum;
+  MHD_get_connection_values(conn, MHD_HEADER_KIND, add_header_bytes, &sum);
+  return sum;
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
                                   const char *url, const char *method,
                                   const char *version, const char *upload_data,
@@ -1845,6 +1906,24 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
                      "reuse one (keep-alive) or wait.",
                      srv->opt->max_connections_per_ip);
       return respond_problem_full(r, &p, 1, NULL, 1);
+    }
+    size_t ubytes, hbytes = header_bytes(conn, url, &ubytes);
+    if (hbytes > MAX_HEADER_BYTES) {
+      route(r);
+      ae_problem p = AE_PROBLEM_INIT;
+      if (ubytes > MAX_HEADER_BYTES)
+        ae_problem_set(&p, 414, "uri_too_long", "URI too long",
+                       "The URL takes %zu bytes, over the limit of %d.", ubytes,
+                       MAX_HEADER_BYTES);
+      else
+        ae_problem_set(&p, 431, "headers_too_large",
+                       "Request header fields too large",
+                       "The URL and headers take %zu bytes, over the limit "
+                       "of %d.",
+                       hbytes, MAX_HEADER_BYTES);
+      /* The problem's instance (and the log) echo the path: cut. */
+      if (strlen(r->path) > 256) r->path[256] = '\0';
+      return respond_problem_full(r, &p, 0, NULL, 1);
     }
     /* A body MHD cannot frame (Transfer-Encoding other than chunked)
      * would wait for the timeout; a coded body would be parsed as JSON. */
@@ -1962,6 +2041,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     r->body = NULL;
   }
   if (r->parsed) body_parse_free(r->parsed);
+  ae_jobs_release_parse(srv, &r->parse_reserved);
   double seconds = (double)(ae_mono_ns() - r->start_ns) / 1e9;
   if (r->status) {
     ae_metrics_http(&srv->metrics, r->route, r->status, seconds);
@@ -2061,7 +2141,8 @@ int ae_http_start(ae_server *srv) {
   if (ai->ai_family == AF_INET6) flags |= MHD_USE_IPv6;
   h->mhd = MHD_start_daemon(
       flags, (uint16_t)o->http_port, NULL, NULL, on_request, srv,
-      MHD_OPTION_SOCK_ADDR, ai->ai_addr, MHD_OPTION_CONNECTION_LIMIT,
+      MHD_OPTION_SOCK_ADDR, ai->ai_addr, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+      (size_t)MHD_POOL_BYTES, MHD_OPTION_CONNECTION_LIMIT,
       (unsigned)o->max_connections, MHD_OPTION_CONNECTION_TIMEOUT,
       (unsigned)o->connection_timeout_secs, MHD_OPTION_NOTIFY_COMPLETED,
       on_completed, srv, MHD_OPTION_NOTIFY_CONNECTION, on_connection, srv,

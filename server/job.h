@@ -4,7 +4,9 @@
  *
  * Memory: a job holds its request only as text (ae_text, the normalised
  * request rendered once; never the JSON tree) plus, while queued or
- * running, the parsed request (inline inputs as float32).  A terminal job
+ * running, the parsed request without its inline inputs: those are held
+ * once, in the text, and read back as float32 by the worker that runs the
+ * job, for the time of the run (ae_job_inputs_to_text).  A terminal job
  * holds its rendered parts only.  The table sums what every job holds
  * (held_bytes), for the --max-jobs-memory budget.
  *
@@ -56,6 +58,9 @@ typedef struct ae_job {
   atomic_int cancel; /* the loop sets, the engine reads */
   ae_request req;    /* read-only while queued or running */
   int has_req;
+  /* req's inline inputs were dropped: the worker reads them back from
+   * request_text (ae_request_inputs_from_text) when it runs the job. */
+  int inputs_in_text;
   ae_text *request_text; /* the normalised request, rendered once */
   char *client_ref;
   int priority;
@@ -120,6 +125,9 @@ typedef struct {
                                    store has them (job_fetch.c) */
   size_t n_remote;              /* jobs with remote set (--fleet) */
   size_t budget_bytes;          /* --max-jobs-memory */
+  size_t reserved_bytes;        /* the submission bodies being parsed: their
+                                   parse's cost, within the budget beside
+                                   held_bytes (job_state.c) */
   double job_limit_bytes; /* --max-job-memory, against ae_engine_estimate */
 } ae_job_table;
 
@@ -145,6 +153,17 @@ size_t ae_job_held_bytes(const ae_job *job);
  * job drops): the architecture, the lowered network (nodes, names, input
  * lists), the inline inputs (float32) and labels, its strings. */
 size_t ae_request_held_bytes(const ae_request *r);
+/* Drops the float32 copy of a job's inline inputs (its request text
+ * holds them; the worker reads them back, ae_job_run_request), so that a
+ * queued job holds them once.  Before ae_job_table_add, or recount
+ * after. */
+void ae_job_inputs_to_text(ae_job *job);
+/* The request a worker runs: *run is the job's req with its inline inputs
+ * read back from the request text when they were dropped (*inputs the
+ * buffer, to free after the run; NULL when none was made).  AE_OK,
+ * AE_EINTERNAL (the text does not hold them), AE_ENOMEM.  The worker
+ * thread, while it holds the job (its text does not change then). */
+int ae_job_run_request(const ae_job *job, ae_request *run, float **inputs);
 /* Removes a job from everything and frees it. */
 void ae_job_table_remove(ae_job_table *t, ae_job *job);
 ae_job *ae_job_table_find(const ae_job_table *t, const char *id);

@@ -71,6 +71,7 @@ static int queue_again(ae_server *srv, ae_job *job, const char *request,
     return 0;
   }
   job->has_req = 1;
+  ae_job_inputs_to_text(job); /* held once: in request_text */
   ae_job_table_recount(&srv->jobs, job);
   if (ae_queue_reserve(&srv->queue, 1)) {
     ae_job_finish(srv, job, AE_JOB_FAILED, "internal", NULL, NULL);

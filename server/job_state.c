@@ -19,6 +19,7 @@
 
 #include <fcntl.h>
 #include <malloc.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -416,17 +417,24 @@ static int check_job_memory(ae_server *srv, const ae_request *reqs, size_t n,
 /* AE_OK when want more bytes fit in the budget now; else AE_ENOMEM with
  * p filled: 507 when they would not fit even alone, else 429 with
  * *retry_after the seconds until the first finished job expires. */
-static int budget_check(ae_server *srv, size_t want, ae_problem *p,
+static int budget_check(ae_server *srv, size_t want, int parse, ae_problem *p,
                         int *retry_after) {
   const ae_job_table *t = &srv->jobs;
-  if (t->held_bytes <= t->budget_bytes &&
-      want <= t->budget_bytes - t->held_bytes)
-    return AE_OK;
+  size_t used = t->held_bytes + t->reserved_bytes;
+  if (used <= t->budget_bytes && want <= t->budget_bytes - used) return AE_OK;
   if (want > t->budget_bytes) { /* never fits: no use retrying */
-    ae_problem_set(p, 507, "jobs_memory_full", "Jobs memory full",
-                   "These jobs would hold %zu bytes, more than "
-                   "--max-jobs-memory (%zu bytes) allows all jobs together.",
-                   want, t->budget_bytes);
+    if (parse)
+      ae_problem_set(p, 507, "jobs_memory_full", "Jobs memory full",
+                     "Parsing this body would hold about %zu bytes (%d "
+                     "times its size), more than --max-jobs-memory (%zu "
+                     "bytes) allows all jobs together.",
+                     want, AE_PARSE_BYTES_PER_BODY_BYTE, t->budget_bytes);
+    else
+      ae_problem_set(p, 507, "jobs_memory_full", "Jobs memory full",
+                     "These jobs would hold %zu bytes, more than "
+                     "--max-jobs-memory (%zu bytes) allows all jobs "
+                     "together.",
+                     want, t->budget_bytes);
     return AE_ENOMEM;
   }
   /* Room comes back as finished jobs expire (or are deleted). */
@@ -437,12 +445,18 @@ static int budget_check(ae_server *srv, size_t want, ae_problem *p,
     if (wait_s < 1) wait_s = 1;
     if (wait_s > 3600) wait_s = 3600;
   }
+  /* Parses in flight end within seconds: their room comes back then. */
+  if (t->reserved_bytes && t->held_bytes <= t->budget_bytes &&
+      want <= t->budget_bytes - t->held_bytes)
+    wait_s = 1;
   *retry_after = (int)wait_s;
   ae_problem_set(p, 429, "jobs_memory_full", "Jobs memory full",
-                 "The jobs in memory hold %zu bytes; %zu more would pass "
-                 "--max-jobs-memory (%zu bytes). Retry after finished jobs "
-                 "expire, or delete finished jobs.",
-                 t->held_bytes, want, t->budget_bytes);
+                 "The jobs in memory hold %zu bytes and the requests being "
+                 "parsed %zu; %zu more%s would pass --max-jobs-memory (%zu "
+                 "bytes). Retry after finished jobs expire, or delete "
+                 "finished jobs.",
+                 t->held_bytes, t->reserved_bytes, want,
+                 parse ? " to parse this body" : "", t->budget_bytes);
   return AE_ENOMEM;
 }
 
@@ -450,14 +464,26 @@ int ae_jobs_admit(ae_server *srv, const ae_request *reqs, size_t n, int batch,
                   size_t body_bytes, ae_problem *p, int *retry_after) {
   int rc = check_job_memory(srv, reqs, n, batch, p);
   if (rc) return rc;
-  return budget_check(srv, incoming_bytes(reqs, n, body_bytes), p, retry_after);
+  return budget_check(srv, incoming_bytes(reqs, n, body_bytes), 0, p,
+                      retry_after);
 }
 
-int ae_jobs_admit_body(ae_server *srv, size_t body_bytes, ae_problem *p,
-                       int *retry_after) {
-  /* ae_jobs_admit charges at least the body (incoming_bytes): a body that
-   * does not fit alone is refused there too, after a parse for nothing. */
-  return budget_check(srv, body_bytes, p, retry_after);
+int ae_jobs_reserve_parse(ae_server *srv, size_t body_bytes, size_t *reserved,
+                          ae_problem *p, int *retry_after) {
+  *reserved = 0;
+  size_t cost = body_bytes > SIZE_MAX / AE_PARSE_BYTES_PER_BODY_BYTE
+                    ? SIZE_MAX
+                    : body_bytes * AE_PARSE_BYTES_PER_BODY_BYTE;
+  int rc = budget_check(srv, cost, 1, p, retry_after);
+  if (rc) return rc;
+  srv->jobs.reserved_bytes += cost;
+  *reserved = cost;
+  return AE_OK;
+}
+
+void ae_jobs_release_parse(ae_server *srv, size_t *reserved) {
+  srv->jobs.reserved_bytes -= *reserved;
+  *reserved = 0;
 }
 
 /* ---- submit, cancel, delete ---- */
@@ -603,6 +629,7 @@ int ae_jobs_submit_ex(ae_server *srv, ae_request *reqs, size_t n,
     job->has_req = 1;
     json_decref(job->req.normalised); /* its text is request_text */
     job->req.normalised = NULL;
+    ae_job_inputs_to_text(job); /* held once: in request_text */
     memset(&reqs[i], 0, sizeof reqs[i]);
     if (result) { /* a cache hit: finished at once, with its result */
       json_decref(result);

@@ -44,12 +44,27 @@ size_t ae_jobs_default_memory_budget(void);
  * with p empty when out of memory. */
 int ae_jobs_admit(ae_server *srv, const ae_request *reqs, size_t n, int batch,
                   size_t body_bytes, ae_problem *p, int *retry_after);
-/* The part of ae_jobs_admit that needs no parse, for a body of body_bytes
- * before it is parsed: AE_OK, or AE_ENOMEM with p filled (429 with
- * *retry_after, or 507) when even the body's text would pass
- * --max-jobs-memory, which ae_jobs_admit would refuse after the parse. */
-int ae_jobs_admit_body(ae_server *srv, size_t body_bytes, ae_problem *p,
-                       int *retry_after);
+/* What parsing a submission body holds at its peak, per byte of the body:
+ * the body, its JSON tree (a jansson real and its array slot, about 40
+ * bytes per number), the 17-digit rendering of the normalised request
+ * before it is shortened, the text kept and the float32 inputs.  Measured
+ * 14.5 for a 7.5 MB body of inline inputs written with 3 to 17 decimals
+ * (tests/integration/test_reliability_memory_load.py); bodies of one-digit
+ * numbers cost more per byte. */
+#define AE_PARSE_BYTES_PER_BODY_BYTE 15
+/* Reserves, within --max-jobs-memory, the parse of a submission body of
+ * body_bytes (AE_PARSE_BYTES_PER_BODY_BYTE times it) before the parse
+ * starts, so that concurrent large POSTs past the budget are refused
+ * before they parse: AE_OK with *reserved the bytes reserved (release them
+ * with ae_jobs_release_parse once parsed, before ae_jobs_admit counts the
+ * jobs themselves, or when the request ends); AE_ENOMEM with p filled:
+ * 429 with *retry_after while jobs or other parses hold the room, 507
+ * when the parse alone would pass the budget. */
+int ae_jobs_reserve_parse(ae_server *srv, size_t body_bytes, size_t *reserved,
+                          ae_problem *p, int *retry_after);
+/* Gives back a reservation of ae_jobs_reserve_parse (*reserved, then 0;
+ * nothing when 0). */
+void ae_jobs_release_parse(ae_server *srv, size_t *reserved);
 /* What a submission adds to each job (issue 13): NULL fields are
  * absent.  result (stolen) finishes the job at once as succeeded and
  * cached; deferred keeps it queued outside the queue, behind an identical

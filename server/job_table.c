@@ -177,6 +177,29 @@ size_t ae_job_held_bytes(const ae_job *job) {
   return bytes;
 }
 
+void ae_job_inputs_to_text(ae_job *job) {
+  if (!job->has_req || !job->req.data.inputs || !job->request_text) return;
+  free(job->req.data.inputs);
+  job->req.data.inputs = NULL;
+  job->inputs_in_text = 1;
+}
+
+int ae_job_run_request(const ae_job *job, ae_request *run, float **inputs) {
+  *run = job->req;
+  *inputs = NULL;
+  if (!job->inputs_in_text) return AE_OK;
+  const ae_data_spec *d = &job->req.data;
+  size_t n = d->batch_size > 0 ? (size_t)d->batch_size : 0;
+  for (int i = 0; i < d->input_rank; i++)
+    n *= d->input_shape[i] > 0 ? (size_t)d->input_shape[i] : 0;
+  const ae_text *t = job->request_text;
+  int rc =
+      t ? ae_request_inputs_from_text(t->data, t->len, n, inputs) : AE_EINVAL;
+  if (rc == AE_EINVAL) rc = AE_EINTERNAL;
+  if (rc == AE_OK) run->data.inputs = *inputs;
+  return rc;
+}
+
 void ae_job_table_recount(ae_job_table *t, ae_job *job) {
   if (job->transient) return;
   size_t now = ae_job_held_bytes(job);

@@ -274,6 +274,12 @@ char *ae_metrics_render(const ae_metrics *m, const ae_metrics_gauges *g,
               "counts them.");
   emit(&t, "archeval_jobs_memory_bytes %zu\n", g->jobs_memory_bytes);
 
+  emit_header(&t, "archeval_jobs_memory_reserved_bytes", "gauge",
+              "Bytes reserved in --max-jobs-memory for the submissions "
+              "being parsed (15 times each body).");
+  emit(&t, "archeval_jobs_memory_reserved_bytes %zu\n",
+       g->jobs_memory_reserved_bytes);
+
   emit_header(&t, "archeval_jobs_memory_budget_bytes", "gauge",
               "--max-jobs-memory: past it, POST answers 429 or 507.");
   emit(&t, "archeval_jobs_memory_budget_bytes %zu\n",

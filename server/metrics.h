@@ -77,6 +77,7 @@ typedef struct {
   size_t jobs_held;
   size_t jobs_memory_bytes;
   size_t jobs_memory_budget_bytes;
+  size_t jobs_memory_reserved_bytes; /* submissions being parsed */
   size_t finished_held;
 } ae_metrics_gauges;
 

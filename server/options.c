@@ -64,6 +64,11 @@ static const option_choice backend_choices[] = {
     {"host", AE_BACKEND_ONLY_HOST, 0},
     {"cuda", AE_BACKEND_ONLY_CUDA, 0},
     {NULL, 0, 0}};
+static const option_choice worker_sched_choices[] = {
+    {"other", AE_WORKER_SCHED_OTHER, 0},
+    {"batch", AE_WORKER_SCHED_BATCH, 0},
+    {"idle", AE_WORKER_SCHED_IDLE, 0},
+    {NULL, 0, 0}};
 static const option_choice log_format_choices[] = {
     {"text", 0, 0}, {"json", 1, 0}, {NULL, 0, 0}};
 static const option_choice log_level_choices[] = {
@@ -118,6 +123,21 @@ static const option_spec options[] = {
      .max = 1024,
      .help = "host workers",
      .default_words = "1 when a GPU serves, else the core count"},
+    {.name = "worker-nice",
+     .type = OPT_INT,
+     .offset = FIELD(worker_nice),
+     .metavar = "N",
+     .def = 10,
+     .min = 0,
+     .max = 19,
+     .help = "nice value of the worker threads (the loop and HTTP get a CPU "
+             "first)"},
+    {.name = "worker-sched",
+     .type = OPT_CHOICE,
+     .offset = FIELD(worker_sched),
+     .def = AE_WORKER_SCHED_OTHER,
+     .choices = worker_sched_choices,
+     .help = "scheduling policy of the worker threads"},
     {.name = "max-queue",
      .type = OPT_LLONG,
      .offset = FIELD(max_queue),

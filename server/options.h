@@ -20,6 +20,13 @@ typedef enum {
   AE_BACKEND_ONLY_CUDA
 } ae_backend_choice;
 
+/* --worker-sched: the worker threads' Linux scheduling policy. */
+typedef enum {
+  AE_WORKER_SCHED_OTHER, /* SCHED_OTHER at --worker-nice */
+  AE_WORKER_SCHED_BATCH, /* SCHED_BATCH: never preempts on wake-up */
+  AE_WORKER_SCHED_IDLE   /* SCHED_IDLE: only what no other thread wants */
+} ae_worker_sched;
+
 typedef struct {
   const char *http_address;
   int http_port;
@@ -27,6 +34,8 @@ typedef struct {
   const char *gpus; /* "all" or "0,2" */
   int workers_per_gpu;
   int host_workers; /* -1: 1 with a GPU, else the core count */
+  int worker_nice;  /* the worker threads' nice value (0 to 19) */
+  int worker_sched; /* ae_worker_sched: their scheduling policy */
   long long max_queue;
   long long max_batch;
   long long max_body_bytes;

@@ -151,6 +151,7 @@ START_TEST(jobs_memory_gauges) {
                          .jobs_held = 12,
                          .jobs_memory_bytes = 123456789,
                          .jobs_memory_budget_bytes = (size_t)64 << 20,
+                         .jobs_memory_reserved_bytes = 4321,
                          .finished_held = 7};
   size_t len = 0;
   char *text = ae_metrics_render(&m, &g, &len);
@@ -158,6 +159,8 @@ START_TEST(jobs_memory_gauges) {
   ck_assert_ptr_nonnull(text);
   ck_assert_double_eq(value_of(text, "archeval_jobs_held"), 12);
   ck_assert_double_eq(value_of(text, "archeval_jobs_memory_bytes"), 123456789);
+  ck_assert_double_eq(value_of(text, "archeval_jobs_memory_reserved_bytes"),
+                      4321);
   ck_assert_double_eq(value_of(text, "archeval_jobs_memory_budget_bytes"),
                       64 << 20);
   ck_assert_double_eq(value_of(text, "archeval_jobs_finished_held"), 7);

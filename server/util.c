@@ -15,6 +15,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
+#include <sched.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -149,6 +150,14 @@ int ae_thread_set_nice(int nice) {
   /* Linux keeps a nice value per thread: PRIO_PROCESS with the thread's id
    * (0: the caller) sets the calling thread's alone. */
   if (setpriority(PRIO_PROCESS, 0, nice)) return AE_EIO;
+  return AE_OK;
+}
+
+int ae_thread_set_background(int batch) {
+  struct sched_param param = {.sched_priority = 0};
+  /* Linux: a policy is per thread; 0 is the caller. */
+  if (sched_setscheduler(0, batch ? SCHED_BATCH : SCHED_IDLE, &param))
+    return AE_EIO;
   return AE_OK;
 }
 

@@ -39,10 +39,13 @@ void ae_log_request(const char *request_id, const char *method,
  * engine below the default.  Raising a priority (a nice below the
  * current one) needs CAP_SYS_NICE; without it the loop stays at 0. */
 #define AE_LOOP_NICE (-5)
-#define AE_WORKER_NICE 10
 /* Sets the calling thread's nice value (Linux: per thread, inherited by
  * the threads it starts afterwards).  AE_OK, or AE_EIO with errno. */
 int ae_thread_set_nice(int nice);
+/* Sets the calling thread's scheduling policy to SCHED_BATCH (batch) or
+ * SCHED_IDLE (idle, when batch is 0), keeping its nice value.  AE_OK, or
+ * AE_EIO with errno. */
+int ae_thread_set_background(int batch);
 
 long long ae_now_ms(void);  /* Unix epoch milliseconds */
 long long ae_mono_ns(void); /* CLOCK_MONOTONIC nanoseconds */

@@ -115,9 +115,14 @@ static ae_engine *engine_start(ae_worker *w) {
 static void *worker_main(void *arg) {
   ae_worker *w = arg;
   ae_server *srv = w->srv;
-  /* Scoring yields the CPU to the loop thread (util.h). */
-  if (ae_thread_set_nice(AE_WORKER_NICE))
+  /* Scoring yields the CPU to the loop thread and the HTTP work
+   * (--worker-nice, --worker-sched; util.h). */
+  if (ae_thread_set_nice(srv->opt->worker_nice))
     ae_log(AE_LOG_DEBUG, "worker %d: setpriority: %s", w->index,
+           strerror(errno));
+  if (srv->opt->worker_sched != AE_WORKER_SCHED_OTHER &&
+      ae_thread_set_background(srv->opt->worker_sched == AE_WORKER_SCHED_BATCH))
+    ae_log(AE_LOG_WARN, "worker %d: sched_setscheduler: %s", w->index,
            strerror(errno));
   ae_engine *engine = engine_start(w);
   if (!engine) return NULL;
@@ -141,12 +146,23 @@ static void *worker_main(void *arg) {
 
     ae_job_control ctl = {&job->cancel, entry->deadline_ns};
     ae_error err = AE_ERROR_INIT;
-    int rc = AE_ENOMEM;
-    if ((job->w_card = malloc(sizeof *job->w_card))) {
+    /* A queued job holds its inline inputs once, as its request's text:
+     * they are read back as float32 for the time of the run. */
+    ae_request run;
+    float *inputs = NULL;
+    int rc = ae_job_run_request(job, &run, &inputs);
+    if (rc != AE_OK)
+      ae_error_set(&err, rc, "/data/inputs",
+                   "the inline inputs could not be read back from the "
+                   "job's request text");
+    else if (!(job->w_card = malloc(sizeof *job->w_card)))
+      rc = AE_ENOMEM;
+    else {
       ae_scorecard_init(job->w_card);
-      rc = ae_engine_score(engine, &job->req, &srv->registry, &ctl, job->w_card,
+      rc = ae_engine_score(engine, &run, &srv->registry, &ctl, job->w_card,
                            &err);
     }
+    free(inputs);
     if (rc != AE_OK) {
       /* The problem keeps no reason for these: log it here. */
       if (rc == AE_EINTERNAL || rc == AE_EIO)

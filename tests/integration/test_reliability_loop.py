@@ -34,6 +34,9 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness as h  # noqa: E402
 
 P99_MS = float(os.environ.get("AE_LIVE_P99_MS", "1000"))
+# Extra daemon flags, to measure the workers' priority (--worker-nice,
+# --worker-sched; tests/bench/RESULTS.md).
+EXTRA = os.environ.get("AE_LOOP_DAEMON_ARGS", "").split()
 STALL_MS = 50  # AE_LOOP_STALL_MS in server/main.c
 # Under ASan/UBSan every instruction costs several: the bar on the loop's
 # turns is scaled, and the daemon's own 50 ms warning may fire.
@@ -105,7 +108,7 @@ def quantile(values, q):
 class LiveUnderListing(unittest.TestCase):
     def test_loop_never_stalls_while_20_clients_list(self):
         big = json.dumps(inline_job(1000, samples=700)).encode()
-        with h.Daemon("--no-store", "--max-body-bytes", "16MiB",
+        with h.Daemon("--no-store", "--max-body-bytes", "16MiB", *EXTRA,
                       host_workers=1) as d:
             long_id = d.submit(h.LONG_JOB).json["id"]
             ids = []
@@ -170,6 +173,7 @@ class LiveUnderListing(unittest.TestCase):
             print("loop (the daemon's own work): %d turns, %.2f s of CPU, "
                   "per turn p99 <= %.0f ms, max %.1f ms, %d over %d ms" %
                   (turns, cpu_s, loop_p99, loop_max, over, STALL_MS))
+            print("daemon flags: %s" % (" ".join(EXTRA) or "(defaults)"))
             print("live probe (with the OS scheduler's share): p50 %.1f ms, "
                   "p99 %.1f ms, max %.1f ms (%d probes); GET one job: "
                   "first %.1f ms, then %.1f ms" %

@@ -19,6 +19,15 @@ jobs_memory_full with Retry-After; RSS stays under the budget plus the
 daemon's start; deleting the finished jobs makes room again.  A job that
 would not fit even alone gets 507 without Retry-After.
 
+Inputs held once (item 1).  A queued job with inline inputs holds them
+once, as its request's text (the worker reads them back as float32 when
+it runs the job): the jobs' count (archeval_jobs_memory_bytes) grows by
+the text and the job's small parts, not by the text and a float32 copy;
+the job's echo of the inputs is the submitted numbers; once a worker
+runs it (also after a restart loaded it from the store), it succeeds
+(test_golden's inline requests hold the numbers it computes from the
+inputs read back to the recorded ones).
+
 Prints the measurements, "N passed, M failed" last.
 """
 
@@ -34,8 +43,8 @@ import harness as h  # noqa: E402
 MiB = 1 << 20
 SANITIZERS = os.environ.get("AE_SANITIZERS") == "1"
 SLACK = int(os.environ.get("AE_MEMORY_SLACK_MIB", "24")) * MiB
-# test_budget's 25 queued 2.7 MB-body jobs: the budget counts what each job
-# holds (2.6 MB: its request text and float32 inputs); the allocator keeps
+# test_budget's queued 2.7 MB-body jobs: the budget counts what each job
+# holds (2.6 MB: its request text, which holds its inputs); the allocator keeps
 # about 0.8 MiB more per job in partly used pages after the pool's parses
 # (measured: RSS +85 MiB for a 64 MiB budget, with a trim every 0.1 s on
 # the pool).  Hence 8 MiB more than the one-job slack.
@@ -209,6 +218,54 @@ def test_budget():
                 (r.status, r.body[:300]))
 
 
+def jobs_memory(d):
+    r = d.call("GET", "/metrics")
+    m = re.search(r"^archeval_jobs_memory_bytes (\d+)$",
+                  r.body.decode("utf-8", "replace"), re.M)
+    return int(m.group(1)) if m else None
+
+
+def test_inputs_held_once():
+    body = inline_job(3)
+    floats = len(body["data"]["inputs"]) * len(body["data"]["inputs"][0]) * 4
+    with h.Daemon(host_workers=0, ready_path="/v1/health/live") as d:
+        before = jobs_memory(d)
+        r = d.call("POST", "/v1/jobs", body)
+        h.check(r.status == 202, "queued", (r.status, r.body[:200]))
+        held = jobs_memory(d) - before
+        g = d.call("GET", "/v1/jobs/" + r.json["id"])
+        text = len(json.dumps(g.json["request"], separators=(",", ":")))
+        h.log("queued job: holds %d bytes for a request text of %d bytes "
+              "(float32 inputs: %d bytes)" % (held, text, floats))
+        h.check(g.json["state"] == "queued" and
+                g.json["request"]["data"]["inputs"] == body["data"]["inputs"],
+                "a queued job echoes the submitted inputs")
+        h.check(held <= text + 64 * 1024,
+                "a queued job holds its inputs once (%d bytes held, text %d, "
+                "float32 %d)" % (held, text, floats))
+        # Read back from the store at the next start: held once again,
+        # and run by a worker.
+        d.host_workers = 1
+        d.ready_path = "/v1/health/ready"
+        h.check(d.restart(), "restarted with a worker")
+        done = d.wait(r.json["id"])
+        h.check(done.get("state") == "succeeded" and
+                done["request"]["data"]["inputs"] == body["data"]["inputs"],
+                "the queued job, loaded from the store, runs",
+                done.get("error"))
+    with h.Daemon(host_workers=1, store=False) as d:
+        r = d.call("POST", "/v1/jobs", body)
+        done = d.wait(r.json["id"]) if r.status == 202 else {}
+        other = dict(body)
+        other["metrics"] = ["topology", "convergence"]
+        r2 = d.call("POST", "/v1/jobs", other)
+        done2 = d.wait(r2.json["id"]) if r2.status == 202 else {}
+        h.check(done.get("state") == "succeeded" and
+                done2.get("state") == "succeeded",
+                "jobs with inline inputs run (inputs read back)",
+                (done.get("error"), done2.get("error")))
+
+
 def test_expiry():
     """Jobs held, then expired: RSS comes back near where it started.
     Large inline jobs up to the budget and small ones in batches after
@@ -275,6 +332,7 @@ def main():
     with h.Daemon("--max-job-memory=1", host_workers=1, store=False) as est, \
             h.Daemon(host_workers=1, store=False) as d:
         h.section(test_estimates, est, d)
+    h.section(test_inputs_held_once)
     h.section(test_budget)
     h.section(test_expiry)
     h.finish()

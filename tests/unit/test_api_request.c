@@ -237,6 +237,63 @@ START_TEST(inline_data) {
 }
 END_TEST
 
+/* The inline inputs read back from the normalised request's text (what a
+ * queued job holds) are the floats the parse made, bit for bit: flat and
+ * nested samples, integers, exponents, negatives, values with 17
+ * significant digits; a client_ref that looks like data does not fool
+ * it; a count that differs, or a text without inputs, is AE_EINVAL. */
+static void inputs_round_trip(const char *text) {
+  json_t *body = load_text(text);
+  ae_request r;
+  parse_ok(body, &r);
+  size_t n = (size_t)r.data.batch_size;
+  for (int i = 0; i < r.data.input_rank; i++)
+    n *= (size_t)r.data.input_shape[i];
+  char *norm = ae_json_dumps(r.normalised);
+  ck_assert_ptr_nonnull(norm);
+  float *back = NULL;
+  ck_assert_int_eq(ae_request_inputs_from_text(norm, strlen(norm), n, &back),
+                   AE_OK);
+  ck_assert_int_eq(memcmp(back, r.data.inputs, n * sizeof *back), 0);
+  free(back);
+  back = (float *)1;
+  ck_assert_int_eq(
+      ae_request_inputs_from_text(norm, strlen(norm), n + 1, &back), AE_EINVAL);
+  ck_assert_ptr_null(back);
+  ck_assert_int_eq(
+      ae_request_inputs_from_text(norm, strlen(norm), n - 1, &back), AE_EINVAL);
+  free(norm);
+  ae_request_free(&r);
+  json_decref(body);
+}
+
+START_TEST(inputs_from_text) {
+  inputs_round_trip(
+      "{\"architecture\":{\"type\":\"mlp_dag\",\"dag\":\"2_02\"},"
+      "\"client_ref\":\"{\\\"data\\\":{\\\"inputs\\\":[[9,9]]}}\","
+      "\"data\":{\"inputs\":[[1,-0.1],[0.6000000000000001,1e-7],"
+      "[123456789.123,-3.4e38],[0.30000000000000004,2.5E-3]],"
+      "\"labels\":[0,1,1,0],\"num_classes\":2}}");
+  inputs_round_trip(
+      "{\"architecture\":{\"type\":\"graph\",\"output\":\"g\",\"nodes\":["
+      "{\"id\":\"g\",\"op\":\"global_avg_pool\",\"inputs\":[\"input\"]}]},"
+      "\"data\":{\"inputs\":[[[[1,2.5],[3,4]]],[[[5,6],[7,-8e-3]]]]}}");
+  float *v = (float *)1;
+  static const char none[] = "{\"data\":{\"dataset\":\"synthetic\"}}";
+  ck_assert_int_eq(ae_request_inputs_from_text(none, strlen(none), 2, &v),
+                   AE_EINVAL);
+  ck_assert_ptr_null(v);
+  static const char bad[] = "{\"data\":{\"inputs\":[[1,true],[2,3]]}}";
+  ck_assert_int_eq(ae_request_inputs_from_text(bad, strlen(bad), 4, &v),
+                   AE_EINVAL);
+  static const char ok[] = "{\"a\":[{\"b\":\"]\"}],\"data\":{\"x\":{},"
+                           "\"inputs\":[[1,2],[3,4]]}}";
+  ck_assert_int_eq(ae_request_inputs_from_text(ok, strlen(ok), 4, &v), AE_OK);
+  ck_assert_float_eq(v[3], 4.0f);
+  free(v);
+}
+END_TEST
+
 START_TEST(catalog_dataset) {
   json_t *body = load_file("mlp_fashion_mnist.json");
   ae_request r;
@@ -904,6 +961,7 @@ static Suite *request_suite(void) {
   tcase_add_test(tc, every_example_parses);
   tcase_add_test(tc, explicit_values_kept);
   tcase_add_test(tc, inline_data);
+  tcase_add_test(tc, inputs_from_text);
   tcase_add_test(tc, catalog_dataset);
   tcase_add_test(tc, all_errors_collected);
   tcase_add_test(tc, limits_enforced);
