@@ -12,11 +12,13 @@
  * and of the backward: the ReLU backward in 16 lanes and BN's backward
  * sums four channels at a time, each against its reference; and the
  * channel sums of the features' entropy (gpu/groups/features.c) and
- * col2im's stride-1 rows. */
+ * col2im's stride-1 rows; and the Philox words of a run of elements (the
+ * Rademacher g_out and the weight init). */
 #include "api/status.h"
 #include "gpu/groups/features.h"
 #include "gpu/host/blas_env.h"
 #include "gpu/host/net_internal.h"
+#include "gpu/philox.h"
 #include <cblas.h>
 #include <check.h>
 #include <math.h>
@@ -365,6 +367,37 @@ START_TEST(col2im_matches_reference) {
 }
 END_TEST
 
+/* ae_net_philox_lanes (AVX-512 where the CPU has it) gives every word of
+ * ae_philox_words and of its portable reference, including runs whose
+ * counter's low word wraps into the high one. */
+START_TEST(philox_lanes_match_reference) {
+  static const uint64_t starts[] = {0,
+                                    64 * 1000 + 7,
+                                    0xffffffffull - 37,
+                                    0xffffffffull - 63,
+                                    0x1234567890ull,
+                                    0xffffffffffffffffull - 40};
+  static const uint64_t seeds[] = {0, 1, 0x9e3779b97f4a7c15ull};
+  uint32_t w[4][AE_NET_NORMAL_LANES], r[4][AE_NET_NORMAL_LANES];
+  for (size_t s = 0; s < sizeof seeds / sizeof seeds[0]; s++)
+    for (size_t i = 0; i < sizeof starts / sizeof starts[0]; i++) {
+      uint32_t tensor = 0x00f00006u + (uint32_t)i, stream = (uint32_t)(3 * s);
+      ae_net_philox_lanes(seeds[s], tensor, stream, starts[i], w);
+      ae_net_philox_lanes_ref(seeds[s], tensor, stream, starts[i], r);
+      for (int l = 0; l < AE_NET_NORMAL_LANES; l++) {
+        ae_philox_out o =
+            ae_philox_words(seeds[s], tensor, stream, starts[i] + (uint64_t)l);
+        for (int j = 0; j < 4; j++) {
+          ck_assert_msg(w[j][l] == o.v[j] && r[j][l] == o.v[j],
+                        "seed %zu start %zu lane %d word %d: %08x, reference "
+                        "%08x, scalar %08x",
+                        s, i, l, j, w[j][l], r[j][l], o.v[j]);
+        }
+      }
+    }
+}
+END_TEST
+
 int main(int argc, char **argv) {
   /* The comparison is with the BLAS as the engine runs it. */
   ae_blas_tune_and_reexec(argc, argv);
@@ -381,6 +414,7 @@ int main(int argc, char **argv) {
   tcase_add_test(tc, bn_backward_sums_match_per_channel);
   tcase_add_test(tc, channel_sums_match_reference);
   tcase_add_test(tc, col2im_matches_reference);
+  tcase_add_test(tc, philox_lanes_match_reference);
   suite_add_tcase(s, tc);
   SRunner *sr = srunner_create(s);
   srunner_run_all(sr, CK_NORMAL);
