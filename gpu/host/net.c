@@ -19,14 +19,15 @@
  * job, and each job's arena (hundreds of MiB for a batch of 64 at 32x32)
  * would otherwise be mapped and page-faulted afresh every time.  The
  * jets' arena (net_jet.c, as large for the curvature's 128 points) is
- * kept the same way, as a second spare.  Arenas are anonymous mappings:
- * a net larger than the spare grows the spare in place (mremap), so its
- * resident pages move with it and only the new tail faults in; a sweep
- * of cells of growing size pays the faults of its largest arena once,
- * and the spare is never larger than the largest arena a net of the
- * thread needed (the job estimate's count).  They are freed when the
- * thread exits, by ae_net_release_spare, or before an allocation that
- * fails without them.
+ * kept the same way, as a second spare.  Arenas of 32 MiB or more are
+ * anonymous mappings: a net larger than such a spare grows it in place
+ * (mremap), so its resident pages move with it and only the new tail
+ * faults in; a sweep of cells of growing size pays the faults of its
+ * largest arena once, and the spare is never larger than the largest
+ * arena a net of the thread needed (the job estimate's count).  Smaller
+ * ones come from malloc, whose heap keeps their pages.  They are freed
+ * when the thread exits, by ae_net_release_spare, or before an allocation
+ * that fails without them.
  *
  * An ae_net and everything it points to belong to the thread that created
  * it; the spare arena belongs to its thread. */
@@ -78,16 +79,27 @@ static size_t page_round(size_t bytes) {
   return (bytes + page - 1) / page * page;
 }
 
-/* A fresh anonymous mapping of bytes (whole pages), or NULL. */
+/* Arenas of at least this size are anonymous mappings of their own (they
+ * can grow in place); smaller ones come from malloc, whose heap reuses
+ * their pages from job to job (glibc maps chunks of up to 32 MiB from its
+ * heap once its threshold has risen). */
+#define ARENA_MAP_MIN ((size_t)32 << 20)
+
+/* A fresh arena of bytes (whole pages), or NULL. */
 static unsigned char *arena_map(size_t bytes) {
   if (bytes == SIZE_MAX) return NULL;
+  if (bytes < ARENA_MAP_MIN) return aligned_alloc(ALIGN, bytes);
   void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE,
                  MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   return p == MAP_FAILED ? NULL : p;
 }
 
 static void arena_unmap(unsigned char *p, size_t bytes) {
-  if (p) munmap(p, bytes);
+  if (!p) return;
+  if (bytes < ARENA_MAP_MIN)
+    free(p);
+  else
+    munmap(p, bytes);
 }
 
 /* A thread's spares: [AE_NET_SPARE_FORWARD], [AE_NET_SPARE_JETS]. */
@@ -117,9 +129,9 @@ static void spare_drop(spare_arena *s) {
  * when it fits and is at most 8 times that (its pages are resident
  * anyway; a far smaller net, a probe or a one-sample net, leaves it to the
  * job's big net); a spare too small grown to bytes in place (mremap: its
- * resident pages come along, only the tail is new); else a new mapping
- * (larger spares are unmapped first when memory is short).  The memory
- * is page-aligned; *have: its length, for ae_net_arena_give. */
+ * resident pages come along, only the tail is new); else a new arena
+ * (larger spares are freed first when memory is short).  64-byte
+ * aligned; *have: its length, for ae_net_arena_give. */
 unsigned char *ae_net_arena_take(int which, size_t bytes, size_t *have) {
   spare_arena *all = spare_of_thread(), *s = all ? &all[which] : NULL;
   bytes = page_round(bytes > 0 ? bytes : 1);
@@ -131,7 +143,7 @@ unsigned char *ae_net_arena_take(int which, size_t bytes, size_t *have) {
     s->bytes = 0;
     return p;
   }
-  if (s && s->p && s->bytes < bytes) {
+  if (s && s->p && s->bytes < bytes && s->bytes >= ARENA_MAP_MIN) {
     void *q = mremap(s->p, s->bytes, bytes, MREMAP_MAYMOVE);
     if (q != MAP_FAILED) {
       s->p = NULL;
@@ -141,6 +153,7 @@ unsigned char *ae_net_arena_take(int which, size_t bytes, size_t *have) {
     }
     spare_drop(s);
   }
+  if (s && s->p && s->bytes < bytes) spare_drop(s);
   *have = bytes;
   unsigned char *p = arena_map(bytes);
   if (!p && all) {
@@ -153,7 +166,7 @@ unsigned char *ae_net_arena_take(int which, size_t bytes, size_t *have) {
 
 /* Back from a destroyed net (or jets planned again): p and bytes as
  * ae_net_arena_take gave them; kept as the spare of its kind when larger
- * than it, else unmapped. */
+ * than it, else freed. */
 void ae_net_arena_give(int which, unsigned char *p, size_t bytes) {
   if (!p) return;
   spare_arena *s = spare_of_thread();
