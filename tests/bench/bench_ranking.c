@@ -430,6 +430,9 @@ int main(int argc, char **argv) {
   int status = 0, rank_cells = 0;
   rank_macs rank_sum = {0};
   double rank_cpu = 0;
+  double *rank_gflop = calloc((size_t)o.cells, sizeof *rank_gflop);
+  double *rank_sec = calloc((size_t)o.cells, sizeof *rank_sec);
+  if (!rank_gflop || !rank_sec) return 1;
   for (int k = 0; k < o.cells && !status; k++) {
     char cell[256];
     draw_cell(o.cell_seed, o.first_cell + k, cell, sizeof cell);
@@ -485,6 +488,8 @@ int main(int argc, char **argv) {
         rank_sum.synflow += rm.synflow;
         rank_cpu += cpu[at];
         rank_cells++;
+        rank_gflop[k] = 2e-9 * rank_macs_total(&rm);
+        rank_sec[k] = cpu[at];
       }
       if (!columns[c].profile && family_null(&sc, columns[c].id)) nulls[c]++;
       printf(" %.3f", cpu[at]);
@@ -537,7 +542,15 @@ int main(int argc, char **argv) {
            "that rate: %.3f s\n",
            rate, rank_cpu / n, peak, peak > 0 ? 100.0 * rate / peak : 0.0,
            peak > 0 ? gf * total / peak : 0.0);
+    printf("rank per cell (GFLOP, GFLOP/s):");
+    for (int k = 0; k < o.cells; k++)
+      if (rank_gflop[k] > 0 && rank_sec[k] > 0)
+        printf(" %d %.2f %.1f;", o.first_cell + k, rank_gflop[k],
+               rank_gflop[k] / rank_sec[k]);
+    printf("\n");
   }
+  free(rank_gflop);
+  free(rank_sec);
   free(col);
   free(cpu);
   free(wall);
