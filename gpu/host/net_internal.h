@@ -125,6 +125,12 @@ void ae_net_avg_pool_plane_t(const ae_real *x, int h, int w, int k, int stride,
 void ae_net_avg_pool_plane_adj_t(const ae_real *dy, int h, int w, int k,
                                  int stride, int pad, int include_pad, int oh,
                                  int ow, ae_real *dx);
+/* The adjoint's window loop, output by output: the reference that
+ * ae_net_avg_pool_plane_adj_t's stride-1 rows (AVX-512 runs where the CPU
+ * has it) match bit for bit. */
+void ae_net_avg_pool_plane_adj_ref_t(const ae_real *dy, int h, int w, int k,
+                                     int stride, int pad, int include_pad,
+                                     int oh, int ow, ae_real *dx);
 /* Average pooling of `planes` channel planes of node nd (geometry ge). */
 void ae_net_avg_pool_t(const ae_real *x, size_t planes, const ae_node *nd,
                        const ae_plan_geom *ge, ae_real *y);

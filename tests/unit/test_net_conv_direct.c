@@ -12,8 +12,9 @@
  * and of the backward: the ReLU backward in 16 lanes and BN's backward
  * sums four channels at a time, each against its reference; and the
  * channel sums of the features' entropy (gpu/groups/features.c) and
- * col2im's stride-1 rows; and the Philox words of a run of elements (the
- * Rademacher g_out and the weight init). */
+ * col2im's stride-1 rows and the average pool's adjoint; and the Philox
+ * words of a run of elements (the Rademacher g_out and the weight
+ * init). */
 #include "api/status.h"
 #include "gpu/groups/features.h"
 #include "gpu/host/blas_env.h"
@@ -367,6 +368,43 @@ START_TEST(col2im_matches_reference) {
 }
 END_TEST
 
+/* The stride-1 average pool's adjoint by rows (16-lane runs where the CPU
+ * has AVX-512) adds into dx bit for bit what the window loop adds: odd
+ * and even planes, rows narrower than a vector, windows of 3 and 5, the
+ * padding counted or not, dx holding values already (signed zeros, a NaN
+ * among the gradients). */
+START_TEST(avg_pool_adjoint_matches_reference) {
+  static const int shapes[][2] = {{32, 32}, {16, 16}, {8, 8},  {5, 7},
+                                  {1, 1},   {3, 40},  {17, 33}};
+  for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
+    for (int k = 3; k <= 5; k += 2)
+      for (int include_pad = 0; include_pad < 2; include_pad++) {
+        int h = shapes[s][0], w = shapes[s][1], pad = (k - 1) / 2;
+        size_t n = (size_t)h * w;
+        float *dy = malloc(n * sizeof *dy), *a = malloc(n * sizeof *a),
+              *b = malloc(n * sizeof *b);
+        ck_assert(dy && a && b);
+        for (size_t e = 0; e < n; e++) {
+          dy[e] = (float)ae_philox_normal(5, 0x00abc004u, (uint32_t)s, e);
+          a[e] = b[e] = e % 5 == 0 ? -0.0f
+                                   : (float)ae_philox_normal(
+                                         5, 0x00abc004u, 100 + (uint32_t)s, e);
+        }
+        dy[0] = -0.0f;
+        if (n > 9) dy[9] = NAN;
+        ae_net_avg_pool_plane_adj_t(dy, h, w, k, 1, pad, include_pad, h, w, a);
+        ae_net_avg_pool_plane_adj_ref_t(dy, h, w, k, 1, pad, include_pad, h, w,
+                                        b);
+        ck_assert_msg(memcmp(a, b, n * sizeof *a) == 0,
+                      "%dx%d, k %d, include_pad %d: differs", h, w, k,
+                      include_pad);
+        free(dy);
+        free(a);
+        free(b);
+      }
+}
+END_TEST
+
 /* ae_net_philox_lanes (AVX-512 where the CPU has it) gives every word of
  * ae_philox_words and of its portable reference, including runs whose
  * counter's low word wraps into the high one. */
@@ -415,6 +453,7 @@ int main(int argc, char **argv) {
   tcase_add_test(tc, channel_sums_match_reference);
   tcase_add_test(tc, col2im_matches_reference);
   tcase_add_test(tc, philox_lanes_match_reference);
+  tcase_add_test(tc, avg_pool_adjoint_matches_reference);
   suite_add_tcase(s, tc);
   SRunner *sr = srunner_create(s);
   srunner_run_all(sr, CK_NORMAL);
