@@ -144,7 +144,11 @@ unsigned char *ae_net_arena_take(int which, size_t bytes, size_t *have) {
     return p;
   }
   if (s && s->p && s->bytes < bytes && s->bytes >= ARENA_MAP_MIN) {
+#ifdef MREMAP_MAYMOVE
     void *q = mremap(s->p, s->bytes, bytes, MREMAP_MAYMOVE);
+#else /* no mremap (not Linux): a new arena, as for a small spare */
+    void *q = MAP_FAILED;
+#endif
     if (q != MAP_FAILED) {
       s->p = NULL;
       s->bytes = 0;
