@@ -87,6 +87,7 @@ static int corr_of_normalised(const double *z, int c, size_t hw, double *corr,
 /* Channels normalised at once: the float64 chains of the sums stay one per
  * channel, in the same order, but run side by side. */
 #define CORR_GROUP 4
+_Static_assert(CORR_GROUP == 4, "corr_lambda_min_f names four chains");
 
 /* ae_corr_lambda_min of float32 rows, bit for bit the same (each value
  * converts exactly), without a float64 copy of the activation first, and
@@ -108,11 +109,23 @@ corr_lambda_min_f(const float *x, int c, size_t hw, double *work, double *out,
       constant[j] = 1;
     }
     if (m == CORR_GROUP) {
-      for (size_t k = 0; k < hw; k++)
-        for (int j = 0; j < CORR_GROUP; j++) {
-          mean[j] += (double)row[j][k];
-          constant[j] &= row[j][k] == row[j][0];
-        }
+      /* The four chains in named locals: in registers, not through the
+       * arrays' memory (a store and a load in every chain's step). */
+      const float *r0 = row[0], *r1 = row[1], *r2 = row[2], *r3 = row[3];
+      double s0 = 0.0, s1 = 0.0, s2 = 0.0, s3 = 0.0;
+      int k0 = 1, k1 = 1, k2 = 1, k3 = 1;
+      for (size_t k = 0; k < hw; k++) {
+        s0 += (double)r0[k];
+        s1 += (double)r1[k];
+        s2 += (double)r2[k];
+        s3 += (double)r3[k];
+        k0 &= r0[k] == r0[0];
+        k1 &= r1[k] == r1[0];
+        k2 &= r2[k] == r2[0];
+        k3 &= r3[k] == r3[0];
+      }
+      mean[0] = s0, mean[1] = s1, mean[2] = s2, mean[3] = s3;
+      constant[0] = k0, constant[1] = k1, constant[2] = k2, constant[3] = k3;
     } else {
       for (int j = 0; j < m; j++)
         for (size_t k = 0; k < hw; k++) {
@@ -123,12 +136,23 @@ corr_lambda_min_f(const float *x, int c, size_t hw, double *work, double *out,
     for (int j = 0; j < m; j++)
       mean[j] /= (double)hw;
     if (m == CORR_GROUP) {
-      for (size_t k = 0; k < hw; k++)
-        for (int j = 0; j < CORR_GROUP; j++) {
-          double d = (double)row[j][k] - mean[j];
-          zr[j][k] = d;
-          ss[j] += d * d;
-        }
+      const float *r0 = row[0], *r1 = row[1], *r2 = row[2], *r3 = row[3];
+      double *z0 = zr[0], *z1 = zr[1], *z2 = zr[2], *z3 = zr[3];
+      double m0 = mean[0], m1 = mean[1], m2 = mean[2], m3 = mean[3];
+      double s0 = 0.0, s1 = 0.0, s2 = 0.0, s3 = 0.0;
+      for (size_t k = 0; k < hw; k++) {
+        double d0 = (double)r0[k] - m0, d1 = (double)r1[k] - m1;
+        double d2 = (double)r2[k] - m2, d3 = (double)r3[k] - m3;
+        z0[k] = d0;
+        z1[k] = d1;
+        z2[k] = d2;
+        z3[k] = d3;
+        s0 += d0 * d0;
+        s1 += d1 * d1;
+        s2 += d2 * d2;
+        s3 += d3 * d3;
+      }
+      ss[0] = s0, ss[1] = s1, ss[2] = s2, ss[3] = s3;
     } else {
       for (int j = 0; j < m; j++)
         for (size_t k = 0; k < hw; k++) {
@@ -145,6 +169,11 @@ corr_lambda_min_f(const float *x, int c, size_t hw, double *work, double *out,
     }
   }
   return corr_of_normalised(z, c, hw, corr, out, ctl);
+}
+
+int ae_corr_lambda_min_f32(const float *x, int c, size_t hw, double *work,
+                           double *out) {
+  return corr_lambda_min_f(x, c, hw, work, out, NULL);
 }
 
 int ae_corr_lambda_min(const double *x, int c, size_t hw, double *work,

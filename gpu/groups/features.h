@@ -52,6 +52,12 @@ size_t ae_count_distinct_u16(const uint16_t *codes, size_t n, uint64_t *bitmap);
  * doubles.  0, or an error of ae_sym_eigvals. */
 int ae_corr_lambda_min(const double *x, int c, size_t hw, double *work,
                        double *out);
+/* The same of float32 rows, bit for bit (every value converts exactly;
+ * what feature_corr_lambda_min runs on the activations in place, four
+ * channels' float64 chains side by side); work as above, holding the very
+ * same values afterwards. */
+int ae_corr_lambda_min_f32(const float *x, int c, size_t hw, double *work,
+                           double *out);
 
 /* Entropy H = -sum p log(p + 1e-8) of the eigenvalues s (clipped at 0,
  * p = s / sum s) of the c x c covariance of a feature map f (batch x c x

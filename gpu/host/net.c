@@ -19,12 +19,20 @@
  * job, and each job's arena (hundreds of MiB for a batch of 64 at 32x32)
  * would otherwise be mapped and page-faulted afresh every time.  The
  * jets' arena (net_jet.c, as large for the curvature's 128 points) is
- * kept the same way, as a second spare.  They are freed when the thread
- * exits, by ae_net_release_spare, or before an allocation that fails
- * without them.
+ * kept the same way, as a second spare.  Arenas of 32 MiB or more are
+ * anonymous mappings: a net larger than such a spare grows it in place
+ * (mremap), so its resident pages move with it and only the new tail
+ * faults in; a sweep of cells of growing size pays the faults of its
+ * largest arena once, and the spare is never larger than the largest
+ * arena a net of the thread needed (the job estimate's count).  Smaller
+ * ones come from malloc, whose heap keeps their pages.  They are freed
+ * when the thread exits, by ae_net_release_spare, or before an allocation
+ * that fails without them.
  *
  * An ae_net and everything it points to belong to the thread that created
  * it; the spare arena belongs to its thread. */
+#include "config.h" /* mremap (AC_USE_SYSTEM_EXTENSIONS) */
+
 #include "gpu/host/net_internal.h"
 
 #include "api/status.h"
@@ -35,7 +43,9 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <time.h>
+#include <unistd.h>
 #ifndef AE_NET_DOUBLE
 #include "gpu/host/net64.h"
 #endif
@@ -54,18 +64,49 @@ static size_t align_up(size_t v) {
 
 typedef struct {
   unsigned char *p;
-  size_t bytes;
+  size_t bytes; /* the mapping's length (whole pages) */
 } spare_arena;
 
 static pthread_key_t spare_key;
 static pthread_once_t spare_once = PTHREAD_ONCE_INIT;
 static int spare_ok;
 
+/* bytes rounded up to whole pages (SIZE_MAX when that overflows). */
+static size_t page_round(size_t bytes) {
+  long pg = sysconf(_SC_PAGESIZE);
+  size_t page = pg > 0 ? (size_t)pg : 4096;
+  if (bytes > SIZE_MAX - page) return SIZE_MAX;
+  return (bytes + page - 1) / page * page;
+}
+
+/* Arenas of at least this size are anonymous mappings of their own (they
+ * can grow in place); smaller ones come from malloc, whose heap reuses
+ * their pages from job to job (glibc maps chunks of up to 32 MiB from its
+ * heap once its threshold has risen). */
+#define ARENA_MAP_MIN ((size_t)32 << 20)
+
+/* A fresh arena of bytes (whole pages), or NULL. */
+static unsigned char *arena_map(size_t bytes) {
+  if (bytes == SIZE_MAX) return NULL;
+  if (bytes < ARENA_MAP_MIN) return aligned_alloc(ALIGN, bytes);
+  void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE,
+                 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  return p == MAP_FAILED ? NULL : p;
+}
+
+static void arena_unmap(unsigned char *p, size_t bytes) {
+  if (!p) return;
+  if (bytes < ARENA_MAP_MIN)
+    free(p);
+  else
+    munmap(p, bytes);
+}
+
 /* A thread's spares: [AE_NET_SPARE_FORWARD], [AE_NET_SPARE_JETS]. */
 static void spare_destroy(void *v) {
   spare_arena *s = v;
   for (int i = 0; i < AE_NET_SPARES; i++)
-    free(s[i].p);
+    arena_unmap(s[i].p, s[i].bytes);
   free(s);
 }
 
@@ -79,19 +120,22 @@ static spare_arena *spare_of_thread(void) {
 }
 
 static void spare_drop(spare_arena *s) {
-  free(s->p);
+  arena_unmap(s->p, s->bytes);
   s->p = NULL;
   s->bytes = 0;
 }
 
-/* An arena of at least bytes (a multiple of ALIGN): this thread's spare
- * of the kind `which` when it fits and is at most 8 times that (its pages
- * are resident anyway; a far smaller net, a probe or a one-sample net,
- * leaves it to the job's big net), else a new one (a spare too small is
- * freed first: this one would replace it; larger ones too, when memory
- * is short).  *have: its size. */
+/* An arena of at least bytes: this thread's spare of the kind `which`
+ * when it fits and is at most 8 times that (its pages are resident
+ * anyway; a far smaller net, a probe or a one-sample net, leaves it to the
+ * job's big net); a spare too small grown to bytes in place (mremap: its
+ * resident pages come along, only the tail is new); else a new arena
+ * (larger spares are freed first when memory is short).  64-byte
+ * aligned; *have: its length, for ae_net_arena_give. */
 unsigned char *ae_net_arena_take(int which, size_t bytes, size_t *have) {
   spare_arena *all = spare_of_thread(), *s = all ? &all[which] : NULL;
+  bytes = page_round(bytes > 0 ? bytes : 1);
+  if (bytes == SIZE_MAX) return NULL;
   if (s && s->p && s->bytes >= bytes && s->bytes / 8 <= bytes) {
     unsigned char *p = s->p;
     *have = s->bytes;
@@ -99,19 +143,34 @@ unsigned char *ae_net_arena_take(int which, size_t bytes, size_t *have) {
     s->bytes = 0;
     return p;
   }
+  if (s && s->p && s->bytes < bytes && s->bytes >= ARENA_MAP_MIN) {
+#ifdef MREMAP_MAYMOVE
+    void *q = mremap(s->p, s->bytes, bytes, MREMAP_MAYMOVE);
+#else /* no mremap (not Linux): a new arena, as for a small spare */
+    void *q = MAP_FAILED;
+#endif
+    if (q != MAP_FAILED) {
+      s->p = NULL;
+      s->bytes = 0;
+      *have = bytes;
+      return q;
+    }
+    spare_drop(s);
+  }
   if (s && s->p && s->bytes < bytes) spare_drop(s);
   *have = bytes;
-  unsigned char *p = aligned_alloc(ALIGN, bytes);
+  unsigned char *p = arena_map(bytes);
   if (!p && all) {
     for (int i = 0; i < AE_NET_SPARES; i++)
       spare_drop(&all[i]);
-    p = aligned_alloc(ALIGN, bytes);
+    p = arena_map(bytes);
   }
   return p;
 }
 
-/* Back from a destroyed net (or jets planned again): kept as the spare of
- * its kind when larger than it. */
+/* Back from a destroyed net (or jets planned again): p and bytes as
+ * ae_net_arena_take gave them; kept as the spare of its kind when larger
+ * than it, else freed. */
 void ae_net_arena_give(int which, unsigned char *p, size_t bytes) {
   if (!p) return;
   spare_arena *s = spare_of_thread();
@@ -124,10 +183,10 @@ void ae_net_arena_give(int which, unsigned char *p, size_t bytes) {
   }
   if (s) s = &s[which];
   if (!s || (s->p && s->bytes >= bytes)) {
-    free(p);
+    arena_unmap(p, bytes);
     return;
   }
-  free(s->p);
+  arena_unmap(s->p, s->bytes);
   s->p = p;
   s->bytes = bytes;
 }

@@ -125,6 +125,12 @@ void ae_net_avg_pool_plane_t(const ae_real *x, int h, int w, int k, int stride,
 void ae_net_avg_pool_plane_adj_t(const ae_real *dy, int h, int w, int k,
                                  int stride, int pad, int include_pad, int oh,
                                  int ow, ae_real *dx);
+/* The adjoint's window loop, output by output: the reference that
+ * ae_net_avg_pool_plane_adj_t's stride-1 rows (AVX-512 runs where the CPU
+ * has it) match bit for bit. */
+void ae_net_avg_pool_plane_adj_ref_t(const ae_real *dy, int h, int w, int k,
+                                     int stride, int pad, int include_pad,
+                                     int oh, int ow, ae_real *dx);
 /* Average pooling of `planes` channel planes of node nd (geometry ge). */
 void ae_net_avg_pool_t(const ae_real *x, size_t planes, const ae_node *nd,
                        const ae_plan_geom *ge, ae_real *y);
@@ -185,6 +191,15 @@ int ae_net_load_params(ae_net *n, int node, ae_net_param_kind kind,
 #define AE_NET_NORMAL_LANES 64
 void ae_net_philox_normals(uint64_t seed, uint32_t tensor, uint32_t stream,
                            uint64_t index0, double *out);
+/* The Philox words of those AE_NET_NORMAL_LANES elements:
+ * w[j][l] = ae_philox_words(seed, tensor, stream, index0 + l).v[j]
+ * (AVX-512 intrinsics where the CPU has them), and the portable loops it
+ * is held to. */
+void ae_net_philox_lanes(uint64_t seed, uint32_t tensor, uint32_t stream,
+                         uint64_t index0, uint32_t w[4][AE_NET_NORMAL_LANES]);
+void ae_net_philox_lanes_ref(uint64_t seed, uint32_t tensor, uint32_t stream,
+                             uint64_t index0,
+                             uint32_t w[4][AE_NET_NORMAL_LANES]);
 
 /* Direct float32 convolution, stride 1, output as large as
  * the input (odd kernel k <= AE_NET_DIRECT_MAX_K, padding (k - 1) / 2):

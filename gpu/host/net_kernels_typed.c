@@ -247,7 +247,9 @@ void ae_net_avg_pool_plane_t(const ae_real *x, int h, int w, int k, int stride,
 #define POOL_ADJ_MAX_ROW 512
 AE_VECTOR_LOOPS static void avg_pool_adj_rows(const ae_real *dy, int h, int w,
                                               int k, int pad, int include_pad,
-                                              int oh, int ow, ae_real *dx) {
+                                              int oh, int ow, ae_real *dx,
+                                              int lanes) {
+  (void)lanes;
   ae_real g[POOL_ADJ_MAX_ROW];
   int cols[POOL_ADJ_MAX_ROW];
   for (int ox = 0; ox < ow; ox++) {
@@ -273,6 +275,14 @@ AE_VECTOR_LOOPS static void avg_pool_adj_rows(const ae_real *dy, int h, int w,
         int lo = shift < 0 ? -shift : 0;
         int hi = w - shift < ow ? w - shift : ow;
         ae_real *r = row + shift;
+#if AE_NET_AVX512
+        /* 16 lanes (the compiler's loop runs 4): r + g, each element's
+         * one addition, in the same operand order. */
+        if (lanes && hi > lo) {
+          add_avx512(r + lo, g + lo, r + lo, (size_t)(hi - lo));
+          continue;
+        }
+#endif
         for (int ox = lo; ox < hi; ox++)
           r[ox] += g[ox];
       }
@@ -284,9 +294,17 @@ void ae_net_avg_pool_plane_adj_t(const ae_real *dy, int h, int w, int k,
                                  int stride, int pad, int include_pad, int oh,
                                  int ow, ae_real *dx) {
   if (stride == 1 && ow <= POOL_ADJ_MAX_ROW) {
-    avg_pool_adj_rows(dy, h, w, k, pad, include_pad, oh, ow, dx);
+    avg_pool_adj_rows(dy, h, w, k, pad, include_pad, oh, ow, dx,
+                      AE_NET_AVX512 && ae_net_have_avx512());
     return;
   }
+  ae_net_avg_pool_plane_adj_ref_t(dy, h, w, k, stride, pad, include_pad, oh, ow,
+                                  dx);
+}
+
+void ae_net_avg_pool_plane_adj_ref_t(const ae_real *dy, int h, int w, int k,
+                                     int stride, int pad, int include_pad,
+                                     int oh, int ow, ae_real *dx) {
   for (int oy = 0; oy < oh; oy++)
     for (int ox = 0; ox < ow; ox++) {
       int y0 = oy * stride - pad, x0 = ox * stride - pad;

@@ -43,6 +43,7 @@ typedef uint64_t ae_real_bits; /* an unsigned integer of ae_real's width */
 #define ae_net_col2im_add_ref_t ae_net64_col2im_add_ref_t
 #define ae_net_avg_pool_plane_t ae_net64_avg_pool_plane_t
 #define ae_net_avg_pool_plane_adj_t ae_net64_avg_pool_plane_adj_t
+#define ae_net_avg_pool_plane_adj_ref_t ae_net64_avg_pool_plane_adj_ref_t
 #define ae_net_avg_pool_t ae_net64_avg_pool_t
 #define ae_net_global_avg_pool_t ae_net64_global_avg_pool_t
 #define ae_net_add_t ae_net64_add_t

@@ -29,9 +29,14 @@
  * then per job the mean, median, p90, min and max over the cells, the
  * mean wall seconds (the engine's provenance.t_total), the number of
  * cells where the metric came back null, the hours all 15,625 NB201 cells
- * would take at that mean on one core, and the peak RSS.
+ * would take at that mean on one core, and the peak RSS.  When the `rank`
+ * job ran: the arithmetic of what that profile computes per architecture
+ * (rank_flops: from the lowered graphs' multiply-adds and ranking.md's
+ * protocols), its rate over the job's CPU time, and this core's
+ * single-thread SGEMM rate (1024^3, best of 5) to compare with.
  *
  * Single-threaded: main owns everything. */
+#include <cblas.h>
 #include <errno.h>
 #include <jansson.h>
 #include <math.h>
@@ -49,6 +54,7 @@
 #include "api/status.h"
 #include "gpu/dataset.h"
 #include "gpu/engine.h"
+#include "gpu/groups/features.h"
 #include "gpu/host/blas_env.h"
 #include "gpu/philox.h"
 
@@ -182,6 +188,138 @@ static int family_null(const ae_scorecard *sc, ae_metric_id id) {
   return null;
 }
 
+/* Multiply-adds of the rank profile's arithmetic for one architecture,
+ * by part (ranking.md §1, §2, §4; FLOPs are twice these). */
+typedef struct {
+  double forward;  /* the batch's Gaussian forward (isotropy, trainability) */
+  double backward; /* trainability's input-only backward through the blocks */
+  double pairs;    /* trainability's M = g_in' g_out, every block pair */
+  double cov;      /* isotropy's channel covariances of the block outputs */
+  double corr;     /* feature_corr's one-sample forwards and correlations */
+  double patterns; /* activation_patterns: the probe's forwards */
+  double synflow;  /* synflow: one sample, forward, dX and dW (float64) */
+} rank_macs;
+
+static double rank_macs_total(const rank_macs *m) {
+  return m->forward + m->backward + m->pairs + m->cov + m->corr + m->patterns +
+         m->synflow;
+}
+
+/* node_macs of api/lower.c: conv and linear multiply-adds per sample. */
+static double node_macs(const ae_graph *g, const ae_node *n) {
+  double in = 1;
+  const ae_node *x = &g->nodes[n->inputs[0]];
+  for (int d = 0; d < (x->rank == 3 ? 3 : 1); d++)
+    in *= x->shape[d];
+  if (n->op == AE_OP_LINEAR) return (in + (n->bias ? 1 : 0)) * n->out;
+  if (n->op != AE_OP_CONV) return 0.0;
+  int groups = n->groups > 0 ? n->groups : 1;
+  return ((double)x->shape[0] / groups * n->kernel * n->kernel +
+          (n->bias ? 1 : 0)) *
+         n->out * n->shape[1] * n->shape[2];
+}
+
+static int lower(const ae_request *r, ae_probe probe, ae_graph *g) {
+  ae_lower_opts lo;
+  memset(&lo, 0, sizeof lo);
+  lo.probe = probe;
+  lo.num_classes = r->net.num_classes;
+  memcpy(lo.input_shape, r->data.input_shape, sizeof lo.input_shape);
+  lo.input_rank = r->data.input_rank;
+  ae_limits lim;
+  ae_limits_default(&lim);
+  lim.max_working_set_bytes = 0;
+  ae_problem p = AE_PROBLEM_INIT;
+  int rc = ae_arch_lower(&r->arch, &lo, &lim, "/architecture", g, &p);
+  if (rc) print_problem("lowering", &p);
+  ae_problem_clear(&p);
+  return rc;
+}
+
+/* What the rank profile computes for r's network, batch B, in multiply-
+ * adds: the forward of B samples; the backward of every block pair (dX
+ * of each conv between the first and the last block output: as many
+ * multiply-adds as its forward); M per pair (B h w C_in' C_out, C_in'
+ * after pixel-unshuffle); the covariances (B H W C (C + 1) / 2 per block
+ * output); fc_samples one-sample forwards with the correlation of every
+ * rank-3 node (H W C (C + 1) / 2); ap_repeats forwards of the probe on
+ * min(16, B) samples; synflow's three passes of one sample.  Elementwise
+ * work (BN, ReLU, pools, adds), eigenvalues and the Philox draws are not
+ * counted: the number is the GEMM-shaped arithmetic a perfect engine
+ * could not avoid. */
+static int rank_flops(const ae_request *r, rank_macs *m) {
+  memset(m, 0, sizeof *m);
+  ae_graph g, probe;
+  if (lower(r, AE_PROBE_NONE, &g)) return -1;
+  if (lower(r, AE_PROBE_RANKING, &probe)) {
+    ae_graph_free(&g);
+    return -1;
+  }
+  int *blocks = NULL, nb = 0;
+  if (ae_graph_block_outputs(&g, &blocks, &nb) || nb < 1) {
+    ae_graph_free(&g);
+    ae_graph_free(&probe);
+    return -1;
+  }
+  double B = r->data.batch_size, fwd = ae_graph_macs(&g), blk = 0, corr = 0;
+  for (int k = 1; k < g.n_nodes; k++) {
+    const ae_node *n = &g.nodes[k];
+    if (k > blocks[0] && k <= blocks[nb - 1]) blk += node_macs(&g, n);
+    if (n->rank == 3 && n->op != AE_OP_ZERO)
+      corr += (double)n->shape[1] * n->shape[2] * n->shape[0] *
+              (n->shape[0] + 1) / 2;
+  }
+  for (int l = 0; l < nb; l++) {
+    const ae_node *f = &g.nodes[blocks[l]];
+    double hw = (double)f->shape[1] * f->shape[2], c = f->shape[0];
+    m->cov += B * hw * c * (c + 1) / 2;
+    if (l) {
+      const ae_node *e = &g.nodes[blocks[l - 1]];
+      double cin = (double)e->shape[0] * (e->shape[1] / f->shape[1]) *
+                   (e->shape[2] / f->shape[2]);
+      m->pairs += B * hw * cin * c;
+    }
+  }
+  int ap = r->data.batch_size < AE_PATTERN_MAX_SAMPLES ? (int)r->data.batch_size
+                                                       : AE_PATTERN_MAX_SAMPLES;
+  m->forward = B * fwd;
+  m->backward = B * blk;
+  m->corr = r->settings.fc_samples * (fwd + corr);
+  m->patterns = (double)r->settings.ap_repeats * ap * ae_graph_macs(&probe);
+  m->synflow = 3 * fwd;
+  free(blocks);
+  ae_graph_free(&g);
+  ae_graph_free(&probe);
+  return 0;
+}
+
+/* This core's single-thread SGEMM rate, GFLOP/s: C = A B at n^3, the
+ * best of 5 (one warm-up first). */
+static double sgemm_gflops(int n) {
+  size_t e = (size_t)n * n;
+  float *a = malloc(e * sizeof *a), *b = malloc(e * sizeof *b),
+        *c = malloc(e * sizeof *c);
+  double best = 0;
+  if (a && b && c) {
+    for (size_t i = 0; i < e; i++) {
+      a[i] = (float)ae_philox_normal(1, CELL_DRAW_TENSOR, 1, i);
+      b[i] = (float)ae_philox_normal(1, CELL_DRAW_TENSOR, 2, i);
+    }
+    for (int t = 0; t < 6; t++) {
+      double c0 = cpu_seconds();
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1.0f, a,
+                  n, b, n, 0.0f, c, n);
+      double s = cpu_seconds() - c0;
+      double rate = 2.0 * n * n * (double)n / s / 1e9;
+      if (t && rate > best) best = rate;
+    }
+  }
+  free(a);
+  free(b);
+  free(c);
+  return best;
+}
+
 static int parse_opts(int argc, char **argv, options *o) {
   for (int a = 1; a < argc; a++) {
     const char *k = argv[a];
@@ -289,7 +427,12 @@ int main(int argc, char **argv) {
   for (size_t c = 0; c < n_cols; c++)
     printf(" %s", columns[c].name);
   printf(" nb201\n");
-  int status = 0;
+  int status = 0, rank_cells = 0;
+  rank_macs rank_sum = {0};
+  double rank_cpu = 0;
+  double *rank_gflop = calloc((size_t)o.cells, sizeof *rank_gflop);
+  double *rank_sec = calloc((size_t)o.cells, sizeof *rank_sec);
+  if (!rank_gflop || !rank_sec) return 1;
   for (int k = 0; k < o.cells && !status; k++) {
     char cell[256];
     draw_cell(o.cell_seed, o.first_cell + k, cell, sizeof cell);
@@ -328,6 +471,26 @@ int main(int argc, char **argv) {
         break;
       }
       wall[at] = sc.provenance.t_total;
+      if (!strcmp(columns[c].name, "rank")) {
+        rank_macs rm;
+        if (rank_flops(&req, &rm)) {
+          status = 1;
+          ae_scorecard_free(&sc);
+          ae_request_free(&req);
+          break;
+        }
+        rank_sum.forward += rm.forward;
+        rank_sum.backward += rm.backward;
+        rank_sum.pairs += rm.pairs;
+        rank_sum.cov += rm.cov;
+        rank_sum.corr += rm.corr;
+        rank_sum.patterns += rm.patterns;
+        rank_sum.synflow += rm.synflow;
+        rank_cpu += cpu[at];
+        rank_cells++;
+        rank_gflop[k] = 2e-9 * rank_macs_total(&rm);
+        rank_sec[k] = cpu[at];
+      }
       if (!columns[c].profile && family_null(&sc, columns[c].id)) nulls[c]++;
       printf(" %.3f", cpu[at]);
       fflush(stdout);
@@ -364,6 +527,30 @@ int main(int argc, char **argv) {
              wsum / m, nl, sum / m * 15625.0 / 3600.0);
     }
   }
+  if (!status && rank_cells) {
+    /* Per architecture, GFLOP (2 per multiply-add). */
+    double n = rank_cells, gf = 2e-9 / n, total = rank_macs_total(&rank_sum);
+    double rate = 2e-9 * total / rank_cpu, peak = sgemm_gflops(1024);
+    printf("rank GFLOP per architecture (mean of %d): %.3f = forward %.3f + "
+           "backward %.3f + pairs %.3f + covariances %.3f + feature_corr "
+           "%.3f + patterns %.3f + synflow (float64) %.3f\n",
+           rank_cells, gf * total, gf * rank_sum.forward,
+           gf * rank_sum.backward, gf * rank_sum.pairs, gf * rank_sum.cov,
+           gf * rank_sum.corr, gf * rank_sum.patterns, gf * rank_sum.synflow);
+    printf("rank rate %.1f GFLOP/s over %.3f CPU s per architecture; "
+           "single-thread SGEMM 1024^3 %.1f GFLOP/s: %.1f %%; the GFLOP at "
+           "that rate: %.3f s\n",
+           rate, rank_cpu / n, peak, peak > 0 ? 100.0 * rate / peak : 0.0,
+           peak > 0 ? gf * total / peak : 0.0);
+    printf("rank per cell (GFLOP, GFLOP/s):");
+    for (int k = 0; k < o.cells; k++)
+      if (rank_gflop[k] > 0 && rank_sec[k] > 0)
+        printf(" %d %.2f %.1f;", o.first_cell + k, rank_gflop[k],
+               rank_gflop[k] / rank_sec[k]);
+    printf("\n");
+  }
+  free(rank_gflop);
+  free(rank_sec);
   free(col);
   free(cpu);
   free(wall);

@@ -12,11 +12,14 @@
  * and of the backward: the ReLU backward in 16 lanes and BN's backward
  * sums four channels at a time, each against its reference; and the
  * channel sums of the features' entropy (gpu/groups/features.c) and
- * col2im's stride-1 rows. */
+ * col2im's stride-1 rows and the average pool's adjoint; and the Philox
+ * words of a run of elements (the Rademacher g_out and the weight
+ * init). */
 #include "api/status.h"
 #include "gpu/groups/features.h"
 #include "gpu/host/blas_env.h"
 #include "gpu/host/net_internal.h"
+#include "gpu/philox.h"
 #include <cblas.h>
 #include <check.h>
 #include <math.h>
@@ -365,6 +368,74 @@ START_TEST(col2im_matches_reference) {
 }
 END_TEST
 
+/* The stride-1 average pool's adjoint by rows (16-lane runs where the CPU
+ * has AVX-512) adds into dx bit for bit what the window loop adds: odd
+ * and even planes, rows narrower than a vector, windows of 3 and 5, the
+ * padding counted or not, dx holding values already (signed zeros, a NaN
+ * among the gradients). */
+START_TEST(avg_pool_adjoint_matches_reference) {
+  static const int shapes[][2] = {{32, 32}, {16, 16}, {8, 8},  {5, 7},
+                                  {1, 1},   {3, 40},  {17, 33}};
+  for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
+    for (int k = 3; k <= 5; k += 2)
+      for (int include_pad = 0; include_pad < 2; include_pad++) {
+        int h = shapes[s][0], w = shapes[s][1], pad = (k - 1) / 2;
+        size_t n = (size_t)h * w;
+        float *dy = malloc(n * sizeof *dy), *a = malloc(n * sizeof *a),
+              *b = malloc(n * sizeof *b);
+        ck_assert(dy && a && b);
+        for (size_t e = 0; e < n; e++) {
+          dy[e] = (float)ae_philox_normal(5, 0x00abc004u, (uint32_t)s, e);
+          a[e] = b[e] = e % 5 == 0 ? -0.0f
+                                   : (float)ae_philox_normal(
+                                         5, 0x00abc004u, 100 + (uint32_t)s, e);
+        }
+        dy[0] = -0.0f;
+        if (n > 9) dy[9] = NAN;
+        ae_net_avg_pool_plane_adj_t(dy, h, w, k, 1, pad, include_pad, h, w, a);
+        ae_net_avg_pool_plane_adj_ref_t(dy, h, w, k, 1, pad, include_pad, h, w,
+                                        b);
+        ck_assert_msg(memcmp(a, b, n * sizeof *a) == 0,
+                      "%dx%d, k %d, include_pad %d: differs", h, w, k,
+                      include_pad);
+        free(dy);
+        free(a);
+        free(b);
+      }
+}
+END_TEST
+
+/* ae_net_philox_lanes (AVX-512 where the CPU has it) gives every word of
+ * ae_philox_words and of its portable reference, including runs whose
+ * counter's low word wraps into the high one. */
+START_TEST(philox_lanes_match_reference) {
+  static const uint64_t starts[] = {0,
+                                    64 * 1000 + 7,
+                                    0xffffffffull - 37,
+                                    0xffffffffull - 63,
+                                    0x1234567890ull,
+                                    0xffffffffffffffffull - 40};
+  static const uint64_t seeds[] = {0, 1, 0x9e3779b97f4a7c15ull};
+  uint32_t w[4][AE_NET_NORMAL_LANES], r[4][AE_NET_NORMAL_LANES];
+  for (size_t s = 0; s < sizeof seeds / sizeof seeds[0]; s++)
+    for (size_t i = 0; i < sizeof starts / sizeof starts[0]; i++) {
+      uint32_t tensor = 0x00f00006u + (uint32_t)i, stream = (uint32_t)(3 * s);
+      ae_net_philox_lanes(seeds[s], tensor, stream, starts[i], w);
+      ae_net_philox_lanes_ref(seeds[s], tensor, stream, starts[i], r);
+      for (int l = 0; l < AE_NET_NORMAL_LANES; l++) {
+        ae_philox_out o =
+            ae_philox_words(seeds[s], tensor, stream, starts[i] + (uint64_t)l);
+        for (int j = 0; j < 4; j++) {
+          ck_assert_msg(w[j][l] == o.v[j] && r[j][l] == o.v[j],
+                        "seed %zu start %zu lane %d word %d: %08x, reference "
+                        "%08x, scalar %08x",
+                        s, i, l, j, w[j][l], r[j][l], o.v[j]);
+        }
+      }
+    }
+}
+END_TEST
+
 int main(int argc, char **argv) {
   /* The comparison is with the BLAS as the engine runs it. */
   ae_blas_tune_and_reexec(argc, argv);
@@ -381,6 +452,8 @@ int main(int argc, char **argv) {
   tcase_add_test(tc, bn_backward_sums_match_per_channel);
   tcase_add_test(tc, channel_sums_match_reference);
   tcase_add_test(tc, col2im_matches_reference);
+  tcase_add_test(tc, philox_lanes_match_reference);
+  tcase_add_test(tc, avg_pool_adjoint_matches_reference);
   suite_add_tcase(s, tc);
   SRunner *sr = srunner_create(s);
   srunner_run_all(sr, CK_NORMAL);

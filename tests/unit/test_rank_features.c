@@ -41,6 +41,43 @@ START_TEST(distinct_u16_codes) {
 }
 END_TEST
 
+/* ae_corr_lambda_min_f32 (float32 rows in place, four channels' chains
+ * side by side) leaves the very work values and eigenvalue of
+ * ae_corr_lambda_min on the same rows in float64: channel counts not a
+ * multiple of 4, constant and zero rows, one position. */
+START_TEST(correlation_f32_matches_reference) {
+  static const int cs[] = {1, 3, 4, 5, 8, 16, 18};
+  static const size_t hws[] = {1, 3, 64, 257};
+  for (size_t a = 0; a < sizeof cs / sizeof cs[0]; a++)
+    for (size_t b = 0; b < sizeof hws / sizeof hws[0]; b++) {
+      int c = cs[a];
+      size_t hw = hws[b], n = (size_t)c * hw, nw = n + (size_t)c * c + c;
+      float *xf = malloc(n * sizeof *xf);
+      double *xd = malloc(n * sizeof *xd);
+      double *w1 = calloc(nw, sizeof *w1), *w2 = calloc(nw, sizeof *w2);
+      ck_assert(xf && xd && w1 && w2);
+      for (size_t e = 0; e < n; e++) {
+        int row = (int)(e / hw);
+        double v = ae_philox_normal(3, 0x00abc003u, (uint32_t)a, e);
+        /* Row 1 constant, row 2 zero, the others ReLU-like. */
+        xf[e] = row == 1 ? 0.75f : row == 2 ? 0.0f : (float)(v > 0 ? v : 0);
+        xd[e] = (double)xf[e];
+      }
+      double v1 = 0, v2 = 0;
+      ck_assert_int_eq(ae_corr_lambda_min_f32(xf, c, hw, w1, &v1), AE_OK);
+      ck_assert_int_eq(ae_corr_lambda_min(xd, c, hw, w2, &v2), AE_OK);
+      ck_assert_msg(memcmp(&v1, &v2, sizeof v1) == 0,
+                    "c %d hw %zu: %.17g vs %.17g", c, hw, v1, v2);
+      ck_assert_msg(memcmp(w1, w2, (n + (size_t)c * c) * sizeof *w1) == 0,
+                    "c %d hw %zu: work differs", c, hw);
+      free(xf);
+      free(xd);
+      free(w1);
+      free(w2);
+    }
+}
+END_TEST
+
 START_TEST(correlation_lambda_min_by_hand) {
   /* a = (1,2,3,4), b = (1,-1,1,-1): centred a.b = -2, |a| = sqrt 5,
    * |b| = 2, rho = -1/sqrt 5; the 2 x 2 correlation's eigenvalues are
@@ -774,6 +811,7 @@ int main(void) {
   tcase_set_timeout(tc, 120);
   tcase_add_test(tc, distinct_u16_codes);
   tcase_add_test(tc, correlation_lambda_min_by_hand);
+  tcase_add_test(tc, correlation_f32_matches_reference);
   tcase_add_test(tc, channel_entropy_by_hand);
   tcase_add_test(tc, logdet_by_hand);
   tcase_add_test(tc, kernel_regression_by_hand);
