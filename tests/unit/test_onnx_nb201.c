@@ -688,50 +688,76 @@ static void canon_key(const ae_arch *a, char key[65]) {
   ae_canon_free(&c);
 }
 
-START_TEST(test_request_scored_as_native) {
-  ae_onnx_model m;
-  import_named("mixed", &m);
-  source_ctx ctx = {&m, 0};
+/* The model `name` (imported into *m) as three requests: onnx (as
+ * uploaded), native (the nb201 request of its cell) and graph (as_graph). */
+static void parse_three(const char *name, ae_onnx_model *m, ae_request *onnx,
+                        ae_request *native, ae_request *graph) {
+  import_named(name, m);
+  source_ctx ctx = {m, 0};
   ae_model_source src = {resolve, &ctx};
-  ae_request onnx, native, graph;
   parse("{\"architecture\":{\"type\":\"onnx\",\"model\":\"" MODEL_ID "\"},"
         "\"data\":{\"batch_size\":8},\"seed\":5,\"profile\":\"fast\"}",
-        &src, &onnx);
+        &src, onnx);
   parse("{\"architecture\":{\"type\":\"nb201\",\"cell\":"
         "\"|nor_conv_3x3~0|+|nor_conv_1x1~0|skip_connect~1|"
         "+|avg_pool_3x3~0|none~1|nor_conv_3x3~2|\",\"channels\":4,"
         "\"cells_per_stage\":2},"
         "\"data\":{\"batch_size\":8},\"seed\":5,\"profile\":\"fast\"}",
-        NULL, &native);
+        NULL, native);
   parse("{\"architecture\":{\"type\":\"onnx\",\"model\":\"" MODEL_ID "\","
         "\"as_graph\":true},"
         "\"data\":{\"batch_size\":8},\"seed\":5,\"profile\":\"fast\"}",
-        &src, &graph);
-  ck_assert_int_eq(onnx.arch.type, AE_ARCH_NB201);
-  ck_assert_str_eq(onnx.arch.model, MODEL_ID);
-  ck_assert_int_eq(graph.arch.type, AE_ARCH_GRAPH);
-  /* The same lowered network, node for node, and the same canonical key:
-   * the engine sees the native request. */
-  ck_assert_int_eq(onnx.net.n_nodes, native.net.n_nodes);
-  for (int i = 0; i < onnx.net.n_nodes; i++) {
-    ck_assert_int_eq(onnx.net.nodes[i].op, native.net.nodes[i].op);
-    ck_assert(memcmp(onnx.net.nodes[i].shape, native.net.nodes[i].shape,
-                     sizeof onnx.net.nodes[i].shape) == 0);
-    ck_assert_int_eq(onnx.net.nodes[i].n_inputs, native.net.nodes[i].n_inputs);
-    for (int k = 0; k < onnx.net.nodes[i].n_inputs; k++)
-      ck_assert_int_eq(onnx.net.nodes[i].inputs[k],
-                       native.net.nodes[i].inputs[k]);
+        &src, graph);
+  ck_assert_int_eq(onnx->arch.type, AE_ARCH_NB201);
+  ck_assert_str_eq(onnx->arch.model, MODEL_ID);
+  ck_assert_int_eq(graph->arch.type, AE_ARCH_GRAPH);
+}
+
+/* The same lowered network, node for node, the same data and the same
+ * canonical key as the native request (the engine sees the native
+ * request); the as_graph request keyed apart.  Returns the BN count. */
+static int assert_native_network(const ae_request *onnx,
+                                 const ae_request *native,
+                                 const ae_request *graph) {
+  ck_assert_int_eq(onnx->net.n_nodes, native->net.n_nodes);
+  int n_bn = 0;
+  for (int i = 0; i < onnx->net.n_nodes; i++) {
+    ck_assert_int_eq(onnx->net.nodes[i].op, native->net.nodes[i].op);
+    n_bn += onnx->net.nodes[i].op == AE_OP_BATCH_NORM;
+    ck_assert(memcmp(onnx->net.nodes[i].shape, native->net.nodes[i].shape,
+                     sizeof onnx->net.nodes[i].shape) == 0);
+    ck_assert_int_eq(onnx->net.nodes[i].n_inputs,
+                     native->net.nodes[i].n_inputs);
+    for (int k = 0; k < onnx->net.nodes[i].n_inputs; k++)
+      ck_assert_int_eq(onnx->net.nodes[i].inputs[k],
+                       native->net.nodes[i].inputs[k]);
   }
-  ck_assert_int_eq(onnx.net.num_classes, native.net.num_classes);
-  ck_assert(memcmp(&onnx.data.input_shape, &native.data.input_shape,
-                   sizeof onnx.data.input_shape) == 0);
-  ck_assert_int_eq(onnx.data.num_classes, native.data.num_classes);
+  ck_assert_int_eq(onnx->net.num_classes, native->net.num_classes);
+  ck_assert(memcmp(&onnx->data.input_shape, &native->data.input_shape,
+                   sizeof onnx->data.input_shape) == 0);
+  ck_assert_int_eq(onnx->data.num_classes, native->data.num_classes);
   char k1[65], k2[65], k3[65];
-  canon_key(&onnx.arch, k1);
-  canon_key(&native.arch, k2);
-  canon_key(&graph.arch, k3);
+  canon_key(&onnx->arch, k1);
+  canon_key(&native->arch, k2);
+  canon_key(&graph->arch, k3);
   ck_assert_str_eq(k1, k2);
   ck_assert_str_ne(k1, k3);
+  return n_bn;
+}
+
+static void free_three(ae_request *onnx, ae_request *native, ae_request *graph,
+                       ae_onnx_model *m) {
+  ae_request_free(onnx);
+  ae_request_free(native);
+  ae_request_free(graph);
+  ae_onnx_model_free(m);
+}
+
+START_TEST(test_request_scored_as_native) {
+  ae_onnx_model m;
+  ae_request onnx, native, graph;
+  parse_three("mixed", &m, &onnx, &native, &graph);
+  assert_native_network(&onnx, &native, &graph);
   /* The normalised request names the model (and as_graph when given). */
   json_t *a1 = json_object_get(onnx.normalised, "architecture");
   json_t *a3 = json_object_get(graph.normalised, "architecture");
@@ -746,10 +772,7 @@ START_TEST(test_request_scored_as_native) {
   ck_assert(strstr(note, "as_graph") != NULL);
   ck_assert_int_eq(ae_onnx_nb201_note(&native.arch, note, sizeof note), 0);
   ck_assert_int_eq(ae_onnx_nb201_note(&graph.arch, note, sizeof note), 0);
-  ae_request_free(&onnx);
-  ae_request_free(&native);
-  ae_request_free(&graph);
-  ae_onnx_model_free(&m);
+  free_three(&onnx, &native, &graph, &m);
 }
 END_TEST
 
@@ -757,48 +780,13 @@ END_TEST
  * saying the export was in eval mode; as_graph keeps its folded graph. */
 START_TEST(test_request_eval_scored_as_native) {
   ae_onnx_model m;
-  import_named("eval_mixed", &m);
-  source_ctx ctx = {&m, 0};
-  ae_model_source src = {resolve, &ctx};
   ae_request onnx, native, graph;
-  parse("{\"architecture\":{\"type\":\"onnx\",\"model\":\"" MODEL_ID "\"},"
-        "\"data\":{\"batch_size\":8},\"seed\":5,\"profile\":\"fast\"}",
-        &src, &onnx);
-  parse("{\"architecture\":{\"type\":\"nb201\",\"cell\":"
-        "\"|nor_conv_3x3~0|+|nor_conv_1x1~0|skip_connect~1|"
-        "+|avg_pool_3x3~0|none~1|nor_conv_3x3~2|\",\"channels\":4,"
-        "\"cells_per_stage\":2},"
-        "\"data\":{\"batch_size\":8},\"seed\":5,\"profile\":\"fast\"}",
-        NULL, &native);
-  parse("{\"architecture\":{\"type\":\"onnx\",\"model\":\"" MODEL_ID "\","
-        "\"as_graph\":true},"
-        "\"data\":{\"batch_size\":8},\"seed\":5,\"profile\":\"fast\"}",
-        &src, &graph);
-  ck_assert_int_eq(onnx.arch.type, AE_ARCH_NB201);
+  parse_three("eval_mixed", &m, &onnx, &native, &graph);
   ck_assert_int_eq(onnx.arch.model_bn_folded, 1);
   ck_assert_int_eq(native.arch.model_bn_folded, 0);
-  ck_assert_int_eq(graph.arch.type, AE_ARCH_GRAPH);
   ck_assert_int_eq(graph.arch.model_bn_folded, 0);
-  /* The native network, BN included, node for node. */
-  ck_assert_int_eq(onnx.net.n_nodes, native.net.n_nodes);
-  int n_bn = 0;
-  for (int i = 0; i < onnx.net.n_nodes; i++) {
-    ck_assert_int_eq(onnx.net.nodes[i].op, native.net.nodes[i].op);
-    n_bn += onnx.net.nodes[i].op == AE_OP_BATCH_NORM;
-    ck_assert(memcmp(onnx.net.nodes[i].shape, native.net.nodes[i].shape,
-                     sizeof onnx.net.nodes[i].shape) == 0);
-    ck_assert_int_eq(onnx.net.nodes[i].n_inputs, native.net.nodes[i].n_inputs);
-    for (int k = 0; k < onnx.net.nodes[i].n_inputs; k++)
-      ck_assert_int_eq(onnx.net.nodes[i].inputs[k],
-                       native.net.nodes[i].inputs[k]);
-  }
-  ck_assert_int_gt(n_bn, 1);
-  char k1[65], k2[65], k3[65];
-  canon_key(&onnx.arch, k1);
-  canon_key(&native.arch, k2);
-  canon_key(&graph.arch, k3);
-  ck_assert_str_eq(k1, k2);
-  ck_assert_str_ne(k1, k3);
+  /* The native network, BN included. */
+  ck_assert_int_gt(assert_native_network(&onnx, &native, &graph), 1);
   char note[768];
   ck_assert_int_eq(ae_onnx_nb201_note(&onnx.arch, note, sizeof note), 1);
   ck_assert(strstr(note, "architecture: model " MODEL_ID) == note);
@@ -814,10 +802,7 @@ START_TEST(test_request_eval_scored_as_native) {
   onnx.arch.model_bn_folded = 0;
   ck_assert_int_eq(ae_onnx_nb201_note(&onnx.arch, note, sizeof note), 1);
   ck_assert_ptr_null(strstr(note, "eval mode"));
-  ae_request_free(&onnx);
-  ae_request_free(&native);
-  ae_request_free(&graph);
-  ae_onnx_model_free(&m);
+  free_three(&onnx, &native, &graph, &m);
 }
 END_TEST
 
