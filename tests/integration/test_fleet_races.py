@@ -247,6 +247,9 @@ def test_queue_bound(a, b):
             break
         time.sleep(0.05)
     check(running == "2", "both replicas run one long job", running)
+    # Past the replicas' 100 ms between reads of the count: a count read
+    # while the long jobs were still queued would hold them.
+    time.sleep(0.3)
     # Fill the queue through A.
     accepted, full = 0, None
     for k in range(MAX_QUEUE + 3):

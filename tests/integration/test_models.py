@@ -427,18 +427,36 @@ def check_scored_as_native(d, model_id, cell, channels, cells, what,
     return graph
 
 
-def test_nb201_committed(d):
-    """The committed NB-201 export (tests/data/onnx/nb201/mixed.onnx, no
-    torch needed): recognised on upload, scored as the native request."""
+def upload_committed(d, name, bn_folded):
+    """Uploads tests/data/onnx/nb201/NAME.onnx: its manifest entry, its
+    bytes, the upload's answer, the recognized description expected, and
+    the path of a copy in the daemon's workdir (for the CLI)."""
     man = json.loads(read(os.path.join("nb201", "manifest.json")))
-    e = man["mixed"]
-    data = read(os.path.join("nb201", "mixed.onnx"))
+    e = man[name]
+    data = read(os.path.join("nb201", name + ".onnx"))
     r = upload(d, data)
-    m = r.json or {}
     want = {"type": "nb201", "arch": e["cell"], "cell": e["cell"],
             "channels": e["channels"], "cells_per_stage": e["cells_per_stage"],
             "num_classes": e["num_classes"], "input_shape": e["input_shape"],
-            "bn_folded": False}
+            "bn_folded": bn_folded}
+    path = os.path.join(d.workdir, name + ".onnx")
+    with open(path, "wb") as f:
+        f.write(data)
+    return e, data, r, want, path
+
+
+def onnx_lower(path):
+    """`archeval onnx-lower --compact PATH`, parsed."""
+    return json.loads(subprocess.run(
+        [h.CLI, "onnx-lower", "--compact", path], check=True,
+        capture_output=True).stdout)
+
+
+def test_nb201_committed(d):
+    """The committed NB-201 export (tests/data/onnx/nb201/mixed.onnx, no
+    torch needed): recognised on upload, scored as the native request."""
+    e, data, r, want, path = upload_committed(d, "mixed", False)
+    m = r.json or {}
     h.check(r.status in (200, 201) and m.get("recognized") == want,
             "an NB-201 export's description: recognized", r.body[:800])
     h.check(m.get("params") == e["params"], "its params: PyTorch's",
@@ -447,12 +465,7 @@ def test_nb201_committed(d):
     h.check(tiny.status == 200 and "recognized" in tiny.json and
             tiny.json["recognized"] is None,
             "another model's description: recognized null", tiny.body[:300])
-    path = os.path.join(d.workdir, "mixed.onnx")
-    with open(path, "wb") as f:
-        f.write(data)
-    lowered = json.loads(subprocess.run(
-        [h.CLI, "onnx-lower", "--compact", path], check=True,
-        capture_output=True).stdout)
+    lowered = onnx_lower(path)
     h.check(lowered.get("recognized") == want,
             "archeval onnx-lower prints recognized", lowered.get("recognized"))
     check_scored_as_native(d, m["id"], e["cell"], e["channels"],
@@ -476,15 +489,8 @@ def test_nb201_eval_committed(d):
     """The committed eval-mode export (nb201/eval_mixed.onnx: mixed.onnx's
     network with BN folded into the convs): recognised, scored as the
     native request with BN, bit for bit, with its own note and cache."""
-    man = json.loads(read(os.path.join("nb201", "manifest.json")))
-    e = man["eval_mixed"]
-    data = read(os.path.join("nb201", "eval_mixed.onnx"))
-    r = upload(d, data)
+    e, data, r, want, path = upload_committed(d, "eval_mixed", True)
     m = r.json or {}
-    want = {"type": "nb201", "arch": e["cell"], "cell": e["cell"],
-            "channels": e["channels"], "cells_per_stage": e["cells_per_stage"],
-            "num_classes": e["num_classes"], "input_shape": e["input_shape"],
-            "bn_folded": True}
     h.check(r.status in (200, 201) and m.get("recognized") == want,
             "an eval-mode NB-201 export's description: recognized, "
             "bn_folded", r.body[:800])
@@ -492,12 +498,7 @@ def test_nb201_eval_committed(d):
             e["graph_params"] < e["params"],
             "its params: the folded graph's (conv biases for BNs)",
             (m.get("params"), e))
-    path = os.path.join(d.workdir, "eval_mixed.onnx")
-    with open(path, "wb") as f:
-        f.write(data)
-    lowered = json.loads(subprocess.run(
-        [h.CLI, "onnx-lower", "--compact", path], check=True,
-        capture_output=True).stdout)
+    lowered = onnx_lower(path)
     h.check(lowered.get("recognized") == want,
             "archeval onnx-lower prints it recognized, bn_folded",
             lowered.get("recognized"))
