@@ -13,10 +13,12 @@
  * cache filled by then or compute.
  *
  * A fleet (--fleet): a job runs on whichever replica claims it, so there
- * is no in-flight map (no leader, no follower: identical jobs in flight
- * are each computed); a submission only looks its key up in the store's
- * cache, which every replica fills: the replica that claimed a job
- * computes its key again from the stored request (job_load.c) and stores
+ * is no in-flight map here: the store is the fleet's (store.h, follow),
+ * a job that may wait (a study's member, or a batch's duplicate) is
+ * inserted waiting for its leader found in the store, and the leader's
+ * end ends or releases its followers there; a submission looks its key up
+ * in the store's cache, which every replica fills: the replica that claimed a
+ * job computes its key again from the stored request (job_load.c) and stores
  * its result before its end (job_state.c), so that a client that saw the
  * end finds the result cached on any replica.
  *
@@ -243,8 +245,9 @@ int ae_cache_submit_prepared(ae_server *srv, ae_request *reqs, size_t n,
     }
     extra[i].canonical = keys[i][0];
     extra[i].cache_key = keys[i][1];
-    if (srv->fleet) { /* the store's cache only: no in-flight map */
-      lookup(srv, keys[i][1], &extra[i].result);
+    if (srv->fleet) { /* the store's cache, and its jobs in flight */
+      if (!lookup(srv, keys[i][1], &extra[i].result))
+        extra[i].follow = study ? 2 : 1;
       continue;
     }
     cache_entry *e = entry_find(c, keys[i][1]);

@@ -75,6 +75,10 @@ typedef struct {
   const char *cache_key;
   json_t *result;
   int deferred;
+  /* --fleet: the job may wait for an identical one in the store (see
+   * ae_store_job's follow): 1 an earlier one of this submission, 2 also
+   * any one queued or running in the fleet. */
+  int follow;
   /* The request already rendered (ae_json_dumps of its normalised form,
    * done off the loop): taken, and set to NULL, when the job keeps it. */
   char *request_text;

@@ -56,6 +56,20 @@ typedef struct {
   const char *study;     /* the study it belongs to ("s_..."), NULL when none */
   const char *canonical; /* the architecture's canonical key, or NULL */
   int cached;            /* 1: the result came from the result cache */
+  /* The dedup of identical jobs in flight across a fleet (PostgreSQL,
+   * written by ae_store_insert only; the other readers leave them 0).
+   * cache_key: the job's cache key (cache.h), or NULL.  follow, for a
+   * queued job with a cache_key: 0 it is claimable; 1 it waits for an
+   * identical earlier job of the same insert; 2 also for the oldest job
+   * with its key queued or running in the store (whoever accepted it).
+   * A job that waits is queued but not claimable and not counted
+   * (ae_store_count_queued) until its leader ends: succeeded, it ends
+   * succeeded with the leader's result, cached, expiring ttl_ms after
+   * (0: never); failed, cancelled or removed, the first job waiting for
+   * it becomes claimable and the others wait for that one. */
+  const char *cache_key;
+  int follow;
+  long long ttl_ms;
 } ae_store_job;
 
 /* One study (api.md "Studies") as stored; strings as for ae_store_job.
@@ -254,7 +268,8 @@ int ae_store_requeue_expired(ae_store *s, long long now_ms, int max_attempts,
                              size_t *failed);
 
 /* How many jobs wait queued in the shared store (every replica's), to
- * *out: one count over the claim's index (queued rows only).  0, AE_EIO. */
+ * *out, those waiting for an identical job left out (ae_store_job's
+ * follow): one count over the claim's index.  0, AE_EIO. */
 int ae_store_count_queued(ae_store *s, size_t *out);
 
 /* Notifications: a second connection LISTENs to the changes of every

@@ -57,7 +57,7 @@
  * by a trigger (migration 3); a replica of a fleet LISTENs to it. */
 #define AE_PG_CHANNEL "archeval_jobs"
 /* The schema this code writes (the last migration's number). */
-#define AE_PG_SCHEMA_VERSION 5
+#define AE_PG_SCHEMA_VERSION 6
 /* Advisory lock keys: class "ae" + 0x5105 (issue 15), then the purpose. */
 #define AE_PG_LOCK_CLASS 0x61655105
 #define AE_PG_LOCK_OWNER 1   /* session lock: the daemon owning the store */
@@ -70,9 +70,9 @@
 /* Rows per page of ae_store_load: bounded memory, and the connection is
  * free between pages for the writes the callback makes. */
 #define AE_PG_LOAD_PAGE "500"
-/* Columns of a job, and jobs per INSERT statement (the protocol allows
- * 65535 parameters). */
-#define PG_JOB_FIELDS 20
+/* Columns of a job as inserted (PG_INSERT_COLUMNS), and jobs per INSERT
+ * statement (the protocol allows 65535 parameters). */
+#define PG_JOB_FIELDS 23
 #define PG_INSERT_ROWS_MAX 1000
 
 /* The fleet's shared queue (issue 15): who runs a job (owner, a
@@ -99,6 +99,56 @@
   "  NEW.id || ' ' || NEW.state); RETURN NULL; END $$;"                        \
   "CREATE TRIGGER archeval_jobs_notify AFTER INSERT OR UPDATE OF state"        \
   " ON archeval_jobs FOR EACH ROW EXECUTE FUNCTION archeval_jobs_notify();"
+
+/* The sharing of identical jobs in flight across a fleet: a job's cache
+ * key (NULL for jobs of older schemas, which never lead), the job it
+ * waits for (waiting_on: queued, not claimable) and the time to live of
+ * its end when it takes that job's result (ttl_ms, NULL: never expires).
+ * A trigger ends the followers of a job with the job's end, in the same
+ * transaction, whichever statement wrote it (an owner's end, a cancel,
+ * a lease that failed, a delete): succeeded, they succeed with its result
+ * (cached); otherwise the oldest follower becomes claimable (notified as
+ * queued) and the others wait for it.  Idempotent (IF NOT EXISTS, OR
+ * REPLACE), like the trigger of migration 3: a database whose version was
+ * set back is migrated again. */
+#define PG_MIGRATION_FOLLOWERS                                                 \
+  "ALTER TABLE archeval_jobs ADD COLUMN IF NOT EXISTS cache_key text;"         \
+  "ALTER TABLE archeval_jobs ADD COLUMN IF NOT EXISTS waiting_on text;"        \
+  "ALTER TABLE archeval_jobs ADD COLUMN IF NOT EXISTS ttl_ms bigint;"          \
+  "CREATE INDEX IF NOT EXISTS archeval_jobs_in_flight"                         \
+  " ON archeval_jobs (cache_key)"                                              \
+  " WHERE state IN ('queued', 'running') AND waiting_on IS NULL"               \
+  " AND cache_key IS NOT NULL;"                                                \
+  "CREATE INDEX IF NOT EXISTS archeval_jobs_waiting"                           \
+  " ON archeval_jobs (waiting_on) WHERE waiting_on IS NOT NULL;"               \
+  "CREATE OR REPLACE FUNCTION archeval_jobs_leader_end() RETURNS trigger"      \
+  " LANGUAGE plpgsql AS $$ DECLARE nxt text; BEGIN"                            \
+  " IF TG_OP = 'UPDATE' AND NEW.state = 'succeeded' THEN"                      \
+  "  UPDATE archeval_jobs SET state = 'succeeded',"                            \
+  "   result_json = NEW.result_json, cached = true,"                           \
+  "   finished_ms = NEW.finished_ms, waiting_on = NULL,"                       \
+  "   expires_ms = CASE WHEN ttl_ms > 0 THEN NEW.finished_ms + ttl_ms END"     \
+  "   WHERE waiting_on = NEW.id AND state = 'queued';"                         \
+  "  RETURN NULL;"                                                             \
+  " END IF;"                                                                   \
+  " SELECT id INTO nxt FROM archeval_jobs"                                     \
+  "  WHERE waiting_on = OLD.id AND state = 'queued'"                           \
+  "  ORDER BY seq, insert_order LIMIT 1 FOR UPDATE;"                           \
+  " IF nxt IS NOT NULL THEN"                                                   \
+  "  UPDATE archeval_jobs SET waiting_on = CASE WHEN id = nxt THEN NULL"       \
+  "   ELSE nxt END WHERE waiting_on = OLD.id AND state = 'queued';"            \
+  "  PERFORM pg_notify('" AE_PG_CHANNEL "', nxt || ' queued');"                \
+  " END IF;"                                                                   \
+  " RETURN NULL; END $$;"                                                      \
+  "DROP TRIGGER IF EXISTS archeval_jobs_leader_end ON archeval_jobs;"          \
+  "CREATE TRIGGER archeval_jobs_leader_end AFTER UPDATE OF state"              \
+  " ON archeval_jobs FOR EACH ROW WHEN (OLD.state IN ('queued', 'running')"    \
+  " AND NEW.state IN ('succeeded', 'failed', 'cancelled'))"                    \
+  " EXECUTE FUNCTION archeval_jobs_leader_end();"                              \
+  "DROP TRIGGER IF EXISTS archeval_jobs_leader_gone ON archeval_jobs;"         \
+  "CREATE TRIGGER archeval_jobs_leader_gone AFTER DELETE ON archeval_jobs"     \
+  " FOR EACH ROW WHEN (OLD.state IN ('queued', 'running'))"                    \
+  " EXECUTE FUNCTION archeval_jobs_leader_end();"
 
 /* Migration N (index N - 1) takes the schema from version N - 1 to N.
  * Timestamps are NULL where the API says null (0 in ae_store_job);
@@ -175,6 +225,8 @@ static const char *const pg_migrations[AE_PG_SCHEMA_VERSION] = {
     "CREATE UNIQUE INDEX archeval_studies_idempotency_key_unique"
     " ON archeval_studies (idempotency_key)"
     " WHERE idempotency_key IS NOT NULL;",
+    /* 6 (issue 15): identical jobs in flight shared across a fleet. */
+    PG_MIGRATION_FOLLOWERS,
 };
 
 #define PG_JOB_COLUMNS                                                         \
@@ -182,6 +234,9 @@ static const char *const pg_migrations[AE_PG_SCHEMA_VERSION] = {
   " worker, idempotency_key, body_hash, client_ref, priority, timeout_ms,"     \
   " created_ms, started_ms, finished_ms, expires_ms, seq, study, canonical,"   \
   " cached"
+/* The columns an insert writes: a job's, and the fleet's sharing of
+ * identical jobs in flight (migration 6). */
+#define PG_INSERT_COLUMNS PG_JOB_COLUMNS ", cache_key, waiting_on, ttl_ms"
 
 enum {
   PG_INSERT,
@@ -220,6 +275,7 @@ enum {
   PG_FINISH_GONE,
   PG_LEASES_ORPHANS,
   PG_COUNT_QUEUED,
+  PG_IN_FLIGHT,
   PG_STMT_COUNT
 };
 
@@ -229,10 +285,11 @@ static const struct {
   int nparams;
 } pg_statements[PG_STMT_COUNT] = {
     [PG_INSERT] = {"ae_insert",
-                   "INSERT INTO archeval_jobs (" PG_JOB_COLUMNS ")"
+                   "INSERT INTO archeval_jobs (" PG_INSERT_COLUMNS ")"
                    " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11,"
-                   " $12, $13, $14, $15, $16, $17, $18, $19, $20)",
-                   20},
+                   " $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22,"
+                   " $23)",
+                   23},
     /* A job started again by its owner keeps its lease; one started by
      * a daemon alone on the database ($4 NULL) has none. */
     [PG_MARK_RUNNING] = {"ae_mark_running",
@@ -333,7 +390,7 @@ static const struct {
                   " worker = $2, started_ms = $3::bigint,"
                   " lease_expires_ms = $4::bigint, attempts = attempts + 1"
                   " WHERE id = (SELECT id FROM archeval_jobs"
-                  "  WHERE state = 'queued'"
+                  "  WHERE state = 'queued' AND waiting_on IS NULL"
                   "  ORDER BY priority, seq, insert_order"
                   "  FOR UPDATE SKIP LOCKED LIMIT 1)"
                   " RETURNING " PG_JOB_COLUMNS ", attempts",
@@ -429,12 +486,23 @@ static const struct {
                            " AND study IS NOT NULL AND NOT EXISTS (SELECT 1"
                            "  FROM archeval_studies t WHERE t.id = j.study)",
                            1},
-    /* The queued jobs of the fleet (--max-queue): the claim's partial
-     * index holds exactly those rows. */
+    /* The queued jobs of the fleet (--max-queue), those waiting for an
+     * identical job left out: the claim's partial index holds those rows. */
     [PG_COUNT_QUEUED] = {"ae_count_queued",
                          "SELECT count(*) FROM archeval_jobs"
-                         " WHERE state = 'queued'",
+                         " WHERE state = 'queued' AND waiting_on IS NULL",
                          0},
+    /* $1 an array of cache keys: the jobs in flight (queued or running,
+     * not waiting) with one of them, oldest first, their rows locked
+     * (FOR SHARE) until the insert of their followers commits, so that
+     * an end written meanwhile waits for it and its trigger sees them. */
+    [PG_IN_FLIGHT] = {"ae_in_flight",
+                      "SELECT cache_key, id FROM archeval_jobs"
+                      " WHERE cache_key = ANY ($1::text[])"
+                      " AND state IN ('queued', 'running')"
+                      " AND waiting_on IS NULL AND cache_key IS NOT NULL"
+                      " ORDER BY seq, insert_order FOR SHARE",
+                      1},
 };
 
 typedef struct {
@@ -821,10 +889,11 @@ static void pg_rollback_quietly(pg_store *s) {
   PQclear(res);
 }
 
-/* The 17 parameters of one job, in PG_JOB_COLUMNS order; its numbers are
- * written to numbers[0..7). */
-static void pg_job_values(const ae_store_job *j, const char **values,
-                          char (*numbers)[24]) {
+/* The PG_JOB_FIELDS parameters of one job, in PG_INSERT_COLUMNS order,
+ * waiting for the job WAIT (or NULL); its numbers are written to
+ * numbers[0..8). */
+static void pg_job_values(const ae_store_job *j, const char *wait,
+                          const char **values, char (*numbers)[24]) {
   values[0] = j->id;
   values[1] = ae_store_state_name(j->state);
   values[2] = j->cancel_requested ? "true" : "false";
@@ -845,16 +914,134 @@ static void pg_job_values(const ae_store_job *j, const char **values,
   values[17] = j->study;
   values[18] = j->canonical;
   values[19] = j->cached ? "true" : "false";
+  values[20] = j->cache_key;
+  values[21] = wait;
+  values[22] = pg_int_text(numbers[7], sizeof numbers[7], j->ttl_ms, 1);
+}
+
+/* One cache key of an insert's followers: its rows are order[first ..
+ * first + count) (sorted by key, then index), led by leader. */
+typedef struct {
+  const char *key;
+  size_t first, count;
+  int any;         /* follow 2: the store's jobs in flight may lead */
+  char leader[64]; /* the store's job in flight, or "" */
+} pg_follow_group;
+
+/* A follower of an insert: its key and its index. */
+typedef struct {
+  const char *key;
+  size_t index;
+} pg_follower;
+
+static int pg_cmp_follow(const void *a, const void *b) {
+  const pg_follower *x = a, *y = b;
+  int c = strcmp(x->key, y->key);
+  return c ? c : (x->index > y->index) - (x->index < y->index);
+}
+
+static int pg_cmp_group(const void *key, const void *g) {
+  return strcmp(key, ((const pg_follow_group *)g)->key);
+}
+
+/* A key that is safe in an array literal unquoted (hex, as cache.h
+ * makes them). */
+static int pg_plain_key(const char *key) {
+  if (!key || !key[0] || strlen(key) > 128) return 0;
+  for (const char *c = key; *c; c++)
+    if (!isxdigit((unsigned char)*c)) return 0;
+  return 1;
+}
+
+/* Inside the insert's transaction: waits[i] (NULL for none) is the job
+ * that jobs[i] waits for, by its follow (ae_store_job): the oldest job in
+ * flight in the store with its key (follow 2, locked until the commit),
+ * else the first job of the insert with its key.  Pointers into groups
+ * (*groups_out, freed by the caller) or jobs. */
+static int pg_find_leaders(pg_store *s, const ae_store_job *jobs, size_t n,
+                           const char **waits, pg_follow_group **groups_out) {
+  *groups_out = NULL;
+  size_t m = 0;
+  pg_follower *order = malloc((n ? n : 1) * sizeof *order);
+  pg_follow_group *groups = calloc(n ? n : 1, sizeof *groups);
+  if (!order || !groups) {
+    free(order);
+    free(groups);
+    pg_set_error(s, "insert: out of memory");
+    return AE_ENOMEM;
+  }
+  for (size_t i = 0; i < n; i++)
+    if (jobs[i].follow && jobs[i].state == AE_JOB_QUEUED &&
+        pg_plain_key(jobs[i].cache_key))
+      order[m++] = (pg_follower){jobs[i].cache_key, i};
+  qsort(order, m, sizeof *order, pg_cmp_follow);
+  size_t n_groups = 0, any_bytes = 0;
+  for (size_t k = 0; k < m; k++) {
+    const ae_store_job *j = &jobs[order[k].index];
+    if (!n_groups || strcmp(groups[n_groups - 1].key, j->cache_key))
+      groups[n_groups++] = (pg_follow_group){.key = j->cache_key, .first = k};
+    pg_follow_group *g = &groups[n_groups - 1];
+    g->count++;
+    if (j->follow == 2 && !g->any) {
+      g->any = 1;
+      any_bytes += strlen(j->cache_key) + 1;
+    }
+  }
+  int status = 0;
+  if (any_bytes) {
+    char *array = malloc(any_bytes + 2);
+    if (!array) {
+      status = AE_ENOMEM;
+      pg_set_error(s, "insert: out of memory");
+    } else {
+      size_t used = 0;
+      array[used++] = '{';
+      for (size_t g = 0; g < n_groups; g++) {
+        if (!groups[g].any) continue;
+        if (used > 1) array[used++] = ',';
+        size_t len = strlen(groups[g].key);
+        memcpy(array + used, groups[g].key, len);
+        used += len;
+      }
+      array[used++] = '}';
+      array[used] = '\0';
+      const char *values[1] = {array};
+      PGresult *res = pg_run(s, PG_IN_FLIGHT, values, PGRES_TUPLES_OK,
+                             "insert: jobs in flight", &status);
+      free(array);
+      for (int r = 0; res && r < PQntuples(res); r++) {
+        pg_follow_group *g = bsearch(PQgetvalue(res, r, 0), groups, n_groups,
+                                     sizeof *groups, pg_cmp_group);
+        if (g && g->any && !g->leader[0])
+          snprintf(g->leader, sizeof g->leader, "%s", PQgetvalue(res, r, 1));
+      }
+      PQclear(res);
+    }
+  }
+  for (size_t g = 0; g < n_groups && !status; g++) {
+    const char *lead = groups[g].leader[0] ? groups[g].leader : NULL;
+    for (size_t k = 0; k < groups[g].count; k++) {
+      size_t i = order[groups[g].first + k].index;
+      if (!lead && k == 0)
+        lead = jobs[i].id; /* the insert's first leads */
+      else if (jobs[i].follow == 2 || !groups[g].leader[0])
+        waits[i] = lead;
+    }
+  }
+  free(order);
+  *groups_out = groups;
+  return status;
 }
 
 /* One INSERT statement for jobs[0..n), n <= PG_INSERT_ROWS_MAX: the
  * prepared statement for one job, a multi-row statement built here for
  * more (one round trip; a statement is atomic by itself). */
-static int pg_insert_rows(pg_store *s, const ae_store_job *jobs, size_t n) {
+static int pg_insert_rows(pg_store *s, const ae_store_job *jobs,
+                          const char *const *waits, size_t n) {
   static const char head[] =
-      "INSERT INTO archeval_jobs (" PG_JOB_COLUMNS ") VALUES ";
+      "INSERT INTO archeval_jobs (" PG_INSERT_COLUMNS ") VALUES ";
   const char **values = malloc(n * PG_JOB_FIELDS * sizeof *values);
-  char(*numbers)[24] = malloc(n * 7 * sizeof *numbers);
+  char(*numbers)[24] = malloc(n * 8 * sizeof *numbers);
   /* "$NNNNN, " is at most 8 bytes; "(", ")" and ", " per row. */
   size_t cap = sizeof head + n * (PG_JOB_FIELDS * 8 + 4);
   char *sql = n > 1 ? malloc(cap) : NULL;
@@ -866,7 +1053,8 @@ static int pg_insert_rows(pg_store *s, const ae_store_job *jobs, size_t n) {
     return AE_ENOMEM;
   }
   for (size_t i = 0; i < n; i++)
-    pg_job_values(&jobs[i], values + i * PG_JOB_FIELDS, numbers + i * 7);
+    pg_job_values(&jobs[i], waits[i], values + i * PG_JOB_FIELDS,
+                  numbers + i * 8);
   PGresult *res;
   if (n == 1) {
     res = PQexecPrepared(s->conn, pg_statements[PG_INSERT].name, PG_JOB_FIELDS,
@@ -910,17 +1098,31 @@ static int pg_store_insert(void *impl, const ae_store_job *jobs, size_t n) {
   }
   int status = pg_ready(s);
   if (status) return status;
+  const char **waits = calloc(n, sizeof *waits);
+  if (!waits) {
+    pg_set_error(s, "insert: out of memory");
+    return AE_ENOMEM;
+  }
+  int follows = 0;
+  for (size_t i = 0; i < n; i++)
+    follows |= jobs[i].follow && jobs[i].cache_key;
   /* Up to PG_INSERT_ROWS_MAX jobs are one statement; more are several in
-   * one transaction.  Either way all or nothing. */
-  int chunked = n > PG_INSERT_ROWS_MAX;
-  if (chunked) status = pg_exec(s, "BEGIN", PGRES_COMMAND_OK, "insert: begin");
+   * one transaction.  Either way all or nothing.  Jobs that may wait for
+   * an identical one: the leaders' lookup and the insert are one
+   * transaction too. */
+  int tx = n > PG_INSERT_ROWS_MAX || follows;
+  pg_follow_group *groups = NULL;
+  if (tx) status = pg_exec(s, "BEGIN", PGRES_COMMAND_OK, "insert: begin");
+  if (follows && !status) status = pg_find_leaders(s, jobs, n, waits, &groups);
   for (size_t done = 0; done < n && !status;) {
     size_t rows = n - done < PG_INSERT_ROWS_MAX ? n - done : PG_INSERT_ROWS_MAX;
-    status = pg_insert_rows(s, jobs + done, rows);
+    status = pg_insert_rows(s, jobs + done, waits + done, rows);
     done += rows;
   }
-  if (chunked && !status)
+  if (tx && !status)
     status = pg_exec(s, "COMMIT", PGRES_COMMAND_OK, "insert: commit");
+  free(waits);
+  free(groups);
   if (!status) return 0;
   char server[sizeof s->errmsg];
   memcpy(server, s->errmsg, sizeof server);

@@ -23,7 +23,9 @@ EXTRA_DIST += tests/integration/test_fleet_accept_pg.sh \
 
 # The result cache under --fleet: a job computed on one replica is
 # answered cached by the other; another seed is computed; a batch mixes
-# both.  About 30 s on 2 cores.  Skips (77) without PostgreSQL's binaries.
+# both; identical jobs in flight shared across the replicas (followers
+# wait, take the leader's result, or compute when it is cancelled).
+# About 60 s on 2 cores.  Skips (77) without PostgreSQL's binaries.
 TESTS += tests/integration/test_fleet_cache_pg.sh
 EXTRA_DIST += tests/integration/test_fleet_cache_pg.sh \
 	tests/integration/test_fleet_cache.py

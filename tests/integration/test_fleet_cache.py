@@ -17,8 +17,16 @@ Checks, with replicas A and B (one host worker each):
 - a result computed by either replica fills the shared cache: the new
   seed's job, submitted again to both, is cached on both;
 - two identical new requests sent to A and B at once both succeed with
-  the same result (timings aside): no sharing of jobs in flight across
-  replicas, so both may be computed.
+  the same result (timings aside);
+- identical jobs in flight are shared across replicas as on one daemon
+  (test_study_cache.py's test_in_flight): study members added on B
+  identical to a slow job accepted by A and claimed by either wait,
+  queued and claimed by nobody, and end cached with its result; a
+  waiting member cancelled ends at once; when the leader is cancelled the
+  oldest waiting member is claimed and computes, the next one waits for
+  it and takes its result; a batch's duplicate waits for its first item;
+  a plain job identical to one in flight computes on its own; no job is
+  claimed twice.
 
 Environment: AE_BUILDDIR, AE_TEST_PG_URL (skips, 77, without it).  Prints
 "N passed, M failed" last; python3 stdlib only.
@@ -150,8 +158,9 @@ def test_cache_across(a, b):
 
 
 def test_in_flight(a, b):
-    # The same new request sent to both replicas at once: no sharing of
-    # jobs in flight across replicas, both are computed, identically.
+    # The same new plain request sent to both replicas at once: a plain
+    # job identical to one in flight computes on its own (as on one
+    # daemon), unless the first is cached already; identical results.
     seed = int(time.time()) % 100000 * 10 + 5
     ids = [None, None]
 
@@ -174,6 +183,109 @@ def test_in_flight(a, b):
           % (2 - len(computed)))
 
 
+def claims(d, jid):
+    return len(re.findall(r"job %s claimed by replica " % re.escape(jid),
+                          d.log_text()))
+
+
+def add_members(d, name, request, count):
+    study = d.call("POST", "/v1/studies", {
+        "name": name, "data": request["data"], "seed": request["seed"],
+        "metrics": request["metrics"],
+        "settings": request["settings"]}).json
+    r = d.call("POST", "/v1/studies/%s/architectures" % study["id"],
+               {"architectures": [request["architecture"]] * count})
+    check(r.status == 202 or r.status == 200,
+          "%s: %d members added" % (name, count), r.body[:300])
+    return r.json["jobs"]
+
+
+def check_waiting(a, b, jobs, what):
+    time.sleep(1.0)  # a claim would be logged within 250 ms
+    for j in jobs:
+        got = b.call("GET", "/v1/jobs/" + j["id"]).json
+        check(got["state"] == "queued" and not got["cached"] and
+              got["started_at"] is None,
+              "%s: waits, queued (%s)" % (what, got["state"]), got)
+        check(not claimed(a, j["id"]) and not claimed(b, j["id"]),
+              "%s: claimed by no replica while it waits" % what)
+
+
+def test_share_in_flight(a, b):
+    base = int(time.time()) % 100000 * 10 + 7
+    slow = dict(h.SLOW, seed=base, settings={"ntk": {"repeats": 6}})
+    # The leader succeeds: the waiting members take its result.
+    lead = a.submit(slow).json
+    runner_of(a, b, lead["id"])
+    twin, other = add_members(b, "share-ok", slow, 2)
+    check(twin["state"] == "queued" and not twin["cached"] and
+          twin["canonical"] == lead["canonical"],
+          "a study member identical to a job in flight: queued", twin)
+    check_waiting(a, b, [twin, other], "an identical member on B")
+    plain = b.submit(slow).json
+    end = b.wait(lead["id"], timeout=600)
+    check(end["state"] == "succeeded" and not end["cached"],
+          "the leader computed", end["state"])
+    for j in (twin, other):
+        done = b.wait(j["id"], timeout=60)
+        check(done["state"] == "succeeded" and done["cached"] is True and
+              done["started_at"] is None and
+              done["result"] == end["result"],
+              "a waiting member ends cached with the leader's result", done)
+        check(a.call("GET", "/v1/jobs/" + j["id"]).json == done,
+              "and reads the same on A")
+        check(claims(a, j["id"]) + claims(b, j["id"]) == 0,
+              "and was never claimed")
+    done = a.wait(plain["id"], timeout=600)
+    check(done["state"] == "succeeded" and done["started_at"] and
+          claims(a, plain["id"]) + claims(b, plain["id"]) == 1,
+          "a plain job identical to one in flight computed on its own",
+          done)
+
+    # The leader cancelled: the oldest waiting member computes, the next
+    # waits for it; a waiting member cancelled ends at once.
+    slow2 = dict(slow, seed=base + 1)
+    lead2 = a.submit(slow2).json
+    runner_of(a, b, lead2["id"])
+    first, second, third = add_members(b, "share-cancel", slow2, 3)
+    check_waiting(a, b, [first, second, third], "a member behind a leader "
+                  "to be cancelled")
+    r = a.call("POST", "/v1/jobs/%s:cancel" % third["id"])
+    check(r.status == 200 and r.json["state"] == "cancelled",
+          "a waiting member cancels at once (from A)", r.body[:200])
+    a.call("POST", "/v1/jobs/%s:cancel" % lead2["id"])
+    check(a.wait(lead2["id"], timeout=120)["state"] == "cancelled",
+          "the leader cancelled")
+    done1 = b.wait(first["id"], timeout=600)
+    check(done1["state"] == "succeeded" and not done1["cached"] and
+          done1["started_at"], "the oldest waiting member computed", done1)
+    done2 = b.wait(second["id"], timeout=60)
+    check(done2["state"] == "succeeded" and done2["cached"] is True and
+          done2["started_at"] is None and
+          done2["result"] == done1["result"],
+          "the next one waited for it and took its result", done2)
+    check(b.wait(third["id"])["state"] == "cancelled",
+          "the cancelled member stays cancelled")
+    counts = [claims(a, j["id"]) + claims(b, j["id"])
+              for j in (lead2, first, second, third)]
+    check(counts == [1, 1, 0, 0], "claims per job: leader 1, the member "
+          "that computed 1, the others 0", counts)
+
+    # A batch's duplicate (plain) waits for its first item.
+    small = job(base + 2)
+    r = b.call("POST", "/v1/jobs:batch", {"jobs": [small, small]})
+    check(r.status == 202, "a batch of two identical new jobs: 202", r.body)
+    if r.status == 202:
+        j0, j1 = r.json["jobs"]
+        e0, e1 = b.wait(j0["id"]), b.wait(j1["id"])
+        check(e0["state"] == e1["state"] == "succeeded" and
+              not e0["cached"] and e1["cached"] is True and
+              e1["result"] == e0["result"],
+              "the first computed, the duplicate cached", (e0, e1))
+        check(claims(a, j1["id"]) + claims(b, j1["id"]) == 0,
+              "the duplicate was never claimed")
+
+
 def main():
     h.require_daemon()
     if not PG_URL:
@@ -182,7 +294,8 @@ def main():
     try:
         if not (a.try_start() and b.try_start()):
             h.finish(0, 1)
-        for test in (test_cache_across, test_in_flight):
+        for test in (test_cache_across, test_in_flight,
+                     test_share_in_flight):
             h.section(test, a, b)
         for d in (a, b):
             check(d.stop() == 0, "%s: SIGTERM, exit 0" % d.name)

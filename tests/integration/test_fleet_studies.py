@@ -45,10 +45,13 @@ STUDY = {"name": "fleet-nb201", "profile": "fast",
 
 
 def cells(n, offset=7):
-    """n distinct NB201 cells spread over the space."""
+    """n distinct NB201 cells spread over the space, distinct networks
+    too (no "none" edge: every edge kept, no two cells of one canonical
+    form, so that no member waits for an identical one)."""
     out = []
     for k, ops in enumerate(itertools.product(OPS, repeat=6)):
-        if k % 31 == offset % 31 and "nor_conv_3x3" in ops:
+        if k % 31 == offset % 31 and "nor_conv_3x3" in ops and \
+                "none" not in ops:
             out.append({"type": "nb201", "channels": 4,
                         "cells_per_stage": 1,
                         "cell": "|%s~0|+|%s~0|%s~1|+|%s~0|%s~1|%s~2|" % ops})
@@ -103,6 +106,8 @@ def test_studies(a, b, workdir):
     if ra.status != 202:
         return
     job_ids = [j["id"] for j in ra.json["jobs"]]
+    check(len({j["canonical"] for j in ra.json["jobs"]}) == 12,
+          "12 distinct networks")
     check(all(j["study"] == sid for j in ra.json["jobs"]),
           "each member names the study")
     replay = a.call("POST", "/v1/studies/%s/architectures" % sid,

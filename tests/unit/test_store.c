@@ -1459,7 +1459,7 @@ START_TEST(test_pg_schema_versions) {
                    "SELECT count(*) || ' ' || max(version)"
                    " FROM archeval_schema_version",
                    value, sizeof value);
-    ck_assert_str_eq(value, "1 5");
+    ck_assert_str_eq(value, "1 6");
   }
   /* A database migrated by a newer archevald is refused. */
   pg_admin(dbname, "UPDATE archeval_schema_version SET version = 99");
@@ -1480,7 +1480,7 @@ START_TEST(test_pg_schema_versions) {
   ae_store_close(s);
   pg_admin_value(dbname, "SELECT version FROM archeval_schema_version", value,
                  sizeof value);
-  ck_assert_str_eq(value, "5");
+  ck_assert_str_eq(value, "6");
   remove_targets();
 }
 END_TEST
@@ -1524,7 +1524,7 @@ START_TEST(test_pg_study_key_unique) {
                  "  idempotency_key, '-') || '/' || coalesce(body_hash, '-'),"
                  "  ',' ORDER BY id) FROM archeval_studies",
                  value, sizeof value);
-  ck_assert_str_eq(value, "5 s_0=k/h0,s_1=-/-,s_2=-/h,s_3=-/-,s_4=k2/h4,"
+  ck_assert_str_eq(value, "6 s_0=k/h0,s_1=-/-,s_2=-/h,s_3=-/-,s_4=k2/h4,"
                           "s_5=-/-");
   char seen[1024] = "";
   ck_assert_int_eq(ae_store_study_get(s, NULL, "k", collect_study, seen), 0);
@@ -1788,6 +1788,120 @@ START_TEST(test_fleet_guarded_finish) {
   /* A queued job is ended by anyone (a cancel from any replica). */
   ck_assert_int_eq(
       ae_store_finish(a, "j_2", AE_JOB_CANCELLED, NULL, NULL, 3000, 9000), 0);
+  loaded_set_free(&set);
+  ae_store_close(a);
+  ae_store_close(b);
+  remove_targets();
+}
+END_TEST
+
+/* A job with key KEY (64 times the letter) that may wait (follow). */
+static ae_store_job keyed_job(const char *id, long long seq, char letter,
+                              int follow, long long ttl_ms) {
+  static char keys[26][65];
+  char *key = keys[(letter - 'a') % 26];
+  memset(key, letter, 64);
+  key[64] = '\0';
+  ae_store_job j = queued_job(id, seq);
+  j.cache_key = key;
+  j.follow = follow;
+  j.ttl_ms = ttl_ms;
+  return j;
+}
+
+static size_t fleet_queued(ae_store *s) {
+  size_t n = 99;
+  ck_assert_msg(ae_store_count_queued(s, &n) == 0, "%s", ae_store_errmsg(s));
+  return n;
+}
+
+/* Identical jobs in flight across a fleet (schema 6): a job that may wait
+ * for any job in flight (follow 2) inserted on B waits for A's, is neither
+ * claimable nor counted, and takes its result when it succeeds (cached,
+ * its own expiry); a plain job (follow 1) identical to it is claimable but
+ * an identical second item of its own insert waits for it; when the
+ * leader is cancelled, fails or is removed, the oldest follower becomes
+ * claimable and the others wait for it; a waiting job cancels alone. */
+START_TEST(test_fleet_followers) {
+  make_target();
+  ae_store *a = open_replica("replica-a");
+  ae_store *b = open_replica("replica-b");
+  ae_store_job lead = keyed_job("j_lead", 1, 'a', 1, 3600000);
+  ck_assert_int_eq(ae_store_insert(a, &lead, 1), 0);
+  ck_assert_str_eq(claim(a, 1000, 60000).id, "j_lead");
+  ae_store_job more[3] = {keyed_job("j_f1", 2, 'a', 2, 5000),
+                          keyed_job("j_f2", 3, 'a', 2, 0),
+                          keyed_job("j_other", 4, 'b', 2, 0)};
+  ck_assert_msg(ae_store_insert(b, more, 3) == 0, "%s", ae_store_errmsg(b));
+  ae_store_job plain[2] = {keyed_job("j_p1", 5, 'a', 1, 5000),
+                           keyed_job("j_p2", 6, 'a', 1, 5000)};
+  ck_assert_int_eq(ae_store_insert(b, plain, 2), 0);
+  ck_assert_uint_eq(fleet_queued(a), 2); /* j_other, j_p1 */
+  ck_assert_str_eq(claim(b, 1100, 60000).id, "j_other");
+  ck_assert_str_eq(claim(b, 1100, 60000).id, "j_p1");
+  ck_assert_str_eq(claim(b, 1100, 60000).id, "");
+  ck_assert_uint_eq(fleet_queued(b), 0);
+  ck_assert_int_eq(ae_store_finish(a, "j_lead", AE_JOB_SUCCEEDED, "{\"r\":1}",
+                                   NULL, 2000, 3602000),
+                   0);
+  loaded_set set = {0};
+  ck_assert_int_eq(stored_state(b, "j_f1", &set), AE_JOB_SUCCEEDED);
+  ck_assert_int_eq(stored_state(b, "j_f2", &set), AE_JOB_SUCCEEDED);
+  for (int i = 0; i < 2; i++) {
+    ck_assert_str_eq(set.jobs[i].job.result_json, "{\"r\":1}");
+    ck_assert_int_eq(set.jobs[i].job.cached, 1);
+    ck_assert_int_eq(set.jobs[i].job.finished_ms, 2000);
+  }
+  ck_assert_int_eq(set.jobs[0].job.expires_ms, 7000);
+  ck_assert_int_eq(set.jobs[1].job.expires_ms, 0);
+  /* j_p2 waits for j_p1 (its insert's first), not for j_lead. */
+  ck_assert_int_eq(stored_state(b, "j_p2", &set), AE_JOB_QUEUED);
+  ck_assert_int_eq(
+      ae_store_finish(b, "j_p1", AE_JOB_FAILED, NULL, "{}", 2100, 9000), 0);
+  ck_assert_uint_eq(fleet_queued(a), 1);
+  ck_assert_str_eq(claim(a, 2200, 60000).id, "j_p2");
+
+  /* The leader cancelled while queued: the oldest follower computes, the
+   * next waits for it; a follower cancelled ends alone. */
+  ae_store_job lead2 = keyed_job("j_lead2", 10, 'c', 2, 0);
+  ck_assert_int_eq(ae_store_insert(a, &lead2, 1), 0);
+  ae_store_job g[3] = {keyed_job("j_g1", 11, 'c', 2, 0),
+                       keyed_job("j_g2", 12, 'c', 2, 0),
+                       keyed_job("j_g3", 13, 'c', 2, 0)};
+  ck_assert_int_eq(ae_store_insert(b, g, 3), 0);
+  ck_assert_uint_eq(fleet_queued(b), 1);
+  ck_assert_int_eq(
+      ae_store_finish(a, "j_g3", AE_JOB_CANCELLED, NULL, NULL, 3000, 9000), 0);
+  ck_assert_int_eq(
+      ae_store_finish(b, "j_lead2", AE_JOB_CANCELLED, NULL, NULL, 3000, 9000),
+      0);
+  ck_assert_uint_eq(fleet_queued(a), 1);
+  ck_assert_str_eq(claim(a, 3100, 60000).id, "j_g1");
+  ck_assert_str_eq(claim(a, 3100, 60000).id, "");
+  ck_assert_int_eq(ae_store_finish(a, "j_g1", AE_JOB_SUCCEEDED, "{\"r\":2}",
+                                   NULL, 3200, 9000),
+                   0);
+  size_t at = set.count;
+  ck_assert_int_eq(stored_state(b, "j_g2", &set), AE_JOB_SUCCEEDED);
+  ck_assert_str_eq(set.jobs[at].job.result_json, "{\"r\":2}");
+  ck_assert_int_eq(stored_state(b, "j_g3", &set), AE_JOB_CANCELLED);
+
+  /* The leader removed (its study deleted) or failed by its lease: a
+   * follower computes. */
+  ae_store_job lead3 = keyed_job("j_lead3", 20, 'd', 2, 0);
+  ae_store_job h = keyed_job("j_h", 21, 'd', 2, 0);
+  ck_assert_int_eq(ae_store_insert(a, &lead3, 1), 0);
+  ck_assert_int_eq(ae_store_insert(b, &h, 1), 0);
+  ck_assert_int_eq(ae_store_delete(a, "j_lead3"), 0);
+  ck_assert_str_eq(claim(b, 4000, 1000).id, "j_h");
+  ae_store_job k = keyed_job("j_k", 22, 'd', 2, 0);
+  ck_assert_int_eq(ae_store_insert(a, &k, 1), 0); /* waits for j_h */
+  ck_assert_str_eq(claim(a, 4100, 1000).id, "");
+  size_t requeued = 0, failed = 0;
+  ck_assert_int_eq(
+      ae_store_requeue_expired(a, 6000, 1, "{}", 0, &requeued, &failed), 0);
+  ck_assert_uint_eq(failed, 1);
+  ck_assert_str_eq(claim(a, 6100, 1000).id, "j_k");
   loaded_set_free(&set);
   ae_store_close(a);
   ae_store_close(b);
@@ -2216,6 +2330,7 @@ static Suite *store_suite(void) {
 #ifdef HAVE_LIBPQ
     tcase_add_test(tc, test_fleet_claim_order);
     tcase_add_test(tc, test_fleet_guarded_finish);
+    tcase_add_test(tc, test_fleet_followers);
     tcase_add_test(tc, test_fleet_study_delete_running);
     tcase_add_test(tc, test_fleet_heartbeat_and_attempts);
     tcase_add_test(tc, test_fleet_claims_race);
