@@ -430,6 +430,16 @@ void ae_net_add_t(ae_real *const *buf, const ae_node *nd, size_t count,
     add_into(buf[nd->inputs[i]], y, count);
 }
 
+/* mean and var of one channel from its shift and float64 sums: the end of
+ * ae_net_bn_channel_stats_t. */
+static void bn_stats_end(double cnt, double sh, double sum, double ss,
+                         double *mean, double *var) {
+  double dmean = sum / cnt;
+  *mean = sh + dmean;
+  *var = ss / cnt - dmean * dmean;
+  if (*var < 0.0) *var = 0.0;
+}
+
 /* Four channels' statistics at once: ae_net_bn_channel_stats_t's very
  * operations per channel, the four channels' dependent float64 sums
  * interleaved (eight chains instead of two keep the adders busy). */
@@ -455,17 +465,100 @@ static void bn_stats4(const ae_real *x, int batch, size_t elems, size_t plane,
       ss[3] += d3 * d3;
     }
   }
-  for (int j = 0; j < 4; j++) {
-    double dmean = sum[j] / cnt;
-    mean[j] = sh[j] + dmean;
-    var[j] = ss[j] / cnt - dmean * dmean;
-    if (var[j] < 0.0) var[j] = 0.0;
-  }
+  for (int j = 0; j < 4; j++)
+    bn_stats_end(cnt, sh[j], sum[j], ss[j], mean + j, var + j);
 }
+
+#if AE_NET_AVX512
+/* r[j] (8 floats of plane j) becomes r[t] = (plane 0's t-th, ..., plane
+ * 7's t-th): an 8 x 8 transposition. */
+AE_AVX512_FN
+static inline void transpose8(__m256 r[8]) {
+  __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]),
+         t1 = _mm256_unpackhi_ps(r[0], r[1]);
+  __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]),
+         t3 = _mm256_unpackhi_ps(r[2], r[3]);
+  __m256 t4 = _mm256_unpacklo_ps(r[4], r[5]),
+         t5 = _mm256_unpackhi_ps(r[4], r[5]);
+  __m256 t6 = _mm256_unpacklo_ps(r[6], r[7]),
+         t7 = _mm256_unpackhi_ps(r[6], r[7]);
+  __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44),
+         u1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+  __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44),
+         u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+  __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44),
+         u5 = _mm256_shuffle_ps(t4, t6, 0xEE);
+  __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44),
+         u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+  r[0] = _mm256_permute2f128_ps(u0, u4, 0x20);
+  r[1] = _mm256_permute2f128_ps(u1, u5, 0x20);
+  r[2] = _mm256_permute2f128_ps(u2, u6, 0x20);
+  r[3] = _mm256_permute2f128_ps(u3, u7, 0x20);
+  r[4] = _mm256_permute2f128_ps(u0, u4, 0x31);
+  r[5] = _mm256_permute2f128_ps(u1, u5, 0x31);
+  r[6] = _mm256_permute2f128_ps(u2, u6, 0x31);
+  r[7] = _mm256_permute2f128_ps(u3, u7, 0x31);
+}
+
+/* One step of a lane group's sums: d = x - shift, sum += d, ss += d * d
+ * (a multiply and an add rounded apart). */
+AE_AVX512_FN
+static inline void bn_lanes_step(__m256 v, __m512d sh, __m512d *sum,
+                                 __m512d *ss) {
+  __m512d d = _mm512_sub_pd(_mm512_cvtps_pd(v), sh);
+  *sum = _mm512_add_pd(*sum, d);
+  *ss = _mm512_add_pd(*ss, _mm512_mul_pd(d, d));
+}
+
+/* Eight channels at once, one per lane of a zmm of doubles: per lane
+ * ae_net_bn_channel_stats_t's very operations in its order (samples, then
+ * the plane).  Eight values of each plane are loaded and transposed, so
+ * that each vector holds one position of the eight planes. */
+#define BN_LANES 8
+AE_AVX512_FN
+static void bn_stats8_avx512(const float *x, int batch, size_t elems,
+                             size_t plane, size_t c, double *mean,
+                             double *var) {
+  double cnt = (double)batch * (double)plane;
+  double sh[BN_LANES], sum[BN_LANES], ss[BN_LANES];
+  for (int j = 0; j < BN_LANES; j++)
+    sh[j] = x[(c + (size_t)j) * plane];
+  __m512d vsh = _mm512_loadu_pd(sh);
+  __m512d s = _mm512_setzero_pd(), q = s;
+  for (int b = 0; b < batch; b++) {
+    const float *p = x + (size_t)b * elems + c * plane;
+    size_t i = 0;
+    for (; i + 8 <= plane; i += 8) {
+      __m256 r[8];
+      for (int j = 0; j < 8; j++)
+        r[j] = _mm256_loadu_ps(p + (size_t)j * plane + i);
+      transpose8(r);
+      for (int t = 0; t < 8; t++)
+        bn_lanes_step(r[t], vsh, &s, &q);
+    }
+    for (; i < plane; i++) {
+      __m256 v =
+          _mm256_setr_ps(p[i], p[plane + i], p[2 * plane + i], p[3 * plane + i],
+                         p[4 * plane + i], p[5 * plane + i], p[6 * plane + i],
+                         p[7 * plane + i]);
+      bn_lanes_step(v, vsh, &s, &q);
+    }
+  }
+  _mm512_storeu_pd(sum, s);
+  _mm512_storeu_pd(ss, q);
+  for (int j = 0; j < BN_LANES; j++)
+    bn_stats_end(cnt, sh[j], sum[j], ss[j], mean + j, var + j);
+}
+#endif
 
 void ae_net_bn_stats_t(const ae_real *x, int batch, size_t elems, size_t plane,
                        size_t c0, size_t channels, double *mean, double *var) {
   size_t c = 0;
+#if AE_NET_AVX512
+  if (ae_net_have_avx512())
+    for (; c + BN_LANES <= channels; c += BN_LANES)
+      bn_stats8_avx512(x, batch, elems, plane, c0 + c, mean + c, var + c);
+#endif
   for (; c + 4 <= channels; c += 4)
     bn_stats4(x, batch, elems, plane, c0 + c, mean + c, var + c);
   for (; c < channels; c++)
