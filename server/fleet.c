@@ -293,10 +293,12 @@ int ae_fleet_queue_room(ae_server *srv, size_t n, size_t *queued) {
     size_t count = 0;
     int rc = ae_store_count_queued(srv->store, &count);
     if (rc) {
-      /* The last count stands (the insert that follows fails too when
-       * the store is gone). */
+      /* No count: the submission goes on, and its insert reports the
+       * store's state (503 when the store is gone), not a full queue. */
       ae_log(AE_LOG_ERROR, "fleet: count queued jobs: %s (%s)", ae_strerror(rc),
              ae_store_errmsg(srv->store));
+      *queued = f->queued_read + f->queued_since;
+      return 1;
     } else {
       f->queued_read = count;
       f->queued_since = 0;

@@ -89,6 +89,9 @@ typedef struct ae_job {
   int remote;         /* --fleet: accepted here, queued in the store for
                          any replica; kept for the submission's answer
                          only (the sweep drops it; lookups read the store) */
+  int study_gone;     /* --fleet: its study was deleted while it ran
+                         here; its end removes its row from the store
+                         (store_pg.c) and it expires at once here */
 
   ae_queue_entry entry; /* the queue's, while queued */
 

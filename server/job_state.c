@@ -283,9 +283,12 @@ void ae_job_finish(ae_server *srv, ae_job *job, ae_job_state state,
   job->deferred = 0;
   job->state = state;
   job->finished_ms = ae_now_ms();
-  /* A study's members are kept until the study is deleted. */
-  job->expires_ms =
-      job->study[0] ? 0 : job->finished_ms + srv->opt->job_ttl_secs * 1000;
+  /* A study's members are kept until the study is deleted; a member of a
+   * study deleted across the fleet while it ran goes at once. */
+  job->expires_ms = job->study[0] ? 0
+                    : job->study_gone
+                        ? job->finished_ms
+                        : job->finished_ms + srv->opt->job_ttl_secs * 1000;
   if (job->has_req) {
     ae_request_free(&job->req);
     job->has_req = 0;
@@ -596,7 +599,7 @@ int ae_jobs_submit_ex(ae_server *srv, ae_request *reqs, size_t n,
           .cached = job->cached,
           .cache_key = job->cache_key[0] ? job->cache_key : NULL,
           .follow = extra && !result ? extra[i].follow : 0,
-          .ttl_ms = job->study[0] ? 0 : srv->opt->job_ttl_secs * 1000};
+          .ttl_ms = job->study[0] ? -1 : srv->opt->job_ttl_secs * 1000};
       if (result) { /* a cache hit: stored finished, with its result */
         rows[i].state = AE_JOB_SUCCEEDED;
         rows[i].result_json = result_texts[i];

@@ -65,8 +65,9 @@ typedef struct {
    * A job that waits is queued but not claimable and not counted
    * (ae_store_count_queued) until its leader ends: succeeded, it ends
    * succeeded with the leader's result, cached, expiring ttl_ms after
-   * (0: never); failed, cancelled or removed, the first job waiting for
-   * it becomes claimable and the others wait for that one. */
+   * (0: at once, as --job-ttl-secs=0 says; -1: never, a study's member);
+   * failed, cancelled or removed, the first job waiting for it becomes
+   * claimable and the others wait for that one. */
   const char *cache_key;
   int follow;
   long long ttl_ms;

@@ -103,7 +103,7 @@
 /* The sharing of identical jobs in flight across a fleet: a job's cache
  * key (NULL for jobs of older schemas, which never lead), the job it
  * waits for (waiting_on: queued, not claimable) and the time to live of
- * its end when it takes that job's result (ttl_ms, NULL: never expires).
+ * its end when it takes that job's result (ttl_ms, -1 or NULL: never).
  * A trigger ends the followers of a job with the job's end, in the same
  * transaction, whichever statement wrote it (an owner's end, a cancel,
  * a lease that failed, a delete): succeeded, they succeed with its result
@@ -127,7 +127,7 @@
   "  UPDATE archeval_jobs SET state = 'succeeded',"                            \
   "   result_json = NEW.result_json, cached = true,"                           \
   "   finished_ms = NEW.finished_ms, waiting_on = NULL,"                       \
-  "   expires_ms = CASE WHEN ttl_ms > 0 THEN NEW.finished_ms + ttl_ms END"     \
+  "   expires_ms = CASE WHEN ttl_ms >= 0 THEN NEW.finished_ms + ttl_ms END"    \
   "   WHERE waiting_on = NEW.id AND state = 'queued';"                         \
   "  RETURN NULL;"                                                             \
   " END IF;"                                                                   \
@@ -916,7 +916,7 @@ static void pg_job_values(const ae_store_job *j, const char *wait,
   values[19] = j->cached ? "true" : "false";
   values[20] = j->cache_key;
   values[21] = wait;
-  values[22] = pg_int_text(numbers[7], sizeof numbers[7], j->ttl_ms, 1);
+  values[22] = pg_int_text(numbers[7], sizeof numbers[7], j->ttl_ms, 0);
 }
 
 /* One cache key of an insert's followers: its rows are order[first ..

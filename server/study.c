@@ -790,13 +790,14 @@ static void h_delete(ae_server *srv, const ae_study_call *call,
     if (!job) continue;
     if (ae_job_terminal(job)) {
       ae_job_table_remove(&srv->jobs, job);
-    } else if (!srv->fleet) {
-      /* Running: it ends as a plain job and expires like one. */
+    } else {
+      /* Running: it ends as a plain job and expires like one.  --fleet:
+       * its row keeps the study's id, so its end removes it from the
+       * store (store_pg.c finds the study gone), and it expires here at
+       * its end (other replicas already answer 404). */
       job->study[0] = '\0';
+      job->study_gone = srv->fleet;
     }
-    /* --fleet: its row keeps the study's id and its end here removes it
-     * from the store (the study is gone); answers about it read the
-     * store (a finished member held here may be stale). */
   }
   study_free(s);
   out->status = 204;

@@ -1829,10 +1829,10 @@ START_TEST(test_fleet_followers) {
   ae_store_job lead = keyed_job("j_lead", 1, 'a', 1, 3600000);
   ck_assert_int_eq(ae_store_insert(a, &lead, 1), 0);
   ck_assert_str_eq(claim(a, 1000, 60000).id, "j_lead");
-  ae_store_job more[3] = {keyed_job("j_f1", 2, 'a', 2, 5000),
-                          keyed_job("j_f2", 3, 'a', 2, 0),
-                          keyed_job("j_other", 4, 'b', 2, 0)};
-  ck_assert_msg(ae_store_insert(b, more, 3) == 0, "%s", ae_store_errmsg(b));
+  ae_store_job more[4] = {
+      keyed_job("j_f1", 2, 'a', 2, 5000), keyed_job("j_f2", 3, 'a', 2, -1),
+      keyed_job("j_other", 4, 'b', 2, 0), keyed_job("j_f3", 7, 'a', 2, 0)};
+  ck_assert_msg(ae_store_insert(b, more, 4) == 0, "%s", ae_store_errmsg(b));
   ae_store_job plain[2] = {keyed_job("j_p1", 5, 'a', 1, 5000),
                            keyed_job("j_p2", 6, 'a', 1, 5000)};
   ck_assert_int_eq(ae_store_insert(b, plain, 2), 0);
@@ -1853,7 +1853,10 @@ START_TEST(test_fleet_followers) {
     ck_assert_int_eq(set.jobs[i].job.finished_ms, 2000);
   }
   ck_assert_int_eq(set.jobs[0].job.expires_ms, 7000);
-  ck_assert_int_eq(set.jobs[1].job.expires_ms, 0);
+  ck_assert_int_eq(set.jobs[1].job.expires_ms, 0); /* -1: never */
+  /* A TTL of 0 (--job-ttl-secs=0) expires at once, not never. */
+  ck_assert_int_eq(stored_state(b, "j_f3", &set), AE_JOB_SUCCEEDED);
+  ck_assert_int_eq(set.jobs[2].job.expires_ms, 2000);
   /* j_p2 waits for j_p1 (its insert's first), not for j_lead. */
   ck_assert_int_eq(stored_state(b, "j_p2", &set), AE_JOB_QUEUED);
   ck_assert_int_eq(
