@@ -55,6 +55,7 @@ struct ae_server {
    * answers (job_state.c; the loop), oldest first. */
   struct ae_unsaved_finish *unsaved_head, *unsaved_tail;
   size_t n_unsaved;
+  size_t n_fleet_release; /* jobs with fleet_release set (job.h) */
   /* A fleet's leases (issue 15), for /metrics: the counts of
    * ae_store_requeue_expired run by this replica (fleet.c). */
   unsigned long long leases_requeued, leases_exhausted;

@@ -1687,11 +1687,9 @@ static int parse_off_loop(ae_http_req *r, ae_handler handler) {
   return AE_OK;
 }
 
-/* Whether a request's Idempotency-Key may be a replay, which needs no
- * room: a key this daemon holds (a batch's as "KEY\n0"), or any key once
- * the store holds jobs memory does not. */
-static int may_be_replay(ae_http_req *r, ae_handler handler, const char *key) {
-  if (ae_jobs_store_has_more(r->srv)) return 1;
+/* Whether a request's Idempotency-Key is one this daemon holds in memory
+ * (a batch's as "KEY\n0"): its replay needs no room. */
+static int held_replay(ae_http_req *r, ae_handler handler, const char *key) {
   if (handler == AE_HANDLER_SUBMIT)
     return ae_job_table_find_idem(&r->srv->jobs, key) != NULL;
   size_t len = strlen(key) + 3;
@@ -1701,6 +1699,22 @@ static int may_be_replay(ae_http_req *r, ae_handler handler, const char *key) {
   int found = ae_job_table_find_idem(&r->srv->jobs, first) != NULL;
   free(first);
   return found;
+}
+
+/* Whether a key only the store holds (a job memory let go, or another
+ * replica's) is a replay: one store read, made only when the body does
+ * not fit, so that keys cannot be used to skip the reservation. */
+static int stored_replay(ae_http_req *r, ae_handler handler, const char *key) {
+  if (!ae_jobs_store_has_more(r->srv)) return 0;
+  size_t len = strlen(key) + 3;
+  char *first = malloc(len);
+  if (!first) return 0;
+  snprintf(first, len, handler == AE_HANDLER_SUBMIT ? "%s" : "%s\n0", key);
+  int rc = AE_OK;
+  ae_job *job = ae_job_lookup_idem(r->srv, first, &rc);
+  free(first);
+  ae_job_release(job);
+  return job != NULL;
 }
 
 /* A job submission's parse (about AE_PARSE_BYTES_PER_BODY_BYTE times its
@@ -1715,12 +1729,16 @@ static int refuse_before_parse(ae_http_req *r, ae_handler handler,
       r->parse_tried || r->parse_reserved || r->srv->draining)
     return 0;
   const char *key = header(r, "Idempotency-Key");
-  if (key && may_be_replay(r, handler, key)) return 0;
+  if (key && held_replay(r, handler, key)) return 0;
   ae_problem p = AE_PROBLEM_INIT;
   int retry_after = 0;
   if (ae_jobs_reserve_parse(r->srv, r->len, &r->parse_reserved, &p,
                             &retry_after) == AE_OK)
     return 0;
+  if (key && stored_replay(r, handler, key)) {
+    ae_problem_clear(&p);
+    return 0;
+  }
   *answer = respond_problem_full(r, &p, retry_after, NULL, 0);
   return 1;
 }

@@ -92,6 +92,10 @@ typedef struct ae_job {
   int study_gone;     /* --fleet: its study was deleted while it ran
                          here; its end removes its row from the store
                          (store_pg.c) and it expires at once here */
+  int fleet_release;  /* --fleet: a study member whose end is stored;
+                         the sweep lets this copy go (lookups read the
+                         store), so a study deleted by another replica
+                         leaves nothing held here */
 
   ae_queue_entry entry; /* the queue's, while queued */
 
@@ -150,7 +154,9 @@ ae_job *ae_job_table_over_cap(const ae_job_table *t);
  * transient job is in no table and counts nowhere. */
 void ae_job_table_recount(ae_job_table *t, ae_job *job);
 /* What a job holds in memory: the job, its texts and its parsed request,
- * each block counted as malloc_usable_size says (what malloc gave it). */
+ * each block counted as malloc_usable_size says (what malloc gave it),
+ * an uploaded model's warnings, and while it runs the float32 inputs its
+ * worker read back from the text. */
 size_t ae_job_held_bytes(const ae_job *job);
 /* What a parsed request holds (its normalised JSON tree aside, which a
  * job drops): the architecture, the lowered network (nodes, names, input

@@ -321,6 +321,13 @@ void ae_job_finish(ae_server *srv, ae_job *job, ae_job_state state,
       store_note(srv, "finish", job->id, rc);
     unsaved = rc == AE_EIO || rc == AE_ENOMEM;
   }
+  /* --fleet: a study member's truth is the store's once its end is
+   * there (lookups read it, job_fetch.c): the sweep lets this copy go. */
+  if (srv->fleet && job->study[0] && !unsaved && !job->transient &&
+      !job->fleet_release) {
+    job->fleet_release = 1;
+    srv->n_fleet_release++;
+  }
   if (unsaved) {
     unsaved_add(srv, job, state, rj, ej);
   } else {
@@ -749,6 +756,16 @@ static void drop_remote_copies(ae_server *srv) {
     if (job->remote) ae_job_table_remove(&srv->jobs, job);
 }
 
+/* --fleet: the study members whose end is stored (fleet_release). */
+static void release_fleet_members(ae_server *srv) {
+  if (!srv->n_fleet_release) return;
+  ae_job_iter it;
+  ae_job_iter_start(&srv->jobs, -1, &it);
+  for (ae_job *job; (job = ae_job_iter_next(&it));)
+    if (job->fleet_release) ae_job_table_remove(&srv->jobs, job);
+  srv->n_fleet_release = 0;
+}
+
 /* ---- the sweep: deadlines of queued jobs, expiry ---- */
 
 static void sweep(uv_timer_t *timer) {
@@ -778,6 +795,7 @@ static void sweep(uv_timer_t *timer) {
   }
   ae_jobs_trim_finished(srv);
   drop_remote_copies(srv);
+  release_fleet_members(srv);
   int store_is_sqlite =
       srv->store && !strcmp(ae_store_backend_name(srv->store), "sqlite");
   if (srv->store && !store_is_sqlite &&

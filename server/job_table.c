@@ -161,19 +161,48 @@ static size_t graph_bytes(const ae_graph *g) {
   return bytes;
 }
 
+/* Jansson's blocks are not ours to measure: an array of strings (an
+ * uploaded model's warnings) is charged its array (header and slots) and,
+ * per string, its json_t and its text, each a chunk. */
+static size_t string_array_bytes(const json_t *array) {
+  if (!json_is_array(array)) return 0;
+  size_t n = json_array_size(array);
+  size_t bytes = 48 + CHUNK_HEADER + n * sizeof(json_t *) + CHUNK_HEADER;
+  for (size_t i = 0; i < n; i++) {
+    const json_t *v = json_array_get(array, i);
+    bytes += 32 + CHUNK_HEADER;
+    if (json_is_string(v)) bytes += json_string_length(v) + 1 + CHUNK_HEADER;
+  }
+  return bytes;
+}
+
 size_t ae_request_held_bytes(const ae_request *r) {
   const ae_arch *a = &r->arch;
   return block_bytes(a->dag.edges) + graph_bytes(&a->graph) +
          block_bytes(a->model) + graph_bytes(&r->net) +
          block_bytes(r->data.dataset) + block_bytes(r->data.inputs) +
-         block_bytes(r->data.labels) + block_bytes(r->client_ref);
+         block_bytes(r->data.labels) + block_bytes(r->client_ref) +
+         string_array_bytes(r->model_warnings);
+}
+
+/* The float32 inputs a worker reads back from the request text for the
+ * time of a run (ae_job_run_request). */
+static size_t run_inputs_bytes(const ae_job *job) {
+  if (job->state != AE_JOB_RUNNING || !job->has_req || !job->inputs_in_text)
+    return 0;
+  const ae_data_spec *d = &job->req.data;
+  size_t n = d->batch_size > 0 ? (size_t)d->batch_size : 0;
+  for (int i = 0; i < d->input_rank; i++)
+    n *= d->input_shape[i] > 0 ? (size_t)d->input_shape[i] : 0;
+  return n ? n * sizeof(float) + CHUNK_HEADER : 0;
 }
 
 size_t ae_job_held_bytes(const ae_job *job) {
   size_t bytes = block_bytes(job) + block_bytes(job->request_text) +
                  block_bytes(job->head_text) + block_bytes(job->tail_text) +
                  block_bytes(job->client_ref) + block_bytes(job->idem_key);
-  if (job->has_req) bytes += ae_request_held_bytes(&job->req);
+  if (job->has_req)
+    bytes += ae_request_held_bytes(&job->req) + run_inputs_bytes(job);
   return bytes;
 }
 

@@ -288,7 +288,8 @@ int ae_store_notifications(ae_store *s,
 
 /* Marks a job's result as taken from the cache (before its finish). */
 int ae_store_mark_cached(ae_store *s, const char *id);
-/* Inserts a study.  AE_EINVAL when the id exists; AE_EIO. */
+/* Inserts a study.  AE_EINVAL when its id or its idempotency key is
+ * already stored (a unique violation, nothing else); AE_EIO. */
 int ae_store_study_insert(ae_store *s, const ae_store_study *study);
 /* Removes a study and every finished job of it, in one transaction; its
  * jobs still queued or running stay, without a study (the caller cancelled

@@ -513,6 +513,7 @@ typedef struct {
   long long backoff_ms;
   long long next_connect_ms; /* monotonic; no attempt before */
   char errmsg[512];
+  char sqlstate[6];        /* the last failed command's SQLSTATE, "" if none */
   char connect_error[512]; /* why the last reconnect failed */
 } pg_store;
 
@@ -565,6 +566,7 @@ static int pg_fail(pg_store *s, const PGresult *res, const char *what) {
     pg_set_error(s, "%s: %s (SQLSTATE %s)", what, message, state);
   else
     pg_set_error(s, "%s: %s", what, message);
+  snprintf(s->sqlstate, sizeof s->sqlstate, "%s", state ? state : "");
   if (state && (strncmp(state, "22", 2) == 0 || strncmp(state, "23", 2) == 0))
     return AE_EINVAL;
   return AE_EIO;
@@ -1456,6 +1458,10 @@ static int pg_store_study_insert(void *impl, const ae_store_study *t) {
   PGresult *res = pg_run(s, PG_STUDY_INSERT, values, PGRES_COMMAND_OK,
                          "study insert", &status);
   PQclear(res);
+  /* Only a unique violation (the id, or under --fleet the idempotency
+   * key another replica stored first) is the caller's AE_EINVAL: any
+   * other refusal of the data is the store's failure to hold it. */
+  if (status == AE_EINVAL && strcmp(s->sqlstate, "23505") != 0) status = AE_EIO;
   return status;
 }
 

@@ -127,11 +127,22 @@ double ae_nfl_ntk_bound(const ae_dag *d, const double *rho, int N);
 #define AE_EIG_BLOCKED_MIN 256
 int ae_sym_eigvals(const double *A, int n, double *w,
                    const ae_job_control *ctl);
+/* Cholesky factorisation A = L L^T in place: row-major, the lower
+ * triangle read and overwritten with L, the upper one untouched.  Below
+ * AE_CHOL_BLOCKED_MIN one LAPACKE dpotrf; from it up a blocked
+ * factorisation (linalg.c) that passes the checkpoint after every strip of
+ * its trailing update, so a deadline stops it within about 50 ms on one
+ * core at n = 4096.  0 with *info as dpotrf's (0, or k > 0 when the
+ * leading minor of order k is not positive definite); AE_EINVAL (bad
+ * arguments), AE_ENOMEM, AE_EINTERNAL, or the checkpoint's error (A then
+ * partly factored). */
+#define AE_CHOL_BLOCKED_MIN 1024
+int ae_cholesky_lower(double *A, int n, int *info, const ae_job_control *ctl);
 /* q = tr(Y^T G^-1 Y) by Cholesky with the jitter rule of metrics.md §3.2
  * (eps * tr(G)/N, eps from 1e-10 doubling to 1e-4).  Y: n x C row-major.
  * *jitter gets the jitter added (0 if none).  AE_EINVAL if G stays
  * indefinite.  The checkpoint is passed before and after each Cholesky
- * attempt (one dpotrf runs uninterrupted). */
+ * attempt, and inside it from AE_CHOL_BLOCKED_MIN up. */
 int ae_kernel_quadratic(const double *G, int n, const double *Y, int C,
                         double *q, double *jitter, const ae_job_control *ctl);
 /* X = G^-1 Y (n x C row-major) by Cholesky with the same jitter rule;

@@ -10,7 +10,10 @@
  * dsterf) and passes the caller's ae_job_control checkpoint after every
  * column: the values are bit-identical to the plain call (tested by
  * test_analytic_blocked), and a deadline or a cancel stops the work
- * within one matrix-vector product.
+ * within one matrix-vector product.  Likewise from AE_CHOL_BLOCKED_MIN up
+ * the Cholesky factorisation is a right-looking blocked one (dpotrf on
+ * the diagonal blocks, dtrsm, then dgemm/dsyrk on strips of the trailing
+ * matrix) with a checkpoint after every strip; below it, one dpotrf.
  *
  * Pure functions working on copies; any thread may call them.  The
  * job control is read, never written. */
@@ -228,12 +231,84 @@ int ae_sym_eigvals(const double *A, int n, double *w,
   return info == 0 ? 0 : AE_EINTERNAL;
 }
 
-/* Cholesky of G + jitter I into L (lower); 0 or the LAPACK info. */
-static lapack_int cholesky(const double *G, int n, double jitter, double *L) {
+/* The blocked Cholesky's diagonal blocks (columns per step) and the rows
+ * of the trailing update between two checkpoints: at n = 4096 one step is
+ * at most 2 * 1024 * 4096 * 256 flops (about 50 ms on one core). */
+#define CHOL_BLOCK 256
+#define CHOL_STRIP 1024
+
+/* The reference: LAPACK's dpotrf in one uninterrupted call. */
+static int cholesky_plain(double *A, int n, int *info) {
+  lapack_int r = LAPACKE_dpotrf(LAPACK_ROW_MAJOR, 'L', n, A, n);
+  if (r < 0) return r == LAPACK_WORK_MEMORY_ERROR ? AE_ENOMEM : AE_EINTERNAL;
+  *info = (int)r;
+  return AE_OK;
+}
+
+/* Right-looking blocked Cholesky, A = L L^T in place (row-major, lower
+ * triangle; the upper one is not touched).  Per block column k: dpotrf of
+ * the diagonal block, the panel below it by a triangular solve, and the
+ * trailing lower triangle updated in strips of CHOL_STRIP rows (dgemm left
+ * of the strip's diagonal block, dsyrk on it), a checkpoint after each. */
+static int cholesky_blocked(double *A, int n, int *info,
+                            const ae_job_control *ctl) {
+  for (int k = 0; k < n; k += CHOL_BLOCK) {
+    int b = n - k < CHOL_BLOCK ? n - k : CHOL_BLOCK;
+    double *a11 = A + (size_t)k * n + k;
+    lapack_int r = LAPACKE_dpotrf(LAPACK_ROW_MAJOR, 'L', b, a11, n);
+    if (r < 0) return r == LAPACK_WORK_MEMORY_ERROR ? AE_ENOMEM : AE_EINTERNAL;
+    if (r > 0) {
+      *info = k + (int)r;
+      return AE_OK;
+    }
+    int m = n - k - b;
+    if (m == 0) break;
+    double *a21 = A + (size_t)(k + b) * n + k;
+    /* A21 := A21 L11^-T */
+    cblas_dtrsm(CblasRowMajor, CblasRight, CblasLower, CblasTrans, CblasNonUnit,
+                m, b, 1.0, a11, n, a21, n);
+    int rc = ae_job_checkpoint(ctl);
+    if (rc) return rc;
+    /* A22 -= A21 A21^T, lower triangle, strip by strip. */
+    for (int s = 0; s < m; s += CHOL_STRIP) {
+      int h = m - s < CHOL_STRIP ? m - s : CHOL_STRIP;
+      double *strip = A + (size_t)(k + b + s) * n + (k + b);
+      const double *rows = a21 + (size_t)s * n;
+      if (s > 0)
+        cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, h, s, b, -1.0,
+                    rows, n, a21, n, 1.0, strip, n);
+      cblas_dsyrk(CblasRowMajor, CblasLower, CblasNoTrans, h, b, -1.0, rows, n,
+                  1.0, strip + s, n);
+      rc = ae_job_checkpoint(ctl);
+      if (rc) return rc;
+    }
+  }
+  *info = 0;
+  return AE_OK;
+}
+
+int ae_cholesky_lower(double *A, int n, int *info, const ae_job_control *ctl) {
+  if (!A || !info || n < 1) return AE_EINVAL;
+  int rc = ae_job_checkpoint(ctl);
+  if (rc) return rc;
+  if (n < AE_CHOL_BLOCKED_MIN)
+    rc = cholesky_plain(A, n, info);
+  else
+    rc = cholesky_blocked(A, n, info, ctl);
+  return rc ? rc : ae_job_checkpoint(ctl);
+}
+
+/* Cholesky of G + jitter I into L (lower); 0 with *info (LAPACK's: > 0
+ * when not positive definite), or an error (the checkpoint's among them). */
+static int cholesky(const double *G, int n, double jitter, double *L,
+                    lapack_int *info, const ae_job_control *ctl) {
   memcpy(L, G, sizeof(double) * (size_t)n * (size_t)n);
   for (int i = 0; i < n; i++)
     L[(size_t)i * n + i] += jitter;
-  return LAPACKE_dpotrf(LAPACK_ROW_MAJOR, 'L', n, L, n);
+  int factor_info = 0;
+  int rc = ae_cholesky_lower(L, n, &factor_info, ctl);
+  *info = factor_info;
+  return rc;
 }
 
 /* Cholesky of G (n x n, finite) into L with the jitter rule of
@@ -245,17 +320,13 @@ static int cholesky_jittered(const double *G, int n, double trace, double *L,
                              double *used, lapack_int *info,
                              const ae_job_control *ctl) {
   *used = 0.0;
-  int rc = ae_job_checkpoint(ctl);
-  if (rc) return rc;
-  *info = cholesky(G, n, 0.0, L);
-  for (double eps = 1e-10; *info > 0; eps = fmin(2.0 * eps, 1e-4)) {
-    rc = ae_job_checkpoint(ctl);
-    if (rc) return rc;
+  int rc = cholesky(G, n, 0.0, L, info, ctl);
+  for (double eps = 1e-10; !rc && *info > 0; eps = fmin(2.0 * eps, 1e-4)) {
     *used = eps * trace / n;
-    *info = cholesky(G, n, *used, L);
+    rc = cholesky(G, n, *used, L, info, ctl);
     if (eps == 1e-4) break;
   }
-  return ae_job_checkpoint(ctl);
+  return rc;
 }
 
 int ae_kernel_solve(const double *G, int n, const double *Y, int C, double *X,

@@ -302,15 +302,17 @@ void ae_isotropy_progressivity(const double *h, int n, double *isotropy,
   *progressivity = n > 1 ? least : NAN;
 }
 
-int ae_logdet_cholesky(const double *K, int n, double *logdet) {
+int ae_logdet_cholesky(const double *K, int n, double *logdet,
+                       const ae_job_control *ctl) {
   size_t nn = (size_t)n * (size_t)n;
   for (size_t e = 0; e < nn; e++)
     if (!isfinite(K[e])) return AE_EINVAL;
   double *L = malloc(nn * sizeof *L);
   if (!L) return AE_ENOMEM;
   memcpy(L, K, nn * sizeof *L);
-  lapack_int info = LAPACKE_dpotrf(LAPACK_ROW_MAJOR, 'L', n, L, n);
-  int rc = info > 0 ? AE_EINVAL : info < 0 ? AE_EINTERNAL : AE_OK;
+  int info = 0;
+  int rc = ae_cholesky_lower(L, n, &info, ctl);
+  if (!rc && info > 0) rc = AE_EINVAL;
   if (!rc) {
     double sum = 0.0;
     for (int i = 0; i < n; i++)
@@ -685,7 +687,7 @@ static int pattern_kernel_logdet(ae_job_state *job, ae_error *err) {
     ae_scorecard_warn(sc, "expressivity.pattern_kernel_logdet: the network "
                           "has no piecewise-linear units");
   } else if (!rc) {
-    rc = ae_logdet_cholesky(K, n, &logdet);
+    rc = ae_logdet_cholesky(K, n, &logdet, job->ctl);
     if (!rc || rc == AE_EINVAL) {
       int crc = ae_job_checkpoint(job->ctl);
       if (crc) rc = crc;

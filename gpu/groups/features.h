@@ -80,9 +80,12 @@ int ae_channel_entropy(double *f, int batch, int c, size_t hw, double *work,
 void ae_isotropy_progressivity(const double *h, int n, double *isotropy,
                                double *progressivity);
 
-/* log det of the symmetric positive definite n x n K by Cholesky.  0, or
- * AE_EINVAL when K is not positive definite (or not finite), AE_ENOMEM. */
-int ae_logdet_cholesky(const double *K, int n, double *logdet);
+/* log det of the symmetric positive definite n x n K by Cholesky
+ * (ae_cholesky_lower, which passes ctl's checkpoint; ctl may be NULL).
+ * 0, or AE_EINVAL when K is not positive definite (or not finite),
+ * AE_ENOMEM, or the checkpoint's error. */
+int ae_logdet_cholesky(const double *K, int n, double *logdet,
+                       const ae_job_control *ctl);
 
 /* The kernel regression of ranking.md §3 on the n x n theta and labels
  * (0 .. classes-1): targets one-hot minus 1/classes; the first

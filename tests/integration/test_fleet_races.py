@@ -170,6 +170,8 @@ def test_delete_while_running(a, b):
     if runner is None:
         return
     other = b if runner is a else a
+    time.sleep(0.5)  # the sweep drops the submission's remote copy
+    held_running = jobs_held(runner)
     h.log("member %s runs on %s; the study is deleted on %s"
           % (jid, runner.name, other.name))
     state = psql("SELECT state || ' ' || coalesce(owner, '-')"
@@ -209,6 +211,21 @@ def test_delete_while_running(a, b):
             if line.startswith("archeval_store_leases_held")]
     check(held and held[0].split()[-1] == "0",
           "%s holds no lease (/metrics)" % runner.name, held)
+    # Nor does the runner keep the member in memory: its end is in the
+    # store, and its copy goes at the next sweep (200 ms).
+    time.sleep(0.5)
+    held_after = jobs_held(runner)
+    check(held_after == held_running - 1,
+          "%s holds no copy of the member (archeval_jobs_held %d, %d "
+          "while it ran)" % (runner.name, held_after, held_running))
+
+
+def jobs_held(d):
+    """The jobs a replica holds in memory (/metrics archeval_jobs_held)."""
+    for line in d.call("GET", "/metrics").body.decode().splitlines():
+        if line.startswith("archeval_jobs_held "):
+            return int(float(line.split()[-1]))
+    return -1
 
 
 def queued_in_store():

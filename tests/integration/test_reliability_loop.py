@@ -15,7 +15,8 @@ no "loop stalled" warning.  The probe's latency is printed beside it; it
 also counts the time the loop thread waits for a CPU among 20 clients that
 saturate the 2 cores of the CI host (the OS scheduler's share, which the
 daemon can only lower by its threads' priorities), so it is held only to
-AE_LIVE_P99_MS (default 1000 ms, Kubernetes' liveness timeout).  A GET of
+AE_LIVE_P99_MS (default 500 ms, half Kubernetes' liveness timeout; on a
+quiet 2-core machine it measured 7-15 ms, tests/bench/RESULTS.md).  A GET of
 one job renders its request once: later GETs are served from the cached
 text.  Prints the measurements and "N passed, M failed" last.
 """
@@ -33,7 +34,7 @@ import unittest
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness as h  # noqa: E402
 
-P99_MS = float(os.environ.get("AE_LIVE_P99_MS", "1000"))
+P99_MS = float(os.environ.get("AE_LIVE_P99_MS", "500"))
 # Extra daemon flags, to measure the workers' priority (--worker-nice,
 # --worker-sched; tests/bench/RESULTS.md).
 EXTRA = os.environ.get("AE_LOOP_DAEMON_ARGS", "").split()

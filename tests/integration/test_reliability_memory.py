@@ -266,6 +266,82 @@ def test_inputs_held_once():
                 (done.get("error"), done2.get("error")))
 
 
+def test_running_inputs_counted():
+    """While a worker runs a job with inline inputs it holds them twice (the
+    text and the float32 copy it reads back): the jobs' count says so, and
+    drops by at least that copy when the job ends (what else it drops, its
+    parsed request, is a few KiB here, a tenth of the copy)."""
+    samples, shape = 64, [3, 16, 16]
+    width = shape[0] * shape[1] * shape[2]
+    x = [[((s * 31 + k * 7) % 997) / 997.0 for k in range(width)]
+         for s in range(samples)]
+    body = {"architecture": dict(h.LONG_JOB["architecture"]),
+            "data": {"input_shape": shape, "inputs": x,
+                     "labels": [s % 10 for s in range(samples)]},
+            "settings": {"ntk": {"repeats": 16}},
+            "metrics": ["convergence", "generalization"]}
+    floats = samples * width * 4
+    with h.Daemon(host_workers=1, store=False) as d:
+        r = d.call("POST", "/v1/jobs", body)
+        h.check(r.status == 202, "a long job with inline inputs",
+                (r.status, r.body[:200]))
+        job_id = r.json["id"]
+        running = None
+        for _ in range(1000):
+            g = d.call("GET", "/v1/jobs/" + job_id)
+            if g.json.get("state") == "running":
+                running = jobs_memory(d)
+                break
+            if g.json.get("state") != "queued":
+                break
+            time.sleep(0.01)
+        d.call("POST", "/v1/jobs/%s:cancel" % job_id)
+        done = d.wait(job_id)
+        ended = jobs_memory(d)
+        h.log("job with %d bytes of float32 inputs: the jobs held %s bytes "
+              "while it ran, %d once it ended" % (floats, running, ended))
+        h.check(running is not None and done.get("state") == "cancelled" and
+                running - ended >= floats,
+                "a running job's float32 inputs are counted while it runs",
+                (running, ended, floats, done.get("state")))
+
+
+def test_replay_without_room():
+    """An Idempotency-Key does not skip the parse's reservation: with the
+    budget nearly full, a new key's large POST gets 429 before its parse,
+    while the replay of a key whose job only the store still holds
+    (memory let it go: --max-finished-jobs=1) finds its job."""
+    with h.Daemon("--max-jobs-memory=16MiB", "--max-finished-jobs=1",
+                  host_workers=0, ready_path="/v1/health/live") as d:
+        first = inline_job(1, samples=60)  # about 0.66 MB of text
+        r = d.call("POST", "/v1/jobs", first,
+                   headers={"Idempotency-Key": "replay-1"})
+        h.check(r.status == 202, "a keyed job", (r.status, r.body[:200]))
+        first_id = r.json["id"]
+        d.call("POST", "/v1/jobs/%s:cancel" % first_id)
+        # Two more finished jobs: the first one leaves memory.
+        for i in range(2):
+            other = d.submit(h.SMALL_JOB).json["id"]
+            d.call("POST", "/v1/jobs/%s:cancel" % other)
+        statuses = []
+        for i in range(40):  # queued jobs fill the budget
+            r = d.call("POST", "/v1/jobs", inline_job(100 + i, samples=60))
+            statuses.append(r.status)
+            if r.status != 202:
+                break
+        h.check(statuses[-1] == 429, "the budget fills up", statuses)
+        r = d.call("POST", "/v1/jobs", inline_job(999, samples=60),
+                   headers={"Idempotency-Key": "replay-new"})
+        h.check(r.status == 429 and r.header("Retry-After"),
+                "a new key past the budget: 429 before its parse",
+                (r.status, r.body[:300]))
+        r = d.call("POST", "/v1/jobs", first,
+                   headers={"Idempotency-Key": "replay-1"})
+        h.check(r.status in (200, 202) and (r.json or {}).get("id") ==
+                first_id, "a stored key's replay finds its job",
+                (r.status, r.body[:300]))
+
+
 def test_expiry():
     """Jobs held, then expired: RSS comes back near where it started.
     Large inline jobs up to the budget and small ones in batches after
@@ -333,6 +409,8 @@ def main():
             h.Daemon(host_workers=1, store=False) as d:
         h.section(test_estimates, est, d)
     h.section(test_inputs_held_once)
+    h.section(test_running_inputs_counted)
+    h.section(test_replay_without_room)
     h.section(test_budget)
     h.section(test_expiry)
     h.finish()

@@ -469,7 +469,7 @@ static int float64_values(const options *o, const ae_request *req,
   if (!rc) rc = ae_features_pattern_kernel(net, x, n, K, &units);
   if (!rc) {
     double ld = NAN;
-    int lrc = units ? ae_logdet_cholesky(K, n, &ld) : AE_EINVAL;
+    int lrc = units ? ae_logdet_cholesky(K, n, &ld, NULL) : AE_EINVAL;
     if (lrc && lrc != AE_EINVAL) rc = lrc;
     put(exp, AE_M_PATTERN_KERNEL_LOGDET, lrc ? NAN : ld);
   }

@@ -5,12 +5,17 @@
  * scaling, with one BLAS thread (the engine's) and with two; and a
  * checkpoint that fires (cancel, past deadline, deadline mid-reduction)
  * must stop it, and the Cholesky solves, with the checkpoint's error and
- * nothing leaked (the ASan build checks that).
+ * nothing leaked (the ASan build checks that).  The blocked Cholesky
+ * (ae_cholesky_lower from AE_CHOL_BLOCKED_MIN up) must match dpotrf's
+ * factor and its info, leave the upper triangle alone, and stop inside
+ * the factorisation when a deadline passes there.
  * Single-threaded test program; it owns everything it allocates. */
 #include "config.h"
 
+#include <cblas.h>
 #include <check.h>
 #include <lapacke.h>
+#include <math.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -20,6 +25,7 @@
 #include "api/status.h"
 #include "gpu/analytic/analytic.h"
 #include "gpu/analytic/analytic_internal.h"
+#include "gpu/groups/features.h"
 #include "gpu/job_control.h"
 
 /* OpenBLAS's thread control (not declared by every cblas.h). */
@@ -178,6 +184,118 @@ START_TEST(checkpoint_fires) {
 }
 END_TEST
 
+/* B B^T / n + I for a random n x n B, by BLAS (n in the thousands). */
+static double *random_spd_blas(int n) {
+  double *B = malloc(sizeof(double) * (size_t)n * n);
+  double *A = malloc(sizeof(double) * (size_t)n * n);
+  ck_assert_ptr_nonnull(B);
+  ck_assert_ptr_nonnull(A);
+  for (size_t e = 0; e < (size_t)n * n; e++)
+    B[e] = 2.0 * uniform() - 1.0;
+  cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, n, n, 1.0 / n, B, n,
+              B, n, 0.0, A, n);
+  for (int i = 0; i < n; i++)
+    A[(size_t)i * n + i] += 1.0;
+  free(B);
+  return A;
+}
+
+/* The blocked factor against dpotrf's, lower triangles, relative to the
+ * largest entry; the upper triangle must still be A's. */
+static void check_cholesky_matches(int n, int make_indefinite_at) {
+  double *A = random_spd_blas(n);
+  if (make_indefinite_at >= 0)
+    A[(size_t)make_indefinite_at * n + make_indefinite_at] = -1.0;
+  size_t bytes = sizeof(double) * (size_t)n * n;
+  double *ref = malloc(bytes), *mine = malloc(bytes);
+  ck_assert_ptr_nonnull(ref);
+  ck_assert_ptr_nonnull(mine);
+  memcpy(ref, A, bytes);
+  memcpy(mine, A, bytes);
+  lapack_int ref_info = LAPACKE_dpotrf(LAPACK_ROW_MAJOR, 'L', n, ref, n);
+  int info = -7;
+  ck_assert_int_eq(ae_cholesky_lower(mine, n, &info, NULL), 0);
+  ck_assert_int_eq(info, (int)ref_info);
+  if (make_indefinite_at >= 0) ck_assert_int_eq(info, make_indefinite_at + 1);
+  double biggest = 0.0, worst = 0.0;
+  int rows = info > 0 ? info - 1 : n; /* the factored leading rows */
+  for (int i = 0; i < rows; i++)
+    for (int j = 0; j <= i; j++) {
+      double r = ref[(size_t)i * n + j];
+      biggest = fmax(biggest, fabs(r));
+      worst = fmax(worst, fabs(mine[(size_t)i * n + j] - r));
+    }
+  ck_assert_msg(worst <= 1e-12 * biggest, "n %d: |L - L_ref| %g of %g", n,
+                worst, biggest);
+  for (int i = 0; i < n; i++)
+    for (int j = i + 1; j < n; j++)
+      ck_assert(mine[(size_t)i * n + j] == A[(size_t)i * n + j]);
+  free(A);
+  free(ref);
+  free(mine);
+}
+
+START_TEST(cholesky_blocked_matches_dpotrf) {
+  openblas_set_num_threads(1);
+  rng_state = 11;
+  /* A partial last block and strip; exactly one block of blocks; below
+   * the crossover (dpotrf itself, the same bits). */
+  check_cholesky_matches(AE_CHOL_BLOCKED_MIN + 1300 % 256 + 21, -1);
+  check_cholesky_matches(2 * AE_CHOL_BLOCKED_MIN, -1);
+  check_cholesky_matches(AE_CHOL_BLOCKED_MIN - 1, -1);
+  /* Not positive definite: dpotrf's info, in the first block, at a block's
+   * edge and deep inside the trailing update. */
+  check_cholesky_matches(AE_CHOL_BLOCKED_MIN + 100, 5);
+  check_cholesky_matches(AE_CHOL_BLOCKED_MIN + 100, 256);
+  check_cholesky_matches(AE_CHOL_BLOCKED_MIN + 100, AE_CHOL_BLOCKED_MIN + 3);
+}
+END_TEST
+
+START_TEST(cholesky_deadline_inside) {
+  openblas_set_num_threads(1);
+  rng_state = 5;
+  int n = 3000;
+  double *A = random_spd_blas(n);
+  size_t bytes = sizeof(double) * (size_t)n * n;
+  double *L = malloc(bytes);
+  ck_assert_ptr_nonnull(L);
+  int info = 0;
+  atomic_int cancel = 1;
+  ae_job_control cancelled = {&cancel, 0};
+  ae_job_control past = {NULL, 1};
+  memcpy(L, A, bytes);
+  ck_assert_int_eq(ae_cholesky_lower(L, n, &info, &cancelled), AE_ECANCELLED);
+  ck_assert_int_eq(ae_cholesky_lower(L, n, &info, &past), AE_EDEADLINE);
+  memcpy(L, A, bytes);
+  long long t0 = now_ns();
+  ck_assert_int_eq(ae_cholesky_lower(L, n, &info, NULL), 0);
+  long long full = now_ns() - t0;
+  ck_assert_int_eq(info, 0);
+  /* A deadline a tenth of the way in stops it well before its end: one
+   * uninterrupted dpotrf would run all the way and fail only after. */
+  memcpy(L, A, bytes);
+  t0 = now_ns();
+  ae_job_control soon = {NULL, t0 + full / 10};
+  ck_assert_int_eq(ae_cholesky_lower(L, n, &info, &soon), AE_EDEADLINE);
+  long long stopped = now_ns() - t0;
+  ck_assert_msg(stopped < full * 6 / 10, "stopped after %.1f ms of %.1f ms",
+                stopped / 1e6, full / 1e6);
+  /* The kernel solves go through it. */
+  double *Y = malloc(sizeof(double) * n);
+  ck_assert_ptr_nonnull(Y);
+  for (int i = 0; i < n; i++)
+    Y[i] = uniform();
+  double q = 0, jitter = 0;
+  ck_assert_int_eq(ae_kernel_quadratic(A, n, Y, 1, &q, &jitter, NULL), 0);
+  ck_assert(q > 0);
+  double logdet = 0;
+  ck_assert_int_eq(ae_logdet_cholesky(A, n, &logdet, &past), AE_EDEADLINE);
+  free(Y);
+  free(L);
+  free(A);
+}
+END_TEST
+
 static Suite *blocked_suite(void) {
   Suite *s = suite_create("analytic_blocked");
   TCase *tc = tcase_create("blocked");
@@ -186,6 +304,8 @@ static Suite *blocked_suite(void) {
   tcase_add_test(tc, bit_identical_two_threads);
   tcase_add_test(tc, bit_identical_scaled);
   tcase_add_test(tc, checkpoint_fires);
+  tcase_add_test(tc, cholesky_blocked_matches_dpotrf);
+  tcase_add_test(tc, cholesky_deadline_inside);
   suite_add_tcase(s, tc);
   return s;
 }

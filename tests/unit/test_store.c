@@ -1507,6 +1507,14 @@ START_TEST(test_pg_study_key_unique) {
   ck_assert_ptr_nonnull(strstr(ae_store_errmsg(s), "23505"));
   st.idempotency_key = NULL;
   ck_assert_int_eq(ae_store_study_insert(s, &st), 0); /* no key: fine */
+  /* Data the store refuses (class 22: not UTF-8) is not a duplicate: the
+   * daemon must not answer it as a race lost to another replica. */
+  st.id = "s_9";
+  st.idempotency_key = "k9";
+  st.name = "bad \xff name";
+  ck_assert_int_eq(ae_store_study_insert(s, &st), AE_EIO);
+  ck_assert_ptr_nonnull(strstr(ae_store_errmsg(s), "SQLSTATE 22"));
+  st.name = "one";
   ae_store_close(s);
   /* Back to version 4, with duplicates (newer first: seq decides). */
   pg_admin(dbname, "DROP INDEX archeval_studies_idempotency_key_unique;"
