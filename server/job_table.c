@@ -185,15 +185,20 @@ size_t ae_request_held_bytes(const ae_request *r) {
          string_array_bytes(r->model_warnings);
 }
 
+/* How many float32 values a job's inline inputs are (batch x shape). */
+static size_t inline_input_count(const ae_data_spec *d) {
+  size_t n = d->batch_size > 0 ? (size_t)d->batch_size : 0;
+  for (int i = 0; i < d->input_rank; i++)
+    n *= d->input_shape[i] > 0 ? (size_t)d->input_shape[i] : 0;
+  return n;
+}
+
 /* The float32 inputs a worker reads back from the request text for the
  * time of a run (ae_job_run_request). */
 static size_t run_inputs_bytes(const ae_job *job) {
   if (job->state != AE_JOB_RUNNING || !job->has_req || !job->inputs_in_text)
     return 0;
-  const ae_data_spec *d = &job->req.data;
-  size_t n = d->batch_size > 0 ? (size_t)d->batch_size : 0;
-  for (int i = 0; i < d->input_rank; i++)
-    n *= d->input_shape[i] > 0 ? (size_t)d->input_shape[i] : 0;
+  size_t n = inline_input_count(&job->req.data);
   return n ? n * sizeof(float) + CHUNK_HEADER : 0;
 }
 
@@ -217,10 +222,7 @@ int ae_job_run_request(const ae_job *job, ae_request *run, float **inputs) {
   *run = job->req;
   *inputs = NULL;
   if (!job->inputs_in_text) return AE_OK;
-  const ae_data_spec *d = &job->req.data;
-  size_t n = d->batch_size > 0 ? (size_t)d->batch_size : 0;
-  for (int i = 0; i < d->input_rank; i++)
-    n *= d->input_shape[i] > 0 ? (size_t)d->input_shape[i] : 0;
+  size_t n = inline_input_count(&job->req.data);
   const ae_text *t = job->request_text;
   int rc =
       t ? ae_request_inputs_from_text(t->data, t->len, n, inputs) : AE_EINVAL;
