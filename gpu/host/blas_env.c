@@ -1,5 +1,6 @@
 /* blas_env.c: sets OPENBLAS_CORETYPE from the CPU's features and
- * re-executes the program once (see blas_env.h).
+ * OPENBLAS_THREAD_TIMEOUT, and re-executes the program once (see
+ * blas_env.h).
  *
  * Process-wide: touches the environment and execs; call from main before
  * any thread starts.  No data of its own. */
@@ -11,6 +12,9 @@
 #include <unistd.h>
 
 #define GUARD_VAR "AE_BLAS_REEXECED"
+/* OpenBLAS's idle threads spin 2^n cycles (n = 28 by default, about a
+ * tenth of a second) after each threaded call; 4 is its least. */
+#define THREAD_TIMEOUT "4"
 
 /* Valgrind preloads its core: an exec of /proc/self/exe there would run
  * the tool binary, so leave the choice alone. */
@@ -30,17 +34,22 @@ static const char *core_for_cpu(void) {
 }
 
 int ae_blas_tune_and_reexec(int argc, char **argv) {
-  const char *off = getenv("AE_NO_CORETYPE");
-  if (off && strcmp(off, "0") != 0 && off[0]) return AE_OK;
-  if (getenv("OPENBLAS_CORETYPE") || getenv(GUARD_VAR)) return AE_OK;
+  if (getenv(GUARD_VAR)) return AE_OK;
   if (argc < 1 || !argv || !argv[0] || under_valgrind()) return AE_OK;
-  const char *core = core_for_cpu();
-  if (!core) return AE_OK;
+  const char *off = getenv("AE_NO_CORETYPE");
+  int core_off = off && strcmp(off, "0") != 0 && off[0];
+  const char *core =
+      core_off || getenv("OPENBLAS_CORETYPE") ? NULL : core_for_cpu();
+  int set_timeout = getenv("OPENBLAS_THREAD_TIMEOUT") == NULL;
+  if (!core && !set_timeout) return AE_OK;
   if (setenv(GUARD_VAR, "1", 1) != 0 ||
-      setenv("OPENBLAS_CORETYPE", core, 1) != 0)
+      (core && setenv("OPENBLAS_CORETYPE", core, 1) != 0) ||
+      (set_timeout &&
+       setenv("OPENBLAS_THREAD_TIMEOUT", THREAD_TIMEOUT, 1) != 0))
     return AE_EIO;
   execv("/proc/self/exe", argv);
   /* Still here: the exec failed; go on as we are. */
-  unsetenv("OPENBLAS_CORETYPE");
+  if (core) unsetenv("OPENBLAS_CORETYPE");
+  if (set_timeout) unsetenv("OPENBLAS_THREAD_TIMEOUT");
   return AE_EIO;
 }

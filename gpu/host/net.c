@@ -403,21 +403,54 @@ static void forward_act(const ae_node *nd, const ae_real *x, ae_real *y,
 }
 
 #ifndef AE_NET_DOUBLE
-/* Where the sgemm of `columns` columns would give the very values of the
- * direct convolution (net_conv_direct.c), runs that instead for samples
- * b0 .. b0 + m - 1, without im2col and the copy out of the chunk: 1, else
- * 0 (nothing done). */
-static int conv_direct_samples(ae_net *n, int k, int b0, int m,
-                               size_t columns) {
+/* 1 when the sgemm of node k over `columns` columns would give the very
+ * values of the direct convolution (net_conv_direct.c). */
+static int conv_direct_replaces(const ae_net *n, int k, size_t columns) {
   const ae_node *nd = &n->g->nodes[k];
   const ae_plan_geom *ge = &n->geom[k];
-  if (!ae_net_conv_direct_fits(nd, ge) ||
-      !ae_net_conv_direct_replaces(nd->out, columns, ge->col_rows))
-    return 0;
+  return ae_net_conv_direct_fits(nd, ge) &&
+         ae_net_conv_direct_replaces(nd->out, columns, ge->col_rows);
+}
+
+/* Node k's direct convolution of samples b0 .. b0 + m - 1. */
+static void conv_direct_run(ae_net *n, int k, int b0, int m) {
+  const ae_node *nd = &n->g->nodes[k];
+  const ae_plan_geom *ge = &n->geom[k];
   const ae_real *x = n->act[nd->inputs[0]] + (size_t)b0 * ge->in_elems;
   ae_net_conv_direct(n->weight[k], x, ge->in_elems, ge->in_c, ge->in_h,
                      ge->in_w, nd->kernel, nd->out,
                      n->act[k] + (size_t)b0 * ge->elems, ge->elems, m);
+}
+
+typedef struct {
+  ae_net *n;
+  int k, batch;
+} conv_part_args;
+
+static void conv_direct_part(void *arg, int part, int parts) {
+  const conv_part_args *d = arg;
+  size_t lo, hi;
+  ae_net_part_range((size_t)d->batch, part, parts, &lo, &hi);
+  if (hi > lo) conv_direct_run(d->n, d->k, (int)lo, (int)(hi - lo));
+}
+
+/* When the direct convolution stands in for every GEMM of node k's
+ * forward (a sample's `per` columns each, or chunks of n->chunk[k]
+ * samples and the last, shorter one), runs it over the whole batch, in
+ * two parts of the samples when OpenBLAS has two threads (each output
+ * is one sample's own arithmetic, so the same bits): 1, else 0 (nothing
+ * done). */
+static int conv_direct_batch(ae_net *n, int k, int batch, int chunked) {
+  size_t hw = n->geom[k].out_hw;
+  int chunk = chunked ? n->chunk[k] : 1;
+  int full = batch < chunk ? batch : chunk, last = batch % chunk;
+  if (!conv_direct_replaces(n, k, (size_t)full * hw) ||
+      (last && !conv_direct_replaces(n, k, (size_t)last * hw)))
+    return 0;
+  conv_part_args d = {n, k, batch};
+  ae_net_run_parts(ae_net_parts_threads(),
+                   (size_t)batch * n->geom[k].elems * n->geom[k].col_rows,
+                   conv_direct_part, &d);
   return 1;
 }
 #endif
@@ -429,11 +462,11 @@ static void forward_conv(ae_net *n, int k, int batch) {
   ae_real *y = n->act[k];
   int direct = nd->kernel == 1 && nd->stride == 1 && nd->padding == 0;
   int K = (int)ge->col_rows, HW = (int)ge->out_hw, cout = nd->out;
+#ifndef AE_NET_DOUBLE
+  if (conv_direct_batch(n, k, batch, !direct)) return;
+#endif
   if (direct) {
     for (int b = 0; b < batch; b++) {
-#ifndef AE_NET_DOUBLE
-      if (conv_direct_samples(n, k, b, 1, (size_t)HW)) continue;
-#endif
       AE_GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, cout, HW, K, 1.0,
               n->weight[k], K, x + (size_t)b * ge->in_elems, HW, 0.0,
               y + (size_t)b * ge->elems, HW);
@@ -443,9 +476,6 @@ static void forward_conv(ae_net *n, int k, int batch) {
   for (int b0 = 0; b0 < batch; b0 += n->chunk[k]) {
     int m = batch - b0 < n->chunk[k] ? batch - b0 : n->chunk[k];
     size_t ld = (size_t)m * (size_t)HW;
-#ifndef AE_NET_DOUBLE
-    if (conv_direct_samples(n, k, b0, m, ld)) continue;
-#endif
     for (int j = 0; j < m; j++)
       ae_net_im2col_t(x + (size_t)(b0 + j) * ge->in_elems, ge->in_c, ge->in_h,
                       ge->in_w, nd->kernel, nd->stride, nd->padding,

@@ -247,6 +247,29 @@ int ae_net_have_avx512(void);
 #else
 #define AE_NET_AVX512 0
 #endif
+/* Sample-parallel steps in parts (net_parts.c): fn(arg, part, parts) for
+ * part 0 here and, when threads >= 2 and work >= 4096 items, part 1 of 2
+ * on a helper thread started and joined within the call (one part when
+ * none can be started).  _threads: the parts a step takes, 2 when
+ * OpenBLAS has two threads or more, else 1.  _range: [*lo, *hi) of count
+ * items for part of parts. */
+typedef void (*ae_net_part_fn)(void *arg, int part, int parts);
+int ae_net_parts_threads(void);
+void ae_net_run_parts(int threads, size_t work, ae_net_part_fn fn, void *arg);
+void ae_net_part_range(size_t count, int part, int parts, size_t *lo,
+                       size_t *hi);
+/* The float32 NTK's Gram (net_gram.c): theta (batch x batch, row-major,
+ * lower triangle) += scale * G G^T in float64 for G = batch rows of P
+ * float32 values, columns AE_NET_GRAM_BLOCK at a time; part `part` of
+ * `parts` does its share of the 4 x 4 row tiles (the same bits for any
+ * parts).  _usable: 1 when the AVX-512 kernel runs here (else _part runs
+ * the reference as part 0).  _ref: the same arithmetic in plain C. */
+#define AE_NET_GRAM_BLOCK 4096
+int ae_net_gram_f32_usable(void);
+void ae_net_gram_f32_part(const float *g, int batch, size_t P, double scale,
+                          double *theta, int part, int parts);
+void ae_net_gram_f32_ref(const float *g, int batch, size_t P, double scale,
+                         double *theta);
 /* 1 when node nd's convolution has the shape ae_net_conv_direct runs. */
 int ae_net_conv_direct_fits(const ae_node *nd, const ae_plan_geom *ge);
 /* `samples` samples, sample s at x + s * x_stride and y + s * y_stride. */

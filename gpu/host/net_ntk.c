@@ -30,7 +30,6 @@
 
 #include "api/status.h"
 #include <cblas.h>
-#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #ifndef AE_NET_DOUBLE
@@ -60,18 +59,41 @@ add_into(ae_real *restrict d, const ae_real *restrict t, size_t count) {
     d[e] += t[e];
 }
 
+#ifndef AE_NET_DOUBLE
+typedef struct {
+  const float *g;
+  int batch;
+  size_t P;
+  double scale;
+  double *theta;
+} gram_args;
+
+static void gram_part(void *arg, int part, int parts) {
+  const gram_args *d = arg;
+  ae_net_gram_f32_part(d->g, d->batch, d->P, d->scale, d->theta, part, parts);
+}
+#endif
+
 /* theta (lower triangle, float64) += scale * G G^T for G = batch rows of
  * P elements, by dsyrk in float64: a float32 Gram of ~1e5 products loses
  * ~1e-4 of lambda_min on ill-conditioned NTKs, float64 keeps it at the
- * float32 forward's own noise.  g lies at the start of a buffer of
- * cap_doubles doubles.  In the float32 build G's rows are widened to
+ * float32 forward's own noise.  On AVX-512 the float32 build runs
+ * net_gram.c's kernel instead (rows widened in registers, twice dsyrk's
+ * rate here), its row tiles split between the threads' parts (the same
+ * bits for 1 or 2).  g lies at the start of a buffer of
+ * cap_doubles doubles.  Otherwise the float32 build widens G's rows to
  * float64 GRAM_BLOCK columns at a time into the buffer's free second half
  * (one pass that stays in cache; dsyrk sums the blocks into theta), or,
  * for a short P, all of G in place. */
 static void gram_accumulate(ae_real *g, int batch, size_t P, double scale,
-                            double *theta, size_t cap_doubles) {
+                            double *theta, size_t cap_doubles, int threads) {
   double *gd = (double *)(void *)g;
 #ifndef AE_NET_DOUBLE
+  if (ae_net_gram_f32_usable()) {
+    gram_args d = {g, batch, P, scale, theta};
+    ae_net_run_parts(threads, (size_t)batch * P, gram_part, &d);
+    return;
+  }
   size_t B = (size_t)batch;
   /* Doubles the float rows occupy, rounded up to a cache line. */
   size_t used = ((B * P + 1) / 2 + 7) & ~(size_t)7;
@@ -95,48 +117,6 @@ static void gram_accumulate(ae_real *g, int batch, size_t P, double scale,
 #endif
   cblas_dsyrk(CblasRowMajor, CblasLower, CblasNoTrans, batch, (int)P, scale, gd,
               (int)P, 1.0, theta, batch);
-}
-
-/* OpenBLAS's thread control (declared by its cblas.h, not by every
- * one). */
-extern int openblas_get_num_threads(void);
-
-/* The sample-parallel steps below run in as many parts as OpenBLAS has
- * threads, at most 2 (two scratch buffers): part 0 on the owning thread,
- * part 1 on a helper thread started for the step and joined before it
- * returns, each on its own samples and scratch.  Every value is the same
- * whatever the split. */
-typedef void (*part_fn)(void *arg, int part, int parts);
-typedef struct {
-  part_fn fn;
-  void *arg;
-} part_task;
-
-static void *run_part_one(void *p) {
-  part_task *t = p;
-  t->fn(t->arg, 1, 2);
-  return NULL;
-}
-
-/* fn(arg, part, parts) for every part; one part when threads is 1, the
- * work is small, or no thread can be started. */
-static void run_parts(int threads, size_t work, part_fn fn, void *arg) {
-  pthread_t th;
-  part_task t = {fn, arg};
-  if (threads < 2 || work < 4096 ||
-      pthread_create(&th, NULL, run_part_one, &t) != 0) {
-    fn(arg, 0, 1);
-    return;
-  }
-  fn(arg, 0, 2);
-  pthread_join(th, NULL);
-}
-
-/* [*lo, *hi) of count items for part of parts. */
-static void part_range(size_t count, int part, int parts, size_t *lo,
-                       size_t *hi) {
-  *lo = count * (size_t)part / (size_t)parts;
-  *hi = count * (size_t)(part + 1) / (size_t)parts;
 }
 
 /* The NTK parameterization scales each weight tensor's Gram by its init
@@ -215,7 +195,7 @@ static void dx_part(void *arg, int part, int parts) {
   float *dx = d->n->grad[nd->inputs[0]];
   int cin = ge->in_c, cout = nd->out, kk = nd->kernel;
   size_t lo, hi;
-  part_range((size_t)d->batch, part, parts, &lo, &hi);
+  ae_net_part_range((size_t)d->batch, part, parts, &lo, &hi);
   if (d->store) {
     ae_net_conv_direct(d->wf, dy + lo * ge->elems, ge->elems, cout, ge->in_h,
                        ge->in_w, kk, cin, dx + lo * ge->in_elems, ge->in_elems,
@@ -253,8 +233,8 @@ static void conv_dx_by_direct(ae_net *n, int k, int batch, int store,
   dx_args da = {n, k, batch, store, sc, wf};
   size_t off = (ge->n_weight + 15) & ~(size_t)15;
   int parts = (sc->dcol - off) / ge->in_elems >= 2 ? sc->threads : 1;
-  run_parts(parts, (size_t)batch * ge->elems * (size_t)k2 * (size_t)cin,
-            dx_part, &da);
+  ae_net_run_parts(parts, (size_t)batch * ge->elems * (size_t)k2 * (size_t)cin,
+                   dx_part, &da);
 }
 #endif
 
@@ -394,7 +374,7 @@ static void dw_part(void *arg, int part, int parts) {
   if (pad > 0) memset(xpad, 0, sizeof(float) * (size_t)cin * plane);
   dw_args a = {dyt, xpad, base, h, w, wp, cout, NULL};
   size_t lo, hi;
-  part_range((size_t)d->batch, part, parts, &lo, &hi);
+  ae_net_part_range((size_t)d->batch, part, parts, &lo, &hi);
   for (size_t b = lo; b < hi; b++) {
     const float *x = n->act[nd->inputs[0]] + b * ge->in_elems;
     const float *dy = n->grad[d->k] + b * ge->elems;
@@ -415,8 +395,9 @@ static void dw_part(void *arg, int part, int parts) {
 static void conv_dw_by_direct(ae_net *n, int k, int batch, float *grows,
                               int threads) {
   dw_part_args d = {n, k, batch, grows};
-  run_parts(threads, (size_t)batch * n->geom[k].n_weight * n->geom[k].out_hw,
-            dw_part, &d);
+  ae_net_run_parts(threads,
+                   (size_t)batch * n->geom[k].n_weight * n->geom[k].out_hw,
+                   dw_part, &d);
 }
 #endif
 
@@ -499,7 +480,8 @@ static void backward_conv(ae_net *n, int k, int batch,
     ae_net_tick(n, AE_NET_PROF_BWD_DX, &t0);
   }
 #endif
-  gram_accumulate(grows, batch, P, weight_scale(n, k, par), theta, sc->gd);
+  gram_accumulate(grows, batch, P, weight_scale(n, k, par), theta, sc->gd,
+                  sc->threads);
   ae_net_tick(n, AE_NET_PROF_GRAM, &t0);
 }
 
@@ -557,7 +539,7 @@ static void bn_part(void *arg, int part, int parts) {
   const ae_real *dy = n->grad[k];
   ae_real *dx = n->grad[nd->inputs[0]];
   size_t C = (size_t)ge->channels, P = ge->plane, lo, hi;
-  part_range((size_t)d->batch, part, parts, &lo, &hi);
+  ae_net_part_range((size_t)d->batch, part, parts, &lo, &hi);
   for (size_t b = lo; b < hi; b++)
     for (size_t c = 0; c < C; c++) {
       size_t off = b * ge->elems + c * P;
@@ -587,7 +569,7 @@ static void bn_part(void *arg, int part, int parts) {
 static void backward_bn(ae_net *n, int k, int batch, double *theta, int store,
                         int threads) {
   bn_args d = {n, k, batch, store};
-  run_parts(threads, (size_t)batch * n->geom[k].elems, bn_part, &d);
+  ae_net_run_parts(threads, (size_t)batch * n->geom[k].elems, bn_part, &d);
   int C = n->geom[k].channels;
   cblas_dsyrk(CblasRowMajor, CblasLower, CblasNoTrans, batch, C, 1.0, n->gd, C,
               1.0, theta, batch);
@@ -639,7 +621,7 @@ typedef struct {
 static void relu_part(void *arg, int part, int parts) {
   const relu_args *d = arg;
   size_t lo, hi;
-  part_range(d->count / 16, part, parts, &lo, &hi);
+  ae_net_part_range(d->count / 16, part, parts, &lo, &hi);
   lo *= 16;
   hi = part == parts - 1 ? d->count : hi * 16;
   const ae_real *z = d->z + lo, *dy = d->dy + lo;
@@ -668,7 +650,7 @@ static void backward_act(ae_net *n, int k, int batch, int store, int threads) {
   size_t count = (size_t)batch * n->geom[k].elems;
   if (nd->act.fn == AE_ACT_RELU) {
     relu_args d = {z, dy, dx, count, store};
-    run_parts(threads, count, relu_part, &d);
+    ae_net_run_parts(threads, count, relu_part, &d);
     return;
   }
   ae_net_act_backward_add_t(&nd->act, z, dy, count, dx);
@@ -741,10 +723,12 @@ static int plan_steps(const ae_net *n, ntk_scratch *sc) {
     }
     if (B * gd > sc->gd) sc->gd = B * gd;
   }
-  int threads = openblas_get_num_threads();
-  sc->threads = threads >= 2 ? 2 : 1;
-  sc->store = calloc((size_t)nn, 1);
-  int *readers = calloc((size_t)nn, sizeof(int));
+  sc->threads = ae_net_parts_threads();
+  /* (A graph's node count is never negative; said so for GCC's range
+   * analysis, which otherwise warns of a huge allocation.) */
+  size_t nodes = nn > 0 ? (size_t)nn : 0;
+  sc->store = calloc(nodes, 1);
+  int *readers = calloc(nodes, sizeof(int));
   if (!sc->store || !readers) {
     free(readers);
     free(sc->store);

@@ -14,7 +14,7 @@
  * channel sums of the features' entropy (gpu/groups/features.c) and
  * col2im's stride-1 rows and the average pool's adjoint; and the Philox
  * words of a run of elements (the Rademacher g_out and the weight
- * init). */
+ * init); and the float32 NTK's Gram kernel. */
 #include "api/status.h"
 #include "gpu/groups/features.h"
 #include "gpu/host/blas_env.h"
@@ -440,6 +440,75 @@ START_TEST(philox_lanes_match_reference) {
 }
 END_TEST
 
+/* The float32 NTK's Gram (net_gram.c): the AVX-512 kernel bit for bit
+ * against ae_net_gram_f32_ref, with one part and with two (the tiles
+ * dealt otherwise, the same bits), adding into a theta that already holds
+ * values and leaving its upper triangle alone; and both within float64
+ * round-off of dsyrk on the widened rows (the order differs, the exact
+ * products do not).  Batches that are and are not a multiple of the 4-row
+ * tile, P below a vector, with a partial vector, and over a column block. */
+START_TEST(gram_matches_reference) {
+  static const int batches[] = {64, 13, 5, 1};
+  static const size_t widths[] = {
+      1, 7, 8, 29, 2304, AE_NET_GRAM_BLOCK + 13, 2 * AE_NET_GRAM_BLOCK};
+  uint32_t seed = 77;
+  for (size_t bi = 0; bi < sizeof batches / sizeof *batches; bi++)
+    for (size_t wi = 0; wi < sizeof widths / sizeof *widths; wi++) {
+      int B = batches[bi];
+      size_t P = widths[wi], n = (size_t)B * (size_t)B;
+      float *g = malloc(sizeof(float) * (size_t)B * P);
+      double *gd = malloc(sizeof(double) * (size_t)B * P);
+      double *start = malloc(sizeof(double) * n);
+      double *ref = malloc(sizeof(double) * n);
+      double *one = malloc(sizeof(double) * n);
+      double *two = malloc(sizeof(double) * n);
+      double *blas = malloc(sizeof(double) * n);
+      ck_assert(g && gd && start && ref && one && two && blas);
+      for (size_t e = 0; e < (size_t)B * P; e++) {
+        g[e] = random_value(&seed) * (e % 5 == 0 ? 1e3f : 1.0f);
+        gd[e] = (double)g[e];
+      }
+      for (size_t e = 0; e < n; e++)
+        start[e] = (double)random_value(&seed);
+      double scale = 0.37;
+      memcpy(ref, start, sizeof(double) * n);
+      memcpy(one, start, sizeof(double) * n);
+      memcpy(two, start, sizeof(double) * n);
+      memcpy(blas, start, sizeof(double) * n);
+      ae_net_gram_f32_ref(g, B, P, scale, ref);
+      cblas_dsyrk(CblasRowMajor, CblasLower, CblasNoTrans, B, (int)P, scale, gd,
+                  (int)P, 1.0, blas, B);
+      for (int i = 0; i < B; i++)
+        for (int j = 0; j < B; j++) {
+          size_t e = (size_t)i * (size_t)B + (size_t)j;
+          if (j > i) {
+            ck_assert(ref[e] == start[e]);
+            continue;
+          }
+          double mag = fabs(start[e]);
+          for (size_t k = 0; k < P; k++)
+            mag += scale * fabs(gd[(size_t)i * P + k] * gd[(size_t)j * P + k]);
+          ck_assert_msg(fabs(ref[e] - blas[e]) <= 1e-12 * mag,
+                        "B %d P %zu (%d, %d): %.17g vs dsyrk %.17g", B, P, i, j,
+                        ref[e], blas[e]);
+        }
+      if (ae_net_gram_f32_usable()) {
+        ae_net_gram_f32_part(g, B, P, scale, one, 0, 1);
+        ae_net_gram_f32_part(g, B, P, scale, two, 1, 2);
+        ae_net_gram_f32_part(g, B, P, scale, two, 0, 2);
+        ck_assert_msg(memcmp(one, ref, sizeof(double) * n) == 0,
+                      "B %d P %zu: one part differs from the reference", B, P);
+        ck_assert_msg(memcmp(two, ref, sizeof(double) * n) == 0,
+                      "B %d P %zu: two parts differ from the reference", B, P);
+      }
+      free(g), free(gd), free(start), free(ref), free(one), free(two);
+      free(blas);
+    }
+  if (!ae_net_gram_f32_usable())
+    printf("no AVX-512 here: the Gram kernel was not compared\n");
+}
+END_TEST
+
 int main(int argc, char **argv) {
   /* The comparison is with the BLAS as the engine runs it. */
   ae_blas_tune_and_reexec(argc, argv);
@@ -458,6 +527,7 @@ int main(int argc, char **argv) {
   tcase_add_test(tc, col2im_matches_reference);
   tcase_add_test(tc, philox_lanes_match_reference);
   tcase_add_test(tc, avg_pool_adjoint_matches_reference);
+  tcase_add_test(tc, gram_matches_reference);
   suite_add_tcase(s, tc);
   SRunner *sr = srunner_create(s);
   srunner_run_all(sr, CK_NORMAL);

@@ -600,9 +600,9 @@ END_TEST
 
 /* In a child: the environment as given, then ae_blas_tune_and_reexec with
  * argv = {self, PROBE_ARG}.  Returns what the child printed: the probe's
- * "CORETYPE GUARD" line after a re-exec, or "noexec". */
-static void run_probe(const char *coretype, const char *no_coretype, char *out,
-                      size_t out_size) {
+ * "CORETYPE TIMEOUT GUARD" line after a re-exec, or "noexec". */
+static void run_probe(const char *coretype, const char *no_coretype,
+                      const char *timeout, char *out, size_t out_size) {
   int fd[2];
   ck_assert_int_eq(pipe(fd), 0);
   pid_t pid = fork();
@@ -619,6 +619,10 @@ static void run_probe(const char *coretype, const char *no_coretype, char *out,
       setenv("AE_NO_CORETYPE", no_coretype, 1);
     else
       unsetenv("AE_NO_CORETYPE");
+    if (timeout)
+      setenv("OPENBLAS_THREAD_TIMEOUT", timeout, 1);
+    else
+      unsetenv("OPENBLAS_THREAD_TIMEOUT");
     char self[] = "test_net_ntk", arg[] = PROBE_ARG;
     char *argv[] = {self, arg, NULL};
     ae_blas_tune_and_reexec(2, argv);
@@ -641,26 +645,32 @@ static void run_probe(const char *coretype, const char *no_coretype, char *out,
 
 START_TEST(blas_env_reexec) {
   char out[256];
-  /* Already chosen, or switched off: no exec. */
-  run_probe("Haswell", NULL, out, sizeof(out));
-  ck_assert_str_eq(out, "noexec\n");
-  run_probe(NULL, "1", out, sizeof(out));
-  ck_assert_str_eq(out, "noexec\n");
-  /* Unset: the core the CPU supports, once (guard set), or nothing on a
-   * CPU without AVX2 and under valgrind (which the exec would escape). */
-  run_probe(NULL, NULL, out, sizeof(out));
   const char *pre = getenv("LD_PRELOAD");
+  int valgrind = pre && strstr(pre, "vgpreload");
+  /* Both chosen already, or the core switched off and the timeout set:
+   * no exec. */
+  run_probe("Haswell", NULL, "20", out, sizeof(out));
+  ck_assert_str_eq(out, "noexec\n");
+  run_probe(NULL, "1", "20", out, sizeof(out));
+  ck_assert_str_eq(out, "noexec\n");
+  /* The timeout unset: set to 4, the core left as it is (once, guard
+   * set); nothing under valgrind (which the exec would escape). */
+  run_probe("Haswell", NULL, NULL, out, sizeof(out));
+  ck_assert_str_eq(out, valgrind ? "noexec\n" : "Haswell 4 1\n");
+  run_probe(NULL, "1", NULL, out, sizeof(out));
+  ck_assert_str_eq(out, valgrind ? "noexec\n" : "- 4 1\n");
+  /* The core unset: the one the CPU supports, or none on a CPU without
+   * AVX2; a timeout already set is kept. */
+  run_probe(NULL, NULL, "20", out, sizeof(out));
   const char *want = "noexec\n";
 #if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
   __builtin_cpu_init();
-  if (pre && strstr(pre, "vgpreload"))
+  if (valgrind)
     want = "noexec\n";
   else if (__builtin_cpu_supports("avx512f"))
-    want = "SkylakeX 1\n";
+    want = "SkylakeX 20 1\n";
   else if (__builtin_cpu_supports("avx2"))
-    want = "Haswell 1\n";
-#else
-  (void)pre;
+    want = "Haswell 20 1\n";
 #endif
   ck_assert_str_eq(out, want);
 }
@@ -670,8 +680,10 @@ int main(int argc, char **argv) {
   if (argc > 1 && strcmp(argv[1], PROBE_ARG) == 0) {
     /* Re-executed by blas_env_reexec: report and stop. */
     const char *core = getenv("OPENBLAS_CORETYPE");
+    const char *timeout = getenv("OPENBLAS_THREAD_TIMEOUT");
     const char *guard = getenv("AE_BLAS_REEXECED");
-    printf("%s %s\n", core ? core : "-", guard ? guard : "-");
+    printf("%s %s %s\n", core ? core : "-", timeout ? timeout : "-",
+           guard ? guard : "-");
     return 0;
   }
   if (argc > 1 && strcmp(argv[1], GEMM_PROBE_ARG) == 0) {

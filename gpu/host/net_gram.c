@@ -1,0 +1,173 @@
+/* net_gram.c: the float32 NTK's Gram of per-sample gradients in float64,
+ * theta += scale * G G^T over the lower triangle, G = batch rows of P
+ * float32 values (a weight tensor's row of G per sample, net_ntk.c).
+ *
+ * Every product of two float32 values is exact in float64; the sums are
+ * float64.  cblas_dsyrk needs G widened to float64 first (a pass over all
+ * of G) and runs a 64 x 64 output at about half the machine's DGEMM rate.
+ * Here the rows are widened in registers: a tile of 4 x 4 rows keeps 16
+ * vectors of 8 float64 partial sums, one per (row i, row j) pair, and
+ * each step loads 8 columns of its 8 rows (float32 -> float64) and does
+ * 16 fused multiply-adds.  Columns go in blocks of AE_NET_GRAM_BLOCK (the
+ * block's rows stay in L2 while every tile reads them); per block, each
+ * pair's 8 lanes are summed as ((l0 + l4) + (l2 + l6)) + ((l1 + l5) +
+ * (l3 + l7)) and theta[i][j] += scale * that sum.
+ *
+ * The order of every float64 operation is fixed by the tile, the block
+ * and the lanes, never by the thread count: tiles are dealt to parts
+ * (tile t to part t mod parts) and each tile writes only its own entries
+ * of theta, so one part or two give the same bits.
+ * ae_net_gram_f32_ref is the same arithmetic in plain C (a product of
+ * two widened float32 values is exact, so the fused multiply-add's one
+ * rounding is that of the separate add): tests/unit/test_net_conv_direct
+ * holds the kernel to it bit for bit, and both to dsyrk's values within
+ * float64 round-off.
+ *
+ * Pure functions on caller-owned memory, any thread; two parts of one
+ * call may run at once on different threads (disjoint theta entries). */
+#include "gpu/host/net_internal.h"
+#include <stddef.h>
+#if AE_NET_AVX512
+#include <immintrin.h>
+#endif
+
+/* Rows per tile side. */
+#define TILE 4
+/* The fused multiply-add chains of one pair: one per lane. */
+#define LANES 8
+
+/* Row r of a tile starting at row t0, or row 0 (computed, then dropped)
+ * past the batch. */
+static const float *tile_row(const float *g, int batch, size_t P, int t0, int r,
+                             size_t c0) {
+  int i = t0 + r;
+  return g + (size_t)(i < batch ? i : 0) * P + c0;
+}
+
+/* theta[i][j] += scale * sums[r][s] for the tile's pairs in the lower
+ * triangle and the batch. */
+__attribute__((optimize("fp-contract=off"))) static void
+tile_store(double *theta, int batch, int i0, int j0,
+           const double sums[TILE][TILE], double scale) {
+  for (int r = 0; r < TILE; r++)
+    for (int s = 0; s < TILE; s++) {
+      int i = i0 + r, j = j0 + s;
+      if (i < batch && j <= i)
+        theta[(size_t)i * (size_t)batch + (size_t)j] += scale * sums[r][s];
+    }
+}
+
+/* The lanes' sum in the kernel's order. */
+static double lanes_sum(const double l[LANES]) {
+  return ((l[0] + l[4]) + (l[2] + l[6])) + ((l[1] + l[5]) + (l[3] + l[7]));
+}
+
+__attribute__((optimize("fp-contract=off"))) void
+ae_net_gram_f32_ref(const float *g, int batch, size_t P, double scale,
+                    double *theta) {
+  int tiles_side = (batch + TILE - 1) / TILE;
+  for (size_t c0 = 0; c0 < P; c0 += AE_NET_GRAM_BLOCK) {
+    size_t w = P - c0 < AE_NET_GRAM_BLOCK ? P - c0 : AE_NET_GRAM_BLOCK;
+    /* The kernel's last step reads zeros past w. */
+    size_t padded = (w + LANES - 1) / LANES * LANES;
+    for (int ti = 0; ti < tiles_side; ti++)
+      for (int tj = 0; tj <= ti; tj++) {
+        double sums[TILE][TILE];
+        for (int r = 0; r < TILE; r++)
+          for (int s = 0; s < TILE; s++) {
+            const float *a = tile_row(g, batch, P, ti * TILE, r, c0);
+            const float *b = tile_row(g, batch, P, tj * TILE, s, c0);
+            double l[LANES] = {0};
+            for (size_t k = 0; k < padded; k++) {
+              double x = k < w ? (double)a[k] : 0.0;
+              double y = k < w ? (double)b[k] : 0.0;
+              l[k % LANES] += x * y;
+            }
+            sums[r][s] = lanes_sum(l);
+          }
+        tile_store(theta, batch, ti * TILE, tj * TILE, sums, scale);
+      }
+  }
+}
+
+#if AE_NET_AVX512
+AE_AVX512_FN
+static inline double reduce_lanes(__m512d v) {
+  __m256d quad =
+      _mm256_add_pd(_mm512_castpd512_pd256(v), _mm512_extractf64x4_pd(v, 1));
+  __m128d pair =
+      _mm_add_pd(_mm256_castpd256_pd128(quad), _mm256_extractf128_pd(quad, 1));
+  return _mm_cvtsd_f64(pair) + _mm_cvtsd_f64(_mm_unpackhi_pd(pair, pair));
+}
+
+/* acc[r][s] += a[r] b[s] for 8 columns at each row pointer (+ k), the
+ * first `count` of them read and the rest zero (count >= 8: all). */
+#define TILE_STEP(acc, a, b, k, load)                                          \
+  do {                                                                         \
+    __m512d av_[TILE], bv_[TILE];                                              \
+    _Pragma("GCC unroll 4") for (int r_ = 0; r_ < TILE; r_++) av_[r_] =        \
+        _mm512_cvtps_pd(load((a)[r_] + (k)));                                  \
+    _Pragma("GCC unroll 4") for (int s_ = 0; s_ < TILE; s_++) bv_[s_] =        \
+        _mm512_cvtps_pd(load((b)[s_] + (k)));                                  \
+    _Pragma("GCC unroll 4") for (int r_ = 0; r_ < TILE; r_++) _Pragma(         \
+        "GCC unroll 4") for (int s_ = 0; s_ < TILE; s_++)(acc)[r_][s_] =       \
+        _mm512_fmadd_pd(av_[r_], bv_[s_], (acc)[r_][s_]);                      \
+  } while (0)
+
+/* The 16 pairs' sums of rows a[0..3] x b[0..3] over w columns. */
+AE_AVX512_FN static void tile_sums(const float *const a[TILE],
+                                   const float *const b[TILE], size_t w,
+                                   double sums[TILE][TILE]) {
+  __m512d acc[TILE][TILE];
+  for (int r = 0; r < TILE; r++)
+    for (int s = 0; s < TILE; s++)
+      acc[r][s] = _mm512_setzero_pd();
+  size_t k = 0;
+  for (; k + LANES <= w; k += LANES)
+    TILE_STEP(acc, a, b, k, _mm256_loadu_ps);
+  if (k < w) {
+    __mmask16 m = (__mmask16)((1u << (w - k)) - 1u);
+#define LOAD_PART(p) _mm512_castps512_ps256(_mm512_maskz_loadu_ps(m, (p)))
+    TILE_STEP(acc, a, b, k, LOAD_PART);
+#undef LOAD_PART
+  }
+  for (int r = 0; r < TILE; r++)
+    for (int s = 0; s < TILE; s++)
+      sums[r][s] = reduce_lanes(acc[r][s]);
+}
+
+void ae_net_gram_f32_part(const float *g, int batch, size_t P, double scale,
+                          double *theta, int part, int parts) {
+  int tiles_side = (batch + TILE - 1) / TILE;
+  for (size_t c0 = 0; c0 < P; c0 += AE_NET_GRAM_BLOCK) {
+    size_t w = P - c0 < AE_NET_GRAM_BLOCK ? P - c0 : AE_NET_GRAM_BLOCK;
+    int t = 0;
+    for (int ti = 0; ti < tiles_side; ti++)
+      for (int tj = 0; tj <= ti; tj++, t++) {
+        if (t % parts != part) continue;
+        const float *a[TILE], *b[TILE];
+        for (int r = 0; r < TILE; r++) {
+          a[r] = tile_row(g, batch, P, ti * TILE, r, c0);
+          b[r] = tile_row(g, batch, P, tj * TILE, r, c0);
+        }
+        double sums[TILE][TILE];
+        tile_sums(a, b, w, sums);
+        tile_store(theta, batch, ti * TILE, tj * TILE, sums, scale);
+      }
+  }
+}
+
+int ae_net_gram_f32_usable(void) {
+  return ae_net_have_avx512();
+}
+#else
+int ae_net_gram_f32_usable(void) {
+  return 0;
+}
+
+void ae_net_gram_f32_part(const float *g, int batch, size_t P, double scale,
+                          double *theta, int part, int parts) {
+  (void)parts;
+  if (part == 0) ae_net_gram_f32_ref(g, batch, P, scale, theta);
+}
+#endif

@@ -1,0 +1,53 @@
+/* net_parts.c: the float32 network's sample-parallel steps in parts (the
+ * NTK's backward and Gram, the forward's direct convolutions).
+ *
+ * A step runs in as many parts as OpenBLAS has threads, at most 2: part 0
+ * on the calling thread, part 1 on a helper thread started for the step
+ * and joined before it returns, each on its own samples (or tiles) and
+ * scratch.  Every value is the same whatever the split: the callers'
+ * parts never share an output element, and no element's arithmetic
+ * depends on which part computes it.  The engine's workers run with one
+ * BLAS thread, so the daemon's jobs run one part; a caller that sets two
+ * BLAS threads (bench_ntk, the CLI's single-job runs) gets two.
+ *
+ * Stateless; the helper thread lives within one ae_net_run_parts call and
+ * touches only what the step's function gives it. */
+#include "gpu/host/net_internal.h"
+#include <pthread.h>
+
+/* OpenBLAS's thread control (declared by its cblas.h, not by every
+ * one). */
+extern int openblas_get_num_threads(void);
+
+int ae_net_parts_threads(void) {
+  return openblas_get_num_threads() >= 2 ? 2 : 1;
+}
+
+typedef struct {
+  ae_net_part_fn fn;
+  void *arg;
+} part_task;
+
+static void *run_part_one(void *p) {
+  part_task *t = p;
+  t->fn(t->arg, 1, 2);
+  return NULL;
+}
+
+void ae_net_run_parts(int threads, size_t work, ae_net_part_fn fn, void *arg) {
+  pthread_t th;
+  part_task t = {fn, arg};
+  if (threads < 2 || work < 4096 ||
+      pthread_create(&th, NULL, run_part_one, &t) != 0) {
+    fn(arg, 0, 1);
+    return;
+  }
+  fn(arg, 0, 2);
+  pthread_join(th, NULL);
+}
+
+void ae_net_part_range(size_t count, int part, int parts, size_t *lo,
+                       size_t *hi) {
+  *lo = count * (size_t)part / (size_t)parts;
+  *hi = count * (size_t)(part + 1) / (size_t)parts;
+}
