@@ -353,3 +353,34 @@ int ae_net_conv_direct_replaces(int cout, size_t columns, size_t kk) {
   }
   return conv_direct_usable();
 }
+
+void ae_net_conv_flip_weights(const float *w, int cout, int cin, int k,
+                              float *wf) {
+  size_t k2 = (size_t)k * (size_t)k;
+  for (int co = 0; co < cout; co++)
+    for (int ci = 0; ci < cin; ci++)
+      for (size_t t = 0; t < k2; t++)
+        wf[((size_t)ci * (size_t)cout + (size_t)co) * k2 + (k2 - 1 - t)] =
+            w[((size_t)co * (size_t)cin + (size_t)ci) * k2 + t];
+}
+
+/* d += t over count elements (elementwise: any vector width, the same
+ * values). */
+__attribute__((noinline)) AE_VECTOR_LOOPS static void
+add_into(float *restrict d, const float *restrict t, size_t count) {
+  for (size_t e = 0; e < count; e++)
+    d[e] += t[e];
+}
+
+void ae_net_conv_direct_add(const float *wf, const float *dy, size_t dy_stride,
+                            int cout, int h, int wd, int k, int cin, float *dx,
+                            size_t dx_stride, int samples, float *tmp,
+                            size_t tmp_samples) {
+  for (size_t b0 = 0; b0 < (size_t)samples; b0 += tmp_samples) {
+    size_t m =
+        (size_t)samples - b0 < tmp_samples ? (size_t)samples - b0 : tmp_samples;
+    ae_net_conv_direct(wf, dy + b0 * dy_stride, dy_stride, cout, h, wd, k, cin,
+                       tmp, dx_stride, (int)m);
+    add_into(dx + b0 * dx_stride, tmp, m * dx_stride);
+  }
+}

@@ -42,6 +42,7 @@ struct ae_net_grad {
   ae_real **pw, **pb;     /* LINEAR/CONV weight, LINEAR bias gradients */
   ae_real **pgam, **pbet; /* BN gamma, beta gradients */
   ae_real *dcol;          /* a chunk's im2col gradient */
+  size_t dcol_cap;        /* its elements */
   ae_real *dyc;           /* a chunk's output gradient, cout-major */
   int skip_params;        /* ae_net_grad_skip_params: inputs only */
 #ifndef AE_NET_DOUBLE
@@ -116,6 +117,7 @@ int ae_net_grad_create(ae_net *n, ae_net_grad **out) {
   }
   if (max_col > 0) {
     gr->dcol = malloc(sizeof(ae_real) * max_col);
+    gr->dcol_cap = max_col;
     gr->dyc = malloc(sizeof(ae_real) * max_y);
     if (!gr->dcol || !gr->dyc) goto fail;
   }
@@ -184,6 +186,32 @@ static void backward_linear(ae_net_grad *gr, int k, ae_real *dx) {
             out, n->weight[k], in, 1.0, dx, in);
 }
 
+#ifndef AE_NET_DOUBLE
+/* dx += the adjoint of convolution k applied to its output gradient, as
+ * the direct convolution of dY with the flipped, transposed weights (a
+ * stride-1 "same" convolution; net_conv_direct.c), formed in dcol after
+ * the weights and added: no W^T dY GEMM, no col2im.  Another float32
+ * summation order than the GEMM path (test_net_grad holds both within
+ * the float64 twin's spread).  1 when done, 0 when it does not apply
+ * (not that shape, no AVX-512, dcol too small for a sample). */
+static int conv_dx_direct(ae_net_grad *gr, int k, ae_real *dx) {
+  ae_net *n = gr->n;
+  const ae_node *nd = &n->g->nodes[k];
+  const ae_plan_geom *ge = &n->geom[k];
+  size_t off = (ge->n_weight + 15) & ~(size_t)15;
+  if (!ae_net_conv_direct_fits(nd, ge) || !ae_net_conv_direct_usable() ||
+      off + ge->in_elems > gr->dcol_cap)
+    return 0;
+  ae_net_conv_flip_weights(n->weight[k], nd->out, ge->in_c, nd->kernel,
+                           gr->dcol);
+  ae_net_conv_direct_add(gr->dcol, gr->g[k], ge->elems, nd->out, ge->in_h,
+                         ge->in_w, nd->kernel, ge->in_c, dx, ge->in_elems,
+                         gr->batch, gr->dcol + off,
+                         (gr->dcol_cap - off) / ge->in_elems);
+  return 1;
+}
+#endif
+
 static void backward_conv(ae_net_grad *gr, int k, ae_real *dx) {
   ae_net *n = gr->n;
   const ae_node *nd = &n->g->nodes[k];
@@ -193,6 +221,10 @@ static void backward_conv(ae_net_grad *gr, int k, ae_real *dx) {
   int direct = nd->kernel == 1 && nd->stride == 1 && nd->padding == 0;
   int K = (int)ge->col_rows, HW = (int)ge->out_hw, cout = nd->out;
   int batch = gr->batch;
+#ifndef AE_NET_DOUBLE
+  if (dx && conv_dx_direct(gr, k, dx)) dx = NULL; /* dW below, if wanted */
+#endif
+  if (!dx && gr->skip_params) return;
   if (direct) {
     for (int b = 0; b < batch; b++) {
       const ae_real *dyb = dy + (size_t)b * ge->elems;

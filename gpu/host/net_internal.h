@@ -247,6 +247,20 @@ int ae_net_have_avx512(void);
 #else
 #define AE_NET_AVX512 0
 #endif
+/* The adjoint of a stride-1 "same" convolution (w: cout x cin x k x k)
+ * is the direct convolution of dY with w'[ci][co][ky][kx] =
+ * w[co][ci][k-1-ky][k-1-kx] (net_conv_direct.c).  _flip_weights forms
+ * w' (cin x cout x k x k) in wf; _direct_add adds that convolution of
+ * `samples` samples of dy (cout planes of h x wd each, dy_stride apart)
+ * into dx (cin planes, dx_stride apart, dx_stride = cin * h * wd),
+ * formed tmp_samples samples at a time in tmp (tmp_samples * dx_stride
+ * floats). */
+void ae_net_conv_flip_weights(const float *w, int cout, int cin, int k,
+                              float *wf);
+void ae_net_conv_direct_add(const float *wf, const float *dy, size_t dy_stride,
+                            int cout, int h, int wd, int k, int cin, float *dx,
+                            size_t dx_stride, int samples, float *tmp,
+                            size_t tmp_samples);
 /* Sample-parallel steps in parts (net_parts.c): fn(arg, part, parts) for
  * part 0 here and, when threads >= 2 and work >= 4096 items, part 1 of 2
  * on a helper thread started and joined within the call (one part when

@@ -205,12 +205,9 @@ static void dx_part(void *arg, int part, int parts) {
   size_t off = (ge->n_weight + 15) & ~(size_t)15;
   size_t per = (d->sc->dcol - off) / ge->in_elems / (size_t)parts;
   float *tmp = d->n->dcol + off + (size_t)part * per * ge->in_elems;
-  for (size_t b0 = lo; b0 < hi; b0 += per) {
-    size_t m = hi - b0 < per ? hi - b0 : per;
-    ae_net_conv_direct(d->wf, dy + b0 * ge->elems, ge->elems, cout, ge->in_h,
-                       ge->in_w, kk, cin, tmp, ge->in_elems, (int)m);
-    add_into(dx + b0 * ge->in_elems, tmp, m * ge->in_elems);
-  }
+  ae_net_conv_direct_add(d->wf, dy + lo * ge->elems, ge->elems, cout, ge->in_h,
+                         ge->in_w, kk, cin, dx + lo * ge->in_elems,
+                         ge->in_elems, (int)(hi - lo), tmp, per);
 }
 
 /* dx (+)= the adjoint of convolution k applied to dy, over batch
@@ -224,12 +221,7 @@ static void conv_dx_by_direct(ae_net *n, int k, int batch, int store,
   const float *w = n->weight[k];
   float *wf = n->dcol;
   int cin = ge->in_c, cout = nd->out, k2 = nd->kernel * nd->kernel;
-  for (int co = 0; co < cout; co++)
-    for (int ci = 0; ci < cin; ci++)
-      for (int t = 0; t < k2; t++)
-        wf[((size_t)ci * (size_t)cout + (size_t)co) * (size_t)k2 +
-           (size_t)(k2 - 1 - t)] =
-            w[((size_t)co * (size_t)cin + (size_t)ci) * (size_t)k2 + (size_t)t];
+  ae_net_conv_flip_weights(w, cout, cin, nd->kernel, wf);
   dx_args da = {n, k, batch, store, sc, wf};
   size_t off = (ge->n_weight + 15) & ~(size_t)15;
   int parts = (sc->dcol - off) / ge->in_elems >= 2 ? sc->threads : 1;

@@ -16,12 +16,15 @@
  * whose float32 forward puts a ReLU input on the other side of 0 than
  * float64 does (every difference is that one kink), and the init schemes
  * (kaiming bit for bit, torch_default's bounds and moments, gaussian's
- * moments).  Runs under the engine's OpenBLAS core type (blas_env.h). */
+ * moments); and the direct convolution's input gradients against the
+ * GEMM path's, both measured against the twin.  Runs under the engine's
+ * OpenBLAS core type (blas_env.h). */
 #include "api/arch.h"
 #include "api/status.h"
 #include "gpu/host/blas_env.h"
 #include "gpu/host/graph_build.h"
 #include "gpu/host/net.h"
+#include "gpu/host/net_internal.h"
 #include "gpu/host/reference.h"
 #include "gpu/philox.h"
 #include <check.h>
@@ -29,6 +32,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 enum { BATCH = 4 };
 
@@ -417,18 +422,34 @@ END_TEST
  * input changed sign (1e-5 after removing it); below it, seeded with the
  * same gradient, the two agree again.  Any other difference (a buffer
  * reused while live, an accumulation into stale memory) fails. */
+static ae_net *nb201_net(const char *cell, ae_graph *g, float **x, int batch);
+
 static ae_net *nb201_conv1x1_pool(ae_graph *g, float **x, int batch) {
-  json_t *j = json_pack("{s:s, s:s, s:i, s:i}", "type", "nb201", "cell",
-                        "|nor_conv_1x1~0|+|avg_pool_3x3~0|nor_conv_1x1~1|+|"
-                        "skip_connect~0|avg_pool_3x3~1|nor_conv_1x1~2|",
+  return nb201_net("|nor_conv_1x1~0|+|avg_pool_3x3~0|nor_conv_1x1~1|+|"
+                   "skip_connect~0|avg_pool_3x3~1|nor_conv_1x1~2|",
+                   g, x, batch);
+}
+
+/* The NB201 net of `cell` (C = 4, one cell per stage, CIFAR-10 shape),
+ * kaiming init at seed 0, and batch Gaussian inputs.  Aborts on a
+ * failure (Check reports it; the re-executed probe runs outside a test). */
+#define NEED(c)                                                                \
+  do {                                                                         \
+    if (!(c)) {                                                                \
+      fprintf(stderr, "%s:%d: %s failed\n", __FILE__, __LINE__, #c);           \
+      abort();                                                                 \
+    }                                                                          \
+  } while (0)
+static ae_net *nb201_net(const char *cell, ae_graph *g, float **x, int batch) {
+  json_t *j = json_pack("{s:s, s:s, s:i, s:i}", "type", "nb201", "cell", cell,
                         "channels", 4, "cells_per_stage", 1);
-  ck_assert_ptr_nonnull(j);
+  NEED(j != NULL);
   ae_limits lim;
   ae_limits_default(&lim);
   ae_problem p;
   memset(&p, 0, sizeof p);
   ae_arch a;
-  ck_assert_int_eq(ae_arch_from_json(j, "/arch", &lim, &a, &p), 0);
+  NEED(ae_arch_from_json(j, "/arch", &lim, &a, &p) == 0);
   json_decref(j);
   ae_lower_opts o;
   memset(&o, 0, sizeof o);
@@ -437,14 +458,14 @@ static ae_net *nb201_conv1x1_pool(ae_graph *g, float **x, int batch) {
   o.input_shape[2] = 32;
   o.input_rank = 3;
   o.num_classes = 10;
-  ck_assert_int_eq(ae_arch_lower(&a, &o, &lim, "/arch", g, &p), 0);
+  NEED(ae_arch_lower(&a, &o, &lim, "/arch", g, &p) == 0);
   ae_arch_free(&a);
   ae_net *net;
-  ck_assert_int_eq(ae_net_create(g, batch, &net), 0);
+  NEED(ae_net_create(g, batch, &net) == 0);
   ae_net_init_weights(net, 0, 0);
   size_t nin = (size_t)batch * 3 * 32 * 32;
   *x = malloc(nin * sizeof **x);
-  ck_assert_ptr_nonnull(*x);
+  NEED(*x != NULL);
   for (size_t i = 0; i < nin; i++)
     (*x)[i] = (float)ae_philox_normal(0, AE_TID_GAUSS_INPUTS, 0, i);
   return net;
@@ -556,6 +577,107 @@ START_TEST(grad_float32_relu_kink) {
 }
 END_TEST
 
+/* The block backward's input gradients by the direct convolution with
+ * flipped weights (net_grad.c's conv_dx_direct) against the im2col + GEMM
+ * + col2im path (this program again with AE_CONV_DIRECT=0) and the
+ * float64 twin, on an NB201 cell of 3x3 and 1x1 convolutions: the direct
+ * path ran (other bits than the GEMM path) and stays within twice the
+ * GEMM path's own float32 spread from the twin. */
+#define GRAD_GEMM_PROBE_ARG "--grad-gemm-probe"
+enum { DIRECT_B = 8 };
+static const char direct_cell[] = "|nor_conv_3x3~0|+|nor_conv_1x1~0|"
+                                  "nor_conv_3x3~1|+|skip_connect~0|"
+                                  "nor_conv_3x3~1|avg_pool_3x3~2|";
+
+/* The gradient at the first block output after a Rademacher seed at the
+ * last, float32 (dbl 0) or twin (dbl 1): its element count in *count and
+ * the values in out (malloc'd).  0 or an error (no Check asserts: the
+ * re-executed probe runs it outside a test). */
+static int direct_block_grad(int dbl, size_t *count, double **out) {
+  ae_graph g;
+  float *x = NULL;
+  ae_net *net = nb201_net(direct_cell, &g, &x, DIRECT_B);
+  int *blocks = NULL, nb = 0;
+  ae_net_grad *gr = NULL;
+  double *seed = NULL;
+  *out = NULL;
+  int rc = ae_graph_block_outputs(&g, &blocks, &nb);
+  if (!rc && nb < 2) rc = AE_EINVAL;
+  int from = rc ? 0 : blocks[nb - 1], stop = rc ? 0 : blocks[0];
+  size_t n_from = (size_t)DIRECT_B * elems(&g.nodes[from]);
+  *count = (size_t)DIRECT_B * elems(&g.nodes[stop]);
+  if (!rc) rc = ae_net_grad_create(net, &gr);
+  if (!rc) {
+    seed = malloc(n_from * sizeof *seed);
+    *out = malloc(*count * sizeof **out);
+    if (!seed || !*out) rc = AE_ENOMEM;
+  }
+  for (size_t i = 0; !rc && i < n_from; i++)
+    seed[i] = ae_philox_uniform(0, AE_TID_RADEMACHER, 1, i) < 0.5 ? -1 : 1;
+  if (!rc) rc = ae_net_set_double(net, dbl);
+  if (!rc) rc = ae_net_forward64(net, x, DIRECT_B, NULL);
+  if (!rc) rc = ae_net_backward(net, gr, DIRECT_B, from, seed, stop);
+  if (!rc) rc = ae_net_grad_node(gr, stop, *out);
+  free(seed);
+  free(blocks);
+  free(x);
+  ae_net_grad_destroy(gr);
+  ae_net_destroy(net);
+  ae_graph_free(&g);
+  return rc;
+}
+
+START_TEST(grad_direct_paths) {
+  size_t n32, n64;
+  double *d32, *d64;
+  ck_assert_int_eq(direct_block_grad(0, &n32, &d32), 0);
+  ck_assert_int_eq(direct_block_grad(1, &n64, &d64), 0);
+  ck_assert_uint_eq(n32, n64);
+  const char *pre = getenv("LD_PRELOAD");
+  if (!ae_net_conv_direct_usable() || (pre && strstr(pre, "vgpreload"))) {
+    free(d32), free(d64);
+    return; /* no direct paths here, or valgrind (no self exec) */
+  }
+  /* The GEMM path's values, read back exactly (%a). */
+  int fd[2];
+  ck_assert_int_eq(pipe(fd), 0);
+  pid_t pid = fork();
+  ck_assert_int_ge(pid, 0);
+  if (pid == 0) {
+    close(fd[0]);
+    dup2(fd[1], 1);
+    setenv("AE_CONV_DIRECT", "0", 1);
+    execl("/proc/self/exe", "test_net_grad", GRAD_GEMM_PROBE_ARG, (char *)NULL);
+    _exit(127);
+  }
+  close(fd[1]);
+  FILE *f = fdopen(fd[0], "r");
+  ck_assert_ptr_nonnull(f);
+  double *dg = malloc(n32 * sizeof *dg);
+  ck_assert_ptr_nonnull(dg);
+  for (size_t i = 0; i < n32; i++)
+    ck_assert_int_eq(fscanf(f, "%la", &dg[i]), 1);
+  fclose(f);
+  int status = 0;
+  ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+  ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  double top = max_abs(d64, n32), e_direct = 0.0, e_gemm = 0.0;
+  for (size_t i = 0; i < n32; i++) {
+    e_direct = fmax(e_direct, fabs(d32[i] - d64[i]));
+    e_gemm = fmax(e_gemm, fabs(dg[i] - d64[i]));
+  }
+  ck_assert_double_gt(top, 0.0);
+  fprintf(stderr,
+          "grad_direct_paths: float32 vs float64: direct %.3e, im2col + GEMM "
+          "%.3e (max |dg| / max |g|)\n",
+          e_direct / top, e_gemm / top);
+  ck_assert(memcmp(d32, dg, n32 * sizeof *d32) != 0);
+  ck_assert_double_gt(e_gemm, 0.0);
+  ck_assert_double_le(e_direct, 2.0 * e_gemm + 1e-7 * top);
+  free(d32), free(d64), free(dg);
+}
+END_TEST
+
 /* kaiming_normal is ae_net_init_weights bit for bit; torch_default stays
  * within +-1/sqrt(fan_in) with the uniform's moments and draws the
  * linear bias; gaussian has unit variance and zero biases. */
@@ -626,6 +748,16 @@ int main(int argc, char **argv) {
   /* The engine's OpenBLAS core type (the daemon re-executes the same way),
    * so that the float32 values are the job's. */
   (void)ae_blas_tune_and_reexec(argc, argv);
+  if (argc > 1 && strcmp(argv[1], GRAD_GEMM_PROBE_ARG) == 0) {
+    /* Re-executed by grad_direct_paths (AE_CONV_DIRECT=0): print, stop. */
+    size_t count;
+    double *g;
+    if (direct_block_grad(0, &count, &g)) return 1;
+    for (size_t i = 0; i < count; i++)
+      printf("%a\n", g[i]);
+    free(g);
+    return 0;
+  }
   Suite *s = suite_create("net_grad");
   TCase *tc = tcase_create("core");
   tcase_set_timeout(tc, 120);
@@ -635,6 +767,7 @@ int main(int argc, char **argv) {
   tcase_add_test(tc, grad_inner_seed_and_stop);
   tcase_add_test(tc, grad_float32_vs_twin);
   tcase_add_test(tc, grad_float32_relu_kink);
+  tcase_add_test(tc, grad_direct_paths);
   tcase_add_test(tc, init_schemes);
   suite_add_tcase(s, tc);
   SRunner *sr = srunner_create(s);
