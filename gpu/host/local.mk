@@ -20,7 +20,7 @@ TESTS += tests/unit/test_plan tests/unit/test_net_ntk \
 tests_unit_test_plan_SOURCES = tests/unit/test_plan.c
 tests_unit_test_plan_CFLAGS = $(TEST_CFLAGS)
 tests_unit_test_plan_LDADD = $(TEST_LIBS)
-tests_unit_test_net_ntk_SOURCES = tests/unit/test_net_ntk.c
+tests_unit_test_net_ntk_SOURCES = tests/unit/test_net_ntk.c tests/unit/gemm_probe.h
 tests_unit_test_net_ntk_CFLAGS = $(TEST_CFLAGS)
 tests_unit_test_net_ntk_LDADD = $(TEST_LIBS)
 tests_unit_test_net_expressivity_SOURCES = tests/unit/test_net_expressivity.c
@@ -39,7 +39,7 @@ tests_bench_bench_ntk_LDADD = $(ENGINE_LIBS)
 # Reverse mode with train-mode BN and the weight schemes (issue 10).
 check_PROGRAMS += tests/unit/test_net_grad
 TESTS += tests/unit/test_net_grad
-tests_unit_test_net_grad_SOURCES = tests/unit/test_net_grad.c
+tests_unit_test_net_grad_SOURCES = tests/unit/test_net_grad.c tests/unit/gemm_probe.h
 tests_unit_test_net_grad_CFLAGS = $(TEST_CFLAGS)
 tests_unit_test_net_grad_LDADD = $(TEST_LIBS)
 

@@ -27,13 +27,12 @@
 #include "gpu/host/net_internal.h"
 #include "gpu/host/reference.h"
 #include "gpu/philox.h"
+#include "tests/unit/gemm_probe.h"
 #include <check.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 enum { BATCH = 4 };
 
@@ -639,28 +638,9 @@ START_TEST(grad_direct_paths) {
     return; /* no direct paths here, or valgrind (no self exec) */
   }
   /* The GEMM path's values, read back exactly (%a). */
-  int fd[2];
-  ck_assert_int_eq(pipe(fd), 0);
-  pid_t pid = fork();
-  ck_assert_int_ge(pid, 0);
-  if (pid == 0) {
-    close(fd[0]);
-    dup2(fd[1], 1);
-    setenv("AE_CONV_DIRECT", "0", 1);
-    execl("/proc/self/exe", "test_net_grad", GRAD_GEMM_PROBE_ARG, (char *)NULL);
-    _exit(127);
-  }
-  close(fd[1]);
-  FILE *f = fdopen(fd[0], "r");
-  ck_assert_ptr_nonnull(f);
   double *dg = malloc(n32 * sizeof *dg);
   ck_assert_ptr_nonnull(dg);
-  for (size_t i = 0; i < n32; i++)
-    ck_assert_int_eq(fscanf(f, "%la", &dg[i]), 1);
-  fclose(f);
-  int status = 0;
-  ck_assert_int_eq(waitpid(pid, &status, 0), pid);
-  ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  gemm_probe_read("test_net_grad", GRAD_GEMM_PROBE_ARG, dg, n32);
   double top = max_abs(d64, n32), e_direct = 0.0, e_gemm = 0.0;
   for (size_t i = 0; i < n32; i++) {
     e_direct = fmax(e_direct, fabs(d32[i] - d64[i]));

@@ -22,6 +22,7 @@
 #include "gpu/host/net_internal.h"
 #include "gpu/host/reference.h"
 #include "gpu/philox.h"
+#include "tests/unit/gemm_probe.h"
 #include <check.h>
 #include <math.h>
 #include <stdatomic.h>
@@ -338,26 +339,7 @@ static int direct_graph_ntk(int dbl, double *theta) {
  * with AE_CONV_DIRECT=0 (read once per process), its values read back
  * exactly (%a). */
 static void gemm_path_ntk(double *theta) {
-  int fd[2];
-  ck_assert_int_eq(pipe(fd), 0);
-  pid_t pid = fork();
-  ck_assert_int_ge(pid, 0);
-  if (pid == 0) {
-    close(fd[0]);
-    dup2(fd[1], 1);
-    setenv("AE_CONV_DIRECT", "0", 1);
-    execl("/proc/self/exe", "test_net_ntk", GEMM_PROBE_ARG, (char *)NULL);
-    _exit(127);
-  }
-  close(fd[1]);
-  FILE *f = fdopen(fd[0], "r");
-  ck_assert_ptr_nonnull(f);
-  for (int i = 0; i < BATCH * BATCH; i++)
-    ck_assert_int_eq(fscanf(f, "%la", &theta[i]), 1);
-  fclose(f);
-  int status = 0;
-  ck_assert_int_eq(waitpid(pid, &status, 0), pid);
-  ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  gemm_probe_read("test_net_ntk", GEMM_PROBE_ARG, theta, BATCH * BATCH);
 }
 
 /* max |a - b| / max |ref| over the batch x batch entries. */
