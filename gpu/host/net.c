@@ -9,10 +9,13 @@
  * input's) and the forward scratch (a chunk of samples' im2col side by
  * side, so that the late small planes still make one well-shaped GEMM).
  * The backward family, allocated by the first ae_net_ntk, holds the
- * gradient slots and the NTK scratch.  Conv runs as im2col + GEMM;
- * BN normalises with the batch's statistics, accumulated in float64 and
- * kept for the backward.  ae_net_set_double routes forward and NTK to a
- * float64 twin holding the same weights.
+ * gradient slots and the NTK scratch.  Conv runs as im2col + GEMM, or,
+ * in float32 where it gives the very same values, as the direct
+ * convolution (net_conv_direct.c), whose samples go to two parts
+ * (net_parts.c) when OpenBLAS has two threads; BN normalises with the
+ * batch's statistics, accumulated in float64 and kept for the backward.
+ * ae_net_set_double routes forward and NTK to a float64 twin holding the same
+ * weights.
  *
  * The forward arena of the last (largest) net a thread destroyed is kept
  * for that thread's next net of about its size: a worker runs job after
@@ -30,7 +33,8 @@
  * that fails without them.
  *
  * An ae_net and everything it points to belong to the thread that created
- * it; the spare arena belongs to its thread. */
+ * it (and, within one step, to the helper thread of a step in two parts,
+ * on disjoint samples); the spare arena belongs to its thread. */
 #include "config.h" /* mremap (AC_USE_SYSTEM_EXTENSIONS) */
 
 #include "gpu/host/net_internal.h"

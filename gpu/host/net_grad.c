@@ -12,9 +12,13 @@
  * jacobian_trainability).  Gradients live in an ae_net_grad of their own
  * (parameter gradients per tensor; node gradients in buffers that go back
  * to a pool as soon as the sweep has passed their node, so that only the
- * frontier holds memory), so the NTK's shared slots are never touched. Compiled
- * twice like net.c (net64_grad.c is the float64 twin); the float32 entry points
- * go to the twin when ae_net_set_double is on.
+ * frontier holds memory), so the NTK's shared slots are never touched.  In
+ * float32 on AVX-512 a stride-1 "same" convolution's input gradient is the
+ * direct convolution of dY with the flipped weights, as in net_ntk.c (another
+ * float32 order than W^T dY + col2im; test_net_grad measures both against
+ * the float64 twin).  Compiled twice like net.c (net64_grad.c is the
+ * float64 twin); the float32 entry points go to the twin when
+ * ae_net_set_double is on.
  *
  * An ae_net_grad belongs to the thread that owns its ae_net. */
 #include "gpu/host/net_internal.h"
