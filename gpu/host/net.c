@@ -439,8 +439,9 @@ static void conv_direct_part(void *arg, int part, int parts) {
 }
 
 /* When the direct convolution stands in for every GEMM of node k's
- * forward (a sample's `per` columns each, or chunks of n->chunk[k]
- * samples and the last, shorter one), runs it over the whole batch, in
+ * forward (one sample's columns each for a plain 1x1 convolution, else
+ * chunks of n->chunk[k] samples and the last, shorter one; `chunked`
+ * says which), runs it over the whole batch, in
  * two parts of the samples when OpenBLAS has two threads (each output
  * is one sample's own arithmetic, so the same bits): 1, else 0 (nothing
  * done). */

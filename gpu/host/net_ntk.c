@@ -21,8 +21,9 @@
  * round-off, ~1e-7 of theta; test_net_ntk holds it within the GEMM path's
  * own spread from the float64 twin).  The float64 twin keeps the GEMMs.
  * With two OpenBLAS threads the sample-parallel steps (those, BN, ReLU)
- * run in two parts on a helper thread started and joined within the step;
- * the values do not depend on it.
+ * and the Gram's row tiles (net_gram.c) run in two parts on a helper
+ * thread started and joined within the step (net_parts.c); the values do
+ * not depend on it.
  *
  * Runs on the thread that owns the ae_net (and its helper within a step,
  * on disjoint samples). */

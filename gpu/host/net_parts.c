@@ -6,9 +6,10 @@
  * and joined before it returns, each on its own samples (or tiles) and
  * scratch.  Every value is the same whatever the split: the callers'
  * parts never share an output element, and no element's arithmetic
- * depends on which part computes it.  The engine's workers run with one
- * BLAS thread, so the daemon's jobs run one part; a caller that sets two
- * BLAS threads (bench_ntk, the CLI's single-job runs) gets two.
+ * depends on which part computes it.  The daemon gives each host worker
+ * cores / workers BLAS threads (one by default, so one part); a worker
+ * with two or more (fewer workers than cores), or a program that sets two
+ * (bench_ntk with AE_BENCH_THREADS=2), gets two parts.
  *
  * Stateless; the helper thread lives within one ae_net_run_parts call and
  * touches only what the step's function gives it. */
