@@ -193,10 +193,14 @@ void ae_net_philox_normals(uint64_t seed, uint32_t tensor, uint32_t stream,
                            uint64_t index0, double *out);
 /* The Philox words of those AE_NET_NORMAL_LANES elements:
  * w[j][l] = ae_philox_words(seed, tensor, stream, index0 + l).v[j]
- * (AVX-512 intrinsics where the CPU has them), and the portable loops it
- * is held to. */
+ * (AVX-512 intrinsics where the CPU has them, else AVX2's), the AVX2 path
+ * alone (0 and nothing written without AVX2) and the portable loops both
+ * are held to. */
 void ae_net_philox_lanes(uint64_t seed, uint32_t tensor, uint32_t stream,
                          uint64_t index0, uint32_t w[4][AE_NET_NORMAL_LANES]);
+int ae_net_philox_lanes_avx2(uint64_t seed, uint32_t tensor, uint32_t stream,
+                             uint64_t index0,
+                             uint32_t w[4][AE_NET_NORMAL_LANES]);
 void ae_net_philox_lanes_ref(uint64_t seed, uint32_t tensor, uint32_t stream,
                              uint64_t index0,
                              uint32_t w[4][AE_NET_NORMAL_LANES]);
@@ -240,6 +244,8 @@ int ae_net_conv_direct_usable(void);
  * float32 elementwise passes then take 16 lanes, with the very same
  * operations per element (no contraction into fused multiply-adds). */
 int ae_net_have_avx512(void);
+/* 1 when the CPU runs AVX2 (checked once; x86-64 with GCC only). */
+int ae_net_have_avx2(void);
 #if !defined(AE_NET_DOUBLE) && defined(__GNUC__) && defined(__x86_64__)
 #define AE_NET_AVX512 1
 #define AE_AVX512_FN                                                           \

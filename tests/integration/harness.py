@@ -79,6 +79,32 @@ _lock = threading.Lock()
 _counts = {"passed": 0, "failed": 0}
 
 
+def cpu_class():
+    """The CPU class whose float32 kernels run here, for tests that pin
+    exact numbers: "avx512" when the CPU has AVX-512F (archeval then sets
+    OpenBLAS's SkylakeX kernels and takes its AVX-512 paths, as
+    gpu/host/blas_env.c and net_kernels.c decide), "avx2" with AVX2
+    (Haswell kernels, im2col + sgemm), else "other";
+    $AE_GOLDEN_CPU_CLASS overrides."""
+    forced = os.environ.get("AE_GOLDEN_CPU_CLASS")
+    if forced:
+        return forced
+    flags = set()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+                    break
+    except OSError:
+        pass
+    if "avx512f" in flags:
+        return "avx512"
+    if "avx2" in flags:
+        return "avx2"
+    return "other"
+
+
 def log(message):
     print("[%6.1fs] %s" % (time.monotonic() - _started, message), flush=True)
 

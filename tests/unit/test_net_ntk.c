@@ -360,8 +360,15 @@ START_TEST(ntk_direct_paths) {
   openblas_set_num_threads(2);
   ck_assert_int_eq(direct_graph_ntk(0, t2), 0);
   openblas_set_num_threads(1);
-  /* Two parts: the same bits. */
-  ck_assert(memcmp(t1, t2, sizeof(t1)) == 0);
+  /* Two parts: the same bits where the direct convolutions and the Gram
+   * kernel run (AVX-512).  Without them (AVX2: im2col + sgemm, dsyrk)
+   * OpenBLAS's threaded drivers split K otherwise, and two threads round
+   * otherwise (as the golden corpus's header says): within float32's
+   * spread. */
+  if (ae_net_conv_direct_usable() && ae_net_gram_f32_usable())
+    ck_assert(memcmp(t1, t2, sizeof(t1)) == 0);
+  else
+    ck_assert_double_le(rel_spread(t1, t2, t64), 1e-5);
   double spread_direct = rel_spread(t1, t64, t64);
   ck_assert_double_gt(spread_direct, 0.0);
   ck_assert_double_le(spread_direct, 1e-5);

@@ -11,8 +11,9 @@ sample from $AE_SHARED_DATA/cifar10 registered as `cifar10`), submits the
 corpus in one batch, and does it all again in a second daemon.  Every job
 must succeed and both runs must agree to the last digit once the volatile
 fields are removed (test_golden.VOLATILE); only then is each result
-written to expected/NAME.json (pretty-printed, numbers exactly as the
-daemon printed them).
+written to the expected set of this machine's CPU class
+(harness.cpu_class(): expected/ for AVX-512, expected-avx2/ for AVX2;
+pretty-printed, numbers exactly as the daemon printed them).
 
 Regenerating the corpus is a deliberate act: an existing expected file is
 never overwritten without --force, and every data set a request names must
