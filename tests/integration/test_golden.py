@@ -46,11 +46,11 @@ relative, curvature 5e-4), and entirely in the near-zero eigenvalues of
 rank-deficient kernels (duplicated inputs, an all-`none` cell).  So
 expected/ holds the `avx512` class and expected-avx2/ the `avx2` class,
 and the test compares with the set of the class it runs on
-(harness.cpu_class(); AE_GOLDEN_CPU_CLASS overrides it).  A class with no recorded set (a CPU
-without AVX2, another architecture) skips the whole test, saying so:
-record one there with record.py.  Within a class other library builds
-(OpenBLAS, libm) may still round otherwise: re-record (record.py --force)
-on a new one.
+(harness.cpu_class(); AE_GOLDEN_CPU_CLASS overrides it).  A class with no
+recorded set (a CPU without AVX2, another architecture) skips the whole
+test, saying so: record one there with record.py.  Within a class other
+library builds (OpenBLAS, libm) may still round otherwise: re-record
+(record.py --force) on a new one.
 
 Requests whose data set is missing here are skipped, not failed: cifar10
 needs $AE_SHARED_DATA/cifar10, fashion-mnist needs Debian's
@@ -72,8 +72,6 @@ GOLDEN_DIR = os.path.join(h.SRCDIR, "tests", "data", "golden")
 REQUEST_DIR = os.path.join(GOLDEN_DIR, "requests")
 # The expected set of each CPU class (see the header).
 CLASS_DIRS = {"avx512": "expected", "avx2": "expected-avx2"}
-
-
 CPU_CLASS = h.cpu_class()
 EXPECTED_DIR = os.path.join(
     GOLDEN_DIR, CLASS_DIRS.get(CPU_CLASS, "expected-" + CPU_CLASS))
