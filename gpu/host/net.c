@@ -340,6 +340,7 @@ void ae_net_init_weights(ae_net *n, uint64_t seed, uint32_t stream) {
       double sd = sqrt(ae_plan_init_variance(n->plan, k));
       ae_real *w = n->weight[k];
       size_t e = 0;
+#ifdef AE_NET_DOUBLE
       double z[AE_NET_NORMAL_LANES];
       for (; e + AE_NET_NORMAL_LANES <= ge->n_weight;
            e += AE_NET_NORMAL_LANES) {
@@ -347,6 +348,11 @@ void ae_net_init_weights(ae_net *n, uint64_t seed, uint32_t stream) {
         for (int l = 0; l < AE_NET_NORMAL_LANES; l++)
           w[e + (size_t)l] = (ae_real)(sd * z[l]);
       }
+#else
+      /* The same float32 bits, the cosine vectorised (net_normals.c). */
+      for (; e + AE_NET_NORMAL_LANES <= ge->n_weight; e += AE_NET_NORMAL_LANES)
+        ae_net_philox_normals_f32(seed, (uint32_t)k, stream, e, sd, w + e);
+#endif
       for (; e < ge->n_weight; e++)
         w[e] = (ae_real)(sd * ae_philox_normal(seed, (uint32_t)k, stream, e));
       if (n->bias[k]) memset(n->bias[k], 0, sizeof(ae_real) * (size_t)nd->out);

@@ -191,6 +191,17 @@ int ae_net_load_params(ae_net *n, int node, ae_net_param_kind kind,
 #define AE_NET_NORMAL_LANES 64
 void ae_net_philox_normals(uint64_t seed, uint32_t tensor, uint32_t stream,
                            uint64_t index0, double *out);
+/* (float)(sd * ae_philox_normal(seed, tensor, stream, index0 + l)) for the
+ * AE_NET_NORMAL_LANES values of l, bit for bit, with the cosine a vector
+ * polynomial bracketed against libm's (net_normals.c).  Returns how many
+ * lanes took libm's cos (a value near a float32 rounding boundary, or sd
+ * not positive and finite: then all). */
+int ae_net_philox_normals_f32(uint64_t seed, uint32_t tensor, uint32_t stream,
+                              uint64_t index0, double sd, float *out);
+/* cos(x[l]) for AE_NET_NORMAL_LANES values of x in [0, 2 pi], within
+ * AE_NET_COS_LANES_ERROR of libm's cos (test_net_conv_direct measures it). */
+#define AE_NET_COS_LANES_ERROR 0x1p-50
+void ae_net_cos_lanes(const double *restrict x, double *restrict c);
 /* The Philox words of those AE_NET_NORMAL_LANES elements:
  * w[j][l] = ae_philox_words(seed, tensor, stream, index0 + l).v[j]
  * (AVX-512 intrinsics where the CPU has them, else AVX2's), the AVX2 path

@@ -14,7 +14,8 @@
  * channel sums of the features' entropy (gpu/groups/features.c) and
  * col2im's stride-1 rows and the average pool's adjoint; and the Philox
  * words of a run of elements (the Rademacher g_out and the weight
- * init); and the float32 NTK's Gram kernel. */
+ * init) and the float32 normals drawn from them with the vector cosine;
+ * and the float32 NTK's Gram kernel. */
 #include "api/status.h"
 #include "gpu/groups/features.h"
 #include "gpu/host/blas_env.h"
@@ -445,6 +446,86 @@ START_TEST(philox_lanes_match_reference) {
 }
 END_TEST
 
+/* net_normals.c's cosine polynomial within AE_NET_COS_LANES_ERROR of
+ * libm's cos over its whole range [0, 2 pi]: a dense grid, the ends and
+ * both sides of every quadrant boundary (where the reduction switches
+ * between the series).  The normals' bracket (2^-40) relies on it. */
+START_TEST(cos_lanes_within_bound) {
+  double x[AE_NET_NORMAL_LANES], c[AE_NET_NORMAL_LANES], worst = 0.0;
+  const double two_pi = 6.283185307179586;
+  const int blocks = 40000;
+  for (int b = 0; b <= blocks; b++) {
+    for (int l = 0; l < AE_NET_NORMAL_LANES; l++) {
+      double u = ((double)b * AE_NET_NORMAL_LANES + l) /
+                 ((double)blocks * AE_NET_NORMAL_LANES);
+      x[l] = u <= 1.0 ? two_pi * u : two_pi;
+    }
+    if (b == blocks) /* quadrant and octant boundaries, each side */
+      for (int l = 0; l < 36; l++) {
+        double edge = (double)(l / 4) * (two_pi / 8);
+        int side = l % 4;
+        x[l] = side == 0   ? edge
+               : side == 1 ? nextafter(edge, 0.0)
+               : side == 2 ? nextafter(edge, 8.0)
+                           : edge + 1e-9;
+        if (x[l] > two_pi) x[l] = two_pi;
+      }
+    ae_net_cos_lanes(x, c);
+    for (int l = 0; l < AE_NET_NORMAL_LANES; l++) {
+      double d = fabs(c[l] - cos(x[l]));
+      if (d > worst) worst = d;
+      ck_assert_msg(d <= AE_NET_COS_LANES_ERROR, "x %.17g: %.17g vs libm %.17g",
+                    x[l], c[l], cos(x[l]));
+    }
+  }
+  printf("cos lanes: largest distance from libm %.3g (bound %.3g)\n", worst,
+         AE_NET_COS_LANES_ERROR);
+}
+END_TEST
+
+/* ae_net_philox_normals_f32 bit for bit against the scalar expression
+ * (float)(sd * ae_philox_normal(...)) over 2^20 elements per sd, for a
+ * kaiming-sized sd, 1 (the Gaussian inputs), a large one and 0 (signed
+ * zeros: every lane takes libm's cos).  The bracket must send some lanes
+ * to libm's cos (a bracket of zero would send none and then miss, in a
+ * larger run, the values near a float32 rounding boundary) and only a
+ * few: at most one in 10^3. */
+START_TEST(philox_normals_f32_match_scalar) {
+  static const double sds[] = {0.0589255650988789, 1.0, 37.5, 0.0};
+  const int blocks = 16384;
+  float out[AE_NET_NORMAL_LANES];
+  for (size_t si = 0; si < sizeof sds / sizeof *sds; si++) {
+    uint64_t seed = 0x9e3779b97f4a7c15ull + si;
+    uint32_t tensor = (uint32_t)(3 + si), stream = (uint32_t)si;
+    long slow = 0;
+    for (int b = 0; b < blocks; b++) {
+      uint64_t e0 = (uint64_t)b * AE_NET_NORMAL_LANES;
+      slow += ae_net_philox_normals_f32(seed, tensor, stream, e0, sds[si], out);
+      for (int l = 0; l < AE_NET_NORMAL_LANES; l++) {
+        float want = (float)(sds[si] * ae_philox_normal(seed, tensor, stream,
+                                                        e0 + (uint64_t)l));
+        uint32_t got_bits, want_bits;
+        memcpy(&got_bits, &out[l], sizeof got_bits);
+        memcpy(&want_bits, &want, sizeof want_bits);
+        ck_assert_msg(got_bits == want_bits,
+                      "sd %g element %llu: %a vs scalar %a", sds[si],
+                      (unsigned long long)(e0 + (uint64_t)l), (double)out[l],
+                      (double)want);
+      }
+    }
+    long total = (long)blocks * AE_NET_NORMAL_LANES;
+    printf("normals f32, sd %g: %ld of %ld lanes took libm's cos\n", sds[si],
+           slow, total);
+    if (sds[si] > 0.0)
+      ck_assert_msg(slow > 0 && slow <= total / 1000,
+                    "sd %g: %ld of %ld lanes took libm's cos", sds[si], slow,
+                    total);
+    else
+      ck_assert_int_eq(slow, total);
+  }
+}
+END_TEST
+
 /* The float32 NTK's Gram (net_gram.c): the AVX-512 kernel bit for bit
  * against ae_net_gram_f32_ref, with one part and with two (the tiles
  * dealt otherwise, the same bits), adding into a theta that already holds
@@ -531,6 +612,8 @@ int main(int argc, char **argv) {
   tcase_add_test(tc, channel_sums_match_reference);
   tcase_add_test(tc, col2im_matches_reference);
   tcase_add_test(tc, philox_lanes_match_reference);
+  tcase_add_test(tc, cos_lanes_within_bound);
+  tcase_add_test(tc, philox_normals_f32_match_scalar);
   tcase_add_test(tc, avg_pool_adjoint_matches_reference);
   tcase_add_test(tc, gram_matches_reference);
   suite_add_tcase(s, tc);
