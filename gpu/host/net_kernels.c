@@ -1,16 +1,15 @@
 /* net_kernels.c: the host executor's untyped building blocks: the
- * pooling divisor, the phase names, the Philox normals of a run of
- * elements (the weight init), the Philox Rademacher signs of a run
- * (jacobian_trainability's g_out) and whether the CPU has AVX-512 or AVX2.  The
- * typed buffer kernels are in net_kernels_typed.c, the activations in
- * gpu/activation.h.
+ * pooling divisor, the phase names, the Philox words of a run of elements
+ * (the normals drawn from them are in net_normals.c), the Philox
+ * Rademacher signs of a run (jacobian_trainability's g_out) and whether
+ * the CPU has AVX-512 or AVX2.  The typed buffer kernels are in
+ * net_kernels_typed.c, the activations in gpu/activation.h.
  *
  * Pure functions on caller-owned memory, any thread; the one state is the
  * CPU check's answer, set once (pthread_once). */
 #include "gpu/host/net_internal.h"
 
 #include "gpu/philox.h"
-#include <math.h>
 #if defined(__GNUC__) && defined(__x86_64__)
 #include <immintrin.h>
 #endif
@@ -240,28 +239,6 @@ void ae_net_philox_lanes(uint64_t seed, uint32_t tensor, uint32_t stream,
   if (ae_net_philox_lanes_avx2(seed, tensor, stream, index0, w)) return;
 #endif
   ae_net_philox_lanes_ref(seed, tensor, stream, index0, w);
-}
-
-void ae_net_philox_normals(uint64_t seed, uint32_t tensor, uint32_t stream,
-                           uint64_t index0, double *out) {
-  uint32_t w[4][AE_NET_NORMAL_LANES];
-  double r[AE_NET_NORMAL_LANES], c[AE_NET_NORMAL_LANES];
-  ae_net_philox_lanes(seed, tensor, stream, index0, w);
-  const uint64_t mask = (1ull << 53) - 1;
-  for (int l = 0; l < AE_NET_NORMAL_LANES; l++) {
-    /* 53-bit values: exact as signed, which converts faster. */
-    int64_t a = (int64_t)((((uint64_t)w[0][l] << 21) ^ (w[1][l] >> 11)) & mask);
-    int64_t b = (int64_t)((((uint64_t)w[2][l] << 21) ^ (w[3][l] >> 11)) & mask);
-    r[l] = ((double)a + 0.5) * (1.0 / 9007199254740992.0);
-    c[l] = ((double)b + 0.5) * (1.0 / 9007199254740992.0);
-  }
-  /* ae_philox_normal's expression, operation for operation. */
-  for (int l = 0; l < AE_NET_NORMAL_LANES; l++)
-    r[l] = sqrt(-2.0 * log(r[l]));
-  for (int l = 0; l < AE_NET_NORMAL_LANES; l++)
-    c[l] = cos(6.283185307179586 * c[l]);
-  for (int l = 0; l < AE_NET_NORMAL_LANES; l++)
-    out[l] = r[l] * c[l];
 }
 
 void ae_rademacher_fill(uint64_t seed, uint32_t tensor, uint32_t stream,

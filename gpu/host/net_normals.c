@@ -1,7 +1,8 @@
-/* net_normals.c: the float32 Philox normals of a run of elements (the
- * float32 net's weight init), bit for bit those of the scalar
- * expression (float)(sd * ae_philox_normal(...)), with the Box-Muller
- * cosine as a vector polynomial instead of libm's scalar cos.
+/* net_normals.c: the Philox normals of a run of elements (the weight
+ * init).  In float64 for the float64 twin, with libm's cos; in float32
+ * for the float32 net, bit for bit those of the scalar expression
+ * (float)(sd * ae_philox_normal(...)), with the Box-Muller cosine as a
+ * vector polynomial instead of libm's scalar cos.
  *
  * Why the bits hold.  The scalar value is fl32(sd * (r * cos(x))) with
  * libm's cos.  The polynomial gives c within AE_NET_COS_LANES_ERROR of
@@ -81,16 +82,16 @@ void ae_net_cos_lanes(const double *restrict x, double *restrict c) {
   }
 }
 
-int ae_net_philox_normals_f32(uint64_t seed, uint32_t tensor, uint32_t stream,
-                              uint64_t index0, double sd, float *out) {
+/* Box-Muller's radius r = sqrt(-2 log u1) and angle x = 2 pi u2 of the
+ * AE_NET_NORMAL_LANES elements from index0: ae_philox_normal's expression,
+ * operation for operation, up to its cosine. */
+static void box_muller_lanes(uint64_t seed, uint32_t tensor, uint32_t stream,
+                             uint64_t index0, double *r, double *x) {
   uint32_t w[4][AE_NET_NORMAL_LANES];
-  double r[AE_NET_NORMAL_LANES], x[AE_NET_NORMAL_LANES];
-  double c[AE_NET_NORMAL_LANES];
   ae_net_philox_lanes(seed, tensor, stream, index0, w);
   const uint64_t mask = (1ull << 53) - 1;
   for (int l = 0; l < AE_NET_NORMAL_LANES; l++) {
-    /* ae_philox_normal's expression, operation for operation (53-bit
-     * values: exact as signed, which converts faster). */
+    /* 53-bit values: exact as signed, which converts faster. */
     int64_t a = (int64_t)((((uint64_t)w[0][l] << 21) ^ (w[1][l] >> 11)) & mask);
     int64_t b = (int64_t)((((uint64_t)w[2][l] << 21) ^ (w[3][l] >> 11)) & mask);
     r[l] = ((double)a + 0.5) * (1.0 / 9007199254740992.0);
@@ -98,6 +99,21 @@ int ae_net_philox_normals_f32(uint64_t seed, uint32_t tensor, uint32_t stream,
   }
   for (int l = 0; l < AE_NET_NORMAL_LANES; l++)
     r[l] = sqrt(-2.0 * log(r[l]));
+}
+
+void ae_net_philox_normals(uint64_t seed, uint32_t tensor, uint32_t stream,
+                           uint64_t index0, double *out) {
+  double r[AE_NET_NORMAL_LANES], x[AE_NET_NORMAL_LANES];
+  box_muller_lanes(seed, tensor, stream, index0, r, x);
+  for (int l = 0; l < AE_NET_NORMAL_LANES; l++)
+    out[l] = r[l] * cos(x[l]);
+}
+
+int ae_net_philox_normals_f32(uint64_t seed, uint32_t tensor, uint32_t stream,
+                              uint64_t index0, double sd, float *out) {
+  double r[AE_NET_NORMAL_LANES], x[AE_NET_NORMAL_LANES];
+  double c[AE_NET_NORMAL_LANES];
+  box_muller_lanes(seed, tensor, stream, index0, r, x);
   /* The monotonicity argument needs sd > 0 (sd = 0 gives signed zeros
    * that follow the cosine's sign): anything else takes libm's cos. */
   if (!(sd > 0.0 && sd < INFINITY)) {
