@@ -1043,9 +1043,14 @@ typedef struct {
   int filter;
   ae_job_state state;
   char *client_ref;
-  long long page_size, shown, before;
-  char last_id[32];
+  long long page_size, shown;
+  ae_page_key before; /* the request's page token (seq < 0: none) */
+  char last_id[32];   /* the last job written ("": none yet) */
   long long last_seq;
+  /* The listing key of the job listing_next* returned: the store row's
+   * (the order the store pages in) when it came from the store. */
+  char next_id[32];
+  long long next_seq;
   int phase;   /* 0 head, 1 jobs, 2 tail written, 3 done */
   char *chunk; /* the page's head, a comma, the tail */
   size_t chunk_len, chunk_at;
@@ -1058,7 +1063,8 @@ typedef struct {
    * (ae_jobs_store_has_more): the next few as transient copies; one held
    * here in memory too is shown as memory has it. */
   int from_store, store_done;
-  long long store_before;
+  long long store_before; /* the next read's (before, before_id) */
+  char store_before_id[AE_PAGE_ID_MAX];
   ae_job *fetched[LISTING_FETCH];
   size_t n_fetched, fetched_at;
 } ae_listing;
@@ -1095,18 +1101,28 @@ static ae_job *listing_next_stored(ae_listing *l, int *rc) {
       ae_job *copy = l->fetched[l->fetched_at++];
       ae_job *held = ae_job_table_find(&l->srv->jobs, copy->id);
       ae_job *job = held && !held->remote ? held : copy;
-      if (listing_match(l, job)) return job;
+      if (listing_match(l, job)) {
+        l->next_seq = copy->seq;
+        snprintf(l->next_id, sizeof l->next_id, "%s", copy->id);
+        return job;
+      }
     }
     if (l->store_done) return NULL;
     listing_release_fetched(l);
+    /* The next read resumes after this one's last row: the key is read
+     * from a copy, since the read overwrites the fields it came from. */
+    char before_id[AE_PAGE_ID_MAX];
+    snprintf(before_id, sizeof before_id, "%s", l->store_before_id);
     ae_store_page page = {.before = l->store_before,
+                          .before_id = before_id,
                           .has_state = l->filter,
                           .state = l->state,
                           .client_ref = l->client_ref,
                           .limit = LISTING_FETCH};
     size_t rows = 0;
     *rc = ae_jobs_store_page(l->srv, &page, l->fetched, &l->n_fetched, &rows,
-                             &l->store_before);
+                             &l->store_before, l->store_before_id,
+                             sizeof l->store_before_id);
     if (*rc) return NULL;
     if (rows < LISTING_FETCH) l->store_done = 1;
   }
@@ -1119,11 +1135,16 @@ static ae_job *listing_next(ae_listing *l) {
       l->last_id[0] ? ae_job_table_find(&l->srv->jobs, l->last_id) : NULL;
   if (last)
     it.next = last->prev;
+  else if (l->last_id[0])
+    ae_job_iter_start(&l->srv->jobs, l->last_seq, l->last_id, &it);
   else
-    ae_job_iter_start(&l->srv->jobs, l->last_id[0] ? l->last_seq : l->before,
-                      &it);
+    ae_job_iter_start(&l->srv->jobs, l->before.seq, l->before.id, &it);
   for (ae_job *job; (job = ae_job_iter_next(&it));)
-    if (listing_match(l, job)) return job;
+    if (listing_match(l, job)) {
+      l->next_seq = job->seq;
+      snprintf(l->next_id, sizeof l->next_id, "%s", job->id);
+      return job;
+    }
   return NULL;
 }
 
@@ -1155,14 +1176,14 @@ static int listing_piece(ae_listing *l) {
         l->chunk_len = 1;
       }
       l->shown++;
-      snprintf(l->last_id, sizeof l->last_id, "%s", job->id);
-      l->last_seq = job->seq;
+      snprintf(l->last_id, sizeof l->last_id, "%s", l->next_id);
+      l->last_seq = l->next_seq;
       return AE_OK;
     }
-    char tail[128];
+    char tail[AE_PAGE_TOKEN_MAX + 64];
     if (job) { /* one more matches: the page is full */
-      char token[64];
-      ae_page_token_encode(l->last_seq, token, sizeof token);
+      char token[AE_PAGE_TOKEN_MAX];
+      ae_page_token_encode(l->last_seq, l->last_id, token, sizeof token);
       snprintf(tail, sizeof tail, "],\"next_page_token\":\"%s\"}", token);
     } else {
       snprintf(tail, sizeof tail, "],\"next_page_token\":null}");
@@ -1241,7 +1262,7 @@ static enum MHD_Result h_list(ae_http_req *r) {
                  page_size > 1000))
     return fail(r, 422, "invalid_request", "Invalid request", 0,
                 "page_size must be an integer from 1 to 1000.");
-  long long before = -1;
+  ae_page_key before = {.seq = -1};
   if (token_s && *token_s && ae_page_token_decode(token_s, &before))
     return fail(r, 422, "invalid_request", "Invalid request", 0,
                 "page_token is not a token this server gave.");
@@ -1261,7 +1282,8 @@ static enum MHD_Result h_list(ae_http_req *r) {
   l->page_size = page_size;
   l->before = before;
   l->from_store = ae_jobs_store_has_more(srv);
-  l->store_before = before;
+  l->store_before = before.seq;
+  snprintf(l->store_before_id, sizeof l->store_before_id, "%s", before.id);
   struct MHD_Response *resp = MHD_create_response_from_callback(
       MHD_SIZE_UNKNOWN, LISTING_BLOCK, listing_read, l, listing_free);
   if (!resp) {

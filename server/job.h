@@ -180,15 +180,17 @@ ae_job *ae_job_table_find_idem(const ae_job_table *t, const char *key);
 /* The finished job that expires first, or NULL. */
 ae_job *ae_job_table_next_expiry(const ae_job_table *t);
 
-/* Walks jobs newest first (descending seq). */
+/* Walks jobs newest first: descending seq, then descending id (byte
+ * order) among jobs of one seq (the replicas of a fleet may share one). */
 typedef struct {
   ae_job *next;
 } ae_job_iter;
 
-/* Starts at the newest job with seq < before, or the newest of all when
- * before < 0. */
+/* Starts at the newest job before (before, before_id) in that order: with
+ * seq < before, or seq == before and an id below before_id (none when
+ * before_id is NULL or ""); at the newest of all when before < 0. */
 void ae_job_iter_start(const ae_job_table *t, long long before,
-                       ae_job_iter *it);
+                       const char *before_id, ae_job_iter *it);
 /* The next job, or NULL at the end. The current job may be removed. */
 ae_job *ae_job_iter_next(ae_job_iter *it);
 

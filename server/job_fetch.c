@@ -190,12 +190,15 @@ typedef struct {
   ae_job **out;
   size_t max, got, rows;
   long long now_ms, last_seq;
+  char *last_id;
+  size_t last_id_len;
 } fetch_page;
 
 static int take_page_row(void *ud, const ae_store_job *row) {
   fetch_page *p = ud;
   p->rows++;
   p->last_seq = row->seq;
+  snprintf(p->last_id, p->last_id_len, "%s", row->id);
   if (p->got == p->max || row_expired(row, p->now_ms)) return 0;
   ae_job *job = ae_job_from_row(row);
   if (!job) return AE_ENOMEM;
@@ -206,8 +209,14 @@ static int take_page_row(void *ud, const ae_store_job *row) {
 }
 
 int ae_jobs_store_page(ae_server *srv, const ae_store_page *page, ae_job **out,
-                       size_t *got, size_t *rows, long long *last_seq) {
-  fetch_page p = {.out = out, .max = page->limit, .now_ms = ae_now_ms()};
+                       size_t *got, size_t *rows, long long *last_seq,
+                       char *last_id, size_t last_id_len) {
+  fetch_page p = {.out = out,
+                  .max = page->limit,
+                  .now_ms = ae_now_ms(),
+                  .last_seq = *last_seq,
+                  .last_id = last_id,
+                  .last_id_len = last_id_len};
   int status = ae_store_list(srv->store, page, take_page_row, &p);
   if (status) {
     for (size_t i = 0; i < p.got; i++)

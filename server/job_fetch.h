@@ -42,12 +42,15 @@ int ae_jobs_store_has_more(const ae_server *srv);
 int ae_job_cancel_elsewhere(ae_server *srv, ae_job *job);
 
 /* A listing's page read from the store (see ae_store_page: newest first,
- * seq < page->before), as transient jobs, finished ones past their expiry
- * left out: at most page->limit written to out (*got of them).  *rows is
- * the number of rows the store returned (fewer than page->limit: the end)
- * and *last_seq the last row's seq (the next page's before).  AE_OK,
- * AE_EIO or AE_ENOMEM (out then empty). */
+ * before (page->before, page->before_id)), as transient jobs, finished
+ * ones past their expiry left out: at most page->limit written to out
+ * (*got of them).  *rows is the number of rows the store returned (fewer
+ * than page->limit: the end); *last_seq and last_id (last_id_len bytes)
+ * the last row's seq and id (the next page's before and before_id), left
+ * as they were when no row came.  AE_OK, AE_EIO or AE_ENOMEM (out then
+ * empty). */
 int ae_jobs_store_page(ae_server *srv, const ae_store_page *page, ae_job **out,
-                       size_t *got, size_t *rows, long long *last_seq);
+                       size_t *got, size_t *rows, long long *last_seq,
+                       char *last_id, size_t last_id_len);
 
 #endif

@@ -163,24 +163,58 @@ void ae_route_find(const char *method, const char *path, ae_route_match *m) {
   m->route = AE_ROUTE_OTHER;
 }
 
-/* ---- page tokens: the seq, base16 with a check ---- */
+/* ---- page tokens: the seq and id, base16 with a check ---- */
 
-void ae_page_token_encode(long long seq, char *out, size_t len) {
-  unsigned long long v = (unsigned long long)seq ^ 0x5a5a5a5a5aULL;
-  unsigned check = (unsigned)(v % 31);
-  snprintf(out, len, "%llx-%x", v, check);
+/* The check digit of a token: seq's bits and the id's bytes, mod 31. */
+static unsigned page_token_check(unsigned long long v, const char *id) {
+  unsigned long long h = v % 31;
+  for (const unsigned char *c = (const unsigned char *)id; *c; c++)
+    h = (h * 131 + *c) % 31;
+  return (unsigned)h;
 }
 
-int ae_page_token_decode(const char *s, long long *seq) {
+static int page_id_char_ok(int c) {
+  return isalnum((unsigned char)c) || c == '_' || c == '-';
+}
+
+void ae_page_token_encode(long long seq, const char *id, char *out,
+                          size_t len) {
+  unsigned long long v = (unsigned long long)seq ^ 0x5a5a5a5a5aULL;
+  if (!id) id = "";
+  snprintf(out, len, "%llx-%x%s%s", v, page_token_check(v, id), *id ? "." : "",
+           id);
+}
+
+int ae_page_token_decode(const char *s, ae_page_key *key) {
   char *end;
   errno = 0;
+  if (!isxdigit((unsigned char)*s)) return AE_EINVAL;
   unsigned long long v = strtoull(s, &end, 16);
   if (errno || end == s || *end != '-') return AE_EINVAL;
+  const char *digits = end + 1;
+  if (!isxdigit((unsigned char)*digits)) return AE_EINVAL;
   char *end2;
-  unsigned long check = strtoul(end + 1, &end2, 16);
-  if (*end2 || end2 == end + 1 || check != v % 31) return AE_EINVAL;
-  *seq = (long long)(v ^ 0x5a5a5a5a5aULL);
+  unsigned long check = strtoul(digits, &end2, 16);
+  const char *id = "";
+  if (*end2 == '.') {
+    id = end2 + 1;
+    size_t n = strlen(id);
+    if (!n || n >= AE_PAGE_ID_MAX) return AE_EINVAL;
+    for (size_t i = 0; i < n; i++)
+      if (!page_id_char_ok(id[i])) return AE_EINVAL;
+  } else if (*end2) {
+    return AE_EINVAL;
+  }
+  if (check != page_token_check(v, id)) return AE_EINVAL;
+  key->seq = (long long)(v ^ 0x5a5a5a5a5aULL);
+  if (key->seq < 0) return AE_EINVAL;
+  snprintf(key->id, sizeof key->id, "%s", id);
   return AE_OK;
+}
+
+int ae_page_key_after(const ae_page_key *key, long long seq, const char *id) {
+  if (key->seq < 0 || seq < key->seq) return 1;
+  return seq == key->seq && key->id[0] && strcmp(id, key->id) < 0;
 }
 
 /* ---- request values ---- */

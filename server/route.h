@@ -72,11 +72,28 @@ typedef struct {
  * fills m: the handler of the first row that matches, else a 404. */
 void ae_route_find(const char *method, const char *path, ae_route_match *m);
 
-/* Page tokens: the seq of the last job shown, opaque to clients.  A token
- * fits in 48 bytes. */
-void ae_page_token_encode(long long seq, char *out, size_t len);
+/* Page tokens: where the last page stopped, opaque to clients.  Listings
+ * run newest first in (seq, id) order, id compared byte by byte: seq alone
+ * is not unique (the replicas of a fleet number from one clock, and two
+ * may take the same microsecond), so the token holds the id of the last
+ * item shown too, and the next page starts strictly after that pair.  A
+ * token fits in AE_PAGE_TOKEN_MAX bytes. */
+#define AE_PAGE_TOKEN_MAX 96
+#define AE_PAGE_ID_MAX 40
+typedef struct {
+  long long seq;           /* < 0: no token, the listing starts at the newest */
+  char id[AE_PAGE_ID_MAX]; /* "": every item of this seq is after the token
+                              (a token of a version that kept no id) */
+} ae_page_key;
+
+/* The token that resumes after seq and id (an id of at most
+ * AE_PAGE_ID_MAX - 1 bytes of [0-9A-Za-z_-]). */
+void ae_page_token_encode(long long seq, const char *id, char *out, size_t len);
 /* 0, or AE_EINVAL for anything this server did not give. */
-int ae_page_token_decode(const char *s, long long *seq);
+int ae_page_token_decode(const char *s, ae_page_key *key);
+/* Whether (seq, id) comes after key in a listing (is older), so that the
+ * next page may show it; always when key->seq < 0. */
+int ae_page_key_after(const ae_page_key *key, long long seq, const char *id);
 
 /* A non-negative decimal integer; values over max saturate to max + 1
  * (callers decide).  0 or AE_EINVAL. */

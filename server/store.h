@@ -205,12 +205,15 @@ int ae_store_get(ae_store *s, const char *id,
 int ae_store_get_idem(ae_store *s, const char *key,
                       int (*fn)(void *ud, const ae_store_job *j), void *ud);
 
-/* A page of a listing: the jobs with seq < before (every job when before
- * < 0), newest first (descending seq), at most limit of them, only those
- * in state when has_state is set and only those whose client_ref is
- * client_ref when it is not NULL. */
+/* A page of a listing: the jobs before (before, before_id) in the order
+ * (seq, id), id compared byte by byte: seq < before, or seq == before and
+ * id < before_id when before_id is neither NULL nor "" (every job when
+ * before < 0); newest first (descending seq, then descending id), at most
+ * limit of them, only those in state when has_state is set and only those
+ * whose client_ref is client_ref when it is not NULL. */
 typedef struct {
   long long before;
+  const char *before_id;
   int has_state;
   ae_job_state state;
   const char *client_ref;
@@ -298,7 +301,8 @@ int ae_store_study_insert(ae_store *s, const ae_store_study *study);
  * (ae_store_finish), or the expiry of their lease, removes them.
  * AE_ENOTFOUND when no such study. */
 int ae_store_study_delete(ae_store *s, const char *id);
-/* Calls fn for every study in creation order (before the jobs load). */
+/* Calls fn for every study in creation order, (seq, id) (before the jobs
+ * load). */
 int ae_store_study_load(ae_store *s,
                         int (*fn)(void *ud, const ae_store_study *st),
                         void *ud);

@@ -355,7 +355,8 @@ static const struct {
     [PG_STUDY_LOAD] = {"ae_study_load",
                        "SELECT id, name, request_json, idempotency_key,"
                        " body_hash, client_ref, created_ms, seq"
-                       " FROM archeval_studies ORDER BY seq, insert_order",
+                       " FROM archeval_studies"
+                       " ORDER BY seq, id COLLATE \"C\"",
                        0},
     [PG_CACHE_PUT] = {"ae_cache_put",
                       "INSERT INTO archeval_result_cache (key, canonical,"
@@ -375,14 +376,18 @@ static const struct {
                      " ORDER BY seq, insert_order LIMIT 1",
                      1},
     /* $1 before (< 0: none), $2 state (NULL: any), $3 client_ref (NULL:
-     * any), $4 the page's size. */
+     * any), $4 the page's size, $5 before_id (NULL: none).  Ids compare
+     * byte by byte (COLLATE "C"), as the server's strcmp: the replicas
+     * of a fleet may give two jobs one seq, and a page token resumes
+     * after the pair. */
     [PG_LIST] = {"ae_list",
                  "SELECT " PG_JOB_COLUMNS " FROM archeval_jobs"
-                 " WHERE ($1::bigint < 0 OR seq < $1::bigint)"
+                 " WHERE ($1::bigint < 0 OR seq < $1::bigint"
+                 "  OR (seq = $1::bigint AND id COLLATE \"C\" < $5::text))"
                  " AND ($2::text IS NULL OR state = $2::text)"
                  " AND ($3::text IS NULL OR client_ref = $3::text)"
-                 " ORDER BY seq DESC, insert_order DESC LIMIT $4::bigint",
-                 4},
+                 " ORDER BY seq DESC, id COLLATE \"C\" DESC LIMIT $4::bigint",
+                 5},
     /* $1 owner, $2 worker, $3 now, $4 lease expiry: the next queued job by
      * priority and age, skipping rows another replica is claiming. */
     [PG_CLAIM] = {"ae_claim",
@@ -1418,12 +1423,13 @@ static int pg_store_list(void *impl, const ae_store_page *page,
   int status = pg_ready(s);
   if (status) return status;
   char before[24], limit[24];
-  const char *values[4] = {
+  const char *values[5] = {
       pg_int_text(before, sizeof before, page->before < 0 ? -1 : page->before,
                   0),
       page->has_state ? ae_store_state_name(page->state) : NULL,
       page->client_ref,
-      pg_int_text(limit, sizeof limit, (long long)page->limit, 0)};
+      pg_int_text(limit, sizeof limit, (long long)page->limit, 0),
+      page->before_id && *page->before_id ? page->before_id : NULL};
   PGresult *res = pg_run(s, PG_LIST, values, PGRES_TUPLES_OK, "list", &status);
   if (!res) return status;
   status = pg_each_row(s, res, fn, ud, "list");

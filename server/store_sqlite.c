@@ -110,7 +110,7 @@ static const char *const store_statement_sql[STMT_COUNT] = {
     [STMT_STUDY_DELETE] = "DELETE FROM studies WHERE id = ?1",
     [STMT_STUDY_LOAD] =
         "SELECT id, name, request_json, idempotency_key, body_hash,"
-        " client_ref, created_ms, seq FROM studies ORDER BY seq, rowid",
+        " client_ref, created_ms, seq FROM studies ORDER BY seq, id",
     [STMT_CACHE_PUT] =
         "INSERT INTO result_cache (key, canonical, result_json, created_ms)"
         " VALUES (?1, ?2, ?3, ?4) ON CONFLICT (key) DO NOTHING",
@@ -127,15 +127,17 @@ static const char *const store_statement_sql[STMT_COUNT] = {
         " study, canonical, cached FROM jobs WHERE idempotency_key = ?1"
         " ORDER BY seq, rowid LIMIT 1",
     /* ?1 before (< 0: none), ?2 state (NULL: any), ?3 client_ref (NULL:
-     * any), ?4 the page's size. */
+     * any), ?4 the page's size, ?5 before_id (NULL: none); ids compare
+     * byte by byte (BINARY), as the server's strcmp. */
     [STMT_LIST] =
         "SELECT id, state, cancel_requested, request_json, result_json,"
         " error_json, worker, idempotency_key, body_hash, client_ref, priority,"
         " timeout_ms, created_ms, started_ms, finished_ms, expires_ms, seq,"
         " study, canonical, cached FROM jobs"
-        " WHERE (?1 < 0 OR seq < ?1) AND (?2 IS NULL OR state = ?2)"
+        " WHERE (?1 < 0 OR seq < ?1 OR (seq = ?1 AND id < ?5))"
+        " AND (?2 IS NULL OR state = ?2)"
         " AND (?3 IS NULL OR client_ref = ?3)"
-        " ORDER BY seq DESC, rowid DESC LIMIT ?4",
+        " ORDER BY seq DESC, id DESC LIMIT ?4",
     [STMT_MODEL_PUT] =
         "INSERT INTO models (id, bytes, size, description_json,"
         " architecture_json, created_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)"
@@ -818,7 +820,11 @@ static int sqlite_store_list(void *impl, const ae_store_page *page,
                       page->has_state ? ae_store_state_name(page->state)
                                       : NULL) != SQLITE_OK ||
       store_bind_text(st, 3, page->client_ref) != SQLITE_OK ||
-      sqlite3_bind_int64(st, 4, limit) != SQLITE_OK) {
+      sqlite3_bind_int64(st, 4, limit) != SQLITE_OK ||
+      store_bind_text(st, 5,
+                      page->before_id && *page->before_id
+                          ? page->before_id
+                          : NULL) != SQLITE_OK) {
     int rc = sqlite3_errcode(s->db);
     sqlite3_reset(st);
     sqlite3_clear_bindings(st);

@@ -349,7 +349,7 @@ int ae_studies_load(ae_server *srv) {
   /* The members, oldest first, as they were added. */
   size_t n = 0, orphans = 0;
   ae_job_iter it;
-  ae_job_iter_start(&srv->jobs, -1, &it);
+  ae_job_iter_start(&srv->jobs, -1, NULL, &it);
   ae_study *last = NULL;
   for (ae_job *job; (job = ae_job_iter_next(&it));) {
     if (!job->study[0]) continue;
@@ -711,7 +711,8 @@ static int page_size_of(const ae_study_call *call, long long def, long long max,
 
 static void h_list(ae_server *srv, const ae_study_call *call,
                    ae_study_reply *out) {
-  long long size, before = -1;
+  long long size;
+  ae_page_key before = {.seq = -1};
   if (page_size_of(call, STUDY_PAGE_DEFAULT, STUDY_PAGE_MAX, &size,
                    &out->problem))
     return;
@@ -725,7 +726,8 @@ static void h_list(ae_server *srv, const ae_study_call *call,
   if (rc) return reply_get_failed(srv, out, "", rc);
   json_t *list = json_array();
   ae_study *s = srv->studies->newest;
-  while (s && before >= 0 && s->seq >= before)
+  /* The list runs newest first in (seq, id) order (loads come in it). */
+  while (s && !ae_page_key_after(&before, s->seq, s->id))
     s = s->older;
   long long shown = 0;
   ae_study *last = NULL;
@@ -737,8 +739,8 @@ static void h_list(ae_server *srv, const ae_study_call *call,
     json_array_append_new(list, study_json(srv, s));
     last = s;
   }
-  char next[48];
-  if (s && last) ae_page_token_encode(last->seq, next, sizeof next);
+  char next[AE_PAGE_TOKEN_MAX];
+  if (s && last) ae_page_token_encode(last->seq, last->id, next, sizeof next);
   reply_json(out, 200,
              json_pack("{s:o, s:o}", "studies", list ? list : json_array(),
                        "next_page_token",
@@ -1247,12 +1249,13 @@ static void h_ranking(ae_server *srv, const ae_study_call *call,
     ae_problem_add(&out->problem, "format", "One of json, csv, jsonl.");
     return;
   }
-  long long size, offset = 0;
+  long long size;
+  ae_page_key offset = {.seq = 0}; /* a ranking's token: the next rank */
   if (page_size_of(call, RANKING_PAGE_MAX, RANKING_PAGE_MAX, &size,
                    &out->problem))
     return;
   const char *token = call->query(call->ctx, "page_token");
-  if (token && ae_page_token_decode(token, &offset)) {
+  if (token && (ae_page_token_decode(token, &offset) || offset.id[0])) {
     ae_problem_add(&out->problem, "page_token",
                    "Not a page token this server gave.");
     return;
@@ -1269,7 +1272,7 @@ static void h_ranking(ae_server *srv, const ae_study_call *call,
   }
   const json_t *members = json_object_get(s->ranking, "members");
   size_t total = json_array_size(members);
-  size_t from = offset < 0 ? 0 : (size_t)offset;
+  size_t from = offset.seq < 0 ? 0 : (size_t)offset.seq;
   if (from > total) from = total;
   size_t to = from + (size_t)size < total ? from + (size_t)size : total;
   if (format && strcmp(format, "json")) {
@@ -1293,8 +1296,8 @@ static void h_ranking(ae_server *srv, const ae_study_call *call,
   for (size_t k = from; k < to; k++)
     json_array_append(slice, json_array_get(members, k));
   json_object_set_new(page, "members", slice);
-  char next[48];
-  if (to < total) ae_page_token_encode((long long)to, next, sizeof next);
+  char next[AE_PAGE_TOKEN_MAX];
+  if (to < total) ae_page_token_encode((long long)to, NULL, next, sizeof next);
   json_object_set_new(page, "next_page_token",
                       to < total ? json_string(next) : json_null());
   reply_json(out, 200, page);

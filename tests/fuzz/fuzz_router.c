@@ -105,13 +105,19 @@ static void fuzz_values(const char *s) {
         (v < 0 || v > maxima[i] + 1))
       abort();
   }
-  long long seq;
-  if (ae_page_token_decode(s, &seq) == AE_OK) {
-    /* Whatever decodes must re-encode to a token that decodes the same. */
-    char tok[64];
-    long long again = -1;
-    ae_page_token_encode(seq, tok, sizeof tok);
-    if (ae_page_token_decode(tok, &again) != AE_OK || again != seq) abort();
+  ae_page_key key;
+  if (ae_page_token_decode(s, &key) == AE_OK) {
+    /* Whatever decodes must re-encode to a token that decodes the same,
+     * and a key comes after no item of its own seq and id. */
+    char tok[AE_PAGE_TOKEN_MAX];
+    ae_page_key again = {.seq = -1};
+    if (key.seq < 0 || strlen(key.id) >= AE_PAGE_ID_MAX) abort();
+    ae_page_token_encode(key.seq, key.id, tok, sizeof tok);
+    if (strlen(tok) + 1 >= sizeof tok) abort();
+    if (ae_page_token_decode(tok, &again) != AE_OK || again.seq != key.seq ||
+        strcmp(again.id, key.id))
+      abort();
+    if (ae_page_key_after(&key, key.seq, key.id)) abort();
   }
 }
 

@@ -14,7 +14,11 @@ Checks:
 - the bound on the shared queue (--max-queue 3 on both replicas, one
   worker each, slow jobs): jobs queued through A count on B; past the
   bound POST answers 429 problem+json with Retry-After, on either replica,
-  and the store never holds more than the bound queued.
+  and the store never holds more than the bound queued;
+- a listing across a run of jobs with one seq (two replicas numbering
+  jobs in the same microsecond; made here by psql giving 6 jobs, 3 from
+  each replica, one seq): page sizes 1, 2 and 4 on either replica list
+  every job of the store exactly once, the run in descending id order.
 
 Environment: AE_BUILDDIR, AE_TEST_PG_URL, AE_TEST_PG_DSN (skips, 77,
 without them).  Prints "N passed, M failed" last; python3 stdlib only.
@@ -22,6 +26,7 @@ without them).  Prints "N passed, M failed" last; python3 stdlib only.
 
 import os
 import shutil
+import urllib.parse
 import subprocess
 import sys
 import threading
@@ -313,6 +318,54 @@ def test_queue_bound(a, b):
         a.call("POST", "/v1/jobs/%s:cancel" % jid)
 
 
+def list_ids(d, page_size):
+    """Every job id a replica lists, newest first, following
+    next_page_token."""
+    ids, token = [], None
+    for _ in range(10000):
+        path = "/v1/jobs?page_size=%d" % page_size
+        if token:
+            path += "&page_token=" + urllib.parse.quote(token)
+        r = d.call("GET", path)
+        if r.status != 200:
+            raise AssertionError("GET %s: %d %s" % (path, r.status,
+                                                    r.body[:200]))
+        ids += [job["id"] for job in r.json["jobs"]]
+        token = r.json["next_page_token"]
+        if not token:
+            break
+    return ids
+
+
+def test_listing_seq_ties(a, b):
+    """Pages that end inside a run of one seq skip none of it."""
+    tied = []
+    for k in range(6):
+        d = (a, b)[k % 2]
+        r = d.submit(dict(h.SMALL, seed=500 + k))
+        check(r.status == 202, "job %d accepted by %s" % (k, d.name),
+              (r.status, r.body[:200]))
+        if r.status != 202:
+            return
+        tied.append(r.json["id"])
+        d.wait(r.json["id"])
+    psql("UPDATE archeval_jobs SET seq = (SELECT max(seq) + 1"
+         " FROM archeval_jobs) WHERE id IN (%s)"
+         % ",".join("'%s'" % jid for jid in tied))
+    stored = sorted(psql("SELECT id FROM archeval_jobs").split())
+    run = sorted(tied, reverse=True)
+    for d in (a, b):
+        for size in (1, 2, 4):
+            ids = list_ids(d, size)
+            check(sorted(ids) == stored,
+                  "%s, pages of %d: every stored job listed once (%d of %d)"
+                  % (d.name, size, len(set(ids) & set(stored)), len(stored)),
+                  (sorted(set(stored) - set(ids)), len(ids)))
+            check(ids[:len(run)] == run,
+                  "%s, pages of %d: the run of one seq first, by id"
+                  % (d.name, size), (ids[:len(run)], run))
+
+
 def main():
     if not PG_URL or not PG_DSN:
         h.skip("no AE_TEST_PG_URL (run through test_fleet_races_pg.sh)")
@@ -331,6 +384,7 @@ def main():
             started.append(d)
         h.section(test_study_key_race, a, b)
         h.section(test_delete_while_running, a, b)
+        h.section(test_listing_seq_ties, a, b)
         h.section(test_queue_bound, a, b)
         for d in (a, b):
             status = d.stop()

@@ -11,6 +11,7 @@ cancel (queued and running) and the drain (503, exit 0); a third with
 import json
 import os
 import socket
+import sqlite3
 import sys
 import time
 import unittest
@@ -523,6 +524,53 @@ class Expiry(unittest.TestCase):
             r = d.call("GET", "/v1/jobs")
             self.assertNotIn(job["id"], [j["id"] for j in r.json["jobs"]])
             self.assertEqual(d.stop(), 0)
+
+
+class SeqTies(unittest.TestCase):
+    """Jobs that share a seq (a fleet's replicas may number two in one
+    microsecond; made here by rewriting the stored seq of 5 jobs while the
+    daemon is stopped): listed in (seq, id) order, and pages that end
+    inside the run skip none of it, whether the listing is read from
+    memory or, past --max-finished-jobs, from the store."""
+
+    def list_ids(self, d, page_size):
+        ids, token = [], None
+        for _ in range(1000):
+            path = "/v1/jobs?page_size=%d" % page_size
+            if token:
+                path += "&page_token=" + token
+            r = d.call("GET", path)
+            self.assertEqual(r.status, 200, r.body[:200])
+            ids += [j["id"] for j in r.json["jobs"]]
+            token = r.json["next_page_token"]
+            if not token:
+                return ids
+        self.fail("no end of the listing")
+
+    def test_pages_across_one_seq(self):
+        with h.Daemon(host_workers=1) as d:
+            r = d.call("POST", "/v1/jobs:batch",
+                       {"jobs": [small(seed=700 + i) for i in range(7)]})
+            self.assertEqual(r.status, 202)
+            ids = [j["id"] for j in r.json["jobs"]]
+            for jid in ids:
+                self.assertEqual(d.wait(jid)["state"], "succeeded")
+            self.assertEqual(d.stop(), 0)
+            run = ids[1:6]
+            db = sqlite3.connect(os.path.join(d.state_dir, "jobs.sqlite3"))
+            with db:
+                db.execute("UPDATE jobs SET seq = (SELECT seq FROM jobs"
+                           " WHERE id = ?) WHERE id IN (%s)"
+                           % ",".join("?" * len(run)), [ids[3]] + run)
+            db.close()
+            expected = ([ids[6]] + sorted(run, reverse=True) + [ids[0]])
+            for extra in ([], ["--max-finished-jobs", "2"]):
+                d.extra = extra
+                self.assertTrue(d.try_start())
+                for size in (1, 2, 3, 100):
+                    self.assertEqual(self.list_ids(d, size), expected,
+                                     "pages of %d, %s" % (size, extra))
+                self.assertEqual(d.stop(), 0)
 
 
 class SlowClients(unittest.TestCase):

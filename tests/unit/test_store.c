@@ -710,6 +710,63 @@ START_TEST(test_models) {
 }
 END_TEST
 
+/* Two replicas of a fleet may give two jobs (or studies) one seq: a
+ * listing runs in (seq, id) order, and a page that ends inside a run of
+ * one seq resumes after the last id shown, skipping none of the run.  On
+ * a query by seq alone (the bug: "seq < before") the second page below
+ * would be "j_0" and j_b, j_a never listed. */
+START_TEST(test_list_pages_seq_ties) {
+  make_target();
+  ae_store *s = open_store(target, AE_STORE_SYNC_NORMAL);
+  /* Inserted neither in id nor in seq order. */
+  ae_store_job jobs[5] = {queued_job("j_b", 7), queued_job("j_d", 8),
+                          queued_job("j_a", 7), queued_job("j_0", 6),
+                          queued_job("j_c", 7)};
+  ck_assert_int_eq(ae_store_insert(s, jobs, 5), 0);
+  char ids[256];
+  ae_store_page page = {.before = -1, .limit = 100};
+  page_ids(s, &page, ids, sizeof ids);
+  ck_assert_str_eq(ids, "j_d,j_c,j_b,j_a,j_0");
+  page.limit = 2;
+  page_ids(s, &page, ids, sizeof ids);
+  ck_assert_str_eq(ids, "j_d,j_c");
+  page.before = 7;
+  page.before_id = "j_c";
+  page_ids(s, &page, ids, sizeof ids);
+  ck_assert_str_eq(ids, "j_b,j_a");
+  page.before_id = "j_a";
+  page_ids(s, &page, ids, sizeof ids);
+  ck_assert_str_eq(ids, "j_0");
+  /* A key past every id of its seq, and one without an id (a token of a
+   * version that kept none): the whole seq is after it. */
+  page.before_id = "j_z";
+  page_ids(s, &page, ids, sizeof ids);
+  ck_assert_str_eq(ids, "j_c,j_b");
+  page.before_id = NULL;
+  page_ids(s, &page, ids, sizeof ids);
+  ck_assert_str_eq(ids, "j_0");
+  page.before_id = "";
+  page_ids(s, &page, ids, sizeof ids);
+  ck_assert_str_eq(ids, "j_0");
+  /* Studies of one seq load in id order, whatever the insertion order. */
+  ae_store_study t2 = {
+      .id = "s_2", .name = "two", .request_json = "{}", .seq = 5};
+  ae_store_study t1 = {
+      .id = "s_1", .name = "one", .request_json = "{}", .seq = 5};
+  ae_store_study t0 = {
+      .id = "s_9", .name = "nine", .request_json = "{}", .seq = 4};
+  ck_assert_int_eq(ae_store_study_insert(s, &t2), 0);
+  ck_assert_int_eq(ae_store_study_insert(s, &t1), 0);
+  ck_assert_int_eq(ae_store_study_insert(s, &t0), 0);
+  char seen[1024] = "";
+  ck_assert_int_eq(ae_store_study_load(s, collect_study, seen), 0);
+  ck_assert_str_eq(seen, "s_9 nine {} - 0 4;s_1 one {} - 0 5;"
+                         "s_2 two {} - 0 5;");
+  ae_store_close(s);
+  remove_targets();
+}
+END_TEST
+
 START_TEST(test_studies_and_cache) {
   make_target();
   ae_store *s = open_store(target, AE_STORE_SYNC_FULL);
@@ -2322,6 +2379,7 @@ static Suite *store_suite(void) {
   tcase_add_test(tc, test_delete);
   tcase_add_test(tc, test_get_one);
   tcase_add_test(tc, test_list_pages);
+  tcase_add_test(tc, test_list_pages_seq_ties);
   tcase_add_test(tc, test_load_stops_when_asked);
   tcase_add_test(tc, test_write_during_load);
   tcase_add_test(tc, test_reopen_keeps_everything);
