@@ -85,6 +85,17 @@ static int corr_of_normalised(const double *z, int c, size_t hw, double *corr,
   return AE_OK;
 }
 
+/* Whether each of the c rows of x (hw values) is constant: for most
+ * activations the first two values of row 0 already differ. */
+static int rows_constant_f(const float *x, int c, size_t hw) {
+  for (int i = 0; i < c; i++) {
+    const float *row = x + (size_t)i * hw;
+    for (size_t k = 1; k < hw; k++)
+      if (row[k] != row[0]) return 0;
+  }
+  return 1;
+}
+
 /* Channels normalised at once: the float64 chains of the sums stay one per
  * channel, in the same order, but run side by side. */
 #define CORR_GROUP 4
@@ -97,6 +108,14 @@ __attribute__((optimize("fp-contract=off"))) static int
 corr_lambda_min_f(const float *x, int c, size_t hw, double *work, double *out,
                   const ae_job_control *ctl) {
   double *z = work, *corr = work + (size_t)c * hw;
+  if (rows_constant_f(x, c, hw)) {
+    /* Every channel constant (all zeros after a `none` edge): every row
+     * of z is scaled by 0, the correlation is the zero matrix and its
+     * eigenvalues are +0 (test_rank_features compares with the reference
+     * path's).  work is left as it was. */
+    *out = 0.0;
+    return AE_OK;
+  }
   for (int i0 = 0; i0 < c; i0 += CORR_GROUP) {
     int m = c - i0 < CORR_GROUP ? c - i0 : CORR_GROUP;
     const float *row[CORR_GROUP];
@@ -544,9 +563,32 @@ int ae_features_block_entropies(ae_net *net, const float *x, int batch,
   return block_entropies_of_forward(net, batch, blocks, n_blocks, h, NULL);
 }
 
+/* A node's activation already seen: the first node with those bits. */
+typedef struct {
+  uint64_t signature;
+  int node;
+  double lambda_min;
+} corr_seen;
+
+/* A cheap signature of an activation: its length and 16 sampled values.
+ * Equal bits give equal signatures; a match is confirmed with memcmp. */
+static uint64_t activation_signature(const float *a, size_t e) {
+  uint64_t h = 0x9e3779b97f4a7c15ull ^ e;
+  for (size_t q = 0; q < 16; q++) {
+    uint32_t bits;
+    memcpy(&bits, &a[q * e / 16], sizeof bits);
+    h = (h ^ bits) * 0x100000001b3ull;
+  }
+  return h;
+}
+
 /* ae_features_corr_lambda_min on a float32 net (ae_net_set_double off)
- * after its forward of one sample: the activations read in place.  ctl:
- * the job's checkpoint (NULL: none), passed in each eigensolve. */
+ * after its forward of one sample: the activations read in place.  A
+ * node whose activation has the bits of an earlier node's of the same
+ * shape (the ReLUs of one input on several edges, the zeros after `none`
+ * edges: about a third of the nodes of an NB201 network) has that node's
+ * lambda_min, which is not computed again.  ctl: the job's checkpoint
+ * (NULL: none), passed in each eigensolve. */
 static int corr_lambda_min_sum_f(ae_net *net, double *sum, int *nodes,
                                  const ae_job_control *ctl) {
   const ae_graph *g = ae_net_graph(net);
@@ -558,7 +600,13 @@ static int corr_lambda_min_sum_f(ae_net *net, double *sum, int *nodes,
     if (need > most) most = need;
   }
   double *work = malloc((most + 1) * sizeof *work);
-  if (!work) return AE_ENOMEM;
+  corr_seen *seen = malloc(((size_t)g->n_nodes + 1) * sizeof *seen);
+  if (!work || !seen) {
+    free(work);
+    free(seen);
+    return AE_ENOMEM;
+  }
+  size_t n_seen = 0;
   double total = 0.0;
   int counted = 0, rc = AE_OK;
   for (int k = 0; k < g->n_nodes && !rc; k++) {
@@ -566,13 +614,28 @@ static int corr_lambda_min_sum_f(ae_net *net, double *sum, int *nodes,
     if (!ae_features_is_4d_node(nd)) continue;
     size_t e = node_elems(nd);
     int c = nd->shape[0];
+    const float *a = ae_net_activation(net, k);
+    uint64_t signature = activation_signature(a, e);
+    const corr_seen *same = NULL;
+    for (size_t i = 0; i < n_seen && !same; i++) {
+      const ae_node *other = &g->nodes[seen[i].node];
+      if (seen[i].signature == signature && other->shape[0] == c &&
+          node_elems(other) == e &&
+          !memcmp(ae_net_activation(net, seen[i].node), a, e * sizeof *a))
+        same = &seen[i];
+    }
     double v = 0.0;
-    rc = corr_lambda_min_f(ae_net_activation(net, k), c, e / (size_t)c, work,
-                           &v, ctl);
+    if (same) {
+      v = same->lambda_min;
+    } else {
+      rc = corr_lambda_min_f(a, c, e / (size_t)c, work, &v, ctl);
+      seen[n_seen++] = (corr_seen){signature, k, v};
+    }
     total += v;
     counted++;
   }
   free(work);
+  free(seen);
   if (rc) return rc;
   *sum = total;
   *nodes = counted;

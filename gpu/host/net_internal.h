@@ -55,6 +55,11 @@ struct ae_net {
    * (no dead, zero or fused nodes skipped), the reference of the fast
    * path's bits. */
   int jet_reference;
+  /* 1 computes every convolution of the forward, even one whose input is
+   * all zeros (the reference of net.c's conv_output_zero); the count of
+   * convolutions it answered with +0 instead. */
+  int conv_zero_reference;
+  unsigned long conv_zero_skipped;
   int profiling;
   double prof[AE_NET_PROF_COUNT];
   /* ae_net_set_double: the float64 twin and whether calls go to it */
@@ -192,16 +197,30 @@ int ae_net_load_params(ae_net *n, int node, ae_net_param_kind kind,
 void ae_net_philox_normals(uint64_t seed, uint32_t tensor, uint32_t stream,
                            uint64_t index0, double *out);
 /* (float)(sd * ae_philox_normal(seed, tensor, stream, index0 + l)) for the
- * AE_NET_NORMAL_LANES values of l, bit for bit, with the cosine a vector
- * polynomial bracketed against libm's (net_normals.c).  Returns how many
- * lanes took libm's cos (a value near a float32 rounding boundary, or sd
- * not positive and finite: then all). */
+ * AE_NET_NORMAL_LANES values of l, bit for bit, with the logarithm and the
+ * cosine vector polynomials bracketed against libm's (net_normals.c).
+ * Returns how many lanes took libm's log and cos (a value near a float32
+ * rounding boundary, or sd not positive and finite: then all). */
 int ae_net_philox_normals_f32(uint64_t seed, uint32_t tensor, uint32_t stream,
                               uint64_t index0, double sd, float *out);
 /* cos(x[l]) for AE_NET_NORMAL_LANES values of x in [0, 2 pi], within
  * AE_NET_COS_LANES_ERROR of libm's cos (test_net_conv_direct measures it). */
 #define AE_NET_COS_LANES_ERROR 0x1p-50
 void ae_net_cos_lanes(const double *restrict x, double *restrict c);
+/* log(u[l]) for AE_NET_NORMAL_LANES values of u in [2^-60, 1) (normal,
+ * positive), within AE_NET_LOG_LANES_ERROR * |log u| of libm's log
+ * (test_net_conv_direct measures it). */
+#define AE_NET_LOG_LANES_ERROR 0x1p-50
+void ae_net_log_lanes(const double *restrict u, double *restrict out);
+/* For AE_NET_NORMAL_LANES lanes of logarithms lg (< 0) and cosines c:
+ * out[l] = fl32(sd * (sqrt(-2 L) * C)) at the least corner of the box
+ * L in lg (1 +- log_bracket), C in c +- cos_bracket, and differ[l] != 0
+ * where the largest corner gives another float32 or the box holds C = 0
+ * (the lane is not decided); sd > 0. */
+void ae_net_bracketed_weights(const double *restrict lg,
+                              const double *restrict c, double sd,
+                              double log_bracket, double cos_bracket,
+                              float *restrict out, uint32_t *restrict differ);
 /* The Philox words of those AE_NET_NORMAL_LANES elements:
  * w[j][l] = ae_philox_words(seed, tensor, stream, index0 + l).v[j]
  * (AVX-512 intrinsics where the CPU has them, else AVX2's), the AVX2 path

@@ -186,6 +186,20 @@ static void avg_pool3_row_inner(const ae_real *const *r, int nr, int w,
   }
 }
 
+/* An edge column of that pool's output row: the window's two in-plane
+ * columns c0, c0 + 1 of the nr rows, summed as the generic loop does
+ * (from 0, rows in order, columns in order), over 9 (padding counted) or
+ * the 2 nr taps. */
+static ae_real avg_pool3_edge(const ae_real *const *r, int nr, int c0,
+                              int include_pad) {
+  ae_real sum = (ae_real)0;
+  for (int i = 0; i < nr; i++) {
+    sum += r[i][c0];
+    sum += r[i][c0 + 1];
+  }
+  return sum / (ae_real)(include_pad ? 9 : 2 * nr);
+}
+
 static ae_real avg_pool_at(const ae_real *x, int h, int w, int k, int stride,
                            int pad, int include_pad, int oy, int ox) {
   int y0 = oy * stride - pad, x0 = ox * stride - pad;
@@ -215,26 +229,15 @@ void ae_net_avg_pool_plane_t(const ae_real *x, int h, int w, int k, int stride,
       ae_real *row = y + (size_t)oy * (size_t)ow;
       ae_real count = (ae_real)(include_pad ? 9 : 3 * nr);
       avg_pool3_row_inner(r, nr, w, count, row);
-      row[0] = avg_pool_at(x, h, w, k, stride, pad, include_pad, oy, 0);
-      row[w - 1] = avg_pool_at(x, h, w, k, stride, pad, include_pad, oy, w - 1);
+      row[0] = avg_pool3_edge(r, nr, 0, include_pad);
+      row[w - 1] = avg_pool3_edge(r, nr, w - 2, include_pad);
     }
     return;
   }
   for (int oy = 0; oy < oh; oy++)
-    for (int ox = 0; ox < ow; ox++) {
-      int y0 = oy * stride - pad, x0 = ox * stride - pad;
-      ae_real sum = (ae_real)0;
-      for (int ky = 0; ky < k; ky++) {
-        int iy = y0 + ky;
-        if (iy < 0 || iy >= h) continue;
-        for (int kx = 0; kx < k; kx++) {
-          int ix = x0 + kx;
-          if (ix >= 0 && ix < w) sum += x[(size_t)iy * (size_t)w + (size_t)ix];
-        }
-      }
+    for (int ox = 0; ox < ow; ox++)
       y[(size_t)oy * (size_t)ow + (size_t)ox] =
-          sum / (ae_real)ae_net_pool_count(y0, x0, h, w, k, include_pad);
-    }
+          avg_pool_at(x, h, w, k, stride, pad, include_pad, oy, ox);
 }
 
 /* The adjoint of a stride-1 pool by rows: each output row's gradients

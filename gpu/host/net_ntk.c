@@ -394,6 +394,28 @@ static void conv_dw_by_direct(ae_net *n, int k, int batch, float *grows,
 }
 #endif
 
+/* Whether conv node k's per-sample weight gradients dW_b = dY_b col_b^T
+ * are all +0 without forming them: its input is all zeros over the batch
+ * (a convolution after NB201's `none` edges) and dY finite (Inf * 0 is
+ * NaN).  Every dW path starts its sums at +0, so it would write +0, and
+ * the Gram of zero rows adds +0 to theta, which leaves it as it is (theta
+ * holds no -0: its sums start at +0).  test_net_conv_direct compares the
+ * NTK with conv_zero_reference. */
+static int conv_dw_zero(const ae_net *n, int k, int batch) {
+  if (n->conv_zero_reference) return 0;
+  const ae_node *nd = &n->g->nodes[k];
+  const ae_plan_geom *ge = &n->geom[k];
+  const ae_real *x = n->act[nd->inputs[0]];
+  size_t count = (size_t)batch * ge->in_elems;
+  for (size_t e = 0; e < count; e++)
+    if (x[e] != (ae_real)0) return 0;
+  const ae_real *dy = n->grad[k];
+  count = (size_t)batch * ge->elems;
+  for (size_t e = 0; e < count; e++)
+    if (!isfinite(dy[e])) return 0;
+  return 1;
+}
+
 static void backward_conv(ae_net *n, int k, int batch,
                           ae_ntk_parameterization par, double *theta,
                           const ntk_scratch *sc) {
@@ -409,21 +431,24 @@ static void backward_conv(ae_net *n, int k, int batch,
   int chunk = plain ? 1 : n->chunk[k];
   ae_real *grows = (ae_real *)n->gd; /* batch x P, fits in gd */
   double t0 = ae_net_clock(n);
+  int dw_zero = conv_dw_zero(n, k, batch);
+  if (dw_zero) n->conv_zero_skipped++;
   int dw_direct = 0;
 #if AE_NET_AVX512
-  dw_direct = conv_dw_direct(n, k, sc->dcol);
+  dw_direct = !dw_zero && conv_dw_direct(n, k, sc->dcol);
   if (dw_direct) {
     conv_dw_by_direct(n, k, batch, grows, sc->threads);
     ae_net_tick(n, AE_NET_PROF_BWD_DW, &t0);
   }
 #endif
   /* Otherwise im2col + a GEMM per sample, and dX unless it runs direct. */
-  for (int b0 = 0; b0 < batch && !(dw_direct && (!dx || dx_direct));
+  int dw_done = dw_direct || dw_zero;
+  for (int b0 = 0; b0 < batch && !(dw_done && (!dx || dx_direct));
        b0 += chunk) {
     int m = batch - b0 < chunk ? batch - b0 : chunk;
     size_t ld = (size_t)m * (size_t)HW;
     const ae_real *col = x + (size_t)b0 * ge->in_elems;
-    if (!plain && !dw_direct) {
+    if (!plain && !dw_done) {
       for (int j = 0; j < m; j++)
         ae_net_im2col_t(x + (size_t)(b0 + j) * ge->in_elems, ge->in_c, ge->in_h,
                         ge->in_w, nd->kernel, nd->stride, nd->padding,
@@ -434,12 +459,12 @@ static void backward_conv(ae_net *n, int k, int batch,
     }
     /* Per-sample weight gradients dW_b = dY_b col_b^T, written straight
      * into row b of G (row-major Cout x K is vec(dW_b)). */
-    for (int j = 0; j < m && !dw_direct; j++)
+    for (int j = 0; j < m && !dw_done; j++)
       AE_GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, cout, K, HW, 1.0,
               dy + (size_t)(b0 + j) * ge->elems, HW,
               col + (size_t)j * (size_t)HW, (int)ld, 0.0,
               grows + (size_t)(b0 + j) * P, K);
-    if (!dw_direct) ae_net_tick(n, AE_NET_PROF_BWD_DW, &t0);
+    if (!dw_done) ae_net_tick(n, AE_NET_PROF_BWD_DW, &t0);
     if (!dx || dx_direct) continue;
     if (plain) {
       AE_GEMM(CblasRowMajor, CblasTrans, CblasNoTrans, K, HW, cout, 1.0,
@@ -473,6 +498,7 @@ static void backward_conv(ae_net *n, int k, int batch,
     ae_net_tick(n, AE_NET_PROF_BWD_DX, &t0);
   }
 #endif
+  if (dw_zero) return;
   gram_accumulate(grows, batch, P, weight_scale(n, k, par), theta, sc->gd,
                   sc->threads);
   ae_net_tick(n, AE_NET_PROF_GRAM, &t0);

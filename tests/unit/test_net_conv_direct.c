@@ -15,10 +15,13 @@
  * col2im's stride-1 rows and the average pool's adjoint; and the Philox
  * words of a run of elements (the Rademacher g_out and the weight
  * init) and the float32 normals drawn from them with the vector cosine;
- * and the float32 NTK's Gram kernel. */
+ * and the float32 NTK's Gram kernel; and the convolutions of all-zero
+ * inputs answered with +0 without computing them, in the forward and in
+ * the NTK's weight gradients. */
 #include "api/status.h"
 #include "gpu/groups/features.h"
 #include "gpu/host/blas_env.h"
+#include "gpu/host/graph_build.h"
 #include "gpu/host/net_internal.h"
 #include "gpu/philox.h"
 #include <cblas.h>
@@ -483,13 +486,114 @@ START_TEST(cos_lanes_within_bound) {
 }
 END_TEST
 
+/* net_normals.c's logarithm within AE_NET_LOG_LANES_ERROR * |log u| of
+ * libm's over the uniforms it is given, [2^-54, 1): a dense grid of each
+ * binade's mantissas from 2^-60 up, both sides of sqrt 2 and of every
+ * power of two, and the values nearest 1 (where log u is tiny).  The
+ * normals' bracket (2^-40 relative) relies on it. */
+START_TEST(log_lanes_within_bound) {
+  double u[AE_NET_NORMAL_LANES], lg[AE_NET_NORMAL_LANES], worst = 0.0;
+  long checked = 0;
+  for (int e = -60; e < 0; e++)
+    for (int b = 0; b <= 400; b++) {
+      for (int l = 0; l < AE_NET_NORMAL_LANES; l++) {
+        double m = 1.0 + ((double)b * AE_NET_NORMAL_LANES + l) /
+                             (401.0 * AE_NET_NORMAL_LANES);
+        u[l] = ldexp(m, e);
+      }
+      if (b == 400) { /* the edges of this binade */
+        const double p = ldexp(1.0, e), r2 = ldexp(sqrt(2.0), e);
+        const double edges[] = {p,
+                                nextafter(p, 0.0),
+                                nextafter(p, 1.0),
+                                r2,
+                                nextafter(r2, 0.0),
+                                nextafter(r2, 1.0),
+                                nextafter(1.0, 0.0),
+                                1.0 - 0x1p-52,
+                                1.0 - 0x1p-30,
+                                0.5 + 0x1p-53};
+        for (size_t i = 0; i < sizeof edges / sizeof *edges; i++)
+          u[i] = edges[i] < 1.0 ? edges[i] : 0.75;
+      }
+      ae_net_log_lanes(u, lg);
+      for (int l = 0; l < AE_NET_NORMAL_LANES; l++) {
+        double want = log(u[l]);
+        double d = fabs(lg[l] - want) / fabs(want);
+        if (d > worst) worst = d;
+        checked++;
+        ck_assert_msg(d <= AE_NET_LOG_LANES_ERROR,
+                      "u %.17g: %.17g vs libm %.17g", u[l], lg[l], want);
+      }
+    }
+  printf("log lanes: largest relative distance from libm %.3g over %ld "
+         "values (bound %.3g)\n",
+         worst, checked, AE_NET_LOG_LANES_ERROR);
+}
+END_TEST
+
+/* The bracket decides only what it may: lanes built so that sd * r * c
+ * lies at the midpoint of two float32 values (r from a logarithm, c away
+ * from 0, either sign) are left undecided by the logarithm's bracket
+ * alone (the cosine's 0) and by the cosine's alone, while with no
+ * bracket at all they would be decided (so they do sit where libm's last
+ * bit matters); lanes far from a boundary are decided, to the float32 of
+ * the scalar expression; and a cosine whose bracket holds 0 is left to
+ * libm. */
+START_TEST(bracket_catches_rounding_boundaries) {
+  double lg[AE_NET_NORMAL_LANES], c[AE_NET_NORMAL_LANES];
+  float out[AE_NET_NORMAL_LANES];
+  uint32_t differ[AE_NET_NORMAL_LANES];
+  const double sd = 0.75;
+  uint32_t seed = 3;
+  for (int l = 0; l < AE_NET_NORMAL_LANES; l++) {
+    float f = 0.25f + 2.0f * (random_value(&seed) + 1.0f);
+    double mid = ((double)f + (double)nextafterf(f, INFINITY)) / 2;
+    c[l] = (l % 2 ? -1.0 : 1.0) * (0.3 + 0.01 * l);
+    if (l % 2) mid = -mid; /* sd * r * c negative where c is */
+    double r = mid / (sd * c[l]);
+    lg[l] = -0.5 * r * r;
+  }
+  const double brackets[3][2] = {{0x1p-40, 0.0}, {0.0, 0x1p-40}, {0.0, 0.0}};
+  for (int k = 0; k < 3; k++) {
+    ae_net_bracketed_weights(lg, c, sd, brackets[k][0], brackets[k][1], out,
+                             differ);
+    for (int l = 0; l < AE_NET_NORMAL_LANES; l++)
+      ck_assert_msg(k == 2 ? differ[l] == 0 : differ[l] != 0,
+                    "brackets %g %g, lane %d: differ %u", brackets[k][0],
+                    brackets[k][1], l, differ[l]);
+  }
+  /* Far from a boundary: decided, and the scalar expression's float. */
+  for (int l = 0; l < AE_NET_NORMAL_LANES; l++) {
+    lg[l] = -0.5 - 0.0137 * l;
+    c[l] = (l % 2 ? -1.0 : 1.0) * (0.2 + 0.0123 * l);
+  }
+  ae_net_bracketed_weights(lg, c, sd, 0x1p-40, 0x1p-40, out, differ);
+  int decided = 0;
+  for (int l = 0; l < AE_NET_NORMAL_LANES; l++) {
+    if (differ[l]) continue;
+    decided++;
+    float want = (float)(sd * (sqrt(-2.0 * lg[l]) * c[l]));
+    ck_assert_msg(memcmp(&want, &out[l], sizeof want) == 0,
+                  "lane %d: %.9g vs %.9g", l, out[l], want);
+  }
+  ck_assert_int_ge(decided, AE_NET_NORMAL_LANES - 2);
+  /* A cosine bracket around 0 (c = +-2^-42): undecided. */
+  c[0] = 0x1p-42;
+  c[1] = -0x1p-42;
+  ae_net_bracketed_weights(lg, c, sd, 0x1p-40, 0x1p-40, out, differ);
+  ck_assert(differ[0] != 0 && differ[1] != 0);
+}
+END_TEST
+
 /* ae_net_philox_normals_f32 bit for bit against the scalar expression
  * (float)(sd * ae_philox_normal(...)) over 2^20 elements per sd, for a
  * kaiming-sized sd, 1 (the Gaussian inputs), a large one and 0 (signed
- * zeros: every lane takes libm's cos).  The bracket must send some lanes
- * to libm's cos (a bracket of zero would send none and then miss, in a
- * larger run, the values near a float32 rounding boundary) and only a
- * few: at most one in 10^3. */
+ * zeros: every lane takes libm's log and cos).  The brackets must send
+ * some lanes to libm (brackets of zero would send none and then miss, in
+ * a larger run, the values near a float32 rounding boundary:
+ * bracket_catches_rounding_boundaries shows each bracket alone catching
+ * them) and only a few: at most one in 10^3. */
 START_TEST(philox_normals_f32_match_scalar) {
   static const double sds[] = {0.0589255650988789, 1.0, 37.5, 0.0};
   const int blocks = 16384;
@@ -514,12 +618,12 @@ START_TEST(philox_normals_f32_match_scalar) {
       }
     }
     long total = (long)blocks * AE_NET_NORMAL_LANES;
-    printf("normals f32, sd %g: %ld of %ld lanes took libm's cos\n", sds[si],
-           slow, total);
+    printf("normals f32, sd %g: %ld of %ld lanes took libm's log and cos\n",
+           sds[si], slow, total);
     if (sds[si] > 0.0)
       ck_assert_msg(slow > 0 && slow <= total / 1000,
-                    "sd %g: %ld of %ld lanes took libm's cos", sds[si], slow,
-                    total);
+                    "sd %g: %ld of %ld lanes took libm's log and cos", sds[si],
+                    slow, total);
     else
       ck_assert_int_eq(slow, total);
   }
@@ -533,6 +637,131 @@ END_TEST
  * round-off of dsyrk on the widened rows (the order differs, the exact
  * products do not).  Batches that are and are not a multiple of the 4-row
  * tile, P below a vector, with a partial vector, and over a column block. */
+/* A net whose convolutions read all-zero inputs (a ZERO node, a BN and
+ * ReLU of it, as after NB201's `none` edges) beside ones that do not:
+ * 3x3 and 1x1, 16 and 64 output channels, so that im2col + sgemm, the
+ * 1x1 GEMM and (with AVX-512) the direct kernels all run. */
+static int build_zero_input_graph(ae_graph *g) {
+  ae_gb_begin(g);
+  int x = ae_gb_input(g, 16, 8, 8);
+  int z = ae_gb_unary(g, AE_OP_ZERO, x);
+  int c1 = ae_gb_conv(g, z, 16, 3, 1, 1, 2.0); /* zero input */
+  int b1 = ae_gb_bn(g, c1);
+  int r1 = ae_gb_act(g, b1, AE_ACT_RELU, 0.0);
+  int c2 = ae_gb_conv(g, r1, 64, 1, 1, 0, 2.0); /* zero input */
+  int c3 = ae_gb_conv(g, x, 64, 3, 1, 1, 2.0);  /* computed */
+  int c4 = ae_gb_conv(g, r1, 64, 3, 2, 1, 2.0); /* zero input, strided */
+  int ins[2] = {c2, c3};
+  int a = ae_gb_add(g, ins, 2);
+  int r2 = ae_gb_act(g, a, AE_ACT_RELU, 0.0);
+  int c5 = ae_gb_conv(g, r2, 64, 3, 2, 1, 2.0); /* computed */
+  int ins2[2] = {c4, c5};
+  int a2 = ae_gb_add(g, ins2, 2);
+  int gp = ae_gb_gap(g, a2);
+  int out = ae_gb_linear(g, gp, 3, 1, 1.0);
+  return ae_gb_finish(g, out);
+}
+
+/* Every activation of the forward, bit for bit, with the zero-input
+ * convolutions answered with +0 and computed (conv_zero_reference), at one
+ * sample and at several (im2col chunks); and a non-finite weight keeps a
+ * convolution computed (0 * Inf is NaN, not 0). */
+START_TEST(zero_input_convs_match_computed) {
+  ae_graph g;
+  ck_assert_int_eq(build_zero_input_graph(&g), 0);
+  static const int batches[] = {1, 5};
+  for (size_t i = 0; i < sizeof batches / sizeof batches[0]; i++) {
+    int batch = batches[i];
+    ae_net *fast = NULL, *ref = NULL;
+    ck_assert_int_eq(ae_net_create(&g, batch, &fast), 0);
+    ck_assert_int_eq(ae_net_create(&g, batch, &ref), 0);
+    ref->conv_zero_reference = 1;
+    ae_net_init_weights(fast, 11, 0);
+    ae_net_init_weights(ref, 11, 0);
+    size_t nx = (size_t)batch * 16 * 8 * 8;
+    float *x = malloc(nx * sizeof *x);
+    ck_assert_ptr_nonnull(x);
+    uint32_t seed = 5;
+    for (size_t e = 0; e < nx; e++)
+      x[e] = random_value(&seed);
+    for (int pass = 0; pass < 2; pass++) {
+      if (pass == 1) {
+        /* An Inf weight in the first zero-input convolution. */
+        size_t count;
+        fast->weight[2][0] = INFINITY;
+        ref->weight[2][0] = INFINITY;
+        (void)ae_net_param(fast, 2, AE_NET_WEIGHT, &count);
+        (void)ae_net_param(ref, 2, AE_NET_WEIGHT, &count);
+      }
+      unsigned long skipped = fast->conv_zero_skipped;
+      ck_assert_int_eq(ae_net_forward(fast, x, batch, NULL), 0);
+      ck_assert_int_eq(ae_net_forward(ref, x, batch, NULL), 0);
+      /* Three zero-input convolutions; with the Inf weight the first is
+       * computed (NaN), and the ReLU after its BN gives zeros again for
+       * the other two. */
+      ck_assert_uint_eq(fast->conv_zero_skipped - skipped, (pass ? 2 : 3));
+      ck_assert_uint_eq(ref->conv_zero_skipped, 0);
+      for (int k = 0; k < g.n_nodes; k++) {
+        size_t elems = (size_t)batch * fast->geom[k].elems;
+        ck_assert_msg(memcmp(ae_net_activation(fast, k),
+                             ae_net_activation(ref, k),
+                             elems * sizeof(float)) == 0,
+                      "batch %d pass %d: node %d differs", batch, pass, k);
+      }
+      ck_assert(isnan(ae_net_activation(fast, 2)[0]) == pass);
+    }
+    free(x);
+    ae_net_destroy(fast);
+    ae_net_destroy(ref);
+  }
+  ae_gb_free(&g);
+}
+END_TEST
+
+/* The NTK of that net, bit for bit, with the zero-input convolutions'
+ * weight gradients and Gram left out and formed (conv_zero_reference),
+ * in both parameterisations, at one sample and several. */
+START_TEST(zero_input_convs_ntk_match_computed) {
+  ae_graph g;
+  ck_assert_int_eq(build_zero_input_graph(&g), 0);
+  static const int batches[] = {1, 6};
+  for (size_t i = 0; i < sizeof batches / sizeof batches[0]; i++)
+    for (int par = 0; par < 2; par++) {
+      int batch = batches[i];
+      ae_net *fast = NULL, *ref = NULL;
+      ck_assert_int_eq(ae_net_create(&g, batch, &fast), 0);
+      ck_assert_int_eq(ae_net_create(&g, batch, &ref), 0);
+      ref->conv_zero_reference = 1;
+      ae_net_init_weights(fast, 12, 0);
+      ae_net_init_weights(ref, 12, 0);
+      size_t nx = (size_t)batch * 16 * 8 * 8;
+      float *x = malloc(nx * sizeof *x);
+      double *t1 = malloc((size_t)batch * batch * sizeof *t1);
+      double *t2 = malloc((size_t)batch * batch * sizeof *t2);
+      ck_assert(x && t1 && t2);
+      uint32_t seed = 9;
+      for (size_t e = 0; e < nx; e++)
+        x[e] = random_value(&seed);
+      ae_ntk_parameterization p = par ? AE_NTK_NTK : AE_NTK_STANDARD;
+      ck_assert_int_eq(ae_net_ntk(fast, x, batch, p, t1, NULL), 0);
+      ck_assert_int_eq(ae_net_ntk(ref, x, batch, p, t2, NULL), 0);
+      /* Three convolutions skipped in the forward, three dW in the
+       * backward. */
+      ck_assert_uint_eq(fast->conv_zero_skipped, 6);
+      ck_assert_uint_eq(ref->conv_zero_skipped, 0);
+      ck_assert_msg(memcmp(t1, t2, (size_t)batch * batch * sizeof *t1) == 0,
+                    "batch %d par %d: theta differs", batch, par);
+      ck_assert(t1[0] > 0.0);
+      free(x);
+      free(t1);
+      free(t2);
+      ae_net_destroy(fast);
+      ae_net_destroy(ref);
+    }
+  ae_gb_free(&g);
+}
+END_TEST
+
 START_TEST(gram_matches_reference) {
   static const int batches[] = {64, 13, 5, 1};
   static const size_t widths[] = {
@@ -613,9 +842,13 @@ int main(int argc, char **argv) {
   tcase_add_test(tc, col2im_matches_reference);
   tcase_add_test(tc, philox_lanes_match_reference);
   tcase_add_test(tc, cos_lanes_within_bound);
+  tcase_add_test(tc, log_lanes_within_bound);
+  tcase_add_test(tc, bracket_catches_rounding_boundaries);
   tcase_add_test(tc, philox_normals_f32_match_scalar);
   tcase_add_test(tc, avg_pool_adjoint_matches_reference);
   tcase_add_test(tc, gram_matches_reference);
+  tcase_add_test(tc, zero_input_convs_match_computed);
+  tcase_add_test(tc, zero_input_convs_ntk_match_computed);
   suite_add_tcase(s, tc);
   SRunner *sr = srunner_create(s);
   srunner_run_all(sr, CK_NORMAL);
