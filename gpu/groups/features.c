@@ -97,9 +97,97 @@ static int rows_constant_f(const float *x, int c, size_t hw) {
 }
 
 /* Channels normalised at once: the float64 chains of the sums stay one per
- * channel, in the same order, but run side by side. */
+ * channel, in the same order, but run side by side (corr_moments4). */
 #define CORR_GROUP 4
-_Static_assert(CORR_GROUP == 4, "corr_lambda_min_f names four chains");
+_Static_assert(CORR_GROUP == 4, "corr_moments4 takes four rows");
+
+/* Four rows' chains in the lanes of one vector.  Each lane's sums run in
+ * the scalar order (from 0, k ascending, one rounding per step, no fused
+ * multiply-add), so the values are the scalar loops' bits; the rows are
+ * transposed in registers four positions at a time. */
+typedef float corr_v4f __attribute__((vector_size(16)));
+typedef double corr_v4d __attribute__((vector_size(32)));
+typedef int32_t corr_v4i __attribute__((vector_size(16)));
+
+/* The rows r[0..3] (hw values each): mean[j] (their sum over hw), whether
+ * each is constant, z[j][k] = (double)r[j][k] - mean[j] and ss[j] the sum
+ * of the squares of those, as corr_lambda_min_f's scalar chains. */
+#if defined(__GNUC__) && defined(__x86_64__) && !defined(__clang__)
+__attribute__((target_clones("avx2", "default")))
+#endif
+__attribute__((optimize("fp-contract=off"))) static void
+corr_moments4(const float *const r[4], double *const z[4], size_t hw,
+              double mean[4], int constant[4], double ss[4]) {
+  corr_v4d acc = {0.0, 0.0, 0.0, 0.0};
+  corr_v4i same[4];
+  corr_v4f first[4];
+  for (int j = 0; j < 4; j++) {
+    same[j] = (corr_v4i){-1, -1, -1, -1};
+    first[j] = (corr_v4f){r[j][0], r[j][0], r[j][0], r[j][0]};
+  }
+  size_t k = 0;
+  for (; k + 4 <= hw; k += 4) {
+    corr_v4f a[4];
+    for (int j = 0; j < 4; j++) {
+      memcpy(&a[j], r[j] + k, sizeof a[j]);
+      same[j] &= a[j] == first[j];
+    }
+    corr_v4f lo01 = __builtin_shuffle(a[0], a[1], (corr_v4i){0, 4, 1, 5});
+    corr_v4f hi01 = __builtin_shuffle(a[0], a[1], (corr_v4i){2, 6, 3, 7});
+    corr_v4f lo23 = __builtin_shuffle(a[2], a[3], (corr_v4i){0, 4, 1, 5});
+    corr_v4f hi23 = __builtin_shuffle(a[2], a[3], (corr_v4i){2, 6, 3, 7});
+    acc += __builtin_convertvector(
+        __builtin_shuffle(lo01, lo23, (corr_v4i){0, 1, 4, 5}), corr_v4d);
+    acc += __builtin_convertvector(
+        __builtin_shuffle(lo01, lo23, (corr_v4i){2, 3, 6, 7}), corr_v4d);
+    acc += __builtin_convertvector(
+        __builtin_shuffle(hi01, hi23, (corr_v4i){0, 1, 4, 5}), corr_v4d);
+    acc += __builtin_convertvector(
+        __builtin_shuffle(hi01, hi23, (corr_v4i){2, 3, 6, 7}), corr_v4d);
+  }
+  for (int j = 0; j < 4; j++) {
+    double sum = acc[j];
+    int constant_j = same[j][0] & same[j][1] & same[j][2] & same[j][3] & 1;
+    for (size_t t = k; t < hw; t++) {
+      sum += (double)r[j][t];
+      constant_j &= r[j][t] == r[j][0];
+    }
+    mean[j] = sum / (double)hw;
+    constant[j] = constant_j;
+  }
+  corr_v4d sq = {0.0, 0.0, 0.0, 0.0};
+  corr_v4d m[4];
+  for (int j = 0; j < 4; j++)
+    m[j] = (corr_v4d){mean[j], mean[j], mean[j], mean[j]};
+  for (k = 0; k + 4 <= hw; k += 4) {
+    corr_v4d dd[4];
+    for (int j = 0; j < 4; j++) {
+      corr_v4f a;
+      memcpy(&a, r[j] + k, sizeof a);
+      corr_v4d d = __builtin_convertvector(a, corr_v4d) - m[j];
+      memcpy(z[j] + k, &d, sizeof d);
+      dd[j] = d * d;
+    }
+    typedef int64_t v4l __attribute__((vector_size(32)));
+    corr_v4d t0 = __builtin_shuffle(dd[0], dd[1], (v4l){0, 4, 2, 6});
+    corr_v4d t1 = __builtin_shuffle(dd[0], dd[1], (v4l){1, 5, 3, 7});
+    corr_v4d t2 = __builtin_shuffle(dd[2], dd[3], (v4l){0, 4, 2, 6});
+    corr_v4d t3 = __builtin_shuffle(dd[2], dd[3], (v4l){1, 5, 3, 7});
+    sq += __builtin_shuffle(t0, t2, (v4l){0, 1, 4, 5});
+    sq += __builtin_shuffle(t1, t3, (v4l){0, 1, 4, 5});
+    sq += __builtin_shuffle(t0, t2, (v4l){2, 3, 6, 7});
+    sq += __builtin_shuffle(t1, t3, (v4l){2, 3, 6, 7});
+  }
+  for (int j = 0; j < 4; j++) {
+    double sum = sq[j];
+    for (size_t t = k; t < hw; t++) {
+      double d = (double)r[j][t] - mean[j];
+      z[j][t] = d;
+      sum += d * d;
+    }
+    ss[j] = sum;
+  }
+}
 
 /* ae_corr_lambda_min of float32 rows, bit for bit the same (each value
  * converts exactly), without a float64 copy of the activation first, and
@@ -129,51 +217,15 @@ corr_lambda_min_f(const float *x, int c, size_t hw, double *work, double *out,
       constant[j] = 1;
     }
     if (m == CORR_GROUP) {
-      /* The four chains in named locals: in registers, not through the
-       * arrays' memory (a store and a load in every chain's step). */
-      const float *r0 = row[0], *r1 = row[1], *r2 = row[2], *r3 = row[3];
-      double s0 = 0.0, s1 = 0.0, s2 = 0.0, s3 = 0.0;
-      int k0 = 1, k1 = 1, k2 = 1, k3 = 1;
-      for (size_t k = 0; k < hw; k++) {
-        s0 += (double)r0[k];
-        s1 += (double)r1[k];
-        s2 += (double)r2[k];
-        s3 += (double)r3[k];
-        k0 &= r0[k] == r0[0];
-        k1 &= r1[k] == r1[0];
-        k2 &= r2[k] == r2[0];
-        k3 &= r3[k] == r3[0];
-      }
-      mean[0] = s0, mean[1] = s1, mean[2] = s2, mean[3] = s3;
-      constant[0] = k0, constant[1] = k1, constant[2] = k2, constant[3] = k3;
+      corr_moments4(row, zr, hw, mean, constant, ss);
     } else {
       for (int j = 0; j < m; j++)
         for (size_t k = 0; k < hw; k++) {
           mean[j] += (double)row[j][k];
           constant[j] &= row[j][k] == row[j][0];
         }
-    }
-    for (int j = 0; j < m; j++)
-      mean[j] /= (double)hw;
-    if (m == CORR_GROUP) {
-      const float *r0 = row[0], *r1 = row[1], *r2 = row[2], *r3 = row[3];
-      double *z0 = zr[0], *z1 = zr[1], *z2 = zr[2], *z3 = zr[3];
-      double m0 = mean[0], m1 = mean[1], m2 = mean[2], m3 = mean[3];
-      double s0 = 0.0, s1 = 0.0, s2 = 0.0, s3 = 0.0;
-      for (size_t k = 0; k < hw; k++) {
-        double d0 = (double)r0[k] - m0, d1 = (double)r1[k] - m1;
-        double d2 = (double)r2[k] - m2, d3 = (double)r3[k] - m3;
-        z0[k] = d0;
-        z1[k] = d1;
-        z2[k] = d2;
-        z3[k] = d3;
-        s0 += d0 * d0;
-        s1 += d1 * d1;
-        s2 += d2 * d2;
-        s3 += d3 * d3;
-      }
-      ss[0] = s0, ss[1] = s1, ss[2] = s2, ss[3] = s3;
-    } else {
+      for (int j = 0; j < m; j++)
+        mean[j] /= (double)hw;
       for (int j = 0; j < m; j++)
         for (size_t k = 0; k < hw; k++) {
           double d = (double)row[j][k] - mean[j];
@@ -414,6 +466,21 @@ AE_FEATURES_VECTOR_LOOPS static void pattern_codes(const double *restrict in,
   }
 }
 
+/* pattern_codes on the float32 net's own values, for a kink a float32
+ * holds (0, 6, +-3): x > kink in float32 is (double)x > kink. */
+AE_FEATURES_VECTOR_LOOPS static void pattern_codes_f(const float *restrict in,
+                                                     int batch, size_t e,
+                                                     float kink,
+                                                     uint32_t *restrict codes) {
+  for (size_t u = 0; u < e; u++)
+    codes[u] = 0;
+  for (int b = 0; b < batch; b++) {
+    const float *row = in + (size_t)b * e;
+    for (size_t u = 0; u < e; u++)
+      codes[u] |= (uint32_t)(row[u] > kink) << b;
+  }
+}
+
 int ae_features_pattern_count(ae_net *net, const float *x, int batch,
                               size_t *distinct, size_t *units) {
   *distinct = *units = 0;
@@ -438,11 +505,20 @@ int ae_features_pattern_count(ae_net *net, const float *x, int batch,
     int nk = ae_features_pattern_kinks(nd, kinks);
     if (nk == 0) continue;
     size_t e = node_elems(nd);
-    rc = ae_net_activation64(net, nd->inputs[0], batch, in);
+    /* The float32 net's values in place where the kinks are float32
+     * values too, else widened (the float64 twin's, or an odd kink). */
+    int in_place = !ae_net_double_on(net);
+    for (int q = 0; q < nk; q++)
+      in_place &= (double)(float)kinks[q] == kinks[q];
+    const float *own = in_place ? ae_net_activation(net, nd->inputs[0]) : NULL;
+    if (!own) rc = ae_net_activation64(net, nd->inputs[0], batch, in);
     for (int q = 0; q < nk && !rc; q++) {
       /* Unit u's code: bit b set when sample b is past the kink (sample
        * by sample over contiguous rows). */
-      pattern_codes(in, batch, e, kinks[q], codes);
+      if (own)
+        pattern_codes_f(own, batch, e, (float)kinks[q], codes);
+      else
+        pattern_codes(in, batch, e, kinks[q], codes);
       for (size_t u = 0; u < e; u++)
         bitmap[codes[u] >> 6] |= 1ull << (codes[u] & 63);
     }

@@ -621,6 +621,10 @@ int ae_net_set_double(ae_net *n, int on) {
   return AE_OK;
 }
 
+int ae_net_double_on(const ae_net *n) {
+  return n->use_double;
+}
+
 int ae_net_double_twin(ae_net *n, ae_net64 **twin) {
   *twin = NULL;
   if (!n->use_double) return AE_OK;

@@ -142,6 +142,9 @@ void ae_net_versions(const ae_net *n, unsigned long *weights,
  * ae_net_activation / ae_net_bn_stats always use the float32 net.  The
  * reference for the float32 spread of scorecard.md §4.  0 or AE_ENOMEM. */
 int ae_net_set_double(ae_net *n, int on);
+/* 1 while ae_net_set_double is on: the forward's values are then the
+ * twin's (ae_net_activation64), not ae_net_activation's. */
+int ae_net_double_on(const ae_net *n);
 
 /* Phase timers (for the benchmark's "where the time goes"). */
 enum {
