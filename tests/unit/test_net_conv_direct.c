@@ -233,25 +233,34 @@ END_TEST
  * groups of eight in its lanes, then a group of four and two alone; else
  * five groups of four and two alone; planes of 13, a tail after 8). */
 START_TEST(bn_stats_match_per_channel) {
-  enum { BATCH = 5, C = 23, P = 13, N = 22 };
-  float *x = malloc(sizeof(float) * BATCH * C * P);
-  ck_assert_ptr_nonnull(x);
-  uint32_t seed = 3;
-  for (int e = 0; e < BATCH * C * P; e++)
-    x[e] = 10.0f + random_value(&seed);
-  double mean[N], var[N];
-  ae_net_bn_stats_t(x, BATCH, (size_t)C * P, P, 1, N, mean, var);
-  for (int c = 0; c < N; c++) {
-    double m, v;
-    ae_net_bn_channel_stats_t(x, BATCH, (size_t)C * P, P, (size_t)c + 1, &m,
-                              &v);
-    ck_assert_msg(memcmp(&m, &mean[c], sizeof m) == 0, "mean %d: %a vs %a", c,
-                  mean[c], m);
-    ck_assert_msg(memcmp(&v, &var[c], sizeof v) == 0, "var %d: %a vs %a", c,
-                  var[c], v);
-    ck_assert(v > 0.0);
+  /* channels, plane, channels taken (from channel 1), batch: groups of
+   * four and a partial group, planes with and without a partial vector,
+   * one position. */
+  static const int cases[][4] = {
+      {23, 13, 22, 5}, {4, 1, 3, 2}, {7, 64, 6, 3}, {13, 16, 12, 1}};
+  for (size_t t = 0; t < sizeof cases / sizeof *cases; t++) {
+    int C = cases[t][0], P = cases[t][1], N = cases[t][2], B = cases[t][3];
+    float *x = malloc(sizeof(float) * (size_t)(B * C * P));
+    double *mean = malloc(sizeof(double) * (size_t)N);
+    double *var = malloc(sizeof(double) * (size_t)N);
+    ck_assert(x && mean && var);
+    uint32_t seed = 3 + (uint32_t)t;
+    for (int e = 0; e < B * C * P; e++)
+      x[e] = 10.0f + random_value(&seed);
+    ae_net_bn_stats_t(x, B, (size_t)C * P, P, 1, N, mean, var);
+    for (int c = 0; c < N; c++) {
+      double m, v;
+      ae_net_bn_channel_stats_t(x, B, (size_t)C * P, P, (size_t)c + 1, &m, &v);
+      ck_assert_msg(memcmp(&m, &mean[c], sizeof m) == 0,
+                    "case %zu mean %d: %a vs %a", t, c, mean[c], m);
+      ck_assert_msg(memcmp(&v, &var[c], sizeof v) == 0,
+                    "case %zu var %d: %a vs %a", t, c, var[c], v);
+      ck_assert(v > 0.0 || B * P == 1);
+    }
+    free(x);
+    free(mean);
+    free(var);
   }
-  free(x);
 }
 END_TEST
 
