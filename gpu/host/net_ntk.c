@@ -637,6 +637,28 @@ typedef struct {
 } relu_args;
 
 /* ReLU's backward over one part's share of the elements. */
+/* The ReLU's backward, stored or added: dy where z > 0 (ordered: a NaN z
+ * gives 0), else 0.  dy is read whatever z's sign, so that the select
+ * vectorises (a load under a condition kept the loop scalar, with a
+ * branch per element). */
+#if defined(__GNUC__) && defined(__x86_64__) && !defined(__clang__)
+__attribute__((target_clones("avx2", "default")))
+#endif
+AE_VECTOR_LOOPS static void
+relu_backward_lanes(const ae_real *z, const ae_real *dy, ae_real *dx,
+                    size_t count, int store) {
+  if (store)
+    for (size_t i = 0; i < count; i++) {
+      ae_real g = dy[i];
+      dx[i] = z[i] > (ae_real)0 ? g : (ae_real)0;
+    }
+  else
+    for (size_t i = 0; i < count; i++) {
+      ae_real g = dy[i];
+      dx[i] += z[i] > (ae_real)0 ? g : (ae_real)0;
+    }
+}
+
 static void relu_part(void *arg, int part, int parts) {
   const relu_args *d = arg;
   size_t lo, hi;
@@ -652,12 +674,7 @@ static void relu_part(void *arg, int part, int parts) {
     return;
   }
 #endif
-  if (d->store)
-    for (size_t i = 0; i < count; i++)
-      dx[i] = z[i] > 0 ? dy[i] : 0;
-  else
-    for (size_t i = 0; i < count; i++)
-      dx[i] += z[i] > 0 ? dy[i] : 0;
+  relu_backward_lanes(z, dy, dx, count, d->store);
 }
 
 static void backward_act(ae_net *n, int k, int batch, int store, int threads) {

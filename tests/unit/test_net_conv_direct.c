@@ -295,6 +295,24 @@ START_TEST(relu_backward_matches_reference) {
   }
   ck_assert(signbit(ref[7]) == 0); /* -0 + +0 */
   ck_assert(signbit(ref[8]) != 0); /* -0 + -0 */
+  /* The reference against the definition, element by element, for the
+   * ReLU and the leaky ReLU (its vector selects read dy everywhere). */
+  for (int leaky = 0; leaky < 2; leaky++) {
+    ae_activation act;
+    memset(&act, 0, sizeof act);
+    act.fn = leaky ? AE_ACT_LEAKY_RELU : AE_ACT_RELU;
+    act.slope = 0.1;
+    float want[N];
+    for (int i = 0; i < N; i++) {
+      ref[i] = random_value(&seed);
+      float g = z[i] > 0.0f ? dy[i] : leaky ? 0.1f * dy[i] : 0.0f;
+      want[i] = ref[i] + g;
+    }
+    ae_net_act_backward_add_ref_t(&act, z, dy, N, ref);
+    for (int i = 0; i < N; i++)
+      ck_assert_msg(memcmp(&want[i], &ref[i], sizeof want[i]) == 0,
+                    "leaky %d at %d: %a vs %a", leaky, i, ref[i], want[i]);
+  }
 }
 END_TEST
 
