@@ -97,9 +97,27 @@ AE_AVX512_FN
 static void add_avx512(const float *a, const float *b, float *y, size_t count);
 #endif
 
-static void col2im_add(const ae_real *col, int c, int h, int w, int k,
-                       int stride, int pad, int oh, int ow, ae_real *dx,
-                       size_t ld, int lanes) {
+/* dst[i] += src[i] over n elements of two arrays that do not overlap:
+ * one addition per element, in the vector lanes of the clone it is
+ * inlined into (a loop whose pointers may alias is not vectorised at
+ * -O2). */
+static inline __attribute__((always_inline)) void
+add_row(ae_real *restrict dst, const ae_real *restrict src, int n) {
+  for (int i = 0; i < n; i++)
+    dst[i] += src[i];
+}
+
+/* Clones for AVX2 (8 float32 lanes) and the baseline, as the loops of
+ * col2im and the pool's adjoint vectorise. */
+#if defined(__GNUC__) && defined(__x86_64__) && !defined(__clang__)
+#define AE_ROW_CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define AE_ROW_CLONES
+#endif
+
+AE_ROW_CLONES AE_VECTOR_LOOPS static void
+col2im_add(const ae_real *col, int c, int h, int w, int k, int stride, int pad,
+           int oh, int ow, ae_real *dx, size_t ld, int lanes) {
   (void)lanes;
   size_t hw = ld;
   for (int ci = 0; ci < c; ci++)
@@ -124,8 +142,7 @@ static void col2im_add(const ae_real *col, int c, int h, int w, int k,
               continue;
             }
 #endif
-            for (int ox = lo; ox < hi; ox++)
-              d[ox] += src[ox];
+            if (hi > lo) add_row(d + lo, src + lo, hi - lo);
           } else {
             for (int ox = 0; ox < ow; ox++) {
               int ix = ox * stride - pad + kx;
@@ -143,10 +160,25 @@ void ae_net_col2im_add_t(const ae_real *col, int c, int h, int w, int k,
              AE_NET_AVX512 && ae_net_have_avx512());
 }
 
+/* The definition, element by element in col2im_add's order (channel,
+ * tap, output row, output column), one addition per element. */
 void ae_net_col2im_add_ref_t(const ae_real *col, int c, int h, int w, int k,
                              int stride, int pad, int oh, int ow, ae_real *dx,
                              size_t ld) {
-  col2im_add(col, c, h, w, k, stride, pad, oh, ow, dx, ld, 0);
+  for (int ci = 0; ci < c; ci++)
+    for (int ky = 0; ky < k; ky++)
+      for (int kx = 0; kx < k; kx++) {
+        const ae_real *row =
+            col + ((size_t)(ci * k + ky) * (size_t)k + (size_t)kx) * ld;
+        ae_real *plane = dx + (size_t)ci * (size_t)h * (size_t)w;
+        for (int oy = 0; oy < oh; oy++)
+          for (int ox = 0; ox < ow; ox++) {
+            int iy = oy * stride - pad + ky, ix = ox * stride - pad + kx;
+            if (iy >= 0 && iy < h && ix >= 0 && ix < w)
+              plane[(size_t)iy * (size_t)w + (size_t)ix] +=
+                  row[(size_t)oy * (size_t)ow + (size_t)ox];
+          }
+      }
 }
 
 /* The columns 1 .. w - 2 of one output row of a 3x3, stride-1, padding-1
@@ -248,10 +280,9 @@ void ae_net_avg_pool_plane_t(const ae_real *x, int h, int w, int k, int stride,
  * for a fixed input and output row, kx descending is ox ascending), so the
  * sums are bit for bit the same. */
 #define POOL_ADJ_MAX_ROW 512
-AE_VECTOR_LOOPS static void avg_pool_adj_rows(const ae_real *dy, int h, int w,
-                                              int k, int pad, int include_pad,
-                                              int oh, int ow, ae_real *dx,
-                                              int lanes) {
+AE_ROW_CLONES AE_VECTOR_LOOPS static void
+avg_pool_adj_rows(const ae_real *dy, int h, int w, int k, int pad,
+                  int include_pad, int oh, int ow, ae_real *dx, int lanes) {
   (void)lanes;
   ae_real g[POOL_ADJ_MAX_ROW];
   int cols[POOL_ADJ_MAX_ROW];
@@ -286,8 +317,7 @@ AE_VECTOR_LOOPS static void avg_pool_adj_rows(const ae_real *dy, int h, int w,
           continue;
         }
 #endif
-        for (int ox = lo; ox < hi; ox++)
-          r[ox] += g[ox];
+        if (hi > lo) add_row(r + lo, g + lo, hi - lo);
       }
     }
   }
