@@ -1,17 +1,22 @@
 /* test_util.c: unit tests of archevald's utilities (server/util.c and the
- * histogram of server/metrics.c): SHA-256 against the FIPS 180-4 examples,
- * job ids (format, uniqueness, time order), RFC 3339 timestamps, the
- * escaping of logged fields.
+ * histogram of server/metrics.c, the page tokens of server/route.c):
+ * SHA-256 against the FIPS 180-4 examples, job ids (format, uniqueness,
+ * time order), RFC 3339 timestamps, the escaping of logged fields, page
+ * tokens (seq and id, the old seq-only form, what is refused, the order
+ * they resume in).
  *
  * Single-threaded; each test owns what it allocates. */
 #include "config.h"
 
 #include <check.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "api/sha256.h"
+#include "api/status.h"
 #include "server/metrics.h"
+#include "server/route.h"
 #include "server/util.h"
 
 START_TEST(sha256_fips_examples) {
@@ -117,6 +122,56 @@ START_TEST(log_escape_control_bytes) {
 }
 END_TEST
 
+/* Page tokens name the last item's seq and id; the next page starts
+ * strictly after that pair in (seq, id) order, so items of one seq at a
+ * page boundary are neither skipped nor repeated. */
+START_TEST(page_tokens_resume_after_seq_and_id) {
+  char tok[AE_PAGE_TOKEN_MAX];
+  ae_page_key key;
+  ae_page_token_encode(1790000000123456LL, "j_01m94km83z0004b6mysr14", tok,
+                       sizeof tok);
+  ck_assert_int_eq(ae_page_token_decode(tok, &key), AE_OK);
+  ck_assert(key.seq == 1790000000123456LL);
+  ck_assert_str_eq(key.id, "j_01m94km83z0004b6mysr14");
+  /* A token of the seq alone (what versions before 2026-12-06 gave) still
+   * reads, with no id: every item of that seq comes after it. */
+  ae_page_token_encode(42, NULL, tok, sizeof tok);
+  ck_assert_ptr_null(strchr(tok, '.'));
+  ck_assert_int_eq(ae_page_token_decode(tok, &key), AE_OK);
+  ck_assert(key.seq == 42 && key.id[0] == '\0');
+  ck_assert(!ae_page_key_after(&key, 42, "j_a"));
+  ck_assert(ae_page_key_after(&key, 41, "j_z"));
+  /* Anything else is refused: another id under the same check, a bad
+   * character, an empty or overlong id, garbage. */
+  ae_page_token_encode(7, "j_c", tok, sizeof tok);
+  char *dot = strchr(tok, '.');
+  ck_assert_ptr_nonnull(dot);
+  dot[3] = 'q';
+  ck_assert_int_eq(ae_page_token_decode(tok, &key), AE_EINVAL);
+  dot[3] = 'c';
+  ck_assert_int_eq(ae_page_token_decode(tok, &key), AE_OK);
+  char bad[AE_PAGE_TOKEN_MAX + 64];
+  snprintf(bad, sizeof bad, "%.*s.j c", (int)(dot - tok), tok);
+  ck_assert_int_eq(ae_page_token_decode(bad, &key), AE_EINVAL);
+  snprintf(bad, sizeof bad, "%.*s.", (int)(dot - tok), tok);
+  ck_assert_int_eq(ae_page_token_decode(bad, &key), AE_EINVAL);
+  snprintf(bad, sizeof bad, "%.*s.%0*d", (int)(dot - tok), tok, AE_PAGE_ID_MAX,
+           0);
+  ck_assert_int_eq(ae_page_token_decode(bad, &key), AE_EINVAL);
+  ck_assert_int_eq(ae_page_token_decode("zz", &key), AE_EINVAL);
+  ck_assert_int_eq(ae_page_token_decode("", &key), AE_EINVAL);
+  /* The order: after (7, "j_c") come (7, "j_b") and (6, anything). */
+  ck_assert_int_eq(ae_page_token_decode(tok, &key), AE_OK);
+  ck_assert(ae_page_key_after(&key, 7, "j_b"));
+  ck_assert(!ae_page_key_after(&key, 7, "j_c"));
+  ck_assert(!ae_page_key_after(&key, 7, "j_d"));
+  ck_assert(ae_page_key_after(&key, 6, "j_z"));
+  ck_assert(!ae_page_key_after(&key, 8, "j_a"));
+  ae_page_key none = {.seq = -1};
+  ck_assert(ae_page_key_after(&none, 1LL << 60, "j_z"));
+}
+END_TEST
+
 START_TEST(histogram_buckets) {
   static const double bounds[] = {0.1, 1, 10};
   ae_histogram h;
@@ -142,6 +197,7 @@ int main(void) {
   tcase_add_test(tc, job_ids_sort_in_creation_order);
   tcase_add_test(tc, rfc3339_with_milliseconds);
   tcase_add_test(tc, histogram_buckets);
+  tcase_add_test(tc, page_tokens_resume_after_seq_and_id);
   tcase_add_test(tc, log_escape_control_bytes);
   suite_add_tcase(s, tc);
   SRunner *sr = srunner_create(s);
