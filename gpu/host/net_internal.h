@@ -301,8 +301,8 @@ void ae_net_conv_direct_add(const float *wf, const float *dy, size_t dy_stride,
  * part 0 here and, when threads >= 2 and work >= 4096 items, part 1 of 2
  * on a helper thread started and joined within the call (one part when
  * none can be started).  _threads: the parts a step takes, 2 when
- * OpenBLAS has two threads or more, else 1.  _range: [*lo, *hi) of count
- * items for part of parts. */
+ * OpenBLAS has two threads or more and the CPU has AVX-512, else 1.  _range:
+ * [*lo, *hi) of count items for part of parts. */
 typedef void (*ae_net_part_fn)(void *arg, int part, int parts);
 int ae_net_parts_threads(void);
 void ae_net_run_parts(int threads, size_t work, ae_net_part_fn fn, void *arg);

@@ -1,7 +1,8 @@
 /* net_parts.c: the float32 network's sample-parallel steps in parts (the
  * NTK's backward and Gram, the forward's direct convolutions).
  *
- * A step runs in as many parts as OpenBLAS has threads, at most 2: part 0
+ * A step runs in as many parts as OpenBLAS has threads, at most 2, on a
+ * CPU with AVX-512 (ae_net_parts_threads says why not elsewhere): part 0
  * on the calling thread, part 1 on a helper thread started for the step
  * and joined before it returns, each on its own samples (or tiles) and
  * scratch.  Every value is the same whatever the split: the callers'
@@ -20,8 +21,15 @@
  * one). */
 extern int openblas_get_num_threads(void);
 
+/* Two parts only where the NTK's heavy steps are archeval's own AVX-512
+ * kernels (the direct convolutions, the Gram kernel).  Without AVX-512
+ * they are OpenBLAS's GEMMs, threaded by OpenBLAS, whose idle worker spins
+ * on the other core between calls; a part thread started for the
+ * elementwise steps (ReLU, BN) then competes with it: on a 2-core Zen 2,
+ * bench_ntk at 2 threads took 3.01 s (all-conv) and 1.21 s (ResNet) with
+ * parts, 2.09 s and 0.78 s with one (tests/bench/RESULTS.md). */
 int ae_net_parts_threads(void) {
-  return openblas_get_num_threads() >= 2 ? 2 : 1;
+  return openblas_get_num_threads() >= 2 && ae_net_have_avx512() ? 2 : 1;
 }
 
 typedef struct {
