@@ -477,16 +477,10 @@ static int conv_direct_batch(ae_net *n, int k, int batch, int chunked) {
  * (test_net_conv_direct compares the two).  Cheap when it is not: an
  * activation's first values are rarely all zero. */
 static int conv_output_zero(const ae_net *n, int k, int batch) {
-  const ae_node *nd = &n->g->nodes[k];
   const ae_plan_geom *ge = &n->geom[k];
-  const ae_real *x = n->act[nd->inputs[0]];
-  size_t count = (size_t)batch * ge->in_elems;
-  for (size_t e = 0; e < count; e++)
-    if (x[e] != (ae_real)0) return 0;
-  const ae_real *w = n->weight[k];
-  for (size_t e = 0; e < ge->n_weight; e++)
-    if (!isfinite(w[e])) return 0;
-  return 1;
+  return ae_net_all_zero(n->act[n->g->nodes[k].inputs[0]],
+                         (size_t)batch * ge->in_elems) &&
+         ae_net_all_finite(n->weight[k], ge->n_weight);
 }
 
 static void forward_conv(ae_net *n, int k, int batch) {

@@ -15,6 +15,7 @@
 #include "gpu/activation.h"
 #include "gpu/host/net.h"
 #include "gpu/plan.h"
+#include <math.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -341,6 +342,21 @@ void ae_net_conv_direct(const float *w, const float *x, size_t x_stride,
 
 /* A conv that the plain im2col + GEMM paths do not run: groups > 1, or a
  * dilated kernel larger than 1. */
+/* Whether the count values of x are all zero (either sign), and all
+ * finite: the tests of the shortcuts for convolutions of all-zero inputs
+ * (net.c's forward, net_ntk.c's dW).  Cheap where they fail early. */
+static inline int ae_net_all_zero(const ae_real *x, size_t count) {
+  for (size_t e = 0; e < count; e++)
+    if (x[e] != (ae_real)0) return 0;
+  return 1;
+}
+
+static inline int ae_net_all_finite(const ae_real *x, size_t count) {
+  for (size_t e = 0; e < count; e++)
+    if (!isfinite(x[e])) return 0;
+  return 1;
+}
+
 static inline int ae_net_ops_is_general_conv(const ae_node *nd) {
   return nd->op == AE_OP_CONV &&
          (nd->groups > 1 || (nd->dilation > 1 && nd->kernel > 1));

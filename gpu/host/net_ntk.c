@@ -402,18 +402,11 @@ static void conv_dw_by_direct(ae_net *n, int k, int batch, float *grows,
  * holds no -0: its sums start at +0).  test_net_conv_direct compares the
  * NTK with conv_zero_reference. */
 static int conv_dw_zero(const ae_net *n, int k, int batch) {
-  if (n->conv_zero_reference) return 0;
-  const ae_node *nd = &n->g->nodes[k];
   const ae_plan_geom *ge = &n->geom[k];
-  const ae_real *x = n->act[nd->inputs[0]];
-  size_t count = (size_t)batch * ge->in_elems;
-  for (size_t e = 0; e < count; e++)
-    if (x[e] != (ae_real)0) return 0;
-  const ae_real *dy = n->grad[k];
-  count = (size_t)batch * ge->elems;
-  for (size_t e = 0; e < count; e++)
-    if (!isfinite(dy[e])) return 0;
-  return 1;
+  return !n->conv_zero_reference &&
+         ae_net_all_zero(n->act[n->g->nodes[k].inputs[0]],
+                         (size_t)batch * ge->in_elems) &&
+         ae_net_all_finite(n->grad[k], (size_t)batch * ge->elems);
 }
 
 static void backward_conv(ae_net *n, int k, int batch,
@@ -636,7 +629,6 @@ typedef struct {
   int store;
 } relu_args;
 
-/* ReLU's backward over one part's share of the elements. */
 /* The ReLU's backward, stored or added: dy where z > 0 (ordered: a NaN z
  * gives 0), else 0.  dy is read whatever z's sign, so that the select
  * vectorises (a load under a condition kept the loop scalar, with a
@@ -659,6 +651,7 @@ relu_backward_lanes(const ae_real *z, const ae_real *dy, ae_real *dx,
     }
 }
 
+/* ReLU's backward over one part's share of the elements. */
 static void relu_part(void *arg, int part, int parts) {
   const relu_args *d = arg;
   size_t lo, hi;

@@ -689,6 +689,24 @@ static int build_zero_input_graph(ae_graph *g) {
   return ae_gb_finish(g, out);
 }
 
+/* Two nets of that graph for batch samples with the weights of seed, the
+ * second computing every convolution (conv_zero_reference), and batch
+ * random inputs (malloc'd into *x). */
+static void zero_input_pair(const ae_graph *g, int batch, uint64_t seed,
+                            ae_net **fast, ae_net **ref, float **x) {
+  ck_assert_int_eq(ae_net_create(g, batch, fast), 0);
+  ck_assert_int_eq(ae_net_create(g, batch, ref), 0);
+  (*ref)->conv_zero_reference = 1;
+  ae_net_init_weights(*fast, seed, 0);
+  ae_net_init_weights(*ref, seed, 0);
+  size_t nx = (size_t)batch * 16 * 8 * 8;
+  *x = malloc(nx * sizeof **x);
+  ck_assert_ptr_nonnull(*x);
+  uint32_t state = (uint32_t)seed;
+  for (size_t e = 0; e < nx; e++)
+    (*x)[e] = random_value(&state);
+}
+
 /* Every activation of the forward, bit for bit, with the zero-input
  * convolutions answered with +0 and computed (conv_zero_reference), at one
  * sample and at several (im2col chunks); and a non-finite weight keeps a
@@ -700,17 +718,8 @@ START_TEST(zero_input_convs_match_computed) {
   for (size_t i = 0; i < sizeof batches / sizeof batches[0]; i++) {
     int batch = batches[i];
     ae_net *fast = NULL, *ref = NULL;
-    ck_assert_int_eq(ae_net_create(&g, batch, &fast), 0);
-    ck_assert_int_eq(ae_net_create(&g, batch, &ref), 0);
-    ref->conv_zero_reference = 1;
-    ae_net_init_weights(fast, 11, 0);
-    ae_net_init_weights(ref, 11, 0);
-    size_t nx = (size_t)batch * 16 * 8 * 8;
-    float *x = malloc(nx * sizeof *x);
-    ck_assert_ptr_nonnull(x);
-    uint32_t seed = 5;
-    for (size_t e = 0; e < nx; e++)
-      x[e] = random_value(&seed);
+    float *x = NULL;
+    zero_input_pair(&g, batch, 11, &fast, &ref, &x);
     for (int pass = 0; pass < 2; pass++) {
       if (pass == 1) {
         /* An Inf weight in the first zero-input convolution. */
@@ -756,19 +765,11 @@ START_TEST(zero_input_convs_ntk_match_computed) {
     for (int par = 0; par < 2; par++) {
       int batch = batches[i];
       ae_net *fast = NULL, *ref = NULL;
-      ck_assert_int_eq(ae_net_create(&g, batch, &fast), 0);
-      ck_assert_int_eq(ae_net_create(&g, batch, &ref), 0);
-      ref->conv_zero_reference = 1;
-      ae_net_init_weights(fast, 12, 0);
-      ae_net_init_weights(ref, 12, 0);
-      size_t nx = (size_t)batch * 16 * 8 * 8;
-      float *x = malloc(nx * sizeof *x);
+      float *x = NULL;
+      zero_input_pair(&g, batch, 12, &fast, &ref, &x);
       double *t1 = malloc((size_t)batch * batch * sizeof *t1);
       double *t2 = malloc((size_t)batch * batch * sizeof *t2);
-      ck_assert(x && t1 && t2);
-      uint32_t seed = 9;
-      for (size_t e = 0; e < nx; e++)
-        x[e] = random_value(&seed);
+      ck_assert(t1 && t2);
       ae_ntk_parameterization p = par ? AE_NTK_NTK : AE_NTK_STANDARD;
       ck_assert_int_eq(ae_net_ntk(fast, x, batch, p, t1, NULL), 0);
       ck_assert_int_eq(ae_net_ntk(ref, x, batch, p, t2, NULL), 0);
