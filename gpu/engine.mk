@@ -7,7 +7,7 @@
 AE_DATASET_SOURCES = gpu/dataset.c gpu/dataset.h gpu/dataset_internal.h \
 	gpu/dataset_io.c gpu/dataset_raw.c gpu/dataset_cifar.c \
 	gpu/dataset_pickle.c gpu/dataset_npy.c
-gpu_libaeengine_a_SOURCES += gpu/engine.c gpu/engine.h gpu/philox.h \
+gpu_libaeengine_a_SOURCES += gpu/engine.c gpu/engine.h gpu/philox.h gpu/lanes4.h \
 	$(AE_DATASET_SOURCES) gpu/executor.h gpu/job_control.c \
 	gpu/job_control.h gpu/batch.c gpu/batch.h gpu/warmup.c gpu/warmup.h \
 	gpu/groups/group.h gpu/groups/job.c gpu/groups/table.c \

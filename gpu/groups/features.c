@@ -20,6 +20,7 @@
 #include "api/status.h"
 #include "gpu/activation.h"
 #include "gpu/analytic/analytic.h"
+#include "gpu/lanes4.h"
 
 int ae_features_pattern_kinks(const ae_node *nd, double kinks[2]) {
   return nd->op == AE_OP_ACT ? ae_act_pattern_kinks(nd->act.fn, kinks) : 0;
@@ -101,49 +102,32 @@ static int rows_constant_f(const float *x, int c, size_t hw) {
 #define CORR_GROUP 4
 _Static_assert(CORR_GROUP == 4, "corr_moments4 takes four rows");
 
-/* Four rows' chains in the lanes of one vector.  Each lane's sums run in
- * the scalar order (from 0, k ascending, one rounding per step, no fused
- * multiply-add), so the values are the scalar loops' bits; the rows are
- * transposed in registers four positions at a time. */
-typedef float corr_v4f __attribute__((vector_size(16)));
-typedef double corr_v4d __attribute__((vector_size(32)));
-typedef int32_t corr_v4i __attribute__((vector_size(16)));
-
-/* The rows r[0..3] (hw values each): mean[j] (their sum over hw), whether
- * each is constant, z[j][k] = (double)r[j][k] - mean[j] and ss[j] the sum
- * of the squares of those, as corr_lambda_min_f's scalar chains. */
-#if defined(__GNUC__) && defined(__x86_64__) && !defined(__clang__)
-__attribute__((target_clones("avx2", "default")))
-#endif
-__attribute__((optimize("fp-contract=off"))) static void
+#if AE_LANES4
+/* The rows r[0..3] (hw values each): mean[j] (their sum divided by hw),
+ * whether each is constant, z[j][k] = (double)r[j][k] - mean[j] and ss[j]
+ * the sum of the squares of those, as the scalar chains of
+ * corr_lambda_min_f's other branch, each lane in its row's order
+ * (gpu/lanes4.h; no fused multiply-add in either clone). */
+__attribute__((target_clones("avx2", "default"),
+               optimize("fp-contract=off"))) static void
 corr_moments4(const float *const r[4], double *const z[4], size_t hw,
               double mean[4], int constant[4], double ss[4]) {
-  corr_v4d acc = {0.0, 0.0, 0.0, 0.0};
-  corr_v4i same[4];
-  corr_v4f first[4];
+  ae_v4d acc = {0.0, 0.0, 0.0, 0.0};
+  ae_v4i same[4];
+  ae_v4f first[4];
   for (int j = 0; j < 4; j++) {
-    same[j] = (corr_v4i){-1, -1, -1, -1};
-    first[j] = (corr_v4f){r[j][0], r[j][0], r[j][0], r[j][0]};
+    same[j] = (ae_v4i){-1, -1, -1, -1};
+    first[j] = (ae_v4f){r[j][0], r[j][0], r[j][0], r[j][0]};
   }
   size_t k = 0;
   for (; k + 4 <= hw; k += 4) {
-    corr_v4f a[4];
-    for (int j = 0; j < 4; j++) {
-      memcpy(&a[j], r[j] + k, sizeof a[j]);
+    ae_v4f a[4], col[4];
+    ae_v4f_load_rows(r, k, a);
+    for (int j = 0; j < 4; j++)
       same[j] &= a[j] == first[j];
-    }
-    corr_v4f lo01 = __builtin_shuffle(a[0], a[1], (corr_v4i){0, 4, 1, 5});
-    corr_v4f hi01 = __builtin_shuffle(a[0], a[1], (corr_v4i){2, 6, 3, 7});
-    corr_v4f lo23 = __builtin_shuffle(a[2], a[3], (corr_v4i){0, 4, 1, 5});
-    corr_v4f hi23 = __builtin_shuffle(a[2], a[3], (corr_v4i){2, 6, 3, 7});
-    acc += __builtin_convertvector(
-        __builtin_shuffle(lo01, lo23, (corr_v4i){0, 1, 4, 5}), corr_v4d);
-    acc += __builtin_convertvector(
-        __builtin_shuffle(lo01, lo23, (corr_v4i){2, 3, 6, 7}), corr_v4d);
-    acc += __builtin_convertvector(
-        __builtin_shuffle(hi01, hi23, (corr_v4i){0, 1, 4, 5}), corr_v4d);
-    acc += __builtin_convertvector(
-        __builtin_shuffle(hi01, hi23, (corr_v4i){2, 3, 6, 7}), corr_v4d);
+    ae_v4f_transpose(a, col);
+    for (int t = 0; t < 4; t++)
+      acc += __builtin_convertvector(col[t], ae_v4d);
   }
   for (int j = 0; j < 4; j++) {
     double sum = acc[j];
@@ -155,28 +139,22 @@ corr_moments4(const float *const r[4], double *const z[4], size_t hw,
     mean[j] = sum / (double)hw;
     constant[j] = constant_j;
   }
-  corr_v4d sq = {0.0, 0.0, 0.0, 0.0};
-  corr_v4d m[4];
+  ae_v4d sq = {0.0, 0.0, 0.0, 0.0};
+  ae_v4d m[4];
   for (int j = 0; j < 4; j++)
-    m[j] = (corr_v4d){mean[j], mean[j], mean[j], mean[j]};
+    m[j] = (ae_v4d){mean[j], mean[j], mean[j], mean[j]};
   for (k = 0; k + 4 <= hw; k += 4) {
-    corr_v4d dd[4];
+    ae_v4f a[4];
+    ae_v4d dd[4], col[4];
+    ae_v4f_load_rows(r, k, a);
     for (int j = 0; j < 4; j++) {
-      corr_v4f a;
-      memcpy(&a, r[j] + k, sizeof a);
-      corr_v4d d = __builtin_convertvector(a, corr_v4d) - m[j];
+      ae_v4d d = __builtin_convertvector(a[j], ae_v4d) - m[j];
       memcpy(z[j] + k, &d, sizeof d);
       dd[j] = d * d;
     }
-    typedef int64_t v4l __attribute__((vector_size(32)));
-    corr_v4d t0 = __builtin_shuffle(dd[0], dd[1], (v4l){0, 4, 2, 6});
-    corr_v4d t1 = __builtin_shuffle(dd[0], dd[1], (v4l){1, 5, 3, 7});
-    corr_v4d t2 = __builtin_shuffle(dd[2], dd[3], (v4l){0, 4, 2, 6});
-    corr_v4d t3 = __builtin_shuffle(dd[2], dd[3], (v4l){1, 5, 3, 7});
-    sq += __builtin_shuffle(t0, t2, (v4l){0, 1, 4, 5});
-    sq += __builtin_shuffle(t1, t3, (v4l){0, 1, 4, 5});
-    sq += __builtin_shuffle(t0, t2, (v4l){2, 3, 6, 7});
-    sq += __builtin_shuffle(t1, t3, (v4l){2, 3, 6, 7});
+    ae_v4d_transpose(dd, col);
+    for (int t = 0; t < 4; t++)
+      sq += col[t];
   }
   for (int j = 0; j < 4; j++) {
     double sum = sq[j];
@@ -188,6 +166,7 @@ corr_moments4(const float *const r[4], double *const z[4], size_t hw,
     ss[j] = sum;
   }
 }
+#endif
 
 /* ae_corr_lambda_min of float32 rows, bit for bit the same (each value
  * converts exactly), without a float64 copy of the activation first, and
@@ -216,8 +195,10 @@ corr_lambda_min_f(const float *x, int c, size_t hw, double *work, double *out,
       mean[j] = ss[j] = 0.0;
       constant[j] = 1;
     }
-    if (m == CORR_GROUP) {
+    if (AE_LANES4 && m == CORR_GROUP) {
+#if AE_LANES4
       corr_moments4(row, zr, hw, mean, constant, ss);
+#endif
     } else {
       for (int j = 0; j < m; j++)
         for (size_t k = 0; k < hw; k++) {

@@ -6,6 +6,8 @@
 #include "gpu/host/net_internal.h"
 
 #include <string.h>
+
+#include "gpu/lanes4.h"
 #if AE_NET_AVX512
 #include <immintrin.h>
 #endif
@@ -502,17 +504,14 @@ static void bn_stats4(const ae_real *x, int batch, size_t elems, size_t plane,
     bn_stats_end(cnt, sh[j], sum[j], ss[j], mean + j, var + j);
 }
 
-#if !defined(AE_NET_DOUBLE) && defined(__GNUC__) && defined(__x86_64__) &&     \
-    !defined(__clang__)
+#if !defined(AE_NET_DOUBLE) && AE_LANES4
 #define AE_BN_STATS_LANES 1
-typedef float bn_v4f __attribute__((vector_size(16)));
-typedef double bn_v4d __attribute__((vector_size(32)));
-typedef int32_t bn_v4i __attribute__((vector_size(16)));
 
 /* m <= 4 channels' statistics in the lanes of one vector: each lane runs
  * ae_net_bn_channel_stats_t's operations in its order (samples, then the
  * plane), four positions of the four planes loaded and transposed at a
- * time; lanes past m repeat channel c (their results unused).  avx2: no
+ * time (gpu/lanes4.h); lanes past m repeat channel c (their results
+ * unused).  avx2: no
  * FMA, so each product is rounded before its sum, as in the scalar
  * loop. */
 __attribute__((target_clones("avx2", "default"))) static void
@@ -525,34 +524,26 @@ bn_stats_lanes(const float *x, int batch, size_t elems, size_t plane, size_t c,
     ch[j] = c + (size_t)(j < m ? j : 0);
     sh[j] = x[ch[j] * plane];
   }
-  bn_v4d vsh = {sh[0], sh[1], sh[2], sh[3]};
-  bn_v4d s = {0.0, 0.0, 0.0, 0.0}, q = s;
+  ae_v4d vsh = {sh[0], sh[1], sh[2], sh[3]};
+  ae_v4d s = {0.0, 0.0, 0.0, 0.0}, q = s;
   for (int b = 0; b < batch; b++) {
     const float *p[4];
     for (int j = 0; j < 4; j++)
       p[j] = x + (size_t)b * elems + ch[j] * plane;
     size_t i = 0;
     for (; i + 4 <= plane; i += 4) {
-      bn_v4f a[4];
-      for (int j = 0; j < 4; j++)
-        memcpy(&a[j], p[j] + i, sizeof a[j]);
-      bn_v4f lo01 = __builtin_shuffle(a[0], a[1], (bn_v4i){0, 4, 1, 5});
-      bn_v4f hi01 = __builtin_shuffle(a[0], a[1], (bn_v4i){2, 6, 3, 7});
-      bn_v4f lo23 = __builtin_shuffle(a[2], a[3], (bn_v4i){0, 4, 1, 5});
-      bn_v4f hi23 = __builtin_shuffle(a[2], a[3], (bn_v4i){2, 6, 3, 7});
-      bn_v4f col[4] = {__builtin_shuffle(lo01, lo23, (bn_v4i){0, 1, 4, 5}),
-                       __builtin_shuffle(lo01, lo23, (bn_v4i){2, 3, 6, 7}),
-                       __builtin_shuffle(hi01, hi23, (bn_v4i){0, 1, 4, 5}),
-                       __builtin_shuffle(hi01, hi23, (bn_v4i){2, 3, 6, 7})};
+      ae_v4f a[4], col[4];
+      ae_v4f_load_rows(p, i, a);
+      ae_v4f_transpose(a, col);
       for (int t = 0; t < 4; t++) {
-        bn_v4d d = __builtin_convertvector(col[t], bn_v4d) - vsh;
+        ae_v4d d = __builtin_convertvector(col[t], ae_v4d) - vsh;
         s += d;
         q += d * d;
       }
     }
     for (; i < plane; i++) {
-      bn_v4f v = {p[0][i], p[1][i], p[2][i], p[3][i]};
-      bn_v4d d = __builtin_convertvector(v, bn_v4d) - vsh;
+      ae_v4f v = {p[0][i], p[1][i], p[2][i], p[3][i]};
+      ae_v4d d = __builtin_convertvector(v, ae_v4d) - vsh;
       s += d;
       q += d * d;
     }
