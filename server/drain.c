@@ -55,7 +55,7 @@ static void on_drain_force(uv_timer_t *timer) {
          "without them",
          srv->n_running, AE_DRAIN_GRACE_MS / 1000);
   ae_job_iter it;
-  ae_job_iter_start(&srv->jobs, -1, NULL, &it);
+  ae_job_iter_start(&srv->jobs, NULL, &it);
   for (ae_job *job; (job = ae_job_iter_next(&it));) {
     /* Only a cancel the client asked for is recorded; the rest stay
      * running in the store and are re-queued by the next start, and their
@@ -82,7 +82,7 @@ static void on_drain_deadline(uv_timer_t *timer) {
   ae_log(AE_LOG_WARN, "drain deadline passed: cancelling %zu running jobs",
          srv->n_running);
   ae_job_iter it;
-  ae_job_iter_start(&srv->jobs, -1, NULL, &it);
+  ae_job_iter_start(&srv->jobs, NULL, &it);
   for (ae_job *job; (job = ae_job_iter_next(&it));)
     if (!ae_job_terminal(job)) atomic_store(&job->cancel, 1);
   uv_timer_start(&srv->drain_timer, on_drain_force, AE_DRAIN_GRACE_MS, 0);

@@ -1133,12 +1133,15 @@ static ae_job *listing_next(ae_listing *l) {
   ae_job_iter it;
   ae_job *last =
       l->last_id[0] ? ae_job_table_find(&l->srv->jobs, l->last_id) : NULL;
-  if (last)
+  if (last) {
     it.next = last->prev;
-  else if (l->last_id[0])
-    ae_job_iter_start(&l->srv->jobs, l->last_seq, l->last_id, &it);
-  else
-    ae_job_iter_start(&l->srv->jobs, l->before.seq, l->before.id, &it);
+  } else if (l->last_id[0]) {
+    ae_page_key written = {.seq = l->last_seq};
+    snprintf(written.id, sizeof written.id, "%s", l->last_id);
+    ae_job_iter_start(&l->srv->jobs, &written, &it);
+  } else {
+    ae_job_iter_start(&l->srv->jobs, &l->before, &it);
+  }
   for (ae_job *job; (job = ae_job_iter_next(&it));)
     if (listing_match(l, job)) {
       l->next_seq = job->seq;

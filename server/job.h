@@ -27,6 +27,7 @@
 #include "api/scorecard.h"
 #include "server/event.h"
 #include "server/queue.h"
+#include "server/route.h"
 #include "server/store.h"
 
 /* A long poll waiting on a job: http.c's, opaque to every other file. */
@@ -186,11 +187,11 @@ typedef struct {
   ae_job *next;
 } ae_job_iter;
 
-/* Starts at the newest job before (before, before_id) in that order: with
- * seq < before, or seq == before and an id below before_id (none when
- * before_id is NULL or ""); at the newest of all when before < 0. */
-void ae_job_iter_start(const ae_job_table *t, long long before,
-                       const char *before_id, ae_job_iter *it);
+/* Starts at the newest job after key in the listing order
+ * (ae_page_key_after); at the newest of all when key is NULL or
+ * key->seq < 0. */
+void ae_job_iter_start(const ae_job_table *t, const ae_page_key *key,
+                       ae_job_iter *it);
 /* The next job, or NULL at the end. The current job may be removed. */
 ae_job *ae_job_iter_next(ae_job_iter *it);
 

@@ -751,7 +751,7 @@ void ae_jobs_trim_finished(ae_server *srv) {
  * answered their submission; the store answers for them from now on. */
 static void drop_remote_copies(ae_server *srv) {
   ae_job_iter it;
-  ae_job_iter_start(&srv->jobs, -1, NULL, &it);
+  ae_job_iter_start(&srv->jobs, NULL, &it);
   for (ae_job *job; srv->jobs.n_remote && (job = ae_job_iter_next(&it));)
     if (job->remote) ae_job_table_remove(&srv->jobs, job);
 }
@@ -760,7 +760,7 @@ static void drop_remote_copies(ae_server *srv) {
 static void release_fleet_members(ae_server *srv) {
   if (!srv->n_fleet_release) return;
   ae_job_iter it;
-  ae_job_iter_start(&srv->jobs, -1, NULL, &it);
+  ae_job_iter_start(&srv->jobs, NULL, &it);
   for (ae_job *job; (job = ae_job_iter_next(&it));)
     if (job->fleet_release) ae_job_table_remove(&srv->jobs, job);
   srv->n_fleet_release = 0;

@@ -240,13 +240,6 @@ void ae_job_table_recount(ae_job_table *t, ae_job *job) {
 
 /* ---- the table ---- */
 
-/* The listing order: seq, then id byte by byte (<0, 0, >0 as a, b). */
-static int job_order_cmp(long long a_seq, const char *a_id, long long b_seq,
-                         const char *b_id) {
-  if (a_seq != b_seq) return a_seq < b_seq ? -1 : 1;
-  return strcmp(a_id, b_id);
-}
-
 void ae_job_table_add(ae_job_table *t, ae_job *job) {
   job->held_bytes = ae_job_held_bytes(job);
   t->held_bytes += job->held_bytes;
@@ -260,10 +253,12 @@ void ae_job_table_add(ae_job_table *t, ae_job *job) {
     t->idem_buckets[b] = job;
     t->n_idem++;
   }
-  /* Keep the list sorted by (seq, id) (loads come in seq order, new jobs
-   * last: the walk is short). */
+  /* Keep the list in the listing order, (seq, id) (ae_page_key_after;
+   * loads come in seq order, new jobs last: the walk is short). */
+  ae_page_key key = {.seq = job->seq};
+  snprintf(key.id, sizeof key.id, "%s", job->id);
   ae_job *after = t->last;
-  while (after && job_order_cmp(after->seq, after->id, job->seq, job->id) > 0)
+  while (after && !ae_page_key_after(&key, after->seq, after->id))
     after = after->prev;
   job->prev = after;
   job->next = after ? after->next : t->first;
@@ -369,13 +364,11 @@ ae_job *ae_job_table_over_cap(const ae_job_table *t) {
   return t->n_finished > t->max_finished ? t->fin_first : NULL;
 }
 
-void ae_job_iter_start(const ae_job_table *t, long long before,
-                       const char *before_id, ae_job_iter *it) {
-  if (!before_id) before_id = "";
+void ae_job_iter_start(const ae_job_table *t, const ae_page_key *key,
+                       ae_job_iter *it) {
   ae_job *job = t->last;
-  if (before >= 0)
-    while (job && !(job->seq < before || (job->seq == before && *before_id &&
-                                          strcmp(job->id, before_id) < 0)))
+  if (key)
+    while (job && !ae_page_key_after(key, job->seq, job->id))
       job = job->prev;
   it->next = job;
 }

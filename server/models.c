@@ -429,7 +429,7 @@ void ae_models_get(ae_server *srv, const char *id, ae_model_reply *out) {
 /* A queued or running job that names the model, or NULL. */
 static ae_job *job_using(ae_server *srv, const char *id) {
   ae_job_iter it;
-  ae_job_iter_start(&srv->jobs, -1, NULL, &it);
+  ae_job_iter_start(&srv->jobs, NULL, &it);
   for (ae_job *job; (job = ae_job_iter_next(&it));) {
     if (ae_job_terminal(job) || !job->has_req) continue;
     if (job->req.arch.model && !strcmp(job->req.arch.model, id)) return job;

@@ -349,7 +349,7 @@ int ae_studies_load(ae_server *srv) {
   /* The members, oldest first, as they were added. */
   size_t n = 0, orphans = 0;
   ae_job_iter it;
-  ae_job_iter_start(&srv->jobs, -1, NULL, &it);
+  ae_job_iter_start(&srv->jobs, NULL, &it);
   ae_study *last = NULL;
   for (ae_job *job; (job = ae_job_iter_next(&it));) {
     if (!job->study[0]) continue;
