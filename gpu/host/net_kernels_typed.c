@@ -325,9 +325,118 @@ avg_pool_adj_rows(const ae_real *dy, int h, int w, int k, int pad,
   }
 }
 
+/* One input row of the 3x3, stride-1, padding-1 pool's adjoint: dx[ix]
+ * plus, for each of the nr output rows r[0..nr-1] whose window covers it
+ * (in ascending order), r[ix - 1], r[ix], r[ix + 1] (ascending).  Each
+ * r points one before its row's first gradient and has -0 on both sides:
+ * x + -0 is x for every x (signed zeros and NaN included), so the taps
+ * that fall off the plane add nothing, as the window loop's skipped taps,
+ * and every element is one straight chain the clone vectorises. */
+AE_ROW_CLONES AE_VECTOR_LOOPS static void
+avg_pool3_adj_row(const ae_real *const *r, int nr, int w,
+                  ae_real *restrict dx) {
+  if (nr == 3) {
+    const ae_real *restrict a = r[0], *restrict b = r[1], *restrict c = r[2];
+    for (int ix = 0; ix < w; ix++) {
+      ae_real acc = dx[ix];
+      acc += a[ix];
+      acc += a[ix + 1];
+      acc += a[ix + 2];
+      acc += b[ix];
+      acc += b[ix + 1];
+      acc += b[ix + 2];
+      acc += c[ix];
+      acc += c[ix + 1];
+      acc += c[ix + 2];
+      dx[ix] = acc;
+    }
+  } else if (nr == 2) {
+    const ae_real *restrict a = r[0], *restrict b = r[1];
+    for (int ix = 0; ix < w; ix++) {
+      ae_real acc = dx[ix];
+      acc += a[ix];
+      acc += a[ix + 1];
+      acc += a[ix + 2];
+      acc += b[ix];
+      acc += b[ix + 1];
+      acc += b[ix + 2];
+      dx[ix] = acc;
+    }
+  } else {
+    for (int i = 0; i < nr; i++)
+      for (int ix = 0; ix < w; ix++) {
+        ae_real acc = dx[ix];
+        acc += r[i][ix];
+        acc += r[i][ix + 1];
+        acc += r[i][ix + 2];
+        dx[ix] = acc;
+      }
+  }
+}
+
+/* How many of i - 1, i, i + 1 lie in 0 .. n - 1. */
+static int pool3_span(int i, int n) {
+  return 3 - (i == 0) - (i + 1 >= n);
+}
+
+/* out[i] = in[i] / count over n elements, in the clone's lanes. */
+AE_ROW_CLONES AE_VECTOR_LOOPS static void divide_row(const ae_real *restrict in,
+                                                     int n, ae_real count,
+                                                     ae_real *restrict out) {
+  for (int i = 0; i < n; i++)
+    out[i] = in[i] / count;
+}
+
+/* Output row oy's gradients over their windows' counts
+ * (ae_net_pool_count's divisor), at g + 1, with -0 at g[0] and g[w + 1]. */
+static void avg_pool3_adj_grads(const ae_real *dy, int h, int w,
+                                int include_pad, int oy, ae_real *g) {
+  int rows = pool3_span(oy, h);
+  const ae_real *d = dy + (size_t)oy * (size_t)w;
+  g[0] = g[w + 1] = (ae_real)-0.0;
+  if (w == 1) {
+    g[1] = d[0] / (ae_real)(include_pad ? 9 : rows);
+    return;
+  }
+  ae_real edge = (ae_real)(include_pad ? 9 : rows * 2);
+  g[1] = d[0] / edge;
+  g[w] = d[w - 1] / edge;
+  divide_row(d + 1, w - 2, (ae_real)(include_pad ? 9 : rows * 3), g + 2);
+}
+
+/* The 3x3, stride-1, padding-1 pool's adjoint (NAS-Bench-201's
+ * avg_pool_3x3) input row by input row: each output row's gradients over
+ * their windows' counts once, into a ring of three rows with -0 at both
+ * ends, then each dx row in one pass (avg_pool3_adj_row).  Every dx
+ * element receives the very terms of the window loop in its order
+ * (output rows ascending, then columns ascending), so the sums are bit
+ * for bit the same as avg_pool_adj_rows' and the reference's. */
+static void avg_pool3_adj(const ae_real *dy, int h, int w, int include_pad,
+                          ae_real *dx) {
+  ae_real ring[3][POOL_ADJ_MAX_ROW + 2];
+  for (int oy = 0; oy < h && oy < 2; oy++)
+    avg_pool3_adj_grads(dy, h, w, include_pad, oy, ring[oy]);
+  for (int iy = 0; iy < h; iy++) {
+    /* Output row iy + 1 takes the ring slot of row iy - 2, read for the
+     * last time by the previous input row. */
+    if (iy + 1 >= 2 && iy + 1 < h)
+      avg_pool3_adj_grads(dy, h, w, include_pad, iy + 1, ring[(iy + 1) % 3]);
+    const ae_real *r[3];
+    int nr = 0;
+    for (int o = iy - 1; o <= iy + 1; o++)
+      if (o >= 0 && o < h) r[nr++] = ring[o % 3];
+    avg_pool3_adj_row(r, nr, w, dx + (size_t)iy * (size_t)w);
+  }
+}
+
 void ae_net_avg_pool_plane_adj_t(const ae_real *dy, int h, int w, int k,
                                  int stride, int pad, int include_pad, int oh,
                                  int ow, ae_real *dx) {
+  if (k == 3 && stride == 1 && pad == 1 && oh == h && ow == w &&
+      w <= POOL_ADJ_MAX_ROW) {
+    avg_pool3_adj(dy, h, w, include_pad, dx);
+    return;
+  }
   if (stride == 1 && ow <= POOL_ADJ_MAX_ROW) {
     avg_pool_adj_rows(dy, h, w, k, pad, include_pad, oh, ow, dx,
                       AE_NET_AVX512 && ae_net_have_avx512());

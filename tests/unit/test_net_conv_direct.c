@@ -317,36 +317,49 @@ START_TEST(relu_backward_matches_reference) {
 END_TEST
 
 /* BN's backward sums four channels at a time: the per-channel
- * reference's very values (6 channels from c0 = 1: a group of four and
- * two alone). */
+ * reference's very values, for groups of four and a partial group, planes
+ * with and without a partial vector, and one position. */
 START_TEST(bn_backward_sums_match_per_channel) {
-  enum { BATCH = 5, C = 7, P = 13 };
-  float *x = malloc(sizeof(float) * BATCH * C * P);
-  float *dy = malloc(sizeof(float) * BATCH * C * P);
-  ck_assert_ptr_nonnull(x);
-  ck_assert_ptr_nonnull(dy);
-  uint32_t seed = 5;
-  for (int e = 0; e < BATCH * C * P; e++) {
-    x[e] = 2.0f + random_value(&seed);
-    dy[e] = random_value(&seed) / 3.0f;
+  /* channels, plane, channels taken (from channel 1), batch */
+  static const int cases[][4] = {
+      {7, 13, 6, 5}, {23, 16, 22, 3}, {4, 1, 3, 2}, {9, 64, 5, 1}};
+  for (size_t t = 0; t < sizeof cases / sizeof *cases; t++) {
+    int C = cases[t][0], P = cases[t][1], N = cases[t][2], B = cases[t][3];
+    size_t n = (size_t)B * (size_t)C * (size_t)P;
+    float *x = malloc(sizeof(float) * n), *dy = malloc(sizeof(float) * n);
+    double *mean = malloc(sizeof(double) * (size_t)N),
+           *inv = malloc(sizeof(double) * (size_t)N),
+           *sdy = malloc(sizeof(double) * (size_t)N),
+           *sdyx = malloc(sizeof(double) * (size_t)N);
+    ck_assert(x && dy && mean && inv && sdy && sdyx);
+    uint32_t seed = 5 + (uint32_t)t;
+    for (size_t e = 0; e < n; e++) {
+      x[e] = 2.0f + random_value(&seed);
+      dy[e] = random_value(&seed) / 3.0f;
+    }
+    for (int c = 0; c < N; c++) {
+      mean[c] = 2.0 + 0.01 * c;
+      inv[c] = 1.7 - 0.05 * c;
+    }
+    ae_net_bn_backward_sums_t(x, dy, B, (size_t)C * P, P, 1, (size_t)N, mean,
+                              inv, sdy, sdyx);
+    for (int c = 0; c < N; c++) {
+      double a, b;
+      ae_net_bn_channel_backward_sums_t(x, dy, B, (size_t)C * P, P,
+                                        (size_t)c + 1, mean[c], inv[c], &a, &b);
+      ck_assert_msg(memcmp(&a, &sdy[c], sizeof a) == 0,
+                    "case %zu dy %d: %a vs %a", t, c, sdy[c], a);
+      ck_assert_msg(memcmp(&b, &sdyx[c], sizeof b) == 0,
+                    "case %zu dyx %d: %a vs %a", t, c, sdyx[c], b);
+      ck_assert(b != 0.0);
+    }
+    free(x);
+    free(dy);
+    free(mean);
+    free(inv);
+    free(sdy);
+    free(sdyx);
   }
-  double mean[6], inv[6], sdy[6], sdyx[6];
-  for (int c = 0; c < 6; c++) {
-    mean[c] = 2.0 + 0.01 * c;
-    inv[c] = 1.7 - 0.1 * c;
-  }
-  ae_net_bn_backward_sums_t(x, dy, BATCH, (size_t)C * P, P, 1, 6, mean, inv,
-                            sdy, sdyx);
-  for (int c = 0; c < 6; c++) {
-    double a, b;
-    ae_net_bn_channel_backward_sums_t(x, dy, BATCH, (size_t)C * P, P,
-                                      (size_t)c + 1, mean[c], inv[c], &a, &b);
-    ck_assert(memcmp(&a, &sdy[c], sizeof a) == 0);
-    ck_assert(memcmp(&b, &sdyx[c], sizeof b) == 0);
-    ck_assert(b != 0.0);
-  }
-  free(x);
-  free(dy);
 }
 END_TEST
 
@@ -403,14 +416,16 @@ START_TEST(col2im_matches_reference) {
 }
 END_TEST
 
-/* The stride-1 average pool's adjoint by rows (16-lane runs where the CPU
- * has AVX-512) adds into dx bit for bit what the window loop adds: odd
- * and even planes, rows narrower than a vector, windows of 3 and 5, the
- * padding counted or not, dx holding values already (signed zeros, a NaN
- * among the gradients). */
+/* The stride-1 average pool's adjoint by rows (the 3x3 window's one pass
+ * per input row, 16-lane runs where the CPU has AVX-512) adds into dx bit
+ * for bit what the window loop adds: odd and even planes, planes of one
+ * or two rows or columns, rows narrower than a vector, windows of 3 and
+ * 5, the padding counted or not, dx holding values already (signed zeros,
+ * a NaN among the gradients). */
 START_TEST(avg_pool_adjoint_matches_reference) {
-  static const int shapes[][2] = {{32, 32}, {16, 16}, {8, 8},  {5, 7},
-                                  {1, 1},   {3, 40},  {17, 33}};
+  static const int shapes[][2] = {{32, 32}, {16, 16}, {8, 8},   {5, 7},
+                                  {1, 1},   {3, 40},  {17, 33}, {2, 2},
+                                  {1, 9},   {9, 1},   {2, 31}};
   for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
     for (int k = 3; k <= 5; k += 2)
       for (int include_pad = 0; include_pad < 2; include_pad++) {
