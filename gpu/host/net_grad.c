@@ -142,10 +142,14 @@ static void release(ae_net_grad *gr, int k) {
   gr->live[k] = 2;
 }
 
-/* Node k's gradient buffer for this backward, zeroed on first touch: the
- * smallest pooled buffer that fits, else a new one.  NULL when it cannot
- * be allocated. */
-static ae_real *grad_of(ae_net_grad *gr, int k) {
+/* Node k's gradient buffer for this backward: the smallest pooled buffer
+ * that fits, else a new one.  On first touch it is zeroed, unless fresh
+ * is given: then *fresh says whether this is the first touch, and the
+ * caller writes every element of a fresh buffer as 0 + its value (what
+ * the zeroed buffer's first addition gives, -0 included).  NULL when it
+ * cannot be allocated. */
+static ae_real *grad_of_maybe_fresh(ae_net_grad *gr, int k, int *fresh) {
+  if (fresh) *fresh = 0;
   if (gr->live[k] == 1) return gr->g[k];
   size_t count = (size_t)gr->batch * gr->n->geom[k].elems;
   int best = -1;
@@ -165,9 +169,17 @@ static ae_real *grad_of(ae_net_grad *gr, int k) {
     if (!gr->g[k]) return NULL;
     gr->gcap[k] = cap;
   }
-  memset(gr->g[k], 0, sizeof(ae_real) * count);
+  if (fresh)
+    *fresh = 1;
+  else
+    memset(gr->g[k], 0, sizeof(ae_real) * count);
   gr->live[k] = 1;
   return gr->g[k];
+}
+
+/* Node k's gradient buffer, zeroed on first touch. */
+static ae_real *grad_of(ae_net_grad *gr, int k) {
+  return grad_of_maybe_fresh(gr, k, NULL);
 }
 
 static void backward_linear(ae_net_grad *gr, int k, ae_real *dx) {
@@ -337,6 +349,14 @@ AE_VECTOR_LOOPS static void add_into(ae_real *dx, const ae_real *dy,
     dx[e] += dy[e];
 }
 
+/* dx = 0 + dy: add_into on a zeroed dx, without reading it (a -0 of dy
+ * becomes +0, as there). */
+AE_VECTOR_LOOPS static void
+store_into(ae_real *restrict dx, const ae_real *restrict dy, size_t count) {
+  for (size_t e = 0; e < count; e++)
+    dx[e] = (ae_real)0 + dy[e];
+}
+
 /* Pools, add, identity, flatten: linear maps without parameters. */
 static int backward_pass_through(ae_net_grad *gr, int k) {
   ae_net *n = gr->n;
@@ -366,9 +386,13 @@ static int backward_pass_through(ae_net_grad *gr, int k) {
   /* ADD, IDENTITY, FLATTEN: every input receives dy. */
   size_t count = B * ge->elems;
   for (int i = 0; i < nd->n_inputs; i++) {
-    ae_real *dx = grad_of(gr, nd->inputs[i]);
+    int fresh;
+    ae_real *dx = grad_of_maybe_fresh(gr, nd->inputs[i], &fresh);
     if (!dx) return AE_ENOMEM;
-    add_into(dx, dy, count);
+    if (fresh)
+      store_into(dx, dy, count);
+    else
+      add_into(dx, dy, count);
   }
   return AE_OK;
 }

@@ -352,6 +352,49 @@ START_TEST(grad_inner_seed_and_stop) {
 }
 END_TEST
 
+/* A pass-through's first write into a gradient buffer stores 0 + dy
+ * instead of zeroing the buffer and adding: the same bits, signed zeros
+ * included (a -0 of the seed arrives as +0, as 0 + -0 gives), in the
+ * float32 path.  Seeded at the identity node, stopped at its input. */
+START_TEST(grad_fresh_pass_through_keeps_zero_sum) {
+  ae_graph g;
+  build_conv_graph(&g);
+  int id = -1;
+  for (int k = 0; k < g.n_nodes; k++)
+    if (g.nodes[k].op == AE_OP_IDENTITY) id = k;
+  ck_assert_int_gt(id, 0);
+  int below = g.nodes[id].inputs[0];
+  ae_net *net;
+  ck_assert_int_eq(ae_net_create(&g, BATCH, &net), 0);
+  draw_params(net);
+  size_t nin = BATCH * elems(&g.nodes[0]), n = BATCH * elems(&g.nodes[id]);
+  float *xf = malloc(nin * sizeof *xf);
+  double *xd = malloc(nin * sizeof *xd), *s = malloc(n * sizeof *s),
+         *got = malloc(n * sizeof *got);
+  ck_assert(xf && xd && s && got);
+  make_inputs(&g, xf, xd);
+  for (size_t i = 0; i < n; i++)
+    s[i] = i % 3 == 0 ? -0.0 : ae_philox_normal(3, 79, 0, i);
+  ae_net_grad *gr;
+  ck_assert_int_eq(ae_net_grad_create(net, &gr), 0);
+  ck_assert_int_eq(ae_net_forward(net, xf, BATCH, NULL), 0);
+  ck_assert_int_eq(ae_net_backward(net, gr, BATCH, id, s, below), 0);
+  ck_assert_int_eq(ae_net_grad_node(gr, below, got), 0);
+  for (size_t i = 0; i < n; i++) {
+    float want = 0.0f + (float)s[i];
+    ck_assert_msg(memcmp(&(float){(float)got[i]}, &want, sizeof want) == 0,
+                  "element %zu: %a, want %a", i, got[i], (double)want);
+  }
+  ae_net_grad_destroy(gr);
+  ae_net_destroy(net);
+  ae_graph_free(&g);
+  free(xf);
+  free(xd);
+  free(s);
+  free(got);
+}
+END_TEST
+
 /* The float32 path against the float64 twin on the same weights: every
  * parameter gradient within 1e-4 of the tensor's largest (measured:
  * about 1e-6 on these nets). */
@@ -745,6 +788,7 @@ int main(int argc, char **argv) {
   tcase_add_test(tc, grad_mlp_graph);
   tcase_add_test(tc, grad_gap_graph);
   tcase_add_test(tc, grad_inner_seed_and_stop);
+  tcase_add_test(tc, grad_fresh_pass_through_keeps_zero_sum);
   tcase_add_test(tc, grad_float32_vs_twin);
   tcase_add_test(tc, grad_float32_relu_kink);
   tcase_add_test(tc, grad_direct_paths);
