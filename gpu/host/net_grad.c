@@ -285,10 +285,19 @@ static void backward_conv(ae_net_grad *gr, int k, ae_real *dx) {
 }
 
 /* One plane of train-mode BN's dx (below), element by element in float64
- * as before; vectorised (no contraction: the same roundings). */
+ * as before; vectorised (no contraction: the same roundings).  fresh: dx
+ * was never written, and gets 0 + the value (grad_of_maybe_fresh). */
 AE_VECTOR_LOOPS __attribute__((optimize("fp-contract=off"))) static void
 bn_dx_plane(const ae_real *x, const ae_real *dy, size_t P, double mean,
-            double inv, double s, double mdy, double mdyx, ae_real *dx) {
+            double inv, double s, double mdy, double mdyx, int fresh,
+            ae_real *dx) {
+  if (fresh) {
+    for (size_t i = 0; i < P; i++) {
+      double xh = ((double)x[i] - mean) * inv;
+      dx[i] = (ae_real)0 + (ae_real)(s * ((double)dy[i] - mdy - xh * mdyx));
+    }
+    return;
+  }
   for (size_t i = 0; i < P; i++) {
     double xh = ((double)x[i] - mean) * inv;
     dx[i] += (ae_real)(s * ((double)dy[i] - mdy - xh * mdyx));
@@ -298,7 +307,7 @@ bn_dx_plane(const ae_real *x, const ae_real *dy, size_t P, double mean,
 /* Train-mode BN: y = gamma * xhat + beta with xhat = (x - mean) * invstd
  * over the batch's B * plane values of each channel, so
  * dx = gamma * invstd * (dy - mean(dy) - xhat * mean(dy * xhat)). */
-static void backward_bn(ae_net_grad *gr, int k, ae_real *dx) {
+static void backward_bn(ae_net_grad *gr, int k, ae_real *dx, int fresh) {
   ae_net *n = gr->n;
   const ae_node *nd = &n->g->nodes[k];
   const ae_plan_geom *ge = &n->geom[k];
@@ -327,7 +336,8 @@ static void backward_bn(ae_net_grad *gr, int k, ae_real *dx) {
       double mdy = sdy / cnt, mdyx = sdyx / cnt;
       for (int b = 0; b < batch; b++) {
         size_t off = (size_t)b * ge->elems + c * P;
-        bn_dx_plane(x + off, dy + off, P, mean, inv, s, mdy, mdyx, dx + off);
+        bn_dx_plane(x + off, dy + off, P, mean, inv, s, mdy, mdyx, fresh,
+                    dx + off);
       }
     }
   }
@@ -462,8 +472,12 @@ int ae_net_backward(ae_net *n, ae_net_grad *gr, int batch, int from,
       continue;
     }
     ae_real *dx = NULL;
-    if (nd->op == AE_OP_LINEAR || nd->op == AE_OP_CONV ||
-        nd->op == AE_OP_BATCH_NORM || nd->op == AE_OP_ACT) {
+    int fresh = 0;
+    if (nd->op == AE_OP_BATCH_NORM) {
+      dx = grad_of_maybe_fresh(gr, nd->inputs[0], &fresh);
+      if (!dx) return AE_ENOMEM;
+    } else if (nd->op == AE_OP_LINEAR || nd->op == AE_OP_CONV ||
+               nd->op == AE_OP_ACT) {
       dx = grad_of(gr, nd->inputs[0]);
       if (!dx) return AE_ENOMEM;
     }
@@ -475,7 +489,7 @@ int ae_net_backward(ae_net *n, ae_net_grad *gr, int batch, int from,
       backward_conv(gr, t, dx);
       break;
     case AE_OP_BATCH_NORM:
-      backward_bn(gr, t, dx);
+      backward_bn(gr, t, dx, fresh);
       break;
     case AE_OP_ACT:
       backward_act(gr, t, dx);

@@ -352,11 +352,12 @@ START_TEST(grad_inner_seed_and_stop) {
 }
 END_TEST
 
-/* A pass-through's first write into a gradient buffer stores 0 + dy
- * instead of zeroing the buffer and adding: the same bits, signed zeros
- * included (a -0 of the seed arrives as +0, as 0 + -0 gives), in the
- * float32 path.  Seeded at the identity node, stopped at its input. */
-START_TEST(grad_fresh_pass_through_keeps_zero_sum) {
+/* A pass-through's or BN's first write into a gradient buffer stores
+ * 0 + its value instead of zeroing the buffer and adding: the same bits,
+ * signed zeros included (a -0 arrives as +0, as 0 + -0 gives), in the
+ * float32 path.  Seeded at the identity node, stopped at its input (a
+ * BN), then seeded at that BN, stopped at its conv. */
+START_TEST(grad_fresh_buffers_store_zero_sum) {
   ae_graph g;
   build_conv_graph(&g);
   int id = -1;
@@ -385,6 +386,23 @@ START_TEST(grad_fresh_pass_through_keeps_zero_sum) {
     ck_assert_msg(memcmp(&(float){(float)got[i]}, &want, sizeof want) == 0,
                   "element %zu: %a, want %a", i, got[i], (double)want);
   }
+  /* BN's dx into its conv's fresh buffer: a seed of -0 everywhere makes
+   * every value +-0, stored as 0 + it: +0 throughout. */
+  int bn = g.nodes[below].op == AE_OP_BATCH_NORM ? below : -1;
+  ck_assert_int_gt(bn, 0);
+  int conv = g.nodes[bn].inputs[0];
+  ck_assert_int_eq(g.nodes[conv].op, AE_OP_CONV);
+  for (size_t i = 0; i < n; i++)
+    s[i] = -0.0;
+  ck_assert_int_eq(ae_net_backward(net, gr, BATCH, bn, s, conv), 0);
+  size_t nc = BATCH * elems(&g.nodes[conv]);
+  double *dc = malloc(nc * sizeof *dc);
+  ck_assert_ptr_nonnull(dc);
+  ck_assert_int_eq(ae_net_grad_node(gr, conv, dc), 0);
+  for (size_t i = 0; i < nc; i++)
+    ck_assert_msg(dc[i] == 0.0 && !signbit(dc[i]), "BN element %zu: %a", i,
+                  dc[i]);
+  free(dc);
   ae_net_grad_destroy(gr);
   ae_net_destroy(net);
   ae_graph_free(&g);
@@ -788,7 +806,7 @@ int main(int argc, char **argv) {
   tcase_add_test(tc, grad_mlp_graph);
   tcase_add_test(tc, grad_gap_graph);
   tcase_add_test(tc, grad_inner_seed_and_stop);
-  tcase_add_test(tc, grad_fresh_pass_through_keeps_zero_sum);
+  tcase_add_test(tc, grad_fresh_buffers_store_zero_sum);
   tcase_add_test(tc, grad_float32_vs_twin);
   tcase_add_test(tc, grad_float32_relu_kink);
   tcase_add_test(tc, grad_direct_paths);
