@@ -114,6 +114,7 @@ size_t ae_engine_memory_used(const ae_engine *e) {
 void ae_engine_idle(ae_engine *e) {
   (void)e;
   ae_net_release_spare();
+  ae_rademacher_release();
 }
 
 void ae_engine_close(ae_engine *e) {
@@ -121,8 +122,10 @@ void ae_engine_close(ae_engine *e) {
   e->exec->device_close(e->device);
   free(e);
   /* The host nets' spare arena of this thread (gpu/host/net.c), kept from
-   * job to job: an engine is closed on the thread that ran its jobs. */
+   * job to job, and its kept Rademacher signs (net_signs.c): an engine is
+   * closed on the thread that ran its jobs. */
   ae_net_release_spare();
+  ae_rademacher_release();
 }
 
 /* ---- one job ---- */

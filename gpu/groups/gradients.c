@@ -151,7 +151,7 @@ int ae_jacobian_trainability_of_forward(ae_net *n, int batch, const int *blocks,
     }
     size_t n_out = (size_t)batch * node_elems(fo);
     size_t n_in = (size_t)batch * node_elems(fi);
-    ae_rademacher_fill(seed, AE_TID_RADEMACHER, (uint32_t)l, n_out, g_out);
+    ae_rademacher_fill_kept(seed, AE_TID_RADEMACHER, (uint32_t)l, n_out, g_out);
     rc = ae_net_backward(n, gr, batch, blocks[l], g_out, blocks[l - 1]);
     if (!rc) rc = ae_net_grad_node(gr, blocks[l - 1], g_in);
     if (rc) break;

@@ -219,6 +219,16 @@ int ae_net_activation64(ae_net *n, int node, int batch, double *out);
 void ae_rademacher_fill(uint64_t seed, uint32_t tensor, uint32_t stream,
                         size_t count, double *out);
 
+/* ae_rademacher_fill's very values, kept per thread as bits from call to
+ * call (net_signs.c): a sweep's jobs share the seed and the block shapes,
+ * so each worker draws its signs once.  Bounded (4 MiB of bits, 64
+ * tensors); a new seed drops the old one's. */
+void ae_rademacher_fill_kept(uint64_t seed, uint32_t tensor, uint32_t stream,
+                             size_t count, double *out);
+
+/* Frees the calling thread's kept signs (also freed when it exits). */
+void ae_rademacher_release(void);
+
 /* ---- weight schemes (net_init.c; ranking.md §0, settings.init) ---- */
 
 /* Draws every weight with scheme (stream: the repeat index):

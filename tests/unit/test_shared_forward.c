@@ -292,6 +292,41 @@ START_TEST(rademacher_bit_for_bit) {
 }
 END_TEST
 
+/* The kept signs (net_signs.c) are ae_rademacher_fill's, whether drawn
+ * or expanded from the thread's bits: first and second calls, counts
+ * within and across 64-bit words, the same stream at two counts, a new
+ * seed, more tensors than the cache keeps (eviction), and after a
+ * release. */
+START_TEST(rademacher_kept_bit_for_bit) {
+  static const size_t counts[] = {1, 63, 64, 65, 64 * 7 + 5, 4096};
+  size_t most = 4096;
+  double *got = malloc(most * sizeof *got), *want = malloc(most * sizeof *want);
+  ck_assert(got && want);
+  /* 20 tensors (kept, then expanded), 70 (more than the cache keeps: the
+   * oldest are dropped and drawn again), each seed twice. */
+  static const uint64_t seeds[] = {11, 11, 12, 12};
+  static const uint32_t streams[] = {20, 20, 70, 70};
+  for (size_t s = 0; s < 4; s++)
+    for (int pass = 0; pass < 2; pass++)
+      for (uint32_t stream = 0; stream < streams[s]; stream++) {
+        size_t count = counts[(stream + s) % 6];
+        ae_rademacher_fill_kept(seeds[s], AE_TID_RADEMACHER, stream, count,
+                                got);
+        ae_rademacher_fill(seeds[s], AE_TID_RADEMACHER, stream, count, want);
+        ck_assert_msg(memcmp(got, want, count * sizeof *got) == 0,
+                      "seed %llu stream %u count %zu pass %d",
+                      (unsigned long long)seeds[s], stream, count, pass);
+      }
+  ae_rademacher_release();
+  ae_rademacher_fill_kept(11, AE_TID_RADEMACHER, 3, 100, got);
+  ae_rademacher_fill(11, AE_TID_RADEMACHER, 3, 100, want);
+  ck_assert(memcmp(got, want, 100 * sizeof *got) == 0);
+  ae_rademacher_release();
+  free(got);
+  free(want);
+}
+END_TEST
+
 /* Scores a small nb201 network with the given metrics selected. */
 static void score(const ae_metric_id *ids, size_t n_ids, ae_scorecard *sc) {
   const char *text =
@@ -375,6 +410,7 @@ int main(int argc, char **argv) {
   tcase_add_test(tc, spare_arena_grows_in_place);
   tcase_add_test(tc, net_versions);
   tcase_add_test(tc, rademacher_bit_for_bit);
+  tcase_add_test(tc, rademacher_kept_bit_for_bit);
   tcase_add_test(tc, shared_forward_same_values);
   suite_add_tcase(s, tc);
   SRunner *sr = srunner_create(s);
