@@ -80,15 +80,22 @@ static size_t words_of(size_t count) {
   return (count + 63) / 64;
 }
 
-/* out[e] = +1 or -1 from bit e. */
+/* out[e] = +1 or -1 from bit e: four signs at a time from a table of the
+ * 16 patterns of four bits (one 32-byte copy each), then the tail. */
 static void expand(const uint64_t *bits, size_t count, double *out) {
-  for (size_t w = 0; w * 64 < count; w++) {
-    uint64_t word = bits[w];
-    size_t n = count - w * 64 < 64 ? count - w * 64 : 64;
-    double *o = out + w * 64;
-    for (size_t b = 0; b < n; b++)
-      o[b] = (word >> b) & 1u ? 1.0 : -1.0;
+  double table[16][4];
+  for (int q = 0; q < 16; q++)
+    for (int b = 0; b < 4; b++)
+      table[q][b] = (q >> b) & 1 ? 1.0 : -1.0;
+  size_t e = 0;
+  for (; e + 64 <= count; e += 64) {
+    uint64_t word = bits[e / 64];
+    for (int q = 0; q < 16; q++)
+      memcpy(out + e + 4 * (size_t)q, table[(word >> (4 * q)) & 15],
+             sizeof table[0]);
   }
+  for (; e < count; e++)
+    out[e] = (bits[e / 64] >> (e % 64)) & 1u ? 1.0 : -1.0;
 }
 
 /* The entry's bits from the drawn signs out[0 .. count-1]. */
