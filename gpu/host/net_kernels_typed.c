@@ -155,9 +155,105 @@ col2im_add(const ae_real *col, int c, int h, int w, int k, int stride, int pad,
       }
 }
 
+/* One input row of a 3x3, stride-1, padding-1 col2im: dx[ix] plus, for
+ * each of the nr taps' rows ky that reach it (ascending), the im2col rows
+ * (ky, 0), (ky, 1), (ky, 2) at output columns ix + 1, ix, ix - 1 (those
+ * inside the row): r[3 g + kx] is row (ky, kx) at its output row.  Each
+ * element's terms in col2im_add's order (tap row, then tap column), one
+ * chain; the interior columns in the clone's lanes. */
+AE_ROW_CLONES AE_VECTOR_LOOPS static void
+col2im3_row(const ae_real *const *r, int nr, int w, ae_real *restrict dx) {
+  if (w == 1) {
+    ae_real acc = dx[0];
+    for (int g = 0; g < nr; g++)
+      acc += r[3 * g + 1][0];
+    dx[0] = acc;
+    return;
+  }
+  ae_real first = dx[0], last = dx[w - 1];
+  for (int g = 0; g < nr; g++) {
+    first += r[3 * g][1];
+    first += r[3 * g + 1][0];
+    last += r[3 * g + 1][w - 1];
+    last += r[3 * g + 2][w - 2];
+  }
+  if (nr == 3) {
+    const ae_real *restrict a0 = r[0], *restrict a1 = r[1], *restrict a2 = r[2];
+    const ae_real *restrict b0 = r[3], *restrict b1 = r[4], *restrict b2 = r[5];
+    const ae_real *restrict c0 = r[6], *restrict c1 = r[7], *restrict c2 = r[8];
+    for (int ix = 1; ix < w - 1; ix++) {
+      ae_real acc = dx[ix];
+      acc += a0[ix + 1];
+      acc += a1[ix];
+      acc += a2[ix - 1];
+      acc += b0[ix + 1];
+      acc += b1[ix];
+      acc += b2[ix - 1];
+      acc += c0[ix + 1];
+      acc += c1[ix];
+      acc += c2[ix - 1];
+      dx[ix] = acc;
+    }
+  } else if (nr == 2) {
+    const ae_real *restrict a0 = r[0], *restrict a1 = r[1], *restrict a2 = r[2];
+    const ae_real *restrict b0 = r[3], *restrict b1 = r[4], *restrict b2 = r[5];
+    for (int ix = 1; ix < w - 1; ix++) {
+      ae_real acc = dx[ix];
+      acc += a0[ix + 1];
+      acc += a1[ix];
+      acc += a2[ix - 1];
+      acc += b0[ix + 1];
+      acc += b1[ix];
+      acc += b2[ix - 1];
+      dx[ix] = acc;
+    }
+  } else {
+    for (int ix = 1; ix < w - 1; ix++) {
+      ae_real acc = dx[ix];
+      for (int g = 0; g < nr; g++) {
+        acc += r[3 * g][ix + 1];
+        acc += r[3 * g + 1][ix];
+        acc += r[3 * g + 2][ix - 1];
+      }
+      dx[ix] = acc;
+    }
+  }
+  dx[0] = first;
+  dx[w - 1] = last;
+}
+
+/* col2im_add for a 3x3, stride-1, padding-1 convolution whose output is
+ * its input's size (NAS-Bench-201's nor_conv_3x3) input row by input row:
+ * each dx element receives its (up to) nine terms in one pass, in
+ * col2im_add's order, instead of nine passes of short row additions;
+ * the same bits. */
+static void col2im3_add(const ae_real *col, int c, int h, int w, ae_real *dx,
+                        size_t ld) {
+  for (int ci = 0; ci < c; ci++) {
+    ae_real *plane = dx + (size_t)ci * (size_t)h * (size_t)w;
+    for (int iy = 0; iy < h; iy++) {
+      const ae_real *r[9];
+      int nr = 0;
+      for (int ky = 0; ky < 3; ky++) {
+        int oy = iy + 1 - ky;
+        if (oy < 0 || oy >= h) continue;
+        for (int kx = 0; kx < 3; kx++)
+          r[3 * nr + kx] = col + (size_t)(ci * 9 + ky * 3 + kx) * ld +
+                           (size_t)oy * (size_t)w;
+        nr++;
+      }
+      col2im3_row(r, nr, w, plane + (size_t)iy * (size_t)w);
+    }
+  }
+}
+
 void ae_net_col2im_add_t(const ae_real *col, int c, int h, int w, int k,
                          int stride, int pad, int oh, int ow, ae_real *dx,
                          size_t ld) {
+  if (k == 3 && stride == 1 && pad == 1 && oh == h && ow == w) {
+    col2im3_add(col, c, h, w, dx, ld);
+    return;
+  }
   col2im_add(col, c, h, w, k, stride, pad, oh, ow, dx, ld,
              AE_NET_AVX512 && ae_net_have_avx512());
 }

@@ -383,14 +383,16 @@ START_TEST(channel_sums_match_reference) {
 }
 END_TEST
 
-/* col2im's stride-1 rows in 16 lanes: the reference loops' very sums,
- * for kernels 1, 3 and 5 with their paddings, widths with a partial last
- * vector, and a stride-2 case (the scalar path of both). */
+/* col2im's stride-1 rows in 16 lanes, and the 3x3 "same" case one pass
+ * per input row: the reference loops' very sums, for kernels 1, 3 and 5
+ * with their paddings, widths with a partial last vector, planes of one
+ * and two rows, and a stride-2 case (the scalar path of both). */
 START_TEST(col2im_matches_reference) {
-  static const int shapes[][5] = {/* c, h=w, k, stride, pad */
-                                  {3, 8, 3, 1, 1},  {2, 19, 3, 1, 1},
-                                  {2, 32, 1, 1, 0}, {2, 21, 5, 1, 2},
-                                  {2, 16, 3, 2, 1}, {1, 5, 3, 1, 0}};
+  static const int shapes[][5] = {
+      /* c, h=w, k, stride, pad */
+      {3, 8, 3, 1, 1},  {2, 19, 3, 1, 1}, {2, 32, 1, 1, 0},
+      {2, 21, 5, 1, 2}, {2, 16, 3, 2, 1}, {1, 5, 3, 1, 0},
+      {2, 1, 3, 1, 1},  {2, 2, 3, 1, 1},  {3, 32, 3, 1, 1}};
   for (size_t t = 0; t < sizeof shapes / sizeof shapes[0]; t++) {
     int c = shapes[t][0], h = shapes[t][1], k = shapes[t][2];
     int st = shapes[t][3], pad = shapes[t][4];
