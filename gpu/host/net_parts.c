@@ -7,10 +7,10 @@
  * and joined before it returns, each on its own samples (or tiles) and
  * scratch.  Every value is the same whatever the split: the callers'
  * parts never share an output element, and no element's arithmetic
- * depends on which part computes it.  The daemon gives each host worker
- * cores / workers BLAS threads (one by default, so one part); a worker
- * with two or more (fewer workers than cores), or a program that sets two
- * (bench_ntk with AE_BENCH_THREADS=2), gets two parts.
+ * depends on which part computes it.  Engines fix OpenBLAS to one thread
+ * (gpu/engine.h), so the daemon's and the CLI's jobs run in one part; a
+ * program that sets two BLAS threads itself (bench_ntk with
+ * AE_BENCH_THREADS=2) gets two.
  *
  * Stateless; the helper thread lives within one ae_net_run_parts call and
  * touches only what the step's function gives it. */
