@@ -7,7 +7,9 @@
  * loop tells a queued job from one a worker holds.  Workers wait on q->cv. */
 #include "config.h"
 
+#include <errno.h>
 #include <stdlib.h>
+#include <time.h>
 
 #include "api/status.h"
 #include "server/queue.h"
@@ -95,7 +97,16 @@ static void remove_locked(ae_queue *q, ae_queue_entry *e) {
 int ae_queue_init(ae_queue *q) {
   int err = pthread_mutex_init(&q->mu, NULL);
   if (err) return AE_EINTERNAL;
-  if (pthread_cond_init(&q->cv, NULL)) {
+  /* Timed waits (ae_queue_pop_wait_until) count on the monotonic clock. */
+  pthread_condattr_t attr;
+  if (pthread_condattr_init(&attr)) {
+    pthread_mutex_destroy(&q->mu);
+    return AE_EINTERNAL;
+  }
+  int bad = pthread_condattr_setclock(&attr, CLOCK_MONOTONIC) ||
+            pthread_cond_init(&q->cv, &attr);
+  pthread_condattr_destroy(&attr);
+  if (bad) {
     pthread_mutex_destroy(&q->mu);
     return AE_EINTERNAL;
   }
@@ -172,15 +183,29 @@ int ae_queue_empty(ae_queue *q) {
 }
 
 ae_queue_entry *ae_queue_pop_wait(ae_queue *q) {
+  return ae_queue_pop_wait_until(q, 0, NULL);
+}
+
+ae_queue_entry *ae_queue_pop_wait_until(ae_queue *q, long long deadline_ns,
+                                        int *timed_out) {
+  struct timespec until = {(time_t)(deadline_ns / 1000000000LL),
+                           (long)(deadline_ns % 1000000000LL)};
+  int late = 0;
   pthread_mutex_lock(&q->mu);
-  while (!q->stopped && q->n == 0)
-    pthread_cond_wait(&q->cv, &q->mu);
+  while (!q->stopped && q->n == 0 && !late) {
+    if (deadline_ns > 0)
+      late = pthread_cond_timedwait(&q->cv, &q->mu, &until) == ETIMEDOUT;
+    else
+      pthread_cond_wait(&q->cv, &q->mu);
+  }
   ae_queue_entry *top = NULL;
-  if (!q->stopped) {
+  int stopped = q->stopped;
+  if (!stopped && q->n > 0) {
     top = q->heap[0];
     remove_locked(q, top);
   }
   pthread_mutex_unlock(&q->mu);
+  if (timed_out) *timed_out = !top && !stopped;
   return top;
 }
 

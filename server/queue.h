@@ -56,6 +56,12 @@ ae_queue_entry *ae_queue_pop(ae_queue *q);
 int ae_queue_empty(ae_queue *q);
 /* Blocks for the first entry; NULL once ae_queue_stop was called. */
 ae_queue_entry *ae_queue_pop_wait(ae_queue *q);
+/* The same, but returns NULL with *timed_out = 1 once the monotonic clock
+ * reaches deadline_ns (ae_mono_ns's scale; 0 waits for ever) with nothing
+ * queued.  *timed_out is 0 when an entry came or the queue was stopped;
+ * timed_out may be NULL. */
+ae_queue_entry *ae_queue_pop_wait_until(ae_queue *q, long long deadline_ns,
+                                        int *timed_out);
 /* Takes up to max entries whose deadline passed at now_ns into out;
  * returns how many. */
 size_t ae_queue_take_late(ae_queue *q, long long now_ns, ae_queue_entry **out,

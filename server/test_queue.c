@@ -1,15 +1,17 @@
 /* test_queue.c: unit tests of the job queue (server/queue.c): the order
  * (priority, then seq), removal of a queued entry, the 1-based positions
  * (the fast count for the newest entry agrees with a scan), the deadline
- * sweep, and a stop that wakes a blocked worker.
+ * sweep, a stop that wakes a blocked worker, and the timed wait of an idle
+ * worker (ae_queue_pop_wait_until).
  *
- * Each test owns its queue; one test starts a thread that blocks in
- * ae_queue_pop_wait. */
+ * Each test owns its queue; two tests start a thread that blocks in
+ * ae_queue_pop_wait or pushes while the test's thread waits. */
 #include "config.h"
 
 #include <check.h>
 #include <pthread.h>
 #include <stdlib.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "api/status.h"
@@ -138,6 +140,58 @@ START_TEST(stop_wakes_a_blocked_worker) {
 }
 END_TEST
 
+static long long mono_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+static ae_queue_entry late_push_entry;
+
+/* Pushes late_push_entry 30 ms after it starts. */
+static void *late_pusher(void *arg) {
+  usleep(30000);
+  ae_queue_entry *one = &late_push_entry;
+  ae_queue_push(arg, &one, 1);
+  return NULL;
+}
+
+START_TEST(timed_wait_ends_at_the_deadline_or_with_an_entry) {
+  ae_queue q;
+  ck_assert_int_eq(ae_queue_init(&q), AE_OK);
+  ck_assert_int_eq(ae_queue_reserve(&q, 2), AE_OK);
+  /* Nothing comes: NULL, timed out, not before the deadline. */
+  int timed_out = 0;
+  long long t0 = mono_ns();
+  ck_assert_ptr_null(ae_queue_pop_wait_until(&q, t0 + 50000000LL, &timed_out));
+  ck_assert_int_eq(timed_out, 1);
+  ck_assert_int_ge(mono_ns() - t0, 50000000LL);
+  /* An entry pushed while it waits: that entry, not timed out. */
+  late_push_entry = entry(3, 7, 0);
+  pthread_t t;
+  ck_assert_int_eq(pthread_create(&t, NULL, late_pusher, &q), 0);
+  timed_out = 1;
+  ae_queue_entry *got =
+      ae_queue_pop_wait_until(&q, mono_ns() + 60000000000LL, &timed_out);
+  ck_assert_int_eq(pthread_join(t, NULL), 0);
+  ck_assert_ptr_eq(got, &late_push_entry);
+  ck_assert_int_eq(timed_out, 0);
+  /* An entry already queued is taken even past the deadline. */
+  ae_queue_entry e = entry(0, 1, 0), *one = &e;
+  ae_queue_push(&q, &one, 1);
+  timed_out = 1;
+  ck_assert_ptr_eq(ae_queue_pop_wait_until(&q, 1, &timed_out), &e);
+  ck_assert_int_eq(timed_out, 0);
+  /* Stopped: NULL, and not a time-out (the worker must leave). */
+  ae_queue_stop(&q);
+  timed_out = 1;
+  ck_assert_ptr_null(
+      ae_queue_pop_wait_until(&q, mono_ns() + 50000000LL, &timed_out));
+  ck_assert_int_eq(timed_out, 0);
+  ae_queue_free(&q);
+}
+END_TEST
+
 int main(void) {
   Suite *s = suite_create("server_queue");
   TCase *tc = tcase_create("queue");
@@ -145,6 +199,7 @@ int main(void) {
   tcase_add_test(tc, remove_and_positions);
   tcase_add_test(tc, take_late_by_deadline);
   tcase_add_test(tc, stop_wakes_a_blocked_worker);
+  tcase_add_test(tc, timed_wait_ends_at_the_deadline_or_with_an_entry);
   suite_add_tcase(s, tc);
   SRunner *sr = srunner_create(s);
   srunner_run_all(sr, CK_NORMAL);

@@ -130,12 +130,34 @@ static void *worker_main(void *arg) {
   w->ev_ready.worker = w->index;
   post_event(srv, &w->ev_ready);
 
+  /* Buffers are kept from job to job (the jobs' memory budget does not
+   * count them): while jobs wait, and for --worker-keep-ms after the last
+   * one, so that a controller that submits its next architecture once the
+   * last is scored finds them (arenas of hundreds of MiB otherwise mapped
+   * and faulted in again, the Rademacher signs drawn again).  A worker
+   * idle for longer gives them back. */
+  long long keep_ns = srv->opt->worker_keep_ms * 1000000LL;
+  int holding = 1; /* buffers kept since the last job (or the warm-up) */
   for (;;) {
-    /* Buffers are kept from job to job while jobs wait; an idle worker
-     * gives them back (the jobs' memory budget does not count them). */
-    if (ae_queue_empty(&srv->queue)) ae_engine_idle(engine);
-    ae_queue_entry *entry = ae_queue_pop_wait(&srv->queue);
+    ae_queue_entry *entry;
+    if (holding && keep_ns > 0) {
+      int timed_out = 0;
+      entry = ae_queue_pop_wait_until(&srv->queue, ae_mono_ns() + keep_ns,
+                                      &timed_out);
+      if (timed_out) {
+        ae_engine_idle(engine);
+        holding = 0;
+        continue;
+      }
+    } else {
+      if (holding && ae_queue_empty(&srv->queue)) {
+        ae_engine_idle(engine);
+        holding = 0;
+      }
+      entry = ae_queue_pop_wait(&srv->queue);
+    }
     if (!entry) break;
+    holding = 1;
     ae_job *job = AE_JOB_OF_ENTRY(entry);
     job->w_started_ms = ae_now_ms();
     job->w_start_ns = ae_mono_ns();
