@@ -33,9 +33,9 @@ typedef struct {
   int backend;      /* ae_backend_choice */
   const char *gpus; /* "all" or "0,2" */
   int workers_per_gpu;
-  int host_workers; /* -1: 1 with a GPU, else the core count */
-  int worker_nice;  /* the worker threads' nice value (0 to 19) */
-  int worker_sched; /* ae_worker_sched: their scheduling policy */
+  int host_workers;         /* -1: 1 with a GPU, else the core count */
+  int worker_nice;          /* the worker threads' nice value (0 to 19) */
+  int worker_sched;         /* ae_worker_sched: their scheduling policy */
   long long worker_keep_ms; /* an idle worker keeps its buffers this long */
   long long max_queue;
   long long max_batch;

@@ -32,6 +32,7 @@ INTEGER_BOUNDS = {
     "workers-per-gpu": (1, 64),
     "host-workers": (0, 1024),
     "worker-nice": (0, 19),
+    "worker-keep-ms": (0, 3600000),
     "max-queue": (0, 100000000),
     "max-batch": (1, 1000000),
     "default-timeout-ms": (1, 1 << 40),
