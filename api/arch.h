@@ -342,8 +342,13 @@ double ae_graph_params(const ae_graph *g);
 int ae_graph_block_outputs(const ae_graph *g, int **blocks, int *n);
 double ae_graph_flops(const ae_graph *g);
 /* Forward multiply-accumulates per sample (flops = 2 x macs); see
- * node_macs in lower.c for what each op counts. */
+ * ae_node_macs in lower.c for what each op counts. */
 double ae_graph_macs(const ae_graph *g);
+/* One node's share of ae_graph_params and ae_graph_macs (n a node of
+ * g): conv and linear weights and biases, BN's gammas and betas; conv
+ * and linear multiply-adds per sample. */
+double ae_node_params(const ae_graph *g, const ae_node *n);
+double ae_node_macs(const ae_graph *g, const ae_node *n);
 
 /* Deep copy; returns 0 or AE_ENOMEM. */
 int ae_graph_copy(const ae_graph *src, ae_graph *dst);

@@ -82,7 +82,7 @@ static double node_elems(const ae_node *n) {
                       : (double)n->shape[0];
 }
 
-static double node_params(const ae_graph *g, const ae_node *n) {
+double ae_node_params(const ae_graph *g, const ae_node *n) {
   switch (n->op) {
   case AE_OP_LINEAR: {
     double in = node_elems(&g->nodes[n->inputs[0]]);
@@ -108,7 +108,7 @@ static double node_params(const ae_graph *g, const ae_node *n) {
  * NAS-Bench-201's FLOPs count.  BatchNorm, activations, pools, adds,
  * multiplies, concat, pad and the other parameter-free ops count none
  * (BatchNorm folds into the conv before it at inference). */
-static double node_macs(const ae_graph *g, const ae_node *n) {
+double ae_node_macs(const ae_graph *g, const ae_node *n) {
   if (n->op == AE_OP_LINEAR)
     return (node_elems(&g->nodes[n->inputs[0]]) + (n->bias ? 1 : 0)) * n->out;
   if (n->op != AE_OP_CONV) return 0.0;
@@ -121,14 +121,14 @@ static double node_macs(const ae_graph *g, const ae_node *n) {
 double ae_graph_params(const ae_graph *g) {
   double total = 0;
   for (int i = 0; i < g->n_nodes; i++)
-    total += node_params(g, &g->nodes[i]);
+    total += ae_node_params(g, &g->nodes[i]);
   return total;
 }
 
 double ae_graph_macs(const ae_graph *g) {
   double total = 0;
   for (int i = 0; i < g->n_nodes; i++)
-    total += node_macs(g, &g->nodes[i]);
+    total += ae_node_macs(g, &g->nodes[i]);
   return total;
 }
 
@@ -1005,7 +1005,7 @@ static int largest_node(const ae_graph *g) {
   int best = 0;
   double most = -1;
   for (int i = 0; i < g->n_nodes; i++) {
-    double n = node_params(g, &g->nodes[i]);
+    double n = ae_node_params(g, &g->nodes[i]);
     if (n > most) {
       most = n;
       best = i;

@@ -55,7 +55,8 @@ tests_ref_dump_ranking_LDADD = $(ENGINE_LIBS)
 # tests/bench/RESULTS.md).
 EXTRA_PROGRAMS += tests/bench/bench_ranking
 AE_BENCHES += tests/bench/bench_ranking
-tests_bench_bench_ranking_SOURCES = tests/bench/bench_ranking.c
+tests_bench_bench_ranking_SOURCES = tests/bench/bench_ranking.c \
+	tests/bench/bench_rate.c tests/bench/bench_rate.h
 tests_bench_bench_ranking_CFLAGS = $(AM_CFLAGS) -O2
 tests_bench_bench_ranking_LDADD = $(ENGINE_LIBS)
 

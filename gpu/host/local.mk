@@ -45,7 +45,8 @@ tests_unit_test_net_grad_LDADD = $(TEST_LIBS)
 
 EXTRA_PROGRAMS += tests/bench/bench_cells
 AE_BENCHES += tests/bench/bench_cells
-tests_bench_bench_cells_SOURCES = tests/bench/bench_cells.c
+tests_bench_bench_cells_SOURCES = tests/bench/bench_cells.c \
+	tests/bench/bench_rate.c tests/bench/bench_rate.h
 tests_bench_bench_cells_CFLAGS = $(AM_CFLAGS) -O2
 tests_bench_bench_cells_LDADD = $(ENGINE_LIBS)
 

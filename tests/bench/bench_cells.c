@@ -8,8 +8,11 @@
  * crops, batches of 1000), the curvature jets (3 repeats of 128 points)
  * and one empirical NTK at batch 64 (weight init included in each).
  * Then per column: mean, p50 and p90 over the cells, and the time of all
- * 15,625 cells at the mean on one core.  CPU time, not wall time: the
- * machine this runs on is shared.
+ * 15,625 cells at the mean on one core.  Then the curvature's and the
+ * NTK's unavoidable arithmetic (full_net_floor), the rate reached on it
+ * and this core's single-thread SGEMM and DGEMM rates (bench_rate.h):
+ * what those parts would take at the GEMM rate.  CPU time, not wall time:
+ * the machine this runs on is shared.
  *
  * Usage: bench_cells [COUNT] (default 50; AE_BENCH_CELLS as well).  The
  * list: cell j of COUNT is NB201 index (7919 j + 13) mod 15625, edges in
@@ -30,6 +33,7 @@
 #include "gpu/host/blas_env.h"
 #include "gpu/host/net.h"
 #include "gpu/philox.h"
+#include "tests/bench/bench_rate.h"
 
 #define NB201_CELLS 15625
 #define LR_SAMPLES 3000
@@ -172,6 +176,57 @@ static int time_full_net(const ae_request *r, double *curv_cpu,
   return rc;
 }
 
+/* The GEMM-shaped arithmetic of time_full_net's two parts that no engine
+ * could skip, in multiply-adds (2 FLOP each), from the lowered graph:
+ * the convolutions and linear maps of the nodes that reach the logits
+ * (the output, and every input of such a node but a ZERO's) and are not
+ * identically zero (a ZERO, or a node all of whose inputs are: at init
+ * every shift is 0, so this holds for each op of the NB201 skeleton).
+ * - jets: REPEATS x 3 streams x CURVE_POINTS points through those nodes;
+ * - ntk: NTK_BATCH samples through those nodes three times (forward,
+ *   per-sample dW, dX; the first layer's dX is not needed: counted
+ *   anyway, it is 0.3 % of an NB201 forward);
+ * - gram (float64): the NTK_BATCH x NTK_BATCH Gram's lower triangle over
+ *   the parameters of those nodes, NTK_BATCH (NTK_BATCH + 1) / 2 dot
+ *   products.
+ * Elementwise work (BN, ReLU, pools, sums), im2col and packing are not
+ * counted.  0 or AE_ENOMEM. */
+typedef struct {
+  double jets, ntk, gram;
+} full_net_macs;
+
+static int full_net_floor(const ae_graph *g, full_net_macs *m) {
+  int nn = g->n_nodes;
+  unsigned char *live = calloc((size_t)nn, 1), *zero = calloc((size_t)nn, 1);
+  if (!live || !zero) {
+    free(live);
+    free(zero);
+    return AE_ENOMEM;
+  }
+  live[g->output] = 1;
+  for (int k = nn - 1; k >= 0; k--)
+    if (live[k] && g->nodes[k].op != AE_OP_ZERO)
+      for (int i = 0; i < g->nodes[k].n_inputs; i++)
+        live[g->nodes[k].inputs[i]] = 1;
+  double macs = 0, params = 0;
+  for (int k = 0; k < nn; k++) {
+    const ae_node *nd = &g->nodes[k];
+    int all_zero = nd->n_inputs > 0;
+    for (int i = 0; i < nd->n_inputs; i++)
+      all_zero &= zero[nd->inputs[i]];
+    zero[k] = nd->op == AE_OP_ZERO || (nd->op != AE_OP_INPUT && all_zero);
+    if (!live[k] || zero[k]) continue;
+    macs += ae_node_macs(g, nd);
+    params += ae_node_params(g, nd);
+  }
+  m->jets = (double)REPEATS * 3.0 * CURVE_POINTS * macs;
+  m->ntk = 3.0 * NTK_BATCH * macs;
+  m->gram = NTK_BATCH * (NTK_BATCH + 1) / 2.0 * params;
+  free(live);
+  free(zero);
+  return AE_OK;
+}
+
 static int compare_double(const void *a, const void *b) {
   double x = *(const double *)a, y = *(const double *)b;
   return x < y ? -1 : x > y;
@@ -181,6 +236,35 @@ static int compare_double(const void *a, const void *b) {
 static double quantile(const double *sorted, int n, double q) {
   int i = (int)ceil(q * n) - 1;
   return sorted[i < 0 ? 0 : i >= n ? n - 1 : i];
+}
+
+/* The curvature's and the NTK's arithmetic (full_net_floor), their rate
+ * over the measured CPU time, and the time that arithmetic alone takes at
+ * this core's GEMM rates: the least either part could cost here. */
+static void print_rates(const double *cols, const full_net_macs *m, int count) {
+  double jets = 0, ntk = 0, gram = 0, curv_s = 0, ntk_s = 0;
+  for (int j = 0; j < count; j++) {
+    jets += 2e-9 * m[j].jets / count;
+    ntk += 2e-9 * m[j].ntk / count;
+    gram += 2e-9 * m[j].gram / count;
+    curv_s += cols[(size_t)j * COL_COUNT + COL_CURV] / count;
+    ntk_s += cols[(size_t)j * COL_COUNT + COL_NTK] / count;
+  }
+  double sgemm = ae_bench_sgemm_gflops(1024),
+         dgemm = ae_bench_dgemm_gflops(1024);
+  if (!(sgemm > 0) || !(dgemm > 0)) return;
+  printf(
+      "\nsingle-thread GEMM 1024^3: SGEMM %.1f GFLOP/s, DGEMM %.1f GFLOP/s\n",
+      sgemm, dgemm);
+  printf("curvature: %.2f GFLOP per architecture (mean of %d), %.1f GFLOP/s "
+         "over %.3f s: %.1f %% of SGEMM; at SGEMM's rate %.3f s\n",
+         jets, count, jets / curv_s, curv_s, 100.0 * jets / curv_s / sgemm,
+         jets / sgemm);
+  printf("ntk: %.2f GFLOP float32 + %.2f GFLOP float64 (the Gram) per "
+         "architecture; over %.3f s: %.1f %% of the GEMM rates' time; at those "
+         "rates %.3f s\n",
+         ntk, gram, ntk_s, 100.0 * (ntk / sgemm + gram / dgemm) / ntk_s,
+         ntk / sgemm + gram / dgemm);
 }
 
 int main(int argc, char **argv) {
@@ -212,7 +296,8 @@ int main(int argc, char **argv) {
   ae_limits lim;
   ae_limits_default(&lim);
   double *cols = calloc((size_t)COL_COUNT * count, sizeof(double));
-  if (!cols) return 1;
+  full_net_macs *floor_macs = calloc((size_t)count, sizeof *floor_macs);
+  if (!cols || !floor_macs) return 1;
   printf("nb201 C=16 N=5, batch 64, CIFAR-10 sample, default settings, "
          "one BLAS thread, process CPU seconds\n");
   printf("%5s %-72s %8s %8s %8s %8s\n", "index", "cell", "card", "lr", "curv",
@@ -248,7 +333,8 @@ int main(int argc, char **argv) {
       c[COL_TOTAL] = cpu_now() - t0;
       ae_scorecard_free(&sc);
       if (time_linear_regions(&req, &c[COL_LR]) ||
-          time_full_net(&req, &c[COL_CURV], &c[COL_NTK])) {
+          time_full_net(&req, &c[COL_CURV], &c[COL_NTK]) ||
+          full_net_floor(&req.net, &floor_macs[j])) {
         fprintf(stderr, "cell %d: a part failed\n", index);
         status = 1;
       }
@@ -274,8 +360,10 @@ int main(int argc, char **argv) {
              mean * NB201_CELLS / 3600.0);
     }
     free(v);
+    print_rates(cols, floor_macs, count);
   }
   free(cols);
+  free(floor_macs);
   ae_engine_close(e);
   ae_dataset_registry_free(&reg);
   ae_problem_clear(&p);

@@ -36,7 +36,6 @@
  * single-thread SGEMM rate (1024^3, best of 5) to compare with.
  *
  * Single-threaded: main owns everything. */
-#include <cblas.h>
 #include <errno.h>
 #include <jansson.h>
 #include <math.h>
@@ -57,6 +56,7 @@
 #include "gpu/groups/features.h"
 #include "gpu/host/blas_env.h"
 #include "gpu/philox.h"
+#include "tests/bench/bench_rate.h"
 
 /* The Philox tensor of the cell draw (a benchmark's own stream, outside
  * the engine's AE_TID_* range). */
@@ -205,20 +205,6 @@ static double rank_macs_total(const rank_macs *m) {
          m->synflow;
 }
 
-/* node_macs of api/lower.c: conv and linear multiply-adds per sample. */
-static double node_macs(const ae_graph *g, const ae_node *n) {
-  double in = 1;
-  const ae_node *x = &g->nodes[n->inputs[0]];
-  for (int d = 0; d < (x->rank == 3 ? 3 : 1); d++)
-    in *= x->shape[d];
-  if (n->op == AE_OP_LINEAR) return (in + (n->bias ? 1 : 0)) * n->out;
-  if (n->op != AE_OP_CONV) return 0.0;
-  int groups = n->groups > 0 ? n->groups : 1;
-  return ((double)x->shape[0] / groups * n->kernel * n->kernel +
-          (n->bias ? 1 : 0)) *
-         n->out * n->shape[1] * n->shape[2];
-}
-
 static int lower(const ae_request *r, ae_probe probe, ae_graph *g) {
   ae_lower_opts lo;
   memset(&lo, 0, sizeof lo);
@@ -264,7 +250,7 @@ static int rank_flops(const ae_request *r, rank_macs *m) {
   double B = r->data.batch_size, fwd = ae_graph_macs(&g), blk = 0, corr = 0;
   for (int k = 1; k < g.n_nodes; k++) {
     const ae_node *n = &g.nodes[k];
-    if (k > blocks[0] && k <= blocks[nb - 1]) blk += node_macs(&g, n);
+    if (k > blocks[0] && k <= blocks[nb - 1]) blk += ae_node_macs(&g, n);
     if (n->rank == 3 && n->op != AE_OP_ZERO)
       corr += (double)n->shape[1] * n->shape[2] * n->shape[0] *
               (n->shape[0] + 1) / 2;
@@ -291,33 +277,6 @@ static int rank_flops(const ae_request *r, rank_macs *m) {
   ae_graph_free(&g);
   ae_graph_free(&probe);
   return 0;
-}
-
-/* This core's single-thread SGEMM rate, GFLOP/s: C = A B at n^3, the
- * best of 5 (one warm-up first). */
-static double sgemm_gflops(int n) {
-  size_t e = (size_t)n * n;
-  float *a = malloc(e * sizeof *a), *b = malloc(e * sizeof *b),
-        *c = malloc(e * sizeof *c);
-  double best = 0;
-  if (a && b && c) {
-    for (size_t i = 0; i < e; i++) {
-      a[i] = (float)ae_philox_normal(1, CELL_DRAW_TENSOR, 1, i);
-      b[i] = (float)ae_philox_normal(1, CELL_DRAW_TENSOR, 2, i);
-    }
-    for (int t = 0; t < 6; t++) {
-      double c0 = cpu_seconds();
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1.0f, a,
-                  n, b, n, 0.0f, c, n);
-      double s = cpu_seconds() - c0;
-      double rate = 2.0 * n * n * (double)n / s / 1e9;
-      if (t && rate > best) best = rate;
-    }
-  }
-  free(a);
-  free(b);
-  free(c);
-  return best;
 }
 
 static int parse_opts(int argc, char **argv, options *o) {
@@ -530,7 +489,7 @@ int main(int argc, char **argv) {
   if (!status && rank_cells) {
     /* Per architecture, GFLOP (2 per multiply-add). */
     double n = rank_cells, gf = 2e-9 / n, total = rank_macs_total(&rank_sum);
-    double rate = 2e-9 * total / rank_cpu, peak = sgemm_gflops(1024);
+    double rate = 2e-9 * total / rank_cpu, peak = ae_bench_sgemm_gflops(1024);
     printf("rank GFLOP per architecture (mean of %d): %.3f = forward %.3f + "
            "backward %.3f + pairs %.3f + covariances %.3f + feature_corr "
            "%.3f + patterns %.3f + synflow (float64) %.3f\n",
