@@ -299,7 +299,11 @@ int main(int argc, char **argv) {
   ae_limits_default(&lim);
   double *cols = calloc((size_t)COL_COUNT * count, sizeof(double));
   full_net_macs *floor_macs = calloc((size_t)count, sizeof *floor_macs);
-  if (!cols || !floor_macs) return 1;
+  if (!cols || !floor_macs) {
+    free(cols);
+    free(floor_macs);
+    return 1;
+  }
   printf("nb201 C=16 N=5, batch 64, CIFAR-10 sample, default settings, "
          "one BLAS thread, process CPU seconds\n");
   printf("%5s %-72s %8s %8s %8s %8s\n", "index", "cell", "card", "lr", "curv",
