@@ -23,6 +23,9 @@
  * holds the kernel to it bit for bit, and both to dsyrk's values within
  * float64 round-off.
  *
+ * With AVX2 and FMA (no AVX-512) the same sums run in 4-double vectors,
+ * 3 x 3 pairs per tile (below): the same bits.
+ *
  * Pure functions on caller-owned memory, any thread; two parts of one
  * call may run at once on different threads (disjoint theta entries). */
 #include "gpu/host/net_internal.h"
@@ -136,8 +139,16 @@ AE_AVX512_FN static void tile_sums(const float *const a[TILE],
       sums[r][s] = reduce_lanes(acc[r][s]);
 }
 
+static void gram_avx2_part(const float *g, int batch, size_t P, double scale,
+                           double *theta, int part, int parts);
+static int gram_kernel(void);
+
 void ae_net_gram_f32_part(const float *g, int batch, size_t P, double scale,
                           double *theta, int part, int parts) {
+  if (gram_kernel() == 1) {
+    gram_avx2_part(g, batch, P, scale, theta, part, parts);
+    return;
+  }
   int tiles_side = (batch + TILE - 1) / TILE;
   for (size_t c0 = 0; c0 < P; c0 += AE_NET_GRAM_BLOCK) {
     size_t w = P - c0 < AE_NET_GRAM_BLOCK ? P - c0 : AE_NET_GRAM_BLOCK;
@@ -157,8 +168,111 @@ void ae_net_gram_f32_part(const float *g, int batch, size_t P, double scale,
   }
 }
 
+/* The same sums with AVX2 and FMA: 8 lanes are two vectors of 4
+ * doubles, too many accumulators for 16 registers at 4 x 4 pairs, so a
+ * tile here is AVX2_SIDE x AVX2_SIDE pairs and takes the block's columns
+ * twice: lanes 0..3 (columns 8 q .. 8 q + 3), whose sums wait in memory,
+ * then lanes 4..7, each pair's two vectors then summed in the order of
+ * lanes_sum.  Every lane is the same chain as in the reference, so the
+ * bits are those of the AVX-512 kernel. */
+#define AVX2_SIDE 3
+#define AVX2_FN                                                                \
+  __attribute__((target("avx2,fma"), optimize("fp-contract=off")))
+
+/* acc[r][s] (+)= the products of half `half` of each 8 columns of rows
+ * a[r] and b[s] over w columns (zeros past w). */
+AVX2_FN __attribute__((always_inline)) static inline void
+avx2_half(const float *const a[AVX2_SIDE], const float *const b[AVX2_SIDE],
+          size_t w, int half, __m256d acc[AVX2_SIDE][AVX2_SIDE]) {
+  size_t k = 0, h = (size_t)half * 4;
+  for (; k + LANES <= w; k += LANES) {
+    __m256d av[AVX2_SIDE], bv[AVX2_SIDE];
+#pragma GCC unroll 4
+    for (int r = 0; r < AVX2_SIDE; r++)
+      av[r] = _mm256_cvtps_pd(_mm_loadu_ps(a[r] + k + h));
+#pragma GCC unroll 4
+    for (int s = 0; s < AVX2_SIDE; s++)
+      bv[s] = _mm256_cvtps_pd(_mm_loadu_ps(b[s] + k + h));
+#pragma GCC unroll 4
+    for (int r = 0; r < AVX2_SIDE; r++)
+#pragma GCC unroll 4
+      for (int s = 0; s < AVX2_SIDE; s++)
+        acc[r][s] = _mm256_fmadd_pd(av[r], bv[s], acc[r][s]);
+  }
+  if (k == w) return;
+  /* The last partial 8 columns from zero-padded copies. */
+  float ta[AVX2_SIDE][LANES] = {{0}}, tb[AVX2_SIDE][LANES] = {{0}};
+  for (int r = 0; r < AVX2_SIDE; r++)
+    for (size_t c = 0; c < w - k; c++) {
+      ta[r][c] = a[r][k + c];
+      tb[r][c] = b[r][k + c];
+    }
+  for (int r = 0; r < AVX2_SIDE; r++)
+    for (int s = 0; s < AVX2_SIDE; s++)
+      acc[r][s] = _mm256_fmadd_pd(_mm256_cvtps_pd(_mm_loadu_ps(ta[r] + h)),
+                                  _mm256_cvtps_pd(_mm_loadu_ps(tb[s] + h)),
+                                  acc[r][s]);
+}
+
+/* theta[i][j] += scale * sum for the tile's pairs in the lower triangle
+ * and the batch, the lanes summed as lanes_sum does. */
+AVX2_FN static void avx2_tile(const float *const a[AVX2_SIDE],
+                              const float *const b[AVX2_SIDE], size_t w,
+                              double *theta, int batch, int i0, int j0,
+                              double scale) {
+  __m256d acc[AVX2_SIDE][AVX2_SIDE];
+  double low[AVX2_SIDE][AVX2_SIDE][4];
+  for (int r = 0; r < AVX2_SIDE; r++)
+    for (int s = 0; s < AVX2_SIDE; s++)
+      acc[r][s] = _mm256_setzero_pd();
+  avx2_half(a, b, w, 0, acc);
+  for (int r = 0; r < AVX2_SIDE; r++)
+    for (int s = 0; s < AVX2_SIDE; s++) {
+      _mm256_storeu_pd(low[r][s], acc[r][s]);
+      acc[r][s] = _mm256_setzero_pd();
+    }
+  avx2_half(a, b, w, 1, acc);
+  for (int r = 0; r < AVX2_SIDE; r++)
+    for (int s = 0; s < AVX2_SIDE; s++) {
+      int i = i0 + r, j = j0 + s;
+      if (i >= batch || j > i) continue;
+      /* (l0 + l4, l1 + l5, l2 + l6, l3 + l7), then lanes_sum's pairs. */
+      __m256d quad = _mm256_add_pd(_mm256_loadu_pd(low[r][s]), acc[r][s]);
+      __m128d pair = _mm_add_pd(_mm256_castpd256_pd128(quad),
+                                _mm256_extractf128_pd(quad, 1));
+      double sum = _mm_cvtsd_f64(pair) + _mm_cvtsd_f64(_mm_unpackhi_pd(pair, pair));
+      theta[(size_t)i * (size_t)batch + (size_t)j] += scale * sum;
+    }
+}
+
+static void gram_avx2_part(const float *g, int batch, size_t P, double scale,
+                           double *theta, int part, int parts) {
+  int tiles_side = (batch + AVX2_SIDE - 1) / AVX2_SIDE;
+  for (size_t c0 = 0; c0 < P; c0 += AE_NET_GRAM_BLOCK) {
+    size_t w = P - c0 < AE_NET_GRAM_BLOCK ? P - c0 : AE_NET_GRAM_BLOCK;
+    int t = 0;
+    for (int ti = 0; ti < tiles_side; ti++)
+      for (int tj = 0; tj <= ti; tj++, t++) {
+        if (t % parts != part) continue;
+        const float *a[AVX2_SIDE], *b[AVX2_SIDE];
+        for (int r = 0; r < AVX2_SIDE; r++) {
+          a[r] = tile_row(g, batch, P, ti * AVX2_SIDE, r, c0);
+          b[r] = tile_row(g, batch, P, tj * AVX2_SIDE, r, c0);
+        }
+        avx2_tile(a, b, w, theta, batch, ti * AVX2_SIDE, tj * AVX2_SIDE,
+                  scale);
+      }
+  }
+}
+
+/* 0 none, 1 AVX2 + FMA, 2 AVX-512F. */
+static int gram_kernel(void) {
+  if (ae_net_have_avx512()) return 2;
+  return ae_net_have_avx2_fma() ? 1 : 0;
+}
+
 int ae_net_gram_f32_usable(void) {
-  return ae_net_have_avx512();
+  return gram_kernel() != 0;
 }
 #else
 int ae_net_gram_f32_usable(void) {

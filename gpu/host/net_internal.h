@@ -277,6 +277,10 @@ int ae_net_conv_direct_usable(void);
 int ae_net_have_avx512(void);
 /* 1 when the CPU runs AVX2 (checked once; x86-64 with GCC only). */
 int ae_net_have_avx2(void);
+/* 1 when the CPU runs AVX2 and FMA (checked once; x86-64 with GCC only):
+ * the Gram kernel (net_gram.c) and the NTK's per-sample dW (net_ntk.c)
+ * then have 8-lane versions with the AVX-512 ones' arithmetic. */
+int ae_net_have_avx2_fma(void);
 #if !defined(AE_NET_DOUBLE) && defined(__GNUC__) && defined(__x86_64__)
 #define AE_NET_AVX512 1
 #define AE_AVX512_FN                                                           \
@@ -302,7 +306,8 @@ void ae_net_conv_direct_add(const float *wf, const float *dy, size_t dy_stride,
  * part 0 here and, when threads >= 2 and work >= 4096 items, part 1 of 2
  * on a helper thread started and joined within the call (one part when
  * none can be started).  _threads: the parts a step takes, 2 when
- * OpenBLAS has two threads or more and the CPU has AVX-512, else 1.  _range:
+ * OpenBLAS has two threads or more and the CPU has AVX-512 or AVX2 + FMA,
+ * else 1.  _range:
  * [*lo, *hi) of count items for part of parts. */
 typedef void (*ae_net_part_fn)(void *arg, int part, int parts);
 int ae_net_parts_threads(void);
@@ -313,14 +318,19 @@ void ae_net_part_range(size_t count, int part, int parts, size_t *lo,
  * lower triangle) += scale * G G^T in float64 for G = batch rows of P
  * float32 values, columns AE_NET_GRAM_BLOCK at a time; part `part` of
  * `parts` does its share of the 4 x 4 row tiles (the same bits for any
- * parts).  _usable: 1 when the AVX-512 kernel runs here (else _part runs
- * the reference as part 0).  _ref: the same arithmetic in plain C. */
+ * parts).  _usable: 1 when the AVX-512 kernel or its AVX2 twin (the same
+ * bits) runs here (else _part runs the reference as part 0).  _ref: the same arithmetic in plain C. */
 #define AE_NET_GRAM_BLOCK 4096
 int ae_net_gram_f32_usable(void);
 void ae_net_gram_f32_part(const float *g, int batch, size_t P, double scale,
                           double *theta, int part, int parts);
 void ae_net_gram_f32_ref(const float *g, int batch, size_t P, double scale,
                          double *theta);
+/* 1 when the float32 NTK forms a stride-1 "same" convolution's
+ * per-sample dW straight from the padded input planes (net_ntk.c), not by
+ * im2col + a GEMM per sample: AVX-512 with the direct convolution
+ * usable, or AVX2 and FMA; never with AE_CONV_DIRECT=0. */
+int ae_net_ntk_dw_direct_usable(void);
 /* 1 when node nd's convolution has the shape ae_net_conv_direct runs. */
 int ae_net_conv_direct_fits(const ae_node *nd, const ae_plan_geom *ge);
 /* `samples` samples, sample s at x + s * x_stride and y + s * y_stride. */

@@ -53,8 +53,26 @@ int ae_net_have_avx2(void) {
   pthread_once(&once, check_avx2_once);
   return have_avx2;
 }
+
+static int have_avx2_fma;
+
+static void check_avx2_fma_once(void) {
+  __builtin_cpu_init();
+  have_avx2_fma = __builtin_cpu_supports("avx2") != 0 &&
+                  __builtin_cpu_supports("fma") != 0;
+}
+
+int ae_net_have_avx2_fma(void) {
+  static pthread_once_t once = PTHREAD_ONCE_INIT;
+  pthread_once(&once, check_avx2_fma_once);
+  return have_avx2_fma;
+}
 #else
 int ae_net_have_avx2(void) {
+  return 0;
+}
+
+int ae_net_have_avx2_fma(void) {
   return 0;
 }
 

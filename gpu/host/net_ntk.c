@@ -17,13 +17,15 @@
  * convolution skips im2col and the GEMMs: its row of G comes from the
  * zero-padded input planes and dY^T (16 output channels per vector), and
  * its dX is the direct convolution of dY with the flipped, transposed
- * weights.  These sum in another order than im2col + sgemm (float32
- * round-off, ~1e-7 of theta; test_net_ntk holds it within the GEMM path's
- * own spread from the float64 twin).  The float64 twin keeps the GEMMs.
- * With two OpenBLAS threads the sample-parallel steps (those, BN, ReLU)
- * and the Gram's row tiles (net_gram.c) run in two parts on a helper
- * thread started and joined within the step (net_parts.c); the values do
- * not depend on it.
+ * weights.  With AVX2 and FMA the row of G is formed the same way, 8
+ * output channels per vector, with the same chains (the same bits); dX
+ * stays im2col's adjoint and sgemm.  The rows sum in another order than
+ * im2col + sgemm (float32 round-off, ~1e-7 of theta; test_net_ntk holds
+ * it within the GEMM path's own spread from the float64 twin).  The
+ * float64 twin keeps the GEMMs.  With two OpenBLAS threads the
+ * sample-parallel steps (those, BN, ReLU) and the Gram's row tiles
+ * (net_gram.c) run in two parts on a helper thread started and joined
+ * within the step (net_parts.c); the values do not depend on it.
  *
  * Runs on the thread that owns the ae_net (and its helper within a step,
  * on disjoint samples). */
@@ -31,6 +33,7 @@
 
 #include "api/status.h"
 #include <cblas.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #ifndef AE_NET_DOUBLE
@@ -78,10 +81,11 @@ static void gram_part(void *arg, int part, int parts) {
 /* theta (lower triangle, float64) += scale * G G^T for G = batch rows of
  * P elements, by dsyrk in float64: a float32 Gram of ~1e5 products loses
  * ~1e-4 of lambda_min on ill-conditioned NTKs, float64 keeps it at the
- * float32 forward's own noise.  On AVX-512 the float32 build runs
- * net_gram.c's kernel instead (rows widened in registers, twice dsyrk's
- * rate here), its row tiles split between the threads' parts (the same
- * bits for 1 or 2).  g lies at the start of a buffer of
+ * float32 forward's own noise.  With AVX-512, or AVX2 and FMA, the
+ * float32 build runs net_gram.c's kernel instead (rows widened in
+ * registers; twice dsyrk's rate with AVX-512, 1.2x on Zen 2's AVX2), its
+ * row tiles split between the threads' parts (the same bits for 1 or 2,
+ * and on both instruction sets).  g lies at the start of a buffer of
  * cap_doubles doubles.  Otherwise the float32 build widens G's rows to
  * float64 GRAM_BLOCK columns at a time into the buffer's free second half
  * (one pass that stays in cache; dsyrk sums the blocks into theta), or,
@@ -119,6 +123,22 @@ static void gram_accumulate(ae_real *g, int batch, size_t P, double scale,
   cblas_dsyrk(CblasRowMajor, CblasLower, CblasNoTrans, batch, (int)P, scale, gd,
               (int)P, 1.0, theta, batch);
 }
+
+#ifndef AE_NET_DOUBLE
+static int dw8_usable;
+
+static void check_dw8_once(void) {
+  const char *env = getenv("AE_CONV_DIRECT");
+  dw8_usable = !(env && strcmp(env, "0") == 0) && ae_net_have_avx2_fma();
+}
+
+int ae_net_ntk_dw_direct_usable(void) {
+  static pthread_once_t once = PTHREAD_ONCE_INIT;
+  if (ae_net_have_avx512()) return ae_net_conv_direct_usable();
+  pthread_once(&once, check_dw8_once);
+  return dw8_usable;
+}
+#endif
 
 /* The NTK parameterization scales each weight tensor's Gram by its init
  * variance; the standard one does not. */
@@ -304,8 +324,86 @@ DW_TILE(1, 4)
 
 typedef void (*dw_tile_fn)(const dw_args *, int, int);
 
+/* The same tile with AVX2 and FMA: 8 output channels per vector (j0 and
+ * JB count vectors of 8), R x JB accumulators within 16 registers.  Each
+ * value is the same chain of fused multiply-adds over p in order, from
+ * +0, so the rows are the AVX-512 tile's bit for bit. */
+__attribute__((target("avx2,fma"), always_inline)) static inline void
+dw_tile8(const dw_args *a, int c0, int j0, const int R, const int JB) {
+  __m256 acc[12][2];
+#pragma GCC unroll 12
+  for (int r = 0; r < R; r++)
+#pragma GCC unroll 2
+    for (int j = 0; j < JB; j++)
+      acc[r][j] = _mm256_setzero_ps();
+  const float *xr[12];
+#pragma GCC unroll 12
+  for (int r = 0; r < R; r++)
+    xr[r] = a->xpad + a->base[c0 + r];
+  for (int oy = 0; oy < a->h; oy++) {
+    const float *dyrow = a->dyt + (size_t)oy * (size_t)a->w * (size_t)a->cout;
+    size_t q0 = (size_t)oy * (size_t)a->wp;
+    for (int ox = 0; ox < a->w; ox++) {
+      __m256 d[2];
+#pragma GCC unroll 2
+      for (int j = 0; j < JB; j++)
+        d[j] = _mm256_loadu_ps(dyrow + (size_t)ox * (size_t)a->cout +
+                               (size_t)(j0 + j) * 8);
+      size_t q = q0 + (size_t)ox;
+#pragma GCC unroll 12
+      for (int r = 0; r < R; r++) {
+        __m256 xb = _mm256_broadcast_ss(xr[r] + q);
+#pragma GCC unroll 2
+        for (int j = 0; j < JB; j++)
+          acc[r][j] = _mm256_fmadd_ps(xb, d[j], acc[r][j]);
+      }
+    }
+  }
+#pragma GCC unroll 12
+  for (int r = 0; r < R; r++)
+#pragma GCC unroll 2
+    for (int j = 0; j < JB; j++)
+      _mm256_storeu_ps(a->out + (size_t)(c0 + r) * (size_t)a->cout +
+                           (size_t)(j0 + j) * 8,
+                       acc[r][j]);
+}
+
+#define DW_TILE8(R, JB)                                                        \
+  __attribute__((target("avx2,fma"))) static void dw_tile8_##R##_##JB(         \
+      const dw_args *a, int c0, int j0) {                                      \
+    dw_tile8(a, c0, j0, R, JB);                                                \
+  }
+DW_TILE8(6, 2)
+DW_TILE8(2, 2)
+DW_TILE8(1, 2)
+DW_TILE8(12, 1)
+DW_TILE8(4, 1)
+DW_TILE8(1, 1)
+
+/* One sample's dW with the AVX2 tiles (Cout a multiple of 8). */
+static void dw_sample8(const dw_args *a, int columns) {
+  int J = a->cout / 8, JB = J % 2 == 0 ? 2 : 1;
+  const int big = JB == 2 ? 6 : 12, mid = JB == 2 ? 2 : 4;
+  dw_tile_fn tile_big = JB == 2 ? dw_tile8_6_2 : dw_tile8_12_1;
+  dw_tile_fn tile_mid = JB == 2 ? dw_tile8_2_2 : dw_tile8_4_1;
+  dw_tile_fn tile_one = JB == 2 ? dw_tile8_1_2 : dw_tile8_1_1;
+  for (int j0 = 0; j0 < J; j0 += JB) {
+    int c0 = 0;
+    for (; c0 + big <= columns; c0 += big)
+      tile_big(a, c0, j0);
+    for (; c0 + mid <= columns; c0 += mid)
+      tile_mid(a, c0, j0);
+    for (; c0 < columns; c0++)
+      tile_one(a, c0, j0);
+  }
+}
+
 /* One sample's dW (cin * k * k columns) into out. */
 static void dw_sample(const dw_args *a, int columns) {
+  if (!ae_net_have_avx512()) {
+    dw_sample8(a, columns);
+    return;
+  }
   int J = a->cout / 16, JB = J % 4 == 0 ? 4 : J % 2 == 0 ? 2 : 1;
   static const int big[5] = {0, 28, 14, 0, 7};
   static const dw_tile_fn tile_big[5] = {0, dw_tile_28_1, dw_tile_14_2, 0,
@@ -324,14 +422,17 @@ static void dw_sample(const dw_args *a, int columns) {
   }
 }
 
-/* 1 when conv k's per-sample dW runs through dw_sample: float32 on
- * AVX-512, a stride-1 "same" convolution, Cout a multiple of 16, the
- * padded input, dY^T and the column offsets fitting in col. */
+/* 1 when conv k's per-sample dW runs through dw_sample: float32, a
+ * stride-1 "same" convolution, the padded input, dY^T and the column
+ * offsets fitting in col, and on AVX-512 (the direct convolution usable)
+ * Cout a multiple of 16, or with AVX2 and FMA a multiple of 8. */
 static int conv_dw_direct(const ae_net *n, int k, size_t col_cap) {
   const ae_node *nd = &n->g->nodes[k];
   const ae_plan_geom *ge = &n->geom[k];
-  if (!ae_net_have_avx512() || !ae_net_conv_direct_fits(nd, ge) ||
-      nd->out % 16 != 0 || !ae_net_conv_direct_usable())
+  if (!ae_net_conv_direct_fits(nd, ge)) return 0;
+  if (ae_net_have_avx512()
+          ? nd->out % 16 != 0 || !ae_net_conv_direct_usable()
+          : nd->out % 8 != 0 || !ae_net_ntk_dw_direct_usable())
     return 0;
   size_t hp = (size_t)ge->in_h + (size_t)nd->kernel - 1;
   size_t wp = (size_t)ge->in_w + (size_t)nd->kernel - 1;

@@ -2,7 +2,8 @@
  * NTK's backward and Gram, the forward's direct convolutions).
  *
  * A step runs in as many parts as OpenBLAS has threads, at most 2, on a
- * CPU with AVX-512 (ae_net_parts_threads says why not elsewhere): part 0
+ * CPU with AVX-512 or AVX2 + FMA (ae_net_parts_threads says why not
+ * elsewhere): part 0
  * on the calling thread, part 1 on a helper thread started for the step
  * and joined before it returns, each on its own samples (or tiles) and
  * scratch.  Every value is the same whatever the split: the callers'
@@ -21,15 +22,21 @@
  * one). */
 extern int openblas_get_num_threads(void);
 
-/* Two parts only where the NTK's heavy steps are archeval's own AVX-512
- * kernels (the direct convolutions, the Gram kernel).  Without AVX-512
- * they are OpenBLAS's GEMMs, threaded by OpenBLAS, whose idle worker spins
- * on the other core between calls; a part thread started for the
- * elementwise steps (ReLU, BN) then competes with it: on a 2-core Zen 2,
- * bench_ntk at 2 threads took 3.01 s (all-conv) and 1.21 s (ResNet) with
- * parts, 2.09 s and 0.78 s with one (tests/bench/RESULTS.md). */
+/* Two parts only where the NTK's heavy sample-parallel steps are
+ * archeval's own kernels: the per-sample dW and the Gram (AVX-512, or
+ * AVX2 with FMA), and with AVX-512 the direct convolutions too.  Without
+ * them they were OpenBLAS's GEMMs, threaded by OpenBLAS, whose idle
+ * worker spins on the other core between calls; a part thread started
+ * for the elementwise steps (ReLU, BN) then competed with it: on a 2-core
+ * Zen 2, bench_ntk at 2 threads took 3.01 s (all-conv) and 1.21 s
+ * (ResNet) with parts, 2.09 s and 0.78 s with one (tests/bench/RESULTS.md).
+ * With the AVX2 dW and Gram kernels in parts it takes 1.43-1.60 s and
+ * 0.51-0.55 s, against 1.76 s and 0.64 s in one part. */
 int ae_net_parts_threads(void) {
-  return openblas_get_num_threads() >= 2 && ae_net_have_avx512() ? 2 : 1;
+  return openblas_get_num_threads() >= 2 &&
+                 (ae_net_have_avx512() || ae_net_have_avx2_fma())
+             ? 2
+             : 1;
 }
 
 typedef struct {

@@ -674,7 +674,7 @@ START_TEST(philox_normals_f32_match_scalar) {
 }
 END_TEST
 
-/* The float32 NTK's Gram (net_gram.c): the AVX-512 kernel bit for bit
+/* The float32 NTK's Gram (net_gram.c): the AVX-512 or AVX2 kernel bit for bit
  * against ae_net_gram_f32_ref, with one part and with two (the tiles
  * dealt otherwise, the same bits), adding into a theta that already holds
  * values and leaving its upper triangle alone; and both within float64
