@@ -1,5 +1,7 @@
 /* net_conv_direct.c: float32 convolution of one sample straight from its
- * input planes (stride 1, "same" padding, odd kernels), with AVX-512.
+ * input planes (stride 1, "same" padding, odd kernels), with AVX-512 or
+ * with AVX2 and FMA (the latter below, from conv8_args on: its own
+ * values, not sgemm's).
  *
  * im2col + sgemm writes a Cin*k*k x H*W matrix, has OpenBLAS pack it
  * again (the GEMM's M is only Cout = 16..64, so packing costs about as
@@ -31,6 +33,7 @@
 #include "gpu/host/net_internal.h"
 
 #include <cblas.h>
+#include <math.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -77,8 +80,24 @@ static int k_blocks_agree(size_t kk) {
   return 1;
 }
 
+/* Columns (ci, ky, kx) per block of sums: each output's chain runs over
+ * the columns of conv8_block(k) input channels, and the blocks' sums are
+ * added into y in order (a chain over all of K = cin k^2 would carry
+ * about twice the round-off of OpenBLAS's blocked sgemm). */
+#define CONV8_BLOCK_COLUMNS 144
+
+static int conv8_block(int k) {
+  int b = CONV8_BLOCK_COLUMNS / (k * k);
+  return b > 0 ? b : 1;
+}
+
+static int conv_direct_kind(void);
+
 int ae_net_conv_direct_fits(const ae_node *nd, const ae_plan_geom *ge) {
   int k = nd->kernel;
+  /* A 1 x 1 convolution with AVX2 stays a GEMM on the input itself (no
+   * im2col): faster than the tiles here, which win at 3 x 3 and up. */
+  if (k == 1 && conv_direct_kind() == AE_NET_DIRECT_OWN) return 0;
   return nd->op == AE_OP_CONV && nd->stride == 1 && k % 2 == 1 &&
          k <= AE_NET_DIRECT_MAX_K && nd->padding == (k - 1) / 2 &&
          nd->shape[1] == ge->in_h && nd->shape[2] == ge->in_w &&
@@ -204,9 +223,190 @@ static tile_fn tile_for(int co, int pb) {
   return table[co == 8 ? 2 : co == 4 ? 1 : 0][pb - 1];
 }
 
+/* The AVX2 convolution (AVX2 and FMA, no AVX-512): vectors of 8 output
+ * positions within one output row (a row of wd positions takes
+ * ceil(wd / 8) of them, the last one partial), read from a zero-padded
+ * copy of the sample's input planes, so that each tap of a vector is one
+ * unaligned load (a partial vector's extra lanes read the next row or
+ * the tail, and are not stored).  A tile of CO x PB vectors keeps its sums
+ * in registers.  Each output element is one chain of fused multiply-adds
+ * over the columns (ci, ky, kx) in order from +0, the taps off the plane
+ * adding w * 0; ae_net_conv8_ref is that chain in plain C.  These are not
+ * OpenBLAS's values (its Haswell sgemm splits K into chains that depend
+ * on the tile a row falls in), so on AVX2 the direct convolution is the
+ * definition of a stride-1 "same" convolution's values. */
+#define LANES8 8
+#define TILE_CO8 4
+#define TILE_PB8 3
+/* Floats past the last padded plane that a partial vector may read. */
+#define PAD_TAIL8 LANES8
+
+typedef struct {
+  const float *w, *xp; /* xp: cin planes of hp x wp, zero borders */
+  float *y;
+  const ptrdiff_t *tap; /* [ky * k + kx]: ky * wp + kx */
+  int cin, k2, kk, wd, wp, vpr; /* vpr: vectors per output row */
+  int block;                    /* input channels per block of sums */
+  size_t plane, hw;             /* padded input plane, output plane */
+} conv8_args;
+
+__attribute__((target("avx2,fma"), always_inline)) static inline void
+conv8_tile(const conv8_args *a, int co0, int v0, const int CO, const int PB) {
+  __m256 acc[TILE_CO8][TILE_PB8];
+  const float *xb[TILE_PB8];
+  float *yb[TILE_PB8];
+  int left[TILE_PB8];
+#pragma GCC unroll 4
+  for (int j = 0; j < PB; j++) {
+    int v = v0 + j, oy = v / a->vpr, ox = (v % a->vpr) * LANES8;
+    xb[j] = a->xp + (size_t)oy * (size_t)a->wp + (size_t)ox;
+    yb[j] = a->y + (size_t)oy * (size_t)a->wd + (size_t)ox;
+    left[j] = a->wd - ox;
+  }
+  __m256i keep[TILE_PB8];
+#pragma GCC unroll 4
+  for (int j = 0; j < PB; j++)
+    keep[j] = _mm256_cmpgt_epi32(_mm256_set1_epi32(left[j]),
+                                 _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+  const float *wrow = a->w + (size_t)co0 * (size_t)a->kk;
+  for (int cb = 0; cb < a->cin; cb += a->block) {
+    int ce = cb + a->block < a->cin ? cb + a->block : a->cin;
+#pragma GCC unroll 4
+    for (int c = 0; c < CO; c++)
+#pragma GCC unroll 4
+      for (int j = 0; j < PB; j++)
+        acc[c][j] = _mm256_setzero_ps();
+    int col = cb * a->k2;
+    for (int ci = cb; ci < ce; ci++) {
+      const size_t plane = (size_t)ci * a->plane;
+      for (int t = 0; t < a->k2; t++, col++) {
+        ptrdiff_t at = (ptrdiff_t)plane + a->tap[t];
+        __m256 v[TILE_PB8];
+#pragma GCC unroll 4
+        for (int j = 0; j < PB; j++)
+          v[j] = _mm256_loadu_ps(xb[j] + at);
+#pragma GCC unroll 4
+        for (int c = 0; c < CO; c++) {
+          __m256 wv = _mm256_broadcast_ss(wrow + (size_t)c * (size_t)a->kk +
+                                          (size_t)col);
+#pragma GCC unroll 4
+          for (int j = 0; j < PB; j++)
+            acc[c][j] = _mm256_fmadd_ps(wv, v[j], acc[c][j]);
+        }
+      }
+    }
+    /* The block's sums into y: stored by the first, added by the rest. */
+#pragma GCC unroll 4
+    for (int j = 0; j < PB; j++)
+#pragma GCC unroll 4
+      for (int c = 0; c < CO; c++) {
+        float *dst = yb[j] + (size_t)(co0 + c) * a->hw;
+        __m256 sum = acc[c][j];
+        if (left[j] >= LANES8) {
+          if (cb > 0) sum = _mm256_add_ps(_mm256_loadu_ps(dst), sum);
+          _mm256_storeu_ps(dst, sum);
+        } else {
+          if (cb > 0) sum = _mm256_add_ps(_mm256_maskload_ps(dst, keep[j]), sum);
+          _mm256_maskstore_ps(dst, keep[j], sum);
+        }
+      }
+  }
+}
+
+#define TILE8_CASE(CO, PB)                                                     \
+  __attribute__((target("avx2,fma"))) static void conv8_tile_##CO##_##PB(      \
+      const conv8_args *a, int co0, int v0) {                                  \
+    conv8_tile(a, co0, v0, CO, PB);                                            \
+  }
+TILE8_CASE(4, 3)
+TILE8_CASE(4, 2)
+TILE8_CASE(4, 1)
+TILE8_CASE(1, 3)
+TILE8_CASE(1, 2)
+TILE8_CASE(1, 1)
+
+typedef void (*tile8_fn)(const conv8_args *, int, int);
+
+static tile8_fn tile8_for(int co, int pb) {
+  static const tile8_fn table[2][3] = {
+      {conv8_tile_1_1, conv8_tile_1_2, conv8_tile_1_3},
+      {conv8_tile_4_1, conv8_tile_4_2, conv8_tile_4_3}};
+  return table[co == TILE_CO8 ? 1 : 0][pb - 1];
+}
+
+/* Floats of the padded copy of cin planes of an h x wd input. */
+static size_t conv8_scratch(int cin, int h, int wd, int k) {
+  return (size_t)cin * (size_t)(h + k - 1) * (size_t)(wd + k - 1) + PAD_TAIL8;
+}
+
+/* The samples' convolutions with the padded copy in xp (conv8_scratch
+ * floats, zeroed here once: the copies write the interiors only). */
+static void conv8_run(const float *w, const float *x, size_t x_stride, int cin,
+                      int h, int wd, int k, int cout, float *y,
+                      size_t y_stride, int samples, float *xp) {
+  int pad = (k - 1) / 2, hp = h + k - 1, wp = wd + k - 1;
+  ptrdiff_t tap[AE_NET_DIRECT_MAX_K * AE_NET_DIRECT_MAX_K];
+  for (int ky = 0; ky < k; ky++)
+    for (int kx = 0; kx < k; kx++)
+      tap[ky * k + kx] = (ptrdiff_t)ky * wp + kx;
+  int vpr = (wd + LANES8 - 1) / LANES8, vectors = h * vpr;
+  conv8_args a = {w,
+                  xp,
+                  y,
+                  tap,
+                  cin,
+                  k * k,
+                  cin * k * k,
+                  wd,
+                  wp,
+                  vpr,
+                  conv8_block(k),
+                  (size_t)hp * (size_t)wp,
+                  (size_t)h * (size_t)wd};
+  memset(xp, 0, sizeof(float) * conv8_scratch(cin, h, wd, k));
+  for (int s = 0; s < samples; s++) {
+    const float *xs = x + (size_t)s * x_stride;
+    for (int ci = 0; ci < cin; ci++)
+      for (int iy = 0; iy < h; iy++)
+        memcpy(xp + (size_t)ci * a.plane + (size_t)(iy + pad) * (size_t)wp +
+                   (size_t)pad,
+               xs + ((size_t)ci * (size_t)h + (size_t)iy) * (size_t)wd,
+               sizeof(float) * (size_t)wd);
+    a.y = y + (size_t)s * y_stride;
+    for (int v0 = 0; v0 < vectors;) {
+      int rest = vectors - v0;
+      int pb = rest >= TILE_PB8 ? TILE_PB8 : rest;
+      for (int co0 = 0; co0 < cout;) {
+        int co = cout - co0 >= TILE_CO8 ? TILE_CO8 : 1;
+        tile8_for(co, pb)(&a, co0, v0);
+        co0 += co;
+      }
+      v0 += pb;
+    }
+  }
+}
+
+/* conv8_run with its scratch, or the reference (the same values) when
+ * the scratch cannot be had. */
+static void conv8(const float *w, const float *x, size_t x_stride, int cin,
+                  int h, int wd, int k, int cout, float *y, size_t y_stride,
+                  int samples) {
+  float *xp = malloc(sizeof(float) * conv8_scratch(cin, h, wd, k));
+  if (!xp) {
+    ae_net_conv8_ref(w, x, x_stride, cin, h, wd, k, cout, y, y_stride,
+                     samples);
+    return;
+  }
+  conv8_run(w, x, x_stride, cin, h, wd, k, cout, y, y_stride, samples, xp);
+  free(xp);
+}
+
+static int conv_direct_kind(void);
+
 void ae_net_conv_direct_geom(int h, int wd, int k, ae_net_direct_geom *g) {
   int hw = h * wd, vectors = (hw + LANES - 1) / LANES;
   g->h = h, g->wd = wd, g->k = k;
+  if (conv_direct_kind() == AE_NET_DIRECT_OWN) return;
   tap_masks(h, wd, k, vectors, g->taps);
   for (int ky = 0; ky < k; ky++)
     for (int kx = 0; kx < k; kx++)
@@ -218,6 +418,10 @@ void ae_net_conv_direct_run(const ae_net_direct_geom *g, const float *w,
                             const float *x, size_t x_stride, int cin, int cout,
                             float *y, size_t y_stride, int samples) {
   int h = g->h, wd = g->wd, k = g->k;
+  if (conv_direct_kind() == AE_NET_DIRECT_OWN) {
+    conv8(w, x, x_stride, cin, h, wd, k, cout, y, y_stride, samples);
+    return;
+  }
   int hw = h * wd, vectors = (hw + LANES - 1) / LANES;
   conv_args a = {w, x,  y, g->taps,     g->shift, cin,
                  h, wd, k, (k - 1) / 2, hw,       cin * k * k};
@@ -241,6 +445,10 @@ void ae_net_conv_direct_run(const ae_net_direct_geom *g, const float *w,
 void ae_net_conv_direct(const float *w, const float *x, size_t x_stride,
                         int cin, int h, int wd, int k, int cout, float *y,
                         size_t y_stride, int samples) {
+  if (conv_direct_kind() == AE_NET_DIRECT_OWN) {
+    conv8(w, x, x_stride, cin, h, wd, k, cout, y, y_stride, samples);
+    return;
+  }
   ae_net_direct_geom g;
   ae_net_conv_direct_geom(h, wd, k, &g);
   ae_net_conv_direct_run(&g, w, x, x_stride, cin, cout, y, y_stride, samples);
@@ -282,12 +490,15 @@ static int check_shape(int cin, int h, int wd, int k, int cout) {
   return same;
 }
 
-static int direct_usable;
+static int direct_kind; /* AE_NET_DIRECT_OFF, _SGEMM or _OWN */
 
 static void check_direct_once(void) {
   const char *env = getenv("AE_CONV_DIRECT");
   if (env && strcmp(env, "0") == 0) return;
-  if (!ae_net_have_avx512()) return;
+  if (!ae_net_have_avx512()) {
+    if (ae_net_have_avx2_fma()) direct_kind = AE_NET_DIRECT_OWN;
+    return;
+  }
   /* K of 98 .. 1152 (one block, a remainder split in halves, Q blocks
    * plus a split remainder), 1x1 and 3x3 .. 7x7 kernels, planes with a
    * tail vector, output channels in tiles of 8, 4 and 1; GEMMs that
@@ -302,19 +513,19 @@ static void check_direct_once(void) {
     if (!check_shape(shapes[i][0], shapes[i][1], shapes[i][2], shapes[i][3],
                      shapes[i][4]))
       return;
-  direct_usable = 1;
+  direct_kind = AE_NET_DIRECT_SGEMM;
 }
 
-static int conv_direct_usable(void) {
+static int conv_direct_kind(void) {
   static pthread_once_t once = PTHREAD_ONCE_INIT;
   pthread_once(&once, check_direct_once);
-  return direct_usable;
+  return direct_kind;
 }
 
 #else
 
-static int conv_direct_usable(void) {
-  return 0;
+static int conv_direct_kind(void) {
+  return AE_NET_DIRECT_OFF;
 }
 
 void ae_net_conv_direct(const float *w, const float *x, size_t x_stride,
@@ -337,11 +548,17 @@ void ae_net_conv_direct_run(const ae_net_direct_geom *g, const float *w,
 
 #endif
 
+int ae_net_conv_direct_kind(void) {
+  return conv_direct_kind();
+}
+
 int ae_net_conv_direct_usable(void) {
-  return conv_direct_usable();
+  return conv_direct_kind() != AE_NET_DIRECT_OFF;
 }
 
 int ae_net_conv_direct_replaces(int cout, size_t columns, size_t kk) {
+  /* With AVX2 the direct convolution's values are the definition. */
+  if (conv_direct_kind() == AE_NET_DIRECT_OWN) return 1;
   /* OpenBLAS sends M * N * K <= 100^3 to its small-matrix kernel
    * (kernel/x86_64/sgemm_small_kernel_permit_skylakex.c): one chain over
    * all of K (no blocks), the same as ours while K <= Q, except for a
@@ -351,7 +568,37 @@ int ae_net_conv_direct_replaces(int cout, size_t columns, size_t kk) {
   } else if (!k_blocks_agree(kk)) {
     return 0;
   }
-  return conv_direct_usable();
+  return conv_direct_kind() == AE_NET_DIRECT_SGEMM;
+}
+
+void ae_net_conv8_ref(const float *w, const float *x, size_t x_stride,
+                      int cin, int h, int wd, int k, int cout, float *y,
+                      size_t y_stride, int samples) {
+  int pad = (k - 1) / 2, block = conv8_block(k);
+  size_t hw = (size_t)h * (size_t)wd, kk = (size_t)cin * (size_t)k * (size_t)k;
+  for (int s = 0; s < samples; s++)
+    for (int co = 0; co < cout; co++)
+      for (int oy = 0; oy < h; oy++)
+        for (int ox = 0; ox < wd; ox++) {
+          const float *wr = w + (size_t)co * kk;
+          float out = 0.0f;
+          for (int cb = 0; cb < cin; cb += block) {
+            float acc = 0.0f;
+            for (int ci = cb; ci < cin && ci < cb + block; ci++)
+              for (int ky = 0; ky < k; ky++)
+                for (int kx = 0; kx < k; kx++) {
+                  int iy = oy + ky - pad, ix = ox + kx - pad;
+                  float xv = iy >= 0 && iy < h && ix >= 0 && ix < wd
+                                 ? x[(size_t)s * x_stride + (size_t)ci * hw +
+                                     (size_t)iy * (size_t)wd + (size_t)ix]
+                                 : 0.0f;
+                  acc = fmaf(*wr++, xv, acc);
+                }
+            out = cb == 0 ? acc : out + acc;
+          }
+          y[(size_t)s * y_stride + (size_t)co * hw + (size_t)oy * (size_t)wd +
+            (size_t)ox] = out;
+        }
 }
 
 void ae_net_conv_flip_weights(const float *w, int cout, int cin, int k,

@@ -240,9 +240,11 @@ void ae_net_philox_lanes_ref(uint64_t seed, uint32_t tensor, uint32_t stream,
  * the input (odd kernel k <= AE_NET_DIRECT_MAX_K, padding (k - 1) / 2):
  * y[co][p] = sum over (ci, ky, kx) of w[co][ci][ky][kx] * x[ci][p + shift]
  * without an im2col matrix, written straight into each sample's output.
- * Every output element is the very value of im2col + the BLAS sgemm
- * (the same fused multiply-adds in the same order, K split into the same
- * blocks).  That holds for OpenBLAS's blocked sgemm only, so
+ * With AVX-512 every output element is the very value of im2col + the
+ * BLAS sgemm (the same fused multiply-adds in the same order, K split
+ * into the same blocks); with AVX2 its values are its own (see
+ * ae_net_conv_direct_kind below).  The former holds for OpenBLAS's
+ * blocked sgemm only, so
  * ae_net_conv_direct_replaces(cout, columns, kk) says whether the sgemm
  * that im2col would feed (cout x columns, inner size kk) may be replaced:
  * 0 where OpenBLAS's small-matrix kernel or its threaded driver would
@@ -267,9 +269,26 @@ void ae_net_conv_direct_geom(int h, int wd, int k, ae_net_direct_geom *g);
 void ae_net_conv_direct_run(const ae_net_direct_geom *g, const float *w,
                             const float *x, size_t x_stride, int cin, int cout,
                             float *y, size_t y_stride, int samples);
-/* 1 when ae_net_conv_direct runs here at all (AVX-512, the once-per-
- * process check passed, AE_CONV_DIRECT not 0), whatever GEMM it would
- * stand in for: for callers that need its values, not sgemm's bits. */
+/* Which direct convolution runs here (decided once per process):
+ * _SGEMM, AVX-512 and the very values of im2col + OpenBLAS's sgemm (the
+ * once-per-process comparison passed); _OWN, AVX2 and FMA without
+ * AVX-512: one chain of fused multiply-adds per output over (ci, ky, kx)
+ * in order from +0 (ae_net_conv8_ref), which is then the definition of a
+ * stride-1 "same" convolution's values for k >= 3 (a 1 x 1 stays a
+ * GEMM), _replaces saying yes to any GEMM it fits; _OFF: none
+ * (AE_CONV_DIRECT=0, no AVX2, or the comparison failed). */
+enum { AE_NET_DIRECT_OFF, AE_NET_DIRECT_SGEMM, AE_NET_DIRECT_OWN };
+int ae_net_conv_direct_kind(void);
+/* The AVX2 convolution's values in plain C (fmaf), as
+ * ae_net_conv_direct's arguments: the reference its kernel is held to
+ * bit for bit, and its stand-in when its scratch cannot be allocated. */
+void ae_net_conv8_ref(const float *w, const float *x, size_t x_stride,
+                      int cin, int h, int wd, int k, int cout, float *y,
+                      size_t y_stride, int samples);
+/* 1 when ae_net_conv_direct runs here at all (AVX-512 with the once-per-
+ * process check passed, or AVX2 and FMA; AE_CONV_DIRECT not 0), whatever
+ * GEMM it would stand in for: for callers that need its values, not
+ * sgemm's bits. */
 int ae_net_conv_direct_usable(void);
 /* 1 when the CPU runs AVX-512F (checked once; x86-64 with GCC only): the
  * float32 elementwise passes then take 16 lanes, with the very same

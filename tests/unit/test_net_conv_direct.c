@@ -133,6 +133,11 @@ END_TEST
  * sgemm's bit for bit (the NB201 shapes, K split by OpenBLAS, tails). */
 START_TEST(bitwise_sgemm_where_replaced) {
   if (!direct_on()) return;
+  if (ae_net_conv_direct_kind() != AE_NET_DIRECT_SGEMM) {
+    fprintf(stderr, "test_net_conv_direct: the direct convolution here has "
+                    "its own values (AVX2), not sgemm's\n");
+    return;
+  }
   static const int shapes[][5] = {
       {16, 32, 32, 3, 16}, {32, 16, 16, 3, 32}, {64, 8, 8, 3, 64},
       {128, 6, 6, 3, 40},  {3, 32, 32, 3, 16},  {16, 32, 32, 1, 64},
@@ -168,10 +173,12 @@ START_TEST(refuses_what_it_cannot_match) {
   /* OpenBLAS's small-matrix kernel (M N K <= 100^3) sums a partial group
    * of 16 columns otherwise and never splits K; a K remainder that the
    * threaded driver halves otherwise (468 = 240 + 228 one thread,
-   * 234 + 234 threaded). */
-  ck_assert_int_eq(ae_net_conv_direct_replaces(16, 1026, 27), 0);
-  ck_assert_int_eq(ae_net_conv_direct_replaces(8, 64, 576), 0);
-  ck_assert_int_eq(ae_net_conv_direct_replaces(64, 4096, 468), 0);
+   * 234 + 234 threaded).  With AVX2 the direct values are the
+   * definition: it takes them all. */
+  int own = ae_net_conv_direct_kind() == AE_NET_DIRECT_OWN;
+  ck_assert_int_eq(ae_net_conv_direct_replaces(16, 1026, 27), own);
+  ck_assert_int_eq(ae_net_conv_direct_replaces(8, 64, 576), own);
+  ck_assert_int_eq(ae_net_conv_direct_replaces(64, 4096, 468), own);
   /* Shapes: stride 2, even kernels, padding other than (k - 1) / 2. */
   ae_node nd;
   ae_plan_geom ge;
@@ -187,8 +194,70 @@ START_TEST(refuses_what_it_cannot_match) {
   ck_assert_int_eq(ae_net_conv_direct_fits(&nd, &ge), 0);
   nd.kernel = 3, nd.padding = 0, nd.shape[1] = 6, nd.shape[2] = 6;
   ck_assert_int_eq(ae_net_conv_direct_fits(&nd, &ge), 0);
+  /* A 1 x 1 convolution: direct with AVX-512, a GEMM with AVX2. */
+  nd.kernel = 1, nd.padding = 0, nd.shape[1] = 8, nd.shape[2] = 8;
+  ck_assert_int_eq(ae_net_conv_direct_fits(&nd, &ge), !own);
   nd.op = AE_OP_LINEAR;
   ck_assert_int_eq(ae_net_conv_direct_fits(&nd, &ge), 0);
+}
+END_TEST
+
+/* With AVX2 (AE_NET_DIRECT_OWN) the kernel against ae_net_conv8_ref bit
+ * for bit: rows that are and are not a multiple of 8 positions (a
+ * partial vector reading the next row), 1 .. 7 wide kernels, output
+ * channels in tiles of 4 and 1, position tiles of 3, 2 and 1 vectors,
+ * one and several blocks of input channels, several samples with
+ * strides larger than a sample; and ae_net_conv_direct_run on a geometry
+ * the same.  Elsewhere the reference alone against the definition. */
+START_TEST(avx2_matches_reference) {
+  static const int shapes[][6] = {
+      /* cin, h, w, k, cout, samples */
+      {16, 32, 32, 3, 16, 2}, {64, 8, 8, 3, 64, 1},  {3, 32, 32, 3, 16, 1},
+      {40, 6, 9, 3, 7, 2},    {5, 7, 13, 5, 9, 2},   {2, 11, 17, 7, 5, 1},
+      {1, 1, 1, 3, 4, 3},     {9, 1, 20, 3, 3, 1},   {33, 5, 3, 3, 6, 2},
+      {17, 16, 16, 3, 32, 1}, {7, 20, 1, 5, 6, 2}};
+  int own = ae_net_conv_direct_kind() == AE_NET_DIRECT_OWN;
+  for (size_t i = 0; i < sizeof shapes / sizeof *shapes; i++) {
+    int cin = shapes[i][0], h = shapes[i][1], w = shapes[i][2];
+    int k = shapes[i][3], cout = shapes[i][4], samples = shapes[i][5];
+    size_t hw = (size_t)h * w, xs = (size_t)cin * hw + 5,
+           ys = (size_t)cout * hw + 3;
+    size_t nw = (size_t)cout * cin * k * k;
+    float *wt = malloc(sizeof(float) * nw);
+    float *x = malloc(sizeof(float) * xs * samples);
+    float *y = malloc(sizeof(float) * ys * samples);
+    float *ref = malloc(sizeof(float) * ys * samples);
+    ck_assert(wt && x && y && ref);
+    uint32_t seed = (uint32_t)(300 + i);
+    for (size_t e = 0; e < nw; e++)
+      wt[e] = random_value(&seed);
+    for (size_t e = 0; e < xs * samples; e++)
+      x[e] = random_value(&seed) * 4.0f;
+    for (size_t e = 0; e < ys * samples; e++)
+      y[e] = ref[e] = -7.0f; /* the gaps between samples stay as they are */
+    ae_net_conv8_ref(wt, x, xs, cin, h, w, k, cout, ref, ys, samples);
+    if (own) {
+      ae_net_conv_direct(wt, x, xs, cin, h, w, k, cout, y, ys, samples);
+      ck_assert_msg(memcmp(y, ref, sizeof(float) * ys * samples) == 0,
+                    "shape %zu: the AVX2 kernel differs from its reference", i);
+      ae_net_direct_geom *g = malloc(sizeof *g);
+      ck_assert_ptr_nonnull(g);
+      ae_net_conv_direct_geom(h, w, k, g);
+      for (size_t e = 0; e < ys * samples; e++)
+        y[e] = -7.0f;
+      ae_net_conv_direct_run(g, wt, x, xs, cin, cout, y, ys, samples);
+      ck_assert_msg(memcmp(y, ref, sizeof(float) * ys * samples) == 0,
+                    "shape %zu: ae_net_conv_direct_run differs", i);
+      free(g);
+    }
+    /* The reference itself against the float64 definition. */
+    conv_case c = {cin, h, w, k, cout, 1, wt, x, ref};
+    check_definition(&c);
+    free(wt), free(x), free(y), free(ref);
+  }
+  if (!own)
+    fprintf(stderr, "test_net_conv_direct: no AVX2 direct convolution here: "
+                    "its reference alone checked\n");
 }
 END_TEST
 
@@ -892,6 +961,7 @@ int main(int argc, char **argv) {
   tcase_add_test(tc, philox_normals_f32_match_scalar);
   tcase_add_test(tc, avg_pool_adjoint_matches_reference);
   tcase_add_test(tc, gram_matches_reference);
+  tcase_add_test(tc, avx2_matches_reference);
   tcase_add_test(tc, zero_input_convs_match_computed);
   tcase_add_test(tc, zero_input_convs_ntk_match_computed);
   suite_add_tcase(s, tc);
