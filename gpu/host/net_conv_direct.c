@@ -236,10 +236,12 @@ static tile_fn tile_for(int co, int pb) {
  * on the tile a row falls in), so on AVX2 the direct convolution is the
  * definition of a stride-1 "same" convolution's values. */
 #define LANES8 8
-#define TILE_CO8 4
-#define TILE_PB8 3
+#define TILE_PB8 4 /* vectors per tile at most (4 x 3 or 3 x 4) */
 /* Floats past the last padded plane that a partial vector may read. */
 #define PAD_TAIL8 LANES8
+/* Vectors per plane up to which 3 x 4 tiles run (where they measured
+ * faster than 4 x 3 on Zen 2). */
+#define SMALL_PLANE_VECTORS 16
 
 typedef struct {
   const float *w, *xp; /* xp: cin planes of hp x wp, zero borders */
@@ -251,8 +253,8 @@ typedef struct {
 } conv8_args;
 
 __attribute__((target("avx2,fma"), always_inline)) static inline void
-conv8_tile(const conv8_args *a, int co0, int v0, const int CO, const int PB) {
-  __m256 acc[TILE_CO8][TILE_PB8];
+conv8_tile(const conv8_args *a, int co0, int v0, const int CO, const int PB,
+           __m256 *acc /* CO x PB, the caller's, of that very size */) {
   const float *xb[TILE_PB8];
   float *yb[TILE_PB8];
   int left[TILE_PB8];
@@ -275,23 +277,40 @@ conv8_tile(const conv8_args *a, int co0, int v0, const int CO, const int PB) {
     for (int c = 0; c < CO; c++)
 #pragma GCC unroll 4
       for (int j = 0; j < PB; j++)
-        acc[c][j] = _mm256_setzero_ps();
+        acc[c * PB + j] = _mm256_setzero_ps();
     int col = cb * a->k2;
     for (int ci = cb; ci < ce; ci++) {
       const size_t plane = (size_t)ci * a->plane;
       for (int t = 0; t < a->k2; t++, col++) {
         ptrdiff_t at = (ptrdiff_t)plane + a->tap[t];
-        __m256 v[TILE_PB8];
-#pragma GCC unroll 4
-        for (int j = 0; j < PB; j++)
-          v[j] = _mm256_loadu_ps(xb[j] + at);
-#pragma GCC unroll 4
-        for (int c = 0; c < CO; c++) {
-          __m256 wv = _mm256_broadcast_ss(wrow + (size_t)c * (size_t)a->kk +
-                                          (size_t)col);
+        /* The wider side's operands are loaded one at a time (16
+         * registers: the sums, the narrow side's operands, one more). */
+        if (CO >= PB) {
+          __m256 v[TILE_PB8];
 #pragma GCC unroll 4
           for (int j = 0; j < PB; j++)
-            acc[c][j] = _mm256_fmadd_ps(wv, v[j], acc[c][j]);
+            v[j] = _mm256_loadu_ps(xb[j] + at);
+#pragma GCC unroll 4
+          for (int c = 0; c < CO; c++) {
+            __m256 wv = _mm256_broadcast_ss(wrow + (size_t)c * (size_t)a->kk +
+                                            (size_t)col);
+#pragma GCC unroll 4
+            for (int j = 0; j < PB; j++)
+              acc[c * PB + j] = _mm256_fmadd_ps(wv, v[j], acc[c * PB + j]);
+          }
+        } else {
+          __m256 wv[TILE_PB8];
+#pragma GCC unroll 4
+          for (int c = 0; c < CO; c++)
+            wv[c] = _mm256_broadcast_ss(wrow + (size_t)c * (size_t)a->kk +
+                                        (size_t)col);
+#pragma GCC unroll 4
+          for (int j = 0; j < PB; j++) {
+            __m256 v = _mm256_loadu_ps(xb[j] + at);
+#pragma GCC unroll 4
+            for (int c = 0; c < CO; c++)
+              acc[c * PB + j] = _mm256_fmadd_ps(wv[c], v, acc[c * PB + j]);
+          }
         }
       }
     }
@@ -301,7 +320,7 @@ conv8_tile(const conv8_args *a, int co0, int v0, const int CO, const int PB) {
 #pragma GCC unroll 4
       for (int c = 0; c < CO; c++) {
         float *dst = yb[j] + (size_t)(co0 + c) * a->hw;
-        __m256 sum = acc[c][j];
+        __m256 sum = acc[c * PB + j];
         if (left[j] >= LANES8) {
           if (cb > 0) sum = _mm256_add_ps(_mm256_loadu_ps(dst), sum);
           _mm256_storeu_ps(dst, sum);
@@ -313,25 +332,40 @@ conv8_tile(const conv8_args *a, int co0, int v0, const int CO, const int PB) {
   }
 }
 
+/* (The accumulators are declared here, CO x PB exactly: an array sized
+ * for the largest tile is kept in memory, not in registers.) */
 #define TILE8_CASE(CO, PB)                                                     \
   __attribute__((target("avx2,fma"))) static void conv8_tile_##CO##_##PB(      \
       const conv8_args *a, int co0, int v0) {                                  \
-    conv8_tile(a, co0, v0, CO, PB);                                            \
+    __m256 acc[(CO) * (PB)];                                                   \
+    conv8_tile(a, co0, v0, CO, PB, acc);                                       \
   }
 TILE8_CASE(4, 3)
 TILE8_CASE(4, 2)
 TILE8_CASE(4, 1)
+TILE8_CASE(3, 4)
+TILE8_CASE(3, 3)
+TILE8_CASE(3, 2)
+TILE8_CASE(3, 1)
+TILE8_CASE(2, 4)
+TILE8_CASE(2, 3)
+TILE8_CASE(2, 2)
+TILE8_CASE(2, 1)
+TILE8_CASE(1, 4)
 TILE8_CASE(1, 3)
 TILE8_CASE(1, 2)
 TILE8_CASE(1, 1)
 
 typedef void (*tile8_fn)(const conv8_args *, int, int);
 
+/* The tile of co output channels x pb vectors (co x pb <= 12). */
 static tile8_fn tile8_for(int co, int pb) {
-  static const tile8_fn table[2][3] = {
-      {conv8_tile_1_1, conv8_tile_1_2, conv8_tile_1_3},
-      {conv8_tile_4_1, conv8_tile_4_2, conv8_tile_4_3}};
-  return table[co == TILE_CO8 ? 1 : 0][pb - 1];
+  static const tile8_fn table[4][4] = {
+      {conv8_tile_1_1, conv8_tile_1_2, conv8_tile_1_3, conv8_tile_1_4},
+      {conv8_tile_2_1, conv8_tile_2_2, conv8_tile_2_3, conv8_tile_2_4},
+      {conv8_tile_3_1, conv8_tile_3_2, conv8_tile_3_3, conv8_tile_3_4},
+      {conv8_tile_4_1, conv8_tile_4_2, conv8_tile_4_3, NULL}};
+  return table[co - 1][pb - 1];
 }
 
 /* Floats of the padded copy of cin planes of an h x wd input. */
@@ -364,6 +398,10 @@ static void conv8_run(const float *w, const float *x, size_t x_stride, int cin,
                   (size_t)hp * (size_t)wp,
                   (size_t)h * (size_t)wd};
   memset(xp, 0, sizeof(float) * conv8_scratch(cin, h, wd, k));
+  /* Tiles of 4 channels x 3 vectors, or of 3 x 4 on a small plane whose
+   * vectors come in fours (8 x 8: two tiles, not 3 + 3 + 2). */
+  int small = vectors <= SMALL_PLANE_VECTORS && vectors % 4 == 0;
+  int co_main = small ? 3 : 4, pb_main = small ? 4 : 3;
   for (int s = 0; s < samples; s++) {
     const float *xs = x + (size_t)s * x_stride;
     for (int ci = 0; ci < cin; ci++)
@@ -375,9 +413,9 @@ static void conv8_run(const float *w, const float *x, size_t x_stride, int cin,
     a.y = y + (size_t)s * y_stride;
     for (int v0 = 0; v0 < vectors;) {
       int rest = vectors - v0;
-      int pb = rest >= TILE_PB8 ? TILE_PB8 : rest;
+      int pb = rest >= pb_main ? pb_main : rest;
       for (int co0 = 0; co0 < cout;) {
-        int co = cout - co0 >= TILE_CO8 ? TILE_CO8 : 1;
+        int co = cout - co0 >= co_main ? co_main : cout - co0;
         tile8_for(co, pb)(&a, co0, v0);
         co0 += co;
       }

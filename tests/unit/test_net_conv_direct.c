@@ -204,8 +204,8 @@ END_TEST
 
 /* With AVX2 (AE_NET_DIRECT_OWN) the kernel against ae_net_conv8_ref bit
  * for bit: rows that are and are not a multiple of 8 positions (a
- * partial vector reading the next row), 1 .. 7 wide kernels, output
- * channels in tiles of 4 and 1, position tiles of 3, 2 and 1 vectors,
+ * partial vector reading the next row), 1 .. 7 wide kernels, tiles of
+ * 4 channels x 3 vectors and (small planes) 3 x 4, and their remainders,
  * one and several blocks of input channels, several samples with
  * strides larger than a sample; and ae_net_conv_direct_run on a geometry
  * the same.  Elsewhere the reference alone against the definition. */
@@ -215,7 +215,7 @@ START_TEST(avx2_matches_reference) {
       {16, 32, 32, 3, 16, 2}, {64, 8, 8, 3, 64, 1},  {3, 32, 32, 3, 16, 1},
       {40, 6, 9, 3, 7, 2},    {5, 7, 13, 5, 9, 2},   {2, 11, 17, 7, 5, 1},
       {1, 1, 1, 3, 4, 3},     {9, 1, 20, 3, 3, 1},   {33, 5, 3, 3, 6, 2},
-      {17, 16, 16, 3, 32, 1}, {7, 20, 1, 5, 6, 2}};
+      {17, 16, 16, 3, 32, 1}, {7, 20, 1, 5, 6, 2},  {5, 4, 16, 3, 8, 2}};
   int own = ae_net_conv_direct_kind() == AE_NET_DIRECT_OWN;
   for (size_t i = 0; i < sizeof shapes / sizeof *shapes; i++) {
     int cin = shapes[i][0], h = shapes[i][1], w = shapes[i][2];
