@@ -391,7 +391,7 @@ static void forward_bn(ae_net *n, int k, int batch) {
 
 /* y = act(x); vectorised (the ReLU ran one element at a time: 3 % of the
  * `fast` profile), the same values per element. */
-AE_VECTOR_LOOPS static void forward_act(const ae_node *nd,
+AE_AVX2_CLONES AE_VECTOR_LOOPS static void forward_act(const ae_node *nd,
                                         const ae_real *restrict x,
                                         ae_real *restrict y, size_t count) {
   switch (nd->act.fn) {

@@ -81,6 +81,15 @@ struct ae_net {
 #define AE_VECTOR_LOOPS
 #endif
 
+/* Clones of a loop for AVX2 (8 float32 lanes) and the baseline, picked
+ * at load time: for elementwise loops whose values do not depend on the
+ * vector width ("avx2" brings no FMA, so nothing is contracted). */
+#if defined(__GNUC__) && defined(__x86_64__) && !defined(__clang__)
+#define AE_AVX2_CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define AE_AVX2_CLONES
+#endif
+
 /* The calling thread's spare arenas (net.c), one per kind: an arena of at
  * least bytes (*have: its real size), the spare when it fits, and one
  * handed back (kept as the spare when larger than it, else freed). */

@@ -109,13 +109,9 @@ add_row(ae_real *restrict dst, const ae_real *restrict src, int n) {
     dst[i] += src[i];
 }
 
-/* Clones for AVX2 (8 float32 lanes) and the baseline, as the loops of
- * col2im and the pool's adjoint vectorise. */
-#if defined(__GNUC__) && defined(__x86_64__) && !defined(__clang__)
-#define AE_ROW_CLONES __attribute__((target_clones("avx2", "default")))
-#else
-#define AE_ROW_CLONES
-#endif
+/* Clones for AVX2 and the baseline, as the loops of col2im and the
+ * pool's adjoint vectorise (net_internal.h). */
+#define AE_ROW_CLONES AE_AVX2_CLONES
 
 AE_ROW_CLONES AE_VECTOR_LOOPS static void
 col2im_add(const ae_real *col, int c, int h, int w, int k, int stride, int pad,
@@ -615,8 +611,29 @@ static void add_avx512(const float *a, const float *b, float *y, size_t count) {
 }
 #endif
 
+/* The portable loops of the three below, in AVX2 clones (the same
+ * values: a multiply and an add rounded apart). */
+AE_ROW_CLONES AE_VECTOR_LOOPS static void
+scale_shift_lanes(const ae_real *restrict x, ae_real *restrict y, size_t count,
+                  ae_real scale, ae_real shift) {
+  for (size_t i = 0; i < count; i++)
+    y[i] = x[i] * scale + shift;
+}
+
+AE_ROW_CLONES AE_VECTOR_LOOPS static void
+add2_lanes(const ae_real *restrict x0, const ae_real *restrict x1,
+           ae_real *restrict y, size_t count) {
+  for (size_t e = 0; e < count; e++)
+    y[e] = x0[e] + x1[e];
+}
+
+AE_ROW_CLONES AE_VECTOR_LOOPS static void
+add_into_lanes(const ae_real *restrict x, ae_real *restrict y, size_t count) {
+  for (size_t e = 0; e < count; e++)
+    y[e] += x[e];
+}
+
 /* y = x * scale + shift over count elements. */
-AE_VECTOR_LOOPS
 void ae_net_scale_shift_t(const ae_real *restrict x, ae_real *restrict y,
                           size_t count, ae_real scale, ae_real shift) {
 #if AE_NET_AVX512
@@ -625,12 +642,10 @@ void ae_net_scale_shift_t(const ae_real *restrict x, ae_real *restrict y,
     return;
   }
 #endif
-  for (size_t i = 0; i < count; i++)
-    y[i] = x[i] * scale + shift;
+  scale_shift_lanes(x, y, count, scale, shift);
 }
 
 /* y = x0 + x1 over count elements. */
-AE_VECTOR_LOOPS
 static void add2(const ae_real *restrict x0, const ae_real *restrict x1,
                  ae_real *restrict y, size_t count) {
 #if AE_NET_AVX512
@@ -639,12 +654,10 @@ static void add2(const ae_real *restrict x0, const ae_real *restrict x1,
     return;
   }
 #endif
-  for (size_t e = 0; e < count; e++)
-    y[e] = x0[e] + x1[e];
+  add2_lanes(x0, x1, y, count);
 }
 
 /* y += x over count elements. */
-AE_VECTOR_LOOPS
 static void add_into(const ae_real *restrict x, ae_real *restrict y,
                      size_t count) {
 #if AE_NET_AVX512
@@ -653,8 +666,7 @@ static void add_into(const ae_real *restrict x, ae_real *restrict y,
     return;
   }
 #endif
-  for (size_t e = 0; e < count; e++)
-    y[e] += x[e];
+  add_into_lanes(x, y, count);
 }
 
 void ae_net_add_t(ae_real *const *buf, const ae_node *nd, size_t count,
