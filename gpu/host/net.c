@@ -391,9 +391,9 @@ static void forward_bn(ae_net *n, int k, int batch) {
 
 /* y = act(x); vectorised (the ReLU ran one element at a time: 3 % of the
  * `fast` profile), the same values per element. */
-AE_AVX2_CLONES AE_VECTOR_LOOPS static void forward_act(const ae_node *nd,
-                                        const ae_real *restrict x,
-                                        ae_real *restrict y, size_t count) {
+AE_AVX2_CLONES AE_VECTOR_LOOPS static void
+forward_act(const ae_node *nd, const ae_real *restrict x, ae_real *restrict y,
+            size_t count) {
   switch (nd->act.fn) {
   case AE_ACT_RELU:
     for (size_t i = 0; i < count; i++)

@@ -246,7 +246,7 @@ static tile_fn tile_for(int co, int pb) {
 typedef struct {
   const float *w, *xp; /* xp: cin planes of hp x wp, zero borders */
   float *y;
-  const ptrdiff_t *tap; /* [ky * k + kx]: ky * wp + kx */
+  const ptrdiff_t *tap;         /* [ky * k + kx]: ky * wp + kx */
   int cin, k2, kk, wd, wp, vpr; /* vpr: vectors per output row */
   int block;                    /* input channels per block of sums */
   size_t plane, hw;             /* padded input plane, output plane */
@@ -325,7 +325,8 @@ conv8_tile(const conv8_args *a, int co0, int v0, const int CO, const int PB,
           if (cb > 0) sum = _mm256_add_ps(_mm256_loadu_ps(dst), sum);
           _mm256_storeu_ps(dst, sum);
         } else {
-          if (cb > 0) sum = _mm256_add_ps(_mm256_maskload_ps(dst, keep[j]), sum);
+          if (cb > 0)
+            sum = _mm256_add_ps(_mm256_maskload_ps(dst, keep[j]), sum);
           _mm256_maskstore_ps(dst, keep[j], sum);
         }
       }
@@ -376,8 +377,8 @@ static size_t conv8_scratch(int cin, int h, int wd, int k) {
 /* The samples' convolutions with the padded copy in xp (conv8_scratch
  * floats, zeroed here once: the copies write the interiors only). */
 static void conv8_run(const float *w, const float *x, size_t x_stride, int cin,
-                      int h, int wd, int k, int cout, float *y,
-                      size_t y_stride, int samples, float *xp) {
+                      int h, int wd, int k, int cout, float *y, size_t y_stride,
+                      int samples, float *xp) {
   int pad = (k - 1) / 2, hp = h + k - 1, wp = wd + k - 1;
   ptrdiff_t tap[AE_NET_DIRECT_MAX_K * AE_NET_DIRECT_MAX_K];
   for (int ky = 0; ky < k; ky++)
@@ -431,8 +432,7 @@ static void conv8(const float *w, const float *x, size_t x_stride, int cin,
                   int samples) {
   float *xp = malloc(sizeof(float) * conv8_scratch(cin, h, wd, k));
   if (!xp) {
-    ae_net_conv8_ref(w, x, x_stride, cin, h, wd, k, cout, y, y_stride,
-                     samples);
+    ae_net_conv8_ref(w, x, x_stride, cin, h, wd, k, cout, y, y_stride, samples);
     return;
   }
   conv8_run(w, x, x_stride, cin, h, wd, k, cout, y, y_stride, samples, xp);
@@ -609,9 +609,9 @@ int ae_net_conv_direct_replaces(int cout, size_t columns, size_t kk) {
   return conv_direct_kind() == AE_NET_DIRECT_SGEMM;
 }
 
-void ae_net_conv8_ref(const float *w, const float *x, size_t x_stride,
-                      int cin, int h, int wd, int k, int cout, float *y,
-                      size_t y_stride, int samples) {
+void ae_net_conv8_ref(const float *w, const float *x, size_t x_stride, int cin,
+                      int h, int wd, int k, int cout, float *y, size_t y_stride,
+                      int samples) {
   int pad = (k - 1) / 2, block = conv8_block(k);
   size_t hw = (size_t)h * (size_t)wd, kk = (size_t)cin * (size_t)k * (size_t)k;
   for (int s = 0; s < samples; s++)

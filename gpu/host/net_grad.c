@@ -13,7 +13,8 @@
  * (parameter gradients per tensor; node gradients in buffers that go back
  * to a pool as soon as the sweep has passed their node, so that only the
  * frontier holds memory), so the NTK's shared slots are never touched.  In
- * float32 on AVX-512 a stride-1 "same" convolution's input gradient is the
+ * float32 on AVX-512, or AVX2 with FMA (k >= 3), a stride-1 "same"
+ * convolution's input gradient is the
  * direct convolution of dY with the flipped weights, as in net_ntk.c (another
  * float32 order than W^T dY + col2im; test_net_grad measures both against
  * the float64 twin).  Compiled twice like net.c (net64_grad.c is the
@@ -209,7 +210,8 @@ static void backward_linear(ae_net_grad *gr, int k, ae_real *dx) {
  * the weights and added: no W^T dY GEMM, no col2im.  Another float32
  * summation order than the GEMM path (test_net_grad holds both within
  * the float64 twin's spread).  1 when done, 0 when it does not apply
- * (not that shape, no AVX-512, dcol too small for a sample). */
+ * (not that shape, no direct convolution here, dcol too small for a
+ * sample). */
 static int conv_dx_direct(ae_net_grad *gr, int k, ae_real *dx) {
   ae_net *n = gr->n;
   const ae_node *nd = &n->g->nodes[k];

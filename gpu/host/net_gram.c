@@ -176,8 +176,7 @@ void ae_net_gram_f32_part(const float *g, int batch, size_t P, double scale,
  * lanes_sum.  Every lane is the same chain as in the reference, so the
  * bits are those of the AVX-512 kernel. */
 #define AVX2_SIDE 3
-#define AVX2_FN                                                                \
-  __attribute__((target("avx2,fma"), optimize("fp-contract=off")))
+#define AVX2_FN __attribute__((target("avx2,fma"), optimize("fp-contract=off")))
 
 /* acc[r][s] (+)= the products of half `half` of each 8 columns of rows
  * a[r] and b[s] over w columns (zeros past w). */
@@ -209,9 +208,9 @@ avx2_half(const float *const a[AVX2_SIDE], const float *const b[AVX2_SIDE],
     }
   for (int r = 0; r < AVX2_SIDE; r++)
     for (int s = 0; s < AVX2_SIDE; s++)
-      acc[r][s] = _mm256_fmadd_pd(_mm256_cvtps_pd(_mm_loadu_ps(ta[r] + h)),
-                                  _mm256_cvtps_pd(_mm_loadu_ps(tb[s] + h)),
-                                  acc[r][s]);
+      acc[r][s] =
+          _mm256_fmadd_pd(_mm256_cvtps_pd(_mm_loadu_ps(ta[r] + h)),
+                          _mm256_cvtps_pd(_mm_loadu_ps(tb[s] + h)), acc[r][s]);
 }
 
 /* theta[i][j] += scale * sum for the tile's pairs in the lower triangle
@@ -240,7 +239,8 @@ AVX2_FN static void avx2_tile(const float *const a[AVX2_SIDE],
       __m256d quad = _mm256_add_pd(_mm256_loadu_pd(low[r][s]), acc[r][s]);
       __m128d pair = _mm_add_pd(_mm256_castpd256_pd128(quad),
                                 _mm256_extractf128_pd(quad, 1));
-      double sum = _mm_cvtsd_f64(pair) + _mm_cvtsd_f64(_mm_unpackhi_pd(pair, pair));
+      double sum =
+          _mm_cvtsd_f64(pair) + _mm_cvtsd_f64(_mm_unpackhi_pd(pair, pair));
       theta[(size_t)i * (size_t)batch + (size_t)j] += scale * sum;
     }
 }
@@ -259,8 +259,7 @@ static void gram_avx2_part(const float *g, int batch, size_t P, double scale,
           a[r] = tile_row(g, batch, P, ti * AVX2_SIDE, r, c0);
           b[r] = tile_row(g, batch, P, tj * AVX2_SIDE, r, c0);
         }
-        avx2_tile(a, b, w, theta, batch, ti * AVX2_SIDE, tj * AVX2_SIDE,
-                  scale);
+        avx2_tile(a, b, w, theta, batch, ti * AVX2_SIDE, tj * AVX2_SIDE, scale);
       }
   }
 }

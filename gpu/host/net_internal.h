@@ -259,8 +259,9 @@ void ae_net_philox_lanes_ref(uint64_t seed, uint32_t tensor, uint32_t stream,
  * 0 where OpenBLAS's small-matrix kernel or its threaded driver would
  * order the sums otherwise (columns not a multiple of 16, K blocks), 0 on a
  * machine where a once-per-process comparison of both on random data
- * finds any difference (another BLAS, no AVX-512) or with
- * AE_CONV_DIRECT=0 in the environment. */
+ * finds any difference (another BLAS) or with AE_CONV_DIRECT=0 in the
+ * environment; with AVX2 (no AVX-512) 1 for every GEMM whose
+ * convolution fits, the direct values being the definition there. */
 #define AE_NET_DIRECT_MAX_K 7
 #define AE_NET_DIRECT_MAX_HW 4096 /* output positions per plane */
 int ae_net_conv_direct_replaces(int cout, size_t columns, size_t kk);
@@ -291,9 +292,9 @@ int ae_net_conv_direct_kind(void);
 /* The AVX2 convolution's values in plain C (fmaf), as
  * ae_net_conv_direct's arguments: the reference its kernel is held to
  * bit for bit, and its stand-in when its scratch cannot be allocated. */
-void ae_net_conv8_ref(const float *w, const float *x, size_t x_stride,
-                      int cin, int h, int wd, int k, int cout, float *y,
-                      size_t y_stride, int samples);
+void ae_net_conv8_ref(const float *w, const float *x, size_t x_stride, int cin,
+                      int h, int wd, int k, int cout, float *y, size_t y_stride,
+                      int samples);
 /* 1 when ae_net_conv_direct runs here at all (AVX-512 with the once-per-
  * process check passed, or AVX2 and FMA; AE_CONV_DIRECT not 0), whatever
  * GEMM it would stand in for: for callers that need its values, not
@@ -347,7 +348,8 @@ void ae_net_part_range(size_t count, int part, int parts, size_t *lo,
  * float32 values, columns AE_NET_GRAM_BLOCK at a time; part `part` of
  * `parts` does its share of the 4 x 4 row tiles (the same bits for any
  * parts).  _usable: 1 when the AVX-512 kernel or its AVX2 twin (the same
- * bits) runs here (else _part runs the reference as part 0).  _ref: the same arithmetic in plain C. */
+ * bits) runs here (else _part runs the reference as part 0).  _ref: the same
+ * arithmetic in plain C. */
 #define AE_NET_GRAM_BLOCK 4096
 int ae_net_gram_f32_usable(void);
 void ae_net_gram_f32_part(const float *g, int batch, size_t P, double scale,

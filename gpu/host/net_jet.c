@@ -191,11 +191,10 @@ static void jet_bn(ae_net *n, int k, int batch) {
 /* ReLU's jets: the three streams where z > 0, else +0 (the derivative at
  * x, no second-order term).  Selected by a bit mask of the element's
  * width, which vectorises, with the very values of z > 0 ? v : 0. */
-AE_AVX2_CLONES AE_VECTOR_LOOPS
-static void relu_jets(size_t count, const ae_real *restrict z,
-                      const ae_real *restrict z1, const ae_real *restrict z2,
-                      ae_real *restrict y, ae_real *restrict y1,
-                      ae_real *restrict y2) {
+AE_AVX2_CLONES AE_VECTOR_LOOPS static void
+relu_jets(size_t count, const ae_real *restrict z, const ae_real *restrict z1,
+          const ae_real *restrict z2, ae_real *restrict y, ae_real *restrict y1,
+          ae_real *restrict y2) {
   for (size_t e = 0; e < count; e++) {
     ae_real_bits keep = (ae_real_bits)0 - (ae_real_bits)(z[e] > (ae_real)0);
     ae_real_bits a, b, c;
@@ -458,9 +457,8 @@ static int jet_plan(const ae_net *n, int batch, unsigned char *what) {
 }
 
 /* y = a + b, or a + 0 where b is NULL (a may be y). */
-AE_AVX2_CLONES AE_VECTOR_LOOPS
-static void jet_add2(const ae_real *a, const ae_real *b, ae_real *y,
-                     size_t count) {
+AE_AVX2_CLONES AE_VECTOR_LOOPS static void
+jet_add2(const ae_real *a, const ae_real *b, ae_real *y, size_t count) {
   if (b) {
     for (size_t e = 0; e < count; e++)
       y[e] = a[e] + b[e];

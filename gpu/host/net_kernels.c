@@ -58,8 +58,8 @@ static int have_avx2_fma;
 
 static void check_avx2_fma_once(void) {
   __builtin_cpu_init();
-  have_avx2_fma = __builtin_cpu_supports("avx2") != 0 &&
-                  __builtin_cpu_supports("fma") != 0;
+  have_avx2_fma =
+      __builtin_cpu_supports("avx2") != 0 && __builtin_cpu_supports("fma") != 0;
 }
 
 int ae_net_have_avx2_fma(void) {

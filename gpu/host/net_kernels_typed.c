@@ -620,9 +620,10 @@ scale_shift_lanes(const ae_real *restrict x, ae_real *restrict y, size_t count,
     y[i] = x[i] * scale + shift;
 }
 
-AE_ROW_CLONES AE_VECTOR_LOOPS static void
-add2_lanes(const ae_real *restrict x0, const ae_real *restrict x1,
-           ae_real *restrict y, size_t count) {
+AE_ROW_CLONES AE_VECTOR_LOOPS static void add2_lanes(const ae_real *restrict x0,
+                                                     const ae_real *restrict x1,
+                                                     ae_real *restrict y,
+                                                     size_t count) {
   for (size_t e = 0; e < count; e++)
     y[e] = x0[e] + x1[e];
 }

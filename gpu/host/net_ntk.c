@@ -430,9 +430,8 @@ static int conv_dw_direct(const ae_net *n, int k, size_t col_cap) {
   const ae_node *nd = &n->g->nodes[k];
   const ae_plan_geom *ge = &n->geom[k];
   if (!ae_net_conv_direct_fits(nd, ge)) return 0;
-  if (ae_net_have_avx512()
-          ? nd->out % 16 != 0 || !ae_net_conv_direct_usable()
-          : nd->out % 8 != 0 || !ae_net_ntk_dw_direct_usable())
+  if (ae_net_have_avx512() ? nd->out % 16 != 0 || !ae_net_conv_direct_usable()
+                           : nd->out % 8 != 0 || !ae_net_ntk_dw_direct_usable())
     return 0;
   size_t hp = (size_t)ge->in_h + (size_t)nd->kernel - 1;
   size_t wp = (size_t)ge->in_w + (size_t)nd->kernel - 1;
