@@ -441,10 +441,11 @@ static void conv8(const float *w, const float *x, size_t x_stride, int cin,
 
 static int conv_direct_kind(void);
 
-void ae_net_conv_direct_geom(int h, int wd, int k, ae_net_direct_geom *g) {
+/* The AVX-512 kernel's geometry and run, without asking which kernel
+ * runs here (check_direct_once calls them while deciding). */
+static void geom512(int h, int wd, int k, ae_net_direct_geom *g) {
   int hw = h * wd, vectors = (hw + LANES - 1) / LANES;
   g->h = h, g->wd = wd, g->k = k;
-  if (conv_direct_kind() == AE_NET_DIRECT_OWN) return;
   tap_masks(h, wd, k, vectors, g->taps);
   for (int ky = 0; ky < k; ky++)
     for (int kx = 0; kx < k; kx++)
@@ -452,14 +453,10 @@ void ae_net_conv_direct_geom(int h, int wd, int k, ae_net_direct_geom *g) {
           (ptrdiff_t)(ky - (k - 1) / 2) * wd + kx - (k - 1) / 2;
 }
 
-void ae_net_conv_direct_run(const ae_net_direct_geom *g, const float *w,
-                            const float *x, size_t x_stride, int cin, int cout,
-                            float *y, size_t y_stride, int samples) {
+static void run512(const ae_net_direct_geom *g, const float *w, const float *x,
+                   size_t x_stride, int cin, int cout, float *y,
+                   size_t y_stride, int samples) {
   int h = g->h, wd = g->wd, k = g->k;
-  if (conv_direct_kind() == AE_NET_DIRECT_OWN) {
-    conv8(w, x, x_stride, cin, h, wd, k, cout, y, y_stride, samples);
-    return;
-  }
   int hw = h * wd, vectors = (hw + LANES - 1) / LANES;
   conv_args a = {w, x,  y, g->taps,     g->shift, cin,
                  h, wd, k, (k - 1) / 2, hw,       cin * k * k};
@@ -480,6 +477,24 @@ void ae_net_conv_direct_run(const ae_net_direct_geom *g, const float *w,
   }
 }
 
+void ae_net_conv_direct_geom(int h, int wd, int k, ae_net_direct_geom *g) {
+  if (conv_direct_kind() == AE_NET_DIRECT_OWN) {
+    g->h = h, g->wd = wd, g->k = k;
+    return;
+  }
+  geom512(h, wd, k, g);
+}
+
+void ae_net_conv_direct_run(const ae_net_direct_geom *g, const float *w,
+                            const float *x, size_t x_stride, int cin, int cout,
+                            float *y, size_t y_stride, int samples) {
+  if (conv_direct_kind() == AE_NET_DIRECT_OWN) {
+    conv8(w, x, x_stride, cin, g->h, g->wd, g->k, cout, y, y_stride, samples);
+    return;
+  }
+  run512(g, w, x, x_stride, cin, cout, y, y_stride, samples);
+}
+
 void ae_net_conv_direct(const float *w, const float *x, size_t x_stride,
                         int cin, int h, int wd, int k, int cout, float *y,
                         size_t y_stride, int samples) {
@@ -488,8 +503,8 @@ void ae_net_conv_direct(const float *w, const float *x, size_t x_stride,
     return;
   }
   ae_net_direct_geom g;
-  ae_net_conv_direct_geom(h, wd, k, &g);
-  ae_net_conv_direct_run(&g, w, x, x_stride, cin, cout, y, y_stride, samples);
+  geom512(h, wd, k, &g);
+  run512(&g, w, x, x_stride, cin, cout, y, y_stride, samples);
 }
 
 /* Random float32 in [-1, 1) with exact zeros sprinkled in (a ReLU's
@@ -517,7 +532,9 @@ static int check_shape(int cin, int h, int wd, int k, int cout) {
     ae_net_im2col_t(x, cin, h, wd, k, 1, (k - 1) / 2, h, wd, col, (size_t)hw);
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, cout, hw, kk, 1.0f,
                 w, kk, col, hw, 0.0f, y0, hw);
-    ae_net_conv_direct(w, x, 0, cin, h, wd, k, cout, y1, 0, 1);
+    ae_net_direct_geom g;
+    geom512(h, wd, k, &g);
+    run512(&g, w, x, 0, cin, cout, y1, 0, 1);
     same = memcmp(y0, y1, sizeof(float) * ny) == 0;
   }
   free(w);
