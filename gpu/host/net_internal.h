@@ -356,11 +356,6 @@ void ae_net_gram_f32_part(const float *g, int batch, size_t P, double scale,
                           double *theta, int part, int parts);
 void ae_net_gram_f32_ref(const float *g, int batch, size_t P, double scale,
                          double *theta);
-/* 1 when the float32 NTK forms a stride-1 "same" convolution's
- * per-sample dW straight from the padded input planes (net_ntk.c), not by
- * im2col + a GEMM per sample: AVX-512 with the direct convolution
- * usable, or AVX2 and FMA; never with AE_CONV_DIRECT=0. */
-int ae_net_ntk_dw_direct_usable(void);
 /* 1 when node nd's convolution has the shape ae_net_conv_direct runs. */
 int ae_net_conv_direct_fits(const ae_node *nd, const ae_plan_geom *ge);
 /* `samples` samples, sample s at x + s * x_stride and y + s * y_stride. */

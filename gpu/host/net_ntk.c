@@ -33,7 +33,6 @@
 
 #include "api/status.h"
 #include <cblas.h>
-#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #ifndef AE_NET_DOUBLE
@@ -123,22 +122,6 @@ static void gram_accumulate(ae_real *g, int batch, size_t P, double scale,
   cblas_dsyrk(CblasRowMajor, CblasLower, CblasNoTrans, batch, (int)P, scale, gd,
               (int)P, 1.0, theta, batch);
 }
-
-#ifndef AE_NET_DOUBLE
-static int dw8_usable;
-
-static void check_dw8_once(void) {
-  const char *env = getenv("AE_CONV_DIRECT");
-  dw8_usable = !(env && strcmp(env, "0") == 0) && ae_net_have_avx2_fma();
-}
-
-int ae_net_ntk_dw_direct_usable(void) {
-  static pthread_once_t once = PTHREAD_ONCE_INIT;
-  if (ae_net_have_avx512()) return ae_net_conv_direct_usable();
-  pthread_once(&once, check_dw8_once);
-  return dw8_usable;
-}
-#endif
 
 /* The NTK parameterization scales each weight tensor's Gram by its init
  * variance; the standard one does not. */
@@ -424,14 +407,15 @@ static void dw_sample(const dw_args *a, int columns) {
 
 /* 1 when conv k's per-sample dW runs through dw_sample: float32, a
  * stride-1 "same" convolution, the padded input, dY^T and the column
- * offsets fitting in col, and on AVX-512 (the direct convolution usable)
- * Cout a multiple of 16, or with AVX2 and FMA a multiple of 8. */
+ * offsets fitting in col, the direct convolution usable here, and Cout a
+ * multiple of 16 with AVX-512 (8 with AVX2). */
 static int conv_dw_direct(const ae_net *n, int k, size_t col_cap) {
   const ae_node *nd = &n->g->nodes[k];
   const ae_plan_geom *ge = &n->geom[k];
-  if (!ae_net_conv_direct_fits(nd, ge)) return 0;
-  if (ae_net_have_avx512() ? nd->out % 16 != 0 || !ae_net_conv_direct_usable()
-                           : nd->out % 8 != 0 || !ae_net_ntk_dw_direct_usable())
+  /* (The direct convolution's kind decides: AVX-512 or AVX2 + FMA, and
+   * AE_CONV_DIRECT; fits leaves 1 x 1 out with AVX2.) */
+  if (!ae_net_conv_direct_fits(nd, ge) || !ae_net_conv_direct_usable() ||
+      nd->out % (ae_net_have_avx512() ? 16 : 8) != 0)
     return 0;
   size_t hp = (size_t)ge->in_h + (size_t)nd->kernel - 1;
   size_t wp = (size_t)ge->in_w + (size_t)nd->kernel - 1;

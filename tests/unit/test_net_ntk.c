@@ -373,7 +373,7 @@ START_TEST(ntk_direct_paths) {
   ck_assert_double_gt(spread_direct, 0.0);
   ck_assert_double_le(spread_direct, 1e-5);
   const char *pre = getenv("LD_PRELOAD");
-  if (!ae_net_ntk_dw_direct_usable() || (pre && strstr(pre, "vgpreload")))
+  if (!ae_net_conv_direct_usable() || (pre && strstr(pre, "vgpreload")))
     return; /* no direct paths here, or valgrind (no self exec) */
   double tg[BATCH * BATCH];
   gemm_path_ntk(tg);
