@@ -34,8 +34,9 @@
 #include <immintrin.h>
 #endif
 
-/* Rows per tile side. */
+/* Rows per tile side (AVX2_SIDE with AVX2, below). */
 #define TILE 4
+#define AVX2_SIDE 3
 /* The fused multiply-add chains of one pair: one per lane. */
 #define LANES 8
 
@@ -139,17 +140,20 @@ AE_AVX512_FN static void tile_sums(const float *const a[TILE],
       sums[r][s] = reduce_lanes(acc[r][s]);
 }
 
-static void gram_avx2_part(const float *g, int batch, size_t P, double scale,
-                           double *theta, int part, int parts);
-static int gram_kernel(void);
+/* A kernel's tile: theta += scale * the sums of rows a[0..side-1] x
+ * b[0..side-1] over w columns, for the pairs (i0 + r, j0 + s) in the lower
+ * triangle and the batch. */
+typedef void (*gram_tile_fn)(const float *const *a, const float *const *b,
+                             size_t w, double *theta, int batch, int i0, int j0,
+                             double scale);
 
-void ae_net_gram_f32_part(const float *g, int batch, size_t P, double scale,
-                          double *theta, int part, int parts) {
-  if (gram_kernel() == 1) {
-    gram_avx2_part(g, batch, P, scale, theta, part, parts);
-    return;
-  }
-  int tiles_side = (batch + TILE - 1) / TILE;
+/* Every column block, every tile of side x side rows in the lower
+ * triangle, tile t to part t mod parts: the dealing both kernels share
+ * (the values do not depend on it). */
+static void deal_tiles(const float *g, int batch, size_t P, double scale,
+                       double *theta, int part, int parts, int side,
+                       gram_tile_fn tile) {
+  int tiles_side = (batch + side - 1) / side;
   for (size_t c0 = 0; c0 < P; c0 += AE_NET_GRAM_BLOCK) {
     size_t w = P - c0 < AE_NET_GRAM_BLOCK ? P - c0 : AE_NET_GRAM_BLOCK;
     int t = 0;
@@ -157,15 +161,33 @@ void ae_net_gram_f32_part(const float *g, int batch, size_t P, double scale,
       for (int tj = 0; tj <= ti; tj++, t++) {
         if (t % parts != part) continue;
         const float *a[TILE], *b[TILE];
-        for (int r = 0; r < TILE; r++) {
-          a[r] = tile_row(g, batch, P, ti * TILE, r, c0);
-          b[r] = tile_row(g, batch, P, tj * TILE, r, c0);
+        for (int r = 0; r < side; r++) {
+          a[r] = tile_row(g, batch, P, ti * side, r, c0);
+          b[r] = tile_row(g, batch, P, tj * side, r, c0);
         }
-        double sums[TILE][TILE];
-        tile_sums(a, b, w, sums);
-        tile_store(theta, batch, ti * TILE, tj * TILE, sums, scale);
+        tile(a, b, w, theta, batch, ti * side, tj * side, scale);
       }
   }
+}
+
+static void avx512_tile(const float *const *a, const float *const *b, size_t w,
+                        double *theta, int batch, int i0, int j0,
+                        double scale) {
+  double sums[TILE][TILE];
+  tile_sums(a, b, w, sums);
+  tile_store(theta, batch, i0, j0, sums, scale);
+}
+
+static void avx2_tile(const float *const *a, const float *const *b, size_t w,
+                      double *theta, int batch, int i0, int j0, double scale);
+static int gram_kernel(void);
+
+void ae_net_gram_f32_part(const float *g, int batch, size_t P, double scale,
+                          double *theta, int part, int parts) {
+  if (gram_kernel() == 1)
+    deal_tiles(g, batch, P, scale, theta, part, parts, AVX2_SIDE, avx2_tile);
+  else
+    deal_tiles(g, batch, P, scale, theta, part, parts, TILE, avx512_tile);
 }
 
 /* The same sums with AVX2 and FMA: 8 lanes are two vectors of 4
@@ -175,7 +197,6 @@ void ae_net_gram_f32_part(const float *g, int batch, size_t P, double scale,
  * then lanes 4..7, each pair's two vectors then summed in the order of
  * lanes_sum.  Every lane is the same chain as in the reference, so the
  * bits are those of the AVX-512 kernel. */
-#define AVX2_SIDE 3
 #define AVX2_FN __attribute__((target("avx2,fma"), optimize("fp-contract=off")))
 
 /* acc[r][s] (+)= the products of half `half` of each 8 columns of rows
@@ -215,10 +236,9 @@ avx2_half(const float *const a[AVX2_SIDE], const float *const b[AVX2_SIDE],
 
 /* theta[i][j] += scale * sum for the tile's pairs in the lower triangle
  * and the batch, the lanes summed as lanes_sum does. */
-AVX2_FN static void avx2_tile(const float *const a[AVX2_SIDE],
-                              const float *const b[AVX2_SIDE], size_t w,
-                              double *theta, int batch, int i0, int j0,
-                              double scale) {
+AVX2_FN static void avx2_tile(const float *const *a, const float *const *b,
+                              size_t w, double *theta, int batch, int i0,
+                              int j0, double scale) {
   __m256d acc[AVX2_SIDE][AVX2_SIDE];
   double low[AVX2_SIDE][AVX2_SIDE][4];
   for (int r = 0; r < AVX2_SIDE; r++)
@@ -243,25 +263,6 @@ AVX2_FN static void avx2_tile(const float *const a[AVX2_SIDE],
           _mm_cvtsd_f64(pair) + _mm_cvtsd_f64(_mm_unpackhi_pd(pair, pair));
       theta[(size_t)i * (size_t)batch + (size_t)j] += scale * sum;
     }
-}
-
-static void gram_avx2_part(const float *g, int batch, size_t P, double scale,
-                           double *theta, int part, int parts) {
-  int tiles_side = (batch + AVX2_SIDE - 1) / AVX2_SIDE;
-  for (size_t c0 = 0; c0 < P; c0 += AE_NET_GRAM_BLOCK) {
-    size_t w = P - c0 < AE_NET_GRAM_BLOCK ? P - c0 : AE_NET_GRAM_BLOCK;
-    int t = 0;
-    for (int ti = 0; ti < tiles_side; ti++)
-      for (int tj = 0; tj <= ti; tj++, t++) {
-        if (t % parts != part) continue;
-        const float *a[AVX2_SIDE], *b[AVX2_SIDE];
-        for (int r = 0; r < AVX2_SIDE; r++) {
-          a[r] = tile_row(g, batch, P, ti * AVX2_SIDE, r, c0);
-          b[r] = tile_row(g, batch, P, tj * AVX2_SIDE, r, c0);
-        }
-        avx2_tile(a, b, w, theta, batch, ti * AVX2_SIDE, tj * AVX2_SIDE, scale);
-      }
-  }
 }
 
 /* 0 none, 1 AVX2 + FMA, 2 AVX-512F. */
