@@ -30,6 +30,7 @@
  * call may run at once on different threads (disjoint theta entries). */
 #include "gpu/host/net_internal.h"
 #include <stddef.h>
+#include <string.h>
 #if AE_NET_AVX512
 #include <immintrin.h>
 #endif
@@ -178,26 +179,37 @@ static void avx512_tile(const float *const *a, const float *const *b, size_t w,
   tile_store(theta, batch, i0, j0, sums, scale);
 }
 
-static void avx2_tile(const float *const *a, const float *const *b, size_t w,
-                      double *theta, int batch, int i0, int j0, double scale);
+static void avx2_part(const float *g, int batch, size_t P, double scale,
+                      double *theta, int part, int parts);
 static int gram_kernel(void);
 
 void ae_net_gram_f32_part(const float *g, int batch, size_t P, double scale,
                           double *theta, int part, int parts) {
   if (gram_kernel() == 1)
-    deal_tiles(g, batch, P, scale, theta, part, parts, AVX2_SIDE, avx2_tile);
+    avx2_part(g, batch, P, scale, theta, part, parts);
   else
     deal_tiles(g, batch, P, scale, theta, part, parts, TILE, avx512_tile);
 }
 
 /* The same sums with AVX2 and FMA: 8 lanes are two vectors of 4
  * doubles, too many accumulators for 16 registers at 4 x 4 pairs, so a
- * tile here is AVX2_SIDE x AVX2_SIDE pairs and takes the block's columns
- * twice: lanes 0..3 (columns 8 q .. 8 q + 3), whose sums wait in memory,
- * then lanes 4..7, each pair's two vectors then summed in the order of
- * lanes_sum.  Every lane is the same chain as in the reference, so the
- * bits are those of the AVX-512 kernel. */
+ * tile here is AVX2_SIDE x AVX2_SIDE pairs and takes its columns twice:
+ * lanes 0..3 (columns 8 q .. 8 q + 3), then lanes 4..7.  A block's
+ * columns go AVX2_SUB at a time, every tile of the part through one
+ * sub-block before the next (the block's 64 rows of 4096 floats, 1 MiB,
+ * overflowed a Zen 2 core's 512 KiB L2 while a tile swept it), each
+ * pair's 8 lanes waiting in memory between sub-blocks.  Every lane is the same
+ * chain as in the reference, the lanes summed in the order of lanes_sum: the
+ * bits of the AVX-512 kernel. */
 #define AVX2_FN __attribute__((target("avx2,fma"), optimize("fp-contract=off")))
+/* Columns per sub-block: 64 rows of it (128 KiB) stay in L2, a tile's
+ * 6 rows in L1.  A multiple of LANES. */
+#define AVX2_SUB 512
+/* Doubles of lanes per tile: AVX2_SIDE^2 pairs x LANES. */
+#define AVX2_TILE_LANES (AVX2_SIDE * AVX2_SIDE * LANES)
+/* Tiles whose lanes wait on the stack at once (36 KiB): a 64-row
+ * triangle's 253 tiles in 4 groups, each a pass over the block. */
+#define AVX2_GROUP 64
 
 /* acc[r][s] (+)= the products of half `half` of each 8 columns of rows
  * a[r] and b[s] over w columns (zeros past w). */
@@ -234,35 +246,88 @@ avx2_half(const float *const a[AVX2_SIDE], const float *const b[AVX2_SIDE],
                           _mm256_cvtps_pd(_mm_loadu_ps(tb[s] + h)), acc[r][s]);
 }
 
-/* theta[i][j] += scale * sum for the tile's pairs in the lower triangle
- * and the batch, the lanes summed as lanes_sum does. */
-AVX2_FN static void avx2_tile(const float *const *a, const float *const *b,
-                              size_t w, double *theta, int batch, int i0,
-                              int j0, double scale) {
-  __m256d acc[AVX2_SIDE][AVX2_SIDE];
-  double low[AVX2_SIDE][AVX2_SIDE][4];
-  for (int r = 0; r < AVX2_SIDE; r++)
-    for (int s = 0; s < AVX2_SIDE; s++)
-      acc[r][s] = _mm256_setzero_pd();
-  avx2_half(a, b, w, 0, acc);
-  for (int r = 0; r < AVX2_SIDE; r++)
-    for (int s = 0; s < AVX2_SIDE; s++) {
-      _mm256_storeu_pd(low[r][s], acc[r][s]);
-      acc[r][s] = _mm256_setzero_pd();
-    }
-  avx2_half(a, b, w, 1, acc);
+/* lanes[(r * AVX2_SIDE + s) * LANES + l] += lane l's products of rows
+ * a[r] and b[s] over w columns: each half's sums loaded, carried through
+ * the columns in registers, stored back. */
+AVX2_FN static void avx2_sub(const float *const a[AVX2_SIDE],
+                             const float *const b[AVX2_SIDE], size_t w,
+                             double *lanes) {
+  for (int half = 0; half < 2; half++) {
+    __m256d acc[AVX2_SIDE][AVX2_SIDE];
+#pragma GCC unroll 3
+    for (int r = 0; r < AVX2_SIDE; r++)
+#pragma GCC unroll 3
+      for (int s = 0; s < AVX2_SIDE; s++)
+        acc[r][s] =
+            _mm256_loadu_pd(lanes + (r * AVX2_SIDE + s) * LANES + half * 4);
+    avx2_half(a, b, w, half, acc);
+#pragma GCC unroll 3
+    for (int r = 0; r < AVX2_SIDE; r++)
+#pragma GCC unroll 3
+      for (int s = 0; s < AVX2_SIDE; s++)
+        _mm256_storeu_pd(lanes + (r * AVX2_SIDE + s) * LANES + half * 4,
+                         acc[r][s]);
+  }
+}
+
+/* theta[i][j] += scale * lanes_sum of each pair of the tile at rows
+ * (i0, j0) in the lower triangle and the batch. */
+__attribute__((optimize("fp-contract=off"))) static void
+avx2_store(const double *lanes, double *theta, int batch, int i0, int j0,
+           double scale) {
   for (int r = 0; r < AVX2_SIDE; r++)
     for (int s = 0; s < AVX2_SIDE; s++) {
       int i = i0 + r, j = j0 + s;
-      if (i >= batch || j > i) continue;
-      /* (l0 + l4, l1 + l5, l2 + l6, l3 + l7), then lanes_sum's pairs. */
-      __m256d quad = _mm256_add_pd(_mm256_loadu_pd(low[r][s]), acc[r][s]);
-      __m128d pair = _mm_add_pd(_mm256_castpd256_pd128(quad),
-                                _mm256_extractf128_pd(quad, 1));
-      double sum =
-          _mm_cvtsd_f64(pair) + _mm_cvtsd_f64(_mm_unpackhi_pd(pair, pair));
-      theta[(size_t)i * (size_t)batch + (size_t)j] += scale * sum;
+      if (i < batch && j <= i)
+        theta[(size_t)i * (size_t)batch + (size_t)j] +=
+            scale * lanes_sum(lanes + (r * AVX2_SIDE + s) * LANES);
     }
+}
+
+/* One tile's rows from column c0 on. */
+static void avx2_rows(const float *g, int batch, size_t P, int ti, int tj,
+                      size_t c0, const float *a[AVX2_SIDE],
+                      const float *b[AVX2_SIDE]) {
+  for (int r = 0; r < AVX2_SIDE; r++) {
+    a[r] = tile_row(g, batch, P, ti * AVX2_SIDE, r, c0);
+    b[r] = tile_row(g, batch, P, tj * AVX2_SIDE, r, c0);
+  }
+}
+
+/* The AVX2 kernel's share of part `part`: tile t of the triangle to part
+ * t mod parts, as deal_tiles deals.  The part's tiles go in groups of
+ * AVX2_GROUP whose lanes fit on the stack; per block, every tile of a
+ * group through one sub-block, then the next sub-block (a group's rows
+ * of a sub-block stay in L2), then the group's sums into theta. */
+static void avx2_part(const float *g, int batch, size_t P, double scale,
+                      double *theta, int part, int parts) {
+  double lanes[AVX2_GROUP * AVX2_TILE_LANES];
+  int ti_of[AVX2_GROUP], tj_of[AVX2_GROUP];
+  int tiles_side = (batch + AVX2_SIDE - 1) / AVX2_SIDE;
+  int ti = 0, tj = 0, t = 0;
+  while (ti < tiles_side) {
+    /* The next group: up to AVX2_GROUP of the part's tiles. */
+    int count = 0;
+    for (; ti < tiles_side && count < AVX2_GROUP; t++) {
+      if (t % parts == part) ti_of[count] = ti, tj_of[count++] = tj;
+      if (++tj > ti) ti++, tj = 0;
+    }
+    const float *a[AVX2_SIDE], *b[AVX2_SIDE];
+    for (size_t c0 = 0; c0 < P; c0 += AE_NET_GRAM_BLOCK) {
+      size_t w = P - c0 < AE_NET_GRAM_BLOCK ? P - c0 : AE_NET_GRAM_BLOCK;
+      memset(lanes, 0, sizeof(double) * (size_t)count * AVX2_TILE_LANES);
+      for (size_t s0 = 0; s0 < w; s0 += AVX2_SUB) {
+        size_t sw = w - s0 < AVX2_SUB ? w - s0 : AVX2_SUB;
+        for (int m = 0; m < count; m++) {
+          avx2_rows(g, batch, P, ti_of[m], tj_of[m], c0 + s0, a, b);
+          avx2_sub(a, b, sw, lanes + (size_t)m * AVX2_TILE_LANES);
+        }
+      }
+      for (int m = 0; m < count; m++)
+        avx2_store(lanes + (size_t)m * AVX2_TILE_LANES, theta, batch,
+                   ti_of[m] * AVX2_SIDE, tj_of[m] * AVX2_SIDE, scale);
+    }
+  }
 }
 
 /* 0 none, 1 AVX2 + FMA, 2 AVX-512F. */
