@@ -418,7 +418,7 @@ static void conv8_tiling(int h, int wd, int *co_main, int *pb_main) {
 static void conv8_run(const float *w, const float *x, size_t x_stride, int cin,
                       int h, int wd, int k, int cout, float *y, size_t y_stride,
                       int samples, float *xp, float *wpk) {
-  int pad = (k - 1) / 2, hp = h + k - 1, wp = wd + k - 1;
+  int hp = h + k - 1, wp = wd + k - 1;
   int co_main, pb_main;
   conv8_tiling(h, wd, &co_main, &pb_main);
   conv8_pack(w, cout, (size_t)cin * (size_t)(k * k), co_main, wpk);
@@ -441,13 +441,7 @@ static void conv8_run(const float *w, const float *x, size_t x_stride, int cin,
                   .hw = (size_t)h * (size_t)wd};
   memset(xp, 0, sizeof(float) * conv8_scratch(cin, h, wd, k));
   for (int s = 0; s < samples; s++) {
-    const float *xs = x + (size_t)s * x_stride;
-    for (int ci = 0; ci < cin; ci++)
-      for (int iy = 0; iy < h; iy++)
-        memcpy(xp + (size_t)ci * a.plane + (size_t)(iy + pad) * (size_t)wp +
-                   (size_t)pad,
-               xs + ((size_t)ci * (size_t)h + (size_t)iy) * (size_t)wd,
-               sizeof(float) * (size_t)wd);
+    ae_net_pad_planes(x + (size_t)s * x_stride, cin, h, wd, k, xp);
     a.y = y + (size_t)s * y_stride;
     for (int v0 = 0; v0 < vectors;) {
       int rest = vectors - v0;
@@ -647,6 +641,20 @@ void ae_net_conv_direct_run(const ae_net_direct_geom *g, const float *w,
 }
 
 #endif
+
+void ae_net_pad_planes(const float *x, int cin, int h, int wd, int k,
+                       float *xp) {
+  int pad = (k - 1) / 2, wp = wd + k - 1;
+  size_t plane = (size_t)(h + k - 1) * (size_t)wp;
+  for (int ci = 0; ci < cin; ci++) {
+    const float *src = x + (size_t)ci * (size_t)h * (size_t)wd;
+    float *dst =
+        xp + (size_t)ci * plane + (size_t)pad * (size_t)wp + (size_t)pad;
+    for (int y = 0; y < h; y++)
+      memcpy(dst + (size_t)y * (size_t)wp, src + (size_t)y * (size_t)wd,
+             sizeof(float) * (size_t)wd);
+  }
+}
 
 int ae_net_conv_direct_kind(void) {
   return conv_direct_kind();

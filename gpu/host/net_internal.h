@@ -331,6 +331,11 @@ void ae_net_conv_direct_add(const float *wf, const float *dy, size_t dy_stride,
                             int cout, int h, int wd, int k, int cin, float *dx,
                             size_t dx_stride, int samples, float *tmp,
                             size_t tmp_samples);
+/* The interiors of cin zero-bordered planes of (h + k - 1) x (wd + k - 1)
+ * in xp (the borders left as they are: the callers zero them once) from
+ * x's cin planes of h x wd: the padded copy the direct kernels read. */
+void ae_net_pad_planes(const float *x, int cin, int h, int wd, int k,
+                       float *xp);
 /* Sample-parallel steps in parts (net_parts.c): fn(arg, part, parts) for
  * part 0 here and, when threads >= 2 and work >= 4096 items, part 1 of 2
  * on a helper thread started and joined within the call (one part when

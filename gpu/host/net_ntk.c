@@ -39,6 +39,7 @@
 #include "gpu/host/net64.h"
 #endif
 #if AE_NET_AVX512
+#include "gpu/host/transpose8.h"
 #include <immintrin.h>
 #endif
 
@@ -443,33 +444,16 @@ transpose_planes8(const float *dy, int cout, size_t hw, float *dyt) {
   size_t p = 0;
   for (; p + 8 <= hw; p += 8)
     for (int c0 = 0; c0 < cout; c0 += 8) {
-      __m256 r[8], t[8];
+      __m256 r[8];
 #pragma GCC unroll 8
       for (int i = 0; i < 8; i++)
         r[i] = _mm256_loadu_ps(dy + (size_t)(c0 + i) * hw + p);
-        /* Rows (c0 + i) of 8 positions -> rows (p + i) of 8 channels. */
-#pragma GCC unroll 4
-      for (int i = 0; i < 8; i += 2) {
-        t[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);
-        t[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);
-      }
-#pragma GCC unroll 2
-      for (int i = 0; i < 8; i += 4) {
-        r[i] = _mm256_shuffle_ps(t[i], t[i + 2], 0x44);
-        r[i + 1] = _mm256_shuffle_ps(t[i], t[i + 2], 0xEE);
-        r[i + 2] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0x44);
-        r[i + 3] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0xEE);
-      }
-#pragma GCC unroll 4
-      for (int i = 0; i < 4; i++) {
-        t[i] = _mm256_permute2f128_ps(r[i], r[i + 4], 0x20);
-        t[i + 4] = _mm256_permute2f128_ps(r[i], r[i + 4], 0x31);
-      }
-      /* t[i]: position p + i of the 8 channels. */
+      /* Rows (c0 + i) of 8 positions -> rows (p + i) of 8 channels. */
+      ae_transpose8(r);
 #pragma GCC unroll 8
       for (int i = 0; i < 8; i++)
         _mm256_storeu_ps(dyt + (p + (size_t)i) * (size_t)cout + (size_t)c0,
-                         t[i]);
+                         r[i]);
     }
   transpose_planes_ref(dy, cout, hw, p, dyt);
 }
@@ -513,12 +497,7 @@ static void dw_part(void *arg, int part, int parts) {
   for (size_t b = lo; b < hi; b++) {
     const float *x = n->act[nd->inputs[0]] + b * ge->in_elems;
     const float *dy = n->grad[d->k] + b * ge->elems;
-    for (int ci = 0; ci < cin; ci++)
-      for (int y = 0; y < h; y++)
-        memcpy(xpad + (size_t)ci * plane + (size_t)(y + pad) * (size_t)wp +
-                   (size_t)pad,
-               x + ((size_t)ci * (size_t)h + (size_t)y) * (size_t)w,
-               sizeof(float) * (size_t)w);
+    ae_net_pad_planes(x, cin, h, w, kk, xpad);
     transpose_planes(dy, cout, hw, dyt);
     a.out = d->grows + b * ge->n_weight;
     dw_sample(&a, columns);
