@@ -336,6 +336,25 @@ void ae_net_conv_direct_add(const float *wf, const float *dy, size_t dy_stride,
  * x's cin planes of h x wd: the padded copy the direct kernels read. */
 void ae_net_pad_planes(const float *x, int cin, int h, int wd, int k,
                        float *xp);
+/* The float32 NTK's per-sample weight gradients of a stride-1 "same"
+ * k x k convolution without im2col (net_ntk.c): for `samples` samples
+ * (x: cin planes of h x w, dy: cout planes), row b of out (out_stride
+ * apart) gets out[c * cout + co] = sum over the positions p, in order,
+ * of x_c[p] * dy[co][p], c = (ci, ky, kx) and x_c the input plane ci
+ * shifted by the tap, zero off the plane: one chain of fused
+ * multiply-adds from +0 per value, ae_net_dw_direct_ref in plain C (a
+ * single sample).  _usable: 1 when the vector tiles run here for cout
+ * output channels (AVX-512 with cout % 16 == 0, or AVX2 + FMA with
+ * cout % 8 == 0, and the direct convolution usable); otherwise
+ * ae_net_dw_direct runs the reference.  scratch: _scratch floats. */
+int ae_net_dw_direct_usable(int cout);
+size_t ae_net_dw_direct_scratch(int cin, int h, int w, int k, int cout);
+void ae_net_dw_direct(const float *x, size_t x_stride, const float *dy,
+                      size_t dy_stride, int samples, int cin, int h, int w,
+                      int k, int cout, float *out, size_t out_stride,
+                      float *scratch);
+void ae_net_dw_direct_ref(const float *x, const float *dy, int cin, int h,
+                          int w, int k, int cout, float *out);
 /* Sample-parallel steps in parts (net_parts.c): fn(arg, part, parts) for
  * part 0 here and, when threads >= 2 and work >= 4096 items, part 1 of 2
  * on a helper thread started and joined within the call (one part when

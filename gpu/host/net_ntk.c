@@ -17,11 +17,14 @@
  * convolution skips im2col and the GEMMs: its row of G comes from the
  * zero-padded input planes and dY^T (16 output channels per vector), and
  * its dX is the direct convolution of dY with the flipped, transposed
- * weights.  With AVX2 and FMA the row of G is formed the same way, 8
- * output channels per vector, with the same chains (the same bits); dX
- * stays im2col's adjoint and sgemm.  The rows sum in another order than
- * im2col + sgemm (float32 round-off, ~1e-7 of theta; test_net_ntk holds
- * it within the GEMM path's own spread from the float64 twin).  The
+ * weights.  With AVX2 and FMA both are formed the same way, 8 output
+ * channels per vector (dX by the AVX2 direct convolution, with its own
+ * values).  Each value of a row of G is one chain of fused multiply-adds
+ * over the positions in order, ae_net_dw_direct_ref in plain C, which
+ * test_net_conv_direct holds the tiles to bit for bit.  The rows sum in
+ * another order than im2col + sgemm (float32 round-off, ~1e-7 of theta;
+ * test_net_ntk holds it within the GEMM path's own spread from the
+ * float64 twin).  The
  * float64 twin keeps the GEMMs.  With two OpenBLAS threads the
  * sample-parallel steps (those, BN, ReLU) and the Gram's row tiles
  * (net_gram.c) run in two parts on a helper thread started and joined
@@ -33,6 +36,7 @@
 
 #include "api/status.h"
 #include <cblas.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #ifndef AE_NET_DOUBLE
@@ -311,7 +315,7 @@ typedef void (*dw_tile_fn)(const dw_args *, int, int);
 /* The same tile with AVX2 and FMA: 8 output channels per vector (j0 and
  * JB count vectors of 8), R x JB accumulators within 16 registers.  Each
  * value is the same chain of fused multiply-adds over p in order, from
- * +0, so the rows are the AVX-512 tile's bit for bit. */
+ * +0: ae_net_dw_direct_ref's, as the AVX-512 tile's. */
 __attribute__((target("avx2,fma"), always_inline)) static inline void
 dw_tile8(const dw_args *a, int c0, int j0, const int R, const int JB) {
   __m256 acc[12][2];
@@ -417,14 +421,10 @@ static int conv_dw_direct(const ae_net *n, int k, size_t col_cap) {
   const ae_plan_geom *ge = &n->geom[k];
   /* (The direct convolution's kind decides: AVX-512 or AVX2 + FMA, and
    * AE_CONV_DIRECT; fits leaves 1 x 1 out with AVX2.) */
-  if (!ae_net_conv_direct_fits(nd, ge) || !ae_net_conv_direct_usable() ||
-      nd->out % (ae_net_have_avx512() ? 16 : 8) != 0)
+  if (!ae_net_conv_direct_fits(nd, ge) || !ae_net_dw_direct_usable(nd->out))
     return 0;
-  size_t hp = (size_t)ge->in_h + (size_t)nd->kernel - 1;
-  size_t wp = (size_t)ge->in_w + (size_t)nd->kernel - 1;
-  size_t need = (size_t)ge->in_c * hp * wp + (size_t)nd->out * ge->out_hw +
-                ge->col_rows + 32;
-  return need <= col_cap;
+  return ae_net_dw_direct_scratch(ge->in_c, ge->in_h, ge->in_w, nd->kernel,
+                                  nd->out) <= col_cap;
 }
 
 /* dyt[p][co] = dy[co][p] for cout planes of hw: the reference. */
@@ -466,42 +466,66 @@ static void transpose_planes(const float *dy, int cout, size_t hw, float *dyt) {
     transpose_planes_ref(dy, cout, hw, 0, dyt);
 }
 
+/* The padded planes, dY^T and the column offsets in scratch, in that
+ * order. */
+static void dw_layout(float *scratch, int cin, int h, int w, int k, int cout,
+                      float **xpad, float **dyt, int **base) {
+  size_t plane = (size_t)(h + k - 1) * (size_t)(w + k - 1);
+  *xpad = scratch;
+  *dyt = scratch + (((size_t)cin * plane + 15) & ~(size_t)15);
+  *base = (int *)(void *)(*dyt + (size_t)cout * (size_t)h * (size_t)w);
+}
+
+void ae_net_dw_direct(const float *x, size_t x_stride, const float *dy,
+                      size_t dy_stride, int samples, int cin, int h, int w,
+                      int k, int cout, float *out, size_t out_stride,
+                      float *scratch) {
+  if (!ae_net_dw_direct_usable(cout)) {
+    for (int b = 0; b < samples; b++)
+      ae_net_dw_direct_ref(x + (size_t)b * x_stride, dy + (size_t)b * dy_stride,
+                           cin, h, w, k, cout, out + (size_t)b * out_stride);
+    return;
+  }
+  int pad = (k - 1) / 2, wp = w + k - 1, columns = cin * k * k;
+  size_t hw = (size_t)h * (size_t)w, plane = (size_t)(h + k - 1) * (size_t)wp;
+  float *xpad, *dyt;
+  int *base;
+  dw_layout(scratch, cin, h, w, k, cout, &xpad, &dyt, &base);
+  for (int c = 0; c < columns; c++) {
+    int ci = c / (k * k), t = c % (k * k);
+    base[c] = ci * (int)plane + (t / k) * wp + t % k;
+  }
+  if (pad > 0) memset(xpad, 0, sizeof(float) * (size_t)cin * plane);
+  dw_args a = {dyt, xpad, base, h, w, wp, cout, NULL};
+  for (int b = 0; b < samples; b++) {
+    ae_net_pad_planes(x + (size_t)b * x_stride, cin, h, w, k, xpad);
+    transpose_planes(dy + (size_t)b * dy_stride, cout, hw, dyt);
+    a.out = out + (size_t)b * out_stride;
+    dw_sample(&a, columns);
+  }
+}
+
 typedef struct {
   ae_net *n;
   int k, batch;
   float *grows;
 } dw_part_args;
 
-/* Rows b of G for one part's samples, through dw_sample; part 0's
+/* Rows b of G for one part's samples (ae_net_dw_direct); part 0's
  * scratch is col, part 1's dcol (free until dX). */
 static void dw_part(void *arg, int part, int parts) {
   const dw_part_args *d = arg;
   ae_net *n = d->n;
   const ae_node *nd = &n->g->nodes[d->k];
   const ae_plan_geom *ge = &n->geom[d->k];
-  int kk = nd->kernel, pad = (kk - 1) / 2, h = ge->in_h, w = ge->in_w;
-  int hp = h + kk - 1, wp = w + kk - 1, cin = ge->in_c, cout = nd->out;
-  size_t hw = ge->out_hw, plane = (size_t)hp * (size_t)wp;
-  float *xpad = part == 0 ? n->col : n->dcol;
-  float *dyt = xpad + (((size_t)cin * plane + 15) & ~(size_t)15);
-  int *base = (int *)(void *)(dyt + (size_t)cout * hw);
-  int columns = (int)ge->col_rows;
-  for (int c = 0; c < columns; c++) {
-    int ci = c / (kk * kk), t = c % (kk * kk);
-    base[c] = ci * (int)plane + (t / kk) * wp + t % kk;
-  }
-  if (pad > 0) memset(xpad, 0, sizeof(float) * (size_t)cin * plane);
-  dw_args a = {dyt, xpad, base, h, w, wp, cout, NULL};
   size_t lo, hi;
   ae_net_part_range((size_t)d->batch, part, parts, &lo, &hi);
-  for (size_t b = lo; b < hi; b++) {
-    const float *x = n->act[nd->inputs[0]] + b * ge->in_elems;
-    const float *dy = n->grad[d->k] + b * ge->elems;
-    ae_net_pad_planes(x, cin, h, w, kk, xpad);
-    transpose_planes(dy, cout, hw, dyt);
-    a.out = d->grows + b * ge->n_weight;
-    dw_sample(&a, columns);
-  }
+  if (hi <= lo) return;
+  ae_net_dw_direct(n->act[nd->inputs[0]] + lo * ge->in_elems, ge->in_elems,
+                   n->grad[d->k] + lo * ge->elems, ge->elems, (int)(hi - lo),
+                   ge->in_c, ge->in_h, ge->in_w, nd->kernel, nd->out,
+                   d->grows + lo * ge->n_weight, ge->n_weight,
+                   part == 0 ? n->col : n->dcol);
 }
 
 static void conv_dw_by_direct(ae_net *n, int k, int batch, float *grows,
@@ -510,6 +534,63 @@ static void conv_dw_by_direct(ae_net *n, int k, int batch, float *grows,
   ae_net_run_parts(threads,
                    (size_t)batch * n->geom[k].n_weight * n->geom[k].out_hw,
                    dw_part, &d);
+}
+#endif
+
+#ifndef AE_NET_DOUBLE
+int ae_net_dw_direct_usable(int cout) {
+#if AE_NET_AVX512
+  return ae_net_conv_direct_usable() &&
+         cout % (ae_net_have_avx512() ? 16 : 8) == 0;
+#else
+  (void)cout;
+  return 0;
+#endif
+}
+
+size_t ae_net_dw_direct_scratch(int cin, int h, int w, int k, int cout) {
+  size_t plane = (size_t)(h + k - 1) * (size_t)(w + k - 1);
+  return (((size_t)cin * plane + 15) & ~(size_t)15) +
+         (size_t)cout * (size_t)h * (size_t)w + (size_t)cin * (size_t)(k * k) +
+         32;
+}
+
+void ae_net_dw_direct_ref(const float *x, const float *dy, int cin, int h,
+                          int w, int k, int cout, float *out) {
+  int pad = (k - 1) / 2;
+  size_t hw = (size_t)h * (size_t)w;
+  for (int ci = 0; ci < cin; ci++)
+    for (int ky = 0; ky < k; ky++)
+      for (int kx = 0; kx < k; kx++) {
+        size_t c =
+            ((size_t)ci * (size_t)k + (size_t)ky) * (size_t)k + (size_t)kx;
+        for (int co = 0; co < cout; co++) {
+          float acc = 0.0f;
+          for (int oy = 0; oy < h; oy++)
+            for (int ox = 0; ox < w; ox++) {
+              int iy = oy + ky - pad, ix = ox + kx - pad;
+              float xv =
+                  iy >= 0 && iy < h && ix >= 0 && ix < w
+                      ? x[(size_t)ci * hw + (size_t)iy * (size_t)w + (size_t)ix]
+                      : 0.0f;
+              acc = fmaf(
+                  xv, dy[(size_t)co * hw + (size_t)oy * (size_t)w + (size_t)ox],
+                  acc);
+            }
+          out[c * (size_t)cout + (size_t)co] = acc;
+        }
+      }
+}
+#endif
+#if !AE_NET_AVX512 && !defined(AE_NET_DOUBLE)
+void ae_net_dw_direct(const float *x, size_t x_stride, const float *dy,
+                      size_t dy_stride, int samples, int cin, int h, int w,
+                      int k, int cout, float *out, size_t out_stride,
+                      float *scratch) {
+  (void)scratch;
+  for (int b = 0; b < samples; b++)
+    ae_net_dw_direct_ref(x + (size_t)b * x_stride, dy + (size_t)b * dy_stride,
+                         cin, h, w, k, cout, out + (size_t)b * out_stride);
 }
 #endif
 
