@@ -21,6 +21,9 @@
 #include "gpu/activation.h"
 #include "gpu/analytic/analytic.h"
 #include "gpu/lanes4.h"
+#if defined(__x86_64__)
+#include <emmintrin.h>
+#endif
 
 int ae_features_pattern_kinks(const ae_node *nd, double kinks[2]) {
   return nd->op == AE_OP_ACT ? ae_act_pattern_kinks(nd->act.fn, kinks) : 0;
@@ -515,6 +518,82 @@ int ae_features_pattern_count(ae_net *net, const float *x, int batch,
   return AE_OK;
 }
 
+/* row |= m << p as a bitset (bit p of row is bit p & 63 of word p >> 6):
+ * the n <= 64 low bits of m, which may straddle two words. */
+static inline void or_bits_at(uint64_t *row, size_t p, uint64_t m, unsigned n) {
+  unsigned s = (unsigned)(p & 63);
+  row[p >> 6] |= m << s;
+  if (s + n > 64) row[(p >> 6) + 1] |= m >> (64 - s);
+}
+
+/* Bit at + u of row set for each of the e values with z[u] > kink (NaN
+ * sets none), 64 comparisons to a word: a mask per vector of the
+ * comparisons (SSE2, which every x86-64 has) or one bit at a time; no
+ * branch on the values, whose signs are a coin toss. */
+static void set_bits_above_f(const float *z, size_t e, float kink, size_t at,
+                             uint64_t *row) {
+  size_t u = 0;
+  for (; u + 64 <= e; u += 64) {
+    uint64_t m = 0;
+#if defined(__x86_64__)
+    __m128 k4 = _mm_set1_ps(kink);
+    for (unsigned v = 0; v < 16; v++)
+      m |= (uint64_t)_mm_movemask_ps(
+               _mm_cmpgt_ps(_mm_loadu_ps(z + u + 4 * v), k4))
+           << (4 * v);
+#else
+    for (unsigned i = 0; i < 64; i++)
+      m |= (uint64_t)(z[u + i] > kink) << i;
+#endif
+    or_bits_at(row, at + u, m, 64);
+  }
+  if (u < e) {
+    uint64_t m = 0;
+    for (unsigned i = 0; u + i < e; i++)
+      m |= (uint64_t)(z[u + i] > kink) << i;
+    or_bits_at(row, at + u, m, (unsigned)(e - u));
+  }
+}
+
+/* The same over float64 values (the twin's, or a kink float32 lacks). */
+static void set_bits_above(const double *z, size_t e, double kink, size_t at,
+                           uint64_t *row) {
+  for (size_t u = 0; u < e; u += 64) {
+    size_t n = e - u < 64 ? e - u : 64;
+    uint64_t m = 0;
+    for (unsigned i = 0; i < n; i++)
+      m |= (uint64_t)(z[u + i] > kink) << i;
+    or_bits_at(row, at + u, m, (unsigned)n);
+  }
+}
+
+/* differ[t] = the Hamming distance between the bitsets a and rows + t *
+ * words, for t < n <= 4: four rows at once read each word of a once. */
+static void hamming_rows(const uint64_t *a, const uint64_t *rows, size_t words,
+                         int n, size_t differ[4]) {
+  if (n == 4) {
+    const uint64_t *c0 = rows, *c1 = rows + words, *c2 = c1 + words,
+                   *c3 = c2 + words;
+    size_t d0 = 0, d1 = 0, d2 = 0, d3 = 0;
+    for (size_t w = 0; w < words; w++) {
+      uint64_t x = a[w];
+      d0 += (size_t)__builtin_popcountll(x ^ c0[w]);
+      d1 += (size_t)__builtin_popcountll(x ^ c1[w]);
+      d2 += (size_t)__builtin_popcountll(x ^ c2[w]);
+      d3 += (size_t)__builtin_popcountll(x ^ c3[w]);
+    }
+    differ[0] = d0, differ[1] = d1, differ[2] = d2, differ[3] = d3;
+    return;
+  }
+  for (int t = 0; t < n; t++) {
+    const uint64_t *c = rows + (size_t)t * words;
+    size_t d = 0;
+    for (size_t w = 0; w < words; w++)
+      d += (size_t)__builtin_popcountll(a[w] ^ c[w]);
+    differ[t] = d;
+  }
+}
+
 /* ae_features_pattern_kernel after the caller's forward of the batch;
  * the job's checkpoint (ctl, NULL: none) passed before every row of K. */
 static int pattern_kernel_of_forward(ae_net *net, int batch, double *K,
@@ -542,15 +621,20 @@ static int pattern_kernel_of_forward(ae_net *net, int batch, double *K,
     int nk = ae_features_pattern_kinks(nd, kinks);
     if (nk == 0) continue;
     size_t e = node_elems(nd);
-    rc = ae_net_activation64(net, nd->inputs[0], batch, in);
+    /* The float32 net's values in place where the kinks are float32
+     * values too (as ae_features_pattern_count), else widened. */
+    int in_place = !ae_net_double_on(net);
+    for (int q = 0; q < nk; q++)
+      in_place &= (double)(float)kinks[q] == kinks[q];
+    const float *own = in_place ? ae_net_activation(net, nd->inputs[0]) : NULL;
+    if (!own) rc = ae_net_activation64(net, nd->inputs[0], batch, in);
     for (int q = 0; q < nk && !rc; q++, bit += e)
       for (int b = 0; b < batch; b++) {
         uint64_t *row = bits + (size_t)b * words;
-        const double *z = in + (size_t)b * e;
-        for (size_t u = 0; u < e; u++) {
-          size_t pos = bit + u;
-          if (z[u] > kinks[q]) row[pos >> 6] |= 1ull << (pos & 63);
-        }
+        if (own)
+          set_bits_above_f(own + (size_t)b * e, e, (float)kinks[q], bit, row);
+        else
+          set_bits_above(in + (size_t)b * e, e, kinks[q], bit, row);
       }
   }
   /* Agreements = units - Hamming distance (padding bits are 0 in both). */
@@ -559,13 +643,13 @@ static int pattern_kernel_of_forward(ae_net *net, int batch, double *K,
     if (rc) break;
     K[(size_t)i * batch + i] = (double)total;
     const uint64_t *a = bits + (size_t)i * words;
-    for (int j = 0; j < i; j++) {
-      const uint64_t *c = bits + (size_t)j * words;
-      size_t differ = 0;
-      for (size_t w = 0; w < words; w++)
-        differ += (size_t)__builtin_popcountll(a[w] ^ c[w]);
-      K[(size_t)i * batch + j] = K[(size_t)j * batch + i] =
-          (double)(total - differ);
+    for (int j = 0; j < i; j += 4) {
+      int n = i - j < 4 ? i - j : 4;
+      size_t differ[4];
+      hamming_rows(a, bits + (size_t)j * words, words, n, differ);
+      for (int t = 0; t < n; t++)
+        K[(size_t)i * batch + j + t] = K[(size_t)(j + t) * batch + i] =
+            (double)(total - differ[t]);
     }
   }
   free(bits);

@@ -298,6 +298,47 @@ static ae_net *affine_layer(ae_graph *g, ae_act_fn fn, int units,
   return net;
 }
 
+/* The agreement kernel against a count by hand over bitsets that cross
+ * word boundaries: relu6 (kinks 0 and 6) on 70 units, so each sample's
+ * bits run 0..69 and 70..139 over three words, and 8 samples (rows
+ * compared four at a time and one by one). */
+START_TEST(pattern_kernel_across_words) {
+  enum { UNITS = 70, S = 8 };
+  float wk[UNITS], bk[UNITS], x[S];
+  for (int k = 0; k < UNITS; k++) {
+    wk[k] = (float)(k % 7) - 3.0f;
+    bk[k] = (float)(k % 5) - 2.0f;
+  }
+  for (int i = 0; i < S; i++)
+    x[i] = -2.5f + 0.75f * (float)i;
+  ae_graph g;
+  ae_net *net = affine_layer(&g, (ae_act_fn)AE_ACT_RELU6, UNITS, wk, bk);
+  double K[S * S];
+  size_t units;
+  ck_assert_int_eq(ae_features_pattern_kernel(net, x, S, K, &units), AE_OK);
+  ck_assert_uint_eq(units, 2 * UNITS);
+  const float *z = ae_net_activation(net, g.nodes[g.output].inputs[0]);
+  ck_assert_ptr_nonnull(z);
+  const float kinks[2] = {0.0f, 6.0f};
+  int differing_pairs = 0;
+  for (int i = 0; i < S; i++)
+    for (int j = 0; j < S; j++) {
+      int agree = 0;
+      for (int q = 0; q < 2; q++)
+        for (int u = 0; u < UNITS; u++)
+          agree +=
+              (z[i * UNITS + u] > kinks[q]) == (z[j * UNITS + u] > kinks[q]);
+      ck_assert_double_eq(K[i * S + j], (double)agree);
+      differing_pairs += agree < 2 * UNITS;
+    }
+  /* The inputs give the units different patterns (the count is not all
+   * agreements). */
+  ck_assert_int_gt(differing_pairs, S * (S - 1) / 2);
+  ae_net_destroy(net);
+  ae_gb_free(&g);
+}
+END_TEST
+
 START_TEST(hard_activation_kinks) {
   /* relu6 on z0 = x, z1 = x + 3 at x = -4, -1, 2, 4, 7 (z1 = -1, 2, 5,
    * 7, 10).  Kink 0: samples {2,3,4} and {1,2,3,4}; kink 6: {4} and
@@ -857,6 +898,7 @@ int main(void) {
   tcase_add_test(tc, kernel_regression_by_hand);
   tcase_add_test(tc, relu_patterns_enumerable);
   tcase_add_test(tc, hard_activation_kinks);
+  tcase_add_test(tc, pattern_kernel_across_words);
   tcase_add_test(tc, nb201_blocks_and_probe);
   tcase_add_test(tc, mlp_dag_and_graph_blocks);
   tcase_add_test(tc, float32_against_float64_twin);
