@@ -148,26 +148,46 @@ typedef void (*gram_tile_fn)(const float *const *a, const float *const *b,
                              size_t w, double *theta, int batch, int i0, int j0,
                              double scale);
 
-/* Every column block, every tile of side x side rows in the lower
- * triangle, tile t to part t mod parts: the dealing both kernels share
- * (the values do not depend on it). */
+/* The tiles of side x side rows in the lower triangle, in row-major
+ * order, tile t to part t mod parts: the dealing both kernels share (the
+ * values do not depend on it), read one tile at a time. */
+typedef struct {
+  int tiles_side, part, parts;
+  int ti, tj, t; /* the next tile of the triangle, and its number */
+} tile_deal;
+
+static tile_deal deal_start(int batch, int side, int part, int parts) {
+  return (tile_deal){(batch + side - 1) / side, part, parts, 0, 0, 0};
+}
+
+/* The part's next tile (its tile row ti and column tj); 0 after the last. */
+static int deal_next(tile_deal *d, int *ti, int *tj) {
+  while (d->ti < d->tiles_side) {
+    int mine = d->t % d->parts == d->part;
+    *ti = d->ti, *tj = d->tj;
+    d->t++;
+    if (++d->tj > d->ti) d->ti++, d->tj = 0;
+    if (mine) return 1;
+  }
+  return 0;
+}
+
+/* Every column block, the part's tiles of the block one by one. */
 static void deal_tiles(const float *g, int batch, size_t P, double scale,
                        double *theta, int part, int parts, int side,
                        gram_tile_fn tile) {
-  int tiles_side = (batch + side - 1) / side;
   for (size_t c0 = 0; c0 < P; c0 += AE_NET_GRAM_BLOCK) {
     size_t w = P - c0 < AE_NET_GRAM_BLOCK ? P - c0 : AE_NET_GRAM_BLOCK;
-    int t = 0;
-    for (int ti = 0; ti < tiles_side; ti++)
-      for (int tj = 0; tj <= ti; tj++, t++) {
-        if (t % parts != part) continue;
-        const float *a[TILE], *b[TILE];
-        for (int r = 0; r < side; r++) {
-          a[r] = tile_row(g, batch, P, ti * side, r, c0);
-          b[r] = tile_row(g, batch, P, tj * side, r, c0);
-        }
-        tile(a, b, w, theta, batch, ti * side, tj * side, scale);
+    tile_deal d = deal_start(batch, side, part, parts);
+    int ti, tj;
+    while (deal_next(&d, &ti, &tj)) {
+      const float *a[TILE], *b[TILE];
+      for (int r = 0; r < side; r++) {
+        a[r] = tile_row(g, batch, P, ti * side, r, c0);
+        b[r] = tile_row(g, batch, P, tj * side, r, c0);
       }
+      tile(a, b, w, theta, batch, ti * side, tj * side, scale);
+    }
   }
 }
 
@@ -294,24 +314,22 @@ static void avx2_rows(const float *g, int batch, size_t P, int ti, int tj,
   }
 }
 
-/* The AVX2 kernel's share of part `part`: tile t of the triangle to part
- * t mod parts, as deal_tiles deals.  The part's tiles go in groups of
- * AVX2_GROUP whose lanes fit on the stack; per block, every tile of a
- * group through one sub-block, then the next sub-block (a group's rows
- * of a sub-block stay in L2), then the group's sums into theta. */
+/* The AVX2 kernel's share of part `part`, dealt as deal_tiles deals.
+ * The part's tiles go in groups of AVX2_GROUP whose lanes fit on the
+ * stack; per block, every tile of a group through one sub-block, then the
+ * next sub-block (a group's rows of a sub-block stay in L2), then the
+ * group's sums into theta. */
 static void avx2_part(const float *g, int batch, size_t P, double scale,
                       double *theta, int part, int parts) {
   double lanes[AVX2_GROUP * AVX2_TILE_LANES];
   int ti_of[AVX2_GROUP], tj_of[AVX2_GROUP];
-  int tiles_side = (batch + AVX2_SIDE - 1) / AVX2_SIDE;
-  int ti = 0, tj = 0, t = 0;
-  while (ti < tiles_side) {
+  tile_deal d = deal_start(batch, AVX2_SIDE, part, parts);
+  for (;;) {
     /* The next group: up to AVX2_GROUP of the part's tiles. */
     int count = 0;
-    for (; ti < tiles_side && count < AVX2_GROUP; t++) {
-      if (t % parts == part) ti_of[count] = ti, tj_of[count++] = tj;
-      if (++tj > ti) ti++, tj = 0;
-    }
+    while (count < AVX2_GROUP && deal_next(&d, &ti_of[count], &tj_of[count]))
+      count++;
+    if (count == 0) break;
     const float *a[AVX2_SIDE], *b[AVX2_SIDE];
     for (size_t c0 = 0; c0 < P; c0 += AE_NET_GRAM_BLOCK) {
       size_t w = P - c0 < AE_NET_GRAM_BLOCK ? P - c0 : AE_NET_GRAM_BLOCK;
