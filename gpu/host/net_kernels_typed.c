@@ -276,16 +276,19 @@ void ae_net_col2im_add_ref_t(const ae_real *col, int c, int h, int w, int k,
       }
 }
 
-/* The columns 1 .. w - 2 of one output row of a 3x3, stride-1, padding-1
- * pool whose window has the nr rows r[0..nr-1] inside the plane: the
- * generic loop's very sums (from 0, rows in order, columns in order) and
- * divisor, in a loop that vectorises. */
-AE_VECTOR_LOOPS
-static void avg_pool3_row_inner(const ae_real *const *r, int nr, int w,
-                                ae_real count, ae_real *restrict y) {
+/* One output row of a 3x3, stride-1, padding-1 pool over all w columns,
+ * whose window has the nr rows r[0..nr-1] inside the plane, each with -0
+ * at r[i][-1] and r[i][w]: the generic loop's very sums (from 0, rows in
+ * order, columns in order; x + -0 is x for every x, signed zeros and NaN
+ * included, and +0 + -0 is +0, so the taps off the plane add nothing, as
+ * the window loop's skipped taps) over div[ox], its divisor, in a loop
+ * that vectorises with no edge columns of its own. */
+AE_ROW_CLONES AE_VECTOR_LOOPS static void
+avg_pool3_row(const ae_real *const *r, int nr, int w,
+              const ae_real *restrict div, ae_real *restrict y) {
   if (nr == 3) {
     const ae_real *restrict a = r[0], *restrict b = r[1], *restrict c = r[2];
-    for (int ox = 1; ox < w - 1; ox++) {
+    for (int ox = 0; ox < w; ox++) {
       ae_real sum = (ae_real)0;
       sum += a[ox - 1];
       sum += a[ox];
@@ -296,11 +299,11 @@ static void avg_pool3_row_inner(const ae_real *const *r, int nr, int w,
       sum += c[ox - 1];
       sum += c[ox];
       sum += c[ox + 1];
-      y[ox] = sum / count;
+      y[ox] = sum / div[ox];
     }
   } else {
     const ae_real *restrict a = r[0], *restrict b = r[1];
-    for (int ox = 1; ox < w - 1; ox++) {
+    for (int ox = 0; ox < w; ox++) {
       ae_real sum = (ae_real)0;
       sum += a[ox - 1];
       sum += a[ox];
@@ -308,23 +311,45 @@ static void avg_pool3_row_inner(const ae_real *const *r, int nr, int w,
       sum += b[ox - 1];
       sum += b[ox];
       sum += b[ox + 1];
-      y[ox] = sum / count;
+      y[ox] = sum / div[ox];
     }
   }
 }
 
-/* An edge column of that pool's output row: the window's two in-plane
- * columns c0, c0 + 1 of the nr rows, summed as the generic loop does
- * (from 0, rows in order, columns in order), over 9 (padding counted) or
- * the 2 nr taps. */
-static ae_real avg_pool3_edge(const ae_real *const *r, int nr, int c0,
-                              int include_pad) {
-  ae_real sum = (ae_real)0;
-  for (int i = 0; i < nr; i++) {
-    sum += r[i][c0];
-    sum += r[i][c0 + 1];
+/* Rows per padded copy in avg_pool3 (and the stride-1 adjoint's rows). */
+#define POOL_MAX_ROW 512
+
+/* NB201's avg_pool_3x3 (3x3, stride 1, padding 1, h >= 2, 3 <= w <=
+ * POOL_MAX_ROW) row by row: each input row copied once into a ring of
+ * three rows with -0 on both sides, each output row from the ring in one
+ * pass (avg_pool3_row), over the divisors of ae_net_pool_count (9, or the
+ * in-plane taps: 3 per row inside, 2 at the edge columns). */
+static void avg_pool3(const ae_real *x, int h, int w, int include_pad,
+                      ae_real *y) {
+  ae_real ring[3][POOL_MAX_ROW + 2];
+  ae_real div[2][POOL_MAX_ROW]; /* [nr - 2][ox] */
+  for (int ox = 0; ox < w; ox++) {
+    int cols = ox == 0 || ox == w - 1 ? 2 : 3;
+    div[0][ox] = (ae_real)(include_pad ? 9 : 2 * cols);
+    div[1][ox] = (ae_real)(include_pad ? 9 : 3 * cols);
   }
-  return sum / (ae_real)(include_pad ? 9 : 2 * nr);
+  for (int s = 0; s < 3; s++)
+    ring[s][0] = ring[s][w + 1] = (ae_real)-0.0;
+  for (int iy = 0; iy < 2; iy++)
+    memcpy(ring[iy] + 1, x + (size_t)iy * (size_t)w,
+           sizeof(ae_real) * (size_t)w);
+  for (int oy = 0; oy < h; oy++) {
+    /* Input row oy + 1 takes the slot of row oy - 2, read for the last
+     * time by output row oy - 1. */
+    if (oy + 1 >= 2 && oy + 1 < h)
+      memcpy(ring[(oy + 1) % 3] + 1, x + (size_t)(oy + 1) * (size_t)w,
+             sizeof(ae_real) * (size_t)w);
+    const ae_real *r[3];
+    int nr = 0;
+    for (int iy = oy - 1; iy <= oy + 1; iy++)
+      if (iy >= 0 && iy < h) r[nr++] = ring[iy % 3] + 1;
+    avg_pool3_row(r, nr, w, div[nr - 2], y + (size_t)oy * (size_t)w);
+  }
 }
 
 static ae_real avg_pool_at(const ae_real *x, int h, int w, int k, int stride,
@@ -346,19 +371,8 @@ void ae_net_avg_pool_plane_t(const ae_real *x, int h, int w, int k, int stride,
                              int pad, int include_pad, int oh, int ow,
                              ae_real *y) {
   if (k == 3 && stride == 1 && pad == 1 && oh == h && ow == w && h >= 2 &&
-      w >= 3) {
-    /* NB201's avg_pool_3x3: the interior columns row by row. */
-    for (int oy = 0; oy < oh; oy++) {
-      const ae_real *r[3];
-      int nr = 0;
-      for (int iy = oy - 1; iy <= oy + 1; iy++)
-        if (iy >= 0 && iy < h) r[nr++] = x + (size_t)iy * (size_t)w;
-      ae_real *row = y + (size_t)oy * (size_t)ow;
-      ae_real count = (ae_real)(include_pad ? 9 : 3 * nr);
-      avg_pool3_row_inner(r, nr, w, count, row);
-      row[0] = avg_pool3_edge(r, nr, 0, include_pad);
-      row[w - 1] = avg_pool3_edge(r, nr, w - 2, include_pad);
-    }
+      w >= 3 && w <= POOL_MAX_ROW) {
+    avg_pool3(x, h, w, include_pad, y);
     return;
   }
   for (int oy = 0; oy < oh; oy++)
@@ -374,13 +388,12 @@ void ae_net_avg_pool_plane_t(const ae_real *x, int h, int w, int k, int stride,
  * same order as from the window loop below (outputs in row-major order:
  * for a fixed input and output row, kx descending is ox ascending), so the
  * sums are bit for bit the same. */
-#define POOL_ADJ_MAX_ROW 512
 AE_ROW_CLONES AE_VECTOR_LOOPS static void
 avg_pool_adj_rows(const ae_real *dy, int h, int w, int k, int pad,
                   int include_pad, int oh, int ow, ae_real *dx, int lanes) {
   (void)lanes;
-  ae_real g[POOL_ADJ_MAX_ROW];
-  int cols[POOL_ADJ_MAX_ROW];
+  ae_real g[POOL_MAX_ROW];
+  int cols[POOL_MAX_ROW];
   for (int ox = 0; ox < ow; ox++) {
     int x0 = ox - pad;
     int xlo = x0 < 0 ? 0 : x0, xhi = x0 + k > w ? w : x0 + k;
@@ -506,7 +519,7 @@ static void avg_pool3_adj_grads(const ae_real *dy, int h, int w,
  * for bit the same as avg_pool_adj_rows' and the reference's. */
 static void avg_pool3_adj(const ae_real *dy, int h, int w, int include_pad,
                           ae_real *dx) {
-  ae_real ring[3][POOL_ADJ_MAX_ROW + 2];
+  ae_real ring[3][POOL_MAX_ROW + 2];
   for (int oy = 0; oy < h && oy < 2; oy++)
     avg_pool3_adj_grads(dy, h, w, include_pad, oy, ring[oy]);
   for (int iy = 0; iy < h; iy++) {
@@ -526,11 +539,11 @@ void ae_net_avg_pool_plane_adj_t(const ae_real *dy, int h, int w, int k,
                                  int stride, int pad, int include_pad, int oh,
                                  int ow, ae_real *dx) {
   if (k == 3 && stride == 1 && pad == 1 && oh == h && ow == w &&
-      w <= POOL_ADJ_MAX_ROW) {
+      w <= POOL_MAX_ROW) {
     avg_pool3_adj(dy, h, w, include_pad, dx);
     return;
   }
-  if (stride == 1 && ow <= POOL_ADJ_MAX_ROW) {
+  if (stride == 1 && ow <= POOL_MAX_ROW) {
     avg_pool_adj_rows(dy, h, w, k, pad, include_pad, oh, ow, dx,
                       AE_NET_AVX512 && ae_net_have_avx512());
     return;

@@ -261,9 +261,10 @@ START_TEST(avx2_matches_reference) {
 }
 END_TEST
 
-/* The 3x3 stride-1 pool's row fast path against the generic window loop
- * (sum from 0, rows then columns in order, over the in-bounds taps; the
- * divisor 9 or the count of those taps), bit for bit. */
+/* The 3x3 stride-1 pool's row fast path (padded rows, -0 off the plane)
+ * against the generic window loop (sum from 0, rows then columns in
+ * order, over the in-bounds taps; the divisor 9 or the count of those
+ * taps), bit for bit. */
 START_TEST(avg_pool3_matches_window_loop) {
   static const int shapes[][2] = {{32, 32}, {8, 8}, {2, 3}, {5, 17}, {3, 4}};
   for (size_t i = 0; i < sizeof shapes / sizeof *shapes; i++)
@@ -275,6 +276,13 @@ START_TEST(avg_pool3_matches_window_loop) {
       uint32_t seed = (uint32_t)(7 + i);
       for (int e = 0; e < h * w; e++)
         x[e] = random_value(&seed) * 3.0f;
+      /* Signed zeros, whose sums tell +0 + -0 from -0 + -0, at the
+       * edges and inside; in the 8 x 8 plane a row of them. */
+      for (int e = 0; e < h * w; e += 5)
+        x[e] = -0.0f;
+      if (h == 8)
+        for (int e = 0; e < w; e++)
+          x[3 * w + e] = -0.0f;
       ae_net_avg_pool_plane_t(x, h, w, 3, 1, 1, include_pad, h, w, y);
       for (int oy = 0; oy < h; oy++)
         for (int ox = 0; ox < w; ox++) {
