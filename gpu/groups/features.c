@@ -4,8 +4,9 @@
  * entropies, channel correlations, kernel regression.  Each net-driven
  * function runs one forward pass on the caller's weights and reads the
  * outputs it needs as float64 (ae_net_activation64: the twin's own values
- * when ae_net_set_double is on), with its scratch allocated once per
- * call.
+ * when ae_net_set_double is on), or, for the sign patterns and the
+ * correlations, the float32 values in place where that gives the same
+ * numbers, with its scratch allocated once per call.
  *
  * Pure functions; the ae_net passed in belongs to the calling thread. */
 #include "gpu/groups/features.h"
@@ -465,6 +466,18 @@ AE_FEATURES_VECTOR_LOOPS static void pattern_codes_f(const float *restrict in,
   }
 }
 
+/* The input of activation nd as the float32 net's own values where they
+ * serve: the float64 twin off and every kink a float32 value (x > kink in
+ * float32 is then (double)x > kink).  NULL: read them widened
+ * (ae_net_activation64: the twin's values, or an odd kink). */
+static const float *pattern_input_f32(ae_net *net, const ae_node *nd,
+                                      const double *kinks, int nk) {
+  if (ae_net_double_on(net)) return NULL;
+  for (int q = 0; q < nk; q++)
+    if ((double)(float)kinks[q] != kinks[q]) return NULL;
+  return ae_net_activation(net, nd->inputs[0]);
+}
+
 int ae_features_pattern_count(ae_net *net, const float *x, int batch,
                               size_t *distinct, size_t *units) {
   *distinct = *units = 0;
@@ -489,12 +502,7 @@ int ae_features_pattern_count(ae_net *net, const float *x, int batch,
     int nk = ae_features_pattern_kinks(nd, kinks);
     if (nk == 0) continue;
     size_t e = node_elems(nd);
-    /* The float32 net's values in place where the kinks are float32
-     * values too, else widened (the float64 twin's, or an odd kink). */
-    int in_place = !ae_net_double_on(net);
-    for (int q = 0; q < nk; q++)
-      in_place &= (double)(float)kinks[q] == kinks[q];
-    const float *own = in_place ? ae_net_activation(net, nd->inputs[0]) : NULL;
+    const float *own = pattern_input_f32(net, nd, kinks, nk);
     if (!own) rc = ae_net_activation64(net, nd->inputs[0], batch, in);
     for (int q = 0; q < nk && !rc; q++) {
       /* Unit u's code: bit b set when sample b is past the kink (sample
@@ -621,12 +629,7 @@ static int pattern_kernel_of_forward(ae_net *net, int batch, double *K,
     int nk = ae_features_pattern_kinks(nd, kinks);
     if (nk == 0) continue;
     size_t e = node_elems(nd);
-    /* The float32 net's values in place where the kinks are float32
-     * values too (as ae_features_pattern_count), else widened. */
-    int in_place = !ae_net_double_on(net);
-    for (int q = 0; q < nk; q++)
-      in_place &= (double)(float)kinks[q] == kinks[q];
-    const float *own = in_place ? ae_net_activation(net, nd->inputs[0]) : NULL;
+    const float *own = pattern_input_f32(net, nd, kinks, nk);
     if (!own) rc = ae_net_activation64(net, nd->inputs[0], batch, in);
     for (int q = 0; q < nk && !rc; q++, bit += e)
       for (int b = 0; b < batch; b++) {
