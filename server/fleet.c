@@ -210,9 +210,13 @@ static void start_listening(ae_server *srv) {
 
 /* A cancel asked on another replica reaches the job running here; a job
  * the store says this replica runs but which it does not hold (its
- * adoption failed) goes back to the queue. */
+ * adoption failed) goes back to the queue.  A job that ended here while
+ * the store was away keeps its lease (the heartbeat renewed it) until its
+ * kept end is written (on_beat_timer): given back, another replica would
+ * run it a second time. */
 static int on_beat(void *ud, const char *id, int cancel_requested) {
   ae_server *srv = ud;
+  if (ae_jobs_end_unsaved(srv, id)) return 0;
   ae_job *job = ae_job_table_find(&srv->jobs, id);
   if (!job || job->remote || ae_job_terminal(job)) {
     ae_log(AE_LOG_WARN, "job %s: leased here but not held; given back", id);
@@ -238,8 +242,11 @@ static void on_beat_timer(uv_timer_t *timer) {
     ae_log(AE_LOG_ERROR, "fleet: heartbeat: %s (%s)", ae_strerror(rc),
            ae_store_errmsg(srv->store));
     f->store_ok_since_ms = 0;
-  } else if (!f->store_ok_since_ms) {
-    f->store_ok_since_ms = now_ms;
+  } else {
+    if (!f->store_ok_since_ms) f->store_ok_since_ms = now_ms;
+    /* The ends kept while the store was away, now that it answers (their
+     * leases were just renewed). */
+    ae_jobs_retry_unsaved(srv);
   }
   size_t requeued = 0, failed = 0;
   if (!f->store_ok_since_ms ||

@@ -139,6 +139,24 @@ static void unsaved_flush(ae_server *srv) {
            written, srv->n_unsaved);
 }
 
+int ae_jobs_end_unsaved(const ae_server *srv, const char *id) {
+  for (const ae_unsaved_finish *u = srv->unsaved_head; u; u = u->next)
+    if (!strcmp(u->id, id)) return 1;
+  return 0;
+}
+
+static void store_wrote(ae_server *srv);
+
+void ae_jobs_retry_unsaved(ae_server *srv) {
+  if (!srv->unsaved_head) return;
+  /* Turns ready again first when failing; a write that fails turns it
+   * back. */
+  if (srv->store_failing)
+    store_wrote(srv);
+  else
+    unsaved_flush(srv);
+}
+
 /* A store write that changed rows succeeded: the store works again. */
 static void store_wrote(ae_server *srv) {
   if (!srv->store_failing) return;

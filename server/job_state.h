@@ -127,4 +127,13 @@ int ae_job_state_parse(const char *s, ae_job_state *out);
 void ae_jobs_store_failed(ae_server *srv, const char *what, const char *id,
                           int rc);
 
+/* 1 when job id's terminal state waits here for the store (its write
+ * failed and is kept to retry), 0 otherwise. */
+int ae_jobs_end_unsaved(const ae_server *srv, const char *id);
+
+/* Writes the kept terminal states again now (the store answered another
+ * call, e.g. --fleet's heartbeat renewed this replica's leases); the
+ * daemon is ready again unless one of the writes fails. */
+void ae_jobs_retry_unsaved(ae_server *srv);
+
 #endif
