@@ -12,6 +12,7 @@ TESTS += tests/integration/test_http_api.py \
 	tests/integration/test_http_scorecard.py \
 	tests/integration/test_http_valgrind.py \
 	tests/integration/test_golden.py \
+	tests/integration/test_golden_avx2.sh \
 	tests/integration/test_cnn_ops.py \
 	tests/integration/test_models.py \
 	tests/integration/test_deadline_linalg.py
@@ -29,6 +30,7 @@ EXTRA_DIST += tests/integration/harness.py tests/integration/test_models.py \
 	tests/integration/test_http_scorecard.py \
 	tests/integration/test_http_valgrind.py \
 	tests/integration/test_golden.py tests/data/golden \
+	tests/integration/test_golden_avx2.sh \
 	tests/integration/test_cnn_ops.py \
 	tests/integration/test_deadline_linalg.py \
 	tests/summary.sh tests/bench/run-http-bench.sh

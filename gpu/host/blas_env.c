@@ -7,6 +7,7 @@
 #include "gpu/host/blas_env.h"
 
 #include "api/status.h"
+#include "gpu/host/cpu_class.h"
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -25,11 +26,14 @@ static int under_valgrind(void) {
 
 /* The OpenBLAS core name for this CPU, or NULL to keep its own choice. */
 static const char *core_for_cpu(void) {
-#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
-  __builtin_cpu_init();
-  if (__builtin_cpu_supports("avx512f")) return "SkylakeX";
-  if (__builtin_cpu_supports("avx2")) return "Haswell";
-#endif
+  switch (ae_cpu_class_get()) {
+  case AE_CPU_CLASS_AVX512:
+    return "SkylakeX";
+  case AE_CPU_CLASS_AVX2:
+    return "Haswell";
+  case AE_CPU_CLASS_OTHER:
+    break;
+  }
   return NULL;
 }
 

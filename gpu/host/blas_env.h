@@ -17,8 +17,9 @@
 #ifndef AE_BLAS_ENV_H
 #define AE_BLAS_ENV_H
 
-/* Sets OPENBLAS_CORETYPE, when unset, from the CPU's features (AVX-512F:
- * SkylakeX, AVX2: Haswell; else nothing; not with AE_NO_CORETYPE=1) and
+/* Sets OPENBLAS_CORETYPE, when unset, from the class the process runs as
+ * (gpu/host/cpu_class.h; avx512: SkylakeX, avx2: Haswell; else nothing;
+ * not with AE_NO_CORETYPE=1) and
  * OPENBLAS_THREAD_TIMEOUT, when unset, to 4 (idle BLAS threads sleep at
  * once), and re-executes /proc/self/exe with argv once when it set either
  * (AE_BLAS_REEXECED=1 in the environment guards against loops).  Does

@@ -11,7 +11,8 @@ gpu_libaeengine_a_SOURCES += gpu/activation.h gpu/plan.c gpu/plan.h \
 	gpu/host/net_grad.c gpu/host/net64_grad.c gpu/host/net_init.c \
 	gpu/host/net64_ntk.c gpu/host/net64_kernels.c gpu/host/net64_jet.c gpu/host/reference.c gpu/host/reference.h \
 	gpu/host/graph_build.c gpu/host/graph_build.h gpu/host/blas_env.c \
-	gpu/host/blas_env.h gpu/host/host_executor.c
+	gpu/host/blas_env.h gpu/host/cpu_class.c gpu/host/cpu_class.h \
+	gpu/host/host_executor.c
 
 check_PROGRAMS += tests/unit/test_plan tests/unit/test_net_ntk \
 	tests/unit/test_net_expressivity tests/unit/test_net_conv_direct

@@ -2,13 +2,15 @@
  * pooling divisor, the phase names, the Philox words of a run of elements
  * (the normals drawn from them are in net_normals.c), the Philox
  * Rademacher signs of a run (jacobian_trainability's g_out) and whether
- * the CPU has AVX-512 or AVX2.  The typed buffer kernels are in
- * net_kernels_typed.c, the activations in gpu/activation.h.
+ * the CPU has AVX-512 (as gpu/host/cpu_class.h decides) or AVX2.  The typed
+ * buffer kernels are in net_kernels_typed.c, the activations in
+ * gpu/activation.h.
  *
  * Pure functions on caller-owned memory, any thread; the one state is the
  * CPU check's answer, set once (pthread_once). */
 #include "gpu/host/net_internal.h"
 
+#include "gpu/host/cpu_class.h"
 #include "gpu/philox.h"
 #if defined(__GNUC__) && defined(__x86_64__)
 #include <immintrin.h>
@@ -28,17 +30,10 @@ int ae_net_pool_count(int y0, int x0, int h, int w, int k, int include_pad) {
 }
 
 #if defined(__GNUC__) && defined(__x86_64__)
-static int have_avx512;
-
-static void check_avx512_once(void) {
-  __builtin_cpu_init();
-  have_avx512 = __builtin_cpu_supports("avx512f") != 0;
-}
-
+/* AVX-512F, unless AE_CPU_CLASS=avx2 runs this process as the avx2 class
+ * (gpu/host/cpu_class.h, which checks once). */
 int ae_net_have_avx512(void) {
-  static pthread_once_t once = PTHREAD_ONCE_INIT;
-  pthread_once(&once, check_avx512_once);
-  return have_avx512;
+  return ae_cpu_class_get() == AE_CPU_CLASS_AVX512;
 }
 
 static int have_avx2;

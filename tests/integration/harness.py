@@ -43,6 +43,11 @@ PYTHON_CLIENT_DIR = os.path.join(SRCDIR, "clients", "python")
 READY_TIMEOUT_S = float(os.environ.get(
     "AE_READY_TIMEOUT_S", os.environ.get("AE_READY_TIMEOUT", "180")))
 VALGRIND_ERROR = 99
+# True in the sanitizer build's run (configure --enable-sanitizers sets
+# AE_SANITIZERS=1 for make check): ASan/UBSan make the engine several times
+# slower and RSS no longer the job's, so tests shrink their heavy jobs and
+# skip their RSS bars under it.
+SANITIZERS = os.environ.get("AE_SANITIZERS") == "1"
 TERMINAL = ("succeeded", "failed", "cancelled")
 
 # A small job: topology only, milliseconds.
@@ -83,9 +88,10 @@ def cpu_class():
     """The CPU class whose float32 kernels run here, for tests that pin
     exact numbers: "avx512" when the CPU has AVX-512F (archeval then sets
     OpenBLAS's SkylakeX kernels and takes its AVX-512 paths, as
-    gpu/host/blas_env.c and net_kernels.c decide), "avx2" with AVX2
-    (Haswell kernels, im2col + sgemm), else "other";
-    $AE_GOLDEN_CPU_CLASS overrides."""
+    gpu/host/cpu_class.c and blas_env.c decide), "avx2" with AVX2
+    (Haswell kernels, archeval's AVX2 paths), else "other".  A CPU with
+    AVX-512F runs as "avx2" under AE_CPU_CLASS=avx2, as the daemon does
+    (it inherits the variable); $AE_GOLDEN_CPU_CLASS overrides both."""
     forced = os.environ.get("AE_GOLDEN_CPU_CLASS")
     if forced:
         return forced
@@ -98,11 +104,11 @@ def cpu_class():
                     break
     except OSError:
         pass
-    if "avx512f" in flags:
+    if "avx2" not in flags or "fma" not in flags:
+        return "other"
+    if "avx512f" in flags and os.environ.get("AE_CPU_CLASS") != "avx2":
         return "avx512"
-    if "avx2" in flags:
-        return "avx2"
-    return "other"
+    return "avx2"
 
 
 def log(message):

@@ -31,7 +31,6 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness as h  # noqa: E402
 
-SANITIZERS = os.environ.get("AE_SANITIZERS") == "1"
 
 ID_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
 
@@ -208,7 +207,7 @@ def test_issue17(d, tmp):
     medium = {"architecture": {"type": "nb201", "cell": h.SLOW[
         "architecture"]["cell"], "channels": 8, "cells_per_stage": 1},
         "data": {"batch_size": 32}, "metrics": ["convergence"],
-        "settings": {"ntk": {"repeats": 2 if SANITIZERS else 8}}}
+        "settings": {"ntk": {"repeats": 2 if h.SANITIZERS else 8}}}
     batch = [dict(medium, seed=70 + i, client_ref="cli-ref-%d" % (i % 2))
              for i in range(6)]
     code, ids, err = submit_ids(h.write_json(tmp, "refs.json", batch), url)

@@ -45,11 +45,10 @@ check = h.check
 PG_URL = os.environ.get("AE_TEST_PG_URL")
 PG_STOP = os.environ.get("AE_TEST_PG_STOP")
 PG_START = os.environ.get("AE_TEST_PG_START")
-SANITIZERS = os.environ.get("AE_SANITIZERS") == "1"
 # A few seconds of work: long enough to be caught running and killed.
 MEDIUM = copy.deepcopy(h.SLOW)
-MEDIUM["settings"]["ntk"]["repeats"] = 1 if SANITIZERS else 2
-MEDIUM["data"]["batch_size"] = 16 if SANITIZERS else 32
+MEDIUM["settings"]["ntk"]["repeats"] = 1 if h.SANITIZERS else 2
+MEDIUM["data"]["batch_size"] = 16 if h.SANITIZERS else 32
 
 
 def medium(seed):

@@ -59,8 +59,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness as h  # noqa: E402
 
-SANITIZERS = os.environ.get("AE_SANITIZERS") == "1"
-JOBS = int(os.environ.get("AE_FLEET_JOBS", "600" if SANITIZERS else "3000"))
+JOBS = int(os.environ.get("AE_FLEET_JOBS", "600" if h.SANITIZERS else "3000"))
 CLIENTS = int(os.environ.get("AE_FLEET_CLIENTS", "32"))
 REPLICAS = int(os.environ.get("AE_FLEET_REPLICAS", "3"))
 COMPARE = int(os.environ.get("AE_FLEET_COMPARE", "200"))

@@ -46,7 +46,12 @@ relative, curvature 5e-4), and entirely in the near-zero eigenvalues of
 rank-deficient kernels (duplicated inputs, an all-`none` cell).  So
 expected/ holds the `avx512` class and expected-avx2/ the `avx2` class,
 and the test compares with the set of the class it runs on
-(harness.cpu_class(); AE_GOLDEN_CPU_CLASS overrides it).  A class with no
+(harness.cpu_class(); AE_GOLDEN_CPU_CLASS overrides it).  A CPU with
+AVX-512F runs as the avx2 class under AE_CPU_CLASS=avx2 (the daemon's
+AVX-512 paths off, OpenBLAS's Haswell kernels; gpu/host/cpu_class.h) and
+then gives the avx2 set bit for bit (measured on a Zen 4 against the set
+recorded on a Zen 2): test_golden_avx2.sh runs this test so on such a
+CPU, so one machine checks both sets.  A class with no
 recorded set (a CPU without AVX2, another architecture) skips the whole
 test, saying so: record one there with record.py.  Within a class other
 library builds (OpenBLAS, libm) may still round otherwise: re-record

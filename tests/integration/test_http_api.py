@@ -20,7 +20,6 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness as h  # noqa: E402
 
 # Set by `make check` in a build with --enable-sanitizers.
-SANITIZERS = os.environ.get("AE_SANITIZERS") == "1"
 
 METRIC_NAMES = [
     "archeval_jobs_submitted_total", "archeval_jobs_finished_total",
@@ -478,8 +477,8 @@ class Priority(unittest.TestCase):
         # wait).
         with h.Daemon(host_workers=1) as d:
             busy = dict(h.LONG_JOB, metrics=["convergence"])
-            busy["data"] = {"batch_size": 16 if SANITIZERS else 32}
-            busy["settings"] = {"ntk": {"repeats": 1 if SANITIZERS else 4}}
+            busy["data"] = {"batch_size": 16 if h.SANITIZERS else 32}
+            busy["settings"] = {"ntk": {"repeats": 1 if h.SANITIZERS else 4}}
             first = d.submit(busy).json
             deadline = time.monotonic() + 60
             while d.call("GET", "/v1/jobs/" + first["id"]).json["state"] \
@@ -496,7 +495,7 @@ class Priority(unittest.TestCase):
                 self.assertEqual(mid["queue_position"], 2)
                 r = d.call("GET", "/v1/jobs/" + low["id"])
                 self.assertEqual(r.json["queue_position"], 3)
-            wait_s = 600 if SANITIZERS else 120
+            wait_s = 600 if h.SANITIZERS else 120
             done = [d.wait(j["id"], timeout=wait_s) for j in (high, mid, low)]
             self.assertTrue(all(j["state"] == "succeeded" for j in done))
             starts = [j["started_at"] for j in done]

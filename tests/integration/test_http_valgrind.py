@@ -106,7 +106,7 @@ class Valgrind(unittest.TestCase):
 
 
 if __name__ == "__main__":
-    if os.environ.get("AE_SANITIZERS") == "1":
+    if h.SANITIZERS:
         print("a sanitizer build: valgrind cannot run it; skipped")
         sys.exit(77)
     if not shutil.which("valgrind"):

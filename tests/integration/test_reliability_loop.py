@@ -41,8 +41,7 @@ EXTRA = os.environ.get("AE_LOOP_DAEMON_ARGS", "").split()
 STALL_MS = 50  # AE_LOOP_STALL_MS in server/main.c
 # Under ASan/UBSan every instruction costs several: the bar on the loop's
 # turns is scaled, and the daemon's own 50 ms warning may fire.
-SANITIZERS = os.environ.get("AE_SANITIZERS") == "1"
-TURN_BAR_MS = STALL_MS * (4 if SANITIZERS else 1)
+TURN_BAR_MS = STALL_MS * (4 if h.SANITIZERS else 1)
 N_JOBS = 60
 N_CLIENTS = 20
 SECONDS = 5
@@ -185,7 +184,7 @@ class LiveUnderListing(unittest.TestCase):
             self.assertEqual([s for s, _ in posted], [202, 202])
             self.assertGreater(n_listed, N_CLIENTS)
             self.assertLess(loop_max, TURN_BAR_MS)
-            if not SANITIZERS:
+            if not h.SANITIZERS:
                 self.assertEqual(over, 0)
                 self.assertNotIn("loop stalled", log)
             self.assertLess(quantile(samples, 0.99), P99_MS)

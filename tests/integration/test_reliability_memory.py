@@ -41,7 +41,6 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness as h  # noqa: E402
 
 MiB = 1 << 20
-SANITIZERS = os.environ.get("AE_SANITIZERS") == "1"
 SLACK = int(os.environ.get("AE_MEMORY_SLACK_MIB", "24")) * MiB
 # test_budget's queued 2.7 MB-body jobs: the budget counts what each job
 # holds (2.6 MB: its request text, which holds its inputs); the allocator keeps
@@ -137,7 +136,7 @@ def test_estimates(est, d):
                     done.get("state") == "succeeded",
                     "%s/%s: the job succeeds" % (name, group),
                     (r.status, done and done.get("error")))
-            if SANITIZERS:  # ASan's allocator: RSS is not the job's
+            if h.SANITIZERS:  # ASan's allocator: RSS is not the job's
                 continue
             h.check(grew <= estimate + SLACK,
                     "%s/%s: peak RSS growth %d <= estimate %d + slack %d"
@@ -198,7 +197,7 @@ def test_budget():
                 "past the budget: 429 jobs_memory_full with Retry-After",
                 refused and (refused.status, refused.body[:300]))
         h.check(accepted >= 4, "jobs are accepted up to the budget", accepted)
-        h.check(SANITIZERS or rss <= start + budget + BUDGET_SLACK,
+        h.check(h.SANITIZERS or rss <= start + budget + BUDGET_SLACK,
                 "RSS %.1f MiB stays under start + budget + slack"
                 % (rss / MiB))
         for i in ids:
@@ -391,7 +390,7 @@ def test_expiry():
               "held %.1f)" % (end / MiB, start / MiB, held / MiB))
         h.check(d.call("GET", "/v1/jobs/" + ids[0]).status == 404,
                 "the jobs expired")
-        h.check(SANITIZERS or end <= start + SLACK,
+        h.check(h.SANITIZERS or end <= start + SLACK,
                 "RSS %.1f MiB back within %d MiB of its start %.1f MiB" %
                 (end / MiB, SLACK // MiB, start / MiB))
 

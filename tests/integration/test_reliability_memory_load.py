@@ -44,16 +44,15 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness as h  # noqa: E402
 
 MiB = 1 << 20
-SANITIZERS = os.environ.get("AE_SANITIZERS") == "1"
-N_LARGE = 10 if SANITIZERS else 50
-N_SMALL = 10_000 if SANITIZERS else 100_000
+N_LARGE = 10 if h.SANITIZERS else 50
+N_SMALL = 10_000 if h.SANITIZERS else 100_000
 BATCH = 256
-BUDGET = (24 if SANITIZERS else 160) * MiB
+BUDGET = (24 if h.SANITIZERS else 160) * MiB
 TTL_S = 3600
 # 8 MB of inline inputs: 1,700 samples of 784 values written with 3
 # decimals (5 bytes and a comma each) make a body of 8.0 MB (under
 # --max-body-bytes=12MiB); 5.3 MB as float32.
-SAMPLES, WIDTH = (250 if SANITIZERS else 1700), 784
+SAMPLES, WIDTH = (250 if h.SANITIZERS else 1700), 784
 N_CONCURRENT = 6
 # The request being received and parsed: its 8 MB body, its JSON tree
 # (1.25 M jansson reals, about 40 bytes each with the arrays' slots), the
@@ -358,7 +357,7 @@ def run(d):
              watch.samples, held, count, finished))
     h.check(held == 0 and count == 0 and finished == 0,
             "every job gone: the gauges read 0", (held, count, finished))
-    if SANITIZERS:
+    if h.SANITIZERS:
         return
     h.check(watch.max <= start + BUDGET + SLACK_FIXED,
             "RSS max %.1f MiB (phase %s) <= start %.1f + budget %d + %d MiB "

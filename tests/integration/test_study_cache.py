@@ -38,8 +38,7 @@ import harness as h  # noqa: E402
 OPS = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3",
        "avg_pool_3x3")
 CELLS = int(os.environ.get("AE_CACHE_CELLS", "15625"))
-SANITIZERS = os.environ.get("AE_SANITIZERS") == "1"
-STRIDE = 7 if SANITIZERS else 1
+STRIDE = 7 if h.SANITIZERS else 1
 BATCH = 256
 # The daemon's --max-batch default is 256 architectures per request.
 ARCH_EXTRA = {"channels": 4, "cells_per_stage": 1}
@@ -191,8 +190,8 @@ def test_in_flight(d):
     together both compute; one submitted after the first succeeded is
     served from the cache."""
     slow = dict(h.SLOW, seed=99,
-                settings={"ntk": {"repeats": 1 if SANITIZERS else 3}})
-    if SANITIZERS:
+                settings={"ntk": {"repeats": 1 if h.SANITIZERS else 3}})
+    if h.SANITIZERS:
         slow["data"] = {"batch_size": 32}
     lead = d.submit(slow).json
     study = d.call("POST", "/v1/studies", {
@@ -217,8 +216,8 @@ def test_in_flight(d):
     h.check(again["state"] == "succeeded" and again["cached"],
             "then the same request is a cache hit", again["state"])
     plain = dict(h.LONG_JOB, seed=5,
-                 settings={"ntk": {"repeats": 1 if SANITIZERS else 2}})
-    if SANITIZERS:
+                 settings={"ntk": {"repeats": 1 if h.SANITIZERS else 2}})
+    if h.SANITIZERS:
         plain["data"] = {"batch_size": 16}
     first = d.submit(plain).json
     second = d.submit(plain).json

@@ -13,7 +13,11 @@ must succeed and both runs must agree to the last digit once the volatile
 fields are removed (test_golden.VOLATILE); only then is each result
 written to the expected set of this machine's CPU class
 (harness.cpu_class(): expected/ for AVX-512, expected-avx2/ for AVX2;
-pretty-printed, numbers exactly as the daemon printed them).
+pretty-printed, numbers exactly as the daemon printed them).  A machine
+with AVX-512 records both: once as it is, once with AE_CPU_CLASS=avx2 in
+the environment (the daemon then runs as the avx2 class,
+gpu/host/cpu_class.h; its avx2 numbers were found bit for bit those of
+two AVX2-only CPUs, Zen 2 and Zen 3).
 
 Regenerating the corpus is a deliberate act: an existing expected file is
 never overwritten without --force, and every data set a request names must
