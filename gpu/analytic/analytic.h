@@ -127,6 +127,14 @@ double ae_nfl_ntk_bound(const ae_dag *d, const double *rho, int N);
 #define AE_EIG_BLOCKED_MIN 256
 int ae_sym_eigvals(const double *A, int n, double *w,
                    const ae_job_control *ctl);
+/* The smallest eigenvalue of the same: dsyevd's scaling and reduction to
+ * tridiagonal form (with the checkpoint after every column at any n), then
+ * LAPACK's bisection (dstebz) for that eigenvalue alone, to an absolute
+ * accuracy of ulp * |T|_1 as dsterf's: it agrees with ae_sym_eigvals' w[0]
+ * to a few ulp of |A| (test_analytic), not bit for bit, at a fraction of
+ * dsterf's work (all n eigenvalues).  Same errors as ae_sym_eigvals. */
+int ae_sym_eigval_min(const double *A, int n, double *lambda_min,
+                      const ae_job_control *ctl);
 /* Cholesky factorisation A = L L^T in place: row-major, the lower
  * triangle read and overwritten with L, the upper one untouched.  Below
  * AE_CHOL_BLOCKED_MIN one LAPACKE dpotrf; from it up a blocked

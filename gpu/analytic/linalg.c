@@ -1,5 +1,6 @@
 /* linalg.c: the float64 linear algebra of the scorecard: symmetric
- * eigenvalues (what LAPACKE dsyevd computes), the kernel quadratic form
+ * eigenvalues (what LAPACKE dsyevd computes) or the smallest alone (by
+ * bisection on the same tridiagonal), the kernel quadratic form
  * tr(Y^T G^-1 Y) and the solve G^-1 Y, by Cholesky with the jitter rule
  * of metrics.md §3.2.
  *
@@ -157,59 +158,102 @@ static int sytrd_block(int n) {
   return nb > 1 ? nb : 1;
 }
 
-int ae_sym_eigvals_blocked(const double *A, int n, double *w,
-                           const ae_job_control *ctl) {
-  if (!A || !w || n < 2) return AE_EINVAL;
+/* dsyevd's first steps on A (row-major n x n, upper triangle read, n >=
+ * 2): the column-major copy LAPACKE's row-major call makes, the scaling of
+ * a matrix whose largest entry is tiny or huge (*sigma: its factor, 1.0
+ * when none), and dsytrd's reduction driven column by column: d (n) and e
+ * (n - 1) the tridiagonal of sigma * A. */
+static int reduce_to_tridiagonal(const double *A, int n, double *d, double *e,
+                                 double *sigma, const ae_job_control *ctl) {
   size_t nn = (size_t)n * (size_t)n;
   int nb = sytrd_block(n);
-  /* LAPACKE's row-major call transposes the upper triangle into a
-   * column-major copy; dsyevd then works on 'U'.  Same here. */
   double *a = malloc(sizeof(double) * nn);
-  double *e = malloc(sizeof(double) * (size_t)n);
   double *tau = malloc(sizeof(double) * (size_t)n);
   double *work = malloc(sizeof(double) * (size_t)n * (size_t)nb);
   int rc = 0;
-  if (!a || !e || !tau || !work) rc = AE_ENOMEM;
+  *sigma = 1.0;
+  if (!a || !tau || !work) rc = AE_ENOMEM;
   if (!rc) {
     for (int j = 0; j < n; j++)
       for (int i = 0; i <= j; i++)
         a[(size_t)i + (size_t)j * n] = A[(size_t)i * n + j];
-    /* dsyevd's scaling of a matrix whose largest entry is tiny or huge. */
     double safmin = LAPACK_dlamch("S"), eps = LAPACK_dlamch("P");
     double smlnum = safmin / eps, bignum = 1.0 / smlnum;
     double rmin = sqrt(smlnum), rmax = sqrt(bignum);
     double anrm = LAPACK_dlansy("M", "U", &n, a, &n, work);
-    int iscale = 0;
-    double sigma = 1.0;
-    if (anrm > 0.0 && anrm < rmin) {
-      iscale = 1;
-      sigma = rmin / anrm;
-    } else if (anrm > rmax) {
-      iscale = 1;
-      sigma = rmax / anrm;
-    }
-    if (iscale) {
+    if (anrm > 0.0 && anrm < rmin)
+      *sigma = rmin / anrm;
+    else if (anrm > rmax)
+      *sigma = rmax / anrm;
+    if (*sigma != 1.0) {
       const int kzero = 0;
       int info = 0;
-      LAPACK_dlascl("U", &kzero, &kzero, &one, &sigma, &n, &n, a, &n, &info);
+      LAPACK_dlascl("U", &kzero, &kzero, &one, sigma, &n, &n, a, &n, &info);
       if (info) rc = AE_EINTERNAL;
     }
-    if (!rc) rc = sytrd_upper(n, a, w, e, tau, work, ctl);
+    if (!rc) rc = sytrd_upper(n, a, d, e, tau, work, ctl);
     if (!rc) rc = ae_job_checkpoint(ctl);
-    if (!rc) {
-      int info = 0;
-      LAPACK_dsterf(&n, w, e, &info);
-      if (info) rc = AE_EINTERNAL;
-    }
-    if (!rc && iscale) {
-      double inv = 1.0 / sigma;
-      dscal_(&n, &inv, w, &ione);
-    }
   }
   free(a);
-  free(e);
   free(tau);
   free(work);
+  return rc;
+}
+
+int ae_sym_eigvals_blocked(const double *A, int n, double *w,
+                           const ae_job_control *ctl) {
+  if (!A || !w || n < 2) return AE_EINVAL;
+  double *e = malloc(sizeof(double) * (size_t)n);
+  if (!e) return AE_ENOMEM;
+  double sigma;
+  int rc = reduce_to_tridiagonal(A, n, w, e, &sigma, ctl);
+  if (!rc) {
+    int info = 0;
+    LAPACK_dsterf(&n, w, e, &info);
+    if (info) rc = AE_EINTERNAL;
+  }
+  if (!rc && sigma != 1.0) {
+    double inv = 1.0 / sigma;
+    dscal_(&n, &inv, w, &ione);
+  }
+  free(e);
+  return rc;
+}
+
+int ae_sym_eigval_min(const double *A, int n, double *lambda_min,
+                      const ae_job_control *ctl) {
+  if (!A || !lambda_min || n < 1) return AE_EINVAL;
+  size_t nn = (size_t)n * (size_t)n;
+  for (size_t k = 0; k < nn; k++)
+    if (!isfinite(A[k])) return AE_EINVAL;
+  int rc = ae_job_checkpoint(ctl);
+  if (rc) return rc;
+  if (n == 1) {
+    *lambda_min = A[0];
+    return AE_OK;
+  }
+  /* d, e, dstebz's w, then its iblock and isplit. */
+  double *d = malloc(sizeof(double) * (size_t)n * 3);
+  lapack_int *blocks = malloc(sizeof(lapack_int) * (size_t)n * 2);
+  if (!d || !blocks) rc = AE_ENOMEM;
+  double sigma = 1.0;
+  if (!rc) rc = reduce_to_tridiagonal(A, n, d, d + n, &sigma, ctl);
+  if (!rc) {
+    double *w = d + 2 * (size_t)n;
+    lapack_int m = 0, nsplit = 0;
+    /* The first eigenvalue by bisection to an absolute tolerance of
+     * ulp * |T|_1 (abstol 0), the accuracy of dsterf's. */
+    lapack_int info = LAPACKE_dstebz('I', 'E', n, 0.0, 0.0, 1, 1, 0.0, d, d + n,
+                                     &m, &nsplit, w, blocks, blocks + n);
+    if (info == LAPACK_WORK_MEMORY_ERROR)
+      rc = AE_ENOMEM;
+    else if (info != 0 || m != 1)
+      rc = AE_EINTERNAL;
+    else
+      *lambda_min = sigma != 1.0 ? w[0] * (1.0 / sigma) : w[0];
+  }
+  free(d);
+  free(blocks);
   return rc;
 }
 

@@ -48,8 +48,9 @@ size_t ae_count_distinct_u16(const uint16_t *codes, size_t n, uint64_t *bitmap);
 
 /* Smallest eigenvalue of the c x c Pearson correlation between the rows
  * of x (c rows of hw values): rows centred; a row of zero variance gives
- * a zero row and column (diagonal included).  work: c * hw + c * c + c
- * doubles.  0, or an error of ae_sym_eigvals. */
+ * a zero row and column (diagonal included); the eigenvalue by
+ * ae_sym_eigval_min.  work: c * hw + c * c + c doubles (the last c
+ * unused).  0, or an error of ae_sym_eigval_min. */
 int ae_corr_lambda_min(const double *x, int c, size_t hw, double *work,
                        double *out);
 /* The same of float32 rows, bit for bit (every value converts exactly;

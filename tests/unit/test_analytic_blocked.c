@@ -2,7 +2,9 @@
  * gpu/analytic/linalg.c.  ae_sym_eigvals_blocked (dsyevd's steps driven
  * column by column) must give the very bits LAPACKE_dsyevd gives, at
  * every size around dsytrd's block and crossover and under dsyevd's
- * scaling, with one BLAS thread (the engine's) and with two; and a
+ * scaling, with one BLAS thread (the engine's) and with two;
+ * ae_sym_eigval_min (the same reduction, then bisection for the smallest
+ * alone) must agree with dsyevd's smallest to a few ulp of |A|; and a
  * checkpoint that fires (cancel, past deadline, deadline mid-reduction)
  * must stop it, and the Cholesky solves, with the checkpoint's error and
  * nothing leaked (the ASan build checks that).  The blocked Cholesky
@@ -130,6 +132,91 @@ START_TEST(bit_identical_scaled) {
   check_identical(300, 1, 1e-160);
   check_identical(40, 0, 1e160);
   check_identical(300, 0, 1e160);
+}
+END_TEST
+
+/* ae_sym_eigval_min against dsyevd's smallest eigenvalue: within
+ * 8 n ulp of |A|_1 (both are accurate to about ulp * |T|_1), and nowhere
+ * near the second smallest (the matrices have distinct eigenvalues). */
+static void check_min(const double *A, int n) {
+  double *want = malloc(sizeof(double) * n);
+  ck_assert_ptr_nonnull(want);
+  plain_eigvals(A, n, want);
+  double norm1 = 0.0;
+  for (int j = 0; j < n; j++) {
+    double col = 0.0;
+    for (int i = 0; i < n; i++)
+      col += fabs(A[(size_t)i * n + j]);
+    norm1 = col > norm1 ? col : norm1;
+  }
+  double got = NAN;
+  ck_assert_int_eq(ae_sym_eigval_min(A, n, &got, NULL), 0);
+  double tol = 8.0 * n * 0x1.0p-52 * norm1;
+  ck_assert_msg(fabs(got - want[0]) <= tol,
+                "n = %d: smallest eigenvalue %.17g, dsyevd's %.17g (tol %g)", n,
+                got, want[0], tol);
+  if (n > 1 && want[1] - want[0] > 4.0 * tol)
+    ck_assert_double_lt(got, want[1] - tol);
+  free(want);
+}
+
+START_TEST(eigval_min_agrees_with_dsyevd) {
+  openblas_set_num_threads(1);
+  rng_state = 2026;
+  for (size_t k = 0; k < sizeof sizes / sizeof sizes[0]; k++)
+    for (int spd = 0; spd < 2; spd++) {
+      double *A = random_sym(sizes[k], spd, 1.0);
+      check_min(A, sizes[k]);
+      free(A);
+    }
+  /* dsyevd's scaling, both ways. */
+  for (int e = -1; e <= 1; e += 2) {
+    double *A = random_sym(40, 0, e < 0 ? 1e-160 : 1e160);
+    check_min(A, 40);
+    free(A);
+  }
+  /* A rank-deficient correlation matrix (64 channels over 16 positions,
+   * feature_corr_lambda_min's case at a stage-3 node): its smallest
+   * eigenvalue is round-off about zero. */
+  int n = 64, hw = 16;
+  double *Z = malloc(sizeof(double) * (size_t)n * hw);
+  double *C = malloc(sizeof(double) * (size_t)n * n);
+  ck_assert_ptr_nonnull(Z);
+  ck_assert_ptr_nonnull(C);
+  for (int i = 0; i < n; i++) {
+    double mean = 0.0, ss = 0.0;
+    for (int k = 0; k < hw; k++)
+      mean += (Z[(size_t)i * hw + k] = uniform());
+    mean /= hw;
+    for (int k = 0; k < hw; k++) {
+      Z[(size_t)i * hw + k] -= mean;
+      ss += Z[(size_t)i * hw + k] * Z[(size_t)i * hw + k];
+    }
+    for (int k = 0; k < hw; k++)
+      Z[(size_t)i * hw + k] /= sqrt(ss);
+  }
+  cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, n, hw, 1.0, Z, hw, Z,
+              hw, 0.0, C, n);
+  check_min(C, n);
+  /* A diagonal matrix: exact. */
+  memset(C, 0, sizeof(double) * (size_t)n * n);
+  for (int i = 0; i < n; i++)
+    C[(size_t)i * n + i] = (double)((i * 37) % n) - 20.5;
+  double got = 0.0;
+  ck_assert_int_eq(ae_sym_eigval_min(C, n, &got, NULL), 0);
+  ck_assert_double_eq(got, -20.5);
+  /* n = 1, a non-finite entry, the checkpoint. */
+  double one_by_one = -3.25;
+  ck_assert_int_eq(ae_sym_eigval_min(&one_by_one, 1, &got, NULL), 0);
+  ck_assert_double_eq(got, -3.25);
+  C[5] = NAN;
+  ck_assert_int_eq(ae_sym_eigval_min(C, n, &got, NULL), AE_EINVAL);
+  C[5] = 0.0;
+  atomic_int cancel = 1;
+  ae_job_control cancelled = {&cancel, 0};
+  ck_assert_int_eq(ae_sym_eigval_min(C, n, &got, &cancelled), AE_ECANCELLED);
+  free(Z);
+  free(C);
 }
 END_TEST
 
@@ -303,6 +390,7 @@ static Suite *blocked_suite(void) {
   tcase_add_test(tc, bit_identical_one_thread);
   tcase_add_test(tc, bit_identical_two_threads);
   tcase_add_test(tc, bit_identical_scaled);
+  tcase_add_test(tc, eigval_min_agrees_with_dsyevd);
   tcase_add_test(tc, checkpoint_fires);
   tcase_add_test(tc, cholesky_blocked_matches_dpotrf);
   tcase_add_test(tc, cholesky_deadline_inside);
