@@ -29,6 +29,7 @@
 #include "api/error.h"
 #include "api/status.h"
 #include "gpu/host/blas_env.h"
+#include "gpu/host/cpu_class.h"
 #include "server/cache.h"
 #include "server/daemon.h"
 #include "server/drain.h"
@@ -388,7 +389,10 @@ int main(int argc, char **argv) {
   }
   if (ae_loop_watch_start(&loop_watch, &loop, AE_LOOP_STALL_MS))
     ae_log(AE_LOG_WARN, "the loop's stall meter could not start");
-  ae_log(AE_LOG_INFO, "archevald %s started", PACKAGE_VERSION);
+  /* The host kernels' class decides the last digits of float32 numbers
+   * (AE_CPU_CLASS=avx2 lowers it; docs/operations.md). */
+  ae_log(AE_LOG_INFO, "archevald %s started (host kernels: the %s class)",
+         PACKAGE_VERSION, ae_cpu_class_name(ae_cpu_class_get()));
   uv_run(&loop, UV_RUN_DEFAULT);
   status = 0;
 
