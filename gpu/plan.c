@@ -384,6 +384,38 @@ out:
   return rc;
 }
 
+/* p->jet_bn_add (plan.h): a BN (not the output) of a conv that only it
+ * reads, read once itself, by an ADD of two or more inputs, each of the
+ * ADD's per-sample size, the BN of the ADD's rank and channels. */
+static void plan_jet_bn_adds(ae_plan *p) {
+  int nn = p->g.n_nodes;
+  for (int k = 0; k < nn; k++)
+    p->jet_bn_add[k] = -1;
+  for (int k = 0; k < nn; k++) {
+    const ae_node *bn = &p->g.nodes[k];
+    int r = p->last_use[k];
+    if (bn->op != AE_OP_BATCH_NORM || k == p->g.output || r <= k || r >= nn)
+      continue;
+    const ae_node *add = &p->g.nodes[r];
+    if (add->op != AE_OP_ADD || add->n_inputs < 2) continue;
+    /* Its input a conv read by the BN alone (the BN may run in place). */
+    int in = bn->inputs[0];
+    if (p->g.nodes[in].op != AE_OP_CONV || p->last_use[in] != k) continue;
+    int reads = 0, in_reads = 0, same = 1;
+    for (int j = in + 1; j <= r; j++)
+      for (int i = 0; i < p->g.nodes[j].n_inputs; i++) {
+        reads += p->g.nodes[j].inputs[i] == k;
+        in_reads += p->g.nodes[j].inputs[i] == in;
+      }
+    same &= in_reads == 1;
+    for (int i = 0; i < add->n_inputs; i++)
+      same &= p->geom[add->inputs[i]].elems == p->geom[r].elems;
+    /* Its channels are the ADD's (the sum runs plane by plane). */
+    same &= bn->rank == add->rank && bn->shape[0] == add->shape[0];
+    if (reads == 1 && same) p->jet_bn_add[k] = r;
+  }
+}
+
 int ae_plan_create(const ae_graph *g, int max_batch, const ae_plan_options *opt,
                    ae_plan **out) {
   *out = NULL;
@@ -402,11 +434,12 @@ int ae_plan_create(const ae_graph *g, int max_batch, const ae_plan_options *opt,
   p->geom = calloc(nn, sizeof(ae_plan_geom));
   p->needs_grad = calloc(nn, sizeof(int));
   p->last_use = calloc(nn, sizeof(int));
+  p->jet_bn_add = calloc(nn, sizeof(int));
   p->grad_first = calloc(nn, sizeof(int));
   p->grad_alias = calloc(nn, sizeof(int));
   size_t *offsets = malloc(sizeof(size_t) * nn * 8);
-  if (!p->geom || !p->needs_grad || !p->last_use || !p->grad_first ||
-      !p->grad_alias || !offsets) {
+  if (!p->geom || !p->needs_grad || !p->last_use || !p->jet_bn_add ||
+      !p->grad_first || !p->grad_alias || !offsets) {
     free(offsets);
     goto fail;
   }
@@ -442,6 +475,7 @@ int ae_plan_create(const ae_graph *g, int max_batch, const ae_plan_options *opt,
       if (p->last_use[nd->inputs[i]] < k) p->last_use[nd->inputs[i]] = k;
     }
   }
+  plan_jet_bn_adds(p);
   plan_forward(p);
   rc = plan_backward(p);
   if (rc) goto fail;
@@ -458,6 +492,7 @@ void ae_plan_destroy(ae_plan *p) {
   free(p->geom);
   free(p->needs_grad);
   free(p->last_use);
+  free(p->jet_bn_add);
   free(p->grad_first);
   free(p->grad_alias);
   free(p->weight);
@@ -485,6 +520,17 @@ size_t ae_plan_jets(const ae_plan *p, int batch, size_t unit, size_t *offset) {
       start[k] = -1;
       if (end[r] < end[k]) end[r] = end[k];
     }
+  }
+  /* A BN that its ADD may apply: its input's buffer, which lives until
+   * the ADD (the BN runs in place when it runs; its input has no other
+   * reader). */
+  for (int k = 0; k < nn; k++) {
+    int add = p->jet_bn_add[k];
+    if (add < 0) continue;
+    int in = p->g.nodes[k].inputs[0];
+    root[k] = in;
+    start[k] = -1;
+    if (end[in] < add) end[in] = add;
   }
   total = ae_plan_slots(bytes, start, end, nn, offset);
   if (total == SIZE_MAX) goto out;

@@ -71,6 +71,12 @@ typedef struct {
   ae_plan_geom *geom;
   int *needs_grad; /* a trainable tensor at or upstream of the node */
   int *last_use;   /* forward: last node reading the output (output: n) */
+  /* The jets: for a BN of a conv that only it reads, whose one reader is
+   * an ADD of two or more inputs of its own shape (not the output), that
+   * ADD, else -1.  The host jets may apply such a BN inside the sum
+   * (net_jet.c), so ae_plan_jets gives the BN its input's buffer (it runs
+   * in place when it runs) and keeps that alive until the ADD. */
+  int *jet_bn_add;
   /* Backward sweep (node t's step runs at t = n-1 .. 0): the step whose
    * backward first writes the node's gradient, i.e. zeroes its slot
    * (the output: itself), or -1 when the node has no gradient. */

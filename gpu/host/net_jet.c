@@ -23,7 +23,10 @@
  * (what turns a -0 into +0, as the full sum would); a ReLU whose only
  * reader is the next node, a direct convolution, runs inside it sample
  * by sample into an L2-sized scratch (no pass of its three streams
- * through memory).  The second stream is propagated everywhere: x'' = -x
+ * through memory); a BN whose one reader is a sum with no zero term
+ * (plan->jet_bn_add) forms only its scale and shift, and the sum applies
+ * them to the BN's input on the way (its three streams neither written
+ * nor read back).  The second stream is propagated everywhere: x'' = -x
  * on the circle holds through the stem convolution only, since every BN
  * shifts the value stream by its batch mean and beta but not the
  * tangents (y'' = s x'' = -s x, while y = s x + beta - s mean).
@@ -160,6 +163,24 @@ static void jet_linear(ae_net *n, int k, int batch) {
         y[(size_t)b * (size_t)out + (size_t)o] += n->bias[k][o];
 }
 
+/* Channel c of BN node k as y = x * scale + shift, from the value
+ * stream's batch mean and variance. */
+static void bn_fold_channel(const ae_net *n, int k, size_t c, double mean,
+                            double var, ae_real *rscale, ae_real *rshift) {
+  double scale = (double)n->gamma[k][c] / sqrt(var + BN_EPS);
+  *rscale = (ae_real)scale;
+  *rshift = (ae_real)((double)n->beta[k][c] - mean * scale);
+}
+
+enum { BN_STATS_GROUP = 64 };
+
+/* y = y * scale + shift: ae_net_scale_shift_t's values, in place. */
+AE_AVX2_CLONES AE_VECTOR_LOOPS static void
+scale_shift_in_place(ae_real *y, size_t count, ae_real scale, ae_real shift) {
+  for (size_t i = 0; i < count; i++)
+    y[i] = y[i] * scale + shift;
+}
+
 /* BN with the value stream's batch statistics (float64 accumulation, as
  * the forward); the tangent streams get the same scale, no shift. */
 static void jet_bn(ae_net *n, int k, int batch) {
@@ -167,24 +188,46 @@ static void jet_bn(ae_net *n, int k, int batch) {
   const ae_plan_geom *ge = &n->geom[k];
   size_t C = (size_t)ge->channels, P = ge->plane;
   const ae_real *x = stream(n, nd->inputs[0], 0, batch);
-  enum { GROUP = 64 };
+  enum { GROUP = BN_STATS_GROUP };
   double means[GROUP], vars[GROUP];
   for (size_t c = 0; c < C; c++) {
     if (c % GROUP == 0)
       ae_net_bn_stats_t(x, batch, ge->elems, P, c,
                         C - c < GROUP ? C - c : GROUP, means, vars);
-    double mean = means[c % GROUP], var = vars[c % GROUP];
-    double scale = (double)n->gamma[k][c] / sqrt(var + BN_EPS);
-    ae_real rscale = (ae_real)scale;
-    ae_real rshift = (ae_real)((double)n->beta[k][c] - mean * scale);
+    ae_real rscale, rshift;
+    bn_fold_channel(n, k, c, means[c % GROUP], vars[c % GROUP], &rscale,
+                    &rshift);
     for (int s = 0; s < 3; s++) {
       const ae_real *xs = stream(n, nd->inputs[0], s, batch);
       ae_real *ys = stream(n, k, s, batch);
       ae_real sh = s == 0 ? rshift : (ae_real)0;
-      for (int b = 0; b < batch; b++)
-        ae_net_scale_shift_t(xs + (size_t)b * ge->elems + c * P,
-                             ys + (size_t)b * ge->elems + c * P, P, rscale, sh);
+      for (int b = 0; b < batch; b++) {
+        size_t at = (size_t)b * ge->elems + c * P;
+        if (xs == ys) /* a BN its sum may apply: in place (ae_plan_jets) */
+          scale_shift_in_place(ys + at, P, rscale, sh);
+        else
+          ae_net_scale_shift_t(xs + at, ys + at, P, rscale, sh);
+      }
     }
+  }
+}
+
+/* BN node k's scale (fold[0 .. C)) and shift (fold[C .. 2C)) per
+ * channel, jet_bn's very values, without applying them (its one reader,
+ * an ADD, does: jet_add_folded). */
+static void jet_bn_folds(const ae_net *n, int k, int batch, ae_real *fold) {
+  const ae_node *nd = &n->g->nodes[k];
+  const ae_plan_geom *ge = &n->geom[k];
+  size_t C = (size_t)ge->channels, P = ge->plane;
+  const ae_real *x = stream(n, nd->inputs[0], 0, batch);
+  enum { GROUP = BN_STATS_GROUP };
+  double means[GROUP], vars[GROUP];
+  for (size_t c = 0; c < C; c++) {
+    if (c % GROUP == 0)
+      ae_net_bn_stats_t(x, batch, ge->elems, P, c,
+                        C - c < GROUP ? C - c : GROUP, means, vars);
+    bn_fold_channel(n, k, c, means[c % GROUP], vars[c % GROUP], &fold[c],
+                    &fold[C + c]);
   }
 }
 
@@ -307,7 +350,9 @@ enum {
   JET_DEAD,       /* never read on the way to the logits: skipped */
   JET_ZERO,       /* identically +0, not written (its readers know) */
   JET_ZERO_WRITE, /* identically +0, written: a reader reads the buffer */
-  JET_RELU_FUSED  /* run by its one reader, the next node's direct conv */
+  JET_RELU_FUSED, /* run by its one reader, the next node's direct conv */
+  JET_BN_FOLDED   /* a BN applied inside its one reader, an ADD
+                   * (plan->jet_bn_add): only its scale and shift formed */
 };
 
 static int jet_is_zero(unsigned char w) {
@@ -443,6 +488,16 @@ static int jet_plan(const ae_net *n, int batch, unsigned char *what) {
     for (int i = 0; i < nd->n_inputs; i++)
       if (what[nd->inputs[i]] == JET_ZERO) what[nd->inputs[i]] = JET_ZERO_WRITE;
   }
+  /* A BN whose ADD runs with no zero term is applied inside it; its
+   * input lives until the ADD (ae_plan_jets). */
+  for (int k = 0; k < nn; k++) {
+    int r = n->plan->jet_bn_add[k];
+    if (r < 0 || what[k] != JET_RUN || what[r] != JET_RUN) continue;
+    int zero_term = 0;
+    for (int i = 0; i < g->nodes[r].n_inputs; i++)
+      zero_term |= jet_is_zero(what[g->nodes[r].inputs[i]]);
+    if (!zero_term) what[k] = JET_BN_FOLDED;
+  }
 #ifndef AE_NET_DOUBLE
   for (int k = 0; k + 1 < nn; k++) {
     const ae_node *nd = &g->nodes[k];
@@ -466,6 +521,169 @@ jet_add2(const ae_real *a, const ae_real *b, ae_real *y, size_t count) {
     for (size_t e = 0; e < count; e++)
       y[e] = a[e] + (ae_real)0;
   }
+}
+
+/* The sum of BN-folded terms, one sample's C planes of P values at a time.
+ * A term is x, or x * s[c] + h[c] where a BN is folded in (s not NULL): a
+ * multiply and an add rounded apart, as ae_net_scale_shift_t, so each
+ * term and each partial sum has the bits the BN node and the sum give.
+ * fold_add2: y = T(a) + T(b); fold_add_into: y = y + T(x).  The plan
+ * never gives y the slot of a term. */
+AE_AVX2_CLONES AE_VECTOR_LOOPS static void
+fold_add2_lanes(const ae_real *a, const ae_real *sa, const ae_real *ha,
+                const ae_real *b, const ae_real *sb, const ae_real *hb,
+                ae_real *y, size_t C, size_t P) {
+  for (size_t c = 0; c < C; c++) {
+    const ae_real *pa = a + c * P, *pb = b + c * P;
+    ae_real *py = y + c * P;
+    if (sa && sb) {
+      ae_real s0 = sa[c], h0 = ha[c], s1 = sb[c], h1 = hb[c];
+      for (size_t e = 0; e < P; e++)
+        py[e] = (pa[e] * s0 + h0) + (pb[e] * s1 + h1);
+    } else if (sa) {
+      ae_real s0 = sa[c], h0 = ha[c];
+      for (size_t e = 0; e < P; e++)
+        py[e] = (pa[e] * s0 + h0) + pb[e];
+    } else if (sb) {
+      ae_real s1 = sb[c], h1 = hb[c];
+      for (size_t e = 0; e < P; e++)
+        py[e] = pa[e] + (pb[e] * s1 + h1);
+    } else {
+      for (size_t e = 0; e < P; e++)
+        py[e] = pa[e] + pb[e];
+    }
+  }
+}
+
+AE_AVX2_CLONES AE_VECTOR_LOOPS static void
+fold_add_into_lanes(const ae_real *x, const ae_real *sx, const ae_real *hx,
+                    ae_real *y, size_t C, size_t P) {
+  for (size_t c = 0; c < C; c++) {
+    const ae_real *px = x + c * P;
+    ae_real *py = y + c * P;
+    if (sx) {
+      ae_real s0 = sx[c], h0 = hx[c];
+      for (size_t e = 0; e < P; e++)
+        py[e] = py[e] + (px[e] * s0 + h0);
+    } else {
+      for (size_t e = 0; e < P; e++)
+        py[e] = py[e] + px[e];
+    }
+  }
+}
+
+#if AE_NET_AVX512
+/* T(x) of 16 lanes (m: the lanes in the plane). */
+AE_AVX512_FN
+static inline __m512 fold_term16(const float *x, __mmask16 m, const float *s,
+                                 const float *h, size_t c) {
+  __m512 v = _mm512_maskz_loadu_ps(m, x);
+  if (!s) return v;
+  return _mm512_add_ps(_mm512_mul_ps(v, _mm512_set1_ps(s[c])),
+                       _mm512_set1_ps(h[c]));
+}
+
+AE_AVX512_FN
+static void fold_add2_avx512(const float *a, const float *sa, const float *ha,
+                             const float *b, const float *sb, const float *hb,
+                             float *y, size_t C, size_t P) {
+  for (size_t c = 0; c < C; c++)
+    for (size_t e = 0; e < P; e += 16) {
+      __mmask16 m =
+          P - e >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (P - e)) - 1u);
+      size_t at = c * P + e;
+      _mm512_mask_storeu_ps(y + at, m,
+                            _mm512_add_ps(fold_term16(a + at, m, sa, ha, c),
+                                          fold_term16(b + at, m, sb, hb, c)));
+    }
+}
+
+AE_AVX512_FN
+static void fold_add_into_avx512(const float *x, const float *sx,
+                                 const float *hx, float *y, size_t C,
+                                 size_t P) {
+  for (size_t c = 0; c < C; c++)
+    for (size_t e = 0; e < P; e += 16) {
+      __mmask16 m =
+          P - e >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (P - e)) - 1u);
+      size_t at = c * P + e;
+      _mm512_mask_storeu_ps(y + at, m,
+                            _mm512_add_ps(_mm512_maskz_loadu_ps(m, y + at),
+                                          fold_term16(x + at, m, sx, hx, c)));
+    }
+}
+#endif
+
+static void fold_add2(const ae_real *a, const ae_real *sa, const ae_real *ha,
+                      const ae_real *b, const ae_real *sb, const ae_real *hb,
+                      ae_real *y, size_t C, size_t P) {
+#if AE_NET_AVX512
+  if (ae_net_have_avx512()) {
+    fold_add2_avx512(a, sa, ha, b, sb, hb, y, C, P);
+    return;
+  }
+#endif
+  fold_add2_lanes(a, sa, ha, b, sb, hb, y, C, P);
+}
+
+static void fold_add_into(const ae_real *x, const ae_real *sx,
+                          const ae_real *hx, ae_real *y, size_t C, size_t P) {
+#if AE_NET_AVX512
+  if (ae_net_have_avx512()) {
+    fold_add_into_avx512(x, sx, hx, y, C, P);
+    return;
+  }
+#endif
+  fold_add_into_lanes(x, sx, hx, y, C, P);
+}
+
+/* The BN folds of one jets pass: fold[k] (2 C values: scale, shift) for
+ * each JET_BN_FOLDED node k, and C_max zeros (the tangent streams'
+ * shift). */
+typedef struct {
+  ae_real **fold;
+  const ae_real *zeros;
+  ae_real *buf;
+} jet_folds;
+
+/* ADD node k, one or more of whose inputs are JET_BN_FOLDED: the sum of
+ * its terms with each such BN applied on the way, ((t0 + t1) + t2) ...
+ * as ae_net_add_t adds them, plane by plane of the first folded BN's
+ * layout (every input has the ADD's size: plan->jet_bn_add). */
+static void jet_add_folded(ae_net *n, int k, int batch,
+                           const unsigned char *what, const jet_folds *folds) {
+  const ae_node *nd = &n->g->nodes[k];
+  size_t elems = n->geom[k].elems, C = 0, P = 0;
+  for (int i = 0; i < nd->n_inputs && !C; i++)
+    if (what[nd->inputs[i]] == JET_BN_FOLDED) {
+      C = (size_t)n->geom[nd->inputs[i]].channels;
+      P = n->geom[nd->inputs[i]].plane;
+    }
+  for (int s = 0; s < 3; s++)
+    for (size_t b = 0; b < (size_t)batch; b++) {
+      size_t off = ((size_t)s * (size_t)batch + b) * elems;
+      const ae_real *x[2], *sc[2], *sh[2];
+      for (int i = 0; i < nd->n_inputs; i++) {
+        int in = nd->inputs[i];
+        int folded = what[in] == JET_BN_FOLDED;
+        const ae_real *xi =
+            n->jet[folded ? n->g->nodes[in].inputs[0] : in] + off;
+        const ae_real *si = folded ? folds->fold[in] : NULL;
+        const ae_real *hi = !folded  ? NULL
+                            : s == 0 ? folds->fold[in] + C
+                                     : folds->zeros;
+        if (i < 2) {
+          x[i] = xi;
+          sc[i] = si;
+          sh[i] = hi;
+          if (i == 1)
+            fold_add2(x[0], sc[0], sh[0], x[1], sc[1], sh[1], n->jet[k] + off,
+                      C, P);
+        } else {
+          fold_add_into(xi, si, hi, n->jet[k] + off, C, P);
+        }
+      }
+    }
 }
 
 /* A sum with zero terms: ((x0 + x1) + x2) ... with +0 for each zero term,
@@ -521,14 +739,17 @@ static void jet_relu_conv(ae_net *n, int k, int batch) {
 #endif
 
 static void forward_jet(ae_net *n, const double *x, const double *dx,
-                        const double *ddx, int batch,
-                        const unsigned char *what) {
+                        const double *ddx, int batch, const unsigned char *what,
+                        const jet_folds *folds) {
   for (int k = 0; k < n->g->n_nodes; k++) {
     const ae_node *nd = &n->g->nodes[k];
     switch (what[k]) {
     case JET_DEAD:
     case JET_ZERO:
     case JET_RELU_FUSED:
+      continue;
+    case JET_BN_FOLDED:
+      jet_bn_folds(n, k, batch, folds->fold[k]);
       continue;
     case JET_ZERO_WRITE:
       memset(n->jet[k], 0,
@@ -571,14 +792,53 @@ static void forward_jet(ae_net *n, const double *x, const double *dx,
     case AE_OP_ACT:
       jet_act(n, k, batch);
       break;
-    case AE_OP_ADD:
-      jet_add(n, k, batch, what);
+    case AE_OP_ADD: {
+      int folded = 0;
+      for (int i = 0; i < nd->n_inputs; i++)
+        folded |= what[nd->inputs[i]] == JET_BN_FOLDED;
+      if (folded)
+        jet_add_folded(n, k, batch, what, folds);
+      else
+        jet_add(n, k, batch, what);
       break;
+    }
     default:
       jet_linear_op(n, k, batch);
       break;
     }
   }
+}
+
+/* folds->fold[k] for every JET_BN_FOLDED node k and the zeros, in one
+ * buffer (both NULL when there is none). */
+static int jet_folds_make(const ae_net *n, const unsigned char *what,
+                          jet_folds *folds) {
+  size_t total = 0, c_max = 0;
+  int nn = n->g->n_nodes;
+  for (int k = 0; k < nn; k++)
+    if (what[k] == JET_BN_FOLDED) {
+      size_t C = (size_t)n->geom[k].channels;
+      total += 2 * C;
+      if (C > c_max) c_max = C;
+    }
+  if (!total) return AE_OK;
+  folds->fold = calloc((size_t)nn, sizeof *folds->fold);
+  folds->buf = calloc(total + c_max, sizeof *folds->buf);
+  if (!folds->fold || !folds->buf) {
+    free(folds->fold);
+    free(folds->buf);
+    folds->fold = NULL;
+    folds->buf = NULL;
+    return AE_ENOMEM;
+  }
+  ae_real *at = folds->buf;
+  for (int k = 0; k < nn; k++)
+    if (what[k] == JET_BN_FOLDED) {
+      folds->fold[k] = at;
+      at += 2 * (size_t)n->geom[k].channels;
+    }
+  folds->zeros = at; /* calloc's +0 */
+  return AE_OK;
 }
 
 void ae_net_set_jet_reference(ae_net *n, int on) {
@@ -603,12 +863,16 @@ int ae_net_forward_jet(ae_net *n, const double *x, const double *dx,
   unsigned char *what = malloc((size_t)n->g->n_nodes);
   if (!what) return AE_ENOMEM;
   rc = jet_plan(n, batch, what);
+  jet_folds folds = {NULL, NULL, NULL};
+  if (!rc) rc = jet_folds_make(n, what, &folds);
   if (rc) {
     free(what);
     return rc;
   }
-  forward_jet(n, x, dx, ddx, batch, what);
+  forward_jet(n, x, dx, ddx, batch, what, &folds);
   free(what);
+  free(folds.fold);
+  free(folds.buf);
   int o = n->g->output;
   size_t count = (size_t)batch * n->geom[o].elems;
   double *outs[3] = {y, dy, ddy};
