@@ -499,7 +499,8 @@ void ae_plan_destroy(ae_plan *p) {
   free(p);
 }
 
-size_t ae_plan_jets(const ae_plan *p, int batch, size_t unit, size_t *offset) {
+size_t ae_plan_jets(const ae_plan *p, int batch, size_t unit, int fold_bn,
+                    size_t *offset) {
   int nn = p->g.n_nodes;
   size_t *bytes = calloc((size_t)nn, sizeof(size_t));
   int *start = calloc((size_t)nn, sizeof(int));
@@ -524,7 +525,7 @@ size_t ae_plan_jets(const ae_plan *p, int batch, size_t unit, size_t *offset) {
   /* A BN that its ADD may apply: its input's buffer, which lives until
    * the ADD (the BN runs in place when it runs; its input has no other
    * reader). */
-  for (int k = 0; k < nn; k++) {
+  for (int k = 0; fold_bn && k < nn; k++) {
     int add = p->jet_bn_add[k];
     if (add < 0) continue;
     int in = p->g.nodes[k].inputs[0];
@@ -733,7 +734,7 @@ int ae_plan_job_device(const ae_request *r, size_t *bytes) {
   if (groups & AE_GROUP_EXPRESSIVITY) {
     int pts = r->settings.curv_points > 0 ? r->settings.curv_points : 1;
     size_t *off = malloc(sizeof(size_t) * (size_t)p->g.n_nodes);
-    size_t jets = off ? ae_plan_jets(p, pts, sizeof(double), off) : SIZE_MAX;
+    size_t jets = off ? ae_plan_jets(p, pts, sizeof(double), 0, off) : SIZE_MAX;
     free(off);
     if (jets == SIZE_MAX) {
       ae_plan_destroy(p);
@@ -872,7 +873,7 @@ int ae_plan_job(const ae_request *r, ae_plan_job_bytes *out) {
      * im2col scratch, and the curve's six vectors in double. */
     int pts = r->settings.curv_points > 0 ? r->settings.curv_points : 1;
     size_t *off = malloc(sizeof(size_t) * (size_t)p->g.n_nodes);
-    size_t jets = off ? ae_plan_jets(p, pts, sizeof(float), off) : SIZE_MAX;
+    size_t jets = off ? ae_plan_jets(p, pts, sizeof(float), 1, off) : SIZE_MAX;
     free(off);
     if (jets == SIZE_MAX) {
       ae_plan_destroy(p);

@@ -123,9 +123,12 @@ size_t ae_plan_total_bytes(const ae_plan *p);
 
 /* The jets' buffers: 3 * batch * elems elements of `unit` bytes per node,
  * reused once the node's last reader has run (views share their input's
- * when share_views).  Fills offset[n_nodes] and returns the bytes, or
- * SIZE_MAX when out of memory. */
-size_t ae_plan_jets(const ae_plan *p, int batch, size_t unit, size_t *offset);
+ * when share_views).  With fold_bn (the host jets) a BN with a
+ * jet_bn_add shares its conv's buffer, kept until that ADD.  Fills
+ * offset[n_nodes] and returns the bytes, or SIZE_MAX when out of
+ * memory. */
+size_t ae_plan_jets(const ae_plan *p, int batch, size_t unit, int fold_bn,
+                    size_t *offset);
 
 /* The init variance of a LINEAR/CONV node's weights, init_gain / fan_in
  * (a gain <= 0 counts as 1): the weights' N(0, .) and the NTK

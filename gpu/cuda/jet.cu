@@ -102,7 +102,7 @@ static int plan_jets(ae_cuda_net *n, int batch) {
   int nn = n->g->n_nodes;
   size_t *off = (size_t *)malloc(sizeof(size_t) * (size_t)nn);
   if (!off) return AE_ENOMEM;
-  size_t total = ae_plan_jets(p, batch, sizeof(double), off);
+  size_t total = ae_plan_jets(p, batch, sizeof(double), 0, off);
   if (total == SIZE_MAX) {
     free(off);
     return AE_ENOMEM;

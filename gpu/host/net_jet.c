@@ -65,7 +65,7 @@ static int plan_jets(ae_net *n, int batch) {
   size_t *off = malloc(sizeof(size_t) * (size_t)nn);
   if (!off) return AE_ENOMEM;
   const size_t unit = sizeof(ae_real);
-  size_t total = ae_plan_jets(p, batch, unit, off);
+  size_t total = ae_plan_jets(p, batch, unit, 1, off);
   if (total == SIZE_MAX) {
     free(off);
     return AE_ENOMEM;

@@ -161,10 +161,60 @@ START_TEST(offsets_by_hand) {
    * reader (identity keeps relu's alive to 5).  relu reuses the conv's
    * 576 B once bn has read it; the add cannot reuse anything. */
   size_t off[8];
-  ck_assert_uint_eq(ae_plan_jets(p, 1, sizeof(float), off), 2240);
+  ck_assert_uint_eq(ae_plan_jets(p, 1, sizeof(float), 1, off), 2240);
   static const size_t jet[8] = {0, 384, 960, 384, 384, 1536, 2112, 2176};
   for (int k = 0; k < 8; k++)
     ck_assert_uint_eq(off[k], jet[k]);
+  ae_plan_destroy(p);
+  ae_gb_free(&g);
+}
+END_TEST
+
+/* 0 input {2,4,4} -> 1 conv -> 2 bn, 3 conv (of the input) -> 4 bn,
+ * 5 add(2, 4) -> 6 global pool -> 7 linear: both BNs are read once, by
+ * the add, and each conv by its BN alone, so the host jets may apply
+ * them inside the add (jet_bn_add); small_graph's BN has two readers. */
+START_TEST(jets_fold_bn_into_add) {
+  ae_graph g;
+  ae_gb_begin(&g);
+  int x = ae_gb_input(&g, 2, 4, 4);
+  int c1 = ae_gb_conv(&g, x, 3, 3, 1, 1, 2.0);
+  int b1 = ae_gb_bn(&g, c1);
+  int c2 = ae_gb_conv(&g, x, 3, 3, 1, 1, 2.0);
+  int b2 = ae_gb_bn(&g, c2);
+  int in[2] = {b1, b2};
+  int s = ae_gb_add(&g, in, 2);
+  int o = ae_gb_linear(&g, ae_gb_gap(&g, s), 2, 1, 1.0);
+  ck_assert_int_eq(ae_gb_finish(&g, o), AE_OK);
+  const ae_plan_options opt = {64, sizeof(float), 1};
+  ae_plan *p;
+  ck_assert_int_eq(ae_plan_create(&g, 2, &opt, &p), AE_OK);
+  for (int k = 0; k < 8; k++)
+    ck_assert_int_eq(p->jet_bn_add[k], k == b1 || k == b2 ? s : -1);
+  size_t off[8];
+  /* Folded: each BN has its conv's buffer (576 B: 3 streams x 48
+   * floats), both convs live until the add, which takes a new one (the
+   * input's 384 B do not fit it): input 0, conv1 384, conv2 960, add
+   * 1536, pool 2112, logits 2176. */
+  ck_assert_uint_eq(ae_plan_jets(p, 1, sizeof(float), 1, off), 2240);
+  ck_assert_uint_eq(off[b1], off[c1]);
+  ck_assert_uint_eq(off[b2], off[c2]);
+  ck_assert_uint_ne(off[c1], off[c2]);
+  ck_assert_uint_ne(off[s], off[c1]);
+  ck_assert_uint_ne(off[s], off[c2]);
+  /* Not folded (the CUDA jets): every BN its own buffer; conv2 and then
+   * the add reuse conv1's once bn1 has read it. */
+  ck_assert_uint_eq(ae_plan_jets(p, 1, sizeof(float), 0, off), 2240);
+  ck_assert_uint_eq(off[c2], off[c1]);
+  ck_assert_uint_eq(off[s], off[c1]);
+  ck_assert_uint_ne(off[b1], off[c1]);
+  ck_assert_uint_ne(off[b2], off[c2]);
+  ae_plan_destroy(p);
+  ae_gb_free(&g);
+  small_graph(&g);
+  ck_assert_int_eq(ae_plan_create(&g, 2, &opt, &p), AE_OK);
+  for (int k = 0; k < 8; k++)
+    ck_assert_int_eq(p->jet_bn_add[k], -1);
   ae_plan_destroy(p);
   ae_gb_free(&g);
 }
@@ -369,6 +419,7 @@ int main(void) {
   TCase *tc = tcase_create("plan");
   tcase_add_test(tc, geometry_and_liveness);
   tcase_add_test(tc, offsets_by_hand);
+  tcase_add_test(tc, jets_fold_bn_into_add);
   tcase_add_test(tc, without_shared_views);
   tcase_add_test(tc, larger_batches_no_overlap);
   tcase_add_test(tc, rejects_bad_graphs);
