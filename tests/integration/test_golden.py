@@ -263,6 +263,14 @@ class Golden(unittest.TestCase):
         if status != 0:
             raise AssertionError("exit status %r\n%s" % (status, log))
 
+    def test_daemon_runs_as_the_class(self):
+        """The daemon's start line names the class compared with (unless
+        AE_GOLDEN_CPU_CLASS forces the comparison)."""
+        if os.environ.get("AE_GOLDEN_CPU_CLASS"):
+            self.skipTest("AE_GOLDEN_CPU_CLASS set")
+        self.assertIn("(host kernels: the %s class)" % CPU_CLASS,
+                      self.d.log_text())
+
     def check(self, name):
         dataset = dataset_of(load_request(name))
         if dataset not in self.datasets:
