@@ -220,13 +220,19 @@ int ae_sym_eigvals_blocked(const double *A, int n, double *w,
   return rc;
 }
 
-int ae_sym_eigval_min(const double *A, int n, double *lambda_min,
-                      const ae_job_control *ctl) {
-  if (!A || !lambda_min || n < 1) return AE_EINVAL;
+/* What both public eigenvalue entries check first: every entry of the
+ * n x n A finite (else AE_EINVAL), then the checkpoint. */
+static int eig_entry(const double *A, int n, const ae_job_control *ctl) {
   size_t nn = (size_t)n * (size_t)n;
   for (size_t k = 0; k < nn; k++)
     if (!isfinite(A[k])) return AE_EINVAL;
-  int rc = ae_job_checkpoint(ctl);
+  return ae_job_checkpoint(ctl);
+}
+
+int ae_sym_eigval_min(const double *A, int n, double *lambda_min,
+                      const ae_job_control *ctl) {
+  if (!A || !lambda_min || n < 1) return AE_EINVAL;
+  int rc = eig_entry(A, n, ctl);
   if (rc) return rc;
   if (n == 1) {
     *lambda_min = A[0];
@@ -260,11 +266,9 @@ int ae_sym_eigval_min(const double *A, int n, double *lambda_min,
 int ae_sym_eigvals(const double *A, int n, double *w,
                    const ae_job_control *ctl) {
   if (!A || !w || n < 1) return AE_EINVAL;
-  size_t nn = (size_t)n * (size_t)n;
-  for (size_t e = 0; e < nn; e++)
-    if (!isfinite(A[e])) return AE_EINVAL;
-  int rc = ae_job_checkpoint(ctl);
+  int rc = eig_entry(A, n, ctl);
   if (rc) return rc;
+  size_t nn = (size_t)n * (size_t)n;
   if (n >= AE_EIG_BLOCKED_MIN) return ae_sym_eigvals_blocked(A, n, w, ctl);
   double *copy = malloc(sizeof(double) * nn);
   if (!copy) return AE_ENOMEM;

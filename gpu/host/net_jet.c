@@ -163,16 +163,24 @@ static void jet_linear(ae_net *n, int k, int batch) {
         y[(size_t)b * (size_t)out + (size_t)o] += n->bias[k][o];
 }
 
-/* Channel c of BN node k as y = x * scale + shift, from the value
- * stream's batch mean and variance. */
-static void bn_fold_channel(const ae_net *n, int k, size_t c, double mean,
-                            double var, ae_real *rscale, ae_real *rshift) {
-  double scale = (double)n->gamma[k][c] / sqrt(var + BN_EPS);
-  *rscale = (ae_real)scale;
-  *rshift = (ae_real)((double)n->beta[k][c] - mean * scale);
-}
-
 enum { BN_STATS_GROUP = 64 };
+
+/* Channels c0 .. c0 + m - 1 (m <= BN_STATS_GROUP) of BN node k as
+ * y = x * scale[j] + shift[j], from the value stream's batch mean and
+ * variance (float64 accumulation, as the forward). */
+static void bn_folds_group(const ae_net *n, int k, int batch, size_t c0,
+                           size_t m, ae_real *scale, ae_real *shift) {
+  const ae_node *nd = &n->g->nodes[k];
+  const ae_plan_geom *ge = &n->geom[k];
+  double means[BN_STATS_GROUP], vars[BN_STATS_GROUP];
+  ae_net_bn_stats_t(stream(n, nd->inputs[0], 0, batch), batch, ge->elems,
+                    ge->plane, c0, m, means, vars);
+  for (size_t j = 0; j < m; j++) {
+    double sc = (double)n->gamma[k][c0 + j] / sqrt(vars[j] + BN_EPS);
+    scale[j] = (ae_real)sc;
+    shift[j] = (ae_real)((double)n->beta[k][c0 + j] - means[j] * sc);
+  }
+}
 
 /* y = y * scale + shift: ae_net_scale_shift_t's values, in place. */
 AE_AVX2_CLONES AE_VECTOR_LOOPS static void
@@ -181,34 +189,29 @@ scale_shift_in_place(ae_real *y, size_t count, ae_real scale, ae_real shift) {
     y[i] = y[i] * scale + shift;
 }
 
-/* BN with the value stream's batch statistics (float64 accumulation, as
- * the forward); the tangent streams get the same scale, no shift. */
+/* BN with the value stream's batch statistics; the tangent streams get
+ * the same scale, no shift. */
 static void jet_bn(ae_net *n, int k, int batch) {
   const ae_node *nd = &n->g->nodes[k];
   const ae_plan_geom *ge = &n->geom[k];
   size_t C = (size_t)ge->channels, P = ge->plane;
-  const ae_real *x = stream(n, nd->inputs[0], 0, batch);
-  enum { GROUP = BN_STATS_GROUP };
-  double means[GROUP], vars[GROUP];
-  for (size_t c = 0; c < C; c++) {
-    if (c % GROUP == 0)
-      ae_net_bn_stats_t(x, batch, ge->elems, P, c,
-                        C - c < GROUP ? C - c : GROUP, means, vars);
-    ae_real rscale, rshift;
-    bn_fold_channel(n, k, c, means[c % GROUP], vars[c % GROUP], &rscale,
-                    &rshift);
-    for (int s = 0; s < 3; s++) {
-      const ae_real *xs = stream(n, nd->inputs[0], s, batch);
-      ae_real *ys = stream(n, k, s, batch);
-      ae_real sh = s == 0 ? rshift : (ae_real)0;
-      for (int b = 0; b < batch; b++) {
-        size_t at = (size_t)b * ge->elems + c * P;
-        if (xs == ys) /* a BN its sum may apply: in place (ae_plan_jets) */
-          scale_shift_in_place(ys + at, P, rscale, sh);
-        else
-          ae_net_scale_shift_t(xs + at, ys + at, P, rscale, sh);
+  ae_real scale[BN_STATS_GROUP], shift[BN_STATS_GROUP];
+  for (size_t c0 = 0; c0 < C; c0 += BN_STATS_GROUP) {
+    size_t m = C - c0 < BN_STATS_GROUP ? C - c0 : BN_STATS_GROUP;
+    bn_folds_group(n, k, batch, c0, m, scale, shift);
+    for (size_t c = c0; c < c0 + m; c++)
+      for (int s = 0; s < 3; s++) {
+        const ae_real *xs = stream(n, nd->inputs[0], s, batch);
+        ae_real *ys = stream(n, k, s, batch);
+        ae_real sh = s == 0 ? shift[c - c0] : (ae_real)0;
+        for (int b = 0; b < batch; b++) {
+          size_t at = (size_t)b * ge->elems + c * P;
+          if (xs == ys) /* a BN its sum may apply: in place (ae_plan_jets) */
+            scale_shift_in_place(ys + at, P, scale[c - c0], sh);
+          else
+            ae_net_scale_shift_t(xs + at, ys + at, P, scale[c - c0], sh);
+        }
       }
-    }
   }
 }
 
@@ -216,19 +219,11 @@ static void jet_bn(ae_net *n, int k, int batch) {
  * channel, jet_bn's very values, without applying them (its one reader,
  * an ADD, does: jet_add_folded). */
 static void jet_bn_folds(const ae_net *n, int k, int batch, ae_real *fold) {
-  const ae_node *nd = &n->g->nodes[k];
-  const ae_plan_geom *ge = &n->geom[k];
-  size_t C = (size_t)ge->channels, P = ge->plane;
-  const ae_real *x = stream(n, nd->inputs[0], 0, batch);
-  enum { GROUP = BN_STATS_GROUP };
-  double means[GROUP], vars[GROUP];
-  for (size_t c = 0; c < C; c++) {
-    if (c % GROUP == 0)
-      ae_net_bn_stats_t(x, batch, ge->elems, P, c,
-                        C - c < GROUP ? C - c : GROUP, means, vars);
-    bn_fold_channel(n, k, c, means[c % GROUP], vars[c % GROUP], &fold[c],
-                    &fold[C + c]);
-  }
+  size_t C = (size_t)n->geom[k].channels;
+  for (size_t c0 = 0; c0 < C; c0 += BN_STATS_GROUP)
+    bn_folds_group(n, k, batch, c0,
+                   C - c0 < BN_STATS_GROUP ? C - c0 : BN_STATS_GROUP, fold + c0,
+                   fold + C + c0);
 }
 
 /* ReLU's jets: the three streams where z > 0, else +0 (the derivative at
