@@ -391,8 +391,8 @@ int main(int argc, char **argv) {
     ae_log(AE_LOG_WARN, "the loop's stall meter could not start");
   /* The host kernels' class decides the last digits of float32 numbers
    * (AE_CPU_CLASS=avx2 lowers it; docs/operations.md). */
-  const char *cpu_cap = getenv("AE_CPU_CLASS");
-  if (cpu_cap && strcmp(cpu_cap, "avx2") != 0)
+  const char *cpu_cap = ae_cpu_class_unknown_cap();
+  if (cpu_cap)
     ae_log(AE_LOG_WARN, "AE_CPU_CLASS=%s: only avx2 is known; ignored",
            cpu_cap);
   ae_log(AE_LOG_INFO, "archevald %s started (host kernels: the %s class)",

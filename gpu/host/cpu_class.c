@@ -8,6 +8,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#define CAP_VAR "AE_CPU_CLASS"
+#define CAP_AVX2 "avx2" /* the one value known */
+
 static ae_cpu_class detected_class;
 
 static void detect_once(void) {
@@ -21,10 +24,15 @@ static void detect_once(void) {
   else if (avx2_fma)
     c = AE_CPU_CLASS_AVX2;
 #endif
-  const char *cap = getenv("AE_CPU_CLASS");
-  if (cap && strcmp(cap, "avx2") == 0 && c > AE_CPU_CLASS_AVX2)
+  const char *cap = getenv(CAP_VAR);
+  if (cap && strcmp(cap, CAP_AVX2) == 0 && c > AE_CPU_CLASS_AVX2)
     c = AE_CPU_CLASS_AVX2;
   detected_class = c;
+}
+
+const char *ae_cpu_class_unknown_cap(void) {
+  const char *cap = getenv(CAP_VAR);
+  return cap && strcmp(cap, CAP_AVX2) != 0 ? cap : NULL;
 }
 
 ae_cpu_class ae_cpu_class_get(void) {

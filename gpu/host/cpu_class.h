@@ -24,6 +24,11 @@ typedef enum {
  * AE_CPU_CLASS_OTHER), lowered to avx2 when AE_CPU_CLASS says "avx2". */
 ae_cpu_class ae_cpu_class_get(void);
 
+/* The value of AE_CPU_CLASS when it is set to something this file does
+ * not know (only "avx2" is), which therefore changed nothing; else NULL.
+ * For the caller to warn about. */
+const char *ae_cpu_class_unknown_cap(void);
+
 /* "avx512", "avx2" or "other": the class's name, as the golden corpus and
  * its tests name it. */
 const char *ae_cpu_class_name(ae_cpu_class c);

@@ -184,6 +184,27 @@ class Flags(unittest.TestCase):
         self.assertEqual(r.returncode, 0)
         self.assertTrue(r.stdout.startswith(b"archevald "), r.stdout)
 
+    def test_cpu_class_variable(self):
+        """AE_CPU_CLASS is read from the environment, not a flag: a value
+        other than avx2 is warned about and changes nothing (the start line
+        names the CPU's own class)."""
+        native = h.cpu_class() if not os.environ.get("AE_CPU_CLASS") else None
+        saved = os.environ.get("AE_CPU_CLASS")
+        os.environ["AE_CPU_CLASS"] = "avx3"
+        try:
+            d = h.Daemon(store=False).start()
+            d.stop()
+            log = d.log_text()
+            d.cleanup()
+        finally:
+            if saved is None:
+                del os.environ["AE_CPU_CLASS"]
+            else:
+                os.environ["AE_CPU_CLASS"] = saved
+        self.assertIn("AE_CPU_CLASS=avx3: only avx2 is known; ignored", log)
+        if native and not os.environ.get("AE_GOLDEN_CPU_CLASS"):
+            self.assertIn("(host kernels: the %s class)" % native, log)
+
 
 if __name__ == "__main__":
     h.main()
