@@ -92,6 +92,7 @@ static int conv8_block(int k) {
 }
 
 static int conv_direct_kind(void);
+static int runs_wino(int h, int wd, int k, int cin, int cout);
 
 int ae_net_conv_direct_fits(const ae_node *nd, const ae_plan_geom *ge) {
   int k = nd->kernel;
@@ -527,6 +528,11 @@ void ae_net_conv_direct_geom(int h, int wd, int k, ae_net_direct_geom *g) {
 void ae_net_conv_direct_run(const ae_net_direct_geom *g, const float *w,
                             const float *x, size_t x_stride, int cin, int cout,
                             float *y, size_t y_stride, int samples) {
+  if (runs_wino(g->h, g->wd, g->k, cin, cout)) {
+    ae_net_conv_wino(w, x, x_stride, cin, g->h, g->wd, cout, y, y_stride,
+                     samples);
+    return;
+  }
   if (conv_direct_kind() == AE_NET_DIRECT_OWN) {
     conv8(w, x, x_stride, cin, g->h, g->wd, g->k, cout, y, y_stride, samples);
     return;
@@ -537,6 +543,10 @@ void ae_net_conv_direct_run(const ae_net_direct_geom *g, const float *w,
 void ae_net_conv_direct(const float *w, const float *x, size_t x_stride,
                         int cin, int h, int wd, int k, int cout, float *y,
                         size_t y_stride, int samples) {
+  if (runs_wino(h, wd, k, cin, cout)) {
+    ae_net_conv_wino(w, x, x_stride, cin, h, wd, cout, y, y_stride, samples);
+    return;
+  }
   if (conv_direct_kind() == AE_NET_DIRECT_OWN) {
     conv8(w, x, x_stride, cin, h, wd, k, cout, y, y_stride, samples);
     return;
@@ -642,6 +652,24 @@ void ae_net_conv_direct_run(const ae_net_direct_geom *g, const float *w,
 
 #endif
 
+/* 1 when Winograd's F(2 x 2, 3 x 3) (net_conv_wino.c) is this
+ * convolution's definition: AVX-512 (the direct kind _SGEMM), a 3 x 3
+ * kernel on planes it fits, unless AE_CONV_WINOGRAD=0. */
+static int wino_enabled;
+
+static void check_wino_once(void) {
+  const char *env = getenv("AE_CONV_WINOGRAD");
+  wino_enabled = conv_direct_kind() == AE_NET_DIRECT_SGEMM &&
+                 !(env && strcmp(env, "0") == 0);
+}
+
+static int runs_wino(int h, int wd, int k, int cin, int cout) {
+  static pthread_once_t once = PTHREAD_ONCE_INIT;
+  if (k != 3) return 0;
+  pthread_once(&once, check_wino_once);
+  return wino_enabled && ae_net_conv_wino_fits(h, wd, cin, cout);
+}
+
 void ae_net_pad_planes(const float *x, int cin, int h, int wd, int k,
                        float *xp) {
   int pad = (k - 1) / 2, wp = wd + k - 1;
@@ -662,6 +690,11 @@ int ae_net_conv_direct_kind(void) {
 
 int ae_net_conv_direct_usable(void) {
   return conv_direct_kind() != AE_NET_DIRECT_OFF;
+}
+
+int ae_net_conv_direct_defines(int h, int wd, int k, int cin, int cout) {
+  return conv_direct_kind() == AE_NET_DIRECT_OWN ||
+         runs_wino(h, wd, k, cin, cout);
 }
 
 int ae_net_conv_direct_replaces(int cout, size_t columns, size_t kk) {

@@ -265,6 +265,13 @@ void ae_net_philox_lanes_ref(uint64_t seed, uint32_t tensor, uint32_t stream,
 #define AE_NET_DIRECT_MAX_K 7
 #define AE_NET_DIRECT_MAX_HW 4096 /* output positions per plane */
 int ae_net_conv_direct_replaces(int cout, size_t columns, size_t kk);
+/* 1 when ae_net_conv_direct's values are the definition of this
+ * convolution's, whatever GEMM im2col would feed: with AVX2 (_OWN) for
+ * every convolution it fits, with AVX-512 for the 3 x 3 ones that
+ * Winograd's F(2 x 2, 3 x 3) runs (ae_net_conv_wino_fits; not with
+ * AE_CONV_WINOGRAD=0).  Callers then take the direct path whatever
+ * _replaces says. */
+int ae_net_conv_direct_defines(int h, int wd, int k, int cin, int cout);
 /* ae_net_conv_direct in two steps, for callers that run one plane shape
  * many times: the tap masks and shifts of an h x wd plane and a k x k
  * kernel once (ae_net_conv_direct_geom), then any number of runs on it
@@ -380,6 +387,22 @@ void ae_net_gram_f32_part(const float *g, int batch, size_t P, double scale,
                           double *theta, int part, int parts);
 void ae_net_gram_f32_ref(const float *g, int batch, size_t P, double scale,
                          double *theta);
+/* The 3 x 3 convolution (stride 1, padding 1) by Winograd's F(2 x 2,
+ * 3 x 3) (net_conv_wino.c): on AVX-512 ae_net_conv_direct runs it where
+ * _fits (h and wd even, a vector of 16 tiles holding whole tile rows or
+ * a tile row whole vectors, at most AE_NET_WINO_MAX_C channels in and
+ * out), and its values are then the definition of that convolution's.
+ * _weights: U[xi][ci][co] (16 x cin x cout) from w[co][ci][3][3]; _ref:
+ * the same arithmetic in plain C, one tile at a time, without scratch. */
+#define AE_NET_WINO_MAX_C 256
+int ae_net_conv_wino_fits(int h, int wd, int cin, int cout);
+void ae_net_conv_wino_weights(const float *w, int cout, int cin, float *U);
+void ae_net_conv_wino(const float *w, const float *x, size_t x_stride, int cin,
+                      int h, int wd, int cout, float *y, size_t y_stride,
+                      int samples);
+void ae_net_conv_wino_ref(const float *w, const float *x, size_t x_stride,
+                          int cin, int h, int wd, int cout, float *y,
+                          size_t y_stride, int samples);
 /* 1 when node nd's convolution has the shape ae_net_conv_direct runs. */
 int ae_net_conv_direct_fits(const ae_node *nd, const ae_plan_geom *ge);
 /* `samples` samples, sample s at x + s * x_stride and y + s * y_stride. */

@@ -112,6 +112,8 @@ static void jet_conv(ae_net *n, int k, int batch) {
   int direct = nd->kernel == 1 && nd->stride == 1 && nd->padding == 0;
 #ifndef AE_NET_DOUBLE
   int fits = ae_net_conv_direct_fits(nd, ge);
+  int defines = fits && ae_net_conv_direct_defines(ge->in_h, ge->in_w,
+                                                   nd->kernel, ge->in_c, cout);
 #endif
   for (int v0 = 0; v0 < V; v0 += chunk) {
     int m = V - v0 < chunk ? V - v0 : chunk;
@@ -119,7 +121,7 @@ static void jet_conv(ae_net *n, int k, int batch) {
 #ifndef AE_NET_DOUBLE
     /* The sgemm's very values without im2col and copy-out, where it would
      * run blocked (net_conv_direct.c). */
-    if (fits && ae_net_conv_direct_replaces(cout, ld, (size_t)K)) {
+    if (defines || (fits && ae_net_conv_direct_replaces(cout, ld, (size_t)K))) {
       ae_net_conv_direct(n->weight[k], x + (size_t)v0 * ge->in_elems,
                          ge->in_elems, ge->in_c, ge->in_h, ge->in_w, nd->kernel,
                          cout, y + (size_t)v0 * ge->elems, ge->elems, m);
@@ -415,6 +417,9 @@ static int conv_all_direct(const ae_net *n, int k, int batch) {
   const ae_node *nd = &n->g->nodes[k];
   const ae_plan_geom *ge = &n->geom[k];
   if (ae_net_ops_handles(nd) || !ae_net_conv_direct_fits(nd, ge)) return 0;
+  if (ae_net_conv_direct_defines(ge->in_h, ge->in_w, nd->kernel, ge->in_c,
+                                 nd->out))
+    return 1;
   int V = 3 * batch, chunk = jet_chunk(ge, V);
   for (int v0 = 0; v0 < V; v0 += chunk) {
     int m = V - v0 < chunk ? V - v0 : chunk;

@@ -39,7 +39,8 @@ harness's default of 2 on a 2-core host and 1 BLAS thread anywhere.
 
 One expected set per CPU class.  The float32 numbers are those of the
 kernels the CPU runs: with AVX-512F, OpenBLAS's SkylakeX kernels and
-archeval's AVX-512 paths (direct convolutions, the NTK's Gram kernel);
+archeval's AVX-512 paths (Winograd's 3 x 3 and direct convolutions, the
+NTK's Gram kernel);
 with AVX2 only, OpenBLAS's Haswell kernels, im2col + sgemm and dsyrk.  The
 two sets differ in 723 numbers: by float32 round-off (up to 7e-5
 relative, curvature 5e-4), and entirely in the near-zero eigenvalues of

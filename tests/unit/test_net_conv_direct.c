@@ -3,14 +3,14 @@
  * kernel size it takes (1..7), planes with and without a partial vector,
  * output channels in tiles of 8, 4 and 1 and several samples at once;
  * bit for bit against im2col + cblas_sgemm wherever
- * ae_net_conv_direct_replaces says it may stand in for that sgemm (what
- * keeps every golden number unchanged); and the shapes and GEMMs it must
- * refuse.  On a machine where the direct path is off (no AVX-512, another
- * BLAS) the value tests have nothing to compare and say so.  Also the
- * other bit-identical fast paths of the forward and the jets: the 3x3
- * average pool's rows and the BN statistics four channels at a time;
- * and of the backward: the ReLU backward in 16 lanes and BN's backward
- * sums four channels at a time, each against its reference; and the
+ * ae_net_conv_direct_replaces says it may stand in for that sgemm, and
+ * the shapes and GEMMs it must refuse; Winograd's 3 x 3 convolution
+ * (net_conv_wino.c) against its reference and float64.  On a machine where the
+ * direct path is off (no AVX-512, another BLAS) the value tests have nothing to
+ * compare and say so.  Also the other bit-identical fast paths of the forward
+ * and the jets: the 3x3 average pool's rows and the BN statistics four channels
+ * at a time; and of the backward: the ReLU backward in 16 lanes and BN's
+ * backward sums four channels at a time, each against its reference; and the
  * channel sums of the features' entropy (gpu/groups/features.c) and
  * col2im's stride-1 rows and the average pool's adjoint; and the Philox
  * words of a run of elements (the Rademacher g_out and the weight
@@ -148,7 +148,10 @@ START_TEST(bitwise_sgemm_where_replaced) {
   for (size_t i = 0; i < sizeof shapes / sizeof *shapes; i++) {
     int cin = shapes[i][0], h = shapes[i][1], w = shapes[i][2];
     int k = shapes[i][3], cout = shapes[i][4], hw = h * w, kk = cin * k * k;
-    if (!ae_net_conv_direct_replaces(cout, (size_t)hw, (size_t)kk)) continue;
+    /* Winograd's 3 x 3 shapes have values of their own (below). */
+    if (ae_net_conv_direct_defines(h, w, k, cin, cout) ||
+        !ae_net_conv_direct_replaces(cout, (size_t)hw, (size_t)kk))
+      continue;
     conv_case c;
     case_make(&c, cin, h, w, k, cout, 1, (uint32_t)(100 + i));
     float *col = malloc(sizeof(float) * (size_t)kk * hw);
@@ -164,8 +167,91 @@ START_TEST(bitwise_sgemm_where_replaced) {
     free(ref);
     case_free(&c);
   }
-  /* The NB201 stage shapes at least. */
+  /* The 1 x 1 and 7 x 7 shapes and the odd planes at least. */
   ck_assert_int_ge(compared, 4);
+}
+END_TEST
+
+/* Winograd's F(2 x 2, 3 x 3) (net_conv_wino.c): the vector kernel and
+ * its plain-C reference bit for bit (planes of one tile row per vector
+ * and of several, partial vectors, channel tiles of 8, 4 and 1, several
+ * samples), ae_net_conv_direct giving its values wherever _defines says
+ * so, every output within the definition's float32 bound, and its error
+ * against float64 of the size of the direct chain's (ae_net_conv8_ref). */
+START_TEST(wino_matches_reference) {
+  static const int shapes[][5] = {
+      /* cin, h, w, cout, samples */
+      {16, 32, 32, 16, 2}, {32, 16, 16, 32, 2}, {64, 8, 8, 64, 2},
+      {3, 4, 4, 5, 3},     {7, 2, 2, 9, 2},     {5, 6, 8, 13, 2},
+      {16, 10, 4, 8, 1},   {9, 2, 64, 17, 2},   {4, 64, 32, 4, 1},
+      {16, 12, 16, 16, 2}, {20, 8, 2, 20, 3},   {1, 2, 32, 1, 1},
+      {3, 32, 32, 16, 2}};
+  double err_wino = 0.0, err_direct = 0.0;
+  for (size_t i = 0; i < sizeof shapes / sizeof *shapes; i++) {
+    int cin = shapes[i][0], h = shapes[i][1], w = shapes[i][2];
+    int cout = shapes[i][3], samples = shapes[i][4];
+    ck_assert_msg(ae_net_conv_wino_fits(h, w, cin, cout), "shape %zu", i);
+    conv_case c;
+    case_make(&c, cin, h, w, 3, cout, samples, (uint32_t)(300 + i));
+    size_t hw = (size_t)h * w, ny = (size_t)samples * cout * hw;
+    float *fast = malloc(sizeof(float) * ny), *ref = malloc(sizeof(float) * ny);
+    float *chain = malloc(sizeof(float) * ny);
+    ck_assert(fast && ref && chain);
+    for (size_t e = 0; e < ny; e++)
+      fast[e] = ref[e] = NAN;
+    ae_net_conv_wino(c.wt, c.x, (size_t)cin * hw, cin, h, w, cout, fast,
+                     (size_t)cout * hw, samples);
+    ae_net_conv_wino_ref(c.wt, c.x, (size_t)cin * hw, cin, h, w, cout, ref,
+                         (size_t)cout * hw, samples);
+    ck_assert_msg(memcmp(fast, ref, sizeof(float) * ny) == 0,
+                  "shape %zu: the kernel differs from its reference", i);
+    if (ae_net_conv_direct_defines(h, w, 3, cin, cout) &&
+        ae_net_conv_direct_kind() == AE_NET_DIRECT_SGEMM)
+      ck_assert_msg(memcmp(fast, c.y, sizeof(float) * ny) == 0,
+                    "shape %zu: ae_net_conv_direct is not Winograd's", i);
+    /* The error against float64, Winograd's and the direct chain's. */
+    ae_net_conv8_ref(c.wt, c.x, (size_t)cin * hw, cin, h, w, 3, cout, chain,
+                     (size_t)cout * hw, samples);
+    for (int s = 0; s < samples; s++)
+      for (int co = 0; co < cout; co++)
+        for (int oy = 0; oy < h; oy++)
+          for (int ox = 0; ox < w; ox++) {
+            double sum = 0.0;
+            for (int ci = 0; ci < cin; ci++)
+              for (int ky = 0; ky < 3; ky++)
+                for (int kx = 0; kx < 3; kx++) {
+                  int iy = oy + ky - 1, ix = ox + kx - 1;
+                  if (iy < 0 || iy >= h || ix < 0 || ix >= w) continue;
+                  sum += (double)
+                             c.wt[((size_t)(co * cin + ci) * 3 + ky) * 3 + kx] *
+                         c.x[((size_t)s * cin + ci) * hw + iy * w + ix];
+                }
+            size_t e = ((size_t)s * cout + co) * hw + (size_t)(oy * w + ox);
+            err_wino += fabs(fast[e] - sum);
+            err_direct += fabs(chain[e] - sum);
+          }
+    conv_case d = c;
+    d.y = fast;
+    d.samples = samples;
+    check_definition(&d);
+    free(fast);
+    free(ref);
+    free(chain);
+    case_free(&c);
+  }
+  fprintf(stderr,
+          "test_net_conv_direct: total |error| against float64: Winograd "
+          "%.3g, the direct chain %.3g\n",
+          err_wino, err_direct);
+  ck_assert(err_wino > 0.0);
+  ck_assert(err_wino <= 2.0 * err_direct);
+  /* What it refuses: odd sides, tile rows that neither fill nor split
+   * vectors, too many channels. */
+  ck_assert_int_eq(ae_net_conv_wino_fits(7, 8, 4, 4), 0);
+  ck_assert_int_eq(ae_net_conv_wino_fits(8, 6, 4, 4), 0);
+  ck_assert_int_eq(ae_net_conv_wino_fits(8, 48, 4, 4), 0);
+  ck_assert_int_eq(ae_net_conv_wino_fits(8, 8, AE_NET_WINO_MAX_C + 1, 4), 0);
+  ck_assert_int_eq(ae_net_conv_wino_fits(8, 8, 4, AE_NET_WINO_MAX_C + 1), 0);
 }
 END_TEST
 
@@ -1030,6 +1116,7 @@ int main(int argc, char **argv) {
   tcase_add_test(tc, matches_definition);
   tcase_add_test(tc, bitwise_sgemm_where_replaced);
   tcase_add_test(tc, refuses_what_it_cannot_match);
+  tcase_add_test(tc, wino_matches_reference);
   tcase_add_test(tc, avg_pool3_matches_window_loop);
   tcase_add_test(tc, bn_stats_match_per_channel);
   tcase_add_test(tc, relu_backward_matches_reference);
