@@ -653,13 +653,14 @@ void ae_net_conv_direct_run(const ae_net_direct_geom *g, const float *w,
 #endif
 
 /* 1 when Winograd's F(2 x 2, 3 x 3) (net_conv_wino.c) is this
- * convolution's definition: AVX-512 (the direct kind _SGEMM), a 3 x 3
- * kernel on planes it fits, unless AE_CONV_WINOGRAD=0. */
+ * convolution's definition: a direct kind on (AVX-512, or AVX2 and FMA:
+ * the same bits), a 3 x 3 kernel on planes it fits, unless
+ * AE_CONV_WINOGRAD=0. */
 static int wino_enabled;
 
 static void check_wino_once(void) {
   const char *env = getenv("AE_CONV_WINOGRAD");
-  wino_enabled = conv_direct_kind() == AE_NET_DIRECT_SGEMM &&
+  wino_enabled = conv_direct_kind() != AE_NET_DIRECT_OFF &&
                  !(env && strcmp(env, "0") == 0);
 }
 

@@ -1,6 +1,7 @@
 /* net_conv_wino.c: the float32 3 x 3 convolution (stride 1, padding 1)
- * of planes of even sides by Winograd's minimal filtering F(2 x 2, 3 x 3),
- * with AVX-512, and the same arithmetic in plain C (the reference).
+ * of planes of even sides by Winograd's minimal filtering F(2 x 2, 3 x 3):
+ * a kernel with AVX-512 (16 tiles in the lanes of a vector), one with AVX2
+ * and FMA (8 tiles), and the same arithmetic in plain C (the reference).
  *
  * Each 2 x 2 block of outputs (a tile) comes from the 4 x 4 input patch
  * around it: V = B^T d B per input channel, U = G g G^T per weight,
@@ -10,15 +11,16 @@
  *   G = [1 0 0; 1/2 1/2 1/2; 1/2 -1/2 1/2; 0 0 1],
  *   A^T = [1 1 1 0; 0 1 -1 -1].
  * 16 multiply-adds per input channel and tile where the direct
- * convolution takes 36; the transforms are additions only.  Its values
- * are its own (not im2col + sgemm's): on AVX-512 it is the definition of
- * such a convolution's values (net_conv_direct.c decides where it runs),
- * and its error against the exact convolution is of the direct one's
- * size (tests/unit/test_net_conv_wino.c measures both against float64).
+ * convolution takes 36; the transforms are additions (and the weights'
+ * halvings).  Its values are its own (not im2col + sgemm's, nor the AVX2
+ * direct kernel's): where it runs it is the definition of such a
+ * convolution's values (net_conv_direct.c decides where), in both CPU
+ * classes alike, and its error against the exact convolution is of the
+ * direct one's size (tests/unit/test_net_conv_direct.c,
+ * wino_matches_reference, measures both against float64).
  *
- * The order of every operation is fixed, so that the vector kernel (16
- * tiles in the lanes of a vector) and the reference (one tile at a time)
- * give the same bits:
+ * The order of every operation is fixed, so that both vector kernels and
+ * the reference (one tile at a time) give the same bits:
  *   the weights: t = ((g0 + g1) + g2) * 0.5 and ((g0 - g1) + g2) * 0.5,
  *   first down the kernel's columns, then along the rows;
  *   the input: c0 = d0 - d2, c1 = d1 + d2, c2 = d2 - d1, c3 = d1 - d3
@@ -28,8 +30,10 @@
  *   the output: r0 = (m0 + m1) + m2, r1 = (m1 - m2) - m3 down the
  *   columns, then the same along the rows.
  *
- * Pure functions on caller-owned memory, any thread; the vector kernel's
- * scratch is its thread's own (a key's destructor frees it at exit), and
+ * Pure functions on caller-owned memory, any thread; the vector kernels'
+ * scratch (the transformed weights and a block of the transformed input:
+ * at most 4.8 MiB at AE_NET_WINO_MAX_C channels, 0.45 MiB at 64) is
+ * their thread's own (a key's destructor frees it at exit), and
  * where it cannot be allocated the reference runs instead (the same
  * bits, without scratch). */
 #include "gpu/host/net_internal.h"
@@ -577,7 +581,398 @@ static void wino_avx512(const float *U, const float *x, size_t x_stride,
   }
 }
 
+/* ---- AVX2 and FMA: the same arithmetic in 8 lanes ----
+ * 8 tiles per vector (one tile row of a plane of 16 or wider, or 2, 4, 8
+ * tile rows of planes of 8, 4, 2); sums of 4 output channels x 3 vectors
+ * in registers (16 of them).  Every lane computes what the AVX-512
+ * kernel's lanes and the reference compute, operation for operation, so
+ * all three give the same bits. */
+#define LANES8 8
+#define TILE_CO8 4
+
+typedef struct {
+  int h, wd, th, tw, rows, vectors;
+  int idx[4][LANES8];    /* lane -> element of the 16 loaded (column j) */
+  int inside[4][LANES8]; /* -1 where tap j lies on the plane, else 0 */
+} wino8_geom;
+
+static void wino8_geom_init(wino8_geom *g, int h, int wd) {
+  g->h = h, g->wd = wd, g->th = h / 2, g->tw = wd / 2;
+  g->rows = g->tw < LANES8 ? LANES8 / g->tw : 1;
+  g->vectors = (g->th * g->tw + LANES8 - 1) / LANES8;
+  int span = g->tw < LANES8 ? wd : 2 * LANES8;
+  for (int j = 0; j < 4; j++)
+    for (int l = 0; l < LANES8; l++) {
+      int r = g->tw < LANES8 ? l / g->tw : 0;
+      int t = g->tw < LANES8 ? l % g->tw : l;
+      int e = 2 * t - 1 + j, in = e >= 0 && e < span;
+      g->idx[j][l] = in ? r * span + e : 0;
+      g->inside[j][l] = in ? -1 : 0;
+    }
+}
+
+/* The 16 floats a vector's patch row i reads, as two vectors (+0 off the
+ * plane). */
+__attribute__((target("avx2,fma"), always_inline)) static inline void
+load_rows8(const wino8_geom *g, const float *plane, int v, int i, __m256 *a,
+           __m256 *b) {
+  __m256 lo = _mm256_setzero_ps(), hi = _mm256_setzero_ps();
+  if (g->tw >= LANES8) {
+    int t0 = v * LANES8, ty = t0 / g->tw, tx0 = t0 % g->tw;
+    int y = 2 * ty - 1 + i;
+    if (y >= 0 && y < g->h) {
+      const float *row = plane + (size_t)y * (size_t)g->wd + 2 * tx0;
+      lo = _mm256_loadu_ps(row);
+      hi = _mm256_loadu_ps(row + LANES8);
+    }
+  } else if (g->wd == LANES8) {
+    /* Rows of 8 floats, two per 16. */
+    int ty0 = v * g->rows;
+    for (int r = 0; r < 2; r++) {
+      int ty = ty0 + r, y = 2 * ty - 1 + i;
+      if (ty >= g->th || y < 0 || y >= g->h) continue;
+      __m256 row = _mm256_loadu_ps(plane + (size_t)y * LANES8);
+      if (r == 0)
+        lo = row;
+      else
+        hi = row;
+    }
+  } else {
+    /* Rows of wd = 4 or 2 floats: four or eight per 16. */
+    float buf[2 * LANES8] = {0.0f};
+    int ty0 = v * g->rows, wd = g->wd;
+    for (int r = 0; r < g->rows; r++) {
+      int ty = ty0 + r, y = 2 * ty - 1 + i;
+      if (ty >= g->th || y < 0 || y >= g->h) continue;
+      memcpy(buf + r * wd, plane + (size_t)y * (size_t)wd,
+             sizeof(float) * (size_t)wd);
+    }
+    lo = _mm256_loadu_ps(buf);
+    hi = _mm256_loadu_ps(buf + LANES8);
+  }
+  *a = lo;
+  *b = hi;
+}
+
+/* The even and the odd elements of 16 floats from p, in order. */
+__attribute__((target("avx2,fma"), always_inline)) static inline void
+deinterleave8(const float *p, __m256 *even, __m256 *odd) {
+  __m256 a = _mm256_loadu_ps(p), b = _mm256_loadu_ps(p + LANES8);
+  *even = _mm256_castpd_ps(_mm256_permute4x64_pd(
+      _mm256_castps_pd(_mm256_shuffle_ps(a, b, 0x88)), 0xD8));
+  *odd = _mm256_castpd_ps(_mm256_permute4x64_pd(
+      _mm256_castps_pd(_mm256_shuffle_ps(a, b, 0xDD)), 0xD8));
+}
+
+/* patch_row8 for a vector of 8 tiles of one tile row (tw >= 8): columns
+ * 2 tx and 2 tx + 1 are the even and odd elements of the 16 floats from
+ * 2 tx0; column 2 tx - 1 is the odd one shifted a lane up, and 2 tx + 2
+ * the even one shifted a lane down, the lanes that leave the 16 taking
+ * the row's neighbouring element (+0 off the plane). */
+__attribute__((target("avx2,fma"), always_inline)) static inline void
+patch_row8_wide(const wino8_geom *g, const float *plane, int v, int i,
+                __m256 d[4]) {
+  int t0 = v * LANES8, ty = t0 / g->tw, tx0 = t0 % g->tw;
+  int y = 2 * ty - 1 + i;
+  if (y < 0 || y >= g->h) {
+    d[0] = d[1] = d[2] = d[3] = _mm256_setzero_ps();
+    return;
+  }
+  const float *row = plane + (size_t)y * (size_t)g->wd + 2 * tx0;
+  deinterleave8(row, &d[1], &d[2]);
+  float left = tx0 > 0 ? row[-1] : 0.0f;
+  float right = tx0 + LANES8 < g->tw ? row[2 * LANES8] : 0.0f;
+  const __m256i up = _mm256_setr_epi32(0, 0, 1, 2, 3, 4, 5, 6);
+  const __m256i down = _mm256_setr_epi32(1, 2, 3, 4, 5, 6, 7, 7);
+  d[0] = _mm256_blend_ps(_mm256_permutevar8x32_ps(d[2], up),
+                         _mm256_set1_ps(left), 0x01);
+  d[3] = _mm256_blend_ps(_mm256_permutevar8x32_ps(d[1], down),
+                         _mm256_set1_ps(right), 0x80);
+}
+
+__attribute__((target("avx2,fma"), always_inline)) static inline void
+patch_row8(const wino8_geom *g, const __m256i idx[4], const __m256 inside[4],
+           const float *plane, int v, int i, __m256 d[4]) {
+  if (g->tw >= LANES8) {
+    patch_row8_wide(g, plane, v, i, d);
+    return;
+  }
+  __m256 a, b;
+  load_rows8(g, plane, v, i, &a, &b);
+  const __m256i seven = _mm256_set1_epi32(7);
+#pragma GCC unroll 4
+  for (int j = 0; j < 4; j++) {
+    __m256i low = _mm256_and_si256(idx[j], seven);
+    __m256 from_a = _mm256_permutevar8x32_ps(a, low);
+    __m256 from_b = _mm256_permutevar8x32_ps(b, low);
+    /* Lanes whose element lies in b (index 8..15) take from_b. */
+    __m256 in_b = _mm256_castsi256_ps(_mm256_cmpgt_epi32(idx[j], seven));
+    d[j] = _mm256_and_ps(_mm256_blendv_ps(from_a, from_b, in_b), inside[j]);
+  }
+}
+
+__attribute__((target("avx2,fma"), optimize("fp-contract=off"))) static void
+input_transform8(const wino8_geom *g, const float *x, int cin, int v0, int nv,
+                 float *V) {
+  size_t hw = (size_t)g->h * (size_t)g->wd;
+  __m256i idx[4];
+  __m256 inside[4];
+  for (int j = 0; j < 4; j++) {
+    idx[j] = _mm256_loadu_si256((const __m256i *)g->idx[j]);
+    inside[j] =
+        _mm256_castsi256_ps(_mm256_loadu_si256((const __m256i *)g->inside[j]));
+  }
+  for (int ci = 0; ci < cin; ci++) {
+    const float *plane = x + (size_t)ci * hw;
+    for (int b = 0; b < nv; b++) {
+      __m256 c[4][4];
+#pragma GCC unroll 4
+      for (int i = 0; i < 4; i++) {
+        __m256 d[4];
+        patch_row8(g, idx, inside, plane, v0 + b, i, d);
+        c[i][0] = _mm256_sub_ps(d[0], d[2]);
+        c[i][1] = _mm256_add_ps(d[1], d[2]);
+        c[i][2] = _mm256_sub_ps(d[2], d[1]);
+        c[i][3] = _mm256_sub_ps(d[1], d[3]);
+      }
+#pragma GCC unroll 4
+      for (int j = 0; j < 4; j++) {
+        __m256 r[4] = {
+            _mm256_sub_ps(c[0][j], c[2][j]), _mm256_add_ps(c[1][j], c[2][j]),
+            _mm256_sub_ps(c[2][j], c[1][j]), _mm256_sub_ps(c[1][j], c[3][j])};
+#pragma GCC unroll 4
+        for (int q = 0; q < 4; q++)
+          _mm256_store_ps(
+              V + (((size_t)(q * 4 + j) * (size_t)cin + (size_t)ci) *
+                       (size_t)nv +
+                   (size_t)b) *
+                      LANES8,
+              r[q]);
+      }
+    }
+  }
+}
+
+__attribute__((target("avx2,fma"), always_inline)) static inline void
+gemm_tiles8(const float *U, const float *V, float *M, int cin, int cout, int nv,
+            int co0, const int CO, const int PB) {
+  for (int xi = 0; xi < 16; xi++) {
+    const float *u = U + (size_t)xi * (size_t)cin * (size_t)cout + co0;
+    const float *vx = V + (size_t)xi * (size_t)cin * (size_t)nv * LANES8;
+    __m256 acc[TILE_CO8][BLOCK_VECTORS];
+#pragma GCC unroll 4
+    for (int c = 0; c < CO; c++)
+#pragma GCC unroll 4
+      for (int j = 0; j < PB; j++)
+        acc[c][j] = _mm256_setzero_ps();
+    for (int ci = 0; ci < cin; ci++) {
+      __m256 v[BLOCK_VECTORS];
+#pragma GCC unroll 4
+      for (int j = 0; j < PB; j++)
+        v[j] =
+            _mm256_load_ps(vx + ((size_t)ci * (size_t)nv + (size_t)j) * LANES8);
+#pragma GCC unroll 4
+      for (int c = 0; c < CO; c++) {
+        __m256 uv =
+            _mm256_broadcast_ss(u + (size_t)ci * (size_t)cout + (size_t)c);
+#pragma GCC unroll 4
+        for (int j = 0; j < PB; j++)
+          acc[c][j] = _mm256_fmadd_ps(uv, v[j], acc[c][j]);
+      }
+    }
+#pragma GCC unroll 4
+    for (int c = 0; c < CO; c++)
+#pragma GCC unroll 4
+      for (int j = 0; j < PB; j++)
+        _mm256_store_ps(M + ((size_t)(xi * TILE_CO8 + c) * BLOCK_VECTORS + j) *
+                                LANES8,
+                        acc[c][j]);
+  }
+}
+
+#define GEMM8_CASE(CO, PB)                                                     \
+  __attribute__((target("avx2,fma"))) static void gemm8_##CO##_##PB(           \
+      const float *U, const float *V, float *M, int cin, int cout, int nv,     \
+      int co0) {                                                               \
+    gemm_tiles8(U, V, M, cin, cout, nv, co0, CO, PB);                          \
+  }
+GEMM8_CASE(4, 3)
+GEMM8_CASE(4, 2)
+GEMM8_CASE(4, 1)
+GEMM8_CASE(1, 3)
+GEMM8_CASE(1, 2)
+GEMM8_CASE(1, 1)
+
+static gemm_fn gemm8_for(int co, int pb) {
+  static const gemm_fn table[2][3] = {{gemm8_1_1, gemm8_1_2, gemm8_1_3},
+                                      {gemm8_4_1, gemm8_4_2, gemm8_4_3}};
+  return table[co == 4 ? 1 : 0][pb - 1];
+}
+
+__attribute__((target("avx2,fma"), optimize("fp-contract=off"))) static void
+output_transform8(const wino8_geom *g, const float *M, int co0, int CO, int v0,
+                  int nv, float *y) {
+  size_t hw = (size_t)g->h * (size_t)g->wd, wd = (size_t)g->wd;
+  const size_t xi_stride = (size_t)TILE_CO8 * BLOCK_VECTORS * LANES8;
+  for (int c = 0; c < CO; c++)
+    for (int b = 0; b < nv; b++) {
+      const float *m = M + ((size_t)c * BLOCK_VECTORS + (size_t)b) * LANES8;
+      __m256 r0[4], r1[4];
+#pragma GCC unroll 4
+      for (int j = 0; j < 4; j++) {
+        __m256 m0 = _mm256_load_ps(m + (size_t)(0 * 4 + j) * xi_stride);
+        __m256 m1 = _mm256_load_ps(m + (size_t)(1 * 4 + j) * xi_stride);
+        __m256 m2 = _mm256_load_ps(m + (size_t)(2 * 4 + j) * xi_stride);
+        __m256 m3 = _mm256_load_ps(m + (size_t)(3 * 4 + j) * xi_stride);
+        r0[j] = _mm256_add_ps(_mm256_add_ps(m0, m1), m2);
+        r1[j] = _mm256_sub_ps(_mm256_sub_ps(m1, m2), m3);
+      }
+      __m256 o00 = _mm256_add_ps(_mm256_add_ps(r0[0], r0[1]), r0[2]);
+      __m256 o01 = _mm256_sub_ps(_mm256_sub_ps(r0[1], r0[2]), r0[3]);
+      __m256 o10 = _mm256_add_ps(_mm256_add_ps(r1[0], r1[1]), r1[2]);
+      __m256 o11 = _mm256_sub_ps(_mm256_sub_ps(r1[1], r1[2]), r1[3]);
+      /* Interleaved: (o00[0], o01[0], o00[1], ...) over 16 floats. */
+      __m256 tl = _mm256_unpacklo_ps(o00, o01),
+             th = _mm256_unpackhi_ps(o00, o01);
+      __m256 bl = _mm256_unpacklo_ps(o10, o11),
+             bh = _mm256_unpackhi_ps(o10, o11);
+      __m256 t0 = _mm256_permute2f128_ps(tl, th, 0x20);
+      __m256 t1 = _mm256_permute2f128_ps(tl, th, 0x31);
+      __m256 b0 = _mm256_permute2f128_ps(bl, bh, 0x20);
+      __m256 b1 = _mm256_permute2f128_ps(bl, bh, 0x31);
+      float *plane = y + (size_t)(co0 + c) * hw;
+      int v = v0 + b;
+      if (g->tw >= LANES8) {
+        int tt = v * LANES8, ty = tt / g->tw, tx0 = tt % g->tw;
+        float *r = plane + (size_t)(2 * ty) * wd + 2 * (size_t)tx0;
+        _mm256_storeu_ps(r, t0);
+        _mm256_storeu_ps(r + LANES8, t1);
+        _mm256_storeu_ps(r + wd, b0);
+        _mm256_storeu_ps(r + wd + LANES8, b1);
+        continue;
+      }
+      float top[2 * LANES8], bottom[2 * LANES8];
+      _mm256_storeu_ps(top, t0);
+      _mm256_storeu_ps(top + LANES8, t1);
+      _mm256_storeu_ps(bottom, b0);
+      _mm256_storeu_ps(bottom + LANES8, b1);
+      int ty0 = v * g->rows;
+      for (int r = 0; r < g->rows && ty0 + r < g->th; r++) {
+        float *row = plane + (size_t)(2 * (ty0 + r)) * wd;
+        memcpy(row, top + (size_t)r * wd, sizeof(float) * wd);
+        memcpy(row + wd, bottom + (size_t)r * wd, sizeof(float) * wd);
+      }
+    }
+}
+
+/* ae_net_conv_wino_weights with 8 output channels in the lanes. */
+__attribute__((target("avx2,fma"), optimize("fp-contract=off"))) static void
+weights_avx2(const float *w, int cout, int cin, float *U) {
+  const __m256 half = _mm256_set1_ps(0.5f);
+  for (int co0 = 0; co0 < cout; co0 += LANES8) {
+    int n = cout - co0 < LANES8 ? cout - co0 : LANES8;
+    int off[LANES8], keep[LANES8];
+    for (int l = 0; l < LANES8; l++) {
+      off[l] = (l < n ? co0 + l : co0) * cin * 9;
+      keep[l] = l < n ? -1 : 0;
+    }
+    __m256i base = _mm256_loadu_si256((const __m256i *)off);
+    __m256i mask = _mm256_loadu_si256((const __m256i *)keep);
+    for (int ci = 0; ci < cin; ci++) {
+      const float *gc = w + (size_t)ci * 9;
+      __m256 g[9];
+#pragma GCC unroll 9
+      for (int t = 0; t < 9; t++)
+        g[t] = _mm256_i32gather_ps(gc + t, base, 4);
+      __m256 t4[4][3];
+#pragma GCC unroll 3
+      for (int c = 0; c < 3; c++) {
+        __m256 g0 = g[c], g1 = g[3 + c], g2 = g[6 + c];
+        t4[0][c] = g0;
+        t4[1][c] =
+            _mm256_mul_ps(_mm256_add_ps(_mm256_add_ps(g0, g1), g2), half);
+        t4[2][c] =
+            _mm256_mul_ps(_mm256_add_ps(_mm256_sub_ps(g0, g1), g2), half);
+        t4[3][c] = g2;
+      }
+#pragma GCC unroll 4
+      for (int r = 0; r < 4; r++) {
+        __m256 u[4] = {
+            t4[r][0],
+            _mm256_mul_ps(
+                _mm256_add_ps(_mm256_add_ps(t4[r][0], t4[r][1]), t4[r][2]),
+                half),
+            _mm256_mul_ps(
+                _mm256_add_ps(_mm256_sub_ps(t4[r][0], t4[r][1]), t4[r][2]),
+                half),
+            t4[r][2]};
+#pragma GCC unroll 4
+        for (int c = 0; c < 4; c++)
+          _mm256_maskstore_ps(
+              U +
+                  ((size_t)(r * 4 + c) * (size_t)cin + (size_t)ci) *
+                      (size_t)cout +
+                  (size_t)co0,
+              mask, u[c]);
+      }
+    }
+  }
+}
+
+static void wino_avx2(const float *U, const float *x, size_t x_stride, int cin,
+                      int h, int wd, int cout, float *y, size_t y_stride,
+                      int samples, float *V) {
+  wino8_geom g;
+  wino8_geom_init(&g, h, wd);
+  _Alignas(64) float M[16 * TILE_CO8 * BLOCK_VECTORS * LANES8];
+  for (int s = 0; s < samples; s++) {
+    const float *xs = x + (size_t)s * x_stride;
+    float *ys = y + (size_t)s * y_stride;
+    for (int v0 = 0; v0 < g.vectors; v0 += BLOCK_VECTORS) {
+      int nv = g.vectors - v0 < BLOCK_VECTORS ? g.vectors - v0 : BLOCK_VECTORS;
+      input_transform8(&g, xs, cin, v0, nv, V);
+      for (int co0 = 0; co0 < cout;) {
+        int co = cout - co0 >= TILE_CO8 ? TILE_CO8 : 1;
+        gemm8_for(co, nv)(U, V, M, cin, cout, nv, co0);
+        output_transform8(&g, M, co0, co, v0, nv, ys);
+        co0 += co;
+      }
+    }
+  }
+}
+
 #endif
+
+int ae_net_conv_wino_lanes(int lanes, const float *w, const float *x,
+                           size_t x_stride, int cin, int h, int wd, int cout,
+                           float *y, size_t y_stride, int samples) {
+#if HAVE_WINO_AVX512
+  size_t u_floats = 16 * (size_t)cin * (size_t)cout;
+  size_t v_floats = 16 * (size_t)cin * BLOCK_VECTORS * LANES;
+  /* The CPU's own features, whatever class the process runs as. */
+  __builtin_cpu_init();
+  int can = lanes == LANES    ? __builtin_cpu_supports("avx512f")
+            : lanes == LANES8 ? __builtin_cpu_supports("avx2") &&
+                                    __builtin_cpu_supports("fma")
+                              : 0;
+  float *scratch = can ? thread_scratch(u_floats + v_floats) : NULL;
+  if (!scratch) return -1;
+  if (lanes == LANES) {
+    weights_avx512(w, cout, cin, scratch);
+    wino_avx512(scratch, x, x_stride, cin, h, wd, cout, y, y_stride, samples,
+                scratch + u_floats);
+  } else {
+    weights_avx2(w, cout, cin, scratch);
+    wino_avx2(scratch, x, x_stride, cin, h, wd, cout, y, y_stride, samples,
+              scratch + u_floats);
+  }
+  return 0;
+#else
+  (void)lanes, (void)w, (void)x, (void)x_stride, (void)cin, (void)h, (void)wd;
+  (void)cout, (void)y, (void)y_stride, (void)samples;
+  return -1;
+#endif
+}
 
 void ae_net_conv_wino(const float *w, const float *x, size_t x_stride, int cin,
                       int h, int wd, int cout, float *y, size_t y_stride,
@@ -585,12 +980,18 @@ void ae_net_conv_wino(const float *w, const float *x, size_t x_stride, int cin,
 #if HAVE_WINO_AVX512
   size_t u_floats = 16 * (size_t)cin * (size_t)cout;
   size_t v_floats = 16 * (size_t)cin * BLOCK_VECTORS * LANES;
-  float *scratch =
-      ae_net_have_avx512() ? thread_scratch(u_floats + v_floats) : NULL;
-  if (scratch) {
+  int avx512 = ae_net_have_avx512(), avx2 = !avx512 && ae_net_have_avx2_fma();
+  float *scratch = avx512 || avx2 ? thread_scratch(u_floats + v_floats) : NULL;
+  if (scratch && avx512) {
     weights_avx512(w, cout, cin, scratch);
     wino_avx512(scratch, x, x_stride, cin, h, wd, cout, y, y_stride, samples,
                 scratch + u_floats);
+    return;
+  }
+  if (scratch) {
+    weights_avx2(w, cout, cin, scratch);
+    wino_avx2(scratch, x, x_stride, cin, h, wd, cout, y, y_stride, samples,
+              scratch + u_floats);
     return;
   }
 #endif

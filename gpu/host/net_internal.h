@@ -268,9 +268,9 @@ int ae_net_conv_direct_replaces(int cout, size_t columns, size_t kk);
 /* 1 when ae_net_conv_direct's values are the definition of this
  * convolution's, whatever GEMM im2col would feed: with AVX2 (_OWN) for
  * every convolution it fits, with AVX-512 for the 3 x 3 ones that
- * Winograd's F(2 x 2, 3 x 3) runs (ae_net_conv_wino_fits; not with
- * AE_CONV_WINOGRAD=0).  Callers then take the direct path whatever
- * _replaces says. */
+ * Winograd's F(2 x 2, 3 x 3) runs (ae_net_conv_wino_fits; with AVX2 these
+ * run it too; not with AE_CONV_WINOGRAD=0).  Callers then take the direct
+ * path whatever _replaces says. */
 int ae_net_conv_direct_defines(int h, int wd, int k, int cin, int cout);
 /* ae_net_conv_direct in two steps, for callers that run one plane shape
  * many times: the tap masks and shifts of an h x wd plane and a k x k
@@ -388,7 +388,8 @@ void ae_net_gram_f32_part(const float *g, int batch, size_t P, double scale,
 void ae_net_gram_f32_ref(const float *g, int batch, size_t P, double scale,
                          double *theta);
 /* The 3 x 3 convolution (stride 1, padding 1) by Winograd's F(2 x 2,
- * 3 x 3) (net_conv_wino.c): on AVX-512 ae_net_conv_direct runs it where
+ * 3 x 3) (net_conv_wino.c): with AVX-512, and with AVX2 and FMA (the
+ * same bits), ae_net_conv_direct runs it where
  * _fits (h and wd even, a vector of 16 tiles holding whole tile rows or
  * a tile row whole vectors, at most AE_NET_WINO_MAX_C channels in and
  * out), and its values are then the definition of that convolution's.
@@ -403,6 +404,14 @@ void ae_net_conv_wino(const float *w, const float *x, size_t x_stride, int cin,
 void ae_net_conv_wino_ref(const float *w, const float *x, size_t x_stride,
                           int cin, int h, int wd, int cout, float *y,
                           size_t y_stride, int samples);
+/* ae_net_conv_wino with the kernel of `lanes` lanes named: 16 (AVX-512)
+ * or 8 (AVX2 and FMA), whichever class the process runs as, so that a
+ * test compares both with the reference on one machine (every lane does
+ * the reference's operations: the same bits).  -1 when the CPU lacks
+ * that kernel or its scratch cannot be had (nothing written), else 0. */
+int ae_net_conv_wino_lanes(int lanes, const float *w, const float *x,
+                           size_t x_stride, int cin, int h, int wd, int cout,
+                           float *y, size_t y_stride, int samples);
 /* 1 when node nd's convolution has the shape ae_net_conv_direct runs. */
 int ae_net_conv_direct_fits(const ae_node *nd, const ae_plan_geom *ge);
 /* `samples` samples, sample s at x + s * x_stride and y + s * y_stride. */

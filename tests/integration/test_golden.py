@@ -51,8 +51,10 @@ and the test compares with the set of the class it runs on
 AVX-512F runs as the avx2 class under AE_CPU_CLASS=avx2 (the daemon's
 AVX-512 paths off, OpenBLAS's Haswell kernels; gpu/host/cpu_class.h) and
 then gives the avx2 set bit for bit (measured on a Zen 4 against the set
-recorded on a Zen 2): test_golden_avx2.sh runs this test so on such a
-CPU, so one machine checks both sets.  A class with no
+recorded on a Zen 2; since the Winograd convolutions, 2026-12-07, the
+avx2 set is recorded that way on a Zen 4, not yet re-checked on an
+AVX2-only CPU): test_golden_avx2.sh runs this test so on such a CPU, so
+one machine checks both sets.  A class with no
 recorded set (a CPU without AVX2, another architecture) skips the whole
 test, saying so: record one there with record.py.  Within a class other
 library builds (OpenBLAS, libm) may still round otherwise: re-record

@@ -172,8 +172,17 @@ START_TEST(bitwise_sgemm_where_replaced) {
 }
 END_TEST
 
-/* Winograd's F(2 x 2, 3 x 3) (net_conv_wino.c): the vector kernel and
- * its plain-C reference bit for bit (planes of one tile row per vector
+/* 1 when ae_net_conv_direct runs Winograd's kernel for this shape. */
+static int wino_runs(int h, int w, int k, int cin, int cout) {
+  const char *env = getenv("AE_CONV_WINOGRAD");
+  return k == 3 && ae_net_conv_wino_fits(h, w, cin, cout) &&
+         ae_net_conv_direct_kind() != AE_NET_DIRECT_OFF &&
+         !(env && strcmp(env, "0") == 0);
+}
+
+/* Winograd's F(2 x 2, 3 x 3) (net_conv_wino.c): the vector kernels (16
+ * and 8 lanes, each where the CPU has it) and their plain-C reference bit
+ * for bit (planes of one tile row per vector
  * and of several, partial vectors, channel tiles of 8, 4 and 1, several
  * samples), ae_net_conv_direct giving its values wherever _defines says
  * so, every output within the definition's float32 bound, and its error
@@ -187,6 +196,7 @@ START_TEST(wino_matches_reference) {
       {16, 12, 16, 16, 2}, {20, 8, 2, 20, 3},   {1, 2, 32, 1, 1},
       {3, 32, 32, 16, 2}};
   double err_wino = 0.0, err_direct = 0.0;
+  int kernels_compared = 0;
   for (size_t i = 0; i < sizeof shapes / sizeof *shapes; i++) {
     int cin = shapes[i][0], h = shapes[i][1], w = shapes[i][2];
     int cout = shapes[i][3], samples = shapes[i][4];
@@ -205,9 +215,21 @@ START_TEST(wino_matches_reference) {
                          (size_t)cout * hw, samples);
     ck_assert_msg(memcmp(fast, ref, sizeof(float) * ny) == 0,
                   "shape %zu: the kernel differs from its reference", i);
-    if (ae_net_conv_direct_defines(h, w, 3, cin, cout) &&
-        ae_net_conv_direct_kind() == AE_NET_DIRECT_SGEMM)
-      ck_assert_msg(memcmp(fast, c.y, sizeof(float) * ny) == 0,
+    /* Both vector kernels this CPU has, whatever class it runs as. */
+    for (int lanes = 8; lanes <= 16; lanes += 8) {
+      for (size_t e = 0; e < ny; e++)
+        fast[e] = NAN;
+      if (ae_net_conv_wino_lanes(lanes, c.wt, c.x, (size_t)cin * hw, cin, h, w,
+                                 cout, fast, (size_t)cout * hw, samples) != 0)
+        continue;
+      ck_assert_msg(memcmp(fast, ref, sizeof(float) * ny) == 0,
+                    "shape %zu: the %d-lane kernel differs from the "
+                    "reference",
+                    i, lanes);
+      kernels_compared++;
+    }
+    if (wino_runs(h, w, 3, cin, cout))
+      ck_assert_msg(memcmp(ref, c.y, sizeof(float) * ny) == 0,
                     "shape %zu: ae_net_conv_direct is not Winograd's", i);
     /* The error against float64, Winograd's and the direct chain's. */
     ae_net_conv8_ref(c.wt, c.x, (size_t)cin * hw, cin, h, w, 3, cout, chain,
@@ -227,11 +249,11 @@ START_TEST(wino_matches_reference) {
                          c.x[((size_t)s * cin + ci) * hw + iy * w + ix];
                 }
             size_t e = ((size_t)s * cout + co) * hw + (size_t)(oy * w + ox);
-            err_wino += fabs(fast[e] - sum);
+            err_wino += fabs(ref[e] - sum);
             err_direct += fabs(chain[e] - sum);
           }
     conv_case d = c;
-    d.y = fast;
+    d.y = ref;
     d.samples = samples;
     check_definition(&d);
     free(fast);
@@ -245,6 +267,9 @@ START_TEST(wino_matches_reference) {
           err_wino, err_direct);
   ck_assert(err_wino > 0.0);
   ck_assert(err_wino <= 2.0 * err_direct);
+  if (kernels_compared == 0)
+    fprintf(stderr, "test_net_conv_direct: no Winograd vector kernel here: "
+                    "its reference alone checked\n");
   /* What it refuses: odd sides, tile rows that neither fill nor split
    * vectors, too many channels. */
   ck_assert_int_eq(ae_net_conv_wino_fits(7, 8, 4, 4), 0);
@@ -294,7 +319,8 @@ END_TEST
  * 4 channels x 3 vectors and (small planes) 3 x 4, and their remainders,
  * one and several blocks of input channels, several samples with
  * strides larger than a sample; and ae_net_conv_direct_run on a geometry
- * the same.  Elsewhere the reference alone against the definition. */
+ * the same (Winograd's reference where its kernel runs instead).
+ * Elsewhere the reference alone against the definition. */
 START_TEST(avx2_matches_reference) {
   static const int shapes[][6] = {
       /* cin, h, w, k, cout, samples */
@@ -321,7 +347,11 @@ START_TEST(avx2_matches_reference) {
       x[e] = random_value(&seed) * 4.0f;
     for (size_t e = 0; e < ys * samples; e++)
       y[e] = ref[e] = -7.0f; /* the gaps between samples stay as they are */
-    ae_net_conv8_ref(wt, x, xs, cin, h, w, k, cout, ref, ys, samples);
+    /* Winograd's shapes run Winograd's arithmetic (tested above). */
+    if (own && wino_runs(h, w, k, cin, cout))
+      ae_net_conv_wino_ref(wt, x, xs, cin, h, w, cout, ref, ys, samples);
+    else
+      ae_net_conv8_ref(wt, x, xs, cin, h, w, k, cout, ref, ys, samples);
     if (own) {
       ae_net_conv_direct(wt, x, xs, cin, h, w, k, cout, y, ys, samples);
       ck_assert_msg(memcmp(y, ref, sizeof(float) * ys * samples) == 0,

@@ -17,7 +17,8 @@ pretty-printed, numbers exactly as the daemon printed them).  A machine
 with AVX-512 records both: once as it is, once with AE_CPU_CLASS=avx2 in
 the environment (the daemon then runs as the avx2 class,
 gpu/host/cpu_class.h; its avx2 numbers were found bit for bit those of
-two AVX2-only CPUs, Zen 2 and Zen 3).
+two AVX2-only CPUs, Zen 2 and Zen 3, before the Winograd convolutions;
+not re-checked on one since).
 
 Regenerating the corpus is a deliberate act: an existing expected file is
 never overwritten without --force, and every data set a request names must
