@@ -242,7 +242,7 @@ static void wino_geom_init(wino_geom *g, int h, int wd) {
 
 /* The 32 floats a vector's patch row i reads (see wino_geom_init) as two
  * vectors, +0 where off the plane. */
-__attribute__((target("avx512f,avx512dq"), always_inline)) static inline void
+__attribute__((target("avx512f"), always_inline)) static inline void
 load_rows(const wino_geom *g, const float *plane, int v, int i, __m512 *a,
           __m512 *b) {
   __m512 lo = _mm512_setzero_ps(), hi = _mm512_setzero_ps();
@@ -266,9 +266,12 @@ load_rows(const wino_geom *g, const float *plane, int v, int i, __m512 *a,
       if (wd == 16) {
         *dst = _mm512_loadu_ps(row);
       } else if (wd == 8) {
-        __m256 q = _mm256_loadu_ps(row);
-        *dst = lane ? _mm512_insertf32x8(*dst, q, 1)
-                    : _mm512_insertf32x8(*dst, q, 0);
+        /* As 4 doubles: AVX-512F's insert (the float one is AVX512DQ's,
+         * which ae_net_have_avx512 does not ask for). */
+        __m256d q = _mm256_castps_pd(_mm256_loadu_ps(row));
+        __m512d d = _mm512_castps_pd(*dst);
+        *dst = _mm512_castpd_ps(lane ? _mm512_insertf64x4(d, q, 1)
+                                     : _mm512_insertf64x4(d, q, 0));
       } else {
         /* wd 4 or 2: a partial 128-bit lane group. */
         __m128 q = wd == 4 ? _mm_loadu_ps(row)
@@ -314,7 +317,7 @@ load_rows(const wino_geom *g, const float *plane, int v, int i, __m512 *a,
 }
 
 /* Patch row i of vector v's 16 tiles: d[j] = tap column j. */
-__attribute__((target("avx512f,avx512dq"), always_inline)) static inline void
+__attribute__((target("avx512f"), always_inline)) static inline void
 patch_row(const wino_geom *g, const __m512i idx[4], const float *plane, int v,
           int i, __m512 d[4]) {
   __m512 a, b;
@@ -339,8 +342,7 @@ patch_row(const wino_geom *g, const __m512i idx[4], const float *plane, int v,
 }
 
 /* V[xi][ci][b] for vectors v0 .. v0 + nv - 1 of one sample. */
-__attribute__((target("avx512f,avx512dq"),
-               optimize("fp-contract=off"))) static void
+__attribute__((target("avx512f"), optimize("fp-contract=off"))) static void
 input_transform(const wino_geom *g, const float *x, int cin, int v0, int nv,
                 float *V) {
   size_t hw = (size_t)g->h * (size_t)g->wd;
@@ -444,7 +446,7 @@ static gemm_fn gemm_for(int co, int pb) {
 
 /* Output rows 2 ty and 2 ty + 1 of the tiles in a (o00, o01 interleaved:
  * 32 floats) and b (o10, o11) into plane. */
-__attribute__((target("avx512f,avx512dq"))) static inline void
+__attribute__((target("avx512f"))) static inline void
 store_rows(const wino_geom *g, float *plane, int v, __m512 a0, __m512 a1,
            __m512 b0, __m512 b1) {
   size_t wd = (size_t)g->wd;
@@ -471,8 +473,7 @@ store_rows(const wino_geom *g, float *plane, int v, __m512 a0, __m512 a1,
 }
 
 /* Y = A^T M A for CO channels from co0 and nv vectors from v0. */
-__attribute__((target("avx512f,avx512dq"),
-               optimize("fp-contract=off"))) static void
+__attribute__((target("avx512f"), optimize("fp-contract=off"))) static void
 output_transform(const wino_geom *g, const float *M, int co0, int CO, int v0,
                  int nv, float *y) {
   const __m512i lo =
