@@ -416,16 +416,10 @@ forward_act(const ae_node *nd, const ae_real *restrict x, ae_real *restrict y,
 }
 
 #ifndef AE_NET_DOUBLE
-/* 1 when the sgemm of node k over `columns` columns would give the very
- * values of the direct convolution, or the direct values are the
- * definition (net_conv_direct.c). */
+/* 1 when node k's GEMM over `columns` columns runs as the direct
+ * convolution (net_conv_direct.c). */
 static int conv_direct_replaces(const ae_net *n, int k, size_t columns) {
-  const ae_node *nd = &n->g->nodes[k];
-  const ae_plan_geom *ge = &n->geom[k];
-  return ae_net_conv_direct_fits(nd, ge) &&
-         (ae_net_conv_direct_defines(ge->in_h, ge->in_w, nd->kernel, ge->in_c,
-                                     nd->out) ||
-          ae_net_conv_direct_replaces(nd->out, columns, ge->col_rows));
+  return ae_net_conv_direct_takes(&n->g->nodes[k], &n->geom[k], columns);
 }
 
 /* Node k's direct convolution of samples b0 .. b0 + m - 1. */

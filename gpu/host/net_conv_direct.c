@@ -693,6 +693,14 @@ int ae_net_conv_direct_usable(void) {
   return conv_direct_kind() != AE_NET_DIRECT_OFF;
 }
 
+int ae_net_conv_direct_takes(const ae_node *nd, const ae_plan_geom *ge,
+                             size_t columns) {
+  return ae_net_conv_direct_fits(nd, ge) &&
+         (ae_net_conv_direct_defines(ge->in_h, ge->in_w, nd->kernel, ge->in_c,
+                                     nd->out) ||
+          ae_net_conv_direct_replaces(nd->out, columns, ge->col_rows));
+}
+
 int ae_net_conv_direct_defines(int h, int wd, int k, int cin, int cout) {
   return conv_direct_kind() == AE_NET_DIRECT_OWN ||
          runs_wino(h, wd, k, cin, cout);

@@ -414,6 +414,12 @@ int ae_net_conv_wino_lanes(int lanes, const float *w, const float *x,
                            float *y, size_t y_stride, int samples);
 /* 1 when node nd's convolution has the shape ae_net_conv_direct runs. */
 int ae_net_conv_direct_fits(const ae_node *nd, const ae_plan_geom *ge);
+/* 1 when the im2col + sgemm of node nd over `columns` columns is to run
+ * as ae_net_conv_direct: it _fits, and its values are the definition
+ * (_defines) or the sgemm's very values (_replaces).  The one test the
+ * forward and the jets ask. */
+int ae_net_conv_direct_takes(const ae_node *nd, const ae_plan_geom *ge,
+                             size_t columns);
 /* `samples` samples, sample s at x + s * x_stride and y + s * y_stride. */
 void ae_net_conv_direct(const float *w, const float *x, size_t x_stride,
                         int cin, int h, int wd, int k, int cout, float *y,

@@ -110,18 +110,13 @@ static void jet_conv(ae_net *n, int k, int batch) {
   const ae_real *x = n->jet[nd->inputs[0]];
   ae_real *y = n->jet[k];
   int direct = nd->kernel == 1 && nd->stride == 1 && nd->padding == 0;
-#ifndef AE_NET_DOUBLE
-  int fits = ae_net_conv_direct_fits(nd, ge);
-  int defines = fits && ae_net_conv_direct_defines(ge->in_h, ge->in_w,
-                                                   nd->kernel, ge->in_c, cout);
-#endif
   for (int v0 = 0; v0 < V; v0 += chunk) {
     int m = V - v0 < chunk ? V - v0 : chunk;
     size_t ld = (size_t)m * (size_t)HW;
 #ifndef AE_NET_DOUBLE
-    /* The sgemm's very values without im2col and copy-out, where it would
-     * run blocked (net_conv_direct.c). */
-    if (defines || (fits && ae_net_conv_direct_replaces(cout, ld, (size_t)K))) {
+    /* The direct convolution where it gives the sgemm's very values, or
+     * its values are the definition (net_conv_direct.c). */
+    if (ae_net_conv_direct_takes(nd, ge, ld)) {
       ae_net_conv_direct(n->weight[k], x + (size_t)v0 * ge->in_elems,
                          ge->in_elems, ge->in_c, ge->in_h, ge->in_w, nd->kernel,
                          cout, y + (size_t)v0 * ge->elems, ge->elems, m);
@@ -416,16 +411,11 @@ static int jet_node_zero(const ae_net *n, int k, const unsigned char *what) {
 static int conv_all_direct(const ae_net *n, int k, int batch) {
   const ae_node *nd = &n->g->nodes[k];
   const ae_plan_geom *ge = &n->geom[k];
-  if (ae_net_ops_handles(nd) || !ae_net_conv_direct_fits(nd, ge)) return 0;
-  if (ae_net_conv_direct_defines(ge->in_h, ge->in_w, nd->kernel, ge->in_c,
-                                 nd->out))
-    return 1;
+  if (ae_net_ops_handles(nd)) return 0;
   int V = 3 * batch, chunk = jet_chunk(ge, V);
   for (int v0 = 0; v0 < V; v0 += chunk) {
     int m = V - v0 < chunk ? V - v0 : chunk;
-    if (!ae_net_conv_direct_replaces(nd->out, (size_t)m * ge->out_hw,
-                                     ge->col_rows))
-      return 0;
+    if (!ae_net_conv_direct_takes(nd, ge, (size_t)m * ge->out_hw)) return 0;
   }
   return 1;
 }
