@@ -288,6 +288,21 @@ static char *died_error(const ae_server *srv) {
   return text;
 }
 
+/* Reads the store's count of queued jobs into f; 0 or the store's error. */
+static int read_queued(ae_server *srv, struct ae_fleet *f, long long now_ms) {
+  size_t count = 0;
+  int rc = ae_store_count_queued(srv->store, &count);
+  if (rc) {
+    ae_log(AE_LOG_ERROR, "fleet: count queued jobs: %s (%s)", ae_strerror(rc),
+           ae_store_errmsg(srv->store));
+    return rc;
+  }
+  f->queued_read = count;
+  f->queued_since = 0;
+  f->queued_read_ms = now_ms;
+  return AE_OK;
+}
+
 int ae_fleet_queue_room(ae_server *srv, size_t n, size_t *queued) {
   struct ae_fleet *f = srv->fleet_state;
   size_t max = (size_t)srv->opt->max_queue;
@@ -296,26 +311,31 @@ int ae_fleet_queue_room(ae_server *srv, size_t n, size_t *queued) {
     return srv->n_queued + n <= max;
   }
   long long now_ms = (long long)(uv_hrtime() / 1000000) + 1;
-  if (!f->queued_read_ms || now_ms - f->queued_read_ms >= FLEET_QUEUE_READ_MS) {
-    size_t count = 0;
-    int rc = ae_store_count_queued(srv->store, &count);
-    if (rc) {
-      /* No count: the submission goes on, and its insert reports the
-       * store's state (503 when the store is gone), not a full queue. */
-      ae_log(AE_LOG_ERROR, "fleet: count queued jobs: %s (%s)", ae_strerror(rc),
-             ae_store_errmsg(srv->store));
-      *queued = f->queued_read + f->queued_since;
-      return 1;
-    } else {
-      f->queued_read = count;
-      f->queued_since = 0;
-      f->queued_read_ms = now_ms;
-    }
+  int stale =
+      !f->queued_read_ms || now_ms - f->queued_read_ms >= FLEET_QUEUE_READ_MS;
+  /* No count: the submission goes on, and its insert reports the store's
+   * state (503 when the store is gone), not a full queue. */
+  if (stale && read_queued(srv, f, now_ms)) {
+    *queued = f->queued_read + f->queued_since;
+    return 1;
   }
   *queued = f->queued_read + f->queued_since;
-  if (*queued + n > max) return 0;
-  f->queued_since += n;
-  return 1;
+  if (*queued + n <= max) {
+    f->queued_since += n;
+    return 1;
+  }
+  /* A refusal stands on the store's count alone: the jobs this replica
+   * let in since the last read may have left the queue already (a client
+   * that submits and waits, job after job, within 100 ms). */
+  if (f->queued_since > 0) {
+    if (read_queued(srv, f, now_ms)) return 1;
+    *queued = f->queued_read;
+    if (*queued + n <= max) {
+      f->queued_since += n;
+      return 1;
+    }
+  }
+  return 0;
 }
 
 int ae_fleet_start(ae_server *srv) {

@@ -26,7 +26,8 @@ int ae_fleet_start(ae_server *srv);
  * shared store (every replica's), read at most every 100 ms, plus the
  * jobs this replica let in since that read; approximate across replicas
  * (each one sees the others' jobs of the last 100 ms only at its next
- * read). */
+ * read).  A refusal is checked against a fresh read when this replica let
+ * jobs in since the last one, which may have left the queue since. */
 int ae_fleet_queue_room(ae_server *srv, size_t n, size_t *queued);
 /* Closes the timers (the loop then ends). */
 void ae_fleet_close(ae_server *srv);

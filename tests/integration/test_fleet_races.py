@@ -14,7 +14,10 @@ Checks:
 - the bound on the shared queue (--max-queue 3 on both replicas, one
   worker each, slow jobs): jobs queued through A count on B; past the
   bound POST answers 429 problem+json with Retry-After, on either replica,
-  and the store never holds more than the bound queued;
+  and the store never holds more than the bound queued; jobs that left
+  the queue make room at once: a client that submits and waits, job after
+  job, more than the bound within one of the replicas' 100 ms between
+  reads of the count, is never refused;
 - a listing across a run of jobs with one seq (two replicas numbering
   jobs in the same microsecond; made here by psql giving 6 jobs, 3 from
   each replica, one seq): page sizes 1, 2 and 4 on either replica list
@@ -318,6 +321,23 @@ def test_queue_bound(a, b):
         a.call("POST", "/v1/jobs/%s:cancel" % jid)
 
 
+def test_queue_room_serial(a, b):
+    """Submit and wait, job after job: every one is accepted, however many
+    fall within 100 ms (the count a replica adds to its last read must not
+    refuse jobs once they have left the queue)."""
+    accepted, refused, t0 = 0, None, time.monotonic()
+    for k in range(3 * MAX_QUEUE):
+        r = a.submit(dict(h.SMALL, seed=400 + k))
+        if r.status != 202:
+            refused = (k, r.status, r.body[:200])
+            break
+        accepted += 1
+        a.wait(r.json["id"])
+    check(refused is None, "A accepts %d jobs submitted one after another "
+          "(%d in %.0f ms)" % (3 * MAX_QUEUE, accepted,
+                               1000 * (time.monotonic() - t0)), refused)
+
+
 def list_ids(d, page_size):
     """Every job id a replica lists, newest first, following
     next_page_token."""
@@ -385,6 +405,7 @@ def main():
         h.section(test_study_key_race, a, b)
         h.section(test_delete_while_running, a, b)
         h.section(test_listing_seq_ties, a, b)
+        h.section(test_queue_room_serial, a, b)
         h.section(test_queue_bound, a, b)
         for d in (a, b):
             status = d.stop()
