@@ -7,6 +7,8 @@ until a health endpoint answers 200, and stops it with SIGTERM (stop()
 returns the exit status), SIGKILL (kill()) or both (restart() on the same
 port and state dir).  With AE_VALGRIND=1 (or valgrind=True) the daemon
 runs under valgrind --leak-check=full and its exit status is valgrind's.
+With AE_KEEP_LOGS=DIR each daemon's log is copied into DIR at cleanup
+(TEST-NAME-PID.log), to read after a failure whose temporary folder is gone.
 call() is a small http.client wrapper that returns a Response (status,
 headers, body, parsed json).
 
@@ -406,6 +408,15 @@ class Daemon:
 
     def cleanup(self):
         self.kill()
+        keep = os.environ.get("AE_KEEP_LOGS")
+        if keep:  # a directory: each daemon's log copied there, to read later
+            try:
+                os.makedirs(keep, exist_ok=True)
+                shutil.copy(self.log_path, os.path.join(
+                    keep, "%s-%s-%d.log" % (os.path.basename(sys.argv[0]),
+                                            self.name, os.getpid())))
+            except OSError:
+                pass
         if self.own_workdir:
             shutil.rmtree(self.workdir, ignore_errors=True)
 

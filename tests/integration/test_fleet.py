@@ -26,7 +26,10 @@ Environment: AE_BUILDDIR, AE_TEST_PG_URL (skips, 77, without it),
 AE_TEST_PG_STOP and AE_TEST_PG_START (tests/pg_cluster.sh sets them; the
 outage check is skipped without them).  Under the sanitizer build
 (AE_SANITIZERS=1) the medium job is a batch of 16 with one NTK repeat:
-the batch of 32 with two took over a minute there, five times over.
+the batch of 32 with two took over a minute there, five times over.  A
+check that needs a worker busy throughout (the spread, the queued cancel)
+runs a long job and cancels it at the end, so that no check depends on
+the host's speed; a wait for "running" polls without wait_ms.
 Prints
 "N passed, M failed" last; python3 stdlib only.
 """
@@ -45,16 +48,28 @@ check = h.check
 PG_URL = os.environ.get("AE_TEST_PG_URL")
 PG_STOP = os.environ.get("AE_TEST_PG_STOP")
 PG_START = os.environ.get("AE_TEST_PG_START")
-# A few seconds of work: long enough to be caught running and killed.
+# A few seconds of work (batch 64, two NTK draws: 3.4 s on the 2-core Zen
+# 4 VM; at batch 32 it took 1.7 s there, and the PostgreSQL stop of the
+# outage check came within 0.6 s of its end): long enough to be caught
+# running, killed, or to outlast a stop of the store; short enough to run
+# to its end within the checks' timeouts.  A worker that must stay busy
+# for a whole check runs long_job instead.
 MEDIUM = copy.deepcopy(h.SLOW)
 MEDIUM["settings"]["ntk"]["repeats"] = 1 if h.SANITIZERS else 2
-MEDIUM["data"]["batch_size"] = 16 if h.SANITIZERS else 32
+MEDIUM["data"]["batch_size"] = 16 if h.SANITIZERS else 64
 
 
 def medium(seed):
     """MEDIUM under a seed of its own: the fleet's result cache would
     answer a request computed before at once (test_fleet_cache.py)."""
     return dict(MEDIUM, seed=seed)
+
+
+def long_job(seed):
+    """A job that keeps a worker busy for as long as a check needs it
+    (harness.SLOW, tens of seconds): cancelled once the check is done, so
+    that no check depends on how fast the host runs it."""
+    return dict(h.SLOW, seed=seed)
 
 
 def replica(name):
@@ -72,13 +87,32 @@ def claims(d):
 
 
 def wait_state(d, jid, states, timeout=120):
+    """The job once its state is one of states.  A wait for a terminal
+    state long-polls; a wait for "running" asks every 20 ms without
+    wait_ms (a long poll holds its answer until the job ends, and so can
+    miss a short run entirely), and fails at once, saying so, when the job
+    ended before it was seen running."""
+    terminal = any(s in h.TERMINAL for s in states)
+    query = "?wait_ms=1000" if terminal else ""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        r = d.call("GET", "/v1/jobs/%s?wait_ms=1000" % jid)
+        r = d.call("GET", "/v1/jobs/%s%s" % (jid, query))
         if r.status == 200 and r.json["state"] in states:
             return r.json
-        time.sleep(0.05)
+        if r.status == 200 and r.json["state"] in h.TERMINAL:
+            raise AssertionError("job %s ended %s before it was seen %s"
+                                 % (jid, r.json["state"], states))
+        time.sleep(0.05 if terminal else 0.02)
     raise AssertionError("job %s never %s" % (jid, states))
+
+
+def cancel_and_wait(d, ids):
+    """Cancels the jobs (finished ones answer 409) and waits for their
+    ends."""
+    for jid in ids:
+        d.call("POST", "/v1/jobs/%s:cancel" % jid)
+    for jid in ids:
+        wait_state(d, jid, h.TERMINAL)
 
 
 def runner_of(a, b, jid, timeout=60):
@@ -92,7 +126,7 @@ def runner_of(a, b, jid, timeout=60):
 
 
 def test_spread(a, b):
-    busy = a.submit(medium(101)).json["id"]
+    busy = a.submit(long_job(101)).json["id"]
     busy_runner = runner_of(a, b, busy)
     idle = b if busy_runner is a else a
     ids = [a.submit(dict(h.SMALL_JOB, seed=i)).json["id"] for i in range(4)]
@@ -112,7 +146,7 @@ def test_spread(a, b):
                                                            "/v1/jobs/" + jid)
         check(ra.status == 200 and ra.json == rb.json == ends[jid],
               "%s reads the same on A and B" % jid)
-    wait_state(a, busy, h.TERMINAL)
+    cancel_and_wait(a, [busy])
     for d in (a, b):
         r = d.call("GET", "/v1/jobs?page_size=100")
         got = [j["id"] for j in r.json["jobs"]]
@@ -206,8 +240,8 @@ def test_cancel_across(a, b):
 
 def test_queued_cancel(a, b):
     # Both workers busy: the next job waits in the shared queue.
-    busy = [a.submit(medium(102)).json["id"],
-            b.submit(medium(103)).json["id"]]
+    busy = [a.submit(long_job(102)).json["id"],
+            b.submit(long_job(103)).json["id"]]
     for jid in busy:
         wait_state(a, jid, ("running",))
     jid = a.submit(dict(h.SMALL_JOB, seed=500)).json["id"]
@@ -216,8 +250,7 @@ def test_queued_cancel(a, b):
           "a queued job cancelled on B (accepted on A) is cancelled", r.body)
     check(a.call("GET", "/v1/jobs/" + jid).json["state"] == "cancelled",
           "A sees it cancelled")
-    for j in busy:
-        wait_state(a, j, h.TERMINAL)
+    cancel_and_wait(a, busy)
 
 
 def wait_for(what, predicate, timeout=60):
