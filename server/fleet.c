@@ -319,23 +319,19 @@ int ae_fleet_queue_room(ae_server *srv, size_t n, size_t *queued) {
     *queued = f->queued_read + f->queued_since;
     return 1;
   }
-  *queued = f->queued_read + f->queued_since;
-  if (*queued + n <= max) {
-    f->queued_since += n;
-    return 1;
-  }
-  /* A refusal stands on the store's count alone: the jobs this replica
-   * let in since the last read may have left the queue already (a client
-   * that submits and waits, job after job, within 100 ms). */
-  if (f->queued_since > 0) {
-    if (read_queued(srv, f, now_ms)) return 1;
-    *queued = f->queued_read;
+  for (;;) {
+    *queued = f->queued_read + f->queued_since;
     if (*queued + n <= max) {
       f->queued_since += n;
       return 1;
     }
+    /* A refusal stands on the store's count alone: the jobs this replica
+     * let in since the last read may have left the queue already (a
+     * client that submits and waits, job after job, within 100 ms).  A
+     * read sets queued_since to 0, so this reads at most once. */
+    if (f->queued_since == 0) return 0;
+    if (read_queued(srv, f, now_ms)) return 1;
   }
-  return 0;
 }
 
 int ae_fleet_start(ae_server *srv) {
