@@ -294,27 +294,11 @@ void ae_channel_sums(const double *f, int batch, int c, size_t hw, int ch,
   out[3] = s3;
 }
 
-/* ae_channel_entropy with the job's checkpoint (ctl, NULL: none) inside
- * the eigensolve. */
-static int channel_entropy(double *f, int batch, int c, size_t hw, double *work,
-                           double *h, const ae_job_control *ctl) {
-  double *cov = work, *s = work + (size_t)c * c;
-  double sums[4];
-  double count = (double)batch * (double)hw;
-  for (int ch = 0; ch < c; ch++) {
-    if (ch % 4 == 0) ae_channel_sums(f, batch, c, hw, ch, sums);
-    double mean = sums[ch % 4];
-    mean /= count;
-    for (int b = 0; b < batch; b++) {
-      double *p = f + ((size_t)b * c + ch) * hw;
-      for (size_t k = 0; k < hw; k++)
-        p[k] -= mean;
-    }
-  }
-  for (int b = 0; b < batch; b++)
-    cblas_dsyrk(CblasRowMajor, CblasUpper, CblasNoTrans, c, (int)hw,
-                1.0 / count, f + (size_t)b * c * hw, (int)hw, b ? 1.0 : 0.0,
-                cov, c);
+/* The entropy of the eigenvalues of the c x c covariance cov (upper
+ * triangle; its lower one is written), s: c doubles.  The job's
+ * checkpoint (ctl, NULL: none) inside the eigensolve. */
+static int entropy_of_covariance(double *cov, int c, double *s, double *h,
+                                 const ae_job_control *ctl) {
   double trace = 0.0;
   for (int i = 0; i < c; i++)
     trace += cov[(size_t)i * c + i];
@@ -339,6 +323,90 @@ static int channel_entropy(double *f, int batch, int c, size_t hw, double *work,
   }
   *h = entropy;
   return AE_OK;
+}
+
+/* ae_channel_entropy with the job's checkpoint (ctl, NULL: none) inside
+ * the eigensolve. */
+static int channel_entropy(double *f, int batch, int c, size_t hw, double *work,
+                           double *h, const ae_job_control *ctl) {
+  double *cov = work, *s = work + (size_t)c * c;
+  double sums[4];
+  double count = (double)batch * (double)hw;
+  for (int ch = 0; ch < c; ch++) {
+    if (ch % 4 == 0) ae_channel_sums(f, batch, c, hw, ch, sums);
+    double mean = sums[ch % 4];
+    mean /= count;
+    for (int b = 0; b < batch; b++) {
+      double *p = f + ((size_t)b * c + ch) * hw;
+      for (size_t k = 0; k < hw; k++)
+        p[k] -= mean;
+    }
+  }
+  for (int b = 0; b < batch; b++)
+    cblas_dsyrk(CblasRowMajor, CblasUpper, CblasNoTrans, c, (int)hw,
+                1.0 / count, f + (size_t)b * c * hw, (int)hw, b ? 1.0 : 0.0,
+                cov, c);
+  return entropy_of_covariance(cov, c, s, h, ctl);
+}
+
+/* ae_channel_sums of a float32 map: each value converts exactly, so the
+ * same chains give the same sums. */
+static void channel_sums_f(const float *f, int batch, int c, size_t hw, int ch,
+                           double out[4]) {
+  int m = c - ch < 4 ? c - ch : 4;
+  double s[4] = {0.0, 0.0, 0.0, 0.0};
+  for (int b = 0; b < batch; b++) {
+    const float *p = f + ((size_t)b * c + ch) * hw;
+    if (m == 4) {
+      for (size_t k = 0; k < hw; k++) {
+        s[0] += (double)p[k];
+        s[1] += (double)p[hw + k];
+        s[2] += (double)p[2 * hw + k];
+        s[3] += (double)p[3 * hw + k];
+      }
+    } else {
+      for (int j = 0; j < m; j++)
+        for (size_t k = 0; k < hw; k++)
+          s[j] += (double)p[(size_t)j * hw + k];
+    }
+  }
+  for (int j = 0; j < m; j++)
+    out[j] = s[j];
+}
+
+/* channel_entropy of a float32 map f, left as it is, with the very values
+ * of channel_entropy on its float64 copy (the same sums, means, centred
+ * values and dsyrk calls), one sample's centred values at a time in work
+ * (no float64 copy of the batch: 8 MB per block output of NB201's first
+ * stage at batch 64, written, centred and read back).  work: c * hw + c *
+ * c + 2 c doubles. */
+static int channel_entropy_f(const float *f, int batch, int c, size_t hw,
+                             double *work, double *h,
+                             const ae_job_control *ctl) {
+  double *z = work, *cov = z + (size_t)c * hw, *s = cov + (size_t)c * c;
+  double *mean = s + c;
+  double sums[4];
+  double count = (double)batch * (double)hw;
+  for (int ch = 0; ch < c; ch++) {
+    if (ch % 4 == 0) channel_sums_f(f, batch, c, hw, ch, sums);
+    mean[ch] = sums[ch % 4] / count;
+  }
+  for (int b = 0; b < batch; b++) {
+    for (int ch = 0; ch < c; ch++) {
+      const float *p = f + ((size_t)b * c + ch) * hw;
+      double *zr = z + (size_t)ch * hw, mu = mean[ch];
+      for (size_t k = 0; k < hw; k++)
+        zr[k] = (double)p[k] - mu;
+    }
+    cblas_dsyrk(CblasRowMajor, CblasUpper, CblasNoTrans, c, (int)hw,
+                1.0 / count, z, (int)hw, b ? 1.0 : 0.0, cov, c);
+  }
+  return entropy_of_covariance(cov, c, s, h, ctl);
+}
+
+int ae_channel_entropy_f32(const float *f, int batch, int c, size_t hw,
+                           double *work, double *h) {
+  return channel_entropy_f(f, batch, c, hw, work, h, NULL);
 }
 
 int ae_channel_entropy(double *f, int batch, int c, size_t hw, double *work,
@@ -683,13 +751,22 @@ static int block_entropies_of_forward(ae_net *net, int batch, const int *blocks,
     if (e > most) most = e;
     if ((size_t)nd->shape[0] > most_c) most_c = (size_t)nd->shape[0];
   }
-  double *f = malloc(((size_t)batch * most + 1) * sizeof *f);
-  double *work = malloc((most_c * most_c + most_c + 1) * sizeof *work);
-  rc = f && work ? AE_OK : AE_ENOMEM;
+  /* A float32 net's activations are read in place (channel_entropy_f);
+   * the float64 twin's are copied out. */
+  int in_place = !ae_net_double_on(net);
+  double *f = in_place ? NULL : malloc(((size_t)batch * most + 1) * sizeof *f);
+  double *work =
+      malloc((most + most_c * most_c + 2 * most_c + 1) * sizeof *work);
+  rc = (f || in_place) && work ? AE_OK : AE_ENOMEM;
   for (int l = 0; l < n_blocks && !rc; l++) {
     const ae_node *nd = &g->nodes[blocks[l]];
     size_t e = node_elems(nd);
     int c = nd->shape[0];
+    if (in_place) {
+      rc = channel_entropy_f(ae_net_activation(net, blocks[l]), batch, c,
+                             e / (size_t)c, work, &h[l], ctl);
+      continue;
+    }
     rc = ae_net_activation64(net, blocks[l], batch, f);
     if (!rc) rc = channel_entropy(f, batch, c, e / (size_t)c, work, &h[l], ctl);
   }
@@ -724,13 +801,34 @@ static uint64_t activation_signature(const float *a, size_t e) {
   return h;
 }
 
+/* Whether all e values of a are finite. */
+static int all_finite_f(const float *a, size_t e) {
+  for (size_t i = 0; i < e; i++)
+    if (!isfinite(a[i])) return 0;
+  return 1;
+}
+
 /* ae_features_corr_lambda_min on a float32 net (ae_net_set_double off)
- * after its forward of one sample: the activations read in place.  A
- * node whose activation has the bits of an earlier node's of the same
- * shape (the ReLUs of one input on several edges, the zeros after `none`
- * edges: about a third of the nodes of an NB201 network) has that node's
- * lambda_min, which is not computed again.  ctl: the job's checkpoint
- * (NULL: none), passed in each eigensolve. */
+ * after its forward of one sample: the activations read in place.  Three
+ * nodes' lambda_min are known without an eigensolve, each an identity of
+ * the exact arithmetic (the reference, ae_features_corr_lambda_min,
+ * computes every node; the two agree within float32's rounding of the
+ * activations, test_rank_features):
+ * - a node with no more positions than channels (h * w <= c: NB201's
+ *   last stage, 64 channels over 8 x 8): its centred rows lie in the
+ *   (h w - 1)-dimensional space orthogonal to the ones, so the
+ *   correlation is singular and lambda_min is 0 (what an eigensolver
+ *   returns there is round-off, about 1e-16); taken only when every value
+ *   is finite, else the computation says why not;
+ * - a BN node that maps each channel by y = s x + t with s != 0
+ *   (ae_net_bn_rescales_channels): the Pearson correlations of y are
+ *   those of x up to the signs of s, a similarity D R D with D = diag(+-1),
+ *   so it has its input's lambda_min when that was computed here;
+ * - a node whose activation has the bits of an earlier node's of the same
+ *   shape (the ReLUs of one input on several edges, the zeros after `none`
+ *   edges: about a third of the nodes of an NB201 network) has that
+ *   node's lambda_min.
+ * ctl: the job's checkpoint (NULL: none), passed in each eigensolve. */
 static int corr_lambda_min_sum_f(ae_net *net, double *sum, int *nodes,
                                  const ae_job_control *ctl) {
   const ae_graph *g = ae_net_graph(net);
@@ -743,9 +841,11 @@ static int corr_lambda_min_sum_f(ae_net *net, double *sum, int *nodes,
   }
   double *work = malloc((most + 1) * sizeof *work);
   corr_seen *seen = malloc(((size_t)g->n_nodes + 1) * sizeof *seen);
-  if (!work || !seen) {
+  double *known = malloc(((size_t)g->n_nodes + 1) * sizeof *known);
+  if (!work || !seen || !known) {
     free(work);
     free(seen);
+    free(known);
     return AE_ENOMEM;
   }
   size_t n_seen = 0;
@@ -753,35 +853,55 @@ static int corr_lambda_min_sum_f(ae_net *net, double *sum, int *nodes,
   int counted = 0, rc = AE_OK;
   for (int k = 0; k < g->n_nodes && !rc; k++) {
     const ae_node *nd = &g->nodes[k];
+    known[k] = NAN; /* this node's lambda_min, once this call has it */
     if (!ae_features_is_4d_node(nd)) continue;
-    size_t e = node_elems(nd);
+    size_t e = node_elems(nd), hw = e / (size_t)nd->shape[0];
     int c = nd->shape[0];
     const float *a = ae_net_activation(net, k);
-    uint64_t signature = activation_signature(a, e);
-    const corr_seen *same = NULL;
-    for (size_t i = 0; i < n_seen && !same; i++) {
-      const ae_node *other = &g->nodes[seen[i].node];
-      if (seen[i].signature == signature && other->shape[0] == c &&
-          node_elems(other) == e &&
-          !memcmp(ae_net_activation(net, seen[i].node), a, e * sizeof *a))
-        same = &seen[i];
-    }
     double v = 0.0;
-    if (same) {
-      v = same->lambda_min;
+    int from = nd->op == AE_OP_BATCH_NORM ? nd->inputs[0] : -1;
+    if (from >= 0 && from < k && !isnan(known[from]) &&
+        ae_net_bn_rescales_channels(net, k)) {
+      v = known[from];
+    } else if (hw <= (size_t)c && all_finite_f(a, e)) {
+      v = 0.0;
     } else {
-      rc = corr_lambda_min_f(a, c, e / (size_t)c, work, &v, ctl);
-      seen[n_seen++] = (corr_seen){signature, k, v};
+      uint64_t signature = activation_signature(a, e);
+      const corr_seen *same = NULL;
+      for (size_t i = 0; i < n_seen && !same; i++) {
+        const ae_node *other = &g->nodes[seen[i].node];
+        if (seen[i].signature == signature && other->shape[0] == c &&
+            node_elems(other) == e &&
+            !memcmp(ae_net_activation(net, seen[i].node), a, e * sizeof *a))
+          same = &seen[i];
+      }
+      if (same) {
+        v = same->lambda_min;
+      } else {
+        rc = corr_lambda_min_f(a, c, hw, work, &v, ctl);
+        seen[n_seen++] = (corr_seen){signature, k, v};
+      }
     }
+    if (!rc) known[k] = v;
     total += v;
     counted++;
   }
   free(work);
   free(seen);
+  free(known);
   if (rc) return rc;
   *sum = total;
   *nodes = counted;
   return AE_OK;
+}
+
+int ae_features_corr_lambda_min_fast(ae_net *net, const float *x, double *sum,
+                                     int *nodes) {
+  *sum = 0.0;
+  *nodes = 0;
+  int rc = ae_net_forward(net, x, 1, NULL);
+  if (rc) return rc;
+  return corr_lambda_min_sum_f(net, sum, nodes, NULL);
 }
 
 int ae_features_corr_lambda_min(ae_net *net, const float *x, double *sum,

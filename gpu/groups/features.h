@@ -75,6 +75,11 @@ void ae_channel_sums(const double *f, int batch, int c, size_t hw, int ch,
 
 int ae_channel_entropy(double *f, int batch, int c, size_t hw, double *work,
                        double *h);
+/* ae_channel_entropy of a float32 map f (not written), bit for bit the
+ * same as on its float64 copy, one sample centred at a time.  work: c * hw
+ * + c * c + 2 c doubles. */
+int ae_channel_entropy_f32(const float *f, int batch, int c, size_t hw,
+                           double *work, double *h);
 
 /* Isotropy = sum of h[0..n-1]; progressivity = the least h[l] - h[l-1]
  * (NaN when n < 2). */
@@ -126,6 +131,16 @@ int ae_features_block_entropies(ae_net *net, const float *x, int batch,
  * 0 or an error. */
 int ae_features_corr_lambda_min(ae_net *net, const float *x, double *sum,
                                 int *nodes);
+
+/* The same sum as the job computes it (what ae_features_convergence runs
+ * per sample): the float32 activations read in place, and the nodes whose
+ * lambda_min is known without an eigensolve (no more positions than
+ * channels: 0; a BN that rescales each channel: its input's; the bits of
+ * an earlier node: that node's) not solved again.  Within float32's
+ * rounding of the activations of ae_features_corr_lambda_min.  net: a
+ * float32 net (ae_net_set_double off).  0 or an error. */
+int ae_features_corr_lambda_min_fast(ae_net *net, const float *x, double *sum,
+                                     int *nodes);
 
 /* ---- the metric groups' entry points (the job's glue) ----
  * Each computes the metrics of its group that the job wants (and only

@@ -22,7 +22,8 @@
  * job, and each job's arena (hundreds of MiB for a batch of 64 at 32x32)
  * would otherwise be mapped and page-faulted afresh every time.  The
  * jets' arena (net_jet.c, as large for the curvature's 128 points) is
- * kept the same way, as a second spare.  Arenas of 32 MiB or more are
+ * kept the same way, as a second spare, and the backward family of the
+ * NTK (ae_net_backward_buffers: tens to hundreds of MiB) as a third.  Arenas of 32 MiB or more are
  * anonymous mappings: a net larger than such a spare grows it in place
  * (mremap), so its resident pages move with it and only the new tail
  * faults in; a sweep of cells of growing size pays the faults of its
@@ -106,7 +107,8 @@ static void arena_unmap(unsigned char *p, size_t bytes) {
     munmap(p, bytes);
 }
 
-/* A thread's spares: [AE_NET_SPARE_FORWARD], [AE_NET_SPARE_JETS]. */
+/* A thread's spares: [AE_NET_SPARE_FORWARD], [AE_NET_SPARE_JETS],
+ * [AE_NET_SPARE_BACKWARD]. */
 static void spare_destroy(void *v) {
   spare_arena *s = v;
   for (int i = 0; i < AE_NET_SPARES; i++)
@@ -248,7 +250,8 @@ int ae_net_backward_buffers(ae_net *n) {
   if (n->bwd_arena) return AE_OK;
   size_t plan_bytes = n->plan->bytes[AE_PLAN_BACKWARD];
   size_t bytes = plan_bytes > 0 ? plan_bytes : ALIGN;
-  n->bwd_arena = aligned_alloc(ALIGN, align_up(bytes));
+  n->bwd_arena =
+      ae_net_arena_take(AE_NET_SPARE_BACKWARD, align_up(bytes), &n->bwd_cap);
   if (!n->bwd_arena) return AE_ENOMEM;
   n->bwd_bytes = bytes;
   unsigned char *a = n->bwd_arena;
@@ -312,7 +315,7 @@ void ae_net_destroy(ae_net *n) {
   ae_net64_destroy(n->dbl);
 #endif
   ae_net_arena_give(AE_NET_SPARE_FORWARD, n->arena, n->arena_cap);
-  free(n->bwd_arena);
+  ae_net_arena_give(AE_NET_SPARE_BACKWARD, n->bwd_arena, n->bwd_cap);
   ae_net_arena_give(AE_NET_SPARE_JETS, n->jet_arena, n->jet_cap);
   free(n);
 }
@@ -711,6 +714,20 @@ float *ae_net_param(ae_net *n, int node, ae_net_param_kind kind,
                     size_t *count) {
   weights_written(n); /* the caller may write through the pointer */
   return param_tensor(n, node, kind, count);
+}
+
+int ae_net_bn_rescales_channels(const ae_net *n, int node) {
+  if (node < 0 || node >= n->g->n_nodes ||
+      n->g->nodes[node].op != AE_OP_BATCH_NORM)
+    return 0;
+  for (int c = 0; c < n->geom[node].channels; c++) {
+    /* forward_bn's own scale and shift, as it rounds them. */
+    double inv = n->bn_invstd[node][c], mean = n->bn_mean[node][c];
+    ae_real scale = (ae_real)(inv * n->gamma[node][c]);
+    ae_real shift = (ae_real)(n->beta[node][c] - mean * inv * n->gamma[node][c]);
+    if (!(scale != 0.0) || !isfinite(scale) || !isfinite(shift)) return 0;
+  }
+  return 1;
 }
 #endif
 

@@ -123,6 +123,12 @@ float *ae_net_param(ae_net *n, int node, ae_net_param_kind kind, size_t *count);
 int ae_net_bn_stats(const ae_net *n, int node, const double **mean,
                     const double **invstd, int *channels);
 
+/* After a forward of the float32 net: 1 when BN node `node` maps each
+ * channel of its input by y = s x + t with s finite and not zero and t
+ * finite (every gamma non-zero), so that its output's Pearson
+ * correlations between channels are its input's; else (or not a BN) 0. */
+int ae_net_bn_rescales_channels(const ae_net *n, int node);
+
 /* The net's own copy of the graph (borrowed). */
 const ae_graph *ae_net_graph(const ae_net *n);
 

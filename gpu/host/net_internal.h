@@ -42,6 +42,7 @@ struct ae_net {
   /* the plan's backward family, allocated by the first NTK */
   unsigned char *bwd_arena;
   size_t bwd_bytes;
+  size_t bwd_cap; /* its allocation (a reused spare may be larger) */
   size_t bwd_dcol, bwd_gd, bwd_gd2, bwd_bb; /* its scratch offsets */
   /* Jets (net_jet.c), planned on first use for a batch. */
   ae_real **jet; /* per node: 3 * batch * elems (value, d1, d2), or NULL */
@@ -93,7 +94,12 @@ struct ae_net {
 /* The calling thread's spare arenas (net.c), one per kind: an arena of at
  * least bytes (*have: its real size), the spare when it fits, and one
  * handed back (kept as the spare when larger than it, else freed). */
-enum { AE_NET_SPARE_FORWARD, AE_NET_SPARE_JETS, AE_NET_SPARES };
+enum {
+  AE_NET_SPARE_FORWARD,
+  AE_NET_SPARE_JETS,
+  AE_NET_SPARE_BACKWARD,
+  AE_NET_SPARES
+};
 #ifdef AE_NET_DOUBLE
 #define ae_net_arena_take ae_net64_arena_take
 #define ae_net_arena_give ae_net64_arena_give

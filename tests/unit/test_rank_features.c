@@ -166,6 +166,52 @@ START_TEST(channel_entropy_by_hand) {
 }
 END_TEST
 
+/* ae_channel_entropy_f32 (a float32 map read in place, one sample centred
+ * at a time) gives ae_channel_entropy's value on the float64 copy bit for
+ * bit: channel counts not a multiple of 4, one position, offsets that the
+ * centring removes, a constant map (NaN). */
+START_TEST(channel_entropy_f32_matches_reference) {
+  static const int cs[] = {1, 3, 4, 5, 16};
+  static const int batches[] = {1, 3};
+  static const size_t hws[] = {1, 7, 64};
+  for (size_t a = 0; a < sizeof cs / sizeof cs[0]; a++)
+    for (size_t q = 0; q < sizeof batches / sizeof batches[0]; q++)
+      for (size_t b = 0; b < sizeof hws / sizeof hws[0]; b++) {
+        int c = cs[a], batch = batches[q];
+        size_t hw = hws[b], n = (size_t)batch * c * hw;
+        float *xf = malloc(n * sizeof *xf);
+        double *xd = malloc(n * sizeof *xd);
+        double *w1 = malloc(((size_t)c * hw + (size_t)c * c + 2 * c) *
+                            sizeof *w1);
+        double *w2 = malloc(((size_t)c * c + c) * sizeof *w2);
+        ck_assert(xf && xd && w1 && w2);
+        for (size_t e = 0; e < n; e++) {
+          int ch = (int)(e / hw % (size_t)c);
+          double v = ae_philox_normal(4, 0x00abc004u, (uint32_t)a, e);
+          xf[e] = (float)(3.0 * ch + (ch % 2 ? v * v : v));
+          xd[e] = (double)xf[e];
+        }
+        double h1 = 0, h2 = 0;
+        ck_assert_int_eq(ae_channel_entropy_f32(xf, batch, c, hw, w1, &h1),
+                         AE_OK);
+        ck_assert_int_eq(ae_channel_entropy(xd, batch, c, hw, w2, &h2), AE_OK);
+        ck_assert_msg(memcmp(&h1, &h2, sizeof h1) == 0,
+                      "c %d batch %d hw %zu: %.17g vs %.17g", c, batch, hw, h1,
+                      h2);
+        ck_assert(hw * (size_t)batch == 1 || !isnan(h1));
+        for (size_t e = 0; e < n; e++)
+          xf[e] = 2.5f;
+        ck_assert_int_eq(ae_channel_entropy_f32(xf, batch, c, hw, w1, &h1),
+                         AE_OK);
+        ck_assert(isnan(h1));
+        free(xf);
+        free(xd);
+        free(w1);
+        free(w2);
+      }
+}
+END_TEST
+
 START_TEST(logdet_by_hand) {
   double k[4] = {4, 2, 2, 3}, v = NAN; /* det 8 */
   ck_assert_int_eq(ae_logdet_cholesky(k, 2, &v, NULL), AE_OK);
@@ -581,6 +627,98 @@ START_TEST(mlp_dag_and_graph_blocks) {
 }
 END_TEST
 
+/* ---- feature_corr_lambda_min's known nodes ---- */
+
+/* A 4-D node's lambda_min computed in full from its float32 activation. */
+static double node_lambda_min(ae_net *net, int k) {
+  const ae_node *nd = &ae_net_graph(net)->nodes[k];
+  int c = nd->shape[0];
+  size_t hw = (size_t)nd->shape[1] * nd->shape[2];
+  double *work = malloc(((size_t)c * hw + (size_t)c * c + c) * sizeof *work);
+  ck_assert_ptr_nonnull(work);
+  double v = NAN;
+  ck_assert_int_eq(
+      ae_corr_lambda_min_f32(ae_net_activation(net, k), c, hw, work, &v),
+      AE_OK);
+  free(work);
+  return v;
+}
+
+/* The job's sum (ae_features_corr_lambda_min_fast) takes lambda_min = 0 at
+ * nodes with no more positions than channels and a rescaling BN's from its
+ * input, where the reference solves every node: each shortcut holds node
+ * by node within float32's rounding, the two sums agree, and a BN with a
+ * zero gamma (a constant channel: not a rescaling) is solved, which a
+ * shortcut taken there would miss by its input's lambda_min. */
+START_TEST(corr_known_nodes_within_rounding) {
+  ae_arch a;
+  parse_arch("{\"type\":\"nb201\",\"cell\":\"" ALL_CONV3
+             "\",\"channels\":4,\"cells_per_stage\":1}",
+             &a);
+  ae_graph g;
+  lower_arch(&a, 3, 16, 16, AE_PROBE_NONE, &g); /* stage 3: 16 ch, 4 x 4 */
+  ae_net *net;
+  ck_assert_int_eq(ae_net_create(&g, 1, &net), 0);
+  ae_net_init_weights(net, 7, 0);
+  float x[3 * 16 * 16];
+  for (size_t i = 0; i < sizeof x / sizeof *x; i++)
+    x[i] = (float)ae_philox_normal(9, 2, 0, i);
+  const double tol = 1e-5; /* float32 rounding of a node's activation */
+  double ref, fast;
+  int nodes_ref, nodes_fast;
+  ck_assert_int_eq(ae_features_corr_lambda_min(net, x, &ref, &nodes_ref),
+                   AE_OK);
+  ck_assert_int_eq(
+      ae_features_corr_lambda_min_fast(net, x, &fast, &nodes_fast), AE_OK);
+  ck_assert_int_eq(nodes_fast, nodes_ref);
+  ck_assert_msg(fabs(fast - ref) <= tol * nodes_ref, "fast %.17g, ref %.17g",
+                fast, ref);
+  int singular = 0, rescaling = 0, probe_bn = -1;
+  double probe_input = 0.0;
+  for (int k = 0; k < g.n_nodes; k++) {
+    const ae_node *nd = &g.nodes[k];
+    if (!ae_features_is_4d_node(nd)) continue;
+    double v = node_lambda_min(net, k);
+    if ((size_t)nd->shape[1] * nd->shape[2] <= (size_t)nd->shape[0]) {
+      ck_assert_msg(fabs(v) <= 1e-12, "node %d: %.3g", k, v);
+      singular++;
+    }
+    if (nd->op == AE_OP_BATCH_NORM && ae_net_bn_rescales_channels(net, k) &&
+        ae_features_is_4d_node(&g.nodes[nd->inputs[0]])) {
+      double u = node_lambda_min(net, nd->inputs[0]);
+      ck_assert_msg(fabs(v - u) <= tol, "BN node %d: %.17g, input %.17g", k,
+                    v, u);
+      rescaling++;
+      if (u > probe_input) {
+        probe_input = u;
+        probe_bn = k;
+      }
+    }
+  }
+  ck_assert_int_gt(singular, 0);
+  ck_assert_int_gt(rescaling, 0);
+  /* A zero gamma: that channel of the BN is constant, a zero row of its
+   * correlation, so its lambda_min is 0 and not its input's. */
+  ck_assert_int_ge(probe_bn, 0);
+  ck_assert(probe_input > 100 * tol * nodes_ref);
+  size_t count;
+  float *gamma = ae_net_param(net, probe_bn, AE_NET_GAMMA, &count);
+  ck_assert(gamma && count > 0);
+  gamma[0] = 0.0f;
+  ck_assert_int_eq(ae_features_corr_lambda_min(net, x, &ref, &nodes_ref),
+                   AE_OK);
+  ck_assert(!ae_net_bn_rescales_channels(net, probe_bn));
+  ck_assert(fabs(node_lambda_min(net, probe_bn)) <= 1e-12);
+  ck_assert_int_eq(
+      ae_features_corr_lambda_min_fast(net, x, &fast, &nodes_fast), AE_OK);
+  ck_assert_msg(fabs(fast - ref) <= tol * nodes_ref, "fast %.17g, ref %.17g",
+                fast, ref);
+  ae_net_destroy(net);
+  ae_graph_free(&g);
+  ae_arch_free(&a);
+}
+END_TEST
+
 /* ---- float32 against the float64 twin ---- */
 
 START_TEST(float32_against_float64_twin) {
@@ -782,14 +920,20 @@ START_TEST(engine_metrics_match_the_functions) {
     int c = req.net.nodes[blocks[l]].shape[0];
     ck_assert(h[l] >= 0.0 && h[l] <= log((double)c) + 1e-9);
   }
-  /* feature_corr_lambda_min: sample 0, and the mean over 4. */
+  /* feature_corr_lambda_min: sample 0, and the mean over 4, as the job
+   * computes them; the reference (every node solved) within float32's
+   * rounding (corr_known_nodes_within_rounding). */
   double first = 0.0, mean = 0.0;
   for (int i = 0; i < 4; i++) {
-    double v;
-    int nodes;
-    ck_assert_int_eq(ae_features_corr_lambda_min(
-                         net, batch.x_net + (size_t)i * batch.dim, &v, &nodes),
+    double v, v_ref;
+    int nodes, nodes_ref;
+    const float *xi = batch.x_net + (size_t)i * batch.dim;
+    ck_assert_int_eq(ae_features_corr_lambda_min_fast(net, xi, &v, &nodes),
                      AE_OK);
+    ck_assert_int_eq(ae_features_corr_lambda_min(net, xi, &v_ref, &nodes_ref),
+                     AE_OK);
+    ck_assert_int_eq(nodes, nodes_ref);
+    ck_assert_double_eq_tol(v, v_ref, 1e-5 * nodes);
     if (i == 0) first = v;
     mean += v / 4;
     ck_assert_int_gt(nodes, 0);
@@ -894,6 +1038,7 @@ int main(void) {
   tcase_add_test(tc, correlation_lambda_min_by_hand);
   tcase_add_test(tc, correlation_f32_matches_reference);
   tcase_add_test(tc, channel_entropy_by_hand);
+  tcase_add_test(tc, channel_entropy_f32_matches_reference);
   tcase_add_test(tc, logdet_by_hand);
   tcase_add_test(tc, kernel_regression_by_hand);
   tcase_add_test(tc, relu_patterns_enumerable);
@@ -901,6 +1046,7 @@ int main(void) {
   tcase_add_test(tc, pattern_kernel_across_words);
   tcase_add_test(tc, nb201_blocks_and_probe);
   tcase_add_test(tc, mlp_dag_and_graph_blocks);
+  tcase_add_test(tc, corr_known_nodes_within_rounding);
   tcase_add_test(tc, float32_against_float64_twin);
   tcase_add_test(tc, engine_metrics_match_the_functions);
   tcase_add_test(tc, engine_nulls_with_warnings);

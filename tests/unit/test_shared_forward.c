@@ -168,6 +168,41 @@ static ae_net *net_forward(const ae_graph *g, int batch, const float *x,
   return n;
 }
 
+/* The NTK's backward family comes from the thread's third spare: an NTK
+ * computed where another net's NTK left its gradients gives theta bit for
+ * bit as in fresh memory. */
+START_TEST(spare_backward_arena_reuse_is_bit_identical) {
+  ae_graph g;
+  build_graph(&g);
+  float *x1 = random_inputs(1), *x2 = random_inputs(2);
+  double fresh[BATCH * BATCH], reused[BATCH * BATCH];
+  ae_net_release_spare();
+  ae_net *a = NULL;
+  ck_assert_int_eq(ae_net_create(&g, BATCH, &a), 0);
+  ae_net_init_weights(a, 3, 0);
+  ck_assert_int_eq(ae_net_ntk(a, x1, BATCH, AE_NTK_STANDARD, fresh, NULL), 0);
+  ae_net_destroy(a);
+  ae_net_release_spare();
+  /* b leaves other weights' and inputs' gradients in what it gives back. */
+  ae_net *b = NULL;
+  ck_assert_int_eq(ae_net_create(&g, BATCH, &b), 0);
+  ae_net_init_weights(b, 5, 1);
+  ck_assert_int_eq(ae_net_ntk(b, x2, BATCH, AE_NTK_STANDARD, reused, NULL), 0);
+  ck_assert(memcmp(fresh, reused, sizeof fresh) != 0);
+  ae_net_destroy(b);
+  ae_net *c = NULL;
+  ck_assert_int_eq(ae_net_create(&g, BATCH, &c), 0);
+  ae_net_init_weights(c, 3, 0);
+  ck_assert_int_eq(ae_net_ntk(c, x1, BATCH, AE_NTK_STANDARD, reused, NULL), 0);
+  ck_assert(memcmp(fresh, reused, sizeof fresh) == 0);
+  ae_net_destroy(c);
+  ae_net_release_spare();
+  free(x1);
+  free(x2);
+  ae_graph_free(&g);
+}
+END_TEST
+
 /* A net larger than the spare grows the spare in place: the pages the
  * smaller net faulted in come along (only the new tail faults), and every
  * activation is bit for bit a fresh arena's, though the grown arena holds
@@ -408,6 +443,7 @@ int main(int argc, char **argv) {
   tcase_set_timeout(tc, 120);
   tcase_add_test(tc, spare_arena_reuse_is_bit_identical);
   tcase_add_test(tc, spare_arena_grows_in_place);
+  tcase_add_test(tc, spare_backward_arena_reuse_is_bit_identical);
   tcase_add_test(tc, net_versions);
   tcase_add_test(tc, rademacher_bit_for_bit);
   tcase_add_test(tc, rademacher_kept_bit_for_bit);
