@@ -106,40 +106,32 @@ _Static_assert(CORR_GROUP == 4, "corr_moments4 takes four rows");
 
 #if AE_LANES4
 /* The rows r[0..3] (hw values each): mean[j] (their sum divided by hw),
- * whether each is constant, z[j][k] = (double)r[j][k] - mean[j] and ss[j]
- * the sum of the squares of those, as the scalar chains of
- * corr_lambda_min_f's other branch, each lane in its row's order
- * (gpu/lanes4.h; no fused multiply-add in either clone). */
+ * z[j][k] = (double)r[j][k] - mean[j] and ss[j] the sum of the squares of
+ * those, as the scalar chains of corr_lambda_min_f's other branch, each
+ * lane in its row's order (gpu/lanes4.h; no fused multiply-add in either
+ * clone).  constant[j] is left 0: a constant row's sum is exact (hw
+ * copies of a float32 value, hw < 2^29), so its mean is that value, every
+ * z is 0 and ss is 0, which zeroes the row as a constant one is (tracking
+ * it beside the sums cost a quarter of this function's time). */
 __attribute__((target_clones("avx2", "default"),
                optimize("fp-contract=off"))) static void
 corr_moments4(const float *const r[4], double *const z[4], size_t hw,
               double mean[4], int constant[4], double ss[4]) {
   ae_v4d acc = {0.0, 0.0, 0.0, 0.0};
-  ae_v4i same[4];
-  ae_v4f first[4];
-  for (int j = 0; j < 4; j++) {
-    same[j] = (ae_v4i){-1, -1, -1, -1};
-    first[j] = (ae_v4f){r[j][0], r[j][0], r[j][0], r[j][0]};
-  }
   size_t k = 0;
   for (; k + 4 <= hw; k += 4) {
     ae_v4f a[4], col[4];
     ae_v4f_load_rows(r, k, a);
-    for (int j = 0; j < 4; j++)
-      same[j] &= a[j] == first[j];
     ae_v4f_transpose(a, col);
     for (int t = 0; t < 4; t++)
       acc += __builtin_convertvector(col[t], ae_v4d);
   }
   for (int j = 0; j < 4; j++) {
     double sum = acc[j];
-    int constant_j = same[j][0] & same[j][1] & same[j][2] & same[j][3] & 1;
-    for (size_t t = k; t < hw; t++) {
+    for (size_t t = k; t < hw; t++)
       sum += (double)r[j][t];
-      constant_j &= r[j][t] == r[j][0];
-    }
     mean[j] = sum / (double)hw;
-    constant[j] = constant_j;
+    constant[j] = 0;
   }
   ae_v4d sq = {0.0, 0.0, 0.0, 0.0};
   ae_v4d m[4];

@@ -46,7 +46,7 @@ END_TEST
  * ae_corr_lambda_min on the same rows in float64: channel counts not a
  * multiple of 4, constant and zero rows, one position. */
 START_TEST(correlation_f32_matches_reference) {
-  static const int cs[] = {1, 3, 4, 5, 8, 16, 18};
+  static const int cs[] = {1, 3, 4, 5, 8, 16, 18, 36};
   static const size_t hws[] = {1, 3, 64, 257};
   for (size_t a = 0; a < sizeof cs / sizeof cs[0]; a++)
     for (size_t b = 0; b < sizeof hws / sizeof hws[0]; b++) {
