@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "api/status.h"
+#include "gpu/host/net.h"
 #include "gpu/philox.h"
 
 void ae_scale_to_sqrt_dim(float *x, int n, int dim) {
@@ -126,8 +127,8 @@ int ae_batch_draw(const ae_request *r, const ae_dataset *ds, ae_batch *b,
     memcpy(b->x, spec->inputs, total * sizeof *b->x);
     b->labels = spec->labels;
   } else if (!ds) {
-    for (size_t i = 0; i < total; i++)
-      b->x[i] = (float)ae_philox_normal(r->seed, AE_TID_SYNTHETIC_INPUTS, 0, i);
+    ae_net_philox_normals_fill_f32(r->seed, AE_TID_SYNTHETIC_INPUTS, 0, 0,
+                                   total, b->x);
   } else {
     int rc = draw_from_dataset(r, ds, 0, b, err);
     if (rc) return rc;
@@ -162,9 +163,8 @@ int ae_batch_draw_next(const ae_request *r, const ae_dataset *ds,
   b->x_net = malloc(total * sizeof *b->x_net);
   if (!b->x || !b->x_net) return AE_ENOMEM;
   if (!ds) {
-    for (size_t i = 0; i < total; i++)
-      b->x[i] = (float)ae_philox_normal(r->seed, AE_TID_SYNTHETIC_INPUTS, 0,
-                                        total + i);
+    ae_net_philox_normals_fill_f32(r->seed, AE_TID_SYNTHETIC_INPUTS, 0, total,
+                                   total, b->x);
   } else {
     int rc = draw_from_dataset(r, ds, n, b, err);
     if (rc) return rc;

@@ -121,9 +121,8 @@ int ae_job_gauss_inputs(ae_job_state *job, const float **out, ae_error *err) {
     size_t count = (size_t)job->batch.n * (size_t)job->batch.dim;
     float *g = malloc(count * sizeof *g);
     if (!g) return AE_ENOMEM;
-    for (size_t i = 0; i < count; i++)
-      g[i] = (float)ae_philox_normal(job->req->seed, AE_TID_GAUSS_INPUTS, 0,
-                                     (uint64_t)i);
+    ae_net_philox_normals_fill_f32(job->req->seed, AE_TID_GAUSS_INPUTS, 0, 0,
+                                   count, g);
     job->gauss = g;
   }
   *out = job->gauss;

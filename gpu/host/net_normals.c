@@ -23,6 +23,8 @@
  * Pure functions on caller-owned memory, any thread. */
 #include "gpu/host/net_internal.h"
 
+#include "gpu/philox.h"
+
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
@@ -222,4 +224,14 @@ int ae_net_philox_normals_f32(uint64_t seed, uint32_t tensor, uint32_t stream,
       slow++;
     }
   return slow;
+}
+
+void ae_net_philox_normals_fill_f32(uint64_t seed, uint32_t tensor,
+                                    uint32_t stream, uint64_t index0,
+                                    size_t count, float *out) {
+  size_t i = 0;
+  for (; i + AE_NET_NORMAL_LANES <= count; i += AE_NET_NORMAL_LANES)
+    ae_net_philox_normals_f32(seed, tensor, stream, index0 + i, 1.0, out + i);
+  for (; i < count; i++)
+    out[i] = (float)ae_philox_normal(seed, tensor, stream, index0 + i);
 }

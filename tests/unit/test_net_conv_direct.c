@@ -941,6 +941,30 @@ START_TEST(philox_normals_f32_match_scalar) {
 }
 END_TEST
 
+/* ae_net_philox_normals_fill_f32 (the jobs' Gaussian inputs) bit for bit
+ * against the scalar loop it stands for, from an offset that is not a
+ * multiple of the lanes, with a tail, none and an empty run. */
+START_TEST(philox_normals_fill_matches_scalar) {
+  static const size_t counts[] = {0, 1, 63, 64, 65, 1000};
+  float out[1000];
+  for (size_t q = 0; q < sizeof counts / sizeof *counts; q++) {
+    size_t n = counts[q];
+    uint64_t index0 = 5 + 1000 * q;
+    for (size_t i = 0; i < sizeof out / sizeof *out; i++)
+      out[i] = -7.0f;
+    ae_net_philox_normals_fill_f32(11, 0x00f00006u, 2, index0, n, out);
+    for (size_t i = 0; i < n; i++) {
+      float want = (float)ae_philox_normal(11, 0x00f00006u, 2, index0 + i);
+      ck_assert_msg(memcmp(&out[i], &want, sizeof want) == 0,
+                    "count %zu element %zu: %a vs %a", n, i, (double)out[i],
+                    (double)want);
+    }
+    for (size_t i = n; i < sizeof out / sizeof *out; i++)
+      ck_assert(out[i] == -7.0f); /* nothing past count written */
+  }
+}
+END_TEST
+
 /* The float32 NTK's Gram (net_gram.c): the AVX-512 or AVX2 kernel bit for bit
  * against ae_net_gram_f32_ref, with one part and with two (the tiles
  * dealt otherwise, the same bits), adding into a theta that already holds
@@ -1159,6 +1183,7 @@ int main(int argc, char **argv) {
   tcase_add_test(tc, log_lanes_within_bound);
   tcase_add_test(tc, bracket_catches_rounding_boundaries);
   tcase_add_test(tc, philox_normals_f32_match_scalar);
+  tcase_add_test(tc, philox_normals_fill_matches_scalar);
   tcase_add_test(tc, avg_pool_adjoint_matches_reference);
   tcase_add_test(tc, gram_matches_reference);
   tcase_add_test(tc, avx2_matches_reference);
