@@ -51,34 +51,78 @@ static int largest_singular_value(double *m, int rows, int cols,
   return info == 0 ? AE_OK : AE_EINTERNAL;
 }
 
+/* One sample's g_in (cin x hin x win, float64 or float32: exactly one
+ * of gd, gf) as float64 rows for the pair GEMM: pixel-unshuffled when r >
+ * 1 (channel c*r*r + i*r + j at (y, x) is g_in[c][y*r + i][x*r + j],
+ * PyTorch's order), else as they are.  Returns the rows: gd itself, or
+ * buf (cin * hin * win doubles) filled. */
+static const double *pair_rows(const double *gd, const float *gf, int cin,
+                               int hin, int win, int h, int w, int r,
+                               double *buf) {
+  size_t hw = (size_t)h * (size_t)w;
+  if (r == 1) {
+    if (gd) return gd;
+    for (size_t e = 0; e < (size_t)cin * hw; e++)
+      buf[e] = (double)gf[e];
+    return buf;
+  }
+  for (int c = 0; c < cin; c++)
+    for (int i = 0; i < r; i++)
+      for (int j = 0; j < r; j++)
+        for (int y = 0; y < h; y++)
+          for (int x = 0; x < w; x++) {
+            size_t from = (size_t)c * hin * win + (size_t)(y * r + i) * win +
+                          (size_t)(x * r + j);
+            buf[((size_t)(c * r * r + i * r + j)) * hw + (size_t)y * w + x] =
+                gd ? gd[from] : (double)gf[from];
+          }
+  return buf;
+}
+
 /* M (cin * r * r x cout) = sum over samples and F_l's positions of
- * unshuffle(g_in) g_out^T / (B h w), in float64. */
-static int pair_matrix(const double *g_in, int cin, int hin, int win,
-                       const double *g_out, int cout, int h, int w, int r,
+ * unshuffle(g_in) g_out^T / (B h w), in float64: one dgemm per sample on
+ * float64 rows.  The inputs are float64 (g_in, g_out: the float64 twin's)
+ * or float32 (g_in_f, g_out_f: the float32 net's, read in place and
+ * converted one sample at a time into L2-sized rows, the very values the
+ * float64 buffers held, so the same dgemm calls give the same M); g_in_f
+ * NULL: zeros. */
+static int pair_matrix(const double *g_in, const float *g_in_f, int cin,
+                       int hin, int win, const double *g_out,
+                       const float *g_out_f, int cout, int h, int w, int r,
                        int batch, double *m) {
   int ci = cin * r * r;
-  size_t hw = (size_t)h * (size_t)w;
-  double *un = NULL;
-  if (r > 1) {
-    un = malloc((size_t)ci * hw * sizeof *un);
+  size_t hw = (size_t)h * (size_t)w, in_elems = (size_t)cin * hin * win;
+  int f32 = !g_in;
+  double *un = NULL, *go_rows = NULL;
+  float *zeros = NULL;
+  if (r > 1 || f32) {
+    un = malloc(in_elems * sizeof *un);
     if (!un) return AE_ENOMEM;
+  }
+  if (f32) {
+    go_rows = malloc((size_t)cout * hw * sizeof *go_rows);
+    zeros = g_in_f ? NULL : calloc(in_elems, sizeof *zeros);
+    if (!go_rows || (!g_in_f && !zeros)) {
+      free(un);
+      free(go_rows);
+      free(zeros);
+      return AE_ENOMEM;
+    }
   }
   memset(m, 0, (size_t)ci * (size_t)cout * sizeof *m);
   for (int b = 0; b < batch; b++) {
-    const double *gi = g_in + (size_t)b * (size_t)cin * (size_t)hin * win;
-    const double *go = g_out + (size_t)b * (size_t)cout * hw;
-    if (r > 1) {
-      /* pixel-unshuffle: channel c*r*r + i*r + j at (y, x) is
-       * g_in[c][y*r + i][x*r + j] (PyTorch's order). */
-      for (int c = 0; c < cin; c++)
-        for (int i = 0; i < r; i++)
-          for (int j = 0; j < r; j++)
-            for (int y = 0; y < h; y++)
-              for (int x = 0; x < w; x++)
-                un[((size_t)(c * r * r + i * r + j)) * hw + (size_t)y * w + x] =
-                    gi[(size_t)c * hin * win + (size_t)(y * r + i) * win +
-                       (size_t)(x * r + j)];
-      gi = un;
+    const double *gi, *go;
+    if (f32) {
+      const float *gf = g_in_f ? g_in_f + (size_t)b * in_elems : zeros;
+      gi = pair_rows(NULL, gf, cin, hin, win, h, w, r, un);
+      const float *of = g_out_f + (size_t)b * (size_t)cout * hw;
+      for (size_t e = 0; e < (size_t)cout * hw; e++)
+        go_rows[e] = (double)of[e];
+      go = go_rows;
+    } else {
+      gi = pair_rows(g_in + (size_t)b * in_elems, NULL, cin, hin, win, h, w, r,
+                     un);
+      go = g_out + (size_t)b * (size_t)cout * hw;
     }
     cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, ci, cout, (int)hw, 1.0,
                 gi, (int)hw, go, (int)hw, 1.0, m, cout);
@@ -87,6 +131,8 @@ static int pair_matrix(const double *g_in, int cin, int hin, int win,
   for (size_t e = 0; e < (size_t)ci * (size_t)cout; e++)
     m[e] *= scale;
   free(un);
+  free(go_rows);
+  free(zeros);
   return AE_OK;
 }
 
@@ -127,11 +173,20 @@ int ae_jacobian_trainability_of_forward(ae_net *n, int batch, const int *blocks,
     if (ei > most_in) most_in = ei;
     if (mm > most_m) most_m = mm;
   }
+  /* The float32 net's signs and gradients stay float32 (the twin's are
+   * float64): no float64 copy of either through memory. */
+  int f32 = !ae_net_double_on(n);
   ae_net_grad *gr = NULL;
-  double *g_out = malloc(((size_t)batch * most_out + 1) * sizeof *g_out);
-  double *g_in = malloc(((size_t)batch * most_in + 1) * sizeof *g_in);
+  double *g_out = NULL, *g_in = NULL;
+  float *g_out_f = NULL;
+  if (f32) {
+    g_out_f = malloc(((size_t)batch * most_out + 1) * sizeof *g_out_f);
+  } else {
+    g_out = malloc(((size_t)batch * most_out + 1) * sizeof *g_out);
+    g_in = malloc(((size_t)batch * most_in + 1) * sizeof *g_in);
+  }
   double *m = malloc((most_m + 1) * sizeof *m);
-  int rc = !g_out || !g_in || !m ? AE_ENOMEM : AE_OK;
+  int rc = (f32 ? !g_out_f : !g_out || !g_in) || !m ? AE_ENOMEM : AE_OK;
   if (!rc) rc = ae_net_grad_create(n, &gr);
   if (!rc) ae_net_grad_skip_params(gr, 1);
   double sum = 0.0;
@@ -151,15 +206,33 @@ int ae_jacobian_trainability_of_forward(ae_net *n, int batch, const int *blocks,
     }
     size_t n_out = (size_t)batch * node_elems(fo);
     size_t n_in = (size_t)batch * node_elems(fi);
-    ae_rademacher_fill_kept(seed, AE_TID_RADEMACHER, (uint32_t)l, n_out, g_out);
-    rc = ae_net_backward(n, gr, batch, blocks[l], g_out, blocks[l - 1]);
-    if (!rc) rc = ae_net_grad_node(gr, blocks[l - 1], g_in);
+    const float *g_in_f = NULL;
+    if (f32) {
+      rc = ae_rademacher_fill_kept_f32(seed, AE_TID_RADEMACHER, (uint32_t)l,
+                                       n_out, g_out_f);
+      if (!rc)
+        rc = ae_net_backward_f32(n, gr, batch, blocks[l], g_out_f,
+                                 blocks[l - 1]);
+      if (!rc) rc = ae_net_grad_node_f32(gr, blocks[l - 1], &g_in_f);
+    } else {
+      ae_rademacher_fill_kept(seed, AE_TID_RADEMACHER, (uint32_t)l, n_out,
+                              g_out);
+      rc = ae_net_backward(n, gr, batch, blocks[l], g_out, blocks[l - 1]);
+      if (!rc) rc = ae_net_grad_node(gr, blocks[l - 1], g_in);
+    }
     if (rc) break;
-    if (n_in == n_out && memcmp(g_in, g_out, n_in * sizeof *g_in) == 0) {
+    /* (Equal float32 values convert to equal float64 ones and back: the
+     * two comparisons agree.  A gradient of zeros never equals signs.) */
+    int identity =
+        n_in == n_out &&
+        (f32 ? g_in_f && memcmp(g_in_f, g_out_f, n_in * sizeof *g_in_f) == 0
+             : memcmp(g_in, g_out, n_in * sizeof *g_in) == 0);
+    if (identity) {
       if (identity_block < 0) identity_block = l;
       continue;
     }
-    rc = pair_matrix(g_in, cin, hin, win, g_out, cout, h, w, r, batch, m);
+    rc = pair_matrix(g_in, g_in_f, cin, hin, win, g_out, g_out_f, cout, h, w, r,
+                     batch, m);
     double sigma = 0.0;
     if (!rc) rc = largest_singular_value(m, cin * r * r, cout, &sigma);
     if (!rc) sum += trainability_score(sigma);
@@ -180,6 +253,7 @@ int ae_jacobian_trainability_of_forward(ae_net *n, int batch, const int *blocks,
 done:
   free(g_out);
   free(g_in);
+  free(g_out_f);
   free(m);
   ae_net_grad_destroy(gr);
   return rc;

@@ -23,10 +23,10 @@
  * would otherwise be mapped and page-faulted afresh every time.  The
  * jets' arena (net_jet.c, as large for the curvature's 128 points) is
  * kept the same way, as a second spare, and the backward family of the
- * NTK (ae_net_backward_buffers: tens to hundreds of MiB) as a third.  Arenas of 32 MiB or more are
- * anonymous mappings: a net larger than such a spare grows it in place
- * (mremap), so its resident pages move with it and only the new tail
- * faults in; a sweep of cells of growing size pays the faults of its
+ * NTK (ae_net_backward_buffers: tens to hundreds of MiB) as a third.  Arenas of
+ * 32 MiB or more are anonymous mappings: a net larger than such a spare grows
+ * it in place (mremap), so its resident pages move with it and only the new
+ * tail faults in; a sweep of cells of growing size pays the faults of its
  * largest arena once, and the spare is never larger than the largest
  * arena a net of the thread needed (the job estimate's count).  Smaller
  * ones come from malloc, whose heap keeps their pages.  They are freed
@@ -724,7 +724,8 @@ int ae_net_bn_rescales_channels(const ae_net *n, int node) {
     /* forward_bn's own scale and shift, as it rounds them. */
     double inv = n->bn_invstd[node][c], mean = n->bn_mean[node][c];
     ae_real scale = (ae_real)(inv * n->gamma[node][c]);
-    ae_real shift = (ae_real)(n->beta[node][c] - mean * inv * n->gamma[node][c]);
+    ae_real shift =
+        (ae_real)(n->beta[node][c] - mean * inv * n->gamma[node][c]);
     if (!(scale != 0.0) || !isfinite(scale) || !isfinite(shift)) return 0;
   }
   return 1;

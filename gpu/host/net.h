@@ -206,6 +206,20 @@ int ae_net_backward(ae_net *n, ae_net_grad *gr, int batch, int from,
  * AE_EINVAL for a node the sweep passed. */
 int ae_net_grad_node(const ae_net_grad *gr, int node, double *out);
 
+/* ae_net_backward with a float32 seed, copied as it is (what the float64
+ * seed's float32 conversion gives when each of its values is a float32,
+ * as Rademacher signs are), on the float32 net (AE_EINVAL while
+ * ae_net_set_double is on). */
+int ae_net_backward_f32(ae_net *n, ae_net_grad *gr, int batch, int from,
+                        const float *seed, int stop);
+
+/* After ae_net_backward_f32 (or ae_net_backward on the float32 net): the
+ * gradient of node's output in place (*out: batch * prod(shape) float32
+ * values, the ones ae_net_grad_node converts, valid until gr's next
+ * backward; NULL where no gradient reached the node: zeros).  0, or
+ * AE_EINVAL where ae_net_grad_node fails or the float64 twin ran. */
+int ae_net_grad_node_f32(const ae_net_grad *gr, int node, const float **out);
+
 /* skip = 1: later backwards compute node (and input) gradients only, no
  * parameter gradients (no im2col, no weight GEMMs: what
  * jacobian_trainability and jacob_cov need); 0: both (the default). */
@@ -240,6 +254,11 @@ void ae_rademacher_fill(uint64_t seed, uint32_t tensor, uint32_t stream,
  * tensors); a new seed drops the old one's. */
 void ae_rademacher_fill_kept(uint64_t seed, uint32_t tensor, uint32_t stream,
                              size_t count, double *out);
+
+/* The same signs as float32, from the same kept bits.  0, or AE_ENOMEM
+ * when a draw's float64 scratch cannot be allocated (out untouched). */
+int ae_rademacher_fill_kept_f32(uint64_t seed, uint32_t tensor, uint32_t stream,
+                                size_t count, float *out);
 
 /* Frees the calling thread's kept signs (also freed when it exits). */
 void ae_rademacher_release(void);

@@ -435,6 +435,24 @@ static void zero_param_grads(ae_net_grad *gr) {
   }
 }
 
+/* The sweep of ae_net_backward once node from's gradient is seeded. */
+static int backward_sweep(ae_net_grad *gr, int from, int stop);
+
+/* Resets gr for a backward of batch samples from node `from`: every
+ * gradient released, the parameter gradients zeroed; *g0: from's
+ * gradient buffer, for the caller to seed. */
+static int backward_begin(ae_net_grad *gr, int batch, int from, ae_real **g0) {
+  ae_net *n = gr->n;
+  gr->batch = batch;
+  for (int k = 0; k < n->g->n_nodes; k++) {
+    release(gr, k);
+    gr->live[k] = 0;
+  }
+  if (!gr->skip_params) zero_param_grads(gr);
+  *g0 = grad_of(gr, from);
+  return *g0 ? AE_OK : AE_ENOMEM;
+}
+
 int ae_net_backward(ae_net *n, ae_net_grad *gr, int batch, int from,
                     const double *seed, int stop) {
   if (!gr || gr->n != n || !seed || batch < 1 || batch > n->max_batch ||
@@ -453,17 +471,42 @@ int ae_net_backward(ae_net *n, ae_net_grad *gr, int batch, int from,
     return ae_net64_backward(n->dbl, gr->dbl, batch, from, seed, stop);
   }
 #endif
-  gr->batch = batch;
-  for (int k = 0; k < n->g->n_nodes; k++) {
-    release(gr, k);
-    gr->live[k] = 0;
-  }
-  if (!gr->skip_params) zero_param_grads(gr);
-  ae_real *g0 = grad_of(gr, from);
-  if (!g0) return AE_ENOMEM;
+  ae_real *g0;
+  int rc = backward_begin(gr, batch, from, &g0);
+  if (rc) return rc;
   size_t count = (size_t)batch * n->geom[from].elems;
   for (size_t e = 0; e < count; e++)
     g0[e] = (ae_real)seed[e];
+  return backward_sweep(gr, from, stop);
+}
+
+#ifndef AE_NET_DOUBLE
+int ae_net_backward_f32(ae_net *n, ae_net_grad *gr, int batch, int from,
+                        const float *seed, int stop) {
+  if (!gr || gr->n != n || !seed || batch < 1 || batch > n->max_batch ||
+      from < 0 || from >= n->g->n_nodes || stop >= from || n->use_double)
+    return AE_EINVAL;
+  gr->last_double = 0;
+  ae_real *g0;
+  int rc = backward_begin(gr, batch, from, &g0);
+  if (rc) return rc;
+  memcpy(g0, seed, sizeof(float) * (size_t)batch * n->geom[from].elems);
+  return backward_sweep(gr, from, stop);
+}
+
+int ae_net_grad_node_f32(const ae_net_grad *gr, int node, const float **out) {
+  const ae_net *n = gr->n;
+  *out = NULL;
+  if (gr->last_double || node < 0 || node >= n->g->n_nodes || gr->batch < 1 ||
+      gr->live[node] == 2)
+    return AE_EINVAL;
+  if (gr->live[node]) *out = gr->g[node];
+  return AE_OK;
+}
+#endif
+
+static int backward_sweep(ae_net_grad *gr, int from, int stop) {
+  ae_net *n = gr->n;
   for (int t = from; t > stop && t > 0; t--) {
     if (gr->live[t] != 1) continue; /* no gradient reached it */
     const ae_node *nd = &n->g->nodes[t];

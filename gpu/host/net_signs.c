@@ -17,6 +17,8 @@
  * ae_rademacher_release). */
 #include "gpu/host/net.h"
 
+#include "api/status.h"
+
 #include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -98,6 +100,23 @@ static void expand(const uint64_t *bits, size_t count, double *out) {
     out[e] = (bits[e / 64] >> (e % 64)) & 1u ? 1.0 : -1.0;
 }
 
+/* expand's signs as float32 (+1 and -1 are exact in both types). */
+static void expand_f32(const uint64_t *bits, size_t count, float *out) {
+  float table[16][4];
+  for (int q = 0; q < 16; q++)
+    for (int b = 0; b < 4; b++)
+      table[q][b] = (q >> b) & 1 ? 1.0f : -1.0f;
+  size_t e = 0;
+  for (; e + 64 <= count; e += 64) {
+    uint64_t word = bits[e / 64];
+    for (int q = 0; q < 16; q++)
+      memcpy(out + e + 4 * (size_t)q, table[(word >> (4 * q)) & 15],
+             sizeof table[0]);
+  }
+  for (; e < count; e++)
+    out[e] = (bits[e / 64] >> (e % 64)) & 1u ? 1.0f : -1.0f;
+}
+
 /* The entry's bits from the drawn signs out[0 .. count-1]. */
 static void pack(const double *out, size_t count, uint64_t *bits) {
   memset(bits, 0, words_of(count) * sizeof *bits);
@@ -126,20 +145,48 @@ static void remember(sign_cache *c, uint64_t seed, uint32_t tensor,
   c->bytes += bytes;
 }
 
+/* The kept entry of these signs, or NULL. */
+static const sign_entry *kept_entry(const sign_cache *c, uint64_t seed,
+                                    uint32_t tensor, uint32_t stream,
+                                    size_t count) {
+  if (!c) return NULL;
+  for (int i = 0; i < c->n; i++) {
+    const sign_entry *s = &c->e[i];
+    if (s->seed == seed && s->tensor == tensor && s->stream == stream &&
+        s->count == count)
+      return s;
+  }
+  return NULL;
+}
+
 void ae_rademacher_fill_kept(uint64_t seed, uint32_t tensor, uint32_t stream,
                              size_t count, double *out) {
   sign_cache *c = thread_cache();
-  if (c)
-    for (int i = 0; i < c->n; i++) {
-      const sign_entry *s = &c->e[i];
-      if (s->seed == seed && s->tensor == tensor && s->stream == stream &&
-          s->count == count) {
-        expand(s->bits, count, out);
-        return;
-      }
-    }
+  const sign_entry *s = kept_entry(c, seed, tensor, stream, count);
+  if (s) {
+    expand(s->bits, count, out);
+    return;
+  }
   ae_rademacher_fill(seed, tensor, stream, count, out);
   if (c) remember(c, seed, tensor, stream, count, out);
+}
+
+int ae_rademacher_fill_kept_f32(uint64_t seed, uint32_t tensor, uint32_t stream,
+                                size_t count, float *out) {
+  sign_cache *c = thread_cache();
+  const sign_entry *s = kept_entry(c, seed, tensor, stream, count);
+  if (s) {
+    expand_f32(s->bits, count, out);
+    return AE_OK;
+  }
+  double *d = malloc((count > 0 ? count : 1) * sizeof *d);
+  if (!d) return AE_ENOMEM;
+  ae_rademacher_fill(seed, tensor, stream, count, d);
+  for (size_t e = 0; e < count; e++)
+    out[e] = (float)d[e];
+  if (c) remember(c, seed, tensor, stream, count, d);
+  free(d);
+  return AE_OK;
 }
 
 void ae_rademacher_release(void) {

@@ -549,6 +549,65 @@ static double max_abs(const double *v, size_t n) {
   return m;
 }
 
+/* The float32 seed and the in-place gradient (what jacobian_trainability
+ * reads) are ae_net_backward's and ae_net_grad_node's values bit for bit:
+ * a block's backward seeded with signs, a node the gradient never
+ * reaches (NULL: zeros), a node the sweep passed (AE_EINVAL), and no
+ * float32 backward while the float64 twin is on. */
+START_TEST(grad_float32_seed_in_place) {
+  enum { B = 3 };
+  ae_graph g;
+  float *x;
+  ae_net *net = nb201_conv1x1_pool(&g, &x, B);
+  int *blocks, nb;
+  ck_assert_int_eq(ae_graph_block_outputs(&g, &blocks, &nb), AE_OK);
+  ck_assert_int_ge(nb, 3);
+  int from = blocks[2], at = blocks[1];
+  size_t n_out = (size_t)B * elems(&g.nodes[from]);
+  size_t n_in = (size_t)B * elems(&g.nodes[at]);
+  double *seed = malloc(n_out * sizeof *seed),
+         *want = malloc(n_in * sizeof *want);
+  float *seed_f = malloc(n_out * sizeof *seed_f);
+  ck_assert(seed && want && seed_f);
+  ae_rademacher_fill(4, AE_TID_RADEMACHER, 1, n_out, seed);
+  for (size_t e = 0; e < n_out; e++)
+    seed_f[e] = (float)seed[e];
+  ae_net_grad *gr;
+  ck_assert_int_eq(ae_net_grad_create(net, &gr), 0);
+  ae_net_grad_skip_params(gr, 1);
+  ck_assert_int_eq(ae_net_forward(net, x, B, NULL), 0);
+  ck_assert_int_eq(ae_net_backward(net, gr, B, from, seed, at), 0);
+  ck_assert_int_eq(ae_net_grad_node(gr, at, want), 0);
+  ck_assert_int_eq(ae_net_backward_f32(net, gr, B, from, seed_f, at), 0);
+  const float *got;
+  ck_assert_int_eq(ae_net_grad_node_f32(gr, at, &got), AE_OK);
+  ck_assert_ptr_nonnull(got);
+  double norm = 0.0;
+  for (size_t e = 0; e < n_in; e++) {
+    double v = (double)got[e];
+    ck_assert_msg(memcmp(&v, &want[e], sizeof v) == 0, "element %zu", e);
+    norm += v * v;
+  }
+  ck_assert(norm > 0.0);
+  /* The sweep passed from's own node; node 0 (the input) past `at` got
+   * nothing: zeros, NULL. */
+  ck_assert_int_eq(ae_net_grad_node_f32(gr, from, &got), AE_EINVAL);
+  ck_assert_int_eq(ae_net_grad_node_f32(gr, 0, &got), AE_OK);
+  ck_assert_ptr_null(got);
+  ck_assert_int_eq(ae_net_set_double(net, 1), 0);
+  ck_assert_int_eq(ae_net_backward_f32(net, gr, B, from, seed_f, at),
+                   AE_EINVAL);
+  ae_net_grad_destroy(gr);
+  ae_net_destroy(net);
+  free(blocks);
+  free(seed);
+  free(seed_f);
+  free(want);
+  free(x);
+  ae_graph_free(&g);
+}
+END_TEST
+
 START_TEST(grad_float32_relu_kink) {
   enum { B = 16 };
   ae_graph g;
@@ -809,6 +868,7 @@ int main(int argc, char **argv) {
   tcase_add_test(tc, grad_fresh_buffers_store_zero_sum);
   tcase_add_test(tc, grad_float32_vs_twin);
   tcase_add_test(tc, grad_float32_relu_kink);
+  tcase_add_test(tc, grad_float32_seed_in_place);
   tcase_add_test(tc, grad_direct_paths);
   tcase_add_test(tc, init_schemes);
   suite_add_tcase(s, tc);

@@ -181,8 +181,8 @@ START_TEST(channel_entropy_f32_matches_reference) {
         size_t hw = hws[b], n = (size_t)batch * c * hw;
         float *xf = malloc(n * sizeof *xf);
         double *xd = malloc(n * sizeof *xd);
-        double *w1 = malloc(((size_t)c * hw + (size_t)c * c + 2 * c) *
-                            sizeof *w1);
+        double *w1 =
+            malloc(((size_t)c * hw + (size_t)c * c + 2 * c) * sizeof *w1);
         double *w2 = malloc(((size_t)c * c + c) * sizeof *w2);
         ck_assert(xf && xd && w1 && w2);
         for (size_t e = 0; e < n; e++) {
@@ -668,8 +668,8 @@ START_TEST(corr_known_nodes_within_rounding) {
   int nodes_ref, nodes_fast;
   ck_assert_int_eq(ae_features_corr_lambda_min(net, x, &ref, &nodes_ref),
                    AE_OK);
-  ck_assert_int_eq(
-      ae_features_corr_lambda_min_fast(net, x, &fast, &nodes_fast), AE_OK);
+  ck_assert_int_eq(ae_features_corr_lambda_min_fast(net, x, &fast, &nodes_fast),
+                   AE_OK);
   ck_assert_int_eq(nodes_fast, nodes_ref);
   ck_assert_msg(fabs(fast - ref) <= tol * nodes_ref, "fast %.17g, ref %.17g",
                 fast, ref);
@@ -686,8 +686,8 @@ START_TEST(corr_known_nodes_within_rounding) {
     if (nd->op == AE_OP_BATCH_NORM && ae_net_bn_rescales_channels(net, k) &&
         ae_features_is_4d_node(&g.nodes[nd->inputs[0]])) {
       double u = node_lambda_min(net, nd->inputs[0]);
-      ck_assert_msg(fabs(v - u) <= tol, "BN node %d: %.17g, input %.17g", k,
-                    v, u);
+      ck_assert_msg(fabs(v - u) <= tol, "BN node %d: %.17g, input %.17g", k, v,
+                    u);
       rescaling++;
       if (u > probe_input) {
         probe_input = u;
@@ -709,8 +709,8 @@ START_TEST(corr_known_nodes_within_rounding) {
                    AE_OK);
   ck_assert(!ae_net_bn_rescales_channels(net, probe_bn));
   ck_assert(fabs(node_lambda_min(net, probe_bn)) <= 1e-12);
-  ck_assert_int_eq(
-      ae_features_corr_lambda_min_fast(net, x, &fast, &nodes_fast), AE_OK);
+  ck_assert_int_eq(ae_features_corr_lambda_min_fast(net, x, &fast, &nodes_fast),
+                   AE_OK);
   ck_assert_msg(fabs(fast - ref) <= tol * nodes_ref, "fast %.17g, ref %.17g",
                 fast, ref);
   ae_net_destroy(net);
