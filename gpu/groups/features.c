@@ -286,11 +286,27 @@ void ae_channel_sums(const double *f, int batch, int c, size_t hw, int ch,
   out[3] = s3;
 }
 
-/* The entropy of the eigenvalues of the c x c covariance cov (upper
- * triangle; its lower one is written), s: c doubles.  The job's
- * checkpoint (ctl, NULL: none) inside the eigensolve. */
-static int entropy_of_covariance(double *cov, int c, double *s, double *h,
-                                 const ae_job_control *ctl) {
+/* ae_channel_entropy with the job's checkpoint (ctl, NULL: none) inside
+ * the eigensolve. */
+static int channel_entropy(double *f, int batch, int c, size_t hw, double *work,
+                           double *h, const ae_job_control *ctl) {
+  double *cov = work, *s = work + (size_t)c * c;
+  double sums[4];
+  double count = (double)batch * (double)hw;
+  for (int ch = 0; ch < c; ch++) {
+    if (ch % 4 == 0) ae_channel_sums(f, batch, c, hw, ch, sums);
+    double mean = sums[ch % 4];
+    mean /= count;
+    for (int b = 0; b < batch; b++) {
+      double *p = f + ((size_t)b * c + ch) * hw;
+      for (size_t k = 0; k < hw; k++)
+        p[k] -= mean;
+    }
+  }
+  for (int b = 0; b < batch; b++)
+    cblas_dsyrk(CblasRowMajor, CblasUpper, CblasNoTrans, c, (int)hw,
+                1.0 / count, f + (size_t)b * c * hw, (int)hw, b ? 1.0 : 0.0,
+                cov, c);
   double trace = 0.0;
   for (int i = 0; i < c; i++)
     trace += cov[(size_t)i * c + i];
@@ -315,90 +331,6 @@ static int entropy_of_covariance(double *cov, int c, double *s, double *h,
   }
   *h = entropy;
   return AE_OK;
-}
-
-/* ae_channel_entropy with the job's checkpoint (ctl, NULL: none) inside
- * the eigensolve. */
-static int channel_entropy(double *f, int batch, int c, size_t hw, double *work,
-                           double *h, const ae_job_control *ctl) {
-  double *cov = work, *s = work + (size_t)c * c;
-  double sums[4];
-  double count = (double)batch * (double)hw;
-  for (int ch = 0; ch < c; ch++) {
-    if (ch % 4 == 0) ae_channel_sums(f, batch, c, hw, ch, sums);
-    double mean = sums[ch % 4];
-    mean /= count;
-    for (int b = 0; b < batch; b++) {
-      double *p = f + ((size_t)b * c + ch) * hw;
-      for (size_t k = 0; k < hw; k++)
-        p[k] -= mean;
-    }
-  }
-  for (int b = 0; b < batch; b++)
-    cblas_dsyrk(CblasRowMajor, CblasUpper, CblasNoTrans, c, (int)hw,
-                1.0 / count, f + (size_t)b * c * hw, (int)hw, b ? 1.0 : 0.0,
-                cov, c);
-  return entropy_of_covariance(cov, c, s, h, ctl);
-}
-
-/* ae_channel_sums of a float32 map: each value converts exactly, so the
- * same chains give the same sums. */
-static void channel_sums_f(const float *f, int batch, int c, size_t hw, int ch,
-                           double out[4]) {
-  int m = c - ch < 4 ? c - ch : 4;
-  double s[4] = {0.0, 0.0, 0.0, 0.0};
-  for (int b = 0; b < batch; b++) {
-    const float *p = f + ((size_t)b * c + ch) * hw;
-    if (m == 4) {
-      for (size_t k = 0; k < hw; k++) {
-        s[0] += (double)p[k];
-        s[1] += (double)p[hw + k];
-        s[2] += (double)p[2 * hw + k];
-        s[3] += (double)p[3 * hw + k];
-      }
-    } else {
-      for (int j = 0; j < m; j++)
-        for (size_t k = 0; k < hw; k++)
-          s[j] += (double)p[(size_t)j * hw + k];
-    }
-  }
-  for (int j = 0; j < m; j++)
-    out[j] = s[j];
-}
-
-/* channel_entropy of a float32 map f, left as it is, with the very values
- * of channel_entropy on its float64 copy (the same sums, means, centred
- * values and dsyrk calls), one sample's centred values at a time in work
- * (no float64 copy of the batch: 8 MB per block output of NB201's first
- * stage at batch 64, written, centred and read back).  work: c * hw + c *
- * c + 2 c doubles. */
-static int channel_entropy_f(const float *f, int batch, int c, size_t hw,
-                             double *work, double *h,
-                             const ae_job_control *ctl) {
-  double *z = work, *cov = z + (size_t)c * hw, *s = cov + (size_t)c * c;
-  double *mean = s + c;
-  double sums[4];
-  double count = (double)batch * (double)hw;
-  for (int ch = 0; ch < c; ch++) {
-    if (ch % 4 == 0) channel_sums_f(f, batch, c, hw, ch, sums);
-    mean[ch] = sums[ch % 4] / count;
-  }
-  for (int b = 0; b < batch; b++) {
-    for (int ch = 0; ch < c; ch++) {
-      const float *p = f + ((size_t)b * c + ch) * hw;
-      double *zr = z + (size_t)ch * hw, mu = mean[ch];
-      for (size_t k = 0; k < hw; k++)
-        zr[k] = (double)p[k] - mu;
-    }
-    cblas_dsyrk(CblasRowMajor, CblasUpper, CblasNoTrans, c, (int)hw,
-                1.0 / count, z, (int)hw, b ? 1.0 : 0.0, cov, c);
-  }
-  return entropy_of_covariance(cov, c, s, h, ctl);
-}
-
-int ae_channel_entropy_f32(const float *f, int batch, int c, size_t hw,
-                           double *work, double *h) {
-  return channel_entropy_f(f, batch, c, hw, work, h, NULL);
 }
 
 int ae_channel_entropy(double *f, int batch, int c, size_t hw, double *work,
@@ -743,22 +675,13 @@ static int block_entropies_of_forward(ae_net *net, int batch, const int *blocks,
     if (e > most) most = e;
     if ((size_t)nd->shape[0] > most_c) most_c = (size_t)nd->shape[0];
   }
-  /* A float32 net's activations are read in place (channel_entropy_f);
-   * the float64 twin's are copied out. */
-  int in_place = !ae_net_double_on(net);
-  double *f = in_place ? NULL : malloc(((size_t)batch * most + 1) * sizeof *f);
-  double *work =
-      malloc((most + most_c * most_c + 2 * most_c + 1) * sizeof *work);
-  rc = (f || in_place) && work ? AE_OK : AE_ENOMEM;
+  double *f = malloc(((size_t)batch * most + 1) * sizeof *f);
+  double *work = malloc((most_c * most_c + most_c + 1) * sizeof *work);
+  rc = f && work ? AE_OK : AE_ENOMEM;
   for (int l = 0; l < n_blocks && !rc; l++) {
     const ae_node *nd = &g->nodes[blocks[l]];
     size_t e = node_elems(nd);
     int c = nd->shape[0];
-    if (in_place) {
-      rc = channel_entropy_f(ae_net_activation(net, blocks[l]), batch, c,
-                             e / (size_t)c, work, &h[l], ctl);
-      continue;
-    }
     rc = ae_net_activation64(net, blocks[l], batch, f);
     if (!rc) rc = channel_entropy(f, batch, c, e / (size_t)c, work, &h[l], ctl);
   }

@@ -75,11 +75,6 @@ void ae_channel_sums(const double *f, int batch, int c, size_t hw, int ch,
 
 int ae_channel_entropy(double *f, int batch, int c, size_t hw, double *work,
                        double *h);
-/* ae_channel_entropy of a float32 map f (not written), bit for bit the
- * same as on its float64 copy, one sample centred at a time.  work: c * hw
- * + c * c + 2 c doubles. */
-int ae_channel_entropy_f32(const float *f, int batch, int c, size_t hw,
-                           double *work, double *h);
 
 /* Isotropy = sum of h[0..n-1]; progressivity = the least h[l] - h[l-1]
  * (NaN when n < 2). */

@@ -166,52 +166,6 @@ START_TEST(channel_entropy_by_hand) {
 }
 END_TEST
 
-/* ae_channel_entropy_f32 (a float32 map read in place, one sample centred
- * at a time) gives ae_channel_entropy's value on the float64 copy bit for
- * bit: channel counts not a multiple of 4, one position, offsets that the
- * centring removes, a constant map (NaN). */
-START_TEST(channel_entropy_f32_matches_reference) {
-  static const int cs[] = {1, 3, 4, 5, 16};
-  static const int batches[] = {1, 3};
-  static const size_t hws[] = {1, 7, 64};
-  for (size_t a = 0; a < sizeof cs / sizeof cs[0]; a++)
-    for (size_t q = 0; q < sizeof batches / sizeof batches[0]; q++)
-      for (size_t b = 0; b < sizeof hws / sizeof hws[0]; b++) {
-        int c = cs[a], batch = batches[q];
-        size_t hw = hws[b], n = (size_t)batch * c * hw;
-        float *xf = malloc(n * sizeof *xf);
-        double *xd = malloc(n * sizeof *xd);
-        double *w1 =
-            malloc(((size_t)c * hw + (size_t)c * c + 2 * c) * sizeof *w1);
-        double *w2 = malloc(((size_t)c * c + c) * sizeof *w2);
-        ck_assert(xf && xd && w1 && w2);
-        for (size_t e = 0; e < n; e++) {
-          int ch = (int)(e / hw % (size_t)c);
-          double v = ae_philox_normal(4, 0x00abc004u, (uint32_t)a, e);
-          xf[e] = (float)(3.0 * ch + (ch % 2 ? v * v : v));
-          xd[e] = (double)xf[e];
-        }
-        double h1 = 0, h2 = 0;
-        ck_assert_int_eq(ae_channel_entropy_f32(xf, batch, c, hw, w1, &h1),
-                         AE_OK);
-        ck_assert_int_eq(ae_channel_entropy(xd, batch, c, hw, w2, &h2), AE_OK);
-        ck_assert_msg(memcmp(&h1, &h2, sizeof h1) == 0,
-                      "c %d batch %d hw %zu: %.17g vs %.17g", c, batch, hw, h1,
-                      h2);
-        ck_assert(hw * (size_t)batch == 1 || !isnan(h1));
-        for (size_t e = 0; e < n; e++)
-          xf[e] = 2.5f;
-        ck_assert_int_eq(ae_channel_entropy_f32(xf, batch, c, hw, w1, &h1),
-                         AE_OK);
-        ck_assert(isnan(h1));
-        free(xf);
-        free(xd);
-        free(w1);
-        free(w2);
-      }
-}
-END_TEST
-
 START_TEST(logdet_by_hand) {
   double k[4] = {4, 2, 2, 3}, v = NAN; /* det 8 */
   ck_assert_int_eq(ae_logdet_cholesky(k, 2, &v, NULL), AE_OK);
@@ -1038,7 +992,6 @@ int main(void) {
   tcase_add_test(tc, correlation_lambda_min_by_hand);
   tcase_add_test(tc, correlation_f32_matches_reference);
   tcase_add_test(tc, channel_entropy_by_hand);
-  tcase_add_test(tc, channel_entropy_f32_matches_reference);
   tcase_add_test(tc, logdet_by_hand);
   tcase_add_test(tc, kernel_regression_by_hand);
   tcase_add_test(tc, relu_patterns_enumerable);
