@@ -318,11 +318,11 @@ static void backward_bn(ae_net_grad *gr, int k, ae_real *dx, int fresh) {
   size_t C = (size_t)ge->channels, P = ge->plane;
   int batch = gr->batch;
   double cnt = (double)batch * (double)P;
-  /* The sums of four channels at a time (ae_net_bn_backward_sums_t: each
+  /* The sums of eight channels at a time (ae_net_bn_backward_sums_t: each
    * channel's very chains), then each channel as before. */
-  for (size_t c4 = 0; c4 < C; c4 += 4) {
-    size_t nc = C - c4 < 4 ? C - c4 : 4;
-    double sums_dy[4], sums_dyx[4];
+  for (size_t c4 = 0; c4 < C; c4 += 8) {
+    size_t nc = C - c4 < 8 ? C - c4 : 8;
+    double sums_dy[8], sums_dyx[8];
     ae_net_bn_backward_sums_t(x, dy, batch, ge->elems, P, c4, nc,
                               n->bn_mean[k] + c4, n->bn_invstd[k] + c4, sums_dy,
                               sums_dyx);

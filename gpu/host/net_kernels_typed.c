@@ -998,11 +998,73 @@ bn_backward_sums4(const ae_real *x, const ae_real *dy, int batch, size_t elems,
   }
 }
 
+#if AE_NET_AVX512
+/* One step of bn_backward_sums8's lanes (one position of eight channels):
+ * d = dy, sdy += d, sdyx += d * ((x - mean) * inv), each product and sum
+ * rounded apart, as the reference's. */
+AE_AVX512_FN
+static inline void bn_back_lanes_step(__m256 xv, __m256 gv, __m512d m,
+                                      __m512d v, __m512d *s0, __m512d *s1) {
+  __m512d d = _mm512_cvtps_pd(gv);
+  __m512d t = _mm512_mul_pd(_mm512_sub_pd(_mm512_cvtps_pd(xv), m), v);
+  *s0 = _mm512_add_pd(*s0, d);
+  *s1 = _mm512_add_pd(*s1, _mm512_mul_pd(d, t));
+}
+
+/* Eight channels at once, one per lane of a zmm of doubles: per lane
+ * ae_net_bn_channel_backward_sums_t's very operations in its order
+ * (samples, then the plane), eight values of each plane loaded and
+ * transposed (as bn_stats8_avx512). */
+AE_AVX512_FN
+static void bn_backward_sums8_avx512(const float *x, const float *dy, int batch,
+                                     size_t elems, size_t plane, size_t c,
+                                     const double *mean, const double *inv,
+                                     double *sdy, double *sdyx) {
+  __m512d m = _mm512_loadu_pd(mean), v = _mm512_loadu_pd(inv);
+  __m512d s0 = _mm512_setzero_pd(), s1 = s0;
+  for (int b = 0; b < batch; b++) {
+    const float *px = x + (size_t)b * elems + c * plane;
+    const float *pg = dy + (size_t)b * elems + c * plane;
+    size_t i = 0;
+    for (; i + 8 <= plane; i += 8) {
+      __m256 rx[8], rg[8];
+      for (int j = 0; j < 8; j++) {
+        rx[j] = _mm256_loadu_ps(px + (size_t)j * plane + i);
+        rg[j] = _mm256_loadu_ps(pg + (size_t)j * plane + i);
+      }
+      ae_transpose8(rx);
+      ae_transpose8(rg);
+      for (int t = 0; t < 8; t++)
+        bn_back_lanes_step(rx[t], rg[t], m, v, &s0, &s1);
+    }
+    for (; i < plane; i++) {
+      __m256 xv = _mm256_setr_ps(px[i], px[plane + i], px[2 * plane + i],
+                                 px[3 * plane + i], px[4 * plane + i],
+                                 px[5 * plane + i], px[6 * plane + i],
+                                 px[7 * plane + i]);
+      __m256 gv = _mm256_setr_ps(pg[i], pg[plane + i], pg[2 * plane + i],
+                                 pg[3 * plane + i], pg[4 * plane + i],
+                                 pg[5 * plane + i], pg[6 * plane + i],
+                                 pg[7 * plane + i]);
+      bn_back_lanes_step(xv, gv, m, v, &s0, &s1);
+    }
+  }
+  _mm512_storeu_pd(sdy, s0);
+  _mm512_storeu_pd(sdyx, s1);
+}
+#endif
+
 void ae_net_bn_backward_sums_t(const ae_real *x, const ae_real *dy, int batch,
                                size_t elems, size_t plane, size_t c0,
                                size_t channels, const double *mean,
                                const double *inv, double *sdy, double *sdyx) {
   size_t c = 0;
+#if AE_NET_AVX512
+  if (ae_net_have_avx512())
+    for (; c + BN_LANES <= channels; c += BN_LANES)
+      bn_backward_sums8_avx512(x, dy, batch, elems, plane, c0 + c, mean + c,
+                               inv + c, sdy + c, sdyx + c);
+#endif
   for (; c + 4 <= channels; c += 4)
     bn_backward_sums4(x, dy, batch, elems, plane, c0 + c, mean + c, inv + c,
                       sdy + c, sdyx + c);

@@ -583,13 +583,15 @@ START_TEST(relu_backward_matches_reference) {
 }
 END_TEST
 
-/* BN's backward sums four channels at a time: the per-channel
- * reference's very values, for groups of four and a partial group, planes
- * with and without a partial vector, and one position. */
+/* BN's backward sums several channels at a time: the per-channel
+ * reference's very values, for groups of eight in AVX-512's lanes (where
+ * it runs), groups of four and a partial group, planes with and without a
+ * partial vector (of four and of eight), and one position. */
 START_TEST(bn_backward_sums_match_per_channel) {
   /* channels, plane, channels taken (from channel 1), batch */
-  static const int cases[][4] = {
-      {7, 13, 6, 5}, {23, 16, 22, 3}, {4, 1, 3, 2}, {9, 64, 5, 1}};
+  static const int cases[][4] = {{7, 13, 6, 5},  {23, 16, 22, 3},
+                                 {4, 1, 3, 2},   {9, 64, 5, 1},
+                                 {10, 13, 9, 2}, {17, 3, 16, 2}};
   for (size_t t = 0; t < sizeof cases / sizeof *cases; t++) {
     int C = cases[t][0], P = cases[t][1], N = cases[t][2], B = cases[t][3];
     size_t n = (size_t)B * (size_t)C * (size_t)P;
