@@ -286,26 +286,6 @@ static void backward_conv(ae_net_grad *gr, int k, ae_real *dx) {
   }
 }
 
-/* One plane of train-mode BN's dx (below), element by element in float64
- * as before; vectorised (no contraction: the same roundings).  fresh: dx
- * was never written, and gets 0 + the value (grad_of_maybe_fresh). */
-AE_VECTOR_LOOPS __attribute__((optimize("fp-contract=off"))) static void
-bn_dx_plane(const ae_real *x, const ae_real *dy, size_t P, double mean,
-            double inv, double s, double mdy, double mdyx, int fresh,
-            ae_real *dx) {
-  if (fresh) {
-    for (size_t i = 0; i < P; i++) {
-      double xh = ((double)x[i] - mean) * inv;
-      dx[i] = (ae_real)0 + (ae_real)(s * ((double)dy[i] - mdy - xh * mdyx));
-    }
-    return;
-  }
-  for (size_t i = 0; i < P; i++) {
-    double xh = ((double)x[i] - mean) * inv;
-    dx[i] += (ae_real)(s * ((double)dy[i] - mdy - xh * mdyx));
-  }
-}
-
 /* Train-mode BN: y = gamma * xhat + beta with xhat = (x - mean) * invstd
  * over the batch's B * plane values of each channel, so
  * dx = gamma * invstd * (dy - mean(dy) - xhat * mean(dy * xhat)). */
@@ -338,8 +318,8 @@ static void backward_bn(ae_net_grad *gr, int k, ae_real *dx, int fresh) {
       double mdy = sdy / cnt, mdyx = sdyx / cnt;
       for (int b = 0; b < batch; b++) {
         size_t off = (size_t)b * ge->elems + c * P;
-        bn_dx_plane(x + off, dy + off, P, mean, inv, s, mdy, mdyx, fresh,
-                    dx + off);
+        ae_net_bn_dx_plane_t(x + off, dy + off, P, mean, inv, s, mdy, mdyx,
+                             fresh, dx + off);
       }
     }
   }

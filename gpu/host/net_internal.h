@@ -193,6 +193,17 @@ void ae_net_bn_backward_sums_t(const ae_real *x, const ae_real *dy, int batch,
                                size_t elems, size_t plane, size_t c0,
                                size_t channels, const double *mean,
                                const double *inv, double *sdy, double *sdyx);
+/* One plane (P values) of train-mode BN's dx in float64, element by
+ * element: v = (ae_real)(s * ((double)dy - mdy - xhat * mdyx)) with xhat =
+ * ((double)x - mean) * inv, each product and difference rounded apart;
+ * dx += v, or dx = 0 + v when fresh (dx never written).  _ref_t the scalar
+ * loop; _t the same values, eight lanes at a time with AVX-512. */
+void ae_net_bn_dx_plane_ref_t(const ae_real *x, const ae_real *dy, size_t P,
+                              double mean, double inv, double s, double mdy,
+                              double mdyx, int fresh, ae_real *dx);
+void ae_net_bn_dx_plane_t(const ae_real *x, const ae_real *dy, size_t P,
+                          double mean, double inv, double s, double mdy,
+                          double mdyx, int fresh, ae_real *dx);
 /* dx += dy * sigma'(z) over count elements, z the activation's input (the
  * backward of an ACT node; relu/leaky_relu by the sign of z, exactly). */
 void ae_net_act_backward_add_t(const ae_activation *a, const ae_real *z,

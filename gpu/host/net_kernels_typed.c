@@ -1026,6 +1026,27 @@ static void bn_backward_sums8_avx512(const float *x, const float *dy, int batch,
     const float *px = x + (size_t)b * elems + c * plane;
     const float *pg = dy + (size_t)b * elems + c * plane;
     size_t i = 0;
+    /* Sixteen positions (a cache line of each plane) per step, both
+     * halves at once: planes 4 KiB apart (32 x 32) fall in one set of
+     * the L1, and sixteen of them evicted each other between the halves
+     * when a half was loaded per step. */
+    for (; i + 16 <= plane; i += 16) {
+      __m256 rx[8], rg[8], hx[8], hg[8];
+      for (int j = 0; j < 8; j++) {
+        rx[j] = _mm256_loadu_ps(px + (size_t)j * plane + i);
+        hx[j] = _mm256_loadu_ps(px + (size_t)j * plane + i + 8);
+        rg[j] = _mm256_loadu_ps(pg + (size_t)j * plane + i);
+        hg[j] = _mm256_loadu_ps(pg + (size_t)j * plane + i + 8);
+      }
+      ae_transpose8(rx);
+      ae_transpose8(rg);
+      for (int t = 0; t < 8; t++)
+        bn_back_lanes_step(rx[t], rg[t], m, v, &s0, &s1);
+      ae_transpose8(hx);
+      ae_transpose8(hg);
+      for (int t = 0; t < 8; t++)
+        bn_back_lanes_step(hx[t], hg[t], m, v, &s0, &s1);
+    }
     for (; i + 8 <= plane; i += 8) {
       __m256 rx[8], rg[8];
       for (int j = 0; j < 8; j++) {
@@ -1071,6 +1092,65 @@ void ae_net_bn_backward_sums_t(const ae_real *x, const ae_real *dy, int batch,
   for (; c < channels; c++)
     ae_net_bn_channel_backward_sums_t(x, dy, batch, elems, plane, c0 + c,
                                       mean[c], inv[c], sdy + c, sdyx + c);
+}
+
+/* One plane of train-mode BN's dx, element by element in float64 (no
+ * contraction: each product and difference rounded apart).  fresh: dx was
+ * never written, and gets 0 + the value. */
+__attribute__((optimize("fp-contract=off"))) void
+ae_net_bn_dx_plane_ref_t(const ae_real *x, const ae_real *dy, size_t P,
+                         double mean, double inv, double s, double mdy,
+                         double mdyx, int fresh, ae_real *dx) {
+  for (size_t i = 0; i < P; i++) {
+    double xh = ((double)x[i] - mean) * inv;
+    ae_real v = (ae_real)(s * ((double)dy[i] - mdy - xh * mdyx));
+    dx[i] = (fresh ? (ae_real)0 : dx[i]) + v;
+  }
+}
+
+#if AE_NET_AVX512
+/* ae_net_bn_dx_plane_ref_t in eight float64 lanes, the same operations
+ * per element (the reference compiles to scalar code: a conversion, a
+ * subtraction or a product at a time). */
+AE_AVX512_FN
+static inline __m256 bn_dx8(__m256 xv, __m256 gv, __m512d mean, __m512d inv,
+                            __m512d s, __m512d mdy, __m512d mdyx) {
+  __m512d xh = _mm512_mul_pd(_mm512_sub_pd(_mm512_cvtps_pd(xv), mean), inv);
+  __m512d d = _mm512_sub_pd(_mm512_sub_pd(_mm512_cvtps_pd(gv), mdy),
+                            _mm512_mul_pd(xh, mdyx));
+  return _mm512_cvtpd_ps(_mm512_mul_pd(s, d));
+}
+
+AE_AVX512_FN
+static void bn_dx_plane_avx512(const float *x, const float *dy, size_t P,
+                               double mean, double inv, double s, double mdy,
+                               double mdyx, int fresh, float *dx) {
+  __m512d vm = _mm512_set1_pd(mean), vi = _mm512_set1_pd(inv);
+  __m512d vs = _mm512_set1_pd(s), vmdy = _mm512_set1_pd(mdy);
+  __m512d vmdyx = _mm512_set1_pd(mdyx);
+  size_t i = 0;
+  for (; i + 8 <= P; i += 8) {
+    __m256 v = bn_dx8(_mm256_loadu_ps(x + i), _mm256_loadu_ps(dy + i), vm, vi,
+                      vs, vmdy, vmdyx);
+    __m256 base = fresh ? _mm256_setzero_ps() : _mm256_loadu_ps(dx + i);
+    _mm256_storeu_ps(dx + i, _mm256_add_ps(base, v));
+  }
+  if (i < P)
+    ae_net_bn_dx_plane_ref_t(x + i, dy + i, P - i, mean, inv, s, mdy, mdyx,
+                             fresh, dx + i);
+}
+#endif
+
+void ae_net_bn_dx_plane_t(const ae_real *x, const ae_real *dy, size_t P,
+                          double mean, double inv, double s, double mdy,
+                          double mdyx, int fresh, ae_real *dx) {
+#if AE_NET_AVX512
+  if (ae_net_have_avx512()) {
+    bn_dx_plane_avx512(x, dy, P, mean, inv, s, mdy, mdyx, fresh, dx);
+    return;
+  }
+#endif
+  ae_net_bn_dx_plane_ref_t(x, dy, P, mean, inv, s, mdy, mdyx, fresh, dx);
 }
 
 #if AE_NET_AVX512

@@ -51,6 +51,8 @@ typedef uint64_t ae_real_bits; /* an unsigned integer of ae_real's width */
 #define ae_net_act_backward_add_ref_t ae_net64_act_backward_add_ref_t
 #define ae_net_bn_channel_backward_sums_t ae_net64_bn_channel_backward_sums_t
 #define ae_net_bn_backward_sums_t ae_net64_bn_backward_sums_t
+#define ae_net_bn_dx_plane_ref_t ae_net64_bn_dx_plane_ref_t
+#define ae_net_bn_dx_plane_t ae_net64_bn_dx_plane_t
 #define ae_net_scale_shift_t ae_net64_scale_shift_t
 #define ae_net_bn_channel_stats_t ae_net64_bn_channel_stats_t
 #define ae_net_forward_jet ae_net64_forward_jet

@@ -583,6 +583,44 @@ START_TEST(relu_backward_matches_reference) {
 }
 END_TEST
 
+/* BN's dx plane in AVX-512's lanes (where it runs) against the scalar
+ * reference, bit for bit: planes with and without a partial vector, into
+ * a fresh dx (0 + v: a -0 becomes +0) and into one that accumulates. */
+START_TEST(bn_dx_plane_matches_reference) {
+  static const size_t planes[] = {1, 7, 8, 13, 64, 1024};
+  for (size_t t = 0; t < sizeof planes / sizeof *planes; t++)
+    for (int fresh = 0; fresh < 2; fresh++) {
+      size_t P = planes[t];
+      float *x = malloc(P * sizeof *x), *dy = malloc(P * sizeof *dy);
+      float *a = malloc(P * sizeof *a), *b = malloc(P * sizeof *b);
+      ck_assert(x && dy && a && b);
+      uint32_t seed = 31 + (uint32_t)t;
+      for (size_t i = 0; i < P; i++) {
+        x[i] = 2.0f + random_value(&seed);
+        dy[i] = random_value(&seed) / 3.0f;
+        a[i] = b[i] = i % 5 == 0 ? -0.0f : random_value(&seed);
+      }
+      /* mdy and mdyx that cancel the first element's value exactly: a
+       * signed zero to keep or drop. */
+      double mean = 2.0, inv = 1.7, s = 0.9, mdyx = 0.0;
+      double mdy = (double)dy[0];
+      ae_net_bn_dx_plane_t(x, dy, P, mean, inv, s, mdy, mdyx, fresh, a);
+      ae_net_bn_dx_plane_ref_t(x, dy, P, mean, inv, s, mdy, mdyx, fresh, b);
+      ck_assert_msg(memcmp(a, b, P * sizeof *a) == 0, "P %zu fresh %d", P,
+                    fresh);
+      mdyx = -0.37;
+      ae_net_bn_dx_plane_t(x, dy, P, mean, inv, s, mdy, mdyx, fresh, a);
+      ae_net_bn_dx_plane_ref_t(x, dy, P, mean, inv, s, mdy, mdyx, fresh, b);
+      ck_assert_msg(memcmp(a, b, P * sizeof *a) == 0, "P %zu fresh %d", P,
+                    fresh);
+      free(x);
+      free(dy);
+      free(a);
+      free(b);
+    }
+}
+END_TEST
+
 /* BN's backward sums several channels at a time: the per-channel
  * reference's very values, for groups of eight in AVX-512's lanes (where
  * it runs), groups of four and a partial group, planes with and without a
@@ -1178,6 +1216,7 @@ int main(int argc, char **argv) {
   tcase_add_test(tc, relu_backward_matches_reference);
   tcase_add_test(tc, dw_direct_matches_reference);
   tcase_add_test(tc, bn_backward_sums_match_per_channel);
+  tcase_add_test(tc, bn_dx_plane_matches_reference);
   tcase_add_test(tc, channel_sums_match_reference);
   tcase_add_test(tc, col2im_matches_reference);
   tcase_add_test(tc, philox_lanes_match_reference);
