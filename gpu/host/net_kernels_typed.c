@@ -367,12 +367,36 @@ static ae_real avg_pool_at(const ae_real *x, int h, int w, int k, int stride,
   return sum / (ae_real)ae_net_pool_count(y0, x0, h, w, k, include_pad);
 }
 
+/* A 2 x 2 pool of stride 2 without padding whose windows all lie inside
+ * the plane (NB201's reduction shortcut): avg_pool_at's very operations
+ * per output, (((0 + a) + b) + c) + d over the window in row-major order,
+ * divided by its 4 taps, without its bounds tests per tap. */
+AE_AVX2_CLONES AE_VECTOR_LOOPS static void
+avg_pool2s2(const ae_real *restrict x, int w, int oh, int ow,
+            ae_real *restrict y) {
+  for (int oy = 0; oy < oh; oy++) {
+    const ae_real *r0 = x + (size_t)(2 * oy) * (size_t)w, *r1 = r0 + w;
+    ae_real *out = y + (size_t)oy * (size_t)ow;
+    for (int ox = 0; ox < ow; ox++) {
+      ae_real sum = (ae_real)0 + r0[2 * ox];
+      sum += r0[2 * ox + 1];
+      sum += r1[2 * ox];
+      sum += r1[2 * ox + 1];
+      out[ox] = sum / (ae_real)4;
+    }
+  }
+}
+
 void ae_net_avg_pool_plane_t(const ae_real *x, int h, int w, int k, int stride,
                              int pad, int include_pad, int oh, int ow,
                              ae_real *y) {
   if (k == 3 && stride == 1 && pad == 1 && oh == h && ow == w && h >= 2 &&
       w >= 3 && w <= POOL_MAX_ROW) {
     avg_pool3(x, h, w, include_pad, y);
+    return;
+  }
+  if (k == 2 && stride == 2 && pad == 0 && 2 * oh <= h && 2 * ow <= w) {
+    avg_pool2s2(x, w, oh, ow, y);
     return;
   }
   for (int oy = 0; oy < oh; oy++)

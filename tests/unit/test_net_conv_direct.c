@@ -421,6 +421,38 @@ START_TEST(avg_pool3_matches_window_loop) {
 }
 END_TEST
 
+/* The 2x2 stride-2 pool's fast path (NB201's reduction shortcut) against
+ * the window loop (sum from 0 over the taps in row-major order, divided
+ * by 4), bit for bit: even and odd planes (an odd row or column left
+ * out), signed zeros. */
+START_TEST(avg_pool2_stride2_matches_window_loop) {
+  static const int shapes[][2] = {{32, 32}, {8, 8}, {5, 7}, {2, 2}};
+  for (size_t i = 0; i < sizeof shapes / sizeof *shapes; i++) {
+    int h = shapes[i][0], w = shapes[i][1], oh = h / 2, ow = w / 2;
+    float *x = malloc(sizeof(float) * (size_t)h * w);
+    float *y = malloc(sizeof(float) * (size_t)oh * ow);
+    ck_assert(x && y);
+    uint32_t seed = (uint32_t)(17 + i);
+    for (int e = 0; e < h * w; e++)
+      x[e] = e % 3 == 0 ? -0.0f : random_value(&seed) * 3.0f;
+    ae_net_avg_pool_plane_t(x, h, w, 2, 2, 0, 0, oh, ow, y);
+    for (int oy = 0; oy < oh; oy++)
+      for (int ox = 0; ox < ow; ox++) {
+        float sum = 0.0f;
+        for (int ky = 0; ky < 2; ky++)
+          for (int kx = 0; kx < 2; kx++)
+            sum += x[(2 * oy + ky) * w + 2 * ox + kx];
+        float want = sum / 4.0f;
+        ck_assert_msg(memcmp(&want, &y[oy * ow + ox], sizeof want) == 0,
+                      "%dx%d at (%d,%d): %a vs %a", h, w, oy, ox,
+                      (double)y[oy * ow + ox], (double)want);
+      }
+    free(x);
+    free(y);
+  }
+}
+END_TEST
+
 /* BN statistics several channels at a time: the per-channel function's
  * very values (22 channels from an offset c0: where AVX-512 runs, two
  * groups of eight in its lanes, then a group of four and two alone; else
@@ -1212,6 +1244,7 @@ int main(int argc, char **argv) {
   tcase_add_test(tc, refuses_what_it_cannot_match);
   tcase_add_test(tc, wino_matches_reference);
   tcase_add_test(tc, avg_pool3_matches_window_loop);
+  tcase_add_test(tc, avg_pool2_stride2_matches_window_loop);
   tcase_add_test(tc, bn_stats_match_per_channel);
   tcase_add_test(tc, relu_backward_matches_reference);
   tcase_add_test(tc, dw_direct_matches_reference);
