@@ -45,6 +45,20 @@ static void im2col_row_shifted(const ae_real *plane, int h, int w, int dy,
   }
 }
 
+/* dst[i] = src[i * stride] for i < n (stride 2: two loads and a shuffle
+ * per vector in the clones). */
+AE_AVX2_CLONES AE_VECTOR_LOOPS static void
+strided_copy(ae_real *restrict dst, const ae_real *restrict src, int stride,
+             int n) {
+  if (stride == 2) {
+    for (int i = 0; i < n; i++)
+      dst[i] = src[2 * i];
+    return;
+  }
+  for (int i = 0; i < n; i++)
+    dst[i] = src[(size_t)i * (size_t)stride];
+}
+
 void ae_net_im2col_t(const ae_real *x, int c, int h, int w, int k, int stride,
                      int pad, int oh, int ow, ae_real *col, size_t ld) {
   size_t hw = ld;
@@ -85,10 +99,20 @@ void ae_net_im2col_t(const ae_real *x, int c, int h, int w, int k, int stride,
             for (int ox = hi; ox < ow; ox++)
               dst[ox] = (ae_real)0;
           } else {
-            for (int ox = 0; ox < ow; ox++) {
-              int ix = ox * stride - pad + kx;
-              dst[ox] = (ix >= 0 && ix < w) ? src[ix] : (ae_real)0;
-            }
+            /* ix = ox * stride + off lies in [0, w) for ox in [lo, hi):
+             * zeros outside, a strided copy without a test inside. */
+            int off = kx - pad;
+            int lo = off >= 0 ? 0 : (-off + stride - 1) / stride;
+            int hi = w - 1 - off < 0 ? 0 : (w - 1 - off) / stride + 1;
+            if (lo > ow) lo = ow;
+            if (hi > ow) hi = ow;
+            if (hi < lo) hi = lo;
+            for (int ox = 0; ox < lo; ox++)
+              dst[ox] = (ae_real)0;
+            strided_copy(dst + lo, src + (size_t)(lo * stride + off), stride,
+                         hi - lo);
+            for (int ox = hi; ox < ow; ox++)
+              dst[ox] = (ae_real)0;
           }
         }
       }

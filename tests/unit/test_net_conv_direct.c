@@ -421,6 +421,54 @@ START_TEST(avg_pool3_matches_window_loop) {
 }
 END_TEST
 
+/* im2col with strides 2 and 3 (the reduction blocks' convolutions)
+ * against the element-by-element definition (x at (oy * s - pad + ky,
+ * ox * s - pad + kx), +0 off the plane), bit for bit: kernels 1 and 3,
+ * pads 0 and 1, even and odd planes, a row stride larger than a plane. */
+START_TEST(im2col_strided_matches_definition) {
+  static const int cases[][5] = {/* c, h, w, k, pad */
+                                 {2, 32, 32, 3, 1},
+                                 {3, 7, 9, 3, 1},
+                                 {1, 8, 8, 1, 0},
+                                 {2, 5, 6, 3, 0},
+                                 {1, 4, 3, 3, 1}};
+  for (size_t t = 0; t < sizeof cases / sizeof *cases; t++)
+    for (int stride = 2; stride <= 3; stride++) {
+      int c = cases[t][0], h = cases[t][1], w = cases[t][2], k = cases[t][3];
+      int pad = cases[t][4];
+      int oh = (h + 2 * pad - k) / stride + 1,
+          ow = (w + 2 * pad - k) / stride + 1;
+      size_t ld = (size_t)oh * ow + 3, rows = (size_t)c * k * k;
+      float *x = malloc(sizeof(float) * (size_t)c * h * w);
+      float *a = malloc(sizeof(float) * rows * ld);
+      float *b = malloc(sizeof(float) * rows * ld);
+      ck_assert(x && a && b);
+      uint32_t seed = (uint32_t)(41 + t);
+      for (int e = 0; e < c * h * w; e++)
+        x[e] = e % 4 == 1 ? -0.0f : random_value(&seed);
+      for (size_t e = 0; e < rows * ld; e++)
+        a[e] = b[e] = 9.0f;
+      ae_net_im2col_t(x, c, h, w, k, stride, pad, oh, ow, a, ld);
+      for (int ci = 0; ci < c; ci++)
+        for (int ky = 0; ky < k; ky++)
+          for (int kx = 0; kx < k; kx++)
+            for (int oy = 0; oy < oh; oy++)
+              for (int ox = 0; ox < ow; ox++) {
+                int iy = oy * stride - pad + ky, ix = ox * stride - pad + kx;
+                b[((size_t)(ci * k + ky) * k + kx) * ld + (size_t)oy * ow +
+                  ox] = iy >= 0 && iy < h && ix >= 0 && ix < w
+                            ? x[((size_t)ci * h + iy) * w + ix]
+                            : 0.0f;
+              }
+      ck_assert_msg(memcmp(a, b, sizeof(float) * rows * ld) == 0,
+                    "case %zu stride %d", t, stride);
+      free(x);
+      free(a);
+      free(b);
+    }
+}
+END_TEST
+
 /* The 2x2 stride-2 pool's fast path (NB201's reduction shortcut) against
  * the window loop (sum from 0 over the taps in row-major order, divided
  * by 4), bit for bit: even and odd planes (an odd row or column left
@@ -1245,6 +1293,7 @@ int main(int argc, char **argv) {
   tcase_add_test(tc, wino_matches_reference);
   tcase_add_test(tc, avg_pool3_matches_window_loop);
   tcase_add_test(tc, avg_pool2_stride2_matches_window_loop);
+  tcase_add_test(tc, im2col_strided_matches_definition);
   tcase_add_test(tc, bn_stats_match_per_channel);
   tcase_add_test(tc, relu_backward_matches_reference);
   tcase_add_test(tc, dw_direct_matches_reference);
