@@ -62,8 +62,7 @@ static const double *pair_rows(const double *gd, const float *gf, int cin,
   size_t hw = (size_t)h * (size_t)w;
   if (r == 1) {
     if (gd) return gd;
-    for (size_t e = 0; e < (size_t)cin * hw; e++)
-      buf[e] = (double)gf[e];
+    ae_f32_to_f64(gf, (size_t)cin * hw, buf);
     return buf;
   }
   for (int c = 0; c < cin; c++)
@@ -115,9 +114,8 @@ static int pair_matrix(const double *g_in, const float *g_in_f, int cin,
     if (f32) {
       const float *gf = g_in_f ? g_in_f + (size_t)b * in_elems : zeros;
       gi = pair_rows(NULL, gf, cin, hin, win, h, w, r, un);
-      const float *of = g_out_f + (size_t)b * (size_t)cout * hw;
-      for (size_t e = 0; e < (size_t)cout * hw; e++)
-        go_rows[e] = (double)of[e];
+      ae_f32_to_f64(g_out_f + (size_t)b * (size_t)cout * hw, (size_t)cout * hw,
+                    go_rows);
       go = go_rows;
     } else {
       gi = pair_rows(g_in + (size_t)b * in_elems, NULL, cin, hin, win, h, w, r,

@@ -138,6 +138,9 @@ void ae_net_philox_normals_fill_f32(uint64_t seed, uint32_t tensor,
                                     uint32_t stream, uint64_t index0,
                                     size_t count, float *out);
 
+/* dst[i] = (double)src[i] for i < n (exact), vectorised.  Any thread. */
+void ae_f32_to_f64(const float *restrict src, size_t n, double *restrict dst);
+
 /* The net's own copy of the graph (borrowed). */
 const ae_graph *ae_net_graph(const ae_net *n);
 

@@ -607,7 +607,10 @@ int ae_net_activation64(ae_net *n, int node, int batch, double *out) {
   if (node < 0 || node >= n->g->n_nodes || batch < 1 || batch > n->max_batch)
     return AE_EINVAL;
   size_t count = (size_t)batch * n->geom[node].elems;
-  for (size_t e = 0; e < count; e++)
-    out[e] = (double)n->act[node][e];
+#ifdef AE_NET_DOUBLE
+  memcpy(out, n->act[node], count * sizeof *out);
+#else
+  ae_f32_to_f64(n->act[node], count, out);
+#endif
   return AE_OK;
 }

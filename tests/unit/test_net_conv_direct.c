@@ -469,6 +469,34 @@ START_TEST(im2col_strided_matches_definition) {
 }
 END_TEST
 
+/* ae_f32_to_f64 against the plain conversion, bit for bit, over runs
+ * with and without a partial vector: signed zeros, infinities, a NaN,
+ * subnormals and the float32 extremes. */
+START_TEST(f32_to_f64_matches_conversion) {
+  static const size_t counts[] = {0, 1, 7, 33, 1000};
+  float src[1000];
+  double got[1001], want[1000];
+  uint32_t seed = 3;
+  for (size_t i = 0; i < 1000; i++)
+    src[i] = random_value(&seed) * 1e3f;
+  src[1] = -0.0f;
+  src[2] = INFINITY;
+  src[3] = -INFINITY;
+  src[4] = NAN;
+  src[5] = 1e-45f;
+  src[6] = -3.4028235e38f;
+  for (size_t q = 0; q < sizeof counts / sizeof *counts; q++) {
+    size_t n = counts[q];
+    got[n] = 7.0;
+    ae_f32_to_f64(src, n, got);
+    for (size_t i = 0; i < n; i++)
+      want[i] = (double)src[i];
+    ck_assert(memcmp(got, want, n * sizeof *got) == 0);
+    ck_assert(got[n] == 7.0); /* nothing written past n */
+  }
+}
+END_TEST
+
 /* The 2x2 stride-2 pool's fast path (NB201's reduction shortcut) against
  * the window loop (sum from 0 over the taps in row-major order, divided
  * by 4), bit for bit: even and odd planes (an odd row or column left
@@ -1294,6 +1322,7 @@ int main(int argc, char **argv) {
   tcase_add_test(tc, avg_pool3_matches_window_loop);
   tcase_add_test(tc, avg_pool2_stride2_matches_window_loop);
   tcase_add_test(tc, im2col_strided_matches_definition);
+  tcase_add_test(tc, f32_to_f64_matches_conversion);
   tcase_add_test(tc, bn_stats_match_per_channel);
   tcase_add_test(tc, relu_backward_matches_reference);
   tcase_add_test(tc, dw_direct_matches_reference);
