@@ -6,7 +6,9 @@
  * the plain batched backward of a scalar loss, as PyTorch's .train()
  * autograd computes it: BN's dx goes through the batch mean and variance,
  * so samples mix, and parameter gradients are summed over the batch.  A
- * gradient (float64 values) is seeded at any node; the sweep runs from
+ * gradient (float64 values, or float32 ones for the float32 net:
+ * ae_net_backward_f32, whose node gradients can then be read in place) is
+ * seeded at any node; the sweep runs from
  * that node down to node 0, or stops early: nodes with index <= stop
  * receive their gradient but pass nothing on (the block-wise backward of
  * jacobian_trainability).  Gradients live in an ae_net_grad of their own

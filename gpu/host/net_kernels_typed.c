@@ -1,6 +1,9 @@
-/* net_kernels_typed.c: im2col / col2im and average pooling on the
- * executor's buffer type (ae_real: float32 here, float64 when included by
- * net64_kernels.c).
+/* net_kernels_typed.c: im2col / col2im, average pooling and its adjoint,
+ * the elementwise passes (BN's scale and shift, sums), BatchNorm's
+ * statistics and its train-mode backward (the sums and the dx planes) and
+ * the activations' backward, on the executor's buffer type (ae_real:
+ * float32 here, float64 when included by net64_kernels.c).  Each fast
+ * path gives its reference's values bit for bit (test_net_conv_direct).
  *
  * Pure functions on caller-owned memory; any thread. */
 #include "gpu/host/net_internal.h"

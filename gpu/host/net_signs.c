@@ -8,7 +8,8 @@
  * space runs job after job with the same seed and block shapes, so the
  * worker keeps them as one bit per sign and the next job expands the bits
  * instead of running the rounds again.  The values are
- * ae_rademacher_fill's bit for bit (it draws every entry on a miss).
+ * ae_rademacher_fill's bit for bit (it draws every entry on a miss), as
+ * float64 or, for the float32 net's backward, float32.
  *
  * The cache is bounded: at most SIGN_ENTRIES tensors and SIGN_BYTES of
  * bits per thread; a new seed drops the old seed's entries, and a tensor
