@@ -368,6 +368,19 @@ void ae_net_init_weights(ae_net *n, uint64_t seed, uint32_t stream) {
   }
 }
 
+/* Channel c of BN node k as forward_bn applies it once its statistics
+ * are in (bn_invstd holding 1/std): y = scale * x + shift, both rounded
+ * to the buffer type.  The shift is formed in float64.  (Centring in
+ * float32 first, as (x - float(mean)) * scale, moved the ResNet cell's
+ * lambda_min 1.5e-4 away from the float64 twin; this form keeps it
+ * within 1e-6.) */
+static void bn_scale_shift(const ae_net *n, int k, size_t c, ae_real *scale,
+                           ae_real *shift) {
+  double mean = n->bn_mean[k][c], inv = n->bn_invstd[k][c];
+  *scale = (ae_real)(inv * n->gamma[k][c]);
+  *shift = (ae_real)(n->beta[k][c] - mean * inv * n->gamma[k][c]);
+}
+
 static void forward_bn(ae_net *n, int k, int batch) {
   const ae_plan_geom *ge = &n->geom[k];
   const ae_real *x = n->act[n->g->nodes[k].inputs[0]];
@@ -377,15 +390,10 @@ static void forward_bn(ae_net *n, int k, int batch) {
   ae_net_bn_stats_t(x, batch, ge->elems, P, 0, C, n->bn_mean[k],
                     n->bn_invstd[k]);
   for (size_t c = 0; c < C; c++) {
-    double mean = n->bn_mean[k][c];
-    double inv = 1.0 / sqrt(n->bn_invstd[k][c] + BN_EPS);
-    n->bn_invstd[k][c] = inv;
-    /* One multiply-add per element; the shift is formed in float64.
-     * (Centring in float32 first, as (x - float(mean)) * scale, moved the
-     * ResNet cell's lambda_min 1.5e-4 away from the float64 twin; this
-     * form keeps it within 1e-6.) */
-    ae_real scale = (ae_real)(inv * n->gamma[k][c]);
-    ae_real shift = (ae_real)(n->beta[k][c] - mean * inv * n->gamma[k][c]);
+    n->bn_invstd[k][c] = 1.0 / sqrt(n->bn_invstd[k][c] + BN_EPS);
+    /* One multiply-add per element. */
+    ae_real scale, shift;
+    bn_scale_shift(n, k, c, &scale, &shift);
     for (int b = 0; b < batch; b++)
       ae_net_scale_shift_t(x + (size_t)b * ge->elems + c * P,
                            y + (size_t)b * ge->elems + c * P, P, scale, shift);
@@ -721,11 +729,8 @@ int ae_net_bn_rescales_channels(const ae_net *n, int node) {
       n->g->nodes[node].op != AE_OP_BATCH_NORM)
     return 0;
   for (int c = 0; c < n->geom[node].channels; c++) {
-    /* forward_bn's own scale and shift, as it rounds them. */
-    double inv = n->bn_invstd[node][c], mean = n->bn_mean[node][c];
-    ae_real scale = (ae_real)(inv * n->gamma[node][c]);
-    ae_real shift =
-        (ae_real)(n->beta[node][c] - mean * inv * n->gamma[node][c]);
+    ae_real scale, shift; /* what forward_bn applied */
+    bn_scale_shift(n, node, (size_t)c, &scale, &shift);
     if (!(scale != 0.0) || !isfinite(scale) || !isfinite(shift)) return 0;
   }
   return 1;

@@ -83,40 +83,28 @@ static size_t words_of(size_t count) {
   return (count + 63) / 64;
 }
 
-/* out[e] = +1 or -1 from bit e: four signs at a time from a table of the
- * 16 patterns of four bits (one 32-byte copy each), then the tail. */
-static void expand(const uint64_t *bits, size_t count, double *out) {
-  double table[16][4];
-  for (int q = 0; q < 16; q++)
-    for (int b = 0; b < 4; b++)
-      table[q][b] = (q >> b) & 1 ? 1.0 : -1.0;
-  size_t e = 0;
-  for (; e + 64 <= count; e += 64) {
-    uint64_t word = bits[e / 64];
-    for (int q = 0; q < 16; q++)
-      memcpy(out + e + 4 * (size_t)q, table[(word >> (4 * q)) & 15],
-             sizeof table[0]);
+/* name(bits, count, out): out[e] = +1 or -1 (of type T) from bit e, four
+ * signs at a time from a table of the 16 patterns of four bits (one copy
+ * each), then the tail.  One body for both types: +1 and -1 are exact in
+ * each. */
+#define DEFINE_EXPAND(name, T)                                                 \
+  static void name(const uint64_t *bits, size_t count, T *out) {               \
+    T table[16][4];                                                            \
+    for (int q = 0; q < 16; q++)                                               \
+      for (int b = 0; b < 4; b++)                                              \
+        table[q][b] = (q >> b) & 1 ? (T)1 : (T)-1;                             \
+    size_t e = 0;                                                              \
+    for (; e + 64 <= count; e += 64) {                                         \
+      uint64_t word = bits[e / 64];                                            \
+      for (int q = 0; q < 16; q++)                                             \
+        memcpy(out + e + 4 * (size_t)q, table[(word >> (4 * q)) & 15],         \
+               sizeof table[0]);                                               \
+    }                                                                          \
+    for (; e < count; e++)                                                     \
+      out[e] = (bits[e / 64] >> (e % 64)) & 1u ? (T)1 : (T)-1;                 \
   }
-  for (; e < count; e++)
-    out[e] = (bits[e / 64] >> (e % 64)) & 1u ? 1.0 : -1.0;
-}
-
-/* expand's signs as float32 (+1 and -1 are exact in both types). */
-static void expand_f32(const uint64_t *bits, size_t count, float *out) {
-  float table[16][4];
-  for (int q = 0; q < 16; q++)
-    for (int b = 0; b < 4; b++)
-      table[q][b] = (q >> b) & 1 ? 1.0f : -1.0f;
-  size_t e = 0;
-  for (; e + 64 <= count; e += 64) {
-    uint64_t word = bits[e / 64];
-    for (int q = 0; q < 16; q++)
-      memcpy(out + e + 4 * (size_t)q, table[(word >> (4 * q)) & 15],
-             sizeof table[0]);
-  }
-  for (; e < count; e++)
-    out[e] = (bits[e / 64] >> (e % 64)) & 1u ? 1.0f : -1.0f;
-}
+DEFINE_EXPAND(expand, double)
+DEFINE_EXPAND(expand_f32, float)
 
 /* The entry's bits from the drawn signs out[0 .. count-1]. */
 static void pack(const double *out, size_t count, uint64_t *bits) {
