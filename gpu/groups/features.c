@@ -733,8 +733,8 @@ static int all_finite_f(const float *a, size_t e) {
  *   last stage, 64 channels over 8 x 8): its centred rows lie in the
  *   (h w - 1)-dimensional space orthogonal to the ones, so the
  *   correlation is singular and lambda_min is 0 (what an eigensolver
- *   returns there is round-off, about 1e-16); taken only when every value
- *   is finite, else the computation says why not;
+ *   returns there is round-off, up to about 1e-15); taken only when
+ *   every value is finite, else the computation says why not;
  * - a BN node that maps each channel by y = s x + t with s != 0
  *   (ae_net_bn_rescales_channels): the Pearson correlations of y are
  *   those of x up to the signs of s, a similarity D R D with D = diag(+-1),
