@@ -168,9 +168,12 @@ static ae_net *net_forward(const ae_graph *g, int batch, const float *x,
   return n;
 }
 
-/* The NTK's backward family comes from the thread's third spare: an NTK
- * computed where another net's NTK left its gradients gives theta bit for
- * bit as in fresh memory. */
+/* The NTK's backward family comes from the thread's third spare, which
+ * holds whatever the last net's NTK left there: the NTK of c, made right
+ * after b gave its arena back, gives theta bit for bit as in fresh
+ * memory.  (That c took b's arena follows from ae_net_arena_take's rule,
+ * which spare_arena_reuse_is_bit_identical shows for the forward's; no
+ * accessor shows the backward's address.) */
 START_TEST(spare_backward_arena_reuse_is_bit_identical) {
   ae_graph g;
   build_graph(&g);
