@@ -286,6 +286,34 @@ void ae_channel_sums(const double *f, int batch, int c, size_t hw, int ch,
   out[3] = s3;
 }
 
+/* The entropy of the normalised eigenvalues of cov (c x c, both
+ * triangles; s: c doubles of work); NaN when its trace is not positive.
+ * ctl: the job's checkpoint (NULL: none) inside the eigensolve. */
+static int entropy_of_covariance(double *cov, int c, double *s, double *h,
+                                 const ae_job_control *ctl) {
+  double trace = 0.0;
+  for (int i = 0; i < c; i++)
+    trace += cov[(size_t)i * c + i];
+  if (!(trace > 0.0)) {
+    *h = NAN;
+    return AE_OK;
+  }
+  int rc = ae_sym_eigvals(cov, c, s, ctl);
+  if (rc) return rc;
+  double sum = 0.0;
+  for (int i = 0; i < c; i++) {
+    if (s[i] < 0.0) s[i] = 0.0;
+    sum += s[i];
+  }
+  double entropy = 0.0;
+  for (int i = 0; i < c; i++) {
+    double p = s[i] / sum;
+    entropy -= p * log(p + 1e-8);
+  }
+  *h = entropy;
+  return AE_OK;
+}
+
 /* ae_channel_entropy with the job's checkpoint (ctl, NULL: none) inside
  * the eigensolve. */
 static int channel_entropy(double *f, int batch, int c, size_t hw, double *work,
@@ -307,30 +335,33 @@ static int channel_entropy(double *f, int batch, int c, size_t hw, double *work,
     cblas_dsyrk(CblasRowMajor, CblasUpper, CblasNoTrans, c, (int)hw,
                 1.0 / count, f + (size_t)b * c * hw, (int)hw, b ? 1.0 : 0.0,
                 cov, c);
-  double trace = 0.0;
-  for (int i = 0; i < c; i++)
-    trace += cov[(size_t)i * c + i];
-  if (!(trace > 0.0)) {
-    *h = NAN;
-    return AE_OK;
-  }
   for (int i = 0; i < c; i++) /* the lower triangle, for the finite check */
     for (int j = 0; j < i; j++)
       cov[(size_t)i * c + j] = cov[(size_t)j * c + i];
-  int rc = ae_sym_eigvals(cov, c, s, ctl);
+  return entropy_of_covariance(cov, c, s, h, ctl);
+}
+
+/* channel_entropy of the float32 net's own block output x (batch x c x
+ * hw), read in place: the channel means and the centred sums of products
+ * in float64 (ae_channel_means_f32, ae_cross_sums_f32: the rows widened
+ * and centred in registers, no float64 copy of the batch).  work: c * c +
+ * 2 * c doubles. */
+static int channel_entropy_f32(const float *x, int batch, int c, size_t hw,
+                               double *work, double *h,
+                               const ae_job_control *ctl) {
+  double *cov = work, *s = work + (size_t)c * c, *mean = s + c;
+  ae_channel_means_f32(x, batch, c, hw, mean);
+  memset(cov, 0, (size_t)c * (size_t)c * sizeof *cov);
+  ae_cross_rows rows = {x, hw, (size_t)c * hw, c, mean};
+  int rc = ae_cross_sums_f32(&rows, &rows, batch, hw, 1, cov, (size_t)c);
   if (rc) return rc;
-  double sum = 0.0;
-  for (int i = 0; i < c; i++) {
-    if (s[i] < 0.0) s[i] = 0.0;
-    sum += s[i];
-  }
-  double entropy = 0.0;
-  for (int i = 0; i < c; i++) {
-    double p = s[i] / sum;
-    entropy -= p * log(p + 1e-8);
-  }
-  *h = entropy;
-  return AE_OK;
+  double scale = 1.0 / ((double)batch * (double)hw);
+  for (int i = 0; i < c; i++)
+    for (int j = 0; j <= i; j++) {
+      cov[(size_t)i * c + j] *= scale;
+      cov[(size_t)j * c + i] = cov[(size_t)i * c + j];
+    }
+  return entropy_of_covariance(cov, c, s, h, ctl);
 }
 
 int ae_channel_entropy(double *f, int batch, int c, size_t hw, double *work,
@@ -675,15 +706,23 @@ static int block_entropies_of_forward(ae_net *net, int batch, const int *blocks,
     if (e > most) most = e;
     if ((size_t)nd->shape[0] > most_c) most_c = (size_t)nd->shape[0];
   }
-  double *f = malloc(((size_t)batch * most + 1) * sizeof *f);
-  double *work = malloc((most_c * most_c + most_c + 1) * sizeof *work);
-  rc = f && work ? AE_OK : AE_ENOMEM;
+  /* The float32 net's outputs are read in place; the float64 twin's are
+   * copied out. */
+  int own = !ae_net_double_on(net);
+  double *f = own ? NULL : malloc(((size_t)batch * most + 1) * sizeof *f);
+  double *work = malloc((most_c * most_c + 2 * most_c + 1) * sizeof *work);
+  rc = (own || f) && work ? AE_OK : AE_ENOMEM;
   for (int l = 0; l < n_blocks && !rc; l++) {
     const ae_node *nd = &g->nodes[blocks[l]];
-    size_t e = node_elems(nd);
+    size_t hw = node_elems(nd) / (size_t)nd->shape[0];
     int c = nd->shape[0];
+    if (own) {
+      rc = channel_entropy_f32(ae_net_activation(net, blocks[l]), batch, c, hw,
+                               work, &h[l], ctl);
+      continue;
+    }
     rc = ae_net_activation64(net, blocks[l], batch, f);
-    if (!rc) rc = channel_entropy(f, batch, c, e / (size_t)c, work, &h[l], ctl);
+    if (!rc) rc = channel_entropy(f, batch, c, hw, work, &h[l], ctl);
   }
   free(f);
   free(work);

@@ -51,86 +51,88 @@ static int largest_singular_value(double *m, int rows, int cols,
   return info == 0 ? AE_OK : AE_EINTERNAL;
 }
 
-/* One sample's g_in (cin x hin x win, float64 or float32: exactly one
- * of gd, gf) as float64 rows for the pair GEMM: pixel-unshuffled when r >
- * 1 (channel c*r*r + i*r + j at (y, x) is g_in[c][y*r + i][x*r + j],
- * PyTorch's order), else as they are.  Returns the rows: gd itself, or
- * buf (cin * hin * win doubles) filled. */
-static const double *pair_rows(const double *gd, const float *gf, int cin,
-                               int hin, int win, int h, int w, int r,
-                               double *buf) {
+/* One sample's float64 g_in (cin x hin x win) as rows for the pair
+ * GEMM: pixel-unshuffled when r > 1 (channel c*r*r + i*r + j at (y, x) is
+ * g_in[c][y*r + i][x*r + j], PyTorch's order) into buf (cin * hin * win
+ * doubles), else gd itself. */
+static const double *pair_rows(const double *gd, int cin, int hin, int win,
+                               int h, int w, int r, double *buf) {
   size_t hw = (size_t)h * (size_t)w;
-  if (r == 1) {
-    if (gd) return gd;
-    ae_f32_to_f64(gf, (size_t)cin * hw, buf);
-    return buf;
-  }
+  if (r == 1) return gd;
   for (int c = 0; c < cin; c++)
     for (int i = 0; i < r; i++)
       for (int j = 0; j < r; j++)
         for (int y = 0; y < h; y++)
-          for (int x = 0; x < w; x++) {
-            size_t from = (size_t)c * hin * win + (size_t)(y * r + i) * win +
-                          (size_t)(x * r + j);
+          for (int x = 0; x < w; x++)
             buf[((size_t)(c * r * r + i * r + j)) * hw + (size_t)y * w + x] =
-                gd ? gd[from] : (double)gf[from];
-          }
+                gd[(size_t)c * hin * win + (size_t)(y * r + i) * win +
+                   (size_t)(x * r + j)];
   return buf;
 }
 
+/* One sample's float32 g_in (cin x hin x win) pixel-unshuffled by r into
+ * buf (cin * r * r rows of h * w), pair_rows's order. */
+static void unshuffle_f32(const float *g, int cin, int hin, int win, int h,
+                          int w, int r, float *buf) {
+  size_t hw = (size_t)h * (size_t)w;
+  for (int c = 0; c < cin; c++)
+    for (int i = 0; i < r; i++)
+      for (int j = 0; j < r; j++)
+        for (int y = 0; y < h; y++)
+          for (int x = 0; x < w; x++)
+            buf[((size_t)(c * r * r + i * r + j)) * hw + (size_t)y * w + x] =
+                g[(size_t)c * hin * win + (size_t)(y * r + i) * win +
+                  (size_t)(x * r + j)];
+}
+
 /* M (cin * r * r x cout) = sum over samples and F_l's positions of
- * unshuffle(g_in) g_out^T / (B h w), in float64: one dgemm per sample on
- * float64 rows.  The inputs are float64 (g_in, g_out: the float64 twin's)
- * or float32 (g_in_f, g_out_f: the float32 net's, read in place and
- * converted one sample at a time into L2-sized rows, the very values the
- * float64 buffers held, so the same dgemm calls give the same M); g_in_f
- * NULL: zeros. */
+ * unshuffle(g_in) g_out^T / (B h w), in float64.  The inputs are float64
+ * (g_in, g_out: the float64 twin's; one dgemm per sample) or float32
+ * (g_in_f, g_out_f: the float32 net's, read in place, or one sample at a
+ * time unshuffled, by ae_cross_sums_f32: widened in registers);
+ * g_in_f NULL: zeros. */
 static int pair_matrix(const double *g_in, const float *g_in_f, int cin,
                        int hin, int win, const double *g_out,
                        const float *g_out_f, int cout, int h, int w, int r,
                        int batch, double *m) {
   int ci = cin * r * r;
   size_t hw = (size_t)h * (size_t)w, in_elems = (size_t)cin * hin * win;
-  int f32 = !g_in;
-  double *un = NULL, *go_rows = NULL;
-  float *zeros = NULL;
-  if (r > 1 || f32) {
-    un = malloc(in_elems * sizeof *un);
-    if (!un) return AE_ENOMEM;
-  }
-  if (f32) {
-    go_rows = malloc((size_t)cout * hw * sizeof *go_rows);
-    zeros = g_in_f ? NULL : calloc(in_elems, sizeof *zeros);
-    if (!go_rows || (!g_in_f && !zeros)) {
-      free(un);
-      free(go_rows);
-      free(zeros);
-      return AE_ENOMEM;
-    }
-  }
   memset(m, 0, (size_t)ci * (size_t)cout * sizeof *m);
-  for (int b = 0; b < batch; b++) {
-    const double *gi, *go;
-    if (f32) {
-      const float *gf = g_in_f ? g_in_f + (size_t)b * in_elems : zeros;
-      gi = pair_rows(NULL, gf, cin, hin, win, h, w, r, un);
-      ae_f32_to_f64(g_out_f + (size_t)b * (size_t)cout * hw, (size_t)cout * hw,
-                    go_rows);
-      go = go_rows;
+  if (!g_in) {
+    if (!g_in_f) return AE_OK; /* zeros: M = 0 */
+    ae_cross_rows go = {g_out_f, hw, (size_t)cout * hw, cout, NULL};
+    if (r == 1) {
+      ae_cross_rows gi = {g_in_f, hw, in_elems, ci, NULL};
+      int rc = ae_cross_sums_f32(&gi, &go, batch, hw, 0, m, (size_t)cout);
+      if (rc) return rc;
     } else {
-      gi = pair_rows(g_in + (size_t)b * in_elems, NULL, cin, hin, win, h, w, r,
-                     un);
-      go = g_out + (size_t)b * (size_t)cout * hw;
+      /* The batch unshuffled (as large as g_in), then one call: the
+       * lanes run on through the samples. */
+      float *un = malloc((size_t)batch * in_elems * sizeof *un);
+      if (!un) return AE_ENOMEM;
+      for (int b = 0; b < batch; b++)
+        unshuffle_f32(g_in_f + (size_t)b * in_elems, cin, hin, win, h, w, r,
+                      un + (size_t)b * in_elems);
+      ae_cross_rows gi = {un, hw, in_elems, ci, NULL};
+      int rc = ae_cross_sums_f32(&gi, &go, batch, hw, 0, m, (size_t)cout);
+      free(un);
+      if (rc) return rc;
     }
-    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, ci, cout, (int)hw, 1.0,
-                gi, (int)hw, go, (int)hw, 1.0, m, cout);
+  } else {
+    double *un = r > 1 ? malloc(in_elems * sizeof *un) : NULL;
+    if (r > 1 && !un) return AE_ENOMEM;
+    for (int b = 0; b < batch; b++) {
+      const double *gi =
+          pair_rows(g_in + (size_t)b * in_elems, cin, hin, win, h, w, r, un);
+      cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, ci, cout, (int)hw,
+                  1.0, gi, (int)hw, g_out + (size_t)b * (size_t)cout * hw,
+                  (int)hw, 1.0, m, cout);
+    }
+    free(un);
   }
   double scale = 1.0 / ((double)batch * (double)hw);
   for (size_t e = 0; e < (size_t)ci * (size_t)cout; e++)
     m[e] *= scale;
-  free(un);
-  free(go_rows);
-  free(zeros);
   return AE_OK;
 }
 

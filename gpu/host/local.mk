@@ -5,7 +5,7 @@
 gpu_libaeengine_a_SOURCES += gpu/activation.h gpu/plan.c gpu/plan.h \
 	gpu/host/net.c gpu/host/net.h \
 	gpu/host/net_internal.h gpu/host/transpose8.h gpu/host/net_real.h gpu/host/net_kernels.c gpu/host/net_normals.c gpu/host/net_signs.c \
-	gpu/host/net_kernels_typed.c gpu/host/net_conv_direct.c gpu/host/net_conv_wino.c gpu/host/net_gram.c gpu/host/net_parts.c gpu/host/net_ntk.c gpu/host/net_jet.c \
+	gpu/host/net_kernels_typed.c gpu/host/net_conv_direct.c gpu/host/net_conv_wino.c gpu/host/net_gram.c gpu/host/net_cross.c gpu/host/net_parts.c gpu/host/net_ntk.c gpu/host/net_jet.c \
 	gpu/host/net_ops.c gpu/host/net64_ops.c \
 	gpu/host/net_patterns.c gpu/host/net64.c gpu/host/net64.h \
 	gpu/host/net_grad.c gpu/host/net64_grad.c gpu/host/net_init.c \
