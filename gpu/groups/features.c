@@ -21,7 +21,6 @@
 #include "api/status.h"
 #include "gpu/activation.h"
 #include "gpu/analytic/analytic.h"
-#include "gpu/lanes4.h"
 #if defined(__x86_64__)
 #include <emmintrin.h>
 #endif
@@ -73,18 +72,37 @@ size_t ae_count_distinct_u16(const uint16_t *codes, size_t n,
   return bitmap_count(bitmap);
 }
 
-/* The correlation of the c rows of z (each centred and scaled to unit
- * norm, or zero) and its smallest eigenvalue; ctl: the job's checkpoint
- * inside the eigensolve (NULL: none). */
-static int corr_of_normalised(const double *z, int c, size_t hw, double *corr,
-                              double *out, const ae_job_control *ctl) {
-  cblas_dsyrk(CblasRowMajor, CblasUpper, CblasNoTrans, c, (int)hw, 1.0, z,
-              (int)hw, 0.0, corr, c);
-  for (int i = 0; i < c; i++) /* the lower triangle, for the finite check */
-    for (int j = 0; j < i; j++)
-      corr[(size_t)i * c + j] = corr[(size_t)j * c + i];
-  /* The smallest eigenvalue alone (bisection): dsterf's QL sweeps for
-   * all c were 9 % of the `fast` profile's time. */
+/* The smallest eigenvalue of the Pearson correlation of the rows of one
+ * sample (rows->rows rows of hw values, float32 or float64): each row's
+ * mean (ae_cross_means), the centred sums of products C (ae_cross_sums:
+ * widened and centred in registers, float64 lanes), corr[i][j] = C[i][j]
+ * s[i] s[j] with s[i] = 1 / sqrt(C[i][i]), or 0 for a row of zero
+ * variance (a zero row and column, as MeCo's nan_to_num: a constant
+ * row's mean is exact, so its centred values and C[i][i] are exactly 0);
+ * then the eigenvalue by bisection (dsterf's QL sweeps for all c were 9 %
+ * of the `fast` profile's time).  work: c * c + 2 * c doubles (corr,
+ * the means, s); ctl: the job's checkpoint inside the eigensolve (NULL:
+ * none). */
+__attribute__((optimize("fp-contract=off"))) static int
+corr_lambda_min_rows(const ae_cross_rows *rows, size_t hw, double *work,
+                     double *out, const ae_job_control *ctl) {
+  int c = rows->rows;
+  double *corr = work, *mean = work + (size_t)c * c, *s = mean + c;
+  ae_cross_rows centred = *rows;
+  ae_cross_means(rows, 1, hw, mean);
+  centred.mean = mean;
+  memset(corr, 0, (size_t)c * (size_t)c * sizeof *corr);
+  int rc = ae_cross_sums(&centred, &centred, 1, hw, 1, corr, (size_t)c);
+  if (rc) return rc;
+  for (int i = 0; i < c; i++) {
+    double ss = corr[(size_t)i * c + i];
+    s[i] = ss > 0.0 ? 1.0 / sqrt(ss) : 0.0;
+  }
+  for (int i = 0; i < c; i++)
+    for (int j = 0; j <= i; j++) {
+      double v = corr[(size_t)i * c + j] * s[i] * s[j];
+      corr[(size_t)i * c + j] = corr[(size_t)j * c + i] = v;
+    }
   return ae_sym_eigval_min(corr, c, out, ctl);
 }
 
@@ -99,123 +117,29 @@ static int rows_constant_f(const float *x, int c, size_t hw) {
   return 1;
 }
 
-/* Channels normalised at once: the float64 chains of the sums stay one per
- * channel, in the same order, but run side by side (corr_moments4). */
-#define CORR_GROUP 4
-_Static_assert(CORR_GROUP == 4, "corr_moments4 takes four rows");
-
-#if AE_LANES4
-/* The rows r[0..3] (hw values each): mean[j] (their sum divided by hw),
- * z[j][k] = (double)r[j][k] - mean[j] and ss[j] the sum of the squares of
- * those, as the scalar chains of corr_lambda_min_f's other branch, each
- * lane in its row's order (gpu/lanes4.h; no fused multiply-add in either
- * clone).  constant[j] is left 0: a constant row's sum is exact (hw
- * copies of a float32 value, hw < 2^29), so its mean is that value, every
- * z is 0 and ss is 0, which zeroes the row as a constant one is (tracking
- * it beside the sums cost a quarter of this function's time). */
-__attribute__((target_clones("avx2", "default"),
-               optimize("fp-contract=off"))) static void
-corr_moments4(const float *const r[4], double *const z[4], size_t hw,
-              double mean[4], int constant[4], double ss[4]) {
-  ae_v4d acc = {0.0, 0.0, 0.0, 0.0};
-  size_t k = 0;
-  for (; k + 4 <= hw; k += 4) {
-    ae_v4f a[4], col[4];
-    ae_v4f_load_rows(r, k, a);
-    ae_v4f_transpose(a, col);
-    for (int t = 0; t < 4; t++)
-      acc += __builtin_convertvector(col[t], ae_v4d);
+static int rows_constant_d(const double *x, int c, size_t hw) {
+  for (int i = 0; i < c; i++) {
+    const double *row = x + (size_t)i * hw;
+    for (size_t k = 1; k < hw; k++)
+      if (row[k] != row[0]) return 0;
   }
-  for (int j = 0; j < 4; j++) {
-    double sum = acc[j];
-    for (size_t t = k; t < hw; t++)
-      sum += (double)r[j][t];
-    mean[j] = sum / (double)hw;
-    constant[j] = 0;
-  }
-  ae_v4d sq = {0.0, 0.0, 0.0, 0.0};
-  ae_v4d m[4];
-  for (int j = 0; j < 4; j++)
-    m[j] = (ae_v4d){mean[j], mean[j], mean[j], mean[j]};
-  for (k = 0; k + 4 <= hw; k += 4) {
-    ae_v4f a[4];
-    ae_v4d dd[4], col[4];
-    ae_v4f_load_rows(r, k, a);
-    for (int j = 0; j < 4; j++) {
-      ae_v4d d = __builtin_convertvector(a[j], ae_v4d) - m[j];
-      memcpy(z[j] + k, &d, sizeof d);
-      dd[j] = d * d;
-    }
-    ae_v4d_transpose(dd, col);
-    for (int t = 0; t < 4; t++)
-      sq += col[t];
-  }
-  for (int j = 0; j < 4; j++) {
-    double sum = sq[j];
-    for (size_t t = k; t < hw; t++) {
-      double d = (double)r[j][t] - mean[j];
-      z[j][t] = d;
-      sum += d * d;
-    }
-    ss[j] = sum;
-  }
+  return 1;
 }
-#endif
 
 /* ae_corr_lambda_min of float32 rows, bit for bit the same (each value
- * converts exactly), without a float64 copy of the activation first, and
- * CORR_GROUP channels at a time. */
-__attribute__((optimize("fp-contract=off"))) static int
-corr_lambda_min_f(const float *x, int c, size_t hw, double *work, double *out,
-                  const ae_job_control *ctl) {
-  double *z = work, *corr = work + (size_t)c * hw;
+ * widens exactly), read in place. */
+static int corr_lambda_min_f(const float *x, int c, size_t hw, double *work,
+                             double *out, const ae_job_control *ctl) {
   if (rows_constant_f(x, c, hw)) {
     /* Every channel constant (all zeros after a `none` edge): every row
-     * of z is scaled by 0, the correlation is the zero matrix and its
-     * eigenvalues are +0 (test_rank_features compares with the reference
-     * path's).  work is left as it was. */
+     * is zeroed, the correlation is the zero matrix and its eigenvalues
+     * are +0 (what ae_sym_eigval_min gives for it: test_rank_features).
+     * work is left as it was. */
     *out = 0.0;
     return AE_OK;
   }
-  for (int i0 = 0; i0 < c; i0 += CORR_GROUP) {
-    int m = c - i0 < CORR_GROUP ? c - i0 : CORR_GROUP;
-    const float *row[CORR_GROUP];
-    double *zr[CORR_GROUP], mean[CORR_GROUP], ss[CORR_GROUP];
-    int constant[CORR_GROUP];
-    for (int j = 0; j < CORR_GROUP; j++) {
-      int i = i0 + (j < m ? j : 0);
-      row[j] = x + (size_t)i * hw;
-      zr[j] = z + (size_t)i * hw;
-      mean[j] = ss[j] = 0.0;
-      constant[j] = 1;
-    }
-    if (AE_LANES4 && m == CORR_GROUP) {
-#if AE_LANES4
-      corr_moments4(row, zr, hw, mean, constant, ss);
-#endif
-    } else {
-      for (int j = 0; j < m; j++)
-        for (size_t k = 0; k < hw; k++) {
-          mean[j] += (double)row[j][k];
-          constant[j] &= row[j][k] == row[j][0];
-        }
-      for (int j = 0; j < m; j++)
-        mean[j] /= (double)hw;
-      for (int j = 0; j < m; j++)
-        for (size_t k = 0; k < hw; k++) {
-          double d = (double)row[j][k] - mean[j];
-          zr[j][k] = d;
-          ss[j] += d * d;
-        }
-    }
-    for (int j = 0; j < m; j++) {
-      /* Zero variance: a zero row and column, as MeCo's nan_to_num. */
-      double scale = constant[j] || !(ss[j] > 0.0) ? 0.0 : 1.0 / sqrt(ss[j]);
-      for (size_t k = 0; k < hw; k++)
-        zr[j][k] *= scale;
-    }
-  }
-  return corr_of_normalised(z, c, hw, corr, out, ctl);
+  ae_cross_rows rows = {.x = x, .row = hw, .rows = c};
+  return corr_lambda_min_rows(&rows, hw, work, out, ctl);
 }
 
 int ae_corr_lambda_min_f32(const float *x, int c, size_t hw, double *work,
@@ -225,28 +149,13 @@ int ae_corr_lambda_min_f32(const float *x, int c, size_t hw, double *work,
 
 int ae_corr_lambda_min(const double *x, int c, size_t hw, double *work,
                        double *out) {
-  double *z = work, *corr = work + (size_t)c * hw;
-  for (int i = 0; i < c; i++) {
-    const double *row = x + (size_t)i * hw;
-    double *zr = z + (size_t)i * hw;
-    int constant = 1;
-    double mean = 0.0;
-    for (size_t k = 0; k < hw; k++) {
-      mean += row[k];
-      constant &= row[k] == row[0];
-    }
-    mean /= (double)hw;
-    double ss = 0.0;
-    for (size_t k = 0; k < hw; k++) {
-      zr[k] = row[k] - mean;
-      ss += zr[k] * zr[k];
-    }
-    /* Zero variance: a zero row and column, as MeCo's nan_to_num. */
-    double scale = constant || !(ss > 0.0) ? 0.0 : 1.0 / sqrt(ss);
-    for (size_t k = 0; k < hw; k++)
-      zr[k] *= scale;
+  if (rows_constant_d(x, c, hw)) {
+    /* As corr_lambda_min_f: the zero matrix, whose eigenvalues are +0. */
+    *out = 0.0;
+    return AE_OK;
   }
-  return corr_of_normalised(z, c, hw, corr, out, NULL);
+  ae_cross_rows rows = {.xd = x, .row = hw, .rows = c};
+  return corr_lambda_min_rows(&rows, hw, work, out, NULL);
 }
 
 /* The sum over the batch and positions of channel ch of f (batch x c x
@@ -343,17 +252,18 @@ static int channel_entropy(double *f, int batch, int c, size_t hw, double *work,
 
 /* channel_entropy of the float32 net's own block output x (batch x c x
  * hw), read in place: the channel means and the centred sums of products
- * in float64 (ae_channel_means_f32, ae_cross_sums_f32: the rows widened
+ * in float64 (ae_cross_means, ae_cross_sums: the rows widened
  * and centred in registers, no float64 copy of the batch).  work: c * c +
  * 2 * c doubles. */
 static int channel_entropy_f32(const float *x, int batch, int c, size_t hw,
                                double *work, double *h,
                                const ae_job_control *ctl) {
   double *cov = work, *s = work + (size_t)c * c, *mean = s + c;
-  ae_channel_means_f32(x, batch, c, hw, mean);
+  ae_cross_rows rows = {.x = x, .row = hw, .sample = (size_t)c * hw, .rows = c};
+  ae_cross_means(&rows, batch, hw, mean);
+  rows.mean = mean;
   memset(cov, 0, (size_t)c * (size_t)c * sizeof *cov);
-  ae_cross_rows rows = {x, hw, (size_t)c * hw, c, mean};
-  int rc = ae_cross_sums_f32(&rows, &rows, batch, hw, 1, cov, (size_t)c);
+  int rc = ae_cross_sums(&rows, &rows, batch, hw, 1, cov, (size_t)c);
   if (rc) return rc;
   double scale = 1.0 / ((double)batch * (double)hw);
   for (int i = 0; i < c; i++)

@@ -47,16 +47,18 @@ int ae_features_is_4d_node(const ae_node *nd);
 size_t ae_count_distinct_u16(const uint16_t *codes, size_t n, uint64_t *bitmap);
 
 /* Smallest eigenvalue of the c x c Pearson correlation between the rows
- * of x (c rows of hw values): rows centred; a row of zero variance gives
- * a zero row and column (diagonal included); the eigenvalue by
- * ae_sym_eigval_min.  work: c * hw + c * c + c doubles (the last c
- * unused).  0, or an error of ae_sym_eigval_min. */
+ * of x (c rows of hw values): rows centred by their means; a row of zero
+ * variance gives a zero row and column (diagonal included); the sums of
+ * products in float64 lanes (ae_cross_sums, gpu/host/net_cross.c); the
+ * eigenvalue by ae_sym_eigval_min; every row constant: the zero matrix,
+ * whose eigenvalue +0 is returned without solving (work untouched).
+ * work: c * c + 2 * c doubles.  0, AE_ENOMEM, or an error of
+ * ae_sym_eigval_min. */
 int ae_corr_lambda_min(const double *x, int c, size_t hw, double *work,
                        double *out);
-/* The same of float32 rows, bit for bit (every value converts exactly;
- * what feature_corr_lambda_min runs on the activations in place, four
- * channels' float64 chains side by side); work as above, holding the very
- * same values afterwards. */
+/* The same of float32 rows, bit for bit (every value widens exactly; what
+ * feature_corr_lambda_min runs on the activations in place); work as
+ * above, holding the very same values afterwards. */
 int ae_corr_lambda_min_f32(const float *x, int c, size_t hw, double *work,
                            double *out);
 

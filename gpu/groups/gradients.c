@@ -89,7 +89,7 @@ static void unshuffle_f32(const float *g, int cin, int hin, int win, int h,
  * unshuffle(g_in) g_out^T / (B h w), in float64.  The inputs are float64
  * (g_in, g_out: the float64 twin's; one dgemm per sample) or float32
  * (g_in_f, g_out_f: the float32 net's, read in place, or one sample at a
- * time unshuffled, by ae_cross_sums_f32: widened in registers);
+ * time unshuffled, by ae_cross_sums: widened in registers);
  * g_in_f NULL: zeros. */
 static int pair_matrix(const double *g_in, const float *g_in_f, int cin,
                        int hin, int win, const double *g_out,
@@ -100,10 +100,12 @@ static int pair_matrix(const double *g_in, const float *g_in_f, int cin,
   memset(m, 0, (size_t)ci * (size_t)cout * sizeof *m);
   if (!g_in) {
     if (!g_in_f) return AE_OK; /* zeros: M = 0 */
-    ae_cross_rows go = {g_out_f, hw, (size_t)cout * hw, cout, NULL};
+    ae_cross_rows go = {
+        .x = g_out_f, .row = hw, .sample = (size_t)cout * hw, .rows = cout};
     if (r == 1) {
-      ae_cross_rows gi = {g_in_f, hw, in_elems, ci, NULL};
-      int rc = ae_cross_sums_f32(&gi, &go, batch, hw, 0, m, (size_t)cout);
+      ae_cross_rows gi = {
+          .x = g_in_f, .row = hw, .sample = in_elems, .rows = ci};
+      int rc = ae_cross_sums(&gi, &go, batch, hw, 0, m, (size_t)cout);
       if (rc) return rc;
     } else {
       /* The batch unshuffled (as large as g_in), then one call: the
@@ -113,8 +115,8 @@ static int pair_matrix(const double *g_in, const float *g_in_f, int cin,
       for (int b = 0; b < batch; b++)
         unshuffle_f32(g_in_f + (size_t)b * in_elems, cin, hin, win, h, w, r,
                       un + (size_t)b * in_elems);
-      ae_cross_rows gi = {un, hw, in_elems, ci, NULL};
-      int rc = ae_cross_sums_f32(&gi, &go, batch, hw, 0, m, (size_t)cout);
+      ae_cross_rows gi = {.x = un, .row = hw, .sample = in_elems, .rows = ci};
+      int rc = ae_cross_sums(&gi, &go, batch, hw, 0, m, (size_t)cout);
       free(un);
       if (rc) return rc;
     }

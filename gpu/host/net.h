@@ -141,13 +141,15 @@ void ae_net_philox_normals_fill_f32(uint64_t seed, uint32_t tensor,
 /* dst[i] = (double)src[i] for i < n (exact), vectorised.  Any thread. */
 void ae_f32_to_f64(const float *restrict src, size_t n, double *restrict dst);
 
-/* Rows of float32 values: row i (< rows) of sample s at x + s * sample +
- * i * row; mean[i] subtracted from row i's values (NULL: none). */
+/* Rows of float32 values (x), or of float64 values (xd, when x is NULL):
+ * row i (< rows) of sample s at x + s * sample + i * row; mean[i]
+ * subtracted from row i's values (NULL: none). */
 typedef struct {
   const float *x;
   size_t row, sample;
   int rows;
   const double *mean;
+  const double *xd;
 } ae_cross_rows;
 
 /* m[i * ldm + j] += the sum over samples s < samples and columns k < w of
@@ -157,18 +159,17 @@ typedef struct {
  * multiply-add, samples in order, and the 8 lanes are summed in a fixed
  * order (net_cross.c): the same bits on every CPU and kernel.  _ref is
  * that in plain C.  0, or AE_ENOMEM (m unchanged).  Any thread. */
-int ae_cross_sums_f32(const ae_cross_rows *a, const ae_cross_rows *b,
-                      int samples, size_t w, int lower, double *m, size_t ldm);
-void ae_cross_sums_f32_ref(const ae_cross_rows *a, const ae_cross_rows *b,
-                           int samples, size_t w, int lower, double *m,
-                           size_t ldm);
+int ae_cross_sums(const ae_cross_rows *a, const ae_cross_rows *b, int samples,
+                  size_t w, int lower, double *m, size_t ldm);
+void ae_cross_sums_ref(const ae_cross_rows *a, const ae_cross_rows *b,
+                       int samples, size_t w, int lower, double *m, size_t ldm);
 
-/* mean[ch] (ch < c) = the mean of channel ch of x (batch x c x hw,
- * float32) in float64: column k of each of its rows summed into lane k mod
- * 8, rows in order, the lanes summed in ae_cross_sums_f32's order, divided
- * by batch * hw.  Any thread. */
-void ae_channel_means_f32(const float *x, int batch, int c, size_t hw,
-                          double *mean);
+/* mean[i] (i < x->rows) = the mean of row i over samples s < samples and
+ * columns k < w (x->mean ignored), in float64: column k of each sample
+ * into lane k mod 8, samples in order, the lanes summed in
+ * ae_cross_sums_f32's order, divided by samples * w.  Any thread. */
+void ae_cross_means(const ae_cross_rows *x, int samples, size_t w,
+                    double *mean);
 
 /* The net's own copy of the graph (borrowed). */
 const ae_graph *ae_net_graph(const ae_net *n);

@@ -20,7 +20,7 @@
  * multiply-add of the two centred values (each row padded with zeros to
  * a multiple of 8 columns), samples in order, and each pair's 8 lanes are
  * summed as ((l0 + l4) + (l2 + l6)) + ((l1 + l5) + (l3 + l7)) and added to
- * m once per call.  ae_cross_sums_f32_ref is that in plain C (fma from
+ * m once per call.  ae_cross_sums_ref is that in plain C (fma from
  * libm); tests/unit/test_net_conv_direct holds every kernel to it bit for
  * bit.  The means (ae_channel_means_f32) are summed in 8 lanes the same
  * way.
@@ -50,9 +50,10 @@ static int wanted(int lower, int i, int j) {
   return !lower || j <= i;
 }
 
-/* Row i of sample `sample` of a row set (i < rows). */
-static const float *row_of(const ae_cross_rows *x, int sample, int i) {
-  return x->x + (size_t)sample * x->sample + (size_t)i * x->row;
+/* Element k of row i of sample `sample` of a row set, as a double. */
+static double value_at(const ae_cross_rows *x, int sample, int i, size_t k) {
+  size_t at = (size_t)sample * x->sample + (size_t)i * x->row + k;
+  return x->x ? (double)x->x[at] : x->xd[at];
 }
 
 static double mean_of(const ae_cross_rows *x, int i) {
@@ -60,48 +61,61 @@ static double mean_of(const ae_cross_rows *x, int i) {
 }
 
 __attribute__((optimize("fp-contract=off"))) void
-ae_cross_sums_f32_ref(const ae_cross_rows *a, const ae_cross_rows *b,
-                      int samples, size_t w, int lower, double *m, size_t ldm) {
+ae_cross_sums_ref(const ae_cross_rows *a, const ae_cross_rows *b, int samples,
+                  size_t w, int lower, double *m, size_t ldm) {
   size_t padded = (w + LANES - 1) / LANES * LANES;
   for (int i = 0; i < a->rows; i++)
     for (int j = 0; j < b->rows; j++) {
       if (!wanted(lower, i, j)) continue;
       double mi = mean_of(a, i), mj = mean_of(b, j);
       double l[LANES] = {0};
-      for (int s = 0; s < samples; s++) {
-        const float *ar = row_of(a, s, i), *br = row_of(b, s, j);
+      for (int s = 0; s < samples; s++)
         for (size_t k = 0; k < padded; k++) {
-          double x = k < w ? (double)ar[k] - mi : 0.0;
-          double y = k < w ? (double)br[k] - mj : 0.0;
+          double x = k < w ? value_at(a, s, i, k) - mi : 0.0;
+          double y = k < w ? value_at(b, s, j, k) - mj : 0.0;
           l[k % LANES] = fma(x, y, l[k % LANES]);
         }
-      }
       m[(size_t)i * ldm + (size_t)j] += lanes_sum(l);
     }
 }
 
-/* The sums of one channel's rows (batch rows of hw values, c rows apart)
- * in 8 lanes: column k of each row into lane k mod 8, rows in order. */
-AE_AVX2_CLONES AE_VECTOR_LOOPS static double
-channel_sum(const float *x, int batch, int c, size_t hw) {
+/* The sum of one row over the samples in 8 lanes (column k of each
+ * sample into lane k mod 8, samples in order): float32 rows p (sample
+ * apart), or float64 rows pd. */
+AE_AVX2_CLONES AE_VECTOR_LOOPS static double row_sum(const float *p,
+                                                     const double *pd,
+                                                     size_t sample, int samples,
+                                                     size_t w) {
   double l[LANES] = {0};
-  size_t whole = hw / LANES * LANES;
-  for (int s = 0; s < batch; s++) {
-    const float *p = x + (size_t)s * (size_t)c * hw;
-    for (size_t k = 0; k < whole; k += LANES)
-      for (int q = 0; q < LANES; q++)
-        l[q] += (double)p[k + (size_t)q];
-    for (size_t k = whole; k < hw; k++)
-      l[k - whole] += (double)p[k];
+  size_t whole = w / LANES * LANES;
+  for (int s = 0; s < samples; s++) {
+    size_t at = (size_t)s * sample;
+    if (p) {
+      for (size_t k = 0; k < whole; k += LANES)
+        for (int q = 0; q < LANES; q++)
+          l[q] += (double)p[at + k + (size_t)q];
+      for (size_t k = whole; k < w; k++)
+        l[k - whole] += (double)p[at + k];
+    } else {
+      for (size_t k = 0; k < whole; k += LANES)
+        for (int q = 0; q < LANES; q++)
+          l[q] += pd[at + k + (size_t)q];
+      for (size_t k = whole; k < w; k++)
+        l[k - whole] += pd[at + k];
+    }
   }
   return lanes_sum(l);
 }
 
-void ae_channel_means_f32(const float *x, int batch, int c, size_t hw,
-                          double *mean) {
-  double count = (double)batch * (double)hw;
-  for (int ch = 0; ch < c; ch++)
-    mean[ch] = channel_sum(x + (size_t)ch * hw, batch, c, hw) / count;
+void ae_cross_means(const ae_cross_rows *x, int samples, size_t w,
+                    double *mean) {
+  double count = (double)samples * (double)w;
+  for (int i = 0; i < x->rows; i++) {
+    size_t at = (size_t)i * x->row;
+    mean[i] = row_sum(x->x ? x->x + at : NULL, x->x ? NULL : x->xd + at,
+                      x->sample, samples, w) /
+              count;
+  }
 }
 
 /* Columns per chunk: a chunk's widened rows (up to 64 x 512 doubles, 256
@@ -216,10 +230,17 @@ widen_rows(const ae_cross_rows *x, int q0, int count, size_t c0, size_t cw,
   for (int i = 0; i < x->rows; i++) {
     double mean = mean_of(x, i);
     for (int q = 0; q < count; q++) {
-      const float *src = row_of(x, q0 + q, i) + c0;
+      size_t at = (size_t)(q0 + q) * x->sample + (size_t)i * x->row + c0;
       double *dst = wide + (size_t)i * ld + (size_t)q * padded;
-      for (size_t k = 0; k < cw; k++)
-        dst[k] = (double)src[k] - mean;
+      if (x->x) {
+        const float *src = x->x + at;
+        for (size_t k = 0; k < cw; k++)
+          dst[k] = (double)src[k] - mean;
+      } else {
+        const double *src = x->xd + at;
+        for (size_t k = 0; k < cw; k++)
+          dst[k] = src[k] - mean;
+      }
       for (size_t k = cw; k < padded; k++)
         dst[k] = 0.0;
     }
@@ -238,15 +259,14 @@ int ae_cross_kernel(void) {
   return AE_CROSS_PLAIN;
 }
 
-int ae_cross_sums_f32(const ae_cross_rows *a, const ae_cross_rows *b,
-                      int samples, size_t w, int lower, double *m, size_t ldm) {
-  return ae_cross_sums_f32_with(ae_cross_kernel(), a, b, samples, w, lower, m,
-                                ldm);
+int ae_cross_sums(const ae_cross_rows *a, const ae_cross_rows *b, int samples,
+                  size_t w, int lower, double *m, size_t ldm) {
+  return ae_cross_sums_with(ae_cross_kernel(), a, b, samples, w, lower, m, ldm);
 }
 
-int ae_cross_sums_f32_with(int kernel, const ae_cross_rows *a,
-                           const ae_cross_rows *b, int samples, size_t w,
-                           int lower, double *m, size_t ldm) {
+int ae_cross_sums_with(int kernel, const ae_cross_rows *a,
+                       const ae_cross_rows *b, int samples, size_t w, int lower,
+                       double *m, size_t ldm) {
   int side = 1;
   tile_fn tile = plain_tile;
 #if AE_NET_AVX512

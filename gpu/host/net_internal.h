@@ -394,15 +394,15 @@ int ae_net_parts_threads(void);
 void ae_net_run_parts(int threads, size_t work, ae_net_part_fn fn, void *arg);
 void ae_net_part_range(size_t count, int part, int parts, size_t *lo,
                        size_t *hi);
-/* ae_cross_sums_f32 (net_cross.c) by a kernel named: AE_CROSS_PLAIN
+/* ae_cross_sums (net_cross.c) by a kernel named: AE_CROSS_PLAIN
  * (plain C, any CPU), AE_CROSS_AVX2 (AVX2 and FMA) or AE_CROSS_AVX512
  * (AVX-512F), the CPU having it; ae_cross_kernel: the one it picks (the
  * process's CPU class).  The same bits from each (tests). */
 enum { AE_CROSS_PLAIN, AE_CROSS_AVX2, AE_CROSS_AVX512 };
 int ae_cross_kernel(void);
-int ae_cross_sums_f32_with(int kernel, const ae_cross_rows *a,
-                           const ae_cross_rows *b, int samples, size_t w,
-                           int lower, double *m, size_t ldm);
+int ae_cross_sums_with(int kernel, const ae_cross_rows *a,
+                       const ae_cross_rows *b, int samples, size_t w, int lower,
+                       double *m, size_t ldm);
 
 /* The float32 NTK's Gram (net_gram.c): theta (batch x batch, row-major,
  * lower triangle) += scale * G G^T in float64 for G = batch rows of P

@@ -1310,14 +1310,14 @@ END_TEST
 
 /* The feature metrics' cross sums (net_cross.c): every kernel this CPU
  * runs (plain C; AVX2 + FMA; AVX-512F) bit for bit against
- * ae_cross_sums_f32_ref, adding into an m that already holds values and
+ * ae_cross_sums_ref, adding into an m that already holds values and
  * leaving the pairs not asked for alone; the reference within float64
  * round-off of the same sums by a long double loop.  Centred (the
  * covariance: a = b, the lower triangle) and not (the pair matrices: two
- * row sets, every pair); rows that are and are not a multiple of the
- * tiles (1, 3, 4, 5, 16, 17, 64); columns below a vector, with a partial
- * vector, whole samples side by side in a chunk and samples over several
- * chunks (w > 512); one sample and many; no columns, no samples (m
+ * row sets, every pair); float32 rows and float64 ones; rows that are and are
+ * not a multiple of the tiles (1, 3, 4, 5, 16, 17, 64); columns below a vector,
+ * with a partial vector, whole samples side by side in a chunk and samples over
+ * several chunks (w > 512); one sample and many; no columns, no samples (m
  * unchanged but for +0); the rows of a sample apart (a stride past the
  * row) as in a batch of planes. */
 START_TEST(cross_sums_match_reference) {
@@ -1328,7 +1328,9 @@ START_TEST(cross_sums_match_reference) {
       {64, 64, 64, 70},  {3, 2, 0, 2},    {2, 3, 5, 0}};
   uint32_t seed = 31;
   for (size_t i = 0; i < sizeof shapes / sizeof *shapes; i++)
-    for (int centred = 0; centred < 2; centred++) {
+    for (int mode = 0; mode < 3; mode++) {
+      /* 0: two float32 row sets; 1: one, centred; 2: one of float64. */
+      int centred = mode > 0, doubles = mode == 2;
       int ra = shapes[i][0], rb = centred ? ra : shapes[i][1];
       size_t w = (size_t)shapes[i][2];
       int samples = shapes[i][3];
@@ -1336,24 +1338,32 @@ START_TEST(cross_sums_match_reference) {
              sample_b = (size_t)rb * row + 2, n = (size_t)ra * (size_t)rb;
       float *xa = malloc(sizeof(float) * sample_a * (size_t)samples);
       float *xb = malloc(sizeof(float) * sample_b * (size_t)samples);
+      double *xad = malloc(sizeof(double) * sample_a * (size_t)samples);
       double *ma = malloc(sizeof(double) * (size_t)ra);
       double *start = malloc(sizeof(double) * n),
              *ref = malloc(sizeof(double) * n);
       double *got = malloc(sizeof(double) * n);
-      ck_assert(xa && xb && ma && start && ref && got);
-      for (size_t e = 0; e < sample_a * (size_t)samples; e++)
+      ck_assert(xa && xb && xad && ma && start && ref && got);
+      for (size_t e = 0; e < sample_a * (size_t)samples; e++) {
         xa[e] = random_value(&seed) * (e % 7 == 0 ? 1e3f : 1.0f) + 2.5f;
+        xad[e] = (double)xa[e] + 1e-9 * random_value(&seed);
+      }
       for (size_t e = 0; e < sample_b * (size_t)samples; e++)
         xb[e] = random_value(&seed) < 0.0f ? -1.0f : random_value(&seed);
       for (int r = 0; r < ra; r++)
         ma[r] = 2.5 + 0.01 * r;
       for (size_t e = 0; e < n; e++)
         start[e] = (double)random_value(&seed);
-      ae_cross_rows a = {xa, row, sample_a, ra, centred ? ma : NULL};
-      ae_cross_rows b = {xb, row, sample_b, rb, NULL};
+      ae_cross_rows a = {.x = doubles ? NULL : xa,
+                         .xd = doubles ? xad : NULL,
+                         .row = row,
+                         .sample = sample_a,
+                         .rows = ra,
+                         .mean = centred ? ma : NULL};
+      ae_cross_rows b = {.x = xb, .row = row, .sample = sample_b, .rows = rb};
       const ae_cross_rows *pb = centred ? &a : &b;
       memcpy(ref, start, sizeof(double) * n);
-      ae_cross_sums_f32_ref(&a, pb, samples, w, centred, ref, (size_t)rb);
+      ae_cross_sums_ref(&a, pb, samples, w, centred, ref, (size_t)rb);
       for (int p = 0; p < ra; p++)
         for (int q = 0; q < rb; q++) {
           size_t e = (size_t)p * (size_t)rb + (size_t)q;
@@ -1364,72 +1374,85 @@ START_TEST(cross_sums_match_reference) {
           long double sum = 0.0L, mag = fabsl((long double)start[e]);
           for (int t = 0; t < samples; t++)
             for (size_t k = 0; k < w; k++) {
-              const float *xp = xa + (size_t)t * sample_a + (size_t)p * row;
-              const float *xq =
-                  centred ? xa + (size_t)t * sample_a + (size_t)q * row
-                          : xb + (size_t)t * sample_b + (size_t)q * row;
-              long double u = (long double)xp[k] - (centred ? ma[p] : 0.0);
-              long double v = (long double)xq[k] - (centred ? ma[q] : 0.0);
+              size_t ep = (size_t)t * sample_a + (size_t)p * row + k;
+              size_t eq = centred ? (size_t)t * sample_a + (size_t)q * row + k
+                                  : (size_t)t * sample_b + (size_t)q * row + k;
+              long double xp = doubles ? xad[ep] : xa[ep];
+              long double xq = doubles ? xad[eq] : centred ? xa[eq] : xb[eq];
+              long double u = xp - (centred ? ma[p] : 0.0);
+              long double v = xq - (centred ? ma[q] : 0.0);
               sum += u * v;
               mag += fabsl(u * v);
             }
           ck_assert_msg(fabsl((long double)ref[e] - (long double)start[e] -
                               sum) <= 1e-13L * mag,
-                        "shape %zu centred %d (%d, %d): %.17g vs %.17Lg", i,
-                        centred, p, q, ref[e] - start[e], sum);
+                        "shape %zu mode %d (%d, %d): %.17g vs %.17Lg", i, mode,
+                        p, q, ref[e] - start[e], sum);
         }
       int top = ae_cross_kernel();
       for (int kernel = AE_CROSS_PLAIN; kernel <= top; kernel++) {
         if (kernel == AE_CROSS_AVX2 && !ae_net_have_avx2_fma()) continue;
         memcpy(got, start, sizeof(double) * n);
-        ck_assert_int_eq(ae_cross_sums_f32_with(kernel, &a, pb, samples, w,
-                                                centred, got, (size_t)rb),
+        ck_assert_int_eq(ae_cross_sums_with(kernel, &a, pb, samples, w, centred,
+                                            got, (size_t)rb),
                          AE_OK);
         ck_assert_msg(memcmp(got, ref, sizeof(double) * n) == 0,
-                      "shape %zu centred %d: kernel %d differs from the "
+                      "shape %zu mode %d: kernel %d differs from the "
                       "reference",
-                      i, centred, kernel);
+                      i, mode, kernel);
       }
-      free(xa), free(xb), free(ma), free(start), free(ref), free(got);
+      free(xa), free(xb), free(xad), free(ma), free(start), free(ref);
+      free(got);
     }
 }
 END_TEST
 
-/* The channel means of the covariance: lanes as ae_cross_sums_f32's, so
- * the same value as the definition's long double mean within float64
- * round-off, and the value of a plain 8-lane loop bit for bit (the
- * compiler's vector clones change nothing); channels of hw not a
- * multiple of 8. */
-START_TEST(channel_means_match_lanes) {
+/* ae_cross_means: lanes as ae_cross_sums's, so the value of a plain
+ * 8-lane loop bit for bit (the compiler's vector clones change nothing)
+ * and the definition's long double mean within float64 round-off; float32
+ * and float64 rows, a batch's channels (rows a plane apart, samples a
+ * batch row apart), columns not a multiple of 8. */
+START_TEST(cross_means_match_lanes) {
   static const int shapes[][3] = {{64, 16, 1024}, {3, 5, 49}, {2, 3, 1}};
   uint32_t seed = 5;
-  for (size_t i = 0; i < sizeof shapes / sizeof *shapes; i++) {
-    int batch = shapes[i][0], c = shapes[i][1];
-    size_t hw = (size_t)shapes[i][2], n = (size_t)batch * c * hw;
-    float *x = malloc(sizeof(float) * n);
-    double *mean = malloc(sizeof(double) * (size_t)c);
-    ck_assert(x && mean);
-    for (size_t e = 0; e < n; e++)
-      x[e] = random_value(&seed) * 3.0f + 1.0f;
-    ae_channel_means_f32(x, batch, c, hw, mean);
-    for (int ch = 0; ch < c; ch++) {
-      double l[8] = {0};
-      long double exact = 0.0L;
-      for (int b = 0; b < batch; b++)
-        for (size_t k = 0; k < hw; k++) {
-          float v = x[((size_t)b * c + ch) * hw + k];
-          l[k % 8] += (double)v;
-          exact += v;
-        }
-      double want =
-          (((l[0] + l[4]) + (l[2] + l[6])) + ((l[1] + l[5]) + (l[3] + l[7]))) /
-          ((double)batch * (double)hw);
-      ck_assert(memcmp(&want, &mean[ch], sizeof want) == 0);
-      exact /= (long double)batch * (long double)hw;
-      ck_assert(fabsl((long double)mean[ch] - exact) <= 1e-14L * fabsl(exact));
+  for (size_t i = 0; i < sizeof shapes / sizeof *shapes; i++)
+    for (int wide = 0; wide < 2; wide++) {
+      int batch = shapes[i][0], c = shapes[i][1];
+      size_t hw = (size_t)shapes[i][2], n = (size_t)batch * c * hw;
+      float *x = malloc(sizeof(float) * n);
+      double *xd = malloc(sizeof(double) * n);
+      double *mean = malloc(sizeof(double) * (size_t)c);
+      ck_assert(x && xd && mean);
+      for (size_t e = 0; e < n; e++) {
+        x[e] = random_value(&seed) * 3.0f + 1.0f;
+        xd[e] = (double)x[e] + (wide ? 1e-9 * random_value(&seed) : 0.0);
+      }
+      ae_cross_rows rows = {.row = hw, .sample = (size_t)c * hw, .rows = c};
+      if (wide)
+        rows.xd = xd;
+      else
+        rows.x = x;
+      ae_cross_means(&rows, batch, hw, mean);
+      for (int ch = 0; ch < c; ch++) {
+        double l[8] = {0};
+        long double exact = 0.0L;
+        for (int b = 0; b < batch; b++)
+          for (size_t k = 0; k < hw; k++) {
+            size_t e = ((size_t)b * c + ch) * hw + k;
+            double v = wide ? xd[e] : (double)x[e];
+            l[k % 8] += v;
+            exact += v;
+          }
+        double want = (((l[0] + l[4]) + (l[2] + l[6])) +
+                       ((l[1] + l[5]) + (l[3] + l[7]))) /
+                      ((double)batch * (double)hw);
+        ck_assert(memcmp(&want, &mean[ch], sizeof want) == 0);
+        exact /= (long double)batch * (long double)hw;
+        ck_assert(fabsl((long double)mean[ch] - exact) <=
+                  1e-14L * fabsl(exact));
+      }
+      free(x), free(xd), free(mean);
     }
-    free(x), free(mean);
-  }
 }
 END_TEST
 
@@ -1464,7 +1487,7 @@ int main(int argc, char **argv) {
   tcase_add_test(tc, avg_pool_adjoint_matches_reference);
   tcase_add_test(tc, gram_matches_reference);
   tcase_add_test(tc, cross_sums_match_reference);
-  tcase_add_test(tc, channel_means_match_lanes);
+  tcase_add_test(tc, cross_means_match_lanes);
   tcase_add_test(tc, avx2_matches_reference);
   tcase_add_test(tc, zero_input_convs_match_computed);
   tcase_add_test(tc, zero_input_convs_ntk_match_computed);

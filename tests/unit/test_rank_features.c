@@ -82,8 +82,12 @@ START_TEST(correlation_f32_matches_reference) {
 END_TEST
 
 /* Every channel constant (zeros of either sign, a value whose mean is not
- * exact, one position): the float32 path's shortcut gives the reference's
- * eigenvalue, bit for bit, without computing it. */
+ * a short binary fraction, one position): both paths skip the solve and
+ * return +0, which is what the full computation gives: the rows' means
+ * are exact, so the centred sums of products are all +0 (computed here
+ * with ae_cross_means and ae_cross_sums as corr_lambda_min_rows does),
+ * every row is zeroed, and the zero matrix's smallest eigenvalue by
+ * ae_sym_eigval_min is +0, bit for bit; the work areas are untouched. */
 START_TEST(constant_rows_shortcut_matches_reference) {
   static const float values[] = {0.0f, -0.0f, 0.1f, -3.3f, 1e-30f};
   static const size_t hws[] = {1, 7, 1024};
@@ -93,7 +97,9 @@ START_TEST(constant_rows_shortcut_matches_reference) {
       float *xf = malloc(n * sizeof *xf);
       double *xd = malloc(n * sizeof *xd);
       double *w1 = calloc(nw, sizeof *w1), *w2 = calloc(nw, sizeof *w2);
-      ck_assert(xf && xd && w1 && w2);
+      double *mean = malloc((size_t)c * sizeof *mean);
+      double *m = calloc((size_t)c * c, sizeof *m);
+      ck_assert(xf && xd && w1 && w2 && mean && m);
       for (size_t e = 0; e < n; e++) {
         /* Row i holds one value; rows of -0 and +0 mixed within row 0. */
         size_t row = e / hw;
@@ -101,18 +107,34 @@ START_TEST(constant_rows_shortcut_matches_reference) {
                          : values[row % (sizeof values / sizeof values[0])];
         xd[e] = (double)xf[e];
       }
+      ae_cross_rows rows = {.x = xf, .row = hw, .rows = c};
+      ae_cross_means(&rows, 1, hw, mean);
+      for (int i = 0; i < c; i++)
+        ck_assert(mean[i] == (double)xf[(size_t)i * hw]);
+      rows.mean = mean;
+      ck_assert_int_eq(ae_cross_sums(&rows, &rows, 1, hw, 1, m, (size_t)c),
+                       AE_OK);
+      for (size_t e = 0; e < (size_t)c * c; e++)
+        ck_assert(m[e] == 0.0 && !signbit(m[e]));
+      double solved = NAN;
+      ck_assert_int_eq(ae_sym_eigval_min(m, c, &solved, NULL), AE_OK);
       double v1 = NAN, v2 = NAN;
       ck_assert_int_eq(ae_corr_lambda_min_f32(xf, c, hw, w1, &v1), AE_OK);
       ck_assert_int_eq(ae_corr_lambda_min(xd, c, hw, w2, &v2), AE_OK);
-      ck_assert_msg(memcmp(&v1, &v2, sizeof v1) == 0,
-                    "c %d hw %zu: %.17g vs %.17g", c, hw, v1, v2);
-      /* Not computed: the work area is untouched. */
+      ck_assert_msg(memcmp(&v1, &solved, sizeof v1) == 0 &&
+                        memcmp(&v2, &solved, sizeof v2) == 0,
+                    "c %d hw %zu: %.17g, %.17g vs solved %.17g", c, hw, v1,
+                    v2, solved);
+      /* Not computed: the work areas are untouched. */
       for (size_t e = 0; e < nw; e++)
-        ck_assert(w1[e] == 0.0 && !signbit(w1[e]));
+        ck_assert(w1[e] == 0.0 && !signbit(w1[e]) && w2[e] == 0.0 &&
+                  !signbit(w2[e]));
       free(xf);
       free(xd);
       free(w1);
       free(w2);
+      free(mean);
+      free(m);
     }
 }
 END_TEST
