@@ -123,8 +123,8 @@ START_TEST(constant_rows_shortcut_matches_reference) {
       ck_assert_int_eq(ae_corr_lambda_min(xd, c, hw, w2, &v2), AE_OK);
       ck_assert_msg(memcmp(&v1, &solved, sizeof v1) == 0 &&
                         memcmp(&v2, &solved, sizeof v2) == 0,
-                    "c %d hw %zu: %.17g, %.17g vs solved %.17g", c, hw, v1,
-                    v2, solved);
+                    "c %d hw %zu: %.17g, %.17g vs solved %.17g", c, hw, v1, v2,
+                    solved);
       /* Not computed: the work areas are untouched. */
       for (size_t e = 0; e < nw; e++)
         ck_assert(w1[e] == 0.0 && !signbit(w1[e]) && w2[e] == 0.0 &&
