@@ -1,19 +1,20 @@
-/* net_cross.c: sums of products of float32 rows in float64, for the
- * feature metrics' C x C covariances (feature_isotropy: each channel's
- * row centred by its mean) and the trainability's C_in x C_out pair
- * matrices (gradients, not centred): m[i][j] += sum over the columns k of
- * (a_i[k] - ma_i) (b_j[k] - mb_j).
+/* net_cross.c: sums of products of float32 (or float64) rows in float64,
+ * for the feature metrics' C x C covariances (feature_isotropy: each
+ * channel's row centred by its mean), correlations (feature_corr) and the
+ * trainability's C_in x C_out pair matrices (gradients, not centred):
+ * m[i][j] += sum over the columns k of (a_i[k] - ma_i) (b_j[k] - mb_j).
  *
  * Both were cblas_dsyrk / cblas_dgemm calls on rows widened to float64
  * first: a pass writing every value of the batch as a double (8 MiB per
  * block output at 64 x 16 x 32 x 32), a pass centring it in place, and
  * BLAS packing it again, for products of 16 x 16 pairs that BLAS's
  * small-matrix paths ran at a fraction of its rate.  Here each sample's
- * rows are widened and centred CHUNK columns at a time into an L2-sized
- * buffer, and tiles of pairs sweep it: with AVX-512F 4 x 4 pairs whose 16
- * vectors of 8 lanes stay in registers (8 loads, 16 fused multiply-adds a
- * step); with AVX2 and FMA 3 x 3 pairs, lanes 0-3 then 4-7; else one pair
- * at a time in plain C.  Each tile's lanes wait in memory between chunks.
+ * rows are widened and centred CHUNK columns at a time (or several
+ * samples' rows side by side) into an L2-sized buffer, and tiles of pairs
+ * sweep it: with AVX-512F 4 x 4 pairs whose 16 vectors of 8 lanes stay in
+ * registers (8 loads, 16 fused multiply-adds a step); with AVX2 and FMA
+ * 3 x 3 pairs, lanes 0-3 then 4-7; else one pair at a time in plain C.
+ * Each tile's lanes wait in memory between chunks.
  *
  * The order of every float64 operation is fixed, whatever the kernel:
  * column k of a sample goes into lane k mod 8 of its pair by one fused
@@ -22,8 +23,7 @@
  * summed as ((l0 + l4) + (l2 + l6)) + ((l1 + l5) + (l3 + l7)) and added to
  * m once per call.  ae_cross_sums_ref is that in plain C (fma from
  * libm); tests/unit/test_net_conv_direct holds every kernel to it bit for
- * bit.  The means (ae_channel_means_f32) are summed in 8 lanes the same
- * way.
+ * bit.  The means (ae_cross_means) are summed in 8 lanes the same way.
  *
  * Pure functions on caller-owned memory; any thread. */
 #include "api/status.h"
@@ -118,9 +118,12 @@ void ae_cross_means(const ae_cross_rows *x, int samples, size_t w,
   }
 }
 
-/* Columns per chunk: a chunk's widened rows (up to 64 x 512 doubles, 256
- * KiB) stay in L2 while every tile reads them.  A multiple of LANES. */
-#define CHUNK 512
+/* Columns per chunk: a chunk's widened rows (up to 64 x 256 doubles, 128
+ * KiB) stay in L2 while every tile reads them (256 measured faster than
+ * 128, 512 and 1024 on a Zen 4 for the covariances and pair matrices of
+ * NB201's three stages; the values do not depend on it).  A multiple of
+ * LANES. */
+#define CHUNK 256
 
 /* Rows i0 .. i0 + side - 1 of a chunk's widened rows (ld apart; a row
  * past `rows`: row 0, computed and dropped). */
