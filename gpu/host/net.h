@@ -167,7 +167,7 @@ void ae_cross_sums_ref(const ae_cross_rows *a, const ae_cross_rows *b,
 /* mean[i] (i < x->rows) = the mean of row i over samples s < samples and
  * columns k < w (x->mean ignored), in float64: column k of each sample
  * into lane k mod 8, samples in order, the lanes summed in
- * ae_cross_sums_f32's order, divided by samples * w.  Any thread. */
+ * ae_cross_sums's order, divided by samples * w.  Any thread. */
 void ae_cross_means(const ae_cross_rows *x, int samples, size_t w,
                     double *mean);
 
