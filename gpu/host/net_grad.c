@@ -206,15 +206,24 @@ static void backward_linear(ae_net_grad *gr, int k, ae_real *dx) {
 }
 
 #ifndef AE_NET_DOUBLE
+/* x = 0 + x: what adding x to a zeroed buffer gives (-0 becomes +0),
+ * in place. */
+AE_VECTOR_LOOPS static void plus_zero(ae_real *x, size_t count) {
+  for (size_t e = 0; e < count; e++)
+    x[e] = (ae_real)0 + x[e];
+}
+
 /* dx += the adjoint of convolution k applied to its output gradient, as
  * the direct convolution of dY with the flipped, transposed weights (a
  * stride-1 "same" convolution; net_conv_direct.c), formed in dcol after
  * the weights and added: no W^T dY GEMM, no col2im.  Another float32
  * summation order than the GEMM path (test_net_grad holds both within
- * the float64 twin's spread).  1 when done, 0 when it does not apply
+ * the float64 twin's spread).  fresh: dx not yet written (not zeroed
+ * either): the convolution goes straight into it, then 0 + each value,
+ * the bits of adding it to zeros.  1 when done, 0 when it does not apply
  * (not that shape, no direct convolution here, dcol too small for a
  * sample). */
-static int conv_dx_direct(ae_net_grad *gr, int k, ae_real *dx) {
+static int conv_dx_direct(ae_net_grad *gr, int k, ae_real *dx, int fresh) {
   ae_net *n = gr->n;
   const ae_node *nd = &n->g->nodes[k];
   const ae_plan_geom *ge = &n->geom[k];
@@ -224,6 +233,13 @@ static int conv_dx_direct(ae_net_grad *gr, int k, ae_real *dx) {
     return 0;
   ae_net_conv_flip_weights(n->weight[k], nd->out, ge->in_c, nd->kernel,
                            gr->dcol);
+  if (fresh) {
+    ae_net_conv_direct(gr->dcol, gr->g[k], ge->elems, nd->out, ge->in_h,
+                       ge->in_w, nd->kernel, ge->in_c, dx, ge->in_elems,
+                       gr->batch);
+    plus_zero(dx, (size_t)gr->batch * ge->in_elems);
+    return 1;
+  }
   ae_net_conv_direct_add(gr->dcol, gr->g[k], ge->elems, nd->out, ge->in_h,
                          ge->in_w, nd->kernel, ge->in_c, dx, ge->in_elems,
                          gr->batch, gr->dcol + off,
@@ -232,7 +248,9 @@ static int conv_dx_direct(ae_net_grad *gr, int k, ae_real *dx) {
 }
 #endif
 
-static void backward_conv(ae_net_grad *gr, int k, ae_real *dx) {
+/* fresh: dx not yet written (grad_of_maybe_fresh): zeroed here unless the
+ * direct path writes it whole. */
+static void backward_conv(ae_net_grad *gr, int k, ae_real *dx, int fresh) {
   ae_net *n = gr->n;
   const ae_node *nd = &n->g->nodes[k];
   const ae_plan_geom *ge = &n->geom[k];
@@ -242,8 +260,10 @@ static void backward_conv(ae_net_grad *gr, int k, ae_real *dx) {
   int K = (int)ge->col_rows, HW = (int)ge->out_hw, cout = nd->out;
   int batch = gr->batch;
 #ifndef AE_NET_DOUBLE
-  if (dx && conv_dx_direct(gr, k, dx)) dx = NULL; /* dW below, if wanted */
+  if (dx && conv_dx_direct(gr, k, dx, fresh)) dx = NULL; /* dW below */
 #endif
+  if (dx && fresh)
+    memset(dx, 0, sizeof(ae_real) * (size_t)gr->batch * ge->in_elems);
   if (!dx && gr->skip_params) return;
   if (direct) {
     for (int b = 0; b < batch; b++) {
@@ -503,8 +523,10 @@ static int backward_sweep(ae_net_grad *gr, int from, int stop) {
     if (nd->op == AE_OP_BATCH_NORM) {
       dx = grad_of_maybe_fresh(gr, nd->inputs[0], &fresh);
       if (!dx) return AE_ENOMEM;
-    } else if (nd->op == AE_OP_LINEAR || nd->op == AE_OP_CONV ||
-               nd->op == AE_OP_ACT) {
+    } else if (nd->op == AE_OP_CONV) {
+      dx = grad_of_maybe_fresh(gr, nd->inputs[0], &fresh);
+      if (!dx) return AE_ENOMEM;
+    } else if (nd->op == AE_OP_LINEAR || nd->op == AE_OP_ACT) {
       dx = grad_of(gr, nd->inputs[0]);
       if (!dx) return AE_ENOMEM;
     }
@@ -513,7 +535,7 @@ static int backward_sweep(ae_net_grad *gr, int from, int stop) {
       backward_linear(gr, t, dx);
       break;
     case AE_OP_CONV:
-      backward_conv(gr, t, dx);
+      backward_conv(gr, t, dx, fresh);
       break;
     case AE_OP_BATCH_NORM:
       backward_bn(gr, t, dx, fresh);
