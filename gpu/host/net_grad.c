@@ -14,7 +14,10 @@
  * jacobian_trainability).  Gradients live in an ae_net_grad of their own
  * (parameter gradients per tensor; node gradients in buffers that go back
  * to a pool as soon as the sweep has passed their node, so that only the
- * frontier holds memory), so the NTK's shared slots are never touched.  In
+ * frontier holds memory), so the NTK's shared slots are never touched.  A
+ * node's gradient buffer is not zeroed when its first writer (BN, a
+ * convolution's direct adjoint, an add or identity) writes every value as
+ * 0 + that value: the bits of adding it to zeros.  In
  * float32 on AVX-512, or AVX2 with FMA (k >= 3), a stride-1 "same"
  * convolution's input gradient is the
  * direct convolution of dY with the flipped weights, as in net_ntk.c (another
