@@ -32,6 +32,7 @@
 #include <math.h>
 #include <stddef.h>
 #include <stdlib.h>
+#include <string.h>
 #if AE_NET_AVX512
 #include <immintrin.h>
 #endif
@@ -124,6 +125,12 @@ void ae_cross_means(const ae_cross_rows *x, int samples, size_t w,
  * NB201's three stages; the values do not depend on it).  A multiple of
  * LANES. */
 #define CHUNK 256
+
+/* The most lanes a call keeps at once (8 MiB: 128 x 128 pairs, 362 x 362
+ * in one block); larger row sets go in blocks of a's rows, each a pass
+ * over the samples, so that a 2048 x 4096 pair matrix (a ResNet-50's
+ * unshuffled block) needs 8 MiB of lanes beside it, not 512. */
+#define LANES_BYTES_MAX ((size_t)8 << 20)
 
 /* Rows i0 .. i0 + side - 1 of a chunk's widened rows (ld apart; a row
  * past `rows`: row 0, computed and dropped). */
@@ -223,18 +230,19 @@ plain_tile(const double *const *a, const double *const *b, size_t cols,
     l[k % LANES] = fma(a[0][k], b[0][k], l[k % LANES]);
 }
 
-/* Samples q0 .. q0 + count - 1 of the rows, columns c0 .. c0 + cw - 1 of
- * each, widened and centred, side by side in wide's rows (ld doubles):
- * each sample's columns padded with zeros to `padded`, so that column k
- * of a sample stays in lane k mod 8. */
+/* Rows lo .. hi - 1 of samples q0 .. q0 + count - 1, columns c0 .. c0 +
+ * cw - 1 of each, widened and centred, side by side in wide's rows (ld
+ * doubles; row i at wide + (i - lo) * ld): each sample's columns padded
+ * with zeros to `padded`, so that column k of a sample stays in lane k
+ * mod 8. */
 AE_AVX2_CLONES AE_VECTOR_LOOPS static void
-widen_rows(const ae_cross_rows *x, int q0, int count, size_t c0, size_t cw,
-           size_t padded, double *wide, size_t ld) {
-  for (int i = 0; i < x->rows; i++) {
+widen_rows(const ae_cross_rows *x, int lo, int hi, int q0, int count, size_t c0,
+           size_t cw, size_t padded, double *wide, size_t ld) {
+  for (int i = lo; i < hi; i++) {
     double mean = mean_of(x, i);
     for (int q = 0; q < count; q++) {
       size_t at = (size_t)(q0 + q) * x->sample + (size_t)i * x->row + c0;
-      double *dst = wide + (size_t)i * ld + (size_t)q * padded;
+      double *dst = wide + (size_t)(i - lo) * ld + (size_t)q * padded;
       if (x->x) {
         const float *src = x->x + at;
         for (size_t k = 0; k < cw; k++)
@@ -280,6 +288,7 @@ int ae_cross_sums_with(int kernel, const ae_cross_rows *a,
 #else
   (void)kernel;
 #endif
+  if (a->rows <= 0 || b->rows <= 0) return AE_OK; /* no pairs */
   /* A chunk: `group` whole samples side by side when a sample's padded
    * row fits CHUNK, else CHUNK columns of one sample. */
   if (samples < 0) samples = 0;
@@ -290,42 +299,60 @@ int ae_cross_sums_with(int kernel, const ae_cross_rows *a,
     if (group > samples) group = samples;
     chunk = padded_w * (size_t)group;
   }
-  int same = a == b;
-  size_t ra = round_up((size_t)a->rows, (size_t)side);
+  /* The lanes of at most LANES_BYTES_MAX at once: a's rows in blocks,
+   * each a sweep of the samples (a pair's chain is the same in any
+   * block). */
   size_t rb = round_up((size_t)b->rows, (size_t)side);
-  double *lanes = calloc(ra * rb * LANES + 1, sizeof *lanes);
-  double *wa = malloc(((size_t)a->rows * chunk + 1) * sizeof *wa);
-  double *wb = same ? wa : malloc(((size_t)b->rows * chunk + 1) * sizeof *wb);
+  size_t block = LANES_BYTES_MAX / (rb * LANES * sizeof(double));
+  block = block / (size_t)side * (size_t)side;
+  if (block < (size_t)side) block = (size_t)side;
+  if (block > round_up((size_t)a->rows, (size_t)side))
+    block = round_up((size_t)a->rows, (size_t)side);
+  int same = a == b;
+  double *lanes = calloc(block * rb * LANES + 1, sizeof *lanes);
+  double *wb = malloc(((size_t)b->rows * chunk + 1) * sizeof *wb);
+  double *wa = same ? wb : malloc((block * chunk + 1) * sizeof *wa);
   if (!lanes || !wa || !wb) {
     free(lanes);
-    free(wa);
-    if (!same) free(wb);
+    free(wb);
+    if (!same) free(wa);
     return AE_ENOMEM;
   }
   const double *ar[TILE_MAX], *br[TILE_MAX];
-  for (int q = 0; q < samples && w > 0; q += group) {
-    int count = samples - q < group ? samples - q : group;
-    for (size_t c0 = 0; c0 < w; c0 += chunk) {
-      size_t cw = group > 1 ? w : w - c0 < chunk ? w - c0 : chunk;
-      size_t padded = round_up(cw, LANES), cols = padded * (size_t)count;
-      widen_rows(a, q, count, c0, cw, padded, wa, cols);
-      if (!same) widen_rows(b, q, count, c0, cw, padded, wb, cols);
-      for (int i0 = 0; i0 < a->rows; i0 += side)
-        for (int j0 = 0; j0 < b->rows; j0 += side) {
-          if (lower && j0 > i0 + side - 1) continue;
-          tile_rows(wa, cols, a->rows, i0, side, ar);
-          tile_rows(wb, cols, b->rows, j0, side, br);
-          tile(ar, br, cols, lanes, rb, i0, j0);
+  for (int r0 = 0; r0 < a->rows; r0 += (int)block) {
+    int r1 = a->rows - r0 < (int)block ? a->rows : r0 + (int)block;
+    /* The rows of b a pair of this block can use. */
+    int b_rows = lower && r1 < b->rows ? r1 : b->rows;
+    memset(lanes, 0, block * rb * LANES * sizeof *lanes);
+    for (int q = 0; q < samples && w > 0; q += group) {
+      int count = samples - q < group ? samples - q : group;
+      for (size_t c0 = 0; c0 < w; c0 += chunk) {
+        size_t cw = group > 1 ? w : w - c0 < chunk ? w - c0 : chunk;
+        size_t padded = round_up(cw, LANES), cols = padded * (size_t)count;
+        widen_rows(b, 0, b_rows, q, count, c0, cw, padded, wb, cols);
+        /* a's rows: in wb already when a is b (r1 <= b_rows then). */
+        const double *wide_a = wb + (size_t)r0 * cols;
+        if (!same) {
+          widen_rows(a, r0, r1, q, count, c0, cw, padded, wa, cols);
+          wide_a = wa;
         }
+        for (int i0 = r0; i0 < r1; i0 += side)
+          for (int j0 = 0; j0 < b_rows; j0 += side) {
+            if (lower && j0 > i0 + side - 1) continue;
+            tile_rows(wide_a, cols, r1 - r0, i0 - r0, side, ar);
+            tile_rows(wb, cols, b_rows, j0, side, br);
+            tile(ar, br, cols, lanes, rb, i0 - r0, j0);
+          }
+      }
     }
+    for (int i = r0; i < r1; i++)
+      for (int j = 0; j < b->rows; j++)
+        if (wanted(lower, i, j))
+          m[(size_t)i * ldm + (size_t)j] +=
+              lanes_sum(lanes + ((size_t)(i - r0) * rb + (size_t)j) * LANES);
   }
-  for (int i = 0; i < a->rows; i++)
-    for (int j = 0; j < b->rows; j++)
-      if (wanted(lower, i, j))
-        m[(size_t)i * ldm + (size_t)j] +=
-            lanes_sum(lanes + ((size_t)i * rb + (size_t)j) * LANES);
   free(lanes);
-  free(wa);
-  if (!same) free(wb);
+  free(wb);
+  if (!same) free(wa);
   return AE_OK;
 }

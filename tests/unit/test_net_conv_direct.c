@@ -1314,18 +1314,20 @@ END_TEST
  * leaving the pairs not asked for alone; the reference within float64
  * round-off of the same sums by a long double loop.  Centred (the
  * covariance: a = b, the lower triangle) and not (the pair matrices: two
- * row sets, every pair); float32 rows and float64 ones; rows that are and are
- * not a multiple of the tiles (1, 3, 4, 5, 16, 17, 64); columns below a vector,
- * with a partial vector, whole samples side by side in a chunk and samples over
- * several chunks (w > 512); one sample and many; no columns, no samples (m
- * unchanged but for +0); the rows of a sample apart (a stride past the
- * row) as in a batch of planes. */
+ * row sets, every pair); float32 rows and float64 ones; rows that are and
+ * are not a multiple of the tiles (1, 3, 4, 5, 16, 17, 64); columns below
+ * a vector, with a partial vector, whole samples side by side in a chunk
+ * and samples over several chunks (w > 256); one sample and many; no
+ * columns, no samples (m unchanged but for +0), no rows; 400 x 400 pairs,
+ * whose lanes exceed a call's cap and go in two blocks of rows; the rows
+ * of a sample apart (a stride past the row) as in a batch of planes. */
 START_TEST(cross_sums_match_reference) {
   static const int shapes[][4] = {
       /* rows a, rows b, columns, samples */
       {16, 16, 1024, 3}, {64, 32, 64, 5}, {5, 5, 49, 4},   {3, 17, 7, 9},
       {17, 4, 1, 2},     {1, 1, 8, 1},    {4, 5, 1300, 2}, {32, 64, 256, 1},
-      {64, 64, 64, 70},  {3, 2, 0, 2},    {2, 3, 5, 0}};
+      {64, 64, 64, 70},  {3, 2, 0, 2},    {2, 3, 5, 0},    {400, 400, 9, 2},
+      {0, 3, 8, 1}};
   uint32_t seed = 31;
   for (size_t i = 0; i < sizeof shapes / sizeof *shapes; i++)
     for (int mode = 0; mode < 3; mode++) {
