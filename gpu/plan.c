@@ -895,6 +895,17 @@ int ae_plan_job(const ae_request *r, ae_plan_job_bytes *out) {
   return ae_plan_job_device(r, &out->device);
 }
 
+/* ae_cross_sums's scratch (gpu/host/net_cross.c) for the channel pairs of
+ * feature_isotropy, feature_corr_lambda_min and jacobian_trainability,
+ * whose nodes have at most c channels (an unshuffled block 4 c): at most
+ * 8 MiB of lanes, the widened rows of a chunk (256 columns) of both row
+ * sets, and the callers' float64 matrix of up to 4 c x c pairs. */
+static size_t cross_sums_bytes(size_t c) {
+  size_t lanes = 4 * c * c * 8 * sizeof(double);
+  if (lanes > ((size_t)8 << 20)) lanes = (size_t)8 << 20;
+  return lanes + 5 * c * 256 * sizeof(double) + 4 * c * c * sizeof(double);
+}
+
 /* The ranking metrics (ranking.md §1-4): the buffers their code allocates
  * beyond the net and the NTK counted above (gpu/host/net_grad.c,
  * gpu/groups/gradients.c, gpu/groups/features.c), by metric selected.
@@ -907,12 +918,14 @@ size_t ae_plan_ranking_bytes(const ae_request *r, const ae_plan *net_plan) {
   const ae_plan *p = net_plan;
   ae_metric_set s = r->selected;
   size_t N = (size_t)(r->data.batch_size > 0 ? r->data.batch_size : 1);
-  size_t NN = N * N, dim = 1, largest = 0, units = 0;
+  size_t NN = N * N, dim = 1, largest = 0, units = 0, channels = 0;
   for (int k = 0; k < r->data.input_rank; k++)
     dim *= (size_t)r->data.input_shape[k];
   for (int k = 0; k < p->g.n_nodes; k++) {
     if (p->geom[k].elems > largest) largest = p->geom[k].elems;
     if (p->g.nodes[k].op == AE_OP_ACT) units += p->geom[k].elems;
+    if (p->g.nodes[k].rank == 3 && (size_t)p->g.nodes[k].shape[0] > channels)
+      channels = (size_t)p->g.nodes[k].shape[0];
   }
   size_t classes = (size_t)(r->net.num_classes > 0 ? r->net.num_classes : 1);
   size_t params = ae_plan_param_count(p);
@@ -945,5 +958,9 @@ size_t ae_plan_ranking_bytes(const ae_request *r, const ae_plan *net_plan) {
     bytes += 2 * per_sample + 4 * largest * sizeof(double);
   if (ae_metric_set_has(s, AE_M_KERNEL_REGRESSION_VAL_MSE))
     bytes += 2 * NN * sizeof(double) + 3 * N * classes * sizeof(double);
+  if (ae_metric_set_has(s, AE_M_FEATURE_ISOTROPY) ||
+      ae_metric_set_has(s, AE_M_FEATURE_CORR_LAMBDA_MIN) ||
+      ae_metric_set_has(s, AE_M_JACOBIAN_TRAINABILITY))
+    bytes += cross_sums_bytes(channels);
   return bytes;
 }
