@@ -51,38 +51,27 @@ static int largest_singular_value(double *m, int rows, int cols,
   return info == 0 ? AE_OK : AE_EINTERNAL;
 }
 
-/* One sample's float64 g_in (cin x hin x win) as rows for the pair
- * GEMM: pixel-unshuffled when r > 1 (channel c*r*r + i*r + j at (y, x) is
- * g_in[c][y*r + i][x*r + j], PyTorch's order) into buf (cin * hin * win
- * doubles), else gd itself. */
-static const double *pair_rows(const double *gd, int cin, int hin, int win,
-                               int h, int w, int r, double *buf) {
-  size_t hw = (size_t)h * (size_t)w;
-  if (r == 1) return gd;
-  for (int c = 0; c < cin; c++)
-    for (int i = 0; i < r; i++)
-      for (int j = 0; j < r; j++)
-        for (int y = 0; y < h; y++)
-          for (int x = 0; x < w; x++)
-            buf[((size_t)(c * r * r + i * r + j)) * hw + (size_t)y * w + x] =
-                gd[(size_t)c * hin * win + (size_t)(y * r + i) * win +
-                   (size_t)(x * r + j)];
-  return buf;
-}
-
-/* One sample's float32 g_in (cin x hin x win) pixel-unshuffled by r into
- * buf (cin * r * r rows of h * w), pair_rows's order. */
-static void unshuffle_f32(const float *g, int cin, int hin, int win, int h,
-                          int w, int r, float *buf) {
+/* One sample's g_in (cin x hin x win elements of `size` bytes: float64
+ * or float32) pixel-unshuffled by r into buf (cin * r * r rows of h * w):
+ * channel c*r*r + i*r + j at (y, x) is g_in[c][y*r + i][x*r + j],
+ * PyTorch's order. */
+static void unshuffle(const void *g, size_t size, int cin, int hin, int win,
+                      int h, int w, int r, void *buf) {
+  const unsigned char *src = g;
+  unsigned char *dst = buf;
   size_t hw = (size_t)h * (size_t)w;
   for (int c = 0; c < cin; c++)
     for (int i = 0; i < r; i++)
       for (int j = 0; j < r; j++)
         for (int y = 0; y < h; y++)
           for (int x = 0; x < w; x++)
-            buf[((size_t)(c * r * r + i * r + j)) * hw + (size_t)y * w + x] =
-                g[(size_t)c * hin * win + (size_t)(y * r + i) * win +
-                  (size_t)(x * r + j)];
+            memcpy(dst + (((size_t)(c * r * r + i * r + j)) * hw +
+                          (size_t)y * w + x) *
+                             size,
+                   src + ((size_t)c * hin * win + (size_t)(y * r + i) * win +
+                          (size_t)(x * r + j)) *
+                             size,
+                   size);
 }
 
 /* M (cin * r * r x cout) = sum over samples and F_l's positions of
@@ -113,8 +102,8 @@ static int pair_matrix(const double *g_in, const float *g_in_f, int cin,
       float *un = malloc((size_t)batch * in_elems * sizeof *un);
       if (!un) return AE_ENOMEM;
       for (int b = 0; b < batch; b++)
-        unshuffle_f32(g_in_f + (size_t)b * in_elems, cin, hin, win, h, w, r,
-                      un + (size_t)b * in_elems);
+        unshuffle(g_in_f + (size_t)b * in_elems, sizeof *un, cin, hin, win, h,
+                  w, r, un + (size_t)b * in_elems);
       ae_cross_rows gi = {.x = un, .row = hw, .sample = in_elems, .rows = ci};
       int rc = ae_cross_sums(&gi, &go, batch, hw, 0, m, (size_t)cout);
       free(un);
@@ -124,8 +113,11 @@ static int pair_matrix(const double *g_in, const float *g_in_f, int cin,
     double *un = r > 1 ? malloc(in_elems * sizeof *un) : NULL;
     if (r > 1 && !un) return AE_ENOMEM;
     for (int b = 0; b < batch; b++) {
-      const double *gi =
-          pair_rows(g_in + (size_t)b * in_elems, cin, hin, win, h, w, r, un);
+      const double *gi = g_in + (size_t)b * in_elems;
+      if (r > 1) {
+        unshuffle(gi, sizeof *un, cin, hin, win, h, w, r, un);
+        gi = un;
+      }
       cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, ci, cout, (int)hw,
                   1.0, gi, (int)hw, g_out + (size_t)b * (size_t)cout * hw,
                   (int)hw, 1.0, m, cout);
